@@ -1,0 +1,3 @@
+"""Compliance-first outbound campaign dialer for Asterisk."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,290 @@
+"""The AMI wire protocol as a pure parser and encoder: bytes in, messages out.
+
+No sockets and no clock here (the h11 approach): the client feeds whatever bytes the
+transport delivered, in any split, and gets back whole messages. Bytes are buffered
+until a message is complete and only then decoded, so a UTF-8 character split across
+two reads is never lost.
+
+Framing (as Asterisk sends it): a banner line `Asterisk Call Manager/X.Y.Z\\r\\n`, then
+messages of `Key: Value\\r\\n` lines ended by an empty line. Keys may repeat
+(`ChanVariable`, `Output`), so a message keeps its fields as an ordered list of pairs.
+Old-style command output (`Response: Follows`) runs raw text up to `--END COMMAND--`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+END_COMMAND = b"--END COMMAND--"
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a block this long without an end is garbage: dropped
+_FOLLOWS_HEADERS = {"response", "privilege", "actionid", "message"}
+
+
+class ProtocolError(ValueError):
+    """An action could not be encoded (a value would break the framing)."""
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The greeting line, e.g. `Asterisk Call Manager/11.0.0`."""
+
+    text: str
+
+    @property
+    def version(self) -> str:
+        return self.text.rpartition("/")[2]
+
+
+@dataclass
+class Message:
+    """One AMI message: an event or a response, with its fields in arrival order."""
+
+    fields: list[tuple[str, str]]
+    output: list[str] = field(default_factory=list)  # command output lines (Output: or Follows text)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """First value of `key` (case-insensitive), as Asterisk keys are matched."""
+        lower = key.lower()
+        for k, v in self.fields:
+            if k.lower() == lower:
+                return v
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def getall(self, key: str) -> list[str]:
+        lower = key.lower()
+        return [v for k, v in self.fields if k.lower() == lower]
+
+    def variables(self, key: str = "ChanVariable") -> dict[str, str]:
+        """`ChanVariable: NAME=value` (or `ChanVariable(NAME): value`) fields as a dict."""
+        out: dict[str, str] = {}
+        lower = key.lower()
+        for k, v in self.fields:
+            kl = k.lower()
+            if kl == lower:
+                name, _, value = v.partition("=")
+                out[name] = value
+            elif kl.startswith(lower + "(") and kl.endswith(")"):
+                out[k[len(key) + 1 : -1]] = v
+        return out
+
+    @property
+    def is_event(self) -> bool:
+        return self.fields[0][0].lower() == "event"
+
+    @property
+    def is_response(self) -> bool:
+        return self.fields[0][0].lower() == "response"
+
+    @property
+    def name(self) -> str:
+        """The event name, or the response status (Success, Error, Follows, Goodbye)."""
+        return self.fields[0][1]
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    def as_dict(self) -> dict[str, str]:
+        """Fields as a dict; a repeated key keeps its first value (use getall for the rest)."""
+        out: dict[str, str] = {}
+        for k, v in self.fields:
+            out.setdefault(k, v)
+        return out
+
+    def __repr__(self) -> str:
+        kind = "Event" if self.is_event else "Response"
+        return f"<AMI {kind} {self.name} {self.action_id or ''}>".replace(" >", ">")
+
+
+def _is_start(line: bytes) -> bool:
+    head = line[:9].lower()
+    return head.startswith(b"event:") or head.startswith(b"response:")
+
+
+def _split_lines(block: bytes) -> list[bytes]:
+    return [line.rstrip(b"\r") for line in block.split(b"\n")]
+
+
+class Parser:
+    """Incremental AMI parser. feed(bytes) -> list of Banner and Message, in order.
+
+    Garbage is skipped, not fatal: lines before the first `Event:`/`Response:` line of a
+    block are dropped (counted in `garbage_bytes`), so a well-formed message that
+    follows noise is still delivered.
+    """
+
+    def __init__(self, expect_banner: bool = True) -> None:
+        self._buffer = bytearray()
+        self._expect_banner = expect_banner
+        self.garbage_bytes = 0
+
+    def feed(self, data: bytes) -> list[Banner | Message]:
+        self._buffer += data
+        out: list[Banner | Message] = []
+        if self._expect_banner:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                return out
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            if not _is_start(line):  # a server that skips the banner still works
+                del self._buffer[: end + 1]
+                out.append(Banner(line.decode("utf-8", "replace")))
+            self._expect_banner = False
+        while True:
+            item = self._next_block()
+            if item is None:
+                break
+            message = self._parse_block(item)
+            if message is not None:
+                out.append(message)
+        if len(self._buffer) > MAX_MESSAGE_BYTES:
+            self.garbage_bytes += len(self._buffer)
+            self._buffer.clear()
+        return out
+
+    def _next_block(self) -> bytes | None:
+        buf = self._buffer
+        # Skip blank lines between messages.
+        start = 0
+        while start < len(buf) and buf[start] in (0x0D, 0x0A):
+            start += 1
+        if start:
+            del buf[:start]
+        if not buf:
+            return None
+        end, sep = _find_end(buf)
+        if end < 0:
+            return None
+        block = bytes(buf[:end])
+        if _is_follows(block):
+            marker = buf.find(END_COMMAND)
+            if marker < 0:
+                return None  # old-style command output not complete yet
+            stop = buf.find(b"\n", marker)
+            if stop < 0:
+                return None
+            block = bytes(buf[: marker + len(END_COMMAND)])
+            end, sep = stop + 1, 0
+        del buf[: end + sep]
+        return block
+
+    def _parse_block(self, block: bytes) -> Message | None:
+        lines = _split_lines(block)
+        first = next((i for i, line in enumerate(lines) if _is_start(line)), None)
+        if first is None:
+            self.garbage_bytes += len(block)
+            return None
+        if first:
+            self.garbage_bytes += sum(len(line) + 1 for line in lines[:first])
+        fields: list[tuple[str, str]] = []
+        output: list[str] = []
+        body = lines[first:]
+        if _is_follows(body[0]):
+            # Old-style command output: a few headers, then raw text (which may contain colons).
+            i = 0
+            while i < len(body):
+                key, sep, value = body[i].decode("utf-8", "replace").partition(":")
+                if not sep or key.strip().lower() not in _FOLLOWS_HEADERS:
+                    break
+                fields.append((key.strip(), value[1:] if value.startswith(" ") else value))
+                i += 1
+            output = [raw.decode("utf-8", "replace") for raw in body[i:] if raw != END_COMMAND]
+            return Message(fields, output)
+        for raw in body:
+            line = raw.decode("utf-8", "replace")
+            key, sep, value = line.partition(":")
+            if not sep or not key or " " in key.strip():
+                self.garbage_bytes += len(raw) + 1
+                continue
+            value = value[1:] if value.startswith(" ") else value
+            if key.lower() == "output":
+                output.append(value)
+            fields.append((key, value))
+        return Message(fields, output)
+
+
+def _find_end(buf: bytearray) -> tuple[int, int]:
+    """Index and length of the first message terminator (CRLFCRLF, or bare LFLF)."""
+    crlf = buf.find(b"\r\n\r\n")
+    lf = buf.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf <= lf):
+        return crlf, 4
+    if lf >= 0:
+        return lf, 2
+    return -1, 0
+
+
+def _is_follows(block: bytes) -> bool:
+    head = block[:40].lower()
+    return head.startswith(b"response: follows") or head.startswith(b"response:follows")
+
+
+Fields = Mapping[str, object] | Iterable[tuple[str, object]]
+
+
+def _pairs(fields: Fields) -> Iterator[tuple[str, object]]:
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    for key, value in items:
+        if isinstance(value, (list, tuple)):
+            for one in value:
+                yield key, one
+        else:
+            yield key, value
+
+
+def _clean(text: str, what: str) -> str:
+    if "\r" in text or "\n" in text:
+        raise ProtocolError(f"{what} contains a line break, which would inject AMI lines")
+    return text
+
+
+def encode(fields: Fields) -> bytes:
+    """One message (action or event) as wire bytes. Lists give repeated keys.
+
+    Values with CR or LF are refused: they would let data (a contact's name, a
+    campaign label) inject AMI commands.
+    """
+    out = []
+    for key, value in _pairs(fields):
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        out.append(f"{_clean(str(key), 'key')}: {_clean(str(value), key)}\r\n")
+    if not out:
+        raise ProtocolError("empty message")
+    return ("".join(out) + "\r\n").encode("utf-8")
+
+
+def encode_action(action: str, action_id: str, fields: Fields = ()) -> bytes:
+    """`Action: X` + `ActionID` + fields. `Variable` may be a dict {NAME: value}."""
+    pairs: list[tuple[str, object]] = [("Action", action), ("ActionID", action_id)]
+    for key, value in _pairs(fields):
+        pairs.append((key, value))
+    return encode(pairs)
+
+
+def variables(values: Mapping[str, object]) -> list[str]:
+    """{NAME: value} as Originate `Variable` values (one field each)."""
+    out = []
+    for name, value in values.items():
+        if "=" in name:
+            raise ProtocolError(f"variable name {name!r} contains '='")
+        out.append(f"{name}={value}")
+    return out
+
+
+def md5_key(challenge: str, secret: str) -> str:
+    """The Key for `Login` with `AuthType: MD5`: md5(challenge + secret) in hex."""
+    return hashlib.md5((challenge + secret).encode("utf-8")).hexdigest()

@@ -1,0 +1,57 @@
+"""The `dialer` command line.
+
+Each subcommand lives in its own module under dialer/commands/ and exposes
+`register(subparsers)`, which adds its parser and sets `func(args, config) -> int`.
+Add a module name to COMMANDS to add a subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dialer.config import ConfigError, load_config
+from dialer.logs import setup_logging
+
+COMMANDS: tuple[str, ...] = (
+    "dialer.commands.config_cmd",
+)
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1 (or .status)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dialer", description="Compliance-first outbound dialer for Asterisk")
+    parser.add_argument("--config", help="TOML settings file (default: $DIALER_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        config = load_config(args.config)
+        setup_logging(config["log.level"])
+        return int(args.func(args, config) or 0)
+    except ConfigError as exc:
+        print(f"dialer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"dialer: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130

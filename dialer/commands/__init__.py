@@ -1,0 +1,1 @@
+"""One module per `dialer` subcommand; see dialer/cli.py."""

@@ -1,0 +1,181 @@
+"""Settings: one TOML file plus DIALER_* environment variables, validated at start.
+
+Every setting is declared once in SETTINGS (name, type, default, environment variable).
+A wrong or missing value raises ConfigError with a one-line message naming the setting;
+the CLI prints that line and exits, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. str(error) is one line naming the setting."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # dotted: section.key
+    kind: type
+    default: Any
+    env: str
+    help: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("redis.url", str, "redis://127.0.0.1:6379/0", "DIALER_REDIS_URL", "shared state for all processes"),
+    Setting("gateway.host", str, "127.0.0.1", "DIALER_GATEWAY_HOST", "HTTP bind address (loopback by default)"),
+    Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
+    Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
+    Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
+    Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
+    Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
+    Setting("worker.queues", str, "imports,registry,exports,retention", "DIALER_WORKER_QUEUES", "RQ queues"),
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class AsteriskServer:
+    """One Asterisk (or sandbox PBX) the dialer talks to over AMI."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    secret: str = field(repr=False)  # never printed
+    auth: str = "md5"  # "md5" (challenge) or "plain"
+
+
+@dataclass(frozen=True)
+class Config:
+    values: dict[str, Any]
+    asterisk: tuple[AsteriskServer, ...] = ()
+    source: str = "defaults"
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def redis_url(self) -> str:
+        return self.values["redis.url"]
+
+
+def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
+    where = f"{setting.name} (from {origin})"
+    if setting.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"setting {where}: expected true or false, got {raw!r}")
+    if setting.kind is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"setting {where}: expected an integer, got {raw!r}")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {where}: expected an integer, got {raw!r}") from None
+    if setting.kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {where}: expected a number, got {raw!r}") from None
+    if not isinstance(raw, str):
+        raise ConfigError(f"setting {where}: expected a string, got {raw!r}")
+    return raw
+
+
+def _check(values: dict[str, Any]) -> None:
+    url = urlparse(values["redis.url"])
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"setting redis.url: expected redis://host:port/db, got {values['redis.url']!r}")
+    if not 0 < values["gateway.port"] < 65536:
+        raise ConfigError(f"setting gateway.port: {values['gateway.port']} is not a TCP port")
+    if values["log.level"].upper() not in LOG_LEVELS:
+        raise ConfigError(f"setting log.level: expected one of {', '.join(LOG_LEVELS)}")
+    if not 0 <= values["registry.max_bad_share"] <= 1:
+        raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
+    if values["gateway.max_upload_mb"] <= 0:
+        raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
+    packs = values["rules.packs_dir"]
+    if packs and not Path(packs).is_dir():
+        raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")
+
+
+def _asterisk(entries: Any, path: str) -> tuple[AsteriskServer, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"setting asterisk in {path}: expected [[asterisk]] tables")
+    servers = []
+    for i, entry in enumerate(entries):
+        where = f"asterisk[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"setting {where} in {path}: expected a table")
+        unknown = set(entry) - {"name", "host", "port", "username", "secret", "secret_env", "auth"}
+        if unknown:
+            raise ConfigError(f"setting {where}.{sorted(unknown)[0]} in {path}: unknown setting")
+        for key in ("host", "username"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(f"setting {where}.{key} in {path}: required string")
+        secret = entry.get("secret")
+        if "secret_env" in entry:
+            secret = os.environ.get(entry["secret_env"])
+            if secret is None:
+                raise ConfigError(f"setting {where}.secret_env: environment variable {entry['secret_env']} is unset")
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"setting {where}.secret in {path}: required (or secret_env)")
+        port = entry.get("port", 5038)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(f"setting {where}.port in {path}: expected a TCP port")
+        auth = entry.get("auth", "md5")
+        if auth not in ("md5", "plain"):
+            raise ConfigError(f"setting {where}.auth in {path}: expected md5 or plain")
+        servers.append(
+            AsteriskServer(entry.get("name") or f"pbx{i + 1}", entry["host"], port, entry["username"], secret, auth)
+        )
+    return tuple(servers)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read the TOML file (path, else $DIALER_CONFIG, else none) and overlay DIALER_* variables."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("DIALER_CONFIG") or None
+    doc: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+        source = str(path)
+
+    known = {s.name: s for s in SETTINGS}
+    values = {s.name: s.default for s in SETTINGS}
+    for section, table in doc.items():
+        if section == "asterisk":
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"setting {section} in {source}: expected a [{section}] table")
+        for key, raw in table.items():
+            name = f"{section}.{key}"
+            if name not in known:
+                raise ConfigError(f"setting {name} in {source}: unknown setting")
+            values[name] = _coerce(known[name], raw, source)
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.name] = _coerce(setting, env[setting.env], setting.env)
+    values["log.level"] = values["log.level"].upper()
+    _check(values)
+    servers = _asterisk(doc.get("asterisk", []), source)
+    return Config(values=values, asterisk=servers, source=source)

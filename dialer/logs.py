@@ -1,0 +1,55 @@
+"""Logging setup that keeps personal data and secrets out of log files.
+
+Every record passes through MaskingFilter: phone numbers keep only their last two digits
+(+3314567890 -> +33********90) and known secret fields are replaced. Masking happens on the
+formatted message, so a number passed as a %-argument is masked too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# A run of 6+ digits, optionally led by + and broken by spaces, dots or dashes: phone-like.
+_PHONE = re.compile(r"(?<![\w.])\+?\d(?:[ .\-]?\d){5,}(?![\w])")
+_SECRET = re.compile(r"(?i)\b(secret|password|token|authorization|key)(\s*[:=]\s*)(\S+)")
+
+
+def mask_phone(text: str) -> str:
+    """Mask phone-like digit runs, keeping a leading + and the last two digits."""
+
+    def repl(match: re.Match[str]) -> str:
+        raw = match.group(0)
+        digits = [c for c in raw if c.isdigit()]
+        plus = "+" if raw.startswith("+") else ""
+        return plus + "*" * (len(digits) - 2) + "".join(digits[-2:])
+
+    return _PHONE.sub(repl, text)
+
+
+def mask(text: str) -> str:
+    return mask_phone(_SECRET.sub(lambda m: m.group(1) + m.group(2) + "***", text))
+
+
+class MaskingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        return True
+
+
+def setup_logging(level: str = "INFO", stream: object | None = None) -> None:
+    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(MaskingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,70 @@
+"""Shared fixtures. Redis is always a real redis-server, never a fake.
+
+The session uses the server named by $DIALER_TEST_REDIS_URL (as .ci/run starts one) or
+starts its own on a free loopback port. Each test gets its own logical database index
+flushed before use, so tests never see one another's keys. Tests that need persistence,
+restarts or kills start their own server with `redis_factory`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from dialer.redisproc import RedisProcess
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    url = os.environ.get("DIALER_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with RedisProcess() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """URL of a flushed database on the session's real redis-server."""
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    yield redis_server_url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[type]:
+    """Start extra redis-servers (persistent ones, ones to kill); all are stopped after the test."""
+    started: list[RedisProcess] = []
+
+    class Factory:
+        @staticmethod
+        def start(persistent: bool = False, directory: str | None = None, port: int | None = None) -> RedisProcess:
+            server = RedisProcess(port=port, persistent=persistent, directory=directory).start()
+            started.append(server)
+            return server
+
+    yield Factory
+    for server in started:
+        server.cleanup()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("DIALER_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow test: set DIALER_SLOW_TESTS=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
