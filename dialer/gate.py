@@ -1,0 +1,417 @@
+"""The stateful compliance gate: read a person's facts from Redis, decide with the pure rule engine,
+and reserve the attempt atomically, so that no call is placed that the rules did not allow at that instant.
+
+How a reservation stays correct under concurrency (optimistic, per person):
+  1. read the person's facts and their version counter in one pipelined round trip (FactStore), plus the
+     national-registry membership and copy dates (RegistryStore);
+  2. evaluate the pure engine (rules.evaluate) on those facts;
+  3. if allowed, run one Lua script that reserves only if the version is still the one read: it records the
+     attempt (outcome `reserved`), bumps the version, indexes the call id and appends the audit entry, all
+     atomically. Any other write to the person's facts (an opt-out, a consent withdrawal, another process's
+     reservation) bumps the version too, so a decision made on facts that changed meanwhile never reserves:
+     the gate re-reads and re-decides, a bounded number of times, then denies with CONTENTION.
+Every decision, allowed or not, is appended to the tenant's audit trail (dialer/audit.py) with its reasons
+and the rule-pack versions; an allowed reservation and its audit entry are written by the same script.
+
+If Redis cannot be reached the gate denies with STATE_UNAVAILABLE (nothing can be reserved or audited then).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+import phonenumbers
+import redis
+
+from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog, head_key, iso, stream_key
+from dialer.facts import FactStore, PersonFacts, attempt_json, person_key
+from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
+CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
+REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
+
+# National registries a number can be listed on, by the number's region (phonenumbers region code).
+# A registry only lists numbers of its own country, so only these need a lookup; the packs decide
+# whether and how membership matters (exemptions, audiences). Custom registries: Gate(extra_registries=).
+REGISTRIES_BY_REGION: dict[str, tuple[str, ...]] = {
+    "US": ("us_dnc",), "CA": ("dncl",), "GB": ("tps", "ctps"),
+    "FR": ("bloctel",), "GP": ("bloctel",), "MQ": ("bloctel",), "GF": ("bloctel",), "RE": ("bloctel",),
+    "YT": ("bloctel",), "PM": ("bloctel",), "BL": ("bloctel",), "MF": ("bloctel",),
+}
+
+
+class Registries(Protocol):
+    """What the gate needs from dialer.registry.store.RegistryStore (see CONTRACTS.md)."""
+
+    def contains_many(self, name: str, e164s: Sequence[str]) -> list[bool]: ...
+
+    def loaded_at(self, name: str) -> datetime | None: ...
+
+
+def _reason(code: str, text: str) -> Reason:
+    return Reason(code=code, text=text, rule=f"gate/{code.lower()}", source="dialer gate (fail closed)")
+
+
+CONTENTION = _reason("CONTENTION", "the person's facts kept changing while the gate decided; try again shortly")
+STATE_UNAVAILABLE = _reason("STATE_UNAVAILABLE", "the gate could not read or write its state in Redis")
+DUPLICATE_CALL_ID = _reason("DUPLICATE_CALL_ID", "this call id already has an attempt for this number")
+INVALID_NUMBER = Reason("INVALID_NUMBER", "the phone number is not a valid number", "gate/number",
+                        "ITU-T E.164 (phonenumbers)")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One contact to decide on, for check_many / reserve_many."""
+
+    contact: Contact
+    campaign: Campaign
+    call_id: str | None = None  # reserve_many: generated when None
+    contact_id: str | None = None  # the tenant's contact id, kept in the audit (the number only as a keyed hash)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An allowed, reserved attempt: place the call with this call_id (DIALER_CALL_ID), then either record
+    its outcome (Gate.record_outcome) or, if the Originate was never sent, Gate.release it."""
+
+    call_id: str
+    tenant: str
+    campaign: str
+    e164: str
+    at: datetime
+    decision: Decision
+    version: int  # the person's fact version after the reservation
+    audit_seq: int
+    contact_id: str | None = None
+
+    allowed = True
+
+
+Outcome = Reservation | Decision
+Decided = tuple[Decision, str | None, PersonFacts | None]  # decision, E.164 (None: invalid), facts read
+
+
+@lru_cache(maxsize=200_000)
+def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
+    """(E.164, region) of a valid number, else None. Cached: number metadata never changes at run time."""
+    try:
+        number = phonenumbers.parse(phone, (country or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    region = phonenumbers.region_code_for_number(number) or ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region
+
+
+# Reserve: only if the person's version is the one the decision was made on.
+# KEYS: ver, att, call index, audit stream, audit head. ARGV: version, call_id, attempt, e164, ttl, audit(5)
+_RESERVE = AUDIT_LUA + r"""
+local v = redis.call('GET', KEYS[1]) or '0'
+if v ~= ARGV[1] then return {0, v} end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {-1, v} end
+local nv = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+local a = audit_append(KEYS[4], KEYS[5], 6, 1)
+return {1, nv, a[1], a[2]}
+"""
+
+# Release: forget an attempt that was reserved but never placed. Only a still-`reserved` attempt.
+# KEYS: att, ver, call index, audit stream, audit head. ARGV: call_id, audit(5)
+_RELEASE = AUDIT_LUA + r"""
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if not string.find(raw, '"outcome":"reserved"', 1, true) then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[3])
+audit_append(KEYS[4], KEYS[5], 2, 1)
+return 1
+"""
+
+
+def call_index_key(tenant: str, call_id: str) -> str:
+    return f"t:{tenant}:call:{call_id}"
+
+
+class Gate:
+    """The stateful gate. Thread-safe as far as the redis client is (a pooled redis.Redis is).
+
+    packs: the loaded rule packs, passed to the engine unchanged. registries: a RegistryStore, or None (no
+    registry copy loaded: regimes that require scrubbing then deny). audit: an AuditLog, or built from
+    secret_key (setting security.secret_key; required, as the audit references people by keyed hash).
+    """
+
+    def __init__(
+        self, client: redis.Redis, packs: Any, registries: Registries | None, *,
+        audit: AuditLog | None = None, secret_key: str | bytes | None = None, actor: str = "gate",
+        evaluate: Callable[..., Decision] | None = None, max_rounds: int = MAX_ROUNDS,
+        extra_registries: Sequence[str] = (),
+    ) -> None:
+        if audit is None:
+            if not secret_key:
+                raise ValueError("setting security.secret_key is required: the audit trail keys phone numbers")
+            audit = AuditLog(client, secret_key)
+        if evaluate is None:
+            from rules import evaluate as engine  # the pure engine (rules branch)
+            evaluate = engine
+        self.redis = client
+        self.packs = packs
+        self.registries = registries
+        self.audit = audit
+        self.facts = FactStore(client)
+        self.actor = actor
+        self.max_rounds = max_rounds
+        self.extra_registries = tuple(extra_registries)
+        self._evaluate = evaluate
+        self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
+        self._append = audit._append
+        self._dates: dict[str, tuple[float, datetime | None]] = {}
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def check(self, contact: Contact, campaign: Campaign, at: datetime, *, contact_id: str | None = None,
+              audit: bool = False) -> Decision:
+        """What-if: the decision for this contact at `at`, reserving nothing. Audited only if asked."""
+        return self.check_many([Request(contact, campaign, contact_id=contact_id)], at, audit=audit)[0]
+
+    def check_many(self, requests: Sequence[Request], at: datetime, *, audit: bool = False) -> list[Decision]:
+        at = utc(at)
+        try:
+            decided = self._decide(requests, at)
+            decisions = [d for d, _, _ in decided]
+            if audit:
+                events: dict[str, list[AuditEvent]] = {}
+                for request, (decision, e164, pf) in zip(requests, decided, strict=True):
+                    events.setdefault(request.campaign.tenant, []).append(
+                        self._event(request, decision, at, e164, pf, mode="check"))
+                for tenant, batch in events.items():
+                    self.audit.append_many(tenant, batch)
+            return decisions
+        except redis.RedisError as exc:
+            log.warning("gate state unavailable: %s", exc)
+            return [self._unavailable(at) for _ in requests]
+
+    def check_and_reserve(self, contact: Contact, campaign: Campaign, at: datetime, call_id: str | None = None, *,
+                          contact_id: str | None = None) -> Outcome:
+        """Decide and, if allowed, reserve the attempt atomically. Returns a Reservation (place the call with
+        its call_id) or the denying Decision. Audited either way."""
+        return self.reserve_many([Request(contact, campaign, call_id, contact_id)], at)[0]
+
+    def reserve_many(self, requests: Sequence[Request], at: datetime) -> list[Outcome]:
+        """check_and_reserve for many contacts: reads pipelined, one reservation script per allowed contact and
+        the denials' audit entries in one pipeline; contacts whose facts changed meanwhile are re-decided."""
+        at = utc(at)
+        try:
+            return self._reserve_many(requests, at)
+        except redis.RedisError as exc:
+            log.warning("gate state unavailable: %s", exc)
+            return [self._unavailable(at) for _ in requests]
+
+    def release(self, tenant: str, call_id: str, at: datetime, *, reason: str = "not originated") -> bool:
+        """Give back a reservation whose call was never originated, so it does not count as an attempt.
+        Returns False when there is nothing to release (unknown call id, or the attempt already has an
+        outcome: a placed call always counts)."""
+        e164 = self._number_of(tenant, call_id)
+        if e164 is None:
+            return False
+        event = AuditEvent("gate_release", self.actor, {
+            "call_id": call_id, "person": self.audit.person_ref(e164), "phone": self.audit.mask(e164),
+            "reason": reason}, utc(at))
+        keys = [person_key(tenant, e164, "att"), person_key(tenant, e164, "ver"), call_index_key(tenant, call_id),
+                stream_key(tenant), head_key(tenant)]
+        return int(self._release(keys=keys, args=[call_id, *event.argv()], client=self.redis)) == 1
+
+    def record_outcome(self, tenant: str, call_id: str, outcome: str, at: datetime, *, e164: str | None = None,
+                       actor: str | None = None) -> None:
+        """Record what became of a reserved call (a dispositions value: answered, busy, no_answer, refused,
+        abandoned, machine, opted_out ...). It counts in later decisions (caps, cool-offs). An opt-out must
+        also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it."""
+        number = e164 or self._number_of(tenant, call_id)
+        if number is None:
+            raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")
+        self.facts.record_outcome(tenant, number, call_id, outcome, at)
+        self.audit.append(tenant, "call_outcome", actor or self.actor, {
+            "call_id": call_id, "outcome": outcome, "person": self.audit.person_ref(number),
+            "phone": self.audit.mask(number)}, utc(at))
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def _number_of(self, tenant: str, call_id: str) -> str | None:
+        raw = self.redis.get(call_index_key(tenant, call_id))
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def _registry_names(self, region: str) -> tuple[str, ...]:
+        return REGISTRIES_BY_REGION.get(region, ()) + self.extra_registries
+
+    def _registry_date(self, name: str) -> datetime | None:
+        now = time.monotonic()
+        cached = self._dates.get(name)
+        if cached and now - cached[0] < REGISTRY_DATE_TTL:
+            return cached[1]
+        value = self.registries.loaded_at(name) if self.registries is not None else None
+        self._dates[name] = (now, value)
+        return value
+
+    def _decide(self, requests: Sequence[Request], at: datetime) -> list[Decided]:
+        """Read facts for all requests (one pipeline per tenant, usually one), decide each."""
+        numbers = [parse_number(r.contact.phone, r.contact.country) for r in requests]
+        valid = [i for i, n in enumerate(numbers) if n is not None]
+        by_tenant: dict[str, list[int]] = {}
+        for i in valid:
+            by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
+        person: dict[int, PersonFacts] = {}
+        for tenant, idx in by_tenant.items():
+            loaded = self.facts.load_many(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
+            person.update(zip(idx, loaded, strict=True))
+        membership = self._memberships([numbers[i] for i in valid])  # type: ignore[misc]
+        out: list[Decided] = []
+        for i, request in enumerate(requests):
+            number = numbers[i]
+            if number is None:
+                facts = Facts()
+                decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
+                if decision.allowed:  # the engine should never allow an invalid number: fail closed anyway
+                    decision = Decision(False, at, (INVALID_NUMBER,), None, decision.packs, decision.jurisdictions)
+                out.append((decision, None, None))
+                continue
+            e164, region = number
+            pf = person[i]
+            names = self._registry_names(region)
+            facts = Facts(
+                consent=pf.consent, relationships=pf.relationships, history=pf.history,
+                lists=Lists(national={n: membership[(n, e164)] for n in names}, company=pf.company_dnc is not None,
+                            campaign=pf.campaign_dnc is not None),
+                registry_copies={n: d for n in names if (d := self._registry_date(n)) is not None},
+            )
+            out.append((self._evaluate(request.contact, request.campaign, facts, at, self.packs), e164, pf))
+        return out
+
+    def _memberships(self, numbers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        wanted: dict[str, list[str]] = {}
+        for e164, region in numbers:
+            for name in self._registry_names(region):
+                wanted.setdefault(name, []).append(e164)
+        found: dict[tuple[str, str], bool] = {}
+        for name, e164s in wanted.items():
+            unique = list(dict.fromkeys(e164s))
+            # no registry store: nothing is "listed", and no copy date either, so scrubbing regimes deny
+            hits = self.registries.contains_many(name, unique) if self.registries else [False] * len(unique)
+            found.update(((name, e), bool(h)) for e, h in zip(unique, hits, strict=True))
+        return found
+
+    def _reserve_many(self, requests: Sequence[Request], at: datetime) -> list[Outcome]:
+        results: list[Outcome | None] = [None] * len(requests)
+        call_ids = [r.call_id or uuid.uuid4().hex for r in requests]
+        pending = list(range(len(requests)))
+        for _ in range(self.max_rounds):
+            if not pending:
+                break
+            decided = self._decide([requests[i] for i in pending], at)
+            pipe = self.redis.pipeline(transaction=False)
+            plan: list[tuple[str, int, Decision | None, str | None]] = []  # (what, index, decision, e164)
+            commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
+            denials: dict[str, list[AuditEvent]] = {}
+            for i, (decision, e164, pf) in zip(pending, decided, strict=True):
+                request = requests[i]
+                tenant = request.campaign.tenant
+                if decision.allowed and e164 is not None and pf is not None:
+                    event = self._event(request, decision, at, e164, pf, mode="reserve", call_id=call_ids[i])
+                    attempt = attempt_json(Attempt(at=at, campaign=request.campaign.id, outcome="reserved",
+                                                   call_id=call_ids[i]))
+                    keys = [person_key(tenant, e164, "ver"), person_key(tenant, e164, "att"),
+                            call_index_key(tenant, call_ids[i]), stream_key(tenant), head_key(tenant)]
+                    args = [self._reserve.sha, str(len(keys)), *keys, str(pf.version), call_ids[i], attempt, e164,
+                            str(CALL_INDEX_TTL), *event.argv()]
+                    pipe.execute_command("EVALSHA", *args)
+                    commands.append((self._reserve, args))
+                    plan.append(("reserve", i, decision, e164))
+                else:
+                    denials.setdefault(tenant, []).append(
+                        self._event(request, decision, at, e164, pf, mode="reserve", call_id=call_ids[i]))
+                    results[i] = decision
+            for tenant, events in denials.items():
+                keys = AuditLog.keys(tenant)
+                args = [self._append.sha, str(len(keys)), *keys, *AuditLog.argv(events)]
+                pipe.execute_command("EVALSHA", *args)
+                commands.append((self._append, args))
+                plan.append(("audit", -1, None, None))
+            replies = self._execute(pipe, commands)
+            pending = []
+            for (what, i, decision, e164), reply in zip(plan, replies, strict=True):
+                if what == "audit":
+                    continue
+                status = int(reply[0])
+                request = requests[i]
+                if status == 1:
+                    results[i] = Reservation(
+                        call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
+                        e164=e164 or "", at=at, decision=decision, version=int(reply[1]), audit_seq=int(reply[2]),
+                        contact_id=request.contact_id)
+                elif status == 0:
+                    pending.append(i)  # facts changed since we read them: decide again
+                else:
+                    results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
+                    log.warning("gate: call id %s reused for another reservation", call_ids[i])
+        for i in pending:  # still contended after max_rounds: fail closed
+            results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
+        return results  # type: ignore[return-value]
+
+    def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
+        """Run a pipeline of EVALSHAs; scripts missing from the server's cache (after a restart or SCRIPT
+        FLUSH) are loaded and only the commands that failed with NOSCRIPT are run again (they did nothing)."""
+        if not commands:
+            return []
+        replies = pipe.execute(raise_on_error=False)
+        for n, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                script, args = commands[n]
+                self.redis.script_load(script.script)
+                replies[n] = self.redis.execute_command("EVALSHA", *args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def _event(self, request: Request, decision: Decision, at: datetime, e164: str | None,
+               pf: PersonFacts | None, *, mode: str, call_id: str | None = None) -> AuditEvent:
+        payload: dict[str, Any] = {
+            "mode": mode,
+            "campaign": request.campaign.id,
+            "contact_id": request.contact_id,
+            "person": self.audit.person_ref(e164) if e164 else None,
+            "phone": self.audit.mask(e164 or request.contact.phone),
+            "allowed": decision.allowed,
+            "reasons": [[r.code, r.rule, iso(r.until) if r.until else None] for r in decision.reasons],
+            "next_allowed_at": iso(decision.next_allowed_at) if decision.next_allowed_at else None,
+            "packs": [f"{p.id}@{p.version}" for p in decision.packs],
+            "jurisdictions": list(decision.jurisdictions),
+            "version": pf.version if pf else None,
+        }
+        if call_id:
+            payload["call_id"] = call_id
+        return AuditEvent("gate_decision", self.actor, payload, at)
+
+    def _deny_audited(self, request: Request, at: datetime, e164: str | None, reason: Reason, call_id: str,
+                      basis: Decision | None) -> Decision:
+        decision = Decision(False, at, (reason,), None, basis.packs if basis else (),
+                            basis.jurisdictions if basis else ())
+        self.audit.append(request.campaign.tenant, "gate_decision", self.actor,
+                          self._event(request, decision, at, e164, None, mode="reserve", call_id=call_id).payload, at)
+        return decision
+
+    @staticmethod
+    def _unavailable(at: datetime) -> Decision:
+        return Decision(False, at, (STATE_UNAVAILABLE,))
