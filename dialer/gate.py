@@ -32,6 +32,7 @@ import redis
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog, head_key, iso, stream_key
 from dialer.facts import FactStore, PersonFacts, attempt_json, person_key
+from dialer.registry.store import RegistryError
 from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,20 @@ MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
 CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
 REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
 
-# National registries a number can be listed on, by the number's region (phonenumbers region code).
-# A registry only lists numbers of its own country, so only these need a lookup; the packs decide
-# whether and how membership matters (exemptions, audiences). Custom registries: Gate(extra_registries=).
-REGISTRIES_BY_REGION: dict[str, tuple[str, ...]] = {
-    "US": ("us_dnc",), "CA": ("dncl",), "GB": ("tps", "ctps"),
-    "FR": ("bloctel",), "GP": ("bloctel",), "MQ": ("bloctel",), "GF": ("bloctel",), "RE": ("bloctel",),
-    "YT": ("bloctel",), "PM": ("bloctel",), "BL": ("bloctel",), "MF": ("bloctel",),
-}
+# Regions with their own calling-code region that are French departments: French law (and Bloctel) applies.
+FR_OVERSEAS = frozenset({"GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF"})
+
+
+def registries_by_country(packs: Any) -> dict[str, tuple[str, ...]]:
+    """Country -> names of the national registries its packs consult (rules of kind national_registry)."""
+    found: dict[str, list[str]] = {}
+    for pack in getattr(packs, "packs", ()):
+        for rule in pack.rules:
+            if rule.kind == "national_registry":
+                names = found.setdefault(pack.jurisdiction[:2], [])
+                if rule.params["registry"] not in names:
+                    names.append(rule.params["registry"])
+    return {country: tuple(names) for country, names in found.items()}
 
 
 class Registries(Protocol):
@@ -173,11 +180,13 @@ class Gate:
         self.actor = actor
         self.max_rounds = max_rounds
         self.extra_registries = tuple(extra_registries)
+        self._registries_by_country = registries_by_country(packs)
         self._evaluate = evaluate
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
         self._append = audit._append
         self._dates: dict[str, tuple[float, datetime | None]] = {}
+        self._warned: dict[str, float] = {}
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -252,15 +261,25 @@ class Gate:
         raw = self.redis.get(call_index_key(tenant, call_id))
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def _registry_names(self, region: str) -> tuple[str, ...]:
-        return REGISTRIES_BY_REGION.get(region, ()) + self.extra_registries
+    def _registry_names(self, region: str, address_country: str | None) -> tuple[str, ...]:
+        """Registries to look the number up in: those the packs of the number's country and of the address's
+        country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
+        country = "FR" if region in FR_OVERSEAS else region
+        names = self._registries_by_country.get(country, ())
+        if address_country and address_country.upper() != country:
+            names += self._registries_by_country.get(address_country.upper(), ())
+        return tuple(dict.fromkeys(names + self.extra_registries))
 
     def _registry_date(self, name: str) -> datetime | None:
         now = time.monotonic()
         cached = self._dates.get(name)
         if cached and now - cached[0] < REGISTRY_DATE_TTL:
             return cached[1]
-        value = self.registries.loaded_at(name) if self.registries is not None else None
+        try:
+            value = self.registries.loaded_at(name) if self.registries is not None else None
+        except RegistryError as exc:  # unreadable: as if no copy were loaded, so scrubbing regimes deny
+            self._warn(name, exc)
+            value = None
         self._dates[name] = (now, value)
         return value
 
@@ -275,7 +294,9 @@ class Gate:
         for tenant, idx in by_tenant.items():
             loaded = self.facts.load_many(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
             person.update(zip(idx, loaded, strict=True))
-        membership = self._memberships([numbers[i] for i in valid])  # type: ignore[misc]
+        wanted = [(numbers[i][0], self._registry_names(numbers[i][1], requests[i].contact.country))  # type: ignore[index]
+                  for i in valid]
+        membership = self._memberships(wanted)
         out: list[Decided] = []
         for i, request in enumerate(requests):
             number = numbers[i]
@@ -288,26 +309,42 @@ class Gate:
                 continue
             e164, region = number
             pf = person[i]
-            names = self._registry_names(region)
+            names = self._registry_names(region, request.contact.country)
             facts = Facts(
                 consent=pf.consent, relationships=pf.relationships, history=pf.history,
-                lists=Lists(national={n: membership[(n, e164)] for n in names}, company=pf.company_dnc is not None,
+                lists=Lists(national={n: membership[(n, e164)] for n in names if (n, e164) in membership},
+                            company=pf.company_dnc is not None,
                             campaign=pf.campaign_dnc is not None),
                 registry_copies={n: d for n in names if (d := self._registry_date(n)) is not None},
             )
             out.append((self._evaluate(request.contact, request.campaign, facts, at, self.packs), e164, pf))
         return out
 
-    def _memberships(self, numbers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    def _warn(self, name: str, exc: Exception) -> None:
+        """Log a registry problem at most once a minute per registry (the decisions carry the reason)."""
+        now = time.monotonic()
+        if now - self._warned.get(name, -1e9) >= 60:
+            self._warned[name] = now
+            log.warning("gate: registry %s not usable (%s): calls needing it are denied", name, exc)
+
+    def _memberships(self, numbers: Sequence[tuple[str, tuple[str, ...]]]) -> dict[tuple[str, str], bool]:
         wanted: dict[str, list[str]] = {}
-        for e164, region in numbers:
-            for name in self._registry_names(region):
+        for e164, names in numbers:
+            for name in names:
                 wanted.setdefault(name, []).append(e164)
         found: dict[tuple[str, str], bool] = {}
         for name, e164s in wanted.items():
             unique = list(dict.fromkeys(e164s))
-            # no registry store: nothing is "listed", and no copy date either, so scrubbing regimes deny
-            hits = self.registries.contains_many(name, unique) if self.registries else [False] * len(unique)
+            # No store, or no live copy: the membership stays unknown (absent), which the engine denies as
+            # missing data, and no copy date is given, so freshness rules deny too: fail closed.
+            if self.registries is None:
+                continue
+            try:
+                hits = self.registries.contains_many(name, unique)
+            except RegistryError as exc:
+                self._warn(name, exc)
+                self._dates[name] = (time.monotonic(), None)
+                continue
             found.update(((name, e), bool(h)) for e, h in zip(unique, hits, strict=True))
         return found
 
