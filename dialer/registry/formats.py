@@ -8,7 +8,7 @@ of the registry's country or in international form ("+33...", "0033..."):
   - NANP (us_dnc, dncl; +1): 10 digits "2125551234", "1" + 10 digits, or the FTC's area-code form
     "212,5551234". Area code and exchange must start with 2-9.
   - France (bloctel; +33): "0" + 9 digits, "+33" + 9 digits. The overseas departments' national
-    prefixes (0262, 0590, 0694 ...) map to their own country codes (+262, +590, +594, +596, +508).
+    prefixes (0262, 0590, 0694 ...) map to their own country codes (+262, +590, +594, +596).
   - UK (tps, ctps; +44): "0" + 9 or 10 digits, or "+44" + 9 or 10 digits.
   The plain forms are decoded directly (10 million lines in seconds); any other form made only of digits,
   "+", spaces and punctuation is handed to phonenumbers for the registry's country, and the result must
@@ -41,7 +41,6 @@ FR_OVERSEAS: dict[bytes, int] = {
     b"590": 590, b"690": 590, b"691": 590,  # Guadeloupe, Saint-Martin, Saint-Barthélemy
     b"594": 594, b"694": 594,  # Guyane
     b"596": 596, b"696": 596, b"697": 596,  # Martinique
-    b"508": 508,  # Saint-Pierre-et-Miquelon
 }
 
 _IGNORED_IN_NUMBER = b" .-()\t"
@@ -122,10 +121,10 @@ def phonenumbers_to_int(text: str, region: str | None, plan: NumberingPlan | Non
         raise LineError("wrong length for a phone number of its country")
     cc = parsed.country_code
     nsn = phonenumbers.national_significant_number(parsed).encode()
-    plan = plan if plan is not None and cc in plan.country_codes else PLAN_BY_COUNTRY_CODE.get(cc)
+    if plan is not None and cc not in plan.country_codes:
+        raise LineError(f"not a number of this registry's country (+{plan.country_codes[0]})")
+    plan = plan or PLAN_BY_COUNTRY_CODE.get(cc)
     if plan is not None:
-        if cc not in plan.country_codes:
-            raise LineError("not a number of this registry's country")
         return plan.check(cc, nsn)
     return int(str(cc).encode() + nsn)
 
@@ -172,7 +171,7 @@ class _NanpPlan(NumberingPlan):
 
 
 NANP = _NanpPlan("US", (1,), b"1", _nanp)
-FRANCE = NumberingPlan("FR", (33, 262, 590, 594, 596, 508), b"0", _france)
+FRANCE = NumberingPlan("FR", (33, 262, 590, 594, 596), b"0", _france)
 UK = NumberingPlan("GB", (44,), b"0", _uk)
 
 PLAN_BY_COUNTRY_CODE: dict[int, NumberingPlan] = {1: NANP, 33: FRANCE, 44: UK}

@@ -40,6 +40,7 @@ from dialer.registry.store import (
     key_lock,
     key_meta,
     key_seq,
+    parse_pointer,
     version_keys,
 )
 
@@ -117,7 +118,7 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return redis.error_reply('LOCKLOST the import lock expired or was taken over')
 end
 local cur = redis.call('GET', KEYS[1])
-if (cur or '') ~= ARGV[3] then
+if (cur or ''):match('^%d*') ~= ARGV[3] then
   return redis.error_reply('BASECHANGED the live version changed during the import')
 end
 for i = 3, #KEYS do
@@ -126,7 +127,7 @@ for i = 3, #KEYS do
   end
 end
 for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[5])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return cur or false
 """
@@ -186,7 +187,7 @@ def drop_versions(client: redis.Redis, name: str, keep: set[int]) -> int:
 
 def _current_version(client: redis.Redis, name: str) -> int | None:
     raw = client.get(key_current(name))
-    return int(raw) if raw is not None else None
+    return parse_pointer(raw) if raw is not None else None
 
 
 def load_registry(
@@ -369,7 +370,7 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
             progress("commit", 0, 1)
         expected = str(base.version) if base else ""
         client.eval(_COMMIT_SCRIPT, 2 + len(staged), key_current(name), key_lock(name), *staged,
-                    lock.token, str(version), expected, f"reg:{name}:changed")
+                    lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8))
     except redis.ResponseError as exc:
         client.unlink(*staged)
         raise LoadRefused(f"commit refused: {exc}", report) from None

@@ -1,7 +1,8 @@
 """National opposition registries in Redis: versioned roaring-bitmap snapshots and the reader the gate uses.
 
 Layout (see docs/registry.md), for a registry NAME such as us_dnc:
-  reg:NAME:current          string: the live version number N (switched atomically by COMMIT_SCRIPT)
+  reg:NAME:current          string: "N:NONCE", the live version N (switched atomically by the commit script);
+                            the random nonce tells cached copies apart even if numbering restarts
   reg:NAME:seq              counter: the last version number handed out
   reg:NAME:lock             string: token of the one import in progress (expires if the importer dies)
   reg:NAME:vN:meta          hash: the version's metadata (loaded_at, source_hash, rows, added, ...)
@@ -129,8 +130,15 @@ class RegistryVersion:
         )
 
 
+def parse_pointer(raw: bytes | str) -> int:
+    """The version number in a `reg:NAME:current` value ("N:NONCE")."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return int(text.split(":", 1)[0])
+
+
 @dataclass
 class _Cached:
+    pointer: bytes  # the `current` value this was read for
     version: RegistryVersion
     bitmap: BitMap64
     checked: float  # time.monotonic() of the last pointer check
@@ -151,7 +159,7 @@ def _server_identity(client: redis.Redis) -> str:
 _STATUS_SCRIPT = """
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-return {v, redis.call('HGETALL', ARGV[1] .. 'v' .. v .. ':meta')}
+return {v, redis.call('HGETALL', ARGV[1] .. 'v' .. string.match(v, '^%d+') .. ':meta')}
 """
 
 
@@ -251,16 +259,15 @@ class RegistryStore:
             if current is None:
                 _CACHE.pop((_server_identity(self.redis), name), None)
                 raise RegistryNotLoaded(f"registry {name} is not loaded")
-            version = int(current)
-            if cached is not None and cached.version.version == version:
+            if cached is not None and cached.pointer == current:
                 return cached
-            loaded = self._read_version(name, version)
+            loaded = self._read_version(name, parse_pointer(current), current)
             if loaded is not None:
                 return loaded
             # The version was replaced and deleted while we read it: read the pointer again.
         raise RegistryUnavailable(f"registry {name}: live version kept changing while being read")
 
-    def _read_version(self, name: str, version: int) -> _Cached | None:
+    def _read_version(self, name: str, version: int, pointer: bytes) -> _Cached | None:
         meta = self.redis.hgetall(key_meta(name, version))
         if not meta:
             return None
@@ -274,4 +281,4 @@ class RegistryStore:
         blob = b"".join(parts)
         if len(blob) != info.blob_bytes or hashlib.sha256(blob).hexdigest() != info.blob_sha256:
             raise RegistryUnavailable(f"registry {name}: version {version} is damaged (checksum mismatch)")
-        return _Cached(info, BitMap64.deserialize(blob), 0.0)
+        return _Cached(pointer, info, BitMap64.deserialize(blob), 0.0)
