@@ -55,47 +55,55 @@ def anchors_key(tenant: str) -> str:
     return f"t:{tenant}:audit:anchors"
 
 
-# Lua shared by the plain append script and the gate's reserve script. Appends ARGV entries from
-# position `first` (5 fields each: at, kind, actor, payload, body) to the chain whose stream and
-# head are `stream`, `head`. Returns a flat list seq1, hash1, seq2, hash2 ...
+# Lua shared by the plain append script and the gate's scripts. audit_open reads the chain head (nil when
+# the head is lost while the stream exists: the caller must refuse before writing anything), audit_add
+# links and writes one entry, audit_close stores the new head. All within one script, hence atomic.
 # Lua formats numbers with %.14g: seq stays far below 1e14, so tostring(seq) is the plain integer.
 AUDIT_LUA = r"""
-local function audit_append(stream, head, first, count)
+local function audit_open(stream, head)
   local h = redis.call('HMGET', head, 'seq', 'hash')
   local seq = tonumber(h[1])
   local prev = h[2]
   if not seq then
-    if redis.call('EXISTS', stream) == 1 then
-      return redis.error_reply('AUDIT head missing for an existing trail: refusing to fork the chain')
-    end
+    if redis.call('EXISTS', stream) == 1 then return nil end
     seq = 0
     prev = '0000000000000000000000000000000000000000'
   end
   local t = redis.call('TIME')
   local written = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-  local out = {}
-  for i = 0, count - 1 do
-    local base = first + i * 5
-    seq = seq + 1
-    local s = tostring(seq)
-    local body = ARGV[base + 4]
-    local hash = redis.sha1hex(prev .. '\n' .. s .. '\n' .. written .. '\n' .. body)
-    redis.call('XADD', stream, s .. '-0', 'seq', s, 'at', ARGV[base], 'kind', ARGV[base + 1],
-      'actor', ARGV[base + 2], 'payload', ARGV[base + 3], 'written', written, 'body', body,
-      'prev', prev, 'hash', hash)
-    prev = hash
-    out[#out + 1] = s
-    out[#out + 1] = hash
-  end
-  if count > 0 then
-    redis.call('HSET', head, 'seq', tostring(seq), 'hash', prev)
-  end
-  return out
+  return {stream = stream, head = head, seq = seq, prev = prev, written = written, n = 0}
 end
+
+local function audit_add(a, at, kind, actor, payload, body)
+  a.seq = a.seq + 1
+  a.n = a.n + 1
+  local s = tostring(a.seq)
+  local hash = redis.sha1hex(a.prev .. '\n' .. s .. '\n' .. a.written .. '\n' .. body)
+  redis.call('XADD', a.stream, s .. '-0', 'seq', s, 'at', at, 'kind', kind, 'actor', actor,
+    'payload', payload, 'written', a.written, 'body', body, 'prev', a.prev, 'hash', hash)
+  a.prev = hash
+  return s, hash
+end
+
+local function audit_close(a)
+  if a.n > 0 then redis.call('HSET', a.head, 'seq', tostring(a.seq), 'hash', a.prev) end
+end
+
+local AUDIT_LOST = 'AUDIT head missing for an existing trail: refusing to fork the chain'
 """
 
 _APPEND = AUDIT_LUA + r"""
-return audit_append(KEYS[1], KEYS[2], 2, tonumber(ARGV[1]))
+local a = audit_open(KEYS[1], KEYS[2])
+if not a then return redis.error_reply(AUDIT_LOST) end
+local out = {}
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local b = 2 + i * 5
+  local s, hash = audit_add(a, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+  out[#out + 1] = s
+  out[#out + 1] = hash
+end
+audit_close(a)
+return out
 """
 
 # Retention: drop entries below `seq` and record where the retained chain starts (its prev).

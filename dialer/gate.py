@@ -18,6 +18,7 @@ If Redis cannot be reached the gate denies with STATE_UNAVAILABLE (nothing can b
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -31,9 +32,9 @@ import phonenumbers
 import redis
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog, head_key, iso, stream_key
-from dialer.facts import FactStore, PersonFacts, attempt_json, person_key
+from dialer.facts import FactStore, PersonFacts, campaign_dnc_key, company_dnc_key, person_key
 from dialer.registry.store import RegistryError
-from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
+from rules.model import Campaign, Contact, Decision, Facts, Lists, Reason, utc
 
 log = logging.getLogger(__name__)
 
@@ -121,30 +122,80 @@ def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region
 
 
-# Reserve: only if the person's version is the one the decision was made on.
-# KEYS: ver, att, call index, audit stream, audit head. ARGV: version, call_id, attempt, e164, ttl, audit(5)
+# Read many people's facts in one script: one command to send and one reply to parse instead of six
+# per person, and each batch is a consistent snapshot (facts and versions read at one instant).
+# KEYS: per person consent, rel, att, company dnc, campaign dnc, ver. ARGV: per person e164.
+# Reply: per person [consent list, rel list, att values, company entry|nil, campaign entry|nil, ver|nil].
+_READ = r"""
+local out = {}
+for i = 0, #ARGV - 1 do
+  local k = i * 6
+  out[#out + 1] = redis.call('LRANGE', KEYS[k + 1], 0, -1)
+  out[#out + 1] = redis.call('LRANGE', KEYS[k + 2], 0, -1)
+  out[#out + 1] = redis.call('HVALS', KEYS[k + 3])
+  out[#out + 1] = redis.call('HGET', KEYS[k + 4], ARGV[i + 1])
+  out[#out + 1] = redis.call('HGET', KEYS[k + 5], ARGV[i + 1])
+  out[#out + 1] = redis.call('GET', KEYS[k + 6])
+end
+return out
+"""
+
+# Reserve a batch and audit every decision of it, in one atomic script. A reservation happens only if
+# the person's version is still the one its decision was made on.
+# KEYS: audit stream, audit head, then per reservation: ver, att, call index.
+# ARGV: reservations r, denials d, call index ttl; per reservation: version, call_id, attempt, e164 and
+# its audit entry (5 fields); per denial: its audit entry (5 fields).
+# Reply: per reservation status (1 reserved, 0 version moved, -1 call id taken), new version, audit seq.
 _RESERVE = AUDIT_LUA + r"""
-local v = redis.call('GET', KEYS[1]) or '0'
-if v ~= ARGV[1] then return {0, v} end
-if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {-1, v} end
-local nv = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
-local a = audit_append(KEYS[4], KEYS[5], 6, 1)
-return {1, nv, a[1], a[2]}
+local a = audit_open(KEYS[1], KEYS[2])
+if not a then return redis.error_reply(AUDIT_LOST) end
+local r, d, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for i = 0, r - 1 do
+  local k, b = 2 + i * 3, 4 + i * 9
+  local v = redis.call('GET', KEYS[k + 1]) or '0'
+  if v ~= ARGV[b] then
+    out[#out + 1] = 0; out[#out + 1] = v; out[#out + 1] = 0
+  elseif redis.call('HSETNX', KEYS[k + 2], ARGV[b + 1], ARGV[b + 2]) == 0 then
+    out[#out + 1] = -1; out[#out + 1] = v; out[#out + 1] = 0
+  else
+    local nv = redis.call('INCR', KEYS[k + 1])
+    redis.call('SET', KEYS[k + 3], ARGV[b + 3], 'EX', ttl)
+    local s = audit_add(a, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8])
+    out[#out + 1] = 1; out[#out + 1] = nv; out[#out + 1] = s
+  end
+end
+local base = 4 + r * 9
+for i = 0, d - 1 do
+  local b = base + i * 5
+  audit_add(a, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+end
+audit_close(a)
+return out
 """
 
 # Release: forget an attempt that was reserved but never placed. Only a still-`reserved` attempt.
-# KEYS: att, ver, call index, audit stream, audit head. ARGV: call_id, audit(5)
+# KEYS: att, ver, call index, audit stream, audit head. ARGV: call_id, audit entry (5 fields)
 _RELEASE = AUDIT_LUA + r"""
+local a = audit_open(KEYS[4], KEYS[5])
+if not a then return redis.error_reply(AUDIT_LOST) end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 if not string.find(raw, '"outcome":"reserved"', 1, true) then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[3])
-audit_append(KEYS[4], KEYS[5], 2, 1)
+audit_add(a, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+audit_close(a)
 return 1
 """
+BATCH = 256  # reservations per script call: bounds how long one call holds Redis (about 1-2 ms)
+
+
+def attempt_record(at: datetime, campaign: str, call_id: str, outcome: str = "reserved") -> str:
+    """An attempt as FactStore stores it (same canonical JSON), without dataclass overhead."""
+    return json.dumps({"at": iso(at), "call_id": call_id, "campaign": campaign, "outcome": outcome},
+                      separators=(",", ":"), sort_keys=True)
 
 
 def call_index_key(tenant: str, call_id: str) -> str:
@@ -184,7 +235,7 @@ class Gate:
         self._evaluate = evaluate
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
-        self._append = audit._append
+        self._read = client.register_script(_READ)
         self._dates: dict[str, tuple[float, datetime | None]] = {}
         self._warned: dict[str, float] = {}
 
@@ -292,7 +343,7 @@ class Gate:
             by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
         person: dict[int, PersonFacts] = {}
         for tenant, idx in by_tenant.items():
-            loaded = self.facts.load_many(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
+            loaded = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
             person.update(zip(idx, loaded, strict=True))
         wanted = [(numbers[i][0], self._registry_names(numbers[i][1], requests[i].contact.country))  # type: ignore[index]
                   for i in valid]
@@ -356,54 +407,68 @@ class Gate:
             if not pending:
                 break
             decided = self._decide([requests[i] for i in pending], at)
-            pipe = self.redis.pipeline(transaction=False)
-            plan: list[tuple[str, int, Decision | None, str | None]] = []  # (what, index, decision, e164)
-            commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
-            denials: dict[str, list[AuditEvent]] = {}
+            reserve: dict[str, list[tuple[int, Decision, str, PersonFacts]]] = {}
+            deny: dict[str, list[AuditEvent]] = {}
             for i, (decision, e164, pf) in zip(pending, decided, strict=True):
-                request = requests[i]
-                tenant = request.campaign.tenant
+                tenant = requests[i].campaign.tenant
                 if decision.allowed and e164 is not None and pf is not None:
-                    event = self._event(request, decision, at, e164, pf, mode="reserve", call_id=call_ids[i])
-                    attempt = attempt_json(Attempt(at=at, campaign=request.campaign.id, outcome="reserved",
-                                                   call_id=call_ids[i]))
-                    keys = [person_key(tenant, e164, "ver"), person_key(tenant, e164, "att"),
-                            call_index_key(tenant, call_ids[i]), stream_key(tenant), head_key(tenant)]
-                    args = [self._reserve.sha, str(len(keys)), *keys, str(pf.version), call_ids[i], attempt, e164,
-                            str(CALL_INDEX_TTL), *event.argv()]
-                    pipe.execute_command("EVALSHA", *args)
-                    commands.append((self._reserve, args))
-                    plan.append(("reserve", i, decision, e164))
+                    reserve.setdefault(tenant, []).append((i, decision, e164, pf))
                 else:
-                    denials.setdefault(tenant, []).append(
-                        self._event(request, decision, at, e164, pf, mode="reserve", call_id=call_ids[i]))
+                    deny.setdefault(tenant, []).append(
+                        self._event(requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i]))
                     results[i] = decision
-            for tenant, events in denials.items():
-                keys = AuditLog.keys(tenant)
-                args = [self._append.sha, str(len(keys)), *keys, *AuditLog.argv(events)]
-                pipe.execute_command("EVALSHA", *args)
-                commands.append((self._append, args))
-                plan.append(("audit", -1, None, None))
+            pipe = self.redis.pipeline(transaction=False)
+            commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
+            chunks: list[list[tuple[int, Decision, str, PersonFacts]]] = []
+            for tenant in reserve.keys() | deny.keys():
+                wanted, denials = reserve.get(tenant, []), deny.get(tenant, [])
+                for n in range(0, max(len(wanted), 1), BATCH):
+                    chunk = wanted[n:n + BATCH]
+                    keys = [stream_key(tenant), head_key(tenant)]
+                    args = [str(len(chunk)), str(len(denials) if n == 0 else 0), str(CALL_INDEX_TTL)]
+                    for i, decision, e164, pf in chunk:
+                        call_id = call_ids[i]
+                        keys += [person_key(tenant, e164, "ver"), person_key(tenant, e164, "att"),
+                                 call_index_key(tenant, call_id)]
+                        args += [str(pf.version), call_id, attempt_record(at, requests[i].campaign.id, call_id), e164,
+                                 *self._event(requests[i], decision, at, e164, pf, mode="reserve",
+                                              call_id=call_id).argv()]
+                    if n == 0:
+                        for event in denials:
+                            args += event.argv()
+                    command = [self._reserve.sha, str(len(keys)), *keys, *args]
+                    pipe.execute_command("EVALSHA", *command)
+                    commands.append((self._reserve, command))
+                    chunks.append(chunk)
             replies = self._execute(pipe, commands)
             pending = []
-            for (what, i, decision, e164), reply in zip(plan, replies, strict=True):
-                if what == "audit":
-                    continue
-                status = int(reply[0])
-                request = requests[i]
-                if status == 1:
-                    results[i] = Reservation(
-                        call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
-                        e164=e164 or "", at=at, decision=decision, version=int(reply[1]), audit_seq=int(reply[2]),
-                        contact_id=request.contact_id)
-                elif status == 0:
-                    pending.append(i)  # facts changed since we read them: decide again
-                else:
-                    results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
-                    log.warning("gate: call id %s reused for another reservation", call_ids[i])
+            for chunk, reply in zip(chunks, replies, strict=True):
+                for n, (i, decision, e164, _) in enumerate(chunk):
+                    status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
+                    request = requests[i]
+                    if status == 1:
+                        results[i] = Reservation(
+                            call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
+                            e164=e164, at=at, decision=decision, version=version, audit_seq=seq,
+                            contact_id=request.contact_id)
+                    elif status == 0:
+                        pending.append(i)  # the person's facts changed since we read them: decide again
+                    else:
+                        results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
+                        log.warning("gate: call id %s reused for another reservation", call_ids[i])
         for i in pending:  # still contended after max_rounds: fail closed
             results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
         return results  # type: ignore[return-value]
+
+    def _read_facts(self, tenant: str, items: Sequence[tuple[str, str]]) -> list[PersonFacts]:
+        """Facts of many (e164, campaign) pairs of one tenant in one script call (see _READ)."""
+        keys: list[str] = []
+        for e164, campaign in items:
+            keys += [person_key(tenant, e164, "consent"), person_key(tenant, e164, "rel"),
+                     person_key(tenant, e164, "att"), company_dnc_key(tenant), campaign_dnc_key(tenant, campaign),
+                     person_key(tenant, e164, "ver")]
+        raw = self._read(keys=keys, args=[e164 for e164, _ in items], client=self.redis)
+        return [FactStore._build(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
 
     def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
         """Run a pipeline of EVALSHAs; scripts missing from the server's cache (after a restart or SCRIPT
