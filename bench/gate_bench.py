@@ -57,6 +57,12 @@ def populate(client: redis.Redis, contacts: int, rng: random.Random) -> list[Con
     return people
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds the redis-server has used (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -84,6 +90,7 @@ def main() -> int:
 
         # single decisions: check_and_reserve, one contact at a time
         lat: list[float] = []
+        single_cpu = time.process_time()
         allowed = 0
         order = list(range(len(people)))
         rng.shuffle(order)
@@ -95,6 +102,7 @@ def main() -> int:
             lat.append(time.perf_counter() - t0)
             allowed += isinstance(result, Reservation)
         single_elapsed = time.perf_counter() - start
+        single_cpu = time.process_time() - single_cpu
 
         # single what-if checks
         clat: list[float] = []
@@ -110,7 +118,7 @@ def main() -> int:
         passes = []
         for n_pass in range(2):
             total = reserved = 0
-            start = time.perf_counter()
+            start, cpu, server = time.perf_counter(), time.process_time(), redis_cpu(client)
             if profiler and n_pass == 1:
                 profiler.enable()
             for b in range(0, len(people), args.batch):
@@ -121,7 +129,8 @@ def main() -> int:
                 reserved += sum(isinstance(r, Reservation) for r in results)
             if profiler and n_pass == 1:
                 profiler.disable()
-            passes.append((total, reserved, time.perf_counter() - start))
+            passes.append((total, reserved, time.perf_counter() - start, time.process_time() - cpu,
+                           redis_cpu(client) - server))
         audit_entries = gate.audit.head("tb").seq
         verify_start = time.perf_counter()
         verified = gate.audit.verify("tb")
@@ -132,12 +141,15 @@ def main() -> int:
     print(f"contacts {args.contacts}, bloctel copy {args.registry} numbers, audit on")
     print(f"single check_and_reserve: {args.single} decisions ({allowed} reserved) in {single_elapsed:.2f} s = "
           f"{args.single / single_elapsed:,.0f} decisions/s; latency p50 {statistics.median(lat) * 1e3:.3f} ms, "
-          f"p99 {percentile(lat, 99) * 1e3:.3f} ms, max {max(lat) * 1e3:.2f} ms")
+          f"p99 {percentile(lat, 99) * 1e3:.3f} ms, max {max(lat) * 1e3:.2f} ms; "
+          f"gate-process CPU {single_cpu / args.single * 1e6:.0f} us per decision")
     print(f"single check (what-if): p50 {statistics.median(clat) * 1e3:.3f} ms, "
           f"p99 {percentile(clat, 99) * 1e3:.3f} ms")
-    for name, (total, reserved, elapsed) in zip(("cold", "warm"), passes, strict=True):
+    for name, (total, reserved, elapsed, cpu, server) in zip(("cold", "warm"), passes, strict=True):
         print(f"batched reserve_many (batch {args.batch}, {name} numbers): {total} decisions ({reserved} reserved) "
-              f"in {elapsed:.2f} s = {total / elapsed:,.0f} decisions/s")
+              f"in {elapsed:.2f} s = {total / elapsed:,.0f} decisions/s wall; CPU per decision: gate process "
+              f"{cpu / total * 1e6:.0f} us, redis-server {server / total * 1e6:.0f} us "
+              f"(= {total / cpu:,.0f} decisions per gate-process CPU second)")
     print(f"audit: {audit_entries} entries, verify {verify_elapsed:.2f} s "
           f"({audit_entries / verify_elapsed:,.0f} entries/s): {verified}")
     if profiler:

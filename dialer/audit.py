@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -122,6 +123,7 @@ return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
 """
 
 
+@lru_cache(maxsize=4096)
 def iso(value: datetime) -> str:
     return utc(value).isoformat().replace("+00:00", "Z")
 
@@ -211,6 +213,7 @@ class AuditLog:
         self.redis = client
         self._key = secret_key.encode() if isinstance(secret_key, str) else secret_key
         self._append = client.register_script(_APPEND)
+        self._refs = lru_cache(maxsize=200_000)(self._person_ref)
         self._trim = client.register_script(_TRIM)
 
     # --- personal data --------------------------------------------------------------------------
@@ -218,6 +221,9 @@ class AuditLog:
     def person_ref(self, e164: str) -> str:
         """A keyed hash of the number: stable for lookups (access requests, suppression), useless to a
         reader without the key, and it survives the person's erasure."""
+        return self._refs(e164)
+
+    def _person_ref(self, e164: str) -> str:
         if not self._key:
             raise ValueError("setting security.secret_key is required to reference people in the audit trail")
         return hmac.new(self._key, e164.encode(), hashlib.sha256).hexdigest()[:32]
