@@ -132,12 +132,20 @@ def _reason(code: str, rule: Rule, text: str, until: datetime | None = None) -> 
 # --- time-based checks ------------------------------------------------------------------------------
 
 def _describe_windows(rule: Rule) -> str:
+    """"Mon-Fri 10:00-13:00, 14:00-20:00; Sat-Sun closed": consecutive days with equal windows grouped."""
+    days = rule.params["_days"]
+    groups: list[list[int]] = []
+    for i in range(7):
+        if groups and days[groups[-1][-1]] == days[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
     parts = []
-    for day in WEEKDAYS:
-        spans = rule.params["windows"].get(day)
-        if spans:
-            parts.append(f"{day.capitalize()} {', '.join(format_window(w) for w in spans)}")
-    return "; ".join(parts) or "never"
+    for g in groups:
+        name = WEEKDAYS[g[0]].capitalize() + (f"-{WEEKDAYS[g[-1]].capitalize()}" if len(g) > 1 else "")
+        spans = ", ".join(format_window(w) for w in days[g[0]]) or "closed"
+        parts.append(f"{name} {spans}")
+    return "; ".join(parts)
 
 
 def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
@@ -146,7 +154,7 @@ def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out:
     blocked = [z for z, c in zip(ctx.situation.zones, constraints, strict=True) if c.blocks(t)]
     if blocked:
         local = ", ".join(f"{t.astimezone(zone(z)):%a %H:%M} {z}" for z in blocked)
-        text = f"outside calling hours ({_describe_windows(rule)} local time); now {local}"
+        text = f"outside calling hours ({_describe_windows(rule)}; local time); now {local}"
         out.append((_reason("OUTSIDE_CALLING_HOURS", rule, text), constraints))
 
 
