@@ -93,7 +93,8 @@ def test_good_pack_loads(tmp_path: Path):
 
 def test_cross_references_are_checked(tmp_path: Path):
     path = tmp_path / "xx.toml"
-    path.write_text(GOOD + '\n[[rules]]\nid = "xx/waiver"\nkind = "consent_waives"\nsource = "t"\nrules = ["xx/nope"]\n')
+    path.write_text(GOOD + '\n[[rules]]\nid = "xx/waiver"\nkind = "consent_waives"\nsource = "t"\n'
+                    'rules = ["xx/nope"]\n')
     with pytest.raises(PackError, match=r"xx.toml: rules\[2\].rules\[0\]: no rule 'xx/nope'"):
         load_pack(path)
     path.write_text(GOOD + '\n[[rules]]\nid = "xx/copy"\nkind = "registry_freshness"\nsource = "t"\n'

@@ -11,7 +11,8 @@ from rules import TIME_BASED, evaluate
 from rules.model import Attempt, Campaign, Consent, Contact, Facts, Lists, Relationship
 
 CONTACTS = [
-    Contact("+33145678901", "FR", "75011"), Contact("+33612345678", "FR", "97110"), Contact("+33388000000", "FR", "67000"),
+    Contact("+33145678901", "FR", "75011"), Contact("+33612345678", "FR", "97110"),
+    Contact("+33388000000", "FR", "67000"),
     Contact("+12125550123"), Contact("+12702021234"), Contact("+13055550123", "US", "30301"), Contact("+12055550123"),
     Contact("+14165550123"), Contact("+18675550123"), Contact("+442079460000"), Contact("+49301234567"),
     Contact("+18005550199"), Contact("+61291234567"), Contact("garbage"),
@@ -34,15 +35,21 @@ def situations(draw):
         given = at - timedelta(days=draw(st.integers(-5, 100)))
         withdrawn = given + timedelta(days=draw(st.integers(1, 50))) if draw(st.booleans()) else None
         consent = (Consent(given_at=given, written=draw(st.booleans()), withdrawn_at=withdrawn),)
+    if draw(st.booleans()):
+        history += (Attempt(at - timedelta(hours=draw(st.integers(0, 80))), "c1",
+                            draw(st.sampled_from(["refused", "abandoned", "machine"]))),)
     relationships = ()
     if draw(st.booleans()):
         relationships = (Relationship(draw(st.sampled_from(["purchase", "inquiry", "contract"])),
                                       at - timedelta(days=draw(st.integers(0, 700)))),)
-    national = draw(st.sampled_from([{}, {"*": False}, {"*": True}]))
-    copies = {} if draw(st.integers(0, 5)) == 0 else {"national": at - timedelta(days=draw(st.integers(0, 40)))}
+    # mostly clean facts, so that time-based reasons (the interesting part) are common
+    national = draw(st.sampled_from([{"*": False}] * 6 + [{}, {"*": True}]))
+    copies = draw(st.sampled_from([{"national": at - timedelta(days=draw(st.integers(0, 25)))}] * 6
+                                  + [{}, {"national": at - timedelta(days=draw(st.integers(0, 40)))}]))
+    company = draw(st.sampled_from([False] * 9 + [True]))
     facts = Facts(consent=consent, relationships=relationships, history=history, registry_copies=copies,
-                  lists=Lists(national=national, company=draw(st.integers(0, 9)) == 0))
-    campaign = Campaign("c1", "t1", purpose=draw(st.sampled_from(["telemarketing", "informational"])),
+                  lists=Lists(national=national, company=company))
+    campaign = Campaign("c1", "t1", purpose=draw(st.sampled_from(["telemarketing"] * 3 + ["informational"])),
                         audience=draw(st.sampled_from(["consumer", "business"])),
                         voice=draw(st.sampled_from(["human", "artificial"])))
     return draw(st.sampled_from(CONTACTS)), campaign, facts, at
