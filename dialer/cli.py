@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
     "dialer.commands.audit",
     "dialer.commands.registry",
+    "dialer.commands.gate",
 )
 
 

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import redis
 
-pytest.importorskip("rules.engine", reason="the rule engine (branch rules) is not merged yet")
-
 from dialer.audit import AuditLog
 from dialer.facts import FactStore, person_key
 from dialer.gate import Gate, Request, Reservation
