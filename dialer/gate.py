@@ -28,7 +28,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-import phonenumbers
 import redis
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog, head_key, iso, stream_key
@@ -42,6 +41,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.registry.store import RegistryError
+from rules import geo
 from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
 CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
 REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
-
-# Regions with their own calling-code region that are French departments: French law (and Bloctel) applies.
-FR_OVERSEAS = frozenset({"GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF"})
-
 
 def registries_by_country(packs: Any) -> dict[str, tuple[str, ...]]:
     """Country -> names of the national registries its packs consult (rules of kind national_registry)."""
@@ -117,17 +113,14 @@ Outcome = Reservation | Decision
 Decided = tuple[Decision, str | None, PersonFacts | None]  # decision, E.164 (None: invalid), facts read
 
 
-@lru_cache(maxsize=200_000)
 def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
-    """(E.164, region) of a valid number, else None. Cached: number metadata never changes at run time."""
+    """(E.164, country of the number) of a valid number, else None. The engine's own cached lookups, so a
+    number is parsed once for both (French overseas departments are France)."""
     try:
-        number = phonenumbers.parse(phone, (country or "").upper() or None)
-    except phonenumbers.NumberParseException:
+        e164 = geo.normalize(phone, country)
+    except geo.InvalidNumber:
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    region = phonenumbers.region_code_for_number(number) or ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region
+    return e164, geo.jurisdiction_for_number(e164)[0]
 
 
 # Read many people's facts in one script: one command to send and one reply to parse instead of six
@@ -354,10 +347,9 @@ class Gate:
         raw = self.redis.get(call_index_key(tenant, call_id))
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def _registry_names(self, region: str, address_country: str | None) -> tuple[str, ...]:
+    def _registry_names(self, country: str, address_country: str | None) -> tuple[str, ...]:
         """Registries to look the number up in: those the packs of the number's country and of the address's
         country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
-        country = "FR" if region in FR_OVERSEAS else region
         names = self._registries_by_country.get(country, ())
         if address_country and address_country.upper() != country:
             names += self._registries_by_country.get(address_country.upper(), ())
@@ -400,9 +392,9 @@ class Gate:
                     decision = Decision(False, at, (INVALID_NUMBER,), None, decision.packs, decision.jurisdictions)
                 out.append((decision, None, None))
                 continue
-            e164, region = number
+            e164, country = number
             pf = person[i]
-            names = self._registry_names(region, request.contact.country)
+            names = self._registry_names(country, request.contact.country)
             facts = Facts(
                 consent=pf.consent, relationships=pf.relationships, history=pf.history,
                 lists=Lists(national={n: membership[(n, e164)] for n in names if (n, e164) in membership},
