@@ -110,7 +110,8 @@ class Reservation:
 
 
 Outcome = Reservation | Decision
-Decided = tuple[Decision, str | None, PersonFacts | None]  # decision, E.164 (None: invalid), facts read
+# decision, E.164 (None: invalid), the facts read, the registry copy dates used
+Decided = tuple[Decision, str | None, PersonFacts | None, dict[str, datetime]]
 
 
 def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
@@ -285,12 +286,12 @@ class Gate:
         at = utc(at)
         try:
             decided = self._decide(requests, at)
-            decisions = [d for d, _, _ in decided]
+            decisions = [d[0] for d in decided]
             if audit:
                 events: dict[str, list[AuditEvent]] = {}
-                for request, (decision, e164, pf) in zip(requests, decided, strict=True):
+                for request, (decision, e164, pf, copies) in zip(requests, decided, strict=True):
                     events.setdefault(request.campaign.tenant, []).append(
-                        self._event(request, decision, at, e164, pf, mode="check"))
+                        self._event(request, decision, at, e164, pf, mode="check", copies=copies))
                 for tenant, batch in events.items():
                     self.audit.append_many(tenant, batch)
             return decisions
@@ -402,7 +403,8 @@ class Gate:
                             campaign=pf.campaign_dnc is not None),
                 registry_copies={n: d for n in names if (d := self._registry_date(n)) is not None},
             )
-            out.append((self._evaluate(request.contact, request.campaign, facts, at, self.packs), e164, pf))
+            decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
+            out.append((decision, e164, pf, facts.registry_copies))
         return out
 
     def _warn(self, name: str, exc: Exception) -> None:
@@ -441,19 +443,19 @@ class Gate:
             if not pending:
                 break
             decided = self._decide([requests[i] for i in pending], at)
-            reserve: dict[str, list[tuple[int, Decision, str, PersonFacts]]] = {}
+            reserve: dict[str, list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = {}
             deny: dict[str, list[AuditEvent]] = {}
-            for i, (decision, e164, pf) in zip(pending, decided, strict=True):
+            for i, (decision, e164, pf, copies) in zip(pending, decided, strict=True):
                 tenant = requests[i].campaign.tenant
                 if decision.allowed and e164 is not None and pf is not None:
-                    reserve.setdefault(tenant, []).append((i, decision, e164, pf))
+                    reserve.setdefault(tenant, []).append((i, decision, e164, pf, copies))
                 else:
-                    deny.setdefault(tenant, []).append(
-                        self._event(requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i]))
+                    deny.setdefault(tenant, []).append(self._event(
+                        requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i], copies=copies))
                     results[i] = decision
             pipe = self.redis.pipeline(transaction=False)
             commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
-            chunks: list[list[tuple[int, Decision, str, PersonFacts]]] = []
+            chunks: list[list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = []
             for tenant in reserve.keys() | deny.keys():
                 wanted, denials = reserve.get(tenant, []), deny.get(tenant, [])
                 for n in range(0, max(len(wanted), 1), BATCH):
@@ -461,11 +463,11 @@ class Gate:
                     keys = [stream_key(tenant), head_key(tenant)]
                     args = [tenant_prefix(tenant), str(len(chunk)), str(len(denials) if n == 0 else 0),
                             str(CALL_INDEX_TTL)]
-                    for i, decision, e164, pf in chunk:
+                    for i, decision, e164, pf, copies in chunk:
                         call_id = call_ids[i]
                         args += [str(pf.version), call_id, attempt_record(at, requests[i].campaign.id, call_id), e164,
                                  *self._event(requests[i], decision, at, e164, pf, mode="reserve",
-                                              call_id=call_id).argv()]
+                                              call_id=call_id, copies=copies).argv()]
                     if n == 0:
                         for event in denials:
                             args += event.argv()
@@ -476,7 +478,7 @@ class Gate:
             replies = self._execute(pipe, commands)
             pending = []
             for chunk, reply in zip(chunks, replies, strict=True):
-                for n, (i, decision, e164, _) in enumerate(chunk):
+                for n, (i, decision, e164, _, _) in enumerate(chunk):
                     status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
                     request = requests[i]
                     if status == 1:
@@ -519,7 +521,8 @@ class Gate:
     # --- audit ----------------------------------------------------------------------------------
 
     def _event(self, request: Request, decision: Decision, at: datetime, e164: str | None,
-               pf: PersonFacts | None, *, mode: str, call_id: str | None = None) -> AuditEvent:
+               pf: PersonFacts | None, *, mode: str, call_id: str | None = None,
+               copies: dict[str, datetime] | None = None) -> AuditEvent:
         payload: dict[str, Any] = {
             "mode": mode,
             "campaign": request.campaign.id,
@@ -532,6 +535,7 @@ class Gate:
             "packs": [f"{p.id}@{p.version}" for p in decision.packs],
             "jurisdictions": list(decision.jurisdictions),
             "version": pf.version if pf else None,
+            "registries": {name: iso(date) for name, date in (copies or {}).items()},
         }
         if call_id:
             payload["call_id"] = call_id
