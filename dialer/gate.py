@@ -391,7 +391,7 @@ class Gate:
                 decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
                 if decision.allowed:  # the engine should never allow an invalid number: fail closed anyway
                     decision = Decision(False, at, (INVALID_NUMBER,), None, decision.packs, decision.jurisdictions)
-                out.append((decision, None, None))
+                out.append((decision, None, None, {}))
                 continue
             e164, country = number
             pf = person[i]
