@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import os
 import platform
 import pstats
@@ -68,6 +69,35 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def _worker(url: str, first: int, last: int, batch: int, barrier, results) -> None:
+    """One gate process: warm its number caches with what-if checks, then reserve_many over its slice."""
+    client = redis.Redis.from_url(url)
+    gate = Gate(client, load_packs(), RegistryStore(client), secret_key="bench-key")
+    people = [Contact(phone=french_number(i), country="FR", postal_code="75011") for i in range(first, last)]
+    gate.check_many([Request(c, CAMPAIGN) for c in people], AT)
+    barrier.wait(60)
+    start = time.perf_counter()
+    for b in range(0, len(people), batch):
+        gate.reserve_many([Request(c, CAMPAIGN, f"mp{first + b + k}") for k, c in enumerate(people[b:b + batch])],
+                          AT + timedelta(minutes=30))
+    results.put((len(people), start, time.perf_counter()))
+    client.close()
+
+
+def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[int, float]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    share = contacts // processes
+    procs = [ctx.Process(target=_worker, args=(url, k * share, (k + 1) * share, batch, barrier, results))
+             for k in range(processes)]
+    for proc in procs:
+        proc.start()
+    done = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return sum(n for n, _, _ in done), max(end for _, _, end in done) - min(start for _, start, _ in done)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=20000)
@@ -75,6 +105,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="batch size for reserve_many")
     parser.add_argument("--registry", type=int, default=200_000, help="numbers on the Bloctel copy")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the batched run")
+    parser.add_argument("--processes", type=int, default=2, help="gate processes for the parallel batched run")
     args = parser.parse_args()
     rng = random.Random(7)
 
@@ -118,7 +149,7 @@ def main() -> int:
         passes = []
         for n_pass in range(2):
             total = reserved = 0
-            start, cpu, server = time.perf_counter(), time.process_time(), redis_cpu(client)
+            start, cpu, server_cpu = time.perf_counter(), time.process_time(), redis_cpu(client)
             if profiler and n_pass == 1:
                 profiler.enable()
             for b in range(0, len(people), args.batch):
@@ -130,7 +161,8 @@ def main() -> int:
             if profiler and n_pass == 1:
                 profiler.disable()
             passes.append((total, reserved, time.perf_counter() - start, time.process_time() - cpu,
-                           redis_cpu(client) - server))
+                           redis_cpu(client) - server_cpu))
+        parallel = run_processes(server.url, args.contacts, args.processes, args.batch) if args.processes else None
         audit_entries = gate.audit.head("tb").seq
         verify_start = time.perf_counter()
         verified = gate.audit.verify("tb")
@@ -150,6 +182,9 @@ def main() -> int:
               f"in {elapsed:.2f} s = {total / elapsed:,.0f} decisions/s wall; CPU per decision: gate process "
               f"{cpu / total * 1e6:.0f} us, redis-server {server / total * 1e6:.0f} us "
               f"(= {total / cpu:,.0f} decisions per gate-process CPU second)")
+    if parallel:
+        print(f"batched reserve_many in {args.processes} processes (batch {args.batch}, warm numbers): "
+              f"{parallel[0]} decisions in {parallel[1]:.2f} s = {parallel[0] / parallel[1]:,.0f} decisions/s wall")
     print(f"audit: {audit_entries} entries, verify {verify_elapsed:.2f} s "
           f"({audit_entries / verify_elapsed:,.0f} entries/s): {verified}")
     if profiler:
