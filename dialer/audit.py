@@ -10,7 +10,7 @@ Keys (per tenant):
   t:{T}:audit:anchors  hash seq -> "hash:hmac": heads signed with security.secret_key (see anchor())
 
 Hashes (why two, see docs/audit.md):
-  body = sha256(JSON [at, kind, actor, payload])          computed here, in Python
+  body = sha256(netstrings at, kind, actor, payload)      computed here, in Python
   hash = sha1(prev "\\n" seq "\\n" written "\\n" body)      computed in the Lua append script
 Appends run in one Lua script: reading the head, numbering, linking and writing the entry and the new
 head happen atomically in Redis, so appends from any number of processes form one ordered chain, and
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import redis
 
 from rules.model import utc
@@ -128,21 +129,33 @@ def iso(value: datetime) -> str:
     return utc(value).isoformat().replace("+00:00", "Z")
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def canonical(payload: Mapping[str, Any]) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 kept; instants as UTC ISO strings."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    """Canonical JSON: sorted keys, no spaces, UTF-8; instants as UTC ISO strings ending in Z."""
+    try:
+        return orjson.dumps(payload, option=_JSON_OPTIONS, default=_json_default).decode()
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"audit payload: {exc}") from None
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"audit payload: {type(value).__name__} is not JSON")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def body_hash(at: str, kind: str, actor: str, payload: str) -> str:
-    return hashlib.sha256(json.dumps([at, kind, actor, payload], ensure_ascii=False).encode()).hexdigest()
+    """sha256 over the four fields as netstrings (`<byte length>:<UTF-8 bytes>,` each): unambiguous and easy
+    to recompute in any language."""
+    digest = hashlib.sha256()
+    for text in (at, kind, actor, payload):
+        data = text.encode()
+        digest.update(b"%d:%s," % (len(data), data))
+    return digest.hexdigest()
 
 
 def link_hash(prev: str, seq: int | str, written: str, body: str) -> str:

@@ -365,3 +365,9 @@ def test_optout_racing_reservations_no_call_after_the_optout(redis_url, redis_cl
         assert store.optout("t1", e164) is not None
         assert len(store.attempts("t1", e164)) == len(versions)
     assert AuditLog(redis_client, KEY).verify("t1").ok
+
+
+def test_reserved_attempt_is_stored_exactly_as_factstore_stores_attempts():
+    from dialer.facts import attempt_json
+    from dialer.gate import attempt_record
+    assert attempt_record(AT, "c1", "x-1") == attempt_json(Attempt(AT, "c1", "reserved", "x-1"))
