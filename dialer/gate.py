@@ -2,10 +2,11 @@
 and reserve the attempt atomically, so that no call is placed that the rules did not allow at that instant.
 
 How a reservation stays correct under concurrency (optimistic, per person):
-  1. read the person's facts and their version counter in one pipelined round trip (FactStore), plus the
-     national-registry membership and copy dates (RegistryStore);
+  1. read the person's facts and their version counter (FactStore's layout, dialer/facts.py) in one Lua
+     script per batch, a consistent snapshot in one round trip, plus the national-registry membership and
+     copy dates (RegistryStore, in-process bitmaps);
   2. evaluate the pure engine (rules.evaluate) on those facts;
-  3. if allowed, run one Lua script that reserves only if the version is still the one read: it records the
+  3. if allowed, run one Lua script (per batch) that reserves only if the version is still the one read: it records the
      attempt (outcome `reserved`), bumps the version, indexes the call id and appends the audit entry, all
      atomically. Any other write to the person's facts (an opt-out, a consent withdrawal, another process's
      reservation) bumps the version too, so a decision made on facts that changed meanwhile never reserves:
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
 CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
 REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
+
 
 def registries_by_country(packs: Any) -> dict[str, tuple[str, ...]]:
     """Country -> names of the national registries its packs consult (rules of kind national_registry)."""
@@ -306,14 +308,18 @@ class Gate:
         return self.reserve_many([Request(contact, campaign, call_id, contact_id)], at)[0]
 
     def reserve_many(self, requests: Sequence[Request], at: datetime) -> list[Outcome]:
-        """check_and_reserve for many contacts: reads pipelined, one reservation script per allowed contact and
-        the denials' audit entries in one pipeline; contacts whose facts changed meanwhile are re-decided."""
+        """check_and_reserve for many contacts: one read script and one reserve-and-audit script per tenant
+        and 256 reservations; contacts whose facts changed meanwhile are re-decided. Results are in order."""
         at = utc(at)
+        results: list[Outcome | None] = [None] * len(requests)
         try:
-            return self._reserve_many(requests, at)
+            self._reserve_many(requests, at, results)
         except redis.RedisError as exc:
+            # Reservations the script confirmed stand (reserved and audited); anything else is denied. A
+            # reservation whose reply was lost stays recorded as an attempt: it counts, which is the safe side.
             log.warning("gate state unavailable: %s", exc)
-            return [self._unavailable(at) for _ in requests]
+            return [r if isinstance(r, Reservation) else self._unavailable(at) for r in results]
+        return results  # type: ignore[return-value]
 
     def release(self, tenant: str, call_id: str, at: datetime, *, reason: str = "not originated") -> bool:
         """Give back a reservation whose call was never originated, so it does not count as an attempt.
@@ -435,8 +441,7 @@ class Gate:
             found.update(((name, e), bool(h)) for e, h in zip(unique, hits, strict=True))
         return found
 
-    def _reserve_many(self, requests: Sequence[Request], at: datetime) -> list[Outcome]:
-        results: list[Outcome | None] = [None] * len(requests)
+    def _reserve_many(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None]) -> None:
         call_ids = [r.call_id or uuid.uuid4().hex for r in requests]
         pending = list(range(len(requests)))
         for _ in range(self.max_rounds):
@@ -493,7 +498,6 @@ class Gate:
                         log.warning("gate: call id %s reused for another reservation", call_ids[i])
         for i in pending:  # still contended after max_rounds: fail closed
             results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
-        return results  # type: ignore[return-value]
 
     def _read_facts(self, tenant: str, items: Sequence[tuple[str, str]]) -> list[PersonFacts]:
         """Facts of many (e164, campaign) pairs of one tenant in one script call (see _READ)."""
