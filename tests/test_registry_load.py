@@ -237,12 +237,9 @@ def test_readers_fail_closed(redis_client: redis.Redis, tmp_path: Path) -> None:
         s.contains("us_dnc", "+12125551234")
 
 
-def test_large_bitmap_is_split_into_chunks(redis_client: redis.Redis, tmp_path: Path, monkeypatch) -> None:
-    import dialer.registry.loader as loader_module
-
-    monkeypatch.setattr(loader_module, "CHUNK_BYTES", 1000)
+def test_large_bitmap_is_split_into_chunks(redis_client: redis.Redis, tmp_path: Path) -> None:
     numbers = nanp_numbers(20_000)
-    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", numbers))
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", numbers), chunk_bytes=1000)
     assert report.version is not None and report.version.chunks > 5
     s = store(redis_client)
     assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in numbers]))

@@ -203,6 +203,7 @@ def load_registry(
     progress: Progress | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     file_name: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> LoadReport:
     """Import `path` into registry `name` as a new live version. Returns the report of a committed load;
     raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC)."""
@@ -247,7 +248,7 @@ def load_registry(
                     f"allowed {max_bad_share:.2%}", report)
             new, added, removed = _build(numbers, base, delta, report)
             info = _stage_and_commit(client, name, new, added, removed, base_info, report, lock, progress,
-                                     loaded_at or datetime.now(UTC))
+                                     loaded_at or datetime.now(UTC), chunk_bytes)
             report.version = info
         finally:
             lock.release()
@@ -340,11 +341,11 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
 
 def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: int, removed: int,
                       base: RegistryVersion | None, report: LoadReport, lock: _Lock, progress: Progress | None,
-                      loaded_at: datetime) -> RegistryVersion:
+                      loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
     bitmap.run_optimize()
     bitmap.shrink_to_fit()
     blob = bitmap.serialize()
-    chunks = max(1, -(-len(blob) // CHUNK_BYTES))
+    chunks = max(1, -(-len(blob) // chunk_bytes))
     version = int(client.incr(key_seq(name)))
     info = RegistryVersion(
         name=name, version=version, loaded_at=loaded_at.astimezone(UTC), source_hash=report.source_hash,
@@ -357,11 +358,11 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
     try:
         view = memoryview(blob)
         for i in range(chunks):
-            part = view[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+            part = view[i * chunk_bytes:(i + 1) * chunk_bytes]
             client.set(key_chunk(name, version, i), part.tobytes(), ex=STAGING_TTL_SECONDS)
             lock.keep()
             if progress is not None:
-                progress("write", min(len(blob), (i + 1) * CHUNK_BYTES), len(blob))
+                progress("write", min(len(blob), (i + 1) * chunk_bytes), len(blob))
         pipe = client.pipeline(transaction=True)
         pipe.hset(key_meta(name, version), mapping=info.to_meta())
         pipe.expire(key_meta(name, version), STAGING_TTL_SECONDS)
