@@ -233,6 +233,12 @@ class RegistryStore:
             for key in [k for k in _CACHE if k[0] == ident and (name is None or k[1] == name)]:
                 del _CACHE[key]
 
+    @staticmethod
+    def forget_all() -> None:
+        """Drop every cached bitmap of this process (tests; after restoring a Redis backup)."""
+        with _CACHE_LOCK:
+            _CACHE.clear()
+
     # -- internals ------------------------------------------------------------------------------------
     def _live(self, name: str, force: bool = False) -> _Cached:
         check_name(name)
