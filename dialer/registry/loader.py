@@ -231,7 +231,7 @@ def load_registry(
             base_info: RegistryVersion | None = None
             if base_version is not None:
                 try:
-                    base_info, base = RegistryStore(client).live_bitmap(name)
+                    base_info, base = RegistryStore(client).fetch_live(name)
                 except RegistryNotLoaded:
                     base_info, base = None, None
             if delta and base is None:
@@ -335,7 +335,7 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
     report.duplicates = report.valid - len(additions) - len(deletions)
     added = additions.difference_cardinality(base)
     removed = deletions.intersection_cardinality(base)
-    new = (base | additions) - deletions  # a new bitmap: the live one is shared and never changed
+    new = (base | additions) - deletions  # a new bitmap; the live version in Redis is never changed
     return new, added, removed
 
 

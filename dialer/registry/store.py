@@ -147,7 +147,7 @@ class _Cached:
 # One cache per process: every RegistryStore talking to the same Redis shares the deserialized bitmaps,
 # so creating a store per request does not fetch megabytes per request.
 _CACHE: dict[tuple[str, str], _Cached] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()
 
 
 def _server_identity(client: redis.Redis) -> str:
@@ -221,10 +221,15 @@ class RegistryStore:
             found.add(text.split(":")[1])
         return sorted(found)
 
-    def live_bitmap(self, name: str) -> tuple[RegistryVersion, BitMap64]:
-        """The live version and its bitmap (shared: copy it before changing it)."""
-        cached = self._live(name, force=True)
-        return cached.version, cached.bitmap
+    def fetch_live(self, name: str) -> tuple[RegistryVersion, BitMap64]:
+        """The live version and a private copy of its bitmap, read now and not cached (for importers,
+        so a worker process does not keep every registry it ever imported in memory)."""
+        check_name(name)
+        try:
+            fresh = self._refresh(name, None)
+        except redis.RedisError as exc:
+            raise RegistryUnavailable(f"registry {name}: cannot read ({type(exc).__name__})") from None
+        return fresh.version, fresh.bitmap
 
     def forget(self, name: str | None = None) -> None:
         """Drop this process's cached bitmaps (all registries, or one)."""
@@ -263,7 +268,8 @@ class RegistryStore:
         for _ in range(_READ_RETRIES):
             current = self.redis.get(key_current(name))
             if current is None:
-                _CACHE.pop((_server_identity(self.redis), name), None)
+                with _CACHE_LOCK:
+                    _CACHE.pop((_server_identity(self.redis), name), None)
                 raise RegistryNotLoaded(f"registry {name} is not loaded")
             if cached is not None and cached.pointer == current:
                 return cached
