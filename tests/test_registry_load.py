@@ -165,6 +165,9 @@ def test_mixed_forms_in_one_file_are_one_number(redis_client: redis.Redis, tmp_p
     s = store(redis_client)
     assert s.contains_many("bloctel", ["+33145678901", "+33612345678", "+262262123456", "+33145678902"]) == [
         True, True, True, False]
+    # An overseas number is found under either spelling a contact list may have normalised it to.
+    assert s.contains("bloctel", "+33262123456") and s.contains_many("bloctel", ["+33262123456"]) == [True]
+    assert s.contains_many("bloctel", ["+33262123457", "+262262123457", "+590262123456"]) == [False, False, False]
 
 
 def test_us_area_code_file_and_mixed_nanp_forms(redis_client: redis.Redis, tmp_path: Path) -> None:
@@ -243,3 +246,19 @@ def test_large_bitmap_is_split_into_chunks(redis_client: redis.Redis, tmp_path: 
     assert report.version is not None and report.version.chunks > 5
     s = store(redis_client)
     assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in numbers]))
+
+
+def test_commit_refused_when_the_lock_was_taken_over(redis_client: redis.Redis, tmp_path: Path) -> None:
+    load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", nanp_numbers(100)), loaded_at=T0)
+    before = registry_keys(redis_client, "us_dnc")
+
+    def take_over(stage: str, done: int, total: int) -> None:
+        if stage == "commit":  # e.g. this importer stalled past its lock's expiry and another one started
+            redis_client.set(key_lock("us_dnc"), "another-importer")
+
+    with pytest.raises(LoadRefused, match="LOCKLOST"):
+        load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(200, seed=4)),
+                      progress=take_over)
+    after = registry_keys(redis_client, "us_dnc")
+    assert after.pop(key_lock("us_dnc").encode()) == b"another-importer"  # not released: not ours
+    assert after == {**before, b"reg:us_dnc:seq": b"2"}  # staged v2 deleted, v1 untouched

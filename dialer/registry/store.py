@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import redis
 from pyroaring import BitMap64
 
+from dialer.registry.formats import overseas_alias
 from dialer.registry.numbers import e164_to_int
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -136,6 +137,19 @@ def parse_pointer(raw: bytes | str) -> int:
     return int(text.split(":", 1)[0])
 
 
+# French numbers (+33...) and the overseas codes (+262 ... +596) all lie in this range.
+_MAYBE_ALIAS_LOW, _MAYBE_ALIAS_HIGH = 33_000_000_000, 597_000_000_000
+
+
+def _member(number: int, bitmap: BitMap64) -> bool:
+    if number in bitmap:
+        return True
+    if _MAYBE_ALIAS_LOW <= number < _MAYBE_ALIAS_HIGH:
+        alias = overseas_alias(number)
+        return alias is not None and alias in bitmap
+    return False
+
+
 @dataclass
 class _Cached:
     pointer: bytes  # the `current` value this was read for
@@ -179,14 +193,13 @@ class RegistryStore:
     def contains(self, name: str, e164: str) -> bool:
         """Is this E.164 number in the live version? Raises RegistryNotLoaded / RegistryUnavailable
         (fail closed) and ValueError for a string that is not E.164."""
-        number = e164_to_int(e164)
-        return number in self._live(name).bitmap
+        return _member(e164_to_int(e164), self._live(name).bitmap)
 
     def contains_many(self, name: str, e164s: Sequence[str]) -> list[bool]:
         """Membership of each number, all answered from one version (one pointer check per call)."""
         numbers = [e164_to_int(e) for e in e164s]
         bitmap = self._live(name).bitmap
-        return [n in bitmap for n in numbers]
+        return [n in bitmap or (_MAYBE_ALIAS_LOW <= n < _MAYBE_ALIAS_HIGH and _member(n, bitmap)) for n in numbers]
 
     def status(self, name: str) -> RegistryVersion | None:
         """Metadata of the live version (read from Redis, not the cache), or None when none is live."""
@@ -211,7 +224,7 @@ class RegistryStore:
     def contains_ints(self, name: str, numbers: Iterable[int]) -> list[bool]:
         """Like contains_many for E.164 integers (no string parsing)."""
         bitmap = self._live(name).bitmap
-        return [n in bitmap for n in numbers]
+        return [_member(n, bitmap) for n in numbers]
 
     def names(self) -> list[str]:
         """Registries that have a live version."""
