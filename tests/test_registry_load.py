@@ -262,3 +262,15 @@ def test_commit_refused_when_the_lock_was_taken_over(redis_client: redis.Redis, 
     after = registry_keys(redis_client, "us_dnc")
     assert after.pop(key_lock("us_dnc").encode()) == b"another-importer"  # not released: not ours
     assert after == {**before, b"reg:us_dnc:seq": b"2"}  # staged v2 deleted, v1 untouched
+
+
+def test_full_load_repairs_a_damaged_live_version_but_a_change_file_is_refused(redis_client: redis.Redis,
+                                                                               tmp_path: Path) -> None:
+    load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", nanp_numbers(100)))
+    redis_client.setrange(key_chunk("us_dnc", 1, 0), 0, b"\xff\xff")
+    with pytest.raises(LoadRefused, match="damaged"):
+        load_registry(redis_client, "us_dnc", write_lines(tmp_path / "c.txt", ["A,2125551234"]), delta=True)
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(50, seed=8)))
+    assert report.version is not None and report.version.version == 2 and report.version.added == 50
+    s = store(redis_client)
+    assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in nanp_numbers(50, seed=8)]))

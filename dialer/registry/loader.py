@@ -31,8 +31,8 @@ from dialer.registry.store import (
     CHUNK_BYTES,
     STAGING_TTL_SECONDS,
     RegistryError,
-    RegistryNotLoaded,
     RegistryStore,
+    RegistryUnavailable,
     RegistryVersion,
     check_name,
     key_chunk,
@@ -232,8 +232,11 @@ def load_registry(
             if base_version is not None:
                 try:
                     base_info, base = RegistryStore(client).fetch_live(name)
-                except RegistryNotLoaded:
-                    base_info, base = None, None
+                except RegistryUnavailable as exc:
+                    if delta:
+                        raise LoadRefused(f"cannot apply a change file: {exc}", report) from None
+                    # A full load replaces a damaged live version; its added/removed count from nothing.
+                    log.warning("registry %s: live version unreadable (%s); replacing it", name, exc)
             if delta and base is None:
                 raise LoadRefused(f"registry {name} has no live version to apply a change file to", report)
             parser = registry_format.make_parser(country)
@@ -247,12 +250,14 @@ def load_registry(
                     f"{report.invalid} of {report.lines} lines are malformed ({report.bad_share:.2%}), above the "
                     f"allowed {max_bad_share:.2%}", report)
             new, added, removed = _build(numbers, base, delta, report)
-            info = _stage_and_commit(client, name, new, added, removed, base_info, report, lock, progress,
-                                     loaded_at or datetime.now(UTC), chunk_bytes)
+            info = _stage_and_commit(client, name, new, added, removed, base_version, base_info, report, lock,
+                                     progress, loaded_at or datetime.now(UTC), chunk_bytes)
             report.version = info
         finally:
             lock.release()
-    except HeaderError as exc:
+    except LoadRefused:
+        raise
+    except (HeaderError, RegistryError) as exc:
         raise LoadRefused(str(exc), report) from None
     except redis.RedisError as exc:
         raise LoadRefused(f"Redis failed during the import ({type(exc).__name__}: {exc})", report) from None
@@ -340,8 +345,8 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
 
 
 def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: int, removed: int,
-                      base: RegistryVersion | None, report: LoadReport, lock: _Lock, progress: Progress | None,
-                      loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
+                      expected_live: int | None, base: RegistryVersion | None, report: LoadReport, lock: _Lock,
+                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
     bitmap.run_optimize()
     bitmap.shrink_to_fit()
     blob = bitmap.serialize()
@@ -369,7 +374,7 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         pipe.execute()
         if progress is not None:
             progress("commit", 0, 1)
-        expected = str(base.version) if base else ""
+        expected = "" if expected_live is None else str(expected_live)
         client.eval(_COMMIT_SCRIPT, 2 + len(staged), key_current(name), key_lock(name), *staged,
                     lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8))
     except redis.ResponseError as exc:
