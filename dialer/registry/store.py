@@ -177,6 +177,13 @@ return {v, redis.call('HGETALL', ARGV[1] .. 'v' .. string.match(v, '^%d+') .. ':
 """
 
 
+def _parse_meta(name: str, meta: dict) -> RegistryVersion:
+    try:
+        return RegistryVersion.from_meta(meta)
+    except (KeyError, ValueError) as exc:
+        raise RegistryUnavailable(f"registry {name}: unreadable version metadata ({exc})") from None
+
+
 class RegistryStore:
     """Read side of the registries, as the gate uses it. Thread-safe; one per process is plenty.
 
@@ -188,6 +195,7 @@ class RegistryStore:
         self.redis = redis_client
         self.refresh_interval = refresh_interval
         self._status_script = redis_client.register_script(_STATUS_SCRIPT)
+        self._ident = _server_identity(redis_client)
 
     # -- the gate's interface -------------------------------------------------------------------------
     def contains(self, name: str, e164: str) -> bool:
@@ -214,7 +222,7 @@ class RegistryStore:
         meta = dict(zip(flat[::2], flat[1::2], strict=True))
         if not meta:
             raise RegistryUnavailable(f"registry {name}: live version has no metadata")
-        return RegistryVersion.from_meta(meta)
+        return _parse_meta(name, meta)
 
     def loaded_at(self, name: str) -> datetime | None:
         found = self.status(name)
@@ -246,9 +254,8 @@ class RegistryStore:
 
     def forget(self, name: str | None = None) -> None:
         """Drop this process's cached bitmaps (all registries, or one)."""
-        ident = _server_identity(self.redis)
         with _CACHE_LOCK:
-            for key in [k for k in _CACHE if k[0] == ident and (name is None or k[1] == name)]:
+            for key in [k for k in _CACHE if k[0] == self._ident and (name is None or k[1] == name)]:
                 del _CACHE[key]
 
     @staticmethod
@@ -258,16 +265,16 @@ class RegistryStore:
             _CACHE.clear()
 
     # -- internals ------------------------------------------------------------------------------------
-    def _live(self, name: str, force: bool = False) -> _Cached:
-        check_name(name)
-        cache_key = (_server_identity(self.redis), name)
+    def _live(self, name: str) -> _Cached:
+        cache_key = (self._ident, name)
         now = time.monotonic()
         cached = _CACHE.get(cache_key)
-        if cached is not None and not force and now - cached.checked < self.refresh_interval:
+        if cached is not None and now - cached.checked < self.refresh_interval:
             return cached
+        check_name(name)
         with _CACHE_LOCK:
             cached = _CACHE.get(cache_key)
-            if cached is not None and not force and now - cached.checked < self.refresh_interval:
+            if cached is not None and now - cached.checked < self.refresh_interval:
                 return cached
             try:
                 fresh = self._refresh(name, cached)
@@ -282,7 +289,7 @@ class RegistryStore:
             current = self.redis.get(key_current(name))
             if current is None:
                 with _CACHE_LOCK:
-                    _CACHE.pop((_server_identity(self.redis), name), None)
+                    _CACHE.pop((self._ident, name), None)
                 raise RegistryNotLoaded(f"registry {name} is not loaded")
             if cached is not None and cached.pointer == current:
                 return cached
@@ -296,7 +303,7 @@ class RegistryStore:
         meta = self.redis.hgetall(key_meta(name, version))
         if not meta:
             return None
-        info = RegistryVersion.from_meta(meta)
+        info = _parse_meta(name, meta)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(info.chunks):
             pipe.get(key_chunk(name, version, i))
