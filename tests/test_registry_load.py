@@ -274,3 +274,17 @@ def test_full_load_repairs_a_damaged_live_version_but_a_change_file_is_refused(r
     assert report.version is not None and report.version.version == 2 and report.version.added == 50
     s = store(redis_client)
     assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in nanp_numbers(50, seed=8)]))
+
+
+def test_overlong_lines_are_malformed_and_not_buffered(redis_client: redis.Redis, tmp_path: Path) -> None:
+    numbers = nanp_numbers(300)
+    path = tmp_path / "long.txt"
+    with open(path, "w") as fh:
+        fh.write("\n".join(numbers[:100]) + "\n")
+        fh.write("9" * 3_000_000 + "\n")  # one 3 MB line, across several read blocks
+        fh.write("\n".join(numbers[100:]) + "\n")
+        fh.write("7" * 5000)  # and a long last line without a newline
+    report = load_registry(redis_client, "us_dnc", path, max_bad_share=0.01)
+    assert report.invalid == 2 and [b.line for b in report.bad_lines] == [101, 302]
+    assert all("longer than" in b.reason for b in report.bad_lines)
+    assert report.version is not None and report.version.rows == 300

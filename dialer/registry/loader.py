@@ -51,6 +51,8 @@ DEFAULT_MAX_BAD_SHARE = 0.01
 DEFAULT_LOCK_TTL = 30.0
 READ_BLOCK = 1 << 20
 _BATCH = 1 << 16
+MAX_LINE_BYTES = 4096
+_TOO_LONG = bytearray(b"<too long>")  # a unique object, told apart by identity
 
 # progress(stage, done, total): stage "read" counts bytes of the file, "write" counts bytes of the bitmap.
 Progress = Callable[[str, int, int], None]
@@ -281,20 +283,26 @@ def _read(handle, total: int, parser, delta: bool, report: LoadReport, lock: _Lo
     lineno = lines = invalid = 0
     done = 0
     rest = b""
+    skipping = False  # inside a line longer than MAX_LINE_BYTES: dropped, reported once it ends
     while True:
         block = handle.read(READ_BLOCK)
         if block:
             digest.update(block)
             done += len(block)
-            chunk = rest + block
-            parts = chunk.split(b"\n")
+            parts = (rest + block).split(b"\n")
             rest = parts.pop()
+            if skipping and parts:
+                parts[0], skipping = _TOO_LONG, False
+            if len(rest) > MAX_LINE_BYTES:  # keep memory bounded whatever the file holds
+                rest, skipping = b"", True
         else:
-            parts = [rest] if rest else []
+            parts = [_TOO_LONG] if skipping else [rest] if rest else []
             rest = b""
         for raw in parts:
             lineno += 1
             try:
+                if raw is _TOO_LONG:
+                    raise LineError(f"line longer than {MAX_LINE_BYTES} bytes")
                 parsed = parse(raw, delta)
             except LineError as exc:
                 lines += 1
