@@ -35,7 +35,10 @@ def main() -> int:
         counts[label] += 1
         if not sequence or sequence[-1] != label:
             sequence.append(label)
-    print(json.dumps({"counts": counts, "sequence": sequence}), flush=True)
+    # One more batch after the stop signal, which is given after the last swap: it must see the last version.
+    final = "".join("1" if hit else "0" for hit in store.contains_many(name, probes))
+    final_label = "A" if final == expect_a else "B" if final == expect_b else "MIXED"
+    print(json.dumps({"counts": counts, "sequence": sequence, "final": final_label}), flush=True)
     return 0
 
 
