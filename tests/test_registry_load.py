@@ -137,6 +137,9 @@ def test_empty_full_file_is_refused(redis_client: redis.Redis, tmp_path: Path) -
         (tmp_path / "empty.txt").write_text(content)
         with pytest.raises(LoadRefused, match="no numbers"):
             load_registry(redis_client, "bloctel", tmp_path / "empty.txt")
+    write_lines(tmp_path / "junk.txt", ["junk"] * 5)  # even with every line allowed to be bad
+    with pytest.raises(LoadRefused, match="no numbers"):
+        load_registry(redis_client, "bloctel", tmp_path / "junk.txt", max_bad_share=1.0)
     assert registry_keys(redis_client, "bloctel") == before
 
 

@@ -244,7 +244,7 @@ def load_registry(
             parser = registry_format.make_parser(country)
             with handle:
                 numbers = _read(handle, total, parser, delta, report, lock, progress)
-            if report.lines == 0 and not delta:
+            if report.valid == 0 and not delta:
                 raise LoadRefused(f"{report.file_name} holds no numbers: a full load would empty the registry",
                                   report)
             if report.bad_share > max_bad_share:
