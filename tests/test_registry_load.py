@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dialer.registry.loader import MAX_REPORTED_ERRORS, LoadRefused, drop_versions, load_registry
 from dialer.registry.store import (
@@ -291,3 +293,38 @@ def test_overlong_lines_are_malformed_and_not_buffered(redis_client: redis.Redis
     assert report.invalid == 2 and [b.line for b in report.bad_lines] == [101, 302]
     assert all("longer than" in b.reason for b in report.bad_lines)
     assert report.version is not None and report.version.rows == 300
+
+
+UNIVERSE = nanp_numbers(60, seed=42)
+_full = st.tuples(st.just("full"), st.sets(st.sampled_from(UNIVERSE), min_size=1))
+_delta = st.tuples(st.just("delta"), st.lists(st.tuples(st.booleans(), st.sampled_from(UNIVERSE)), max_size=30))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_full, _delta), min_size=1, max_size=6))
+def test_any_sequence_of_loads_matches_a_set_model(redis_client: redis.Redis, tmp_path: Path, ops) -> None:
+    redis_client.flushdb()
+    RegistryStore.forget_all()
+    model: set[str] | None = None
+    for i, (kind, payload) in enumerate(ops):
+        path = tmp_path / f"op{i}.txt"
+        if kind == "full":
+            write_lines(path, sorted(payload))
+            report = load_registry(redis_client, "us_dnc", path)
+            new = set(payload)
+        else:
+            write_lines(path, [f"{'A' if add else 'D'},{n}" for add, n in payload])
+            if model is None:
+                with pytest.raises(LoadRefused):
+                    load_registry(redis_client, "us_dnc", path, delta=True)
+                continue
+            report = load_registry(redis_client, "us_dnc", path, delta=True)
+            new = set(model)
+            for add, n in payload:  # the last line of a number wins
+                (new.add if add else new.discard)(n)
+        v = report.version
+        assert v is not None and v.rows == len(new)
+        assert v.added == len(new - (model or set())) and v.removed == len((model or set()) - new)
+        model = new
+        answers = store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in UNIVERSE])
+        assert answers == [n in model for n in UNIVERSE]
