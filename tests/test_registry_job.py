@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 from rq import Queue, Worker
 
-from dialer.registry.jobs import QUEUE, import_registry_job
+from dialer.registry.jobs import JOB_TIMEOUT, QUEUE, enqueue_import, import_registry_job
 from dialer.registry.store import RegistryStore
 from tests.registry_files import e164_fr, french_numbers, write_lines
 
@@ -37,8 +37,11 @@ def test_import_job_through_a_worker(redis_url: str, tmp_path: Path) -> None:
     assert all(store.contains_many("bloctel", [e164_fr(n) for n in numbers]))
 
     changes = write_lines(tmp_path / "chg.tmp", [f"D,{numbers[0]}", "A,0999999999"])
-    job = _run(client, redis_url, "bloctel", str(changes), True)
-    assert job.return_value()["status"] == "committed"
+    job = enqueue_import(client, redis_url, "bloctel", str(changes), delta=True, file_name="bloctel-changes.txt")
+    assert job.timeout == JOB_TIMEOUT and job.origin == QUEUE
+    Worker([Queue(QUEUE, connection=client)], connection=client).work(burst=True)
+    job.refresh()
+    assert job.return_value()["status"] == "committed" and job.return_value()["kind"] == "delta"
     assert store.contains_many("bloctel", [e164_fr(numbers[0]), "+33999999999"]) == [False, True]
 
 
