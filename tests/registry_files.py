@@ -16,11 +16,11 @@ def nanp_numbers(count: int, seed: int = 1) -> list[str]:
 
 
 def french_numbers(count: int, seed: int = 2) -> list[str]:
-    """Distinct metropolitan French national numbers 0[1-7]XXXXXXXX."""
+    """Distinct metropolitan French national numbers 0[1347]XXXXXXXX (no overseas prefixes)."""
     rng = random.Random(seed)
     found: set[str] = set()
     while len(found) < count:
-        found.add(f"0{rng.choice('1234567')}{rng.randint(0, 99_999_999):08d}")
+        found.add(f"0{rng.choice('1347')}{rng.randint(0, 99_999_999):08d}")
     return sorted(found)
 
 

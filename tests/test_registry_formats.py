@@ -18,6 +18,7 @@ from dialer.registry.formats import (
     HeaderError,
     LineError,
     format_for,
+    overseas_alias,
 )
 from dialer.registry.numbers import e164_to_int, int_to_e164
 
@@ -223,3 +224,14 @@ def test_overseas_prefixes_belong_to_their_country_code() -> None:
             for region in regions for i in range(100)
         )
         assert valid, (prefix, cc)
+
+
+def test_overseas_alias_links_both_spellings() -> None:
+    assert overseas_alias(33262123456) == 262262123456
+    assert overseas_alias(262262123456) == 33262123456
+    assert overseas_alias(33696123456) == 596696123456
+    assert overseas_alias(590690123456) == 33690123456
+    assert overseas_alias(33145678901) is None
+    assert overseas_alias(262145678901) is None  # +262 with a metropolitan prefix: no alias
+    assert overseas_alias(590262123456) is None  # prefix of another department
+    assert overseas_alias(12125551234) is None

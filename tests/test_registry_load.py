@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dialer.registry.loader import MAX_REPORTED_ERRORS, LoadRefused, drop_versions, load_registry
 from dialer.registry.store import (
@@ -137,6 +139,9 @@ def test_empty_full_file_is_refused(redis_client: redis.Redis, tmp_path: Path) -
         (tmp_path / "empty.txt").write_text(content)
         with pytest.raises(LoadRefused, match="no numbers"):
             load_registry(redis_client, "bloctel", tmp_path / "empty.txt")
+    write_lines(tmp_path / "junk.txt", ["junk"] * 5)  # even with every line allowed to be bad
+    with pytest.raises(LoadRefused, match="no numbers"):
+        load_registry(redis_client, "bloctel", tmp_path / "junk.txt", max_bad_share=1.0)
     assert registry_keys(redis_client, "bloctel") == before
 
 
@@ -165,6 +170,9 @@ def test_mixed_forms_in_one_file_are_one_number(redis_client: redis.Redis, tmp_p
     s = store(redis_client)
     assert s.contains_many("bloctel", ["+33145678901", "+33612345678", "+262262123456", "+33145678902"]) == [
         True, True, True, False]
+    # An overseas number is found under either spelling a contact list may have normalised it to.
+    assert s.contains("bloctel", "+33262123456") and s.contains_many("bloctel", ["+33262123456"]) == [True]
+    assert s.contains_many("bloctel", ["+33262123457", "+262262123457", "+590262123456"]) == [False, False, False]
 
 
 def test_us_area_code_file_and_mixed_nanp_forms(redis_client: redis.Redis, tmp_path: Path) -> None:
@@ -237,12 +245,86 @@ def test_readers_fail_closed(redis_client: redis.Redis, tmp_path: Path) -> None:
         s.contains("us_dnc", "+12125551234")
 
 
-def test_large_bitmap_is_split_into_chunks(redis_client: redis.Redis, tmp_path: Path, monkeypatch) -> None:
-    import dialer.registry.loader as loader_module
-
-    monkeypatch.setattr(loader_module, "CHUNK_BYTES", 1000)
+def test_large_bitmap_is_split_into_chunks(redis_client: redis.Redis, tmp_path: Path) -> None:
     numbers = nanp_numbers(20_000)
-    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", numbers))
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", numbers), chunk_bytes=1000)
     assert report.version is not None and report.version.chunks > 5
     s = store(redis_client)
     assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in numbers]))
+
+
+def test_commit_refused_when_the_lock_was_taken_over(redis_client: redis.Redis, tmp_path: Path) -> None:
+    load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", nanp_numbers(100)), loaded_at=T0)
+    before = registry_keys(redis_client, "us_dnc")
+
+    def take_over(stage: str, done: int, total: int) -> None:
+        if stage == "commit":  # e.g. this importer stalled past its lock's expiry and another one started
+            redis_client.set(key_lock("us_dnc"), "another-importer")
+
+    with pytest.raises(LoadRefused, match="LOCKLOST"):
+        load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(200, seed=4)),
+                      progress=take_over)
+    after = registry_keys(redis_client, "us_dnc")
+    assert after.pop(key_lock("us_dnc").encode()) == b"another-importer"  # not released: not ours
+    assert after == {**before, b"reg:us_dnc:seq": b"2"}  # staged v2 deleted, v1 untouched
+
+
+def test_full_load_repairs_a_damaged_live_version_but_a_change_file_is_refused(redis_client: redis.Redis,
+                                                                               tmp_path: Path) -> None:
+    load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", nanp_numbers(100)))
+    redis_client.setrange(key_chunk("us_dnc", 1, 0), 0, b"\xff\xff")
+    with pytest.raises(LoadRefused, match="damaged"):
+        load_registry(redis_client, "us_dnc", write_lines(tmp_path / "c.txt", ["A,2125551234"]), delta=True)
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(50, seed=8)))
+    assert report.version is not None and report.version.version == 2 and report.version.added == 50
+    s = store(redis_client)
+    assert all(s.contains_many("us_dnc", [e164_nanp(n) for n in nanp_numbers(50, seed=8)]))
+
+
+def test_overlong_lines_are_malformed_and_not_buffered(redis_client: redis.Redis, tmp_path: Path) -> None:
+    numbers = nanp_numbers(300)
+    path = tmp_path / "long.txt"
+    with open(path, "w") as fh:
+        fh.write("\n".join(numbers[:100]) + "\n")
+        fh.write("9" * 3_000_000 + "\n")  # one 3 MB line, across several read blocks
+        fh.write("\n".join(numbers[100:]) + "\n")
+        fh.write("7" * 5000)  # and a long last line without a newline
+    report = load_registry(redis_client, "us_dnc", path, max_bad_share=0.01)
+    assert report.invalid == 2 and [b.line for b in report.bad_lines] == [101, 302]
+    assert all("longer than" in b.reason for b in report.bad_lines)
+    assert report.version is not None and report.version.rows == 300
+
+
+UNIVERSE = nanp_numbers(60, seed=42)
+_full = st.tuples(st.just("full"), st.sets(st.sampled_from(UNIVERSE), min_size=1))
+_delta = st.tuples(st.just("delta"), st.lists(st.tuples(st.booleans(), st.sampled_from(UNIVERSE)), max_size=30))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_full, _delta), min_size=1, max_size=6))
+def test_any_sequence_of_loads_matches_a_set_model(redis_client: redis.Redis, tmp_path: Path, ops) -> None:
+    redis_client.flushdb()
+    RegistryStore.forget_all()
+    model: set[str] | None = None
+    for i, (kind, payload) in enumerate(ops):
+        path = tmp_path / f"op{i}.txt"
+        if kind == "full":
+            write_lines(path, sorted(payload))
+            report = load_registry(redis_client, "us_dnc", path)
+            new = set(payload)
+        else:
+            write_lines(path, [f"{'A' if add else 'D'},{n}" for add, n in payload])
+            if model is None:
+                with pytest.raises(LoadRefused):
+                    load_registry(redis_client, "us_dnc", path, delta=True)
+                continue
+            report = load_registry(redis_client, "us_dnc", path, delta=True)
+            new = set(model)
+            for add, n in payload:  # the last line of a number wins
+                (new.add if add else new.discard)(n)
+        v = report.version
+        assert v is not None and v.rows == len(new)
+        assert v.added == len(new - (model or set())) and v.removed == len((model or set()) - new)
+        model = new
+        answers = store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in UNIVERSE])
+        assert answers == [n in model for n in UNIVERSE]

@@ -149,10 +149,10 @@ def run_lookup(args: argparse.Namespace, config: Config) -> int:
         for name in names:
             check_name(name)
         for number in args.numbers:
-            found = []
-            for name in names:
-                if store.contains(name, number):
-                    found.append(name)
+            try:
+                found = [name for name in names if store.contains(name, number)]
+            except ValueError as exc:
+                raise CommandError(f"{number}: {exc}") from None
             print(f"{number}: {'listed in ' + ', '.join(found) if found else 'not listed'}"
                   f" (checked {', '.join(names)})")
     except ValueError as exc:

@@ -43,6 +43,24 @@ FR_OVERSEAS: dict[bytes, int] = {
     b"596": 596, b"696": 596, b"697": 596,  # Martinique
 }
 
+_OVERSEAS_BY_PREFIX: dict[int, int] = {int(prefix): cc for prefix, cc in FR_OVERSEAS.items()}
+
+
+def overseas_alias(number: int) -> int | None:
+    """The other E.164 spelling of a French overseas number, else None.
+
+    Bloctel numbers such as 0262 12 34 56 are stored as +262262123456 (their real country code), but a
+    contact normalised with region FR reads +33262123456. Lookups try both, so either spelling is found."""
+    if 33_000_000_000 <= number < 34_000_000_000:
+        nsn = number - 33_000_000_000
+        cc = _OVERSEAS_BY_PREFIX.get(nsn // 1_000_000)
+        return cc * 1_000_000_000 + nsn if cc else None
+    cc, nsn = divmod(number, 1_000_000_000)
+    if cc in (262, 590, 594, 596) and _OVERSEAS_BY_PREFIX.get(nsn // 1_000_000) == cc:
+        return 33_000_000_000 + nsn
+    return None
+
+
 _IGNORED_IN_NUMBER = b" .-()\t"
 _FIELD_SPLIT = re.compile(rb"[,;\t|]")
 _MARKERS: dict[bytes, bool] = {b"a": ADD, b"add": ADD, b"d": DELETE, b"del": DELETE, b"delete": DELETE}

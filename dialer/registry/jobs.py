@@ -12,11 +12,14 @@ import time
 from typing import Any
 
 import redis
-from rq import get_current_job
+from rq import Queue, get_current_job
+from rq.job import Job
 
 from dialer.registry.loader import DEFAULT_LOCK_TTL, DEFAULT_MAX_BAD_SHARE, LoadRefused, load_registry
 
 QUEUE = "registry"
+JOB_TIMEOUT = 2 * 3600  # the full US registry (250 M lines) takes minutes, not RQ's default 3
+RESULT_TTL = 7 * 24 * 3600  # the report stays readable for a week
 
 
 class _JobProgress:
@@ -57,3 +60,13 @@ def import_registry_job(
     finally:
         client.close()
     return report.as_dict()
+
+
+def enqueue_import(client: redis.Redis, redis_url: str, name: str, path: str, delta: bool = False,
+                   **options: Any) -> Job:
+    """Queue an import on the `registry` queue with a timeout long enough for national files.
+    `options` are import_registry_job's keyword arguments (fmt, country, max_bad_share, file_name, lock_ttl)."""
+    queue = Queue(QUEUE, connection=client)
+    return queue.enqueue(import_registry_job, args=(redis_url, name, path, delta), kwargs=options,
+                         job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL,
+                         description=f"registry import {name}{' (changes)' if delta else ''}")

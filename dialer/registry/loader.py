@@ -31,8 +31,8 @@ from dialer.registry.store import (
     CHUNK_BYTES,
     STAGING_TTL_SECONDS,
     RegistryError,
-    RegistryNotLoaded,
     RegistryStore,
+    RegistryUnavailable,
     RegistryVersion,
     check_name,
     key_chunk,
@@ -51,6 +51,8 @@ DEFAULT_MAX_BAD_SHARE = 0.01
 DEFAULT_LOCK_TTL = 30.0
 READ_BLOCK = 1 << 20
 _BATCH = 1 << 16
+MAX_LINE_BYTES = 4096
+_TOO_LONG = bytearray(b"<too long>")  # a unique object, told apart by identity
 
 # progress(stage, done, total): stage "read" counts bytes of the file, "write" counts bytes of the bitmap.
 Progress = Callable[[str, int, int], None]
@@ -203,6 +205,7 @@ def load_registry(
     progress: Progress | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     file_name: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> LoadReport:
     """Import `path` into registry `name` as a new live version. Returns the report of a committed load;
     raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC)."""
@@ -230,15 +233,18 @@ def load_registry(
             base_info: RegistryVersion | None = None
             if base_version is not None:
                 try:
-                    base_info, base = RegistryStore(client).live_bitmap(name)
-                except RegistryNotLoaded:
-                    base_info, base = None, None
+                    base_info, base = RegistryStore(client).fetch_live(name)
+                except RegistryUnavailable as exc:
+                    if delta:
+                        raise LoadRefused(f"cannot apply a change file: {exc}", report) from None
+                    # A full load replaces a damaged live version; its added/removed count from nothing.
+                    log.warning("registry %s: live version unreadable (%s); replacing it", name, exc)
             if delta and base is None:
                 raise LoadRefused(f"registry {name} has no live version to apply a change file to", report)
             parser = registry_format.make_parser(country)
             with handle:
                 numbers = _read(handle, total, parser, delta, report, lock, progress)
-            if report.lines == 0 and not delta:
+            if report.valid == 0 and not delta:
                 raise LoadRefused(f"{report.file_name} holds no numbers: a full load would empty the registry",
                                   report)
             if report.bad_share > max_bad_share:
@@ -246,12 +252,14 @@ def load_registry(
                     f"{report.invalid} of {report.lines} lines are malformed ({report.bad_share:.2%}), above the "
                     f"allowed {max_bad_share:.2%}", report)
             new, added, removed = _build(numbers, base, delta, report)
-            info = _stage_and_commit(client, name, new, added, removed, base_info, report, lock, progress,
-                                     loaded_at or datetime.now(UTC))
+            info = _stage_and_commit(client, name, new, added, removed, base_version, base_info, report, lock,
+                                     progress, loaded_at or datetime.now(UTC), chunk_bytes)
             report.version = info
         finally:
             lock.release()
-    except HeaderError as exc:
+    except LoadRefused:
+        raise
+    except (HeaderError, RegistryError) as exc:
         raise LoadRefused(str(exc), report) from None
     except redis.RedisError as exc:
         raise LoadRefused(f"Redis failed during the import ({type(exc).__name__}: {exc})", report) from None
@@ -275,20 +283,26 @@ def _read(handle, total: int, parser, delta: bool, report: LoadReport, lock: _Lo
     lineno = lines = invalid = 0
     done = 0
     rest = b""
+    skipping = False  # inside a line longer than MAX_LINE_BYTES: dropped, reported once it ends
     while True:
         block = handle.read(READ_BLOCK)
         if block:
             digest.update(block)
             done += len(block)
-            chunk = rest + block
-            parts = chunk.split(b"\n")
+            parts = (rest + block).split(b"\n")
             rest = parts.pop()
+            if skipping and parts:
+                parts[0], skipping = _TOO_LONG, False
+            if len(rest) > MAX_LINE_BYTES:  # keep memory bounded whatever the file holds
+                rest, skipping = b"", True
         else:
-            parts = [rest] if rest else []
+            parts = [_TOO_LONG] if skipping else [rest] if rest else []
             rest = b""
         for raw in parts:
             lineno += 1
             try:
+                if raw is _TOO_LONG:
+                    raise LineError(f"line longer than {MAX_LINE_BYTES} bytes")
                 parsed = parse(raw, delta)
             except LineError as exc:
                 lines += 1
@@ -334,17 +348,17 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
     report.duplicates = report.valid - len(additions) - len(deletions)
     added = additions.difference_cardinality(base)
     removed = deletions.intersection_cardinality(base)
-    new = (base | additions) - deletions  # a new bitmap: the live one is shared and never changed
+    new = (base | additions) - deletions  # a new bitmap; the live version in Redis is never changed
     return new, added, removed
 
 
 def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: int, removed: int,
-                      base: RegistryVersion | None, report: LoadReport, lock: _Lock, progress: Progress | None,
-                      loaded_at: datetime) -> RegistryVersion:
+                      expected_live: int | None, base: RegistryVersion | None, report: LoadReport, lock: _Lock,
+                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
     bitmap.run_optimize()
     bitmap.shrink_to_fit()
     blob = bitmap.serialize()
-    chunks = max(1, -(-len(blob) // CHUNK_BYTES))
+    chunks = max(1, -(-len(blob) // chunk_bytes))
     version = int(client.incr(key_seq(name)))
     info = RegistryVersion(
         name=name, version=version, loaded_at=loaded_at.astimezone(UTC), source_hash=report.source_hash,
@@ -357,18 +371,18 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
     try:
         view = memoryview(blob)
         for i in range(chunks):
-            part = view[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+            part = view[i * chunk_bytes:(i + 1) * chunk_bytes]
             client.set(key_chunk(name, version, i), part.tobytes(), ex=STAGING_TTL_SECONDS)
             lock.keep()
             if progress is not None:
-                progress("write", min(len(blob), (i + 1) * CHUNK_BYTES), len(blob))
+                progress("write", min(len(blob), (i + 1) * chunk_bytes), len(blob))
         pipe = client.pipeline(transaction=True)
         pipe.hset(key_meta(name, version), mapping=info.to_meta())
         pipe.expire(key_meta(name, version), STAGING_TTL_SECONDS)
         pipe.execute()
         if progress is not None:
             progress("commit", 0, 1)
-        expected = str(base.version) if base else ""
+        expected = "" if expected_live is None else str(expected_live)
         client.eval(_COMMIT_SCRIPT, 2 + len(staged), key_current(name), key_lock(name), *staged,
                     lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8))
     except redis.ResponseError as exc:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import redis
 from pyroaring import BitMap64
 
+from dialer.registry.formats import overseas_alias
 from dialer.registry.numbers import e164_to_int
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -136,6 +137,19 @@ def parse_pointer(raw: bytes | str) -> int:
     return int(text.split(":", 1)[0])
 
 
+# French numbers (+33...) and the overseas codes (+262 ... +596) all lie in this range.
+_MAYBE_ALIAS_LOW, _MAYBE_ALIAS_HIGH = 33_000_000_000, 597_000_000_000
+
+
+def _member(number: int, bitmap: BitMap64) -> bool:
+    if number in bitmap:
+        return True
+    if _MAYBE_ALIAS_LOW <= number < _MAYBE_ALIAS_HIGH:
+        alias = overseas_alias(number)
+        return alias is not None and alias in bitmap
+    return False
+
+
 @dataclass
 class _Cached:
     pointer: bytes  # the `current` value this was read for
@@ -147,7 +161,7 @@ class _Cached:
 # One cache per process: every RegistryStore talking to the same Redis shares the deserialized bitmaps,
 # so creating a store per request does not fetch megabytes per request.
 _CACHE: dict[tuple[str, str], _Cached] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()
 
 
 def _server_identity(client: redis.Redis) -> str:
@@ -163,6 +177,13 @@ return {v, redis.call('HGETALL', ARGV[1] .. 'v' .. string.match(v, '^%d+') .. ':
 """
 
 
+def _parse_meta(name: str, meta: dict) -> RegistryVersion:
+    try:
+        return RegistryVersion.from_meta(meta)
+    except (KeyError, ValueError) as exc:
+        raise RegistryUnavailable(f"registry {name}: unreadable version metadata ({exc})") from None
+
+
 class RegistryStore:
     """Read side of the registries, as the gate uses it. Thread-safe; one per process is plenty.
 
@@ -174,19 +195,19 @@ class RegistryStore:
         self.redis = redis_client
         self.refresh_interval = refresh_interval
         self._status_script = redis_client.register_script(_STATUS_SCRIPT)
+        self._ident = _server_identity(redis_client)
 
     # -- the gate's interface -------------------------------------------------------------------------
     def contains(self, name: str, e164: str) -> bool:
         """Is this E.164 number in the live version? Raises RegistryNotLoaded / RegistryUnavailable
         (fail closed) and ValueError for a string that is not E.164."""
-        number = e164_to_int(e164)
-        return number in self._live(name).bitmap
+        return _member(e164_to_int(e164), self._live(name).bitmap)
 
     def contains_many(self, name: str, e164s: Sequence[str]) -> list[bool]:
         """Membership of each number, all answered from one version (one pointer check per call)."""
         numbers = [e164_to_int(e) for e in e164s]
         bitmap = self._live(name).bitmap
-        return [n in bitmap for n in numbers]
+        return [n in bitmap or (_MAYBE_ALIAS_LOW <= n < _MAYBE_ALIAS_HIGH and _member(n, bitmap)) for n in numbers]
 
     def status(self, name: str) -> RegistryVersion | None:
         """Metadata of the live version (read from Redis, not the cache), or None when none is live."""
@@ -201,7 +222,7 @@ class RegistryStore:
         meta = dict(zip(flat[::2], flat[1::2], strict=True))
         if not meta:
             raise RegistryUnavailable(f"registry {name}: live version has no metadata")
-        return RegistryVersion.from_meta(meta)
+        return _parse_meta(name, meta)
 
     def loaded_at(self, name: str) -> datetime | None:
         found = self.status(name)
@@ -211,7 +232,7 @@ class RegistryStore:
     def contains_ints(self, name: str, numbers: Iterable[int]) -> list[bool]:
         """Like contains_many for E.164 integers (no string parsing)."""
         bitmap = self._live(name).bitmap
-        return [n in bitmap for n in numbers]
+        return [_member(n, bitmap) for n in numbers]
 
     def names(self) -> list[str]:
         """Registries that have a live version."""
@@ -221,29 +242,39 @@ class RegistryStore:
             found.add(text.split(":")[1])
         return sorted(found)
 
-    def live_bitmap(self, name: str) -> tuple[RegistryVersion, BitMap64]:
-        """The live version and its bitmap (shared: copy it before changing it)."""
-        cached = self._live(name, force=True)
-        return cached.version, cached.bitmap
+    def fetch_live(self, name: str) -> tuple[RegistryVersion, BitMap64]:
+        """The live version and a private copy of its bitmap, read now and not cached (for importers,
+        so a worker process does not keep every registry it ever imported in memory)."""
+        check_name(name)
+        try:
+            fresh = self._refresh(name, None)
+        except redis.RedisError as exc:
+            raise RegistryUnavailable(f"registry {name}: cannot read ({type(exc).__name__})") from None
+        return fresh.version, fresh.bitmap
 
     def forget(self, name: str | None = None) -> None:
         """Drop this process's cached bitmaps (all registries, or one)."""
-        ident = _server_identity(self.redis)
         with _CACHE_LOCK:
-            for key in [k for k in _CACHE if k[0] == ident and (name is None or k[1] == name)]:
+            for key in [k for k in _CACHE if k[0] == self._ident and (name is None or k[1] == name)]:
                 del _CACHE[key]
 
+    @staticmethod
+    def forget_all() -> None:
+        """Drop every cached bitmap of this process (tests; after restoring a Redis backup)."""
+        with _CACHE_LOCK:
+            _CACHE.clear()
+
     # -- internals ------------------------------------------------------------------------------------
-    def _live(self, name: str, force: bool = False) -> _Cached:
-        check_name(name)
-        cache_key = (_server_identity(self.redis), name)
+    def _live(self, name: str) -> _Cached:
+        cache_key = (self._ident, name)
         now = time.monotonic()
         cached = _CACHE.get(cache_key)
-        if cached is not None and not force and now - cached.checked < self.refresh_interval:
+        if cached is not None and now - cached.checked < self.refresh_interval:
             return cached
+        check_name(name)
         with _CACHE_LOCK:
             cached = _CACHE.get(cache_key)
-            if cached is not None and not force and now - cached.checked < self.refresh_interval:
+            if cached is not None and now - cached.checked < self.refresh_interval:
                 return cached
             try:
                 fresh = self._refresh(name, cached)
@@ -257,7 +288,8 @@ class RegistryStore:
         for _ in range(_READ_RETRIES):
             current = self.redis.get(key_current(name))
             if current is None:
-                _CACHE.pop((_server_identity(self.redis), name), None)
+                with _CACHE_LOCK:
+                    _CACHE.pop((self._ident, name), None)
                 raise RegistryNotLoaded(f"registry {name} is not loaded")
             if cached is not None and cached.pointer == current:
                 return cached
@@ -271,7 +303,7 @@ class RegistryStore:
         meta = self.redis.hgetall(key_meta(name, version))
         if not meta:
             return None
-        info = RegistryVersion.from_meta(meta)
+        info = _parse_meta(name, meta)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(info.chunks):
             pipe.get(key_chunk(name, version, i))
