@@ -311,6 +311,12 @@ def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime,
 def check_company_dnc(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     if ctx.facts.lists.company:
         out.append((_reason("COMPANY_DNC", rule, "the person is on the company do-not-call list"), ()))
+        return
+    # an opt-out heard on a call counts even if the DNC list has not caught up (never lose an opt-out)
+    opted = [a.at for a in ctx.facts.history if a.outcome == "opted_out" and a.at <= t]
+    if opted:
+        text = f"the person opted out during a call on {min(opted):%Y-%m-%d %H:%M} UTC"
+        out.append((_reason("COMPANY_DNC", rule, text), ()))
 
 
 def check_campaign_dnc(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
@@ -442,3 +448,20 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     used = tuple(p.ref for p in ctx.packs if p.in_force(at))
     return Decision(allowed=not reasons, at=at, reasons=tuple(reasons), next_allowed_at=next_allowed,
                     packs=used, jurisdictions=situation.codes)
+
+
+def required_registries(contact: Contact, campaign: Campaign, at: datetime, packs: PackSet | None = None,
+                        ) -> tuple[str, ...]:
+    """Names of the national registries (us_dnc, bloctel, tps, ctps, dncl ...) whose membership and copy
+    date `evaluate` may need for this contact and campaign at `at`: what a stateful caller should read
+    into Facts.lists.national / Facts.registry_copies. Empty for an invalid number."""
+    at = utc(at)
+    packs = packs if packs is not None else default_packs()
+    try:
+        e164 = geo.normalize(contact.phone, contact.country)
+    except geo.InvalidNumber:
+        return ()
+    situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
+    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    return tuple(dict.fromkeys(r.params["registry"] for _p, r in _in_force(selected, at)
+                               if r.kind == "national_registry"))
