@@ -102,16 +102,24 @@ def country_zones(country: str) -> tuple[str, ...]:
 
 # --- numbers ------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=65536)
 def normalize(phone: str, country: str | None = None) -> str:
     """E.164 form of `phone` (national format accepted when `country` is given). Raises InvalidNumber."""
+    e164, error = _normalize(phone, (country or "").upper() or None)
+    if error is not None:
+        raise InvalidNumber(error)
+    return e164  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=65536)
+def _normalize(phone: str, country: str | None) -> tuple[str | None, str | None]:
+    # (e164, None) or (None, error): failures are cached too (an exception would not be)
     try:
-        number = phonenumbers.parse(phone, (country or "").upper() or None)
+        number = phonenumbers.parse(phone, country)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidNumber(f"not a phone number: {exc}") from None
+        return None, f"not a phone number: {exc}"
     if not phonenumbers.is_valid_number(number):
-        raise InvalidNumber("not a valid phone number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, "not a valid phone number for its country"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
 @lru_cache(maxsize=65536)

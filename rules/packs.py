@@ -48,6 +48,19 @@ class Rule:
     unconfirmed: bool = False
     configurable: bool = False
 
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
+
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
@@ -73,6 +86,19 @@ class Pack:
     def ref(self) -> PackRef:
         return PackRef(self.id, self.version)
 
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
+
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
@@ -83,6 +109,7 @@ class PackSet:
 
     packs: tuple[Pack, ...]
     by_jurisdiction: dict[str, tuple[Pack, ...]] = field(default_factory=dict)
+    _selection: dict[tuple, tuple[tuple[Pack, Rule], ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, packs: Iterable[Pack]) -> PackSet:
@@ -100,6 +127,19 @@ class PackSet:
         for code in codes:
             found.extend(self.by_jurisdiction.get(code, ()))
         return tuple(found)
+
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
 
     def in_force(self, at: datetime, jurisdictions: Iterable[str] | None = None) -> tuple[tuple[Pack, Rule], ...]:
         """Every (pack, rule) in force at `at`, for the given jurisdictions (all when None)."""

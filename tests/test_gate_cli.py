@@ -71,3 +71,21 @@ def test_gate_check_file_and_errors(tmp_path: Path):
     broken = run(["gate", "check", str(scenarios)], env={"DIALER_RULES_PACKS_DIR": str(packs)})
     assert broken.returncode == 1 and "Traceback" not in broken.stderr
     assert 'zz.toml: rules[0].windows.mon[0]: expected "HH:MM-HH:MM"' in broken.stderr
+
+
+def test_docs_examples_are_what_the_command_prints():
+    doc = (ROOT / "docs" / "gate.md").read_text()
+    inputs = [line for line in doc.splitlines() if line.startswith('{"id": "example-2"')]
+    outputs = [line for line in doc.splitlines() if line.startswith('{"id":"example-')]
+    assert len(inputs) == 1 and len(outputs) == 2
+    result = run(["gate", "check"], inputs[0] + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(outputs[1])
+    # example-1 is the issue's scenario, shown on several lines in the doc
+    result = run(["gate", "check"], json.dumps(dict(EXAMPLE, lists={"national": True, "company": False,
+                                                                    "campaign": False},
+                                                    consent=[{"given_at": "2025-12-01T10:00:00Z",
+                                                              "purpose": "telemarketing", "written": True,
+                                                              "expires_at": None, "withdrawn_at": None,
+                                                              "source": "web form", "evidence": "ref-123"}])) + "\n")
+    assert json.loads(result.stdout) == json.loads(outputs[0])

@@ -495,3 +495,26 @@ def test_paris_dst_switch_days(tmp_path: Path, at, allowed, next_at):
     d = evaluate(FR_PARIS, TM, facts, z(at), packs)
     assert d.allowed is allowed, d.reasons
     assert d.next_allowed_at == (z(next_at) if next_at else None)
+
+
+def test_opt_out_heard_on_a_call_counts_before_the_list_catches_up():
+    facts = clean("2026-01-10T00:00:00Z", history=_history(("2026-01-11T15:00:00Z", "opted_out")))
+    d = decide(NY, "2026-01-12T15:00:00Z", facts)
+    assert d.codes() == ["COMPANY_DNC"] and d.next_allowed_at is None
+    # the company DNC rule changed citation on 2025-04-11 (FCC 24-24); both deny
+    old = evaluate(NY, TM, Facts(lists=Lists(national={"*": False}, company=True),
+                                 registry_copies={"national": z("2025-01-10T00:00:00Z")}), z("2025-01-13T15:00:00Z"))
+    assert old.codes() == ["COMPANY_DNC"] and old.reasons[0].rule == "us/company-dnc-before-2025-04-11"
+    assert d.reasons[0].rule == "us/company-dnc"
+
+
+def test_required_registries():
+    from rules import required_registries
+
+    at = z("2026-01-12T10:00:00Z")
+    assert required_registries(NY, TM, at) == ("us_dnc",)
+    assert required_registries(FR_PARIS, TM, at) == ("bloctel",)
+    assert required_registries(FR_PARIS, TM, z("2026-08-11T10:00:00Z")) == ()  # opt-in regime: no Bloctel
+    assert required_registries(LONDON, Campaign("c1", "t1", audience="business"), at) == ("ctps",)
+    assert required_registries(Contact("+12125550123", "CA", "H2X 1Y4"), TM, at) == ("us_dnc", "dncl")
+    assert required_registries(Contact("nope"), TM, at) == ()
