@@ -144,3 +144,18 @@ def test_fuzz_never_crashes_and_keeps_events_after_garbage(garbage, messages, da
 @given(st.binary(max_size=2000), st.lists(st.integers(1, 64), max_size=50))
 def test_fuzz_random_bytes_never_crash(blob, sizes):
     parse_all(blob, sizes)
+
+
+def test_garbage_that_looks_like_old_command_output_does_not_swallow_events():
+    # Found by the fuzzer: a stray "Response: Follows" block with no --END COMMAND-- used to hold
+    # back every later message until the buffer limit.
+    parser = Parser(expect_banner=False)
+    parsed = parser.feed(b"response:follows\r\n\r\nEvent: Hangup\r\nCause: 16\r\n\r\n")
+    assert [m.name for m in parsed] == ["follows", "Hangup"]
+    assert parsed[1]["Cause"] == "16"
+
+
+def test_parser_survives_a_long_stream_in_odd_chunks():
+    data = transcript_wire_bytes()
+    sizes = [7, 1, 4093, 13, 65536, 2] * 40
+    assert len(parse_all(data, sizes)) == len(load_transcript()[1]) + 1

@@ -162,12 +162,18 @@ class Parser:
             after = match.end()
             if _is_follows(buf[pos : pos + 17]):
                 marker = buf.find(END_COMMAND, pos)
-                if marker < 0:
-                    break  # old-style command output not complete yet
-                eol = buf.find(b"\n", marker)
-                if eol < 0:
-                    break
-                stop, after = marker + len(END_COMMAND), eol + 1
+                following = _NEXT_MESSAGE.search(buf, stop)
+                if following is not None and (marker < 0 or following.start() < marker):
+                    # A new message starts before any end marker: this was no real command output
+                    # (or a truncated one). Cut it there rather than swallow the events behind it.
+                    stop, after = following.start(), following.end()
+                else:
+                    if marker < 0:
+                        break  # old-style command output not complete yet
+                    eol = buf.find(b"\n", marker)
+                    if eol < 0:
+                        break
+                    stop, after = marker + len(END_COMMAND), eol + 1
             message = self._parse_block(buf[pos:stop].decode("utf-8", "replace"))
             pos = after
             if message is not None:
@@ -218,6 +224,7 @@ class Parser:
 
 
 _TERMINATOR = re.compile(rb"\r?\n\r?\n")
+_NEXT_MESSAGE = re.compile(rb"\r?\n\r?\n(?=event:|response:)", re.IGNORECASE)
 _END_COMMAND_TEXT = END_COMMAND.decode()
 
 
