@@ -459,8 +459,8 @@ class CallTracker:
 
         An attempt with no channel left and no final event becomes `unknown`: it is never
         re-dialed automatically, because the call may well have reached the person.
-        Attempts sent less than `min_age` seconds ago are left for the next sweep (their
-        channel may not exist yet).
+        Attempts sent less than `min_age` seconds ago of which nothing was heard yet are left
+        for the sweep (their channel may not exist yet).
         """
         plan = plan_reconciliation(self._attempts.values(), channels)
         for call_id, found in plan.alive.items():
@@ -474,7 +474,7 @@ class CallTracker:
         out = []
         for call_id in plan.missing:
             attempt = self._attempts[call_id]
-            if now - attempt.sent_at < min_age:
+            if not attempt.channels and attempt.response_ok is None and now - attempt.sent_at < min_age:
                 continue
             out.append(self._settle_without_events(attempt, now, "reconcile"))
         return out

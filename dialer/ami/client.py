@@ -66,7 +66,10 @@ class ActionFailed(AMIError):
 
     def __init__(self, action: str, response: Message) -> None:
         self.response = response
-        super().__init__(f"AMI action {action} failed: {response.get('Message') or 'no message'}")
+        detail = response.get("Message") or "no message"
+        if response.output:  # a failed Command says why in its Output lines
+            detail = f"{detail}: {' / '.join(response.output)}"
+        super().__init__(f"AMI action {action} failed: {detail}")
 
 
 @dataclass
