@@ -36,6 +36,7 @@ from dialer.ami.dispositions import (
 from dialer.ami.protocol import Message
 
 CALL_ID_VARIABLE = "DIALER_CALL_ID"
+_CHANVARIABLE_CALL_ID = f"chanvariable({CALL_ID_VARIABLE.lower()})"
 _UP = "6"  # ChannelState of an answered channel
 _UNKNOWN_ID = "<unknown>"
 
@@ -145,11 +146,14 @@ def call_id_of(message: Message) -> str | None:
         if value:
             return value
     for key, value in message.fields:
-        if key == "ChanVariable" or key.lower() == "chanvariable":
+        if key[:1] not in ("C", "c"):  # cheap skip: most keys are not ChanVariable
+            continue
+        lower = key.lower()
+        if lower == "chanvariable":
             var, _, val = value.partition("=")
             if var == CALL_ID_VARIABLE and val:
                 return val
-        elif key.lower() == f"chanvariable({CALL_ID_VARIABLE.lower()})" and value:
+        elif lower == _CHANVARIABLE_CALL_ID and value:
             return value
     return None
 
@@ -279,15 +283,13 @@ class CallTracker:
             if uniqueid and uniqueid != _UNKNOWN_ID:
                 self._bind_channel(attempt, uniqueid, linkedid)
             return attempt
-        for key in ("Uniqueid", "DestUniqueid"):
-            value = message.get(key)
-            if value and value in self._by_uniqueid:
-                return self._by_uniqueid[value]
-        for key in ("Linkedid", "DestLinkedid"):
-            value = message.get(key)
-            if value and value in self._by_linkedid:
-                return self._by_linkedid[value]
-        return None
+        attempt = self._by_uniqueid.get(uniqueid or "") or self._by_linkedid.get(linkedid or "")
+        if attempt is not None:
+            return attempt
+        # AgentComplete and others may name our caller only in their Dest* fields.
+        return self._by_uniqueid.get(message.get("DestUniqueid") or "") or self._by_linkedid.get(
+            message.get("DestLinkedid") or ""
+        )
 
     def _bind_channel(self, attempt: Attempt, uniqueid: str, linkedid: str | None) -> None:
         if uniqueid not in attempt.channels:

@@ -1,0 +1,201 @@
+"""AMI benchmarks: events parsed and tracked per second, and sustained originates per second.
+
+    python bench/ami_bench.py parse [--rounds 200]
+    python bench/ami_bench.py originate [--calls 3000] [--concurrency 300]
+
+parse: the real Asterisk 22 transcript (tests/data) replayed as wire bytes in 64 KiB reads through
+Parser and CallTracker (its six calls registered again before each replay), on one core.
+
+originate: the sandbox PBX runs in its own process (`python -m dialer sandbox-pbx`, time scale
+0.01); one AMIPool client originates `calls` calls with up to `concurrency` Originate actions
+awaiting their response, and waits until every attempt has its outcome from the tracker.
+Reported: Originate actions acknowledged per second, and calls per second with every event
+tracked to its attempt (first Originate sent to last outcome). Every outcome is checked against
+the disposition the callee's last digit implies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dialer.ami.calls import CallTracker, Outcome  # noqa: E402
+from dialer.ami.originate import OriginateRequest  # noqa: E402
+from dialer.ami.pool import AMIPool  # noqa: E402
+from dialer.ami.protocol import Parser  # noqa: E402
+from dialer.config import AsteriskServer  # noqa: E402
+from dialer.redisproc import free_port  # noqa: E402
+from tests.ami_transcript import transcript_wire_bytes  # noqa: E402
+
+CALLS = ["busy", "congestion", "noanswer", "answer20", "answer4", "answer10"]
+# last digit -> expected disposition in the sandbox's last-digit mode (the queue has enough agents)
+EXPECTED = {"2": "busy", "4": "congestion", "3": "no_answer", "5": "answered", "8": "answered", "0": "answered"}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def bench_parse(rounds: int) -> None:
+    wire = transcript_wire_bytes()
+    body = wire[wire.index(b"\r\n") + 2 :]
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    messages = outcomes = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        parser = Parser(expect_banner=False)
+        tracker = CallTracker()
+        for call in CALLS:
+            tracker.register(call, "c", "t", "+33100000000", 0.0, action_id=f"orig-{call}")
+        for chunk in chunks:
+            for message in parser.feed(chunk):
+                messages += 1
+                outcomes += len(tracker.feed(message, 1.0))  # type: ignore[arg-type]
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    assert outcomes == rounds * len(CALLS), outcomes
+    # CPU time of this (single-threaded) process: what one core does, even when others share the machine.
+    print(f"parse+track: {messages} messages, {cpu:.2f} s CPU = {messages / cpu:,.0f} messages/s per core")
+    print(f"             (wall {elapsed:.2f} s = {messages / elapsed:,.0f}/s; {len(body) * rounds / cpu / 1e6:.1f} MB/s)")
+    # the parser alone, for reference
+    cpu_start = time.process_time()
+    for _ in range(rounds):
+        parser = Parser(expect_banner=False)
+        for chunk in chunks:
+            parser.feed(chunk)
+    alone = time.process_time() - cpu_start
+    print(f"parse only:  {messages / alone:,.0f} messages/s per core")
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"sandbox PBX did not listen on {port}")
+
+
+async def run_originates(port: int, calls: int, concurrency: int) -> None:
+    outcomes: dict[str, Outcome] = {}
+    done = asyncio.Event()
+
+    def on_outcome(server: str, outcome: Outcome) -> None:
+        outcomes[outcome.call_id] = outcome
+        if len(outcomes) >= calls:
+            done.set()
+
+    server = AsteriskServer("sbx", "127.0.0.1", port, "dialer", "dialer-secret", "md5")
+    pool = AMIPool([server], on_outcome=on_outcome, ping_interval=0, action_timeout=30.0)
+    await pool.start()
+    digits = list(EXPECTED)
+    requests = []
+    for i in range(calls):
+        digit = digits[i % len(digits)]
+        e164 = f"+331{i:07d}{digit}"
+        requests.append(
+            OriginateRequest(
+                call_id=uuid.uuid4().hex,
+                campaign_id="bench",
+                tenant="bench",
+                contact=e164,
+                channel=f"Local/{e164[1:]}@sim-callee",
+                caller_id="100",
+                timeout_ms=15000,
+                queue="dialer",
+            )
+        )
+    expected = {r.call_id: EXPECTED[r.contact[-1]] for r in requests}
+    semaphore = asyncio.Semaphore(concurrency)
+    statuses: Counter[str] = Counter()
+
+    async def one(req: OriginateRequest) -> None:
+        async with semaphore:
+            result = await pool.originate("sbx", req)
+            statuses[result.status] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in requests))
+    acked = time.perf_counter() - start
+    await asyncio.wait_for(done.wait(), 300)
+    total = time.perf_counter() - start
+    await pool.close()
+    wrong = {cid: (o.disposition, expected[cid]) for cid, o in outcomes.items() if o.disposition != expected[cid]}
+    print(f"originate: {calls} calls, concurrency {concurrency}: statuses {dict(statuses)}")
+    print(f"  Originate acknowledged: {calls / acked:,.0f}/s ({acked:.2f} s)")
+    print(f"  every call settled (outcome from its events): {calls / total:,.0f} calls/s ({total:.2f} s)")
+    print(f"  outcomes: {dict(Counter(o.disposition.value for o in outcomes.values()))}; wrong: {len(wrong)}")
+    if wrong:
+        print("  first wrong:", list(wrong.items())[:5])
+
+
+def bench_originate(calls: int, concurrency: int, time_scale: float) -> None:
+    port = free_port()
+    agents = 2000
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dialer",
+            "sandbox-pbx",
+            "--port",
+            str(port),
+            "--time-scale",
+            str(time_scale),
+            "--agents",
+            str(agents),
+            "--seed",
+            "1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        asyncio.run(run_originates(port, calls, concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("parse")
+    p.add_argument("--rounds", type=int, default=200)
+    o = sub.add_parser("originate")
+    o.add_argument("--calls", type=int, default=3000)
+    o.add_argument("--concurrency", type=int, default=300)
+    o.add_argument("--time-scale", type=float, default=0.01)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    if args.what == "parse":
+        bench_parse(args.rounds)
+    else:
+        bench_originate(args.calls, args.concurrency, args.time_scale)
+
+
+if __name__ == "__main__":
+    main()
