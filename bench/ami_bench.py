@@ -75,7 +75,8 @@ def bench_parse(rounds: int) -> None:
     assert outcomes == rounds * len(CALLS), outcomes
     # CPU time of this (single-threaded) process: what one core does, even when others share the machine.
     print(f"parse+track: {messages} messages, {cpu:.2f} s CPU = {messages / cpu:,.0f} messages/s per core")
-    print(f"             (wall {elapsed:.2f} s = {messages / elapsed:,.0f}/s; {len(body) * rounds / cpu / 1e6:.1f} MB/s)")
+    mbps = len(body) * rounds / cpu / 1e6
+    print(f"             (wall {elapsed:.2f} s = {messages / elapsed:,.0f}/s; {mbps:.1f} MB/s)")
     # the parser alone, for reference
     cpu_start = time.process_time()
     for _ in range(rounds):
