@@ -98,7 +98,13 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise SystemExit(f"sandbox PBX did not listen on {port}")
 
 
-async def run_originates(port: int, calls: int, concurrency: int) -> None:
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_originates(port: int, calls: int, concurrency: int, pbx_pid: int) -> None:
     outcomes: dict[str, Outcome] = {}
     done = asyncio.Event()
 
@@ -136,17 +142,21 @@ async def run_originates(port: int, calls: int, concurrency: int) -> None:
             result = await pool.originate("sbx", req)
             statuses[result.status] += 1
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    pbx_cpu_start = process_cpu(pbx_pid)
     await asyncio.gather(*(one(r) for r in requests))
     acked = time.perf_counter() - start
     await asyncio.wait_for(done.wait(), 300)
     total = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+    pbx_cpu = process_cpu(pbx_pid) - pbx_cpu_start
     await pool.close()
     wrong = {cid: (o.disposition, expected[cid]) for cid, o in outcomes.items() if o.disposition != expected[cid]}
     print(f"originate: {calls} calls, concurrency {concurrency}: statuses {dict(statuses)}")
     print(f"  Originate acknowledged: {calls / acked:,.0f}/s ({acked:.2f} s)")
     print(f"  every call settled (outcome from its events): {calls / total:,.0f} calls/s ({total:.2f} s)")
     print(f"  outcomes: {dict(Counter(o.disposition.value for o in outcomes.values()))}; wrong: {len(wrong)}")
+    print(f"  CPU: dialer side {cpu:.2f} s ({calls / cpu:,.0f} calls per CPU second), sandbox PBX {pbx_cpu:.2f} s")
     if wrong:
         print("  first wrong:", list(wrong.items())[:5])
 
@@ -175,7 +185,7 @@ def bench_originate(calls: int, concurrency: int, time_scale: float) -> None:
     )
     try:
         wait_port(port)
-        asyncio.run(run_originates(port, calls, concurrency))
+        asyncio.run(run_originates(port, calls, concurrency, proc.pid))
     finally:
         proc.terminate()
         proc.wait(10)

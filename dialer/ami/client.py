@@ -431,7 +431,7 @@ class AMIClient:
             except Exception:
                 log.exception("AMI %s: event callback %r failed on %s", self.name, callback, name)
                 continue
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 self._spawn(result)
         for sub in list(self._subscriptions):
             if sub.names is None or name in sub.names:

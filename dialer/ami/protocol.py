@@ -46,22 +46,24 @@ class Message:
     output: list[str] = field(default_factory=list)  # command output lines (Output: or Follows text)
 
     _index: dict[str, str] | None = field(default=None, repr=False, compare=False)
-    _lower_index: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """First value of `key` (case-insensitive), as Asterisk keys are matched."""
-        # Indexes are built on first use (most events are never looked into); the exact-case one
-        # first, since Asterisk spells its keys consistently, then a lower-case one on a miss.
+        # The index is built on first use (most events are never looked into) with the keys as
+        # sent, since Asterisk spells its keys consistently; a miss falls back to comparing
+        # case-insensitively the keys of the same length only (a miss is common: ActionID).
         index = self._index
         if index is None:
             index = self._index = dict(reversed(self.fields))  # reversed: the first value wins
         value = index.get(key)
         if value is not None:
             return value
-        lower = self._lower_index
-        if lower is None:
-            lower = self._lower_index = {k.lower(): v for k, v in reversed(self.fields)}
-        return lower.get(key.lower(), default)
+        size = len(key)
+        lower = key.lower()
+        for k, v in self.fields:
+            if len(k) == size and k.lower() == lower:
+                return v
+        return default
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
