@@ -111,9 +111,9 @@ async def test_each_outcome_has_the_reference_events_and_fields(reference: tuple
             assert [n for n, _ in channels[role]] == [n for n, _ in ref_channels[role]], (call_id, role)
             assert channels[role] == ref_channels[role], (call_id, role)
         # The whole call: the same multiset of events, fields included (Dial*, LocalBridge, Bridge*).
-        assert Counter((m.name, field_names(m)) for m in got) == Counter(
-            (m.name, field_names(m)) for m in expected
-        ), call_id
+        assert Counter((m.name, field_names(m)) for m in got) == Counter((m.name, field_names(m)) for m in expected), (
+            call_id
+        )
 
 
 async def test_originate_responses_match_the_reference(reference: tuple[str, list[Message]]) -> None:
