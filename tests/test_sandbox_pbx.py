@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -447,8 +448,6 @@ async def test_sandbox_pbx_command_runs_until_ctrl_c(tmp_path: object) -> None:
 
 
 async def test_sandbox_pbx_command_reports_bad_settings(tmp_path: object) -> None:
-    from pathlib import Path
-
     bad = Path(str(tmp_path)) / "pbx.toml"
     bad.write_text("[sandbox]\ntime_scale = 0.1\n[sandbox.callee]\nanswer = 1.5\n")
     proc = await asyncio.create_subprocess_exec(
@@ -458,3 +457,43 @@ async def test_sandbox_pbx_command_reports_bad_settings(tmp_path: object) -> Non
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     assert b"sandbox.callee.answer" in err and b"Traceback" not in err
+
+
+def manager_user(path: str, user: str) -> dict[str, str]:
+    """key = value pairs of one [section] of an Asterisk .conf file (comments dropped)."""
+    values: dict[str, str] = {}
+    section = None
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and section in (user, "general"):
+            key, _, value = line.partition("=")
+            values.setdefault(key.strip(), value.strip())
+    return values
+
+
+async def test_least_privilege_manager_sample_is_enough_for_the_dialer() -> None:
+    """The [dialer] user of asterisk/manager.conf.sample can do what the dialer does, and no more."""
+    conf = manager_user("asterisk/manager.conf.sample", "dialer")
+    assert conf["bindaddr"] == "127.0.0.1" and conf["permit"] == "127.0.0.1/255.255.255.255"
+    server = await start(read=tuple(conf["read"].split(",")), write=tuple(conf["write"].split(",")),
+                         channelvars=tuple(conf["channelvars"].split(",")), queues={"dialer": 0})  # fmt: skip
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "lp1", originate_fields("5550006", variables=call_vars("lp1")))
+        abandon = await ami.wait_for(lambda m: m.name == "UserEvent" and m["UserEvent"] == "DialerAbandon", 10)
+        assert abandon is not None and abandon.variables()["DIALER_CALL_ID"] == "lp1"
+        assert await ami.wait_for(lambda m: m.name == "QueueCallerAbandon", 1)
+        assert not any(m.name in ("Newexten", "VarSet") for m in ami.messages)  # dialplan class not granted
+        for action, action_id in (("CoreShowChannels", "lp-csc"), ("QueueSummary", "lp-qs"), ("Ping", "lp-p")):
+            await ami.send(action, action_id)
+            assert (await ami.response(action_id)).name == "Success", action
+        await ami.send("Hangup", "lp-h", [("Channel", "Local/none@x-1;1")])
+        assert (await ami.response("lp-h"))["Message"] == "No such channel"  # allowed, nothing to hang up
+        await ami.send("Command", "lp-cmd", [("Command", "core restart now")])
+        denied = await ami.response("lp-cmd")
+        assert (denied.name, denied["Message"]) == ("Error", "Permission denied")
+        await ami.close()
+    finally:
+        await server.stop()
