@@ -497,3 +497,12 @@ async def test_least_privilege_manager_sample_is_enough_for_the_dialer() -> None
         await ami.close()
     finally:
         await server.stop()
+
+
+def test_example_settings_file_loads() -> None:
+    from dialer.sandbox.settings import load_settings
+
+    loaded = load_settings("docs/sandbox-pbx.example.toml")
+    assert loaded.callee_mode == "profile" and loaded.queues == {"dialer": 5}
+    assert loaded.callee.machine == 0.15 and loaded.agents.wrapup == Duration.uniform(5.0, 20.0)
+    assert loaded.time_scale == 0.05 and loaded.ai_sessions == 2

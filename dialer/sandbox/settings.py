@@ -109,6 +109,8 @@ _KEYS = {
     "dialplans",
     "amd_machine_seconds",
     "amd_human_seconds",
+    "read",
+    "write",
     "queues",
     "callee",
     "agents",
