@@ -57,6 +57,16 @@ EVENT_CLASSES = (
 )
 
 
+# The classes an action is registered with in Asterisk (any one of them grants it); absent: none needed.
+ACTION_CLASSES = {
+    "originate": {"originate"},
+    "hangup": {"system", "call"},
+    "coreshowchannels": {"system", "reporting"},
+    "corestatus": {"system", "reporting"},
+    "command": {"command"},
+}
+
+
 class Action:
     """One action from the client: fields in order, keys matched case-insensitively."""
 
@@ -133,6 +143,9 @@ class Session:
 
     def wants(self, privilege: str) -> bool:
         if not self.authenticated:
+            return False
+        read = self.server.settings.read
+        if "all" not in read and privilege.split(",")[0] not in read:
             return False
         if self.events is None:
             return True
@@ -316,6 +329,11 @@ class SandboxServer:
         handler = getattr(self, f"_action_{name}", None)
         if handler is None:
             session.respond(action, "Error", [("Message", "Invalid/unknown command")])
+            return True
+        needed = ACTION_CLASSES.get(name)
+        write = set(self.settings.write)
+        if needed and "all" not in write and not needed & write:
+            session.respond(action, "Error", [("Message", "Permission denied")])
             return True
         handler(session, action)
         return True

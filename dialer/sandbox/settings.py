@@ -64,6 +64,8 @@ class SandboxSettings:
     ai_sessions: int = 2
     channelvars: tuple[str, ...] = ("DIALER_CALL_ID", "DIALER_CAMPAIGN_ID")
     dialplans: tuple[Path, ...] = (DEFAULT_DIALPLAN,)
+    read: tuple[str, ...] = ("all",)  # manager.conf read= classes of the AMI user
+    write: tuple[str, ...] = ("all",)  # manager.conf write= classes of the AMI user
     amd_machine_seconds: float = 2.5  # how long AMD() listens before answering MACHINE
     amd_human_seconds: float = 1.0
 
@@ -107,6 +109,8 @@ _KEYS = {
     "dialplans",
     "amd_machine_seconds",
     "amd_human_seconds",
+    "read",
+    "write",
     "queues",
     "callee",
     "agents",
@@ -141,6 +145,8 @@ def load_settings(path: str | Path | None = None, base: SandboxSettings | None =
                 changes[key] = AgentProfile.from_mapping(value, f"sandbox.{key}")
             elif key == "queues":
                 changes[key] = dict(value)
+            elif key in ("read", "write"):
+                changes[key] = tuple(part.strip() for part in str(value).split(",") if part.strip())
             elif key == "channelvars":
                 changes[key] = tuple(str(v) for v in value)
             elif key == "dialplans":
