@@ -41,7 +41,7 @@ from tests.ami_transcript import transcript_wire_bytes  # noqa: E402
 
 CALLS = ["busy", "congestion", "noanswer", "answer20", "answer4", "answer10"]
 # last digit -> expected disposition in the sandbox's last-digit mode (the queue has enough agents)
-EXPECTED = {"2": "busy", "4": "congestion", "3": "no_answer", "5": "answered", "8": "answered", "0": "answered"}
+EXPECTED = {"2": "busy", "4": "congestion", "3": "no_answer", "5": "answered", "6": "answered", "0": "answered"}
 
 
 def machine() -> str:

@@ -2,7 +2,7 @@
 
 The sandbox (dialer/sandbox) speaks AMI as Asterisk 22 does and runs our shipped dialplan.
 Numbers follow its "last digit" callee mode: 1 answers after 2 s, 2 busy, 3 never answers,
-4 congestion, 5 answers for 4 s, 6 answering machine, 7 opts out, others answer for 10 s
+4 congestion, 5 answers for 4 s, 7 opts out, 8 answering machine, others answer for 10 s
 (simulated seconds; time_scale 0.02 makes a 10 s call last 0.2 s).
 """
 
@@ -213,9 +213,9 @@ async def test_originate_outcomes_through_the_pool(pbx):
             "congestion": request("4"),
             "no_answer": request("3"),
             "answered": request("5"),
-            "machine": request("6", amd=True),
+            "machine": request("8", amd=True),
             "opted_out": request("7", ai_disclosure=True),  # presses 9 during the disclosure
-            "abandoned": request("8", queue="empty"),
+            "abandoned": request("6", queue="empty"),
         }
         for req in cases.values():
             result = await pool.originate("sbx", req)
