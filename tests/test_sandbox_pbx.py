@@ -506,3 +506,14 @@ def test_example_settings_file_loads() -> None:
     assert loaded.callee_mode == "profile" and loaded.queues == {"dialer": 5}
     assert loaded.callee.machine == 0.15 and loaded.agents.wrapup == Duration.uniform(5.0, 20.0)
     assert loaded.time_scale == 0.05 and loaded.ai_sessions == 2
+
+
+def test_fast_event_encoding_is_protocol_encode() -> None:
+    from dialer.ami.protocol import ProtocolError, encode
+    from dialer.sandbox.server import _encode_event
+
+    fields = [("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", "Local/1@x-1;1"), ("AccountCode", ""),
+              ("CallerIDName", "José"), ("ChanVariable", "DIALER_CALL_ID=a"), ("ChanVariable", "DIALER_CAMPAIGN_ID=")]  # fmt: skip
+    assert _encode_event(fields) == encode(fields)
+    with pytest.raises(ProtocolError):
+        _encode_event([("Event", "UserEvent"), ("CallID", "x\r\nAction: Hangup")])
