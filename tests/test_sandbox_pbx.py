@@ -512,8 +512,41 @@ def test_fast_event_encoding_is_protocol_encode() -> None:
     from dialer.ami.protocol import ProtocolError, encode
     from dialer.sandbox.server import _encode_event
 
-    fields = [("Event", "Hangup"), ("Privilege", "call,all"), ("Channel", "Local/1@x-1;1"), ("AccountCode", ""),
-              ("CallerIDName", "José"), ("ChanVariable", "DIALER_CALL_ID=a"), ("ChanVariable", "DIALER_CAMPAIGN_ID=")]  # fmt: skip
+    fields = [
+        ("Event", "Hangup"),
+        ("Privilege", "call,all"),
+        ("Channel", "Local/1@x-1;1"),
+        ("AccountCode", ""),
+        ("CallerIDName", "José"),
+        ("ChanVariable", "DIALER_CALL_ID=a"),
+        ("ChanVariable", "X="),
+    ]
     assert _encode_event(fields) == encode(fields)
     with pytest.raises(ProtocolError):
         _encode_event([("Event", "UserEvent"), ("CallID", "x\r\nAction: Hangup")])
+
+
+async def test_hangup_action_mid_conversation_frees_the_agent() -> None:
+    server = await start(queues={"dialer": 1},
+                         agents=AgentProfile(talk=Duration.fixed(100.0), wrapup=Duration.fixed(0.0)))  # fmt: skip
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "hx", originate_fields("5550001", variables=call_vars("hx")))
+        connect = await ami.wait_for(lambda m: m.name == "AgentConnect", timeout=10)
+        assert connect is not None
+        await ami.send("Hangup", "hx-h", [("Channel", connect["Channel"])])
+        assert (await ami.response("hx-h"))["Message"] == "Channel Hungup"
+        assert await ami.wait_for(lambda m: m.name == "AgentComplete", timeout=5)
+        assert await ami.wait_for(lambda m: m.name == "BridgeDestroy", timeout=5)
+        await ami.collect(0.2)
+        assert server.pbx.channels == {}
+        await ami.send("QueueSummary", "hx-qs")
+        summary = await ami.wait_for(lambda m: m.name == "QueueSummary" and m.action_id == "hx-qs", timeout=5)
+        assert summary is not None and summary["Available"] == "1"
+        # The freed agent takes the next call.
+        await ami.send("Originate", "hy", originate_fields("5550006", variables=call_vars("hy")))
+        nxt = await ami.wait_for(lambda m: m.name == "AgentConnect" and m.variables()["DIALER_CALL_ID"] == "hy", 10)
+        assert nxt is not None
+        await ami.close()
+    finally:
+        await server.stop()
