@@ -179,9 +179,9 @@ async def test_answering_machine_detection() -> None:
     server = await start()
     try:
         messages = await run_calls(server, {
-            "m1": ("5550008", call_vars("m1", DIALER_AMD="1")),
-            "h1": ("5550006", call_vars("h1", DIALER_AMD="1")),
-            "m2": ("5550018", call_vars("m2", DIALER_AMD="0")),
+            "m1": ("5550006", call_vars("m1", DIALER_AMD="1")),
+            "h1": ("5550008", call_vars("h1", DIALER_AMD="1")),
+            "m2": ("5550016", call_vars("m2", DIALER_AMD="0")),
         })  # fmt: skip
     finally:
         await server.stop()
@@ -233,8 +233,8 @@ async def test_trunk_channel_is_one_channel_with_dial_events() -> None:
 async def test_every_userevent_carries_callid_and_campaignid() -> None:
     server = await start(queues={"dialer": 1})
     try:
-        calls = {f"u{i}": (number, call_vars(f"u{i}", DIALER_AMD="1" if number.endswith("8") else "0"))
-                 for i, number in enumerate(["5550006", "5550016", "5550007", "5550008", "5550026"])}  # fmt: skip
+        calls = {f"u{i}": (number, call_vars(f"u{i}", DIALER_AMD="1" if number.endswith("6") else "0"))
+                 for i, number in enumerate(["5550008", "5550018", "5550007", "5550006", "5550028"])}  # fmt: skip
         messages = await run_calls(server, calls)
     finally:
         await server.stop()
@@ -506,3 +506,47 @@ def test_example_settings_file_loads() -> None:
     assert loaded.callee_mode == "profile" and loaded.queues == {"dialer": 5}
     assert loaded.callee.machine == 0.15 and loaded.agents.wrapup == Duration.uniform(5.0, 20.0)
     assert loaded.time_scale == 0.05 and loaded.ai_sessions == 2
+
+
+def test_fast_event_encoding_is_protocol_encode() -> None:
+    from dialer.ami.protocol import ProtocolError, encode
+    from dialer.sandbox.server import _encode_event
+
+    fields = [
+        ("Event", "Hangup"),
+        ("Privilege", "call,all"),
+        ("Channel", "Local/1@x-1;1"),
+        ("AccountCode", ""),
+        ("CallerIDName", "José"),
+        ("ChanVariable", "DIALER_CALL_ID=a"),
+        ("ChanVariable", "X="),
+    ]
+    assert _encode_event(fields) == encode(fields)
+    with pytest.raises(ProtocolError):
+        _encode_event([("Event", "UserEvent"), ("CallID", "x\r\nAction: Hangup")])
+
+
+async def test_hangup_action_mid_conversation_frees_the_agent() -> None:
+    server = await start(queues={"dialer": 1},
+                         agents=AgentProfile(talk=Duration.fixed(100.0), wrapup=Duration.fixed(0.0)))  # fmt: skip
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "hx", originate_fields("5550001", variables=call_vars("hx")))
+        connect = await ami.wait_for(lambda m: m.name == "AgentConnect", timeout=10)
+        assert connect is not None
+        await ami.send("Hangup", "hx-h", [("Channel", connect["Channel"])])
+        assert (await ami.response("hx-h"))["Message"] == "Channel Hungup"
+        assert await ami.wait_for(lambda m: m.name == "AgentComplete", timeout=5)
+        assert await ami.wait_for(lambda m: m.name == "BridgeDestroy", timeout=5)
+        await ami.collect(0.2)
+        assert server.pbx.channels == {}
+        await ami.send("QueueSummary", "hx-qs")
+        summary = await ami.wait_for(lambda m: m.name == "QueueSummary" and m.action_id == "hx-qs", timeout=5)
+        assert summary is not None and summary["Available"] == "1"
+        # The freed agent takes the next call.
+        await ami.send("Originate", "hy", originate_fields("5550006", variables=call_vars("hy")))
+        nxt = await ami.wait_for(lambda m: m.name == "AgentConnect" and m.variables()["DIALER_CALL_ID"] == "hy", 10)
+        assert nxt is not None
+        await ami.close()
+    finally:
+        await server.stop()

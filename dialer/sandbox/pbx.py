@@ -601,10 +601,25 @@ class Call:
         p.varset(one, "DIALEDTIME_MS", str(int(dialed * 1000)))
 
     def _teardown(self, cause: int) -> None:
-        """Hang up whatever is left (AMI Hangup action): agent legs, then the call's own channels."""
+        """Hang up whatever is left (AMI Hangup action): agent legs, then the call's own channels.
+        Nothing may leak: a member picked for this caller is released, a bridge is left and destroyed."""
         p = self.p
-        if self.waiter is not None and self.queue is not None:
+        waiter = self.waiter
+        if waiter is not None and self.queue is not None:
+            if waiter.connected.done() and not waiter.connected.cancelled() and self.member is None:
+                # An agent had just been picked for this caller: give them back.
+                waiter.connected.result().busy = False
+                p.dispatch(self.queue)
+            else:
+                waiter.connected.cancel()
             self._leave_queue(abandon=True)
+        bridged_to_member = self.bridge is not None and self.agent_one is not None and self.member is not None
+        if bridged_to_member and self.one is not None and self.queue is not None and self.member is not None:
+            self._complete(self.queue, self.member, int(p.now() - self.answered_at), "caller")
+        if self.bridge is not None:
+            for chan in list(self.bridge.channels):
+                self._leave_bridge(chan)
+            self._destroy_bridge()
         for chan in (self.agent_one, self.agent_two):
             if chan is not None and chan.alive:
                 p.hangup_request(chan, cause)
@@ -615,6 +630,7 @@ class Call:
             if chan is not None and chan.alive:
                 p.hangup_request(chan, cause)
                 p.hangup(chan, cause)
+        p.device_state(self._device(), "NOT_INUSE")
 
     # -- the dialplan ---------------------------------------------------------------------------------------
 
@@ -932,6 +948,11 @@ class Call:
                 gone.cancel()
         return "caller" if gone in done else "agent"
 
+    def _destroy_bridge(self) -> None:
+        if self.bridge is not None:
+            self.p.emit("BridgeDestroy", "call", self.bridge.fields())
+            self.bridge = None
+
     def _leave_bridge(self, chan: Channel) -> None:
         p, bridge = self.p, self.bridge
         assert bridge is not None
@@ -985,7 +1006,7 @@ class Call:
         p.hangup_request(one, 16, soft=True)
         p.hangup(one, 16)
         self._leave_bridge(a1)
-        p.emit("BridgeDestroy", "call", self.bridge.fields() if self.bridge else [])
+        self._destroy_bridge()
         p.hangup_request(a2, 16)
         p.hangup(a1, 16)
         p.hangup_request(a2, 16, soft=True)
@@ -1010,7 +1031,7 @@ class Call:
         p.varset(one, "BRIDGEPEER", "")
         self._leave_bridge(a1)
         self._leave_bridge(one)
-        p.emit("BridgeDestroy", "call", self.bridge.fields() if self.bridge else [])
+        self._destroy_bridge()
         self._dialed_times()
         p.hangup(a1, 16)
         p.hangup_request(one, 16, soft=True)
@@ -1075,7 +1096,7 @@ class Call:
             p.hangup_request(one, 16)
             self._leave_bridge(one)
             self._leave_bridge(a1)
-            p.emit("BridgeDestroy", "call", self.bridge.fields() if self.bridge else [])
+            self._destroy_bridge()
             p.hangup_request(a1, 16)
             p.hangup(a1, 16)
             self._dialed_times()
@@ -1084,7 +1105,7 @@ class Call:
             p.hangup_request(a1, 16)
             self._leave_bridge(a1)
             self._leave_bridge(one)
-            p.emit("BridgeDestroy", "call", self.bridge.fields() if self.bridge else [])
+            self._destroy_bridge()
             p.hangup(a1, 16)
             self._dialed_times()
             self._hangup_from_dialplan()
