@@ -2,7 +2,8 @@
 
 The sandbox (dialer/sandbox) speaks AMI as Asterisk 22 does and runs our shipped dialplan.
 Numbers follow its "last digit" callee mode: 1 answers after 2 s, 2 busy, 3 never answers,
-4 congestion, 5 answers for 4 s, 7 opts out, 8 answering machine, others answer for 10 s
+4 congestion, 5 answers for 4 s (the reference's digits); the machine, opt-out and plain callees
+are looked up in the sandbox's table (sandbox_digit)
 (simulated seconds; time_scale 0.02 makes a 10 s call last 0.2 s).
 """
 
@@ -19,10 +20,28 @@ from dialer.ami.client import ActionFailed, ActionTimeout, AMIClient, Authentica
 from dialer.ami.originate import OriginateRequest, dial_string, originate, originate_fields
 from dialer.ami.pool import AMIPool
 from dialer.config import AsteriskServer
+from dialer.sandbox.behaviour import Fate, reference_plan
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
 
 SECRET = "dialer-secret"
+
+
+def sandbox_digit(machine: bool = False, optout: bool = False) -> str:
+    """A last digit for which the sandbox's callee answers (as a machine / pressing opt-out / plainly).
+
+    Asked of the sandbox's own table rather than hard-coded: its additions to the reference
+    digits (1-5) are its to choose."""
+    for digit in "9876543210":
+        plan = reference_plan("555000" + digit)
+        if (
+            plan.fate is Fate.ANSWER
+            and plan.machine == machine
+            and (plan.optout_after is not None) == optout
+            and plan.stay_seconds >= 10
+        ):
+            return digit
+    raise LookupError("the sandbox has no such callee")
 
 
 async def start_pbx(**overrides) -> SandboxServer:
@@ -213,9 +232,9 @@ async def test_originate_outcomes_through_the_pool(pbx):
             "congestion": request("4"),
             "no_answer": request("3"),
             "answered": request("5"),
-            "machine": request("8", amd=True),
-            "opted_out": request("7", ai_disclosure=True),  # presses 9 during the disclosure
-            "abandoned": request("6", queue="empty"),
+            "machine": request(sandbox_digit(machine=True), amd=True),
+            "opted_out": request(sandbox_digit(optout=True), ai_disclosure=True),  # presses 9 during the disclosure
+            "abandoned": request(sandbox_digit(), queue="empty"),
         }
         for req in cases.values():
             result = await pool.originate("sbx", req)

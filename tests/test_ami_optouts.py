@@ -10,7 +10,7 @@ from dialer.ami.calls import OptOut
 from dialer.ami.optouts import OptOutRecorder
 from dialer.ami.pool import AMIPool
 from dialer.facts import FactStore
-from tests.test_ami_client import eventually, request, server_config, start_pbx
+from tests.test_ami_client import eventually, request, sandbox_digit, server_config, start_pbx
 
 
 async def test_keypress_opt_out_lands_in_the_company_dnc(redis_client):
@@ -22,7 +22,7 @@ async def test_keypress_opt_out_lands_in_the_company_dnc(redis_client):
         async with AMIPool(
             [server_config(pbx)], on_optout=recorder, on_outcome=lambda s, o: outcomes.append(o)
         ) as pool:
-            req = request("7", ai_disclosure=True)  # the callee presses 9 during the disclosure
+            req = request(sandbox_digit(optout=True), ai_disclosure=True)  # the callee presses 9 during the disclosure
             await pool.originate("sbx", req)
             await eventually(lambda: recorder.recorded == 1 and outcomes)
     finally:
