@@ -417,3 +417,55 @@ async def test_pool_keeps_retrying_a_server_that_is_down_at_start():
             await late.stop()
     finally:
         await pool.close()
+
+
+@pytest.mark.slow
+async def test_chaos_connection_cuts_while_dialing_never_double_dial_nor_lose_an_attempt(pbx):
+    """300 calls while the connection is cut every 0.4 s: each attempt the dialer registered gets
+    exactly one outcome, and the PBX never receives the same call id twice."""
+    dialed: list[str] = []
+    original = pbx.pbx.originate
+
+    def spy(req):  # observe the real sandbox, do not change it
+        dialed.append(req.variables["DIALER_CALL_ID"])
+        original(req)
+
+    pbx.pbx.originate = spy
+    outcomes: list = []
+    statuses: dict[str, str] = {}
+    pool = AMIPool(
+        [server_config(pbx)],
+        on_outcome=lambda s, o: outcomes.append(o),
+        backoff_initial=0.02,
+        backoff_max=0.1,
+        reconcile_min_age=0.5,
+        tracker_options={"no_event_grace": 1.0, "response_grace": 1.0},
+        action_timeout=0.5,
+    )
+    await pool.start()
+
+    async def cutter():
+        for _ in range(8):
+            await asyncio.sleep(0.4)
+            pbx.drop_connections()
+
+    cuts = asyncio.create_task(cutter())
+    try:
+        for i in range(300):
+            req = request(str(i % 10))
+            try:
+                statuses[req.call_id] = (await pool.originate("sbx", req)).status
+            except NotConnected:
+                statuses[req.call_id] = "not-sent"
+            await asyncio.sleep(0.01)
+        await cuts
+        sent = {cid for cid, status in statuses.items() if status != "not-sent"}
+        await eventually(lambda: len(outcomes) >= len(sent), timeout=60)
+    finally:
+        await pool.close()
+    assert len(dialed) == len(set(dialed)), "a call id reached the PBX twice"
+    assert set(dialed) <= sent
+    by_call = [o.call_id for o in outcomes]
+    assert len(by_call) == len(set(by_call)) and set(by_call) == sent
+    assert len(pool.trackers["sbx"]) == 0
+    assert any(s == "not-sent" for s in statuses.values()) or any(o.resolved_by == "reconcile" for o in outcomes)

@@ -19,7 +19,7 @@ from dialer.ami.calls import CallTracker, OptOut, Outcome, Record
 from dialer.ami.client import AMIClient, AMIError
 from dialer.ami.originate import OriginateRequest, OriginateResult, originate
 from dialer.ami.protocol import Message
-from dialer.ami.reconcile import reconcile
+from dialer.ami.reconcile import DEFAULT_MIN_AGE, reconcile
 from dialer.config import AsteriskServer
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class AMIPool:
         on_optout: OptOutSink | None = None,
         clock: Callable[[], float] = time.time,
         sweep_interval: float = 1.0,
+        reconcile_min_age: float = DEFAULT_MIN_AGE,
         tracker_options: Mapping[str, float] | None = None,
         **client_options: object,
     ) -> None:
@@ -44,6 +45,7 @@ class AMIPool:
         self.on_outcome = on_outcome
         self.on_optout = on_optout
         self.sweep_interval = sweep_interval
+        self.reconcile_min_age = reconcile_min_age
         self.clients: dict[str, AMIClient] = {}
         self.trackers: dict[str, CallTracker] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -66,7 +68,7 @@ class AMIPool:
 
     def _reconciler(self, name: str, tracker: CallTracker) -> Callable[[AMIClient], object]:
         async def after_reconnect(client: AMIClient) -> None:
-            outcomes = await reconcile(client, tracker, clock=self.clock)
+            outcomes = await reconcile(client, tracker, clock=self.clock, min_age=self.reconcile_min_age)
             if outcomes:
                 log.warning("AMI %s: %d in-flight attempts settled by reconciliation", name, len(outcomes))
             self._deliver(name, outcomes)
