@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from dialer.ami.client import AMIClient
+import pytest
+
+from dialer.ami.client import AMIClient, NotConnected
 from dialer.ami.protocol import encode
 from tests.ami_transcript import load_transcript, transcript_wire_bytes
 
@@ -120,3 +122,16 @@ async def test_old_style_follows_command_output():
         lines = await ami.command("core show channels")
     assert lines[1] == "0 active channels"
     assert lines[0].startswith("Channel ")
+
+
+async def test_a_peer_that_never_sends_the_banner_is_a_clear_error():
+    async def silent(reader, writer):
+        await reader.read()  # accept and say nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        ami = AMIClient("127.0.0.1", port, "dialer", "s3cret", connect_timeout=0.3, ping_interval=0)
+        with pytest.raises(NotConnected, match="no AMI banner"):
+            await ami.connect()
+        await ami.close()

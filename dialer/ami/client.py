@@ -244,7 +244,12 @@ class AMIClient:
         self._banner_event = asyncio.Event()
         self._reader_task = asyncio.create_task(self._read_loop(reader, writer), name=f"ami-reader-{self.name}")
         try:
-            await asyncio.wait_for(self._banner_event.wait(), self.connect_timeout)
+            try:
+                await asyncio.wait_for(self._banner_event.wait(), self.connect_timeout)
+            except TimeoutError:
+                raise NotConnected(
+                    f"AMI {self.name}: no AMI banner from {self.host}:{self.port} within {self.connect_timeout:g} s"
+                ) from None
             await self._login()
         except BaseException:
             await self._drop(writer, reason="login failed")
@@ -352,6 +357,9 @@ class AMIClient:
                     continue
                 except (AMIError, OSError) as exc:
                     log.warning("AMI %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
+                    continue
+                except Exception:  # whatever it was, this loop must not die: it is the only way back
+                    log.exception("AMI %s: reconnect attempt %d failed", self.name, attempt)
                     continue
                 self._reconnect_task = None
                 if first and self.connections == 1:
