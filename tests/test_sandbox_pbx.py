@@ -179,9 +179,9 @@ async def test_answering_machine_detection() -> None:
     server = await start()
     try:
         messages = await run_calls(server, {
-            "m1": ("5550006", call_vars("m1", DIALER_AMD="1")),
-            "h1": ("5550008", call_vars("h1", DIALER_AMD="1")),
-            "m2": ("5550016", call_vars("m2", DIALER_AMD="0")),
+            "m1": ("5550008", call_vars("m1", DIALER_AMD="1")),
+            "h1": ("5550006", call_vars("h1", DIALER_AMD="1")),
+            "m2": ("5550018", call_vars("m2", DIALER_AMD="0")),
         })  # fmt: skip
     finally:
         await server.stop()
@@ -233,8 +233,8 @@ async def test_trunk_channel_is_one_channel_with_dial_events() -> None:
 async def test_every_userevent_carries_callid_and_campaignid() -> None:
     server = await start(queues={"dialer": 1})
     try:
-        calls = {f"u{i}": (number, call_vars(f"u{i}", DIALER_AMD="1" if number.endswith("6") else "0"))
-                 for i, number in enumerate(["5550008", "5550018", "5550007", "5550006", "5550028"])}  # fmt: skip
+        calls = {f"u{i}": (number, call_vars(f"u{i}", DIALER_AMD="1" if number.endswith("8") else "0"))
+                 for i, number in enumerate(["5550006", "5550016", "5550007", "5550008", "5550026"])}  # fmt: skip
         messages = await run_calls(server, calls)
     finally:
         await server.stop()
