@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 VERSION = "22.10.1"
 MAX_ACTION_BYTES = 1024 * 1024
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 EVENT_CLASSES = (
     "system",
     "call",
@@ -140,6 +141,11 @@ class Session:
             self.writer.write(data)
         except (ConnectionError, RuntimeError):
             self.closed = True
+            return
+        if self.writer.transport.get_write_buffer_size() > MAX_PENDING_BYTES:
+            # A client that does not read: Asterisk gives up on it (writetimeout) rather than queue forever.
+            log.warning("sandbox PBX: AMI client not reading, connection closed")
+            self.abort()
 
     def wants(self, privilege: str) -> bool:
         if not self.authenticated:
