@@ -563,3 +563,29 @@ async def test_hangup_action_mid_conversation_frees_the_agent() -> None:
         await ami.close()
     finally:
         await server.stop()
+
+
+async def test_unreachable_channel_fails_with_reason_0_and_no_channel() -> None:
+    server = await start(callee_mode="profile", callee=CalleeProfile(answer=0, busy=0, congestion=0, failed=1.0))
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "f1", originate_fields("5550001", variables=call_vars("f1")))
+        response = await ami.wait_for(lambda m: m.name == "OriginateResponse", timeout=5)
+        assert response is not None
+        assert (response["Response"], response["Reason"], response["Uniqueid"]) == ("Failure", "0", "<unknown>")
+        await ami.collect(0.2)
+        assert not any(m.name == "Newchannel" for m in ami.messages)
+        await ami.close()
+    finally:
+        await server.stop()
+
+
+async def test_variable_headers_split_on_commas_like_asterisk(pbx: SandboxServer) -> None:
+    ami = await logged_in(pbx)
+    fields = originate_fields("5550002", variables={"DIALER_CALL_ID": "v1"})
+    fields.append(("Variable", "DIALER_CAMPAIGN_ID=camp,DIALER_TENANT_ID=t9"))
+    await ami.send("Originate", "v1", fields)
+    assert await ami.wait_for(lambda m: m.name == "OriginateResponse", timeout=5)
+    varsets = {m["Variable"]: m["Value"] for m in ami.messages if m.name == "VarSet" and m["Channel"].endswith(";1")}
+    assert varsets["DIALER_CAMPAIGN_ID"] == "camp" and varsets["DIALER_TENANT_ID"] == "t9"
+    await ami.close()

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable
 
 from dialer.ami.protocol import encode, md5_key
+from dialer.sandbox.dialplan import split_args
 from dialer.sandbox.events import Fields
 from dialer.sandbox.pbx import OriginateRequest, Pbx
 from dialer.sandbox.settings import SandboxSettings
@@ -415,10 +416,12 @@ class SandboxServer:
             session.respond(action, "Error", [("Message", "The sandbox PBX supports Async: true only")])
             return
         variables: dict[str, str] = {}
-        for value in action.getall("Variable"):
-            name, eq, val = value.partition("=")
-            if eq and name.strip():
-                variables[name.strip()] = val
+        for header in action.getall("Variable"):
+            # As Asterisk does (astman_get_variables): one header may hold several NAME=value, comma-separated.
+            for value in split_args(header):
+                name, eq, val = value.partition("=")
+                if eq and name.strip():
+                    variables[name.strip()] = val
         req = OriginateRequest(
             action_id=action.action_id or "",
             channel=channel,
