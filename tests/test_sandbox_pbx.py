@@ -589,3 +589,15 @@ async def test_variable_headers_split_on_commas_like_asterisk(pbx: SandboxServer
     varsets = {m["Variable"]: m["Value"] for m in ami.messages if m.name == "VarSet" and m["Channel"].endswith(";1")}
     assert varsets["DIALER_CAMPAIGN_ID"] == "camp" and varsets["DIALER_TENANT_ID"] == "t9"
     await ami.close()
+
+
+async def test_garbage_from_a_client_does_not_hurt_the_server(pbx: SandboxServer) -> None:
+    noisy = await RawAmi.connect(pbx.port)
+    noisy.writer.write(b"\x00\xff\xfe no colon here\r\n:\r\n\xc3\r\n\r\n" + bytes(range(256)) + b"\r\n\r\n")
+    await noisy.send("Ping", "still-there")  # garbage skipped, the next action is read (and needs a login)
+    assert (await noisy.response("still-there"))["Message"] == "Authentication Required"
+    await noisy.close()
+    ami = await logged_in(pbx)
+    await ami.send("Ping", "after-garbage")
+    assert (await ami.response("after-garbage"))["Ping"] == "Pong"
+    await ami.close()
