@@ -171,3 +171,40 @@ async def test_channelvars_add_chanvariable_to_channel_events() -> None:
     complete = next(m for m in answered if m.name == "AgentComplete")
     assert complete.variables()["DIALER_CALL_ID"] == "answer4"
     assert complete.getall("DestChanVariable") == ["DIALER_CALL_ID=", "DIALER_CAMPAIGN_ID="]
+
+
+async def test_our_dialplan_keeps_the_reference_call_behaviour(reference: tuple[str, list[Message]]) -> None:
+    """The same six calls through OUR [dialer-outbound] instead of the reference's stand-in context.
+
+    The dialplan steps differ by design (our Newexten/VarSet/UserEvent fields; our Originate sets more
+    variables), everything else must not: the called party's channel (;2), the agent channels, and our
+    channel's call events (Newstate, Dial*, Queue*, Agent*, Bridge*, Hangup*) in Asterisk's order and fields.
+    """
+    _, ref = reference
+    settings = reference_settings(dialplans=(DATA.parent.parent / "asterisk" / "extensions_dialer.conf",))
+    async with SandboxServer(settings) as server:
+        ami = await RawAmi.connect(server.port)
+        await ami.login()
+        for call_id, number in REFERENCE_NUMBERS.items():
+            variables = {"DIALER_CALL_ID": call_id, "DIALER_CAMPAIGN_ID": "camp", "DIALER_QUEUE": "sim-agents",
+                         "DIALER_AGENT_KIND": "queue", "DIALER_AI_DISCLOSURE": "0", "DIALER_RECORDING_NOTICE": "0",
+                         "DIALER_AMD": "0"}  # fmt: skip
+            await ami.send("Originate", f"orig-{call_id}", originate_fields(number, timeout_ms=30000,
+                                                                           variables=variables))  # fmt: skip
+        messages = await ami.collect_until(lambda ms: sum(m.name == "Hangup" for m in ms) >= 18, timeout=20)
+        await ami.close()
+    dialplan_steps = {"Newexten", "VarSet", "UserEvent"}
+    ref_calls, calls = group_by_call(ref), group_by_call(messages)
+    for call_id, number in REFERENCE_NUMBERS.items():
+        ref_channels, channels = per_channel(ref_calls[number]), per_channel(calls[number])
+        assert set(channels) == set(ref_channels), call_id
+        for role, expected in ref_channels.items():
+            got = channels[role]
+            if role.startswith("callee"):  # our Originate sets 7 variables (VarSet on ;1 and ;2), the reference 1
+                expected = [e for e in expected if e[0] not in dialplan_steps]
+                got = [e for e in got if e[0] not in dialplan_steps]
+            assert got == expected, (call_id, role)
+        users = [m for m in calls[number] if m.name == "UserEvent"]
+        if any(m.name == "UserEvent" for m in ref_calls[number]):
+            assert [m["UserEvent"] for m in users] == ["DialerConnected"]
+            assert users[0]["CallID"] == call_id and users[0]["CampaignID"] == "camp"

@@ -108,7 +108,10 @@ class Pbx:
     def __init__(self, settings: SandboxSettings, emit: Emit) -> None:
         self.settings = settings
         self.emit_fields = emit
-        self.rng = random.Random(settings.seed)
+        # Each call draws from its own generator, seeded from (seed, originate number): a call's fate,
+        # its agent's talk time and its ids depend on the seed and the order of the Originates only,
+        # never on how the calls happened to interleave.
+        self.base_seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(64)
         self.dialplan = dp.Dialplan()
         for path in settings.dialplans:
             loaded = dp.load(path)
@@ -233,7 +236,7 @@ class Pbx:
 
     def originate(self, req: OriginateRequest) -> None:
         self.originates += 1
-        call = Call(self, req)
+        call = Call(self, req, random.Random(f"{self.base_seed}:{self.originates}"))
         self.calls.add(call)
         call.start()
 
@@ -319,12 +322,13 @@ class Pbx:
 class Call:
     """One originated call: the far end, then our dialplan on the answered channel."""
 
-    def __init__(self, pbx: Pbx, req: OriginateRequest) -> None:
+    def __init__(self, pbx: Pbx, req: OriginateRequest, rng: random.Random) -> None:
         self.pbx = pbx
         self.req = req
+        self.rng = rng
         self.number, self.target_context, self.tech = _parse_dial(req.channel)
         if pbx.settings.callee_mode == "profile":
-            self.plan: CallPlan = pbx.settings.callee.sample(pbx.rng)
+            self.plan: CallPlan = pbx.settings.callee.sample(rng)
         else:
             self.plan = reference_plan(self.number)
         self.one: Channel | None = None  # the channel that runs our dialplan (Local ;1 or the trunk channel)
@@ -846,7 +850,7 @@ class Call:
         p, one = self.p, self.one
         assert one is not None
         self.member = member
-        agent_plan: AgentPlan = p.settings.agents.sample(p.rng)
+        agent_plan: AgentPlan = p.settings.agents.sample(self.rng)
         seq = p.next_seq()
         base = f"Local/{member.number}@sim-agent-{seq}"
         a1 = p.new_channel(base + ";1", one.linkedid, "sim-agent", str(member.number), 0)
@@ -928,7 +932,7 @@ class Call:
 
     def _enter_bridge(self, agent: Channel, caller: Channel) -> None:
         p = self.p
-        bridge = Bridge(str(uuid.UUID(int=p.rng.getrandbits(128), version=4)))
+        bridge = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
         self.bridge = bridge
         p.emit("BridgeCreate", "call", bridge.fields())
         for chan in (agent, caller):
@@ -1069,7 +1073,7 @@ class Call:
             return None
         p.ai_in_use += 1
         self.ai_session = True
-        plan = p.settings.ai_agents.sample(p.rng)
+        plan = p.settings.ai_agents.sample(self.rng)
         if plan.ring_seconds >= timeout:
             await self.wait(timeout, digits=False)
             p.dial_event("DialEnd", a1, one, [("DialStatus", "NOANSWER")])

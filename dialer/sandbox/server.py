@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable
 
 from dialer.ami.protocol import encode, md5_key
+from dialer.sandbox.dialplan import split_args
 from dialer.sandbox.events import Fields
 from dialer.sandbox.pbx import OriginateRequest, Pbx
 from dialer.sandbox.settings import SandboxSettings
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 VERSION = "22.10.1"
 MAX_ACTION_BYTES = 1024 * 1024
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 EVENT_CLASSES = (
     "system",
     "call",
@@ -140,6 +142,11 @@ class Session:
             self.writer.write(data)
         except (ConnectionError, RuntimeError):
             self.closed = True
+            return
+        if self.writer.transport.get_write_buffer_size() > MAX_PENDING_BYTES:
+            # A client that does not read: Asterisk gives up on it (writetimeout) rather than queue forever.
+            log.warning("sandbox PBX: AMI client not reading, connection closed")
+            self.abort()
 
     def wants(self, privilege: str) -> bool:
         if not self.authenticated:
@@ -409,10 +416,12 @@ class SandboxServer:
             session.respond(action, "Error", [("Message", "The sandbox PBX supports Async: true only")])
             return
         variables: dict[str, str] = {}
-        for value in action.getall("Variable"):
-            name, eq, val = value.partition("=")
-            if eq and name.strip():
-                variables[name.strip()] = val
+        for header in action.getall("Variable"):
+            # As Asterisk does (astman_get_variables): one header may hold several NAME=value, comma-separated.
+            for value in split_args(header):
+                name, eq, val = value.partition("=")
+                if eq and name.strip():
+                    variables[name.strip()] = val
         req = OriginateRequest(
             action_id=action.action_id or "",
             channel=channel,
