@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.audit",
     "dialer.commands.registry",
     "dialer.commands.gate",
+    "dialer.commands.sandbox_pbx",
 )
 
 
