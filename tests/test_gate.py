@@ -371,3 +371,21 @@ def test_reserved_attempt_is_stored_exactly_as_factstore_stores_attempts():
     from dialer.facts import attempt_json
     from dialer.gate import attempt_record
     assert attempt_record(AT, "c1", "x-1") == attempt_json(Attempt(AT, "c1", "reserved", "x-1"))
+
+
+def test_lost_audit_head_blocks_reservations_before_any_write(gate, redis_client):
+    assert isinstance(gate.check_and_reserve(PARIS, SALES, AT, "first"), Reservation)
+    redis_client.delete("t:t1:audit:head")  # the trail cannot be continued safely
+    result = gate.check_and_reserve(Contact("+33298765400", "FR"), SALES, AT, "second")
+    assert isinstance(result, Decision) and result.codes() == ["STATE_UNAVAILABLE"]
+    assert attempts(redis_client, "+33298765400") == {}  # nothing reserved without its audit entry
+    assert redis_client.xlen("t:t1:audit") == 1
+
+
+def test_one_batch_across_tenants_keeps_their_trails_apart(gate, redis_client):
+    t2 = Campaign(id="c1", tenant="t2")
+    results = gate.reserve_many([Request(PARIS, SALES, "a"), Request(PARIS, t2, "b"), Request(LISTED, t2, "c")], AT)
+    assert [type(r).__name__ for r in results] == ["Reservation", "Reservation", "Decision"]
+    assert gate.audit.head("t1").seq == 1 and gate.audit.head("t2").seq == 2
+    assert gate.audit.verify("t1").ok and gate.audit.verify("t2").ok
+    assert set(attempts(redis_client)) == {"a"} and set(attempts(redis_client, tenant="t2")) == {"b"}
