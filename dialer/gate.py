@@ -78,7 +78,7 @@ def _reason(code: str, text: str) -> Reason:
 
 CONTENTION = _reason("CONTENTION", "the person's facts kept changing while the gate decided; try again shortly")
 STATE_UNAVAILABLE = _reason("STATE_UNAVAILABLE", "the gate could not read or write its state in Redis")
-DUPLICATE_CALL_ID = _reason("DUPLICATE_CALL_ID", "this call id already has an attempt for this number")
+DUPLICATE_CALL_ID = _reason("DUPLICATE_CALL_ID", "this call id is already in use (call ids must be unique)")
 INVALID_NUMBER = Reason("INVALID_NUMBER", "the phone number is not a valid number", "gate/number",
                         "ITU-T E.164 (phonenumbers)")
 
@@ -152,7 +152,8 @@ return out
 # the person's version is still the one its decision was made on. Person keys are built from the prefix.
 # KEYS: audit stream, audit head. ARGV: prefix "t:{T}:", reservations r, denials d, call index ttl; then per
 # reservation: version, call_id, attempt, e164 and its audit entry (5 fields); per denial: its entry (5 fields).
-# Reply: per reservation status (1 reserved, 0 version moved, -1 call id taken), new version, audit seq.
+# Reply: per reservation status (1 reserved, 0 version moved, -1 call id already used, for any number within
+# the index's 7 days or for this number ever), new version, audit seq.
 _RESERVE = AUDIT_LUA + r"""
 local a = audit_open(KEYS[1], KEYS[2])
 if not a then return redis.error_reply(AUDIT_LOST) end
@@ -162,14 +163,16 @@ for i = 0, r - 1 do
   local b = 5 + i * 9
   local call, e = ARGV[b + 1], ARGV[b + 3]
   local ver, att = p .. 'p:' .. e .. ':ver', p .. 'p:' .. e .. ':att'
+  local index = p .. 'call:' .. call
   local v = redis.call('GET', ver) or '0'
   if v ~= ARGV[b] then
     out[#out + 1] = 0; out[#out + 1] = v; out[#out + 1] = 0
-  elseif redis.call('HSETNX', att, call, ARGV[b + 2]) == 0 then
+  elseif redis.call('EXISTS', index) == 1 or redis.call('HEXISTS', att, call) == 1 then
     out[#out + 1] = -1; out[#out + 1] = v; out[#out + 1] = 0
   else
+    redis.call('HSET', att, call, ARGV[b + 2])
     local nv = redis.call('INCR', ver)
-    redis.call('SET', p .. 'call:' .. call, e, 'EX', ttl)
+    redis.call('SET', index, e, 'EX', ttl)
     local s = audit_add(a, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8])
     out[#out + 1] = 1; out[#out + 1] = nv; out[#out + 1] = s
   end

@@ -389,3 +389,15 @@ def test_one_batch_across_tenants_keeps_their_trails_apart(gate, redis_client):
     assert gate.audit.head("t1").seq == 1 and gate.audit.head("t2").seq == 2
     assert gate.audit.verify("t1").ok and gate.audit.verify("t2").ok
     assert set(attempts(redis_client)) == {"a"} and set(attempts(redis_client, tenant="t2")) == {"b"}
+
+
+def test_a_call_id_is_never_reused(gate, redis_client):
+    assert isinstance(gate.check_and_reserve(PARIS, SALES, AT, "same"), Reservation)
+    other = Contact("+33298765400", "FR")
+    result = gate.check_and_reserve(other, SALES, AT, "same")
+    assert isinstance(result, Decision) and result.codes() == ["DUPLICATE_CALL_ID"]
+    assert attempts(redis_client, other.phone) == {}
+    assert redis_client.get("t:t1:call:same") == PARIS.phone.encode()  # outcomes still reach the right person
+    again = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(hours=1), "same")
+    assert isinstance(again, Decision) and again.codes() == ["DUPLICATE_CALL_ID"]
+    assert [e.payload["allowed"] for e in gate.audit.entries("t1")] == [True, False, False]
