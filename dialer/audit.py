@@ -210,6 +210,28 @@ class VerifyResult:
         return f"audit trail BROKEN at seq {self.bad_seq}: {self.problem}"
 
 
+def _entry(fields: dict[str, str]) -> AuditEntry:
+    def number(name: str) -> int:
+        try:
+            return int(fields.get(name, "0"))
+        except ValueError:
+            return 0
+
+    try:
+        payload = json.loads(fields.get("payload", "{}"))
+        if not isinstance(payload, dict):
+            raise ValueError
+    except ValueError:
+        payload = {"_raw": fields.get("payload", "")}
+    try:
+        at = datetime.fromisoformat(fields.get("at", "").replace("Z", "+00:00"))
+    except ValueError:
+        at = datetime.fromtimestamp(0, UTC)
+    return AuditEntry(seq=number("seq"), at=at, kind=fields.get("kind", ""), actor=fields.get("actor", ""),
+                      payload=payload, written=datetime.fromtimestamp(number("written") / 1000, UTC),
+                      hash=fields.get("hash", ""))
+
+
 def parse_appended(flat: Sequence[Any]) -> list[Appended]:
     return [Appended(int(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
 
@@ -281,15 +303,10 @@ class AuditLog:
         return Appended(int(seq or 0), _s(value) if value else GENESIS)
 
     def entries(self, tenant: str, first: int = 1, last: int | None = None, batch: int = 1000) -> Iterator[AuditEntry]:
+        """Entries in seq order, as stored. A damaged entry is still returned (unparseable parts become
+        empty values and the raw payload is kept under "_raw"): run verify to know whether to trust them."""
         for _, fields in self._raw(tenant, first, last, batch):
-            yield AuditEntry(
-                seq=int(fields.get("seq", 0)),
-                at=datetime.fromisoformat(fields.get("at", "").replace("Z", "+00:00")),
-                kind=fields.get("kind", ""), actor=fields.get("actor", ""),
-                payload=json.loads(fields.get("payload", "{}")),
-                written=datetime.fromtimestamp(int(fields.get("written", 0)) / 1000, UTC),
-                hash=fields.get("hash", ""),
-            )
+            yield _entry(fields)
 
     def _raw(self, tenant: str, first: int = 1, last: int | None = None,
              batch: int = 1000) -> Iterator[tuple[str, dict[str, str]]]:

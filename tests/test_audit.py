@@ -259,3 +259,18 @@ def test_cli_verify_exit_status_names_the_seq(redis_url, redis_client):
     shown = run_cli(redis_url, "audit", "show", "--tenant", "t1", "--limit", "2")
     lines = [json.loads(x) for x in shown.stdout.splitlines()]
     assert [x["seq"] for x in lines] == [1, 2]
+
+
+def test_damaged_entries_can_still_be_listed(redis_client):
+    log = AuditLog(redis_client, KEY)
+    fill(log, "t1", 3)
+
+    def damage(entries):
+        entries[1][1]["payload"] = "{not json"
+        entries[1][1]["at"] = "yesterday"
+        return entries
+
+    rewrite(redis_client, "t1", damage)
+    listed = list(log.entries("t1"))
+    assert [e.seq for e in listed] == [1, 2, 3] and listed[1].payload == {"_raw": "{not json"}
+    assert log.verify("t1").bad_seq == 2
