@@ -479,9 +479,7 @@ class Gate:
                     if n == 0:
                         for event in denials:
                             args += event.argv()
-                    command = [self._reserve.sha, str(len(keys)), *keys, *args]
-                    pipe.execute_command("EVALSHA", *command)
-                    commands.append((self._reserve, command))
+                    commands.append((self._reserve, [self._reserve.sha, str(len(keys)), *keys, *args]))
                     chunks.append(chunk)
             replies = self._execute(pipe, commands)
             pending = []
@@ -511,10 +509,20 @@ class Gate:
         return [person_facts(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
 
     def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
-        """Run a pipeline of EVALSHAs; scripts missing from the server's cache (after a restart or SCRIPT
-        FLUSH) are loaded and only the commands that failed with NOSCRIPT are run again (they did nothing)."""
+        """Run EVALSHAs (one directly, several in a pipeline); scripts missing from the server's cache (after a
+        restart or SCRIPT FLUSH) are loaded and only the commands that failed with NOSCRIPT are run again
+        (they did nothing)."""
         if not commands:
             return []
+        if len(commands) == 1:  # the common single-decision case: no pipeline machinery
+            script, args = commands[0]
+            try:
+                return [self.redis.execute_command("EVALSHA", *args)]
+            except redis.exceptions.NoScriptError:
+                self.redis.script_load(script.script)
+                return [self.redis.execute_command("EVALSHA", *args)]
+        for _, args in commands:
+            pipe.execute_command("EVALSHA", *args)
         replies = pipe.execute(raise_on_error=False)
         for n, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
