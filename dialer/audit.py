@@ -108,18 +108,19 @@ audit_close(a)
 return out
 """
 
-# Retention: drop entries below `seq` and record where the retained chain starts (its prev).
+# Retention: drop entries below seq ARGV[1] and record where the retained chain starts: the link (prev) of
+# the first entry kept, signed by the caller (ARGV[3]). ARGV[2] is the prev the caller signed: if the entry
+# changed meanwhile nothing is trimmed.
 _TRIM = r"""
-local upto = tonumber(ARGV[1])
-local first = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', 1)
-if #first == 0 then return 0 end
+local first = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', ARGV[1] .. '-0')
+if #first == 0 then return -1 end
 local fields = first[1][2]
-local prev, seq
+local prev
 for i = 1, #fields, 2 do
   if fields[i] == 'prev' then prev = fields[i + 1] end
-  if fields[i] == 'seq' then seq = fields[i + 1] end
 end
-redis.call('HSET', KEYS[2], 'seq', tostring(tonumber(seq) - 1), 'hash', prev)
+if prev ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[2], 'seq', tostring(tonumber(ARGV[1]) - 1), 'hash', prev, 'mac', ARGV[3])
 return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
 """
 
@@ -325,7 +326,7 @@ class AuditLog:
 
     def verify(self, tenant: str) -> VerifyResult:
         """Walk the chain from its base to its head; the first inconsistency is reported with its seq."""
-        base_seq, base_hash = self.redis.hmget(base_key(tenant), "seq", "hash")
+        base_seq, base_hash, base_mac = self.redis.hmget(base_key(tenant), "seq", "hash", "mac")
         expected = int(base_seq or 0) + 1
         prev = _s(base_hash) if base_hash else GENESIS
         head = self.head(tenant)
@@ -333,6 +334,10 @@ class AuditLog:
 
         def broken(seq: int, problem: str) -> VerifyResult:
             return VerifyResult(False, checked, head.seq, seq, problem)
+
+        if base_seq is not None and self._key and not hmac.compare_digest(
+                _s(base_mac or b""), self._sign(tenant, expected - 1, prev)):
+            return broken(expected, "the retention start of the trail is not signed with our key (start cut off)")
 
         for entry_id, f in self._raw(tenant):
             try:
@@ -407,5 +412,16 @@ class AuditLog:
 
     def trim_before(self, tenant: str, seq: int) -> int:
         """Drop entries with seq < `seq` (retention), recording where the retained chain starts so that
-        verify still checks every link that remains. Returns the number of entries removed."""
-        return int(self._trim(keys=[stream_key(tenant), base_key(tenant)], args=[str(seq)], client=self.redis))
+        verify still checks every link that remains. The start is signed with the secret key (when set), so
+        nobody can cut the beginning of the trail and pass it off as retention. Entry `seq` must exist.
+        Returns the number of entries removed."""
+        found = self.redis.xrange(stream_key(tenant), f"{seq}-0", f"{seq}-0")
+        if not found:
+            raise ValueError(f"audit trail of {tenant}: no entry {seq} to keep as the new start")
+        prev = _s({_s(k): v for k, v in found[0][1].items()}.get("prev", b""))
+        mac = self._sign(tenant, seq - 1, prev) if self._key else ""
+        removed = int(self._trim(keys=[stream_key(tenant), base_key(tenant)], args=[str(seq), prev, mac],
+                                 client=self.redis))
+        if removed < 0:
+            raise RuntimeError(f"audit trail of {tenant}: entry {seq} changed while trimming; nothing trimmed")
+        return removed

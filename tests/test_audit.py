@@ -204,6 +204,19 @@ def test_retention_trim_keeps_the_rest_verifiable(redis_client):
     assert log.verify("t1").bad_seq == 6
 
 
+def test_start_cut_off_and_disguised_as_retention_is_caught(redis_client):
+    log = AuditLog(redis_client, KEY)
+    fill(log, "t1", 10)
+    log.anchor("t1")
+    seventh = {k.decode(): v.decode() for k, v in redis_client.xrange(stream_key("t1"), "7-0", "7-0")[0][1].items()}
+    redis_client.xtrim(stream_key("t1"), minid="7-0", approximate=False)
+    redis_client.hset("t:t1:audit:base", mapping={"seq": "6", "hash": seventh["prev"]})  # forged, unsigned
+    result = log.verify("t1")
+    assert not result.ok and result.bad_seq == 7 and "not signed" in result.problem
+    with pytest.raises(ValueError, match="no entry 3"):
+        log.trim_before("t1", 3)
+
+
 def _append_worker(url: str, tenant: str, worker: int, n: int) -> None:
     client = redis.Redis.from_url(url)
     log = AuditLog(client, KEY)
