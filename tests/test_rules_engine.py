@@ -532,3 +532,13 @@ def test_purposes_select_the_rules(contact, purpose, at, codes):
     on_list = Facts(lists=Lists(national={"*": True}), registry_copies={"national": z("2026-01-10T00:00:00Z")})
     d = decide(contact, at, on_list, Campaign("c1", "t1", purpose=purpose))
     assert d.codes() == codes
+
+
+def test_us_artificial_voice_informational_needs_prior_express_consent():
+    reminder = Campaign("c1", "t1", purpose="informational", voice="artificial")
+    at = "2026-01-12T15:00:00Z"
+    d = decide(NY, at, Facts(), reminder)
+    assert d.codes() == ["NO_CONSENT"] and d.reasons[0].rule == "us/artificial-voice-any-purpose"
+    oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
+    assert decide(NY, at, oral, reminder).allowed
+    assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent
