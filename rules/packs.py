@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -119,8 +120,13 @@ class PackSet:
             index.setdefault(pack.jurisdiction, []).append(pack)
         return cls(ordered, {k: tuple(v) for k, v in index.items()})
 
-    def countries(self) -> frozenset[str]:
+    @cached_property
+    def _countries(self) -> frozenset[str]:
         return frozenset(code[:2] for code in self.by_jurisdiction)
+
+    def countries(self) -> frozenset[str]:
+        """Countries with at least one pack (others are UNSUPPORTED_JURISDICTION)."""
+        return self._countries
 
     def for_jurisdictions(self, codes: Iterable[str]) -> tuple[Pack, ...]:
         found: list[Pack] = []

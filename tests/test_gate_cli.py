@@ -89,3 +89,11 @@ def test_docs_examples_are_what_the_command_prints():
                                                               "expires_at": None, "withdrawn_at": None,
                                                               "source": "web form", "evidence": "ref-123"}])) + "\n")
     assert json.loads(result.stdout) == json.loads(outputs[0])
+
+
+def test_gate_packs_lists_rules_and_flags_unconfirmed():
+    result = run(["gate", "packs"])
+    assert result.returncode == 0, result.stderr
+    assert "fr/opt-in" in result.stdout and "[2026-08-11 00:00+02:00 .. ...)" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("us-ok/hours"))
+    assert "UNCONFIRMED" in line

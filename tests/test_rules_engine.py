@@ -518,3 +518,27 @@ def test_required_registries():
     assert required_registries(LONDON, Campaign("c1", "t1", audience="business"), at) == ("ctps",)
     assert required_registries(Contact("+12125550123", "CA", "H2X 1Y4"), TM, at) == ("us_dnc", "dncl")
     assert required_registries(Contact("nope"), TM, at) == ()
+
+
+@pytest.mark.parametrize("contact,purpose,at,codes", [
+    (NY, "charity", "2026-01-12T12:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # TSR hours bind charitable telemarketing
+    (NY, "charity", "2026-01-12T15:00:00Z", []),  # ... but the DNC registry does not (on it, no copy needed)
+    (NY, "survey", "2026-01-12T12:00:00Z", []),  # no federal hours for surveys
+    (TORONTO, "survey", "2026-01-12T12:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # CRTC hours bind exempt calls too
+    (LONDON, "charity", "2026-01-12T12:00:00Z", ["NATIONAL_REGISTRY"]),  # TPS: charities' marketing included
+    (LONDON, "survey", "2026-01-12T12:00:00Z", []),
+])
+def test_purposes_select_the_rules(contact, purpose, at, codes):
+    on_list = Facts(lists=Lists(national={"*": True}), registry_copies={"national": z("2026-01-10T00:00:00Z")})
+    d = decide(contact, at, on_list, Campaign("c1", "t1", purpose=purpose))
+    assert d.codes() == codes
+
+
+def test_us_artificial_voice_informational_needs_prior_express_consent():
+    reminder = Campaign("c1", "t1", purpose="informational", voice="artificial")
+    at = "2026-01-12T15:00:00Z"
+    d = decide(NY, at, Facts(), reminder)
+    assert d.codes() == ["NO_CONSENT"] and d.reasons[0].rule == "us/artificial-voice-any-purpose"
+    oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
+    assert decide(NY, at, oral, reminder).allowed
+    assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent

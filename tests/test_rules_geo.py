@@ -19,6 +19,7 @@ from rules import geo
     ("+262262123456", ("FR", "974")),  # La Réunion
     ("+442079460000", ("GB", None)),
     ("+49301234567", ("DE", None)),
+    ("+17875550123", ("US", "PR")),  # Puerto Rico: federal US law
 ])
 def test_jurisdiction_for_number(e164, expected):
     assert geo.jurisdiction_for_number(e164) == expected
@@ -58,4 +59,6 @@ def test_address_zones():
     assert geo.zones_for_address("FR", None, "75011") == ("Europe/Paris",)
     assert set(geo.zones_for_address("US", None, "32501")) == {"America/Chicago", "America/New_York"}  # Florida
     assert geo.zones_for_address("US", None, None) == ()  # a bare country does not narrow anything
+    assert geo.zones_for_address("PR", None, "00901") == ("America/Puerto_Rico",)
+    assert geo.zones_for_address("US", None, "00901") == ("America/Puerto_Rico",)  # ZIP3 006-009
     assert geo.zones_for_address("DE", None, "10115") == ()  # no postal table: the number and country decide

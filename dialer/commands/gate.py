@@ -4,6 +4,9 @@ Each line's facts come from the line itself (an in-memory store), so the answers
 production gate would decide with the same facts. A malformed line yields
 `{"line": N, "id": ..., "error": {"code": "BAD_SCENARIO", "message": ...}}` and the run goes on;
 the exit status is then 1. Format: docs/gate.md.
+
+`dialer gate packs`: validate the rule packs (built-in + rules.packs_dir) and list every rule with its
+effective period, source and whether its value is unconfirmed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from dialer.cli import CommandError
 from dialer.config import Config
@@ -27,6 +31,8 @@ def register(sub: Any) -> None:
     check = actions.add_parser("check", help="decide JSON-lines scenarios (file or standard input)")
     check.add_argument("file", nargs="?", help="JSON-lines scenarios (default: standard input)")
     check.set_defaults(func=run_check)
+    packs = actions.add_parser("packs", help="validate the rule packs and list their rules")
+    packs.set_defaults(func=run_packs)
 
 
 def check_lines(lines: Iterable[str], packs: PackSet) -> Iterator[tuple[dict[str, Any], bool]]:
@@ -54,11 +60,32 @@ def _error(line: int, scenario_id: Any, message: str) -> dict[str, Any]:
     return {"line": line, "id": scenario_id, "error": {"code": "BAD_SCENARIO", "message": message}}
 
 
-def run_check(args: argparse.Namespace, config: Config) -> int:
+def _packs(config: Config) -> PackSet:
     try:
-        packs = load_packs(config["rules.packs_dir"] or None)
+        return load_packs(config["rules.packs_dir"] or None)
     except PackError as exc:
         raise CommandError(f"rule packs: {exc}") from None
+
+
+def run_packs(args: argparse.Namespace, config: Config) -> int:
+    """Print every pack and rule: a lawyer's checklist (unconfirmed values are flagged)."""
+    for pack in _packs(config).packs:
+        print(f"{pack.id} {pack.version}  {pack.jurisdiction}  {pack.name}  ({pack.path})")
+        tz = ZoneInfo(pack.timezone)
+        for rule in pack.rules:
+            period = ""
+            if rule.start or rule.end:
+                start = rule.start.astimezone(tz).isoformat(" ", "minutes") if rule.start else "..."
+                end = rule.end.astimezone(tz).isoformat(" ", "minutes") if rule.end else "..."
+                period = f"  in force [{start} .. {end})"
+            flag = "  UNCONFIRMED" if rule.unconfirmed else ""
+            print(f"  {rule.id:<36} {rule.kind:<24}{period}{flag}")
+            print(f"      {rule.source}")
+    return 0
+
+
+def run_check(args: argparse.Namespace, config: Config) -> int:
+    packs = _packs(config)
     source: IO[str]
     if args.file and args.file != "-":
         try:
