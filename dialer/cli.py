@@ -18,6 +18,7 @@ from dialer.logs import setup_logging
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
     "dialer.commands.registry",
+    "dialer.commands.sandbox_pbx",
 )
 
 
