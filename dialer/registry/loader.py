@@ -386,12 +386,18 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         client.unlink(*staged)
         raise LoadRefused(f"commit refused: {exc}", report) from None
     except BaseException:
+        # The reply may be lost after the script ran (connection dropped): delete only if not live.
         try:
-            client.unlink(*staged)
+            live = client.get(key_current(name))
+            if live is None or parse_pointer(live) != version:
+                client.unlink(*staged)
         except redis.RedisError:
-            pass  # they expire by themselves
+            pass  # not live: they expire by themselves; the next load deletes them anyway
         raise
-    drop_versions(client, name, keep={version})  # the replaced version and any orphans
+    try:
+        drop_versions(client, name, keep={version})  # the replaced version and any orphans
+    except redis.RedisError as exc:  # the new version is live; the next load removes what is left
+        log.warning("registry %s: version %s live, old versions not deleted yet (%s)", name, version, exc)
     if progress is not None:
         progress("commit", 1, 1)
     return info
