@@ -111,6 +111,9 @@ def test_blank_comment_and_bom_lines() -> None:
         (b"212,5551234,2026-11-23,D", (DELETE, 12125551234)),
         (b"D\t212\t5551234\t11/23/2026", (DELETE, 12125551234)),
         (b"a|2125551234", (ADD, 12125551234)),
+        (b"A 2125551234", (ADD, 12125551234)),
+        (b"212 555 1234 D", (DELETE, 12125551234)),
+        (b"(212) 555-1234 d", (DELETE, 12125551234)),
     ],
 )
 def test_change_lines(line: bytes, expected: tuple[bool, int]) -> None:

@@ -328,3 +328,35 @@ def test_any_sequence_of_loads_matches_a_set_model(redis_client: redis.Redis, tm
         model = new
         answers = store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in UNIVERSE])
         assert answers == [n in model for n in UNIVERSE]
+
+
+def test_gzip_and_zip_files(redis_client: redis.Redis, tmp_path: Path) -> None:
+    import gzip
+    import zipfile
+
+    numbers = nanp_numbers(20_000)
+    text = "".join(n + "\n" for n in numbers).encode()
+    (tmp_path / "dnc.txt.gz").write_bytes(gzip.compress(text))
+    seen: list[tuple[str, int, int]] = []
+    report = load_registry(redis_client, "us_dnc", tmp_path / "dnc.txt.gz", progress=lambda *a: seen.append(a))
+    assert report.version is not None and report.version.rows == 20_000
+    assert report.source_hash == hashlib.sha256((tmp_path / "dnc.txt.gz").read_bytes()).hexdigest()
+    reads = [s for s in seen if s[0] == "read"]
+    assert reads[-1][1] == reads[-1][2] == (tmp_path / "dnc.txt.gz").stat().st_size
+
+    with zipfile.ZipFile(tmp_path / "dnc.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("212.txt", text[: len(text) // 2 // 11 * 11])  # whole lines only
+    report = load_registry(redis_client, "us_dnc", tmp_path / "dnc.zip")
+    assert report.version is not None and report.version.rows == len(text) // 2 // 11
+    assert all(store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in numbers[:100]]))
+
+    before = registry_keys(redis_client, "us_dnc")
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
+        zf.writestr("a.txt", "2125551234\n")
+        zf.writestr("b.txt", "2125551235\n")
+    with pytest.raises(LoadRefused, match="exactly one file"):
+        load_registry(redis_client, "us_dnc", tmp_path / "two.zip")
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(text)[:-5000])  # a truncated download
+    with pytest.raises(LoadRefused, match="decompress"):
+        load_registry(redis_client, "us_dnc", tmp_path / "cut.gz")
+    assert registry_keys(redis_client, "us_dnc") == before

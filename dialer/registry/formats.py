@@ -13,8 +13,8 @@ of the registry's country or in international form ("+33...", "0033..."):
   The plain forms are decoded directly (10 million lines in seconds); any other form made only of digits,
   "+", spaces and punctuation is handed to phonenumbers for the registry's country, and the result must
   pass the same checks.
-Change files (`--delta`): each line carries an action field, first or last, separated by "," ";" tab
-or "|": `A` / `ADD` adds the number, `D` / `DEL` / `DELETE` removes it ("A,2125551234",
+Change files (`--delta`): each line carries an action field, first or last, separated by "," ";" tab,
+"|" or a space: `A` / `ADD` adds the number, `D` / `DEL` / `DELETE` removes it ("A,2125551234",
 "212,5551234,D"). One optional date field (2026-11-23, 11/23/2026 or 20261123) is accepted and ignored.
 When a number appears several times in one change file, its last line wins.
 Generic CSV (`csv`): a header row with a `phone` column, an optional `country` column (ISO 3166 alpha-2,
@@ -199,6 +199,13 @@ PLAN_BY_REGION: dict[str, NumberingPlan] = {"US": NANP, "CA": NANP, "FR": FRANCE
 def _split_action(fields: list[bytes], delta: bool) -> tuple[bool, list[bytes]]:
     if not delta:
         return ADD, fields
+    if len(fields) == 1:  # "A 2125551234", "0145678901 D": the action may also be separated by a space
+        head, _, tail = fields[0].strip().partition(b" ")
+        rest, _, last = fields[0].strip().rpartition(b" ")
+        if tail and head.lower() in _MARKERS:
+            fields = [head, tail]
+        elif rest and last.lower() in _MARKERS:
+            fields = [rest, last]
     if len(fields) >= 2:
         first, last = fields[0].strip().lower(), fields[-1].strip().lower()
         if first in _MARKERS:

@@ -27,6 +27,7 @@ from pyroaring import BitMap64
 
 from dialer.logs import mask
 from dialer.registry.formats import ADD, HeaderError, LineError, format_for
+from dialer.registry.sources import Source, SourceError
 from dialer.registry.store import (
     CHUNK_BYTES,
     STAGING_TTL_SECONDS,
@@ -218,10 +219,11 @@ def load_registry(
     report.format = registry_format.key
     started = time.monotonic()
     try:
-        total = os.path.getsize(path)
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        source = Source(path)
     except OSError as exc:
         raise LoadRefused(f"cannot read {report.file_name}: {exc.strerror or exc}", report) from None
+    except SourceError as exc:
+        raise LoadRefused(f"{report.file_name}: {exc}", report) from None
     lock = _Lock(client, name, lock_ttl)
     try:
         if not lock.acquire():
@@ -242,8 +244,7 @@ def load_registry(
             if delta and base is None:
                 raise LoadRefused(f"registry {name} has no live version to apply a change file to", report)
             parser = registry_format.make_parser(country)
-            with handle:
-                numbers = _read(handle, total, parser, delta, report, lock, progress)
+            numbers = _read(source, parser, delta, report, lock, progress)
             if report.valid == 0 and not delta:
                 raise LoadRefused(f"{report.file_name} holds no numbers: a full load would empty the registry",
                                   report)
@@ -259,36 +260,32 @@ def load_registry(
             lock.release()
     except LoadRefused:
         raise
-    except (HeaderError, RegistryError) as exc:
+    except (HeaderError, RegistryError, SourceError) as exc:
         raise LoadRefused(str(exc), report) from None
     except redis.RedisError as exc:
         raise LoadRefused(f"Redis failed during the import ({type(exc).__name__}: {exc})", report) from None
     finally:
-        handle.close()
+        source.close()
         report.seconds = time.monotonic() - started
     log.info("registry %s: version %s live (%s rows, +%s -%s, %s invalid lines)", name, info.version, info.rows,
              info.added, info.removed, info.invalid)
     return report
 
 
-def _read(handle, total: int, parser, delta: bool, report: LoadReport, lock: _Lock,
+def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
           progress: Progress | None) -> tuple[BitMap64, BitMap64 | None]:
     """Stream the file: returns (numbers, None) for a full load, (additions, deletions) for a change file."""
-    digest = hashlib.sha256()
     added = BitMap64()
     deleted: BitMap64 | None = BitMap64() if delta else None
     batch = array("Q")
     parse = parser.parse
     bad = report.bad_lines
     lineno = lines = invalid = 0
-    done = 0
     rest = b""
     skipping = False  # inside a line longer than MAX_LINE_BYTES: dropped, reported once it ends
     while True:
-        block = handle.read(READ_BLOCK)
+        block = source.read(READ_BLOCK)
         if block:
-            digest.update(block)
-            done += len(block)
             parts = (rest + block).split(b"\n")
             rest = parts.pop()
             if skipping and parts:
@@ -325,14 +322,14 @@ def _read(handle, total: int, parser, delta: bool, report: LoadReport, lock: _Lo
                 deleted.add(parsed[1])
                 added.discard(parsed[1])
         if progress is not None:
-            progress("read", done, total)
+            progress("read", source.position(), source.size)
         lock.keep()
         if not block:
             break
     if batch:
         added.update(batch)
     report.lines, report.invalid, report.valid = lines, invalid, lines - invalid
-    report.source_hash = digest.hexdigest()
+    report.source_hash = source.sha256()
     return added, deleted
 
 
@@ -389,12 +386,18 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         client.unlink(*staged)
         raise LoadRefused(f"commit refused: {exc}", report) from None
     except BaseException:
+        # The reply may be lost after the script ran (connection dropped): delete only if not live.
         try:
-            client.unlink(*staged)
+            live = client.get(key_current(name))
+            if live is None or parse_pointer(live) != version:
+                client.unlink(*staged)
         except redis.RedisError:
-            pass  # they expire by themselves
+            pass  # not live: they expire by themselves; the next load deletes them anyway
         raise
-    drop_versions(client, name, keep={version})  # the replaced version and any orphans
+    try:
+        drop_versions(client, name, keep={version})  # the replaced version and any orphans
+    except redis.RedisError as exc:  # the new version is live; the next load removes what is left
+        log.warning("registry %s: version %s live, old versions not deleted yet (%s)", name, version, exc)
     if progress is not None:
         progress("commit", 1, 1)
     return info
