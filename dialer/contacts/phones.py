@@ -1,0 +1,135 @@
+"""One raw phone cell -> a normalized number (E.164, validity, line type, time zones, jurisdiction) or a reason.
+
+Pure: no I/O, no clock. phonenumbers does the parsing; what it does too leniently we refuse first
+(letters, which it would read as a vanity keypad; an extension word it does not know, like "poste").
+Country, subdivision and candidate zones follow rules.geo (the gate's conventions: ("US", "NY"),
+("FR", "971"), every zone a number may be in). Zones are cached by number prefix: phonenumbers' table
+is keyed by prefixes of at most TIMEZONE_LONGEST_PREFIX digits, so the cache is exact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumberFormat, PhoneNumberType, timezone
+from phonenumbers.tzdata import TIMEZONE_LONGEST_PREFIX
+
+from rules import geo
+
+LINE_TYPES = {
+    PhoneNumberType.FIXED_LINE: "fixed",
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_or_mobile",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.PREMIUM_RATE: "premium",
+    PhoneNumberType.SHARED_COST: "shared_cost",
+    PhoneNumberType.VOIP: "voip",
+    PhoneNumberType.PERSONAL_NUMBER: "personal",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.UAN: "uan",
+    PhoneNumberType.VOICEMAIL: "voicemail",
+}
+
+# "06 12 34 56 78 poste 12", "+1 212 555 0100 ext. 7", "... x12", "... #12": the extension is kept apart.
+_EXTENSION = re.compile(r"(?i)\s*(?:ext\.?|extension|poste|x|#)\s*(\d{1,7})\s*$")
+_ALLOWED = re.compile(r"^[+\d\s().\-/]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    e164: str
+    line_type: str
+    timezones: tuple[str, ...]
+    country: str
+    subdivision: str | None
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneError:
+    reason: str  # a code from docs/contacts.md "Error codes"
+    message: str
+
+
+@lru_cache(maxsize=65536)
+def _geo_zones(prefix: str) -> tuple[str, ...]:
+    number = phonenumbers.parse(prefix + "0")  # any number under this prefix
+    return tuple(timezone.time_zones_for_geographical_number(number))
+
+
+@lru_cache(maxsize=1024)
+def _country_zones(country_code: int) -> tuple[str, ...]:
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=0)
+    return tuple(timezone._country_level_time_zones_for_number(number))
+
+
+def _pn_zones(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    """Exactly phonenumbers' time_zones_for_number, cached: its table is keyed by prefixes of at
+    most TIMEZONE_LONGEST_PREFIX digits, so a cache on that prefix gives the same answer."""
+    if not timezone.is_number_type_geographical(kind, number.country_code):
+        return _country_zones(number.country_code)
+    return _geo_zones("+" + e164[1 : 1 + TIMEZONE_LONGEST_PREFIX])
+
+
+def place(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, str | None, tuple[str, ...]]:
+    """(country, subdivision, zones) with the conventions and data of rules.geo (jurisdiction_for_number,
+    zones_for_number), from the already parsed number: rules.geo parses again, which would double the
+    cost of an import. tests/test_contacts_phones.py checks both agree."""
+    region = phonenumbers.region_code_for_number(number) or ""
+    zones = set(_pn_zones(e164, number, kind)) - {timezone.UNKNOWN_TIMEZONE}
+    country, subdivision = region, None
+    area = geo.nanp_area_codes().get(str(number.national_number)[:3]) if number.country_code == 1 else None
+    if region in geo.FR_OVERSEAS:
+        country, subdivision = "FR", geo.FR_OVERSEAS[region]
+    elif area is not None:
+        country, subdivision = area.country, area.subdivision
+    if area is not None:
+        zones.update(area.zones)
+    if not zones:
+        zones.update(geo.country_zones(region))
+    return country, subdivision, tuple(sorted(zones))
+
+
+def normalize(raw: str, region: str) -> Phone | PhoneError:
+    """Normalize one phone cell with the list's default region (ISO code, e.g. "FR")."""
+    text = raw.strip().lstrip("'")  # a leading apostrophe is how our exports (and Excel) mark text
+    if not text:
+        return PhoneError("missing_phone", "no phone number")
+    extension = None
+    found = _EXTENSION.search(text)
+    if found and any(c.isdigit() for c in text[: found.start()]):
+        extension = found.group(1)
+        text = text[: found.start()]
+    if not _ALLOWED.match(text):
+        if any(c.isalpha() for c in text):
+            return PhoneError("phone_has_letters", "letters in a phone number")
+        return PhoneError("phone_unparseable", "unexpected characters in a phone number")
+    digits = sum(c.isdigit() for c in text)
+    if digits < 5:
+        return PhoneError("phone_too_short", "too few digits for a phone number")
+    if digits > 17:
+        return PhoneError("phone_too_long", "too many digits for a phone number")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            return PhoneError("invalid_country_code", "unknown country calling code (or no default region)")
+        return PhoneError("phone_unparseable", str(exc.args[0] if exc.args else exc))
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:  # same test as is_valid_number, done once
+        if not phonenumbers.is_possible_number(number):
+            return PhoneError("invalid_length", "wrong number of digits for this country")
+        return PhoneError("invalid_number", "not a number in use in this country's numbering plan")
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    country, subdivision, zones = place(e164, number, kind)
+    return Phone(
+        e164=e164,
+        line_type=LINE_TYPES.get(kind, "other"),
+        timezones=zones,
+        country=country,
+        subdivision=subdivision,
+        extension=extension,
+    )

@@ -1,0 +1,345 @@
+"""Redis layout of contact lists and the staged, all-or-nothing commit of an import.
+
+Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/contacts.md):
+  t:T:contact:K              hash    one contact (phones as JSON, kept fields as x.<name>)
+  t:T:phone:{e164}           set     contact ids holding this number (data-subject requests)
+  t:T:lists                  set     list ids;  t:T:list:L  hash  list metadata
+  t:T:list:L:members         set     contact ids;  t:T:list:L:phones  set  E.164 (dedupe)
+  t:T:campaign:C:contacts    set     contact ids;  t:T:campaign:C:phones  set  E.164 (dedupe)
+  t:T:import:I               hash    status, rows_done, rows_total, summary (the gateway reads it)
+  t:T:import:I:errors        list    row errors (JSON), in row order per chunk, duplicates last
+  t:T:imports                zset    import ids by creation time; t:T:upload:{sha} string -> import id
+  t:T:staging:I:*                    everything an import writes before its commit point
+
+The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
+status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
+it nothing outside staging exists. Publishing moves staged contacts in batches of PUBLISH_BATCH with
+a Lua script (Redis stays responsive), then one script swaps the list/campaign sets, so a list's
+members appear all at once. Scripts build key names from the tenant prefix: single Redis, not Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+PUBLISH_BATCH = 500
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"t:{tenant}:"
+
+
+class Keys:
+    """Key names for one tenant (and import)."""
+
+    def __init__(self, tenant: str, import_id: str = "") -> None:
+        self.tenant = tenant
+        self.p = tenant_prefix(tenant)
+        self.import_id = import_id
+
+    def contact(self, cid: str) -> str:
+        return f"{self.p}contact:{cid}"
+
+    def phone(self, e164: str) -> str:
+        return f"{self.p}phone:{e164}"
+
+    @property
+    def lists(self) -> str:
+        return f"{self.p}lists"
+
+    def list(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}"
+
+    def list_members(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:members"
+
+    def list_phones(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:phones"
+
+    def list_lock(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:commit-lock"
+
+    def campaign_contacts(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:contacts"
+
+    def campaign_phones(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:phones"
+
+    def campaign_lock(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:commit-lock"
+
+    @property
+    def imports(self) -> str:
+        return f"{self.p}imports"
+
+    def upload(self, fingerprint: str) -> str:
+        return f"{self.p}upload:{fingerprint}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.p}import:{self.import_id}"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.p}import:{self.import_id}:errors"
+
+    # Staging (all under one prefix; the set `staged` names every key to delete).
+    @property
+    def stg(self) -> str:
+        return f"{self.p}staging:{self.import_id}:"
+
+    @property
+    def staged(self) -> str:
+        return self.stg + "keys"
+
+    @property
+    def todo(self) -> str:
+        return self.stg + "todo"
+
+    @property
+    def claims(self) -> str:
+        return self.stg + "claims"
+
+    @property
+    def done(self) -> str:
+        return self.stg + "done"
+
+    @property
+    def seen(self) -> str:
+        return self.stg + "seen"
+
+    def rows(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}rows:{chunk:05d}:{attempt}"
+
+    def chunk_errors(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}errors:{chunk:05d}:{attempt}"
+
+    def consents(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}consents:{chunk:05d}:{attempt}"
+
+    @property
+    def new_members(self) -> str:
+        return self.stg + "members"
+
+    @property
+    def new_phones(self) -> str:
+        return self.stg + "phones"
+
+    @property
+    def duplicates(self) -> str:
+        return self.stg + "duplicates"
+
+    @property
+    def counters(self) -> str:
+        return self.stg + "counters"
+
+
+# KEYS: seen hash. ARGV: row, e164, row, e164, ... Keeps the lowest row per number (deterministic
+# dedupe whatever order the chunks run in).
+SEEN_MIN = """
+for i = 1, #ARGV, 2 do
+  local row = tonumber(ARGV[i])
+  local cur = redis.call('HGET', KEYS[1], ARGV[i + 1])
+  if not cur or tonumber(cur) > row then redis.call('HSET', KEYS[1], ARGV[i + 1], row) end
+end
+return 1
+"""
+
+# KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, new phones,
+#       duplicates list, counters.  ARGV: tenant prefix, batch size, list id, import id.
+# Moves up to `batch` staged contacts to their final keys, atomically per batch.
+PUBLISH = """
+local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
+if not items then return 0 end
+local prefix = ARGV[1]
+local has_campaign = KEYS[4] ~= ''
+for _, item in ipairs(items) do
+  local rec = cjson.decode(item)
+  local kept = {}
+  for _, p in ipairs(rec.p) do
+    local first = tonumber(redis.call('HGET', KEYS[2], p.e))
+    local reason = nil
+    if first ~= rec.r then reason = 'duplicate_in_file'
+    elseif redis.call('SISMEMBER', KEYS[3], p.e) == 1 then reason = 'duplicate_in_list'
+    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], p.e) == 1 then reason = 'duplicate_in_campaign'
+    end
+    if reason then
+      redis.call('RPUSH', KEYS[7], cjson.encode({row = rec.r, line = rec.l, column = p.k, value = p.e,
+        reason = reason, first_row = first, severity = 'duplicate'}))
+      redis.call('HINCRBY', KEYS[8], 'duplicate_phones', 1)
+      redis.call('HINCRBY', KEYS[8], 'dup:' .. reason, 1)
+    else
+      table.insert(kept, p)
+    end
+  end
+  if #kept == 0 then
+    redis.call('HINCRBY', KEYS[8], 'duplicate_rows', 1)
+  else
+    local key = prefix .. 'contact:' .. rec.id
+    local h = {'id', rec.id, 'list', ARGV[3], 'import', ARGV[4], 'row', rec.r, 'phone', kept[1].e,
+      'line_type', kept[1].t, 'timezones', kept[1].z, 'country', kept[1].c, 'subdivision', kept[1].s,
+      'phones', cjson.encode(kept)}
+    for name, value in pairs(rec.f) do table.insert(h, name); table.insert(h, value) end
+    redis.call('HSET', key, unpack(h))
+    for _, p in ipairs(kept) do
+      redis.call('SADD', prefix .. 'phone:' .. p.e, rec.id)
+      redis.call('SADD', KEYS[6], p.e)
+    end
+    redis.call('SADD', KEYS[5], rec.id)
+    redis.call('HINCRBY', KEYS[8], 'contacts', 1)
+  end
+end
+return #items
+"""
+
+# KEYS: list members, list phones, campaign contacts ("" if none), campaign phones ("" if none),
+#       new members, new phones, status, staged-keys set, list meta, lists set, imports zset.
+# ARGV: status fields as JSON object, list id, import id, contacts added, now (epoch seconds).
+# The last step of a commit: the list (and campaign) gain all new contacts at once.
+FINALIZE = """
+local function merge(dest, src)
+  if dest == '' then return end
+  if redis.call('EXISTS', src) == 0 then return end
+  if redis.call('EXISTS', dest) == 0 then
+    redis.call('COPY', src, dest)
+  else
+    redis.call('SUNIONSTORE', dest, dest, src)
+  end
+end
+merge(KEYS[1], KEYS[5])
+merge(KEYS[2], KEYS[6])
+merge(KEYS[3], KEYS[5])
+merge(KEYS[4], KEYS[6])
+local fields = cjson.decode(ARGV[1])
+for name, value in pairs(fields) do redis.call('HSET', KEYS[7], name, value) end
+redis.call('SADD', KEYS[10], ARGV[2])
+redis.call('HINCRBY', KEYS[9], 'contacts', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[9], 'imports', 1)
+redis.call('HSET', KEYS[9], 'updated_at', ARGV[5], 'last_import', ARGV[3])
+local staged = redis.call('SMEMBERS', KEYS[8])
+for _, key in ipairs(staged) do redis.call('UNLINK', key) end
+redis.call('UNLINK', KEYS[8])
+return 1
+"""
+
+# KEYS: lock keys. ARGV: token, ttl ms. All locks or none.
+LOCK_ALL = """
+for _, key in ipairs(KEYS) do
+  local cur = redis.call('GET', key)
+  if cur and cur ~= ARGV[1] then return 0 end
+end
+for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+
+UNLOCK_ALL = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
+"""
+
+# KEYS: todo list, claims zset. ARGV: deadline. Takes one chunk and leases it, atomically.
+CLAIM = """
+local item = redis.call('LPOP', KEYS[1])
+if not item then return false end
+local chunk = cjson.decode(item)
+redis.call('ZADD', KEYS[2], ARGV[1], chunk.index)
+return item
+"""
+
+
+class Scripts:
+    def __init__(self, client: redis.Redis) -> None:
+        self.seen_min = client.register_script(SEEN_MIN)
+        self.publish = client.register_script(PUBLISH)
+        self.finalize = client.register_script(FINALIZE)
+        self.lock_all = client.register_script(LOCK_ALL)
+        self.unlock_all = client.register_script(UNLOCK_ALL)
+        self.claim = client.register_script(CLAIM)
+
+
+# ---- readers (the gateway, the pacing engine, data-subject requests) ----
+
+def import_status(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any] | None:
+    """The import's status hash, decoded (summary as a dict); None if unknown for this tenant."""
+    raw = client.hgetall(Keys(tenant, import_id).status)
+    if not raw:
+        return None
+    status = {_s(k): _s(v) for k, v in raw.items()}
+    for name in ("rows_done", "rows_total"):
+        if name in status:
+            status[name] = int(status[name])
+    if "summary" in status:
+        status["summary"] = json.loads(status["summary"])
+    for name in ("mapping", "params"):
+        status.pop(name, None)
+    return status
+
+
+def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    raw = client.hgetall(Keys(tenant).contact(contact_id))
+    if not raw:
+        return None
+    contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+    contact["phones"] = json.loads(contact.get("phones", "[]"))
+    return contact
+
+
+def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+    """Contact ids holding this number (for access and erasure requests)."""
+    return sorted(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))
+
+
+def list_member_ids(client: redis.Redis, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
+    for member in client.sscan_iter(Keys(tenant).list_members(list_id), count=count):
+        yield _s(member)
+
+
+def campaign_member_ids(client: redis.Redis, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
+    for member in client.sscan_iter(Keys(tenant).campaign_contacts(campaign), count=count):
+        yield _s(member)
+
+
+def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Contacts for a stream of ids, fetched in pipelined batches (memory bounded by `batch`)."""
+    keys = Keys(tenant)
+    pending: list[str] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        pipe = client.pipeline(transaction=False)
+        for cid in pending:
+            pipe.hgetall(keys.contact(cid))
+        for raw in pipe.execute():
+            if raw:
+                contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+                contact["phones"] = json.loads(contact.get("phones", "[]"))
+                yield contact
+        pending.clear()
+
+    for cid in ids:
+        pending.append(cid)
+        if len(pending) >= batch:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def iter_errors(client: redis.Redis, tenant: str, import_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    key = Keys(tenant, import_id).errors
+    start = 0
+    while True:
+        items = client.lrange(key, start, start + batch - 1)
+        if not items:
+            return
+        for item in items:
+            yield json.loads(item)
+        start += len(items)
