@@ -201,8 +201,8 @@ return #items
 """
 
 # KEYS: list members, list phones, campaign contacts ("" if none), campaign phones ("" if none),
-#       new members, new phones, status, staged-keys set, list meta, lists set, imports zset.
-# ARGV: status fields as JSON object, list id, import id, contacts added, now (epoch seconds).
+#       new members, new phones, status, staged-keys set, list meta, lists set, list's imports list.
+# ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
 # The last step of a commit: the list (and campaign) gain all new contacts at once.
 FINALIZE = """
 local function merge(dest, src)
@@ -223,7 +223,10 @@ for name, value in pairs(fields) do redis.call('HSET', KEYS[7], name, value) end
 redis.call('SADD', KEYS[10], ARGV[2])
 redis.call('HINCRBY', KEYS[9], 'contacts', tonumber(ARGV[4]))
 redis.call('HINCRBY', KEYS[9], 'imports', 1)
-redis.call('HSET', KEYS[9], 'updated_at', ARGV[5], 'last_import', ARGV[3])
+redis.call('HSET', KEYS[9], 'id', ARGV[2], 'updated_at', ARGV[5], 'last_import', ARGV[3])
+redis.call('HSETNX', KEYS[9], 'created_at', ARGV[5])
+redis.call('HSETNX', KEYS[9], 'region', ARGV[6])
+redis.call('RPUSH', KEYS[11], ARGV[3])
 local staged = redis.call('SMEMBERS', KEYS[8])
 for _, key in ipairs(staged) do redis.call('UNLINK', key) end
 redis.call('UNLINK', KEYS[8])
@@ -280,18 +283,30 @@ def import_status(client: redis.Redis, tenant: str, import_id: str) -> dict[str,
             status[name] = int(status[name])
     if "summary" in status:
         status["summary"] = json.loads(status["summary"])
-    for name in ("mapping", "params"):
+    for name in ("format", "columns"):
+        if name in status:
+            status[name] = json.loads(status[name])
+    for name in ("mapping", "commit_token", "heartbeat"):
         status.pop(name, None)
     return status
 
 
+def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A stored contact hash, decoded: phones expanded from their compact stored form."""
+    contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+    contact["phones"] = [
+        {"e164": p["e"], "line_type": p["t"], "timezones": [z for z in p["z"].split(",") if z],
+         "country": p["c"], "subdivision": p["s"] or None, "extension": p.get("x") or None, "column": p.get("k")}
+        for p in json.loads(contact.get("phones") or "[]")
+    ]
+    contact["timezones"] = [z for z in contact.get("timezones", "").split(",") if z]
+    contact["subdivision"] = contact.get("subdivision") or None
+    return contact
+
+
 def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
     raw = client.hgetall(Keys(tenant).contact(contact_id))
-    if not raw:
-        return None
-    contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
-    contact["phones"] = json.loads(contact.get("phones", "[]"))
-    return contact
+    return _contact(raw) if raw else None
 
 
 def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
@@ -320,9 +335,7 @@ def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: i
             pipe.hgetall(keys.contact(cid))
         for raw in pipe.execute():
             if raw:
-                contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
-                contact["phones"] = json.loads(contact.get("phones", "[]"))
-                yield contact
+                yield _contact(raw)
         pending.clear()
 
     for cid in ids:
