@@ -185,7 +185,7 @@ for _, item in ipairs(items) do
   else
     local key = prefix .. 'contact:' .. rec.id
     local h = {'id', rec.id, 'list', ARGV[3], 'import', ARGV[4], 'row', rec.r, 'phone', kept[1].e,
-      'line_type', kept[1].t, 'timezones', kept[1].z, 'country', kept[1].c, 'subdivision', kept[1].s,
+      'line_type', kept[1].t, 'timezones', kept[1].z, 'phone_country', kept[1].c, 'phone_subdivision', kept[1].s,
       'phones', cjson.encode(kept)}
     for name, value in pairs(rec.f) do table.insert(h, name); table.insert(h, value) end
     redis.call('HSET', key, unpack(h))
@@ -300,7 +300,7 @@ def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
         for p in json.loads(contact.get("phones") or "[]")
     ]
     contact["timezones"] = [z for z in contact.get("timezones", "").split(",") if z]
-    contact["subdivision"] = contact.get("subdivision") or None
+    contact["phone_subdivision"] = contact.get("phone_subdivision") or None
     return contact
 
 
