@@ -414,7 +414,8 @@ class Importer:
                               for column, p in result.phones]
                     fields = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
                     packed.append(json.dumps({"id": cid, "r": record.row, "l": record.line, "p": phones,
-                                              "f": fields}, separators=(",", ":")))
+                                              "pj": json.dumps(phones, separators=(",", ":")), "f": fields},
+                                             separators=(",", ":")))
                     for phone in phones:
                         seen_args.extend((record.row, phone["e"]))
                     if result.consent is not None:

@@ -3,8 +3,8 @@
 Pure: no I/O, no clock. phonenumbers does the parsing; what it does too leniently we refuse first
 (letters, which it would read as a vanity keypad; an extension word it does not know, like "poste").
 Country, subdivision and candidate zones follow rules.geo (the gate's conventions: ("US", "NY"),
-("FR", "971"), every zone a number may be in). Zones are cached by number prefix: phonenumbers' table
-is keyed by prefixes of at most TIMEZONE_LONGEST_PREFIX digits, so the cache is exact.
+("FR", "971"), every zone a number may be in). Zones are read from phonenumbers' prefix table directly
+(the same longest-prefix lookup it does, without parsing the number a second time).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType, timezone
-from phonenumbers.tzdata import TIMEZONE_LONGEST_PREFIX
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 from rules import geo
 
@@ -54,10 +54,14 @@ class PhoneError:
     message: str
 
 
-@lru_cache(maxsize=65536)
-def _geo_zones(prefix: str) -> tuple[str, ...]:
-    number = phonenumbers.parse(prefix + "0")  # any number under this prefix
-    return tuple(timezone.time_zones_for_geographical_number(number))
+def _geo_zones(digits: str) -> tuple[str, ...]:
+    """phonenumbers' time_zones_for_geographical_number without parsing again: the longest prefix of
+    the E.164 digits (at most TIMEZONE_LONGEST_PREFIX long) found in its table."""
+    for length in range(min(len(digits), TIMEZONE_LONGEST_PREFIX), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return tuple(zones)
+    return (timezone.UNKNOWN_TIMEZONE,)
 
 
 @lru_cache(maxsize=1024)
@@ -67,11 +71,10 @@ def _country_zones(country_code: int) -> tuple[str, ...]:
 
 
 def _pn_zones(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
-    """Exactly phonenumbers' time_zones_for_number, cached: its table is keyed by prefixes of at
-    most TIMEZONE_LONGEST_PREFIX digits, so a cache on that prefix gives the same answer."""
+    """Exactly phonenumbers' time_zones_for_number, from the number already parsed."""
     if not timezone.is_number_type_geographical(kind, number.country_code):
         return _country_zones(number.country_code)
-    return _geo_zones("+" + e164[1 : 1 + TIMEZONE_LONGEST_PREFIX])
+    return _geo_zones(e164[1:])
 
 
 def place(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, str | None, tuple[str, ...]]:

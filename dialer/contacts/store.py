@@ -161,6 +161,8 @@ local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
 if not items then return 0 end
 local prefix = ARGV[1]
 local has_campaign = KEYS[4] ~= ''
+local contacts, dup_rows, dup_phones = 0, 0, 0
+local dup_by = {}
 for _, item in ipairs(items) do
   local rec = cjson.decode(item)
   local kept = {}
@@ -174,19 +176,22 @@ for _, item in ipairs(items) do
     if reason then
       redis.call('RPUSH', KEYS[7], cjson.encode({row = rec.r, line = rec.l, column = p.k, value = p.e,
         reason = reason, first_row = first, severity = 'duplicate'}))
-      redis.call('HINCRBY', KEYS[8], 'duplicate_phones', 1)
-      redis.call('HINCRBY', KEYS[8], 'dup:' .. reason, 1)
+      dup_phones = dup_phones + 1
+      dup_by[reason] = (dup_by[reason] or 0) + 1
     else
       table.insert(kept, p)
     end
   end
   if #kept == 0 then
-    redis.call('HINCRBY', KEYS[8], 'duplicate_rows', 1)
+    dup_rows = dup_rows + 1
   else
     local key = prefix .. 'contact:' .. rec.id
+    -- the phones as encoded by the importer, unless some were dropped as duplicates
+    local phones = rec.pj
+    if #kept ~= #rec.p then phones = cjson.encode(kept) end
     local h = {'id', rec.id, 'list', ARGV[3], 'import', ARGV[4], 'row', rec.r, 'phone', kept[1].e,
       'line_type', kept[1].t, 'timezones', kept[1].z, 'phone_country', kept[1].c, 'phone_subdivision', kept[1].s,
-      'phones', cjson.encode(kept)}
+      'phones', phones}
     for name, value in pairs(rec.f) do table.insert(h, name); table.insert(h, value) end
     redis.call('HSET', key, unpack(h))
     for _, p in ipairs(kept) do
@@ -194,9 +199,13 @@ for _, item in ipairs(items) do
       redis.call('SADD', KEYS[6], p.e)
     end
     redis.call('SADD', KEYS[5], rec.id)
-    redis.call('HINCRBY', KEYS[8], 'contacts', 1)
+    contacts = contacts + 1
   end
 end
+if contacts > 0 then redis.call('HINCRBY', KEYS[8], 'contacts', contacts) end
+if dup_rows > 0 then redis.call('HINCRBY', KEYS[8], 'duplicate_rows', dup_rows) end
+if dup_phones > 0 then redis.call('HINCRBY', KEYS[8], 'duplicate_phones', dup_phones) end
+for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[8], 'dup:' .. reason, n) end
 return #items
 """
 
