@@ -268,3 +268,24 @@ def test_normalization_agrees_with_rules_geo() -> None:
             assert (phone.country, phone.subdivision) == geo.jurisdiction_for_number(phone.e164), raw
             assert phone.timezones == geo.zones_for_number(phone.e164), raw
     assert checked > 1500
+
+
+def test_fast_path_agrees_with_phonenumbers_parse() -> None:
+    """normalize() skips phonenumbers.parse for clean +CC / 00CC / 0NSN cells; the answer must be the
+    one the full parse (the slow path) gives, for valid and invalid numbers alike."""
+    from dialer.contacts.phones import _slow
+
+    rng = random.Random(5)
+    regions = ["FR", "US", "GB", "DE", "IT", "BR", "AR", "MX", "ES", "BE", "CH", "CA", "AU", "JP", "IN"]
+    checked = fast_valid = 0
+    for _ in range(6000):
+        region = rng.choice(regions)
+        body = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 12)))
+        cc = rng.choice(["1", "33", "44", "49", "39", "55", "54", "52", "34", "61", "81", "91", "590", "262"])
+        raw = rng.choice([f"+{cc}{body}", f"00{cc}{body}", f"011{cc}{body}", f"0{body}", f"1{body}", body,
+                          f"+{cc} {body[:3]} {body[3:]}", f"0{body[:1]}.{body[1:5]}.{body[5:]}"])
+        fast, slow = normalize(raw, region), _slow(raw, region)
+        assert fast == slow, (raw, region, fast, slow)
+        checked += 1
+        fast_valid += isinstance(fast, Phone)
+    assert checked == 6000 and fast_valid > 500

@@ -13,6 +13,7 @@ point, `resume_imports` (run by `dialer worker` at start) finishes the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -401,6 +402,12 @@ class Importer:
             else:
                 counts["rows_read"] += 1
                 result = process_record(record.cells, record.row, record.line, plan, region)
+                if result.rejected and record.lines > 1 and result.errors:
+                    # A quote left open swallows the following lines: say which lines were lost.
+                    first = result.errors[0]
+                    last_line = record.line + record.lines - 1
+                    result.errors[0] = dataclasses.replace(
+                        first, message=f"{first.message} (this record runs over lines {record.line}-{last_line})")
                 for error in result.errors:
                     errors.append(json.dumps(error.as_dict()))
                     counts[f"{error.severity}s"] += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneNumberFormat, PhoneNumberType, timezone
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberFormat, PhoneNumberType, timezone
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 from rules import geo
@@ -36,6 +36,56 @@ LINE_TYPES = {
 # "06 12 34 56 78 poste 12", "+1 212 555 0100 ext. 7", "... x12", "... #12": the extension is kept apart.
 _EXTENSION = re.compile(r"(?i)\s*(?:ext\.?|extension|poste|x|#)\s*(\d{1,7})\s*$")
 _ALLOWED = re.compile(r"^[+\d\s().\-/]*$")
+_SEPARATORS = str.maketrans("", "", " .-/()\t\xa0")
+_SIMPLE = re.compile(r"^\+?\d{5,17}$")
+
+
+@lru_cache(maxsize=512)
+def _simple_prefixes(region: str) -> tuple[int, str, str] | None:
+    """(country code, national prefix, international prefix) when both prefixes are plain digits and the
+    region rewrites nothing on parsing; None otherwise (then phonenumbers.parse does all the work)."""
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None or meta.national_prefix_transform_rule:
+        return None
+    national = meta.national_prefix_for_parsing or meta.national_prefix or ""
+    if national != (meta.national_prefix or "") or not (national.isdigit() or national == ""):
+        return None
+    international = meta.international_prefix or ""
+    if not international.isdigit():
+        return None
+    return meta.country_code, national, international
+
+
+def _fast_parse(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The common clean cases without phonenumbers.parse (+CC..., 00CC..., 0NSN in the default region).
+    Returns None whenever parse could do something more (a national prefix after the country code, a
+    leading zero, a region with parsing rules); tests check both paths agree."""
+    if digits.startswith("+"):
+        rest = digits[1:]
+    else:
+        simple = _simple_prefixes(region)
+        if simple is None:
+            return None
+        country_code, national, international = simple
+        if international and digits.startswith(international):
+            rest = digits[len(international):]
+        elif national and digits.startswith(national):
+            nsn = digits[len(national):]
+            if nsn.startswith("0") or (national and nsn.startswith(national)):
+                return None
+            return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(nsn))
+        else:
+            return None
+    for length in (1, 2, 3):
+        code = int(rest[:length] or 0)
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            nsn = rest[length:]
+            target = COUNTRY_CODE_TO_REGION_CODE[code][0]
+            simple = _simple_prefixes(target) if target != "001" else None
+            if not nsn or nsn.startswith("0") or simple is None or (simple[1] and nsn.startswith(simple[1])):
+                return None
+            return phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +151,16 @@ def normalize(raw: str, region: str) -> Phone | PhoneError:
     text = raw.strip().lstrip("'")  # a leading apostrophe is how our exports (and Excel) mark text
     if not text:
         return PhoneError("missing_phone", "no phone number")
+    digits = text.translate(_SEPARATORS)
+    number = _fast_parse(digits, region) if _SIMPLE.match(digits) else None
+    if number is not None:
+        kind = phonenumbers.number_type(number)
+        if kind != PhoneNumberType.UNKNOWN:
+            return _phone(number, kind, None)
+    return _slow(text, region)
+
+
+def _slow(text: str, region: str) -> Phone | PhoneError:
     extension = None
     found = _EXTENSION.search(text)
     if found and any(c.isdigit() for c in text[: found.start()]):
@@ -126,13 +186,11 @@ def normalize(raw: str, region: str) -> Phone | PhoneError:
         if not phonenumbers.is_possible_number(number):
             return PhoneError("invalid_length", "wrong number of digits for this country")
         return PhoneError("invalid_number", "not a number in use in this country's numbering plan")
+    return _phone(number, kind, extension)
+
+
+def _phone(number: phonenumbers.PhoneNumber, kind: int, extension: str | None) -> Phone:
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     country, subdivision, zones = place(e164, number, kind)
-    return Phone(
-        e164=e164,
-        line_type=LINE_TYPES.get(kind, "other"),
-        timezones=zones,
-        country=country,
-        subdivision=subdivision,
-        extension=extension,
-    )
+    return Phone(e164=e164, line_type=LINE_TYPES.get(kind, "other"), timezones=zones, country=country,
+                 subdivision=subdivision, extension=extension)
