@@ -91,6 +91,33 @@ def test_every_encoding_imports_the_same_contacts(redis_client: redis.Redis, tmp
     assert city == f"Aix{d} en\r\nProvence"
 
 
+def test_cr_only_line_ends(redis_client: redis.Redis, tmp_path: Path) -> None:
+    status = run(redis_client, write(tmp_path / "mac.csv", "phone;nom\r0612345678;a\r0612345679;\"b\rc\"\r"))
+    assert status["format"]["newline"] == "\r"
+    assert status["summary"]["contacts_added"] == 2
+    contact = get_contact(redis_client, T, contacts_for_phone(redis_client, T, "+33612345679")[0])
+    assert contact["last_name"] == "b\rc"
+
+
+def test_a_chunk_held_by_a_dead_worker_is_taken_over(redis_client: redis.Redis, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 5_000)
+    path = make_big(tmp_path / "lease.csv", 1000)
+    ticket = create_import(redis_client, T, path, "leased", region="FR")
+    importer = jobs.Importer(redis_client, T, ticket.import_id)
+    importer._set(status="running")
+    chunks = importer._plan(importer._params())
+    keys = Keys(T, ticket.import_id)
+    # Another worker claimed chunk 0, then died: its lease is already over.
+    assert importer.scripts.claim(keys=[keys.todo, keys.claims], args=[time.time() - 1])
+    importer._work(coordinator=True)
+    assert redis_client.hlen(keys.done) == len(chunks) - 1
+    importer._wait_for_chunks(len(chunks))
+    importer.commit()
+    status = import_status(redis_client, T, ticket.import_id)
+    assert status["status"] == "committed" and status["summary"]["contacts_added"] == 1000
+
+
 def test_headerless_file(redis_client: redis.Redis, tmp_path: Path) -> None:
     path = write(tmp_path / "h.csv", "Dupont,06 12 34 56 78\nMartin,06 12 34 56 79\n")
     status = run(redis_client, path)
