@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -115,6 +116,12 @@ def main() -> None:
         print(f"status: {status.get('status')} {status.get('error', '')}")
         print(f"summary: {status.get('summary')}")
         print(f"chunks: {status.get('chunks')}")
+        stamps = {k: datetime.fromisoformat(status[k]) for k in ("created_at", "started_at", "committing_at",
+                                                                   "finished_at") if status.get(k)}
+        if len(stamps) == 4:
+            print(f"phases: queued {(stamps['started_at'] - stamps['created_at']).total_seconds():.1f} s, "
+                  f"plan + stage {(stamps['committing_at'] - stamps['started_at']).total_seconds():.1f} s, "
+                  f"publish + commit {(stamps['finished_at'] - stamps['committing_at']).total_seconds():.1f} s")
         print(f"wall time enqueue -> committed: {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
         print(f"peak RSS per process (MB): {sorted(round(v / 1024) for v in peaks.values())}")
         print(f"redis used_memory_peak: {info['used_memory_peak_human']}")

@@ -71,9 +71,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_list_id(list_id: str) -> str:
+def check_list_id(list_id: str, what: str = "list") -> str:
+    """Names that become part of Redis keys: 1-64 of A-Z a-z 0-9 _ . - (no ':' that could cross tenants)."""
     if not list_id or len(list_id) > 64 or not set(list_id) <= _LIST_ID_OK:
-        raise FileError("bad_list", "list names are 1-64 letters, digits, '_', '.' or '-'")
+        raise FileError(f"bad_{what}", f"{what} names are 1-64 letters, digits, '_', '.' or '-'")
     return list_id
 
 
@@ -92,12 +93,13 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
                   file_name: str | None = None) -> ImportTicket:
     """Register an import (status "queued") without enqueuing it; answers the earlier import of the
     same file, list, region, mapping and campaign instead of a new one."""
+    check_list_id(tenant, "tenant")
     check_list_id(list_id)
     region = region.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise FileError("bad_region", f"unknown region {region!r}: use an ISO country code such as FR or US")
     if campaign is not None:
-        check_list_id(campaign)
+        check_list_id(campaign, "campaign")
     path = Path(path).resolve()
     if not path.is_file():
         raise FileError("unreadable_file", f"no such file: {path}")
@@ -165,11 +167,12 @@ def run_import_inline(client: redis.Redis, tenant: str, import_id: str,
     return import_status(client, tenant, import_id) or {}
 
 
-def resume_imports(client: redis.Redis, stale_after: float = 3600.0) -> list[str]:
+def resume_imports(client: redis.Redis, stale_after: float = 300.0) -> list[str]:
     """Finish commits interrupted after their commit point; fail imports abandoned before it.
 
-    Run by `dialer worker` at start. An import is abandoned when it is "running" and has shown no
-    progress for `stale_after` seconds (its worker is gone). Queued imports wait for a worker."""
+    Run by `dialer worker` at start. An import is abandoned when it is "running" or "committing" and
+    its coordinator has shown no sign of life (heartbeat, every 0.5 s while it works or waits) for
+    `stale_after` seconds. Queued imports wait for a worker."""
     touched = []
     for member in client.smembers(ACTIVE):
         tenant, import_id = _s(member).split("\t", 1)
@@ -178,12 +181,13 @@ def resume_imports(client: redis.Redis, stale_after: float = 3600.0) -> list[str
         if status is None or status in FINAL:
             client.srem(ACTIVE, member)
             continue
+        heartbeat = float(importer.field("heartbeat") or 0)
+        if time.time() - heartbeat <= stale_after:
+            continue  # its coordinator is alive (or was a moment ago)
         if status == "committing":
             importer.commit()
             touched.append(import_id)
-            continue
-        heartbeat = float(importer.field("heartbeat") or 0)
-        if status == "running" and time.time() - heartbeat > stale_after:
+        elif status == "running":
             importer.fail("abandoned", "the import stopped (worker lost) before its commit: nothing was imported")
             touched.append(import_id)
     return touched
@@ -238,7 +242,7 @@ class Importer:
     def _cleanup_staging(self) -> None:
         staged = [_s(k) for k in self.client.smembers(self.keys.staged)]
         staged += [self.keys.todo, self.keys.claims, self.keys.done, self.keys.seen, self.keys.new_members,
-                   self.keys.new_phones, self.keys.duplicates, self.keys.counters, self.keys.staged]
+                   self.keys.duplicates, self.keys.counters, self.keys.staged]
         for i in range(0, len(staged), 500):
             self.client.unlink(*staged[i : i + 500])
 
@@ -276,7 +280,7 @@ class Importer:
         })
         pipe.delete(self.keys.todo, self.keys.claims, self.keys.done)
         pipe.sadd(self.keys.staged, self.keys.todo, self.keys.claims, self.keys.done, self.keys.seen,
-                  self.keys.new_members, self.keys.new_phones, self.keys.duplicates, self.keys.counters)
+                  self.keys.new_members, self.keys.duplicates, self.keys.counters)
         pipe.rpush(self.keys.todo, *[json.dumps(c.as_dict()) for c in chunks])
         pipe.execute()
         return chunks
@@ -490,8 +494,8 @@ class Importer:
             while True:
                 moved = self.scripts.publish(
                     keys=[rows_key, keys.seen, keys.list_phones(list_id),
-                          keys.campaign_phones(campaign) if campaign else "", keys.new_members, keys.new_phones,
-                          keys.duplicates, keys.counters],
+                          keys.campaign_phones(campaign) if campaign else "", keys.new_members, keys.duplicates,
+                          keys.counters],
                     args=[keys.p, PUBLISH_BATCH, list_id, self.import_id],
                 )
                 if not moved:
@@ -508,11 +512,8 @@ class Importer:
         fields = {"status": "committed", "finished_at": _now().isoformat(), "summary": json.dumps(summary),
                   "rows_done": params.get("rows_total", "0")}
         self.scripts.finalize(
-            keys=[keys.list_members(list_id), keys.list_phones(list_id),
-                  keys.campaign_contacts(campaign) if campaign else "",
-                  keys.campaign_phones(campaign) if campaign else "",
-                  keys.new_members, keys.new_phones, keys.status, keys.staged, keys.list(list_id), keys.lists,
-                  f"{keys.list(list_id)}:imports"],
+            keys=[keys.list_members(list_id), keys.campaign_contacts(campaign) if campaign else "", keys.new_members,
+                  keys.status, keys.staged, keys.list(list_id), keys.lists, f"{keys.list(list_id)}:imports"],
             args=[json.dumps(fields), list_id, self.import_id, summary["contacts_added"], _now().isoformat(),
                   params["region"]],
         )

@@ -130,10 +130,6 @@ class Keys:
         return self.stg + "members"
 
     @property
-    def new_phones(self) -> str:
-        return self.stg + "phones"
-
-    @property
     def duplicates(self) -> str:
         return self.stg + "duplicates"
 
@@ -153,9 +149,12 @@ end
 return 1
 """
 
-# KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, new phones,
-#       duplicates list, counters.  ARGV: tenant prefix, batch size, list id, import id.
-# Moves up to `batch` staged contacts to their final keys, atomically per batch.
+# KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
+#       counters.  ARGV: tenant prefix, batch size, list id, import id.
+# Moves up to `batch` staged contacts to their final keys, atomically per batch. The list's and
+# campaign's phone sets (dedupe indexes, not membership) are filled here: `seen` already gives each
+# number of this import to one row only, so a number added by an earlier batch is never misread as
+# "already in the list". Membership (new members) is staged and swapped in by FINALIZE.
 PUBLISH = """
 local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
 if not items then return 0 end
@@ -174,7 +173,7 @@ for _, item in ipairs(items) do
     elseif has_campaign and redis.call('SISMEMBER', KEYS[4], p.e) == 1 then reason = 'duplicate_in_campaign'
     end
     if reason then
-      redis.call('RPUSH', KEYS[7], cjson.encode({row = rec.r, line = rec.l, column = p.k, value = p.e,
+      redis.call('RPUSH', KEYS[6], cjson.encode({row = rec.r, line = rec.l, column = p.k, value = p.e,
         reason = reason, first_row = first, severity = 'duplicate'}))
       dup_phones = dup_phones + 1
       dup_by[reason] = (dup_by[reason] or 0) + 1
@@ -196,24 +195,26 @@ for _, item in ipairs(items) do
     redis.call('HSET', key, unpack(h))
     for _, p in ipairs(kept) do
       redis.call('SADD', prefix .. 'phone:' .. p.e, rec.id)
-      redis.call('SADD', KEYS[6], p.e)
+      redis.call('SADD', KEYS[3], p.e)
+      if has_campaign then redis.call('SADD', KEYS[4], p.e) end
     end
     redis.call('SADD', KEYS[5], rec.id)
     contacts = contacts + 1
   end
 end
-if contacts > 0 then redis.call('HINCRBY', KEYS[8], 'contacts', contacts) end
-if dup_rows > 0 then redis.call('HINCRBY', KEYS[8], 'duplicate_rows', dup_rows) end
-if dup_phones > 0 then redis.call('HINCRBY', KEYS[8], 'duplicate_phones', dup_phones) end
-for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[8], 'dup:' .. reason, n) end
+if contacts > 0 then redis.call('HINCRBY', KEYS[7], 'contacts', contacts) end
+if dup_rows > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_rows', dup_rows) end
+if dup_phones > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_phones', dup_phones) end
+for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[7], 'dup:' .. reason, n) end
 return #items
 """
 
-# KEYS: list members, list phones, campaign contacts ("" if none), campaign phones ("" if none),
-#       new members, new phones, status, staged-keys set, list meta, lists set, list's imports list.
+# KEYS: list members, campaign contacts ("" if none), new members, status, staged-keys set, list meta,
+#       lists set, list's imports list.
 # ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
-# The last step of a commit: the list (and campaign) gain all new contacts at once.
+# The last step of a commit: the list (and campaign) gain all new contacts at once. Runs once only.
 FINALIZE = """
+if redis.call('HGET', KEYS[4], 'status') ~= 'committing' then return 0 end
 local function merge(dest, src)
   if dest == '' then return end
   if redis.call('EXISTS', src) == 0 then return end
@@ -223,22 +224,20 @@ local function merge(dest, src)
     redis.call('SUNIONSTORE', dest, dest, src)
   end
 end
-merge(KEYS[1], KEYS[5])
-merge(KEYS[2], KEYS[6])
-merge(KEYS[3], KEYS[5])
-merge(KEYS[4], KEYS[6])
+merge(KEYS[1], KEYS[3])
+merge(KEYS[2], KEYS[3])
 local fields = cjson.decode(ARGV[1])
-for name, value in pairs(fields) do redis.call('HSET', KEYS[7], name, value) end
-redis.call('SADD', KEYS[10], ARGV[2])
-redis.call('HINCRBY', KEYS[9], 'contacts', tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[9], 'imports', 1)
-redis.call('HSET', KEYS[9], 'id', ARGV[2], 'updated_at', ARGV[5], 'last_import', ARGV[3])
-redis.call('HSETNX', KEYS[9], 'created_at', ARGV[5])
-redis.call('HSETNX', KEYS[9], 'region', ARGV[6])
-redis.call('RPUSH', KEYS[11], ARGV[3])
-local staged = redis.call('SMEMBERS', KEYS[8])
+for name, value in pairs(fields) do redis.call('HSET', KEYS[4], name, value) end
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('HINCRBY', KEYS[6], 'contacts', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[6], 'imports', 1)
+redis.call('HSET', KEYS[6], 'id', ARGV[2], 'updated_at', ARGV[5], 'last_import', ARGV[3])
+redis.call('HSETNX', KEYS[6], 'created_at', ARGV[5])
+redis.call('HSETNX', KEYS[6], 'region', ARGV[6])
+redis.call('RPUSH', KEYS[8], ARGV[3])
+local staged = redis.call('SMEMBERS', KEYS[5])
 for _, key in ipairs(staged) do redis.call('UNLINK', key) end
-redis.call('UNLINK', KEYS[8])
+redis.call('UNLINK', KEYS[5])
 return 1
 """
 
