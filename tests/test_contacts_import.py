@@ -390,3 +390,16 @@ def test_scrub_report_sorts_contacts_into_now_later_never(redis_client: redis.Re
     rows = {r["phone"]: r for r in csv.DictReader(io.StringIO(out.getvalue()))}
     assert rows["'+33612345602"]["verdict"] == "later" and rows["'+33612345602"]["earliest"] == tomorrow.isoformat()
     assert rows["'+33612345603"]["reasons"] == "NATIONAL_REGISTRY"
+
+
+def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> None:
+    from dialer.contacts.export import enqueue_export
+
+    run(redis_client, write(tmp_path / "e.csv", "phone,nom\n0612345678,a\n0612345679,b\n"))
+    target = tmp_path / "out.csv"
+    job_id = enqueue_export(redis_client, T, "contacts", str(target), list_id="leads")
+    SimpleWorker([Queue("exports", connection=redis_client)], connection=redis_client).work(burst=True)
+    job = Queue("exports", connection=redis_client).fetch_job(job_id)
+    assert job.return_value() == 2 and job.meta["rows"] == 2
+    assert sorted(r["phone"] for r in csv.DictReader(target.open())) == ["'+33612345678", "'+33612345679"]
+    assert not Path(f"{target}.part").exists()

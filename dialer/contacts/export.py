@@ -11,6 +11,7 @@ Every cell goes through csvsafe.protect: E.164 numbers come out as '+33612345678
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -104,3 +105,30 @@ def export(client: redis.Redis, tenant: str, kind: str, out: TextIO, *, list_id:
     raise ValueError(f"unknown export {kind!r} (known: {', '.join(KINDS)})")
 
 
+
+
+def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, campaign: str | None = None) -> int:
+    """RQ entry point (queue "exports"): write the export to `path` (a file the caller can serve)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    assert job is not None
+    tmp = f"{path}.part"
+    with open(tmp, "w", newline="", encoding="utf-8") as out:
+        count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
+    os.replace(tmp, path)  # the file appears complete or not at all
+    job.meta["rows"] = count
+    job.save_meta()
+    return count
+
+
+def enqueue_export(client: redis.Redis, tenant: str, kind: str, path: str, *, list_id: str | None = None,
+                   campaign: str | None = None) -> str:
+    """Queue an export on "exports"; returns the RQ job id (job.meta["rows"] when done; result = rows)."""
+    from dialer.jobs import EXPORTS, get_queue
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown export {kind!r} (known: {', '.join(KINDS)})")
+    job = get_queue(client, EXPORTS).enqueue(export_job, tenant, kind, path, list_id, campaign,
+                                             job_timeout=3600, result_ttl=86400)
+    return job.id
