@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Queue, SimpleWorker
+from rq.registry import FinishedJobRegistry
 
 from dialer.contacts import jobs
 from dialer.contacts.columns import Mapping
@@ -29,6 +30,7 @@ from dialer.facts import FactStore
 from rules.model import Attempt, Decision, Reason
 
 T = "acme"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -242,10 +244,8 @@ def test_rq_workers_import_in_parallel_chunks(redis_client: redis.Redis, tmp_pat
         fh.write("+33600000007,dup,x\n")  # a duplicate of row 9, at the very end
     ticket = enqueue_import(redis_client, T, path, "big", region="FR", helpers=2)
     queue = Queue("imports", connection=redis_client)
-    assert queue.count == 1
-    workers = [SimpleWorker([queue], connection=redis_client) for _ in range(2)]
-    for worker in workers:  # the first runs the coordinator, which enqueues helpers; the second helps
-        worker.work(burst=True)
+    assert queue.count == 3  # the coordinator, then two helpers
+    SimpleWorker([queue], connection=redis_client).work(burst=True)  # one worker: helpers find it done
     status = import_status(redis_client, T, ticket.import_id)
     assert status["status"] == "committed", status
     assert int(status["chunks"]) > 5
@@ -256,6 +256,24 @@ def test_rq_workers_import_in_parallel_chunks(redis_client: redis.Redis, tmp_pat
     job = queue.fetch_job(status["job_id"])
     assert job.meta["rows_done"] == job.meta["rows_total"] == 3001
     assert not [k for k in tenant_keys(redis_client) if ":staging:" in k]
+
+
+def test_two_worker_processes_share_the_chunks(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+    path = make_big(tmp_path / "par.csv", 40_000)
+    ticket = enqueue_import(redis_client, T, path, "par", region="FR", helpers=1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
+    code = ("import sys, redis; from rq import Worker; from dialer.contacts import jobs; jobs.CHUNK_BYTES = 100_000; "
+            f"Worker(['imports'], connection=redis.Redis.from_url({redis_url!r})).work(burst=True)")
+    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(180) == 0
+    status = import_status(redis_client, T, ticket.import_id)
+    assert status["status"] == "committed" and status["summary"]["contacts_added"] == 40_000
+    assert int(status["chunks"]) > 10
+    helper = [Queue("imports", connection=redis_client).fetch_job(j) for j in
+              FinishedJobRegistry("imports", connection=redis_client).get_job_ids()]
+    staged_by_helper = [j.return_value() for j in helper if j.func_name.endswith("import_chunk_job")]
+    assert len(staged_by_helper) == 1 and staged_by_helper[0] >= 1  # the second process did stage chunks
 
 
 def test_killed_import_leaves_nothing_visible(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:

@@ -126,30 +126,34 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
 def enqueue_import(client: redis.Redis, tenant: str, path: str | Path, list_id: str, *, region: str = "FR",
                    mapping: Mapping | None = None, campaign: str | None = None, file_name: str | None = None,
                    helpers: int = 1) -> ImportTicket:
-    """Register the import and enqueue its coordinator job on queue "imports".
+    """Register the import and enqueue its coordinator job, then `helpers` chunk jobs, on queue "imports".
 
-    `helpers`: chunk jobs enqueued besides the coordinator (parallelism = workers available).
-    Raises FileError (code, message) for a bad list name, region or unreadable file.
+    Helpers are enqueued now, behind their coordinator, so that idle workers (burst ones included)
+    take them at once; a helper waits for the coordinator's plan, stages chunks, and ends when none
+    is left (or at once if the import is already over: with a single worker they cost nothing).
+    Raises FileError (code, message) for a bad tenant, list or campaign name, region or file.
     """
     ticket = create_import(client, tenant, path, list_id, region=region, mapping=mapping, campaign=campaign,
                            file_name=file_name)
     if ticket.duplicate_of:
         return ticket
-    job = get_queue(client, IMPORTS).enqueue(
-        import_list_job, tenant, ticket.import_id, helpers, job_timeout=6 * 3600, result_ttl=86400,
-        description=f"import {ticket.import_id} into list {list_id}",
-    )
+    queue = get_queue(client, IMPORTS)
+    job = queue.enqueue(import_list_job, tenant, ticket.import_id, job_timeout=6 * 3600, result_ttl=86400,
+                        description=f"import {ticket.import_id} into list {list_id}")
     client.hset(Keys(tenant, ticket.import_id).status, "job_id", job.id)
+    for _ in range(max(0, helpers)):
+        queue.enqueue(import_chunk_job, tenant, ticket.import_id, job_timeout=6 * 3600, result_ttl=3600,
+                      description=f"help import {ticket.import_id}")
     return ImportTicket(ticket.import_id, None, job.id)
 
 
 # ---- jobs -------------------------------------------------------------------------------------------
 
-def import_list_job(tenant: str, import_id: str, helpers: int = 1) -> dict[str, Any]:
+def import_list_job(tenant: str, import_id: str) -> dict[str, Any]:
     """RQ entry point (queue "imports"): run the import; returns its final status."""
     job = get_current_job()
     assert job is not None
-    Importer(job.connection, tenant, import_id, job=job).run(helpers=helpers)
+    Importer(job.connection, tenant, import_id, job=job).run()
     return import_status(job.connection, tenant, import_id) or {}
 
 
@@ -163,7 +167,7 @@ def import_chunk_job(tenant: str, import_id: str) -> int:
 def run_import_inline(client: redis.Redis, tenant: str, import_id: str,
                       progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run an import in this process (`dialer lists import --inline`, tests)."""
-    Importer(client, tenant, import_id, progress=progress).run(helpers=0)
+    Importer(client, tenant, import_id, progress=progress).run()
     return import_status(client, tenant, import_id) or {}
 
 
@@ -286,7 +290,7 @@ class Importer:
         return chunks
 
     # -- entry points
-    def run(self, helpers: int = 1) -> None:
+    def run(self) -> None:
         status = self.field("status")
         if status is None:
             raise FileError("unknown_import", f"no import {self.import_id} for this tenant")
@@ -301,11 +305,6 @@ class Importer:
             self._set(status="running", started_at=_now().isoformat(), heartbeat=time.time())
             params = self._params()
             chunks = self._plan(params)
-            if helpers > 0 and len(chunks) > 1:
-                queue = get_queue(self.client, IMPORTS)
-                for _ in range(min(helpers, len(chunks) - 1)):
-                    queue.enqueue(import_chunk_job, self.tenant, self.import_id, job_timeout=6 * 3600,
-                                  result_ttl=3600, description=f"help import {self.import_id}")
             self._work(coordinator=True)
             self._wait_for_chunks(len(chunks))
             self.commit()
@@ -316,10 +315,16 @@ class Importer:
                       "nothing was imported")
             raise
 
-    def help(self) -> int:
-        if self.field("status") != "running" or self.field("format") is None:
-            return 0
-        return self._work(coordinator=False)
+    def help(self, plan_timeout: float = 120.0) -> int:
+        """Stage chunks of this import until none is left; returns how many this call staged."""
+        deadline = time.monotonic() + plan_timeout
+        while True:
+            status = self.field("status")
+            if status == "running" and self.field("format") is not None:  # planned: chunks are queued
+                return self._work(coordinator=False)
+            if status not in ("queued", "running") or time.monotonic() > deadline:
+                return 0  # over already, or its coordinator never started
+            time.sleep(0.02)
 
     # -- staging
     def _work(self, coordinator: bool) -> int:
