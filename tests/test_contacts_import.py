@@ -325,7 +325,7 @@ def test_import_interrupted_after_its_commit_point_is_finished_by_resume(redis_c
     keys = Keys(T, ticket.import_id)
     importer.scripts.publish(keys=[keys.rows(0, done["attempt"]), keys.seen, keys.list_phones("rolled"), "",
                                    keys.new_members, keys.duplicates, keys.counters],
-                             args=[keys.p, 100, "rolled", ticket.import_id])
+                             args=[keys.p, 100, keys.stg])
     assert not redis_client.exists(Keys(T).list_members("rolled"))  # the list appears only at the end
     assert resume_imports(redis_client) == []  # its heartbeat is fresh: the coordinator may be alive
     assert resume_imports(redis_client, stale_after=0) == [ticket.import_id]
@@ -421,3 +421,14 @@ def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> 
     assert job.return_value() == 2 and job.meta["rows"] == 2
     assert sorted(r["phone"] for r in csv.DictReader(target.open())) == ["'+33612345678", "'+33612345679"]
     assert not Path(f"{target}.part").exists()
+
+
+def test_a_row_keeps_its_numbers_that_are_not_duplicates(redis_client: redis.Redis, tmp_path: Path) -> None:
+    text = "nom,mobile,fixe\nA,06 12 34 56 78,\nB,01 45 67 89 01,06 12 34 56 78\n"
+    status = run(redis_client, write(tmp_path / "p.csv", text))
+    assert status["summary"]["contacts_added"] == 2 and status["summary"]["duplicate_phones"] == 1
+    b = get_contact(redis_client, T, contacts_for_phone(redis_client, T, "+33145678901")[0])
+    assert [p["e164"] for p in b["phones"]] == ["+33145678901"] and b["phone"] == "+33145678901"
+    assert contacts_for_phone(redis_client, T, "+33612345678") == [f"{status['id']}-2"]
+    dup = error_rows(redis_client, status["id"])[-1]
+    assert (dup["row"], dup["column"], dup["reason"]) == ("3", "fixe", "duplicate_in_file")

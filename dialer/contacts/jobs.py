@@ -244,11 +244,15 @@ class Importer:
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
 
     def _cleanup_staging(self) -> None:
-        staged = [_s(k) for k in self.client.smembers(self.keys.staged)]
-        staged += [self.keys.todo, self.keys.claims, self.keys.done, self.keys.seen, self.keys.new_members,
-                   self.keys.duplicates, self.keys.counters, self.keys.staged]
-        for i in range(0, len(staged), 500):
-            self.client.unlink(*staged[i : i + 500])
+        """Delete every key under the import's staging prefix (staged contacts are found by SCAN)."""
+        batch: list[Any] = []
+        for key in self.client.scan_iter(match=self.keys.stg + "*", count=5000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            self.client.unlink(*batch)
 
     # -- planning
     def _params(self) -> dict[str, str]:
@@ -352,6 +356,7 @@ class Importer:
                                                                       CHUNK_BYTES)}
                 for index in pending:  # its worker is gone: stage it here
                     self.client.zadd(self.keys.claims, {index: time.time() + LEASE_SECONDS})
+                    self.client.hincrby(self.keys.status, "takeovers", 1)
                     self._stage_chunk(params, fmt, plan, chunk_by_index[index])
                 continue
             time.sleep(0.1)
@@ -367,14 +372,18 @@ class Importer:
         region = params["region"]
         counts: Counter[str] = Counter()
         packed: list[str] = []
+        contacts: list[tuple[str, dict[str, Any]]] = []
         errors: list[str] = []
         consents: list[str] = []
         seen_args: list[Any] = []
         pending_rows = 0
+        list_id, import_id = params["list"], self.import_id
 
         def flush() -> None:
             nonlocal pending_rows
             pipe = self.client.pipeline(transaction=False)
+            for cid, contact in contacts:
+                pipe.hset(keys.staged_contact(cid), mapping=contact)
             if packed:
                 pipe.rpush(rows_key, *packed)
             if errors:
@@ -387,6 +396,7 @@ class Importer:
             pipe.zadd(keys.claims, {chunk.index: time.time() + LEASE_SECONDS}, xx=True)
             pipe.execute()
             packed.clear()
+            contacts.clear()
             errors.clear()
             consents.clear()
             seen_args.clear()
@@ -424,14 +434,21 @@ class Importer:
                     counts["rejected"] += 1
                     counts[f"invalid:{result.rejected}"] += 1
                 else:
-                    cid = f"{self.import_id}-{record.row}"
+                    cid = f"{import_id}-{record.row}"
                     phones = [{"e": p.e164, "t": p.line_type, "z": ",".join(p.timezones), "c": p.country,
                                "s": p.subdivision or "", "x": p.extension or "", "k": column}
                               for column, p in result.phones]
-                    fields = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
-                    packed.append(json.dumps({"id": cid, "r": record.row, "l": record.line, "p": phones,
-                                              "pj": json.dumps(phones, separators=(",", ":")), "f": fields},
-                                             separators=(",", ":")))
+                    main = result.phones[0][1]
+                    contact = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
+                    contact.update({
+                        "id": cid, "list": list_id, "import": import_id, "row": record.row, "phone": main.e164,
+                        "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
+                        "phone_subdivision": main.subdivision or "",
+                        "phones": json.dumps(phones, separators=(",", ":")),
+                    })
+                    contacts.append((cid, contact))
+                    numbers = ",".join(phone["e"] for phone in phones)
+                    packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}")
                     for phone in phones:
                         seen_args.extend((record.row, phone["e"]))
                     if result.consent is not None:
@@ -501,7 +518,7 @@ class Importer:
                     keys=[rows_key, keys.seen, keys.list_phones(list_id),
                           keys.campaign_phones(campaign) if campaign else "", keys.new_members, keys.duplicates,
                           keys.counters],
-                    args=[keys.p, PUBLISH_BATCH, list_id, self.import_id],
+                    args=[keys.p, PUBLISH_BATCH, keys.stg],
                 )
                 if not moved:
                     break
@@ -522,6 +539,8 @@ class Importer:
             args=[json.dumps(fields), list_id, self.import_id, summary["contacts_added"], _now().isoformat(),
                   params["region"]],
         )
+        if self.field("takeovers"):
+            self._cleanup_staging()  # a slow worker may have staged a chunk again after it was published
         self.scripts.unlock_all(keys=self._lock_keys(params), args=[token])
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         self._report_progress(force=True)

@@ -13,9 +13,10 @@ Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/c
 
 The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
 status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
-it nothing outside staging exists. Publishing moves staged contacts in batches of PUBLISH_BATCH with
-a Lua script (Redis stays responsive), then one script swaps the list/campaign sets, so a list's
-members appear all at once. Scripts build key names from the tenant prefix: single Redis, not Cluster.
+it nothing outside staging exists. Publishing RENAMEs staged contact hashes to their final keys in
+batches of PUBLISH_BATCH with a Lua script (Redis stays responsive), then one script merges the new
+members into the list/campaign sets, so a list's members appear all at once. Scripts build key names
+from the tenant prefix: single Redis, not Cluster.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ class Keys:
     def seen(self) -> str:
         return self.stg + "seen"
 
+    def staged_contact(self, cid: str) -> str:
+        return f"{self.stg}c:{cid}"
+
     def rows(self, chunk: int, attempt: str) -> str:
         return f"{self.stg}rows:{chunk:05d}:{attempt}"
 
@@ -150,55 +154,70 @@ return 1
 """
 
 # KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
-#       counters.  ARGV: tenant prefix, batch size, list id, import id.
-# Moves up to `batch` staged contacts to their final keys, atomically per batch. The list's and
-# campaign's phone sets (dedupe indexes, not membership) are filled here: `seen` already gives each
-# number of this import to one row only, so a number added by an earlier batch is never misread as
-# "already in the list". Membership (new members) is staged and swapped in by FINALIZE.
+#       counters.  ARGV: tenant prefix, batch size, staging prefix.
+# Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
+# the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
+# index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
+# sets (dedupe indexes, not membership) are filled here: `seen` already gives each number of this
+# import to one row only, so a number added by an earlier batch is never misread as "already in the
+# list". Membership (new members) is staged and swapped in by FINALIZE.
 PUBLISH = """
 local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
 if not items then return 0 end
-local prefix = ARGV[1]
+local prefix, staging = ARGV[1], ARGV[3]
 local has_campaign = KEYS[4] ~= ''
 local contacts, dup_rows, dup_phones = 0, 0, 0
 local dup_by = {}
 for _, item in ipairs(items) do
-  local rec = cjson.decode(item)
-  local kept = {}
-  for _, p in ipairs(rec.p) do
-    local first = tonumber(redis.call('HGET', KEYS[2], p.e))
+  local cid, row, line, numbers = string.match(item, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  row = tonumber(row)
+  local src = staging .. 'c:' .. cid
+  local kept, dropped = {}, {}
+  for e in string.gmatch(numbers, '[^,]+') do
+    local first = tonumber(redis.call('HGET', KEYS[2], e))
     local reason = nil
-    if first ~= rec.r then reason = 'duplicate_in_file'
-    elseif redis.call('SISMEMBER', KEYS[3], p.e) == 1 then reason = 'duplicate_in_list'
-    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], p.e) == 1 then reason = 'duplicate_in_campaign'
+    if first ~= row then reason = 'duplicate_in_file'
+    elseif redis.call('SISMEMBER', KEYS[3], e) == 1 then reason = 'duplicate_in_list'
+    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], e) == 1 then reason = 'duplicate_in_campaign'
     end
     if reason then
-      redis.call('RPUSH', KEYS[6], cjson.encode({row = rec.r, line = rec.l, column = p.k, value = p.e,
-        reason = reason, first_row = first, severity = 'duplicate'}))
+      dropped[e] = {reason, first}
       dup_phones = dup_phones + 1
       dup_by[reason] = (dup_by[reason] or 0) + 1
     else
-      table.insert(kept, p)
+      table.insert(kept, e)
+    end
+  end
+  if next(dropped) ~= nil then
+    -- rare: report the dropped numbers (with their column) and keep only the others
+    local phones = cjson.decode(redis.call('HGET', src, 'phones'))
+    local remaining = {}
+    for _, p in ipairs(phones) do
+      local d = dropped[p.e]
+      if d then
+        redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
+          reason = d[1], first_row = d[2], severity = 'duplicate'}))
+      else
+        table.insert(remaining, p)
+      end
+    end
+    if #remaining > 0 then
+      local m = remaining[1]
+      redis.call('HSET', src, 'phones', cjson.encode(remaining), 'phone', m.e, 'line_type', m.t,
+        'timezones', m.z, 'phone_country', m.c, 'phone_subdivision', m.s)
     end
   end
   if #kept == 0 then
+    redis.call('DEL', src)
     dup_rows = dup_rows + 1
   else
-    local key = prefix .. 'contact:' .. rec.id
-    -- the phones as encoded by the importer, unless some were dropped as duplicates
-    local phones = rec.pj
-    if #kept ~= #rec.p then phones = cjson.encode(kept) end
-    local h = {'id', rec.id, 'list', ARGV[3], 'import', ARGV[4], 'row', rec.r, 'phone', kept[1].e,
-      'line_type', kept[1].t, 'timezones', kept[1].z, 'phone_country', kept[1].c, 'phone_subdivision', kept[1].s,
-      'phones', phones}
-    for name, value in pairs(rec.f) do table.insert(h, name); table.insert(h, value) end
-    redis.call('HSET', key, unpack(h))
-    for _, p in ipairs(kept) do
-      redis.call('SADD', prefix .. 'phone:' .. p.e, rec.id)
-      redis.call('SADD', KEYS[3], p.e)
-      if has_campaign then redis.call('SADD', KEYS[4], p.e) end
+    redis.call('RENAME', src, prefix .. 'contact:' .. cid)
+    for _, e in ipairs(kept) do
+      redis.call('SADD', prefix .. 'phone:' .. e, cid)
+      redis.call('SADD', KEYS[3], e)
+      if has_campaign then redis.call('SADD', KEYS[4], e) end
     end
-    redis.call('SADD', KEYS[5], rec.id)
+    redis.call('SADD', KEYS[5], cid)
     contacts = contacts + 1
   end
 end
