@@ -1,0 +1,192 @@
+"""Tokens, tenants, users and the error format, against a real app and a real Redis."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway import trail
+from gateway.auth import PERMISSIONS, ROLES, AuthStore, token_hash
+from tests.gateway_support import start_gateway, stop_gateway
+
+
+@pytest.fixture
+async def gw(redis_url):
+    gateway = await start_gateway(redis_url)
+    yield gateway
+    await stop_gateway(gateway)
+
+
+async def test_me_names_tenant_user_role_and_permissions(gw):
+    resp = await gw.client.get("/v1/me", headers=gw.auth("globex", "auditor"))
+    assert resp.status == 200
+    me = await resp.json()
+    assert (me["tenant"], me["user"], me["role"]) == ("globex", "auditor-user", "auditor")
+    assert "campaigns.control" not in me["permissions"] and "audit.read" in me["permissions"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer dlr_0123456789_notarealtokennotarealtoken", "Basic abc"])
+async def test_missing_or_bad_token_is_401_json(gw, header):
+    headers = {"Authorization": header} if header else {}
+    resp = await gw.client.get("/v1/me", headers=headers)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthorized"
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_tokens_are_stored_hashed_only(gw):
+    token = gw.tokens[("acme", "admin")]
+    keys = [k async for k in gw.redis.scan_iter("*")]
+    values = []
+    for key in keys:
+        kind = await gw.redis.type(key)
+        if kind == "hash":
+            values += list((await gw.redis.hgetall(key)).values())
+    assert all(token not in v for v in values + keys)
+    assert f"token:{token_hash(token)}" in keys
+
+
+async def test_revoked_token_and_disabled_user_stop_working(gw):
+    admin = gw.auth("acme", "admin")
+    created = await (await gw.client.post("/v1/tokens", json={"user": "uploader-user", "label": "crm"},
+                                          headers=admin)).json()
+    fresh = {"Authorization": f"Bearer {created['token']}"}
+    assert (await gw.client.get("/v1/me", headers=fresh)).status == 200
+    listed = await (await gw.client.get("/v1/tokens", headers=admin)).json()
+    assert created["id"] in [t["id"] for t in listed["items"]]
+    assert all("token" not in t for t in listed["items"])
+    assert (await gw.client.delete(f"/v1/tokens/{created['id']}", headers=admin)).status == 200
+    assert (await gw.client.get("/v1/me", headers=fresh)).status == 401
+
+    resp = await gw.client.patch("/v1/users/supervisor-user", json={"disabled": True}, headers=admin)
+    assert resp.status == 200 and (await resp.json())["disabled"] is True
+    assert (await gw.client.get("/v1/me", headers=gw.auth("acme", "supervisor"))).status == 401
+
+
+async def test_role_change_takes_effect_at_once(gw):
+    auditor = gw.auth("acme", "auditor")
+    campaign = await gw.ready_campaign()
+    assert (await gw.client.post(f"/v1/campaigns/{campaign['id']}/start", headers=auditor)).status == 403
+    await gw.client.patch("/v1/users/auditor-user", json={"role": "supervisor"}, headers=gw.auth())
+    assert (await gw.client.post(f"/v1/campaigns/{campaign['id']}/start", headers=auditor)).status == 200
+
+
+async def test_admin_cannot_lock_themselves_out(gw):
+    resp = await gw.client.patch("/v1/users/admin-user", json={"role": "auditor"}, headers=gw.auth())
+    assert resp.status == 422
+
+
+async def test_users_are_per_tenant(gw):
+    admin = gw.auth("acme", "admin")
+    resp = await gw.client.post("/v1/users", json={"name": "zoe", "role": "uploader"}, headers=admin)
+    assert resp.status == 201
+    assert (await gw.client.post("/v1/users", json={"name": "zoe", "role": "uploader"}, headers=admin)).status == 409
+    names = [u["name"] for u in (await (await gw.client.get("/v1/users", headers=admin)).json())["items"]]
+    assert "zoe" in names
+    other = await (await gw.client.get("/v1/users", headers=gw.auth("globex", "admin"))).json()
+    assert "zoe" not in [u["name"] for u in other["items"]]
+    # A token cannot be made for another tenant's user.
+    resp = await gw.client.post("/v1/tokens", json={"user": "zoe"}, headers=gw.auth("globex", "admin"))
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "user"
+
+
+async def test_token_use_goes_to_the_audit_inbox_without_the_secret(gw):
+    token = gw.tokens[("globex", "supervisor")]
+    await gw.client.get("/v1/me", headers=gw.auth("globex", "supervisor"))
+    entries = await gw.redis.xrange(trail.inbox_key("globex"))
+    uses = [e for _, e in entries if e["action"] == "token.use"]
+    assert uses and uses[-1]["actor"] == "supervisor-user" and uses[-1]["token"] == token[4:14]
+    assert all(token not in str(e) for _, e in entries)
+    assert await gw.redis.xlen(trail.inbox_key("acme")) == 0
+
+
+async def test_audit_sink_can_be_taken_over(gw):
+    seen = []
+
+    async def sink(redis, tenant, event):
+        seen.append((tenant, event["action"]))
+
+    previous = trail.set_sink(sink)
+    try:
+        await gw.client.get("/v1/me", headers=gw.auth("acme", "uploader"))
+    finally:
+        trail.set_sink(previous)
+    assert seen == [("acme", "token.use")]
+
+
+async def test_bad_json_wrong_type_unknown_field_and_oversize(gw):
+    headers = {**gw.auth("acme", "supervisor"), "Content-Type": "application/json"}
+    resp = await gw.client.post("/v1/campaigns", data=b"{not json", headers=headers)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", "max_attempts": "3"}, headers=headers)
+    error = (await resp.json())["error"]
+    assert resp.status == 422 and error["field"] == "max_attempts" and error["code"] == "wrong_type"
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", "colour": "red"}, headers=headers)
+    error = (await resp.json())["error"]
+    assert resp.status == 422 and error["field"] == "colour" and error["code"] == "unknown_field"
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", "retry_rules": {"busy": True}}, headers=headers)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "retry_rules.busy"
+    resp = await gw.client.post("/v1/campaigns", json={"purpose": "telemarketing"}, headers=headers)
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "missing_field"
+    resp = await gw.client.post("/v1/campaigns", data=b'{"name": "' + b"x" * 2_000_000 + b'"}', headers=headers)
+    assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
+
+
+async def test_unknown_route_and_method_are_json(gw):
+    resp = await gw.client.get("/v1/nope", headers=gw.auth())
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    resp = await gw.client.put("/v1/me", headers=gw.auth())
+    assert resp.status == 405 and (await resp.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_unexpected_error_is_a_masked_log_and_a_json_500(redis_url, caplog, monkeypatch):
+    """A handler that blows up: the client gets a bare JSON 500, the log gets the masked details."""
+    import types
+
+    from dialer.logs import MaskingFilter
+    from gateway import app as app_module
+    from gateway.routing import Route
+
+    async def explode(request):
+        raise RuntimeError("boom for +33145678901 password=hunter2")
+
+    broken = types.SimpleNamespace(ROUTES=[Route("GET", "/v1/explode", explode, "fails", "me.read")])
+    monkeypatch.setattr(app_module, "ROUTE_MODULES", (*app_module.ROUTE_MODULES, broken))
+    gateway = await start_gateway(redis_url)
+    caplog.handler.addFilter(MaskingFilter())
+    try:
+        with caplog.at_level(logging.ERROR):
+            resp = await gateway.client.get("/v1/explode", headers=gateway.auth())
+        text = await resp.text()
+    finally:
+        await stop_gateway(gateway)
+    assert resp.status == 500 and resp.content_type == "application/json"
+    assert "Traceback" not in text and "boom" not in text
+    assert "unhandled error" in caplog.text and "RuntimeError" in caplog.text
+    assert "+33145678901" not in caplog.text and "hunter2" not in caplog.text
+
+
+def test_permission_table_names_only_known_roles():
+    for permission, roles in PERMISSIONS.items():
+        assert roles and set(roles) <= set(ROLES), permission
+
+
+async def test_authenticate_refuses_husks_and_garbage(redis_url):
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = AuthStore(client)
+    await store.create_tenant("t1")
+    await store.create_user("t1", "u", "admin")
+    token, _ = await store.create_token("t1", "u")
+    token2, _ = await store.create_token("t1", "u")
+    assert (await store.authenticate(token)).role == "admin"
+    await client.delete(f"token:{token_hash(token)}")
+    await client.hset(f"token:{token_hash(token)}", "last_used_at", "x")  # what a racing write could leave
+    assert await store.authenticate(token) is None
+    assert await store.authenticate("garbage") is None
+    assert (await store.authenticate(token2)).user == "u"
+    await client.delete("tenant:t1")
+    assert await store.authenticate(token2) is None  # tenant removed: its tokens stop working
+    await client.aclose()
