@@ -7,6 +7,7 @@ synchronous client on the same URL and are called through asyncio.to_thread.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from dialer.facts import FactStore
 from gateway import metrics, openapi
 from gateway.api import admin, campaigns, facts, live, me
 from gateway.errors import Handler, error_middleware
-from gateway.routing import CONFIG, REDIS, SERVICES, Route, add_routes
+from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
 
 STATIC = Path(__file__).parent / "static"
 
@@ -78,6 +79,7 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Applicat
     app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=JSON_BODY_LIMIT)
     app[REDIS] = redis
     app[CONFIG] = config
+    app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
     sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True)
     app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": FactStore(sync), "sync_redis": sync}
@@ -87,9 +89,13 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Applicat
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
 
+    async def stopping(app: web.Application) -> None:
+        app[STOPPING].set()
+
     async def close(app: web.Application) -> None:
         if own_sync:
             sync.close()
 
+    app.on_shutdown.append(stopping)
     app.on_cleanup.append(close)
     return app

@@ -12,6 +12,7 @@ integration step adds lists, gate, registry, audit and export modules the same w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.validation import Schema, validate
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
 CONFIG: web.AppKey[Any] = web.AppKey("config", object)
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services", dict)
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping", asyncio.Event)  # set at shutdown: streams end
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("body", dict)
 QUERY: web.RequestKey[dict[str, Any]] = web.RequestKey("query", dict)

@@ -20,7 +20,7 @@ from aiohttp import web
 from dialer import livestats
 from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
 from gateway.errors import not_found
-from gateway.routing import Route, principal, redis_of
+from gateway.routing import STOPPING, Route, principal, redis_of
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ async def campaign_stats(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+def _finished(request: web.Request) -> bool:
+    """The client went away, or the server is shutting down."""
+    transport = request.transport
+    return transport is None or transport.is_closing() or request.app[STOPPING].is_set()
+
+
 async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable[list[str]]],
                   subscribe: Callable[[Any], Awaitable[None]]) -> web.StreamResponse:
     redis = redis_of(request)
@@ -78,7 +84,7 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
     quiet = 0.0
     try:
         await response.write(b"retry: 1000\n\n")
-        while True:
+        while not _finished(request):
             now = datetime.now(UTC)
             current = await ids()
             for campaign in current:
