@@ -7,9 +7,11 @@ and "stop" at once cannot both win from the same status; every applied move is r
 
 Keys (tenant-owned, under t:{tenant}:):
   t:{T}:campaigns                 sorted set: campaign id -> creation time (epoch seconds)
-  t:{T}:campaign:{C}              hash: id, status, config (JSON), created_at, created_by, updated_at, updated_by
+  t:{T}:campaign:{C}              hash: id, status, config (JSON), created_at, created_by, updated_at, updated_by,
+                                  version (incremented by every move and edit)
   t:{T}:campaign:{C}:control      stream: every lifecycle move (action, from, to, by, at)
-Live figures the engine writes for the dashboard are in dialer/livestats.py.
+Live figures the engine writes for the dashboard are in dialer/livestats.py; every move and edit also
+publishes on the campaign's live-stats channel, so open dashboards show it at once.
 
 Synchronous client (like dialer/facts.py); async callers wrap calls in asyncio.to_thread.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dialer.livestats import channel
 from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
 
 STATUSES = ("draft", "scheduled", "running", "paused", "stopping", "completed", "archived")
@@ -170,7 +173,9 @@ local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 if cur ~= ARGV[1] then return {0, cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[4], 'updated_by', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('XADD', KEYS[2], '*', 'action', ARGV[3], 'from', cur, 'to', ARGV[2], 'by', ARGV[5], 'at', ARGV[4])
+redis.call('PUBLISH', ARGV[6], '1')
 return {1, cur}
 """
 
@@ -178,9 +183,11 @@ return {1, cur}
 _EDIT = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if cur == ARGV[i] then
     redis.call('HSET', KEYS[1], 'config', ARGV[1], 'updated_at', ARGV[2], 'updated_by', ARGV[3])
+    redis.call('HINCRBY', KEYS[1], 'version', 1)
+    redis.call('PUBLISH', ARGV[4], '1')
     return {1, cur}
   end
 end
@@ -241,7 +248,7 @@ class CampaignStore:
         stamp = _stamp(at)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(campaign_key(tenant, campaign_id), mapping={
-            "id": campaign_id, "status": "draft", "config": json.dumps(full, sort_keys=True),
+            "id": campaign_id, "status": "draft", "version": 1, "config": json.dumps(full, sort_keys=True),
             "created_at": stamp, "created_by": by, "updated_at": stamp, "updated_by": by,
         })
         pipe.zadd(campaigns_key(tenant), {campaign_id: at.timestamp()})
@@ -277,7 +284,8 @@ class CampaignStore:
         if problems:
             raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
         ok, status = self._edit(keys=[campaign_key(tenant, campaign_id)],
-                                args=[json.dumps(merged, sort_keys=True), _stamp(at), by, *EDITABLE])
+                                args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
+                                      *EDITABLE])
         if not ok:
             if not status:
                 raise KeyError(campaign_id)
@@ -302,7 +310,7 @@ class CampaignStore:
                 field, text = problems[0]
                 raise CampaignError("campaign_incomplete", f"{field}: {text}", field)
         ok, seen = self._move(keys=[campaign_key(tenant, campaign_id), control_key(tenant, campaign_id)],
-                              args=[current.status, to, action, _stamp(at), by])
+                              args=[current.status, to, action, _stamp(at), by, channel(tenant, campaign_id)])
         if not ok:
             if not seen:
                 raise KeyError(campaign_id)

@@ -35,6 +35,7 @@ SNAPSHOT: dict[str, Any] = {
         "campaign": {"type": "string"},
         "name": {"type": "string"},
         "status": {"type": "string"},
+        "version": {"type": "integer"},
         "abandon_cap": _NUMBER,
         "updated_at": {"type": "string", "nullable": True},
         "gauges": {"type": "object", "properties": {g: _NUMBER for g in livestats.GAUGES}},
@@ -48,14 +49,16 @@ SNAPSHOT: dict[str, Any] = {
 async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict[str, Any] | None:
     """One campaign's status and figures, or None when the tenant has no such campaign."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hmget(campaign_key(tenant, campaign), ["status", "config"])
+    pipe.hmget(campaign_key(tenant, campaign), ["status", "config", "version"])
     livestats.queue_snapshot_reads(pipe, tenant, campaign, at)
     raw = await pipe.execute()
-    status, config = raw[0]
+    status, config, version = raw[0]
     if status is None:
         return None
     settings = json.loads(config or "{}")
-    return {"campaign": campaign, "name": settings.get("name", ""), "status": status,
+    # version moves with every lifecycle move or edit, so a pause then resume between two reads
+    # still reaches the dashboard as a change.
+    return {"campaign": campaign, "name": settings.get("name", ""), "status": status, "version": int(version or 0),
             "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[1:], at)}
 
 
