@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from gateway.api.schemas import ERROR
-from gateway.routing import Route
+from gateway.routing import PATH_VALUE, Route
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -34,7 +34,7 @@ def operation(route: Route) -> dict[str, Any]:
         "summary": route.summary,
         "tags": [route.tag],
     }
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "pattern": PATH_VALUE.pattern}}
               for n in _PARAM.findall(route.path)]
     params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in route.query.items()]
     if params:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from gateway import trail
 from gateway.auth import AuthStore, Principal
-from gateway.errors import Handler, bad_json, forbidden, invalid, unauthorized
+from gateway.errors import Handler, bad_json, forbidden, invalid, not_found, unauthorized
 from gateway.validation import Schema, validate
 
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
@@ -76,6 +77,11 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
+# Path values become parts of Redis keys: letters, digits and _ . @ - only, so a value such as
+# "c1:dnc" can never address a neighbouring key. Anything else is answered as absent.
+PATH_VALUE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
 def _coerce_query(name: str, raw: str, schema: Schema) -> Any:
     kind = schema.get("type", "string")
     if kind == "integer":
@@ -90,6 +96,10 @@ def _coerce_query(name: str, raw: str, schema: Schema) -> Any:
     return raw
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python would accept NaN and Infinity
+
+
 async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
     raw = await request.read()  # aiohttp answers 413 beyond client_max_size
     if not raw.strip():
@@ -97,8 +107,8 @@ async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
             raise bad_json("a JSON body is required")
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad_json() from None
     validate(data, schema)
     return data
@@ -119,6 +129,9 @@ def endpoint(route: Route) -> Handler:
             if route.audited:
                 await trail.record(request.app[REDIS], who.tenant, "token.use", actor=who.user, token_id=who.token_id,
                                    method=route.method, route=route.path)
+        for value in request.match_info.values():
+            if not PATH_VALUE.match(value):
+                raise not_found()
         if route.query:
             params: dict[str, Any] = {}
             for key in request.query:

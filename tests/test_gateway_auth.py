@@ -190,3 +190,59 @@ async def test_authenticate_refuses_husks_and_garbage(redis_url):
     await client.delete("tenant:t1")
     assert await store.authenticate(token2) is None  # tenant removed: its tokens stop working
     await client.aclose()
+
+
+async def test_json_oddities_are_400_not_500(gw):
+    headers = {**gw.auth("acme", "supervisor"), "Content-Type": "application/json"}
+    for raw in (b'{"name": "x", "pacing_ratio": NaN}', b'{"name": "x", "abandon_cap": Infinity}',
+                b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe", b'{"name": "x"} trailing'):
+        resp = await gw.client.post("/v1/campaigns", data=raw, headers=headers)
+        assert resp.status == 400, raw[:40]
+        assert (await resp.json())["error"]["code"] == "bad_json"
+    resp = await gw.client.post("/v1/campaigns", data=b"null", headers=headers)
+    assert resp.status == 422
+
+
+async def test_path_values_cannot_reach_neighbouring_keys(gw):
+    """`c1:dnc` would address the campaign's opt-out hash if it reached a key unchecked."""
+    cid = (await gw.ready_campaign())["id"]
+    await gw.client.post("/v1/optouts", headers=gw.auth(), json={"phone": "+33145678901", "source": "crm",
+                                                                  "scope": "campaign", "campaign": cid})
+    for value in (f"{cid}:dnc", f"{cid}:control", "*", "a b"):
+        resp = await gw.client.get(f"/v1/campaigns/{value}", headers=gw.auth())
+        assert resp.status == 404, value
+        assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_security_headers_on_api_and_pages(gw):
+    for path in ("/", "/v1/openapi.json", "/static/app.js"):
+        resp = await gw.client.get(path)
+        assert resp.status == 200, path
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["X-Frame-Options"] == "DENY"
+    resp = await gw.client.get("/v1/me", headers=gw.auth())
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert (await gw.client.get("/static/../app.py")).status == 404
+    assert (await gw.client.get("/static/%2e%2e/app.py")).status in (403, 404)
+
+
+def test_access_log_line_has_no_query_string():
+    import io
+
+    from dialer.commands.serve import AccessLogger
+
+    stream = io.StringIO()
+    logger = logging.getLogger("test.access")
+    logger.addHandler(logging.StreamHandler(stream))
+    logger.setLevel(logging.INFO)
+
+    class Request:
+        method, path = "GET", "/v1/consents"
+        path_qs = "/v1/consents?phone=%2B33145678901"
+
+    class Response:
+        status = 200
+
+    AccessLogger(logger, "").log(Request(), Response(), 0.004)
+    assert stream.getvalue().startswith("GET /v1/consents 200") and "33145678901" not in stream.getvalue()
