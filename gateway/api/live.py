@@ -102,8 +102,10 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
             for gone in set(last) - set(current):
                 del last[gone]
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
-            while message is not None:  # coalesce a burst of notices into one re-read
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+            for _ in range(1000):  # coalesce a burst of notices into one re-read (bounded: a flood cannot starve it)
+                if message is None:
+                    break
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
             quiet += POLL_SECONDS
             if quiet >= KEEPALIVE_SECONDS:
                 await response.write(b": keep-alive\n\n")
