@@ -42,6 +42,8 @@ def operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {"required": bool(route.body.get("required")),
                              "content": {"application/json": {"schema": route.body}}}
+    elif route.raw_body is not None:
+        op["requestBody"] = {"required": True, "content": route.raw_body}
     success: dict[str, Any] = {"description": "success"}
     if route.response is not None:
         success["content"] = {route.content_type: {"schema": route.response}}
@@ -54,7 +56,7 @@ def operation(route: Route) -> dict[str, Any]:
     else:
         op["security"] = []
         responses["500"] = _error(_COMMON_ERRORS["500"])
-    if route.body is not None or route.query:
+    if route.body is not None or route.raw_body is not None or route.query:
         responses.update({code: _error(text) for code, text in _BODY_ERRORS.items()})
     if params and any(p["in"] == "path" for p in params):
         responses["404"] = _error("not found (or another tenant's)")

@@ -46,6 +46,9 @@ class Route:
     status: int = 200
     content_type: str = "application/json"  # of the success answer
     query: dict[str, Schema] = field(default_factory=dict)
+    # For bodies that are not JSON (a streamed multipart list upload): the OpenAPI requestBody content,
+    # e.g. {"multipart/form-data": {"schema": ...}}. The handler reads the body itself.
+    raw_body: dict[str, Any] | None = None
     # A path parameter naming a tenant-owned resource: the isolation tests create one in tenant A
     # and ask for it with tenant B's token, expecting 404.
     resource: str | None = None

@@ -46,6 +46,8 @@ async def test_document_and_app_list_the_same_routes(redis_url):
     await client.aclose()
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert documented == app_routes(app)
+    operation_ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
     for path, ops in doc["paths"].items():
         for op in ops.values():
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
@@ -57,9 +59,19 @@ def test_document_is_valid_openapi():
 
     from gateway.app import api_routes, openapi_route
     from gateway.openapi import document
+    from gateway.routing import Route
 
+    async def upload_list(request):  # the shape an integration-step upload route will have
+        raise AssertionError("not called")
+
+    upload = Route("POST", "/v1/lists", upload_list, "Upload a list", "lists.write", status=202,
+                   raw_body={"multipart/form-data": {"schema": {"type": "object", "properties": {
+                       "file": {"type": "string", "format": "binary"}}}}})
     routes = api_routes()
-    validator.validate(document([*routes, openapi_route(routes)]))
+    doc = document([*routes, openapi_route(routes), upload])
+    validator.validate(doc)
+    op = doc["paths"]["/v1/lists"]["post"]
+    assert "multipart/form-data" in op["requestBody"]["content"] and "413" in op["responses"]
 
 
 # --- schemathesis against a live server -----------------------------------------------------------
