@@ -226,7 +226,8 @@ function svg(tag, attrs) {
 
 function renderChart(el, hourly) {
   // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it.
-  const width = 960, height = 160, pad = 18, slot = (width - pad) / hourly.length;
+  const width = Math.max(480, field(el, "chart").clientWidth || 960), height = 160, pad = 18;
+  const slot = (width - pad) / hourly.length;
   const top = Math.max(1, ...hourly.map((h) => Math.max(h.attempts || 0,
     OUTCOMES.reduce((sum, [k]) => sum + (h[k] || 0), 0))));
   const scale = (v) => ((height - pad) * v) / top;
