@@ -164,3 +164,18 @@ def test_metrics_text_is_parseable_by_prometheus_rules():
     text = render({"dialer_calls_total": [({"tenant": 'a"b\\c', "campaign": "x\ny", "disposition": "answered"}, 3)]})
     assert 'dialer_calls_total{tenant="a\\"b\\\\c",campaign="x\\ny",disposition="answered"} 3' in text
     assert text.endswith("\n")
+
+
+async def test_revoking_the_token_ends_an_open_stream(gw, monkeypatch):
+    from gateway.api import live
+    from gateway.auth import AuthStore
+
+    monkeypatch.setattr(live, "REAUTH_SECONDS", 0.5)
+    cid = (await gw.ready_campaign())["id"]
+    store = AuthStore(gw.redis)
+    token, record = await store.create_token("acme", "supervisor-user")
+    resp = await gw.client.get(f"/v1/campaigns/{cid}/events", headers={"Authorization": f"Bearer {token}"})
+    await read_event(resp)
+    await store.revoke_token("acme", record["id"])
+    rest = await asyncio.wait_for(resp.content.read(), timeout=5)  # the server ends the stream
+    assert b"event: revoked" in rest

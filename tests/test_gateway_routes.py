@@ -249,3 +249,17 @@ async def test_concurrent_optouts_are_all_kept(gw, facts):
         gw.client.post("/v1/optouts", json={"phone": p, "source": "crm"}, headers=gw.auth()) for p in phones])
     assert [r.status for r in results] == [201] * 40
     assert all(facts.optout("acme", p) for p in phones)
+
+
+async def test_listings_never_show_another_tenants_items(gw):
+    theirs = (await gw.ready_campaign("globex"))["id"]
+    await gw.client.post(f"/v1/campaigns/{theirs}/start", headers=gw.auth("globex", "supervisor"))
+    _, their_token = await AuthStore(gw.redis).create_token("globex", "auditor-user")
+    mine = (await gw.ready_campaign("acme"))["id"]
+    campaigns = await (await gw.client.get("/v1/campaigns", headers=gw.auth())).json()
+    assert [c["id"] for c in campaigns["items"]] == [mine]
+    tokens = await (await gw.client.get("/v1/tokens", headers=gw.auth())).json()
+    assert their_token["id"] not in {t["id"] for t in tokens["items"]}
+    assert {t["user"] for t in tokens["items"]} <= {f"{r}-user" for r in ROLES}
+    metrics = await (await gw.client.get("/metrics", headers=gw.auth())).text()
+    assert theirs not in metrics and "globex" not in metrics

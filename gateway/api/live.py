@@ -8,9 +8,9 @@ reads the stream with fetch, not EventSource), so they never appear in URLs or a
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +19,15 @@ from aiohttp import web
 
 from dialer import livestats
 from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
+from gateway.auth import AuthStore
 from gateway.errors import not_found
-from gateway.routing import STOPPING, Route, principal, redis_of
+from gateway.routing import STOPPING, Route, bearer, principal, redis_of
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+REAUTH_SECONDS = 5.0  # an open stream re-checks its token: revoking it or the role ends the stream
 
 _NUMBER = {"type": "number"}
 SNAPSHOT: dict[str, Any] = {
@@ -69,6 +71,12 @@ async def campaign_stats(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+async def _still_allowed(request: web.Request) -> bool:
+    token = bearer(request)
+    who = await AuthStore(redis_of(request)).authenticate(token) if token else None
+    return who is not None and who.tenant == principal(request).tenant and who.can("stats.read")
+
+
 def _finished(request: web.Request) -> bool:
     """The client went away, or the server is shutting down."""
     transport = request.transport
@@ -84,7 +92,7 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
     await subscribe(pubsub)
     await response.prepare(request)
     last: dict[str, str] = {}
-    quiet = 0.0
+    last_write = last_auth = time.monotonic()
     try:
         await response.write(b"retry: 1000\n\n")
         while not _finished(request):
@@ -98,7 +106,7 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                 if last.get(campaign) != text:
                     last[campaign] = text
                     await response.write(f"event: stats\ndata: {text}\n\n".encode())
-                    quiet = 0.0
+                    last_write = time.monotonic()
             for gone in set(last) - set(current):
                 del last[gone]
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
@@ -106,12 +114,17 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                 if message is None:
                     break
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
-            quiet += POLL_SECONDS
-            if quiet >= KEEPALIVE_SECONDS:
+            clock = time.monotonic()
+            if clock - last_auth >= REAUTH_SECONDS:
+                last_auth = clock
+                if not await _still_allowed(request):
+                    await response.write(b"event: revoked\ndata: {}\n\n")
+                    break
+            if clock - last_write >= KEEPALIVE_SECONDS:
                 await response.write(b": keep-alive\n\n")
-                quiet = 0.0
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away
+                last_write = clock
+    except ConnectionResetError:
+        pass  # the client went away mid-write
     finally:
         await pubsub.aclose()
     return response
