@@ -49,7 +49,8 @@ class Route:
     # For bodies that are not JSON (a streamed multipart list upload): the OpenAPI requestBody content,
     # e.g. {"multipart/form-data": {"schema": ...}}. The handler reads the body itself.
     raw_body: dict[str, Any] | None = None
-    # A path parameter naming a tenant-owned resource: the isolation tests create one in tenant A
+    # The kind of tenant-owned resource the path names ("campaign", "user", "token"): the isolation tests
+    # need a factory for each kind (tests/test_gateway_routes.py acme_resource); they create one in tenant A
     # and ask for it with tenant B's token, expecting 404.
     resource: str | None = None
     tag: str = "api"

@@ -20,7 +20,9 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request without the query string (it may hold a phone number) or any header."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time * 1000)
+        # "200 in 1041ms": the words keep the status and duration from reading as one phone-like digit run,
+        # which the masking filter would hide.
+        self.logger.info("%s %s %s in %dms", request.method, request.path, response.status, round(time * 1000))
 
 
 def register(sub: Any) -> None:
