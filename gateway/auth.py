@@ -6,7 +6,7 @@ Redis keys:
   t:{tenant}:users           set of user names
   t:{tenant}:user:{name}     hash: name, role, created_at, disabled ("0"/"1")
   t:{tenant}:tokens          hash: token id -> sha256 of the token (the tenant's index, for listing and revoking)
-  token:{sha256}             hash: id, tenant, user, label, created_at, last_used_at
+  token:{sha256}             hash: id, tenant, user, label, created_at, last_used_at, expires_at (optional)
 
 A token is `dlr_<id>_<secret>`: the id (10 hex digits) is public and names the token in listings and
 logs; the secret is 256 random bits. Only the SHA-256 of the whole token is stored, so a leaked database
@@ -99,6 +99,10 @@ def _now(at: datetime | None) -> str:
     return (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def tenant_key(tenant: str) -> str:
     return f"tenant:{tenant}"
 
@@ -183,14 +187,16 @@ class AuthStore:
 
     # --- tokens --------------------------------------------------------------------------------
 
-    async def create_token(self, tenant: str, user: str, label: str = "", at: datetime | None = None
-                           ) -> tuple[str, dict[str, str]]:
-        """Return (the token, shown once; its stored record)."""
+    async def create_token(self, tenant: str, user: str, label: str = "", at: datetime | None = None,
+                           expires_at: datetime | None = None) -> tuple[str, dict[str, str]]:
+        """Return (the token, shown once; its stored record). A token with expires_at stops working then."""
         if not await self.user(tenant, user):
             raise AuthError(f"no user {user} in tenant {tenant}")
         token_id, token = new_token()
         digest = token_hash(token)
         record = {"id": token_id, "tenant": tenant, "user": user, "label": label, "created_at": _now(at)}
+        if expires_at is not None:
+            record["expires_at"] = _now(expires_at)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(token_key(digest), mapping=record)
         pipe.hset(tokens_key(tenant), token_id, digest)
@@ -220,6 +226,8 @@ class AuthStore:
         record = await self.redis.hgetall(token_key(token_hash(token)))
         if not record.get("tenant") or not record.get("user"):
             return None  # absent, or a husk left by a revoke racing the last_used_at write
+        if record.get("expires_at") and _parse(record["expires_at"]) <= (at or datetime.now(UTC)):
+            return None
         tenant, name = record["tenant"], record["user"]
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(user_key(tenant, name))

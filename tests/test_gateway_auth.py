@@ -251,3 +251,29 @@ def test_access_log_line_has_no_query_string():
     AccessLogger(logger, "").log(Request(), Response(), 123456.789)  # a long-lived event stream
     lines = stream.getvalue().splitlines()
     assert lines == ["GET /v1/consents 200 in 4ms", "GET /v1/consents 200 in 123456789ms"]
+
+
+async def test_tokens_can_expire(redis_url):
+    from datetime import UTC, datetime, timedelta
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = AuthStore(client)
+    await store.create_tenant("t1")
+    await store.create_user("t1", "u", "auditor")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    token, record = await store.create_token("t1", "u", at=now, expires_at=now + timedelta(days=30))
+    assert record["expires_at"] == "2026-03-31T12:00:00Z"
+    assert await store.authenticate(token, at=now + timedelta(days=29)) is not None
+    assert await store.authenticate(token, at=now + timedelta(days=30)) is None
+    await client.aclose()
+
+
+async def test_api_token_with_expiry(gw):
+    resp = await gw.client.post("/v1/tokens", json={"user": "auditor-user", "expires_in_days": 7}, headers=gw.auth())
+    created = await resp.json()
+    assert resp.status == 201 and created["expires_at"] > created["created_at"]
+    assert (await gw.client.get("/v1/me", headers={"Authorization": f"Bearer {created['token']}"})).status == 200
+    resp = await gw.client.post("/v1/tokens", json={"user": "auditor-user", "expires_in_days": 0}, headers=gw.auth())
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "expires_in_days"

@@ -2,7 +2,7 @@
 
   dialer tenant create ID [--name "Display name"]
   dialer tenant list
-  dialer token create --tenant T --user U --role R [--label TEXT]   (prints the token once)
+  dialer token create --tenant T --user U --role R [--label TEXT] [--expires-days N]   (prints the token once)
   dialer token list --tenant T
   dialer token revoke --tenant T TOKEN_ID
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     create.add_argument("--user", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--label", default="")
+    create.add_argument("--expires-days", type=int, help="the token stops working after this many days")
     create.set_defaults(func=run_token_create)
     listing = token_sub.add_parser("list", help="list a tenant's tokens (ids only, never secrets)")
     listing.add_argument("--tenant", required=True)
@@ -83,7 +85,12 @@ def run_token_create(args: argparse.Namespace, config: Config) -> int:
         elif user["role"] != args.role:
             raise AuthError(f"user {args.user} has role {user['role']}, not {args.role}; "
                             "change it with PATCH /v1/users/{name} or use that role")
-        return await store.create_token(args.tenant, args.user, args.label)
+        expires = None
+        if args.expires_days is not None:
+            if args.expires_days < 1:
+                raise AuthError("--expires-days: expected a positive number of days")
+            expires = datetime.now(UTC) + timedelta(days=args.expires_days)
+        return await store.create_token(args.tenant, args.user, args.label, expires_at=expires)
 
     token, record = _with_store(config, work)
     print(f"token {record['id']} for {args.user} ({args.role}) in tenant {args.tenant}; shown once, keep it safe:")

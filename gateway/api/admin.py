@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
 
 from gateway import trail
@@ -43,6 +45,7 @@ TOKEN: dict = {
         "label": {"type": "string"},
         "created_at": STAMP,
         "last_used_at": STAMP,
+        "expires_at": STAMP,
     },
 }
 NEW_TOKEN: dict = {
@@ -52,6 +55,8 @@ NEW_TOKEN: dict = {
     "properties": {
         "user": {"type": "string", "minLength": 1, "maxLength": 64},
         "label": {"type": "string", "maxLength": 200},
+        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                            "description": "the token stops working after this many days (default: never)"},
     },
 }
 CREATED_TOKEN: dict = {
@@ -67,7 +72,7 @@ def _user(record: dict[str, str]) -> dict:
 
 
 def _token(record: dict[str, str]) -> dict:
-    out = {k: record[k] for k in ("id", "user", "label", "created_at", "last_used_at") if k in record}
+    out = {k: record[k] for k in ("id", "user", "label", "created_at", "last_used_at", "expires_at") if k in record}
     return out
 
 
@@ -117,7 +122,9 @@ async def create_token(request: web.Request) -> web.Response:
     store = AuthStore(redis_of(request))
     if not await store.user(who.tenant, data["user"]):
         raise invalid("user", "no such user in your tenant")
-    token, record = await store.create_token(who.tenant, data["user"], data.get("label", ""))
+    days = data.get("expires_in_days")
+    expires = datetime.now(UTC) + timedelta(days=days) if days else None
+    token, record = await store.create_token(who.tenant, data["user"], data.get("label", ""), expires_at=expires)
     await trail.record(redis_of(request), who.tenant, "token.create", actor=who.user, token_id=who.token_id,
                        created=record["id"], user=data["user"])
     return web.json_response({**_token(record), "token": token}, status=201)
