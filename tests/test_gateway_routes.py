@@ -140,6 +140,10 @@ async def test_campaign_lifecycle_over_http_records_who(gw):
     history = (await (await gw.client.get(f"/v1/campaigns/{cid}/history", headers=sup)).json())["items"]
     assert [h["action"] for h in history] == ["stop", "resume", "pause", "start", "create"]
     assert {h["by"] for h in history} == {"supervisor-user"}
+    audited = [e for _, e in await gw.redis.xrange("t:acme:audit:inbox") if e["action"].startswith("campaign.")]
+    assert [e["action"] for e in audited] == ["campaign.create", "campaign.configure", "campaign.start",
+                                             "campaign.pause", "campaign.resume", "campaign.stop"]
+    assert {e["actor"] for e in audited} == {"supervisor-user"}
     listed = await (await gw.client.get("/v1/campaigns?status=stopping", headers=sup)).json()
     assert [c["id"] for c in listed["items"]] == [cid]
     resp = await gw.client.get("/v1/campaigns?status=bogus", headers=sup)
