@@ -23,6 +23,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.sandbox_pbx",
     "dialer.commands.lists",
     "dialer.commands.worker",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
 )
 
 
