@@ -35,6 +35,14 @@ def register(sub: Any) -> None:
 async def build(config: Config) -> web.Application:
     client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
     app = make_app(config, client)
+    # The gateway's events (token use, campaign control, users and tokens) go to the tenant's hash-chained
+    # audit trail rather than the plain inbox.
+    from dialer.audit import AuditLog
+    from dialer.audit_events import gateway_sink
+    from gateway import trail
+    from gateway.routing import SERVICES
+
+    trail.set_sink(gateway_sink(AuditLog(app[SERVICES]["sync_redis"], config["security.secret_key"])))
 
     async def close(app: web.Application) -> None:
         await client.aclose()
