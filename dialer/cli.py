@@ -19,6 +19,9 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
     "dialer.commands.registry",
     "dialer.commands.sandbox_pbx",
+    "dialer.commands.gate",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
 )
 
 
