@@ -472,3 +472,12 @@ def test_soak_caps_cooloffs_optouts_hold_under_concurrency(redis_url, redis_clie
                 assert stop is None or e.seq < stop, f"{e164}: reserved after its opt-out"
                 assert first_refusal is None or e.seq < first_refusal, f"{e164}: reserved within 60 days of a refusal"
         assert all(a.outcome != "reserved" for a in history)  # every reservation was released or got an outcome
+
+
+def test_opted_out_outcome_blocks_even_before_the_dnc_entry(gate, redis_client):
+    result = gate.check_and_reserve(PARIS, SALES, AT, "oo-1")
+    assert isinstance(result, Reservation)
+    gate.record_outcome("t1", "oo-1", "opted_out", AT + timedelta(minutes=1))
+    assert FactStore(redis_client).optout("t1", PARIS.phone) is None  # the runtime has not written it yet
+    later = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(days=1), "oo-2")
+    assert isinstance(later, Decision) and "COMPANY_DNC" in later.codes()
