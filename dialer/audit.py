@@ -36,7 +36,6 @@ from rules.model import utc
 KINDS = (
     "gate_decision", "gate_release", "call_outcome", "optout", "consent", "import", "registry_load",
     "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
-    "access_control",  # users and tokens created, changed, revoked (gateway)
 )
 GENESIS = "0" * 40  # prev of the first entry
 _FIELDS_PER_ENTRY = 5  # at, kind, actor, payload, body

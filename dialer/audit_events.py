@@ -8,8 +8,8 @@ id. Who writes what:
   gate_decision ...      dialer.gate (its own scripts)
   import                 dialer.contacts.jobs, when an import is committed or fails
   registry_load          dialer.registry.jobs, to every tenant's trail (registries are shared)
-  campaign_control, token_use, access_control
-                         the gateway, through gateway.trail with the sink installed by gateway_sink()
+  campaign_control, token_use, api
+                         the gateway, through gateway.trail and the sink `dialer serve` installs (gateway_sink)
   export                 dialer.contacts.export (file exports are also registered for erasure and retention)
   access, rectification, erasure   dialer.privacy
   retention              dialer.retention
@@ -17,15 +17,13 @@ id. Who writes what:
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from dialer.audit import AuditEvent, AuditLog, iso
+from dialer.audit import AuditEvent, AuditLog, iso, trail_sink
 from rules.model import Consent
 
 TENANTS = "tenants"  # set of tenant ids (gateway/auth.py)
@@ -100,37 +98,16 @@ def export_written(client: redis.Redis, tenant: str, kind: str, path: str, rows:
 
 # --- the gateway's events ---------------------------------------------------------------------------
 
-GATEWAY_KINDS = {
-    "token.use": "token_use",
-    "campaign.": "campaign_control",
-    "user.": "access_control",
-    "token.": "access_control",
-    "subject.": None,  # dialer.privacy audits access, rectification and erasure itself
-    "optout.": None,  # dialer.facts audits opt-outs and consents in the same transaction as the write
-    "consent.": None,
-}
+# Actions the gateway reports that are audited where the data is written, with the person's keyed reference
+# and in the same transaction (FactStore for opt-outs and consents, dialer.privacy for subject requests):
+# the gateway's copy would only duplicate them.
+AUDITED_AT_SOURCE = ("optout.", "consent.", "subject.")
 
 
-def gateway_kind(action: str) -> str | None:
-    if action in GATEWAY_KINDS:
-        return GATEWAY_KINDS[action]
-    for prefix, kind in GATEWAY_KINDS.items():
-        if prefix.endswith(".") and action.startswith(prefix):
-            return kind
-    return "access_control"
-
-
-def gateway_sink(audit: AuditLog) -> Callable[[Any, str, dict[str, Any]], Awaitable[None]]:
-    """A gateway.trail sink appending the gateway's events to the tenant's hash-chained trail (set_sink).
-    Events carry the token id, never the token itself."""
-
-    async def sink(_redis: Any, tenant: str, event: dict[str, Any]) -> None:
-        kind = gateway_kind(event["action"])
-        if kind is None:
-            return
-        at = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
-        actor = f"user:{event.get('actor', '')}"
-        payload = {"action": event["action"], "token": event.get("token", ""), **(event.get("details") or {})}
-        await asyncio.to_thread(audit.append, tenant, kind, actor, payload, at)
-
-    return sink
+async def gateway_sink(client: Any, tenant: str, event: dict[str, Any]) -> None:
+    """The gateway.trail sink `dialer serve` installs: dialer.audit.trail_sink (the gate helper's: same chain,
+    asyncio client, kinds by ACTION_KINDS) minus the actions audited at their source. Events carry the token
+    id, never the token."""
+    if str(event.get("action", "")).startswith(AUDITED_AT_SOURCE):
+        return
+    await trail_sink(client, tenant, event)
