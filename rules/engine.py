@@ -15,6 +15,7 @@ hours even when, say, a frequency cap clears at 03:00.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -104,7 +105,17 @@ class _Context:
     facts: Facts
     situation: Situation
     packs: tuple[Pack, ...]
+    selected: tuple[tuple[Pack, Rule], ...]
     consent_cache: dict = field(default_factory=dict)
+    local_cache: dict = field(default_factory=dict)
+
+    def local(self, t: datetime, zone_name: str) -> datetime:
+        """`t` on the wall clock of a zone (memoized per evaluation: several rules ask)."""
+        key = (t, zone_name)
+        value = self.local_cache.get(key)
+        if value is None:
+            value = self.local_cache[key] = t.astimezone(zone(zone_name))
+        return value
 
     def consent(self, at: datetime, written: bool, channels: tuple[str, ...]) -> ConsentState:
         key = (at, written, channels)
@@ -131,31 +142,46 @@ def _reason(code: str, rule: Rule, text: str, until: datetime | None = None) -> 
 
 # --- time-based checks ------------------------------------------------------------------------------
 
-def _describe_windows(rule: Rule) -> str:
+@lru_cache(maxsize=256)
+def _describe_windows(days: tuple[tuple[tuple[int, int], ...], ...]) -> str:
+    """"Mon-Fri 10:00-13:00, 14:00-20:00; Sat-Sun closed": consecutive days with equal windows grouped."""
+    groups: list[list[int]] = []
+    for i in range(7):
+        if groups and days[groups[-1][-1]] == days[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
     parts = []
-    for day in WEEKDAYS:
-        spans = rule.params["windows"].get(day)
-        if spans:
-            parts.append(f"{day.capitalize()} {', '.join(format_window(w) for w in spans)}")
-    return "; ".join(parts) or "never"
+    for g in groups:
+        name = WEEKDAYS[g[0]].capitalize() + (f"-{WEEKDAYS[g[-1]].capitalize()}" if len(g) > 1 else "")
+        spans = ", ".join(format_window(w) for w in days[g[0]]) or "closed"
+        parts.append(f"{name} {spans}")
+    return "; ".join(parts)
+
+
+def _inside(days: tuple[tuple[tuple[int, int], ...], ...], local: datetime) -> bool:
+    s = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    return any(a <= s < b for a, b in days[local.weekday()])
 
 
 def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     days = rule.params["_days"]
-    constraints = tuple(WeeklyWindows(zone(z), days) for z in ctx.situation.zones)
-    blocked = [z for z, c in zip(ctx.situation.zones, constraints, strict=True) if c.blocks(t)]
+    zones = ctx.situation.zones
+    blocked = [z for z in zones if not _inside(days, ctx.local(t, z))]
     if blocked:
-        local = ", ".join(f"{t.astimezone(zone(z)):%a %H:%M} {z}" for z in blocked)
-        text = f"outside calling hours ({_describe_windows(rule)} local time); now {local}"
+        constraints = tuple(WeeklyWindows(zone(z), days) for z in zones)
+        local = ", ".join(f"{ctx.local(t, z):%a %H:%M} {z}" for z in blocked)
+        text = f"outside calling hours ({_describe_windows(days)}; local time); now {local}"
         out.append((_reason("OUTSIDE_CALLING_HOURS", rule, text), constraints))
 
 
 def check_days(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     weekdays = frozenset(WEEKDAYS.index(d) for d in rule.params["days"])
-    constraints = tuple(ClosedDays(zone(z), weekdays=weekdays) for z in ctx.situation.zones)
-    blocked = [z for z, c in zip(ctx.situation.zones, constraints, strict=True) if c.blocks(t)]
+    zones = ctx.situation.zones
+    blocked = [z for z in zones if ctx.local(t, z).weekday() in weekdays]
     if blocked:
-        names = ", ".join(sorted({f"{t.astimezone(zone(z)):%A}" for z in blocked}))
+        constraints = tuple(ClosedDays(zone(z), weekdays=weekdays) for z in zones)
+        names = ", ".join(sorted({f"{ctx.local(t, z):%A}" for z in blocked}))
         out.append((_reason("DAY_NOT_ALLOWED", rule, f"no calls on {names} (local time)"), constraints))
 
 
@@ -175,10 +201,10 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
 
 def check_public_holidays(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     calendars = _holiday_calendars(ctx, rule)
-    constraints = tuple(ClosedDays(zone(z), holiday_calendars=calendars) for z in ctx.situation.zones)
-    for z, c in zip(ctx.situation.zones, constraints, strict=True):
-        if c.blocks(t):
-            day = t.astimezone(zone(z)).date()
+    for z in ctx.situation.zones:
+        day = ctx.local(t, z).date()
+        if any(day in holiday_dates(country, sub, day.year) for country, sub in calendars):
+            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in ctx.situation.zones)
             names = sorted({holiday_name(country, sub, day) for country, sub in calendars
                             if day in holiday_dates(country, sub, day.year)})
             text = f"public holiday {day.isoformat()} ({', '.join(names)}) in {z}"
@@ -208,7 +234,8 @@ def _span(delta: timedelta) -> str:
 def _cooloff(code: str, what: str) -> Check:
     def check(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
         duration: timedelta = rule.params["duration"]
-        times = [a.at for a in ctx.attempts(rule) if a.at <= t]
+        # attempts stamped after `t` count too: another process's clock may run slightly ahead
+        times = [a.at for a in ctx.attempts(rule)]
         if times and t < max(times) + duration:
             until = max(times) + duration
             text = f"{what} at {max(times):%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
@@ -285,6 +312,12 @@ def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime,
 def check_company_dnc(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     if ctx.facts.lists.company:
         out.append((_reason("COMPANY_DNC", rule, "the person is on the company do-not-call list"), ()))
+        return
+    # an opt-out heard on a call counts even if the DNC list has not caught up (never lose an opt-out)
+    opted = [a.at for a in ctx.facts.history if a.outcome == "opted_out"]
+    if opted:
+        text = f"the person opted out during a call on {min(opted):%Y-%m-%d %H:%M} UTC"
+        out.append((_reason("COMPANY_DNC", rule, text), ()))
 
 
 def check_campaign_dnc(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
@@ -315,10 +348,29 @@ CHECKS: dict[str, tuple[Check, bool]] = {
 }
 
 
+# selection -> (selection, sorted change instants, {interval index: rules in force}). The set of rules in
+# force only changes at a `from`/`until`, so it is computed once per interval between such instants.
+_IN_FORCE: dict[int, tuple[tuple, list[datetime], dict[int, list[tuple[Pack, Rule]]]]] = {}
+
+
+def _in_force(selected: tuple[tuple[Pack, Rule], ...], t: datetime) -> list[tuple[Pack, Rule]]:
+    entry = _IN_FORCE.get(id(selected))
+    if entry is None or entry[0] is not selected:
+        bounds = sorted({b for p, r in selected for b in (p.start, p.end, r.start, r.end) if b is not None})
+        entry = _IN_FORCE[id(selected)] = (selected, bounds, {})
+        if len(_IN_FORCE) > 100_000:
+            _IN_FORCE.clear()
+            _IN_FORCE[id(selected)] = entry
+    _sel, bounds, by_interval = entry
+    index = bisect_right(bounds, t)
+    rules = by_interval.get(index)
+    if rules is None:
+        rules = by_interval[index] = [(p, r) for p, r in selected if p.in_force(t) and r.in_force(t)]
+    return rules
+
+
 def _applicable(ctx: _Context, t: datetime) -> list[tuple[Pack, Rule]]:
-    c = ctx.campaign
-    rules = [(p, r) for p in ctx.packs if p.in_force(t) for r in p.rules
-             if r.in_force(t) and r.applies_to(c.purpose, c.audience, c.voice)]
+    rules = _in_force(ctx.selected, t)
     waived: set[str] = set()
     for _p, r in rules:
         if r.kind == "consent_waives" and ctx.consent(t, r.params["written"], tuple(r.params["channels"])) \
@@ -378,7 +430,8 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     if problems:
         return _deny(at, problems, situation.codes)
 
-    ctx = _Context(contact, campaign, facts, situation, packs.for_jurisdictions(situation.codes))
+    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    ctx = _Context(contact, campaign, facts, situation, packs.for_jurisdictions(situation.codes), selected)
     out = _run(ctx, at, time_only=False)
     reasons: list[Reason] = []
     permanent = False
@@ -396,3 +449,20 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     used = tuple(p.ref for p in ctx.packs if p.in_force(at))
     return Decision(allowed=not reasons, at=at, reasons=tuple(reasons), next_allowed_at=next_allowed,
                     packs=used, jurisdictions=situation.codes)
+
+
+def required_registries(contact: Contact, campaign: Campaign, at: datetime, packs: PackSet | None = None,
+                        ) -> tuple[str, ...]:
+    """Names of the national registries (us_dnc, bloctel, tps, ctps, dncl ...) whose membership and copy
+    date `evaluate` may need for this contact and campaign at `at`: what a stateful caller should read
+    into Facts.lists.national / Facts.registry_copies. Empty for an invalid number."""
+    at = utc(at)
+    packs = packs if packs is not None else default_packs()
+    try:
+        e164 = geo.normalize(contact.phone, contact.country)
+    except geo.InvalidNumber:
+        return ()
+    situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
+    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    return tuple(dict.fromkeys(r.params["registry"] for _p, r in _in_force(selected, at)
+                               if r.kind == "national_registry"))

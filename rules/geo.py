@@ -6,7 +6,9 @@ zone table. Everything is cached: these answers never change while the process r
 Conventions:
 - a jurisdiction is (country, subdivision | None): ("US", "FL"), ("CA", "QC"), ("FR", "57"), ("DE", None).
   French overseas departments dialled with their own country code (+590, +596, +594, +262) are France
-  with the department as subdivision ("971" ...), as the law that applies there is French.
+  with the department as subdivision ("971" ...), as the law that applies there is French; likewise
+  US territories in the NANP (Puerto Rico, US Virgin Islands, Guam...) are the US with the territory
+  as subdivision.
 - zones are IANA names, never offsets. When a place is ambiguous we return every zone it may be in:
   the gate allows a call only when it is lawful in all of them.
 """
@@ -32,6 +34,8 @@ FR_DEPARTMENT_ZONES = {
     "974": "Indian/Reunion", "975": "America/Miquelon", "976": "Indian/Mayotte",
     "977": "America/St_Barthelemy", "978": "America/Marigot",
 }
+# US territories have their own ISO codes and NANP area codes, but federal US law (TCPA, TSR) applies there.
+US_TERRITORIES = ("PR", "VI", "GU", "AS", "MP")
 # Canadian postal codes: the first letter names the province (X covers NT and NU).
 CA_POSTAL_FIRST = {
     "A": "NL", "B": "NS", "C": "PE", "E": "NB", "G": "QC", "H": "QC", "J": "QC", "K": "ON", "L": "ON",
@@ -102,16 +106,24 @@ def country_zones(country: str) -> tuple[str, ...]:
 
 # --- numbers ------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=65536)
 def normalize(phone: str, country: str | None = None) -> str:
     """E.164 form of `phone` (national format accepted when `country` is given). Raises InvalidNumber."""
+    e164, error = _normalize(phone, (country or "").upper() or None)
+    if error is not None:
+        raise InvalidNumber(error)
+    return e164  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=65536)
+def _normalize(phone: str, country: str | None) -> tuple[str | None, str | None]:
+    # (e164, None) or (None, error): failures are cached too (an exception would not be)
     try:
-        number = phonenumbers.parse(phone, (country or "").upper() or None)
+        number = phonenumbers.parse(phone, country)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidNumber(f"not a phone number: {exc}") from None
+        return None, f"not a phone number: {exc}"
     if not phonenumbers.is_valid_number(number):
-        raise InvalidNumber("not a valid phone number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, "not a valid phone number for its country"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
 @lru_cache(maxsize=65536)
@@ -121,6 +133,8 @@ def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
     region = phonenumbers.region_code_for_number(number) or ""
     if region in FR_OVERSEAS:
         return "FR", FR_OVERSEAS[region]
+    if region in US_TERRITORIES:
+        return "US", region
     if number.country_code == 1:
         area = nanp_area_codes().get(str(number.national_number)[:3])
         if area is not None:
@@ -164,6 +178,10 @@ def address_jurisdiction(country: str, state: str | None = None, postal_code: st
     """(country, subdivision | None) of an address. `state` wins; else derived from the postal code
     (US ZIP3 -> state, Canadian first letter -> province, French postal code -> department)."""
     country = country.upper()
+    if country in US_TERRITORIES:
+        return "US", country
+    if country in FR_OVERSEAS:
+        return "FR", FR_OVERSEAS[country]
     if state:
         return country, state.strip().upper()
     if postal_code:
@@ -184,6 +202,8 @@ def zones_for_address(country: str, state: str | None = None, postal_code: str |
     country, sub = address_jurisdiction(country, state, postal_code)
     if sub is None:
         return ()
+    if country == "US" and sub in US_TERRITORIES:
+        return country_zones(sub)
     if country in ("US", "CA"):
         return _subdivision_zones().get((country, sub), country_zones(country))
     if country == "FR":

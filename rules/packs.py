@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,6 +49,19 @@ class Rule:
     unconfirmed: bool = False
     configurable: bool = False
 
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
+
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
@@ -73,6 +87,19 @@ class Pack:
     def ref(self) -> PackRef:
         return PackRef(self.id, self.version)
 
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
+
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
@@ -83,6 +110,7 @@ class PackSet:
 
     packs: tuple[Pack, ...]
     by_jurisdiction: dict[str, tuple[Pack, ...]] = field(default_factory=dict)
+    _selection: dict[tuple, tuple[tuple[Pack, Rule], ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, packs: Iterable[Pack]) -> PackSet:
@@ -92,14 +120,32 @@ class PackSet:
             index.setdefault(pack.jurisdiction, []).append(pack)
         return cls(ordered, {k: tuple(v) for k, v in index.items()})
 
-    def countries(self) -> frozenset[str]:
+    @cached_property
+    def _countries(self) -> frozenset[str]:
         return frozenset(code[:2] for code in self.by_jurisdiction)
+
+    def countries(self) -> frozenset[str]:
+        """Countries with at least one pack (others are UNSUPPORTED_JURISDICTION)."""
+        return self._countries
 
     def for_jurisdictions(self, codes: Iterable[str]) -> tuple[Pack, ...]:
         found: list[Pack] = []
         for code in codes:
             found.extend(self.by_jurisdiction.get(code, ()))
         return tuple(found)
+
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+               ) -> tuple[tuple[Pack, Rule], ...]:
+        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
+        (memoized: the engine then keeps those in force at the instant)."""
+        key = (codes, purpose, audience, voice)
+        found = self._selection.get(key)
+        if found is None:
+            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
+                          if r.applies_to(purpose, audience, voice))
+            if len(self._selection) < 100_000:
+                self._selection[key] = found
+        return found
 
     def in_force(self, at: datetime, jurisdictions: Iterable[str] | None = None) -> tuple[tuple[Pack, Rule], ...]:
         """Every (pack, rule) in force at `at`, for the given jurisdictions (all when None)."""

@@ -61,13 +61,17 @@ def _seconds(local: datetime) -> float:
 
 
 @lru_cache(maxsize=4096)
-def holiday_dates(country: str, subdivision: str | None, year: int) -> frozenset[date]:
-    """Public holidays of a country (and subdivision) in a year, from the `holidays` package."""
-    return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year).keys())
+def holiday_calendar(country: str, subdivision: str | None, year: int) -> dict[date, str]:
+    """Public holidays of a country (and subdivision) in a year, from the `holidays` package: date -> name."""
+    return dict(holidays.country_holidays(country, subdiv=subdivision, years=year).items())
+
+
+def holiday_dates(country: str, subdivision: str | None, year: int) -> dict[date, str]:
+    return holiday_calendar(country, subdivision, year)
 
 
 def holiday_name(country: str, subdivision: str | None, day: date) -> str:
-    return str(holidays.country_holidays(country, subdiv=subdivision, years=day.year).get(day, "holiday"))
+    return str(holiday_calendar(country, subdivision, day.year).get(day, "holiday"))
 
 
 class Constraint(Protocol):

@@ -1,0 +1,1 @@
+"""Sandbox PBX: an AMI server that behaves like Asterisk running our dialplan."""
