@@ -197,10 +197,7 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
     from rules.model import Campaign
 
     client = _client(config)
-    try:
-        gate = _gate(client, config)
-    except ImportError:
-        raise CommandError("the compliance gate is not installed (dialer.gate): cannot scrub") from None
+    gate = _gate(client, config)
     try:
         at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
     except ValueError:
@@ -217,10 +214,18 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
 
 
 def _gate(client: redis.Redis, config: Config) -> Any:
+    """The real gate (registries, DNC lists, facts, rule packs), used read-only: check_many, no audit."""
     from dialer.gate import Gate
     from dialer.registry.store import RegistryStore
+    from rules.packs import PackError, load_packs
 
-    return Gate(client, registries=RegistryStore(client))
+    try:
+        packs = load_packs(config["rules.packs_dir"] or None)
+    except PackError as exc:
+        raise CommandError(f"rule packs: {exc}") from None
+    if not config["security.secret_key"]:
+        raise CommandError("setting security.secret_key is required by the gate (DIALER_SECRET_KEY)")
+    return Gate(client, packs, RegistryStore(client), secret_key=config["security.secret_key"])
 
 
 def run_export(args: argparse.Namespace, config: Config) -> int:
