@@ -466,3 +466,42 @@ def test_scrub_through_the_real_gate(redis_client: redis.Redis, tmp_path: Path) 
     assert (evening["now"], evening["later"], evening["never"]) == (0, 1, 2)
     earliest = datetime.fromisoformat(evening["earliest_later"])
     assert earliest == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Paris
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_a_killed_work_horse_is_reconciled_by_the_status_poller(redis_url: str, redis_client: redis.Redis,
+                                                                tmp_path: Path) -> None:
+    from dialer.contacts.jobs import reconcile_import
+
+    path = make_big(tmp_path / "horse.csv", 80_000)
+    ticket = enqueue_import(redis_client, T, path, "horse", region="FR", helpers=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
+                              cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while int(redis_client.hget(Keys(T, ticket.import_id).status, "rows_done") or 0) < 5000:
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.01)
+        [horse] = _children(worker.pid)  # RQ runs each job in a forked work horse
+        os.kill(horse, signal.SIGKILL)
+        assert worker.wait(60) == 0  # the worker survives, marks the job failed, and (burst) exits
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert import_status(redis_client, T, ticket.import_id)["status"] == "running"  # nobody told it yet
+    status = reconcile_import(redis_client, T, ticket.import_id)
+    assert (status["status"], status["error_code"]) == ("failed", "abandoned")
+    assert not [k for k in tenant_keys(redis_client) if ":staging:" in k or ":contact:" in k]

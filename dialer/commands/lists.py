@@ -24,7 +24,7 @@ from dialer.cli import CommandError
 from dialer.config import Config
 from dialer.contacts.columns import load_mapping
 from dialer.contacts.export import KINDS, export
-from dialer.contacts.jobs import create_import, enqueue_import, run_import_inline
+from dialer.contacts.jobs import create_import, enqueue_import, reconcile_import, run_import_inline
 from dialer.contacts.report import summary_text, write_error_report
 from dialer.contacts.sniff import FileError
 from dialer.contacts.store import import_status
@@ -109,9 +109,13 @@ def _bar(total: int) -> Any:
 def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
     """Poll the import's status hash and drive a progress bar until it is committed or failed."""
     bar = None
+    polls = 0
     try:
         while True:
-            status = import_status(client, tenant, import_id) or {}
+            polls += 1
+            # Every ~2 s, also ask RQ: a coordinator killed with its worker must not leave us waiting forever.
+            status = (reconcile_import(client, tenant, import_id) if polls % 10 == 0 else
+                      import_status(client, tenant, import_id)) or {}
             total, done = int(status.get("rows_total") or 0), int(status.get("rows_done") or 0)
             if total and bar is None:
                 bar = _bar(total)
