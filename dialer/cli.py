@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.registry",
     "dialer.commands.gate",
     "dialer.commands.sandbox_pbx",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
     "dialer.commands.lists",
     "dialer.commands.worker",
 )
