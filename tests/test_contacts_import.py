@@ -505,3 +505,22 @@ def test_a_killed_work_horse_is_reconciled_by_the_status_poller(redis_url: str, 
     status = reconcile_import(redis_client, T, ticket.import_id)
     assert (status["status"], status["error_code"]) == ("failed", "abandoned")
     assert not [k for k in tenant_keys(redis_client) if ":staging:" in k or ":contact:" in k]
+
+
+def test_erasure_request_removes_every_trace_of_the_contact_but_not_the_facts(redis_client: redis.Redis,
+                                                                               tmp_path: Path) -> None:
+    from dialer.contacts.store import erase_phone
+
+    text = ("nom,mobile,fixe,consent_given_at\nA,06 12 34 56 78,01 45 67 89 01,2024-01-01\n"
+            "B,06 12 34 56 79,,\n")
+    status = run(redis_client, write(tmp_path / "g.csv", text), campaign="spring")
+    before = tenant_keys(redis_client)
+    assert erase_phone(redis_client, T, "+33145678901") == [f"{status['id']}-2"]  # by its second number
+    gone = before - tenant_keys(redis_client)
+    assert gone == {f"t:{T}:contact:{status['id']}-2", f"t:{T}:phone:+33612345678", f"t:{T}:phone:+33145678901"}
+    assert sorted(list_member_ids(redis_client, T, "leads")) == [f"{status['id']}-3"]
+    assert redis_client.smembers(Keys(T).campaign_contacts("spring")) == {f"{status['id']}-3".encode()}
+    assert redis_client.smembers(Keys(T).list_phones("leads")) == {b"+33612345679"}
+    assert redis_client.hget(Keys(T).list("leads"), "contacts") == b"1"
+    assert len(FactStore(redis_client).consents(T, "+33612345678")) == 1  # evidence stays
+    assert erase_phone(redis_client, T, "+33145678901") == []

@@ -415,7 +415,7 @@ class Importer:
         consents: list[str] = []
         seen_args: list[Any] = []
         pending_rows = 0
-        list_id, import_id = params["list"], self.import_id
+        list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
 
         def flush() -> None:
             nonlocal pending_rows
@@ -481,7 +481,8 @@ class Importer:
                     main = result.phones[0][1]
                     contact = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
                     contact.update({
-                        "id": cid, "list": list_id, "import": import_id, "row": record.row, "phone": main.e164,
+                        "id": cid, "list": list_id, "campaign": campaign, "import": import_id, "row": record.row,
+                        "phone": main.e164,
                         "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
                         "phone_subdivision": main.subdivision or "",
                         "phones": json.dumps(phones, separators=(",", ":")),
