@@ -340,7 +340,7 @@ def import_status(client: redis.Redis, tenant: str, import_id: str) -> dict[str,
     for name in ("format", "columns"):
         if name in status:
             status[name] = json.loads(status[name])
-    for name in ("mapping", "commit_token", "heartbeat"):
+    for name in ("mapping", "commit_token", "heartbeat", "path"):  # internals (path: a server directory)
         status.pop(name, None)
     return status
 
