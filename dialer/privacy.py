@@ -37,7 +37,7 @@ import redis
 from dialer.audit import AuditEvent, AuditLog, iso
 from dialer.audit_events import exports_key
 from dialer.contacts.phones import normalize as normalize_cell
-from dialer.contacts.store import Keys, contacts_for_phone, get_contact
+from dialer.contacts.store import Keys, Scripts, contacts_for_phone, get_contact
 from dialer.facts import (
     FactStore,
     campaign_dnc_key,
@@ -453,15 +453,12 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         pipe.lrem(Keys(tenant, import_id).errors, 0, raw)
     if errors:
         count("import_error_entries", len(errors))
+    erase_contact = Scripts(client).erase  # the contacts module's own erasure (contact, indexes, list counter)
     for contact in subject.contacts:
         cid = contact["id"]
-        pipe.delete(keys.contact(cid))
+        erase_contact(args=[keys.p, cid], client=pipe)
         count("contacts")
-        for list_id in lists:
-            if client.sismember(keys.list_members(list_id), cid):
-                pipe.srem(keys.list_members(list_id), cid)
-                pipe.hincrby(keys.list(list_id), "contacts", -1)
-        for campaign in campaigns:
+        for campaign in campaigns:  # contacts imported before they recorded their campaign
             if client.sismember(keys.campaign_contacts(campaign), cid):
                 pipe.srem(keys.campaign_contacts(campaign), cid)
     people = sorted(audit.person_ref(n) for n in subject.numbers)
