@@ -257,8 +257,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
         "people": people,
         "import_errors": errors,
         "exports": exports,
-        "suppressed": [suppression.entry(tenant, n) for n in subject.numbers
-                       if suppression.entry(tenant, n)] if suppression else [],
+        "suppressed": [e for e in (suppression.entry(tenant, n) for n in subject.numbers) if e] if suppression else [],
         "audit": _audit_mentions(audit, tenant, refs, set(subject.contact_ids)),
     }
     if audit_request:
@@ -448,7 +447,8 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         pipe.delete(keys.phone(number))
     for entry_id, _ in optout_log:
         pipe.xdel(optout_log_key(tenant), entry_id)
-    count("optout_log_entries", len(optout_log)) if optout_log else None
+    if optout_log:
+        count("optout_log_entries", len(optout_log))
     for import_id, raw, _ in errors:
         pipe.lrem(Keys(tenant, import_id).errors, 0, raw)
     if errors:

@@ -267,14 +267,19 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 
 
 def _trim_audit(audit: AuditLog, tenant: str, cutoff: datetime) -> int:
-    """Trim entries recorded before the cutoff: the first entry to keep is the first at or after it."""
+    """Trim entries recorded before the cutoff: the first entry to keep is the first at or after it. When every
+    entry is past its period the last one is kept (the chain needs a start; this run's own entry follows it,
+    and the next run removes it)."""
     keep_from = None
-    first = None
+    first = last = None
     for entry in audit.entries(tenant):
         first = first or entry.seq
+        last = entry.seq
         if entry.at >= cutoff:
             keep_from = entry.seq
             break
+    if keep_from is None:
+        keep_from = last
     if keep_from is None or first is None or keep_from <= first:
         return 0
     return audit.trim_before(tenant, keep_from)

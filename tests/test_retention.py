@@ -197,3 +197,15 @@ def test_offboarding_exports_everything_then_deletes_all_but_what_the_law_keeps(
     with pytest.raises(OffboardError):
         offboard(redis_client, T, tmp_path / "out.zip", AT, actor="user:ops", secret_key=KEY)
     assert person_key(T, FR, "consent").encode() not in redis_client.keys("*")
+
+
+def test_an_audit_trail_entirely_past_its_period_keeps_a_verifiable_start(redis_client):
+    audit = AuditLog(redis_client, KEY)
+    for n in range(4):
+        audit.append(T, "optout", "test", {"n": n}, AT - 9 * YEAR + timedelta(days=n))
+    report = retention.run(redis_client, T, AT, secret_key=KEY)
+    assert report.removed["audit"] == 3  # the last old entry stays as the start, this run's entry follows it
+    assert [e.payload.get("n") for e in audit.entries(T)] == [3, None]
+    assert audit.verify(T).ok
+    assert retention.run(redis_client, T, AT + timedelta(days=1), secret_key=KEY).removed["audit"] == 1
+    assert audit.verify(T).ok and [e.kind for e in audit.entries(T)] == ["retention", "retention"]
