@@ -5,8 +5,12 @@ verifiable), the RQ job, and the contract-end offboarding."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -209,3 +213,29 @@ def test_an_audit_trail_entirely_past_its_period_keeps_a_verifiable_start(redis_
     assert audit.verify(T).ok
     assert retention.run(redis_client, T, AT + timedelta(days=1), secret_key=KEY).removed["audit"] == 1
     assert audit.verify(T).ok and [e.kind for e in audit.entries(T)] == ["retention", "retention"]
+
+
+def run_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": KEY}
+    return subprocess.run([sys.executable, "-m", "dialer", *args], cwd=Path(__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_policy_run_and_offboard(redis_url, redis_client, tmp_path):
+    done = run_cli(redis_url, "retention", "policy", "--tenant", T, "--set", "attempts=10")
+    assert done.returncode == 1 and "legal minimum of 31 days" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli(redis_url, "retention", "policy", "--tenant", T, "--set", "exports=7")
+    assert done.returncode == 0 and "exports" in done.stdout and "7 days" in done.stdout
+    FactStore(redis_client).record_attempt(T, FR, Attempt(at=AT - 2 * YEAR, campaign="c1", outcome="busy",
+                                                          call_id="x1"))
+    done = run_cli(redis_url, "retention", "run", "--tenant", T, "--at", "2026-03-03T09:30:00Z")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removed"]["attempts"] == 1
+    done = run_cli(redis_url, "retention", "run", "--tenant", T, "--at", "yesterday")
+    assert done.returncode == 1 and "--at" in done.stderr
+    out = tmp_path / "final"
+    done = run_cli(redis_url, "tenant", "offboard", "--tenant", T, "--export", str(out), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (out / "manifest.json").exists() and "keys deleted" in done.stdout
+    done = run_cli(redis_url, "tenant", "offboard", "--tenant", T, "--export", str(out), "--yes")
+    assert done.returncode == 1 and "not empty" in done.stderr and "nothing was deleted" in done.stderr
