@@ -279,3 +279,16 @@ def test_cli_access_and_erase(redis_url, redis_client, world):
     assert done.returncode == 1 and "not_found" in done.stderr and "Traceback" not in done.stderr
     done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", OTHER, "--set", "city=Lyon")
     assert done.returncode == 1 and "--contact" in done.stderr
+
+
+def test_tenant_and_contact_ids_cannot_reach_other_keys(redis_client):
+    for call in (lambda: privacy.access(redis_client, "t1:x", phone=NUMBER, at=AT),
+                 lambda: privacy.erase(redis_client, "t1:x", phone=NUMBER, actor="a", at=AT, secret_key=KEY),
+                 lambda: privacy.rectify(redis_client, "t1:x", "c-1", {"city": "Lyon"}, "a", AT)):
+        with pytest.raises(privacy.PrivacyError) as err:
+            call()
+        assert err.value.code == "bad_tenant"
+    redis_client.hset(f"t:{T}:contact:a:b", "phone", NUMBER)
+    with pytest.raises(privacy.PrivacyError) as err:
+        privacy.access(redis_client, T, contact_id="a:b", at=AT)
+    assert err.value.code == "bad_request"
