@@ -17,9 +17,10 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
+    "dialer.commands.audit",
     "dialer.commands.registry",
-    "dialer.commands.sandbox_pbx",
     "dialer.commands.gate",
+    "dialer.commands.sandbox_pbx",
     "dialer.commands.tenants",
     "dialer.commands.serve",
 )
