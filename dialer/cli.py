@@ -17,6 +17,7 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
+    "dialer.commands.simulate",
 )
 
 

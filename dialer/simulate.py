@@ -92,6 +92,8 @@ class SimResult:
     busy_seconds: float = 0.0
     waits: list[float] = field(default_factory=list, repr=False)
     decisions: int = 0
+    peak_channels: int = 0  # most trunk channels in use at once (ringing + waiting + connected)
+    peak_originates_per_second: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     limited: Counter[str] = field(default_factory=Counter)
 
@@ -220,6 +222,9 @@ def simulate(config: SimConfig) -> SimResult:
                 result.limited[decision.limited_by] += 1
             if decision.calls:
                 estimators.on_originate(now, decision.calls)
+                result.peak_originates_per_second = max(
+                    result.peak_originates_per_second, estimators.originates.count(now)
+                )
             for _ in range(decision.calls):
                 next_call += 1
                 inflight[next_call] = now
@@ -235,6 +240,7 @@ def simulate(config: SimConfig) -> SimResult:
                     push(now + plan.ring_seconds, _NOT_LIVE, next_call)
                 else:  # no answer, or an answer that would come after the originate timeout
                     push(now + timeout, _NOT_LIVE, next_call)
+            result.peak_channels = max(result.peak_channels, len(inflight) + len(busy) + len(waiting))
             push(now + config.tick, _TICK, 0)
         elif kind == _NOT_LIVE:
             estimators.on_no_live_answer(now, now - inflight.pop(ref))

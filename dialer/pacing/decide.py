@@ -7,7 +7,7 @@ Reason codes (Decision.reason):
   progressive, power, predictive, agentless   the mode decided normally
   no-agents                                    nobody staffed: nothing is dialed
   no-estimates                                 predictive without estimates: progressive
-  backoff                                      predictive backing off as the abandon rate nears the cap
+  backoff                                      predictive or power backing off as the abandon rate nears the cap
   cap-reached                                  measured abandon rate at/over the cap: progressive
 """
 
@@ -53,10 +53,12 @@ def decide(policy: PacingPolicy, state: PacingState) -> Decision:
     elif mode is PacingMode.PROGRESSIVE:
         wanted, reason = state.free_agents - ringing, "progressive"
     elif mode is PacingMode.POWER:
-        if policy.enforce_cap and _cap_reached(policy, state):
-            wanted, reason = state.free_agents - ringing, "cap-reached"
-        else:
-            wanted, reason = math.floor(policy.power_ratio * state.free_agents + 0.5) - ringing, "power"
+        ratio, reason = policy.power_ratio, "power"
+        if policy.enforce_cap:
+            scale = _backoff_scale(policy, state)
+            if scale < 1.0:  # lines per free agent slide from the ratio down to 1 (progressive)
+                ratio, reason = 1.0 + (ratio - 1.0) * scale, ("backoff" if scale > 0.0 else "cap-reached")
+        wanted = math.floor(ratio * state.free_agents + 0.5) - ringing
     else:
         wanted, reason = _predictive(policy, state, detail)
     wanted = max(0, wanted)
@@ -64,9 +66,17 @@ def decide(policy: PacingPolicy, state: PacingState) -> Decision:
     return Decision(calls, wanted, mode, reason, limited_by, detail)
 
 
-def _cap_reached(policy: PacingPolicy, state: PacingState) -> bool:
-    measured = control_abandon_rate(state.abandons, state.live_answers, policy.abandon_cap)
-    return measured >= policy.abandon_cap
+def _backoff_scale(policy: PacingPolicy, state: PacingState) -> float:
+    """1 while the measured abandon rate is under backoff_start * cap, falling linearly to 0 at
+    the cap (and 0 above it)."""
+    cap = policy.abandon_cap
+    measured = control_abandon_rate(state.abandons, state.live_answers, cap)
+    start = policy.backoff_start * cap
+    if measured <= start:
+        return 1.0
+    if measured >= cap:
+        return 0.0
+    return (cap - measured) / (cap - start)
 
 
 def _apply_ceilings(wanted: int, state: PacingState) -> tuple[int, str | None]:
@@ -90,59 +100,75 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     (X) are compared with agents expected free by that horizon (A): free agents, plus each busy
     agent's probability of finishing within the horizon given how long it has been busy. With
     D = X - A approximated as normal, E[max(D, 0)] is the expected number of answered calls with
-    no agent; we keep it at or below `alpha * E[X]`, alpha being the risk budget, scaled down
-    as the measured abandon rate approaches the cap.
+    no agent. We add calls while the last one's share of it (its chance of being answered with
+    no agent, per expected answer) stays at or below alpha, the risk budget, which is scaled
+    down as the measured abandon rate approaches the cap.
     """
     progressive = state.free_agents - len(state.ringing)
     p = state.answer_rate
     ring, other, handle = state.ring_answered, state.ring_other, state.handle
     if p <= 0.0 or ring is None or other is None or handle is None:
         return progressive, "no-estimates"
-    cap = policy.abandon_cap
-    measured = control_abandon_rate(state.abandons, state.live_answers, cap)
-    if measured >= cap:
+    scale = _backoff_scale(policy, state)
+    if scale <= 0.0:
         return progressive, "cap-reached"
-    start = policy.backoff_start * cap
-    scale = 1.0 if measured <= start else (cap - measured) / (cap - start)
     alpha = policy.predictive_target * scale
 
     horizon = ring.mean + CONNECT_GRACE_SECONDS
     agents_mean = float(state.free_agents)
     agents_var = 0.0
-    done_within = handle.done_within
+    # Survival lookups are inlined (this loop and the next run per busy agent / ringing call
+    # on every tick): values[k] = P(duration >= k * step), the last value covers the tail.
+    hs, h_inv = handle.values, 1.0 / handle.step
+    hn, h_tail = len(hs), handle.values[-1]
     for elapsed in state.busy_elapsed:
-        q = done_within(elapsed, horizon)
+        k = int(elapsed * h_inv)
+        alive = hs[k] if k < hn else h_tail
+        if alive <= 0.0:
+            continue  # longer than anything observed: do not count on this agent
+        k = int((elapsed + horizon) * h_inv)
+        q = (alive - (hs[k] if k < hn else h_tail)) / alive
         agents_mean += q
         agents_var += q * (1.0 - q)
     agents_mean += sum(1 for t in state.agents_freeing if t <= horizon)
 
-    # A call still ringing after `age` seconds is less likely to be answered than a new one.
+    # A call still ringing after `age` seconds is less likely to be answered than a new one:
+    # P(live | still ringing at age) = p S_live(age) / (p S_live(age) + (1 - p) S_other(age)).
     answers_mean = 0.0
     answers_var = 0.0
-    ring_at, other_at = ring.at, other.at
+    rs, r_inv, rn, r_tail = ring.values, 1.0 / ring.step, len(ring.values), ring.values[-1]
+    os_, o_inv, on, o_tail = other.values, 1.0 / other.step, len(other.values), other.values[-1]
     q_other = 1.0 - p
     for age in state.ringing:
-        live = p * ring_at(age)
-        total = live + q_other * other_at(age)
+        k = int(age * r_inv)
+        live = p * (rs[k] if k < rn else r_tail)
+        k = int(age * o_inv)
+        total = live + q_other * (os_[k] if k < on else o_tail)
         if total > 0.0:
             pj = live / total
             answers_mean += pj
             answers_var += pj * (1.0 - pj)
 
     new_var = p * (1.0 - p)
+    base_mean = answers_mean - agents_mean
+    base_var = answers_var + agents_var
+
+    def overflow(n: int) -> float:
+        return expected_overflow(base_mean + n * p, base_var + n * new_var)
 
     def acceptable(n: int) -> bool:
-        expected = answers_mean + n * p
-        over = expected_overflow(expected - agents_mean, answers_var + n * new_var + agents_var)
-        return over <= alpha * expected
+        """The n-th new call's expected abandons stay within alpha of its expected answers."""
+        return overflow(n) - overflow(n - 1) <= alpha * p
 
     hi = max(0, math.floor(policy.max_lines_per_agent * state.staffed_agents) - len(state.ringing))
-    if alpha <= 0.0 or not acceptable(0):
+    # The overflow is convex in n, so the marginal risk grows with n: acceptable() holds on
+    # [1, n*] (or nowhere); bisect for n*.
+    if hi == 0 or not acceptable(1):
         n = 0
     elif acceptable(hi):
         n = hi
-    else:  # acceptable(n) holds on [0, n*] (the overflow is convex in n): bisect for n*
-        lo = 0
+    else:
+        lo = 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if acceptable(mid):
@@ -155,7 +181,6 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
         agents_expected=agents_mean,
         answers_in_flight=answers_mean,
         alpha=alpha,
-        measured_abandon_rate=measured,
     )
     if n < progressive:
         n = progressive

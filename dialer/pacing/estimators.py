@@ -102,27 +102,27 @@ class Survival:
     (conservative for pacing: it will not count on those agents).
     """
 
-    __slots__ = ("_s", "mean", "step")
+    __slots__ = ("mean", "step", "values")
 
     def __init__(self, survival: tuple[float, ...], step: float, mean: float) -> None:
         if not survival or survival[0] <= 0 or step <= 0:
             raise ValueError("survival table must start positive and step must be positive")
-        self._s = survival
+        self.values = survival  # values[k] = P(duration >= k * step); read directly in hot loops
         self.step = step
         self.mean = mean
 
     def at(self, x: float) -> float:
         if x <= 0:
             return 1.0
-        s = self._s
+        s = self.values
         k = int(x / self.step)
         return s[k] if k < len(s) else s[-1]
 
     def done_within(self, elapsed: float, horizon: float) -> float:
-        """P(duration < elapsed + horizon | duration >= elapsed)."""
+        """P(duration < elapsed + horizon | duration >= elapsed); 0 past the observed range."""
         alive = self.at(elapsed)
         if alive <= 0.0:
-            return 1.0
+            return 0.0
         return max(0.0, (alive - self.at(elapsed + horizon)) / alive)
 
     @classmethod

@@ -59,7 +59,7 @@ class PacingPolicy:
     mode: PacingMode = PacingMode.PREDICTIVE
     abandon_cap: float = DEFAULT_ABANDON_CAP
     power_ratio: float = 2.0
-    predictive_target: float = 0.03
+    predictive_target: float = 0.1
     backoff_start: float = 0.6
     max_lines_per_agent: float = 12.0
     enforce_cap: bool = True

@@ -36,7 +36,7 @@ class CampaignEstimators:
     def __init__(
         self,
         ring_timeout: float = 25.0,
-        prior_answer_rate: float = 0.3,
+        prior_answer_rate: float = 0.5,
         prior_ring_mean: float = 8.0,
         prior_handle_mean: float = 120.0,
         refresh_seconds: float = 30.0,
