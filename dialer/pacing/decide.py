@@ -28,8 +28,12 @@ _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def control_abandon_rate(abandons: int, live_answers: int, cap: float) -> float:
-    """The abandon rate the back-off reacts to (raw rate smoothed by a prior at cap/2)."""
-    return (abandons + _PRIOR_ANSWERS * cap * 0.5) / (live_answers + _PRIOR_ANSWERS)
+    """The abandon rate the back-off reacts to: the window's rate smoothed by a prior at cap/2,
+    plus one standard error. The margin matters for small campaigns, whose rate at the end of
+    the window swings most; with thousands of answers it all but vanishes."""
+    n = live_answers + _PRIOR_ANSWERS
+    rate = (abandons + _PRIOR_ANSWERS * cap * 0.5) / n
+    return rate + math.sqrt(rate * (1.0 - rate) / n)
 
 
 def expected_overflow(mean: float, variance: float) -> float:
