@@ -1,0 +1,240 @@
+"""What we know about one person, per tenant, in Redis: consent, relationships, opt-outs, attempts.
+
+Every write to a person's facts also increments that person's version counter in the same
+MULTI/EXEC. The gate reads facts and version together, decides, and reserves an attempt only
+if the version has not moved (see dialer/gate.py): an opt-out or an attempt landing between
+the read and the reservation makes the reservation retry, so no call slips through.
+
+Keys (tenant-owned data lives under t:{tenant}:):
+  t:{T}:p:{e164}:consent   list of consent records (JSON), append-only; a withdrawal is a record
+  t:{T}:p:{e164}:rel       list of business relationships (JSON)
+  t:{T}:p:{e164}:att       hash call_id -> attempt (JSON: at, campaign, outcome)
+  t:{T}:p:{e164}:ver       integer version of the person's facts
+  t:{T}:dnc                hash e164 -> company-wide opt-out (JSON: at, source, call_id, campaign, keyword)
+  t:{T}:campaign:{C}:dnc   hash e164 -> campaign opt-out (JSON)
+  t:{T}:optouts            stream: every opt-out ever recorded (evidence; never trimmed by the dialer)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from rules.model import Attempt, Consent, Relationship, utc
+
+OPTOUT_SCOPES = ("company", "campaign")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def person_key(tenant: str, e164: str, part: str) -> str:
+    return f"t:{tenant}:p:{e164}:{part}"
+
+
+def company_dnc_key(tenant: str) -> str:
+    return f"t:{tenant}:dnc"
+
+
+def campaign_dnc_key(tenant: str, campaign: str) -> str:
+    return f"t:{tenant}:campaign:{campaign}:dnc"
+
+
+def optout_log_key(tenant: str) -> str:
+    return f"t:{tenant}:optouts"
+
+
+# --- JSON codec (pure) ------------------------------------------------------------------------
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else utc(value).isoformat().replace("+00:00", "Z")
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _dump(record: Any) -> str:
+    data = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in asdict(record).items()}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+_CONSENT_TIMES = ("given_at", "expires_at", "withdrawn_at")
+
+
+def consent_from_json(text: str | bytes) -> Consent:
+    data = json.loads(text)
+    for key in _CONSENT_TIMES:
+        data[key] = _instant(data.get(key))
+    return Consent(**data)
+
+
+def relationship_from_json(text: str | bytes) -> Relationship:
+    data = json.loads(text)
+    return Relationship(kind=data["kind"], at=_instant(data["at"]), until=_instant(data.get("until")))  # type: ignore[arg-type]
+
+
+def attempt_from_json(text: str | bytes) -> Attempt:
+    data = json.loads(text)
+    return Attempt(at=_instant(data["at"]), campaign=data["campaign"], outcome=data["outcome"],  # type: ignore[arg-type]
+                   call_id=data.get("call_id"))
+
+
+def attempt_json(attempt: Attempt) -> str:
+    return _dump(attempt)
+
+
+@dataclass(frozen=True)
+class OptOut:
+    at: datetime
+    source: str  # keypress, agent, api, sms, import ...
+    scope: str = "company"
+    campaign: str | None = None
+    call_id: str | None = None
+    keyword: str | None = None
+
+
+def optout_from_json(text: str | bytes) -> OptOut:
+    data = json.loads(text)
+    data["at"] = _instant(data["at"])
+    return OptOut(**data)
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """A person's stored facts for one campaign, with the version they were read at."""
+
+    consent: tuple[Consent, ...]
+    relationships: tuple[Relationship, ...]
+    history: tuple[Attempt, ...]
+    company_dnc: OptOut | None
+    campaign_dnc: OptOut | None
+    version: int
+
+
+class FactStore:
+    """Reads and writes a person's facts. Synchronous redis client (thread-safe pool);
+    async callers wrap calls in asyncio.to_thread."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # --- writes: each one bumps the person's version atomically with the data ---------------
+
+    def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for method, args in ops:
+            getattr(pipe, method)(*args)
+        pipe.incr(person_key(tenant, e164, "ver"))
+        pipe.execute()
+
+    def add_consent(self, tenant: str, e164: str, consent: Consent) -> None:
+        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))])
+
+    def withdraw_consent(
+        self, tenant: str, e164: str, at: datetime, *, source: str, purpose: str = "telemarketing",
+        campaign: str | None = None, evidence: str = "",
+    ) -> None:
+        """Record a withdrawal. It wins over every consent given before `at` for that purpose."""
+        record = Consent(given_at=None, purpose=purpose, withdrawn_at=utc(at), source=source, evidence=evidence,
+                         campaign=campaign)
+        self.add_consent(tenant, e164, record)
+
+    def add_relationship(self, tenant: str, e164: str, relationship: Relationship) -> None:
+        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "rel"), _dump(relationship)))])
+
+    def add_optout(
+        self, tenant: str, e164: str, *, at: datetime, source: str, scope: str = "company",
+        campaign: str | None = None, call_id: str | None = None, keyword: str | None = None,
+    ) -> OptOut:
+        """Record an opt-out durably: the DNC entry, the evidence log, and the version bump, in one
+        transaction. A second opt-out keeps the first entry's date (the earliest request counts)."""
+        if scope not in OPTOUT_SCOPES:
+            raise ValueError(f"opt-out scope must be one of {OPTOUT_SCOPES}")
+        if scope == "campaign" and not campaign:
+            raise ValueError("a campaign opt-out needs the campaign")
+        optout = OptOut(at=utc(at), source=source, scope=scope, campaign=campaign, call_id=call_id, keyword=keyword)
+        dnc = company_dnc_key(tenant) if scope == "company" else campaign_dnc_key(tenant, campaign or "")
+        entry = _dump(optout)
+        log = {"e164": e164, **{k: v for k, v in json.loads(entry).items() if v is not None}}
+        self._write(tenant, e164, [
+            ("hsetnx", (dnc, e164, entry)),
+            ("xadd", (optout_log_key(tenant), log)),
+        ])
+        return optout
+
+    def record_attempt(self, tenant: str, e164: str, attempt: Attempt) -> str:
+        call_id = attempt.call_id or uuid.uuid4().hex
+        stored = Attempt(at=attempt.at, campaign=attempt.campaign, outcome=attempt.outcome, call_id=call_id)
+        self._write(tenant, e164, [("hset", (person_key(tenant, e164, "att"), call_id, attempt_json(stored)))])
+        return call_id
+
+    def record_outcome(self, tenant: str, e164: str, call_id: str, outcome: str, at: datetime | None = None) -> None:
+        """Set the outcome of an attempt the gate reserved. Its instant stays the reservation's,
+        unless the attempt is unknown to us, in which case `at` (required then) is used."""
+        key = person_key(tenant, e164, "att")
+        raw = self.redis.hget(key, call_id)
+        if raw is not None:
+            old = attempt_from_json(raw)
+            attempt = Attempt(at=old.at, campaign=old.campaign, outcome=outcome, call_id=call_id)
+        elif at is not None:
+            attempt = Attempt(at=utc(at), campaign="", outcome=outcome, call_id=call_id)
+        else:
+            raise KeyError(f"no attempt {call_id} for this number")
+        self._write(tenant, e164, [("hset", (key, call_id, attempt_json(attempt)))])
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _queue_reads(self, pipe: Any, tenant: str, e164: str, campaign: str) -> None:
+        pipe.lrange(person_key(tenant, e164, "consent"), 0, -1)
+        pipe.lrange(person_key(tenant, e164, "rel"), 0, -1)
+        pipe.hvals(person_key(tenant, e164, "att"))
+        pipe.hget(company_dnc_key(tenant), e164)
+        pipe.hget(campaign_dnc_key(tenant, campaign), e164)
+        pipe.get(person_key(tenant, e164, "ver"))
+
+    @staticmethod
+    def _build(raw: Sequence[Any]) -> PersonFacts:
+        consent, rel, att, company, campaign, version = raw
+        return PersonFacts(
+            consent=tuple(consent_from_json(x) for x in consent),
+            relationships=tuple(relationship_from_json(x) for x in rel),
+            history=tuple(sorted((attempt_from_json(x) for x in att), key=lambda a: a.at)),
+            company_dnc=optout_from_json(company) if company else None,
+            campaign_dnc=optout_from_json(campaign) if campaign else None,
+            version=int(version or 0),
+        )
+
+    def load(self, tenant: str, e164: str, campaign: str) -> PersonFacts:
+        return self.load_many(tenant, [(e164, campaign)])[0]
+
+    def load_many(self, tenant: str, items: Sequence[tuple[str, str]]) -> list[PersonFacts]:
+        """Facts for many (e164, campaign) pairs in one round trip. Reads are not transactional
+        across people; each person's reservation re-checks that person's version."""
+        pipe = self.redis.pipeline(transaction=False)
+        for e164, campaign in items:
+            self._queue_reads(pipe, tenant, e164, campaign)
+        raw = pipe.execute()
+        return [self._build(raw[i * 6 : i * 6 + 6]) for i in range(len(items))]
+
+    def consents(self, tenant: str, e164: str) -> list[Consent]:
+        return [consent_from_json(x) for x in self.redis.lrange(person_key(tenant, e164, "consent"), 0, -1)]
+
+    def attempts(self, tenant: str, e164: str) -> list[Attempt]:
+        raw = self.redis.hvals(person_key(tenant, e164, "att"))
+        return sorted((attempt_from_json(x) for x in raw), key=lambda a: a.at)
+
+    def optout(self, tenant: str, e164: str, campaign: str | None = None) -> OptOut | None:
+        """The company opt-out, else the campaign's, else None."""
+        raw = self.redis.hget(company_dnc_key(tenant), e164)
+        if raw is None and campaign:
+            raw = self.redis.hget(campaign_dnc_key(tenant, campaign), e164)
+        return optout_from_json(raw) if raw else None
+
+    def version(self, tenant: str, e164: str) -> int:
+        return int(self.redis.get(person_key(tenant, e164, "ver")) or 0)
