@@ -165,8 +165,8 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
         return overflow(n) - overflow(n - 1) <= alpha * p
 
     hi = max(0, math.floor(policy.max_lines_per_agent * state.staffed_agents) - len(state.ringing))
-    # The overflow is convex in n, so the marginal risk grows with n: acceptable() holds on
-    # [1, n*] (or nowhere); bisect for n*.
+    # Each extra call raises the mean of D by p and its spread only by a square root, so the
+    # marginal risk grows with n: acceptable() holds on [1, n*] (or nowhere); bisect for n*.
     if hi == 0 or not acceptable(1):
         n = 0
     elif acceptable(hi):
