@@ -17,6 +17,7 @@ from dialer.pacing import (
     RecentOriginates,
     Survival,
     decide,
+    expected_overflow,
 )
 
 RING = Survival.lognormal(6.0, 0.5, step=0.5, max_seconds=120)
@@ -218,3 +219,27 @@ def test_recent_originates_forgets_after_a_second() -> None:
     assert window.count(10.6) == 5
     assert window.count(11.0) == 2
     assert window.count(11.5) == 0
+
+
+def test_expected_overflow_matches_the_normal_formula() -> None:
+    import math
+    import random
+
+    assert expected_overflow(0.0, 1.0) == pytest.approx(1 / math.sqrt(2 * math.pi))
+    assert expected_overflow(3.0, 0.0) == 3.0 and expected_overflow(-3.0, 0.0) == 0.0
+    assert expected_overflow(50.0, 1.0) == pytest.approx(50.0)
+    rng = random.Random(9)
+    sample = [max(0.0, rng.gauss(-1.0, 2.0)) for _ in range(200_000)]
+    assert expected_overflow(-1.0, 4.0) == pytest.approx(sum(sample) / len(sample), rel=0.02)
+
+
+def test_policy_from_campaign_settings() -> None:
+    p = PacingPolicy.from_mapping({"mode": "power", "power_ratio": 3, "abandon_cap": 0.02, "enforce_cap": True})
+    assert (p.mode, p.power_ratio, p.abandon_cap) == (PacingMode.POWER, 3.0, 0.02)
+    assert PacingPolicy.from_mapping(p.as_dict()) == p
+    with pytest.raises(PolicyError, match="unknown setting 'power_raito'"):
+        PacingPolicy.from_mapping({"power_raito": 3})
+    with pytest.raises(PolicyError, match=r"pacing\.abandon_cap: expected a number"):
+        PacingPolicy.from_mapping({"abandon_cap": "3%"})
+    with pytest.raises(PolicyError, match=r"pacing\.mode"):
+        PacingPolicy.from_mapping({"mode": "turbo"})

@@ -7,6 +7,7 @@ abandon counters, trunk usage) and calls `dialer.pacing.decide(policy, state)`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -81,6 +82,34 @@ class PacingPolicy:
             raise PolicyError(f"pacing.backoff_start: must be in [0, 1), got {self.backoff_start}")
         if self.max_lines_per_agent < 1.0:
             raise PolicyError(f"pacing.max_lines_per_agent: must be >= 1, got {self.max_lines_per_agent}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> PacingPolicy:
+        """From a campaign's settings (JSON/TOML table); unknown keys and wrong types are errors
+        naming the field (a typo must not silently mean a default)."""
+        kwargs: dict[str, object] = {}
+        for key, value in data.items():
+            if key not in _POLICY_FIELDS:
+                raise PolicyError(f"pacing: unknown setting {key!r} ({', '.join(sorted(_POLICY_FIELDS))})")
+            if key == "mode":
+                kwargs[key] = value
+            elif key == "enforce_cap":
+                if not isinstance(value, bool):
+                    raise PolicyError(f"pacing.enforce_cap: expected true or false, got {value!r}")
+                kwargs[key] = value
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PolicyError(f"pacing.{key}: expected a number, got {value!r}")
+            else:
+                kwargs[key] = float(value)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: (getattr(self, name).value if name == "mode" else getattr(self, name)) for name in _POLICY_FIELDS}
+
+
+_POLICY_FIELDS = (
+    "mode", "abandon_cap", "power_ratio", "predictive_target", "backoff_start", "max_lines_per_agent", "enforce_cap",
+)
 
 
 @dataclass(frozen=True)
