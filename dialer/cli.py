@@ -17,6 +17,8 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
+    "dialer.commands.sandbox_pbx",
+    "dialer.commands.gate",
     "dialer.commands.simulate",
 )
 

@@ -144,3 +144,38 @@ def test_fuzz_never_crashes_and_keeps_events_after_garbage(garbage, messages, da
 @given(st.binary(max_size=2000), st.lists(st.integers(1, 64), max_size=50))
 def test_fuzz_random_bytes_never_crash(blob, sizes):
     parse_all(blob, sizes)
+
+
+def test_garbage_that_looks_like_old_command_output_does_not_swallow_events():
+    # Found by the fuzzer: a stray "Response: Follows" block with no --END COMMAND-- used to hold
+    # back every later message until the buffer limit.
+    parser = Parser(expect_banner=False)
+    parsed = parser.feed(b"response:follows\r\n\r\nEvent: Hangup\r\nCause: 16\r\n\r\n")
+    assert [m.name for m in parsed] == ["follows", "Hangup"]
+    assert parsed[1]["Cause"] == "16"
+
+
+def test_parser_survives_a_long_stream_in_odd_chunks():
+    data = transcript_wire_bytes()
+    sizes = [7, 1, 4093, 13, 65536, 2] * 40
+    assert len(parse_all(data, sizes)) == len(load_transcript()[1]) + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(message_st, min_size=1, max_size=6),
+    separators=st.lists(st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b"\n"]), min_size=6, max_size=6),
+    lf_only=st.booleans(),
+    sizes=st.lists(st.integers(1, 80), max_size=30),
+)
+def test_fuzz_fast_and_slow_paths_agree(messages, separators, lf_only, sizes):
+    """The whole stream at once (fast path: one decode and split) and in small pieces (mostly the
+    message-by-message path) give the same messages, with CRLF or bare LF framing."""
+    parts = []
+    for message, extra in zip(messages, separators, strict=False):
+        wire = encode(message)
+        parts.append((wire.replace(b"\r\n", b"\n") if lf_only else wire) + extra)
+    stream = b"".join(parts)
+    whole = Parser(expect_banner=False).feed(stream)
+    pieces = parse_all(b"Asterisk Call Manager/11.0.0\r\n" + stream, sizes)[1:]
+    assert [m.fields for m in whole] == [m.fields for m in pieces] == [list(m) for m in messages]

@@ -93,7 +93,7 @@ def test_agent_profile_defaults_match_reference_queue() -> None:
         ("5550003", Fate.NO_ANSWER, math.inf, 0.0),
         ("5550004", Fate.CONGESTION, 0.0, 0.0),
         ("5550005", Fate.ANSWER, 1.0, 4.0),
-        ("5550008", Fate.ANSWER, 1.0, 10.0),
+        ("5550006", Fate.ANSWER, 1.0, 10.0),
         ("+33145678900", Fate.ANSWER, 1.0, 10.0),
     ],
 )
@@ -103,5 +103,8 @@ def test_reference_last_digit(number: str, fate: Fate, ring: float, stay: float)
 
 
 def test_reference_additions() -> None:
-    assert reference_plan("5550006").machine
+    assert reference_plan("5550008").machine
     assert reference_plan("5550007").optout_after == 0.5
+    # The reference dialed 5550006 as an ordinary 1 s / 10 s answer: it must stay that way.
+    assert reference_plan("5550006") == reference_plan("5550009")
+    assert not reference_plan("5550006").machine and reference_plan("5550006").optout_after is None

@@ -8,8 +8,8 @@ Two ways to decide a callee's fate:
 - `CalleeProfile.sample(rng)`: probabilities and durations (the realistic mode);
 - `reference_plan(number)`: the last digit of the number picks the behaviour, exactly as the
   `[sim-callee]` context of the real-Asterisk reference (tests use it to compare event
-  sequences with the transcript). Digits 6 and 7 are our additions (machine, opt-out),
-  which the reference dialplan does not exercise.
+  sequences with the transcript). Digits 7 (opt-out) and 8 (answering machine) are our
+  additions: the reference treats them as "other" and never dialed them (it dialed 1-6).
 
 Durations are in seconds of simulated time; the PBX divides them by its time scale.
 """
@@ -303,9 +303,9 @@ _REFERENCE: dict[str, CallPlan] = {
     "3": CallPlan(Fate.NO_ANSWER, ring_seconds=math.inf),
     "4": CallPlan(Fate.CONGESTION, ring_seconds=0.0),
     "5": CallPlan(Fate.ANSWER, ring_seconds=1.0, stay_seconds=4.0),
-    # Our additions (not in the reference dialplan): a machine, and a person who opts out.
-    "6": CallPlan(Fate.ANSWER, ring_seconds=1.0, stay_seconds=10.0, machine=True),
+    # Our additions (the reference dialed 1-6 only): a person who opts out, and a machine.
     "7": CallPlan(Fate.ANSWER, ring_seconds=1.0, stay_seconds=10.0, optout_after=0.5),
+    "8": CallPlan(Fate.ANSWER, ring_seconds=1.0, stay_seconds=10.0, machine=True),
 }
 _REFERENCE_DEFAULT = CallPlan(Fate.ANSWER, ring_seconds=1.0, stay_seconds=10.0)
 
@@ -314,8 +314,9 @@ def reference_plan(number: str) -> CallPlan:
     """The deterministic "last digit picks the behaviour" mode (see module docstring).
 
     1: answers after 2 s, stays 20 s; 2: busy; 3: never answers; 4: congestion;
-    5: answers after 1 s, stays 4 s; 6: answering machine (1 s, 10 s); 7: answers after 1 s
-    and presses the opt-out digit 0.5 s later; anything else: answers after 1 s, stays 10 s.
+    5: answers after 1 s, stays 4 s; 7: answers after 1 s and presses the opt-out digit 0.5 s
+    later; 8: answering machine (answers after 1 s, 10 s greeting); anything else (6, 9, 0):
+    answers after 1 s, stays 10 s.
     """
     digits = [c for c in number if c.isdigit()]
     if not digits:

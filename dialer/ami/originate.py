@@ -1,0 +1,143 @@
+"""Place one call: the Originate action of CONTRACTS.md, and what to do when it goes wrong.
+
+The rule that matters: an Originate that was written to the socket is never sent again.
+If its response is lost (the connection dropped, or no response in time), the call may be
+ringing a person right now; the attempt stays in flight, marked unconfirmed, until the
+events or the reconciliation after the reconnect (dialer.ami.reconcile) settle it. Only
+`NotConnected` (nothing was written) lets the caller try again, here or on another server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dialer.ami.calls import CallTracker, Outcome
+from dialer.ami.client import ActionTimeout, AMIClient, ConnectionLost, NotConnected
+from dialer.ami.protocol import Message, variables
+
+MIN_RING_MS = 15_000  # the minimum ring time: 15 s
+OPTOUT_DIGITS = frozenset("0123456789*#")
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    """Everything one Originate needs. `channel` is the dial string (see dial_string)."""
+
+    call_id: str
+    campaign_id: str
+    tenant: str
+    contact: str  # E.164
+    channel: str
+    caller_id: str
+    timeout_ms: int = 30_000
+    agent_kind: Literal["queue", "ai"] = "queue"
+    queue: str = ""
+    ai_endpoint: str = ""
+    ai_disclosure: bool = False
+    recording_notice: bool = False
+    optout_digit: str = "9"
+    info_message: str = ""
+    amd: bool = False
+    connect_timeout: int = 2  # seconds from answer to an agent before the abandon path
+    context: str = "dialer-outbound"
+    exten: str = "s"
+    priority: int = 1
+    extra_variables: Mapping[str, str] = field(default_factory=dict)
+
+
+def dial_string(template: str, e164: str) -> str:
+    """The Channel for a number: `{number}` is the E.164 form, `{digits}` the same without '+'."""
+    return template.format(number=e164, digits=e164.lstrip("+"))
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def originate_fields(request: OriginateRequest) -> list[tuple[str, object]]:
+    """The Originate fields per CONTRACTS.md. Raises ValueError on a request that breaks it."""
+    if request.timeout_ms < MIN_RING_MS:
+        raise ValueError(f"Originate timeout {request.timeout_ms} ms is below the minimum ring of {MIN_RING_MS} ms")
+    if request.agent_kind not in ("queue", "ai"):
+        raise ValueError(f"agent kind must be queue or ai, not {request.agent_kind!r}")
+    if request.optout_digit not in OPTOUT_DIGITS:
+        raise ValueError(f"opt-out digit must be one DTMF key, not {request.optout_digit!r}")
+    if not request.call_id or not request.channel:
+        raise ValueError("an Originate needs a call id and a channel")
+    values = {
+        "DIALER_CALL_ID": request.call_id,
+        "DIALER_CAMPAIGN_ID": request.campaign_id,
+        "DIALER_TENANT_ID": request.tenant,
+        "DIALER_AGENT_KIND": request.agent_kind,
+        "DIALER_QUEUE": request.queue,
+        "DIALER_AI_ENDPOINT": request.ai_endpoint,
+        "DIALER_AI_DISCLOSURE": _flag(request.ai_disclosure),
+        "DIALER_RECORDING_NOTICE": _flag(request.recording_notice),
+        "DIALER_OPTOUT_DIGIT": request.optout_digit,
+        "DIALER_INFO_MESSAGE": request.info_message,
+        "DIALER_AMD": _flag(request.amd),
+        "DIALER_CONNECT_TIMEOUT": str(request.connect_timeout),
+        **request.extra_variables,
+    }
+    return [
+        ("Channel", request.channel),
+        ("Context", request.context),
+        ("Exten", request.exten),
+        ("Priority", request.priority),
+        ("Timeout", request.timeout_ms),
+        ("CallerID", request.caller_id),
+        ("Async", "true"),
+        ("Variable", variables(values)),
+    ]
+
+
+@dataclass(frozen=True)
+class OriginateResult:
+    """queued: Asterisk accepted it (events will follow); refused: it answered Error (no call,
+    `outcome` is the failed outcome to record); unconfirmed: the response was lost, the attempt
+    stays in flight until events or reconciliation settle it. Never re-send in any case."""
+
+    call_id: str
+    status: Literal["queued", "refused", "unconfirmed"]
+    response: Message | None = None
+    outcome: Outcome | None = None
+    detail: str = ""
+
+
+async def originate(
+    client: AMIClient,
+    tracker: CallTracker,
+    request: OriginateRequest,
+    *,
+    clock: Callable[[], float] = time.time,
+    timeout: float | None = None,
+) -> OriginateResult:
+    """Register the attempt, send the Originate (ActionID = call id), return on its response.
+
+    Raises NotConnected (nothing sent, attempt withdrawn: safe to try elsewhere) and
+    ValueError (a request that breaks the contract).
+    """
+    fields = originate_fields(request)
+    tracker.register(
+        request.call_id,
+        request.campaign_id,
+        request.tenant,
+        request.contact,
+        clock(),
+        ring_timeout=request.timeout_ms / 1000,
+    )
+    try:
+        response = await client.action("Originate", fields, action_id=request.call_id, timeout=timeout, check=False)
+    except NotConnected:
+        tracker.withdraw(request.call_id)
+        raise
+    except (ConnectionLost, ActionTimeout) as exc:
+        tracker.mark_unconfirmed(request.call_id)
+        return OriginateResult(request.call_id, "unconfirmed", detail=str(exc))
+    if (response.name or "").lower() == "error":
+        outcome = tracker.refused(request.call_id, clock())
+        return OriginateResult(request.call_id, "refused", response, outcome, response.get("Message") or "")
+    return OriginateResult(request.call_id, "queued", response)

@@ -1,0 +1,630 @@
+"""The sandbox PBX's AMI server: asyncio TCP, speaking the manager protocol as Asterisk 22 does.
+
+    server = SandboxServer(SandboxSettings(port=0, time_scale=0.05, seed=1))
+    await server.start()          # server.port is the bound port
+    ...
+    await server.stop()
+
+Framing: banner `Asterisk Call Manager/11.0.0\\r\\n`, then `Key: Value\\r\\n` lines ended by an empty
+line, in both directions (encoded with dialer.ami.protocol.encode). Events go to every logged-in
+connection whose `Events` setting lets them through, as Asterisk does.
+
+Test hooks: `restart()` (calls lost, connections closed, optionally down for a while),
+`drop_connections()`, `freeze()` / `unfreeze()` (stop reading and writing without closing: a
+half-open connection as the client sees it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+
+from dialer.ami.protocol import encode, md5_key
+from dialer.sandbox.dialplan import split_args
+from dialer.sandbox.events import Fields
+from dialer.sandbox.pbx import OriginateRequest, Pbx
+from dialer.sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+VERSION = "22.10.1"
+MAX_ACTION_BYTES = 1024 * 1024
+MAX_PENDING_BYTES = 32 * 1024 * 1024
+EVENT_CLASSES = (
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+)
+
+
+# The classes an action is registered with in Asterisk (any one of them grants it); absent: none needed.
+ACTION_CLASSES = {
+    "originate": {"originate"},
+    "hangup": {"system", "call"},
+    "coreshowchannels": {"system", "reporting"},
+    "corestatus": {"system", "reporting"},
+    "command": {"command"},
+}
+
+
+class Action:
+    """One action from the client: fields in order, keys matched case-insensitively."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self.fields = fields
+
+    def get(self, key: str, default: str = "") -> str:
+        lower = key.lower()
+        for k, v in self.fields:
+            if k.lower() == lower:
+                return v
+        return default
+
+    def getall(self, key: str) -> list[str]:
+        lower = key.lower()
+        return [v for k, v in self.fields if k.lower() == lower]
+
+    @property
+    def name(self) -> str:
+        return self.get("Action").strip()
+
+    @property
+    def action_id(self) -> str | None:
+        value = self.get("ActionID", "")
+        return value if any(k.lower() == "actionid" for k, _ in self.fields) else None
+
+
+def parse_actions(buffer: bytearray) -> list[Action]:
+    """Take complete actions (ended by an empty line) out of `buffer`."""
+    out = []
+    while True:
+        crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")
+        if crlf < 0 and lf < 0:
+            return out
+        if crlf >= 0 and (lf < 0 or crlf <= lf):
+            end, sep = crlf, 4
+        else:
+            end, sep = lf, 2
+        block = bytes(buffer[:end]).decode("utf-8", "replace")
+        del buffer[: end + sep]
+        fields = []
+        for line in block.replace("\r", "").split("\n"):
+            key, colon, value = line.partition(":")
+            if colon and key.strip():
+                fields.append((key.strip(), value[1:] if value.startswith(" ") else value))
+        if fields:
+            out.append(Action(fields))
+
+
+class Session:
+    """One AMI connection."""
+
+    def __init__(self, server: SandboxServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.authenticated = False
+        self.challenge: str | None = None
+        self.events: set[str] | None = None  # None: all classes; empty: off
+        self.closed = False
+
+    def send(self, fields: Fields) -> None:
+        if self.closed or self.server.frozen:
+            return
+        self.send_bytes(encode(fields))
+
+    def send_bytes(self, data: bytes) -> None:
+        if self.closed or self.server.frozen:
+            return
+        try:
+            self.writer.write(data)
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+            return
+        if self.writer.transport.get_write_buffer_size() > MAX_PENDING_BYTES:
+            # A client that does not read: Asterisk gives up on it (writetimeout) rather than queue forever.
+            log.warning("sandbox PBX: AMI client not reading, connection closed")
+            self.abort()
+
+    def wants(self, privilege: str) -> bool:
+        if not self.authenticated:
+            return False
+        read = self.server.settings.read
+        if "all" not in read and privilege.split(",")[0] not in read:
+            return False
+        if self.events is None:
+            return True
+        return bool(self.events) and privilege.split(",")[0] in self.events
+
+    def respond(self, action: Action, status: str, fields: Iterable[tuple[str, str]] = ()) -> None:
+        out: Fields = [("Response", status)]
+        if action.action_id is not None:
+            out.append(("ActionID", action.action_id))
+        out.extend(fields)
+        self.send(out)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        transport = self.writer.transport
+        with contextlib.suppress(Exception):
+            transport.abort()
+
+
+def _encode_event(fields: Fields) -> bytes:
+    """protocol.encode's output, faster: events are the bulk of the traffic (a call is ~80 of them).
+    The line count proves no value carried a line break; if one did, protocol.encode refuses it."""
+    text = "".join([f"{k}: {v}\r\n" for k, v in fields])
+    if text.count("\n") != len(fields):
+        return encode(fields)  # raises ProtocolError: a value would inject AMI lines
+    return (text + "\r\n").encode("utf-8")
+
+
+def _event_mask(value: str) -> set[str] | None:
+    value = value.strip().lower()
+    if value in ("on", "yes", "true", "all", "1"):
+        return None
+    if value in ("off", "no", "false", "0", ""):
+        return set()
+    return {part.strip() for part in value.split(",") if part.strip() in EVENT_CLASSES}
+
+
+class SandboxServer:
+    """The sandbox PBX listening for AMI clients. See the module docstring for use in tests."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.pbx = Pbx(settings, self._broadcast)
+        self.sessions: set[Session] = set()
+        self.frozen = False
+        self._unfrozen = asyncio.Event()
+        self._unfrozen.set()
+        self._server: asyncio.base_events.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.port = settings.port
+        self.actions_handled = 0
+        self.events_sent = 0
+        self.last_reload = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.settings.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("sandbox PBX listening on %s:%s", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        self.unfreeze()
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.abort()
+        self.pbx.reset()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> SandboxServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # -- test hooks -----------------------------------------------------------------------------------------
+
+    def drop_connections(self) -> None:
+        """Close every AMI connection at once (as a network cut would, with a reset)."""
+        for session in list(self.sessions):
+            session.abort()
+        self.sessions.clear()
+
+    async def restart(self, down_for: float = 0.0) -> None:
+        """Asterisk restarts: connections dropped, every call lost without events, queues reset.
+        With down_for > 0 the port refuses connections for that many (wall-clock) seconds."""
+        self.unfreeze()
+        self.drop_connections()
+        self.pbx.reset()
+        if down_for > 0 and self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            await asyncio.sleep(down_for)
+            self._server = await asyncio.start_server(self._handle, self.settings.host, self.port)
+
+    def freeze(self) -> None:
+        """Stop answering and sending, keep connections open (half-open from the client's side)."""
+        self.frozen = True
+        self._unfrozen.clear()
+
+    def unfreeze(self) -> None:
+        self.frozen = False
+        self._unfrozen.set()
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def _broadcast(self, fields: Fields) -> None:
+        if self.frozen or not self.sessions:
+            return
+        privilege = fields[1][1] if len(fields) > 1 and fields[1][0] == "Privilege" else ""
+        data = _encode_event(fields)
+        for session in list(self.sessions):
+            if session.wants(privilege):
+                session.send_bytes(data)
+                self.events_sent += 1
+
+    # -- connections ----------------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        session = Session(self, reader, writer)
+        self.sessions.add(session)
+        buffer = bytearray()
+        try:
+            session.send_bytes(BANNER)
+            while not session.closed:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._unfrozen.wait()
+                buffer += data
+                if len(buffer) > MAX_ACTION_BYTES:
+                    break
+                for action in parse_actions(buffer):
+                    self.actions_handled += 1
+                    if not await self._dispatch(session, action):
+                        session.closed = True
+                        break
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.sessions.discard(session)
+            session.close()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _dispatch(self, session: Session, action: Action) -> bool:
+        """Handle one action. False closes the connection."""
+        name = action.name.lower()
+        if name == "login":
+            return self._login(session, action)
+        if name == "challenge":
+            if action.get("AuthType").lower() != "md5":
+                session.respond(action, "Error", [("Message", "Must specify AuthType")])
+                return True
+            session.challenge = str(secrets.randbelow(10**9))
+            session.respond(action, "Success", [("Challenge", session.challenge)])
+            return True
+        if name == "logoff":
+            session.respond(action, "Goodbye", [("Message", "Thanks for all the fish.")])
+            return False
+        if not session.authenticated:
+            session.respond(action, "Error", [("Message", "Authentication Required")])
+            return True
+        handler = getattr(self, f"_action_{name}", None)
+        if handler is None:
+            session.respond(action, "Error", [("Message", "Invalid/unknown command")])
+            return True
+        needed = ACTION_CLASSES.get(name)
+        write = set(self.settings.write)
+        if needed and "all" not in write and not needed & write:
+            session.respond(action, "Error", [("Message", "Permission denied")])
+            return True
+        handler(session, action)
+        return True
+
+    def _login(self, session: Session, action: Action) -> bool:
+        username = action.get("Username")
+        ok = hmac.compare_digest(username.encode(), self.settings.username.encode())
+        if action.get("AuthType").lower() == "md5":
+            key = action.get("Key")
+            expected = md5_key(session.challenge or "", self.settings.secret) if session.challenge else ""
+            ok = ok and bool(expected) and hmac.compare_digest(key.encode(), expected.encode())
+        else:
+            ok = ok and hmac.compare_digest(action.get("Secret").encode(), self.settings.secret.encode())
+        if not ok:
+            # Asterisk answers and then closes the connection.
+            session.respond(action, "Error", [("Message", "Authentication failed")])
+            log.info("sandbox PBX: failed AMI login")
+            return False
+        session.authenticated = True
+        if any(k.lower() == "events" for k, _ in action.fields):
+            session.events = _event_mask(action.get("Events"))
+        session.respond(action, "Success", [("Message", "Authentication accepted")])
+        if session.wants("system"):
+            session.send(
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Uptime", str(self.pbx.uptime)),
+                    ("LastReload", str(self.pbx.uptime)),
+                    ("Status", "Fully Booted"),
+                ]
+            )
+        return True
+
+    # -- actions (authenticated) ----------------------------------------------------------------------------
+
+    def _action_ping(self, session: Session, action: Action) -> None:
+        session.respond(action, "Success", [("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}")])
+
+    def _action_events(self, session: Session, action: Action) -> None:
+        session.events = _event_mask(action.get("EventMask"))
+        session.respond(action, "Success", [("Events", "Off" if session.events == set() else "On")])
+
+    def _action_originate(self, session: Session, action: Action) -> None:
+        channel = action.get("Channel").strip()
+        if not channel:
+            session.respond(action, "Error", [("Message", "Channel not specified")])
+            return
+        if "/" not in channel:
+            session.respond(action, "Error", [("Message", "Invalid channel")])
+            return
+        context, exten = action.get("Context").strip(), action.get("Exten").strip()
+        if action.get("Application"):
+            session.respond(action, "Error", [("Message", "The sandbox PBX runs Originate to an extension only")])
+            return
+        if not context or not exten:
+            session.respond(action, "Error", [("Message", "Context and Exten must be specified")])
+            return
+        timeout_text = action.get("Timeout", "30000").strip() or "30000"
+        if not timeout_text.isdigit():
+            session.respond(action, "Error", [("Message", "Invalid timeout")])
+            return
+        if action.get("Async").strip().lower() not in ("true", "yes", "1", "on"):
+            session.respond(action, "Error", [("Message", "The sandbox PBX supports Async: true only")])
+            return
+        variables: dict[str, str] = {}
+        for header in action.getall("Variable"):
+            # As Asterisk does (astman_get_variables): one header may hold several NAME=value, comma-separated.
+            for value in split_args(header):
+                name, eq, val = value.partition("=")
+                if eq and name.strip():
+                    variables[name.strip()] = val
+        req = OriginateRequest(
+            action_id=action.action_id or "",
+            channel=channel,
+            context=context,
+            exten=exten,
+            priority=action.get("Priority", "1").strip() or "1",
+            timeout_ms=int(timeout_text),
+            callerid=action.get("CallerID"),
+            variables=variables,
+        )
+        session.respond(action, "Success", [("Message", "Originate successfully queued")])
+        self.pbx.originate(req)
+
+    def _action_hangup(self, session: Session, action: Action) -> None:
+        name = action.get("Channel").strip()
+        cause_text = action.get("Cause", "16").strip() or "16"
+        cause = int(cause_text) if cause_text.isdigit() else 16
+        if not name:
+            session.respond(action, "Error", [("Message", "No channel specified")])
+        elif self.pbx.hangup_channel(name, cause):
+            session.respond(action, "Success", [("Message", "Channel Hungup")])
+        else:
+            session.respond(action, "Error", [("Message", "No such channel")])
+
+    def _list_start(self, session: Session, action: Action, message: str) -> None:
+        session.respond(action, "Success", [("EventList", "start"), ("Message", message)])
+
+    def _list_item(self, session: Session, action: Action, event: str, fields: Fields, id_last: bool = False) -> None:
+        aid = [("ActionID", action.action_id)] if action.action_id is not None else []
+        session.send([("Event", event), *([] if id_last else aid), *fields, *(aid if id_last else [])])
+
+    def _list_complete(self, session: Session, action: Action, event: str, count: int) -> None:
+        aid = [("ActionID", action.action_id)] if action.action_id is not None else []
+        session.send([("Event", event), *aid, ("EventList", "Complete"), ("ListItems", str(count))])
+
+    def _action_coreshowchannels(self, session: Session, action: Action) -> None:
+        self._list_start(session, action, "Channels will follow")
+        now = self.pbx.now()
+        channels = list(self.pbx.channels.values())
+        for chan in channels:
+            seconds = int(max(0.0, now - chan.created))
+            duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+            self._list_item(
+                session,
+                action,
+                "CoreShowChannel",
+                [
+                    *self.pbx.snap(chan),
+                    ("BridgeId", chan.bridge_id),
+                    ("Application", chan.application),
+                    ("ApplicationData", chan.appdata),
+                    ("Duration", duration),
+                ],
+            )
+        self._list_complete(session, action, "CoreShowChannelsComplete", len(channels))
+
+    def _action_queuesummary(self, session: Session, action: Action) -> None:
+        wanted = action.get("Queue").strip()
+        self._list_start(session, action, "Queue summary will follow")
+        count = 0
+        for queue in self.pbx.queues.values():
+            if wanted and queue.name != wanted:
+                continue
+            count += 1
+            available = len(self.pbx.available(queue))
+            longest = int(max((self.pbx.now() - w.joined for w in queue.waiting), default=0))
+            self._list_item(
+                session,
+                action,
+                "QueueSummary",
+                [
+                    ("Queue", queue.name),
+                    ("LoggedIn", str(len(queue.members))),
+                    ("Available", str(available)),
+                    ("Callers", str(len(queue.waiting))),
+                    ("HoldTime", str(int(queue.holdtime))),
+                    ("TalkTime", str(int(queue.talktime))),
+                    ("LongestHoldTime", str(longest)),
+                ],
+                id_last=True,
+            )
+        self._list_complete(session, action, "QueueSummaryComplete", count)
+
+    def _action_queuestatus(self, session: Session, action: Action) -> None:
+        wanted = action.get("Queue").strip()
+        self._list_start(session, action, "Queue status will follow")
+        count = 0
+        for queue in self.pbx.queues.values():
+            if wanted and queue.name != wanted:
+                continue
+            count += 1
+            self._list_item(
+                session,
+                action,
+                "QueueParams",
+                [
+                    ("Queue", queue.name),
+                    ("Max", "0"),
+                    ("Strategy", "rrmemory"),
+                    ("Calls", str(len(queue.waiting))),
+                    ("Holdtime", str(int(queue.holdtime))),
+                    ("TalkTime", str(int(queue.talktime))),
+                    ("Completed", str(queue.completed)),
+                    ("Abandoned", str(queue.abandoned)),
+                    ("ServiceLevel", "0"),
+                    ("ServicelevelPerf", "0.0"),
+                    ("ServicelevelPerf2", "0.0"),
+                    ("Weight", "0"),
+                ],
+                id_last=True,
+            )
+            free = set(map(id, self.pbx.available(queue)))
+            for m in queue.members:
+                count += 1
+                # Status 1 NOT_INUSE, 2 INUSE; a member in wrap-up is NOT_INUSE but not available.
+                self._list_item(
+                    session,
+                    action,
+                    "QueueMember",
+                    [
+                        ("Queue", queue.name),
+                        ("Name", m.name),
+                        ("Location", m.interface),
+                        ("StateInterface", m.state_interface),
+                        ("Membership", "static"),
+                        ("Penalty", "0"),
+                        ("CallsTaken", str(m.calls_taken)),
+                        ("LastCall", str(m.last_call)),
+                        ("LastPause", "0"),
+                        ("LoginTime", str(m.login_time)),
+                        ("InCall", "1" if m.busy else "0"),
+                        ("Status", str(m.status)),
+                        ("Paused", "1" if m.paused else "0"),
+                        ("PausedReason", ""),
+                        ("Wrapuptime", "0" if id(m) in free or m.busy else "1"),
+                    ],
+                    id_last=True,
+                )
+            for position, waiter in enumerate(queue.waiting, start=1):
+                count += 1
+                chan = waiter.call.one
+                if chan is None:
+                    continue
+                self._list_item(
+                    session,
+                    action,
+                    "QueueEntry",
+                    [
+                        ("Queue", queue.name),
+                        ("Position", str(position)),
+                        ("Channel", chan.name),
+                        ("Uniqueid", chan.uniqueid),
+                        ("CallerIDNum", chan.cid_num),
+                        ("CallerIDName", chan.cid_name),
+                        ("ConnectedLineNum", chan.conn_num),
+                        ("ConnectedLineName", chan.conn_name),
+                        ("Wait", str(int(self.pbx.now() - waiter.joined))),
+                        ("Priority", "0"),
+                    ],
+                    id_last=True,
+                )
+        self._list_complete(session, action, "QueueStatusComplete", count)
+
+    def _action_command(self, session: Session, action: Action) -> None:
+        command = " ".join(action.get("Command").split()).lower()
+        if command == "core show version":
+            lines = [f"Asterisk {VERSION} (dialer sandbox PBX) built by python on a simulated host"]
+        elif command == "core show uptime" or command == "core show uptime seconds":
+            lines = [f"System uptime: {self.pbx.uptime}", f"Last reload: {self.pbx.uptime}"]
+        elif command == "core show channels" or command == "core show channels count":
+            n = len(self.pbx.channels)
+            lines = [
+                f"{n} active channels",
+                f"{len(self.pbx.calls)} active calls",
+                f"{self.pbx.originates} calls processed",
+            ]
+        else:
+            session.respond(
+                action,
+                "Error",
+                [
+                    ("Message", "Command output follows"),
+                    (
+                        "Output",
+                        f"No such command '{action.get('Command')}' (type 'core show help "
+                        f"{action.get('Command')}' for other possible commands)",
+                    ),
+                ],
+            )
+            return
+        session.respond(action, "Success", [("Message", "Command output follows"), *(("Output", x) for x in lines)])
+
+    def _action_corestatus(self, session: Session, action: Action) -> None:
+        boot = time.gmtime(self.pbx.boot_epoch)
+        session.respond(
+            action,
+            "Success",
+            [
+                ("Message", "Core Status"),
+                ("CoreStartupDate", time.strftime("%Y-%m-%d", boot)),
+                ("CoreStartupTime", time.strftime("%H:%M:%S", boot)),
+                ("CoreReloadDate", time.strftime("%Y-%m-%d", boot)),
+                ("CoreReloadTime", time.strftime("%H:%M:%S", boot)),
+                ("CoreCurrentCalls", str(len(self.pbx.calls))),
+            ],
+        )

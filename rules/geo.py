@@ -1,0 +1,212 @@
+"""Where a number or an address is: country, subdivision, candidate IANA time zones.
+
+Pure lookups over shipped data (rules/data/*.csv), phonenumbers' own metadata and the tzdata
+zone table. Everything is cached: these answers never change while the process runs.
+
+Conventions:
+- a jurisdiction is (country, subdivision | None): ("US", "FL"), ("CA", "QC"), ("FR", "57"), ("DE", None).
+  French overseas departments dialled with their own country code (+590, +596, +594, +262) are France
+  with the department as subdivision ("971" ...), as the law that applies there is French; likewise
+  US territories in the NANP (Puerto Rico, US Virgin Islands, Guam...) are the US with the territory
+  as subdivision.
+- zones are IANA names, never offsets. When a place is ambiguous we return every zone it may be in:
+  the gate allows a call only when it is lawful in all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+DATA = Path(__file__).with_name("data")
+
+# Territories with their own calling code or region that are French departments.
+FR_OVERSEAS = {"GP": "971", "MQ": "972", "GF": "973", "RE": "974", "YT": "976",
+               "PM": "975", "BL": "977", "MF": "978"}
+FR_DEPARTMENT_ZONES = {
+    "971": "America/Guadeloupe", "972": "America/Martinique", "973": "America/Cayenne",
+    "974": "Indian/Reunion", "975": "America/Miquelon", "976": "Indian/Mayotte",
+    "977": "America/St_Barthelemy", "978": "America/Marigot",
+}
+# US territories have their own ISO codes and NANP area codes, but federal US law (TCPA, TSR) applies there.
+US_TERRITORIES = ("PR", "VI", "GU", "AS", "MP")
+# Canadian postal codes: the first letter names the province (X covers NT and NU).
+CA_POSTAL_FIRST = {
+    "A": "NL", "B": "NS", "C": "PE", "E": "NB", "G": "QC", "H": "QC", "J": "QC", "K": "ON", "L": "ON",
+    "M": "ON", "N": "ON", "P": "ON", "R": "MB", "S": "SK", "T": "AB", "V": "BC", "X": "NT", "Y": "YT",
+}
+
+
+class InvalidNumber(ValueError):
+    """The text is not a valid phone number (phonenumbers says so)."""
+
+
+@dataclass(frozen=True)
+class AreaCode:
+    code: str
+    country: str
+    subdivision: str | None
+    zones: tuple[str, ...]
+
+
+# --- data tables ------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def nanp_area_codes() -> dict[str, AreaCode]:
+    """NANP area code -> country, state/province and every zone its prefixes map to."""
+    table = {}
+    with (DATA / "nanp_area_codes.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            table[row["area_code"]] = AreaCode(row["area_code"], row["country"], row["subdivision"] or None,
+                                               tuple(row["zones"].split()))
+    return table
+
+
+@lru_cache(maxsize=1)
+def _zip3_states() -> dict[str, str]:
+    table = {}
+    with (DATA / "us_zip3_states.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for n in range(int(row["zip3_from"]), int(row["zip3_to"]) + 1):
+                table[f"{n:03d}"] = row["state"]
+    return table
+
+
+@lru_cache(maxsize=1)
+def _subdivision_zones() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(country, state/province) -> the union of the zones of its area codes."""
+    zones: dict[tuple[str, str], set[str]] = {}
+    for area in nanp_area_codes().values():
+        if area.subdivision:
+            zones.setdefault((area.country, area.subdivision), set()).update(area.zones)
+    return {key: tuple(sorted(value)) for key, value in zones.items()}
+
+
+@lru_cache(maxsize=1)
+def _country_zones() -> dict[str, tuple[str, ...]]:
+    zones: dict[str, list[str]] = {}
+    text = importlib.resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            fields = line.split("\t")
+            zones.setdefault(fields[0], []).append(fields[2])
+    return {k: tuple(sorted(v)) for k, v in zones.items()}
+
+
+def country_zones(country: str) -> tuple[str, ...]:
+    """Every IANA zone of a country (tzdata's zone.tab); empty if unknown."""
+    return _country_zones().get(country.upper(), ())
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+def normalize(phone: str, country: str | None = None) -> str:
+    """E.164 form of `phone` (national format accepted when `country` is given). Raises InvalidNumber."""
+    e164, error = _normalize(phone, (country or "").upper() or None)
+    if error is not None:
+        raise InvalidNumber(error)
+    return e164  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=65536)
+def _normalize(phone: str, country: str | None) -> tuple[str | None, str | None]:
+    # (e164, None) or (None, error): failures are cached too (an exception would not be)
+    try:
+        number = phonenumbers.parse(phone, country)
+    except phonenumbers.NumberParseException as exc:
+        return None, f"not a phone number: {exc}"
+    if not phonenumbers.is_valid_number(number):
+        return None, "not a valid phone number for its country"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+@lru_cache(maxsize=65536)
+def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
+    """(country, subdivision | None) of a number: for +1 the state or province of its area code."""
+    number = phonenumbers.parse(normalize(e164))
+    region = phonenumbers.region_code_for_number(number) or ""
+    if region in FR_OVERSEAS:
+        return "FR", FR_OVERSEAS[region]
+    if region in US_TERRITORIES:
+        return "US", region
+    if number.country_code == 1:
+        area = nanp_area_codes().get(str(number.national_number)[:3])
+        if area is not None:
+            return area.country, area.subdivision
+    return region, None
+
+
+@lru_cache(maxsize=65536)
+def zones_for_number(e164: str) -> tuple[str, ...]:
+    """Candidate zones of a number: phonenumbers' zones for its prefix, plus, for +1, every zone its
+    area code spans (a mobile keeps its number when its owner moves)."""
+    number = phonenumbers.parse(normalize(e164))
+    zones = set(pn_timezone.time_zones_for_number(number)) - {"Etc/Unknown"}
+    if number.country_code == 1:
+        area = nanp_area_codes().get(str(number.national_number)[:3])
+        if area is not None:
+            zones.update(area.zones)
+    if not zones:
+        region = phonenumbers.region_code_for_number(number)
+        zones.update(country_zones(region or ""))
+    return tuple(sorted(zones))
+
+
+# --- addresses ------------------------------------------------------------------------------------
+
+def fr_department(postal_code: str) -> str | None:
+    """Department of a French postal code: "75011" -> "75", "97110" -> "971", "20000" -> "2A"."""
+    code = postal_code.strip().replace(" ", "")
+    if len(code) != 5 or not code.isdigit():
+        return None
+    if code.startswith("97") or code.startswith("98"):
+        return code[:3]
+    if code.startswith("20"):
+        return "2A" if code[:3] in ("200", "201") else "2B"
+    return code[:2]
+
+
+@lru_cache(maxsize=65536)
+def address_jurisdiction(country: str, state: str | None = None, postal_code: str | None = None,
+                         ) -> tuple[str, str | None]:
+    """(country, subdivision | None) of an address. `state` wins; else derived from the postal code
+    (US ZIP3 -> state, Canadian first letter -> province, French postal code -> department)."""
+    country = country.upper()
+    if country in US_TERRITORIES:
+        return "US", country
+    if country in FR_OVERSEAS:
+        return "FR", FR_OVERSEAS[country]
+    if state:
+        return country, state.strip().upper()
+    if postal_code:
+        code = postal_code.strip().upper()
+        if country == "US" and code[:3].isdigit():
+            return country, _zip3_states().get(code[:3])
+        if country == "CA" and code[:1] in CA_POSTAL_FIRST:
+            return country, CA_POSTAL_FIRST[code[:1]]
+        if country == "FR":
+            return country, fr_department(code)
+    return country, None
+
+
+@lru_cache(maxsize=65536)
+def zones_for_address(country: str, state: str | None = None, postal_code: str | None = None,
+                      ) -> tuple[str, ...]:
+    """Candidate zones of an address; empty when the address does not narrow it below its country."""
+    country, sub = address_jurisdiction(country, state, postal_code)
+    if sub is None:
+        return ()
+    if country == "US" and sub in US_TERRITORIES:
+        return country_zones(sub)
+    if country in ("US", "CA"):
+        return _subdivision_zones().get((country, sub), country_zones(country))
+    if country == "FR":
+        return (FR_DEPARTMENT_ZONES.get(sub, "Europe/Paris"),)
+    zones = country_zones(country)
+    return zones if len(zones) == 1 else ()
