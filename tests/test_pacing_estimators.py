@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from dialer.pacing import AnswerRateEstimator, CampaignEstimators, DurationHistogram, EwmaMean, Survival
+from dialer.pacing import AnswerRateEstimator, CampaignEstimators, DurationHistogram, Survival
 from dialer.pacing.tracker import lognormal_quantiles
 
 
@@ -98,15 +98,6 @@ def test_survival_tables() -> None:
 def test_prior_quantiles_have_the_requested_mean() -> None:
     q = lognormal_quantiles(120, 0.8, points=200)
     assert sum(q) / len(q) == pytest.approx(120, rel=0.03)
-
-
-def test_ewma() -> None:
-    m = EwmaMean(alpha=0.5, initial=0.0)
-    m.observe(10)
-    m.observe(10)
-    assert m.value == 7.5
-    with pytest.raises(ValueError):
-        EwmaMean(alpha=0, initial=0)
 
 
 def test_campaign_estimators_build_a_state_from_events() -> None:

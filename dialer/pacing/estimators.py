@@ -19,7 +19,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
-__all__ = ["AnswerRateEstimator", "DurationHistogram", "EwmaMean", "RecentOriginates", "Survival"]
+__all__ = ["AnswerRateEstimator", "DurationHistogram", "RecentOriginates", "Survival"]
 
 
 class AnswerRateEstimator:
@@ -79,19 +79,6 @@ class AnswerRateEstimator:
         if not denominator:
             return 0.0
         return (self._answered + self.prior_rate * self.prior_weight) / denominator
-
-
-class EwmaMean:
-    """Exponentially weighted mean of a stream (weight `alpha` per observation)."""
-
-    def __init__(self, alpha: float, initial: float) -> None:
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError("alpha must be in (0, 1]")
-        self.alpha = alpha
-        self.value = initial
-
-    def observe(self, x: float) -> None:
-        self.value += self.alpha * (x - self.value)
 
 
 class Survival:
