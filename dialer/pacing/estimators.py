@@ -17,7 +17,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = ["AnswerRateEstimator", "DurationHistogram", "RecentOriginates", "Survival"]
 
@@ -71,6 +72,22 @@ class AnswerRateEstimator:
     def observations(self, now: float) -> int:
         self._settle(now)
         return len(self._outcomes)
+
+    def export(self) -> dict[str, Any]:
+        """JSON-ready state (to hand a campaign over to another process)."""
+        return {"pending": [[t, int(live)] for t, live in self._pending], "outcomes": [int(o) for o in self._outcomes]}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the state with an `export()`; ValueError if it is malformed."""
+        try:
+            pending = [(float(t), bool(live)) for t, live in data["pending"]]
+            outcomes = [bool(o) for o in data["outcomes"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"answer rate state: malformed ({exc})") from None
+        heapq.heapify(pending)
+        self._pending = pending
+        self._outcomes = deque(outcomes, maxlen=self._outcomes.maxlen)
+        self._answered = sum(self._outcomes)
 
     def rate(self, now: float) -> float:
         """The answer rate of calls placed before now - settle_seconds."""
@@ -181,6 +198,31 @@ class DurationHistogram:
     @property
     def mean(self) -> float:
         return self._sum / self._total if self._total else 0.0
+
+    def export(self) -> dict[str, Any]:
+        """JSON-ready state, weights rescaled so the next observation weighs 1."""
+        scale = 1.0 / self._weight
+        bins = {str(k): b * scale for k, b in enumerate(self._bins) if b}
+        return {"step": self.step, "n": self._n, "bins": bins, "sum": self._sum * scale,
+                "growth": self._growth, "observations": self.observations}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the state with an `export()` of a histogram of the same shape."""
+        try:
+            if float(data["step"]) != self.step or int(data["n"]) != self._n:
+                raise ValueError("different bins")
+            bins = [0.0] * (self._n + 1)
+            for k, b in data["bins"].items():
+                bins[int(k)] = float(b)
+            total, total_sum = sum(bins), float(data["sum"])
+            observations = int(data["observations"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"duration histogram state: malformed ({exc})") from None
+        if not total or any(b < 0 for b in bins):
+            raise ValueError("duration histogram state: no weight")
+        self._bins, self._total, self._sum, self._weight = bins, total, total_sum, 1.0
+        self.observations = observations
+        self._snapshot = None
 
     def snapshot(self, censored: Iterable[float] = ()) -> Survival:
         """The survival table (Kaplan-Meier over the bins).
