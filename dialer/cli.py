@@ -17,8 +17,12 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
-    "dialer.commands.sandbox_pbx",
+    "dialer.commands.audit",
+    "dialer.commands.registry",
     "dialer.commands.gate",
+    "dialer.commands.sandbox_pbx",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
     "dialer.commands.simulate",
 )
 
