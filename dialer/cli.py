@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.retention",
     "dialer.commands.tenants",
     "dialer.commands.serve",
+    "dialer.commands.simulate",
 )
 
 

@@ -678,12 +678,7 @@ def consent_record(doc: dict[str, Any], import_id: str) -> Consent:
     )
 
 
-def staged_key_count(client: redis.Redis, tenant: str, import_id: str) -> int:
-    """Keys under the import's staging prefix (tests and diagnostics)."""
-    return sum(1 for _ in client.scan_iter(match=f"{Keys(tenant, import_id).stg}*", count=1000))
-
-
 __all__ = [
     "ImportStopped", "ImportTicket", "create_import", "enqueue_import", "import_chunk_job", "import_list_job",
-    "reconcile_import", "resume_imports", "run_import_inline", "staged_key_count",
+    "reconcile_import", "resume_imports", "run_import_inline",
 ]
