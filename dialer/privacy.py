@@ -389,6 +389,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         suppression.require_key("erase personal data (the suppression entry is a keyed hash)")
     except SuppressionUnavailable as exc:
         raise PrivacyError("no_secret_key", f"refusing to erase: {exc}") from None
+    try:  # a list made with another key would be silently broken by entries made with this one
+        suppression.check_key(check_tenant(tenant))
+    except SuppressionUnavailable as exc:
+        raise PrivacyError("suppression_key_mismatch", f"refusing to erase: {exc}") from None
     subject = find_subject(client, tenant, phone, contact_id, country)
     audit = AuditLog(client, secret_key)
     numbers = set(subject.numbers)

@@ -242,6 +242,9 @@ def test_suppression_written_with_another_key_fails_closed(redis_client, world, 
     configure(b"")
     status = import_file(redis_client, world["path"], list_id="third")
     assert status["status"] == "failed" and "security.secret_key is required" in status["error"]
+    with pytest.raises(privacy.PrivacyError) as err:  # entries made with another key would break the list
+        privacy.erase(redis_client, T, phone=OTHER, actor="user:dpo", at=AT, secret_key="another-key")
+    assert err.value.code == "suppression_key_mismatch"
     gate = Gate(redis_client, PACKS, RegistryStore(redis_client, refresh_interval=0.0), secret_key="another-key")
     decision = gate.check(Contact(OTHER, "FR", "75011"), SALES, AT)
     assert decision.codes()[0] == "SUPPRESSION_UNVERIFIABLE"
