@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.registry",
     "dialer.commands.gate",
     "dialer.commands.sandbox_pbx",
+    "dialer.commands.simulate",
 )
 
 
