@@ -22,6 +22,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.gate",
     "dialer.commands.sandbox_pbx",
     "dialer.commands.simulate",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
 )
 
 

@@ -1,0 +1,325 @@
+"""Campaigns: their configuration, their lifecycle, and who changed what.
+
+A campaign moves through draft -> scheduled -> running <-> paused -> stopping -> completed -> archived.
+The moves allowed are data (TRANSITIONS): an action maps each status it may start from to the status it
+leads to. A move is checked and applied atomically in Redis (Lua), so two supervisors pressing "pause"
+and "stop" at once cannot both win from the same status; every applied move is recorded with who did it.
+
+Keys (tenant-owned, under t:{tenant}:):
+  t:{T}:campaigns                 sorted set: campaign id -> creation time (epoch seconds)
+  t:{T}:campaign:{C}              hash: id, status, config (JSON), created_at, created_by, updated_at, updated_by,
+                                  version (incremented by every move and edit)
+  t:{T}:campaign:{C}:control      stream: every lifecycle move (action, from, to, by, at)
+Live figures the engine writes for the dashboard are in dialer/livestats.py; every move and edit also
+publishes on the campaign's live-stats channel, so open dashboards show it at once.
+
+Synchronous client (like dialer/facts.py); async callers wrap calls in asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dialer.livestats import channel
+from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
+
+STATUSES = ("draft", "scheduled", "running", "paused", "stopping", "completed", "archived")
+
+# action -> {from status: to status}. "start" from draft goes to scheduled instead when starts_at is
+# in the future (see target_status). "activate" and "complete" are the engine's moves.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "start": {"draft": "running", "scheduled": "running"},
+    "pause": {"running": "paused"},
+    "resume": {"paused": "running"},
+    "stop": {"running": "stopping", "paused": "stopping", "scheduled": "completed"},
+    "activate": {"scheduled": "running"},
+    "complete": {"stopping": "completed", "running": "completed"},
+    "archive": {"draft": "archived", "completed": "archived"},
+}
+CONTROL_ACTIONS = ("start", "pause", "resume", "stop", "archive")  # offered to people through the API
+EDITABLE = ("draft", "scheduled", "paused")  # configuration changes allowed only in these statuses
+ACTIVE = ("scheduled", "running", "paused", "stopping")
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RETRYABLE = ("busy", "no_answer", "congestion", "failed", "abandoned", "machine", "unknown")
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+# The configuration as a schema (OpenAPI 3.0 subset): the gateway validates request bodies with it
+# and publishes it in /v1/openapi.json.
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "purpose": {"type": "string", "enum": list(PURPOSES), "default": "telemarketing"},
+        "audience": {"type": "string", "enum": list(AUDIENCES), "default": "consumer"},
+        "voice": {"type": "string", "enum": list(VOICES), "default": "human",
+                  "description": "artificial covers AI voice agents and prerecorded messages"},
+        "recording": {"type": "boolean", "default": False},
+        "pacing_mode": {"type": "string", "enum": ["preview", "progressive", "predictive"], "default": "progressive"},
+        "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 5, "default": 1},
+        "abandon_cap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.03,
+                        "description": "share of answered calls abandoned, e.g. 0.03"},
+        "schedule_windows": {
+            "type": "array",
+            "maxItems": 50,
+            "description": "the campaign's own calling windows, in the called party's local time; the gate's "
+                           "legal hours apply on top",
+            "items": {
+                "type": "object",
+                "required": ["days", "start", "end"],
+                "additionalProperties": False,
+                "properties": {
+                    "days": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(DAYS)}},
+                    "start": {"type": "string", "pattern": _HHMM},
+                    "end": {"type": "string", "pattern": _HHMM},
+                },
+            },
+        },
+        "starts_at": {"type": "string", "format": "date-time", "nullable": True},
+        "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$", "description": "E.164"},
+        "seller_name": {"type": "string", "maxLength": 200},
+        "info_message": {"type": "string", "pattern": r"^[A-Za-z0-9_/-]{1,100}$", "description": "sound name"},
+        "agent_kind": {"type": "string", "enum": ["queue", "ai"], "default": "queue"},
+        "queue": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,80}$"},
+        "ai_endpoint": {"type": "string", "maxLength": 300},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3},
+        "retry_rules": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "minutes to wait before retrying, per disposition; absent: that disposition is not retried",
+            "properties": {d: {"type": "integer", "minimum": 1, "maximum": 43200} for d in RETRYABLE},
+        },
+        "lists": {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}},
+    },
+}
+DEFAULTS = {k: v["default"] for k, v in CONFIG_SCHEMA["properties"].items() if "default" in v}
+
+
+class CampaignError(ValueError):
+    """A move or change the campaign's state does not allow. `code` is stable, `field` optional."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.field = code, field
+
+
+# --- pure rules -------------------------------------------------------------------------------
+
+def config_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Cross-field problems the schema cannot express: (field, text)."""
+    problems = []
+    for i, window in enumerate(config.get("schedule_windows", [])):
+        if window["start"] >= window["end"]:
+            problems.append((f"schedule_windows[{i}].end", "must be later than start (windows do not cross midnight)"))
+    return problems
+
+
+def start_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a campaign lacks before it may start: (field, text). Empty when it may start."""
+    problems = []
+    if not config.get("caller_id"):
+        problems.append(("caller_id", "a campaign needs a caller id to start"))
+    if config.get("purpose", "telemarketing") == "telemarketing" and not config.get("seller_name"):
+        problems.append(("seller_name", "a telemarketing campaign must name the seller"))
+    if not config.get("lists"):
+        problems.append(("lists", "attach at least one list"))
+    if config.get("agent_kind", "queue") == "queue" and not config.get("queue"):
+        problems.append(("queue", "agent_kind queue needs a queue name"))
+    if config.get("agent_kind") == "ai" and not config.get("ai_endpoint"):
+        problems.append(("ai_endpoint", "agent_kind ai needs an AI endpoint"))
+    return problems + config_problems(config)
+
+
+def target_status(action: str, status: str, config: dict[str, Any], at: datetime) -> str | None:
+    """The status `action` leads to from `status`, or None when the move is not allowed."""
+    to = TRANSITIONS.get(action, {}).get(status)
+    starts_at = config.get("starts_at")
+    if action == "start" and status == "draft" and starts_at and _instant(starts_at) > at:
+        return "scheduled"
+    return to
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def campaigns_key(tenant: str) -> str:
+    return f"t:{tenant}:campaigns"
+
+
+def campaign_key(tenant: str, campaign: str) -> str:
+    return f"t:{tenant}:campaign:{campaign}"
+
+
+def control_key(tenant: str, campaign: str) -> str:
+    return f"t:{tenant}:campaign:{campaign}:control"
+
+
+# Apply a move only if the status is still the one the decision was made from.
+_MOVE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[4], 'updated_by', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('XADD', KEYS[2], '*', 'action', ARGV[3], 'from', cur, 'to', ARGV[2], 'by', ARGV[5], 'at', ARGV[4])
+redis.call('PUBLISH', ARGV[6], '1')
+return {1, cur}
+"""
+
+# Replace the configuration only while the status is one that allows editing.
+_EDIT = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for i = 5, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'config', ARGV[1], 'updated_at', ARGV[2], 'updated_by', ARGV[3])
+    redis.call('HINCRBY', KEYS[1], 'version', 1)
+    redis.call('PUBLISH', ARGV[4], '1')
+    return {1, cur}
+  end
+end
+return {0, cur}
+"""
+
+
+@dataclass(frozen=True)
+class StoredCampaign:
+    id: str
+    tenant: str
+    status: str
+    config: dict[str, Any]
+    created_at: str
+    created_by: str
+    updated_at: str
+    updated_by: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "created_at": self.created_at, "created_by": self.created_by,
+                "updated_at": self.updated_at, "updated_by": self.updated_by, **self.config}
+
+    def gate_campaign(self) -> Campaign:
+        """The campaign as the gate sees it (rules.model.Campaign)."""
+        c = self.config
+        return Campaign(id=self.id, tenant=self.tenant, purpose=c.get("purpose", "telemarketing"),
+                        audience=c.get("audience", "consumer"), voice=c.get("voice", "human"),
+                        recording=bool(c.get("recording", False)))
+
+
+class CampaignStore:
+    """Campaign records in Redis (synchronous client, decode_responses=True or bytes both work)."""
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self._move = client.register_script(_MOVE)
+        self._edit = client.register_script(_EDIT)
+
+    @staticmethod
+    def _text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _parse(self, tenant: str, raw: dict[Any, Any]) -> StoredCampaign | None:
+        if not raw:
+            return None
+        data = {self._text(k): self._text(v) for k, v in raw.items()}
+        return StoredCampaign(id=data["id"], tenant=tenant, status=data["status"], config=json.loads(data["config"]),
+                              created_at=data.get("created_at", ""), created_by=data.get("created_by", ""),
+                              updated_at=data.get("updated_at", ""), updated_by=data.get("updated_by", ""))
+
+    def create(self, tenant: str, config: dict[str, Any], *, by: str, at: datetime) -> StoredCampaign:
+        """Store a new draft. `config` must already be schema-valid; defaults are filled in."""
+        problems = config_problems(config)
+        if problems:
+            raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
+        campaign_id = "c" + secrets.token_hex(6)
+        full = {**DEFAULTS, **config}
+        stamp = _stamp(at)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(campaign_key(tenant, campaign_id), mapping={
+            "id": campaign_id, "status": "draft", "version": 1, "config": json.dumps(full, sort_keys=True),
+            "created_at": stamp, "created_by": by, "updated_at": stamp, "updated_by": by,
+        })
+        pipe.zadd(campaigns_key(tenant), {campaign_id: at.timestamp()})
+        pipe.xadd(control_key(tenant, campaign_id), {"action": "create", "from": "", "to": "draft", "by": by,
+                                                     "at": stamp})
+        pipe.execute()
+        created = self.get(tenant, campaign_id)
+        assert created is not None
+        return created
+
+    def get(self, tenant: str, campaign_id: str) -> StoredCampaign | None:
+        return self._parse(tenant, self.redis.hgetall(campaign_key(tenant, campaign_id)))
+
+    def ids(self, tenant: str) -> list[str]:
+        return [self._text(x) for x in self.redis.zrange(campaigns_key(tenant), 0, -1)]
+
+    def list(self, tenant: str, status: str | None = None) -> list[StoredCampaign]:
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign_id in self.ids(tenant):
+            pipe.hgetall(campaign_key(tenant, campaign_id))
+        found = [c for c in (self._parse(tenant, raw) for raw in pipe.execute()) if c]
+        return [c for c in found if status is None or c.status == status]
+
+    def update(self, tenant: str, campaign_id: str, changes: dict[str, Any], *, by: str,
+               at: datetime) -> StoredCampaign:
+        """Merge `changes` (schema-valid) into the configuration; null removes an optional field."""
+        current = self.get(tenant, campaign_id)
+        if current is None:
+            raise KeyError(campaign_id)
+        merged = {**current.config, **changes}
+        merged = {**DEFAULTS, **{k: v for k, v in merged.items() if v is not None}}  # null: back to default
+        problems = config_problems(merged)
+        if problems:
+            raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
+        ok, status = self._edit(keys=[campaign_key(tenant, campaign_id)],
+                                args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
+                                      *EDITABLE])
+        if not ok:
+            if not status:
+                raise KeyError(campaign_id)
+            raise CampaignError("not_editable", f"a {self._text(status)} campaign cannot be changed; pause it first")
+        updated = self.get(tenant, campaign_id)
+        assert updated is not None
+        return updated
+
+    def control(self, tenant: str, campaign_id: str, action: str, *, by: str, at: datetime) -> StoredCampaign:
+        """Apply a lifecycle action; raises KeyError (no such campaign) or CampaignError (not allowed now)."""
+        if action not in TRANSITIONS:
+            raise CampaignError("unknown_action", f"unknown action {action}")
+        current = self.get(tenant, campaign_id)
+        if current is None:
+            raise KeyError(campaign_id)
+        to = target_status(action, current.status, current.config, at)
+        if to is None:
+            raise CampaignError("bad_transition", f"cannot {action} a {current.status} campaign")
+        if action == "start":
+            problems = start_problems(current.config)
+            if problems:
+                field, text = problems[0]
+                raise CampaignError("campaign_incomplete", f"{field}: {text}", field)
+        ok, seen = self._move(keys=[campaign_key(tenant, campaign_id), control_key(tenant, campaign_id)],
+                              args=[current.status, to, action, _stamp(at), by, channel(tenant, campaign_id)])
+        if not ok:
+            if not seen:
+                raise KeyError(campaign_id)
+            raise CampaignError("bad_transition", f"the campaign changed to {self._text(seen)} meanwhile; try again")
+        moved = self.get(tenant, campaign_id)
+        assert moved is not None
+        return moved
+
+    def history(self, tenant: str, campaign_id: str, count: int = 100) -> list[dict[str, str]]:
+        """The latest lifecycle moves, newest first."""
+        entries = self.redis.xrevrange(control_key(tenant, campaign_id), count=count)
+        return [{self._text(k): self._text(v) for k, v in fields.items()} for _, fields in entries]

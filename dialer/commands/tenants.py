@@ -1,0 +1,112 @@
+"""`dialer tenant ...` and `dialer token ...`: manage tenants and API tokens from the shell.
+
+  dialer tenant create ID [--name "Display name"]
+  dialer tenant list
+  dialer token create --tenant T --user U --role R [--label TEXT] [--expires-days N]   (prints the token once)
+  dialer token list --tenant T
+  dialer token revoke --tenant T TOKEN_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from dialer.cli import CommandError
+from dialer.config import Config
+from gateway.auth import ROLES, AuthError, AuthStore
+
+
+def register(sub: Any) -> None:
+    tenant = sub.add_parser("tenant", help="create and list tenants")
+    tenant_sub = tenant.add_subparsers(dest="tenant_action", required=True, metavar="ACTION")
+    create = tenant_sub.add_parser("create", help="create a tenant")
+    create.add_argument("id", help="tenant id: lower-case letters, digits, - and _")
+    create.add_argument("--name", help="display name (default: the id)")
+    create.set_defaults(func=run_tenant_create)
+    tenant_sub.add_parser("list", help="list tenants").set_defaults(func=run_tenant_list)
+
+    token = sub.add_parser("token", help="create, list and revoke API tokens")
+    token_sub = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="create a token (printed once); creates the user if needed")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--user", required=True)
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--label", default="")
+    create.add_argument("--expires-days", type=int, help="the token stops working after this many days")
+    create.set_defaults(func=run_token_create)
+    listing = token_sub.add_parser("list", help="list a tenant's tokens (ids only, never secrets)")
+    listing.add_argument("--tenant", required=True)
+    listing.set_defaults(func=run_token_list)
+    revoke = token_sub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("token_id")
+    revoke.set_defaults(func=run_token_revoke)
+
+
+def _with_store(config: Config, work: Any) -> Any:
+    async def main() -> Any:
+        client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+        try:
+            return await work(AuthStore(client))
+        except AuthError as exc:
+            raise CommandError(str(exc)) from None
+        except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
+            raise CommandError(f"cannot reach Redis at redis.url: {exc}") from None
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def run_tenant_create(args: argparse.Namespace, config: Config) -> int:
+    record = _with_store(config, lambda store: store.create_tenant(args.id, args.name))
+    print(f"tenant {record['id']} created")
+    return 0
+
+
+def run_tenant_list(args: argparse.Namespace, config: Config) -> int:
+    for record in _with_store(config, lambda store: store.tenants()):
+        print(f"{record['id']}\t{record.get('name', '')}\t{record.get('created_at', '')}")
+    return 0
+
+
+def run_token_create(args: argparse.Namespace, config: Config) -> int:
+    async def work(store: AuthStore) -> tuple[str, dict[str, str]]:
+        if not await store.tenant(args.tenant):
+            raise AuthError(f"no tenant {args.tenant} (create it with: dialer tenant create {args.tenant})")
+        user = await store.user(args.tenant, args.user)
+        if user is None:
+            await store.create_user(args.tenant, args.user, args.role)
+        elif user["role"] != args.role:
+            raise AuthError(f"user {args.user} has role {user['role']}, not {args.role}; "
+                            "change it with PATCH /v1/users/{name} or use that role")
+        expires = None
+        if args.expires_days is not None:
+            if args.expires_days < 1:
+                raise AuthError("--expires-days: expected a positive number of days")
+            expires = datetime.now(UTC) + timedelta(days=args.expires_days)
+        return await store.create_token(args.tenant, args.user, args.label, expires_at=expires)
+
+    token, record = _with_store(config, work)
+    print(f"token {record['id']} for {args.user} ({args.role}) in tenant {args.tenant}; shown once, keep it safe:")
+    print(token)
+    return 0
+
+
+def run_token_list(args: argparse.Namespace, config: Config) -> int:
+    for record in _with_store(config, lambda store: store.tokens(args.tenant)):
+        print(f"{record['id']}\t{record['user']}\t{record.get('created_at', '')}\t"
+              f"last used {record.get('last_used_at', 'never')}\t{record.get('label', '')}")
+    return 0
+
+
+def run_token_revoke(args: argparse.Namespace, config: Config) -> int:
+    if not _with_store(config, lambda store: store.revoke_token(args.tenant, args.token_id)):
+        raise CommandError(f"no token {args.token_id} in tenant {args.tenant}")
+    print(f"token {args.token_id} revoked")
+    return 0

@@ -1,0 +1,1 @@
+"""API route modules. Each exports ROUTES (a list of gateway.routing.Route)."""

@@ -1,0 +1,120 @@
+"""Campaigns: create, read, configure, and the lifecycle actions (start, pause, resume, stop, archive)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
+from gateway import trail
+from gateway.api.schemas import STAMP, listing
+from gateway.errors import ApiError, not_found
+from gateway.routing import SERVICES, Route, body, principal, query, redis_of
+from gateway.validation import partial
+
+CAMPAIGN: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "name"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "created_at": STAMP,
+        "created_by": {"type": "string"},
+        "updated_at": STAMP,
+        "updated_by": {"type": "string"},
+        **CONFIG_SCHEMA["properties"],
+    },
+}
+CHANGES: dict[str, Any] = partial(CONFIG_SCHEMA)
+CHANGES = {**CHANGES, "properties": {k: ({**v, "nullable": True} if k not in ("name",) else v)
+                                     for k, v in CONFIG_SCHEMA["properties"].items()}}
+HISTORY: dict[str, Any] = listing({
+    "type": "object",
+    "properties": {k: {"type": "string"} for k in ("action", "from", "to", "by", "at")},
+})
+
+
+def store(request: web.Request) -> CampaignStore:
+    return request.app[SERVICES]["campaigns"]
+
+
+async def run(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a synchronous store call off the event loop, mapping its errors to API errors."""
+    try:
+        return await asyncio.to_thread(func, *args, **kwargs)
+    except KeyError:
+        raise not_found("campaign") from None
+    except CampaignError as exc:
+        status = 422 if exc.code == "invalid_field" else 409
+        raise ApiError(status, exc.code, str(exc), field=exc.field) from None
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    found = await run(store(request).list, principal(request).tenant, query(request).get("status"))
+    return web.json_response({"items": [c.as_dict() for c in found]})
+
+
+async def create_campaign(request: web.Request) -> web.Response:
+    who = principal(request)
+    created = await run(store(request).create, who.tenant, body(request), by=who.user, at=datetime.now(UTC))
+    await trail.record(redis_of(request), who.tenant, "campaign.create", actor=who.user, token_id=who.token_id,
+                       campaign=created.id)
+    return web.json_response(created.as_dict(), status=201)
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    found = await run(store(request).get, principal(request).tenant, request.match_info["id"])
+    if found is None:
+        raise not_found("campaign")
+    return web.json_response(found.as_dict())
+
+
+async def change_campaign(request: web.Request) -> web.Response:
+    who, changes = principal(request), body(request)
+    updated = await run(store(request).update, who.tenant, request.match_info["id"], changes, by=who.user,
+                        at=datetime.now(UTC))
+    await trail.record(redis_of(request), who.tenant, "campaign.configure", actor=who.user, token_id=who.token_id,
+                       campaign=updated.id, fields=sorted(changes))
+    return web.json_response(updated.as_dict())
+
+
+async def campaign_history(request: web.Request) -> web.Response:
+    tenant, campaign_id = principal(request).tenant, request.match_info["id"]
+    if await run(store(request).get, tenant, campaign_id) is None:
+        raise not_found("campaign")
+    return web.json_response({"items": await run(store(request).history, tenant, campaign_id)})
+
+
+def control_handler(action: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        who = principal(request)
+        moved = await run(store(request).control, who.tenant, request.match_info["id"], action, by=who.user,
+                          at=datetime.now(UTC))
+        await trail.record(redis_of(request), who.tenant, f"campaign.{action}", actor=who.user, token_id=who.token_id,
+                           campaign=moved.id, status=moved.status)
+        return web.json_response(moved.as_dict())
+
+    handler.__name__ = f"{action}_campaign"
+    return handler
+
+
+ROUTES = [
+    Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns", "campaigns.read",
+          response=listing(CAMPAIGN), query={"status": {"type": "string", "enum": list(STATUSES)}}, tag="campaigns"),
+    Route("POST", "/v1/campaigns", create_campaign, "Create a campaign (as a draft)", "campaigns.write",
+          body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns"),
+    Route("GET", "/v1/campaigns/{id}", get_campaign, "One campaign", "campaigns.read", response=CAMPAIGN,
+          resource="campaign", tag="campaigns"),
+    Route("PATCH", "/v1/campaigns/{id}", change_campaign,
+          "Change a campaign's configuration (draft, scheduled or paused); null removes a field",
+          "campaigns.write", body=CHANGES, response=CAMPAIGN, resource="campaign", tag="campaigns"),
+    Route("GET", "/v1/campaigns/{id}/history", campaign_history, "Lifecycle moves, newest first, with who did them",
+          "campaigns.read", response=HISTORY, resource="campaign", tag="campaigns"),
+] + [
+    Route("POST", f"/v1/campaigns/{{id}}/{action}", control_handler(action), f"{action.capitalize()} the campaign",
+          "campaigns.control", response=CAMPAIGN, resource="campaign", tag="campaigns")
+    for action in CONTROL_ACTIONS
+]

@@ -1,0 +1,101 @@
+"""The gateway application: make_app(config, redis) wires the route table, middlewares and services.
+
+`redis` is an asyncio client (redis.asyncio.Redis) created with decode_responses=True. The stores
+shared with the engine (dialer/campaigns.py, dialer/facts.py) are synchronous; they get their own
+synchronous client on the same URL and are called through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import redis as redis_lib
+from aiohttp import web
+
+from dialer.campaigns import CampaignStore
+from dialer.config import Config
+from dialer.facts import FactStore
+from gateway import metrics, openapi
+from gateway.api import admin, campaigns, facts, live, me
+from gateway.errors import Handler, error_middleware
+from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
+
+STATIC = Path(__file__).parent / "static"
+
+# Route modules, in the order their routes are added. The integration step appends
+# lists, gate, registry, audit, exports and subjects modules here.
+ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics)
+
+JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
+
+
+def api_routes() -> list[Route]:
+    routes: list[Route] = []
+    for module in ROUTE_MODULES:
+        routes.extend(module.ROUTES)
+    return routes
+
+
+def openapi_route(routes: list[Route]) -> Route:
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(openapi.document([*routes, doc_route]))
+
+    doc_route = Route("GET", "/v1/openapi.json", openapi_json, "This OpenAPI document", None,
+                      response={"type": "object"}, tag="meta", audited=False)
+    return doc_route
+
+
+# Pages and assets of the dashboard: not part of the API, so not in the OpenAPI document.
+PAGE_PATHS = ("/", "/static/{filename}")
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # Everything the dashboard needs is served from here; no inline scripts, no CDN.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if request.path.startswith("/v1/") or request.path == "/metrics":
+            response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Application:
+    app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=JSON_BODY_LIMIT)
+    app[REDIS] = redis
+    app[CONFIG] = config
+    app[STOPPING] = asyncio.Event()
+    own_sync = sync_redis is None
+    sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True)
+    app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": FactStore(sync), "sync_redis": sync}
+
+    routes = api_routes()
+    add_routes(app, [*routes, openapi_route(routes)])
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+
+    async def stopping(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    async def close(app: web.Application) -> None:
+        if own_sync:
+            sync.close()
+
+    app.on_shutdown.append(stopping)
+    app.on_cleanup.append(close)
+    return app

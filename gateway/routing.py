@@ -1,0 +1,159 @@
+"""The route table: each API route declared once, as data, with what it needs.
+
+A Route names its method, path, permission, request schema and response schema. `endpoint()`
+wraps the handler with the checks every route shares, in this order: bearer token (401), role
+(403), JSON body (400 bad JSON, 422 wrong type / unknown field / missing field). Handlers then
+read `principal(request)` and `body(request)` and look up only keys under their tenant, so another
+tenant's id is simply not found (404). The OpenAPI document is generated from the same table.
+
+Route modules (gateway/api/*.py) each export ROUTES; gateway/app.py lists the modules. The
+integration step adds lists, gate, registry, audit and export modules the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway import trail
+from gateway.auth import AuthStore, Principal
+from gateway.errors import Handler, bad_json, forbidden, invalid, not_found, unauthorized
+from gateway.validation import Schema, validate
+
+REDIS: web.AppKey[Any] = web.AppKey("redis", object)
+CONFIG: web.AppKey[Any] = web.AppKey("config", object)
+SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services", dict)
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping", asyncio.Event)  # set at shutdown: streams end
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("body", dict)
+QUERY: web.RequestKey[dict[str, Any]] = web.RequestKey("query", dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    permission: str | None  # None: public (no token)
+    body: Schema | None = None
+    response: Schema | None = None  # JSON body of the success answer
+    status: int = 200
+    content_type: str = "application/json"  # of the success answer
+    query: dict[str, Schema] = field(default_factory=dict)
+    # For bodies that are not JSON (a streamed multipart list upload): the OpenAPI requestBody content,
+    # e.g. {"multipart/form-data": {"schema": ...}}. The handler reads the body itself.
+    raw_body: dict[str, Any] | None = None
+    # The kind of tenant-owned resource the path names ("campaign", "user", "token"): the isolation tests
+    # need a factory for each kind (tests/test_gateway_routes.py acme_resource); they create one in tenant A
+    # and ask for it with tenant B's token, expecting 404.
+    resource: str | None = None
+    tag: str = "api"
+    audited: bool = True  # record token use
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def body(request: web.Request) -> dict[str, Any]:
+    return request.get(BODY) or {}
+
+
+def query(request: web.Request) -> dict[str, Any]:
+    return request.get(QUERY) or {}
+
+
+def redis_of(request: web.Request) -> Any:
+    return request.app[REDIS]
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+# Path values become parts of Redis keys: letters, digits and _ . @ - only, so a value such as
+# "c1:dnc" can never address a neighbouring key. Anything else is answered as absent.
+PATH_VALUE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+def _coerce_query(name: str, raw: str, schema: Schema) -> Any:
+    kind = schema.get("type", "string")
+    if kind == "integer":
+        try:
+            return int(raw)
+        except ValueError:
+            raise invalid(name, "expected an integer", code="wrong_type") from None
+    if kind == "boolean":
+        if raw not in ("true", "false"):
+            raise invalid(name, "expected true or false", code="wrong_type")
+        return raw == "true"
+    return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python would accept NaN and Infinity
+
+
+async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
+    raw = await request.read()  # aiohttp answers 413 beyond client_max_size
+    if not raw.strip():
+        if schema.get("required"):
+            raise bad_json("a JSON body is required")
+        return {}
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad_json() from None
+    validate(data, schema)
+    return data
+
+
+def endpoint(route: Route) -> Handler:
+    """The aiohttp handler for a route: authentication, authorisation and body checks, then the handler."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if route.permission is not None:
+            token = bearer(request)
+            who = await AuthStore(request.app[REDIS]).authenticate(token) if token else None
+            if who is None:
+                raise unauthorized()
+            if not who.can(route.permission):
+                raise forbidden(route.permission)
+            request[PRINCIPAL] = who
+            if route.audited:
+                await trail.record(request.app[REDIS], who.tenant, "token.use", actor=who.user, token_id=who.token_id,
+                                   method=route.method, route=route.path)
+        for value in request.match_info.values():
+            if not PATH_VALUE.match(value):
+                raise not_found()
+        if route.query:
+            params: dict[str, Any] = {}
+            for key in request.query:
+                if key not in route.query:
+                    raise invalid(key, "unknown query parameter", code="unknown_field")
+            for key, schema in route.query.items():
+                if key in request.query:
+                    params[key] = _coerce_query(key, request.query[key], schema)
+                    validate(params[key], schema, key)
+            request[QUERY] = params
+        if route.body is not None:
+            request[BODY] = await _read_json(request, route.body)
+        return await route.handler(request)
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    for route in routes:
+        app.router.add_route(route.method, route.path, endpoint(route))

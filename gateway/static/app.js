@@ -1,0 +1,316 @@
+// Supervisor dashboard: vanilla JS, no external code. Reads the tenant's live stream (/v1/stream)
+// with fetch so the token travels in the Authorization header, never in a URL.
+"use strict";
+
+const TOKEN_KEY = "dialerToken";
+const NEAR_CAP = 0.8; // alert when an abandon rate reaches 80 % of the campaign's cap
+const OUTCOMES = [
+  ["answered", "#1f8a4c"], ["no_answer", "#8e9aaf"], ["busy", "#b7791f"], ["machine", "#6b5bd6"],
+  ["abandoned", "#c0392b"], ["failed", "#555"], ["congestion", "#a0522d"], ["opted_out", "#d63384"],
+];
+const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
+
+const state = { token: null, me: null, stream: null, cards: new Map(), retry: null };
+
+const $ = (id) => document.getElementById(id);
+
+function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
+  return fetch(path, { ...options, headers, cache: "no-store" });
+}
+
+async function errorText(resp) {
+  try {
+    const body = await resp.json();
+    return body.error ? body.error.message : `HTTP ${resp.status}`;
+  } catch (e) {
+    return `HTTP ${resp.status}`;
+  }
+}
+
+// --- sign in / out -------------------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  const resp = await api("/v1/me");
+  if (!resp.ok) {
+    state.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
+    return;
+  }
+  state.me = await resp.json();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  if (!state.me.permissions.includes("stats.read")) {
+    showSignIn(`Role ${state.me.role} cannot watch campaigns.`);
+    return;
+  }
+  $("sign-in").hidden = true;
+  $("board").hidden = false;
+  $("who").hidden = false;
+  $("who-text").textContent = `${state.me.user} (${state.me.role}) · ${state.me.tenant}`;
+  openStream();
+}
+
+function showSignIn(message) {
+  closeStream();
+  $("board").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message || "";
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  state.me = null;
+  state.cards.clear();
+  $("campaigns").replaceChildren();
+  showSignIn("");
+}
+
+// --- the live stream (Server-Sent Events over fetch) ---------------------------------------
+
+function setLive(on) {
+  const el = $("live");
+  el.textContent = on ? "live" : "reconnecting";
+  el.className = `live ${on ? "on" : "off"}`;
+}
+
+function closeStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  clearTimeout(state.retry);
+}
+
+async function openStream() {
+  closeStream();
+  const controller = new AbortController();
+  state.stream = controller;
+  try {
+    const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
+    if (resp.status === 401) return signOut();
+    if (!resp.ok) throw new Error(await errorText(resp));
+    setLive(true);
+    $("board-error").textContent = "";
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        handleEvent(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+      }
+    }
+  } catch (e) {
+    if (controller.signal.aborted) return;
+    $("board-error").textContent = `Live updates interrupted: ${e.message}`;
+  }
+  if (state.stream === controller && state.token) {
+    setLive(false);
+    state.retry = setTimeout(openStream, 1000);
+  }
+}
+
+function handleEvent(block) {
+  let type = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  if (type === "stats" && data.length) render(JSON.parse(data.join("\n")));
+}
+
+// --- rendering -----------------------------------------------------------------------------
+
+function card(id) {
+  let el = state.cards.get(id);
+  if (!el) {
+    el = $("campaign-template").content.firstElementChild.cloneNode(true);
+    el.dataset.campaign = id;
+    for (const button of el.querySelectorAll("[data-action]")) {
+      button.addEventListener("click", () => control(id, button.dataset.action, el));
+    }
+    state.cards.set(id, el);
+    $("campaigns").append(el);
+  }
+  $("empty").hidden = true;
+  return el;
+}
+
+const field = (el, name) => el.querySelector(`[data-field="${name}"]`);
+const percent = (x) => `${(100 * x).toFixed(2)} %`;
+
+function render(snap) {
+  const el = card(snap.campaign);
+  el.dataset.status = snap.status;
+  field(el, "name").textContent = snap.name || snap.campaign;
+  const status = field(el, "status");
+  status.textContent = snap.status;
+  status.className = `status ${snap.status}`;
+  field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
+  for (const [name, value] of Object.entries(snap.gauges)) {
+    const tile = el.querySelector(`[data-tile="${name}"]`);
+    if (tile) tile.textContent = String(value);
+  }
+  renderButtons(el, snap.status);
+  renderAbandon(el, snap);
+  renderDenials(el, snap.denials);
+  renderChart(el, snap.hourly);
+}
+
+function renderButtons(el, status) {
+  const allowed = state.me && state.me.permissions.includes("campaigns.control");
+  for (const button of el.querySelectorAll("[data-action]")) {
+    button.hidden = !allowed || !ACTIONS[button.dataset.action].includes(status);
+  }
+}
+
+function renderAbandon(el, snap) {
+  const cap = snap.abandon_cap || 0;
+  let worst = "";
+  for (const window of ["24h", "30d"]) {
+    const rate = snap.gauges[`abandon_rate_${window}`] || 0;
+    const row = el.querySelector(`.abandon[data-window="${window}"]`);
+    const scale = Math.max(cap * 1.33, rate, 0.0001); // the cap sits at 75 % of the bar
+    row.querySelector(".fill").style.width = `${Math.min(100, (100 * rate) / scale)}%`;
+    row.querySelector(".cap").style.left = `${(100 * cap) / scale}%`;
+    row.querySelector(".figure").textContent = `${percent(rate)} / cap ${percent(cap)}`;
+    const level = cap > 0 && rate >= cap ? "over" : cap > 0 && rate >= NEAR_CAP * cap ? "near" : "";
+    row.className = `abandon ${level}`;
+    if (level === "over" || (level === "near" && worst === "")) worst = level;
+  }
+  const alert = field(el, "abandon-alert");
+  alert.hidden = worst === "";
+  alert.className = `alert ${worst}`;
+  alert.textContent = worst === "over" ? "Abandon rate is over the cap: the pacer must slow down."
+    : "Abandon rate is nearing the cap.";
+}
+
+function renderDenials(el, denials) {
+  const list = field(el, "denials");
+  const entries = Object.entries(denials).sort((a, b) => b[1] - a[1]);
+  const top = entries.length ? entries[0][1] : 1;
+  list.replaceChildren(...entries.map(([reason, count]) => {
+    const li = document.createElement("li");
+    li.dataset.reason = reason;
+    const name = document.createElement("span");
+    name.textContent = reason;
+    const bar = document.createElement("div");
+    bar.className = "dbar";
+    bar.style.width = `${(100 * count) / top}%`;
+    const n = document.createElement("span");
+    n.className = "count";
+    n.textContent = String(count);
+    li.append(name, bar, n);
+    return li;
+  }));
+  if (!entries.length) {
+    const li = document.createElement("li");
+    li.textContent = "none";
+    list.append(li);
+  }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function renderChart(el, hourly) {
+  // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it.
+  const width = Math.max(480, field(el, "chart").clientWidth || 960), height = 160, pad = 18;
+  const slot = (width - pad) / hourly.length;
+  const top = Math.max(1, ...hourly.map((h) => Math.max(h.attempts || 0,
+    OUTCOMES.reduce((sum, [k]) => sum + (h[k] || 0), 0))));
+  const scale = (v) => ((height - pad) * v) / top;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "attempts per hour" });
+  root.append(svg("line", { x1: pad, y1: height - pad, x2: width, y2: height - pad, stroke: "#d9dde5" }));
+  const label = svg("text", { x: 0, y: 10, "font-size": 10, fill: "#667085" });
+  label.textContent = String(top);
+  root.append(label);
+  hourly.forEach((h, i) => {
+    const x = pad + i * slot;
+    const attempts = h.attempts || 0;
+    const bar = svg("rect", { x: x + 1, y: height - pad - scale(attempts), width: slot / 2 - 2,
+      height: scale(attempts), fill: "#c9d3e6" });
+    const title = svg("title", {});
+    title.textContent = `${h.hour.slice(11, 13)}:00 UTC: ${attempts} attempts`;
+    bar.append(title);
+    root.append(bar);
+    let y = height - pad;
+    for (const [outcome, colour] of OUTCOMES) {
+      const n = h[outcome] || 0;
+      if (!n) continue;
+      y -= scale(n);
+      const part = svg("rect", { x: x + slot / 2, y, width: slot / 2 - 2, height: scale(n), fill: colour });
+      const t = svg("title", {});
+      t.textContent = `${h.hour.slice(11, 13)}:00 UTC: ${n} ${outcome}`;
+      part.append(t);
+      root.append(part);
+    }
+    if (i % 3 === 0) {
+      const tick = svg("text", { x, y: height - 4, "font-size": 10, fill: "#667085" });
+      tick.textContent = h.hour.slice(11, 13);
+      root.append(tick);
+    }
+  });
+  field(el, "chart").replaceChildren(root);
+  const legend = field(el, "legend");
+  if (!legend.childElementCount) {
+    for (const [name, colour] of [["attempts", "#c9d3e6"], ...OUTCOMES]) {
+      const li = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colour;
+      li.append(swatch, document.createTextNode(name));
+      legend.append(li);
+    }
+  }
+}
+
+// --- actions -------------------------------------------------------------------------------
+
+async function control(id, action, el) {
+  if (action === "stop" && !window.confirm("Stop this campaign? It cannot be resumed.")) return;
+  const buttons = el.querySelectorAll("[data-action]");
+  buttons.forEach((b) => { b.disabled = true; });
+  field(el, "error").textContent = "";
+  try {
+    const resp = await api(`/v1/campaigns/${encodeURIComponent(id)}/${action}`, { method: "POST" });
+    if (!resp.ok) {
+      field(el, "error").textContent = await errorText(resp);
+      return;
+    }
+    const campaign = await resp.json();
+    el.dataset.status = campaign.status;
+    const status = field(el, "status");
+    status.textContent = campaign.status;
+    status.className = `status ${campaign.status}`;
+    renderButtons(el, campaign.status);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    $("token").value = "";
+    if (token) signIn(token);
+  });
+  $("sign-out").addEventListener("click", signOut);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) signIn(saved);
+  else showSignIn("");
+});

@@ -1,0 +1,98 @@
+"""A small validator for request bodies, over the subset of JSON Schema that OpenAPI 3.0 shares.
+
+The same schema dicts are published in /v1/openapi.json, so the document and the checks cannot
+drift apart. Supported keywords: type (object, array, string, integer, number, boolean), properties,
+required, additionalProperties (false or a schema), enum, minLength, maxLength, pattern, minimum,
+maximum, items, minItems, maxItems, nullable, format (date-time is checked), default (documentation
+only). The first problem found is raised as a 422 ApiError naming the field by its dotted path
+(`retry_rules.busy`, `schedule_windows[0].start`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from gateway.errors import invalid
+
+Schema = dict[str, Any]
+
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _name(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if isinstance(value, bool) and kind != "boolean":
+        return False  # JSON true is not the integer 1
+    return isinstance(value, _PY_TYPES[kind])
+
+
+def validate(value: Any, schema: Schema, path: str = "") -> None:
+    """Raise ApiError(422) at the first place `value` does not match `schema`."""
+    if value is None:
+        if schema.get("nullable"):
+            return
+        raise invalid(path or "body", "must not be null")
+    kind = schema.get("type")
+    if kind and not _type_ok(value, kind):
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise invalid(path or "body", f"expected {article} {kind}", code="wrong_type")
+    if "enum" in schema and value not in schema["enum"]:
+        raise invalid(path or "body", f"expected one of {', '.join(map(str, schema['enum']))}")
+    if kind == "string":
+        if len(value) < schema.get("minLength", 0):
+            raise invalid(path, "is empty" if len(value) == 0 else f"shorter than {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise invalid(path, f"longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise invalid(path, f"does not match the pattern {schema['pattern']}")
+        if schema.get("format") == "date-time":
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise invalid(path, "expected an ISO 8601 date-time such as 2026-01-31T09:00:00Z") from None
+            if parsed.tzinfo is None:
+                raise invalid(path, "needs a time zone (Z or +hh:mm)")
+    elif kind in ("integer", "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise invalid(path, f"must be at least {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise invalid(path, f"must be at most {schema['maximum']}")
+    elif kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            raise invalid(path, f"needs at least {schema['minItems']} item(s)")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise invalid(path, f"has more than {schema['maxItems']} items")
+        for i, item in enumerate(value):
+            validate(item, schema.get("items", {}), _name(path, i))
+    elif kind == "object":
+        props: dict[str, Schema] = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key in schema.get("required", ()):
+            if key not in value:
+                raise invalid(_name(path, key), "is required", code="missing_field")
+        for key, item in value.items():
+            if key in props:
+                validate(item, props[key], _name(path, key))
+            elif extra is False:
+                raise invalid(_name(path, key), "unknown field", code="unknown_field")
+            elif isinstance(extra, dict):
+                validate(item, extra, _name(path, key))
+
+
+def partial(schema: Schema) -> Schema:
+    """The same object schema with nothing required: for PATCH bodies."""
+    return {k: v for k, v in schema.items() if k != "required"}

@@ -1,0 +1,269 @@
+"""Campaign, opt-out and consent routes; tenant isolation and roles checked route by route."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+import redis
+
+from dialer.facts import FactStore
+from gateway.app import api_routes
+from gateway.auth import PERMISSIONS, ROLES, AuthStore
+from tests.gateway_support import start_gateway, stop_gateway
+
+ROUTES = api_routes()
+
+# A valid body for each route that takes one, so checks after validation (404, 403) are what is tested.
+SAMPLE_BODIES = {
+    ("POST", "/v1/users"): {"name": "newcomer", "role": "auditor"},
+    ("PATCH", "/v1/users/{name}"): {"disabled": False},
+    ("POST", "/v1/tokens"): {"user": "auditor-user"},
+    ("POST", "/v1/campaigns"): {"name": "Another"},
+    ("PATCH", "/v1/campaigns/{id}"): {"pacing_ratio": 1.2},
+    ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
+    ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
+}
+SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"}}
+
+
+@pytest.fixture
+async def gw(redis_url):
+    gateway = await start_gateway(redis_url)
+    yield gateway
+    await stop_gateway(gateway)
+
+
+async def acme_resource(gw, kind: str) -> str:
+    """Create a resource of `kind` in tenant acme and return its path value."""
+    if kind == "campaign":
+        return (await gw.ready_campaign("acme"))["id"]
+    if kind == "user":
+        await AuthStore(gw.redis).create_user("acme", "only-in-acme", "uploader")
+        return "only-in-acme"
+    if kind == "token":
+        _, record = await AuthStore(gw.redis).create_token("acme", "uploader-user")
+        return record["id"]
+    raise AssertionError(f"no factory for resource kind {kind}")
+
+
+def fill(path: str, value: str) -> str:
+    return re.sub(r"\{\w+\}", value, path)
+
+
+async def call(gw, route, path: str, headers: dict[str, str]):
+    kwargs = {"headers": headers}
+    if (route.method, route.path) in SAMPLE_BODIES:
+        kwargs["json"] = SAMPLE_BODIES[(route.method, route.path)]
+    if (route.method, route.path) in SAMPLE_QUERIES:
+        kwargs["params"] = SAMPLE_QUERIES[(route.method, route.path)]
+    resp = await gw.client.request(route.method, path, **kwargs)
+    status = resp.status
+    body = await resp.json() if status >= 400 else None
+    resp.close()  # event streams stay open otherwise
+    return status, body
+
+
+def test_every_route_body_has_a_sample():
+    for route in ROUTES:
+        if route.body is not None and route.body.get("required"):
+            assert (route.method, route.path) in SAMPLE_BODIES, route.path
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.resource], ids=lambda r: f"{r.method} {r.path}")
+async def test_other_tenants_resource_is_404_as_if_absent(gw, route):
+    value = await acme_resource(gw, route.resource)
+    path = fill(route.path, value)
+    status, body = await call(gw, route, path, gw.auth("globex", "admin"))
+    assert status == 404 and body["error"]["code"] == "not_found"
+    absent_status, absent_body = await call(gw, route, fill(route.path, "doesnotexist"), gw.auth("globex", "admin"))
+    assert (absent_status, absent_body["error"]["message"]) == (404, body["error"]["message"])
+    # And the owner does see it.
+    owner_status, _ = await call(gw, route, path, gw.auth("acme", "admin"))
+    assert owner_status not in (401, 403, 404)
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.permission], ids=lambda r: f"{r.method} {r.path}")
+async def test_every_protected_route_is_401_without_token(gw, route):
+    status, body = await call(gw, route, fill(route.path, "x"), {})
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.permission], ids=lambda r: f"{r.method} {r.path}")
+async def test_roles_follow_the_permission_table(gw, route, role):
+    value = await acme_resource(gw, route.resource) if route.resource else "x"
+    status, body = await call(gw, route, fill(route.path, value), gw.auth("acme", role))
+    if role in PERMISSIONS[route.permission]:
+        assert status not in (401, 403), body
+    else:
+        assert status == 403 and body["error"]["code"] == "forbidden"
+
+
+async def test_named_role_rules(gw):
+    campaign = (await gw.ready_campaign())["id"]
+
+    async def act(action: str, role: str) -> int:
+        return (await gw.client.post(f"/v1/campaigns/{campaign}/{action}", headers=gw.auth("acme", role))).status
+
+    assert await act("start", "uploader") == 403
+    assert await act("start", "supervisor") == 200
+    assert await act("pause", "auditor") == 403
+    assert await act("pause", "supervisor") == 200
+    optout = {"phone": "+33145678901", "source": "crm"}
+    assert (await gw.client.post("/v1/optouts", json=optout, headers=gw.auth("acme", "auditor"))).status == 403
+    assert (await gw.client.post("/v1/optouts", json=optout, headers=gw.auth("acme", "uploader"))).status == 201
+
+
+async def test_campaign_lifecycle_over_http_records_who(gw):
+    sup = gw.auth("acme", "supervisor")
+    created = await gw.create_campaign(pacing_mode="predictive", pacing_ratio=2.5, abandon_cap=0.03,
+                                       schedule_windows=[{"days": ["mon", "tue"], "start": "09:00", "end": "12:30"}],
+                                       retry_rules={"busy": 30, "no_answer": 120}, max_attempts=4)
+    cid = created["id"]
+    assert created["status"] == "draft" and created["retry_rules"] == {"busy": 30, "no_answer": 120}
+    resp = await gw.client.post(f"/v1/campaigns/{cid}/start", headers=sup)
+    error = (await resp.json())["error"]
+    assert resp.status == 409 and error["code"] == "campaign_incomplete" and error["field"] == "caller_id"
+    resp = await gw.client.patch(f"/v1/campaigns/{cid}", headers=sup,
+                                 json={"caller_id": "+33145678900", "seller_name": "Acme", "lists": ["l1"],
+                                       "queue": "sales"})
+    assert resp.status == 200
+    for action, status in [("start", "running"), ("pause", "paused"), ("resume", "running"), ("stop", "stopping")]:
+        resp = await gw.client.post(f"/v1/campaigns/{cid}/{action}", headers=sup)
+        assert resp.status == 200 and (await resp.json())["status"] == status
+    resp = await gw.client.post(f"/v1/campaigns/{cid}/resume", headers=sup)
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "bad_transition"
+    resp = await gw.client.patch(f"/v1/campaigns/{cid}", json={"pacing_ratio": 3}, headers=sup)
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "not_editable"
+    history = (await (await gw.client.get(f"/v1/campaigns/{cid}/history", headers=sup)).json())["items"]
+    assert [h["action"] for h in history] == ["stop", "resume", "pause", "start", "create"]
+    assert {h["by"] for h in history} == {"supervisor-user"}
+    audited = [e for _, e in await gw.redis.xrange("t:acme:audit:inbox") if e["action"].startswith("campaign.")]
+    assert [e["action"] for e in audited] == ["campaign.create", "campaign.configure", "campaign.start",
+                                             "campaign.pause", "campaign.resume", "campaign.stop"]
+    assert {e["actor"] for e in audited} == {"supervisor-user"}
+    listed = await (await gw.client.get("/v1/campaigns?status=stopping", headers=sup)).json()
+    assert [c["id"] for c in listed["items"]] == [cid]
+    resp = await gw.client.get("/v1/campaigns?status=bogus", headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "status"
+    resp = await gw.client.get("/v1/campaigns?colour=red", headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "unknown_field"
+
+
+async def test_campaign_validation_names_nested_fields(gw):
+    sup = gw.auth("acme", "supervisor")
+    bad = {"name": "x", "schedule_windows": [{"days": ["mon"], "start": "9am", "end": "12:00"}]}
+    resp = await gw.client.post("/v1/campaigns", json=bad, headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "schedule_windows[0].start"
+    bad = {"name": "x", "schedule_windows": [{"days": ["mon"], "start": "12:00", "end": "09:00"}]}
+    resp = await gw.client.post("/v1/campaigns", json=bad, headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "schedule_windows[0].end"
+    resp = await gw.client.post("/v1/campaigns", json=["not", "an", "object"], headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["code"] == "wrong_type"
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", "pacing_ratio": True}, headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "pacing_ratio"
+
+
+@pytest.fixture
+def facts(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield FactStore(client)
+    client.close()
+
+
+@pytest.mark.parametrize("text", ["STOP", "stop", " Stop please", "OPT OUT", "opt-out", "optout", "Unsubscribe",
+                                  "QUIT", "end", "Revoke", "cancel"])
+async def test_sms_stop_keywords_record_an_optout(gw, facts, text):
+    resp = await gw.client.post("/v1/optouts", headers=gw.auth("acme", "uploader"),
+                                json={"phone": "01 45 67 89 01", "country": "FR", "source": "sms", "keyword": text})
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert body["phone"] == "+33145678901" and body["scope"] == "company"
+    assert facts.optout("acme", "+33145678901").source == "sms"
+    assert facts.optout("globex", "+33145678901") is None
+
+
+@pytest.mark.parametrize("text", ["hello", "stopwatch", "weekend", "send me more"])
+async def test_other_sms_text_is_refused_not_dropped_silently(gw, facts, text):
+    resp = await gw.client.post("/v1/optouts", headers=gw.auth("acme", "uploader"),
+                                json={"phone": "+33145678901", "source": "sms", "keyword": text})
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error["field"] == "keyword" and error["code"] == "not_an_optout"
+    assert facts.optout("acme", "+33145678901") is None
+
+
+async def test_campaign_optout_and_bad_numbers(gw, facts):
+    sup = gw.auth("acme", "supervisor")
+    cid = (await gw.create_campaign())["id"]
+    resp = await gw.client.post("/v1/optouts", headers=sup,
+                                json={"phone": "+442079460000", "source": "crm", "scope": "campaign", "campaign": cid})
+    assert resp.status == 201
+    assert facts.optout("acme", "+442079460000") is None
+    assert facts.optout("acme", "+442079460000", cid).scope == "campaign"
+    resp = await gw.client.post("/v1/optouts", headers=sup, json={"phone": "+442079460000", "source": "crm",
+                                                                  "scope": "campaign"})
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "campaign"
+    other = (await gw.create_campaign("globex"))["id"]
+    resp = await gw.client.post("/v1/optouts", headers=sup, json={"phone": "+442079460000", "source": "crm",
+                                                                  "campaign": other})
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "campaign"
+    for phone in ("hello", "+1", "0145678901"):
+        resp = await gw.client.post("/v1/optouts", headers=sup, json={"phone": phone, "source": "crm"})
+        assert resp.status == 422 and (await resp.json())["error"]["field"] == "phone", phone
+
+
+async def test_consent_grant_withdraw_and_read(gw, facts):
+    up, sup = gw.auth("acme", "uploader"), gw.auth("acme", "supervisor")
+    grant = {"phone": "+33145678901", "source": "web form", "at": "2026-01-10T09:00:00Z", "written": True,
+             "purpose": "telemarketing", "ip": "203.0.113.9", "text": "I agree to be called by Acme",
+             "expires_at": "2028-01-10T09:00:00Z"}
+    resp = await gw.client.post("/v1/consents", json=grant, headers=up)
+    assert resp.status == 201
+    resp = await gw.client.post("/v1/consents", headers=up, json={"phone": "+33145678901", "source": "call",
+                                                                   "action": "withdraw", "at": "2026-02-01T08:00:00Z"})
+    assert resp.status == 201
+    listed = await (await gw.client.get("/v1/consents", params={"phone": "+33145678901"}, headers=sup)).json()
+    assert [c["given_at"] for c in listed["items"]] == ["2026-01-10T09:00:00Z", None]
+    assert listed["items"][0]["ip"] == "203.0.113.9" and listed["items"][1]["withdrawn_at"] == "2026-02-01T08:00:00Z"
+    assert len(facts.consents("acme", "+33145678901")) == 2 and facts.consents("globex", "+33145678901") == []
+    other = await (await gw.client.get("/v1/consents", params={"phone": "+33145678901"},
+                                       headers=gw.auth("globex", "supervisor"))).json()
+    assert other["items"] == []
+    resp = await gw.client.get("/v1/consents", headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "phone"
+    resp = await gw.client.post("/v1/consents", headers=up, json={**grant, "at": "2026-01-10T09:00:00"})
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "at"
+    resp = await gw.client.post("/v1/consents", headers=up, json={**grant, "expires_at": "2025-01-01T00:00:00Z"})
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "expires_at"
+
+
+async def test_optout_is_audited_without_the_full_number(gw):
+    await gw.client.post("/v1/optouts", json={"phone": "+33145678901", "source": "crm"}, headers=gw.auth())
+    entries = await gw.redis.xrange("t:acme:audit:inbox")
+    optouts = [e for _, e in entries if e["action"] == "optout.add"]
+    assert len(optouts) == 1 and "+33145678901" not in str(optouts[0]) and "01" in optouts[0]["details"]
+
+
+async def test_concurrent_optouts_are_all_kept(gw, facts):
+    phones = [f"+3314567{n:04d}" for n in range(40)]
+    results = await asyncio.gather(*[
+        gw.client.post("/v1/optouts", json={"phone": p, "source": "crm"}, headers=gw.auth()) for p in phones])
+    assert [r.status for r in results] == [201] * 40
+    assert all(facts.optout("acme", p) for p in phones)
+
+
+async def test_listings_never_show_another_tenants_items(gw):
+    theirs = (await gw.ready_campaign("globex"))["id"]
+    await gw.client.post(f"/v1/campaigns/{theirs}/start", headers=gw.auth("globex", "supervisor"))
+    _, their_token = await AuthStore(gw.redis).create_token("globex", "auditor-user")
+    mine = (await gw.ready_campaign("acme"))["id"]
+    campaigns = await (await gw.client.get("/v1/campaigns", headers=gw.auth())).json()
+    assert [c["id"] for c in campaigns["items"]] == [mine]
+    tokens = await (await gw.client.get("/v1/tokens", headers=gw.auth())).json()
+    assert their_token["id"] not in {t["id"] for t in tokens["items"]}
+    assert {t["user"] for t in tokens["items"]} <= {f"{r}-user" for r in ROLES}
+    metrics = await (await gw.client.get("/metrics", headers=gw.auth())).text()
+    assert theirs not in metrics and "globex" not in metrics
