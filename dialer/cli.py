@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.simulate",
     "dialer.commands.tenants",
     "dialer.commands.serve",
+    "dialer.commands.lists",
+    "dialer.commands.worker",
 )
 
 
