@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.gate",
     "dialer.commands.sandbox_pbx",
     "dialer.commands.simulate",
+    "dialer.commands.run",
     "dialer.commands.tenants",
     "dialer.commands.serve",
     "dialer.commands.lists",

@@ -1,0 +1,81 @@
+"""The campaign runtime end to end: real redis-server, the real gate and packs, the sandbox PBX over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from dialer.campaigns import CampaignStore
+from dialer.config import AsteriskServer
+from dialer.facts import FactStore
+from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
+from dialer.runtime.queues import ContactQueue
+from dialer.sandbox.server import SandboxServer
+from dialer.sandbox.settings import SandboxSettings
+from tests.runtime_support import AT, BLOCTEL, OriginateObserver, engine_config, eventually, numbers, setup_campaign
+
+SETTINGS = RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
+                           agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)
+RETRIES = {"busy": 1, "no_answer": 1, "congestion": 1, "machine": 1, "abandoned": 1}
+# The sandbox's last-digit callees: 2 busy, 3 no answer, 4 congestion, 7 opts out (during the recording notice);
+# others answer (8 is a machine, but without AMD the campaign cannot tell: answered).
+EXPECTED = {"2": ("max_attempts", 2), "3": ("max_attempts", 2), "4": ("max_attempts", 2), "7": ("opted_out", 1)}
+
+
+async def start_pbx(**overrides) -> SandboxServer:
+    settings = SandboxSettings(port=0, time_scale=0.02, seed=11, queues={"dialer": 3}).with_overrides(**overrides)
+    server = SandboxServer(settings)
+    await server.start()
+    return server
+
+
+def sandbox(server: SandboxServer) -> AsteriskServer:
+    return AsteriskServer("sbx", "127.0.0.1", server.port, "dialer", "dialer-secret", "md5")
+
+
+async def run_until_completed(redis_url, client, tenant, campaign, pbx, clock, settings=SETTINGS, timeout=90.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=clock,
+                                          servers=[sandbox(pbx)], settings=settings, process_id="p1"))
+    store = CampaignStore(client)
+    try:
+        await eventually(lambda: task.done() or store.get(tenant, campaign).status == "completed", timeout=timeout)
+    finally:
+        stop.set()
+        engine = await task
+    return engine
+
+
+async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path):
+    phones = [*numbers(30), BLOCTEL[0]]
+    campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
+                              recording=True)
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(AT, 60.0))
+            await asyncio.sleep(0.3)
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = queue.final_states()
+    assert len(finals) == len(phones)  # every contact left the queue with a reason
+    assert queue.counts()["inflight"] == 0 and queue.counts()["ready"] == 0 and queue.counts()["waiting"] == 0
+    by_phone = {queue_phone(queue, cid): f for cid, f in finals.items()}
+    blocked = by_phone.pop(BLOCTEL[0])
+    assert blocked["reason"] == "gate_denied" and "NATIONAL_REGISTRY" in blocked["detail"]
+    assert observer.by_number[BLOCTEL[0]] == 0
+    for phone, final in by_phone.items():
+        reason, calls = EXPECTED.get(phone[-1], ("answered", 1))
+        assert (final["reason"], final["attempts"]) == (reason, calls), (phone, final)
+        assert observer.by_number[phone] == calls, phone  # originated exactly as often as the retry rules allow
+    assert sum(observer.by_number.values()) == sum(f["attempts"] for f in by_phone.values())
+    assert all(n == 1 for n in observer.call_ids.values())  # no call id sent twice
+    optout = FactStore(redis_client).optout("acme", numbers(30)[7])
+    assert optout is not None and optout.source == "keypress"
+    history = CampaignStore(redis_client).history("acme", campaign)
+    assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
+
+
+def queue_phone(queue: ContactQueue, contact_id: str) -> str:
+    return json.loads(queue.redis.hget(queue.keys["data"], contact_id))["phone"]
