@@ -79,3 +79,76 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
     return json.loads(queue.redis.hget(queue.keys["data"], contact_id))["phone"]
+
+
+def engine_task(redis_url, pbx, clock, settings=SETTINGS, process_id="p1"):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=clock,
+                                          servers=[sandbox(pbx)], settings=settings, process_id=process_id))
+    return stop, task
+
+
+async def test_a_number_opted_out_while_queued_is_never_dialed(redis_url, redis_client, tmp_path):
+    phones = numbers(24, base="+331456710")
+    phones = [p for p in phones if p[-1] not in "2347"]  # callees that answer: each call holds the only agent
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    facts = FactStore(redis_client)
+    clock = offset_clock(AT, 1.0)
+    pbx = await start_pbx(queues={"dialer": 1})
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, clock)
+            await eventually(lambda: sum(observer.by_number.values()) >= 2, timeout=30)
+            allowed = {}
+            for phone in phones[len(phones) // 2:]:  # still queued: one agent dials one at a time
+                before = set(facts.attempts("acme", phone))
+                facts.add_optout("acme", phone, at=clock(), source="api")
+                allowed[phone] = len(facts.attempts("acme", phone))  # reservations that won the race, if any
+                assert len(before) <= allowed[phone]
+            await eventually(lambda: task.done() or CampaignStore(redis_client).get("acme", campaign).status
+                             == "completed", timeout=60)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    never = [p for p, n in allowed.items() if n == 0]
+    assert len(never) >= 3  # most were still queued (calls reserved before the opt-out may still be placed)
+    for phone in never:
+        assert observer.by_number[phone] == 0, phone
+        assert finals[phone]["reason"] == "gate_denied" and "COMPANY_DNC" in finals[phone]["detail"]
+    for phone, n in allowed.items():
+        assert observer.by_number[phone] <= n
+
+
+async def test_stop_lets_calls_in_flight_finish_then_completes(redis_url, redis_client, tmp_path):
+    phones = [p for p in numbers(30, base="+331456720") if p[-1] not in "2347"]
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx(queues={"dialer": 2})
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0))
+            await eventually(lambda: sum(observer.by_number.values()) >= 3, timeout=30)
+            store.control("acme", campaign, "pause", by="supervisor", at=AT)
+            await asyncio.sleep(1.0)
+            paused_at = sum(observer.by_number.values())
+            await asyncio.sleep(1.0)
+            assert sum(observer.by_number.values()) == paused_at  # paused: nothing new is dialed
+            store.control("acme", campaign, "resume", by="supervisor", at=AT)
+            await eventually(lambda: sum(observer.by_number.values()) >= paused_at + 2, timeout=30)
+            store.control("acme", campaign, "stop", by="supervisor", at=AT)
+            await eventually(lambda: store.get("acme", campaign).status == "completed", timeout=30)
+            dialed = sum(observer.by_number.values())
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    counts = queue.counts()
+    assert counts["inflight"] == 0 and counts["final"] == dialed  # every placed call settled before completing
+    assert counts["ready"] == len(phones) - dialed  # the others stay queued, never dialed
+    actions = [(h["action"], h["by"]) for h in store.history("acme", campaign)][:5]
+    assert actions == [("complete", "engine"), ("stop", "supervisor"), ("resume", "supervisor"),
+                       ("pause", "supervisor"), ("start", "tester")]
