@@ -682,8 +682,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            if alive:
-                log.warning("server %s: %d taken-over calls still up; tracking them", server, len(alive))
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+                        server, len(claims), len(alive), len(claims) - len(alive))
 
     def _recorded_outcome(self, tenant: str, claim: Claim) -> str:
         """not-reserved, reserved (no outcome yet) or the outcome the gate recorded for this call."""
