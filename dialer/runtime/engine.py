@@ -58,6 +58,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from rules import geo
 from rules.model import Contact
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ class CampaignRunner:
     recovered_at: float = -1e18
     stats_at: float = -1e18
     last_reason: str = ""
+    countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
+    prefixes: set[str] = field(default_factory=set)
     held: bool = False
     completed: bool = False
 
@@ -198,6 +201,7 @@ class Engine:
         self._active: list[StoredCampaign] = []
         self._active_at = -1e18
         self._stopping = False
+        self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
 
@@ -207,6 +211,7 @@ class Engine:
         """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds),
         give the campaigns back and close."""
         await self.pool.start()
+        await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
@@ -366,8 +371,9 @@ class Engine:
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         abandons = self._abandon_counter(r.tenant)
-        jurisdiction = str(config.get("jurisdiction") or "")
-        answers, abandoned = abandons.totals(r.campaign, self.clock().timestamp(), window_for(jurisdiction))
+        # The longest window among the countries this campaign dials (US: 30 days; GB and others: 24 h).
+        window = max((window_for(c) for c in r.countries), default=window_for(""))
+        answers, abandoned = abandons.totals(r.campaign, self.clock().timestamp(), window)
         limit = None
         if self.settings.trunk_channels > 0:
             limit = self.settings.trunk_channels * len(servers)
@@ -407,6 +413,10 @@ class Engine:
             return
         for claim in claims:
             r.claims[claim.contact.contact_id] = claim
+            if claim.contact.phone[:5] not in r.prefixes:  # the country of each number prefix, once
+                r.prefixes.add(claim.contact.phone[:5])
+                with contextlib.suppress(Exception):
+                    r.countries.add(geo.jurisdiction_for_number(claim.contact.phone)[0])
         results = await asyncio.to_thread(self._reserve, r, claims)
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
@@ -454,6 +464,13 @@ class Engine:
     async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
         claim = flight.claim
         c = r.stored.config
+        if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
+            # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
+            # already have taken this claim over. Never dial on a claim we cannot vouch for.
+            self.flights.pop(claim.call_id, None)
+            log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
+            await asyncio.to_thread(self._not_placed, r, claim, "lease not renewed", self.clock(), False)
+            return
         request = OriginateRequest(
             call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
             channel=dial_string(self.settings.dial_template, claim.contact.phone),
@@ -623,6 +640,10 @@ class Engine:
 
     def _heartbeat(self) -> None:
         wall = time.time()
+        self._heartbeat_writes(wall)
+        self._renewed_at = wall
+
+    def _heartbeat_writes(self, wall: float) -> None:
         lease_until = wall + self.settings.lease_seconds
         self.redis.set(process_key(self.id), json.dumps({"at": wall, "placed": self.placed,
                                                           "in_flight": len(self.flights)}),
