@@ -82,3 +82,23 @@ def test_enqueued_import_is_run_by_dialer_worker(env: str, redis_client: redis.R
 def test_worker_refuses_unknown_queues(env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "--queues", "imports,nope", "--burst"]) == 1
     assert "unknown queue nope" in capsys.readouterr().err
+
+
+def test_scrub_command_uses_the_gate(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("phone,pays\n01 45 67 89 01,FR\n")
+    assert main(["lists", "import", str(path), "--list", "leads", "--tenant", "acme", "--inline"]) == 0
+    capsys.readouterr()
+    args = ["lists", "scrub", "--list", "leads", "--tenant", "acme", "--campaign", "spring",
+            "--at", "2026-03-03T10:30:00+01:00", "-o", str(tmp_path / "scrub.csv")]
+    monkeypatch.delenv("DIALER_SECRET_KEY", raising=False)
+    assert main(args) == 1
+    assert "security.secret_key" in capsys.readouterr().err
+    monkeypatch.setenv("DIALER_SECRET_KEY", "test-key")
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # No Bloctel copy loaded: the gate fails closed, and the report says why.
+    assert (summary["now"], summary["never"]) == (0, 1) and summary["never_by_reason"]
+    rows = list(csv.DictReader((tmp_path / "scrub.csv").open()))
+    assert rows[0]["verdict"] == "never" and rows[0]["reasons"]

@@ -432,3 +432,76 @@ def test_a_row_keeps_its_numbers_that_are_not_duplicates(redis_client: redis.Red
     assert contacts_for_phone(redis_client, T, "+33612345678") == [f"{status['id']}-2"]
     dup = error_rows(redis_client, status["id"])[-1]
     assert (dup["row"], dup["column"], dup["reason"]) == ("3", "fixe", "duplicate_in_file")
+
+
+def test_scrub_through_the_real_gate(redis_client: redis.Redis, tmp_path: Path) -> None:
+    """The stateful gate (dialer/gate.py) with the real packs, a real Bloctel load and a real opt-out."""
+    from dialer.contacts.scrub import gate_decider
+    from dialer.gate import Gate
+    from dialer.registry.loader import load_registry
+    from dialer.registry.store import RegistryStore
+    from rules import load_packs
+    from rules.model import Campaign
+
+    tuesday_1030_paris = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
+    tuesday_2130_paris = datetime(2026, 3, 3, 20, 30, tzinfo=UTC)
+    bloctel = tmp_path / "bloctel.txt"
+    bloctel.write_text("0145678999\n")
+    load_registry(redis_client, "bloctel", bloctel, loaded_at=tuesday_1030_paris - timedelta(days=2))
+    run(redis_client, write(tmp_path / "l.csv", "téléphone;code postal;pays\n01 45 67 89 01;75011;FR\n"
+                            "01 45 67 89 99;75011;FR\n01 45 67 89 02;75011;FR\n"))
+    FactStore(redis_client).add_optout(T, "+33145678902", at=tuesday_1030_paris - timedelta(days=9), source="api")
+    gate = Gate(redis_client, load_packs(), RegistryStore(redis_client, refresh_interval=0.0), secret_key="k")
+    decide = gate_decider(gate, Campaign(id="spring", tenant=T, purpose="telemarketing"))
+
+    out = io.StringIO()
+    morning = scrub_list(redis_client, T, "leads", decide, tuesday_1030_paris, out)
+    verdicts = {r["phone"]: (r["verdict"], r["reasons"]) for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert verdicts["'+33145678901"] == ("now", "")
+    assert verdicts["'+33145678999"][0] == "never" and "REGISTRY" in verdicts["'+33145678999"][1]
+    assert verdicts["'+33145678902"][0] == "never" and "DNC" in verdicts["'+33145678902"][1]
+    assert (morning["now"], morning["later"], morning["never"]) == (1, 0, 2)
+
+    evening = scrub_list(redis_client, T, "leads", decide, tuesday_2130_paris)
+    assert (evening["now"], evening["later"], evening["never"]) == (0, 1, 2)
+    earliest = datetime.fromisoformat(evening["earliest_later"])
+    assert earliest == datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Paris
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_a_killed_work_horse_is_reconciled_by_the_status_poller(redis_url: str, redis_client: redis.Redis,
+                                                                tmp_path: Path) -> None:
+    from dialer.contacts.jobs import reconcile_import
+
+    path = make_big(tmp_path / "horse.csv", 80_000)
+    ticket = enqueue_import(redis_client, T, path, "horse", region="FR", helpers=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
+                              cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while int(redis_client.hget(Keys(T, ticket.import_id).status, "rows_done") or 0) < 5000:
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.01)
+        [horse] = _children(worker.pid)  # RQ runs each job in a forked work horse
+        os.kill(horse, signal.SIGKILL)
+        assert worker.wait(60) == 0  # the worker survives, marks the job failed, and (burst) exits
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert import_status(redis_client, T, ticket.import_id)["status"] == "running"  # nobody told it yet
+    status = reconcile_import(redis_client, T, ticket.import_id)
+    assert (status["status"], status["error_code"]) == ("failed", "abandoned")
+    assert not [k for k in tenant_keys(redis_client) if ":staging:" in k or ":contact:" in k]

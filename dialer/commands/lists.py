@@ -24,7 +24,7 @@ from dialer.cli import CommandError
 from dialer.config import Config
 from dialer.contacts.columns import load_mapping
 from dialer.contacts.export import KINDS, export
-from dialer.contacts.jobs import create_import, enqueue_import, run_import_inline
+from dialer.contacts.jobs import create_import, enqueue_import, reconcile_import, run_import_inline
 from dialer.contacts.report import summary_text, write_error_report
 from dialer.contacts.sniff import FileError
 from dialer.contacts.store import import_status
@@ -109,9 +109,13 @@ def _bar(total: int) -> Any:
 def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
     """Poll the import's status hash and drive a progress bar until it is committed or failed."""
     bar = None
+    polls = 0
     try:
         while True:
-            status = import_status(client, tenant, import_id) or {}
+            polls += 1
+            # Every ~2 s, also ask RQ: a coordinator killed with its worker must not leave us waiting forever.
+            status = (reconcile_import(client, tenant, import_id) if polls % 10 == 0 else
+                      import_status(client, tenant, import_id)) or {}
             total, done = int(status.get("rows_total") or 0), int(status.get("rows_done") or 0)
             if total and bar is None:
                 bar = _bar(total)
@@ -197,10 +201,7 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
     from rules.model import Campaign
 
     client = _client(config)
-    try:
-        gate = _gate(client, config)
-    except ImportError:
-        raise CommandError("the compliance gate is not installed (dialer.gate): cannot scrub") from None
+    gate = _gate(client, config)
     try:
         at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
     except ValueError:
@@ -217,10 +218,18 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
 
 
 def _gate(client: redis.Redis, config: Config) -> Any:
+    """The real gate (registries, DNC lists, facts, rule packs), used read-only: check_many, no audit."""
     from dialer.gate import Gate
     from dialer.registry.store import RegistryStore
+    from rules.packs import PackError, load_packs
 
-    return Gate(client, registries=RegistryStore(client))
+    try:
+        packs = load_packs(config["rules.packs_dir"] or None)
+    except PackError as exc:
+        raise CommandError(f"rule packs: {exc}") from None
+    if not config["security.secret_key"]:
+        raise CommandError("setting security.secret_key is required by the gate (DIALER_SECRET_KEY)")
+    return Gate(client, packs, RegistryStore(client), secret_key=config["security.secret_key"])
 
 
 def run_export(args: argparse.Namespace, config: Config) -> int:

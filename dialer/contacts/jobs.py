@@ -4,11 +4,12 @@
     import_status(client, tenant, ticket.import_id)   # status, rows_done, rows_total, summary
 
 An import runs in one coordinator job (`import_list_job`, queue "imports") that splits the file into
-chunks (dialer.contacts.chunks), enqueues helper jobs (`import_chunk_job`) and works on chunks
-itself; any worker on any machine can take a chunk (the file path must be readable there). Chunks
-are leased: a chunk whose worker died is taken again once its lease expires. When every chunk is
-staged, the coordinator commits (dialer.contacts.store). If the coordinator dies after the commit
-point, `resume_imports` (run by `dialer worker` at start) finishes the commit.
+chunks (dialer.contacts.chunks) and stages them, helped by the helper jobs (`import_chunk_job`)
+enqueued behind it; any worker on any machine can take a chunk (the file path must be readable
+there). Chunks are leased: a chunk whose worker died is taken again once its lease expires. When
+every chunk is staged, the coordinator commits (dialer.contacts.store). If the coordinator dies,
+`reconcile_import` (status pollers) or `resume_imports` (`dialer worker` at start) fails the import
+(before its commit point) or finishes the commit (after).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import redis
 from rq import get_current_job
 
 from dialer.contacts.chunks import Chunk, iter_records, plan_chunks
-from dialer.contacts.columns import ColumnPlan, Mapping, parse_mapping, plan_columns
+from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
 from dialer.contacts.rows import RowError, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
+from dialer.facts import FactStore
 from dialer.jobs import IMPORTS, get_queue
+from rules.model import Consent
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return false
 """
+
+
+class ImportStopped(Exception):
+    """The import left the "running" state (failed elsewhere) while this worker was staging."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,30 @@ def resume_imports(client: redis.Redis, stale_after: float = 300.0) -> list[str]
     return touched
 
 
+def reconcile_import(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any] | None:
+    """For status pollers (CLI, gateway): when the import's coordinator job is over in RQ (failed, stopped,
+    canceled, or gone) while the import is neither committed nor failed, finish it (after its commit point)
+    or fail it as abandoned (before). Returns the import status."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    status = import_status(client, tenant, import_id)
+    if not status or status["status"] not in ("running", "committing") or not status.get("job_id"):
+        return status
+    try:
+        state = Job.fetch(status["job_id"], connection=client).get_status()
+    except NoSuchJobError:
+        state = None
+    if state in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+        return status
+    importer = Importer(client, tenant, import_id)
+    if status["status"] == "committing":
+        importer.commit()
+    else:
+        importer.fail("abandoned", "the import's worker stopped before its commit: nothing was imported; retry")
+    return import_status(client, tenant, import_id)
+
+
 # ---- the import ----------------------------------------------------------------------------------------
 
 class Importer:
@@ -238,7 +269,8 @@ class Importer:
             self.progress(done_i, total_i)
 
     def fail(self, code: str, message: str) -> None:
-        self._cleanup_staging()
+        if self.field("format") is not None:  # planned: chunks may have been staged
+            self._cleanup_staging()
         self._set(status="failed", error_code=code, error=message, finished_at=_now().isoformat())
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
@@ -261,8 +293,6 @@ class Importer:
     def _load_plan(self, params: dict[str, str]) -> tuple[FileFormat, ColumnPlan]:
         fmt = FileFormat(**json.loads(params["format"]))
         plan_doc = json.loads(params["columns"])
-        from dialer.contacts.columns import Column
-
         plan = ColumnPlan(plan_doc["has_header"], plan_doc["width"],
                           tuple(Column(**c) for c in plan_doc["columns"]), tuple(plan_doc["dropped"]))
         return fmt, plan
@@ -283,7 +313,7 @@ class Importer:
                        "columns": [{"index": c.index, "name": c.name, "field": c.field} for c in plan.columns]}
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.status, mapping={
-            "format": json.dumps(fmt.__dict__), "columns": json.dumps(columns_doc), "rows_total": total,
+            "format": json.dumps(dataclasses.asdict(fmt)), "columns": json.dumps(columns_doc), "rows_total": total,
             "rows_done": 0, "chunks": len(chunks), "heartbeat": time.time(),
         })
         pipe.delete(self.keys.todo, self.keys.claims, self.keys.done)
@@ -314,6 +344,8 @@ class Importer:
             self.commit()
         except FileError as exc:
             self.fail(exc.code, exc.message)
+        except ImportStopped:
+            self._cleanup_staging()  # declared abandoned while it was still working: leave nothing behind
         except Exception as exc:
             self.fail("internal_error", f"import stopped by an internal error ({type(exc).__name__}); "
                       "nothing was imported")
@@ -339,7 +371,13 @@ class Importer:
             item = self.scripts.claim(keys=[self.keys.todo, self.keys.claims], args=[time.time() + LEASE_SECONDS])
             if not item:
                 return staged
-            self._stage_chunk(params, fmt, plan, Chunk(**json.loads(item)))
+            try:
+                self._stage_chunk(params, fmt, plan, Chunk(**json.loads(item)))
+            except ImportStopped:
+                if coordinator:
+                    raise
+                self._cleanup_staging()  # failed meanwhile: remove what this helper wrote after the cleanup
+                return staged
             staged += 1
 
     def _wait_for_chunks(self, count: int) -> None:
@@ -394,7 +432,9 @@ class Importer:
                 self.scripts.seen_min(keys=[keys.seen], args=seen_args, client=pipe)
             pipe.hincrby(keys.status, "rows_done", pending_rows)
             pipe.zadd(keys.claims, {chunk.index: time.time() + LEASE_SECONDS}, xx=True)
-            pipe.execute()
+            pipe.hget(keys.status, "status")
+            if _s(pipe.execute()[-1]) != "running":
+                raise ImportStopped(self.import_id)
             packed.clear()
             contacts.clear()
             errors.clear()
@@ -499,8 +539,6 @@ class Importer:
         if params["status"] != "committing":
             self._lock(params, token)
             done = {int(_s(k)): json.loads(v) for k, v in self.client.hgetall(self.keys.done).items()}
-            if any(d["counts"].get("consents") for d in done.values()):
-                _consent_support()  # fail closed before the commit point if consents cannot be recorded
             pipe = self.client.pipeline(transaction=True)  # --- the commit point ---
             pipe.hset(self.keys.status, mapping={"status": "committing", "commit_token": token,
                                                  "committing_at": _now().isoformat()})
@@ -561,36 +599,28 @@ class Importer:
                 pipe.execute()
 
     def _record_consents(self, done: dict[int, dict[str, Any]]) -> None:
-        store = None
+        """Write the staged consent records through the fact store (one transaction each, as FactStore
+        does; a re-run after a crash may write a record twice, never lose one)."""
+        store = FactStore(self.client)
         for index in sorted(done):
             key = self.keys.consents(index, done[index]["attempt"])
             while True:
                 items = self.client.lrange(key, 0, 199)
                 if not items:
                     break
-                if store is None:
-                    store, make = _consent_support()
                 for item in items:
                     doc = json.loads(item)
-                    store(self.client).add_consent(self.tenant, doc["e164"], make(doc))
+                    store.add_consent(self.tenant, doc["e164"], consent_record(doc, self.import_id))
                 self.client.ltrim(key, len(items), -1)
 
 
-def _consent_support() -> tuple[Any, Callable[[dict[str, Any]], Any]]:
-    """FactStore and a builder of rules.model.Consent from a staged consent (see dialer/facts.py)."""
-    try:
-        from dialer.facts import FactStore
-        from rules.model import Consent
-    except ImportError:
-        raise FileError("consent_unsupported", "this installation cannot record consents (dialer.facts "
-                        "missing): remove the consent columns or upgrade") from None
-
-    def make(doc: dict[str, Any]) -> Any:
-        return Consent(given_at=datetime.fromisoformat(doc["given_at"]), purpose=doc["purpose"] or "telemarketing",
-                       written=bool(doc["written"]), source=doc["source"] or "list import",
-                       evidence=doc["evidence"] or f"import row {doc['row']}")
-
-    return FactStore, make
+def consent_record(doc: dict[str, Any], import_id: str) -> Consent:
+    """The rules.model.Consent of a staged consent (columns of one row, see dialer.contacts.rows)."""
+    return Consent(
+        given_at=datetime.fromisoformat(doc["given_at"]), purpose=doc["purpose"] or "telemarketing",
+        written=bool(doc["written"]), source=doc["source"] or f"list import {import_id}",
+        evidence=doc["evidence"] or f"list import {import_id}, row {doc['row']}",
+    )
 
 
 def staged_key_count(client: redis.Redis, tenant: str, import_id: str) -> int:
@@ -599,6 +629,6 @@ def staged_key_count(client: redis.Redis, tenant: str, import_id: str) -> int:
 
 
 __all__ = [
-    "ImportTicket", "create_import", "enqueue_import", "import_chunk_job", "import_list_job", "resume_imports",
-    "run_import_inline", "staged_key_count",
+    "ImportStopped", "ImportTicket", "create_import", "enqueue_import", "import_chunk_job", "import_list_job",
+    "reconcile_import", "resume_imports", "run_import_inline", "staged_key_count",
 ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from dialer.contacts.columns import ColumnPlan
 from dialer.contacts.phones import Phone, PhoneError, normalize
+from rules.model import PURPOSES
 
 MAX_CELL = 1000  # longer cells are refused (a runaway quote, a pasted document)
 CONSENT_FIELDS = ("consent_given_at", "consent_source", "consent_evidence", "consent_purpose", "consent_written")
@@ -137,6 +138,11 @@ def _consent(raw: dict[str, str], row: int, line: int, plan: ColumnPlan, errors:
         errors.append(RowError(row, line, _column_name(plan, "consent_written"), raw["consent_written"],
                                "consent_bad_written", "consent_written must be yes/no: no consent recorded"))
         return None
+    purpose = raw.get("consent_purpose", "")
+    if purpose and purpose not in PURPOSES:
+        errors.append(RowError(row, line, _column_name(plan, "consent_purpose"), purpose, "consent_unknown_purpose",
+                               f"recorded as given, but only these purposes match a campaign: {', '.join(PURPOSES)}",
+                               "warning"))
     return {
         "given_at": given_at.isoformat(),
         "source": raw.get("consent_source", ""),
