@@ -680,6 +680,11 @@ class Engine:
                 await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
             else:
                 ask.setdefault(claim.server, []).append(claim)
+        connected = self.pool.connected()
+        for server in [s for s in ask if s not in self.pool.clients and connected]:
+            # Placed through a server this process does not know by that name (configured differently): look for
+            # the channel on one we know; if the call is not there it is treated as gone (unknown, cooled off).
+            ask.setdefault(connected[0], []).extend(ask.pop(server))
         for server, claims in ask.items():
             client = self.pool.clients.get(server)
             tracker = self.pool.trackers.get(server)
