@@ -10,6 +10,7 @@ from dialer.config import AsteriskServer
 from dialer.facts import FactStore
 from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
+from dialer.runtime.report import campaign_summary
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
 from tests.runtime_support import AT, BLOCTEL, OriginateObserver, engine_config, eventually, numbers, setup_campaign
@@ -73,6 +74,12 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     assert all(n == 1 for n in observer.call_ids.values())  # no call id sent twice
     optout = FactStore(redis_client).optout("acme", numbers(30)[7])
     assert optout is not None and optout.source == "keypress"
+    summary = campaign_summary(redis_client, "acme", campaign, AT)
+    assert summary["queue"]["final"] == len(phones) and summary["attempts"] == sum(observer.by_number.values())
+    # 30 numbers ending 0-9 three times: 2, 3, 4 -> max_attempts (9), 7 -> opted_out (3), others answered (18)
+    assert summary["final_reasons"] == {"answered": 18, "gate_denied": 1, "max_attempts": 9, "opted_out": 3}
+    answers = summary["abandons"]["answers_24h"]
+    assert answers == 18 + 3 and summary["abandons"]["abandons_24h"] == 0  # live answers incl. opt-outs
     history = CampaignStore(redis_client).history("acme", campaign)
     assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
 
