@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 from dialer.campaigns import CampaignStore
@@ -159,3 +160,36 @@ async def test_stop_lets_calls_in_flight_finish_then_completes(redis_url, redis_
     actions = [(h["action"], h["by"]) for h in store.history("acme", campaign)][:5]
     assert actions == [("complete", "engine"), ("stop", "supervisor"), ("resume", "supervisor"),
                        ("pause", "supervisor"), ("start", "tester")]
+
+
+async def test_predictive_and_agentless_campaigns_complete(redis_url, redis_client, tmp_path):
+    """The other pacing modes drive the same loop: every contact ends final, nobody is dialed beyond the rules."""
+    predictive = setup_campaign(redis_client, tmp_path, numbers(20, base="+331456740"), list_id="pred",
+                                pacing_mode="predictive", retry_rules={"busy": 1, "abandoned": 1}, max_attempts=2)
+    ai = setup_campaign(redis_client, tmp_path, numbers(20, base="+331456750"), list_id="bots", agent_kind="ai",
+                        ai_endpoint="PJSIP/ai@voicebot", voice="artificial", purpose="informational")
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx(queues={"dialer": 3}, ai_sessions=2)
+    settings = dataclasses.replace(SETTINGS, ai_sessions=2)
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 60.0), settings=settings)
+            await eventually(lambda: task.done() or all(store.get("acme", c).status == "completed"
+                                                        for c in (predictive, ai)), timeout=120)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    def allowed(campaign: str, phone: str) -> set[int]:
+        if campaign == ai:
+            return {1}  # no retry rules: one call each
+        return {"2": {2}, "3": {1}, "4": {1}}.get(phone[-1], {1, 2})  # busy retried; abandoned answers may be
+
+    for campaign, phones in ((predictive, numbers(20, base="+331456740")), (ai, numbers(20, base="+331456750"))):
+        queue = ContactQueue(redis_client, "acme", campaign)
+        finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+        assert set(finals) == set(phones)
+        for phone in phones:
+            assert finals[phone]["reason"] != "gate_denied", finals[phone]
+            assert observer.by_number[phone] == finals[phone]["attempts"], phone
+            assert finals[phone]["attempts"] in allowed(campaign, phone), (phone, finals[phone])
