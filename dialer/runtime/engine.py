@@ -222,6 +222,9 @@ class Engine:
                 except redis.RedisError as exc:
                     log.error("runtime tick: Redis unavailable (%s); retrying", exc)
                     await asyncio.sleep(1.0)
+                except Exception:  # a bug must not stop every campaign of the process: log it, go on
+                    log.exception("runtime tick failed; retrying")
+                    await asyncio.sleep(1.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
@@ -667,6 +670,8 @@ class Engine:
         for t in taken:
             claim = t.claim
             r.claims[claim.contact.contact_id] = claim
+            if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                continue
             log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
                         t.previous_owner)
             outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
