@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 
+from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
 from dialer.facts import FactStore
@@ -14,7 +15,16 @@ from dialer.runtime.queues import ContactQueue
 from dialer.runtime.report import campaign_summary
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
-from tests.runtime_support import AT, BLOCTEL, OriginateObserver, engine_config, eventually, numbers, setup_campaign
+from tests.runtime_support import (
+    AT,
+    BLOCTEL,
+    SECRET_KEY,
+    OriginateObserver,
+    engine_config,
+    eventually,
+    numbers,
+    setup_campaign,
+)
 
 SETTINGS = RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
                            agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)
@@ -83,6 +93,13 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     assert answers == 18 + 3 and summary["abandons"]["abandons_24h"] == 0  # live answers incl. opt-outs
     history = CampaignStore(redis_client).history("acme", campaign)
     assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
+    audit = AuditLog(redis_client, SECRET_KEY)
+    assert audit.verify("acme").ok
+    entries = list(audit.entries("acme"))
+    reserved = [e for e in entries if e.kind == "gate_decision" and e.payload["allowed"]]
+    outcomes = [e for e in entries if e.kind == "call_outcome"]
+    assert len(reserved) == len(outcomes) == summary["attempts"]  # every call decided and its outcome audited
+    assert {e.payload["call_id"] for e in reserved} == set(observer.call_ids)
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
