@@ -210,3 +210,29 @@ async def test_predictive_and_agentless_campaigns_complete(redis_url, redis_clie
             assert finals[phone]["reason"] != "gate_denied", finals[phone]
             assert observer.by_number[phone] == finals[phone]["attempts"], phone
             assert finals[phone]["attempts"] in allowed(campaign, phone), (phone, finals[phone])
+
+
+async def test_processes_on_different_pbxs_share_one_campaign(redis_url, redis_client, tmp_path):
+    """Each process paces its own PBX's agents; the queue's atomic claims keep them from dialing anyone twice."""
+    phones = [p for p in numbers(40, base="+331456760") if p[-1] not in "2347"][:24]
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    pbx_a = await start_pbx(queues={"dialer": 2}, seed=1)
+    pbx_b = await start_pbx(queues={"dialer": 2}, seed=2)
+    try:
+        async with OriginateObserver(pbx_a.port) as seen_a, OriginateObserver(pbx_b.port) as seen_b:
+            stop_a, task_a = engine_task(redis_url, pbx_a, offset_clock(AT, 1.0), process_id="pa")
+            stop_b, task_b = engine_task(redis_url, pbx_b, offset_clock(AT, 1.0), process_id="pb")
+            await eventually(lambda: CampaignStore(redis_client).get("acme", campaign).status == "completed",
+                             timeout=90)
+            stop_a.set()
+            stop_b.set()
+            await asyncio.gather(task_a, task_b)
+    finally:
+        await pbx_a.stop()
+        await pbx_b.stop()
+    assert sum(seen_a.by_number.values()) > 0 and sum(seen_b.by_number.values()) > 0  # both dialed
+    for phone in phones:
+        assert seen_a.by_number[phone] + seen_b.by_number[phone] == 1, phone
+    queue = ContactQueue(redis_client, "acme", campaign)
+    assert {f["reason"] for f in queue.final_states().values()} <= {"answered", "not_retried"}
+    assert len(queue.final_states()) == len(phones)

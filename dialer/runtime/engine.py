@@ -123,8 +123,19 @@ def process_key(process_id: str) -> str:
     return f"dialer:runtime:process:{process_id}"
 
 
-def campaign_lease_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:runtime:lease"
+def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
+    """The pacing lease of a campaign on one set of Asterisk servers (`pbx_group`)."""
+    return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
+
+
+def pbx_group(servers: Sequence[AsteriskServer]) -> str:
+    """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
+    on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
+    processes on different servers pace their own agents and share the campaign's queue."""
+    import hashlib
+
+    text = ",".join(sorted(f"{s.host.lower()}:{s.port}" for s in servers))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
@@ -181,6 +192,7 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.pbx = pbx_group(servers)
         self.facts = FactStore(client)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
@@ -252,7 +264,8 @@ class Engine:
     def _give_back(self) -> None:
         for runner in self.runners.values():
             if runner.held:
-                self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign)], args=[self.id])
+                self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, self.pbx)],
+                              args=[self.id])
         self.redis.delete(process_key(self.id))
 
     # --- the tick ------------------------------------------------------------------------------------
@@ -285,7 +298,7 @@ class Engine:
         ms = int(self.settings.lease_seconds * 1000)
         for stored in self._active:
             key = (stored.tenant, stored.id)
-            held = bool(self._lease(keys=[campaign_lease_key(*key)], args=[self.id, ms]))
+            held = bool(self._lease(keys=[campaign_lease_key(*key, self.pbx)], args=[self.id, ms]))
             runner = self.runners.get(key)
             if runner is None and held:
                 runner = self.runners[key] = CampaignRunner(
@@ -648,7 +661,7 @@ class Engine:
 
     def _heartbeat_writes(self, wall: float) -> None:
         lease_until = wall + self.settings.lease_seconds
-        self.redis.set(process_key(self.id), json.dumps({"at": wall, "placed": self.placed,
+        self.redis.set(process_key(self.id), json.dumps({"at": wall, "pbx": self.pbx, "placed": self.placed,
                                                           "in_flight": len(self.flights)}),
                        px=int(self.settings.lease_seconds * 1000))
         held: dict[tuple[str, str], list[str]] = {}
