@@ -10,11 +10,14 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
 from dialer.facts import FactStore
-from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
+from dialer.gate import Request
+from dialer.runtime.engine import RuntimeSettings, build_gate, offset_clock, run_engine
+from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.report import campaign_summary
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
+from rules.model import Contact
 from tests.runtime_support import (
     AT,
     BLOCTEL,
@@ -236,3 +239,34 @@ async def test_processes_on_different_pbxs_share_one_campaign(redis_url, redis_c
     queue = ContactQueue(redis_client, "acme", campaign)
     assert {f["reason"] for f in queue.final_states().values()} <= {"answered", "not_retried"}
     assert len(queue.final_states()) == len(phones)
+
+
+async def test_a_dead_process_claims_are_resolved(redis_url, redis_client, tmp_path):
+    """Claims left by a process that died: one reserved at the gate but never seen by the PBX (outcome unknown,
+    counted, cooled off, then dialed again), one never reserved (back to the queue, not counted)."""
+    phones = ["+33145677701", "+33145677711"]
+    campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules={"unknown": 1})
+    queue = ContactQueue(redis_client, "acme", campaign)
+    load_campaign(redis_client, queue, ["leads"], at=AT.timestamp())
+    dead = queue.claim(2, owner="dead", now=AT.timestamp(), lease_until=0.0, call_ids=["dead-1", "dead-2"],
+                       servers=["sbx", "sbx"])
+    by_phone = {c.contact.phone: c for c in dead}
+    reserved = by_phone[phones[0]]
+    gate = build_gate(redis_client, engine_config(redis_url))
+    stored = CampaignStore(redis_client).get("acme", campaign)
+    [result] = gate.reserve_many([Request(Contact(phones[0], "FR", "75011"), stored.gate_campaign(), "dead-1")], AT)
+    assert result.allowed  # the dead process reserved this call; whether it sent the Originate nobody knows
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(AT, 60.0))
+    finally:
+        await pbx.stop()
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert finals[phones[0]]["reason"] == "answered" and finals[phones[0]]["attempts"] == 2  # unknown counted
+    assert finals[phones[1]]["reason"] == "answered" and finals[phones[1]]["attempts"] == 1  # never placed
+    assert observer.by_number[phones[0]] == 1 and observer.by_number[phones[1]] == 1
+    assert observer.call_ids["dead-1"] == 0 and observer.call_ids["dead-2"] == 0
+    outcomes = sorted(a.outcome for a in FactStore(redis_client).attempts("acme", phones[0]))
+    assert outcomes == ["answered", "unknown"]
+    assert reserved.call_id == "dead-1"
