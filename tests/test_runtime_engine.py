@@ -11,6 +11,7 @@ from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
 from dialer.facts import FactStore
 from dialer.gate import Request
+from dialer.livestats import denials_key, dispositions_key, stats_key
 from dialer.runtime.engine import RuntimeSettings, build_gate, offset_clock, run_engine
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue
@@ -96,6 +97,11 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     assert answers == 18 + 3 and summary["abandons"]["abandons_24h"] == 0  # live answers incl. opt-outs
     history = CampaignStore(redis_client).history("acme", campaign)
     assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
+    dispositions = {k.decode(): int(v) for k, v in redis_client.hgetall(dispositions_key("acme", campaign)).items()}
+    assert sum(dispositions.values()) == summary["attempts"] and dispositions["opted_out"] == 3
+    assert redis_client.hget(denials_key("acme", campaign), "NATIONAL_REGISTRY") == b"1"
+    gauges = redis_client.hgetall(stats_key("acme", campaign))
+    assert b"queue_depth" in gauges and b"agents_free" in gauges  # the dashboard's live figures were written
     audit = AuditLog(redis_client, SECRET_KEY)
     assert audit.verify("acme").ok
     entries = list(audit.entries("acme"))
