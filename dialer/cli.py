@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.serve",
     "dialer.commands.lists",
     "dialer.commands.worker",
+    "dialer.commands.simulate",
 )
 
 
