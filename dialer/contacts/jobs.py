@@ -415,7 +415,7 @@ class Importer:
         consents: list[str] = []
         seen_args: list[Any] = []
         pending_rows = 0
-        list_id, import_id = params["list"], self.import_id
+        list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
 
         def flush() -> None:
             nonlocal pending_rows
@@ -481,7 +481,8 @@ class Importer:
                     main = result.phones[0][1]
                     contact = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
                     contact.update({
-                        "id": cid, "list": list_id, "import": import_id, "row": record.row, "phone": main.e164,
+                        "id": cid, "list": list_id, "campaign": campaign, "import": import_id, "row": record.row,
+                        "phone": main.e164,
                         "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
                         "phone_subdivision": main.subdivision or "",
                         "phones": json.dumps(phones, separators=(",", ":")),
@@ -623,12 +624,7 @@ def consent_record(doc: dict[str, Any], import_id: str) -> Consent:
     )
 
 
-def staged_key_count(client: redis.Redis, tenant: str, import_id: str) -> int:
-    """Keys under the import's staging prefix (tests and diagnostics)."""
-    return sum(1 for _ in client.scan_iter(match=f"{Keys(tenant, import_id).stg}*", count=1000))
-
-
 __all__ = [
     "ImportStopped", "ImportTicket", "create_import", "enqueue_import", "import_chunk_job", "import_list_job",
-    "reconcile_import", "resume_imports", "run_import_inline", "staged_key_count",
+    "reconcile_import", "resume_imports", "run_import_inline",
 ]
