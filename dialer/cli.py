@@ -27,7 +27,6 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.serve",
     "dialer.commands.lists",
     "dialer.commands.worker",
-    "dialer.commands.simulate",
 )
 
 
