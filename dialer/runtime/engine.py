@@ -45,7 +45,15 @@ from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
 from dialer.livestats import queue_denial, queue_disposition, queue_gauges
-from dialer.pacing import CampaignEstimators, RecentOriginates, RedisAbandonCounter, decide, window_for
+from dialer.pacing import (
+    CampaignEstimators,
+    PacingMode,
+    PolicyError,
+    RecentOriginates,
+    RedisAbandonCounter,
+    decide,
+    window_for,
+)
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.policy import (
@@ -128,6 +136,15 @@ def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
     return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
 
 
+def estimates_key(tenant: str, campaign: str) -> str:
+    """The pacing estimates of a campaign, saved by its pacer so a successor does not start from the priors."""
+    return f"t:{tenant}:campaign:{campaign}:runtime:estimates"
+
+
+ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
+ESTIMATES_TTL = 24 * 3600
+
+
 def pbx_group(servers: Sequence[AsteriskServer]) -> str:
     """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
     on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
@@ -176,6 +193,7 @@ class CampaignRunner:
     loaded_at: float = -1e18
     recovered_at: float = -1e18
     stats_at: float = -1e18
+    saved_at: float = -1e18
     last_reason: str = ""
     minute: list[float] = field(default_factory=list)  # wall times of this minute's originates (calls per minute)
     countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
@@ -302,10 +320,17 @@ class Engine:
             held = bool(self._lease(keys=[campaign_lease_key(*key, self.pbx)], args=[self.id, ms]))
             runner = self.runners.get(key)
             if runner is None and held:
+                estimators = CampaignEstimators(ring_timeout=self.settings.ring_timeout)
+                saved = self.redis.get(estimates_key(*key))
+                if saved:
+                    try:
+                        estimators.load(json.loads(saved))
+                    except ValueError as exc:  # keep the priors
+                        log.warning("campaign %s/%s: saved pacing estimates not usable (%s)", *key, exc)
                 runner = self.runners[key] = CampaignRunner(
-                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id),
-                    CampaignEstimators(ring_timeout=self.settings.ring_timeout), stored)
-                log.info("runtime %s: now pacing campaign %s/%s", self.id, stored.tenant, stored.id)
+                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id), estimators, stored)
+                log.info("runtime %s: now pacing campaign %s/%s%s", self.id, stored.tenant, stored.id,
+                         " (saved estimates adopted)" if saved else "")
             if runner is not None:
                 if runner.held and not held:
                     log.warning("runtime %s: lost campaign %s/%s to another process", self.id, *key)
@@ -339,6 +364,10 @@ class Engine:
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
             counts = await asyncio.to_thread(self._write_stats, r, now, self._live_gauges(r))
+            if mono - r.saved_at >= ESTIMATES_EVERY:
+                r.saved_at = mono
+                data = json.dumps(r.estimators.export())
+                await asyncio.to_thread(self.redis.set, estimates_key(r.tenant, r.campaign), data, ex=ESTIMATES_TTL)
             mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
             idle = counts["inflight"] == 0 and not r.claims and not mine
             exhausted = counts["ready"] == 0 and counts["waiting"] == 0
@@ -383,7 +412,7 @@ class Engine:
 
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
-        policy = pacing_policy(config)
+        policy = pacing_policy(config)  # PolicyError: the caller does not dial
         servers = set(self.pool.connected())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
@@ -392,7 +421,7 @@ class Engine:
         if self.settings.trunk_channels > 0:
             limit = self.settings.trunk_channels * len(servers)
         cps = self.settings.calls_per_second * len(servers) if self.settings.calls_per_second > 0 else None
-        if config.get("agent_kind") == "ai":
+        if policy.mode is PacingMode.AGENTLESS:
             connected_ai = sum(1 for f in mine if f.connected)
             free, busy = 0, ()
             ai = max(0, self.settings.ai_sessions * len(servers) - connected_ai)
@@ -408,7 +437,13 @@ class Engine:
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
         wall = time.time()
-        policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
+        try:
+            policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
+        except PolicyError as exc:
+            if r.last_reason != "policy-error":
+                r.last_reason = "policy-error"
+                log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
+            return
         decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
