@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from datetime import timedelta
 
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
@@ -277,3 +278,27 @@ async def test_a_dead_process_claims_are_resolved(redis_url, redis_client, tmp_p
     assert observer.call_ids["dead-1"] == 0 and observer.call_ids["dead-2"] == 0
     outcomes = sorted(a.outcome for a in FactStore(redis_client).attempts("acme", phones[0]))
     assert outcomes == ["answered", "unknown"]
+
+
+async def test_the_campaign_schedule_applies_on_top_of_the_legal_hours(redis_url, redis_client, tmp_path):
+    """At Tuesday 10:00 in Paris the law allows the call, but this campaign only calls on Tuesdays from 11:00:
+    nobody is dialed, no gate decision is taken, every contact waits for 11:00 Paris time."""
+    phones = numbers(5, base="+331456780")
+    campaign = setup_campaign(redis_client, tmp_path, phones,
+                              schedule_windows=[{"days": ["tue"], "start": "11:00", "end": "12:00"}])
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0))
+            queue = ContactQueue(redis_client, "acme", campaign)
+            await eventually(lambda: queue.counts()["waiting"] == len(phones), timeout=30)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    assert sum(observer.by_number.values()) == 0
+    assert queue.next_due() == (AT + timedelta(hours=1)).timestamp()
+    steps = [queue.last_step(cid) for cid in queue.redis.hkeys(queue.keys["state"])]
+    assert {s["reason"] for s in steps} == {"campaign_schedule"} and all(queue.attempts(c.decode()) == 0
+                                                                        for c in queue.redis.hkeys(queue.keys["state"]))
+    assert not [e for e in AuditLog(redis_client, SECRET_KEY).entries("acme") if e.kind == "gate_decision"]
