@@ -466,7 +466,16 @@ class Engine:
                 r.prefixes.add(claim.contact.phone[:5])
                 with contextlib.suppress(Exception):
                     r.countries.add(geo.jurisdiction_for_number(claim.contact.phone)[0])
-        results = await asyncio.to_thread(self._reserve, r, claims)
+        try:
+            results = await asyncio.to_thread(self._reserve, r, claims)
+        except Exception:
+            # Redis failed mid-way (or a bug): nothing was originated. Stop renewing these claims: their leases
+            # expire and the recovery resolves each one (not reserved: requeued; reserved: no channel, unknown).
+            for claim in claims:
+                current = r.claims.get(claim.contact.contact_id)
+                if current is not None and current.call_id == claim.call_id:
+                    del r.claims[claim.contact.contact_id]
+            raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
                 flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
@@ -518,7 +527,7 @@ class Engine:
             # already have taken this claim over. Never dial on a claim we cannot vouch for.
             self.flights.pop(claim.call_id, None)
             log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
-            await asyncio.to_thread(self._not_placed, r, claim, "lease not renewed", self.clock(), False)
+            await self._give_back_claim(r, claim, "lease not renewed", False)
             return
         request = OriginateRequest(
             call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
@@ -534,12 +543,23 @@ class Engine:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
             self.flights.pop(claim.call_id, None)
             now = self.clock()
-            await asyncio.to_thread(self._not_placed, r, claim, str(exc) or type(exc).__name__, now,
-                                    isinstance(exc, ValueError))
+            await self._give_back_claim(r, claim, str(exc) or type(exc).__name__, isinstance(exc, ValueError), now)
             return
         self.placed += 1
         if result.status == "unconfirmed":
             log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
+
+    async def _give_back_claim(self, r: CampaignRunner, claim: Claim, why: str, bad: bool,
+                               now: datetime | None = None) -> None:
+        """A reserved call that was not placed: release it and put the contact back. If Redis fails, stop renewing
+        the claim: it expires and the recovery resolves it (never a lost contact)."""
+        try:
+            await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad)
+        except Exception as exc:
+            log.error("call %s not placed and not given back yet (%s); recovery will resolve it", claim.call_id, exc)
+            current = r.claims.get(claim.contact.contact_id)
+            if current is not None and current.call_id == claim.call_id:
+                del r.claims[claim.contact.contact_id]
 
     def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool) -> None:
         self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
