@@ -637,6 +637,9 @@ class Engine:
                 delay = min(5.0, delay * 2)
         log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
                      disposition)
+        current = r.claims.get(claim.contact.contact_id)
+        if current is not None and current.call_id == claim.call_id:
+            del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
