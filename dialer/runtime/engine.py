@@ -233,6 +233,7 @@ class Engine:
         self._active_at = -1e18
         self._stopping = False
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
+        self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
 
@@ -637,6 +638,7 @@ class Engine:
                 delay = min(5.0, delay * 2)
         log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
                      disposition)
+        self._unsaved[claim.call_id] = (outcome, live)  # the recovery stores it once Redis is back
         current = r.claims.get(claim.contact.contact_id)
         if current is not None and current.call_id == claim.call_id:
             del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
@@ -743,6 +745,11 @@ class Engine:
             claim = t.claim
             r.claims[claim.contact.contact_id] = claim
             if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                continue
+            unsaved = self._unsaved.pop(claim.call_id, None)
+            if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
+                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
+                await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
                 continue
             log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
                         t.previous_owner)
