@@ -196,7 +196,7 @@ def main() -> int:
     print(f"audit: {audit_entries} entries, verify {verify_elapsed:.2f} s "
           f"({audit_entries / verify_elapsed:,.0f} entries/s): {verified}")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
     return 0
 
 
