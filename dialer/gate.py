@@ -116,6 +116,7 @@ Outcome = Reservation | Decision
 Decided = tuple[Decision, str | None, PersonFacts | None, dict[str, datetime]]
 
 
+@lru_cache(maxsize=65536)
 def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
     """(E.164, country of the number) of a valid number, else None. The engine's own cached lookups, so a
     number is parsed once for both (French overseas departments are France)."""
@@ -279,6 +280,8 @@ class Gate:
         self._read = client.register_script(_READ)
         self._dates: dict[str, tuple[float, datetime | None]] = {}
         self._warned: dict[str, float] = {}
+        self._names: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._pack_refs: dict[tuple, list[str]] = {}
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -360,6 +363,13 @@ class Gate:
     def _registry_names(self, country: str, address_country: str | None) -> tuple[str, ...]:
         """Registries to look the number up in: those the packs of the number's country and of the address's
         country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
+        key = (country, address_country)
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = self._registry_names_of(country, address_country)
+        return names
+
+    def _registry_names_of(self, country: str, address_country: str | None) -> tuple[str, ...]:
         names = self._registries_by_country.get(country, ())
         if address_country and address_country.upper() != country:
             names += self._registries_by_country.get(address_country.upper(), ())
@@ -548,7 +558,7 @@ class Gate:
             "allowed": decision.allowed,
             "reasons": [[r.code, r.rule, iso(r.until) if r.until else None] for r in decision.reasons],
             "next_allowed_at": iso(decision.next_allowed_at) if decision.next_allowed_at else None,
-            "packs": [f"{p.id}@{p.version}" for p in decision.packs],
+            "packs": self._refs_of(decision.packs),
             "jurisdictions": list(decision.jurisdictions),
             "version": pf.version if pf else None,
             "registries": {name: iso(date) for name, date in (copies or {}).items()},
@@ -556,6 +566,14 @@ class Gate:
         if call_id:
             payload["call_id"] = call_id
         return AuditEvent("gate_decision", self.actor, payload, at)
+
+    def _refs_of(self, packs: tuple) -> list[str]:
+        refs = self._pack_refs.get(packs)
+        if refs is None:
+            refs = [f"{p.id}@{p.version}" for p in packs]
+            if len(self._pack_refs) < 1000:
+                self._pack_refs[packs] = refs
+        return list(refs)
 
     def _deny_audited(self, request: Request, at: datetime, e164: str | None, reason: Reason, call_id: str,
                       basis: Decision | None) -> Decision:
