@@ -481,3 +481,81 @@ def test_opted_out_outcome_blocks_even_before_the_dnc_entry(gate, redis_client):
     assert FactStore(redis_client).optout("t1", PARIS.phone) is None  # the runtime has not written it yet
     later = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(days=1), "oo-2")
     assert isinstance(later, Decision) and "COMPANY_DNC" in later.codes()
+
+
+# --- large batches: Redis reserves one slice while the gate decides the next (dialer.gate.STREAM_SLICE) ------
+
+def _big_batch(n: int) -> list[Request]:
+    """n requests over n // 3 Paris numbers, each number three times (in different slices and in the same one),
+    with a listed number and an invalid one among them."""
+    people = [Contact(f"+3314567{k:04d}", "FR", "75011") for k in range(n // 3 - 2)] + [LISTED, Contact("nope")]
+    requests = [Request(people[k % len(people)], SALES if k % 2 else OTHER, f"big-{k}", f"k{k}") for k in range(n)]
+    requests[5] = Request(people[0], SALES, "big-5", "k5")  # the same number twice in the first slice too
+    return requests
+
+
+def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tmp_path, monkeypatch):
+    """The streamed round reserves exactly what the plain rounds reserve for the same call, with the same
+    decisions (repeated people included), and audits every request once, in one intact chain."""
+    import dialer.gate
+    from dialer.gate import STREAM_SLICE
+
+    n = 3 * STREAM_SLICE + 17
+    load_bloctel(redis_client, tmp_path)
+    for k in range(0, 40):  # some people start near the French cap (4 per 30 days), so repeats get denied
+        add_history(redis_client, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    calls: list[int] = []
+    original = dialer.gate.Gate._reserve_streamed
+
+    def spy(self, *args):
+        calls.append(len(args[3]))
+        return original(self, *args)
+
+    monkeypatch.setattr(dialer.gate.Gate, "_reserve_streamed", spy)
+    streamed = make_gate(redis_client).reserve_many(_big_batch(n), AT)
+    assert calls == [n]  # the first round was streamed
+
+    other = redis.Redis.from_url(redis_url, db=1)
+    other.flushdb()
+    load_bloctel(other, tmp_path)
+    for k in range(0, 40):
+        add_history(other, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    monkeypatch.setattr(dialer.gate, "STREAM_SLICE", 10 * n)  # the same call, not streamed
+    plain = make_gate(other).reserve_many(_big_batch(n), AT)
+    monkeypatch.undo()
+
+    def summary(results):
+        return [(type(r).__name__, r.decision if isinstance(r, Reservation) else r) for r in results]
+
+    assert summary(streamed) == summary(plain)
+    kinds = {type(r).__name__ for r in streamed}
+    assert kinds == {"Reservation", "Decision"}
+    codes = {c for r in streamed if isinstance(r, Decision) for c in r.codes()}
+    assert {"FREQUENCY_CAP", "NATIONAL_REGISTRY", "INVALID_NUMBER"} <= codes
+    gate = make_gate(redis_client)
+    assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == n
+    assert sorted(e.payload["contact_id"] for e in gate.audit.entries("t1")) == sorted(f"k{k}" for k in range(n))
+    # no person got more attempts than the cap allows, whatever slice their requests fell in
+    for k in range(n // 3 - 2):
+        assert len(attempts(redis_client, f"+3314567{k:04d}")) <= 4
+    other.flushdb()
+    other.close()
+
+
+def test_large_batch_survives_a_flushed_script_cache(gate, redis_client):
+    from dialer.gate import STREAM_SLICE
+
+    redis_client.script_flush()
+    results = gate.reserve_many(_big_batch(2 * STREAM_SLICE + 5), AT)
+    assert sum(isinstance(r, Reservation) for r in results) > STREAM_SLICE
+    assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == 2 * STREAM_SLICE + 5
+
+
+def test_large_batch_with_redis_gone_denies_unreserved(redis_factory, tmp_path):
+    server = redis_factory.start()
+    client = redis.Redis.from_url(server.url)
+    load_bloctel(client, tmp_path)
+    gate = make_gate(client)
+    server.kill()
+    results = gate.reserve_many(_big_batch(400), AT)
+    assert all(isinstance(r, Decision) and r.codes() == ["STATE_UNAVAILABLE"] for r in results)
