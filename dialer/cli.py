@@ -23,6 +23,9 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.sandbox_pbx",
     "dialer.commands.tenants",
     "dialer.commands.serve",
+    "dialer.commands.simulate",
+    "dialer.commands.lists",
+    "dialer.commands.worker",
 )
 
 
