@@ -222,9 +222,12 @@ def main() -> int:
     if parallel:
         print(f"  batched, {args.processes} gate processes, warm numbers: "
               f"{parallel[0] / parallel[1]:,.0f} decisions/s wall")
-    print(f"  CPU per batched decision: gate process {gate_us:.0f} us + redis-server {redis_us:.0f} us; the CPU-bound "
-          f"ceiling on {os.cpu_count()} idle cores is {(os.cpu_count() or 1) * 1e6 / (gate_us + redis_us):,.0f} "
-          f"decisions/s (1 process, gate and redis in turn: {1e6 / (gate_us + redis_us):,.0f}/s)")
+    cores = os.cpu_count() or 1
+    print(f"  CPU per batched decision: gate process {gate_us:.0f} us + redis-server {redis_us:.0f} us = "
+          f"{gate_us + redis_us:.0f} us")
+    print(f"  what that CPU allows on {cores} idle cores: {cores * 1e6 / (gate_us + redis_us):,.0f} decisions/s with "
+          f"enough gate processes; {1e6 / max(gate_us, redis_us):,.0f}/s with one (it decides a slice while Redis "
+          f"reserves the previous one)")
     for name, (lat, _allowed, _elapsed, cpu_single) in zip(("cold", "warm"), singles, strict=True):
         print(f"  single check_and_reserve, {name} numbers: p50 {statistics.median(lat) * 1e3:.3f} ms, "
               f"p99 {percentile(lat, 99) * 1e3:.3f} ms; gate CPU {cpu_single / args.single * 1e6:.0f} us per decision")
