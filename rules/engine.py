@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from rules import geo
 from rules.consent import ConsentState, consent_state, relationship_exempts
@@ -402,9 +403,13 @@ def _in_force(selected: tuple[tuple[Pack, Rule], ...], t: datetime) -> list[tupl
 
 
 # Kinds whose outcome depends only on where the contact is (zones, jurisdictions) and the instant, never on
-# the facts: their result is memoized per plan and instant (see _Plan.memo).
+# the facts: their result is memoized per plan and instant (see _MEMO).
 LOCATION_KINDS = frozenset({"calling_hours", "no_calls_on_days", "public_holidays"})
-_MEMO_MAX = 4096  # memoized (rule, instant) results per plan; cleared when full
+# (plan, position of the rule in the plan's selection, instant) -> what the check appended, and
+# (plan, reason, instant) -> the reason's `until`. One bounded table for all plans: a batch at one instant
+# uses a few entries per place; cleared when full (about 10-20 MB at most).
+_MEMO: dict[tuple, Any] = {}
+_MEMO_MAX = 65_536
 
 
 class _Interval:
@@ -426,10 +431,10 @@ class _Interval:
 class _Plan:
     """What does not depend on the facts, for one place (jurisdictions and zones) and one kind of campaign
     (purpose, audience, voice) under one pack set: the selected rules, the problems that deny at once, the
-    rules in force per interval between effective dates, and memoized results of the location checks per
+    rules in force per interval between effective dates; the results of its location checks are memoized per
     instant (the same for every contact of a batch in the same place)."""
 
-    __slots__ = ("bounds", "intervals", "memo", "packs", "problems", "selected")
+    __slots__ = ("bounds", "intervals", "packs", "problems", "selected")
 
     def __init__(self, packs: PackSet, situation: Situation, campaign: Campaign) -> None:
         problems = [
@@ -446,7 +451,6 @@ class _Plan:
         self.bounds = sorted({b for p, r in self.selected for b in (p.start, p.end, r.start, r.end) if b is not None}
                              | {b for p in self.packs for b in (p.start, p.end) if b is not None})
         self.intervals: dict[int, _Interval] = {}
-        self.memo: dict[tuple, list] = {}
 
     def at(self, t: datetime) -> _Interval:
         index = bisect_right(self.bounds, t)
@@ -456,7 +460,7 @@ class _Plan:
         return interval
 
 
-_PLANS_MAX = 20_000
+_PLANS_MAX = 8192  # plans per pack set (distinct places x kinds of campaign); cleared when full
 
 
 def _plan(packs: PackSet, situation: Situation, campaign: Campaign) -> _Plan:
@@ -482,12 +486,12 @@ def _run(ctx: _Context, t: datetime, time_only: bool) -> Out:
         if ctx.consent(t, written, channels) is ConsentState.VALID:
             waived = (waived or set()) | rule_ids
     out: Out = []
-    memo = plan.memo
+    memo = _MEMO
     for pos, pack, rule, check, time_based, location in interval.entries:
         if (time_only and not time_based) or (waived and rule.id in waived):
             continue
         if location:
-            key = (pos, t)
+            key = (plan, pos, t)
             found = memo.get(key)
             if found is None:
                 found = []
@@ -545,15 +549,18 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
                         jurisdictions=situation.codes)
     reasons: list[Reason] = []
     permanent = False
-    memo = plan.memo
+    memo = _MEMO
     for reason, constraints in out:
         if reason.code in TIME_BASED:
             until = reason.until
             if until is None:  # a location reason: when it clears depends only on the place and the instant
-                key = (reason, at)
+                key = (plan, reason, at)
                 until = memo.get(key, _MISSING)
                 if until is _MISSING:
-                    until = memo[key] = earliest_open(constraints, at)
+                    until = earliest_open(constraints, at)
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    memo[key] = until
             reason = Reason(reason.code, reason.text, reason.rule, reason.source, until)
             permanent = permanent or until is None
         else:
