@@ -16,7 +16,7 @@ from dialer.gate import Gate, Request, Reservation
 from dialer.registry.loader import load_registry
 from dialer.registry.store import RegistryStore
 from rules import evaluate, load_packs
-from rules.model import Attempt, Campaign, Contact, Decision
+from rules.model import Attempt, Campaign, Consent, Contact, Decision
 
 KEY = "gate-test-key"
 PACKS = load_packs()
@@ -486,12 +486,32 @@ def test_opted_out_outcome_blocks_even_before_the_dnc_entry(gate, redis_client):
 # --- large batches: Redis reserves one slice while the gate decides the next (dialer.gate.STREAM_SLICE) ------
 
 def _big_batch(n: int) -> list[Request]:
-    """n requests over n // 3 Paris numbers, each number three times (in different slices and in the same one),
-    with a listed number and an invalid one among them."""
-    people = [Contact(f"+3314567{k:04d}", "FR", "75011") for k in range(n // 3 - 2)] + [LISTED, Contact("nope")]
+    """n requests over n // 3 numbers, each number three times (in different slices and in the same one): Paris
+    numbers, a listed number, an invalid one, and Berlin numbers (Germany: opt-in; see _world)."""
+    people = [Contact(f"+3314567{k:04d}", "FR", "75011") if k % 10 else Contact(f"+49301234{k:04d}")
+              for k in range(n // 3 - 2)] + [LISTED, Contact("nope")]
     requests = [Request(people[k % len(people)], SALES if k % 2 else OTHER, f"big-{k}", f"k{k}") for k in range(n)]
     requests[5] = Request(people[0], SALES, "big-5", "k5")  # the same number twice in the first slice too
     return requests
+
+
+def _world(client: redis.Redis, directory: Path) -> None:
+    """Bloctel; some French people near the cap (4 per 30 days), so repeats get denied; two numbers erased
+    (suppressed); Berlin numbers with consent for every other one (Germany is opt-in)."""
+    from dialer.suppression import Suppression
+
+    load_bloctel(client, directory)
+    for k in range(1, 40):
+        if k % 10:
+            add_history(client, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    pipe = client.pipeline(transaction=True)
+    for k in (41, 57):
+        Suppression(client, KEY).queue_add(pipe, "t1", f"+3314567{k:04d}", AT - timedelta(days=1), reason="erasure",
+                                           actor="test")
+    pipe.execute()
+    store = FactStore(client)
+    for k in range(0, 200, 20):
+        store.add_consent("t1", f"+49301234{k:04d}", Consent(given_at=AT - timedelta(days=5), written=True))
 
 
 def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tmp_path, monkeypatch):
@@ -501,9 +521,7 @@ def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tm
     from dialer.gate import STREAM_SLICE
 
     n = 3 * STREAM_SLICE + 17
-    load_bloctel(redis_client, tmp_path)
-    for k in range(0, 40):  # some people start near the French cap (4 per 30 days), so repeats get denied
-        add_history(redis_client, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    _world(redis_client, tmp_path)
     calls: list[int] = []
     original = dialer.gate.Gate._reserve_streamed
 
@@ -517,9 +535,7 @@ def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tm
 
     other = redis.Redis.from_url(redis_url, db=1)
     other.flushdb()
-    load_bloctel(other, tmp_path)
-    for k in range(0, 40):
-        add_history(other, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    _world(other, tmp_path)
     monkeypatch.setattr(dialer.gate, "STREAM_SLICE", 10 * n)  # the same call, not streamed
     plain = make_gate(other).reserve_many(_big_batch(n), AT)
     monkeypatch.undo()
@@ -531,7 +547,11 @@ def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tm
     kinds = {type(r).__name__ for r in streamed}
     assert kinds == {"Reservation", "Decision"}
     codes = {c for r in streamed if isinstance(r, Decision) for c in r.codes()}
-    assert {"FREQUENCY_CAP", "NATIONAL_REGISTRY", "INVALID_NUMBER"} <= codes
+    assert {"FREQUENCY_CAP", "NATIONAL_REGISTRY", "INVALID_NUMBER", "ERASED_SUPPRESSED", "NO_CONSENT"} <= codes
+    assert any(isinstance(r, Reservation) and r.e164.startswith("+49") for r in streamed)
+    # German consent uses are recorded for retention, as in the plain path
+    used = sorted(k for k in redis_client.scan_iter("t:t1:p:*:consent_used"))
+    assert used and used == sorted(k for k in other.scan_iter("t:t1:p:*:consent_used"))
     gate = make_gate(redis_client)
     assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == n
     assert sorted(e.payload["contact_id"] for e in gate.audit.entries("t1")) == sorted(f"k{k}" for k in range(n))
