@@ -9,6 +9,9 @@ Every reservation decision is audited (the audit trail is always on for reservat
 
     python bench/gate_bench.py [--contacts 20000] [--single 5000] [--batch 500] [--processes 2] [--profile]
 
+--profile prints a cProfile of the warm batched pass (BENCH_SORT=tottime to sort by own time; cProfile times
+are wall-clock, so socket calls include the time spent waiting for Redis or for a CPU).
+
 The last lines (SUMMARY) give the figures to compare with the targets: batched decisions/s (1 and 2 gate
 processes), CPU per decision in the gate process and in redis-server, single-decision p50/p99.
 """
