@@ -22,13 +22,14 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.registry",
     "dialer.commands.gate",
     "dialer.commands.sandbox_pbx",
+    "dialer.commands.simulate",
+    "dialer.commands.run",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
     "dialer.commands.lists",
     "dialer.commands.worker",
     "dialer.commands.privacy",
     "dialer.commands.retention",
-    "dialer.commands.tenants",
-    "dialer.commands.serve",
-    "dialer.commands.simulate",
 )
 
 
