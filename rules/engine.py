@@ -208,11 +208,17 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
         return ((country, rule.params["subdivision"]),)
     calendars: list[tuple[str, str | None]] = [(country, None)]
     mapping = rule.params["subdivisions"]
+    known = False
     for c, sub in ctx.situation.places:
         if c == country and sub:
+            known = True
             mapped = mapping.get(sub) if mapping is not None else sub
             if mapped:
                 calendars.append((country, mapped))
+    if not known:
+        # Fail closed: a mobile (or a landline whose prefix we do not map) without an address could be in any
+        # subdivision; the pack names the subdivisions whose extra holidays then apply (Alsace-Moselle's).
+        calendars.extend((country, sub) for sub in rule.params["when_subdivision_unknown"])
     return tuple(dict.fromkeys(calendars))
 
 

@@ -89,6 +89,27 @@ def test_alsace_moselle_holidays_by_postal_code(postal, at, holiday):
     assert d.codes() == (["PUBLIC_HOLIDAY"] if holiday else [])
 
 
+@pytest.mark.parametrize("contact,at,holiday", [
+    # no department known (mobile, or landline without an address): Alsace-Moselle's holidays apply too
+    (Contact("+33612345678"), "2026-04-03T09:00:00Z", True),  # Good Friday
+    (Contact("+33388123456"), "2026-04-03T09:00:00Z", True),  # Strasbourg landline, no address
+    (Contact("+33612345678", "FR"), "2025-12-26T09:00:00Z", True),  # 26 December, country but no postal code
+    (Contact("+33612345678"), "2026-04-02T09:00:00Z", False),  # the day before: an ordinary Thursday
+    # the address gives the department: only its calendar applies
+    (Contact("+33612345678", "FR", "75011"), "2026-04-03T09:00:00Z", False),
+    (Contact("+33612345678", "FR", "57000"), "2026-04-03T09:00:00Z", True),
+])
+def test_alsace_moselle_holidays_apply_when_the_department_is_unknown(contact, at, holiday):
+    d = decide(contact, at)
+    assert d.codes() == (["PUBLIC_HOLIDAY"] if holiday else [])
+    if holiday:
+        assert d.next_allowed_at is not None and not decide(contact, iso(d.next_allowed_at)).reasons
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
 def test_mobile_with_overseas_address_uses_both_zones():
     # +33 6 mobile (Europe/Paris) with a Guadeloupe address (America/Guadeloupe, UTC-4 all year)
     guadeloupe = Contact("+33612345678", "FR", "97110")
