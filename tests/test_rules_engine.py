@@ -304,6 +304,35 @@ def test_us_state_rules_by_area_code_and_by_address():
     assert {p.id for p in ny_fl.packs} == {"us", "us-fl"}
 
 
+@pytest.mark.parametrize("contact", [
+    Contact("+12125550123", None, None, "FL"),  # a state without a country: the number's country
+    Contact("+12125550123", None, "33101"),  # a ZIP code without a country
+    Contact("+12125550123", "", "33101-1234"),
+])
+def test_address_without_a_country_is_read_in_the_numbers_country(contact):
+    d = decide(contact, "2026-01-13T01:30:00Z")  # 20:30 Eastern: Florida forbids, federal allows
+    assert "US-FL" in d.jurisdictions and [r.rule for r in d.reasons] == ["us-fl/hours"]
+
+
+@pytest.mark.parametrize("contact,field", [
+    (Contact("+12125550123", "US", None, "Florida"), "state 'Florida'"),  # not a state code
+    (Contact("+12125550123", "US", None, "XX"), "state 'XX'"),
+    (Contact("+12125550123", "US", "abc"), "postal code 'abc'"),
+    (Contact("+14165550123", "CA", "123"), "postal code '123'"),
+    (Contact("+33612345678", "FR", "7501"), "postal code '7501'"),  # 4 digits: department unknown
+    (Contact("+33612345678", "FR", None, "Alsace"), "state 'Alsace'"),
+    (Contact("+12125550123", None, "H2X 1Y4"), "postal code 'H2X 1Y4'"),  # a Canadian code, read as US
+])
+def test_address_the_gate_cannot_place_is_denied(contact, field):
+    """A state rule (Florida's hours, Alsace-Moselle's holidays) may apply at an address the gate cannot
+    place: deny with MISSING_DATA naming the field rather than apply only the number's rules."""
+    d = decide(contact, "2026-01-12T15:00:00Z")  # inside every window
+    assert not d.allowed and d.codes() == ["MISSING_DATA"] and d.next_allowed_at is None
+    assert field in d.reasons[0].text and d.reasons[0].rule == "gate/address"
+    # the same contact with a country-only address is not denied for it
+    assert "MISSING_DATA" not in decide(Contact(contact.phone, contact.country or "US"), "2026-01-12T15:00:00Z").codes()
+
+
 def test_florida_three_calls_in_24_hours():
     hist = _history(("2026-01-12T14:00:00Z", "no_answer"), ("2026-01-12T16:00:00Z", "busy"),
                     ("2026-01-12T18:00:00Z", "no_answer"))
