@@ -592,3 +592,66 @@ def test_us_artificial_voice_informational_needs_prior_express_consent():
     oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
     assert decide(NY, at, oral, reminder).allowed
     assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent
+
+
+# --- audit additions: edges of packs that had none -------------------------------------------------
+
+@pytest.mark.parametrize("lists,copy_age_days,relationship,codes", [
+    ({"*": False}, 31, None, []),
+    ({"*": False}, 32, None, ["REGISTRY_STALE"]),  # copy older than 31 days blocks the DNCL regime
+    ({"*": True}, 10, None, ["NATIONAL_REGISTRY"]),
+    ({"*": True}, 10, ("purchase", 17), []),  # existing business relationship
+    ({"*": True}, 10, ("purchase", 19), ["NATIONAL_REGISTRY"]),
+    ({}, 10, None, ["MISSING_DATA"]),  # membership unknown
+])
+def test_canada_dncl_and_copy_age(lists, copy_age_days, relationship, codes):
+    at = z("2026-01-12T15:00:00Z")  # Monday 10:00 Toronto
+    rels = ()
+    if relationship:
+        rels = (Relationship(relationship[0], at - timedelta(days=relationship[1] * 30.5)),)
+    facts = Facts(lists=Lists(national=lists), registry_copies={"dncl": at - timedelta(days=copy_age_days)},
+                  relationships=rels)
+    d = evaluate(TORONTO, TM, facts, at)
+    assert d.codes() == codes
+    assert all(r.rule.startswith("ca/") for r in d.reasons)
+    assert d.packs[0].id == "ca"
+
+
+@pytest.mark.parametrize("contact,at,codes", [
+    (Contact("+14055550123"), "2026-01-13T01:59:59Z", []),  # Oklahoma 19:59:59 CST
+    (Contact("+14055550123"), "2026-01-13T02:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # 20:00 CST
+    (Contact("+13375550123"), "2026-01-18T16:00:00Z", ["DAY_NOT_ALLOWED"]),  # Louisiana, Sunday
+    (Contact("+16015550123"), "2026-01-18T16:00:00Z", ["DAY_NOT_ALLOWED"]),  # Mississippi, Sunday
+    (Contact("+16015550123"), "2026-01-19T16:00:00Z", []),  # Mississippi, Monday 10:00 (no holiday rule)
+    (Contact("+13375550123"), "2026-02-17T16:00:00Z", ["PUBLIC_HOLIDAY"]),  # Louisiana, Mardi Gras
+    (Contact("+13375550123"), "2026-01-21T02:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # Louisiana Tuesday 20:00 CST
+    (Contact("+13375550123"), "2026-01-21T01:59:59Z", []),  # 19:59:59
+])
+def test_oklahoma_louisiana_mississippi(contact, at, codes):
+    assert decide(contact, at).codes() == codes
+
+
+def test_oklahoma_three_calls_in_24_hours():
+    at = z("2026-01-12T18:00:00Z")
+    three = tuple(Attempt(at - timedelta(hours=h), "c2", "no_answer") for h in (1, 5, 23))
+    d = evaluate(Contact("+14055550123"), TM, clean("2026-01-10T00:00:00Z", history=three), at)
+    assert d.codes() == ["FREQUENCY_CAP"] and d.reasons[0].rule == "us-ok/frequency"
+    assert d.next_allowed_at == at + timedelta(hours=1)  # the oldest of the three leaves the 24 h window
+    two = three[:2]
+    assert evaluate(Contact("+14055550123"), TM, clean("2026-01-10T00:00:00Z", history=two), at).allowed
+
+
+@pytest.mark.parametrize("records,codes", [
+    ([consent("2025-01-01T00:00:00Z", expires_at=z("2026-01-12T15:00:00Z"))], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z"), Consent(None, withdrawn_at=z("2025-06-01T00:00:00Z"))],
+     ["CONSENT_WITHDRAWN"]),
+    ([consent("2026-01-13T00:00:00Z")], ["WRITTEN_CONSENT_REQUIRED"]),  # given after the call instant
+    ([consent("2025-01-01T00:00:00Z", campaign="c2")], ["WRITTEN_CONSENT_REQUIRED"]),  # another campaign
+    ([consent("2025-01-01T00:00:00Z", purpose="informational")], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z", channel="email")], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z")], []),
+])
+def test_us_artificial_voice_consent_must_be_written_current_and_in_scope(records, codes):
+    robo = Campaign("c1", "t1", voice="artificial")
+    facts = clean("2026-01-10T00:00:00Z", consent=tuple(records))
+    assert decide(NY, "2026-01-12T15:00:00Z", facts, robo).codes() == codes
