@@ -239,9 +239,9 @@ class Engine:
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    async def run(self, stop_event: asyncio.Event) -> None:
-        """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds),
-        give the campaigns back and close."""
+    async def run(self, stop_event: asyncio.Event, abort_event: asyncio.Event | None = None) -> None:
+        """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds, or
+        until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
@@ -261,7 +261,7 @@ class Engine:
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
             self._stopping = True
-            await self._drain()
+            await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
             for loop in loops:
@@ -271,9 +271,14 @@ class Engine:
             await asyncio.to_thread(self._give_back)
             log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
 
-    async def _drain(self) -> None:
+    async def _drain(self, abort_event: asyncio.Event | None = None) -> None:
         deadline = time.monotonic() + self.settings.drain_seconds
+        if self.flights or self._tasks:
+            log.info("runtime %s stopping: no new calls; waiting up to %.0f s for %d calls in flight", self.id,
+                     self.settings.drain_seconds, len(self.flights))
         while (self.flights or self._tasks) and time.monotonic() < deadline:
+            if abort_event is not None and abort_event.is_set():
+                break
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
@@ -847,9 +852,11 @@ def build_gate(client: redis.Redis, config: Config) -> Gate:
 
 async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock = wall_clock,
                      servers: Sequence[AsteriskServer] | None = None, settings: RuntimeSettings | None = None,
-                     process_id: str | None = None, ready: asyncio.Event | None = None) -> Engine:
-    """Run the engine until stop_event is set (clean shutdown). `servers` defaults to the config's [[asterisk]]
-    tables; `settings` to the config's runtime.* values. Returns the stopped engine (figures: .placed)."""
+                     process_id: str | None = None, ready: asyncio.Event | None = None,
+                     abort_event: asyncio.Event | None = None) -> Engine:
+    """Run the engine until stop_event is set (clean shutdown; abort_event cuts the wait for calls in flight
+    short). `servers` defaults to the config's [[asterisk]] tables; `settings` to the config's runtime.* values.
+    Returns the stopped engine (figures: .placed)."""
     client = redis.Redis.from_url(config.redis_url)
     try:
         gate = build_gate(client, config)
@@ -857,7 +864,7 @@ async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock 
                         settings=settings or RuntimeSettings.from_config(config), clock=clock, process_id=process_id)
         if ready is not None:
             ready.set()
-        await engine.run(stop_event)
+        await engine.run(stop_event, abort_event)
         return engine
     finally:
         client.close()
