@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from datetime import timedelta
 
+import dialer.runtime.engine as engine_module
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
@@ -63,7 +65,9 @@ async def run_until_completed(redis_url, client, tenant, campaign, pbx, clock, s
     return engine
 
 
-async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path):
+async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="dialer")
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.5)  # the progress line (every minute in production)
     phones = [*numbers(30), BLOCTEL[0]]
     campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
                               recording=True)
@@ -110,6 +114,15 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     outcomes = [e for e in entries if e.kind == "call_outcome"]
     assert len(reserved) == len(outcomes) == summary["attempts"]  # every call decided and its outcome audited
     assert {e.payload["call_id"] for e in reserved} == set(observer.call_ids)
+    # What an operator reads: why contacts left (gate denials by code), progress lines, no "(None)" noise, masked.
+    lines = [r.getMessage() for r in caplog.records if r.name == "dialer.runtime.engine"]
+    assert any(line.endswith("complete -> completed; 31 contacts final: answered 18, max_attempts 9, opted_out 3, "
+                             "gate_denied NATIONAL_REGISTRY 1") for line in lines), lines
+    assert any("calls placed in" in line and "queue ready" in line for line in lines), lines
+    assert any(line.endswith("queued 31 new contacts (0 final as duplicate numbers, 0 without a valid number)")
+               for line in lines), lines
+    assert any(line.endswith("pacing: progressive") for line in lines) and not any("(None)" in x for x in lines)
+    assert not [p for p in phones if p in caplog.text or p[1:] in caplog.text]
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
