@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import dialer.runtime.engine as engine_module
 from dialer.audit import AuditLog
@@ -348,3 +348,35 @@ async def test_a_redis_outage_mid_campaign_loses_nobody(redis_factory, tmp_path)
         assert finals[phone]["attempts"] == observer.by_number[phone] or finals[phone]["reason"] == "max_attempts"
     assert all(a.outcome != "reserved" for p in phones for a in FactStore(client).attempts("acme", p))
     client.close()
+
+
+async def test_a_scheduled_campaign_starts_itself_and_waits_for_the_legal_hours(redis_url, redis_client, tmp_path):
+    """Started at 09:50 Paris with starts_at 09:52: scheduled, then activated by the engine at 09:52. The gate denies
+    every contact until 10:00 (French calling hours) with a next_allowed_at: each waits for it (no attempt counted),
+    then is dialed once at or after 10:00."""
+    phones = [p for p in numbers(10, base="+331456810") if p[-1] not in "2347"]
+    early = AT - timedelta(minutes=10)
+    campaign = setup_campaign(redis_client, tmp_path, phones, at=early,
+                              starts_at=(early + timedelta(minutes=2)).isoformat())
+    store = CampaignStore(redis_client)
+    assert store.get("acme", campaign).status == "scheduled"
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(early, 60.0))
+    finally:
+        await pbx.stop()
+    moves = [(h["action"], h["by"], h["to"]) for h in reversed(store.history("acme", campaign))]
+    assert moves == [("create", "tester", "draft"), ("start", "tester", "scheduled"),
+                     ("activate", "engine", "running"), ("complete", "engine", "completed")]
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert {p: (f["reason"], f["attempts"]) for p, f in finals.items()} == {p: ("answered", 1) for p in phones}
+    assert all(observer.by_number[p] == 1 for p in phones)
+    decisions = [e for e in AuditLog(redis_client, SECRET_KEY).entries("acme") if e.kind == "gate_decision"]
+    denied = [e for e in decisions if not e.payload["allowed"]]
+    allowed = [e for e in decisions if e.payload["allowed"]]
+    assert len(allowed) == len(phones) and all(e.at >= AT for e in allowed)  # nobody dialed before 10:00
+    assert denied and all(e.at < AT for e in denied)  # denied before 10:00 (no dialing before the activation)
+    assert all(e.at >= early + timedelta(minutes=2) for e in decisions)
+    assert {e.payload["next_allowed_at"] for e in denied} == {AT.astimezone(UTC).isoformat().replace("+00:00", "Z")}
