@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 from datetime import UTC, timedelta
@@ -380,3 +381,55 @@ async def test_a_scheduled_campaign_starts_itself_and_waits_for_the_legal_hours(
     assert denied and all(e.at < AT for e in denied)  # denied before 10:00 (no dialing before the activation)
     assert all(e.at >= early + timedelta(minutes=2) for e in decisions)
     assert {e.payload["next_allowed_at"] for e in denied} == {AT.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+
+
+async def run_sampling(redis_url, client, campaign, pbx, settings, clock):
+    """Run an Engine until the campaign completes, sampling its calls in flight; returns (engine, peak, sent times)."""
+    import redis as redislib
+
+    from dialer.runtime.engine import Engine
+
+    config = engine_config(redis_url)
+    engine_client = redislib.Redis.from_url(redis_url)
+    engine = Engine(engine_client, build_gate(engine_client, config), [sandbox(pbx)], settings=settings, clock=clock,
+                    process_id="sampler")
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    peak, sent = 0, set()
+    try:
+        store = CampaignStore(client)
+        deadline = asyncio.get_running_loop().time() + 90
+        while store.get("acme", campaign).status != "completed" and not task.done():
+            assert asyncio.get_running_loop().time() < deadline, "campaign not completed in time"
+            peak = max(peak, len(engine.flights))
+            sent |= {f.sent_wall for f in engine.flights.values()}
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+        engine_client.close()
+    return engine, peak, sorted(sent)
+
+
+async def test_power_mode_dials_its_ratio_within_the_trunk_and_cps_ceilings(redis_url, redis_client, tmp_path, caplog):
+    """A power campaign (pacing_ratio 3) with one agent: 3 lines for the free agent, cut to the trunk's 2 channels;
+    then with 1 call per second instead: never two Originates within a second."""
+    caplog.set_level(logging.INFO, logger="dialer.runtime.engine")
+    no_answer = [p for p in numbers(60, base="+331456820") if p[-1] == "3"]  # ring to the timeout: lines pile up
+    pbx = await start_pbx(queues={"dialer": 1}, time_scale=0.1)
+    try:
+        trunk = setup_campaign(redis_client, tmp_path, no_answer[:4], list_id="trunk", pacing_mode="power",
+                               pacing_ratio=3)
+        _, peak, _ = await run_sampling(redis_url, redis_client, trunk, pbx,
+                                        dataclasses.replace(SETTINGS, trunk_channels=2), offset_clock(AT, 1.0))
+        assert peak == 2  # more than progressive's 1 line for 1 agent, never more than the trunk's 2 channels
+        assert any(r.getMessage().endswith("pacing: power (limited by trunk)") for r in caplog.records)
+        CampaignStore(redis_client).control("acme", trunk, "archive", by="tester", at=AT)
+
+        cps = setup_campaign(redis_client, tmp_path, no_answer[4:], list_id="cps", pacing_mode="power", pacing_ratio=3)
+        _, peak, sent = await run_sampling(redis_url, redis_client, cps, pbx,
+                                           dataclasses.replace(SETTINGS, calls_per_second=1.0), offset_clock(AT, 1.0))
+        assert peak >= 2 and len(sent) == 2
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(sent))  # 1 Originate per second at most
+    finally:
+        await pbx.stop()
