@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
 from dialer.cli import main
 from dialer.registry.store import RegistryStore
@@ -68,3 +69,25 @@ def test_user_errors_are_one_line(env: str, tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert main(["registry", "lookup", "2125551234"]) == 1
     assert "not an E.164 number" in capsys.readouterr().err
+
+
+def test_import_refuses_a_drastic_shrink_unless_forced(env: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    numbers = nanp_numbers(1000)
+    full = write_lines(tmp_path / "full.txt", numbers)
+    cut = write_lines(tmp_path / "cut.txt", numbers[:100])
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(full), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "load refused, nothing changed: cut.txt would remove 900 of the 1000 numbers" in err and "--force" in err
+    assert RegistryStore(redis.Redis.from_url(env)).status("us_dnc").rows == 1000
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet",
+                 "--max-shrink-share", "0.95"]) == 0
+    assert "version 2 live: 100 numbers (+0 -900)" in capsys.readouterr().out
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(full), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet", "--force"]) == 0
+    assert "version 4 live: 100 numbers (+0 -900)" in capsys.readouterr().out
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--max-shrink-share", "2"]) == 1
+    assert "--max-shrink-share: expected a share" in capsys.readouterr().err

@@ -114,6 +114,12 @@ def test_blank_comment_and_bom_lines() -> None:
         (b"A 2125551234", (ADD, 12125551234)),
         (b"212 555 1234 D", (DELETE, 12125551234)),
         (b"(212) 555-1234 d", (DELETE, 12125551234)),
+        # The date at the end, after the action (an FTC-style "NPA,NUMBER,ACTION,DATE" record), or first.
+        (b"212,5551234,A,2026-11-23", (ADD, 12125551234)),
+        (b"212,5551234,D,11/23/2026", (DELETE, 12125551234)),
+        (b"2125551234,A,20261123", (ADD, 12125551234)),
+        (b"2026-11-23,D,212,5551234", (DELETE, 12125551234)),
+        (b"20261123;A;2125551234", (ADD, 12125551234)),
     ],
 )
 def test_change_lines(line: bytes, expected: tuple[bool, int]) -> None:
@@ -126,6 +132,10 @@ def test_change_line_needs_an_action() -> None:
     with pytest.raises(LineError, match="action"):
         parse("bloctel", b"0145678901,X", delta=True)
     assert parse("bloctel", b"D,+33145678901", delta=True) == (DELETE, 33145678901)
+    with pytest.raises(LineError, match="action"):  # a date is not an action
+        parse("us_dnc", b"212,5551234,2026-11-23", delta=True)
+    with pytest.raises(LineError):  # only one date field is ignored
+        parse("us_dnc", b"A,2026-11-23,2026-11-24,2125551234", delta=True)
 
 
 def test_csv_with_phone_country_and_action() -> None:

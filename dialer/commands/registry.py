@@ -27,6 +27,11 @@ def register(sub: Any) -> None:
     imp.add_argument("--country", metavar="CC", help="CSV only: country of national numbers without one (e.g. FR)")
     imp.add_argument("--max-bad-share", type=float, metavar="SHARE",
                      help="refuse above this share of malformed lines (default: setting registry.max_bad_share)")
+    imp.add_argument("--max-shrink-share", type=float, metavar="SHARE",
+                     help="full load: refuse when it removes more than this share of the live version "
+                          "(default: setting registry.max_shrink_share)")
+    imp.add_argument("--force", action="store_true",
+                     help="full load: accept it however many numbers it removes from the live version")
     imp.add_argument("--lock-ttl", type=float, default=DEFAULT_LOCK_TTL, metavar="SECONDS",
                      help="how long a crashed import keeps others out (default %(default)s)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -90,11 +95,15 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
     max_bad = config["registry.max_bad_share"] if args.max_bad_share is None else args.max_bad_share
     if not 0 <= max_bad <= 1:
         raise CommandError("--max-bad-share: expected a share between 0 and 1")
+    max_shrink = config["registry.max_shrink_share"] if args.max_shrink_share is None else args.max_shrink_share
+    if not 0 <= max_shrink <= 1:
+        raise CommandError("--max-shrink-share: expected a share between 0 and 1")
     bar = _Bar(not args.quiet)
     try:
         report = load_registry(
             _client(config), args.registry, args.file, delta=args.delta, fmt=args.format, country=args.country,
-            max_bad_share=max_bad, progress=bar, lock_ttl=args.lock_ttl,
+            max_bad_share=max_bad, max_shrink_share=max_shrink, force=args.force, progress=bar,
+            lock_ttl=args.lock_ttl,
         )
     except LoadRefused as exc:
         bar.close()

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 100
 DEFAULT_MAX_BAD_SHARE = 0.01
+# A full file that would drop more than this share of the live version's numbers is refused unless forced:
+# a truncated download or a file of the wrong area codes would otherwise silently unblock millions of people.
+DEFAULT_MAX_SHRINK_SHARE = 0.2
 DEFAULT_LOCK_TTL = 30.0
 READ_BLOCK = 1 << 20
 _BATCH = 1 << 16
@@ -204,6 +207,8 @@ def load_registry(
     fmt: str | None = None,
     country: str | None = None,
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
+    force: bool = False,
     loaded_at: datetime | None = None,
     progress: Progress | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
@@ -211,7 +216,9 @@ def load_registry(
     chunk_bytes: int = CHUNK_BYTES,
 ) -> LoadReport:
     """Import `path` into registry `name` as a new live version. Returns the report of a committed load;
-    raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC)."""
+    raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC).
+    A full load that would remove more than `max_shrink_share` of the live version's numbers is refused
+    unless `force` (change files are not limited: their deletions are explicit)."""
     report = LoadReport(name, "delta" if delta else "full", file_name or os.path.basename(path), fmt or "")
     try:
         check_name(name)
@@ -255,6 +262,11 @@ def load_registry(
                     f"{report.invalid} of {report.lines} lines are malformed ({report.bad_share:.2%}), above the "
                     f"allowed {max_bad_share:.2%}", report)
             new, added, removed = _build(numbers, base, delta, report)
+            if not delta and not force and base and removed > max_shrink_share * len(base):
+                raise LoadRefused(
+                    f"{report.file_name} would remove {removed} of the {len(base)} numbers of the live version "
+                    f"({removed / len(base):.2%}), above the allowed {max_shrink_share:.2%}: a truncated or "
+                    f"incomplete file? Load it with --force if the registry really shrank", report)
             info = _stage_and_commit(client, name, new, added, removed, base_version, base_info, report, lock,
                                      progress, loaded_at or datetime.now(UTC), chunk_bytes)
             report.version = info
