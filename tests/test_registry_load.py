@@ -353,11 +353,10 @@ def test_gzip_and_zip_files(redis_client: redis.Redis, tmp_path: Path) -> None:
     assert all(store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in numbers[:100]]))
 
     before = registry_keys(redis_client, "us_dnc")
-    with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
-        zf.writestr("a.txt", "2125551234\n")
-        zf.writestr("b.txt", "2125551235\n")
-    with pytest.raises(LoadRefused, match="exactly one file"):
-        load_registry(redis_client, "us_dnc", tmp_path / "two.zip")
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("212/", "")  # a folder, no file
+    with pytest.raises(LoadRefused, match="holds no file"):
+        load_registry(redis_client, "us_dnc", tmp_path / "empty.zip")
     (tmp_path / "cut.gz").write_bytes(gzip.compress(text)[:-5000])  # a truncated download
     with pytest.raises(LoadRefused, match="decompress"):
         load_registry(redis_client, "us_dnc", tmp_path / "cut.gz")
@@ -388,3 +387,40 @@ def test_full_load_that_shrinks_the_registry_drastically_is_refused(redis_client
     deletes = write_lines(tmp_path / "d.txt", [f"D,{n}" for n in numbers[:9]])
     report = load_registry(redis_client, "us_dnc", deletes, delta=True)
     assert report.version is not None and report.version.rows == 1
+
+
+def test_zip_of_area_code_files_is_one_version(redis_client: redis.Redis, tmp_path: Path) -> None:
+    """The DNCL (and a bundle of FTC area-code files) comes as one zip holding one file per area code."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "dncl.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("416.txt", "416,2345678\n416,2345679")  # no newline at the end: not glued to the next file
+        zf.writestr("905.txt", "905,2345678\n905,0345678\n905,2345670\n")
+    report = load_registry(redis_client, "dncl", tmp_path / "dncl.zip", max_bad_share=0.5)
+    assert report.version is not None and report.version.rows == 4 and report.lines == 5
+    assert report.source_hash == hashlib.sha256((tmp_path / "dncl.zip").read_bytes()).hexdigest()
+    assert [(b.file, b.line) for b in report.bad_lines] == [("905.txt", 2)]  # numbered within its file
+    assert report.as_dict()["bad_lines"] == [{"line": 2, "reason": report.bad_lines[0].reason, "file": "905.txt"}]
+    assert store(redis_client).contains_many("dncl", ["+14162345678", "+14162345679", "+19052345670",
+                                                      "+19052345678", "+14162345670"]) == [True] * 4 + [False]
+
+    # CSV files: each file's header is its own.
+    with zipfile.ZipFile(tmp_path / "lists.zip", "w") as zf:
+        zf.writestr("a.csv", "phone,country\n0145678901,FR\n")
+        zf.writestr("b.csv", "name,phone\nx,+442079460018\n")
+    report = load_registry(redis_client, "acme", tmp_path / "lists.zip")
+    assert report.version is not None and report.version.rows == 2 and report.invalid == 0
+
+    # A damaged second file refuses the whole archive: nothing changes.
+    good = zipfile.ZipFile(tmp_path / "dncl.zip").read("416.txt")
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("416.txt", good)
+        zf.writestr("905.txt", "905,2345678\n" * 5000)
+    raw = bytearray((tmp_path / "bad.zip").read_bytes())
+    second = raw.index(b"905.txt") + 7 + 40  # inside the second file's compressed data
+    raw[second:second + 40] = b"\xff" * 40
+    (tmp_path / "bad.zip").write_bytes(bytes(raw))
+    before = registry_keys(redis_client, "dncl")
+    with pytest.raises(LoadRefused, match=r"905\.txt"):
+        load_registry(redis_client, "dncl", tmp_path / "bad.zip", force=True)
+    assert registry_keys(redis_client, "dncl") == before

@@ -82,7 +82,7 @@ def _print_bad_lines(report: LoadReport) -> None:
     shown = len(report.bad_lines)
     print(f"{report.invalid} malformed line(s) of {report.lines} ({report.bad_share:.2%}); first {shown}:")
     for bad in report.bad_lines:
-        print(f"  line {bad.line}: {bad.reason}")
+        print(f"  {bad.where()}: {bad.reason}")
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:

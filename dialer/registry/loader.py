@@ -26,7 +26,7 @@ import redis
 from pyroaring import BitMap64
 
 from dialer.logs import mask
-from dialer.registry.formats import ADD, HeaderError, LineError, format_for
+from dialer.registry.formats import ADD, CsvLineParser, HeaderError, LineError, NationalLineParser, format_for
 from dialer.registry.sources import Source, SourceError
 from dialer.registry.store import (
     CHUNK_BYTES,
@@ -67,6 +67,10 @@ Progress = Callable[[str, int, int], None]
 class BadLine:
     line: int  # 1-based line number in the file
     reason: str
+    file: str = ""  # the file inside a zip archive of several files ("416.txt"), else ""
+
+    def where(self) -> str:
+        return f"{self.file} line {self.line}" if self.file else f"line {self.line}"
 
 
 @dataclass
@@ -100,7 +104,8 @@ class LoadReport:
             "status": "committed" if self.committed else "refused", "refused": self.refused,
             "source_hash": self.source_hash, "lines": self.lines, "valid": self.valid, "invalid": self.invalid,
             "duplicates": self.duplicates, "seconds": round(self.seconds, 3),
-            "bad_lines": [{"line": b.line, "reason": b.reason} for b in self.bad_lines],
+            "bad_lines": [{"line": b.line, "reason": b.reason, **({"file": b.file} if b.file else {})}
+                          for b in self.bad_lines],
         }
         if self.version is not None:
             v = self.version
@@ -252,8 +257,7 @@ def load_registry(
                     log.warning("registry %s: live version unreadable (%s); replacing it", name, exc)
             if delta and base is None:
                 raise LoadRefused(f"registry {name} has no live version to apply a change file to", report)
-            parser = registry_format.make_parser(country)
-            numbers = _read(source, parser, delta, report, lock, progress)
+            numbers = _read(source, lambda: registry_format.make_parser(country), delta, report, lock, progress)
             if report.valid == 0 and not delta:
                 raise LoadRefused(f"{report.file_name} holds no numbers: a full load would empty the registry",
                                   report)
@@ -292,17 +296,19 @@ def load_registry(
     return report
 
 
-def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
-          progress: Progress | None) -> tuple[BitMap64, BitMap64 | None]:
-    """Stream the file: returns (numbers, None) for a full load, (additions, deletions) for a change file."""
+def _read(source: Source, make_parser: Callable[[], NationalLineParser | CsvLineParser], delta: bool,
+          report: LoadReport, lock: _Lock, progress: Progress | None) -> tuple[BitMap64, BitMap64 | None]:
+    """Stream the file: returns (numbers, None) for a full load, (additions, deletions) for a change file.
+    Each file of a zip archive gets its own parser (a CSV file's header is its own)."""
     added = BitMap64()
     deleted: BitMap64 | None = BitMap64() if delta else None
     batch = array("Q")
-    parse = parser.parse
+    parse = make_parser().parse
     bad = report.bad_lines
     lineno = lines = invalid = 0
     rest = b""
     skipping = False  # inside a line longer than MAX_LINE_BYTES: dropped, reported once it ends
+    member = source.member if source.members > 1 else ""
     while True:
         block = source.read(READ_BLOCK)
         if block:
@@ -325,7 +331,7 @@ def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
                 lines += 1
                 invalid += 1
                 if len(bad) < MAX_REPORTED_ERRORS:
-                    bad.append(BadLine(lineno, mask(str(exc))))
+                    bad.append(BadLine(lineno, mask(str(exc)), member))
                 continue
             if parsed is None:
                 continue
@@ -345,7 +351,11 @@ def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
             progress("read", source.position(), source.size)
         lock.keep()
         if not block:
-            break
+            if not source.next_member():
+                break
+            # The next file of a zip archive: its lines are numbered from 1 (the last line was flushed above).
+            lineno, skipping, member = 0, False, source.member
+            parse = make_parser().parse
     if batch:
         added.update(batch)
     report.lines, report.invalid, report.valid = lines, invalid, lines - invalid
