@@ -54,6 +54,15 @@ def parse(fmt: str, line: bytes, delta: bool = False, country: str | None = None
         ("tps", b"+44 20 7946 0018", 442079460018),
         ("ctps", b"01632960001", 441632960001),
         ("tps", b"0169772345", 44169772345),
+        # TPS/CTPS subscriber files: 12-character fixed-width records ending in CR LF, "with spaces" (dialling
+        # code left-justified in 5, remainder right-justified in 7) or "without spaces" (padded at the end).
+        ("tps", b"0207 3787244\r", 442073787244),
+        ("tps", b"01635 506160\r", 441635506160),
+        ("ctps", b"07860 338653\r", 447860338653),
+        ("tps", b"0191  565715\r", 44191565715),
+        ("tps", b"02073787244 \r", 442073787244),
+        # DNCL flat text file: NPA,NUMBER with a line feed.
+        ("dncl", b"416,2345678", 14162345678),
     ],
 )
 def test_national_forms_normalise_to_e164(fmt: str, line: bytes, expected: int) -> None:
