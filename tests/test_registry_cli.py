@@ -91,3 +91,23 @@ def test_import_refuses_a_drastic_shrink_unless_forced(env: str, tmp_path: Path,
     assert "version 4 live: 100 numbers (+0 -900)" in capsys.readouterr().out
     assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--max-shrink-share", "2"]) == 1
     assert "--max-shrink-share: expected a share" in capsys.readouterr().err
+
+
+def test_thresholds_come_from_the_settings(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    numbers = nanp_numbers(100)
+    bad = write_lines(tmp_path / "bad.txt", [*numbers[:90], *["hello"] * 10])  # 10% malformed
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(bad), "--quiet"]) == 1
+    assert "10 of 100 lines are malformed" in capsys.readouterr().err
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_BAD_SHARE", "0.2")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(bad), "--quiet"]) == 0
+    assert "version 1 live: 90 numbers" in capsys.readouterr().out
+    cut = write_lines(tmp_path / "cut.txt", numbers[:50])  # removes 40 of 90
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 1
+    assert "would remove 40 of the 90 numbers" in capsys.readouterr().err
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_SHRINK_SHARE", "0.5")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 0
+    assert "live: 50 numbers (+0 -40)" in capsys.readouterr().out
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_SHRINK_SHARE", "1.5")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) != 0
+    assert "registry.max_shrink_share" in capsys.readouterr().err
