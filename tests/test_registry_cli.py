@@ -111,3 +111,18 @@ def test_thresholds_come_from_the_settings(env: str, tmp_path: Path, monkeypatch
     monkeypatch.setenv("DIALER_REGISTRY_MAX_SHRINK_SHARE", "1.5")
     assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) != 0
     assert "registry.max_shrink_share" in capsys.readouterr().err
+
+
+def test_obtained_at_is_recorded_and_checked(env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "dnc.txt", nanp_numbers(10))
+    base = ["registry", "import", "--registry", "us_dnc", "--file", str(path), "--quiet"]
+    assert main([*base, "--obtained-at", "yesterday"]) == 1
+    assert "--obtained-at: expected a date" in capsys.readouterr().err
+    assert main([*base, "--obtained-at", "2999-01-01"]) == 1
+    assert "in the future" in capsys.readouterr().err
+    assert main([*base, "--obtained-at", "2026-11-20"]) == 0
+    capsys.readouterr()
+    v = RegistryStore(redis.Redis.from_url(env)).status("us_dnc")
+    assert v is not None and v.obtained_at is not None and v.obtained_at.isoformat() == "2026-11-20T00:00:00+00:00"
+    assert main(["registry", "status", "us_dnc"]) == 0
+    assert "(obtained 2026-11-20 00:00:00 UTC)" in capsys.readouterr().out

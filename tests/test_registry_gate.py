@@ -52,3 +52,24 @@ def test_a_us_registry_copy_older_than_31_days_denies_us_calls(redis_client: red
     # 31 days is still within the rule; a day later it is not.
     load_us(redis_client, tmp_path, AT - timedelta(days=31))
     assert gate(redis_client).check(FREE, SALES, AT).allowed
+
+
+def test_freshness_counts_from_when_the_file_was_obtained(redis_client: redis.Redis, tmp_path: Path) -> None:
+    """Importing today a file downloaded 40 days ago must not make the copy look fresh."""
+    RegistryStore.forget_all()
+    path = tmp_path / "212.txt"
+    path.write_text("212,5551234\n")
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1),
+                  obtained_at=AT - timedelta(days=40))
+    status = RegistryStore(redis_client).status("us_dnc")
+    assert status is not None and status.loaded_at == AT - timedelta(hours=1)
+    assert status.obtained_at == AT - timedelta(days=40) and status.copy_date == status.obtained_at
+    denied = gate(redis_client).check(FREE, SALES, AT)
+    assert "REGISTRY_STALE" in denied.codes()
+    [reason] = [r for r in denied.reasons if r.code == "REGISTRY_STALE"]
+    assert "40.0 days old" in reason.text
+    # Obtained recently: fresh. Without the date, the load date counts.
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1), obtained_at=AT - timedelta(days=3))
+    assert gate(redis_client).check(FREE, SALES, AT).allowed
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1))
+    assert RegistryStore(redis_client).loaded_at("us_dnc") == AT - timedelta(hours=1)

@@ -110,7 +110,8 @@ class LoadReport:
         if self.version is not None:
             v = self.version
             out.update(version=v.version, rows=v.rows, added=v.added, removed=v.removed,
-                       loaded_at=v.loaded_at.isoformat())
+                       loaded_at=v.loaded_at.isoformat(),
+                       obtained_at=v.obtained_at.isoformat() if v.obtained_at else None)
         return out
 
 
@@ -215,6 +216,7 @@ def load_registry(
     max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
     force: bool = False,
     loaded_at: datetime | None = None,
+    obtained_at: datetime | None = None,
     progress: Progress | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     file_name: str | None = None,
@@ -223,7 +225,9 @@ def load_registry(
     """Import `path` into registry `name` as a new live version. Returns the report of a committed load;
     raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC).
     A full load that would remove more than `max_shrink_share` of the live version's numbers is refused
-    unless `force` (change files are not limited: their deletions are explicit)."""
+    unless `force` (change files are not limited: their deletions are explicit).
+    `obtained_at`: when the file was downloaded from the registry, if known (aware); freshness is then measured
+    from it rather than from the load, so importing an old download does not make the copy look new."""
     report = LoadReport(name, "delta" if delta else "full", file_name or os.path.basename(path), fmt or "")
     try:
         check_name(name)
@@ -231,6 +235,10 @@ def load_registry(
     except (ValueError, KeyError) as exc:
         raise LoadRefused(str(exc).strip("'\""), report) from None
     report.format = registry_format.key
+    loaded_at = loaded_at or datetime.now(UTC)
+    if obtained_at is not None and (obtained_at.tzinfo is None or obtained_at > loaded_at):
+        raise LoadRefused("the date the file was obtained must be a time with a time zone, not after the load",
+                          report)
     started = time.monotonic()
     try:
         source = Source(path)
@@ -272,7 +280,7 @@ def load_registry(
                     f"({removed / len(base):.2%}), above the allowed {max_shrink_share:.2%}: a truncated or "
                     f"incomplete file? Load it with --force if the registry really shrank", report)
             info = _stage_and_commit(client, name, new, added, removed, base_version, base_info, report, lock,
-                                     progress, loaded_at or datetime.now(UTC), chunk_bytes)
+                                     progress, loaded_at, chunk_bytes, obtained_at)
             report.version = info
         finally:
             lock.release()
@@ -290,7 +298,7 @@ def load_registry(
     try:  # every tenant's gate relies on the registry: each tenant's audit trail records the new copy
         from dialer.audit_events import registry_loaded
 
-        registry_loaded(client, report.as_dict(), loaded_at or datetime.now(UTC))
+        registry_loaded(client, report.as_dict(), loaded_at)
     except redis.RedisError as exc:  # the load stands; its audit entries are missing: say so loudly
         log.error("registry %s: version %s live but not audited (%s)", name, info.version, exc)
     return report
@@ -381,7 +389,8 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
 
 def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: int, removed: int,
                       expected_live: int | None, base: RegistryVersion | None, report: LoadReport, lock: _Lock,
-                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
+                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int,
+                      obtained_at: datetime | None = None) -> RegistryVersion:
     bitmap.run_optimize()
     bitmap.shrink_to_fit()
     blob = bitmap.serialize()
@@ -393,6 +402,7 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         kind=report.kind, base_version=base.version if base else None, lines=report.lines,
         duplicates=report.duplicates, format=report.format, blob_bytes=len(blob),
         blob_sha256=hashlib.sha256(blob).hexdigest(), chunks=chunks,
+        obtained_at=obtained_at.astimezone(UTC) if obtained_at else None,
     )
     staged = version_keys(name, version, chunks)
     try:
