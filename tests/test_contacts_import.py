@@ -545,3 +545,31 @@ def test_concurrent_imports_into_one_list_never_duplicate_a_number(redis_url: st
     assert redis_client.scard(Keys(T).list_phones("shared")) == 30_000
     assert redis_client.hget(Keys(T).list("shared"), "contacts") == b"30000"
     assert all(len(contacts_for_phone(redis_client, T, f"+336{i:08d}")) == 1 for i in range(0, 30_000, 997))
+
+
+def test_short_quote_left_open_in_a_dropped_column_is_reported_not_swallowed(redis_client: redis.Redis,
+                                                                             tmp_path: Path) -> None:
+    # The lenient csv parser closes an open quote at the end of the file without a word: the rows after it
+    # became the dropped "note" cell and vanished from the summary. They must be named as not imported.
+    text = ('phone,name,note\n0612345693,"A\nB",x\n0612345694,C,"open quote\n'
+            "0612345695,D,y\n0612345696,E,z\n")
+    status = run(redis_client, write(tmp_path / "q.csv", text))
+    s = status["summary"]
+    assert s["invalid_by_reason"] == {"malformed_record": 1}
+    assert (s["rows_read"], s["valid"], s["invalid"]) == (2, 1, 1)
+    [entry] = error_rows(redis_client, status["id"])
+    assert (entry["row"], entry["line"], entry["reason"]) == ("3", "4", "malformed_record")
+    assert "never closed" in entry["message"] and "3 lines from line 4" in entry["message"]
+    assert not contacts_for_phone(redis_client, T, "+33612345694")  # refused whole, not half-read
+    assert contacts_for_phone(redis_client, T, "+33612345693")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_blank_lines_above_the_header_are_skipped(redis_client: redis.Redis, tmp_path: Path, encoding: str) -> None:
+    # The header was detected below the blank lines but the chunk planner skipped only the first record,
+    # so the header itself was imported as a data row (phone_has_letters on "phone").
+    status = run(redis_client, write(tmp_path / "b.csv", "\n\nphone,name\n\n0612345610,A\n\n", encoding))
+    s = status["summary"]
+    assert (s["rows_read"], s["valid"], s["invalid"]) == (1, 1, 0), s
+    assert error_rows(redis_client, status["id"]) == []
+    assert get_contact(redis_client, T, contacts_for_phone(redis_client, T, "+33612345610")[0])["row"] == "5"

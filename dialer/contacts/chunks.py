@@ -88,11 +88,13 @@ def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: in
         closer = handle
     else:
         closer, source, counter = _text_lines(path, fmt)  # type: ignore[assignment]
-    reader = csv.reader(source, delimiter=fmt.delimiter)
+    tracked = _Tracked(source)
+    reader = csv.reader(tracked, delimiter=fmt.delimiter)
     row, line = first_row, first_line
     seen_lines = 0
     try:
         while True:
+            tracked.current.clear()
             try:
                 cells = next(reader)
                 error = ""
@@ -103,6 +105,11 @@ def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: in
             now = counted.lines if fmt.splittable else counter[0]
             spanned = max(1, now - seen_lines)
             seen_lines = now
+            if cells is not None and tracked.exhausted and _open_quote(tracked.current, fmt.delimiter):
+                # The lenient parser closes a quote left open at the end of the input without a word, so the
+                # record swallows every line after it: refuse it (the report names those lines), never lose
+                # them quietly.
+                cells, error = None, "a quote opened in this record is never closed"
             if skip:
                 skip -= 1
             else:
@@ -113,11 +120,43 @@ def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: in
         closer.close()
 
 
+class _Tracked:
+    """Line iterator that keeps the lines of the record being parsed and notes the end of the input."""
+
+    def __init__(self, source: Iterator[str]) -> None:
+        self.source = source
+        self.current: list[str] = []
+        self.exhausted = False
+
+    def __iter__(self) -> _Tracked:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self.source)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        self.current.append(line)
+        return line
+
+
+def _open_quote(lines: list[str], delimiter: str) -> bool:
+    """True when these lines end inside a quoted field: a sentinel line after them then lands inside
+    the last cell instead of making a record of its own (same lenient parser as the import)."""
+    records = list(csv.reader([*lines, "\x01\n"], delimiter=delimiter))
+    return bool(records and records[-1] and records[-1][-1].endswith("\x01\n"))
+
+
 def plan_chunks(path: str, fmt: FileFormat, has_header: bool, target_bytes: int = 4 << 20) -> list[Chunk]:
     """Split the file at record boundaries into chunks of about target_bytes."""
     if not fmt.splittable:
-        total_rows = sum(1 for _ in iter_records(path, fmt, fmt.bom, -1, 1, 1))
-        skip = 1 if has_header else 0
+        total_rows, skip, header_seen = 0, 0, not has_header
+        for record in iter_records(path, fmt, fmt.bom, -1, 1, 1):
+            total_rows += 1
+            if not header_seen:  # the header is the first non-empty record (sample_records' rule)
+                skip += 1
+                header_seen = bool(record.cells)
         return [Chunk(0, fmt.bom, -1, 1, 1, max(0, total_rows - skip), skip)]
     chunks: list[Chunk] = []
     with open(path, "rb") as handle:
@@ -125,12 +164,15 @@ def plan_chunks(path: str, fmt: FileFormat, has_header: bool, target_bytes: int 
         source = _Lines(handle, -1, "latin-1")
         reader = csv.reader(source, delimiter=fmt.delimiter)
         row, line = 1, 1
-        if has_header:
-            try:
-                next(reader)
-            except (StopIteration, csv.Error):
-                pass
-            row, line = 2, 1 + source.lines
+        if has_header:  # the header is the first non-empty record (blank lines above it are skipped)
+            while True:
+                row += 1
+                try:
+                    if next(reader):
+                        break
+                except (StopIteration, csv.Error):
+                    break
+            line = 1 + source.lines
         start, start_row, start_line, rows = source.pos, row, line, 0
         while True:
             try:
