@@ -122,3 +122,15 @@ def test_worker_processes_stop_with_their_parent(env: str) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_unreadable_paths_are_one_line_errors(env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A directory was reported as "no such file"; a file that cannot be read raised an OSError traceback.
+    assert main(["lists", "import", str(tmp_path), "--list", "l", "--tenant", "t", "--inline"]) == 1
+    assert "a directory, not a file" in capsys.readouterr().err
+    unreadable = "/proc/self/mem"  # a regular file whose read fails (EIO), even for root
+    if not Path(unreadable).is_file():
+        pytest.skip("needs Linux /proc")
+    assert main(["lists", "import", unreadable, "--list", "l", "--tenant", "t", "--inline"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "[unreadable_file]" in err and "Traceback" not in err

@@ -88,9 +88,12 @@ def check_list_id(list_id: str, what: str = "list") -> str:
 def file_fingerprint(path: str | Path, options: dict[str, Any]) -> str:
     """sha256 of the file's bytes and the options that change the result (region, mapping, campaign)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:  # permissions, a device, a file removed meanwhile: a user error, not a traceback
+        raise FileError("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from None
     digest.update(b"\0" + json.dumps(options, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -109,7 +112,8 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
         check_list_id(campaign, "campaign")
     path = Path(path).resolve()
     if not path.is_file():
-        raise FileError("unreadable_file", f"no such file: {path}")
+        what = "a directory, not a file" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise FileError("unreadable_file", f"{what}: {path}")
     mapping_json = (mapping or Mapping()).to_json()
     options = {"list": list_id, "region": region, "mapping": mapping_json, "campaign": campaign or ""}
     fingerprint = file_fingerprint(path, options)
