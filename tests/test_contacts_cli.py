@@ -134,3 +134,20 @@ def test_unreadable_paths_are_one_line_errors(env: str, tmp_path: Path, capsys: 
     assert main(["lists", "import", unreadable, "--list", "l", "--tenant", "t", "--inline"]) == 1
     err = capsys.readouterr().err
     assert "cannot read" in err and "[unreadable_file]" in err and "Traceback" not in err
+
+
+def test_export_into_a_closed_pipe_stops_without_a_traceback(env: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # `dialer lists export contacts ... | head -1` printed a BrokenPipeError traceback.
+    path = tmp_path / "many.csv"
+    path.write_text("phone\n" + "".join(f"+3361234{i:04d}\n" for i in range(3000)))
+    assert main(["lists", "import", str(path), "--list", "big", "--tenant", "acme", "--inline"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "lists", "export", "contacts", "--tenant", "acme",
+                             "--list", "big"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("contact_id,")
+    proc.stdout.close()  # more than a pipe buffer is still to come: the writer gets EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

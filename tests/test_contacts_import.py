@@ -573,3 +573,32 @@ def test_blank_lines_above_the_header_are_skipped(redis_client: redis.Redis, tmp
     assert (s["rows_read"], s["valid"], s["invalid"]) == (1, 1, 0), s
     assert error_rows(redis_client, status["id"]) == []
     assert get_contact(redis_client, T, contacts_for_phone(redis_client, T, "+33612345610")[0])["row"] == "5"
+
+
+@pytest.mark.parametrize("value", ["=1+2", "+1+2", "-1+2", "@SUM(A1)", "\t=1+2", "\r=1+2"])
+def test_every_dangerous_first_character_is_escaped(value: str) -> None:
+    from dialer.contacts.csvsafe import protect
+
+    assert protect(value) == "'" + value
+    assert protect("a" + value) == "a" + value
+
+
+def test_error_report_escapes_raw_values_starting_with_tab_or_cr(redis_client: redis.Redis, tmp_path: Path) -> None:
+    # Imported fields are stripped, so only the error report (raw values) can carry a leading tab or CR.
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([["phone", "name"], ["\t=1+2", "a"], ["\r@SUM(A1)", "b"], ["0612345678", "c"]])
+    status = run(redis_client, write(tmp_path / "t.csv", buffer.getvalue()))
+    values = [r["value"] for r in error_rows(redis_client, status["id"])]
+    assert values == ["'\t=1+2", "'\r@SUM(A1)"]
+
+
+def test_safe_writer_quotes_a_bare_carriage_return() -> None:
+    # csv.writer(lineterminator="\n") left "a\rb" unquoted: readers then split the row in two.
+    from dialer.contacts.csvsafe import SafeWriter
+
+    out = io.StringIO()
+    writer = SafeWriter(out)
+    writer.row(["a\rb", "c"])
+    writer.row(["d", "e"])
+    assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [["a\rb", "c"], ["d", "e"]]
+    assert out.getvalue().endswith('c\nd,e\n')
