@@ -602,3 +602,15 @@ def test_safe_writer_quotes_a_bare_carriage_return() -> None:
     writer.row(["d", "e"])
     assert list(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [["a\rb", "c"], ["d", "e"]]
     assert out.getvalue().endswith('c\nd,e\n')
+
+
+def test_consent_dated_after_the_import_is_recorded_and_reported(redis_client: redis.Redis, tmp_path: Path) -> None:
+    # "2099-01-01" (a typo for a past date) was recorded silently; the gate ignores a consent until its date,
+    # so the client believed the person could be called. It is kept (evidence) and reported as a warning.
+    text = "tel;date_consentement;consent_source\n0612340003;2099-01-01;web\n0612340004;2024-05-01;web\n"
+    status = run(redis_client, write(tmp_path / "c.csv", text))
+    assert status["summary"]["consents"] == 2 and status["summary"]["warnings"] == 1
+    [entry] = error_rows(redis_client, status["id"])
+    assert (entry["row"], entry["column"], entry["value"], entry["reason"], entry["severity"]) == \
+        ("2", "date_consentement", "2099-01-01", "consent_future_date", "warning")
+    assert FactStore(redis_client).consents(T, "+33612340003")[0].given_at.year == 2099

@@ -423,6 +423,7 @@ class Importer:
         pending_rows = 0
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
         suppressed, secret = _suppressed(self.client, self.tenant)
+        registered_at = datetime.fromisoformat(params["created_at"]) if params.get("created_at") else None
 
         def flush() -> None:
             nonlocal pending_rows
@@ -467,7 +468,7 @@ class Importer:
                 counts["blank_rows"] += 1
             else:
                 counts["rows_read"] += 1
-                result = process_record(record.cells, record.row, record.line, plan, region)
+                result = process_record(record.cells, record.row, record.line, plan, region, registered_at)
                 if suppressed and result.phones:
                     _drop_suppressed(result, record.row, record.line, suppressed, secret)
                 if result.rejected and record.lines > 1 and result.errors:
