@@ -310,3 +310,28 @@ def test_record_rules_cell_length_extra_cells_and_consent() -> None:
     newsletter = process_record(["0612345678", "a", "2024-05-31", "", "newsletter"], 10, 12, plan, "FR")
     assert newsletter.consent is not None
     assert [(e.reason, e.severity) for e in newsletter.errors] == [("consent_unknown_purpose", "warning")]
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (b"\xef\xbb\xbfphone,name\n0612345201,Zo\xc3\xa9\n0612345202,H\xe9l\xe8ne\n", 3),  # BOM, then a CP1252 line
+    ("phone,name\n0612345204,a\n".encode("utf-16") + b"A", 3),  # UTF-16 with an odd trailing byte
+    ("phone,name\n0612345205,".encode("utf-16") + b"\x00\xd8" + "x\n".encode("utf-16-le"), 2),  # lone surrogate
+    ("phone,name\n0612345206,a\n".encode("utf-16-le") + b"A\xdc", 3),  # no BOM, NUL pattern, lone surrogate
+    ("téléphone;nom\n".encode() + b"".join(f"06{i:08d};Zoé\n".encode() for i in range(60000))
+     + "0699999999;Hélène\n".encode("cp1252"), 60002),  # UTF-8 accents, then a CP1252 line past the sample
+], ids=["utf8-bom", "utf16-odd", "utf16-surrogate", "utf16-nobom", "mixed"])
+def test_encoding_broken_midway_is_refused_naming_the_line(tmp_path: Path, content: bytes, line: int) -> None:
+    # These raised UnicodeDecodeError while parsing (internal_error and a traceback from the CLI), or, for
+    # the mixed file, were read as CP1252: every accented name garbled and the header not recognized.
+    path = tmp_path / "enc.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileError) as exc:
+        sniff(path)
+    assert exc.value.code == "bad_encoding" and f"line {line} " in exc.value.message
+
+
+def test_cp1252_with_accents_only_after_the_sample_is_still_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"phone;nom\n" + b"".join(f"06{i:08d};Zoe\n".encode() for i in range(60000))
+                     + "0699999999;Hélène\n".encode("cp1252"))
+    assert sniff(path).encoding == "cp1252"
