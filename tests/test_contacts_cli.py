@@ -151,3 +151,21 @@ def test_export_into_a_closed_pipe_stops_without_a_traceback(env: str, tmp_path:
     err = proc.stderr.read()
     assert proc.wait(60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_inline_import_hit_by_a_bug_fails_closed_in_one_line(env: str, redis_client: redis.Redis, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A bug inside the import (simulated: the row parser raises) re-raised through `--inline` as a traceback.
+    from dialer.contacts import jobs
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(jobs, "process_record", broken)
+    path = tmp_path / "x.csv"
+    path.write_text("phone\n0612345678\n")
+    assert main(["lists", "import", str(path), "--list", "l", "--tenant", "acme", "--inline"]) == 1
+    out = capsys.readouterr().out
+    assert "failed" in out and "[internal_error]" in out and "nothing was imported" in out
+    assert list(redis_client.scan_iter(match="t:acme:contact:*")) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from dialer.contacts.jobs import create_import, enqueue_import, reconcile_import
 from dialer.contacts.report import summary_text, write_error_report
 from dialer.contacts.sniff import FileError
 from dialer.contacts.store import import_status
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -165,6 +168,11 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
 
         try:
             status = run_import_inline(client, args.tenant, ticket.import_id, progress=progress)
+        except Exception as exc:  # a bug: the import is already failed (internal_error); one line, not a traceback
+            logger.debug("import %s: internal error", ticket.import_id, exc_info=True)
+            status = import_status(client, args.tenant, ticket.import_id) or {}
+            if status.get("status") != "failed":
+                raise CommandError(f"import {ticket.import_id}: internal error ({type(exc).__name__})") from None
         finally:
             if bar is not None:
                 bar.close()
