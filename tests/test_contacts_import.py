@@ -614,3 +614,17 @@ def test_consent_dated_after_the_import_is_recorded_and_reported(redis_client: r
     assert (entry["row"], entry["column"], entry["value"], entry["reason"], entry["severity"]) == \
         ("2", "date_consentement", "2099-01-01", "consent_future_date", "warning")
     assert FactStore(redis_client).consents(T, "+33612340003")[0].given_at.year == 2099
+
+
+def test_file_changed_after_registration_is_not_imported(redis_client: redis.Redis, tmp_path: Path) -> None:
+    # The content hash (duplicate uploads) is taken at registration; the workers read the file later. A file
+    # rewritten in between was imported with the old hash: the next upload of the old bytes was then
+    # "already imported" although they never were.
+    path = write(tmp_path / "l.csv", "phone\n0612345678\n")
+    ticket = create_import(redis_client, T, path, "leads")
+    write(path, "phone\n0612345678\n0612345679\n")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    status = run_import_inline(redis_client, T, ticket.import_id)
+    assert (status["status"], status["error_code"]) == ("failed", "file_changed")
+    assert not list(list_member_ids(redis_client, T, "leads"))
+    assert run(redis_client, path)["summary"]["contacts_added"] == 2  # the new content imports normally
