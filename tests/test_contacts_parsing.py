@@ -335,3 +335,28 @@ def test_cp1252_with_accents_only_after_the_sample_is_still_cp1252(tmp_path: Pat
     path.write_bytes(b"phone;nom\n" + b"".join(f"06{i:08d};Zoe\n".encode() for i in range(60000))
                      + "0699999999;Hélène\n".encode("cp1252"))
     assert sniff(path).encoding == "cp1252"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_huge_line_is_refused_without_being_held_in_memory(tmp_path: Path, encoding: str) -> None:
+    # A 60 MB line made the import hold all of it (176 MB RSS): memory grew with the input.
+    import tracemalloc
+
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:
+        fh.write(("phone,note\n0612345678,ok\n0612345679," + "a" * 12_000_000 + "\n0612345670,end\n")
+                 .encode(encoding))
+    fmt = sniff(path)
+    tracemalloc.start()
+    try:
+        chunks = plan_chunks(str(path), fmt, True, 4 << 20)
+        records = [r for c in chunks for r in iter_records(str(path), fmt, c.start, c.end, c.first_row,
+                                                           c.first_line, c.skip)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(r.row, r.line, r.cells) for r in records if r.cells is not None] == \
+        [(2, 2, ["0612345678", "ok"]), (4, 4, ["0612345670", "end"])]
+    [bad] = [r for r in records if r.cells is None]
+    assert (bad.row, bad.line) == (3, 3) and "longer than 1 MiB" in bad.error
+    assert peak < 12 << 20, peak  # a few MiB of buffers, not the 12-48 MB line

@@ -14,6 +14,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from dialer.contacts.sniff import FileFormat
 
@@ -41,13 +42,20 @@ class Record:
     lines: int = 1  # physical lines the record spans
 
 
+MAX_LINE = 1 << 20  # a physical line longer than this is refused unread, so memory stays flat on any input
+
+
 class _Lines:
-    """Iterator of text lines over a file region that counts lines and bytes consumed."""
+    """Iterator of text lines over a file region that counts lines and bytes consumed.
+
+    A line over MAX_LINE bytes is cut there (the rest is skipped, never held) and `overlong` is set: the
+    record holding it is refused. The planner and the workers cut the same way, so boundaries agree."""
 
     def __init__(self, raw: io.BufferedReader, end: int, encoding: str) -> None:
         self.raw, self.end, self.encoding = raw, end, encoding
         self.pos = raw.tell()
         self.lines = 0
+        self.overlong = False
 
     def __iter__(self) -> _Lines:
         return self
@@ -55,39 +63,62 @@ class _Lines:
     def __next__(self) -> str:
         if self.end >= 0 and self.pos >= self.end:
             raise StopIteration
-        line = self.raw.readline()
+        line = self.raw.readline(MAX_LINE)
         if not line:
             raise StopIteration
         self.pos += len(line)
         self.lines += 1
+        if len(line) == MAX_LINE and not line.endswith(b"\n"):
+            self.overlong = True
+            while (rest := self.raw.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                self.pos += len(rest)
+            self.pos += len(rest)
+            return line.decode(self.encoding, errors="ignore") + "\n"  # a character may be cut: refused anyway
         return line.decode(self.encoding)
 
 
-def _text_lines(path: str, fmt: FileFormat) -> tuple[object, Iterator[str], list[int]]:
+class _TextLines:
+    """The same over a decoded stream (UTF-16, CR-only files), counting lines; MAX_LINE in characters."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.lines = 0
+        self.overlong = False
+
+    def __iter__(self) -> _TextLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(MAX_LINE)
+        if not line:
+            raise StopIteration
+        self.lines += 1
+        if len(line) == MAX_LINE and not line.endswith(("\n", "\r")):
+            self.overlong = True
+            while (rest := self.text.readline(MAX_LINE)) and not rest.endswith(("\n", "\r")):
+                pass
+            return line + "\n"
+        return line
+
+
+def _text_lines(path: str, fmt: FileFormat) -> tuple[io.TextIOWrapper, _TextLines]:
     raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned handle
     raw.seek(fmt.bom)
     text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
-    counter = [0]
-
-    def lines() -> Iterator[str]:
-        for line in text:
-            counter[0] += 1
-            yield line
-
-    return text, lines(), counter
+    return text, _TextLines(text)
 
 
 def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: int, first_line: int,
                  skip: int = 0) -> Iterator[Record]:
     """Records of one chunk (or of the whole file for non-splittable formats, skipping `skip` records)."""
+    source: _Lines | _TextLines
     if fmt.splittable:
         handle = open(path, "rb")  # noqa: SIM115
         handle.seek(start)
         source = _Lines(handle, end, "latin-1" if fmt.encoding == "latin-1" else fmt.encoding)
-        counted = source
-        closer = handle
+        closer: Any = handle
     else:
-        closer, source, counter = _text_lines(path, fmt)  # type: ignore[assignment]
+        closer, source = _text_lines(path, fmt)
     tracked = _Tracked(source)
     reader = csv.reader(tracked, delimiter=fmt.delimiter)
     row, line = first_row, first_line
@@ -95,6 +126,7 @@ def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: in
     try:
         while True:
             tracked.current.clear()
+            source.overlong = False
             try:
                 cells = next(reader)
                 error = ""
@@ -102,10 +134,12 @@ def iter_records(path: str, fmt: FileFormat, start: int, end: int, first_row: in
                 break
             except csv.Error as exc:
                 cells, error = None, str(exc)
-            now = counted.lines if fmt.splittable else counter[0]
+            now = source.lines
             spanned = max(1, now - seen_lines)
             seen_lines = now
-            if cells is not None and tracked.exhausted and _open_quote(tracked.current, fmt.delimiter):
+            if source.overlong:
+                cells, error = None, f"a line longer than {MAX_LINE >> 20} MiB (not a contact list row)"
+            elif cells is not None and tracked.exhausted and _open_quote(tracked.current, fmt.delimiter):
                 # The lenient parser closes a quote left open at the end of the input without a word, so the
                 # record swallows every line after it: refuse it (the report names those lines), never lose
                 # them quietly.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def sample_records(path: str | Path, fmt: FileFormat, limit: int = 20) -> list[l
     with open(path, "rb") as raw:
         raw.seek(fmt.bom)
         text = io.TextIOWrapper(raw, encoding=fmt.encoding, errors="replace", newline="")
-        reader = csv.reader(text, delimiter=fmt.delimiter)
+        reader = csv.reader(_capped(text), delimiter=fmt.delimiter)
         out: list[list[str]] = []
         try:
             for record in reader:
@@ -167,3 +168,13 @@ def sample_records(path: str | Path, fmt: FileFormat, limit: int = 20) -> list[l
         except csv.Error:
             pass
         return out
+
+
+def _capped(text: io.TextIOWrapper, limit: int = 1 << 20) -> Iterator[str]:
+    """Lines of at most `limit` characters (the rest of a longer line is skipped, not held in memory)."""
+    while line := text.readline(limit):
+        if len(line) == limit and not line.endswith(("\n", "\r")):
+            while (rest := text.readline(limit)) and not rest.endswith(("\n", "\r")):
+                pass
+            line += "\n"
+        yield line
