@@ -182,7 +182,8 @@ def test_explicit_mapping_by_name_and_position() -> None:
 
 
 @pytest.mark.parametrize("doc", [[], {"columns": {"a": "nonsense"}}, {"colums": {}}, {"keep": "a"},
-                                 {"header": "yes"}])
+                                 {"header": "yes"},
+                                 {"columns": {"Segment": "keep:"}}])  # was stored as a field named "x."
 def test_bad_mapping_files_are_refused(doc: object) -> None:
     with pytest.raises(FileError) as exc:
         parse_mapping(doc)
