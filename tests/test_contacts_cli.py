@@ -169,3 +169,24 @@ def test_inline_import_hit_by_a_bug_fails_closed_in_one_line(env: str, redis_cli
     out = capsys.readouterr().out
     assert "failed" in out and "[internal_error]" in out and "nothing was imported" in out
     assert list(redis_client.scan_iter(match="t:acme:contact:*")) == []
+
+
+def test_import_without_any_worker_says_so_instead_of_waiting_silently(env: str, tmp_path: Path) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("phone\n0612345502\n")
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "lists", "import", str(path), "--list", "w",
+                             "--tenant", "acme"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    import threading
+
+    guard = threading.Timer(60, proc.kill)  # without the hint, readline would wait forever: fail instead
+    guard.start()
+    try:
+        seen = [proc.stderr.readline() for _ in range(2)]  # "import ... queued", then the hint (after ~3 s)
+    finally:
+        guard.cancel()
+        proc.kill()
+        proc.wait(30)
+    assert "queued" in seen[0]
+    assert "none listens on the queue 'imports'" in seen[1] and "--inline" in seen[1]

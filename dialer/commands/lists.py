@@ -129,10 +129,21 @@ def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
                 bar.refresh()
             if status.get("status") in ("committed", "failed"):
                 return status
+            if polls == 15 and status.get("status") == "queued" and not _import_workers(client):
+                print("waiting for a worker: none listens on the queue 'imports' (start `dialer worker`, or run "
+                      "the import with --inline; Ctrl-C stops waiting, the import stays queued)", file=sys.stderr)
             time.sleep(0.2)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _import_workers(client: redis.Redis) -> int:
+    from rq import Worker
+
+    from dialer.jobs import IMPORTS, get_queue
+
+    return Worker.count(connection=client, queue=get_queue(client, IMPORTS))
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:
