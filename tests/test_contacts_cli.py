@@ -190,3 +190,18 @@ def test_import_without_any_worker_says_so_instead_of_waiting_silently(env: str,
         proc.wait(30)
     assert "queued" in seen[0]
     assert "none listens on the queue 'imports'" in seen[1] and "--inline" in seen[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["lists", "scrub", "--list", "l", "--tenant", "a:b", "--campaign", "c"],
+    ["lists", "export", "contacts", "--tenant", "acme", "--list", "l:*"],
+    ["lists", "export", "attempts", "--tenant", "acme", "--campaign", "c*"],
+    ["lists", "status", "x", "--tenant", "t:acme"],
+    ["lists", "errors", "x", "--tenant", "acme:"],
+])
+def test_names_that_would_shape_redis_keys_are_refused(env: str, argv: list[str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # scrub, export, status and errors built keys (and SCAN patterns) from any tenant, list or campaign name.
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "names are 1-64 letters" in err and "[bad_" in err

@@ -83,6 +83,20 @@ def register(sub: Any) -> None:
     exp.set_defaults(func=run_export)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Tenant, list and campaign become parts of Redis keys: refuse ':' or '*' before any key is built."""
+    from dialer.contacts.jobs import check_list_id
+
+    try:
+        check_list_id(args.tenant, "tenant")
+        if getattr(args, "list_id", None) is not None:
+            check_list_id(args.list_id)
+        if getattr(args, "campaign", None) is not None:
+            check_list_id(args.campaign, "campaign")
+    except FileError as exc:
+        raise CommandError(f"{exc.message} [{exc.code}]") from None
+
+
 def _client(config: Config) -> redis.Redis:
     client = redis.Redis.from_url(config.redis_url)
     try:
@@ -147,6 +161,7 @@ def _import_workers(client: redis.Redis) -> int:
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
@@ -198,6 +213,7 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_status(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     status = import_status(_client(config), args.tenant, args.import_id)
     if status is None:
         raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
@@ -206,6 +222,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_errors(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     if import_status(client, args.tenant, args.import_id) is None:
         raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
@@ -217,6 +234,7 @@ def run_errors(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_scrub(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     from dialer.contacts.scrub import gate_decider, scrub_list
     from rules.model import Campaign
 
@@ -253,6 +271,7 @@ def _gate(client: redis.Redis, config: Config) -> Any:
 
 
 def run_export(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     with _output(args.output) as out:
         count = export(client, args.tenant, args.kind, out, list_id=args.list_id, campaign=args.campaign)
