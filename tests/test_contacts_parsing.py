@@ -361,3 +361,13 @@ def test_a_huge_line_is_refused_without_being_held_in_memory(tmp_path: Path, enc
     [bad] = [r for r in records if r.cells is None]
     assert (bad.row, bad.line) == (3, 3) and "longer than 1 MiB" in bad.error
     assert peak < 12 << 20, peak  # a few MiB of buffers, not the 12-48 MB line
+
+
+def test_invalid_number_messages_name_the_country_they_were_read_in() -> None:
+    # "wrong number of digits for this country" left a French list's uploader guessing which country.
+    us_in_fr = normalize("(212) 555-0100", "FR")
+    assert isinstance(us_in_fr, PhoneError) and us_in_fr.reason == "invalid_length"
+    assert "FR (+33)" in us_in_fr.message and "national number of the list's region FR" in us_in_fr.message
+    international = normalize("00612345604", "FR")
+    assert isinstance(international, PhoneError) and international.reason == "invalid_number"
+    assert "AU (+61)" in international.message and "list's region" not in international.message
