@@ -31,6 +31,8 @@ def test_the_reference_asterisk_used_a_one_second_retry_too() -> None:
         ("retry = 1 ", "retry = 0 ", "retry = 0: must be 1"),
         ("retry = 1 ", "retry = 5 ", "retry = 5: must be 1"),
         ("retry = 1 ", "; retry = 1 ", "retry = (unset)"),
+        ("autofill = yes", "autofill = no", "autofill must be yes"),
+        ("autofill = yes", "; autofill = yes", "autofill must be yes"),
         ("timeoutpriority = app", "timeoutpriority = conf", "timeoutpriority must be app"),
         ("context = dialer-outbound", "context = default", "context must be dialer-outbound"),
         ("leavewhenempty = no", "leavewhenempty = yes", "leavewhenempty must be no"),

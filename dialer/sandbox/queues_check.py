@@ -6,6 +6,11 @@ Why each one (app_queue, Asterisk 20/22):
   application's documentation). While every agent is busy the caller waits `retry` seconds between checks, so
   the wait before our information message is up to `retry` seconds past DIALER_CONNECT_TIMEOUT. A value below
   1 (or none) is the default, 5 s: a 2 s rule becomes a 5 s wait. It must be exactly 1.
+- `autofill`: without it (off in the reference Asterisk run, which did not set it) only the caller at the
+  head of the queue is offered an agent; the others wait for their turn in 1 s steps even while agents are
+  free (the reference run shows it: the second caller got its agent 1 s later), so with several answered
+  calls at once the third misses a 2 s window. The sandbox PBX serves every waiting caller at once, which is
+  `autofill = yes`.
 - `timeoutpriority`: `conf` lets an agent's ring time (`timeout`, 15 s) outlast Queue()'s timeout; `app`
   (the default) clips it to what is left of the connect window.
 - `context`: the one-digit exit that lets the opt-out key work while the caller waits for an agent.
@@ -55,6 +60,9 @@ def check_queues(text: str, where: str = "queues.conf") -> list[str]:
         if retry != "1":
             problems.append(f"{where}: [{name}] retry = {retry or '(unset)'}: must be 1 (below 1 means 5 s; "
                             "Queue()'s connect timeout is only checked between retry cycles)")
+        if _last(settings, "autofill", "no") not in ("yes", "true", "1", "on"):
+            problems.append(f"{where}: [{name}] autofill must be yes (else callers behind the first wait in 1 s "
+                            "steps with agents free)")
         if _last(settings, "timeoutpriority", "app") != "app":
             problems.append(f"{where}: [{name}] timeoutpriority must be app (an agent's ring would outlast "
                             "the connect timeout)")
