@@ -164,3 +164,13 @@ def test_an_ai_agent_campaign_is_an_artificial_voice_for_the_gate(store):
     assert not decision.allowed and "WRITTEN_CONSENT_REQUIRED" in decision.codes()
     assert "WRITTEN_CONSENT_REQUIRED" not in evaluate(ny, store.get("acme", human.id).gate_campaign(), facts,
                                                       at).codes()
+
+
+def test_a_power_campaign_without_a_ratio_dials_more_than_progressive(store):
+    """The schema's default ratio used to be 1: a campaign switched to power mode without a ratio was progressive."""
+    from dialer.runtime.policy import pacing_policy
+
+    created = store.create("acme", {**READY, "pacing_mode": "power"}, by="ann", at=AT)
+    assert pacing_policy(created.config).power_ratio == 2.0
+    chosen = store.create("acme", {**READY, "pacing_mode": "power", "pacing_ratio": 3.5}, by="ann", at=AT)
+    assert pacing_policy(chosen.config).power_ratio == 3.5
