@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.worker",
     "dialer.commands.privacy",
     "dialer.commands.retention",
+    "dialer.commands.calls",
 )
 
 

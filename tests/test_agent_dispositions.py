@@ -121,3 +121,26 @@ def test_unknown_and_other_tenants_calls_are_unknown(gate, facts):
         record_disposition(gate, facts, "t2", "c-8", "refused", at=AT, actor="user:ann")
     with pytest.raises(ValueError):
         record_disposition(gate, facts, "t1", "c-8", "maybe", at=AT, actor="user:ann")
+
+
+def test_cli_records_a_disposition(gate, facts, redis_url):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    reserve(gate, "c-9")
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": KEY}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dialer", "calls", "disposition", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    done = cli("--tenant", "t1", "c-9", "refused", "--note", "no thanks")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["recorded"] == "refused"
+    assert stored_outcome(facts, "c-9") == "refused"
+    missing = cli("--tenant", "t2", "c-9", "refused")
+    assert missing.returncode == 1 and "no call c-9 in tenant t2" in missing.stderr
+    assert "Traceback" not in missing.stderr
