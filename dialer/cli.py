@@ -17,10 +17,14 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
-    "dialer.commands.sandbox_pbx",
+    "dialer.commands.audit",
+    "dialer.commands.registry",
     "dialer.commands.gate",
     "dialer.commands.tenants",
     "dialer.commands.serve",
+    "dialer.commands.sandbox_pbx",
+    "dialer.commands.lists",
+    "dialer.commands.worker",
 )
 
 

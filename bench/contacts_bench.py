@@ -1,0 +1,138 @@
+"""Contact import benchmark: a generated N-row CSV end to end with 2 RQ workers.
+
+    python bench/contacts_bench.py [--rows 1000000] [--workers 2] [--keep]
+
+Generates a realistic French list (national formats with spaces, dots or +33, a few invalid
+numbers and duplicates, quoted names), starts its own redis-server, starts `dialer worker --burst`
+processes, enqueues the import (`enqueue_import`, one coordinator + helpers) and measures the wall
+time from enqueue to commit. Peak memory is the high-water RSS (VmHWM) of every worker process and
+of the work-horse processes RQ forks for each job, sampled from /proc every 0.2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dialer.contacts.jobs import enqueue_import  # noqa: E402
+from dialer.contacts.store import import_status  # noqa: E402
+from dialer.redisproc import RedisProcess  # noqa: E402
+
+
+def generate(path: Path, rows: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    first = ["Zoé", "Jean", "Marie", "Luc", "Noël", "Anaïs", "Hélène", "Paul", "Léa", "Hugo"]
+    last = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Lefèvre", "Moreau"]
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        fh.write("Prénom;Nom;Téléphone;Code postal;Ville;Segment\r\n")
+        for i in range(rows):
+            n = rng.randrange(10**8)
+            lead = rng.choice("1234567999")  # fixed, mobile, VoIP
+            style = rng.random()
+            if style < 0.5:
+                phone = f"0{lead} {n // 10**6:02d} {n // 10**4 % 100:02d} {n // 100 % 100:02d} {n % 100:02d}"
+            elif style < 0.8:
+                phone = f"0{lead}{n:08d}"
+            elif style < 0.95:
+                phone = f"+33 {lead} {n:08d}"
+            else:
+                phone = f"0{lead}.{n // 10**6:02d}.{n // 10**4 % 100:02d}.{n // 100 % 100:02d}.{n % 100:02d}"
+            if rng.random() < 0.002:
+                phone = phone[:-3]  # too short: invalid
+            name = rng.choice(last)
+            if rng.random() < 0.05:
+                name = f"\"{name}; {rng.choice(last)}\""
+            fh.write(f"{rng.choice(first)};{name};{phone};{rng.randrange(1000, 96000):05d};Ville {i % 977};"
+                     f"s{i % 5}\r\n")
+
+
+def tree_peaks(pids: list[int], peaks: dict[int, int]) -> None:
+    """Record VmHWM (kB) of the given processes and of their direct children (RQ work horses)."""
+    wanted = set(pids)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if int(entry) not in wanted and ppid not in wanted:
+                continue
+            for line in Path(f"/proc/{entry}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[int(entry)] = max(peaks.get(int(entry), 0), int(line.split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="contacts-bench-"))
+    path = tmp / "list.csv"
+    t0 = time.perf_counter()
+    generate(path, args.rows)
+    print(f"generated {args.rows} rows ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    with RedisProcess() as server:
+        client = redis.Redis.from_url(server.url)
+        env = {**os.environ, "DIALER_REDIS_URL": server.url, "DIALER_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": str(ROOT)}
+        started = time.perf_counter()
+        ticket = enqueue_import(client, "bench", path, "bench", region="FR", helpers=args.workers - 1)
+        workers = [subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
+                                    cwd=ROOT, env=env) for _ in range(args.workers)]
+        peaks: dict[int, int] = {}
+        status: dict = {}
+        while True:
+            tree_peaks([w.pid for w in workers], peaks)
+            status = import_status(client, "bench", ticket.import_id) or {}
+            if status.get("status") in ("committed", "failed"):
+                break
+            if all(w.poll() is not None for w in workers):
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        for w in workers:
+            w.wait(60)
+        children = os.times()
+        worker_cpu = children.children_user + children.children_system
+        redis_cpu = client.info("cpu")
+        info = client.info("memory")
+        print(f"status: {status.get('status')} {status.get('error', '')}")
+        print(f"summary: {status.get('summary')}")
+        print(f"chunks: {status.get('chunks')}")
+        stamps = {k: datetime.fromisoformat(status[k]) for k in ("created_at", "started_at", "committing_at",
+                                                                   "finished_at") if status.get(k)}
+        if len(stamps) == 4:
+            print(f"phases: queued {(stamps['started_at'] - stamps['created_at']).total_seconds():.1f} s, "
+                  f"plan + stage {(stamps['committing_at'] - stamps['started_at']).total_seconds():.1f} s, "
+                  f"publish + commit {(stamps['finished_at'] - stamps['committing_at']).total_seconds():.1f} s")
+        print(f"wall time enqueue -> committed: {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
+        print(f"peak RSS per process (MB): {sorted(round(v / 1024) for v in peaks.values())}")
+        print(f"redis used_memory_peak: {info['used_memory_peak_human']}")
+        print(f"CPU seconds: workers and their work horses {worker_cpu:.1f}, redis-server "
+              f"{redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']:.1f}")
+        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"load average before: {os.getloadavg()}")
+    if not args.keep:
+        path.unlink()
+        tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Benchmark of the stateful gate (facts from Redis, the rule engine, Lua reservation, audit trail).
+
+Starts its own redis-server (dialer.redisproc.RedisProcess), loads a Bloctel copy and a population of
+French contacts with some attempt history, then measures:
+  - single decisions: check_and_reserve one contact at a time (latency p50/p99, decisions/s);
+  - single what-if checks (no reservation, no audit);
+  - batched decisions: reserve_many over batches (decisions/s).
+Every reservation decision is audited (the audit trail is always on for reservations).
+
+    python bench/gate_bench.py [--contacts 20000] [--single 5000] [--batch 500] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import multiprocessing
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dialer.facts import FactStore
+from dialer.gate import Gate, Request, Reservation
+from dialer.redisproc import RedisProcess
+from dialer.registry.loader import load_registry
+from dialer.registry.store import RegistryStore
+from rules import load_packs
+from rules.model import Attempt, Campaign, Contact
+
+AT = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)  # Tuesday 10:30 in Paris
+CAMPAIGN = Campaign(id="bench", tenant="tb", purpose="telemarketing", audience="consumer", voice="human")
+
+
+def french_number(i: int) -> str:
+    return f"+3314{i:07d}"
+
+
+def populate(client: redis.Redis, contacts: int, rng: random.Random) -> list[Contact]:
+    store = FactStore(client)
+    people = []
+    for i in range(contacts):
+        e164 = french_number(i)
+        for k in range(rng.choice((0, 0, 1, 2))):
+            store.record_attempt("tb", e164, Attempt(at=AT - timedelta(days=rng.randint(1, 40)), campaign="old",
+                                                      outcome=rng.choice(("no_answer", "busy")), call_id=f"h{i}-{k}"))
+        people.append(Contact(phone=e164, country="FR", postal_code="75011"))
+    return people
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """CPU seconds the redis-server has used (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def _worker(url: str, first: int, last: int, batch: int, barrier, results) -> None:
+    """One gate process: warm its number caches with what-if checks, then reserve_many over its slice."""
+    client = redis.Redis.from_url(url)
+    gate = Gate(client, load_packs(), RegistryStore(client), secret_key="bench-key")
+    people = [Contact(phone=french_number(i), country="FR", postal_code="75011") for i in range(first, last)]
+    gate.check_many([Request(c, CAMPAIGN) for c in people], AT)
+    gc.freeze()
+    barrier.wait(60)
+    start = time.perf_counter()
+    for b in range(0, len(people), batch):
+        gate.reserve_many([Request(c, CAMPAIGN, f"mp{first + b + k}") for k, c in enumerate(people[b:b + batch])],
+                          AT + timedelta(minutes=30))
+    results.put((len(people), start, time.perf_counter()))
+    client.close()
+
+
+def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[int, float]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    share = contacts // processes
+    procs = [ctx.Process(target=_worker, args=(url, k * share, (k + 1) * share, batch, barrier, results))
+             for k in range(processes)]
+    for proc in procs:
+        proc.start()
+    done = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return sum(n for n, _, _ in done), max(end for _, _, end in done) - min(start for _, start, _ in done)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=20000)
+    parser.add_argument("--single", type=int, default=5000, help="single decisions to time")
+    parser.add_argument("--batch", type=int, default=500, help="batch size for reserve_many")
+    parser.add_argument("--registry", type=int, default=200_000, help="numbers on the Bloctel copy")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the batched run")
+    parser.add_argument("--processes", type=int, default=2, help="gate processes for the parallel batched run")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    load_start = os.getloadavg()[0]
+
+    with RedisProcess() as server, tempfile.TemporaryDirectory() as tmp:
+        client = redis.Redis.from_url(server.url)
+        path = Path(tmp) / "bloctel.txt"
+        listed = rng.sample(range(10_000_000), args.registry)
+        path.write_text("".join(f"014{n:07d}\n" for n in listed))
+        load_registry(client, "bloctel", path, loaded_at=AT - timedelta(days=3))
+        people = populate(client, args.contacts, rng)
+        gate = Gate(client, load_packs(), RegistryStore(client), secret_key="bench-key")
+        gate.check(people[0], CAMPAIGN, AT)  # warm caches (registry bitmap, scripts)
+        gc.freeze()  # as docs/gate-runtime.md recommends for a long-running gate process
+
+        # single decisions: check_and_reserve, one contact at a time; first on contacts the process has never
+        # seen (number metadata cold), then the same contacts again a minute later (warm)
+        order = list(range(len(people)))
+        rng.shuffle(order)
+        singles = []
+        for n_pass in range(2):
+            lat: list[float] = []
+            allowed = 0
+            cpu, start = time.process_time(), time.perf_counter()
+            for n in range(args.single):
+                contact = people[order[n % len(order)]]
+                t0 = time.perf_counter()
+                result = gate.check_and_reserve(contact, CAMPAIGN, AT + timedelta(minutes=n_pass), f"s{n_pass}-{n}")
+                lat.append(time.perf_counter() - t0)
+                allowed += isinstance(result, Reservation)
+            singles.append((lat, allowed, time.perf_counter() - start, time.process_time() - cpu))
+
+        # single what-if checks
+        clat: list[float] = []
+        for n in range(args.single):
+            contact = people[order[n % len(order)]]
+            t0 = time.perf_counter()
+            gate.check(contact, CAMPAIGN, AT)
+            clat.append(time.perf_counter() - t0)
+
+        # batched: reserve_many, twice over the population: first with number metadata cold in the engine's
+        # caches, then warm (a campaign decides on the same contacts pass after pass)
+        profiler = cProfile.Profile() if args.profile else None
+        passes = []
+        for n_pass in range(2):
+            total = reserved = 0
+            start, cpu, server_cpu = time.perf_counter(), time.process_time(), redis_cpu(client)
+            if profiler and n_pass == 1:
+                profiler.enable()
+            for b in range(0, len(people), args.batch):
+                chunk = people[b:b + args.batch]
+                results = gate.reserve_many([Request(c, CAMPAIGN, f"b{n_pass}-{b + k}") for k, c in enumerate(chunk)],
+                                            AT + timedelta(minutes=5 + n_pass))
+                total += len(results)
+                reserved += sum(isinstance(r, Reservation) for r in results)
+            if profiler and n_pass == 1:
+                profiler.disable()
+            passes.append((total, reserved, time.perf_counter() - start, time.process_time() - cpu,
+                           redis_cpu(client) - server_cpu))
+        parallel = run_processes(server.url, args.contacts, args.processes, args.batch) if args.processes else None
+        audit_entries = gate.audit.head("tb").seq
+        verify_start = time.perf_counter()
+        verified = gate.audit.verify("tb")
+        verify_elapsed = time.perf_counter() - verify_start
+
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}")
+    print(f"load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}: "
+          "other work shares the CPUs when it is above about 1")
+    print(f"contacts {args.contacts}, bloctel copy {args.registry} numbers, audit on")
+    for name, (lat, allowed, elapsed, cpu) in zip(("cold", "warm"), singles, strict=True):
+        print(f"single check_and_reserve ({name} numbers): {args.single} decisions ({allowed} reserved) in "
+              f"{elapsed:.2f} s = {args.single / elapsed:,.0f} decisions/s; latency p50 "
+              f"{statistics.median(lat) * 1e3:.3f} ms, p99 {percentile(lat, 99) * 1e3:.3f} ms, "
+              f"max {max(lat) * 1e3:.2f} ms; gate-process CPU {cpu / args.single * 1e6:.0f} us per decision")
+    print(f"single check (what-if): p50 {statistics.median(clat) * 1e3:.3f} ms, "
+          f"p99 {percentile(clat, 99) * 1e3:.3f} ms")
+    for name, (total, reserved, elapsed, cpu, server) in zip(("cold", "warm"), passes, strict=True):
+        print(f"batched reserve_many (batch {args.batch}, {name} numbers): {total} decisions ({reserved} reserved) "
+              f"in {elapsed:.2f} s = {total / elapsed:,.0f} decisions/s wall; CPU per decision: gate process "
+              f"{cpu / total * 1e6:.0f} us, redis-server {server / total * 1e6:.0f} us "
+              f"(= {total / cpu:,.0f} decisions per gate-process CPU second)")
+    if parallel:
+        print(f"batched reserve_many in {args.processes} processes (batch {args.batch}, warm numbers): "
+              f"{parallel[0]} decisions in {parallel[1]:.2f} s = {parallel[0] / parallel[1]:,.0f} decisions/s wall")
+    print(f"audit: {audit_entries} entries, verify {verify_elapsed:.2f} s "
+          f"({audit_entries / verify_elapsed:,.0f} entries/s): {verified}")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""`dialer lists`: import contact lists, read their error reports, scrub them, export them.
+
+  dialer lists import FILE --list NAME --tenant T [--region FR] [--mapping map.json] [--campaign C] [--inline]
+  dialer lists status IMPORT_ID --tenant T
+  dialer lists errors IMPORT_ID --tenant T [-o errors.csv]
+  dialer lists scrub --list NAME --tenant T --campaign C [--purpose ...] [-o scrub.csv]
+  dialer lists export {contacts,attempts,outcomes} --tenant T (--list NAME | --campaign C) [-o out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import redis
+
+from dialer.cli import CommandError
+from dialer.config import Config
+from dialer.contacts.columns import load_mapping
+from dialer.contacts.export import KINDS, export
+from dialer.contacts.jobs import create_import, enqueue_import, reconcile_import, run_import_inline
+from dialer.contacts.report import summary_text, write_error_report
+from dialer.contacts.sniff import FileError
+from dialer.contacts.store import import_status
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("lists", help="contact lists: import, errors, scrub, export")
+    actions = parser.add_subparsers(dest="lists_action", metavar="ACTION", required=True)
+
+    imp = actions.add_parser("import", help="import a CSV/TSV file into a list (an RQ job; --inline in-process)")
+    imp.add_argument("file")
+    imp.add_argument("--list", required=True, dest="list_id")
+    imp.add_argument("--tenant", required=True)
+    imp.add_argument("--region", default="FR", help="default region for national numbers (ISO code)")
+    imp.add_argument("--mapping", help="column mapping JSON file (docs/contacts.md)")
+    imp.add_argument("--campaign", help="also add the contacts to this campaign (deduplicated against it)")
+    imp.add_argument("--inline", action="store_true", help="run in this process instead of an RQ worker")
+    imp.add_argument("--helpers", type=int, default=1, help="extra chunk jobs for other workers (default 1)")
+    imp.add_argument("--no-wait", action="store_true", help="enqueue and print the import id, do not follow")
+    imp.set_defaults(func=run_import)
+
+    status = actions.add_parser("status", help="status and summary of an import")
+    status.add_argument("import_id")
+    status.add_argument("--tenant", required=True)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=run_status)
+
+    errors = actions.add_parser("errors", help="row-level error report of an import, as CSV")
+    errors.add_argument("import_id")
+    errors.add_argument("--tenant", required=True)
+    errors.add_argument("-o", "--output", help="file to write (default: standard output)")
+    errors.set_defaults(func=run_errors)
+
+    scrub = actions.add_parser("scrub", help="who in a list may be called now, later, never (through the gate)")
+    scrub.add_argument("--list", required=True, dest="list_id")
+    scrub.add_argument("--tenant", required=True)
+    scrub.add_argument("--campaign", required=True)
+    scrub.add_argument("--purpose", default="telemarketing")
+    scrub.add_argument("--audience", default="consumer")
+    scrub.add_argument("--voice", default="human")
+    scrub.add_argument("--at", help="instant to evaluate (ISO 8601, default now)")
+    scrub.add_argument("-o", "--output", help="per-contact CSV (default: summary only)")
+    scrub.set_defaults(func=run_scrub)
+
+    exp = actions.add_parser("export", help="CSV export of contacts, attempts or outcomes")
+    exp.add_argument("kind", choices=KINDS)
+    exp.add_argument("--tenant", required=True)
+    group = exp.add_mutually_exclusive_group(required=True)
+    group.add_argument("--list", dest="list_id")
+    group.add_argument("--campaign")
+    exp.add_argument("-o", "--output", help="file to write (default: standard output)")
+    exp.set_defaults(func=run_export)
+
+
+def _client(config: Config) -> redis.Redis:
+    client = redis.Redis.from_url(config.redis_url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+    return client
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if not path:
+        yield sys.stdout
+        return
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            yield fh
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, unit="rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+
+def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
+    """Poll the import's status hash and drive a progress bar until it is committed or failed."""
+    bar = None
+    polls = 0
+    try:
+        while True:
+            polls += 1
+            # Every ~2 s, also ask RQ: a coordinator killed with its worker must not leave us waiting forever.
+            status = (reconcile_import(client, tenant, import_id) if polls % 10 == 0 else
+                      import_status(client, tenant, import_id)) or {}
+            total, done = int(status.get("rows_total") or 0), int(status.get("rows_done") or 0)
+            if total and bar is None:
+                bar = _bar(total)
+            if bar is not None:
+                bar.n = min(done, total)
+                bar.set_postfix_str(status.get("status", ""), refresh=False)
+                bar.refresh()
+            if status.get("status") in ("committed", "failed"):
+                return status
+            time.sleep(0.2)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_import(args: argparse.Namespace, config: Config) -> int:
+    client = _client(config)
+    try:
+        mapping = load_mapping(args.mapping) if args.mapping else None
+        if args.inline:
+            ticket = create_import(client, args.tenant, args.file, args.list_id, region=args.region, mapping=mapping,
+                                   campaign=args.campaign)
+        else:
+            ticket = enqueue_import(client, args.tenant, args.file, args.list_id, region=args.region,
+                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers))
+    except FileError as exc:
+        raise CommandError(f"{exc.message} [{exc.code}]") from None
+    if ticket.duplicate_of:
+        print(f"this file was already imported into list {args.list_id}: import {ticket.duplicate_of}")
+        status = import_status(client, args.tenant, ticket.duplicate_of) or {}
+        print(summary_text(status))
+        return 0
+    print(f"import {ticket.import_id}" + ("" if args.inline else f" queued (job {ticket.job_id})"), file=sys.stderr)
+    if args.no_wait and not args.inline:
+        print(ticket.import_id)
+        return 0
+    if args.inline:
+        bar: Any = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = _bar(total)
+            bar.n = min(done, total) if total else done
+            bar.refresh()
+
+        try:
+            status = run_import_inline(client, args.tenant, ticket.import_id, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    else:
+        status = _follow(client, args.tenant, ticket.import_id)
+    print(summary_text(status))
+    if status.get("status") == "failed":
+        return 1
+    if (status.get("summary") or {}).get("invalid") or (status.get("summary") or {}).get("duplicates"):
+        print(f"  error report: dialer lists errors {ticket.import_id} --tenant {args.tenant} -o errors.csv")
+    return 0
+
+
+def run_status(args: argparse.Namespace, config: Config) -> int:
+    status = import_status(_client(config), args.tenant, args.import_id)
+    if status is None:
+        raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
+    print(json.dumps(status, indent=2, sort_keys=True) if args.json else summary_text(status))
+    return 0
+
+
+def run_errors(args: argparse.Namespace, config: Config) -> int:
+    client = _client(config)
+    if import_status(client, args.tenant, args.import_id) is None:
+        raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
+    with _output(args.output) as out:
+        count = write_error_report(client, args.tenant, args.import_id, out)
+    if args.output:
+        print(f"{count} entries written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_scrub(args: argparse.Namespace, config: Config) -> int:
+    from dialer.contacts.scrub import gate_decider, scrub_list
+    from rules.model import Campaign
+
+    client = _client(config)
+    gate = _gate(client, config)
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        raise CommandError(f"--at {args.at!r}: expected an ISO 8601 instant") from None
+    if at.tzinfo is None:
+        raise CommandError("--at needs a time zone (e.g. 2026-05-04T10:00:00+02:00)")
+    campaign = Campaign(id=args.campaign, tenant=args.tenant, purpose=args.purpose, audience=args.audience,
+                        voice=args.voice)
+    decide = gate_decider(gate, campaign)
+    with _output(args.output) if args.output else contextlib.nullcontext(None) as out:
+        summary = scrub_list(client, args.tenant, args.list_id, decide, at, out)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def _gate(client: redis.Redis, config: Config) -> Any:
+    """The real gate (registries, DNC lists, facts, rule packs), used read-only: check_many, no audit."""
+    from dialer.gate import Gate
+    from dialer.registry.store import RegistryStore
+    from rules.packs import PackError, load_packs
+
+    try:
+        packs = load_packs(config["rules.packs_dir"] or None)
+    except PackError as exc:
+        raise CommandError(f"rule packs: {exc}") from None
+    if not config["security.secret_key"]:
+        raise CommandError("setting security.secret_key is required by the gate (DIALER_SECRET_KEY)")
+    return Gate(client, packs, RegistryStore(client), secret_key=config["security.secret_key"])
+
+
+def run_export(args: argparse.Namespace, config: Config) -> int:
+    client = _client(config)
+    with _output(args.output) as out:
+        count = export(client, args.tenant, args.kind, out, list_id=args.list_id, campaign=args.campaign)
+    if args.output:
+        print(f"{count} rows written to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,81 @@
+"""`dialer worker [--queues imports,registry,...] [--burst]`: run RQ workers on our queues.
+
+Run as many as you like, on as many machines, against the same Redis: each takes jobs from the
+queues in the order given. `--processes N` starts N worker processes here. At start, imports whose
+coordinator died after their commit point are finished (dialer.contacts.jobs.resume_imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import socket
+import uuid
+from typing import Any
+
+import redis
+from rq import Worker
+
+from dialer.cli import CommandError
+from dialer.config import Config
+from dialer.jobs import QUEUES
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("worker", help="run RQ workers on the dialer's queues")
+    parser.add_argument("--queues", help=f"comma-separated queues (default: setting worker.queues; "
+                        f"known: {', '.join(QUEUES)})")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes to start here (default 1)")
+    parser.add_argument("--name", help="worker name prefix (default: host name)")
+    parser.set_defaults(func=run)
+
+
+def parse_queues(text: str) -> list[str]:
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        raise CommandError(f"unknown queue {unknown[0] if unknown else '(none)'}: known queues are {', '.join(QUEUES)}")
+    return names
+
+
+def work(url: str, queues: list[str], burst: bool, name: str) -> bool:
+    client = redis.Redis.from_url(url)
+    worker = Worker(queues, connection=client, name=name)
+    return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    queues = parse_queues(args.queues or config["worker.queues"])
+    client = redis.Redis.from_url(config.redis_url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+    if "imports" in queues:
+        from dialer.contacts.jobs import resume_imports
+
+        resumed = resume_imports(client)
+        if resumed:
+            log.info("resumed or closed %d interrupted imports", len(resumed))
+    prefix = args.name or socket.gethostname()
+    if args.processes <= 1:
+        work(config.redis_url, queues, args.burst, f"{prefix}.{uuid.uuid4().hex[:6]}")
+        return 0
+    procs = [
+        multiprocessing.Process(target=work, args=(config.redis_url, queues, args.burst,
+                                                   f"{prefix}.{uuid.uuid4().hex[:6]}"), daemon=False)
+        for _ in range(args.processes)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.join(30)
+    return 0 if all(p.exitcode == 0 for p in procs) else 1

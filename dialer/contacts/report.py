@@ -1,0 +1,67 @@
+"""The row-level error report of an import, as CSV, and its summary in words."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+import redis
+
+from dialer.contacts.csvsafe import SafeWriter
+from dialer.contacts.store import import_status, iter_errors
+
+COLUMNS = ("row", "line", "column", "value", "reason", "severity", "message")
+
+# Messages for reasons recorded without one (duplicates are found by a Lua script at commit).
+DEFAULT_MESSAGES = {
+    "duplicate_in_file": "same number as an earlier row of this file (row {first_row}): not imported twice",
+    "duplicate_in_list": "this number is already in the list: not imported twice",
+    "duplicate_in_campaign": "this number is already in the campaign: not imported twice",
+}
+
+
+def message_of(error: dict[str, Any]) -> str:
+    if error.get("message"):
+        return str(error["message"])
+    template = DEFAULT_MESSAGES.get(str(error.get("reason")), "")
+    return template.format(first_row=error.get("first_row", "?"))
+
+
+def write_error_report(client: redis.Redis, tenant: str, import_id: str, out: TextIO) -> int:
+    """Write the import's error report as CSV (formula-safe). Returns the number of entries written.
+
+    Columns: row (record number, header = 1), line (physical line), column (header name, or #N),
+    value (the raw cell, or the E.164 number for duplicates), reason (code), severity (error: not
+    imported; warning: imported, note; duplicate: not imported twice), message."""
+    writer = SafeWriter(out)
+    writer.row(COLUMNS)
+    count = 0
+    for error in iter_errors(client, tenant, import_id):
+        writer.row([error.get("row"), error.get("line"), error.get("column"), error.get("value"),
+                    error.get("reason"), error.get("severity", "error"), message_of(error)])
+        count += 1
+    return count
+
+
+def summary_text(status: dict[str, Any]) -> str:
+    """A few lines for people (the CLI prints them)."""
+    if status.get("status") == "failed":
+        return f"import {status.get('id')} failed: {status.get('error')} [{status.get('error_code')}]"
+    summary = status.get("summary") or {}
+    lines = [
+        f"import {status.get('id')} into list {status.get('list')}: {status.get('status')}",
+        f"  rows read: {summary.get('rows_read', 0)}, valid: {summary.get('valid', 0)}, "
+        f"invalid: {summary.get('invalid', 0)}, duplicates: {summary.get('duplicates', 0)}, "
+        f"contacts added: {summary.get('contacts_added', 0)}",
+    ]
+    for reason, count in (summary.get("invalid_by_reason") or {}).items():
+        lines.append(f"  invalid ({reason}): {count}")
+    for reason, count in (summary.get("duplicates_by_reason") or {}).items():
+        lines.append(f"  duplicate numbers ({reason}): {count}")
+    if summary.get("warnings"):
+        lines.append(f"  warnings: {summary['warnings']}")
+    if summary.get("consents"):
+        lines.append(f"  consent records: {summary['consents']}")
+    return "\n".join(lines)
+
+
+__all__ = ["COLUMNS", "import_status", "message_of", "summary_text", "write_error_report"]

@@ -1,0 +1,385 @@
+"""Redis layout of contact lists and the staged, all-or-nothing commit of an import.
+
+Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/contacts.md):
+  t:T:contact:K              hash    one contact (phones as JSON, kept fields as x.<name>)
+  t:T:phone:{e164}           set     contact ids holding this number (data-subject requests)
+  t:T:lists                  set     list ids;  t:T:list:L  hash  list metadata
+  t:T:list:L:members         set     contact ids;  t:T:list:L:phones  set  E.164 (dedupe)
+  t:T:campaign:C:contacts    set     contact ids;  t:T:campaign:C:phones  set  E.164 (dedupe)
+  t:T:import:I               hash    status, rows_done, rows_total, summary (the gateway reads it)
+  t:T:import:I:errors        list    row errors (JSON), in row order per chunk, duplicates last
+  t:T:imports                zset    import ids by creation time; t:T:upload:{sha} string -> import id
+  t:T:staging:I:*                    everything an import writes before its commit point
+
+The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
+status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
+it nothing outside staging exists. Publishing RENAMEs staged contact hashes to their final keys in
+batches of PUBLISH_BATCH with a Lua script (Redis stays responsive), then one script merges the new
+members into the list/campaign sets, so a list's members appear all at once. Scripts build key names
+from the tenant prefix: single Redis, not Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+PUBLISH_BATCH = 500
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"t:{tenant}:"
+
+
+class Keys:
+    """Key names for one tenant (and import)."""
+
+    def __init__(self, tenant: str, import_id: str = "") -> None:
+        self.tenant = tenant
+        self.p = tenant_prefix(tenant)
+        self.import_id = import_id
+
+    def contact(self, cid: str) -> str:
+        return f"{self.p}contact:{cid}"
+
+    def phone(self, e164: str) -> str:
+        return f"{self.p}phone:{e164}"
+
+    @property
+    def lists(self) -> str:
+        return f"{self.p}lists"
+
+    def list(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}"
+
+    def list_members(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:members"
+
+    def list_phones(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:phones"
+
+    def list_lock(self, list_id: str) -> str:
+        return f"{self.p}list:{list_id}:commit-lock"
+
+    def campaign_contacts(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:contacts"
+
+    def campaign_phones(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:phones"
+
+    def campaign_lock(self, campaign: str) -> str:
+        return f"{self.p}campaign:{campaign}:commit-lock"
+
+    @property
+    def imports(self) -> str:
+        return f"{self.p}imports"
+
+    def upload(self, fingerprint: str) -> str:
+        return f"{self.p}upload:{fingerprint}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.p}import:{self.import_id}"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.p}import:{self.import_id}:errors"
+
+    # Staging (all under one prefix; the set `staged` names every key to delete).
+    @property
+    def stg(self) -> str:
+        return f"{self.p}staging:{self.import_id}:"
+
+    @property
+    def staged(self) -> str:
+        return self.stg + "keys"
+
+    @property
+    def todo(self) -> str:
+        return self.stg + "todo"
+
+    @property
+    def claims(self) -> str:
+        return self.stg + "claims"
+
+    @property
+    def done(self) -> str:
+        return self.stg + "done"
+
+    @property
+    def seen(self) -> str:
+        return self.stg + "seen"
+
+    def staged_contact(self, cid: str) -> str:
+        return f"{self.stg}c:{cid}"
+
+    def rows(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}rows:{chunk:05d}:{attempt}"
+
+    def chunk_errors(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}errors:{chunk:05d}:{attempt}"
+
+    def consents(self, chunk: int, attempt: str) -> str:
+        return f"{self.stg}consents:{chunk:05d}:{attempt}"
+
+    @property
+    def new_members(self) -> str:
+        return self.stg + "members"
+
+    @property
+    def duplicates(self) -> str:
+        return self.stg + "duplicates"
+
+    @property
+    def counters(self) -> str:
+        return self.stg + "counters"
+
+
+# KEYS: seen hash. ARGV: row, e164, row, e164, ... Keeps the lowest row per number (deterministic
+# dedupe whatever order the chunks run in).
+SEEN_MIN = """
+for i = 1, #ARGV, 2 do
+  local row = tonumber(ARGV[i])
+  local cur = redis.call('HGET', KEYS[1], ARGV[i + 1])
+  if not cur or tonumber(cur) > row then redis.call('HSET', KEYS[1], ARGV[i + 1], row) end
+end
+return 1
+"""
+
+# KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
+#       counters.  ARGV: tenant prefix, batch size, staging prefix.
+# Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
+# the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
+# index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
+# sets (dedupe indexes, not membership) are filled here: `seen` already gives each number of this
+# import to one row only, so a number added by an earlier batch is never misread as "already in the
+# list". Membership (new members) is staged and swapped in by FINALIZE.
+PUBLISH = """
+local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
+if not items then return 0 end
+local prefix, staging = ARGV[1], ARGV[3]
+local has_campaign = KEYS[4] ~= ''
+local contacts, dup_rows, dup_phones = 0, 0, 0
+local dup_by = {}
+for _, item in ipairs(items) do
+  local cid, row, line, numbers = string.match(item, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  row = tonumber(row)
+  local src = staging .. 'c:' .. cid
+  local kept, dropped = {}, {}
+  for e in string.gmatch(numbers, '[^,]+') do
+    local first = tonumber(redis.call('HGET', KEYS[2], e))
+    local reason = nil
+    if first ~= row then reason = 'duplicate_in_file'
+    elseif redis.call('SISMEMBER', KEYS[3], e) == 1 then reason = 'duplicate_in_list'
+    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], e) == 1 then reason = 'duplicate_in_campaign'
+    end
+    if reason then
+      dropped[e] = {reason, first}
+      dup_phones = dup_phones + 1
+      dup_by[reason] = (dup_by[reason] or 0) + 1
+    else
+      table.insert(kept, e)
+    end
+  end
+  if next(dropped) ~= nil then
+    -- rare: report the dropped numbers (with their column) and keep only the others
+    local phones = cjson.decode(redis.call('HGET', src, 'phones'))
+    local remaining = {}
+    for _, p in ipairs(phones) do
+      local d = dropped[p.e]
+      if d then
+        redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
+          reason = d[1], first_row = d[2], severity = 'duplicate'}))
+      else
+        table.insert(remaining, p)
+      end
+    end
+    if #remaining > 0 then
+      local m = remaining[1]
+      redis.call('HSET', src, 'phones', cjson.encode(remaining), 'phone', m.e, 'line_type', m.t,
+        'timezones', m.z, 'phone_country', m.c, 'phone_subdivision', m.s)
+    end
+  end
+  if #kept == 0 then
+    redis.call('DEL', src)
+    dup_rows = dup_rows + 1
+  else
+    redis.call('RENAME', src, prefix .. 'contact:' .. cid)
+    for _, e in ipairs(kept) do
+      redis.call('SADD', prefix .. 'phone:' .. e, cid)
+      redis.call('SADD', KEYS[3], e)
+      if has_campaign then redis.call('SADD', KEYS[4], e) end
+    end
+    redis.call('SADD', KEYS[5], cid)
+    contacts = contacts + 1
+  end
+end
+if contacts > 0 then redis.call('HINCRBY', KEYS[7], 'contacts', contacts) end
+if dup_rows > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_rows', dup_rows) end
+if dup_phones > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_phones', dup_phones) end
+for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[7], 'dup:' .. reason, n) end
+return #items
+"""
+
+# KEYS: list members, campaign contacts ("" if none), new members, status, staged-keys set, list meta,
+#       lists set, list's imports list.
+# ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
+# The last step of a commit: the list (and campaign) gain all new contacts at once. Runs once only.
+FINALIZE = """
+if redis.call('HGET', KEYS[4], 'status') ~= 'committing' then return 0 end
+local function merge(dest, src)
+  if dest == '' then return end
+  if redis.call('EXISTS', src) == 0 then return end
+  if redis.call('EXISTS', dest) == 0 then
+    redis.call('COPY', src, dest)
+  else
+    redis.call('SUNIONSTORE', dest, dest, src)
+  end
+end
+merge(KEYS[1], KEYS[3])
+merge(KEYS[2], KEYS[3])
+local fields = cjson.decode(ARGV[1])
+for name, value in pairs(fields) do redis.call('HSET', KEYS[4], name, value) end
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('HINCRBY', KEYS[6], 'contacts', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[6], 'imports', 1)
+redis.call('HSET', KEYS[6], 'id', ARGV[2], 'updated_at', ARGV[5], 'last_import', ARGV[3])
+redis.call('HSETNX', KEYS[6], 'created_at', ARGV[5])
+redis.call('HSETNX', KEYS[6], 'region', ARGV[6])
+redis.call('RPUSH', KEYS[8], ARGV[3])
+local staged = redis.call('SMEMBERS', KEYS[5])
+for _, key in ipairs(staged) do redis.call('UNLINK', key) end
+redis.call('UNLINK', KEYS[5])
+return 1
+"""
+
+# KEYS: lock keys. ARGV: token, ttl ms. All locks or none.
+LOCK_ALL = """
+for _, key in ipairs(KEYS) do
+  local cur = redis.call('GET', key)
+  if cur and cur ~= ARGV[1] then return 0 end
+end
+for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+
+UNLOCK_ALL = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
+"""
+
+# KEYS: todo list, claims zset. ARGV: deadline. Takes one chunk and leases it, atomically.
+CLAIM = """
+local item = redis.call('LPOP', KEYS[1])
+if not item then return false end
+local chunk = cjson.decode(item)
+redis.call('ZADD', KEYS[2], ARGV[1], chunk.index)
+return item
+"""
+
+
+class Scripts:
+    def __init__(self, client: redis.Redis) -> None:
+        self.seen_min = client.register_script(SEEN_MIN)
+        self.publish = client.register_script(PUBLISH)
+        self.finalize = client.register_script(FINALIZE)
+        self.lock_all = client.register_script(LOCK_ALL)
+        self.unlock_all = client.register_script(UNLOCK_ALL)
+        self.claim = client.register_script(CLAIM)
+
+
+# ---- readers (the gateway, the pacing engine, data-subject requests) ----
+
+def import_status(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any] | None:
+    """The import's status hash, decoded (summary as a dict); None if unknown for this tenant."""
+    raw = client.hgetall(Keys(tenant, import_id).status)
+    if not raw:
+        return None
+    status = {_s(k): _s(v) for k, v in raw.items()}
+    for name in ("rows_done", "rows_total"):
+        if name in status:
+            status[name] = int(status[name])
+    if "summary" in status:
+        status["summary"] = json.loads(status["summary"])
+    for name in ("format", "columns"):
+        if name in status:
+            status[name] = json.loads(status[name])
+    for name in ("mapping", "commit_token", "heartbeat"):
+        status.pop(name, None)
+    return status
+
+
+def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A stored contact hash, decoded: phones expanded from their compact stored form."""
+    contact: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+    contact["phones"] = [
+        {"e164": p["e"], "line_type": p["t"], "timezones": [z for z in p["z"].split(",") if z],
+         "country": p["c"], "subdivision": p["s"] or None, "extension": p.get("x") or None, "column": p.get("k")}
+        for p in json.loads(contact.get("phones") or "[]")
+    ]
+    contact["timezones"] = [z for z in contact.get("timezones", "").split(",") if z]
+    contact["phone_subdivision"] = contact.get("phone_subdivision") or None
+    return contact
+
+
+def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    raw = client.hgetall(Keys(tenant).contact(contact_id))
+    return _contact(raw) if raw else None
+
+
+def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+    """Contact ids holding this number (for access and erasure requests)."""
+    return sorted(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))
+
+
+def list_member_ids(client: redis.Redis, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
+    for member in client.sscan_iter(Keys(tenant).list_members(list_id), count=count):
+        yield _s(member)
+
+
+def campaign_member_ids(client: redis.Redis, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
+    for member in client.sscan_iter(Keys(tenant).campaign_contacts(campaign), count=count):
+        yield _s(member)
+
+
+def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Contacts for a stream of ids, fetched in pipelined batches (memory bounded by `batch`)."""
+    keys = Keys(tenant)
+    pending: list[str] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        pipe = client.pipeline(transaction=False)
+        for cid in pending:
+            pipe.hgetall(keys.contact(cid))
+        for raw in pipe.execute():
+            if raw:
+                yield _contact(raw)
+        pending.clear()
+
+    for cid in ids:
+        pending.append(cid)
+        if len(pending) >= batch:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def iter_errors(client: redis.Redis, tenant: str, import_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    key = Keys(tenant, import_id).errors
+    start = 0
+    while True:
+        items = client.lrange(key, start, start + batch - 1)
+        if not items:
+            return
+        for item in items:
+            yield json.loads(item)
+        start += len(items)

@@ -1,0 +1,569 @@
+"""The stateful compliance gate: read a person's facts from Redis, decide with the pure rule engine,
+and reserve the attempt atomically, so that no call is placed that the rules did not allow at that instant.
+
+How a reservation stays correct under concurrency (optimistic, per person):
+  1. read the person's facts and their version counter (FactStore's layout, dialer/facts.py) in one Lua
+     script per batch, a consistent snapshot in one round trip, plus the national-registry membership and
+     copy dates (RegistryStore, in-process bitmaps);
+  2. evaluate the pure engine (rules.evaluate) on those facts;
+  3. if allowed, run one Lua script (per batch) that reserves only if the version is still the one read: it records the
+     attempt (outcome `reserved`), bumps the version, indexes the call id and appends the audit entry, all
+     atomically. Any other write to the person's facts (an opt-out, a consent withdrawal, another process's
+     reservation) bumps the version too, so a decision made on facts that changed meanwhile never reserves:
+     the gate re-reads and re-decides, a bounded number of times, then denies with CONTENTION.
+Every decision, allowed or not, is appended to the tenant's audit trail (dialer/audit.py) with its reasons
+and the rule-pack versions; an allowed reservation and its audit entry are written by the same script.
+
+If Redis cannot be reached the gate denies with STATE_UNAVAILABLE (nothing can be reserved or audited then).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+import orjson
+import redis
+
+from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog, head_key, iso, stream_key
+from dialer.facts import (
+    FactStore,
+    PersonFacts,
+    attempt_from_json,
+    consent_from_json,
+    optout_from_json,
+    person_key,
+    relationship_from_json,
+)
+from dialer.registry.store import RegistryError
+from rules import geo
+from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
+CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
+REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
+
+
+def registries_by_country(packs: Any) -> dict[str, tuple[str, ...]]:
+    """Country -> names of the national registries its packs consult (rules of kind national_registry)."""
+    found: dict[str, list[str]] = {}
+    for pack in getattr(packs, "packs", ()):
+        for rule in pack.rules:
+            if rule.kind == "national_registry":
+                names = found.setdefault(pack.jurisdiction[:2], [])
+                if rule.params["registry"] not in names:
+                    names.append(rule.params["registry"])
+    return {country: tuple(names) for country, names in found.items()}
+
+
+class Registries(Protocol):
+    """What the gate needs from dialer.registry.store.RegistryStore (see CONTRACTS.md)."""
+
+    def contains_many(self, name: str, e164s: Sequence[str]) -> list[bool]: ...
+
+    def loaded_at(self, name: str) -> datetime | None: ...
+
+
+def _reason(code: str, text: str) -> Reason:
+    return Reason(code=code, text=text, rule=f"gate/{code.lower()}", source="dialer gate (fail closed)")
+
+
+CONTENTION = _reason("CONTENTION", "the person's facts kept changing while the gate decided; try again shortly")
+STATE_UNAVAILABLE = _reason("STATE_UNAVAILABLE", "the gate could not read or write its state in Redis")
+DUPLICATE_CALL_ID = _reason("DUPLICATE_CALL_ID", "this call id is already in use (call ids must be unique)")
+INVALID_NUMBER = Reason("INVALID_NUMBER", "the phone number is not a valid number", "gate/number",
+                        "ITU-T E.164 (phonenumbers)")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One contact to decide on, for check_many / reserve_many."""
+
+    contact: Contact
+    campaign: Campaign
+    call_id: str | None = None  # reserve_many: generated when None
+    contact_id: str | None = None  # the tenant's contact id, kept in the audit (the number only as a keyed hash)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An allowed, reserved attempt: place the call with this call_id (DIALER_CALL_ID), then either record
+    its outcome (Gate.record_outcome) or, if the Originate was never sent, Gate.release it."""
+
+    call_id: str
+    tenant: str
+    campaign: str
+    e164: str
+    at: datetime
+    decision: Decision
+    version: int  # the person's fact version after the reservation
+    audit_seq: int
+    contact_id: str | None = None
+
+    allowed = True
+
+
+Outcome = Reservation | Decision
+# decision, E.164 (None: invalid), the facts read, the registry copy dates used
+Decided = tuple[Decision, str | None, PersonFacts | None, dict[str, datetime]]
+
+
+def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
+    """(E.164, country of the number) of a valid number, else None. The engine's own cached lookups, so a
+    number is parsed once for both (French overseas departments are France)."""
+    try:
+        e164 = geo.normalize(phone, country)
+    except geo.InvalidNumber:
+        return None
+    return e164, geo.jurisdiction_for_number(e164)[0]
+
+
+# Read many people's facts in one script: one command to send and one reply to parse instead of six
+# per person, and each batch is a consistent snapshot (facts and versions read at one instant).
+# Keys are built here from the tenant prefix rather than passed in KEYS: that halves what the client
+# encodes per person. Fine on a single Redis (our deployment); Redis Cluster would need KEYS and hash tags.
+# ARGV: prefix "t:{T}:", then per person e164, campaign.
+# Reply: per person [consent list, rel list, att values, company entry|nil, campaign entry|nil, ver|nil].
+_READ = r"""
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 2 do
+  local e, c = ARGV[i], ARGV[i + 1]
+  local k = p .. 'p:' .. e .. ':'
+  out[#out + 1] = redis.call('LRANGE', k .. 'consent', 0, -1)
+  out[#out + 1] = redis.call('LRANGE', k .. 'rel', 0, -1)
+  out[#out + 1] = redis.call('HVALS', k .. 'att')
+  out[#out + 1] = redis.call('HGET', p .. 'dnc', e)
+  out[#out + 1] = redis.call('HGET', p .. 'campaign:' .. c .. ':dnc', e)
+  out[#out + 1] = redis.call('GET', k .. 'ver')
+end
+return out
+"""
+
+# Reserve a batch and audit every decision of it, in one atomic script. A reservation happens only if
+# the person's version is still the one its decision was made on. Person keys are built from the prefix.
+# KEYS: audit stream, audit head. ARGV: prefix "t:{T}:", reservations r, denials d, call index ttl; then per
+# reservation: version, call_id, attempt, e164 and its audit entry (5 fields); per denial: its entry (5 fields).
+# Reply: per reservation status (1 reserved, 0 version moved, -1 call id already used, for any number within
+# the index's 7 days or for this number ever), new version, audit seq.
+_RESERVE = AUDIT_LUA + r"""
+local a = audit_open(KEYS[1], KEYS[2])
+if not a then return redis.error_reply(AUDIT_LOST) end
+local p, r, d, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local out = {}
+for i = 0, r - 1 do
+  local b = 5 + i * 9
+  local call, e = ARGV[b + 1], ARGV[b + 3]
+  local ver, att = p .. 'p:' .. e .. ':ver', p .. 'p:' .. e .. ':att'
+  local index = p .. 'call:' .. call
+  local v = redis.call('GET', ver) or '0'
+  if v ~= ARGV[b] then
+    out[#out + 1] = 0; out[#out + 1] = v; out[#out + 1] = 0
+  elseif redis.call('EXISTS', index) == 1 or redis.call('HEXISTS', att, call) == 1 then
+    out[#out + 1] = -1; out[#out + 1] = v; out[#out + 1] = 0
+  else
+    redis.call('HSET', att, call, ARGV[b + 2])
+    local nv = redis.call('INCR', ver)
+    redis.call('SET', index, e, 'EX', ttl)
+    local s = audit_add(a, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8])
+    out[#out + 1] = 1; out[#out + 1] = nv; out[#out + 1] = s
+  end
+end
+local base = 5 + r * 9
+for i = 0, d - 1 do
+  local b = base + i * 5
+  audit_add(a, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
+end
+audit_close(a)
+return out
+"""
+
+# Release: forget an attempt that was reserved but never placed. Only a still-`reserved` attempt.
+# KEYS: att, ver, call index, audit stream, audit head. ARGV: call_id, audit entry (5 fields)
+_RELEASE = AUDIT_LUA + r"""
+local a = audit_open(KEYS[4], KEYS[5])
+if not a then return redis.error_reply(AUDIT_LOST) end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if not string.find(raw, '"outcome":"reserved"', 1, true) then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[3])
+audit_add(a, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+audit_close(a)
+return 1
+"""
+BATCH = 256  # reservations per script call: bounds how long one call holds Redis (about 1-2 ms)
+
+
+def attempt_record(at: datetime, campaign: str, call_id: str, outcome: str = "reserved") -> str:
+    """An attempt as FactStore stores it (same canonical JSON), without dataclass overhead."""
+    return orjson.dumps({"at": iso(at), "call_id": call_id, "campaign": campaign, "outcome": outcome},
+                        option=orjson.OPT_SORT_KEYS).decode()
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"t:{tenant}:"
+
+
+def call_index_key(tenant: str, call_id: str) -> str:
+    return f"t:{tenant}:call:{call_id}"
+
+
+# Parsed records are immutable and the same stored JSON recurs decision after decision (a person's history
+# is re-read on every pass of a campaign): parse each distinct record once.
+_consent = lru_cache(maxsize=100_000)(consent_from_json)
+_relationship = lru_cache(maxsize=100_000)(relationship_from_json)
+_attempt = lru_cache(maxsize=500_000)(attempt_from_json)
+_optout = lru_cache(maxsize=100_000)(optout_from_json)
+
+
+def _at(attempt: Attempt) -> datetime:
+    return attempt.at
+
+
+def person_facts(raw: Sequence[Any]) -> PersonFacts:
+    """FactStore's reading of one person's raw values (same layout as FactStore.load), with cached parsing."""
+    consent, rel, att, company, campaign, version = raw
+    return PersonFacts(
+        consent=tuple(_consent(x) for x in consent),
+        relationships=tuple(_relationship(x) for x in rel),
+        history=tuple(sorted((_attempt(x) for x in att), key=_at)),
+        company_dnc=_optout(company) if company else None,
+        campaign_dnc=_optout(campaign) if campaign else None,
+        version=int(version or 0),
+    )
+
+
+class Gate:
+    """The stateful gate. Thread-safe as far as the redis client is (a pooled redis.Redis is).
+
+    packs: the loaded rule packs, passed to the engine unchanged. registries: a RegistryStore, or None (no
+    registry copy loaded: regimes that require scrubbing then deny). audit: an AuditLog, or built from
+    secret_key (setting security.secret_key; required, as the audit references people by keyed hash).
+    """
+
+    def __init__(
+        self, client: redis.Redis, packs: Any, registries: Registries | None, *,
+        audit: AuditLog | None = None, secret_key: str | bytes | None = None, actor: str = "gate",
+        evaluate: Callable[..., Decision] | None = None, max_rounds: int = MAX_ROUNDS,
+        extra_registries: Sequence[str] = (),
+    ) -> None:
+        if audit is None:
+            if not secret_key:
+                raise ValueError("setting security.secret_key is required: the audit trail keys phone numbers")
+            audit = AuditLog(client, secret_key)
+        if evaluate is None:
+            from rules import evaluate as engine  # the pure engine (rules branch)
+            evaluate = engine
+        self.redis = client
+        self.packs = packs
+        self.registries = registries
+        self.audit = audit
+        self.facts = FactStore(client)
+        self.actor = actor
+        self.max_rounds = max_rounds
+        self.extra_registries = tuple(extra_registries)
+        self._registries_by_country = registries_by_country(packs)
+        self._evaluate = evaluate
+        self._reserve = client.register_script(_RESERVE)
+        self._release = client.register_script(_RELEASE)
+        self._read = client.register_script(_READ)
+        self._dates: dict[str, tuple[float, datetime | None]] = {}
+        self._warned: dict[str, float] = {}
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def check(self, contact: Contact, campaign: Campaign, at: datetime, *, contact_id: str | None = None,
+              audit: bool = False) -> Decision:
+        """What-if: the decision for this contact at `at`, reserving nothing. Audited only if asked."""
+        return self.check_many([Request(contact, campaign, contact_id=contact_id)], at, audit=audit)[0]
+
+    def check_many(self, requests: Sequence[Request], at: datetime, *, audit: bool = False) -> list[Decision]:
+        at = utc(at)
+        try:
+            decided = self._decide(requests, at)
+            decisions = [d[0] for d in decided]
+            if audit:
+                events: dict[str, list[AuditEvent]] = {}
+                for request, (decision, e164, pf, copies) in zip(requests, decided, strict=True):
+                    events.setdefault(request.campaign.tenant, []).append(
+                        self._event(request, decision, at, e164, pf, mode="check", copies=copies))
+                for tenant, batch in events.items():
+                    self.audit.append_many(tenant, batch)
+            return decisions
+        except redis.RedisError as exc:
+            log.warning("gate state unavailable: %s", exc)
+            return [self._unavailable(at) for _ in requests]
+
+    def check_and_reserve(self, contact: Contact, campaign: Campaign, at: datetime, call_id: str | None = None, *,
+                          contact_id: str | None = None) -> Outcome:
+        """Decide and, if allowed, reserve the attempt atomically. Returns a Reservation (place the call with
+        its call_id) or the denying Decision. Audited either way."""
+        return self.reserve_many([Request(contact, campaign, call_id, contact_id)], at)[0]
+
+    def reserve_many(self, requests: Sequence[Request], at: datetime) -> list[Outcome]:
+        """check_and_reserve for many contacts: one read script and one reserve-and-audit script per tenant
+        and 256 reservations; contacts whose facts changed meanwhile are re-decided. Results are in order."""
+        at = utc(at)
+        results: list[Outcome | None] = [None] * len(requests)
+        try:
+            self._reserve_many(requests, at, results)
+        except redis.RedisError as exc:
+            # Reservations the script confirmed stand (reserved and audited); anything else is denied. A
+            # reservation whose reply was lost stays recorded as an attempt: it counts, which is the safe side.
+            log.warning("gate state unavailable: %s", exc)
+            return [r if isinstance(r, Reservation) else self._unavailable(at) for r in results]
+        return results  # type: ignore[return-value]
+
+    def release(self, tenant: str, call_id: str, at: datetime, *, reason: str = "not originated") -> bool:
+        """Give back a reservation whose call was never originated, so it does not count as an attempt.
+        Returns False when there is nothing to release (unknown call id, or the attempt already has an
+        outcome: a placed call always counts)."""
+        e164 = self._number_of(tenant, call_id)
+        if e164 is None:
+            return False
+        event = AuditEvent("gate_release", self.actor, {
+            "call_id": call_id, "person": self.audit.person_ref(e164), "phone": self.audit.mask(e164),
+            "reason": reason}, utc(at))
+        keys = [person_key(tenant, e164, "att"), person_key(tenant, e164, "ver"), call_index_key(tenant, call_id),
+                stream_key(tenant), head_key(tenant)]
+        return int(self._release(keys=keys, args=[call_id, *event.argv()], client=self.redis)) == 1
+
+    def record_outcome(self, tenant: str, call_id: str, outcome: str, at: datetime, *, e164: str | None = None,
+                       actor: str | None = None) -> None:
+        """Record what became of a reserved call (a dispositions value: answered, busy, no_answer, refused,
+        abandoned, machine, opted_out ...). It counts in later decisions (caps, cool-offs). An opt-out must
+        also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it."""
+        number = e164 or self._number_of(tenant, call_id)
+        if number is None:
+            raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")
+        self.facts.record_outcome(tenant, number, call_id, outcome, at)
+        self.audit.append(tenant, "call_outcome", actor or self.actor, {
+            "call_id": call_id, "outcome": outcome, "person": self.audit.person_ref(number),
+            "phone": self.audit.mask(number)}, utc(at))
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def _number_of(self, tenant: str, call_id: str) -> str | None:
+        raw = self.redis.get(call_index_key(tenant, call_id))
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def _registry_names(self, country: str, address_country: str | None) -> tuple[str, ...]:
+        """Registries to look the number up in: those the packs of the number's country and of the address's
+        country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
+        names = self._registries_by_country.get(country, ())
+        if address_country and address_country.upper() != country:
+            names += self._registries_by_country.get(address_country.upper(), ())
+        return tuple(dict.fromkeys(names + self.extra_registries))
+
+    def _registry_date(self, name: str) -> datetime | None:
+        now = time.monotonic()
+        cached = self._dates.get(name)
+        if cached and now - cached[0] < REGISTRY_DATE_TTL:
+            return cached[1]
+        try:
+            value = self.registries.loaded_at(name) if self.registries is not None else None
+        except RegistryError as exc:  # unreadable: as if no copy were loaded, so scrubbing regimes deny
+            self._warn(name, exc)
+            value = None
+        self._dates[name] = (now, value)
+        return value
+
+    def _decide(self, requests: Sequence[Request], at: datetime) -> list[Decided]:
+        """Read facts for all requests (one pipeline per tenant, usually one), decide each."""
+        numbers = [parse_number(r.contact.phone, r.contact.country) for r in requests]
+        valid = [i for i, n in enumerate(numbers) if n is not None]
+        by_tenant: dict[str, list[int]] = {}
+        for i in valid:
+            by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
+        person: dict[int, PersonFacts] = {}
+        for tenant, idx in by_tenant.items():
+            loaded = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
+            person.update(zip(idx, loaded, strict=True))
+        wanted = [(numbers[i][0], self._registry_names(numbers[i][1], requests[i].contact.country))  # type: ignore[index]
+                  for i in valid]
+        membership = self._memberships(wanted)
+        out: list[Decided] = []
+        for i, request in enumerate(requests):
+            number = numbers[i]
+            if number is None:
+                facts = Facts()
+                decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
+                if decision.allowed:  # the engine should never allow an invalid number: fail closed anyway
+                    decision = Decision(False, at, (INVALID_NUMBER,), None, decision.packs, decision.jurisdictions)
+                out.append((decision, None, None, {}))
+                continue
+            e164, country = number
+            pf = person[i]
+            names = self._registry_names(country, request.contact.country)
+            facts = Facts(
+                consent=pf.consent, relationships=pf.relationships, history=pf.history,
+                lists=Lists(national={n: membership[(n, e164)] for n in names if (n, e164) in membership},
+                            company=pf.company_dnc is not None,
+                            campaign=pf.campaign_dnc is not None),
+                registry_copies={n: d for n in names if (d := self._registry_date(n)) is not None},
+            )
+            decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
+            out.append((decision, e164, pf, facts.registry_copies))
+        return out
+
+    def _warn(self, name: str, exc: Exception) -> None:
+        """Log a registry problem at most once a minute per registry (the decisions carry the reason)."""
+        now = time.monotonic()
+        if now - self._warned.get(name, -1e9) >= 60:
+            self._warned[name] = now
+            log.warning("gate: registry %s not usable (%s): calls needing it are denied", name, exc)
+
+    def _memberships(self, numbers: Sequence[tuple[str, tuple[str, ...]]]) -> dict[tuple[str, str], bool]:
+        wanted: dict[str, list[str]] = {}
+        for e164, names in numbers:
+            for name in names:
+                wanted.setdefault(name, []).append(e164)
+        found: dict[tuple[str, str], bool] = {}
+        for name, e164s in wanted.items():
+            unique = list(dict.fromkeys(e164s))
+            # No store, or no live copy: the membership stays unknown (absent), which the engine denies as
+            # missing data, and no copy date is given, so freshness rules deny too: fail closed.
+            if self.registries is None:
+                continue
+            try:
+                hits = self.registries.contains_many(name, unique)
+            except RegistryError as exc:
+                self._warn(name, exc)
+                self._dates[name] = (time.monotonic(), None)
+                continue
+            found.update(((name, e), bool(h)) for e, h in zip(unique, hits, strict=True))
+        return found
+
+    def _reserve_many(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None]) -> None:
+        call_ids = [r.call_id or uuid.uuid4().hex for r in requests]
+        pending = list(range(len(requests)))
+        for _ in range(self.max_rounds):
+            if not pending:
+                break
+            decided = self._decide([requests[i] for i in pending], at)
+            reserve: dict[str, list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = {}
+            deny: dict[str, list[AuditEvent]] = {}
+            for i, (decision, e164, pf, copies) in zip(pending, decided, strict=True):
+                tenant = requests[i].campaign.tenant
+                if decision.allowed and e164 is not None and pf is not None:
+                    reserve.setdefault(tenant, []).append((i, decision, e164, pf, copies))
+                else:
+                    deny.setdefault(tenant, []).append(self._event(
+                        requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i], copies=copies))
+                    results[i] = decision
+            pipe = self.redis.pipeline(transaction=False)
+            commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
+            chunks: list[list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = []
+            for tenant in reserve.keys() | deny.keys():
+                wanted, denials = reserve.get(tenant, []), deny.get(tenant, [])
+                for n in range(0, max(len(wanted), 1), BATCH):
+                    chunk = wanted[n:n + BATCH]
+                    keys = [stream_key(tenant), head_key(tenant)]
+                    args = [tenant_prefix(tenant), str(len(chunk)), str(len(denials) if n == 0 else 0),
+                            str(CALL_INDEX_TTL)]
+                    for i, decision, e164, pf, copies in chunk:
+                        call_id = call_ids[i]
+                        args += [str(pf.version), call_id, attempt_record(at, requests[i].campaign.id, call_id), e164,
+                                 *self._event(requests[i], decision, at, e164, pf, mode="reserve",
+                                              call_id=call_id, copies=copies).argv()]
+                    if n == 0:
+                        for event in denials:
+                            args += event.argv()
+                    commands.append((self._reserve, [self._reserve.sha, str(len(keys)), *keys, *args]))
+                    chunks.append(chunk)
+            replies = self._execute(pipe, commands)
+            pending = []
+            for chunk, reply in zip(chunks, replies, strict=True):
+                for n, (i, decision, e164, _, _) in enumerate(chunk):
+                    status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
+                    request = requests[i]
+                    if status == 1:
+                        results[i] = Reservation(
+                            call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
+                            e164=e164, at=at, decision=decision, version=version, audit_seq=seq,
+                            contact_id=request.contact_id)
+                    elif status == 0:
+                        pending.append(i)  # the person's facts changed since we read them: decide again
+                    else:
+                        results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
+                        log.warning("gate: call id %s reused for another reservation", call_ids[i])
+        for i in pending:  # still contended after max_rounds: fail closed
+            results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
+
+    def _read_facts(self, tenant: str, items: Sequence[tuple[str, str]]) -> list[PersonFacts]:
+        """Facts of many (e164, campaign) pairs of one tenant in one script call (see _READ)."""
+        args = [tenant_prefix(tenant)]
+        for e164, campaign in items:
+            args += (e164, campaign)
+        raw = self._read(keys=[], args=args, client=self.redis)
+        return [person_facts(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
+
+    def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
+        """Run EVALSHAs (one directly, several in a pipeline); scripts missing from the server's cache (after a
+        restart or SCRIPT FLUSH) are loaded and only the commands that failed with NOSCRIPT are run again
+        (they did nothing)."""
+        if not commands:
+            return []
+        if len(commands) == 1:  # the common single-decision case: no pipeline machinery
+            script, args = commands[0]
+            try:
+                return [self.redis.execute_command("EVALSHA", *args)]
+            except redis.exceptions.NoScriptError:
+                self.redis.script_load(script.script)
+                return [self.redis.execute_command("EVALSHA", *args)]
+        for _, args in commands:
+            pipe.execute_command("EVALSHA", *args)
+        replies = pipe.execute(raise_on_error=False)
+        for n, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                script, args = commands[n]
+                self.redis.script_load(script.script)
+                replies[n] = self.redis.execute_command("EVALSHA", *args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def _event(self, request: Request, decision: Decision, at: datetime, e164: str | None,
+               pf: PersonFacts | None, *, mode: str, call_id: str | None = None,
+               copies: dict[str, datetime] | None = None) -> AuditEvent:
+        payload: dict[str, Any] = {
+            "mode": mode,
+            "campaign": request.campaign.id,
+            "contact_id": request.contact_id,
+            "person": self.audit.person_ref(e164) if e164 else None,
+            "phone": self.audit.mask(e164 or request.contact.phone),
+            "allowed": decision.allowed,
+            "reasons": [[r.code, r.rule, iso(r.until) if r.until else None] for r in decision.reasons],
+            "next_allowed_at": iso(decision.next_allowed_at) if decision.next_allowed_at else None,
+            "packs": [f"{p.id}@{p.version}" for p in decision.packs],
+            "jurisdictions": list(decision.jurisdictions),
+            "version": pf.version if pf else None,
+            "registries": {name: iso(date) for name, date in (copies or {}).items()},
+        }
+        if call_id:
+            payload["call_id"] = call_id
+        return AuditEvent("gate_decision", self.actor, payload, at)
+
+    def _deny_audited(self, request: Request, at: datetime, e164: str | None, reason: Reason, call_id: str,
+                      basis: Decision | None) -> Decision:
+        decision = Decision(False, at, (reason,), None, basis.packs if basis else (),
+                            basis.jurisdictions if basis else ())
+        self.audit.append(request.campaign.tenant, "gate_decision", self.actor,
+                          self._event(request, decision, at, e164, None, mode="reserve", call_id=call_id).payload, at)
+        return decision
+
+    @staticmethod
+    def _unavailable(at: datetime) -> Decision:
+        return Decision(False, at, (STATE_UNAVAILABLE,))
