@@ -13,9 +13,11 @@ flushed!). Prints a Markdown section for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -65,12 +67,12 @@ def main() -> int:
     redis_version = client.info("server")["redis_version"]
     rng = random.Random(20261123)
     results: list[tuple[str, str]] = []
+    tmp = tempfile.mkdtemp(prefix="regbench-")
     try:
         t = time.perf_counter()
         indexes = rng.sample(range(NANP_SPACE), args.numbers)
         nationals = [nanp_from_index(i) for i in indexes]
         del indexes
-        tmp = tempfile.mkdtemp(prefix="regbench-")
         path = Path(tmp) / "us_dnc_full.txt"
         with open(path, "w") as fh:
             fh.write("\n".join(map(str, nationals)))
@@ -127,27 +129,35 @@ def main() -> int:
         rng.shuffle(queries)
         batches = [queries[i:i + args.batch] for i in range(0, len(queries), args.batch)]
 
+        # The benchmark itself holds ~12 million Python objects (the generated numbers and queries), which a
+        # dialer process does not: keep the garbage collector from rescanning them during the timings.
+        del nationals, absent, extra, additions, present
+        gc.collect()
+        gc.freeze()
+
         cold = RegistryStore(client, refresh_interval=0.0)
         cold.forget_all()
         t = time.perf_counter()
         cold.contains("us_dnc", queries[0])
         cold_s = time.perf_counter() - t  # fetch all chunks + verify checksum + deserialize
 
-        rates = {}
-        for label, interval in (("every batch", 0.0), ("every 1 s (default)", 1.0)):
+        # Two interleaved rounds per mode, best of two: the CPU is often shared while this runs.
+        rates: dict[str, float] = {}
+        for label, interval in (("every 1 s (default)", 1.0), ("every batch", 0.0)) * 2:
             store = RegistryStore(client, refresh_interval=interval)
             hits = 0
             t = time.perf_counter()
             for batch in batches:
                 hits += sum(store.contains_many("us_dnc", batch))
             elapsed = time.perf_counter() - t
-            rates[label] = len(queries) / elapsed
+            rates[label] = max(rates.get(label, 0.0), len(queries) / elapsed)
         assert hits >= len(queries) // 2
-        t = time.perf_counter()
+        singles = queries[:200_000]
         single = RegistryStore(client, refresh_interval=1.0)
-        for q in queries[:200_000]:
+        t = time.perf_counter()
+        for q in singles:
             single.contains("us_dnc", q)
-        single_rate = 200_000 / (time.perf_counter() - t)
+        single_rate = len(singles) / (time.perf_counter() - t)
 
         t = time.perf_counter()
         set_hits = 0
@@ -175,14 +185,15 @@ def main() -> int:
             ("change file, 100,000 lines on the 10M version", f"{delta_s:.1f} s (+{dv.added:,} -{dv.removed:,})"),
             ("plain SET fill (SADD, pipelined 10k/cmd)", f"{sadd_s:.1f} s"),
             ("cold start of a reader (fetch + sha256 + deserialize)", f"{cold_s * 1000:.0f} ms"),
-            (f"contains_many, batches of {args.batch}, pointer re-read every batch",
+            (f"contains_many, batches of {args.batch}, pointer re-read every batch (best of 2)",
              f"**{rates['every batch']:,.0f} lookups/s**"),
-            (f"contains_many, batches of {args.batch}, pointer re-read every 1 s",
+            (f"contains_many, batches of {args.batch}, pointer re-read every 1 s (best of 2)",
              f"{rates['every 1 s (default)']:,.0f} lookups/s"),
             ("contains (one number per call, default refresh)", f"{single_rate:,.0f} lookups/s"),
             (f"plain SET, SMISMEMBER batches of {args.batch}, pipelined 10 deep", f"{set_rate:,.0f} lookups/s"),
         ]
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         client.flushdb(asynchronous=True)
         if server is not None:
             server.cleanup()
