@@ -389,9 +389,10 @@ class Gate:
         for tenant, idx in by_tenant.items():
             loaded = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
             person.update(zip(idx, loaded, strict=True))
-        wanted = [(numbers[i][0], self._registry_names(numbers[i][1], requests[i].contact.country))  # type: ignore[index]
-                  for i in valid]
-        membership = self._memberships(wanted)
+        names_of = {i: self._registry_names(numbers[i][1], requests[i].contact.country) for i in valid}  # type: ignore[index]
+        membership = self._memberships([(numbers[i][0], names_of[i]) for i in valid])  # type: ignore[index]
+        # one copy date per registry for the whole batch: every decision of it sees the same copies
+        dates = {n: self._registry_date(n) for names in names_of.values() for n in names}
         out: list[Decided] = []
         for i, request in enumerate(requests):
             number = numbers[i]
@@ -402,15 +403,15 @@ class Gate:
                     decision = Decision(False, at, (INVALID_NUMBER,), None, decision.packs, decision.jurisdictions)
                 out.append((decision, None, None, {}))
                 continue
-            e164, country = number
+            e164 = number[0]
             pf = person[i]
-            names = self._registry_names(country, request.contact.country)
+            names = names_of[i]
             facts = Facts(
                 consent=pf.consent, relationships=pf.relationships, history=pf.history,
                 lists=Lists(national={n: membership[(n, e164)] for n in names if (n, e164) in membership},
                             company=pf.company_dnc is not None,
                             campaign=pf.campaign_dnc is not None),
-                registry_copies={n: d for n in names if (d := self._registry_date(n)) is not None},
+                registry_copies={n: d for n in names if (d := dates[n]) is not None},
             )
             decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
             out.append((decision, e164, pf, facts.registry_copies))

@@ -287,3 +287,14 @@ def test_damaged_entries_can_still_be_listed(redis_client):
     listed = list(log.entries("t1"))
     assert [e.seq for e in listed] == [1, 2, 3] and listed[1].payload == {"_raw": "{not json"}
     assert log.verify("t1").bad_seq == 2
+
+
+def test_cli_verify_all_tenants(redis_url, redis_client):
+    log = AuditLog(redis_client, KEY)
+    fill(log, "acme", 3)
+    fill(log, "zeta", 4)
+    ok = run_cli(redis_url, "audit", "verify", "--all")
+    assert ok.returncode == 0 and "acme: audit trail intact: 3 entries" in ok.stdout and "zeta:" in ok.stdout
+    redis_client.xdel(stream_key("zeta"), "4-0")
+    bad = run_cli(redis_url, "audit", "verify", "--all")
+    assert bad.returncode == 1 and "zeta: audit trail BROKEN at seq 4" in bad.stdout

@@ -401,3 +401,83 @@ def test_a_call_id_is_never_reused(gate, redis_client):
     again = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(hours=1), "same")
     assert isinstance(again, Decision) and again.codes() == ["DUPLICATE_CALL_ID"]
     assert [e.payload["allowed"] for e in gate.audit.entries("t1")] == [True, False, False]
+
+
+# --- soak: processes reserving, recording outcomes, releasing and opting out at once -------------------
+
+SOAK_NUMBERS = [f"+3314568{n:04d}" for n in range(30)]
+WEEKDAYS = [datetime(2026, 3, d, 9, 30, tzinfo=UTC) for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13)]
+
+
+def _soak_caller(url: str, barrier, worker: int) -> None:
+    client = redis.Redis.from_url(url)
+    gate = make_gate(client)
+    rng = random.Random(worker)
+    barrier.wait(60)
+    for day, at in enumerate(WEEKDAYS):
+        order = list(SOAK_NUMBERS)
+        rng.shuffle(order)
+        results = gate.reserve_many([Request(Contact(e, "FR"), SALES, f"w{worker}-d{day}-{e}") for e in order], at)
+        for result in results:
+            if not isinstance(result, Reservation):
+                continue
+            roll = rng.random()
+            if roll < 0.15:
+                assert gate.release("t1", result.call_id, at)
+            else:
+                outcome = "refused" if roll < 0.35 else rng.choice(("no_answer", "busy", "answered"))
+                gate.record_outcome("t1", result.call_id, outcome, at + timedelta(minutes=2))
+    client.close()
+
+
+def _soak_opt_outer(url: str, barrier) -> None:
+    client = redis.Redis.from_url(url)
+    store, audit = FactStore(client), AuditLog(client, KEY)
+    rng = random.Random(99)
+    barrier.wait(60)
+    for e164 in rng.sample(SOAK_NUMBERS, 10):
+        store.add_optout("t1", e164, at=WEEKDAYS[0], source="keypress")
+        audit.append("t1", "optout", "test", {"person": audit.person_ref(e164)}, WEEKDAYS[0])
+    client.close()
+
+
+def test_soak_caps_cooloffs_optouts_hold_under_concurrency(redis_url, redis_client, tmp_path):
+    load_bloctel(redis_client, tmp_path, loaded_at=WEEKDAYS[0] - timedelta(days=1))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(5)
+    procs = [ctx.Process(target=_soak_caller, args=(redis_url, barrier, w)) for w in range(4)]
+    procs.append(ctx.Process(target=_soak_opt_outer, args=(redis_url, barrier)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+        assert p.exitcode == 0
+    audit = AuditLog(redis_client, KEY)
+    assert audit.verify("t1").ok
+    store = FactStore(redis_client)
+    entries = list(audit.entries("t1"))
+    for e164 in SOAK_NUMBERS:
+        ref = audit.person_ref(e164)
+        history = store.attempts("t1", e164)
+        times = sorted(a.at for a in history)
+        for i in range(len(times)):  # no 30-day window holds more than 4 attempts (released ones do not count)
+            assert sum(1 for t in times if times[i] <= t < times[i] + timedelta(days=30)) <= 4, e164
+        mine = [e for e in entries if e.payload.get("person") == ref]
+        stop = next((e.seq for e in mine if e.kind == "optout"), None)
+        refused = {e.payload["call_id"]: e.seq for e in mine if e.kind == "call_outcome"
+                   and e.payload["outcome"] == "refused"}
+        first_refusal = min(refused.values(), default=None)
+        for e in mine:
+            if e.kind == "gate_decision" and e.payload["allowed"]:
+                assert stop is None or e.seq < stop, f"{e164}: reserved after its opt-out"
+                assert first_refusal is None or e.seq < first_refusal, f"{e164}: reserved within 60 days of a refusal"
+        assert all(a.outcome != "reserved" for a in history)  # every reservation was released or got an outcome
+
+
+def test_opted_out_outcome_blocks_even_before_the_dnc_entry(gate, redis_client):
+    result = gate.check_and_reserve(PARIS, SALES, AT, "oo-1")
+    assert isinstance(result, Reservation)
+    gate.record_outcome("t1", "oo-1", "opted_out", AT + timedelta(minutes=1))
+    assert FactStore(redis_client).optout("t1", PARIS.phone) is None  # the runtime has not written it yet
+    later = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(days=1), "oo-2")
+    assert isinstance(later, Decision) and "COMPANY_DNC" in later.codes()

@@ -1,4 +1,4 @@
-"""`dialer audit verify|anchor|show --tenant T`: check, sign or read a tenant's audit trail."""
+"""`dialer audit verify|anchor|show --tenant T` (or `--all` tenants): check, sign or read audit trails."""
 
 from __future__ import annotations
 
@@ -19,26 +19,46 @@ def register(sub: Any) -> None:
                         help="verify: check the hash chain (exit 1 naming the first bad seq); "
                              "anchor: sign the current head with security.secret_key; "
                              "show: print entries as JSON lines")
-    parser.add_argument("--tenant", required=True, help="tenant id")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--tenant", help="tenant id")
+    who.add_argument("--all", action="store_true", help="verify or anchor every tenant that has a trail")
     parser.add_argument("--from", dest="first", type=int, default=1, help="show: first seq (default 1)")
     parser.add_argument("--limit", type=int, default=100, help="show: at most this many entries (default 100)")
     parser.set_defaults(func=run)
+
+
+def tenants_with_trails(client: redis.Redis) -> list[str]:
+    """Tenants that have an audit trail (a chain head), sorted."""
+    found = set()
+    for key in client.scan_iter(match="t:*:audit:head", count=1000):
+        text = key.decode() if isinstance(key, bytes) else key
+        found.add(text[2:-len(":audit:head")])
+    return sorted(found)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     client = redis.Redis.from_url(config.redis_url)
     try:
         log = AuditLog(client, config["security.secret_key"])
+        if args.all and args.action == "show":
+            raise CommandError("show needs --tenant")
+        tenants = tenants_with_trails(client) if args.all else [args.tenant]
         if args.action == "verify":
-            result = log.verify(args.tenant)
-            print(result)
-            return 0 if result.ok else 1
+            broken = 0
+            for tenant in tenants:
+                result = log.verify(tenant)
+                print(f"{tenant}: {result}" if args.all else result)
+                broken += not result.ok
+            return 1 if broken else 0
         if args.action == "anchor":
-            try:
-                head = log.anchor(args.tenant)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-            print(f"anchored seq {head.seq} hash {head.hash}" if head.seq else "audit trail empty: nothing to anchor")
+            for tenant in tenants:
+                try:
+                    head = log.anchor(tenant)
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
+                prefix = f"{tenant}: " if args.all else ""
+                print(prefix + (f"anchored seq {head.seq} hash {head.hash}" if head.seq
+                                else "audit trail empty: nothing to anchor"))
             return 0
         for n, entry in enumerate(log.entries(args.tenant, first=args.first)):
             if n >= args.limit:
