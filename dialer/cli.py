@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.sandbox_pbx",
     "dialer.commands.lists",
     "dialer.commands.worker",
+    "dialer.commands.simulate",
 )
 
 

@@ -1,0 +1,191 @@
+"""How many calls to place now: one pure function per mode, then the hard ceilings.
+
+`decide(policy, state)` is the only entry point the runtime needs. It never reads a clock,
+never touches Redis, and is cheap enough to call every tick (see BENCHMARKS.md).
+
+Reason codes (Decision.reason):
+  progressive, power, predictive, agentless   the mode decided normally
+  no-agents                                    nobody staffed: nothing is dialed
+  no-estimates                                 predictive without estimates: progressive
+  backoff                                      predictive or power backing off as the abandon rate nears the cap
+  cap-reached                                  measured abandon rate at/over the cap: progressive
+"""
+
+from __future__ import annotations
+
+import math
+
+from dialer.pacing.model import CONNECT_GRACE_SECONDS, Decision, PacingMode, PacingPolicy, PacingState
+
+__all__ = ["control_abandon_rate", "decide", "expected_overflow"]
+
+# The measured abandon rate used for control is smoothed with this many pseudo-answers at half
+# the cap, so the first abandon of a window (1 of 10 answers = 10%) does not throw a campaign
+# back to progressive for the day. The legal figure reported to the dashboard is the raw one.
+_PRIOR_ANSWERS = 100.0
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def control_abandon_rate(abandons: int, live_answers: int, cap: float) -> float:
+    """The abandon rate the back-off reacts to: the window's rate smoothed by a prior at cap/2,
+    plus one standard error. The margin matters for small campaigns, whose rate at the end of
+    the window swings most; with thousands of answers it all but vanishes."""
+    n = live_answers + _PRIOR_ANSWERS
+    rate = (abandons + _PRIOR_ANSWERS * cap * 0.5) / n
+    return rate + math.sqrt(rate * (1.0 - rate) / n)
+
+
+def expected_overflow(mean: float, variance: float) -> float:
+    """E[max(D, 0)] for D ~ Normal(mean, variance)."""
+    if variance <= 0.0:
+        return mean if mean > 0.0 else 0.0
+    sd = math.sqrt(variance)
+    z = mean / sd
+    return sd * _INV_SQRT2PI * math.exp(-0.5 * z * z) + mean * 0.5 * math.erfc(-z * _INV_SQRT2)
+
+
+def decide(policy: PacingPolicy, state: PacingState) -> Decision:
+    """The number of calls to place now under `policy`, given the observation `state`."""
+    mode = policy.mode
+    ringing = len(state.ringing)
+    detail: dict[str, float] = {}
+    if mode is PacingMode.AGENTLESS:
+        wanted, reason = state.ai_sessions_available - ringing, "agentless"
+    elif state.staffed_agents <= 0:
+        wanted, reason = 0, "no-agents"
+    elif mode is PacingMode.PROGRESSIVE:
+        wanted, reason = state.free_agents - ringing, "progressive"
+    elif mode is PacingMode.POWER:
+        ratio, reason = policy.power_ratio, "power"
+        if policy.enforce_cap:
+            scale = _backoff_scale(policy, state)
+            if scale < 1.0:  # lines per free agent slide from the ratio down to 1 (progressive)
+                ratio, reason = 1.0 + (ratio - 1.0) * scale, ("backoff" if scale > 0.0 else "cap-reached")
+        wanted = math.floor(ratio * state.free_agents + 0.5) - ringing
+    else:
+        wanted, reason = _predictive(policy, state, detail)
+    wanted = max(0, wanted)
+    calls, limited_by = _apply_ceilings(wanted, state)
+    return Decision(calls, wanted, mode, reason, limited_by, detail)
+
+
+def _backoff_scale(policy: PacingPolicy, state: PacingState) -> float:
+    """1 while the measured abandon rate is under backoff_start * cap, falling linearly to 0 at
+    the cap (and 0 above it)."""
+    cap = policy.abandon_cap
+    measured = control_abandon_rate(state.abandons, state.live_answers, cap)
+    start = policy.backoff_start * cap
+    if measured <= start:
+        return 1.0
+    if measured >= cap:
+        return 0.0
+    return (cap - measured) / (cap - start)
+
+
+def _apply_ceilings(wanted: int, state: PacingState) -> tuple[int, str | None]:
+    calls, limited_by = wanted, None
+    if state.trunk_channel_limit is not None:
+        room = max(0, state.trunk_channel_limit - state.trunk_channels_in_use)
+        if room < calls:
+            calls, limited_by = room, "trunk"
+    if state.calls_per_second is not None:
+        room = max(0, math.floor(state.calls_per_second) - state.originates_last_second)
+        if room < calls:
+            calls, limited_by = room, "cps"
+    return calls, limited_by
+
+
+def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, float]) -> tuple[int, str]:
+    """Place the most calls whose expected overflow stays within the risk budget.
+
+    Model: a call placed now is answered after about the mean answered ring time; it needs an
+    agent free by then plus the 2 s grace. Answers expected from calls in flight and new calls
+    (X) are compared with agents expected free by that horizon (A): free agents, plus each busy
+    agent's probability of finishing within the horizon given how long it has been busy. With
+    D = X - A approximated as normal, E[max(D, 0)] is the expected number of answered calls with
+    no agent. We add calls while the last one's share of it (its chance of being answered with
+    no agent, per expected answer) stays at or below alpha, the risk budget, which is scaled
+    down as the measured abandon rate approaches the cap.
+    """
+    progressive = state.free_agents - len(state.ringing)
+    p = state.answer_rate
+    ring, other, handle = state.ring_answered, state.ring_other, state.handle
+    if p <= 0.0 or ring is None or other is None or handle is None:
+        return progressive, "no-estimates"
+    scale = _backoff_scale(policy, state)
+    if scale <= 0.0:
+        return progressive, "cap-reached"
+    alpha = policy.predictive_target * scale
+
+    horizon = ring.mean + CONNECT_GRACE_SECONDS
+    agents_mean = float(state.free_agents)
+    agents_var = 0.0
+    # Survival lookups are inlined (this loop and the next run per busy agent / ringing call
+    # on every tick): values[k] = P(duration >= k * step), the last value covers the tail.
+    hs, h_inv = handle.values, 1.0 / handle.step
+    hn, h_tail = len(hs), handle.values[-1]
+    for elapsed in state.busy_elapsed:
+        k = int(elapsed * h_inv)
+        alive = hs[k] if k < hn else h_tail
+        if alive <= 0.0:
+            continue  # longer than anything observed: do not count on this agent
+        k = int((elapsed + horizon) * h_inv)
+        q = (alive - (hs[k] if k < hn else h_tail)) / alive
+        agents_mean += q
+        agents_var += q * (1.0 - q)
+    agents_mean += sum(1 for t in state.agents_freeing if t <= horizon)
+
+    # A call still ringing after `age` seconds is less likely to be answered than a new one:
+    # P(live | still ringing at age) = p S_live(age) / (p S_live(age) + (1 - p) S_other(age)).
+    answers_mean = 0.0
+    answers_var = 0.0
+    rs, r_inv, rn, r_tail = ring.values, 1.0 / ring.step, len(ring.values), ring.values[-1]
+    os_, o_inv, on, o_tail = other.values, 1.0 / other.step, len(other.values), other.values[-1]
+    q_other = 1.0 - p
+    for age in state.ringing:
+        k = int(age * r_inv)
+        live = p * (rs[k] if k < rn else r_tail)
+        k = int(age * o_inv)
+        total = live + q_other * (os_[k] if k < on else o_tail)
+        if total > 0.0:
+            pj = live / total
+            answers_mean += pj
+            answers_var += pj * (1.0 - pj)
+
+    new_var = p * (1.0 - p)
+    base_mean = answers_mean - agents_mean
+    base_var = answers_var + agents_var
+
+    def overflow(n: int) -> float:
+        return expected_overflow(base_mean + n * p, base_var + n * new_var)
+
+    def acceptable(n: int) -> bool:
+        """The n-th new call's expected abandons stay within alpha of its expected answers."""
+        return overflow(n) - overflow(n - 1) <= alpha * p
+
+    hi = max(0, math.floor(policy.max_lines_per_agent * state.staffed_agents) - len(state.ringing))
+    # Each extra call raises the mean of D by p and its spread only by a square root, so the
+    # marginal risk grows with n: acceptable() holds on [1, n*] (or nowhere); bisect for n*.
+    if hi == 0 or not acceptable(1):
+        n = 0
+    elif acceptable(hi):
+        n = hi
+    else:
+        lo = 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if acceptable(mid):
+                lo = mid
+            else:
+                hi = mid
+        n = lo
+    detail.update(
+        horizon=horizon,
+        agents_expected=agents_mean,
+        answers_in_flight=answers_mean,
+        alpha=alpha,
+    )
+    if n < progressive:
+        n = progressive
+    return n, ("predictive" if scale >= 1.0 else "backoff")

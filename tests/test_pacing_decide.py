@@ -1,0 +1,245 @@
+"""decide(): each mode on a simulated clock, the hard ceilings, the abandon-cap back-off."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dialer.pacing import (
+    CampaignEstimators,
+    PacingMode,
+    PacingPolicy,
+    PacingState,
+    PolicyError,
+    RecentOriginates,
+    Survival,
+    decide,
+    expected_overflow,
+)
+
+RING = Survival.lognormal(6.0, 0.5, step=0.5, max_seconds=120)
+OTHER = Survival.lognormal(15.0, 0.8, step=0.5, max_seconds=180)
+HANDLE = Survival.lognormal(90.0, 0.8, step=1.0, max_seconds=3600)
+
+
+def state(**changes: object) -> PacingState:
+    """A predictive-ready observation: estimates present, no ceilings unless given."""
+    base = PacingState(
+        now=1000.0,
+        free_agents=5,
+        answer_rate=0.2,
+        ring_answered=RING,
+        ring_other=OTHER,
+        handle=HANDLE,
+        abandons=0,
+        live_answers=1000,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def policy(mode: str, **changes: object) -> PacingPolicy:
+    return PacingPolicy(mode=PacingMode(mode), **changes)  # type: ignore[arg-type]
+
+
+# -- modes ------------------------------------------------------------------------------------
+
+
+def test_progressive_one_call_per_free_agent_minus_calls_in_flight() -> None:
+    d = decide(policy("progressive"), state(free_agents=5, ringing=(1.0, 2.0)))
+    assert (d.calls, d.reason, d.limited_by) == (3, "progressive", None)
+    assert decide(policy("progressive"), state(free_agents=2, ringing=(1.0, 2.0, 3.0))).calls == 0
+
+
+def test_power_places_ratio_lines_per_free_agent() -> None:
+    assert decide(policy("power", power_ratio=2.5), state(free_agents=4)).calls == 10
+    assert decide(policy("power", power_ratio=2.5), state(free_agents=4, ringing=(1.0,) * 7)).calls == 3
+    assert decide(policy("power", power_ratio=3.0), state(free_agents=0, busy_elapsed=(10.0,))).calls == 0
+
+
+@pytest.mark.parametrize("mode", ["progressive", "power", "predictive"])
+def test_zero_agents_zero_calls(mode: str) -> None:
+    d = decide(policy(mode), state(free_agents=0, busy_elapsed=(), calls_per_second=100, trunk_channel_limit=500))
+    assert (d.calls, d.reason) == (0, "no-agents")
+
+
+def test_agentless_is_bounded_by_free_ai_sessions() -> None:
+    assert decide(policy("agentless"), state(free_agents=0, ai_sessions_available=8, ringing=(1.0,) * 3)).calls == 5
+    assert decide(policy("agentless"), state(ai_sessions_available=2, ringing=(1.0,) * 3)).calls == 0
+    assert decide(policy("agentless"), state(ai_sessions_available=0)).calls == 0
+
+
+def test_predictive_dials_ahead_of_the_answer_rate_for_idle_agents() -> None:
+    d = decide(policy("predictive"), state(free_agents=10, answer_rate=0.2))
+    # About free / answer rate, held back by the risk budget: far more than progressive's 10.
+    assert 30 <= d.calls <= 50, d
+    assert d.reason == "predictive"
+    # A higher answer rate needs fewer calls for the same agents.
+    assert decide(policy("predictive"), state(free_agents=10, answer_rate=0.4)).calls < d.calls
+
+
+def test_predictive_counts_agents_about_to_free_up() -> None:
+    """Agents deep into their calls are likely to finish within the ring time; fresh ones are not."""
+    fresh = decide(policy("predictive"), state(free_agents=2, busy_elapsed=(1.0,) * 40))
+    near_median = decide(policy("predictive"), state(free_agents=2, busy_elapsed=(90.0,) * 40))
+    told = decide(policy("predictive"), state(free_agents=2, busy_elapsed=(1.0,) * 30, agents_freeing=(3.0,) * 10))
+    assert fresh.calls < near_median.calls < told.calls
+    long_busy = near_median
+    assert long_busy.detail["agents_expected"] > fresh.detail["agents_expected"]
+
+
+def test_predictive_counts_calls_already_ringing() -> None:
+    idle = decide(policy("predictive"), state(free_agents=10))
+    young = decide(policy("predictive"), state(free_agents=10, ringing=(1.0,) * 20))
+    old = decide(policy("predictive"), state(free_agents=10, ringing=(22.0,) * 20))
+    assert young.calls < idle.calls
+    # Calls unanswered after 22 s will rarely be answered: they hold back less than fresh ones.
+    assert young.calls < old.calls <= idle.calls
+
+
+def test_predictive_backs_off_towards_progressive_as_abandons_near_the_cap() -> None:
+    p = policy("predictive", abandon_cap=0.03)
+    calls = []
+    reasons = []
+    for abandons in range(0, 45, 3):  # measured rate 0% .. 4.4% of 1000 answers
+        d = decide(p, state(free_agents=10, abandons=abandons, live_answers=1000))
+        calls.append(d.calls)
+        reasons.append(d.reason)
+    assert calls == sorted(calls, reverse=True), calls
+    assert calls[0] > calls[-1] == 10  # at/over the cap: progressive (one call per free agent)
+    assert reasons[0] == "predictive" and "backoff" in reasons and reasons[-1] == "cap-reached"
+    over = decide(p, state(free_agents=10, ringing=(1.0,) * 4, abandons=40, live_answers=1000))
+    assert (over.calls, over.reason) == (6, "cap-reached")
+
+
+def test_power_backs_off_at_the_cap_unless_told_not_to() -> None:
+    at_cap = state(free_agents=4, abandons=50, live_answers=1000)
+    assert decide(policy("power", power_ratio=3.0), at_cap).calls == 4
+    assert decide(policy("power", power_ratio=3.0, enforce_cap=False), at_cap).calls == 12
+
+
+def test_predictive_without_estimates_is_progressive() -> None:
+    d = decide(policy("predictive"), state(free_agents=3, handle=None))
+    assert (d.calls, d.reason) == (3, "no-estimates")
+    d = decide(policy("predictive"), state(free_agents=3, answer_rate=0.0))
+    assert (d.calls, d.reason) == (3, "no-estimates")
+
+
+def test_predictive_never_exceeds_the_lines_per_agent_sanity_ceiling() -> None:
+    d = decide(policy("predictive", max_lines_per_agent=3.0), state(free_agents=10, answer_rate=0.02))
+    assert d.calls == 30
+
+
+def test_invalid_policy_names_the_field() -> None:
+    with pytest.raises(PolicyError, match=r"pacing\.mode"):
+        PacingPolicy(mode="turbo")  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match=r"pacing\.abandon_cap"):
+        PacingPolicy(abandon_cap=1.5)
+    with pytest.raises(PolicyError, match=r"pacing\.power_ratio"):
+        PacingPolicy(power_ratio=0.5)
+
+
+# -- ceilings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["progressive", "power", "predictive", "agentless"])
+def test_trunk_and_cps_ceilings_cut_every_mode(mode: str) -> None:
+    s = state(free_agents=40, ai_sessions_available=40)
+    unlimited = decide(policy(mode, power_ratio=3.0), s)
+    assert unlimited.calls > 6
+    trunk = decide(policy(mode, power_ratio=3.0), replace(s, trunk_channel_limit=30, trunk_channels_in_use=26))
+    assert (trunk.calls, trunk.limited_by, trunk.wanted) == (4, "trunk", unlimited.calls)
+    cps = decide(policy(mode, power_ratio=3.0), replace(s, calls_per_second=10, originates_last_second=4))
+    assert (cps.calls, cps.limited_by) == (6, "cps")
+    full = decide(policy(mode, power_ratio=3.0), replace(s, trunk_channel_limit=30, trunk_channels_in_use=31))
+    assert full.calls == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mode=st.sampled_from(list(PacingMode)),
+    free=st.integers(0, 60),
+    busy=st.lists(st.floats(0, 2000), max_size=60),
+    ringing=st.lists(st.floats(0, 40), max_size=120),
+    answer_rate=st.floats(0, 1),
+    abandons=st.integers(0, 100),
+    answers=st.integers(0, 2000),
+    limit=st.none() | st.integers(0, 300),
+    in_use=st.integers(0, 300),
+    cps=st.none() | st.floats(0, 50),
+    last_second=st.integers(0, 60),
+    sessions=st.integers(0, 60),
+)
+def test_ceilings_hold_for_any_observation(
+    mode: PacingMode, free: int, busy: list[float], ringing: list[float], answer_rate: float, abandons: int,
+    answers: int, limit: int | None, in_use: int, cps: float | None, last_second: int, sessions: int,
+) -> None:
+    s = state(
+        free_agents=free, busy_elapsed=tuple(busy), ringing=tuple(ringing), answer_rate=answer_rate,
+        abandons=abandons, live_answers=answers, trunk_channel_limit=limit, trunk_channels_in_use=in_use,
+        calls_per_second=cps, originates_last_second=last_second, ai_sessions_available=sessions,
+    )
+    d = decide(PacingPolicy(mode=mode, power_ratio=2.5), s)
+    assert 0 <= d.calls <= d.wanted or d.calls == d.wanted == 0
+    if limit is not None:
+        assert d.calls <= max(0, limit - in_use)
+    if cps is not None:
+        assert d.calls <= max(0, int(cps) - last_second)
+    if mode is PacingMode.PROGRESSIVE:
+        assert d.calls <= free and (d.calls == 0 or d.calls + len(ringing) <= free)
+    if mode is PacingMode.AGENTLESS:
+        assert d.calls == 0 or d.calls + len(ringing) <= sessions
+    if mode is not PacingMode.AGENTLESS and free == 0 and not busy:
+        assert d.calls == 0
+
+
+def test_calls_per_second_holds_over_a_simulated_clock() -> None:
+    """Ticking every 100 ms with plenty of idle agents, no 1-second span ever exceeds the ceiling."""
+    est = CampaignEstimators()
+    placed: list[float] = []
+    p = policy("predictive")
+    for tick in range(50):
+        now = tick * 0.1
+        s = est.state(now, free_agents=200, calls_per_second=25)
+        d = decide(p, s)
+        est.on_originate(now, d.calls)
+        placed.extend([now] * d.calls)
+    assert len(placed) >= 100  # the ceiling, not the agents, was the limit
+    for start in placed:
+        in_window = sum(1 for t in placed if start <= t < start + 1.0 - 1e-9)
+        assert in_window <= 25
+
+
+def test_recent_originates_forgets_after_a_second() -> None:
+    window = RecentOriginates()
+    window.record(10.0, 3)
+    window.record(10.5, 2)
+    assert window.count(10.6) == 5
+    assert window.count(11.0) == 2
+    assert window.count(11.5) == 0
+
+
+def test_expected_overflow_matches_the_normal_formula() -> None:
+    import math
+    import random
+
+    assert expected_overflow(0.0, 1.0) == pytest.approx(1 / math.sqrt(2 * math.pi))
+    assert expected_overflow(3.0, 0.0) == 3.0 and expected_overflow(-3.0, 0.0) == 0.0
+    assert expected_overflow(50.0, 1.0) == pytest.approx(50.0)
+    rng = random.Random(9)
+    sample = [max(0.0, rng.gauss(-1.0, 2.0)) for _ in range(200_000)]
+    assert expected_overflow(-1.0, 4.0) == pytest.approx(sum(sample) / len(sample), rel=0.02)
+
+
+def test_policy_from_campaign_settings() -> None:
+    p = PacingPolicy.from_mapping({"mode": "power", "power_ratio": 3, "abandon_cap": 0.02, "enforce_cap": True})
+    assert (p.mode, p.power_ratio, p.abandon_cap) == (PacingMode.POWER, 3.0, 0.02)
+    assert PacingPolicy.from_mapping(p.as_dict()) == p
+    with pytest.raises(PolicyError, match="unknown setting 'power_raito'"):
+        PacingPolicy.from_mapping({"power_raito": 3})
+    with pytest.raises(PolicyError, match=r"pacing\.abandon_cap: expected a number"):
+        PacingPolicy.from_mapping({"abandon_cap": "3%"})
+    with pytest.raises(PolicyError, match=r"pacing\.mode"):
+        PacingPolicy.from_mapping({"mode": "turbo"})
