@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "lists.write": ("admin", "uploader"),
     "gate.check": ("admin", "supervisor", "auditor"),
     "registry.read": ("admin", "supervisor", "auditor"),
+    # Registries are shared by every tenant: also needs the tenant in setting gateway.registry_tenants.
+    "registry.write": ("admin",),
     "audit.read": ("admin", "auditor"),
     "exports.create": ("admin", "auditor"),
     "subjects.manage": ("admin",),

@@ -11,7 +11,7 @@ import redis
 from dialer.facts import FactStore
 from gateway.app import api_routes
 from gateway.auth import PERMISSIONS, ROLES, AuthStore
-from tests.gateway_support import start_gateway, stop_gateway
+from tests.gateway_support import imported_list, start_gateway, stop_gateway, uploaded_registry
 
 ROUTES = api_routes()
 
@@ -24,6 +24,7 @@ SAMPLE_BODIES = {
     ("PATCH", "/v1/campaigns/{id}"): {"pacing_ratio": 1.2},
     ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
     ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
+    ("POST", "/v1/gate/check"): {"campaign": "c1", "phone": "+33145678901"},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"}}
 
@@ -35,8 +36,8 @@ async def gw(redis_url):
     await stop_gateway(gateway)
 
 
-async def acme_resource(gw, kind: str) -> str:
-    """Create a resource of `kind` in tenant acme and return its path value."""
+async def acme_resource(gw, kind: str) -> str | dict[str, str]:
+    """Create a resource of `kind` in tenant acme and return its path value (or values by parameter name)."""
     if kind == "campaign":
         return (await gw.ready_campaign("acme"))["id"]
     if kind == "user":
@@ -45,10 +46,23 @@ async def acme_resource(gw, kind: str) -> str:
     if kind == "token":
         _, record = await AuthStore(gw.redis).create_token("acme", "uploader-user")
         return record["id"]
+    if kind == "import":
+        return await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme", run=False)
+    if kind == "list":
+        await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return "only-in-acme"
+    if kind == "campaign_contact":
+        campaign = (await gw.ready_campaign("acme"))["id"]
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "l1")
+        return {"id": campaign, "contact": f"{import_id}-2"}
+    if kind == "registry_import":
+        return await uploaded_registry(gw, "acme")
     raise AssertionError(f"no factory for resource kind {kind}")
 
 
-def fill(path: str, value: str) -> str:
+def fill(path: str, value: str | dict[str, str]) -> str:
+    if isinstance(value, dict):
+        return re.sub(r"\{(\w+)\}", lambda m: value[m.group(1)], path)
     return re.sub(r"\{\w+\}", value, path)
 
 
