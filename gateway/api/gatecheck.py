@@ -22,10 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer.audit import stream_key
+from dialer.audit import AuditLog, stream_key
 from dialer.contacts.scrub import contact_for_gate
 from dialer.contacts.store import _s, contacts_for_phone, get_contact
-from dialer.logs import mask_phone
 from gateway import trail
 from gateway.api.facts import e164
 from gateway.api.support import gate_of, raw_redis, sync
@@ -121,8 +120,8 @@ async def check(request: web.Request) -> web.Response:
     decision = await sync(gate.check, contact, stored.gate_campaign(), _instant(data.get("at")),
                           contact_id=contact_id, audit=True)
     await trail.record(redis_of(request), who.tenant, "gate.check", actor=who.user, token_id=who.token_id,
-                       campaign=stored.id, phone=mask_phone(contact.phone), allowed=decision.allowed)
-    return web.json_response({"campaign": stored.id, "contact_id": contact_id, "phone": mask_phone(contact.phone),
+                       campaign=stored.id, phone=AuditLog.mask(contact.phone), allowed=decision.allowed)
+    return web.json_response({"campaign": stored.id, "contact_id": contact_id, "phone": AuditLog.mask(contact.phone),
                               "decision": decision_json(decision)})
 
 
@@ -221,7 +220,7 @@ async def why(request: web.Request) -> web.Response:
     in_campaign = bool(queue) or bool(await sync(client.sismember, f"t:{who.tenant}:campaign:{campaign_id}:contacts",
                                                  cid)) or contact.get("list") in (stored.config.get("lists") or [])
     summary, next_at = _summary(queue, last, now)
-    return web.json_response({"campaign": campaign_id, "contact_id": cid, "phone": mask_phone(number),
+    return web.json_response({"campaign": campaign_id, "contact_id": cid, "phone": AuditLog.mask(number),
                               "in_campaign": in_campaign, "queue": queue, "last_decision": last,
                               "now": decision_json(now), "next_attempt_at": next_at, "summary": summary})
 

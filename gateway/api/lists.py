@@ -78,6 +78,8 @@ async def upload_list(request: web.Request) -> web.Response:
     upload = await receive_upload(request, ("list", "region", "campaign", "mapping"), f"list-{who.tenant}")
     try:
         fields = upload.fields
+        if upload.size == 0:
+            raise ApiError(422, "empty_file", "file: the file is empty", field="file")
         if not fields.get("list"):
             raise invalid("list", "is required", code="missing_field")
         campaign = fields.get("campaign") or None
