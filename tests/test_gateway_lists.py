@@ -189,7 +189,8 @@ async def loaded(gw):
 
 
 async def test_registry_upload_status_and_operator_rule(gw, loaded):
-    job = await (await gw.client.get(f"/v1/registry-imports/{loaded['job']}", headers=gw.auth("acme", "auditor"))).json()
+    resp = await gw.client.get(f"/v1/registry-imports/{loaded['job']}", headers=gw.auth("acme", "auditor"))
+    job = await resp.json()
     assert job["status"] == "finished" and job["report"]["status"] == "committed" and job["report"]["rows"] == 2
     bloctel = await (await gw.client.get("/v1/registries/bloctel", headers=gw.auth("acme", "supervisor"))).json()
     assert bloctel["loaded"] and bloctel["rows"] == 2 and bloctel["file_name"] == "bloctel.txt"
