@@ -35,7 +35,7 @@ from rules.model import utc
 
 KINDS = (
     "gate_decision", "gate_release", "call_outcome", "optout", "consent", "import", "registry_load",
-    "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention",
+    "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
 )
 GENESIS = "0" * 40  # prev of the first entry
 _FIELDS_PER_ENTRY = 5  # at, kind, actor, payload, body
@@ -425,3 +425,41 @@ class AuditLog:
         if removed < 0:
             raise RuntimeError(f"audit trail of {tenant}: entry {seq} changed while trimming; nothing trimmed")
         return removed
+
+
+# --- asyncio callers (the gateway) ---------------------------------------------------------------
+
+APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
+
+# The gateway's trail actions ("token.use", "campaign.pause", "optout.add" ...) by their first part.
+ACTION_KINDS = {
+    "token": "token_use", "campaign": "campaign_control", "optout": "optout", "consent": "consent",
+    "import": "import", "export": "export", "registry": "registry_load", "subject": "access",
+    "access": "access", "rectification": "rectification", "erasure": "erasure", "retention": "retention",
+}
+
+
+async def append_async(client: Any, tenant: str, events: Sequence[AuditEvent]) -> list[Appended]:
+    """AuditLog.append_many for a redis.asyncio client (same script, same chain)."""
+    if not events:
+        return []
+    keys, args = AuditLog.keys(tenant), AuditLog.argv(events)
+    try:
+        flat = await client.evalsha(APPEND_SHA, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        flat = await client.eval(_APPEND, len(keys), *keys, *args)
+    return parse_appended(flat)
+
+
+def event_from_trail(event: Mapping[str, Any]) -> AuditEvent:
+    """An event of gateway.trail.record ({action, actor, token, at, details}) as an audit event."""
+    action = str(event.get("action", ""))
+    kind = ACTION_KINDS.get(action.split(".", 1)[0], "api")
+    at = datetime.fromisoformat(str(event["at"]).replace("Z", "+00:00"))
+    payload = {"action": action, "token": event.get("token", ""), **dict(event.get("details") or {})}
+    return AuditEvent(kind, str(event.get("actor", "")), payload, at)
+
+
+async def trail_sink(client: Any, tenant: str, event: Mapping[str, Any]) -> None:
+    """A gateway.trail sink writing straight into the tenant's chain: `trail.set_sink(trail_sink)`."""
+    await append_async(client, tenant, [event_from_trail(event)])

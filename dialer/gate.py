@@ -219,11 +219,11 @@ def call_index_key(tenant: str, call_id: str) -> str:
 
 
 # Parsed records are immutable and the same stored JSON recurs decision after decision (a person's history
-# is re-read on every pass of a campaign): parse each distinct record once.
-_consent = lru_cache(maxsize=100_000)(consent_from_json)
-_relationship = lru_cache(maxsize=100_000)(relationship_from_json)
-_attempt = lru_cache(maxsize=500_000)(attempt_from_json)
-_optout = lru_cache(maxsize=100_000)(optout_from_json)
+# is re-read on every pass of a campaign): parse each distinct record once. Bounded: about 150 MB at most.
+_consent = lru_cache(maxsize=50_000)(consent_from_json)
+_relationship = lru_cache(maxsize=50_000)(relationship_from_json)
+_attempt = lru_cache(maxsize=100_000)(attempt_from_json)  # about 630 bytes each
+_optout = lru_cache(maxsize=50_000)(optout_from_json)
 
 
 def _at(attempt: Attempt) -> datetime:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import re
 
-# A run of 6+ digits, optionally led by + and broken by spaces, dots or dashes: phone-like.
-_PHONE = re.compile(r"(?<![\w.])\+?\d(?:[ .\-]?\d){5,}(?![\w])")
+# A run of 7+ digits, optionally led by + and broken by spaces, dots or dashes: phone-like.
+_PHONE = re.compile(r"(?<![\w.])\+?\d(?:[ .\-]?\d){6,}(?![\w]|\.\d)")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _SECRET = re.compile(r"(?i)\b(secret|password|token|authorization|key)(\s*[:=]\s*)(\S+)")
 
 
@@ -20,6 +21,8 @@ def mask_phone(text: str) -> str:
 
     def repl(match: re.Match[str]) -> str:
         raw = match.group(0)
+        if _IPV4.match(raw) or len({c for c in raw if not c.isdigit() and c != "+"}) > 1:
+            return raw  # an address, or figures with mixed separators ("200 1041.1"): not a phone number
         digits = [c for c in raw if c.isdigit()]
         plus = "+" if raw.startswith("+") else ""
         return plus + "*" * (len(digits) - 2) + "".join(digits[-2:])

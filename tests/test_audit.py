@@ -298,3 +298,29 @@ def test_cli_verify_all_tenants(redis_url, redis_client):
     redis_client.xdel(stream_key("zeta"), "4-0")
     bad = run_cli(redis_url, "audit", "verify", "--all")
     assert bad.returncode == 1 and "zeta: audit trail BROKEN at seq 4" in bad.stdout
+
+
+async def test_gateway_trail_events_join_the_same_chain(redis_url, redis_client):
+    import redis.asyncio as aioredis
+
+    from dialer.audit import trail_sink
+    from gateway import trail
+
+    client = aioredis.Redis.from_url(redis_url)
+    previous = trail.set_sink(trail_sink)
+    try:
+        await trail.record(client, "t1", "token.use", actor="user:7", token_id="tok-1", at=T0, route="/api/x")
+        AuditLog(redis_client, KEY).append("t1", "consent", "api:tok-1", {"evidence": "ref-1"}, T0)
+        await client.script_flush()  # the next append has to load the script again
+        await trail.record(client, "t1", "campaign.pause", actor="user:7", at=T0, campaign="c1")
+        await trail.record(client, "t1", "users.create", actor="user:1", at=T0)
+    finally:
+        trail.set_sink(previous)
+        await client.aclose()
+    log = AuditLog(redis_client, KEY)
+    entries = list(log.entries("t1"))
+    assert [(e.kind, e.payload.get("action")) for e in entries] == [
+        ("token_use", "token.use"), ("consent", None), ("campaign_control", "campaign.pause"), ("api", "users.create")]
+    assert entries[0].payload == {"action": "token.use", "token": "tok-1", "route": "/api/x"}
+    assert entries[0].actor == "user:7" and entries[0].at == T0
+    assert log.verify("t1").ok

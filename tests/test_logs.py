@@ -21,3 +21,10 @@ def test_logging_masks_arguments():
     out = stream.getvalue()
     assert "+14155550123" not in out
     assert "23 for c1" in out
+
+
+def test_addresses_and_figures_are_not_taken_for_numbers():
+    assert mask("listening on 127.0.0.1:5038") == "listening on 127.0.0.1:5038"
+    assert mask("GET /v1/me 200 1041.1ms") == "GET /v1/me 200 1041.1ms"
+    assert "45 67 89" not in mask("tel 01 45 67 89 01")
+    assert "67-89" not in mask("tel 0145-67-89-01")

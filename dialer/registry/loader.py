@@ -30,6 +30,7 @@ from dialer.registry.formats import ADD, HeaderError, LineError, format_for
 from dialer.registry.sources import Source, SourceError
 from dialer.registry.store import (
     CHUNK_BYTES,
+    KEY_INDEX,
     STAGING_TTL_SECONDS,
     RegistryError,
     RegistryStore,
@@ -124,13 +125,14 @@ local cur = redis.call('GET', KEYS[1])
 if (cur or ''):match('^%d*') ~= ARGV[3] then
   return redis.error_reply('BASECHANGED the live version changed during the import')
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     return redis.error_reply('INCOMPLETE staged key missing: ' .. KEYS[i])
   end
 end
-for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
+for i = 4, #KEYS do redis.call('PERSIST', KEYS[i]) end
 redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return cur or false
 """
@@ -380,8 +382,8 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         if progress is not None:
             progress("commit", 0, 1)
         expected = "" if expected_live is None else str(expected_live)
-        client.eval(_COMMIT_SCRIPT, 2 + len(staged), key_current(name), key_lock(name), *staged,
-                    lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8))
+        client.eval(_COMMIT_SCRIPT, 3 + len(staged), key_current(name), key_lock(name), KEY_INDEX, *staged,
+                    lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8), name)
     except redis.ResponseError as exc:
         client.unlink(*staged)
         raise LoadRefused(f"commit refused: {exc}", report) from None

@@ -4,6 +4,7 @@ Layout (see docs/registry.md), for a registry NAME such as us_dnc:
   reg:NAME:current          string: "N:NONCE", the live version N (switched atomically by the commit script);
                             the random nonce tells cached copies apart even if numbering restarts
   reg:NAME:seq              counter: the last version number handed out
+  reg:index                 set: names of the registries that went live (for names(), instead of SCAN)
   reg:NAME:lock             string: token of the one import in progress (expires if the importer dies)
   reg:NAME:vN:meta          hash: the version's metadata (loaded_at, source_hash, rows, added, ...)
   reg:NAME:vN:chunk:I       string: part I of the serialized pyroaring BitMap64 of E.164 integers
@@ -55,6 +56,9 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"registry name {name!r}: expected lowercase letters, digits and _ (at most 32)")
     return name
+
+
+KEY_INDEX = "reg:index"  # set of registry names that ever went live (names() reads it instead of SCAN)
 
 
 def key_current(name: str) -> str:
@@ -236,11 +240,11 @@ class RegistryStore:
 
     def names(self) -> list[str]:
         """Registries that have a live version."""
-        found = set()
-        for key in self.redis.scan_iter(match="reg:*:current", count=1000):
-            text = key.decode() if isinstance(key, bytes) else key
-            found.add(text.split(":")[1])
-        return sorted(found)
+        known = sorted(n.decode() if isinstance(n, bytes) else n for n in self.redis.smembers(KEY_INDEX))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in known:
+            pipe.exists(key_current(name))
+        return [name for name, live in zip(known, pipe.execute() if known else [], strict=True) if live]
 
     def fetch_live(self, name: str) -> tuple[RegistryVersion, BitMap64]:
         """The live version and a private copy of its bitmap, read now and not cached (for importers,
