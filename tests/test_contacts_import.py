@@ -505,3 +505,43 @@ def test_a_killed_work_horse_is_reconciled_by_the_status_poller(redis_url: str, 
     status = reconcile_import(redis_client, T, ticket.import_id)
     assert (status["status"], status["error_code"]) == ("failed", "abandoned")
     assert not [k for k in tenant_keys(redis_client) if ":staging:" in k or ":contact:" in k]
+
+
+def test_erasure_request_removes_every_trace_of_the_contact_but_not_the_facts(redis_client: redis.Redis,
+                                                                               tmp_path: Path) -> None:
+    from dialer.contacts.store import erase_phone
+
+    text = ("nom,mobile,fixe,consent_given_at\nA,06 12 34 56 78,01 45 67 89 01,2024-01-01\n"
+            "B,06 12 34 56 79,,\n")
+    status = run(redis_client, write(tmp_path / "g.csv", text), campaign="spring")
+    before = tenant_keys(redis_client)
+    assert erase_phone(redis_client, T, "+33145678901") == [f"{status['id']}-2"]  # by its second number
+    gone = before - tenant_keys(redis_client)
+    assert gone == {f"t:{T}:contact:{status['id']}-2", f"t:{T}:phone:+33612345678", f"t:{T}:phone:+33145678901"}
+    assert sorted(list_member_ids(redis_client, T, "leads")) == [f"{status['id']}-3"]
+    assert redis_client.smembers(Keys(T).campaign_contacts("spring")) == {f"{status['id']}-3".encode()}
+    assert redis_client.smembers(Keys(T).list_phones("leads")) == {b"+33612345679"}
+    assert redis_client.hget(Keys(T).list("leads"), "contacts") == b"1"
+    assert len(FactStore(redis_client).consents(T, "+33612345678")) == 1  # evidence stays
+    assert erase_phone(redis_client, T, "+33145678901") == []
+
+
+def test_concurrent_imports_into_one_list_never_duplicate_a_number(redis_url: str, redis_client: redis.Redis,
+                                                                   tmp_path: Path) -> None:
+    a = make_big(tmp_path / "a.csv", 20_000)  # numbers 0 .. 19,999
+    b = make_big(tmp_path / "b.csv", 20_000, start=10_000)  # numbers 10,000 .. 29,999: half shared
+    first = enqueue_import(redis_client, T, a, "shared", region="FR", helpers=0)
+    second = enqueue_import(redis_client, T, b, "shared", region="FR", helpers=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
+    workers = [subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
+                                cwd=ROOT, env=env) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(180) == 0
+    s1, s2 = (import_status(redis_client, T, t.import_id) for t in (first, second))
+    assert s1["status"] == s2["status"] == "committed"
+    assert s1["summary"]["contacts_added"] + s2["summary"]["contacts_added"] == 30_000
+    assert s1["summary"]["duplicates"] + s2["summary"]["duplicates"] == 10_000
+    assert redis_client.scard(Keys(T).list_members("shared")) == 30_000
+    assert redis_client.scard(Keys(T).list_phones("shared")) == 30_000
+    assert redis_client.hget(Keys(T).list("shared"), "contacts") == b"30000"
+    assert all(len(contacts_for_phone(redis_client, T, f"+336{i:08d}")) == 1 for i in range(0, 30_000, 997))

@@ -289,3 +289,24 @@ def test_fast_path_agrees_with_phonenumbers_parse() -> None:
         checked += 1
         fast_valid += isinstance(fast, Phone)
     assert checked == 6000 and fast_valid > 500
+
+
+def test_record_rules_cell_length_extra_cells_and_consent() -> None:
+    from dialer.contacts.rows import process_record
+
+    plan = plan_columns(["phone", "nom", "consent_given_at", "consent_written", "consent_purpose"], None)
+    long = process_record(["0612345678", "x" * 1001, "", "", ""], 5, 7, plan, "FR")
+    assert (long.rejected, long.errors[0].column, long.errors[0].row, long.errors[0].line) == \
+        ("cell_too_long", "nom", 5, 7)
+    extra = process_record(["0612345678", "a", "", "", "", "spill"], 6, 8, plan, "FR")
+    assert extra.rejected == "field_count"
+    trailing = process_record(["0612345678", "a", "", "", "", ""], 7, 9, plan, "FR")  # empty extra cells: fine
+    assert trailing.rejected is None
+    ok = process_record(["0612345678", "a", "31/05/2024", "oui", "survey"], 8, 10, plan, "FR")
+    assert ok.consent is not None and ok.consent["written"] is True and ok.consent["purpose"] == "survey"
+    assert ok.consent["given_at"] == "2024-05-31T00:00:00+00:00"
+    odd = process_record(["0612345678", "a", "2024-05-31", "maybe", ""], 9, 11, plan, "FR")
+    assert odd.consent is None and odd.errors[0].reason == "consent_bad_written"
+    newsletter = process_record(["0612345678", "a", "2024-05-31", "", "newsletter"], 10, 12, plan, "FR")
+    assert newsletter.consent is not None
+    assert [(e.reason, e.severity) for e in newsletter.errors] == [("consent_unknown_purpose", "warning")]

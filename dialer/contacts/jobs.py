@@ -4,11 +4,12 @@
     import_status(client, tenant, ticket.import_id)   # status, rows_done, rows_total, summary
 
 An import runs in one coordinator job (`import_list_job`, queue "imports") that splits the file into
-chunks (dialer.contacts.chunks), enqueues helper jobs (`import_chunk_job`) and works on chunks
-itself; any worker on any machine can take a chunk (the file path must be readable there). Chunks
-are leased: a chunk whose worker died is taken again once its lease expires. When every chunk is
-staged, the coordinator commits (dialer.contacts.store). If the coordinator dies after the commit
-point, `resume_imports` (run by `dialer worker` at start) finishes the commit.
+chunks (dialer.contacts.chunks) and stages them, helped by the helper jobs (`import_chunk_job`)
+enqueued behind it; any worker on any machine can take a chunk (the file path must be readable
+there). Chunks are leased: a chunk whose worker died is taken again once its lease expires. When
+every chunk is staged, the coordinator commits (dialer.contacts.store). If the coordinator dies,
+`reconcile_import` (status pollers) or `resume_imports` (`dialer worker` at start) fails the import
+(before its commit point) or finishes the commit (after).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import redis
 from rq import get_current_job
 
 from dialer.contacts.chunks import Chunk, iter_records, plan_chunks
-from dialer.contacts.columns import ColumnPlan, Mapping, parse_mapping, plan_columns
+from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
 from dialer.contacts.rows import RowError, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
@@ -268,7 +269,8 @@ class Importer:
             self.progress(done_i, total_i)
 
     def fail(self, code: str, message: str) -> None:
-        self._cleanup_staging()
+        if self.field("format") is not None:  # planned: chunks may have been staged
+            self._cleanup_staging()
         self._set(status="failed", error_code=code, error=message, finished_at=_now().isoformat())
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
@@ -291,8 +293,6 @@ class Importer:
     def _load_plan(self, params: dict[str, str]) -> tuple[FileFormat, ColumnPlan]:
         fmt = FileFormat(**json.loads(params["format"]))
         plan_doc = json.loads(params["columns"])
-        from dialer.contacts.columns import Column
-
         plan = ColumnPlan(plan_doc["has_header"], plan_doc["width"],
                           tuple(Column(**c) for c in plan_doc["columns"]), tuple(plan_doc["dropped"]))
         return fmt, plan
@@ -313,7 +313,7 @@ class Importer:
                        "columns": [{"index": c.index, "name": c.name, "field": c.field} for c in plan.columns]}
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.status, mapping={
-            "format": json.dumps(fmt.__dict__), "columns": json.dumps(columns_doc), "rows_total": total,
+            "format": json.dumps(dataclasses.asdict(fmt)), "columns": json.dumps(columns_doc), "rows_total": total,
             "rows_done": 0, "chunks": len(chunks), "heartbeat": time.time(),
         })
         pipe.delete(self.keys.todo, self.keys.claims, self.keys.done)
@@ -415,7 +415,7 @@ class Importer:
         consents: list[str] = []
         seen_args: list[Any] = []
         pending_rows = 0
-        list_id, import_id = params["list"], self.import_id
+        list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
 
         def flush() -> None:
             nonlocal pending_rows
@@ -481,7 +481,8 @@ class Importer:
                     main = result.phones[0][1]
                     contact = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
                     contact.update({
-                        "id": cid, "list": list_id, "import": import_id, "row": record.row, "phone": main.e164,
+                        "id": cid, "list": list_id, "campaign": campaign, "import": import_id, "row": record.row,
+                        "phone": main.e164,
                         "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
                         "phone_subdivision": main.subdivision or "",
                         "phones": json.dumps(phones, separators=(",", ":")),
@@ -623,12 +624,7 @@ def consent_record(doc: dict[str, Any], import_id: str) -> Consent:
     )
 
 
-def staged_key_count(client: redis.Redis, tenant: str, import_id: str) -> int:
-    """Keys under the import's staging prefix (tests and diagnostics)."""
-    return sum(1 for _ in client.scan_iter(match=f"{Keys(tenant, import_id).stg}*", count=1000))
-
-
 __all__ = [
     "ImportStopped", "ImportTicket", "create_import", "enqueue_import", "import_chunk_job", "import_list_job",
-    "reconcile_import", "resume_imports", "run_import_inline", "staged_key_count",
+    "reconcile_import", "resume_imports", "run_import_inline",
 ]

@@ -7,7 +7,7 @@ from typing import Any, TextIO
 import redis
 
 from dialer.contacts.csvsafe import SafeWriter
-from dialer.contacts.store import import_status, iter_errors
+from dialer.contacts.store import iter_errors
 
 COLUMNS = ("row", "line", "column", "value", "reason", "severity", "message")
 
@@ -64,4 +64,4 @@ def summary_text(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COLUMNS", "import_status", "message_of", "summary_text", "write_error_report"]
+__all__ = ["COLUMNS", "message_of", "summary_text", "write_error_report"]

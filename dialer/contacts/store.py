@@ -287,6 +287,32 @@ return item
 """
 
 
+# ARGV: tenant prefix, contact id. Removes one contact and every index entry pointing at it, atomically.
+# Facts about the person (consents, opt-outs, attempts: dialer/facts.py) are not touched: an opt-out
+# must outlive the contact.
+ERASE = """
+local prefix, cid = ARGV[1], ARGV[2]
+local key = prefix .. 'contact:' .. cid
+if redis.call('EXISTS', key) == 0 then return 0 end
+local list = redis.call('HGET', key, 'list') or ''
+local campaign = redis.call('HGET', key, 'campaign') or ''
+local phones = cjson.decode(redis.call('HGET', key, 'phones') or '[]')
+for _, p in ipairs(phones) do
+  redis.call('SREM', prefix .. 'phone:' .. p.e, cid)
+  if list ~= '' then redis.call('SREM', prefix .. 'list:' .. list .. ':phones', p.e) end
+  if campaign ~= '' then redis.call('SREM', prefix .. 'campaign:' .. campaign .. ':phones', p.e) end
+end
+if list ~= '' then
+  if redis.call('SREM', prefix .. 'list:' .. list .. ':members', cid) == 1 then
+    redis.call('HINCRBY', prefix .. 'list:' .. list, 'contacts', -1)
+  end
+end
+if campaign ~= '' then redis.call('SREM', prefix .. 'campaign:' .. campaign .. ':contacts', cid) end
+redis.call('DEL', key)
+return 1
+"""
+
+
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.seen_min = client.register_script(SEEN_MIN)
@@ -295,6 +321,7 @@ class Scripts:
         self.lock_all = client.register_script(LOCK_ALL)
         self.unlock_all = client.register_script(UNLOCK_ALL)
         self.claim = client.register_script(CLAIM)
+        self.erase = client.register_script(ERASE)
 
 
 # ---- readers (the gateway, the pacing engine, data-subject requests) ----
@@ -313,7 +340,7 @@ def import_status(client: redis.Redis, tenant: str, import_id: str) -> dict[str,
     for name in ("format", "columns"):
         if name in status:
             status[name] = json.loads(status[name])
-    for name in ("mapping", "commit_token", "heartbeat"):
+    for name in ("mapping", "commit_token", "heartbeat", "path"):  # internals (path: a server directory)
         status.pop(name, None)
     return status
 
@@ -339,6 +366,18 @@ def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, 
 def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
     """Contact ids holding this number (for access and erasure requests)."""
     return sorted(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))
+
+
+def erase_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+    """Erasure request: delete every contact holding this number (all its numbers and fields, its list
+    and campaign memberships). Returns the ids erased. Consents, opt-outs and attempt history in
+    dialer/facts.py stay: they are evidence, and an opt-out must keep working after the erasure."""
+    scripts = Scripts(client)
+    erased = []
+    for cid in contacts_for_phone(client, tenant, e164):
+        if scripts.erase(args=[tenant_prefix(tenant), cid]):
+            erased.append(cid)
+    return erased
 
 
 def list_member_ids(client: redis.Redis, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
