@@ -94,3 +94,22 @@ async def uploaded_registry(gateway: Gateway, tenant: str, name: str = "bloctel"
     resp = await gateway.client.post(f"/v1/registries/{name}/imports", data=form, headers=gateway.auth(tenant))
     assert resp.status == 202, await resp.text()
     return (await resp.json())["id"]
+
+
+async def audit_events(gateway: Gateway, tenant: str) -> list[dict[str, Any]]:
+    """The gateway's events in the tenant's audit chain, oldest first: {kind, action, actor, token, **details}."""
+    import asyncio
+
+    import redis as redis_lib
+
+    from dialer.audit import AuditLog
+
+    def read() -> list[dict[str, Any]]:
+        client = redis_lib.Redis.from_url(gateway.redis_url)
+        try:
+            return [{"kind": e.kind, "actor": e.actor, **e.payload} for e in AuditLog(client).entries(tenant)
+                    if "action" in e.payload]
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(read)
