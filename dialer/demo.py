@@ -57,6 +57,10 @@ REGISTRIES = ("bloctel", "us_dnc", "dncl", "tps", "ctps")
 SANDBOX_USER, SANDBOX_SECRET = "dialer", "dialer-secret"
 
 
+class DemoError(Exception):
+    """A step of the start-up failed, or a bad option: one line for people."""
+
+
 @dataclass(frozen=True)
 class Region:
     """Where sample contacts live: how to make their numbers, their address, and the registry of their country."""
@@ -137,21 +141,25 @@ def open_regions(at: datetime, packs: Any, regions: tuple[Region, ...] = REGION_
     return found
 
 
-def choose_clock(now: datetime, packs: Any, setting: str = "auto") -> tuple[datetime | None, list[Region]]:
+def choose_clock(now: datetime, packs: Any, setting: str = "auto",
+                 candidates: tuple[Region, ...] = REGION_TABLE) -> tuple[datetime | None, list[Region]]:
     """(simulated start or None for the real clock, regions open at that instant). `auto` keeps the real clock
     when a region is open now, else searches the next 8 days in 15-minute steps."""
     if setting not in ("auto", "real"):
-        start = datetime.fromisoformat(setting)
+        try:
+            start = datetime.fromisoformat(setting)
+        except ValueError:
+            raise DemoError(f"--clock {setting!r}: expected auto, real or an ISO 8601 instant") from None
         if start.tzinfo is None:
-            raise ValueError("--clock: the instant needs a time zone offset (e.g. 2026-03-03T10:00:00+01:00)")
-        return start, open_regions(start, packs)
-    regions = open_regions(now, packs)
+            raise DemoError("--clock: the instant needs a time zone offset (e.g. 2026-03-03T10:00:00+01:00)")
+        return start, open_regions(start, packs, candidates)
+    regions = open_regions(now, packs, candidates)
     if regions or setting == "real":
         return None, regions
     at = now.replace(second=0, microsecond=0)
     for _ in range(8 * 24 * 4):
         at += timedelta(minutes=15)
-        regions = open_regions(at, packs)
+        regions = open_regions(at, packs, candidates)
         if regions:
             return at, regions
     return None, []
@@ -212,10 +220,6 @@ def sample_data(regions: list[Region], count: int, at: datetime, seed: int) -> S
 
 
 # ---- the stack ------------------------------------------------------------------------------------------
-
-class DemoError(Exception):
-    """A step of the start-up failed: one line for people."""
-
 
 class DemoStack:
     def __init__(self, options: DemoOptions, out: TextIO = sys.stdout) -> None:
