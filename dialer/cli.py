@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.lists",
     "dialer.commands.worker",
     "dialer.commands.simulate",
+    "dialer.commands.run",
     "dialer.commands.demo",
 )
 

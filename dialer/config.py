@@ -42,6 +42,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
     Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
     Setting("worker.queues", str, "imports,registry,exports,retention", "DIALER_WORKER_QUEUES", "RQ queues"),
+    Setting("runtime.dial_template", str, "PJSIP/{number}@trunk", "DIALER_RUNTIME_DIAL_TEMPLATE",
+            "Originate Channel; {number} is the E.164 number, {digits} the same without +"),
+    Setting("runtime.trunk_channels", int, 0, "DIALER_RUNTIME_TRUNK_CHANNELS",
+            "channel limit of each server's trunk (0: no limit)"),
+    Setting("runtime.calls_per_second", float, 0.0, "DIALER_RUNTIME_CALLS_PER_SECOND",
+            "Originates per second per server (0: no limit)"),
+    Setting("runtime.ring_timeout", int, 30, "DIALER_RUNTIME_RING_TIMEOUT", "seconds a call rings (>= 15)"),
+    Setting("runtime.unknown_cooloff_minutes", int, 60, "DIALER_RUNTIME_UNKNOWN_COOLOFF",
+            "wait before retrying a call whose outcome is unknown (a campaign's retry_rules.unknown wins)"),
+    Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
+            "a dead process's claims and campaigns are taken over after this long"),
+    Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -110,6 +122,12 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
     if values["gateway.max_upload_mb"] <= 0:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
+    if values["runtime.ring_timeout"] < 15:
+        raise ConfigError("setting runtime.ring_timeout: a call rings at least 15 seconds")
+    if values["runtime.lease_seconds"] < 2:
+        raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
+    if "{number}" not in values["runtime.dial_template"] and "{digits}" not in values["runtime.dial_template"]:
+        raise ConfigError("setting runtime.dial_template: must contain {number} or {digits}")
     packs = values["rules.packs_dir"]
     if packs and not Path(packs).is_dir():
         raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")

@@ -1,0 +1,769 @@
+"""The campaign runtime: one asyncio loop per process that dials every running campaign it holds.
+
+Each tick, for each campaign whose lease this process holds (one pacer per campaign at a time; any process may
+take a campaign over when its holder stops renewing):
+  1. lifecycle: scheduled -> running when starts_at has passed; stopping -> completed once nothing is in flight;
+     running -> completed once every contact is final;
+  2. recovery: claims whose lease expired (a dead process's) are taken over and resolved (see _resolve);
+  3. pacing: agents (AMI queue state) and calls in flight -> dialer.pacing.decide -> n calls, within the trunk
+     channel limit and calls per second of the servers;
+  4. claim n contacts (Lua; owner + lease), skip those outside the campaign's own schedule, then the gate's
+     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates;
+  5. Originate the reserved calls through AMIPool; denials go back to the queue for next_allowed_at or leave it.
+Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit), abandons are counted (24 h and
+30 days), live stats are updated, and the contact is retried per the campaign's rules or finalized.
+
+The clock is injected (`clock() -> aware datetime`): legal windows and retry times follow it; leases and
+heartbeats use the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from dialer.ami.calls import Outcome
+from dialer.ami.client import AMIError, NotConnected
+from dialer.ami.optouts import OptOutRecorder
+from dialer.ami.originate import OriginateRequest, dial_string
+from dialer.ami.pool import AMIPool
+from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaign
+from dialer.config import AsteriskServer, Config
+from dialer.facts import FactStore, attempt_from_json, person_key
+from dialer.gate import Gate, Request, Reservation, call_index_key
+from dialer.livestats import queue_denial, queue_disposition, queue_gauges
+from dialer.pacing import CampaignEstimators, RecentOriginates, RedisAbandonCounter, decide, window_for
+from dialer.runtime.agents import AgentBoard
+from dialer.runtime.loader import load_campaign
+from dialer.runtime.policy import (
+    GATE_OUTCOME,
+    RetryPolicy,
+    Step,
+    after_denial,
+    pacing_policy,
+    schedule_opens_at,
+    windows_from_config,
+)
+from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from rules import geo
+from rules.model import Contact
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+ACTOR = "engine"
+GATE_TO_DISPOSITION = {"failed": "failed", "refused": "busy", "reserved": "unknown"}
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def offset_clock(start: datetime, speed: float = 1.0) -> Clock:
+    """A clock that starts at `start` and advances `speed` times as fast as the wall clock (a testing and demo
+    aid: run a French campaign at a Paris weekday 10:00 whatever the real time)."""
+    if start.tzinfo is None:
+        raise ValueError("the clock start needs a time zone offset")
+    origin = time.monotonic()
+
+    def now() -> datetime:
+        return start + timedelta(seconds=(time.monotonic() - origin) * speed)
+
+    return now
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    dial_template: str = "PJSIP/{number}@trunk"
+    trunk_channels: int = 0  # per server; 0: no limit
+    calls_per_second: float = 0.0  # per server; 0: no limit
+    ring_timeout: int = 30
+    unknown_cooloff: timedelta = timedelta(minutes=60)
+    lease_seconds: float = 20.0
+    ai_sessions: int = 2
+    tick_seconds: float = 0.1
+    agent_poll_seconds: float = 1.0
+    stats_seconds: float = 1.0
+    recover_seconds: float = 1.0
+    reload_seconds: float = 60.0
+    campaigns_seconds: float = 0.5
+    drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
+    max_batch: int = 256  # contacts claimed and decided per campaign per tick
+    tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> RuntimeSettings:
+        values = dict(
+            dial_template=config["runtime.dial_template"], trunk_channels=config["runtime.trunk_channels"],
+            calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
+            unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
+            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"])
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.5, self.lease_seconds / 4)
+
+
+def process_key(process_id: str) -> str:
+    return f"dialer:runtime:process:{process_id}"
+
+
+def campaign_lease_key(tenant: str, campaign: str) -> str:
+    return f"t:{tenant}:campaign:{campaign}:runtime:lease"
+
+
+# Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
+_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+_UNLEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Flight:
+    """A call this process placed (or took over) and waits on."""
+
+    claim: Claim
+    tenant: str
+    campaign: str
+    server: str
+    sent_wall: float
+    connected: bool = False
+
+
+@dataclass
+class CampaignRunner:
+    """What this process keeps about one campaign it holds."""
+
+    tenant: str
+    campaign: str
+    queue: ContactQueue
+    estimators: CampaignEstimators
+    stored: StoredCampaign
+    claims: dict[str, Claim] = field(default_factory=dict)  # contact id -> held claim (claimed, not settled)
+    loaded_at: float = -1e18
+    recovered_at: float = -1e18
+    stats_at: float = -1e18
+    last_reason: str = ""
+    countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
+    prefixes: set[str] = field(default_factory=set)
+    held: bool = False
+    completed: bool = False
+
+
+class Engine:
+    def __init__(self, client: redis.Redis, gate: Gate, servers: Sequence[AsteriskServer], *,
+                 settings: RuntimeSettings, clock: Clock = wall_clock, process_id: str | None = None,
+                 pool_options: dict[str, Any] | None = None) -> None:
+        self.redis = client
+        self.gate = gate
+        self.settings = settings
+        self.clock = clock
+        self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.facts = FactStore(client)
+        self.campaigns = CampaignStore(client)
+        self.optouts = OptOutRecorder.for_fact_store(self.facts)
+        self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
+                            events="system,call,agent,user", **(pool_options or {}))
+        self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.flights: dict[str, Flight] = {}
+        self.runners: dict[tuple[str, str], CampaignRunner] = {}
+        self.originates: dict[str, RecentOriginates] = {name: RecentOriginates() for name in self.pool.clients}
+        self.minute: list[float] = []  # wall times of originates in the last minute (calls per minute gauge)
+        self.placed = 0
+        self._rr = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._settling: set[asyncio.Task] = set()
+        self._lease = client.register_script(_LEASE)
+        self._unlease = client.register_script(_UNLEASE)
+        self._abandons: dict[str, RedisAbandonCounter] = {}
+        self._active: list[StoredCampaign] = []
+        self._active_at = -1e18
+        self._stopping = False
+        self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
+        for name, amiclient in self.pool.clients.items():
+            amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds),
+        give the campaigns back and close."""
+        await self.pool.start()
+        await asyncio.to_thread(self._heartbeat)
+        loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+        log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
+        try:
+            while not stop_event.is_set():
+                try:
+                    await self.tick()
+                except redis.RedisError as exc:
+                    log.error("runtime tick: Redis unavailable (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                except Exception:  # a bug must not stop every campaign of the process: log it, go on
+                    log.exception("runtime tick failed; retrying")
+                    await asyncio.sleep(1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
+        finally:
+            self._stopping = True
+            await self._drain()
+            for loop in loops:
+                loop.cancel()
+            for loop in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+            await self.pool.close()
+            await asyncio.to_thread(self._give_back)
+            log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.settings.drain_seconds
+        while (self.flights or self._tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._settling:
+            await asyncio.wait(list(self._settling), timeout=5.0)
+        if self.flights:
+            log.warning("runtime %s: %d calls still in flight at shutdown; their claims expire and another process "
+                        "resolves them", self.id, len(self.flights))
+
+    def _give_back(self) -> None:
+        for runner in self.runners.values():
+            if runner.held:
+                self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign)], args=[self.id])
+        self.redis.delete(process_key(self.id))
+
+    # --- the tick ------------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        mono = time.monotonic()
+        if mono - self._active_at >= self.settings.campaigns_seconds:
+            self._active = await asyncio.to_thread(self._active_campaigns)
+            self._active_at = mono
+            await asyncio.to_thread(self._hold_leases)
+        for stored in self._active:
+            runner = self.runners.get((stored.tenant, stored.id))
+            if runner is None or not runner.held or runner.completed:
+                continue
+            runner.stored = stored
+            await self._tick_campaign(runner)
+
+    def _tenants(self) -> list[str]:
+        if self.settings.tenants:
+            return list(self.settings.tenants)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers("tenants"))
+
+    def _active_campaigns(self) -> list[StoredCampaign]:
+        found = []
+        for tenant in self._tenants():
+            found += [c for c in self.campaigns.list(tenant) if c.status in ACTIVE]
+        return found
+
+    def _hold_leases(self) -> None:
+        ms = int(self.settings.lease_seconds * 1000)
+        for stored in self._active:
+            key = (stored.tenant, stored.id)
+            held = bool(self._lease(keys=[campaign_lease_key(*key)], args=[self.id, ms]))
+            runner = self.runners.get(key)
+            if runner is None and held:
+                runner = self.runners[key] = CampaignRunner(
+                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id),
+                    CampaignEstimators(ring_timeout=self.settings.ring_timeout), stored)
+                log.info("runtime %s: now pacing campaign %s/%s", self.id, stored.tenant, stored.id)
+            if runner is not None:
+                if runner.held and not held:
+                    log.warning("runtime %s: lost campaign %s/%s to another process", self.id, *key)
+                runner.held = held
+
+    async def _tick_campaign(self, r: CampaignRunner) -> None:
+        now = self.clock()
+        ts = now.timestamp()
+        mono = time.monotonic()
+        status = r.stored.status
+        if status == "scheduled":
+            starts = r.stored.config.get("starts_at")
+            if starts and datetime.fromisoformat(starts.replace("Z", "+00:00")) <= now:
+                await asyncio.to_thread(self._move, r, "activate", now)
+            return
+        if mono - r.loaded_at >= self.settings.reload_seconds and status in ("running", "paused"):
+            totals = await asyncio.to_thread(load_campaign, self.redis, r.queue, r.stored.config.get("lists") or [],
+                                             at=ts)
+            r.loaded_at = mono
+            if totals["added"] or totals["duplicates"] or totals["no_number"]:
+                log.info("campaign %s/%s: queued %s", r.tenant, r.campaign, totals)
+        if mono - r.recovered_at >= self.settings.recover_seconds:
+            r.recovered_at = mono
+            taken = await asyncio.to_thread(
+                r.queue.take_over_expired, owner=self.id, now_wall=time.time(),
+                lease_until=time.time() + self.settings.lease_seconds)
+            if taken:
+                await self._resolve(r, taken)
+        if status == "running" and not self._stopping:
+            await self._dial(r, now)
+        if mono - r.stats_at >= self.settings.stats_seconds:
+            r.stats_at = mono
+            counts = await asyncio.to_thread(self._write_stats, r, now)
+            mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
+            idle = counts["inflight"] == 0 and not r.claims and not mine
+            exhausted = counts["ready"] == 0 and counts["waiting"] == 0
+            if idle and (status == "stopping" or (status == "running" and exhausted)):
+                await asyncio.to_thread(self._move, r, "complete", now)
+
+    def _move(self, r: CampaignRunner, action: str, now: datetime) -> None:
+        try:
+            r.stored = self.campaigns.control(r.tenant, r.campaign, action, by=ACTOR, at=now)
+        except (CampaignError, KeyError) as exc:
+            log.info("campaign %s/%s: %s not applied (%s)", r.tenant, r.campaign, action, exc)
+            return
+        log.info("campaign %s/%s: %s -> %s", r.tenant, r.campaign, action, r.stored.status)
+        if r.stored.status == "completed":
+            r.completed = True
+
+    # --- pacing and dialing ------------------------------------------------------------------------
+
+    def _servers_with_room(self, n: int) -> list[str]:
+        """n server names (round robin over connected servers) within each one's channel and cps budget."""
+        names = self.pool.connected()
+        if not names:
+            return []
+        room: dict[str, int] = {}
+        wall = time.time()
+        for name in names:
+            free = n
+            if self.settings.trunk_channels > 0:
+                in_use = sum(1 for f in self.flights.values() if f.server == name)
+                free = min(free, self.settings.trunk_channels - in_use)
+            if self.settings.calls_per_second > 0:
+                free = min(free, int(self.settings.calls_per_second) - self.originates[name].count(wall))
+            room[name] = max(0, free)
+        out: list[str] = []
+        while len(out) < n and any(room.values()):
+            name = names[self._rr % len(names)]
+            self._rr += 1
+            if room[name] > 0:
+                room[name] -= 1
+                out.append(name)
+        return out
+
+    def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
+        config = r.stored.config
+        policy = pacing_policy(config)
+        servers = set(self.pool.connected())
+        mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
+        ringing = [wall - f.sent_wall for f in mine if not f.connected]
+        abandons = self._abandon_counter(r.tenant)
+        # The longest window among the countries this campaign dials (US: 30 days; GB and others: 24 h).
+        window = max((window_for(c) for c in r.countries), default=window_for(""))
+        answers, abandoned = abandons.totals(r.campaign, self.clock().timestamp(), window)
+        limit = None
+        if self.settings.trunk_channels > 0:
+            limit = self.settings.trunk_channels * len(servers)
+        cps = self.settings.calls_per_second * len(servers) if self.settings.calls_per_second > 0 else None
+        if config.get("agent_kind") == "ai":
+            connected_ai = sum(1 for f in mine if f.connected)
+            free, busy = 0, ()
+            ai = max(0, self.settings.ai_sessions * len(servers) - connected_ai)
+        else:
+            view = self.board.view(str(config.get("queue") or ""), time.monotonic(), servers)
+            free, busy, ai = view.free, view.busy_elapsed, 0
+        state = r.estimators.state(
+            wall, free_agents=free, busy_elapsed=busy, ringing=ringing, abandons=abandoned, live_answers=answers,
+            trunk_channel_limit=limit, trunk_channels_in_use=len(self.flights), calls_per_second=cps,
+            ai_sessions_available=ai)
+        originated = sum(o.count(wall) for o in self.originates.values())
+        return policy, dataclasses.replace(state, originates_last_second=originated)
+
+    async def _dial(self, r: CampaignRunner, now: datetime) -> None:
+        wall = time.time()
+        policy, state = await asyncio.to_thread(self._pacing_state, r, wall)
+        decision = decide(policy, state)
+        if decision.reason != r.last_reason:
+            r.last_reason = decision.reason
+            log.info("campaign %s/%s pacing: %s (%s)", r.tenant, r.campaign, decision.reason, decision.limited_by)
+        n = min(decision.calls, self.settings.max_batch)
+        if n <= 0:
+            return
+        servers = self._servers_with_room(n)
+        if not servers:
+            return
+        call_ids = [uuid.uuid4().hex for _ in servers]
+        claims = await asyncio.to_thread(
+            r.queue.claim, len(servers), owner=self.id, now=now.timestamp(),
+            lease_until=time.time() + self.settings.lease_seconds, call_ids=call_ids, servers=servers)
+        if not claims:
+            return
+        for claim in claims:
+            r.claims[claim.contact.contact_id] = claim
+            if claim.contact.phone[:5] not in r.prefixes:  # the country of each number prefix, once
+                r.prefixes.add(claim.contact.phone[:5])
+                with contextlib.suppress(Exception):
+                    r.countries.add(geo.jurisdiction_for_number(claim.contact.phone)[0])
+        results = await asyncio.to_thread(self._reserve, r, claims)
+        for claim, result in zip(claims, results, strict=True):
+            if isinstance(result, Reservation):
+                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
+                self.flights[claim.call_id] = flight
+                self.originates[claim.server].record(flight.sent_wall)
+                r.estimators.on_originate(flight.sent_wall)
+                self.minute.append(flight.sent_wall)
+                task = asyncio.create_task(self._originate(r, flight))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _reserve(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
+        """Campaign schedule first (no gate decision for a contact the campaign itself would not call now), then
+        the gate for the others at the clock's now. Denied and out-of-schedule contacts are settled here."""
+        config = r.stored.config
+        windows = windows_from_config(config.get("schedule_windows"))
+        campaign = r.stored.gate_campaign()
+        now = self.clock()
+        results: list[Any] = [None] * len(claims)
+        asked: list[int] = []
+        for i, claim in enumerate(claims):
+            opens = schedule_opens_at(windows, claim.contact.zones, now)
+            if opens is not None:
+                self._settle(r, claim, Step("retry", "campaign_schedule", opens, count_attempt=False), now)
+                results[i] = "schedule"
+            else:
+                asked.append(i)
+        if asked:
+            requests = [Request(Contact(claims[i].contact.phone, claims[i].contact.country,
+                                        claims[i].contact.postal_code, claims[i].contact.state),
+                                campaign, claims[i].call_id, claims[i].contact.contact_id) for i in asked]
+            at = self.clock()  # read right before the atomic check-and-reserve
+            decided = self.gate.reserve_many(requests, at)
+            pipe = self.redis.pipeline(transaction=False)
+            for i, result in zip(asked, decided, strict=True):
+                results[i] = result
+                if not isinstance(result, Reservation):
+                    self._settle(r, claims[i], after_denial(result, at), at)
+                    for reason in result.reasons:
+                        queue_denial(pipe, r.tenant, r.campaign, reason.code)
+            pipe.execute()
+        return results
+
+    async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
+        claim = flight.claim
+        c = r.stored.config
+        if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
+            # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
+            # already have taken this claim over. Never dial on a claim we cannot vouch for.
+            self.flights.pop(claim.call_id, None)
+            log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
+            await asyncio.to_thread(self._not_placed, r, claim, "lease not renewed", self.clock(), False)
+            return
+        request = OriginateRequest(
+            call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
+            channel=dial_string(self.settings.dial_template, claim.contact.phone),
+            caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
+            agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
+            ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
+            recording_notice=bool(c.get("recording")), info_message=str(c.get("info_message") or ""),
+            amd=bool(c.get("amd", False)))
+        try:
+            result = await self.pool.originate(flight.server, request, timeout=10.0)
+        except (NotConnected, ValueError) as exc:
+            # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
+            self.flights.pop(claim.call_id, None)
+            now = self.clock()
+            await asyncio.to_thread(self._not_placed, r, claim, str(exc) or type(exc).__name__, now,
+                                    isinstance(exc, ValueError))
+            return
+        self.placed += 1
+        if result.status == "unconfirmed":
+            log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
+
+    def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool) -> None:
+        self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
+        if bad:
+            self._settle(r, claim, Step("final", "originate_invalid", count_attempt=False, detail=why), now)
+        else:
+            self._settle(r, claim, Step("retry", "server_unavailable", now + timedelta(seconds=1),
+                                        count_attempt=False), now)
+
+    def _settle(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime) -> bool:
+        ts = now.timestamp()
+        if step.action == "retry":
+            assert step.at is not None
+            done = r.queue.retry(claim, step.at.timestamp(), reason=step.reason, count_attempt=step.count_attempt,
+                                 at=ts)
+        elif step.action == "requeue":
+            done = r.queue.requeue(claim, reason=step.reason, at=ts)
+        else:
+            done = r.queue.finish(claim, reason=step.reason, at=ts, count_attempt=step.count_attempt,
+                                  detail=step.detail)
+        if not done:
+            log.warning("contact %s of %s/%s: claim no longer held by call %s (taken over?)",
+                        claim.contact.contact_id, r.tenant, r.campaign, claim.call_id)
+        current = r.claims.get(claim.contact.contact_id)
+        if current is not None and current.call_id == claim.call_id:
+            del r.claims[claim.contact.contact_id]
+        return done
+
+    # --- outcomes ------------------------------------------------------------------------------------
+
+    def _on_outcome(self, server: str, outcome: Outcome) -> Any:
+        flight = self.flights.pop(outcome.call_id, None)
+        if flight is None:
+            log.warning("outcome of call %s (%s) for no call of this process", outcome.call_id, outcome.disposition)
+            return None
+        r = self.runners.get((flight.tenant, flight.campaign))
+        if r is None:
+            return None
+        disposition = str(outcome.disposition)
+        live = outcome.answered_at is not None and disposition in ("answered", "abandoned", "opted_out")
+        wall = time.time()
+        if live:
+            r.estimators.on_live_answer(wall, max(0.0, (outcome.answered_at or wall) - flight.sent_wall))
+        else:
+            r.estimators.on_no_live_answer(wall, max(0.0, outcome.ended_at - flight.sent_wall))
+        task = asyncio.ensure_future(asyncio.to_thread(self._record_outcome, r, flight, outcome, live))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+        claim = flight.claim
+        disposition = str(outcome.disposition)
+        delay = 0.2
+        for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
+            try:
+                now = self.clock()
+                self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
+                                         e164=claim.contact.phone, actor=ACTOR)
+                if live:
+                    self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                           bool(outcome.abandoned))
+                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+                step = policy.after_call(disposition, claim.attempts + 1, now)
+                if step.action == "final":
+                    step = dataclasses.replace(step, detail=step.detail or disposition)
+                self._settle_final_disposition(r, claim, step, now, disposition)
+                pipe = self.redis.pipeline(transaction=False)
+                queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
+                pipe.execute()
+                return
+            except redis.RedisError as exc:
+                log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+        log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
+                     disposition)
+
+    def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
+                                  disposition: str) -> None:
+        if step.action == "final":
+            done = r.queue.finish(claim, reason=step.reason, at=now.timestamp(), count_attempt=True,
+                                  detail=step.detail, disposition=disposition)
+            current = r.claims.get(claim.contact.contact_id)
+            if current is not None and current.call_id == claim.call_id:
+                del r.claims[claim.contact.contact_id]
+            if not done:
+                log.warning("contact %s: claim of call %s no longer held", claim.contact.contact_id, claim.call_id)
+        else:
+            self._settle(r, claim, step, now)
+
+    def _abandon_counter(self, tenant: str) -> RedisAbandonCounter:
+        counter = self._abandons.get(tenant)
+        if counter is None:
+            counter = self._abandons[tenant] = RedisAbandonCounter(self.redis, tenant)
+        return counter
+
+    # --- agents --------------------------------------------------------------------------------------
+
+    def _member_feeder(self, server: str) -> Callable[[Any], None]:
+        def feed(message: Any) -> None:
+            self.board.on_event(server, message, time.monotonic())
+
+        return feed
+
+    def _on_handle_time(self, queue: str, seconds: float) -> None:
+        for r in self.runners.values():
+            if r.held and r.stored.config.get("queue") == queue:
+                r.estimators.on_agent_free(seconds)
+
+    async def _agent_loop(self) -> None:
+        while True:
+            queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
+                      if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
+            for name, client in self.pool.clients.items():
+                if not client.connected:
+                    self.board.forget_server(name)
+                    continue
+                for queue in queues:
+                    try:
+                        status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
+                        summary = await client.event_list("QueueSummary", {"Queue": queue}, timeout=5.0)
+                    except AMIError as exc:
+                        log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
+                        continue
+                    available = None
+                    for item in summary.events:
+                        if item.get("Queue") == queue and item.get("Available") is not None:
+                            available = int(item.get("Available") or 0)
+                    members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
+                    self.board.on_poll(name, queue, members, available, time.monotonic())
+            for flight in self.flights.values():  # connected: an agent (or AI session) took the call
+                attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
+                if attempt is not None and attempt.connected_at is not None:
+                    flight.connected = True
+            await asyncio.sleep(self.settings.agent_poll_seconds)
+
+    # --- heartbeats, leases, recovery -----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._heartbeat)
+            except redis.RedisError as exc:
+                log.error("runtime heartbeat: Redis unavailable (%s)", exc)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    def _heartbeat(self) -> None:
+        wall = time.time()
+        self._heartbeat_writes(wall)
+        self._renewed_at = wall
+
+    def _heartbeat_writes(self, wall: float) -> None:
+        lease_until = wall + self.settings.lease_seconds
+        self.redis.set(process_key(self.id), json.dumps({"at": wall, "placed": self.placed,
+                                                          "in_flight": len(self.flights)}),
+                       px=int(self.settings.lease_seconds * 1000))
+        held: dict[tuple[str, str], list[str]] = {}
+        for flight in list(self.flights.values()):
+            held.setdefault((flight.tenant, flight.campaign), []).append(flight.claim.contact.contact_id)
+        for key, r in list(self.runners.items()):
+            held.setdefault(key, []).extend(list(r.claims))
+        for (tenant, campaign), ids in held.items():
+            r = self.runners.get((tenant, campaign))
+            if r is not None and ids:
+                r.queue.renew(self.id, list(dict.fromkeys(ids)), lease_until)
+        self.minute = [t for t in self.minute if wall - t < 60]
+
+    async def _resolve(self, r: CampaignRunner, taken: list[TakenOver]) -> None:
+        """Claims of a process that died. Never reserved at the gate: back to ready. Outcome already recorded:
+        settle from it. Reserved without outcome: the call may be up, ask its server (CoreShowChannels): still up
+        -> keep tracking it here; gone -> outcome unknown (counted, cooled off)."""
+        ask: dict[str, list[Claim]] = {}
+        for t in taken:
+            claim = t.claim
+            r.claims[claim.contact.contact_id] = claim
+            if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                continue
+            log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
+                        t.previous_owner)
+            outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
+            now = self.clock()
+            if outcome == "not-reserved":
+                await asyncio.to_thread(self._settle, r, claim, Step("requeue", "recovered_not_reserved"), now)
+            elif outcome != "reserved":
+                disposition = GATE_TO_DISPOSITION.get(outcome, outcome)
+                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+                step = policy.after_call(disposition, claim.attempts + 1, now)
+                await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
+            else:
+                ask.setdefault(claim.server, []).append(claim)
+        connected = self.pool.connected()
+        for server in [s for s in ask if s not in self.pool.clients and connected]:
+            # Placed through a server this process does not know by that name (configured differently): look for
+            # the channel on one we know; if the call is not there it is treated as gone (unknown, cooled off).
+            ask.setdefault(connected[0], []).extend(ask.pop(server))
+        for server, claims in ask.items():
+            client = self.pool.clients.get(server)
+            tracker = self.pool.trackers.get(server)
+            if client is None or tracker is None or not client.connected:
+                log.warning("calls of server %s cannot be resolved now (not connected); retrying", server or "?")
+                for claim in claims:  # not renewed: the lease expires again and a later pass retries
+                    r.claims.pop(claim.contact.contact_id, None)
+                continue
+            wall = time.time()
+            for claim in claims:
+                tracker.register(claim.call_id, r.campaign, r.tenant, claim.contact.phone,
+                                 wall - self.settings.lease_seconds, ring_timeout=self.settings.ring_timeout)
+                self.flights[claim.call_id] = Flight(claim, r.tenant, r.campaign, server,
+                                                     wall - self.settings.lease_seconds)
+            try:
+                listing = await client.event_list("CoreShowChannels", timeout=10.0)
+            except AMIError as exc:
+                log.warning("AMI %s: reconciliation failed (%s); the sweep settles these calls", server, exc)
+                continue
+            outcomes = tracker.reconcile(listing.events, time.time(), min_age=2.0)
+            for outcome in outcomes:
+                self._on_outcome(server, outcome)
+            alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+                        server, len(claims), len(alive), len(claims) - len(alive))
+
+    def _recorded_outcome(self, tenant: str, claim: Claim) -> str:
+        """not-reserved, reserved (no outcome yet) or the outcome the gate recorded for this call."""
+        raw = self.redis.hget(person_key(tenant, claim.contact.phone, "att"), claim.call_id)
+        if raw is None:
+            # The attempt is gone: never reserved (or released). The call index says whether it ever was.
+            return "reserved" if self.redis.exists(call_index_key(tenant, claim.call_id)) else "not-reserved"
+        return attempt_from_json(raw).outcome
+
+    # --- live stats ----------------------------------------------------------------------------------
+
+    def _write_stats(self, r: CampaignRunner, now: datetime) -> dict[str, int]:
+        counts = r.queue.counts(now.timestamp())
+        mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
+        connected = sum(1 for f in mine if f.connected)
+        view = self.board.view(str(r.stored.config.get("queue") or ""), time.monotonic())
+        stats = self._abandon_counter(r.tenant).stats(r.campaign, now.timestamp())
+        gauges = {"dialing": len(mine) - connected, "ringing": len(mine) - connected, "connected": connected,
+                  "agents_free": view.free, "agents_busy": len(view.busy_elapsed),
+                  "calls_per_minute": len(self.minute), "queue_depth": counts["ready"] + counts["due"],
+                  "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
+        pipe = self.redis.pipeline(transaction=False)
+        queue_gauges(pipe, r.tenant, r.campaign, gauges, now)
+        pipe.execute()
+        return counts
+
+
+def build_gate(client: redis.Redis, config: Config) -> Gate:
+    """The production gate: packs from the settings, registries from Redis, audit keyed by the secret key."""
+    from dialer.registry.store import RegistryStore
+    from rules import load_packs
+
+    packs = load_packs(config["rules.packs_dir"] or None)
+    return Gate(client, packs, RegistryStore(client), secret_key=config["security.secret_key"], actor=ACTOR)
+
+
+async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock = wall_clock,
+                     servers: Sequence[AsteriskServer] | None = None, settings: RuntimeSettings | None = None,
+                     process_id: str | None = None, ready: asyncio.Event | None = None) -> Engine:
+    """Run the engine until stop_event is set (clean shutdown). `servers` defaults to the config's [[asterisk]]
+    tables; `settings` to the config's runtime.* values. Returns the stopped engine (figures: .placed)."""
+    client = redis.Redis.from_url(config.redis_url)
+    try:
+        gate = build_gate(client, config)
+        engine = Engine(client, gate, servers if servers is not None else config.asterisk,
+                        settings=settings or RuntimeSettings.from_config(config), clock=clock, process_id=process_id)
+        if ready is not None:
+            ready.set()
+        await engine.run(stop_event)
+        return engine
+    finally:
+        client.close()

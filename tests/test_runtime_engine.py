@@ -1,0 +1,195 @@
+"""The campaign runtime end to end: real redis-server, the real gate and packs, the sandbox PBX over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+from dialer.campaigns import CampaignStore
+from dialer.config import AsteriskServer
+from dialer.facts import FactStore
+from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
+from dialer.runtime.queues import ContactQueue
+from dialer.runtime.report import campaign_summary
+from dialer.sandbox.server import SandboxServer
+from dialer.sandbox.settings import SandboxSettings
+from tests.runtime_support import AT, BLOCTEL, OriginateObserver, engine_config, eventually, numbers, setup_campaign
+
+SETTINGS = RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
+                           agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)
+RETRIES = {"busy": 1, "no_answer": 1, "congestion": 1, "machine": 1, "abandoned": 1}
+# The sandbox's last-digit callees: 2 busy, 3 no answer, 4 congestion, 7 opts out (during the recording notice);
+# others answer (8 is a machine, but without AMD the campaign cannot tell: answered).
+EXPECTED = {"2": ("max_attempts", 2), "3": ("max_attempts", 2), "4": ("max_attempts", 2), "7": ("opted_out", 1)}
+
+
+async def start_pbx(**overrides) -> SandboxServer:
+    settings = SandboxSettings(port=0, time_scale=0.02, seed=11, queues={"dialer": 3}).with_overrides(**overrides)
+    server = SandboxServer(settings)
+    await server.start()
+    return server
+
+
+def sandbox(server: SandboxServer) -> AsteriskServer:
+    return AsteriskServer("sbx", "127.0.0.1", server.port, "dialer", "dialer-secret", "md5")
+
+
+async def run_until_completed(redis_url, client, tenant, campaign, pbx, clock, settings=SETTINGS, timeout=90.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=clock,
+                                          servers=[sandbox(pbx)], settings=settings, process_id="p1"))
+    store = CampaignStore(client)
+    try:
+        await eventually(lambda: task.done() or store.get(tenant, campaign).status == "completed", timeout=timeout)
+    finally:
+        stop.set()
+        engine = await task
+    return engine
+
+
+async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path):
+    phones = [*numbers(30), BLOCTEL[0]]
+    campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
+                              recording=True)
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(AT, 60.0))
+            await asyncio.sleep(0.3)
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = queue.final_states()
+    assert len(finals) == len(phones)  # every contact left the queue with a reason
+    assert queue.counts()["inflight"] == 0 and queue.counts()["ready"] == 0 and queue.counts()["waiting"] == 0
+    by_phone = {queue_phone(queue, cid): f for cid, f in finals.items()}
+    blocked = by_phone.pop(BLOCTEL[0])
+    assert blocked["reason"] == "gate_denied" and "NATIONAL_REGISTRY" in blocked["detail"]
+    assert observer.by_number[BLOCTEL[0]] == 0
+    for phone, final in by_phone.items():
+        reason, calls = EXPECTED.get(phone[-1], ("answered", 1))
+        assert (final["reason"], final["attempts"]) == (reason, calls), (phone, final)
+        assert observer.by_number[phone] == calls, phone  # originated exactly as often as the retry rules allow
+    assert sum(observer.by_number.values()) == sum(f["attempts"] for f in by_phone.values())
+    assert all(n == 1 for n in observer.call_ids.values())  # no call id sent twice
+    optout = FactStore(redis_client).optout("acme", numbers(30)[7])
+    assert optout is not None and optout.source == "keypress"
+    summary = campaign_summary(redis_client, "acme", campaign, AT)
+    assert summary["queue"]["final"] == len(phones) and summary["attempts"] == sum(observer.by_number.values())
+    # 30 numbers ending 0-9 three times: 2, 3, 4 -> max_attempts (9), 7 -> opted_out (3), others answered (18)
+    assert summary["final_reasons"] == {"answered": 18, "gate_denied": 1, "max_attempts": 9, "opted_out": 3}
+    answers = summary["abandons"]["answers_24h"]
+    assert answers == 18 + 3 and summary["abandons"]["abandons_24h"] == 0  # live answers incl. opt-outs
+    history = CampaignStore(redis_client).history("acme", campaign)
+    assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
+
+
+def queue_phone(queue: ContactQueue, contact_id: str) -> str:
+    return json.loads(queue.redis.hget(queue.keys["data"], contact_id))["phone"]
+
+
+def engine_task(redis_url, pbx, clock, settings=SETTINGS, process_id="p1"):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=clock,
+                                          servers=[sandbox(pbx)], settings=settings, process_id=process_id))
+    return stop, task
+
+
+async def test_a_number_opted_out_while_queued_is_never_dialed(redis_url, redis_client, tmp_path):
+    phones = numbers(24, base="+331456710")
+    phones = [p for p in phones if p[-1] not in "2347"]  # callees that answer: each call holds the only agent
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    facts = FactStore(redis_client)
+    clock = offset_clock(AT, 1.0)
+    pbx = await start_pbx(queues={"dialer": 1})
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, clock)
+            await eventually(lambda: sum(observer.by_number.values()) >= 2, timeout=30)
+            allowed = {}
+            for phone in phones[len(phones) // 2:]:  # still queued: one agent dials one at a time
+                before = set(facts.attempts("acme", phone))
+                facts.add_optout("acme", phone, at=clock(), source="api")
+                allowed[phone] = len(facts.attempts("acme", phone))  # reservations that won the race, if any
+                assert len(before) <= allowed[phone]
+            await eventually(lambda: task.done() or CampaignStore(redis_client).get("acme", campaign).status
+                             == "completed", timeout=60)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    never = [p for p, n in allowed.items() if n == 0]
+    assert len(never) >= 3  # most were still queued (calls reserved before the opt-out may still be placed)
+    for phone in never:
+        assert observer.by_number[phone] == 0, phone
+        assert finals[phone]["reason"] == "gate_denied" and "COMPANY_DNC" in finals[phone]["detail"]
+    for phone, n in allowed.items():
+        assert observer.by_number[phone] <= n
+
+
+async def test_stop_lets_calls_in_flight_finish_then_completes(redis_url, redis_client, tmp_path):
+    phones = [p for p in numbers(30, base="+331456720") if p[-1] not in "2347"]
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx(queues={"dialer": 2})
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0))
+            await eventually(lambda: sum(observer.by_number.values()) >= 3, timeout=30)
+            store.control("acme", campaign, "pause", by="supervisor", at=AT)
+            await asyncio.sleep(1.0)
+            paused_at = sum(observer.by_number.values())
+            await asyncio.sleep(1.0)
+            assert sum(observer.by_number.values()) == paused_at  # paused: nothing new is dialed
+            store.control("acme", campaign, "resume", by="supervisor", at=AT)
+            await eventually(lambda: sum(observer.by_number.values()) >= paused_at + 2, timeout=30)
+            store.control("acme", campaign, "stop", by="supervisor", at=AT)
+            await eventually(lambda: store.get("acme", campaign).status == "completed", timeout=30)
+            dialed = sum(observer.by_number.values())
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    counts = queue.counts()
+    assert counts["inflight"] == 0 and counts["final"] == dialed  # every placed call settled before completing
+    assert counts["ready"] == len(phones) - dialed  # the others stay queued, never dialed
+    actions = [(h["action"], h["by"]) for h in store.history("acme", campaign)][:5]
+    assert actions == [("complete", "engine"), ("stop", "supervisor"), ("resume", "supervisor"),
+                       ("pause", "supervisor"), ("start", "tester")]
+
+
+async def test_predictive_and_agentless_campaigns_complete(redis_url, redis_client, tmp_path):
+    """The other pacing modes drive the same loop: every contact ends final, nobody is dialed beyond the rules."""
+    predictive = setup_campaign(redis_client, tmp_path, numbers(20, base="+331456740"), list_id="pred",
+                                pacing_mode="predictive", retry_rules={"busy": 1, "abandoned": 1}, max_attempts=2)
+    ai = setup_campaign(redis_client, tmp_path, numbers(20, base="+331456750"), list_id="bots", agent_kind="ai",
+                        ai_endpoint="PJSIP/ai@voicebot", voice="artificial", purpose="informational")
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx(queues={"dialer": 3}, ai_sessions=2)
+    settings = dataclasses.replace(SETTINGS, ai_sessions=2)
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 60.0), settings=settings)
+            await eventually(lambda: task.done() or all(store.get("acme", c).status == "completed"
+                                                        for c in (predictive, ai)), timeout=120)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    def allowed(campaign: str, phone: str) -> set[int]:
+        if campaign == ai:
+            return {1}  # no retry rules: one call each
+        return {"2": {2}, "3": {1}, "4": {1}}.get(phone[-1], {1, 2})  # busy retried; abandoned answers may be
+
+    for campaign, phones in ((predictive, numbers(20, base="+331456740")), (ai, numbers(20, base="+331456750"))):
+        queue = ContactQueue(redis_client, "acme", campaign)
+        finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+        assert set(finals) == set(phones)
+        for phone in phones:
+            assert finals[phone]["reason"] != "gate_denied", finals[phone]
+            assert observer.by_number[phone] == finals[phone]["attempts"], phone
+            assert finals[phone]["attempts"] in allowed(campaign, phone), (phone, finals[phone])
