@@ -3,112 +3,27 @@ stops everything (no traceback, ports closed, no process left behind)."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
 
 from dialer.demo import REGION_TABLE, DemoError, choose_clock, open_regions, sample_data
 from rules import load_packs
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Demo:
-    """A `python -m dialer demo` subprocess whose output is collected line by line."""
-
-    def __init__(self, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIALER_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dialer", "demo", "--no-browser", "--port", "0", *args],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True).start()
-
-    @staticmethod
-    def _read(stream, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if found := re.search(pattern, line):
-                    return found
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no {pattern!r} in the output:\n" + "\n".join(self.lines + self.errors))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def port_open(url_or_port: str | int) -> bool:
-    port = url_or_port if isinstance(url_or_port, int) else int(re.search(r":(\d+)", url_or_port.split("//")[1])[1])
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+from tests.demo_support import alive, demo_runner, descendants, port_open
 
 
 @pytest.fixture
 def demo():
-    started: list[Demo] = []
-
-    def start(*args: str) -> Demo:
-        started.append(Demo(*args))
-        return started[-1]
-
-    yield start
-    for one in started:
-        one.stop()
+    yield from demo_runner()
 
 
 def test_demo_runs_a_campaign_and_ctrl_c_stops_everything(demo):
     run = demo("--duration", "60", "--contacts", "80", "--time-scale", "0.1")
     url = run.wait_for(r"^Dashboard: (http://127\.0\.0\.1:\d+/)$")[1]
-    token = run.wait_for(r"^Token: (dlr_\w+)$")[1]
+    token = run.wait_for(r"^Token: (dlr_[\w-]+)$")[1]
     campaign = run.wait_for(r"Campaign\s+(\S+)$")[1]
     redis_port = int(run.wait_for(r"Redis\s+redis://127\.0\.0\.1:(\d+)/0")[1])
     children = descendants(run.proc.pid)
