@@ -105,6 +105,30 @@ def scenario(args: tuple[int, float, float, float, int]) -> Row:
                time.perf_counter() - started)
 
 
+def predictive_only(args: tuple[int, float, float, float, int]) -> tuple[float, float]:
+    agents, answer_rate, talk_mean, duration, seed = args
+    return _run(SimConfig(mode=PacingMode.PREDICTIVE, agents=agents, answer_rate=answer_rate, talk_mean=talk_mean,
+                          duration=duration, seed=seed, cap=CAP))
+
+
+def robustness(cases: list[tuple[int, float, float, float, int]], seeds: int, jobs: int) -> list[str]:
+    """Predictive alone over more seeds: the cap must hold on every one, not just seed 1."""
+    runs = [(a, r, t, d, seed) for (a, r, t, d, _) in cases for seed in range(1, seeds + 1)]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = list(pool.map(predictive_only, runs))
+    else:
+        results = [predictive_only(run) for run in runs]
+    lines = [f"| agents | answer | talk | predictive occupancy (min-max, seeds 1-{seeds}) | abandon rate (max) |",
+             "|---:|---:|---:|---:|---:|"]
+    for i, (a, r, t, _, _) in enumerate(cases):
+        chunk = results[i * seeds:(i + 1) * seeds]
+        occupancy = [c[0] for c in chunk]
+        lines.append(f"| {a} | {r:.0%} | {t:.0f} s | {min(occupancy):.1%} - {max(occupancy):.1%} "
+                     f"| {max(c[1] for c in chunk):.2%} |")
+    return lines
+
+
 def decisions_per_second(agents: int, seconds: float = 1.0) -> float:
     """decide() calls per second on a busy predictive state (70% of agents busy)."""
     est = CampaignEstimators()
@@ -135,6 +159,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run in parallel processes")
     parser.add_argument("--markdown", action="store_true", help="print a BENCHMARKS.md section")
+    parser.add_argument("--seeds", type=int, default=0, help="also run predictive alone on seeds 1..N")
     args = parser.parse_args()
     duration = parse_duration(args.duration)
     cases = [(a, r, t, duration, args.seed) for a, r, t in itertools.product(AGENTS, ANSWER_RATES, TALK_MEANS)]
@@ -179,6 +204,9 @@ def main() -> int:
     print()
     print(verdict)
     print(f"decide() speed (predictive, 70% busy, 1.5 calls in flight per agent): {speed}")
+    if args.seeds:
+        print()
+        print("\n".join(robustness(cases, args.seeds, args.jobs)))
     return 0
 
 

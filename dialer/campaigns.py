@@ -61,8 +61,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
-        "pacing_mode": {"type": "string", "enum": ["preview", "progressive", "predictive"], "default": "progressive"},
-        "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 5, "default": 1},
+        "pacing_mode": {"type": "string", "enum": ["progressive", "power", "predictive", "agentless"],
+                        "default": "progressive"},
+        "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 20, "default": 1},
         "abandon_cap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.03,
                         "description": "share of answered calls abandoned, e.g. 0.03"},
         "schedule_windows": {

@@ -14,7 +14,7 @@ import heapq
 import math
 import random
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dialer.pacing import (
     CONNECT_GRACE_SECONDS,
@@ -276,7 +276,3 @@ def simulate(config: SimConfig) -> SimResult:
     result.busy_seconds += sum(end - started for started in busy.values())
     return result
 
-
-def with_mode(config: SimConfig, mode: PacingMode, **changes: object) -> SimConfig:
-    """A copy of config in another mode (the benchmark compares modes on the same callees)."""
-    return replace(config, mode=mode, **changes)  # type: ignore[arg-type]

@@ -73,6 +73,8 @@ def test_redis_counter_keys_are_tenant_scoped_and_expire(redis_client: redis.Red
     assert all(redis_client.ttl(k) > 0 for k in keys)
     with pytest.raises(ValueError):
         RedisAbandonCounter(redis_client, tenant="a:b")
+    with pytest.raises(ValueError):
+        a.record("c1:seen:1", "y", T0, abandoned=False)
 
 
 def test_redis_counter_prunes_old_buckets(redis_client: redis.Redis) -> None:

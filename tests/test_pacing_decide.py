@@ -243,3 +243,13 @@ def test_policy_from_campaign_settings() -> None:
         PacingPolicy.from_mapping({"abandon_cap": "3%"})
     with pytest.raises(PolicyError, match=r"pacing\.mode"):
         PacingPolicy.from_mapping({"mode": "turbo"})
+
+
+def test_policy_from_a_campaign_configuration() -> None:
+    p = PacingPolicy.from_campaign({"pacing_mode": "predictive", "pacing_ratio": 1, "abandon_cap": 0.02})
+    assert (p.mode, p.abandon_cap, p.power_ratio) == (PacingMode.PREDICTIVE, 0.02, 2.0)
+    assert PacingPolicy.from_campaign({"pacing_mode": "power", "pacing_ratio": 3}).power_ratio == 3.0
+    assert PacingPolicy.from_campaign({"pacing_mode": "predictive", "agent_kind": "ai"}).mode is PacingMode.AGENTLESS
+    assert PacingPolicy.from_campaign({}).mode is PacingMode.PROGRESSIVE
+    with pytest.raises(PolicyError, match="preview"):
+        PacingPolicy.from_campaign({"pacing_mode": "preview"})

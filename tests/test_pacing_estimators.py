@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from dialer.pacing import AnswerRateEstimator, CampaignEstimators, DurationHistogram, EwmaMean, Survival
+from dialer.pacing import AnswerRateEstimator, CampaignEstimators, DurationHistogram, Survival
 from dialer.pacing.tracker import lognormal_quantiles
 
 
@@ -100,15 +100,6 @@ def test_prior_quantiles_have_the_requested_mean() -> None:
     assert sum(q) / len(q) == pytest.approx(120, rel=0.03)
 
 
-def test_ewma() -> None:
-    m = EwmaMean(alpha=0.5, initial=0.0)
-    m.observe(10)
-    m.observe(10)
-    assert m.value == 7.5
-    with pytest.raises(ValueError):
-        EwmaMean(alpha=0, initial=0)
-
-
 def test_campaign_estimators_build_a_state_from_events() -> None:
     est = CampaignEstimators(ring_timeout=25, refresh_seconds=30)
     for i in range(300):
@@ -128,3 +119,44 @@ def test_campaign_estimators_build_a_state_from_events() -> None:
     # Snapshots are reused within refresh_seconds (decide() stays cheap), rebuilt after.
     assert est.state(310.0, free_agents=3).handle is s.handle
     assert est.state(331.0, free_agents=3).handle is not s.handle
+
+
+def test_estimates_survive_a_hand_over_through_json() -> None:
+    import json
+
+    rng = random.Random(11)
+    before = CampaignEstimators()
+    for i in range(3000):
+        now = i * 0.5
+        if rng.random() < 0.2:
+            before.on_live_answer(now, rng.uniform(3, 12))
+            before.on_agent_free(rng.lognormvariate(math.log(150), 0.7))
+        else:
+            before.on_no_live_answer(now, rng.choice((1.5, 25.0)))
+    after = CampaignEstimators()
+    after.load(json.loads(json.dumps(before.export())))
+    for now in (1500.0, 1600.0):
+        a = before.state(now, free_agents=1, busy_elapsed=[40.0, 200.0])
+        b = after.state(now, free_agents=1, busy_elapsed=[40.0, 200.0])
+        assert a.answer_rate == pytest.approx(b.answer_rate)
+        for x in (5.0, 20.0, 100.0, 300.0):
+            assert a.handle.at(x) == pytest.approx(b.handle.at(x))
+            assert a.ring_answered.at(x / 20) == pytest.approx(b.ring_answered.at(x / 20))
+            assert a.ring_other.at(x / 10) == pytest.approx(b.ring_other.at(x / 10))
+    # Later observations weigh the same in both (the forgetting continues where it was).
+    for est in (before, after):
+        for _ in range(50):
+            est.on_agent_free(30.0)
+    assert before.handle.snapshot().at(31) == pytest.approx(after.handle.snapshot().at(31))
+
+
+def test_a_malformed_hand_over_changes_nothing() -> None:
+    est = CampaignEstimators()
+    est.on_agent_free(100.0)
+    good = est.export()
+    bad = dict(good, handle={"step": 1.0, "n": 3600, "bins": "nope", "sum": 1, "observations": 1})
+    with pytest.raises(ValueError):
+        est.load(bad)
+    assert est.export() == good
+    with pytest.raises(ValueError):
+        est.load({"version": 99})

@@ -15,7 +15,6 @@ from dialer.pacing.decide import control_abandon_rate, decide, expected_overflow
 from dialer.pacing.estimators import (
     AnswerRateEstimator,
     DurationHistogram,
-    EwmaMean,
     RecentOriginates,
     Survival,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "CampaignEstimators",
     "Decision",
     "DurationHistogram",
-    "EwmaMean",
     "PacingMode",
     "PacingPolicy",
     "PacingState",

@@ -156,6 +156,8 @@ class RedisAbandonCounter:
         self._record = redis.register_script(_RECORD)
 
     def _key(self, campaign: str) -> str:
+        if not campaign or ":" in campaign:  # would collide with the :seen: keys
+            raise ValueError("campaign must be a non-empty id without ':'")
         return f"t:{self.tenant}:abandons:{campaign}"
 
     def record(self, campaign: str, call_id: str, answered_at: float, abandoned: bool) -> bool:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["AnswerRateEstimator", "DurationHistogram", "EwmaMean", "RecentOriginates", "Survival"]
+__all__ = ["AnswerRateEstimator", "DurationHistogram", "RecentOriginates", "Survival"]
 
 
 class AnswerRateEstimator:
@@ -72,6 +73,22 @@ class AnswerRateEstimator:
         self._settle(now)
         return len(self._outcomes)
 
+    def export(self) -> dict[str, Any]:
+        """JSON-ready state (to hand a campaign over to another process)."""
+        return {"pending": [[t, int(live)] for t, live in self._pending], "outcomes": [int(o) for o in self._outcomes]}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the state with an `export()`; ValueError if it is malformed."""
+        try:
+            pending = [(float(t), bool(live)) for t, live in data["pending"]]
+            outcomes = [bool(o) for o in data["outcomes"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"answer rate state: malformed ({exc})") from None
+        heapq.heapify(pending)
+        self._pending = pending
+        self._outcomes = deque(outcomes, maxlen=self._outcomes.maxlen)
+        self._answered = sum(self._outcomes)
+
     def rate(self, now: float) -> float:
         """The answer rate of calls placed before now - settle_seconds."""
         self._settle(now)
@@ -79,19 +96,6 @@ class AnswerRateEstimator:
         if not denominator:
             return 0.0
         return (self._answered + self.prior_rate * self.prior_weight) / denominator
-
-
-class EwmaMean:
-    """Exponentially weighted mean of a stream (weight `alpha` per observation)."""
-
-    def __init__(self, alpha: float, initial: float) -> None:
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError("alpha must be in (0, 1]")
-        self.alpha = alpha
-        self.value = initial
-
-    def observe(self, x: float) -> None:
-        self.value += self.alpha * (x - self.value)
 
 
 class Survival:
@@ -194,6 +198,31 @@ class DurationHistogram:
     @property
     def mean(self) -> float:
         return self._sum / self._total if self._total else 0.0
+
+    def export(self) -> dict[str, Any]:
+        """JSON-ready state, weights rescaled so the next observation weighs 1."""
+        scale = 1.0 / self._weight
+        bins = {str(k): b * scale for k, b in enumerate(self._bins) if b}
+        return {"step": self.step, "n": self._n, "bins": bins, "sum": self._sum * scale,
+                "growth": self._growth, "observations": self.observations}
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Replace the state with an `export()` of a histogram of the same shape."""
+        try:
+            if float(data["step"]) != self.step or int(data["n"]) != self._n:
+                raise ValueError("different bins")
+            bins = [0.0] * (self._n + 1)
+            for k, b in data["bins"].items():
+                bins[int(k)] = float(b)
+            total, total_sum = sum(bins), float(data["sum"])
+            observations = int(data["observations"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(f"duration histogram state: malformed ({exc})") from None
+        if not total or any(b < 0 for b in bins):
+            raise ValueError("duration histogram state: no weight")
+        self._bins, self._total, self._sum, self._weight = bins, total, total_sum, 1.0
+        self.observations = observations
+        self._snapshot = None
 
     def snapshot(self, censored: Iterable[float] = ()) -> Survival:
         """The survival table (Kaplan-Meier over the bins).

@@ -103,6 +103,24 @@ class PacingPolicy:
                 kwargs[key] = float(value)
         return cls(**kwargs)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_campaign(cls, config: Mapping[str, object]) -> PacingPolicy:
+        """From a campaign configuration as `dialer.campaigns` stores it (`pacing_mode`,
+        `pacing_ratio`, `abandon_cap`, `agent_kind`). AI-agent campaigns are paced agentless
+        whatever their mode; `preview` is refused: a preview call is started by its agent, it is
+        not paced."""
+        mode = str(config.get("pacing_mode", "progressive"))
+        if mode == "preview":
+            raise PolicyError("pacing.mode: preview campaigns are dialed by their agents, not paced")
+        if config.get("agent_kind") == "ai":
+            mode = PacingMode.AGENTLESS.value
+        settings: dict[str, object] = {"mode": mode}
+        if "pacing_ratio" in config and mode == PacingMode.POWER.value:
+            settings["power_ratio"] = config["pacing_ratio"]
+        if "abandon_cap" in config:
+            settings["abandon_cap"] = config["abandon_cap"]
+        return cls.from_mapping(settings)
+
     def as_dict(self) -> dict[str, object]:
         return {name: (getattr(self, name).value if name == "mode" else getattr(self, name)) for name in _POLICY_FIELDS}
 

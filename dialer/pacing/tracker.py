@@ -8,8 +8,10 @@ they know (agents, calls in flight, abandon counts, trunk usage) and pass the re
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from dialer.pacing.estimators import AnswerRateEstimator, DurationHistogram, RecentOriginates, Survival
 from dialer.pacing.model import PacingState
@@ -76,6 +78,31 @@ class CampaignEstimators:
     def on_agent_free(self, handle_seconds: float) -> None:
         """An agent finished a call (connect to ready again, wrap-up included)."""
         self.handle.observe(handle_seconds)
+
+    # -- hand-over ------------------------------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        """JSON-ready estimates, for the process that takes this campaign over (lease change,
+        crash): without them it starts again from the priors."""
+        return {
+            "version": 1,
+            "answer_rate": self.answer_rate.export(),
+            "ring_answered": self.ring_answered.export(),
+            "ring_other": self.ring_other.export(),
+            "handle": self.handle.export(),
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Adopt an `export()`. All or nothing: on ValueError nothing has changed (keep the priors)."""
+        if not isinstance(data, Mapping) or data.get("version") != 1:
+            raise ValueError("estimator state: unknown version")
+        fresh = CampaignEstimators.__new__(CampaignEstimators)
+        fresh.__dict__.update(copy.deepcopy(self.__dict__))
+        fresh.answer_rate.load(data["answer_rate"])
+        fresh.ring_answered.load(data["ring_answered"])
+        fresh.ring_other.load(data["ring_other"])
+        fresh.handle.load(data["handle"])
+        self.__dict__.update(fresh.__dict__)
+        self._snapshots = None
 
     # -- observation ----------------------------------------------------------------------
     def snapshots(self, now: float, busy_elapsed: Sequence[float] = ()) -> tuple[Survival, Survival, Survival]:
