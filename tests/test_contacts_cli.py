@@ -102,3 +102,23 @@ def test_scrub_command_uses_the_gate(env: str, tmp_path: Path, monkeypatch: pyte
     assert (summary["now"], summary["never"]) == (0, 1) and summary["never_by_reason"]
     rows = list(csv.DictReader((tmp_path / "scrub.csv").open()))
     assert rows[0]["verdict"] == "never" and rows[0]["reasons"]
+
+
+def test_worker_processes_stop_with_their_parent(env: str) -> None:
+    import signal
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--processes", "2", "--queues", "imports"],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        client = redis.Redis.from_url(env)
+        deadline = time.monotonic() + 60
+        while len(client.smembers("rq:workers")) < 2:  # both RQ workers registered
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(60) == 0
+        assert client.smembers("rq:workers") == set()  # the children left cleanly (warm shutdown)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

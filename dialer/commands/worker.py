@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
+import signal
 import socket
 import uuid
 from typing import Any
@@ -72,10 +74,15 @@ def run(args: argparse.Namespace, config: Config) -> int:
     ]
     for proc in procs:
         proc.start()
-    try:
+
+    def forward(signum: int, _frame: object) -> None:
+        # Pass the stop request on: each RQ worker finishes its current job (warm shutdown), then exits.
         for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.join(30)
+            if proc.pid and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
     return 0 if all(p.exitcode == 0 for p in procs) else 1
