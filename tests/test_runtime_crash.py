@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from dialer.campaigns import CampaignStore
+from dialer.config import AsteriskServer
 from dialer.facts import FactStore
-from dialer.runtime.engine import campaign_lease_key
+from dialer.runtime.engine import campaign_lease_key, pbx_group
 from dialer.runtime.queues import ContactQueue
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
 from tests.test_runtime_engine import start_pbx
@@ -30,9 +31,10 @@ async def start_dialer(redis_url: str, port: int, name: str, log_dir: Path) -> a
 
 
 async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(redis_url, redis_client, tmp_path):
-    # callees that answer (1, 5, 6, 9, 0: 4-20 simulated seconds) or are busy (2); time scale 0.5: calls last
-    # 2-11 s, so some are still up when the survivor takes over (kept and tracked) and some are gone (unknown).
-    phones = [p for p in numbers(30, base="+331456730") if p[-1] not in "3478"][:18]
+    # callees that answer (1, 6, 9, 0: 10-20 simulated seconds) or are busy (2); time scale 0.5: answered calls
+    # last 5-11 s, so the calls up at the kill are still up when the survivor takes over ~4 s later (kept and
+    # tracked to their end), while calls that ended meanwhile are gone (unknown, counted).
+    phones = [p for p in numbers(30, base="+331456730") if p[-1] not in "34578"][:18]
     campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False)
     store = CampaignStore(redis_client)
     pbx = await start_pbx(time_scale=0.5, queues={"dialer": 6})
@@ -42,13 +44,15 @@ async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(
             for name in ("dialer-a", "dialer-b"):
                 procs[name] = await start_dialer(redis_url, pbx.port, name, tmp_path)
             await eventually(lambda: sum(observer.by_number.values()) >= 6, timeout=60)
-            holder = redis_client.get(campaign_lease_key("acme", campaign)).decode()
+            same_pbx = pbx_group([AsteriskServer("sandbox", "127.0.0.1", pbx.port, "dialer", "-")])
+            lease = campaign_lease_key("acme", campaign, same_pbx)
+            holder = redis_client.get(lease).decode()
             procs[holder].send_signal(signal.SIGKILL)
             await procs[holder].wait()
             killed_after = sum(observer.by_number.values())
             survivor = next(n for n in procs if n != holder)
             await eventually(lambda: store.get("acme", campaign).status == "completed", timeout=120)
-            assert redis_client.get(campaign_lease_key("acme", campaign)).decode() == survivor
+            assert redis_client.get(lease).decode() == survivor
             procs[survivor].send_signal(signal.SIGINT)
             assert await asyncio.wait_for(procs[survivor].wait(), 30) == 0
     finally:

@@ -6,15 +6,29 @@ import asyncio
 import dataclasses
 import json
 
+from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
 from dialer.facts import FactStore
-from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
+from dialer.gate import Request
+from dialer.livestats import denials_key, dispositions_key, stats_key
+from dialer.runtime.engine import RuntimeSettings, build_gate, offset_clock, run_engine
+from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.report import campaign_summary
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
-from tests.runtime_support import AT, BLOCTEL, OriginateObserver, engine_config, eventually, numbers, setup_campaign
+from rules.model import Contact
+from tests.runtime_support import (
+    AT,
+    BLOCTEL,
+    SECRET_KEY,
+    OriginateObserver,
+    engine_config,
+    eventually,
+    numbers,
+    setup_campaign,
+)
 
 SETTINGS = RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
                            agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)
@@ -83,6 +97,18 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     assert answers == 18 + 3 and summary["abandons"]["abandons_24h"] == 0  # live answers incl. opt-outs
     history = CampaignStore(redis_client).history("acme", campaign)
     assert history[0]["action"] == "complete" and history[0]["by"] == "engine"
+    dispositions = {k.decode(): int(v) for k, v in redis_client.hgetall(dispositions_key("acme", campaign)).items()}
+    assert sum(dispositions.values()) == summary["attempts"] and dispositions["opted_out"] == 3
+    assert redis_client.hget(denials_key("acme", campaign), "NATIONAL_REGISTRY") == b"1"
+    gauges = redis_client.hgetall(stats_key("acme", campaign))
+    assert b"queue_depth" in gauges and b"agents_free" in gauges  # the dashboard's live figures were written
+    audit = AuditLog(redis_client, SECRET_KEY)
+    assert audit.verify("acme").ok
+    entries = list(audit.entries("acme"))
+    reserved = [e for e in entries if e.kind == "gate_decision" and e.payload["allowed"]]
+    outcomes = [e for e in entries if e.kind == "call_outcome"]
+    assert len(reserved) == len(outcomes) == summary["attempts"]  # every call decided and its outcome audited
+    assert {e.payload["call_id"] for e in reserved} == set(observer.call_ids)
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
@@ -193,3 +219,60 @@ async def test_predictive_and_agentless_campaigns_complete(redis_url, redis_clie
             assert finals[phone]["reason"] != "gate_denied", finals[phone]
             assert observer.by_number[phone] == finals[phone]["attempts"], phone
             assert finals[phone]["attempts"] in allowed(campaign, phone), (phone, finals[phone])
+
+
+async def test_processes_on_different_pbxs_share_one_campaign(redis_url, redis_client, tmp_path):
+    """Each process paces its own PBX's agents; the queue's atomic claims keep them from dialing anyone twice."""
+    phones = [p for p in numbers(40, base="+331456760") if p[-1] not in "2347"][:24]
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    pbx_a = await start_pbx(queues={"dialer": 2}, seed=1)
+    pbx_b = await start_pbx(queues={"dialer": 2}, seed=2)
+    try:
+        async with OriginateObserver(pbx_a.port) as seen_a, OriginateObserver(pbx_b.port) as seen_b:
+            stop_a, task_a = engine_task(redis_url, pbx_a, offset_clock(AT, 1.0), process_id="pa")
+            stop_b, task_b = engine_task(redis_url, pbx_b, offset_clock(AT, 1.0), process_id="pb")
+            await eventually(lambda: CampaignStore(redis_client).get("acme", campaign).status == "completed",
+                             timeout=90)
+            stop_a.set()
+            stop_b.set()
+            await asyncio.gather(task_a, task_b)
+    finally:
+        await pbx_a.stop()
+        await pbx_b.stop()
+    assert sum(seen_a.by_number.values()) > 0 and sum(seen_b.by_number.values()) > 0  # both dialed
+    for phone in phones:
+        assert seen_a.by_number[phone] + seen_b.by_number[phone] == 1, phone
+    queue = ContactQueue(redis_client, "acme", campaign)
+    assert {f["reason"] for f in queue.final_states().values()} <= {"answered", "not_retried"}
+    assert len(queue.final_states()) == len(phones)
+
+
+async def test_a_dead_process_claims_are_resolved(redis_url, redis_client, tmp_path):
+    """Claims left by a process that died: one reserved at the gate but never seen by the PBX (outcome unknown,
+    counted, cooled off, then dialed again), one never reserved (back to the queue, not counted)."""
+    phones = ["+33145677701", "+33145677711"]
+    campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules={"unknown": 1})
+    queue = ContactQueue(redis_client, "acme", campaign)
+    load_campaign(redis_client, queue, ["leads"], at=AT.timestamp())
+    dead = queue.claim(2, owner="dead", now=AT.timestamp(), lease_until=0.0, call_ids=["dead-1", "dead-2"],
+                       servers=["sbx", "sbx"])
+    by_phone = {c.contact.phone: c for c in dead}
+    reserved = by_phone[phones[0]]
+    gate = build_gate(redis_client, engine_config(redis_url))
+    stored = CampaignStore(redis_client).get("acme", campaign)
+    [result] = gate.reserve_many([Request(Contact(phones[0], "FR", "75011"), stored.gate_campaign(), "dead-1")], AT)
+    assert result.allowed  # the dead process reserved this call; whether it sent the Originate nobody knows
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(AT, 60.0))
+    finally:
+        await pbx.stop()
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert finals[phones[0]]["reason"] == "answered" and finals[phones[0]]["attempts"] == 2  # unknown counted
+    assert finals[phones[1]]["reason"] == "answered" and finals[phones[1]]["attempts"] == 1  # never placed
+    assert observer.by_number[phones[0]] == 1 and observer.by_number[phones[1]] == 1
+    assert observer.call_ids["dead-1"] == 0 and observer.call_ids["dead-2"] == 0
+    outcomes = sorted(a.outcome for a in FactStore(redis_client).attempts("acme", phones[0]))
+    assert outcomes == ["answered", "unknown"]
+    assert reserved.call_id == "dead-1"

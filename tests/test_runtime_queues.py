@@ -34,6 +34,12 @@ def test_claims_follow_priority_then_order_and_are_exclusive(redis_client):
     assert claim(q, 5, tag="z") == []
 
 
+def test_same_priority_contacts_are_claimed_in_the_order_given(redis_client):
+    q = ContactQueue(redis_client, "t1", "c1")
+    q.add([contact(i) for i in (10, 2, 33, 1)], at=T0)
+    assert [c.contact.contact_id for c in claim(q, 4)] == ["c10", "c2", "c33", "c1"]
+
+
 def test_a_number_is_queued_once_per_campaign(redis_client):
     q = ContactQueue(redis_client, "t1", "c1")
     totals = q.add([contact(1, phone="+33145670001"), contact(2, phone="+33145670001")], at=T0)

@@ -123,8 +123,19 @@ def process_key(process_id: str) -> str:
     return f"dialer:runtime:process:{process_id}"
 
 
-def campaign_lease_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:runtime:lease"
+def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
+    """The pacing lease of a campaign on one set of Asterisk servers (`pbx_group`)."""
+    return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
+
+
+def pbx_group(servers: Sequence[AsteriskServer]) -> str:
+    """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
+    on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
+    processes on different servers pace their own agents and share the campaign's queue."""
+    import hashlib
+
+    text = ",".join(sorted(f"{s.host.lower()}:{s.port}" for s in servers))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
@@ -166,7 +177,9 @@ class CampaignRunner:
     recovered_at: float = -1e18
     stats_at: float = -1e18
     last_reason: str = ""
+    minute: list[float] = field(default_factory=list)  # wall times of this minute's originates (calls per minute)
     countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
+    abandon_totals: tuple[int, int] = (0, 0)  # live answers, abandons over the campaign's window
     prefixes: set[str] = field(default_factory=set)
     held: bool = False
     completed: bool = False
@@ -181,6 +194,7 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.pbx = pbx_group(servers)
         self.facts = FactStore(client)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
@@ -190,7 +204,6 @@ class Engine:
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         self.originates: dict[str, RecentOriginates] = {name: RecentOriginates() for name in self.pool.clients}
-        self.minute: list[float] = []  # wall times of originates in the last minute (calls per minute gauge)
         self.placed = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
@@ -252,7 +265,8 @@ class Engine:
     def _give_back(self) -> None:
         for runner in self.runners.values():
             if runner.held:
-                self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign)], args=[self.id])
+                self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, self.pbx)],
+                              args=[self.id])
         self.redis.delete(process_key(self.id))
 
     # --- the tick ------------------------------------------------------------------------------------
@@ -285,7 +299,7 @@ class Engine:
         ms = int(self.settings.lease_seconds * 1000)
         for stored in self._active:
             key = (stored.tenant, stored.id)
-            held = bool(self._lease(keys=[campaign_lease_key(*key)], args=[self.id, ms]))
+            held = bool(self._lease(keys=[campaign_lease_key(*key, self.pbx)], args=[self.id, ms]))
             runner = self.runners.get(key)
             if runner is None and held:
                 runner = self.runners[key] = CampaignRunner(
@@ -324,7 +338,7 @@ class Engine:
             await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
-            counts = await asyncio.to_thread(self._write_stats, r, now)
+            counts = await asyncio.to_thread(self._write_stats, r, now, self._live_gauges(r))
             mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
             idle = counts["inflight"] == 0 and not r.claims and not mine
             exhausted = counts["ready"] == 0 and counts["waiting"] == 0
@@ -373,10 +387,7 @@ class Engine:
         servers = set(self.pool.connected())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
-        abandons = self._abandon_counter(r.tenant)
-        # The longest window among the countries this campaign dials (US: 30 days; GB and others: 24 h).
-        window = max((window_for(c) for c in r.countries), default=window_for(""))
-        answers, abandoned = abandons.totals(r.campaign, self.clock().timestamp(), window)
+        answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
         limit = None
         if self.settings.trunk_channels > 0:
             limit = self.settings.trunk_channels * len(servers)
@@ -397,7 +408,7 @@ class Engine:
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
         wall = time.time()
-        policy, state = await asyncio.to_thread(self._pacing_state, r, wall)
+        policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
         decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
@@ -427,7 +438,7 @@ class Engine:
                 self.flights[claim.call_id] = flight
                 self.originates[claim.server].record(flight.sent_wall)
                 r.estimators.on_originate(flight.sent_wall)
-                self.minute.append(flight.sent_wall)
+                r.minute.append(flight.sent_wall)
                 task = asyncio.create_task(self._originate(r, flight))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -636,31 +647,34 @@ class Engine:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self._heartbeat)
+                await asyncio.to_thread(self._heartbeat, self._held_claims())
             except redis.RedisError as exc:
                 log.error("runtime heartbeat: Redis unavailable (%s)", exc)
             await asyncio.sleep(self.settings.heartbeat_seconds)
 
-    def _heartbeat(self) -> None:
+    def _held_claims(self) -> dict[tuple[str, str], list[str]]:
+        """Contact ids of every claim this process holds, per campaign (on the loop: a consistent snapshot)."""
+        held: dict[tuple[str, str], list[str]] = {}
+        for flight in self.flights.values():
+            held.setdefault((flight.tenant, flight.campaign), []).append(flight.claim.contact.contact_id)
+        for key, r in self.runners.items():
+            held.setdefault(key, []).extend(r.claims)
+        return held
+
+    def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None) -> None:
         wall = time.time()
-        self._heartbeat_writes(wall)
+        self._heartbeat_writes(wall, held or {})
         self._renewed_at = wall
 
-    def _heartbeat_writes(self, wall: float) -> None:
+    def _heartbeat_writes(self, wall: float, held: dict[tuple[str, str], list[str]]) -> None:
         lease_until = wall + self.settings.lease_seconds
-        self.redis.set(process_key(self.id), json.dumps({"at": wall, "placed": self.placed,
+        self.redis.set(process_key(self.id), json.dumps({"at": wall, "pbx": self.pbx, "placed": self.placed,
                                                           "in_flight": len(self.flights)}),
                        px=int(self.settings.lease_seconds * 1000))
-        held: dict[tuple[str, str], list[str]] = {}
-        for flight in list(self.flights.values()):
-            held.setdefault((flight.tenant, flight.campaign), []).append(flight.claim.contact.contact_id)
-        for key, r in list(self.runners.items()):
-            held.setdefault(key, []).extend(list(r.claims))
         for (tenant, campaign), ids in held.items():
             r = self.runners.get((tenant, campaign))
             if r is not None and ids:
                 r.queue.renew(self.id, list(dict.fromkeys(ids)), lease_until)
-        self.minute = [t for t in self.minute if wall - t < 60]
 
     async def _resolve(self, r: CampaignRunner, taken: list[TakenOver]) -> None:
         """Claims of a process that died. Never reserved at the gate: back to ready. Outcome already recorded:
@@ -726,18 +740,33 @@ class Engine:
 
     # --- live stats ----------------------------------------------------------------------------------
 
-    def _write_stats(self, r: CampaignRunner, now: datetime) -> dict[str, int]:
-        counts = r.queue.counts(now.timestamp())
+    def _live_gauges(self, r: CampaignRunner) -> dict[str, float]:
+        """The in-memory gauges of one campaign (on the loop: flights and trackers change there)."""
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         connected = sum(1 for f in mine if f.connected)
+        ringing = 0
+        for f in mine:
+            tracker = self.pool.trackers.get(f.server)
+            attempt = tracker.get(f.claim.call_id) if tracker is not None else None
+            if attempt is not None and attempt.answered_at is None:
+                ringing += 1
+        wall = time.time()
+        r.minute = [t for t in r.minute if wall - t < 60]
         view = self.board.view(str(r.stored.config.get("queue") or ""), time.monotonic())
-        stats = self._abandon_counter(r.tenant).stats(r.campaign, now.timestamp())
-        gauges = {"dialing": len(mine) - connected, "ringing": len(mine) - connected, "connected": connected,
-                  "agents_free": view.free, "agents_busy": len(view.busy_elapsed),
-                  "calls_per_minute": len(self.minute), "queue_depth": counts["ready"] + counts["due"],
+        return {"dialing": len(mine) - connected, "ringing": ringing, "connected": connected,
+                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute)}
+
+    def _write_stats(self, r: CampaignRunner, now: datetime, gauges: dict[str, float]) -> dict[str, int]:
+        counts = r.queue.counts(now.timestamp())
+        counter = self._abandon_counter(r.tenant)
+        stats = counter.stats(r.campaign, now.timestamp())
+        # The longest window among the countries this campaign dials (US: 30 days; GB and others: 24 h).
+        window = max((window_for(c) for c in list(r.countries)), default=window_for(""))
+        r.abandon_totals = counter.totals(r.campaign, now.timestamp(), window)
+        values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
-        queue_gauges(pipe, r.tenant, r.campaign, gauges, now)
+        queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts
 

@@ -36,9 +36,13 @@ def load_campaign(client: Any, queue: ContactQueue, lists: Iterable[str], *, at:
     totals = {"added": 0, "known": 0, "duplicates": 0, "no_number": 0}
     pending: list[QueuedContact] = []
 
+    given = 0
+
     def flush() -> None:
-        for k, v in queue.add(pending, at=at).items():
+        nonlocal given
+        for k, v in queue.add(pending, at=at, order_from=given).items():
             totals[k] += v
+        given += len(pending)
         pending.clear()
 
     for contact in iter_contacts(client, queue.tenant, member_ids(client, queue.tenant, queue.campaign, lists)):

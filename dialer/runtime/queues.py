@@ -6,7 +6,7 @@ them only (ZPOPMIN inside the script), and only the claim's holder, identified b
 can settle it (a process that lost its claim to a takeover cannot settle it a second time).
 
 Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
-  ready      zset  contact id -> (9 - priority) * 1e11 + due time (lowest first: priority, then oldest due)
+  ready      zset  contact id -> (9 - priority) * 1e10 + due time (lowest first: priority, then oldest due)
   wait       zset  contact id -> due time (UNIX seconds of the campaign clock): retries and gate `next_allowed_at`
   inflight   zset  contact id -> lease expiry (UNIX seconds, wall clock)
   claims     hash  contact id -> JSON {owner, call_id, server, claimed_at, lease}
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-PRIORITY_SPAN = 1e11  # larger than any UNIX time in seconds: priority dominates, then the due time
+PRIORITY_SPAN = 1e10  # larger than any UNIX time in seconds until 2286: priority dominates, then the due time
 MAX_PRIORITY = 9
 PROMOTE_BATCH = 1000  # due retries moved to ready per claim call (bounds the script's run time)
 
@@ -250,8 +250,10 @@ class ContactQueue:
 
     # --- filling ---------------------------------------------------------------------------------
 
-    def add(self, contacts: Iterable[QueuedContact], *, at: float, batch: int = 500) -> dict[str, int]:
-        """Queue contacts (ready now, by priority). Idempotent: known contacts are left where they are."""
+    def add(self, contacts: Iterable[QueuedContact], *, at: float, batch: int = 500, order_from: int = 0,
+            ) -> dict[str, int]:
+        """Queue contacts (ready now, by priority, in the order given; `order_from`: how many were given before in
+        the same load). Idempotent: known contacts are left where they are."""
         totals = {"added": 0, "known": 0, "duplicates": 0}
         chunk: list[str] = []
 
@@ -265,9 +267,10 @@ class ContactQueue:
             totals["duplicates"] += int(dup)
             chunk.clear()
 
-        for c in contacts:
+        for n, c in enumerate(contacts, start=order_from):
             priority = max(0, min(MAX_PRIORITY, c.priority))
-            chunk += [c.contact_id, c.phone, c.data_json(), repr(ready_score(priority, at))]
+            # 1 ms apart (scores are exact to ~1e-5 s): one priority is dialed in the order given, not by id
+            chunk += [c.contact_id, c.phone, c.data_json(), repr(ready_score(priority, at + n * 1e-3))]
             if len(chunk) >= batch * 4:
                 flush()
         flush()
