@@ -28,6 +28,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.simulate",
     "dialer.commands.run",
     "dialer.commands.demo",
+    "dialer.commands.privacy",
+    "dialer.commands.retention",
 )
 
 

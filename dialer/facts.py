@@ -121,36 +121,45 @@ class FactStore:
     """Reads and writes a person's facts. Synchronous redis client (thread-safe pool);
     async callers wrap calls in asyncio.to_thread."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, audit: Any = None) -> None:
+        """audit: a dialer.audit.AuditLog (with the secret key): opt-outs and consent changes are then appended
+        to the tenant's audit trail in the same transaction as the write (dialer/audit_events.py)."""
         self.redis = client
+        self.audit = audit
 
     # --- writes: each one bumps the person's version atomically with the data ---------------
 
-    def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
+               audit: Any = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for method, args in ops:
             getattr(pipe, method)(*args)
         pipe.incr(person_key(tenant, e164, "ver"))
+        if audit is not None and self.audit is not None:
+            self.audit.queue(pipe, tenant, [audit])
         pipe.execute()
 
-    def add_consent(self, tenant: str, e164: str, consent: Consent) -> None:
-        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))])
+    def add_consent(self, tenant: str, e164: str, consent: Consent, *, actor: str = "dialer") -> None:
+        from dialer.audit_events import consent_event
+
+        event = consent_event(self.audit, e164, consent, actor) if self.audit is not None else None
+        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))], event)
 
     def withdraw_consent(
         self, tenant: str, e164: str, at: datetime, *, source: str, purpose: str = "telemarketing",
-        campaign: str | None = None, evidence: str = "",
+        campaign: str | None = None, evidence: str = "", actor: str = "dialer",
     ) -> None:
         """Record a withdrawal. It wins over every consent given before `at` for that purpose."""
         record = Consent(given_at=None, purpose=purpose, withdrawn_at=utc(at), source=source, evidence=evidence,
                          campaign=campaign)
-        self.add_consent(tenant, e164, record)
+        self.add_consent(tenant, e164, record, actor=actor)
 
     def add_relationship(self, tenant: str, e164: str, relationship: Relationship) -> None:
         self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "rel"), _dump(relationship)))])
 
     def add_optout(
         self, tenant: str, e164: str, *, at: datetime, source: str, scope: str = "company",
-        campaign: str | None = None, call_id: str | None = None, keyword: str | None = None,
+        campaign: str | None = None, call_id: str | None = None, keyword: str | None = None, actor: str = "dialer",
     ) -> OptOut:
         """Record an opt-out durably: the DNC entry, the evidence log, and the version bump, in one
         transaction. A second opt-out keeps the first entry's date (the earliest request counts)."""
@@ -162,10 +171,13 @@ class FactStore:
         dnc = company_dnc_key(tenant) if scope == "company" else campaign_dnc_key(tenant, campaign or "")
         entry = _dump(optout)
         log = {"e164": e164, **{k: v for k, v in json.loads(entry).items() if v is not None}}
+        from dialer.audit_events import optout_event
+
+        event = optout_event(self.audit, e164, optout, actor) if self.audit is not None else None
         self._write(tenant, e164, [
             ("hsetnx", (dnc, e164, entry)),
             ("xadd", (optout_log_key(tenant), log)),
-        ])
+        ], event)
         return optout
 
     def record_attempt(self, tenant: str, e164: str, attempt: Attempt) -> str:

@@ -42,6 +42,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.registry.store import RegistryError
+from dialer.suppression import key_fingerprint
 from rules import geo
 from rules.model import Attempt, Campaign, Contact, Decision, Facts, Lists, Reason, utc
 
@@ -79,6 +80,10 @@ def _reason(code: str, text: str) -> Reason:
 CONTENTION = _reason("CONTENTION", "the person's facts kept changing while the gate decided; try again shortly")
 STATE_UNAVAILABLE = _reason("STATE_UNAVAILABLE", "the gate could not read or write its state in Redis")
 DUPLICATE_CALL_ID = _reason("DUPLICATE_CALL_ID", "this call id is already in use (call ids must be unique)")
+ERASED_SUPPRESSED = _reason("ERASED_SUPPRESSED", "this person's data was erased at their request; the number is on "
+                            "the tenant's suppression list and is never called again")
+SUPPRESSION_UNVERIFIABLE = _reason("SUPPRESSION_UNVERIFIABLE", "the tenant's suppression list was written with "
+                                   "another security.secret_key: erased numbers cannot be recognised")
 INVALID_NUMBER = Reason("INVALID_NUMBER", "the phone number is not a valid number", "gate/number",
                         "ITU-T E.164 (phonenumbers)")
 
@@ -130,12 +135,15 @@ def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
 # per person, and each batch is a consistent snapshot (facts and versions read at one instant).
 # Keys are built here from the tenant prefix rather than passed in KEYS: that halves what the client
 # encodes per person. Fine on a single Redis (our deployment); Redis Cluster would need KEYS and hash tags.
-# ARGV: prefix "t:{T}:", then per person e164, campaign.
-# Reply: per person [consent list, rel list, att values, company entry|nil, campaign entry|nil, ver|nil].
+# ARGV: prefix "t:{T}:", count n, then per person e164, campaign, then per person its suppression ref
+# (dialer/suppression.py: erased numbers are kept only as keyed hashes).
+# Reply: per person [consent list, rel list, att values, company entry|nil, campaign entry|nil, ver|nil], then
+# one list of 0/1 (suppressed) per person and the suppression key fingerprint (nil when never written).
 _READ = r"""
 local p = ARGV[1]
+local n = tonumber(ARGV[2])
 local out = {}
-for i = 2, #ARGV, 2 do
+for i = 3, 2 + 2 * n, 2 do
   local e, c = ARGV[i], ARGV[i + 1]
   local k = p .. 'p:' .. e .. ':'
   out[#out + 1] = redis.call('LRANGE', k .. 'consent', 0, -1)
@@ -145,6 +153,12 @@ for i = 2, #ARGV, 2 do
   out[#out + 1] = redis.call('HGET', p .. 'campaign:' .. c .. ':dnc', e)
   out[#out + 1] = redis.call('GET', k .. 'ver')
 end
+local sup = {}
+for i = 3 + 2 * n, 2 + 3 * n do
+  sup[#sup + 1] = redis.call('HEXISTS', p .. 'suppression', ARGV[i])
+end
+out[#out + 1] = sup
+out[#out + 1] = redis.call('GET', p .. 'suppression:key') or false
 return out
 """
 
@@ -210,8 +224,21 @@ def attempt_record(at: datetime, campaign: str, call_id: str, outcome: str = "re
                         option=orjson.OPT_SORT_KEYS).decode()
 
 
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def tenant_prefix(tenant: str) -> str:
     return f"t:{tenant}:"
+
+
+def consent_use_key(tenant: str, e164: str) -> str:
+    """zset purpose -> epoch seconds of the last allowed call that used the person's consent (German contacts)."""
+    return person_key(tenant, e164, "consent_used")
+
+
+def _uses_german_consent(decision: Decision) -> bool:
+    return any(j == "DE" or j.startswith("DE-") for j in decision.jurisdictions)
 
 
 def call_index_key(tenant: str, call_id: str) -> str:
@@ -386,9 +413,11 @@ class Gate:
         for i in valid:
             by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
         person: dict[int, PersonFacts] = {}
+        suppressed: dict[int, bool | None] = {}
         for tenant, idx in by_tenant.items():
-            loaded = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
+            loaded, flags = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
             person.update(zip(idx, loaded, strict=True))
+            suppressed.update(zip(idx, flags, strict=True))
         names_of = {i: self._registry_names(numbers[i][1], requests[i].contact.country) for i in valid}  # type: ignore[index]
         membership = self._memberships([(numbers[i][0], names_of[i]) for i in valid])  # type: ignore[index]
         # one copy date per registry for the whole batch: every decision of it sees the same copies
@@ -414,6 +443,10 @@ class Gate:
                 registry_copies={n: d for n in names if (d := dates[n]) is not None},
             )
             decision = self._evaluate(request.contact, request.campaign, facts, at, self.packs)
+            if suppressed[i] is not False:  # erased at the person's request (or the list is unreadable): never
+                barred = ERASED_SUPPRESSED if suppressed[i] else SUPPRESSION_UNVERIFIABLE
+                decision = Decision(False, at, (barred, *decision.reasons), None, decision.packs,
+                                    decision.jurisdictions)
             out.append((decision, e164, pf, facts.registry_copies))
         return out
 
@@ -484,11 +517,14 @@ class Gate:
                     chunks.append(chunk)
             replies = self._execute(pipe, commands)
             pending = []
+            uses: list[tuple[str, str, str]] = []
             for chunk, reply in zip(chunks, replies, strict=True):
                 for n, (i, decision, e164, _, _) in enumerate(chunk):
                     status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
                     request = requests[i]
                     if status == 1:
+                        if _uses_german_consent(decision):
+                            uses.append((request.campaign.tenant, e164, request.campaign.purpose))
                         results[i] = Reservation(
                             call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
                             e164=e164, at=at, decision=decision, version=version, audit_seq=seq,
@@ -498,16 +534,33 @@ class Gate:
                     else:
                         results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
                         log.warning("gate: call id %s reused for another reservation", call_ids[i])
+            if uses:
+                self._record_consent_uses(uses, at)
         for i in pending:  # still contended after max_rounds: fail closed
             results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
 
-    def _read_facts(self, tenant: str, items: Sequence[tuple[str, str]]) -> list[PersonFacts]:
-        """Facts of many (e164, campaign) pairs of one tenant in one script call (see _READ)."""
-        args = [tenant_prefix(tenant)]
+    def _record_consent_uses(self, uses: Sequence[tuple[str, str, str]], at: datetime) -> None:
+        """German law keeps consent evidence 5 years from its grant and from each use: remember the last use
+        per purpose (ZADD GT keeps the latest), for dialer/retention.py. Not a fact the gate decides on, so
+        the person's version does not move."""
+        pipe = self.redis.pipeline(transaction=False)
+        for tenant, e164, purpose in uses:
+            pipe.zadd(consent_use_key(tenant, e164), {purpose: at.timestamp()}, gt=True)
+        pipe.execute()
+
+    def _read_facts(self, tenant: str, items: Sequence[tuple[str, str]]) -> tuple[list[PersonFacts], list[bool | None]]:
+        """Facts of many (e164, campaign) pairs of one tenant in one script call (see _READ), and whether each
+        number is suppressed (erased): True, False, or None when the list cannot be checked (other key)."""
+        args = [tenant_prefix(tenant), str(len(items))]
         for e164, campaign in items:
             args += (e164, campaign)
+        args += [self.audit.person_ref(e164) for e164, _ in items]
         raw = self._read(keys=[], args=args, client=self.redis)
-        return [person_facts(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
+        facts = [person_facts(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
+        flags, stored_key = raw[len(items) * 6], raw[len(items) * 6 + 1]
+        if stored_key and _s(stored_key) != key_fingerprint(self.audit._key):
+            return facts, [None] * len(items)
+        return facts, [bool(flag) for flag in flags]
 
     def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
         """Run EVALSHAs (one directly, several in a pipeline); scripts missing from the server's cache (after a

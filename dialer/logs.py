@@ -14,6 +14,12 @@ import re
 _PHONE = re.compile(r"(?<![\w.])\+?\d(?:[ .\-]?\d){6,}(?![\w]|\.\d)")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _SECRET = re.compile(r"(?i)\b(secret|password|token|authorization|key)(\s*[:=]\s*)(\S+)")
+# "Authorization: Bearer <token>": the field rule above hides only the word Bearer.
+_BEARER = re.compile(r"(?i)\b(bearer\s+)(\S+)")
+# Our API tokens (gateway/auth.py: dlr_<10 hex id>_<secret>) wherever they appear: the id stays for tracing.
+_API_TOKEN = re.compile(r"\b(dlr_[0-9a-f]{10}_)[A-Za-z0-9_-]{8,}")
+# A number in a URL query string: "%2B33145678901" (the + percent-encoded, so the digits follow a letter).
+_URL_PHONE = re.compile(r"(?i)(%2B)(\d{6,})")
 
 
 def mask_phone(text: str) -> str:
@@ -31,7 +37,11 @@ def mask_phone(text: str) -> str:
 
 
 def mask(text: str) -> str:
-    return mask_phone(_SECRET.sub(lambda m: m.group(1) + m.group(2) + "***", text))
+    text = _BEARER.sub(lambda m: m.group(1) + "***", text)
+    text = _SECRET.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    text = _API_TOKEN.sub(lambda m: m.group(1) + "***", text)
+    text = _URL_PHONE.sub(lambda m: m.group(1) + "*" * (len(m.group(2)) - 2) + m.group(2)[-2:], text)
+    return mask_phone(text)
 
 
 class MaskingFilter(logging.Filter):

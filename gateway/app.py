@@ -14,6 +14,7 @@ from typing import Any
 import redis as redis_lib
 from aiohttp import web
 
+from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import Config
 from dialer.facts import FactStore
@@ -82,9 +83,11 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Applicat
     app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
     sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True)
+    # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
+    fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))
     # Contacts, registries, the gate and RQ want bytes replies: their own client (gateway/api/support.py).
     raw = redis_lib.Redis.from_url(config.redis_url)
-    app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": FactStore(sync), "sync_redis": sync,
+    app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync,
                      "raw_redis": raw, "gate": None}
 
     routes = api_routes()

@@ -1,8 +1,9 @@
 """Where the gateway reports auditable events (token use, campaign control, opt-outs, consents).
 
-Events go straight into the tenant's tamper-evident audit trail `t:{tenant}:audit` (dialer/audit.py
-`trail_sink`: same Lua append as the gate's, so one ordered hash chain per tenant; the action's first part
-picks the audit kind, `ACTION_KINDS`). `set_sink(...)` replaces the sink (tests, or the interim
+Events go straight into the tenant's tamper-evident audit trail `t:{tenant}:audit` (dialer/audit_events.py
+`gateway_sink` = dialer/audit.py `trail_sink`: same Lua append as the gate's, so one ordered hash chain per
+tenant; the action's first part picks the audit kind, `ACTION_KINDS`), except the actions audited where the
+data is written (opt-outs, consents, subject requests: `AUDITED_AT_SOURCE`). `set_sink(...)` replaces the sink (tests, or the interim
 `inbox_sink` that wrote to a plain stream `t:{tenant}:audit:inbox`). Events carry no token secret and no
 full phone number (callers pass masked or hashed values).
 """
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dialer.audit import trail_sink
+from dialer.audit_events import gateway_sink
 
 Event = dict[str, Any]
 Sink = Callable[[Any, str, Event], Awaitable[None]]
@@ -29,7 +30,7 @@ async def inbox_sink(redis: Any, tenant: str, event: Event) -> None:
     await redis.xadd(inbox_key(tenant), fields)
 
 
-_sink: Sink = trail_sink
+_sink: Sink = gateway_sink
 
 
 def set_sink(sink: Sink) -> Sink:

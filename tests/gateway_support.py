@@ -113,3 +113,21 @@ async def audit_events(gateway: Gateway, tenant: str) -> list[dict[str, Any]]:
             client.close()
 
     return await asyncio.to_thread(read)
+
+
+async def audit_entries(gateway: Gateway, tenant: str) -> list[Any]:
+    """Every entry of the tenant's audit chain (dialer.audit.AuditEntry), oldest first."""
+    import asyncio
+
+    import redis as redis_lib
+
+    from dialer.audit import AuditLog
+
+    def read() -> list[Any]:
+        client = redis_lib.Redis.from_url(gateway.redis_url)
+        try:
+            return list(AuditLog(client).entries(tenant))
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(read)

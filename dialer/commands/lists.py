@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -237,5 +238,9 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
     with _output(args.output) as out:
         count = export(client, args.tenant, args.kind, out, list_id=args.list_id, campaign=args.campaign)
     if args.output:
+        from dialer.audit_events import export_written
+
+        export_written(client, args.tenant, args.kind, os.path.abspath(args.output), count, datetime.now(UTC),
+                       actor="cli:lists", list_id=args.list_id, campaign=args.campaign)
         print(f"{count} rows written to {args.output}", file=sys.stderr)
     return 0

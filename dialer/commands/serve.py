@@ -35,6 +35,12 @@ def register(sub: Any) -> None:
 async def build(config: Config) -> web.Application:
     client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
     app = make_app(config, client)
+    # The gateway's events (token use, campaign control, users and tokens) go to the tenant's hash-chained
+    # audit trail rather than the plain inbox (opt-outs and consents are audited by the fact store).
+    from dialer.audit_events import gateway_sink
+    from gateway import trail
+
+    trail.set_sink(gateway_sink)
 
     async def close(app: web.Application) -> None:
         await client.aclose()

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     create.add_argument("--name", help="display name (default: the id)")
     create.set_defaults(func=run_tenant_create)
     tenant_sub.add_parser("list", help="list tenants").set_defaults(func=run_tenant_list)
+    from dialer.commands.retention import register_offboard
+
+    register_offboard(tenant_sub)  # dialer tenant offboard (dialer/offboarding.py)
 
     token = sub.add_parser("token", help="create, list and revoke API tokens")
     token_sub = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")

@@ -117,6 +117,12 @@ def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, ca
     with open(tmp, "w", newline="", encoding="utf-8") as out:
         count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
     os.replace(tmp, path)  # the file appears complete or not at all
+    from datetime import UTC, datetime
+
+    from dialer.audit_events import export_written
+
+    export_written(job.connection, tenant, kind, os.path.abspath(path), count, datetime.now(UTC), actor="job:export",
+                   list_id=list_id, campaign=campaign)
     job.meta["rows"] = count
     job.save_meta()
     return count

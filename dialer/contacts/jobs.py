@@ -274,6 +274,7 @@ class Importer:
         self._set(status="failed", error_code=code, error=message, finished_at=_now().isoformat())
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
+        _audit(self.client, self.tenant, self.import_id)
 
     def _cleanup_staging(self) -> None:
         """Delete every key under the import's staging prefix (staged contacts are found by SCAN)."""
@@ -334,6 +335,7 @@ class Importer:
             self.commit()
             return
         try:
+            _suppressed(self.client, self.tenant)  # fail before any work when erased numbers cannot be checked
             if status == "running":  # a re-run after a crash before the commit point: start over
                 self._cleanup_staging()
             self._set(status="running", started_at=_now().isoformat(), heartbeat=time.time())
@@ -416,6 +418,7 @@ class Importer:
         seen_args: list[Any] = []
         pending_rows = 0
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
+        suppressed, secret = _suppressed(self.client, self.tenant)
 
         def flush() -> None:
             nonlocal pending_rows
@@ -461,6 +464,8 @@ class Importer:
             else:
                 counts["rows_read"] += 1
                 result = process_record(record.cells, record.row, record.line, plan, region)
+                if suppressed and result.phones:
+                    _drop_suppressed(result, record.row, record.line, suppressed, secret)
                 if result.rejected and record.lines > 1 and result.errors:
                     # A quote left open swallows the following lines: say which lines were lost.
                     first = result.errors[0]
@@ -584,6 +589,7 @@ class Importer:
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         self._report_progress(force=True)
         log.info("import %s committed: %s", self.import_id, summary)
+        _audit(self.client, self.tenant, self.import_id)
 
     def _merge_errors(self, moves: list[str]) -> None:
         """Append the staged error lists, in chunk order, to the import's error report (idempotent:
@@ -602,7 +608,11 @@ class Importer:
     def _record_consents(self, done: dict[int, dict[str, Any]]) -> None:
         """Write the staged consent records through the fact store (one transaction each, as FactStore
         does; a re-run after a crash may write a record twice, never lose one)."""
-        store = FactStore(self.client)
+        from dialer.audit import AuditLog
+        from dialer.suppression import process_key
+
+        # audited like every consent change (dialer/audit_events.py), in the same transaction as the record
+        store = FactStore(self.client, audit=AuditLog(self.client, process_key()))
         for index in sorted(done):
             key = self.keys.consents(index, done[index]["attempt"])
             while True:
@@ -611,8 +621,52 @@ class Importer:
                     break
                 for item in items:
                     doc = json.loads(item)
-                    store.add_consent(self.tenant, doc["e164"], consent_record(doc, self.import_id))
+                    store.add_consent(self.tenant, doc["e164"], consent_record(doc, self.import_id),
+                                      actor="job:import")
                 self.client.ltrim(key, len(items), -1)
+
+
+def _audit(client: redis.Redis, tenant: str, import_id: str) -> None:
+    """The import's outcome in the tenant's audit trail (counts only, no rows)."""
+    from dialer.audit_events import import_finished
+
+    try:
+        import_finished(client, tenant, import_id, _now())
+    except redis.RedisError as exc:  # the import stands; say loudly that its audit entry is missing
+        log.error("import %s: audit entry not written (%s)", import_id, exc)
+
+
+def _suppressed(client: redis.Redis, tenant: str) -> tuple[frozenset[str], bytes]:
+    """The tenant's suppression list (keyed hashes of erased numbers, dialer/suppression.py) and the key.
+    An import cannot check it without the key: it fails as a whole (suppression_unavailable)."""
+    from dialer.suppression import Suppression, SuppressionUnavailable
+
+    store = Suppression(client)
+    try:
+        return store.snapshot(tenant), store.key
+    except SuppressionUnavailable as exc:
+        raise FileError("suppression_unavailable", f"{exc}; nothing was imported") from None
+
+
+def _drop_suppressed(result: Any, row: int, line: int, suppressed: frozenset[str], secret: bytes) -> None:
+    """Numbers erased at their owner's request are never imported again: each is reported (masked, since the
+    report must not bring the number back) with reason SUPPRESSED; a row left without a number is rejected."""
+    from dialer.audit import AuditLog
+    from dialer.suppression import person_ref
+
+    kept = []
+    for column, phone in result.phones:
+        if person_ref(secret, phone.e164) in suppressed:
+            result.errors.append(RowError(row, line, column, AuditLog.mask(phone.e164), "SUPPRESSED",
+                                          "this number was erased at its owner's request and is on the "
+                                          "suppression list: not imported"))
+        else:
+            kept.append((column, phone))
+    if len(kept) < len(result.phones):
+        result.phones = kept
+        if not kept:
+            result.rejected = "SUPPRESSED"
+            result.consent = None
 
 
 def consent_record(doc: dict[str, Any], import_id: str) -> Consent:

@@ -271,6 +271,12 @@ def load_registry(
         report.seconds = time.monotonic() - started
     log.info("registry %s: version %s live (%s rows, +%s -%s, %s invalid lines)", name, info.version, info.rows,
              info.added, info.removed, info.invalid)
+    try:  # every tenant's gate relies on the registry: each tenant's audit trail records the new copy
+        from dialer.audit_events import registry_loaded
+
+        registry_loaded(client, report.as_dict(), loaded_at or datetime.now(UTC))
+    except redis.RedisError as exc:  # the load stands; its audit entries are missing: say so loudly
+        log.error("registry %s: version %s live but not audited (%s)", name, info.version, exc)
     return report
 
 

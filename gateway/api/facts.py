@@ -149,7 +149,7 @@ async def add_optout(request: web.Request) -> web.Response:
     await _check_campaign(request, who.tenant, campaign)
     optout = await asyncio.to_thread(
         facts(request).add_optout, who.tenant, number, at=_instant(data.get("at")), source=data["source"],
-        scope=scope, campaign=campaign, keyword=keyword[:100] if keyword else None)
+        scope=scope, campaign=campaign, keyword=keyword[:100] if keyword else None, actor=f"user:{who.user}")
     await trail.record(redis_of(request), who.tenant, "optout.add", actor=who.user, token_id=who.token_id,
                        phone=mask_phone(number), scope=scope, campaign=campaign or "", source=data["source"])
     return web.json_response({"phone": number, "scope": optout.scope, "campaign": optout.campaign,
@@ -170,7 +170,7 @@ async def add_consent(request: web.Request) -> web.Response:
     if action == "withdraw":
         await asyncio.to_thread(store.withdraw_consent, who.tenant, number, at, source=data["source"],
                                 purpose=data.get("purpose", "telemarketing"), campaign=data.get("campaign"),
-                                evidence=data.get("evidence", ""))
+                                evidence=data.get("evidence", ""), actor=f"user:{who.user}")
     else:
         expires = _instant(data["expires_at"]) if data.get("expires_at") else None
         if expires is not None and expires <= at:
@@ -179,7 +179,7 @@ async def add_consent(request: web.Request) -> web.Response:
                           expires_at=expires, source=data["source"], evidence=data.get("evidence", ""),
                           channel=data.get("channel", "phone"), campaign=data.get("campaign"), ip=data.get("ip"),
                           text=data.get("text"))
-        await asyncio.to_thread(store.add_consent, who.tenant, number, consent)
+        await asyncio.to_thread(store.add_consent, who.tenant, number, consent, actor=f"user:{who.user}")
     await trail.record(redis_of(request), who.tenant, f"consent.{action}", actor=who.user, token_id=who.token_id,
                        phone=mask_phone(number), purpose=data.get("purpose", "telemarketing"), source=data["source"])
     records = await asyncio.to_thread(store.consents, who.tenant, number)

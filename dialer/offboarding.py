@@ -1,0 +1,214 @@
+"""Contract end: export everything a tenant has, then delete it, keeping only what the law requires.
+
+    offboard(client, tenant, path, at, actor, secret_key) -> OffboardReport
+
+The export is a directory (or a .zip when `path` ends in .zip) the tenant receives (GDPR Art. 28(3)(g):
+return the data, then delete it):
+  manifest.json        what is in it, row counts, sha256 of every file, the audit verification
+  contacts.jsonl       every contact (all fields)
+  lists.json           lists with their member ids; campaigns.json: campaigns with their control history
+  people.jsonl         per number: consent records (evidence), relationships, attempts, opt-outs, last uses
+  optouts.jsonl        the opt-out log
+  imports.json         import statuses and summaries; import_errors.jsonl: every error report entry
+  audit.jsonl          the whole audit trail (seq, at, kind, actor, payload, hash)
+  suppression.json     the suppression hashes (no numbers)
+Then every `t:{T}:*` key is deleted except what we must keep:
+  t:{T}:suppression, t:{T}:suppression:key    erased people must never be called again if the tenant returns
+  t:{T}:audit (and :head, :base, :anchors)    our evidence as processor of what was done (no numbers); it keeps
+                                              being trimmed by its retention period
+  t:{T}:retention:policy                      so that trimming goes on with the tenant's period
+The tenant's API tokens are deleted, the tenant leaves the `tenants` set and joins `tenants:offboarded`
+(the retention scheduler still visits it), and registered export files are deleted from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from dialer.audit import AuditLog, iso
+from dialer.audit_events import exports_key
+
+OFFBOARDED = "tenants:offboarded"
+KEEP_SUFFIXES = ("suppression", "suppression:key", "audit", "audit:head", "audit:base", "audit:anchors",
+                 "retention:policy")
+
+
+class OffboardError(Exception):
+    pass
+
+
+@dataclass
+class OffboardReport:
+    tenant: str
+    path: str
+    files: dict[str, int]
+    deleted_keys: int
+    kept_keys: list[str]
+    audit_seq: int
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _scan(client: redis.Redis, pattern: str) -> list[str]:
+    return sorted(_s(k) for k in client.scan_iter(match=pattern, count=1000))
+
+
+def _hash(client: redis.Redis, key: str) -> dict[str, Any]:
+    return {_s(k): _json(v) for k, v in client.hgetall(key).items()}
+
+
+def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str | bytes) -> dict[str, int]:
+    p = f"t:{tenant}:"
+    counts: dict[str, int] = {}
+
+    def jsonl(name: str, rows: Any) -> None:
+        n = 0
+        with open(out / name, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+                n += 1
+        counts[name] = n
+
+    def dump(name: str, value: Any, n: int) -> None:
+        with open(out / name, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, ensure_ascii=False, sort_keys=True, indent=1, default=str)
+        counts[name] = n
+
+    from dialer.contacts.store import get_contact
+
+    contact_keys = [k for k in _scan(client, p + "contact:*")]
+    jsonl("contacts.jsonl", (get_contact(client, tenant, k[len(p + "contact:"):]) for k in contact_keys))
+    lists = {}
+    for list_id in sorted(_s(x) for x in client.smembers(p + "lists")):
+        lists[list_id] = {**_hash(client, f"{p}list:{list_id}"),
+                          "members": sorted(_s(m) for m in client.smembers(f"{p}list:{list_id}:members"))}
+    dump("lists.json", lists, len(lists))
+    campaigns = {}
+    for cid in sorted(_s(c) for c in client.zrange(p + "campaigns", 0, -1)):
+        campaigns[cid] = {**_hash(client, f"{p}campaign:{cid}"),
+                          "control": [{_s(k): _s(v) for k, v in f.items()}
+                                      for _, f in client.xrange(f"{p}campaign:{cid}:control")],
+                          "contacts": sorted(_s(m) for m in client.smembers(f"{p}campaign:{cid}:contacts"))}
+    dump("campaigns.json", campaigns, len(campaigns))
+
+    numbers = sorted({k[len(p + "p:"):].rsplit(":", 1)[0] for k in _scan(client, p + "p:*")})
+    dnc = {_s(k): _json(v) for k, v in client.hgetall(p + "dnc").items()}
+
+    def people() -> Any:
+        for e164 in numbers:
+            k = f"{p}p:{e164}:"
+            yield {"phone": e164,
+                   "consents": [_json(x) for x in client.lrange(k + "consent", 0, -1)],
+                   "relationships": [_json(x) for x in client.lrange(k + "rel", 0, -1)],
+                   "attempts": [_json(x) for x in client.hvals(k + "att")],
+                   "consent_last_used": {_s(m): s for m, s in client.zrange(k + "consent_used", 0, -1,
+                                                                            withscores=True)},
+                   "company_optout": dnc.get(e164)}
+    jsonl("people.jsonl", people())
+    campaign_dnc = {k: _hash(client, k) for k in _scan(client, p + "campaign:*:dnc")}
+    dump("optouts.json", {"company": dnc, "campaigns": campaign_dnc}, len(dnc) + sum(map(len, campaign_dnc.values())))
+    jsonl("optout_log.jsonl", ({"id": _s(i), **{_s(a): _s(b) for a, b in f.items()}}
+                               for i, f in client.xrange(p + "optouts")))
+    imports = {}
+    errors = []
+    for import_id in (_s(i) for i in client.zrange(p + "imports", 0, -1)):
+        imports[import_id] = {k: v for k, v in _hash(client, f"{p}import:{import_id}").items()
+                              if k not in ("commit_token", "heartbeat")}
+        errors += [{"import_id": import_id, **json.loads(e)} for e in client.lrange(f"{p}import:{import_id}:errors",
+                                                                                    0, -1)]
+    dump("imports.json", imports, len(imports))
+    jsonl("import_errors.jsonl", errors)
+    audit = AuditLog(client, secret_key)
+    jsonl("audit.jsonl", ({"seq": e.seq, "at": iso(e.at), "kind": e.kind, "actor": e.actor, "payload": e.payload,
+                           "written": iso(e.written), "hash": e.hash} for e in audit.entries(tenant)))
+    suppression = _hash(client, p + "suppression")
+    dump("suppression.json", suppression, len(suppression))
+    return counts
+
+
+def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at: datetime, *, actor: str,
+             secret_key: str | bytes) -> OffboardReport:
+    """Export all the tenant's data to `path`, verify it was written, then delete the tenant's data. Nothing is
+    deleted if the export fails. The audit trail records the offboarding (kind retention, action offboard)."""
+    target = Path(path)
+    if target.exists() and (target.is_file() or any(target.iterdir())):
+        raise OffboardError(f"{target} exists and is not empty: choose a new path for the export")
+    audit = AuditLog(client, secret_key)
+    verified = audit.verify(tenant)
+    work = Path(tempfile.mkdtemp(prefix=f"offboard-{tenant}-", dir=target.parent if target.parent.exists() else None))
+    try:
+        counts = _write_exports(client, tenant, work, secret_key)
+        manifest = {"tenant": tenant, "exported_at": iso(at), "files": {}, "audit_verify": str(verified)}
+        for name in sorted(counts):
+            digest = hashlib.sha256((work / name).read_bytes()).hexdigest()
+            manifest["files"][name] = {"rows": counts[name], "sha256": digest}
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+        if target.suffix == ".zip":
+            tmp_zip = target.with_suffix(".zip.part")
+            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+                for file in sorted(work.iterdir()):
+                    zf.write(file, file.name)
+            os.replace(tmp_zip, target)
+        else:
+            if target.exists():
+                target.rmdir()
+            shutil.move(str(work), target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+    warnings = []
+    for export_path in [_s(k) for k in client.hkeys(exports_key(tenant))]:
+        try:
+            Path(export_path).unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.append(f"export file {export_path} not deleted: {exc.strerror}")
+    p = f"t:{tenant}:"
+    keep = {p + s for s in KEEP_SUFFIXES}
+    tokens = [f"token:{_s(sha)}" for sha in client.hvals(p + "tokens")]  # API tokens stop working at once
+    if tokens:
+        client.unlink(*tokens)
+    doomed = [k for k in _scan(client, p + "*") if k not in keep]
+    for n in range(0, len(doomed), 500):
+        client.unlink(*doomed[n:n + 500])
+    pipe = client.pipeline(transaction=True)
+    pipe.srem("tenants", tenant)
+    pipe.sadd(OFFBOARDED, tenant)
+    pipe.hset(f"tenant:{tenant}", mapping={"offboarded_at": iso(at)})
+    pipe.execute()
+    for member in client.smembers("dialer:imports:active"):
+        if _s(member).startswith(f"{tenant}\t"):
+            client.srem("dialer:imports:active", member)
+    seq = audit.append(tenant, "retention", actor, {
+        "action": "offboard", "export": str(target), "files": counts, "deleted_keys": len(doomed),
+        "kept": sorted(keep)}, at).seq
+    kept = sorted(k for k in keep if client.exists(k))
+    return OffboardReport(tenant, str(target), counts, len(doomed), kept, seq, warnings)
