@@ -52,7 +52,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "registry.write": ("admin",),
     "audit.read": ("admin", "auditor"),
     "exports.create": ("admin", "auditor"),
-    "subjects.manage": ("admin",),
+    "subjects.read": ("admin", "auditor"),  # data subject access, retention policy
+    "subjects.manage": ("admin",),  # rectify, erase, change the retention policy
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -3,9 +3,9 @@
 Events go straight into the tenant's tamper-evident audit trail `t:{tenant}:audit` (dialer/audit_events.py
 `gateway_sink` = dialer/audit.py `trail_sink`: same Lua append as the gate's, so one ordered hash chain per
 tenant; the action's first part picks the audit kind, `ACTION_KINDS`), except the actions audited where the
-data is written (opt-outs, consents, subject requests: `AUDITED_AT_SOURCE`). `set_sink(...)` replaces the sink (tests, or the interim
-`inbox_sink` that wrote to a plain stream `t:{tenant}:audit:inbox`). Events carry no token secret and no
-full phone number (callers pass masked or hashed values).
+data is written (opt-outs, consents, subject requests: `AUDITED_AT_SOURCE`). `set_sink(...)` replaces the
+sink (tests, or the interim `inbox_sink` that wrote to a plain stream `t:{tenant}:audit:inbox`). Events carry
+no token secret and no full phone number (callers pass masked or hashed values).
 """
 
 from __future__ import annotations
