@@ -32,8 +32,13 @@ SAMPLE_BODIES = {
     ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
     ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
     ("POST", "/v1/gate/check"): {"campaign": "c1", "phone": "+33145678901"},
+    ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
+    ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
+    ("PATCH", "/v1/retention"): {"attempts": 800},
 }
-SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"}}
+SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects/report"): {"phone": "+33145678901"}}
 
 
 @pytest.fixture
@@ -62,6 +67,9 @@ async def acme_resource(gw, kind: str) -> str | dict[str, str]:
         campaign = (await gw.ready_campaign("acme"))["id"]
         import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "l1")
         return {"id": campaign, "contact": f"{import_id}-2"}
+    if kind == "contact":
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return f"{import_id}-2"
     if kind == "registry_import":
         return await uploaded_registry(gw, "acme")
     raise AssertionError(f"no factory for resource kind {kind}")
