@@ -151,7 +151,8 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
     job = requests.post(f"{base_url}/v1/registries/bloctel/imports", headers=headers, timeout=10,
                         files={"file": ("b.txt", b"0145678901\n")}).json()["id"]
     real = {"id": made["id"], "name": "target", "token_id": token_id, "import_id": import_id,
-            "list_id": "fuzzlist", "contact": f"{import_id}-2", "job_id": job}
+            "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
+            "job_id": job}
     lenient = [c for c in checks if c is not negative_data_rejection]
 
     @given(case=strategy)

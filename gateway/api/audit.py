@@ -33,7 +33,7 @@ QUERY = {
     "kind": {"type": "string", "enum": list(KINDS)},
     "since": {"type": "string", "format": "date-time", "description": "events at or after this instant"},
     "until": {"type": "string", "format": "date-time", "description": "events before this instant"},
-    "before": {"type": "integer", "minimum": 1, "description": "entries with a smaller seq (paging)"},
+    "before": {"type": "integer", "minimum": 1, "maximum": 2**53, "description": "entries with a smaller seq (paging)"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }
 

@@ -225,11 +225,13 @@ async def why(request: web.Request) -> web.Response:
                               "now": decision_json(now), "next_attempt_at": next_at, "summary": summary})
 
 
+GATE_ERRORS = {"503": "no gate: security.secret_key is unset"}
+
 ROUTES = [
     Route("POST", "/v1/gate/check", check, "What-if: the gate's decision for a contact and a campaign (no reservation)",
-          "gate.check", body=CHECK_IN, response=CHECK_OUT, tag="gate"),
+          "gate.check", body=CHECK_IN, response=CHECK_OUT, tag="gate", errors=GATE_ERRORS),
     Route("GET", "/v1/campaigns/{id}/contacts/{contact}/why", why,
           "Why is this contact (id, or E.164 digits without +) not being called: queue state, the gate's latest "
           "decision, and a decision now, with reasons and the next time", "gate.check", response=WHY_OUT,
-          resource="campaign_contact", tag="gate"),
+          resource="campaign_contact", tag="gate", errors=GATE_ERRORS),
 ]

@@ -20,6 +20,7 @@ from dialer.contacts.report import write_error_report
 from dialer.contacts.sniff import FileError
 from dialer.contacts.store import Keys, _s
 from gateway import trail
+from gateway.api.gatecheck import GATE_ERRORS
 from gateway.api.schemas import listing
 from gateway.api.support import csv_download, gate_of, multipart_body, raw_redis, receive_upload, sync
 from gateway.errors import ApiError, invalid, not_found
@@ -223,7 +224,7 @@ UPLOAD_FIELDS = {
 ROUTES = [
     Route("POST", "/v1/imports", upload_list, "Upload a contact list (streamed multipart; queued as an import job)",
           "lists.write", raw_body=multipart_body(UPLOAD_FIELDS, ("list",)), response=IMPORT, status=202,
-          tag="lists"),
+          tag="lists", errors={"415": "the body is not multipart/form-data"}),
     Route("GET", "/v1/imports", list_imports, "The latest 100 imports, newest first", "lists.read",
           response=listing(IMPORT), tag="lists"),
     Route("GET", "/v1/imports/{import_id}", import_status, "An import's status and progress (rows done / total)",
@@ -234,8 +235,8 @@ ROUTES = [
           tag="lists"),
     Route("GET", "/v1/lists/{list_id}/scrub", scrub_summary,
           "Scrub a list through the gate (no reservation): how many can be called now, later, never",
-          "gate.check", response=SCRUB, query=SCRUB_QUERY, resource="list", tag="lists"),
+          "gate.check", response=SCRUB, query=SCRUB_QUERY, resource="list", tag="lists", errors=GATE_ERRORS),
     Route("GET", "/v1/lists/{list_id}/scrub/report", scrub_report,
           "The scrub report, one row per contact (CSV)", "gate.check", content_type="text/csv", query=SCRUB_QUERY,
-          resource="list", tag="lists"),
+          resource="list", tag="lists", errors=GATE_ERRORS),
 ]

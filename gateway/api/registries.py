@@ -168,7 +168,8 @@ ROUTES = [
           response=VERSION, tag="registries"),
     Route("POST", "/v1/registries/{name}/imports", upload_registry,
           "Load a registry file (streamed multipart; queued as a registry import job). Operator tenants only",
-          "registry.write", raw_body=multipart_body(UPLOAD_FIELDS), response=JOB, status=202, tag="registries"),
+          "registry.write", raw_body=multipart_body(UPLOAD_FIELDS), response=JOB, status=202, tag="registries",
+          errors={"415": "the body is not multipart/form-data"}),
     Route("GET", "/v1/registry-imports/{job_id}", registry_import, "A registry import's progress and load report",
           "registry.read", response=JOB, resource="registry_import", tag="registries"),
 ]

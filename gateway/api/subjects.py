@@ -45,7 +45,7 @@ ERASE_OUT: dict[str, Any] = {"type": "object", "required": ["people", "contact_i
     "warnings": {"type": "array", "items": {"type": "string"}}}}
 POLICY: dict[str, Any] = {"type": "object", "properties": {k: {"type": "integer"} for k in retention.KINDS}}
 POLICY_IN: dict[str, Any] = {"type": "object", "additionalProperties": False,
-                             "properties": {k: {"type": "integer", "minimum": 1, "description": "days"}
+                             "properties": {k: {"type": "integer", "minimum": 1, "maximum": 36500, "description": "days"}
                                             for k in retention.KINDS}}
 
 
@@ -122,15 +122,19 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
+_NOT_FOUND = {"404": "no such contact in your tenant"}
+
 ROUTES = [
     Route("GET", "/v1/subjects", subject_access, "Data subject access: everything held about a person (JSON)",
-          "subjects.read", response=ACCESS, query=SUBJECT_QUERY, tag="subjects"),
+          "subjects.read", response=ACCESS, query=SUBJECT_QUERY, tag="subjects", errors=_NOT_FOUND),
     Route("GET", "/v1/subjects/report", subject_access_csv, "Data subject access as CSV (section, item, field, "
-          "value)", "subjects.read", content_type="text/csv", query=SUBJECT_QUERY, tag="subjects"),
+          "value)", "subjects.read", content_type="text/csv", query=SUBJECT_QUERY, tag="subjects",
+          errors=_NOT_FOUND),
     Route("PATCH", "/v1/contacts/{contact_id}", rectify_contact, "Rectify a contact's fields (not its numbers)",
           "subjects.manage", body=RECTIFY_IN, response=CONTACT_OUT, resource="contact", tag="subjects"),
     Route("POST", "/v1/subjects/erase", erase_subject, "Erase a person (keeps a keyed-hash suppression entry and "
-          "the audit trail)", "subjects.manage", body=ERASE_IN, response=ERASE_OUT, tag="subjects"),
+          "the audit trail)", "subjects.manage", body=ERASE_IN, response=ERASE_OUT, tag="subjects",
+          errors={**_NOT_FOUND, "503": "security.secret_key is unset: nothing erased"}),
     Route("GET", "/v1/retention", get_retention, "The tenant's retention periods (days)", "subjects.read",
           response=POLICY, tag="subjects"),
     Route("PATCH", "/v1/retention", set_retention, "Change retention periods (days; the law's floors apply)",
