@@ -44,9 +44,9 @@ ERASE_OUT: dict[str, Any] = {"type": "object", "required": ["people", "contact_i
     "suppressed": {"type": "integer"}, "audit_seq": {"type": "integer"},
     "warnings": {"type": "array", "items": {"type": "string"}}}}
 POLICY: dict[str, Any] = {"type": "object", "properties": {k: {"type": "integer"} for k in retention.KINDS}}
+_DAYS = {"type": "integer", "minimum": 1, "maximum": 36500, "description": "days"}
 POLICY_IN: dict[str, Any] = {"type": "object", "additionalProperties": False,
-                             "properties": {k: {"type": "integer", "minimum": 1, "maximum": 36500, "description": "days"}
-                                            for k in retention.KINDS}}
+                             "properties": {k: _DAYS for k in retention.KINDS}}
 
 
 def _error(exc: privacy.PrivacyError) -> ApiError:
