@@ -64,6 +64,7 @@ async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(
     err = (tmp_path / f"{survivor}.err").read_text()
     assert "Traceback" not in err
     assert "taking over call" in err  # the survivor resolved the dead process's claims
+    assert "saved estimates adopted" in err  # and paces on from the dead pacer's estimates, not the priors
     assert ", 0 still up" not in err  # calls still up at the takeover were kept and tracked to their end
     for phone in phones:
         assert phone not in err  # logs are masked

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from dialer.pacing import PolicyError
 from dialer.runtime.policy import RetryPolicy, after_denial, pacing_policy, schedule_opens_at, windows_from_config
 from dialer.runtime.queues import ContactQueue, QueuedContact
 from rules.model import Decision, Reason
@@ -151,7 +154,7 @@ def test_campaign_schedule_windows_in_the_contacts_zone():
 
 def test_pacing_settings_from_the_campaign():
     assert pacing_policy({"pacing_mode": "predictive", "abandon_cap": 0.01}).mode == "predictive"
-    power = pacing_policy({"pacing_mode": "progressive", "pacing_ratio": 2.5})
-    assert (power.mode, power.power_ratio) == ("power", 2.5)
-    assert pacing_policy({"agent_kind": "ai"}).mode == "agentless"
-    assert pacing_policy({"pacing_mode": "preview"}).mode == "progressive"
+    assert pacing_policy({"pacing_mode": "power", "pacing_ratio": 2.5}).power_ratio == 2.5
+    assert pacing_policy({"agent_kind": "ai", "pacing_mode": "predictive"}).mode == "agentless"
+    with pytest.raises(PolicyError):
+        pacing_policy({"pacing_mode": "preview"})  # started by an agent, not paced

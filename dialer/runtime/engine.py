@@ -45,7 +45,15 @@ from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
 from dialer.livestats import queue_denial, queue_disposition, queue_gauges
-from dialer.pacing import CampaignEstimators, RecentOriginates, RedisAbandonCounter, decide, window_for
+from dialer.pacing import (
+    CampaignEstimators,
+    PacingMode,
+    PolicyError,
+    RecentOriginates,
+    RedisAbandonCounter,
+    decide,
+    window_for,
+)
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.policy import (
@@ -128,6 +136,15 @@ def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
     return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
 
 
+def estimates_key(tenant: str, campaign: str) -> str:
+    """The pacing estimates of a campaign, saved by its pacer so a successor does not start from the priors."""
+    return f"t:{tenant}:campaign:{campaign}:runtime:estimates"
+
+
+ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
+ESTIMATES_TTL = 24 * 3600
+
+
 def pbx_group(servers: Sequence[AsteriskServer]) -> str:
     """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
     on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
@@ -176,6 +193,7 @@ class CampaignRunner:
     loaded_at: float = -1e18
     recovered_at: float = -1e18
     stats_at: float = -1e18
+    saved_at: float = -1e18
     last_reason: str = ""
     minute: list[float] = field(default_factory=list)  # wall times of this minute's originates (calls per minute)
     countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
@@ -215,6 +233,7 @@ class Engine:
         self._active_at = -1e18
         self._stopping = False
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
+        self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
 
@@ -302,10 +321,17 @@ class Engine:
             held = bool(self._lease(keys=[campaign_lease_key(*key, self.pbx)], args=[self.id, ms]))
             runner = self.runners.get(key)
             if runner is None and held:
+                estimators = CampaignEstimators(ring_timeout=self.settings.ring_timeout)
+                saved = self.redis.get(estimates_key(*key))
+                if saved:
+                    try:
+                        estimators.load(json.loads(saved))
+                    except ValueError as exc:  # keep the priors
+                        log.warning("campaign %s/%s: saved pacing estimates not usable (%s)", *key, exc)
                 runner = self.runners[key] = CampaignRunner(
-                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id),
-                    CampaignEstimators(ring_timeout=self.settings.ring_timeout), stored)
-                log.info("runtime %s: now pacing campaign %s/%s", self.id, stored.tenant, stored.id)
+                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id), estimators, stored)
+                log.info("runtime %s: now pacing campaign %s/%s%s", self.id, stored.tenant, stored.id,
+                         " (saved estimates adopted)" if saved else "")
             if runner is not None:
                 if runner.held and not held:
                     log.warning("runtime %s: lost campaign %s/%s to another process", self.id, *key)
@@ -339,6 +365,10 @@ class Engine:
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
             counts = await asyncio.to_thread(self._write_stats, r, now, self._live_gauges(r))
+            if mono - r.saved_at >= ESTIMATES_EVERY:
+                r.saved_at = mono
+                data = json.dumps(r.estimators.export())
+                await asyncio.to_thread(self.redis.set, estimates_key(r.tenant, r.campaign), data, ex=ESTIMATES_TTL)
             mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
             idle = counts["inflight"] == 0 and not r.claims and not mine
             exhausted = counts["ready"] == 0 and counts["waiting"] == 0
@@ -383,7 +413,7 @@ class Engine:
 
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
-        policy = pacing_policy(config)
+        policy = pacing_policy(config)  # PolicyError: the caller does not dial
         servers = set(self.pool.connected())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
@@ -392,7 +422,7 @@ class Engine:
         if self.settings.trunk_channels > 0:
             limit = self.settings.trunk_channels * len(servers)
         cps = self.settings.calls_per_second * len(servers) if self.settings.calls_per_second > 0 else None
-        if config.get("agent_kind") == "ai":
+        if policy.mode is PacingMode.AGENTLESS:
             connected_ai = sum(1 for f in mine if f.connected)
             free, busy = 0, ()
             ai = max(0, self.settings.ai_sessions * len(servers) - connected_ai)
@@ -408,7 +438,13 @@ class Engine:
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
         wall = time.time()
-        policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
+        try:
+            policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
+        except PolicyError as exc:
+            if r.last_reason != "policy-error":
+                r.last_reason = "policy-error"
+                log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
+            return
         decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
@@ -431,7 +467,16 @@ class Engine:
                 r.prefixes.add(claim.contact.phone[:5])
                 with contextlib.suppress(Exception):
                     r.countries.add(geo.jurisdiction_for_number(claim.contact.phone)[0])
-        results = await asyncio.to_thread(self._reserve, r, claims)
+        try:
+            results = await asyncio.to_thread(self._reserve, r, claims)
+        except Exception:
+            # Redis failed mid-way (or a bug): nothing was originated. Stop renewing these claims: their leases
+            # expire and the recovery resolves each one (not reserved: requeued; reserved: no channel, unknown).
+            for claim in claims:
+                current = r.claims.get(claim.contact.contact_id)
+                if current is not None and current.call_id == claim.call_id:
+                    del r.claims[claim.contact.contact_id]
+            raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
                 flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
@@ -483,7 +528,7 @@ class Engine:
             # already have taken this claim over. Never dial on a claim we cannot vouch for.
             self.flights.pop(claim.call_id, None)
             log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
-            await asyncio.to_thread(self._not_placed, r, claim, "lease not renewed", self.clock(), False)
+            await self._give_back_claim(r, claim, "lease not renewed", False)
             return
         request = OriginateRequest(
             call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
@@ -499,12 +544,23 @@ class Engine:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
             self.flights.pop(claim.call_id, None)
             now = self.clock()
-            await asyncio.to_thread(self._not_placed, r, claim, str(exc) or type(exc).__name__, now,
-                                    isinstance(exc, ValueError))
+            await self._give_back_claim(r, claim, str(exc) or type(exc).__name__, isinstance(exc, ValueError), now)
             return
         self.placed += 1
         if result.status == "unconfirmed":
             log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
+
+    async def _give_back_claim(self, r: CampaignRunner, claim: Claim, why: str, bad: bool,
+                               now: datetime | None = None) -> None:
+        """A reserved call that was not placed: release it and put the contact back. If Redis fails, stop renewing
+        the claim: it expires and the recovery resolves it (never a lost contact)."""
+        try:
+            await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad)
+        except Exception as exc:
+            log.error("call %s not placed and not given back yet (%s); recovery will resolve it", claim.call_id, exc)
+            current = r.claims.get(claim.contact.contact_id)
+            if current is not None and current.call_id == claim.call_id:
+                del r.claims[claim.contact.contact_id]
 
     def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool) -> None:
         self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
@@ -582,6 +638,10 @@ class Engine:
                 delay = min(5.0, delay * 2)
         log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
                      disposition)
+        self._unsaved[claim.call_id] = (outcome, live)  # the recovery stores it once Redis is back
+        current = r.claims.get(claim.contact.contact_id)
+        if current is not None and current.call_id == claim.call_id:
+            del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -685,6 +745,11 @@ class Engine:
             claim = t.claim
             r.claims[claim.contact.contact_id] = claim
             if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                continue
+            unsaved = self._unsaved.pop(claim.call_id, None)
+            if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
+                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
+                await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
                 continue
             log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
                         t.previous_owner)

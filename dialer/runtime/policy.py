@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dialer.pacing import PacingMode, PacingPolicy
+from dialer.pacing import PacingPolicy
 from rules.model import Decision
 
 # Dispositions (dialer/ami/dispositions.py) -> the attempt outcomes the gate's history knows (rules.model.OUTCOMES).
@@ -140,18 +140,9 @@ def schedule_opens_at(windows: Sequence[Window], zones: Sequence[str], at: datet
 # --- pacing settings from the campaign --------------------------------------------------------------------
 
 def pacing_policy(config: Mapping[str, Any]) -> PacingPolicy:
-    """The campaign's pacing settings. The gateway's schema names modes preview/progressive/predictive with a
-    ratio; AI campaigns (agent_kind ai) are agentless; a ratio above 1 with progressive is power dialing.
-    `pacing` (a table of PacingPolicy fields) overrides everything when present."""
+    """The campaign's pacing settings (PacingPolicy.from_campaign: pacing_mode, pacing_ratio, abandon_cap,
+    agent_kind; AI-agent campaigns are agentless). `pacing`, a table of PacingPolicy fields, overrides them.
+    Raises PolicyError (naming the field) for settings that cannot be paced."""
     if isinstance(config.get("pacing"), Mapping):
         return PacingPolicy.from_mapping(config["pacing"])
-    cap = float(config.get("abandon_cap", 0.03))
-    if config.get("agent_kind") == "ai":
-        return PacingPolicy(mode=PacingMode.AGENTLESS, abandon_cap=cap)
-    mode = config.get("pacing_mode", "progressive")
-    ratio = float(config.get("pacing_ratio", 1) or 1)
-    if mode == "predictive":
-        return PacingPolicy(mode=PacingMode.PREDICTIVE, abandon_cap=cap)
-    if mode == "power" or (mode == "progressive" and ratio > 1):
-        return PacingPolicy(mode=PacingMode.POWER, abandon_cap=cap, power_ratio=max(1.0, ratio))
-    return PacingPolicy(mode=PacingMode.PROGRESSIVE, abandon_cap=cap)  # preview dials as progressive
+    return PacingPolicy.from_campaign(config)
