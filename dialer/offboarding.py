@@ -158,6 +158,12 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
              secret_key: str | bytes) -> OffboardReport:
     """Export all the tenant's data to `path`, verify it was written, then delete the tenant's data. Nothing is
     deleted if the export fails. The audit trail records the offboarding (kind retention, action offboard)."""
+    from dialer.privacy import PrivacyError, check_tenant
+
+    try:
+        check_tenant(tenant)
+    except PrivacyError as exc:
+        raise OffboardError(exc.message) from None
     target = Path(path)
     if target.exists() and (target.is_file() or any(target.iterdir())):
         raise OffboardError(f"{target} exists and is not empty: choose a new path for the export")

@@ -75,6 +75,17 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else iso(value)
 
 
+_TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_tenant(tenant: str) -> str:
+    """Tenant ids become part of Redis keys: letters, digits, '_', '.', '-' only (no ':' reaching another
+    tenant's keys)."""
+    if not _TENANT.match(tenant or ""):
+        raise PrivacyError("bad_tenant", "tenant ids are 1-64 letters, digits, '_', '.' or '-'", "tenant")
+    return tenant
+
+
 def e164_of(phone: str, country: str | None = None) -> str:
     """The number in E.164 (possible numbers accepted: an erasure must not fail on a numbering-plan detail)."""
     try:
@@ -98,8 +109,11 @@ class Subject:
 
 def find_subject(client: redis.Redis, tenant: str, phone: str | None = None, contact_id: str | None = None,
                  country: str | None = None) -> Subject:
+    check_tenant(tenant)
     if (phone is None) == (contact_id is None):
         raise PrivacyError("bad_request", "give exactly one of phone or contact id")
+    if contact_id is not None and (not contact_id or ":" in contact_id or len(contact_id) > 200):
+        raise PrivacyError("bad_request", "not a contact id", "contact_id")
     if contact_id is not None:
         contact = get_contact(client, tenant, contact_id)
         if contact is None:
@@ -310,8 +324,8 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     """Correct a contact's fields (GDPR Art. 16): RECTIFIABLE fields and kept columns (x.<name>); None or ""
     clears a field. Phone numbers are not rectified here (facts are kept per number): erase the wrong number
     and import the right one. Audited as kind `rectification` with the field names (not the values)."""
-    keys = Keys(tenant)
-    if not client.exists(keys.contact(contact_id)):
+    keys = Keys(check_tenant(tenant))
+    if ":" in contact_id or not client.exists(keys.contact(contact_id)):
         raise PrivacyError("not_found", f"no contact {contact_id} for tenant {tenant}", "contact_id")
     if not changes:
         raise PrivacyError("bad_request", "no field to change", "changes")
@@ -375,6 +389,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         suppression.require_key("erase personal data (the suppression entry is a keyed hash)")
     except SuppressionUnavailable as exc:
         raise PrivacyError("no_secret_key", f"refusing to erase: {exc}") from None
+    try:  # a list made with another key would be silently broken by entries made with this one
+        suppression.check_key(check_tenant(tenant))
+    except SuppressionUnavailable as exc:
+        raise PrivacyError("suppression_key_mismatch", f"refusing to erase: {exc}") from None
     subject = find_subject(client, tenant, phone, contact_id, country)
     audit = AuditLog(client, secret_key)
     numbers = set(subject.numbers)

@@ -94,6 +94,12 @@ def set_policy(client: redis.Redis, tenant: str, changes: dict[str, int], *, act
                at: datetime) -> dict[str, int]:
     """Change some periods (days). Refuses unknown kinds, non-positive periods and periods under the law's
     floor for a kind in general (the per-country consent minimum is applied on top at every run anyway)."""
+    from dialer.privacy import PrivacyError, check_tenant
+
+    try:
+        check_tenant(tenant)
+    except PrivacyError as exc:
+        raise PolicyError(exc.message) from None
     for kind, days in changes.items():
         if kind not in KINDS:
             raise PolicyError(f"{kind}: unknown kind (known: {', '.join(KINDS)})")
@@ -289,6 +295,9 @@ def run(client: redis.Redis, tenant: str, at: datetime, *, secret_key: str | byt
         actor: str = "job:retention") -> RetentionReport:
     """Apply the tenant's retention policy at the instant `at`. Each kind is pruned independently: a failure
     in one is reported (and logged) without stopping the others."""
+    from dialer.privacy import check_tenant
+
+    check_tenant(tenant)
     at = at.astimezone(UTC)
     policy = get_policy(client, tenant)
     report = RetentionReport(tenant, iso(at), policy)

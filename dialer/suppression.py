@@ -109,7 +109,7 @@ class Suppression:
         pipe.set(fingerprint_key(tenant), key_fingerprint(self.key))
         return ref
 
-    def _check_key(self, tenant: str) -> bool:
+    def check_key(self, tenant: str) -> bool:
         """True when the list is empty (nothing to check), False when it has entries; raises when it has
         entries that this process cannot check."""
         count, stored = self.redis.hlen(suppression_key(tenant)), self.redis.get(fingerprint_key(tenant))
@@ -123,12 +123,12 @@ class Suppression:
 
     def snapshot(self, tenant: str) -> frozenset[str]:
         """Every suppressed ref of the tenant (one read; an import checks a whole chunk against it)."""
-        if self._check_key(tenant):
+        if self.check_key(tenant):
             return frozenset()
         return frozenset(_s(k) for k in self.redis.hkeys(suppression_key(tenant)))
 
     def contains_many(self, tenant: str, e164s: Sequence[str]) -> list[bool]:
-        if not e164s or self._check_key(tenant):
+        if not e164s or self.check_key(tenant):
             return [False] * len(e164s)
         found = self.redis.hmget(suppression_key(tenant), [self.ref(e) for e in e164s])
         return [value is not None for value in found]

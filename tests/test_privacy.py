@@ -242,6 +242,9 @@ def test_suppression_written_with_another_key_fails_closed(redis_client, world, 
     configure(b"")
     status = import_file(redis_client, world["path"], list_id="third")
     assert status["status"] == "failed" and "security.secret_key is required" in status["error"]
+    with pytest.raises(privacy.PrivacyError) as err:  # entries made with another key would break the list
+        privacy.erase(redis_client, T, phone=OTHER, actor="user:dpo", at=AT, secret_key="another-key")
+    assert err.value.code == "suppression_key_mismatch"
     gate = Gate(redis_client, PACKS, RegistryStore(redis_client, refresh_interval=0.0), secret_key="another-key")
     decision = gate.check(Contact(OTHER, "FR", "75011"), SALES, AT)
     assert decision.codes()[0] == "SUPPRESSION_UNVERIFIABLE"
@@ -279,3 +282,16 @@ def test_cli_access_and_erase(redis_url, redis_client, world):
     assert done.returncode == 1 and "not_found" in done.stderr and "Traceback" not in done.stderr
     done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", OTHER, "--set", "city=Lyon")
     assert done.returncode == 1 and "--contact" in done.stderr
+
+
+def test_tenant_and_contact_ids_cannot_reach_other_keys(redis_client):
+    for call in (lambda: privacy.access(redis_client, "t1:x", phone=NUMBER, at=AT),
+                 lambda: privacy.erase(redis_client, "t1:x", phone=NUMBER, actor="a", at=AT, secret_key=KEY),
+                 lambda: privacy.rectify(redis_client, "t1:x", "c-1", {"city": "Lyon"}, "a", AT)):
+        with pytest.raises(privacy.PrivacyError) as err:
+            call()
+        assert err.value.code == "bad_tenant"
+    redis_client.hset(f"t:{T}:contact:a:b", "phone", NUMBER)
+    with pytest.raises(privacy.PrivacyError) as err:
+        privacy.access(redis_client, T, contact_id="a:b", at=AT)
+    assert err.value.code == "bad_request"

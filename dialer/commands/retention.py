@@ -85,8 +85,13 @@ def run_run(args: argparse.Namespace, config: Config) -> int:
                                                    job_timeout=6 * 3600)
         print(f"retention job {job.id} queued for tenant {args.tenant} at {at.isoformat()}")
         return 0
-    report = retention.run(client, args.tenant, at, secret_key=config["security.secret_key"],
-                           actor=f"user:{getpass.getuser()}")
+    from dialer.privacy import PrivacyError
+
+    try:
+        report = retention.run(client, args.tenant, at, secret_key=config["security.secret_key"],
+                               actor=f"user:{getpass.getuser()}")
+    except PrivacyError as exc:
+        raise CommandError(f"retention: {exc.message}") from None
     print(json.dumps(report.as_dict(), indent=2))
     return 1 if report.problems else 0
 
