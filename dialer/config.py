@@ -133,7 +133,7 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")
 
 
-def _asterisk(entries: Any, path: str) -> tuple[AsteriskServer, ...]:
+def _asterisk(entries: Any, path: str, env: dict[str, str]) -> tuple[AsteriskServer, ...]:
     if not isinstance(entries, list):
         raise ConfigError(f"setting asterisk in {path}: expected [[asterisk]] tables")
     servers = []
@@ -149,7 +149,7 @@ def _asterisk(entries: Any, path: str) -> tuple[AsteriskServer, ...]:
                 raise ConfigError(f"setting {where}.{key} in {path}: required string")
         secret = entry.get("secret")
         if "secret_env" in entry:
-            secret = os.environ.get(entry["secret_env"])
+            secret = env.get(entry["secret_env"])
             if secret is None:
                 raise ConfigError(f"setting {where}.secret_env: environment variable {entry['secret_env']} is unset")
         if not isinstance(secret, str) or not secret:
@@ -199,5 +199,5 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             values[setting.name] = _coerce(setting, env[setting.env], setting.env)
     values["log.level"] = values["log.level"].upper()
     _check(values)
-    servers = _asterisk(doc.get("asterisk", []), source)
+    servers = _asterisk(doc.get("asterisk", []), source, env)
     return Config(values=values, asterisk=servers, source=source)

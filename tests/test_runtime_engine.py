@@ -302,3 +302,36 @@ async def test_the_campaign_schedule_applies_on_top_of_the_legal_hours(redis_url
     assert {s["reason"] for s in steps} == {"campaign_schedule"} and all(queue.attempts(c.decode()) == 0
                                                                         for c in queue.redis.hkeys(queue.keys["state"]))
     assert not [e for e in AuditLog(redis_client, SECRET_KEY).entries("acme") if e.kind == "gate_decision"]
+
+
+async def test_a_redis_outage_mid_campaign_loses_nobody(redis_factory, tmp_path):
+    """Redis (persistent) is killed while calls are in flight and restarted 1.5 s later: the engine keeps its
+    calls, stores their outcomes when Redis is back, and completes the campaign; nobody is dialed twice."""
+    import redis as redislib
+
+    (tmp_path / "redis").mkdir()
+    server = redis_factory.start(persistent=True, directory=str(tmp_path / "redis"))
+    client = redislib.Redis.from_url(server.url)
+    phones = [p for p in numbers(30, base="+331456790") if p[-1] not in "2347"][:16]
+    campaign = setup_campaign(client, tmp_path, phones)
+    pbx = await start_pbx(time_scale=0.1, queues={"dialer": 4})
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(server.url, pbx, offset_clock(AT, 1.0))
+            await eventually(lambda: sum(observer.by_number.values()) >= 4, timeout=30)
+            server.kill()
+            await asyncio.sleep(1.5)
+            server.start()
+            await eventually(lambda: CampaignStore(client).get("acme", campaign).status == "completed", timeout=90)
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert set(finals) == set(phones)  # nobody lost
+    for phone in phones:
+        assert observer.by_number[phone] <= 1, phone  # nobody dialed twice (no retry rules)
+        assert finals[phone]["attempts"] == observer.by_number[phone] or finals[phone]["reason"] == "max_attempts"
+    assert all(a.outcome != "reserved" for p in phones for a in FactStore(client).attempts("acme", p))
+    client.close()

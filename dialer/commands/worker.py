@@ -44,9 +44,25 @@ def parse_queues(text: str) -> list[str]:
     return names
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class DialerWorker(Worker):
+    """An RQ worker that holds stop signals until its own handlers are in place.
+
+    RQ registers the worker in Redis before it installs its SIGTERM handler; a stop request
+    arriving in between would kill it the hard way and leave it registered. `work()` blocks the
+    signals first, and they are delivered (to RQ's warm-shutdown handler) once it is ready."""
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
 def work(url: str, queues: list[str], burst: bool, name: str) -> bool:
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     client = redis.Redis.from_url(url)
-    worker = Worker(queues, connection=client, name=name)
+    worker = DialerWorker(queues, connection=client, name=name)
     return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
 
 
@@ -72,8 +88,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                                    f"{prefix}.{uuid.uuid4().hex[:6]}"), daemon=False)
         for _ in range(args.processes)
     ]
-    for proc in procs:
-        proc.start()
 
     def forward(signum: int, _frame: object) -> None:
         # Pass the stop request on: each RQ worker finishes its current job (warm shutdown), then exits.
@@ -81,8 +95,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if proc.pid and proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
 
+    # Children are forked with the stop signals blocked (they unblock once RQ is ready), and the
+    # parent takes them only once it can forward them: no stop request is lost or half-handled.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    for proc in procs:
+        proc.start()
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     for proc in procs:
         proc.join()
     return 0 if all(p.exitcode == 0 for p in procs) else 1

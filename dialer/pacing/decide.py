@@ -32,7 +32,9 @@ def control_abandon_rate(abandons: int, live_answers: int, cap: float) -> float:
     plus one standard error. The margin matters for small campaigns, whose rate at the end of
     the window swings most; with thousands of answers it all but vanishes."""
     n = live_answers + _PRIOR_ANSWERS
-    rate = (abandons + _PRIOR_ANSWERS * cap * 0.5) / n
+    # Abandons are a subset of live answers; an inconsistent observation (more abandons than
+    # answers, from counters read at different instants) is read as the worst case, never a crash.
+    rate = min(1.0, (abandons + _PRIOR_ANSWERS * cap * 0.5) / n)
     return rate + math.sqrt(rate * (1.0 - rate) / n)
 
 
