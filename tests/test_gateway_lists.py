@@ -82,6 +82,7 @@ async def test_upload_runs_as_a_job_with_progress_and_error_report(gw, tmp_path)
     assert status["status"] == "committed"
     assert status["rows_done"] == status["rows_total"] == 3
     assert status["summary"]["valid"] == 2 and status["summary"]["invalid"] == 1
+    assert os.listdir(tmp_path / "uploads") == []  # the import is over: its uploaded file is deleted
     report = await gw.client.get(f"/v1/imports/{queued['id']}/errors", headers=gw.auth("acme", "uploader"))
     assert report.status == 200 and report.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(await report.text())))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -22,9 +23,17 @@ from dialer.contacts.store import Keys, _s
 from gateway import trail
 from gateway.api.gatecheck import GATE_ERRORS
 from gateway.api.schemas import listing
-from gateway.api.support import csv_download, gate_of, multipart_body, raw_redis, receive_upload, sync
+from gateway.api.support import (
+    csv_download,
+    gate_of,
+    multipart_body,
+    raw_redis,
+    receive_upload,
+    sync,
+    upload_dir,
+)
 from gateway.errors import ApiError, invalid, not_found
-from gateway.routing import SERVICES, Route, principal, query, redis_of
+from gateway.routing import CONFIG, SERVICES, Route, principal, query, redis_of
 from rules.model import PURPOSES, Campaign
 
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"}
@@ -117,11 +126,24 @@ async def upload_list(request: web.Request) -> web.Response:
 
 
 async def _import(request: web.Request) -> dict[str, Any]:
-    status = await sync(reconcile_import, raw_redis(request), principal(request).tenant,
-                        request.match_info["import_id"])
+    tenant, import_id = principal(request).tenant, request.match_info["import_id"]
+    status = await sync(reconcile_import, raw_redis(request), tenant, import_id)
     if status is None:
         raise not_found("import")
+    if status.get("status") in ("committed", "failed"):
+        await sync(discard_staged_upload, raw_redis(request), upload_dir(request.app[CONFIG]), tenant, import_id)
     return status
+
+
+def discard_staged_upload(client: Any, staging: Path, tenant: str, import_id: str) -> None:
+    """Once an import is over, its uploaded file is no longer needed: delete it (data minimization; erasure does
+    not rewrite uploaded files). Only files in the gateway's own upload directory, never a CLI user's file."""
+    raw = client.hget(Keys(tenant, import_id).status, "path")
+    if not raw:
+        return
+    path = Path(_s(raw))
+    if path.parent == staging.resolve() and path.name.startswith(f"list-{tenant}-"):
+        path.unlink(missing_ok=True)
 
 
 async def import_status(request: web.Request) -> web.Response:
