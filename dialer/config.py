@@ -33,6 +33,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway.host", str, "127.0.0.1", "DIALER_GATEWAY_HOST", "HTTP bind address (loopback by default)"),
     Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
+    Setting("gateway.upload_dir", str, "", "DIALER_GATEWAY_UPLOAD_DIR",
+            "where uploads are staged (workers read them there); default: <temp dir>/dialer-uploads"),
+    Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
+            "comma-separated tenants whose admins may load the shared national registries through the API"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
@@ -129,7 +133,7 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")
 
 
-def _asterisk(entries: Any, path: str) -> tuple[AsteriskServer, ...]:
+def _asterisk(entries: Any, path: str, env: dict[str, str]) -> tuple[AsteriskServer, ...]:
     if not isinstance(entries, list):
         raise ConfigError(f"setting asterisk in {path}: expected [[asterisk]] tables")
     servers = []
@@ -145,7 +149,7 @@ def _asterisk(entries: Any, path: str) -> tuple[AsteriskServer, ...]:
                 raise ConfigError(f"setting {where}.{key} in {path}: required string")
         secret = entry.get("secret")
         if "secret_env" in entry:
-            secret = os.environ.get(entry["secret_env"])
+            secret = env.get(entry["secret_env"])
             if secret is None:
                 raise ConfigError(f"setting {where}.secret_env: environment variable {entry['secret_env']} is unset")
         if not isinstance(secret, str) or not secret:
@@ -195,5 +199,5 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             values[setting.name] = _coerce(setting, env[setting.env], setting.env)
     values["log.level"] = values["log.level"].upper()
     _check(values)
-    servers = _asterisk(doc.get("asterisk", []), source)
+    servers = _asterisk(doc.get("asterisk", []), source, env)
     return Config(values=values, asterisk=servers, source=source)

@@ -119,8 +119,11 @@ class Reservation:
 Outcome = Reservation | Decision
 # decision, E.164 (None: invalid), the facts read, the registry copy dates used
 Decided = tuple[Decision, str | None, PersonFacts | None, dict[str, datetime]]
+# an allowed decision waiting for its reservation: request index, decision, E.164, facts read, registry dates
+Reserving = tuple[int, Decision, str, PersonFacts, dict[str, datetime]]
 
 
+@lru_cache(maxsize=65536)
 def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
     """(E.164, country of the number) of a valid number, else None. The engine's own cached lookups, so a
     number is parsed once for both (French overseas departments are France)."""
@@ -216,6 +219,7 @@ audit_close(a)
 return 1
 """
 BATCH = 256  # reservations per script call: bounds how long one call holds Redis (about 1-2 ms)
+STREAM_SLICE = 128  # reserve_many of more requests than this decides a slice while Redis reserves the previous one
 
 
 def attempt_record(at: datetime, campaign: str, call_id: str, outcome: str = "reserved") -> str:
@@ -314,6 +318,8 @@ class Gate:
         self._read = client.register_script(_READ)
         self._dates: dict[str, tuple[float, datetime | None]] = {}
         self._warned: dict[str, float] = {}
+        self._names: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._pack_refs: dict[tuple, list[str]] = {}
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -407,6 +413,13 @@ class Gate:
     def _registry_names(self, country: str, address_country: str | None) -> tuple[str, ...]:
         """Registries to look the number up in: those the packs of the number's country and of the address's
         country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
+        key = (country, address_country)
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = self._registry_names_of(country, address_country)
+        return names
+
+    def _registry_names_of(self, country: str, address_country: str | None) -> tuple[str, ...]:
         names = self._registries_by_country.get(country, ())
         if address_country and address_country.upper() != country:
             names += self._registries_by_country.get(address_country.upper(), ())
@@ -426,18 +439,25 @@ class Gate:
         return value
 
     def _decide(self, requests: Sequence[Request], at: datetime) -> list[Decided]:
-        """Read facts for all requests (one pipeline per tenant, usually one), decide each."""
+        """Read facts for all requests (one script per tenant, usually one), decide each."""
         numbers = [parse_number(r.contact.phone, r.contact.country) for r in requests]
-        valid = [i for i, n in enumerate(numbers) if n is not None]
         by_tenant: dict[str, list[int]] = {}
-        for i in valid:
-            by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
+        for i, number in enumerate(numbers):
+            if number is not None:
+                by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
         person: dict[int, PersonFacts] = {}
         suppressed: dict[int, bool | None] = {}
         for tenant, idx in by_tenant.items():
             loaded, flags = self._read_facts(tenant, [(numbers[i][0], requests[i].campaign.id) for i in idx])  # type: ignore[index]
             person.update(zip(idx, loaded, strict=True))
             suppressed.update(zip(idx, flags, strict=True))
+        return self._decide_read(requests, at, numbers, person, suppressed)
+
+    def _decide_read(self, requests: Sequence[Request], at: datetime, numbers: Sequence[tuple[str, str] | None],
+                     person: dict[int, PersonFacts], suppressed: dict[int, bool | None]) -> list[Decided]:
+        """Decide each request on facts already read (by position in `requests`, for valid numbers: the facts,
+        and whether the number is suppressed: True, False, None when the list cannot be checked)."""
+        valid = [i for i, n in enumerate(numbers) if n is not None]
         names_of = {i: self._registry_names(numbers[i][1], requests[i].contact.country) for i in valid}  # type: ignore[index]
         membership = self._memberships([(numbers[i][0], names_of[i]) for i in valid])  # type: ignore[index]
         # one copy date per registry for the whole batch: every decision of it sees the same copies
@@ -501,63 +521,178 @@ class Gate:
     def _reserve_many(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None]) -> None:
         call_ids = [r.call_id or uuid.uuid4().hex for r in requests]
         pending = list(range(len(requests)))
-        for _ in range(self.max_rounds):
+        rounds = self.max_rounds
+        if len(pending) > STREAM_SLICE and rounds > 0 and self._streamable():
+            pending = self._reserve_streamed(requests, at, results, call_ids, pending)
+            rounds -= 1
+        for _ in range(rounds):
             if not pending:
                 break
             decided = self._decide([requests[i] for i in pending], at)
-            reserve: dict[str, list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = {}
-            deny: dict[str, list[AuditEvent]] = {}
-            for i, (decision, e164, pf, copies) in zip(pending, decided, strict=True):
-                tenant = requests[i].campaign.tenant
-                if decision.allowed and e164 is not None and pf is not None:
-                    reserve.setdefault(tenant, []).append((i, decision, e164, pf, copies))
-                else:
-                    deny.setdefault(tenant, []).append(self._event(
-                        requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i], copies=copies))
-                    results[i] = decision
-            pipe = self.redis.pipeline(transaction=False)
-            commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in pipeline order
-            chunks: list[list[tuple[int, Decision, str, PersonFacts, dict[str, datetime]]]] = []
-            for tenant in reserve.keys() | deny.keys():
-                wanted, denials = reserve.get(tenant, []), deny.get(tenant, [])
-                for n in range(0, max(len(wanted), 1), BATCH):
-                    chunk = wanted[n:n + BATCH]
-                    keys = [stream_key(tenant), head_key(tenant)]
-                    args = [tenant_prefix(tenant), str(len(chunk)), str(len(denials) if n == 0 else 0),
-                            str(CALL_INDEX_TTL)]
-                    for i, decision, e164, pf, copies in chunk:
-                        call_id = call_ids[i]
-                        args += [str(pf.version), call_id, attempt_record(at, requests[i].campaign.id, call_id), e164,
-                                 *self._event(requests[i], decision, at, e164, pf, mode="reserve",
-                                              call_id=call_id, copies=copies).argv()]
-                    if n == 0:
-                        for event in denials:
-                            args += event.argv()
-                    commands.append((self._reserve, [self._reserve.sha, str(len(keys)), *keys, *args]))
-                    chunks.append(chunk)
-            replies = self._execute(pipe, commands)
+            commands, chunks = self._reserve_commands(requests, at, results, call_ids, pending, decided)
+            replies = self._execute(self.redis.pipeline(transaction=False), commands)
             pending = []
             uses: list[tuple[str, str, str]] = []
             for chunk, reply in zip(chunks, replies, strict=True):
-                for n, (i, decision, e164, _, _) in enumerate(chunk):
-                    status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
-                    request = requests[i]
-                    if status == 1:
-                        if _uses_german_consent(decision):
-                            uses.append((request.campaign.tenant, e164, request.campaign.purpose))
-                        results[i] = Reservation(
-                            call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
-                            e164=e164, at=at, decision=decision, version=version, audit_seq=seq,
-                            contact_id=request.contact_id)
-                    elif status == 0:
-                        pending.append(i)  # the person's facts changed since we read them: decide again
-                    else:
-                        results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
-                        log.warning("gate: call id %s reused for another reservation", call_ids[i])
+                pending += self._apply_reply(requests, at, results, call_ids, chunk, reply, uses)
             if uses:
                 self._record_consent_uses(uses, at)
         for i in pending:  # still contended after max_rounds: fail closed
             results[i] = self._deny_audited(requests[i], at, None, CONTENTION, call_ids[i], None)
+
+    def _reserve_commands(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None],
+                          call_ids: Sequence[str], idxs: Sequence[int], decided: Sequence[Decided],
+                          ) -> tuple[list[tuple[Any, list[str]]], list[list[Reserving]]]:
+        """The reserve-and-audit script calls for decided requests (one per tenant and BATCH reservations; the
+        denials ride with the tenant's first call); denials are put in `results` at once."""
+        reserve: dict[str, list[Reserving]] = {}
+        deny: dict[str, list[AuditEvent]] = {}
+        for i, (decision, e164, pf, copies) in zip(idxs, decided, strict=True):
+            tenant = requests[i].campaign.tenant
+            if decision.allowed and e164 is not None and pf is not None:
+                reserve.setdefault(tenant, []).append((i, decision, e164, pf, copies))
+            else:
+                deny.setdefault(tenant, []).append(self._event(
+                    requests[i], decision, at, e164, pf, mode="reserve", call_id=call_ids[i], copies=copies))
+                results[i] = decision
+        commands: list[tuple[Any, list[str]]] = []  # (script, EVALSHA arguments) in order
+        chunks: list[list[Reserving]] = []
+        for tenant in reserve.keys() | deny.keys():
+            wanted, denials = reserve.get(tenant, []), deny.get(tenant, [])
+            for n in range(0, max(len(wanted), 1), BATCH):
+                chunk = wanted[n:n + BATCH]
+                keys = [stream_key(tenant), head_key(tenant)]
+                args = [tenant_prefix(tenant), str(len(chunk)), str(len(denials) if n == 0 else 0),
+                        str(CALL_INDEX_TTL)]
+                for i, decision, e164, pf, copies in chunk:
+                    call_id = call_ids[i]
+                    args += [str(pf.version), call_id, attempt_record(at, requests[i].campaign.id, call_id), e164,
+                             *self._event(requests[i], decision, at, e164, pf, mode="reserve",
+                                          call_id=call_id, copies=copies).argv()]
+                if n == 0:
+                    for event in denials:
+                        args += event.argv()
+                commands.append((self._reserve, [self._reserve.sha, str(len(keys)), *keys, *args]))
+                chunks.append(chunk)
+        return commands, chunks
+
+    def _apply_reply(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None],
+                     call_ids: Sequence[str], chunk: Sequence[Reserving], reply: Sequence[Any],
+                     uses: list[tuple[str, str, str]]) -> list[int]:
+        """Turn one reserve script's reply into Reservations (German consent uses go to `uses`); returns the
+        requests to decide again."""
+        again: list[int] = []
+        for n, (i, decision, e164, _, _) in enumerate(chunk):
+            status, version, seq = (int(x) for x in reply[n * 3:n * 3 + 3])
+            request = requests[i]
+            if status == 1:
+                if _uses_german_consent(decision):
+                    uses.append((request.campaign.tenant, e164, request.campaign.purpose))
+                results[i] = Reservation(
+                    call_id=call_ids[i], tenant=request.campaign.tenant, campaign=request.campaign.id,
+                    e164=e164, at=at, decision=decision, version=version, audit_seq=seq,
+                    contact_id=request.contact_id)
+            elif status == 0:
+                again.append(i)  # the person's facts changed since we read them: decide again
+            else:
+                results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
+                log.warning("gate: call id %s reused for another reservation", call_ids[i])
+        return again
+
+    # --- streaming: Redis reserves one slice while Python decides the next -----------------------------
+
+    def _streamable(self) -> bool:
+        """A plain client over a connection pool (not a single-connection client or a cluster)."""
+        return type(self.redis) is redis.Redis and getattr(self.redis, "connection", None) is None
+
+    def _read_commands(self, requests: Sequence[Request], idxs: Sequence[int],
+                       numbers: Sequence[tuple[str, str] | None]) -> list[tuple[list[int], list[str]]]:
+        by_tenant: dict[str, list[int]] = {}
+        for i in idxs:
+            if numbers[i] is not None:
+                by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
+        commands = []
+        for tenant, ids in by_tenant.items():
+            args = ["EVALSHA", self._read.sha, "0", tenant_prefix(tenant), str(len(ids))]
+            for i in ids:
+                args += (numbers[i][0], requests[i].campaign.id)  # type: ignore[index]
+            args += [self.audit.person_ref(numbers[i][0]) for i in ids]  # type: ignore[index]
+            commands.append((ids, args))
+        return commands
+
+    def _receive(self, conn: Any, script: Any, command: list[str]) -> Any:
+        """The reply to one EVALSHA command sent on `conn`; a script missing from the server's cache (restart,
+        SCRIPT FLUSH: the command did nothing) is loaded and the command run again on the pool."""
+        try:
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(script.script)
+            return self.redis.execute_command(*command)
+
+    def _reserve_streamed(self, requests: Sequence[Request], at: datetime, results: list[Outcome | None],
+                          call_ids: Sequence[str], pending: Sequence[int]) -> list[int]:
+        """The first read-decide-reserve round of a large batch, in slices of STREAM_SLICE, pipelined on one
+        connection so that Redis and Python work at the same time: each write carries the next slice's read
+        script first, then this slice's reserve script; the read's reply comes back at once and the next
+        slice is decided while Redis runs the reserve. Same scripts and checks as the plain round: a read
+        that ran before an earlier slice's reservation of the same person is caught by the version check.
+        Returns the requests to decide again."""
+        numbers = [parse_number(r.contact.phone, r.contact.country) for r in requests]
+        # A person asked about again later in the batch waits for the next round, as in the plain round (where
+        # all are decided on one read and the first reservation makes the others re-decide): so the earliest
+        # request still gets the slot, whichever slice the others fall in.
+        first: list[int] = []
+        again: list[int] = []
+        seen: set[tuple[str, str]] = set()
+        for i in pending:
+            number = numbers[i]
+            if number is not None:
+                person_id = (requests[i].campaign.tenant, number[0])
+                if person_id in seen:
+                    again.append(i)
+                    continue
+                seen.add(person_id)
+            first.append(i)
+        slices = [first[k:k + STREAM_SLICE] for k in range(0, len(first), STREAM_SLICE)]
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            reads = self._read_commands(requests, slices[0], numbers)
+            conn.send_packed_command(conn.pack_commands([args for _, args in reads]))
+            outstanding: tuple[list[tuple[Any, list[str]]], list[list[Reserving]]] | None = None
+            uses: list[tuple[str, str, str]] = []
+            for j, idxs in enumerate(slices):
+                person: dict[int, PersonFacts] = {}
+                suppressed: dict[int, bool | None] = {}
+                for ids, args in reads:
+                    facts, flags = self._facts_of(self._receive(conn, self._read, args), len(ids))
+                    person.update(zip(ids, facts, strict=True))
+                    suppressed.update(zip(ids, flags, strict=True))
+                decided = self._decide_read([requests[i] for i in idxs], at, [numbers[i] for i in idxs],
+                                            {n: person[i] for n, i in enumerate(idxs) if i in person},
+                                            {n: suppressed[i] for n, i in enumerate(idxs) if i in suppressed})
+                commands, chunks = self._reserve_commands(requests, at, results, call_ids, idxs, decided)
+                reads = self._read_commands(requests, slices[j + 1], numbers) if j + 1 < len(slices) else []
+                conn.send_packed_command(conn.pack_commands([args for _, args in reads] +
+                                                            [["EVALSHA", *args] for _, args in commands]))
+                if outstanding is not None:  # the previous slice's reserve replies come first on the wire
+                    for (script, args), chunk in zip(*outstanding, strict=True):
+                        again += self._apply_reply(requests, at, results, call_ids, chunk,
+                                                   self._receive(conn, script, ["EVALSHA", *args]), uses)
+                # the next read's replies are read at the top of the loop; this slice's reserve stays outstanding
+                outstanding = (commands, chunks)
+            if outstanding is not None:
+                for (script, args), chunk in zip(*outstanding, strict=True):
+                    again += self._apply_reply(requests, at, results, call_ids, chunk,
+                                               self._receive(conn, script, ["EVALSHA", *args]), uses)
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never hand this connection to anyone else
+            raise
+        finally:
+            pool.release(conn)
+        if uses:
+            self._record_consent_uses(uses, at)
+        return sorted(again)
 
     def _record_consent_uses(self, uses: Sequence[tuple[str, str, str]], at: datetime) -> None:
         """German law keeps consent evidence 5 years from its grant and from each use: remember the last use
@@ -575,11 +710,20 @@ class Gate:
         for e164, campaign in items:
             args += (e164, campaign)
         args += [self.audit.person_ref(e164) for e164, _ in items]
-        raw = self._read(keys=[], args=args, client=self.redis)
-        facts = [person_facts(raw[n * 6:n * 6 + 6]) for n in range(len(items))]
-        flags, stored_key = raw[len(items) * 6], raw[len(items) * 6 + 1]
+        command = ["EVALSHA", self._read.sha, "0", *args]
+        try:  # EVALSHA directly: redis-py's Script wrapper costs more than the command itself for one person
+            raw = self.redis.execute_command(*command)
+        except redis.exceptions.NoScriptError:  # not in the server's script cache (restart, SCRIPT FLUSH)
+            self.redis.script_load(self._read.script)
+            raw = self.redis.execute_command(*command)
+        return self._facts_of(raw, len(items))
+
+    def _facts_of(self, raw: Sequence[Any], count: int) -> tuple[list[PersonFacts], list[bool | None]]:
+        """The read script's reply for `count` people: their facts, and their suppression flags."""
+        facts = [person_facts(raw[n * 6:n * 6 + 6]) for n in range(count)]
+        flags, stored_key = raw[count * 6], raw[count * 6 + 1]
         if stored_key and _s(stored_key) != key_fingerprint(self.audit._key):
-            return facts, [None] * len(items)
+            return facts, [None] * count
         return facts, [bool(flag) for flag in flags]
 
     def _execute(self, pipe: Any, commands: Sequence[tuple[Any, list[str]]]) -> list[Any]:
@@ -621,7 +765,7 @@ class Gate:
             "allowed": decision.allowed,
             "reasons": [[r.code, r.rule, iso(r.until) if r.until else None] for r in decision.reasons],
             "next_allowed_at": iso(decision.next_allowed_at) if decision.next_allowed_at else None,
-            "packs": [f"{p.id}@{p.version}" for p in decision.packs],
+            "packs": self._refs_of(decision.packs),
             "jurisdictions": list(decision.jurisdictions),
             "version": pf.version if pf else None,
             "registries": {name: iso(date) for name, date in (copies or {}).items()},
@@ -629,6 +773,14 @@ class Gate:
         if call_id:
             payload["call_id"] = call_id
         return AuditEvent("gate_decision", self.actor, payload, at)
+
+    def _refs_of(self, packs: tuple) -> list[str]:
+        refs = self._pack_refs.get(packs)
+        if refs is None:
+            refs = [f"{p.id}@{p.version}" for p in packs]
+            if len(self._pack_refs) < 1000:
+                self._pack_refs[packs] = refs
+        return list(refs)
 
     def _deny_audited(self, request: Request, at: datetime, e164: str | None, reason: Reason, call_id: str,
                       basis: Decision | None) -> Decision:

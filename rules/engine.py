@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from rules import geo
 from rules.consent import ConsentState, consent_state, relationship_exempts
@@ -98,16 +99,28 @@ def situate(e164: str, country: str | None, state: str | None, postal_code: str 
     return Situation(e164, tuple(places), tuple(dict.fromkeys(codes)), tuple(sorted(zones)))
 
 
-@dataclass
 class _Context:
-    contact: Contact
-    campaign: Campaign
-    facts: Facts
-    situation: Situation
-    packs: tuple[Pack, ...]
-    selected: tuple[tuple[Pack, Rule], ...]
-    consent_cache: dict = field(default_factory=dict)
-    local_cache: dict = field(default_factory=dict)
+    """One evaluation: the facts, where the contact is, and the plan of its (place, campaign kind)."""
+
+    __slots__ = ("campaign", "consent_cache", "contact", "facts", "local_cache", "plan", "situation")
+
+    def __init__(self, contact: Contact, campaign: Campaign, facts: Facts, situation: Situation, plan: _Plan,
+                 ) -> None:
+        self.contact = contact
+        self.campaign = campaign
+        self.facts = facts
+        self.situation = situation
+        self.plan = plan
+        self.consent_cache: dict = {}
+        self.local_cache: dict = {}
+
+    @property
+    def packs(self) -> tuple[Pack, ...]:
+        return self.plan.packs
+
+    @property
+    def selected(self) -> tuple[tuple[Pack, Rule], ...]:
+        return self.plan.selected
 
     def local(self, t: datetime, zone_name: str) -> datetime:
         """`t` on the wall clock of a zone (memoized per evaluation: several rules ask)."""
@@ -119,11 +132,15 @@ class _Context:
 
     def consent(self, at: datetime, written: bool, channels: tuple[str, ...]) -> ConsentState:
         key = (at, written, channels)
-        if key not in self.consent_cache:
-            self.consent_cache[key] = consent_state(
-                self.facts.consent, purpose=self.campaign.purpose, campaign=self.campaign.id, at=at,
-                written=written, channels=channels)
-        return self.consent_cache[key]
+        state = self.consent_cache.get(key)
+        if state is None:
+            if self.facts.consent:
+                state = consent_state(self.facts.consent, purpose=self.campaign.purpose, campaign=self.campaign.id,
+                                      at=at, written=written, channels=channels)
+            else:  # no record at all: nothing to weigh
+                state = ConsentState.NONE
+            self.consent_cache[key] = state
+        return state
 
     def attempts(self, rule: Rule) -> list[Attempt]:
         outcomes = rule.params["outcomes"]
@@ -293,9 +310,25 @@ def check_national_registry(ctx: _Context, pack: Pack, rule: Rule, t: datetime, 
                     ()))
 
 
+# (id of the pack, registry name) -> (pack, its national_registry rule for that registry): a linear scan per call
+# otherwise. The pack is kept in the value so that an id reused by another pack is detected.
+_REGISTRY_RULES: dict[tuple[int, str], tuple[Pack, Rule]] = {}
+
+
+def _registry_rule(pack: Pack, name: str) -> Rule:
+    key = (id(pack), name)
+    found = _REGISTRY_RULES.get(key)
+    if found is None or found[0] is not pack:
+        rule = next(r for r in pack.rules if r.kind == "national_registry" and r.params["registry"] == name)
+        if len(_REGISTRY_RULES) > 10_000:
+            _REGISTRY_RULES.clear()
+        found = _REGISTRY_RULES[key] = (pack, rule)
+    return found[1]
+
+
 def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     name = rule.params["registry"]
-    registry_rule = next(r for r in pack.rules if r.kind == "national_registry" and r.params["registry"] == name)
+    registry_rule = _registry_rule(pack, name)
     if not registry_rule.in_force(t) or _registry_exemption(ctx, registry_rule, t):
         return
     copies = ctx.facts.registry_copies
@@ -369,21 +402,106 @@ def _in_force(selected: tuple[tuple[Pack, Rule], ...], t: datetime) -> list[tupl
     return rules
 
 
-def _applicable(ctx: _Context, t: datetime) -> list[tuple[Pack, Rule]]:
-    rules = _in_force(ctx.selected, t)
-    waived: set[str] = set()
-    for _p, r in rules:
-        if r.kind == "consent_waives" and ctx.consent(t, r.params["written"], tuple(r.params["channels"])) \
-                is ConsentState.VALID:
-            waived.update(r.params["rules"])
-    return [(p, r) for p, r in rules if r.id not in waived]
+# Kinds whose outcome depends only on where the contact is (zones, jurisdictions) and the instant, never on
+# the facts: their result is memoized per plan and instant (see _MEMO).
+LOCATION_KINDS = frozenset({"calling_hours", "no_calls_on_days", "public_holidays"})
+# (plan, position of the rule in the plan's selection, instant) -> what the check appended, and
+# (plan, reason, instant) -> the reason's `until`. One bounded table for all plans: a batch at one instant
+# uses a few entries per place; cleared when full (about 10-20 MB at most).
+_MEMO: dict[tuple, Any] = {}
+_MEMO_MAX = 65_536
+
+
+class _Interval:
+    """The rules of a plan in force between two consecutive effective dates, ready to run."""
+
+    __slots__ = ("entries", "refs", "waivers")
+
+    def __init__(self, plan: _Plan, t: datetime) -> None:
+        # (position in the selection, pack, rule, check, time-based, location-only), in selection order
+        self.entries = tuple(
+            (pos, p, r, *CHECKS[r.kind], r.kind in LOCATION_KINDS)
+            for pos, (p, r) in enumerate(plan.selected) if p.in_force(t) and r.in_force(t))
+        # consent_waives rules: (rule ids waived, written required, channels)
+        self.waivers = tuple((frozenset(r.params["rules"]), r.params["written"], tuple(r.params["channels"]))
+                             for _pos, _p, r, *_ in self.entries if r.kind == "consent_waives")
+        self.refs = tuple(p.ref for p in plan.packs if p.in_force(t))
+
+
+class _Plan:
+    """What does not depend on the facts, for one place (jurisdictions and zones) and one kind of campaign
+    (purpose, audience, voice) under one pack set: the selected rules, the problems that deny at once, the
+    rules in force per interval between effective dates; the results of its location checks are memoized per
+    instant (the same for every contact of a batch in the same place)."""
+
+    __slots__ = ("bounds", "intervals", "packs", "problems", "selected")
+
+    def __init__(self, packs: PackSet, situation: Situation, campaign: Campaign) -> None:
+        problems = [
+            _gate_reason("UNSUPPORTED_JURISDICTION", f"no rule pack for country {country or 'unknown'}",
+                         "gate/jurisdiction")
+            for country in situation.countries if country not in packs.countries()
+        ]
+        if not situation.zones:
+            problems.append(_gate_reason("MISSING_DATA", "no time zone known for this number or address",
+                                         "gate/zones"))
+        self.problems = tuple(problems)
+        self.selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+        self.packs = packs.for_jurisdictions(situation.codes)
+        self.bounds = sorted({b for p, r in self.selected for b in (p.start, p.end, r.start, r.end) if b is not None}
+                             | {b for p in self.packs for b in (p.start, p.end) if b is not None})
+        self.intervals: dict[int, _Interval] = {}
+
+    def at(self, t: datetime) -> _Interval:
+        index = bisect_right(self.bounds, t)
+        interval = self.intervals.get(index)
+        if interval is None:
+            interval = self.intervals[index] = _Interval(self, t)
+        return interval
+
+
+_PLANS_MAX = 8192  # plans per pack set (distinct places x kinds of campaign); cleared when full
+
+
+def _plan(packs: PackSet, situation: Situation, campaign: Campaign) -> _Plan:
+    plans = getattr(packs, "_plans", None)
+    if plans is None:  # not a PackSet: no place to keep plans
+        return _Plan(packs, situation, campaign)
+    key = (situation.places, situation.zones, campaign.purpose, campaign.audience, campaign.voice)
+    plan = plans.get(key)
+    if plan is None:
+        plan = _Plan(packs, situation, campaign)
+        if len(plans) >= _PLANS_MAX:
+            plans.clear()
+        plans[key] = plan
+    return plan
 
 
 def _run(ctx: _Context, t: datetime, time_only: bool) -> Out:
+    """Run the rules in force at `t` that no valid consent waives (all, or only the time-based ones)."""
+    plan = ctx.plan
+    interval = plan.at(t)
+    waived: set[str] | None = None
+    for rule_ids, written, channels in interval.waivers:
+        if ctx.consent(t, written, channels) is ConsentState.VALID:
+            waived = (waived or set()) | rule_ids
     out: Out = []
-    for pack, rule in _applicable(ctx, t):
-        check, time_based = CHECKS[rule.kind]
-        if time_based or not time_only:
+    memo = _MEMO
+    for pos, pack, rule, check, time_based, location in interval.entries:
+        if (time_only and not time_based) or (waived and rule.id in waived):
+            continue
+        if location:
+            key = (plan, pos, t)
+            found = memo.get(key)
+            if found is None:
+                found = []
+                check(ctx, pack, rule, t, found)
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[key] = found
+            if found:
+                out.extend(found)
+        else:
             check(ctx, pack, rule, t, out)
     return out
 
@@ -420,24 +538,29 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     except geo.InvalidNumber as exc:
         return _deny(at, [_gate_reason("INVALID_NUMBER", str(exc), "gate/number")])
     situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
-    problems = [
-        _gate_reason("UNSUPPORTED_JURISDICTION", f"no rule pack for country {country or 'unknown'}",
-                     "gate/jurisdiction")
-        for country in situation.countries if country not in packs.countries()
-    ]
-    if not situation.zones:
-        problems.append(_gate_reason("MISSING_DATA", "no time zone known for this number or address", "gate/zones"))
-    if problems:
-        return _deny(at, problems, situation.codes)
+    plan = _plan(packs, situation, campaign)
+    if plan.problems:
+        return _deny(at, list(plan.problems), situation.codes)
 
-    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
-    ctx = _Context(contact, campaign, facts, situation, packs.for_jurisdictions(situation.codes), selected)
+    ctx = _Context(contact, campaign, facts, situation, plan)
     out = _run(ctx, at, time_only=False)
+    if not out:
+        return Decision(allowed=True, at=at, reasons=(), next_allowed_at=None, packs=plan.at(at).refs,
+                        jurisdictions=situation.codes)
     reasons: list[Reason] = []
     permanent = False
+    memo = _MEMO
     for reason, constraints in out:
         if reason.code in TIME_BASED:
-            until = reason.until or earliest_open(constraints, at)
+            until = reason.until
+            if until is None:  # a location reason: when it clears depends only on the place and the instant
+                key = (plan, reason, at)
+                until = memo.get(key, _MISSING)
+                if until is _MISSING:
+                    until = earliest_open(constraints, at)
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    memo[key] = until
             reason = Reason(reason.code, reason.text, reason.rule, reason.source, until)
             permanent = permanent or until is None
         else:
@@ -446,9 +569,11 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     next_allowed = None
     if reasons and not permanent:
         next_allowed = _next_allowed(ctx, at, [(r, cs) for r, cs in out])
-    used = tuple(p.ref for p in ctx.packs if p.in_force(at))
     return Decision(allowed=not reasons, at=at, reasons=tuple(reasons), next_allowed_at=next_allowed,
-                    packs=used, jurisdictions=situation.codes)
+                    packs=plan.at(at).refs, jurisdictions=situation.codes)
+
+
+_MISSING = object()
 
 
 def required_registries(contact: Contact, campaign: Campaign, at: datetime, packs: PackSet | None = None,

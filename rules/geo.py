@@ -126,10 +126,17 @@ def _normalize(phone: str, country: str | None) -> tuple[str | None, str | None]
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
+@lru_cache(maxsize=4096)
+def _number(e164: str) -> phonenumbers.PhoneNumber:
+    """The parsed number of a valid E.164 string (raises InvalidNumber): parsed once for the jurisdiction and
+    the zones, which a new number needs one after the other. Small: only that hand-over needs it."""
+    return phonenumbers.parse(normalize(e164))
+
+
 @lru_cache(maxsize=65536)
 def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
     """(country, subdivision | None) of a number: for +1 the state or province of its area code."""
-    number = phonenumbers.parse(normalize(e164))
+    number = _number(e164)
     region = phonenumbers.region_code_for_number(number) or ""
     if region in FR_OVERSEAS:
         return "FR", FR_OVERSEAS[region]
@@ -146,7 +153,7 @@ def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
 def zones_for_number(e164: str) -> tuple[str, ...]:
     """Candidate zones of a number: phonenumbers' zones for its prefix, plus, for +1, every zone its
     area code spans (a mobile keeps its number when its owner moves)."""
-    number = phonenumbers.parse(normalize(e164))
+    number = _number(e164)
     zones = set(pn_timezone.time_zones_for_number(number)) - {"Etc/Unknown"}
     if number.country_code == 1:
         area = nanp_area_codes().get(str(number.national_number)[:3])

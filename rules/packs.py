@@ -111,6 +111,8 @@ class PackSet:
     packs: tuple[Pack, ...]
     by_jurisdiction: dict[str, tuple[Pack, ...]] = field(default_factory=dict)
     _selection: dict[tuple, tuple[tuple[Pack, Rule], ...]] = field(default_factory=dict, compare=False, repr=False)
+    # the engine's per-(place, campaign kind) evaluation plans for this pack set (rules.engine._plan)
+    _plans: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, packs: Iterable[Pack]) -> PackSet:

@@ -16,7 +16,7 @@ from dialer.gate import Gate, Request, Reservation
 from dialer.registry.loader import load_registry
 from dialer.registry.store import RegistryStore
 from rules import evaluate, load_packs
-from rules.model import Attempt, Campaign, Contact, Decision
+from rules.model import Attempt, Campaign, Consent, Contact, Decision
 
 KEY = "gate-test-key"
 PACKS = load_packs()
@@ -481,3 +481,101 @@ def test_opted_out_outcome_blocks_even_before_the_dnc_entry(gate, redis_client):
     assert FactStore(redis_client).optout("t1", PARIS.phone) is None  # the runtime has not written it yet
     later = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(days=1), "oo-2")
     assert isinstance(later, Decision) and "COMPANY_DNC" in later.codes()
+
+
+# --- large batches: Redis reserves one slice while the gate decides the next (dialer.gate.STREAM_SLICE) ------
+
+def _big_batch(n: int) -> list[Request]:
+    """n requests over n // 3 numbers, each number three times (in different slices and in the same one): Paris
+    numbers, a listed number, an invalid one, and Berlin numbers (Germany: opt-in; see _world)."""
+    people = [Contact(f"+3314567{k:04d}", "FR", "75011") if k % 10 else Contact(f"+49301234{k:04d}")
+              for k in range(n // 3 - 2)] + [LISTED, Contact("nope")]
+    requests = [Request(people[k % len(people)], SALES if k % 2 else OTHER, f"big-{k}", f"k{k}") for k in range(n)]
+    requests[5] = Request(people[0], SALES, "big-5", "k5")  # the same number twice in the first slice too
+    return requests
+
+
+def _world(client: redis.Redis, directory: Path) -> None:
+    """Bloctel; some French people near the cap (4 per 30 days), so repeats get denied; two numbers erased
+    (suppressed); Berlin numbers with consent for every other one (Germany is opt-in)."""
+    from dialer.suppression import Suppression
+
+    load_bloctel(client, directory)
+    for k in range(1, 40):
+        if k % 10:
+            add_history(client, 3 if k % 2 else 2, e164=f"+3314567{k:04d}")
+    pipe = client.pipeline(transaction=True)
+    for k in (41, 57):
+        Suppression(client, KEY).queue_add(pipe, "t1", f"+3314567{k:04d}", AT - timedelta(days=1), reason="erasure",
+                                           actor="test")
+    pipe.execute()
+    store = FactStore(client)
+    for k in range(0, 200, 20):
+        store.add_consent("t1", f"+49301234{k:04d}", Consent(given_at=AT - timedelta(days=5), written=True))
+
+
+def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tmp_path, monkeypatch):
+    """The streamed round reserves exactly what the plain rounds reserve for the same call, with the same
+    decisions (repeated people included), and audits every request once, in one intact chain."""
+    import dialer.gate
+    from dialer.gate import STREAM_SLICE
+
+    n = 3 * STREAM_SLICE + 17
+    _world(redis_client, tmp_path)
+    calls: list[int] = []
+    original = dialer.gate.Gate._reserve_streamed
+
+    def spy(self, *args):
+        calls.append(len(args[3]))
+        return original(self, *args)
+
+    monkeypatch.setattr(dialer.gate.Gate, "_reserve_streamed", spy)
+    streamed = make_gate(redis_client).reserve_many(_big_batch(n), AT)
+    assert calls == [n]  # the first round was streamed
+
+    other = redis.Redis.from_url(redis_url, db=1)
+    other.flushdb()
+    _world(other, tmp_path)
+    monkeypatch.setattr(dialer.gate, "STREAM_SLICE", 10 * n)  # the same call, not streamed
+    plain = make_gate(other).reserve_many(_big_batch(n), AT)
+    monkeypatch.undo()
+
+    def summary(results):
+        return [(type(r).__name__, r.decision if isinstance(r, Reservation) else r) for r in results]
+
+    assert summary(streamed) == summary(plain)
+    kinds = {type(r).__name__ for r in streamed}
+    assert kinds == {"Reservation", "Decision"}
+    codes = {c for r in streamed if isinstance(r, Decision) for c in r.codes()}
+    assert {"FREQUENCY_CAP", "NATIONAL_REGISTRY", "INVALID_NUMBER", "ERASED_SUPPRESSED", "NO_CONSENT"} <= codes
+    assert any(isinstance(r, Reservation) and r.e164.startswith("+49") for r in streamed)
+    # German consent uses are recorded for retention, as in the plain path
+    used = sorted(k for k in redis_client.scan_iter("t:t1:p:*:consent_used"))
+    assert used and used == sorted(k for k in other.scan_iter("t:t1:p:*:consent_used"))
+    gate = make_gate(redis_client)
+    assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == n
+    assert sorted(e.payload["contact_id"] for e in gate.audit.entries("t1")) == sorted(f"k{k}" for k in range(n))
+    # no person got more attempts than the cap allows, whatever slice their requests fell in
+    for k in range(n // 3 - 2):
+        assert len(attempts(redis_client, f"+3314567{k:04d}")) <= 4
+    other.flushdb()
+    other.close()
+
+
+def test_large_batch_survives_a_flushed_script_cache(gate, redis_client):
+    from dialer.gate import STREAM_SLICE
+
+    redis_client.script_flush()
+    results = gate.reserve_many(_big_batch(2 * STREAM_SLICE + 5), AT)
+    assert sum(isinstance(r, Reservation) for r in results) > STREAM_SLICE
+    assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == 2 * STREAM_SLICE + 5
+
+
+def test_large_batch_with_redis_gone_denies_unreserved(redis_factory, tmp_path):
+    server = redis_factory.start()
+    client = redis.Redis.from_url(server.url)
+    load_bloctel(client, tmp_path)
+    gate = make_gate(client)
+    server.kill()
+    results = gate.reserve_many(_big_batch(400), AT)
+    assert all(isinstance(r, Decision) and r.codes() == ["STATE_UNAVAILABLE"] for r in results)

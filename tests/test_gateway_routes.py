@@ -13,7 +13,14 @@ from dialer.facts import FactStore, person_key
 from dialer.gate import attempt_record, call_index_key
 from gateway.app import api_routes
 from gateway.auth import PERMISSIONS, ROLES, AuthStore
-from tests.gateway_support import start_gateway, stop_gateway
+from tests.gateway_support import (
+    audit_entries,
+    audit_events,
+    imported_list,
+    start_gateway,
+    stop_gateway,
+    uploaded_registry,
+)
 
 ROUTES = api_routes()
 
@@ -27,8 +34,14 @@ SAMPLE_BODIES = {
     ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
     ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
     ("POST", "/v1/calls/{call_id}/disposition"): {"outcome": "answered"},
+    ("POST", "/v1/gate/check"): {"campaign": "c1", "phone": "+33145678901"},
+    ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
+    ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
+    ("PATCH", "/v1/retention"): {"attempts": 800},
 }
-SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"}}
+SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects/report"): {"phone": "+33145678901"}}
 
 
 @pytest.fixture
@@ -38,8 +51,8 @@ async def gw(redis_url):
     await stop_gateway(gateway)
 
 
-async def acme_resource(gw, kind: str) -> str:
-    """Create a resource of `kind` in tenant acme and return its path value."""
+async def acme_resource(gw, kind: str) -> str | dict[str, str]:
+    """Create a resource of `kind` in tenant acme and return its path value (or values by parameter name)."""
     if kind == "campaign":
         return (await gw.ready_campaign("acme"))["id"]
     if kind == "user":
@@ -54,10 +67,26 @@ async def acme_resource(gw, kind: str) -> str:
                             attempt_record(datetime.now(UTC), "c1", call_id))
         await gw.redis.set(call_index_key("acme", call_id), "+33145678901")
         return call_id
+    if kind == "import":
+        return await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme", run=False)
+    if kind == "list":
+        await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return "only-in-acme"
+    if kind == "campaign_contact":
+        campaign = (await gw.ready_campaign("acme"))["id"]
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "l1")
+        return {"id": campaign, "contact": f"{import_id}-2"}
+    if kind == "contact":
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return f"{import_id}-2"
+    if kind == "registry_import":
+        return await uploaded_registry(gw, "acme")
     raise AssertionError(f"no factory for resource kind {kind}")
 
 
-def fill(path: str, value: str) -> str:
+def fill(path: str, value: str | dict[str, str]) -> str:
+    if isinstance(value, dict):
+        return re.sub(r"\{(\w+)\}", lambda m: value[m.group(1)], path)
     return re.sub(r"\{\w+\}", value, path)
 
 
@@ -149,10 +178,11 @@ async def test_campaign_lifecycle_over_http_records_who(gw):
     history = (await (await gw.client.get(f"/v1/campaigns/{cid}/history", headers=sup)).json())["items"]
     assert [h["action"] for h in history] == ["stop", "resume", "pause", "start", "create"]
     assert {h["by"] for h in history} == {"supervisor-user"}
-    audited = [e for _, e in await gw.redis.xrange("t:acme:audit:inbox") if e["action"].startswith("campaign.")]
+    audited = [e for e in await audit_events(gw, "acme") if e["action"].startswith("campaign.")]
     assert [e["action"] for e in audited] == ["campaign.create", "campaign.configure", "campaign.start",
                                              "campaign.pause", "campaign.resume", "campaign.stop"]
     assert {e["actor"] for e in audited} == {"supervisor-user"}
+    assert {e["kind"] for e in audited} == {"campaign_control"}
     listed = await (await gw.client.get("/v1/campaigns?status=stopping", headers=sup)).json()
     assert [c["id"] for c in listed["items"]] == [cid]
     resp = await gw.client.get("/v1/campaigns?status=bogus", headers=sup)
@@ -251,9 +281,9 @@ async def test_consent_grant_withdraw_and_read(gw, facts):
 
 async def test_optout_is_audited_without_the_full_number(gw):
     await gw.client.post("/v1/optouts", json={"phone": "+33145678901", "source": "crm"}, headers=gw.auth())
-    entries = await gw.redis.xrange("t:acme:audit:inbox")
-    optouts = [e for _, e in entries if e["action"] == "optout.add"]
-    assert len(optouts) == 1 and "+33145678901" not in str(optouts[0]) and "01" in optouts[0]["details"]
+    optouts = [e for e in await audit_entries(gw, "acme") if e.kind == "optout"]
+    assert len(optouts) == 1 and "+33145678901" not in str(optouts[0])
+    assert optouts[0].actor == "user:admin-user" and optouts[0].payload["phone"].endswith("01")
 
 
 async def test_concurrent_optouts_are_all_kept(gw, facts):
