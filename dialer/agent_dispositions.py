@@ -12,7 +12,7 @@ the call can dispose of it. Then:
     the call's campaign), audited in the same transaction. The DNC entry is written first: if the outcome write
     then fails, the caller retries and the opt-out is not written twice (same call id).
 
-Agent words -> the gate's outcomes (rules.model.OUTCOMES), as data:
+The agent's words map to the gate's outcomes (rules.model.OUTCOMES) in AGENT_OUTCOMES, as data.
 """
 
 from __future__ import annotations

@@ -131,11 +131,14 @@ class AstDBSync:
         self.synced_connection = 0  # client.connections at the last complete sync
         self.recorded = 0
         self.passes = 0
+        self.stopping = False
         self._denied_logged = False
 
     async def run(self, clock: Callable[[], float]) -> None:
         last = -1e18
-        while True:
+        # A flag as well as the pool's cancel: Python 3.11's asyncio.wait_for (inside the client's actions) can
+        # swallow a cancellation that lands as its action completes, which would leave this loop running.
+        while not self.stopping:
             if self.client.connected and (self.client.connections != self.synced_connection
                                           or clock() - last >= self.interval):
                 connection = self.client.connections

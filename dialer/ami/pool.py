@@ -145,11 +145,12 @@ class AMIPool:
         return result
 
     async def close(self) -> None:
+        for sync in self.astdb.values():
+            sync.stopping = True
         for task in self._astdb_tasks:
             task.cancel()
-        for task in self._astdb_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._astdb_tasks:
+            await asyncio.wait(self._astdb_tasks, timeout=5.0)
         self._astdb_tasks = []
         if self._sweeper is not None:
             self._sweeper.cancel()
