@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from dialer import suppression
 from dialer.config import ConfigError, load_config
 from dialer.logs import setup_logging
 
@@ -20,14 +21,14 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.audit",
     "dialer.commands.registry",
     "dialer.commands.gate",
-    "dialer.commands.tenants",
-    "dialer.commands.serve",
     "dialer.commands.sandbox_pbx",
-    "dialer.commands.lists",
-    "dialer.commands.worker",
     "dialer.commands.simulate",
     "dialer.commands.run",
     "dialer.commands.demo",
+    "dialer.commands.tenants",
+    "dialer.commands.serve",
+    "dialer.commands.lists",
+    "dialer.commands.worker",
     "dialer.commands.privacy",
     "dialer.commands.retention",
     "dialer.commands.calls",
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         setup_logging(config["log.level"])
+        suppression.configure(config["security.secret_key"])  # jobs this process runs check erased numbers
         return int(args.func(args, config) or 0)
     except ConfigError as exc:
         print(f"dialer: configuration error: {exc}", file=sys.stderr)

@@ -212,7 +212,7 @@ def sample_data(regions: list[Region], count: int, at: datetime, seed: int) -> S
         # importer accepts them.
         prefix, digits = {"bloctel": ("+3314", 7), "us_dnc": ("+1212555", 4), "dncl": ("+1416555", 4),
                           "tps": ("+44207946", 4), "ctps": ("+44207946", 4)}[name]
-        filler = [f"{prefix}{_digits(rng, digits)}" for _ in range(20)]
+        filler = [n for n in (f"{prefix}{_digits(rng, digits)}" for _ in range(20)) if n not in seen]
         numbers = [n for n in registry[name] + filler if phonenumbers.is_possible_number(phonenumbers.parse(n))]
         data.registry_files[name] = "\n".join(numbers) + "\n"
     data.csv_text = out.getvalue()

@@ -84,6 +84,11 @@ def test_sample_regions_are_callable_at_the_chosen_instant():
     start, regions = choose_clock(now, packs)
     at = start or now
     assert regions and set(r.key for r in open_regions(at, packs)) == {r.key for r in regions}
+    for seed in range(20):  # the registry copies' other numbers must never hit a consenting contact
+        check = sample_data(regions, 60, at, seed=seed)
+        rows = check.csv_text.splitlines()[1:]
+        listed = [line for line in rows if any(line.split(",")[0] in text for text in check.registry_files.values())]
+        assert len(listed) == check.listed, seed
     data = sample_data(regions, 60, at, seed=3)
     rows = data.csv_text.splitlines()[1:]
     assert len(rows) == 60 and sum(data.by_region.values()) == 60

@@ -113,7 +113,8 @@ async def test_bad_uploads_are_clear_json_errors(gw, tmp_path):
     assert await error(await gw.client.post("/v1/imports", data=no_file, headers=gw.auth())) == (
         422, "missing_field", "file")
     assert await error(await upload(gw, colour="red")) == (422, "unknown_field", "colour")
-    assert await error(await upload(gw, list="a:b")) == (422, "bad_list", "list")
+    assert await error(await upload(gw, list="a:b")) == (422, "invalid_field", "list")
+    assert await error(await upload(gw, region="")) == (422, "invalid_field", "region")
     assert await error(await upload(gw, region="XX")) == (422, "bad_region", "region")
     theirs = (await gw.create_campaign("globex"))["id"]
     assert await error(await upload(gw, campaign=theirs)) == (422, "invalid_field", "campaign")

@@ -85,7 +85,7 @@ def _public(status: dict[str, Any]) -> dict[str, Any]:
 
 async def upload_list(request: web.Request) -> web.Response:
     who = principal(request)
-    upload = await receive_upload(request, ("list", "region", "campaign", "mapping"), f"list-{who.tenant}")
+    upload = await receive_upload(request, UPLOAD_FIELDS, f"list-{who.tenant}")
     try:
         fields = upload.fields
         if upload.size == 0:

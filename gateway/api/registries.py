@@ -92,7 +92,7 @@ async def upload_registry(request: web.Request) -> web.Response:
     if not _NAME.match(name):
         raise not_found("registry")
     _operator(request, who.tenant)
-    upload = await receive_upload(request, ("delta", "format", "country"), f"registry-{name}")
+    upload = await receive_upload(request, UPLOAD_FIELDS, f"registry-{name}")
     fields = upload.fields
     delta = fields.get("delta", "false").lower()
     if delta not in ("true", "false", "1", "0"):
@@ -157,7 +157,8 @@ async def registry_import(request: web.Request) -> web.Response:
 
 UPLOAD_FIELDS = {
     "delta": {"type": "string", "enum": ["true", "false"], "description": "a change file (default false)"},
-    "format": {"type": "string", "description": "force an input format (docs/registry.md)"},
+    "format": {"type": "string", "minLength": 1, "maxLength": 20,
+               "description": "force an input format (docs/registry.md)"},
     "country": {"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "country of national numbers (CSV)"},
 }
 

@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, web
 
 from gateway.errors import ApiError, invalid, too_large
 from gateway.routing import CONFIG, SERVICES
+from gateway.validation import validate
 
 FIELD_LIMIT = 64 * 1024  # a form field other than the file (mapping JSON, names)
 CHUNK = 256 * 1024
@@ -67,9 +68,10 @@ def multipart_body(fields: dict[str, Any], required: tuple[str, ...] = ()) -> di
         "properties": {"file": {"type": "string", "format": "binary"}, **fields}}}}
 
 
-async def receive_upload(request: web.Request, fields: tuple[str, ...], prefix: str) -> Upload:
-    """Stream a multipart upload to a staging file. Unknown parts are refused (422 unknown_field), a missing
-    file is 422 missing_field, a body that is not multipart is 415, a malformed one 400, an oversize one 413."""
+async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: str) -> Upload:
+    """Stream a multipart upload to a staging file. `fields`: the text parts allowed, name -> schema (checked
+    like JSON fields: 422 naming the part). Unknown parts are refused (422 unknown_field), a missing file is 422
+    missing_field, a body that is not multipart is 415, a malformed one 400, an oversize one 413."""
     config = request.app[CONFIG]
     limit = upload_limit(config)
     if request.content_length is not None and request.content_length > limit + FIELD_LIMIT * (len(fields) + 1):
@@ -107,6 +109,7 @@ async def receive_upload(request: web.Request, fields: tuple[str, ...], prefix: 
                     values[name] = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     raise invalid(name, "not UTF-8 text") from None
+                validate(values[name], fields[name], name)
             else:
                 raise invalid(name or "(unnamed part)", "unknown field", code="unknown_field")
     except ApiError:
