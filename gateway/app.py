@@ -19,15 +19,29 @@ from dialer.campaigns import CampaignStore
 from dialer.config import Config
 from dialer.facts import FactStore
 from gateway import metrics, openapi
-from gateway.api import admin, campaigns, facts, live, me
+from gateway.api import (
+    admin,
+    audit,
+    calls,
+    campaigns,
+    exports,
+    facts,
+    gatecheck,
+    lists,
+    live,
+    me,
+    registries,
+    subjects,
+)
 from gateway.errors import Handler, error_middleware
 from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
 
 STATIC = Path(__file__).parent / "static"
 
 # Route modules, in the order their routes are added. The integration step appends
-# lists, gate, registry, audit, exports and subjects modules here.
-ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics)
+# lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
+ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
+                 subjects, calls)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 
@@ -85,7 +99,10 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Applicat
     sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True)
     # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
     fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))
-    app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync}
+    # Contacts, registries, the gate and RQ want bytes replies: their own client (gateway/api/support.py).
+    raw = redis_lib.Redis.from_url(config.redis_url)
+    app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync,
+                     "raw_redis": raw, "gate": None}
 
     routes = api_routes()
     add_routes(app, [*routes, openapi_route(routes)])
@@ -98,6 +115,7 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Applicat
     async def close(app: web.Application) -> None:
         if own_sync:
             sync.close()
+        raw.close()
 
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(close)

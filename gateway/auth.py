@@ -43,14 +43,18 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "optouts.write": ("admin", "supervisor", "uploader"),
     "consents.read": ("admin", "supervisor", "auditor"),
     "consents.write": ("admin", "supervisor", "uploader"),
+    "calls.disposition": ("admin", "supervisor"),  # agents' desktops and AI platforms report call outcomes
     # Used by the routes the integration step adds (lists, gate, registries, audit, exports, subjects).
     "lists.read": ("admin", "supervisor", "uploader", "auditor"),
     "lists.write": ("admin", "uploader"),
     "gate.check": ("admin", "supervisor", "auditor"),
     "registry.read": ("admin", "supervisor", "auditor"),
+    # Registries are shared by every tenant: also needs the tenant in setting gateway.registry_tenants.
+    "registry.write": ("admin",),
     "audit.read": ("admin", "auditor"),
     "exports.create": ("admin", "auditor"),
-    "subjects.manage": ("admin",),
+    "subjects.read": ("admin", "auditor"),  # data subject access, retention policy
+    "subjects.manage": ("admin",),  # rectify, erase, change the retention policy
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -60,6 +60,7 @@ def operation(route: Route) -> dict[str, Any]:
         responses.update({code: _error(text) for code, text in _BODY_ERRORS.items()})
     if params and any(p["in"] == "path" for p in params):
         responses["404"] = _error("not found (or another tenant's)")
+    responses.update({code: _error(text) for code, text in route.errors.items()})
     if route.method in ("POST", "PATCH", "PUT", "DELETE"):
         responses["409"] = _error("the resource's state does not allow this")
     op["responses"] = responses

@@ -55,6 +55,8 @@ class Route:
     resource: str | None = None
     tag: str = "api"
     audited: bool = True  # record token use
+    # Answers beyond the common ones, for the OpenAPI document: {"404": "no such contact", "503": "..."}.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def principal(request: web.Request) -> Principal:

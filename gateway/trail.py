@@ -1,10 +1,11 @@
 """Where the gateway reports auditable events (token use, campaign control, opt-outs, consents).
 
-The audit module (issue 8) owns the tamper-evident trail `t:{tenant}:audit`. Until it is wired
-in, events go to a plain per-tenant inbox stream `t:{tenant}:audit:inbox` (never trimmed here),
-which the audit module can drain into the chain; or it replaces the sink with `set_sink(...)`
-at start-up and receives every event directly. Events carry no token secret and no full phone
-number (callers pass masked or hashed values).
+Events go straight into the tenant's tamper-evident audit trail `t:{tenant}:audit` (dialer/audit_events.py
+`gateway_sink` = dialer/audit.py `trail_sink`: same Lua append as the gate's, so one ordered hash chain per
+tenant; the action's first part picks the audit kind, `ACTION_KINDS`), except the actions audited where the
+data is written (opt-outs, consents, subject requests: `AUDITED_AT_SOURCE`). `set_sink(...)` replaces the
+sink (tests, or the interim `inbox_sink` that wrote to a plain stream `t:{tenant}:audit:inbox`). Events carry
+no token secret and no full phone number (callers pass masked or hashed values).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from dialer.audit_events import gateway_sink
 
 Event = dict[str, Any]
 Sink = Callable[[Any, str, Event], Awaitable[None]]
@@ -27,7 +30,7 @@ async def inbox_sink(redis: Any, tenant: str, event: Event) -> None:
     await redis.xadd(inbox_key(tenant), fields)
 
 
-_sink: Sink = inbox_sink
+_sink: Sink = gateway_sink
 
 
 def set_sink(sink: Sink) -> Sink:

@@ -19,6 +19,7 @@ TENANTS = ("acme", "globex")
 class Gateway:
     client: TestClient
     redis: Any
+    redis_url: str = ""
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, role) -> token
 
     def auth(self, tenant: str = "acme", role: str = "admin") -> dict[str, str]:
@@ -35,11 +36,15 @@ class Gateway:
                                           queue="sales")
 
 
-async def start_gateway(redis_url: str) -> Gateway:
-    config = load_config(env={"DIALER_REDIS_URL": redis_url})
+SECRET_KEY = "test-secret-key-for-the-gateway"
+
+
+async def start_gateway(redis_url: str, **env: str) -> Gateway:
+    config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
+                              "DIALER_GATEWAY_REGISTRY_TENANTS": "acme", **env})
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = AuthStore(redis)
-    gateway = Gateway(client=TestClient(TestServer(make_app(config, redis))), redis=redis)
+    gateway = Gateway(client=TestClient(TestServer(make_app(config, redis))), redis=redis, redis_url=redis_url)
     for tenant in TENANTS:
         await store.create_tenant(tenant, tenant.capitalize())
         for role in ROLES:
@@ -53,3 +58,76 @@ async def start_gateway(redis_url: str) -> Gateway:
 async def stop_gateway(gateway: Gateway) -> None:
     await gateway.client.close()
     await gateway.redis.aclose()
+
+
+SAMPLE_LIST = "phone,first_name,country\n+33145678901,Ann,FR\n+33145678902,Bob,FR\nnot a number,Eve,FR\n"
+
+
+def imported_list(redis_url: str, tenant: str, list_id: str, text: str = SAMPLE_LIST, *, run: bool = True,
+                  campaign: str | None = None) -> str:
+    """Import `text` into a list the way a worker would (inline), or only register it (run=False)."""
+    import tempfile
+
+    import redis as redis_lib
+
+    from dialer.contacts.jobs import create_import, run_import_inline
+
+    client = redis_lib.Redis.from_url(redis_url)
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
+        fh.write(text)
+    try:
+        ticket = create_import(client, tenant, fh.name, list_id, region="FR", campaign=campaign)
+        if run:
+            run_import_inline(client, tenant, ticket.import_id)
+        return ticket.import_id
+    finally:
+        client.close()
+
+
+async def uploaded_registry(gateway: Gateway, tenant: str, name: str = "bloctel",
+                            text: str = "0145678901\n0145678903\n") -> str:
+    """Upload a registry file through the API (queued, not run); returns the job id."""
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("file", text.encode(), filename="bloctel.txt", content_type="text/plain")
+    resp = await gateway.client.post(f"/v1/registries/{name}/imports", data=form, headers=gateway.auth(tenant))
+    assert resp.status == 202, await resp.text()
+    return (await resp.json())["id"]
+
+
+async def audit_events(gateway: Gateway, tenant: str) -> list[dict[str, Any]]:
+    """The gateway's events in the tenant's audit chain, oldest first: {kind, action, actor, token, **details}."""
+    import asyncio
+
+    import redis as redis_lib
+
+    from dialer.audit import AuditLog
+
+    def read() -> list[dict[str, Any]]:
+        client = redis_lib.Redis.from_url(gateway.redis_url)
+        try:
+            return [{"kind": e.kind, "actor": e.actor, **e.payload} for e in AuditLog(client).entries(tenant)
+                    if "action" in e.payload]
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(read)
+
+
+async def audit_entries(gateway: Gateway, tenant: str) -> list[Any]:
+    """Every entry of the tenant's audit chain (dialer.audit.AuditEntry), oldest first."""
+    import asyncio
+
+    import redis as redis_lib
+
+    from dialer.audit import AuditLog
+
+    def read() -> list[Any]:
+        client = redis_lib.Redis.from_url(gateway.redis_url)
+        try:
+            return list(AuditLog(client).entries(tenant))
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(read)

