@@ -48,6 +48,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
+from dialer.runtime.queues import queue_erase, queue_prefix
 from dialer.suppression import Suppression, SuppressionUnavailable
 
 PERSON_PARTS = ("consent", "rel", "att", "consent_used")  # t:{T}:p:{e164}:{part}, removed by erasure
@@ -427,6 +428,7 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     optout_log = _optout_log(client, tenant, numbers)
     errors = list(_import_errors(client, tenant, numbers))
     pipe = client.pipeline(transaction=True)
+    queued: list[int] = []  # positions of the campaign queue erasures in the transaction
     for number in subject.numbers:
         evidence = []
         company = client.hget(company_dnc_key(tenant), number)
@@ -442,6 +444,12 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
                 count("optouts")
             if client.sismember(keys.campaign_phones(campaign), number):
                 pipe.srem(keys.campaign_phones(campaign), number)
+            queued_id = client.hget(queue_prefix(tenant, campaign) + "phones", number)  # the runtime's queue
+            if queued_id:
+                if _s(client.hget(queue_prefix(tenant, campaign) + "state", queued_id) or "") != "inflight":
+                    count("campaign_queue_entries")
+                queue_erase(client, pipe, tenant, campaign, number, at.timestamp())
+                queued.append(len(pipe.command_stack) - 1)
         for list_id in lists:
             if client.sismember(keys.list_phones(list_id), number):
                 pipe.srem(keys.list_phones(list_id), number)
@@ -485,6 +493,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         "by": "contact_id" if contact_id else "phone"}, at)])
     replies = pipe.execute()
     seq = int(replies[-1][0]) if replies and isinstance(replies[-1], list) and replies[-1] else 0
+    states = [int(replies[i]) for i in queued]
+    if states.count(2):
+        warnings.append(f"{states.count(2)} call(s) to this person were in progress in a campaign: the gate denies "
+                        "every new call, but run the erasure again once they ended to remove the queue entry")
     active = [m for m in client.smembers("dialer:imports:active") if _s(m).startswith(f"{tenant}\t")]
     if active:
         warnings.append(f"{len(active)} import(s) of this tenant were running: rows with this number staged before "

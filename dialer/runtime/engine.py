@@ -213,7 +213,9 @@ class Engine:
         self.clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pbx = pbx_group(servers)
-        self.facts = FactStore(client)
+        # Built with the gate's AuditLog (keyed by security.secret_key): a keypress opt-out heard by the
+        # OptOutRecorder is appended to the tenant's audit trail in the same transaction as the DNC write.
+        self.facts = FactStore(client, audit=gate.audit)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,

@@ -1,0 +1,114 @@
+"""Issue 8 coverage gaps found in review: campaign moves audited whoever makes them (the engine's own included),
+keypress opt-outs heard by the runtime audited, an erased number in a running campaign's queue never originated
+and its queue entry gone, the retention scheduler enqueuing rounds on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from rq import SimpleWorker
+
+from dialer import privacy
+from dialer.audit import AuditLog, head_key
+from dialer.campaigns import CampaignStore
+from dialer.facts import FactStore
+from dialer.jobs import RETENTION, get_queue
+from dialer.runtime.engine import offset_clock
+from dialer.runtime.loader import load_campaign
+from dialer.runtime.queues import ContactQueue
+from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, setup_campaign
+from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
+
+T = "acme"
+CONFIG = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
+
+
+def control_entries(client: redis.Redis) -> list[tuple[str, str, str, str, str]]:
+    return [(e.actor, e.payload["campaign"], e.payload["action"], e.payload["from"], e.payload["to"])
+            for e in AuditLog(client).entries(T) if e.kind == "campaign_control"]
+
+
+def test_every_campaign_change_is_audited_whoever_makes_it(redis_client):
+    store = CampaignStore(redis_client)
+    at = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    c = store.create(T, CONFIG, by="user:sue", at=at).id
+    store.update(T, c, {"pacing_ratio": 2}, by="user:sue", at=at)
+    store.control(T, c, "start", by="cli:ops", at=at)
+    store.control(T, c, "complete", by="engine", at=at)  # the engine's own move
+    assert control_entries(redis_client) == [
+        ("user:sue", c, "create", "", "draft"), ("user:sue", c, "configure", "draft", "draft"),
+        ("cli:ops", c, "start", "draft", "running"), ("engine", c, "complete", "running", "completed")]
+    [configure] = [e for e in AuditLog(redis_client).entries(T) if e.payload.get("action") == "configure"]
+    assert configure.payload["changed"] == ["pacing_ratio"]  # names, not values
+    assert AuditLog(redis_client).verify(T).ok
+    # A move that cannot be audited (head lost) is not applied: the trail never misses a move that happened.
+    redis_client.delete(head_key(T))
+    with pytest.raises(redis.ResponseError, match="AUDIT head missing"):
+        store.control(T, c, "archive", by="engine", at=at)
+    assert store.get(T, c).status == "completed"
+
+
+async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_an_erased_number(
+        redis_url, redis_client, tmp_path):
+    phones = numbers(10, base="+331456720")  # last digits 0-9: ...7 opts out by keypress, ...5 answers
+    campaign = setup_campaign(redis_client, tmp_path, phones, recording=True)  # ...7 presses during the notice
+    facts = FactStore(redis_client)
+    erased_optout, erased = phones[5], phones[6]
+    facts.add_optout(T, erased_optout, at=AT, source="api", campaign=campaign, scope="campaign")
+    queue = ContactQueue(redis_client, T, campaign)
+    load_campaign(redis_client, queue, ["leads"], at=AT.timestamp())  # queued before the erasure, as in a running one
+    assert redis_client.hget(queue.keys["phones"], erased) is not None
+    for number in (erased_optout, erased):
+        report = privacy.erase(redis_client, T, phone=number, actor="user:dpo", at=AT, secret_key=SECRET_KEY)
+        assert report.removed["campaign_queue_entries"] == 1
+    for number in (erased_optout, erased):  # the queue no longer holds the number
+        assert redis_client.hget(queue.keys["phones"], number) is None
+        assert number not in json.dumps({k.decode(): v.decode()
+                                         for k, v in redis_client.hgetall(queue.keys["data"]).items()})
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, T, campaign, pbx, offset_clock(AT, 60.0))
+            await asyncio.sleep(0.3)
+    finally:
+        await pbx.stop()
+    assert observer.by_number[erased_optout] == 0 and observer.by_number[erased] == 0
+    assert observer.by_number[phones[5 - 1]] == 1  # the others were called
+    finals = queue.final_states()
+    assert sorted(f["reason"] for f in finals.values()).count("erased") == 2
+    assert erased not in {queue_phone(queue, cid) for cid in finals if queue.redis.hexists(queue.keys["data"], cid)}
+    audit = AuditLog(redis_client, SECRET_KEY)
+    entries = list(audit.entries(T))
+    assert facts.optout(T, phones[7]).source == "keypress"
+    keypress = [e for e in entries if e.kind == "optout" and e.payload["source"] == "keypress"]
+    assert [e.payload["person"] for e in keypress] == [audit.person_ref(phones[7])]
+    engine_moves = [e.payload["action"] for e in entries if e.kind == "campaign_control" and e.actor == "engine"]
+    assert engine_moves == ["complete"]
+    assert audit.verify(T).ok
+
+
+def test_retention_schedule_enqueues_a_round_every_period_for_the_worker(redis_url, redis_client):
+    redis_client.sadd("tenants", T, "globex")
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "retention", "schedule", "--every", "1"],
+                            env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY, "PATH": ""},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    queue = get_queue(redis_client, RETENTION)
+    try:
+        deadline = time.monotonic() + 20
+        while queue.count < 6 and time.monotonic() < deadline:  # three rounds of two tenants, unattended
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert queue.count >= 6, proc.stderr.read().decode()[-2000:]
+    instants = {job.args for job in queue.jobs}
+    assert len({at for _, at in instants}) >= 3  # each round carries its own instant
+    assert SimpleWorker([queue], connection=redis_client).work(burst=True)
+    assert queue.count == 0
