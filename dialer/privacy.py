@@ -253,6 +253,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
                          for a in facts.attempts(tenant, number)],
             "optouts": optouts,
             "optout_log": [f for _, f in _optout_log(client, tenant, {number})],
+            "campaign_queues": _queue_entries(client, tenant, campaigns, number),
         })
     errors = [{"import_id": i, **e} for i, _, e in _import_errors(client, tenant, numbers)]
     exports = []
@@ -280,6 +281,23 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
             "people": sorted(refs), "contact_ids": subject.contact_ids,
             "by": "contact_id" if contact_id else "phone"}, at)
     return result
+
+
+def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str) -> list[dict[str, Any]]:
+    """The number's entries in the campaigns' runtime queues (dialer/runtime/queues.py): what the engine holds
+    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue."""
+    found = []
+    for campaign in campaigns:
+        p = queue_prefix(tenant, campaign)
+        cid = client.hget(p + "phones", number)
+        if not cid:
+            continue
+        data, state, attempts, last, final = (
+            client.hget(p + name, cid) for name in ("data", "state", "attempts", "last", "final"))
+        found.append({"campaign": campaign, "contact_id": _s(cid), "state": _s(state) if state else None,
+                      "data": json.loads(data) if data else None, "attempts": int(attempts or 0),
+                      "last": json.loads(last) if last else None, "final": json.loads(final) if final else None})
+    return found
 
 
 def _optout_dict(raw: bytes | str) -> dict[str, Any]:

@@ -65,6 +65,11 @@ async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_
     queue = ContactQueue(redis_client, T, campaign)
     load_campaign(redis_client, queue, ["leads"], at=AT.timestamp())  # queued before the erasure, as in a running one
     assert redis_client.hget(queue.keys["phones"], erased) is not None
+    held = privacy.access(redis_client, T, phone=erased, at=AT, secret_key=SECRET_KEY)  # the queue is data we hold
+    [entry] = held["people"][0]["campaign_queues"]
+    assert entry["campaign"] == campaign and entry["state"] == "ready" and entry["data"]["phone"] == erased
+    text = privacy.access_csv(redis_client, T, phone=erased, at=AT, secret_key=SECRET_KEY)
+    assert f"people,1,campaign_queues[0].data.phone,'{erased}" in text  # formula-safe quote
     for number in (erased_optout, erased):
         report = privacy.erase(redis_client, T, phone=number, actor="user:dpo", at=AT, secret_key=SECRET_KEY)
         assert report.removed["campaign_queue_entries"] == 1
