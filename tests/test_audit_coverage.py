@@ -1,6 +1,7 @@
 """Issue 8 coverage gaps found in review: campaign moves audited whoever makes them (the engine's own included),
 keypress opt-outs heard by the runtime audited, an erased number in a running campaign's queue never originated
-and its queue entry gone, the retention scheduler enqueuing rounds on its own."""
+and its queue entry gone (and reported by access requests), finished campaigns' queues pruned by retention, the
+retention scheduler enqueuing rounds on its own."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from rq import SimpleWorker
 
-from dialer import privacy
+from dialer import privacy, retention
 from dialer.audit import AuditLog, head_key
 from dialer.campaigns import CampaignStore
 from dialer.facts import FactStore
 from dialer.jobs import RETENTION, get_queue
 from dialer.runtime.engine import offset_clock
 from dialer.runtime.loader import load_campaign
-from dialer.runtime.queues import ContactQueue
+from dialer.runtime.queues import ContactQueue, QueuedContact
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, setup_campaign
 from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
 
@@ -117,3 +118,24 @@ def test_retention_schedule_enqueues_a_round_every_period_for_the_worker(redis_u
     assert len({at for _, at in instants}) >= 3  # each round carries its own instant
     assert SimpleWorker([queue], connection=redis_client).work(burst=True)
     assert queue.count == 0
+
+
+def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_client):
+    store = CampaignStore(redis_client)
+    at = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    done, live = (store.create(T, CONFIG, by="user:sue", at=at).id for _ in range(2))
+    for c in (done, live):
+        ContactQueue(redis_client, T, c).add([QueuedContact(f"{c}-1", "+33145672101", "FR", "75011")],
+                                            at=at.timestamp())
+        store.control(T, c, "start", by="user:sue", at=at)
+    store.control(T, done, "stop", by="user:sue", at=at)
+    store.control(T, done, "complete", by="engine", at=at)
+    ContactQueue(redis_client, T, done).finalize_unqueued("x", "answered", "", at.timestamp())
+
+    within = retention.run(redis_client, T, at + timedelta(days=89), secret_key=SECRET_KEY)
+    assert within.removed["call_data"] == 0 and redis_client.hlen(f"t:{T}:campaign:{done}:q:data") == 1
+    report = retention.run(redis_client, T, at + timedelta(days=91), secret_key=SECRET_KEY)
+    assert report.removed["call_data"] == 1
+    assert not redis_client.exists(f"t:{T}:campaign:{done}:q:data", f"t:{T}:campaign:{done}:q:phones")
+    assert ContactQueue(redis_client, T, done).final_states()  # reasons stay (no number in them)
+    assert redis_client.hlen(f"t:{T}:campaign:{live}:q:data") == 1  # a running campaign keeps its queue
