@@ -21,6 +21,7 @@ from dialer.audit import AuditLog, head_key
 from dialer.campaigns import CampaignStore
 from dialer.facts import FactStore
 from dialer.jobs import RETENTION, get_queue
+from dialer.offboarding import offboard
 from dialer.runtime.engine import offset_clock
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue, QueuedContact
@@ -139,3 +140,18 @@ def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_cli
     assert not redis_client.exists(f"t:{T}:campaign:{done}:q:data", f"t:{T}:campaign:{done}:q:phones")
     assert ContactQueue(redis_client, T, done).final_states()  # reasons stay (no number in them)
     assert redis_client.hlen(f"t:{T}:campaign:{live}:q:data") == 1  # a running campaign keeps its queue
+
+
+def test_offboarding_exports_the_campaign_queues_then_deletes_them(redis_client, tmp_path):
+    store = CampaignStore(redis_client)
+    at = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    c = store.create(T, CONFIG, by="user:sue", at=at).id
+    queue = ContactQueue(redis_client, T, c)
+    queue.add([QueuedContact("k1", "+33145672101", "FR", "75011")], at=at.timestamp())
+    queue.finalize_unqueued("k2", "no_valid_number", "", at.timestamp())
+    offboard(redis_client, T, tmp_path / "out", at, actor="user:ops", secret_key=SECRET_KEY)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "campaign_queues.jsonl").read_text().splitlines()]
+    by_id = {r["contact_id"]: r for r in rows}
+    assert by_id["k1"]["campaign"] == c and by_id["k1"]["data"]["phone"] == "+33145672101"
+    assert by_id["k2"]["final"]["reason"] == "no_valid_number"
+    assert not list(redis_client.scan_iter(match=f"t:{T}:campaign:*"))
