@@ -338,6 +338,20 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 # --- rectification ------------------------------------------------------------------------------
 
+def contact_for_phone(client: redis.Redis, tenant: str, phone: str, country: str | None = None) -> str:
+    """The one contact holding this number, for a rectification asked by phone number. Several contacts may hold
+    a number (a shared line): correcting all of them could change another person's record, so that is refused
+    (code `ambiguous`, naming the contact ids to choose from)."""
+    check_tenant(tenant)
+    ids = contacts_for_phone(client, tenant, e164_of(phone, country))
+    if not ids:
+        raise PrivacyError("not_found", f"no contact holds this number for tenant {tenant}", "phone")
+    if len(ids) > 1:
+        raise PrivacyError("ambiguous", f"{len(ids)} contacts hold this number ({', '.join(ids)}): give the "
+                           "contact id to correct", "phone")
+    return ids[0]
+
+
 def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str, str | None], actor: str,
             at: datetime) -> dict[str, Any]:
     """Correct a contact's fields (GDPR Art. 16): RECTIFIABLE fields and kept columns (x.<name>); None or ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from rq import SimpleWorker
 from dialer import privacy, retention
 from dialer.audit import AuditLog, head_key
 from dialer.campaigns import CampaignStore
+from dialer.contacts.jobs import create_import, run_import_inline
+from dialer.contacts.store import contacts_for_phone
 from dialer.facts import FactStore
 from dialer.jobs import RETENTION, get_queue
 from dialer.offboarding import offboard
@@ -155,3 +158,34 @@ def test_offboarding_exports_the_campaign_queues_then_deletes_them(redis_client,
     assert by_id["k1"]["campaign"] == c and by_id["k1"]["data"]["phone"] == "+33145672101"
     assert by_id["k2"]["final"]["reason"] == "no_valid_number"
     assert not list(redis_client.scan_iter(match=f"t:{T}:campaign:*"))
+
+
+def run_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY}
+    return subprocess.run([sys.executable, "-m", "dialer", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_rectification_by_phone_number_or_contact_id(redis_url, redis_client, tmp_path):
+    for list_id, rows in (("a", "Zoé;+33145672301\nLuc;+33145672302\n"), ("b", "Zoé B;+33145672301\n")):
+        path = tmp_path / f"{list_id}.csv"
+        path.write_text("prenom;telephone\n" + rows, encoding="utf-8")
+        assert run_import_inline(redis_client, T, create_import(redis_client, T, path, list_id,
+                                                                region="FR").import_id)["status"] == "committed"
+    done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", "01 45 67 23 02", "--country", "FR",
+                   "--set", "city=Lyon", "--actor", "user:dpo")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["city"] == "Lyon"
+    [entry] = [e for e in AuditLog(redis_client).entries(T) if e.kind == "rectification"]
+    assert entry.actor == "user:dpo" and "Lyon" not in json.dumps(entry.payload)
+    # A number two contacts hold: refused, naming both, nothing changed.
+    done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", "+33145672301", "--set", "city=Nice")
+    shared = contacts_for_phone(redis_client, T, "+33145672301")
+    assert done.returncode == 1 and "ambiguous" in done.stderr and all(c in done.stderr for c in shared)
+    assert len(shared) == 2 and "Traceback" not in done.stderr
+    done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--contact", shared[0], "--set", "city=Nice")
+    assert done.returncode == 0 and json.loads(done.stdout)["city"] == "Nice"
+    assert json.loads(run_cli(redis_url, "subject", "access", "--tenant", T, "--contact", shared[1]).stdout)[
+        "contacts"][0].get("city") in (None, "")
+    done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", "+33145672399", "--set", "city=Nice")
+    assert done.returncode == 1 and "not_found" in done.stderr
