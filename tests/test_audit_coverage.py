@@ -20,6 +20,7 @@ from rq import SimpleWorker
 from dialer import privacy, retention
 from dialer.audit import AuditLog, head_key
 from dialer.campaigns import CampaignStore
+from dialer.cli import main
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.contacts.store import contacts_for_phone
 from dialer.facts import FactStore
@@ -189,3 +190,19 @@ def test_cli_rectification_by_phone_number_or_contact_id(redis_url, redis_client
         "contacts"][0].get("city") in (None, "")
     done = run_cli(redis_url, "subject", "rectify", "--tenant", T, "--phone", "+33145672399", "--set", "city=Nice")
     assert done.returncode == 1 and "not_found" in done.stderr
+
+
+def test_token_changes_made_from_the_shell_are_audited(redis_url, redis_client, monkeypatch, capsys):
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    assert main(["tenant", "create", T]) == 0
+    assert main(["token", "create", "--tenant", T, "--user", "ann", "--role", "admin"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    token_id = token.split("_")[1]
+    assert main(["token", "revoke", "--tenant", T, token_id]) == 0
+    entries = [(e.kind, e.payload["action"]) for e in AuditLog(redis_client).entries(T)]
+    assert entries == [("token_use", "user.create"), ("token_use", "token.create"), ("token_use", "token.revoke")]
+    assert {e.payload.get("created") or e.payload.get("revoked") for e in AuditLog(redis_client).entries(T)} >= {
+        token_id}
+    assert token not in json.dumps([e.payload for e in AuditLog(redis_client).entries(T)])
+    assert AuditLog(redis_client).verify(T).ok
