@@ -206,3 +206,27 @@ def test_token_changes_made_from_the_shell_are_audited(redis_url, redis_client, 
         token_id}
     assert token not in json.dumps([e.payload for e in AuditLog(redis_client).entries(T)])
     assert AuditLog(redis_client).verify(T).ok
+
+
+def test_files_written_by_the_lists_commands_are_audited_registered_and_erased(redis_url, redis_client, tmp_path,
+                                                                              monkeypatch, capsys):
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.setenv("DIALER_SECRET_KEY", SECRET_KEY)
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    path = tmp_path / "l.csv"
+    path.write_text("phone,pays\n+33145672401,FR\n+33145672402,FR\nnot a number,FR\n")
+    assert main(["lists", "import", str(path), "--list", "leads", "--tenant", T, "--inline"]) == 0
+    import_id = capsys.readouterr().out.split("dialer lists errors ")[1].split()[0]
+    scrub, errors = tmp_path / "scrub.csv", tmp_path / "errors.csv"
+    assert main(["lists", "scrub", "--list", "leads", "--tenant", T, "--campaign", "spring",
+                 "--at", "2026-03-03T10:30:00+01:00", "-o", str(scrub)]) == 0
+    assert main(["lists", "errors", import_id, "--tenant", T, "-o", str(errors)]) == 0
+    assert main(["lists", "export", "contacts", "--tenant", T, "--list", "leads"]) == 0  # to standard output
+    exports = [e.payload for e in AuditLog(redis_client).entries(T) if e.kind == "export"]
+    assert [(p["kind"], p["path"]) for p in exports] == [
+        ("scrub", str(scrub)), ("import_errors", str(errors)), ("contacts", None)]
+    assert exports[0]["rows"] == 2 and exports[2]["to"] == "stdout"
+    assert {k.decode() for k in redis_client.hkeys(f"t:{T}:exports")} == {str(scrub), str(errors)}
+    assert "+33145672401" in scrub.read_text()
+    privacy.erase(redis_client, T, phone="+33145672401", actor="user:dpo", at=AT, secret_key=SECRET_KEY)
+    assert "+33145672401" not in scrub.read_text() and "+33145672402" in scrub.read_text()
