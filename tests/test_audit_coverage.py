@@ -36,6 +36,19 @@ T = "acme"
 CONFIG = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
 
 
+def everything(client: redis.Redis) -> dict[str, str]:
+    """Every key in Redis with its whole value as text."""
+    out = {}
+    for raw in client.scan_iter(count=1000):
+        key = raw.decode()
+        kind = client.type(key).decode()
+        read = {"string": client.get, "hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
+                "set": client.smembers, "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+                "stream": client.xrange}[kind]
+        out[key] = repr(read(key))
+    return out
+
+
 def control_entries(client: redis.Redis) -> list[tuple[str, str, str, str, str]]:
     return [(e.actor, e.payload["campaign"], e.payload["action"], e.payload["from"], e.payload["to"])
             for e in AuditLog(client).entries(T) if e.kind == "campaign_control"]
@@ -95,6 +108,11 @@ async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_
     finals = queue.final_states()
     assert sorted(f["reason"] for f in finals.values()).count("erased") == 2
     assert erased not in {queue_phone(queue, cid) for cid in finals if queue.redis.hexists(queue.keys["data"], cid)}
+    # Nothing in Redis names the erased numbers any more, whatever the runtime wrote while the campaign ran
+    # (the version counters expire within minutes: privacy.ERASED_VERSION_TTL).
+    for number in (erased_optout, erased):
+        left = [k for k, v in everything(redis_client).items() if number[3:] in k or number[3:] in v]
+        assert left == [f"t:{T}:p:{number}:ver"], left
     audit = AuditLog(redis_client, SECRET_KEY)
     entries = list(audit.entries(T))
     assert facts.optout(T, phones[7]).source == "keypress"
