@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -29,11 +30,27 @@ from dialer.offboarding import offboard
 from dialer.runtime.engine import offset_clock
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue, QueuedContact
+from dialer.suppression import configure
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, setup_campaign
 from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
 
 T = "acme"
 CONFIG = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """dialer.cli.main configures logging (on the test's captured stream) and the process's suppression key:
+    put both back so that later tests see neither."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved[0]:
+        root.addHandler(handler)
+    root.setLevel(saved[1])
+    configure(b"")
 
 
 def everything(client: redis.Redis) -> dict[str, str]:
