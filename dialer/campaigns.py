@@ -67,7 +67,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "recording": {"type": "boolean", "default": False},
         "pacing_mode": {"type": "string", "enum": ["progressive", "power", "predictive", "agentless"],
                         "default": "progressive"},
-        "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 20, "default": 1},
+        "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 20, "default": 2,
+                         "description": "lines per free agent in power mode (ignored by the other modes); 1 is "
+                                        "progressive"},
         "abandon_cap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.03,
                         "description": "share of answered calls abandoned, e.g. 0.03"},
         "schedule_windows": {

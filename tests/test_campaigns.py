@@ -145,3 +145,13 @@ def test_gate_campaign_carries_the_compliance_attributes(store):
                             by="a", at=AT)
     gate = store.get("acme", campaign.id).gate_campaign()
     assert (gate.tenant, gate.purpose, gate.voice, gate.recording) == ("acme", "debt_collection", "artificial", True)
+
+
+def test_a_power_campaign_without_a_ratio_dials_more_than_progressive(store):
+    """The schema's default ratio used to be 1: a campaign switched to power mode without a ratio was progressive."""
+    from dialer.runtime.policy import pacing_policy
+
+    created = store.create("acme", {**READY, "pacing_mode": "power"}, by="ann", at=AT)
+    assert pacing_policy(created.config).power_ratio == 2.0
+    chosen = store.create("acme", {**READY, "pacing_mode": "power", "pacing_ratio": 3.5}, by="ann", at=AT)
+    assert pacing_policy(chosen.config).power_ratio == 3.5

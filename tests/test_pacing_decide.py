@@ -253,3 +253,12 @@ def test_policy_from_a_campaign_configuration() -> None:
     assert PacingPolicy.from_campaign({}).mode is PacingMode.PROGRESSIVE
     with pytest.raises(PolicyError, match="preview"):
         PacingPolicy.from_campaign({"pacing_mode": "preview"})
+
+
+def test_a_fresh_power_campaign_dials_its_ratio() -> None:
+    """No answers yet, no abandons: the supervisor's ratio applies from the first call (it used to start backed off
+    to about 1.5 lines per agent by the small-sample margin meant for predictive); it still falls back near the cap."""
+    fresh = decide(policy("power", power_ratio=3.0), state(free_agents=1, live_answers=0))
+    assert (fresh.calls, fresh.reason) == (3, "power")
+    early = decide(policy("power", power_ratio=3.0), state(free_agents=1, abandons=3, live_answers=20))
+    assert early.calls < 3 and early.reason in ("backoff", "cap-reached")  # 3 of 20 answers abandoned: 15%

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
-from datetime import timedelta
+import logging
+from datetime import UTC, timedelta
 
+import dialer.runtime.engine as engine_module
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
@@ -63,7 +66,9 @@ async def run_until_completed(redis_url, client, tenant, campaign, pbx, clock, s
     return engine
 
 
-async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path):
+async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="dialer")
+    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.5)  # the progress line (every minute in production)
     phones = [*numbers(30), BLOCTEL[0]]
     campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
                               recording=True)
@@ -110,6 +115,15 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     outcomes = [e for e in entries if e.kind == "call_outcome"]
     assert len(reserved) == len(outcomes) == summary["attempts"]  # every call decided and its outcome audited
     assert {e.payload["call_id"] for e in reserved} == set(observer.call_ids)
+    # What an operator reads: why contacts left (gate denials by code), progress lines, no "(None)" noise, masked.
+    lines = [r.getMessage() for r in caplog.records if r.name == "dialer.runtime.engine"]
+    assert any(line.endswith("complete -> completed; 31 contacts final: answered 18, max_attempts 9, opted_out 3, "
+                             "gate_denied NATIONAL_REGISTRY 1") for line in lines), lines
+    assert any("calls placed in" in line and "queue ready" in line for line in lines), lines
+    assert any(line.endswith("queued 31 new contacts (0 final as duplicate numbers, 0 without a valid number)")
+               for line in lines), lines
+    assert any(line.endswith("pacing: progressive") for line in lines) and not any("(None)" in x for x in lines)
+    assert not [p for p in phones if p in caplog.text or p[1:] in caplog.text]
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
@@ -335,3 +349,87 @@ async def test_a_redis_outage_mid_campaign_loses_nobody(redis_factory, tmp_path)
         assert finals[phone]["attempts"] == observer.by_number[phone] or finals[phone]["reason"] == "max_attempts"
     assert all(a.outcome != "reserved" for p in phones for a in FactStore(client).attempts("acme", p))
     client.close()
+
+
+async def test_a_scheduled_campaign_starts_itself_and_waits_for_the_legal_hours(redis_url, redis_client, tmp_path):
+    """Started at 09:50 Paris with starts_at 09:52: scheduled, then activated by the engine at 09:52. The gate denies
+    every contact until 10:00 (French calling hours) with a next_allowed_at: each waits for it (no attempt counted),
+    then is dialed once at or after 10:00."""
+    phones = [p for p in numbers(10, base="+331456810") if p[-1] not in "2347"]
+    early = AT - timedelta(minutes=10)
+    campaign = setup_campaign(redis_client, tmp_path, phones, at=early,
+                              starts_at=(early + timedelta(minutes=2)).isoformat())
+    store = CampaignStore(redis_client)
+    assert store.get("acme", campaign).status == "scheduled"
+    pbx = await start_pbx()
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            await run_until_completed(redis_url, redis_client, "acme", campaign, pbx, offset_clock(early, 60.0))
+    finally:
+        await pbx.stop()
+    moves = [(h["action"], h["by"], h["to"]) for h in reversed(store.history("acme", campaign))]
+    assert moves == [("create", "tester", "draft"), ("start", "tester", "scheduled"),
+                     ("activate", "engine", "running"), ("complete", "engine", "completed")]
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert {p: (f["reason"], f["attempts"]) for p, f in finals.items()} == {p: ("answered", 1) for p in phones}
+    assert all(observer.by_number[p] == 1 for p in phones)
+    decisions = [e for e in AuditLog(redis_client, SECRET_KEY).entries("acme") if e.kind == "gate_decision"]
+    denied = [e for e in decisions if not e.payload["allowed"]]
+    allowed = [e for e in decisions if e.payload["allowed"]]
+    assert len(allowed) == len(phones) and all(e.at >= AT for e in allowed)  # nobody dialed before 10:00
+    assert denied and all(e.at < AT for e in denied)  # denied before 10:00 (no dialing before the activation)
+    assert all(e.at >= early + timedelta(minutes=2) for e in decisions)
+    assert {e.payload["next_allowed_at"] for e in denied} == {AT.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+
+
+async def run_sampling(redis_url, client, campaign, pbx, settings, clock):
+    """Run an Engine until the campaign completes, sampling its calls in flight; returns (engine, peak, sent times)."""
+    import redis as redislib
+
+    from dialer.runtime.engine import Engine
+
+    config = engine_config(redis_url)
+    engine_client = redislib.Redis.from_url(redis_url)
+    engine = Engine(engine_client, build_gate(engine_client, config), [sandbox(pbx)], settings=settings, clock=clock,
+                    process_id="sampler")
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    peak, sent = 0, set()
+    try:
+        store = CampaignStore(client)
+        deadline = asyncio.get_running_loop().time() + 90
+        while store.get("acme", campaign).status != "completed" and not task.done():
+            assert asyncio.get_running_loop().time() < deadline, "campaign not completed in time"
+            peak = max(peak, len(engine.flights))
+            sent |= {f.sent_wall for f in engine.flights.values()}
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+        engine_client.close()
+    return engine, peak, sorted(sent)
+
+
+async def test_power_mode_dials_its_ratio_within_the_trunk_and_cps_ceilings(redis_url, redis_client, tmp_path, caplog):
+    """A power campaign (pacing_ratio 3) with one agent: 3 lines for the free agent, cut to the trunk's 2 channels;
+    then with 1 call per second instead: never two Originates within a second."""
+    caplog.set_level(logging.INFO, logger="dialer.runtime.engine")
+    no_answer = [p for p in numbers(60, base="+331456820") if p[-1] == "3"]  # ring to the timeout: lines pile up
+    pbx = await start_pbx(queues={"dialer": 1}, time_scale=0.1)
+    try:
+        trunk = setup_campaign(redis_client, tmp_path, no_answer[:4], list_id="trunk", pacing_mode="power",
+                               pacing_ratio=3)
+        _, peak, _ = await run_sampling(redis_url, redis_client, trunk, pbx,
+                                        dataclasses.replace(SETTINGS, trunk_channels=2), offset_clock(AT, 1.0))
+        assert peak == 2  # more than progressive's 1 line for 1 agent, never more than the trunk's 2 channels
+        assert any(r.getMessage().endswith("pacing: power (limited by trunk)") for r in caplog.records)
+        CampaignStore(redis_client).control("acme", trunk, "archive", by="tester", at=AT)
+
+        cps = setup_campaign(redis_client, tmp_path, no_answer[4:], list_id="cps", pacing_mode="power", pacing_ratio=3)
+        _, peak, sent = await run_sampling(redis_url, redis_client, cps, pbx,
+                                           dataclasses.replace(SETTINGS, calls_per_second=1.0), offset_clock(AT, 1.0))
+        assert peak >= 2 and len(sent) == 2
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(sent))  # 1 Originate per second at most
+    finally:
+        await pbx.stop()

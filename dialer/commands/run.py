@@ -77,17 +77,29 @@ def run(args: argparse.Namespace, config: Config) -> int:
         changes["drain_seconds"] = args.drain
     settings = dataclasses.replace(settings, **changes)
 
-    async def main() -> None:
-        stop = asyncio.Event()
+    async def main() -> bool:
+        stop, abort = asyncio.Event(), asyncio.Event()
+
+        def on_signal(name: str) -> None:
+            if not stop.is_set():
+                log.info("%s: shutting down (no new calls; up to %.0f s for calls in flight; again to exit now)",
+                         name, settings.drain_seconds)
+                stop.set()
+            elif not abort.is_set():
+                log.warning("%s again: exiting without waiting; the claims of calls in flight expire and the next "
+                            "dialer process resolves them", name)
+                abort.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig.name)
         await run_engine(config, stop_event=stop, clock=clock, servers=servers, settings=settings,
-                         process_id=args.process_id)
+                         process_id=args.process_id, abort_event=abort)
+        return abort.is_set()
 
     try:
-        asyncio.run(main())
-    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        aborted = asyncio.run(main())
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         return 130
-    return 0
+    return 130 if aborted else 0

@@ -27,15 +27,17 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def control_abandon_rate(abandons: int, live_answers: int, cap: float) -> float:
+def control_abandon_rate(abandons: int, live_answers: int, cap: float, *, margin: bool = True) -> float:
     """The abandon rate the back-off reacts to: the window's rate smoothed by a prior at cap/2,
-    plus one standard error. The margin matters for small campaigns, whose rate at the end of
-    the window swings most; with thousands of answers it all but vanishes."""
+    plus (margin) one standard error. The margin matters for small campaigns, whose rate at the
+    end of the window swings most; with thousands of answers it all but vanishes. It also means
+    predictive starts a fresh window backed off (2.7% with a 3% cap and no answers yet) and
+    reaches its full risk budget after about 50 live answers without an abandon."""
     n = live_answers + _PRIOR_ANSWERS
     # Abandons are a subset of live answers; an inconsistent observation (more abandons than
     # answers, from counters read at different instants) is read as the worst case, never a crash.
     rate = min(1.0, (abandons + _PRIOR_ANSWERS * cap * 0.5) / n)
-    return rate + math.sqrt(rate * (1.0 - rate) / n)
+    return rate + math.sqrt(rate * (1.0 - rate) / n) if margin else rate
 
 
 def expected_overflow(mean: float, variance: float) -> float:
@@ -61,7 +63,10 @@ def decide(policy: PacingPolicy, state: PacingState) -> Decision:
     elif mode is PacingMode.POWER:
         ratio, reason = policy.power_ratio, "power"
         if policy.enforce_cap:
-            scale = _backoff_scale(policy, state)
+            # The supervisor chose the ratio: fall back on the smoothed measured rate only, without predictive's
+            # small-sample margin (which would hold a fresh power campaign near 1 line per agent for its first
+            # ~50 answers, abandons or not).
+            scale = _backoff_scale(policy, state, margin=False)
             if scale < 1.0:  # lines per free agent slide from the ratio down to 1 (progressive)
                 ratio, reason = 1.0 + (ratio - 1.0) * scale, ("backoff" if scale > 0.0 else "cap-reached")
         wanted = math.floor(ratio * state.free_agents + 0.5) - ringing
@@ -72,11 +77,11 @@ def decide(policy: PacingPolicy, state: PacingState) -> Decision:
     return Decision(calls, wanted, mode, reason, limited_by, detail)
 
 
-def _backoff_scale(policy: PacingPolicy, state: PacingState) -> float:
+def _backoff_scale(policy: PacingPolicy, state: PacingState, *, margin: bool = True) -> float:
     """1 while the measured abandon rate is under backoff_start * cap, falling linearly to 0 at
     the cap (and 0 above it)."""
     cap = policy.abandon_cap
-    measured = control_abandon_rate(state.abandons, state.live_answers, cap)
+    measured = control_abandon_rate(state.abandons, state.live_answers, cap, margin=margin)
     start = policy.backoff_start * cap
     if measured <= start:
         return 1.0

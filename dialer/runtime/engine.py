@@ -28,6 +28,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -142,6 +143,7 @@ def estimates_key(tenant: str, campaign: str) -> str:
 
 
 ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
+PROGRESS_EVERY = 60.0  # seconds between a campaign's progress lines in the log (only when something changed)
 ESTIMATES_TTL = 24 * 3600
 
 
@@ -199,6 +201,10 @@ class CampaignRunner:
     countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
     abandon_totals: tuple[int, int] = (0, 0)  # live answers, abandons over the campaign's window
     prefixes: set[str] = field(default_factory=set)
+    denied: Counter[str] = field(default_factory=Counter)  # gate denials by reason code since the last progress line
+    placed: int = 0  # calls placed since the last progress line
+    progress_at: float = 0.0  # wall time of the last progress line (0: none yet)
+    progress_seen: tuple[int, ...] = ()  # the queue counts at that line
     held: bool = False
     completed: bool = False
 
@@ -241,9 +247,9 @@ class Engine:
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    async def run(self, stop_event: asyncio.Event) -> None:
-        """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds),
-        give the campaigns back and close."""
+    async def run(self, stop_event: asyncio.Event, abort_event: asyncio.Event | None = None) -> None:
+        """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds, or
+        until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
@@ -263,7 +269,7 @@ class Engine:
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
             self._stopping = True
-            await self._drain()
+            await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
             for loop in loops:
@@ -273,9 +279,14 @@ class Engine:
             await asyncio.to_thread(self._give_back)
             log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
 
-    async def _drain(self) -> None:
+    async def _drain(self, abort_event: asyncio.Event | None = None) -> None:
         deadline = time.monotonic() + self.settings.drain_seconds
+        if self.flights or self._tasks:
+            log.info("runtime %s stopping: no new calls; waiting up to %.0f s for %d calls in flight", self.id,
+                     self.settings.drain_seconds, len(self.flights))
         while (self.flights or self._tasks) and time.monotonic() < deadline:
+            if abort_event is not None and abort_event.is_set():
+                break
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
@@ -354,7 +365,8 @@ class Engine:
                                              at=ts)
             r.loaded_at = mono
             if totals["added"] or totals["duplicates"] or totals["no_number"]:
-                log.info("campaign %s/%s: queued %s", r.tenant, r.campaign, totals)
+                log.info("campaign %s/%s: queued %d new contacts (%d final as duplicate numbers, %d without a valid "
+                         "number)", r.tenant, r.campaign, totals["added"], totals["duplicates"], totals["no_number"])
         if mono - r.recovered_at >= self.settings.recover_seconds:
             r.recovered_at = mono
             taken = await asyncio.to_thread(
@@ -366,7 +378,9 @@ class Engine:
             await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
-            counts = await asyncio.to_thread(self._write_stats, r, now, self._live_gauges(r))
+            gauges = self._live_gauges(r)
+            counts = await asyncio.to_thread(self._write_stats, r, now, gauges)
+            self._log_progress(r, counts, gauges)
             if mono - r.saved_at >= ESTIMATES_EVERY:
                 r.saved_at = mono
                 data = json.dumps(r.estimators.export())
@@ -383,9 +397,33 @@ class Engine:
         except (CampaignError, KeyError) as exc:
             log.info("campaign %s/%s: %s not applied (%s)", r.tenant, r.campaign, action, exc)
             return
-        log.info("campaign %s/%s: %s -> %s", r.tenant, r.campaign, action, r.stored.status)
         if r.stored.status == "completed":
             r.completed = True
+            log.info("campaign %s/%s: %s -> completed; %s", r.tenant, r.campaign, action,
+                     final_summary(r.queue.final_states().values()))
+        else:
+            log.info("campaign %s/%s: %s -> %s", r.tenant, r.campaign, action, r.stored.status)
+
+    def _log_progress(self, r: CampaignRunner, counts: dict[str, int], gauges: dict[str, float]) -> None:
+        """One line per campaign per minute while something changes: what an operator tailing the log needs to see
+        that a campaign is moving (or why it is not: gate denials by reason)."""
+        wall = time.time()
+        if r.progress_at == 0.0:
+            r.progress_at = wall  # the first line after a minute of work, not at start
+            return
+        if wall - r.progress_at < PROGRESS_EVERY:
+            return
+        seen = (counts["ready"], counts["waiting"], counts["inflight"], counts["final"])
+        if seen == r.progress_seen and not r.placed and not r.denied:
+            return
+        denied = ", ".join(f"{code} {n}" for code, n in r.denied.most_common())
+        log.info("campaign %s/%s: %d calls placed in %.0f s, %d in flight, %d connected; queue ready %d, waiting %d, "
+                 "final %d; agents free %d busy %d%s", r.tenant, r.campaign, r.placed, wall - r.progress_at,
+                 counts["inflight"], gauges.get("connected", 0), counts["ready"], counts["waiting"], counts["final"],
+                 gauges.get("agents_free", 0), gauges.get("agents_busy", 0),
+                 f"; gate denials {denied}" if denied else "")
+        r.progress_at, r.progress_seen, r.placed = wall, seen, 0
+        r.denied.clear()
 
     # --- pacing and dialing ------------------------------------------------------------------------
 
@@ -450,7 +488,8 @@ class Engine:
         decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            log.info("campaign %s/%s pacing: %s (%s)", r.tenant, r.campaign, decision.reason, decision.limited_by)
+            log.info("campaign %s/%s pacing: %s%s", r.tenant, r.campaign, decision.reason,
+                     f" (limited by {decision.limited_by})" if decision.limited_by else "")
         n = min(decision.calls, self.settings.max_batch)
         if n <= 0:
             return
@@ -519,6 +558,7 @@ class Engine:
                     self._settle(r, claims[i], after_denial(result, at), at)
                     for reason in result.reasons:
                         queue_denial(pipe, r.tenant, r.campaign, reason.code)
+                    r.denied[",".join(reason.code for reason in result.reasons) or "DENIED"] += 1
             pipe.execute()
         return results
 
@@ -549,6 +589,7 @@ class Engine:
             await self._give_back_claim(r, claim, str(exc) or type(exc).__name__, isinstance(exc, ValueError), now)
             return
         self.placed += 1
+        r.placed += 1
         if result.status == "unconfirmed":
             log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
 
@@ -838,6 +879,17 @@ class Engine:
         return counts
 
 
+def final_summary(finals: Any) -> str:
+    """'13 contacts final: answered 8, max_attempts 3, gate_denied NATIONAL_REGISTRY 1, opted_out 1' (gate denials by
+    their reason codes: the first thing an operator asks about a campaign that ended early)."""
+    reasons: Counter[str] = Counter()
+    for final in finals:
+        reason = str(final.get("reason"))
+        reasons[f"{reason} {final.get('detail') or '?'}" if reason == "gate_denied" else reason] += 1
+    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{sum(reasons.values())} contacts final" + (f": {parts}" if parts else "")
+
+
 def build_gate(client: redis.Redis, config: Config) -> Gate:
     """The production gate: packs from the settings, registries from Redis, audit keyed by the secret key."""
     from dialer.registry.store import RegistryStore
@@ -849,9 +901,11 @@ def build_gate(client: redis.Redis, config: Config) -> Gate:
 
 async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock = wall_clock,
                      servers: Sequence[AsteriskServer] | None = None, settings: RuntimeSettings | None = None,
-                     process_id: str | None = None, ready: asyncio.Event | None = None) -> Engine:
-    """Run the engine until stop_event is set (clean shutdown). `servers` defaults to the config's [[asterisk]]
-    tables; `settings` to the config's runtime.* values. Returns the stopped engine (figures: .placed)."""
+                     process_id: str | None = None, ready: asyncio.Event | None = None,
+                     abort_event: asyncio.Event | None = None) -> Engine:
+    """Run the engine until stop_event is set (clean shutdown; abort_event cuts the wait for calls in flight
+    short). `servers` defaults to the config's [[asterisk]] tables; `settings` to the config's runtime.* values.
+    Returns the stopped engine (figures: .placed)."""
     client = redis.Redis.from_url(config.redis_url)
     try:
         gate = build_gate(client, config)
@@ -859,7 +913,7 @@ async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock 
                         settings=settings or RuntimeSettings.from_config(config), clock=clock, process_id=process_id)
         if ready is not None:
             ready.set()
-        await engine.run(stop_event)
+        await engine.run(stop_event, abort_event)
         return engine
     finally:
         client.close()
