@@ -75,7 +75,7 @@ def test_every_campaign_change_is_audited_whoever_makes_it(redis_client):
     store = CampaignStore(redis_client)
     at = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
     c = store.create(T, CONFIG, by="user:sue", at=at).id
-    store.update(T, c, {"pacing_ratio": 2}, by="user:sue", at=at)
+    store.update(T, c, {"pacing_ratio": 3.5}, by="user:sue", at=at)
     store.control(T, c, "start", by="cli:ops", at=at)
     store.control(T, c, "complete", by="engine", at=at)  # the engine's own move
     assert control_entries(redis_client) == [
