@@ -265,3 +265,22 @@ def test_files_written_by_the_lists_commands_are_audited_registered_and_erased(r
     assert "+33145672401" in scrub.read_text()
     privacy.erase(redis_client, T, phone="+33145672401", actor="user:dpo", at=AT, secret_key=SECRET_KEY)
     assert "+33145672401" not in scrub.read_text() and "+33145672402" in scrub.read_text()
+
+
+def test_erasing_a_number_whose_call_is_in_progress_warns_and_a_second_erasure_finishes(redis_client):
+    store = CampaignStore(redis_client)
+    at = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    c = store.create(T, CONFIG, by="user:sue", at=at).id
+    queue = ContactQueue(redis_client, T, c)
+    number = "+33145672501"
+    queue.add([QueuedContact("k1", number, "FR", "75011")], at=at.timestamp())
+    [claim] = queue.claim(1, owner="p1", now=at.timestamp(), lease_until=time.time() + 60, call_ids=["call-1"],
+                          servers=["sbx"])
+    report = privacy.erase(redis_client, T, phone=number, actor="user:dpo", at=at, secret_key=SECRET_KEY)
+    assert "in progress" in report.warnings[0] and "campaign_queue_entries" not in report.removed
+    assert queue.state_of("k1") == "inflight"  # the call under way keeps what it settles with
+    assert queue.finish(claim, reason="answered", at=at.timestamp(), count_attempt=True)  # the call ended
+    again = privacy.erase(redis_client, T, phone=number, actor="user:dpo", at=at, secret_key=SECRET_KEY)
+    assert again.removed["campaign_queue_entries"] == 1 and not again.warnings
+    assert redis_client.hget(queue.keys["data"], "k1") is None and redis_client.hget(queue.keys["last"], "k1") is None
+    assert queue.final_state("k1")["reason"] == "answered"  # its outcome stays (no number in it)
