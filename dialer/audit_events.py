@@ -8,8 +8,8 @@ id. Who writes what:
   gate_decision ...      dialer.gate (its own scripts)
   import                 dialer.contacts.jobs, when an import is committed or fails
   registry_load          dialer.registry.jobs, to every tenant's trail (registries are shared)
-  campaign_control, token_use, api
-                         the gateway, through gateway.trail and the sink `dialer serve` installs (gateway_sink)
+  campaign_control       dialer.campaigns.CampaignStore (gateway, engine, scripts), in the same script as the move
+  token_use, api         the gateway, through gateway.trail and the sink `dialer serve` installs (gateway_sink)
   export                 dialer.contacts.export (file exports are also registered for erasure and retention)
   access, rectification, erasure   dialer.privacy
   retention              dialer.retention
@@ -99,9 +99,10 @@ def export_written(client: redis.Redis, tenant: str, kind: str, path: str, rows:
 # --- the gateway's events ---------------------------------------------------------------------------
 
 # Actions the gateway reports that are audited where the data is written, with the person's keyed reference
-# and in the same transaction (FactStore for opt-outs and consents, dialer.privacy for subject requests):
-# the gateway's copy would only duplicate them.
-AUDITED_AT_SOURCE = ("optout.", "consent.", "subject.")
+# and in the same transaction (FactStore for opt-outs and consents, dialer.privacy for subject requests,
+# dialer.campaigns for campaign creation, configuration and moves): the gateway's copy would only duplicate
+# them. The request's token stays on record: the gateway's `token.use` entry of that request.
+AUDITED_AT_SOURCE = ("optout.", "consent.", "subject.", "campaign.")
 
 
 async def gateway_sink(client: Any, tenant: str, event: dict[str, Any]) -> None:

@@ -10,6 +10,9 @@ Keys (tenant-owned, under t:{tenant}:):
   t:{T}:campaign:{C}              hash: id, status, config (JSON), created_at, created_by, updated_at, updated_by,
                                   version (incremented by every move and edit)
   t:{T}:campaign:{C}:control      stream: every lifecycle move (action, from, to, by, at)
+Every creation, configuration change and lifecycle move, whoever makes it (the gateway, the engine's own
+activate/complete, a script), is also appended to the tenant's audit trail (kind campaign_control) in the
+same atomic step as the change (dialer/audit.py), so the trail cannot miss a move that happened.
 Live figures the engine writes for the dashboard are in dialer/livestats.py; every move and edit also
 publishes on the campaign's live-stats channel, so open dashboards show it at once.
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog
 from dialer.livestats import channel
 from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
 
@@ -170,11 +174,17 @@ def control_key(tenant: str, campaign: str) -> str:
     return f"t:{tenant}:campaign:{campaign}:control"
 
 
-# Apply a move only if the status is still the one the decision was made from.
-_MOVE = """
+# Apply a move only if the status is still the one the decision was made from, and audit it in the same
+# script. KEYS: campaign, control stream, audit stream, audit head. ARGV: from, to, action, at, by, channel,
+# then the audit entry (5 fields).
+_MOVE = AUDIT_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
 if cur ~= ARGV[1] then return {0, cur} end
+local a = audit_open(KEYS[3], KEYS[4])
+if not a then return redis.error_reply(AUDIT_LOST) end
+audit_add(a, ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+audit_close(a)
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[4], 'updated_by', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('XADD', KEYS[2], '*', 'action', ARGV[3], 'from', cur, 'to', ARGV[2], 'by', ARGV[5], 'at', ARGV[4])
@@ -182,12 +192,18 @@ redis.call('PUBLISH', ARGV[6], '1')
 return {1, cur}
 """
 
-# Replace the configuration only while the status is one that allows editing.
-_EDIT = """
+# Replace the configuration only while the status is one that allows editing, and audit it in the same
+# script. KEYS: campaign, audit stream, audit head. ARGV: config, at, by, channel, the audit entry (5 fields),
+# then the editable statuses.
+_EDIT = AUDIT_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
-for i = 5, #ARGV do
+for i = 10, #ARGV do
   if cur == ARGV[i] then
+    local a = audit_open(KEYS[2], KEYS[3])
+    if not a then return redis.error_reply(AUDIT_LOST) end
+    audit_add(a, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+    audit_close(a)
     redis.call('HSET', KEYS[1], 'config', ARGV[1], 'updated_at', ARGV[2], 'updated_by', ARGV[3])
     redis.call('HINCRBY', KEYS[1], 'version', 1)
     redis.call('PUBLISH', ARGV[4], '1')
@@ -196,6 +212,14 @@ for i = 5, #ARGV do
 end
 return {0, cur}
 """
+
+
+def control_event(campaign_id: str, action: str, from_status: str, to_status: str, by: str, at: datetime,
+                  **details: Any) -> AuditEvent:
+    """The audit entry of a campaign change: which campaign, what was done, from which status to which, by whom.
+    Configuration changes name the fields changed, not their values."""
+    return AuditEvent("campaign_control", by, {"campaign": campaign_id, "action": action, "from": from_status,
+                                                "to": to_status, **details}, at)
 
 
 @dataclass(frozen=True)
@@ -231,6 +255,7 @@ class CampaignStore:
         self.redis = client
         self._move = client.register_script(_MOVE)
         self._edit = client.register_script(_EDIT)
+        self._audit = AuditLog(client)
 
     @staticmethod
     def _text(value: Any) -> str:
@@ -260,6 +285,8 @@ class CampaignStore:
         pipe.zadd(campaigns_key(tenant), {campaign_id: at.timestamp()})
         pipe.xadd(control_key(tenant, campaign_id), {"action": "create", "from": "", "to": "draft", "by": by,
                                                      "at": stamp})
+        self._audit.queue(pipe, tenant, [control_event(campaign_id, "create", "", "draft", by, at,
+                                                       config=sorted(full))])
         pipe.execute()
         created = self.get(tenant, campaign_id)
         assert created is not None
@@ -289,9 +316,11 @@ class CampaignStore:
         problems = config_problems(merged)
         if problems:
             raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
-        ok, status = self._edit(keys=[campaign_key(tenant, campaign_id)],
+        changed = sorted(k for k in {*current.config, *merged} if current.config.get(k) != merged.get(k))
+        event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed)
+        ok, status = self._edit(keys=[campaign_key(tenant, campaign_id), *AuditLog.keys(tenant)],
                                 args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
-                                      *EDITABLE])
+                                      *event.argv(), *EDITABLE])
         if not ok:
             if not status:
                 raise KeyError(campaign_id)
@@ -315,8 +344,11 @@ class CampaignStore:
             if problems:
                 field, text = problems[0]
                 raise CampaignError("campaign_incomplete", f"{field}: {text}", field)
-        ok, seen = self._move(keys=[campaign_key(tenant, campaign_id), control_key(tenant, campaign_id)],
-                              args=[current.status, to, action, _stamp(at), by, channel(tenant, campaign_id)])
+        event = control_event(campaign_id, action, current.status, to, by, at)
+        ok, seen = self._move(keys=[campaign_key(tenant, campaign_id), control_key(tenant, campaign_id),
+                                    *AuditLog.keys(tenant)],
+                              args=[current.status, to, action, _stamp(at), by, channel(tenant, campaign_id),
+                                    *event.argv()])
         if not ok:
             if not seen:
                 raise KeyError(campaign_id)

@@ -7,6 +7,7 @@ return the data, then delete it):
   manifest.json        what is in it, row counts, sha256 of every file, the audit verification
   contacts.jsonl       every contact (all fields)
   lists.json           lists with their member ids; campaigns.json: campaigns with their control history
+  campaign_queues.jsonl  per campaign and contact: its queue state, dialing data, attempts, final reason
   people.jsonl         per number: consent records (evidence), relationships, attempts, opt-outs, last uses
   optouts.jsonl        the opt-out log
   imports.json         import statuses and summaries; import_errors.jsonl: every error report entry
@@ -118,6 +119,16 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
                                       for _, f in client.xrange(f"{p}campaign:{cid}:control")],
                           "contacts": sorted(_s(m) for m in client.smembers(f"{p}campaign:{cid}:contacts"))}
     dump("campaigns.json", campaigns, len(campaigns))
+
+    def queued() -> Any:  # the runtime queues: what each contact's campaign did with it (dialer/runtime/queues.py)
+        for cid in campaigns:
+            q = f"{p}campaign:{cid}:q:"
+            for contact_id, state in client.hscan_iter(q + "state", count=1000):
+                data, attempts, final = (client.hget(q + n, contact_id) for n in ("data", "attempts", "final"))
+                yield {"campaign": cid, "contact_id": _s(contact_id), "state": _s(state),
+                       "data": _json(data) if data else None, "attempts": int(attempts or 0),
+                       "final": _json(final) if final else None}
+    jsonl("campaign_queues.jsonl", queued())
 
     numbers = sorted({k[len(p + "p:"):].rsplit(":", 1)[0] for k in _scan(client, p + "p:*")})
     dnc = {_s(k): _json(v) for k, v in client.hgetall(p + "dnc").items()}

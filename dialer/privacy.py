@@ -48,6 +48,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
+from dialer.runtime.queues import queue_erase, queue_prefix
 from dialer.suppression import Suppression, SuppressionUnavailable
 
 PERSON_PARTS = ("consent", "rel", "att", "consent_used")  # t:{T}:p:{e164}:{part}, removed by erasure
@@ -252,6 +253,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
                          for a in facts.attempts(tenant, number)],
             "optouts": optouts,
             "optout_log": [f for _, f in _optout_log(client, tenant, {number})],
+            "campaign_queues": _queue_entries(client, tenant, campaigns, number),
         })
     errors = [{"import_id": i, **e} for i, _, e in _import_errors(client, tenant, numbers)]
     exports = []
@@ -279,6 +281,23 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
             "people": sorted(refs), "contact_ids": subject.contact_ids,
             "by": "contact_id" if contact_id else "phone"}, at)
     return result
+
+
+def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str) -> list[dict[str, Any]]:
+    """The number's entries in the campaigns' runtime queues (dialer/runtime/queues.py): what the engine holds
+    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue."""
+    found = []
+    for campaign in campaigns:
+        p = queue_prefix(tenant, campaign)
+        cid = client.hget(p + "phones", number)
+        if not cid:
+            continue
+        data, state, attempts, last, final = (
+            client.hget(p + name, cid) for name in ("data", "state", "attempts", "last", "final"))
+        found.append({"campaign": campaign, "contact_id": _s(cid), "state": _s(state) if state else None,
+                      "data": json.loads(data) if data else None, "attempts": int(attempts or 0),
+                      "last": json.loads(last) if last else None, "final": json.loads(final) if final else None})
+    return found
 
 
 def _optout_dict(raw: bytes | str) -> dict[str, Any]:
@@ -318,6 +337,20 @@ def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 # --- rectification ------------------------------------------------------------------------------
+
+def contact_for_phone(client: redis.Redis, tenant: str, phone: str, country: str | None = None) -> str:
+    """The one contact holding this number, for a rectification asked by phone number. Several contacts may hold
+    a number (a shared line): correcting all of them could change another person's record, so that is refused
+    (code `ambiguous`, naming the contact ids to choose from)."""
+    check_tenant(tenant)
+    ids = contacts_for_phone(client, tenant, e164_of(phone, country))
+    if not ids:
+        raise PrivacyError("not_found", f"no contact holds this number for tenant {tenant}", "phone")
+    if len(ids) > 1:
+        raise PrivacyError("ambiguous", f"{len(ids)} contacts hold this number ({', '.join(ids)}): give the "
+                           "contact id to correct", "phone")
+    return ids[0]
+
 
 def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str, str | None], actor: str,
             at: datetime) -> dict[str, Any]:
@@ -427,6 +460,7 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     optout_log = _optout_log(client, tenant, numbers)
     errors = list(_import_errors(client, tenant, numbers))
     pipe = client.pipeline(transaction=True)
+    queued: list[int] = []  # positions of the campaign queue erasures in the transaction
     for number in subject.numbers:
         evidence = []
         company = client.hget(company_dnc_key(tenant), number)
@@ -442,6 +476,12 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
                 count("optouts")
             if client.sismember(keys.campaign_phones(campaign), number):
                 pipe.srem(keys.campaign_phones(campaign), number)
+            queued_id = client.hget(queue_prefix(tenant, campaign) + "phones", number)  # the runtime's queue
+            if queued_id:
+                if _s(client.hget(queue_prefix(tenant, campaign) + "state", queued_id) or "") != "inflight":
+                    count("campaign_queue_entries")
+                queue_erase(client, pipe, tenant, campaign, number, at.timestamp())
+                queued.append(len(pipe.command_stack) - 1)
         for list_id in lists:
             if client.sismember(keys.list_phones(list_id), number):
                 pipe.srem(keys.list_phones(list_id), number)
@@ -485,6 +525,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         "by": "contact_id" if contact_id else "phone"}, at)])
     replies = pipe.execute()
     seq = int(replies[-1][0]) if replies and isinstance(replies[-1], list) and replies[-1] else 0
+    states = [int(replies[i]) for i in queued]
+    if states.count(2):
+        warnings.append(f"{states.count(2)} call(s) to this person were in progress in a campaign: the gate denies "
+                        "every new call, but run the erasure again once they ended to remove the queue entry")
     active = [m for m in client.smembers("dialer:imports:active") if _s(m).startswith(f"{tenant}\t")]
     if active:
         warnings.append(f"{len(active)} import(s) of this tenant were running: rows with this number staged before "

@@ -269,7 +269,31 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
     old = [k for k in _scan(client, f"t:{tenant}:campaign:*:hour:*") if k.rsplit(":", 1)[1] < label]
     for n in range(0, len(old), 500):
         client.unlink(*old[n:n + 500])
-    return len(old)
+    return len(old) + _prune_finished_queues(client, tenant, cutoff)
+
+
+# What a finished campaign's runtime queue no longer needs: everything naming a number (data, phones) or a
+# step (last), and the dialing sets (empty by then). `state` and `final` stay: contact ids and reasons only,
+# the campaign's summary reads them.
+FINISHED_QUEUE_PARTS = ("data", "phones", "last", "ready", "wait", "inflight", "claims")
+
+
+def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
+    """The runtime queue of a campaign completed (or archived) before the cutoff holds every number it dialed:
+    drop that part. Returns the number of queue entries removed."""
+    from dialer.campaigns import CampaignStore
+    from dialer.runtime.queues import queue_prefix
+
+    removed = 0
+    for campaign in CampaignStore(client).list(tenant):
+        if campaign.status not in ("completed", "archived") or not campaign.updated_at:
+            continue
+        if datetime.fromisoformat(campaign.updated_at.replace("Z", "+00:00")) >= cutoff:
+            continue
+        p = queue_prefix(tenant, campaign.id)
+        removed += int(client.hlen(p + "data"))
+        client.unlink(*(p + part for part in FINISHED_QUEUE_PARTS))
+    return removed
 
 
 def _trim_audit(audit: AuditLog, tenant: str, cutoff: datetime) -> int:

@@ -5,7 +5,8 @@ The run: the sandbox PBX over real TCP with a known AMI secret (and one login wi
 pool originating calls to known numbers (one callee presses the opt-out digit, recorded through the audited
 fact store), the gate deciding and reserving, a contact import with those numbers (and bad rows), the HTTP
 gateway (with the production access logger) receiving an opt-out, a consent and a query with a Bearer token,
-requests with a wrong token, and an erasure. Then the captured text is searched for every secret and every
+requests with a wrong token, the campaign engine (`dialer run`) dialing a campaign to completion, and an
+erasure. Then the captured text is searched for every secret and every
 spelling of every number (E.164, without +, national, with spaces, percent-encoded)."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dialer.facts import FactStore
 from dialer.gate import Gate
 from dialer.logs import setup_logging
 from dialer.registry.store import RegistryStore
+from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
 from dialer.suppression import configure
@@ -42,6 +44,8 @@ from gateway.app import make_app
 from gateway.auth import AuthStore
 from rules import load_packs
 from rules.model import Campaign, Contact
+from tests.runtime_support import AT as RUN_AT
+from tests.runtime_support import BLOCTEL, setup_campaign
 
 AMI_SECRET = "Ami-S3cret-7f9c2e"
 WRONG_SECRET = "Wrong-Ami-S3cret-11aa"
@@ -51,6 +55,8 @@ T = "acme"
 CALLED = ["+33145678915", "+33145678922", "+33145678937"]
 IMPORTED = ["+33145678941", "+33612345678"]
 API = "+33145678956"
+# Dialed by the campaign engine (`dialer run`): answers, opts out by keypress during the recording notice, busy.
+RUN = ["+33145678965", "+33145678977", "+33145678982"]
 
 
 def spellings(e164: str) -> list[str]:
@@ -65,6 +71,16 @@ async def eventually(predicate, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(loop(), timeout)
+
+
+PBXS: list[SandboxServer] = []
+
+
+async def start_pbx() -> int:
+    pbx = SandboxServer(SandboxSettings(port=0, time_scale=0.02, seed=11, queues={"dialer": 3}, secret=AMI_SECRET))
+    await pbx.start()
+    PBXS.append(pbx)
+    return pbx.port
 
 
 @pytest.fixture
@@ -157,16 +173,36 @@ async def test_no_secret_or_full_number_reaches_the_logs(captured, redis_url, re
         await client.close()
         await client_redis.aclose()
 
-    # 5. An erasure.
+    # 5. The campaign engine (what `dialer run` runs) dials a campaign to completion, an opt-out keypress included.
+    campaign = setup_campaign(sync, tmp_path, [*RUN, BLOCTEL[0]], list_id="run", recording=True)
+    stop = asyncio.Event()
+    port = await start_pbx()
+    engine_config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY})
+    engine = asyncio.create_task(run_engine(
+        engine_config, stop_event=stop, clock=offset_clock(RUN_AT, 60.0), process_id="scan",
+        servers=[AsteriskServer("sbx", "127.0.0.1", port, "dialer", AMI_SECRET, "md5")],
+        settings=RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
+                                 agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)))
+    try:
+        await eventually(lambda: engine.done() or sync.hget(f"t:{T}:campaign:{campaign}", "status") == b"completed",
+                         timeout=60)
+    finally:
+        stop.set()
+        await engine
+        await PBXS.pop().stop()
+    assert facts.optout(T, RUN[1]) is not None
+
+    # 6. An erasure.
     privacy.erase(sync, T, phone=IMPORTED[1], actor="user:dpo", at=at, secret_key=SECRET_KEY)
     sync.close()
 
     text = captured.getvalue()
     # The run did log, at DEBUG, about these very calls, imports and requests.
     assert "logged in" in text and "opt-out of call" in text and "import" in text and "/v1/optouts" in text
+    assert "runtime scan started" in text and f"campaign {T}/{campaign}: complete" in text  # the engine's logs
     assert " DEBUG " in text
     leaks = [s for s in (AMI_SECRET, WRONG_SECRET, SECRET_KEY, token, token.split("_", 2)[2]) if s in text]
     assert not leaks, f"secrets in the log: {leaks}"
-    numbers = [s for n in [*CALLED, *IMPORTED, API] for s in spellings(n) if s in text]
+    numbers = [s for n in [*CALLED, *IMPORTED, API, *RUN, *BLOCTEL] for s in spellings(n) if s in text]
     assert not numbers, f"full numbers in the log: {numbers}"
     assert "*******15" in text  # and they are there, masked

@@ -228,6 +228,7 @@ def run_errors(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
     with _output(args.output) as out:
         count = write_error_report(client, args.tenant, args.import_id, out)
+    _exported(client, args, "import_errors", count)
     if args.output:
         print(f"{count} entries written to {args.output}", file=sys.stderr)
     return 0
@@ -251,6 +252,9 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
     decide = gate_decider(gate, campaign)
     with _output(args.output) if args.output else contextlib.nullcontext(None) as out:
         summary = scrub_list(client, args.tenant, args.list_id, decide, at, out)
+    if args.output:  # the report lists every number of the list: personal data written out of Redis
+        _exported(client, args, "scrub", summary["now"] + summary["later"] + summary["never"],
+                  list_id=args.list_id, campaign=args.campaign)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -275,10 +279,23 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
     client = _client(config)
     with _output(args.output) as out:
         count = export(client, args.tenant, args.kind, out, list_id=args.list_id, campaign=args.campaign)
+    _exported(client, args, args.kind, count, list_id=args.list_id, campaign=args.campaign)
     if args.output:
-        from dialer.audit_events import export_written
-
-        export_written(client, args.tenant, args.kind, os.path.abspath(args.output), count, datetime.now(UTC),
-                       actor="cli:lists", list_id=args.list_id, campaign=args.campaign)
         print(f"{count} rows written to {args.output}", file=sys.stderr)
     return 0
+
+
+def _exported(client: redis.Redis, args: argparse.Namespace, kind: str, rows: int, **where: str | None) -> None:
+    """Personal data written out of Redis is audited (kind export). A file is also registered, so that erasure
+    removes the person from it and retention deletes it; standard output is recorded as such (we cannot reach
+    it afterwards: the audit entry says who took it, when, and what)."""
+    from dialer.audit_events import export_written, record
+
+    at = datetime.now(UTC)
+    if args.output:
+        export_written(client, args.tenant, kind, os.path.abspath(args.output), rows, at, actor="cli:lists",
+                       list_id=where.get("list_id"), campaign=where.get("campaign"))
+    else:
+        record(client, args.tenant, "export", "cli:lists", {"kind": kind, "rows": rows, "path": None,
+                                                            "to": "stdout", "list": where.get("list_id"),
+                                                            "campaign": where.get("campaign")}, at)

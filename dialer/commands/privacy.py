@@ -2,6 +2,7 @@
 
   dialer subject access --tenant acme --phone +33612345678 [--format json|csv] [-o FILE]
   dialer subject rectify --tenant acme --contact ID --set last_name=Martin --set email=
+  dialer subject rectify --tenant acme --phone +33612345678 --set city=Lyon    (the one contact with that number)
   dialer subject erase --tenant acme --phone +33612345678 [--reason TEXT]
 """
 
@@ -72,15 +73,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 sys.stdout.write(text)
             return 0
         if args.action == "rectify":
-            if args.phone:
-                raise CommandError("rectify works on a contact: give --contact ID")
             changes: dict[str, str | None] = {}
             for item in args.set:
                 name, sep, value = item.partition("=")
                 if not sep or not name:
                     raise CommandError(f"--set {item!r}: use FIELD=VALUE")
                 changes[name.strip()] = value
-            contact = privacy.rectify(client, args.tenant, args.contact, changes, actor, at)
+            contact_id = args.contact or privacy.contact_for_phone(client, args.tenant, args.phone, args.country)
+            contact = privacy.rectify(client, args.tenant, contact_id, changes, actor, at)
             print(json.dumps(contact, indent=2, ensure_ascii=False))
             return 0
         report = privacy.erase(client, args.tenant, phone=args.phone, contact_id=args.contact, country=args.country,

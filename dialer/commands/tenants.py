@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from dialer.audit import AuditEvent, append_async
 from dialer.cli import CommandError
 from dialer.config import Config
 from gateway.auth import ROLES, AuthError, AuthStore
@@ -66,6 +68,14 @@ def _with_store(config: Config, work: Any) -> Any:
     return asyncio.run(main())
 
 
+async def _audit(store: AuthStore, tenant: str, action: str, **details: str) -> None:
+    """Token and user changes made from the shell join the tenant's audit trail like the gateway's (kind
+    token_use, actor cli:<login name>): who can reach the API must be on record whichever way it changed."""
+    await append_async(store.redis, tenant, [AuditEvent("token_use", f"cli:{getpass.getuser()}",
+                                                        {"action": action, "token": "", **details},
+                                                        datetime.now(UTC))])
+
+
 def run_tenant_create(args: argparse.Namespace, config: Config) -> int:
     record = _with_store(config, lambda store: store.create_tenant(args.id, args.name))
     print(f"tenant {record['id']} created")
@@ -85,6 +95,7 @@ def run_token_create(args: argparse.Namespace, config: Config) -> int:
         user = await store.user(args.tenant, args.user)
         if user is None:
             await store.create_user(args.tenant, args.user, args.role)
+            await _audit(store, args.tenant, "user.create", user=args.user, role=args.role)
         elif user["role"] != args.role:
             raise AuthError(f"user {args.user} has role {user['role']}, not {args.role}; "
                             "change it with PATCH /v1/users/{name} or use that role")
@@ -93,7 +104,9 @@ def run_token_create(args: argparse.Namespace, config: Config) -> int:
             if args.expires_days < 1:
                 raise AuthError("--expires-days: expected a positive number of days")
             expires = datetime.now(UTC) + timedelta(days=args.expires_days)
-        return await store.create_token(args.tenant, args.user, args.label, expires_at=expires)
+        token, record = await store.create_token(args.tenant, args.user, args.label, expires_at=expires)
+        await _audit(store, args.tenant, "token.create", created=record["id"], user=args.user)
+        return token, record
 
     token, record = _with_store(config, work)
     print(f"token {record['id']} for {args.user} ({args.role}) in tenant {args.tenant}; shown once, keep it safe:")
@@ -109,7 +122,13 @@ def run_token_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_token_revoke(args: argparse.Namespace, config: Config) -> int:
-    if not _with_store(config, lambda store: store.revoke_token(args.tenant, args.token_id)):
+    async def work(store: AuthStore) -> bool:
+        if not await store.revoke_token(args.tenant, args.token_id):
+            return False
+        await _audit(store, args.tenant, "token.revoke", revoked=args.token_id)
+        return True
+
+    if not _with_store(config, work):
         raise CommandError(f"no token {args.token_id} in tenant {args.tenant}")
     print(f"token {args.token_id} revoked")
     return 0

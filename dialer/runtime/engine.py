@@ -223,7 +223,9 @@ class Engine:
         self.clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pbx = pbx_group(servers)
-        self.facts = FactStore(client)
+        # Built with the gate's AuditLog (keyed by security.secret_key): a keypress opt-out heard by the
+        # OptOutRecorder is appended to the tenant's audit trail in the same transaction as the DNC write.
+        self.facts = FactStore(client, audit=gate.audit)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
         # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place

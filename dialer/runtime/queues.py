@@ -111,6 +111,38 @@ end
 return {added, known, dup}
 """
 
+# Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready wait state data phones
+# last final attempts. ARGV: e164, at (campaign clock seconds). A contact waiting to be called leaves the queue as
+# final (reason "erased") and its data goes; a final one loses its data. A contact in flight keeps its data (the
+# call under way settles with it; the gate denies any new reservation): returns 2 so the eraser says to run again.
+# Returns 0 (number not in this queue), 1 (erased) or 2 (in flight).
+_ERASE = r"""
+local id = redis.call('HGET', KEYS[5], ARGV[1])
+if not id then return 0 end
+local st = redis.call('HGET', KEYS[3], id)
+if st == 'inflight' then return 2 end
+redis.call('ZREM', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+if st ~= 'final' then
+  redis.call('HSET', KEYS[3], id, 'final')
+  redis.call('HSET', KEYS[7], id, cjson.encode({reason = 'erased', detail = '', at = tonumber(ARGV[2]),
+                                              attempts = tonumber(redis.call('HGET', KEYS[8], id)) or 0}))
+end
+redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[6], id)
+redis.call('HDEL', KEYS[5], ARGV[1])
+return 1
+"""
+
+
+def queue_erase(client: Any, pipe: Any, tenant: str, campaign: str, e164: str, at: float) -> None:
+    """Queue the erasure of a number from one campaign's queue on the caller's transaction `pipe` (its reply:
+    0 not queued here, 1 erased, 2 in flight: run the erasure again once the call ended)."""
+    keys = [queue_prefix(tenant, campaign) + n for n in ("ready", "wait", "state", "data", "phones", "last", "final",
+                                                        "attempts")]
+    client.register_script(_ERASE)(keys=keys, args=[e164, at], client=pipe)
+
+
 # Claim up to n contacts: first promote due retries to ready, then pop the best n. KEYS: ready wait inflight claims
 # state data attempts. ARGV: now (campaign clock), lease expiry (wall), owner, n, then n pairs call id, server.
 # Returns per claimed contact: id, data json, attempts so far, call id, server.
