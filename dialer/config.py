@@ -40,6 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
+    Setting("registry.max_shrink_share", float, 0.2, "DIALER_REGISTRY_MAX_SHRINK_SHARE",
+            "refuse a full load removing more than this share of the live version (unless forced)"),
     Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
     Setting("worker.queues", str, "imports,registry,exports,retention", "DIALER_WORKER_QUEUES", "RQ queues"),
     Setting("runtime.dial_template", str, "PJSIP/{number}@trunk", "DIALER_RUNTIME_DIAL_TEMPLATE",
@@ -120,6 +122,8 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting log.level: expected one of {', '.join(LOG_LEVELS)}")
     if not 0 <= values["registry.max_bad_share"] <= 1:
         raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
+    if not 0 <= values["registry.max_shrink_share"] <= 1:
+        raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
     if values["gateway.max_upload_mb"] <= 0:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
     if values["runtime.ring_timeout"] < 15:

@@ -202,6 +202,27 @@ def address_jurisdiction(country: str, state: str | None = None, postal_code: st
     return country, None
 
 
+@lru_cache(maxsize=1)
+def _known_subdivisions() -> dict[str, frozenset[str]]:
+    """The subdivisions the gate can place an address in, for the countries whose rules depend on them."""
+    areas = nanp_area_codes().values()
+    us = {a.subdivision for a in areas if a.country == "US" and a.subdivision}
+    ca = {a.subdivision for a in areas if a.country == "CA" and a.subdivision}
+    fr = {f"{n:02d}" for n in range(1, 96) if n != 20} | {"2A", "2B"} | set(FR_OVERSEAS.values())
+    return {
+        "US": frozenset(us | set(_zip3_states().values()) | set(US_TERRITORIES)),
+        "CA": frozenset(ca | set(CA_POSTAL_FIRST.values()) | {"NU"}),
+        "FR": frozenset(fr),
+    }
+
+
+def known_subdivision(country: str, subdivision: str | None) -> bool:
+    """Whether an address's subdivision is one the gate knows, in a country whose rules depend on it (US states,
+    Canadian provinces, French departments). Other countries: always true (their packs have no state rules)."""
+    known = _known_subdivisions().get(country.upper())
+    return known is None or subdivision in known
+
+
 @lru_cache(maxsize=65536)
 def zones_for_address(country: str, state: str | None = None, postal_code: str | None = None,
                       ) -> tuple[str, ...]:

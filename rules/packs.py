@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
+
 from rules.model import AUDIENCES, OUTCOMES, PURPOSES, VOICES, PackRef
 from rules.time_windows import WEEKDAYS, parse_window, weekly_days
 
@@ -287,6 +289,12 @@ def _subdiv_map(v: Any, where: str) -> dict[str, str]:
     return dict(v)
 
 
+def _subdiv_list(v: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise _Field(where, "expected a list of holidays subdivisions")
+    return tuple(v)
+
+
 # Each kind: its parameters as name -> (required, parser, default).
 Param = tuple[bool, Callable[[Any, str], Any], Any]
 _OUTCOMES = lambda v, w: _choices(v, w, OUTCOMES, star=True)  # noqa: E731
@@ -299,6 +307,8 @@ KINDS: dict[str, dict[str, Param]] = {
         "country": (True, _str, None),
         "subdivision": (False, _str, None),
         "subdivisions": (False, _subdiv_map, None),
+        # holidays subdivisions applied when neither the number nor the address tells the subdivision
+        "when_subdivision_unknown": (False, _subdiv_list, ()),
     },
     "frequency_cap": {
         "max": (True, _int, None),
@@ -345,6 +355,20 @@ _COMMON = {"id", "kind", "source", "from", "until", "purposes", "audiences", "vo
            "configurable", "note"}
 
 
+def _check_holiday_calendars(params: dict[str, Any], where: str) -> None:
+    """A country or subdivision the `holidays` package does not know would fail at the first call: fail at start."""
+    supported = holidays.list_supported_countries()
+    country = params["country"]
+    if country not in supported:
+        raise _Field(f"{where}.country", f"no public-holiday calendar for {country!r} in the holidays package")
+    named = [("subdivision", params["subdivision"])] if params["subdivision"] else []
+    named += [(f"subdivisions.{k}", v) for k, v in (params["subdivisions"] or {}).items()]
+    named += [(f"when_subdivision_unknown[{i}]", v) for i, v in enumerate(params["when_subdivision_unknown"])]
+    for name, sub in named:
+        if sub not in supported[country]:
+            raise _Field(f"{where}.{name}", f"no {country} holiday subdivision {sub!r} in the holidays package")
+
+
 def _rule(raw: Any, where: str, pack_id: str, tz: ZoneInfo) -> Rule:
     if not isinstance(raw, dict):
         raise _Field(where, "expected a table")
@@ -366,6 +390,8 @@ def _rule(raw: Any, where: str, pack_id: str, tz: ZoneInfo) -> Rule:
             params[name] = default
     if kind == "calling_hours":
         params["_days"] = weekly_days(params["windows"])  # pre-indexed by weekday for the engine
+    if kind == "public_holidays":
+        _check_holiday_calendars(params, where)
     start = _instant(raw["from"], f"{where}.from", tz) if "from" in raw else None
     end = _instant(raw["until"], f"{where}.until", tz) if "until" in raw else None
     if start and end and end <= start:

@@ -199,6 +199,7 @@ class Situation:
     places: tuple[tuple[str, str | None], ...]  # (country, subdivision): the number's first, then the address's
     codes: tuple[str, ...]  # jurisdiction codes: "US", "US-FL", "FR", "FR-57" ...
     zones: tuple[str, ...]
+    unresolved: tuple[str, ...] = ()
 
     @property
     def countries(self) -> tuple[str, ...]:
@@ -208,8 +209,15 @@ class Situation:
 def situate(e164: str, country: str | None, state: str | None, postal_code: str | None) -> Situation:
     places = [geo.jurisdiction_for_number(e164)]
     zones = set(geo.zones_for_number(e164))
+    unresolved: list[str] = []
+    if not country and (state or postal_code):
+        country = places[0][0]
     if country:
-        places.append(geo.address_jurisdiction(country, state, postal_code))
+        address = geo.address_jurisdiction(country, state, postal_code)
+        if (state or postal_code) and not geo.known_subdivision(*address):
+            given = f"state {state!r}" if state else f"postal code {postal_code!r}"
+            unresolved.append(f"address {given} is not a known subdivision of {country}")
+        places.append(address)
         addr_zones = geo.zones_for_address(country, state, postal_code)
         if not addr_zones and country.upper() != places[0][0]:
             addr_zones = geo.country_zones(country)
@@ -220,7 +228,7 @@ def situate(e164: str, country: str | None, state: str | None, postal_code: str 
         codes.append(c)
         if sub:
             codes.append(f"{c}-{sub}")
-    return Situation(e164, tuple(places), tuple(dict.fromkeys(codes)), tuple(sorted(zones)))
+    return Situation(e164, tuple(places), tuple(dict.fromkeys(codes)), tuple(sorted(zones)), tuple(unresolved))
 
 
 @dataclass
@@ -316,11 +324,15 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
         return ((country, rule.params["subdivision"]),)
     calendars: list[tuple[str, str | None]] = [(country, None)]
     mapping = rule.params["subdivisions"]
+    known = False
     for c, sub in ctx.situation.places:
         if c == country and sub:
+            known = True
             mapped = mapping.get(sub) if mapping is not None else sub
             if mapped:
                 calendars.append((country, mapped))
+    if not known:
+        calendars.extend((country, sub) for sub in rule.params["when_subdivision_unknown"])
     return tuple(dict.fromkeys(calendars))
 
 
@@ -538,6 +550,7 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
                      "gate/jurisdiction")
         for country in situation.countries if country not in packs.countries()
     ]
+    problems.extend(_gate_reason("MISSING_DATA", text, "gate/address") for text in situation.unresolved)
     if not situation.zones:
         problems.append(_gate_reason("MISSING_DATA", "no time zone known for this number or address", "gate/zones"))
     if problems:

@@ -36,6 +36,8 @@ CONTACTS = [
     Contact("+442079460000"), Contact("+447700900123"), Contact("+49301234567"),
     Contact("+4915112345678", "FR", "75011"),
     Contact("+18005550199"), Contact("+61291234567"), Contact("+18765550123"), Contact("garbage"), Contact("+1555"),
+    # an address without a country, an address the gate cannot place, a French mobile without an address
+    Contact("+12125550123", state="FL"), Contact("+12125550123", "US", "abc"), Contact("+33612345678"),
 ]
 # (zone, local wall times worth probing): window edges of the shipped packs
 ZONES = ["Europe/Paris", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
 from dialer.cli import main
 from dialer.registry.store import RegistryStore
@@ -68,3 +69,60 @@ def test_user_errors_are_one_line(env: str, tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert main(["registry", "lookup", "2125551234"]) == 1
     assert "not an E.164 number" in capsys.readouterr().err
+
+
+def test_import_refuses_a_drastic_shrink_unless_forced(env: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    numbers = nanp_numbers(1000)
+    full = write_lines(tmp_path / "full.txt", numbers)
+    cut = write_lines(tmp_path / "cut.txt", numbers[:100])
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(full), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "load refused, nothing changed: cut.txt would remove 900 of the 1000 numbers" in err and "--force" in err
+    assert RegistryStore(redis.Redis.from_url(env)).status("us_dnc").rows == 1000
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet",
+                 "--max-shrink-share", "0.95"]) == 0
+    assert "version 2 live: 100 numbers (+0 -900)" in capsys.readouterr().out
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(full), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet", "--force"]) == 0
+    assert "version 4 live: 100 numbers (+0 -900)" in capsys.readouterr().out
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--max-shrink-share", "2"]) == 1
+    assert "--max-shrink-share: expected a share" in capsys.readouterr().err
+
+
+def test_thresholds_come_from_the_settings(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    numbers = nanp_numbers(100)
+    bad = write_lines(tmp_path / "bad.txt", [*numbers[:90], *["hello"] * 10])  # 10% malformed
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(bad), "--quiet"]) == 1
+    assert "10 of 100 lines are malformed" in capsys.readouterr().err
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_BAD_SHARE", "0.2")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(bad), "--quiet"]) == 0
+    assert "version 1 live: 90 numbers" in capsys.readouterr().out
+    cut = write_lines(tmp_path / "cut.txt", numbers[:50])  # removes 40 of 90
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 1
+    assert "would remove 40 of the 90 numbers" in capsys.readouterr().err
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_SHRINK_SHARE", "0.5")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) == 0
+    assert "live: 50 numbers (+0 -40)" in capsys.readouterr().out
+    monkeypatch.setenv("DIALER_REGISTRY_MAX_SHRINK_SHARE", "1.5")
+    assert main(["registry", "import", "--registry", "us_dnc", "--file", str(cut), "--quiet"]) != 0
+    assert "registry.max_shrink_share" in capsys.readouterr().err
+
+
+def test_obtained_at_is_recorded_and_checked(env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "dnc.txt", nanp_numbers(10))
+    base = ["registry", "import", "--registry", "us_dnc", "--file", str(path), "--quiet"]
+    assert main([*base, "--obtained-at", "yesterday"]) == 1
+    assert "--obtained-at: expected a date" in capsys.readouterr().err
+    assert main([*base, "--obtained-at", "2999-01-01"]) == 1
+    assert "in the future" in capsys.readouterr().err
+    assert main([*base, "--obtained-at", "2026-11-20"]) == 0
+    capsys.readouterr()
+    v = RegistryStore(redis.Redis.from_url(env)).status("us_dnc")
+    assert v is not None and v.obtained_at is not None and v.obtained_at.isoformat() == "2026-11-20T00:00:00+00:00"
+    assert main(["registry", "status", "us_dnc"]) == 0
+    assert "(obtained 2026-11-20 00:00:00 UTC)" in capsys.readouterr().out

@@ -54,6 +54,15 @@ def parse(fmt: str, line: bytes, delta: bool = False, country: str | None = None
         ("tps", b"+44 20 7946 0018", 442079460018),
         ("ctps", b"01632960001", 441632960001),
         ("tps", b"0169772345", 44169772345),
+        # TPS/CTPS subscriber files: 12-character fixed-width records ending in CR LF, "with spaces" (dialling
+        # code left-justified in 5, remainder right-justified in 7) or "without spaces" (padded at the end).
+        ("tps", b"0207 3787244\r", 442073787244),
+        ("tps", b"01635 506160\r", 441635506160),
+        ("ctps", b"07860 338653\r", 447860338653),
+        ("tps", b"0191  565715\r", 44191565715),
+        ("tps", b"02073787244 \r", 442073787244),
+        # DNCL flat text file: NPA,NUMBER with a line feed.
+        ("dncl", b"416,2345678", 14162345678),
     ],
 )
 def test_national_forms_normalise_to_e164(fmt: str, line: bytes, expected: int) -> None:
@@ -114,6 +123,12 @@ def test_blank_comment_and_bom_lines() -> None:
         (b"A 2125551234", (ADD, 12125551234)),
         (b"212 555 1234 D", (DELETE, 12125551234)),
         (b"(212) 555-1234 d", (DELETE, 12125551234)),
+        # The date at the end, after the action (an FTC-style "NPA,NUMBER,ACTION,DATE" record), or first.
+        (b"212,5551234,A,2026-11-23", (ADD, 12125551234)),
+        (b"212,5551234,D,11/23/2026", (DELETE, 12125551234)),
+        (b"2125551234,A,20261123", (ADD, 12125551234)),
+        (b"2026-11-23,D,212,5551234", (DELETE, 12125551234)),
+        (b"20261123;A;2125551234", (ADD, 12125551234)),
     ],
 )
 def test_change_lines(line: bytes, expected: tuple[bool, int]) -> None:
@@ -126,6 +141,10 @@ def test_change_line_needs_an_action() -> None:
     with pytest.raises(LineError, match="action"):
         parse("bloctel", b"0145678901,X", delta=True)
     assert parse("bloctel", b"D,+33145678901", delta=True) == (DELETE, 33145678901)
+    with pytest.raises(LineError, match="action"):  # a date is not an action
+        parse("us_dnc", b"212,5551234,2026-11-23", delta=True)
+    with pytest.raises(LineError):  # only one date field is ignored
+        parse("us_dnc", b"A,2026-11-23,2026-11-24,2125551234", delta=True)
 
 
 def test_csv_with_phone_country_and_action() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -25,7 +26,7 @@ def test_import_job_through_a_worker(redis_url: str, tmp_path: Path) -> None:
     numbers = french_numbers(3000)
     path = write_lines(tmp_path / "upload-7f3a.tmp", [*numbers, "06 12 34 56 7"])  # one bad line
     job = _run(client, redis_url, "bloctel", str(path), False, file_name="bloctel-2026-11.txt",
-               max_bad_share=0.01)
+               max_bad_share=0.01, obtained_at="2026-11-20T08:00:00+00:00")
     assert job.is_finished, job.latest_result()
     result = job.return_value()
     assert result["status"] == "committed" and result["version"] == 1 and result["rows"] == 3000
@@ -34,6 +35,8 @@ def test_import_job_through_a_worker(redis_url: str, tmp_path: Path) -> None:
     store = RegistryStore(client, refresh_interval=0.0)
     store.forget()
     assert store.status("bloctel").file_name == "bloctel-2026-11.txt"
+    assert result["obtained_at"] == "2026-11-20T08:00:00+00:00"
+    assert store.loaded_at("bloctel") == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # freshness from the download
     assert all(store.contains_many("bloctel", [e164_fr(n) for n in numbers]))
 
     changes = write_lines(tmp_path / "chg.tmp", [f"D,{numbers[0]}", "A,0999999999"])
@@ -54,3 +57,7 @@ def test_refused_import_job_finishes_with_the_reason(redis_url: str, tmp_path: P
     assert result["status"] == "refused" and "malformed" in result["refused"]
     assert [b["line"] for b in result["bad_lines"]] == [1, 2, 3, 4, 5]
     assert RegistryStore(client).status("bloctel") is None
+    # A download date without a time zone is refused, not guessed.
+    job = _run(client, redis_url, "bloctel", str(write_lines(tmp_path / "ok.tmp", french_numbers(10))), False,
+               obtained_at="2026-11-20T08:00:00")
+    assert job.return_value()["status"] == "refused" and "time zone" in job.return_value()["refused"]

@@ -63,7 +63,8 @@ def test_second_full_load_replaces_and_counts_added_removed(redis_client: redis.
     first = nanp_numbers(3000, seed=1)
     second = first[1000:] + nanp_numbers(500, seed=7)
     load_registry(redis_client, "us_dnc", write_lines(tmp_path / "a.txt", first), loaded_at=T0)
-    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", second), loaded_at=T1)
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", second), loaded_at=T1,
+                           force=True)  # drops a third of the numbers
     v = report.version
     expected = set(second)
     assert v is not None and v.version == 2 and v.rows == len(expected)
@@ -128,7 +129,8 @@ def test_bad_share_above_threshold_refuses_and_changes_nothing(redis_client: red
     assert after == {**before, b"reg:us_dnc:seq": before[b"reg:us_dnc:seq"]}
     assert store(redis_client).loaded_at("us_dnc") == T0
     # A looser threshold accepts the same file.
-    report = load_registry(redis_client, "us_dnc", tmp_path / "bad.txt", max_bad_share=0.02, loaded_at=T1)
+    report = load_registry(redis_client, "us_dnc", tmp_path / "bad.txt", max_bad_share=0.02, loaded_at=T1,
+                           force=True)
     assert report.version is not None and report.version.rows == 1000
 
 
@@ -263,7 +265,7 @@ def test_commit_refused_when_the_lock_was_taken_over(redis_client: redis.Redis, 
 
     with pytest.raises(LoadRefused, match="LOCKLOST"):
         load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(200, seed=4)),
-                      progress=take_over)
+                      progress=take_over, force=True)
     after = registry_keys(redis_client, "us_dnc")
     assert after.pop(key_lock("us_dnc").encode()) == b"another-importer"  # not released: not ours
     assert after == {**before, b"reg:us_dnc:seq": b"2"}  # staged v2 deleted, v1 untouched
@@ -310,7 +312,7 @@ def test_any_sequence_of_loads_matches_a_set_model(redis_client: redis.Redis, tm
         path = tmp_path / f"op{i}.txt"
         if kind == "full":
             write_lines(path, sorted(payload))
-            report = load_registry(redis_client, "us_dnc", path)
+            report = load_registry(redis_client, "us_dnc", path, force=True)
             new = set(payload)
         else:
             write_lines(path, [f"{'A' if add else 'D'},{n}" for add, n in payload])
@@ -346,17 +348,79 @@ def test_gzip_and_zip_files(redis_client: redis.Redis, tmp_path: Path) -> None:
 
     with zipfile.ZipFile(tmp_path / "dnc.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("212.txt", text[: len(text) // 2 // 11 * 11])  # whole lines only
-    report = load_registry(redis_client, "us_dnc", tmp_path / "dnc.zip")
+    report = load_registry(redis_client, "us_dnc", tmp_path / "dnc.zip", force=True)  # half the numbers
     assert report.version is not None and report.version.rows == len(text) // 2 // 11
     assert all(store(redis_client).contains_many("us_dnc", [e164_nanp(n) for n in numbers[:100]]))
 
     before = registry_keys(redis_client, "us_dnc")
-    with zipfile.ZipFile(tmp_path / "two.zip", "w") as zf:
-        zf.writestr("a.txt", "2125551234\n")
-        zf.writestr("b.txt", "2125551235\n")
-    with pytest.raises(LoadRefused, match="exactly one file"):
-        load_registry(redis_client, "us_dnc", tmp_path / "two.zip")
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("212/", "")  # a folder, no file
+    with pytest.raises(LoadRefused, match="holds no file"):
+        load_registry(redis_client, "us_dnc", tmp_path / "empty.zip")
     (tmp_path / "cut.gz").write_bytes(gzip.compress(text)[:-5000])  # a truncated download
     with pytest.raises(LoadRefused, match="decompress"):
         load_registry(redis_client, "us_dnc", tmp_path / "cut.gz")
     assert registry_keys(redis_client, "us_dnc") == before
+
+
+def test_full_load_that_shrinks_the_registry_drastically_is_refused(redis_client: redis.Redis,
+                                                                      tmp_path: Path) -> None:
+    numbers = nanp_numbers(10_000)
+    load_registry(redis_client, "us_dnc", write_lines(tmp_path / "full.txt", numbers), loaded_at=T0)
+    before = registry_keys(redis_client, "us_dnc")
+    # A download cut off after 3,000 lines: every line is valid, so only the shrink reveals it.
+    truncated = write_lines(tmp_path / "cut.txt", numbers[:3000])
+    with pytest.raises(LoadRefused, match=r"would remove 7000 of the 10000 numbers .*70\.00%.*--force") as info:
+        load_registry(redis_client, "us_dnc", truncated, loaded_at=T1)
+    assert not info.value.report.committed and info.value.report.invalid == 0
+    assert registry_keys(redis_client, "us_dnc") == {**before, b"reg:us_dnc:seq": before[b"reg:us_dnc:seq"]}
+    assert store(redis_client).loaded_at("us_dnc") == T0
+    # Within the allowed share (a normal month: some numbers leave), or with a looser threshold: loaded.
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "m.txt", numbers[1000:]), loaded_at=T1)
+    assert report.version is not None and report.version.removed == 1000
+    report = load_registry(redis_client, "us_dnc", truncated, max_shrink_share=0.8, loaded_at=T1)
+    assert report.version is not None and report.version.rows == 3000
+    # Forced: a registry that really shrank.
+    report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "s.txt", numbers[:10]), force=True)
+    assert report.version is not None and report.version.rows == 10 and report.version.removed == 2990
+    # Change files are not limited: their deletions are explicit.
+    deletes = write_lines(tmp_path / "d.txt", [f"D,{n}" for n in numbers[:9]])
+    report = load_registry(redis_client, "us_dnc", deletes, delta=True)
+    assert report.version is not None and report.version.rows == 1
+
+
+def test_zip_of_area_code_files_is_one_version(redis_client: redis.Redis, tmp_path: Path) -> None:
+    """The DNCL (and a bundle of FTC area-code files) comes as one zip holding one file per area code."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "dncl.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("416.txt", "416,2345678\n416,2345679")  # no newline at the end: not glued to the next file
+        zf.writestr("905.txt", "905,2345678\n905,0345678\n905,2345670\n")
+    report = load_registry(redis_client, "dncl", tmp_path / "dncl.zip", max_bad_share=0.5)
+    assert report.version is not None and report.version.rows == 4 and report.lines == 5
+    assert report.source_hash == hashlib.sha256((tmp_path / "dncl.zip").read_bytes()).hexdigest()
+    assert [(b.file, b.line) for b in report.bad_lines] == [("905.txt", 2)]  # numbered within its file
+    assert report.as_dict()["bad_lines"] == [{"line": 2, "reason": report.bad_lines[0].reason, "file": "905.txt"}]
+    assert store(redis_client).contains_many("dncl", ["+14162345678", "+14162345679", "+19052345670",
+                                                      "+19052345678", "+14162345670"]) == [True] * 4 + [False]
+
+    # CSV files: each file's header is its own.
+    with zipfile.ZipFile(tmp_path / "lists.zip", "w") as zf:
+        zf.writestr("a.csv", "phone,country\n0145678901,FR\n")
+        zf.writestr("b.csv", "name,phone\nx,+442079460018\n")
+    report = load_registry(redis_client, "acme", tmp_path / "lists.zip")
+    assert report.version is not None and report.version.rows == 2 and report.invalid == 0
+
+    # A damaged second file refuses the whole archive: nothing changes.
+    good = zipfile.ZipFile(tmp_path / "dncl.zip").read("416.txt")
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("416.txt", good)
+        zf.writestr("905.txt", "905,2345678\n" * 5000)
+    raw = bytearray((tmp_path / "bad.zip").read_bytes())
+    second = raw.index(b"905.txt") + 7 + 40  # inside the second file's compressed data
+    raw[second:second + 40] = b"\xff" * 40
+    (tmp_path / "bad.zip").write_bytes(bytes(raw))
+    before = registry_keys(redis_client, "dncl")
+    with pytest.raises(LoadRefused, match=r"905\.txt"):
+        load_registry(redis_client, "dncl", tmp_path / "bad.zip", force=True)
+    assert registry_keys(redis_client, "dncl") == before

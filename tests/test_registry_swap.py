@@ -60,7 +60,7 @@ def test_swaps_are_atomic_for_a_reader_in_another_process(redis_url: str, tmp_pa
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
         for round_ in range(6):
-            load_registry(client, "us_dnc", file_b if round_ % 2 == 0 else file_a, chunk_bytes=2048)
+            load_registry(client, "us_dnc", file_b if round_ % 2 == 0 else file_a, chunk_bytes=2048, force=True)
             time.sleep(0.05)
         load_registry(client, "us_dnc", change, delta=True, chunk_bytes=2048)  # A -> B by a change file
         time.sleep(0.1)
@@ -84,12 +84,12 @@ def test_a_reader_sees_a_new_version_after_its_refresh_interval(redis_url: str, 
     store.forget()
     assert store.contains("bloctel", "+33145678901")
     lazy = RegistryStore(client, refresh_interval=3600)  # shares the process cache, checks hourly
-    load_registry(client, "bloctel", write_lines(tmp_path / "b.txt", ["0145678902"]))
+    load_registry(client, "bloctel", write_lines(tmp_path / "b.txt", ["0145678902"]), force=True)
     time.sleep(0.6)
     assert store.contains_many("bloctel", ["+33145678901", "+33145678902"]) == [False, True]
     # The cache is per process and per Redis: the store that just refreshed updated it for the other one.
     assert lazy.contains_many("bloctel", ["+33145678901", "+33145678902"]) == [False, True]
-    load_registry(client, "bloctel", write_lines(tmp_path / "c.txt", ["0145678903"]))
+    load_registry(client, "bloctel", write_lines(tmp_path / "c.txt", ["0145678903"]), force=True)
     assert lazy.contains("bloctel", "+33145678902")  # still the version it checked: staleness is bounded
     lazy.forget("bloctel")  # by refresh_interval, or ended by forget()
     assert lazy.contains_many("bloctel", ["+33145678902", "+33145678903"]) == [False, True]
@@ -133,7 +133,7 @@ KILL_AFTER_STAGING = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
 
     load_registry(redis.Redis.from_url(sys.argv[1]), "us_dnc", sys.argv[2], progress=progress, lock_ttl=1,
-                  chunk_bytes=4096)
+                  chunk_bytes=4096, force=True)
 """)
 
 
@@ -162,7 +162,7 @@ def test_import_killed_after_staging_leaves_orphans_that_never_go_live(redis_url
     deadline = time.monotonic() + 10
     while client.get(key_lock("us_dnc")) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
-    report = load_registry(client, "us_dnc", new)
+    report = load_registry(client, "us_dnc", new, force=True)
     assert report.version is not None and report.version.version == 3 and report.version.rows == 50_000
     assert not [k for k in client.scan_iter(match=b"reg:us_dnc:v2:*")]
     assert not [k for k in client.scan_iter(match=b"reg:us_dnc:v1:*")]

@@ -89,6 +89,27 @@ def test_alsace_moselle_holidays_by_postal_code(postal, at, holiday):
     assert d.codes() == (["PUBLIC_HOLIDAY"] if holiday else [])
 
 
+@pytest.mark.parametrize("contact,at,holiday", [
+    # no department known (mobile, or landline without an address): Alsace-Moselle's holidays apply too
+    (Contact("+33612345678"), "2026-04-03T09:00:00Z", True),  # Good Friday
+    (Contact("+33388123456"), "2026-04-03T09:00:00Z", True),  # Strasbourg landline, no address
+    (Contact("+33612345678", "FR"), "2025-12-26T09:00:00Z", True),  # 26 December, country but no postal code
+    (Contact("+33612345678"), "2026-04-02T09:00:00Z", False),  # the day before: an ordinary Thursday
+    # the address gives the department: only its calendar applies
+    (Contact("+33612345678", "FR", "75011"), "2026-04-03T09:00:00Z", False),
+    (Contact("+33612345678", "FR", "57000"), "2026-04-03T09:00:00Z", True),
+])
+def test_alsace_moselle_holidays_apply_when_the_department_is_unknown(contact, at, holiday):
+    d = decide(contact, at)
+    assert d.codes() == (["PUBLIC_HOLIDAY"] if holiday else [])
+    if holiday:
+        assert d.next_allowed_at is not None and not decide(contact, iso(d.next_allowed_at)).reasons
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
 def test_mobile_with_overseas_address_uses_both_zones():
     # +33 6 mobile (Europe/Paris) with a Guadeloupe address (America/Guadeloupe, UTC-4 all year)
     guadeloupe = Contact("+33612345678", "FR", "97110")
@@ -281,6 +302,35 @@ def test_us_state_rules_by_area_code_and_by_address():
     ny_fl = decide(Contact("+12125550123", "US", "33101"), evening)
     assert "US-FL" in ny_fl.jurisdictions and ny_fl.reasons[0].rule == "us-fl/hours"
     assert {p.id for p in ny_fl.packs} == {"us", "us-fl"}
+
+
+@pytest.mark.parametrize("contact", [
+    Contact("+12125550123", None, None, "FL"),  # a state without a country: the number's country
+    Contact("+12125550123", None, "33101"),  # a ZIP code without a country
+    Contact("+12125550123", "", "33101-1234"),
+])
+def test_address_without_a_country_is_read_in_the_numbers_country(contact):
+    d = decide(contact, "2026-01-13T01:30:00Z")  # 20:30 Eastern: Florida forbids, federal allows
+    assert "US-FL" in d.jurisdictions and [r.rule for r in d.reasons] == ["us-fl/hours"]
+
+
+@pytest.mark.parametrize("contact,field", [
+    (Contact("+12125550123", "US", None, "Florida"), "state 'Florida'"),  # not a state code
+    (Contact("+12125550123", "US", None, "XX"), "state 'XX'"),
+    (Contact("+12125550123", "US", "abc"), "postal code 'abc'"),
+    (Contact("+14165550123", "CA", "123"), "postal code '123'"),
+    (Contact("+33612345678", "FR", "7501"), "postal code '7501'"),  # 4 digits: department unknown
+    (Contact("+33612345678", "FR", None, "Alsace"), "state 'Alsace'"),
+    (Contact("+12125550123", None, "H2X 1Y4"), "postal code 'H2X 1Y4'"),  # a Canadian code, read as US
+])
+def test_address_the_gate_cannot_place_is_denied(contact, field):
+    """A state rule (Florida's hours, Alsace-Moselle's holidays) may apply at an address the gate cannot
+    place: deny with MISSING_DATA naming the field rather than apply only the number's rules."""
+    d = decide(contact, "2026-01-12T15:00:00Z")  # inside every window
+    assert not d.allowed and d.codes() == ["MISSING_DATA"] and d.next_allowed_at is None
+    assert field in d.reasons[0].text and d.reasons[0].rule == "gate/address"
+    # the same contact with a country-only address is not denied for it
+    assert "MISSING_DATA" not in decide(Contact(contact.phone, contact.country or "US"), "2026-01-12T15:00:00Z").codes()
 
 
 def test_florida_three_calls_in_24_hours():
@@ -542,3 +592,66 @@ def test_us_artificial_voice_informational_needs_prior_express_consent():
     oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
     assert decide(NY, at, oral, reminder).allowed
     assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent
+
+
+# --- audit additions: edges of packs that had none -------------------------------------------------
+
+@pytest.mark.parametrize("lists,copy_age_days,relationship,codes", [
+    ({"*": False}, 31, None, []),
+    ({"*": False}, 32, None, ["REGISTRY_STALE"]),  # copy older than 31 days blocks the DNCL regime
+    ({"*": True}, 10, None, ["NATIONAL_REGISTRY"]),
+    ({"*": True}, 10, ("purchase", 17), []),  # existing business relationship
+    ({"*": True}, 10, ("purchase", 19), ["NATIONAL_REGISTRY"]),
+    ({}, 10, None, ["MISSING_DATA"]),  # membership unknown
+])
+def test_canada_dncl_and_copy_age(lists, copy_age_days, relationship, codes):
+    at = z("2026-01-12T15:00:00Z")  # Monday 10:00 Toronto
+    rels = ()
+    if relationship:
+        rels = (Relationship(relationship[0], at - timedelta(days=relationship[1] * 30.5)),)
+    facts = Facts(lists=Lists(national=lists), registry_copies={"dncl": at - timedelta(days=copy_age_days)},
+                  relationships=rels)
+    d = evaluate(TORONTO, TM, facts, at)
+    assert d.codes() == codes
+    assert all(r.rule.startswith("ca/") for r in d.reasons)
+    assert d.packs[0].id == "ca"
+
+
+@pytest.mark.parametrize("contact,at,codes", [
+    (Contact("+14055550123"), "2026-01-13T01:59:59Z", []),  # Oklahoma 19:59:59 CST
+    (Contact("+14055550123"), "2026-01-13T02:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # 20:00 CST
+    (Contact("+13375550123"), "2026-01-18T16:00:00Z", ["DAY_NOT_ALLOWED"]),  # Louisiana, Sunday
+    (Contact("+16015550123"), "2026-01-18T16:00:00Z", ["DAY_NOT_ALLOWED"]),  # Mississippi, Sunday
+    (Contact("+16015550123"), "2026-01-19T16:00:00Z", []),  # Mississippi, Monday 10:00 (no holiday rule)
+    (Contact("+13375550123"), "2026-02-17T16:00:00Z", ["PUBLIC_HOLIDAY"]),  # Louisiana, Mardi Gras
+    (Contact("+13375550123"), "2026-01-21T02:00:00Z", ["OUTSIDE_CALLING_HOURS"]),  # Louisiana Tuesday 20:00 CST
+    (Contact("+13375550123"), "2026-01-21T01:59:59Z", []),  # 19:59:59
+])
+def test_oklahoma_louisiana_mississippi(contact, at, codes):
+    assert decide(contact, at).codes() == codes
+
+
+def test_oklahoma_three_calls_in_24_hours():
+    at = z("2026-01-12T18:00:00Z")
+    three = tuple(Attempt(at - timedelta(hours=h), "c2", "no_answer") for h in (1, 5, 23))
+    d = evaluate(Contact("+14055550123"), TM, clean("2026-01-10T00:00:00Z", history=three), at)
+    assert d.codes() == ["FREQUENCY_CAP"] and d.reasons[0].rule == "us-ok/frequency"
+    assert d.next_allowed_at == at + timedelta(hours=1)  # the oldest of the three leaves the 24 h window
+    two = three[:2]
+    assert evaluate(Contact("+14055550123"), TM, clean("2026-01-10T00:00:00Z", history=two), at).allowed
+
+
+@pytest.mark.parametrize("records,codes", [
+    ([consent("2025-01-01T00:00:00Z", expires_at=z("2026-01-12T15:00:00Z"))], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z"), Consent(None, withdrawn_at=z("2025-06-01T00:00:00Z"))],
+     ["CONSENT_WITHDRAWN"]),
+    ([consent("2026-01-13T00:00:00Z")], ["WRITTEN_CONSENT_REQUIRED"]),  # given after the call instant
+    ([consent("2025-01-01T00:00:00Z", campaign="c2")], ["WRITTEN_CONSENT_REQUIRED"]),  # another campaign
+    ([consent("2025-01-01T00:00:00Z", purpose="informational")], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z", channel="email")], ["WRITTEN_CONSENT_REQUIRED"]),
+    ([consent("2025-01-01T00:00:00Z")], []),
+])
+def test_us_artificial_voice_consent_must_be_written_current_and_in_scope(records, codes):
+    robo = Campaign("c1", "t1", voice="artificial")
+    facts = clean("2026-01-10T00:00:00Z", consent=tuple(records))
+    assert decide(NY, "2026-01-12T15:00:00Z", facts, robo).codes() == codes

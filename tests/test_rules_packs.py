@@ -121,3 +121,22 @@ def test_invalid_toml_and_overrides(tmp_path: Path):
         load_packs(tmp_path)
     with pytest.raises(PackError, match="not a directory"):
         load_packs(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("fields,field", [
+    ('country = "XX"', "rules[2].country: no public-holiday calendar for 'XX'"),
+    ('country = "FR"\nsubdivision = "68"', "rules[2].subdivision: no FR holiday subdivision '68'"),
+    ('country = "FR"\nsubdivisions = { "67" = "6EA" }', "rules[2].subdivisions.67: no FR holiday subdivision '6EA'"),
+    ('country = "FR"\nwhen_subdivision_unknown = ["57", "67"]', "rules[2].when_subdivision_unknown[1]"),
+    ('country = "FR"\nwhen_subdivision_unknown = "57"', "rules[2].when_subdivision_unknown: expected a list"),
+])
+def test_unknown_holiday_calendar_is_a_startup_error(tmp_path: Path, fields, field):
+    """A typo in a holidays subdivision would otherwise fail inside the first evaluation, not at start."""
+    path = tmp_path / "xx.toml"
+    path.write_text(GOOD + f'\n[[rules]]\nid = "xx/holidays"\nkind = "public_holidays"\nsource = "t"\n{fields}\n')
+    with pytest.raises(PackError) as info:
+        load_pack(path)
+    assert field in str(info.value)
+    path.write_text(GOOD + '\n[[rules]]\nid = "xx/holidays"\nkind = "public_holidays"\nsource = "t"\ncountry = "FR"\n'
+                    'subdivisions = { "67" = "6AE" }\nwhen_subdivision_unknown = ["57", "6AE"]\n')
+    assert load_pack(path).rules[2].params["when_subdivision_unknown"] == ("57", "6AE")

@@ -16,6 +16,8 @@ CONTACTS = [
     Contact("+12125550123"), Contact("+12702021234"), Contact("+13055550123", "US", "30301"), Contact("+12055550123"),
     Contact("+14165550123"), Contact("+18675550123"), Contact("+442079460000"), Contact("+49301234567"),
     Contact("+18005550199"), Contact("+61291234567"), Contact("garbage"),
+    # no department known (Alsace-Moselle holidays apply), an address without a country, one the gate cannot place
+    Contact("+33612345678"), Contact("+12125550123", None, None, "FL"), Contact("+12125550123", "US", "abc"),
 ]
 START = datetime(2025, 10, 1, tzinfo=UTC)
 instants = st.integers(min_value=0, max_value=400 * 86400).map(lambda s: START + timedelta(seconds=s))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -27,6 +28,14 @@ def register(sub: Any) -> None:
     imp.add_argument("--country", metavar="CC", help="CSV only: country of national numbers without one (e.g. FR)")
     imp.add_argument("--max-bad-share", type=float, metavar="SHARE",
                      help="refuse above this share of malformed lines (default: setting registry.max_bad_share)")
+    imp.add_argument("--max-shrink-share", type=float, metavar="SHARE",
+                     help="full load: refuse when it removes more than this share of the live version "
+                          "(default: setting registry.max_shrink_share)")
+    imp.add_argument("--force", action="store_true",
+                     help="full load: accept it however many numbers it removes from the live version")
+    imp.add_argument("--obtained-at", metavar="DATE",
+                     help="when the file was downloaded (2026-11-20 or 2026-11-20T08:00+00:00; UTC if no zone): "
+                          "freshness is measured from it (default: the time of the import)")
     imp.add_argument("--lock-ttl", type=float, default=DEFAULT_LOCK_TTL, metavar="SECONDS",
                      help="how long a crashed import keeps others out (default %(default)s)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,7 +86,7 @@ def _print_bad_lines(report: LoadReport) -> None:
     shown = len(report.bad_lines)
     print(f"{report.invalid} malformed line(s) of {report.lines} ({report.bad_share:.2%}); first {shown}:")
     for bad in report.bad_lines:
-        print(f"  line {bad.line}: {bad.reason}")
+        print(f"  {bad.where()}: {bad.reason}")
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:
@@ -90,11 +99,16 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
     max_bad = config["registry.max_bad_share"] if args.max_bad_share is None else args.max_bad_share
     if not 0 <= max_bad <= 1:
         raise CommandError("--max-bad-share: expected a share between 0 and 1")
+    max_shrink = config["registry.max_shrink_share"] if args.max_shrink_share is None else args.max_shrink_share
+    if not 0 <= max_shrink <= 1:
+        raise CommandError("--max-shrink-share: expected a share between 0 and 1")
+    obtained_at = _obtained_at(args.obtained_at) if args.obtained_at else None
     bar = _Bar(not args.quiet)
     try:
         report = load_registry(
             _client(config), args.registry, args.file, delta=args.delta, fmt=args.format, country=args.country,
-            max_bad_share=max_bad, progress=bar, lock_ttl=args.lock_ttl,
+            max_bad_share=max_bad, max_shrink_share=max_shrink, force=args.force, progress=bar,
+            lock_ttl=args.lock_ttl, obtained_at=obtained_at,
         )
     except LoadRefused as exc:
         bar.close()
@@ -111,6 +125,19 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
           f"{report.lines} lines read, {v.invalid} malformed, {report.duplicates} duplicates, "
           f"{report.seconds:.1f} s; sha256 {v.source_hash[:16]}…")
     return 0
+
+
+def _obtained_at(text: str) -> datetime:
+    from dialer.cli import CommandError
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--obtained-at: expected a date such as 2026-11-20, got {text!r}") from None
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value > datetime.now(UTC):
+        raise CommandError("--obtained-at: the date is in the future")
+    return value
 
 
 def run_status(args: argparse.Namespace, config: Config) -> int:
@@ -130,7 +157,9 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
                 print(f"{name}: not loaded")
                 missing += 1
                 continue
-            print(f"{name}: version {v.version}, {v.rows} numbers, loaded {v.loaded_at:%Y-%m-%d %H:%M:%S} UTC "
+            obtained = f" (obtained {v.obtained_at:%Y-%m-%d %H:%M:%S} UTC)" if v.obtained_at else ""
+            print(f"{name}: version {v.version}, {v.rows} numbers, "
+                  f"loaded {v.loaded_at:%Y-%m-%d %H:%M:%S} UTC{obtained} "
                   f"({v.kind} from {v.file_name}, +{v.added} -{v.removed}, {v.invalid} malformed lines), "
                   f"sha256 {v.source_hash[:16]}…, {v.blob_bytes} bytes")
     except (ValueError, RegistryError, redis.RedisError) as exc:

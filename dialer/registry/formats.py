@@ -207,6 +207,12 @@ def _split_action(fields: list[bytes], delta: bool) -> tuple[bool, list[bytes]]:
         elif rest and last.lower() in _MARKERS:
             fields = [rest, last]
     if len(fields) >= 2:
+        dated = False
+        if len(fields) >= 3:  # "212,5551234,A,2026-11-23", "20261123,D,2125551234": drop the date at an end first
+            if _DATE.fullmatch(fields[-1].strip()):
+                fields, dated = fields[:-1], True
+            elif _DATE.fullmatch(fields[0].strip()):
+                fields, dated = fields[1:], True
         first, last = fields[0].strip().lower(), fields[-1].strip().lower()
         if first in _MARKERS:
             fields = fields[1:]
@@ -216,7 +222,7 @@ def _split_action(fields: list[bytes], delta: bool) -> tuple[bool, list[bytes]]:
             action = _MARKERS[last]
         else:
             raise LineError("change line needs an action field A or D (first or last)")
-        dates = [f for f in fields if _DATE.fullmatch(f.strip())]
+        dates = [] if dated else [f for f in fields if _DATE.fullmatch(f.strip())]
         if dates and len(fields) > 1:
             fields = [f for f in fields if f is not dates[-1]]
         return action, fields

@@ -9,13 +9,20 @@ refused load is a finished job with a clear answer, not a traceback. Progress is
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
-from dialer.registry.loader import DEFAULT_LOCK_TTL, DEFAULT_MAX_BAD_SHARE, LoadRefused, load_registry
+from dialer.registry.loader import (
+    DEFAULT_LOCK_TTL,
+    DEFAULT_MAX_BAD_SHARE,
+    DEFAULT_MAX_SHRINK_SHARE,
+    LoadRefused,
+    load_registry,
+)
 
 QUEUE = "registry"
 JOB_TIMEOUT = 2 * 3600  # the full US registry (250 M lines) takes minutes, not RQ's default 3
@@ -46,14 +53,19 @@ def import_registry_job(
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
     file_name: str | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
+    force: bool = False,
+    obtained_at: str | None = None,
 ) -> dict[str, Any]:
     """Import `path` into registry `name` on the Redis at `redis_url`; returns the load report as a dict.
-    `file_name` is the name the user uploaded (recorded in the version instead of the temporary path)."""
+    `file_name` is the name the user uploaded (recorded in the version instead of the temporary path).
+    `obtained_at`: ISO 8601 time (with zone) the file was downloaded from the registry, if known."""
     client = redis.Redis.from_url(redis_url)
     try:
         report = load_registry(
             client, name, path, delta=delta, fmt=fmt, country=country, max_bad_share=max_bad_share,
-            progress=_JobProgress(), lock_ttl=lock_ttl, file_name=file_name,
+            progress=_JobProgress(), lock_ttl=lock_ttl, file_name=file_name, max_shrink_share=max_shrink_share,
+            force=force, obtained_at=datetime.fromisoformat(obtained_at) if obtained_at else None,
         )
     except LoadRefused as exc:
         return exc.report.as_dict()
@@ -65,7 +77,8 @@ def import_registry_job(
 def enqueue_import(client: redis.Redis, redis_url: str, name: str, path: str, delta: bool = False,
                    **options: Any) -> Job:
     """Queue an import on the `registry` queue with a timeout long enough for national files.
-    `options` are import_registry_job's keyword arguments (fmt, country, max_bad_share, file_name, lock_ttl)."""
+    `options` are import_registry_job's keyword arguments (fmt, country, max_bad_share, file_name, lock_ttl,
+    max_shrink_share, force, obtained_at)."""
     queue = Queue(QUEUE, connection=client)
     return queue.enqueue(import_registry_job, args=(redis_url, name, path, delta), kwargs=options,
                          job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL,

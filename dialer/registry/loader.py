@@ -26,7 +26,7 @@ import redis
 from pyroaring import BitMap64
 
 from dialer.logs import mask
-from dialer.registry.formats import ADD, HeaderError, LineError, format_for
+from dialer.registry.formats import ADD, CsvLineParser, HeaderError, LineError, NationalLineParser, format_for
 from dialer.registry.sources import Source, SourceError
 from dialer.registry.store import (
     CHUNK_BYTES,
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 100
 DEFAULT_MAX_BAD_SHARE = 0.01
+# A full file that would drop more than this share of the live version's numbers is refused unless forced:
+# a truncated download or a file of the wrong area codes would otherwise silently unblock millions of people.
+DEFAULT_MAX_SHRINK_SHARE = 0.2
 DEFAULT_LOCK_TTL = 30.0
 READ_BLOCK = 1 << 20
 _BATCH = 1 << 16
@@ -64,6 +67,10 @@ Progress = Callable[[str, int, int], None]
 class BadLine:
     line: int  # 1-based line number in the file
     reason: str
+    file: str = ""  # the file inside a zip archive of several files ("416.txt"), else ""
+
+    def where(self) -> str:
+        return f"{self.file} line {self.line}" if self.file else f"line {self.line}"
 
 
 @dataclass
@@ -97,12 +104,14 @@ class LoadReport:
             "status": "committed" if self.committed else "refused", "refused": self.refused,
             "source_hash": self.source_hash, "lines": self.lines, "valid": self.valid, "invalid": self.invalid,
             "duplicates": self.duplicates, "seconds": round(self.seconds, 3),
-            "bad_lines": [{"line": b.line, "reason": b.reason} for b in self.bad_lines],
+            "bad_lines": [{"line": b.line, "reason": b.reason, **({"file": b.file} if b.file else {})}
+                          for b in self.bad_lines],
         }
         if self.version is not None:
             v = self.version
             out.update(version=v.version, rows=v.rows, added=v.added, removed=v.removed,
-                       loaded_at=v.loaded_at.isoformat())
+                       loaded_at=v.loaded_at.isoformat(),
+                       obtained_at=v.obtained_at.isoformat() if v.obtained_at else None)
         return out
 
 
@@ -204,14 +213,21 @@ def load_registry(
     fmt: str | None = None,
     country: str | None = None,
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE,
+    force: bool = False,
     loaded_at: datetime | None = None,
+    obtained_at: datetime | None = None,
     progress: Progress | None = None,
     lock_ttl: float = DEFAULT_LOCK_TTL,
     file_name: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> LoadReport:
     """Import `path` into registry `name` as a new live version. Returns the report of a committed load;
-    raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC)."""
+    raises LoadRefused (nothing changed) with the report otherwise. `loaded_at` defaults to now (UTC).
+    A full load that would remove more than `max_shrink_share` of the live version's numbers is refused
+    unless `force` (change files are not limited: their deletions are explicit).
+    `obtained_at`: when the file was downloaded from the registry, if known (aware); freshness is then measured
+    from it rather than from the load, so importing an old download does not make the copy look new."""
     report = LoadReport(name, "delta" if delta else "full", file_name or os.path.basename(path), fmt or "")
     try:
         check_name(name)
@@ -219,6 +235,10 @@ def load_registry(
     except (ValueError, KeyError) as exc:
         raise LoadRefused(str(exc).strip("'\""), report) from None
     report.format = registry_format.key
+    loaded_at = loaded_at or datetime.now(UTC)
+    if obtained_at is not None and (obtained_at.tzinfo is None or obtained_at > loaded_at):
+        raise LoadRefused("the date the file was obtained must be a time with a time zone, not after the load",
+                          report)
     started = time.monotonic()
     try:
         source = Source(path)
@@ -245,8 +265,7 @@ def load_registry(
                     log.warning("registry %s: live version unreadable (%s); replacing it", name, exc)
             if delta and base is None:
                 raise LoadRefused(f"registry {name} has no live version to apply a change file to", report)
-            parser = registry_format.make_parser(country)
-            numbers = _read(source, parser, delta, report, lock, progress)
+            numbers = _read(source, lambda: registry_format.make_parser(country), delta, report, lock, progress)
             if report.valid == 0 and not delta:
                 raise LoadRefused(f"{report.file_name} holds no numbers: a full load would empty the registry",
                                   report)
@@ -255,8 +274,13 @@ def load_registry(
                     f"{report.invalid} of {report.lines} lines are malformed ({report.bad_share:.2%}), above the "
                     f"allowed {max_bad_share:.2%}", report)
             new, added, removed = _build(numbers, base, delta, report)
+            if not delta and not force and base and removed > max_shrink_share * len(base):
+                raise LoadRefused(
+                    f"{report.file_name} would remove {removed} of the {len(base)} numbers of the live version "
+                    f"({removed / len(base):.2%}), above the allowed {max_shrink_share:.2%}: a truncated or "
+                    f"incomplete file? Load it with --force if the registry really shrank", report)
             info = _stage_and_commit(client, name, new, added, removed, base_version, base_info, report, lock,
-                                     progress, loaded_at or datetime.now(UTC), chunk_bytes)
+                                     progress, loaded_at, chunk_bytes, obtained_at)
             report.version = info
         finally:
             lock.release()
@@ -274,23 +298,25 @@ def load_registry(
     try:  # every tenant's gate relies on the registry: each tenant's audit trail records the new copy
         from dialer.audit_events import registry_loaded
 
-        registry_loaded(client, report.as_dict(), loaded_at or datetime.now(UTC))
+        registry_loaded(client, report.as_dict(), loaded_at)
     except redis.RedisError as exc:  # the load stands; its audit entries are missing: say so loudly
         log.error("registry %s: version %s live but not audited (%s)", name, info.version, exc)
     return report
 
 
-def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
-          progress: Progress | None) -> tuple[BitMap64, BitMap64 | None]:
-    """Stream the file: returns (numbers, None) for a full load, (additions, deletions) for a change file."""
+def _read(source: Source, make_parser: Callable[[], NationalLineParser | CsvLineParser], delta: bool,
+          report: LoadReport, lock: _Lock, progress: Progress | None) -> tuple[BitMap64, BitMap64 | None]:
+    """Stream the file: returns (numbers, None) for a full load, (additions, deletions) for a change file.
+    Each file of a zip archive gets its own parser (a CSV file's header is its own)."""
     added = BitMap64()
     deleted: BitMap64 | None = BitMap64() if delta else None
     batch = array("Q")
-    parse = parser.parse
+    parse = make_parser().parse
     bad = report.bad_lines
     lineno = lines = invalid = 0
     rest = b""
     skipping = False  # inside a line longer than MAX_LINE_BYTES: dropped, reported once it ends
+    member = source.member if source.members > 1 else ""
     while True:
         block = source.read(READ_BLOCK)
         if block:
@@ -313,7 +339,7 @@ def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
                 lines += 1
                 invalid += 1
                 if len(bad) < MAX_REPORTED_ERRORS:
-                    bad.append(BadLine(lineno, mask(str(exc))))
+                    bad.append(BadLine(lineno, mask(str(exc)), member))
                 continue
             if parsed is None:
                 continue
@@ -333,7 +359,11 @@ def _read(source: Source, parser, delta: bool, report: LoadReport, lock: _Lock,
             progress("read", source.position(), source.size)
         lock.keep()
         if not block:
-            break
+            if not source.next_member():
+                break
+            # The next file of a zip archive: its lines are numbered from 1 (the last line was flushed above).
+            lineno, skipping, member = 0, False, source.member
+            parse = make_parser().parse
     if batch:
         added.update(batch)
     report.lines, report.invalid, report.valid = lines, invalid, lines - invalid
@@ -359,7 +389,8 @@ def _build(numbers: tuple[BitMap64, BitMap64 | None], base: BitMap64 | None, del
 
 def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: int, removed: int,
                       expected_live: int | None, base: RegistryVersion | None, report: LoadReport, lock: _Lock,
-                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int) -> RegistryVersion:
+                      progress: Progress | None, loaded_at: datetime, chunk_bytes: int,
+                      obtained_at: datetime | None = None) -> RegistryVersion:
     bitmap.run_optimize()
     bitmap.shrink_to_fit()
     blob = bitmap.serialize()
@@ -371,6 +402,7 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         kind=report.kind, base_version=base.version if base else None, lines=report.lines,
         duplicates=report.duplicates, format=report.format, blob_bytes=len(blob),
         blob_sha256=hashlib.sha256(blob).hexdigest(), chunks=chunks,
+        obtained_at=obtained_at.astimezone(UTC) if obtained_at else None,
     )
     staged = version_keys(name, version, chunks)
     try:

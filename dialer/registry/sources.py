@@ -3,6 +3,10 @@
 Registries are often delivered compressed (the FTC serves zip archives). The source hash recorded with a
 version is the sha256 of the file exactly as given (compressed or not), so it matches the downloaded file.
 Progress counts bytes of the file as given.
+
+A zip archive may hold several files: the Canadian DNCL delivers one zip with a file per area code selected,
+and FTC area-code files can be bundled the same way. They are read one after the other, in archive order, as
+one registry version; `member` names the file being read so bad lines are reported as "416.txt line 3".
 """
 
 from __future__ import annotations
@@ -49,11 +53,18 @@ class Source:
             except DECOMPRESS_ERRORS as exc:
                 self.close()
                 raise SourceError(f"not a readable zip archive ({exc})") from None
-            if len(members) != 1:
+            if not members:
                 self.close()
-                raise SourceError(f"a zip archive must hold exactly one file, this one holds {len(members)}")
-            self._member_size = members[0].file_size
-            self._stream = self._zip.open(members[0])
+                raise SourceError("the zip archive holds no file")
+            self._members = members
+            self._member_index = 0
+            self._total_size = sum(m.file_size for m in members)
+            self._done_before = 0  # decompressed bytes of the members already read
+            try:
+                self._open_member()
+            except SourceError:
+                self.close()
+                raise
 
     def _hash_whole_file(self) -> None:
         # Compressed input is decompressed from the start of the file, so hash it in a first pass.
@@ -61,19 +72,48 @@ class Source:
             self._digest.update(block)
         self._raw.seek(0)
 
+    @property
+    def member(self) -> str:
+        """Name of the file inside a zip archive being read ("" for plain and gzip files)."""
+        return self._members[self._member_index].filename if self._zip is not None else ""
+
+    @property
+    def members(self) -> int:
+        return len(self._members) if self._zip is not None else 1
+
+    def _open_member(self) -> None:
+        assert self._zip is not None
+        try:
+            self._stream = self._zip.open(self._members[self._member_index])
+        except (*DECOMPRESS_ERRORS, NotImplementedError) as exc:
+            raise SourceError(f"cannot open {self.member} in the zip archive ({exc})") from None
+
     def read(self, size: int) -> bytes:
+        """Up to `size` bytes of the current file; b"" at its end. For a zip archive of several files, call
+        next_member() after b"" to go on with the next one (blocks never span two files)."""
         try:
             block = self._stream.read(size)
         except DECOMPRESS_ERRORS as exc:
-            raise SourceError(f"cannot decompress the {self.kind} file ({exc})") from None
+            where = f" ({self.member})" if self._zip is not None and self.members > 1 else ""
+            raise SourceError(f"cannot decompress the {self.kind} file{where} ({exc})") from None
         if self.kind == "plain":
             self._digest.update(block)
         return block
 
+    def next_member(self) -> bool:
+        """Move to the next file of a zip archive; False when there is none."""
+        if self._zip is None or self._member_index + 1 >= len(self._members):
+            return False
+        self._done_before += self._members[self._member_index].file_size
+        self._stream.close()
+        self._member_index += 1
+        self._open_member()
+        return True
+
     def position(self) -> int:
-        if self.kind == "zip":  # the zip member reports decompressed bytes; scale to the archive size
-            done = self._stream.tell()
-            return int(self.size * done / self._member_size) if self._member_size else self.size
+        if self.kind == "zip":  # members report decompressed bytes; scale to the archive size
+            done = self._done_before + self._stream.tell()
+            return int(self.size * done / self._total_size) if self._total_size else self.size
         return self._raw.tell()
 
     def sha256(self) -> str:

@@ -106,6 +106,13 @@ class RegistryVersion:
     blob_bytes: int = 0
     blob_sha256: str = ""
     chunks: int = 0
+    obtained_at: datetime | None = None  # when the file was downloaded, if the importer said so (aware UTC)
+
+    @property
+    def copy_date(self) -> datetime:
+        """The date the gate's freshness rules measure: when the copy was obtained from the registry if known,
+        else when it was loaded (never later than the load)."""
+        return min(self.obtained_at, self.loaded_at) if self.obtained_at else self.loaded_at
 
     def to_meta(self) -> dict[str, str]:
         return {
@@ -115,6 +122,7 @@ class RegistryVersion:
             "kind": self.kind, "base_version": "" if self.base_version is None else str(self.base_version),
             "lines": str(self.lines), "duplicates": str(self.duplicates), "format": self.format,
             "blob_bytes": str(self.blob_bytes), "blob_sha256": self.blob_sha256, "chunks": str(self.chunks),
+            "obtained_at": self.obtained_at.isoformat() if self.obtained_at else "",
         }
 
     @classmethod
@@ -122,8 +130,9 @@ class RegistryVersion:
         m = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
              for k, v in meta.items()}
         loaded_at = datetime.fromisoformat(m["loaded_at"])
-        if loaded_at.tzinfo is None:
-            raise ValueError("loaded_at without a time zone")
+        obtained_at = datetime.fromisoformat(m["obtained_at"]) if m.get("obtained_at") else None
+        if loaded_at.tzinfo is None or (obtained_at is not None and obtained_at.tzinfo is None):
+            raise ValueError("loaded_at or obtained_at without a time zone")
         return cls(
             name=m["name"], version=int(m["version"]), loaded_at=loaded_at.astimezone(UTC),
             source_hash=m["source_hash"], rows=int(m["rows"]), added=int(m["added"]), removed=int(m["removed"]),
@@ -131,7 +140,7 @@ class RegistryVersion:
             base_version=int(m["base_version"]) if m.get("base_version") else None, lines=int(m.get("lines", 0)),
             duplicates=int(m.get("duplicates", 0)), format=m.get("format", ""),
             blob_bytes=int(m.get("blob_bytes", 0)), blob_sha256=m.get("blob_sha256", ""),
-            chunks=int(m.get("chunks", 0)),
+            chunks=int(m.get("chunks", 0)), obtained_at=obtained_at.astimezone(UTC) if obtained_at else None,
         )
 
 
@@ -229,8 +238,10 @@ class RegistryStore:
         return _parse_meta(name, meta)
 
     def loaded_at(self, name: str) -> datetime | None:
+        """Date of the live copy for freshness (REGISTRY_STALE): `copy_date`, i.e. when it was obtained if the
+        import said so, else when it was loaded. None when no version is live."""
         found = self.status(name)
-        return found.loaded_at if found else None
+        return found.copy_date if found else None
 
     # -- more -----------------------------------------------------------------------------------------
     def contains_ints(self, name: str, numbers: Iterable[int]) -> list[bool]:

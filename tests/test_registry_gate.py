@@ -1,0 +1,75 @@
+"""The registry as the gate sees it, end to end: real files loaded into a real redis-server, read through
+RegistryStore by the Gate with the real US pack (16 CFR 310.4(b)(3)(iv): a copy at most 31 days old)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from dialer.gate import Gate
+from dialer.registry.loader import load_registry
+from dialer.registry.store import RegistryStore
+from rules import load_packs
+from rules.model import Campaign, Contact
+
+PACKS = load_packs()
+KEY = "registry-gate-test-key"
+# Tuesday 3 March 2026, 10:00 in New York: inside the US calling hours.
+AT = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
+LISTED = Contact(phone="+12125551234", country="US", postal_code="10001")
+FREE = Contact(phone="+12125559876", country="US", postal_code="10001")
+SALES = Campaign(id="us1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
+
+
+def gate(client: redis.Redis) -> Gate:
+    return Gate(client, PACKS, RegistryStore(client, refresh_interval=0.0), secret_key=KEY)
+
+
+def load_us(client: redis.Redis, tmp_path: Path, loaded_at: datetime) -> None:
+    path = tmp_path / "212.txt"
+    path.write_text("212,5551234\n212,5550000\n")  # the FTC's area-code form
+    load_registry(client, "us_dnc", path, loaded_at=loaded_at, force=True)
+
+
+def test_a_us_registry_copy_older_than_31_days_denies_us_calls(redis_client: redis.Redis, tmp_path: Path) -> None:
+    RegistryStore.forget_all()
+    assert "REGISTRY_STALE" in gate(redis_client).check(FREE, SALES, AT).codes()  # never loaded: deny
+
+    load_us(redis_client, tmp_path, AT - timedelta(days=2))
+    fresh = gate(redis_client)
+    assert fresh.check(FREE, SALES, AT).allowed
+    listed = fresh.check(LISTED, SALES, AT)
+    assert not listed.allowed and "REGISTRY_STALE" not in listed.codes()
+    assert listed.codes() == ["NATIONAL_REGISTRY"]
+
+    load_us(redis_client, tmp_path, AT - timedelta(days=32))  # the version's load date drives freshness
+    stale = gate(redis_client).check(FREE, SALES, AT)
+    assert not stale.allowed and "REGISTRY_STALE" in stale.codes()
+    [reason] = [r for r in stale.reasons if r.code == "REGISTRY_STALE"]
+    assert "us_dnc" in reason.text and "32.0 days old" in reason.text
+    # 31 days is still within the rule; a day later it is not.
+    load_us(redis_client, tmp_path, AT - timedelta(days=31))
+    assert gate(redis_client).check(FREE, SALES, AT).allowed
+
+
+def test_freshness_counts_from_when_the_file_was_obtained(redis_client: redis.Redis, tmp_path: Path) -> None:
+    """Importing today a file downloaded 40 days ago must not make the copy look fresh."""
+    RegistryStore.forget_all()
+    path = tmp_path / "212.txt"
+    path.write_text("212,5551234\n")
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1),
+                  obtained_at=AT - timedelta(days=40))
+    status = RegistryStore(redis_client).status("us_dnc")
+    assert status is not None and status.loaded_at == AT - timedelta(hours=1)
+    assert status.obtained_at == AT - timedelta(days=40) and status.copy_date == status.obtained_at
+    denied = gate(redis_client).check(FREE, SALES, AT)
+    assert "REGISTRY_STALE" in denied.codes()
+    [reason] = [r for r in denied.reasons if r.code == "REGISTRY_STALE"]
+    assert "40.0 days old" in reason.text
+    # Obtained recently: fresh. Without the date, the load date counts.
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1), obtained_at=AT - timedelta(days=3))
+    assert gate(redis_client).check(FREE, SALES, AT).allowed
+    load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1))
+    assert RegistryStore(redis_client).loaded_at("us_dnc") == AT - timedelta(hours=1)
