@@ -216,8 +216,11 @@ class StoredCampaign:
     def gate_campaign(self) -> Campaign:
         """The campaign as the gate sees it (rules.model.Campaign)."""
         c = self.config
+        # A call answered by an AI voice agent is an artificial voice (FCC 24-17), whatever `voice` says: the
+        # gate must apply the artificial-voice consent rules to it (fail closed on a campaign left at the default).
+        voice = "artificial" if c.get("agent_kind") == "ai" else c.get("voice", "human")
         return Campaign(id=self.id, tenant=self.tenant, purpose=c.get("purpose", "telemarketing"),
-                        audience=c.get("audience", "consumer"), voice=c.get("voice", "human"),
+                        audience=c.get("audience", "consumer"), voice=voice,
                         recording=bool(c.get("recording", False)))
 
 

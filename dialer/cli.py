@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.worker",
     "dialer.commands.privacy",
     "dialer.commands.retention",
+    "dialer.commands.calls",
 )
 
 
@@ -73,3 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `dialer lists export ... | head`: the reader left; stop quietly like other Unix tools, no traceback
+        # (and none at exit either, when Python flushes the closed stdout).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -32,6 +32,33 @@ from rules.model import Attempt, Consent, Relationship, utc
 
 OPTOUT_SCOPES = ("company", "campaign")
 
+# Which outcome of one call wins when several are reported (the dialplan's AMI events at hangup, an agent's
+# disposition before or after it, the recovery's `unknown`): the one that says more about the person. Data, not
+# code: a later report never lowers the rank, so an agent's `refused` or `opted_out` survives the `answered`
+# that arrives at hangup, and an `opted_out` heard by the dialplan survives an agent's `refused`. Lowest first;
+# outcomes on one line share a rank (the first stored is kept).
+OUTCOME_PRECEDENCE: tuple[tuple[str, ...], ...] = (
+    ("reserved",),
+    ("unknown",),
+    ("busy", "no_answer", "failed"),
+    ("machine",),
+    ("answered",),
+    ("abandoned",),
+    ("refused",),
+    ("opted_out",),
+)
+_RANK = {outcome: rank for rank, names in enumerate(OUTCOME_PRECEDENCE) for outcome in names}
+
+
+def outcome_rank(outcome: str) -> int:
+    """An outcome's rank in OUTCOME_PRECEDENCE; one we do not know ranks lowest but `reserved`'s."""
+    return _RANK.get(outcome, 0)
+
+
+def stronger_outcome(stored: str, reported: str) -> str:
+    """The outcome to keep when `reported` arrives for a call whose stored outcome is `stored`."""
+    return reported if outcome_rank(reported) > outcome_rank(stored) else stored
+
 
 # --- keys -------------------------------------------------------------------------------------
 
@@ -178,7 +205,8 @@ class FactStore:
         campaign: str | None = None, call_id: str | None = None, keyword: str | None = None, actor: str = "dialer",
     ) -> OptOut:
         """Record an opt-out durably: the DNC entry, the evidence log, and the version bump, in one
-        transaction. A second opt-out keeps the first entry's date (the earliest request counts)."""
+        transaction. A second opt-out keeps the first entry's date (the earliest request counts); the same call's
+        opt-out reported again (same call_id) writes nothing more and returns the stored one."""
         if scope not in OPTOUT_SCOPES:
             raise ValueError(f"opt-out scope must be one of {OPTOUT_SCOPES}")
         if scope == "campaign" and not campaign:
@@ -190,11 +218,32 @@ class FactStore:
         from dialer.audit_events import optout_event
 
         event = optout_event(self.audit, e164, optout, actor) if self.audit is not None else None
-        self._write(tenant, e164, [
-            ("hsetnx", (dnc, e164, entry)),
-            ("xadd", (optout_log_key(tenant), log)),
-        ], event)
-        return optout
+        if call_id is None:
+            self._write(tenant, e164, [
+                ("hsetnx", (dnc, e164, entry)),
+                ("xadd", (optout_log_key(tenant), log)),
+            ], event)
+            return optout
+        # The same call's opt-out reported twice (the dialplan's event and its AstDB copy, a retried agent
+        # request): one entry, one evidence record, one audit entry. WATCH: two reports at once write once.
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(dnc)
+                    existing = pipe.hget(dnc, e164)
+                    if existing is not None and json.loads(existing).get("call_id") == call_id:
+                        pipe.unwatch()
+                        return optout_from_json(existing)
+                    pipe.multi()
+                    pipe.hsetnx(dnc, e164, entry)
+                    pipe.xadd(optout_log_key(tenant), log)
+                    pipe.incr(person_key(tenant, e164, "ver"))
+                    if event is not None and self.audit is not None:
+                        self.audit.queue(pipe, tenant, [event])
+                    pipe.execute()
+                    return optout
+                except redis.WatchError:
+                    continue
 
     def record_attempt(self, tenant: str, e164: str, attempt: Attempt) -> str:
         call_id = attempt.call_id or uuid.uuid4().hex
@@ -202,19 +251,46 @@ class FactStore:
         self._write(tenant, e164, [("hset", (person_key(tenant, e164, "att"), call_id, attempt_json(stored)))])
         return call_id
 
-    def record_outcome(self, tenant: str, e164: str, call_id: str, outcome: str, at: datetime | None = None) -> None:
-        """Set the outcome of an attempt the gate reserved. Its instant stays the reservation's,
-        unless the attempt is unknown to us, in which case `at` (required then) is used."""
+    def record_outcome(self, tenant: str, e164: str, call_id: str, outcome: str, at: datetime | None = None,
+                       *, details: dict[str, Any] | None = None) -> str:
+        """Set the outcome of an attempt the gate reserved, by OUTCOME_PRECEDENCE: the stored outcome is replaced
+        only by a stronger one, so reports may arrive in any order. Returns the outcome stored afterwards.
+
+        Its instant stays the reservation's, unless the attempt is unknown to us, in which case `at` (required
+        then) is used. `details` (an agent's disposition: its word, note, who) are kept in the attempt record,
+        merged over earlier ones whatever the rank, so they go where the attempt goes (access, erasure,
+        retention). Read-compare-write under WATCH: two reports at once cannot both win."""
         key = person_key(tenant, e164, "att")
-        raw = self.redis.hget(key, call_id)
-        if raw is not None:
-            old = attempt_from_json(raw)
-            attempt = Attempt(at=old.at, campaign=old.campaign, outcome=outcome, call_id=call_id)
-        elif at is not None:
-            attempt = Attempt(at=utc(at), campaign="", outcome=outcome, call_id=call_id)
-        else:
-            raise KeyError(f"no attempt {call_id} for this number")
-        self._write(tenant, e164, [("hset", (key, call_id, attempt_json(attempt)))])
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hget(key, call_id)
+                    if raw is not None:
+                        record = json.loads(raw)
+                        kept = stronger_outcome(record["outcome"], outcome)
+                    elif at is not None:
+                        record = {"at": _iso(utc(at)), "campaign": ""}
+                        kept = outcome
+                    else:
+                        pipe.unwatch()
+                        raise KeyError(f"no attempt {call_id} for this number")
+                    merged = {**record, **(details or {}), "call_id": call_id, "outcome": kept}
+                    if raw is not None and merged == record:
+                        pipe.unwatch()
+                        return kept  # nothing new: the version does not move
+                    pipe.multi()
+                    pipe.hset(key, call_id, json.dumps(merged, separators=(",", ":"), sort_keys=True))
+                    pipe.incr(person_key(tenant, e164, "ver"))
+                    pipe.execute()
+                    return kept
+                except redis.WatchError:
+                    continue
+
+    def attempt_record(self, tenant: str, e164: str, call_id: str) -> dict[str, Any] | None:
+        """One attempt as stored (with any agent details), or None."""
+        raw = self.redis.hget(person_key(tenant, e164, "att"), call_id)
+        return None if raw is None else json.loads(raw)
 
     # --- reads --------------------------------------------------------------------------------
 

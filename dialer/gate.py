@@ -257,6 +257,14 @@ _attempt = lru_cache(maxsize=100_000)(attempt_from_json)  # about 630 bytes each
 _optout = lru_cache(maxsize=50_000)(optout_from_json)
 
 
+def _person_ref(audit: AuditLog, e164: str) -> str | None:
+    """The keyed reference, or None without a secret key (an outcome is never held back for want of a key)."""
+    try:
+        return audit.person_ref(e164)
+    except ValueError:
+        return None
+
+
 def _at(attempt: Attempt) -> datetime:
     return attempt.at
 
@@ -372,17 +380,29 @@ class Gate:
         return int(self._release(keys=keys, args=[call_id, *event.argv()], client=self.redis)) == 1
 
     def record_outcome(self, tenant: str, call_id: str, outcome: str, at: datetime, *, e164: str | None = None,
-                       actor: str | None = None) -> None:
+                       actor: str | None = None, details: dict[str, Any] | None = None) -> str:
         """Record what became of a reserved call (a dispositions value: answered, busy, no_answer, refused,
         abandoned, machine, opted_out ...). It counts in later decisions (caps, cool-offs). An opt-out must
-        also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it."""
+        also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it.
+
+        Reports may come in any order (the AMI outcome at hangup, an agent's disposition before or after it):
+        the stronger one is kept (dialer.facts.OUTCOME_PRECEDENCE). Returns the outcome stored; the audit entry
+        says which outcome was kept and, when different, which one was reported."""
         number = e164 or self._number_of(tenant, call_id)
         if number is None:
             raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")
-        self.facts.record_outcome(tenant, number, call_id, outcome, at)
-        self.audit.append(tenant, "call_outcome", actor or self.actor, {
-            "call_id": call_id, "outcome": outcome, "person": self.audit.person_ref(number),
-            "phone": self.audit.mask(number)}, utc(at))
+        kept = self.facts.record_outcome(tenant, number, call_id, outcome, at, details=details)
+        payload: dict[str, Any] = {"call_id": call_id, "outcome": kept, "person": _person_ref(self.audit, number),
+                                   "phone": self.audit.mask(number)}
+        if kept != outcome:
+            payload["reported"] = outcome
+        self.audit.append(tenant, "call_outcome", actor or self.actor, payload, utc(at))
+        return kept
+
+    def number_of(self, tenant: str, call_id: str) -> str | None:
+        """The number a call id was reserved for (the call index, 7 days), or None: unknown, released, expired,
+        or another tenant's."""
+        return self._number_of(tenant, call_id)
 
     # --- deciding -------------------------------------------------------------------------------
 

@@ -19,7 +19,20 @@ from dialer.campaigns import CampaignStore
 from dialer.config import Config
 from dialer.facts import FactStore
 from gateway import metrics, openapi
-from gateway.api import admin, audit, campaigns, exports, facts, gatecheck, lists, live, me, registries, subjects
+from gateway.api import (
+    admin,
+    audit,
+    calls,
+    campaigns,
+    exports,
+    facts,
+    gatecheck,
+    lists,
+    live,
+    me,
+    registries,
+    subjects,
+)
 from gateway.errors import Handler, error_middleware
 from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
 
@@ -28,7 +41,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects)
+                 subjects, calls)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

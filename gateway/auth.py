@@ -43,6 +43,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "optouts.write": ("admin", "supervisor", "uploader"),
     "consents.read": ("admin", "supervisor", "auditor"),
     "consents.write": ("admin", "supervisor", "uploader"),
+    "calls.disposition": ("admin", "supervisor"),  # agents' desktops and AI platforms report call outcomes
     # Used by the routes the integration step adds (lists, gate, registries, audit, exports, subjects).
     "lists.read": ("admin", "supervisor", "uploader", "auditor"),
     "lists.write": ("admin", "uploader"),

@@ -147,6 +147,25 @@ def test_gate_campaign_carries_the_compliance_attributes(store):
     assert (gate.tenant, gate.purpose, gate.voice, gate.recording) == ("acme", "debt_collection", "artificial", True)
 
 
+def test_an_ai_agent_campaign_is_an_artificial_voice_for_the_gate(store):
+    """An AI voice agent is an artificial voice (FCC 24-17): a campaign left at the default `voice` must not
+    escape the artificial-voice consent rules."""
+    from rules import evaluate
+    from rules.model import Contact, Facts, Lists
+
+    ai = store.create("acme", {**READY, "agent_kind": "ai", "ai_endpoint": "PJSIP/ai@bot"}, by="a", at=AT)
+    human = store.create("acme", dict(READY), by="a", at=AT)
+    assert store.get("acme", ai.id).gate_campaign().voice == "artificial"
+    assert store.get("acme", human.id).gate_campaign().voice == "human"
+    at = datetime(2026, 1, 12, 15, 0, tzinfo=UTC)
+    facts = Facts(lists=Lists(national={"*": False}), registry_copies={"national": at - timedelta(days=2)})
+    ny = Contact("+12125550123")
+    decision = evaluate(ny, store.get("acme", ai.id).gate_campaign(), facts, at)
+    assert not decision.allowed and "WRITTEN_CONSENT_REQUIRED" in decision.codes()
+    assert "WRITTEN_CONSENT_REQUIRED" not in evaluate(ny, store.get("acme", human.id).gate_campaign(), facts,
+                                                      at).codes()
+
+
 def test_a_power_campaign_without_a_ratio_dials_more_than_progressive(store):
     """The schema's default ratio used to be 1: a campaign switched to power mode without a ratio was progressive."""
     from dialer.runtime.policy import pacing_policy

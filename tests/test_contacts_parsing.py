@@ -182,7 +182,8 @@ def test_explicit_mapping_by_name_and_position() -> None:
 
 
 @pytest.mark.parametrize("doc", [[], {"columns": {"a": "nonsense"}}, {"colums": {}}, {"keep": "a"},
-                                 {"header": "yes"}])
+                                 {"header": "yes"},
+                                 {"columns": {"Segment": "keep:"}}])  # was stored as a field named "x."
 def test_bad_mapping_files_are_refused(doc: object) -> None:
     with pytest.raises(FileError) as exc:
         parse_mapping(doc)
@@ -310,3 +311,63 @@ def test_record_rules_cell_length_extra_cells_and_consent() -> None:
     newsletter = process_record(["0612345678", "a", "2024-05-31", "", "newsletter"], 10, 12, plan, "FR")
     assert newsletter.consent is not None
     assert [(e.reason, e.severity) for e in newsletter.errors] == [("consent_unknown_purpose", "warning")]
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (b"\xef\xbb\xbfphone,name\n0612345201,Zo\xc3\xa9\n0612345202,H\xe9l\xe8ne\n", 3),  # BOM, then a CP1252 line
+    ("phone,name\n0612345204,a\n".encode("utf-16") + b"A", 3),  # UTF-16 with an odd trailing byte
+    ("phone,name\n0612345205,".encode("utf-16") + b"\x00\xd8" + "x\n".encode("utf-16-le"), 2),  # lone surrogate
+    ("phone,name\n0612345206,a\n".encode("utf-16-le") + b"A\xdc", 3),  # no BOM, NUL pattern, lone surrogate
+    ("téléphone;nom\n".encode() + b"".join(f"06{i:08d};Zoé\n".encode() for i in range(60000))
+     + "0699999999;Hélène\n".encode("cp1252"), 60002),  # UTF-8 accents, then a CP1252 line past the sample
+], ids=["utf8-bom", "utf16-odd", "utf16-surrogate", "utf16-nobom", "mixed"])
+def test_encoding_broken_midway_is_refused_naming_the_line(tmp_path: Path, content: bytes, line: int) -> None:
+    # These raised UnicodeDecodeError while parsing (internal_error and a traceback from the CLI), or, for
+    # the mixed file, were read as CP1252: every accented name garbled and the header not recognized.
+    path = tmp_path / "enc.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileError) as exc:
+        sniff(path)
+    assert exc.value.code == "bad_encoding" and f"line {line} " in exc.value.message
+
+
+def test_cp1252_with_accents_only_after_the_sample_is_still_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"phone;nom\n" + b"".join(f"06{i:08d};Zoe\n".encode() for i in range(60000))
+                     + "0699999999;Hélène\n".encode("cp1252"))
+    assert sniff(path).encoding == "cp1252"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_huge_line_is_refused_without_being_held_in_memory(tmp_path: Path, encoding: str) -> None:
+    # A 60 MB line made the import hold all of it (176 MB RSS): memory grew with the input.
+    import tracemalloc
+
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:
+        fh.write(("phone,note\n0612345678,ok\n0612345679," + "a" * 12_000_000 + "\n0612345670,end\n")
+                 .encode(encoding))
+    fmt = sniff(path)
+    tracemalloc.start()
+    try:
+        chunks = plan_chunks(str(path), fmt, True, 4 << 20)
+        records = [r for c in chunks for r in iter_records(str(path), fmt, c.start, c.end, c.first_row,
+                                                           c.first_line, c.skip)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(r.row, r.line, r.cells) for r in records if r.cells is not None] == \
+        [(2, 2, ["0612345678", "ok"]), (4, 4, ["0612345670", "end"])]
+    [bad] = [r for r in records if r.cells is None]
+    assert (bad.row, bad.line) == (3, 3) and "longer than 1 MiB" in bad.error
+    assert peak < 12 << 20, peak  # a few MiB of buffers, not the 12-48 MB line
+
+
+def test_invalid_number_messages_name_the_country_they_were_read_in() -> None:
+    # "wrong number of digits for this country" left a French list's uploader guessing which country.
+    us_in_fr = normalize("(212) 555-0100", "FR")
+    assert isinstance(us_in_fr, PhoneError) and us_in_fr.reason == "invalid_length"
+    assert "FR (+33)" in us_in_fr.message and "national number of the list's region FR" in us_in_fr.message
+    international = normalize("00612345604", "FR")
+    assert isinstance(international, PhoneError) and international.reason == "invalid_number"
+    assert "AU (+61)" in international.message and "list's region" not in international.message

@@ -55,6 +55,9 @@ def test_contract_checks_pass_on_our_dialplan() -> None:
         ("UserEvent(DialerMachine", "UserEvent(DialerRobot", "'DialerRobot' is not in the event contract"),
         ("AMD()", "AMDD()", "unknown application 'AMDD'"),
         ("same => n(done),Hangup()", "same => n(done),Hangup())", "unbalanced"),
+        ("Set(DB(dialer_optout/", "Set(DB(dialer_optouts/", "AstDB family 'dialer_optouts' is not in the event"),
+        ("Set(DB(dialer_optout/", "Set(NOT_DB(dialer_optout/", "DialerOptOut is not preceded by its AstDB write"),
+        ("${EPOCH},${DIALER_CAMPAIGN_ID},${DIALER_TENANT_ID}", "${EPOCH}", "must be written as dialer_optout/"),
     ],
 )
 def test_contract_checks_catch_mistakes(old: str, new: str, expected: str) -> None:

@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from dialer.config import load_config
+from dialer.facts import person_key
+from dialer.gate import attempt_record, call_index_key
 from gateway.app import api_routes, make_app
 from gateway.auth import AuthStore
 from tests.gateway_support import imported_list
@@ -84,6 +87,10 @@ def live_gateway(redis_url, tmp_path):
         await store.create_tenant("acme")
         await store.create_user("acme", "boss", "admin")
         token, _ = await store.create_token("acme", "boss")
+        # A call the gate reserved for acme (attempt and call index as the gate writes them): a real call id.
+        await client.hset(person_key("acme", "+33145678901", "att"), "fuzz-call",
+                          attempt_record(datetime.now(UTC), "c1", "fuzz-call"))
+        await client.set(call_index_key("acme", "fuzz-call"), "+33145678901")
         await client.aclose()
         return token
 
@@ -152,7 +159,7 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
                         files={"file": ("b.txt", b"0145678901\n")}).json()["id"]
     real = {"id": made["id"], "name": "target", "token_id": token_id, "import_id": import_id,
             "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
-            "job_id": job}
+            "job_id": job, "call_id": "fuzz-call"}
     lenient = [c for c in checks if c is not negative_data_rejection]
 
     @given(case=strategy)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
-from dialer.facts import FactStore
+from dialer.facts import FactStore, person_key
+from dialer.gate import attempt_record, call_index_key
 from gateway.app import api_routes
 from gateway.auth import PERMISSIONS, ROLES, AuthStore
 from tests.gateway_support import (
@@ -31,6 +33,7 @@ SAMPLE_BODIES = {
     ("PATCH", "/v1/campaigns/{id}"): {"pacing_ratio": 1.2},
     ("POST", "/v1/optouts"): {"phone": "+33145678901", "source": "crm"},
     ("POST", "/v1/consents"): {"phone": "+33145678901", "source": "web form"},
+    ("POST", "/v1/calls/{call_id}/disposition"): {"outcome": "answered"},
     ("POST", "/v1/gate/check"): {"campaign": "c1", "phone": "+33145678901"},
     ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
     ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
@@ -58,6 +61,12 @@ async def acme_resource(gw, kind: str) -> str | dict[str, str]:
     if kind == "token":
         _, record = await AuthStore(gw.redis).create_token("acme", "uploader-user")
         return record["id"]
+    if kind == "call":  # a call the gate reserved for acme (its attempt and call index, as the gate writes them)
+        call_id = "call-only-in-acme"
+        await gw.redis.hset(person_key("acme", "+33145678901", "att"), call_id,
+                            attempt_record(datetime.now(UTC), "c1", call_id))
+        await gw.redis.set(call_index_key("acme", call_id), "+33145678901")
+        return call_id
     if kind == "import":
         return await asyncio.to_thread(imported_list, gw.redis_url, "acme", "only-in-acme", run=False)
     if kind == "list":
@@ -297,3 +306,27 @@ async def test_listings_never_show_another_tenants_items(gw):
     assert {t["user"] for t in tokens["items"]} <= {f"{r}-user" for r in ROLES}
     metrics = await (await gw.client.get("/metrics", headers=gw.auth())).text()
     assert theirs not in metrics and "globex" not in metrics
+
+
+async def test_agent_disposition_over_http(gw, redis_url):
+    call_id = await acme_resource(gw, "call")
+    sup = gw.auth("acme", "supervisor")
+    url = f"/v1/calls/{call_id}/disposition"
+    resp = await gw.client.post(url, json={"outcome": "opted_out", "keyword": "stop"}, headers=sup)
+    assert resp.status == 200, await resp.text()
+    data = await resp.json()
+    assert (data["outcome"], data["recorded"], data["phone"]) == ("opted_out", "opted_out", "+33*******01")
+    assert data["optout"]["scope"] == "company" and data["campaign"] == "c1"
+    sync = redis.Redis.from_url(redis_url)
+    optout = FactStore(sync).optout("acme", "+33145678901")
+    assert (optout.source, optout.call_id, optout.keyword) == ("agent", call_id, "stop")
+    assert FactStore(sync).optout("globex", "+33145678901") is None
+    # The hangup's `answered` comes later and does not undo it; a later agent report cannot lower it either.
+    resp = await gw.client.post(url, json={"outcome": "callback", "note": "call back at 5"}, headers=sup)
+    assert (await resp.json())["recorded"] == "opted_out"
+    bad = await gw.client.post(url, json={"outcome": "maybe"}, headers=sup)
+    assert bad.status == 422 and (await bad.json())["error"]["field"] == "outcome"
+    other = await gw.client.post(url, json={"outcome": "refused"}, headers=gw.auth("globex", "supervisor"))
+    assert other.status == 404
+    assert (await gw.client.post(url, json={"outcome": "refused"}, headers=gw.auth("acme", "uploader"))).status == 403
+    sync.close()

@@ -505,6 +505,10 @@ async def test_least_privilege_manager_sample_is_enough_for_the_dialer() -> None
             assert (await ami.response(action_id)).name == "Success", action
         await ami.send("Hangup", "lp-h", [("Channel", "Local/none@x-1;1")])
         assert (await ami.response("lp-h"))["Message"] == "No such channel"  # allowed, nothing to hang up
+        await ami.send("DBGetTree", "lp-dbt", [("Family", "dialer_optout")])  # AstDB opt-outs: read ...
+        assert (await ami.response("lp-dbt")).name == "Success"
+        await ami.send("DBDel", "lp-dbd", [("Family", "dialer_optout"), ("Key", "none")])  # ... and delete
+        assert (await ami.response("lp-dbd"))["Message"] == "Database entry not found"  # allowed, nothing there
         await ami.send("Command", "lp-cmd", [("Command", "core restart now")])
         denied = await ami.response("lp-cmd")
         assert (denied.name, denied["Message"]) == ("Error", "Permission denied")

@@ -49,6 +49,11 @@ class NotConnected(AMIError):
     """The client has no live session: nothing was sent."""
 
 
+class SendBlocked(NotConnected):
+    """The action could not even be written within its deadline: another write is stuck behind a peer that
+    stopped reading (a half-open connection with a full send buffer). Nothing was written."""
+
+
 class ConnectionLost(AMIError):
     """The connection dropped after the action was written: it may or may not have run."""
 
@@ -461,8 +466,9 @@ class AMIClient:
             await asyncio.sleep(self.ping_interval)
             try:
                 await self._request("Ping", (), timeout=self.ping_timeout)
-            except ActionTimeout:
-                # No reply in time: the peer is gone without a FIN/RST (half-open). Drop it.
+            except (ActionTimeout, SendBlocked):
+                # No reply in time, or the Ping could not even be sent (writes stuck behind a peer that stopped
+                # reading): the peer is gone without a FIN/RST (half-open). Drop it.
                 self._spawn(self._lost(writer, f"no Ping reply within {self.ping_timeout:g} s"))
                 return
             except (ConnectionLost, NotConnected):
@@ -472,18 +478,31 @@ class AMIClient:
     def next_action_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
-    async def _write(self, data: bytes, *, login: bool = False) -> None:
+    async def _write(self, data: bytes, *, login: bool = False, timeout: float | None = None) -> None:
+        """Write one action. The deadline covers the wait for the send lock and the flush: a peer that stopped
+        reading (half-open, send buffer full) must not hold a caller, or the keepalive Ping, forever."""
         writer = self._writer
         if writer is None or writer.is_closing() or not (self._logged_in or login):
             raise NotConnected(f"AMI {self.name}: not connected")
-        async with self._send_lock:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            await asyncio.wait_for(self._send_lock.acquire(), timeout)
+        except TimeoutError:
+            raise SendBlocked(f"AMI {self.name}: could not send within {timeout:g} s (writes blocked)") from None
+        try:
             if writer is not self._writer or writer.is_closing():
                 raise NotConnected(f"AMI {self.name}: not connected")
             writer.write(data)
             try:
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), None if deadline is None else max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                # Written into the transport's buffer, not flushed: it may still reach Asterisk.
+                raise ActionTimeout(f"AMI {self.name}: write not flushed within {timeout:g} s") from None
             except (OSError, RuntimeError) as exc:
                 raise ConnectionLost(f"AMI {self.name}: write failed: {exc}") from None
+        finally:
+            self._send_lock.release()
 
     async def _request(
         self,
@@ -499,17 +518,20 @@ class AMIClient:
         if action_id in self._pending:
             raise ValueError(f"ActionID {action_id} is already waiting for a response")
         data = encode_action(action, action_id, fields)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
         self._pending[action_id] = _Pending(action, future, collect)
+        limit = timeout if timeout is not None else self.action_timeout
+        deadline = None if limit is None else loop.time() + limit
         try:
-            await self._write(data, login=login)
+            await self._write(data, login=login, timeout=limit)
         except BaseException:
             pending = self._pending.get(action_id)
             if pending is not None and pending.future is future:
                 del self._pending[action_id]
             raise
         try:
-            return await asyncio.wait_for(future, timeout if timeout is not None else self.action_timeout)
+            return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - loop.time()))
         except TimeoutError:
             pending = self._pending.get(action_id)
             if pending is not None and pending.future is future:

@@ -79,6 +79,6 @@ class OptOutRecorder:
         except asyncio.CancelledError:
             log.critical("opt-out of call %s NOT stored: process stopping; replay it", optout.call_id)
             raise
-        del self.pending[optout.call_id]
+        self.pending.pop(optout.call_id, None)  # the same call may come from the event and from AstDB
         self.recorded += 1
         log.info("opt-out of call %s recorded (campaign %s)", optout.call_id, optout.campaign_id)

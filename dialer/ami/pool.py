@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from dialer.ami.astdb import DEFAULT_INTERVAL, AstDBSync, Resolver
 from dialer.ami.calls import CallTracker, OptOut, Outcome, Record
 from dialer.ami.client import AMIClient, AMIError
 from dialer.ami.originate import OriginateRequest, OriginateResult, originate
@@ -39,8 +40,13 @@ class AMIPool:
         sweep_interval: float = 1.0,
         reconcile_min_age: float = DEFAULT_MIN_AGE,
         tracker_options: Mapping[str, float] | None = None,
+        resolve_number: Resolver | None = None,
+        astdb_interval: float = DEFAULT_INTERVAL,
         **client_options: object,
     ) -> None:
+        """resolve_number(tenant, call_id) -> E.164 or None: the number of a call this process did not place (the
+        runtime passes the gate's call index), for opt-outs read back from AstDB (dialer/ami/astdb.py).
+        astdb_interval: seconds between AstDB reads besides the one after each login (0: no AstDB reads)."""
         self.clock = clock
         self.on_outcome = on_outcome
         self.on_optout = on_optout
@@ -50,6 +56,8 @@ class AMIPool:
         self.trackers: dict[str, CallTracker] = {}
         self._tasks: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
+        self.astdb: dict[str, AstDBSync] = {}
+        self._astdb_tasks: list[asyncio.Task] = []
         for server in servers:
             if server.name in self.clients:
                 raise ValueError(f"two Asterisk servers are named {server.name!r}")
@@ -59,6 +67,9 @@ class AMIPool:
             self.trackers[server.name] = tracker
             client.on_event(self._feeder(server.name, tracker))
             client.on_reconnect(self._reconciler(server.name, tracker))
+            if on_optout is not None and astdb_interval > 0:
+                self.astdb[server.name] = AstDBSync(server.name, client, tracker, on_optout, resolve_number,
+                                                    astdb_interval)
 
     def _feeder(self, name: str, tracker: CallTracker) -> Callable[[Message], None]:
         def feed(message: Message) -> None:
@@ -108,6 +119,9 @@ class AMIPool:
         await asyncio.gather(*(one(c) for c in self.clients.values()))
         if self._sweeper is None and self.sweep_interval > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="ami-sweep")
+        if not self._astdb_tasks:
+            self._astdb_tasks = [asyncio.create_task(sync.run(self.clock), name=f"ami-astdb-{name}")
+                                 for name, sync in self.astdb.items()]
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -131,6 +145,13 @@ class AMIPool:
         return result
 
     async def close(self) -> None:
+        for sync in self.astdb.values():
+            sync.stopping = True
+        for task in self._astdb_tasks:
+            task.cancel()
+        if self._astdb_tasks:
+            await asyncio.wait(self._astdb_tasks, timeout=5.0)
+        self._astdb_tasks = []
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from dialer.contacts.jobs import create_import, enqueue_import, reconcile_import
 from dialer.contacts.report import summary_text, write_error_report
 from dialer.contacts.sniff import FileError
 from dialer.contacts.store import import_status
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -80,6 +83,20 @@ def register(sub: Any) -> None:
     exp.set_defaults(func=run_export)
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """Tenant, list and campaign become parts of Redis keys: refuse ':' or '*' before any key is built."""
+    from dialer.contacts.jobs import check_list_id
+
+    try:
+        check_list_id(args.tenant, "tenant")
+        if getattr(args, "list_id", None) is not None:
+            check_list_id(args.list_id)
+        if getattr(args, "campaign", None) is not None:
+            check_list_id(args.campaign, "campaign")
+    except FileError as exc:
+        raise CommandError(f"{exc.message} [{exc.code}]") from None
+
+
 def _client(config: Config) -> redis.Redis:
     client = redis.Redis.from_url(config.redis_url)
     try:
@@ -126,13 +143,25 @@ def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
                 bar.refresh()
             if status.get("status") in ("committed", "failed"):
                 return status
+            if polls == 15 and status.get("status") == "queued" and not _import_workers(client):
+                print("waiting for a worker: none listens on the queue 'imports' (start `dialer worker`, or run "
+                      "the import with --inline; Ctrl-C stops waiting, the import stays queued)", file=sys.stderr)
             time.sleep(0.2)
     finally:
         if bar is not None:
             bar.close()
 
 
+def _import_workers(client: redis.Redis) -> int:
+    from rq import Worker
+
+    from dialer.jobs import IMPORTS, get_queue
+
+    return Worker.count(connection=client, queue=get_queue(client, IMPORTS))
+
+
 def run_import(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
@@ -165,6 +194,11 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
 
         try:
             status = run_import_inline(client, args.tenant, ticket.import_id, progress=progress)
+        except Exception as exc:  # a bug: the import is already failed (internal_error); one line, not a traceback
+            logger.debug("import %s: internal error", ticket.import_id, exc_info=True)
+            status = import_status(client, args.tenant, ticket.import_id) or {}
+            if status.get("status") != "failed":
+                raise CommandError(f"import {ticket.import_id}: internal error ({type(exc).__name__})") from None
         finally:
             if bar is not None:
                 bar.close()
@@ -179,6 +213,7 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_status(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     status = import_status(_client(config), args.tenant, args.import_id)
     if status is None:
         raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
@@ -187,6 +222,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_errors(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     if import_status(client, args.tenant, args.import_id) is None:
         raise CommandError(f"no import {args.import_id} for tenant {args.tenant}")
@@ -198,6 +234,7 @@ def run_errors(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_scrub(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     from dialer.contacts.scrub import gate_decider, scrub_list
     from rules.model import Campaign
 
@@ -234,6 +271,7 @@ def _gate(client: redis.Redis, config: Config) -> Any:
 
 
 def run_export(args: argparse.Namespace, config: Config) -> int:
+    _check_names(args)
     client = _client(config)
     with _output(args.output) as out:
         count = export(client, args.tenant, args.kind, out, list_id=args.list_id, campaign=args.campaign)

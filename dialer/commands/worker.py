@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from dialer.cli import CommandError
 from dialer.config import Config
@@ -56,7 +57,13 @@ class DialerWorker(Worker):
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        except StopRequested:
+            # A stop held while blocked is delivered right here, outside RQ's loop, whose handler then
+            # raises StopRequested (idle worker): that escaped work() and the process died with a
+            # traceback, still registered. Record it instead; the loop checks it first and leaves cleanly.
+            self._stop_requested = True
 
 
 def work(url: str, queues: list[str], burst: bool, name: str) -> bool:

@@ -98,6 +98,9 @@ def parse_mapping(doc: object, where: str = "mapping") -> Mapping:
     for name, target in columns.items():
         if target not in FIELDS and target != "ignore" and not target.startswith("keep:"):
             raise FileError("bad_mapping", f"{where}: column {name!r} -> {target!r}: unknown field")
+        if target.startswith("keep:") and not target[5:].strip():
+            raise FileError("bad_mapping", f"{where}: column {name!r} -> {target!r}: name the kept column "
+                            "(\"keep:segment\"), or list it in \"keep\"")
     keep = doc.get("keep", [])
     if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
         raise FileError("bad_mapping", f"{where}: \"keep\" must be a list of column names")

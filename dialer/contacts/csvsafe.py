@@ -10,6 +10,7 @@ that apostrophe, so an export can be imported again.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -25,7 +26,16 @@ class SafeWriter:
     """csv.writer whose every cell is protected (quoted when needed, CRLF-free)."""
 
     def __init__(self, out: TextIO) -> None:
+        self._out = out
         self._writer = csv.writer(out, lineterminator="\n")
 
     def row(self, cells: Iterable[Any]) -> None:
-        self._writer.writerow([protect(cell) for cell in cells])
+        values = [protect(cell) for cell in cells]
+        if any("\r" in value for value in values):
+            # csv quotes a cell for the characters of its line terminator ("\n" here) but not for a bare CR,
+            # which spreadsheets and csv readers take as the end of the row: quote such cells too.
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\r\n").writerow(values)
+            self._out.write(buffer.getvalue()[:-2] + "\n")
+        else:
+            self._writer.writerow(values)

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -88,11 +89,30 @@ def check_list_id(list_id: str, what: str = "list") -> str:
 def file_fingerprint(path: str | Path, options: dict[str, Any]) -> str:
     """sha256 of the file's bytes and the options that change the result (region, mapping, campaign)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:  # permissions, a device, a file removed meanwhile: a user error, not a traceback
+        raise FileError("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from None
     digest.update(b"\0" + json.dumps(options, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _stat(path: str | Path) -> str:
+    """Size and modification time: the file the workers read must be the one hashed at registration."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise FileError("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+def _check_unchanged(params: dict[str, str]) -> None:
+    if params.get("file_stat") and _stat(params["path"]) != params["file_stat"]:
+        # Its content hash (duplicate-upload detection) would no longer describe what is imported.
+        raise FileError("file_changed", "the file changed after the import was registered: nothing was imported; "
+                        "import it again once it is complete")
 
 
 def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: str, *, region: str = "FR",
@@ -109,9 +129,11 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
         check_list_id(campaign, "campaign")
     path = Path(path).resolve()
     if not path.is_file():
-        raise FileError("unreadable_file", f"no such file: {path}")
+        what = "a directory, not a file" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise FileError("unreadable_file", f"{what}: {path}")
     mapping_json = (mapping or Mapping()).to_json()
     options = {"list": list_id, "region": region, "mapping": mapping_json, "campaign": campaign or ""}
+    stat = _stat(path)
     fingerprint = file_fingerprint(path, options)
     import_id = uuid.uuid4().hex[:16]
     keys = Keys(tenant, import_id)
@@ -121,7 +143,7 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
     now = _now()
     client.hset(keys.status, mapping={
         "id": import_id, "tenant": tenant, "list": list_id, "campaign": campaign or "", "region": region,
-        "path": str(path), "file_name": file_name or path.name, "fingerprint": fingerprint,
+        "path": str(path), "file_name": file_name or path.name, "fingerprint": fingerprint, "file_stat": stat,
         "mapping": mapping_json, "status": "queued", "rows_done": 0, "rows_total": 0,
         "created_at": now.isoformat(),
     })
@@ -300,6 +322,7 @@ class Importer:
 
     def _plan(self, params: dict[str, str]) -> list[Chunk]:
         path = params["path"]
+        _check_unchanged(params)
         fmt = sniff(path)
         mapping = parse_mapping(json.loads(params["mapping"]))
         sample = sample_records(path, fmt)
@@ -343,6 +366,7 @@ class Importer:
             chunks = self._plan(params)
             self._work(coordinator=True)
             self._wait_for_chunks(len(chunks))
+            _check_unchanged(params)  # last moment to refuse: after the commit point the import completes
             self.commit()
         except FileError as exc:
             self.fail(exc.code, exc.message)
@@ -419,6 +443,7 @@ class Importer:
         pending_rows = 0
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
         suppressed, secret = _suppressed(self.client, self.tenant)
+        registered_at = datetime.fromisoformat(params["created_at"]) if params.get("created_at") else None
 
         def flush() -> None:
             nonlocal pending_rows
@@ -463,7 +488,7 @@ class Importer:
                 counts["blank_rows"] += 1
             else:
                 counts["rows_read"] += 1
-                result = process_record(record.cells, record.row, record.line, plan, region)
+                result = process_record(record.cells, record.row, record.line, plan, region, registered_at)
                 if suppressed and result.phones:
                     _drop_suppressed(result, record.row, record.line, suppressed, secret)
                 if result.rejected and record.lines > 1 and result.errors:

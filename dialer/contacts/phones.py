@@ -183,9 +183,16 @@ def _slow(text: str, region: str) -> Phone | PhoneError:
         return PhoneError("phone_unparseable", str(exc.args[0] if exc.args else exc))
     kind = phonenumbers.number_type(number)
     if kind == PhoneNumberType.UNKNOWN:  # same test as is_valid_number, done once
+        # Name the country the number was read in: a US number in a French list is otherwise a mystery.
+        where = phonenumbers.region_code_for_country_code(number.country_code)
+        where = f"{where} (+{number.country_code})" if where != "001" else f"+{number.country_code}"
+        source = phonenumbers.parse(text, region, keep_raw_input=True).country_code_source  # error path only
+        national = source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY
+        hint = f"; read as a national number of the list's region {region}: write other countries' numbers " \
+            "with + and their code" if national else ""
         if not phonenumbers.is_possible_number(number):
-            return PhoneError("invalid_length", "wrong number of digits for this country")
-        return PhoneError("invalid_number", "not a number in use in this country's numbering plan")
+            return PhoneError("invalid_length", f"wrong number of digits for {where}{hint}")
+        return PhoneError("invalid_number", f"not a number in use in the numbering plan of {where}{hint}")
     return _phone(number, kind, extension)
 
 

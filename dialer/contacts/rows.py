@@ -62,7 +62,9 @@ def parse_consent_time(raw: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def process_record(record: list[str], row: int, line: int, plan: ColumnPlan, region: str) -> RowResult:
+def process_record(record: list[str], row: int, line: int, plan: ColumnPlan, region: str,
+                   at: datetime | None = None) -> RowResult:
+    """`at`: the instant the import was registered (consent dates after it are reported)."""
     result = RowResult()
     extra = len(record) - plan.width
     if extra > 0 and any(cell.strip() for cell in record[plan.width :]):
@@ -113,7 +115,7 @@ def process_record(record: list[str], row: int, line: int, plan: ColumnPlan, reg
     for error in phone_errors:  # the row is kept with its valid numbers; the bad cell is reported
         result.errors.append(error)
     if consent_raw:
-        result.consent = _consent(consent_raw, row, line, plan, result.errors)
+        result.consent = _consent(consent_raw, row, line, plan, result.errors, at)
     return result
 
 
@@ -121,7 +123,8 @@ def _column_name(plan: ColumnPlan, field_name: str) -> str:
     return next((c.name for c in plan.columns if c.field == field_name), field_name)
 
 
-def _consent(raw: dict[str, str], row: int, line: int, plan: ColumnPlan, errors: list[RowError]) -> dict | None:
+def _consent(raw: dict[str, str], row: int, line: int, plan: ColumnPlan, errors: list[RowError],
+             at: datetime | None = None) -> dict | None:
     given = raw.get("consent_given_at")
     if not given:
         errors.append(RowError(row, line, _column_name(plan, "consent_given_at"), "", "consent_missing_date",
@@ -138,6 +141,12 @@ def _consent(raw: dict[str, str], row: int, line: int, plan: ColumnPlan, errors:
         errors.append(RowError(row, line, _column_name(plan, "consent_written"), raw["consent_written"],
                                "consent_bad_written", "consent_written must be yes/no: no consent recorded"))
         return None
+    if at is not None and given_at > at:
+        # Kept as given (evidence is never dropped), but the gate counts a consent only from its date on:
+        # a typo (2042 for 2024) would otherwise leave the client believing the person can be called.
+        errors.append(RowError(row, line, _column_name(plan, "consent_given_at"), given, "consent_future_date",
+                               "consent date is after the import: recorded as given, but the gate ignores it "
+                               "until that date", "warning"))
     purpose = raw.get("consent_purpose", "")
     if purpose and purpose not in PURPOSES:
         errors.append(RowError(row, line, _column_name(plan, "consent_purpose"), purpose, "consent_unknown_purpose",

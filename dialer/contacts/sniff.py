@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,32 +43,64 @@ class FileFormat:
 
 
 def _detect_encoding(path: Path, head: bytes) -> tuple[str, int]:
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8", 3
-    if head.startswith(codecs.BOM_UTF16_LE):
-        return "utf-16-le", 2
-    if head.startswith(codecs.BOM_UTF16_BE):
-        return "utf-16-be", 2
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                          (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            _check_decodes(path, encoding, len(bom), f"starts with a {encoding.upper()[:6]} byte-order mark")
+            return encoding, len(bom)
     if b"\x00" in head:
         even, odd = head[0::2], head[1::2]
-        if odd.count(0) >= 0.9 * len(odd) and even.count(0) == 0:
-            return "utf-16-le", 0
-        if even.count(0) >= 0.9 * len(even) and odd.count(0) == 0:
-            return "utf-16-be", 0
+        for encoding, nuls, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+            if nuls.count(0) >= 0.9 * len(nuls) and other.count(0) == 0:
+                _check_decodes(path, encoding, 0, "looks like UTF-16")
+                return encoding, 0
         raise FileError("binary_file", "this is not a text file (it contains NUL bytes): upload a CSV or TSV")
     for encoding in ("utf-8", "cp1252"):
         decoder = codecs.getincrementaldecoder(encoding)()
+        lines, multibyte = 1, False
         try:
             with path.open("rb") as fh:
                 while block := fh.read(BLOCK):
                     if b"\x00" in block:
                         raise FileError("binary_file", "this is not a text file (it contains NUL bytes)")
-                    decoder.decode(block)
+                    pending = len(decoder.getstate()[0])
+                    try:
+                        decoder.decode(block)
+                    except UnicodeDecodeError as exc:
+                        bad = max(0, exc.start - pending)
+                        if encoding == "utf-8" and (multibyte or max(block[:bad], default=0) >= 0x80):
+                            # Valid UTF-8 accents before, then bytes that are not: two encodings in one file
+                            # (lists pasted together). Either reading garbles every accented name: refuse.
+                            line = lines + block[:bad].count(b"\n")
+                            raise FileError("bad_encoding", f"line {line} is not UTF-8 while the lines before "
+                                            "are: the file mixes encodings; save it again as UTF-8") from None
+                        raise
+                    lines += block.count(b"\n")
+                    multibyte = multibyte or max(block, default=0) >= 0x80
             decoder.decode(b"", final=True)
             return encoding, 0
         except UnicodeDecodeError:
             continue
     return "latin-1", 0
+
+
+def _check_decodes(path: Path, encoding: str, skip: int, why: str) -> None:
+    """The whole file decodes in `encoding` (streamed), else FileError naming the line of the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    with path.open("rb") as fh:
+        fh.seek(skip)
+        block = b""
+        try:
+            while block := fh.read(BLOCK):
+                pending = len(decoder.getstate()[0])
+                lines += decoder.decode(block).count("\n")
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            good = block[: max(0, exc.start - pending)] if block else b""
+            line = lines + codecs.decode(good, encoding, errors="ignore").count("\n")
+            raise FileError("bad_encoding", f"the file {why} but line {line} is not valid {encoding.upper()[:6]} "
+                            f"({exc.reason}): save it again as UTF-8") from None
 
 
 def _looks_binary(text: str) -> bool:
@@ -124,7 +157,7 @@ def sample_records(path: str | Path, fmt: FileFormat, limit: int = 20) -> list[l
     with open(path, "rb") as raw:
         raw.seek(fmt.bom)
         text = io.TextIOWrapper(raw, encoding=fmt.encoding, errors="replace", newline="")
-        reader = csv.reader(text, delimiter=fmt.delimiter)
+        reader = csv.reader(_capped(text), delimiter=fmt.delimiter)
         out: list[list[str]] = []
         try:
             for record in reader:
@@ -135,3 +168,13 @@ def sample_records(path: str | Path, fmt: FileFormat, limit: int = 20) -> list[l
         except csv.Error:
             pass
         return out
+
+
+def _capped(text: io.TextIOWrapper, limit: int = 1 << 20) -> Iterator[str]:
+    """Lines of at most `limit` characters (the rest of a longer line is skipped, not held in memory)."""
+    while line := text.readline(limit):
+        if len(line) == limit and not line.endswith(("\n", "\r")):
+            while (rest := text.readline(limit)) and not rest.endswith(("\n", "\r")):
+                pass
+            line += "\n"
+        yield line

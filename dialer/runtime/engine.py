@@ -69,6 +69,7 @@ from dialer.runtime.policy import (
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from rules import geo
 from rules.model import Contact
+from rules.recording import recording_notice
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,9 @@ class Flight:
     server: str
     sent_wall: float
     connected: bool = False
+    # the contact's jurisdiction codes from the gate's decision ("US", "US-CA" ...): the recording notice
+    # depends on them; empty (unknown, e.g. a call taken over) fails closed to playing the notice
+    jurisdictions: tuple[str, ...] = ()
 
 
 @dataclass
@@ -222,8 +226,10 @@ class Engine:
         self.facts = FactStore(client)
         self.campaigns = CampaignStore(client)
         self.optouts = OptOutRecorder.for_fact_store(self.facts)
+        # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place
+        # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
-                            events="system,call,agent,user", **(pool_options or {}))
+                            resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
@@ -518,7 +524,8 @@ class Engine:
             raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
-                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
+                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(),
+                                jurisdictions=result.decision.jurisdictions)
                 self.flights[claim.call_id] = flight
                 self.originates[claim.server].record(flight.sent_wall)
                 r.estimators.on_originate(flight.sent_wall)
@@ -576,7 +583,8 @@ class Engine:
             caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
             agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
             ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
-            recording_notice=bool(c.get("recording")), info_message=str(c.get("info_message") or ""),
+            recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
+            info_message=str(c.get("info_message") or ""),
             amd=bool(c.get("amd", False)))
         try:
             result = await self.pool.originate(flight.server, request, timeout=10.0)

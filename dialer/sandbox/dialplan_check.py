@@ -39,6 +39,13 @@ CONTRACT_EVENTS = {
     "DialerOptOut": ("Digit",),
     "DialerMachine": ("AMDStatus", "AMDCause"),
 }
+# AstDB families the dialplan writes, and what the dialer reads from them (dialer/ami/astdb.py): each is written
+# with key ${DIALER_CALL_ID} and this value, before the UserEvent named here (so that the event, which is lost
+# while AMI is down, is never the only record).
+CONTRACT_ASTDB = {
+    "dialer_optout": ("${EPOCH},${DIALER_CAMPAIGN_ID},${DIALER_TENANT_ID}", "DialerOptOut"),
+}
+_DB_WRITE = re.compile(r"^DB\(([^/()]+)/([^()]*)\)$", re.IGNORECASE)
 KNOWN_APPS = frozenset(
     app.lower()
     for app in (
@@ -90,6 +97,7 @@ def check(text: str, source: str = "<dialplan>") -> list[str]:
                         stage_values.add(value.strip())
     for context, exts in plan.contexts.items():
         for exten, steps in exts.items():
+            problems += _check_astdb(steps, source)
             where = f"{source}:{steps[0].line}"
             if steps[0].priority != 1:
                 problems.append(f"{where}: extension {exten} in [{context}] does not start at priority 1")
@@ -99,6 +107,32 @@ def check(text: str, source: str = "<dialplan>") -> list[str]:
             for step in steps:
                 problems += _check_step(plan, context, exten, step, stage_values, set_variables, source)
     return problems
+
+
+def _check_astdb(steps: list[dp.Step], source: str) -> list[str]:
+    """AstDB writes use a contract family, key and value; each contract event is preceded by its AstDB write."""
+    out: list[str] = []
+    written: set[str] = set()
+    for step in steps:
+        where = f"{source}:{step.line}"
+        if step.app.lower() == "set":
+            name, _, value = step.args.partition("=")
+            match = _DB_WRITE.match(name.strip())
+            if match:
+                family, key = match.groups()
+                if family not in CONTRACT_ASTDB:
+                    out.append(f"{where}: AstDB family {family!r} is not in the event contract")
+                    continue
+                if key != "${DIALER_CALL_ID}" or value.strip() != CONTRACT_ASTDB[family][0]:
+                    out.append(f"{where}: AstDB {family} must be written as {family}/${{DIALER_CALL_ID}}="
+                               f"{CONTRACT_ASTDB[family][0]}")
+                written.add(family)
+        if step.app.lower() == "userevent":
+            event = dp.split_args(step.args)[0].strip()
+            for family, (_, after) in CONTRACT_ASTDB.items():
+                if event == after and family not in written:
+                    out.append(f"{where}: UserEvent {event} is not preceded by its AstDB write ({family})")
+    return out
 
 
 def _check_step(plan: dp.Dialplan, context: str, exten: str, step: dp.Step, stages: set[str],

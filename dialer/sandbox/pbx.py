@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dialer.sandbox import dialplan as dp
+from dialer.sandbox.astdb import AstDB
 from dialer.sandbox.behaviour import AgentPlan, CallPlan, Fate, reference_plan
 from dialer.sandbox.events import CAUSE_TEXT, UP, Bridge, Channel, Fields, parse_callerid
 from dialer.sandbox.settings import SandboxSettings
@@ -113,6 +114,7 @@ class Pbx:
         # never on how the calls happened to interleave.
         self.base_seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(64)
         self.dialplan = dp.Dialplan()
+        self.astdb = AstDB()  # kept across reset(): Asterisk's astdb.sqlite3 survives a restart
         for path in settings.dialplans:
             loaded = dp.load(path)
             self.dialplan.contexts.update(loaded.contexts)
@@ -661,8 +663,9 @@ class Call:
                 return
             step = steps[index]
             one.context, one.exten, one.priority = context, exten, step.priority
-            variables = {**one.variables, "EXTEN": exten, "CONTEXT": context}
-            args = dp.substitute(step.args, variables)
+            variables = {**one.variables, "EXTEN": exten, "CONTEXT": context, "EPOCH": str(p.epoch())}
+            args = dp.substitute(step.args, variables, {"DB": p.astdb.read_function,
+                                                        "DB_DELETE": p.astdb.delete_function})
             p.newexten(one, step.app, args)
             result = await self._app(step.app, args)
             if result is None:
@@ -714,7 +717,14 @@ class Call:
             return None
         if name == "set":
             var, _, value = args.partition("=")
-            p.varset(one, var.strip(), value)
+            var = var.strip()
+            if var.upper().startswith("DB(") and var.endswith(")"):
+                # A function write, not a variable: Asterisk raises no VarSet for it.
+                family, key = p.astdb.split(var[3:-1])
+                if not p.astdb.put(family, key, value):
+                    log.warning("sandbox: DB(%s) not written (family and key too long)", var[3:-1])
+                return None
+            p.varset(one, var, value)
             return None
         if name == "goto":
             return args

@@ -66,6 +66,12 @@ ACTION_CLASSES = {
     "coreshowchannels": {"system", "reporting"},
     "corestatus": {"system", "reporting"},
     "command": {"command"},
+    # main/db.c (Asterisk 22): reads need system or reporting, writes system.
+    "dbget": {"system", "reporting"},
+    "dbgettree": {"system", "reporting"},
+    "dbput": {"system"},
+    "dbdel": {"system"},
+    "dbdeltree": {"system"},
 }
 
 
@@ -613,6 +619,65 @@ class SandboxServer:
             )
             return
         session.respond(action, "Success", [("Message", "Command output follows"), *(("Output", x) for x in lines)])
+
+    # -- AstDB (main/db.c: the same answers, messages and event fields as Asterisk 22) ----------------------
+
+    def _action_dbput(self, session: Session, action: Action) -> None:
+        family, key = action.get("Family"), action.get("Key")
+        if not family:
+            session.respond(action, "Error", [("Message", "No family specified")])
+        elif not key:
+            session.respond(action, "Error", [("Message", "No key specified")])
+        elif not self.pbx.astdb.put(family, key, action.get("Val")):
+            session.respond(action, "Error", [("Message", "Failed to update entry")])
+        else:
+            session.respond(action, "Success", [("Message", "Updated database successfully")])
+
+    def _action_dbget(self, session: Session, action: Action) -> None:
+        family, key = action.get("Family"), action.get("Key")
+        if not family:
+            session.respond(action, "Error", [("Message", "No family specified.")])
+            return
+        if not key:
+            session.respond(action, "Error", [("Message", "No key specified.")])
+            return
+        value = self.pbx.astdb.get(family, key)
+        if value is None:
+            session.respond(action, "Error", [("Message", "Database entry not found")])
+            return
+        self._list_start(session, action, "Result will follow")
+        self._list_item(session, action, "DBGetResponse", [("Family", family), ("Key", key), ("Val", value)],
+                        id_last=True)
+        self._list_complete(session, action, "DBGetComplete", 1)
+
+    def _action_dbgettree(self, session: Session, action: Action) -> None:
+        # Asterisk sends each entry's full key (/family/key) in Key, no Family field.
+        family, key = action.get("Family"), action.get("Key")
+        entries = self.pbx.astdb.tree(family, key if family else "")
+        self._list_start(session, action, "Result will follow")
+        for full, value in entries:
+            self._list_item(session, action, "DBGetTreeResponse", [("Key", full), ("Val", value)], id_last=True)
+        self._list_complete(session, action, "DBGetTreeComplete", len(entries))
+
+    def _action_dbdel(self, session: Session, action: Action) -> None:
+        family, key = action.get("Family"), action.get("Key")
+        if not family:
+            session.respond(action, "Error", [("Message", "No family specified.")])
+        elif not key:
+            session.respond(action, "Error", [("Message", "No key specified.")])
+        elif not self.pbx.astdb.delete(family, key):
+            session.respond(action, "Error", [("Message", "Database entry not found")])
+        else:
+            session.respond(action, "Success", [("Message", "Key deleted successfully")])
+
+    def _action_dbdeltree(self, session: Session, action: Action) -> None:
+        family = action.get("Family")
+        if not family:
+            session.respond(action, "Error", [("Message", "No family specified.")])
+        elif self.pbx.astdb.delete_tree(family, action.get("Key")) == 0:
+            session.respond(action, "Error", [("Message", "Database entry not found")])
+        else:
+            session.respond(action, "Success", [("Message", "Key tree deleted successfully")])
 
     def _action_corestatus(self, session: Session, action: Action) -> None:
         boot = time.gmtime(self.pbx.boot_epoch)
