@@ -45,7 +45,7 @@ from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaig
 from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
-from dialer.livestats import queue_denial, queue_disposition, queue_gauges
+from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges
 from dialer.pacing import (
     CampaignEstimators,
     PacingMode,
@@ -561,7 +561,9 @@ class Engine:
             pipe = self.redis.pipeline(transaction=False)
             for i, result in zip(asked, decided, strict=True):
                 results[i] = result
-                if not isinstance(result, Reservation):
+                if isinstance(result, Reservation):
+                    queue_attempt(pipe, r.tenant, r.campaign, at)  # the dashboard's attempts per hour
+                else:
                     self._settle(r, claims[i], after_denial(result, at), at)
                     for reason in result.reasons:
                         queue_denial(pipe, r.tenant, r.campaign, reason.code)
