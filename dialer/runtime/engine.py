@@ -729,7 +729,9 @@ class Engine:
                 r.estimators.on_agent_free(seconds)
 
     async def _agent_loop(self) -> None:
-        while True:
+        # Stops on the flag as well as on cancel(): Python 3.11's wait_for (inside event_list) can swallow a
+        # cancellation that lands as its inner future completes, and the loop would then poll forever.
+        while not self._stopping:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
             for name, client in self.pool.clients.items():
@@ -758,7 +760,7 @@ class Engine:
     # --- heartbeats, leases, recovery -----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopping:  # the flag as well as cancel(): see _agent_loop
             try:
                 await asyncio.to_thread(self._heartbeat, self._held_claims())
             except redis.RedisError as exc:
