@@ -51,19 +51,6 @@ class Rule:
     unconfirmed: bool = False
     configurable: bool = False
 
-    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
-               ) -> tuple[tuple[Pack, Rule], ...]:
-        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
-        (memoized: the engine then keeps those in force at the instant)."""
-        key = (codes, purpose, audience, voice)
-        found = self._selection.get(key)
-        if found is None:
-            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
-                          if r.applies_to(purpose, audience, voice))
-            if len(self._selection) < 100_000:
-                self._selection[key] = found
-        return found
-
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
@@ -88,19 +75,6 @@ class Pack:
     @property
     def ref(self) -> PackRef:
         return PackRef(self.id, self.version)
-
-    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
-               ) -> tuple[tuple[Pack, Rule], ...]:
-        """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
-        (memoized: the engine then keeps those in force at the instant)."""
-        key = (codes, purpose, audience, voice)
-        found = self._selection.get(key)
-        if found is None:
-            found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
-                          if r.applies_to(purpose, audience, voice))
-            if len(self._selection) < 100_000:
-                self._selection[key] = found
-        return found
 
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)

@@ -12,13 +12,13 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from dialer import privacy
 from dialer.cli import CommandError
+from dialer.commands.retention import parse_at
 from dialer.config import Config
 
 
@@ -40,22 +40,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _at(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(f"--at: not an ISO 8601 instant: {text!r}") from None
-    if value.tzinfo is None:
-        raise CommandError("--at: give a time zone (Z or +01:00)")
-    return value.astimezone(UTC)
-
-
 def run(args: argparse.Namespace, config: Config) -> int:
     client = redis.Redis.from_url(config.redis_url)
     actor = args.actor or f"user:{getpass.getuser()}"
-    at = _at(args.at)
+    at = parse_at(args.at)
     key = config["security.secret_key"]
     try:
         if args.action == "access":
