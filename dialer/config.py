@@ -71,6 +71,8 @@ class AsteriskServer:
     username: str
     secret: str = field(repr=False)  # never printed
     auth: str = "md5"  # "md5" (challenge) or "plain"
+    trunk_channels: int | None = None  # this server's trunk; None: runtime.trunk_channels
+    calls_per_second: float | None = None  # None: runtime.calls_per_second
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ def _asterisk(entries: Any, path: str, env: dict[str, str]) -> tuple[AsteriskSer
         where = f"asterisk[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"setting {where} in {path}: expected a table")
-        unknown = set(entry) - {"name", "host", "port", "username", "secret", "secret_env", "auth"}
+        unknown = set(entry) - {"name", "host", "port", "username", "secret", "secret_env", "auth",
+                                 "trunk_channels", "calls_per_second"}
         if unknown:
             raise ConfigError(f"setting {where}.{sorted(unknown)[0]} in {path}: unknown setting")
         for key in ("host", "username"):
@@ -164,9 +167,19 @@ def _asterisk(entries: Any, path: str, env: dict[str, str]) -> tuple[AsteriskSer
         auth = entry.get("auth", "md5")
         if auth not in ("md5", "plain"):
             raise ConfigError(f"setting {where}.auth in {path}: expected md5 or plain")
+        channels = entry.get("trunk_channels")
+        if channels is not None and (not isinstance(channels, int) or isinstance(channels, bool) or channels < 0):
+            raise ConfigError(f"setting {where}.trunk_channels in {path}: expected a whole number >= 0 (0: no limit)")
+        cps = entry.get("calls_per_second")
+        if cps is not None and (not isinstance(cps, int | float) or isinstance(cps, bool) or cps < 0):
+            raise ConfigError(f"setting {where}.calls_per_second in {path}: expected a number >= 0 (0: no limit)")
         servers.append(
-            AsteriskServer(entry.get("name") or f"pbx{i + 1}", entry["host"], port, entry["username"], secret, auth)
+            AsteriskServer(entry.get("name") or f"pbx{i + 1}", entry["host"], port, entry["username"], secret, auth,
+                           channels, None if cps is None else float(cps))
         )
+        if servers[-1].name in {s.name for s in servers[:-1]}:
+            # the name identifies the server in Redis (claims, trunk budgets): two servers cannot share one
+            raise ConfigError(f"setting {where}.name in {path}: {servers[-1].name!r} names two servers")
     return tuple(servers)
 
 

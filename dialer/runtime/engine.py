@@ -50,7 +50,6 @@ from dialer.pacing import (
     CampaignEstimators,
     PacingMode,
     PolicyError,
-    RecentOriginates,
     RedisAbandonCounter,
     decide,
     window_for,
@@ -67,6 +66,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, cps_window, server_address
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice
@@ -98,8 +98,8 @@ def offset_clock(start: datetime, speed: float = 1.0) -> Clock:
 @dataclass(frozen=True)
 class RuntimeSettings:
     dial_template: str = "PJSIP/{number}@trunk"
-    trunk_channels: int = 0  # per server; 0: no limit
-    calls_per_second: float = 0.0  # per server; 0: no limit
+    trunk_channels: int = 0  # per server (an [[asterisk]] table's own value wins); 0: no limit
+    calls_per_second: float = 0.0  # per server (likewise); 0: no limit
     ring_timeout: int = 30
     unknown_cooloff: timedelta = timedelta(minutes=60)
     lease_seconds: float = 20.0
@@ -138,6 +138,13 @@ def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
     return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
 
 
+def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
+    """A server's trunk ceilings: its [[asterisk]] table's own values, else the runtime.* ones."""
+    channels = server.trunk_channels if server.trunk_channels is not None else settings.trunk_channels
+    cps = server.calls_per_second if server.calls_per_second is not None else settings.calls_per_second
+    return Trunk(server_address(server.host, server.port), channels, cps)
+
+
 def estimates_key(tenant: str, campaign: str) -> str:
     """The pacing estimates of a campaign, saved by its pacer so a successor does not start from the priors."""
     return f"t:{tenant}:campaign:{campaign}:runtime:estimates"
@@ -154,7 +161,7 @@ def pbx_group(servers: Sequence[AsteriskServer]) -> str:
     processes on different servers pace their own agents and share the campaign's queue."""
     import hashlib
 
-    text = ",".join(sorted(f"{s.host.lower()}:{s.port}" for s in servers))
+    text = ",".join(sorted(server_address(s.host, s.port) for s in servers))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -235,7 +242,10 @@ class Engine:
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
-        self.originates: dict[str, RecentOriginates] = {name: RecentOriginates() for name in self.pool.clients}
+        # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
+        self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
+                                 lease_seconds=settings.lease_seconds)
+        self._trunk_usage: dict[str, TrunkUsage] = {}  # the last counts Redis gave, per server name
         self.placed = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
@@ -433,29 +443,41 @@ class Engine:
 
     # --- pacing and dialing ------------------------------------------------------------------------
 
-    def _servers_with_room(self, n: int) -> list[str]:
-        """n server names (round robin over connected servers) within each one's channel and cps budget."""
-        names = self.pool.connected()
-        if not names:
-            return []
-        room: dict[str, int] = {}
-        wall = time.time()
-        for name in names:
-            free = n
-            if self.settings.trunk_channels > 0:
-                in_use = sum(1 for f in self.flights.values() if f.server == name)
-                free = min(free, self.settings.trunk_channels - in_use)
-            if self.settings.calls_per_second > 0:
-                free = min(free, int(self.settings.calls_per_second) - self.originates[name].count(wall))
-            room[name] = max(0, free)
-        out: list[str] = []
-        while len(out) < n and any(room.values()):
-            name = names[self._rr % len(names)]
-            self._rr += 1
-            if room[name] > 0:
-                room[name] -= 1
-                out.append(name)
-        return out
+    def _round_robin(self, names: list[str], n: int) -> dict[str, int]:
+        """n calls spread over the servers, starting where the last tick stopped."""
+        share = dict.fromkeys(names, 0)
+        for i in range(n):
+            share[names[(self._rr + i) % len(names)]] += 1
+        self._rr += n
+        return share
+
+    def _reserve_trunk(self, share: dict[str, int]) -> list[tuple[str, str]]:
+        """(server, call id) for each call the servers' trunks take now, all processes together: each server is
+        asked for its share; what a full server could not take is offered to the servers that took all theirs."""
+        wanted = {name: [uuid.uuid4().hex for _ in range(k)] for name, k in share.items() if k}
+        granted, usage = self.trunk.reserve(wanted)
+        self._trunk_usage.update(usage)
+        shortfall = sum(len(ids) - len(granted.get(name, [])) for name, ids in wanted.items())
+        roomy = [name for name, ids in wanted.items() if len(granted.get(name, [])) == len(ids)]
+        if shortfall and roomy:
+            extra = {name: [uuid.uuid4().hex for _ in range(k)]
+                     for name, k in self._round_robin(roomy, shortfall).items() if k}
+            more, usage = self.trunk.reserve(extra)
+            self._trunk_usage.update(usage)
+            for name, ids in more.items():
+                granted.setdefault(name, []).extend(ids)
+        return [(name, call_id) for name, ids in granted.items() for call_id in ids]
+
+    def _release_slots(self, slots: list[tuple[str, str]]) -> None:
+        """Trunk reservations no Originate will use (if Redis refuses, they expire after one lease)."""
+        try:
+            self.trunk.release(slots, originated=False)
+        except redis.RedisError as exc:
+            log.warning("%d trunk reservations not given back (%s); they expire within %.0f s", len(slots), exc,
+                        self.settings.lease_seconds)
+
+    async def _free_slots(self, slots: list[tuple[str, str]]) -> None:
+        await asyncio.to_thread(self._release_slots, slots)
 
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
@@ -464,10 +486,15 @@ class Engine:
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
-        limit = None
-        if self.settings.trunk_channels > 0:
-            limit = self.settings.trunk_channels * len(servers)
-        cps = self.settings.calls_per_second * len(servers) if self.settings.calls_per_second > 0 else None
+        # The trunks as every process together uses them (refreshed before this tick's decision); a ceiling is
+        # known only when every server has one.
+        trunks = [self.trunk.trunks[name] for name in servers]
+        usage = [self._trunk_usage.get(name, TrunkUsage()) for name in servers]
+        limit = cps = None
+        if trunks and all(t.channels > 0 for t in trunks):
+            limit = sum(t.channels for t in trunks)
+        if trunks and all(t.calls_per_second > 0 for t in trunks):
+            cps = float(sum(cps_window(t.calls_per_second)[0] for t in trunks))  # calls per window
         if policy.mode is PacingMode.AGENTLESS:
             connected_ai = sum(1 for f in mine if f.connected)
             free, busy = 0, ()
@@ -477,12 +504,15 @@ class Engine:
             free, busy, ai = view.free, view.busy_elapsed, 0
         state = r.estimators.state(
             wall, free_agents=free, busy_elapsed=busy, ringing=ringing, abandons=abandoned, live_answers=answers,
-            trunk_channel_limit=limit, trunk_channels_in_use=len(self.flights), calls_per_second=cps,
-            ai_sessions_available=ai)
-        originated = sum(o.count(wall) for o in self.originates.values())
+            trunk_channel_limit=limit, trunk_channels_in_use=sum(u.channels_in_use for u in usage),
+            calls_per_second=cps, ai_sessions_available=ai)
+        originated = sum(u.originates_in_window for u in usage)
         return policy, dataclasses.replace(state, originates_last_second=originated)
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
+        connected = self.pool.connected()
+        if any(self.trunk.limited(name) for name in connected):
+            self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected))
         wall = time.time()
         try:
             policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
@@ -497,15 +527,22 @@ class Engine:
             log.info("campaign %s/%s pacing: %s%s", r.tenant, r.campaign, decision.reason,
                      f" (limited by {decision.limited_by})" if decision.limited_by else "")
         n = min(decision.calls, self.settings.max_batch)
-        if n <= 0:
+        if n <= 0 or not connected:
             return
-        servers = self._servers_with_room(n)
-        if not servers:
+        slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n))
+        if not slots:
             return
-        call_ids = [uuid.uuid4().hex for _ in servers]
-        claims = await asyncio.to_thread(
-            r.queue.claim, len(servers), owner=self.id, now=now.timestamp(),
-            lease_until=time.time() + self.settings.lease_seconds, call_ids=call_ids, servers=servers)
+        try:
+            claims = await asyncio.to_thread(
+                r.queue.claim, len(slots), owner=self.id, now=now.timestamp(),
+                lease_until=time.time() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
+                servers=[s for s, _ in slots])
+        except Exception:
+            await self._free_slots(slots)
+            raise
+        used = {claim.call_id for claim in claims}
+        if len(used) < len(slots):  # fewer contacts ready than the trunk took: give the rest back
+            await self._free_slots([slot for slot in slots if slot[1] not in used])
         if not claims:
             return
         for claim in claims:
@@ -523,13 +560,13 @@ class Engine:
                 current = r.claims.get(claim.contact.contact_id)
                 if current is not None and current.call_id == claim.call_id:
                     del r.claims[claim.contact.contact_id]
+            await self._free_slots([(claim.server, claim.call_id) for claim in claims])
             raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
                 flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(),
                                 jurisdictions=result.decision.jurisdictions)
                 self.flights[claim.call_id] = flight
-                self.originates[claim.server].record(flight.sent_wall)
                 r.estimators.on_originate(flight.sent_wall)
                 r.minute.append(flight.sent_wall)
                 task = asyncio.create_task(self._originate(r, flight))
@@ -537,6 +574,15 @@ class Engine:
                 task.add_done_callback(self._tasks.discard)
 
     def _reserve(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
+        """The campaign schedule and the gate (below); then every contact not reserved gives its trunk slot back."""
+        results = self._schedule_and_gate(r, claims)
+        unused = [(c.server, c.call_id) for c, res in zip(claims, results, strict=True)
+                  if not isinstance(res, Reservation)]
+        if unused:
+            self._release_slots(unused)
+        return results
+
+    def _schedule_and_gate(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
         """Campaign schedule first (no gate decision for a contact the campaign itself would not call now), then
         the gate for the others at the clock's now. Denied and out-of-schedule contacts are settled here."""
         config = r.stored.config
@@ -617,6 +663,7 @@ class Engine:
 
     def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool) -> None:
         self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
+        self.trunk.release([(claim.server, claim.call_id)], originated=False)
         if bad:
             self._settle(r, claim, Step("final", "originate_invalid", count_attempt=False, detail=why), now)
         else:
@@ -670,6 +717,7 @@ class Engine:
         delay = 0.2
         for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
             try:
+                self.trunk.release([(flight.server, claim.call_id)], originated=True)  # its channel is free
                 now = self.clock()
                 self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
                                          e164=claim.contact.phone, actor=ACTOR)
@@ -762,7 +810,7 @@ class Engine:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping:  # the flag as well as cancel(): see _agent_loop
             try:
-                await asyncio.to_thread(self._heartbeat, self._held_claims())
+                await asyncio.to_thread(self._heartbeat, self._held_claims(), self._flight_calls())
             except redis.RedisError as exc:
                 log.error("runtime heartbeat: Redis unavailable (%s)", exc)
             await asyncio.sleep(self.settings.heartbeat_seconds)
@@ -776,10 +824,20 @@ class Engine:
             held.setdefault(key, []).extend(r.claims)
         return held
 
-    def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None) -> None:
+    def _flight_calls(self) -> dict[str, list[str]]:
+        """Call ids of the calls this process waits on, per server (their trunk channels are renewed)."""
+        calls: dict[str, list[str]] = {}
+        for call_id, flight in self.flights.items():
+            calls.setdefault(flight.server, []).append(call_id)
+        return calls
+
+    def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
+                   calls: dict[str, list[str]] | None = None) -> None:
         wall = time.time()
         self._heartbeat_writes(wall, held or {})
         self._renewed_at = wall
+        if calls:
+            self.trunk.renew(calls)
 
     def _heartbeat_writes(self, wall: float, held: dict[tuple[str, str], list[str]]) -> None:
         lease_until = wall + self.settings.lease_seconds
@@ -847,6 +905,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
+            if alive:  # they hold channels of this server's trunk again (the dead process's entries expired)
+                await asyncio.to_thread(self.trunk.renew, {server: alive}, adopt=True)
             log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 
