@@ -8,6 +8,7 @@ sessions) so the dial rate is bounded by the engine, not by agents; callees are 
 with some answered by an AI session, to keep the PBX below its own ceiling.
 
     python bench/engine_bench.py --contacts 6000
+    python bench/engine_bench.py --contacts 6000 --trunk-channels 1000 --cps 1000   # shared trunk ceilings on
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ async def main() -> None:
     ap.add_argument("--answered", type=float, default=0.1, help="share of callees who answer (AI session)")
     ap.add_argument("--sessions", type=int, default=400, help="AI sessions (calls in flight ceiling)")
     ap.add_argument("--time-scale", type=float, default=0.05)
+    ap.add_argument("--trunk-channels", type=int, default=0, help="shared trunk channel limit (0: none)")
+    ap.add_argument("--cps", type=float, default=0.0, help="shared calls-per-second ceiling (0: none)")
     args = ap.parse_args()
 
     root = Path(__file__).resolve().parents[1]
@@ -67,7 +70,8 @@ async def main() -> None:
         queue = ContactQueue(client, "acme", campaign)
         settings = RuntimeSettings(dial_template="Local/{number}@sim-callee", ai_sessions=args.sessions,
                                    tick_seconds=0.02, max_batch=256, drain_seconds=30,
-                                   unknown_cooloff=timedelta(minutes=60))
+                                   unknown_cooloff=timedelta(minutes=60), trunk_channels=args.trunk_channels,
+                                   calls_per_second=args.cps)
         stop = asyncio.Event()
         sbx = AsteriskServer("sandbox", "127.0.0.1", port, "dialer", "dialer-secret", "md5")
         marks: list[tuple[float, int]] = []
