@@ -22,6 +22,8 @@ from dialer.pacing import (
     CampaignEstimators,
     PacingMode,
     PacingPolicy,
+    RecentOriginates,
+    cps_window,
     decide,
     window_for,
 )
@@ -153,6 +155,11 @@ def simulate(config: SimConfig) -> SimResult:
     rng_callee = random.Random(f"{config.seed}:callee")
     rng_agent = random.Random(f"{config.seed}:agent")
     estimators = CampaignEstimators(ring_timeout=config.ring_timeout)
+    # The calls-per-second ceiling as the runtime applies it: so many calls per window (0.5/s: 1 per 2 s).
+    cps_calls, cps_ms = cps_window(config.calls_per_second or 0.0)
+    if cps_calls:
+        estimators.originates.window = cps_ms / 1000
+    per_second = RecentOriginates()  # for the peak figure
     counter = AbandonCounter()
     window = window_for(config.jurisdiction)
     agentless = policy.mode is PacingMode.AGENTLESS
@@ -212,7 +219,7 @@ def simulate(config: SimConfig) -> SimResult:
                 live_answers=base_answers + delta_answers,
                 trunk_channel_limit=config.trunk_channels,
                 trunk_channels_in_use=len(inflight) + len(busy) + len(waiting),
-                calls_per_second=config.calls_per_second,
+                calls_per_second=float(cps_calls) if cps_calls else None,
                 ai_sessions_available=free if agentless else 0,
             )
             decision = decide(policy, state)
@@ -222,9 +229,8 @@ def simulate(config: SimConfig) -> SimResult:
                 result.limited[decision.limited_by] += 1
             if decision.calls:
                 estimators.on_originate(now, decision.calls)
-                result.peak_originates_per_second = max(
-                    result.peak_originates_per_second, estimators.originates.count(now)
-                )
+                per_second.record(now, decision.calls)
+                result.peak_originates_per_second = max(result.peak_originates_per_second, per_second.count(now))
             for _ in range(decision.calls):
                 next_call += 1
                 inflight[next_call] = now

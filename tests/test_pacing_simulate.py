@@ -73,6 +73,12 @@ def test_ceilings_hold_in_the_simulation() -> None:
     assert r.limited["trunk"] + r.limited["cps"] > 0
 
 
+def test_a_ceiling_under_one_call_per_second_still_dials() -> None:
+    """0.5 calls per second is one call per 2 s (as the runtime's shared trunk applies it), not none."""
+    r = simulate(replace(SMALL, agents=50, calls_per_second=0.5, duration=600.0))
+    assert 200 <= r.calls_placed <= 301 and r.peak_originates_per_second == 1
+
+
 def test_parse_duration() -> None:
     assert parse_duration("8h") == 28800
     assert parse_duration("1h30m") == 5400

@@ -18,9 +18,10 @@ import redis
 
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer, ConfigError, load_config
+from dialer.pacing import cps_window
 from dialer.runtime.engine import RuntimeSettings, trunk_of
 from dialer.runtime.queues import ContactQueue
-from dialer.runtime.trunk import Trunk, TrunkBudget, cps_window, trunk_keys
+from dialer.runtime.trunk import Trunk, TrunkBudget, trunk_keys
 from tests.runtime_support import AT, SECRET_KEY, numbers, setup_campaign
 from tests.test_runtime_engine import start_pbx
 

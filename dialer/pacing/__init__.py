@@ -17,6 +17,7 @@ from dialer.pacing.estimators import (
     DurationHistogram,
     RecentOriginates,
     Survival,
+    cps_window,
 )
 from dialer.pacing.model import (
     CONNECT_GRACE_SECONDS,
@@ -47,6 +48,7 @@ __all__ = [
     "RedisAbandonCounter",
     "Survival",
     "control_abandon_rate",
+    "cps_window",
     "decide",
     "expected_overflow",
     "window_for",

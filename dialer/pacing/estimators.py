@@ -7,7 +7,7 @@
   Empirical rather than a fitted lognormal because real talk times have fat, lumpy tails
   (scripted calls, voicemail drops) and the predictive model needs P(free within t | busy e),
   which is exactly what a survival table answers in O(1).
-- `RecentOriginates`: originates in the last second, for the calls-per-second ceiling.
+- `RecentOriginates`: originates in the last second (or `cps_window`), for the calls-per-second ceiling.
 
 No clock is read here: observations and `now` are arguments.
 """
@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["AnswerRateEstimator", "DurationHistogram", "RecentOriginates", "Survival"]
+__all__ = ["AnswerRateEstimator", "DurationHistogram", "RecentOriginates", "Survival", "cps_window"]
 
 
 class AnswerRateEstimator:
@@ -261,6 +261,15 @@ class DurationHistogram:
         if not running:
             self._snapshot = snapshot
         return snapshot
+
+
+def cps_window(calls_per_second: float) -> tuple[int, int]:
+    """(calls, window in ms) for a calls-per-second ceiling: 10 -> 10 per 1000 ms, 2.5 -> 2 per 800 ms,
+    0.5 -> 1 per 2000 ms; (0, 0) for none."""
+    if calls_per_second <= 0:
+        return 0, 0
+    calls = max(1, math.floor(calls_per_second))
+    return calls, math.ceil(1000 * calls / calls_per_second)
 
 
 class RecentOriginates:

@@ -51,6 +51,7 @@ from dialer.pacing import (
     PacingMode,
     PolicyError,
     RedisAbandonCounter,
+    cps_window,
     decide,
     window_for,
 )
@@ -66,7 +67,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
-from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, cps_window, server_address
+from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice

@@ -18,11 +18,12 @@ through one Asterisk must reach it by the same address.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
+
+from dialer.pacing import cps_window
 
 __all__ = ["Trunk", "TrunkBudget", "TrunkUsage", "cps_window", "server_address", "trunk_keys"]
 
@@ -94,15 +95,6 @@ def server_address(host: str, port: int) -> str:
 def trunk_keys(address: str) -> tuple[str, str]:
     """The channels set and the recent-originates set of one server (not per tenant: the trunk is shared)."""
     return f"dialer:trunk:{address}:channels", f"dialer:trunk:{address}:originates"
-
-
-def cps_window(calls_per_second: float) -> tuple[int, int]:
-    """(calls, window in ms) for a calls-per-second ceiling: 10 -> 10 per 1000 ms, 2.5 -> 2 per 800 ms,
-    0.5 -> 1 per 2000 ms; (0, 0) for none."""
-    if calls_per_second <= 0:
-        return 0, 0
-    calls = max(1, math.floor(calls_per_second))
-    return calls, math.ceil(1000 * calls / calls_per_second)
 
 
 @dataclass(frozen=True)
