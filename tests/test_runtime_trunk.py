@@ -230,6 +230,7 @@ async def test_two_processes_on_one_pbx_share_its_trunk_channels(redis_url, redi
     assert peak == 3  # each process alone would have taken 3: together they stayed within the trunk's 3
     for text in logs.values():
         assert "pacing: power (limited by trunk)" in text  # both wanted more lines than the trunk had
+        assert "trunk ceilings 3 channels, calls/s unlimited (shared by every dialer process on 127.0.0.1:" in text
 
 
 async def test_two_processes_on_one_pbx_share_its_calls_per_second(redis_url, redis_client, tmp_path):

@@ -272,6 +272,12 @@ class Engine:
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
+        for name, trunk in self.trunk.trunks.items():
+            if trunk.limited:
+                log.info("server %s: trunk ceilings %s, %s (shared by every dialer process on %s)", name,
+                         f"{trunk.channels} channels" if trunk.channels else "channels unlimited",
+                         f"{trunk.calls_per_second:g} calls/s" if trunk.calls_per_second else "calls/s unlimited",
+                         trunk.address)
         try:
             while not stop_event.is_set():
                 try:
