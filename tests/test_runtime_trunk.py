@@ -162,6 +162,32 @@ def test_per_server_limits_from_the_config(tmp_path):
     assert trunk_of(AsteriskServer("x", "h", 1, "u", "s"), RuntimeSettings()) == Trunk("h:1", 0, 0.0)
 
 
+def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
+    import json
+    import subprocess
+
+    TrunkBudget(redis_client, {"x": Trunk("127.0.0.1:5999", 5, 2)}, lease_seconds=20).reserve({"x": ["a", "b"]})
+    redis_client.set("dialer:runtime:process:host:1:abc", json.dumps({"at": time.time(), "in_flight": 2,
+                                                                      "placed": 9}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url,
+           "DIALER_RUNTIME_TRUNK_CHANNELS": "5", "DIALER_RUNTIME_CALLS_PER_SECOND": "2.5"}
+    env.pop("DIALER_CONFIG", None)
+    cmd = [sys.executable, "-m", "dialer", "trunk", "status", "--sandbox", "127.0.0.1:5999"]
+    done = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["servers"] == [{"server": "sandbox", "address": "127.0.0.1:5999", "channel_limit": 5,
+                                  "channels_in_use": 2, "calls_per_window": 2, "window_seconds": 0.8,
+                                  "originates_in_window": report["servers"][0]["originates_in_window"]}]
+    assert report["servers"][0]["originates_in_window"] in (0, 1, 2)  # the 0.8 s window may have passed
+    assert [p["id"] for p in report["processes"]] == ["host:1:abc"]
+    text = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60).stdout
+    assert "2 / 5" in text and "host:1:abc: 2 calls in flight, 9 placed" in text
+    env["DIALER_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    down = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert down.returncode == 1 and "cannot reach Redis" in down.stderr and "Traceback" not in down.stderr
+
+
 # --- two `dialer run` processes, one PBX ----------------------------------------------------------------------
 
 
