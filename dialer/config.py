@@ -132,8 +132,11 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting runtime.ring_timeout: a call rings at least 15 seconds")
     if values["runtime.lease_seconds"] < 2:
         raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
-    if "{number}" not in values["runtime.dial_template"] and "{digits}" not in values["runtime.dial_template"]:
-        raise ConfigError("setting runtime.dial_template: must contain {number} or {digits}")
+    from dialer.ami.originate import dial_template_error  # (here: the AMI modules are not needed to read config)
+
+    template_error = dial_template_error(values["runtime.dial_template"])
+    if template_error:
+        raise ConfigError(f"setting runtime.dial_template: {template_error}")
     packs = values["rules.packs_dir"]
     if packs and not Path(packs).is_dir():
         raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")

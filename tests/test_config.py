@@ -63,3 +63,12 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "gateway.port" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_dial_template_with_unknown_fields_is_refused(tmp_path):
+    path = tmp_path / "dialer.toml"
+    path.write_text('[runtime]\ndial_template = "PJSIP/{number}@{trunk}"\n')
+    with pytest.raises(ConfigError, match=r"runtime\.dial_template: only \{number\} and \{digits\}"):
+        load_config(path, env={})
+    path.write_text('[runtime]\ndial_template = "PJSIP/{{x}}{number}@trunk"\n')  # literal braces are fine
+    assert load_config(path, env={})["runtime.dial_template"] == "PJSIP/{{x}}{number}@trunk"

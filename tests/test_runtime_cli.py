@@ -40,3 +40,9 @@ def test_bad_clock_start():
 def test_clock_start_needs_an_offset():
     done = run(["--sandbox", "127.0.0.1:5038", "--clock-start", "2026-03-03T10:00:00"], DIALER_SECRET_KEY="k")
     assert done.returncode == 1 and "time zone" in done.stderr
+
+
+def test_dial_template_with_unknown_fields():
+    done = run(["--sandbox", "127.0.0.1:5038", "--dial-template", "PJSIP/{number}@{trunk}"], DIALER_SECRET_KEY="k")
+    assert done.returncode == 1 and "--dial-template: only {number} and {digits}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -435,3 +435,33 @@ async def test_power_mode_dials_its_ratio_within_the_trunk_and_cps_ceilings(redi
         assert all(b - a >= 1.0 for a, b in itertools.pairwise(sent))  # 1 Originate per second at most
     finally:
         await pbx.stop()
+
+
+async def test_an_unexpected_error_before_the_originate_gives_everything_back(redis_url, redis_client, tmp_path,
+                                                                             caplog):
+    """A dial template the engine cannot fill (settings built in code skip the config's check) fails before any
+    Originate: the trunk channel, the gate's reservation and the claim are given back, the contact waits a minute
+    (a bug would repeat at once), and nothing stays in flight."""
+    from dialer.runtime.trunk import trunk_keys
+
+    caplog.set_level(logging.ERROR, logger="dialer.runtime.engine")
+    phones = numbers(3, base="+331456860")
+    campaign = setup_campaign(redis_client, tmp_path, phones)
+    pbx = await start_pbx()
+    broken = dataclasses.replace(SETTINGS, dial_template="PJSIP/{number}@{trunk}", trunk_channels=5)
+    try:
+        async with OriginateObserver(pbx.port) as observer:
+            stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0), settings=broken)
+            queue = ContactQueue(redis_client, "acme", campaign)
+            await eventually(lambda: queue.counts()["waiting"] == 3, timeout=30)
+            stop.set()
+            engine = await task
+    finally:
+        await pbx.stop()
+    assert engine.flights == {} and engine.placed == 0 and sum(observer.by_number.values()) == 0
+    assert redis_client.zcard(trunk_keys(f"127.0.0.1:{pbx.port}")[0]) == 0
+    for phone in phones:  # the reservations were released: no attempt is left "reserved" at the gate
+        assert all(a.outcome != "reserved" for a in FactStore(redis_client).attempts("acme", phone))
+    due = queue.next_due()
+    assert due is not None and due >= AT.timestamp() + 55
+    assert any("unexpected error before the Originate" in r.getMessage() for r in caplog.records)

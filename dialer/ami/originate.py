@@ -53,6 +53,18 @@ def dial_string(template: str, e164: str) -> str:
     return template.format(number=e164, digits=e164.lstrip("+"))
 
 
+def dial_template_error(template: str) -> str | None:
+    """Why a dial template cannot be used (None: it can): it must name the number, and nothing else in braces
+    (write a literal brace as {{ or }})."""
+    if "{number}" not in template and "{digits}" not in template:
+        return "must contain {number} or {digits}"
+    try:
+        dial_string(template, "+33145678901")
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"only {{number}} and {{digits}} may appear in braces ({type(exc).__name__}: {exc})"
+    return None
+
+
 def _flag(value: bool) -> str:
     return "1" if value else "0"
 

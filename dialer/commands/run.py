@@ -70,8 +70,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     changes: dict[str, Any] = {"tenants": tuple(args.tenant)}
     template = args.dial_template or ("Local/{number}@sim-callee" if args.sandbox else None)
     if template:
-        if "{number}" not in template and "{digits}" not in template:
-            raise CommandError("--dial-template: must contain {number} or {digits}")
+        from dialer.ami.originate import dial_template_error
+
+        template_error = dial_template_error(template)
+        if template_error:
+            raise CommandError(f"--dial-template: {template_error}")
         changes["dial_template"] = template
     if args.drain is not None:
         changes["drain_seconds"] = args.drain

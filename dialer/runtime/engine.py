@@ -634,16 +634,16 @@ class Engine:
             log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
             await self._give_back_claim(r, claim, "lease not renewed", False)
             return
-        request = OriginateRequest(
-            call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
-            channel=dial_string(self.settings.dial_template, claim.contact.phone),
-            caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
-            agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
-            ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
-            recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
-            info_message=str(c.get("info_message") or ""),
-            amd=bool(c.get("amd", False)))
         try:
+            request = OriginateRequest(
+                call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
+                channel=dial_string(self.settings.dial_template, claim.contact.phone),
+                caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
+                agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
+                ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
+                recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
+                info_message=str(c.get("info_message") or ""),
+                amd=bool(c.get("amd", False)))
             result = await self.pool.originate(flight.server, request, timeout=10.0)
         except (NotConnected, ValueError) as exc:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
@@ -651,30 +651,44 @@ class Engine:
             now = self.clock()
             await self._give_back_claim(r, claim, str(exc) or type(exc).__name__, isinstance(exc, ValueError), now)
             return
+        except Exception:
+            tracker = self.pool.trackers.get(flight.server)
+            if tracker is not None and tracker.get(claim.call_id) is not None:
+                # Registered, so perhaps sent: never give it back (a second call could follow); its events, the
+                # reconciliation or the sweep settle it like a lost response.
+                log.exception("call %s: Originate failed unexpectedly; left to the sweep", claim.call_id)
+                return
+            # Not registered: nothing was sent. Give everything back (the flight, its trunk channel, the gate's
+            # reservation, the claim) and try the contact again later, not at once: a bug would repeat.
+            log.exception("call %s not placed: unexpected error before the Originate", claim.call_id)
+            self.flights.pop(claim.call_id, None)
+            await self._give_back_claim(r, claim, "unexpected error", False, retry_in=60.0)
+            return
         self.placed += 1
         r.placed += 1
         if result.status == "unconfirmed":
             log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
 
     async def _give_back_claim(self, r: CampaignRunner, claim: Claim, why: str, bad: bool,
-                               now: datetime | None = None) -> None:
+                               now: datetime | None = None, retry_in: float = 1.0) -> None:
         """A reserved call that was not placed: release it and put the contact back. If Redis fails, stop renewing
         the claim: it expires and the recovery resolves it (never a lost contact)."""
         try:
-            await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad)
+            await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad, retry_in)
         except Exception as exc:
             log.error("call %s not placed and not given back yet (%s); recovery will resolve it", claim.call_id, exc)
             current = r.claims.get(claim.contact.contact_id)
             if current is not None and current.call_id == claim.call_id:
                 del r.claims[claim.contact.contact_id]
 
-    def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool) -> None:
+    def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool,
+                    retry_in: float = 1.0) -> None:
         self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
         self.trunk.release([(claim.server, claim.call_id)], originated=False)
         if bad:
             self._settle(r, claim, Step("final", "originate_invalid", count_attempt=False, detail=why), now)
         else:
-            self._settle(r, claim, Step("retry", "server_unavailable", now + timedelta(seconds=1),
+            self._settle(r, claim, Step("retry", "server_unavailable", now + timedelta(seconds=retry_in),
                                         count_attempt=False), now)
 
     def _settle(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime) -> bool:
