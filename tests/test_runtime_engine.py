@@ -465,3 +465,31 @@ async def test_an_unexpected_error_before_the_originate_gives_everything_back(re
     due = queue.next_due()
     assert due is not None and due >= AT.timestamp() + 55
     assert any("unexpected error before the Originate" in r.getMessage() for r in caplog.records)
+
+
+async def test_agentless_campaigns_share_their_servers_ai_sessions(redis_url, redis_client, tmp_path):
+    """Two AI campaigns on one server with 2 AI sessions: never more than 2 AI calls up at once between them
+    (each campaign alone would take both sessions), and both run to completion."""
+    answer = [p for p in numbers(40, base="+331456870") if p[-1] in "169"]  # callees who answer and talk
+    kw = {"agent_kind": "ai", "ai_endpoint": "PJSIP/ai@voicebot", "voice": "artificial", "purpose": "informational"}
+    bots = [setup_campaign(redis_client, tmp_path, answer[i * 4:(i + 1) * 4], list_id=f"bots{i}", **kw)
+            for i in range(2)]
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx(ai_sessions=10, time_scale=0.05)  # the PBX could take more: the dialer's 2 bound it
+    settings = dataclasses.replace(SETTINGS, ai_sessions=2)
+    peak = 0
+    try:
+        stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0), settings=settings)
+        deadline = asyncio.get_running_loop().time() + 90
+        while not all(store.get("acme", c).status == "completed" for c in bots):
+            assert asyncio.get_running_loop().time() < deadline and not task.done()
+            peak = max(peak, len(pbx.pbx.calls))
+            await asyncio.sleep(0.005)
+        stop.set()
+        await task
+    finally:
+        await pbx.stop()
+    assert peak == 2
+    for campaign in bots:
+        finals = ContactQueue(redis_client, "acme", campaign).final_states()
+        assert len(finals) == 4 and {f["reason"] for f in finals.values()} == {"answered"}, finals

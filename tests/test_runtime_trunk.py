@@ -150,8 +150,8 @@ def test_per_server_limits_from_the_config(tmp_path):
     config = load_config(path, env={})
     settings = RuntimeSettings.from_config(config)
     a, b = (trunk_of(s, settings) for s in config.asterisk)
-    assert a == Trunk("pbx1.example:5038", 10, 5.0)
-    assert b == Trunk("pbx2.example:5038", 30, 0.5)
+    assert a == Trunk("pbx1.example:5038", 10, 5.0, 2)  # (2 AI sessions: runtime.ai_sessions)
+    assert b == Trunk("pbx2.example:5038", 30, 0.5, 2)
     path.write_text('[[asterisk]]\nname = "a"\nhost = "h"\nusername = "u"\nsecret = "s"\ntrunk_channels = -1\n')
     with pytest.raises(ConfigError, match=r"asterisk\[0\]\.trunk_channels"):
         load_config(path, env={})
@@ -159,7 +159,7 @@ def test_per_server_limits_from_the_config(tmp_path):
                     '[[asterisk]]\nname = "a"\nhost = "h2"\nusername = "u"\nsecret = "s"\n')
     with pytest.raises(ConfigError, match=r"asterisk\[1\]\.name"):
         load_config(path, env={})
-    assert trunk_of(AsteriskServer("x", "h", 1, "u", "s"), RuntimeSettings()) == Trunk("h:1", 0, 0.0)
+    assert trunk_of(AsteriskServer("x", "h", 1, "u", "s"), RuntimeSettings()) == Trunk("h:1", 0, 0.0, 2)
 
 
 def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
@@ -267,3 +267,16 @@ async def test_two_processes_on_one_pbx_share_its_calls_per_second(redis_url, re
     # second, give or take the few milliseconds between the reservation in Redis and the Originate's arrival.
     assert all(sent[i + 2] - sent[i] >= 0.95 for i in range(len(sent) - 2)), sent
     assert all("limited by" in text for text in logs.values())
+
+
+def test_ai_sessions_are_counted_for_agentless_calls_only(redis_client):
+    trunk = TrunkBudget(redis_client, {"s": Trunk("10.0.0.3:5038", 0, 0.0, 2)}, lease_seconds=20)
+    assert trunk.reserve({"s": ["h1", "h2", "h3"]})[0]["s"] == ["h1", "h2", "h3"]  # human calls: no session
+    got, usage = trunk.reserve({"s": ["a1", "a2", "a3"]}, ai=True)
+    assert got["s"] == ["a1", "a2"] and usage["s"].ai_sessions_in_use == 2
+    other = TrunkBudget(redis_client, {"t": Trunk("10.0.0.3:5038", 0, 0.0, 2)}, lease_seconds=20)  # another process
+    assert other.reserve({"t": ["b1"]}, ai=True)[0]["t"] == []
+    trunk.release([("s", "a1")], originated=True, ai=True)
+    assert other.reserve({"t": ["b1"]}, ai=True)[0]["t"] == ["b1"]
+    trunk.renew({"s": ["a2"]}, ai=True)
+    assert trunk.usage(["s"], ai=True)["s"].ai_sessions_in_use == 2

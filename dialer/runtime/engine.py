@@ -143,7 +143,7 @@ def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
     """A server's trunk ceilings: its [[asterisk]] table's own values, else the runtime.* ones."""
     channels = server.trunk_channels if server.trunk_channels is not None else settings.trunk_channels
     cps = server.calls_per_second if server.calls_per_second is not None else settings.calls_per_second
-    return Trunk(server_address(server.host, server.port), channels, cps)
+    return Trunk(server_address(server.host, server.port), channels, cps, settings.ai_sessions)
 
 
 def estimates_key(tenant: str, campaign: str) -> str:
@@ -192,6 +192,7 @@ class Flight:
     # the contact's jurisdiction codes from the gate's decision ("US", "US-CA" ...): the recording notice
     # depends on them; empty (unknown, e.g. a call taken over) fails closed to playing the notice
     jurisdictions: tuple[str, ...] = ()
+    ai: bool = False  # an agentless call: it holds one of its server's AI sessions until its outcome
 
 
 @dataclass
@@ -458,33 +459,38 @@ class Engine:
         self._rr += n
         return share
 
-    def _reserve_trunk(self, share: dict[str, int]) -> list[tuple[str, str]]:
-        """(server, call id) for each call the servers' trunks take now, all processes together: each server is
-        asked for its share; what a full server could not take is offered to the servers that took all theirs."""
+    def _reserve_trunk(self, share: dict[str, int], ai: bool = False) -> list[tuple[str, str]]:
+        """(server, call id) for each call the servers' trunks (and AI sessions, `ai`) take now, all processes
+        together: each server is asked for its share; what a full server could not take is offered to the servers
+        that took all theirs."""
         wanted = {name: [uuid.uuid4().hex for _ in range(k)] for name, k in share.items() if k}
-        granted, usage = self.trunk.reserve(wanted)
+        granted, usage = self.trunk.reserve(wanted, ai=ai)
         self._trunk_usage.update(usage)
+        slots = [(name, call_id) for name, ids in granted.items() for call_id in ids]
         shortfall = sum(len(ids) - len(granted.get(name, [])) for name, ids in wanted.items())
         roomy = [name for name, ids in wanted.items() if len(granted.get(name, [])) == len(ids)]
         if shortfall and roomy:
             extra = {name: [uuid.uuid4().hex for _ in range(k)]
                      for name, k in self._round_robin(roomy, shortfall).items() if k}
-            more, usage = self.trunk.reserve(extra)
+            try:
+                more, usage = self.trunk.reserve(extra, ai=ai)
+            except redis.RedisError:
+                self._release_slots(slots, ai)  # (the caller never sees them)
+                raise
             self._trunk_usage.update(usage)
-            for name, ids in more.items():
-                granted.setdefault(name, []).extend(ids)
-        return [(name, call_id) for name, ids in granted.items() for call_id in ids]
+            slots += [(name, call_id) for name, ids in more.items() for call_id in ids]
+        return slots
 
-    def _release_slots(self, slots: list[tuple[str, str]]) -> None:
+    def _release_slots(self, slots: list[tuple[str, str]], ai: bool) -> None:
         """Trunk reservations no Originate will use (if Redis refuses, they expire after one lease)."""
         try:
-            self.trunk.release(slots, originated=False)
+            self.trunk.release(slots, originated=False, ai=ai)
         except redis.RedisError as exc:
             log.warning("%d trunk reservations not given back (%s); they expire within %.0f s", len(slots), exc,
                         self.settings.lease_seconds)
 
-    async def _free_slots(self, slots: list[tuple[str, str]]) -> None:
-        await asyncio.to_thread(self._release_slots, slots)
+    async def _free_slots(self, slots: list[tuple[str, str]], ai: bool) -> None:
+        await asyncio.to_thread(self._release_slots, slots, ai)
 
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
@@ -503,9 +509,11 @@ class Engine:
         if trunks and all(t.calls_per_second > 0 for t in trunks):
             cps = float(sum(cps_window(t.calls_per_second)[0] for t in trunks))  # calls per window
         if policy.mode is PacingMode.AGENTLESS:
-            connected_ai = sum(1 for f in mine if f.connected)
+            # Sessions free on the servers, all campaigns and processes together (Redis); decide() takes this
+            # campaign's ringing calls off again, so they are added back here.
             free, busy = 0, ()
-            ai = max(0, self.settings.ai_sessions * len(servers) - connected_ai)
+            ai = sum(max(0, t.ai_sessions - u.ai_sessions_in_use) for t, u in zip(trunks, usage, strict=True))
+            ai += len(ringing)
         else:
             view = self.board.view(str(config.get("queue") or ""), time.monotonic(), servers)
             free, busy, ai = view.free, view.busy_elapsed, 0
@@ -516,10 +524,19 @@ class Engine:
         originated = sum(u.originates_in_window for u in usage)
         return policy, dataclasses.replace(state, originates_last_second=originated)
 
+    @staticmethod
+    def _agentless(r: CampaignRunner) -> bool:
+        """Whether the campaign's calls hold AI sessions (agentless pacing)."""
+        try:
+            return pacing_policy(r.stored.config).mode is PacingMode.AGENTLESS
+        except PolicyError:
+            return False
+
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
         connected = self.pool.connected()
-        if any(self.trunk.limited(name) for name in connected):
-            self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected))
+        ai = self._agentless(r)
+        if any(self.trunk.limited(name, ai) for name in connected):
+            self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
         wall = time.time()
         try:
             policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
@@ -536,7 +553,7 @@ class Engine:
         n = min(decision.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
-        slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n))
+        slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n), ai)
         if not slots:
             return
         try:
@@ -545,11 +562,11 @@ class Engine:
                 lease_until=time.time() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
-            await self._free_slots(slots)
+            await self._free_slots(slots, ai)
             raise
         used = {claim.call_id for claim in claims}
         if len(used) < len(slots):  # fewer contacts ready than the trunk took: give the rest back
-            await self._free_slots([slot for slot in slots if slot[1] not in used])
+            await self._free_slots([slot for slot in slots if slot[1] not in used], ai)
         if not claims:
             return
         for claim in claims:
@@ -567,12 +584,12 @@ class Engine:
                 current = r.claims.get(claim.contact.contact_id)
                 if current is not None and current.call_id == claim.call_id:
                     del r.claims[claim.contact.contact_id]
-            await self._free_slots([(claim.server, claim.call_id) for claim in claims])
+            await self._free_slots([(claim.server, claim.call_id) for claim in claims], ai)
             raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
                 flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(),
-                                jurisdictions=result.decision.jurisdictions)
+                                jurisdictions=result.decision.jurisdictions, ai=ai)
                 self.flights[claim.call_id] = flight
                 r.estimators.on_originate(flight.sent_wall)
                 r.minute.append(flight.sent_wall)
@@ -586,7 +603,7 @@ class Engine:
         unused = [(c.server, c.call_id) for c, res in zip(claims, results, strict=True)
                   if not isinstance(res, Reservation)]
         if unused:
-            self._release_slots(unused)
+            self._release_slots(unused, self._agentless(r))
         return results
 
     def _schedule_and_gate(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
@@ -684,7 +701,7 @@ class Engine:
     def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool,
                     retry_in: float = 1.0) -> None:
         self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
-        self.trunk.release([(claim.server, claim.call_id)], originated=False)
+        self.trunk.release([(claim.server, claim.call_id)], originated=False, ai=self._agentless(r))
         if bad:
             self._settle(r, claim, Step("final", "originate_invalid", count_attempt=False, detail=why), now)
         else:
@@ -738,7 +755,8 @@ class Engine:
         delay = 0.2
         for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
             try:
-                self.trunk.release([(flight.server, claim.call_id)], originated=True)  # its channel is free
+                # its channel (and AI session) is free
+                self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
                 now = self.clock()
                 self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
                                          e164=claim.contact.phone, actor=ACTOR)
@@ -845,20 +863,22 @@ class Engine:
             held.setdefault(key, []).extend(r.claims)
         return held
 
-    def _flight_calls(self) -> dict[str, list[str]]:
-        """Call ids of the calls this process waits on, per server (their trunk channels are renewed)."""
-        calls: dict[str, list[str]] = {}
+    def _flight_calls(self) -> dict[bool, dict[str, list[str]]]:
+        """Call ids of the calls this process waits on, by AI or not, per server (their trunk channels and AI
+        sessions are renewed)."""
+        calls: dict[bool, dict[str, list[str]]] = {False: {}, True: {}}
         for call_id, flight in self.flights.items():
-            calls.setdefault(flight.server, []).append(call_id)
+            calls[flight.ai].setdefault(flight.server, []).append(call_id)
         return calls
 
     def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
-                   calls: dict[str, list[str]] | None = None) -> None:
+                   calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
         wall = time.time()
         self._heartbeat_writes(wall, held or {})
         self._renewed_at = wall
-        if calls:
-            self.trunk.renew(calls)
+        for ai, by_server in (calls or {}).items():
+            if by_server:
+                self.trunk.renew(by_server, ai=ai)
 
     def _heartbeat_writes(self, wall: float, held: dict[tuple[str, str], list[str]]) -> None:
         lease_until = wall + self.settings.lease_seconds
@@ -882,7 +902,7 @@ class Engine:
                 continue
             unsaved = self._unsaved.pop(claim.call_id, None)
             if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
-                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time())
+                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(), ai=self._agentless(r))
                 await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
                 continue
             log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
@@ -911,12 +931,20 @@ class Engine:
                 for claim in claims:  # not renewed: the lease expires again and a later pass retries
                     r.claims.pop(claim.contact.contact_id, None)
                 continue
+            # Counted on this server's trunk (and AI sessions) again before they are tracked: the dead process's
+            # entries expired. Those found gone below are released by their outcome, which can only come after.
+            agentless = self._agentless(r)
+            try:
+                await asyncio.to_thread(self.trunk.renew, {server: [c.call_id for c in claims]}, adopt=True,
+                                        ai=agentless)
+            except redis.RedisError as exc:
+                log.warning("server %s: taken-over calls not counted on its trunk (%s)", server, exc)
             wall = time.time()
             for claim in claims:
                 tracker.register(claim.call_id, r.campaign, r.tenant, claim.contact.phone,
                                  wall - self.settings.lease_seconds, ring_timeout=self.settings.ring_timeout)
                 self.flights[claim.call_id] = Flight(claim, r.tenant, r.campaign, server,
-                                                     wall - self.settings.lease_seconds)
+                                                     wall - self.settings.lease_seconds, ai=agentless)
             try:
                 listing = await client.event_list("CoreShowChannels", timeout=10.0)
             except AMIError as exc:
@@ -926,8 +954,6 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            if alive:  # they hold channels of this server's trunk again (the dead process's entries expired)
-                await asyncio.to_thread(self.trunk.renew, {server: alive}, adopt=True)
             log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 

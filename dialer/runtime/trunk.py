@@ -27,52 +27,57 @@ from dialer.pacing import cps_window
 
 __all__ = ["Trunk", "TrunkBudget", "TrunkUsage", "cps_window", "server_address", "trunk_keys"]
 
+# KEYS: channels, originates, AI sessions. ARGV: channel limit (0: none), calls per window (0: none), window ms,
+# lease ms, AI-session limit (-1: these calls use no AI session), call ids... Returns {channels in use,
+# originates in the window, AI sessions in use, granted ids...}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, cps, window, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ai, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local in_use = redis.call('ZCARD', KEYS[1])
 local recent = redis.call('ZCARD', KEYS[2])
-local room = #ARGV - 4
+local sessions = redis.call('ZCARD', KEYS[3])
+local room = #ARGV - 6
 if limit > 0 then room = math.min(room, limit - in_use) end
 if cps > 0 then room = math.min(room, cps - recent) end
-local out = {0, 0}
+if ai >= 0 then room = math.min(room, ai - sessions) end
+local out = {0, 0, 0}
 for i = 1, room do
-  local id = ARGV[4 + i]
+  local id = ARGV[6 + i]
   if limit > 0 then redis.call('ZADD', KEYS[1], now + lease, id) end
   if cps > 0 then redis.call('ZADD', KEYS[2], now, id) end
+  if ai >= 0 then redis.call('ZADD', KEYS[3], now + lease, id) end
   out[#out + 1] = id
 end
-if limit > 0 and room > 0 then
-  in_use = in_use + room
-  redis.call('PEXPIRE', KEYS[1], lease * 2)
+if room > 0 then
+  if limit > 0 then in_use = in_use + room; redis.call('PEXPIRE', KEYS[1], ttl) end
+  if cps > 0 then recent = recent + room; redis.call('PEXPIRE', KEYS[2], ttl) end
+  if ai >= 0 then sessions = sessions + room; redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-if cps > 0 and room > 0 then
-  recent = recent + room
-  redis.call('PEXPIRE', KEYS[2], window * 2)
-end
-out[1], out[2] = in_use, recent
+out[1], out[2], out[3] = in_use, recent, sessions
 return out
 """
 
-# ARGV[1] lease ms, ARGV[2] '1': add calls not yet counted (a call taken over from a dead process, still up),
-# '0': only push the expiry of calls still counted (an outcome released one since the heartbeat's snapshot: not
-# brought back to life).
+# KEYS: one set (channels or AI sessions). ARGV: lease ms, '0' or '1', key ttl ms, call ids. '0': only push the
+# expiry of calls still counted (ZADD XX: an outcome that released one since the heartbeat's snapshot is not undone);
+# '1': count them even if they are not counted now (calls of a dead process found still up on the PBX).
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
 local args = {}
 if ARGV[2] == '0' then args[1] = 'XX' end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   args[#args + 1] = now + lease
   args[#args + 1] = ARGV[i]
 end
-if #ARGV >= 3 then
+if #ARGV >= 4 then
   redis.call('ZADD', KEYS[1], unpack(args))
-  redis.call('PEXPIRE', KEYS[1], lease * 2)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 end
 return 1
 """
@@ -81,10 +86,14 @@ _USAGE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
-return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[2], '(' .. (now - window), '+inf')}
+return {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), redis.call('ZCOUNT', KEYS[2], '(' .. (now - window), '+inf'),
+        redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')}
 """
 
 _CHUNK = 1000  # call ids per script call (Lua's unpack has a stack limit)
+# The sets' own time to live, pushed back by every write: only a collector of sets nobody uses any more (each
+# entry carries its own expiry). One fixed value, so processes with different leases never cut each other's.
+KEY_TTL_MS = 3600 * 1000
 
 
 def server_address(host: str, port: int) -> str:
@@ -92,18 +101,21 @@ def server_address(host: str, port: int) -> str:
     return f"{host.lower()}:{port}"
 
 
-def trunk_keys(address: str) -> tuple[str, str]:
-    """The channels set and the recent-originates set of one server (not per tenant: the trunk is shared)."""
-    return f"dialer:trunk:{address}:channels", f"dialer:trunk:{address}:originates"
+def trunk_keys(address: str) -> tuple[str, str, str]:
+    """One server's sets: channels in use, recent originates, AI sessions in use (not per tenant: the PBX's trunk
+    and its AI sessions are shared by every tenant and every dialer process)."""
+    base = f"dialer:trunk:{address}"
+    return f"{base}:channels", f"{base}:originates", f"{base}:ai"
 
 
 @dataclass(frozen=True)
 class Trunk:
-    """One server's ceilings (0: no limit), and its address."""
+    """One server's ceilings (0: no limit), its AI-agent sessions, and its address."""
 
     address: str
     channels: int = 0
     calls_per_second: float = 0.0
+    ai_sessions: int = 0  # sessions agentless calls may hold at once (each call holds one until its outcome)
 
     @property
     def limited(self) -> bool:
@@ -116,6 +128,7 @@ class TrunkUsage:
 
     channels_in_use: int = 0
     originates_in_window: int = 0
+    ai_sessions_in_use: int = 0
 
 
 class TrunkBudget:
@@ -129,11 +142,12 @@ class TrunkBudget:
         self._renew = client.register_script(_RENEW)
         self._usage = client.register_script(_USAGE)
 
-    def limited(self, server: str) -> bool:
+    def limited(self, server: str, ai: bool = False) -> bool:
+        """Whether calls through this server are counted in Redis (AI calls always are: sessions are scarce)."""
         trunk = self.trunks.get(server)
-        return trunk is not None and trunk.limited
+        return trunk is not None and (ai or trunk.limited)
 
-    def _keys(self, server: str) -> tuple[str, str]:
+    def _keys(self, server: str) -> tuple[str, str, str]:
         return trunk_keys(self.trunks[server].address)
 
     def _args(self, server: str) -> tuple[int, int, int]:
@@ -141,63 +155,75 @@ class TrunkBudget:
         calls, window = cps_window(trunk.calls_per_second)
         return trunk.channels, calls, window
 
-    def reserve(self, wanted: dict[str, Sequence[str]]) -> tuple[dict[str, list[str]], dict[str, TrunkUsage]]:
-        """For each server, reserve a channel and a calls-per-second slot for as many of its call ids as both
-        ceilings allow (the first ones). Returns the granted ids and each limited server's usage after it."""
+    def reserve(self, wanted: dict[str, Sequence[str]], *, ai: bool = False,
+                ) -> tuple[dict[str, list[str]], dict[str, TrunkUsage]]:
+        """For each server, reserve a channel and a calls-per-second slot (and, `ai`: an AI session) for as many of
+        its call ids as every ceiling allows (the first ones). Returns the granted ids and each counted server's
+        usage after it."""
         granted: dict[str, list[str]] = {}
         usage: dict[str, TrunkUsage] = {}
         asked = [(server, list(ids)) for server, ids in wanted.items() if ids]
-        limited = [(server, ids) for server, ids in asked if self.limited(server)]
+        counted = [(server, ids) for server, ids in asked if self.limited(server, ai)]
         for server, ids in asked:
-            if not self.limited(server):
+            if not self.limited(server, ai):
                 granted[server] = ids
-        if limited:
+        if counted:
             pipe = self.redis.pipeline(transaction=False)
-            for server, ids in limited:
+            for server, ids in counted:
                 channels, calls, window = self._args(server)
-                self._reserve(keys=self._keys(server), args=[channels, calls, window, self.lease_ms, *ids],
-                              client=pipe)
-            for (server, _), raw in zip(limited, pipe.execute(), strict=True):
-                granted[server] = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[2:]]
-                usage[server] = TrunkUsage(int(raw[0]), int(raw[1]))
+                sessions = self.trunks[server].ai_sessions if ai else -1
+                self._reserve(keys=self._keys(server),
+                              args=[channels, calls, window, self.lease_ms, sessions, KEY_TTL_MS, *ids], client=pipe)
+            for (server, _), raw in zip(counted, pipe.execute(), strict=True):
+                granted[server] = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[3:]]
+                usage[server] = TrunkUsage(int(raw[0]), int(raw[1]), int(raw[2]))
         return granted, usage
 
-    def usage(self, servers: Iterable[str]) -> dict[str, TrunkUsage]:
-        """Each limited server's channels in use and originates in its window, all processes together."""
-        names = [s for s in servers if self.limited(s)]
+    def usage(self, servers: Iterable[str], *, ai: bool = False) -> dict[str, TrunkUsage]:
+        """Each counted server's channels in use, originates in its window and AI sessions in use, all processes
+        together."""
+        names = [s for s in servers if self.limited(s, ai)]
         if not names:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for server in names:
             self._usage(keys=self._keys(server), args=[self._args(server)[2]], client=pipe)
-        return {s: TrunkUsage(int(raw[0]), int(raw[1])) for s, raw in zip(names, pipe.execute(), strict=True)}
+        return {s: TrunkUsage(int(raw[0]), int(raw[1]), int(raw[2]))
+                for s, raw in zip(names, pipe.execute(), strict=True)}
 
-    def release(self, calls: Iterable[tuple[str, str]], *, originated: bool) -> None:
-        """(server, call id) pairs: their channels are free (the call ended, or never existed). `originated=False`
-        also gives back the calls-per-second slot: no Originate went out."""
-        pairs = [(server, call_id) for server, call_id in calls if self.limited(server)]
+    def release(self, calls: Iterable[tuple[str, str]], *, originated: bool, ai: bool = False) -> None:
+        """(server, call id) pairs: their channels (and AI sessions) are free: the call ended, or never existed.
+        `originated=False` also gives back the calls-per-second slot: no Originate went out."""
+        pairs = [(server, call_id) for server, call_id in calls if self.limited(server, ai)]
         if not pairs:
             return
         pipe = self.redis.pipeline(transaction=False)
         for server, call_id in pairs:
-            channels, originates = self._keys(server)
+            channels, originates, sessions = self._keys(server)
             pipe.zrem(channels, call_id)
             if not originated:
                 pipe.zrem(originates, call_id)
+            if ai:
+                pipe.zrem(sessions, call_id)
         pipe.execute()
 
-    def renew(self, calls: dict[str, Sequence[str]], *, adopt: bool = False) -> None:
-        """Push the expiry of calls still up (the heartbeat). `adopt`: count them even if they are not counted now
-        (calls of a dead process found still up on the PBX: they hold a channel, whatever the limit says)."""
+    def renew(self, calls: dict[str, Sequence[str]], *, adopt: bool = False, ai: bool = False) -> None:
+        """Push the expiry of calls still up (the heartbeat; `ai`: their AI sessions too). `adopt`: count them even
+        if they are not counted now (calls of a dead process found still up on the PBX: they hold a channel, and a
+        session, whatever the limit says)."""
         pipe = self.redis.pipeline(transaction=False)
         used = False
         for server, ids in calls.items():
-            if not ids or server not in self.trunks or self.trunks[server].channels <= 0:
+            trunk = self.trunks.get(server)
+            if not ids or trunk is None:
                 continue
+            keys = self._keys(server)
+            sets = ([keys[0]] if trunk.channels > 0 else []) + ([keys[2]] if ai else [])
             ids = list(ids)
-            for start in range(0, len(ids), _CHUNK):
-                self._renew(keys=[self._keys(server)[0]],
-                            args=[self.lease_ms, "1" if adopt else "0", *ids[start:start + _CHUNK]], client=pipe)
-                used = True
+            for key in sets:
+                for start in range(0, len(ids), _CHUNK):
+                    self._renew(keys=[key], args=[self.lease_ms, "1" if adopt else "0", KEY_TTL_MS,
+                                                  *ids[start:start + _CHUNK]], client=pipe)
+                    used = True
         if used:
             pipe.execute()
