@@ -493,3 +493,27 @@ async def test_agentless_campaigns_share_their_servers_ai_sessions(redis_url, re
     for campaign in bots:
         finals = ContactQueue(redis_client, "acme", campaign).final_states()
         assert len(finals) == 4 and {f["reason"] for f in finals.values()} == {"answered"}, finals
+
+
+def test_a_mixed_campaign_backs_off_on_its_worst_abandon_window(redis_url, redis_client):
+    """US (30 days) and GB (24 h) numbers in one campaign: a day's spike of abandons must not hide in the month."""
+    from dialer.campaigns import StoredCampaign
+    from dialer.pacing import CampaignEstimators, RedisAbandonCounter
+    from dialer.runtime.engine import CampaignRunner, Engine
+
+    now = AT.timestamp()
+    counter = RedisAbandonCounter(redis_client, "acme")
+    for i in range(200):  # 25 days ago: 200 live answers, no abandon
+        counter.record("mixed", f"old-{i}", now - 25 * 86400, False)
+    for i in range(20):  # the last hour: 20 live answers, 3 abandoned (15% over 24 h; 1.4% over 30 days)
+        counter.record("mixed", f"new-{i}", now - 600, i < 3)
+    engine = Engine(redis_client, build_gate(redis_client, engine_config(redis_url)),
+                    [AsteriskServer("sbx", "127.0.0.1", 1, "u", "s")], settings=SETTINGS)
+    stored = StoredCampaign("mixed", "acme", "running", {"pacing_mode": "predictive"}, "", "", "", "")
+    runner = CampaignRunner("acme", "mixed", ContactQueue(redis_client, "acme", "mixed"), CampaignEstimators(), stored,
+                            countries={"US"})
+    engine._write_stats(runner, AT, {})
+    assert runner.abandon_totals == (220, 3)  # US only: the 30-day window
+    runner.countries = {"US", "GB"}
+    engine._write_stats(runner, AT, {})
+    assert runner.abandon_totals == (20, 3)  # with GB numbers too: the 24-hour window, the worse of the two

@@ -47,10 +47,12 @@ from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
 from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges
 from dialer.pacing import (
+    DEFAULT_ABANDON_CAP,
     CampaignEstimators,
     PacingMode,
     PolicyError,
     RedisAbandonCounter,
+    control_abandon_rate,
     cps_window,
     decide,
     window_for,
@@ -987,9 +989,15 @@ class Engine:
         counts = r.queue.counts(now.timestamp())
         counter = self._abandon_counter(r.tenant)
         stats = counter.stats(r.campaign, now.timestamp())
-        # The longest window among the countries this campaign dials (US: 30 days; GB and others: 24 h).
-        window = max((window_for(c) for c in list(r.countries)), default=window_for(""))
-        r.abandon_totals = counter.totals(r.campaign, now.timestamp(), window)
+        # Every window the countries this campaign dials need (US: 30 days; GB and others: 24 h); pacing backs off
+        # on the one whose rate is nearest the cap, so a day's spike cannot hide in a month of a mixed campaign.
+        windows = sorted({window_for(c) for c in list(r.countries)} or {window_for("")})
+        pairs = [counter.totals(r.campaign, now.timestamp(), w) for w in windows]
+        try:
+            cap = pacing_policy(r.stored.config).abandon_cap
+        except PolicyError:
+            cap = DEFAULT_ABANDON_CAP
+        r.abandon_totals = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
