@@ -18,7 +18,7 @@ from dialer.gate import Request
 from dialer.livestats import denials_key, dispositions_key, stats_key
 from dialer.runtime.engine import RuntimeSettings, build_gate, offset_clock, run_engine
 from dialer.runtime.loader import load_campaign
-from dialer.runtime.queues import ContactQueue
+from dialer.runtime.queues import ContactQueue, QueuedContact
 from dialer.runtime.report import campaign_summary
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
@@ -517,3 +517,25 @@ def test_a_mixed_campaign_backs_off_on_its_worst_abandon_window(redis_url, redis
     runner.countries = {"US", "GB"}
     engine._write_stats(runner, AT, {})
     assert runner.abandon_totals == (20, 3)  # with GB numbers too: the 24-hour window, the worse of the two
+
+
+def test_claim_leases_follow_redis_clock_not_a_drifting_local_one(redis_url, redis_client):
+    """A machine whose clock runs a minute ahead would see every other process's claims as expired and take them
+    over; leases are measured on Redis's clock instead (the offset is read at each heartbeat)."""
+    import time
+
+    from dialer.runtime.engine import Engine
+
+    engine = Engine(redis_client, build_gate(redis_client, engine_config(redis_url)),
+                    [AsteriskServer("sbx", "127.0.0.1", 1, "u", "s")], settings=SETTINGS, process_id="ahead")
+    engine._local_time = lambda: time.time() + 60.0
+    engine._heartbeat()
+    seconds, micros = redis_client.time()
+    assert abs(engine._lease_clock() - (seconds + micros / 1e6)) < 1.0
+    queue = ContactQueue(redis_client, "acme", "c1")
+    queue.add([QueuedContact("k1", "+33145670001")], at=AT.timestamp())
+    assert queue.claim(1, owner="alive", now=AT.timestamp(), lease_until=seconds + 20, call_ids=["x"],
+                       servers=["sbx"])
+    taken = queue.take_over_expired(owner="ahead", now_wall=engine._lease_clock(),
+                                    lease_until=engine._lease_clock() + 20)
+    assert taken == []  # the other process's live claim stays its own

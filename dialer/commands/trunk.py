@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 import redis
@@ -36,6 +35,8 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         trunks = {s.name: trunk_of(s, settings) for s in servers}
         budget = TrunkBudget(client, trunks, lease_seconds=settings.lease_seconds)
         usage = budget.usage(trunks)
+        seconds, micros = client.time()  # heartbeats are stamped on Redis's clock
+        now = seconds + micros / 1e6
         processes = []
         for key in sorted(client.scan_iter(match=process_key("*"), count=500)):
             raw = client.get(key)
@@ -68,7 +69,6 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     if not any(row["channel_limit"] or row["calls_per_window"] for row in rows):
         print("(no trunk ceiling set: runtime.trunk_channels / runtime.calls_per_second, or per [[asterisk]] table)")
     print(f"\n{len(processes)} dialer process(es) alive")
-    now = time.time()
     for info in processes:
         print(f"  {info['id']}: {info.get('in_flight', 0)} calls in flight, {info.get('placed', 0)} placed, "
               f"heartbeat {max(0.0, now - float(info.get('at', now))):.0f} s ago")

@@ -261,6 +261,8 @@ class Engine:
         self._active_at = -1e18
         self._stopping = False
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
+        self._skew = 0.0  # Redis's clock minus ours (seconds), measured at each heartbeat
+        self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
@@ -396,8 +398,8 @@ class Engine:
         if mono - r.recovered_at >= self.settings.recover_seconds:
             r.recovered_at = mono
             taken = await asyncio.to_thread(
-                r.queue.take_over_expired, owner=self.id, now_wall=time.time(),
-                lease_until=time.time() + self.settings.lease_seconds)
+                r.queue.take_over_expired, owner=self.id, now_wall=self._lease_clock(),
+                lease_until=self._lease_clock() + self.settings.lease_seconds)
             if taken:
                 await self._resolve(r, taken)
         if status == "running" and not self._stopping:
@@ -561,7 +563,7 @@ class Engine:
         try:
             claims = await asyncio.to_thread(
                 r.queue.claim, len(slots), owner=self.id, now=now.timestamp(),
-                lease_until=time.time() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
+                lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
             await self._free_slots(slots, ai)
@@ -873,10 +875,23 @@ class Engine:
             calls[flight.ai].setdefault(flight.server, []).append(call_id)
         return calls
 
+    def _lease_clock(self) -> float:
+        """Now on Redis's clock, for claim leases: they are compared by processes on other machines, whose clocks
+        may drift (one running 15 s ahead would otherwise take over live claims). The offset is measured at each
+        heartbeat."""
+        return self._local_time() + self._skew
+
+    def _measure_skew(self) -> None:
+        before = self._local_time()
+        seconds, micros = self.redis.time()
+        after = self._local_time()
+        self._skew = seconds + micros / 1e6 - (before + after) / 2
+
     def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
                    calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
         wall = time.time()
-        self._heartbeat_writes(wall, held or {})
+        self._measure_skew()
+        self._heartbeat_writes(self._lease_clock(), held or {})
         self._renewed_at = wall
         for ai, by_server in (calls or {}).items():
             if by_server:

@@ -8,7 +8,7 @@ can settle it (a process that lost its claim to a takeover cannot settle it a se
 Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
   ready      zset  contact id -> (9 - priority) * 1e10 + due time (lowest first: priority, then oldest due)
   wait       zset  contact id -> due time (UNIX seconds of the campaign clock): retries and gate `next_allowed_at`
-  inflight   zset  contact id -> lease expiry (UNIX seconds, wall clock)
+  inflight   zset  contact id -> lease expiry (UNIX seconds, Redis's clock)
   claims     hash  contact id -> JSON {owner, call_id, server, claimed_at, lease}
   state      hash  contact id -> ready | wait | inflight | final   (every contact the queue ever held)
   data       hash  contact id -> JSON {phone, country, postal_code, state, zones, priority}: what the gate needs
@@ -17,8 +17,9 @@ Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
   phones     hash  E.164 -> contact id (one contact per number per campaign: a number is never queued twice)
   last       hash  contact id -> JSON of the last step (retry/denial reason and when): "why not called yet"
 
-Times: due times are the campaign clock (injected: tests and demos run at a fixed instant); leases are wall
-clock seconds (they measure whether a process is still alive, not the law).
+Times: due times are the campaign clock (injected: tests and demos run at a fixed instant); leases are UNIX
+seconds on Redis's clock (the engine's `_lease_clock`: they measure whether a process is still alive, not the law,
+and are compared by processes on machines whose clocks may drift).
 Synchronous client (like dialer/facts.py); the engine calls it through asyncio.to_thread.
 """
 
