@@ -105,8 +105,10 @@ def set_policy(client: redis.Redis, tenant: str, changes: dict[str, int], *, act
             raise PolicyError(f"{kind}: unknown kind (known: {', '.join(KINDS)})")
         if not isinstance(days, int) or days <= 0:
             raise PolicyError(f"{kind}: a period is a positive number of days")
-        floor = _law().get("minimum", {}).get(kind, 0)
-        if isinstance(floor, int) and days < floor:
+        # Consent evidence: the highest country minimum. Which law applies to a record is not always known from
+        # the number (a French mobile of a person living in Germany), so the floor is the strictest (fail closed).
+        floor = minimum(kind)
+        if days < floor:
             raise PolicyError(f"{kind}: {days} days is under the legal minimum of {floor} days")
     if changes:
         client.hset(policy_key(tenant), mapping={k: str(v) for k, v in changes.items()})

@@ -66,10 +66,21 @@ def test_consent_keep_rules_are_pure_and_never_unblock_a_withdrawn_person():
     assert retention.consent_keep([expiring], {}, AT, 1827, "FR") == [True]
 
 
+def test_attempts_are_kept_as_long_as_any_rule_pack_looks_back():
+    """A cool-off or a cap reads past attempts: pruning them earlier would let the gate allow a call it must deny."""
+    from rules import load_packs
+
+    longest = max(rule.params[k] for pack in load_packs().packs for rule in pack.rules
+                  for k in ("duration", "window") if k in rule.params)
+    assert retention.minimum("attempts") >= longest.days + 1
+
+
 def test_policy_defaults_changes_and_legal_floors(redis_client):
     assert retention.get_policy(redis_client, T) == retention.defaults()
     assert retention.set_policy(redis_client, T, {"attempts": 180}, actor="user:a", at=AT)["attempts"] == 180
     for change, words in [({"attempts": 10}, "legal minimum"), ({"audit": 30}, "legal minimum"),
+                          ({"attempts": 45}, "legal minimum of 61 days"),  # FR refusals are read 60 days back
+                          ({"consent_evidence": 365}, "legal minimum of 1827 days"),  # the strictest country's
                           ({"bogus": 3}, "unknown kind"), ({"exports": 0}, "positive")]:
         with pytest.raises(retention.PolicyError, match=words):
             retention.set_policy(redis_client, T, change, actor="user:a", at=AT)
@@ -223,7 +234,7 @@ def run_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_cli_policy_run_and_offboard(redis_url, redis_client, tmp_path):
     done = run_cli(redis_url, "retention", "policy", "--tenant", T, "--set", "attempts=10")
-    assert done.returncode == 1 and "legal minimum of 31 days" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 1 and "legal minimum of 61 days" in done.stderr and "Traceback" not in done.stderr
     done = run_cli(redis_url, "retention", "policy", "--tenant", T, "--set", "exports=7")
     assert done.returncode == 0 and "exports" in done.stdout and "7 days" in done.stdout
     FactStore(redis_client).record_attempt(T, FR, Attempt(at=AT - 2 * YEAR, campaign="c1", outcome="busy",
