@@ -163,6 +163,13 @@ class Pbx:
     async def sleep(self, simulated: float) -> None:
         await asyncio.sleep(self.settings.scaled(simulated))
 
+    async def sleep_until(self, simulated_instant: float) -> None:
+        """Sleep until `now()` reaches this instant: a party's steps timed from one base do not drift apart when
+        each sleep of a loaded machine overruns."""
+        late = self.settings.scaled(simulated_instant - self.now())
+        if late > 0:
+            await asyncio.sleep(late)
+
     # -- ids and events -------------------------------------------------------------------------------------
 
     def next_uniqueid(self) -> str:
@@ -346,6 +353,10 @@ class Call:
         self.dialed_at = 0.0
         self.callee_gone = asyncio.Event()
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        # The called person's keypress still to come, as a simulated instant. A wait that ends after it takes it,
+        # even when the callee's own task has not run yet: a stalled event loop (a loaded CI machine) otherwise
+        # let a 3 s announcement end before a keypress due half a second into it, and the opt-out was lost.
+        self.press_due: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.side_tasks: list[asyncio.Task[None]] = []
         self.hangup_cause: int | None = None
@@ -536,17 +547,35 @@ class Call:
     async def _callee_side(self) -> None:
         """The person (or machine): presses the opt-out digit, hangs up after `stay_seconds`."""
         p, plan = self.p, self.plan
-        await p.sleep(0.5)  # Answer() lets 500 ms of audio settle before the next priority
+        answered = self.answered_at
+        if plan.optout_after is not None and plan.optout_after < plan.stay_seconds:
+            self.press_due = answered + max(0.5, plan.optout_after)
+        await p.sleep_until(answered + 0.5)  # Answer() lets 500 ms of audio settle before the next priority
         if self.two is not None and self.two.alive:
             p.newexten(self.two, "Wait", _secs(plan.stay_seconds), priority=4)
-        start = 0.5
-        if plan.optout_after is not None and plan.optout_after < plan.stay_seconds:
-            await p.sleep(max(0.0, plan.optout_after - start))
-            start = max(start, plan.optout_after)
-            digit = self.one.variables.get("DIALER_OPTOUT_DIGIT", "9") if self.one else "9"
-            self.press(digit or "9")
-        await p.sleep(max(0.0, plan.stay_seconds - start))
+        if self.press_due is not None:
+            await p.sleep_until(self.press_due)
+            self.press_due_now()
+        await p.sleep_until(answered + max(0.5, plan.stay_seconds))
         self.callee_gone.set()
+
+    def press_due_now(self) -> str | None:
+        """Press the opt-out digit the callee's plan has due (once); returns it, or None."""
+        if self.press_due is None:
+            return None
+        self.press_due = None
+        digit = (self.one.variables.get("DIALER_OPTOUT_DIGIT", "9") if self.one else "9") or "9"
+        self.press(digit)
+        return digit
+
+    def digit_due_by(self, instant: float) -> str | None:
+        """A wait listening for digits ends at `instant`: the keypress due by then, taken from the queue."""
+        if self.press_due is not None and self.press_due <= instant:
+            self.press_due_now()
+        try:
+            return self.dtmf.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
 
     def press(self, digit: str) -> None:
         one = self.one
@@ -565,6 +594,7 @@ class Call:
         if digits:
             waits.append(asyncio.ensure_future(self.dtmf.get()))
         timeout = self.p.settings.scaled(simulated)
+        ends = self.p.now() + simulated
         try:
             done, _ = await asyncio.wait(
                 waits, timeout=None if math.isinf(timeout) else timeout, return_when=asyncio.FIRST_COMPLETED
@@ -573,11 +603,13 @@ class Call:
             for w in waits:
                 if not w.done():
                     w.cancel()
+        if len(waits) > 1 and waits[1] in done:
+            return str(waits[1].result())
+        if digits and (digit := self.digit_due_by(ends)) is not None:
+            return digit
         if waits[0] in done:
             self._callee_hangup_in_dialplan()
             raise CallEnded
-        if len(waits) > 1 and waits[1] in done:
-            return str(waits[1].result())
         return None
 
     def _callee_hangup_in_dialplan(self) -> None:
@@ -799,6 +831,7 @@ class Call:
         gone = asyncio.ensure_future(self.callee_gone.wait())
         key = asyncio.ensure_future(self.dtmf.get())
         wall = p.settings.scaled(timeout)
+        ends = p.now() + timeout
         try:
             done, _ = await asyncio.wait(
                 [waiter.connected, gone, key],
@@ -813,14 +846,15 @@ class Call:
             member = waiter.connected.result()
             return await self._connect_member(queue, member)
         waiter.connected.cancel()
+        digit = str(key.result()) if key in done else self.digit_due_by(ends)
+        if digit is not None:
+            self._leave_queue(abandon=False)
+            p.varset(one, "QUEUESTATUS", "CONTINUE")
+            return ("exten", digit)
         if gone in done:
             self._leave_queue(abandon=True)
             self._callee_hangup_in_dialplan()
             raise CallEnded
-        if key in done:
-            self._leave_queue(abandon=False)
-            p.varset(one, "QUEUESTATUS", "CONTINUE")
-            return ("exten", str(key.result()))
         # Timeout: app_queue records the caller as abandoned, then leaves the queue.
         self._leave_queue(abandon=True)
         p.varset(one, "QUEUESTATUS", "TIMEOUT")
