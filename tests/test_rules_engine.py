@@ -71,7 +71,7 @@ def test_france_hours_and_holidays(at, allowed, codes, next_at):
     assert d.codes() == codes
     assert d.next_allowed_at == (z(next_at) if next_at else None)
     for r in d.reasons:
-        assert r.rule.startswith("fr/") and "D.223-8" in r.source
+        assert r.rule.startswith("fr/") and "D.223-9" in r.source
 
 
 @pytest.mark.parametrize("postal,at,holiday", [
