@@ -205,7 +205,7 @@ def _inside(days: tuple[tuple[tuple[int, int], ...], ...], local: datetime) -> b
 def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     days = rule.params["_days"]
     # a law that names its clock ("Central Standard Time") is read on that clock, not the called party's
-    zones = (rule.params["clock"],) if rule.params["clock"] else ctx.situation.zones
+    zones = (rule.params["clock"],) if rule.params["clock"] else ctx.plan.zones(pack)
     blocked = [z for z in zones if not _inside(days, ctx.local(t, z))]
     if blocked:
         constraints = tuple(WeeklyWindows(zone(z), days) for z in zones)
@@ -216,7 +216,7 @@ def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out:
 
 def check_days(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     weekdays = frozenset(WEEKDAYS.index(d) for d in rule.params["days"])
-    zones = ctx.situation.zones
+    zones = ctx.plan.zones(pack)
     blocked = [z for z in zones if ctx.local(t, z).weekday() in weekdays]
     if blocked:
         constraints = tuple(ClosedDays(zone(z), weekdays=weekdays) for z in zones)
@@ -246,10 +246,11 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
 
 def check_public_holidays(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     calendars = _holiday_calendars(ctx, rule)
-    for z in ctx.situation.zones:
+    zones = ctx.plan.zones(pack)
+    for z in zones:
         day = ctx.local(t, z).date()
         if any(day in holiday_dates(country, sub, day.year) for country, sub in calendars):
-            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in ctx.situation.zones)
+            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in zones)
             names = sorted({holiday_name(country, sub, day) for country, sub in calendars
                             if day in holiday_dates(country, sub, day.year)})
             text = f"public holiday {day.isoformat()} ({', '.join(names)}) in {z}"
@@ -471,7 +472,7 @@ class _Plan:
     rules in force per interval between effective dates; the results of its location checks are memoized per
     instant (the same for every contact of a batch in the same place)."""
 
-    __slots__ = ("bounds", "intervals", "packs", "problems", "selected")
+    __slots__ = ("bounds", "intervals", "pack_zones", "packs", "problems", "selected", "situation")
 
     def __init__(self, packs: PackSet, situation: Situation, campaign: Campaign) -> None:
         problems = [
@@ -490,6 +491,19 @@ class _Plan:
         self.bounds = sorted({b for p, r in self.selected for b in (p.start, p.end, r.start, r.end) if b is not None}
                              | {b for p in self.packs for b in (p.start, p.end) if b is not None})
         self.intervals: dict[int, _Interval] = {}
+        self.situation = situation
+        # a state's pack applied because the state is unknown ("US-*"): its hours, days and holidays are read in
+        # that state's zones (a person in Kentucky keeps Kentucky's clock), within the number's candidate zones
+        self.pack_zones: dict[int, tuple[str, ...]] = {}
+        for p in self.packs:
+            country, _, sub = p.jurisdiction.partition("-")
+            if sub and f"{country}-*" in situation.codes:
+                own = geo.subdivision_zones(country, sub)
+                self.pack_zones[id(p)] = tuple(z for z in situation.zones if z in own) or own or situation.zones
+
+    def zones(self, pack: Pack) -> tuple[str, ...]:
+        """The zones in which a pack's time rules are read for this place."""
+        return self.pack_zones.get(id(pack), self.situation.zones)
 
     def at(self, t: datetime) -> _Interval:
         index = bisect_right(self.bounds, t)

@@ -91,6 +91,11 @@ def _subdivision_zones() -> dict[tuple[str, str], tuple[str, ...]]:
     return {key: tuple(sorted(value)) for key, value in zones.items()}
 
 
+def subdivision_zones(country: str, subdivision: str) -> tuple[str, ...]:
+    """The zones of a US state or Canadian province (the union of its area codes' zones); empty if unknown."""
+    return _subdivision_zones().get((country.upper(), subdivision.upper()), ())
+
+
 @lru_cache(maxsize=1)
 def _country_zones() -> dict[str, tuple[str, ...]]:
     zones: dict[str, list[str]] = {}
