@@ -191,7 +191,7 @@ def us_zip5(postal_code: str) -> str | None:
     """The 5-digit ZIP of a US postal code: "02134", "02134-1234" / "021341234" (ZIP+4), or a ZIP whose leading
     zero a spreadsheet dropped ("2134", "2134-1234": every ZIP under 10000 starts with 0, in New England, New
     Jersey, Puerto Rico...). Anything else is None: the gate does not guess a state from it."""
-    code = postal_code.strip().replace(" ", "")
+    code = postal_code.strip()
     head, _, plus4 = code.partition("-")
     if not plus4 and len(head) in (8, 9) and head.isdigit():  # ZIP+4 without its dash
         head, plus4 = head[:-4], head[-4:]
