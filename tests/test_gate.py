@@ -511,7 +511,8 @@ def _world(client: redis.Redis, directory: Path) -> None:
     pipe.execute()
     store = FactStore(client)
     for k in range(0, 200, 20):
-        store.add_consent("t1", f"+49301234{k:04d}", Consent(given_at=AT - timedelta(days=5), written=True, source="form"))
+        store.add_consent("t1", f"+49301234{k:04d}",
+                          Consent(given_at=AT - timedelta(days=5), written=True, source="form"))
 
 
 def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tmp_path, monkeypatch):
