@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.jobs import QUEUES, STOP_SIGNALS, DialerWorker
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     if "imports" in queues:
         from dialer.contacts.jobs import resume_imports
 
