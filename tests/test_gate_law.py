@@ -6,6 +6,7 @@ a rule the text does not contain.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -429,3 +430,36 @@ def test_scenario_reads_dialing_and_contract_related():
         parse_scenario(dict(base, campaign={"id": "c1", "dialing": "robot"}))
     with pytest.raises(ScenarioError, match=r"campaign\.contract_related"):
         parse_scenario(dict(base, campaign={"id": "c1", "contract_related": "yes"}))
+
+
+# --- the new pack fields are validated like the others (a lawyer's typo stops the start, naming the field) ---------
+
+@pytest.mark.parametrize("extra,field", [
+    ('dialing = ["robot"]', "rules[0].dialing[0]"),
+    ('clock = "Central"', "rules[0].clock"),
+    ("proof = 1", "rules[0].proof"),
+    ('exemptions = { relationships = [ { kind = "contract", months = 18, counted_from = "later" } ] }',
+     "rules[0].exemptions.relationships[0].counted_from"),
+    ('exemptions = { relationships = [ { kind = "contract", ongoing = true, campaign_related = "yes" } ] }',
+     "rules[0].exemptions.relationships[0].campaign_related"),
+])
+def test_new_pack_fields_are_validated(tmp_path: Path, extra: str, field: str):
+    from rules.packs import PackError, load_pack
+
+    kind = "calling_hours" if "clock" in extra else "consent_required"
+    windows = 'windows = { mon = ["09:00-17:00"] }\n' if kind == "calling_hours" else ""
+    (tmp_path / "x.toml").write_text(f'''
+id = "x"
+version = "1"
+jurisdiction = "US-XX"
+name = "x"
+timezone = "America/Chicago"
+
+[[rules]]
+id = "x/rule"
+kind = "{kind}"
+source = "test"
+{windows}{extra}
+''')
+    with pytest.raises(PackError, match=re.escape(field)):
+        load_pack(tmp_path / "x.toml")
