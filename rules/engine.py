@@ -154,8 +154,11 @@ class _Context:
     def attempts(self, rule: Rule) -> list[Attempt]:
         outcomes = rule.params["outcomes"]
         by_campaign = rule.params["scope"] == "campaign"
+        # An unknown outcome may have been any of them (an answer, a refusal, an abandon): it counts for every
+        # cap and cool-off, whatever outcomes the rule names.
         return [a for a in self.facts.history
-                if ("*" in outcomes or a.outcome in outcomes) and (not by_campaign or a.campaign == self.campaign.id)]
+                if ("*" in outcomes or a.outcome in outcomes or a.outcome == "unknown")
+                and (not by_campaign or a.campaign == self.campaign.id)]
 
 
 Out = list[tuple[Reason, tuple[Constraint, ...]]]

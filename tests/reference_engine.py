@@ -262,7 +262,8 @@ class _Context:
         outcomes = rule.params["outcomes"]
         by_campaign = rule.params["scope"] == "campaign"
         return [a for a in self.facts.history
-                if ("*" in outcomes or a.outcome in outcomes) and (not by_campaign or a.campaign == self.campaign.id)]
+                if ("*" in outcomes or a.outcome in outcomes or a.outcome == "unknown")  # may have been any of them
+                and (not by_campaign or a.campaign == self.campaign.id)]
 
 
 Out = list[tuple[Reason, tuple[Constraint, ...]]]

@@ -1,0 +1,125 @@
+"""A call's final outcome kept in AstDB by our dialplan (issue 14, section 3): the sandbox PBX runs the dialplan's
+h extension as Asterisk does and stores what happened; the dialer reads it back for calls it could not follow, and
+an outcome that stays unknown is counted everywhere and cooled off like an answered call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dialer.ami import outcomes
+from dialer.ami.calls import Outcome
+from dialer.ami.dispositions import Disposition
+from dialer.runtime.policy import RetryPolicy
+from rules import evaluate
+from rules.model import Attempt, Campaign, Contact, Facts, Lists
+from tests.test_sandbox_pbx import call_vars, events_of, run_calls, start
+
+# --- the sandbox PBX stores the outcome as the real dialplan does (asterisk/extensions_dialer.conf, h) --------
+
+
+def stored(server, call_id: str) -> str | None:
+    return server.pbx.astdb.get(outcomes.FAMILY, call_id)
+
+
+async def test_every_answered_call_leaves_its_final_outcome_in_astdb() -> None:
+    server = await start(queues={"dialer": 2})
+    try:
+        messages = await run_calls(server, {
+            "a1": ("5550006", call_vars("a1")),  # answered, an agent takes it
+            "m1": ("5550008", call_vars("m1", DIALER_AMD="1")),  # answering machine
+            "o1": ("5550017", call_vars("o1", DIALER_AI_DISCLOSURE="1")),  # presses 9 during the disclosure
+            "b1": ("5550002", call_vars("b1")),  # busy: our dialplan never runs
+        })  # fmt: skip
+    finally:
+        await server.stop()
+    for call_id, outcome in (("a1", "answered"), ("m1", "machine"), ("o1", "opted_out")):
+        value = stored(server, call_id)
+        assert value is not None, call_id
+        _epoch, campaign, tenant, what = value.split(",")
+        assert (campaign, tenant, what) == ("camp-1", "t1", outcome), call_id
+        parsed = outcomes.parse_value(call_id, value)
+        assert isinstance(parsed, outcomes.StoredOutcome) and parsed.disposition == outcome
+    assert stored(server, "b1") is None
+    # written by the h extension before the channel's Hangup event, as pbx.c runs h before ast_hangup
+    a1 = events_of(messages, "a1")
+    h = [i for i, m in enumerate(a1) if m.name == "Newexten" and m["Extension"] == "h"]
+    hangup = next(i for i, m in enumerate(a1) if m.name == "Hangup" and m["Channel"].endswith(";1"))
+    assert h and max(h) < hangup
+
+
+async def test_abandoned_calls_are_stored_as_abandoned() -> None:
+    # no agent within the connect timeout; and a person who hangs up while waiting (app_queue: ANSWEREDTIME 0)
+    server = await start(queues={"dialer": 0})
+    try:
+        await run_calls(server, {
+            "n1": ("5550006", call_vars("n1")),
+            "w1": ("5550005", call_vars("w1", DIALER_CONNECT_TIMEOUT="30")),  # stays 4 s, waits in vain
+        })  # fmt: skip
+    finally:
+        await server.stop()
+    assert stored(server, "n1").endswith(",abandoned")
+    assert stored(server, "w1").endswith(",abandoned")
+
+
+async def test_the_outcome_survives_a_restart() -> None:
+    server = await start(queues={"dialer": 2})
+    try:
+        await run_calls(server, {"r1": ("5550006", call_vars("r1"))})
+        server.pbx.reset()
+    finally:
+        await server.stop()
+    assert stored(server, "r1") is not None
+
+
+# --- reading it back --------------------------------------------------------------------------------------
+
+
+def outcome(disposition: Disposition, answered_at: float | None = 100.0) -> Outcome:
+    return Outcome("c1", "camp", "t1", "+442079460001", disposition, None, answered_at, None, 130.0, None,
+                   resolved_by="reconcile")
+
+
+def test_a_stored_outcome_settles_what_the_events_could_not_know() -> None:
+    entry = outcomes.StoredOutcome("c1", 120.0, "camp", "t1", Disposition.ABANDONED)
+    settled = outcomes.settle(outcome(Disposition.UNKNOWN, None), entry)
+    assert (settled.disposition, settled.answered_at, settled.abandoned, settled.resolved_by) == (
+        Disposition.ABANDONED, 120.0, True, "astdb")
+    # a plain answer whose UserEvents were raised before this process listened
+    assert outcomes.settle(outcome(Disposition.ANSWERED), entry).disposition is Disposition.ABANDONED
+    # what the events did see wins
+    optout = outcome(Disposition.OPTED_OUT)
+    assert outcomes.settle(optout, entry) is optout
+    assert outcomes.settle(outcome(Disposition.UNKNOWN), None).disposition is Disposition.UNKNOWN
+
+
+@pytest.mark.parametrize("value", ["1795400000,camp,t1", "1795400000,camp,t1,ringing", "x,camp,t1,answered",
+                                   "1795400000,,t1,answered", "1795400000,camp,t:1,answered"])
+def test_unusable_entries_are_refused(value: str) -> None:
+    assert isinstance(outcomes.parse_value("c1", value), str)
+
+
+# --- an unknown outcome: counted everywhere, cooled off like an answered call --------------------------------
+
+AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def test_unknown_outcome_waits_a_day_and_a_campaign_can_only_lengthen_it() -> None:
+    assert RetryPolicy.from_config({}).after_call("unknown", 1, AT).at == AT + timedelta(hours=24)
+    short = RetryPolicy.from_config({"retry_rules": {"unknown": 30}})
+    assert short.after_call("unknown", 1, AT).at == AT + timedelta(hours=24)
+    long = RetryPolicy.from_config({"retry_rules": {"unknown": 3 * 1440}})
+    assert long.after_call("unknown", 1, AT).at == AT + timedelta(days=3)
+    assert RetryPolicy.from_config({}, unknown_cooloff=timedelta(hours=48)).unknown_cooloff == timedelta(hours=48)
+
+
+def test_unknown_outcome_counts_for_every_cool_off() -> None:
+    # GB: no repeat call within 72 h of an abandoned call; an unknown outcome may have been one
+    london = Contact("+442079460001")
+    base = Facts(lists=Lists(national={"*": False}), registry_copies={"national": AT - timedelta(days=1)})
+    for outcome_, blocked in (("unknown", True), ("abandoned", True), ("no_answer", False)):
+        facts = Facts(lists=base.lists, registry_copies=base.registry_copies,
+                      history=(Attempt(AT - timedelta(hours=30), "c0", outcome_),))
+        decision = evaluate(london, Campaign("c1", "t1"), facts, AT)
+        assert ("ABANDON_COOLOFF" in decision.codes()) is blocked, outcome_
