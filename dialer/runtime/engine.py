@@ -982,7 +982,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome from AstDB, "
+                        "else unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 
     def _recorded_outcome(self, tenant: str, claim: Claim) -> str:
