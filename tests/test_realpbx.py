@@ -284,3 +284,25 @@ async def test_trunk_ceilings_hold_on_the_real_pbx(pbx, redis_url, redis_client,
     starts.sort()
     # at most 2 originates in any second (0.2 s allowed for the event's way to us under load)
     assert all(later - first >= 0.8 for first, later in zip(starts, starts[2:], strict=False)), starts
+
+
+# --- AI voice agent: a bridged AI session is a connected call ------------------------------------------------------
+
+
+@NEEDS_FIX
+async def test_ai_calls_count_as_connected(pbx, redis_url, redis_client, tmp_path, running):
+    # [sim-ai] answers at once and talks 8 s; the callees (0) stay 10 s: for about 7 s of each call an AI session
+    # is bridged to the person, and the live figures must say so (issue 14 section 4)
+    phones = ["+33145673600", "+33145673610"]
+    campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False, agent_kind="ai",
+                              ai_endpoint="Local/ai@sim-ai")
+    running.append(await start_dialer(redis_url, write_config(tmp_path, pbx), "d1", tmp_path))
+    store, peak = CampaignStore(redis_client), 0.0
+    key = f"t:acme:campaign:{campaign}:stats"
+    while store.get("acme", campaign).status != "completed":
+        peak = max(peak, float(redis_client.hget(key, "connected") or 0))
+        await asyncio.sleep(0.3)
+    assert await stop_dialer(running[0]) == 0
+    assert "Executing [ai@sim-ai:1]" in pbx.log_text()  # the AI endpoint really took the calls
+    assert outcomes_of(redis_client, phones) == {p: ["answered"] for p in phones}
+    assert peak >= 1
