@@ -123,3 +123,40 @@ def test_unknown_outcome_counts_for_every_cool_off() -> None:
                       history=(Attempt(AT - timedelta(hours=30), "c0", outcome_),))
         decision = evaluate(london, Campaign("c1", "t1"), facts, AT)
         assert ("ABANDON_COOLOFF" in decision.codes()) is blocked, outcome_
+
+
+# --- entries left behind are swept -------------------------------------------------------------------------------
+
+
+async def test_entries_of_settled_calls_are_swept_and_live_ones_kept(redis_client) -> None:
+    import time
+
+    from dialer.ami.pool import AMIPool
+    from dialer.config import AsteriskServer
+    from dialer.facts import attempt_json, person_key
+    from dialer.gate import call_index_key
+    from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state
+
+    now = time.time()
+    number = "+442079460001"
+    for call_id, outcome in (("settled", "answered"), ("live", "reserved")):
+        redis_client.set(call_index_key("t1", call_id), number)
+        redis_client.hset(person_key("t1", number, "att"), call_id,
+                          attempt_json(Attempt(AT, "camp", outcome, call_id)))  # type: ignore[arg-type]
+    redis_client.set(call_index_key("t1", "released"), number)  # reserved, then given back: never placed
+    server = await start()
+    try:
+        db = server.pbx.astdb
+        for call_id, at in (("settled", now), ("live", now), ("released", now), ("stranger", now),
+                            ("ancient", now - 8 * 86400)):
+            db.put(outcomes.FAMILY, call_id, f"{int(at)},camp,t1,answered")
+        pool = AMIPool([AsteriskServer("sbx", "127.0.0.1", server.port, "dialer", "dialer-secret", "md5")],
+                       astdb_interval=0, sweep_interval=0)
+        async with pool:
+            sweep = StoredOutcomeSweep(pool, lambda tenant, call: call_state(redis_client, tenant, call))
+            assert await sweep.sweep_once("sbx", now) == 3
+    finally:
+        await server.stop()
+    # a live call's entry is its owner's (or successor's) to read; an unknown id is kept as long as a call index
+    # would be (7 days)
+    assert {k.rsplit("/", 1)[1] for k in db.entries} == {"live", "stranger"}

@@ -59,7 +59,7 @@ from dialer.pacing import (
 )
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.loader import load_campaign
-from dialer.runtime.pbx_outcomes import forget_stored, settle_with_pbx
+from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -246,6 +246,7 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -277,7 +278,8 @@ class Engine:
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
             if trunk.limited:
@@ -298,7 +300,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
-            self._stopping = True
+            self._stopping = self.stored_outcomes.stopping = True
             await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
