@@ -12,9 +12,11 @@ from dialer.ami import outcomes
 from dialer.ami.calls import Outcome
 from dialer.ami.dispositions import Disposition
 from dialer.runtime.policy import RetryPolicy
+from dialer.sandbox.behaviour import AgentProfile, Duration
 from rules import evaluate
 from rules.model import Attempt, Campaign, Contact, Facts, Lists
-from tests.test_sandbox_pbx import call_vars, events_of, run_calls, start
+from tests.sandbox_client import originate_fields
+from tests.test_sandbox_pbx import call_vars, events_of, logged_in, run_calls, start
 
 # --- the sandbox PBX stores the outcome as the real dialplan does (asterisk/extensions_dialer.conf, h) --------
 
@@ -71,6 +73,24 @@ async def test_the_outcome_survives_a_restart() -> None:
     finally:
         await server.stop()
     assert stored(server, "r1") is not None
+
+
+async def test_a_restart_mid_call_stores_the_outcome_as_asterisk_does() -> None:
+    # `core restart now` on the lab hung both calls up and ran h: an agent's call stored "answered", one still
+    # waiting for an agent (or past the abandon) "abandoned"
+    server = await start(queues={"dialer": 1}, agents=AgentProfile(talk=Duration.fixed(60.0)))
+    try:
+        ami = await logged_in(server)
+        for call_id in ("k1", "k2"):
+            await ami.send("Originate", call_id, originate_fields("5550001", variables=call_vars(
+                call_id, DIALER_CONNECT_TIMEOUT="60")))
+        await ami.collect_until(lambda ms: sum(m.name == "QueueCallerJoin" for m in ms) >= 2
+                                and any(m.name == "AgentConnect" for m in ms), timeout=30)
+        await ami.close()
+        await server.restart()
+    finally:
+        await server.stop()
+    assert sorted(stored(server, c).split(",")[3] for c in ("k1", "k2")) == ["abandoned", "answered"]
 
 
 # --- reading it back --------------------------------------------------------------------------------------

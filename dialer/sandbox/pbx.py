@@ -408,11 +408,21 @@ class Call:
         self.side_tasks.append(asyncio.get_running_loop().create_task(coro))  # type: ignore[arg-type]
 
     def kill(self) -> None:
-        """Restart: vanish without events."""
+        """Restart: the call stops at once, its events go nowhere (the connections are closed first). Asterisk
+        still hangs the channel up on its way down, which runs our dialplan's h extension: the call's outcome is
+        in AstDB after the restart (seen on the lab: `core restart now` mid-call)."""
         self.killed = True
         for task in [self.task, *self.side_tasks]:
             if task is not None:
                 task.cancel()
+        one = self.one
+        if one is not None and one.in_dialplan:
+            if self.member is not None and self.bridge is not None:
+                self._dialed_times()  # app_queue's end_bridge_callback: ANSWEREDTIME of the conversation
+            elif self.waiter is not None:
+                self._queue_stop_times(self.waiter.joined)  # left the queue without an agent: ANSWEREDTIME 0
+            one.in_dialplan = False
+            self.p.run_h(one)
         if self.member is not None:
             self.member.busy = False
 
