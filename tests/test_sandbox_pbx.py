@@ -509,6 +509,8 @@ async def test_least_privilege_manager_sample_is_enough_for_the_dialer() -> None
         assert (await ami.response("lp-dbt")).name == "Success"
         await ami.send("DBDel", "lp-dbd", [("Family", "dialer_optout"), ("Key", "none")])  # ... and delete
         assert (await ami.response("lp-dbd"))["Message"] == "Database entry not found"  # allowed, nothing there
+        await ami.send("DBGet", "lp-dbg", [("Family", "dialer_outcome"), ("Key", "none")])  # a call's stored outcome
+        assert (await ami.response("lp-dbg"))["Message"] == "Database entry not found"  # allowed, nothing there
         await ami.send("Command", "lp-cmd", [("Command", "core restart now")])
         denied = await ami.response("lp-cmd")
         assert (denied.name, denied["Message"]) == ("Error", "Permission denied")

@@ -17,7 +17,7 @@ import redis
 
 from dialer.ami import outcomes
 from dialer.ami.calls import Outcome
-from dialer.ami.client import AMIError
+from dialer.ami.client import ActionFailed, AMIError
 from dialer.ami.dispositions import Disposition
 from dialer.ami.pool import AMIPool
 from dialer.facts import attempt_from_json, person_key
@@ -67,8 +67,16 @@ async def forget_stored(pool: AMIPool, server: str, outcome: Outcome) -> None:
         return
     try:
         await outcomes.forget(client, outcome.call_id)
+    except ActionFailed as exc:  # DBDel refused: an AMI user without `system` (asterisk/manager.conf.sample)
+        if server not in _denied:
+            _denied.add(server)
+            log.error("AMI %s: stored call outcomes cannot be deleted (%s): they pile up in AstDB until cleared "
+                      "(database deltree dialer_outcome) or `system` is granted", server, exc)
     except AMIError as exc:
         log.warning("call %s: AstDB outcome not deleted on %s (%s)", outcome.call_id, server, exc)
+
+
+_denied: set[str] = set()  # servers whose DBDel was refused (logged once per process)
 
 
 # --- entries nobody deleted -------------------------------------------------------------------------------------
