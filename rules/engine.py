@@ -166,8 +166,11 @@ class _Context:
     def attempts(self, rule: Rule) -> list[Attempt]:
         outcomes = rule.params["outcomes"]
         by_campaign = rule.params["scope"] == "campaign"
+        # An unknown outcome may have been any of them (an answer, a refusal, an abandon): it counts for every
+        # cap and cool-off, whatever outcomes the rule names.
         return [a for a in self.facts.history
-                if ("*" in outcomes or a.outcome in outcomes) and (not by_campaign or a.campaign == self.campaign.id)]
+                if ("*" in outcomes or a.outcome in outcomes or a.outcome == "unknown")
+                and (not by_campaign or a.campaign == self.campaign.id)]
 
 
 Out = list[tuple[Reason, tuple[Constraint, ...]]]
@@ -281,10 +284,13 @@ def _cooloff(code: str, what: str) -> Check:
     def check(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
         duration: timedelta = rule.params["duration"]
         # attempts stamped after `t` count too: another process's clock may run slightly ahead
-        times = [a.at for a in ctx.attempts(rule)]
-        if times and t < max(times) + duration:
-            until = max(times) + duration
-            text = f"{what} at {max(times):%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
+        attempts = ctx.attempts(rule)
+        if attempts and t < max(a.at for a in attempts) + duration:
+            last = max(attempts, key=lambda a: a.at)
+            until = last.at + duration
+            # an unknown outcome counts for every cool-off (it may have been one): say so, not that it was one
+            seen = f"call with unknown outcome (counted as a {what})" if last.outcome == "unknown" else what
+            text = f"{seen} at {last.at:%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
             out.append((_reason(code, rule, text, until), (NotBefore(until),)))
     return check
 

@@ -230,9 +230,54 @@ class Pbx:
     def hangup(self, chan: Channel, cause: int) -> None:
         if not chan.alive:
             return
+        if chan.in_dialplan:
+            chan.in_dialplan = False
+            self.run_h(chan)  # before the Hangup event, as Asterisk's __ast_pbx_run does before ast_hangup
         chan.alive = False
         self.channels.pop(chan.name, None)
         self.chan_event("Hangup", chan, [("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))])
+
+    def run_h(self, chan: Channel) -> None:
+        """The h extension of the channel's current context, run when a channel that was in the dialplan hangs up
+        (pbx.c: after the PBX loop ends, before the channel is destroyed). The channel is hung up already, so only
+        applications that return at once run here: Set (variables, DB()), NoOp, Goto and GotoIf within h."""
+        steps = self.dialplan.extension(chan.context, "h")
+        index, hops = 0, 0
+        while steps and index < len(steps) and hops < 100:
+            hops += 1
+            step = steps[index]
+            chan.exten, chan.priority = "h", step.priority
+            variables = {**chan.variables, "EXTEN": "h", "CONTEXT": chan.context, "EPOCH": str(self.epoch())}
+            args = dp.substitute(step.args, variables, {"DB": self.astdb.read_function,
+                                                        "DB_DELETE": self.astdb.delete_function})
+            self.newexten(chan, step.app, args)
+            app = step.app.lower()
+            target: str | None = None
+            if app == "set":
+                var, _, value = args.partition("=")
+                var = var.strip()
+                if var.upper().startswith("DB(") and var.endswith(")"):
+                    family, key = self.astdb.split(var[3:-1])
+                    if not self.astdb.put(family, key, value):
+                        log.warning("sandbox: DB(%s) not written (family and key too long)", var[3:-1])
+                else:
+                    self.varset(chan, var, value)
+            elif app == "goto":
+                target = args
+            elif app == "gotoif":
+                target = dp.gotoif_target(args)
+            elif app == "hangup":
+                return
+            elif app not in ("noop", "verbose", "log"):
+                log.warning("sandbox: application %s in an h extension is not simulated; skipped", step.app)
+            if target is None:
+                index += 1
+                continue
+            found = self.dialplan.find(chan.context, "h", dp.goto_target(target)[2])
+            if found is None:
+                log.warning("sandbox: Goto target %s not found in h@%s", target, chan.context)
+                return
+            index = found[1]
 
     def device_state(self, device: str, state: str) -> None:
         self.emit("DeviceStateChange", "call", [("Device", device), ("State", state)])
@@ -374,11 +419,21 @@ class Call:
         self.side_tasks.append(asyncio.get_running_loop().create_task(coro))  # type: ignore[arg-type]
 
     def kill(self) -> None:
-        """Restart: vanish without events."""
+        """Restart: the call stops at once, its events go nowhere (the connections are closed first). Asterisk
+        still hangs the channel up on its way down, which runs our dialplan's h extension: the call's outcome is
+        in AstDB after the restart (seen on the lab: `core restart now` mid-call)."""
         self.killed = True
         for task in [self.task, *self.side_tasks]:
             if task is not None:
                 task.cancel()
+        one = self.one
+        if one is not None and one.in_dialplan:
+            if self.member is not None and self.bridge is not None:
+                self._dialed_times()  # app_queue's end_bridge_callback: ANSWEREDTIME of the conversation
+            elif self.waiter is not None:
+                self._queue_stop_times(self.waiter.joined)  # left the queue without an agent: ANSWEREDTIME 0
+            one.in_dialplan = False
+            self.p.run_h(one)
         if self.member is not None:
             self.member.busy = False
 
@@ -612,8 +667,9 @@ class Call:
             raise CallEnded
         return None
 
-    def _callee_hangup_in_dialplan(self) -> None:
-        """The called person hung up while the dialplan (not a bridge) had the channel."""
+    def _callee_hangup_in_dialplan(self, timed: bool = True) -> None:
+        """The called person hung up while the dialplan (not a bridge) had the channel (`timed`: set the
+        Dial-style timing variables; app_queue has set its own when the hang-up came in the queue)."""
         p, one, two = self.p, self.one, self.two
         assert one is not None
         if two is not None:
@@ -623,7 +679,8 @@ class Call:
             p.hangup(two, 16)
         else:
             p.hangup_request(one, 16)
-        self._dialed_times()
+        if timed:
+            self._dialed_times()
         p.hangup_request(one, 16, soft=True)
         p.hangup(one, 16)
         p.device_state(self._device(), "NOT_INUSE")
@@ -684,6 +741,7 @@ class Call:
             return
         if req.priority.isdigit():
             index = next((i for i, s in enumerate(steps) if s.priority == int(req.priority)), 0)
+        one.in_dialplan = True
         hops = 0
         while True:
             hops += 1
@@ -849,16 +907,30 @@ class Call:
         digit = str(key.result()) if key in done else self.digit_due_by(ends)
         if digit is not None:
             self._leave_queue(abandon=False)
+            self._queue_stop_times(waiter.joined)
             p.varset(one, "QUEUESTATUS", "CONTINUE")
             return ("exten", digit)
         if gone in done:
             self._leave_queue(abandon=True)
-            self._callee_hangup_in_dialplan()
+            self._queue_stop_times(waiter.joined)
+            self._callee_hangup_in_dialplan(timed=False)
             raise CallEnded
         # Timeout: app_queue records the caller as abandoned, then leaves the queue.
         self._leave_queue(abandon=True)
+        self._queue_stop_times(waiter.joined)
         p.varset(one, "QUEUESTATUS", "TIMEOUT")
         return None
+
+    def _queue_stop_times(self, joined: float) -> None:
+        """app_queue's exit without an agent (queue_exec's `stop:`): QUEUEWAIT and DIALEDTIME when still empty,
+        ANSWEREDTIME 0 (the call never reached an agent; the dialplan's h extension relies on it)."""
+        p, one = self.p, self.one
+        assert one is not None
+        values = {"QUEUEWAIT": p.now() - joined, "DIALEDTIME": p.now() - self.dialed_at, "ANSWEREDTIME": 0.0}
+        for name, seconds in values.items():
+            if name == "ANSWEREDTIME" or not one.variables.get(name):
+                p.varset(one, name, str(int(seconds)))
+                p.varset(one, f"{name}_MS", str(int(seconds * 1000)))
 
     def _leave_queue(self, abandon: bool) -> None:
         p, one, queue, waiter = self.p, self.one, self.queue, self.waiter
