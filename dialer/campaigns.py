@@ -29,6 +29,7 @@ from typing import Any
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog
 from dialer.livestats import channel
+from dialer.webhooks.events import emit
 from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
 
 STATUSES = ("draft", "scheduled", "running", "paused", "stopping", "completed", "archived")
@@ -360,6 +361,8 @@ class CampaignStore:
             raise CampaignError("bad_transition", f"the campaign changed to {self._text(seen)} meanwhile; try again")
         moved = self.get(tenant, campaign_id)
         assert moved is not None
+        emit(self.redis, tenant, "campaign.state_changed", f"campaign:{campaign_id}",
+             {"campaign": campaign_id, "action": action, "from": current.status, "to": to, "by": by}, at)
         return moved
 
     def history(self, tenant: str, campaign_id: str, count: int = 100) -> list[dict[str, str]]:

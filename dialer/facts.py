@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import redis
 
+from dialer.webhooks.events import queue_event
 from rules.model import Attempt, Consent, Relationship, utc
 
 OPTOUT_SCOPES = ("company", "campaign")
@@ -173,20 +174,27 @@ class FactStore:
     # --- writes: each one bumps the person's version atomically with the data ---------------
 
     def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
-               audit: Any = None) -> None:
+               audit: Any = None, webhook: tuple[str, dict[str, Any]] | None = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for method, args in ops:
             getattr(pipe, method)(*args)
         pipe.incr(person_key(tenant, e164, "ver"))
         if audit is not None and self.audit is not None:
             self.audit.queue(pipe, tenant, [audit])
+        if webhook is not None:  # in the same transaction: the fact and its webhook event, or neither
+            queue_event(pipe, tenant, webhook[0], e164, webhook[1])
         pipe.execute()
 
     def add_consent(self, tenant: str, e164: str, consent: Consent, *, actor: str = "dialer") -> None:
         from dialer.audit_events import consent_event
 
         event = consent_event(self.audit, e164, consent, actor) if self.audit is not None else None
-        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))], event)
+        webhook = None
+        if consent.withdrawn_at is not None:
+            webhook = ("consent.withdrawn", {"phone": e164, "purpose": consent.purpose, "campaign": consent.campaign,
+                                             "withdrawn_at": _iso(consent.withdrawn_at), "source": consent.source})
+        self._write(tenant, e164, [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))], event,
+                    webhook)
 
     def withdraw_consent(
         self, tenant: str, e164: str, at: datetime, *, source: str, purpose: str = "telemarketing",
@@ -218,11 +226,12 @@ class FactStore:
         from dialer.audit_events import optout_event
 
         event = optout_event(self.audit, e164, optout, actor) if self.audit is not None else None
+        webhook = ("optout.recorded", {"phone": e164, **{k: v for k, v in json.loads(entry).items()}})
         if call_id is None:
             self._write(tenant, e164, [
                 ("hsetnx", (dnc, e164, entry)),
                 ("xadd", (optout_log_key(tenant), log)),
-            ], event)
+            ], event, webhook)
             return optout
         # The same call's opt-out reported twice (the dialplan's event and its AstDB copy, a retried agent
         # request): one entry, one evidence record, one audit entry. WATCH: two reports at once write once.
@@ -240,6 +249,7 @@ class FactStore:
                     pipe.incr(person_key(tenant, e164, "ver"))
                     if event is not None and self.audit is not None:
                         self.audit.queue(pipe, tenant, [event])
+                    queue_event(pipe, tenant, webhook[0], e164, webhook[1])
                     pipe.execute()
                     return optout
                 except redis.WatchError:
@@ -282,6 +292,11 @@ class FactStore:
                     pipe.multi()
                     pipe.hset(key, call_id, json.dumps(merged, separators=(",", ":"), sort_keys=True))
                     pipe.incr(person_key(tenant, e164, "ver"))
+                    if raw is None or kept != record["outcome"]:  # a new or more precise outcome, not a detail
+                        queue_event(pipe, tenant, "call.outcome", e164, {
+                            "phone": e164, "call_id": call_id, "campaign": merged.get("campaign", ""),
+                            "outcome": kept, "attempted_at": merged.get("at"),
+                            "agent_outcome": (details or {}).get("agent_outcome")})
                     pipe.execute()
                     return kept
                 except redis.WatchError:

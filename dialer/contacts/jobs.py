@@ -39,6 +39,7 @@ from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
 from dialer.facts import FactStore
 from dialer.jobs import IMPORTS, get_queue
+from dialer.webhooks.events import emit
 from rules.model import Consent
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,8 @@ class Importer:
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
         _audit(self.client, self.tenant, self.import_id)
+        emit(self.client, self.tenant, "import.failed", self.import_id,
+             {"import_id": self.import_id, "error_code": code, "error": message})
 
     def _cleanup_staging(self) -> None:
         """Delete every key under the import's staging prefix (staged contacts are found by SCAN)."""
@@ -615,6 +618,8 @@ class Importer:
         self._report_progress(force=True)
         log.info("import %s committed: %s", self.import_id, summary)
         _audit(self.client, self.tenant, self.import_id)
+        emit(self.client, self.tenant, "import.finished", self.import_id,
+             {"import_id": self.import_id, "list": list_id, "campaign": campaign or None, "summary": summary})
 
     def _merge_errors(self, moves: list[str]) -> None:
         """Append the staged error lists, in chunk order, to the import's error report (idempotent:

@@ -1,0 +1,68 @@
+"""Webhook events: their types, and the outbox they are written to in the same transaction as the fact.
+
+An event is queued only for a tenant that has at least one endpoint (the check and the append are one
+Lua script, queued inside the caller's MULTI), so a tenant without webhooks costs nothing and an
+endpoint registered at any instant receives every event after it. The delivery worker (delivery.py)
+fans each outbox entry out to the tenant's endpoints subscribed to its type.
+
+Outbox entry fields: id (evt_...: the webhook-id, the receiver's idempotency key), tenant, type, key
+(the ordering key: deliveries with the same key reach an endpoint in order), body (the JSON sent).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+OUTBOX = "wh:outbox"
+
+# type -> what it means. Data: the API validates subscriptions against it, docs list it.
+EVENT_TYPES: dict[str, str] = {
+    "call.outcome": "a call's outcome was recorded or became more precise (answered, busy, refused ...)",
+    "optout.recorded": "a person opted out (keypress, agent, SMS, CRM, API)",
+    "consent.withdrawn": "a person withdrew consent",
+    "import.finished": "a contact import was committed",
+    "import.failed": "a contact import failed",
+    "campaign.state_changed": "a campaign was started, paused, resumed, stopped ...",
+}
+
+_EMIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'tenant', ARGV[2], 'type', ARGV[3], 'key', ARGV[4], 'body', ARGV[5])
+return 1
+"""
+
+
+def endpoints_key(tenant: str) -> str:
+    return f"t:{tenant}:wh:endpoints"
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def envelope(event_id: str, event_type: str, at: datetime, data: dict[str, Any]) -> str:
+    return json.dumps({"id": event_id, "type": event_type, "timestamp": _stamp(at), "data": data},
+                      separators=(",", ":"), sort_keys=True)
+
+
+def queue_event(pipe: Any, tenant: str, event_type: str, key: str, data: dict[str, Any],
+                at: datetime | None = None) -> str:
+    """Queue the event on `pipe` (a transaction pipeline, sync or asyncio). Returns its id."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type}")
+    event_id = "evt_" + uuid.uuid4().hex
+    body = envelope(event_id, event_type, at or datetime.now(UTC), data)
+    pipe.eval(_EMIT, 2, endpoints_key(tenant), OUTBOX, event_id, tenant, event_type, key, body)
+    return event_id
+
+
+def emit(client: Any, tenant: str, event_type: str, key: str, data: dict[str, Any],
+         at: datetime | None = None) -> str:
+    """Emit on its own, for facts whose write is not ours to extend (after that write succeeded)."""
+    pipe = client.pipeline(transaction=True)
+    event_id = queue_event(pipe, tenant, event_type, key, data, at)
+    pipe.execute()
+    return event_id
