@@ -57,6 +57,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
             "a dead process's claims and campaigns are taken over after this long"),
     Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),
+    Setting("webhooks.allow_http", bool, False, "DIALER_WEBHOOKS_ALLOW_HTTP",
+            "accept plain http:// webhook endpoints (tests, closed networks only)"),
+    Setting("webhooks.allow_private_addresses", bool, False, "DIALER_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES",
+            "deliver webhooks to loopback, private and link-local addresses (tests, closed networks only)"),
+    Setting("webhooks.retry_hours", float, 26.0, "DIALER_WEBHOOKS_RETRY_HOURS",
+            "how long a failing delivery is retried before the dead-letter list (at least 24)"),
+    Setting("webhooks.timeout_seconds", float, 10.0, "DIALER_WEBHOOKS_TIMEOUT_SECONDS", "one delivery attempt"),
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -131,6 +138,10 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
     if values["runtime.ring_timeout"] < 15:
         raise ConfigError("setting runtime.ring_timeout: a call rings at least 15 seconds")
+    if values["webhooks.retry_hours"] < 24:
+        raise ConfigError("setting webhooks.retry_hours: deliveries are retried for at least 24 hours")
+    if not 0 < values["webhooks.timeout_seconds"] <= 60:
+        raise ConfigError("setting webhooks.timeout_seconds: expected 0 < seconds <= 60")
     if values["runtime.lease_seconds"] < 2:
         raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
     from dialer.ami.originate import dial_template_error  # (here: the AMI modules are not needed to read config)

@@ -24,6 +24,7 @@ from gateway.api import (
     audit,
     calls,
     campaigns,
+    crm,
     exports,
     facts,
     gatecheck,
@@ -32,6 +33,7 @@ from gateway.api import (
     me,
     registries,
     subjects,
+    webhooks,
 )
 from gateway.errors import Handler, error_middleware
 from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
@@ -41,7 +43,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls)
+                 subjects, calls, webhooks, crm)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

@@ -55,6 +55,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "exports.create": ("admin", "auditor"),
     "subjects.read": ("admin", "auditor"),  # data subject access, retention policy
     "subjects.manage": ("admin",),  # rectify, erase, change the retention policy
+    "webhooks.read": ("admin", "auditor"),
+    "webhooks.write": ("admin",),  # endpoints receive people's numbers: only an admin chooses where they go
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
