@@ -102,6 +102,7 @@ async def crm_event(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("POST", "/v1/crm/events", crm_event,
-          "A CRM pushes an opt-out or a consent withdrawal; idempotent by its id (a repeat answers 200, duplicate)", "optouts.write",
+          "A CRM pushes an opt-out or a consent withdrawal; idempotent by its id (a repeat answers 200, duplicate)",
+          "optouts.write",
           body=CRM_EVENT_IN, response=CRM_EVENT_OUT, status=201, tag="people"),
 ]
