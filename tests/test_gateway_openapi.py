@@ -157,7 +157,10 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
     import_id = imported_list(redis_url, "acme", "fuzzlist", campaign=made["id"])
     job = requests.post(f"{base_url}/v1/registries/bloctel/imports", headers=headers, timeout=10,
                         files={"file": ("b.txt", b"0145678901\n")}).json()["id"]
-    real = {"id": made["id"], "name": "target", "token_id": token_id, "import_id": import_id,
+    hook = {"url": "https://hooks.example.com/fuzz", "events": ["optout.recorded"]}
+    endpoint_id = requests.post(f"{base_url}/v1/webhooks", headers=headers, timeout=10, json=hook).json()["id"]
+    real = {"endpoint_id": endpoint_id, "event_id": "evt_fuzz", "id": made["id"], "name": "target",
+            "token_id": token_id, "import_id": import_id,
             "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
             "job_id": job, "call_id": "fuzz-call"}
     lenient = [c for c in checks if c is not negative_data_rejection]

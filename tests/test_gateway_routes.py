@@ -11,9 +11,14 @@ import redis
 
 from dialer.facts import FactStore, person_key
 from dialer.gate import attempt_record, call_index_key
+from dialer.webhooks import queue as webhook_queue
+from dialer.webhooks.addresses import AddressPolicy
+from dialer.webhooks.endpoints import EndpointStore
+from dialer.webhooks.sealing import SecretBox
 from gateway.app import api_routes
 from gateway.auth import PERMISSIONS, ROLES, AuthStore
 from tests.gateway_support import (
+    SECRET_KEY,
     audit_entries,
     audit_events,
     imported_list,
@@ -38,6 +43,8 @@ SAMPLE_BODIES = {
     ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
     ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
     ("PATCH", "/v1/retention"): {"attempts": 800},
+    ("POST", "/v1/webhooks"): {"url": "https://hooks.example.com/dialer", "events": ["optout.recorded"]},
+    ("POST", "/v1/crm/events"): {"id": "crm-1", "type": "optout", "phone": "+33145678901"},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
                   ("GET", "/v1/subjects"): {"phone": "+33145678901"},
@@ -81,7 +88,22 @@ async def acme_resource(gw, kind: str) -> str | dict[str, str]:
         return f"{import_id}-2"
     if kind == "registry_import":
         return await uploaded_registry(gw, "acme")
+    if kind == "webhook":
+        endpoint, _ = await webhook_store(gw).create("acme", "https://hooks.example.com/acme", ["optout.recorded"])
+        return endpoint.id
+    if kind == "webhook_dead_letter":  # a delivery the worker gave up on, as it records one
+        endpoint, _ = await webhook_store(gw).create("acme", "https://hooks.example.com/x", ["optout.recorded"])
+        event_id = "evt_only_in_acme"
+        await gw.redis.hset(webhook_queue.delivery_key("acme", endpoint.id, event_id), mapping={
+            "tenant": "acme", "endpoint": endpoint.id, "event_id": event_id, "type": "optout.recorded",
+            "key": "+33145678901", "body": "{}", "created_at": "0", "attempts": "3", "state": "dead"})
+        await gw.redis.zadd(webhook_queue.dead_key("acme"), {f"{endpoint.id}:{event_id}": 1})
+        return {"endpoint_id": endpoint.id, "event_id": event_id}
     raise AssertionError(f"no factory for resource kind {kind}")
+
+
+def webhook_store(gw) -> EndpointStore:
+    return EndpointStore(gw.redis, SecretBox(SECRET_KEY), AddressPolicy())
 
 
 def fill(path: str, value: str | dict[str, str]) -> str:

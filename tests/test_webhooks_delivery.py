@@ -300,8 +300,8 @@ async def test_deleted_endpoint_gets_nothing_more(gw, receiver, make_worker, clo
 async def test_call_outcome_campaign_and_import_events(gw, receiver, make_worker, clock, redis_url):
     import redis as redis_lib
 
-    from dialer.gate import attempt_record
     from dialer.facts import FactStore, person_key
+    from dialer.gate import attempt_record
     from tests.gateway_support import imported_list
 
     await register(gw, receiver.url, events=["call.outcome", "campaign.state_changed", "import.finished"])
