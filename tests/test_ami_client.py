@@ -255,14 +255,20 @@ async def test_originate_outcomes_through_the_pool(pbx):
     assert len(pool.trackers["sbx"]) == 0
 
 
-async def test_a_refused_originate_is_a_failed_outcome(pbx):
+async def test_a_refused_originate_is_no_call_and_no_outcome(pbx):
+    """`Response: Error` to the Originate itself: no channel existed, so nothing is tracked and no outcome is
+    delivered (the runtime gives the contact back); an OriginateResponse Failure stays an outcome."""
     outcomes = []
     async with AMIPool([server_config(pbx)], on_outcome=lambda s, o: outcomes.append(o)) as pool:
         bad = request("5")
         bad = OriginateRequest(**{**bad.__dict__, "channel": "nochannel"})
         result = await pool.originate("sbx", bad)
-    assert result.status == "refused" and "Invalid channel" in result.detail
-    assert [(o.call_id, o.disposition, o.resolved_by) for o in outcomes] == [(bad.call_id, "failed", "originate-error")]
+        assert result.status == "refused" and "Invalid channel" in result.detail and result.outcome is None
+        assert len(pool.trackers["sbx"]) == 0
+        failing = request("2")  # busy: a channel existed, OriginateResponse Failure Reason 5
+        assert (await pool.originate("sbx", failing)).status == "queued"
+        await eventually(lambda: len(outcomes) == 1, timeout=20)
+    assert [(o.call_id, o.disposition) for o in outcomes] == [(failing.call_id, "busy")]
 
 
 def test_originate_fields_follow_the_contract():

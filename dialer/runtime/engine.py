@@ -69,6 +69,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from dialer.runtime.servers import ServerWatch
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
@@ -266,6 +267,9 @@ class Engine:
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+        # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
+        self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
+                                   client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -275,7 +279,8 @@ class Engine:
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.servers.run(), name="runtime-servers")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
             if trunk.limited:
@@ -304,6 +309,8 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await self.pool.close()
+            with contextlib.suppress(redis.RedisError):
+                await asyncio.to_thread(self.servers.clear)
             await asyncio.to_thread(self._give_back)
             log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
 
@@ -499,7 +506,7 @@ class Engine:
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
         policy = pacing_policy(config)  # PolicyError: the caller does not dial
-        servers = set(self.pool.connected())
+        servers = set(self._dialable())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
@@ -536,8 +543,12 @@ class Engine:
         except PolicyError:
             return False
 
+    def _dialable(self) -> list[str]:
+        """Servers connected and not draining (dialer/runtime/servers.py)."""
+        return self.servers.usable(self.pool.connected())
+
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
-        connected = self.pool.connected()
+        connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
@@ -666,6 +677,10 @@ class Engine:
                 info_message=str(c.get("info_message") or ""),
                 amd=bool(c.get("amd", False)))
             result = await self.pool.originate(flight.server, request, timeout=10.0)
+            if result.status == "refused":  # Response: Error, no channel: not a call (dialer/runtime/servers.py)
+                self.servers.refused(flight.server, result.detail)
+                raise NotConnected(f"refused by {flight.server}: {result.detail}")
+            self.servers.accepted(flight.server)
         except (NotConnected, ValueError) as exc:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
             self.flights.pop(claim.call_id, None)
