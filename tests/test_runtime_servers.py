@@ -10,10 +10,12 @@ import logging
 from dialer.ami.protocol import Message
 from dialer.campaigns import CampaignStore
 from dialer.facts import FactStore
+from dialer.runtime.agents import WrapupTable
 from dialer.runtime.engine import offset_clock
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.report import campaign_summary
 from dialer.runtime.servers import ServerStates, draining_servers
+from dialer.sandbox.behaviour import AgentProfile, Duration
 from tests.runtime_support import AT, OriginateObserver, eventually, numbers, setup_campaign
 from tests.test_runtime_engine import SETTINGS, engine_task, queue_phone, start_pbx
 
@@ -104,3 +106,41 @@ async def test_a_pbx_restart_mid_campaign_uses_up_no_contact(redis_url, redis_cl
         attempts = facts.attempts("acme", phone)
         assert len(attempts) == final["attempts"] == observer.by_number[phone], (phone, final, attempts)
         assert final["reason"] == "answered" and all(a.outcome != "failed" for a in attempts), (phone, final)
+
+
+# -- an agent in wrap-up is not free (issue 14, part 2) ------------------------------------------------------------
+
+
+async def run_wrapup_campaign(redis_url, redis_client, tmp_path, list_id: str, count: int, wrapup: float):
+    """Progressive, 1 agent, the queue's wrapuptime 5 s (the sandbox's agents wrap up 5 s; the dialer is told
+    `wrapup`), callees who stay on the line longer than the agent talks. Returns (finals, PBX abandons, summary)."""
+    phones = [p for p in numbers(40, base=f"+3314569{len(list_id):02d}") if p[-1] in "0189"][:count]
+    campaign = setup_campaign(redis_client, tmp_path, phones, list_id=list_id, max_attempts=1)
+    pbx = await start_pbx(queues={"dialer": 1}, time_scale=0.2,
+                          agents=AgentProfile(talk=Duration.fixed(3.0), wrapup=Duration.fixed(5.0)))
+    settings = dataclasses.replace(SETTINGS, wrapup=WrapupTable(wrapup))
+    try:
+        stop, task = engine_task(redis_url, pbx, offset_clock(AT, 1.0), settings=settings, process_id=list_id)
+        await eventually(lambda: task.done() or CampaignStore(redis_client).get("acme", campaign).status == "completed",
+                         timeout=120)
+        stop.set()
+        await task
+        abandoned = pbx.pbx.queues["dialer"].abandoned
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert set(finals) == set(phones)
+    CampaignStore(redis_client).control("acme", campaign, "archive", by="tester", at=AT)
+    return finals, abandoned, campaign_summary(redis_client, "acme", campaign, AT)
+
+
+async def test_progressive_with_one_agent_in_wrap_up_never_abandons(redis_url, redis_client, tmp_path):
+    """The sandbox reports the agent Available (and Status 1, InCall 0) for its whole 5 s wrap-up, as Asterisk 22
+    does. Trusting that (wrap-up 0 in the dialer: today's behaviour) places a call the moment the last one ends and
+    it is abandoned; counting the queue's wrap-up, 10 calls in progressive mode are never abandoned."""
+    finals, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "wrap", 10, 5.0)
+    assert abandoned == 0 and summary["abandons"]["abandons_24h"] == 0
+    assert all(f["reason"] == "answered" for f in finals.values()), finals
+    _, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "trusting", 4, 0.0)
+    assert abandoned >= 1 and summary["abandons"]["abandons_24h"] >= 1  # the control: what the issue measured

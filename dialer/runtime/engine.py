@@ -57,7 +57,7 @@ from dialer.pacing import (
     decide,
     window_for,
 )
-from dialer.runtime.agents import AgentBoard
+from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.policy import (
     GATE_OUTCOME,
@@ -117,6 +117,7 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    wrapup: WrapupTable = field(default_factory=WrapupTable)  # queues' wrapuptime (dialer/runtime/agents.py)
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> RuntimeSettings:
@@ -124,7 +125,8 @@ class RuntimeSettings:
             dial_template=config["runtime.dial_template"], trunk_channels=config["runtime.trunk_channels"],
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
-            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"])
+            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
 
@@ -244,7 +246,7 @@ class Engine:
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
-        self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -266,7 +268,8 @@ class Engine:
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
-            amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+            amiclient.on_event(self._member_feeder(name),
+                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete"])
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
                                    client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
@@ -840,8 +843,9 @@ class Engine:
         while not self._stopping:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
+            dialable = self._dialable()
             for name, client in self.pool.clients.items():
-                if not client.connected:
+                if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
                     continue
                 for queue in queues:
@@ -849,14 +853,15 @@ class Engine:
                         status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
                         summary = await client.event_list("QueueSummary", {"Queue": queue}, timeout=5.0)
                     except AMIError as exc:
-                        log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
+                        if not self.servers.check_refusal(name, exc):  # shutting down: drained, said once
+                            log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
                         continue
                     available = None
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
-                    self.board.on_poll(name, queue, members, available, time.monotonic())
+                    self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
                 attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
                 if attempt is not None and attempt.connected_at is not None:
