@@ -475,3 +475,20 @@ async def test_chaos_connection_cuts_while_dialing_never_double_dial_nor_lose_an
     assert len(by_call) == len(set(by_call)) and set(by_call) == sent
     assert len(pool.trackers["sbx"]) == 0
     assert any(s == "not-sent" for s in statuses.values()) or any(o.resolved_by == "reconcile" for o in outcomes)
+
+
+async def test_an_ai_session_is_connected_from_the_ai_sides_dialend():
+    """The AI agent answers our dialplan's Dial(): its DialEnd (DialStatus ANSWER, our channel as the caller) marks
+    the call connected while it is bridged (issue 14: live figures said '0 connected', pacing saw it ringing)."""
+    server = await start_pbx(time_scale=0.05, ai_sessions=1)
+    try:
+        async with AMIPool([server_config(server)]) as pool:
+            req = request(sandbox_digit(), agent_kind="ai", ai_endpoint="PJSIP/ai@voicebot", ai_disclosure=True,
+                          queue="")
+            assert (await pool.originate("sbx", req)).status == "queued"
+            tracker = pool.trackers["sbx"]
+            await eventually(lambda: tracker.get(req.call_id) is not None
+                             and tracker.get(req.call_id).connected_at is not None, timeout=20)
+            assert server.pbx.ai_in_use == 1  # still bridged to the AI: connected before the call ends
+    finally:
+        await server.stop()
