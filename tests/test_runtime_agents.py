@@ -102,3 +102,14 @@ def test_wrapup_settings_parse_and_match_the_queues_sample():
     sample = (Path(__file__).parents[1] / "asterisk" / "queues.conf.sample").read_text()
     found = re.search(r"^wrapuptime\s*=\s*(\d+)", sample, re.M)
     assert found is not None and float(found.group(1)) == DEFAULT_WRAPUP  # our default is the queue we ship
+
+
+def test_queue_member_status_as_the_lab_sends_it_starts_the_wrap_up():
+    """Real Asterisk 22 (the lab): QueueMemberStatus says Status 2 then 1 with InCall 0 both times; the device going
+    back to NOT_INUSE ends the call even if its AgentComplete was lost."""
+    board = AgentBoard(wrapup=WrapupTable(5.0))
+    board.on_poll("pbx1", "sales", [member("a", event="QueueMember")], 1, now=0.0)
+    board.on_event("pbx1", member("a", status="2"), now=1.0)
+    assert board.view("sales", 2.0).free == 0
+    board.on_event("pbx1", member("a"), now=10.0)
+    assert board.view("sales", 14.9).free == 0 and board.view("sales", 15.0).free == 1

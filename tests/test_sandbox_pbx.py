@@ -720,3 +720,29 @@ async def test_an_originate_to_an_extension_that_does_not_exist_is_refused(pbx: 
     response = await ami.response("nowhere")
     assert (response.name, response["Message"]) == ("Error", "Extension does not exist.")
     await ami.close()
+
+
+async def test_during_a_graceful_shutdown_answered_calls_reach_no_ai_and_no_agent() -> None:
+    """The lab PBX during `core restart gracefully`: a call answered just before it reaches Dial() to the AI endpoint
+    (CHANUNAVAIL: "Refusing due to active shutdown") or waits in the queue for nobody: both take the abandon path."""
+    server = await start()
+    try:
+        ami = await logged_in(server)
+        ai = {"DIALER_AGENT_KIND": "ai", "DIALER_AI_ENDPOINT": "PJSIP/ai-agent", "DIALER_AI_DISCLOSURE": "1"}
+        await ami.send("Originate", "g-ai", originate_fields("5550006", variables=call_vars("g-ai", **ai)))
+        await ami.send("Originate", "g-q", originate_fields("5550016", variables=call_vars("g-q",
+                                                                                      DIALER_RECORDING_NOTICE="1")))
+        assert await ami.collect_until(lambda ms: sum(1 for m in ms if m.name == "UserEvent"
+                                                      and m["UserEvent"] == "DialerConnected") == 2, timeout=10)
+        stopping = asyncio.create_task(server.shutdown(graceful=True, down_for=0.1))
+        assert await ami.wait_for(lambda m: m.name == "Shutdown", timeout=20)
+        await stopping
+        for call_id in ("g-ai", "g-q"):
+            events = events_of(ami.messages, call_id)
+            assert "UserEvent:DialerAbandon" in names(events, CALL_EVENTS), call_id
+            assert "AgentConnect" not in names(events, CALL_EVENTS)
+        assert any(m.name == "VarSet" and m["Variable"] == "DIALSTATUS" and m["Value"] == "CHANUNAVAIL"
+                   for m in events_of(ami.messages, "g-ai"))
+        await ami.close()
+    finally:
+        await server.stop()

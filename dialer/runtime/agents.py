@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from dialer.ami.protocol import Message
 
-NOT_INUSE, UNKNOWN, INVALID, UNAVAILABLE = "1", "0", "4", "5"
+NOT_INUSE, INUSE, UNKNOWN, INVALID, UNAVAILABLE = "1", "2", "0", "4", "5"
 DEFAULT_WRAPUP = 5.0  # asterisk/queues.conf.sample: wrapuptime = 5 (tests/test_queues_sample.py keeps them equal)
 
 
@@ -131,7 +131,7 @@ class AgentBoard:
 
     def _update(self, member: Member, queue: str, message: Message, now: float, wall: float | None = None) -> None:
         was_busy = self._busy(member, queue, now)
-        was_in_call = member.in_call
+        was_in_call = member.in_call or member.status == INUSE
         member.paused = (message.get("Paused") or "0") == "1"
         member.in_call = (message.get("InCall") or "0") == "1"
         member.status = message.get("Status") or NOT_INUSE
@@ -139,8 +139,11 @@ class AgentBoard:
             member.own_wrapup = max(0.0, float(message.get("Wrapuptime") or 0))
         except ValueError:
             member.own_wrapup = 0.0
-        if was_in_call and not member.in_call and (member.ended_at is None or member.ended_at < now - 1.0):
-            member.ended_at = now  # the call ended and no AgentComplete said so (yet): wrap-up from now
+        ended = was_in_call and not member.in_call and member.status in (NOT_INUSE, UNKNOWN)
+        if ended and (member.ended_at is None or member.ended_at < now - 1.0):
+            # The call ended (InCall 1 -> 0, or the device INUSE -> NOT_INUSE: Asterisk's QueueMemberStatus events say
+            # InCall 0 throughout a call) and no AgentComplete said so (yet): wrap-up from now.
+            member.ended_at = now
         elif member.ended_at is None and not member.in_call and wall is not None:
             last = _int(message.get("LastCall"))
             if last > 0 and wall - last < self.wrapup.of(queue) + max(member.own_wrapup, 0.0):

@@ -122,6 +122,9 @@ class Pbx:
         self.channels: dict[str, Channel] = {}
         self.calls: set[Call] = set()
         self.ai_in_use = 0
+        # Asterisk shutting down (ast_begin_shutdown): no new channel can be allocated ("Refusing due to active
+        # shutdown"), so a Dial() or a queue's call to an agent fails while the calls already up go on.
+        self.refusing_channels = False
         self._seq = 0x20
         self._unique = 60
         self.originates = 0
@@ -148,6 +151,7 @@ class Pbx:
         self.calls.clear()
         self.channels.clear()
         self.ai_in_use = 0
+        self.refusing_channels = False
         self._boot()
 
     @property
@@ -299,6 +303,8 @@ class Pbx:
 
     def dispatch(self, queue: Queue) -> None:
         """Offer waiting callers to free members (rrmemory), oldest caller first."""
+        if self.refusing_channels:
+            return  # no agent channel can be created: callers wait out their timeout (the abandon path)
         while queue.waiting:
             free = self.available(queue)
             if not free:
@@ -1087,6 +1093,9 @@ class Call:
             p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
             return None
         tech, _, rest = target.partition("/")
+        if p.refusing_channels:  # channel.c: "Channel allocation failed: Refusing due to active shutdown"
+            p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
+            return None
         seq = p.next_seq()
         a1 = p.new_channel(f"{tech}/{rest.split('@')[-1] or 'ai'}-{seq}", one.linkedid, "default", "s", 0)
         self.agent_one = a1

@@ -285,7 +285,9 @@ class SandboxServer:
         1. ast_begin_shutdown(): from now on every action, Login and Ping included, is answered `Response: Error`,
            `Message: Asterisk is shutting down` (main/manager.c process_message);
         2. `core restart now` (graceful False): every channel is hung up at once, with its events; `core restart
-           gracefully`: the calls in progress go on until they end by themselves (up to wait_limit here);
+           gracefully`: the calls in progress go on until they end by themselves (up to wait_limit here), but no new
+           channel can be created: a call that reaches Dial() (AI endpoint) gets CHANUNAVAIL and one waiting in a
+           queue reaches no agent (both take the abandon path, as on the lab PBX);
         3. if calls were up, a pause (Asterisk sleeps 1 s), then the `Shutdown` event (`Shutdown: Cleanly` or
            `Uncleanly`, `Restart: True|False`), every connection closed, the port closed;
         4. restart: down for down_for seconds, then listening again, booting for boot_for seconds (logins work, no
@@ -294,6 +296,7 @@ class SandboxServer:
            calls are gone, AstDB is kept. Without restart the port stays closed (start() boots it again)."""
         self.unfreeze()
         self.shutting_down = True
+        self.pbx.refusing_channels = True
         loop = asyncio.get_running_loop()
         waited = bool(self.pbx.calls)
         if not graceful:
