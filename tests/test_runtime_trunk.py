@@ -185,9 +185,9 @@ def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
     assert [p["id"] for p in report["processes"]] == ["host:1:abc"]
     text = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60).stdout
     assert "2 / 5" in text and "host:1:abc: 2 calls in flight, 9 placed" in text
-    redis_client.set("dialer:server:127.0.0.1:5999:draining", json.dumps({
+    redis_client.hset("dialer:servers:draining", "127.0.0.1:5999", json.dumps({
         "server": "sandbox", "message": "Asterisk is shutting down", "since": time.time() - 3, "process": "host:1:abc",
-        "refused": 1, "shutting_down": True, "at": time.time()}))  # what a runtime publishes (dialer.runtime.servers)
+        "refused": 1, "shutting_down": True, "at": time.time(), "until": time.time() + 60}))  # dialer.runtime.servers
     report = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=60).stdout)
     assert report["servers"][0]["state"] == "draining"
     assert report["servers"][0]["draining"]["message"] == "Asterisk is shutting down"

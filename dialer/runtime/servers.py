@@ -125,21 +125,30 @@ class ServerStates:
 # -- Redis: what `dialer trunk status` and the dashboard show ------------------------------------------------------
 
 
-def draining_key(address: str) -> str:
-    return f"dialer:server:{address}:draining"
+# One small hash for every server (field: host:port), so a reader (the dashboard, each second) never scans keys.
+# Each value carries `until`: a process that died stops refreshing it and readers ignore it after that.
+DRAINING_KEY = "dialer:servers:draining"
 
 
-def draining_servers(client: Any, addresses: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """{server name: {message, since, process}} for the servers (name -> host:port) some process sees draining."""
-    names = list(addresses)
-    if not names:
-        return {}
-    raw = client.mget([draining_key(addresses[n]) for n in names])
+def current_draining(raw: dict[Any, Any], now: float) -> dict[str, dict[str, Any]]:
+    """{host:port: state} from the hash's contents, without the entries nobody refreshed in time."""
     out = {}
-    for name, value in zip(names, raw, strict=True):
-        if value:
-            out[name] = json.loads(value)
+    for field_, value in raw.items():
+        address = field_.decode() if isinstance(field_, bytes) else str(field_)
+        try:
+            state = json.loads(value)
+        except ValueError:
+            continue
+        if float(state.get("until", 0)) >= now:
+            out[address] = state
     return out
+
+
+def draining_servers(client: Any, addresses: dict[str, str], now: float | None = None) -> dict[str, dict[str, Any]]:
+    """{server name: {server, message, since, refused, process, ...}} for the servers (name -> host:port) some
+    process sees draining now."""
+    found = current_draining(client.hgetall(DRAINING_KEY), time.time() if now is None else now)
+    return {name: found[address] for name, address in addresses.items() if address in found}
 
 
 class ServerWatch:
@@ -220,15 +229,16 @@ class ServerWatch:
             address = self.addresses[state.name]
             current.add(address)
             value = {"server": state.name, "message": state.message, "since": state.since, "process": self.process_id,
-                     "refused": state.refused, "shutting_down": state.shutting_down, "at": now}
-            pipe.set(draining_key(address), json.dumps(value), px=int(self.ttl * 1000))
+                     "refused": state.refused, "shutting_down": state.shutting_down, "at": now,
+                     "until": now + self.ttl}
+            pipe.hset(DRAINING_KEY, address, json.dumps(value))
         for address in self._published - current:
-            pipe.delete(draining_key(address))
+            pipe.hdel(DRAINING_KEY, address)
         pipe.execute()
         self._published = current
 
     def clear(self) -> None:
         """At shutdown: this process no longer vouches for what it published."""
         if self._published:
-            self.redis.delete(*[draining_key(a) for a in self._published])
+            self.redis.hdel(DRAINING_KEY, *self._published)
             self._published = set()
