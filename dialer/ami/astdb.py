@@ -79,7 +79,8 @@ async def sync_optouts(
     *,
     timeout: float | None = None,
 ) -> tuple[int, int]:
-    """Read the family, record and delete every usable entry. Returns (recorded and deleted, kept)."""
+    """Read the family, record and delete every usable entry. Returns (recorded from AstDB and deleted, kept);
+    an entry the sink says it had already (returns False: heard from the event) is deleted, not counted."""
     listing = await client.event_list("DBGetTree", {"Family": FAMILY}, timeout=timeout)
     done = kept = 0
     for message in listing.events:
@@ -100,13 +101,14 @@ async def sync_optouts(
         result = sink(name, OptOut(call_id=entry.call_id, campaign_id=entry.campaign_id, tenant=entry.tenant,
                                    contact=number, at=entry.at, digit=None, uniqueid=None))
         if inspect.isawaitable(result):
-            await result  # returns once stored (OptOutRecorder retries until then); raising keeps the entry
+            result = await result  # returns once stored (OptOutRecorder retries until then); raising keeps the entry
         try:
             await client.action("DBDel", {"Family": FAMILY, "Key": entry.call_id}, timeout=timeout)
         except ActionFailed as exc:
             if (exc.response.get("Message") or "") != "Database entry not found":  # another process deleted it
                 raise
-        done += 1
+        if result is not False:  # False: the sink had it already (from the event): nothing was lost
+            done += 1
     return done, kept
 
 
