@@ -206,3 +206,23 @@ async def test_without_the_system_class_entries_are_recorded_and_kept(redis_clie
     finally:
         await pbx.stop()
     assert f"/{FAMILY}/call-p" in pbx.pbx.astdb.entries
+
+
+async def test_a_sync_refused_while_asterisk_shuts_down_asks_for_no_permission(redis_client, caplog):
+    """During a restart every action is refused 'Asterisk is shutting down': the AstDB read is retried later, with
+    no error asking to grant the AMI user more rights (issue 14)."""
+    caplog.set_level(logging.INFO, logger="dialer.ami")
+    recorder = OptOutRecorder.for_fact_store(FactStore(redis_client))
+    pbx = await start_pbx()
+    try:
+        async with AMIPool([server_config(pbx)], on_optout=recorder, resolve_number=number_resolver(redis_client),
+                           astdb_interval=0.2):
+            await asyncio.sleep(0.3)
+            pbx.shutting_down = True  # the sandbox's ast_shutting_down(): every action answered Error
+            await asyncio.sleep(0.8)
+            pbx.shutting_down = False
+    finally:
+        await pbx.stop()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any("AstDB opt-out sync refused" in m and "Asterisk is shutting down" in m for _, m in lines), lines
+    assert not any("grant" in m or lvl >= logging.ERROR for lvl, m in lines), lines

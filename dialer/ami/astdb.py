@@ -153,8 +153,12 @@ class AstDBSync:
                     if done:
                         log.warning("AMI %s: %d opt-outs read back from AstDB and stored", self.name, done)
                 except ActionFailed as exc:
-                    self.synced_connection = connection  # not permitted: retried on the interval, not in a loop
-                    if not self._denied_logged:
+                    self.synced_connection = connection  # refused: retried on the interval, not in a loop
+                    message = (exc.response.get("Message") or "").lower()
+                    if "permission denied" not in message:
+                        # e.g. "Asterisk is shutting down" (a restart: the sync after the re-login catches up)
+                        log.info("AMI %s: AstDB opt-out sync refused (%s); retried", self.name, exc)
+                    elif not self._denied_logged:
                         self._denied_logged = True
                         log.error("AMI %s: AstDB opt-outs cannot be read or deleted (%s): grant the AMI user "
                                   "write = system,reporting (asterisk/manager.conf.sample)", self.name, exc)
