@@ -98,7 +98,8 @@ async def eventually(predicate, timeout: float = 10.0, step: float = 0.02) -> No
 
 
 @pytest.mark.parametrize("auth", ["md5", "plain"])
-async def test_login_ping_and_close(pbx, auth):
+async def test_login_ping_and_close(pbx, auth, caplog):
+    caplog.set_level(logging.INFO, logger="dialer.ami")
     client = client_for(pbx, auth=auth)
     await client.connect()
     try:
@@ -107,7 +108,9 @@ async def test_login_ping_and_close(pbx, auth):
         assert pong.name == "Success" and pong["Ping"] == "Pong"
     finally:
         await client.close()
+        await asyncio.sleep(0.1)
     assert not client.connected
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # a clean close is not "connection lost"
     with pytest.raises(NotConnected):
         await client.ping()
 

@@ -340,7 +340,9 @@ class AMIClient:
 
     async def _lost(self, writer: asyncio.StreamWriter, reason: str) -> None:
         if writer is self._writer:
-            if self._shutdown_announced:  # Asterisk said it stops: expected, not a fault
+            if self._closing:  # our own Logoff: Asterisk says Goodbye and closes
+                log.debug("AMI %s: connection closed after Logoff", self.name)
+            elif self._shutdown_announced:  # Asterisk said it stops: expected, not a fault
                 log.info("AMI %s: connection closed by Asterisk after its Shutdown event", self.name)
             else:
                 log.warning("AMI %s: connection lost (%s)", self.name, reason)
