@@ -92,3 +92,10 @@ def test_token_create_json(redis_url):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["token"].startswith("dlr_") and data["user"] == "ops" and data["role"] == "admin" and data["id"]
+
+
+def test_redis_down_is_one_line():
+    for args in (["campaigns", "list", "--tenant", "acme"], ["dnc", "check", "--tenant", "acme", "+33145678901"]):
+        done = dialer("redis://:hunter2@127.0.0.1:1/0", *args)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in done.stderr and "hunter2" not in done.stderr

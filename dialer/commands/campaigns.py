@@ -38,10 +38,10 @@ def register(sub: Any) -> None:
 
     def add(name: str, help_text: str, func: Any, campaign: bool = True) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help_text)
-        p.add_argument("--tenant", required=True)
+        p.add_argument("--tenant", required=True, help="the tenant (client company) the campaign belongs to")
         if campaign:
             p.add_argument("id", help="campaign id")
-        p.add_argument("--json", action="store_true", help="one JSON document")
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
         p.set_defaults(func=func)
         return p
 
@@ -64,10 +64,10 @@ def register(sub: Any) -> None:
     dnc = sub.add_parser("dnc", help="the company do-not-call list")
     dnc_actions = dnc.add_subparsers(dest="dnc_action", required=True, metavar="ACTION")
     check = dnc_actions.add_parser("check", help="whether a number is on the tenant's company DNC")
-    check.add_argument("--tenant", required=True)
+    check.add_argument("--tenant", required=True, help="whose company DNC")
     check.add_argument("number", help="E.164 number, e.g. +33145678901")
     check.add_argument("--campaign", help="also the campaign's own DNC list")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="one JSON document on stdout")
     check.set_defaults(func=run_dnc_check)
 
 
@@ -92,8 +92,10 @@ def _guard(work: Any) -> Any:
         raise CommandError(f"no campaign {exc.args[0]}") from None
     except CampaignError as exc:
         raise CommandError(f"{exc.code}: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise  # dialer.cli says it in one line naming the server (password hidden)
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at redis.url: {exc}") from None
+        raise CommandError(f"Redis refused the request: {exc}") from None
 
 
 def _read_config(path: str) -> dict[str, Any]:
