@@ -33,8 +33,7 @@ def test_shutting_down_drains_until_fully_booted_after_a_relogin():
     assert not states.usable("a", 100.5) and not states.usable("a", 1000.0)  # no probe while it shuts down
     assert states.usable("b", 100.5)  # the other server keeps dialing
     assert states.on_event("a", event("Shutdown", Shutdown="Cleanly", Restart="True"), 1, 101.0) is None
-    assert states.on_event("a", event("FullyBooted", Status="Fully Booted"), 1, 101.5) is None  # same connection
-    back = states.on_event("a", event("FullyBooted", Status="Fully Booted"), 2, 103.0)
+    back = states.on_event("a", event("FullyBooted", Status="Fully Booted"), 2, 103.0)  # at the re-login
     assert back is not None and "fully booted again" in back and "2 Originates refused" in back
     assert states.usable("a", 103.0)
 
@@ -47,6 +46,14 @@ def test_a_shutdown_event_alone_drains_and_a_cancelled_shutdown_resumes_on_a_pin
     assert states.ping_answered("a", connection=4, now=12.0) is None  # another connection: FullyBooted decides
     assert states.ping_answered("a", connection=3, now=12.0) is not None
     assert states.usable("a", 12.0)
+
+
+def test_a_booting_server_refuses_then_says_fully_booted_on_the_same_connection():
+    states = ServerStates(["a"])
+    assert states.refused("a", "Extension does not exist.", connection=5, now=0.0) is not None
+    assert not states.usable("a", 1.0)
+    assert states.on_event("a", event("FullyBooted", Status="Fully Booted"), 5, 2.0) is not None
+    assert states.usable("a", 2.0)
 
 
 def test_other_refusals_drain_then_probe_with_one_originate():

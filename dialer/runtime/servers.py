@@ -7,10 +7,11 @@ a restart it accepts a login and, once every module is loaded, says `FullyBooted
 an event). An Originate refused with `Response: Error` created no channel: it is not a call (dialer.ami.originate),
 and the server that refused it is draining. Nothing is originated there until it is back:
 
-* shutting down (that message, or a `Shutdown` event): back at the first `FullyBooted` on a later connection (a
-  re-login after the restart), or when it answers a Ping again on the same connection (the shutdown was cancelled);
-* any other refusal (permission denied, extension does not exist, not fully booted, ...): back at a `FullyBooted`
-  after a re-login, or after `retry_seconds`, when one Originate is tried again (a configuration fixed by hand).
+* shutting down (that message, or a `Shutdown` event): back at the next `FullyBooted` (at the re-login after the
+  restart, or as an event once the restarted Asterisk has booted), or when it answers a Ping again on the same
+  connection (the shutdown was cancelled);
+* any other refusal (permission denied, extension does not exist while it boots, ...): back at a `FullyBooted`, or
+  after `retry_seconds`, when one Originate is tried again (a configuration fixed by hand).
 
 Each episode is logged once (WARNING, naming the server and Asterisk's message) and its end once (INFO). The state is
 published in Redis for `dialer trunk status` and the dashboard (ServerWatch; read back with `draining_servers`).
@@ -79,7 +80,7 @@ class ServerStates:
         if not new:
             return None
         until = ("until it is fully booted again" if shutting else
-                 f"until it is fully booted again after a re-login, or for {self.retry_seconds:g} s")
+                 f"until it says it is fully booted, or for {self.retry_seconds:g} s")
         return (f"server {name} is draining: Asterisk refused {what} ({message or 'no message'}); no calls are "
                 f"placed there {until}; the refused contacts go back to their queue, no attempt counted")
 
@@ -103,7 +104,9 @@ class ServerStates:
             state.draining, state.shutting_down, state.message = True, True, text
             state.since, state.last_refusal, state.refused, state.connection = now, now, 0, connection
             return f"server {name} is draining: {text}; no calls are placed there until it is fully booted again"
-        if message.name == "FullyBooted" and state.draining and connection > state.connection:
+        if message.name == "FullyBooted" and state.draining:
+            # Sent right after a login (so before any refusal on that connection: it cannot end a later drain), or
+            # as an event when a booting Asterisk has loaded everything: either way it takes calls again.
             return self._resume(state, now, "is fully booted again")
         return None
 
