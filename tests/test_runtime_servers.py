@@ -59,7 +59,7 @@ def test_a_booting_server_refuses_then_says_fully_booted_on_the_same_connection(
 def test_other_refusals_drain_then_probe_with_one_originate():
     states = ServerStates(["a"], retry_seconds=30)
     assert states.refused("a", "Extension does not exist.", connection=1, now=0.0) is not None
-    assert not states.usable("a", 29.0) and states.usable("a", 30.0)  # one Originate tries again
+    assert not states.usable("a", 29.0) and states.usable("a", 30.0)  # dialing tries again
     assert states.refused("a", "Extension does not exist.", connection=1, now=30.1) is None  # still the episode
     assert not states.usable("a", 59.0)
     assert states.accepted("a", 61.0) is not None and states.usable("a", 61.0)

@@ -11,7 +11,7 @@ and the server that refused it is draining. Nothing is originated there until it
   restart, or as an event once the restarted Asterisk has booted), or when it answers a Ping again on the same
   connection (the shutdown was cancelled);
 * any other refusal (permission denied, extension does not exist while it boots, ...): back at a `FullyBooted`, or
-  after `retry_seconds`, when one Originate is tried again (a configuration fixed by hand).
+  after `retry_seconds`, when the next tick tries again (a configuration fixed by hand; a refusal is never counted).
 
 Each episode is logged once (WARNING, naming the server and Asterisk's message) and its end once (INFO). The state is
 published in Redis for `dialer trunk status` and the dashboard (ServerWatch; read back with `draining_servers`).
