@@ -109,10 +109,13 @@ async def test_a_pbx_restart_mid_campaign_uses_up_no_contact(redis_url, redis_cl
     placed = pbx.pbx.originates  # Originates the PBX accepted (a refused one creates no call)
     summary = campaign_summary(redis_client, "acme", campaign, AT)
     assert summary["attempts"] == placed == sum(f["attempts"] for f in finals.values())
-    for phone, final in finals.items():  # the 2 calls cut by the restart are retried; nobody else is called twice
+    for phone, final in finals.items():
         attempts = facts.attempts("acme", phone)
-        assert len(attempts) == final["attempts"] == observer.by_number[phone], (phone, final, attempts)
-        assert final["reason"] == "answered" and all(a.outcome != "failed" for a in attempts), (phone, final)
+        assert len(attempts) == final["attempts"] == observer.by_number[phone] == 1, (phone, final, attempts)
+        # A call answered just as the restart began reaches no AI (Asterisk refuses new channels while it stops):
+        # abandoned, a real call. No contact ends on a refused Originate ("failed").
+        assert (final["reason"], attempts[0].outcome) in {("answered", "answered"), ("not_retried", "abandoned")}, \
+            (phone, final, attempts)
 
 
 # -- an agent in wrap-up is not free (issue 14, part 2) ------------------------------------------------------------
