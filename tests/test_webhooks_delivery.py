@@ -326,3 +326,27 @@ def clock_now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+async def test_dialer_webhooks_command_delivers_and_stops_on_sigterm(gw, receiver, redis_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    endpoint = await register(gw, receiver.url)
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY, **OPEN_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "webhooks"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        await optout(gw)
+        for _ in range(300):
+            if receiver.received or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        [got] = receiver.received
+        assert verify([endpoint["secret"]], got.headers, got.body, now=int(Clock().now)) == got.event["id"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
