@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "worker"
 FANOUT_LOCK = "wh:fanout:lock"
-LEASE_SECONDS = 60.0  # a claimed queue head is tried again after this if its worker vanished
+LEASE_MARGIN = 50.0  # a claimed head is tried again this long after its attempt could have timed out
 BATCH = 100
 
 
@@ -152,7 +152,8 @@ class DeliveryWorker:
     async def _try_queue(self, member: str, now: float) -> int:
         tenant, endpoint_id, key = q.split_member(member)
         qkey = q.queue_key(tenant, endpoint_id, key)
-        head = await self.scripts.claim(keys=[qkey, q.DUE], args=[member, repr(now), repr(now + LEASE_SECONDS)])
+        lease_until = now + self.retry.timeout + LEASE_MARGIN
+        head = await self.scripts.claim(keys=[qkey, q.DUE], args=[member, repr(now), repr(lease_until)])
         if not head:
             return 0
         dkey = q.delivery_key(tenant, endpoint_id, head)
