@@ -118,6 +118,32 @@ class EndpointStore:
         raw = await self.redis.hgetall(endpoints_key(tenant))
         return sorted((_parse(tenant, v) for v in raw.values()), key=lambda e: (e.created_at, e.id))
 
+    async def update(self, tenant: str, endpoint_id: str, *, url: str | None = None, events: list[str] | None = None,
+                     description: str | None = None) -> Endpoint | None:
+        """Change the URL, subscriptions or description (secrets untouched). None when there is no such endpoint."""
+        if url is not None and (problem := url_problem(url, self.policy)):
+            raise EndpointError("url", problem)
+        kinds = check_events(events) if events is not None else None
+        key = endpoints_key(tenant)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hget(key, endpoint_id)
+                    if raw is None:
+                        await pipe.unwatch()
+                        return None
+                    old = _parse(tenant, raw)
+                    endpoint = Endpoint(id=old.id, tenant=tenant, url=url or old.url, events=kinds or old.events,
+                                        description=old.description if description is None else description,
+                                        created_at=old.created_at, sealed=old.sealed)
+                    pipe.multi()
+                    pipe.hset(key, endpoint_id, _dump(endpoint))
+                    await pipe.execute()
+                    return endpoint
+                except WatchError:
+                    continue
+
     async def delete(self, tenant: str, endpoint_id: str) -> bool:
         return bool(await self.redis.hdel(endpoints_key(tenant), endpoint_id))
 

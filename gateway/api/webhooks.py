@@ -33,6 +33,7 @@ ENDPOINT_IN = {
         "description": {"type": "string", "maxLength": 200},
     },
 }
+ENDPOINT_CHANGE = {**ENDPOINT_IN, "required": []}
 ENDPOINT_OUT = {
     "type": "object",
     "required": ["id", "url", "events", "created_at", "secrets"],
@@ -97,6 +98,20 @@ async def get_endpoint(request: web.Request) -> web.Response:
     return web.json_response(endpoint.public())
 
 
+async def update_endpoint(request: web.Request) -> web.Response:
+    who, data, endpoint_id = principal(request), body(request), request.match_info["endpoint_id"]
+    try:
+        endpoint = await store(request).update(who.tenant, endpoint_id, url=data.get("url"), events=data.get("events"),
+                                               description=data.get("description"))
+    except EndpointError as exc:
+        raise invalid(exc.field, str(exc)) from None
+    if endpoint is None:
+        raise not_found("webhook endpoint")
+    await trail.record(redis_of(request), who.tenant, "webhook.update", actor=who.user, token_id=who.token_id,
+                       endpoint=endpoint_id, url=endpoint.url, events=",".join(endpoint.events))
+    return web.json_response(endpoint.public())
+
+
 async def delete_endpoint(request: web.Request) -> web.Response:
     who, endpoint_id = principal(request), request.match_info["endpoint_id"]
     if not await store(request).delete(who.tenant, endpoint_id):
@@ -147,6 +162,10 @@ ROUTES = [
           response=listing(ENDPOINT_OUT), tag="webhooks", errors=NO_KEY),
     Route("GET", "/v1/webhooks/{endpoint_id}", get_endpoint, "One endpoint", "webhooks.read",
           response=ENDPOINT_OUT, resource="webhook", tag="webhooks", errors={**_NOT_FOUND, **NO_KEY}),
+    Route("PATCH", "/v1/webhooks/{endpoint_id}", update_endpoint,
+          "Change an endpoint's URL, events or description (queued deliveries go to the new URL)", "webhooks.write",
+          body=ENDPOINT_CHANGE, response=ENDPOINT_OUT, resource="webhook", tag="webhooks",
+          errors={**_NOT_FOUND, **NO_KEY}),
     Route("DELETE", "/v1/webhooks/{endpoint_id}", delete_endpoint, "Remove an endpoint and its pending deliveries",
           "webhooks.write", status=204, resource="webhook", tag="webhooks", errors={**_NOT_FOUND, **NO_KEY}),
     Route("POST", "/v1/webhooks/{endpoint_id}/rotate", rotate_secret,
