@@ -50,6 +50,7 @@ from dialer.facts import (
 from dialer.gate import call_index_key, consent_use_key
 from dialer.runtime.queues import queue_erase, queue_prefix
 from dialer.suppression import Suppression, SuppressionUnavailable
+from dialer.webhooks import queue as webhook_queue
 
 PERSON_PARTS = ("consent", "rel", "att", "consent_used")  # t:{T}:p:{e164}:{part}, removed by erasure
 ERASED_VERSION_TTL = 600  # seconds the person's version counter outlives erasure (see erase())
@@ -499,6 +500,9 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
             pipe.delete(person_key(tenant, number, part))
         # The version keeps moving (a decision read before this transaction cannot reserve: the gate re-reads
         # and meets the suppression entry), then the key, which names the number, goes away.
+        webhooks = webhook_queue.queue_erasure(client, pipe, tenant, number)
+        if webhooks:
+            count("webhook_deliveries", webhooks)
         ver = person_key(tenant, number, "ver")
         pipe.incr(ver)
         pipe.expire(ver, ERASED_VERSION_TTL)

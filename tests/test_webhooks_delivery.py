@@ -371,3 +371,20 @@ async def test_endpoint_update_moves_pending_deliveries_and_changes_subscription
     assert [e["type"] for e in receiver.events()] == ["optout.recorded", "consent.withdrawn"]
     first = receiver.received[0]
     verify([endpoint["secret"]], first.headers, first.body, now=int(first.headers["webhook-timestamp"]))
+
+
+async def test_erasure_drops_undelivered_webhooks_about_the_person(gw, receiver, make_worker, clock):
+    await register(gw, receiver.url)
+    receiver.plan = [500]
+    await optout(gw, ANN, source="ann")
+    await withdraw(gw, ANN)
+    await optout(gw, BOB, source="bob")
+    worker = await make_worker()
+    await worker.run_once()  # Ann's first fails (pending, her second waits); Bob's is delivered
+    resp = await gw.client.post("/v1/subjects/erase", json={"phone": ANN}, headers=gw.auth())
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["removed"]["webhook_deliveries"] == 2
+    await drain(worker, clock, 4, 3600)
+    assert [e["data"]["source"] for e in receiver.events()] == ["ann", "bob"]  # nothing about Ann after
+    leftovers = [k for k in await gw.redis.keys("t:acme:wh:*") if ANN in k]
+    assert leftovers == [] and not [m for m in await gw.redis.zrange("wh:due", 0, -1) if ANN in m]

@@ -91,3 +91,30 @@ class Scripts:
         self.claim = redis.register_script(CLAIM)
         self.advance = redis.register_script(ADVANCE)
         self.redeliver = redis.register_script(REDELIVER)
+
+
+def queue_erasure(client: Any, pipe: Any, tenant: str, number: str) -> int:
+    """Queue on `pipe` (a sync transaction) the removal of every undelivered webhook about `number`: its
+    pending queues and their delivery records, and its dead letters. Returns how many deliveries go. Delivered
+    records expire on their own (DELIVERED_TTL); an erased person is not sent anywhere any more."""
+    from dialer.webhooks.events import endpoints_key
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    gone = 0
+    for endpoint in map(text, client.hkeys(endpoints_key(tenant))):
+        qkey = queue_key(tenant, endpoint, number)
+        for event_id in map(text, client.lrange(qkey, 0, -1)):
+            pipe.delete(delivery_key(tenant, endpoint, event_id))
+            gone += 1
+        pipe.delete(qkey)
+        pipe.zrem(DUE, member(tenant, endpoint, number))
+    for value in map(text, client.zrange(dead_key(tenant), 0, -1)):
+        endpoint, _, event_id = value.partition(":")
+        dkey = delivery_key(tenant, endpoint, event_id)
+        if client.hget(dkey, "key") in (number, number.encode()):
+            pipe.delete(dkey)
+            pipe.zrem(dead_key(tenant), value)
+            gone += 1
+    return gone
