@@ -384,7 +384,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
 
     free = 0
     busy: dict[int, tuple[float, int]] = {}  # agent session -> (connect time, campaign index)
-    leaving = 0  # busy agents who log off when their call ends
+    leaving: set[int] = set()  # sessions of busy agents who log off when their call ends (not counted by pacing)
     staffed = 0  # agents logged in (free + busy)
     staffed_since = 0.0
     owner: dict[int, int] = {}  # call id -> campaign index (ringing and waiting calls)
@@ -422,15 +422,22 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
             world = scenario.world_at(now)
             # Agents log in and out: idle agents leave at once, busy ones when their call ends.
             target = world.agents
-            present = free + len(busy) - leaving
+            present = free + len(busy) - len(leaving)
             if target > present:
-                back = min(leaving, target - present)
-                leaving -= back
+                back = min(len(leaving), target - present)
+                for _ in range(back):
+                    leaving.pop()
                 free += target - present - back
             elif target < present:
                 gone = min(free, present - target)
                 free -= gone
-                leaving += present - target - gone
+                more = present - target - gone
+                for session in busy:
+                    if more <= 0:
+                        break
+                    if session not in leaving:
+                        leaving.add(session)
+                        more -= 1
             if free + len(busy) != staffed:
                 set_staffed(now, free + len(busy))
             while waiting and free > 0:  # agents who just logged in take waiting callers
@@ -441,7 +448,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
                 shares = [free]
             else:
                 held = Counter(i for _, i in busy.values())
-                requests = [ShareRequest(c.spec.weight, float(target), min(len(c.inflight), c.share), held[i])
+                requests = [ShareRequest(c.spec.weight, float(target), _committed(c, now), held[i])
                             for i, c in enumerate(camps)]
                 shares = share_policy(free, requests)
             for i, c in enumerate(camps):
@@ -460,10 +467,10 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
                     if scale < 1.0:
                         policy = guarded_policy(policy, scale)
                         c.res.guarded += 1
-                if n_camps == 1:
+                if n_camps == 1 and not leaving:
                     mine = [now - t for t, _ in busy.values()]
                 else:
-                    mine = [now - t for t, j in busy.values() if j == i]
+                    mine = [now - t for k, (t, j) in busy.items() if j == i and k not in leaving]
                 state = c.estimators.state(
                     now,
                     free_agents=c.share,
@@ -544,8 +551,8 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
             camps[i].estimators.on_agent_free(now - started)
             camps[i].res.busy_seconds += now - started
             spread(started, now, 1.0, "busy_seconds")
-            if leaving > 0:
-                leaving -= 1
+            if ref in leaving:
+                leaving.discard(ref)
                 set_staffed(now, staffed - 1)
             else:
                 free += 1
@@ -573,6 +580,19 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
     set_staffed(end, staffed)
     total_staffed = sum(s.staffed_seconds for s in segments)
     return SimResult(scenario, [c.res for c in camps], segments, total_staffed, peak_channels, peak_cps)
+
+
+def _committed(c: _Campaign, now: float) -> int:
+    """Agents a campaign keeps for its calls in flight: all of them for progressive and power (they dial
+    one line per agent they were given, or a fixed ratio), the expected answers plus one standard deviation
+    for predictive (which dials many lines per agent by design), never more than its previous share."""
+    ringing = len(c.inflight)
+    if not ringing or not c.share:
+        return 0
+    if c.policy.mode is PacingMode.PREDICTIVE:
+        p = c.estimators.answer_rate.rate(now)
+        ringing = math.ceil(ringing * p + math.sqrt(ringing * p * (1.0 - p)))
+    return min(ringing, c.share)
 
 
 def _with_originates(state: object, count: int) -> object:

@@ -7,12 +7,15 @@ twice, so progressive campaigns sharing a queue never abandon (issue 15, section
 `proportional_to_demand` is the simulator's policy (the runtime's may differ; the simulator takes any
 function with this signature):
 
-* A campaign keeps the agents it was given while its calls are still ringing (`committed`: at most its
-  calls in flight, at most its previous share). Taking them away would let another campaign dial against
-  the same agents, and the ringing calls would find nobody.
-* The rest of the free agents goes to campaigns in proportion to weight x demand, where demand is how many
-  agents the campaign could use (0 when it has nothing to dial), by largest remainder; ties go to the
-  campaign holding fewest agents per weight, then to the earlier one.
+* A campaign keeps the agents it was given while its calls are still ringing (`committed`, worked out by
+  the caller: at most its previous share; for progressive and power its calls in flight, for predictive
+  the answers expected from them plus one standard deviation). Taking them away would let another
+  campaign dial against the same agents, and the ringing calls would find nobody.
+* Each campaign is entitled to a part of the whole pool (free agents plus agents on calls) in proportion
+  to weight x demand, where demand is how many agents it could use (0 when it has nothing to dial). The
+  rest of the free agents goes to campaigns below their entitlement, in proportion to how far below they
+  are (or, when none is, to weight x demand), by largest remainder; ties go to the campaign holding fewest
+  agents per weight, then to the earlier one.
 * When agents left so that the commitments exceed the free agents, the commitments shrink in the same
   proportion (the calls in flight may then be abandoned: there is nobody for them).
 """
@@ -73,7 +76,11 @@ def proportional_to_demand(free: int, requests: Sequence[ShareRequest]) -> list[
     claims = [r.weight * max(0.0, r.demand) for r in requests]
     if sum(claims) <= 0:  # only weight-0 campaigns want agents: share by demand
         claims = [max(0.0, r.demand) for r in requests]
-    extra = _largest_remainder(rest, claims, ties)
+    pool = free + sum(max(0, r.held) for r in requests)
+    total_claims = sum(claims)
+    deficits = [max(0.0, pool * claims[i] / total_claims - requests[i].held - committed[i]) if total_claims else 0.0
+                for i in range(n)]
+    extra = _largest_remainder(rest, deficits if sum(deficits) > 0 else claims, ties)
     # Never more than a campaign's demand: hand what is over to the others, in tie order.
     over = 0
     for i, r in enumerate(requests):
