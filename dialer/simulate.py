@@ -30,6 +30,7 @@ from dialer.pacing import (
     CampaignEstimators,
     PacingMode,
     PacingPolicy,
+    PacingState,
     RecentOriginates,
     cps_window,
     decide,
@@ -471,18 +472,32 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
                     mine = [now - t for t, _ in busy.values()]
                 else:
                     mine = [now - t for k, (t, j) in busy.items() if j == i and k not in leaving]
-                state = c.estimators.state(
-                    now,
-                    free_agents=c.share,
-                    busy_elapsed=mine,
-                    ringing=[now - t for t in c.inflight.values()],
-                    abandons=c.base[1] + c.abandons,
-                    live_answers=c.base[0] + c.answers,
-                    trunk_channel_limit=scenario.trunk_channels,
-                    trunk_channels_in_use=in_use,
-                    calls_per_second=float(cps_calls) if cps_calls else None,
-                    ai_sessions_available=c.share if agentless[i] else 0,
-                )
+                if policy.mode is PacingMode.PREDICTIVE:
+                    state = c.estimators.state(
+                        now,
+                        free_agents=c.share,
+                        busy_elapsed=mine,
+                        ringing=[now - t for t in c.inflight.values()],
+                        abandons=c.base[1] + c.abandons,
+                        live_answers=c.base[0] + c.answers,
+                        trunk_channel_limit=scenario.trunk_channels,
+                        trunk_channels_in_use=in_use,
+                        calls_per_second=float(cps_calls) if cps_calls else None,
+                    )
+                else:  # the other modes read no estimate: skip building the survival tables
+                    state = PacingState(
+                        now=now,
+                        free_agents=c.share,
+                        busy_elapsed=tuple(mine),
+                        ringing=tuple(now - t for t in c.inflight.values()),
+                        abandons=c.base[1] + c.abandons,
+                        live_answers=c.base[0] + c.answers,
+                        trunk_channel_limit=scenario.trunk_channels,
+                        trunk_channels_in_use=in_use,
+                        calls_per_second=float(cps_calls) if cps_calls else None,
+                        originates_last_second=c.estimators.originates.count(now),
+                        ai_sessions_available=c.share if agentless[i] else 0,
+                    )
                 if cps_calls and n_camps > 1:  # the ceiling is the trunk's, all campaigns together
                     state = _with_originates(state, trunk_originates.count(now))
                 decision = decide(policy, state)
