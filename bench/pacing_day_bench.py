@@ -53,7 +53,8 @@ def _figures(r: SimResult) -> tuple[float, float, float, float]:
     return r.occupancy, worst_campaign, r.worst_window_rate(), r.attempts_per_agent_hour
 
 
-def hindsight(run: Callable[[float], tuple[float, ...]], top: float) -> tuple[float, tuple[float, ...]]:
+def hindsight(run: Callable[[float], tuple[float, ...]], top: float,
+              tolerance: float = 0.06) -> tuple[float, tuple[float, ...]]:
     """The fixed power ratio with the highest occupancy and abandon <= CAP (bisection on feasibility:
     occupancy and abandons both grow with the ratio), and its figures."""
     seen: dict[float, tuple[float, ...]] = {}
@@ -69,7 +70,7 @@ def hindsight(run: Callable[[float], tuple[float, ...]], top: float) -> tuple[fl
     if probe(hi)[1] <= CAP:
         lo = hi
     else:
-        while hi - lo > 0.06 * lo:
+        while hi - lo > tolerance * lo:
             mid = (lo + hi) / 2
             if probe(mid)[1] <= CAP:
                 lo = mid
@@ -154,7 +155,7 @@ def scenario_seed(job: tuple[str, Scenario, int]) -> dict[str, tuple[float, ...]
         return _figures(simulate_scenario(_with_policy(s, policy)))
 
     answer = min(s.world_at(p.at).answer_rate for p in s.phases) or 0.05
-    ratio, best = hindsight(fixed, min(20.0, 2.5 / answer))
+    ratio, best = hindsight(fixed, min(20.0, 2.5 / answer), tolerance=0.12)
     out["power (hindsight)"] = (*best, ratio)
     out["predictive"] = _figures(simulate_scenario(s))
     out["predictive + 15-min guard"] = _figures(simulate_scenario(
