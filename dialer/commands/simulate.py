@@ -61,7 +61,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--wrapup-mean", type=float, default=None,
                         help="mean wrap-up time, seconds (default: the defaults table, 45 s)")
     parser.add_argument("--duration", type=_duration, default=None, help="simulated time (8h, 90m, ...)")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed: the same seed gives the same day (default 1)")
     parser.add_argument("--cap", type=float, default=None, help="abandon cap (share of live answers)")
     parser.add_argument("--ratio", type=float, default=None, help="lines per free agent in power mode")
     parser.add_argument("--guard", type=_guard, default=None,
@@ -138,7 +139,7 @@ def apply_flags(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 
 
 def _history(args: argparse.Namespace, config: Config) -> Scenario:
-    from dialer.cli import CommandError
+    from dialer.cli import CommandError, redis_unreachable
     from dialer.sim_history import HistoryError, scenario_from_history
 
     if not args.tenant or not args.campaign:
@@ -153,7 +154,7 @@ def _history(args: argparse.Namespace, config: Config) -> Scenario:
     except HistoryError as exc:
         raise CommandError(str(exc)) from None
     except redis.RedisError as exc:
-        raise CommandError(f"redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     finally:
         client.close()
 
