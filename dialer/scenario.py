@@ -31,7 +31,7 @@ import random
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -383,14 +383,10 @@ class Scenario:
         return [p.at for p in self.phases] + [self.duration]
 
     def with_campaigns(self, campaigns: Sequence[CampaignSpec]) -> Scenario:
-        from dataclasses import replace
-
         return replace(self, campaigns=tuple(campaigns))
 
     def with_values(self, **values: Any) -> Scenario:
         """The same day with these world values for the whole day (what-if: `agents=20`)."""
-        from dataclasses import replace
-
         phases = [Phase(p.name, p.at, {k: v for k, v in p.values.items() if k not in values}) for p in self.phases]
         phases[0] = Phase(phases[0].name, 0.0, {**phases[0].values, **_world_values(values, "override")})
         return replace(self, phases=tuple(phases))

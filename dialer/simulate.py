@@ -22,7 +22,7 @@ import math
 import random
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dialer.pacing import (
     CONNECT_GRACE_SECONDS,
@@ -610,8 +610,6 @@ def _committed(c: _Campaign, now: float) -> int:
     return min(ringing, c.share)
 
 
-def _with_originates(state: object, count: int) -> object:
-    from dataclasses import replace
-
-    return replace(state, originates_last_second=count)  # type: ignore[type-var]
+def _with_originates(state: PacingState, count: int) -> PacingState:
+    return replace(state, originates_last_second=count)
 
