@@ -31,6 +31,7 @@ CONSUMER = "worker"
 FANOUT_LOCK = "wh:fanout:lock"
 LEASE_MARGIN = 50.0  # a claimed head is tried again this long after its attempt could have timed out
 BATCH = 100
+FANOUT_BATCHES = 10
 
 
 @dataclass
@@ -101,15 +102,20 @@ class DeliveryWorker:
 
     async def _fan_out_batches(self) -> int:
         done = 0
-        for start in ("0", ">"):  # first our own unacknowledged entries (a crash), then new ones
+        # First the unacknowledged entries a crashed fan-out left, then new ones, a few batches per pass.
+        for start in ("0", *[">"] * FANOUT_BATCHES):
             replies = await self.redis.xreadgroup(q.FANOUT_GROUP, CONSUMER, {OUTBOX: start}, count=BATCH)
+            read = 0
             for _, entries in replies or []:
                 for entry_id, fields in entries:
                     if fields:
                         await self._fan_out_one(fields)
                     await self.redis.xack(OUTBOX, q.FANOUT_GROUP, entry_id)
                     await self.redis.xdel(OUTBOX, entry_id)
-                    done += 1
+                    read += 1
+            done += read
+            if start == ">" and read < BATCH:
+                break
         return done
 
     async def _fan_out_one(self, event: dict[str, str]) -> None:
@@ -129,12 +135,12 @@ class DeliveryWorker:
     # --- delivery --------------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """One pass: fan out, then try every due queue head once. Returns how many heads were tried."""
-        await self.fan_out()
+        """One pass: fan out, then try due queue heads once. Returns events fanned out + heads tried (0: idle)."""
+        fanned = await self.fan_out()
         now = self.clock()
         due = await self.redis.zrangebyscore(q.DUE, "-inf", repr(now), start=0, num=BATCH)
         results = await asyncio.gather(*(self._try_queue(m, now) for m in due))
-        return sum(results)
+        return sum(results) + fanned
 
     async def run(self, stop: asyncio.Event, idle: float = 0.5) -> None:
         while not stop.is_set():
