@@ -33,7 +33,7 @@ ENDPOINT_IN = {
         "description": {"type": "string", "maxLength": 200},
     },
 }
-ENDPOINT_CHANGE = {**ENDPOINT_IN, "required": []}
+ENDPOINT_CHANGE = {k: v for k, v in ENDPOINT_IN.items() if k != "required"}  # every field optional
 ENDPOINT_OUT = {
     "type": "object",
     "required": ["id", "url", "events", "created_at", "secrets"],
