@@ -58,6 +58,8 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard
+from dialer.runtime.clockguard import ClockGuard, SkewLimits
+from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.policy import (
     GATE_OUTCOME,
@@ -116,6 +118,8 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    clock_skew_warn: float = 0.25  # seconds between this machine's clock and Redis's (dialer/runtime/clockguard.py)
+    clock_skew_stop: float = 2.0
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> RuntimeSettings:
@@ -123,7 +127,9 @@ class RuntimeSettings:
             dial_template=config["runtime.dial_template"], trunk_channels=config["runtime.trunk_channels"],
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
-            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"])
+            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            clock_skew_warn=config["runtime.clock_skew_warn_ms"] / 1000,
+            clock_skew_stop=config["runtime.clock_skew_stop_ms"] / 1000)
         values.update(overrides)
         return cls(**values)
 
@@ -231,7 +237,7 @@ class Engine:
         self.redis = client
         self.gate = gate
         self.settings = settings
-        self.clock = clock
+        self.machine_clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pbx = pbx_group(servers)
         # Built with the gate's AuditLog (keyed by security.secret_key): a keypress opt-out heard by the
@@ -263,9 +269,20 @@ class Engine:
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
         self._skew = 0.0  # Redis's clock minus ours (seconds), measured at each heartbeat
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
+        self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
+        self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+
+    def clock(self) -> datetime:
+        """Now for the law (legal hours, retries): the injected clock plus the offset to Redis's clock measured at
+        each heartbeat, so a machine whose clock runs fast does not call people early."""
+        return self.machine_clock() + timedelta(seconds=self._skew)
+
+    def dialing_stopped(self) -> str | None:
+        """Why no call may be placed now (Redis lost data, or the clocks disagree), None when calls may go."""
+        return self.datastate.halted or self.clock_guard.stopped
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -537,6 +554,8 @@ class Engine:
             return False
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
+        if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
+            return
         connected = self.pool.connected()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
@@ -562,7 +581,7 @@ class Engine:
             return
         try:
             claims = await asyncio.to_thread(
-                r.queue.claim, len(slots), owner=self.id, now=now.timestamp(),
+                guarded_claim, self.datastate, r.queue, len(slots), owner=self.id, now=now.timestamp(),
                 lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
@@ -648,6 +667,11 @@ class Engine:
     async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
         claim = flight.claim
         c = r.stored.config
+        stopped = self.dialing_stopped()
+        if stopped:  # between the claim and here: the data or the clock became untrustworthy
+            self.flights.pop(claim.call_id, None)
+            await self._give_back_claim(r, claim, "dialing stopped", False)
+            return
         if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
             # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
             # already have taken this claim over. Never dial on a claim we cannot vouch for.
@@ -886,11 +910,13 @@ class Engine:
         seconds, micros = self.redis.time()
         after = self._local_time()
         self._skew = seconds + micros / 1e6 - (before + after) / 2
+        self.clock_guard.observe(self._skew, after - before)
 
     def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
                    calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
         wall = time.time()
         self._measure_skew()
+        self.datastate.beat()
         self._heartbeat_writes(self._lease_clock(), held or {})
         self._renewed_at = wall
         for ai, by_server in (calls or {}).items():
