@@ -335,6 +335,9 @@ class Engine:
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
+        for call_id, (outcome, _) in self._unsaved.items():  # the one real loss: this process goes with it
+            log.critical("call %s: outcome %s NOT stored (Redis unreachable at shutdown); the recovery of another "
+                         "process resolves it as unknown", call_id, outcome.disposition)
         if self.flights:
             log.warning("runtime %s: %d calls still in flight at shutdown; their claims expire and another process "
                         "resolves them", self.id, len(self.flights))
@@ -778,38 +781,56 @@ class Engine:
         return task
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+        """Store a call's outcome, retrying through a Redis outage until it is stored, or until the claim's lease
+        lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
+        back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
         claim = flight.claim
         disposition = str(outcome.disposition)
-        delay = 0.2
-        for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
+        delay, failures = 0.2, 0
+        while True:
             try:
-                # its channel (and AI session) is free
-                self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
-                now = self.clock()
-                self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                         e164=claim.contact.phone, actor=ACTOR)
-                if live:
-                    self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
-                                                           bool(outcome.abandoned))
-                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
-                step = policy.after_call(disposition, claim.attempts + 1, now)
-                if step.action == "final":
-                    step = dataclasses.replace(step, detail=step.detail or disposition)
-                self._settle_final_disposition(r, claim, step, now, disposition)
-                pipe = self.redis.pipeline(transaction=False)
-                queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
-                pipe.execute()
+                self._store_outcome(r, flight, outcome, live)
+                if failures:
+                    log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
+                                failures)
                 return
             except redis.RedisError as exc:
-                log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
-                time.sleep(delay)
-                delay = min(5.0, delay * 2)
-        log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
-                     disposition)
-        self._unsaved[claim.call_id] = (outcome, live)  # the recovery stores it once Redis is back
-        current = r.claims.get(claim.contact.contact_id)
-        if current is not None and current.call_id == claim.call_id:
-            del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
+                failures += 1
+                if failures == 1:
+                    log.error("call %s: outcome not stored yet (%s); retrying until Redis is back", claim.call_id,
+                              exc)
+            if time.time() - self._renewed_at > self.settings.lease_seconds:
+                # Our leases lapsed: the claim is the recovery's now (this process's, which stores the outcome
+                # kept here, or another's, which asks the PBX). Keep the outcome for the takeover.
+                self._unsaved[claim.call_id] = (outcome, live)
+                current = r.claims.get(claim.contact.contact_id)
+                if current is not None and current.call_id == claim.call_id:
+                    del r.claims[claim.contact.contact_id]
+                log.error("call %s: outcome %s kept in memory for the recovery (Redis unreachable longer than the "
+                          "claim lease)", claim.call_id, disposition)
+                return
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)  # never sleep long past Redis's return
+
+    def _store_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+        claim = flight.claim
+        disposition = str(outcome.disposition)
+        # its channel (and AI session) is free
+        self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
+        now = self.clock()
+        self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
+                                 e164=claim.contact.phone, actor=ACTOR)
+        if live:
+            self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                   bool(outcome.abandoned))
+        policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+        step = policy.after_call(disposition, claim.attempts + 1, now)
+        if step.action == "final":
+            step = dataclasses.replace(step, detail=step.detail or disposition)
+        self._settle_final_disposition(r, claim, step, now, disposition)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
+        pipe.execute()
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
