@@ -4,6 +4,7 @@ dialer processes (what an engineer checks when calls go out slower than the agen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -26,13 +27,19 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     from dialer.commands.run import _servers
     from dialer.pacing import cps_window
     from dialer.runtime.engine import RuntimeSettings, process_key, trunk_of
-    from dialer.runtime.trunk import TrunkBudget
+    from dialer.runtime.identity import identity_key
+    from dialer.runtime.trunk import TrunkBudget, server_address
 
     servers = _servers(args, config)
+    by_name = {s.name: s for s in servers}
     settings = RuntimeSettings.from_config(config)
     client = redis.Redis.from_url(config.redis_url)
     try:
         trunks = {s.name: trunk_of(s, settings) for s in servers}
+        # counted under the identity the engines read from Asterisk after login (dialer/runtime/identity.py)
+        identities = {name: client.get(identity_key(t.address)) for name, t in trunks.items()}
+        trunks = {name: dataclasses.replace(t, address=identities[name].decode()) if identities[name] else t
+                  for name, t in trunks.items()}
         budget = TrunkBudget(client, trunks, lease_seconds=settings.lease_seconds)
         usage = budget.usage(trunks)
         seconds, micros = client.time()  # heartbeats are stamped on Redis's clock
@@ -52,7 +59,10 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     for name, trunk in trunks.items():
         calls, window = cps_window(trunk.calls_per_second)
         seen = usage.get(name)
-        rows.append({"server": name, "address": trunk.address, "channel_limit": trunk.channels or None,
+        configured = server_address(by_name[name].host, by_name[name].port)
+        rows.append({"server": name, "address": configured,
+                     "identity": trunk.address if trunk.address != configured else None,
+                     "channel_limit": trunk.channels or None,
                      "channels_in_use": seen.channels_in_use if seen and trunk.channels else None,
                      "calls_per_window": calls or None, "window_seconds": window / 1000 if calls else None,
                      "originates_in_window": seen.originates_in_window if seen and calls else None})
@@ -66,6 +76,8 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         cps = (f"{row['originates_in_window']} / {row['calls_per_window']} in {row['window_seconds']:g} s"
                if row["calls_per_window"] else "no limit")
         print(f"{row['server']:<12} {row['address']:<24} {channels:<18} {cps}")
+        if row["identity"]:
+            print(f"{'':<12} counted as {row['identity']} (what Asterisk said after login, whatever the address)")
     if not any(row["channel_limit"] or row["calls_per_window"] for row in rows):
         print("(no trunk ceiling set: runtime.trunk_channels / runtime.calls_per_second, or per [[asterisk]] table)")
     print(f"\n{len(processes)} dialer process(es) alive")

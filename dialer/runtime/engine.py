@@ -60,6 +60,7 @@ from dialer.pacing import (
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
+from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.policy import (
     GATE_OUTCOME,
@@ -256,6 +257,7 @@ class Engine:
         self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
                                  lease_seconds=settings.lease_seconds)
         self._trunk_usage: dict[str, TrunkUsage] = {}  # the last counts Redis gave, per server name
+        self.identities = ServerIdentities(self.pool, self.trunk, client)  # trunks keyed by what Asterisk says
         self.placed = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
@@ -290,6 +292,7 @@ class Engine:
         """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds, or
         until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
+        await self.identities.refresh()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents")]
@@ -351,7 +354,12 @@ class Engine:
 
     # --- the tick ------------------------------------------------------------------------------------
 
+    def _dialable(self) -> list[str]:
+        """Connected servers whose identity is known (and not a second name of another one)."""
+        return [name for name in self.pool.connected() if self.identities.usable(name)]
+
     async def tick(self) -> None:
+        await self.identities.refresh()
         mono = time.monotonic()
         if mono - self._active_at >= self.settings.campaigns_seconds:
             self._active = await asyncio.to_thread(self._active_campaigns)
@@ -519,7 +527,7 @@ class Engine:
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
         policy = pacing_policy(config)  # PolicyError: the caller does not dial
-        servers = set(self.pool.connected())
+        servers = set(self._dialable())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
@@ -559,7 +567,7 @@ class Engine:
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
         if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
             return
-        connected = self.pool.connected()
+        connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))

@@ -1,0 +1,102 @@
+"""Issue 16, fault 5: one PBX reached by two addresses. A server is identified by what Asterisk says after login
+(AMI Getvar SYSTEMNAME / ENTITYID / ASTETCDIR, the sandbox answering as Asterisk 22 does), so two `dialer run`
+processes reaching one sandbox PBX as 127.0.0.1 and as localhost share one trunk; two names for one server in one
+process are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+
+import pytest
+
+from dialer.ami.client import AMIClient
+from dialer.config import AsteriskServer
+from dialer.runtime.engine import Engine, build_gate
+from dialer.runtime.identity import ServerIdentity, read_identity
+from tests.runtime_support import engine_config
+from tests.test_runtime_engine import SETTINGS, start_pbx
+from tests.test_runtime_trunk import run_two_dialers
+
+# Asterisk 22.10.1 (the lab, /work/shared/asterisk-lab, default asterisk.conf), user `dialer`:
+#   Getvar Variable=SYSTEMNAME -> Success, Value empty;  ENTITYID -> Success, Value 02:fc:00:00:00:01 (the MAC)
+#   Getvar Variable=NOSUCHVAR -> Success, Value empty;   no Variable -> Error "No variable specified"
+#   Getvar Channel=<none such> -> Error "No such channel"
+REAL = {"SYSTEMNAME": ("Success", ""), "NOSUCHVAR": ("Success", ""), "": ("Error", "No variable specified")}
+
+
+async def getvar(client: AMIClient, fields: dict[str, str]):
+    from dialer.ami.client import ActionFailed
+
+    try:
+        response = await client.action("Getvar", fields, timeout=5.0)
+    except ActionFailed as exc:
+        return "Error", exc.response.get("Message")
+    return response.get("Response"), response.get("Value")
+
+
+@pytest.mark.parametrize("port_env", [None, "DIALER_ASTERISK_LAB_PORT"])
+async def test_getvar_answers_like_asterisk_22(port_env):
+    pbx = None
+    if port_env is None:
+        pbx = await start_pbx()
+        port = pbx.port
+    elif os.environ.get(port_env):
+        port = int(os.environ[port_env])  # a running lab instance: the same checks against the real thing
+    else:
+        pytest.skip("set DIALER_ASTERISK_LAB_PORT to a running Asterisk lab instance")
+    client = AMIClient("127.0.0.1", port, "dialer", "dialer-secret", name="probe", events="off")
+    try:
+        await client.connect()
+        for variable, expected in REAL.items():
+            assert await getvar(client, {"Variable": variable} if variable else {}) == expected, variable
+        assert await getvar(client, {"Variable": "ENTITYID", "Channel": "Local/nope-1;1"}) == ("Error",
+                                                                                            "No such channel")
+        status, eid = await getvar(client, {"Variable": "ENTITYID"})
+        assert status == "Success" and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", eid)
+        identity = await read_identity(client)
+        assert identity.entity_id == eid and identity.etc_dir
+    finally:
+        await client.close()
+        if pbx is not None:
+            await pbx.stop()
+
+
+def test_identity_keys():
+    assert ServerIdentity("pbx-paris-1", "02:fc:00:00:00:01", "/etc/asterisk").key == "asterisk:pbx-paris-1"
+    a = ServerIdentity("", "02:fc:00:00:00:01", "/etc/asterisk")
+    b = ServerIdentity("", "02:fc:00:00:00:01", "/srv/pbx2/etc")  # a second instance on the same machine
+    assert a.key != b.key and a.key.startswith("asterisk:02:fc:00:00:00:01:")
+
+
+async def test_one_pbx_reached_by_two_addresses_is_one_trunk(redis_url, redis_client, tmp_path):
+    """Process acme dials through 127.0.0.1, process beta through localhost: one trunk of 3 channels."""
+    peak, sent, logs = await run_two_dialers(redis_url, redis_client, tmp_path, "+331456860",
+                                             hosts={"acme": "127.0.0.1", "beta": "localhost"},
+                                             DIALER_RUNTIME_TRUNK_CHANNELS="3")
+    assert len(sent) == 10
+    assert peak == 3  # counted as one trunk whatever the address (each process alone would have taken 3)
+    for text in logs.values():
+        assert "trunk counted as asterisk:" in text
+
+
+async def test_two_names_for_one_server_are_refused(redis_url, redis_client, caplog):
+    caplog.set_level(logging.INFO, logger="dialer")
+    pbx = await start_pbx()
+    servers = [AsteriskServer("paris", "127.0.0.1", pbx.port, "dialer", "dialer-secret", "md5"),
+               AsteriskServer("paris-bis", "localhost", pbx.port, "dialer", "dialer-secret", "md5")]
+    engine = Engine(redis_client, build_gate(redis_client, engine_config(redis_url)), servers, settings=SETTINGS,
+                    process_id="twice")
+    try:
+        await engine.pool.start()
+        await engine.identities.refresh()
+        assert engine._dialable() == ["paris"]
+        assert engine.identities.refused == {"paris-bis": "paris"}
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("are one Asterisk" in m and "paris-bis is not used" in m for m in errors), errors
+    finally:
+        await engine.pool.close()
+        await pbx.stop()
+    await asyncio.sleep(0)
