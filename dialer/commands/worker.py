@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     prefix = args.name or socket.gethostname()
     watchdog = None
     if "imports" in queues and not args.burst:
-        # imports whose coordinator died are found within ~15 s (dialer/contacts/watchdog.py), without a poll
+        # imports whose coordinator died are found within ~12 s (dialer/contacts/watchdog.py), without a poll
         from dialer.contacts.watchdog import start_watch
 
         watchdog = start_watch(config.redis_url)
