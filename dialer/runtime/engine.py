@@ -62,6 +62,7 @@ from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
+from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -107,7 +108,7 @@ class RuntimeSettings:
     trunk_channels: int = 0  # per server (an [[asterisk]] table's own value wins); 0: no limit
     calls_per_second: float = 0.0  # per server (likewise); 0: no limit
     ring_timeout: int = 30
-    unknown_cooloff: timedelta = timedelta(minutes=60)
+    unknown_cooloff: timedelta = timedelta(hours=24)  # as long as an answered call's (the call may have been one)
     lease_seconds: float = 20.0
     ai_sessions: int = 2
     tick_seconds: float = 0.1
@@ -202,6 +203,7 @@ class Flight:
     # depends on them; empty (unknown, e.g. a call taken over) fails closed to playing the notice
     jurisdictions: tuple[str, ...] = ()
     ai: bool = False  # an agentless call: it holds one of its server's AI sessions until its outcome
+    taken_over: bool = False  # placed by a process that died: its outcome is read back from AstDB
 
 
 @dataclass
@@ -251,6 +253,7 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -295,7 +298,8 @@ class Engine:
         await self.identities.refresh()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
             if trunk.limited:
@@ -316,7 +320,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
-            self._stopping = True
+            self._stopping = self.stored_outcomes.stopping = True
             await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
@@ -776,6 +780,15 @@ class Engine:
         r = self.runners.get((flight.tenant, flight.campaign))
         if r is None:
             return None
+        task = asyncio.ensure_future(self._settle_outcome(server, r, flight, outcome))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle_outcome(self, server: str, r: CampaignRunner, flight: Flight, outcome: Outcome) -> None:
+        """The stored outcome where the events could not know it (dialer/runtime/pbx_outcomes.py), then record;
+        the AstDB entry is deleted once the outcome is stored."""
+        outcome = await settle_with_pbx(self.pool, server, outcome, taken_over=flight.taken_over)
         disposition = str(outcome.disposition)
         live = outcome.answered_at is not None and disposition in ("answered", "abandoned", "opted_out")
         wall = time.time()
@@ -783,13 +796,11 @@ class Engine:
             r.estimators.on_live_answer(wall, max(0.0, (outcome.answered_at or wall) - flight.sent_wall))
         else:
             r.estimators.on_no_live_answer(wall, max(0.0, outcome.ended_at - flight.sent_wall))
-        task = asyncio.ensure_future(asyncio.to_thread(self._record_outcome, r, flight, outcome, live))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
+        if await asyncio.to_thread(self._record_outcome, r, flight, outcome, live):
+            await forget_stored(self.pool, server, outcome)
 
-    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
-        """Store a call's outcome, retrying through a Redis outage until it is stored, or until the claim's lease
+    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
+        """True once stored. Retries through a Redis outage until the outcome is stored, or until the claim's lease
         lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
         back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
         claim = flight.claim
@@ -801,7 +812,7 @@ class Engine:
                 if failures:
                     log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
                                 failures)
-                return
+                return True
             except redis.RedisError as exc:
                 failures += 1
                 if failures == 1:
@@ -816,7 +827,7 @@ class Engine:
                     del r.claims[claim.contact.contact_id]
                 log.error("call %s: outcome %s kept in memory for the recovery (Redis unreachable longer than the "
                           "claim lease)", claim.call_id, disposition)
-                return
+                return False
             time.sleep(delay)
             delay = min(1.0, delay * 2)  # never sleep long past Redis's return
 
@@ -1016,7 +1027,7 @@ class Engine:
                 tracker.register(claim.call_id, r.campaign, r.tenant, claim.contact.phone,
                                  wall - self.settings.lease_seconds, ring_timeout=self.settings.ring_timeout)
                 self.flights[claim.call_id] = Flight(claim, r.tenant, r.campaign, server,
-                                                     wall - self.settings.lease_seconds, ai=agentless)
+                                                     wall - self.settings.lease_seconds, ai=agentless, taken_over=True)
             try:
                 listing = await client.event_list("CoreShowChannels", timeout=10.0)
             except AMIError as exc:
@@ -1026,7 +1037,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome from AstDB, "
+                        "else unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 
     def _recorded_outcome(self, tenant: str, claim: Claim) -> str:
