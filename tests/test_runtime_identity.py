@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 
 import pytest
@@ -16,6 +15,7 @@ from dialer.ami.client import AMIClient
 from dialer.config import AsteriskServer
 from dialer.runtime.engine import Engine, build_gate
 from dialer.runtime.identity import ServerIdentity, read_identity
+from tests import test_realpbx
 from tests.runtime_support import engine_config
 from tests.test_runtime_engine import SETTINGS, start_pbx
 from tests.test_runtime_trunk import run_two_dialers
@@ -24,6 +24,7 @@ from tests.test_runtime_trunk import run_two_dialers
 #   Getvar Variable=SYSTEMNAME -> Success, Value empty;  ENTITYID -> Success, Value 02:fc:00:00:00:01 (the MAC)
 #   Getvar Variable=NOSUCHVAR -> Success, Value empty;   no Variable -> Error "No variable specified"
 #   Getvar Channel=<none such> -> Error "No such channel"
+asterisk_lab = test_realpbx.asterisk_lab  # the realpbx tier's fixture: the lab, built (or the test is skipped)
 REAL = {"SYSTEMNAME": ("Success", ""), "NOSUCHVAR": ("Success", ""), "": ("Error", "No variable specified")}
 
 
@@ -37,16 +38,7 @@ async def getvar(client: AMIClient, fields: dict[str, str]):
     return response.get("Response"), response.get("Value")
 
 
-@pytest.mark.parametrize("port_env", [None, "DIALER_ASTERISK_LAB_PORT"])
-async def test_getvar_answers_like_asterisk_22(port_env):
-    pbx = None
-    if port_env is None:
-        pbx = await start_pbx()
-        port = pbx.port
-    elif os.environ.get(port_env):
-        port = int(os.environ[port_env])  # a running lab instance: the same checks against the real thing
-    else:
-        pytest.skip("set DIALER_ASTERISK_LAB_PORT to a running Asterisk lab instance")
+async def check_getvar(port: int) -> None:
     client = AMIClient("127.0.0.1", port, "dialer", "dialer-secret", name="probe", events="off")
     try:
         await client.connect()
@@ -60,8 +52,25 @@ async def test_getvar_answers_like_asterisk_22(port_env):
         assert identity.entity_id == eid and identity.etc_dir
     finally:
         await client.close()
-        if pbx is not None:
-            await pbx.stop()
+
+
+async def test_the_sandbox_answers_getvar_like_asterisk_22():
+    pbx = await start_pbx()
+    try:
+        await check_getvar(pbx.port)
+    finally:
+        await pbx.stop()
+
+
+@pytest.mark.realpbx
+async def test_the_real_asterisk_answers_getvar_so(asterisk_lab):
+    from tests.realpbx_lab import Instance
+
+    instance = Instance.start(*asterisk_lab)
+    try:
+        await check_getvar(instance.port)
+    finally:
+        instance.stop()
 
 
 def test_identity_keys():
