@@ -109,3 +109,46 @@ async def test_two_names_for_one_server_are_refused(redis_url, redis_client, cap
         await engine.pool.close()
         await pbx.stop()
     await asyncio.sleep(0)
+
+
+@pytest.mark.realpbx
+async def test_the_real_asterisk_reached_by_two_addresses_is_one_trunk(asterisk_lab, redis_url, redis_client,
+                                                                        tmp_path):
+    """Two `dialer run` processes on the lab Asterisk, one configured with 127.0.0.1, the other with localhost, one
+    campaign, a 3-channel trunk: never more than 3 calls up on the PBX."""
+    import time
+
+    from dialer.campaigns import CampaignStore
+    from tests.realpbx_lab import Instance
+    from tests.runtime_support import numbers, setup_campaign
+    from tests.test_realpbx import start_dialer, stop_dialer, write_config
+
+    instance = Instance.start(*asterisk_lab)
+    procs = []
+    try:
+        phones = [p for p in numbers(40, base="+331456736") if p[-1] in "05"][:10]  # answered: 4 s and 10 s
+        campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False)
+        for name, host in (("d1", "127.0.0.1"), ("d2", "localhost")):
+            (tmp_path / name).mkdir()
+            config = write_config(tmp_path / name, instance, trunk="trunk_channels = 3")
+            config.write_text(config.read_text().replace('host = "127.0.0.1"', f'host = "{host}"'))
+            procs.append(await start_dialer(redis_url, config, name, tmp_path))
+        store = CampaignStore(redis_client)
+        peak, deadline = 0, time.monotonic() + 240
+        while store.get("acme", campaign).status != "completed":
+            assert time.monotonic() < deadline, "campaign not completed in time"
+            peak = max(peak, await asyncio.to_thread(instance.live_calls))
+            await asyncio.sleep(0.2)
+        for proc in procs:
+            assert await stop_dialer(proc) == 0
+        calls = instance.calls_by_number()  # (its logs go with the instance)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        instance.stop()
+    assert sum(calls.values()) == len(phones)
+    assert 2 <= peak <= 3, peak  # one trunk, whatever the address
+    for name in ("d1", "d2"):
+        assert "trunk counted as asterisk:" in (tmp_path / f"{name}.err").read_text()
