@@ -342,9 +342,13 @@ class Engine:
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
-        for call_id, (outcome, _) in self._unsaved.items():  # the one real loss: this process goes with it
+        # the one real loss: outcomes this process still holds go with it
+        for call_id, (outcome, _) in self._unsaved.items():
             log.critical("call %s: outcome %s NOT stored (Redis unreachable at shutdown); the recovery of another "
                          "process resolves it as unknown", call_id, outcome.disposition)
+        if any(not task.done() for task in self._settling):
+            log.critical("%d call outcomes NOT stored yet at shutdown (Redis unreachable); the recovery of another "
+                         "process resolves them as unknown", sum(1 for task in self._settling if not task.done()))
         if self.flights:
             log.warning("runtime %s: %d calls still in flight at shutdown; their claims expire and another process "
                         "resolves them", self.id, len(self.flights))
