@@ -54,7 +54,7 @@ async def test_a_machine_clock_hours_fast_stops_dialing_until_it_is_fixed(redis_
             assert ContactQueue(redis_client, "acme", campaign).counts()["inflight"] == 0
             lines = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
             assert len(lines) == 1 and "DIALING STOPPED" in lines[0], lines
-            assert "11400" in lines[0] and "ahead of Redis's clock" in lines[0]
+            assert "is 3 h 10 min ahead of Redis's clock" in lines[0]
             assert engine.dialing_stopped()
             engine._local_time = time.time  # NTP fixed it (the simulated campaign clock stays in the hours)
             await eventually(lambda: sum(observer.by_number.values()) > 0, timeout=20)
@@ -93,6 +93,14 @@ async def test_a_second_of_skew_warns_and_decides_on_redis_clock(redis_url, redi
     for contact_id in [c.decode() for c in redis_client.hkeys(queue.keys["state"])]:
         step = queue.last_step(contact_id)
         assert step["step"] == "retry" and abs(step["due"] - AT.timestamp()) < 1e-3, step  # waits for 10:00
+
+
+def test_offsets_are_said_in_words_a_log_mask_leaves_alone():
+    from dialer.logs import mask_phone
+    from dialer.runtime.clockguard import describe
+
+    for skew, said in ((-11400.2, "3 h 10 min ahead of"), (0.3127, "0.313 s behind"), (-61.0, "1 min 1 s ahead of")):
+        assert said in describe(skew) and mask_phone(describe(skew)) == describe(skew)
 
 
 def test_skew_levels_count_only_what_is_certain():

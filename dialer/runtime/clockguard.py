@@ -36,9 +36,17 @@ def assess(skew: float, round_trip: float, limits: SkewLimits) -> str:
 
 
 def describe(skew: float) -> str:
-    # skew is Redis's clock minus ours: negative when this machine runs ahead
+    # skew is Redis's clock minus ours: negative when this machine runs ahead. Large offsets in h/min/s: digit runs
+    # of 7 or more would be masked as phone numbers in the log (dialer/logs.py).
     direction = "ahead of" if skew < 0 else "behind"
-    return f"this machine's clock is {abs(skew):.3f} s {direction} Redis's clock"
+    seconds = abs(skew)
+    if seconds < 60:
+        amount = f"{seconds:.3f} s"
+    else:
+        hours, rest = divmod(round(seconds), 3600)
+        minutes, secs = divmod(rest, 60)
+        amount = " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (secs, "s")) if n)
+    return f"this machine's clock is {amount} {direction} Redis's clock"
 
 
 class ClockGuard:
