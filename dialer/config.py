@@ -40,6 +40,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
+    Setting("imports.max_bad_share", float, 0.5, "DIALER_IMPORTS_MAX_BAD_SHARE",
+            "stop a contact import (nothing imported) when more than this share of its rows is bad "
+            "(judged from 10,000 rows on)"),
     Setting("registry.max_shrink_share", float, 0.2, "DIALER_REGISTRY_MAX_SHRINK_SHARE",
             "refuse a full load removing more than this share of the live version (unless forced)"),
     Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
@@ -124,6 +127,8 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting log.level: expected one of {', '.join(LOG_LEVELS)}")
     if not 0 <= values["registry.max_bad_share"] <= 1:
         raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
+    if not 0 <= values["imports.max_bad_share"] <= 1:
+        raise ConfigError("setting imports.max_bad_share: expected a share between 0 and 1")
     if not 0 <= values["registry.max_shrink_share"] <= 1:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
     if values["gateway.max_upload_mb"] <= 0:

@@ -167,10 +167,11 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
         mapping = load_mapping(args.mapping) if args.mapping else None
         if args.inline:
             ticket = create_import(client, args.tenant, args.file, args.list_id, region=args.region, mapping=mapping,
-                                   campaign=args.campaign)
+                                   campaign=args.campaign, max_bad_share=config["imports.max_bad_share"])
         else:
             ticket = enqueue_import(client, args.tenant, args.file, args.list_id, region=args.region,
-                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers))
+                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers),
+                                    max_bad_share=config["imports.max_bad_share"])
     except FileError as exc:
         raise CommandError(f"{exc.message} [{exc.code}]") from None
     if ticket.duplicate_of:
