@@ -35,6 +35,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
     Setting("gateway.upload_dir", str, "", "DIALER_GATEWAY_UPLOAD_DIR",
             "where uploads are staged (workers read them there); default: <temp dir>/dialer-uploads"),
+    Setting("gateway.redis_max_connections", int, 64, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
+            "Redis connections the gateway's requests share; a request finding none free waits"),
+    Setting("gateway.redis_wait_seconds", float, 5.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",
+            "how long a request waits for a free Redis connection before 503 busy (with Retry-After)"),
+    Setting("gateway.max_live_streams", int, 200, "DIALER_GATEWAY_MAX_LIVE_STREAMS",
+            "live dashboard streams (Server-Sent Events) open at once; each holds a Redis connection"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
@@ -131,6 +137,10 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting imports.max_bad_share: expected a share between 0 and 1")
     if not 0 <= values["registry.max_shrink_share"] <= 1:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
+    if values["gateway.redis_max_connections"] < 1 or values["gateway.max_live_streams"] < 1:
+        raise ConfigError("setting gateway.redis_max_connections / gateway.max_live_streams: expected at least 1")
+    if values["gateway.redis_wait_seconds"] <= 0:
+        raise ConfigError("setting gateway.redis_wait_seconds: expected a positive number of seconds")
     if values["gateway.max_upload_mb"] <= 0:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
     if values["runtime.ring_timeout"] < 15:

@@ -6,11 +6,11 @@ import argparse
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from dialer.config import Config
+from gateway import pool
 from gateway.app import make_app
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ def register(sub: Any) -> None:
 
 
 async def build(config: Config) -> web.Application:
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
-    app = make_app(config, client)
+    client = pool.request_client(config)
+    live = pool.live_client(config)
+    app = make_app(config, client, live_redis=live)
     # The gateway's events (token use, campaign control, users and tokens) go to the tenant's hash-chained
     # audit trail rather than the plain inbox (opt-outs and consents are audited by the fact store).
     from dialer.audit_events import gateway_sink
@@ -44,6 +45,7 @@ async def build(config: Config) -> web.Application:
 
     async def close(app: web.Application) -> None:
         await client.aclose()
+        await live.aclose()
 
     app.on_cleanup.append(close)
     return app
