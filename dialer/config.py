@@ -41,6 +41,10 @@ SETTINGS: tuple[Setting, ...] = (
             "how long a request waits for a free Redis connection before 503 busy (with Retry-After)"),
     Setting("gateway.max_live_streams", int, 200, "DIALER_GATEWAY_MAX_LIVE_STREAMS",
             "live dashboard streams (Server-Sent Events) open at once; each holds a Redis connection"),
+    Setting("gateway.auth_failures_per_minute", int, 20, "DIALER_GATEWAY_AUTH_FAILURES_PER_MINUTE",
+            "failed authentications per client address or token id before 429 for the rest of the minute"),
+    Setting("gateway.audit_token_use_seconds", int, 3600, "DIALER_GATEWAY_AUDIT_TOKEN_USE_SECONDS",
+            "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
@@ -139,6 +143,9 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
     if values["gateway.redis_max_connections"] < 1 or values["gateway.max_live_streams"] < 1:
         raise ConfigError("setting gateway.redis_max_connections / gateway.max_live_streams: expected at least 1")
+    if values["gateway.auth_failures_per_minute"] < 1 or values["gateway.audit_token_use_seconds"] < 1:
+        raise ConfigError("setting gateway.auth_failures_per_minute / gateway.audit_token_use_seconds: expected "
+                          "at least 1")
     if values["gateway.redis_wait_seconds"] <= 0:
         raise ConfigError("setting gateway.redis_wait_seconds: expected a positive number of seconds")
     if values["gateway.max_upload_mb"] <= 0:
