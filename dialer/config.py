@@ -34,7 +34,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
     Setting("gateway.upload_dir", str, "", "DIALER_GATEWAY_UPLOAD_DIR",
-            "where uploads are staged (workers read them there); default: <temp dir>/dialer-uploads"),
+            "where uploads are staged (workers read them there); default: <paths.data_dir>/uploads"),
+    Setting("paths.data_dir", str, "", "DIALER_DATA_DIR",
+            "private directory for staged uploads and exports (0700); default: $XDG_DATA_HOME/dialer or "
+            "~/.local/share/dialer"),
     Setting("gateway.redis_max_connections", int, 64, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
             "Redis connections the gateway's requests share; a request finding none free waits"),
     Setting("gateway.redis_wait_seconds", float, 5.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",

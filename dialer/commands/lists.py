@@ -111,8 +111,10 @@ def _output(path: str | None) -> Iterator[TextIO]:
     if not path:
         yield sys.stdout
         return
+    from dialer.private_files import create_private
+
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        with create_private(path, "w", newline="", encoding="utf-8") as fh:  # personal data: 0600
             yield fh
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None

@@ -9,7 +9,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dialer.cli import CommandError
 from dialer.config import Config
+from dialer.private_files import UnsafeDirectory, data_dir, private_dir
 from gateway import pool
 from gateway.app import make_app
 
@@ -17,12 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request without the query string (it may hold a phone number) or any header."""
+    """One line per request with the client address, without the query string (it may hold a phone number) or
+    any header."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # "200 in 1041ms": the words keep the status and duration from reading as one phone-like digit run,
         # which the masking filter would hide.
-        self.logger.info("%s %s %s in %dms", request.method, request.path, response.status, round(time * 1000))
+        self.logger.info("%s %s %s in %dms from %s", request.method, request.path, response.status,
+                         round(time * 1000), request.remote or "unknown")
 
 
 def register(sub: Any) -> None:
@@ -54,6 +58,10 @@ async def build(config: Config) -> web.Application:
 def run(args: argparse.Namespace, config: Config) -> int:
     host = args.host or config["gateway.host"]
     port = args.port or config["gateway.port"]
+    try:  # staged uploads hold personal data: never in a directory anyone may write to
+        private_dir(config["gateway.upload_dir"] or data_dir(config) / "uploads")
+    except (UnsafeDirectory, OSError) as exc:
+        raise CommandError(f"setting gateway.upload_dir: {exc}") from None
     print(f"gateway on http://{host}:{port}/ (API under /v1, OpenAPI at /v1/openapi.json)", flush=True)
     web.run_app(build(config), host=host, port=port, access_log_class=AccessLogger, print=None,
                 shutdown_timeout=5)

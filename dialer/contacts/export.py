@@ -114,7 +114,9 @@ def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, ca
     job = get_current_job()
     assert job is not None
     tmp = f"{path}.part"
-    with open(tmp, "w", newline="", encoding="utf-8") as out:
+    from dialer.private_files import create_private
+
+    with create_private(tmp, "w", newline="", encoding="utf-8") as out:  # personal data: 0600
         count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
     os.replace(tmp, path)  # the file appears complete or not at all
     from datetime import UTC, datetime
