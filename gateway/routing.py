@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway import audit_policy, guard
 from gateway.auth import AuthStore, Principal, token_id_of
 from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
-from gateway.validation import Schema, validate
+from gateway.validation import Schema, check_text, validate
 
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
 CONFIG: web.AppKey[Any] = web.AppKey("config", object)
@@ -114,8 +114,11 @@ async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:
+        raise bad_json("the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
         raise bad_json() from None
+    check_text(data)
     validate(data, schema)
     return data
 
@@ -169,6 +172,7 @@ def endpoint(route: Route) -> Handler:
                     raise invalid(key, "unknown query parameter", code="unknown_field")
             for key, schema in route.query.items():
                 if key in request.query:
+                    check_text(request.query[key], key)
                     params[key] = _coerce_query(key, request.query[key], schema)
                     validate(params[key], schema, key)
             request[QUERY] = params

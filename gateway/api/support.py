@@ -27,7 +27,7 @@ from aiohttp import BodyPartReader, web
 from dialer.private_files import UnsafeDirectory, create_private, data_dir, private_dir
 from gateway.errors import ApiError, invalid, too_large
 from gateway.routing import CONFIG, SERVICES
-from gateway.validation import validate
+from gateway.validation import check_text, validate
 
 FIELD_LIMIT = 64 * 1024  # a form field other than the file (mapping JSON, names)
 CHUNK = 256 * 1024
@@ -121,6 +121,7 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
                     values[name] = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     raise invalid(name, "not UTF-8 text") from None
+                check_text(values[name], name)
                 validate(values[name], fields[name], name)
             else:
                 raise invalid(name or "(unnamed part)", "unknown field", code="unknown_field")
