@@ -38,9 +38,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("paths.data_dir", str, "", "DIALER_DATA_DIR",
             "private directory for staged uploads and exports (0700); default: $XDG_DATA_HOME/dialer or "
             "~/.local/share/dialer"),
-    Setting("gateway.redis_max_connections", int, 64, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
+    Setting("gateway.redis_max_connections", int, 128, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
             "Redis connections the gateway's requests share; a request finding none free waits"),
-    Setting("gateway.redis_wait_seconds", float, 5.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",
+    Setting("gateway.redis_wait_seconds", float, 10.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",
             "how long a request waits for a free Redis connection before 503 busy (with Retry-After)"),
     Setting("gateway.max_live_streams", int, 200, "DIALER_GATEWAY_MAX_LIVE_STREAMS",
             "live dashboard streams (Server-Sent Events) open at once; each holds a Redis connection"),

@@ -177,10 +177,13 @@ async def test_large_upload_is_streamed_not_held_in_memory(gw, tmp_path):
 @pytest.fixture
 async def loaded(gw):
     """A ready campaign with the sample list attached (Ann without consent, Bob with), and Bloctel loaded."""
-    campaign = (await gw.create_campaign(caller_id="+33145678900", seller_name="Acme SAS", lists=["spring"],
-                                         queue="sales"))["id"]
+    campaign = (await gw.create_campaign(caller_id="+33145678900", seller_name="Acme SAS", queue="sales"))["id"]
     import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "spring", CONSENTED_LIST,
                                         campaign=campaign)
+    # the list exists now: attach it (a campaign may not name a list that does not exist)
+    resp = await gw.client.patch(f"/v1/campaigns/{campaign}", json={"lists": ["spring"]},
+                                 headers=gw.auth("acme", "supervisor"))
+    assert resp.status == 200, await resp.text()
     reg = aiohttp.FormData()
     reg.add_field("file", b"0145678901\n0145678999\n", filename="bloctel.txt")
     resp = await gw.client.post("/v1/registries/bloctel/imports", data=reg, headers=gw.auth())

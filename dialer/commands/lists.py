@@ -165,6 +165,9 @@ def _import_workers(client: redis.Redis) -> int:
 def run_import(args: argparse.Namespace, config: Config) -> int:
     _check_names(args)
     client = _client(config)
+    if not client.sismember("tenants", args.tenant):  # as `dialer token create` does: no data for nobody
+        raise CommandError(f"no tenant {args.tenant} (create it first: dialer tenant create {args.tenant}) "
+                           "[unknown_tenant]")
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
         if args.inline:

@@ -26,7 +26,7 @@ class AccessLogger(AbstractAccessLogger):
         # "200 in 1041ms": the words keep the status and duration from reading as one phone-like digit run,
         # which the masking filter would hide.
         self.logger.info("%s %s %s in %dms from %s", request.method, request.path, response.status,
-                         round(time * 1000), request.remote or "unknown")
+                         round(time * 1000), getattr(request, "remote", None) or "unknown")
 
 
 def register(sub: Any) -> None:

@@ -1,0 +1,62 @@
+"""Issue 16 "what a new user trips on", on the real aiohttp gateway and a real redis-server: a campaign naming
+a list that does not exist is refused at creation, at PATCH and at start, naming the list."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.gateway_support import start_gateway, stop_gateway
+
+READY = {"caller_id": "+33145678900", "seller_name": "Acme SAS", "queue": "sales"}
+
+
+@pytest.fixture
+async def gw(redis_url):
+    gateway = await start_gateway(redis_url)
+    yield gateway
+    await stop_gateway(gateway)
+
+
+async def test_a_campaign_on_a_missing_list_is_refused_naming_it(gw):
+    sup = gw.auth("acme", "supervisor")
+    await gw.ensure_list("acme", "spring")
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", **READY, "lists": ["spring", "sprnig"]},
+                                headers=sup)
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error["code"] == "unknown_list" and error["field"] == "lists[1]" and "sprnig" in error["message"]
+    campaign = await gw.create_campaign(**READY, lists=["spring"])
+    resp = await gw.client.patch(f"/v1/campaigns/{campaign['id']}", json={"lists": ["nope"]}, headers=sup)
+    assert resp.status == 422 and (await resp.json())["error"]["field"] == "lists[0]"
+    got = await (await gw.client.get(f"/v1/campaigns/{campaign['id']}", headers=sup)).json()
+    assert got["lists"] == ["spring"]  # unchanged
+    # Another tenant's list of the same name does not count.
+    await gw.ensure_list("globex", "autumn")
+    resp = await gw.client.post("/v1/campaigns", json={"name": "x", **READY, "lists": ["autumn"]}, headers=sup)
+    assert resp.status == 422
+
+
+async def test_starting_a_campaign_whose_list_is_gone_is_refused(gw):
+    import asyncio
+
+    import redis
+
+    from dialer.campaigns import CampaignStore
+
+    def make() -> str:  # written by an older version, or the list's last contact was erased since
+        client = redis.Redis.from_url(gw.redis_url, decode_responses=True)
+        try:
+            from datetime import UTC, datetime
+
+            return CampaignStore(client).create("acme", {"name": "old", **READY, "lists": ["gone"]}, by="x",
+                                                at=datetime.now(UTC)).id
+        finally:
+            client.close()
+
+    cid = await asyncio.to_thread(make)
+    resp = await gw.client.post(f"/v1/campaigns/{cid}/start", headers=gw.auth("acme", "supervisor"))
+    assert resp.status == 409
+    error = (await resp.json())["error"]
+    assert error["code"] == "unknown_list" and error["field"] == "lists[0]"
+    got = await (await gw.client.get(f"/v1/campaigns/{cid}", headers=gw.auth("acme", "supervisor"))).json()
+    assert got["status"] == "draft"
