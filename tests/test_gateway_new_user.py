@@ -60,3 +60,43 @@ async def test_starting_a_campaign_whose_list_is_gone_is_refused(gw):
     assert error["code"] == "unknown_list" and error["field"] == "lists[0]"
     got = await (await gw.client.get(f"/v1/campaigns/{cid}", headers=gw.auth("acme", "supervisor"))).json()
     assert got["status"] == "draft"
+
+
+async def test_campaign_exports_cover_the_contacts_of_its_lists(gw):
+    """Point 12: a list imported without --campaign, attached to a campaign: the campaign's exports hold what it
+    dials (they were only a header row)."""
+    import asyncio
+    import csv
+    import io
+    from datetime import UTC, datetime
+
+    import redis
+
+    from dialer.facts import FactStore
+    from rules.model import Attempt
+
+    await gw.ensure_list("acme", "spring")  # +33145678901, +33145678902 and one bad row
+    campaign = (await gw.create_campaign(**READY, lists=["spring"]))["id"]
+
+    def dial() -> None:
+        client = redis.Redis.from_url(gw.redis_url)
+        try:
+            FactStore(client).record_attempt("acme", "+33145678901", Attempt(
+                at=datetime(2026, 3, 2, 9, tzinfo=UTC), campaign=campaign, outcome="no_answer", call_id="k1"))
+            FactStore(client).record_attempt("acme", "+33145678902", Attempt(
+                at=datetime(2026, 3, 2, 9, tzinfo=UTC), campaign="another", outcome="answered", call_id="k2"))
+        finally:
+            client.close()
+
+    await asyncio.to_thread(dial)
+
+    async def rows(kind: str) -> list[dict[str, str]]:
+        resp = await gw.client.get(f"/v1/exports/{kind}", params={"campaign": campaign}, headers=gw.auth())
+        assert resp.status == 200
+        return list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
+
+    assert sorted(r["phone"] for r in await rows("contacts")) == ["'+33145678901", "'+33145678902"]
+    assert [(r["phone"], r["call_id"]) for r in await rows("attempts")] == [("'+33145678901", "k1")]
+    outcomes = {r["phone"]: r for r in await rows("outcomes")}
+    assert outcomes["'+33145678901"]["last_outcome"] == "no_answer"
+    assert outcomes["'+33145678902"]["attempts"] == "0"  # dialed by another campaign only
