@@ -114,7 +114,8 @@ def _output(path: str | None) -> Iterator[TextIO]:
     from dialer.private_files import create_private
 
     try:
-        with create_private(path, "w", newline="", encoding="utf-8") as fh:  # personal data: 0600
+        # 0600 (personal data); a byte-order mark first so Excel reads accents right (standard output has none)
+        with create_private(path, "w", newline="", encoding="utf-8-sig") as fh:
             yield fh
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None

@@ -132,7 +132,7 @@ def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, ca
     tmp = f"{path}.part"
     from dialer.private_files import create_private
 
-    with create_private(tmp, "w", newline="", encoding="utf-8") as out:  # personal data: 0600
+    with create_private(tmp, "w", newline="", encoding="utf-8-sig") as out:  # 0600; BOM for Excel
         count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
     os.replace(tmp, path)  # the file appears complete or not at all
     from datetime import UTC, datetime

@@ -151,7 +151,8 @@ async def csv_download(request: web.Request, write: Callable[[TextIO], Any], fil
     os.close(fd)
     try:
         def produce() -> None:
-            with open(name, "w", newline="", encoding="utf-8") as out:
+            # utf-8-sig: a byte-order mark first, so Excel reads accents right (other readers skip it)
+            with open(name, "w", newline="", encoding="utf-8-sig") as out:
                 write(out)
 
         await asyncio.to_thread(produce)
