@@ -100,3 +100,31 @@ async def test_campaign_exports_cover_the_contacts_of_its_lists(gw):
     outcomes = {r["phone"]: r for r in await rows("outcomes")}
     assert outcomes["'+33145678901"]["last_outcome"] == "no_answer"
     assert outcomes["'+33145678902"]["attempts"] == "0"  # dialed by another campaign only
+
+
+@pytest.mark.parametrize("text", ["STOP", "Arrêtez de m appeler", "Arrêtez de m'appeler", "ARRETEZ DE M’APPELER",
+                                  "désinscription", "Desinscription svp", "ne plus m'appeler merci", "Stop appel"])
+async def test_french_optout_replies_count(gw, text):
+    """Point 16: French replies are opt-outs ("Arrêtez de m appeler" was refused as not_an_optout)."""
+    resp = await gw.client.post("/v1/optouts", headers=gw.auth("acme", "uploader"),
+                                json={"phone": "+33145678901", "source": "sms", "keyword": text})
+    assert resp.status == 201, await resp.text()
+
+
+async def test_optout_keywords_are_configurable_per_tenant(gw):
+    admin = gw.auth("acme", "admin")
+    got = await (await gw.client.get("/v1/optout-keywords", headers=admin)).json()
+    assert set(got["languages"]) == {"en", "fr"} and "DÉSINSCRIPTION" in got["keywords"]
+    resp = await gw.client.put("/v1/optout-keywords", json={"languages": ["en"], "extra": ["basta", "fini les appels"]},
+                               headers=admin)
+    assert resp.status == 200, await resp.text()
+    sms = {"phone": "+33145678901", "source": "sms"}
+    post = gw.client.post
+    assert (await post("/v1/optouts", json={**sms, "keyword": "Fini les appels !"}, headers=admin)).status == 201
+    assert (await post("/v1/optouts", json={**sms, "keyword": "désinscription"}, headers=admin)).status == 422
+    assert (await post("/v1/optouts", json={**sms, "keyword": "désinscription"}, headers=gw.auth("globex", "admin"))
+            ).status == 201  # another tenant keeps the defaults
+    resp = await gw.client.put("/v1/optout-keywords", json={"languages": [], "extra": []}, headers=admin)
+    assert resp.status == 422
+    resp = await gw.client.put("/v1/optout-keywords", json={"languages": ["en"]}, headers=gw.auth("acme", "supervisor"))
+    assert resp.status == 403
