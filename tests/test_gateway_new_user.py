@@ -128,3 +128,32 @@ async def test_optout_keywords_are_configurable_per_tenant(gw):
     assert resp.status == 422
     resp = await gw.client.put("/v1/optout-keywords", json={"languages": ["en"]}, headers=gw.auth("acme", "supervisor"))
     assert resp.status == 403
+
+
+async def test_why_not_called_gives_queue_times_in_iso_8601(gw):
+    """Point 16: `queue.final.at` was an epoch float; every time in an API body is ISO 8601."""
+    import asyncio
+    import time
+
+    import redis
+
+    from dialer.runtime.queues import ContactQueue
+
+    await gw.ensure_list("acme", "spring")
+    campaign = (await gw.create_campaign(**READY, lists=["spring"]))["id"]
+    members = await gw.redis.smembers("t:acme:list:spring:members")
+    contact = sorted(members)[0]
+    at = time.time()
+
+    def finalize() -> None:
+        client = redis.Redis.from_url(gw.redis_url)
+        try:
+            assert ContactQueue(client, "acme", campaign).finalize_unqueued(contact, "no_valid_number", "test", at)
+        finally:
+            client.close()
+
+    await asyncio.to_thread(finalize)
+    resp = await gw.client.get(f"/v1/campaigns/{campaign}/contacts/{contact}/why", headers=gw.auth())
+    assert resp.status == 200, await resp.text()
+    final = (await resp.json())["queue"]["final"]
+    assert isinstance(final["at"], str) and final["at"].endswith("Z") and final["at"][:4].isdigit(), final
