@@ -65,6 +65,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
+        "amd": {"type": "boolean", "default": False,
+                "description": "answering-machine detection (app_amd) before the call goes on: a machine is hung up "
+                               "and recorded as `machine`"},
         "pacing_mode": {"type": "string", "enum": ["progressive", "power", "predictive", "agentless"],
                         "default": "progressive"},
         "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 20, "default": 2,
