@@ -79,10 +79,10 @@ async def sync_optouts(
     *,
     timeout: float | None = None,
 ) -> tuple[int, int]:
-    """Read the family, record and delete every usable entry. Returns (recovered: recorded here and deleted,
-    kept). An entry whose opt-out the sink already stored from its event is deleted and not counted."""
+    """Read the family, record and delete every usable entry. Returns (recorded from AstDB and deleted, kept);
+    an entry the sink says it had already (returns False: heard from the event) is deleted, not counted."""
     listing = await client.event_list("DBGetTree", {"Family": FAMILY}, timeout=timeout)
-    done = kept = cleared = 0
+    done = kept = 0
     for message in listing.events:
         if (message.name or "") != "DBGetTreeResponse":
             continue
@@ -101,20 +101,14 @@ async def sync_optouts(
         result = sink(name, OptOut(call_id=entry.call_id, campaign_id=entry.campaign_id, tenant=entry.tenant,
                                    contact=number, at=entry.at, digit=None, uniqueid=None))
         if inspect.isawaitable(result):
-            result = await result  # returns once stored (OptOutRecorder retries until then); raising keeps it
-        # False: the sink had stored this call's opt-out from its event already; the entry is only cleared.
-        recovered = result is not False
+            result = await result  # returns once stored (OptOutRecorder retries until then); raising keeps the entry
         try:
             await client.action("DBDel", {"Family": FAMILY, "Key": entry.call_id}, timeout=timeout)
         except ActionFailed as exc:
             if (exc.response.get("Message") or "") != "Database entry not found":  # another process deleted it
                 raise
-        if recovered:
+        if result is not False:  # False: the sink had it already (from the event): nothing was lost
             done += 1
-        else:
-            cleared += 1
-    if cleared:
-        log.debug("AMI %s: %d AstDB opt-outs already stored from their events; cleared", name, cleared)
     return done, kept
 
 
@@ -157,11 +151,14 @@ class AstDBSync:
                     self.passes += 1
                     self.synced_connection = connection
                     if done:
-                        log.warning("AMI %s: %d opt-outs read back from AstDB and stored (their events were "
-                                    "missed)", self.name, done)
+                        log.warning("AMI %s: %d opt-outs read back from AstDB and stored", self.name, done)
                 except ActionFailed as exc:
-                    self.synced_connection = connection  # not permitted: retried on the interval, not in a loop
-                    if not self._denied_logged:
+                    self.synced_connection = connection  # refused: retried on the interval, not in a loop
+                    message = (exc.response.get("Message") or "").lower()
+                    if "permission denied" not in message:
+                        # e.g. "Asterisk is shutting down" (a restart: the sync after the re-login catches up)
+                        log.info("AMI %s: AstDB opt-out sync refused (%s); retried", self.name, exc)
+                    elif not self._denied_logged:
                         self._denied_logged = True
                         log.error("AMI %s: AstDB opt-outs cannot be read or deleted (%s): grant the AMI user "
                                   "write = system,reporting (asterisk/manager.conf.sample)", self.name, exc)
