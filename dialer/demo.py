@@ -368,6 +368,10 @@ class DemoStack:
                 "voice": "human", "caller_id": "+33145678900", "seller_name": "Demo Energie SAS",
                 "lists": [LIST_ID], "queue": QUEUE, "agent_kind": "queue", "pacing_mode": "progressive",
                 "pacing_ratio": 1, "abandon_cap": 0.03, "max_attempts": 3,
+                # docs/demo.md's callees: 8 is an answering machine (AMD finds it), 7 presses the opt-out key
+                # during the recording notice (the key works during messages; once an agent speaks, the agent
+                # records an opt-out), so the campaign records and detects machines like a real one would.
+                "amd": True, "recording": True,
                 "retry_rules": {"busy": 1, "no_answer": 2, "congestion": 1, "failed": 5, "machine": 30},
             }), 201)
             self.campaign_id = campaign["id"]
@@ -384,8 +388,13 @@ class DemoStack:
 
         assert self.config is not None and self.sandbox is not None
         server = AsteriskServer("sandbox", "127.0.0.1", self.sandbox.port, SANDBOX_USER, SANDBOX_SECRET, "md5")
+        from dialer.runtime.agents import WrapupTable
+        from dialer.sandbox.behaviour import AgentProfile
+
+        # the sandbox queue's wrap-up (its agents' profile), in wall seconds at the demo's time scale
+        wrapup = WrapupTable(AgentProfile().wrapup.mean * self.options.time_scale)
         settings = dataclasses.replace(RuntimeSettings.from_config(self.config), tenants=(TENANT,),
-                                       dial_template="Local/{number}@sim-callee", drain_seconds=3.0)
+                                       dial_template="Local/{number}@sim-callee", drain_seconds=3.0, wrapup=wrapup)
         clock = offset_clock(self.clock_start) if self.clock_start else wall_clock
         self.engine_task = asyncio.create_task(
             run_engine(self.config, stop_event=self.engine_stop, clock=clock, servers=[server], settings=settings,

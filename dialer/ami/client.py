@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dialer.ami.protocol import Banner, Fields, Message, Parser, encode_action, md5_key
+from dialer.ami.protocol import MAX_MESSAGE_BYTES, Banner, Fields, Message, Oversized, Parser, encode_action, md5_key
 
 if TYPE_CHECKING:
     from dialer.config import AsteriskServer
@@ -62,6 +62,10 @@ class AuthenticationError(AMIError):
     """Asterisk refused the login (wrong user or secret, or the address is not permitted)."""
 
 
+class OversizedReply(AMIError):
+    """The reply was longer than the parser's limit (MAX_MESSAGE_BYTES) and was dropped."""
+
+
 class ActionTimeout(AMIError):
     """No response within the action's deadline."""
 
@@ -70,6 +74,7 @@ class ActionFailed(AMIError):
     """Asterisk answered `Response: Error`."""
 
     def __init__(self, action: str, response: Message) -> None:
+        self.action = action
         self.response = response
         detail = response.get("Message") or "no message"
         if response.output:  # a failed Command says why in its Output lines
@@ -165,6 +170,7 @@ class AMIClient:
         self._rng = rng or random.Random()
         self.banner: Banner | None = None
         self.connections = 0  # successful logins so far (1 after connect, +1 per reconnect)
+        self.opened = 0  # connections opened so far: numbers the current one from its first byte (events at login)
         self._ids = itertools.count(1)
         self._prefix = f"{random.getrandbits(32):08x}"
         self._pending: dict[str, _Pending] = {}
@@ -180,6 +186,7 @@ class AMIClient:
         self._callback_tasks: set[asyncio.Task] = set()
         self._logged_in = False
         self._closing = False
+        self._shutdown_announced = False  # Asterisk sent `Shutdown` on this connection: its close is expected
         self._banner_event = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -246,6 +253,8 @@ class AMIClient:
         except (OSError, TimeoutError) as exc:
             raise NotConnected(f"AMI {self.name}: cannot connect to {self.host}:{self.port}: {exc}") from None
         self._reader, self._writer = reader, writer
+        self.opened += 1
+        self._shutdown_announced = False
         self._banner_event = asyncio.Event()
         self._reader_task = asyncio.create_task(self._read_loop(reader, writer), name=f"ami-reader-{self.name}")
         try:
@@ -335,7 +344,12 @@ class AMIClient:
 
     async def _lost(self, writer: asyncio.StreamWriter, reason: str) -> None:
         if writer is self._writer:
-            log.warning("AMI %s: connection lost (%s)", self.name, reason)
+            if self._closing:  # our own Logoff: Asterisk says Goodbye and closes
+                log.debug("AMI %s: connection closed after Logoff", self.name)
+            elif self._shutdown_announced:  # Asterisk said it stops: expected, not a fault
+                log.info("AMI %s: connection closed by Asterisk after its Shutdown event", self.name)
+            else:
+                log.warning("AMI %s: connection lost (%s)", self.name, reason)
             await self._drop(writer, reason)
 
     def backoff(self, attempt: int) -> float:
@@ -392,6 +406,8 @@ class AMIClient:
                     if isinstance(item, Banner):
                         self.banner = item
                         self._banner_event.set()
+                    elif isinstance(item, Oversized):
+                        self._oversized(item)
                     else:
                         self._dispatch(item)
         except asyncio.CancelledError:
@@ -403,6 +419,17 @@ class AMIClient:
             reason = "reader failed"
         self._spawn(self._lost(writer, reason))
 
+    def _oversized(self, item: Oversized) -> None:
+        """One line for a message dropped for its size; the action it answered fails now, not at its timeout."""
+        pending = self._pending.pop(item.action_id, None) if item.action_id else None
+        log.error("AMI %s: dropped a message longer than %d bytes (%r, ActionID %s)%s; the messages after it "
+                  "are read normally", self.name, MAX_MESSAGE_BYTES, item.first_line, item.action_id or "none",
+                  f": action {pending.action} fails" if pending else "")
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(OversizedReply(
+                f"AMI {self.name}: the reply to {pending.action} was longer than {MAX_MESSAGE_BYTES} bytes and "
+                "was dropped"))
+
     def _dispatch(self, message: Message) -> None:
         action_id = message.get("ActionID")
         if action_id is not None:
@@ -410,6 +437,8 @@ class AMIClient:
             if pending is not None and self._complete_pending(action_id, pending, message):
                 return
         if message.is_event:
+            if message.name == "Shutdown":
+                self._shutdown_announced = True
             self._publish(message)
 
     def _complete_pending(self, action_id: str, pending: _Pending, message: Message) -> bool:

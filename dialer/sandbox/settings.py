@@ -73,6 +73,9 @@ class SandboxSettings:
     # on one machine share it, as two real Asterisks do) and the config directory is the instance's own.
     system_name: str = ""
     entity_id: str = ""
+    # Share of AgentComplete events (caller hung up first) sent without channel fields, as the real PBX sometimes
+    # does; 0 in the reference comparisons (the reference transcript always had them).
+    bare_agent_complete: float = 0.5
 
     def __post_init__(self) -> None:
         if not (isinstance(self.time_scale, (int, float)) and 0 < self.time_scale <= 1000):
@@ -86,6 +89,8 @@ class SandboxSettings:
                 raise SettingsError(f"sandbox.queues.{name}: expected a number of agents, got {count!r}")
         if sum(self.queues.values()) > 2999:
             raise SettingsError("sandbox.queues: at most 2999 agents in all")
+        if not 0 <= self.bare_agent_complete <= 1:
+            raise SettingsError(f"sandbox.bare_agent_complete: expected a share 0..1, got {self.bare_agent_complete!r}")
         if self.ai_sessions < 0:
             raise SettingsError("sandbox.ai_sessions: must be >= 0")
         if not self.username or not self.secret:
@@ -116,6 +121,7 @@ _KEYS = {
     "amd_human_seconds",
     "system_name",
     "entity_id",
+    "bare_agent_complete",
     "read",
     "write",
     "queues",
