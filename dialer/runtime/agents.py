@@ -26,6 +26,7 @@ class Member:
     in_call: bool = False
     status: str = NOT_INUSE
     busy_since: float | None = None
+    interface: str = ""  # who the agent is across queues (StateInterface, else Interface/Location)
 
     @property
     def staffed(self) -> bool:
@@ -68,6 +69,8 @@ class AgentBoard:
         member.paused = (message.get("Paused") or "0") == "1"
         member.in_call = (message.get("InCall") or "0") == "1"
         member.status = message.get("Status") or NOT_INUSE
+        member.interface = (message.get("StateInterface") or message.get("Interface") or message.get("Location")
+                            or member.interface)
         busy = member.staffed and not member.free
         if busy and not was_busy:
             member.busy_since = now
@@ -77,10 +80,16 @@ class AgentBoard:
             member.busy_since = None
 
     def on_event(self, server: str, message: Message, now: float) -> None:
-        """QueueMemberStatus (and QueueMember items of a QueueStatus listing)."""
+        """QueueMemberStatus, QueueMemberPause, QueueMemberAdded, QueueMemberRemoved (and QueueMember items of a
+        QueueStatus listing)."""
         queue = message.get("Queue")
         name = message.get("MemberName") or message.get("Name") or message.get("Interface") or message.get("Location")
         if not queue or not name:
+            return
+        if message.name == "QueueMemberRemoved":  # logged off: gone at once, not at the next poll
+            q = self._queues.get((server, queue))
+            if q is not None:
+                q.members.pop(name, None)
             return
         self._update(self._member(server, queue, name), queue, message, now)
 
@@ -118,3 +127,13 @@ class AgentBoard:
                     if not m.free:
                         busy.append(now - m.busy_since if m.busy_since is not None else 0.0)
         return AgentView(free, tuple(busy), staffed)
+
+    def members(self, queue: str, servers: set[str] | None = None) -> list[tuple[str, Member]]:
+        """(identity, member) of every logged-in member of a queue; the identity (server and interface) is the same
+        for an agent who is a member of several queues."""
+        return [(f"{server}|{m.interface or m.name}", m) for (server, name), q in self._queues.items()
+                if name == queue and (servers is None or server in servers) for m in q.members.values()]
+
+    def queues(self) -> set[str]:
+        """Names of every queue the board has seen."""
+        return {queue for (_, queue) in self._queues}
