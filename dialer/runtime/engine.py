@@ -327,6 +327,7 @@ class Engine:
                         "resolves them", self.id, len(self.flights))
 
     def _give_back(self) -> None:
+        self.shared.release(self.shared.sync(self.flights, self.pool.trackers))  # places of calls that ended
         for runner in self.runners.values():
             if runner.held:
                 self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, self.pbx)],

@@ -39,6 +39,7 @@ from dialer.runtime.agents import AgentBoard
 __all__ = ["QueueFigures", "SharePlan", "SharedPacer", "campaign_key", "queue_figures", "sharing_settings"]
 
 RECENT_EVERY = 1.0  # seconds between reads of a campaign's short-window counts
+SHORT_SECONDS = 2.0  # how long a grant that found too few contacts caps the campaign's demand
 PUBLISH_EVERY = 1.0  # seconds between demand updates of a campaign that places nothing (the records live 3 s)
 
 
@@ -110,6 +111,7 @@ class SharePlan:
 class _Campaign:
     last: SharePlan | None = None
     short_of_contacts: int | None = None  # its last grant found only this many contacts ready
+    short_at: float = -1e18  # when (contacts come due for retries: the figure holds for SHORT_SECONDS)
     recent: tuple[int, int] = (0, 0)
     recent_at: float = -1e18
     published: tuple[float, ShareClaim | None] = (-1e18, None)
@@ -205,7 +207,8 @@ class SharedPacer:
         decision = decide_within(policy, pool_state, verdict)
         total, mine = snap.in_flight(), snap.in_flight(key)
         st = self._state_of(key)
-        wanted = decision.wanted if st.short_of_contacts is None else min(decision.wanted, st.short_of_contacts)
+        short = st.short_of_contacts if time.monotonic() - st.short_at < SHORT_SECONDS else None
+        wanted = decision.wanted if short is None else min(decision.wanted, short)
         claim = ShareClaim(key, wanted, weight, priority)
         lines = total + decision.wanted  # what this campaign's pacing says the pool may carry
         others = [c for c in snap.claims() if c.key != key]
@@ -228,7 +231,8 @@ class SharedPacer:
 
     def contacts_short(self, key: str, granted: int, used: int) -> None:
         """A grant found fewer contacts ready than places: claim no more than that until a grant is used whole."""
-        self._state_of(key).short_of_contacts = used if used < granted else None
+        st = self._state_of(key)
+        st.short_of_contacts, st.short_at = (used, time.monotonic()) if used < granted else (None, -1e18)
 
     # --- places held ---------------------------------------------------------------------------------------
 
