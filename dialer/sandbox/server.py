@@ -679,6 +679,20 @@ class SandboxServer:
         else:
             session.respond(action, "Success", [("Message", "Key tree deleted successfully")])
 
+    def _action_queuepause(self, session: Session, action: Action) -> None:
+        interface = action.get("Interface").strip()
+        paused = action.get("Paused").strip().lower()
+        if not interface:
+            session.respond(action, "Error", [("Message", "Need 'Interface' and 'Paused' parameters.")])
+        elif paused not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            session.respond(action, "Error", [("Message", "Need 'Interface' and 'Paused' parameters.")])
+        elif self.pbx.pause(interface, paused in ("true", "yes", "1", "on"), action.get("Queue").strip(),
+                            action.get("Reason").strip()) == 0:
+            session.respond(action, "Error", [("Message", "Interface not found")])
+        else:
+            word = "paused" if paused in ("true", "yes", "1", "on") else "unpaused"
+            session.respond(action, "Success", [("Message", f"Interface {word} successfully")])
+
     def _action_corestatus(self, session: Session, action: Action) -> None:
         boot = time.gmtime(self.pbx.boot_epoch)
         session.respond(

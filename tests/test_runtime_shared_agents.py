@@ -1,0 +1,169 @@
+"""Campaigns that share agents, against the sandbox PBX (issue 15, section 0): 2 and 3 campaigns on one queue, in
+progressive, power and predictive, paced by one dialer process and by two: progressive never abandons, predictive
+stays under its cap, and the calls in flight towards the queue are those of every campaign together. Also the
+shock: half the agents pause and the pacing counts the calls already in flight against those who remain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dialer.campaigns import CampaignStore
+from dialer.livestats import dispositions_key, stats_key
+from dialer.runtime.agentpool import pool_keys
+from dialer.runtime.engine import offset_clock, pbx_group, run_engine
+from dialer.sandbox.behaviour import AgentProfile, CalleeProfile, Duration
+from tests.runtime_support import AT, SECRET_KEY, engine_config, numbers, setup_campaign
+from tests.test_runtime_engine import SETTINGS, sandbox, start_pbx
+
+ROOT = Path(__file__).resolve().parent.parent
+BASES = ("+331457000", "+331457010", "+331457020", "+331457030", "+331457040", "+331457050")
+# People who answer half the time after ~4 s and wait for an agent; agents talk 20-40 s, wrap up 2 s.
+CALLEES = CalleeProfile(answer=0.5, busy=0.1, congestion=0.0, machine=0.0, optout=0.0,
+                        ring=Duration.lognormal(4.0, 0.4, low=1.0, high=15.0), stay=Duration.fixed(600.0))
+AGENTS = AgentProfile(talk=Duration.uniform(20.0, 40.0), wrapup=Duration.fixed(2.0))
+
+
+def campaign_phones(i: int, count: int) -> list[str]:
+    phones = [p for base in BASES[2 * i:2 * i + 2] for p in numbers(100, base=base)]
+    return phones[:count]
+
+
+def live_figures(client, tenant: str, campaign: str) -> tuple[int, int]:
+    """(live answers, abandons) from the campaign's dispositions."""
+    raw = {k.decode(): int(v) for k, v in client.hgetall(dispositions_key(tenant, campaign)).items()}
+    return raw.get("answered", 0) + raw.get("abandoned", 0) + raw.get("opted_out", 0), raw.get("abandoned", 0)
+
+
+async def sample_pbx(pbx, counts: dict[str, int], stop: asyncio.Event) -> None:
+    """Peak callers waiting in the queue for an agent, and peak calls up on the PBX."""
+    queue = pbx.pbx.queues["dialer"]
+    while not stop.is_set():
+        counts["waiting"] = max(counts["waiting"], len(queue.waiting))
+        counts["calls"] = max(counts["calls"], len(pbx.pbx.calls))
+        await asyncio.sleep(0.005)
+
+
+def setup(redis_client, tmp_path, mode: str, campaigns: int, count: int, tenants: tuple[str, ...]) -> dict:
+    made = {}
+    for i in range(campaigns):
+        tenant = tenants[i % len(tenants)]
+        extra = {"pacing_ratio": 2} if mode == "power" else {}
+        (tmp_path / f"c{i}").mkdir()
+        made[(tenant, f"c{i}")] = setup_campaign(redis_client, tmp_path / f"c{i}", campaign_phones(i, count),
+                                                 tenant=tenant, list_id=f"leads{i}", pacing_mode=mode,
+                                                 max_attempts=1, recording=False, **extra)
+    return made
+
+
+def check(redis_client, made: dict, mode: str, pbx_abandoned: int) -> dict[str, tuple[int, int]]:
+    figures = {}
+    for (tenant, label), campaign in made.items():
+        answers, abandons = live_figures(redis_client, tenant, campaign)
+        figures[label] = (answers, abandons)
+        assert answers >= 10, (label, answers)  # every campaign got its share of the agents
+    total_abandons = sum(x for _, x in figures.values())
+    if mode == "progressive":
+        assert total_abandons == 0 and pbx_abandoned == 0, figures  # an agent for every call
+    elif mode == "predictive":
+        for label, (answers, abandons) in figures.items():
+            assert abandons <= 0.03 * answers, (label, figures)
+    else:  # power: over its cap a campaign places only calls with an agent reserved
+        for label, (answers, abandons) in figures.items():
+            assert abandons <= 0.03 * answers + 1, (label, figures)
+    return figures
+
+
+@pytest.mark.parametrize("mode,campaigns", [("progressive", 2), ("progressive", 3), ("power", 2), ("power", 3),
+                                            ("predictive", 2), ("predictive", 3)])
+async def test_campaigns_on_one_queue_share_its_agents(redis_url, redis_client, tmp_path, mode, campaigns):
+    made = setup(redis_client, tmp_path, mode, campaigns, 60, ("acme",))
+    pbx = await start_pbx(queues={"dialer": 4}, callee_mode="profile", callee=CALLEES, agents=AGENTS,
+                          time_scale=0.02, seed=5)
+    counts = {"waiting": 0, "calls": 0}
+    stop_sampling = asyncio.Event()
+    sampler = asyncio.create_task(sample_pbx(pbx, counts, stop_sampling))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=offset_clock(AT, 1.0),
+                                          servers=[sandbox(pbx)], settings=SETTINGS, process_id="p1"))
+    shares: set[float] = set()
+    store = CampaignStore(redis_client)
+    try:
+        deadline = time.monotonic() + 150
+        while any(store.get(t, c).status != "completed" for (t, _), c in made.items()):
+            assert time.monotonic() < deadline and not task.done(), "campaigns not completed in time"
+            for (tenant, _), campaign in made.items():
+                share = redis_client.hget(stats_key(tenant, campaign), "share")
+                if share is not None:
+                    shares.add(round(float(share), 2))
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        stop_sampling.set()
+        await sampler
+        abandoned = pbx.pbx.queues["dialer"].abandoned
+        await pbx.stop()
+    figures = check(redis_client, made, mode, abandoned)
+    print(f"\n{mode} x{campaigns}: (live answers, abandons) {figures}; PBX queue abandons {abandoned}, peak waiting "
+          f"{counts['waiting']}, peak calls {counts['calls']}")
+    if mode == "progressive":
+        assert counts["waiting"] <= 4  # never more callers waiting than the queue's 4 agents
+    assert any(0 < s < 1 for s in shares), shares  # the campaigns did share the pool (none held all of it)
+    key = pool_keys(pbx_group([sandbox(pbx)]), "dialer")[0]
+    assert redis_client.zcard(key) == 0  # every place given back
+
+
+# --- two `dialer run` processes, one PBX ----------------------------------------------------------------------
+
+async def start_dialer(redis_url: str, port: int, tenant: str, log_dir: Path):
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY, "DIALER_LOG_LEVEL": "INFO",
+           "DIALER_RUNTIME_LEASE_SECONDS": "5", "PYTHONPATH": str(ROOT)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer", "run", "--sandbox", f"127.0.0.1:{port}", "--tenant", tenant,
+        "--process-id", f"dialer-{tenant}", "--clock-start", AT.isoformat(), "--drain", "10", cwd=str(ROOT), env=env,
+        stdout=(log_dir / f"{tenant}.out").open("w"), stderr=(log_dir / f"{tenant}.err").open("w"))
+
+
+@pytest.mark.parametrize("mode", ["progressive", "predictive"])
+async def test_two_processes_share_one_queue(redis_url, redis_client, tmp_path, mode):
+    """Tenants acme and beta, a campaign each, one `dialer run --tenant` process each, one queue of 4 agents."""
+    made = setup(redis_client, tmp_path, mode, 2, 60, ("acme", "beta"))
+    pbx = await start_pbx(queues={"dialer": 4}, callee_mode="profile", callee=CALLEES, agents=AGENTS,
+                          time_scale=0.02, seed=7)
+    counts = {"waiting": 0, "calls": 0}
+    stop_sampling = asyncio.Event()
+    sampler = asyncio.create_task(sample_pbx(pbx, counts, stop_sampling))
+    procs = []
+    try:
+        procs = [await start_dialer(redis_url, pbx.port, tenant, tmp_path) for tenant in ("acme", "beta")]
+        store = CampaignStore(redis_client)
+        deadline = time.monotonic() + 180
+        while any(store.get(t, c).status != "completed" for (t, _), c in made.items()):
+            assert time.monotonic() < deadline, "campaigns not completed in time"
+            assert all(p.returncode is None for p in procs), "a dialer process exited"
+            await asyncio.sleep(0.1)
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        stop_sampling.set()
+        await sampler
+        abandoned = pbx.pbx.queues["dialer"].abandoned
+        await pbx.stop()
+    figures = check(redis_client, made, mode, abandoned)
+    print(f"\ntwo processes, {mode}: {figures}; PBX queue abandons {abandoned}, peak waiting {counts['waiting']}")
+    for tenant in ("acme", "beta"):
+        text = (tmp_path / f"{tenant}.err").read_text()
+        assert "Traceback" not in text
