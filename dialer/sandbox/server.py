@@ -682,9 +682,7 @@ class SandboxServer:
     def _action_queuepause(self, session: Session, action: Action) -> None:
         interface = action.get("Interface").strip()
         paused = action.get("Paused").strip().lower()
-        if not interface:
-            session.respond(action, "Error", [("Message", "Need 'Interface' and 'Paused' parameters.")])
-        elif paused not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        if not interface or paused not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
             session.respond(action, "Error", [("Message", "Need 'Interface' and 'Paused' parameters.")])
         elif self.pbx.pause(interface, paused in ("true", "yes", "1", "on"), action.get("Queue").strip(),
                             action.get("Reason").strip()) == 0:
