@@ -80,8 +80,12 @@ def check(redis_client, made: dict, mode: str, pbx_abandoned: int) -> dict[str, 
     return figures
 
 
-@pytest.mark.parametrize("mode,campaigns", [("progressive", 2), ("progressive", 3), ("power", 2), ("power", 3),
-                                            ("predictive", 2), ("predictive", 3)])
+SLOW = pytest.mark.slow  # (the default suite keeps one case per mode family; DIALER_SLOW_TESTS=1 runs them all)
+
+
+@pytest.mark.parametrize("mode,campaigns", [("progressive", 2), pytest.param("progressive", 3, marks=SLOW),
+                                            pytest.param("power", 2, marks=SLOW), ("power", 3),
+                                            pytest.param("predictive", 2, marks=SLOW), ("predictive", 3)])
 async def test_campaigns_on_one_queue_share_its_agents(redis_url, redis_client, tmp_path, mode, campaigns):
     made = setup(redis_client, tmp_path, mode, campaigns, 60, ("acme",))
     pbx = await start_pbx(queues={"dialer": 4}, callee_mode="profile", callee=CALLEES, agents=AGENTS,
@@ -133,7 +137,7 @@ async def start_dialer(redis_url: str, port: int, tenant: str, log_dir: Path):
         stdout=(log_dir / f"{tenant}.out").open("w"), stderr=(log_dir / f"{tenant}.err").open("w"))
 
 
-@pytest.mark.parametrize("mode", ["progressive", "predictive"])
+@pytest.mark.parametrize("mode", ["progressive", pytest.param("predictive", marks=SLOW)])
 async def test_two_processes_share_one_queue(redis_url, redis_client, tmp_path, mode):
     """Tenants acme and beta, a campaign each, one `dialer run --tenant` process each, one queue of 4 agents."""
     made = setup(redis_client, tmp_path, mode, 2, 60, ("acme", "beta"))
@@ -171,3 +175,113 @@ async def test_two_processes_share_one_queue(redis_url, redis_client, tmp_path, 
     for tenant in ("acme", "beta"):
         text = (tmp_path / f"{tenant}.err").read_text()
         assert "Traceback" not in text
+
+
+# --- shocks and the short-window guard -------------------------------------------------------------------------
+
+async def run_one(redis_url, redis_client, tmp_path, campaign: str, pbx, during=None, timeout: float = 150):
+    """Run one engine until the campaign completes; `during(elapsed)` is awaited every 10 ms. Returns the peaks."""
+    counts = {"waiting": 0, "calls": 0}
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=offset_clock(AT, 1.0),
+                                          servers=[sandbox(pbx)], settings=SETTINGS, process_id="p1"))
+    store = CampaignStore(redis_client)
+    start = time.monotonic()
+    try:
+        while store.get("acme", campaign).status != "completed":
+            assert time.monotonic() - start < timeout and not task.done(), "campaign not completed in time"
+            if during is not None:
+                await during(time.monotonic() - start)
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+    return counts
+
+
+async def test_agents_who_pause_count_at_once(redis_url, redis_client, tmp_path):
+    """Half the agents pause mid-campaign (QueuePause over AMI, as a supervisor's console does): the dashboard
+    says so within a second and, once the calls already in flight have ended, a progressive campaign holds no more
+    calls than the two agents left; nobody is abandoned."""
+    from dialer.ami.client import AMIClient
+
+    campaign = setup_campaign(redis_client, tmp_path, campaign_phones(0, 100), pacing_mode="progressive",
+                              max_attempts=1, recording=False)
+    pbx = await start_pbx(queues={"dialer": 4}, callee_mode="profile", callee=CALLEES, agents=AGENTS,
+                          time_scale=0.02, seed=9)
+    console = AMIClient("127.0.0.1", pbx.port, "dialer", "dialer-secret", name="console")
+    await console.connect()
+    seen: dict[str, float] = {}
+    after: list[int] = []
+    figures: list[dict[str, int]] = []
+
+    async def during(elapsed: float) -> None:
+        raw = {k.decode(): v.decode() for k, v in redis_client.hgetall(stats_key("acme", campaign)).items()}
+        if "queue_staffed" in raw:
+            figures.append({k: int(float(raw[k])) for k in ("queue_staffed", "queue_free", "queue_on_call",
+                                                            "queue_wrapup", "queue_paused")})
+        answered = int(redis_client.hget(dispositions_key("acme", campaign), "answered") or 0)
+        if "paused" not in seen and answered >= 15:
+            for number in (7001, 7002):
+                response = await console.action("QueuePause", [("Interface", f"Local/{number}@sim-agent/n"),
+                                                               ("Paused", "true"), ("Reason", "break")])
+                assert response.get("Message") == "Interface paused successfully", response
+            seen["paused"] = elapsed
+        if "paused" in seen and "shown" not in seen and raw.get("queue_paused") == "2":
+            seen["shown"] = elapsed
+        if "paused" in seen and elapsed - seen["paused"] > 1.5:  # calls placed before the pause have ended
+            after.append(len(pbx.pbx.calls))
+
+    try:
+        await run_one(redis_url, redis_client, tmp_path, campaign, pbx, during)
+    finally:
+        await console.close()
+        abandoned = pbx.pbx.queues["dialer"].abandoned
+        await pbx.stop()
+    assert "paused" in seen and after, seen
+    print(f"\npause: shown on the dashboard {seen['shown'] - seen['paused']:.2f} s after; calls up afterwards "
+          f"peak {max(after)}; PBX abandons {abandoned}")
+    assert seen["shown"] - seen["paused"] < 1.5
+    assert max(after) <= 2  # the paused agents' share of the calls is gone at once
+    assert abandoned == 0 and live_figures(redis_client, "acme", campaign)[1] == 0
+    first = next(i for i, f in enumerate(figures) if f["queue_staffed"])
+    known = figures[first:]  # (before the first agent poll nothing is known)
+    assert all(f["queue_staffed"] == 4 for f in known), sorted({tuple(f.values()) for f in figures})
+    assert all(f["queue_free"] + f["queue_on_call"] + f["queue_wrapup"] + f["queue_paused"] == 4 for f in known)
+    assert any(f["queue_paused"] == 2 for f in figures)
+
+
+async def test_short_window_guard_places_only_reserved_calls_and_says_why(redis_url, redis_client, tmp_path):
+    """A power campaign (3 lines per agent, people answering 80% of calls) with the 60-minute guard on: its last
+    hour has no room under 3% for an abandon (fewer than 33 answers), so it places only calls with an agent
+    reserved and abandons nobody, though its 24 h window (500 clean answers earlier today) is far under the cap;
+    the dashboard says why."""
+    from dialer.pacing import RedisAbandonCounter
+
+    campaign = setup_campaign(redis_client, tmp_path, campaign_phones(1, 40), pacing_mode="power", pacing_ratio=3,
+                              max_attempts=1, recording=False, abandon_guard_minutes=60)
+    counter = RedisAbandonCounter(redis_client, "acme")
+    for i in range(500):
+        counter.record(campaign, f"earlier-{i}", AT.timestamp() - 3 * 3600, False)
+    callees = CalleeProfile(answer=0.8, busy=0.1, congestion=0.0, machine=0.0, optout=0.0,
+                            ring=Duration.lognormal(4.0, 0.4, low=1.0, high=15.0), stay=Duration.fixed(600.0))
+    pbx = await start_pbx(queues={"dialer": 3}, callee_mode="profile", callee=callees, agents=AGENTS,
+                          time_scale=0.02, seed=3)
+    reasons: set[tuple[str, str]] = set()
+    peak = [0]
+
+    async def during(elapsed: float) -> None:
+        raw = redis_client.hmget(stats_key("acme", campaign), ["pacing_reason", "pacing_why"])
+        if raw[0] is not None:
+            reasons.add((raw[0].decode(), raw[1].decode()))
+        peak[0] = max(peak[0], len(pbx.pbx.calls))
+
+    try:
+        await run_one(redis_url, redis_client, tmp_path, campaign, pbx, during)
+    finally:
+        abandoned = pbx.pbx.queues["dialer"].abandoned
+        await pbx.stop()
+    assert abandoned == 0 and live_figures(redis_client, "acme", campaign)[1] == 0
+    assert peak[0] <= 3  # reserved calls only: never more calls than agents
+    whys = [why for reason, why in reasons if reason == "guard-window"]
+    assert whys and "over the last 60 minutes leaves no room under the 3.0% guard" in whys[0], reasons
