@@ -335,6 +335,8 @@ class Pbx:
                         value = "QueueMemberPause"
                     elif name == "PausedReason":
                         value = reason if paused else ""
+                    elif name == "LastPause" and paused:
+                        value = str(self.epoch())
                     fields.append((name, value))
                 self.emit_fields(fields)
                 if not paused:
