@@ -4,6 +4,8 @@ and the plan (whole-pool pacing, the split, the cap)."""
 
 from __future__ import annotations
 
+import redis
+
 from dialer.ami.protocol import Message
 from dialer.pacing import PacingPolicy, PacingState, Survival
 from dialer.pacing.guard import AbandonGuard
@@ -28,11 +30,9 @@ def board_of(queues: dict[str, list[int]], available: dict[str, int] | None = No
     return board
 
 
-
 def _bare(board: AgentBoard) -> SharedPacer:
-    p = SharedPacer.__new__(SharedPacer)
-    p.board, p._campaigns, p._recent = board, {}, {}
-    return p
+    """A pacer whose Redis client is never used (observe, plan and queue_figures are pure)."""
+    return SharedPacer(redis.Redis(port=1), board, "pbx", lease_seconds=5.0)
 
 
 def test_an_agent_in_several_queues_is_counted_once():

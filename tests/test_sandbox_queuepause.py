@@ -53,8 +53,10 @@ async def test_queuepause_emits_queuememberpause_like_asterisk():
         assert response.get("Message") == "Interface unpaused successfully"
         await asyncio.sleep(0.2)
         assert [(m.name, m.get("Paused"), m.get("PausedReason")) for m in seen] == [("QueueMemberPause", "0", "")]
-        for fields, message in (([("Interface", "Local/7999@sim-agent/n"), ("Paused", "true")], "Interface not found"),
-                                ([("Interface", "Local/7001@sim-agent/n")], "Need 'Interface' and 'Paused' parameters.")):
+        unknown = [("Interface", "Local/7999@sim-agent/n"), ("Paused", "true")]
+        no_paused = [("Interface", "Local/7001@sim-agent/n")]
+        for fields, message in ((unknown, "Interface not found"),
+                                (no_paused, "Need 'Interface' and 'Paused' parameters.")):
             with pytest.raises(ActionFailed) as failed:
                 await client.action("QueuePause", fields)
             assert failed.value.response.get("Message") == message
