@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dialer.pacing import PacingMode, PacingPolicy, PacingState, PolicyError, Survival, decide
-from dialer.pacing.guard import AbandonGuard, Verdict, abandon_verdict, decide_within
+from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, abandon_verdict, decide_within, guard_window
 from dialer.pacing.recent import RecentAbandons, RedisRecentAbandons
 
 
@@ -44,16 +44,28 @@ def test_power_over_the_cap_no_longer_dials_its_ratio():
     assert decide_within(policy, s, verdict).calls == 4
 
 
-def test_short_window_guard_keeps_room_for_one_more_abandon():
-    guard = AbandonGuard(minutes=60)
-    assert not abandon_verdict(0.03, (10, 0), guard=guard, recent=(100, 2)).reserved_only  # 3 of 101 <= 3%
-    v = abandon_verdict(0.03, (10, 0), guard=guard, recent=(100, 3))  # a 4th would be 3.96%
-    assert v.reserved_only and v.reason == "guard-window" and "last 60 minutes" in v.text
-    assert abandon_verdict(0.03, (10, 0), guard=guard, recent=(10, 0)).reserved_only  # 1 of 11: 9%
-    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(), recent=(10, 5)).reserved_only  # off
-    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(15, 0.10), recent=(10, 0)).reserved_only
+def test_short_window_guard_is_the_simulators_clock_window_budget():
+    guard = AbandonGuard(minutes=15)
+    # 100 answers expected (the previous window's), 1 abandon so far: room 3 - 1 - 1 = 1 of 3, scale (1/3)^2
+    v = abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 40, 1, 100))
+    assert not v.reserved_only and v.scale == pytest.approx(1 / 9)
+    v = abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 40, 2, 100))  # no room left
+    assert v.reserved_only and v.reason == "guard-window" and "2 of 40 answered) in this 15-minute window" in v.text
+    # a fresh window with no history: no room until the window has answers enough (3% of 33 is one abandon)
+    assert abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 10, 0, 0)).reserved_only
+    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(), window=GuardWindow(0.0, 10, 5, 0)).reserved_only
+    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(15, 0.10), window=GuardWindow(0.0, 40, 0, 0)) \
+        .reserved_only
     # the legal cap wins when both hold
-    assert abandon_verdict(0.03, (10, 5), guard=guard, recent=(10, 5)).reason == "cap-reached"
+    assert abandon_verdict(0.03, (10, 5), guard=guard, window=GuardWindow(0.0, 10, 5, 0)).reason == "cap-reached"
+    assert guard_window(1000.0, AbandonGuard(minutes=15)) == (0.0, 900.0, 1000.0)
+
+
+def test_the_guard_scale_slows_the_overdial():
+    policy = PacingPolicy(mode="power", power_ratio=3.0)
+    s = state()
+    assert decide_within(policy, s, Verdict(False, scale=0.25)).calls == decide(
+        PacingPolicy(mode="power", power_ratio=1.5), s).calls == 6
 
 
 def test_guard_settings_from_the_campaign():
@@ -72,7 +84,8 @@ def test_recent_counter_rolls_by_the_second():
         c.record(t, x)
     assert c.totals(950.0, 900) == (3, 2)  # (50, 950]
     assert c.totals(1000.5, 900) == (2, 1)
-    assert c.totals(5000.0, 900) == (0, 0)
+    assert c.between(800.0, 950.0) == (2, 1)
+    assert c.totals(5000.0, 900) == (0, 0)  # (and the events past `keep` are gone)
 
 
 def test_redis_recent_counter_counts_a_call_once(redis_client):
@@ -82,6 +95,7 @@ def test_redis_recent_counter_counts_a_call_once(redis_client):
     c.record("camp", "call-2", 1100.0, True)  # replayed after a crash
     assert c.totals("camp", 1100.0, 900) == (2, 1)
     assert c.totals("camp", 1950.0, 900) == (1, 1)
+    assert c.between("camp", 900.0, 1050.0, 1200.0) == [(1, 0), (1, 1)]
     assert RedisRecentAbandons(redis_client, "beta").totals("camp", 1100.0, 900) == (0, 0)
     with pytest.raises(ValueError):
         c.record("a:b", "x", 1.0, False)

@@ -77,13 +77,11 @@ def test_the_plan_paces_the_whole_pool_and_takes_its_share():
     view = PoolView(("q",), 6, ())
     policy = PacingPolicy(mode="progressive")
     other = PoolSnapshot(0, (), {"t/b": ShareClaim("t/b", 6)})  # b wants the 6 agents too
-    plan = p.plan("t/a", {}, policy, state(), view, other, legal=(0, 0), window_label="24 h", guard=AbandonGuard(),
-                  recent=(0, 0))
+    plan = p.plan("t/a", {}, policy, state(), view, other, legal=(0, 0), window_label="24 h", guard=AbandonGuard())
     assert (plan.calls, plan.max_total, plan.max_mine) == (3, 6, 3)
     # b already has 4 calls in flight: a may place 2 (6 free agents, 4 of them awaited by b's calls)
     busy = PoolSnapshot(1000, tuple(PoolCall("t/b", 0) for _ in range(4)), {"t/b": ShareClaim("t/b", 2)})
-    plan = p.plan("t/a", {}, policy, state(), view, busy, legal=(0, 0), window_label="24 h", guard=AbandonGuard(),
-                  recent=(0, 0))
+    plan = p.plan("t/a", {}, policy, state(), view, busy, legal=(0, 0), window_label="24 h", guard=AbandonGuard())
     assert plan.calls == 2 and plan.pool_in_flight == 4 and plan.max_total == 6
 
 
@@ -92,9 +90,9 @@ def test_over_the_cap_power_dials_only_for_reserved_agents_and_priority_wins():
     view = PoolView(("q",), 4, ())
     snap = PoolSnapshot(0, (), {})
     plan = p.plan("t/a", {}, PacingPolicy(mode="power", power_ratio=3), state(), view, snap, legal=(93, 47),
-                  window_label="24 h window", guard=AbandonGuard(), recent=(0, 0))
+                  window_label="24 h window", guard=AbandonGuard())
     assert plan.calls == 4 and plan.decision.reason == "cap-reached" and "47 of 93" in plan.verdict.text
     low = PoolSnapshot(0, (), {"t/low": ShareClaim("t/low", 10, 1.0, 0)})
     plan = p.plan("t/high", {"pacing_priority": 1}, PacingPolicy(mode="progressive"), state(), view, low,
-                  legal=(0, 0), window_label="24 h", guard=AbandonGuard(), recent=(0, 0))
+                  legal=(0, 0), window_label="24 h", guard=AbandonGuard())
     assert plan.calls == 4  # the higher priority campaign is served first

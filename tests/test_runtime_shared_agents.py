@@ -252,10 +252,10 @@ async def test_agents_who_pause_count_at_once(redis_url, redis_client, tmp_path)
 
 
 async def test_short_window_guard_places_only_reserved_calls_and_says_why(redis_url, redis_client, tmp_path):
-    """A power campaign (3 lines per agent, people answering 80% of calls) with the 60-minute guard on: its last
-    hour has no room under 3% for an abandon (fewer than 33 answers), so it places only calls with an agent
-    reserved and abandons nobody, though its 24 h window (500 clean answers earlier today) is far under the cap;
-    the dashboard says why."""
+    """A power campaign (3 lines per agent, people answering 80% of calls) with the 60-minute guard on: its clock
+    hour has no room under 3% for an abandon (fewer than 34 answers, none the hour before), so it places only calls
+    with an agent reserved and abandons nobody, though its 24 h window (500 clean answers earlier today) is far
+    under the cap; the dashboard says why."""
     from dialer.pacing import RedisAbandonCounter
 
     campaign = setup_campaign(redis_client, tmp_path, campaign_phones(1, 40), pacing_mode="power", pacing_ratio=3,
@@ -284,4 +284,4 @@ async def test_short_window_guard_places_only_reserved_calls_and_says_why(redis_
     assert abandoned == 0 and live_figures(redis_client, "acme", campaign)[1] == 0
     assert peak[0] <= 3  # reserved calls only: never more calls than agents
     whys = [why for reason, why in reasons if reason == "guard-window"]
-    assert whys and "over the last 60 minutes leaves no room under the 3.0% guard" in whys[0], reasons
+    assert whys and "in this 60-minute window leaves no room under the 3.0% guard" in whys[0], reasons

@@ -7,11 +7,12 @@ Two rules, both pure (counts in, verdict out), used by the runtime and by the si
   agent is reserved (a free agent that no call in flight, of any campaign, may take) until the rate is back under.
   Backing off to "progressive" is not enough when the rate is already over: the back-off in decide() uses a
   smoothed rate, and its progressive fallback counts only the campaign's own calls.
-* **short-window guard** (optional, per campaign; off by default): a ceiling over a short rolling window (for
-  example 3% over any 60 minutes, or 15) so a campaign can promise "never above 3% in any hour", not just over the
-  legal 24 h or 30 days. The campaign keeps placing abandonable calls only while one more abandon would keep the
-  window at or under its ceiling; the runtime also feeds the window's counts to the back-off (the worst of the
-  legal and short windows drives it), so predictive slows down before the stop.
+* **short-window guard** (optional, per campaign; off by default): a ceiling on the abandon rate of every clock
+  window (15 minutes, an hour: 10:00-10:15, 10:15-10:30 ...) so a campaign can promise "never above 3% in any
+  quarter-hour / hour", not just over the legal 24 h or 30 days. The arithmetic is the simulator's
+  (`window_guard.guard_scale`, measured in BENCHMARKS.md): with no room left in the window's abandon budget the
+  campaign places only calls with an agent reserved; otherwise its overdial is scaled down by the share of the
+  budget still unused (`window_guard.guarded_policy`), so the runtime runs what the benchmark measured.
 
 While a rule holds, the campaign is paced as progressive with every call in flight towards its agents counted as
 answered (`reserved_only`); the verdict's reason and text are what the dashboard shows.
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 
 from dialer.pacing.decide import decide
 from dialer.pacing.model import Decision, PacingMode, PacingPolicy, PacingState, PolicyError
+from dialer.pacing.window_guard import guard_scale, guarded_policy, window_start
 
-__all__ = ["AbandonGuard", "Verdict", "abandon_verdict", "decide_within"]
+__all__ = ["AbandonGuard", "GuardWindow", "Verdict", "abandon_verdict", "decide_within", "guard_window"]
 
 CAP_REACHED = "cap-reached"
 GUARD_WINDOW = "guard-window"
@@ -65,12 +67,31 @@ class AbandonGuard:
 
 
 @dataclass(frozen=True)
+class GuardWindow:
+    """The guard's clock window holding `now`: its start, (live answers, abandons) so far, and the answers the
+    previous window had (the estimate of this one's, until it has more)."""
+
+    start: float
+    answers: int = 0
+    abandons: int = 0
+    previous_answers: int = 0
+
+
+def guard_window(now: float, guard: AbandonGuard) -> tuple[float, float, float]:
+    """(previous window start, this window's start, now): what to count for the guard at `now`."""
+    start = window_start(now, guard.seconds)
+    return start - guard.seconds, start, now
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """reserved_only: place only calls with an agent reserved. reason: cap-reached | guard-window | ''."""
+    """reserved_only: place only calls with an agent reserved. reason: cap-reached | guard-window | ''.
+    scale: the share of its normal overdial the campaign may use (the guard's; 1: no limit)."""
 
     reserved_only: bool
     reason: str = ""
     text: str = ""
+    scale: float = 1.0
 
 
 def _pct(x: float) -> str:
@@ -78,32 +99,36 @@ def _pct(x: float) -> str:
 
 
 def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "legal window",
-                    guard: AbandonGuard | None = None, recent: tuple[int, int] | None = None) -> Verdict:
-    """`legal` and `recent`: (live answers, abandons) over the legal window and the guard's window."""
+                    guard: AbandonGuard | None = None, window: GuardWindow | None = None) -> Verdict:
+    """`legal`: (live answers, abandons) over the legal window; `window`: the guard's clock window."""
     answers, abandons = legal
     if answers > 0 and abandons / answers > cap:
         return Verdict(True, CAP_REACHED,
                        f"abandon rate {_pct(abandons / answers)} ({abandons} of {answers} answered) over the "
                        f"{window_label} is over the {_pct(cap)} cap: only calls with an agent reserved are placed "
                        "until it is back under")
-    if guard is not None and guard.on and recent is not None:
+    if guard is not None and guard.on and window is not None:
         ceiling = cap if guard.ceiling is None else guard.ceiling
-        answers, abandons = recent
-        # one more answered call abandoned must keep the window at or under the ceiling
-        if abandons + 1 > ceiling * (answers + 1) + 1e-9:
-            rate = abandons / answers if answers else 0.0
+        scale = guard_scale(ceiling, window.abandons, window.answers, float(window.previous_answers))
+        if scale <= 0.0:
+            rate = window.abandons / window.answers if window.answers else 0.0
             return Verdict(True, GUARD_WINDOW,
-                           f"abandon rate {_pct(rate)} ({abandons} of {answers} answered) over the last "
-                           f"{guard.minutes} minutes leaves no room under the {_pct(ceiling)} guard: only calls with "
-                           "an agent reserved are placed until the window has room for one more abandon")
+                           f"abandon rate {_pct(rate)} ({window.abandons} of {window.answers} answered) in this "
+                           f"{guard.minutes}-minute window leaves no room under the {_pct(ceiling)} guard: only "
+                           "calls with an agent reserved are placed until the window has room (or the next one "
+                           "starts)", 0.0)
+        return Verdict(False, scale=scale)
     return Verdict(False)
 
 
 def decide_within(policy: PacingPolicy, state: PacingState, verdict: Verdict) -> Decision:
     """decide(), but under a reserved-only verdict as progressive (the caller counts every call in flight towards
-    the campaign's agents in `state.ringing`, so each new call has a free agent nobody else's call may take)."""
-    if not verdict.reserved_only or policy.mode is PacingMode.AGENTLESS:
+    the campaign's agents in `state.ringing`, so each new call has a free agent nobody else's call may take), and
+    with the guard's scale on the overdial."""
+    if policy.mode is PacingMode.AGENTLESS:
         return decide(policy, state)
+    if not verdict.reserved_only:
+        return decide(guarded_policy(policy, verdict.scale), state)
     decision = decide(dataclasses.replace(policy, mode=PacingMode.PROGRESSIVE), state)
     reason = decision.reason if decision.reason == "no-agents" else verdict.reason
     return dataclasses.replace(decision, mode=policy.mode, reason=reason)

@@ -8,6 +8,7 @@ so an outcome replayed after a crash is counted once (ZADD of the same member), 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Any
 
@@ -28,13 +29,17 @@ class RecentAbandons:
 
     def totals(self, now: float, window: float) -> tuple[int, int]:
         """(live answers, abandons) answered in (now - window, now]."""
-        while self._events and self._events[0][0] <= now - self.keep:
+        return self.between(now - window, now)
+
+    def between(self, start: float, end: float) -> tuple[int, int]:
+        """(live answers, abandons) answered in (start, end]."""
+        while self._events and self._events[0][0] <= end - self.keep:
             self._events.popleft()
         answers = abandons = 0
         for at, abandoned in reversed(self._events):
-            if at <= now - window:
+            if at <= start:
                 break
-            if at <= now:
+            if at <= end:
                 answers += 1
                 abandons += abandoned
         return answers, abandons
@@ -73,9 +78,14 @@ class RedisRecentAbandons:
                      args=[repr(float(answered_at)), call_id, "1" if abandoned else "0", KEEP_SECONDS])
 
     def totals(self, campaign: str, now: float, window: float) -> tuple[int, int]:
-        low = f"({now - window!r}"
+        """(live answers, abandons) answered in (now - window, now]."""
+        return self.between(campaign, now - window, now)[0]
+
+    def between(self, campaign: str, *edges: float) -> list[tuple[int, int]]:
+        """(live answers, abandons) answered in each span between consecutive edges, (e0, e1], (e1, e2] ..."""
         pipe = self.redis.pipeline(transaction=False)
-        for key in self._keys(campaign):
-            pipe.zcount(key, low, repr(float(now)))
-        answers, abandons = pipe.execute()
-        return int(answers), int(abandons)
+        for low, high in itertools.pairwise(edges):
+            for key in self._keys(campaign):
+                pipe.zcount(key, f"({float(low)!r}", repr(float(high)))
+        raw = pipe.execute()
+        return [(int(raw[i]), int(raw[i + 1])) for i in range(0, len(raw), 2)]

@@ -561,7 +561,7 @@ class Engine:
         if uses_shared_agents(policy, r.stored.config):  # agents shared with other campaigns and processes
             try:
                 plan = await self.shared.decide(r.tenant, r.campaign, r.stored.config, policy, state,
-                                                set(connected), legal=r.abandon_totals, wall=wall)
+                                                set(connected), legal=r.abandon_totals, now=now.timestamp())
             except PolicyError as exc:
                 if r.last_reason != "policy-error":
                     r.last_reason = "policy-error"

@@ -28,8 +28,8 @@ from typing import Any
 
 import redis
 
-from dialer.pacing import PacingMode, PacingPolicy, PacingState, control_abandon_rate
-from dialer.pacing.guard import AbandonGuard, Verdict, abandon_verdict, decide_within
+from dialer.pacing import PacingMode, PacingPolicy, PacingState
+from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, abandon_verdict, decide_within, guard_window
 from dialer.pacing.model import Decision
 from dialer.pacing.recent import RedisRecentAbandons
 from dialer.pacing.sharing import ShareClaim, entitlement
@@ -112,7 +112,7 @@ class _Campaign:
     last: SharePlan | None = None
     short_of_contacts: int | None = None  # its last grant found only this many contacts ready
     short_at: float = -1e18  # when (contacts come due for retries: the figure holds for SHORT_SECONDS)
-    recent: tuple[int, int] = (0, 0)
+    window: GuardWindow | None = None
     recent_at: float = -1e18
     published: tuple[float, ShareClaim | None] = (-1e18, None)
     figures: QueueFigures = field(default_factory=QueueFigures)
@@ -157,15 +157,19 @@ class SharedPacer:
     # --- Redis (in a thread) ------------------------------------------------------------------------------
 
     def snapshot(self, key: str, tenant: str, campaign: str, view: PoolView, guard: AbandonGuard,
-                 wall: float) -> tuple[PoolSnapshot, tuple[int, int]]:
-        """Every campaign's calls in flight towards the pool, and (guard on) this campaign's short-window counts
-        (read at most once a second)."""
+                 now: float) -> tuple[PoolSnapshot, GuardWindow | None]:
+        """Every campaign's calls in flight towards the pool, and (guard on) this campaign's counts in the guard's
+        clock window and the previous one (read at most once a second; `now`: the engine clock's UNIX time)."""
         snap = self.pool.snapshot(view.queues)
         st = self._state_of(key)
-        if guard.on and time.monotonic() - st.recent_at >= RECENT_EVERY:
-            st.recent = self.recent_counter(tenant).totals(campaign, wall, guard.seconds)
+        if not guard.on:
+            st.window = None
+        elif time.monotonic() - st.recent_at >= RECENT_EVERY or st.window is None:
+            before, start, end = guard_window(now, guard)
+            (previous, _), (answers, abandons) = self.recent_counter(tenant).between(campaign, before, start, end)
+            st.window = GuardWindow(start, answers, abandons, previous)
             st.recent_at = time.monotonic()
-        return snap, st.recent
+        return snap, st.window
 
     def recent_counter(self, tenant: str) -> RedisRecentAbandons:
         counter = self._recent.get(tenant)
@@ -174,15 +178,15 @@ class SharedPacer:
         return counter
 
     async def decide(self, tenant: str, campaign: str, config: Mapping[str, Any], policy: PacingPolicy,
-                     state: PacingState, servers: set[str] | None, *, legal: tuple[int, int], wall: float,
+                     state: PacingState, servers: set[str] | None, *, legal: tuple[int, int], now: float,
                      window_label: str = "legal window") -> SharePlan:
         """observe (on the loop), snapshot (thread), plan. Raises PolicyError for a bad guard setting."""
         key = campaign_key(tenant, campaign)
         guard = AbandonGuard.from_campaign(config)
         view = self.observe(str(config.get("queue")), time.monotonic(), servers)
-        snap, recent = await asyncio.to_thread(self.snapshot, key, tenant, campaign, view, guard, wall)
+        snap, window = await asyncio.to_thread(self.snapshot, key, tenant, campaign, view, guard, now)
         plan = self.plan(key, config, policy, state, view, snap, legal=legal, window_label=window_label,
-                         guard=guard, recent=recent)
+                         guard=guard, window=window)
         st = self._state_of(key)
         at, claim = st.published
         if plan.calls <= 0 and (claim != plan.claim or time.monotonic() - at >= PUBLISH_EVERY):
@@ -194,16 +198,13 @@ class SharedPacer:
 
     def plan(self, key: str, config: Mapping[str, Any], policy: PacingPolicy, state: PacingState, view: PoolView,
              snap: PoolSnapshot, *, legal: tuple[int, int], window_label: str, guard: AbandonGuard,
-             recent: tuple[int, int]) -> SharePlan:
+             window: GuardWindow | None = None) -> SharePlan:
         """`state`: the campaign's own observation (estimates, trunk); its agents and calls in flight are replaced
-        by the pool's. `legal`: (live answers, abandons) over its legal window."""
+        by the pool's. `legal`: (live answers, abandons) over its legal window; `window`: the guard's."""
         weight, priority = sharing_settings(config)
-        pairs = [legal, recent] if guard.on else [legal]
-        answers, abandons = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], policy.abandon_cap))
         pool_state = dataclasses.replace(state, free_agents=view.free, busy_elapsed=view.busy_elapsed,
-                                         agents_freeing=(), ringing=snap.ages(), abandons=abandons,
-                                         live_answers=answers)
-        verdict = abandon_verdict(policy.abandon_cap, legal, window_label=window_label, guard=guard, recent=recent)
+                                         agents_freeing=(), ringing=snap.ages())
+        verdict = abandon_verdict(policy.abandon_cap, legal, window_label=window_label, guard=guard, window=window)
         decision = decide_within(policy, pool_state, verdict)
         total, mine = snap.in_flight(), snap.in_flight(key)
         st = self._state_of(key)
