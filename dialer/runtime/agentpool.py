@@ -264,7 +264,7 @@ class AgentPool:
     def renew(self) -> None:
         """The heartbeat: push the expiry of every place this process holds."""
         by_queue: dict[str, list[str]] = {}
-        for call_id, queue in list(self.held.items()):
+        for call_id, queue in self.held.copy().items():  # (a C-level copy: the loop thread may change it)
             by_queue.setdefault(queue, []).append(call_id)
         if not by_queue:
             return

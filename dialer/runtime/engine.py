@@ -580,7 +580,11 @@ class Engine:
             return
         slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n), ai)
         if plan is not None and slots:
-            granted = set(await asyncio.to_thread(self.shared.reserve, plan, [c for _, c in slots]))
+            try:
+                granted = set(await asyncio.to_thread(self.shared.reserve, plan, [c for _, c in slots]))
+            except Exception:
+                await self._free_slots(slots, ai)
+                raise
             if len(granted) < len(slots):  # another campaign took those agents since the snapshot
                 await self._free_slots([s for s in slots if s[1] not in granted], ai)
                 slots = [s for s in slots if s[1] in granted]
