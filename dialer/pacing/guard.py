@@ -125,7 +125,7 @@ def decide_within(policy: PacingPolicy, state: PacingState, verdict: Verdict) ->
     """decide(), but under a reserved-only verdict as progressive (the caller counts every call in flight towards
     the campaign's agents in `state.ringing`, so each new call has a free agent nobody else's call may take), and
     with the guard's scale on the overdial."""
-    if policy.mode is PacingMode.AGENTLESS:
+    if policy.mode in (PacingMode.AGENTLESS, PacingMode.PROGRESSIVE):  # nothing to hold back: unchanged
         return decide(policy, state)
     if not verdict.reserved_only:
         return decide(guarded_policy(policy, verdict.scale), state)

@@ -276,7 +276,7 @@ class SharedPacer:
         plan = self._state_of(key).last
         if plan is None:
             return "", ""
-        if plan.verdict.reserved_only:
+        if plan.verdict.reserved_only and plan.decision.reason == plan.verdict.reason:
             return plan.decision.reason, plan.verdict.text
         return plan.decision.reason, ""
 
