@@ -51,8 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runtime.calls_per_second", float, 0.0, "DIALER_RUNTIME_CALLS_PER_SECOND",
             "Originates per second per server (0: no limit)"),
     Setting("runtime.ring_timeout", int, 30, "DIALER_RUNTIME_RING_TIMEOUT", "seconds a call rings (>= 15)"),
-    Setting("runtime.unknown_cooloff_minutes", int, 60, "DIALER_RUNTIME_UNKNOWN_COOLOFF",
-            "wait before retrying a call whose outcome is unknown (a campaign's retry_rules.unknown wins)"),
+    Setting("runtime.unknown_cooloff_minutes", int, 1440, "DIALER_RUNTIME_UNKNOWN_COOLOFF",
+            "wait before retrying a call whose outcome is unknown, as after an answered call (a campaign's "
+            "retry_rules.unknown can only lengthen it)"),
     Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
             "a dead process's claims and campaigns are taken over after this long"),
     Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),

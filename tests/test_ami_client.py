@@ -255,6 +255,23 @@ async def test_originate_outcomes_through_the_pool(pbx):
     assert len(pool.trackers["sbx"]) == 0
 
 
+async def test_a_keypress_during_a_message_survives_a_stalled_event_loop(pbx):
+    # A loaded CI machine stalls the event loop now and then. The sandbox's callee presses the opt-out digit
+    # half a second into a 3 s disclosure (10 ms and 60 ms of wall time here); after a stall both were due at
+    # once, the disclosure's end was seen first, and the opt-out was lost (a flaky test, and a sandbox that
+    # no longer did what the real PBX does).
+    import time
+
+    outcomes: dict[str, object] = {}
+    async with AMIPool([server_config(pbx)], on_outcome=lambda s, o: outcomes.setdefault(o.call_id, o)) as pool:
+        stall = lambda m: time.sleep(0.3) if m.get("UserEvent") == "DialerConnected" else None  # noqa: E731
+        pool.clients["sbx"].on_event(stall, names=["UserEvent"])
+        req = request(sandbox_digit(optout=True), ai_disclosure=True)
+        assert (await pool.originate("sbx", req)).status == "queued"
+        await eventually(lambda: req.call_id in outcomes, timeout=20)
+    assert outcomes[req.call_id].disposition == "opted_out"
+
+
 async def test_a_refused_originate_is_a_failed_outcome(pbx):
     outcomes = []
     async with AMIPool([server_config(pbx)], on_outcome=lambda s, o: outcomes.append(o)) as pool:
@@ -323,13 +340,16 @@ async def test_server_restart_mid_call_reconciles_to_unknown(pbx):
         for req in calls:
             assert (await pool.originate("sbx", req)).status == "queued"
         await eventually(lambda: len(pbx.pbx.channels) >= 3)
-        before = len(newchannels)
         await pbx.restart(down_for=0.2)  # every call lost without events
         await eventually(lambda: len(outcomes) == 3, timeout=10)
         assert client.connections == 2
     assert {(o.disposition, o.resolved_by) for o in outcomes} == {("unknown", "reconcile")}
     assert {o.call_id for o in outcomes} == {r.call_id for r in calls}
-    assert len(newchannels) == before  # nothing was re-dialed
+    # Nothing was re-dialed: the server saw three Originates in all, and no callee leg appeared beyond the three.
+    # (Not "no Newchannel after the restart": on a loaded machine the first calls' agent legs were still being
+    # reported then.)
+    assert pbx.pbx.originates == 3
+    assert len({c for c in newchannels if "sim-callee" in c and c.endswith(";1")}) <= 3, newchannels
 
 
 async def test_connection_cut_mid_call_keeps_live_calls_tracked():

@@ -136,10 +136,10 @@ async def test_no_agent_within_2s_abandons_with_info_message() -> None:
     assert (abandon["CallID"], abandon["CampaignID"], abandon["Reason"]) == ("c2", "camp-1", "no-agent")
     queue_exit = next(m for m in events if m.name == "QueueCallerAbandon")
     assert [k for k, _ in queue_exit.fields][-4:] == ["Queue", "Position", "OriginalPosition", "HoldTime"]
-    apps = [(m["Application"], m["AppData"]) for m in events if m.name == "Newexten"]
+    apps = [(m["Application"], m["AppData"]) for m in events if m.name == "Newexten" and m["Extension"] != "h"]
     assert ("Queue", "dialer,,,,2") in apps
     assert apps.index(("Background", "campaign/info-1")) > apps.index(("Queue", "dialer,,,,2"))
-    assert apps[-1] == ("Hangup", "")
+    assert apps[-1] == ("Hangup", "")  # then the h extension stores the outcome (tests/test_call_outcomes_astdb.py)
 
 
 async def test_optout_keypress_while_waiting_for_an_agent() -> None:
@@ -509,6 +509,8 @@ async def test_least_privilege_manager_sample_is_enough_for_the_dialer() -> None
         assert (await ami.response("lp-dbt")).name == "Success"
         await ami.send("DBDel", "lp-dbd", [("Family", "dialer_optout"), ("Key", "none")])  # ... and delete
         assert (await ami.response("lp-dbd"))["Message"] == "Database entry not found"  # allowed, nothing there
+        await ami.send("DBGet", "lp-dbg", [("Family", "dialer_outcome"), ("Key", "none")])  # a call's stored outcome
+        assert (await ami.response("lp-dbg"))["Message"] == "Database entry not found"  # allowed, nothing there
         await ami.send("Command", "lp-cmd", [("Command", "core restart now")])
         denied = await ami.response("lp-cmd")
         assert (denied.name, denied["Message"]) == ("Error", "Permission denied")

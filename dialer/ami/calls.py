@@ -108,7 +108,7 @@ class Outcome:
     uniqueid: str | None
     abandoned: bool = False  # answered and no agent in time (counts for the abandon rate)
     originate_reason: int | None = None
-    resolved_by: str = "hangup"  # hangup, originate-failure, originate-error, reconcile, sweep
+    resolved_by: str = "hangup"  # hangup, originate-failure, originate-error, reconcile, sweep, astdb
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from dialer.pacing import (
 )
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.loader import load_campaign
+from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -105,7 +106,7 @@ class RuntimeSettings:
     trunk_channels: int = 0  # per server (an [[asterisk]] table's own value wins); 0: no limit
     calls_per_second: float = 0.0  # per server (likewise); 0: no limit
     ring_timeout: int = 30
-    unknown_cooloff: timedelta = timedelta(minutes=60)
+    unknown_cooloff: timedelta = timedelta(hours=24)  # as long as an answered call's (the call may have been one)
     lease_seconds: float = 20.0
     ai_sessions: int = 2
     tick_seconds: float = 0.1
@@ -196,6 +197,7 @@ class Flight:
     # depends on them; empty (unknown, e.g. a call taken over) fails closed to playing the notice
     jurisdictions: tuple[str, ...] = ()
     ai: bool = False  # an agentless call: it holds one of its server's AI sessions until its outcome
+    taken_over: bool = False  # placed by a process that died: its outcome is read back from AstDB
 
 
 @dataclass
@@ -247,6 +249,7 @@ class Engine:
         self.board = AgentBoard(on_handle_time=self._on_handle_time)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -279,7 +282,8 @@ class Engine:
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
             if trunk.limited:
@@ -300,7 +304,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
-            self._stopping = True
+            self._stopping = self.stored_outcomes.stopping = True
             await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
@@ -773,6 +777,15 @@ class Engine:
         r = self.runners.get((flight.tenant, flight.campaign))
         if r is None:
             return None
+        task = asyncio.ensure_future(self._settle_outcome(server, r, flight, outcome))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle_outcome(self, server: str, r: CampaignRunner, flight: Flight, outcome: Outcome) -> None:
+        """The stored outcome where the events could not know it (dialer/runtime/pbx_outcomes.py), then record;
+        the AstDB entry is deleted once the outcome is stored."""
+        outcome = await settle_with_pbx(self.pool, server, outcome, taken_over=flight.taken_over)
         disposition = str(outcome.disposition)
         live = outcome.answered_at is not None and disposition in ("answered", "abandoned", "opted_out")
         wall = time.time()
@@ -780,12 +793,11 @@ class Engine:
             r.estimators.on_live_answer(wall, max(0.0, (outcome.answered_at or wall) - flight.sent_wall))
         else:
             r.estimators.on_no_live_answer(wall, max(0.0, outcome.ended_at - flight.sent_wall))
-        task = asyncio.ensure_future(asyncio.to_thread(self._record_outcome, r, flight, outcome, live))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
+        if await asyncio.to_thread(self._record_outcome, r, flight, outcome, live):
+            await forget_stored(self.pool, server, outcome)
 
-    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
+        """True once stored."""
         claim = flight.claim
         disposition = str(outcome.disposition)
         delay = 0.2
@@ -809,7 +821,7 @@ class Engine:
                 pipe = self.redis.pipeline(transaction=False)
                 queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
                 pipe.execute()
-                return
+                return True
             except redis.RedisError as exc:
                 log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
                 time.sleep(delay)
@@ -820,6 +832,7 @@ class Engine:
         current = r.claims.get(claim.contact.contact_id)
         if current is not None and current.call_id == claim.call_id:
             del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
+        return False
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -996,7 +1009,7 @@ class Engine:
                 tracker.register(claim.call_id, r.campaign, r.tenant, claim.contact.phone,
                                  wall - self.settings.lease_seconds, ring_timeout=self.settings.ring_timeout)
                 self.flights[claim.call_id] = Flight(claim, r.tenant, r.campaign, server,
-                                                     wall - self.settings.lease_seconds, ai=agentless)
+                                                     wall - self.settings.lease_seconds, ai=agentless, taken_over=True)
             try:
                 listing = await client.event_list("CoreShowChannels", timeout=10.0)
             except AMIError as exc:
@@ -1006,7 +1019,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome from AstDB, "
+                        "else unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 
     def _recorded_outcome(self, tenant: str, claim: Claim) -> str:
