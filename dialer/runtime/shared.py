@@ -34,7 +34,7 @@ from dialer.pacing.model import Decision
 from dialer.pacing.recent import RedisRecentAbandons
 from dialer.pacing.sharing import ShareClaim, entitlement
 from dialer.runtime.agentpool import AgentPool, PoolSnapshot, link_queues, pool_free
-from dialer.runtime.agents import AgentBoard
+from dialer.runtime.agents import NOT_INUSE, UNKNOWN, AgentBoard
 
 __all__ = ["QueueFigures", "SharePlan", "SharedPacer", "campaign_key", "queue_figures", "sharing_settings"]
 
@@ -75,7 +75,7 @@ def queue_figures(board: AgentBoard, queue: str, now: float, servers: set[str] |
     view = board.view(queue, now, servers)
     members = [m for _, m in board.members(queue, servers)]
     paused = sum(1 for m in members if m.paused)
-    on_call = len(view.busy_elapsed)
+    on_call = sum(1 for m in members if m.staffed and (m.in_call or m.status not in (NOT_INUSE, UNKNOWN)))
     free = min(view.free, max(0, view.staffed - on_call))
     wrapup = max(0, view.staffed - on_call - free)
     return QueueFigures(free + on_call + wrapup + paused, free, on_call, wrapup, paused)
@@ -146,8 +146,9 @@ class SharedPacer:
         free_members: dict[str, list[str]] = {}
         busy: dict[str, float] = {}
         for q in group:
+            wrapup = self.board.wrapup.of(q)
             for ident, m in self.board.members(q, servers):
-                if m.free:
+                if m.free(now, wrapup):
                     free_members.setdefault(q, []).append(ident)
                 elif m.staffed:
                     busy[ident] = now - m.busy_since if m.busy_since is not None else 0.0
