@@ -64,3 +64,16 @@ async def test_an_agent_in_two_queues_is_counted_once(pbx, redis_url, redis_clie
     peak = await peak_while_running(redis_url, redis_client, pbx, made, write_config(tmp_path, pbx), tmp_path,
                                     running, 400)
     assert 3 <= peak <= 5  # the 5 agents of the two queues, each once
+
+
+async def test_two_progressive_campaigns_on_five_agents_with_wrap_up(pbx, redis_url, redis_client, tmp_path, running):
+    """The issue's first finding, on the real PBX: two progressive campaigns on one queue of 5 agents (wrap-up
+    5 s): never more calls up than agents, nobody abandoned."""
+    made = campaigns_on(redis_client, tmp_path, ["dialer", "dialer"], 10)
+    peak = await peak_while_running(redis_url, redis_client, pbx, made, write_config(tmp_path, pbx), tmp_path,
+                                    running, 400)
+    assert 2 <= peak <= 5
+    assert pbx.log_text().count("DialerAbandon,CallID") == 0
+    for campaign in made:
+        raw = {k.decode(): int(v) for k, v in redis_client.hgetall(dispositions_key("acme", campaign)).items()}
+        assert raw.get("answered") == 10 and not raw.get("abandoned"), raw
