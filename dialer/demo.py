@@ -372,6 +372,8 @@ class DemoStack:
                 # during the recording notice (the key works during messages; once an agent speaks, the agent
                 # records an opt-out), so the campaign records and detects machines like a real one would.
                 "amd": True, "recording": True,
+                # the short-window guard on: never above the 3% cap over any hour (off by default)
+                "abandon_guard_minutes": 60,
                 "retry_rules": {"busy": 1, "no_answer": 2, "congestion": 1, "failed": 5, "machine": 30},
             }), 201)
             self.campaign_id = campaign["id"]

@@ -42,6 +42,11 @@ SNAPSHOT: dict[str, Any] = {
         "abandon_cap": _NUMBER,
         "updated_at": {"type": "string", "nullable": True},
         "gauges": {"type": "object", "properties": {g: _NUMBER for g in livestats.GAUGES}},
+        "pacing": {"type": "object", "properties": {
+            "reason": {"type": "string", "description": "the pacing decision's reason code (docs/pacing.md)"},
+            "why": {"type": "string", "description": "why the campaign places only calls with an agent reserved "
+                                                     "(over its abandon cap or its short-window guard); empty "
+                                                     "otherwise"}}},
         "dispositions": {"type": "object", "additionalProperties": _NUMBER},
         "denials": {"type": "object", "additionalProperties": _NUMBER},
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
