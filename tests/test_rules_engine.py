@@ -17,7 +17,8 @@ LONDON = Contact("+442079460000")
 BERLIN = Contact("+49301234567")
 TN = Contact("+14232021234")  # phonenumbers: New_York for this prefix; area code 423 also has Central
 KY = Contact("+12702021234")
-TM = Campaign("c1", "t1")
+CALLER_ID = "+33162000000"  # in ARCEP's canvassing ranges: lawful everywhere we have packs
+TM = Campaign("c1", "t1", caller_id=CALLER_ID)
 
 
 def z(text: str) -> datetime:
@@ -391,7 +392,7 @@ def test_us_established_business_relationship(relationship, months_ago, allowed)
 
 
 def test_us_artificial_voice_needs_written_consent():
-    robo = Campaign("c1", "t1", voice="artificial")
+    robo = Campaign("c1", "t1", caller_id=CALLER_ID, voice="artificial")
     at = "2026-01-12T15:00:00Z"
     d = decide(NY, at, campaign=robo)
     assert d.codes() == ["WRITTEN_CONSENT_REQUIRED"] and d.reasons[0].rule == "us/artificial-voice"
@@ -460,9 +461,9 @@ def test_germany_opt_in():
     assert "UWG" in d.reasons[0].source
     with_consent = Facts(consent=(consent("2026-01-01T00:00:00Z"),))
     assert decide(BERLIN, "2026-01-12T10:00:00Z", with_consent).allowed
-    b2b = Campaign("c1", "t1", audience="business")
+    b2b = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business")
     assert decide(BERLIN, "2026-01-12T10:00:00Z", Facts(), b2b).allowed
-    robo_b2b = Campaign("c1", "t1", audience="business", voice="artificial")
+    robo_b2b = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business", voice="artificial")
     assert decide(BERLIN, "2026-01-12T10:00:00Z", Facts(), robo_b2b).codes() == ["NO_CONSENT"]
 
 
@@ -504,7 +505,7 @@ source = "tenant policy"
     assert d.codes() == ["RETRY_SPACING"] and d.next_allowed_at == z("2026-01-12T18:00:00Z")
     assert ("us-ny", "test") in {(p.id, p.version) for p in d.packs}
     # another campaign's attempts do not count for a campaign-scoped spacing
-    other = Campaign("c2", "t1")
+    other = Campaign("c2", "t1", caller_id=CALLER_ID)
     assert evaluate(NY, other, facts, z("2026-01-12T15:00:00Z"), packs).allowed
 
 
@@ -565,7 +566,7 @@ def test_required_registries():
     assert required_registries(NY, TM, at) == ("us_dnc",)
     assert required_registries(FR_PARIS, TM, at) == ("bloctel",)
     assert required_registries(FR_PARIS, TM, z("2026-08-11T10:00:00Z")) == ()  # opt-in regime: no Bloctel
-    assert required_registries(LONDON, Campaign("c1", "t1", audience="business"), at) == ("ctps",)
+    assert required_registries(LONDON, Campaign("c1", "t1", caller_id=CALLER_ID, audience="business"), at) == ("ctps",)
     assert required_registries(Contact("+12125550123", "CA", "H2X 1Y4"), TM, at) == ("us_dnc", "dncl")
     assert required_registries(Contact("nope"), TM, at) == ()
 
@@ -580,18 +581,19 @@ def test_required_registries():
 ])
 def test_purposes_select_the_rules(contact, purpose, at, codes):
     on_list = Facts(lists=Lists(national={"*": True}), registry_copies={"national": z("2026-01-10T00:00:00Z")})
-    d = decide(contact, at, on_list, Campaign("c1", "t1", purpose=purpose))
+    d = decide(contact, at, on_list, Campaign("c1", "t1", caller_id=CALLER_ID, purpose=purpose))
     assert d.codes() == codes
 
 
 def test_us_artificial_voice_informational_needs_prior_express_consent():
-    reminder = Campaign("c1", "t1", purpose="informational", voice="artificial")
+    reminder = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational", voice="artificial")
     at = "2026-01-12T15:00:00Z"
     d = decide(NY, at, Facts(), reminder)
     assert d.codes() == ["NO_CONSENT"] and d.reasons[0].rule == "us/artificial-voice-any-purpose"
     oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
     assert decide(NY, at, oral, reminder).allowed
-    assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent
+    human = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational")
+    assert decide(NY, at, Facts(), human).allowed  # human agent
 
 
 # --- audit additions: edges of packs that had none -------------------------------------------------
@@ -652,6 +654,6 @@ def test_oklahoma_three_calls_in_24_hours():
     ([consent("2025-01-01T00:00:00Z")], []),
 ])
 def test_us_artificial_voice_consent_must_be_written_current_and_in_scope(records, codes):
-    robo = Campaign("c1", "t1", voice="artificial")
+    robo = Campaign("c1", "t1", caller_id=CALLER_ID, voice="artificial")
     facts = clean("2026-01-10T00:00:00Z", consent=tuple(records))
     assert decide(NY, "2026-01-12T15:00:00Z", facts, robo).codes() == codes
