@@ -32,7 +32,7 @@ from rules.model import Campaign, Contact, Decision, Facts, Reason
 from rules.packs import PackSet
 
 BATCH = 2000  # lines per write
-CACHE_MAX = 200_000  # entries per cache; cleared when full (memory flat whatever the file's size)
+CACHE_MAX = 50_000  # entries per cache; cleared when full (memory flat whatever the file's size)
 
 
 def _dumps(value: Any) -> str:
