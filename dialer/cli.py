@@ -12,8 +12,11 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
-from dialer import suppression
+import redis
+
+from dialer import __version__, suppression
 from dialer.config import ConfigError, load_config
 from dialer.logs import setup_logging
 
@@ -45,13 +48,46 @@ class CommandError(Exception):
         self.status = status
 
 
+def redis_unreachable(url: str, exc: BaseException) -> CommandError:
+    """The one message every command gives when Redis cannot be used: which server, and why."""
+    return CommandError(f"cannot reach Redis at {shown_url(url)}: {exc}")
+
+
+def shown_url(url: str) -> str:
+    """`url` without its password, fit for a message or a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+CONFIG_HELP = "TOML settings file (default: $DIALER_CONFIG)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dialer", description="Compliance-first outbound dialer for Asterisk")
-    parser.add_argument("--config", help="TOML settings file (default: $DIALER_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    for command in subcommand_parsers(parser):
+        # `dialer config check --config x` as well as `dialer --config x config check`; SUPPRESS keeps a
+        # subcommand from overwriting the value given before it.
+        if "--config" not in command._option_string_actions:
+            command.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return parser
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below `parser`, at any depth."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += [child, *subcommand_parsers(child)]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    config = None
     try:
         config = load_config(args.config)
         setup_logging(config["log.level"])
@@ -74,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"dialer: {exc}", file=sys.stderr)
         return exc.status
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # A command that does not expect Redis to be down: still one line naming the server, no traceback.
+        url = config.redis_url if config else "redis.url"
+        print(f"dialer: {redis_unreachable(url, exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from dialer import privacy, retention
 from dialer.audit import AuditLog, head_key
@@ -25,7 +24,7 @@ from dialer.cli import main
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.contacts.store import contacts_for_phone
 from dialer.facts import FactStore
-from dialer.jobs import RETENTION, get_queue
+from dialer.jobs import RETENTION, InlineWorker, get_queue
 from dialer.offboarding import offboard
 from dialer.runtime.engine import offset_clock
 from dialer.runtime.loader import load_campaign
@@ -156,7 +155,7 @@ def test_retention_schedule_enqueues_a_round_every_period_for_the_worker(redis_u
     assert queue.count >= 6, proc.stderr.read().decode()[-2000:]
     instants = {job.args for job in queue.jobs}
     assert len({at for _, at in instants}) >= 3  # each round carries its own instant
-    assert SimpleWorker([queue], connection=redis_client).work(burst=True)
+    assert InlineWorker([queue], connection=redis_client).work(burst=True)
     assert queue.count == 0
 
 

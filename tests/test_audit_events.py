@@ -13,7 +13,6 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from rq import SimpleWorker
 
 from dialer import privacy, retention
 from dialer.audit import AuditLog, stream_key
@@ -22,7 +21,7 @@ from dialer.config import load_config
 from dialer.contacts.export import enqueue_export
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.facts import FactStore
-from dialer.jobs import EXPORTS, get_queue
+from dialer.jobs import EXPORTS, InlineWorker, get_queue
 from dialer.registry.loader import load_registry
 from dialer.suppression import configure
 from gateway import trail
@@ -118,7 +117,7 @@ def test_imports_registry_loads_exports_and_erasures_are_audited(redis_client, t
 
         out = tmp_path / "export.csv"
         enqueue_export(redis_client, "acme", "contacts", str(out), list_id="leads")
-        assert SimpleWorker([get_queue(redis_client, EXPORTS)], connection=redis_client).work(burst=True)
+        assert InlineWorker([get_queue(redis_client, EXPORTS)], connection=redis_client).work(burst=True)
         [exported] = [e for e in entries(redis_client, "acme") if e.kind == "export"]
         assert exported.payload["path"] == str(out) and exported.payload["rows"] == 1
         assert json.loads(redis_client.hget(exports_key("acme"), str(out)))["kind"] == "contacts"

@@ -213,8 +213,8 @@ def test_a_stop_request_pending_at_start_is_a_clean_exit(env: str) -> None:
     # registered (seen as a flaky test_worker_processes_stop_with_their_parent under load).
     script = (
         "import os, signal, sys\n"
-        "from dialer.commands.worker import _STOP_SIGNALS, work\n"
-        "signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)\n"
+        "from dialer.commands.worker import work\nfrom dialer.jobs import STOP_SIGNALS\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)\n"
         "os.kill(os.getpid(), signal.SIGTERM)  # pending: arrives as soon as the worker unblocks it\n"
         f"work({env!r}, ['imports'], False, 'pending-stop')\n"
         "print('left cleanly')\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.registry import FinishedJobRegistry
 
 from dialer.contacts import jobs
@@ -27,6 +27,7 @@ from dialer.contacts.report import write_error_report
 from dialer.contacts.scrub import scrub_list
 from dialer.contacts.store import Keys, contacts_for_phone, get_contact, import_status, list_member_ids
 from dialer.facts import FactStore
+from dialer.jobs import InlineWorker
 from rules.model import Attempt, Decision, Reason
 
 T = "acme"
@@ -245,7 +246,7 @@ def test_rq_workers_import_in_parallel_chunks(redis_client: redis.Redis, tmp_pat
     ticket = enqueue_import(redis_client, T, path, "big", region="FR", helpers=2)
     queue = Queue("imports", connection=redis_client)
     assert queue.count == 3  # the coordinator, then two helpers
-    SimpleWorker([queue], connection=redis_client).work(burst=True)  # one worker: helpers find it done
+    InlineWorker([queue], connection=redis_client).work(burst=True)  # one worker: helpers find it done
     status = import_status(redis_client, T, ticket.import_id)
     assert status["status"] == "committed", status
     assert int(status["chunks"]) > 5
@@ -262,8 +263,9 @@ def test_two_worker_processes_share_the_chunks(redis_url: str, redis_client: red
     path = make_big(tmp_path / "par.csv", 40_000)
     ticket = enqueue_import(redis_client, T, path, "par", region="FR", helpers=1)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING"}
-    code = ("import sys, redis; from rq import Worker; from dialer.contacts import jobs; jobs.CHUNK_BYTES = 100_000; "
-            f"Worker(['imports'], connection=redis.Redis.from_url({redis_url!r})).work(burst=True)")
+    code = ("import sys, redis; from dialer.jobs import DialerWorker; from dialer.contacts import jobs; "
+            "jobs.CHUNK_BYTES = 100_000; "
+            f"DialerWorker(['imports'], connection=redis.Redis.from_url({redis_url!r})).work(burst=True)")
     workers = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env) for _ in range(2)]
     for worker in workers:
         assert worker.wait(180) == 0
@@ -416,7 +418,7 @@ def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> 
     run(redis_client, write(tmp_path / "e.csv", "phone,nom\n0612345678,a\n0612345679,b\n"))
     target = tmp_path / "out.csv"
     job_id = enqueue_export(redis_client, T, "contacts", str(target), list_id="leads")
-    SimpleWorker([Queue("exports", connection=redis_client)], connection=redis_client).work(burst=True)
+    InlineWorker([Queue("exports", connection=redis_client)], connection=redis_client).work(burst=True)
     job = Queue("exports", connection=redis_client).fetch_job(job_id)
     assert job.return_value() == 2 and job.meta["rows"] == 2
     assert sorted(r["phone"] for r in csv.DictReader(target.open())) == ["'+33612345678", "'+33612345679"]

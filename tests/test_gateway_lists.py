@@ -1,6 +1,6 @@
 """Lists, imports, scrub, gate what-if and "why not called", registries, audit query and exports over HTTP.
 
-Everything real: a real Redis, the real import and registry jobs run by a real RQ worker (SimpleWorker in
+Everything real: a real Redis, the real import and registry jobs run by a real RQ worker (InlineWorker in
 burst mode, in this process), the real gate with the shipped rule packs.
 """
 
@@ -18,10 +18,9 @@ import aiohttp
 import holidays
 import pytest
 import redis
-from rq import SimpleWorker
 
 from dialer.gate import Gate
-from dialer.jobs import QUEUES
+from dialer.jobs import QUEUES, InlineWorker
 from dialer.registry.store import RegistryStore
 from rules import load_packs
 from rules.model import Contact
@@ -53,7 +52,7 @@ async def gw(redis_url, tmp_path):
 def work(redis_url: str) -> None:
     """Run every queued job to the end, as `dialer worker --burst` would."""
     client = redis.Redis.from_url(redis_url)
-    SimpleWorker(list(QUEUES), connection=client).work(burst=True)
+    InlineWorker(list(QUEUES), connection=client).work(burst=True)
     client.close()
 
 

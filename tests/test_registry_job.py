@@ -1,4 +1,4 @@
-"""The registry import as an RQ job, run by a real rq Worker (burst mode, forked work horse) on real Redis."""
+"""The registry import as an RQ job, run by our real RQ worker (burst mode, forked work horse) on real Redis."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-from rq import Queue, Worker
+from rq import Queue
 
+from dialer.jobs import DialerWorker
 from dialer.registry.jobs import JOB_TIMEOUT, QUEUE, enqueue_import, import_registry_job
 from dialer.registry.store import RegistryStore
 from tests.registry_files import e164_fr, french_numbers, write_lines
@@ -16,7 +17,7 @@ from tests.registry_files import e164_fr, french_numbers, write_lines
 def _run(client: redis.Redis, *args, **kwargs):
     queue = Queue(QUEUE, connection=client)
     job = queue.enqueue(import_registry_job, *args, **kwargs)
-    Worker([queue], connection=client).work(burst=True)
+    DialerWorker([queue], connection=client).work(burst=True)
     job.refresh()
     return job
 
@@ -42,7 +43,7 @@ def test_import_job_through_a_worker(redis_url: str, tmp_path: Path) -> None:
     changes = write_lines(tmp_path / "chg.tmp", [f"D,{numbers[0]}", "A,0999999999"])
     job = enqueue_import(client, redis_url, "bloctel", str(changes), delta=True, file_name="bloctel-changes.txt")
     assert job.timeout == JOB_TIMEOUT and job.origin == QUEUE
-    Worker([Queue(QUEUE, connection=client)], connection=client).work(burst=True)
+    DialerWorker([Queue(QUEUE, connection=client)], connection=client).work(burst=True)
     job.refresh()
     assert job.return_value()["status"] == "committed" and job.return_value()["kind"] == "delta"
     assert store.contains_many("bloctel", [e164_fr(numbers[0]), "+33999999999"]) == [False, True]

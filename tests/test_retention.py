@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from dialer import privacy, retention
 from dialer.audit import AuditLog
@@ -22,7 +21,7 @@ from dialer.audit_events import export_written
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.facts import FactStore, person_key
 from dialer.gate import Gate, Reservation, consent_use_key
-from dialer.jobs import RETENTION, get_queue
+from dialer.jobs import RETENTION, InlineWorker, get_queue
 from dialer.offboarding import OFFBOARDED, OffboardError, offboard
 from dialer.registry.store import RegistryStore
 from dialer.suppression import Suppression, configure
@@ -159,10 +158,10 @@ def test_error_reports_expire_and_the_job_runs_on_the_retention_queue(redis_clie
     redis_client.sadd("tenants", T)
     now = datetime.now(UTC)
     retention.enqueue_all(redis_client, now + timedelta(days=30))  # within the 90 days: kept
-    assert SimpleWorker([get_queue(redis_client, RETENTION)], connection=redis_client).work(burst=True)
+    assert InlineWorker([get_queue(redis_client, RETENTION)], connection=redis_client).work(burst=True)
     assert redis_client.llen(errors_key) == 1
     jobs = retention.enqueue_all(redis_client, now + timedelta(days=91))
-    assert SimpleWorker([get_queue(redis_client, RETENTION)], connection=redis_client).work(burst=True)
+    assert InlineWorker([get_queue(redis_client, RETENTION)], connection=redis_client).work(burst=True)
     assert redis_client.llen(errors_key) == 0
     job = get_queue(redis_client, RETENTION).fetch_job(jobs[0])
     assert job.return_value()["removed"]["error_reports"] == 1

@@ -9,22 +9,31 @@ from typing import Any
 import redis
 
 from dialer.audit import AuditLog, iso
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
+
+ACTIONS = {
+    "verify": "check the hash chain; exit 1 naming the first bad seq",
+    "anchor": "sign the current head with security.secret_key (schedule it, e.g. daily)",
+    "show": "print entries as JSON lines",
+}
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("audit", help="verify, anchor or show a tenant's audit trail")
-    parser.add_argument("action", choices=["verify", "anchor", "show"],
-                        help="verify: check the hash chain (exit 1 naming the first bad seq); "
-                             "anchor: sign the current head with security.secret_key; "
-                             "show: print entries as JSON lines")
-    who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--tenant", help="tenant id")
-    who.add_argument("--all", action="store_true", help="verify or anchor every tenant that has a trail")
-    parser.add_argument("--from", dest="first", type=int, default=1, help="show: first seq (default 1)")
-    parser.add_argument("--limit", type=int, default=100, help="show: at most this many entries (default 100)")
-    parser.set_defaults(func=run)
+    parser = sub.add_parser("audit", help="verify, anchor or show a tenant's audit trail",
+                            description="Verify, anchor or show a tenant's audit trail (docs/audit.md).")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in ACTIONS.items():
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        if name == "show":
+            action.add_argument("--tenant", required=True, help="tenant id")
+            action.add_argument("--from", dest="first", type=int, default=1, help="first seq (default 1)")
+            action.add_argument("--limit", type=int, default=100, help="at most this many entries (default 100)")
+        else:
+            who = action.add_mutually_exclusive_group(required=True)
+            who.add_argument("--tenant", help="tenant id")
+            who.add_argument("--all", action="store_true", help=f"{name} every tenant that has a trail")
+        action.set_defaults(func=run, all=False)
 
 
 def tenants_with_trails(client: redis.Redis) -> list[str]:
@@ -40,8 +49,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     client = redis.Redis.from_url(config.redis_url)
     try:
         log = AuditLog(client, config["security.secret_key"])
-        if args.all and args.action == "show":
-            raise CommandError("show needs --tenant")
         tenants = tenants_with_trails(client) if args.all else [args.tenant]
         if args.action == "verify":
             broken = 0
@@ -67,6 +74,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
                               "payload": entry.payload, "written": iso(entry.written), "hash": entry.hash}))
         return 0
     except redis.RedisError as exc:
-        raise CommandError(f"redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     finally:
         client.close()

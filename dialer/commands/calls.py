@@ -15,7 +15,7 @@ import redis
 
 from dialer.agent_dispositions import AGENT_OUTCOMES, UnknownCall, record_disposition
 from dialer.audit import AuditLog
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.facts import OPTOUT_SCOPES, FactStore
 from dialer.gate import Gate
@@ -25,9 +25,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("calls", help="calls the dialer placed")
     actions = parser.add_subparsers(dest="calls_action", metavar="ACTION", required=True)
     dispo = actions.add_parser("disposition", help="record an agent's disposition of a call")
-    dispo.add_argument("--tenant", required=True)
-    dispo.add_argument("call_id")
-    dispo.add_argument("outcome", choices=list(AGENT_OUTCOMES))
+    dispo.add_argument("--tenant", required=True, help="tenant the call belongs to")
+    dispo.add_argument("call_id", help="the dialer's call id (channel variable DIALER_CALL_ID)")
+    dispo.add_argument("outcome", choices=list(AGENT_OUTCOMES), help="the agent's disposition")
     dispo.add_argument("--scope", choices=list(OPTOUT_SCOPES), default="company", help="for opted_out")
     dispo.add_argument("--keyword", help="the words the person used (opted_out)")
     dispo.add_argument("--note", help="the agent's note, kept with the call attempt")
@@ -50,6 +50,9 @@ def run_disposition(args: Any, config: Config) -> int:
                            "7 days)") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise CommandError(f"{redis_unreachable(config.redis_url, exc)}; nothing recorded twice if you run it "
+                           "again") from None
     except redis.RedisError as exc:
         raise CommandError(f"Redis: {exc}; nothing recorded twice if you run it again") from None
     finally:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import redis
 
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.contacts.columns import load_mapping
 from dialer.contacts.export import KINDS, export
@@ -39,9 +39,9 @@ def register(sub: Any) -> None:
     actions = parser.add_subparsers(dest="lists_action", metavar="ACTION", required=True)
 
     imp = actions.add_parser("import", help="import a CSV/TSV file into a list (an RQ job; --inline in-process)")
-    imp.add_argument("file")
-    imp.add_argument("--list", required=True, dest="list_id")
-    imp.add_argument("--tenant", required=True)
+    imp.add_argument("file", help="CSV or spreadsheet export to import (encoding and delimiter detected)")
+    imp.add_argument("--list", required=True, dest="list_id", help="list to import into (created if new)")
+    imp.add_argument("--tenant", required=True, help="tenant (client) that owns the list")
     imp.add_argument("--region", default="FR", help="default region for national numbers (ISO code)")
     imp.add_argument("--mapping", help="column mapping JSON file (docs/contacts.md)")
     imp.add_argument("--campaign", help="also add the contacts to this campaign (deduplicated against it)")
@@ -51,34 +51,35 @@ def register(sub: Any) -> None:
     imp.set_defaults(func=run_import)
 
     status = actions.add_parser("status", help="status and summary of an import")
-    status.add_argument("import_id")
-    status.add_argument("--tenant", required=True)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("import_id", help="import id, as `lists import` printed it")
+    status.add_argument("--tenant", required=True, help="tenant that owns the import")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=run_status)
 
     errors = actions.add_parser("errors", help="row-level error report of an import, as CSV")
-    errors.add_argument("import_id")
-    errors.add_argument("--tenant", required=True)
+    errors.add_argument("import_id", help="import id, as `lists import` printed it")
+    errors.add_argument("--tenant", required=True, help="tenant that owns the import")
     errors.add_argument("-o", "--output", help="file to write (default: standard output)")
     errors.set_defaults(func=run_errors)
 
     scrub = actions.add_parser("scrub", help="who in a list may be called now, later, never (through the gate)")
-    scrub.add_argument("--list", required=True, dest="list_id")
-    scrub.add_argument("--tenant", required=True)
-    scrub.add_argument("--campaign", required=True)
-    scrub.add_argument("--purpose", default="telemarketing")
-    scrub.add_argument("--audience", default="consumer")
-    scrub.add_argument("--voice", default="human")
+    scrub.add_argument("--list", required=True, dest="list_id", help="list to check")
+    scrub.add_argument("--tenant", required=True, help="tenant that owns the list")
+    scrub.add_argument("--campaign", required=True,
+        help="campaign the calls would be made for (its attempt history counts)")
+    scrub.add_argument("--purpose", default="telemarketing", help="purpose of the calls (default telemarketing)")
+    scrub.add_argument("--audience", default="consumer", help="consumer or business (default consumer)")
+    scrub.add_argument("--voice", default="human", help="human, ai or prerecorded (default human)")
     scrub.add_argument("--at", help="instant to evaluate (ISO 8601, default now)")
     scrub.add_argument("-o", "--output", help="per-contact CSV (default: summary only)")
     scrub.set_defaults(func=run_scrub)
 
     exp = actions.add_parser("export", help="CSV export of contacts, attempts or outcomes")
-    exp.add_argument("kind", choices=KINDS)
-    exp.add_argument("--tenant", required=True)
+    exp.add_argument("kind", choices=KINDS, help="what to export")
+    exp.add_argument("--tenant", required=True, help="tenant whose data to export")
     group = exp.add_mutually_exclusive_group(required=True)
-    group.add_argument("--list", dest="list_id")
-    group.add_argument("--campaign")
+    group.add_argument("--list", dest="list_id", help="export this list's contacts")
+    group.add_argument("--campaign", help="export this campaign's contacts")
     exp.add_argument("-o", "--output", help="file to write (default: standard output)")
     exp.set_defaults(func=run_export)
 
@@ -102,7 +103,7 @@ def _client(config: Config) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     return client
 
 

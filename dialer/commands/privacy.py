@@ -17,15 +17,16 @@ from typing import Any
 import redis
 
 from dialer import privacy
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.commands.retention import parse_at
 from dialer.config import Config
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("subject", help="data subject requests: access, rectify, erase")
-    parser.add_argument("action", choices=["access", "rectify", "erase"])
-    parser.add_argument("--tenant", required=True)
+    parser.add_argument("action", choices=["access", "rectify", "erase"],
+        help="access: everything held about the person; rectify: correct fields; erase: remove and suppress")
+    parser.add_argument("--tenant", required=True, help="tenant (client) holding the data")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--phone", help="the person's number (E.164, or national with --country)")
     who.add_argument("--contact", help="a contact id")
@@ -82,6 +83,6 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except privacy.PrivacyError as exc:
         raise CommandError(f"{args.action}: {exc.message} [{exc.code}]") from None
     except redis.RedisError as exc:
-        raise CommandError(f"redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     finally:
         client.close()

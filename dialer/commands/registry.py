@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +48,7 @@ def register(sub: Any) -> None:
     status.set_defaults(func=run_status)
 
     lookup = actions.add_parser("lookup", help="is a number in a registry? (E.164, e.g. +33145678901)")
-    lookup.add_argument("numbers", nargs="+", metavar="NUMBER")
+    lookup.add_argument("numbers", nargs="+", metavar="NUMBER", help="numbers to look up (E.164 or national)")
     lookup.add_argument("--registry", action="append", metavar="NAME", help="registry to check (default: all)")
     lookup.set_defaults(func=run_lookup)
 
@@ -70,7 +72,11 @@ class _Bar:
             self.close()
             self.stage = stage
             label = {"read": "reading", "write": "writing", "commit": "swapping"}.get(stage, stage)
-            self.bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, file=sys.stderr, leave=False)
+            # A terminal that reports no width (some terminal multiplexers and IDE consoles) made tqdm draw an
+            # no bar at all; shutil falls back to 80x24 there.
+            size = shutil.get_terminal_size()
+            self.bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, file=sys.stderr, leave=False,
+                            ncols=size.columns, nrows=size.lines)
         assert self.bar is not None
         self.bar.update(done - self.bar.n)
 
@@ -90,7 +96,7 @@ def _print_bad_lines(report: LoadReport) -> None:
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:
-    from dialer.cli import CommandError
+    from dialer.cli import CommandError, redis_unreachable
 
     try:
         check_name(args.registry)
@@ -104,6 +110,8 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
         raise CommandError("--max-shrink-share: expected a share between 0 and 1")
     obtained_at = _obtained_at(args.obtained_at) if args.obtained_at else None
     bar = _Bar(not args.quiet)
+    # The loader logs its outcome for workers' logs; here the summary printed below says it, once.
+    logging.getLogger("dialer.registry.loader").setLevel(logging.WARNING)
     try:
         report = load_registry(
             _client(config), args.registry, args.file, delta=args.delta, fmt=args.format, country=args.country,
@@ -114,6 +122,9 @@ def run_import(args: argparse.Namespace, config: Config) -> int:
         bar.close()
         _print_bad_lines(exc.report)
         raise CommandError(f"registry {args.registry}: load refused, nothing changed: {exc}") from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        bar.close()
+        raise redis_unreachable(config.redis_url, exc) from None
     except (RegistryError, redis.RedisError) as exc:
         bar.close()
         raise CommandError(f"registry {args.registry}: {exc}") from None
@@ -141,7 +152,7 @@ def _obtained_at(text: str) -> datetime:
 
 
 def run_status(args: argparse.Namespace, config: Config) -> int:
-    from dialer.cli import CommandError
+    from dialer.cli import CommandError, redis_unreachable
 
     store = RegistryStore(_client(config))
     try:
@@ -162,13 +173,15 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
                   f"loaded {v.loaded_at:%Y-%m-%d %H:%M:%S} UTC{obtained} "
                   f"({v.kind} from {v.file_name}, +{v.added} -{v.removed}, {v.invalid} malformed lines), "
                   f"sha256 {v.source_hash[:16]}…, {v.blob_bytes} bytes")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise redis_unreachable(config.redis_url, exc) from None
     except (ValueError, RegistryError, redis.RedisError) as exc:
         raise CommandError(str(exc)) from None
     return 1 if missing else 0
 
 
 def run_lookup(args: argparse.Namespace, config: Config) -> int:
-    from dialer.cli import CommandError
+    from dialer.cli import CommandError, redis_unreachable
 
     store = RegistryStore(_client(config))
     try:
@@ -186,6 +199,8 @@ def run_lookup(args: argparse.Namespace, config: Config) -> int:
                   f" (checked {', '.join(names)})")
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise redis_unreachable(config.redis_url, exc) from None
     except (RegistryError, redis.RedisError) as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from dialer import retention
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,12 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("retention", help="apply, show or schedule the tenants' retention policies")
     actions = parser.add_subparsers(dest="retention_action", required=True, metavar="ACTION")
     run_p = actions.add_parser("run", help="apply a tenant's retention policy")
-    run_p.add_argument("--tenant", required=True)
+    run_p.add_argument("--tenant", required=True, help="tenant whose expired data to remove")
     run_p.add_argument("--at", help="the instant to apply it at, ISO 8601 (default: now)")
     run_p.add_argument("--enqueue", action="store_true", help="run it as a job on the retention queue")
     run_p.set_defaults(func=run_run)
     pol = actions.add_parser("policy", help="show or change a tenant's retention periods (days)")
-    pol.add_argument("--tenant", required=True)
+    pol.add_argument("--tenant", required=True, help="tenant whose retention policy to show or change")
     pol.add_argument("--set", action="append", default=[], metavar="KIND=DAYS",
                      help=f"kinds: {', '.join(retention.KINDS)}; repeat")
     pol.set_defaults(func=run_policy)
@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
 def register_offboard(tenant_sub: Any) -> None:
     """`dialer tenant offboard` (added to the gateway's `dialer tenant` command)."""
     off = tenant_sub.add_parser("offboard", help="contract end: export all the tenant's data, then delete it")
-    off.add_argument("--tenant", required=True)
+    off.add_argument("--tenant", required=True, help="tenant to offboard")
     off.add_argument("--export", required=True, help="new directory, or a path ending in .zip")
     off.add_argument("--at", help="instant of the offboarding, ISO 8601 (default: now)")
     off.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -71,7 +71,7 @@ def _client(config: Config) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     return client
 
 

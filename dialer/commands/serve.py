@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from gateway.app import make_app
 
@@ -28,7 +32,7 @@ class AccessLogger(AbstractAccessLogger):
 def register(sub: Any) -> None:
     parser = sub.add_parser("serve", help="run the HTTP gateway and dashboard")
     parser.add_argument("--host", help="bind address (default: gateway.host)")
-    parser.add_argument("--port", type=int, help="port (default: gateway.port)")
+    parser.add_argument("--port", type=int, help="port (default: gateway.port; 0: any free port, printed at start)")
     parser.set_defaults(func=run)
 
 
@@ -51,8 +55,41 @@ async def build(config: Config) -> web.Application:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     host = args.host or config["gateway.host"]
-    port = args.port or config["gateway.port"]
+    port = config["gateway.port"] if args.port is None else args.port  # --port 0: any free port
+    check_redis(config.redis_url)
+    sock = listen(host, port)
+    host, port = sock.getsockname()[:2]
     print(f"gateway on http://{host}:{port}/ (API under /v1, OpenAPI at /v1/openapi.json)", flush=True)
-    web.run_app(build(config), host=host, port=port, access_log_class=AccessLogger, print=None,
-                shutdown_timeout=5)
+    web.run_app(build(config), sock=sock, access_log_class=AccessLogger, print=None, shutdown_timeout=5)
     return 0
+
+
+def check_redis(url: str) -> None:
+    """Refuse to start without Redis: a gateway that answers every request with an error is worse than none."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise redis_unreachable(url, exc) from None
+    finally:
+        client.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or one line saying why not (port in use, address not on this machine)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = "port already in use (another gateway?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CommandError(f"cannot listen on {host}:{port}: {why}; choose another with --port "
+                           "(--port 0 picks a free one)") from None
+    return sock

@@ -40,14 +40,15 @@ def _duration(text: str) -> float:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("simulate", help="simulate a campaign through the pacing engine")
-    parser.add_argument("--mode", choices=[m.value for m in PacingMode], default="predictive")
+    parser.add_argument("--mode", choices=[m.value for m in PacingMode], default="predictive",
+        help="pacing mode to simulate (default predictive)")
     parser.add_argument("--agents", type=int, default=50, help="agents (or AI sessions in agentless mode)")
     parser.add_argument("--answer-rate", type=float, default=0.15, help="live (human) answers per attempt")
     parser.add_argument("--talk-mean", type=float, default=90.0, help="mean talk time, seconds (lognormal)")
     parser.add_argument("--talk-sigma", type=float, default=0.8, help="lognormal shape of talk time")
     parser.add_argument("--wrapup-mean", type=float, default=5.0, help="mean wrap-up time, seconds")
     parser.add_argument("--duration", type=_duration, default=8 * 3600.0, help="simulated time (8h, 90m, ...)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same day (default 1)")
     parser.add_argument("--cap", type=float, default=DEFAULT_ABANDON_CAP, help="abandon cap (share of live answers)")
     parser.add_argument("--ratio", type=float, default=2.0, help="lines per free agent in power mode")
     parser.add_argument("--jurisdiction", default="US", help="abandon window: US 30 days, GB 24 h")

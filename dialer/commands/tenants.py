@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from dialer.audit import AuditEvent, append_async
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from gateway.auth import ROLES, AuthError, AuthStore
 
@@ -38,18 +38,18 @@ def register(sub: Any) -> None:
     token = sub.add_parser("token", help="create, list and revoke API tokens")
     token_sub = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="create a token (printed once); creates the user if needed")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--user", required=True)
-    create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--label", default="")
+    create.add_argument("--tenant", required=True, help="tenant the token acts for")
+    create.add_argument("--user", required=True, help="who the token is for (shown in the audit trail)")
+    create.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
+    create.add_argument("--label", default="", help="a note to tell tokens apart (e.g. 'CRM sync')")
     create.add_argument("--expires-days", type=int, help="the token stops working after this many days")
     create.set_defaults(func=run_token_create)
     listing = token_sub.add_parser("list", help="list a tenant's tokens (ids only, never secrets)")
-    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--tenant", required=True, help="tenant whose tokens to list")
     listing.set_defaults(func=run_token_list)
     revoke = token_sub.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("--tenant", required=True)
-    revoke.add_argument("token_id")
+    revoke.add_argument("--tenant", required=True, help="tenant the token belongs to")
+    revoke.add_argument("token_id", help="token id, as `dialer token list` shows it")
     revoke.set_defaults(func=run_token_revoke)
 
 
@@ -61,7 +61,7 @@ def _with_store(config: Config, work: Any) -> Any:
         except AuthError as exc:
             raise CommandError(str(exc)) from None
         except (ConnectionError, OSError, aioredis.ConnectionError) as exc:
-            raise CommandError(f"cannot reach Redis at redis.url: {exc}") from None
+            raise redis_unreachable(config.redis_url, exc) from None
         finally:
             await client.aclose()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from dialer.cli import CommandError
+from dialer.cli import redis_unreachable
 from dialer.config import Config
 
 
@@ -45,7 +45,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
                 info["id"] = key.decode().removeprefix(process_key(""))
                 processes.append(info)
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     finally:
         client.close()
     rows = []

@@ -17,12 +17,10 @@ import uuid
 from typing import Any
 
 import redis
-from rq import Worker
-from rq.exceptions import StopRequested
 
-from dialer.cli import CommandError
+from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
-from dialer.jobs import QUEUES
+from dialer.jobs import QUEUES, STOP_SIGNALS, DialerWorker
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +43,12 @@ def parse_queues(text: str) -> list[str]:
     return names
 
 
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-class DialerWorker(Worker):
-    """An RQ worker that holds stop signals until its own handlers are in place.
-
-    RQ registers the worker in Redis before it installs its SIGTERM handler; a stop request
-    arriving in between would kill it the hard way and leave it registered. `work()` blocks the
-    signals first, and they are delivered (to RQ's warm-shutdown handler) once it is ready."""
-
-    def _install_signal_handlers(self) -> None:
-        super()._install_signal_handlers()
-        try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        except StopRequested:
-            # A stop held while blocked is delivered right here, outside RQ's loop, whose handler then
-            # raises StopRequested (idle worker): that escaped work() and the process died with a
-            # traceback, still registered. Record it instead; the loop checks it first and leaves cleanly.
-            self._stop_requested = True
-
-
-def work(url: str, queues: list[str], burst: bool, name: str) -> bool:
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+def work(url: str, queues: list[str], burst: bool, name: str, own_group: bool = False) -> bool:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if own_group:
+        # A terminal's Ctrl+C reaches the whole foreground group; the parent forwards it once, so a
+        # child in the parent's group would see each request twice.
+        os.setpgrp()
     client = redis.Redis.from_url(url)
     worker = DialerWorker(queues, connection=client, name=name)
     return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
@@ -79,7 +60,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+        raise redis_unreachable(config.redis_url, exc) from None
     if "imports" in queues:
         from dialer.contacts.jobs import resume_imports
 
@@ -92,7 +73,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 0
     procs = [
         multiprocessing.Process(target=work, args=(config.redis_url, queues, args.burst,
-                                                   f"{prefix}.{uuid.uuid4().hex[:6]}"), daemon=False)
+                                                   f"{prefix}.{uuid.uuid4().hex[:6]}", True), daemon=False)
         for _ in range(args.processes)
     ]
 
@@ -104,12 +85,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     # Children are forked with the stop signals blocked (they unblock once RQ is ready), and the
     # parent takes them only once it can forward them: no stop request is lost or half-handled.
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     for proc in procs:
         proc.start()
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     for proc in procs:
         proc.join()
     return 0 if all(p.exitcode == 0 for p in procs) else 1
