@@ -97,6 +97,14 @@ AWKWARD = [
     '"campaign": {"id": "c1", "recording": 1}}',
     '{"id": "h", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
     '"history": [{"at": "2026-01-04T10:00:00Z", "outcome": "x"}]}',
+    '{"id": "h4", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
+    '"history": [{"at": "2026-01-05T08:00:00Z", "outcome": ""}]}',
+    '{"id": "h5", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
+    '"history": [{"at": "2026-01-05T08:00:00Z", "call_id": " x1 "}, {"at": "2026-01-05T08:00:00Z", "campaign": 5}]}',
+    '{"id": "h6", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
+    '"history": [{"at": "2026-01-05T08:00:00Z"}, {"outcome": "busy"}, {"at": "2026-01-05T08:00:00Z", "x": 1}]}',
+    '{"id": "h7", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
+    '"history": [{"at": "2026-01-05T08:00:00Z", "outcome": "refused", "campaign": "c9"}, 3]}',
     '{"id": "h2", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '
     '"history": {"at": "2026-01-04T10:00:00Z"}}',
     '{"id": "h3", "at": "2026-01-05T10:00:00Z", "contact": {"phone": "+33145678901"}, "campaign": {"id": "c1"}, '

@@ -28,7 +28,7 @@ import orjson
 
 from rules import scenario as sc
 from rules.engine import evaluate
-from rules.model import Campaign, Contact, Decision, Facts, Reason
+from rules.model import OUTCOMES, Attempt, Campaign, Contact, Decision, Facts, Reason
 from rules.packs import PackSet
 
 BATCH = 2000  # lines per write
@@ -169,6 +169,31 @@ class ScenarioReader:
         sc._list(v, where)  # raises: not a list
         return ()
 
+    def _history(self, v: Any, default_campaign: str) -> tuple[Attempt, ...]:
+        """The history's attempts. Each person's attempts are their own (a cache of them would miss), so the common
+        shape is built directly, with the reference parser's checks; anything else goes through that parser, which
+        then words the error."""
+        if v.__class__ is not list:
+            return self._list(self.attempts, sc._attempt, v, "history", default_campaign)
+        out = []
+        instants = self.instants.data
+        for i, item in enumerate(v):
+            if item.__class__ is dict and _ATTEMPT_FIELDS.issuperset(item):
+                at = item.get("at")
+                campaign = item.get("campaign", default_campaign)
+                outcome = item.get("outcome")
+                call_id = item.get("call_id")
+                when = instants.get(at) if at.__class__ is str else None
+                if (when is not None and campaign.__class__ is str and call_id is None
+                        and (outcome is None or (outcome.__class__ is str and outcome in _OUTCOMES))):
+                    out.append(Attempt(at=when, campaign=campaign, outcome=outcome or "unknown", call_id=None))
+                    continue
+            attempt = sc._attempt(item, f"history[{i}]", default_campaign)
+            if item.get("at").__class__ is str:  # parsed: its instant is now known
+                self.instants.put(item["at"], attempt.at)
+            out.append(attempt)
+        return tuple(out)
+
     def parse(self, data: Any) -> tuple[Any, datetime, Contact, Campaign, Facts]:
         """parse_scenario(data) as (id, at, contact, campaign, facts), with the same checks in the same order (so
         the first error is the same)."""
@@ -182,7 +207,7 @@ class ScenarioReader:
         relationships = self._list(self.relationships, sc._relationship, get("relationships"), "relationships")
         lists = self._lists(get("lists"))
         copies = self._copies(get("registry_copies"))
-        history = self._list(self.attempts, sc._attempt, get("history"), "history", campaign.id)
+        history = self._history(get("history"), campaign.id)
         if len(history) > 1:
             history = tuple(sorted(history, key=_attempt_at))
         facts = Facts(consent=consent, relationships=relationships, lists=lists, registry_copies=copies,
@@ -199,6 +224,8 @@ class ScenarioReader:
 
 
 _TOP_FIELDS = frozenset(sc.TOP_FIELDS)
+_ATTEMPT_FIELDS = frozenset({"at", "campaign", "outcome", "call_id"})
+_OUTCOMES = frozenset(OUTCOMES)
 
 
 def _attempt_at(a: Any) -> datetime:
