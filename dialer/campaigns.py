@@ -66,6 +66,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
+        "contract_related": {"type": "boolean", "default": False,
+                             "description": "the calls are made in the performance of the called person's ongoing "
+                                            "contract and relate to its object (France, C. consom. L.223-1)"},
         "pacing_mode": {"type": "string", "enum": ["progressive", "power", "predictive", "agentless"],
                         "default": "progressive"},
         "pacing_ratio": {"type": "number", "minimum": 1, "maximum": 20, "default": 2,
@@ -249,9 +252,11 @@ class StoredCampaign:
         # A call answered by an AI voice agent is an artificial voice (FCC 24-17), whatever `voice` says: the
         # gate must apply the artificial-voice consent rules to it (fail closed on a campaign left at the default).
         voice = "artificial" if c.get("agent_kind") == "ai" else c.get("voice", "human")
+        # every pacing mode selects and dials the numbers itself: state "automated system" consent laws apply
         return Campaign(id=self.id, tenant=self.tenant, purpose=c.get("purpose", "telemarketing"),
                         audience=c.get("audience", "consumer"), voice=voice,
-                        recording=bool(c.get("recording", False)),
+                        recording=bool(c.get("recording", False)), dialing=c.get("pacing_mode", "progressive"),
+                        contract_related=bool(c.get("contract_related", False)),
                         caller_id=str(c.get("caller_id") or ""))  # none configured: masked, denied
 
 

@@ -107,6 +107,11 @@ def situate(e164: str, country: str | None, state: str | None, postal_code: str 
         codes.append(c)
         if sub:
             codes.append(f"{c}-{sub}")
+    for c in geo.STATE_LAW_COUNTRIES:
+        if c in codes and not any(pc == c and sub for pc, sub in places):
+            # a toll-free, 5XX or other non-geographic number and no address: any state may be home, so every
+            # state's rules apply (the narrowest hours, every day and holiday ban, every cap; "US-*")
+            codes.append(f"{c}-*")
     return Situation(e164, tuple(places), tuple(dict.fromkeys(codes)), tuple(sorted(zones)), tuple(unresolved))
 
 
@@ -141,23 +146,33 @@ class _Context:
             value = self.local_cache[key] = t.astimezone(zone(zone_name))
         return value
 
-    def consent(self, at: datetime, written: bool, channels: tuple[str, ...]) -> ConsentState:
-        key = (at, written, channels)
+    def consent(self, at: datetime, written: bool, channels: tuple[str, ...], proof: bool = True) -> ConsentState:
+        key = (at, written, channels, proof)
         state = self.consent_cache.get(key)
         if state is None:
             if self.facts.consent:
                 state = consent_state(self.facts.consent, purpose=self.campaign.purpose, campaign=self.campaign.id,
-                                      at=at, written=written, channels=channels)
+                                      at=at, written=written, channels=channels, proof=proof)
             else:  # no record at all: nothing to weigh
                 state = ConsentState.NONE
             self.consent_cache[key] = state
         return state
 
+    def relationship(self, specs: tuple[dict, ...], t: datetime) -> str | None:
+        """The kind of relationship that exempts under these specs at `t` (dates in the contact's zones)."""
+        if not specs or not self.facts.relationships:
+            return None
+        return relationship_exempts(self.facts.relationships, specs, t, self.situation.zones,
+                                    self.campaign.contract_related)
+
     def attempts(self, rule: Rule) -> list[Attempt]:
         outcomes = rule.params["outcomes"]
         by_campaign = rule.params["scope"] == "campaign"
+        # An unknown outcome may have been any of them (an answer, a refusal, an abandon): it counts for every
+        # cap and cool-off, whatever outcomes the rule names.
         return [a for a in self.facts.history
-                if ("*" in outcomes or a.outcome in outcomes) and (not by_campaign or a.campaign == self.campaign.id)]
+                if ("*" in outcomes or a.outcome in outcomes or a.outcome == "unknown")
+                and (not by_campaign or a.campaign == self.campaign.id)]
 
 
 Out = list[tuple[Reason, tuple[Constraint, ...]]]
@@ -194,7 +209,8 @@ def _inside(days: tuple[tuple[tuple[int, int], ...], ...], local: datetime) -> b
 
 def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     days = rule.params["_days"]
-    zones = ctx.situation.zones
+    # a law that names its clock ("Central Standard Time") is read on that clock, not the called party's
+    zones = (rule.params["clock"],) if rule.params["clock"] else ctx.plan.zones(pack)
     blocked = [z for z in zones if not _inside(days, ctx.local(t, z))]
     if blocked:
         constraints = tuple(WeeklyWindows(zone(z), days) for z in zones)
@@ -205,7 +221,7 @@ def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out:
 
 def check_days(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     weekdays = frozenset(WEEKDAYS.index(d) for d in rule.params["days"])
-    zones = ctx.situation.zones
+    zones = ctx.plan.zones(pack)
     blocked = [z for z in zones if ctx.local(t, z).weekday() in weekdays]
     if blocked:
         constraints = tuple(ClosedDays(zone(z), weekdays=weekdays) for z in zones)
@@ -235,10 +251,11 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
 
 def check_public_holidays(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     calendars = _holiday_calendars(ctx, rule)
-    for z in ctx.situation.zones:
+    zones = ctx.plan.zones(pack)
+    for z in zones:
         day = ctx.local(t, z).date()
         if any(day in holiday_dates(country, sub, day.year) for country, sub in calendars):
-            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in ctx.situation.zones)
+            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in zones)
             names = sorted({holiday_name(country, sub, day) for country, sub in calendars
                             if day in holiday_dates(country, sub, day.year)})
             text = f"public holiday {day.isoformat()} ({', '.join(names)}) in {z}"
@@ -269,10 +286,13 @@ def _cooloff(code: str, what: str) -> Check:
     def check(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
         duration: timedelta = rule.params["duration"]
         # attempts stamped after `t` count too: another process's clock may run slightly ahead
-        times = [a.at for a in ctx.attempts(rule)]
-        if times and t < max(times) + duration:
-            until = max(times) + duration
-            text = f"{what} at {max(times):%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
+        attempts = ctx.attempts(rule)
+        if attempts and t < max(a.at for a in attempts) + duration:
+            last = max(attempts, key=lambda a: a.at)
+            until = last.at + duration
+            # an unknown outcome counts for every cool-off (it may have been one): say so, not that it was one
+            seen = f"call with unknown outcome (counted as a {what})" if last.outcome == "unknown" else what
+            text = f"{seen} at {last.at:%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
             out.append((_reason(code, rule, text, until), (NotBefore(until),)))
     return check
 
@@ -280,19 +300,27 @@ def _cooloff(code: str, what: str) -> Check:
 # --- permanent checks (cleared only by new facts) ------------------------------------------------------
 
 def _consent_reason(ctx: _Context, rule: Rule, t: datetime, written: bool, missing_code: str, out: Out) -> None:
-    state = ctx.consent(t, written, tuple(rule.params["channels"]))
+    state = ctx.consent(t, written, tuple(rule.params["channels"]), rule.params["proof"])
     if state is ConsentState.VALID:
         return
+    why = rule.params.get("why")
+    head = f"{why}: " if why else ""
     if state is ConsentState.WITHDRAWN:
-        out.append((_reason("CONSENT_WITHDRAWN", rule, f"consent for {ctx.campaign.purpose} was withdrawn"), ()))
+        out.append((_reason("CONSENT_WITHDRAWN", rule, f"{head}consent for {ctx.campaign.purpose} was withdrawn"),
+                    ()))
         return
     kind = "written consent" if written else "consent"
-    out.append((_reason(missing_code, rule, f"no valid {kind} for {ctx.campaign.purpose} calls"), ()))
+    if state is ConsentState.UNPROVED:
+        text = (f"{head}the {kind} for {ctx.campaign.purpose} calls has no evidence (no evidence reference and no "
+                f"source): the caller must be able to prove it")
+        out.append((_reason("NO_CONSENT", rule, text), ()))
+        return
+    out.append((_reason(missing_code, rule, f"{head}no valid {kind} for {ctx.campaign.purpose} calls"), ()))
 
 
 def check_consent_required(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     exemptions = rule.params["exemptions"]
-    if exemptions and relationship_exempts(ctx.facts.relationships, exemptions["relationships"], t):
+    if exemptions and ctx.relationship(exemptions["relationships"], t):
         return
     _consent_reason(ctx, rule, t, rule.params["written"], "NO_CONSENT", out)
 
@@ -307,11 +335,11 @@ def _registry_exemption(ctx: _Context, rule: Rule, t: datetime) -> str | None:
     if not ex:
         return None
     channels = ("phone",)
-    if ex["written_consent"] and ctx.consent(t, True, channels) is ConsentState.VALID:
+    if ex["written_consent"] and ctx.consent(t, True, channels, ex["proof"]) is ConsentState.VALID:
         return "written consent"
-    if ex["consent"] and ctx.consent(t, False, channels) is ConsentState.VALID:
+    if ex["consent"] and ctx.consent(t, False, channels, ex["proof"]) is ConsentState.VALID:
         return "consent"
-    return relationship_exempts(ctx.facts.relationships, ex["relationships"], t)
+    return ctx.relationship(ex["relationships"], t)
 
 
 def check_national_registry(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
@@ -441,7 +469,8 @@ class _Interval:
             (pos, p, r, *CHECKS[r.kind], r.kind in LOCATION_KINDS)
             for pos, (p, r) in enumerate(plan.selected) if p.in_force(t) and r.in_force(t))
         # consent_waives rules: (rule ids waived, written required, channels)
-        self.waivers = tuple((frozenset(r.params["rules"]), r.params["written"], tuple(r.params["channels"]))
+        self.waivers = tuple((frozenset(r.params["rules"]), r.params["written"], tuple(r.params["channels"]),
+                              r.params["proof"])
                              for _pos, _p, r, *_ in self.entries if r.kind == "consent_waives")
         self.refs = tuple(p.ref for p in plan.packs if p.in_force(t))
 
@@ -452,7 +481,7 @@ class _Plan:
     rules in force per interval between effective dates; the results of its location checks are memoized per
     instant (the same for every contact of a batch in the same place)."""
 
-    __slots__ = ("bounds", "intervals", "packs", "problems", "selected")
+    __slots__ = ("bounds", "intervals", "pack_zones", "packs", "problems", "selected", "situation")
 
     def __init__(self, packs: PackSet, situation: Situation, campaign: Campaign) -> None:
         problems = [
@@ -465,11 +494,25 @@ class _Plan:
             problems.append(_gate_reason("MISSING_DATA", "no time zone known for this number or address",
                                          "gate/zones"))
         self.problems = tuple(problems)
-        self.selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+        self.selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice,
+                                     campaign.dialing)
         self.packs = packs.for_jurisdictions(situation.codes)
         self.bounds = sorted({b for p, r in self.selected for b in (p.start, p.end, r.start, r.end) if b is not None}
                              | {b for p in self.packs for b in (p.start, p.end) if b is not None})
         self.intervals: dict[int, _Interval] = {}
+        self.situation = situation
+        # a state's pack applied because the state is unknown ("US-*"): its hours, days and holidays are read in
+        # that state's zones (a person in Kentucky keeps Kentucky's clock), within the number's candidate zones
+        self.pack_zones: dict[int, tuple[str, ...]] = {}
+        for p in self.packs:
+            country, _, sub = p.jurisdiction.partition("-")
+            if sub and f"{country}-*" in situation.codes:
+                own = geo.subdivision_zones(country, sub)
+                self.pack_zones[id(p)] = tuple(z for z in situation.zones if z in own) or own or situation.zones
+
+    def zones(self, pack: Pack) -> tuple[str, ...]:
+        """The zones in which a pack's time rules are read for this place."""
+        return self.pack_zones.get(id(pack), self.situation.zones)
 
     def at(self, t: datetime) -> _Interval:
         index = bisect_right(self.bounds, t)
@@ -487,7 +530,7 @@ def _plan(packs: PackSet, situation: Situation, campaign: Campaign) -> _Plan:
     if plans is None:  # not a PackSet: no place to keep plans
         return _Plan(packs, situation, campaign)
     key = (situation.places, situation.zones, situation.unresolved, campaign.purpose, campaign.audience,
-           campaign.voice)
+           campaign.voice, campaign.dialing)
     plan = plans.get(key)
     if plan is None:
         plan = _Plan(packs, situation, campaign)
@@ -502,8 +545,8 @@ def _run(ctx: _Context, t: datetime, time_only: bool) -> Out:
     plan = ctx.plan
     interval = plan.at(t)
     waived: set[str] | None = None
-    for rule_ids, written, channels in interval.waivers:
-        if ctx.consent(t, written, channels) is ConsentState.VALID:
+    for rule_ids, written, channels, proof in interval.waivers:
+        if ctx.consent(t, written, channels, proof) is ConsentState.VALID:
             waived = (waived or set()) | rule_ids
     out: Out = []
     memo = _MEMO
@@ -608,6 +651,6 @@ def required_registries(contact: Contact, campaign: Campaign, at: datetime, pack
     except geo.InvalidNumber:
         return ()
     situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
-    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    selected = packs.select(situation.codes, campaign.purpose, campaign.audience, campaign.voice, campaign.dialing)
     return tuple(dict.fromkeys(r.params["registry"] for _p, r in _in_force(selected, at)
                                if r.kind == "national_registry"))

@@ -38,6 +38,9 @@ FR_DEPARTMENT_ZONES = {
     "974": "Indian/Reunion", "975": "America/Miquelon", "976": "Indian/Mayotte",
     "977": "America/St_Barthelemy", "978": "America/Marigot",
 }
+# Countries whose subdivisions (states) have their own calling rules: where a number's state cannot be known and
+# no address tells it, every subdivision's rules apply (the engine's "US-*").
+STATE_LAW_COUNTRIES = ("US",)
 # US territories have their own ISO codes and NANP area codes, but federal US law (TCPA, TSR) applies there.
 US_TERRITORIES = ("PR", "VI", "GU", "AS", "MP")
 # Canadian postal codes: the first letter names the province (X covers NT and NU).
@@ -90,6 +93,11 @@ def _subdivision_zones() -> dict[tuple[str, str], tuple[str, ...]]:
         if area.subdivision:
             zones.setdefault((area.country, area.subdivision), set()).update(area.zones)
     return {key: tuple(sorted(value)) for key, value in zones.items()}
+
+
+def subdivision_zones(country: str, subdivision: str) -> tuple[str, ...]:
+    """The zones of a US state or Canadian province (the union of its area codes' zones); empty if unknown."""
+    return _subdivision_zones().get((country.upper(), subdivision.upper()), ())
 
 
 @lru_cache(maxsize=1)
@@ -193,6 +201,21 @@ def fr_department(postal_code: str) -> str | None:
     return code[:2]
 
 
+def us_zip5(postal_code: str) -> str | None:
+    """The 5-digit ZIP of a US postal code: "02134", "02134-1234" / "021341234" (ZIP+4), or a ZIP whose leading
+    zero a spreadsheet dropped ("2134", "2134-1234": every ZIP under 10000 starts with 0, in New England, New
+    Jersey, Puerto Rico...). Anything else is None: the gate does not guess a state from it."""
+    code = postal_code.strip()
+    head, _, plus4 = code.partition("-")
+    if not plus4 and len(head) in (8, 9) and head.isdigit():  # ZIP+4 without its dash
+        head, plus4 = head[:-4], head[-4:]
+    if plus4 and not (len(plus4) == 4 and plus4.isdigit()):
+        return None
+    if not head.isdigit() or len(head) not in (4, 5):
+        return None
+    return head.zfill(5)
+
+
 @lru_cache(maxsize=65536)
 def address_jurisdiction(country: str, state: str | None = None, postal_code: str | None = None,
                          ) -> tuple[str, str | None]:
@@ -207,8 +230,9 @@ def address_jurisdiction(country: str, state: str | None = None, postal_code: st
         return country, state.strip().upper()
     if postal_code:
         code = postal_code.strip().upper()
-        if country == "US" and code[:3].isdigit():
-            return country, _zip3_states().get(code[:3])
+        if country == "US":
+            zip5 = us_zip5(code)
+            return country, _zip3_states().get(zip5[:3]) if zip5 else None
         if country == "CA" and code[:1] in CA_POSTAL_FIRST:
             return country, CA_POSTAL_FIRST[code[:1]]
         if country == "FR":

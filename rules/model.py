@@ -18,6 +18,10 @@ OUTCOMES = (
 PURPOSES = ("telemarketing", "informational", "debt_collection", "survey", "political", "charity")
 AUDIENCES = ("consumer", "business")
 VOICES = ("human", "artificial")
+# How a campaign's numbers are dialled. Every mode but `manual` has the system select the next number from a
+# list and dial it (the runtime's progressive, power, predictive and agentless modes; `preview` dials on the
+# agent's click): state "automated system" laws cover them (docs/gate.md). None: not said, read as automated.
+DIALING_MODES = ("manual", "preview", "progressive", "power", "predictive", "agentless")
 
 
 def utc(value: datetime) -> datetime:
@@ -41,6 +45,8 @@ class Campaign:
     tenant: str
     purpose: str = "telemarketing"
     audience: str = "consumer"
+    dialing: str | None = None  # one of DIALING_MODES; None (unknown) matches every rule filter (fail closed)
+    contract_related: bool = False  # calls made in the performance of the person's ongoing contract, about it
     voice: str = "human"  # "artificial" covers AI voice agents and prerecorded messages
     recording: bool = False
     # the number presented to the called person, E.164; "" presents none (masked); None: not stated (the

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 
 from rules.caller_id import NUMBER_TYPES
-from rules.model import AUDIENCES, OUTCOMES, PURPOSES, VOICES, PackRef
+from rules.model import AUDIENCES, DIALING_MODES, OUTCOMES, PURPOSES, VOICES, PackRef
 from rules.time_windows import WEEKDAYS, parse_window, weekly_days
 
 BUILTIN_DIR = Path(__file__).with_name("packs")
@@ -50,16 +50,18 @@ class Rule:
     purposes: frozenset[str] | None = None  # None: every purpose
     audiences: frozenset[str] | None = None
     voices: frozenset[str] | None = None
+    dialing: frozenset[str] | None = None  # dialing modes; a campaign whose mode is unknown (None) matches
     unconfirmed: bool = False
     configurable: bool = False
 
     def in_force(self, at: datetime) -> bool:
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
-    def applies_to(self, purpose: str, audience: str, voice: str) -> bool:
+    def applies_to(self, purpose: str, audience: str, voice: str, dialing: str | None = None) -> bool:
         return ((self.purposes is None or purpose in self.purposes)
                 and (self.audiences is None or audience in self.audiences)
-                and (self.voices is None or voice in self.voices))
+                and (self.voices is None or voice in self.voices)
+                and (self.dialing is None or dialing is None or dialing in self.dialing))
 
 
 @dataclass(frozen=True)
@@ -109,20 +111,27 @@ class PackSet:
         return self._countries
 
     def for_jurisdictions(self, codes: Iterable[str]) -> tuple[Pack, ...]:
+        """The packs of these codes. "US-*" (a US number whose state nobody can tell) stands for every
+        subdivision of the country: all their packs apply (fail closed)."""
         found: list[Pack] = []
         for code in codes:
-            found.extend(self.by_jurisdiction.get(code, ()))
-        return tuple(found)
+            if code.endswith("-*"):
+                prefix = code[:-1]
+                found.extend(p for p in self.packs if p.jurisdiction.startswith(prefix))
+            else:
+                found.extend(self.by_jurisdiction.get(code, ()))
+        seen: set[int] = set()  # a pack once, even when "US-*" and "US-FL" both name it (packs are unhashable)
+        return tuple(p for p in found if not (id(p) in seen or seen.add(id(p))))
 
-    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+    def select(self, codes: tuple[str, ...], purpose: str, audience: str, voice: str, dialing: str | None = None,
                ) -> tuple[tuple[Pack, Rule], ...]:
         """Every (pack, rule) of these jurisdictions that applies to such a campaign, whatever the date
         (memoized: the engine then keeps those in force at the instant)."""
-        key = (codes, purpose, audience, voice)
+        key = (codes, purpose, audience, voice, dialing)
         found = self._selection.get(key)
         if found is None:
             found = tuple((p, r) for p in self.for_jurisdictions(codes) for r in p.rules
-                          if r.applies_to(purpose, audience, voice))
+                          if r.applies_to(purpose, audience, voice, dialing))
             if len(self._selection) < 100_000:
                 self._selection[key] = found
         return found
@@ -215,6 +224,14 @@ def _windows(v: Any, where: str) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
+def _zone_name(v: Any, where: str) -> str:
+    try:
+        ZoneInfo(_str(v, where))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Field(where, "expected an IANA zone name, e.g. Etc/GMT+6") from None
+    return v
+
+
 def _str_list(v: Any, where: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise _Field(where, "expected a list of strings")
@@ -230,10 +247,17 @@ def _relationship_exemptions(v: Any, where: str) -> tuple[dict[str, Any], ...]:
         if not isinstance(item, dict):
             raise _Field(w, "expected a table {kind, months | days | ongoing}")
         kind = _str(item.get("kind"), f"{w}.kind")
-        unknown = set(item) - {"kind", "months", "days", "ongoing"}
+        unknown = set(item) - {"kind", "months", "days", "ongoing", "counted_from", "campaign_related"}
         if unknown:
             raise _Field(f"{w}.{sorted(unknown)[0]}", "unknown field")
         spec: dict[str, Any] = {"kind": kind}
+        # months/days counted from the relationship's start (`at`, default) or from its end (`until`: a contract
+        # in force, or ended within the period, as Canada's existing business relationship)
+        spec["counted_from"] = _choices([item.get("counted_from", "start")], f"{w}.counted_from",
+                                        ("start", "end")) and item.get("counted_from", "start")
+        # the campaign must declare that its calls relate to that relationship (France: a call made in the
+        # performance of an ongoing contract and related to its object)
+        spec["campaign_related"] = _bool(item.get("campaign_related", False), f"{w}.campaign_related")
         if "ongoing" in item:
             spec["ongoing"] = _bool(item["ongoing"], f"{w}.ongoing")
         elif "months" in item:
@@ -248,14 +272,15 @@ def _relationship_exemptions(v: Any, where: str) -> tuple[dict[str, Any], ...]:
 
 def _exemptions(v: Any, where: str) -> dict[str, Any]:
     if not isinstance(v, dict):
-        raise _Field(where, "expected a table {consent, written_consent, relationships}")
-    unknown = set(v) - {"consent", "written_consent", "relationships"}
+        raise _Field(where, "expected a table {consent, written_consent, relationships, proof}")
+    unknown = set(v) - {"consent", "written_consent", "relationships", "proof"}
     if unknown:
         raise _Field(f"{where}.{sorted(unknown)[0]}", "unknown field")
     return {
         "consent": _bool(v.get("consent", False), f"{where}.consent"),
         "written_consent": _bool(v.get("written_consent", False), f"{where}.written_consent"),
         "relationships": _relationship_exemptions(v.get("relationships", []), f"{where}.relationships"),
+        "proof": _bool(v.get("proof", True), f"{where}.proof"),
     }
 
 
@@ -286,7 +311,11 @@ _OUTCOMES = lambda v, w: _choices(v, w, OUTCOMES, star=True)  # noqa: E731
 _SCOPE = lambda v, w: _choices([v], w, SCOPES) and v  # noqa: E731
 
 KINDS: dict[str, dict[str, Param]] = {
-    "calling_hours": {"windows": (True, _windows, None)},
+    "calling_hours": {
+        "windows": (True, _windows, None),
+        # a fixed clock the law names ("Central Standard Time": Etc/GMT+6), read as well as the called party's
+        "clock": (False, _zone_name, None),
+    },
     "no_calls_on_days": {"days": (True, lambda v, w: _choices(v, w, WEEKDAYS), None)},
     "public_holidays": {
         "country": (True, _str, None),
@@ -320,8 +349,14 @@ KINDS: dict[str, dict[str, Param]] = {
         "written": (False, _bool, False),
         "channels": (False, _str_list, ("phone",)),
         "exemptions": (False, _exemptions, None),
+        # a consent with neither an evidence reference nor a source cannot be proved: it does not count
+        "proof": (False, _bool, True),
+        "why": (False, _str, None),  # the rule in a few words, at the head of the reason text
     },
-    "written_consent_for_artificial_voice": {"channels": (False, _str_list, ("phone",))},
+    "written_consent_for_artificial_voice": {
+        "channels": (False, _str_list, ("phone",)),
+        "proof": (False, _bool, True),
+    },
     "national_registry": {
         "registry": (True, _str, None),
         "exemptions": (False, _exemptions, None),
@@ -332,6 +367,7 @@ KINDS: dict[str, dict[str, Param]] = {
         "rules": (True, _str_list, None),
         "written": (False, _bool, False),
         "channels": (False, _str_list, ("phone",)),
+        "proof": (False, _bool, True),
     },
     "company_dnc": {"honor_within_business_days": (False, lambda v, w: _int(v, w, 0), None)},
     "campaign_dnc": {},
@@ -342,7 +378,7 @@ KINDS: dict[str, dict[str, Param]] = {
         "forbidden_types": (False, lambda v, w: _choices(v, w, tuple(NUMBER_TYPES)), frozenset()),
     },
 }
-_COMMON = {"id", "kind", "source", "from", "until", "purposes", "audiences", "voices", "unconfirmed",
+_COMMON = {"id", "kind", "source", "from", "until", "purposes", "audiences", "voices", "dialing", "unconfirmed",
            "configurable", "note"}
 
 
@@ -395,6 +431,7 @@ def _rule(raw: Any, where: str, pack_id: str, tz: ZoneInfo) -> Rule:
         purposes=_choices(raw["purposes"], f"{where}.purposes", PURPOSES) if "purposes" in raw else None,
         audiences=_choices(raw["audiences"], f"{where}.audiences", AUDIENCES) if "audiences" in raw else None,
         voices=_choices(raw["voices"], f"{where}.voices", VOICES) if "voices" in raw else None,
+        dialing=_choices(raw["dialing"], f"{where}.dialing", DIALING_MODES) if "dialing" in raw else None,
         unconfirmed=_bool(raw.get("unconfirmed", False), f"{where}.unconfirmed"),
         configurable=_bool(raw.get("configurable", False), f"{where}.configurable"),
     )

@@ -44,12 +44,20 @@ def _codes() -> frozenset[str]:
 
 def notice_required(jurisdictions: Iterable[str], table: Iterable[str] | None = None) -> bool:
     """Must a recorded call to a contact in these jurisdictions ("US", "US-CA", ...) be announced?
-    True when any of them (or its country) is listed, and when none is known (fail closed)."""
+    True when any of them (or its country) is listed, when none is known, and for "US-*" (state unknown) when any
+    state is listed (fail closed)."""
     codes = frozenset(table) if table is not None else _codes()
     known = [j for j in jurisdictions if j]
     if not known:
         return True
-    return any(j in codes or j.split("-", 1)[0] in codes for j in known)
+    for j in known:
+        if j in codes or j.split("-", 1)[0] in codes:
+            return True
+        # "US-*": a number whose state nobody can tell may be in any state, an all-party one included
+        # (California Penal Code 632.7): the notice is played when any subdivision of the country is listed
+        if j.endswith("-*") and any(c.startswith(j[:-1]) for c in codes):
+            return True
+    return False
 
 
 def recording_notice(campaign_records: bool, jurisdictions: Iterable[str]) -> bool:

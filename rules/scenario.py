@@ -14,6 +14,7 @@ from typing import Any
 
 from rules.model import (
     AUDIENCES,
+    DIALING_MODES,
     OUTCOMES,
     PURPOSES,
     VOICES,
@@ -119,7 +120,8 @@ def _contact(v: Any) -> Contact:
 
 def _campaign(v: Any) -> Campaign:
     v = _table(v, "campaign")
-    _known(v, "campaign", {"id", "tenant", "purpose", "audience", "voice", "recording", "caller_id"})
+    _known(v, "campaign", {"id", "tenant", "purpose", "audience", "voice", "recording", "dialing",
+                           "contract_related", "caller_id"})
     cid = v.get("id")
     if not isinstance(cid, str) or not cid:
         raise ScenarioError("campaign.id: required string")
@@ -132,6 +134,10 @@ def _campaign(v: Any) -> Campaign:
         audience=_choice(v.get("audience"), "campaign.audience", AUDIENCES, "consumer"),
         voice=_choice(v.get("voice"), "campaign.voice", VOICES, "human"),
         recording=_bool(v.get("recording"), "campaign.recording"),
+        # absent: unknown, which every dialing-mode rule matches (fail closed)
+        dialing=_choice(v["dialing"], "campaign.dialing", DIALING_MODES, "") if v.get("dialing") is not None
+        else None,
+        contract_related=_bool(v.get("contract_related"), "campaign.contract_related"),
         caller_id=_caller_id(v.get("caller_id")),
     )
 

@@ -4,6 +4,9 @@ This is rules/engine.py and rules/time_windows.py as they were before the perfor
 with the engine's memoisation removed (no situate/selection/in-force caches): each call recomputes
 everything from the packs. Deliberately not optimised, and not to be edited when the engine is; if a rule's
 meaning changes on purpose, change both and say so in the commit.
+Changed on purpose for issue 13 (gate-law): "US-*" (state unknown: every state pack, read in its own zones),
+calling_hours `clock`, consent `proof` (UNPROVED), consent_required `why`, relationship dates in the called
+party's zones with `counted_from` and `campaign_related`, and the `dialing` filter.
 """
 
 from __future__ import annotations
@@ -229,6 +232,9 @@ def situate(e164: str, country: str | None, state: str | None, postal_code: str 
         codes.append(c)
         if sub:
             codes.append(f"{c}-{sub}")
+    # issue 13: a US number whose state nobody can tell gets every state's rules ("US-*")
+    if "US" in codes and not any(c == "US" and sub for c, sub in places):
+        codes.append("US-*")
     return Situation(e164, tuple(places), tuple(dict.fromkeys(codes)), tuple(sorted(zones)), tuple(unresolved))
 
 
@@ -251,19 +257,32 @@ class _Context:
             value = self.local_cache[key] = t.astimezone(zone(zone_name))
         return value
 
-    def consent(self, at: datetime, written: bool, channels: tuple[str, ...]) -> ConsentState:
-        key = (at, written, channels)
+    def consent(self, at: datetime, written: bool, channels: tuple[str, ...], proof: bool = True) -> ConsentState:
+        key = (at, written, channels, proof)
         if key not in self.consent_cache:
             self.consent_cache[key] = consent_state(
                 self.facts.consent, purpose=self.campaign.purpose, campaign=self.campaign.id, at=at,
-                written=written, channels=channels)
+                written=written, channels=channels, proof=proof)
         return self.consent_cache[key]
+
+    def zones(self, pack: Pack) -> tuple[str, ...]:
+        """issue 13: a state pack applied because the state is unknown reads its time rules in its state's zones."""
+        country, _, sub = pack.jurisdiction.partition("-")
+        if sub and f"{country}-*" in self.situation.codes:
+            own = geo.subdivision_zones(country, sub)
+            return tuple(z for z in self.situation.zones if z in own) or own or self.situation.zones
+        return self.situation.zones
+
+    def relationship(self, specs, t: datetime) -> str | None:
+        return relationship_exempts(self.facts.relationships, specs, t, self.situation.zones,
+                                    self.campaign.contract_related)
 
     def attempts(self, rule: Rule) -> list[Attempt]:
         outcomes = rule.params["outcomes"]
         by_campaign = rule.params["scope"] == "campaign"
         return [a for a in self.facts.history
-                if ("*" in outcomes or a.outcome in outcomes) and (not by_campaign or a.campaign == self.campaign.id)]
+                if ("*" in outcomes or a.outcome in outcomes or a.outcome == "unknown")  # may have been any of them
+                and (not by_campaign or a.campaign == self.campaign.id)]
 
 
 Out = list[tuple[Reason, tuple[Constraint, ...]]]
@@ -300,7 +319,7 @@ def _inside(days: tuple[tuple[tuple[int, int], ...], ...], local: datetime) -> b
 
 def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     days = rule.params["_days"]
-    zones = ctx.situation.zones
+    zones = (rule.params["clock"],) if rule.params["clock"] else ctx.zones(pack)
     blocked = [z for z in zones if not _inside(days, ctx.local(t, z))]
     if blocked:
         constraints = tuple(WeeklyWindows(zone(z), days) for z in zones)
@@ -311,7 +330,7 @@ def check_calling_hours(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out:
 
 def check_days(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     weekdays = frozenset(WEEKDAYS.index(d) for d in rule.params["days"])
-    zones = ctx.situation.zones
+    zones = ctx.zones(pack)
     blocked = [z for z in zones if ctx.local(t, z).weekday() in weekdays]
     if blocked:
         constraints = tuple(ClosedDays(zone(z), weekdays=weekdays) for z in zones)
@@ -339,10 +358,10 @@ def _holiday_calendars(ctx: _Context, rule: Rule) -> tuple[tuple[str, str | None
 
 def check_public_holidays(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     calendars = _holiday_calendars(ctx, rule)
-    for z in ctx.situation.zones:
+    for z in ctx.zones(pack):
         day = ctx.local(t, z).date()
         if any(day in holiday_dates(country, sub, day.year) for country, sub in calendars):
-            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in ctx.situation.zones)
+            constraints = tuple(ClosedDays(zone(zn), holiday_calendars=calendars) for zn in ctx.zones(pack))
             names = sorted({holiday_name(country, sub, day) for country, sub in calendars
                             if day in holiday_dates(country, sub, day.year)})
             text = f"public holiday {day.isoformat()} ({', '.join(names)}) in {z}"
@@ -373,10 +392,13 @@ def _cooloff(code: str, what: str) -> Check:
     def check(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
         duration: timedelta = rule.params["duration"]
         # attempts stamped after `t` count too: another process's clock may run slightly ahead
-        times = [a.at for a in ctx.attempts(rule)]
-        if times and t < max(times) + duration:
-            until = max(times) + duration
-            text = f"{what} at {max(times):%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
+        attempts = ctx.attempts(rule)
+        if attempts and t < max(a.at for a in attempts) + duration:
+            last = max(attempts, key=lambda a: a.at)
+            until = last.at + duration
+            # an unknown outcome counts for every cool-off (it may have been one): say so, not that it was one
+            seen = f"call with unknown outcome (counted as a {what})" if last.outcome == "unknown" else what
+            text = f"{seen} at {last.at:%Y-%m-%d %H:%M} UTC; no new call for {_span(duration)}"
             out.append((_reason(code, rule, text, until), (NotBefore(until),)))
     return check
 
@@ -384,19 +406,26 @@ def _cooloff(code: str, what: str) -> Check:
 # --- permanent checks (cleared only by new facts) ------------------------------------------------------
 
 def _consent_reason(ctx: _Context, rule: Rule, t: datetime, written: bool, missing_code: str, out: Out) -> None:
-    state = ctx.consent(t, written, tuple(rule.params["channels"]))
+    state = ctx.consent(t, written, tuple(rule.params["channels"]), rule.params["proof"])
     if state is ConsentState.VALID:
         return
+    head = f"{rule.params['why']}: " if rule.params.get("why") else ""
     if state is ConsentState.WITHDRAWN:
-        out.append((_reason("CONSENT_WITHDRAWN", rule, f"consent for {ctx.campaign.purpose} was withdrawn"), ()))
+        out.append((_reason("CONSENT_WITHDRAWN", rule, f"{head}consent for {ctx.campaign.purpose} was withdrawn"),
+                    ()))
         return
     kind = "written consent" if written else "consent"
-    out.append((_reason(missing_code, rule, f"no valid {kind} for {ctx.campaign.purpose} calls"), ()))
+    if state is ConsentState.UNPROVED:  # issue 13: a consent nobody can prove is no consent
+        text = (f"{head}the {kind} for {ctx.campaign.purpose} calls has no evidence (no evidence reference and no "
+                f"source): the caller must be able to prove it")
+        out.append((_reason("NO_CONSENT", rule, text), ()))
+        return
+    out.append((_reason(missing_code, rule, f"{head}no valid {kind} for {ctx.campaign.purpose} calls"), ()))
 
 
 def check_consent_required(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     exemptions = rule.params["exemptions"]
-    if exemptions and relationship_exempts(ctx.facts.relationships, exemptions["relationships"], t):
+    if exemptions and ctx.relationship(exemptions["relationships"], t):
         return
     _consent_reason(ctx, rule, t, rule.params["written"], "NO_CONSENT", out)
 
@@ -411,11 +440,11 @@ def _registry_exemption(ctx: _Context, rule: Rule, t: datetime) -> str | None:
     if not ex:
         return None
     channels = ("phone",)
-    if ex["written_consent"] and ctx.consent(t, True, channels) is ConsentState.VALID:
+    if ex["written_consent"] and ctx.consent(t, True, channels, ex["proof"]) is ConsentState.VALID:
         return "written consent"
-    if ex["consent"] and ctx.consent(t, False, channels) is ConsentState.VALID:
+    if ex["consent"] and ctx.consent(t, False, channels, ex["proof"]) is ConsentState.VALID:
         return "consent"
-    return relationship_exempts(ctx.facts.relationships, ex["relationships"], t)
+    return ctx.relationship(ex["relationships"], t)
 
 
 def check_national_registry(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
@@ -491,17 +520,18 @@ def _in_force(selected: tuple[tuple[Pack, Rule], ...], t: datetime) -> list[tupl
     return [(p, r) for p, r in selected if p.in_force(t) and r.in_force(t)]
 
 
-def _select(packs: PackSet, codes: tuple[str, ...], purpose: str, audience: str, voice: str):
+def _select(packs: PackSet, codes: tuple[str, ...], purpose: str, audience: str, voice: str,
+            dialing: str | None = None):
     return tuple((p, r) for p in packs.for_jurisdictions(codes) for r in p.rules
-                 if r.applies_to(purpose, audience, voice))
+                 if r.applies_to(purpose, audience, voice, dialing))
 
 
 def _applicable(ctx: _Context, t: datetime) -> list[tuple[Pack, Rule]]:
     rules = _in_force(ctx.selected, t)
     waived: set[str] = set()
     for _p, r in rules:
-        if r.kind == "consent_waives" and ctx.consent(t, r.params["written"], tuple(r.params["channels"])) \
-                is ConsentState.VALID:
+        if r.kind == "consent_waives" and ctx.consent(t, r.params["written"], tuple(r.params["channels"]),
+                                                      r.params["proof"]) is ConsentState.VALID:
             waived.update(r.params["rules"])
     return [(p, r) for p, r in rules if r.id not in waived]
 
@@ -558,7 +588,7 @@ def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, p
     if problems:
         return _deny(at, problems, situation.codes)
 
-    selected = _select(packs, situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    selected = _select(packs, situation.codes, campaign.purpose, campaign.audience, campaign.voice, campaign.dialing)
     ctx = _Context(contact, campaign, facts, situation, packs.for_jurisdictions(situation.codes), selected)
     out = _run(ctx, at, time_only=False)
     reasons: list[Reason] = []
@@ -591,6 +621,6 @@ def required_registries(contact: Contact, campaign: Campaign, at: datetime, pack
     except geo.InvalidNumber:
         return ()
     situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
-    selected = _select(packs, situation.codes, campaign.purpose, campaign.audience, campaign.voice)
+    selected = _select(packs, situation.codes, campaign.purpose, campaign.audience, campaign.voice, campaign.dialing)
     return tuple(dict.fromkeys(r.params["registry"] for _p, r in _in_force(selected, at)
                                if r.kind == "national_registry"))

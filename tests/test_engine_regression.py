@@ -38,6 +38,9 @@ CONTACTS = [
     Contact("+18005550199"), Contact("+61291234567"), Contact("+18765550123"), Contact("garbage"), Contact("+1555"),
     # an address without a country, an address the gate cannot place, a French mobile without an address
     Contact("+12125550123", state="FL"), Contact("+12125550123", "US", "abc"), Contact("+33612345678"),
+    # issue 13: a toll-free number with a US address and no state, a 4-digit ZIP, Oklahoma and Maryland numbers
+    Contact("+18005550199", "US"), Contact("+15002345678"), Contact("+12125550123", "US", "1000"),
+    Contact("+14055550123", "US", "73102"), Contact("+13015550123"),
 ]
 # (zone, local wall times worth probing): window edges of the shipped packs
 ZONES = ["Europe/Paris", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
@@ -135,7 +138,8 @@ def _facts(rng: random.Random, at: datetime) -> Facts:
             expires_at=ago(30) + timedelta(days=rng.choice([0, 40, 400])) if rng.random() < 0.3 else None,
             withdrawn_at=ago(60) if given is None or rng.random() < 0.15 else None,
             channel=rng.choice(["phone", "phone", "phone", "sms", "*"]),
-            campaign=rng.choice([None, None, None, "c1", "c2"])))
+            campaign=rng.choice([None, None, None, "c1", "c2"]),
+            source=rng.choice(["web form"] * 4 + [""]), evidence=rng.choice(["ref-1", "", ""])))
     relationships = tuple(
         Relationship(rng.choice(["purchase", "inquiry", "contract", "transaction"]), ago(rng.choice([30, 120, 700])),
                      until=ago(20) if rng.random() < 0.3 else None)
@@ -152,7 +156,9 @@ def _campaign(rng: random.Random) -> Campaign:
     return Campaign(rng.choice(["c1", "c1", "c2"]), "t1", purpose=rng.choice(PURPOSES),
                     caller_id=rng.choice(["+33162000000"] * 8 + [None, "", "+33612345678", "+19005551234"]),
                     audience=rng.choice(["consumer", "consumer", "consumer", "business"]),
-                    voice=rng.choice(["human", "human", "artificial"]), recording=rng.random() < 0.2)
+                    voice=rng.choice(["human", "human", "artificial"]), recording=rng.random() < 0.2,
+                    dialing=rng.choice([None, "manual", "manual", "predictive", "preview"]),
+                    contract_related=rng.random() < 0.3)
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_allowed_contact_is_reserved_and_audited(gate, redis_client):
     [entry] = list(gate.audit.entries("t1"))
     assert entry.seq == result.audit_seq == 1 and entry.kind == "gate_decision"
     assert entry.payload["allowed"] is True and entry.payload["call_id"] == "call-1"
-    assert entry.payload["packs"] == ["fr@2026.2"] and entry.payload["contact_id"] == "contact-42"
+    assert entry.payload["packs"] == ["fr@2026.3"] and entry.payload["contact_id"] == "contact-42"
     assert entry.payload["person"] == gate.audit.person_ref(PARIS.phone)
     assert PARIS.phone not in str(entry.payload) and entry.payload["phone"] == "+33*******01"
     assert entry.payload["registries"] == {"bloctel": "2026-03-01T09:30:00Z"}  # the copy the decision used
@@ -513,7 +513,8 @@ def _world(client: redis.Redis, directory: Path) -> None:
     pipe.execute()
     store = FactStore(client)
     for k in range(0, 200, 20):
-        store.add_consent("t1", f"+49301234{k:04d}", Consent(given_at=AT - timedelta(days=5), written=True))
+        store.add_consent("t1", f"+49301234{k:04d}",
+                          Consent(given_at=AT - timedelta(days=5), written=True, source="form"))
 
 
 def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tmp_path, monkeypatch):

@@ -42,9 +42,9 @@ def test_gate_check_stdin_in_order_with_a_malformed_line():
     first = out[0]
     assert first["id"] == "example-1" and first["allowed"] is False
     assert first["reasons"][0]["code"] == "OUTSIDE_CALLING_HOURS"
-    assert first["reasons"][0]["rule"] == "fr/hours" and "D.223-8" in first["reasons"][0]["source"]
+    assert first["reasons"][0]["rule"] == "fr/hours" and "D.223-9" in first["reasons"][0]["source"]
     assert first["next_allowed_at"] == "2026-01-12T09:00:00Z"
-    assert first["packs"] == [{"id": "fr", "version": "2026.2"}]
+    assert first["packs"] == [{"id": "fr", "version": "2026.3"}]
     assert out[1] == {"line": 2, "id": None, "error": {"code": "BAD_SCENARIO", "message": out[1]["error"]["message"]}}
     assert "invalid JSON" in out[1]["error"]["message"]
     assert out[2]["id"] == "ok" and out[2]["allowed"] is True and out[2]["reasons"] == []

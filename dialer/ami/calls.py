@@ -108,7 +108,7 @@ class Outcome:
     uniqueid: str | None
     abandoned: bool = False  # answered and no agent in time (counts for the abandon rate)
     originate_reason: int | None = None
-    resolved_by: str = "hangup"  # hangup, originate-failure, originate-error, reconcile, sweep
+    resolved_by: str = "hangup"  # hangup, originate-failure, originate-error, reconcile, sweep, astdb
 
 
 @dataclass(frozen=True)
@@ -363,6 +363,11 @@ class CallTracker:
         elif name in ("AgentConnect", "AgentComplete"):
             # AgentComplete too: if AgentConnect was lost (a reconnect), the call still reached an agent.
             if attempt.connected_at is None:
+                attempt.connected_at = now
+        elif name == "DialEnd":
+            # Our dialplan's Dial() to an AI endpoint (or app_queue's to an agent): our own channel is the caller
+            # (Uniqueid), the one that answered is Dest. (The Originate's own DialEnd names our channel as Dest only.)
+            if primary and message.get("DialStatus") == "ANSWER" and attempt.connected_at is None:
                 attempt.connected_at = now
         elif name == "QueueCallerAbandon" and attempt.connected_at is None:
             attempt.abandoned = True

@@ -57,8 +57,9 @@ from dialer.pacing import (
     decide,
     window_for,
 )
-from dialer.runtime.agents import AgentBoard
+from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.loader import load_campaign
+from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -69,6 +70,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from dialer.runtime.servers import ServerWatch
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
@@ -104,7 +106,7 @@ class RuntimeSettings:
     trunk_channels: int = 0  # per server (an [[asterisk]] table's own value wins); 0: no limit
     calls_per_second: float = 0.0  # per server (likewise); 0: no limit
     ring_timeout: int = 30
-    unknown_cooloff: timedelta = timedelta(minutes=60)
+    unknown_cooloff: timedelta = timedelta(hours=24)  # as long as an answered call's (the call may have been one)
     lease_seconds: float = 20.0
     ai_sessions: int = 2
     tick_seconds: float = 0.1
@@ -116,6 +118,7 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    wrapup: WrapupTable = field(default_factory=WrapupTable)  # queues' wrapuptime (dialer/runtime/agents.py)
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> RuntimeSettings:
@@ -123,7 +126,8 @@ class RuntimeSettings:
             dial_template=config["runtime.dial_template"], trunk_channels=config["runtime.trunk_channels"],
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
-            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"])
+            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
 
@@ -195,6 +199,7 @@ class Flight:
     # depends on them; empty (unknown, e.g. a call taken over) fails closed to playing the notice
     jurisdictions: tuple[str, ...] = ()
     ai: bool = False  # an agentless call: it holds one of its server's AI sessions until its outcome
+    taken_over: bool = False  # placed by a process that died: its outcome is read back from AstDB
 
 
 @dataclass
@@ -243,7 +248,8 @@ class Engine:
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
-        self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -265,7 +271,11 @@ class Engine:
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
-            amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+            amiclient.on_event(self._member_feeder(name),
+                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete"])
+        # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
+        self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
+                                   client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -275,7 +285,9 @@ class Engine:
         await self.pool.start()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents")]
+                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.servers.run(), name="runtime-servers"),
+                 asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
             if trunk.limited:
@@ -296,7 +308,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop_event.wait(), self.settings.tick_seconds)
         finally:
-            self._stopping = True
+            self._stopping = self.stored_outcomes.stopping = True
             await self._drain(abort_event)
             for loop in loops:
                 loop.cancel()
@@ -304,6 +316,8 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await self.pool.close()
+            with contextlib.suppress(redis.RedisError):
+                await asyncio.to_thread(self.servers.clear)
             await asyncio.to_thread(self._give_back)
             log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
 
@@ -499,7 +513,7 @@ class Engine:
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
         policy = pacing_policy(config)  # PolicyError: the caller does not dial
-        servers = set(self.pool.connected())
+        servers = set(self._dialable())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
@@ -536,8 +550,12 @@ class Engine:
         except PolicyError:
             return False
 
+    def _dialable(self) -> list[str]:
+        """Servers connected and not draining (dialer/runtime/servers.py)."""
+        return self.servers.usable(self.pool.connected())
+
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
-        connected = self.pool.connected()
+        connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
@@ -666,6 +684,10 @@ class Engine:
                 info_message=str(c.get("info_message") or ""),
                 amd=bool(c.get("amd", False)))
             result = await self.pool.originate(flight.server, request, timeout=10.0)
+            if result.status == "refused":  # Response: Error, no channel: not a call (dialer/runtime/servers.py)
+                self.servers.refused(flight.server, result.detail)
+                raise NotConnected(f"refused by {flight.server}: {result.detail}")
+            self.servers.accepted(flight.server)
         except (NotConnected, ValueError) as exc:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
             self.flights.pop(claim.call_id, None)
@@ -741,6 +763,15 @@ class Engine:
         r = self.runners.get((flight.tenant, flight.campaign))
         if r is None:
             return None
+        task = asyncio.ensure_future(self._settle_outcome(server, r, flight, outcome))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def _settle_outcome(self, server: str, r: CampaignRunner, flight: Flight, outcome: Outcome) -> None:
+        """The stored outcome where the events could not know it (dialer/runtime/pbx_outcomes.py), then record;
+        the AstDB entry is deleted once the outcome is stored."""
+        outcome = await settle_with_pbx(self.pool, server, outcome, taken_over=flight.taken_over)
         disposition = str(outcome.disposition)
         live = outcome.answered_at is not None and disposition in ("answered", "abandoned", "opted_out")
         wall = time.time()
@@ -748,12 +779,11 @@ class Engine:
             r.estimators.on_live_answer(wall, max(0.0, (outcome.answered_at or wall) - flight.sent_wall))
         else:
             r.estimators.on_no_live_answer(wall, max(0.0, outcome.ended_at - flight.sent_wall))
-        task = asyncio.ensure_future(asyncio.to_thread(self._record_outcome, r, flight, outcome, live))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        return task
+        if await asyncio.to_thread(self._record_outcome, r, flight, outcome, live):
+            await forget_stored(self.pool, server, outcome)
 
-    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+    def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
+        """True once stored."""
         claim = flight.claim
         disposition = str(outcome.disposition)
         delay = 0.2
@@ -775,7 +805,7 @@ class Engine:
                 pipe = self.redis.pipeline(transaction=False)
                 queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
                 pipe.execute()
-                return
+                return True
             except redis.RedisError as exc:
                 log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
                 time.sleep(delay)
@@ -786,6 +816,7 @@ class Engine:
         current = r.claims.get(claim.contact.contact_id)
         if current is not None and current.call_id == claim.call_id:
             del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
+        return False
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -825,8 +856,9 @@ class Engine:
         while not self._stopping:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
+            dialable = self._dialable()
             for name, client in self.pool.clients.items():
-                if not client.connected:
+                if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
                     continue
                 for queue in queues:
@@ -834,14 +866,15 @@ class Engine:
                         status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
                         summary = await client.event_list("QueueSummary", {"Queue": queue}, timeout=5.0)
                     except AMIError as exc:
-                        log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
+                        if not self.servers.check_refusal(name, exc):  # shutting down: drained, said once
+                            log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
                         continue
                     available = None
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
-                    self.board.on_poll(name, queue, members, available, time.monotonic())
+                    self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
                 attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
                 if attempt is not None and attempt.connected_at is not None:
@@ -961,7 +994,7 @@ class Engine:
                 tracker.register(claim.call_id, r.campaign, r.tenant, claim.contact.phone,
                                  wall - self.settings.lease_seconds, ring_timeout=self.settings.ring_timeout)
                 self.flights[claim.call_id] = Flight(claim, r.tenant, r.campaign, server,
-                                                     wall - self.settings.lease_seconds, ai=agentless)
+                                                     wall - self.settings.lease_seconds, ai=agentless, taken_over=True)
             try:
                 listing = await client.event_list("CoreShowChannels", timeout=10.0)
             except AMIError as exc:
@@ -971,7 +1004,8 @@ class Engine:
             for outcome in outcomes:
                 self._on_outcome(server, outcome)
             alive = [c.call_id for c in claims if tracker.get(c.call_id) is not None]
-            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome unknown)",
+            log.warning("server %s: of %d taken-over calls, %d still up (tracked here), %d gone (outcome from AstDB, "
+                        "else unknown)",
                         server, len(claims), len(alive), len(claims) - len(alive))
 
     def _recorded_outcome(self, tenant: str, claim: Claim) -> str:

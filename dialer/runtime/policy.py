@@ -26,6 +26,9 @@ TRANSIENT_DENIALS = {"CONTENTION": 2.0, "STATE_UNAVAILABLE": 15.0, "DUPLICATE_CA
                      # the campaign's caller ID is unlawful there: the contacts wait (an hour) for a fixed caller ID
                      # rather than leave the campaign for a mistake in its configuration
                      "CALLER_ID_NOT_ALLOWED": 3600.0}
+# A call whose outcome is unknown may have reached the person: not called again for as long as after an answered
+# call (a day), never sooner (runtime.unknown_cooloff_minutes sets it; a campaign's retry_rules.unknown lengthens it).
+UNKNOWN_COOLOFF = timedelta(hours=24)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -46,14 +49,17 @@ class RetryPolicy:
 
     max_attempts: int = 3
     delays: Mapping[str, timedelta] = field(default_factory=dict)
-    unknown_cooloff: timedelta = timedelta(minutes=60)
+    unknown_cooloff: timedelta = UNKNOWN_COOLOFF
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, unknown_cooloff: timedelta = timedelta(minutes=60),
+    def from_config(cls, config: Mapping[str, Any], *, unknown_cooloff: timedelta = UNKNOWN_COOLOFF,
                     ) -> RetryPolicy:
+        """`retry_rules.unknown` can only lengthen the runtime's unknown cool-off: a call whose outcome is unknown
+        may have been answered, and an answered person is not called again within a day."""
         rules = config.get("retry_rules") or {}
         delays = {d: timedelta(minutes=int(m)) for d, m in rules.items()}
-        return cls(int(config.get("max_attempts", 3)), delays, delays.get("unknown", unknown_cooloff))
+        return cls(int(config.get("max_attempts", 3)), delays, max(delays.get("unknown", unknown_cooloff),
+                                                                    unknown_cooloff))
 
     def after_call(self, disposition: str, attempts_made: int, at: datetime) -> Step:
         """`attempts_made` includes the call that just ended."""

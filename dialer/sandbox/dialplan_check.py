@@ -39,11 +39,12 @@ CONTRACT_EVENTS = {
     "DialerOptOut": ("Digit",),
     "DialerMachine": ("AMDStatus", "AMDCause"),
 }
-# AstDB families the dialplan writes, and what the dialer reads from them (dialer/ami/astdb.py): each is written
-# with key ${DIALER_CALL_ID} and this value, before the UserEvent named here (so that the event, which is lost
-# while AMI is down, is never the only record).
-CONTRACT_ASTDB = {
+# AstDB families the dialplan writes, and what the dialer reads from them (dialer/ami/astdb.py, outcomes.py): each
+# is written with key ${DIALER_CALL_ID} and this value, before the UserEvent named here if any (so that the event,
+# which is lost while AMI is down, is never the only record).
+CONTRACT_ASTDB: dict[str, tuple[str, str | None]] = {
     "dialer_optout": ("${EPOCH},${DIALER_CAMPAIGN_ID},${DIALER_TENANT_ID}", "DialerOptOut"),
+    "dialer_outcome": ("${EPOCH},${DIALER_CAMPAIGN_ID},${DIALER_TENANT_ID},${DIALER_OUTCOME}", None),
 }
 _DB_WRITE = re.compile(r"^DB\(([^/()]+)/([^()]*)\)$", re.IGNORECASE)
 KNOWN_APPS = frozenset(

@@ -62,6 +62,7 @@ class Channel:
     appdata: str = ""
     bridge_id: str = ""
     alive: bool = True
+    in_dialplan: bool = False  # runs a PBX (our dialplan): its hangup runs the context's h extension
 
     def snapshot(self, channelvars: tuple[str, ...] = (), prefix: str = "") -> Fields:
         out: Fields = [

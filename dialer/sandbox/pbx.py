@@ -59,7 +59,8 @@ class Member:
     calls_taken: int = 0
     last_call: int = 0
     free_at: float = 0.0  # loop time when wrap-up ends
-    busy: bool = False
+    busy: bool = False  # picked for a caller (ringing or talking): app_queue offers it no other call
+    in_call: bool = False  # answered a caller and not hung up yet (app_queue's member->starttime: InCall)
     paused: bool = False
 
     @property
@@ -121,6 +122,9 @@ class Pbx:
         self.channels: dict[str, Channel] = {}
         self.calls: set[Call] = set()
         self.ai_in_use = 0
+        # Asterisk shutting down (ast_begin_shutdown): no new channel can be allocated ("Refusing due to active
+        # shutdown"), so a Dial() or a queue's call to an agent fails while the calls already up go on.
+        self.refusing_channels = False
         self._seq = 0x20
         self._unique = 60
         self.originates = 0
@@ -147,6 +151,7 @@ class Pbx:
         self.calls.clear()
         self.channels.clear()
         self.ai_in_use = 0
+        self.refusing_channels = False
         self._boot()
 
     @property
@@ -162,6 +167,13 @@ class Pbx:
 
     async def sleep(self, simulated: float) -> None:
         await asyncio.sleep(self.settings.scaled(simulated))
+
+    async def sleep_until(self, simulated_instant: float) -> None:
+        """Sleep until `now()` reaches this instant: a party's steps timed from one base do not drift apart when
+        each sleep of a loaded machine overruns."""
+        late = self.settings.scaled(simulated_instant - self.now())
+        if late > 0:
+            await asyncio.sleep(late)
 
     # -- ids and events -------------------------------------------------------------------------------------
 
@@ -223,9 +235,54 @@ class Pbx:
     def hangup(self, chan: Channel, cause: int) -> None:
         if not chan.alive:
             return
+        if chan.in_dialplan:
+            chan.in_dialplan = False
+            self.run_h(chan)  # before the Hangup event, as Asterisk's __ast_pbx_run does before ast_hangup
         chan.alive = False
         self.channels.pop(chan.name, None)
         self.chan_event("Hangup", chan, [("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))])
+
+    def run_h(self, chan: Channel) -> None:
+        """The h extension of the channel's current context, run when a channel that was in the dialplan hangs up
+        (pbx.c: after the PBX loop ends, before the channel is destroyed). The channel is hung up already, so only
+        applications that return at once run here: Set (variables, DB()), NoOp, Goto and GotoIf within h."""
+        steps = self.dialplan.extension(chan.context, "h")
+        index, hops = 0, 0
+        while steps and index < len(steps) and hops < 100:
+            hops += 1
+            step = steps[index]
+            chan.exten, chan.priority = "h", step.priority
+            variables = {**chan.variables, "EXTEN": "h", "CONTEXT": chan.context, "EPOCH": str(self.epoch())}
+            args = dp.substitute(step.args, variables, {"DB": self.astdb.read_function,
+                                                        "DB_DELETE": self.astdb.delete_function})
+            self.newexten(chan, step.app, args)
+            app = step.app.lower()
+            target: str | None = None
+            if app == "set":
+                var, _, value = args.partition("=")
+                var = var.strip()
+                if var.upper().startswith("DB(") and var.endswith(")"):
+                    family, key = self.astdb.split(var[3:-1])
+                    if not self.astdb.put(family, key, value):
+                        log.warning("sandbox: DB(%s) not written (family and key too long)", var[3:-1])
+                else:
+                    self.varset(chan, var, value)
+            elif app == "goto":
+                target = args
+            elif app == "gotoif":
+                target = dp.gotoif_target(args)
+            elif app == "hangup":
+                return
+            elif app not in ("noop", "verbose", "log"):
+                log.warning("sandbox: application %s in an h extension is not simulated; skipped", step.app)
+            if target is None:
+                index += 1
+                continue
+            found = self.dialplan.find(chan.context, "h", dp.goto_target(target)[2])
+            if found is None:
+                log.warning("sandbox: Goto target %s not found in h@%s", target, chan.context)
+                return
+            index = found[1]
 
     def device_state(self, device: str, state: str) -> None:
         self.emit("DeviceStateChange", "call", [("Device", device), ("State", state)])
@@ -261,8 +318,16 @@ class Pbx:
     # -- queues ---------------------------------------------------------------------------------------------
 
     def available(self, queue: Queue) -> list[Member]:
+        """Members app_queue would offer a caller to now: free, not paused, past their wrap-up."""
         loop_now = asyncio.get_running_loop().time()
         return [m for m in queue.members if not m.busy and not m.paused and m.free_at <= loop_now]
+
+    @staticmethod
+    def reported_available(queue: Queue) -> int:
+        """QueueSummary's `Available` as Asterisk 22 counts it (app_queue.c, manager_queues_summary): members whose
+        device state is NOT_INUSE (or UNKNOWN) and who are not paused. Wrap-up is never looked at: a member in
+        wrap-up counts as available for the whole wrapuptime (seen on the real PBX, issue 14)."""
+        return sum(1 for m in queue.members if m.status == 1 and not m.paused)
 
     def member_status_event(self, member: Member) -> None:
         self.emit(
@@ -279,7 +344,7 @@ class Pbx:
                 ("LastCall", str(member.last_call)),
                 ("LastPause", "0"),
                 ("LoginTime", str(member.login_time)),
-                ("InCall", "1" if member.busy else "0"),
+                ("InCall", "1" if member.in_call else "0"),
                 ("Status", str(member.status)),
                 ("Paused", "1" if member.paused else "0"),
                 ("PausedReason", ""),
@@ -290,6 +355,8 @@ class Pbx:
 
     def dispatch(self, queue: Queue) -> None:
         """Offer waiting callers to free members (rrmemory), oldest caller first."""
+        if self.refusing_channels:
+            return  # no agent channel can be created: callers wait out their timeout (the abandon path)
         while queue.waiting:
             free = self.available(queue)
             if not free:
@@ -346,6 +413,10 @@ class Call:
         self.dialed_at = 0.0
         self.callee_gone = asyncio.Event()
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
+        # The called person's keypress still to come, as a simulated instant. A wait that ends after it takes it,
+        # even when the callee's own task has not run yet: a stalled event loop (a loaded CI machine) otherwise
+        # let a 3 s announcement end before a keypress due half a second into it, and the opt-out was lost.
+        self.press_due: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.side_tasks: list[asyncio.Task[None]] = []
         self.hangup_cause: int | None = None
@@ -363,13 +434,23 @@ class Call:
         self.side_tasks.append(asyncio.get_running_loop().create_task(coro))  # type: ignore[arg-type]
 
     def kill(self) -> None:
-        """Restart: vanish without events."""
+        """Restart: the call stops at once, its events go nowhere (the connections are closed first). Asterisk
+        still hangs the channel up on its way down, which runs our dialplan's h extension: the call's outcome is
+        in AstDB after the restart (seen on the lab: `core restart now` mid-call)."""
         self.killed = True
         for task in [self.task, *self.side_tasks]:
             if task is not None:
                 task.cancel()
+        one = self.one
+        if one is not None and one.in_dialplan:
+            if self.member is not None and self.bridge is not None:
+                self._dialed_times()  # app_queue's end_bridge_callback: ANSWEREDTIME of the conversation
+            elif self.waiter is not None:
+                self._queue_stop_times(self.waiter.joined)  # left the queue without an agent: ANSWEREDTIME 0
+            one.in_dialplan = False
+            self.p.run_h(one)
         if self.member is not None:
-            self.member.busy = False
+            self.member.busy = self.member.in_call = False
 
     def request_hangup(self, cause: int) -> None:
         """AMI Hangup action on one of this call's channels."""
@@ -536,17 +617,35 @@ class Call:
     async def _callee_side(self) -> None:
         """The person (or machine): presses the opt-out digit, hangs up after `stay_seconds`."""
         p, plan = self.p, self.plan
-        await p.sleep(0.5)  # Answer() lets 500 ms of audio settle before the next priority
+        answered = self.answered_at
+        if plan.optout_after is not None and plan.optout_after < plan.stay_seconds:
+            self.press_due = answered + max(0.5, plan.optout_after)
+        await p.sleep_until(answered + 0.5)  # Answer() lets 500 ms of audio settle before the next priority
         if self.two is not None and self.two.alive:
             p.newexten(self.two, "Wait", _secs(plan.stay_seconds), priority=4)
-        start = 0.5
-        if plan.optout_after is not None and plan.optout_after < plan.stay_seconds:
-            await p.sleep(max(0.0, plan.optout_after - start))
-            start = max(start, plan.optout_after)
-            digit = self.one.variables.get("DIALER_OPTOUT_DIGIT", "9") if self.one else "9"
-            self.press(digit or "9")
-        await p.sleep(max(0.0, plan.stay_seconds - start))
+        if self.press_due is not None:
+            await p.sleep_until(self.press_due)
+            self.press_due_now()
+        await p.sleep_until(answered + max(0.5, plan.stay_seconds))
         self.callee_gone.set()
+
+    def press_due_now(self) -> str | None:
+        """Press the opt-out digit the callee's plan has due (once); returns it, or None."""
+        if self.press_due is None:
+            return None
+        self.press_due = None
+        digit = (self.one.variables.get("DIALER_OPTOUT_DIGIT", "9") if self.one else "9") or "9"
+        self.press(digit)
+        return digit
+
+    def digit_due_by(self, instant: float) -> str | None:
+        """A wait listening for digits ends at `instant`: the keypress due by then, taken from the queue."""
+        if self.press_due is not None and self.press_due <= instant:
+            self.press_due_now()
+        try:
+            return self.dtmf.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
 
     def press(self, digit: str) -> None:
         one = self.one
@@ -565,6 +664,7 @@ class Call:
         if digits:
             waits.append(asyncio.ensure_future(self.dtmf.get()))
         timeout = self.p.settings.scaled(simulated)
+        ends = self.p.now() + simulated
         try:
             done, _ = await asyncio.wait(
                 waits, timeout=None if math.isinf(timeout) else timeout, return_when=asyncio.FIRST_COMPLETED
@@ -573,15 +673,18 @@ class Call:
             for w in waits:
                 if not w.done():
                     w.cancel()
+        if len(waits) > 1 and waits[1] in done:
+            return str(waits[1].result())
+        if digits and (digit := self.digit_due_by(ends)) is not None:
+            return digit
         if waits[0] in done:
             self._callee_hangup_in_dialplan()
             raise CallEnded
-        if len(waits) > 1 and waits[1] in done:
-            return str(waits[1].result())
         return None
 
-    def _callee_hangup_in_dialplan(self) -> None:
-        """The called person hung up while the dialplan (not a bridge) had the channel."""
+    def _callee_hangup_in_dialplan(self, timed: bool = True) -> None:
+        """The called person hung up while the dialplan (not a bridge) had the channel (`timed`: set the
+        Dial-style timing variables; app_queue has set its own when the hang-up came in the queue)."""
         p, one, two = self.p, self.one, self.two
         assert one is not None
         if two is not None:
@@ -591,7 +694,8 @@ class Call:
             p.hangup(two, 16)
         else:
             p.hangup_request(one, 16)
-        self._dialed_times()
+        if timed:
+            self._dialed_times()
         p.hangup_request(one, 16, soft=True)
         p.hangup(one, 16)
         p.device_state(self._device(), "NOT_INUSE")
@@ -652,6 +756,7 @@ class Call:
             return
         if req.priority.isdigit():
             index = next((i for i, s in enumerate(steps) if s.priority == int(req.priority)), 0)
+        one.in_dialplan = True
         hops = 0
         while True:
             hops += 1
@@ -799,6 +904,7 @@ class Call:
         gone = asyncio.ensure_future(self.callee_gone.wait())
         key = asyncio.ensure_future(self.dtmf.get())
         wall = p.settings.scaled(timeout)
+        ends = p.now() + timeout
         try:
             done, _ = await asyncio.wait(
                 [waiter.connected, gone, key],
@@ -813,18 +919,33 @@ class Call:
             member = waiter.connected.result()
             return await self._connect_member(queue, member)
         waiter.connected.cancel()
+        digit = str(key.result()) if key in done else self.digit_due_by(ends)
+        if digit is not None:
+            self._leave_queue(abandon=False)
+            self._queue_stop_times(waiter.joined)
+            p.varset(one, "QUEUESTATUS", "CONTINUE")
+            return ("exten", digit)
         if gone in done:
             self._leave_queue(abandon=True)
-            self._callee_hangup_in_dialplan()
+            self._queue_stop_times(waiter.joined)
+            self._callee_hangup_in_dialplan(timed=False)
             raise CallEnded
-        if key in done:
-            self._leave_queue(abandon=False)
-            p.varset(one, "QUEUESTATUS", "CONTINUE")
-            return ("exten", str(key.result()))
         # Timeout: app_queue records the caller as abandoned, then leaves the queue.
         self._leave_queue(abandon=True)
+        self._queue_stop_times(waiter.joined)
         p.varset(one, "QUEUESTATUS", "TIMEOUT")
         return None
+
+    def _queue_stop_times(self, joined: float) -> None:
+        """app_queue's exit without an agent (queue_exec's `stop:`): QUEUEWAIT and DIALEDTIME when still empty,
+        ANSWEREDTIME 0 (the call never reached an agent; the dialplan's h extension relies on it)."""
+        p, one = self.p, self.one
+        assert one is not None
+        values = {"QUEUEWAIT": p.now() - joined, "DIALEDTIME": p.now() - self.dialed_at, "ANSWEREDTIME": 0.0}
+        for name, seconds in values.items():
+            if name == "ANSWEREDTIME" or not one.variables.get(name):
+                p.varset(one, name, str(int(seconds)))
+                p.varset(one, f"{name}_MS", str(int(seconds * 1000)))
 
     def _leave_queue(self, abandon: bool) -> None:
         p, one, queue, waiter = self.p, self.one, self.queue, self.waiter
@@ -898,6 +1019,7 @@ class Call:
         if ring_wall > 0:
             await self.wait(agent_plan.ring_seconds, digits=False)
         p.newexten(a2, "Answer", "", priority=3)
+        member.in_call = True
         p.newstate(a2, UP)
         p.newstate(a1, UP)
         a1.exten, a1.priority = "s", 1
@@ -978,6 +1100,13 @@ class Call:
     def _complete(self, queue: Queue, member: Member, talk: int, reason: str) -> None:
         p, one, a1 = self.p, self.one, self.agent_one
         assert one is not None and a1 is not None
+        bare = p.settings.bare_agent_complete
+        if reason == "caller" and bare > 0 and self.rng.random() < bare:
+            # Real Asterisk 22, caller hung up first: the AgentComplete sometimes carries no channel fields at all
+            # (the caller's snapshot is already gone), only the member and the times (the lab, issue 14).
+            times: Fields = [("HoldTime", str(int(queue.holdtime))), ("TalkTime", str(talk)), ("Reason", reason)]
+            p.emit("AgentComplete", "agent", [*self._member_fields(queue, member), *times])
+            return
         p.emit(
             "AgentComplete",
             "agent",
@@ -996,6 +1125,7 @@ class Call:
         if member is None:
             return
         self.member = None
+        member.in_call = False
         member.calls_taken += 1
         member.last_call = p.epoch()
         member.status = 1
@@ -1069,6 +1199,9 @@ class Call:
             p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
             return None
         tech, _, rest = target.partition("/")
+        if p.refusing_channels:  # channel.c: "Channel allocation failed: Refusing due to active shutdown"
+            p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
+            return None
         seq = p.next_seq()
         a1 = p.new_channel(f"{tech}/{rest.split('@')[-1] or 'ai'}-{seq}", one.linkedid, "default", "s", 0)
         self.agent_one = a1
