@@ -102,7 +102,7 @@ def measure(path: Path) -> tuple[float, float, int]:
     peak_kb = 0
     t0 = time.perf_counter()
     with open(os.devnull, "w") as sink:
-        child = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+        child = subprocess.Popen(command, stdout=sink, stderr=subprocess.PIPE, cwd=ROOT, env=env)
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
@@ -115,8 +115,10 @@ def measure(path: Path) -> tuple[float, float, int]:
             time.sleep(0.2)
     wall = time.perf_counter() - t0
     child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0, 1):  # 1: some lines were malformed, as generated
-        raise SystemExit(f"gate check failed with status {child.returncode}")
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    # 1 with nothing on standard error: some lines were malformed, as generated; anything else is a failure
+    if child.returncode not in (0, 1) or stderr.strip():
+        raise SystemExit(f"gate check failed with status {child.returncode}: {stderr[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime, peak_kb // 1024
 
 
