@@ -204,7 +204,7 @@ def test_france_bloctel_and_ongoing_contract():
     contract = Facts(lists=on_list.lists, registry_copies=on_list.registry_copies,
                      relationships=(Relationship("contract", z("2025-01-01T00:00:00Z")),))
     # L.223-1 (loi 2020-901): a call in the performance of the ongoing contract AND related to its object
-    about_contract = Campaign("c1", "t1", dialing="manual", contract_related=True)
+    about_contract = Campaign("c1", "t1", dialing="manual", contract_related=True, caller_id=CALLER_ID)
     assert decide(FR_PARIS, "2026-01-12T10:00:00Z", contract, about_contract).allowed
     assert decide(FR_PARIS, "2026-01-12T10:00:00Z", contract).codes() == ["NATIONAL_REGISTRY"]
     ended = Facts(lists=on_list.lists, registry_copies=on_list.registry_copies,
