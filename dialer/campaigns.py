@@ -66,6 +66,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
+        "amd": {"type": "boolean", "default": False,
+                "description": "answering-machine detection (app_amd) before the call goes on: a machine is hung up "
+                               "and recorded as `machine`"},
         "contract_related": {"type": "boolean", "default": False,
                              "description": "the calls are made in the performance of the called person's ongoing "
                                             "contract and relate to its object (France, C. consom. L.223-1)"},

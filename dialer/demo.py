@@ -370,6 +370,10 @@ class DemoStack:
                 "voice": "human", "caller_id": DEMO_CALLER_ID, "seller_name": "Demo Energie SAS",
                 "lists": [LIST_ID], "queue": QUEUE, "agent_kind": "queue", "pacing_mode": "progressive",
                 "pacing_ratio": 1, "abandon_cap": 0.03, "max_attempts": 3,
+                # docs/demo.md's callees: 8 is an answering machine (AMD finds it), 7 presses the opt-out key
+                # during the recording notice (the key works during messages; once an agent speaks, the agent
+                # records an opt-out), so the campaign records and detects machines like a real one would.
+                "amd": True, "recording": True,
                 "retry_rules": {"busy": 1, "no_answer": 2, "congestion": 1, "failed": 5, "machine": 30},
             }), 201)
             self.campaign_id = campaign["id"]

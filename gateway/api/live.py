@@ -22,7 +22,7 @@ from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
 from dialer.runtime.servers import DRAINING_KEY, current_draining
 from gateway.auth import AuthStore
 from gateway.errors import not_found
-from gateway.routing import STOPPING, Route, bearer, principal, redis_of
+from gateway.routing import SERVICES, STOPPING, Route, bearer, principal, redis_of
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
     redis = redis_of(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    pubsub = redis.pubsub()
+    pubsub = request.app[SERVICES].get("live_redis", redis).pubsub()  # its own pool (gateway/pool.py)
     await subscribe(pubsub)
     await response.prepare(request)
     last: dict[str, str] = {}
