@@ -39,7 +39,7 @@ import redis
 from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
-from dialer.ami.originate import OriginateRequest, dial_string
+from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
 from dialer.ami.pool import AMIPool
 from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaign
 from dialer.config import AsteriskServer, Config
@@ -745,7 +745,7 @@ class Engine:
             request = OriginateRequest(
                 call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
                 channel=dial_string(self.settings.dial_template, claim.contact.phone),
-                caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
+                caller_id=campaign_caller_id(c), timeout_ms=self.settings.ring_timeout * 1000,
                 agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
                 ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
                 recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
