@@ -30,6 +30,7 @@ from typing import Any
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog
 from dialer.livestats import channel
 from dialer.webhooks.events import emit
+from rules.caller_id import valid_number
 from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
 
 STATUSES = ("draft", "scheduled", "running", "paused", "stopping", "completed", "archived")
@@ -66,6 +67,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
+        "amd": {"type": "boolean", "default": False,
+                "description": "answering-machine detection (app_amd) before the call goes on: a machine is hung up "
+                               "and recorded as `machine`"},
         "contract_related": {"type": "boolean", "default": False,
                              "description": "the calls are made in the performance of the called person's ongoing "
                                             "contract and relate to its object (France, C. consom. L.223-1)"},
@@ -76,6 +80,18 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                         "progressive"},
         "abandon_cap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.03,
                         "description": "share of answered calls abandoned, e.g. 0.03"},
+        "abandon_guard_minutes": {"type": "integer", "minimum": 0, "maximum": 1440, "default": 0,
+                                  "description": "short-window guard: keep the abandon rate at or under the cap "
+                                                 "(or abandon_guard_cap) over any window of this many minutes, "
+                                                 "e.g. 60 for 'never above 3% in any hour'; 0: off"},
+        "abandon_guard_cap": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "the short-window guard's ceiling (default: abandon_cap)"},
+        "pacing_weight": {"type": "number", "minimum": 0.01, "maximum": 100, "default": 1,
+                          "description": "share of agents shared with other campaigns of the same priority, in "
+                                         "proportion to this weight when they want more than there is"},
+        "pacing_priority": {"type": "integer", "minimum": -9, "maximum": 9, "default": 0,
+                            "description": "campaigns with a higher priority are served first on shared agents "
+                                           "(like VICIdial's campaign rank)"},
         "schedule_windows": {
             "type": "array",
             "maxItems": 50,
@@ -93,7 +109,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             },
         },
         "starts_at": {"type": "string", "format": "date-time", "nullable": True},
-        "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$", "description": "E.164"},
+        "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$",
+                      "description": "E.164, shown to the called person; the gate checks it per jurisdiction (France: "
+                                     "ARCEP canvassing ranges; docs/gate.md, CALLER_ID_NOT_ALLOWED)"},
         "seller_name": {"type": "string", "maxLength": 200},
         "info_message": {"type": "string", "pattern": r"^[A-Za-z0-9_/-]{1,100}$", "description": "sound name"},
         "agent_kind": {"type": "string", "enum": ["queue", "ai"], "default": "queue"},
@@ -125,6 +143,9 @@ class CampaignError(ValueError):
 def config_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Cross-field problems the schema cannot express: (field, text)."""
     problems = []
+    caller_id = config.get("caller_id")
+    if caller_id and not valid_number(caller_id):
+        problems.append(("caller_id", "not a valid phone number (E.164, e.g. +33162000000)"))
     for i, window in enumerate(config.get("schedule_windows", [])):
         if window["start"] >= window["end"]:
             problems.append((f"schedule_windows[{i}].end", "must be later than start (windows do not cross midnight)"))
@@ -251,7 +272,8 @@ class StoredCampaign:
         return Campaign(id=self.id, tenant=self.tenant, purpose=c.get("purpose", "telemarketing"),
                         audience=c.get("audience", "consumer"), voice=voice,
                         recording=bool(c.get("recording", False)), dialing=c.get("pacing_mode", "progressive"),
-                        contract_related=bool(c.get("contract_related", False)))
+                        contract_related=bool(c.get("contract_related", False)),
+                        caller_id=str(c.get("caller_id") or ""))  # none configured: masked, denied
 
 
 class CampaignStore:

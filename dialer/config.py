@@ -34,12 +34,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
     Setting("gateway.upload_dir", str, "", "DIALER_GATEWAY_UPLOAD_DIR",
-            "where uploads are staged (workers read them there); default: <temp dir>/dialer-uploads"),
+            "where uploads are staged (workers read them there); default: <paths.data_dir>/uploads"),
+    Setting("paths.data_dir", str, "", "DIALER_DATA_DIR",
+            "private directory for staged uploads and exports (0700); default: $XDG_DATA_HOME/dialer or "
+            "~/.local/share/dialer"),
+    Setting("gateway.redis_max_connections", int, 128, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
+            "Redis connections the gateway's requests share; a request finding none free waits"),
+    Setting("gateway.redis_wait_seconds", float, 10.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",
+            "how long a request waits for a free Redis connection before 503 busy (with Retry-After)"),
+    Setting("gateway.max_live_streams", int, 200, "DIALER_GATEWAY_MAX_LIVE_STREAMS",
+            "live dashboard streams (Server-Sent Events) open at once; each holds a Redis connection"),
+    Setting("gateway.auth_failures_per_minute", int, 20, "DIALER_GATEWAY_AUTH_FAILURES_PER_MINUTE",
+            "failed authentications per client address or token id before 429 for the rest of the minute"),
+    Setting("gateway.audit_token_use_seconds", int, 3600, "DIALER_GATEWAY_AUDIT_TOKEN_USE_SECONDS",
+            "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
+    Setting("imports.max_bad_share", float, 0.5, "DIALER_IMPORTS_MAX_BAD_SHARE",
+            "stop a contact import (nothing imported) when more than this share of its rows is bad "
+            "(judged from 10,000 rows on)"),
     Setting("registry.max_shrink_share", float, 0.2, "DIALER_REGISTRY_MAX_SHRINK_SHARE",
             "refuse a full load removing more than this share of the live version (unless forced)"),
     Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
@@ -57,6 +73,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
             "a dead process's claims and campaigns are taken over after this long"),
     Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),
+    Setting("runtime.clock_skew_warn_ms", int, 250, "DIALER_RUNTIME_CLOCK_SKEW_WARN_MS",
+            "warn when this machine's clock is this far from Redis's"),
+    Setting("runtime.clock_skew_stop_ms", int, 2000, "DIALER_RUNTIME_CLOCK_SKEW_STOP_MS",
+            "stop dialing when this machine's clock is this far from Redis's"),
     Setting("runtime.wrapup_seconds", float, 5.0, "DIALER_RUNTIME_WRAPUP_SECONDS",
             "the queues' wrapuptime (queues.conf; AMI does not report it): an agent is not free for this long after "
             "each call (asterisk/queues.conf.sample: 5)"),
@@ -137,8 +157,17 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting log.level: expected one of {', '.join(LOG_LEVELS)}")
     if not 0 <= values["registry.max_bad_share"] <= 1:
         raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
+    if not 0 <= values["imports.max_bad_share"] <= 1:
+        raise ConfigError("setting imports.max_bad_share: expected a share between 0 and 1")
     if not 0 <= values["registry.max_shrink_share"] <= 1:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
+    if values["gateway.redis_max_connections"] < 1 or values["gateway.max_live_streams"] < 1:
+        raise ConfigError("setting gateway.redis_max_connections / gateway.max_live_streams: expected at least 1")
+    if values["gateway.auth_failures_per_minute"] < 1 or values["gateway.audit_token_use_seconds"] < 1:
+        raise ConfigError("setting gateway.auth_failures_per_minute / gateway.audit_token_use_seconds: expected "
+                          "at least 1")
+    if values["gateway.redis_wait_seconds"] <= 0:
+        raise ConfigError("setting gateway.redis_wait_seconds: expected a positive number of seconds")
     if values["gateway.max_upload_mb"] <= 0:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
     if values["runtime.ring_timeout"] < 15:
@@ -149,6 +178,9 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting webhooks.timeout_seconds: expected 0 < seconds <= 60")
     if values["runtime.lease_seconds"] < 2:
         raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
+    if not 0 < values["runtime.clock_skew_warn_ms"] <= values["runtime.clock_skew_stop_ms"] <= 60000:
+        raise ConfigError("settings runtime.clock_skew_warn_ms and clock_skew_stop_ms: expected 0 < warn <= stop "
+                          "<= 60000 ms (legal hours are decided on the clock)")
     from dialer.ami.originate import dial_template_error  # (here: the AMI modules are not needed to read config)
     from dialer.runtime.agents import WrapupTable
 

@@ -51,6 +51,8 @@ from dialer.redisproc import RedisProcess, free_port, parent_death_signal
 log = logging.getLogger(__name__)
 
 TENANT = "demo"
+# a number in ARCEP's canvassing ranges (required in France since 2023), valid and diallable elsewhere
+DEMO_CALLER_ID = "+33162456789"
 LIST_ID = "demo-leads"
 QUEUE = "sales"
 REGISTRIES = ("bloctel", "us_dnc", "dncl", "tps", "ctps")
@@ -130,7 +132,7 @@ def open_regions(at: datetime, packs: Any, regions: tuple[Region, ...] = REGION_
     from rules import evaluate
     from rules.model import Campaign, Contact
 
-    campaign = Campaign(id="demo", tenant=TENANT)
+    campaign = Campaign(id="demo", tenant=TENANT, caller_id=DEMO_CALLER_ID)
     facts = consenting_facts(at)
     found = []
     for region in regions:
@@ -365,9 +367,15 @@ class DemoStack:
                      f"{data.listed} on a national registry, {data.without_consent} without consent")
             campaign = await _json(await http.post("/v1/campaigns", json={
                 "name": "Demo: winter energy offer", "purpose": "telemarketing", "audience": "consumer",
-                "voice": "human", "caller_id": "+33145678900", "seller_name": "Demo Energie SAS",
+                "voice": "human", "caller_id": DEMO_CALLER_ID, "seller_name": "Demo Energie SAS",
                 "lists": [LIST_ID], "queue": QUEUE, "agent_kind": "queue", "pacing_mode": "progressive",
                 "pacing_ratio": 1, "abandon_cap": 0.03, "max_attempts": 3,
+                # docs/demo.md's callees: 8 is an answering machine (AMD finds it), 7 presses the opt-out key
+                # during the recording notice (the key works during messages; once an agent speaks, the agent
+                # records an opt-out), so the campaign records and detects machines like a real one would.
+                "amd": True, "recording": True,
+                # the short-window guard on: never above the 3% cap over any hour (off by default)
+                "abandon_guard_minutes": 60,
                 "retry_rules": {"busy": 1, "no_answer": 2, "congestion": 1, "failed": 5, "machine": 30},
             }), 201)
             self.campaign_id = campaign["id"]

@@ -57,6 +57,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "subjects.manage": ("admin",),  # rectify, erase, change the retention policy
     "webhooks.read": ("admin", "auditor"),
     "webhooks.write": ("admin",),  # endpoints receive people's numbers: only an admin chooses where they go
+    "settings.write": ("admin",),  # the tenant's opt-out keywords
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

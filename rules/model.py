@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 # Attempt outcomes as the gate sees them (history entries). `reserved` is an attempt the gate
 # allowed and reserved whose outcome is not known yet: it counts against caps like any attempt.
 OUTCOMES = (
-    "reserved", "answered", "no_answer", "busy", "failed", "machine", "refused", "abandoned", "opted_out",
-    "unknown",
+    "reserved", "answered", "no_answer", "busy", "congestion", "failed", "machine", "refused", "abandoned",
+    "opted_out", "unknown",
 )
 PURPOSES = ("telemarketing", "informational", "debt_collection", "survey", "political", "charity")
 AUDIENCES = ("consumer", "business")
@@ -49,6 +49,9 @@ class Campaign:
     contract_related: bool = False  # calls made in the performance of the person's ongoing contract, about it
     voice: str = "human"  # "artificial" covers AI voice agents and prerecorded messages
     recording: bool = False
+    # the number presented to the called person, E.164; "" presents none (masked); None: not stated (the
+    # caller-ID rules then deny with MISSING_DATA: fail closed). rules/caller_id.py
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, se
 from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
 
 T = "acme"
-CONFIG = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
+CONFIG = {"name": "spring", "caller_id": "+33162000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
 
 
 @pytest.fixture(autouse=True)
@@ -249,6 +249,8 @@ def test_files_written_by_the_lists_commands_are_audited_registered_and_erased(r
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
     path = tmp_path / "l.csv"
     path.write_text("phone,pays\n+33145672401,FR\n+33145672402,FR\nnot a number,FR\n")
+    if not redis_client.sismember("tenants", T):
+        assert main(["tenant", "create", T]) == 0  # the import refuses a tenant that does not exist
     assert main(["lists", "import", str(path), "--list", "leads", "--tenant", T, "--inline"]) == 0
     import_id = capsys.readouterr().out.split("dialer lists errors ")[1].split()[0]
     scrub, errors = tmp_path / "scrub.csv", tmp_path / "errors.csv"

@@ -421,7 +421,9 @@ def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> 
     InlineWorker([Queue("exports", connection=redis_client)], connection=redis_client).work(burst=True)
     job = Queue("exports", connection=redis_client).fetch_job(job_id)
     assert job.return_value() == 2 and job.meta["rows"] == 2
-    assert sorted(r["phone"] for r in csv.DictReader(target.open())) == ["'+33612345678", "'+33612345679"]
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")  # a byte-order mark: Excel reads accents right
+    rows = csv.DictReader(target.open(encoding="utf-8-sig"))
+    assert sorted(r["phone"] for r in rows) == ["'+33612345678", "'+33612345679"]
     assert not Path(f"{target}.part").exists()
 
 
@@ -454,7 +456,7 @@ def test_scrub_through_the_real_gate(redis_client: redis.Redis, tmp_path: Path) 
                             "01 45 67 89 99;75011;FR\n01 45 67 89 02;75011;FR\n"))
     FactStore(redis_client).add_optout(T, "+33145678902", at=tuesday_1030_paris - timedelta(days=9), source="api")
     gate = Gate(redis_client, load_packs(), RegistryStore(redis_client, refresh_interval=0.0), secret_key="k")
-    decide = gate_decider(gate, Campaign(id="spring", tenant=T, purpose="telemarketing"))
+    decide = gate_decider(gate, Campaign(id="spring", tenant=T, purpose="telemarketing", caller_id="+33162000000"))
 
     out = io.StringIO()
     morning = scrub_list(redis_client, T, "leads", decide, tuesday_1030_paris, out)

@@ -112,8 +112,11 @@ def _output(path: str | None) -> Iterator[TextIO]:
     if not path:
         yield sys.stdout
         return
+    from dialer.private_files import create_private
+
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        # 0600 (personal data); a byte-order mark first so Excel reads accents right (standard output has none)
+        with create_private(path, "w", newline="", encoding="utf-8-sig") as fh:
             yield fh
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
@@ -164,14 +167,18 @@ def _import_workers(client: redis.Redis) -> int:
 def run_import(args: argparse.Namespace, config: Config) -> int:
     _check_names(args)
     client = _client(config)
+    if not client.sismember("tenants", args.tenant):  # as `dialer token create` does: no data for nobody
+        raise CommandError(f"no tenant {args.tenant} (create it first: dialer tenant create {args.tenant}) "
+                           "[unknown_tenant]")
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
         if args.inline:
             ticket = create_import(client, args.tenant, args.file, args.list_id, region=args.region, mapping=mapping,
-                                   campaign=args.campaign)
+                                   campaign=args.campaign, max_bad_share=config["imports.max_bad_share"])
         else:
             ticket = enqueue_import(client, args.tenant, args.file, args.list_id, region=args.region,
-                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers))
+                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers),
+                                    max_bad_share=config["imports.max_bad_share"])
     except FileError as exc:
         raise CommandError(f"{exc.message} [{exc.code}]") from None
     if ticket.duplicate_of:
@@ -238,6 +245,7 @@ def run_errors(args: argparse.Namespace, config: Config) -> int:
 def run_scrub(args: argparse.Namespace, config: Config) -> int:
     _check_names(args)
     from dialer.contacts.scrub import gate_decider, scrub_list
+    from rules.caller_id import NOT_JUDGED
     from rules.model import Campaign
 
     client = _client(config)
@@ -248,8 +256,9 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"--at {args.at!r}: expected an ISO 8601 instant") from None
     if at.tzinfo is None:
         raise CommandError("--at needs a time zone (e.g. 2026-05-04T10:00:00+02:00)")
+    # the list's lawfulness for a kind of campaign: no caller ID to judge
     campaign = Campaign(id=args.campaign, tenant=args.tenant, purpose=args.purpose, audience=args.audience,
-                        voice=args.voice)
+                        voice=args.voice, caller_id=NOT_JUDGED)
     decide = gate_decider(gate, campaign)
     with _output(args.output) if args.output else contextlib.nullcontext(None) as out:
         summary = scrub_list(client, args.tenant, args.list_id, decide, at, out)

@@ -154,7 +154,7 @@ return 1
 """
 
 # KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
-#       counters.  ARGV: tenant prefix, batch size, staging prefix.
+#       counters.  ARGV: tenant prefix, batch size, staging prefix, error report cap.
 # Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
 # the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
 # index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
@@ -195,8 +195,13 @@ for _, item in ipairs(items) do
     for _, p in ipairs(phones) do
       local d = dropped[p.e]
       if d then
-        redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
-          reason = d[1], first_row = d[2], severity = 'duplicate'}))
+        -- the report keeps the import's first ARGV[4] entries (row errors too); the rest are counted
+        if redis.call('HINCRBY', KEYS[7], 'errors_listed', 1) <= tonumber(ARGV[4]) then
+          redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
+            reason = d[1], first_row = d[2], severity = 'duplicate'}))
+        else
+          redis.call('HINCRBY', KEYS[7], 'unlisted_dup:' .. d[1], 1)
+        end
       else
         table.insert(remaining, p)
       end
@@ -359,8 +364,22 @@ def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
 
 
 def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
-    raw = client.hgetall(Keys(tenant).contact(contact_id))
-    return _contact(raw) if raw else None
+    """The contact, once its import is committed: a commit publishes contacts in batches, and one whose
+    coordinator died is finished by the watchdog (dialer/contacts/watchdog.py); until then they do not exist."""
+    keys = Keys(tenant)
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.contact(contact_id))
+    import_id = contact_id.rsplit("-", 1)[0] if "-" in contact_id else ""
+    pipe.hget(Keys(tenant, import_id).status, "status")
+    raw, status = pipe.execute()
+    if not raw:
+        return None
+    stored_import = _s(raw.get(b"import", raw.get("import", b"")))
+    if stored_import and stored_import != import_id:
+        status = client.hget(Keys(tenant, stored_import).status, "status")
+    if stored_import and status is not None and _s(status) != "committed":
+        return None
+    return _contact(raw)
 
 
 def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:

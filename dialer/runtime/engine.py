@@ -39,13 +39,13 @@ import redis
 from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
-from dialer.ami.originate import OriginateRequest, dial_string
+from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
 from dialer.ami.pool import AMIPool
 from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaign
 from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
-from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges
+from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges, queue_pacing
 from dialer.pacing import (
     DEFAULT_ABANDON_CAP,
     CampaignEstimators,
@@ -58,6 +58,9 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard, WrapupTable
+from dialer.runtime.clockguard import ClockGuard, SkewLimits
+from dialer.runtime.datastate import DataState, guarded_claim
+from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
@@ -71,6 +74,7 @@ from dialer.runtime.policy import (
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
+from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
@@ -118,6 +122,8 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    clock_skew_warn: float = 0.25  # seconds between this machine's clock and Redis's (dialer/runtime/clockguard.py)
+    clock_skew_stop: float = 2.0
     wrapup: WrapupTable = field(default_factory=WrapupTable)  # queues' wrapuptime (dialer/runtime/agents.py)
 
     @classmethod
@@ -127,6 +133,8 @@ class RuntimeSettings:
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
             lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            clock_skew_warn=config["runtime.clock_skew_warn_ms"] / 1000,
+            clock_skew_stop=config["runtime.clock_skew_stop_ms"] / 1000,
             wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
@@ -236,7 +244,7 @@ class Engine:
         self.redis = client
         self.gate = gate
         self.settings = settings
-        self.clock = clock
+        self.machine_clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pbx = pbx_group(servers)
         # Built with the gate's AuditLog (keyed by security.secret_key): a keypress opt-out heard by the
@@ -249,6 +257,8 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
+        self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
@@ -256,6 +266,7 @@ class Engine:
         self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
                                  lease_seconds=settings.lease_seconds)
         self._trunk_usage: dict[str, TrunkUsage] = {}  # the last counts Redis gave, per server name
+        self.identities = ServerIdentities(self.pool, self.trunk, client)  # trunks keyed by what Asterisk says
         self.placed = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
@@ -269,13 +280,25 @@ class Engine:
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
         self._skew = 0.0  # Redis's clock minus ours (seconds), measured at each heartbeat
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
+        self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
+        self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
-                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete"])
+                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
+                                      "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"])
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
                                    client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
+
+    def clock(self) -> datetime:
+        """Now for the law (legal hours, retries): the injected clock plus the offset to Redis's clock measured at
+        each heartbeat, so a machine whose clock runs fast does not call people early."""
+        return self.machine_clock() + timedelta(seconds=self._skew)
+
+    def dialing_stopped(self) -> str | None:
+        """Why no call may be placed now (Redis lost data, or the clocks disagree), None when calls may go."""
+        return self.datastate.halted or self.clock_guard.stopped
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -283,6 +306,7 @@ class Engine:
         """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds, or
         until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
+        await self.identities.refresh()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents"),
@@ -332,11 +356,19 @@ class Engine:
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
+        # the one real loss: outcomes this process still holds go with it
+        for call_id, (outcome, _) in self._unsaved.items():
+            log.critical("call %s: outcome %s NOT stored (Redis unreachable at shutdown); the recovery of another "
+                         "process resolves it as unknown", call_id, outcome.disposition)
+        if any(not task.done() for task in self._settling):
+            log.critical("%d call outcomes NOT stored yet at shutdown (Redis unreachable); the recovery of another "
+                         "process resolves them as unknown", sum(1 for task in self._settling if not task.done()))
         if self.flights:
             log.warning("runtime %s: %d calls still in flight at shutdown; their claims expire and another process "
                         "resolves them", self.id, len(self.flights))
 
     def _give_back(self) -> None:
+        self.shared.release(self.shared.sync(self.flights, self.pool.trackers))  # places of calls that ended
         for runner in self.runners.values():
             if runner.held:
                 self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, self.pbx)],
@@ -346,7 +378,11 @@ class Engine:
     # --- the tick ------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
+        await self.identities.refresh()
         mono = time.monotonic()
+        done = self.shared.sync(self.flights, self.pool.trackers)  # places of calls an agent took, or that ended
+        if done:
+            await asyncio.to_thread(self.shared.release, done)
         if mono - self._active_at >= self.settings.campaigns_seconds:
             self._active = await asyncio.to_thread(self._active_campaigns)
             self._active_at = mono
@@ -551,10 +587,13 @@ class Engine:
             return False
 
     def _dialable(self) -> list[str]:
-        """Servers connected and not draining (dialer/runtime/servers.py)."""
-        return self.servers.usable(self.pool.connected())
+        """Servers connected and not draining (dialer/runtime/servers.py), whose identity is known and not a second
+        name of another one (dialer/runtime/identity.py)."""
+        return [name for name in self.servers.usable(self.pool.connected()) if self.identities.usable(name)]
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
+        if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
+            return
         connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
@@ -567,26 +606,50 @@ class Engine:
                 r.last_reason = "policy-error"
                 log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
             return
-        decision = decide(policy, state)
+        plan = None
+        if uses_shared_agents(policy, r.stored.config):  # agents shared with other campaigns and processes
+            try:
+                plan = await self.shared.decide(r.tenant, r.campaign, r.stored.config, policy, state,
+                                                set(connected), legal=r.abandon_totals, now=now.timestamp())
+            except PolicyError as exc:
+                if r.last_reason != "policy-error":
+                    r.last_reason = "policy-error"
+                    log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
+                return
+            decision = plan.decision
+        else:
+            decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            log.info("campaign %s/%s pacing: %s%s", r.tenant, r.campaign, decision.reason,
-                     f" (limited by {decision.limited_by})" if decision.limited_by else "")
-        n = min(decision.calls, self.settings.max_batch)
+            why = plan.verdict.text if plan is not None and plan.verdict.reserved_only else ""
+            log.info("campaign %s/%s pacing: %s%s%s", r.tenant, r.campaign, decision.reason,
+                     f" (limited by {decision.limited_by})" if decision.limited_by else "", f": {why}" if why else "")
+        n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
         slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n), ai)
+        if plan is not None and slots:
+            try:
+                granted = set(await asyncio.to_thread(self.shared.reserve, plan, [c for _, c in slots]))
+            except Exception:
+                await self._free_slots(slots, ai)
+                raise
+            if len(granted) < len(slots):  # another campaign took those agents since the snapshot
+                await self._free_slots([s for s in slots if s[1] not in granted], ai)
+                slots = [s for s in slots if s[1] in granted]
         if not slots:
             return
         try:
             claims = await asyncio.to_thread(
-                r.queue.claim, len(slots), owner=self.id, now=now.timestamp(),
+                guarded_claim, self.datastate, r.queue, len(slots), owner=self.id, now=now.timestamp(),
                 lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
             await self._free_slots(slots, ai)
             raise
         used = {claim.call_id for claim in claims}
+        if plan is not None:
+            self.shared.contacts_short(plan.key, len(slots), len(used))
         if len(used) < len(slots):  # fewer contacts ready than the trunk took: give the rest back
             await self._free_slots([slot for slot in slots if slot[1] not in used], ai)
         if not claims:
@@ -666,6 +729,11 @@ class Engine:
     async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
         claim = flight.claim
         c = r.stored.config
+        stopped = self.dialing_stopped()
+        if stopped:  # between the claim and here: the data or the clock became untrustworthy
+            self.flights.pop(claim.call_id, None)
+            await self._give_back_claim(r, claim, "dialing stopped", False)
+            return
         if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
             # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
             # already have taken this claim over. Never dial on a claim we cannot vouch for.
@@ -677,7 +745,7 @@ class Engine:
             request = OriginateRequest(
                 call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
                 channel=dial_string(self.settings.dial_template, claim.contact.phone),
-                caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
+                caller_id=campaign_caller_id(c), timeout_ms=self.settings.ring_timeout * 1000,
                 agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
                 ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
                 recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
@@ -783,40 +851,58 @@ class Engine:
             await forget_stored(self.pool, server, outcome)
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
-        """True once stored."""
+        """True once stored. Retries through a Redis outage until the outcome is stored, or until the claim's lease
+        lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
+        back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
         claim = flight.claim
         disposition = str(outcome.disposition)
-        delay = 0.2
-        for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
+        delay, failures = 0.2, 0
+        while True:
             try:
-                # its channel (and AI session) is free
-                self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
-                now = self.clock()
-                self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                         e164=claim.contact.phone, actor=ACTOR)
-                if live:
-                    self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
-                                                           bool(outcome.abandoned))
-                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
-                step = policy.after_call(disposition, claim.attempts + 1, now)
-                if step.action == "final":
-                    step = dataclasses.replace(step, detail=step.detail or disposition)
-                self._settle_final_disposition(r, claim, step, now, disposition)
-                pipe = self.redis.pipeline(transaction=False)
-                queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
-                pipe.execute()
+                self._store_outcome(r, flight, outcome, live)
+                if failures:
+                    log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
+                                failures)
                 return True
             except redis.RedisError as exc:
-                log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
-                time.sleep(delay)
-                delay = min(5.0, delay * 2)
-        log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
-                     disposition)
-        self._unsaved[claim.call_id] = (outcome, live)  # the recovery stores it once Redis is back
-        current = r.claims.get(claim.contact.contact_id)
-        if current is not None and current.call_id == claim.call_id:
-            del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
-        return False
+                failures += 1
+                if failures == 1:
+                    log.error("call %s: outcome not stored yet (%s); retrying until Redis is back", claim.call_id,
+                              exc)
+            if time.time() - self._renewed_at > self.settings.lease_seconds:
+                # Our leases lapsed: the claim is the recovery's now (this process's, which stores the outcome
+                # kept here, or another's, which asks the PBX). Keep the outcome for the takeover.
+                self._unsaved[claim.call_id] = (outcome, live)
+                current = r.claims.get(claim.contact.contact_id)
+                if current is not None and current.call_id == claim.call_id:
+                    del r.claims[claim.contact.contact_id]
+                log.error("call %s: outcome %s kept in memory for the recovery (Redis unreachable longer than the "
+                          "claim lease)", claim.call_id, disposition)
+                return False
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)  # never sleep long past Redis's return
+
+    def _store_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+        claim = flight.claim
+        disposition = str(outcome.disposition)
+        # its channel (and AI session) is free
+        self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
+        now = self.clock()
+        self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
+                                 e164=claim.contact.phone, actor=ACTOR)
+        if live:
+            self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                   bool(outcome.abandoned))
+            self.shared.recent_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                        bool(outcome.abandoned))  # short-window guard
+        policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+        step = policy.after_call(disposition, claim.attempts + 1, now)
+        if step.action == "final":
+            step = dataclasses.replace(step, detail=step.detail or disposition)
+        self._settle_final_disposition(r, claim, step, now, disposition)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
+        pipe.execute()
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -919,13 +1005,16 @@ class Engine:
         seconds, micros = self.redis.time()
         after = self._local_time()
         self._skew = seconds + micros / 1e6 - (before + after) / 2
+        self.clock_guard.observe(self._skew, after - before)
 
     def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
                    calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
         wall = time.time()
         self._measure_skew()
+        self.datastate.beat()
         self._heartbeat_writes(self._lease_clock(), held or {})
         self._renewed_at = wall
+        self.shared.renew()
         for ai, by_server in (calls or {}).items():
             if by_server:
                 self.trunk.renew(by_server, ai=ai)
@@ -1031,8 +1120,10 @@ class Engine:
         wall = time.time()
         r.minute = [t for t in r.minute if wall - t < 60]
         view = self.board.view(str(r.stored.config.get("queue") or ""), time.monotonic())
+        shared = self.shared.gauges(f"{r.tenant}/{r.campaign}", r.stored.config, time.monotonic(), None)
         return {"dialing": len(mine) - connected, "ringing": ringing, "connected": connected,
-                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute)}
+                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute),
+                **shared}
 
     def _write_stats(self, r: CampaignRunner, now: datetime, gauges: dict[str, float]) -> dict[str, int]:
         counts = r.queue.counts(now.timestamp())
@@ -1050,6 +1141,7 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
+        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts
