@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,8 @@ from aiohttp import web
 
 from gateway import trail
 from gateway.auth import AuthStore, Principal
-from gateway.errors import Handler, bad_json, forbidden, invalid, not_found, unauthorized
+from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
+from gateway.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, Session, SessionPolicy, SessionStore, csrf_ok
 from gateway.validation import Schema, validate
 
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
@@ -32,6 +34,7 @@ STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping", asyncio.Event)  # s
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("body", dict)
 QUERY: web.RequestKey[dict[str, Any]] = web.RequestKey("query", dict)
+SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Route:
     audited: bool = True  # record token use
     # Answers beyond the common ones, for the OpenAPI document: {"404": "no such contact", "503": "..."}.
     errors: dict[str, str] = field(default_factory=dict)
+    # Reachable by a console session still at its second-factor enrolment stage (gateway/sessions.py).
+    enrolment: bool = False
 
 
 def principal(request: web.Request) -> Principal:
@@ -120,15 +125,45 @@ async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
     return data
 
 
+def session_policy(config: Any) -> SessionPolicy:
+    return SessionPolicy(idle_seconds=60 * config["gateway.session_idle_minutes"],
+                         max_seconds=3600 * config["gateway.session_max_hours"])
+
+
+def session_of(request: web.Request) -> Session | None:
+    return request.get(SESSION)
+
+
+async def _caller(request: web.Request, route: Route) -> Principal:
+    """The bearer token's owner (machines), else the session cookie's (people in the console)."""
+    token = bearer(request)
+    if token or request.headers.get("Authorization"):
+        who = await AuthStore(request.app[REDIS]).authenticate(token) if token else None
+        if who is None:
+            raise unauthorized()
+        return who
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        raise unauthorized()
+    store = SessionStore(request.app[REDIS], session_policy(request.app[CONFIG]))
+    session = await store.get(cookie, time.time())
+    who = await store.principal(session) if session else None
+    if session is None or who is None:
+        raise unauthorized("not signed in, or the session expired or was revoked: sign in again")
+    if session.stage != "full" and not route.enrolment:
+        raise ApiError(401, "mfa_enrolment_required", "set up two-factor sign-in first")
+    if request.method not in SAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header: reload the page and try again")
+    request[SESSION] = session
+    return who
+
+
 def endpoint(route: Route) -> Handler:
     """The aiohttp handler for a route: authentication, authorisation and body checks, then the handler."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if route.permission is not None:
-            token = bearer(request)
-            who = await AuthStore(request.app[REDIS]).authenticate(token) if token else None
-            if who is None:
-                raise unauthorized()
+            who = await _caller(request, route)
             if not who.can(route.permission):
                 raise forbidden(route.permission)
             request[PRINCIPAL] = who
