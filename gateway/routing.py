@@ -134,7 +134,7 @@ def session_of(request: web.Request) -> Session | None:
     return request.get(SESSION)
 
 
-async def _caller(request: web.Request, route: Route) -> Principal:
+async def caller(request: web.Request, enrolment: bool = False) -> Principal:
     """The bearer token's owner (machines), else the session cookie's (people in the console)."""
     token = bearer(request)
     if token or request.headers.get("Authorization"):
@@ -150,7 +150,7 @@ async def _caller(request: web.Request, route: Route) -> Principal:
     who = await store.principal(session) if session else None
     if session is None or who is None:
         raise unauthorized("not signed in, or the session expired or was revoked: sign in again")
-    if session.stage != "full" and not route.enrolment:
+    if session.stage != "full" and not enrolment:
         raise ApiError(401, "mfa_enrolment_required", "set up two-factor sign-in first")
     if request.method not in SAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
         raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header: reload the page and try again")
@@ -163,7 +163,7 @@ def endpoint(route: Route) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if route.permission is not None:
-            who = await _caller(request, route)
+            who = await caller(request, route.enrolment)
             if not who.can(route.permission):
                 raise forbidden(route.permission)
             request[PRINCIPAL] = who

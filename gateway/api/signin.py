@@ -19,7 +19,7 @@ from gateway.accounts import AccountStore, LoginLimits, mfa_needed
 from gateway.api.schemas import listing
 from gateway.auth import PERMISSIONS, AuthError, AuthStore
 from gateway.errors import ApiError, invalid, not_found
-from gateway.routing import CONFIG, Route, body, principal, redis_of, session_of, session_policy
+from gateway.routing import CONFIG, Route, body, caller, principal, redis_of, session_of, session_policy
 from gateway.sessions import COOKIE, Session, SessionStore
 
 LOGIN: dict = {
@@ -34,12 +34,13 @@ LOGIN: dict = {
 }
 SESSION: dict = {
     "type": "object",
-    "required": ["tenant", "user", "role", "stage", "csrf_token"],
+    "required": ["stage"],
     "properties": {
         "tenant": {"type": "string"},
         "user": {"type": "string"},
         "role": {"type": "string"},
-        "stage": {"type": "string", "enum": ["full", "enrol"]},
+        "stage": {"type": "string", "enum": ["full", "enrol", "none"],
+                  "description": "none: not signed in (GET only); enrol: a second factor must be set up first"},
         "csrf_token": {"type": "string", "description": "send it in X-CSRF-Token on every non-GET request"},
         "expires_at": {"type": "string"},
         "mfa": {"type": "boolean"},
@@ -185,7 +186,16 @@ def _own_session(request: web.Request) -> Session:
 
 
 async def current(request: web.Request) -> web.Response:
-    return web.json_response(await _session_body(request, _own_session(request), principal(request).role))
+    """Public, so that a page opened while signed out learns it without an error: stage "none"."""
+    if request.headers.get("Authorization"):
+        raise ApiError(400, "not_a_session", "this needs a console session (sign in), not an API token")
+    try:
+        who = await caller(request, enrolment=True)
+    except ApiError as exc:
+        if exc.status == 401 and exc.code == "unauthorized":
+            return web.json_response({"stage": "none"})
+        raise
+    return web.json_response(await _session_body(request, _own_session(request), who.role))
 
 
 async def sign_out(request: web.Request) -> web.Response:
@@ -290,8 +300,8 @@ ROUTES = [
           "sets the session cookie", None, body=LOGIN, response=SESSION, tag="auth", audited=False,
           errors={"401": "wrong email, password or code, or a code is needed (code mfa_required)",
                   "403": "posted from another site", "429": "too many attempts: locked out (Retry-After)"}),
-    Route("GET", "/v1/session", current, "The console session: who, stage, CSRF token", "me.read",
-          response=SESSION, tag="auth", audited=False, enrolment=True, errors=_NOT_SESSION),
+    Route("GET", "/v1/session", current, "The console session: who, stage, CSRF token (stage none: signed out)",
+          None, response=SESSION, tag="auth", audited=False, errors=_NOT_SESSION),
     Route("DELETE", "/v1/session", sign_out, "Sign out (ends the session server-side)", "me.read",
           response=DONE, tag="auth", enrolment=True, errors=_NOT_SESSION),
     Route("POST", "/v1/session/mfa/setup", mfa_setup, "Start TOTP enrolment: secret, otpauth URI, QR code",
