@@ -38,6 +38,10 @@ SAMPLE_BODIES = {
     ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Ann"},
     ("POST", "/v1/subjects/erase"): {"phone": "+33145678999"},
     ("PATCH", "/v1/retention"): {"attempts": 800},
+    ("POST", "/v1/session"): {"email": "someone@example.com", "password": "wrong"},
+    ("POST", "/v1/session/mfa/confirm"): {"code": "123456"},
+    ("PUT", "/v1/users/{name}/password"): {"password": "a long enough passphrase"},
+    ("PUT", "/v1/auth/policy"): {"mfa_required": False},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
                   ("GET", "/v1/subjects"): {"phone": "+33145678901"},

@@ -33,13 +33,13 @@ def register(sub: Any) -> None:
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     create.set_defaults(func=run_user_create)
     password = user_sub.add_parser("password", help="set a user's password (ends their sessions)")
-    password.add_argument("--tenant", required=True)
-    password.add_argument("--email", required=True)
+    password.add_argument("--tenant", required=True, help="tenant the user belongs to")
+    password.add_argument("--email", required=True, help="the user's email address")
     password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     password.set_defaults(func=run_user_password)
     reset = user_sub.add_parser("reset-mfa", help="remove a user's second factor (they enrol again)")
-    reset.add_argument("--tenant", required=True)
-    reset.add_argument("--email", required=True)
+    reset.add_argument("--tenant", required=True, help="tenant the user belongs to")
+    reset.add_argument("--email", required=True, help="the user's email address")
     reset.set_defaults(func=run_user_reset_mfa)
 
 
