@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.privacy",
     "dialer.commands.retention",
     "dialer.commands.calls",
+    "dialer.commands.campaigns",
 )
 
 

@@ -68,6 +68,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
             "a dead process's claims and campaigns are taken over after this long"),
     Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),
+    Setting("runtime.wrapup_seconds", float, 5.0, "DIALER_RUNTIME_WRAPUP_SECONDS",
+            "the queues' wrapuptime (queues.conf; AMI does not report it): an agent is not free for this long after "
+            "each call (asterisk/queues.conf.sample: 5)"),
+    Setting("runtime.queue_wrapup", str, "", "DIALER_RUNTIME_QUEUE_WRAPUP",
+            "per-queue wrapuptime where it differs: queue=seconds,queue=seconds"),
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -152,7 +157,12 @@ def _check(values: dict[str, Any]) -> None:
     if values["runtime.lease_seconds"] < 2:
         raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
     from dialer.ami.originate import dial_template_error  # (here: the AMI modules are not needed to read config)
+    from dialer.runtime.agents import WrapupTable
 
+    try:
+        WrapupTable.parse(values["runtime.wrapup_seconds"], values["runtime.queue_wrapup"])
+    except ValueError as exc:
+        raise ConfigError(f"setting runtime.wrapup_seconds / runtime.queue_wrapup: {exc}") from None
     template_error = dial_template_error(values["runtime.dial_template"])
     if template_error:
         raise ConfigError(f"setting runtime.dial_template: {template_error}")

@@ -384,8 +384,13 @@ class DemoStack:
 
         assert self.config is not None and self.sandbox is not None
         server = AsteriskServer("sandbox", "127.0.0.1", self.sandbox.port, SANDBOX_USER, SANDBOX_SECRET, "md5")
+        from dialer.runtime.agents import WrapupTable
+        from dialer.sandbox.behaviour import AgentProfile
+
+        # the sandbox queue's wrap-up (its agents' profile), in wall seconds at the demo's time scale
+        wrapup = WrapupTable(AgentProfile().wrapup.mean * self.options.time_scale)
         settings = dataclasses.replace(RuntimeSettings.from_config(self.config), tenants=(TENANT,),
-                                       dial_template="Local/{number}@sim-callee", drain_seconds=3.0)
+                                       dial_template="Local/{number}@sim-callee", drain_seconds=3.0, wrapup=wrapup)
         clock = offset_clock(self.clock_start) if self.clock_start else wall_clock
         self.engine_task = asyncio.create_task(
             run_engine(self.config, stop_event=self.engine_stop, clock=clock, servers=[server], settings=settings,

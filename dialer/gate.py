@@ -65,6 +65,21 @@ def registries_by_country(packs: Any) -> dict[str, tuple[str, ...]]:
     return {country: tuple(names) for country, names in found.items()}
 
 
+def registry_audiences(packs: Any) -> dict[str, frozenset[str] | None]:
+    """Registry name -> the audiences whose calls consult it (None: every audience). The UK's CTPS is for business
+    calls only: a consumer campaign never needs (or warns about) a CTPS copy."""
+    found: dict[str, frozenset[str] | None] = {}
+    for pack in getattr(packs, "packs", ()):
+        for rule in pack.rules:
+            if rule.kind != "national_registry":
+                continue
+            name, audiences = rule.params["registry"], getattr(rule, "audiences", None)
+            if name in found and found[name] is None:
+                continue
+            found[name] = None if audiences is None else (found.get(name) or frozenset()) | audiences
+    return found
+
+
 class Registries(Protocol):
     """What the gate needs from dialer.registry.store.RegistryStore (see CONTRACTS.md)."""
 
@@ -312,13 +327,14 @@ class Gate:
         self.max_rounds = max_rounds
         self.extra_registries = tuple(extra_registries)
         self._registries_by_country = registries_by_country(packs)
+        self._registry_audiences = registry_audiences(packs)
         self._evaluate = evaluate
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
         self._read = client.register_script(_READ)
         self._dates: dict[str, tuple[float, datetime | None]] = {}
         self._warned: dict[str, float] = {}
-        self._names: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._names: dict[tuple[str, str | None, str], tuple[str, ...]] = {}
         self._pack_refs: dict[tuple, list[str]] = {}
 
     # --- public API -----------------------------------------------------------------------------
@@ -410,13 +426,16 @@ class Gate:
         raw = self.redis.get(call_index_key(tenant, call_id))
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
-    def _registry_names(self, country: str, address_country: str | None) -> tuple[str, ...]:
+    def _registry_names(self, country: str, address_country: str | None, audience: str = "") -> tuple[str, ...]:
         """Registries to look the number up in: those the packs of the number's country and of the address's
-        country consult (both jurisdictions apply), plus any custom ones. Lookups are in-process bitmaps."""
-        key = (country, address_country)
+        country consult (both jurisdictions apply) for calls to this audience, plus any custom ones. Lookups are
+        in-process bitmaps."""
+        key = (country, address_country, audience)
         names = self._names.get(key)
         if names is None:
-            names = self._names[key] = self._registry_names_of(country, address_country)
+            names = tuple(n for n in self._registry_names_of(country, address_country)
+                          if not audience or (self._registry_audiences.get(n) or {audience}) >= {audience})
+            self._names[key] = names
         return names
 
     def _registry_names_of(self, country: str, address_country: str | None) -> tuple[str, ...]:
@@ -458,7 +477,8 @@ class Gate:
         """Decide each request on facts already read (by position in `requests`, for valid numbers: the facts,
         and whether the number is suppressed: True, False, None when the list cannot be checked)."""
         valid = [i for i, n in enumerate(numbers) if n is not None]
-        names_of = {i: self._registry_names(numbers[i][1], requests[i].contact.country) for i in valid}  # type: ignore[index]
+        names_of = {i: self._registry_names(numbers[i][1], requests[i].contact.country,  # type: ignore[index]
+                                            requests[i].campaign.audience) for i in valid}
         membership = self._memberships([(numbers[i][0], names_of[i]) for i in valid])  # type: ignore[index]
         # one copy date per registry for the whole batch: every decision of it sees the same copies
         dates = {n: self._registry_date(n) for names in names_of.values() for n in names}

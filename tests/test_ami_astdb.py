@@ -157,8 +157,10 @@ async def test_an_entry_is_deleted_only_after_it_is_stored(redis_factory):
         client.close()
 
 
-async def test_duplicates_are_harmless(redis_client):
-    """The event and its AstDB copy, and the same entry read twice: one DNC entry, one evidence record."""
+async def test_duplicates_are_harmless(redis_client, caplog):
+    """The event and its AstDB copy, and the same entry read twice: one DNC entry, one evidence record, one log line
+    (and no "read back from AstDB" warning: nothing was lost)."""
+    caplog.set_level(logging.INFO, logger="dialer.ami")
     store = FactStore(redis_client)
     recorder = OptOutRecorder.for_fact_store(store)
     pbx = await start_pbx()
@@ -172,11 +174,14 @@ async def test_duplicates_are_harmless(redis_client):
             await eventually(lambda: optout_entries(pbx) == {}, timeout=5)
             pbx.pbx.astdb.put(FAMILY, req.call_id, "1795400000,camp1,acme")  # read again, as after a crash
             await eventually(lambda: optout_entries(pbx) == {}, timeout=5)
-            assert recorder.recorded >= 2  # recorded through both paths ...
+            assert recorder.recorded == 1  # heard through both paths, stored once by this process ...
     finally:
         await pbx.stop()
-    assert redis_client.xlen(optout_log_key("acme")) == 1  # ... and stored once
+    assert redis_client.xlen(optout_log_key("acme")) == 1  # ... and once in Redis
     assert redis_client.hlen("t:acme:dnc") == 1
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("opt-out of call" in line and "recorded" in line for line in lines) == 1, lines
+    assert not any("read back from AstDB" in line for line in lines), lines
 
 
 async def test_unusable_entries_are_kept_and_named(redis_client, caplog):
@@ -207,3 +212,23 @@ async def test_without_the_system_class_entries_are_recorded_and_kept(redis_clie
     finally:
         await pbx.stop()
     assert f"/{FAMILY}/call-p" in pbx.pbx.astdb.entries
+
+
+async def test_a_sync_refused_while_asterisk_shuts_down_asks_for_no_permission(redis_client, caplog):
+    """During a restart every action is refused 'Asterisk is shutting down': the AstDB read is retried later, with
+    no error asking to grant the AMI user more rights (issue 14)."""
+    caplog.set_level(logging.INFO, logger="dialer.ami")
+    recorder = OptOutRecorder.for_fact_store(FactStore(redis_client))
+    pbx = await start_pbx()
+    try:
+        async with AMIPool([server_config(pbx)], on_optout=recorder, resolve_number=number_resolver(redis_client),
+                           astdb_interval=0.2):
+            await asyncio.sleep(0.3)
+            pbx.shutting_down = True  # the sandbox's ast_shutting_down(): every action answered Error
+            await asyncio.sleep(0.8)
+            pbx.shutting_down = False
+    finally:
+        await pbx.stop()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any("AstDB opt-out sync refused" in m and "Asterisk is shutting down" in m for _, m in lines), lines
+    assert not any("grant" in m or lvl >= logging.ERROR for lvl, m in lines), lines

@@ -98,7 +98,8 @@ async def eventually(predicate, timeout: float = 10.0, step: float = 0.02) -> No
 
 
 @pytest.mark.parametrize("auth", ["md5", "plain"])
-async def test_login_ping_and_close(pbx, auth):
+async def test_login_ping_and_close(pbx, auth, caplog):
+    caplog.set_level(logging.INFO, logger="dialer.ami")
     client = client_for(pbx, auth=auth)
     await client.connect()
     try:
@@ -107,7 +108,9 @@ async def test_login_ping_and_close(pbx, auth):
         assert pong.name == "Success" and pong["Ping"] == "Pong"
     finally:
         await client.close()
+        await asyncio.sleep(0.1)
     assert not client.connected
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # a clean close is not "connection lost"
     with pytest.raises(NotConnected):
         await client.ping()
 
@@ -272,14 +275,20 @@ async def test_a_keypress_during_a_message_survives_a_stalled_event_loop(pbx):
     assert outcomes[req.call_id].disposition == "opted_out"
 
 
-async def test_a_refused_originate_is_a_failed_outcome(pbx):
+async def test_a_refused_originate_is_no_call_and_no_outcome(pbx):
+    """`Response: Error` to the Originate itself: no channel existed, so nothing is tracked and no outcome is
+    delivered (the runtime gives the contact back); an OriginateResponse Failure stays an outcome."""
     outcomes = []
     async with AMIPool([server_config(pbx)], on_outcome=lambda s, o: outcomes.append(o)) as pool:
         bad = request("5")
         bad = OriginateRequest(**{**bad.__dict__, "channel": "nochannel"})
         result = await pool.originate("sbx", bad)
-    assert result.status == "refused" and "Invalid channel" in result.detail
-    assert [(o.call_id, o.disposition, o.resolved_by) for o in outcomes] == [(bad.call_id, "failed", "originate-error")]
+        assert result.status == "refused" and "Invalid channel" in result.detail and result.outcome is None
+        assert len(pool.trackers["sbx"]) == 0
+        failing = request("2")  # busy: a channel existed, OriginateResponse Failure Reason 5
+        assert (await pool.originate("sbx", failing)).status == "queued"
+        await eventually(lambda: len(outcomes) == 1, timeout=20)
+    assert [(o.call_id, o.disposition) for o in outcomes] == [(failing.call_id, "busy")]
 
 
 def test_originate_fields_follow_the_contract():
@@ -489,3 +498,20 @@ async def test_chaos_connection_cuts_while_dialing_never_double_dial_nor_lose_an
     assert len(by_call) == len(set(by_call)) and set(by_call) == sent
     assert len(pool.trackers["sbx"]) == 0
     assert any(s == "not-sent" for s in statuses.values()) or any(o.resolved_by == "reconcile" for o in outcomes)
+
+
+async def test_an_ai_session_is_connected_from_the_ai_sides_dialend():
+    """The AI agent answers our dialplan's Dial(): its DialEnd (DialStatus ANSWER, our channel as the caller) marks
+    the call connected while it is bridged (issue 14: live figures said '0 connected', pacing saw it ringing)."""
+    server = await start_pbx(time_scale=0.05, ai_sessions=1)
+    try:
+        async with AMIPool([server_config(server)]) as pool:
+            req = request(sandbox_digit(), agent_kind="ai", ai_endpoint="PJSIP/ai@voicebot", ai_disclosure=True,
+                          queue="")
+            assert (await pool.originate("sbx", req)).status == "queued"
+            tracker = pool.trackers["sbx"]
+            await eventually(lambda: tracker.get(req.call_id) is not None
+                             and tracker.get(req.call_id).connected_at is not None, timeout=20)
+            assert server.pbx.ai_in_use == 1  # still bridged to the AI: connected before the call ends
+    finally:
+        await server.stop()

@@ -8,7 +8,9 @@ no control buttons. Needs /usr/bin/chromium (apt-get install chromium) and `pip 
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -83,6 +85,15 @@ async def test_sign_in_watch_and_pause(gw, browser):
     await expect(alert).to_contain_text("nearing the cap")
     await engine_writes(gw.redis, "acme", cid, abandon_rate_24h=0.031)
     await expect(alert).to_contain_text("over the cap", timeout=2000)
+
+    pbx_alert = card.locator('[data-field="pbx-alert"]')  # a runtime saw Asterisk refuse calls (restarting)
+    await expect(pbx_alert).to_be_hidden()
+    await gw.redis.hset("dialer:servers:draining", "10.0.0.5:5038", json.dumps({
+        "server": "pbx-a", "message": "Asterisk is shutting down", "since": time.time(), "until": time.time() + 60}))
+    await expect(pbx_alert).to_contain_text("Server pbx-a is draining", timeout=2000)
+    await expect(pbx_alert).to_contain_text("(Asterisk is shutting down): no calls placed there.")
+    await gw.redis.delete("dialer:servers:draining")
+    await expect(pbx_alert).to_be_hidden(timeout=2000)
 
     pipe = gw.redis.pipeline()
     livestats.queue_denial(pipe, "acme", cid, "OUTSIDE_CALLING_HOURS")

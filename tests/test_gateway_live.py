@@ -76,6 +76,24 @@ async def test_stats_route_is_tenant_scoped(gw):
     assert (await gw.client.get(f"/v1/campaigns/{cid}/stats", headers=gw.auth("globex", "admin"))).status == 404
 
 
+async def test_a_draining_server_shows_on_the_campaigns_figures(gw):
+    """A runtime publishes the servers that refuse calls (dialer.runtime.servers); the snapshot carries the server's
+    name and Asterisk's words only (not the process), and forgets an entry nobody refreshed."""
+    cid = (await gw.ready_campaign())["id"]
+    now = time.time()
+    await gw.redis.hset("dialer:servers:draining", mapping={
+        "10.0.0.5:5038": json.dumps({"server": "pbx-a", "message": "Asterisk is shutting down", "since": now - 4,
+                                     "process": "host:1:x", "until": now + 60}),
+        "10.0.0.6:5038": json.dumps({"server": "pbx-b", "message": "old", "since": now - 400, "until": now - 100})})
+    resp = await gw.client.get(f"/v1/campaigns/{cid}/stats", headers=gw.auth("acme", "auditor"))
+    body = await resp.json()
+    assert body["servers_draining"] == [{"server": "pbx-a", "message": "Asterisk is shutting down",
+                                         "since": pytest.approx(now - 4)}]
+    await gw.redis.delete("dialer:servers:draining")
+    body = await (await gw.client.get(f"/v1/campaigns/{cid}/stats", headers=gw.auth("acme", "auditor"))).json()
+    assert body["servers_draining"] == []
+
+
 async def read_event(resp, timeout: float = 5.0) -> dict:
     """The next `event: stats` of an SSE response."""
     buffer = b""

@@ -36,6 +36,7 @@ from dialer.facts import FactStore
 from dialer.gate import Gate
 from dialer.logs import setup_logging
 from dialer.registry.store import RegistryStore
+from dialer.runtime.agents import WrapupTable
 from dialer.runtime.engine import RuntimeSettings, offset_clock, run_engine
 from dialer.sandbox.server import SandboxServer
 from dialer.sandbox.settings import SandboxSettings
@@ -182,7 +183,8 @@ async def test_no_secret_or_full_number_reaches_the_logs(captured, redis_url, re
         engine_config, stop_event=stop, clock=offset_clock(RUN_AT, 60.0), process_id="scan",
         servers=[AsteriskServer("sbx", "127.0.0.1", port, "dialer", AMI_SECRET, "md5")],
         settings=RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
-                                 agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)))
+                                 agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2,
+                                 wrapup=WrapupTable(0.1))))  # the sandbox agents' 2 s wrap-up at time scale 0.02
     try:
         await eventually(lambda: engine.done() or sync.hget(f"t:{T}:campaign:{campaign}", "status") == b"completed",
                          timeout=60)

@@ -31,7 +31,6 @@ from tests.runtime_support import AT, SECRET_KEY, eventually, numbers, setup_cam
 
 pytestmark = pytest.mark.realpbx
 
-NEEDS_FIX = pytest.mark.xfail(strict=False, reason="needs realpbx-fix branch")
 LIVE = ("answered", "abandoned", "opted_out")
 
 
@@ -182,7 +181,6 @@ async def test_abandon_when_the_agents_are_gone(pbx, redis_url, redis_client, tm
 # --- wrap-up: progressive with one agent and wrapuptime 5 must never abandon -------------------------------------
 
 
-@NEEDS_FIX
 async def test_progressive_with_one_agent_in_wrap_up_abandons_none(pbx, redis_url, redis_client, tmp_path, running):
     phones = [f"+331456742{i}5" for i in range(10)]  # 5: answers after 1 s, hangs up after 4 s
     campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False, queue="solo")
@@ -197,7 +195,6 @@ async def test_progressive_with_one_agent_in_wrap_up_abandons_none(pbx, redis_ur
 # --- core restart now mid-campaign uses up no contact ------------------------------------------------------------
 
 
-@NEEDS_FIX
 async def test_restart_mid_campaign_uses_up_no_contact(pbx, redis_url, redis_client, tmp_path, running):
     phones = [f"+331456733{i}{d}" for i in range(8) for d in "570"]  # short answered calls (4-10 s)
     campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False)
@@ -292,7 +289,6 @@ async def test_trunk_ceilings_hold_on_the_real_pbx(pbx, redis_url, redis_client,
 # --- AI voice agent: a bridged AI session is a connected call ------------------------------------------------------
 
 
-@NEEDS_FIX
 async def test_ai_calls_count_as_connected(pbx, redis_url, redis_client, tmp_path, running):
     # [sim-ai] answers at once and talks 8 s; the callees (0) stay 10 s: for about 7 s of each call an AI session
     # is bridged to the person, and the live figures must say so (issue 14 section 4)

@@ -73,3 +73,43 @@ def test_freshness_counts_from_when_the_file_was_obtained(redis_client: redis.Re
     assert gate(redis_client).check(FREE, SALES, AT).allowed
     load_registry(redis_client, "us_dnc", path, loaded_at=AT - timedelta(hours=1))
     assert RegistryStore(redis_client).loaded_at("us_dnc") == AT - timedelta(hours=1)
+
+
+def test_a_consumer_campaign_never_consults_or_warns_about_a_business_only_registry(redis_client, caplog) -> None:
+    """The UK's CTPS is consulted for business calls only (rules/packs/gb.toml): a consumer campaign neither looks a
+    number up in it nor warns that no copy is usable (issue 14: 19 such warnings in one consumer run); a business
+    campaign still does, and still fails closed without it."""
+    import logging
+
+    from dialer.gate import registry_audiences
+    from dialer.registry.store import RegistryError
+
+    audiences = registry_audiences(PACKS)
+    assert audiences["ctps"] == frozenset({"business"}) and audiences["tps"] == frozenset({"consumer"})
+
+    class Spy:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def contains_many(self, name: str, e164s: list[str]) -> list[bool]:
+            self.asked.append(name)
+            if name == "ctps":
+                raise RegistryError("no ctps copy loaded")
+            return [False] * len(e164s)
+
+        def loaded_at(self, name: str) -> datetime | None:
+            if name == "ctps":
+                raise RegistryError("no ctps copy loaded")
+            return AT - timedelta(days=1)
+
+    caplog.set_level(logging.WARNING, logger="dialer.gate")
+    spy = Spy()
+    checker = Gate(redis_client, PACKS, spy, secret_key=KEY)
+    uk = Contact(phone="+442079460123", country="GB", postal_code="EC1A 1BB")
+    consumer = Campaign(id="gb1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
+    checker.check(uk, consumer, AT)
+    assert "ctps" not in spy.asked and "tps" in spy.asked
+    assert not [r for r in caplog.records if "ctps" in r.getMessage()]
+    business = Campaign(id="gb2", tenant="t1", purpose="telemarketing", audience="business", voice="human")
+    decision = checker.check(uk, business, AT)
+    assert "ctps" in spy.asked and not decision.allowed  # no usable CTPS copy: a business call is denied

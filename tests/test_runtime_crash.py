@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def start_dialer(redis_url: str, port: int, name: str, log_dir: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
-           "DIALER_RUNTIME_LEASE_SECONDS": "3", "DIALER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
+           "DIALER_RUNTIME_LEASE_SECONDS": "3", "DIALER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT),
+           "DIALER_RUNTIME_WRAPUP_SECONDS": "1"}  # the sandbox agents' 2 s wrap-up at time scale 0.5
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialer", "run", "--sandbox", f"127.0.0.1:{port}", "--process-id", name,
         "--clock-start", AT.isoformat(), "--clock-speed", "1", "--drain", "10",

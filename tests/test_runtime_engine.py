@@ -16,6 +16,7 @@ from dialer.config import AsteriskServer
 from dialer.facts import FactStore
 from dialer.gate import Request
 from dialer.livestats import denials_key, dispositions_key, stats_key
+from dialer.runtime.agents import WrapupTable
 from dialer.runtime.engine import RuntimeSettings, build_gate, offset_clock, run_engine
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue, QueuedContact
@@ -35,7 +36,8 @@ from tests.runtime_support import (
 )
 
 SETTINGS = RuntimeSettings(dial_template="Local/{number}@sim-callee", lease_seconds=5.0, drain_seconds=10.0,
-                           agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2)
+                           agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2,
+                           wrapup=WrapupTable(0.2))  # the sandbox agents' 2 s wrap-up at a time scale up to 0.1
 RETRIES = {"busy": 1, "no_answer": 1, "congestion": 1, "machine": 1, "abandoned": 1}
 # The sandbox's last-digit callees: 2 busy, 3 no answer, 4 congestion, 7 opts out (during the recording notice);
 # others answer (8 is a machine, but without AMD the campaign cannot tell: answered).

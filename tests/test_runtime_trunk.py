@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -178,11 +179,20 @@ def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
     report = json.loads(done.stdout)
     assert report["servers"] == [{"server": "sandbox", "address": "127.0.0.1:5999", "channel_limit": 5,
                                   "channels_in_use": 2, "calls_per_window": 2, "window_seconds": 0.8,
-                                  "originates_in_window": report["servers"][0]["originates_in_window"]}]
+                                  "originates_in_window": report["servers"][0]["originates_in_window"],
+                                  "state": "dialing", "draining": None}]
     assert report["servers"][0]["originates_in_window"] in (0, 1, 2)  # the 0.8 s window may have passed
     assert [p["id"] for p in report["processes"]] == ["host:1:abc"]
     text = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60).stdout
     assert "2 / 5" in text and "host:1:abc: 2 calls in flight, 9 placed" in text
+    redis_client.hset("dialer:servers:draining", "127.0.0.1:5999", json.dumps({
+        "server": "sandbox", "message": "Asterisk is shutting down", "since": time.time() - 3, "process": "host:1:abc",
+        "refused": 1, "shutting_down": True, "at": time.time(), "until": time.time() + 60}))  # dialer.runtime.servers
+    report = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=60).stdout)
+    assert report["servers"][0]["state"] == "draining"
+    assert report["servers"][0]["draining"]["message"] == "Asterisk is shutting down"
+    text = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60).stdout
+    assert re.search(r"sandbox: DRAINING for \d+ s, no calls placed there: Asterisk is shutting down", text), text
     env["DIALER_REDIS_URL"] = "redis://127.0.0.1:1/0"
     down = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert down.returncode == 1 and "cannot reach Redis" in down.stderr and "Traceback" not in down.stderr

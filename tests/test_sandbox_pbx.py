@@ -608,3 +608,143 @@ async def test_garbage_from_a_client_does_not_hurt_the_server(pbx: SandboxServer
     await ami.send("Ping", "after-garbage")
     assert (await ami.response("after-garbage"))["Ping"] == "Pong"
     await ami.close()
+
+
+# -- what real Asterisk 22 does that the sandbox once did not model (issue 14) -----------------------------------
+
+
+async def queue_listing(ami: RawAmi, action: str, action_id: str) -> list[Message]:
+    await ami.send(action, action_id, [("Queue", "solo")])
+    done = "QueueSummaryComplete" if action == "QueueSummary" else "QueueStatusComplete"
+    assert await ami.wait_for(lambda m: m.name == done and m.action_id == action_id, timeout=5)
+    return [m for m in ami.messages if m.action_id == action_id and m.is_event]
+
+
+async def test_a_member_in_wrap_up_is_reported_available_as_asterisk_does() -> None:
+    """app_queue's QueueSummary counts a member Available when its device is free and it is not paused; QueueStatus
+    says Status 1 (NOT_INUSE), InCall 0 and Wrapuptime 0 (no member-level value): wrap-up shows nowhere. app_queue
+    still offers it no caller until the wrap-up is over."""
+    server = await start(queues={"solo": 1},
+                         agents=AgentProfile(talk=Duration.fixed(2.0), wrapup=Duration.fixed(5.0)))  # fmt: skip
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "w1", originate_fields("5550006", variables=call_vars("w1", DIALER_QUEUE="solo")))
+        assert await ami.wait_for(lambda m: m.name == "AgentConnect", timeout=10)
+        during = await queue_listing(ami, "QueueStatus", "in-call")
+        member = next(m for m in during if m.name == "QueueMember")
+        assert (member["Status"], member["InCall"]) == ("2", "1")
+        assert next(m for m in await queue_listing(ami, "QueueSummary", "s-in-call"))["Available"] == "0"
+        assert await ami.wait_for(lambda m: m.name == "AgentComplete", timeout=10)
+        summary = next(m for m in await queue_listing(ami, "QueueSummary", "s-wrap") if m.name == "QueueSummary")
+        assert (summary["LoggedIn"], summary["Available"]) == ("1", "1")
+        member = next(m for m in await queue_listing(ami, "QueueStatus", "wrap") if m.name == "QueueMember")
+        assert (member["Status"], member["InCall"], member["Paused"], member["Wrapuptime"]) == ("1", "0", "0", "0")
+        # A caller answered now (1 s ring + 2 s wait < 5 s wrap-up) finds nobody: the abandon path.
+        await ami.send("Originate", "w2", originate_fields("5550006", variables=call_vars("w2", DIALER_QUEUE="solo")))
+        abandon = await ami.wait_for(lambda m: m.name == "QueueCallerAbandon", timeout=10)
+        assert abandon is not None and abandon.variables()["DIALER_CALL_ID"] == "w2"
+        assert not [m for m in ami.messages if m.name == "AgentConnect" and m.variables().get("DIALER_CALL_ID") == "w2"]
+        await ami.close()
+    finally:
+        await server.stop()
+
+
+async def test_agent_complete_after_the_caller_hung_up_may_carry_no_channel_fields() -> None:
+    server = await start(bare_agent_complete=1.0,
+                         agents=AgentProfile(talk=Duration.fixed(100.0), wrapup=Duration.fixed(1.0)))  # fmt: skip
+    try:
+        messages = await run_calls(server, {"b1": ("5550005", call_vars("b1"))})  # the callee hangs up after 4 s
+        complete = next(m for m in messages if m.name == "AgentComplete")
+        assert [k for k, _ in complete.fields] == ["Event", "Privilege", "Queue", "Interface", "MemberName",
+                                                   "HoldTime", "TalkTime", "Reason"]
+        assert complete["Reason"] == "caller" and complete["Interface"].startswith("Local/700")
+    finally:
+        await server.stop()
+
+
+async def test_core_restart_now_refuses_actions_hangs_up_announces_and_boots_again(pbx: SandboxServer) -> None:
+    ami = await logged_in(pbx)
+    await ami.send("Originate", "ringing", originate_fields("5550003", timeout_ms=60000,
+                                                            variables=call_vars("ringing")))  # fmt: skip
+    await ami.send("Originate", "talking", originate_fields("5550001", variables=call_vars("talking")))
+    assert await ami.wait_for(lambda m: m.name == "AgentConnect", timeout=10)
+    stopping = asyncio.create_task(pbx.shutdown(restart=True, down_for=0.3, final_pause=0.3))
+    await asyncio.sleep(0.05)
+    await ami.send("Originate", "refused", originate_fields("5550001", variables=call_vars("refused")))
+    await ami.send("Ping", "ping")
+    refused, ping = await ami.response("refused"), await ami.response("ping")
+    assert (refused.name, refused["Message"]) == ("Error", "Asterisk is shutting down")
+    assert (ping.name, ping["Message"]) == ("Error", "Asterisk is shutting down")
+    shutdown = await ami.wait_for(lambda m: m.name == "Shutdown", timeout=5)
+    assert shutdown is not None and (shutdown["Shutdown"], shutdown["Restart"]) == ("Cleanly", "True")
+    hangups = {m.variables().get("DIALER_CALL_ID") for m in ami.messages if m.name == "Hangup"}
+    assert {"ringing", "talking"} <= hangups  # every call ended with its events, before the Shutdown event
+    assert not [m for m in ami.messages if m.is_event and m.variables().get("DIALER_CALL_ID") == "refused"]
+    await ami.collect(0.3)
+    assert ami.closed
+    await stopping
+    again = await logged_in(pbx)
+    assert await again.wait_for(lambda m: m.name == "FullyBooted", timeout=5)
+    await again.close()
+
+
+async def test_core_restart_gracefully_lets_calls_end_and_refuses_new_ones() -> None:
+    server = await start(agents=AgentProfile(talk=Duration.fixed(5.0), wrapup=Duration.fixed(1.0)))
+    try:
+        ami = await logged_in(server)
+        await ami.send("Originate", "live", originate_fields("5550006", variables=call_vars("live")))
+        assert await ami.wait_for(lambda m: m.name == "AgentConnect", timeout=10)
+        stopping = asyncio.create_task(server.shutdown(graceful=True, down_for=0.2, boot_for=0.3))
+        await asyncio.sleep(0.05)
+        await ami.send("Originate", "new", originate_fields("5550001", variables=call_vars("new")))
+        assert (await ami.response("new"))["Message"] == "Asterisk is shutting down"
+        shutdown = await ami.wait_for(lambda m: m.name == "Shutdown", timeout=10)
+        assert shutdown is not None and shutdown["Shutdown"] == "Cleanly"
+        ended = [m for m in ami.messages if m.name == "AgentComplete"]
+        assert ended and ended[0]["Reason"] == "agent"  # the call ran to its natural end
+        assert ami.messages.index(ended[0]) < ami.messages.index(shutdown)
+        await asyncio.sleep(0.3)
+        booting = await logged_in(server)  # listening again, not fully booted yet: no FullyBooted at login
+        await booting.send("Originate", "early", originate_fields("5550001", variables=call_vars("early")))
+        assert (await booting.response("early"))["Message"] == "Extension does not exist."
+        assert not [m for m in booting.messages if m.name == "FullyBooted"]
+        booted = await booting.wait_for(lambda m: m.name == "FullyBooted", timeout=5)  # the event, once booted
+        assert booted is not None and booted["Status"] == "Fully Booted"
+        await stopping
+        await booting.close()
+    finally:
+        await server.stop()
+
+
+async def test_an_originate_to_an_extension_that_does_not_exist_is_refused(pbx: SandboxServer) -> None:
+    ami = await logged_in(pbx)
+    await ami.send("Originate", "nowhere", originate_fields("5550001", context="no-such-context"))
+    response = await ami.response("nowhere")
+    assert (response.name, response["Message"]) == ("Error", "Extension does not exist.")
+    await ami.close()
+
+
+async def test_during_a_graceful_shutdown_answered_calls_reach_no_ai_and_no_agent() -> None:
+    """The lab PBX during `core restart gracefully`: a call answered just before it reaches Dial() to the AI endpoint
+    (CHANUNAVAIL: "Refusing due to active shutdown") or waits in the queue for nobody: both take the abandon path."""
+    server = await start()
+    try:
+        ami = await logged_in(server)
+        ai = {"DIALER_AGENT_KIND": "ai", "DIALER_AI_ENDPOINT": "PJSIP/ai-agent", "DIALER_AI_DISCLOSURE": "1"}
+        await ami.send("Originate", "g-ai", originate_fields("5550006", variables=call_vars("g-ai", **ai)))
+        await ami.send("Originate", "g-q", originate_fields("5550016", variables=call_vars("g-q",
+                                                                                      DIALER_RECORDING_NOTICE="1")))
+        assert await ami.collect_until(lambda ms: sum(1 for m in ms if m.name == "UserEvent"
+                                                      and m["UserEvent"] == "DialerConnected") == 2, timeout=10)
+        stopping = asyncio.create_task(server.shutdown(graceful=True, down_for=0.1))
+        assert await ami.wait_for(lambda m: m.name == "Shutdown", timeout=20)
+        await stopping
+        for call_id in ("g-ai", "g-q"):
+            events = events_of(ami.messages, call_id)
+            assert "UserEvent:DialerAbandon" in names(events, CALL_EVENTS), call_id
+            assert "AgentConnect" not in names(events, CALL_EVENTS)
+        assert any(m.name == "VarSet" and m["Variable"] == "DIALSTATUS" and m["Value"] == "CHANUNAVAIL"
+                   for m in events_of(ami.messages, "g-ai"))
+        await ami.close()
+    finally:
+        await server.stop()

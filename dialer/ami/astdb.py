@@ -79,7 +79,8 @@ async def sync_optouts(
     *,
     timeout: float | None = None,
 ) -> tuple[int, int]:
-    """Read the family, record and delete every usable entry. Returns (recorded and deleted, kept)."""
+    """Read the family, record and delete every usable entry. Returns (recorded from AstDB and deleted, kept);
+    an entry the sink says it had already (returns False: heard from the event) is deleted, not counted."""
     listing = await client.event_list("DBGetTree", {"Family": FAMILY}, timeout=timeout)
     done = kept = 0
     for message in listing.events:
@@ -100,13 +101,14 @@ async def sync_optouts(
         result = sink(name, OptOut(call_id=entry.call_id, campaign_id=entry.campaign_id, tenant=entry.tenant,
                                    contact=number, at=entry.at, digit=None, uniqueid=None))
         if inspect.isawaitable(result):
-            await result  # returns once stored (OptOutRecorder retries until then); raising keeps the entry
+            result = await result  # returns once stored (OptOutRecorder retries until then); raising keeps the entry
         try:
             await client.action("DBDel", {"Family": FAMILY, "Key": entry.call_id}, timeout=timeout)
         except ActionFailed as exc:
             if (exc.response.get("Message") or "") != "Database entry not found":  # another process deleted it
                 raise
-        done += 1
+        if result is not False:  # False: the sink had it already (from the event): nothing was lost
+            done += 1
     return done, kept
 
 
@@ -151,8 +153,12 @@ class AstDBSync:
                     if done:
                         log.warning("AMI %s: %d opt-outs read back from AstDB and stored", self.name, done)
                 except ActionFailed as exc:
-                    self.synced_connection = connection  # not permitted: retried on the interval, not in a loop
-                    if not self._denied_logged:
+                    self.synced_connection = connection  # refused: retried on the interval, not in a loop
+                    message = (exc.response.get("Message") or "").lower()
+                    if "permission denied" not in message:
+                        # e.g. "Asterisk is shutting down" (a restart: the sync after the re-login catches up)
+                        log.info("AMI %s: AstDB opt-out sync refused (%s); retried", self.name, exc)
+                    elif not self._denied_logged:
                         self._denied_logged = True
                         log.error("AMI %s: AstDB opt-outs cannot be read or deleted (%s): grant the AMI user "
                                   "write = system,reporting (asterisk/manager.conf.sample)", self.name, exc)

@@ -364,6 +364,11 @@ class CallTracker:
             # AgentComplete too: if AgentConnect was lost (a reconnect), the call still reached an agent.
             if attempt.connected_at is None:
                 attempt.connected_at = now
+        elif name == "DialEnd":
+            # Our dialplan's Dial() to an AI endpoint (or app_queue's to an agent): our own channel is the caller
+            # (Uniqueid), the one that answered is Dest. (The Originate's own DialEnd names our channel as Dest only.)
+            if primary and message.get("DialStatus") == "ANSWER" and attempt.connected_at is None:
+                attempt.connected_at = now
         elif name == "QueueCallerAbandon" and attempt.connected_at is None:
             attempt.abandoned = True
             attempt.user_disposition = stronger(attempt.user_disposition, Disposition.ABANDONED)

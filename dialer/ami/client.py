@@ -70,6 +70,7 @@ class ActionFailed(AMIError):
     """Asterisk answered `Response: Error`."""
 
     def __init__(self, action: str, response: Message) -> None:
+        self.action = action
         self.response = response
         detail = response.get("Message") or "no message"
         if response.output:  # a failed Command says why in its Output lines
@@ -165,6 +166,7 @@ class AMIClient:
         self._rng = rng or random.Random()
         self.banner: Banner | None = None
         self.connections = 0  # successful logins so far (1 after connect, +1 per reconnect)
+        self.opened = 0  # connections opened so far: numbers the current one from its first byte (events at login)
         self._ids = itertools.count(1)
         self._prefix = f"{random.getrandbits(32):08x}"
         self._pending: dict[str, _Pending] = {}
@@ -180,6 +182,7 @@ class AMIClient:
         self._callback_tasks: set[asyncio.Task] = set()
         self._logged_in = False
         self._closing = False
+        self._shutdown_announced = False  # Asterisk sent `Shutdown` on this connection: its close is expected
         self._banner_event = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -246,6 +249,8 @@ class AMIClient:
         except (OSError, TimeoutError) as exc:
             raise NotConnected(f"AMI {self.name}: cannot connect to {self.host}:{self.port}: {exc}") from None
         self._reader, self._writer = reader, writer
+        self.opened += 1
+        self._shutdown_announced = False
         self._banner_event = asyncio.Event()
         self._reader_task = asyncio.create_task(self._read_loop(reader, writer), name=f"ami-reader-{self.name}")
         try:
@@ -335,7 +340,12 @@ class AMIClient:
 
     async def _lost(self, writer: asyncio.StreamWriter, reason: str) -> None:
         if writer is self._writer:
-            log.warning("AMI %s: connection lost (%s)", self.name, reason)
+            if self._closing:  # our own Logoff: Asterisk says Goodbye and closes
+                log.debug("AMI %s: connection closed after Logoff", self.name)
+            elif self._shutdown_announced:  # Asterisk said it stops: expected, not a fault
+                log.info("AMI %s: connection closed by Asterisk after its Shutdown event", self.name)
+            else:
+                log.warning("AMI %s: connection lost (%s)", self.name, reason)
             await self._drop(writer, reason)
 
     def backoff(self, attempt: int) -> float:
@@ -410,6 +420,8 @@ class AMIClient:
             if pending is not None and self._complete_pending(action_id, pending, message):
                 return
         if message.is_event:
+            if message.name == "Shutdown":
+                self._shutdown_announced = True
             self._publish(message)
 
     def _complete_pending(self, action_id: str, pending: _Pending, message: Message) -> bool:

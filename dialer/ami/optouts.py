@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STORED_MEMORY = 100_000  # call ids remembered as stored (a few MB at most)
 SOURCE = "keypress"  # FactStore's vocabulary: keypress, agent, api, sms, import
 
 # record(tenant, e164, *, at, source, campaign, call_id) -> None; sync or async
@@ -38,6 +40,9 @@ class OptOutRecorder:
         self.retry_max = retry_max
         self.recorded = 0
         self.pending: dict[str, OptOut] = {}  # call id -> opt-out not stored yet
+        # Calls whose opt-out this process stored: the same opt-out comes as an event and from AstDB (the dialplan
+        # writes both); the second is not stored or logged again. Bounded: FactStore writes a call's opt-out once.
+        self.stored: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
     def for_fact_store(cls, store: FactStore, **options: float) -> OptOutRecorder:
@@ -48,7 +53,10 @@ class OptOutRecorder:
 
         return cls(record, **options)
 
-    async def __call__(self, server: str, optout: OptOut) -> None:
+    async def __call__(self, server: str, optout: OptOut) -> bool:
+        """Store the opt-out; True when stored now, False when this process had stored it already."""
+        if optout.call_id in self.stored:
+            return False
         self.pending[optout.call_id] = optout
         delay = self.retry_initial
         try:
@@ -80,5 +88,11 @@ class OptOutRecorder:
             log.critical("opt-out of call %s NOT stored: process stopping; replay it", optout.call_id)
             raise
         self.pending.pop(optout.call_id, None)  # the same call may come from the event and from AstDB
+        if optout.call_id in self.stored:  # stored meanwhile by the other path (event and AstDB at once)
+            return False
+        self.stored[optout.call_id] = None
+        while len(self.stored) > STORED_MEMORY:
+            self.stored.popitem(last=False)
         self.recorded += 1
         log.info("opt-out of call %s recorded (campaign %s)", optout.call_id, optout.campaign_id)
+        return True

@@ -108,9 +108,12 @@ def originate_fields(request: OriginateRequest) -> list[tuple[str, object]]:
 
 @dataclass(frozen=True)
 class OriginateResult:
-    """queued: Asterisk accepted it (events will follow); refused: it answered Error (no call,
-    `outcome` is the failed outcome to record); unconfirmed: the response was lost, the attempt
-    stays in flight until events or reconciliation settle it. Never re-send in any case."""
+    """queued: Asterisk accepted it (events will follow); refused: it answered `Response: Error` to the
+    action itself, before any channel existed (shutting down, not fully booted, permission denied,
+    no such extension...): no call, no outcome, `detail` is Asterisk's message, and the caller gives
+    the contact back as never dialed; unconfirmed: the response was lost, the attempt stays in flight
+    until events or reconciliation settle it. Never re-send in any case. (A call that existed and
+    failed is an OriginateResponse `Failure` event: an outcome like any other, counted.)"""
 
     call_id: str
     status: Literal["queued", "refused", "unconfirmed"]
@@ -150,6 +153,6 @@ async def originate(
         tracker.mark_unconfirmed(request.call_id)
         return OriginateResult(request.call_id, "unconfirmed", detail=str(exc))
     if (response.name or "").lower() == "error":
-        outcome = tracker.refused(request.call_id, clock())
-        return OriginateResult(request.call_id, "refused", response, outcome, response.get("Message") or "")
+        tracker.withdraw(request.call_id)  # no channel was created: nothing to track, nothing to record
+        return OriginateResult(request.call_id, "refused", response, None, response.get("Message") or "")
     return OriginateResult(request.call_id, "queued", response)

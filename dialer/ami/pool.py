@@ -136,7 +136,7 @@ class AMIPool:
     async def originate(
         self, server: str, request: OriginateRequest, *, timeout: float | None = None
     ) -> OriginateResult:
-        """Originate on one server. A refused originate's outcome goes to on_outcome as well."""
+        """Originate on one server. A refused Originate (status "refused") has no outcome: no call existed."""
         result = await originate(
             self.clients[server], self.trackers[server], request, clock=self.clock, timeout=timeout
         )

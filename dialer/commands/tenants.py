@@ -2,7 +2,7 @@
 
   dialer tenant create ID [--name "Display name"]
   dialer tenant list
-  dialer token create --tenant T --user U --role R [--label TEXT] [--expires-days N]   (prints the token once)
+  dialer token create --tenant T --user U --role R [--label TEXT] [--expires-days N] [--json]  (token shown once)
   dialer token list --tenant T
   dialer token revoke --tenant T TOKEN_ID
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ def register(sub: Any) -> None:
     create.add_argument("--role", required=True, choices=ROLES, help="what the token may do")
     create.add_argument("--label", default="", help="a note to tell tokens apart (e.g. 'CRM sync')")
     create.add_argument("--expires-days", type=int, help="the token stops working after this many days")
+    create.add_argument("--json", action="store_true", help="one JSON object: token, id, tenant, user, role")
     create.set_defaults(func=run_token_create)
     listing = token_sub.add_parser("list", help="list a tenant's tokens (ids only, never secrets)")
     listing.add_argument("--tenant", required=True, help="tenant whose tokens to list")
@@ -109,6 +111,10 @@ def run_token_create(args: argparse.Namespace, config: Config) -> int:
         return token, record
 
     token, record = _with_store(config, work)
+    if getattr(args, "json", False):
+        print(json.dumps({"token": token, "id": record["id"], "tenant": args.tenant, "user": args.user,
+                          "role": args.role, "expires_at": record.get("expires_at")}, sort_keys=True))
+        return 0
     print(f"token {record['id']} for {args.user} ({args.role}) in tenant {args.tenant}; shown once, keep it safe:")
     print(token)
     return 0

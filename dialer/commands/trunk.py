@@ -1,5 +1,6 @@
-"""`dialer trunk status`: each Asterisk server's trunk as every dialer process together uses it, and the live
-dialer processes (what an engineer checks when calls go out slower than the agents could take them)."""
+"""`dialer trunk status`: each Asterisk server's trunk as every dialer process together uses it, whether it is
+draining (refusing Originates: shutting down, restarting; dialer/runtime/servers.py), and the live dialer processes
+(what an engineer checks when calls go out slower than the agents could take them)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     from dialer.commands.run import _servers
     from dialer.pacing import cps_window
     from dialer.runtime.engine import RuntimeSettings, process_key, trunk_of
+    from dialer.runtime.servers import draining_servers
     from dialer.runtime.trunk import TrunkBudget
 
     servers = _servers(args, config)
@@ -35,6 +37,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         trunks = {s.name: trunk_of(s, settings) for s in servers}
         budget = TrunkBudget(client, trunks, lease_seconds=settings.lease_seconds)
         usage = budget.usage(trunks)
+        draining = draining_servers(client, {name: trunk.address for name, trunk in trunks.items()})
         seconds, micros = client.time()  # heartbeats are stamped on Redis's clock
         now = seconds + micros / 1e6
         processes = []
@@ -55,7 +58,8 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         rows.append({"server": name, "address": trunk.address, "channel_limit": trunk.channels or None,
                      "channels_in_use": seen.channels_in_use if seen and trunk.channels else None,
                      "calls_per_window": calls or None, "window_seconds": window / 1000 if calls else None,
-                     "originates_in_window": seen.originates_in_window if seen and calls else None})
+                     "originates_in_window": seen.originates_in_window if seen and calls else None,
+                     "state": "draining" if name in draining else "dialing", "draining": draining.get(name)})
     if args.json:
         print(json.dumps({"servers": rows, "processes": processes}, sort_keys=True))
         return 0
@@ -66,6 +70,12 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         cps = (f"{row['originates_in_window']} / {row['calls_per_window']} in {row['window_seconds']:g} s"
                if row["calls_per_window"] else "no limit")
         print(f"{row['server']:<12} {row['address']:<24} {channels:<18} {cps}")
+    for row in rows:
+        if row["draining"]:
+            info = row["draining"]
+            print(f"{row['server']}: DRAINING for {max(0.0, now - float(info.get('since', now))):.0f} s, no calls "
+                  f"placed there: {info.get('message') or '?'} ({info.get('refused', 0)} Originates refused and given "
+                  f"back; seen by {info.get('process', '?')})")
     if not any(row["channel_limit"] or row["calls_per_window"] for row in rows):
         print("(no trunk ceiling set: runtime.trunk_channels / runtime.calls_per_second, or per [[asterisk]] table)")
     print(f"\n{len(processes)} dialer process(es) alive")

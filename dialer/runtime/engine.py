@@ -57,7 +57,7 @@ from dialer.pacing import (
     decide,
     window_for,
 )
-from dialer.runtime.agents import AgentBoard
+from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
@@ -70,6 +70,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from dialer.runtime.servers import ServerWatch
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
@@ -117,6 +118,7 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    wrapup: WrapupTable = field(default_factory=WrapupTable)  # queues' wrapuptime (dialer/runtime/agents.py)
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> RuntimeSettings:
@@ -124,7 +126,8 @@ class RuntimeSettings:
             dial_template=config["runtime.dial_template"], trunk_channels=config["runtime.trunk_channels"],
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
-            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"])
+            lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
 
@@ -245,7 +248,7 @@ class Engine:
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
-        self.board = AgentBoard(on_handle_time=self._on_handle_time)
+        self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
@@ -268,7 +271,11 @@ class Engine:
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
-            amiclient.on_event(self._member_feeder(name), names=["QueueMemberStatus"])
+            amiclient.on_event(self._member_feeder(name),
+                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete"])
+        # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
+        self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
+                                   client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -279,6 +286,7 @@ class Engine:
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.servers.run(), name="runtime-servers"),
                  asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
         for name, trunk in self.trunk.trunks.items():
@@ -308,6 +316,8 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await self.pool.close()
+            with contextlib.suppress(redis.RedisError):
+                await asyncio.to_thread(self.servers.clear)
             await asyncio.to_thread(self._give_back)
             log.info("runtime %s stopped: %d calls placed", self.id, self.placed)
 
@@ -503,7 +513,7 @@ class Engine:
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
         policy = pacing_policy(config)  # PolicyError: the caller does not dial
-        servers = set(self.pool.connected())
+        servers = set(self._dialable())
         mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
         ringing = [wall - f.sent_wall for f in mine if not f.connected]
         answers, abandoned = r.abandon_totals  # refreshed with the live stats, every stats_seconds
@@ -540,8 +550,12 @@ class Engine:
         except PolicyError:
             return False
 
+    def _dialable(self) -> list[str]:
+        """Servers connected and not draining (dialer/runtime/servers.py)."""
+        return self.servers.usable(self.pool.connected())
+
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
-        connected = self.pool.connected()
+        connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
@@ -670,6 +684,10 @@ class Engine:
                 info_message=str(c.get("info_message") or ""),
                 amd=bool(c.get("amd", False)))
             result = await self.pool.originate(flight.server, request, timeout=10.0)
+            if result.status == "refused":  # Response: Error, no channel: not a call (dialer/runtime/servers.py)
+                self.servers.refused(flight.server, result.detail)
+                raise NotConnected(f"refused by {flight.server}: {result.detail}")
+            self.servers.accepted(flight.server)
         except (NotConnected, ValueError) as exc:
             # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
             self.flights.pop(claim.call_id, None)
@@ -838,8 +856,9 @@ class Engine:
         while not self._stopping:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
+            dialable = self._dialable()
             for name, client in self.pool.clients.items():
-                if not client.connected:
+                if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
                     continue
                 for queue in queues:
@@ -847,14 +866,15 @@ class Engine:
                         status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
                         summary = await client.event_list("QueueSummary", {"Queue": queue}, timeout=5.0)
                     except AMIError as exc:
-                        log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
+                        if not self.servers.check_refusal(name, exc):  # shutting down: drained, said once
+                            log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
                         continue
                     available = None
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
-                    self.board.on_poll(name, queue, members, available, time.monotonic())
+                    self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
                 attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
                 if attempt is not None and attempt.connected_at is not None:

@@ -59,7 +59,8 @@ class Member:
     calls_taken: int = 0
     last_call: int = 0
     free_at: float = 0.0  # loop time when wrap-up ends
-    busy: bool = False
+    busy: bool = False  # picked for a caller (ringing or talking): app_queue offers it no other call
+    in_call: bool = False  # answered a caller and not hung up yet (app_queue's member->starttime: InCall)
     paused: bool = False
 
     @property
@@ -121,6 +122,9 @@ class Pbx:
         self.channels: dict[str, Channel] = {}
         self.calls: set[Call] = set()
         self.ai_in_use = 0
+        # Asterisk shutting down (ast_begin_shutdown): no new channel can be allocated ("Refusing due to active
+        # shutdown"), so a Dial() or a queue's call to an agent fails while the calls already up go on.
+        self.refusing_channels = False
         self._seq = 0x20
         self._unique = 60
         self.originates = 0
@@ -147,6 +151,7 @@ class Pbx:
         self.calls.clear()
         self.channels.clear()
         self.ai_in_use = 0
+        self.refusing_channels = False
         self._boot()
 
     @property
@@ -313,8 +318,16 @@ class Pbx:
     # -- queues ---------------------------------------------------------------------------------------------
 
     def available(self, queue: Queue) -> list[Member]:
+        """Members app_queue would offer a caller to now: free, not paused, past their wrap-up."""
         loop_now = asyncio.get_running_loop().time()
         return [m for m in queue.members if not m.busy and not m.paused and m.free_at <= loop_now]
+
+    @staticmethod
+    def reported_available(queue: Queue) -> int:
+        """QueueSummary's `Available` as Asterisk 22 counts it (app_queue.c, manager_queues_summary): members whose
+        device state is NOT_INUSE (or UNKNOWN) and who are not paused. Wrap-up is never looked at: a member in
+        wrap-up counts as available for the whole wrapuptime (seen on the real PBX, issue 14)."""
+        return sum(1 for m in queue.members if m.status == 1 and not m.paused)
 
     def member_status_event(self, member: Member) -> None:
         self.emit(
@@ -331,7 +344,7 @@ class Pbx:
                 ("LastCall", str(member.last_call)),
                 ("LastPause", "0"),
                 ("LoginTime", str(member.login_time)),
-                ("InCall", "1" if member.busy else "0"),
+                ("InCall", "1" if member.in_call else "0"),
                 ("Status", str(member.status)),
                 ("Paused", "1" if member.paused else "0"),
                 ("PausedReason", ""),
@@ -342,6 +355,8 @@ class Pbx:
 
     def dispatch(self, queue: Queue) -> None:
         """Offer waiting callers to free members (rrmemory), oldest caller first."""
+        if self.refusing_channels:
+            return  # no agent channel can be created: callers wait out their timeout (the abandon path)
         while queue.waiting:
             free = self.available(queue)
             if not free:
@@ -435,7 +450,7 @@ class Call:
             one.in_dialplan = False
             self.p.run_h(one)
         if self.member is not None:
-            self.member.busy = False
+            self.member.busy = self.member.in_call = False
 
     def request_hangup(self, cause: int) -> None:
         """AMI Hangup action on one of this call's channels."""
@@ -1004,6 +1019,7 @@ class Call:
         if ring_wall > 0:
             await self.wait(agent_plan.ring_seconds, digits=False)
         p.newexten(a2, "Answer", "", priority=3)
+        member.in_call = True
         p.newstate(a2, UP)
         p.newstate(a1, UP)
         a1.exten, a1.priority = "s", 1
@@ -1084,6 +1100,13 @@ class Call:
     def _complete(self, queue: Queue, member: Member, talk: int, reason: str) -> None:
         p, one, a1 = self.p, self.one, self.agent_one
         assert one is not None and a1 is not None
+        bare = p.settings.bare_agent_complete
+        if reason == "caller" and bare > 0 and self.rng.random() < bare:
+            # Real Asterisk 22, caller hung up first: the AgentComplete sometimes carries no channel fields at all
+            # (the caller's snapshot is already gone), only the member and the times (the lab, issue 14).
+            times: Fields = [("HoldTime", str(int(queue.holdtime))), ("TalkTime", str(talk)), ("Reason", reason)]
+            p.emit("AgentComplete", "agent", [*self._member_fields(queue, member), *times])
+            return
         p.emit(
             "AgentComplete",
             "agent",
@@ -1102,6 +1125,7 @@ class Call:
         if member is None:
             return
         self.member = None
+        member.in_call = False
         member.calls_taken += 1
         member.last_call = p.epoch()
         member.status = 1
@@ -1175,6 +1199,9 @@ class Call:
             p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
             return None
         tech, _, rest = target.partition("/")
+        if p.refusing_channels:  # channel.c: "Channel allocation failed: Refusing due to active shutdown"
+            p.varset(one, "DIALSTATUS", "CHANUNAVAIL")
+            return None
         seq = p.next_seq()
         a1 = p.new_channel(f"{tech}/{rest.split('@')[-1] or 'ai'}-{seq}", one.linkedid, "default", "s", 0)
         self.agent_one = a1

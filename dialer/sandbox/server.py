@@ -9,9 +9,11 @@ Framing: banner `Asterisk Call Manager/11.0.0\\r\\n`, then `Key: Value\\r\\n` li
 line, in both directions (encoded with dialer.ami.protocol.encode). Events go to every logged-in
 connection whose `Events` setting lets them through, as Asterisk does.
 
-Test hooks: `restart()` (calls lost, connections closed, optionally down for a while),
-`drop_connections()`, `freeze()` / `unfreeze()` (stop reading and writing without closing: a
-half-open connection as the client sees it).
+Test hooks: `restart()` (a crash: calls lost without events, connections closed, optionally down
+for a while), `shutdown()` (`core restart now` / `core stop gracefully` as Asterisk does them: every
+action refused while it stops, calls hung up with their events, a `Shutdown` event, connections
+closed, `FullyBooted` after the restart), `drop_connections()`, `freeze()` / `unfreeze()` (stop
+reading and writing without closing: a half-open connection as the client sees it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from dialer.sandbox.settings import SandboxSettings
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+# main/manager.c process_message(): while ast_shutting_down(), every action (Login included) gets this answer.
+SHUTTING_DOWN = "Asterisk is shutting down"
 VERSION = "22.10.1"
 MAX_ACTION_BYTES = 1024 * 1024
 MAX_PENDING_BYTES = 32 * 1024 * 1024
@@ -217,6 +221,8 @@ class SandboxServer:
         self.actions_handled = 0
         self.events_sent = 0
         self.last_reload = 0
+        self.shutting_down = False  # ast_begin_shutdown() was called: every action is refused
+        self.booting = False  # listening, not fully booted yet: no FullyBooted at login, no dialplan
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -272,6 +278,66 @@ class SandboxServer:
                 await self._server.wait_closed()
             await asyncio.sleep(down_for)
             self._server = await asyncio.start_server(self._handle, self.settings.host, self.port)
+
+    async def shutdown(self, *, restart: bool = True, graceful: bool = False, down_for: float = 0.5,
+                       boot_for: float = 0.0, final_pause: float = 0.2, wait_limit: float = 60.0) -> None:
+        """Asterisk 22 stopping (main/asterisk.c can_safely_quit and really_quit), times in wall seconds:
+        1. ast_begin_shutdown(): from now on every action, Login and Ping included, is answered `Response: Error`,
+           `Message: Asterisk is shutting down` (main/manager.c process_message);
+        2. `core restart now` (graceful False): every channel is hung up at once, with its events; `core restart
+           gracefully`: the calls in progress go on until they end by themselves (up to wait_limit here), but no new
+           channel can be created: a call that reaches Dial() (AI endpoint) gets CHANUNAVAIL and one waiting in a
+           queue reaches no agent (both take the abandon path, as on the lab PBX);
+        3. if calls were up, a pause (Asterisk sleeps 1 s), then the `Shutdown` event (`Shutdown: Cleanly` or
+           `Uncleanly`, `Restart: True|False`), every connection closed, the port closed;
+        4. restart: down for down_for seconds, then listening again, booting for boot_for seconds (logins work, no
+           FullyBooted, Originates refused `Extension does not exist.`: the dialplan is not loaded yet), then fully
+           booted: the `FullyBooted` event to whoever is logged in, and at each later login. Queues start empty,
+           calls are gone, AstDB is kept. Without restart the port stays closed (start() boots it again)."""
+        self.unfreeze()
+        self.shutting_down = True
+        self.pbx.refusing_channels = True
+        loop = asyncio.get_running_loop()
+        waited = bool(self.pbx.calls)
+        if not graceful:
+            for call in list(self.pbx.calls):
+                call.request_hangup(16)
+        deadline = loop.time() + wait_limit
+        while self.pbx.calls and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if waited and final_pause > 0:
+            await asyncio.sleep(final_pause)
+        self._broadcast([("Event", "Shutdown"), ("Privilege", "system,all"),
+                         ("Shutdown", "Uncleanly" if self.pbx.calls else "Cleanly"),
+                         ("Restart", "True" if restart else "False")])
+        await asyncio.sleep(0)  # let the writers flush what they hold before the process "exits"
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.writer.drain(), 0.5)
+            session.close()
+        self.sessions.clear()
+        self.pbx.reset()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+        if not restart:
+            self.shutting_down = False
+            return
+        await asyncio.sleep(down_for)
+        self.shutting_down = False
+        self.booting = boot_for > 0
+        self.pbx.reset()
+        self._server = await asyncio.start_server(self._handle, self.settings.host, self.port)
+        if boot_for > 0:
+            await asyncio.sleep(boot_for)
+            self.booting = False
+            self._broadcast(self._fully_booted())
+
+    def _fully_booted(self) -> Fields:
+        return [("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", str(self.pbx.uptime)),
+                ("LastReload", str(self.pbx.uptime)), ("Status", "Fully Booted")]
 
     def freeze(self) -> None:
         """Stop answering and sending, keep connections open (half-open from the client's side)."""
@@ -333,6 +399,9 @@ class SandboxServer:
     async def _dispatch(self, session: Session, action: Action) -> bool:
         """Handle one action. False closes the connection."""
         name = action.name.lower()
+        if self.shutting_down:
+            session.respond(action, "Error", [("Message", SHUTTING_DOWN)])
+            return True
         if name == "login":
             return self._login(session, action)
         if name == "challenge":
@@ -378,16 +447,8 @@ class SandboxServer:
         if any(k.lower() == "events" for k, _ in action.fields):
             session.events = _event_mask(action.get("Events"))
         session.respond(action, "Success", [("Message", "Authentication accepted")])
-        if session.wants("system"):
-            session.send(
-                [
-                    ("Event", "FullyBooted"),
-                    ("Privilege", "system,all"),
-                    ("Uptime", str(self.pbx.uptime)),
-                    ("LastReload", str(self.pbx.uptime)),
-                    ("Status", "Fully Booted"),
-                ]
-            )
+        if session.wants("system") and not self.booting:  # manager.c action_login: only once ast_fully_booted
+            session.send(self._fully_booted())
         return True
 
     # -- actions (authenticated) ----------------------------------------------------------------------------
@@ -413,6 +474,10 @@ class SandboxServer:
             return
         if not context or not exten:
             session.respond(action, "Error", [("Message", "Context and Exten must be specified")])
+            return
+        if self.booting or self.pbx.dialplan.extension(context, exten) is None:
+            # manager.c action_originate checks the extension before any channel exists
+            session.respond(action, "Error", [("Message", "Extension does not exist.")])
             return
         timeout_text = action.get("Timeout", "30000").strip() or "30000"
         if not timeout_text.isdigit():
@@ -492,7 +557,7 @@ class SandboxServer:
             if wanted and queue.name != wanted:
                 continue
             count += 1
-            available = len(self.pbx.available(queue))
+            available = self.pbx.reported_available(queue)
             longest = int(max((self.pbx.now() - w.joined for w in queue.waiting), default=0))
             self._list_item(
                 session,
@@ -539,10 +604,11 @@ class SandboxServer:
                 ],
                 id_last=True,
             )
-            free = set(map(id, self.pbx.available(queue)))
             for m in queue.members:
                 count += 1
-                # Status 1 NOT_INUSE, 2 INUSE; a member in wrap-up is NOT_INUSE but not available.
+                # As app_queue.c reports a member: Status is its device state (1 NOT_INUSE, 2 INUSE), InCall whether
+                # it is in a call now, Wrapuptime the member's own wrap-up setting (0: none set; the queue's
+                # wrapuptime is reported nowhere). A member in wrap-up is Status 1, InCall 0: nothing says it.
                 self._list_item(
                     session,
                     action,
@@ -558,11 +624,11 @@ class SandboxServer:
                         ("LastCall", str(m.last_call)),
                         ("LastPause", "0"),
                         ("LoginTime", str(m.login_time)),
-                        ("InCall", "1" if m.busy else "0"),
+                        ("InCall", "1" if m.in_call else "0"),
                         ("Status", str(m.status)),
                         ("Paused", "1" if m.paused else "0"),
                         ("PausedReason", ""),
-                        ("Wrapuptime", "0" if id(m) in free or m.busy else "1"),
+                        ("Wrapuptime", "0"),
                     ],
                     id_last=True,
                 )

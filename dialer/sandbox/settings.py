@@ -68,6 +68,9 @@ class SandboxSettings:
     write: tuple[str, ...] = ("all",)  # manager.conf write= classes of the AMI user
     amd_machine_seconds: float = 2.5  # how long AMD() listens before answering MACHINE
     amd_human_seconds: float = 1.0
+    # Share of AgentComplete events (caller hung up first) sent without channel fields, as the real PBX sometimes
+    # does; 0 in the reference comparisons (the reference transcript always had them).
+    bare_agent_complete: float = 0.5
 
     def __post_init__(self) -> None:
         if not (isinstance(self.time_scale, (int, float)) and 0 < self.time_scale <= 1000):
@@ -81,6 +84,8 @@ class SandboxSettings:
                 raise SettingsError(f"sandbox.queues.{name}: expected a number of agents, got {count!r}")
         if sum(self.queues.values()) > 2999:
             raise SettingsError("sandbox.queues: at most 2999 agents in all")
+        if not 0 <= self.bare_agent_complete <= 1:
+            raise SettingsError(f"sandbox.bare_agent_complete: expected a share 0..1, got {self.bare_agent_complete!r}")
         if self.ai_sessions < 0:
             raise SettingsError("sandbox.ai_sessions: must be >= 0")
         if not self.username or not self.secret:
@@ -109,6 +114,7 @@ _KEYS = {
     "dialplans",
     "amd_machine_seconds",
     "amd_human_seconds",
+    "bare_agent_complete",
     "read",
     "write",
     "queues",

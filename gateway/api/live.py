@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dialer import livestats
 from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
+from dialer.runtime.servers import DRAINING_KEY, current_draining
 from gateway.auth import AuthStore
 from gateway.errors import not_found
 from gateway.routing import STOPPING, Route, bearer, principal, redis_of
@@ -44,6 +45,8 @@ SNAPSHOT: dict[str, Any] = {
         "dispositions": {"type": "object", "additionalProperties": _NUMBER},
         "denials": {"type": "object", "additionalProperties": _NUMBER},
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+        "servers_draining": {"type": "array", "items": {"type": "object", "properties": {
+            "server": {"type": "string"}, "message": {"type": "string"}, "since": _NUMBER}}},
     },
 }
 
@@ -52,16 +55,23 @@ async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict
     """One campaign's status and figures, or None when the tenant has no such campaign."""
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(campaign_key(tenant, campaign), ["status", "config", "version"])
+    pipe.hgetall(DRAINING_KEY)
     livestats.queue_snapshot_reads(pipe, tenant, campaign, at)
     raw = await pipe.execute()
     status, config, version = raw[0]
+    # Asterisk servers refusing calls (shutting down, restarting: dialer/runtime/servers.py): shared infrastructure,
+    # shown on every campaign because no campaign dials there meanwhile. Only the server's name and Asterisk's words.
+    draining = [{"server": str(d.get("server", "")), "message": str(d.get("message", "")),
+                 "since": float(d.get("since", 0))}
+                for d in current_draining(raw[1], at.timestamp()).values()]
     if status is None:
         return None
     settings = json.loads(config or "{}")
     # version moves with every lifecycle move or edit, so a pause then resume between two reads
     # still reaches the dashboard as a change.
     return {"campaign": campaign, "name": settings.get("name", ""), "status": status, "version": int(version or 0),
-            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[1:], at)}
+            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[2:], at),
+            "servers_draining": sorted(draining, key=lambda d: d["server"])}
 
 
 async def campaign_stats(request: web.Request) -> web.Response:

@@ -267,6 +267,7 @@ function render(snap) {
   }
   renderButtons(el, snap.status);
   renderAbandon(el, snap);
+  renderDraining(el, snap.servers_draining || []);
   renderDenials(el, snap.denials);
   renderChart(el, snap.hourly);
 }
@@ -297,6 +298,14 @@ function renderAbandon(el, snap) {
   alert.className = `alert ${worst}`;
   alert.textContent = worst === "over" ? "Abandon rate is over the cap: the pacer must slow down."
     : "Abandon rate is nearing the cap.";
+}
+
+function renderDraining(el, servers) {
+  // An Asterisk server refusing calls (restarting, shutting down): nothing is dialed there until it is back.
+  const alert = field(el, "pbx-alert");
+  alert.hidden = servers.length === 0;
+  alert.textContent = servers.map((s) => `Server ${s.server} is draining since `
+    + `${new Date(s.since * 1000).toISOString().slice(11, 19)} UTC (${s.message}): no calls placed there.`).join(" ");
 }
 
 function renderDenials(el, denials) {
