@@ -227,6 +227,29 @@ async def test_session_store_expiry_with_an_injected_clock(gw):
     assert await store.get(cookie + "x", now=2000.0) is None and await store.get("garbage", now=0) is None
 
 
+async def test_a_person_changes_their_own_password(gw, browsers):
+    email = await person(gw, "pat@acme.example", "auditor")
+    here, elsewhere = browsers(), browsers()
+    assert (await here.sign_in(email))[0].status == 200 and (await elsewhere.sign_in(email))[0].status == 200
+    wrong = await here.call("PUT", "/v1/session/password",
+                            json={"current_password": "not it", "new_password": "another fine passphrase"})
+    assert wrong.status == 422 and (await wrong.json())["error"]["field"] == "current_password"
+    weak = await here.call("PUT", "/v1/session/password", json={"current_password": PASSWORD, "new_password": "short"})
+    assert weak.status == 422
+    changed = await here.call("PUT", "/v1/session/password",
+                              json={"current_password": PASSWORD, "new_password": "another fine passphrase"})
+    assert changed.status == 200 and (await changed.json())["revoked_sessions"] == 1
+    assert (await here.call("GET", "/v1/me")).status == 200  # this session goes on
+    assert (await elsewhere.call("GET", "/v1/me")).status == 401  # the others end
+    assert (await browsers().sign_in(email))[0].status == 401
+    assert (await browsers().sign_in(email, password="another fine passphrase"))[0].status == 200
+    token = await gw.client.put("/v1/session/password", headers=gw.auth("acme", "auditor"),
+                                json={"current_password": "x", "new_password": "another fine passphrase"})
+    assert token.status == 400  # an API token has no password to change
+    actions = [e["action"] for e in await audit_events(gw, "acme")]
+    assert "password.change" in actions and "password.change_refused" in actions
+
+
 async def test_csrf_refused_for_sessions_not_for_tokens(gw, browsers):
     email = await person(gw, "sid@acme.example", "supervisor")
     b = browsers()

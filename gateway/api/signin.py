@@ -68,6 +68,12 @@ NEW_PASSWORD: dict = {
     "properties": {"password": {"type": "string", "minLength": credentials.PASSWORD_MIN,
                                 "maxLength": credentials.PASSWORD_MAX}},
 }
+CHANGE_PASSWORD: dict = {
+    "type": "object", "required": ["current_password", "new_password"], "additionalProperties": False,
+    "properties": {"current_password": {"type": "string", "minLength": 1, "maxLength": credentials.PASSWORD_MAX},
+                   "new_password": {"type": "string", "minLength": credentials.PASSWORD_MIN,
+                                    "maxLength": credentials.PASSWORD_MAX}},
+}
 POLICY: dict = {
     "type": "object", "required": ["mfa_required"], "additionalProperties": False,
     "properties": {"mfa_required": {"type": "boolean", "description": "every user needs a second factor "
@@ -235,6 +241,35 @@ async def mfa_confirm(request: web.Request) -> web.Response:
     return response
 
 
+async def change_password(request: web.Request) -> web.Response:
+    """A signed-in person changes their own password: the current one is checked (and a wrong one counts
+    towards the lockout like a failed sign-in); their other sessions end."""
+    session, who, data, redis = _own_session(request), principal(request), body(request), redis_of(request)
+    accounts = AccountStore(redis, _limits(request))
+    if await accounts.locked_for(session.user):
+        raise _too_many("too many failed attempts: this account is locked", await accounts.locked_for(session.user))
+    user = await AuthStore(redis).user(session.tenant, session.user) or {}
+    if not await asyncio.to_thread(credentials.verify_password, user.get("password"), data["current_password"]):
+        locked = await accounts.note_failure(session.user)
+        await trail.record(redis, who.tenant, "password.change_refused", actor=who.user, token_id=who.token_id)
+        if locked:
+            await trail.record(redis, who.tenant, "login.lockout", actor=who.user,
+                               minutes=accounts.limits.lockout_seconds // 60, address=request.remote or "")
+            raise _too_many("too many failed attempts: this account is now locked", accounts.limits.lockout_seconds)
+        raise invalid("current_password", "this is not your current password")
+    try:
+        await accounts.set_password(session.tenant, session.user, data["new_password"])
+    except AuthError as exc:
+        raise invalid("new_password", str(exc).removeprefix("password: ")) from None
+    sessions = SessionStore(redis)
+    others = [s["id"] for s in await sessions.list(session.tenant, session.user) if s["id"] != session.id]
+    for sid in others:
+        await sessions.revoke(session.tenant, session.user, sid)
+    await trail.record(redis, who.tenant, "password.change", actor=who.user, token_id=who.token_id,
+                       revoked_sessions=len(others))
+    return web.json_response({"ok": True, "revoked_sessions": len(others)})
+
+
 async def _target(request: web.Request) -> str:
     name = request.match_info["name"]
     if not await AuthStore(redis_of(request)).user(principal(request).tenant, name):
@@ -309,6 +344,9 @@ ROUTES = [
     Route("POST", "/v1/session/mfa/confirm", mfa_confirm, "Finish TOTP enrolment with a code; returns recovery "
           "codes (shown once)", "me.read", body=CODE, response=ENROLLED, tag="auth", enrolment=True,
           errors=_NOT_SESSION),
+    Route("PUT", "/v1/session/password", change_password, "Change your own password (your other sessions end)",
+          "me.read", body=CHANGE_PASSWORD, response=DONE, tag="auth",
+          errors={**_NOT_SESSION, "429": "too many wrong current passwords: locked out"}),
     Route("PUT", "/v1/users/{name}/password", reset_password, "Set a user's password (ends their sessions)",
           "users.write", body=NEW_PASSWORD, response=DONE, resource="user", tag="admin"),
     Route("DELETE", "/v1/users/{name}/mfa", reset_mfa, "Reset a user's second factor (ends their sessions)",
