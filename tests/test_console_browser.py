@@ -5,7 +5,9 @@ The session cookie is HttpOnly: the page's script cannot read it, and no token i
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -18,7 +20,7 @@ from gateway.sessions import COOKIE
 from tests.gateway_support import audit_events
 from tests.test_dashboard_browser import CHROMIUM, browser, gw  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
 PASSWORD = "a long enough passphrase"
 
@@ -114,4 +116,33 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     actions = [e["action"] for e in await audit_events(gw, "acme")]
     assert {"login.success", "login.failure", "mfa.enrol", "session.end"} <= set(actions)
     assert unexpected(errors) == []
+    await context.close()
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+async def test_sign_in_and_enrolment_fit_the_screen(gw, browser, width, tmp_path):  # noqa: F811
+    """No horizontal overflow at desktop and phone widths. Screenshots go to $DIALER_SCREENSHOTS (the committed
+    ones in docs/console/ were made with DIALER_SCREENSHOTS=docs/console)."""
+    shots = Path(os.environ.get("DIALER_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    email = "eve@acme.example"
+    await AuthStore(gw.redis).create_user("acme", email, "admin")
+    await AccountStore(gw.redis).set_password("acme", email, PASSWORD)
+    context = await browser.new_context(viewport={"width": width, "height": 900})
+    page = await context.new_page()
+    overflow = "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+    await page.goto(str(gw.client.make_url("/")))
+    await expect(page.locator("#login-form")).to_be_visible()
+    await expect(page.locator("#sign-out")).to_be_hidden()  # nobody to sign out yet
+    assert not await page.evaluate(overflow)
+    await page.screenshot(path=str(shots / f"sign-in-{width}.png"))
+    await page.fill("#email", email)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#enrol-secret")).not_to_be_empty()
+    await expect(page.locator("#board")).to_be_hidden()
+    await page.wait_for_function("(() => { const i = document.getElementById('enrol-qr'); "
+                                 "return i.complete && i.naturalWidth > 0; })()", timeout=5000)
+    assert not await page.evaluate(overflow)
+    await page.screenshot(path=str(shots / f"mfa-enrolment-{width}.png"))
     await context.close()

@@ -110,6 +110,7 @@ async function passwordSignIn() {
 }
 
 async function startEnrol() {
+  $("who").hidden = true;
   $("sign-in").hidden = true;
   $("board").hidden = true;
   $("enrol").hidden = false;
