@@ -207,6 +207,10 @@ async def test_session_expiry_and_revocation(gw, browsers):
     assert replayed.status == 401  # signed out server-side, not only in the browser
 
     assert (await b.sign_in(email))[0].status == 200
+    promoted = await gw.client.patch(f"/v1/users/{email}", json={"role": "admin"}, headers=gw.auth("acme", "admin"))
+    assert promoted.status == 200 and (await b.call("GET", "/v1/me")).status == 401  # admins need MFA: sign in again
+    resp, body = await b.sign_in(email)
+    assert body["stage"] == "enrol"
     await gw.client.patch(f"/v1/users/{email}", json={"disabled": True}, headers=gw.auth("acme", "admin"))
     assert (await b.call("GET", "/v1/me")).status == 401
     actions = [e["action"] for e in await audit_events(gw, "acme")]
