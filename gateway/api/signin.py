@@ -129,7 +129,8 @@ async def _session_body(request: web.Request, session: Session, role: str) -> di
 async def sign_in(request: web.Request) -> web.Response:
     data, redis = body(request), redis_of(request)
     if not _same_origin(request):
-        raise ApiError(403, "csrf", "sign-in from another site's page is refused")
+        raise ApiError(403, "csrf", "sign-in from another site's page is refused (behind a TLS proxy, set "
+                                    "gateway.public_origin to the address browsers use)")
     accounts = AccountStore(redis, _limits(request))
     email, now = data["email"].strip(), time.time()
     if await accounts.address_over_limit(request.remote or "unknown"):
