@@ -65,6 +65,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "voice": {"type": "string", "enum": list(VOICES), "default": "human",
                   "description": "artificial covers AI voice agents and prerecorded messages"},
         "recording": {"type": "boolean", "default": False},
+        "amd": {"type": "boolean", "default": False,
+                "description": "answering-machine detection (app_amd) before the call goes on: a machine is hung up "
+                               "and recorded as `machine`"},
         "contract_related": {"type": "boolean", "default": False,
                              "description": "the calls are made in the performance of the called person's ongoing "
                                             "contract and relate to its object (France, C. consom. L.223-1)"},
@@ -75,6 +78,18 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                         "progressive"},
         "abandon_cap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.03,
                         "description": "share of answered calls abandoned, e.g. 0.03"},
+        "abandon_guard_minutes": {"type": "integer", "minimum": 0, "maximum": 1440, "default": 0,
+                                  "description": "short-window guard: keep the abandon rate at or under the cap "
+                                                 "(or abandon_guard_cap) over any window of this many minutes, "
+                                                 "e.g. 60 for 'never above 3% in any hour'; 0: off"},
+        "abandon_guard_cap": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "the short-window guard's ceiling (default: abandon_cap)"},
+        "pacing_weight": {"type": "number", "minimum": 0.01, "maximum": 100, "default": 1,
+                          "description": "share of agents shared with other campaigns of the same priority, in "
+                                         "proportion to this weight when they want more than there is"},
+        "pacing_priority": {"type": "integer", "minimum": -9, "maximum": 9, "default": 0,
+                            "description": "campaigns with a higher priority are served first on shared agents "
+                                           "(like VICIdial's campaign rank)"},
         "schedule_windows": {
             "type": "array",
             "maxItems": 50,

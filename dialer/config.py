@@ -34,7 +34,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
     Setting("gateway.upload_dir", str, "", "DIALER_GATEWAY_UPLOAD_DIR",
-            "where uploads are staged (workers read them there); default: <temp dir>/dialer-uploads"),
+            "where uploads are staged (workers read them there); default: <paths.data_dir>/uploads"),
+    Setting("paths.data_dir", str, "", "DIALER_DATA_DIR",
+            "private directory for staged uploads and exports (0700); default: $XDG_DATA_HOME/dialer or "
+            "~/.local/share/dialer"),
+    Setting("gateway.redis_max_connections", int, 128, "DIALER_GATEWAY_REDIS_MAX_CONNECTIONS",
+            "Redis connections the gateway's requests share; a request finding none free waits"),
+    Setting("gateway.redis_wait_seconds", float, 10.0, "DIALER_GATEWAY_REDIS_WAIT_SECONDS",
+            "how long a request waits for a free Redis connection before 503 busy (with Retry-After)"),
+    Setting("gateway.max_live_streams", int, 200, "DIALER_GATEWAY_MAX_LIVE_STREAMS",
+            "live dashboard streams (Server-Sent Events) open at once; each holds a Redis connection"),
+    Setting("gateway.auth_failures_per_minute", int, 20, "DIALER_GATEWAY_AUTH_FAILURES_PER_MINUTE",
+            "failed authentications per client address or token id before 429 for the rest of the minute"),
+    Setting("gateway.audit_token_use_seconds", int, 3600, "DIALER_GATEWAY_AUDIT_TOKEN_USE_SECONDS",
+            "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
     Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",
@@ -51,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
+    Setting("imports.max_bad_share", float, 0.5, "DIALER_IMPORTS_MAX_BAD_SHARE",
+            "stop a contact import (nothing imported) when more than this share of its rows is bad "
+            "(judged from 10,000 rows on)"),
     Setting("registry.max_shrink_share", float, 0.2, "DIALER_REGISTRY_MAX_SHRINK_SHARE",
             "refuse a full load removing more than this share of the live version (unless forced)"),
     Setting("security.secret_key", str, "", "DIALER_SECRET_KEY", "key for suppression hashes and tokens"),
@@ -141,6 +157,8 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(f"setting log.level: expected one of {', '.join(LOG_LEVELS)}")
     if not 0 <= values["registry.max_bad_share"] <= 1:
         raise ConfigError("setting registry.max_bad_share: expected a share between 0 and 1")
+    if not 0 <= values["imports.max_bad_share"] <= 1:
+        raise ConfigError("setting imports.max_bad_share: expected a share between 0 and 1")
     if not 0 <= values["registry.max_shrink_share"] <= 1:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
     for name in ("gateway.session_idle_minutes", "gateway.session_max_hours", "gateway.login_max_failures",
@@ -150,6 +168,13 @@ def _check(values: dict[str, Any]) -> None:
     origin = values["gateway.public_origin"]
     if origin and not origin.startswith(("http://", "https://")):
         raise ConfigError("setting gateway.public_origin: expected an address starting with https:// or http://")
+    if values["gateway.redis_max_connections"] < 1 or values["gateway.max_live_streams"] < 1:
+        raise ConfigError("setting gateway.redis_max_connections / gateway.max_live_streams: expected at least 1")
+    if values["gateway.auth_failures_per_minute"] < 1 or values["gateway.audit_token_use_seconds"] < 1:
+        raise ConfigError("setting gateway.auth_failures_per_minute / gateway.audit_token_use_seconds: expected "
+                          "at least 1")
+    if values["gateway.redis_wait_seconds"] <= 0:
+        raise ConfigError("setting gateway.redis_wait_seconds: expected a positive number of seconds")
     if values["gateway.max_upload_mb"] <= 0:
         raise ConfigError("setting gateway.max_upload_mb: expected a positive size in MB")
     if values["runtime.ring_timeout"] < 15:

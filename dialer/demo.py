@@ -368,6 +368,12 @@ class DemoStack:
                 "voice": "human", "caller_id": "+33145678900", "seller_name": "Demo Energie SAS",
                 "lists": [LIST_ID], "queue": QUEUE, "agent_kind": "queue", "pacing_mode": "progressive",
                 "pacing_ratio": 1, "abandon_cap": 0.03, "max_attempts": 3,
+                # docs/demo.md's callees: 8 is an answering machine (AMD finds it), 7 presses the opt-out key
+                # during the recording notice (the key works during messages; once an agent speaks, the agent
+                # records an opt-out), so the campaign records and detects machines like a real one would.
+                "amd": True, "recording": True,
+                # the short-window guard on: never above the 3% cap over any hour (off by default)
+                "abandon_guard_minutes": 60,
                 "retry_rules": {"busy": 1, "no_answer": 2, "congestion": 1, "failed": 5, "machine": 30},
             }), 201)
             self.campaign_id = campaign["id"]

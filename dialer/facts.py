@@ -40,7 +40,7 @@ OPTOUT_SCOPES = ("company", "campaign")
 OUTCOME_PRECEDENCE: tuple[tuple[str, ...], ...] = (
     ("reserved",),
     ("unknown",),
-    ("busy", "no_answer", "failed"),
+    ("busy", "no_answer", "congestion", "failed"),
     ("machine",),
     ("answered",),
     ("abandoned",),

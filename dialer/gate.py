@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 5  # read-decide-reserve rounds before a CONTENTION denial
 CALL_INDEX_TTL = 7 * 24 * 3600  # how long call_id -> number stays resolvable for outcomes and release
+REGISTRY_WARN_EVERY = 900.0  # seconds between two warnings about the same unusable registry
 REGISTRY_DATE_TTL = 1.0  # seconds a registry copy date is cached (an older date can only deny more)
 
 
@@ -511,9 +512,10 @@ class Gate:
         return out
 
     def _warn(self, name: str, exc: Exception) -> None:
-        """Log a registry problem at most once a minute per registry (the decisions carry the reason)."""
+        """Log a registry problem once, then at most every REGISTRY_WARN_EVERY per registry (every decision carries
+        the reason; a line a minute for a copy nobody loaded was noise: issue 14)."""
         now = time.monotonic()
-        if now - self._warned.get(name, -1e9) >= 60:
+        if now - self._warned.get(name, -1e9) >= REGISTRY_WARN_EVERY:
             self._warned[name] = now
             log.warning("gate: registry %s not usable (%s): calls needing it are denied", name, exc)
 

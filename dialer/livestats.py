@@ -4,7 +4,13 @@ Keys per campaign (tenant-owned):
   t:{T}:campaign:{C}:stats          hash of gauges, overwritten as they change:
                                     dialing, ringing, connected, agents_free, agents_busy, calls_per_minute,
                                     queue_depth (contacts ready to dial), abandon_rate_24h, abandon_rate_30d
-                                    (shares, 0.012 = 1.2 %), updated_at (ISO UTC)
+                                    (shares, 0.012 = 1.2 %), updated_at (ISO UTC);
+                                    the campaign's queue: queue_staffed = queue_free + queue_on_call +
+                                    queue_wrapup + queue_paused (every logged-in agent, each once);
+                                    in_flight (its calls towards the queue not yet with an agent) and share (its
+                                    share of the lines of agents it shares with other campaigns, 0-1);
+                                    pacing_reason (decision reason code) and pacing_why (why it places only
+                                    calls with an agent reserved; empty otherwise): text, not gauges
   t:{T}:campaign:{C}:dispositions   hash disposition -> count since creation (answered, busy, no_answer, ...)
   t:{T}:campaign:{C}:denials        hash gate reason code -> count since creation
   t:{T}:campaign:{C}:hour:{YYYYMMDDHH}  hash per UTC hour: attempts, and one count per disposition;
@@ -25,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 GAUGES = ("dialing", "ringing", "connected", "agents_free", "agents_busy", "calls_per_minute", "queue_depth",
-          "abandon_rate_24h", "abandon_rate_30d")
+          "abandon_rate_24h", "abandon_rate_30d", "queue_staffed", "queue_free", "queue_on_call", "queue_wrapup",
+          "queue_paused", "in_flight", "share")
 HOUR_TTL = 8 * 24 * 3600
 HOURS_SHOWN = 24
 
@@ -66,6 +73,11 @@ def queue_gauges(pipe: Any, tenant: str, campaign: str, values: dict[str, float]
         raise ValueError(f"unknown gauge(s): {', '.join(sorted(unknown))}")
     pipe.hset(stats_key(tenant, campaign), mapping={**{k: str(v) for k, v in values.items()}, "updated_at": _iso(at)})
     pipe.publish(channel(tenant, campaign), "1")
+
+
+def queue_pacing(pipe: Any, tenant: str, campaign: str, reason: str, why: str) -> None:
+    """The campaign's pacing reason and, when it only places calls with an agent reserved, why (dashboard text)."""
+    pipe.hset(stats_key(tenant, campaign), mapping={"pacing_reason": reason, "pacing_why": why})
 
 
 def queue_attempt(pipe: Any, tenant: str, campaign: str, at: datetime) -> None:
@@ -128,6 +140,7 @@ def build_snapshot(raw: Sequence[Any], at: datetime) -> dict[str, Any]:
     return {
         "gauges": {g: gauges.get(g, 0) for g in GAUGES},
         "updated_at": stats_raw.get("updated_at"),
+        "pacing": {"reason": stats_raw.get("pacing_reason", ""), "why": stats_raw.get("pacing_why", "")},
         "dispositions": _numbers(raw[1]),
         "denials": _numbers(raw[2]),
         "hourly": [{"hour": _iso(h), **_numbers(r)} for h, r in zip(hours(at), raw[3:], strict=True)],

@@ -202,7 +202,7 @@ def _exports(client: redis.Redis, tenant: str) -> dict[str, dict[str, Any]]:
 
 def _export_rows(path: str, numbers: set[str], contact_ids: set[str]) -> Iterator[tuple[bool, list[str]]]:
     """(mentions the subject, row) for each row of an export file (cells lose the formula-guard apostrophe)."""
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # our exports start with a byte-order mark
         for n, row in enumerate(csv.reader(fh)):
             cells = {c[1:] if c.startswith("'") else c for c in row}
             words = {w for c in cells for w in c.split()}
@@ -447,7 +447,9 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
             hits = sum(1 for hit, _ in rows if hit)
             if hits:
                 tmp = f"{path}.erasing"
-                with open(tmp, "w", newline="", encoding="utf-8") as out:
+                from dialer.private_files import create_private
+
+                with create_private(tmp, "w", newline="", encoding="utf-8-sig") as out:  # 0600, as exported
                     writer = csv.writer(out)
                     for hit, row in rows:
                         if not hit:

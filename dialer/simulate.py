@@ -1,20 +1,28 @@
-"""Discrete-event simulation of one campaign driving the real pacing code.
+"""Discrete-event simulation of a day of campaigns driving the real pacing code.
 
 A heap of timed events on a simulated clock: pacing ticks, call outcomes, answers, agents
-freeing up, callers giving up after the 2 s connect grace. Callees and agents behave as in
-the sandbox PBX (`dialer.sandbox.behaviour`); pacing is `dialer.pacing.decide`, fed by the
-same `CampaignEstimators` the runtime uses, so what the simulation shows is what the engine
-does. Seeded: the same config gives the same result, and callee fates are drawn from their
-own random stream so two modes face the same sequence of callees.
+freeing up, callers giving up after the 2 s connect grace. The world (answer and machine rates,
+ring, talk and wrap-up times, agents logged in) follows a `Scenario` (dialer/scenario.py) that may
+change over the day; several campaigns may share the agents. Pacing is `dialer.pacing.decide`, fed by
+the same `CampaignEstimators` the runtime uses, so what the simulation shows is what the engine does.
+
+Seeded: the same scenario gives the same result. Each campaign's callees draw from their own random
+stream, so two modes with the same seed face the same sequence of callees.
+
+Figures are kept per elementary time segment (15-minute windows cut at phase starts) so the report
+can give them per window and per phase (`SimResult.windows()`, `SimResult.phases()`).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 import random
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from dialer.pacing import (
     CONNECT_GRACE_SECONDS,
@@ -22,40 +30,46 @@ from dialer.pacing import (
     CampaignEstimators,
     PacingMode,
     PacingPolicy,
+    PacingState,
     RecentOriginates,
     cps_window,
     decide,
     window_for,
 )
-from dialer.sandbox.behaviour import AgentProfile, CalleeProfile, Duration, Fate
+from dialer.pacing.agent_share import SharePolicy, ShareRequest, proportional_to_demand
+from dialer.pacing.window_guard import guard_scale, guarded_policy
+from dialer.scenario import CampaignSpec, Scenario, constant_scenario, defaults
 
-__all__ = ["SimConfig", "SimResult", "simulate"]
+__all__ = ["REPORT_WINDOW", "Bucket", "CampaignResult", "SimConfig", "SimResult", "simulate", "simulate_scenario"]
 
-# Event kinds (ints: compared in heap ties after time and sequence never happen, seq is unique).
+# Event kinds (ints: ties after time never happen, the sequence number is unique).
 _TICK, _ANSWER, _NOT_LIVE, _AGENT_FREE, _GIVE_UP = range(5)
-_AMD_SECONDS = 3.0  # an answering machine is recognised and hung up after this long
+REPORT_WINDOW = 900.0  # the report's windows: 15 minutes, aligned on the start of the day
 
 
 @dataclass(frozen=True)
 class SimConfig:
+    """One campaign, one constant world: what `dialer simulate`'s flags describe. None = the defaults
+    table (dialer/data/simulation-defaults.toml)."""
+
     mode: PacingMode = PacingMode.PREDICTIVE
     agents: int = 50
     answer_rate: float = 0.15  # live (human) answers per attempt
     talk_mean: float = 90.0
     talk_sigma: float = 0.8  # lognormal shape of talk time
-    wrapup_mean: float = 5.0
+    wrapup_mean: float | None = None
     duration: float = 8 * 3600.0
     seed: int = 1
     cap: float = 0.03
     ratio: float = 2.0
     jurisdiction: str = "US"
-    machine_share: float = 0.1  # share of answers that are answering machines
-    busy_share: float = 0.1
-    ring_median: float = 6.0
-    ring_timeout: float = 25.0
+    machine_rate: float | None = None  # answering machines per attempt (None: what no answer's default leaves)
+    busy_share: float | None = None
+    ring_timeout: float | None = None
     trunk_channels: int | None = None
     calls_per_second: float | None = None
     tick: float = 1.0
+    guard: float | None = None  # short-window guard (seconds), off by default
     policy: PacingPolicy | None = None  # overrides mode/cap/ratio when given
 
     def pacing_policy(self) -> PacingPolicy:
@@ -63,51 +77,144 @@ class SimConfig:
             return self.policy
         return PacingPolicy(mode=self.mode, abandon_cap=self.cap, power_ratio=self.ratio)
 
-    def callee_profile(self) -> CalleeProfile:
-        answer = self.answer_rate / (1.0 - self.machine_share)
-        return CalleeProfile(
-            answer=answer,
-            busy=min(self.busy_share, 1.0 - answer),
-            congestion=min(0.02, max(0.0, 1.0 - answer - self.busy_share)),
-            failed=0.0,
-            machine=self.machine_share,
-            optout=0.0,
-            ring=Duration.lognormal(self.ring_median, 0.5, low=1.0, high=60.0),
-        )
-
-    def agent_profile(self) -> AgentProfile:
-        talk_median = self.talk_mean / math.exp(self.talk_sigma**2 / 2)
-        return AgentProfile(
-            ring=Duration.fixed(0.0),
-            talk=Duration.lognormal(talk_median, self.talk_sigma, low=1.0, high=4 * 3600.0),
-            wrapup=Duration.lognormal(self.wrapup_mean / math.exp(0.125), 0.5, high=600.0),
+    def scenario(self) -> Scenario:
+        if self.agents < 0:
+            raise ValueError("agents must be >= 0")
+        table = defaults()
+        fixed = (self.busy_share if self.busy_share is not None else table["busy"]) + table["failed"]
+        ceiling = 1.0 - fixed - (self.machine_rate or 0.0)
+        if not 0.0 < self.answer_rate <= ceiling:
+            raise ValueError(f"answer rate must be in (0, {ceiling:.2f}] with these busy/failed/machine shares")
+        values: dict[str, object] = {
+            "agents": self.agents,
+            "answer_rate": self.answer_rate,
+            "talk": {"kind": "lognormal", "mean": self.talk_mean, "sigma": self.talk_sigma, "low": 1.0,
+                     "high": 4 * 3600.0},
+        }
+        if self.wrapup_mean is not None:
+            values["wrapup"] = {"kind": "lognormal", "mean": self.wrapup_mean, "sigma": 0.5, "high": 600.0}
+        if self.machine_rate is not None:
+            values["machine_rate"] = self.machine_rate
+        if self.busy_share is not None:
+            values["busy"] = self.busy_share
+        return constant_scenario(
+            self.pacing_policy(), duration=self.duration, seed=self.seed, values=values, guard=self.guard,
+            jurisdiction=self.jurisdiction,
+            ring_timeout=self.ring_timeout if self.ring_timeout is not None else float(table["ring_timeout"]),
+            amd_seconds=float(table["amd_seconds"]), tick=self.tick, trunk_channels=self.trunk_channels,
+            calls_per_second=self.calls_per_second,
         )
 
 
 @dataclass
-class SimResult:
-    config: SimConfig
+class CampaignResult:
+    name: str
+    mode: PacingMode
     calls_placed: int = 0
     live_answers: int = 0
     connected: int = 0
     abandons: int = 0
-    busy_seconds: float = 0.0
+    busy_seconds: float = 0.0  # agent time on this campaign's calls (talk + wrap-up)
     waits: list[float] = field(default_factory=list, repr=False)
     decisions: int = 0
-    peak_channels: int = 0  # most trunk channels in use at once (ringing + waiting + connected)
-    peak_originates_per_second: int = 0
+    guarded: int = 0  # decisions the short-window guard cut
     reasons: Counter[str] = field(default_factory=Counter)
     limited: Counter[str] = field(default_factory=Counter)
 
     @property
+    def abandon_rate(self) -> float:
+        return self.abandons / self.live_answers if self.live_answers else 0.0
+
+
+@dataclass
+class Bucket:
+    """Figures over [start, end): attempts, live answers, abandons per campaign; agent time for the pool."""
+
+    start: float
+    end: float
+    name: str = ""
+    attempts: list[int] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    abandons: list[int] = field(default_factory=list)
+    busy_seconds: float = 0.0
+    staffed_seconds: float = 0.0
+
+    @property
+    def abandon_rate(self) -> float:
+        answers = sum(self.answers)
+        return sum(self.abandons) / answers if answers else 0.0
+
+    @property
+    def occupancy(self) -> float:
+        return self.busy_seconds / self.staffed_seconds if self.staffed_seconds else 0.0
+
+    @property
+    def idle_seconds(self) -> float:
+        return max(0.0, self.staffed_seconds - self.busy_seconds)
+
+    def add(self, other: Bucket) -> None:
+        for mine, theirs in ((self.attempts, other.attempts), (self.answers, other.answers),
+                             (self.abandons, other.abandons)):
+            for i, v in enumerate(theirs):
+                mine[i] += v
+        self.busy_seconds += other.busy_seconds
+        self.staffed_seconds += other.staffed_seconds
+
+    def as_dict(self, names: Sequence[str]) -> dict[str, object]:
+        return {
+            "start": self.start, "end": self.end, "name": self.name,
+            "attempts": sum(self.attempts), "live_answers": sum(self.answers), "abandons": sum(self.abandons),
+            "abandon_rate": round(self.abandon_rate, 5), "occupancy": round(self.occupancy, 5),
+            "idle_seconds": round(self.idle_seconds, 1),
+            "campaigns": {n: {"attempts": self.attempts[i], "live_answers": self.answers[i],
+                              "abandons": self.abandons[i]} for i, n in enumerate(names)},
+        }
+
+
+@dataclass
+class SimResult:
+    scenario: Scenario
+    campaigns: list[CampaignResult]
+    segments: list[Bucket] = field(repr=False)
+    staffed_seconds: float = 0.0
+    peak_channels: int = 0  # most trunk channels in use at once (ringing + waiting + connected)
+    peak_originates_per_second: int = 0
+    config: SimConfig | None = None
+
+    # -- the whole day, all campaigns ----------------------------------------------------------------
+    def _sum(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.campaigns)
+
+    calls_placed = property(lambda self: self._sum("calls_placed"))
+    live_answers = property(lambda self: self._sum("live_answers"))
+    connected = property(lambda self: self._sum("connected"))
+    abandons = property(lambda self: self._sum("abandons"))
+    decisions = property(lambda self: self._sum("decisions"))
+
+    @property
+    def busy_seconds(self) -> float:
+        return sum(c.busy_seconds for c in self.campaigns)
+
+    @property
+    def waits(self) -> list[float]:
+        return [w for c in self.campaigns for w in c.waits]
+
+    @property
+    def reasons(self) -> Counter[str]:
+        return sum((c.reasons for c in self.campaigns), Counter())
+
+    @property
+    def limited(self) -> Counter[str]:
+        return sum((c.limited for c in self.campaigns), Counter())
+
+    @property
     def agent_hours(self) -> float:
-        return self.config.agents * self.config.duration / 3600.0
+        return self.staffed_seconds / 3600.0
 
     @property
     def occupancy(self) -> float:
         """Share of staffed time agents spent handling calls (talk + wrap-up)."""
-        staffed = self.config.agents * self.config.duration
-        return self.busy_seconds / staffed if staffed else 0.0
+        return self.busy_seconds / self.staffed_seconds if self.staffed_seconds else 0.0
 
     @property
     def abandon_rate(self) -> float:
@@ -118,15 +225,61 @@ class SimResult:
         return self.connected / self.agent_hours if self.agent_hours else 0.0
 
     @property
+    def attempts_per_agent_hour(self) -> float:
+        return self.calls_placed / self.agent_hours if self.agent_hours else 0.0
+
+    @property
     def wait_mean(self) -> float:
-        return sum(self.waits) / len(self.waits) if self.waits else 0.0
+        waits = self.waits
+        return sum(waits) / len(waits) if waits else 0.0
 
     @property
     def wait_p95(self) -> float:
-        if not self.waits:
-            return 0.0
         ordered = sorted(self.waits)
+        if not ordered:
+            return 0.0
         return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+    # -- per window and per phase --------------------------------------------------------------------
+    def _merge(self, edges: Sequence[float], names: Sequence[str] | None = None) -> list[Bucket]:
+        n = len(self.campaigns)
+        out = [Bucket(a, b, names[i] if names else "", [0] * n, [0] * n, [0] * n)
+               for i, (a, b) in enumerate(itertools.pairwise(edges))]
+        starts = [b.start for b in out]
+        for seg in self.segments:
+            k = bisect.bisect_right(starts, seg.start) - 1
+            if k >= 0:
+                out[k].add(seg)
+        return out
+
+    def windows(self, width: float = REPORT_WINDOW) -> list[Bucket]:
+        """Figures per clock window (default 15 minutes)."""
+        end = self.scenario.duration
+        edges = [i * width for i in range(math.ceil(end / width))] + [end]
+        return self._merge(edges)
+
+    def phases(self) -> list[Bucket]:
+        return self._merge(self.scenario.boundaries(), [p.name for p in self.scenario.phases])
+
+    def worst_window(self, width: float = REPORT_WINDOW, campaign: int | None = None) -> Bucket | None:
+        """The window with the highest abandon rate (of one campaign, or all together); None without answers."""
+        best: Bucket | None = None
+        best_rate = -1.0
+        for w in self.windows(width):
+            answers = w.answers[campaign] if campaign is not None else sum(w.answers)
+            abandons = w.abandons[campaign] if campaign is not None else sum(w.abandons)
+            if answers and abandons / answers > best_rate:
+                best, best_rate = w, abandons / answers
+        return best
+
+    def worst_window_rate(self, width: float = REPORT_WINDOW) -> float:
+        """The highest abandon rate of any campaign in any window."""
+        worst = 0.0
+        for w in self.windows(width):
+            for a, x in zip(w.answers, w.abandons, strict=True):
+                if a:
+                    worst = max(worst, x / a)
+        return worst
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -137,6 +290,8 @@ class SimResult:
             "abandon_rate": round(self.abandon_rate, 5),
             "occupancy": round(self.occupancy, 5),
             "answered_per_agent_hour": round(self.answered_per_agent_hour, 3),
+            "attempts_per_agent_hour": round(self.attempts_per_agent_hour, 3),
+            "worst_window_abandon_rate": round(self.worst_window_rate(), 5),
             "wait_mean": round(self.wait_mean, 4),
             "wait_p95": round(self.wait_p95, 4),
             "decisions": self.decisions,
@@ -144,30 +299,81 @@ class SimResult:
 
 
 def simulate(config: SimConfig) -> SimResult:
-    """Run one campaign for config.duration simulated seconds."""
-    if config.agents < 0:
-        raise ValueError("agents must be >= 0")
-    if not 0.0 < config.answer_rate <= 1.0 - config.machine_share:
-        raise ValueError(f"answer rate must be in (0, {1.0 - config.machine_share:.2f}] with this machine share")
-    policy = config.pacing_policy()
-    callee = config.callee_profile()
-    agent = config.agent_profile()
-    rng_callee = random.Random(f"{config.seed}:callee")
-    rng_agent = random.Random(f"{config.seed}:agent")
-    estimators = CampaignEstimators(ring_timeout=config.ring_timeout)
-    # The calls-per-second ceiling as the runtime applies it: so many calls per window (0.5/s: 1 per 2 s).
-    cps_calls, cps_ms = cps_window(config.calls_per_second or 0.0)
-    if cps_calls:
-        estimators.originates.window = cps_ms / 1000
-    per_second = RecentOriginates()  # for the peak figure
-    counter = AbandonCounter()
-    window = window_for(config.jurisdiction)
-    agentless = policy.mode is PacingMode.AGENTLESS
-    end = config.duration
-    timeout = config.ring_timeout
+    """Run one campaign in a constant world for config.duration simulated seconds."""
+    result = simulate_scenario(config.scenario())
+    result.config = config
+    return result
+
+
+class _Campaign:
+    """One campaign's pacing state in the simulation."""
+
+    __slots__ = ("abandons", "answers", "base", "counter", "estimators", "guard", "guard_prev", "guard_start",
+                 "guard_x", "inflight", "policy", "refreshed", "res", "rng", "share", "spec")
+
+    def __init__(self, spec: CampaignSpec, scenario: Scenario) -> None:
+        self.spec = spec
+        self.policy = spec.policy
+        self.guard = spec.guard
+        self.estimators = CampaignEstimators(ring_timeout=scenario.ring_timeout)
+        self.counter = AbandonCounter()
+        self.rng = random.Random(f"{scenario.seed}:callee:{spec.name}")
+        self.inflight: dict[int, float] = {}  # call id -> placed at
+        self.res = CampaignResult(spec.name, spec.policy.mode)
+        self.share = 0  # free agents given at the last tick
+        self.base = (0, 0)  # legal-window (answers, abandons) at the last refresh
+        self.answers = self.abandons = 0  # since the refresh
+        self.refreshed = -math.inf
+        self.guard_start = -math.inf  # the guard's current window: start, answers, abandons; previous answers
+        self.guard_x = [0, 0]
+        self.guard_prev: int | None = None
+
+    def roll_guard(self, now: float) -> None:
+        """Start the guard's next clock window when `now` is past the current one."""
+        assert self.guard is not None
+        start = math.floor(now / self.guard) * self.guard
+        if start != self.guard_start:
+            self.guard_prev = self.guard_x[0] if self.guard_start != -math.inf else None
+            self.guard_start, self.guard_x = start, [0, 0]
+
+
+def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportional_to_demand) -> SimResult:
+    """Run a scenario: every campaign paced by `decide()`, agents shared by `share_policy`."""
+    end = scenario.duration
+    timeout = scenario.ring_timeout
+    amd = scenario.amd_seconds
     grace = CONNECT_GRACE_SECONDS
-    result = SimResult(config)
-    waits = result.waits
+    legal_window = window_for(scenario.jurisdiction)
+    camps = [_Campaign(spec, scenario) for spec in scenario.campaigns]
+    n_camps = len(camps)
+    rng_agent = random.Random(f"{scenario.seed}:agent")
+    cps_calls, cps_ms = cps_window(scenario.calls_per_second or 0.0)
+    for c in camps:
+        if cps_calls:
+            c.estimators.originates.window = cps_ms / 1000
+    trunk_originates = RecentOriginates(cps_ms / 1000 if cps_calls else 1.0)
+    per_second = RecentOriginates()
+
+    # Elementary segments: 15-minute windows cut at phase starts.
+    edges = sorted({*(i * REPORT_WINDOW for i in range(math.ceil(end / REPORT_WINDOW))), *scenario.boundaries()[:-1]})
+    segments = [Bucket(a, b, "", [0] * n_camps, [0] * n_camps, [0] * n_camps)
+                for a, b in zip(edges, [*edges[1:], end], strict=True)]
+    starts = [s.start for s in segments]
+
+    def seg(t: float) -> Bucket:
+        return segments[max(0, min(len(segments) - 1, bisect.bisect_right(starts, t) - 1))]
+
+    def spread(a: float, b: float, per: float, attr: str) -> None:
+        """Add `per` x the overlap of [a, b) with each segment to its `attr`."""
+        if b <= a:
+            return
+        k = max(0, bisect.bisect_right(starts, a) - 1)
+        while k < len(segments) and segments[k].start < b:
+            s = segments[k]
+            overlap = min(b, s.end) - max(a, s.start)
+            if overlap > 0:
+                setattr(s, attr, getattr(s, attr) + per * overlap)
+            k += 1
 
     events: list[tuple[float, int, int, int]] = []
     seq = 0
@@ -177,82 +383,178 @@ def simulate(config: SimConfig) -> SimResult:
         seq += 1
         heapq.heappush(events, (at, seq, kind, ref))
 
-    free = config.agents
-    busy: dict[int, float] = {}  # agent session id -> connect time
-    inflight: dict[int, float] = {}  # call id -> placed at
-    waiting: deque[int] = deque()  # call ids answered, waiting for an agent (oldest first)
-    answered_at: dict[int, float] = {}  # waiting call id -> answer time
+    free = 0
+    busy: dict[int, tuple[float, int]] = {}  # agent session -> (connect time, campaign index)
+    leaving: set[int] = set()  # sessions of busy agents who log off when their call ends (not counted by pacing)
+    staffed = 0  # agents logged in (free + busy)
+    staffed_since = 0.0
+    owner: dict[int, int] = {}  # call id -> campaign index (ringing and waiting calls)
+    waiting: deque[int] = deque()  # answered calls waiting for an agent, oldest first (one queue)
+    answered_at: dict[int, float] = {}
     next_call = next_session = 0
-    # Abandon counts over the regulatory window: rebuilt from the hourly buckets each minute,
-    # plus what happened since (summing 720 buckets every tick would dominate the run time).
-    base_answers = base_abandons = delta_answers = delta_abandons = 0
-    refreshed = -math.inf
+    peak_channels = peak_cps = 0
+    agentless = [c.policy.mode is PacingMode.AGENTLESS for c in camps]
+
+    def set_staffed(now: float, count: int) -> None:
+        nonlocal staffed, staffed_since
+        spread(staffed_since, now, float(staffed), "staffed_seconds")
+        staffed, staffed_since = count, now
 
     def connect(now: float, call_id: int, answered: float) -> None:
-        nonlocal free, next_session, delta_answers
+        nonlocal free, next_session
+        i = owner.pop(call_id)
+        c = camps[i]
         free -= 1
         next_session += 1
-        plan = agent.sample(rng_agent)
-        busy[next_session] = now
-        push(now + plan.ring_seconds + plan.talk_seconds + plan.wrapup_seconds, _AGENT_FREE, next_session)
-        waits.append(now - answered)
-        counter.record(answered, False)
-        delta_answers += 1
-        result.connected += 1
+        busy[next_session] = (now, i)
+        push(now + world.talk.sample(rng_agent) + world.wrapup.sample(rng_agent), _AGENT_FREE, next_session)
+        c.res.waits.append(now - answered)
+        c.counter.record(answered, False)
+        c.answers += 1
+        c.res.connected += 1
 
+    world = scenario.world_at(0.0)
     push(0.0, _TICK, 0)
     while events:
         now, _, kind, ref = heapq.heappop(events)
         if now > end:
             break
         if kind == _TICK:
-            if now - refreshed >= 60.0:
-                base_answers, base_abandons = counter.totals(now, window)
-                delta_answers = delta_abandons = 0
-                refreshed = now
-            state = estimators.state(
-                now,
-                free_agents=free,
-                busy_elapsed=[now - s for s in busy.values()],
-                ringing=[now - s for s in inflight.values()],
-                abandons=base_abandons + delta_abandons,
-                live_answers=base_answers + delta_answers,
-                trunk_channel_limit=config.trunk_channels,
-                trunk_channels_in_use=len(inflight) + len(busy) + len(waiting),
-                calls_per_second=float(cps_calls) if cps_calls else None,
-                ai_sessions_available=free if agentless else 0,
-            )
-            decision = decide(policy, state)
-            result.decisions += 1
-            result.reasons[decision.reason] += 1
-            if decision.limited_by:
-                result.limited[decision.limited_by] += 1
-            if decision.calls:
-                estimators.on_originate(now, decision.calls)
-                per_second.record(now, decision.calls)
-                result.peak_originates_per_second = max(result.peak_originates_per_second, per_second.count(now))
-            for _ in range(decision.calls):
-                next_call += 1
-                inflight[next_call] = now
-                result.calls_placed += 1
-                plan = callee.sample(rng_callee)
-                fate = plan.fate
-                if fate is Fate.ANSWER and plan.ring_seconds < timeout:
-                    if plan.machine:
-                        push(now + plan.ring_seconds + _AMD_SECONDS, _NOT_LIVE, next_call)
-                    else:
-                        push(now + plan.ring_seconds, _ANSWER, next_call)
-                elif fate in (Fate.BUSY, Fate.CONGESTION, Fate.FAILED):
-                    push(now + plan.ring_seconds, _NOT_LIVE, next_call)
-                else:  # no answer, or an answer that would come after the originate timeout
-                    push(now + timeout, _NOT_LIVE, next_call)
-            result.peak_channels = max(result.peak_channels, len(inflight) + len(busy) + len(waiting))
-            push(now + config.tick, _TICK, 0)
+            world = scenario.world_at(now)
+            # Agents log in and out: idle agents leave at once, busy ones when their call ends.
+            target = world.agents
+            present = free + len(busy) - len(leaving)
+            if target > present:
+                back = min(len(leaving), target - present)
+                for _ in range(back):
+                    leaving.pop()
+                free += target - present - back
+            elif target < present:
+                gone = min(free, present - target)
+                free -= gone
+                more = present - target - gone
+                for session in busy:
+                    if more <= 0:
+                        break
+                    if session not in leaving:
+                        leaving.add(session)
+                        more -= 1
+            if free + len(busy) != staffed:
+                set_staffed(now, free + len(busy))
+            while waiting and free > 0:  # agents who just logged in take waiting callers
+                call_id = waiting.popleft()
+                connect(now, call_id, answered_at.pop(call_id))
+            in_use = sum(len(c.inflight) for c in camps) + len(busy) + len(waiting)
+            if n_camps == 1:
+                shares = [free]
+            else:
+                held = Counter(i for _, i in busy.values())
+                requests = [ShareRequest(c.spec.weight, float(target), _committed(c, now), held[i])
+                            for i, c in enumerate(camps)]
+                shares = share_policy(free, requests)
+            for i, c in enumerate(camps):
+                c.share = shares[i]
+                # Legal-window counts: rebuilt from the hourly buckets each minute, plus what happened since
+                # (summing 720 buckets every tick would dominate the run time).
+                if now - c.refreshed >= 60.0:
+                    c.base = c.counter.totals(now, legal_window)
+                    c.answers = c.abandons = 0
+                    c.refreshed = now
+                policy = c.policy
+                if c.guard is not None:
+                    c.roll_guard(now)
+                    expected = c.guard_prev if c.guard_prev is not None else 0.0
+                    scale = guard_scale(policy.abandon_cap, c.guard_x[1], c.guard_x[0], expected)
+                    if scale < 1.0:
+                        policy = guarded_policy(policy, scale)
+                        c.res.guarded += 1
+                if n_camps == 1 and not leaving:
+                    mine = [now - t for t, _ in busy.values()]
+                else:
+                    mine = [now - t for k, (t, j) in busy.items() if j == i and k not in leaving]
+                if policy.mode is PacingMode.PREDICTIVE:
+                    state = c.estimators.state(
+                        now,
+                        free_agents=c.share,
+                        busy_elapsed=mine,
+                        ringing=[now - t for t in c.inflight.values()],
+                        abandons=c.base[1] + c.abandons,
+                        live_answers=c.base[0] + c.answers,
+                        trunk_channel_limit=scenario.trunk_channels,
+                        trunk_channels_in_use=in_use,
+                        calls_per_second=float(cps_calls) if cps_calls else None,
+                    )
+                else:  # the other modes read no estimate: skip building the survival tables
+                    state = PacingState(
+                        now=now,
+                        free_agents=c.share,
+                        busy_elapsed=tuple(mine),
+                        ringing=tuple(now - t for t in c.inflight.values()),
+                        abandons=c.base[1] + c.abandons,
+                        live_answers=c.base[0] + c.answers,
+                        trunk_channel_limit=scenario.trunk_channels,
+                        trunk_channels_in_use=in_use,
+                        calls_per_second=float(cps_calls) if cps_calls else None,
+                        originates_last_second=c.estimators.originates.count(now),
+                        ai_sessions_available=c.share if agentless[i] else 0,
+                    )
+                if cps_calls and n_camps > 1:  # the ceiling is the trunk's, all campaigns together
+                    state = _with_originates(state, trunk_originates.count(now))
+                decision = decide(policy, state)
+                res = c.res
+                res.decisions += 1
+                res.reasons[decision.reason] += 1
+                if decision.limited_by:
+                    res.limited[decision.limited_by] += 1
+                calls = decision.calls
+                if not calls:
+                    continue
+                in_use += calls
+                c.estimators.on_originate(now, calls)
+                trunk_originates.record(now, calls)
+                per_second.record(now, calls)
+                peak_cps = max(peak_cps, per_second.count(now))
+                bucket = seg(now)
+                bucket.attempts[i] += calls
+                res.calls_placed += calls
+                rng = c.rng
+                live_share = world.answer_rate
+                machine_to = live_share + world.machine_rate
+                busy_to = machine_to + world.busy
+                failed_to = busy_to + world.failed
+                for _ in range(calls):
+                    next_call += 1
+                    c.inflight[next_call] = now
+                    owner[next_call] = i
+                    r = rng.random()
+                    if r < live_share:
+                        ring = world.ring_live.sample(rng)
+                        if ring < timeout:
+                            push(now + ring, _ANSWER, next_call)
+                            continue
+                    elif r < machine_to:
+                        ring = world.ring_machine.sample(rng)
+                        if ring < timeout:
+                            push(now + ring + amd, _NOT_LIVE, next_call)
+                            continue
+                    elif r < failed_to:
+                        push(now + world.busy_ring.sample(rng), _NOT_LIVE, next_call)
+                        continue
+                    push(now + timeout, _NOT_LIVE, next_call)  # no answer, or an answer after the timeout
+            peak_channels = max(peak_channels, sum(len(c.inflight) for c in camps) + len(busy) + len(waiting))
+            push(now + scenario.tick, _TICK, 0)
         elif kind == _NOT_LIVE:
-            estimators.on_no_live_answer(now, now - inflight.pop(ref))
+            c = camps[owner.pop(ref)]
+            c.estimators.on_no_live_answer(now, now - c.inflight.pop(ref))
         elif kind == _ANSWER:
-            estimators.on_live_answer(now, now - inflight.pop(ref))
-            result.live_answers += 1
+            i = owner[ref]
+            c = camps[i]
+            c.estimators.on_live_answer(now, now - c.inflight.pop(ref))
+            c.res.live_answers += 1
+            seg(now).answers[i] += 1
+            if c.guard is not None:
+                c.roll_guard(now)
+                c.guard_x[0] += 1
             if free > 0:
                 connect(now, ref, now)
             else:
@@ -260,25 +562,54 @@ def simulate(config: SimConfig) -> SimResult:
                 answered_at[ref] = now
                 push(now + grace, _GIVE_UP, ref)
         elif kind == _AGENT_FREE:
-            started = busy.pop(ref)
-            estimators.on_agent_free(now - started)
-            result.busy_seconds += now - started
-            free += 1
-            while waiting and free > 0:
-                call_id = waiting.popleft()
-                answered = answered_at.pop(call_id, None)
-                if answered is not None:
-                    connect(now, call_id, answered)
+            started, i = busy.pop(ref)
+            camps[i].estimators.on_agent_free(now - started)
+            camps[i].res.busy_seconds += now - started
+            spread(started, now, 1.0, "busy_seconds")
+            if ref in leaving:
+                leaving.discard(ref)
+                set_staffed(now, staffed - 1)
+            else:
+                free += 1
+                while waiting and free > 0:
+                    call_id = waiting.popleft()
+                    connect(now, call_id, answered_at.pop(call_id))
         else:  # _GIVE_UP
             answered = answered_at.pop(ref, None)
             if answered is not None:  # still waiting: abandoned
                 waiting.remove(ref)
-                result.abandons += 1
-                waits.append(now - answered)
-                counter.record(answered, True)
-                delta_answers += 1
-                delta_abandons += 1
-    # Agents still on a call at the end were busy until the end.
-    result.busy_seconds += sum(end - started for started in busy.values())
-    return result
+                i = owner.pop(ref)
+                c = camps[i]
+                c.res.abandons += 1
+                c.res.waits.append(now - answered)
+                c.counter.record(answered, True)
+                c.answers += 1
+                c.abandons += 1
+                seg(answered).abandons[i] += 1
+                if c.guard is not None and math.floor(answered / c.guard) * c.guard == c.guard_start:
+                    c.guard_x[1] += 1
+    # Agents still on a call at the end were busy until the end; staffed time up to the end.
+    for started, i in busy.values():
+        camps[i].res.busy_seconds += end - started
+        spread(started, end, 1.0, "busy_seconds")
+    set_staffed(end, staffed)
+    total_staffed = sum(s.staffed_seconds for s in segments)
+    return SimResult(scenario, [c.res for c in camps], segments, total_staffed, peak_channels, peak_cps)
+
+
+def _committed(c: _Campaign, now: float) -> int:
+    """Agents a campaign keeps for its calls in flight: all of them for progressive and power (they dial
+    one line per agent they were given, or a fixed ratio), the expected answers plus one standard deviation
+    for predictive (which dials many lines per agent by design), never more than its previous share."""
+    ringing = len(c.inflight)
+    if not ringing or not c.share:
+        return 0
+    if c.policy.mode is PacingMode.PREDICTIVE:
+        p = c.estimators.answer_rate.rate(now)
+        ringing = math.ceil(ringing * p + math.sqrt(ringing * p * (1.0 - p)))
+    return min(ringing, c.share)
+
+
+def _with_originates(state: PacingState, count: int) -> PacingState:
+    return replace(state, originates_last_second=count)
 

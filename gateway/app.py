@@ -93,19 +93,20 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def make_app(config: Config, redis: Any, sync_redis: Any = None) -> web.Application:
+def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any = None) -> web.Application:
+    """`live_redis`: the client live streams take their connection from (gateway/pool.py); default `redis`."""
     app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=JSON_BODY_LIMIT)
     app[REDIS] = redis
     app[CONFIG] = config
     app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
-    sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True)
+    sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
     fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))
     # Contacts, registries, the gate and RQ want bytes replies: their own client (gateway/api/support.py).
-    raw = redis_lib.Redis.from_url(config.redis_url)
+    raw = redis_lib.Redis.from_url(config.redis_url, socket_connect_timeout=3)
     app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync,
-                     "raw_redis": raw, "gate": None}
+                     "raw_redis": raw, "gate": None, "live_redis": live_redis or redis}
 
     routes = api_routes()
     add_routes(app, [*routes, openapi_route(routes)])

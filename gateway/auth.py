@@ -55,6 +55,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "exports.create": ("admin", "auditor"),
     "subjects.read": ("admin", "auditor"),  # data subject access, retention policy
     "subjects.manage": ("admin",),  # rectify, erase, change the retention policy
+    "settings.write": ("admin",),  # the tenant's opt-out keywords
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -2,8 +2,9 @@
 
 Handlers raise ApiError (or one of the helpers below); the middleware turns it, aiohttp's own
 HTTP errors (unknown route, wrong method, body too large) and any unexpected exception into that
-shape. An unexpected exception is logged (the log filter masks numbers and secrets) and answered
-as a bare 500: the client never sees a traceback.
+shape. Redis unreachable or the connection pool saturated is a 503 with Retry-After (gateway/pool.py).
+An unexpected exception is logged (the log filter masks numbers and secrets) and answered as a bare
+500: the client never sees a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from gateway import pool
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +27,11 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.headers = headers or {}
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
 
     def body(self) -> dict[str, object]:
         error: dict[str, object] = {"code": self.code, "message": self.message}
@@ -86,7 +89,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        return json_error(exc, {**headers, **exc.headers})
+        return json_error(exc, {**headers, **exc.headers} or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -96,6 +99,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.reason if exc.status != 404 else "no such route"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_error(ApiError(exc.status, code, message), headers)
+    except pool.UNAVAILABLE as exc:
+        # A dependency, not a bug: 503 and a line in the log, without a traceback (gateway/pool.py).
+        if pool.is_saturation(exc):
+            pool.unavailable_log.warning("busy", "gateway saturated: no free Redis connection in time on %s %s",
+                                         request.method, request.path)
+            return json_error(ApiError(503, "busy", "the gateway is busy; retry in a moment"),
+                              {"Retry-After": str(pool.RETRY_AFTER_BUSY)})
+        pool.unavailable_log.warning("down", "Redis unavailable (%s: %s) on %s %s", type(exc).__name__,
+                                     str(exc)[:200], request.method, request.path)
+        return json_error(ApiError(503, "redis_unavailable", "the dialer's database (Redis) is unavailable; "
+                                   "retry later"), {"Retry-After": str(pool.RETRY_AFTER_DOWN)})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(ApiError(500, "internal", "internal error; the operator has the details in the log"))

@@ -14,8 +14,13 @@ _PARAM = re.compile(r"\{(\w+)\}")
 _COMMON_ERRORS = {
     "401": "missing or invalid token",
     "403": "the caller's role may not do this",
+    "429": "too many failed authentications from this address or for this token id (too_many_failures); "
+           "see Retry-After",
     "500": "internal error (never a traceback)",
 }
+# Every route that reads Redis: saturated pool (busy) or Redis down (redis_unavailable), with Retry-After.
+_UNAVAILABLE = "the gateway is saturated (busy) or Redis is unavailable (redis_unavailable); see Retry-After"
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 _BODY_ERRORS = {
     "400": "the body is not JSON",
     "413": "the body is too large",
@@ -56,11 +61,16 @@ def operation(route: Route) -> dict[str, Any]:
     else:
         op["security"] = []
         responses["500"] = _error(_COMMON_ERRORS["500"])
+    if route.permission is not None or route.path == "/metrics":
+        responses["503"] = {**_error(_UNAVAILABLE), "headers": _RETRY_AFTER}
+        if "429" in responses:
+            responses["429"] = {**responses["429"], "headers": _RETRY_AFTER}
     if route.body is not None or route.raw_body is not None or route.query:
         responses.update({code: _error(text) for code, text in _BODY_ERRORS.items()})
     if params and any(p["in"] == "path" for p in params):
         responses["404"] = _error("not found (or another tenant's)")
-    responses.update({code: _error(text) for code, text in route.errors.items()})
+    for code, text in route.errors.items():
+        responses[code] = {**_error(text), "headers": _RETRY_AFTER} if code == "503" else _error(text)
     if route.method in ("POST", "PATCH", "PUT", "DELETE"):
         responses["409"] = _error("the resource's state does not allow this")
     op["responses"] = responses

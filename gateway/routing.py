@@ -21,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import trail
-from gateway.auth import AuthStore, Principal
+from gateway import audit_policy, guard
+from gateway.auth import AuthStore, Principal, token_id_of
 from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
 from gateway.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, Session, SessionPolicy, SessionStore, csrf_ok
-from gateway.validation import Schema, validate
+from gateway.validation import Schema, check_text, validate
 
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
 CONFIG: web.AppKey[Any] = web.AppKey("config", object)
@@ -57,7 +57,7 @@ class Route:
     # and ask for it with tenant B's token, expecting 404.
     resource: str | None = None
     tag: str = "api"
-    audited: bool = True  # record token use
+    audited: bool = True  # record token use (or count it: gateway/audit_policy.py)
     # Answers beyond the common ones, for the OpenAPI document: {"404": "no such contact", "503": "..."}.
     errors: dict[str, str] = field(default_factory=dict)
     # Reachable by a console session still at its second-factor enrolment stage (gateway/sessions.py).
@@ -119,8 +119,11 @@ async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:
+        raise bad_json("the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
         raise bad_json() from None
+    check_text(data)
     validate(data, schema)
     return data
 
@@ -134,14 +137,13 @@ def session_of(request: web.Request) -> Session | None:
     return request.get(SESSION)
 
 
+def uses_session(request: web.Request) -> bool:
+    """A console request: a session cookie and no Authorization header (a header always wins: machines)."""
+    return not request.headers.get("Authorization") and bool(request.cookies.get(COOKIE))
+
+
 async def caller(request: web.Request, enrolment: bool = False) -> Principal:
-    """The bearer token's owner (machines), else the session cookie's (people in the console)."""
-    token = bearer(request)
-    if token or request.headers.get("Authorization"):
-        who = await AuthStore(request.app[REDIS]).authenticate(token) if token else None
-        if who is None:
-            raise unauthorized()
-        return who
+    """The person behind the session cookie (console), with the CSRF check for state-changing requests."""
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         raise unauthorized()
@@ -158,18 +160,56 @@ async def caller(request: web.Request, enrolment: bool = False) -> Principal:
     return who
 
 
+async def _authenticate(request: web.Request, route: Route) -> None:
+    """Bearer token (401), failure rate limit (429, gateway/guard.py), role (403); then audit or count the
+    use (gateway/audit_policy.py). Refusals are audited."""
+    redis, config = request.app[REDIS], request.app[CONFIG]
+    if uses_session(request):
+        # Sessions have their own limits (sign-in lockout, gateway/api/signin.py); a session id is unguessable.
+        who = await caller(request, route.enrolment)
+        await _authorise(request, route, who)
+        return
+    token = bearer(request)
+    token_id = token_id_of(token) if token else None
+    address = audit_policy.client_address(request)
+    limit = config["gateway.auth_failures_per_minute"]
+    wait = await guard.blocked(redis, address, token_id, limit)
+    if wait:
+        raise ApiError(429, "too_many_failures", f"too many failed authentications from this address or for this "
+                       f"token; retry in {wait} s", headers={"Retry-After": str(wait)})
+    who = await AuthStore(redis).authenticate(token) if token else None
+    if who is None:
+        # Only a presented token is a guess; a request without one (a page before login) is not counted.
+        reached = await guard.failed(redis, address, token_id, limit) if token else False
+        await audit_policy.record_denied(redis, request, route.path, 401, "missing token" if not token
+                                         else "invalid, expired or revoked token", token=token, token_id=token_id)
+        if reached:
+            await audit_policy.record_denied(redis, request, route.path, 429, "authentication failures over the "
+                                             f"limit of {limit} a minute", token=token, token_id=token_id)
+        raise unauthorized()
+    await _authorise(request, route, who)
+
+
+async def _authorise(request: web.Request, route: Route, who: Principal) -> None:
+    """Role (403, audited), then audit or count the use (gateway/audit_policy.py)."""
+    redis, config = request.app[REDIS], request.app[CONFIG]
+    if not who.can(route.permission or ""):
+        await audit_policy.record_denied(redis, request, route.path, 403, f"role {who.role} lacks "
+                                         f"{route.permission}", token_id=who.token_id, tenant=who.tenant,
+                                         user=who.user)
+        raise forbidden(route.permission or "")
+    request[PRINCIPAL] = who
+    if route.audited:
+        await audit_policy.record_use(redis, request, route.method, route.path, who.tenant, who.user, who.token_id,
+                                      config["gateway.audit_token_use_seconds"])
+
+
 def endpoint(route: Route) -> Handler:
     """The aiohttp handler for a route: authentication, authorisation and body checks, then the handler."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if route.permission is not None:
-            who = await caller(request, route.enrolment)
-            if not who.can(route.permission):
-                raise forbidden(route.permission)
-            request[PRINCIPAL] = who
-            if route.audited:
-                await trail.record(request.app[REDIS], who.tenant, "token.use", actor=who.user, token_id=who.token_id,
-                                   method=route.method, route=route.path)
+            await _authenticate(request, route)
         for value in request.match_info.values():
             if not PATH_VALUE.match(value):
                 raise not_found()
@@ -180,6 +220,7 @@ def endpoint(route: Route) -> Handler:
                     raise invalid(key, "unknown query parameter", code="unknown_field")
             for key, schema in route.query.items():
                 if key in request.query:
+                    check_text(request.query[key], key)
                     params[key] = _coerce_query(key, request.query[key], schema)
                     validate(params[key], schema, key)
             request[QUERY] = params

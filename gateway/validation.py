@@ -11,12 +11,44 @@ only). The first problem found is raised as a 422 ApiError naming the field by i
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import invalid
 
 Schema = dict[str, Any]
+
+# Instants a dialer can meaningfully be asked about: far outside them is a typo or a probe, and the extremes
+# (year 1 or 9999 with an offset) overflow Python's datetime arithmetic.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+MAX_DEPTH = 32  # nesting of a JSON body: our schemas need 4
+
+
+def check_text(value: Any, path: str = "") -> None:
+    """Refuse NUL characters and lone surrogates in every string and key of a JSON body (422 naming the field),
+    and bodies nested deeper than MAX_DEPTH. Iterative: a deep body cannot exhaust the stack here."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise invalid(where or "body", f"nested deeper than {MAX_DEPTH} levels", code="too_deep")
+        if isinstance(item, str):
+            _check_string(item, where or "body")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                _check_string(key, _name(where, "(key)"))
+                stack.append((sub, _name(where, key), depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, _name(where, i), depth + 1) for i, sub in enumerate(item))
+
+
+def _check_string(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise invalid(where, "contains a NUL character", code="bad_text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800" without its pair)
+        raise invalid(where, "contains an unpaired surrogate (not valid Unicode text)", code="bad_text") from None
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -66,6 +98,13 @@ def validate(value: Any, schema: Schema, path: str = "") -> None:
                 raise invalid(path, "expected an ISO 8601 date-time such as 2026-01-31T09:00:00Z") from None
             if parsed.tzinfo is None:
                 raise invalid(path, "needs a time zone (Z or +hh:mm)")
+            try:
+                year = parsed.astimezone(UTC).year
+            except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable instant
+                year = parsed.year
+            if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+                raise invalid(path, f"must be between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-12-31 (UTC)",
+                              code="out_of_range")
     elif kind in ("integer", "number"):
         if "minimum" in schema and value < schema["minimum"]:
             raise invalid(path, f"must be at least {schema['minimum']}")

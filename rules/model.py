@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 # Attempt outcomes as the gate sees them (history entries). `reserved` is an attempt the gate
 # allowed and reserved whose outcome is not known yet: it counts against caps like any attempt.
 OUTCOMES = (
-    "reserved", "answered", "no_answer", "busy", "failed", "machine", "refused", "abandoned", "opted_out",
-    "unknown",
+    "reserved", "answered", "no_answer", "busy", "congestion", "failed", "machine", "refused", "abandoned",
+    "opted_out", "unknown",
 )
 PURPOSES = ("telemarketing", "informational", "debt_collection", "survey", "political", "charity")
 AUDIENCES = ("consumer", "business")

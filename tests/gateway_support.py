@@ -25,6 +25,11 @@ class Gateway:
     def auth(self, tenant: str = "acme", role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[(tenant, role)]}"}
 
+    async def ensure_list(self, tenant: str, list_id: str) -> None:
+        """A campaign may only name lists that exist (issue 16): import a small one unless it is there."""
+        if not await self.redis.sismember(f"t:{tenant}:lists", list_id):
+            imported_list(self.redis_url, tenant, list_id)
+
     async def create_campaign(self, tenant: str = "acme", **config: Any) -> dict[str, Any]:
         body = {"name": "Spring offer", **config}
         resp = await self.client.post("/v1/campaigns", json=body, headers=self.auth(tenant, "supervisor"))
@@ -32,6 +37,7 @@ class Gateway:
         return await resp.json()
 
     async def ready_campaign(self, tenant: str = "acme") -> dict[str, Any]:
+        await self.ensure_list(tenant, "l1")
         return await self.create_campaign(tenant, caller_id="+33145678900", seller_name="Acme SAS", lists=["l1"],
                                           queue="sales")
 

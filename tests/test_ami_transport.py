@@ -135,3 +135,43 @@ async def test_a_peer_that_never_sends_the_banner_is_a_clear_error():
         with pytest.raises(NotConnected, match="no AMI banner"):
             await ami.connect()
         await ami.close()
+
+
+@pytest.mark.parametrize("follows", [False, True])
+async def test_an_oversized_reply_is_reported_in_one_line_and_the_next_replies_still_arrive(follows, caplog):
+    """Issue 16 point 10: a reply past MAX_MESSAGE_BYTES fails its own action at once, is logged once, and the
+    replies behind it (even ones looking like AMI lines inside its text) are not lost or misread."""
+    from dialer.ami.client import OversizedReply
+    from dialer.ami.protocol import MAX_MESSAGE_BYTES
+
+    async def on_action(writer: asyncio.StreamWriter, action: dict[str, str]) -> None:
+        if action["Action"] == "Big":
+            line = b"Response: Success\r\nActionID: fake\r\n"  # inside the big reply: must not be read as one
+            if follows:
+                head = f"Response: Follows\r\nPrivilege: Command\r\nActionID: {action['ActionID']}\r\n".encode()
+                body = (b"x" * 70 + b"\r\n") * (MAX_MESSAGE_BYTES // 70 + 1000) + line + b"--END COMMAND--\r\n\r\n"
+            else:
+                head = f"Response: Success\r\nActionID: {action['ActionID']}\r\n".encode()
+                body = (b"Output: " + b"x" * 70 + b"\r\n") * (MAX_MESSAGE_BYTES // 78 + 1000) + b"\r\n"
+            writer.write(head + body)
+        else:
+            writer.write(encode({"Response": "Success", "ActionID": action["ActionID"], "Ping": "Pong"}))
+        await writer.drain()
+
+    server, port = await start_peer(on_action)
+    ami = client(port)
+    try:
+        await ami.connect()
+        with caplog.at_level("ERROR", logger="dialer.ami.client"):
+            big = asyncio.create_task(ami.action("Big", timeout=30))
+            pings = [asyncio.create_task(ami.action("Ping", timeout=30)) for _ in range(3)]
+            with pytest.raises(OversizedReply):
+                await big
+            answers = await asyncio.gather(*pings)
+        assert [a.get("Ping") for a in answers] == ["Pong"] * 3
+        lines = [r for r in caplog.records if "longer than" in r.getMessage()]
+        assert len(lines) == 1 and "Big" in lines[0].getMessage()
+    finally:
+        await ami.close()
+        server.close()
+        await server.wait_closed()

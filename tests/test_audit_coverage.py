@@ -249,6 +249,8 @@ def test_files_written_by_the_lists_commands_are_audited_registered_and_erased(r
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
     path = tmp_path / "l.csv"
     path.write_text("phone,pays\n+33145672401,FR\n+33145672402,FR\nnot a number,FR\n")
+    if not redis_client.sismember("tenants", T):
+        assert main(["tenant", "create", T]) == 0  # the import refuses a tenant that does not exist
     assert main(["lists", "import", str(path), "--list", "leads", "--tenant", T, "--inline"]) == 0
     import_id = capsys.readouterr().out.split("dialer lists errors ")[1].split()[0]
     scrub, errors = tmp_path / "scrub.csv", tmp_path / "errors.csv"

@@ -61,7 +61,10 @@ async def gateway(redis_url):
     trail.set_sink(previous)
 
 
-async def test_gateway_events_reach_the_chain_once_with_their_actor(gateway, redis_client):
+async def test_gateway_events_reach_the_chain_once_with_their_actor(gateway, redis_client, redis_url):
+    from tests.gateway_support import imported_list
+
+    imported_list(redis_url, "acme", "l1")  # a campaign names lists that exist
     client, tokens = gateway
     sue, ada = ({"Authorization": f"Bearer {tokens[u]}"} for u in ("sue", "ada"))
     resp = await client.post("/v1/campaigns", json={"name": "Spring", "caller_id": "+33145678900",

@@ -22,7 +22,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    client = redis.Redis.from_url(redis_url)
+    client.sadd("tenants", "acme", "t")  # `lists import` refuses a tenant that does not exist
+    client.close()
     return redis_url
+
+
+def test_import_into_a_tenant_that_does_not_exist_is_refused(env: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text("phone\n+33612345678\n")
+    assert main(["lists", "import", str(path), "--list", "leads", "--tenant", "nosuchtenant", "--inline"]) == 1
+    err = capsys.readouterr().err
+    assert "no tenant nosuchtenant" in err and "unknown_tenant" in err and "Traceback" not in err
+    client = redis.Redis.from_url(env)
+    try:
+        assert not list(client.scan_iter(match="t:nosuchtenant:*"))
+    finally:
+        client.close()
 
 
 def test_import_inline_then_errors_status_and_export(env: str, tmp_path: Path,
@@ -35,7 +52,7 @@ def test_import_inline_then_errors_status_and_export(env: str, tmp_path: Path,
     import_id = out.split("dialer lists errors ")[1].split()[0]
     report = tmp_path / "errors.csv"
     assert main(["lists", "errors", import_id, "--tenant", "acme", "-o", str(report)]) == 0
-    rows = list(csv.DictReader(report.open()))
+    rows = list(csv.DictReader(report.open(encoding="utf-8-sig")))
     assert [(r["row"], r["reason"]) for r in rows] == [("3", "phone_has_letters")]
     assert main(["lists", "status", import_id, "--tenant", "acme", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "committed"
@@ -100,7 +117,7 @@ def test_scrub_command_uses_the_gate(env: str, tmp_path: Path, monkeypatch: pyte
     summary = json.loads(capsys.readouterr().out)
     # No Bloctel copy loaded: the gate fails closed, and the report says why.
     assert (summary["now"], summary["never"]) == (0, 1) and summary["never_by_reason"]
-    rows = list(csv.DictReader((tmp_path / "scrub.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "scrub.csv").open(encoding="utf-8-sig")))
     assert rows[0]["verdict"] == "never" and rows[0]["reasons"]
 
 

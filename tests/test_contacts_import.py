@@ -421,7 +421,9 @@ def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> 
     InlineWorker([Queue("exports", connection=redis_client)], connection=redis_client).work(burst=True)
     job = Queue("exports", connection=redis_client).fetch_job(job_id)
     assert job.return_value() == 2 and job.meta["rows"] == 2
-    assert sorted(r["phone"] for r in csv.DictReader(target.open())) == ["'+33612345678", "'+33612345679"]
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")  # a byte-order mark: Excel reads accents right
+    rows = csv.DictReader(target.open(encoding="utf-8-sig"))
+    assert sorted(r["phone"] for r in rows) == ["'+33612345678", "'+33612345679"]
     assert not Path(f"{target}.part").exists()
 
 

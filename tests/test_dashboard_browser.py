@@ -86,6 +86,19 @@ async def test_sign_in_watch_and_pause(gw, browser):
     await engine_writes(gw.redis, "acme", cid, abandon_rate_24h=0.031)
     await expect(alert).to_contain_text("over the cap", timeout=2000)
 
+    # the queue's agents (shared with other campaigns), this campaign's calls towards them and its share, and why
+    # it paces as it does (issue 15)
+    await engine_writes(gw.redis, "acme", cid, queue_staffed=6, queue_free=1, queue_on_call=3, queue_wrapup=1,
+                        queue_paused=1, in_flight=2, share=0.5)
+    pipe = gw.redis.pipeline()
+    livestats.queue_pacing(pipe, "acme", cid, "cap-reached", "abandon rate 4.1% (4 of 97 answered) over the legal "
+                           "window is over the 3.0% cap: only calls with an agent reserved are placed")
+    await pipe.execute()
+    for tile, text in (("queue_staffed", "6"), ("queue_free", "1"), ("queue_on_call", "3"), ("queue_wrapup", "1"),
+                       ("queue_paused", "1"), ("in_flight", "2"), ("share", "50 %")):
+        await expect(card.locator(f'[data-tile="{tile}"]')).to_have_text(text, timeout=2000)
+    await expect(card.locator('[data-field="pacing"]')).to_contain_text(
+        "Pacing cap-reached: abandon rate 4.1% (4 of 97 answered)", timeout=2000)
     pbx_alert = card.locator('[data-field="pbx-alert"]')  # a runtime saw Asterisk refuse calls (restarting)
     await expect(pbx_alert).to_be_hidden()
     await gw.redis.hset("dialer:servers:draining", "10.0.0.5:5038", json.dumps({

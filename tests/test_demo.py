@@ -21,7 +21,7 @@ def demo():
 
 
 def test_demo_runs_a_campaign_and_ctrl_c_stops_everything(demo):
-    run = demo("--duration", "60", "--contacts", "80", "--time-scale", "0.1")
+    run = demo("--duration", "150", "--contacts", "80", "--time-scale", "0.1")
     url = run.wait_for(r"^Dashboard: (http://127\.0\.0\.1:\d+/)$")[1]
     token = run.wait_for(r"^Token: (dlr_[\w-]+)$")[1]
     campaign = run.wait_for(r"Campaign\s+(\S+)$")[1]
@@ -52,6 +52,8 @@ def test_demo_runs_a_campaign_and_ctrl_c_stops_everything(demo):
         time.sleep(0.5)
     else:
         raise AssertionError(f"the campaign's figures did not move: {later}")
+
+    check_callees(url, auth, campaign)
 
     run.proc.send_signal(signal.SIGINT)
     assert run.proc.wait(60) == 0
@@ -111,3 +113,33 @@ def test_a_closed_instant_gives_a_simulated_clock():
     assert forced == datetime(2026, 12, 27, 16, 0, tzinfo=UTC)
     with pytest.raises(DemoError):
         choose_clock(night, packs, "tomorrow", us)
+
+
+def check_callees(url: str, auth: dict[str, str], campaign: str) -> None:
+    """Issue 16 point 13: the callees do what docs/demo.md says, and the dashboard and the exports agree: 4 is
+    congestion in both, 8 an answering machine (the demo campaign detects machines), 7 presses the opt-out key
+    (heard during the recording notice, where a notice is required; elsewhere the key reaches the agent)."""
+    import csv
+    import io
+
+    deadline = time.monotonic() + 90
+    by_digit: dict[str, list[tuple[str, str]]] = {}
+    while time.monotonic() < deadline:
+        resp = requests.get(f"{url}v1/exports/attempts", params={"campaign": campaign}, headers=auth, timeout=30)
+        rows = list(csv.DictReader(io.StringIO(resp.content.decode("utf-8-sig"))))
+        by_digit = {}
+        for row in rows:
+            if row["outcome"] not in ("reserved", "unknown"):
+                by_digit.setdefault(row["phone"][-1], []).append((row["phone"].lstrip("'"), row["outcome"]))
+        if all(by_digit.get(d) for d in "478"):
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError(f"no finished calls to numbers ending 4, 7 and 8: {by_digit}")
+    assert {o for _, o in by_digit["4"]} == {"congestion"}, by_digit["4"]
+    assert {o for _, o in by_digit["8"]} == {"machine"}, by_digit["8"]
+    assert {o for _, o in by_digit["7"]} <= {"opted_out", "answered"} and any(o == "opted_out"
+                                                                             for _, o in by_digit["7"])
+    stats = requests.get(f"{url}v1/campaigns/{campaign}/stats", headers=auth, timeout=10).json()
+    assert stats["dispositions"].get("congestion") and "failed" not in stats["dispositions"], stats["dispositions"]
+    assert stats["dispositions"].get("machine") and stats["dispositions"].get("opted_out")

@@ -241,6 +241,7 @@ def test_access_log_line_has_no_query_string():
     class Request:
         method, path = "GET", "/v1/consents"
         path_qs = "/v1/consents?phone=%2B33145678901"
+        remote = "203.0.113.7"
 
     class Response:
         status = 200
@@ -251,7 +252,8 @@ def test_access_log_line_has_no_query_string():
     AccessLogger(logger, "").log(Request(), Response(), 0.004)
     AccessLogger(logger, "").log(Request(), Response(), 123456.789)  # a long-lived event stream
     lines = stream.getvalue().splitlines()
-    assert lines == ["GET /v1/consents 200 in 4ms", "GET /v1/consents 200 in 123456789ms"]
+    assert lines == ["GET /v1/consents 200 in 4ms from 203.0.113.7",
+                     "GET /v1/consents 200 in 123456789ms from 203.0.113.7"]
 
 
 async def test_tokens_can_expire(redis_url):

@@ -84,7 +84,7 @@ async def test_upload_runs_as_a_job_with_progress_and_error_report(gw, tmp_path)
     assert os.listdir(tmp_path / "uploads") == []  # the import is over: its uploaded file is deleted
     report = await gw.client.get(f"/v1/imports/{queued['id']}/errors", headers=gw.auth("acme", "uploader"))
     assert report.status == 200 and report.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(await report.text())))
+    rows = list(csv.DictReader(io.StringIO((await report.read()).decode("utf-8-sig"))))
     assert [(r["row"], r["severity"]) for r in rows] == [("4", "error")] and rows[0]["reason"]
     lists = await (await gw.client.get("/v1/lists", headers=gw.auth())).json()
     assert lists["items"] == [{"id": "spring", "contacts": 2, "imports": 1, "region": "FR",
@@ -176,10 +176,13 @@ async def test_large_upload_is_streamed_not_held_in_memory(gw, tmp_path):
 @pytest.fixture
 async def loaded(gw):
     """A ready campaign with the sample list attached (Ann without consent, Bob with), and Bloctel loaded."""
-    campaign = (await gw.create_campaign(caller_id="+33145678900", seller_name="Acme SAS", lists=["spring"],
-                                         queue="sales"))["id"]
+    campaign = (await gw.create_campaign(caller_id="+33145678900", seller_name="Acme SAS", queue="sales"))["id"]
     import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "spring", CONSENTED_LIST,
                                         campaign=campaign)
+    # the list exists now: attach it (a campaign may not name a list that does not exist)
+    resp = await gw.client.patch(f"/v1/campaigns/{campaign}", json={"lists": ["spring"]},
+                                 headers=gw.auth("acme", "supervisor"))
+    assert resp.status == 200, await resp.text()
     reg = aiohttp.FormData()
     reg.add_field("file", b"0145678901\n0145678999\n", filename="bloctel.txt")
     resp = await gw.client.post("/v1/registries/bloctel/imports", data=reg, headers=gw.auth())
@@ -293,7 +296,7 @@ async def test_scrub_summary_and_report(gw, loaded):
     assert (summary["now"], summary["never"]) == (1, 1) and summary["never_by_reason"]["NO_CONSENT"] == 1
     assert sum(summary["rejected_at_import"].values()) == 1
     report = await gw.client.get("/v1/lists/spring/scrub/report", params=params, headers=gw.auth())
-    rows = list(csv.DictReader(io.StringIO(await report.text())))
+    rows = list(csv.DictReader(io.StringIO((await report.read()).decode("utf-8-sig"))))
     assert sorted(r["verdict"] for r in rows) == ["never", "now"]
     resp = await gw.client.get("/v1/lists/other/scrub", headers=gw.auth())
     assert resp.status == 404
@@ -324,10 +327,12 @@ async def test_audit_query_filters_and_pages(gw, loaded):
 async def test_exports_are_csv_with_formula_protection(gw, loaded):
     resp = await gw.client.get("/v1/exports/contacts", params={"list": "spring"}, headers=gw.auth("acme", "auditor"))
     assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
     assert sorted(r["phone"] for r in rows) == ["'+33145678901", "'+33145678902"]
     resp = await gw.client.get("/v1/exports/outcomes", params={"campaign": loaded["campaign"]}, headers=gw.auth())
-    assert resp.status == 200 and (await resp.text()).splitlines()[0].startswith(("phone", "contact", "number"))
+    raw = await resp.read()
+    assert resp.status == 200 and raw.startswith(b"\xef\xbb\xbf")  # byte-order mark for Excel
+    assert raw.decode("utf-8-sig").splitlines()[0].startswith(("phone", "contact", "number"))
     resp = await gw.client.get("/v1/exports/attempts", headers=gw.auth())
     assert resp.status == 422
     resp = await gw.client.get("/v1/exports/contacts", params={"list": "spring"}, headers=gw.auth("globex"))

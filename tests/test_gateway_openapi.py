@@ -147,6 +147,7 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
     import requests
 
     # Path ids point at real resources, so the handlers behind the 404 check get exercised too.
+    imported_list(redis_url, "acme", "l1")  # a campaign may only name lists that exist
     made = requests.post(f"{base_url}/v1/campaigns", headers=headers, timeout=10,
                          json={"name": "fuzz", "caller_id": "+33145678900", "seller_name": "Acme", "lists": ["l1"],
                                "queue": "sales"}).json()

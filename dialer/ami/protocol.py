@@ -28,6 +28,19 @@ class ProtocolError(ValueError):
 
 
 @dataclass(frozen=True)
+class Oversized:
+    """A message longer than MAX_MESSAGE_BYTES was dropped. Its bytes up to its end are skipped (never read as
+    messages), so the replies after it are delivered; `action_id` names the action it answered, if any."""
+
+    first_line: str
+    action_id: str | None
+    dropped: int  # bytes dropped when it was detected (the rest of it is skipped as it arrives)
+
+
+_ACTION_ID = re.compile(rb"(?im)^actionid:[ \t]*([^\r\n]*)")
+
+
+@dataclass(frozen=True)
 class Banner:
     """The greeting line, e.g. `Asterisk Call Manager/11.0.0`."""
 
@@ -141,11 +154,35 @@ class Parser:
         self._buffer = bytearray()
         self._expect_banner = expect_banner
         self.garbage_bytes = 0
+        self.oversized = 0  # messages dropped for their size
+        self._skipping: bytes | None = None  # while skipping the rest of an oversized message: its end marker
 
-    def feed(self, data: bytes) -> list[Banner | Message]:
+    def _skip(self, buf: bytearray) -> bool:
+        """Drop the rest of an oversized message; True once its end is found (parsing resumes after it)."""
+        assert self._skipping is not None
+        if self._skipping == END_COMMAND:
+            marker = buf.find(END_COMMAND)
+            eol = buf.find(b"\n", marker) if marker >= 0 else -1
+            end = eol + 1 if eol >= 0 else -1
+        else:
+            match = _TERMINATOR.search(buf)
+            end = match.end() if match else -1
+        if end < 0:
+            keep = len(END_COMMAND)  # an end marker may be split across two reads
+            self.garbage_bytes += max(0, len(buf) - keep)
+            del buf[:-keep]
+            return False
+        self.garbage_bytes += end
+        del buf[:end]
+        self._skipping = None
+        return True
+
+    def feed(self, data: bytes) -> list[Banner | Message | Oversized]:
         buf = self._buffer
         buf += data
-        out: list[Banner | Message] = []
+        out: list[Banner | Message | Oversized] = []
+        if self._skipping is not None and not self._skip(buf):
+            return out
         pos = 0
         if self._expect_banner:
             end = buf.find(b"\n")
@@ -204,8 +241,15 @@ class Parser:
         if pos:
             del buf[:pos]
         if len(buf) > MAX_MESSAGE_BYTES:
-            self.garbage_bytes += len(buf)
-            buf.clear()
+            head = bytes(buf[:4096])
+            first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")[:80]
+            action = _ACTION_ID.search(head)
+            out.append(Oversized(first, action.group(1).decode("utf-8", "replace").strip() if action else None,
+                                 len(buf)))
+            self.oversized += 1
+            self._skipping = END_COMMAND if _is_follows(buf[:17]) else b"\r\n\r\n"
+            self.garbage_bytes += len(buf) - 3
+            del buf[:-3]  # the last bytes may be the start of its end marker
         return out
 
     def _parse_block(self, text: str) -> Message | None:

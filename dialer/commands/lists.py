@@ -112,8 +112,11 @@ def _output(path: str | None) -> Iterator[TextIO]:
     if not path:
         yield sys.stdout
         return
+    from dialer.private_files import create_private
+
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        # 0600 (personal data); a byte-order mark first so Excel reads accents right (standard output has none)
+        with create_private(path, "w", newline="", encoding="utf-8-sig") as fh:
             yield fh
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
@@ -164,14 +167,18 @@ def _import_workers(client: redis.Redis) -> int:
 def run_import(args: argparse.Namespace, config: Config) -> int:
     _check_names(args)
     client = _client(config)
+    if not client.sismember("tenants", args.tenant):  # as `dialer token create` does: no data for nobody
+        raise CommandError(f"no tenant {args.tenant} (create it first: dialer tenant create {args.tenant}) "
+                           "[unknown_tenant]")
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
         if args.inline:
             ticket = create_import(client, args.tenant, args.file, args.list_id, region=args.region, mapping=mapping,
-                                   campaign=args.campaign)
+                                   campaign=args.campaign, max_bad_share=config["imports.max_bad_share"])
         else:
             ticket = enqueue_import(client, args.tenant, args.file, args.list_id, region=args.region,
-                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers))
+                                    mapping=mapping, campaign=args.campaign, helpers=max(0, args.helpers),
+                                    max_bad_share=config["imports.max_bad_share"])
     except FileError as exc:
         raise CommandError(f"{exc.message} [{exc.code}]") from None
     if ticket.duplicate_of:

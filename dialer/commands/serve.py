@@ -9,24 +9,27 @@ import socket
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
+from dialer.private_files import UnsafeDirectory, data_dir, private_dir
+from gateway import pool
 from gateway.app import make_app
 
 log = logging.getLogger(__name__)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request without the query string (it may hold a phone number) or any header."""
+    """One line per request with the client address, without the query string (it may hold a phone number) or
+    any header."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # "200 in 1041ms": the words keep the status and duration from reading as one phone-like digit run,
         # which the masking filter would hide.
-        self.logger.info("%s %s %s in %dms", request.method, request.path, response.status, round(time * 1000))
+        self.logger.info("%s %s %s in %dms from %s", request.method, request.path, response.status,
+                         round(time * 1000), getattr(request, "remote", None) or "unknown")
 
 
 def register(sub: Any) -> None:
@@ -37,8 +40,9 @@ def register(sub: Any) -> None:
 
 
 async def build(config: Config) -> web.Application:
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
-    app = make_app(config, client)
+    client = pool.request_client(config)
+    live = pool.live_client(config)
+    app = make_app(config, client, live_redis=live)
     # The gateway's events (token use, campaign control, users and tokens) go to the tenant's hash-chained
     # audit trail rather than the plain inbox (opt-outs and consents are audited by the fact store).
     from dialer.audit_events import gateway_sink
@@ -48,6 +52,7 @@ async def build(config: Config) -> web.Application:
 
     async def close(app: web.Application) -> None:
         await client.aclose()
+        await live.aclose()
 
     app.on_cleanup.append(close)
     return app
@@ -56,6 +61,10 @@ async def build(config: Config) -> web.Application:
 def run(args: argparse.Namespace, config: Config) -> int:
     host = args.host or config["gateway.host"]
     port = config["gateway.port"] if args.port is None else args.port  # --port 0: any free port
+    try:  # staged uploads hold personal data: never in a directory anyone may write to
+        private_dir(config["gateway.upload_dir"] or data_dir(config) / "uploads")
+    except (UnsafeDirectory, OSError) as exc:
+        raise CommandError(f"setting gateway.upload_dir: {exc}") from None
     check_redis(config.redis_url)
     sock = listen(host, port)
     host, port = sock.getsockname()[:2]

@@ -1,5 +1,8 @@
 """CSV exports of contacts, attempts and outcomes, streamed (memory bounded), formula-safe.
 
+A campaign's export covers the contacts it dials: its attached lists' members and the contacts imported into
+it directly, as the engine loads them.
+
 Kinds:
   contacts  one row per contact of a list or campaign: id, phone (E.164), line type, zones,
             jurisdiction, the other numbers, the imported fields and kept columns (x.<name>)
@@ -18,7 +21,7 @@ from typing import TextIO
 import redis
 
 from dialer.contacts.csvsafe import SafeWriter
-from dialer.contacts.store import Keys, _s, campaign_member_ids, iter_contacts, list_member_ids
+from dialer.contacts.store import Keys, _s, iter_contacts, list_member_ids
 
 KINDS = ("contacts", "attempts", "outcomes")
 BASE_FIELDS = ("first_name", "last_name", "full_name", "email", "postal_code", "city", "country", "state",
@@ -28,7 +31,20 @@ BASE_FIELDS = ("first_name", "last_name", "full_name", "email", "postal_code", "
 def _members(client: redis.Redis, tenant: str, list_id: str | None, campaign: str | None) -> Iterator[str]:
     if (list_id is None) == (campaign is None):
         raise ValueError("export one list or one campaign")
-    return list_member_ids(client, tenant, list_id) if list_id else campaign_member_ids(client, tenant, campaign or "")
+    if list_id:
+        return list_member_ids(client, tenant, list_id)
+    return campaign_contact_ids(client, tenant, campaign or "")
+
+
+def campaign_contact_ids(client: redis.Redis, tenant: str, campaign: str) -> Iterator[str]:
+    """The contacts a campaign dials, as the engine loads them (dialer/runtime/loader.py): the members of its
+    attached lists and the contacts imported straight into it (`--campaign`), each once."""
+    from dialer.campaigns import campaign_key
+    from dialer.runtime.loader import member_ids
+
+    raw = client.hget(campaign_key(tenant, campaign), "config")
+    lists = json.loads(_s(raw)).get("lists") or [] if raw else []
+    return member_ids(client, tenant, campaign, lists)
 
 
 def kept_columns(client: redis.Redis, tenant: str, list_id: str) -> list[str]:
@@ -114,7 +130,9 @@ def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, ca
     job = get_current_job()
     assert job is not None
     tmp = f"{path}.part"
-    with open(tmp, "w", newline="", encoding="utf-8") as out:
+    from dialer.private_files import create_private
+
+    with create_private(tmp, "w", newline="", encoding="utf-8-sig") as out:  # 0600; BOM for Excel
         count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
     os.replace(tmp, path)  # the file appears complete or not at all
     from datetime import UTC, datetime

@@ -34,6 +34,7 @@ from rq import get_current_job
 
 from dialer.contacts.chunks import Chunk, iter_records, plan_chunks
 from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
+from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE, ERRORS_KEPT, BadShare, hopeless_message, split_kept
 from dialer.contacts.rows import RowError, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
@@ -117,9 +118,10 @@ def _check_unchanged(params: dict[str, str]) -> None:
 
 def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: str, *, region: str = "FR",
                   mapping: Mapping | None = None, campaign: str | None = None,
-                  file_name: str | None = None) -> ImportTicket:
+                  file_name: str | None = None, max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportTicket:
     """Register an import (status "queued") without enqueuing it; answers the earlier import of the
-    same file, list, region, mapping and campaign instead of a new one."""
+    same file, list, region, mapping and campaign instead of a new one. The import stops (nothing imported)
+    when more than `max_bad_share` of its first rows are rejected (dialer/contacts/limits.py)."""
     check_list_id(tenant, "tenant")
     check_list_id(list_id)
     region = region.upper()
@@ -145,7 +147,7 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
         "id": import_id, "tenant": tenant, "list": list_id, "campaign": campaign or "", "region": region,
         "path": str(path), "file_name": file_name or path.name, "fingerprint": fingerprint, "file_stat": stat,
         "mapping": mapping_json, "status": "queued", "rows_done": 0, "rows_total": 0,
-        "created_at": now.isoformat(),
+        "created_at": now.isoformat(), "max_bad_share": repr(float(max_bad_share)),
     })
     client.zadd(keys.imports, {import_id: now.timestamp()})
     client.sadd(ACTIVE, f"{tenant}\t{import_id}")
@@ -154,7 +156,7 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
 
 def enqueue_import(client: redis.Redis, tenant: str, path: str | Path, list_id: str, *, region: str = "FR",
                    mapping: Mapping | None = None, campaign: str | None = None, file_name: str | None = None,
-                   helpers: int = 1) -> ImportTicket:
+                   helpers: int = 1, max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportTicket:
     """Register the import and enqueue its coordinator job, then `helpers` chunk jobs, on queue "imports".
 
     Helpers are enqueued now, behind their coordinator, so that idle workers (burst ones included)
@@ -163,7 +165,7 @@ def enqueue_import(client: redis.Redis, tenant: str, path: str | Path, list_id: 
     Raises FileError (code, message) for a bad tenant, list or campaign name, region or file.
     """
     ticket = create_import(client, tenant, path, list_id, region=region, mapping=mapping, campaign=campaign,
-                           file_name=file_name)
+                           file_name=file_name, max_bad_share=max_bad_share)
     if ticket.duplicate_of:
         return ticket
     queue = get_queue(client, IMPORTS)
@@ -437,39 +439,56 @@ class Importer:
         counts: Counter[str] = Counter()
         packed: list[str] = []
         contacts: list[tuple[str, dict[str, Any]]] = []
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []  # (reason, JSON entry)
         consents: list[str] = []
         seen_args: list[Any] = []
         pending_rows = 0
+        batch_read = batch_rejected = 0
+        max_bad_share = float(params.get("max_bad_share") or DEFAULT_MAX_BAD_SHARE)
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
         suppressed, secret = _suppressed(self.client, self.tenant)
         registered_at = datetime.fromisoformat(params["created_at"]) if params.get("created_at") else None
 
         def flush() -> None:
-            nonlocal pending_rows
+            nonlocal pending_rows, batch_read, batch_rejected
+            kept: list[str] = []
+            if errors:  # only the first ERRORS_KEPT entries of the whole import are stored; the rest counted
+                listed = int(self.client.hincrby(keys.counters, "errors_listed", len(errors)))
+                kept, unlisted = split_kept(errors, listed - len(errors))
+                for reason, count in unlisted.items():
+                    counts[f"unlisted:{reason}"] += count
             pipe = self.client.pipeline(transaction=False)
             for cid, contact in contacts:
                 pipe.hset(keys.staged_contact(cid), mapping=contact)
             if packed:
                 pipe.rpush(rows_key, *packed)
-            if errors:
-                pipe.rpush(errors_key, *errors)
+            if kept:
+                pipe.rpush(errors_key, *kept)
             if consents:
                 pipe.rpush(consents_key, *consents)
             if seen_args:
                 self.scripts.seen_min(keys=[keys.seen], args=seen_args, client=pipe)
             pipe.hincrby(keys.status, "rows_done", pending_rows)
+            pipe.hincrby(keys.counters, "judged_read", batch_read)
+            pipe.hincrby(keys.counters, "judged_rejected", batch_rejected)
             pipe.zadd(keys.claims, {chunk.index: time.time() + LEASE_SECONDS}, xx=True)
             pipe.hget(keys.status, "status")
-            if _s(pipe.execute()[-1]) != "running":
+            replies = pipe.execute()
+            if _s(replies[-1]) != "running":
+                raise ImportStopped(self.import_id)
+            share = BadShare(int(replies[-4]), int(replies[-3]))
+            if share.hopeless(max_bad_share):
+                self._stop_hopeless(share, max_bad_share, counts, examples)
                 raise ImportStopped(self.import_id)
             packed.clear()
             contacts.clear()
             errors.clear()
             consents.clear()
             seen_args.clear()
-            pending_rows = 0
+            pending_rows = batch_read = batch_rejected = 0
             self._report_progress()
+
+        examples: list[str] = []
 
         for record in iter_records(params["path"], fmt, chunk.start, chunk.end, chunk.first_row, chunk.first_line,
                                    chunk.skip):
@@ -478,16 +497,19 @@ class Importer:
                 counts["rows_read"] += 1
                 counts["rejected"] += 1
                 counts["invalid:malformed_record"] += 1
+                batch_read += 1
+                batch_rejected += 1
                 span = f" (the record runs over {record.lines} lines from line {record.line})" \
                     if record.lines > 1 else ""
-                errors.append(json.dumps(RowError(
+                errors.append(("malformed_record", json.dumps(RowError(
                     record.row, record.line, "", "", "malformed_record",
                     f"unreadable CSV record: {record.error}{span}; those lines are not imported",
-                ).as_dict()))
+                ).as_dict())))
             elif not any(cell.strip() for cell in record.cells):
                 counts["blank_rows"] += 1
             else:
                 counts["rows_read"] += 1
+                batch_read += 1
                 result = process_record(record.cells, record.row, record.line, plan, region, registered_at)
                 if suppressed and result.phones:
                     _drop_suppressed(result, record.row, record.line, suppressed, secret)
@@ -498,11 +520,15 @@ class Importer:
                     result.errors[0] = dataclasses.replace(
                         first, message=f"{first.message} (this record runs over lines {record.line}-{last_line})")
                 for error in result.errors:
-                    errors.append(json.dumps(error.as_dict()))
+                    errors.append((error.reason, json.dumps(error.as_dict())))
                     counts[f"{error.severity}s"] += 1
                 if result.rejected:
                     counts["rejected"] += 1
                     counts[f"invalid:{result.rejected}"] += 1
+                    batch_rejected += 1
+                    if len(examples) < 3 and result.errors:
+                        first = result.errors[0]
+                        examples.append(f"row {first.row} ({first.column or 'record'}): {first.message}")
                 else:
                     cid = f"{import_id}-{record.row}"
                     phones = [{"e": p.e164, "t": p.line_type, "z": ",".join(p.timezones), "c": p.country,
@@ -531,12 +557,20 @@ class Importer:
         flush()
         self.client.hsetnx(keys.done, chunk.index, json.dumps({"attempt": attempt, "counts": dict(counts)}))
 
+    def _stop_hopeless(self, share: BadShare, max_share: float, counts: Counter[str], examples: list[str]) -> None:
+        by_reason = Counter({k[8:]: v for k, v in counts.items() if k.startswith("invalid:")})
+        self.fail("too_many_bad_rows", hopeless_message(share, max_share, by_reason, examples))
+
     # -- commit
     def _summary(self) -> dict[str, Any]:
         counts: Counter[str] = Counter()
         for value in self.client.hvals(self.keys.done):
             counts.update(json.loads(value)["counts"])
         extra = {_s(k): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}
+        unlisted: Counter[str] = Counter()
+        for key, value in [*counts.items(), *extra.items()]:
+            if key.startswith(("unlisted:", "unlisted_dup:")):
+                unlisted[key.split(":", 1)[1]] += value
         return {
             "rows_read": counts["rows_read"],
             "valid": counts["rows_read"] - counts["rejected"],
@@ -549,6 +583,8 @@ class Importer:
             "blank_rows": counts["blank_rows"],
             "warnings": counts["warnings"],
             "consents": counts["consents"],
+            # The error report keeps the first ERRORS_KEPT entries; the others are counted by reason.
+            "errors_not_listed": dict(sorted(unlisted.items())),
         }
 
     def _lock_keys(self, params: dict[str, str]) -> list[str]:
@@ -587,7 +623,7 @@ class Importer:
                     keys=[rows_key, keys.seen, keys.list_phones(list_id),
                           keys.campaign_phones(campaign) if campaign else "", keys.new_members, keys.duplicates,
                           keys.counters],
-                    args=[keys.p, PUBLISH_BATCH, keys.stg],
+                    args=[keys.p, PUBLISH_BATCH, keys.stg, ERRORS_KEPT],
                 )
                 if not moved:
                     break

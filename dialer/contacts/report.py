@@ -7,7 +7,8 @@ from typing import Any, TextIO
 import redis
 
 from dialer.contacts.csvsafe import SafeWriter
-from dialer.contacts.store import iter_errors
+from dialer.contacts.limits import ERRORS_KEPT
+from dialer.contacts.store import import_status, iter_errors
 
 COLUMNS = ("row", "line", "column", "value", "reason", "severity", "message")
 
@@ -31,7 +32,8 @@ def write_error_report(client: redis.Redis, tenant: str, import_id: str, out: Te
 
     Columns: row (record number, header = 1), line (physical line), column (header name, or #N),
     value (the raw cell, or the E.164 number for duplicates), reason (code), severity (error: not
-    imported; warning: imported, note; duplicate: not imported twice), message."""
+    imported; warning: imported, note; duplicate: not imported twice; not_listed: a count of entries beyond the
+    report's cap, one row per reason), message."""
     writer = SafeWriter(out)
     writer.row(COLUMNS)
     count = 0
@@ -39,6 +41,12 @@ def write_error_report(client: redis.Redis, tenant: str, import_id: str, out: Te
         writer.row([error.get("row"), error.get("line"), error.get("column"), error.get("value"),
                     error.get("reason"), error.get("severity", "error"), message_of(error)])
         count += 1
+    summary = (import_status(client, tenant, import_id) or {}).get("summary") or {}
+    for reason, more in (summary.get("errors_not_listed") or {}).items():
+        # A report keeps the first ERRORS_KEPT entries (dialer/contacts/limits.py): say what is missing.
+        writer.row(["", "", "", "", reason, "not_listed",
+                    f"{more} more entries with reason {reason} are not listed: the report keeps the first "
+                    f"{ERRORS_KEPT} entries of an import"])
     return count
 
 
@@ -59,6 +67,8 @@ def summary_text(status: dict[str, Any]) -> str:
         lines.append(f"  duplicate numbers ({reason}): {count}")
     if summary.get("warnings"):
         lines.append(f"  warnings: {summary['warnings']}")
+    for reason, count in (summary.get("errors_not_listed") or {}).items():
+        lines.append(f"  not listed in the error report ({reason}): {count}")
     if summary.get("consents"):
         lines.append(f"  consent records: {summary['consents']}")
     return "\n".join(lines)

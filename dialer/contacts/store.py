@@ -154,7 +154,7 @@ return 1
 """
 
 # KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
-#       counters.  ARGV: tenant prefix, batch size, staging prefix.
+#       counters.  ARGV: tenant prefix, batch size, staging prefix, error report cap.
 # Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
 # the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
 # index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
@@ -195,8 +195,13 @@ for _, item in ipairs(items) do
     for _, p in ipairs(phones) do
       local d = dropped[p.e]
       if d then
-        redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
-          reason = d[1], first_row = d[2], severity = 'duplicate'}))
+        -- the report keeps the import's first ARGV[4] entries (row errors too); the rest are counted
+        if redis.call('HINCRBY', KEYS[7], 'errors_listed', 1) <= tonumber(ARGV[4]) then
+          redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
+            reason = d[1], first_row = d[2], severity = 'duplicate'}))
+        else
+          redis.call('HINCRBY', KEYS[7], 'unlisted_dup:' .. d[1], 1)
+        end
       else
         table.insert(remaining, p)
       end

@@ -90,6 +90,25 @@ def _backoff_scale(policy: PacingPolicy, state: PacingState, *, margin: bool = T
     return (cap - measured) / (cap - start)
 
 
+# Small teams: the one-standard-error margin is a third of the cap while a window holds fewer than ~150
+# answers, so one or two early abandons held a 5-agent campaign at progressive for hours, at a fifth of its
+# occupancy with a low answer rate (issue 15, s. 4). The margin now only scales the risk budget down to a
+# floor; progressive (cap-reached) is for a window whose raw or smoothed rate is at the cap. The floor is
+# FLOOR_SHARE of the budget at a rate of 0, shrinking linearly to nothing at the cap. (Measured, issue 15
+# benchmark: a floor of 0.75 or a floor starting at backoff_start let a 5-agent day end above 3%; 0.5 did not.)
+FLOOR_SHARE = 0.5
+
+
+def _room_floor(policy: PacingPolicy, state: PacingState) -> float:
+    """The least share of predictive's risk budget while the window is under its cap (0 at the cap)."""
+    cap = policy.abandon_cap
+    if cap <= 0.0:
+        return 0.0
+    smoothed = control_abandon_rate(state.abandons, state.live_answers, cap, margin=False)
+    raw = state.abandons / state.live_answers if state.live_answers else 0.0
+    return FLOOR_SHARE * max(0.0, 1.0 - max(raw, smoothed) / cap)
+
+
 def _apply_ceilings(wanted: int, state: PacingState) -> tuple[int, str | None]:
     calls, limited_by = wanted, None
     if state.trunk_channel_limit is not None:
@@ -121,6 +140,8 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     if p <= 0.0 or ring is None or other is None or handle is None:
         return progressive, "no-estimates"
     scale = _backoff_scale(policy, state)
+    if scale < 1.0:
+        scale = max(scale, _room_floor(policy, state))
     if scale <= 0.0:
         return progressive, "cap-reached"
     alpha = policy.predictive_target * scale

@@ -248,15 +248,27 @@ class DurationHistogram:
         at_risk = self._total + w * len(running)
         survival = 1.0
         values = [1.0]
-        area = 0.0
-        for k in range(n):
+        # Most bins are empty: survival only moves at bins where something ended or a running duration
+        # is censored, so walk those and copy the survival across the gaps (this runs at every refresh).
+        marks = sorted({k for k in range(n) if bins[k]} | {min(int(c / self.step), n) + 1 for c in running})
+        prev = 0
+        for k in marks:
+            if k >= n:
+                break
+            if k > prev:
+                values.extend([survival] * (k - prev))
             at_risk -= censored_from[k]
-            if at_risk > 0.0:
-                survival *= max(0.0, 1.0 - bins[k] / at_risk)
-            at_risk -= bins[k]
+            b = bins[k]
+            if b:
+                if at_risk > 0.0:
+                    f = 1.0 - b / at_risk
+                    survival = survival * f if f > 0.0 else 0.0
+                at_risk -= b
             values.append(survival)
-            area += survival
-        mean = area * self.step if running else self.mean
+            prev = k + 1
+        if n > prev:
+            values.extend([survival] * (n - prev))
+        mean = sum(values[1:]) * self.step if running else self.mean
         snapshot = Survival(tuple(values), self.step, mean)
         if not running:
             self._snapshot = snapshot

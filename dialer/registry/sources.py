@@ -18,6 +18,13 @@ import zipfile
 import zlib
 from typing import BinaryIO
 
+# A compressed registry is refused as soon as it expands past either limit (a "zip bomb" would otherwise spend
+# minutes of CPU before a bad line stopped it). Real registries compress 5-10x (sorted numbers, dates); the
+# largest, the FTC's full list, is a few GB of text.
+MAX_DECOMPRESSED_BYTES = 16 << 30
+MAX_RATIO = 100  # decompressed bytes per compressed byte, judged once RATIO_FROM bytes are out
+RATIO_FROM = 16 << 20
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
@@ -30,8 +37,12 @@ class SourceError(Exception):
 class Source:
     """read(n) -> decompressed bytes; position() -> bytes of the file consumed; sha256 of the file as given."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int = MAX_DECOMPRESSED_BYTES,
+                 max_ratio: float = MAX_RATIO) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
+        self._out = 0  # decompressed bytes handed out (all members)
         self.size = os.path.getsize(path)
         self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
         magic = self._raw.read(4)
@@ -59,6 +70,11 @@ class Source:
             self._members = members
             self._member_index = 0
             self._total_size = sum(m.file_size for m in members)
+            if self._total_size > max_bytes:  # as declared by the archive; read() checks what really comes out
+                self.close()
+                raise SourceError(f"the zip archive expands to {self._total_size} bytes, above the limit of "
+                                  f"{max_bytes} bytes: refused")
+            self._compressed_before = 0
             self._done_before = 0  # decompressed bytes of the members already read
             try:
                 self._open_member()
@@ -98,13 +114,33 @@ class Source:
             raise SourceError(f"cannot decompress the {self.kind} file{where} ({exc})") from None
         if self.kind == "plain":
             self._digest.update(block)
+        else:
+            self._out += len(block)
+            self._check_expansion()
         return block
+
+    def _check_expansion(self) -> None:
+        if self._out > self.max_bytes:
+            self.close()
+            raise SourceError(f"the {self.kind} file expands past the limit of {self.max_bytes} bytes: refused "
+                              "(a damaged or malicious archive?)")
+        if self._out < RATIO_FROM:
+            return
+        if self._zip is not None:  # at most what the members so far hold compressed
+            consumed = self._compressed_before + self._members[self._member_index].compress_size
+        else:
+            consumed = self._raw.tell()
+        if self._out > self.max_ratio * max(consumed, 1):
+            self.close()
+            raise SourceError(f"the {self.kind} file expands more than {self.max_ratio:g} times ({self._out} bytes "
+                              f"out of {consumed}): refused as a damaged or malicious archive")
 
     def next_member(self) -> bool:
         """Move to the next file of a zip archive; False when there is none."""
         if self._zip is None or self._member_index + 1 >= len(self._members):
             return False
         self._done_before += self._members[self._member_index].file_size
+        self._compressed_before += self._members[self._member_index].compress_size
         self._stream.close()
         self._member_index += 1
         self._open_member()

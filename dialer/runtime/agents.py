@@ -69,6 +69,7 @@ class Member:
     busy_since: float | None = None
     ended_at: float | None = None  # monotonic instant its last call ended (wrap-up runs from there)
     own_wrapup: float = 0.0  # the member's Wrapuptime as Asterisk reports it (0: the queue's applies)
+    interface: str = ""  # who the agent is across queues (StateInterface, else Interface/Location)
 
     @property
     def staffed(self) -> bool:
@@ -135,6 +136,8 @@ class AgentBoard:
         member.paused = (message.get("Paused") or "0") == "1"
         member.in_call = (message.get("InCall") or "0") == "1"
         member.status = message.get("Status") or NOT_INUSE
+        member.interface = (message.get("StateInterface") or message.get("Interface") or message.get("Location")
+                            or member.interface)
         try:
             member.own_wrapup = max(0.0, float(message.get("Wrapuptime") or 0))
         except ValueError:
@@ -151,10 +154,16 @@ class AgentBoard:
         self._settle(member, queue, was_busy, now)
 
     def on_event(self, server: str, message: Message, now: float) -> None:
-        """QueueMemberStatus, AgentCalled, AgentConnect, AgentComplete (and QueueMember items of a listing)."""
+        """QueueMemberStatus, AgentCalled, AgentConnect, AgentComplete, QueueMemberPause, QueueMemberAdded,
+        QueueMemberRemoved (and QueueMember items of a listing)."""
         queue = message.get("Queue")
         name = _name(message)
         if not queue or not name:
+            return
+        if message.name == "QueueMemberRemoved":  # logged off: gone at once, not at the next poll
+            q = self._queues.get((server, queue))
+            if q is not None:
+                q.members.pop(name, None)
             return
         member = self._member(server, queue, name)
         event = message.name
@@ -210,6 +219,15 @@ class AgentBoard:
                         busy.append(now - m.busy_since if m.busy_since is not None else 0.0)
         return AgentView(free, tuple(busy), staffed)
 
+    def members(self, queue: str, servers: set[str] | None = None) -> list[tuple[str, Member]]:
+        """(identity, member) of every logged-in member of a queue; the identity (server and interface) is the same
+        for an agent who is a member of several queues."""
+        return [(f"{server}|{m.interface or m.name}", m) for (server, name), q in self._queues.items()
+                if name == queue and (servers is None or server in servers) for m in q.members.values()]
+
+    def queues(self) -> set[str]:
+        """Names of every queue the board has seen."""
+        return {queue for (_, queue) in self._queues}
 
 def _int(text: str | None) -> int:
     try:

@@ -45,7 +45,7 @@ from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaig
 from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
-from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges
+from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges, queue_pacing
 from dialer.pacing import (
     DEFAULT_ABANDON_CAP,
     CampaignEstimators,
@@ -71,6 +71,7 @@ from dialer.runtime.policy import (
 )
 from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
+from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from rules import geo
 from rules.model import Contact
@@ -249,6 +250,8 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
+        self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
@@ -272,7 +275,8 @@ class Engine:
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
-                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete"])
+                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
+                                      "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"])
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
                                    client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
@@ -337,6 +341,7 @@ class Engine:
                         "resolves them", self.id, len(self.flights))
 
     def _give_back(self) -> None:
+        self.shared.release(self.shared.sync(self.flights, self.pool.trackers))  # places of calls that ended
         for runner in self.runners.values():
             if runner.held:
                 self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, self.pbx)],
@@ -347,6 +352,9 @@ class Engine:
 
     async def tick(self) -> None:
         mono = time.monotonic()
+        done = self.shared.sync(self.flights, self.pool.trackers)  # places of calls an agent took, or that ended
+        if done:
+            await asyncio.to_thread(self.shared.release, done)
         if mono - self._active_at >= self.settings.campaigns_seconds:
             self._active = await asyncio.to_thread(self._active_campaigns)
             self._active_at = mono
@@ -567,15 +575,37 @@ class Engine:
                 r.last_reason = "policy-error"
                 log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
             return
-        decision = decide(policy, state)
+        plan = None
+        if uses_shared_agents(policy, r.stored.config):  # agents shared with other campaigns and processes
+            try:
+                plan = await self.shared.decide(r.tenant, r.campaign, r.stored.config, policy, state,
+                                                set(connected), legal=r.abandon_totals, now=now.timestamp())
+            except PolicyError as exc:
+                if r.last_reason != "policy-error":
+                    r.last_reason = "policy-error"
+                    log.error("campaign %s/%s is not dialed: %s", r.tenant, r.campaign, exc)
+                return
+            decision = plan.decision
+        else:
+            decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            log.info("campaign %s/%s pacing: %s%s", r.tenant, r.campaign, decision.reason,
-                     f" (limited by {decision.limited_by})" if decision.limited_by else "")
-        n = min(decision.calls, self.settings.max_batch)
+            why = plan.verdict.text if plan is not None and plan.verdict.reserved_only else ""
+            log.info("campaign %s/%s pacing: %s%s%s", r.tenant, r.campaign, decision.reason,
+                     f" (limited by {decision.limited_by})" if decision.limited_by else "", f": {why}" if why else "")
+        n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
         slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n), ai)
+        if plan is not None and slots:
+            try:
+                granted = set(await asyncio.to_thread(self.shared.reserve, plan, [c for _, c in slots]))
+            except Exception:
+                await self._free_slots(slots, ai)
+                raise
+            if len(granted) < len(slots):  # another campaign took those agents since the snapshot
+                await self._free_slots([s for s in slots if s[1] not in granted], ai)
+                slots = [s for s in slots if s[1] in granted]
         if not slots:
             return
         try:
@@ -587,6 +617,8 @@ class Engine:
             await self._free_slots(slots, ai)
             raise
         used = {claim.call_id for claim in claims}
+        if plan is not None:
+            self.shared.contacts_short(plan.key, len(slots), len(used))
         if len(used) < len(slots):  # fewer contacts ready than the trunk took: give the rest back
             await self._free_slots([slot for slot in slots if slot[1] not in used], ai)
         if not claims:
@@ -797,6 +829,8 @@ class Engine:
                 if live:
                     self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                            bool(outcome.abandoned))
+                    self.shared.recent_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                                bool(outcome.abandoned))  # short-window guard
                 policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
                 step = policy.after_call(disposition, claim.attempts + 1, now)
                 if step.action == "final":
@@ -926,6 +960,7 @@ class Engine:
         self._measure_skew()
         self._heartbeat_writes(self._lease_clock(), held or {})
         self._renewed_at = wall
+        self.shared.renew()
         for ai, by_server in (calls or {}).items():
             if by_server:
                 self.trunk.renew(by_server, ai=ai)
@@ -1031,8 +1066,10 @@ class Engine:
         wall = time.time()
         r.minute = [t for t in r.minute if wall - t < 60]
         view = self.board.view(str(r.stored.config.get("queue") or ""), time.monotonic())
+        shared = self.shared.gauges(f"{r.tenant}/{r.campaign}", r.stored.config, time.monotonic(), None)
         return {"dialing": len(mine) - connected, "ringing": ringing, "connected": connected,
-                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute)}
+                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute),
+                **shared}
 
     def _write_stats(self, r: CampaignRunner, now: datetime, gauges: dict[str, float]) -> dict[str, int]:
         counts = r.queue.counts(now.timestamp())
@@ -1050,6 +1087,7 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
+        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts

@@ -17,7 +17,7 @@ from rules.model import Decision
 
 # Dispositions (dialer/ami/dispositions.py) -> the attempt outcomes the gate's history knows (rules.model.OUTCOMES).
 GATE_OUTCOME = {
-    "answered": "answered", "no_answer": "no_answer", "busy": "busy", "congestion": "failed", "failed": "failed",
+    "answered": "answered", "no_answer": "no_answer", "busy": "busy", "congestion": "congestion", "failed": "failed",
     "machine": "machine", "abandoned": "abandoned", "opted_out": "opted_out", "unknown": "unknown",
 }
 FINAL_DISPOSITIONS = ("answered", "opted_out")  # the person was reached, or asked not to be called

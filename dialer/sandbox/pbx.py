@@ -378,6 +378,38 @@ class Pbx:
             else:
                 member.busy = False
 
+    def pause(self, interface: str, paused: bool, queue: str = "", reason: str = "") -> int:
+        """QueuePause: pause or unpause the member with this interface in one queue (or every queue it is in, as
+        Asterisk does without a queue); a QueueMemberPause event per member. Returns how many members matched."""
+        found = 0
+        for q in self.queues.values():
+            if queue and q.name != queue:
+                continue
+            for member in q.members:
+                if interface not in (member.interface, member.state_interface):
+                    continue
+                found += 1
+                member.paused = paused
+                fields = []
+                captured: list[Fields] = []
+                emit, self.emit_fields = self.emit_fields, captured.append
+                try:
+                    self.member_status_event(member)  # the same member fields, as app_queue's blob
+                finally:
+                    self.emit_fields = emit
+                for name, value in captured[0]:
+                    if name == "Event":
+                        value = "QueueMemberPause"
+                    elif name == "PausedReason":
+                        value = reason if paused else ""
+                    elif name == "LastPause" and paused:
+                        value = str(self.epoch())
+                    fields.append((name, value))
+                self.emit_fields(fields)
+                if not paused:
+                    self.dispatch(q)
+        return found
+
     def release(self, member: Member, wrapup: float) -> None:
         member.busy = False
         member.free_at = asyncio.get_running_loop().time() + self.settings.scaled(wrapup)

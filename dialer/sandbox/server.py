@@ -76,6 +76,7 @@ ACTION_CLASSES = {
     "dbput": {"system"},
     "dbdel": {"system"},
     "dbdeltree": {"system"},
+    "queuepause": {"agent"},  # apps/app_queue.c registers it with EVENT_FLAG_AGENT
 }
 
 
@@ -744,6 +745,19 @@ class SandboxServer:
             session.respond(action, "Error", [("Message", "Database entry not found")])
         else:
             session.respond(action, "Success", [("Message", "Key tree deleted successfully")])
+
+    def _action_queuepause(self, session: Session, action: Action) -> None:
+        # apps/app_queue.c manager_pause_queue_member: Paused is read with ast_true (anything else unpauses)
+        interface, paused_text = action.get("Interface").strip(), action.get("Paused").strip()
+        if not interface or not paused_text:
+            session.respond(action, "Error", [("Message", "Need 'Interface' and 'Paused' parameters.")])
+            return
+        paused = paused_text.lower() in ("yes", "true", "y", "t", "1", "on")
+        if self.pbx.pause(interface, paused, action.get("Queue").strip(), action.get("Reason").strip()) == 0:
+            session.respond(action, "Error", [("Message", "Interface not found")])
+        else:
+            word = "paused" if paused else "unpaused"
+            session.respond(action, "Success", [("Message", f"Interface {word} successfully")])
 
     def _action_corestatus(self, session: Session, action: Action) -> None:
         boot = time.gmtime(self.pbx.boot_epoch)

@@ -14,8 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from dialer.audit import KINDS, AuditLog, _entry, stream_key
+from gateway import audit_policy
 from gateway.api.support import raw_redis, sync
-from gateway.routing import CONFIG, Route, principal, query
+from gateway.errors import invalid
+from gateway.routing import CONFIG, Route, principal, query, redis_of
 
 SCAN_LIMIT = 20_000
 
@@ -84,9 +86,31 @@ async def audit_verify(request: web.Request) -> web.Response:
                               "bad_seq": result.bad_seq, "problem": result.problem, "text": str(result)})
 
 
+USAGE: dict[str, Any] = {"type": "object", "required": ["day", "items"], "properties": {
+    "day": {"type": "string"},
+    "items": {"type": "array", "items": {"type": "object", "properties": {
+        "token": {"type": "string"}, "method": {"type": "string"}, "route": {"type": "string"},
+        "count": {"type": "integer"}}}}}}
+USAGE_QUERY = {"day": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$",
+                       "description": "UTC day, YYYY-MM-DD (default today)"}}
+
+
+async def audit_usage(request: web.Request) -> web.Response:
+    """Requests counted rather than audited (gateway/audit_policy.py): per token, method and route, per day."""
+    day = query(request).get("day") or datetime.now(UTC).strftime("%Y-%m-%d")
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        raise invalid("day", "not a calendar day (YYYY-MM-DD)") from None
+    return web.json_response({"day": day, "items": await audit_policy.usage(redis_of(request),
+                                                                            principal(request).tenant, day)})
+
+
 ROUTES = [
     Route("GET", "/v1/audit", audit_query, "The audit trail, newest first, filtered by kind and time", "audit.read",
           response=PAGE, query=QUERY, tag="audit"),
     Route("GET", "/v1/audit/verify", audit_verify, "Verify the audit trail's hash chain (and signed anchors)",
           "audit.read", response=VERIFY, tag="audit"),
+    Route("GET", "/v1/audit/usage", audit_usage, "Requests counted rather than audited, per token, method and "
+          "route, for one UTC day", "audit.read", response=USAGE, query=USAGE_QUERY, tag="audit"),
 ]

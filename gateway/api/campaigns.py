@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
+from dialer.contacts.store import Keys
 from gateway import trail
 from gateway.api.schemas import STAMP, listing
 from gateway.errors import ApiError, not_found
@@ -52,6 +53,20 @@ async def run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise ApiError(status, exc.code, str(exc), field=exc.field) from None
 
 
+async def check_lists(request: web.Request, tenant: str, lists: Any, status: int = 422) -> None:
+    """A campaign dials its lists' contacts: a list that does not exist (a typo) would make it start and
+    "complete" at once with nobody called. Refuse it, naming the list (status 422 for a body, 409 at start)."""
+    if not isinstance(lists, list) or not lists:
+        return
+    pipe = redis_of(request).pipeline(transaction=False)
+    for list_id in lists:
+        pipe.sismember(Keys(tenant).lists, list_id)
+    for i, (list_id, known) in enumerate(zip(lists, await pipe.execute(), strict=True)):
+        if not known:
+            raise ApiError(status, "unknown_list", f"lists[{i}]: no list {list_id!r} in this tenant; import it "
+                           "first (POST /v1/imports)", field=f"lists[{i}]")
+
+
 async def list_campaigns(request: web.Request) -> web.Response:
     found = await run(store(request).list, principal(request).tenant, query(request).get("status"))
     return web.json_response({"items": [c.as_dict() for c in found]})
@@ -59,6 +74,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 async def create_campaign(request: web.Request) -> web.Response:
     who = principal(request)
+    await check_lists(request, who.tenant, body(request).get("lists"))
     created = await run(store(request).create, who.tenant, body(request), by=who.user, at=datetime.now(UTC))
     await trail.record(redis_of(request), who.tenant, "campaign.create", actor=who.user, token_id=who.token_id,
                        campaign=created.id)
@@ -74,6 +90,7 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 async def change_campaign(request: web.Request) -> web.Response:
     who, changes = principal(request), body(request)
+    await check_lists(request, who.tenant, changes.get("lists"))
     updated = await run(store(request).update, who.tenant, request.match_info["id"], changes, by=who.user,
                         at=datetime.now(UTC))
     await trail.record(redis_of(request), who.tenant, "campaign.configure", actor=who.user, token_id=who.token_id,
@@ -91,6 +108,11 @@ async def campaign_history(request: web.Request) -> web.Response:
 def control_handler(action: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
         who = principal(request)
+        if action in ("start", "resume"):
+            current = await run(store(request).get, who.tenant, request.match_info["id"])
+            if current is None:
+                raise not_found("campaign")
+            await check_lists(request, who.tenant, current.as_dict().get("lists"), status=409)
         moved = await run(store(request).control, who.tenant, request.match_info["id"], action, by=who.user,
                           at=datetime.now(UTC))
         await trail.record(redis_of(request), who.tenant, f"campaign.{action}", actor=who.user, token_id=who.token_id,

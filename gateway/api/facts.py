@@ -9,7 +9,7 @@ caller asks for `scope: campaign` (the safe default: when in doubt, stop calling
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import phonenumbers
 from aiohttp import web
 
+from dialer import optout_keywords
 from dialer.campaigns import campaign_key
 from dialer.facts import OPTOUT_SCOPES, FactStore
 from dialer.logs import mask_phone
@@ -26,10 +27,9 @@ from gateway.errors import invalid
 from gateway.routing import SERVICES, Route, body, principal, query, redis_of
 from rules.model import PURPOSES, Consent
 
-# Words that revoke consent when a person replies to a message (US FCC 47 CFR 64.1200(a)(10) lists
-# these; we apply them everywhere). Matched as whole words, case-insensitively; "OPT-OUT"/"OPTOUT" too.
-OPTOUT_KEYWORDS = ("STOP", "QUIT", "END", "REVOKE", "OPT OUT", "CANCEL", "UNSUBSCRIBE")
-_KEYWORD = re.compile(r"\b(" + "|".join(k.replace(" ", r"[\s_-]*") for k in OPTOUT_KEYWORDS) + r")\b", re.IGNORECASE)
+# Words that revoke consent when a person replies to a message, by language, configurable per tenant:
+# dialer/optout_keywords.py. OPTOUT_KEYWORDS: the default (every language).
+OPTOUT_KEYWORDS = tuple(dict.fromkeys(optout_keywords.keywords(optout_keywords.tenant_settings(None))))
 
 _PHONE = {"type": "string", "minLength": 3, "maxLength": 40,
           "description": "E.164 (+33145678901), or national format with country"}
@@ -100,8 +100,12 @@ CONSENT_OUT: dict[str, Any] = {
 }
 
 
-def counts_as_optout(text: str) -> bool:
-    return _KEYWORD.search(text) is not None
+def counts_as_optout(text: str, words: Any = OPTOUT_KEYWORDS) -> bool:
+    return optout_keywords.matches(text, words) is not None
+
+
+async def tenant_keywords(request: web.Request, tenant: str) -> dict[str, Any]:
+    return optout_keywords.tenant_settings(await redis_of(request).get(optout_keywords.settings_key(tenant)))
 
 
 def e164(phone: str, country: str | None) -> str:
@@ -139,9 +143,12 @@ async def add_optout(request: web.Request) -> web.Response:
     who, data = principal(request), body(request)
     number = e164(data["phone"], data.get("country"))
     keyword = data.get("keyword")
-    if keyword is not None and not counts_as_optout(keyword):
-        raise invalid("keyword", f"not an opt-out keyword ({', '.join(OPTOUT_KEYWORDS)}); nothing was recorded. "
-                                 "Send without keyword to record an explicit opt-out", code="not_an_optout")
+    if keyword is not None:
+        settings = await tenant_keywords(request, who.tenant)
+        words = optout_keywords.keywords(settings)
+        if not counts_as_optout(keyword, words):
+            raise invalid("keyword", f"not an opt-out keyword ({', '.join(dict.fromkeys(words))}); nothing was "
+                          "recorded. Send without keyword to record an explicit opt-out", code="not_an_optout")
     scope = data.get("scope", "company")
     campaign = data.get("campaign")
     if scope == "campaign" and not campaign:
@@ -198,7 +205,50 @@ async def list_consents(request: web.Request) -> web.Response:
 CONSENTS: dict[str, Any] = {**listing(CONSENT_OUT)}
 CONSENTS["properties"] = {**CONSENTS["properties"], "phone": {"type": "string"}}
 
+KEYWORDS_IN: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "languages": {"type": "array", "items": {"type": "string", "enum": list(optout_keywords.LANGUAGES)},
+                      "description": "built-in keyword lists to apply (default: all)"},
+        "extra": {"type": "array", "maxItems": optout_keywords.MAX_EXTRA,
+                  "items": {"type": "string", "minLength": 2, "maxLength": 60},
+                  "description": "the tenant's own words or phrases (matched like the built-in ones)"},
+    },
+}
+KEYWORDS_OUT: dict[str, Any] = {"type": "object", "required": ["languages", "extra", "keywords"], "properties": {
+    "languages": {"type": "array", "items": {"type": "string"}},
+    "extra": {"type": "array", "items": {"type": "string"}},
+    "keywords": {"type": "array", "items": {"type": "string"}, "description": "every word now applied"}}}
+
+
+def _keywords_answer(settings: dict[str, Any]) -> dict[str, Any]:
+    return {**settings, "keywords": list(dict.fromkeys(optout_keywords.keywords(settings)))}
+
+
+async def get_keywords(request: web.Request) -> web.Response:
+    return web.json_response(_keywords_answer(await tenant_keywords(request, principal(request).tenant)))
+
+
+async def put_keywords(request: web.Request) -> web.Response:
+    who, data = principal(request), body(request)
+    settings = await tenant_keywords(request, who.tenant)
+    if "languages" in data:
+        settings["languages"] = list(dict.fromkeys(data["languages"]))
+    if "extra" in data:
+        settings["extra"] = [w.strip() for w in dict.fromkeys(data["extra"]) if optout_keywords.normalize(w)]
+    if not settings["languages"] and not settings["extra"]:
+        raise invalid("languages", "keep at least one language or one word: replies would never count")
+    await redis_of(request).set(optout_keywords.settings_key(who.tenant), json.dumps(settings))
+    await trail.record(redis_of(request), who.tenant, "settings.optout_keywords", actor=who.user, token_id=who.token_id,
+                       languages=settings["languages"], extra=settings["extra"])
+    return web.json_response(_keywords_answer(settings))
+
+
 ROUTES = [
+    Route("GET", "/v1/optout-keywords", get_keywords, "The words that make a forwarded reply an opt-out",
+          "optouts.write", response=KEYWORDS_OUT, tag="people"),
+    Route("PUT", "/v1/optout-keywords", put_keywords, "Choose the keyword languages and add the tenant's own words",
+          "settings.write", body=KEYWORDS_IN, response=KEYWORDS_OUT, tag="people"),
     Route("POST", "/v1/optouts", add_optout, "Record an opt-out (CRM, SMS STOP keyword reply)", "optouts.write",
           body=OPTOUT_IN, response=OPTOUT_OUT, status=201, tag="people"),
     Route("POST", "/v1/consents", add_consent, "Record a consent given or withdrawn, with its evidence",

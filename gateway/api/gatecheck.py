@@ -143,10 +143,21 @@ def queue_entry(client: Any, tenant: str, campaign: str, contact_id: str) -> dic
     for name, raw in (("final", final), ("last", last)):
         if raw:
             try:
-                entry[name] = json.loads(raw)
+                entry[name] = _instants_as_iso(json.loads(raw))
             except ValueError:
                 entry[name] = {"raw": _s(raw)}
     return entry
+
+
+def _instants_as_iso(doc: Any) -> Any:
+    """The runtime stores instants as epoch seconds (`at`, `*_at`); API bodies give ISO 8601 everywhere."""
+    if not isinstance(doc, dict):
+        return doc
+    out = dict(doc)
+    for key, value in doc.items():
+        if (key == "at" or key.endswith("_at")) and isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = _iso(datetime.fromtimestamp(float(value), UTC))
+    return out
 
 
 def last_decision(client: Any, tenant: str, campaign: str, person: str, contact_id: str) -> dict[str, Any] | None:

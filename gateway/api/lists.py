@@ -100,12 +100,14 @@ async def upload_list(request: web.Request) -> web.Response:
             from dialer.contacts.columns import parse_mapping
 
             try:
-                mapping = parse_mapping(json.loads(fields["mapping"]))
-            except ValueError:
-                raise invalid("mapping", "not JSON") from None
+                mapping_doc = json.loads(fields["mapping"])
+            except (ValueError, RecursionError):  # RecursionError: thousands of nested arrays
+                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+            mapping = parse_mapping(mapping_doc)
         ticket = await sync(enqueue_import, raw_redis(request), who.tenant, upload.path, fields["list"],
                             region=fields.get("region") or "FR", mapping=mapping, campaign=campaign,
-                            file_name=upload.file_name)
+                            file_name=upload.file_name,
+                            max_bad_share=request.app[CONFIG]["imports.max_bad_share"])
     except FileError as exc:
         upload.discard()
         field = {"bad_list": "list", "bad_region": "region", "bad_mapping": "mapping", "bad_campaign": "campaign"}

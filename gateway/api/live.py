@@ -22,7 +22,7 @@ from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
 from dialer.runtime.servers import DRAINING_KEY, current_draining
 from gateway.auth import AuthStore
 from gateway.errors import not_found
-from gateway.routing import STOPPING, Route, bearer, principal, redis_of
+from gateway.routing import SERVICES, STOPPING, Route, bearer, principal, redis_of
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ SNAPSHOT: dict[str, Any] = {
         "abandon_cap": _NUMBER,
         "updated_at": {"type": "string", "nullable": True},
         "gauges": {"type": "object", "properties": {g: _NUMBER for g in livestats.GAUGES}},
+        "pacing": {"type": "object", "properties": {
+            "reason": {"type": "string", "description": "the pacing decision's reason code (docs/pacing.md)"},
+            "why": {"type": "string", "description": "why the campaign places only calls with an agent reserved "
+                                                     "(over its abandon cap or its short-window guard); empty "
+                                                     "otherwise"}}},
         "dispositions": {"type": "object", "additionalProperties": _NUMBER},
         "denials": {"type": "object", "additionalProperties": _NUMBER},
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
@@ -98,7 +103,7 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
     redis = redis_of(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    pubsub = redis.pubsub()
+    pubsub = request.app[SERVICES].get("live_redis", redis).pubsub()  # its own pool (gateway/pool.py)
     await subscribe(pubsub)
     await response.prepare(request)
     last: dict[str, str] = {}

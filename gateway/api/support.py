@@ -1,7 +1,8 @@
 """What the integration routes share: streamed uploads, synchronous stores off the loop, CSV downloads, the gate.
 
-Uploads are multipart/form-data read part by part: the file part is written to a staging file in
-`gateway.upload_dir` as it arrives (never held in memory), counted, and refused with 413 `too_large` as soon
+Uploads are multipart/form-data read part by part: the file part is written to a staging file (0600) in
+`gateway.upload_dir` (0700; default `<paths.data_dir>/uploads`; a world-writable one is refused) as it
+arrives (never held in memory), counted, and refused with 413 `too_large` as soon
 as it passes `gateway.max_upload_mb` (the partial file is deleted). Workers read the staged file, so the
 directory must be readable by them (same machine or shared storage).
 
@@ -23,9 +24,10 @@ from typing import Any, TextIO
 
 from aiohttp import BodyPartReader, web
 
+from dialer.private_files import UnsafeDirectory, create_private, data_dir, private_dir
 from gateway.errors import ApiError, invalid, too_large
 from gateway.routing import CONFIG, SERVICES
-from gateway.validation import validate
+from gateway.validation import check_text, validate
 
 FIELD_LIMIT = 64 * 1024  # a form field other than the file (mapping JSON, names)
 CHUNK = 256 * 1024
@@ -40,9 +42,19 @@ async def sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def upload_dir(config: Any) -> Path:
-    path = Path(config["gateway.upload_dir"] or Path(tempfile.gettempdir()) / "dialer-uploads")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    """The private staging directory (0700, not world-writable: dialer/private_files.py); 503 when unsafe."""
+    try:
+        return private_dir(config["gateway.upload_dir"] or data_dir(config) / "uploads")
+    except (UnsafeDirectory, OSError) as exc:
+        raise ApiError(503, "upload_dir_unsafe", f"uploads are refused: {exc}") from None
+
+
+def scratch_dir(config: Any) -> Path:
+    """Where CSV downloads are written before they are streamed (private, like uploads)."""
+    try:
+        return private_dir(data_dir(config) / "tmp")
+    except (UnsafeDirectory, OSError) as exc:
+        raise ApiError(503, "data_dir_unsafe", f"downloads are refused: {exc}") from None
 
 
 def upload_limit(config: Any) -> int:
@@ -93,7 +105,7 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
                     raise invalid("file", "send one file per upload")
                 file_name = os.path.basename(part.filename or "upload")[:200]
                 staged = upload_dir(config) / f"{prefix}-{uuid.uuid4().hex}"
-                with open(staged, "wb") as out:
+                with create_private(staged, "wb", exclusive=True) as out:
                     while chunk := await part.read_chunk(CHUNK):
                         size += len(chunk)
                         if size > limit:
@@ -109,6 +121,7 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
                     values[name] = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     raise invalid(name, "not UTF-8 text") from None
+                check_text(values[name], name)
                 validate(values[name], fields[name], name)
             else:
                 raise invalid(name or "(unnamed part)", "unknown field", code="unknown_field")
@@ -134,11 +147,12 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
 async def csv_download(request: web.Request, write: Callable[[TextIO], Any], file_name: str) -> web.StreamResponse:
     """Produce a CSV with `write(text_stream)` in a thread, into a temporary file (a large export never sits in
     memory), then stream it. Returns the response; the temporary file is removed in every case."""
-    fd, name = tempfile.mkstemp(prefix="dialer-csv-", suffix=".csv")
+    fd, name = tempfile.mkstemp(prefix="dialer-csv-", suffix=".csv", dir=scratch_dir(request.app[CONFIG]))  # 0600
     os.close(fd)
     try:
         def produce() -> None:
-            with open(name, "w", newline="", encoding="utf-8") as out:
+            # utf-8-sig: a byte-order mark first, so Excel reads accents right (other readers skip it)
+            with open(name, "w", newline="", encoding="utf-8-sig") as out:
                 write(out)
 
         await asyncio.to_thread(produce)

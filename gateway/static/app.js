@@ -264,8 +264,12 @@ function render(snap) {
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
-    if (tile) tile.textContent = String(value);
+    if (tile) tile.textContent = name === "share" ? `${Math.round(100 * value)} %` : String(value);
   }
+  const pacing = snap.pacing || {};
+  const why = field(el, "pacing");
+  why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
+  why.className = pacing.why ? "pacing alert over" : "pacing";
   renderButtons(el, snap.status);
   renderAbandon(el, snap);
   renderDraining(el, snap.servers_draining || []);
