@@ -46,7 +46,8 @@ from rules import load_packs
 from rules.model import Attempt, Campaign, Contact
 
 AT = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)  # Tuesday 10:30 in Paris
-CAMPAIGN = Campaign(id="bench", tenant="tb", purpose="telemarketing", audience="consumer", voice="human")
+CAMPAIGN = Campaign(id="bench", tenant="tb", purpose="telemarketing", audience="consumer", voice="human",
+                    caller_id="+33162000000")
 
 
 # Where the contacts live: Paris, Strasbourg and Metz (Alsace-Moselle holidays), Marseille, Lyon. Every fourth

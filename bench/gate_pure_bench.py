@@ -48,7 +48,7 @@ def scenarios(n: int, distinct: int, seed: int = 7) -> list[tuple[Contact, Campa
         consent = (Consent(given_at=at - timedelta(days=10), written=True),) if rng.random() < 0.3 else ()
         facts = Facts(consent=consent, history=history, lists=Lists(national={"*": rng.random() < 0.2}),
                       registry_copies={"national": at - timedelta(days=rng.randrange(0, 35))})
-        out.append((rng.choice(contacts), Campaign("c1", "t1"), facts, at))
+        out.append((rng.choice(contacts), Campaign("c1", "t1", caller_id="+33162000000"), facts, at))
     return out
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog
 from dialer.livestats import channel
+from rules.caller_id import valid_number
 from rules.model import AUDIENCES, PURPOSES, VOICES, Campaign
 
 STATUSES = ("draft", "scheduled", "running", "paused", "stopping", "completed", "archived")
@@ -107,7 +108,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             },
         },
         "starts_at": {"type": "string", "format": "date-time", "nullable": True},
-        "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$", "description": "E.164"},
+        "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$",
+                      "description": "E.164, shown to the called person; the gate checks it per jurisdiction (France: "
+                                     "ARCEP canvassing ranges; docs/gate.md, CALLER_ID_NOT_ALLOWED)"},
         "seller_name": {"type": "string", "maxLength": 200},
         "info_message": {"type": "string", "pattern": r"^[A-Za-z0-9_/-]{1,100}$", "description": "sound name"},
         "agent_kind": {"type": "string", "enum": ["queue", "ai"], "default": "queue"},
@@ -139,6 +142,9 @@ class CampaignError(ValueError):
 def config_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Cross-field problems the schema cannot express: (field, text)."""
     problems = []
+    caller_id = config.get("caller_id")
+    if caller_id and not valid_number(caller_id):
+        problems.append(("caller_id", "not a valid phone number (E.164, e.g. +33162000000)"))
     for i, window in enumerate(config.get("schedule_windows", [])):
         if window["start"] >= window["end"]:
             problems.append((f"schedule_windows[{i}].end", "must be later than start (windows do not cross midnight)"))
@@ -265,7 +271,8 @@ class StoredCampaign:
         return Campaign(id=self.id, tenant=self.tenant, purpose=c.get("purpose", "telemarketing"),
                         audience=c.get("audience", "consumer"), voice=voice,
                         recording=bool(c.get("recording", False)), dialing=c.get("pacing_mode", "progressive"),
-                        contract_related=bool(c.get("contract_related", False)))
+                        contract_related=bool(c.get("contract_related", False)),
+                        caller_id=str(c.get("caller_id") or ""))  # none configured: masked, denied
 
 
 class CampaignStore:

@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.sandbox_pbx",
     "dialer.commands.simulate",
     "dialer.commands.run",
+    "dialer.commands.runtime_cmd",
     "dialer.commands.trunk",
     "dialer.commands.demo",
     "dialer.commands.tenants",

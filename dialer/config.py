@@ -84,6 +84,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("runtime.lease_seconds", float, 20.0, "DIALER_RUNTIME_LEASE_SECONDS",
             "a dead process's claims and campaigns are taken over after this long"),
     Setting("runtime.ai_sessions", int, 2, "DIALER_RUNTIME_AI_SESSIONS", "AI-agent sessions per server"),
+    Setting("runtime.clock_skew_warn_ms", int, 250, "DIALER_RUNTIME_CLOCK_SKEW_WARN_MS",
+            "warn when this machine's clock is this far from Redis's"),
+    Setting("runtime.clock_skew_stop_ms", int, 2000, "DIALER_RUNTIME_CLOCK_SKEW_STOP_MS",
+            "stop dialing when this machine's clock is this far from Redis's"),
     Setting("runtime.wrapup_seconds", float, 5.0, "DIALER_RUNTIME_WRAPUP_SECONDS",
             "the queues' wrapuptime (queues.conf; AMI does not report it): an agent is not free for this long after "
             "each call (asterisk/queues.conf.sample: 5)"),
@@ -181,6 +185,9 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting runtime.ring_timeout: a call rings at least 15 seconds")
     if values["runtime.lease_seconds"] < 2:
         raise ConfigError("setting runtime.lease_seconds: expected at least 2 seconds")
+    if not 0 < values["runtime.clock_skew_warn_ms"] <= values["runtime.clock_skew_stop_ms"] <= 60000:
+        raise ConfigError("settings runtime.clock_skew_warn_ms and clock_skew_stop_ms: expected 0 < warn <= stop "
+                          "<= 60000 ms (legal hours are decided on the clock)")
     from dialer.ami.originate import dial_template_error  # (here: the AMI modules are not needed to read config)
     from dialer.runtime.agents import WrapupTable
 

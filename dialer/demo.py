@@ -51,6 +51,8 @@ from dialer.redisproc import RedisProcess, free_port, parent_death_signal
 log = logging.getLogger(__name__)
 
 TENANT = "demo"
+# a number in ARCEP's canvassing ranges (required in France since 2023), valid and diallable elsewhere
+DEMO_CALLER_ID = "+33162456789"
 LIST_ID = "demo-leads"
 QUEUE = "sales"
 REGISTRIES = ("bloctel", "us_dnc", "dncl", "tps", "ctps")
@@ -130,7 +132,7 @@ def open_regions(at: datetime, packs: Any, regions: tuple[Region, ...] = REGION_
     from rules import evaluate
     from rules.model import Campaign, Contact
 
-    campaign = Campaign(id="demo", tenant=TENANT)
+    campaign = Campaign(id="demo", tenant=TENANT, caller_id=DEMO_CALLER_ID)
     facts = consenting_facts(at)
     found = []
     for region in regions:
@@ -365,7 +367,7 @@ class DemoStack:
                      f"{data.listed} on a national registry, {data.without_consent} without consent")
             campaign = await _json(await http.post("/v1/campaigns", json={
                 "name": "Demo: winter energy offer", "purpose": "telemarketing", "audience": "consumer",
-                "voice": "human", "caller_id": "+33145678900", "seller_name": "Demo Energie SAS",
+                "voice": "human", "caller_id": DEMO_CALLER_ID, "seller_name": "Demo Energie SAS",
                 "lists": [LIST_ID], "queue": QUEUE, "agent_kind": "queue", "pacing_mode": "progressive",
                 "pacing_ratio": 1, "abandon_cap": 0.03, "max_attempts": 3,
                 # docs/demo.md's callees: 8 is an answering machine (AMD finds it), 7 presses the opt-out key

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from rules import geo
+from rules.caller_id import check_caller_id
 from rules.consent import ConsentState, consent_state, relationship_exempts
 from rules.model import Attempt, Campaign, Contact, Decision, Facts, Reason, utc
 from rules.packs import Pack, PackSet, Rule, default_packs
@@ -58,6 +59,7 @@ REASON_CODES: dict[str, str] = {
     "INVALID_NUMBER": "not a valid phone number",
     "UNSUPPORTED_JURISDICTION": "no rule pack for this country: calls there are not allowed",
     "MISSING_DATA": "data a rule needs is missing",
+    "CALLER_ID_NOT_ALLOWED": "the campaign's caller ID is not lawful for a call to this place",
 }
 TIME_BASED = frozenset({
     "OUTSIDE_CALLING_HOURS", "DAY_NOT_ALLOWED", "PUBLIC_HOLIDAY", "FREQUENCY_CAP", "REFUSAL_COOLOFF",
@@ -421,6 +423,7 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "consent_waives": (_noop, False),
     "company_dnc": (check_company_dnc, False),
     "campaign_dnc": (check_campaign_dnc, False),
+    "caller_id": (check_caller_id, False),
 }
 
 

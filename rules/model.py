@@ -49,6 +49,9 @@ class Campaign:
     contract_related: bool = False  # calls made in the performance of the person's ongoing contract, about it
     voice: str = "human"  # "artificial" covers AI voice agents and prerecorded messages
     recording: bool = False
+    # the number presented to the called person, E.164; "" presents none (masked); None: not stated (the
+    # caller-ID rules then deny with MISSING_DATA: fail closed). rules/caller_id.py
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from rules.caller_id import NUMBER_TYPES
 from rules.model import AUDIENCES, DIALING_MODES, OUTCOMES, PURPOSES, VOICES, PackRef
 from rules.time_windows import WEEKDAYS, parse_window, weekly_days
 
 BUILTIN_DIR = Path(__file__).with_name("packs")
 _JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+_E164_PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 SCOPES = ("tenant", "campaign")
 
@@ -294,6 +296,15 @@ def _subdiv_list(v: Any, where: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _prefixes(v: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise _Field(where, 'expected a list of E.164 prefixes, e.g. ["+33162", "+339475"]')
+    for i, item in enumerate(v):
+        if not isinstance(item, str) or not _E164_PREFIX.match(item):
+            raise _Field(f"{where}[{i}]", 'expected an E.164 prefix: "+" and digits, e.g. "+33162"')
+    return tuple(v)
+
+
 # Each kind: its parameters as name -> (required, parser, default).
 Param = tuple[bool, Callable[[Any, str], Any], Any]
 _OUTCOMES = lambda v, w: _choices(v, w, OUTCOMES, star=True)  # noqa: E731
@@ -360,6 +371,12 @@ KINDS: dict[str, dict[str, Param]] = {
     },
     "company_dnc": {"honor_within_business_days": (False, lambda v, w: _int(v, w, 0), None)},
     "campaign_dnc": {},
+    "caller_id": {
+        "allowed_prefixes": (False, _prefixes, ()),  # empty: any valid, diallable number
+        "allowed_label": (False, _str, ""),  # how the allowed ranges read in a denial (national format)
+        "forbidden_prefixes": (False, _prefixes, ()),
+        "forbidden_types": (False, lambda v, w: _choices(v, w, tuple(NUMBER_TYPES)), frozenset()),
+    },
 }
 _COMMON = {"id", "kind", "source", "from", "until", "purposes", "audiences", "voices", "dialing", "unconfirmed",
            "configurable", "note"}
@@ -402,6 +419,8 @@ def _rule(raw: Any, where: str, pack_id: str, tz: ZoneInfo) -> Rule:
         params["_days"] = weekly_days(params["windows"])  # pre-indexed by weekday for the engine
     if kind == "public_holidays":
         _check_holiday_calendars(params, where)
+    if kind == "caller_id":
+        params["_forbidden_types"] = frozenset(NUMBER_TYPES[t] for t in params["forbidden_types"])
     start = _instant(raw["from"], f"{where}.from", tz) if "from" in raw else None
     end = _instant(raw["until"], f"{where}.until", tz) if "until" in raw else None
     if start and end and end <= start:

@@ -7,6 +7,7 @@ A scenario is one JSON object: the contact, the campaign, every fact the gate ne
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from rules.model import (
     Relationship,
 )
 
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 TOP_FIELDS = {"id", "at", "contact", "campaign", "consent", "relationships", "lists", "registry_copies", "history"}
 
 
@@ -119,7 +121,7 @@ def _contact(v: Any) -> Contact:
 def _campaign(v: Any) -> Campaign:
     v = _table(v, "campaign")
     _known(v, "campaign", {"id", "tenant", "purpose", "audience", "voice", "recording", "dialing",
-                           "contract_related"})
+                           "contract_related", "caller_id"})
     cid = v.get("id")
     if not isinstance(cid, str) or not cid:
         raise ScenarioError("campaign.id: required string")
@@ -136,7 +138,18 @@ def _campaign(v: Any) -> Campaign:
         dialing=_choice(v["dialing"], "campaign.dialing", DIALING_MODES, "") if v.get("dialing") is not None
         else None,
         contract_related=_bool(v.get("contract_related"), "campaign.contract_related"),
+        caller_id=_caller_id(v.get("caller_id")),
     )
+
+
+def _caller_id(v: Any) -> str | None:
+    """Absent or null: not stated (the caller-ID rules deny with MISSING_DATA); "": masked; else E.164, kept as
+    given so that a well-formed but unassigned number is a decision (CALLER_ID_NOT_ALLOWED), not an error."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or (v.strip() and not _E164.match(v.strip())):
+        raise ScenarioError('campaign.caller_id: expected an E.164 number ("+33162000000") or "" for none shown')
+    return v.strip()
 
 
 def _consent(v: Any, where: str) -> Consent:

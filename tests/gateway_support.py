@@ -38,7 +38,7 @@ class Gateway:
 
     async def ready_campaign(self, tenant: str = "acme") -> dict[str, Any]:
         await self.ensure_list(tenant, "l1")
-        return await self.create_campaign(tenant, caller_id="+33145678900", seller_name="Acme SAS", lists=["l1"],
+        return await self.create_campaign(tenant, caller_id="+33162000000", seller_name="Acme SAS", lists=["l1"],
                                           queue="sales")
 
 

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from rules import geo
+from rules.caller_id import check_caller_id
 from rules.consent import ConsentState, consent_state, relationship_exempts
 from rules.model import Attempt, Campaign, Contact, Decision, Facts, Reason, utc
 from rules.packs import Pack, PackSet, Rule, default_packs
@@ -511,6 +512,7 @@ CHECKS: dict[str, tuple[Check, bool]] = {
     "consent_waives": (_noop, False),
     "company_dnc": (check_company_dnc, False),
     "campaign_dnc": (check_campaign_dnc, False),
+    "caller_id": (check_caller_id, False),  # new kind (issue 13): the same pure judge
 }
 
 

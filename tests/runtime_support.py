@@ -46,7 +46,7 @@ def setup_campaign(client: redis.Redis, directory: Path, phones: list[str], *, t
     ticket = create_import(client, tenant, csv, list_id, region="FR")
     status = run_import_inline(client, tenant, ticket.import_id)
     assert status["status"] == "committed", status
-    settings = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": [list_id],
+    settings = {"name": "spring", "caller_id": "+33162000000", "seller_name": "Acme", "lists": [list_id],
                 "queue": "dialer", "pacing_mode": "progressive", **config}
     store = CampaignStore(client)
     campaign = store.create(tenant, settings, by="tester", at=at)

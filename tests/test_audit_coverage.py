@@ -34,7 +34,7 @@ from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, se
 from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
 
 T = "acme"
-CONFIG = {"name": "spring", "caller_id": "+33100000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
+CONFIG = {"name": "spring", "caller_id": "+33162000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
 
 
 @pytest.fixture(autouse=True)

@@ -456,7 +456,7 @@ def test_scrub_through_the_real_gate(redis_client: redis.Redis, tmp_path: Path) 
                             "01 45 67 89 99;75011;FR\n01 45 67 89 02;75011;FR\n"))
     FactStore(redis_client).add_optout(T, "+33145678902", at=tuesday_1030_paris - timedelta(days=9), source="api")
     gate = Gate(redis_client, load_packs(), RegistryStore(redis_client, refresh_interval=0.0), secret_key="k")
-    decide = gate_decider(gate, Campaign(id="spring", tenant=T, purpose="telemarketing"))
+    decide = gate_decider(gate, Campaign(id="spring", tenant=T, purpose="telemarketing", caller_id="+33162000000"))
 
     out = io.StringIO()
     morning = scrub_list(redis_client, T, "leads", decide, tuesday_1030_paris, out)

@@ -154,6 +154,7 @@ def _facts(rng: random.Random, at: datetime) -> Facts:
 
 def _campaign(rng: random.Random) -> Campaign:
     return Campaign(rng.choice(["c1", "c1", "c2"]), "t1", purpose=rng.choice(PURPOSES),
+                    caller_id=rng.choice(["+33162000000"] * 8 + [None, "", "+33612345678", "+19005551234"]),
                     audience=rng.choice(["consumer", "consumer", "consumer", "business"]),
                     voice=rng.choice(["human", "human", "artificial"]), recording=rng.random() < 0.2,
                     dialing=rng.choice([None, "manual", "manual", "predictive", "preview"]),

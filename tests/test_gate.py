@@ -24,8 +24,10 @@ PACKS = load_packs()
 AT = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
 PARIS = Contact(phone="+33145678901", country="FR", postal_code="75011")
 LISTED = Contact(phone="+33145678999", country="FR", postal_code="75011")  # on the Bloctel copy below
-SALES = Campaign(id="c1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
-OTHER = Campaign(id="c2", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
+SALES = Campaign(id="c1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human",
+                 caller_id="+33162000000")
+OTHER = Campaign(id="c2", tenant="t1", purpose="telemarketing", audience="consumer", voice="human",
+                 caller_id="+33162000000")
 
 
 def load_bloctel(client: redis.Redis, directory: Path, loaded_at: datetime = AT - timedelta(days=2)) -> None:
@@ -162,7 +164,7 @@ def test_missing_or_stale_registry_copy_denies(redis_client, tmp_path):
 def test_tenants_are_isolated(gate, redis_client):
     add_history(redis_client, 4)
     assert "FREQUENCY_CAP" in gate.check(PARIS, SALES, AT).codes()
-    other = Campaign(id="c1", tenant="t2")
+    other = Campaign(id="c1", tenant="t2", caller_id="+33162000000")
     result = gate.check_and_reserve(PARIS, other, AT, "t2-call")
     assert isinstance(result, Reservation) and result.tenant == "t2"
     assert gate.audit.head("t1").seq == 0 and gate.audit.head("t2").seq == 1
@@ -383,7 +385,7 @@ def test_lost_audit_head_blocks_reservations_before_any_write(gate, redis_client
 
 
 def test_one_batch_across_tenants_keeps_their_trails_apart(gate, redis_client):
-    t2 = Campaign(id="c1", tenant="t2")
+    t2 = Campaign(id="c1", tenant="t2", caller_id="+33162000000")
     results = gate.reserve_many([Request(PARIS, SALES, "a"), Request(PARIS, t2, "b"), Request(LISTED, t2, "c")], AT)
     assert [type(r).__name__ for r in results] == ["Reservation", "Reservation", "Decision"]
     assert gate.audit.head("t1").seq == 1 and gate.audit.head("t2").seq == 2

@@ -14,7 +14,7 @@ EXAMPLE = {
     "id": "example-1", "at": "2026-01-12T08:30:00Z",
     "contact": {"phone": "+33145678901", "country": "FR", "postal_code": "75011", "state": None},
     "campaign": {"id": "c1", "tenant": "t1", "purpose": "telemarketing", "audience": "consumer", "voice": "human",
-                 "recording": False},
+                 "recording": False, "caller_id": "+33162000000"},
     "consent": [],
     "relationships": [{"kind": "purchase", "at": "2025-06-01T00:00:00Z"}],
     "lists": {"national": False, "company": False, "campaign": False},

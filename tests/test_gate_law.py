@@ -28,8 +28,10 @@ OK = Contact("+14055550123")  # Oklahoma (Central)
 FL = Contact("+13055550123")  # Florida (Eastern)
 MS = Contact("+16015550123")  # Mississippi (Central)
 AL = Contact("+12055550123")  # Alabama (Central)
-MANUAL = Campaign("c1", "t1", dialing="manual")
-PREDICTIVE = Campaign("c1", "t1", dialing="predictive")
+# a lawful caller ID everywhere (ARCEP canvassing range; the caller-ID rules: tests/test_rules_caller_id.py)
+CALLER_ID = "+33162000000"
+MANUAL = Campaign("c1", "t1", caller_id=CALLER_ID, dialing="manual")
+PREDICTIVE = Campaign("c1", "t1", caller_id=CALLER_ID, dialing="predictive")
 
 
 def z(text: str) -> datetime:
@@ -94,7 +96,7 @@ def test_fr_consent_still_lifts_the_days_and_hours():
 ])
 def test_uk_a_number_on_either_list_is_denied_whatever_the_audience(audience, lists, rule):
     at = z("2026-01-12T10:00:00Z")
-    campaign = Campaign("c1", "t1", audience=audience, dialing="manual")
+    campaign = Campaign("c1", "t1", caller_id=CALLER_ID, audience=audience, dialing="manual")
     on_list = facts(lists=Lists(national=lists), registry_copies={"tps": z("2026-01-10T00:00:00Z"),
                                                                  "ctps": z("2026-01-10T00:00:00Z")})
     d = evaluate(LONDON, campaign, on_list, at)
@@ -110,7 +112,8 @@ def test_uk_membership_of_both_lists_must_be_known():
     """Both lists are one register: knowing only the TPS answer is not knowing the number is unlisted."""
     only_tps = facts(lists=Lists(national={"tps": False}), registry_copies={"tps": z("2026-01-10T00:00:00Z"),
                                                                            "ctps": z("2026-01-10T00:00:00Z")})
-    d = evaluate(LONDON, Campaign("c1", "t1", audience="business"), only_tps, z("2026-01-12T10:00:00Z"))
+    b2b = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business")
+    d = evaluate(LONDON, b2b, only_tps, z("2026-01-12T10:00:00Z"))
     assert d.codes() == ["MISSING_DATA"] and "ctps" in d.reasons[0].text
 
 
@@ -173,7 +176,7 @@ def test_toll_free_number_with_an_automated_dialer_needs_written_consent():
 def test_fr_opt_in_does_not_apply_to_a_call_about_an_ongoing_contract():
     at = z("2026-09-15T09:00:00Z")  # Tuesday 11:00 Paris
     contract = (Relationship("contract", z("2025-01-01T00:00:00Z")),)
-    about = Campaign("c1", "t1", dialing="manual", contract_related=True)
+    about = Campaign("c1", "t1", caller_id=CALLER_ID, dialing="manual", contract_related=True)
     d = evaluate(PARIS, about, Facts(relationships=contract), at)
     assert d.allowed, d.reasons
     # the campaign must declare that it relates to the contract ...
@@ -188,7 +191,7 @@ def test_fr_opt_in_does_not_apply_to_a_call_about_an_ongoing_contract():
 
 def test_fr_d223_9_keeps_applying_to_contract_calls_after_2026_08_11():
     contract = Facts(relationships=(Relationship("contract", z("2025-01-01T00:00:00Z")),))
-    about = Campaign("c1", "t1", dialing="manual", contract_related=True)
+    about = Campaign("c1", "t1", caller_id=CALLER_ID, dialing="manual", contract_related=True)
     assert evaluate(PARIS, about, contract, z("2026-09-19T09:00:00Z")).codes() == ["OUTSIDE_CALLING_HOURS"]  # Sat
     five = Facts(relationships=contract.relationships,
                  history=attempts(*((f"2026-09-0{d}T09:00:00Z", "no_answer") for d in (1, 2, 3, 4))))
@@ -274,7 +277,7 @@ def test_ca_dncl_does_not_apply_to_business_consumers():
     at = z("2026-01-12T15:00:00Z")
     on_list = facts(lists=Lists(national={"dncl": True}), registry_copies={"dncl": z("2026-01-10T00:00:00Z")})
     assert evaluate(TORONTO, MANUAL, on_list, at).codes() == ["NATIONAL_REGISTRY"]
-    business = Campaign("c1", "t1", audience="business", dialing="manual")
+    business = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business", dialing="manual")
     assert evaluate(TORONTO, business, on_list, at).allowed
     # the Telemarketing Rules' hours still bind business calls
     assert evaluate(TORONTO, business, on_list, z("2026-01-12T13:00:00Z")).codes() == ["OUTSIDE_CALLING_HOURS"]
@@ -306,7 +309,7 @@ def test_ca_existing_business_relationship(relationship, allowed):
 ])
 @pytest.mark.parametrize("mode", ["preview", "progressive", "power", "predictive", "agentless", None])
 def test_automated_dialing_needs_prior_express_written_consent(contact, at, rule, text, mode):
-    campaign = Campaign("c1", "t1", dialing=mode)
+    campaign = Campaign("c1", "t1", caller_id=CALLER_ID, dialing=mode)
     d = evaluate(contact, campaign, facts(), z(at))
     assert d.codes() == ["NO_CONSENT"] and d.reasons[0].rule == rule and text in d.reasons[0].source
     assert d.reasons[0].text.startswith("written consent required for automated dialing")
@@ -343,7 +346,8 @@ def test_runtime_campaigns_are_automated_dialing():
 
 def test_oklahoma_automatic_dial_announcing_device_hours():
     """15 O.S. 755.1(C)(2)(a): not before 9 a.m. or after 9 p.m. for calls terminating in Oklahoma."""
-    reminder = Campaign("c1", "t1", purpose="informational", voice="artificial", dialing="agentless")
+    reminder = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational", voice="artificial",
+                        dialing="agentless")
     consent = facts(consent=(proved("2025-01-01T00:00:00Z", purpose="informational"),))
     d = evaluate(OK, reminder, consent, z("2026-01-12T14:30:00Z"))  # 08:30 CST
     assert d.codes() == ["OUTSIDE_CALLING_HOURS"] and d.reasons[0].rule == "us-ok/adad-hours"
@@ -352,7 +356,7 @@ def test_oklahoma_automatic_dial_announcing_device_hours():
     assert evaluate(OK, reminder, consent, z("2026-01-13T03:00:00Z")).codes() == ["OUTSIDE_CALLING_HOURS"]  # 21:00
     assert evaluate(OK, reminder, consent, z("2026-01-12T15:00:00Z")).allowed
     # a human agent is no announcing device
-    human = Campaign("c1", "t1", purpose="informational", dialing="manual")
+    human = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational", dialing="manual")
     assert evaluate(OK, human, facts(), z("2026-01-12T14:30:00Z")).allowed
 
 

@@ -176,7 +176,7 @@ async def test_large_upload_is_streamed_not_held_in_memory(gw, tmp_path):
 @pytest.fixture
 async def loaded(gw):
     """A ready campaign with the sample list attached (Ann without consent, Bob with), and Bloctel loaded."""
-    campaign = (await gw.create_campaign(caller_id="+33145678900", seller_name="Acme SAS", queue="sales"))["id"]
+    campaign = (await gw.create_campaign(caller_id="+33162000000", seller_name="Acme SAS", queue="sales"))["id"]
     import_id = await asyncio.to_thread(imported_list, gw.redis_url, "acme", "spring", CONSENTED_LIST,
                                         campaign=campaign)
     # the list exists now: attach it (a campaign may not name a list that does not exist)

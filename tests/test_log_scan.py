@@ -52,6 +52,7 @@ AMI_SECRET = "Ami-S3cret-7f9c2e"
 WRONG_SECRET = "Wrong-Ami-S3cret-11aa"
 SECRET_KEY = "log-scan-secret-key-5d1e"
 T = "acme"
+SALES = Campaign(id="c1", tenant=T, caller_id="+33162000000")
 # Known numbers, one per behaviour of the sandbox callee (its last digit): 5 answers, 2 busy, 7 opts out.
 CALLED = ["+33145678915", "+33145678922", "+33145678937"]
 IMPORTED = ["+33145678941", "+33612345678"]
@@ -136,8 +137,8 @@ async def test_no_secret_or_full_number_reaches_the_logs(captured, redis_url, re
     gate = Gate(sync, load_packs(), RegistryStore(sync, refresh_interval=0.0), secret_key=SECRET_KEY)
     at = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
     for number in [*CALLED, IMPORTED[0]]:
-        gate.check_and_reserve(Contact(number, "FR", "75011"), Campaign(id="c1", tenant=T), at)
-    gate.check(Contact("+3314567", "FR"), Campaign(id="c1", tenant=T), at)  # invalid: denied and logged?
+        gate.check_and_reserve(Contact(number, "FR", "75011"), SALES, at)
+    gate.check(Contact("+3314567", "FR"), SALES, at)  # invalid: denied and logged?
 
     # 3. An import with the numbers, a bad row and a duplicate.
     path = tmp_path / "contacts.csv"

@@ -4,6 +4,7 @@ access (JSON, CSV), rectification, erasure (then a re-import of the same number,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -37,7 +38,8 @@ AT = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)  # Tuesday 10:30 in Paris: inside t
 NUMBER = "+33145678901"
 NATIONAL = "0145678901"
 OTHER = "+33145678902"
-SALES = Campaign(id="c1", tenant=T, purpose="telemarketing", audience="consumer", voice="human")
+SALES = Campaign(id="c1", tenant=T, purpose="telemarketing", audience="consumer", voice="human",
+                 caller_id="+33162000000")
 ROOT = Path(__file__).resolve().parents[1]
 
 CSV_TEXT = ("prenom;nom;telephone;email\n"
@@ -220,7 +222,7 @@ def test_erased_number_is_rejected_at_reimport_and_denied_by_the_gate(redis_clie
     decision = world["gate"].check(Contact(NUMBER, "FR", "75011"), SALES, AT + timedelta(days=1))
     assert not decision.allowed and decision.codes()[0] == "ERASED_SUPPRESSED"
     outcome = world["gate"].check_and_reserve(Contact(NATIONAL, "FR", "75011"),
-                                              Campaign(id="c2", tenant=T), AT + timedelta(days=1))
+                                              dataclasses.replace(SALES, id="c2"), AT + timedelta(days=1))
     assert not isinstance(outcome, Reservation) and "ERASED_SUPPRESSED" in outcome.codes()
     allowed = world["gate"].check(Contact(OTHER, "FR", "75011"), SALES, AT + timedelta(days=1))
     assert "ERASED_SUPPRESSED" not in allowed.codes()

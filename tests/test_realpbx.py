@@ -139,7 +139,7 @@ async def test_every_outcome_and_the_keypress_optout(pbx, redis_url, redis_clien
     await until_completed(redis_client, campaign, timeout=120)
     assert await stop_dialer(running[0]) == 0
     assert pbx.calls_by_number() == dict.fromkeys(phones, 1)  # each reached Asterisk exactly once
-    expected = {"1": "answered", "2": "busy", "3": "no_answer", "4": "failed", "5": "answered", "6": "opted_out",
+    expected = {"1": "answered", "2": "busy", "3": "no_answer", "4": "congestion", "5": "answered", "6": "opted_out",
                 "7": "answered", "0": "answered"}
     assert outcomes_of(redis_client, phones) == {p: [expected[p[-1]]] for p in phones}
     text = pbx.log_text()

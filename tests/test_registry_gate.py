@@ -20,7 +20,8 @@ KEY = "registry-gate-test-key"
 AT = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
 LISTED = Contact(phone="+12125551234", country="US", postal_code="10001")
 FREE = Contact(phone="+12125559876", country="US", postal_code="10001")
-SALES = Campaign(id="us1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human")
+SALES = Campaign(id="us1", tenant="t1", purpose="telemarketing", audience="consumer", voice="human",
+                 caller_id="+12025550123")
 
 
 def gate(client: redis.Redis) -> Gate:

@@ -92,7 +92,7 @@ def test_gate_records_each_use_of_a_german_consent(redis_client):
     FactStore(redis_client).add_consent(T, DE, Consent(given_at=AT - 30 * timedelta(days=1), written=True,
                                                        source="form"))
     gate = Gate(redis_client, load_packs(), RegistryStore(redis_client, refresh_interval=0.0), secret_key=KEY)
-    campaign = Campaign(id="c1", tenant=T)
+    campaign = Campaign(id="c1", tenant=T, caller_id="+33162000000")
     first = gate.check_and_reserve(Contact(DE, "DE"), campaign, AT)
     assert isinstance(first, Reservation), first
     later = AT + timedelta(days=7)

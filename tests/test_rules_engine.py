@@ -17,9 +17,10 @@ LONDON = Contact("+442079460000")
 BERLIN = Contact("+49301234567")
 TN = Contact("+14232021234")  # phonenumbers: New_York for this prefix; area code 423 also has Central
 KY = Contact("+12702021234")
+CALLER_ID = "+33162000000"  # in ARCEP's canvassing ranges: lawful everywhere we have packs
 # a person selects and keys each number: the state automated-dialing consent rules (Florida, Maryland, Oklahoma)
 # stay out of these tables; tests/test_gate_law.py covers them
-TM = Campaign("c1", "t1", dialing="manual")
+TM = Campaign("c1", "t1", dialing="manual", caller_id=CALLER_ID)
 
 
 def z(text: str) -> datetime:
@@ -203,7 +204,7 @@ def test_france_bloctel_and_ongoing_contract():
     contract = Facts(lists=on_list.lists, registry_copies=on_list.registry_copies,
                      relationships=(Relationship("contract", z("2025-01-01T00:00:00Z")),))
     # L.223-1 (loi 2020-901): a call in the performance of the ongoing contract AND related to its object
-    about_contract = Campaign("c1", "t1", dialing="manual", contract_related=True)
+    about_contract = Campaign("c1", "t1", dialing="manual", contract_related=True, caller_id=CALLER_ID)
     assert decide(FR_PARIS, "2026-01-12T10:00:00Z", contract, about_contract).allowed
     assert decide(FR_PARIS, "2026-01-12T10:00:00Z", contract).codes() == ["NATIONAL_REGISTRY"]
     ended = Facts(lists=on_list.lists, registry_copies=on_list.registry_copies,
@@ -401,7 +402,7 @@ def test_us_established_business_relationship(relationship, months_ago, allowed)
 
 
 def test_us_artificial_voice_needs_written_consent():
-    robo = Campaign("c1", "t1", voice="artificial")
+    robo = Campaign("c1", "t1", caller_id=CALLER_ID, voice="artificial")
     at = "2026-01-12T15:00:00Z"
     d = decide(NY, at, campaign=robo)
     assert d.codes() == ["WRITTEN_CONSENT_REQUIRED"] and d.reasons[0].rule == "us/artificial-voice"
@@ -472,9 +473,9 @@ def test_germany_opt_in():
     assert "UWG" in d.reasons[0].source
     with_consent = Facts(consent=(consent("2026-01-01T00:00:00Z"),))
     assert decide(BERLIN, "2026-01-12T10:00:00Z", with_consent).allowed
-    b2b = Campaign("c1", "t1", audience="business")
+    b2b = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business")
     assert decide(BERLIN, "2026-01-12T10:00:00Z", Facts(), b2b).allowed
-    robo_b2b = Campaign("c1", "t1", audience="business", voice="artificial")
+    robo_b2b = Campaign("c1", "t1", caller_id=CALLER_ID, audience="business", voice="artificial")
     assert decide(BERLIN, "2026-01-12T10:00:00Z", Facts(), robo_b2b).codes() == ["NO_CONSENT"]
 
 
@@ -516,7 +517,7 @@ source = "tenant policy"
     assert d.codes() == ["RETRY_SPACING"] and d.next_allowed_at == z("2026-01-12T18:00:00Z")
     assert ("us-ny", "test") in {(p.id, p.version) for p in d.packs}
     # another campaign's attempts do not count for a campaign-scoped spacing
-    other = Campaign("c2", "t1")
+    other = Campaign("c2", "t1", caller_id=CALLER_ID)
     assert evaluate(NY, other, facts, z("2026-01-12T15:00:00Z"), packs).allowed
 
 
@@ -594,18 +595,19 @@ def test_required_registries():
 ])
 def test_purposes_select_the_rules(contact, purpose, at, codes):
     on_list = Facts(lists=Lists(national={"*": True}), registry_copies={"national": z("2026-01-10T00:00:00Z")})
-    d = decide(contact, at, on_list, Campaign("c1", "t1", purpose=purpose))
+    d = decide(contact, at, on_list, Campaign("c1", "t1", caller_id=CALLER_ID, purpose=purpose))
     assert d.codes() == codes
 
 
 def test_us_artificial_voice_informational_needs_prior_express_consent():
-    reminder = Campaign("c1", "t1", purpose="informational", voice="artificial")
+    reminder = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational", voice="artificial")
     at = "2026-01-12T15:00:00Z"
     d = decide(NY, at, Facts(), reminder)
     assert d.codes() == ["NO_CONSENT"] and d.reasons[0].rule == "us/artificial-voice-any-purpose"
     oral = Facts(consent=(consent("2026-01-01T00:00:00Z", written=False, purpose="informational"),))
     assert decide(NY, at, oral, reminder).allowed
-    assert decide(NY, at, Facts(), Campaign("c1", "t1", purpose="informational")).allowed  # human agent
+    human = Campaign("c1", "t1", caller_id=CALLER_ID, purpose="informational")
+    assert decide(NY, at, Facts(), human).allowed  # human agent
 
 
 # --- audit additions: edges of packs that had none -------------------------------------------------
@@ -666,6 +668,6 @@ def test_oklahoma_three_calls_in_24_hours():
     ([consent("2025-01-01T00:00:00Z")], []),
 ])
 def test_us_artificial_voice_consent_must_be_written_current_and_in_scope(records, codes):
-    robo = Campaign("c1", "t1", voice="artificial")
+    robo = Campaign("c1", "t1", caller_id=CALLER_ID, voice="artificial")
     facts = clean("2026-01-10T00:00:00Z", consent=tuple(records))
     assert decide(NY, "2026-01-12T15:00:00Z", facts, robo).codes() == codes

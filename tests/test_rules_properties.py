@@ -51,7 +51,8 @@ def situations(draw):
     company = draw(st.sampled_from([False] * 9 + [True]))
     facts = Facts(consent=consent, relationships=relationships, history=history, registry_copies=copies,
                   lists=Lists(national=national, company=company))
-    campaign = Campaign("c1", "t1", purpose=draw(st.sampled_from(["telemarketing"] * 3 + ["informational"])),
+    campaign = Campaign("c1", "t1", caller_id="+33162000000",
+                        purpose=draw(st.sampled_from(["telemarketing"] * 3 + ["informational"])),
                         audience=draw(st.sampled_from(["consumer", "business"])),
                         voice=draw(st.sampled_from(["human", "artificial"])))
     return draw(st.sampled_from(CONTACTS)), campaign, facts, at

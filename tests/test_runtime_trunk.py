@@ -21,6 +21,7 @@ from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer, ConfigError, load_config
 from dialer.pacing import cps_window
 from dialer.runtime.engine import RuntimeSettings, trunk_of
+from dialer.runtime.identity import identity_key
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.trunk import Trunk, TrunkBudget, trunk_keys
 from tests.runtime_support import AT, SECRET_KEY, numbers, setup_campaign
@@ -177,7 +178,8 @@ def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
     done = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["servers"] == [{"server": "sandbox", "address": "127.0.0.1:5999", "channel_limit": 5,
+    assert report["servers"] == [{"server": "sandbox", "address": "127.0.0.1:5999", "identity": None,
+                                  "channel_limit": 5,
                                   "channels_in_use": 2, "calls_per_window": 2, "window_seconds": 0.8,
                                   "originates_in_window": report["servers"][0]["originates_in_window"],
                                   "state": "dialing", "draining": None}]
@@ -201,16 +203,18 @@ def test_trunk_status_shows_what_every_process_uses(redis_url, redis_client):
 # --- two `dialer run` processes, one PBX ----------------------------------------------------------------------
 
 
-async def start_dialer(redis_url: str, port: int, tenant: str, log_dir: Path, **env_extra: str):
+async def start_dialer(redis_url: str, port: int, tenant: str, log_dir: Path, host: str = "127.0.0.1",
+                       **env_extra: str):
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY, "DIALER_LOG_LEVEL": "INFO",
            "DIALER_RUNTIME_LEASE_SECONDS": "5", "PYTHONPATH": str(ROOT), **env_extra}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dialer", "run", "--sandbox", f"127.0.0.1:{port}", "--tenant", tenant,
+        sys.executable, "-m", "dialer", "run", "--sandbox", f"{host}:{port}", "--tenant", tenant,
         "--process-id", f"dialer-{tenant}", "--clock-start", AT.isoformat(), "--drain", "10", cwd=str(ROOT), env=env,
         stdout=(log_dir / f"{tenant}.out").open("w"), stderr=(log_dir / f"{tenant}.err").open("w"))
 
 
-async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, **env_extra: str):
+async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, hosts: dict[str, str] | None = None,
+                          **env_extra: str):
     """Tenants acme and beta, a power campaign each (3 lines per free agent, 3 agents: 9 lines wanted each) of
     callees who let it ring to the timeout; one `dialer run --tenant` process per tenant, both on one PBX.
     Returns (peak channels up on the PBX, Originate times seen by the PBX, the two processes' logs)."""
@@ -231,7 +235,9 @@ async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, **env_ex
     procs = []
     peak = 0
     try:
-        procs = [await start_dialer(redis_url, pbx.port, tenant, tmp_path, **env_extra) for tenant in campaigns]
+        hosts = hosts or {}
+        procs = [await start_dialer(redis_url, pbx.port, tenant, tmp_path, hosts.get(tenant, "127.0.0.1"),
+                                    **env_extra) for tenant in campaigns]
         store = CampaignStore(redis_client)
         deadline = time.monotonic() + 120
         while any(store.get(t, c).status != "completed" for t, c in campaigns.items()):
@@ -252,7 +258,11 @@ async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, **env_ex
     for tenant, campaign in campaigns.items():  # every contact called once, to its end
         finals = ContactQueue(redis_client, tenant, campaign).final_states()
         assert len(finals) == 5 and {f["attempts"] for f in finals.values()} == {1}, finals
-    assert redis_client.zcard(trunk_keys(f"127.0.0.1:{pbx.port}")[0]) == 0  # every channel given back
+    # what the PBX said it is, whatever address each process reached it by
+    [identity] = {redis_client.get(identity_key(f"{hosts.get(t, '127.0.0.1')}:{pbx.port}")).decode()
+                  for t in campaigns}
+    assert identity.startswith("asterisk:")
+    assert redis_client.zcard(trunk_keys(identity)[0]) == 0  # every channel given back
     logs = {t: (tmp_path / f"{t}.err").read_text() for t in campaigns}
     for text in logs.values():
         assert "Traceback" not in text
@@ -266,7 +276,7 @@ async def test_two_processes_on_one_pbx_share_its_trunk_channels(redis_url, redi
     assert peak == 3  # each process alone would have taken 3: together they stayed within the trunk's 3
     for text in logs.values():
         assert "pacing: power (limited by trunk)" in text  # both wanted more lines than the trunk had
-        assert "trunk ceilings 3 channels, calls/s unlimited (shared by every dialer process on 127.0.0.1:" in text
+        assert "trunk ceilings 3 channels, calls/s unlimited (shared by every dialer process on asterisk:" in text
 
 
 async def test_two_processes_on_one_pbx_share_its_calls_per_second(redis_url, redis_client, tmp_path):

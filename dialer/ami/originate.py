@@ -65,6 +65,21 @@ def dial_template_error(template: str) -> str | None:
     return None
 
 
+def caller_id_field(number: str, name: str = "") -> str:
+    """The Originate's CallerID for a campaign: `"Seller" <+33162000000>`, or the bare number without a name (an
+    empty number stays empty: the gate denies masked calls where the law forbids them). The name loses the
+    characters Asterisk's caller-ID parser treats as syntax."""
+    number = number.strip()
+    clean = " ".join("".join(ch if ch.isprintable() else " " for ch in name if ch not in '"<>\\').split())
+    return f'"{clean}" <{number}>' if clean and number else number
+
+
+def campaign_caller_id(config: Mapping[str, object]) -> str:
+    """The CallerID of a campaign's Originates: its `caller_id` (the number the gate judged), named after its
+    seller (`seller_name`, what the called person's phone may show)."""
+    return caller_id_field(str(config.get("caller_id") or ""), str(config.get("seller_name") or ""))
+
+
 def _flag(value: bool) -> str:
     return "1" if value else "0"
 

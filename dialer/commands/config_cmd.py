@@ -23,4 +23,33 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"  {setting.name} = {value!r}  [{setting.env}]")
     for server in config.asterisk:
         print(f"  asterisk {server.name}: {server.username}@{server.host}:{server.port} auth={server.auth}")
+    check_redis_persistence(config)
     return 0
+
+
+def check_redis_persistence(config: Config) -> None:
+    """Say what the Redis server keeps across a restart: without AOF fsync'ed on every write, a crash loses the
+    last opt-outs, claims and reservations, and the engines stop dialing until an operator confirms the data
+    (docs/runtime.md, "Redis persistence")."""
+    import redis
+
+    from dialer.runtime.datastate import persistence_of
+
+    client = redis.Redis.from_url(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        persistence = persistence_of(client)
+    except redis.RedisError as exc:
+        print(f"WARNING: Redis at {config.redis_url} not reachable ({exc}): its persistence was not checked")
+        return
+    finally:
+        client.close()
+    if persistence.loses_nothing:
+        print(f"redis persistence: {persistence.describe()} (no acknowledged write lost at a crash)")
+    elif persistence.aof and persistence.appendfsync == "everysec":
+        print(f"WARNING: redis persistence: {persistence.describe()}: a crash can lose the last second of writes "
+              "(opt-outs, calls placed); the engines then stop dialing until `dialer runtime resume "
+              "--after-data-loss`. Production: appendonly yes, appendfsync always (docs/runtime.md)")
+    else:
+        print(f"WARNING: redis persistence: {persistence.describe()}: a Redis restart loses opt-outs, consents and "
+              "the record of calls placed. Production: appendonly yes, appendfsync always, and a replica "
+              "(docs/runtime.md)")

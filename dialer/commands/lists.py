@@ -245,6 +245,7 @@ def run_errors(args: argparse.Namespace, config: Config) -> int:
 def run_scrub(args: argparse.Namespace, config: Config) -> int:
     _check_names(args)
     from dialer.contacts.scrub import gate_decider, scrub_list
+    from rules.caller_id import NOT_JUDGED
     from rules.model import Campaign
 
     client = _client(config)
@@ -255,8 +256,9 @@ def run_scrub(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(f"--at {args.at!r}: expected an ISO 8601 instant") from None
     if at.tzinfo is None:
         raise CommandError("--at needs a time zone (e.g. 2026-05-04T10:00:00+02:00)")
+    # the list's lawfulness for a kind of campaign: no caller ID to judge
     campaign = Campaign(id=args.campaign, tenant=args.tenant, purpose=args.purpose, audience=args.audience,
-                        voice=args.voice)
+                        voice=args.voice, caller_id=NOT_JUDGED)
     decide = gate_decider(gate, campaign)
     with _output(args.output) if args.output else contextlib.nullcontext(None) as out:
         summary = scrub_list(client, args.tenant, args.list_id, decide, at, out)

@@ -5,6 +5,7 @@ draining (refusing Originates: shutting down, restarting; dialer/runtime/servers
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -27,17 +28,23 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     from dialer.commands.run import _servers
     from dialer.pacing import cps_window
     from dialer.runtime.engine import RuntimeSettings, process_key, trunk_of
+    from dialer.runtime.identity import identity_key
     from dialer.runtime.servers import draining_servers
-    from dialer.runtime.trunk import TrunkBudget
+    from dialer.runtime.trunk import TrunkBudget, server_address
 
     servers = _servers(args, config)
+    by_name = {s.name: s for s in servers}
     settings = RuntimeSettings.from_config(config)
     client = redis.Redis.from_url(config.redis_url)
     try:
         trunks = {s.name: trunk_of(s, settings) for s in servers}
+        # counted under the identity the engines read from Asterisk after login (dialer/runtime/identity.py)
+        identities = {name: client.get(identity_key(t.address)) for name, t in trunks.items()}
+        trunks = {name: dataclasses.replace(t, address=identities[name].decode()) if identities[name] else t
+                  for name, t in trunks.items()}
         budget = TrunkBudget(client, trunks, lease_seconds=settings.lease_seconds)
         usage = budget.usage(trunks)
-        draining = draining_servers(client, {name: trunk.address for name, trunk in trunks.items()})
+        draining = draining_servers(client, {s.name: server_address(s.host, s.port) for s in servers})
         seconds, micros = client.time()  # heartbeats are stamped on Redis's clock
         now = seconds + micros / 1e6
         processes = []
@@ -55,7 +62,10 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     for name, trunk in trunks.items():
         calls, window = cps_window(trunk.calls_per_second)
         seen = usage.get(name)
-        rows.append({"server": name, "address": trunk.address, "channel_limit": trunk.channels or None,
+        configured = server_address(by_name[name].host, by_name[name].port)
+        rows.append({"server": name, "address": configured,
+                     "identity": trunk.address if trunk.address != configured else None,
+                     "channel_limit": trunk.channels or None,
                      "channels_in_use": seen.channels_in_use if seen and trunk.channels else None,
                      "calls_per_window": calls or None, "window_seconds": window / 1000 if calls else None,
                      "originates_in_window": seen.originates_in_window if seen and calls else None,
@@ -70,6 +80,8 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
         cps = (f"{row['originates_in_window']} / {row['calls_per_window']} in {row['window_seconds']:g} s"
                if row["calls_per_window"] else "no limit")
         print(f"{row['server']:<12} {row['address']:<24} {channels:<18} {cps}")
+        if row["identity"]:
+            print(f"{'':<12} counted as {row['identity']} (what Asterisk said after login, whatever the address)")
     for row in rows:
         if row["draining"]:
             info = row["draining"]

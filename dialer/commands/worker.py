@@ -68,6 +68,20 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if resumed:
             log.info("resumed or closed %d interrupted imports", len(resumed))
     prefix = args.name or socket.gethostname()
+    watchdog = None
+    if "imports" in queues and not args.burst:
+        # imports whose coordinator died are found within ~12 s (dialer/contacts/watchdog.py), without a poll
+        from dialer.contacts.watchdog import start_watch
+
+        watchdog = start_watch(config.redis_url)
+    try:
+        return _run_workers(args, config, queues, prefix)
+    finally:
+        if watchdog is not None:
+            watchdog.set()
+
+
+def _run_workers(args: argparse.Namespace, config: Config, queues: list[str], prefix: str) -> int:
     if args.processes <= 1:
         work(config.redis_url, queues, args.burst, f"{prefix}.{uuid.uuid4().hex[:6]}")
         return 0

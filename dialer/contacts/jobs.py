@@ -293,9 +293,11 @@ class Importer:
             self.progress(done_i, total_i)
 
     def fail(self, code: str, message: str) -> None:
+        # The status first: a helper still staging sees it at its next batch and removes what it wrote after
+        # this cleanup (the other order let a helper finish a chunk between the cleanup and the status).
+        self._set(status="failed", error_code=code, error=message, finished_at=_now().isoformat())
         if self.field("format") is not None:  # planned: chunks may have been staged
             self._cleanup_staging()
-        self._set(status="failed", error_code=code, error=message, finished_at=_now().isoformat())
         self.client.srem(ACTIVE, f"{self.tenant}\t{self.import_id}")
         log.warning("import %s failed: %s (%s)", self.import_id, code, message)
         _audit(self.client, self.tenant, self.import_id)
@@ -356,6 +358,12 @@ class Importer:
             raise FileError("unknown_import", f"no import {self.import_id} for this tenant")
         if status in FINAL:
             return
+        from dialer.contacts.watchdog import beating
+
+        with beating(self.client, self.keys.status):  # the watchdog's sign of life (dialer/contacts/watchdog.py)
+            self._run(status)
+
+    def _run(self, status: str) -> None:
         if status == "committing":
             self.commit()
             return
@@ -398,6 +406,9 @@ class Importer:
         while True:
             item = self.scripts.claim(keys=[self.keys.todo, self.keys.claims], args=[time.time() + LEASE_SECONDS])
             if not item:
+                if not coordinator and self.field("status") != "running":
+                    # failed while this helper finished a chunk (its `done` entry came after the cleanup)
+                    self._cleanup_staging()
                 return staged
             try:
                 self._stage_chunk(params, fmt, plan, Chunk(**json.loads(item)))

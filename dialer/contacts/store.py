@@ -364,8 +364,22 @@ def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
 
 
 def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
-    raw = client.hgetall(Keys(tenant).contact(contact_id))
-    return _contact(raw) if raw else None
+    """The contact, once its import is committed: a commit publishes contacts in batches, and one whose
+    coordinator died is finished by the watchdog (dialer/contacts/watchdog.py); until then they do not exist."""
+    keys = Keys(tenant)
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.contact(contact_id))
+    import_id = contact_id.rsplit("-", 1)[0] if "-" in contact_id else ""
+    pipe.hget(Keys(tenant, import_id).status, "status")
+    raw, status = pipe.execute()
+    if not raw:
+        return None
+    stored_import = _s(raw.get(b"import", raw.get("import", b"")))
+    if stored_import and stored_import != import_id:
+        status = client.hget(Keys(tenant, stored_import).status, "status")
+    if stored_import and status is not None and _s(status) != "committed":
+        return None
+    return _contact(raw)
 
 
 def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:

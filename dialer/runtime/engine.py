@@ -39,7 +39,7 @@ import redis
 from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
-from dialer.ami.originate import OriginateRequest, dial_string
+from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
 from dialer.ami.pool import AMIPool
 from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaign
 from dialer.config import AsteriskServer, Config
@@ -58,6 +58,9 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard, WrapupTable
+from dialer.runtime.clockguard import ClockGuard, SkewLimits
+from dialer.runtime.datastate import DataState, guarded_claim
+from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.policy import (
@@ -119,6 +122,8 @@ class RuntimeSettings:
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
     tenants: tuple[str, ...] = ()  # empty: every tenant of the `tenants` set
+    clock_skew_warn: float = 0.25  # seconds between this machine's clock and Redis's (dialer/runtime/clockguard.py)
+    clock_skew_stop: float = 2.0
     wrapup: WrapupTable = field(default_factory=WrapupTable)  # queues' wrapuptime (dialer/runtime/agents.py)
 
     @classmethod
@@ -128,6 +133,8 @@ class RuntimeSettings:
             calls_per_second=config["runtime.calls_per_second"], ring_timeout=config["runtime.ring_timeout"],
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
             lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
+            clock_skew_warn=config["runtime.clock_skew_warn_ms"] / 1000,
+            clock_skew_stop=config["runtime.clock_skew_stop_ms"] / 1000,
             wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
@@ -237,7 +244,7 @@ class Engine:
         self.redis = client
         self.gate = gate
         self.settings = settings
-        self.clock = clock
+        self.machine_clock = clock
         self.id = process_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pbx = pbx_group(servers)
         # Built with the gate's AuditLog (keyed by security.secret_key): a keypress opt-out heard by the
@@ -259,6 +266,7 @@ class Engine:
         self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
                                  lease_seconds=settings.lease_seconds)
         self._trunk_usage: dict[str, TrunkUsage] = {}  # the last counts Redis gave, per server name
+        self.identities = ServerIdentities(self.pool, self.trunk, client)  # trunks keyed by what Asterisk says
         self.placed = 0
         self._rr = 0
         self._tasks: set[asyncio.Task] = set()
@@ -272,6 +280,8 @@ class Engine:
         self._renewed_at = 0.0  # wall time of the last successful heartbeat (leases renewed)
         self._skew = 0.0  # Redis's clock minus ours (seconds), measured at each heartbeat
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
+        self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
+        self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
@@ -281,12 +291,22 @@ class Engine:
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
                                    client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
 
+    def clock(self) -> datetime:
+        """Now for the law (legal hours, retries): the injected clock plus the offset to Redis's clock measured at
+        each heartbeat, so a machine whose clock runs fast does not call people early."""
+        return self.machine_clock() + timedelta(seconds=self._skew)
+
+    def dialing_stopped(self) -> str | None:
+        """Why no call may be placed now (Redis lost data, or the clocks disagree), None when calls may go."""
+        return self.datastate.halted or self.clock_guard.stopped
+
     # --- lifecycle -----------------------------------------------------------------------------------
 
     async def run(self, stop_event: asyncio.Event, abort_event: asyncio.Event | None = None) -> None:
         """Dial until stop_event is set; then stop claiming, let calls in flight finish (up to drain_seconds, or
         until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
+        await self.identities.refresh()
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents"),
@@ -336,6 +356,13 @@ class Engine:
             await asyncio.sleep(0.05)
         if self._settling:
             await asyncio.wait(list(self._settling), timeout=5.0)
+        # the one real loss: outcomes this process still holds go with it
+        for call_id, (outcome, _) in self._unsaved.items():
+            log.critical("call %s: outcome %s NOT stored (Redis unreachable at shutdown); the recovery of another "
+                         "process resolves it as unknown", call_id, outcome.disposition)
+        if any(not task.done() for task in self._settling):
+            log.critical("%d call outcomes NOT stored yet at shutdown (Redis unreachable); the recovery of another "
+                         "process resolves them as unknown", sum(1 for task in self._settling if not task.done()))
         if self.flights:
             log.warning("runtime %s: %d calls still in flight at shutdown; their claims expire and another process "
                         "resolves them", self.id, len(self.flights))
@@ -351,6 +378,7 @@ class Engine:
     # --- the tick ------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
+        await self.identities.refresh()
         mono = time.monotonic()
         done = self.shared.sync(self.flights, self.pool.trackers)  # places of calls an agent took, or that ended
         if done:
@@ -559,10 +587,13 @@ class Engine:
             return False
 
     def _dialable(self) -> list[str]:
-        """Servers connected and not draining (dialer/runtime/servers.py)."""
-        return self.servers.usable(self.pool.connected())
+        """Servers connected and not draining (dialer/runtime/servers.py), whose identity is known and not a second
+        name of another one (dialer/runtime/identity.py)."""
+        return [name for name in self.servers.usable(self.pool.connected()) if self.identities.usable(name)]
 
     async def _dial(self, r: CampaignRunner, now: datetime) -> None:
+        if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
+            return
         connected = self._dialable()
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
@@ -610,7 +641,7 @@ class Engine:
             return
         try:
             claims = await asyncio.to_thread(
-                r.queue.claim, len(slots), owner=self.id, now=now.timestamp(),
+                guarded_claim, self.datastate, r.queue, len(slots), owner=self.id, now=now.timestamp(),
                 lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
@@ -698,6 +729,11 @@ class Engine:
     async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
         claim = flight.claim
         c = r.stored.config
+        stopped = self.dialing_stopped()
+        if stopped:  # between the claim and here: the data or the clock became untrustworthy
+            self.flights.pop(claim.call_id, None)
+            await self._give_back_claim(r, claim, "dialing stopped", False)
+            return
         if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
             # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
             # already have taken this claim over. Never dial on a claim we cannot vouch for.
@@ -709,7 +745,7 @@ class Engine:
             request = OriginateRequest(
                 call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
                 channel=dial_string(self.settings.dial_template, claim.contact.phone),
-                caller_id=str(c.get("caller_id") or ""), timeout_ms=self.settings.ring_timeout * 1000,
+                caller_id=campaign_caller_id(c), timeout_ms=self.settings.ring_timeout * 1000,
                 agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
                 ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
                 recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
@@ -815,42 +851,58 @@ class Engine:
             await forget_stored(self.pool, server, outcome)
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
-        """True once stored."""
+        """True once stored. Retries through a Redis outage until the outcome is stored, or until the claim's lease
+        lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
+        back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
         claim = flight.claim
         disposition = str(outcome.disposition)
-        delay = 0.2
-        for _ in range(8):  # Redis hiccups: retry; if it stays down the claim expires and is resolved by takeover
+        delay, failures = 0.2, 0
+        while True:
             try:
-                # its channel (and AI session) is free
-                self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
-                now = self.clock()
-                self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                         e164=claim.contact.phone, actor=ACTOR)
-                if live:
-                    self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
-                                                           bool(outcome.abandoned))
-                    self.shared.recent_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
-                                                                bool(outcome.abandoned))  # short-window guard
-                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
-                step = policy.after_call(disposition, claim.attempts + 1, now)
-                if step.action == "final":
-                    step = dataclasses.replace(step, detail=step.detail or disposition)
-                self._settle_final_disposition(r, claim, step, now, disposition)
-                pipe = self.redis.pipeline(transaction=False)
-                queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
-                pipe.execute()
+                self._store_outcome(r, flight, outcome, live)
+                if failures:
+                    log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
+                                failures)
                 return True
             except redis.RedisError as exc:
-                log.error("call %s: outcome not stored yet (%s); retrying", claim.call_id, exc)
-                time.sleep(delay)
-                delay = min(5.0, delay * 2)
-        log.critical("call %s: outcome %s NOT stored; the claim will expire and be resolved", claim.call_id,
-                     disposition)
-        self._unsaved[claim.call_id] = (outcome, live)  # the recovery stores it once Redis is back
-        current = r.claims.get(claim.contact.contact_id)
-        if current is not None and current.call_id == claim.call_id:
-            del r.claims[claim.contact.contact_id]  # stop renewing it: the recovery takes it over
-        return False
+                failures += 1
+                if failures == 1:
+                    log.error("call %s: outcome not stored yet (%s); retrying until Redis is back", claim.call_id,
+                              exc)
+            if time.time() - self._renewed_at > self.settings.lease_seconds:
+                # Our leases lapsed: the claim is the recovery's now (this process's, which stores the outcome
+                # kept here, or another's, which asks the PBX). Keep the outcome for the takeover.
+                self._unsaved[claim.call_id] = (outcome, live)
+                current = r.claims.get(claim.contact.contact_id)
+                if current is not None and current.call_id == claim.call_id:
+                    del r.claims[claim.contact.contact_id]
+                log.error("call %s: outcome %s kept in memory for the recovery (Redis unreachable longer than the "
+                          "claim lease)", claim.call_id, disposition)
+                return False
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)  # never sleep long past Redis's return
+
+    def _store_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> None:
+        claim = flight.claim
+        disposition = str(outcome.disposition)
+        # its channel (and AI session) is free
+        self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
+        now = self.clock()
+        self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
+                                 e164=claim.contact.phone, actor=ACTOR)
+        if live:
+            self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                   bool(outcome.abandoned))
+            self.shared.recent_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
+                                                        bool(outcome.abandoned))  # short-window guard
+        policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+        step = policy.after_call(disposition, claim.attempts + 1, now)
+        if step.action == "final":
+            step = dataclasses.replace(step, detail=step.detail or disposition)
+        self._settle_final_disposition(r, claim, step, now, disposition)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
+        pipe.execute()
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -953,11 +1005,13 @@ class Engine:
         seconds, micros = self.redis.time()
         after = self._local_time()
         self._skew = seconds + micros / 1e6 - (before + after) / 2
+        self.clock_guard.observe(self._skew, after - before)
 
     def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
                    calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
         wall = time.time()
         self._measure_skew()
+        self.datastate.beat()
         self._heartbeat_writes(self._lease_clock(), held or {})
         self._renewed_at = wall
         self.shared.renew()

@@ -322,12 +322,23 @@ class ContactQueue:
     def claim(self, n: int, *, owner: str, now: float, lease_until: float, call_ids: Sequence[str],
               servers: Sequence[str]) -> list[Claim]:
         """Claim up to n ready contacts (due retries first become ready). `call_ids`/`servers`: one per slot."""
+        return self.parse_claims(self.claim_on(None, n, owner=owner, now=now, lease_until=lease_until,
+                                               call_ids=call_ids, servers=servers), owner=owner, now=now)
+
+    def claim_on(self, pipe: Any, n: int, *, owner: str, now: float, lease_until: float, call_ids: Sequence[str],
+                 servers: Sequence[str]) -> Any:
+        """The claim script, run now (pipe None: its raw reply) or queued on a pipeline (e.g. in the same MULTI as
+        the data-state check, dialer/runtime/datastate.py); parse_claims() reads the reply."""
         if n > len(call_ids) or n > len(servers):
             raise ValueError("one call id and one server per claimed contact")
         args: list[Any] = [now, lease_until, owner, n]
         for i in range(n):
             args += [call_ids[i], servers[i]]
-        raw = self._claim(keys=self._k("ready", "wait", "inflight", "claims", "state", "data", "attempts"), args=args)
+        return self._claim(keys=self._k("ready", "wait", "inflight", "claims", "state", "data", "attempts"),
+                           args=args, client=pipe)
+
+    @staticmethod
+    def parse_claims(raw: Any, *, owner: str, now: float) -> list[Claim]:
         out = []
         for i in range(0, len(raw), 5):
             cid = _s(raw[i])

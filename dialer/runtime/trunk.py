@@ -12,8 +12,8 @@ reserves, atomically in Redis, one channel and one slot of the server's calls-pe
   claim, server gone) gives its slot back.
 
 Every time is Redis's own clock (TIME inside the scripts), so processes on machines whose clocks drift still share
-one window. A server is identified by its AMI address (host:port, as `pbx_group` does): processes that dial
-through one Asterisk must reach it by the same address.
+one window. A trunk's `address` starts as the configured host:port and becomes the identity Asterisk gives after
+login (dialer/runtime/identity.py), so processes reaching one Asterisk by different addresses share its trunk.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ ACTION_CLASSES = {
     "originate": {"originate"},
     "hangup": {"system", "call"},
     "coreshowchannels": {"system", "reporting"},
+    "getvar": {"call", "reporting"},
     "corestatus": {"system", "reporting"},
     "command": {"command"},
     # main/db.c (Asterisk 22): reads need system or reporting, writes system.
@@ -206,6 +207,14 @@ def _event_mask(value: str) -> set[str] | None:
     return {part.strip() for part in value.split(",") if part.strip() in EVENT_CLASSES}
 
 
+def machine_eid() -> str:
+    """Asterisk's default entity id: a MAC address of this machine (main/netsock.c), 02:fc:... style."""
+    import uuid
+
+    node = uuid.getnode()
+    return ":".join(f"{(node >> shift) & 0xFF:02x}" for shift in range(40, -8, -8))
+
+
 class SandboxServer:
     """The sandbox PBX listening for AMI clients. See the module docstring for use in tests."""
 
@@ -222,6 +231,7 @@ class SandboxServer:
         self.actions_handled = 0
         self.events_sent = 0
         self.last_reload = 0
+        self.etc_dir = f"/etc/asterisk-sandbox-{secrets.token_hex(4)}"  # this instance's, as ASTETCDIR says
         self.shutting_down = False  # ast_begin_shutdown() was called: every action is refused
         self.booting = False  # listening, not fully booted yet: no FullyBooted at login, no dialplan
 
@@ -657,6 +667,22 @@ class SandboxServer:
                     id_last=True,
                 )
         self._list_complete(session, action, "QueueStatusComplete", count)
+
+    def _action_getvar(self, session: Session, action: Action) -> None:
+        # main/manager.c action_getvar: no channel -> the builtin and global variables (pbx_variables.c); unknown
+        # variables answer an empty value.
+        variable = action.get("Variable")
+        if not variable:
+            session.respond(action, "Error", [("Message", "No variable specified")])
+            return
+        channel = action.get("Channel")
+        if channel and channel not in self.pbx.channels:
+            session.respond(action, "Error", [("Message", "No such channel")])
+            return
+        builtins = {"SYSTEMNAME": self.settings.system_name, "ENTITYID": self.settings.entity_id or machine_eid(),
+                    "ASTETCDIR": self.etc_dir}
+        value = builtins.get(variable, "") if not channel else ""
+        session.respond(action, "Success", [("Variable", variable), ("Value", value)])
 
     def _action_command(self, session: Session, action: Action) -> None:
         command = " ".join(action.get("Command").split()).lower()

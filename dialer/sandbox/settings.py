@@ -68,6 +68,11 @@ class SandboxSettings:
     write: tuple[str, ...] = ("all",)  # manager.conf write= classes of the AMI user
     amd_machine_seconds: float = 2.5  # how long AMD() listens before answering MACHINE
     amd_human_seconds: float = 1.0
+    # What the PBX says it is (AMI Getvar SYSTEMNAME / ENTITYID / ASTETCDIR), like asterisk.conf's systemname and
+    # entityid: empty systemname by default; the entity id defaults to this machine's MAC address (two instances
+    # on one machine share it, as two real Asterisks do) and the config directory is the instance's own.
+    system_name: str = ""
+    entity_id: str = ""
     # Share of AgentComplete events (caller hung up first) sent without channel fields, as the real PBX sometimes
     # does; 0 in the reference comparisons (the reference transcript always had them).
     bare_agent_complete: float = 0.5
@@ -114,6 +119,8 @@ _KEYS = {
     "dialplans",
     "amd_machine_seconds",
     "amd_human_seconds",
+    "system_name",
+    "entity_id",
     "bare_agent_complete",
     "read",
     "write",

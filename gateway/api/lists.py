@@ -34,6 +34,7 @@ from gateway.api.support import (
 )
 from gateway.errors import ApiError, invalid, not_found
 from gateway.routing import CONFIG, SERVICES, Route, principal, query, redis_of
+from rules.caller_id import NOT_JUDGED
 from rules.model import PURPOSES, Campaign
 
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"}
@@ -216,7 +217,9 @@ async def _scrub_setup(request: web.Request) -> tuple[str, str, Any, Campaign, d
             raise invalid("campaign", "no such campaign")
         campaign = stored.gate_campaign()
     else:
-        campaign = Campaign(id="scrub", tenant=tenant, purpose=params.get("purpose", "telemarketing"))
+        # a list scrubbed without a campaign: no caller ID to judge (a campaign's scrub judges its own)
+        campaign = Campaign(id="scrub", tenant=tenant, purpose=params.get("purpose", "telemarketing"),
+                            caller_id=NOT_JUDGED)
     at = datetime.fromisoformat(params["at"].replace("Z", "+00:00")) if params.get("at") else datetime.now(UTC)
     return tenant, list_id, gate_of(request), campaign, at
 

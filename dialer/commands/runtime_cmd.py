@@ -1,0 +1,96 @@
+"""`dialer runtime status|resume`: the dialing engines' data-state marker (dialer/runtime/datastate.py), and the
+operator's confirmation that dialing may resume after Redis lost data."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from dialer.cli import CommandError
+from dialer.config import Config
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("runtime", help="the dialing engines' data state; resume dialing after a Redis data loss")
+    actions = parser.add_subparsers(dest="runtime_action", metavar="ACTION", required=True)
+    status = actions.add_parser("status", help="whether dialing is stopped, and why")
+    status.set_defaults(func=run_status)
+    resume = actions.add_parser(
+        "resume", help="after a Redis data loss: confirm the data as it is now and let the engines dial again")
+    resume.add_argument("--after-data-loss", action="store_true", required=True,
+                        help="required: you checked what was lost (opt-outs, calls of the lost seconds) and accept "
+                             "the data as it is now")
+    resume.add_argument("--reason", default="", help="why dialing may resume (kept in every tenant's audit trail)")
+    resume.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    resume.set_defaults(func=run_resume)
+
+
+def _client(config: Config) -> redis.Redis:
+    return redis.Redis.from_url(config.redis_url)
+
+
+def run_status(args: argparse.Namespace, config: Config) -> int:
+    from dialer.runtime.datastate import marker
+
+    client = _client(config)
+    try:
+        state = marker(client)
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+    finally:
+        client.close()
+    if not state:
+        print("no data-state marker yet (no engine has run against this Redis)")
+        return 0
+    print(f"data set {state.get('id')}: counter {state.get('seq')}, Redis run {state.get('run_id')}")
+    if state.get("resumed_at"):
+        at = datetime.fromtimestamp(float(state["resumed_at"]), UTC).isoformat(timespec="seconds")
+        print(f"resumed after a data loss at {at} by {state.get('resumed_by')}: {state.get('reason') or '-'}")
+    if state.get("halted"):
+        print(f"DIALING STOPPED: {state['halted']}")
+        print("check what was lost, then: dialer runtime resume --after-data-loss")
+        return 3
+    print("dialing allowed")
+    return 0
+
+
+def run_resume(args: argparse.Namespace, config: Config) -> int:
+    from dialer.audit_events import TENANTS, record
+    from dialer.runtime.datastate import marker, resume_after_data_loss
+
+    client = _client(config)
+    try:
+        state = marker(client)
+        if not state.get("halted"):
+            print("dialing is not stopped: nothing to resume")
+            return 0
+        print(f"DIALING STOPPED: {state['halted']}")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError("confirmation needed: run in a terminal, or add --yes")
+            answer = input("People called or opted out in the lost moments may be called again. Type 'resume' to "
+                           "accept the data as it is now: ")
+            if answer.strip() != "resume":
+                raise CommandError("not resumed")
+        by = f"cli:{getpass.getuser()}"
+        now = time.time()
+        done = resume_after_data_loss(client, by=by, reason=args.reason, at=now)
+        at = datetime.fromtimestamp(now, UTC)
+        tenants = sorted(t.decode() for t in client.smembers(TENANTS))
+        for tenant in tenants:  # every tenant's calls were stopped, every trail says who let them go on
+            record(client, tenant, "runtime_resume", by, {"after": "data_loss", "reason": args.reason,
+                                                          "detected": done["halted"], "data_set": done["id"],
+                                                          "previous_data_set": done["previous_id"]}, at)
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
+    finally:
+        client.close()
+    print(f"dialing resumes: data set {done['id']} confirmed by {by} (audited in {len(tenants)} tenant trails); "
+          "the engines adopt it at their next heartbeat")
+    return 0
