@@ -434,6 +434,8 @@ ACTION_KINDS = {
     "token": "token_use", "campaign": "campaign_control", "optout": "optout", "consent": "consent",
     "import": "import", "export": "export", "registry": "registry_load", "subject": "access",
     "access": "access", "rectification": "rectification", "erasure": "erasure", "retention": "retention",
+    # Console sign-in: who could reach the API with which credential, like token use.
+    "login": "token_use", "session": "token_use", "mfa": "token_use", "password": "token_use",
 }
 
 

@@ -22,6 +22,7 @@ from dialer.logs import setup_logging
 
 COMMANDS: tuple[str, ...] = (
     "dialer.commands.config_cmd",
+    "dialer.commands.users",
     "dialer.commands.audit",
     "dialer.commands.registry",
     "dialer.commands.gate",

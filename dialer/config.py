@@ -50,6 +50,17 @@ SETTINGS: tuple[Setting, ...] = (
             "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
+    Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",
+            "the console's address as browsers reach it (e.g. https://dialer.example.com behind a TLS proxy): "
+            "https makes session cookies Secure"),
+    Setting("gateway.session_idle_minutes", int, 30, "DIALER_GATEWAY_SESSION_IDLE_MINUTES",
+            "a console session ends after this long without a request"),
+    Setting("gateway.session_max_hours", int, 12, "DIALER_GATEWAY_SESSION_MAX_HOURS",
+            "a console session ends this long after sign-in, active or not"),
+    Setting("gateway.login_max_failures", int, 5, "DIALER_GATEWAY_LOGIN_MAX_FAILURES",
+            "failed sign-ins on one email (within the lockout time) before it is locked out"),
+    Setting("gateway.login_lockout_minutes", int, 15, "DIALER_GATEWAY_LOGIN_LOCKOUT_MINUTES",
+            "how long a locked-out email stays locked"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
@@ -161,6 +172,13 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError("setting imports.max_bad_share: expected a share between 0 and 1")
     if not 0 <= values["registry.max_shrink_share"] <= 1:
         raise ConfigError("setting registry.max_shrink_share: expected a share between 0 and 1")
+    for name in ("gateway.session_idle_minutes", "gateway.session_max_hours", "gateway.login_max_failures",
+                 "gateway.login_lockout_minutes"):
+        if values[name] <= 0:
+            raise ConfigError(f"setting {name}: expected a positive whole number")
+    origin = values["gateway.public_origin"]
+    if origin and not origin.startswith(("http://", "https://")):
+        raise ConfigError("setting gateway.public_origin: expected an address starting with https:// or http://")
     if values["gateway.redis_max_connections"] < 1 or values["gateway.max_live_streams"] < 1:
         raise ConfigError("setting gateway.redis_max_connections / gateway.max_live_streams: expected at least 1")
     if values["gateway.auth_failures_per_minute"] < 1 or values["gateway.audit_token_use_seconds"] < 1:

@@ -32,6 +32,7 @@ from gateway.api import (
     live,
     me,
     registries,
+    signin,
     subjects,
     webhooks,
 )
@@ -43,7 +44,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm)
+                 subjects, calls, webhooks, crm, signin)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 
@@ -83,8 +84,10 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     if not response.prepared:
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
-        if request.path.startswith("/v1/") or request.path == "/metrics":
+        if request.path.startswith("/v1/") or request.path in ("/metrics", "/"):
             response.headers.setdefault("Cache-Control", "no-store")
+        if request.secure or str(request.app[CONFIG]["gateway.public_origin"]).startswith("https://"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
 

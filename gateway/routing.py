@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiohttp import web
 from gateway import audit_policy, guard
 from gateway.auth import AuthStore, Principal, token_id_of
 from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
+from gateway.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, Session, SessionPolicy, SessionStore, csrf_ok
 from gateway.validation import Schema, check_text, validate
 
 REDIS: web.AppKey[Any] = web.AppKey("redis", object)
@@ -32,6 +34,7 @@ STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping", asyncio.Event)  # s
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BODY: web.RequestKey[dict[str, Any]] = web.RequestKey("body", dict)
 QUERY: web.RequestKey[dict[str, Any]] = web.RequestKey("query", dict)
+SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Route:
     audited: bool = True  # record token use (or count it: gateway/audit_policy.py)
     # Answers beyond the common ones, for the OpenAPI document: {"404": "no such contact", "503": "..."}.
     errors: dict[str, str] = field(default_factory=dict)
+    # Reachable by a console session still at its second-factor enrolment stage (gateway/sessions.py).
+    enrolment: bool = False
 
 
 def principal(request: web.Request) -> Principal:
@@ -123,10 +128,47 @@ async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
     return data
 
 
+def session_policy(config: Any) -> SessionPolicy:
+    return SessionPolicy(idle_seconds=60 * config["gateway.session_idle_minutes"],
+                         max_seconds=3600 * config["gateway.session_max_hours"])
+
+
+def session_of(request: web.Request) -> Session | None:
+    return request.get(SESSION)
+
+
+def uses_session(request: web.Request) -> bool:
+    """A console request: a session cookie and no Authorization header (a header always wins: machines)."""
+    return not request.headers.get("Authorization") and bool(request.cookies.get(COOKIE))
+
+
+async def caller(request: web.Request, enrolment: bool = False) -> Principal:
+    """The person behind the session cookie (console), with the CSRF check for state-changing requests."""
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        raise unauthorized()
+    store = SessionStore(request.app[REDIS], session_policy(request.app[CONFIG]))
+    session = await store.get(cookie, time.time())
+    who = await store.principal(session) if session else None
+    if session is None or who is None:
+        raise unauthorized("not signed in, or the session expired or was revoked: sign in again")
+    if session.stage != "full" and not enrolment:
+        raise ApiError(401, "mfa_enrolment_required", "set up two-factor sign-in first")
+    if request.method not in SAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header: reload the page and try again")
+    request[SESSION] = session
+    return who
+
+
 async def _authenticate(request: web.Request, route: Route) -> None:
     """Bearer token (401), failure rate limit (429, gateway/guard.py), role (403); then audit or count the
     use (gateway/audit_policy.py). Refusals are audited."""
     redis, config = request.app[REDIS], request.app[CONFIG]
+    if uses_session(request):
+        # Sessions have their own limits (sign-in lockout, gateway/api/signin.py); a session id is unguessable.
+        who = await caller(request, route.enrolment)
+        await _authorise(request, route, who)
+        return
     token = bearer(request)
     token_id = token_id_of(token) if token else None
     address = audit_policy.client_address(request)
@@ -145,6 +187,12 @@ async def _authenticate(request: web.Request, route: Route) -> None:
             await audit_policy.record_denied(redis, request, route.path, 429, "authentication failures over the "
                                              f"limit of {limit} a minute", token=token, token_id=token_id)
         raise unauthorized()
+    await _authorise(request, route, who)
+
+
+async def _authorise(request: web.Request, route: Route, who: Principal) -> None:
+    """Role (403, audited), then audit or count the use (gateway/audit_policy.py)."""
+    redis, config = request.app[REDIS], request.app[CONFIG]
     if not who.can(route.permission or ""):
         await audit_policy.record_denied(redis, request, route.path, 403, f"role {who.role} lacks "
                                          f"{route.permission}", token_id=who.token_id, tenant=who.tenant,

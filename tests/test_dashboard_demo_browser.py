@@ -55,6 +55,7 @@ def test_supervisor_watches_a_running_sandbox_campaign_and_pauses_it(demo):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(url)
+        page.click("#token-sign-in summary")
         page.fill("#token", token)
         page.click("#sign-in-form button[type=submit]")
         expect(page.locator("#who-text")).to_contain_text("demo-admin (admin)")

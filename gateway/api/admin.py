@@ -11,6 +11,7 @@ from gateway.api.schemas import STAMP, listing
 from gateway.auth import ROLES, USER_NAME, AuthError, AuthStore
 from gateway.errors import conflict, invalid, not_found
 from gateway.routing import Route, body, principal, redis_of
+from gateway.sessions import SessionStore
 
 USER: dict = {
     "type": "object",
@@ -107,6 +108,9 @@ async def change_user(request: web.Request) -> web.Response:
                                                             disabled=data.get("disabled"))
     if not record:
         raise not_found("user")
+    if data.get("disabled") or "role" in data:
+        # A new role may need a second factor the open sessions never proved (admins): sign in again.
+        await SessionStore(redis_of(request)).revoke_all(who.tenant, name)
     await trail.record(redis_of(request), who.tenant, "user.change", actor=who.user, token_id=who.token_id,
                        user=name, **data)
     return web.json_response(_user(record))

@@ -1,5 +1,7 @@
-// Supervisor dashboard: vanilla JS, no external code. Reads the tenant's live stream (/v1/stream)
-// with fetch so the token travels in the Authorization header, never in a URL.
+// Supervisor dashboard: vanilla JS, no external code. People sign in with email + password (+ TOTP):
+// the gateway sets an HttpOnly session cookie and every state-changing request carries the session's
+// CSRF token in X-CSRF-Token. Machines and kiosks may still use an API token, sent in the Authorization
+// header (never in a URL). The live stream (/v1/stream) is read with fetch.
 "use strict";
 
 const TOKEN_KEY = "dialerToken";
@@ -10,13 +12,19 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { token: null, me: null, stream: null, cards: new Map(), retry: null };
+const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null };
 
 const $ = (id) => document.getElementById(id);
 
 function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
-  return fetch(path, { ...options, headers, cache: "no-store" });
+  const headers = { ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  else if (state.csrf && (options.method || "GET") !== "GET") headers["X-CSRF-Token"] = state.csrf;
+  return fetch(path, { ...options, headers, cache: "no-store", credentials: "same-origin" });
+}
+
+function postJson(path, body, method = "POST") {
+  return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
 async function errorText(resp) {
@@ -32,6 +40,7 @@ async function errorText(resp) {
 
 async function signIn(token) {
   state.token = token;
+  state.csrf = null;
   const resp = await api("/v1/me");
   if (!resp.ok) {
     state.token = null;
@@ -39,34 +48,133 @@ async function signIn(token) {
     showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
     return;
   }
-  state.me = await resp.json();
+  const me = await resp.json();
   sessionStorage.setItem(TOKEN_KEY, token);
-  if (!state.me.permissions.includes("stats.read")) {
-    showSignIn(`Role ${state.me.role} cannot watch campaigns.`);
+  if (!me.permissions.includes("stats.read")) {
+    showSignIn(`Role ${me.role} cannot watch campaigns.`);
     return;
   }
+  enter(me);
+}
+
+// The board, for a caller whose identity is known (from /v1/me or the session).
+function enter(me) {
+  state.me = me;
   $("sign-in").hidden = true;
+  $("enrol").hidden = true;
   $("board").hidden = false;
   $("who").hidden = false;
-  $("who-text").textContent = `${state.me.user} (${state.me.role}) · ${state.me.tenant}`;
+  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
+  if (!me.permissions.includes("stats.read")) {
+    $("empty").hidden = true;
+    $("board-error").textContent = `Role ${me.role} cannot watch campaigns.`;
+    return;
+  }
   openStream();
+}
+
+function enterSession(session) {
+  state.token = null;
+  state.csrf = session.csrf_token;
+  if (session.stage === "enrol") startEnrol();
+  else enter(session);
+}
+
+async function passwordSignIn() {
+  const body = { email: $("email").value.trim(), password: $("password").value };
+  const code = $("code").value.trim();
+  if (code) body.code = code;
+  $("sign-in-error").textContent = "";
+  const resp = await fetch("/v1/session", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body), cache: "no-store", credentials: "same-origin" });
+  if (resp.ok) {
+    $("password").value = "";
+    $("code").value = "";
+    $("code-row").hidden = true;
+    enterSession(await resp.json());
+    return;
+  }
+  let error = { code: "", message: `HTTP ${resp.status}` };
+  try { error = (await resp.json()).error || error; } catch (e) { /* not JSON */ }
+  if (error.code === "mfa_required") {
+    $("code-row").hidden = false;
+    $("code").focus();
+  } else if (error.code === "bad_code") {
+    $("code").value = "";
+    $("code").focus();
+  } else {
+    $("password").value = "";
+  }
+  $("sign-in-error").textContent = error.code === "mfa_required"
+    ? "Enter the 6-digit code from your authenticator app (or a recovery code)." : error.message;
+}
+
+async function startEnrol() {
+  $("who").hidden = true;
+  $("sign-in").hidden = true;
+  $("board").hidden = true;
+  $("enrol").hidden = false;
+  $("enrol-setup").hidden = false;
+  $("recovery").hidden = true;
+  $("enrol-error").textContent = "";
+  const resp = await api("/v1/session/mfa/setup", { method: "POST" });
+  if (!resp.ok) {
+    $("enrol-error").textContent = await errorText(resp);
+    return;
+  }
+  const setup = await resp.json();
+  $("enrol-qr").src = setup.qr;
+  $("enrol-qr").title = setup.otpauth_uri;
+  $("enrol-secret").textContent = setup.secret;
+  $("enrol-code").focus();
+}
+
+async function confirmEnrol() {
+  const resp = await postJson("/v1/session/mfa/confirm", { code: $("enrol-code").value.trim() });
+  $("enrol-code").value = "";
+  if (!resp.ok) {
+    $("enrol-error").textContent = await errorText(resp);
+    return;
+  }
+  const done = await resp.json();
+  state.csrf = done.csrf_token;
+  $("enrol-setup").hidden = true;
+  $("recovery").hidden = false;
+  $("recovery-codes").replaceChildren(...done.recovery_codes.map((code) => {
+    const li = document.createElement("li");
+    li.textContent = code;
+    return li;
+  }));
+}
+
+async function resumeSession() {
+  const resp = await fetch("/v1/session", { cache: "no-store", credentials: "same-origin" });
+  const session = resp.ok ? await resp.json() : { stage: "none" };
+  if (session.stage === "none") showSignIn("");
+  else enterSession(session);
 }
 
 function showSignIn(message) {
   closeStream();
   $("board").hidden = true;
+  $("enrol").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
   $("sign-in-error").textContent = message || "";
 }
 
-function signOut() {
+async function signOut(message = "") {
+  if (!state.token && state.csrf) {
+    try { await api("/v1/session", { method: "DELETE" }); } catch (e) { /* gone already */ }
+  }
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
+  state.csrf = null;
   state.me = null;
   state.cards.clear();
   $("campaigns").replaceChildren();
-  showSignIn("");
+  $("board-error").textContent = "";
+  showSignIn(typeof message === "string" ? message : "");
 }
 
 // --- the live stream (Server-Sent Events over fetch) ---------------------------------------
@@ -89,7 +197,7 @@ async function openStream() {
   state.stream = controller;
   try {
     const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-    if (resp.status === 401) return signOut();
+    if (resp.status === 401) return signOut(state.token ? "" : "Your session ended: sign in again.");
     if (!resp.ok) throw new Error(await errorText(resp));
     setLive(true);
     $("board-error").textContent = "";
@@ -110,7 +218,7 @@ async function openStream() {
     if (controller.signal.aborted) return;
     $("board-error").textContent = `Live updates interrupted: ${e.message}`;
   }
-  if (state.stream === controller && state.token) {
+  if (state.stream === controller && state.me) {
     setLive(false);
     state.retry = setTimeout(openStream, 1000);
   }
@@ -316,14 +424,24 @@ async function control(id, action, el) {
 // --- start ---------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    passwordSignIn();
+  });
   $("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
     $("token").value = "";
     if (token) signIn(token);
   });
-  $("sign-out").addEventListener("click", signOut);
+  $("enrol-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    confirmEnrol();
+  });
+  $("recovery-done").addEventListener("click", resumeSession);
+  $("enrol-cancel").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => signOut());
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved);
-  else showSignIn("");
+  else resumeSession();
 });
