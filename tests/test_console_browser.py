@@ -6,6 +6,7 @@ The session cookie is HttpOnly: the page's script cannot read it, and no token i
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -59,6 +60,8 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     await page.fill("#password", PASSWORD)
     await page.click("#login-form button[type=submit]")
     await expect(page.locator("#enrol")).to_be_visible()
+    # The secret arrives with the setup answer, after the enrolment screen shows: wait for it, not for the screen.
+    await expect(page.locator("#enrol-secret")).to_have_text(re.compile(r"^\s*[A-Z2-7]{32}\s*$"))
     secret = (await page.locator("#enrol-secret").text_content() or "").strip()
     assert len(secret) == 32
     qr = page.locator("#enrol-qr")
