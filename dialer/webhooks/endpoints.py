@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets as secrets_lib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,6 +125,14 @@ class EndpointStore:
         if url is not None and (problem := url_problem(url, self.policy)):
             raise EndpointError("url", problem)
         kinds = check_events(events) if events is not None else None
+        return await self._replace(tenant, endpoint_id, lambda old: Endpoint(
+            id=old.id, tenant=tenant, url=url or old.url, events=kinds or old.events,
+            description=old.description if description is None else description,
+            created_at=old.created_at, sealed=old.sealed))
+
+    async def _replace(self, tenant: str, endpoint_id: str, change: Callable[[Endpoint], Endpoint]) -> Endpoint | None:
+        """Read, change and write one endpoint atomically (read again if another change lands between).
+        None when there is no such endpoint."""
         key = endpoints_key(tenant)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -133,10 +142,7 @@ class EndpointStore:
                     if raw is None:
                         await pipe.unwatch()
                         return None
-                    old = _parse(tenant, raw)
-                    endpoint = Endpoint(id=old.id, tenant=tenant, url=url or old.url, events=kinds or old.events,
-                                        description=old.description if description is None else description,
-                                        created_at=old.created_at, sealed=old.sealed)
+                    endpoint = change(_parse(tenant, raw))
                     pipe.multi()
                     pipe.hset(key, endpoint_id, _dump(endpoint))
                     await pipe.execute()
@@ -151,26 +157,14 @@ class EndpointStore:
                      at: datetime | None = None) -> tuple[Endpoint, str] | None:
         """A new secret; the current ones stay valid for `overlap`. Returns (endpoint, new secret) or None."""
         now = at or datetime.now(UTC)
-        key = endpoints_key(tenant)
         secret = new_secret()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.hget(key, endpoint_id)
-                    if raw is None:
-                        await pipe.unwatch()
-                        return None
-                    old = _parse(tenant, raw)
-                    until = _stamp(now + overlap)
-                    kept = [(s, e if e is not None and _instant(e) < now + overlap else until)
-                            for s, e in old.sealed if e is None or _instant(e) > now]
-                    endpoint = Endpoint(id=old.id, tenant=tenant, url=old.url, events=old.events,
-                                        description=old.description, created_at=old.created_at,
-                                        sealed=((self.box.seal(secret), None), *kept))
-                    pipe.multi()
-                    pipe.hset(key, endpoint_id, _dump(endpoint))
-                    await pipe.execute()
-                    return endpoint, secret
-                except WatchError:  # another rotation at once: read again
-                    continue
+
+        def rotated(old: Endpoint) -> Endpoint:
+            until = _stamp(now + overlap)
+            kept = [(s, e if e is not None and _instant(e) < now + overlap else until)
+                    for s, e in old.sealed if e is None or _instant(e) > now]
+            return Endpoint(id=old.id, tenant=tenant, url=old.url, events=old.events, description=old.description,
+                            created_at=old.created_at, sealed=((self.box.seal(secret), None), *kept))
+
+        endpoint = await self._replace(tenant, endpoint_id, rotated)
+        return None if endpoint is None else (endpoint, secret)
