@@ -43,19 +43,19 @@ _FIELDS_PER_ENTRY = 5  # at, kind, actor, payload, body
 
 
 def stream_key(tenant: str) -> str:
-    return f"t:{tenant}:audit"
+    return f"t:{{{tenant}}}:audit"
 
 
 def head_key(tenant: str) -> str:
-    return f"t:{tenant}:audit:head"
+    return f"t:{{{tenant}}}:audit:head"
 
 
 def base_key(tenant: str) -> str:
-    return f"t:{tenant}:audit:base"
+    return f"t:{{{tenant}}}:audit:base"
 
 
 def anchors_key(tenant: str) -> str:
-    return f"t:{tenant}:audit:anchors"
+    return f"t:{{{tenant}}}:audit:anchors"
 
 
 # Lua shared by the plain append script and the gate's scripts. audit_open reads the chain head (nil when

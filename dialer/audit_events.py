@@ -32,7 +32,7 @@ TENANTS = "tenants"  # set of tenant ids (gateway/auth.py)
 def exports_key(tenant: str) -> str:
     """hash path -> JSON {kind, at, rows, list, campaign}: export files written for the tenant, so that erasure can
     remove a person from them and retention can delete them."""
-    return f"t:{tenant}:exports"
+    return f"t:{{{tenant}}}:exports"
 
 
 def _ref(audit: AuditLog, e164: str) -> str | None:
@@ -70,7 +70,7 @@ def record(client: redis.Redis, tenant: str, kind: str, actor: str, payload: dic
 
 def import_finished(client: redis.Redis, tenant: str, import_id: str, at: datetime) -> None:
     """An import committed or failed: its list, campaign, file name and summary (counts only)."""
-    values = client.hmget(f"t:{tenant}:import:{import_id}", "list", "campaign", "file_name", "status", "error_code",
+    values = client.hmget(f"t:{{{tenant}}}:import:{import_id}", "list", "campaign", "file_name", "status", "error_code",
                           "summary", "fingerprint")
     names = ("list", "campaign", "file_name", "status", "error_code", "summary", "fingerprint")
     fields = {n: (v.decode() if isinstance(v, bytes) else v) for n, v in zip(names, values, strict=True)}

@@ -188,15 +188,15 @@ def _stamp(at: datetime) -> str:
 # --- keys -------------------------------------------------------------------------------------
 
 def campaigns_key(tenant: str) -> str:
-    return f"t:{tenant}:campaigns"
+    return f"t:{{{tenant}}}:campaigns"
 
 
 def campaign_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}"
+    return f"t:{{{tenant}}}:campaign:{campaign}"
 
 
 def control_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:control"
+    return f"t:{{{tenant}}}:campaign:{campaign}:control"
 
 
 # Apply a move only if the status is still the one the decision was made from, and audit it in the same

@@ -12,7 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+
+from dialer.redisconn import RedisURLError, check_url, is_cluster_url
 
 
 class ConfigError(Exception):
@@ -29,7 +30,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("redis.url", str, "redis://127.0.0.1:6379/0", "DIALER_REDIS_URL", "shared state for all processes"),
+    Setting("redis.url", str, "redis://127.0.0.1:6379/0", "DIALER_REDIS_URL",
+            "shared state for all processes: redis://host:port/db, or redis+cluster://host:port[,host:port...] "
+            "for a Redis Cluster (docs/redis.md)"),
+    Setting("redis.jobs_url", str, "", "DIALER_REDIS_JOBS_URL",
+            "the plain Redis holding the RQ job queues; default: redis.url. Required when redis.url is a cluster "
+            "(RQ does not run on one)"),
     Setting("gateway.host", str, "127.0.0.1", "DIALER_GATEWAY_HOST", "HTTP bind address (loopback by default)"),
     Setting("gateway.port", int, 8080, "DIALER_GATEWAY_PORT", "HTTP port"),
     Setting("gateway.max_upload_mb", int, 512, "DIALER_GATEWAY_MAX_UPLOAD_MB", "largest accepted upload"),
@@ -132,6 +138,11 @@ class Config:
     def redis_url(self) -> str:
         return self.values["redis.url"]
 
+    @property
+    def jobs_url(self) -> str:
+        """Where RQ's queues live: redis.jobs_url, else redis.url (then a plain Redis; see _check)."""
+        return self.values["redis.jobs_url"] or self.values["redis.url"]
+
 
 def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
     where = f"{setting.name} (from {origin})"
@@ -159,9 +170,21 @@ def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
 
 
 def _check(values: dict[str, Any]) -> None:
-    url = urlparse(values["redis.url"])
-    if url.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"setting redis.url: expected redis://host:port/db, got {values['redis.url']!r}")
+    try:
+        check_url(values["redis.url"])
+    except RedisURLError as exc:
+        raise ConfigError(f"setting redis.url: {exc}") from None
+    if values["redis.jobs_url"]:
+        if is_cluster_url(values["redis.jobs_url"]):
+            raise ConfigError("setting redis.jobs_url: RQ does not run on a Redis Cluster; name a plain Redis "
+                              "(redis://host:port/db)")
+        try:
+            check_url(values["redis.jobs_url"])
+        except RedisURLError as exc:
+            raise ConfigError(f"setting redis.jobs_url: {exc}") from None
+    elif is_cluster_url(values["redis.url"]):
+        raise ConfigError("setting redis.jobs_url is required when redis.url is a Redis Cluster: RQ's queues live "
+                          "on a plain Redis (docs/redis.md)")
     if not 0 < values["gateway.port"] < 65536:
         raise ConfigError(f"setting gateway.port: {values['gateway.port']} is not a TCP port")
     if values["log.level"].upper() not in LOG_LEVELS:

@@ -45,6 +45,7 @@ from typing import Any, TextIO
 import aiohttp
 import phonenumbers
 
+from dialer import redisconn
 from dialer.config import AsteriskServer, Config, load_config
 from dialer.redisproc import RedisProcess, free_port, parent_death_signal
 
@@ -314,13 +315,12 @@ class DemoStack:
                  f"simulated agents, time x{1 / self.options.time_scale:g}")
 
     async def _start_gateway(self) -> None:
-        import redis.asyncio as aioredis
         from aiohttp import web
 
         from gateway.app import make_app
 
         assert self.config is not None
-        self.gateway_redis = aioredis.Redis.from_url(self.config.redis_url, decode_responses=True)
+        self.gateway_redis = redisconn.connect_async(self.config.redis_url, decode_responses=True)
         app = make_app(self.config, self.gateway_redis)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         await self.runner.setup()
@@ -467,9 +467,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _redis_version(url: str) -> str:
-    import redis
 
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)
     try:
         return str(client.info("server").get("redis_version", "?"))
     finally:

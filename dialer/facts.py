@@ -64,19 +64,19 @@ def stronger_outcome(stored: str, reported: str) -> str:
 # --- keys -------------------------------------------------------------------------------------
 
 def person_key(tenant: str, e164: str, part: str) -> str:
-    return f"t:{tenant}:p:{e164}:{part}"
+    return f"t:{{{tenant}}}:p:{e164}:{part}"
 
 
 def company_dnc_key(tenant: str) -> str:
-    return f"t:{tenant}:dnc"
+    return f"t:{{{tenant}}}:dnc"
 
 
 def campaign_dnc_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:dnc"
+    return f"t:{{{tenant}}}:campaign:{campaign}:dnc"
 
 
 def optout_log_key(tenant: str) -> str:
-    return f"t:{tenant}:optouts"
+    return f"t:{{{tenant}}}:optouts"
 
 
 # --- JSON codec (pure) ------------------------------------------------------------------------

@@ -249,7 +249,7 @@ def _s(value: Any) -> str:
 
 
 def tenant_prefix(tenant: str) -> str:
-    return f"t:{tenant}:"
+    return f"t:{{{tenant}}}:"
 
 
 def consent_use_key(tenant: str, e164: str) -> str:
@@ -262,7 +262,7 @@ def _uses_german_consent(decision: Decision) -> bool:
 
 
 def call_index_key(tenant: str, call_id: str) -> str:
-    return f"t:{tenant}:call:{call_id}"
+    return f"t:{{{tenant}}}:call:{call_id}"
 
 
 # Parsed records are immutable and the same stored JSON recurs decision after decision (a person's history

@@ -38,7 +38,7 @@ HOURS_SHOWN = 24
 
 
 def stats_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:stats"
+    return f"t:{{{tenant}}}:campaign:{campaign}:stats"
 
 
 def channel(tenant: str, campaign: str) -> str:
@@ -46,11 +46,11 @@ def channel(tenant: str, campaign: str) -> str:
 
 
 def dispositions_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:dispositions"
+    return f"t:{{{tenant}}}:campaign:{campaign}:dispositions"
 
 
 def denials_key(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:denials"
+    return f"t:{{{tenant}}}:campaign:{campaign}:denials"
 
 
 def hour_label(at: datetime) -> str:
@@ -58,7 +58,7 @@ def hour_label(at: datetime) -> str:
 
 
 def hour_key(tenant: str, campaign: str, at: datetime) -> str:
-    return f"t:{tenant}:campaign:{campaign}:hour:{hour_label(at)}"
+    return f"t:{{{tenant}}}:campaign:{campaign}:hour:{hour_label(at)}"
 
 
 def _iso(at: datetime) -> str:

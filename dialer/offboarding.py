@@ -87,7 +87,7 @@ def _hash(client: redis.Redis, key: str) -> dict[str, Any]:
 
 
 def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str | bytes) -> dict[str, int]:
-    p = f"t:{tenant}:"
+    p = f"t:{{{tenant}}}:"
     counts: dict[str, int] = {}
 
     def jsonl(name: str, rows: Any) -> None:
@@ -208,7 +208,7 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
             Path(export_path).unlink(missing_ok=True)
         except OSError as exc:
             warnings.append(f"export file {export_path} not deleted: {exc.strerror}")
-    p = f"t:{tenant}:"
+    p = f"t:{{{tenant}}}:"
     keep = {p + s for s in KEEP_SUFFIXES}
     tokens = [f"token:{_s(sha)}" for sha in client.hvals(p + "tokens")]  # API tokens stop working at once
     if tokens:

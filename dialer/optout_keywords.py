@@ -37,7 +37,7 @@ def normalize(text: str) -> str:
 
 
 def settings_key(tenant: str) -> str:
-    return f"t:{tenant}:optout_keywords"
+    return f"t:{{{tenant}}}:optout_keywords"
 
 
 def tenant_settings(raw: str | bytes | None) -> dict[str, Any]:

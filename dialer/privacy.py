@@ -136,7 +136,7 @@ def find_subject(client: redis.Redis, tenant: str, phone: str | None = None, con
 
 def _campaigns(client: redis.Redis, tenant: str) -> list[str]:
     """Every campaign id the tenant has: the campaign store and the campaigns imports filled."""
-    found = {_s(c) for c in client.zrange(f"t:{tenant}:campaigns", 0, -1)}
+    found = {_s(c) for c in client.zrange(f"t:{{{tenant}}}:campaigns", 0, -1)}
     for import_id in client.zrange(Keys(tenant).imports, 0, -1):
         campaign = client.hget(Keys(tenant, _s(import_id)).status, "campaign")
         if campaign:

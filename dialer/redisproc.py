@@ -65,8 +65,9 @@ class RedisProcess:
     """One redis-server child process. `persistent=True` turns on AOF (fsync always) in `directory`."""
 
     def __init__(self, port: int | None = None, persistent: bool = False, directory: str | None = None,
-                 die_with_parent: bool = False) -> None:
+                 die_with_parent: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.extra_args = tuple(extra_args)  # e.g. --cluster-enabled yes (tests/cluster_support.py)
         self.die_with_parent = die_with_parent  # Linux: SIGTERM the server if the process that started it dies
         self.persistent = persistent
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="dialer-redis-")
@@ -90,6 +91,7 @@ class RedisProcess:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        args += list(self.extra_args)
         self.binary = binary
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=parent_death_signal if self.die_with_parent else None,

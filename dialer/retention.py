@@ -77,7 +77,7 @@ def consent_minimum(country: str) -> int:
 
 
 def policy_key(tenant: str) -> str:
-    return f"t:{tenant}:retention:policy"
+    return f"t:{{{tenant}}}:retention:policy"
 
 
 def get_policy(client: redis.Redis, tenant: str) -> dict[str, int]:
@@ -170,7 +170,7 @@ def _scan(client: redis.Redis, pattern: str) -> Iterator[str]:
 
 
 def _number_of(key: str, tenant: str, part: str) -> str:
-    return key[len(f"t:{tenant}:p:"):-len(f":{part}")]
+    return key[len(f"t:{{{tenant}}}:p:"):-len(f":{part}")]
 
 
 def _country(e164: str) -> str | None:
@@ -184,7 +184,7 @@ def _country(e164: str) -> str | None:
 
 def _prune_attempts(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
     removed = 0
-    for key in _scan(client, f"t:{tenant}:p:*:att"):
+    for key in _scan(client, f"t:{{{tenant}}}:p:*:att"):
         old = [(_s(cid), raw) for cid, raw in client.hgetall(key).items() if attempt_from_json(raw).at < cutoff]
         if not old:
             continue
@@ -201,7 +201,7 @@ def _prune_attempts(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 
 def _prune_consents(client: redis.Redis, tenant: str, at: datetime, days: int) -> int:
     removed = 0
-    for key in _scan(client, f"t:{tenant}:p:*:consent"):
+    for key in _scan(client, f"t:{{{tenant}}}:p:*:consent"):
         e164 = _number_of(key, tenant, "consent")
         country = _country(e164)
         uses = {_s(p): datetime.fromtimestamp(float(s), UTC)
@@ -234,9 +234,9 @@ def _prune_consents(client: redis.Redis, tenant: str, at: datetime, days: int) -
 
 def _prune_error_reports(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
     removed = 0
-    for import_id in client.zrangebyscore(f"t:{tenant}:imports", "-inf", cutoff.timestamp()):
+    for import_id in client.zrangebyscore(f"t:{{{tenant}}}:imports", "-inf", cutoff.timestamp()):
         import_id = _s(import_id)
-        status = f"t:{tenant}:import:{import_id}"
+        status = f"t:{{{tenant}}}:import:{import_id}"
         finished = client.hget(status, "finished_at")
         if not finished or datetime.fromisoformat(_s(finished)) >= cutoff:
             continue
@@ -268,7 +268,7 @@ def _prune_exports(client: redis.Redis, tenant: str, cutoff: datetime, problems:
 
 def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
     label = cutoff.strftime("%Y%m%d%H")
-    old = [k for k in _scan(client, f"t:{tenant}:campaign:*:hour:*") if k.rsplit(":", 1)[1] < label]
+    old = [k for k in _scan(client, f"t:{{{tenant}}}:campaign:*:hour:*") if k.rsplit(":", 1)[1] < label]
     for n in range(0, len(old), 500):
         client.unlink(*old[n:n + 500])
     return len(old) + _prune_finished_queues(client, tenant, cutoff)

@@ -60,11 +60,11 @@ def process_key() -> bytes:
 
 
 def suppression_key(tenant: str) -> str:
-    return f"t:{tenant}:suppression"
+    return f"t:{{{tenant}}}:suppression"
 
 
 def fingerprint_key(tenant: str) -> str:
-    return f"t:{tenant}:suppression:key"
+    return f"t:{{{tenant}}}:suppression:key"
 
 
 def person_ref(key: bytes, e164: str) -> str:

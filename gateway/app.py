@@ -11,9 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import redis as redis_lib
 from aiohttp import web
 
+from dialer import redisconn
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import Config
@@ -102,11 +102,11 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
     app[CONFIG] = config
     app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
-    sync = sync_redis or redis_lib.Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=3)
+    sync = sync_redis or redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
     fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))
     # Contacts, registries, the gate and RQ want bytes replies: their own client (gateway/api/support.py).
-    raw = redis_lib.Redis.from_url(config.redis_url, socket_connect_timeout=3)
+    raw = redisconn.connect(config.redis_url, socket_connect_timeout=3)
     app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync,
                      "raw_redis": raw, "gate": None, "live_redis": live_redis or redis}
 

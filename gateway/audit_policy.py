@@ -38,11 +38,11 @@ DENIED_KEEP = 10_000  # entries of the gateway-wide stream of refused requests
 
 
 def usage_key(tenant: str, day: str) -> str:
-    return f"t:{tenant}:audit:uses:{day}"
+    return f"t:{{{tenant}}}:audit:uses:{day}"
 
 
 def seen_key(tenant: str, token_id: str, bucket: int) -> str:
-    return f"t:{tenant}:audit:seen:{token_id}:{bucket}"
+    return f"t:{{{tenant}}}:audit:seen:{token_id}:{bucket}"
 
 
 def client_address(request: web.BaseRequest) -> str:

@@ -115,15 +115,15 @@ def tenant_key(tenant: str) -> str:
 
 
 def user_key(tenant: str, name: str) -> str:
-    return f"t:{tenant}:user:{name}"
+    return f"t:{{{tenant}}}:user:{name}"
 
 
 def users_key(tenant: str) -> str:
-    return f"t:{tenant}:users"
+    return f"t:{{{tenant}}}:users"
 
 
 def tokens_key(tenant: str) -> str:
-    return f"t:{tenant}:tokens"
+    return f"t:{{{tenant}}}:tokens"
 
 
 def token_key(digest: str) -> str:

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rx
 
 from dialer.config import Config
+from dialer.redisconn import connect_async, is_cluster_url
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,12 @@ RETRY_AFTER_DOWN = 5
 
 
 def request_client(config: Config) -> aioredis.Redis:
+    if is_cluster_url(config.redis_url):
+        # A cluster client keeps one pool per node and has no blocking pool: past max_connections on a node a
+        # request gets MaxConnectionsError at once (503 busy) instead of waiting gateway.redis_wait_seconds.
+        return connect_async(config.redis_url, decode_responses=True,
+                             max_connections=config["gateway.redis_max_connections"],
+                             socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT)
     pool = aioredis.BlockingConnectionPool.from_url(
         config.redis_url, decode_responses=True, max_connections=config["gateway.redis_max_connections"],
         timeout=config["gateway.redis_wait_seconds"], socket_connect_timeout=CONNECT_TIMEOUT,
@@ -38,6 +45,9 @@ def request_client(config: Config) -> aioredis.Redis:
 
 def live_client(config: Config) -> aioredis.Redis:
     # Not blocking: a stream over the limit is refused at once (MaxConnectionsError) rather than queued.
+    if is_cluster_url(config.redis_url):
+        return connect_async(config.redis_url, decode_responses=True,
+                             max_connections=config["gateway.max_live_streams"], socket_connect_timeout=CONNECT_TIMEOUT)
     pool = aioredis.ConnectionPool.from_url(
         config.redis_url, decode_responses=True, max_connections=config["gateway.max_live_streams"],
         socket_connect_timeout=CONNECT_TIMEOUT)

@@ -22,7 +22,7 @@ Sink = Callable[[Any, str, Event], Awaitable[None]]
 
 
 def inbox_key(tenant: str) -> str:
-    return f"t:{tenant}:audit:inbox"
+    return f"t:{{{tenant}}}:audit:inbox"
 
 
 async def inbox_sink(redis: Any, tenant: str, event: Event) -> None:

@@ -27,6 +27,28 @@ def redis_server_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def slot_audit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """DIALER_SLOT_AUDIT=1: every Lua script the tests run on the session's redis-server is checked for keys in
+    more than one hash slot (tests/slot_audit.py); the findings are printed and written to
+    $DIALER_SLOT_AUDIT_REPORT (default slot-audit.txt)."""
+    if os.environ.get("DIALER_SLOT_AUDIT") != "1":
+        yield
+        return
+    from urllib.parse import urlsplit
+
+    from tests.slot_audit import SlotAudit, known_scripts
+
+    url = urlsplit(request.getfixturevalue("redis_server_url"))
+    with SlotAudit(url.hostname or "127.0.0.1", url.port or 6379) as audit:
+        yield
+    found = audit.problems(known_scripts())
+    report = os.environ.get("DIALER_SLOT_AUDIT_REPORT", "slot-audit.txt")
+    with open(report, "w") as out:
+        out.write(f"{len(audit.runs)} script runs, {len(audit.scripts_run())} scripts\n" + "\n".join(found) + "\n")
+    print(f"\nslot audit: {len(audit.runs)} script runs, {len(found)} problems (see {report})")
+
+
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """URL of a flushed database on the session's real redis-server."""

@@ -27,7 +27,7 @@ class Gateway:
 
     async def ensure_list(self, tenant: str, list_id: str) -> None:
         """A campaign may only name lists that exist (issue 16): import a small one unless it is there."""
-        if not await self.redis.sismember(f"t:{tenant}:lists", list_id):
+        if not await self.redis.sismember(f"t:{{{tenant}}}:lists", list_id):
             imported_list(self.redis_url, tenant, list_id)
 
     async def create_campaign(self, tenant: str = "acme", **config: Any) -> dict[str, Any]:

@@ -178,7 +178,7 @@ async def test_duplicates_are_harmless(redis_client, caplog):
     finally:
         await pbx.stop()
     assert redis_client.xlen(optout_log_key("acme")) == 1  # ... and once in Redis
-    assert redis_client.hlen("t:acme:dnc") == 1
+    assert redis_client.hlen("t:{acme}:dnc") == 1
     lines = [r.getMessage() for r in caplog.records]
     assert sum("opt-out of call" in line and "recorded" in line for line in lines) == 1, lines
     assert not any("read back from AstDB" in line for line in lines), lines

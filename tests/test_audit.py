@@ -153,7 +153,7 @@ def test_truncation_with_head_rewound_is_caught_by_an_anchor(redis_client):
     log.anchor("t1")
     redis_client.xdel(stream_key("t1"), "9-0", "10-0")
     last = redis_client.xrange(stream_key("t1"), "8-0", "8-0")[0][1]
-    redis_client.hset("t:t1:audit:head", mapping={"seq": "8", "hash": last[b"hash"]})  # forger rewinds the head
+    redis_client.hset("t:{t1}:audit:head", mapping={"seq": "8", "hash": last[b"hash"]})  # forger rewinds the head
     result = log.verify("t1")
     assert not result.ok and result.bad_seq == 9 and "anchored" in result.problem
 
@@ -175,10 +175,10 @@ def test_whole_chain_rewrite_is_caught_by_an_anchor(redis_client):
 
     rewrite(redis_client, "t1", recompute_all)
     new_head = redis_client.xrange(stream_key("t1"))[-1][1][b"hash"].decode()
-    redis_client.hset("t:t1:audit:head", "hash", new_head)
+    redis_client.hset("t:{t1}:audit:head", "hash", new_head)
     result = log.verify("t1")  # the chain is consistent, the keyed anchor is not
     assert not result.ok and result.bad_seq == 5 and "anchored" in result.problem
-    redis_client.hset("t:t1:audit:anchors", "5", f"{new_head}:{'0' * 64}")  # the forger cannot sign
+    redis_client.hset("t:{t1}:audit:anchors", "5", f"{new_head}:{'0' * 64}")  # the forger cannot sign
     result = log.verify("t1")
     assert not result.ok and result.bad_seq == 5 and "signature" in result.problem
 
@@ -186,7 +186,7 @@ def test_whole_chain_rewrite_is_caught_by_an_anchor(redis_client):
 def test_lost_head_refuses_to_fork_the_chain(redis_client):
     log = AuditLog(redis_client, KEY)
     fill(log, "t1", 3)
-    redis_client.delete("t:t1:audit:head")
+    redis_client.delete("t:{t1}:audit:head")
     with pytest.raises(redis.ResponseError, match="head missing"):
         fill(log, "t1", 1)
     assert redis_client.xlen(stream_key("t1")) == 3
@@ -210,7 +210,7 @@ def test_start_cut_off_and_disguised_as_retention_is_caught(redis_client):
     log.anchor("t1")
     seventh = {k.decode(): v.decode() for k, v in redis_client.xrange(stream_key("t1"), "7-0", "7-0")[0][1].items()}
     redis_client.xtrim(stream_key("t1"), minid="7-0", approximate=False)
-    redis_client.hset("t:t1:audit:base", mapping={"seq": "6", "hash": seventh["prev"]})  # forged, unsigned
+    redis_client.hset("t:{t1}:audit:base", mapping={"seq": "6", "hash": seventh["prev"]})  # forged, unsigned
     result = log.verify("t1")
     assert not result.ok and result.bad_seq == 7 and "not signed" in result.problem
     with pytest.raises(ValueError, match="no entry 3"):

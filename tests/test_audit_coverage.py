@@ -128,7 +128,7 @@ async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_
     # (the version counters expire within minutes: privacy.ERASED_VERSION_TTL).
     for number in (erased_optout, erased):
         left = [k for k, v in everything(redis_client).items() if number[3:] in k or number[3:] in v]
-        assert left == [f"t:{T}:p:{number}:ver"], left
+        assert left == [f"t:{{{T}}}:p:{number}:ver"], left
     audit = AuditLog(redis_client, SECRET_KEY)
     entries = list(audit.entries(T))
     assert facts.optout(T, phones[7]).source == "keypress"
@@ -172,12 +172,12 @@ def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_cli
     ContactQueue(redis_client, T, done).finalize_unqueued("x", "answered", "", at.timestamp())
 
     within = retention.run(redis_client, T, at + timedelta(days=89), secret_key=SECRET_KEY)
-    assert within.removed["call_data"] == 0 and redis_client.hlen(f"t:{T}:campaign:{done}:q:data") == 1
+    assert within.removed["call_data"] == 0 and redis_client.hlen(f"t:{{{T}}}:campaign:{done}:q:data") == 1
     report = retention.run(redis_client, T, at + timedelta(days=91), secret_key=SECRET_KEY)
     assert report.removed["call_data"] == 1
-    assert not redis_client.exists(f"t:{T}:campaign:{done}:q:data", f"t:{T}:campaign:{done}:q:phones")
+    assert not redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:data", f"t:{{{T}}}:campaign:{done}:q:phones")
     assert ContactQueue(redis_client, T, done).final_states()  # reasons stay (no number in them)
-    assert redis_client.hlen(f"t:{T}:campaign:{live}:q:data") == 1  # a running campaign keeps its queue
+    assert redis_client.hlen(f"t:{{{T}}}:campaign:{live}:q:data") == 1  # a running campaign keeps its queue
 
 
 def test_offboarding_exports_the_campaign_queues_then_deletes_them(redis_client, tmp_path):
@@ -192,7 +192,7 @@ def test_offboarding_exports_the_campaign_queues_then_deletes_them(redis_client,
     by_id = {r["contact_id"]: r for r in rows}
     assert by_id["k1"]["campaign"] == c and by_id["k1"]["data"]["phone"] == "+33145672101"
     assert by_id["k2"]["final"]["reason"] == "no_valid_number"
-    assert not list(redis_client.scan_iter(match=f"t:{T}:campaign:*"))
+    assert not list(redis_client.scan_iter(match=f"t:{{{T}}}:campaign:*"))
 
 
 def run_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
@@ -262,7 +262,7 @@ def test_files_written_by_the_lists_commands_are_audited_registered_and_erased(r
     assert [(p["kind"], p["path"]) for p in exports] == [
         ("scrub", str(scrub)), ("import_errors", str(errors)), ("contacts", None)]
     assert exports[0]["rows"] == 2 and exports[2]["to"] == "stdout"
-    assert {k.decode() for k in redis_client.hkeys(f"t:{T}:exports")} == {str(scrub), str(errors)}
+    assert {k.decode() for k in redis_client.hkeys(f"t:{{{T}}}:exports")} == {str(scrub), str(errors)}
     assert "+33145672401" in scrub.read_text()
     privacy.erase(redis_client, T, phone="+33145672401", actor="user:dpo", at=AT, secret_key=SECRET_KEY)
     assert "+33145672401" not in scrub.read_text() and "+33145672402" in scrub.read_text()

@@ -158,6 +158,6 @@ def test_tampering_after_a_retention_trim_is_still_named(redis_client):
     result = audit.verify("acme")
     assert not result.ok and result.bad_seq == kept[1] and "missing" in result.problem
     # Cut the start further and move the base by hand: the base is not signed with our key.
-    redis_client.hset("t:acme:audit:base", mapping={"seq": str(kept[1]), "hash": "0" * 40})
+    redis_client.hset("t:{acme}:audit:base", mapping={"seq": str(kept[1]), "hash": "0" * 40})
     result = audit.verify("acme")
     assert not result.ok and "not signed" in result.problem

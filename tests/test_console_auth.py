@@ -264,7 +264,7 @@ async def test_csrf_refused_for_sessions_not_for_tokens(gw, browsers):
     wrong = await b.call("POST", "/v1/campaigns", csrf=False, json=campaign, headers={"X-CSRF-Token": "x" * 43})
     assert wrong.status == 403
     assert (await b.call("DELETE", "/v1/session", csrf=False)).status == 403
-    assert len(await gw.redis.keys("t:acme:campaign:*")) == 0  # nothing written by the refused requests
+    assert len(await gw.redis.keys("t:{acme}:campaign:*")) == 0  # nothing written by the refused requests
     made = await b.call("POST", "/v1/campaigns", json=campaign)
     assert made.status == 201
     assert (await b.call("GET", "/v1/campaigns", csrf=False)).status == 200  # reads need no token
@@ -382,7 +382,7 @@ def test_cli_creates_the_first_admin_who_can_sign_in(redis_url):
             assert resp.status == 200 and (await resp.json())["stage"] == "enrol"
             await http.close()
             client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-            stored = await client.hget("t:initech:user:boss@initech.example", "password")
+            stored = await client.hget("t:{initech}:user:boss@initech.example", "password")
             assert stored.startswith("$argon2id$") and PASSWORD not in stored
             await client.aclose()
         finally:

@@ -110,7 +110,7 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     await expect(page.locator("#who-text")).to_contain_text(f"{email} (admin)")
     await page.click("#sign-out")
     await expect(page.locator("#login-form")).to_be_visible()
-    assert await gw.redis.hlen(f"t:acme:user:{email}:sessions") == 0
+    assert await gw.redis.hlen(f"t:{{acme}}:user:{email}:sessions") == 0
     await page.reload()
     await expect(page.locator("#login-form")).to_be_visible()
 

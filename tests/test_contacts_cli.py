@@ -37,7 +37,7 @@ def test_import_into_a_tenant_that_does_not_exist_is_refused(env: str, tmp_path:
     assert "no tenant nosuchtenant" in err and "unknown_tenant" in err and "Traceback" not in err
     client = redis.Redis.from_url(env)
     try:
-        assert not list(client.scan_iter(match="t:nosuchtenant:*"))
+        assert not list(client.scan_iter(match="t:{nosuchtenant}:*"))
     finally:
         client.close()
 
@@ -185,7 +185,7 @@ def test_inline_import_hit_by_a_bug_fails_closed_in_one_line(env: str, redis_cli
     assert main(["lists", "import", str(path), "--list", "l", "--tenant", "acme", "--inline"]) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "[internal_error]" in out and "nothing was imported" in out
-    assert list(redis_client.scan_iter(match="t:acme:contact:*")) == []
+    assert list(redis_client.scan_iter(match="t:{acme}:contact:*")) == []
 
 
 def test_import_without_any_worker_says_so_instead_of_waiting_silently(env: str, tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_a_killed_coordinator_is_failed_by_heartbeat_and_its_helper_stops(redis_
         time.sleep(1.0)
         assert not staging_keys(redis_client, ticket.import_id)
         assert survivor.poll() is None  # the surviving worker goes on
-        assert not list(redis_client.scan_iter(match=f"t:{T}:contact:{ticket.import_id}-*", count=1000))
+        assert not list(redis_client.scan_iter(match=f"t:{{{T}}}:contact:{ticket.import_id}-*", count=1000))
         assert not redis_client.exists(Keys(T).list_members("killed"))
         print(f"dead coordinator detected and failed {detected:.1f} s after the kill")
     finally:
@@ -106,7 +106,7 @@ def interrupted_after_commit_point(client: redis.Redis, tmp_path: Path, rows: in
 
 def test_contacts_of_an_unfinished_commit_are_not_readable(redis_client, tmp_path):
     import_id = interrupted_after_commit_point(redis_client, tmp_path, 300)
-    assert redis_client.exists(f"t:{T}:contact:{import_id}-2")  # published by the dead coordinator
+    assert redis_client.exists(f"t:{{{T}}}:contact:{import_id}-2")  # published by the dead coordinator
     assert get_contact(redis_client, T, f"{import_id}-2") is None  # but not there for any reader
     assert sweep(redis_client) == []  # alive a moment ago: not taken
     redis_client.hset(Keys(T, import_id).status, "alive_at", f"{time.time() - 60:.3f}")

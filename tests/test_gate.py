@@ -377,11 +377,11 @@ def test_reserved_attempt_is_stored_exactly_as_factstore_stores_attempts():
 
 def test_lost_audit_head_blocks_reservations_before_any_write(gate, redis_client):
     assert isinstance(gate.check_and_reserve(PARIS, SALES, AT, "first"), Reservation)
-    redis_client.delete("t:t1:audit:head")  # the trail cannot be continued safely
+    redis_client.delete("t:{t1}:audit:head")  # the trail cannot be continued safely
     result = gate.check_and_reserve(Contact("+33298765400", "FR"), SALES, AT, "second")
     assert isinstance(result, Decision) and result.codes() == ["STATE_UNAVAILABLE"]
     assert attempts(redis_client, "+33298765400") == {}  # nothing reserved without its audit entry
-    assert redis_client.xlen("t:t1:audit") == 1
+    assert redis_client.xlen("t:{t1}:audit") == 1
 
 
 def test_one_batch_across_tenants_keeps_their_trails_apart(gate, redis_client):
@@ -399,7 +399,7 @@ def test_a_call_id_is_never_reused(gate, redis_client):
     result = gate.check_and_reserve(other, SALES, AT, "same")
     assert isinstance(result, Decision) and result.codes() == ["DUPLICATE_CALL_ID"]
     assert attempts(redis_client, other.phone) == {}
-    assert redis_client.get("t:t1:call:same") == PARIS.phone.encode()  # outcomes still reach the right person
+    assert redis_client.get("t:{t1}:call:same") == PARIS.phone.encode()  # outcomes still reach the right person
     again = gate.check_and_reserve(PARIS, OTHER, AT + timedelta(hours=1), "same")
     assert isinstance(again, Decision) and again.codes() == ["DUPLICATE_CALL_ID"]
     assert [e.payload["allowed"] for e in gate.audit.entries("t1")] == [True, False, False]
@@ -553,8 +553,8 @@ def test_large_batch_is_decided_as_without_streaming(redis_url, redis_client, tm
     assert {"FREQUENCY_CAP", "NATIONAL_REGISTRY", "INVALID_NUMBER", "ERASED_SUPPRESSED", "NO_CONSENT"} <= codes
     assert any(isinstance(r, Reservation) and r.e164.startswith("+49") for r in streamed)
     # German consent uses are recorded for retention, as in the plain path
-    used = sorted(k for k in redis_client.scan_iter("t:t1:p:*:consent_used"))
-    assert used and used == sorted(k for k in other.scan_iter("t:t1:p:*:consent_used"))
+    used = sorted(k for k in redis_client.scan_iter("t:{t1}:p:*:consent_used"))
+    assert used and used == sorted(k for k in other.scan_iter("t:{t1}:p:*:consent_used"))
     gate = make_gate(redis_client)
     assert gate.audit.verify("t1").ok and gate.audit.head("t1").seq == n
     assert sorted(e.payload["contact_id"] for e in gate.audit.entries("t1")) == sorted(f"k{k}" for k in range(n))

@@ -228,7 +228,7 @@ async def test_gate_check_explains_and_reserves_nothing(gw, loaded):
     assert night["phone"] == "+33*******01"
     # Nothing reserved: the person has no attempt.
     client = redis.Redis.from_url(gw.redis_url)
-    assert not client.keys("t:acme:p:*:att")
+    assert not client.keys("t:{acme}:p:*:att")
     client.close()
     resp = await gw.client.post("/v1/gate/check", headers=sup, json={"campaign": "nope", "phone": "+33145678902"})
     assert resp.status == 422 and (await resp.json())["error"]["field"] == "campaign"

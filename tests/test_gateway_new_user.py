@@ -141,7 +141,7 @@ async def test_why_not_called_gives_queue_times_in_iso_8601(gw):
 
     await gw.ensure_list("acme", "spring")
     campaign = (await gw.create_campaign(**READY, lists=["spring"]))["id"]
-    members = await gw.redis.smembers("t:acme:list:spring:members")
+    members = await gw.redis.smembers("t:{acme}:list:spring:members")
     contact = sorted(members)[0]
     at = time.time()
 

@@ -187,7 +187,7 @@ async def test_no_secret_or_full_number_reaches_the_logs(captured, redis_url, re
                                  agent_poll_seconds=0.2, stats_seconds=0.2, campaigns_seconds=0.2,
                                  wrapup=WrapupTable(0.1))))  # the sandbox agents' 2 s wrap-up at time scale 0.02
     try:
-        await eventually(lambda: engine.done() or sync.hget(f"t:{T}:campaign:{campaign}", "status") == b"completed",
+        await eventually(lambda: engine.done() or sync.hget(f"t:{{{T}}}:campaign:{campaign}", "status") == b"completed",
                          timeout=60)
     finally:
         stop.set()

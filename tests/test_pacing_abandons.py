@@ -69,7 +69,7 @@ def test_redis_counter_keys_are_tenant_scoped_and_expire(redis_client: redis.Red
     a.record("c1", "x", T0, abandoned=True)
     assert b.totals("c1", T0, DAY) == (0, 0)
     keys = sorted(k.decode() for k in redis_client.keys("*"))
-    assert keys and all(k.startswith("t:acme:") for k in keys)
+    assert keys and all(k.startswith("t:{acme}:") for k in keys)
     assert all(redis_client.ttl(k) > 0 for k in keys)
     with pytest.raises(ValueError):
         RedisAbandonCounter(redis_client, tenant="a:b")

@@ -73,7 +73,7 @@ def import_file(client: redis.Redis, path: Path, list_id: str = "leads", campaig
 def tenant_dump(client: redis.Redis, tenant: str = T) -> dict[str, str]:
     """Every key of the tenant with its whole value as text."""
     out = {}
-    for raw in client.scan_iter(match=f"t:{tenant}:*", count=1000):
+    for raw in client.scan_iter(match=f"t:{{{tenant}}}:*", count=1000):
         key = raw.decode()
         kind = client.type(key).decode()
         if kind == "string":
@@ -183,7 +183,7 @@ def test_erasure_removes_the_person_everywhere_and_keeps_a_suppression_hash(redi
     assert report.removed["import_error_entries"] == 1 and report.removed["optouts"] == 1
     # No key or value of the tenant holds the number any more, except the version counter that expires soon.
     left = traces(redis_client)
-    assert left == [f"t:{T}:p:{NUMBER}:ver"] and 0 < redis_client.ttl(left[0]) <= privacy.ERASED_VERSION_TTL
+    assert left == [f"t:{{{T}}}:p:{NUMBER}:ver"] and 0 < redis_client.ttl(left[0]) <= privacy.ERASED_VERSION_TTL
     assert NATIONAL not in world["export"].read_text() and "145678901" not in world["export"].read_text()
     assert OTHER in world["export"].read_text()  # other people untouched
     assert sorted(list_member_ids(redis_client, T, "leads")) == [other_cid]
@@ -293,7 +293,7 @@ def test_tenant_and_contact_ids_cannot_reach_other_keys(redis_client):
         with pytest.raises(privacy.PrivacyError) as err:
             call()
         assert err.value.code == "bad_tenant"
-    redis_client.hset(f"t:{T}:contact:a:b", "phone", NUMBER)
+    redis_client.hset(f"t:{{{T}}}:contact:a:b", "phone", NUMBER)
     with pytest.raises(privacy.PrivacyError) as err:
         privacy.access(redis_client, T, contact_id="a:b", at=AT)
     assert err.value.code == "bad_request"

@@ -297,7 +297,7 @@ async def test_ai_calls_count_as_connected(pbx, redis_url, redis_client, tmp_pat
                               ai_endpoint="Local/ai@sim-ai")
     running.append(await start_dialer(redis_url, write_config(tmp_path, pbx), "d1", tmp_path))
     store, peak = CampaignStore(redis_client), 0.0
-    key = f"t:acme:campaign:{campaign}:stats"
+    key = f"t:{{acme}}:campaign:{campaign}:stats"
     while store.get("acme", campaign).status != "completed":
         peak = max(peak, float(redis_client.hget(key, "connected") or 0))
         await asyncio.sleep(0.3)

@@ -118,8 +118,8 @@ def test_run_applies_the_policy_at_the_given_instant(redis_client, tmp_path):
     audit.append(T, "optout", "test", {"n": 1}, AT - 7 * YEAR)
     audit.append(T, "optout", "test", {"n": 2}, AT - 7 * YEAR)
     audit.append(T, "optout", "test", {"n": 3}, AT - 2 * YEAR)
-    redis_client.hset(f"t:{T}:campaign:c1:hour:{(AT - YEAR).strftime('%Y%m%d%H')}", "attempts", 3)
-    redis_client.hset(f"t:{T}:campaign:c1:hour:{(AT - timedelta(days=1)).strftime('%Y%m%d%H')}", "attempts", 5)
+    redis_client.hset(f"t:{{{T}}}:campaign:c1:hour:{(AT - YEAR).strftime('%Y%m%d%H')}", "attempts", 3)
+    redis_client.hset(f"t:{{{T}}}:campaign:c1:hour:{(AT - timedelta(days=1)).strftime('%Y%m%d%H')}", "attempts", 5)
     old_export, new_export = tmp_path / "old.csv", tmp_path / "new.csv"
     for path, when in [(old_export, AT - timedelta(days=40)), (new_export, AT - timedelta(days=2))]:
         path.write_text("contact_id,phone\n")
@@ -136,8 +136,8 @@ def test_run_applies_the_policy_at_the_given_instant(redis_client, tmp_path):
     assert facts.version(T, FR) > version  # the gate re-reads what changed
     assert facts.optout(T, FR) is not None  # opt-outs are never removed by retention
     assert not old_export.exists() and new_export.exists()
-    assert redis_client.keys(f"t:{T}:campaign:c1:hour:*") == [
-        f"t:{T}:campaign:c1:hour:{(AT - timedelta(days=1)).strftime('%Y%m%d%H')}".encode()]
+    assert redis_client.keys(f"t:{{{T}}}:campaign:c1:hour:*") == [
+        f"t:{{{T}}}:campaign:c1:hour:{(AT - timedelta(days=1)).strftime('%Y%m%d%H')}".encode()]
     result = audit.verify(T)
     assert result.ok, str(result)
     entries = list(audit.entries(T))
@@ -154,7 +154,7 @@ def test_error_reports_expire_and_the_job_runs_on_the_retention_queue(redis_clie
     ticket = create_import(redis_client, T, path, "leads", region="FR")
     status = run_import_inline(redis_client, T, ticket.import_id)
     assert status["summary"]["invalid"] == 1
-    errors_key = f"t:{T}:import:{ticket.import_id}:errors"
+    errors_key = f"t:{{{T}}}:import:{ticket.import_id}:errors"
     assert redis_client.llen(errors_key) == 1
     redis_client.sadd("tenants", T)
     now = datetime.now(UTC)
@@ -166,7 +166,7 @@ def test_error_reports_expire_and_the_job_runs_on_the_retention_queue(redis_clie
     assert redis_client.llen(errors_key) == 0
     job = get_queue(redis_client, RETENTION).fetch_job(jobs[0])
     assert job.return_value()["removed"]["error_reports"] == 1
-    assert redis_client.hget(f"t:{T}:import:{ticket.import_id}", "summary") is not None  # counts stay
+    assert redis_client.hget(f"t:{{{T}}}:import:{ticket.import_id}", "summary") is not None  # counts stay
 
 
 def test_offboarding_exports_everything_then_deletes_all_but_what_the_law_keeps(redis_client, tmp_path):
@@ -179,11 +179,11 @@ def test_offboarding_exports_everything_then_deletes_all_but_what_the_law_keeps(
     privacy.erase(redis_client, T, phone="+33600000001", actor="user:dpo", at=AT, secret_key=KEY)
     redis_client.sadd("tenants", T)
     redis_client.hset("token:abc", mapping={"id": "tok", "tenant": T})
-    redis_client.hset(f"t:{T}:tokens", "tok", "abc")
+    redis_client.hset(f"t:{{{T}}}:tokens", "tok", "abc")
     stray = tmp_path / "export.csv"
     stray.write_text("x\n")
     export_written(redis_client, T, "contacts", str(stray), 1, AT, actor="test")
-    redis_client.hset("t:t2:contact:x", "phone", "+33100000000")  # another tenant: untouched
+    redis_client.hset("t:{t2}:contact:x", "phone", "+33100000000")  # another tenant: untouched
 
     report = offboard(redis_client, T, tmp_path / "out.zip", AT + timedelta(days=1), actor="user:ops",
                       secret_key=KEY)
@@ -198,14 +198,14 @@ def test_offboarding_exports_everything_then_deletes_all_but_what_the_law_keeps(
     assert [p["consents"][0]["evidence"] for p in people if p["phone"] == FR] == ["f-1"]
     assert manifest["files"]["contacts.jsonl"]["rows"] == 2
     assert manifest["audit_verify"].startswith("audit trail intact")
-    left = sorted(k.decode() for k in redis_client.scan_iter(match=f"t:{T}:*"))
+    left = sorted(k.decode() for k in redis_client.scan_iter(match=f"t:{{{T}}}:*"))
     assert left == sorted(report.kept_keys)
-    assert set(left) <= {f"t:{T}:{s}" for s in ("suppression", "suppression:key", "audit", "audit:head",
+    assert set(left) <= {f"t:{{{T}}}:{s}" for s in ("suppression", "suppression:key", "audit", "audit:head",
                                                  "audit:base", "audit:anchors", "retention:policy")}
     assert Suppression(redis_client, KEY).contains(T, "+33600000001")
     assert not redis_client.exists("token:abc") and not stray.exists()
     assert redis_client.sismember(OFFBOARDED, T) and not redis_client.sismember("tenants", T)
-    assert redis_client.exists("t:t2:contact:x")
+    assert redis_client.exists("t:{t2}:contact:x")
     audit = AuditLog(redis_client, KEY)
     assert audit.verify(T).ok and list(audit.entries(T))[-1].payload["action"] == "offboard"
     assert T in retention.tenants(redis_client)  # the kept trail stays under retention

@@ -106,7 +106,7 @@ async def test_redis_restarted_empty_stops_dialing_and_writes_no_history(redis_f
     assert "Redis data vanished" in lines[0] or "Redis restarted" in lines[0], lines
     client = redislib.Redis.from_url(server.url)
     assert CampaignStore(client).list("acme") == []
-    assert not list(client.scan_iter(match="t:acme:campaign:*:q:*"))  # no stray queue rebuilt in the empty Redis
+    assert not list(client.scan_iter(match="t:{acme}:campaign:*:q:*"))  # no stray queue rebuilt in the empty Redis
     client.close()
 
 

@@ -110,7 +110,8 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
     assert redis_client.hget(denials_key("acme", campaign), "NATIONAL_REGISTRY") == b"1"
     gauges = redis_client.hgetall(stats_key("acme", campaign))
     assert b"queue_depth" in gauges and b"agents_free" in gauges  # the dashboard's live figures were written
-    hourly = [redis_client.hget(k, "attempts") for k in redis_client.scan_iter(f"t:acme:campaign:{campaign}:hour:*")]
+    hours = redis_client.scan_iter(f"t:{{acme}}:campaign:{campaign}:hour:*")
+    hourly = [redis_client.hget(k, "attempts") for k in hours]
     assert sum(int(v or 0) for v in hourly) == summary["attempts"]  # the attempts-per-hour chart is fed
     audit = AuditLog(redis_client, SECRET_KEY)
     assert audit.verify("acme").ok

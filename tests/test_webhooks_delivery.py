@@ -121,7 +121,7 @@ async def test_retried_after_500s_and_a_timeout_with_the_same_id(gw, receiver, m
     assert stamps == sorted(stamps) and len(set(stamps)) == 4  # each attempt signed at its own time
     last = receiver.received[-1]
     verify([endpoint["secret"]], last.headers, last.body, now=stamps[-1])
-    record = await gw.redis.hgetall(f"t:acme:wh:d:{endpoint['id']}:{last.headers['webhook-id']}")
+    record = await gw.redis.hgetall(f"t:{{acme}}:wh:d:{endpoint['id']}:{last.headers['webhook-id']}")
     assert record["state"] == "delivered" and record["attempts"] == "4"
 
 
@@ -161,7 +161,8 @@ async def test_receiver_down_then_back_loses_nothing(gw, receiver, make_worker, 
         await optout(gw, f"+3314567890{i}", source=f"s{i}")
     worker = await make_worker()
     await drain(worker, clock, 8, 1800)  # 4 hours of refused connections
-    record_states = {await gw.redis.hget(k, "state") for k in await gw.redis.keys(f"t:acme:wh:d:{endpoint['id']}:*")}
+    records = await gw.redis.keys(f"t:{{acme}}:wh:d:{endpoint['id']}:*")
+    record_states = {await gw.redis.hget(k, "state") for k in records}
     assert record_states == {"pending"}
     await receiver.start()  # same port
     await drain(worker, clock, 4, 3600)
@@ -212,13 +213,13 @@ async def test_delivery_refuses_a_name_resolving_to_loopback(gw, receiver, make_
     worker = await make_worker(policy=AddressPolicy(allow_http=True, allow_private=False))
     await drain(worker, clock, 3, 3600)
     assert receiver.received == []
-    key = (await gw.redis.keys(f"t:acme:wh:d:{endpoint['id']}:*"))[0]
+    key = (await gw.redis.keys(f"t:{{acme}}:wh:d:{endpoint['id']}:*"))[0]
     assert "refused" in await gw.redis.hget(key, "last_error")
     literal = await register(gw, receiver.url)  # an address literal: refused before connecting
     await optout(gw, BOB)
     await drain(worker, clock, 2, 3600)
     assert receiver.received == []
-    key = (await gw.redis.keys(f"t:acme:wh:d:{literal['id']}:*"))[0]
+    key = (await gw.redis.keys(f"t:{{acme}}:wh:d:{literal['id']}:*"))[0]
     assert "loopback" in await gw.redis.hget(key, "last_error")
 
 
@@ -229,7 +230,7 @@ async def test_redirects_are_not_followed(gw, receiver, make_worker, clock):
     worker = await make_worker()
     await worker.run_once()
     assert len(receiver.received) == 1  # /elsewhere was not requested
-    key = (await gw.redis.keys(f"t:acme:wh:d:{endpoint['id']}:*"))[0]
+    key = (await gw.redis.keys(f"t:{{acme}}:wh:d:{endpoint['id']}:*"))[0]
     assert await gw.redis.hget(key, "last_error") == "redirect not followed"
 
 
@@ -386,5 +387,5 @@ async def test_erasure_drops_undelivered_webhooks_about_the_person(gw, receiver,
     assert (await resp.json())["removed"]["webhook_deliveries"] == 2
     await drain(worker, clock, 4, 3600)
     assert [e["data"]["source"] for e in receiver.events()] == ["ann", "bob"]  # nothing about Ann after
-    leftovers = [k for k in await gw.redis.keys("t:acme:wh:*") if ANN in k]
+    leftovers = [k for k in await gw.redis.keys("t:{acme}:wh:*") if ANN in k]
     assert leftovers == [] and not [m for m in await gw.redis.zrange("wh:due", 0, -1) if ANN in m]

@@ -32,8 +32,8 @@ async def test_optout_recorded_once_however_often_it_is_sent(gw):
     status, again = await post(gw, event)
     assert status == 200 and again["duplicate"] is True and again["at"] == first["at"]
     assert await gw.redis.xlen(optout_log_key("acme")) == 1
-    assert await gw.redis.hexists("t:acme:dnc", ANN)
-    audit = await gw.redis.xrange("t:acme:audit")
+    assert await gw.redis.hexists("t:{acme}:dnc", ANN)
+    audit = await gw.redis.xrange("t:{acme}:audit")
     assert sum(1 for _, e in audit if "optout" in str(e)) >= 1
 
 

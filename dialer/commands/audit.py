@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.audit import AuditLog, iso
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
@@ -39,14 +40,14 @@ def register(sub: Any) -> None:
 def tenants_with_trails(client: redis.Redis) -> list[str]:
     """Tenants that have an audit trail (a chain head), sorted."""
     found = set()
-    for key in client.scan_iter(match="t:*:audit:head", count=1000):
+    for key in client.scan_iter(match="t:{*}:audit:head", count=1000):
         text = key.decode() if isinstance(key, bytes) else key
-        found.add(text[2:-len(":audit:head")])
+        found.add(text[3:-len("}:audit:head")])
     return sorted(found)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         log = AuditLog(client, config["security.secret_key"])
         tenants = tenants_with_trails(client) if args.all else [args.tenant]

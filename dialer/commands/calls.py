@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.agent_dispositions import AGENT_OUTCOMES, UnknownCall, record_disposition
 from dialer.audit import AuditLog
 from dialer.cli import CommandError, redis_unreachable
@@ -38,7 +39,7 @@ def register(sub: Any) -> None:
 def run_disposition(args: Any, config: Config) -> int:
     if not config.redis_url:
         raise CommandError("redis.url is not set")
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         audit = AuditLog(client, config["security.secret_key"] or b"")
         gate = Gate(client, None, None, audit=audit, actor="cli")  # records outcomes only: no packs needed

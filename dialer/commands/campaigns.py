@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.cli import CommandError
 from dialer.config import Config
 
@@ -72,7 +73,7 @@ def register(sub: Any) -> None:
 
 
 def _client(config: Config) -> redis.Redis:
-    return redis.Redis.from_url(config.redis_url, decode_responses=True)
+    return redisconn.connect(config.redis_url, decode_responses=True)
 
 
 def _actor() -> str:
@@ -284,7 +285,7 @@ def run_dnc_check(args: argparse.Namespace, config: Config) -> int:
     if not valid or not number.startswith("+"):
         raise CommandError(f"{args.number!r}: not a valid E.164 number (+ and country code, e.g. +33145678901)")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         found = _guard(lambda: FactStore(client).optout(args.tenant, e164, args.campaign))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dialer import redisconn
 from dialer.config import SETTINGS, Config
 
 
@@ -35,7 +36,7 @@ def check_redis_persistence(config: Config) -> None:
 
     from dialer.runtime.datastate import persistence_of
 
-    client = redis.Redis.from_url(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    client = redisconn.connect(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
     try:
         persistence = persistence_of(client)
     except redis.RedisError as exc:

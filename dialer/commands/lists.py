@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import redis
 
+from dialer import redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.contacts.columns import load_mapping
@@ -99,7 +100,7 @@ def _check_names(args: argparse.Namespace) -> None:
 
 
 def _client(config: Config) -> redis.Redis:
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         client.ping()
     except redis.RedisError as exc:

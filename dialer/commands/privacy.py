@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from dialer import privacy
+from dialer import privacy, redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.commands.retention import parse_at
 from dialer.config import Config
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     actor = args.actor or f"user:{getpass.getuser()}"
     at = parse_at(args.at)
     key = config["security.secret_key"]

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from tqdm import tqdm
 
+from dialer import redisconn
 from dialer.config import Config
 from dialer.registry.formats import FORMATS
 from dialer.registry.loader import DEFAULT_LOCK_TTL, LoadRefused, LoadReport, load_registry
@@ -54,7 +55,7 @@ def register(sub: Any) -> None:
 
 
 def _client(config: Config) -> redis.Redis:
-    return redis.Redis.from_url(config.redis_url)
+    return redisconn.connect(config.redis_url)
 
 
 class _Bar:

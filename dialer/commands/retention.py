@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from dialer import retention
+from dialer import redisconn, retention
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 
@@ -67,7 +67,7 @@ def parse_at(text: str | None) -> datetime:
 
 
 def _client(config: Config) -> redis.Redis:
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         client.ping()
     except redis.RedisError as exc:

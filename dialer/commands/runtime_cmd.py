@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.cli import CommandError
 from dialer.config import Config
 
@@ -32,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def _client(config: Config) -> redis.Redis:
-    return redis.Redis.from_url(config.redis_url)
+    return redisconn.connect(config.redis_url)
 
 
 def run_status(args: argparse.Namespace, config: Config) -> int:

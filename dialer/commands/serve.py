@@ -12,6 +12,7 @@ import redis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dialer import redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.private_files import UnsafeDirectory, data_dir, private_dir
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 def check_redis(url: str) -> None:
     """Refuse to start without Redis: a gateway that answers every request with an error is worse than none."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = redisconn.connect(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:

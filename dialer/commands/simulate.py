@@ -15,6 +15,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from dialer import redisconn
 from dialer.config import Config
 from dialer.pacing import DEFAULT_ABANDON_CAP, PacingMode, PacingPolicy, PolicyError
 from dialer.scenario import Scenario, ScenarioError, load_scenario, parse_duration
@@ -148,7 +149,7 @@ def _history(args: argparse.Namespace, config: Config) -> Scenario:
         raise CommandError("--days must be >= 1")
     import redis
 
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         return scenario_from_history(client, args.tenant, args.campaign, days=args.days, agents=args.agents)
     except HistoryError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from dialer import redisconn
 from dialer.audit import AuditEvent, append_async
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
@@ -57,7 +58,7 @@ def register(sub: Any) -> None:
 
 def _with_store(config: Config, work: Any) -> Any:
     async def main() -> Any:
-        client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+        client = redisconn.connect_async(config.redis_url, decode_responses=True)
         try:
             return await work(AuthStore(client))
         except AuthError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.cli import redis_unreachable
 from dialer.config import Config
 
@@ -35,7 +36,7 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
     servers = _servers(args, config)
     by_name = {s.name: s for s in servers}
     settings = RuntimeSettings.from_config(config)
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         trunks = {s.name: trunk_of(s, settings) for s in servers}
         # counted under the identity the engines read from Asterisk after login (dialer/runtime/identity.py)

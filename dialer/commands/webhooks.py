@@ -7,8 +7,7 @@ import asyncio
 import signal
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from dialer import redisconn
 from dialer.cli import CommandError
 from dialer.config import Config
 from dialer.webhooks.delivery import DeliveryWorker
@@ -26,7 +25,7 @@ async def _serve(config: Config) -> None:
         box = secret_box(config)
     except SecretBoxError as exc:
         raise CommandError(str(exc)) from None
-    client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+    client = redisconn.connect_async(config.redis_url, decode_responses=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.jobs import QUEUES, STOP_SIGNALS, DialerWorker
@@ -49,14 +50,14 @@ def work(url: str, queues: list[str], burst: bool, name: str, own_group: bool = 
         # A terminal's Ctrl+C reaches the whole foreground group; the parent forwards it once, so a
         # child in the parent's group would see each request twice.
         os.setpgrp()
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)
     worker = DialerWorker(queues, connection=client, name=name)
     return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     queues = parse_queues(args.queues or config["worker.queues"])
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         client.ping()
     except redis.RedisError as exc:

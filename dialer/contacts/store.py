@@ -35,7 +35,7 @@ def _s(value: Any) -> str:
 
 
 def tenant_prefix(tenant: str) -> str:
-    return f"t:{tenant}:"
+    return f"t:{{{tenant}}}:"
 
 
 class Keys:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dialer import redisconn
+
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 2.0
@@ -107,9 +109,8 @@ def sweep(client: Any, stale_after: float = STALE_SECONDS) -> list[tuple[str, st
 
 def watch(url: str, stop: threading.Event, every: float = SWEEP_SECONDS) -> None:
     """The sweeper loop `dialer worker` runs in a thread until `stop` is set."""
-    import redis
 
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)
     try:
         while not stop.wait(every):
             try:

@@ -158,7 +158,7 @@ class RedisAbandonCounter:
     def _key(self, campaign: str) -> str:
         if not campaign or ":" in campaign:  # would collide with the :seen: keys
             raise ValueError("campaign must be a non-empty id without ':'")
-        return f"t:{self.tenant}:abandons:{campaign}"
+        return f"t:{{{self.tenant}}}:abandons:{campaign}"
 
     def record(self, campaign: str, call_id: str, answered_at: float, abandoned: bool) -> bool:
         """Count one live answer (abandoned or not); False if this call was already counted."""

@@ -70,7 +70,7 @@ class RedisRecentAbandons:
     def _keys(self, campaign: str) -> list[str]:
         if not campaign or ":" in campaign:
             raise ValueError("campaign must be a non-empty id without ':'")
-        base = f"t:{self.tenant}:abandons:{campaign}:recent"
+        base = f"t:{{{self.tenant}}}:abandons:{campaign}:recent"
         return [f"{base}:a", f"{base}:x"]
 
     def record(self, campaign: str, call_id: str, answered_at: float, abandoned: bool) -> None:

@@ -16,6 +16,7 @@ import redis
 from rq import Queue, get_current_job
 from rq.job import Job
 
+from dialer import redisconn
 from dialer.registry.loader import (
     DEFAULT_LOCK_TTL,
     DEFAULT_MAX_BAD_SHARE,
@@ -60,7 +61,7 @@ def import_registry_job(
     """Import `path` into registry `name` on the Redis at `redis_url`; returns the load report as a dict.
     `file_name` is the name the user uploaded (recorded in the version instead of the temporary path).
     `obtained_at`: ISO 8601 time (with zone) the file was downloaded from the registry, if known."""
-    client = redis.Redis.from_url(redis_url)
+    client = redisconn.connect(redis_url)
     try:
         report = load_registry(
             client, name, path, delta=delta, fmt=fmt, country=country, max_bad_share=max_bad_share,

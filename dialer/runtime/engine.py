@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 
+from dialer import redisconn
 from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
@@ -150,7 +151,7 @@ def process_key(process_id: str) -> str:
 
 def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
     """The pacing lease of a campaign on one set of Asterisk servers (`pbx_group`)."""
-    return f"t:{tenant}:campaign:{campaign}:runtime:lease:{pbx}"
+    return f"t:{{{tenant}}}:campaign:{campaign}:runtime:lease:{pbx}"
 
 
 def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
@@ -162,7 +163,7 @@ def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
 
 def estimates_key(tenant: str, campaign: str) -> str:
     """The pacing estimates of a campaign, saved by its pacer so a successor does not start from the priors."""
-    return f"t:{tenant}:campaign:{campaign}:runtime:estimates"
+    return f"t:{{{tenant}}}:campaign:{campaign}:runtime:estimates"
 
 
 ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
@@ -1174,7 +1175,7 @@ async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock 
     """Run the engine until stop_event is set (clean shutdown; abort_event cuts the wait for calls in flight
     short). `servers` defaults to the config's [[asterisk]] tables; `settings` to the config's runtime.* values.
     Returns the stopped engine (figures: .placed)."""
-    client = redis.Redis.from_url(config.redis_url)
+    client = redisconn.connect(config.redis_url)
     try:
         gate = build_gate(client, config)
         engine = Engine(client, gate, servers if servers is not None else config.asterisk,

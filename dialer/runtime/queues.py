@@ -38,7 +38,7 @@ STATES = ("ready", "wait", "inflight", "final")
 
 
 def queue_prefix(tenant: str, campaign: str) -> str:
-    return f"t:{tenant}:campaign:{campaign}:q:"
+    return f"t:{{{tenant}}}:campaign:{campaign}:q:"
 
 
 def ready_score(priority: int, due: float) -> float:

@@ -36,7 +36,7 @@ return 1
 
 
 def endpoints_key(tenant: str) -> str:
-    return f"t:{tenant}:wh:endpoints"
+    return f"t:{{{tenant}}}:wh:endpoints"
 
 
 def _stamp(at: datetime) -> str:

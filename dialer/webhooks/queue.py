@@ -23,15 +23,15 @@ DELIVERED_TTL = 7 * 86400  # a delivered record stays visible for a week
 
 
 def delivery_key(tenant: str, endpoint: str, event_id: str) -> str:
-    return f"t:{tenant}:wh:d:{endpoint}:{event_id}"
+    return f"t:{{{tenant}}}:wh:d:{endpoint}:{event_id}"
 
 
 def queue_key(tenant: str, endpoint: str, key: str) -> str:
-    return f"t:{tenant}:wh:q:{endpoint}:{key}"
+    return f"t:{{{tenant}}}:wh:q:{endpoint}:{key}"
 
 
 def dead_key(tenant: str) -> str:
-    return f"t:{tenant}:wh:dead"
+    return f"t:{{{tenant}}}:wh:dead"
 
 
 def member(tenant: str, endpoint: str, key: str) -> str:

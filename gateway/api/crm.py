@@ -52,7 +52,7 @@ CRM_EVENT_OUT = {
 
 
 def seen_key(tenant: str, client_id: str) -> str:
-    return f"t:{tenant}:crm:seen:{hashlib.sha256(client_id.encode()).hexdigest()}"
+    return f"t:{{{tenant}}}:crm:seen:{hashlib.sha256(client_id.encode()).hexdigest()}"
 
 
 async def crm_event(request: web.Request) -> web.Response:

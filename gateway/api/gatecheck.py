@@ -127,7 +127,7 @@ async def check(request: web.Request) -> web.Response:
 
 def queue_entry(client: Any, tenant: str, campaign: str, contact_id: str) -> dict[str, Any] | None:
     """The runtime's queue entry for the contact (dialer/runtime/queues.py layout), or None if never queued."""
-    prefix = f"t:{tenant}:campaign:{campaign}:q:"
+    prefix = f"t:{{{tenant}}}:campaign:{campaign}:q:"
     pipe = client.pipeline(transaction=False)
     pipe.hget(prefix + "state", contact_id)
     pipe.zscore(prefix + "wait", contact_id)
@@ -214,7 +214,7 @@ async def why(request: web.Request) -> web.Response:
     if _DIGITS.match(ref):
         number = "+" + ref
         ids = await sync(contacts_for_phone, client, who.tenant, number)
-        queued = await sync(client.hget, f"t:{who.tenant}:campaign:{campaign_id}:q:phones", number)
+        queued = await sync(client.hget, f"t:{{{who.tenant}}}:campaign:{campaign_id}:q:phones", number)
         cid = _s(queued) if queued else (sorted(ids)[0] if ids else None)
         contact = await sync(get_contact, client, who.tenant, cid) if cid else None
     else:
@@ -228,8 +228,9 @@ async def why(request: web.Request) -> web.Response:
     last = await sync(last_decision, client, who.tenant, campaign_id, person, cid)
     now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), datetime.now(UTC),
                      contact_id=cid)
-    in_campaign = bool(queue) or bool(await sync(client.sismember, f"t:{who.tenant}:campaign:{campaign_id}:contacts",
-                                                 cid)) or contact.get("list") in (stored.config.get("lists") or [])
+    members = f"t:{{{who.tenant}}}:campaign:{campaign_id}:contacts"
+    in_campaign = bool(queue) or bool(await sync(client.sismember, members, cid)) \
+        or contact.get("list") in (stored.config.get("lists") or [])
     summary, next_at = _summary(queue, last, now)
     return web.json_response({"campaign": campaign_id, "contact_id": cid, "phone": AuditLog.mask(number),
                               "in_campaign": in_campaign, "queue": queue, "last_decision": last,

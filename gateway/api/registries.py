@@ -45,7 +45,7 @@ JOB: dict[str, Any] = {"type": "object", "required": ["id", "registry", "status"
 
 
 def job_key(tenant: str, job_id: str) -> str:
-    return f"t:{tenant}:registry-import:{job_id}"
+    return f"t:{{{tenant}}}:registry-import:{job_id}"
 
 
 def _version(name: str, store: RegistryStore) -> dict[str, Any]:
