@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from dialer import __version__, suppression
+from dialer import __version__, jobs, suppression
 from dialer.config import ConfigError, load_config
 from dialer.logs import setup_logging
 
@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         setup_logging(config["log.level"])
         suppression.configure(config["security.secret_key"])  # jobs this process runs check erased numbers
+        jobs.configure(config.redis_url, config.jobs_url)  # where RQ's queues live (docs/redis.md)
         return int(args.func(args, config) or 0)
     except ConfigError as exc:
         print(f"dialer: configuration error: {exc}", file=sys.stderr)

@@ -153,8 +153,9 @@ def parse_number(phone: str, country: str | None) -> tuple[str, str] | None:
 # Read many people's facts in one script: one command to send and one reply to parse instead of six
 # per person, and each batch is a consistent snapshot (facts and versions read at one instant).
 # Keys are built here from the tenant prefix rather than passed in KEYS: that halves what the client
-# encodes per person. Fine on a single Redis (our deployment); Redis Cluster would need KEYS and hash tags.
-# ARGV: prefix "t:{T}:", count n, then per person e164, campaign, then per person its suppression ref
+# encodes per person. On a Redis Cluster that is sound because the prefix carries the tenant's hash tag (every
+# key built from it is in the tenant's slot); KEYS[1] (the tenant's suppression hash) routes the script there.
+# KEYS: routing key. ARGV: prefix "t:{T}:", count n, then per person e164, campaign, then per person its suppression ref
 # (dialer/suppression.py: erased numbers are kept only as keyed hashes).
 # Reply: per person [consent list, rel list, att values, company entry|nil, campaign entry|nil, ver|nil], then
 # one list of 0/1 (suppressed) per person and the suppression key fingerprint (nil when never written).
@@ -249,7 +250,13 @@ def _s(value: Any) -> str:
 
 
 def tenant_prefix(tenant: str) -> str:
+    """Every key of a tenant starts with this; `{T}` is a hash tag: one tenant, one cluster slot (docs/redis.md)."""
     return f"t:{{{tenant}}}:"
+
+
+def _routing_key(tenant: str) -> str:
+    """A key of the tenant's slot for scripts that build their keys from the prefix (a cluster routes by KEYS)."""
+    return tenant_prefix(tenant) + "suppression"
 
 
 def consent_use_key(tenant: str, e164: str) -> str:
@@ -635,7 +642,7 @@ class Gate:
                 by_tenant.setdefault(requests[i].campaign.tenant, []).append(i)
         commands = []
         for tenant, ids in by_tenant.items():
-            args = ["EVALSHA", self._read.sha, "0", tenant_prefix(tenant), str(len(ids))]
+            args = ["EVALSHA", self._read.sha, "1", _routing_key(tenant), tenant_prefix(tenant), str(len(ids))]
             for i in ids:
                 args += (numbers[i][0], requests[i].campaign.id)  # type: ignore[index]
             args += [self.audit.person_ref(numbers[i][0]) for i in ids]  # type: ignore[index]
@@ -732,7 +739,7 @@ class Gate:
         for e164, campaign in items:
             args += (e164, campaign)
         args += [self.audit.person_ref(e164) for e164, _ in items]
-        command = ["EVALSHA", self._read.sha, "0", *args]
+        command = ["EVALSHA", self._read.sha, "1", _routing_key(tenant), *args]
         try:  # EVALSHA directly: redis-py's Script wrapper costs more than the command itself for one person
             raw = self.redis.execute_command(*command)
         except redis.exceptions.NoScriptError:  # not in the server's script cache (restart, SCRIPT FLUSH)

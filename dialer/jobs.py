@@ -15,14 +15,53 @@ import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import StopRequested
 
+from dialer.redisconn import connect, is_cluster
+
 QUEUES: tuple[str, ...] = ("imports", "registry", "exports", "retention")
 IMPORTS, REGISTRY, EXPORTS, RETENTION = QUEUES
+
+
+# RQ 3.0 does not run on a Redis Cluster: its keys (rq:job:<id>, rq:queue:<name>, rq:wip:<name> ...) carry no
+# hash tags and it writes them together in MULTI blocks and scripts (CROSSSLOT). With redis.url a cluster, the
+# queues live on the plain Redis named by redis.jobs_url, and jobs read and write the data on the cluster.
+_urls: dict[str, str] = {}
+_clients: dict[str, redis.Redis] = {}
+
+
+def configure(data_url: str, jobs_url: str) -> None:
+    """Set by each process from its settings (dialer.cli, gateway.app): where the data and the queues live."""
+    _urls.update(data=data_url, jobs=jobs_url)
+
+
+def _separate() -> bool:
+    return bool(_urls.get("jobs")) and _urls.get("jobs") != _urls.get("data")
+
+
+def _client(url: str) -> redis.Redis:
+    if url not in _clients:
+        _clients[url] = connect(url)
+    return _clients[url]
+
+
+def jobs_connection(client: redis.Redis) -> redis.Redis:
+    """The Redis RQ uses, given a data client: that client itself unless redis.jobs_url names another one."""
+    if _separate():
+        return _client(_urls["jobs"])
+    if is_cluster(client):
+        raise RuntimeError("setting redis.jobs_url is required with a Redis Cluster: RQ does not run on one "
+                           "(docs/redis.md)")
+    return client
+
+
+def job_data_connection(job: Any) -> redis.Redis:
+    """Inside a job: the Redis holding the data (the worker's own connection unless the queues live apart)."""
+    return _client(_urls["data"]) if _separate() else job.connection
 
 
 def get_queue(client: redis.Redis, name: str) -> Queue:
     if name not in QUEUES:
         raise ValueError(f"unknown queue {name!r} (known: {', '.join(QUEUES)})")
-    return Queue(name, connection=client)
+    return Queue(name, connection=jobs_connection(client))
 
 
 log = logging.getLogger(__name__)

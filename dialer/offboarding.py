@@ -216,11 +216,11 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
     doomed = [k for k in _scan(client, p + "*") if k not in keep]
     for n in range(0, len(doomed), 500):
         client.unlink(*doomed[n:n + 500])
-    pipe = client.pipeline(transaction=True)
-    pipe.srem("tenants", tenant)
-    pipe.sadd(OFFBOARDED, tenant)
-    pipe.hset(f"tenant:{tenant}", mapping={"offboarded_at": iso(at)})
-    pipe.execute()
+    # Three steps (the sets are global, the record is in the tenant's slot: no one MULTI on a Redis Cluster),
+    # in an order that a crash can only leave half-done towards "offboarded", and that a rerun completes.
+    client.hset(f"tenant:{{{tenant}}}", mapping={"offboarded_at": iso(at)})
+    client.sadd(OFFBOARDED, tenant)
+    client.srem("tenants", tenant)
     for member in client.smembers("dialer:imports:active"):
         if _s(member).startswith(f"{tenant}\t"):
             client.srem("dialer:imports:active", member)

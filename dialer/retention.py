@@ -364,7 +364,10 @@ def retention_job(tenant: str, at_iso: str) -> dict[str, Any]:
 
     job = get_current_job()
     assert job is not None
-    return run(job.connection, tenant, datetime.fromisoformat(at_iso), secret_key=process_key()).as_dict()
+    from dialer.jobs import job_data_connection
+
+    data = job_data_connection(job)
+    return run(data, tenant, datetime.fromisoformat(at_iso), secret_key=process_key()).as_dict()
 
 
 def tenants(client: redis.Redis) -> list[str]:

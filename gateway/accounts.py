@@ -146,7 +146,7 @@ class AccountStore:
 
     async def locked_for(self, email: str) -> int:
         """Seconds the email stays locked out (0: not locked)."""
-        ttl = await self.redis.ttl(f"login:lock:{_h(email)}")
+        ttl = await self.redis.ttl(f"login:lock:{{{_h(email)}}}")
         return max(0, int(ttl))
 
     async def address_over_limit(self, address: str) -> bool:
@@ -159,7 +159,7 @@ class AccountStore:
 
     async def note_failure(self, email: str) -> bool:
         """Count a failed attempt; True when this one locks the email."""
-        fail = f"login:fail:{_h(email)}"
+        fail = f"login:fail:{{{_h(email)}}}"
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(fail, 0, ex=self.limits.window_seconds, nx=True)
         pipe.incr(fail)
@@ -167,13 +167,13 @@ class AccountStore:
         if int(count) < self.limits.max_failures:
             return False
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"login:lock:{_h(email)}", "1", ex=self.limits.lockout_seconds)
+        pipe.set(f"login:lock:{{{_h(email)}}}", "1", ex=self.limits.lockout_seconds)
         pipe.delete(fail)
         await pipe.execute()
         return True
 
     async def note_success(self, email: str) -> None:
-        await self.redis.delete(f"login:fail:{_h(email)}")
+        await self.redis.delete(f"login:fail:{{{_h(email)}}}")
 
     async def unlock(self, email: str) -> None:
-        await self.redis.delete(f"login:lock:{_h(email)}", f"login:fail:{_h(email)}")
+        await self.redis.delete(f"login:lock:{{{_h(email)}}}", f"login:fail:{{{_h(email)}}}")

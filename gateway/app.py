@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer import redisconn
+from dialer import jobs, redisconn
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import Config
@@ -102,6 +102,7 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
     app[CONFIG] = config
     app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
+    jobs.configure(config.redis_url, config.jobs_url)  # the RQ queues' Redis (docs/redis.md)
     sync = sync_redis or redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
     fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))

@@ -73,10 +73,14 @@ class SessionStore:
         session = Session(sid, tenant, user, stage, secrets.token_urlsafe(32), now + self.policy.max_seconds)
         record = {"id": sid, "tenant": tenant, "user": user, "stage": stage, "csrf": session.csrf,
                   "created_at": f"{now:.3f}", "expires_at": f"{session.expires_at:.3f}", "last_seen": f"{now:.3f}"}
+        # Two steps, not one MULTI: the session record is global (found by the cookie alone) and the user's index is
+        # in the tenant's hash slot, which a Redis Cluster cannot join in a transaction. Index first: a crash in
+        # between leaves an index entry naming no session (listed as nothing, harmless), never a session that
+        # cannot be listed or revoked.
+        await self.redis.hset(sessions_key(tenant, user), sid, digest)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(session_key(digest), mapping=record)
         pipe.expire(session_key(digest), self._ttl(session, now))
-        pipe.hset(sessions_key(tenant, user), sid, digest)
         await pipe.execute()
         return cookie, session
 
@@ -114,31 +118,26 @@ class SessionStore:
         return Principal(tenant=session.tenant, user=session.user, role=user["role"], token_id=f"session:{session.id}")
 
     async def _delete(self, session: Session, digest: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(session_key(digest))
-        pipe.hdel(sessions_key(session.tenant, session.user), session.id)
-        await pipe.execute()
+        # The session first (it stops working), then its index entry: see create() for why two steps.
+        await self.redis.delete(session_key(digest))
+        await self.redis.hdel(sessions_key(session.tenant, session.user), session.id)
 
     async def revoke(self, tenant: str, user: str, sid: str) -> bool:
         """End one session of a user of `tenant` (only that tenant's index can name it)."""
         digest = await self.redis.hget(sessions_key(tenant, user), sid)
         if digest is None:
             return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(session_key(digest))
-        pipe.hdel(sessions_key(tenant, user), sid)
-        await pipe.execute()
+        await self.redis.delete(session_key(digest))  # first: it stops working (see create())
+        await self.redis.hdel(sessions_key(tenant, user), sid)
         return True
 
     async def revoke_all(self, tenant: str, user: str) -> int:
         index = await self.redis.hgetall(sessions_key(tenant, user))
         if not index:
             return 0
-        pipe = self.redis.pipeline(transaction=True)
-        for digest in index.values():
-            pipe.delete(session_key(digest))
-        pipe.delete(sessions_key(tenant, user))
-        await pipe.execute()
+        for digest in index.values():  # the sessions first, then the index (see create())
+            await self.redis.delete(session_key(digest))
+        await self.redis.delete(sessions_key(tenant, user))
         return len(index)
 
     async def list(self, tenant: str, user: str) -> list[dict[str, str]]:

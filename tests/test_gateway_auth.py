@@ -188,7 +188,7 @@ async def test_authenticate_refuses_husks_and_garbage(redis_url):
     assert await store.authenticate(token) is None
     assert await store.authenticate("garbage") is None
     assert (await store.authenticate(token2)).user == "u"
-    await client.delete("tenant:t1")
+    await client.delete("tenant:{t1}")
     assert await store.authenticate(token2) is None  # tenant removed: its tokens stop working
     await client.aclose()
 

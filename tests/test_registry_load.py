@@ -35,7 +35,7 @@ def store(client: redis.Redis) -> RegistryStore:
 def registry_keys(client: redis.Redis, name: str) -> dict[bytes, bytes | dict]:
     """Every key of a registry with its value: to prove a refused load changed nothing."""
     out: dict[bytes, bytes | dict] = {}
-    for key in sorted(client.scan_iter(match=f"reg:{name}:*")):
+    for key in sorted(client.scan_iter(match=f"reg:{{{name}}}:*")):
         out[key] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
     return out
 
@@ -73,7 +73,7 @@ def test_second_full_load_replaces_and_counts_added_removed(redis_client: redis.
     assert s.contains_many("us_dnc", [e164_nanp(n) for n in first[:1000]]) == [n in expected for n in first[:1000]]
     assert s.loaded_at("us_dnc") == T1
     # The replaced version is gone from Redis: only v2's keys remain.
-    assert {k.split(b":")[2] for k in redis_client.scan_iter(match=b"reg:us_dnc:v*")} == {b"v2"}
+    assert {k.split(b":")[2] for k in redis_client.scan_iter(match=b"reg:{us_dnc}:v*")} == {b"v2"}
 
 
 def test_change_file_adds_and_deletes(redis_client: redis.Redis, tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_change_file_adds_and_deletes(redis_client: redis.Redis, tmp_path: Path)
 def test_change_file_without_live_version_is_refused(redis_client: redis.Redis, tmp_path: Path) -> None:
     with pytest.raises(LoadRefused, match="no live version"):
         load_registry(redis_client, "us_dnc", write_lines(tmp_path / "c.txt", ["A,2125551234"]), delta=True)
-    assert registry_keys(redis_client, "us_dnc").keys() <= {b"reg:us_dnc:seq"}
+    assert registry_keys(redis_client, "us_dnc").keys() <= {b"reg:{us_dnc}:seq"}
     assert redis_client.get(key_lock("us_dnc")) is None
 
 
@@ -126,7 +126,7 @@ def test_bad_share_above_threshold_refuses_and_changes_nothing(redis_client: red
     assert info.value.report.invalid == 11 and not info.value.report.committed
     assert [b.line for b in info.value.report.bad_lines] == list(range(1001, 1012))
     after = registry_keys(redis_client, "us_dnc")
-    assert after == {**before, b"reg:us_dnc:seq": before[b"reg:us_dnc:seq"]}
+    assert after == {**before, b"reg:{us_dnc}:seq": before[b"reg:{us_dnc}:seq"]}
     assert store(redis_client).loaded_at("us_dnc") == T0
     # A looser threshold accepts the same file.
     report = load_registry(redis_client, "us_dnc", tmp_path / "bad.txt", max_bad_share=0.02, loaded_at=T1,
@@ -227,7 +227,7 @@ def test_orphan_staging_keys_are_cleaned_by_the_next_load(redis_client: redis.Re
     redis_client.set(key_chunk("us_dnc", 7, 0), b"half-written", ex=3600)  # as a killed import leaves them
     report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "b.txt", nanp_numbers(20)))
     assert report.version is not None
-    versions = {k.split(b":")[2] for k in redis_client.scan_iter(match=b"reg:us_dnc:v*")}
+    versions = {k.split(b":")[2] for k in redis_client.scan_iter(match=b"reg:{us_dnc}:v*")}
     assert versions == {f"v{report.version.version}".encode()}
     assert drop_versions(redis_client, "us_dnc", keep={report.version.version}) == 0
 
@@ -268,7 +268,7 @@ def test_commit_refused_when_the_lock_was_taken_over(redis_client: redis.Redis, 
                       progress=take_over, force=True)
     after = registry_keys(redis_client, "us_dnc")
     assert after.pop(key_lock("us_dnc").encode()) == b"another-importer"  # not released: not ours
-    assert after == {**before, b"reg:us_dnc:seq": b"2"}  # staged v2 deleted, v1 untouched
+    assert after == {**before, b"reg:{us_dnc}:seq": b"2"}  # staged v2 deleted, v1 untouched
 
 
 def test_full_load_repairs_a_damaged_live_version_but_a_change_file_is_refused(redis_client: redis.Redis,
@@ -373,7 +373,7 @@ def test_full_load_that_shrinks_the_registry_drastically_is_refused(redis_client
     with pytest.raises(LoadRefused, match=r"would remove 7000 of the 10000 numbers .*70\.00%.*--force") as info:
         load_registry(redis_client, "us_dnc", truncated, loaded_at=T1)
     assert not info.value.report.committed and info.value.report.invalid == 0
-    assert registry_keys(redis_client, "us_dnc") == {**before, b"reg:us_dnc:seq": before[b"reg:us_dnc:seq"]}
+    assert registry_keys(redis_client, "us_dnc") == {**before, b"reg:{us_dnc}:seq": before[b"reg:{us_dnc}:seq"]}
     assert store(redis_client).loaded_at("us_dnc") == T0
     # Within the allowed share (a normal month: some numbers leave), or with a looser threshold: loaded.
     report = load_registry(redis_client, "us_dnc", write_lines(tmp_path / "m.txt", numbers[1000:]), loaded_at=T1)

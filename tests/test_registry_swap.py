@@ -28,8 +28,8 @@ def _env(redis_url: str) -> dict[str, str]:
 
 def _snapshot(client: redis.Redis, name: str) -> dict[bytes, object]:
     out: dict[bytes, object] = {}
-    for key in sorted(client.scan_iter(match=f"reg:{name}:*")):
-        if key in (f"reg:{name}:seq".encode(), f"reg:{name}:lock".encode()):
+    for key in sorted(client.scan_iter(match=f"reg:{{{name}}}:*")):
+        if key in (f"reg:{{{name}}}:seq".encode(), f"reg:{{{name}}}:lock".encode()):
             continue
         out[key] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
     return out
@@ -149,7 +149,7 @@ def test_import_killed_after_staging_leaves_orphans_that_never_go_live(redis_url
                           env=_env(redis_url), timeout=60)
     assert proc.returncode == -signal.SIGKILL
 
-    staged = [k for k in client.scan_iter(match=b"reg:us_dnc:v2:*")]
+    staged = [k for k in client.scan_iter(match=b"reg:{us_dnc}:v2:*")]
     assert len(staged) > 2  # the killed import wrote its chunks and metadata...
     assert all(client.ttl(k) > 0 for k in staged)  # ...as staging keys that expire by themselves
     assert client.get(key_current("us_dnc")) == pointer  # ...and never went live
@@ -164,5 +164,5 @@ def test_import_killed_after_staging_leaves_orphans_that_never_go_live(redis_url
         time.sleep(0.05)
     report = load_registry(client, "us_dnc", new, force=True)
     assert report.version is not None and report.version.version == 3 and report.version.rows == 50_000
-    assert not [k for k in client.scan_iter(match=b"reg:us_dnc:v2:*")]
-    assert not [k for k in client.scan_iter(match=b"reg:us_dnc:v1:*")]
+    assert not [k for k in client.scan_iter(match=b"reg:{us_dnc}:v2:*")]
+    assert not [k for k in client.scan_iter(match=b"reg:{us_dnc}:v1:*")]

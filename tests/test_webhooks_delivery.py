@@ -295,7 +295,7 @@ async def test_deleted_endpoint_gets_nothing_more(gw, receiver, make_worker, clo
     await optout(gw, BOB)
     await drain(await make_worker(), clock, 2)
     assert receiver.received == []
-    assert await gw.redis.zcard("wh:due") == 0
+    assert await gw.redis.zcard("t:{acme}:wh:due") == 0
 
 
 async def test_call_outcome_campaign_and_import_events(gw, receiver, make_worker, clock, redis_url):
@@ -388,4 +388,4 @@ async def test_erasure_drops_undelivered_webhooks_about_the_person(gw, receiver,
     await drain(worker, clock, 4, 3600)
     assert [e["data"]["source"] for e in receiver.events()] == ["ann", "bob"]  # nothing about Ann after
     leftovers = [k for k in await gw.redis.keys("t:{acme}:wh:*") if ANN in k]
-    assert leftovers == [] and not [m for m in await gw.redis.zrange("wh:due", 0, -1) if ANN in m]
+    assert leftovers == [] and not [m for m in await gw.redis.zrange("t:{acme}:wh:due", 0, -1) if ANN in m]

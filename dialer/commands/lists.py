@@ -160,9 +160,9 @@ def _follow(client: redis.Redis, tenant: str, import_id: str) -> dict[str, Any]:
 def _import_workers(client: redis.Redis) -> int:
     from rq import Worker
 
-    from dialer.jobs import IMPORTS, get_queue
+    from dialer.jobs import IMPORTS, get_queue, jobs_connection
 
-    return Worker.count(connection=client, queue=get_queue(client, IMPORTS))
+    return Worker.count(connection=jobs_connection(client), queue=get_queue(client, IMPORTS))
 
 
 def run_import(args: argparse.Namespace, config: Config) -> int:

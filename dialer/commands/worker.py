@@ -21,7 +21,7 @@ import redis
 from dialer import redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
-from dialer.jobs import QUEUES, STOP_SIGNALS, DialerWorker
+from dialer.jobs import QUEUES, STOP_SIGNALS, DialerWorker, configure
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ def parse_queues(text: str) -> list[str]:
     return names
 
 
-def work(url: str, queues: list[str], burst: bool, name: str, own_group: bool = False) -> bool:
+def work(url: str, queues: list[str], burst: bool, name: str, own_group: bool = False,
+         data_url: str | None = None) -> bool:
+    """Run one RQ worker on `url` (the queues' Redis: redis.jobs_url, else redis.url); jobs reach the data on
+    `data_url` (redis.url) when it is another Redis, e.g. a Redis Cluster (dialer.jobs.job_data_connection)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     if own_group:
         # A terminal's Ctrl+C reaches the whole foreground group; the parent forwards it once, so a
         # child in the parent's group would see each request twice.
         os.setpgrp()
+    if data_url is not None:
+        configure(data_url, url)
     client = redisconn.connect(url)
     worker = DialerWorker(queues, connection=client, name=name)
     return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
@@ -84,11 +89,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 def _run_workers(args: argparse.Namespace, config: Config, queues: list[str], prefix: str) -> int:
     if args.processes <= 1:
-        work(config.redis_url, queues, args.burst, f"{prefix}.{uuid.uuid4().hex[:6]}")
+        work(config.jobs_url, queues, args.burst, f"{prefix}.{uuid.uuid4().hex[:6]}", data_url=config.redis_url)
         return 0
     procs = [
-        multiprocessing.Process(target=work, args=(config.redis_url, queues, args.burst,
-                                                   f"{prefix}.{uuid.uuid4().hex[:6]}", True), daemon=False)
+        multiprocessing.Process(target=work, args=(config.jobs_url, queues, args.burst,
+                                                   f"{prefix}.{uuid.uuid4().hex[:6]}", True, config.redis_url),
+                                daemon=False)
         for _ in range(args.processes)
     ]
 

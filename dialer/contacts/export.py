@@ -127,20 +127,22 @@ def export_job(tenant: str, kind: str, path: str, list_id: str | None = None, ca
     """RQ entry point (queue "exports"): write the export to `path` (a file the caller can serve)."""
     from rq import get_current_job
 
+    from dialer.jobs import job_data_connection
+
     job = get_current_job()
     assert job is not None
     tmp = f"{path}.part"
     from dialer.private_files import create_private
 
     with create_private(tmp, "w", newline="", encoding="utf-8-sig") as out:  # 0600; BOM for Excel
-        count = export(job.connection, tenant, kind, out, list_id=list_id, campaign=campaign)
+        count = export(job_data_connection(job), tenant, kind, out, list_id=list_id, campaign=campaign)
     os.replace(tmp, path)  # the file appears complete or not at all
     from datetime import UTC, datetime
 
     from dialer.audit_events import export_written
 
-    export_written(job.connection, tenant, kind, os.path.abspath(path), count, datetime.now(UTC), actor="job:export",
-                   list_id=list_id, campaign=campaign)
+    export_written(job_data_connection(job), tenant, kind, os.path.abspath(path), count, datetime.now(UTC),
+                   actor="job:export", list_id=list_id, campaign=campaign)
     job.meta["rows"] = count
     job.save_meta()
     return count

@@ -39,7 +39,7 @@ from dialer.contacts.rows import RowError, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
 from dialer.facts import FactStore
-from dialer.jobs import IMPORTS, get_queue
+from dialer.jobs import IMPORTS, get_queue, job_data_connection, jobs_connection
 from dialer.webhooks.events import emit
 from rules.model import Consent
 
@@ -185,15 +185,16 @@ def import_list_job(tenant: str, import_id: str) -> dict[str, Any]:
     """RQ entry point (queue "imports"): run the import; returns its final status."""
     job = get_current_job()
     assert job is not None
-    Importer(job.connection, tenant, import_id, job=job).run()
-    return import_status(job.connection, tenant, import_id) or {}
+    data = job_data_connection(job)
+    Importer(data, tenant, import_id, job=job).run()
+    return import_status(data, tenant, import_id) or {}
 
 
 def import_chunk_job(tenant: str, import_id: str) -> int:
     """RQ entry point: help an import by staging chunks until none is left. Returns chunks staged."""
     job = get_current_job()
     assert job is not None
-    return Importer(job.connection, tenant, import_id, job=job).help()
+    return Importer(job_data_connection(job), tenant, import_id, job=job).help()
 
 
 def run_import_inline(client: redis.Redis, tenant: str, import_id: str,
@@ -240,7 +241,7 @@ def reconcile_import(client: redis.Redis, tenant: str, import_id: str) -> dict[s
     if not status or status["status"] not in ("running", "committing") or not status.get("job_id"):
         return status
     try:
-        state = Job.fetch(status["job_id"], connection=client).get_status()
+        state = Job.fetch(status["job_id"], connection=jobs_connection(client)).get_status()
     except NoSuchJobError:
         state = None
     if state in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
@@ -635,7 +636,7 @@ class Importer:
             while True:
                 moved = self.scripts.publish(
                     keys=[rows_key, keys.seen, keys.list_phones(list_id),
-                          keys.campaign_phones(campaign) if campaign else "", keys.new_members, keys.duplicates,
+                          keys.campaign_phones(campaign) if campaign else keys.no_campaign, keys.new_members, keys.duplicates,
                           keys.counters],
                     args=[keys.p, PUBLISH_BATCH, keys.stg, ERRORS_KEPT],
                 )
@@ -653,7 +654,7 @@ class Importer:
         fields = {"status": "committed", "finished_at": _now().isoformat(), "summary": json.dumps(summary),
                   "rows_done": params.get("rows_total", "0")}
         self.scripts.finalize(
-            keys=[keys.list_members(list_id), keys.campaign_contacts(campaign) if campaign else "", keys.new_members,
+            keys=[keys.list_members(list_id), keys.campaign_contacts(campaign) if campaign else keys.no_campaign, keys.new_members,
                   keys.status, keys.staged, keys.list(list_id), keys.lists, f"{keys.list(list_id)}:imports"],
             args=[json.dumps(fields), list_id, self.import_id, summary["contacts_added"], _now().isoformat(),
                   params["region"]],

@@ -34,6 +34,9 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+NO_CAMPAIGN = "no-campaign"  # campaign keys end in :phones or :contacts, so this suffix names none of them
+
+
 def tenant_prefix(tenant: str) -> str:
     return f"t:{{{tenant}}}:"
 
@@ -67,6 +70,11 @@ class Keys:
 
     def list_lock(self, list_id: str) -> str:
         return f"{self.p}list:{list_id}:commit-lock"
+
+    @property
+    def no_campaign(self) -> str:
+        """Stands for "no campaign" in a script's KEYS (never written): in the tenant's slot, where "" would not be."""
+        return f"{self.p}{NO_CAMPAIGN}"
 
     def campaign_contacts(self, campaign: str) -> str:
         return f"{self.p}campaign:{campaign}:contacts"
@@ -153,7 +161,7 @@ end
 return 1
 """
 
-# KEYS: staged rows list, seen, list phones, campaign phones (or ""), new members, duplicates list,
+# KEYS: staged rows list, seen, list phones, campaign phones (or Keys.no_campaign), new members, duplicates list,
 #       counters.  ARGV: tenant prefix, batch size, staging prefix, error report cap.
 # Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
 # the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
@@ -165,7 +173,7 @@ PUBLISH = """
 local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
 if not items then return 0 end
 local prefix, staging = ARGV[1], ARGV[3]
-local has_campaign = KEYS[4] ~= ''
+local has_campaign = string.sub(KEYS[4], -12) ~= ':no-campaign'
 local contacts, dup_rows, dup_phones = 0, 0, 0
 local dup_by = {}
 for _, item in ipairs(items) do
@@ -233,14 +241,14 @@ for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[7], 'dup:' .. reaso
 return #items
 """
 
-# KEYS: list members, campaign contacts ("" if none), new members, status, staged-keys set, list meta,
+# KEYS: list members, campaign contacts (Keys.no_campaign if none), new members, status, staged-keys set, list meta,
 #       lists set, list's imports list.
 # ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
 # The last step of a commit: the list (and campaign) gain all new contacts at once. Runs once only.
 FINALIZE = """
 if redis.call('HGET', KEYS[4], 'status') ~= 'committing' then return 0 end
 local function merge(dest, src)
-  if dest == '' then return end
+  if string.sub(dest, -12) == ':no-campaign' then return end
   if redis.call('EXISTS', src) == 0 then return end
   if redis.call('EXISTS', dest) == 0 then
     redis.call('COPY', src, dest)
@@ -292,7 +300,7 @@ return item
 """
 
 
-# ARGV: tenant prefix, contact id. Removes one contact and every index entry pointing at it, atomically.
+# KEYS: the contact (routes the script to the tenant's cluster slot). ARGV: tenant prefix, contact id. Removes one contact and every index entry pointing at it, atomically.
 # Facts about the person (consents, opt-outs, attempts: dialer/facts.py) are not touched: an opt-out
 # must outlive the contact.
 ERASE = """
@@ -394,7 +402,7 @@ def erase_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
     scripts = Scripts(client)
     erased = []
     for cid in contacts_for_phone(client, tenant, e164):
-        if scripts.erase(args=[tenant_prefix(tenant), cid]):
+        if scripts.erase(keys=[f"{tenant_prefix(tenant)}contact:{cid}"], args=[tenant_prefix(tenant), cid]):
             erased.append(cid)
     return erased
 

@@ -17,6 +17,7 @@ from rq import Queue, get_current_job
 from rq.job import Job
 
 from dialer import redisconn
+from dialer.jobs import jobs_connection
 from dialer.registry.loader import (
     DEFAULT_LOCK_TTL,
     DEFAULT_MAX_BAD_SHARE,
@@ -80,7 +81,7 @@ def enqueue_import(client: redis.Redis, redis_url: str, name: str, path: str, de
     """Queue an import on the `registry` queue with a timeout long enough for national files.
     `options` are import_registry_job's keyword arguments (fmt, country, max_bad_share, file_name, lock_ttl,
     max_shrink_share, force, obtained_at)."""
-    queue = Queue(QUEUE, connection=client)
+    queue = Queue(QUEUE, connection=jobs_connection(client))
     return queue.enqueue(import_registry_job, args=(redis_url, name, path, delta), kwargs=options,
                          job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL,
                          description=f"registry import {name}{' (changes)' if delta else ''}")

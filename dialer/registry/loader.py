@@ -134,14 +134,13 @@ local cur = redis.call('GET', KEYS[1])
 if (cur or ''):match('^%d*') ~= ARGV[3] then
   return redis.error_reply('BASECHANGED the live version changed during the import')
 end
-for i = 4, #KEYS do
+for i = 3, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     return redis.error_reply('INCOMPLETE staged key missing: ' .. KEYS[i])
   end
 end
-for i = 4, #KEYS do redis.call('PERSIST', KEYS[i]) end
+for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
 redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return cur or false
 """
@@ -193,7 +192,7 @@ def _version_of(key: bytes | str) -> int | None:
 
 def drop_versions(client: redis.Redis, name: str, keep: set[int]) -> int:
     """Delete every version of `name` not in `keep` (orphans of killed loads, replaced versions)."""
-    doomed = [k for k in client.scan_iter(match=f"reg:{name}:v*", count=1000) if _version_of(k) not in keep]
+    doomed = [k for k in client.scan_iter(match=f"reg:{{{name}}}:v*", count=1000) if _version_of(k) not in keep]
     for i in range(0, len(doomed), 1000):
         client.unlink(*doomed[i:i + 1000])
     return len(doomed)
@@ -420,7 +419,10 @@ def _stage_and_commit(client: redis.Redis, name: str, bitmap: BitMap64, added: i
         if progress is not None:
             progress("commit", 0, 1)
         expected = "" if expected_live is None else str(expected_live)
-        client.eval(_COMMIT_SCRIPT, 3 + len(staged), key_current(name), key_lock(name), KEY_INDEX, *staged,
+        # Indexed before the commit (the index is global, the registry's keys share its own slot): names() lists
+        # only names with a live pointer, so a commit that fails after this leaves nothing visible.
+        client.sadd(KEY_INDEX, name)
+        client.eval(_COMMIT_SCRIPT, 2 + len(staged), key_current(name), key_lock(name), *staged,
                     lock.token, str(version), expected, f"reg:{name}:changed", secrets.token_hex(8), name)
     except redis.ResponseError as exc:
         client.unlink(*staged)

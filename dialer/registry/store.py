@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import redis
 from pyroaring import BitMap64
 
+from dialer.redisconn import is_cluster
 from dialer.registry.formats import overseas_alias
 from dialer.registry.numbers import e164_to_int
 
@@ -58,27 +59,29 @@ def check_name(name: str) -> str:
     return name
 
 
-KEY_INDEX = "reg:index"  # set of registry names that ever went live (names() reads it instead of SCAN)
+# Set of registry names that were ever loaded (names() reads it instead of SCAN, and keeps those with a live
+# pointer). A registry's own keys carry its name as hash tag (reg:{NAME}:...): one registry, one cluster slot.
+KEY_INDEX = "reg:index"
 
 
 def key_current(name: str) -> str:
-    return f"reg:{name}:current"
+    return f"reg:{{{name}}}:current"
 
 
 def key_seq(name: str) -> str:
-    return f"reg:{name}:seq"
+    return f"reg:{{{name}}}:seq"
 
 
 def key_lock(name: str) -> str:
-    return f"reg:{name}:lock"
+    return f"reg:{{{name}}}:lock"
 
 
 def key_meta(name: str, version: int) -> str:
-    return f"reg:{name}:v{version}:meta"
+    return f"reg:{{{name}}}:v{version}:meta"
 
 
 def key_chunk(name: str, version: int, index: int) -> str:
-    return f"reg:{name}:v{version}:chunk:{index}"
+    return f"reg:{{{name}}}:v{version}:chunk:{index}"
 
 
 def version_keys(name: str, version: int, chunks: int) -> list[str]:
@@ -178,6 +181,8 @@ _CACHE_LOCK = threading.RLock()
 
 
 def _server_identity(client: redis.Redis) -> str:
+    if is_cluster(client):  # a cluster has no one pool: its seed nodes name it
+        return "cluster|" + ",".join(sorted(node.name for node in client.startup_nodes.values()))
     kwargs = client.connection_pool.connection_kwargs
     return "|".join(str(kwargs.get(k, "")) for k in ("host", "port", "path", "db"))
 
@@ -226,7 +231,7 @@ class RegistryStore:
         """Metadata of the live version (read from Redis, not the cache), or None when none is live."""
         check_name(name)
         try:
-            found = self._status_script(keys=[key_current(name)], args=[f"reg:{name}:"])
+            found = self._status_script(keys=[key_current(name)], args=[f"reg:{{{name}}}:"])  # same slot
         except redis.RedisError as exc:
             raise RegistryUnavailable(f"registry {name}: cannot read status ({type(exc).__name__})") from None
         if not found:

@@ -117,7 +117,7 @@ return 1
 
 def pool_keys(pbx: str, queue: str) -> tuple[str, str, str]:
     """The calls, owner and demand keys of one queue as seen through one set of servers."""
-    base = f"dialer:agents:{pbx}:{queue}"
+    base = f"dialer:agents:{{{pbx}}}:{queue}"  # {pbx}: a server set's queues share a cluster slot (linked queues)
     return f"{base}:calls", f"{base}:owner", f"{base}:demand"
 
 

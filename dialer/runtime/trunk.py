@@ -104,7 +104,7 @@ def server_address(host: str, port: int) -> str:
 def trunk_keys(address: str) -> tuple[str, str, str]:
     """One server's sets: channels in use, recent originates, AI sessions in use (not per tenant: the PBX's trunk
     and its AI sessions are shared by every tenant and every dialer process)."""
-    base = f"dialer:trunk:{address}"
+    base = f"dialer:trunk:{{{address}}}"  # {address}: one server's sets share a cluster slot
     return f"{base}:channels", f"{base}:originates", f"{base}:ai"
 
 

@@ -21,14 +21,18 @@ from dialer.webhooks import queue as q
 from dialer.webhooks.addresses import AddressCheckingResolver, AddressPolicy, AddressRefused, url_problem
 from dialer.webhooks.backoff import RetryPolicy
 from dialer.webhooks.endpoints import Endpoint, EndpointStore
-from dialer.webhooks.events import OUTBOX
+from dialer.webhooks.events import endpoints_key, outbox_key
 from dialer.webhooks.sealing import SecretBox
 from dialer.webhooks.signing import headers as signed_headers
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "worker"
-FANOUT_LOCK = "wh:fanout:lock"
+TENANTS = "tenants"  # set of tenant ids (gateway/auth.py)
+
+
+def fanout_lock(tenant: str) -> str:
+    return f"t:{{{tenant}}}:wh:fanout:lock"
 LEASE_MARGIN = 50.0  # a claimed head is tried again this long after its attempt could have timed out
 BATCH = 100
 FANOUT_BATCHES = 10
@@ -78,40 +82,52 @@ class DeliveryWorker:
 
     # --- fan-out ---------------------------------------------------------------------------------
 
-    async def _ensure_group(self) -> None:
+    async def _ensure_group(self, outbox: str) -> None:
         try:
-            await self.redis.xgroup_create(OUTBOX, q.FANOUT_GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(outbox, q.FANOUT_GROUP, id="0", mkstream=True)
         except Exception as exc:  # BUSYGROUP: exists already
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def fan_out(self) -> int:
+    async def _webhook_tenants(self) -> list[str]:
+        """Tenants with endpoints, or with an outbox left (endpoints deleted since): the ones to fan out and try."""
+        found = []
+        for tenant in sorted(await self.redis.smembers(TENANTS)):
+            if await self.redis.exists(endpoints_key(tenant), outbox_key(tenant), q.due_key(tenant)):
+                found.append(tenant)
+        return found
+
+    async def fan_out(self, tenants: list[str] | None = None) -> int:
         """Turn outbox events into per-endpoint deliveries. Idempotent per (event, endpoint), so an event
         read again after a crash (pending, not yet acknowledged) is not queued twice."""
-        await self._ensure_group()
-        # One fan-out at a time across processes: two would interleave their batches and could queue one
-        # contact's events out of order. The lock expires on its own if its holder dies.
-        token = repr(self.jitter())
-        if not await self.redis.set(FANOUT_LOCK, token, nx=True, px=30_000):
-            return 0
-        try:
-            return await self._fan_out_batches()
-        finally:
-            if await self.redis.get(FANOUT_LOCK) == token:
-                await self.redis.delete(FANOUT_LOCK)
+        done = 0
+        for tenant in await self._webhook_tenants() if tenants is None else tenants:
+            outbox, lock = outbox_key(tenant), fanout_lock(tenant)
+            await self._ensure_group(outbox)
+            # One fan-out at a time across processes: two would interleave their batches and could queue one
+            # contact's events out of order. The lock expires on its own if its holder dies.
+            token = repr(self.jitter())
+            if not await self.redis.set(lock, token, nx=True, px=30_000):
+                continue
+            try:
+                done += await self._fan_out_batches(outbox)
+            finally:
+                if await self.redis.get(lock) == token:
+                    await self.redis.delete(lock)
+        return done
 
-    async def _fan_out_batches(self) -> int:
+    async def _fan_out_batches(self, outbox: str) -> int:
         done = 0
         # First the unacknowledged entries a crashed fan-out left, then new ones, a few batches per pass.
         for start in ("0", *[">"] * FANOUT_BATCHES):
-            replies = await self.redis.xreadgroup(q.FANOUT_GROUP, CONSUMER, {OUTBOX: start}, count=BATCH)
+            replies = await self.redis.xreadgroup(q.FANOUT_GROUP, CONSUMER, {outbox: start}, count=BATCH)
             read = 0
             for _, entries in replies or []:
                 for entry_id, fields in entries:
                     if fields:
                         await self._fan_out_one(fields)
-                    await self.redis.xack(OUTBOX, q.FANOUT_GROUP, entry_id)
-                    await self.redis.xdel(OUTBOX, entry_id)
+                    await self.redis.xack(outbox, q.FANOUT_GROUP, entry_id)
+                    await self.redis.xdel(outbox, entry_id)
                     read += 1
             done += read
             if start == ">" and read < BATCH:
@@ -129,16 +145,19 @@ class DeliveryWorker:
             flat = [x for pair in fields.items() for x in pair]
             await self.scripts.enqueue(
                 keys=[q.delivery_key(tenant, endpoint.id, event["id"]), q.queue_key(tenant, endpoint.id, event["key"]),
-                      q.DUE],
+                      q.due_key(tenant)],
                 args=[q.member(tenant, endpoint.id, event["key"]), repr(now), event["id"], *flat])
 
     # --- delivery --------------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One pass: fan out, then try due queue heads once. Returns events fanned out + heads tried (0: idle)."""
-        fanned = await self.fan_out()
+        tenants = await self._webhook_tenants()
+        fanned = await self.fan_out(tenants)
         now = self.clock()
-        due = await self.redis.zrangebyscore(q.DUE, "-inf", repr(now), start=0, num=BATCH)
+        due = []
+        for tenant in tenants:
+            due += await self.redis.zrangebyscore(q.due_key(tenant), "-inf", repr(now), start=0, num=BATCH)
         results = await asyncio.gather(*(self._try_queue(m, now) for m in due))
         return sum(results) + fanned
 
@@ -159,7 +178,8 @@ class DeliveryWorker:
         tenant, endpoint_id, key = q.split_member(member)
         qkey = q.queue_key(tenant, endpoint_id, key)
         lease_until = now + self.retry.timeout + LEASE_MARGIN
-        head = await self.scripts.claim(keys=[qkey, q.DUE], args=[member, repr(now), repr(lease_until)])
+        due = q.due_key(tenant)
+        head = await self.scripts.claim(keys=[qkey, due], args=[member, repr(now), repr(lease_until)])
         if not head:
             return 0
         dkey = q.delivery_key(tenant, endpoint_id, head)
@@ -168,7 +188,7 @@ class DeliveryWorker:
         if not delivery or endpoint is None:
             # The endpoint was deleted (its deliveries go with it) or the record is gone: skip the head.
             await self.redis.delete(dkey)
-            await self.scripts.advance(keys=[qkey, q.DUE], args=[member, repr(self.clock()), head])
+            await self.scripts.advance(keys=[qkey, due], args=[member, repr(self.clock()), head])
             return 1
         async with self.limit:
             result = await self.attempt(endpoint, delivery)
@@ -218,7 +238,7 @@ class DeliveryWorker:
                 pipe.hset(dkey, mapping={**record, "state": "delivered"})
                 pipe.expire(dkey, q.DELIVERED_TTL)
                 await pipe.execute()
-            await self.scripts.advance(keys=[qkey, q.DUE], args=[member, repr(now), head])
+            await self.scripts.advance(keys=[qkey, q.due_key(tenant)], args=[member, repr(now), head])
             return
         if self.retry.gives_up(first, now):
             log.warning("webhook %s to %s dead-lettered after %d attempts: %s", head, endpoint_id, attempts,
@@ -227,11 +247,11 @@ class DeliveryWorker:
                 pipe.hset(dkey, mapping={**record, "state": "dead"})
                 pipe.zadd(q.dead_key(tenant), {f"{endpoint_id}:{head}": now})
                 await pipe.execute()
-            await self.scripts.advance(keys=[qkey, q.DUE], args=[member, repr(now), head])
+            await self.scripts.advance(keys=[qkey, q.due_key(tenant)], args=[member, repr(now), head])
             return
         await self.redis.hset(dkey, mapping=record)
         wait = self.retry.delay(attempts, self.jitter())
-        await self.redis.zadd(q.DUE, {member: now + wait}, xx=True)
+        await self.redis.zadd(q.due_key(tenant), {member: now + wait}, xx=True)
 
 
 async def redeliver(redis: Any, tenant: str, endpoint_id: str, event_id: str, now: float) -> bool:
@@ -242,7 +262,7 @@ async def redeliver(redis: Any, tenant: str, endpoint_id: str, event_id: str, no
         return False
     scripts = q.Scripts(redis)
     done = await scripts.redeliver(
-        keys=[dkey, q.queue_key(tenant, endpoint_id, key), q.DUE, q.dead_key(tenant)],
+        keys=[dkey, q.queue_key(tenant, endpoint_id, key), q.due_key(tenant), q.dead_key(tenant)],
         args=[q.member(tenant, endpoint_id, key), repr(now), event_id, f"{endpoint_id}:{event_id}"])
     return bool(done)
 

@@ -16,8 +16,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-OUTBOX = "wh:outbox"
-
 # type -> what it means. Data: the API validates subscriptions against it, docs list it.
 EVENT_TYPES: dict[str, str] = {
     "call.outcome": "a call's outcome was recorded or became more precise (answered, busy, refused ...)",
@@ -39,6 +37,11 @@ def endpoints_key(tenant: str) -> str:
     return f"t:{{{tenant}}}:wh:endpoints"
 
 
+def outbox_key(tenant: str) -> str:
+    """The tenant's own outbox: in its hash slot, so it is written in the same MULTI as the tenant's facts."""
+    return f"t:{{{tenant}}}:wh:outbox"
+
+
 def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -55,7 +58,7 @@ def queue_event(pipe: Any, tenant: str, event_type: str, key: str, data: dict[st
         raise ValueError(f"unknown webhook event type {event_type}")
     event_id = "evt_" + uuid.uuid4().hex
     body = envelope(event_id, event_type, at or datetime.now(UTC), data)
-    pipe.eval(_EMIT, 2, endpoints_key(tenant), OUTBOX, event_id, tenant, event_type, key, body)
+    pipe.eval(_EMIT, 2, endpoints_key(tenant), outbox_key(tenant), event_id, tenant, event_type, key, body)
     return event_id
 
 

@@ -1,11 +1,14 @@
 """The delivery queues in Redis: one FIFO per (endpoint, ordering key), scheduled through one sorted set.
 
-  wh:outbox                     stream of events (events.py); consumer group "fanout"
+  t:{T}:wh:outbox               stream of the tenant's events (events.py); consumer group "fanout"
   t:{T}:wh:d:{ep}:{evt}         hash: one delivery (event to endpoint): body, type, key, created_at, attempts,
                                 state (pending, delivered, dead), last_status, last_error, last_at
   t:{T}:wh:q:{ep}:{key}         list of event ids waiting for that endpoint, in order, head first
-  wh:due                        sorted set "T|ep|key" -> when its head may be tried (epoch seconds)
+  t:{T}:wh:due                  sorted set "T|ep|key" -> when its head may be tried (epoch seconds)
   t:{T}:wh:dead                 sorted set "ep:evt" -> when it was given up
+
+Everything is per tenant, in the tenant's hash slot (`{T}`), so every script and MULTI here stays in one slot
+of a Redis Cluster; the worker walks the tenants that have endpoints (`tenants` set).
 
 Only the head of a queue is ever in flight, so deliveries with the same key arrive in order. A worker
 claims a queue by pushing its due time forward by a lease: a worker that dies mid-delivery loses the
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-DUE = "wh:due"
 FANOUT_GROUP = "fanout"
 DELIVERED_TTL = 7 * 86400  # a delivered record stays visible for a week
 
@@ -32,6 +34,10 @@ def queue_key(tenant: str, endpoint: str, key: str) -> str:
 
 def dead_key(tenant: str) -> str:
     return f"t:{{{tenant}}}:wh:dead"
+
+
+def due_key(tenant: str) -> str:
+    return f"t:{{{tenant}}}:wh:due"
 
 
 def member(tenant: str, endpoint: str, key: str) -> str:
@@ -109,7 +115,7 @@ def queue_erasure(client: Any, pipe: Any, tenant: str, number: str) -> int:
             pipe.delete(delivery_key(tenant, endpoint, event_id))
             gone += 1
         pipe.delete(qkey)
-        pipe.zrem(DUE, member(tenant, endpoint, number))
+        pipe.zrem(due_key(tenant), member(tenant, endpoint, number))
     for value in map(text, client.zrange(dead_key(tenant), 0, -1)):
         endpoint, _, event_id = value.partition(":")
         dkey = delivery_key(tenant, endpoint, event_id)

@@ -125,10 +125,12 @@ def _job_status(client: Any, job_id: str, name: str, delta: bool) -> dict[str, A
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
+    from dialer.jobs import jobs_connection
+
     out: dict[str, Any] = {"id": job_id, "registry": name, "delta": delta, "progress": None, "report": None,
                            "error": None}
     try:
-        job = Job.fetch(job_id, connection=client)
+        job = Job.fetch(job_id, connection=jobs_connection(client))
     except NoSuchJobError:
         return {**out, "status": "expired"}
     status = job.get_status()
