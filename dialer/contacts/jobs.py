@@ -636,8 +636,8 @@ class Importer:
             while True:
                 moved = self.scripts.publish(
                     keys=[rows_key, keys.seen, keys.list_phones(list_id),
-                          keys.campaign_phones(campaign) if campaign else keys.no_campaign, keys.new_members, keys.duplicates,
-                          keys.counters],
+                          keys.campaign_phones(campaign) if campaign else keys.no_campaign, keys.new_members,
+                          keys.duplicates, keys.counters],
                     args=[keys.p, PUBLISH_BATCH, keys.stg, ERRORS_KEPT],
                 )
                 if not moved:
@@ -654,8 +654,9 @@ class Importer:
         fields = {"status": "committed", "finished_at": _now().isoformat(), "summary": json.dumps(summary),
                   "rows_done": params.get("rows_total", "0")}
         self.scripts.finalize(
-            keys=[keys.list_members(list_id), keys.campaign_contacts(campaign) if campaign else keys.no_campaign, keys.new_members,
-                  keys.status, keys.staged, keys.list(list_id), keys.lists, f"{keys.list(list_id)}:imports"],
+            keys=[keys.list_members(list_id), keys.campaign_contacts(campaign) if campaign else keys.no_campaign,
+                  keys.new_members, keys.status, keys.staged, keys.list(list_id), keys.lists,
+                  f"{keys.list(list_id)}:imports"],
             args=[json.dumps(fields), list_id, self.import_id, summary["contacts_added"], _now().isoformat(),
                   params["region"]],
         )

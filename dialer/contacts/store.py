@@ -300,7 +300,8 @@ return item
 """
 
 
-# KEYS: the contact (routes the script to the tenant's cluster slot). ARGV: tenant prefix, contact id. Removes one contact and every index entry pointing at it, atomically.
+# KEYS: the contact (routes the script to the tenant's cluster slot). ARGV: tenant prefix, contact id.
+# Removes one contact and every index entry pointing at it, atomically.
 # Facts about the person (consents, opt-outs, attempts: dialer/facts.py) are not touched: an opt-out
 # must outlive the contact.
 ERASE = """
