@@ -36,16 +36,34 @@ def _client(config: Config) -> redis.Redis:
     return redisconn.connect(config.redis_url)
 
 
-def run_status(args: argparse.Namespace, config: Config) -> int:
+def _markers(client: redis.Redis) -> dict[str | None, dict[str, str]]:
+    """None -> the one marker of a single Redis; on a Redis Cluster, tenant -> that tenant's slot's marker."""
+    from dialer.audit_events import TENANTS
     from dialer.runtime.datastate import marker
 
+    if not redisconn.is_cluster(client):
+        return {None: marker(client)}
+    tenants = sorted(t.decode() if isinstance(t, bytes) else t for t in client.smembers(TENANTS))
+    return {tenant: found for tenant in tenants if (found := marker(client, tenant))}
+
+
+def run_status(args: argparse.Namespace, config: Config) -> int:
     client = _client(config)
     try:
-        state = marker(client)
+        markers = _markers(client)
     except redis.RedisError as exc:
         raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
     finally:
         client.close()
+    worst = 0
+    for tenant, state in markers.items():
+        if tenant is not None:
+            print(f"tenant {tenant} (its Redis Cluster slot's marker):")
+        worst = max(worst, _status(state))
+    return worst
+
+
+def _status(state: dict[str, str]) -> int:
     if not state:
         print("no data-state marker yet (no engine has run against this Redis)")
         return 0
@@ -63,15 +81,16 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
 
 def run_resume(args: argparse.Namespace, config: Config) -> int:
     from dialer.audit_events import TENANTS, record
-    from dialer.runtime.datastate import marker, resume_after_data_loss
+    from dialer.runtime.datastate import resume_after_data_loss
 
     client = _client(config)
     try:
-        state = marker(client)
-        if not state.get("halted"):
+        halted = {t: m for t, m in _markers(client).items() if m.get("halted")}
+        if not halted:
             print("dialing is not stopped: nothing to resume")
             return 0
-        print(f"DIALING STOPPED: {state['halted']}")
+        for tenant, state in halted.items():
+            print(f"DIALING STOPPED{f' (tenant {tenant})' if tenant else ''}: {state['halted']}")
         if not args.yes:
             if not sys.stdin.isatty():
                 raise CommandError("confirmation needed: run in a terminal, or add --yes")
@@ -81,13 +100,14 @@ def run_resume(args: argparse.Namespace, config: Config) -> int:
                 raise CommandError("not resumed")
         by = f"cli:{getpass.getuser()}"
         now = time.time()
-        done = resume_after_data_loss(client, by=by, reason=args.reason, at=now)
         at = datetime.fromtimestamp(now, UTC)
-        tenants = sorted(t.decode() for t in client.smembers(TENANTS))
-        for tenant in tenants:  # every tenant's calls were stopped, every trail says who let them go on
-            record(client, tenant, "runtime_resume", by, {"after": "data_loss", "reason": args.reason,
-                                                          "detected": done["halted"], "data_set": done["id"],
-                                                          "previous_data_set": done["previous_id"]}, at)
+        for scope in halted:  # None: the one marker of a single Redis; else a tenant's (Redis Cluster)
+            done = resume_after_data_loss(client, by=by, reason=args.reason, at=now, tenant=scope)
+            tenants = sorted(t.decode() for t in client.smembers(TENANTS)) if scope is None else [scope]
+            for tenant in tenants:  # every stopped tenant's trail says who let its calls go on
+                record(client, tenant, "runtime_resume", by, {"after": "data_loss", "reason": args.reason,
+                                                              "detected": done["halted"], "data_set": done["id"],
+                                                              "previous_data_set": done["previous_id"]}, at)
     except redis.RedisError as exc:
         raise CommandError(f"cannot reach Redis at {config.redis_url}: {exc}") from None
     finally:

@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 MARKER = "dialer:datastate"
 HISTORY = "dialer:datastate:history"  # list of JSON: what was detected, who resumed (never trimmed: rare)
 
+# On a Redis Cluster each shard fails over, and can lose its last writes, on its own, and a claim's MULTI can only
+# touch one hash slot: so each tenant's slot carries its own marker, checked with that tenant's claims, and a loss
+# stops dialing for the tenants whose shard lost writes (docs/redis.md). One Redis keeps the one marker above.
+
+
+def tenant_marker(tenant: str) -> str:
+    return f"t:{{{tenant}}}:datastate"
+
+
+def tenant_history(tenant: str) -> str:
+    return f"t:{{{tenant}}}:datastate:history"
+
 # KEYS: marker. ARGV: expected id ('' at start), highest seq seen. Returns {verdict, id, seq, run_id, detail}.
 # verdicts: ok (seq bumped), missing, halted, replaced, rewound, restarted. Writes only when ok.
 _CHECK = r"""
@@ -136,8 +148,10 @@ class DataLoss(Exception):
 class DataState:
     """One process's view of the marker. Thread-safe (the heartbeat and the claims run in worker threads)."""
 
-    def __init__(self, client: Any, *, who: str = "engine", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: Any, *, who: str = "engine", clock: Callable[[], float] = time.time,
+                 marker: str = MARKER, history: str = HISTORY) -> None:
         self.redis = client
+        self.marker, self.history = marker, history
         self.who = who
         self.clock = clock
         self.id = ""  # the data set we work on ('' before the first check)
@@ -154,11 +168,11 @@ class DataState:
 
     def beat(self) -> bool:
         """Check at a heartbeat; True while dialing is allowed."""
-        return self.judge(Check.from_reply(self._check(keys=[MARKER], args=[self.id, self.seq])))
+        return self.judge(Check.from_reply(self._check(keys=[self.marker], args=[self.id, self.seq])))
 
     def queue_check(self, pipe: Any) -> None:
         """Queue the check on a MULTI pipeline, before the writes it guards (its reply goes to judge())."""
-        self._check(keys=[MARKER], args=[self.id, self.seq], client=pipe)
+        self._check(keys=[self.marker], args=[self.id, self.seq], client=pipe)
 
     def judge(self, check: Check) -> bool:
         with self._lock:
@@ -197,13 +211,13 @@ class DataState:
 
     def _born(self) -> bool:
         ident = uuid.uuid4().hex
-        if self._birth(keys=[MARKER], args=[ident, f"{self.clock():.3f}", ""]):
+        if self._birth(keys=[self.marker], args=[ident, f"{self.clock():.3f}", ""]):
             self._history({"event": "born", "id": ident})
             log.info("Redis data set %s: data-state marker created (first run against this Redis)", ident)
         return self._adopt_current()
 
     def _adopt_current(self) -> bool:
-        check = Check.from_reply(self._check(keys=[MARKER], args=["", 0]))
+        check = Check.from_reply(self._check(keys=[self.marker], args=["", 0]))
         if check.verdict == "halted":
             self.id, self.seq, self.run_id = check.id, check.seq, check.run_id
             self._stop(self._reason(check))
@@ -222,7 +236,7 @@ class DataState:
         self.id = self.id or check.id
         persistence = persistence_of(self.redis)
         if persistence.loses_nothing and check.seq >= self.seq:
-            if self._adopt(keys=[MARKER], args=[check.id, check.detail]):
+            if self._adopt(keys=[self.marker], args=[check.id, check.detail]):
                 log.warning("Redis restarted (run id %s -> %s); %s loses no acknowledged write: dialing goes on",
                             check.detail or "?", check.run_id, persistence.describe())
                 self.run_id, self.seq = check.run_id, max(self.seq, check.seq)
@@ -237,7 +251,7 @@ class DataState:
         log.critical("DIALING STOPPED: %s. Nobody is dialed until an operator checks the data and runs "
                      "`dialer runtime resume --after-data-loss`", reason)
         try:  # every other process stops at its next check, and a process started later too
-            self._halt(keys=[MARKER], args=[reason, uuid.uuid4().hex, f"{self.clock():.3f}"])
+            self._halt(keys=[self.marker], args=[reason, uuid.uuid4().hex, f"{self.clock():.3f}"])
             if not reason.startswith("dialing halted by another process"):
                 self._history({"event": "halted", "reason": reason, "by": self.who})
         except Exception as exc:  # Redis gone again: still stopped here
@@ -246,7 +260,7 @@ class DataState:
     # --- resuming -----------------------------------------------------------------------------------
 
     def _resumed_marker(self, ident: str) -> bool:
-        values = self.redis.hmget(MARKER, "id", "resumed_at", "halted")
+        values = self.redis.hmget(self.marker, "id", "resumed_at", "halted")
         return values[0] is not None and _s(values[0]) == ident and values[1] is not None and values[2] is None
 
     def _maybe_resumed(self, check: Check) -> bool:
@@ -262,29 +276,64 @@ class DataState:
     def _history(self, entry: dict[str, Any]) -> None:
         import json
 
-        self.redis.rpush(HISTORY, json.dumps({**entry, "at": self.clock()}, sort_keys=True))
+        self.redis.rpush(self.history, json.dumps({**entry, "at": self.clock()}, sort_keys=True))
 
 
-def resume_after_data_loss(client: Any, *, by: str, reason: str, at: float) -> dict[str, str]:
+def resume_after_data_loss(client: Any, *, by: str, reason: str, at: float, tenant: str | None = None
+                           ) -> dict[str, str]:
     """The operator's confirmation: a new data set id (every process adopts it), the halt cleared. Returns what
-    the marker said before (for the audit trail)."""
+    the marker said before (for the audit trail). `tenant`: that tenant's marker (Redis Cluster)."""
     import json
 
-    before = {_s(k): _s(v) for k, v in client.hgetall(MARKER).items()}
+    key, history = (tenant_marker(tenant), tenant_history(tenant)) if tenant else (MARKER, HISTORY)
+    before = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
     ident = uuid.uuid4().hex
-    run = _s(client.info("server").get("run_id", ""))
+    run = "" if tenant else _s(client.info("server").get("run_id", ""))  # '' on a cluster: the next check adopts
     pipe = client.pipeline(transaction=True)
-    pipe.delete(MARKER)
-    pipe.hset(MARKER, mapping={"id": ident, "seq": "1", "run_id": run, "born_at": before.get("born_at", f"{at:.3f}"),
+    pipe.delete(key)
+    pipe.hset(key, mapping={"id": ident, "seq": "1", "run_id": run, "born_at": before.get("born_at", f"{at:.3f}"),
                                "resumed_at": f"{at:.3f}", "resumed_by": by, "reason": reason})
-    pipe.rpush(HISTORY, json.dumps({"event": "resumed", "by": by, "reason": reason, "at": at, "id": ident,
+    pipe.rpush(history, json.dumps({"event": "resumed", "by": by, "reason": reason, "at": at, "id": ident,
                                     "previous": before}, sort_keys=True))
     pipe.execute()
     return {"previous_id": before.get("id", ""), "halted": before.get("halted", ""), "id": ident}
 
 
-def marker(client: Any) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in client.hgetall(MARKER).items()}
+def marker(client: Any, tenant: str | None = None) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in client.hgetall(tenant_marker(tenant) if tenant else MARKER).items()}
+
+
+class DataStates:
+    """The engine's data-state checks: the one marker of a single Redis, or one per tenant on a Redis Cluster."""
+
+    def __init__(self, client: Any, *, who: str = "engine", clock: Callable[[], float] = time.time,
+                 per_tenant: bool = False) -> None:
+        self.redis, self.who, self.clock, self.per_tenant = client, who, clock, per_tenant
+        self._single = None if per_tenant else DataState(client, who=who, clock=clock)
+        self._tenants: dict[str, DataState] = {}
+
+    def for_tenant(self, tenant: str) -> DataState:
+        if self._single is not None:
+            return self._single
+        if tenant not in self._tenants:
+            self._tenants[tenant] = DataState(self.redis, who=self.who, clock=self.clock,
+                                              marker=tenant_marker(tenant), history=tenant_history(tenant))
+        return self._tenants[tenant]
+
+    def states(self) -> list[DataState]:
+        return [self._single] if self._single is not None else list(self._tenants.values())
+
+    def beat(self) -> bool:
+        return all([state.beat() for state in self.states()])
+
+    @property
+    def halted(self) -> str | None:
+        """Why dialing is stopped: on a cluster, the first tenant whose shard lost writes stops this process too
+        (fail closed: a process whose view of one shard is in doubt places no call until an operator looks)."""
+        for state in self.states():
+            if state.halted is not None:
+                return state.halted
+        return None
 
 
 def guarded_claim(state: DataState, queue: Any, n: int, **claim: Any) -> list[Any]:

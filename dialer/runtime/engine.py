@@ -58,9 +58,10 @@ from dialer.pacing import (
     decide,
     window_for,
 )
+from dialer.redisconn import is_cluster
 from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
-from dialer.runtime.datastate import DataState, guarded_claim
+from dialer.runtime.datastate import DataStates, guarded_claim
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
@@ -282,7 +283,7 @@ class Engine:
         self._skew = 0.0  # Redis's clock minus ours (seconds), measured at each heartbeat
         self._local_time: Callable[[], float] = time.time  # this machine's clock (tests skew it)
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
-        self.datastate = DataState(client, who=self.id)
+        self.datastate = DataStates(client, who=self.id, per_tenant=is_cluster(client))
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
@@ -642,7 +643,8 @@ class Engine:
             return
         try:
             claims = await asyncio.to_thread(
-                guarded_claim, self.datastate, r.queue, len(slots), owner=self.id, now=now.timestamp(),
+                guarded_claim, self.datastate.for_tenant(r.queue.tenant), r.queue, len(slots), owner=self.id,
+                now=now.timestamp(),
                 lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
