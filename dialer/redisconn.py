@@ -14,6 +14,7 @@ MULTI blocks): the `redis.jobs_url` setting names the plain Redis the RQ queues 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -22,7 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
@@ -90,6 +91,72 @@ def _cluster_kwargs(target: ClusterTarget, kwargs: dict[str, Any]) -> dict[str, 
     return options
 
 
+class ScriptingClusterPipeline(ClusterPipeline):
+    """A cluster pipeline (MULTI or not) that runs our Lua scripts as a plain Redis pipeline does: redis-py's
+    cluster pipeline refuses EVAL and queues a registered script's EVALSHA without loading it, so a MULTI would
+    hit NOSCRIPT at EXEC (and Redis still runs the transaction's other commands). Scripts are loaded on every
+    master before the pipeline is sent (SCRIPT LOAD is replicated, so a promoted replica has them too)."""
+
+    owner: DialerRedisCluster
+    _publish: list[tuple[int, Any, Any]]
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Sent right after the pipeline (redis-py's cluster pipeline refuses PUBLISH: it has no key to route by).
+        Our messages only say "re-read the keys", so after the writes is when they should arrive anyway."""
+        self._publish.append((len(self), channel, message))
+        return self
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        deferred, self._publish = self._publish, []
+        replies = list(super().execute(raise_on_error)) if len(self) else []
+        for position, channel, message in deferred:  # each reply where a plain pipeline would have put it
+            replies.insert(position, self.owner.publish(channel, message))
+        return replies
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        self.owner.ensure_loaded(sha)
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        sha = self.owner.remember(script)
+        return self.evalsha(sha, numkeys, *keys_and_args)
+
+
+class DialerRedisCluster(RedisCluster):
+    """RedisCluster whose pipelines can run scripts (ScriptingClusterPipeline)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bodies: dict[str, str] = {}
+        self._loaded: set[str] = set()
+
+    def remember(self, script: str | bytes) -> str:
+        text = script.decode() if isinstance(script, bytes) else script
+        sha = hashlib.sha1(text.encode()).hexdigest()
+        self._bodies.setdefault(sha, text)
+        return sha
+
+    def register_script(self, script: str | bytes) -> Any:
+        self.remember(script)
+        return super().register_script(script)
+
+    def ensure_loaded(self, sha: str) -> None:
+        if sha in self._loaded:
+            return
+        body = self._bodies.get(sha)
+        if body is None:
+            raise RedisURLError(f"script {sha} was not registered through this client")
+        self.script_load(body)  # every master
+        self._loaded.add(sha)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ScriptingClusterPipeline:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        pipe.__class__ = ScriptingClusterPipeline
+        pipe.owner = self  # type: ignore[attr-defined]
+        pipe._publish = []  # type: ignore[attr-defined]
+        return pipe  # type: ignore[return-value]
+
+
 def connect(url: str, **kwargs: Any) -> redis.Redis:
     """A synchronous client for `url`: redis.Redis, or redis.cluster.RedisCluster for a cluster URL (the same
     command methods; a cluster routes each command, script and MULTI to the node holding its hash slot).
@@ -98,7 +165,7 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **kwargs)
     target = parse_cluster_url(url)
     nodes = [ClusterNode(host, port) for host, port in target.nodes]
-    return RedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, kwargs))  # type: ignore[return-value]
+    return DialerRedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, kwargs))  # type: ignore[return-value]
 
 
 def connect_async(url: str, **kwargs: Any) -> aioredis.Redis:

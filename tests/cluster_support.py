@@ -85,6 +85,11 @@ class LocalCluster:
                 for node in self.alive():
                     with self.node_client(node) as client:
                         states.append(client.cluster("info")["cluster_state"] == "ok")
+                        replication = client.info("replication")
+                        if replication["role"] == "slave":
+                            states.append(replication.get("master_link_status") == "up")
+                        elif self.replicas and len(self.alive()) == len(self.nodes):
+                            states.append(int(replication.get("connected_slaves", 0)) >= self.replicas)
                 if all(states):
                     return
             except redis.RedisError:

@@ -140,6 +140,8 @@ def known_scripts(packages: tuple[str, ...] = ("dialer", "gateway")) -> dict[str
     for package in packages:
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, package + "."):
+            if info.name.endswith(".__main__"):  # importing it runs the CLI
+                continue
             try:
                 module = importlib.import_module(info.name)
             except Exception:  # a module that needs an optional dependency: not one of ours with scripts

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dialer import redisconn
 from dialer.audit import AuditLog
 from dialer.facts import FactStore, person_key
 from dialer.gate import Gate, Request, Reservation
@@ -279,7 +280,7 @@ def test_redis_down_denies_with_a_reason(redis_factory, tmp_path):
 # --- several processes against one redis-server ---------------------------------------------------
 
 def _race_worker(url: str, barrier, results, call_id: str) -> None:
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)  # a plain Redis or a Redis Cluster (tests/test_redis_cluster.py)
     gate = make_gate(client)
     gate.check(PARIS, SALES, AT)  # warm caches so that the processes really start together
     barrier.wait(30)
@@ -313,7 +314,7 @@ NUMBERS = [f"+3314567{n:04d}" for n in range(40)]
 
 
 def _reserver(url: str, barrier, results, worker: int) -> None:
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)  # a plain Redis or a Redis Cluster (tests/test_redis_cluster.py)
     gate = make_gate(client)
     barrier.wait(30)
     order = list(NUMBERS)
@@ -327,7 +328,7 @@ def _reserver(url: str, barrier, results, worker: int) -> None:
 
 
 def _opt_outer(url: str, barrier, results) -> None:
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)  # a plain Redis or a Redis Cluster (tests/test_redis_cluster.py)
     store = FactStore(client)
     barrier.wait(30)
     for e164 in NUMBERS:
@@ -412,7 +413,7 @@ WEEKDAYS = [datetime(2026, 3, d, 9, 30, tzinfo=UTC) for d in (2, 3, 4, 5, 6, 9, 
 
 
 def _soak_caller(url: str, barrier, worker: int) -> None:
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)  # a plain Redis or a Redis Cluster (tests/test_redis_cluster.py)
     gate = make_gate(client)
     rng = random.Random(worker)
     barrier.wait(60)
@@ -433,7 +434,7 @@ def _soak_caller(url: str, barrier, worker: int) -> None:
 
 
 def _soak_opt_outer(url: str, barrier) -> None:
-    client = redis.Redis.from_url(url)
+    client = redisconn.connect(url)  # a plain Redis or a Redis Cluster (tests/test_redis_cluster.py)
     store, audit = FactStore(client), AuditLog(client, KEY)
     rng = random.Random(99)
     barrier.wait(60)

@@ -182,7 +182,7 @@ _CACHE_LOCK = threading.RLock()
 
 def _server_identity(client: redis.Redis) -> str:
     if is_cluster(client):  # a cluster has no one pool: its seed nodes name it
-        return "cluster|" + ",".join(sorted(node.name for node in client.startup_nodes.values()))
+        return "cluster|" + ",".join(sorted(node.name for node in client.nodes_manager.startup_nodes.values()))
     kwargs = client.connection_pool.connection_kwargs
     return "|".join(str(kwargs.get(k, "")) for k in ("host", "port", "path", "db"))
 

@@ -1,0 +1,158 @@
+"""The dialer on a real Redis Cluster (3 masters, a replica each, on loopback: tests/cluster_support.py): a list
+import, a campaign end to end against the sandbox PBX, and the gate's concurrency tests, every script and MULTI
+watched on every master for keys outside one hash slot (tests/slot_audit.py). RQ is not involved: imports run
+inline here, and its queues belong on a plain Redis anyway (redis.jobs_url, docs/redis.md).
+
+The failover (a master killed mid-campaign) is tests/test_redis_failover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+
+import pytest
+
+import tests.test_gate as gate_tests
+from dialer import redisconn
+from dialer.audit import AuditLog
+from dialer.campaigns import CampaignStore
+from dialer.config import load_config
+from dialer.contacts.jobs import create_import, run_import_inline
+from dialer.contacts.store import Keys, list_member_ids
+from dialer.runtime.engine import offset_clock, run_engine
+from dialer.runtime.queues import ContactQueue
+from tests.cluster_support import LocalCluster
+from tests.runtime_support import AT, BLOCTEL, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
+from tests.slot_audit import SlotAudit, known_scripts
+from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, sandbox, start_pbx
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster() as started:
+        yield started
+
+
+@pytest.fixture
+def cluster_client(cluster: LocalCluster) -> Iterator[redisconn.redis.Redis]:
+    cluster.flush()
+    client = redisconn.connect(cluster.url)
+    yield client
+    client.close()
+
+
+@contextlib.contextmanager
+def audited(cluster: LocalCluster) -> Iterator[list[SlotAudit]]:
+    """MONITOR every master while the block runs; fails if a script or MULTI used keys of two slots."""
+    masters = [n for n in cluster.alive() if cluster.role(n) == "master"]
+    with contextlib.ExitStack() as stack:
+        audits = [stack.enter_context(SlotAudit("127.0.0.1", n.port)) for n in masters]
+        yield audits
+    names = known_scripts()
+    problems = [p for a in audits for p in a.problems(names)]
+    assert problems == [], problems
+    assert sum(len(a.runs) for a in audits) > 0  # the audit saw the scripts (it is not blind)
+
+
+def cluster_config(cluster: LocalCluster, jobs_url: str):
+    return load_config(env={"DIALER_REDIS_URL": cluster.url, "DIALER_REDIS_JOBS_URL": jobs_url,
+                            "DIALER_SECRET_KEY": SECRET_KEY})
+
+
+def test_the_cluster_url_makes_a_cluster_client(cluster: LocalCluster, cluster_client) -> None:
+    assert redisconn.is_cluster(cluster_client)
+    assert len(cluster_client.get_primaries()) == 3
+    assert sorted(cluster.role(n) for n in cluster.nodes) == ["master"] * 3 + ["slave"] * 3
+    config = cluster_config(cluster, "redis://127.0.0.1:1/0")
+    assert config.redis_url == cluster.url and config.jobs_url == "redis://127.0.0.1:1/0"
+
+
+def test_a_list_import_on_the_cluster(cluster: LocalCluster, cluster_client, tmp_path) -> None:
+    csv = tmp_path / "leads.csv"
+    rows = [*numbers(40), numbers(40)[3], "not a number"]  # one duplicate, one bad row
+    csv.write_text("phone,first_name,postal_code\n" + "".join(f"{p},Ann,75011\n" for p in rows))
+    with audited(cluster):
+        ticket = create_import(cluster_client, "acme", csv, "leads", region="FR")
+        status = run_import_inline(cluster_client, "acme", ticket.import_id)
+    assert status["status"] == "committed", status
+    members = list(list_member_ids(cluster_client, "acme", "leads"))
+    assert len(members) == 40
+    summary = status["summary"]
+    assert summary["contacts_added"] == 40, summary
+    # the whole tenant is one slot: on one master
+    keys = Keys("acme")
+    assert {cluster_client.keyslot(k) for k in (keys.list("leads"), keys.list_members("leads"), keys.lists)} \
+        == {cluster_client.keyslot("t:{acme}:")}
+
+
+async def test_a_campaign_runs_end_to_end_on_the_cluster(cluster: LocalCluster, cluster_client, redis_url,
+                                                        tmp_path) -> None:
+    phones = [*numbers(20), BLOCTEL[0]]
+    campaign = setup_campaign(cluster_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
+                              recording=True)
+    pbx = await start_pbx()
+    stop = asyncio.Event()
+    store = CampaignStore(cluster_client)
+    try:
+        with audited(cluster):
+            async with OriginateObserver(pbx.port) as observer:
+                task = asyncio.create_task(run_engine(
+                    cluster_config(cluster, redis_url), stop_event=stop, clock=offset_clock(AT, 60.0),
+                    servers=[sandbox(pbx)], settings=SETTINGS, process_id="p1"))
+                try:
+                    await eventually(lambda: task.done() or store.get("acme", campaign).status == "completed",
+                                     timeout=120)
+                finally:
+                    stop.set()
+                    await task
+                await asyncio.sleep(0.3)
+    finally:
+        await pbx.stop()
+    queue = ContactQueue(cluster_client, "acme", campaign)
+    finals = queue.final_states()
+    assert len(finals) == len(phones)
+    counts = queue.counts()
+    assert counts["inflight"] == 0 and counts["ready"] == 0 and counts["waiting"] == 0
+    phone_of = {cid: json.loads(cluster_client.hget(queue.keys["data"], cid))["phone"] for cid in finals}
+    by_phone = {phone_of[cid]: f for cid, f in finals.items()}
+    assert by_phone.pop(BLOCTEL[0])["reason"] == "gate_denied" and observer.by_number[BLOCTEL[0]] == 0
+    for phone, final in by_phone.items():
+        reason, calls = EXPECTED.get(phone[-1], ("answered", 1))
+        assert (final["reason"], final["attempts"]) == (reason, calls), (phone, final)
+        assert observer.by_number[phone] == calls, phone
+    assert all(n == 1 for n in observer.call_ids.values())  # no call id sent twice
+    audit = AuditLog(cluster_client, SECRET_KEY)
+    assert audit.verify("acme").ok
+    entries = list(audit.entries("acme"))
+    reserved = [e for e in entries if e.kind == "gate_decision" and e.payload["allowed"]]
+    outcomes = [e for e in entries if e.kind == "call_outcome"]
+    assert len(reserved) == len(outcomes) == sum(observer.by_number.values())
+
+
+# --- the gate's concurrency tests (tests/test_gate.py), on the cluster --------------------------------------
+
+def test_gate_optout_between_read_and_reserve_on_the_cluster(cluster, cluster_client, tmp_path) -> None:
+    with audited(cluster):
+        gate_tests.test_optout_between_read_and_reserve_prevents_the_call(cluster_client, tmp_path)
+
+
+def test_gate_last_slot_taken_between_read_and_reserve_on_the_cluster(cluster, cluster_client, tmp_path) -> None:
+    with audited(cluster):
+        gate_tests.test_last_slot_taken_between_read_and_reserve(cluster_client, tmp_path)
+
+
+def test_gate_endless_changes_end_in_contention_on_the_cluster(cluster, cluster_client, tmp_path) -> None:
+    with audited(cluster):
+        gate_tests.test_endless_changes_end_in_a_contention_denial(cluster_client, tmp_path)
+
+
+def test_gate_soak_under_concurrency_on_the_cluster(cluster, cluster_client, tmp_path) -> None:
+    """Four processes reserving and one opting people out, all on the cluster: caps, cool-offs and opt-outs
+    hold, and the audit chain verifies."""
+    with audited(cluster):
+        gate_tests.test_soak_caps_cooloffs_optouts_hold_under_concurrency(cluster.url, cluster_client, tmp_path)
