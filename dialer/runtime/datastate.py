@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dialer.redisconn import is_cluster
+
 log = logging.getLogger(__name__)
 
 MARKER = "dialer:datastate"
@@ -234,6 +236,14 @@ class DataState:
 
     def _restarted(self, check: Check) -> bool:
         self.id = self.id or check.id
+        if is_cluster(self.redis):
+            # Another run of the node serving this slot: a replica promoted by a failover (replication is
+            # asynchronous: the old master's last acknowledged writes may never have reached it), or a restart.
+            # Redis cannot tell us which writes, so nothing is dialed until an operator has looked.
+            self._stop(f"Redis Cluster: the node serving this data changed (run id {check.detail or '?'} -> "
+                       f"{check.run_id}), a failover or a restart: the writes of its last moments may be lost "
+                       f"(opt-outs, claims, reservations)")
+            return False
         persistence = persistence_of(self.redis)
         if persistence.loses_nothing and check.seq >= self.seq:
             if self._adopt(keys=[self.marker], args=[check.id, check.detail]):
@@ -288,7 +298,10 @@ def resume_after_data_loss(client: Any, *, by: str, reason: str, at: float, tena
     key, history = (tenant_marker(tenant), tenant_history(tenant)) if tenant else (MARKER, HISTORY)
     before = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
     ident = uuid.uuid4().hex
-    run = "" if tenant else _s(client.info("server").get("run_id", ""))  # '' on a cluster: the next check adopts
+    if tenant:  # the run of the node now serving the tenant's slot
+        run = _s(client.info("server", target_nodes=client.get_node_from_key(key)).get("run_id", ""))
+    else:
+        run = _s(client.info("server").get("run_id", ""))
     pipe = client.pipeline(transaction=True)
     pipe.delete(key)
     pipe.hset(key, mapping={"id": ident, "seq": "1", "run_id": run, "born_at": before.get("born_at", f"{at:.3f}"),
