@@ -63,8 +63,7 @@ def test_an_old_redis_is_retagged_with_nothing_lost(redis_url, redis_client, tmp
     assert retag(redis_client) == {}  # twice: nothing left to do
 
     after = sorted(redis_client.scan_iter(count=1000))
-    expected = sorted(k for k in before if k not in (b"wh:outbox", b"wh:due")) + [b"t:{acme}:wh:due",
-                                                                                  b"t:{acme}:wh:outbox"]
+    expected = [*(k for k in before if k not in (b"wh:outbox", b"wh:due")), b"t:{acme}:wh:due", b"t:{acme}:wh:outbox"]
     assert after == sorted(expected)
     assert len(list(list_member_ids(redis_client, "acme", "leads"))) == 12
     assert audit.verify("acme").ok
