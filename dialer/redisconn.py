@@ -177,5 +177,13 @@ def connect_async(url: str, **kwargs: Any) -> aioredis.Redis:
     return AsyncRedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, kwargs))  # type: ignore[return-value]
 
 
+def shown(url: str) -> str:
+    """`url` without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster | AsyncRedisCluster)

@@ -37,6 +37,12 @@ def check_redis_persistence(config: Config) -> None:
     from dialer.runtime.datastate import persistence_of
 
     client = redisconn.connect(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    if redisconn.is_cluster(client):
+        client.close()
+        print("redis: a Redis Cluster: a master's failover can lose its last acknowledged writes (replication is "
+              "asynchronous); the engines then stop dialing the tenants it served until `dialer runtime resume "
+              "--after-data-loss` (docs/redis.md). RQ queues: " + redisconn.shown(config.jobs_url))
+        return
     try:
         persistence = persistence_of(client)
     except redis.RedisError as exc:
