@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
@@ -157,6 +158,71 @@ class DialerRedisCluster(RedisCluster):
         return pipe  # type: ignore[return-value]
 
 
+class AsyncScriptingClusterPipeline(AsyncClusterPipeline):
+    """The asyncio counterpart of ScriptingClusterPipeline."""
+
+    owner: DialerAsyncRedisCluster
+    _publish: list[tuple[int, Any, Any]]
+    _needed: set[str]
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._publish.append((len(self), channel, message))
+        return self
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        self._needed.add(sha)
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
+        return self.evalsha(self.owner.remember(script), numkeys, *keys_and_args)
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        deferred, self._publish = self._publish, []
+        needed, self._needed = self._needed, set()
+        for sha in needed:
+            await self.owner.ensure_loaded(sha)
+        replies = list(await super().execute(raise_on_error, allow_redirections)) if len(self) else []
+        for position, channel, message in deferred:
+            replies.insert(position, await self.owner.publish(channel, message))
+        return replies
+
+
+class DialerAsyncRedisCluster(AsyncRedisCluster):
+    """asyncio RedisCluster whose pipelines can run scripts and PUBLISH (AsyncScriptingClusterPipeline)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._bodies: dict[str, str] = {}
+        self._loaded: set[str] = set()
+
+    def remember(self, script: str | bytes) -> str:
+        text = script.decode() if isinstance(script, bytes) else script
+        sha = hashlib.sha1(text.encode()).hexdigest()
+        self._bodies.setdefault(sha, text)
+        return sha
+
+    def register_script(self, script: str | bytes) -> Any:
+        self.remember(script)
+        return super().register_script(script)
+
+    async def ensure_loaded(self, sha: str) -> None:
+        if sha in self._loaded:
+            return
+        body = self._bodies.get(sha)
+        if body is None:
+            raise RedisURLError(f"script {sha} was not registered through this client")
+        await self.script_load(body)
+        self._loaded.add(sha)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> AsyncScriptingClusterPipeline:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        pipe.__class__ = AsyncScriptingClusterPipeline
+        pipe.owner = self  # type: ignore[attr-defined]
+        pipe._publish = []  # type: ignore[attr-defined]
+        pipe._needed = set()  # type: ignore[attr-defined]
+        return pipe  # type: ignore[return-value]
+
+
 def connect(url: str, **kwargs: Any) -> redis.Redis:
     """A synchronous client for `url`: redis.Redis, or redis.cluster.RedisCluster for a cluster URL (the same
     command methods; a cluster routes each command, script and MULTI to the node holding its hash slot).
@@ -174,7 +240,7 @@ def connect_async(url: str, **kwargs: Any) -> aioredis.Redis:
         return aioredis.Redis.from_url(url, **kwargs)
     target = parse_cluster_url(url)
     nodes = [AsyncClusterNode(host, port) for host, port in target.nodes]
-    return AsyncRedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, kwargs))  # type: ignore[return-value]
+    return DialerAsyncRedisCluster(startup_nodes=nodes, **_cluster_kwargs(target, kwargs))  # type: ignore[return-value]
 
 
 def shown(url: str) -> str:

@@ -32,7 +32,10 @@ def _keys(address: str, token_id: str | None) -> list[str]:
 async def blocked(redis: Any, address: str, token_id: str | None, limit: int) -> int:
     """Seconds to wait when this address or token id is over the limit, else 0."""
     keys = _keys(address, token_id)
-    counts = await redis.mget(keys)
+    pipe = redis.pipeline(transaction=False)  # not MGET: the keys are in different Redis Cluster slots
+    for key in keys:
+        pipe.get(key)
+    counts = await pipe.execute()
     over = [key for key, count in zip(keys, counts, strict=True) if count is not None and int(count) >= limit]
     if not over:
         return 0

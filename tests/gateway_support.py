@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from dialer import redisconn
 from dialer.config import load_config
 from gateway.app import make_app
 from gateway.auth import ROLES, AuthStore
@@ -48,7 +48,7 @@ SECRET_KEY = "test-secret-key-for-the-gateway"
 async def start_gateway(redis_url: str, **env: str) -> Gateway:
     config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
                               "DIALER_GATEWAY_REGISTRY_TENANTS": "acme", **env})
-    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    redis = redisconn.connect_async(redis_url, decode_responses=True)  # a Redis Cluster too (test_redis_cluster)
     store = AuthStore(redis)
     gateway = Gateway(client=TestClient(TestServer(make_app(config, redis))), redis=redis, redis_url=redis_url)
     for tenant in TENANTS:
@@ -74,11 +74,9 @@ def imported_list(redis_url: str, tenant: str, list_id: str, text: str = SAMPLE_
     """Import `text` into a list the way a worker would (inline), or only register it (run=False)."""
     import tempfile
 
-    import redis as redis_lib
-
     from dialer.contacts.jobs import create_import, run_import_inline
 
-    client = redis_lib.Redis.from_url(redis_url)
+    client = redisconn.connect(redis_url)
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
         fh.write(text)
     try:
@@ -106,12 +104,10 @@ async def audit_events(gateway: Gateway, tenant: str) -> list[dict[str, Any]]:
     """The gateway's events in the tenant's audit chain, oldest first: {kind, action, actor, token, **details}."""
     import asyncio
 
-    import redis as redis_lib
-
     from dialer.audit import AuditLog
 
     def read() -> list[dict[str, Any]]:
-        client = redis_lib.Redis.from_url(gateway.redis_url)
+        client = redisconn.connect(gateway.redis_url)
         try:
             return [{"kind": e.kind, "actor": e.actor, **e.payload} for e in AuditLog(client).entries(tenant)
                     if "action" in e.payload]
@@ -125,12 +121,10 @@ async def audit_entries(gateway: Gateway, tenant: str) -> list[Any]:
     """Every entry of the tenant's audit chain (dialer.audit.AuditEntry), oldest first."""
     import asyncio
 
-    import redis as redis_lib
-
     from dialer.audit import AuditLog
 
     def read() -> list[Any]:
-        client = redis_lib.Redis.from_url(gateway.redis_url)
+        client = redisconn.connect(gateway.redis_url)
         try:
             return list(AuditLog(client).entries(tenant))
         finally:

@@ -16,15 +16,19 @@ from collections.abc import Iterator
 import pytest
 
 import tests.test_gate as gate_tests
+import tests.test_gateway_live as live_tests
+import tests.test_gateway_routes as route_tests
 from dialer import redisconn
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import load_config
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.contacts.store import Keys, list_member_ids
+from dialer.facts import FactStore
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
 from tests.cluster_support import LocalCluster
+from tests.gateway_support import start_gateway, stop_gateway
 from tests.runtime_support import AT, BLOCTEL, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
 from tests.slot_audit import SlotAudit, known_scripts
 from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, sandbox, start_pbx
@@ -156,3 +160,41 @@ def test_gate_soak_under_concurrency_on_the_cluster(cluster, cluster_client, tmp
     hold, and the audit chain verifies."""
     with audited(cluster):
         gate_tests.test_soak_caps_cooloffs_optouts_hold_under_concurrency(cluster.url, cluster_client, tmp_path)
+
+
+# --- the gateway on the cluster (its asyncio clients, MULTI blocks with webhook events, pub/sub streams) ------
+
+@pytest.fixture
+async def cluster_gw(cluster: LocalCluster, cluster_client, redis_url: str):
+    """(after cluster_client, which flushes the cluster)"""
+    gateway = await start_gateway(cluster.url, DIALER_REDIS_JOBS_URL=redis_url)
+    yield gateway
+    await stop_gateway(gateway)
+
+
+async def test_gateway_routes_on_the_cluster(cluster, cluster_gw, cluster_client) -> None:
+    """Tenants, users, tokens (indexed in the tenant's slot, records global), campaigns, concurrent opt-outs
+    (each written with its audit entry and webhook event in one MULTI), a token revoked."""
+    with audited(cluster):
+        await route_tests.test_optout_is_audited_without_the_full_number(cluster_gw)
+        await route_tests.test_concurrent_optouts_are_all_kept(cluster_gw, FactStore(cluster_client))
+        await route_tests.test_listings_never_show_another_tenants_items(cluster_gw)
+        tokens = await (await cluster_gw.client.get("/v1/tokens", headers=cluster_gw.auth())).json()
+        mine = next(t for t in tokens["items"] if t["user"] == "auditor-user")
+        resp = await cluster_gw.client.delete(f"/v1/tokens/{mine['id']}", headers=cluster_gw.auth())
+        assert resp.status in (200, 204), await resp.text()
+        resp = await cluster_gw.client.get("/v1/campaigns", headers=cluster_gw.auth("acme", "auditor"))
+        assert resp.status == 401
+
+
+async def test_gateway_live_stream_on_the_cluster(cluster, cluster_gw) -> None:
+    """The campaign's Server-Sent Events follow the engine's writes (pub/sub on the cluster)."""
+    cid = (await cluster_gw.ready_campaign())["id"]
+    await cluster_gw.client.post(f"/v1/campaigns/{cid}/start", headers=cluster_gw.auth("acme", "supervisor"))
+    resp = await cluster_gw.client.get(f"/v1/campaigns/{cid}/events", headers=cluster_gw.auth("acme", "supervisor"))
+    assert resp.status == 200
+    assert (await live_tests.read_event(resp))["status"] == "running"
+    for n in (1, 7):
+        await live_tests.engine_writes(cluster_gw.redis, "acme", cid, dialing=n)
+        assert (await live_tests.read_event(resp, timeout=5))["gauges"]["dialing"] == n
+    resp.close()
