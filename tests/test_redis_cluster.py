@@ -198,3 +198,33 @@ async def test_gateway_live_stream_on_the_cluster(cluster, cluster_gw) -> None:
         await live_tests.engine_writes(cluster_gw.redis, "acme", cid, dialing=n)
         assert (await live_tests.read_event(resp, timeout=5))["gauges"]["dialing"] == n
     resp.close()
+
+
+# --- RQ beside the cluster: queues on the plain Redis of redis.jobs_url, the data on the cluster -------------
+
+def test_rq_jobs_queue_on_the_plain_redis_and_write_to_the_cluster(cluster, cluster_client, redis_url, redis_client,
+                                                                  tmp_path, monkeypatch) -> None:
+    from dialer import jobs
+    from dialer.contacts import jobs as contact_jobs
+    from dialer.contacts.jobs import enqueue_import
+    from dialer.contacts.store import import_status
+
+    monkeypatch.setattr(contact_jobs, "CHUNK_BYTES", 2_000)  # a few chunks: coordinator and helpers
+    csv = tmp_path / "leads.csv"
+    csv.write_text("phone,postal_code\n" + "".join(f"+3314567{n:04d},75011\n" for n in range(300)))
+    jobs.configure(cluster.url, redis_url)
+    try:
+        with pytest.raises(RuntimeError, match="jobs_url is required"):
+            jobs.configure(cluster.url, "")
+            jobs.get_queue(cluster_client, jobs.IMPORTS)
+        jobs.configure(cluster.url, redis_url)
+        ticket = enqueue_import(cluster_client, "acme", csv, "leads", region="FR", helpers=2)
+        queue = jobs.get_queue(cluster_client, jobs.IMPORTS)
+        assert queue.connection is not cluster_client and queue.count == 3  # on the plain Redis
+        with audited(cluster):
+            assert jobs.InlineWorker([queue], connection=redis_client).work(burst=True)
+    finally:
+        jobs.configure("", "")
+    status = import_status(cluster_client, "acme", ticket.import_id)
+    assert status["status"] == "committed" and status["summary"]["contacts_added"] == 300, status
+    assert not [k for k in cluster_client.scan_iter(match="rq:*")]  # nothing of RQ's on the cluster
