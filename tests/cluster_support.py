@@ -7,15 +7,17 @@ makes a killed master's failover take seconds, not the 15 s default.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
-from dialer.redisproc import RedisProcess
+from dialer.redisproc import RedisProcess, find_redis_server
 
 NODE_TIMEOUT_MS = 2000
 
@@ -42,6 +44,12 @@ def cluster_ports(count: int) -> list[int]:
 
 
 def redis_cli() -> str:
+    """The redis-cli beside the redis-server the tests use (the same release), else the one on PATH."""
+    server = find_redis_server()
+    if server:
+        beside = Path(server).with_name("redis-cli")
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
     found = shutil.which("redis-cli")
     if not found:
         raise RuntimeError("redis-cli not found (Debian: redis-tools)")
