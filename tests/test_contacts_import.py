@@ -325,8 +325,8 @@ def test_import_interrupted_after_its_commit_point_is_finished_by_resume(redis_c
     redis_client.hset(Keys(T, ticket.import_id).status, mapping={"status": "committing", "commit_token": "t1"})
     done = json.loads(next(iter(redis_client.hvals(Keys(T, ticket.import_id).done))))
     keys = Keys(T, ticket.import_id)
-    importer.scripts.publish(keys=[keys.rows(0, done["attempt"]), keys.seen, keys.list_phones("rolled"), "",
-                                   keys.new_members, keys.duplicates, keys.counters],
+    importer.scripts.publish(keys=[keys.rows(0, done["attempt"]), keys.seen, keys.list_phones("rolled"),
+                                   keys.no_campaign, keys.new_members, keys.duplicates, keys.counters],
                              args=[keys.p, 100, keys.stg])
     assert not redis_client.exists(Keys(T).list_members("rolled"))  # the list appears only at the end
     assert resume_imports(redis_client) == []  # its heartbeat is fresh: the coordinator may be alive

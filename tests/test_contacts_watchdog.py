@@ -99,8 +99,9 @@ def interrupted_after_commit_point(client: redis.Redis, tmp_path: Path, rows: in
     client.hset(keys.status, mapping={"status": "committing", "commit_token": "t1",
                                       "alive_at": f"{time.time():.3f}"})
     done = json.loads(next(iter(client.hvals(keys.done))))
-    importer.scripts.publish(keys=[keys.rows(0, done["attempt"]), keys.seen, keys.list_phones("rolled"), "",
-                                   keys.new_members, keys.duplicates, keys.counters], args=[keys.p, 100, keys.stg])
+    importer.scripts.publish(keys=[keys.rows(0, done["attempt"]), keys.seen, keys.list_phones("rolled"),
+                                   keys.no_campaign, keys.new_members, keys.duplicates, keys.counters],
+                             args=[keys.p, 100, keys.stg])
     return ticket.import_id
 
 
