@@ -151,14 +151,15 @@ class OidcClient:
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                 "code_verifier": verifier}
         methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-        auth = None
+        headers = {"Accept": "application/json"}
         if "client_secret_basic" in methods:
-            auth = aiohttp.BasicAuth(_form_encode(provider.client_id), _form_encode(provider.client_secret))
+            headers["Authorization"] = aiohttp.encode_basic_auth(_form_encode(provider.client_id),
+                                                                 _form_encode(provider.client_secret))
         else:
             form.update(client_id=provider.client_id, client_secret=provider.client_secret)
         try:
-            async with self._session().post(metadata["token_endpoint"], data=form, auth=auth,
-                                            headers={"Accept": "application/json"}, allow_redirects=False) as resp:
+            async with self._session().post(metadata["token_endpoint"], data=form, headers=headers,
+                                            allow_redirects=False) as resp:
                 status = resp.status
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

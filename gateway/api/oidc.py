@@ -111,10 +111,14 @@ def _origin(request: web.Request) -> str:
     return str(request.app[CONFIG]["gateway.public_origin"]).rstrip("/") or f"{request.scheme}://{request.host}"
 
 
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
 def _refusal(request: web.Request, code: str, message: str | None = None) -> web.StreamResponse:
     status, text = REFUSALS[code]
     if _wants_html(request):
-        response = web.HTTPSeeOther(f"/?signin_error={code}")
+        response = _see_other(f"/?signin_error={code}")
         response.del_cookie(FLOW_COOKIE, path=COOKIE_PATH)
         return response
     raise ApiError(status, code, message or text)
@@ -141,7 +145,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     record = {"provider": provider.id, "nonce": flow.nonce, "verifier": flow.verifier, "redirect_uri": redirect_uri,
               "binding": _digest(binding)}
     await redis.set(flow_key(flow.state), json.dumps(record), ex=FLOW_SECONDS)
-    response = web.HTTPSeeOther(authorization_url(provider, metadata, redirect_uri, flow))
+    response = _see_other(authorization_url(provider, metadata, redirect_uri, flow))
     # Lax, not Strict: the provider sends the browser back with a top-level GET from its own site.
     response.set_cookie(FLOW_COOKIE, binding, path=COOKIE_PATH, httponly=True, samesite="Lax",
                         secure=_secure(request), max_age=FLOW_SECONDS)
@@ -234,7 +238,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
                        method=method, provider=provider.id, subject=subject, stage=stage, address=address)
     response: web.StreamResponse
     if _wants_html(request):
-        response = web.HTTPSeeOther("/")
+        response = _see_other("/")
     else:
         response = web.json_response(await _session_body(request, session, user["role"]))
     response.del_cookie(FLOW_COOKIE, path=COOKIE_PATH)
