@@ -46,6 +46,9 @@ def installed() -> Path:
     if not node or not npm:
         pytest.fail("the single sign-on tests need Node.js and npm to run a real OpenID provider (oidc-provider); "
                     "install Debian's nodejs and npm (.ci/run does), or set DIALER_SKIP_OIDC=1 to skip them")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    if not re.match(r"^v(2\d|[3-9]\d)\.", version):
+        pytest.fail(f"the single sign-on tests need Node.js 20 or later to run oidc-provider; {node} is {version}")
     CACHE.mkdir(parents=True, exist_ok=True)
     lock = (HERE / "package-lock.json").read_bytes()
     with open(CACHE / ".install.lock", "w") as guard:
