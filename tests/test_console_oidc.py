@@ -358,3 +358,52 @@ def test_settings_keep_the_client_secret_out_of_the_file(tmp_path):
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
                            .replace("]", r"\]")):
             load_config(settings_file(tmp_path / "b.toml", [entry]), env={**env, "S": "secret"})
+
+
+async def test_discovery_and_keys_are_cached(provider):
+    """Fetched once, then served from memory for an hour (even with the provider gone); an unknown key id
+    refetches the JWKS, at most once a minute."""
+    real = OidcProvider(id="local", name="L", issuer=provider.issuer, client_id=CLIENT_ID, client_secret="x",
+                        tenant="acme")
+    client = OidcClient()
+    fetched: list[str] = []
+    fetch = client._get_json
+
+    async def counted(url, what, headers=None):
+        fetched.append(what)
+        return await fetch(url, what, headers)
+
+    client._get_json = counted  # type: ignore[method-assign]
+    try:
+        t = time.time()
+        metadata = await client.metadata(real, t)
+        assert await client.metadata(real, t + 3500) is metadata
+        kid = (await client._keys(real, metadata, t, None)).keys[0].kid
+        await client._keys(real, metadata, t + 10, kid)
+        await client._keys(real, metadata, t + 30, "a-key-id-it-does-not-have")  # too soon to refetch
+        assert fetched == ["discovery", "jwks"]
+        await client._keys(real, metadata, t + 61, "a-key-id-it-does-not-have")  # rotation: fetch again
+        assert fetched == ["discovery", "jwks", "jwks"]
+        await client.metadata(real, t + 3601)  # an hour later: fetched again
+        assert fetched == ["discovery", "jwks", "jwks", "discovery"]
+    finally:
+        await client.close()
+
+
+def test_the_seal_command_makes_a_secret_the_settings_open(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "gateway.oidc_config", "seal"], input="the client secret\n",
+                          capture_output=True, text=True, cwd=root, timeout=60,
+                          env={**os.environ, "DIALER_SECRET_KEY": SECRET_KEY, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    sealed = done.stdout.strip()
+    assert "the client secret" not in sealed
+    entry = {"id": "x", "issuer": "https://idp.example", "client_id": "c", "tenant": "acme",
+             "client_secret_sealed": sealed}
+    config = load_config(settings_file(tmp_path / "s.toml", [entry]), env={"DIALER_SECRET_KEY": SECRET_KEY})
+    assert config.oidc[0].client_secret == "the client secret"

@@ -60,6 +60,9 @@ async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser):  # n
     await expect(page.locator("#login-form")).to_be_visible()
     assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 0
     assert unexpected(errors) == []
+    await page.set_viewport_size({"width": 390, "height": 844})  # the sign-in page with its button, on a phone
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.set_viewport_size({"width": 1440, "height": 900})
 
     # Someone the provider knows but the console does not: back on the sign-in page, told why.
     await context.clear_cookies()  # signed out at the provider too
