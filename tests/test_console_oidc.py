@@ -42,7 +42,7 @@ CALLBACK = "http://127.0.0.1:{port}/v1/session/oidc/{id}/callback"
 
 @pytest.fixture(scope="module")
 def provider():
-    uris = [CALLBACK.format(port=GATEWAY_PORT, id=i) for i in ("local", "open")]
+    uris = [CALLBACK.format(port=GATEWAY_PORT, id=i) for i in ("local", "open", "subs")]
     with running_provider(uris) as running:
         yield running
 
@@ -51,6 +51,7 @@ def provider_tables(issuer: str) -> list[dict[str, object]]:
     common = {"issuer": issuer, "client_id": CLIENT_ID, "client_secret_env": SECRET_ENV, "tenant": "acme"}
     return [{"id": "local", "name": "Local provider", **common},
             {"id": "open", "name": "Open provider", "create_role": "uploader", **common},
+            {"id": "subs", "name": "Subject provider", "match": "sub", **common},
             {"id": "down", "name": "Down provider", **{**common, "issuer": f"http://127.0.0.1:{free_port()}"}}]
 
 
@@ -100,7 +101,8 @@ async def refusals(gw) -> list[tuple[str, str]]:
 async def test_sign_in_lands_in_a_session_like_a_password_sign_in(gw, http):
     await AuthStore(gw.redis).create_user("acme", "sam@acme.example", "supervisor")
     listed = await (await http.get(gw.url("/v1/session/oidc"))).json()
-    assert [p["name"] for p in listed["items"]] == ["Local provider", "Open provider", "Down provider"]
+    assert [p["name"] for p in listed["items"]] == ["Local provider", "Open provider", "Subject provider",
+                                                         "Down provider"]
     assert "unknown_user" in listed["refusals"]
 
     async with http.get(gw.url("/v1/session/oidc/local/start"), allow_redirects=False) as resp:
@@ -225,6 +227,19 @@ async def test_provider_down_is_503_with_words_never_500(gw, http):
         assert resp.status == 303 and resp.headers["Location"] == "/?signin_error=provider_unavailable"
     async with http.get(gw.url("/v1/session/oidc/nowhere/start"), allow_redirects=False) as resp:
         assert resp.status == 404 and (await resp.json())["error"]["code"] == "unknown_provider"
+    assert await refusals(gw) == [("provider_unavailable", "unknown")] * 2
+
+
+async def test_match_by_subject(gw, http):
+    """match = "sub": the console user named as the provider's subject; a provider matching by email needs one."""
+    await AuthStore(gw.redis).create_user("acme", "agent-7731", "supervisor")
+    back = await sign_in_at_provider(http, gw.url("/v1/session/oidc/subs/start"), "agent-7731")
+    status, body = await callback_json(http, back)
+    assert status == 200 and body["user"] == "agent-7731"
+    http.cookie_jar.clear()
+    back = await sign_in_at_provider(http, gw.url("/v1/session/oidc/local/start"), "agent-7731")
+    status, body = await callback_json(http, back)
+    assert status == 403 and body["error"]["code"] == "no_identity"
 
 
 async def test_provider_gone_between_start_and_return_is_503(redis_url, tmp_path, http):

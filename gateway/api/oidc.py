@@ -138,6 +138,8 @@ async def start(request: web.Request) -> web.StreamResponse:
         metadata = await _client(request).metadata(provider, time.time())
     except OidcError as exc:
         log.warning("oidc %s: %s", provider.id, exc)
+        await trail.record(redis, provider.tenant, "login.refused", actor="unknown", method="oidc",
+                           provider=provider.id, reason=exc.code, address=request.remote or "")
         return _refusal(request, exc.code)
     flow = new_flow(provider)
     binding = secrets.token_urlsafe(32)
