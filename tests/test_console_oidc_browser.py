@@ -6,6 +6,7 @@ A person with no console account comes back to the sign-in page with the refusal
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
@@ -31,7 +32,7 @@ async def sign_in_at_the_provider(page, login: str) -> None:
     await page.click('button[type="submit"]')
 
 
-async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser):  # noqa: F811
+async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser, tmp_path):  # noqa: F811
     await AuthStore(gw.redis).create_user("acme", "sam@acme.example", "supervisor")
     context = await browser.new_context()
     page = await context.new_page()
@@ -60,9 +61,14 @@ async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser):  # n
     await expect(page.locator("#login-form")).to_be_visible()
     assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 0
     assert unexpected(errors) == []
-    await page.set_viewport_size({"width": 390, "height": 844})  # the sign-in page with its button, on a phone
-    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
-    await page.set_viewport_size({"width": 1440, "height": 900})
+    # The sign-in page with its button fits a desktop and a phone. Screenshots go to $DIALER_SCREENSHOTS (the
+    # committed docs/console/sign-in-sso-*.png were made with DIALER_SCREENSHOTS=docs/console).
+    shots = Path(os.environ.get("DIALER_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    for width in (390, 1440):
+        await page.set_viewport_size({"width": width, "height": 900})
+        assert not await page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+        await page.screenshot(path=str(shots / f"sign-in-sso-{width}.png"), full_page=True)
 
     # Someone the provider knows but the console does not: back on the sign-in page, told why.
     await context.clear_cookies()  # signed out at the provider too
