@@ -124,6 +124,7 @@ class Config:
     values: dict[str, Any]
     asterisk: tuple[AsteriskServer, ...] = ()
     source: str = "defaults"
+    oidc: tuple[Any, ...] = ()  # the console's single sign-on providers (gateway/oidc_config.py OidcProvider)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -277,7 +278,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     known = {s.name: s for s in SETTINGS}
     values = {s.name: s.default for s in SETTINGS}
     for section, table in doc.items():
-        if section == "asterisk":
+        if section in ("asterisk", "oidc"):
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"setting {section} in {source}: expected a [{section}] table")
@@ -292,4 +293,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     values["log.level"] = values["log.level"].upper()
     _check(values)
     servers = _asterisk(doc.get("asterisk", []), source, env)
-    return Config(values=values, asterisk=servers, source=source)
+    from gateway.oidc_config import parse_providers  # (here: only a settings file with [[oidc]] needs it)
+
+    providers = parse_providers(doc["oidc"], source, env, values["security.secret_key"]) if "oidc" in doc else ()
+    return Config(values=values, asterisk=servers, source=source, oidc=providers)
