@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
             "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
+    Setting("gateway.trusted_proxies", str, "", "DIALER_GATEWAY_TRUSTED_PROXIES",
+            "reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For names the client; none by default"),
     Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",
             "the console's address as browsers reach it (e.g. https://dialer.example.com behind a TLS proxy): "
             "https makes session cookies Secure"),
@@ -177,6 +179,12 @@ def _check(values: dict[str, Any]) -> None:
                  "gateway.login_lockout_minutes"):
         if values[name] <= 0:
             raise ConfigError(f"setting {name}: expected a positive whole number")
+    try:
+        from gateway.proxies import parse_trusted
+
+        parse_trusted(values["gateway.trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"setting gateway.trusted_proxies: {exc}") from None
     origin = values["gateway.public_origin"]
     if origin and not origin.startswith(("http://", "https://")):
         raise ConfigError("setting gateway.public_origin: expected an address starting with https:// or http://")

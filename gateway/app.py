@@ -39,6 +39,7 @@ from gateway.api import (
 )
 from gateway.errors import Handler, error_middleware
 from gateway.oidc import OidcClient
+from gateway.proxies import forwarded_client, parse_trusted
 from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -99,7 +100,9 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any = None) -> web.Application:
     """`live_redis`: the client live streams take their connection from (gateway/pool.py); default `redis`."""
-    app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=JSON_BODY_LIMIT)
+    trusted = parse_trusted(str(config["gateway.trusted_proxies"]))
+    app = web.Application(middlewares=[forwarded_client(trusted), security_headers, error_middleware],
+                          client_max_size=JSON_BODY_LIMIT)
     app[REDIS] = redis
     app[CONFIG] = config
     app[STOPPING] = asyncio.Event()
