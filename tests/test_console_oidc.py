@@ -155,7 +155,7 @@ async def test_wrong_state_is_refused(gw, http):
     finally:
         await bare.close()
     assert ("bad_state", "unknown") in await refusals(gw) and ("flow_mismatch", "unknown") in await refusals(gw)
-    assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 0
+    assert await gw.redis.hlen("t:{acme}:user:sam@acme.example:sessions") == 0
 
 
 async def test_replayed_code_is_refused(gw, http):
@@ -171,7 +171,7 @@ async def test_replayed_code_is_refused(gw, http):
     status, body = await callback_json(http, gw.url(f"/v1/session/oidc/local/callback?code={code}&state={state}"))
     assert status == 401 and body["error"]["code"] == "code_rejected"
     assert [r for r, _ in await refusals(gw)] == ["bad_state", "code_rejected"]
-    assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 1  # only the first sign-in
+    assert await gw.redis.hlen("t:{acme}:user:sam@acme.example:sessions") == 1  # only the first sign-in
 
 
 async def test_bad_nonce_is_refused(gw, http):
@@ -183,7 +183,7 @@ async def test_bad_nonce_is_refused(gw, http):
     status, body = await callback_json(http, back)
     assert status == 401 and body["error"]["code"] == "bad_nonce"
     assert ("bad_nonce", "unknown") in await refusals(gw)
-    assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 0
+    assert await gw.redis.hlen("t:{acme}:user:sam@acme.example:sessions") == 0
 
 
 async def test_unknown_user_is_refused_unless_the_operator_creates_accounts(gw, http):
@@ -214,7 +214,7 @@ async def test_disabled_user_is_refused(gw, http):
     status, body = await callback_json(http, back)
     assert status == 403 and body["error"]["code"] == "disabled"
     assert await refusals(gw) == [("disabled", "dora@acme.example")]
-    assert await gw.redis.hlen("t:acme:user:dora@acme.example:sessions") == 0
+    assert await gw.redis.hlen("t:{acme}:user:dora@acme.example:sessions") == 0
 
 
 async def test_provider_down_is_503_with_words_never_500(gw, http):

@@ -59,7 +59,7 @@ async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser, tmp_p
     await expect(page.locator("#who-text")).to_contain_text("sam@acme.example (supervisor)")
     await page.click("#sign-out")  # a DELETE with the CSRF header, as after a password sign-in
     await expect(page.locator("#login-form")).to_be_visible()
-    assert await gw.redis.hlen("t:acme:user:sam@acme.example:sessions") == 0
+    assert await gw.redis.hlen("t:{acme}:user:sam@acme.example:sessions") == 0
     assert unexpected(errors) == []
     # The sign-in page with its button fits a desktop and a phone. Screenshots go to $DIALER_SCREENSHOTS (the
     # committed docs/console/sign-in-sso-*.png were made with DIALER_SCREENSHOTS=docs/console).
