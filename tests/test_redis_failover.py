@@ -20,8 +20,9 @@ import pytest
 from dialer import redisconn
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
+from dialer.cli import main
 from dialer.config import load_config
-from dialer.runtime.datastate import marker, resume_after_data_loss
+from dialer.runtime.datastate import marker
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
 from tests.cluster_support import LocalCluster
@@ -40,7 +41,7 @@ def replication_lag(cluster: LocalCluster, master) -> int:
     return int(info["master_repl_offset"]) - max(offsets, default=0)
 
 
-async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys) -> None:
+async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys, monkeypatch) -> None:
     phones = numbers(60)
     with LocalCluster() as cluster:
         client = redisconn.connect(cluster.url)
@@ -73,9 +74,15 @@ async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys) -> None
                     placed_while_halted = sum(observer.by_number.values())
                     await asyncio.sleep(2.0)
                     assert sum(observer.by_number.values()) == placed_while_halted  # nothing dialed while stopped
-                    # ... until an operator has looked and resumes; the campaign then runs to its end.
-                    resume_after_data_loss(client, by="test", reason="failover drill", at=time.time(),
-                                           tenant="acme")
+                    # ... until an operator has looked and resumes (the CLI, as an operator would); the campaign
+                    # then runs to its end.
+                    monkeypatch.setenv("DIALER_REDIS_URL", cluster.url)
+                    monkeypatch.setenv("DIALER_REDIS_JOBS_URL", redis_url)
+                    monkeypatch.setenv("DIALER_SECRET_KEY", SECRET_KEY)
+                    assert await asyncio.to_thread(main, ["runtime", "status"]) == 3  # stopped, and says why
+                    assert "tenant acme" in capsys.readouterr().out
+                    assert await asyncio.to_thread(main, ["runtime", "resume", "--after-data-loss", "--yes",
+                                                          "--reason", "failover drill"]) == 0
                     await eventually(lambda: task.done() or store.get("acme", campaign).status == "completed",
                                      timeout=180)
                 finally:
@@ -106,6 +113,7 @@ async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys) -> None
               f"{len(lost_reservations)} calls={len(originated)}")
     assert "node serving this data changed" in halted
     assert verified.ok, verified
+    assert any(e.kind == "runtime_resume" for e in entries)  # who let the calls go on is in the trail
     assert len(finals) == len(phones)  # every contact ended, with a reason
     for cid, final in finals.items():
         assert final["reason"] in ("answered", "max_attempts", "opted_out"), (phone_of[cid], final)
