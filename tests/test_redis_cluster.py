@@ -228,3 +228,15 @@ def test_rq_jobs_queue_on_the_plain_redis_and_write_to_the_cluster(cluster, clus
     status = import_status(cluster_client, "acme", ticket.import_id)
     assert status["status"] == "committed" and status["summary"]["contacts_added"] == 300, status
     assert not [k for k in cluster_client.scan_iter(match="rq:*")]  # nothing of RQ's on the cluster
+
+
+async def test_the_gateway_pools_on_the_cluster(cluster, redis_url) -> None:
+    """`dialer serve`'s request and live-stream clients (gateway/pool.py) are cluster clients, sized per node."""
+    from gateway.pool import live_client, request_client
+
+    config = cluster_config(cluster, redis_url)
+    for client in (request_client(config), live_client(config)):
+        assert redisconn.is_cluster(client) and await client.ping()
+        await client.set("t:{acme}:pool-check", "1")
+        assert await client.get("t:{acme}:pool-check") == "1"  # decode_responses, as the handlers expect
+        await client.aclose()
