@@ -13,6 +13,7 @@
 export const ALL = ["admin", "supervisor", "uploader", "auditor"];
 const WATCHERS = ["admin", "supervisor", "auditor"];
 const WRITERS = ["admin", "supervisor"];
+const AUDITORS = ["admin", "auditor"]; // audit.read, users.read (auditors read, admins also change)
 
 export const NAV = [
   { route: "live", label: "nav.live", roles: WATCHERS, page: "builtin:board" },
@@ -21,5 +22,8 @@ export const NAV = [
   { route: "campaigns/:id/edit", label: "nav.campaign_edit", roles: WRITERS, page: "./pages/campaign-form.js",
     nav: false },
   { route: "campaigns/:id", label: "nav.campaign", roles: WATCHERS, page: "./pages/campaign-live.js", nav: false },
-  // console-admin adds: lists, compliance, audit, users (rows with their own pages/*.js).
+  { route: "lists", label: "nav.lists", roles: ALL, page: "./pages/lists.js" },
+  { route: "compliance", label: "nav.compliance", roles: WATCHERS, page: "./pages/compliance.js" },
+  { route: "audit", label: "nav.audit", roles: AUDITORS, page: "./pages/audit.js" },
+  { route: "users", label: "nav.users", roles: AUDITORS, page: "./pages/users.js" },
 ];
