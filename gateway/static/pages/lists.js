@@ -265,11 +265,11 @@ async function showReport(id, report) {
   const csv = h("button", { type: "button", id: "report-csv", text: t("lists.download_report"), onclick: (ev) =>
     busy(ev.currentTarget, () => download(`/v1/imports/${encodeURIComponent(id)}/errors`,
       `import-${id}-errors.csv`)) });
-  report.replaceChildren(
+  report.replaceChildren(...[
     h("p", {}, h("b", { text: r.file_name || r.id }), " → ", r.list || "", " ",
       h("span", { class: `badge ${r.status}`, text: t(`lists.state.${r.status}`) })),
     figures, entries, r.more ? h("p", { class: "hint", text: t("lists.more_in_csv") }) : null,
-    h("div", { class: "actions-row" }, csv));
+    h("div", { class: "actions-row" }, csv)].filter(Boolean));
 }
 
 function importsTable(items, report) {
