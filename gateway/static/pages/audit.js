@@ -8,6 +8,7 @@ const KINDS = ["gate_decision", "gate_release", "call_outcome", "optout", "conse
   "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
   "runtime_resume"];
 const PAGE = 50;
+const GIST = 180;
 
 // One line for people: a gateway event's action and details, or a gate decision's verdict and reasons.
 function gist(entry) {
@@ -19,7 +20,8 @@ function gist(entry) {
   }
   const details = Object.entries(p).filter(([k]) => !["action", "token"].includes(k))
     .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
-  return [p.action, details].filter(Boolean).join(" · ");
+  const text = [p.action, details].filter(Boolean).join(" · ");
+  return text.length > GIST ? `${text.slice(0, GIST)}…` : text; // the whole entry is one click away
 }
 
 // A datetime-local value (the browser's wall time) as an instant, or "".
@@ -80,7 +82,7 @@ export async function render(container) {
       { key: "at", label: t("audit.when"), render: (e) => dateTime(e.at, undefined, { seconds: true }) },
       { key: "kind", label: t("audit.kind") },
       { key: "actor", label: t("audit.actor") },
-      { key: "gist", label: t("audit.what"), render: (e) => gist(e) },
+      { key: "gist", label: t("audit.what"), render: (e) => gist(e), class: "any" },
       { key: "open", label: "", render: (e) => h("button", { type: "button", "data-seq": e.seq, text: t("audit.open"),
         onclick: () => detail.replaceChildren(h("div", { class: "panel-card" },
           h("h3", { text: t("audit.entry", { seq: e.seq }) }),

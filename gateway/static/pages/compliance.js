@@ -55,7 +55,8 @@ export async function render(container, ctx) {
       say(status, errorWords(answer.error));
       return;
     }
-    result.replaceChildren(lookupView(ctx, answer.data, lookup));
+    const names = Object.fromEntries([...campaign.options].filter((o) => o.value).map((o) => [o.value, o.text]));
+    result.replaceChildren(lookupView(ctx, answer.data, lookup, names));
   });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -68,7 +69,7 @@ export async function render(container, ctx) {
   }
 }
 
-function lookupView(ctx, data, again) {
+function lookupView(ctx, data, again, names) {
   const zone = data.zones[0] || "UTC";
   const now = data.now;
   const verdict = h("p", { class: `verdict ${now.allowed ? "allowed" : "denied"}`, id: "verdict",
@@ -79,7 +80,7 @@ function lookupView(ctx, data, again) {
     : (!now.allowed ? h("p", { id: "next-allowed", class: "hint", text: t("comp.no_next") }) : null);
   const decisions = table([
     { key: "at", label: t("comp.when"), render: (d) => dateTime(d.at) },
-    { key: "campaign", label: t("comp.campaign") },
+    { key: "campaign", label: t("comp.campaign"), render: (d) => names[d.campaign] || d.campaign },
     { key: "allowed", label: t("comp.decision"), render: (d) => h("span", { class: `badge ${d.allowed ? "allowed"
       : "denied"}`, text: d.allowed ? t("comp.allowed") : t("comp.denied") }) },
     { key: "reasons", label: t("comp.reasons"), render: (d) => reasonList(d.reasons, data.reason_texts, zone) },

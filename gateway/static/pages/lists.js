@@ -256,7 +256,7 @@ async function showReport(id, report) {
   const entries = table([
     { key: "row", label: t("lists.row"), render: (e) => (e.severity === "file" ? t("lists.whole_file") : e.row ?? "") },
     { key: "column", label: t("lists.column") },
-    { key: "value", label: t("lists.value") },
+    { key: "value", label: t("lists.value"), class: "any" },
     { key: "severity", label: t("lists.severity"), render: (e) => h("span", { class: `badge ${e.severity}`,
       text: t(`lists.sev.${e.severity}`) }) },
     { key: "message", label: t("lists.message"), render: (e) => h("span", {}, e.message, " ",
