@@ -108,10 +108,10 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                                            "X-Accel-Buffering": "no"})
     pubsub = request.app[SERVICES].get("live_redis", redis).pubsub()  # its own pool (gateway/pool.py)
     await subscribe(pubsub)
-    await response.prepare(request)
     last: dict[str, str] = {}
     last_write = last_auth = time.monotonic()
     try:
+        await response.prepare(request)  # the client may be gone already (a page left at once)
         await response.write(b"retry: 1000\n\n")
         while not _finished(request):
             now = datetime.now(UTC)

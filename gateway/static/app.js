@@ -46,7 +46,7 @@ async function enter(me) {
     const resp = await api("/v1/me/preferences");
     if (resp.ok) prefs = await resp.json();
   } catch (e) { /* keep the browser's */ }
-  await setLanguage(prefs.language, prefs.time_zone || undefined);
+  await setLanguage(prefs.language, prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
   $("who").hidden = false;

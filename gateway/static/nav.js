@@ -22,4 +22,5 @@ export const NAV = [
     nav: false },
   { route: "campaigns/:id", label: "nav.campaign", roles: WATCHERS, page: "./pages/campaign-live.js", nav: false },
   // console-admin adds: lists, compliance, audit, users (rows with their own pages/*.js).
+  { route: "preferences", label: "nav.preferences", roles: ALL, page: "./pages/preferences.js" },
 ];
