@@ -50,7 +50,7 @@ async function enter(me) {
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
   $("who").hidden = false;
-  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
+  $("who-text").textContent = `${me.user} (${t(`role.${me.role}`)}) · ${me.tenant}`;
   startRouter({ me, prefs, api, postJson, errorText, t });
 }
 
@@ -58,9 +58,11 @@ async function enter(me) {
 registerBuiltin("board", {
   render() {
     $("board").hidden = false;
+    $("live").hidden = false;
     openStream();
     return () => {
       $("board").hidden = true;
+      $("live").hidden = true;
       closeStream();
     };
   },
