@@ -46,11 +46,11 @@ async function enter(me) {
     const resp = await api("/v1/me/preferences");
     if (resp.ok) prefs = await resp.json();
   } catch (e) { /* keep the browser's */ }
-  await setLanguage(prefs.language, prefs.time_zone || undefined);
+  await setLanguage(prefs.language, prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
   $("who").hidden = false;
-  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
+  $("who-text").textContent = `${me.user} (${t(`role.${me.role}`)}) · ${me.tenant}`;
   startRouter({ me, prefs, api, postJson, errorText, t });
 }
 
@@ -58,9 +58,11 @@ async function enter(me) {
 registerBuiltin("board", {
   render() {
     $("board").hidden = false;
+    $("live").hidden = false;
     openStream();
     return () => {
       $("board").hidden = true;
+      $("live").hidden = true;
       closeStream();
     };
   },

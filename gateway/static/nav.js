@@ -26,4 +26,5 @@ export const NAV = [
   { route: "compliance", label: "nav.compliance", roles: WATCHERS, page: "./pages/compliance.js" },
   { route: "audit", label: "nav.audit", roles: AUDITORS, page: "./pages/audit.js" },
   { route: "users", label: "nav.users", roles: AUDITORS, page: "./pages/users.js" },
+  { route: "preferences", label: "nav.preferences", roles: ALL, page: "./pages/preferences.js" },
 ];

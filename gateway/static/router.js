@@ -81,7 +81,7 @@ async function show() {
     try { current.leave(); } catch (e) { console.warn(e); }
     current.leave = null;
   }
-  const found = match(location.hash.replace(/^#\/?/, ""));
+  const found = match(location.hash.replace(/^#\/?/, "").split("?")[0]);
   if (!found) {
     location.replace(home(context.me.role));
     return;
@@ -116,9 +116,14 @@ async function show() {
   }
 }
 
-// ctx: { me, api, ... } passed to every page. Called once signed in.
+// ctx: { me, prefs, api, ... } passed to every page. Called once signed in. ctx.restart() redraws the navigation
+// and the current page (after a change of language).
 export function startRouter(ctx) {
   context = ctx;
+  ctx.restart = () => {
+    renderNav();
+    show();
+  };
   view = document.getElementById("view");
   view.hidden = false;
   renderNav();
