@@ -624,7 +624,7 @@ class Engine:
             decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            why = plan.verdict.text if plan is not None and plan.verdict.reserved_only else ""
+            why = self.shared.reason(f"{r.tenant}/{r.campaign}")[1] if plan is not None else ""
             log.info("campaign %s/%s pacing: %s%s%s", r.tenant, r.campaign, decision.reason,
                      f" (limited by {decision.limited_by})" if decision.limited_by else "", f": {why}" if why else "")
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
