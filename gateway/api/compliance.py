@@ -23,7 +23,7 @@ from dialer.audit import AuditLog, stream_key
 from dialer.contacts.store import _s
 from dialer.facts import campaign_dnc_key, company_dnc_key, optout_from_json
 from dialer.registry.store import RegistryStore
-from gateway import trail
+from gateway import clock, trail
 from gateway.api.facts import _consent, e164
 from gateway.api.gatecheck import GATE_ERRORS, decision_json
 from gateway.api.registries import NATIONAL
@@ -130,7 +130,8 @@ async def lookup(request: web.Request) -> web.Response:
     gate = gate_of(request)
     client = raw_redis(request)
     country = (params.get("country") or "").upper() or None
-    now = await sync(gate.check, Contact(phone=number, country=country), campaign, datetime.now(UTC))
+    at = await clock.now(request)  # Redis's clock, as the engine's (gateway/clock.py)
+    now = await sync(gate.check, Contact(phone=number, country=country), campaign, at)
     decisions = await sync(decisions_about, client, who.tenant, gate.audit.person_ref(number))
     campaign_ids = await sync(store.ids, who.tenant)
     optouts = await sync(optouts_of, client, who.tenant, number, campaign_ids)
@@ -185,7 +186,7 @@ def registry_freshness(store: RegistryStore, packs: Any, at: datetime) -> list[d
 
 async def registries(request: web.Request) -> web.Response:
     gate = gate_of(request)
-    items = await sync(registry_freshness, RegistryStore(raw_redis(request)), gate.packs, datetime.now(UTC))
+    items = await sync(registry_freshness, RegistryStore(raw_redis(request)), gate.packs, await clock.now(request))
     return web.json_response({"items": items})
 
 
