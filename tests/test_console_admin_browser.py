@@ -323,9 +323,15 @@ async def test_pages_fit_the_screen(gw, browser, width, tmp_path):  # noqa: F811
     context, page, errors, url = await signed_in(gw, browser, "acme", "admin-user", width)
     await page.goto(url + "#/lists")
     await page.fill("#upload-list", "autumn")
-    await page.set_input_files("#upload-file", files=[{"name": "clients.csv", "mimeType": "text/csv",
-                                                       "buffer": MESSY.encode()}])
+    # Dropped on the drop zone, as a person drags a file from their desktop.
+    dropped = await page.evaluate_handle("""(text) => {
+        const data = new DataTransfer();
+        data.items.add(new File([text], "clients.csv", { type: "text/csv" }));
+        return data;
+    }""", MESSY)
+    await page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
     await expect(page.locator("#preview-view")).to_be_visible()
+    await expect(page.locator("#drop-zone")).to_contain_text("clients.csv")
     await page.click('[data-report]')
     await expect(page.locator("#import-report tbody tr").first).to_be_visible()
     assert await fits(page), "lists"

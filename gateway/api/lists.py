@@ -295,6 +295,9 @@ async def preview_upload(request: web.Request) -> web.Response:
     from dialer.contacts.preview import preview
 
     who = principal(request)
+    if request.content_length is not None and request.content_length > PREVIEW_LIMIT + 64 * 1024:
+        raise ApiError(413, "too_large", f"a preview needs only the head of the file: send at most {PREVIEW_LIMIT} "
+                       "bytes (and truncated=true)", field="file")  # refused before reading a byte of it
     upload = await receive_upload(request, PREVIEW_FIELDS, f"preview-{who.tenant}")
     try:
         if upload.size == 0:
