@@ -359,3 +359,41 @@ async def test_pages_fit_the_screen(gw, browser, width, tmp_path):  # noqa: F811
     await page.screenshot(path=str(shots / f"users-{width}.png"), full_page=True)
     assert unexpected(errors) == []
     await context.close()
+
+
+async def test_an_admin_scrubs_and_exports_a_list_in_french(gw, browser):  # noqa: F811
+    """The pages speak the user's language (preferences), reasons included; scrub and export download CSVs."""
+    import json
+
+    fr = json.loads((Path(__file__).parent.parent / "gateway" / "static" / "i18n" / "fr.json").read_text())
+    campaign = (await gw.create_campaign(caller_id="+33162000000", seller_name="Acme SAS", queue="sales"))["id"]
+    await asyncio.to_thread(imported_list, gw.redis_url, "acme", "spring", CONSENTED, campaign=campaign)
+    resp = await gw.client.put("/v1/me/preferences", json={"language": "fr", "time_zone": "Europe/Paris"},
+                               headers=gw.auth("acme", "admin"))
+    assert resp.status == 200, await resp.text()
+
+    context, page, errors, url = await signed_in(gw, browser, "acme", "admin-user")
+    await page.goto(url + "#/lists")
+    await expect(page.locator("#lists-page h2").first).to_have_text(fr["lists.upload_title"])
+    await page.click('[data-scrub="spring"]')
+    result = page.locator("#scrub-result")
+    await expect(result).to_contain_text(fr["lists.scrub_never_why"])
+    # Ann gave no consent: never callable (until that changes), the reason in French.
+    await expect(result).to_contain_text(fr["reason.NO_CONSENT"])
+    async with page.expect_download() as info:
+        await page.click('[data-export="spring"]')
+    download = await info.value
+    text = Path(await download.path()).read_text(encoding="utf-8-sig")
+    assert "+33145678902" in text and download.suggested_filename == "contacts-spring.csv"
+
+    await page.goto(url + "#/compliance")
+    await expect(page.locator('[data-registry-state="bloctel"]')).to_have_text(fr["comp.state.missing"])
+    await page.fill("#lookup-phone", "+33145678901")
+    await page.click("#lookup-go")
+    await expect(page.locator("#verdict")).to_have_text(fr["comp.denied_now"])
+    await expect(page.locator('#lookup-result [data-reason="NO_CONSENT"]').first).to_contain_text(
+        fr["reason.NO_CONSENT"])
+    actions = [e["action"] for e in await audit_events(gw, "acme")]
+    assert "export.create" in actions
+    assert unexpected(errors) == []
+    await context.close()

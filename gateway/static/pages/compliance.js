@@ -1,7 +1,7 @@
 // Compliance: look up a number (the gate's decisions about it, reasons in words, the next allowed time in the
 // person's local time), its opt-outs and consents (add an opt-out; give or withdraw a consent, with evidence),
 // and how fresh each registry copy is.
-import { dateTime, has, t } from "../i18n.js";
+import { dateTime, has, number, t } from "../i18n.js";
 import { busy, call, can, ensureStyles, errorWords, field, h, json, say, section, table } from "./admin-kit.js";
 
 // A reason in the user's language when the catalogue has it, else the server's words; the code beside it.
@@ -159,6 +159,15 @@ function consentsView(ctx, data, again) {
   return box;
 }
 
+// The verdict in the user's language, from the figures (the API's `text` says the same in English).
+function freshnessWords(r) {
+  const age = r.age_days === null ? "" : number(r.age_days, 1);
+  if (r.state === "fresh") return t("comp.text.fresh", { age, max: r.max_age_days });
+  if (r.state === "stale") return t("comp.text.stale", { age, max: r.max_age_days });
+  if (r.state === "missing") return t("comp.text.missing");
+  return r.age_days === null ? t("comp.text.unused_missing") : t("comp.text.unused", { age });
+}
+
 function registryTable(items) {
   return table([
     { key: "name", label: t("comp.registry") },
@@ -167,7 +176,7 @@ function registryTable(items) {
     { key: "copy_date", label: t("comp.copy_date"), render: (r) => (r.copy_date ? dateTime(r.copy_date) : "") },
     { key: "max_age_days", label: t("comp.max_age"), render: (r) => (r.max_age_days ? t("comp.days",
       { n: r.max_age_days }) : "") },
-    { key: "text", label: t("comp.meaning"), render: (r) => [r.text, r.packs.length ? ` (${r.packs.join(", ")})` : ""]
-      .join("") },
+    { key: "text", label: t("comp.meaning"), render: (r) => [freshnessWords(r), r.packs.length
+      ? ` (${r.packs.join(", ")})` : ""].join("") },
   ], items);
 }
