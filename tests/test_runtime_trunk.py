@@ -221,7 +221,7 @@ async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, hosts: d
     phones = [p for p in numbers(100, base=base) if p[-1] == "3"]  # no answer: lines pile up
     campaigns = {tenant: setup_campaign(redis_client, tmp_path, phones[i * 5:(i + 1) * 5], tenant=tenant,
                                         list_id=f"{tenant}-leads", pacing_mode="power", pacing_ratio=3,
-                                        max_attempts=1, recording=False)
+                                        max_attempts=1, recording=False, answered_before=100)
                  for i, tenant in enumerate(("acme", "beta"))}
     pbx = await start_pbx(queues={"dialer": 3}, time_scale=0.05)
     sent: list[float] = []
