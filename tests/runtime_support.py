@@ -18,6 +18,9 @@ from dialer.config import Config, load_config
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.pacing.abandons import RedisAbandonCounter
 from dialer.registry.loader import load_registry
+from dialer.runtime.engine import pbx_group_of
+from dialer.runtime.identity import identity_key
+from dialer.runtime.trunk import server_address
 
 SECRET_KEY = "runtime-test-key"
 PARIS = timezone(timedelta(hours=1))
@@ -29,6 +32,14 @@ BLOCTEL = ("+33145678999", "+33612345678")
 def numbers(count: int, base: str = "+331456700") -> list[str]:
     """Valid French numbers whose last digits cycle 0-9 (the sandbox's last-digit callee behaviours)."""
     return [f"{base}{i:02d}" for i in range(count)]
+
+
+def seen_group(client: redis.Redis, port: int, host: str = "127.0.0.1") -> str:
+    """The pacing group of processes dialing through one server, named by the identity the server gave (engines
+    publish address -> identity in Redis)."""
+    identity = client.get(identity_key(server_address(host, port)))
+    assert identity is not None, "no engine has read this server's identity yet"
+    return pbx_group_of([identity.decode()])
 
 
 def engine_config(redis_url: str) -> Config:

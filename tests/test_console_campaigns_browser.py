@@ -126,7 +126,7 @@ async def test_create_watch_pause_stop_and_find_it_finished(gw, browser, tmp_pat
     await expect(page.locator("#e-queue")).to_contain_text("no spaces")
     await expect(page.locator("#e-lists")).to_contain_text("at least one list")
     assert not await page.evaluate(OVERFLOW)
-    await page.screenshot(path=str(shots / "campaign-form-1440.png"), full_page=True)
+    await page.screenshot(path=str(shots / "campaign-form-errors-1440.png"), full_page=True)
     await page.fill("#f-caller_id", "+33162000000")
     await page.fill("#f-seller_name", "Acme SAS")
     await page.fill("#f-queue", "sales")

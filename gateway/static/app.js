@@ -5,7 +5,7 @@
 // An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
 // the live board below is the "live" page.
 import { api, credentials, errorText, sendJson as postJson } from "./api.js";
-import { browserLanguage, setLanguage, t } from "./i18n.js";
+import { browserLanguage, reasonText, setLanguage, t } from "./i18n.js";
 import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
@@ -303,7 +303,7 @@ function render(snap) {
   el.dataset.status = snap.status;
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
-  status.textContent = snap.status;
+  status.textContent = t(`status.${snap.status}`);
   status.className = `status ${snap.status}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
@@ -365,7 +365,8 @@ function renderDenials(el, denials) {
     const li = document.createElement("li");
     li.dataset.reason = reason;
     const name = document.createElement("span");
-    name.textContent = reason;
+    name.textContent = reasonText(reason); // the reason's text in the user's language; the code on hover
+    name.title = reason;
     const bar = document.createElement("div");
     bar.className = "dbar";
     bar.style.width = `${(100 * count) / top}%`;
@@ -457,7 +458,7 @@ async function control(id, action, el) {
     const campaign = await resp.json();
     el.dataset.status = campaign.status;
     const status = field(el, "status");
-    status.textContent = campaign.status;
+    status.textContent = t(`status.${campaign.status}`);
     status.className = `status ${campaign.status}`;
     renderButtons(el, campaign.status);
   } finally {
