@@ -32,10 +32,12 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """URL of a flushed database on the session's real redis-server."""
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushdb()
+    # ASYNC: the server frees the keys in a background thread. A blocking FLUSHDB of a big import took longer
+    # than redis-py's 5 s socket timeout on a loaded machine and kept the server busy for the next test.
+    client = redis.Redis.from_url(redis_server_url, socket_timeout=60)
+    client.flushdb(asynchronous=True)
     yield redis_server_url
-    client.flushdb()
+    client.flushdb(asynchronous=True)
     client.close()
 
 
