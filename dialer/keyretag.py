@@ -7,6 +7,7 @@ key to its tagged name, on the single Redis it lives on, with every dialer proce
   dialer:agents:PBX:Q:part     -> dialer:agents:{PBX}:Q:part  the queues of one server set: one slot
   dialer:trunk:ADDR:part       -> dialer:trunk:{ADDR}:part    one server's trunk sets: one slot
   login:lock|fail:H            -> login:lock|fail:{H}         one sign-in name's lock and count: one slot
+  dialer:agentboard:Q[:waiting] -> dialer:agentboard:{Q}...   a queue's agent board and waiting count: one slot
   wh:outbox (stream)           -> t:{T}:wh:outbox             split by each entry's tenant field
   wh:due (sorted set)          -> t:{T}:wh:due                split by each member's tenant ("T|ep|key")
 
@@ -34,6 +35,8 @@ _RULES: tuple[tuple[re.Pattern[bytes], Callable[[re.Match[bytes]], bytes]], ...]
     (re.compile(rb"^dialer:trunk:(?!identity:)([^{}]+):(channels|originates|ai)$"),
      lambda m: b"dialer:trunk:{" + m[1] + b"}:" + m[2]),
     (re.compile(rb"^login:(lock|fail):([0-9a-f]+)$"), lambda m: b"login:" + m[1] + b":{" + m[2] + b"}"),
+    (re.compile(rb"^dialer:agentboard:([^:{}]+)(:waiting)?$"),
+     lambda m: b"dialer:agentboard:{" + m[1] + b"}" + (m[2] or b"")),
 )
 OLD_OUTBOX, OLD_DUE, OLD_FANOUT_LOCK = b"wh:outbox", b"wh:due", b"wh:fanout:lock"
 
@@ -48,7 +51,8 @@ def new_name(key: bytes) -> bytes | None:
 
 
 def _scan(client: redis.Redis) -> Iterator[bytes]:
-    for pattern in (b"t:*", b"tenant:*", b"reg:*", b"dialer:agents:*", b"dialer:trunk:*", b"login:*"):
+    for pattern in (b"t:*", b"tenant:*", b"reg:*", b"dialer:agents:*", b"dialer:trunk:*", b"login:*",
+                    b"dialer:agentboard:*"):
         yield from client.scan_iter(match=pattern, count=1000)
 
 

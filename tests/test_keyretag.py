@@ -23,6 +23,8 @@ from tests.runtime_support import SECRET_KEY, numbers
     (b"dialer:agents:a1e3fe67eadd:dialer:owner", b"dialer:agents:{a1e3fe67eadd}:dialer:owner"),
     (b"dialer:trunk:pbx1.example:5038:channels", b"dialer:trunk:{pbx1.example:5038}:channels"),
     (b"login:fail:0a1b", b"login:fail:{0a1b}"),
+    (b"dialer:agentboard:sales", b"dialer:agentboard:{sales}"),
+    (b"dialer:agentboard:sales:waiting", b"dialer:agentboard:{sales}:waiting"),
     (b"t:{acme}:audit", None), (b"reg:index", None), (b"tenants", None), (b"dialer:datastate", None),
     (b"dialer:trunk:identity:pbx1:5038", None), (b"token:abc", None), (b"session:abc", None),
 ])
