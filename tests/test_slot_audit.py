@@ -37,3 +37,20 @@ def test_known_scripts_finds_our_lua() -> None:
     names = set(known_scripts().values())
     assert {"dialer.gate._RESERVE", "dialer.gate._READ", "dialer.contacts.store.PUBLISH",
             "dialer.runtime.datastate._CHECK"} <= names
+
+
+def test_no_tenant_key_is_built_without_its_hash_tag() -> None:
+    """Every tenant key is `t:{T}:...` (docs/redis.md): an f-string `t:{tenant}:` (one pair of braces: no tag)
+    would put the key in another cluster slot than the tenant's, and a script or MULTI with it would fail there.
+    Same for the tenant record, registry, agent pool, trunk and agent board keys."""
+    import re
+    from pathlib import Path
+
+    untagged = re.compile(r'f"(t|tenant|reg|dialer:agents|dialer:trunk|dialer:agentboard):\{(?!\{)[^}]*\}')
+    allowed = re.compile(r'f"(reg:\{name\}:changed|dialer:trunk:identity)')  # a pub/sub channel; a single key
+    root = Path(__file__).resolve().parent.parent
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()}"
+             for package in ("dialer", "gateway") for path in sorted((root / package).rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if untagged.search(line) and not allowed.search(line)]
+    assert found == [], found
