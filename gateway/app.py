@@ -34,6 +34,7 @@ from gateway.api import (
     registries,
     signin,
     subjects,
+    usage,
     webhooks,
 )
 from gateway.errors import Handler, error_middleware
@@ -44,7 +45,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin)
+                 subjects, calls, webhooks, crm, signin, usage)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

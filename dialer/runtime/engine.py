@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 
+from dialer import holds
 from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
@@ -76,6 +77,9 @@ from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
+from dialer.usage import meter
+from dialer.usage.budgets import check_budgets
+from dialer.usage.plan import cached_plan
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice
@@ -235,6 +239,7 @@ class CampaignRunner:
     progress_seen: tuple[int, ...] = ()  # the queue counts at that line
     held: bool = False
     completed: bool = False
+    hold_text: str = ""  # why a kill-switch holds the campaign's dialing (dialer/holds.py); "" when none
 
 
 class Engine:
@@ -453,7 +458,19 @@ class Engine:
             if taken:
                 await self._resolve(r, taken)
         if status == "running" and not self._stopping:
-            await self._dial(r, now)
+            # Kill-switches: claim nothing while held. The gate's reserve script checks the same holds for every
+            # reservation, so a hold written after this read still stops the next call (dialer/holds.py).
+            found = await asyncio.to_thread(holds.holds_for, self.redis, r.tenant, r.campaign)
+            text = "; ".join(h.text() for h in found)
+            if text != r.hold_text:
+                r.hold_text = text
+                r.stats_at = -1e18  # show it on the dashboard at once
+                if text:
+                    log.warning("campaign %s/%s held, no new calls: %s", r.tenant, r.campaign, text)
+                else:
+                    log.info("campaign %s/%s: hold lifted, dialing again", r.tenant, r.campaign)
+            if not text:
+                await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
             gauges = self._live_gauges(r)
@@ -888,8 +905,12 @@ class Engine:
         # its channel (and AI session) is free
         self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
         now = self.clock()
+        # what the call counts for (billing), metered exactly once in the outcome's own transaction
+        usage = meter.CallUsage(outcome.answered_at, outcome.ended_at, ai=flight.ai,
+                                recorded=bool(r.stored.config.get("recording")))
+        metered = meter.measures(usage, cached_plan(self.redis, r.tenant).rounding)
         self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                 e164=claim.contact.phone, actor=ACTOR)
+                                 e164=claim.contact.phone, actor=ACTOR, metered=metered)
         if live:
             self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                    bool(outcome.abandoned))
@@ -903,6 +924,11 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
         pipe.execute()
+        try:  # budget alerts and the hard stop: never in the way of storing the outcome
+            check_budgets(self.redis, r.tenant, now)
+        except Exception as exc:
+            log.warning("tenant %s: budgets not checked after call %s (%s); checked after the next call", r.tenant,
+                        claim.call_id, exc)
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -1141,7 +1167,8 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
-        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
+        pacing = ("held", r.hold_text) if r.hold_text else self.shared.reason(f"{r.tenant}/{r.campaign}")
+        queue_pacing(pipe, r.tenant, r.campaign, *pacing)
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts

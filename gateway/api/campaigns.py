@@ -29,6 +29,7 @@ CAMPAIGN: dict[str, Any] = {
         **CONFIG_SCHEMA["properties"],
     },
 }
+SUSPENDED = {"403": "tenant_suspended: the operator suspended the tenant (the reason is in the message)"}
 CHANGES: dict[str, Any] = partial(CONFIG_SCHEMA)
 CHANGES = {**CHANGES, "properties": {k: ({**v, "nullable": True} if k not in ("name",) else v)
                                      for k, v in CONFIG_SCHEMA["properties"].items()}}
@@ -127,16 +128,18 @@ ROUTES = [
     Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns", "campaigns.read",
           response=listing(CAMPAIGN), query={"status": {"type": "string", "enum": list(STATUSES)}}, tag="campaigns"),
     Route("POST", "/v1/campaigns", create_campaign, "Create a campaign (as a draft)", "campaigns.write",
-          body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns"),
+          body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns", new_work=True, errors=SUSPENDED),
     Route("GET", "/v1/campaigns/{id}", get_campaign, "One campaign", "campaigns.read", response=CAMPAIGN,
           resource="campaign", tag="campaigns"),
     Route("PATCH", "/v1/campaigns/{id}", change_campaign,
           "Change a campaign's configuration (draft, scheduled or paused); null removes a field",
-          "campaigns.write", body=CHANGES, response=CAMPAIGN, resource="campaign", tag="campaigns"),
+          "campaigns.write", body=CHANGES, response=CAMPAIGN, resource="campaign", tag="campaigns", new_work=True,
+          errors=SUSPENDED),
     Route("GET", "/v1/campaigns/{id}/history", campaign_history, "Lifecycle moves, newest first, with who did them",
           "campaigns.read", response=HISTORY, resource="campaign", tag="campaigns"),
 ] + [
     Route("POST", f"/v1/campaigns/{{id}}/{action}", control_handler(action), f"{action.capitalize()} the campaign",
-          "campaigns.control", response=CAMPAIGN, resource="campaign", tag="campaigns")
+          "campaigns.control", response=CAMPAIGN, resource="campaign", tag="campaigns",
+          new_work=action in ("start", "resume"), errors=SUSPENDED if action in ("start", "resume") else {})
     for action in CONTROL_ACTIONS
 ]

@@ -251,7 +251,8 @@ UPLOAD_FIELDS = {
 ROUTES = [
     Route("POST", "/v1/imports", upload_list, "Upload a contact list (streamed multipart; queued as an import job)",
           "lists.write", raw_body=multipart_body(UPLOAD_FIELDS, ("list",)), response=IMPORT, status=202,
-          tag="lists", errors={"415": "the body is not multipart/form-data"}),
+          tag="lists", errors={"415": "the body is not multipart/form-data",
+                               "403": "tenant_suspended: the operator suspended the tenant"}, new_work=True),
     Route("GET", "/v1/imports", list_imports, "The latest 100 imports, newest first", "lists.read",
           response=listing(IMPORT), tag="lists"),
     Route("GET", "/v1/imports/{import_id}", import_status, "An import's status and progress (rows done / total)",

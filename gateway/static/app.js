@@ -259,8 +259,9 @@ function render(snap) {
   el.dataset.status = snap.status;
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
-  status.textContent = snap.status;
-  status.className = `status ${snap.status}`;
+  const held = snap.holds || [];
+  status.textContent = held.length ? `${snap.status} · held` : snap.status;
+  status.className = `status ${snap.status}${held.length ? " held" : ""}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
@@ -268,8 +269,13 @@ function render(snap) {
   }
   const pacing = snap.pacing || {};
   const why = field(el, "pacing");
-  why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
-  why.className = pacing.why ? "pacing alert over" : "pacing";
+  if (held.length) {  // a kill-switch (tenant suspended, budget used up, campaign suspended): say who and why
+    why.textContent = `Held, no new calls: ${held.map((h) => h.text).join("; ")}`;
+    why.className = "pacing alert over";
+  } else {
+    why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
+    why.className = pacing.why ? "pacing alert over" : "pacing";
+  }
   renderButtons(el, snap.status);
   renderAbandon(el, snap);
   renderDraining(el, snap.servers_draining || []);
