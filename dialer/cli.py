@@ -42,6 +42,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.campaigns",
     "dialer.commands.webhooks",
     "dialer.commands.usage",
+    "dialer.commands.subject_requests",
 )
 
 

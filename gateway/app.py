@@ -33,6 +33,7 @@ from gateway.api import (
     me,
     registries,
     signin,
+    subject_requests,
     subjects,
     usage,
     webhooks,
@@ -45,7 +46,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, usage)
+                 subjects, calls, webhooks, crm, signin, usage, subject_requests)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

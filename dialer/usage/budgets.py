@@ -10,7 +10,6 @@ dialing until the period ends (dialer/holds.py, BUDGET_EXHAUSTED): calls up fini
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,21 +17,12 @@ from typing import Any
 from dialer import holds
 from dialer.usage import meter
 from dialer.usage.plan import BUDGET_MEASURES, Budget, Plan, cached_plan
-from dialer.webhooks.events import OUTBOX, endpoints_key, envelope
+from dialer.webhooks.events import emit_once
 
 log = logging.getLogger(__name__)
 
 ALERTED_TTL = 40 * 86400
 
-# KEYS: alerted hash, webhook endpoints, outbox. ARGV: field, event id, tenant, type, ordering key, body.
-_ALERT = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'tenant', ARGV[3], 'type', ARGV[4], 'key', ARGV[5], 'body', ARGV[6])
-end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -109,13 +99,10 @@ def alerted_key(tenant: str, period: str) -> str:
 def _alert(client: Any, tenant: str, index: int, state: BudgetState, threshold: int, at: datetime) -> bool:
     b = state.budget
     mark = f"{index}:{b.measure}:{b.period}:{b.limit}:{threshold}"
-    event_id = "evt_" + uuid.uuid4().hex
-    body = envelope(event_id, "usage.budget_alert", at, {
+    sent = emit_once(client, tenant, alerted_key(tenant, state.period), mark, "usage.budget_alert", f"budget:{index}", {
         "measure": b.measure, "period": b.period, "period_label": state.period, "limit": b.limit,
         "used": round(state.used, 2), "percent": round(state.percent, 1), "threshold": threshold,
-        "hard_stop": b.hard_stop and threshold >= 100})
-    sent = client.eval(_ALERT, 3, alerted_key(tenant, state.period), endpoints_key(tenant), OUTBOX, mark, event_id,
-                       tenant, "usage.budget_alert", f"budget:{index}", body, ALERTED_TTL)
+        "hard_stop": b.hard_stop and threshold >= 100}, at, ALERTED_TTL)
     if sent:
         log.warning("tenant %s: %s %s budget at %d %% (%.0f of %d)", tenant, b.period, b.measure, threshold,
                     state.used, b.limit)
