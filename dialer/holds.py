@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from dialer.audit import AuditEvent, AuditLog
 
 TENANT_SUSPENDED = "TENANT_SUSPENDED"
@@ -161,12 +163,24 @@ def resume_campaign(client: Any, tenant: str, campaign: str, *, reason: str, by:
 def hold_for_budget(client: Any, tenant: str, *, reason: str, until: datetime, at: datetime) -> bool:
     """The hard stop: hold the tenant until `until` (the budget period's end). False when already held."""
     hold = {"code": BUDGET_EXHAUSTED, "reason": reason, "by": "budget", "at": _stamp(at), "until": _stamp(until)}
-    pipe = client.pipeline(transaction=True)
-    pipe.set(budget_key(tenant), json.dumps(hold, sort_keys=True), nx=True, exat=int(until.timestamp()))
-    AuditLog(client).queue(pipe, tenant, [AuditEvent("hold", "budget", {"action": "suspend", "scope": "tenant",
-                                                                          **hold}, at)])
-    written = pipe.execute()[0]
-    return bool(written)
+    key = budget_key(tenant)
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # one hold and one audit entry, however many processes reach 100 % at once
+                if pipe.exists(key):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                # for the rest of the period as the caller's clock measures it (not an absolute instant: the
+                # runtime's clock is the law's clock, offset to Redis's, and tests run it in the past)
+                pipe.set(key, json.dumps(hold, sort_keys=True), ex=max(1, int((until - at).total_seconds())))
+                AuditLog(client).queue(pipe, tenant, [AuditEvent("hold", "budget", {"action": "suspend",
+                                                                                      "scope": "tenant", **hold}, at)])
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
 
 
 def lift_budget_hold(client: Any, tenant: str, *, reason: str, by: str, at: datetime) -> bool:
