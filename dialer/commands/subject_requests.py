@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("subject-requests", help="data-subject requests and their legal deadlines")
     actions = parser.add_subparsers(dest="dsr_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="a tenant's requests, nearest deadline first")
-    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--tenant", required=True, help="tenant id")
     listing.add_argument("--overdue", action="store_true", help="only those past their deadline")
     listing.set_defaults(func=run_list)
     actions.add_parser("sweep", help="send reminders and overdue alerts due now (webhooks)").set_defaults(
