@@ -12,7 +12,7 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null };
+const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null, business: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,12 +65,65 @@ function enter(me) {
   $("board").hidden = false;
   $("who").hidden = false;
   $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
+  loadBusiness();
   if (!me.permissions.includes("stats.read")) {
     $("empty").hidden = true;
     $("board-error").textContent = `Role ${me.role} cannot watch campaigns.`;
     return;
   }
   openStream();
+}
+
+// --- usage, budgets, holds and data-subject requests (issue 19) ------------------------------
+
+const USAGE_SHOWN = [["attempts", "Attempts"], ["connected", "Connected"], ["billable_minutes", "Billable minutes"],
+  ["ai_minutes", "AI-agent minutes"], ["recordings", "Recordings"], ["contacts_stored", "Contacts stored"]];
+
+function listItems(ul, rows) {
+  ul.replaceChildren(...rows.map(([label, value, over]) => {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const figure = document.createElement("span");
+    figure.className = over ? "count over" : "count";
+    figure.textContent = value;
+    li.append(name, figure);
+    return li;
+  }));
+}
+
+async function loadBusiness() {
+  if (!state.me) return;
+  const can = (p) => state.me && state.me.permissions.includes(p);
+  $("business").hidden = !(can("usage.read") || can("subjects.read"));
+  if (can("usage.read")) {
+    const resp = await api("/v1/usage");
+    if (resp.ok) {
+      const usage = await resp.json();
+      $("usage-panel").hidden = false;
+      listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
+      listItems($("budgets"), (usage.budgets || []).map((b) => [
+        `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
+        `${b.used} of ${b.limit} (${b.percent} %)`, b.percent >= 80]));
+      const held = usage.holds || [];
+      $("holds").hidden = !held.length;
+      $("holds").textContent = held.length ? `Dialing held: ${held.map((h) => h.text).join("; ")}` : "";
+    }
+  }
+  if (can("subjects.read")) {
+    const resp = await api("/v1/subject-requests");
+    if (resp.ok) {
+      const open = (await resp.json()).items.filter((r) => r.state !== "done" && r.state !== "refused");
+      $("requests-panel").hidden = false;
+      $("requests-empty").hidden = open.length > 0;
+      listItems($("requests"), open.map((r) => [
+        `${r.kind} (${r.regime}) · ${r.state}${r.reference ? ` · ${r.reference}` : ""}`,
+        r.overdue ? `OVERDUE since ${r.deadline.slice(0, 10)}` : (r.forward_overdue ? "not forwarded in time"
+          : `due ${r.deadline.slice(0, 10)} (${r.days_left} days)`), r.overdue || r.forward_overdue]));
+    }
+  }
+  clearTimeout(state.business);
+  state.business = setTimeout(loadBusiness, 60000);
 }
 
 function enterSession(session) {
@@ -171,6 +224,8 @@ async function signOut(message = "") {
   state.token = null;
   state.csrf = null;
   state.me = null;
+  clearTimeout(state.business);
+  $("business").hidden = true;
   state.cards.clear();
   $("campaigns").replaceChildren();
   $("board-error").textContent = "";
