@@ -413,7 +413,8 @@ class Gate:
 
         Reports may come in any order (the AMI outcome at hangup, an agent's disposition before or after it):
         the stronger one is kept (dialer.facts.OUTCOME_PRECEDENCE). Returns the outcome stored; the audit entry
-        says which outcome was kept and, when different, which one was reported."""
+        says which outcome was kept and, when different, which one was reported. `metered`: what the placed call
+        counts for (dialer/usage/meter.py), counted once per call id in the same transaction as the outcome."""
         number = e164 or self._number_of(tenant, call_id)
         if number is None:
             raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")

@@ -27,6 +27,8 @@ from typing import Any
 import redis
 
 from dialer.audit import AuditEvent, AuditLog
+from dialer.livestats import channel
+from dialer.webhooks.events import queue_event
 
 TENANT_SUSPENDED = "TENANT_SUSPENDED"
 BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
@@ -115,15 +117,21 @@ def _reason(reason: str) -> str:
 
 
 def _write(client: Any, key: str, tenant: str, hold: dict[str, Any] | None, event: AuditEvent,
-           expire_at: datetime | None = None) -> None:
+           campaign: str | None = None) -> None:
+    """The hold (or its removal) and its audit entry in one transaction; for a campaign also its
+    campaign.state_changed webhook and a nudge to open dashboards."""
     pipe = client.pipeline(transaction=True)
     if hold is None:
         pipe.delete(key)
     else:
         pipe.set(key, json.dumps(hold, sort_keys=True))
-        if expire_at is not None:
-            pipe.expireat(key, int(expire_at.timestamp()))
     AuditLog(client).queue(pipe, tenant, [event])
+    if campaign is not None:
+        action = "suspend" if hold is not None else "unsuspend"
+        queue_event(pipe, tenant, "campaign.state_changed", f"campaign:{campaign}",
+                    {"campaign": campaign, "action": action, "by": event.actor,
+                     "reason": event.payload.get("reason", "")}, event.at)
+        pipe.publish(channel(tenant, campaign), "1")
     pipe.execute()
 
 
@@ -147,7 +155,8 @@ def resume_tenant(client: Any, tenant: str, *, reason: str, by: str, at: datetim
 def suspend_campaign(client: Any, tenant: str, campaign: str, *, reason: str, by: str, at: datetime) -> Hold:
     hold = {"code": CAMPAIGN_SUSPENDED, "reason": _reason(reason), "by": by, "at": _stamp(at)}
     _write(client, campaign_hold_key(tenant, campaign), tenant, hold,
-           AuditEvent("hold", by, {"action": "suspend", "scope": "campaign", "campaign": campaign, **hold}, at))
+           AuditEvent("hold", by, {"action": "suspend", "scope": "campaign", "campaign": campaign, **hold}, at),
+           campaign)
     return Hold(**hold, campaign=campaign)
 
 
@@ -156,7 +165,7 @@ def resume_campaign(client: Any, tenant: str, campaign: str, *, reason: str, by:
         return False
     _write(client, campaign_hold_key(tenant, campaign), tenant, None,
            AuditEvent("hold", by, {"action": "resume", "scope": "campaign", "campaign": campaign,
-                                   "reason": _reason(reason)}, at))
+                                   "reason": _reason(reason)}, at), campaign)
     return True
 
 

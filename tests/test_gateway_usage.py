@@ -67,6 +67,10 @@ async def test_usage_per_day_and_campaign_as_json_and_csv_for_the_callers_tenant
     assert (await gw.client.get("/v1/usage", headers=gw.auth("acme", "uploader"))).status == 403
     other = await (await gw.client.get("/v1/usage", headers=gw.auth("globex"))).json()
     assert list(other["campaigns"]) == ["g1"]
+    metrics = await (await gw.client.get("/metrics", headers=gw.auth())).text()
+    assert 'dialer_usage_attempts_total{tenant="acme",campaign="c1"} 3' in metrics
+    assert 'dialer_usage_billable_seconds_total{tenant="acme",campaign="c1"} 72' in metrics
+    assert "g1" not in metrics
 
 
 async def test_the_plan_is_admins_validated_and_audited(gw):
@@ -101,6 +105,10 @@ async def test_a_campaign_kill_switch_is_for_admins_says_why_and_shows_on_the_da
                                                                                   "user:admin-user")]
     snap = await (await gw.client.get(f"{path}/stats", headers=gw.auth("acme", "supervisor"))).json()
     assert "complaint 42" in snap["holds"][0]["text"]
+    shown = await (await gw.client.get(path, headers=gw.auth("acme", "auditor"))).json()
+    assert [h["code"] for h in shown["holds"]] == ["CAMPAIGN_SUSPENDED"]
+    events = [e for e in await gw.redis.xrange(OUTBOX) if e[1]["type"] == "campaign.state_changed"]
+    assert events == [] or json.loads(events[-1][1]["body"])["data"]["action"] == "suspend"
     assert (await (await gw.client.get("/v1/holds", headers=gw.auth("globex"))).json())["items"] == []
     assert (await gw.client.post(f"{path}/unsuspend", json={}, headers=gw.auth())).status == 200
     assert (await gw.client.post(f"{path}/unsuspend", json={}, headers=gw.auth())).status == 409

@@ -201,3 +201,27 @@ async def test_the_engine_counts_into_budgets_and_stops_at_the_hard_stop(redis_u
     finally:
         await pbx.stop()
     assert placed <= 3  # the limit, plus at most the call reserved while the second one ended
+
+
+def test_dialer_usage_prints_a_month_as_a_table_json_or_csv(redis_url, redis_client, monkeypatch, capsys, tmp_path):
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    FactStore(redis_client).record_outcome(T, "+33145670001", "u1", "answered", at, metered=meter.measures(
+        meter.CallUsage(0.0, 90.0), "per_minute"))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"rounding": "per_6_seconds"}))
+    assert main(["usage", "--tenant", T, "--plan", str(plan)]) == 0
+    assert '"per_6_seconds"' in capsys.readouterr().out
+    assert main(["usage", "--tenant", T, "--month", "2026-12"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-12-06" in out and "billable_minutes" in out and "2.0" in out and "per_6_seconds" in out
+    assert main(["usage", "--tenant", T, "--month", "2026-12", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["billable_seconds"] == 120
+    assert main(["usage", "--tenant", T, "--month", "2026-12", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("2026-12-06,,1,1,90,120")
+    assert main(["usage", "--tenant", T, "--month", "2026-13"]) == 1
+    plan.write_text(json.dumps({"rounding": "per_hour"}))
+    assert main(["usage", "--tenant", T, "--plan", str(plan)]) == 1

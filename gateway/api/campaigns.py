@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dialer import holds
 from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
 from dialer.contacts.store import Keys
 from gateway import trail
@@ -27,6 +28,8 @@ CAMPAIGN: dict[str, Any] = {
         "updated_at": STAMP,
         "updated_by": {"type": "string"},
         **CONFIG_SCHEMA["properties"],
+        "holds": {"type": "array", "items": {"type": "object", "additionalProperties": {}},
+                  "description": "kill-switch holds stopping its dialing (dialer/holds.py): code, reason, by, at"},
     },
 }
 SUSPENDED = {"403": "tenant_suspended: the operator suspended the tenant (the reason is in the message)"}
@@ -68,9 +71,22 @@ async def check_lists(request: web.Request, tenant: str, lists: Any, status: int
                            "first (POST /v1/imports)", field=f"lists[{i}]")
 
 
+async def with_holds(request: web.Request, tenant: str, campaigns: list[Any]) -> list[dict[str, Any]]:
+    """Each campaign's JSON with the holds that stop its dialing (tenant suspended, budget, its own suspension)."""
+    pipe = redis_of(request).pipeline(transaction=False)
+    pipe.mget([holds.operator_key(tenant), holds.budget_key(tenant)])
+    for c in campaigns:
+        pipe.get(holds.campaign_hold_key(tenant, c.id))
+    raw = await pipe.execute() if campaigns else [[None, None]]
+    tenant_wide = [h.as_dict() for h in (holds.parse_hold(x) for x in raw[0]) if h is not None]
+    return [{**c.as_dict(), "holds": tenant_wide + [h.as_dict() for h in [holds.parse_hold(own, c.id)] if h]}
+            for c, own in zip(campaigns, raw[1:], strict=True)]
+
+
 async def list_campaigns(request: web.Request) -> web.Response:
-    found = await run(store(request).list, principal(request).tenant, query(request).get("status"))
-    return web.json_response({"items": [c.as_dict() for c in found]})
+    tenant = principal(request).tenant
+    found = await run(store(request).list, tenant, query(request).get("status"))
+    return web.json_response({"items": await with_holds(request, tenant, found)})
 
 
 async def create_campaign(request: web.Request) -> web.Response:
@@ -86,7 +102,7 @@ async def get_campaign(request: web.Request) -> web.Response:
     found = await run(store(request).get, principal(request).tenant, request.match_info["id"])
     if found is None:
         raise not_found("campaign")
-    return web.json_response(found.as_dict())
+    return web.json_response((await with_holds(request, principal(request).tenant, [found]))[0])
 
 
 async def change_campaign(request: web.Request) -> web.Response:
