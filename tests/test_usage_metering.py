@@ -91,6 +91,7 @@ async def test_each_call_is_metered_once_even_when_its_outcome_is_settled_again(
     assert totals["billable_seconds"] % 60 == 0 and totals["billable_seconds"] >= 60 * len(connected)
     assert totals["recordings"] == len(connected)  # the campaign records its calls
     assert before["campaigns"][campaign]["attempts"] == placed and totals["ai_seconds"] == 0
+    assert totals["contacts_stored"] == len(phones)  # read by the engine (hourly) for the day
     # After a restart the same calls are settled again: the live outcome replayed, and the AstDB read-back of a
     # call whose events were lost (unknown -> answered). Neither adds anything.
     gate = build_gate(redis_client, engine_config(redis_url))

@@ -80,6 +80,7 @@ from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
 from dialer.usage import meter
 from dialer.usage.budgets import check_budgets
 from dialer.usage.plan import cached_plan
+from dialer.usage.report import snapshot_contacts
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice
@@ -88,6 +89,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ACTOR = "engine"
+CONTACTS_EVERY = 3600.0  # seconds between two readings of a tenant's contacts stored (usage metering)
 GATE_TO_DISPOSITION = {"failed": "failed", "refused": "busy", "reserved": "unknown"}
 
 
@@ -288,6 +290,7 @@ class Engine:
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
                                names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
@@ -398,6 +401,10 @@ class Engine:
                 continue
             runner.stored = stored
             await self._tick_campaign(runner)
+        for tenant in {r.tenant for r in self.runners.values() if r.held and not r.completed}:
+            if mono - self._contacts_at.get(tenant, -1e18) >= CONTACTS_EVERY:  # the day's contacts-stored figure
+                self._contacts_at[tenant] = mono
+                await asyncio.to_thread(snapshot_contacts, self.redis, tenant, self.clock())
 
     def _tenants(self) -> list[str]:
         if self.settings.tenants:
