@@ -226,3 +226,22 @@ def test_dialer_usage_prints_a_month_as_a_table_json_or_csv(redis_url, redis_cli
     assert main(["usage", "--tenant", T, "--month", "2026-13"]) == 1
     plan.write_text(json.dumps({"rounding": "per_hour"}))
     assert main(["usage", "--tenant", T, "--plan", str(plan)]) == 1
+
+
+async def test_ai_agent_minutes_are_counted_apart(redis_url, redis_client, tmp_path):
+    import dataclasses
+
+    from tests.test_runtime_engine import SETTINGS
+
+    phones = [p for p in numbers(8, base="+331456770") if p[-1] not in "234"]
+    ai = setup_campaign(redis_client, tmp_path, phones, list_id="bots", agent_kind="ai", pacing_mode="agentless",
+                        ai_endpoint="PJSIP/ai@voicebot", voice="artificial", purpose="informational")
+    pbx = await start_pbx(queues={"dialer": 1}, ai_sessions=2)
+    try:
+        await run_until_completed(redis_url, redis_client, T, ai, pbx, offset_clock(AT, 60.0),
+                                  settings=dataclasses.replace(SETTINGS, ai_sessions=2))
+    finally:
+        await pbx.stop()
+    day = AT.astimezone(UTC).date()
+    figures = report.usage(redis_client, T, day, day + timedelta(days=1))["campaigns"][ai]
+    assert figures["connected"] >= 1 and figures["ai_seconds"] == figures["billable_seconds"] > 0
