@@ -29,7 +29,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -177,13 +177,19 @@ ESTIMATES_TTL = 24 * 3600
 
 
 def pbx_group(servers: Sequence[AsteriskServer]) -> str:
-    """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
-    on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
-    processes on different servers pace their own agents and share the campaign's queue."""
+    """Which agents a process sees: a short name for the set of servers it dials through. Processes on the same
+    servers see the same agents, so only one of them paces a campaign (the others stand by); processes on
+    different servers pace their own agents and share the campaign's queue. Until a server has said who it is,
+    it is named by its address; the engine then regroups on identities (`pbx_group_of`,
+    `ServerIdentities.group_names`), so two processes that reach one PBX by two addresses share one lease."""
+    return pbx_group_of(server_address(s.host, s.port) for s in servers)
+
+
+def pbx_group_of(names: Iterable[str]) -> str:
+    """The group of servers named by their identities (dialer/runtime/identity.py) or addresses."""
     import hashlib
 
-    text = ",".join(sorted(server_address(s.host, s.port) for s in servers))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hashlib.sha256(",".join(sorted(set(names))).encode()).hexdigest()[:12]
 
 
 # Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
@@ -315,6 +321,7 @@ class Engine:
         until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
         await self.identities.refresh()
+        await asyncio.to_thread(self._regroup, pbx_group_of(self.identities.group_names()))
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents"),
@@ -387,6 +394,7 @@ class Engine:
 
     async def tick(self) -> None:
         await self.identities.refresh()
+        await asyncio.to_thread(self._regroup, pbx_group_of(self.identities.group_names()))
         mono = time.monotonic()
         done = self.shared.sync(self.flights, self.pool.trackers)  # places of calls an agent took, or that ended
         if done:
@@ -416,6 +424,26 @@ class Engine:
         for tenant in self._tenants():
             found += [c for c in self.campaigns.list(tenant) if c.status in ACTIVE]
         return found
+
+    def _regroup(self, group: str) -> None:
+        """Move to the group named by the servers' identities (once they are known, or when a server turns out to
+        be another Asterisk): the campaigns this process paces keep their leases under the new name unless
+        another process on the same PBX already holds one there, in which case that process paces them."""
+        if group == self.pbx:
+            return
+        old, self.pbx = self.pbx, group
+        self.shared.pool.pbx = group
+        ms = int(self.settings.lease_seconds * 1000)
+        for runner in self.runners.values():
+            if not runner.held:
+                continue
+            runner.held = bool(self._lease(keys=[campaign_lease_key(runner.tenant, runner.campaign, group)],
+                                           args=[self.id, ms]))
+            self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, old)], args=[self.id])
+            if not runner.held:
+                log.warning("runtime %s: campaign %s/%s is paced by another process on the same Asterisk", self.id,
+                            runner.tenant, runner.campaign)
+        log.info("runtime %s: servers identified; pacing group %s (was %s, by address)", self.id, group, old)
 
     def _hold_leases(self) -> None:
         ms = int(self.settings.lease_seconds * 1000)
@@ -645,7 +673,7 @@ class Engine:
             decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            why = plan.verdict.text if plan is not None and plan.verdict.reserved_only else ""
+            why = self.shared.reason(f"{r.tenant}/{r.campaign}")[1] if plan is not None else ""
             log.info("campaign %s/%s pacing: %s%s%s", r.tenant, r.campaign, decision.reason,
                      f" (limited by {decision.limited_by})" if decision.limited_by else "", f": {why}" if why else "")
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)

@@ -130,7 +130,50 @@ function enterSession(session) {
   state.token = null;
   state.csrf = session.csrf_token;
   if (session.stage === "enrol") startEnrol();
+  else if (session.stage === "code") askSsoCode("");
   else enter(session);
+}
+
+// --- single sign-on (OpenID Connect): a button per provider; back from the provider the session is set,
+// or the page is opened with ?signin_error=<code> and shows that refusal's text. -----------------------
+
+async function loadSso() {
+  const resp = await fetch("/v1/session/oidc", { cache: "no-store", credentials: "same-origin" });
+  if (!resp.ok) return;
+  const listing = await resp.json();
+  $("sso-buttons").replaceChildren(...listing.items.map((provider) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `Sign in with ${provider.name}`;
+    button.addEventListener("click", () => window.location.assign(provider.start));
+    return button;
+  }));
+  $("sso").hidden = listing.items.length === 0 || !$("sso-code-form").hidden;
+  const refused = new URLSearchParams(window.location.search).get("signin_error");
+  if (refused) {
+    state.ssoRefusal = listing.refusals[refused] || "Single sign-on failed.";
+    window.history.replaceState(null, "", "/");
+  }
+}
+
+function askSsoCode(message) {
+  showSignIn(message);
+  $("login-form").hidden = true;
+  $("sso").hidden = true;
+  $("token-sign-in").hidden = true;
+  $("sso-code-form").hidden = false;
+  $("sso-code").focus();
+}
+
+async function verifySsoCode() {
+  const resp = await postJson("/v1/session/mfa/verify", { code: $("sso-code").value.trim() });
+  $("sso-code").value = "";
+  if (!resp.ok) {
+    if (resp.status === 401 || resp.status === 429) signOut(await errorText(resp));
+    else askSsoCode(await errorText(resp));
+    return;
+  }
+  enterSession(await resp.json());
 }
 
 async function passwordSignIn() {
@@ -203,8 +246,9 @@ async function confirmEnrol() {
 async function resumeSession() {
   const resp = await fetch("/v1/session", { cache: "no-store", credentials: "same-origin" });
   const session = resp.ok ? await resp.json() : { stage: "none" };
-  if (session.stage === "none") showSignIn("");
+  if (session.stage === "none") showSignIn(state.ssoRefusal || "");
   else enterSession(session);
+  state.ssoRefusal = "";
 }
 
 function showSignIn(message) {
@@ -213,6 +257,10 @@ function showSignIn(message) {
   $("enrol").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
+  $("login-form").hidden = false;
+  $("token-sign-in").hidden = false;
+  $("sso-code-form").hidden = true;
+  $("sso").hidden = $("sso-buttons").childElementCount === 0;
   $("sign-in-error").textContent = message || "";
 }
 
@@ -499,10 +547,16 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     confirmEnrol();
   });
+  $("sso-code-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    verifySsoCode();
+  });
   $("recovery-done").addEventListener("click", resumeSession);
   $("enrol-cancel").addEventListener("click", () => signOut());
   $("sign-out").addEventListener("click", () => signOut());
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) signIn(saved);
-  else resumeSession();
+  loadSso().catch(() => { /* no single sign-on offered */ }).then(() => {
+    if (saved) signIn(saved);
+    else resumeSession();
+  });
 });
