@@ -173,6 +173,10 @@ def test_budget_alerts_once_per_threshold_and_the_hard_stop_holds_dialing(redis_
     assert len(_events(redis_client)) == 3  # each threshold once per period
     kinds = [e.payload.get("action") for e in AuditLog(redis_client).entries(T) if e.kind == "hold"]
     assert kinds == ["suspend"]
+    # the tenant buys more: raising the limit lifts the hold at once
+    budgets.replace_plan(redis_client, T, {"budgets": [{"measure": "attempts", "period": "month", "limit": 100,
+                                                        "hard_stop": True}]}, actor="user:admin", at=at)
+    assert holds.tenant_holds(redis_client, T) == []
 
 
 def _events(client):

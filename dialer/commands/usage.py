@@ -17,11 +17,10 @@ from typing import Any
 import redis
 
 from dialer import holds
-from dialer.audit import AuditLog
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
 from dialer.usage import budgets, report
-from dialer.usage.plan import PlanError, get_plan, set_plan
+from dialer.usage.plan import PlanError, get_plan
 
 SHOWN = ("attempts", "connected", "billable_minutes", "ai_minutes", "recordings", "recording_minutes")
 
@@ -65,12 +64,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if args.plan is not None:
             try:
                 data = json.loads(args.plan.read_text())
-                plan = set_plan(client, args.tenant, data, actor=f"operator:{getpass.getuser()}",
-                                audit=AuditLog(client), at=now)
+                plan, _ = budgets.replace_plan(client, args.tenant, data, actor=f"operator:{getpass.getuser()}",
+                                               at=now)
             except (OSError, ValueError) as exc:
                 field = f" {exc.field}" if isinstance(exc, PlanError) else ""
                 raise CommandError(f"plan not changed:{field} {exc}") from None
-            budgets.check_budgets(client, args.tenant, now, plan)
             print(json.dumps(plan.as_dict(), indent=2, sort_keys=True))
             return 0
         try:

@@ -107,3 +107,17 @@ def _alert(client: Any, tenant: str, index: int, state: BudgetState, threshold: 
         log.warning("tenant %s: %s %s budget at %d %% (%.0f of %d)", tenant, b.period, b.measure, threshold,
                     state.used, b.limit)
     return bool(sent)
+
+
+def replace_plan(client: Any, tenant: str, data: Any, *, actor: str, at: datetime) -> tuple[Plan, list[BudgetState]]:
+    """Store a new plan (audited), lift a budget hold no hard-stop budget justifies any more (the limit was raised
+    or the stop removed), and apply the new plan's alerts and stops at once. PlanError names a bad field."""
+    from dialer.audit import AuditLog
+    from dialer.usage.plan import set_plan
+
+    plan = set_plan(client, tenant, data, actor=actor, audit=AuditLog(client), at=at)
+    found = states(client, tenant, plan, at)
+    if not any(s.budget.hard_stop and s.percent >= 100 for s in found):
+        holds.lift_budget_hold(client, tenant, reason="usage plan changed", by=actor, at=at)
+    check_budgets(client, tenant, at, plan)
+    return plan, found

@@ -22,7 +22,7 @@ from aiohttp import web
 from dialer import holds
 from dialer.campaigns import CampaignStore
 from dialer.usage import budgets, report
-from dialer.usage.plan import PLAN_SCHEMA, PlanError, get_plan, set_plan
+from dialer.usage.plan import PLAN_SCHEMA, PlanError, get_plan
 from gateway import trail
 from gateway.api.support import sync
 from gateway.errors import ApiError, invalid, not_found
@@ -97,20 +97,12 @@ async def get_usage_plan(request: web.Request) -> web.Response:
 
 
 async def put_usage_plan(request: web.Request) -> web.Response:
-    who, client, now = principal(request), _sync_redis(request), datetime.now(UTC)
-    from dialer.audit import AuditLog
-
+    who = principal(request)
     try:
-        plan = await sync(set_plan, client, who.tenant, body(request), actor=f"user:{who.user}",
-                          audit=AuditLog(client), at=now)
+        plan, state = await sync(budgets.replace_plan, _sync_redis(request), who.tenant, body(request),
+                                 actor=f"user:{who.user}", at=datetime.now(UTC))
     except PlanError as exc:
         raise invalid(exc.field, exc.message) from None
-    # a budget hold stays only while a hard-stop budget is still used up under the new plan
-    state = await sync(budgets.states, client, who.tenant, plan, now)
-    if not any(s.budget.hard_stop and s.percent >= 100 for s in state):
-        await sync(holds.lift_budget_hold, client, who.tenant, reason="usage plan changed", by=f"user:{who.user}",
-                   at=now)
-    await sync(budgets.check_budgets, client, who.tenant, now, plan)
     await trail.record(redis_of(request), who.tenant, "usage.plan", actor=who.user, token_id=who.token_id)
     return web.json_response({**plan.as_dict(), "state": [s.as_dict() for s in state]})
 
