@@ -101,6 +101,7 @@ async function loadBusiness() {
     if (resp.ok) {
       const usage = await resp.json();
       $("usage-panel").hidden = false;
+      $("usage-export").hidden = Boolean(state.token); // a plain link carries the session cookie, not a token
       listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
       listItems($("budgets"), (usage.budgets || []).map((b) => [
         `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
