@@ -20,9 +20,6 @@ async def test_holds_usage_and_requests_are_where_people_look(gw, browser):  # n
     campaign = (await gw.ready_campaign())["id"]
     start = await gw.client.post(f"/v1/campaigns/{campaign}/start", headers=gw.auth("acme", "supervisor"))
     assert start.status == 200, await start.text()
-    resp = await gw.client.post(f"/v1/campaigns/{campaign}/suspend", json={"reason": "complaint 42"},
-                                headers=gw.auth())
-    assert resp.status == 200
     await gw.client.put("/v1/usage/plan", headers=gw.auth(), json={"budgets": [
         {"measure": "attempts", "period": "month", "limit": 1000, "hard_stop": True}]})
 
@@ -39,10 +36,13 @@ async def test_holds_usage_and_requests_are_where_people_look(gw, browser):  # n
     await asyncio.to_thread(record)
     page = await browser.new_page()
     await sign_in(page, str(gw.client.make_url("/")), gw.tokens[("acme", "admin")])
-    card = page.locator(f"article.campaign[data-id='{campaign}']")
-    if await card.count() == 0:
-        card = page.locator("article.campaign").first
+    card = page.locator(f"article.campaign[data-campaign='{campaign}']")
+    await expect(card.locator("[data-field=status]")).to_have_text("running")
+    # the admin suspends the campaign from its card, saying why
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("complaint 42")))
+    await card.locator('[data-kill="suspend"]').click()
     await expect(card.locator("[data-field=status]")).to_have_text("running · held")
+    await expect(card.locator('[data-kill="unsuspend"]')).to_be_visible()
     await expect(card.locator("[data-field=pacing]")).to_contain_text("complaint 42")
     await expect(page.locator("#usage-figures")).to_contain_text("Billable minutes")
     await expect(page.locator("#budgets")).to_contain_text("0 of 1000")
@@ -56,3 +56,12 @@ async def test_holds_usage_and_requests_are_where_people_look(gw, browser):  # n
         client.close()
     await page.reload()
     await expect(page.locator("#holds")).to_contain_text("abuse report 12")
+    card = page.locator(f"article.campaign[data-campaign='{campaign}']")
+    await card.locator('[data-kill="unsuspend"]').click()
+    await expect(card.locator("[data-field=pacing]")).not_to_contain_text("complaint 42")
+    await expect(card.locator("[data-field=pacing]")).to_contain_text("abuse report 12")  # the tenant is still held
+    supervisor = await browser.new_page()
+    await sign_in(supervisor, str(gw.client.make_url("/")), gw.tokens[("acme", "supervisor")])
+    other = supervisor.locator(f"article.campaign[data-campaign='{campaign}']")
+    await expect(other.locator("[data-field=status]")).to_have_text("running · held")
+    await expect(other.locator('[data-kill="suspend"]')).to_be_hidden()  # admins only

@@ -348,6 +348,9 @@ function card(id) {
     for (const button of el.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => control(id, button.dataset.action, el));
     }
+    for (const button of el.querySelectorAll("[data-kill]")) {
+      button.addEventListener("click", () => killSwitch(id, button.dataset.kill, el));
+    }
     state.cards.set(id, el);
     $("campaigns").append(el);
   }
@@ -381,6 +384,7 @@ function render(snap) {
     why.className = pacing.why ? "pacing alert over" : "pacing";
   }
   renderButtons(el, snap.status);
+  renderKill(el, snap.status, held);
   renderAbandon(el, snap);
   renderDraining(el, snap.servers_draining || []);
   renderDenials(el, snap.denials);
@@ -392,6 +396,28 @@ function renderButtons(el, status) {
   for (const button of el.querySelectorAll("[data-action]")) {
     button.hidden = !allowed || !ACTIONS[button.dataset.action].includes(status);
   }
+}
+
+// The tenant admin's kill-switch for one campaign (dialer/holds.py): shown to roles with campaigns.suspend.
+function renderKill(el, status, held) {
+  const allowed = state.me && state.me.permissions.includes("campaigns.suspend");
+  const suspended = held.some((h) => h.code === "CAMPAIGN_SUSPENDED");
+  el.querySelector('[data-kill="suspend"]').hidden = !allowed || suspended || status === "completed";
+  el.querySelector('[data-kill="unsuspend"]').hidden = !allowed || !suspended;
+}
+
+async function killSwitch(id, kind, el) {
+  let body = {};
+  if (kind === "suspend") {
+    const reason = window.prompt("Why suspend this campaign? No new call is placed from now on; calls up finish. "
+      + "The reason is shown to your team and kept in the audit trail.");
+    if (!reason || !reason.trim()) return;
+    body = { reason: reason.trim() };
+  }
+  field(el, "error").textContent = "";
+  const resp = await postJson(`/v1/campaigns/${encodeURIComponent(id)}/${kind}`, body);
+  if (!resp.ok) field(el, "error").textContent = await errorText(resp);
+  // the live stream brings the new state (the hold publishes on the campaign's channel)
 }
 
 function renderAbandon(el, snap) {
