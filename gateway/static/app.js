@@ -2,7 +2,11 @@
 // the gateway sets an HttpOnly session cookie and every state-changing request carries the session's
 // CSRF token in X-CSRF-Token. Machines and kiosks may still use an API token, sent in the Authorization
 // header (never in a URL). The live stream (/v1/stream) is read with fetch.
-"use strict";
+// An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
+// the live board below is the "live" page.
+import { api, credentials, errorText, sendJson as postJson } from "./api.js";
+import { browserLanguage, reasonText, setLanguage, t } from "./i18n.js";
+import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
 const NEAR_CAP = 0.8; // alert when an abandon rate reaches 80 % of the campaign's cap
@@ -12,69 +16,61 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null, business: null };
+const state = { me: null, stream: null, cards: new Map(), retry: null, business: null };
 
 const $ = (id) => document.getElementById(id);
-
-function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  else if (state.csrf && (options.method || "GET") !== "GET") headers["X-CSRF-Token"] = state.csrf;
-  return fetch(path, { ...options, headers, cache: "no-store", credentials: "same-origin" });
-}
-
-function postJson(path, body, method = "POST") {
-  return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-}
-
-async function errorText(resp) {
-  try {
-    const body = await resp.json();
-    return body.error ? body.error.message : `HTTP ${resp.status}`;
-  } catch (e) {
-    return `HTTP ${resp.status}`;
-  }
-}
 
 // --- sign in / out -------------------------------------------------------------------------
 
 async function signIn(token) {
-  state.token = token;
-  state.csrf = null;
+  credentials.token = token;
+  credentials.csrf = null;
   const resp = await api("/v1/me");
   if (!resp.ok) {
-    state.token = null;
+    credentials.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
     return;
   }
   const me = await resp.json();
   sessionStorage.setItem(TOKEN_KEY, token);
-  if (!me.permissions.includes("stats.read")) {
-    showSignIn(`Role ${me.role} cannot watch campaigns.`);
-    return;
-  }
   enter(me);
 }
 
-// The board, for a caller whose identity is known (from /v1/me or the session).
-function enter(me) {
+// The console, for a caller whose identity is known (from /v1/me or the session): the user's language and
+// zone, then the navigation bar and the page the address names (or the user's home page).
+async function enter(me) {
   state.me = me;
+  let prefs = { language: browserLanguage(), time_zone: "" };
+  try {
+    const resp = await api("/v1/me/preferences");
+    if (resp.ok) prefs = await resp.json();
+  } catch (e) { /* keep the browser's */ }
+  await setLanguage(prefs.language, prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
-  $("board").hidden = false;
   $("who").hidden = false;
-  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
-  loadBusiness();
-  if (!me.permissions.includes("stats.read")) {
-    $("empty").hidden = true;
-    $("board-error").textContent = `Role ${me.role} cannot watch campaigns.`;
-    return;
-  }
-  openStream();
+  $("who-text").textContent = `${me.user} (${t(`role.${me.role}`)}) · ${me.tenant}`;
+  startRouter({ me, prefs, api, postJson, errorText, t });
 }
 
-// --- usage, budgets, holds and data-subject requests (issue 19) ------------------------------
+// The live board: the cards of the tenant's active campaigns, fed by /v1/stream.
+registerBuiltin("board", {
+  render() {
+    $("board").hidden = false;
+    $("live").hidden = false;
+    openStream();
+    loadBusiness();
+    return () => {
+      $("board").hidden = true;
+      $("live").hidden = true;
+      clearTimeout(state.business);
+      closeStream();
+    };
+  },
+});
+
+// --- usage, budgets, holds and data-subject requests on the live board (issue 19) ------------
 
 const USAGE_SHOWN = [["attempts", "Attempts"], ["connected", "Connected"], ["billable_minutes", "Billable minutes"],
   ["ai_minutes", "AI-agent minutes"], ["recordings", "Recordings"], ["contacts_stored", "Contacts stored"]];
@@ -101,7 +97,7 @@ async function loadBusiness() {
     if (resp.ok) {
       const usage = await resp.json();
       $("usage-panel").hidden = false;
-      $("usage-export").hidden = Boolean(state.token); // a plain link carries the session cookie, not a token
+      $("usage-export").hidden = Boolean(credentials.token); // a plain link carries the session cookie, not a token
       listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
       listItems($("budgets"), (usage.budgets || []).map((b) => [
         `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
@@ -128,8 +124,8 @@ async function loadBusiness() {
 }
 
 function enterSession(session) {
-  state.token = null;
-  state.csrf = session.csrf_token;
+  credentials.token = null;
+  credentials.csrf = session.csrf_token;
   if (session.stage === "enrol") startEnrol();
   else if (session.stage === "code") askSsoCode("");
   else enter(session);
@@ -234,7 +230,7 @@ async function confirmEnrol() {
     return;
   }
   const done = await resp.json();
-  state.csrf = done.csrf_token;
+  credentials.csrf = done.csrf_token;
   $("enrol-setup").hidden = true;
   $("recovery").hidden = false;
   $("recovery-codes").replaceChildren(...done.recovery_codes.map((code) => {
@@ -253,6 +249,7 @@ async function resumeSession() {
 }
 
 function showSignIn(message) {
+  stopRouter();
   closeStream();
   $("board").hidden = true;
   $("enrol").hidden = true;
@@ -266,12 +263,12 @@ function showSignIn(message) {
 }
 
 async function signOut(message = "") {
-  if (!state.token && state.csrf) {
+  if (!credentials.token && credentials.csrf) {
     try { await api("/v1/session", { method: "DELETE" }); } catch (e) { /* gone already */ }
   }
   sessionStorage.removeItem(TOKEN_KEY);
-  state.token = null;
-  state.csrf = null;
+  credentials.token = null;
+  credentials.csrf = null;
   state.me = null;
   clearTimeout(state.business);
   $("business").hidden = true;
@@ -301,7 +298,7 @@ async function openStream() {
   state.stream = controller;
   try {
     const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-    if (resp.status === 401) return signOut(state.token ? "" : "Your session ended: sign in again.");
+    if (resp.status === 401) return signOut(credentials.token ? "" : "Your session ended: sign in again.");
     if (!resp.ok) throw new Error(await errorText(resp));
     setLive(true);
     $("board-error").textContent = "";
@@ -367,7 +364,7 @@ function render(snap) {
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
   const held = snap.holds || [];
-  status.textContent = held.length ? `${snap.status} · held` : snap.status;
+  status.textContent = held.length ? `${t(`status.${snap.status}`)} · held` : t(`status.${snap.status}`);
   status.className = `status ${snap.status}${held.length ? " held" : ""}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
@@ -457,7 +454,8 @@ function renderDenials(el, denials) {
     const li = document.createElement("li");
     li.dataset.reason = reason;
     const name = document.createElement("span");
-    name.textContent = reason;
+    name.textContent = reasonText(reason); // the reason's text in the user's language; the code on hover
+    name.title = reason;
     const bar = document.createElement("div");
     bar.className = "dbar";
     bar.style.width = `${(100 * count) / top}%`;
@@ -549,7 +547,7 @@ async function control(id, action, el) {
     const campaign = await resp.json();
     el.dataset.status = campaign.status;
     const status = field(el, "status");
-    status.textContent = campaign.status;
+    status.textContent = t(`status.${campaign.status}`);
     status.className = `status ${campaign.status}`;
     renderButtons(el, campaign.status);
   } finally {
@@ -559,7 +557,7 @@ async function control(id, action, el) {
 
 // --- start ---------------------------------------------------------------------------------
 
-document.addEventListener("DOMContentLoaded", () => {
+function start() {
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     passwordSignIn();
@@ -586,4 +584,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (saved) signIn(saved);
     else resumeSession();
   });
-});
+}
+
+setLanguage(browserLanguage()).finally(start);
