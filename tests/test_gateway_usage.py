@@ -15,7 +15,7 @@ import redis as redis_lib
 from dialer import holds, subject_requests
 from dialer.facts import FactStore
 from dialer.usage import meter
-from dialer.webhooks.events import OUTBOX, endpoints_key
+from dialer.webhooks.events import endpoints_key, outbox_key
 from tests.gateway_support import audit_entries, start_gateway, stop_gateway
 
 
@@ -107,7 +107,7 @@ async def test_a_campaign_kill_switch_is_for_admins_says_why_and_shows_on_the_da
     assert "complaint 42" in snap["holds"][0]["text"]
     shown = await (await gw.client.get(path, headers=gw.auth("acme", "auditor"))).json()
     assert [h["code"] for h in shown["holds"]] == ["CAMPAIGN_SUSPENDED"]
-    events = [e for e in await gw.redis.xrange(OUTBOX) if e[1]["type"] == "campaign.state_changed"]
+    events = [e for e in await gw.redis.xrange(outbox_key("acme")) if e[1]["type"] == "campaign.state_changed"]
     assert events == [] or json.loads(events[-1][1]["body"])["data"]["action"] == "suspend"
     assert (await (await gw.client.get("/v1/holds", headers=gw.auth("globex"))).json())["items"] == []
     assert (await gw.client.post(f"{path}/unsuspend", json={}, headers=gw.auth())).status == 200
@@ -179,7 +179,7 @@ async def test_subject_requests_have_deadlines_states_and_alerts(gw):
             first = subject_requests.sweep(client, "acme", datetime.now(UTC))
             second = subject_requests.sweep(client, "acme", datetime.now(UTC))
             assert first == {"reminder": 0, "overdue": 1} and second == {"reminder": 0, "overdue": 0}
-            return [json.loads(f[b"body"]) for _, f in client.xrange(OUTBOX)]
+            return [json.loads(f[b"body"]) for _, f in client.xrange(outbox_key("acme"))]
         finally:
             client.close()
 
@@ -217,6 +217,6 @@ def test_reminders_go_once_each_nearest_threshold_first(redis_client):
     assert subject_requests.sweep(redis_client, "acme", deadline - timedelta(days=5))["reminder"] == 0
     assert subject_requests.sweep(redis_client, "acme", deadline - timedelta(days=1))["reminder"] == 1
     assert subject_requests.sweep(redis_client, "acme", deadline + timedelta(hours=1))["overdue"] == 1
-    types = [f[b"type"].decode() for _, f in redis_client.xrange(OUTBOX)]
+    types = [f[b"type"].decode() for _, f in redis_client.xrange(outbox_key("acme"))]
     assert types == ["subject_request.received", "subject_request.overdue", "subject_request.reminder",
                      "subject_request.reminder", "subject_request.overdue"]

@@ -21,7 +21,7 @@ from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue
 from dialer.usage import budgets, meter, report
 from dialer.usage.plan import PlanError, parse, set_plan
-from dialer.webhooks.events import OUTBOX, endpoints_key
+from dialer.webhooks.events import endpoints_key, outbox_key
 from rules.model import Contact
 from tests.runtime_support import AT, OriginateObserver, engine_config, eventually, numbers, setup_campaign
 from tests.test_runtime_engine import engine_task, run_until_completed, start_pbx
@@ -180,7 +180,7 @@ def test_budget_alerts_once_per_threshold_and_the_hard_stop_holds_dialing(redis_
 
 
 def _events(client):
-    return [json.loads(fields[b"body"]) for _, fields in client.xrange(OUTBOX)
+    return [json.loads(fields[b"body"]) for _, fields in client.xrange(outbox_key(T))
             if fields[b"type"] == b"usage.budget_alert"]
 
 
