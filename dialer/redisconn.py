@@ -114,6 +114,12 @@ class ScriptingClusterPipeline(ClusterPipeline):
             replies.insert(position, self.owner.publish(channel, message))
         return replies
 
+    def mget(self, keys: Any, *args: Any) -> Any:  # type: ignore[override]
+        """MGET of keys of one slot (e.g. one tenant's `t:{T}:` keys): redis-py's cluster pipeline refuses every
+        MGET; the server still refuses keys of two slots (CROSSSLOT)."""
+        names = [keys, *args] if isinstance(keys, str | bytes) else [*keys, *args]
+        return self.execute_command("MGET", *names)
+
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
         self.owner.ensure_loaded(sha)
         return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
@@ -168,6 +174,12 @@ class AsyncScriptingClusterPipeline(AsyncClusterPipeline):
     def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         self._publish.append((len(self), channel, message))
         return self
+
+    def mget(self, keys: Any, *args: Any) -> Any:  # type: ignore[override]
+        """MGET of keys of one slot (e.g. one tenant's `t:{T}:` keys): redis-py's cluster pipeline refuses every
+        MGET; the server still refuses keys of two slots (CROSSSLOT)."""
+        names = [keys, *args] if isinstance(keys, str | bytes) else [*keys, *args]
+        return self.execute_command("MGET", *names)
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:  # type: ignore[override]
         self._needed.add(sha)
