@@ -63,6 +63,7 @@ from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
+from dialer.runtime.pbx_queues import QueuePresence, QueueVerdict, campaign_queue, listed_name, record_dialing
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -235,6 +236,8 @@ class CampaignRunner:
     progress_seen: tuple[int, ...] = ()  # the queue counts at that line
     held: bool = False
     completed: bool = False
+    queue_verdict: QueueVerdict | None = None  # the last verdict on its Asterisk queue (dialer/runtime/pbx_queues.py)
+    queue_refusal: str = ""  # the refusal code said (logged, audited) and not yet lifted
 
 
 class Engine:
@@ -257,6 +260,7 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        self.queue_presence = QueuePresence()  # which servers have each campaign's queue (checked at each agent poll)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
@@ -595,6 +599,14 @@ class Engine:
         if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
             return
         connected = self._dialable()
+        queue = campaign_queue(r.stored.config)
+        if queue:  # only servers that said, on their current connection, that the queue exists
+            verdict = self.queue_presence.verdict(queue, {name: self.pool.clients[name].connections
+                                                          for name in connected})
+            await self._queue_verdict(r, verdict, now)
+            if verdict.code:
+                return
+            connected = [name for name in connected if name in verdict.servers]
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
@@ -821,6 +833,24 @@ class Engine:
             del r.claims[claim.contact.contact_id]
         return done
 
+    async def _queue_verdict(self, r: CampaignRunner, verdict: QueueVerdict, now: datetime) -> None:
+        """Say each change once: a refusal (ERROR line, audit entry, the campaign's status), its end (INFO, audit
+        entry), servers lacking the queue while others have it (WARNING). A reconnect's unchecked spell changes
+        nothing said."""
+        before, r.queue_verdict = r.queue_verdict, verdict
+        if verdict.refused and verdict.code != r.queue_refusal:
+            r.queue_refusal = verdict.code
+            log.error("campaign %s/%s is not dialed: %s: %s", r.tenant, r.campaign, verdict.code, verdict.text)
+            await asyncio.to_thread(record_dialing, self.redis, self.gate.audit, r.tenant, r.campaign, verdict, now)
+        elif r.queue_refusal and verdict.servers:
+            r.queue_refusal = ""
+            log.info("campaign %s/%s: queue '%s' found on %s; dialing resumes", r.tenant, r.campaign, verdict.queue,
+                     ", ".join(verdict.servers))
+            await asyncio.to_thread(record_dialing, self.redis, self.gate.audit, r.tenant, r.campaign, verdict, now)
+        if verdict.servers and verdict.lacking and (before is None or before.lacking != verdict.lacking):
+            log.warning("campaign %s/%s: queue '%s' missing (or named otherwise) on %s: its calls go through %s only",
+                        r.tenant, r.campaign, verdict.queue, ", ".join(verdict.lacking), ", ".join(verdict.servers))
+
     # --- outcomes ------------------------------------------------------------------------------------
 
     def _on_outcome(self, server: str, outcome: Outcome) -> Any:
@@ -959,6 +989,7 @@ class Engine:
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
+                    self.queue_presence.observe(name, queue, client.connections, listed_name(queue, status.events))
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
                     self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
@@ -1141,7 +1172,11 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
-        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
+        verdict = r.queue_verdict
+        if verdict is not None and verdict.code:  # not dialed at all: why, instead of the last pacing decision
+            queue_pacing(pipe, r.tenant, r.campaign, verdict.code, verdict.text)
+        else:
+            queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts
