@@ -27,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from rules import scenario as sc
-from rules.engine import evaluate
+from rules.engine import Prepared, decide, prepare
 from rules.model import OUTCOMES, Attempt, Campaign, Contact, Decision, Facts, Reason
 from rules.packs import PackSet
 
@@ -258,6 +258,10 @@ def check_stream(lines: Iterable[str], out: IO[str], packs: PackSet) -> bool:
     after the answers to the lines before it were written."""
     reader = ScenarioReader()
     writer = AnswerWriter()
+    # (contact, campaign) -> what the engine decides without the facts (number, place, plan): the reader returns
+    # one object per distinct contact and campaign, so identity finds it; the entry keeps both alive, so an id is
+    # never reused while it is there
+    prepared: dict[tuple[int, int], Prepared] = {}
     pending: list[str] = []
     ok = True
     try:
@@ -277,7 +281,12 @@ def check_stream(lines: Iterable[str], out: IO[str], packs: PackSet) -> bool:
                 pending.append(_error(number, scenario_id, str(exc)))
                 ok = False
             else:
-                pending.append(writer.line(evaluate(contact, campaign, facts, at, packs), scenario_id))
+                ready = prepared.get((id(contact), id(campaign)))
+                if ready is None or ready.contact is not contact or ready.campaign is not campaign:
+                    if len(prepared) >= CACHE_MAX:
+                        prepared.clear()
+                    ready = prepared[(id(contact), id(campaign))] = prepare(contact, campaign, packs)
+                pending.append(writer.line(decide(ready, facts, at), scenario_id))
             if len(pending) >= BATCH:
                 out.write("".join(pending))
                 pending.clear()
