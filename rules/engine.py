@@ -371,6 +371,11 @@ def _registry_rule(pack: Pack, name: str) -> Rule:
     return found[1]
 
 
+@lru_cache(maxsize=64)
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
 def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     name = rule.params["registry"]
     registry_rule = _registry_rule(pack, name)
@@ -378,7 +383,7 @@ def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime,
         return
     copies = ctx.facts.registry_copies
     copy = copies.get(name) or copies.get("national") or copies.get("*")
-    max_age = timedelta(days=rule.params["max_age_days"])
+    max_age = _days(rule.params["max_age_days"])
     if copy is None:
         out.append((_reason("REGISTRY_STALE", rule, f"no copy loaded of the {name} registry"), ()))
     elif t - copy > max_age:

@@ -162,6 +162,7 @@ def test_mixed_file_answers_are_identical_to_the_line_by_line_path(monkeypatch):
 
 def test_small_caches_give_the_same_answers(monkeypatch):
     monkeypatch.setattr(gate_stream, "CACHE_MAX", 3)  # caches cleared all the time: memory stays bounded
+    monkeypatch.setattr(gate_stream, "PREPARED_MAX", 3)
     lines = [line + "\n" for line in random_lines(600, seed=9)]
     assert streamed(lines) == reference(lines)
 

@@ -33,6 +33,8 @@ from rules.packs import PackSet
 
 BATCH = 2000  # lines per write
 CACHE_MAX = 50_000  # entries per cache; cleared when full (memory flat whatever the file's size)
+# prepared (contact, campaign) pairs: a list's contacts times the campaigns asked about (each about 250 bytes)
+PREPARED_MAX = 4 * CACHE_MAX
 
 
 def _dumps(value: Any) -> str:
@@ -217,10 +219,12 @@ class AnswerWriter:
         return found
 
     def _reason(self, r: Reason) -> str:
-        found = self.reasons.data.get(r)
+        # keyed by its fields as a plain tuple: hashed and compared in C (a Reason's own __eq__ is Python code)
+        key = (r.code, r.text, r.rule, r.source, r.until)
+        found = self.reasons.data.get(key)
         if found is None:
-            found = self.reasons.put(r, _dumps({"code": r.code, "text": r.text, "rule": r.rule, "source": r.source,
-                                                "until": sc.iso(r.until)}))
+            found = self.reasons.put(key, _dumps({"code": r.code, "text": r.text, "rule": r.rule, "source": r.source,
+                                                  "until": sc.iso(r.until)}))
         return found
 
     @staticmethod
@@ -235,10 +239,14 @@ class AnswerWriter:
         return _dumps(value)
 
     def line(self, decision: Decision, scenario_id: Any) -> str:
-        packs = self.packs.data.get(decision.packs)
-        if packs is None:
-            packs = self.packs.put(decision.packs, _dumps([{"id": p.id, "version": p.version}
-                                                           for p in decision.packs]))
+        # the engine hands out one tuple of pack references per plan and interval: found by identity (the entry
+        # keeps the tuple alive, so its id is not reused while it is there)
+        entry = self.packs.data.get(id(decision.packs))
+        if entry is not None and entry[0] is decision.packs:
+            packs = entry[1]
+        else:
+            packs = self.packs.put(id(decision.packs), (decision.packs, _dumps([{"id": p.id, "version": p.version}
+                                                                               for p in decision.packs])))[1]
         places = self.places.data.get(decision.jurisdictions)
         if places is None:
             places = self.places.put(decision.jurisdictions, _dumps(list(decision.jurisdictions)))
@@ -283,7 +291,7 @@ def check_stream(lines: Iterable[str], out: IO[str], packs: PackSet) -> bool:
             else:
                 ready = prepared.get((id(contact), id(campaign)))
                 if ready is None or ready.contact is not contact or ready.campaign is not campaign:
-                    if len(prepared) >= CACHE_MAX:
+                    if len(prepared) >= PREPARED_MAX:
                         prepared.clear()
                     ready = prepared[(id(contact), id(campaign))] = prepare(contact, campaign, packs)
                 pending.append(writer.line(decide(ready, facts, at), scenario_id))
