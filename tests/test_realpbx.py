@@ -329,7 +329,7 @@ async def test_a_campaign_on_a_missing_queue_is_refused_until_a_queue_reload(pbx
     phones = ["+33145673705", "+33145673715"]  # answered after 1 s, 4 s
     campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False, queue="sales")
     running.append(await start_dialer(redis_url, write_config(tmp_path, pbx), "d1", tmp_path))
-    stats = f"t:acme:campaign:{campaign}:stats"
+    stats = f"t:{{acme}}:campaign:{campaign}:stats"
     await eventually(lambda: redis_client.hget(stats, "pacing_reason") == b"QUEUE_MISSING", timeout=60, interval=0.3)
     await asyncio.sleep(3.0)  # several polls and ticks
     assert pbx.calls_by_number() == {}  # nothing reached Asterisk
