@@ -59,6 +59,7 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.redisconn import is_cluster
+from dialer.runtime import queue_catalog
 from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
@@ -275,6 +276,7 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        self._queues_listed_at = -1e18
         self.queue_presence = QueuePresence()  # which servers have each campaign's queue (checked at each agent poll)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
@@ -1070,10 +1072,18 @@ class Engine:
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
             dialable = self._dialable()
             waiting: dict[str, int] = {}
+            listings: dict[str, list[str]] = {}
+            list_queues = time.monotonic() - self._queues_listed_at >= queue_catalog.LIST_SECONDS
             for name, client in self.pool.clients.items():
                 if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
                     continue
+                if list_queues:  # every queue the PBX has, for the gateway's check of new campaigns
+                    try:
+                        listed = await client.event_list("QueueSummary", {}, timeout=5.0)
+                        listings[self.identities.known[name].key] = queue_catalog.queue_names(listed.events)
+                    except (AMIError, KeyError) as exc:
+                        log.debug("AMI %s: queues not listed (%s)", name, exc)
                 for queue in queues:
                     try:
                         status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
@@ -1091,6 +1101,12 @@ class Engine:
                     self.queue_presence.observe(name, queue, client.connections, listed_name(queue, status.events))
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
                     self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
+            if list_queues:
+                self._queues_listed_at = time.monotonic()
+                try:
+                    await asyncio.to_thread(queue_catalog.publish, self.redis, listings)
+                except redis.RedisError as exc:  # only the gateway's check of new campaigns: dialing goes on
+                    log.warning("queue list not published (%s)", exc)
             if queues:
                 try:
                     await asyncio.to_thread(self._publish_agents, queues, waiting)
