@@ -116,14 +116,12 @@ class Archiver:
             except MalformedEntry as exc:
                 raise ChainGap(f"tenant {tenant}: {exc} (stream id {_s(entry_id)}); run `dialer audit verify`") \
                     from None
-            if entry_seq != seq + 1:
+            if first and last_hash is None and entry_seq > 1:
+                base = self._redis_base(tenant, entry_seq, prev)  # the archive starts after a Redis trim
+            elif entry_seq != seq + 1:
                 raise ChainGap(f"tenant {tenant}: the record holds up to seq {seq} but Redis's next entry is "
                                f"{entry_seq}: entries {seq + 1}..{entry_seq - 1} are in neither")
-            if first and seq == 0 and entry_seq == 1 and last_hash is None:
-                pass  # the genesis: prev is 40 zeros, checked by verify
-            elif first and last_hash is None:
-                base = self._redis_base(tenant, entry_seq, prev)  # the archive starts after a Redis trim
-            elif prev != last_hash:
+            elif last_hash is not None and prev != last_hash:
                 raise ChainGap(f"tenant {tenant}: entry {entry_seq} does not link to the archived entry {seq}")
             first = False
             seq, last_hash = entry_seq, hash_

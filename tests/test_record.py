@@ -1,0 +1,148 @@
+"""The record (issue 18): schema, archiver, verify across the boundary, append-only tables; on a real PostgreSQL
+started by the test session and on SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from dialer.audit import AuditEvent, AuditLog, stream_key
+from dialer.record.archiver import Archiver, ChainGap
+from dialer.record.store import Record, RecordUnavailable
+from dialer.record.url import parse_record_url
+from dialer.record.verify import verify_chain
+
+KEY = "k" * 32
+T0 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record(request: pytest.FixtureRequest, tmp_path: Path) -> Record:
+    if request.param == "sqlite":
+        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
+    else:
+        url = parse_record_url(request.getfixturevalue("postgres_url"))
+    store = Record(url, pool_size=2)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def decision(i: int, allowed: bool, campaign: str = "c1", call_id: str | None = None) -> AuditEvent:
+    payload = {"mode": "reserve", "campaign": campaign, "contact_id": f"k{i}", "person": f"p{i % 7}",
+               "phone": "+33*******01", "allowed": allowed,
+               "reasons": [] if allowed else [["QUIET_HOURS", "fr.hours", None], ["CAP", "fr.cap", None]]}
+    if call_id:
+        payload["call_id"] = call_id
+    return AuditEvent("gate_decision", "gate", payload, T0 + timedelta(minutes=i))
+
+
+def fill(audit: AuditLog, tenant: str, n: int) -> None:
+    events = []
+    for i in range(n):
+        allowed = i % 3 == 0
+        events.append(decision(i, allowed, call_id=f"call{i}" if allowed else None))
+        if allowed:
+            events.append(AuditEvent("call_outcome", "engine", {
+                "call_id": f"call{i}", "outcome": "abandoned" if i % 9 == 0 else "answered", "person": f"p{i % 7}",
+                "phone": "+33*******01", "call": {"ring_s": 10.0, "talk_s": 50.0, "wrapup_s": 5.0, "cause": 16,
+                                                  "endpoint": "queue:sales", "live": True}}, T0 + timedelta(minutes=i)))
+    events.append(AuditEvent("optout", "api:t1", {"person": "p1", "phone": "+33*******01", "scope": "company",
+                                                   "campaign": None, "source": "api", "call_id": None,
+                                                   "keyword": False}, T0))
+    events.append(AuditEvent("consent", "api:t1", {"person": "p2", "phone": "+33*******02", "action": "grant",
+                                                    "purpose": "telemarketing", "evidence_ref": "ev123",
+                                                    "written": True}, T0))
+    audit.append_many(tenant, events)
+
+
+def counts(record: Record, tenant: str) -> dict[str, int]:
+    out = {}
+    for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts"):
+        out[table] = record.query(f"SELECT count(*) FROM {table} WHERE tenant = %s", (tenant,))[0][0]
+    return out
+
+
+def test_archive_copies_everything_once_and_verifies_across_the_boundary(redis_client: redis.Redis,
+                                                                          record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 30)
+    head = audit.head("t1").seq
+    now = datetime.now(UTC) + timedelta(seconds=5)  # every entry older than the (empty) tail
+    archiver = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0), batch=7, clock=lambda: now)
+    result = archiver.archive_tenant("t1")
+    assert result.archived_seq == head and result.copied == head
+    assert result.trimmed == head - 1  # the last archived entry stays as Redis's start
+    assert counts(record, "t1") == {"audit_archive": head, "gate_decisions": 30, "gate_denials": 40,
+                                    "call_records": 10, "consents": 1, "optouts": 1}
+    # the call record carries its gate decision, campaign and contact
+    row = record.query("SELECT campaign, contact_id, gate_seq, ring_s, endpoint FROM call_records "
+                       "WHERE tenant = %s AND call_id = %s", ("t1", "call3"))[0]
+    assert row[0] == "c1" and row[1] == "k3" and row[2] and row[3] == 10.0 and row[4] == "queue:sales"
+    # a second pass (and a second archiver) copies nothing twice
+    again = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0))
+    assert again.archive_tenant("t1").copied == 0
+    assert counts(record, "t1")["audit_archive"] == head
+    # more entries after the trim: one chain across the record and Redis
+    audit.append("t1", "api", "api:t1", {"n": 1}, T0)
+    result = verify_chain(audit, record, "t1")
+    assert result.ok, str(result)
+    assert result.head_seq == head + 1 and result.checked == head + 1
+    assert audit.verify("t1").ok  # Redis's own part still verifies alone (signed base)
+
+
+def test_archived_entry_altered_is_found(redis_client: redis.Redis, record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 6)
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0)).archive_tenant("t1")
+    with record.retention_session() as tx:  # only retention may touch rows: here, a forger with that power
+        tx.execute("DELETE FROM audit_archive WHERE tenant = %s AND seq = %s", ("t1", 3))
+    result = verify_chain(audit, record, "t1")
+    assert not result.ok and result.bad_seq == 3 and "missing" in result.problem
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_archive SET actor = 'x'", "DELETE FROM audit_archive",
+                                       "UPDATE call_records SET outcome = 'x'", "DELETE FROM optouts",
+                                       "DELETE FROM consents", "UPDATE gate_decisions SET allowed = %s"])
+def test_archive_tables_refuse_update_and_delete(redis_client: redis.Redis, record: Record, statement: str) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 6)
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0)).archive_tenant("t1")
+    before = counts(record, "t1")
+    with pytest.raises(Exception, match="append-only"), record.transaction() as tx:
+        tx.execute(statement, (True,) if "%s" in statement else ())
+    assert counts(record, "t1") == before
+
+
+def test_gap_between_record_and_redis_is_refused(redis_client: redis.Redis, record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 6)
+    # entries 1..3 gone without a base: not retention
+    redis_client.xtrim(stream_key("t1"), minid="4-0", approximate=False)
+    with pytest.raises(ChainGap):
+        Archiver(redis_client, record, secret_key=KEY).archive_tenant("t1")
+    assert counts(record, "t1")["audit_archive"] == 0
+
+
+def test_archive_starting_after_a_retention_trim(redis_client: redis.Redis, record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 6)
+    audit.trim_before("t1", 4)  # retention ran before the record existed
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0)).archive_tenant("t1")
+    result = verify_chain(audit, record, "t1")
+    assert result.ok, str(result)
+
+
+def test_unreachable_postgres_is_record_unavailable() -> None:
+    from dialer.redisproc import free_port
+
+    store = Record(parse_record_url(f"postgresql://nobody@127.0.0.1:{free_port()}/x"), timeout=1.0)
+    try:
+        with pytest.raises(RecordUnavailable, match="record postgresql://"):
+            store.query("SELECT 1")
+        assert not store.ping()
+    finally:
+        store.close()
