@@ -146,3 +146,30 @@ def test_unreachable_postgres_is_record_unavailable() -> None:
         assert not store.ping()
     finally:
         store.close()
+
+
+def test_reports_per_campaign_day_and_per_person(redis_client: redis.Redis, record: Record) -> None:
+    from dialer.record.reports import campaign_days, campaign_days_csv, day_range, person_history
+
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 30)  # 23:00 .. 23:29 on Nov 30: 10 calls (c1), 20 denials, 2 reasons each
+    audit.append_many("t2", [decision(0, False, campaign="c1")])  # another tenant: never counted
+    archiver = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0))
+    archiver.run_once()
+    first, last = day_range("2026-11-29", "2026-12-01", T0.date())
+    rows = campaign_days(record, "t1", first, last)
+    assert rows == [{"day": "2026-11-30", "campaign": "c1", "attempts": 10, "answers": 10, "abandons": 4,
+                     "abandon_rate": 0.4, "hours_dialed": round(10 * 60 / 3600, 4),
+                     "denials": {"CAP": 20, "QUIET_HOURS": 20}, "denied": 40}]
+    assert campaign_days(record, "t1", first, last, campaign="other") == []
+    text = campaign_days_csv(rows)
+    assert text.splitlines() == [
+        "day,campaign,attempts,answers,abandons,abandon_rate,hours_dialed,denied,denied:CAP,denied:QUIET_HOURS",
+        "2026-11-30,c1,10,10,4,0.4,0.1667,40,20,20"]
+    history = person_history(record, "t1", "p0")  # i % 7 == 0: i = 0, 7, 14, 21, 28
+    assert [d["contact_id"] for d in history["decisions"]] == ["k0", "k7", "k14", "k21", "k28"]
+    assert [c["call_id"] for c in history["calls"]] == ["call0", "call21"]
+    assert history["calls"][0]["gate"]["allowed"] is True and history["calls"][0]["outcome"] == "abandoned"
+    assert person_history(record, "t2", "p0")["calls"] == []
+    assert person_history(record, "t1", "p1")["optouts"][0]["scope"] == "company"
+    assert person_history(record, "t1", "p2")["consents"][0]["evidence_ref"] == "ev123"

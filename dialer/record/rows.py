@@ -113,9 +113,17 @@ def _consent(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dic
 
 
 def _optout(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dict[str, Any], ts: Any) -> None:
-    rows.add("optouts", (tenant, seq, ts(at), _text(p.get("person")), _text(p.get("phone")), _text(p.get("scope")),
+    rows.add("optouts", (tenant, seq, 0, ts(at), _text(p.get("person")), _text(p.get("phone")), _text(p.get("scope")),
                          _text(p.get("campaign")), _text(p.get("source")), _text(p.get("call_id")),
                          bool(p.get("keyword")), actor))
 
 
-_DERIVED = {"gate_decision": _gate_decision, "call_outcome": _call_outcome, "consent": _consent, "optout": _optout}
+def _erasure(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dict[str, Any], ts: Any) -> None:
+    """Erased people stay on the suppression list (dialer/suppression.py, same pipeline as this entry)."""
+    for part, person in enumerate(p.get("people") or ()):
+        rows.add("optouts", (tenant, seq, part, ts(at), _text(person), None, "suppressed", None,
+                             f"erasure:{p.get('reason') or ''}", None, False, actor))
+
+
+_DERIVED = {"gate_decision": _gate_decision, "call_outcome": _call_outcome, "consent": _consent, "optout": _optout,
+            "erasure": _erasure}

@@ -46,9 +46,11 @@ _TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
                   ("action", "text"), ("purpose", "text"), ("campaign", "text"), ("source", "text"),
                   ("written_consent", "bool"), ("evidence_ref", "text"), ("text_ref", "text"), ("ip", "bool"),
                   ("expires_at", "text"), ("actor", "text")], ("tenant", "seq")),
-    "optouts": ([("tenant", "text"), ("seq", "int"), ("at", "ts"), ("person", "text"), ("phone", "text"),
-                 ("scope", "text"), ("campaign", "text"), ("source", "text"), ("call_id", "text"),
-                 ("keyword", "bool"), ("actor", "text")], ("tenant", "seq")),
+    # The opt-out and suppression log: opt-outs (scope company or campaign) and erased people kept on the
+    # suppression list (scope "suppressed", one row per person of the erasure entry: part 0, 1, ...).
+    "optouts": ([("tenant", "text"), ("seq", "int"), ("part", "int"), ("at", "ts"), ("person", "text"),
+                 ("phone", "text"), ("scope", "text"), ("campaign", "text"), ("source", "text"), ("call_id", "text"),
+                 ("keyword", "bool"), ("actor", "text")], ("tenant", "seq", "part")),
     # The archiver's cursor: the last seq of each tenant's chain the record holds, and its hash (the next
     # entry's prev must equal it). Written in the same transaction as the rows.
     "archive_progress": ([("tenant", "text"), ("seq", "int"), ("hash", "text"), ("updated_at", "ts")],
@@ -65,15 +67,24 @@ _INDEXES = (
 COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in _TABLES.items()}
 KEYS = {name: key for name, (_, key) in _TABLES.items()}
 
-# The attempt as one row: the last report of each call (its outcome is the strongest reported, see
-# dialer.facts.OUTCOME_PRECEDENCE), with the first report's ring/talk figures and the last known agent.
-CALL_ATTEMPTS_VIEW = """
+# The attempt as one row, from all its outcome reports (the AMI's at hangup, an agent's disposition ...): the
+# outcome of the last report (the strongest reported, see dialer.facts.OUTCOME_PRECEDENCE), the figures whichever
+# report had them, the most specific endpoint (agent: before ai: before queue:).
+def call_attempts_view(dialect: str) -> str:
+    any_ = "bool_or" if dialect == "postgresql" else "max"
+    return f"""
 CREATE VIEW call_attempts AS
-SELECT r.tenant, r.call_id, r.seq, r.at, r.campaign, r.contact_id, r.person, r.phone, r.outcome,
-       r.live, r.abandoned, r.ring_s, r.talk_s, r.wrapup_s, r.hangup_cause, r.endpoint, r.gate_seq, r.gate_reasons
-FROM call_records r
-WHERE r.seq = (SELECT max(x.seq) FROM call_records x WHERE x.tenant = r.tenant AND x.call_id = r.call_id)
+SELECT r.tenant, r.call_id, max(r.seq) AS seq, min(r.at) AS at, max(r.campaign) AS campaign,
+       max(r.contact_id) AS contact_id, max(r.person) AS person, max(r.phone) AS phone,
+       (SELECT x.outcome FROM call_records x WHERE x.tenant = r.tenant AND x.call_id = r.call_id
+        ORDER BY x.seq DESC LIMIT 1) AS outcome,
+       {any_}(r.live) AS live, {any_}(r.abandoned) AS abandoned, max(r.ring_s) AS ring_s, max(r.talk_s) AS talk_s,
+       max(r.wrapup_s) AS wrapup_s, max(r.hangup_cause) AS hangup_cause, min(r.endpoint) AS endpoint,
+       max(r.gate_seq) AS gate_seq, max(r.gate_reasons) AS gate_reasons
+FROM call_records r WHERE r.call_id IS NOT NULL
+GROUP BY r.tenant, r.call_id
 """
+
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION record_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -102,7 +113,7 @@ def create_statements(dialect: str) -> list[str]:
         out.append(f"CREATE TABLE {name} ({columns}, PRIMARY KEY ({', '.join(key)})){partition}")
     for table, cols in _INDEXES:
         out.append(f"CREATE INDEX {table}_{'_'.join(cols)} ON {table} ({', '.join(cols)})")
-    out.append(CALL_ATTEMPTS_VIEW)
+    out.append(call_attempts_view(dialect))
     if dialect == "postgresql":
         out.append(_PG_FUNCTION)
         for table in APPEND_ONLY:

@@ -58,6 +58,7 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard, WrapupTable
+from dialer.runtime.call_record import call_figures
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
@@ -888,8 +889,13 @@ class Engine:
         # its channel (and AI session) is free
         self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
         now = self.clock()
+        queue = r.stored.config.get("queue")
+        call = call_figures(outcome, campaign=r.campaign, contact_id=claim.contact.contact_id,
+                            sent_wall=flight.sent_wall, ai=flight.ai, server=flight.server,
+                            queue=str(queue) if queue else None,
+                            wrapup_seconds=self.settings.wrapup.of(str(queue)) if queue else 0.0)
         self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                 e164=claim.contact.phone, actor=ACTOR)
+                                 e164=claim.contact.phone, actor=ACTOR, call=call)
         if live:
             self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                    bool(outcome.abandoned))
