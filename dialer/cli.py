@@ -41,6 +41,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.calls",
     "dialer.commands.campaigns",
     "dialer.commands.webhooks",
+    "dialer.commands.record",
 )
 
 

@@ -216,7 +216,8 @@ class Archiver:
 
     # --- the service --------------------------------------------------------------------------------------
 
-    def serve(self, interval: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def serve(self, interval: float = 1.0, should_stop: Callable[[], bool] = lambda: False,
+              tenants: Sequence[str] | None = None) -> None:
         """Archive every tenant, again and again, until should_stop(). A record or Redis outage is logged once
         and retried; nothing is trimmed meanwhile."""
         down = False
@@ -224,7 +225,7 @@ class Archiver:
             started = time.monotonic()
             busy = False
             try:
-                for result in self.run_once():
+                for result in self.run_once(tenants):
                     busy |= result.copied >= self.batch
                 if down:
                     log.warning("archiver: record and Redis reachable again")

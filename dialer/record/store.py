@@ -8,6 +8,7 @@ line, the archiver retries later); nothing else is caught here.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,10 @@ def _pg_errors() -> tuple[type[BaseException], ...]:
     import psycopg_pool
 
     return (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)
+
+
+class RecordNotMigrated(RecordUnavailable):
+    """The store is there but has no schema yet (`dialer record migrate`, or the archiver, creates it)."""
 
 
 class Tx:
@@ -141,7 +146,7 @@ class Record:
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
-                raise RecordUnavailable(f"record {self.url.shown()}: not migrated (run `dialer record migrate`)") \
+                raise RecordNotMigrated(f"record {self.url.shown()}: not migrated (run `dialer record migrate`)") \
                     from None
             raise RecordUnavailable(f"record {self.url.shown()}: {exc}") from None
         finally:
@@ -156,7 +161,7 @@ class Record:
         except _pg_errors() as exc:
             raise RecordUnavailable(f"record {self.url.shown()}: {str(exc).strip().splitlines()[0]}") from None
         except psycopg.errors.UndefinedTable:
-            raise RecordUnavailable(f"record {self.url.shown()}: not migrated (run `dialer record migrate`)") \
+            raise RecordNotMigrated(f"record {self.url.shown()}: not migrated (run `dialer record migrate`)") \
                 from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -179,6 +184,7 @@ class Record:
         from alembic.runtime.migration import MigrationContext
         from sqlalchemy import create_engine, exc
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are for people running it by hand
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         engine = create_engine(self.url.sqlalchemy(), connect_args={"connect_timeout": int(self.timeout)}

@@ -14,7 +14,7 @@ import hmac
 from typing import Any
 
 from dialer.audit import GENESIS, AuditLog, VerifyResult, anchors_key, base_key, body_hash, link_hash, stream_key
-from dialer.record.store import Record
+from dialer.record.store import Record, RecordNotMigrated, RecordUnavailable
 
 PAGE = 5000
 
@@ -94,3 +94,20 @@ def _anchors(audit: AuditLog, tenant: str) -> dict[int, str]:
 def _redis_refs(audit: AuditLog, tenant: str) -> set[int]:
     base = audit.redis.hget(base_key(tenant), "seq")
     return {int(base or 0), *_anchors(audit, tenant)}
+
+
+def verify_tenant(audit: AuditLog, record: Record | None, tenant: str) -> VerifyResult:
+    """What `dialer audit verify` runs: the whole chain when the record holds part of it, else Redis's part.
+    A record that cannot be read fails the check (the archived part is unverified), except one never set up."""
+    if record is None:
+        return audit.verify(tenant)
+    try:
+        if not record.query("SELECT 1 FROM archive_progress WHERE tenant = %s", (tenant,)):
+            return audit.verify(tenant)
+        return verify_chain(audit, record, tenant)
+    except RecordNotMigrated:
+        return audit.verify(tenant)
+    except RecordUnavailable as exc:
+        redis_part = audit.verify(tenant)
+        return VerifyResult(False, redis_part.checked, redis_part.head_seq, None,
+                            f"the archived part cannot be read ({exc}); Redis's part: {redis_part}")
