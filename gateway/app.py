@@ -32,6 +32,7 @@ from gateway.api import (
     live,
     me,
     registries,
+    reports,
     signin,
     subjects,
     webhooks,
@@ -44,7 +45,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin)
+                 subjects, calls, webhooks, crm, signin, reports)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 
@@ -122,6 +123,9 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
         if own_sync:
             sync.close()
         raw.close()
+        record = app[SERVICES].get("record")
+        if record is not None:
+            await asyncio.to_thread(record.close)
 
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(close)

@@ -58,6 +58,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "webhooks.read": ("admin", "auditor"),
     "webhooks.write": ("admin",),  # endpoints receive people's numbers: only an admin chooses where they go
     "settings.write": ("admin",),  # the tenant's opt-out keywords
+    "reports.read": ("admin", "supervisor", "auditor"),  # per campaign and day, from the record (counts only)
+    "reports.person": ("admin", "auditor"),  # one person's calls and the gate's decisions: personal data
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

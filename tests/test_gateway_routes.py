@@ -50,6 +50,7 @@ SAMPLE_BODIES = {
     ("PUT", "/v1/users/{name}/password"): {"password": "a long enough passphrase"},
     ("PUT", "/v1/auth/policy"): {"mfa_required": False},
     ("PUT", "/v1/session/password"): {"current_password": "x", "new_password": "a long enough passphrase"},
+    ("POST", "/v1/reports/person"): {"phone": "+33145678901"},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
                   ("GET", "/v1/subjects"): {"phone": "+33145678901"},
