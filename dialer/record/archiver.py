@@ -110,7 +110,8 @@ class Archiver:
         first = True
         base: tuple[int, str, str] | None = None
         for entry_id, raw in chunk:
-            fields = {_s(k): _s(v) for k, v in raw.items()}
+            fields = {k.decode(): v.decode() for k, v in raw.items()} if raw and isinstance(next(iter(raw)), bytes) \
+                else {str(k): str(v) for k, v in raw.items()}
             try:
                 entry_seq, prev, hash_ = add_entry(rows, tenant, fields, self.record.ts)
             except MalformedEntry as exc:
@@ -149,7 +150,7 @@ class Archiver:
         if base is not None:
             tx.execute(_insert_sql("audit_bases"), (tenant, base[0], base[1], base[2], self.record.ts(self.clock())))
         for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts"):
-            tx.executemany(_insert_sql(table), rows.tables.get(table, []))
+            tx.insert_new(table, schema.COLUMNS[table], schema.KEYS[table], rows.tables.get(table, []))
         now = self.record.ts(self.clock())
         # The cursor only moves forward: a slower archiver finishing late cannot move it back.
         tx.execute("INSERT INTO archive_progress (tenant, seq, hash, updated_at) VALUES (%s, %s, %s, %s) "
@@ -191,21 +192,25 @@ class Archiver:
     # --- trimming Redis -------------------------------------------------------------------------------
 
     def _trim(self, tenant: str, archived: int) -> int:
-        """Trim Redis below the newest archived entry older than the tail (never past what the record holds)."""
-        cutoff_ms = int((self.clock() - self.tail).timestamp() * 1000)
-        keep_from = None
+        """Trim Redis below the oldest archived entry written at or after the cutoff (now - tail), or below the last
+        archived entry when all are older: never past what the record holds, and Redis keeps a start to link to."""
         first = self.redis.xrange(stream_key(tenant), "-", "+", count=1)
         if not first:
             return 0
         start = int(_s(first[0][0]).split("-")[0])
-        # the first entry to keep: the oldest one written at or after the cutoff, or the last archived one
-        for entry_id, raw in self.audit._raw(tenant, start, archived, batch=1000):
-            written = int(_s(raw.get("written", "0")) or 0)
-            if written >= cutoff_ms:
-                keep_from = int(entry_id.split("-")[0])
-                break
-        if keep_from is None:
-            keep_from = archived
+        if start >= archived:
+            return 0
+        cutoff_ms = int((self.clock() - self.tail).timestamp() * 1000)
+        # written times grow with seq (Redis's clock, one script at a time): binary search, O(log n) lookups
+        lo, hi = start, archived  # the answer is in [lo, hi]; hi (the last archived entry) is always allowed
+        while lo < hi:
+            mid = (lo + hi) // 2
+            written = self._written(tenant, mid)
+            if written is None or written < cutoff_ms:
+                lo = mid + 1
+            else:
+                hi = mid
+        keep_from = lo
         if keep_from <= start:
             return 0
         try:
@@ -213,6 +218,13 @@ class Archiver:
         except (ValueError, RuntimeError) as exc:  # changed under us (retention ran): next pass
             log.warning("archiver: tenant %s not trimmed this pass: %s", tenant, exc)
             return 0
+
+    def _written(self, tenant: str, seq: int) -> int | None:
+        found = self.redis.xrange(stream_key(tenant), f"{seq}-0", f"{seq}-0")
+        if not found:
+            return None
+        fields = found[0][1]
+        return int(_s(fields.get(b"written", fields.get("written", b"0"))) or 0)
 
     # --- the service --------------------------------------------------------------------------------------
 

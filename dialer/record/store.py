@@ -60,10 +60,29 @@ class Tx:
         self.cursor.execute(self._sql(sql), tuple(params))
         return list(self.cursor.fetchall())
 
+    def insert_new(self, table: str, columns: Sequence[str], key: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """INSERT rows, skipping those whose key is already stored (ON CONFLICT DO NOTHING). PostgreSQL: COPY into
+        a temporary staging table, then one INSERT ... SELECT (an order of magnitude faster than row by row)."""
+        if not rows:
+            return
+        cols = ", ".join(columns)
+        conflict = f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
+        if self.dialect != "postgresql":
+            self.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(columns))}) {conflict}",
+                             rows)
+            return
+        stage = f"stage_{table}"
+        self.cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
+        with self.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        self.cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} {conflict}")
+        self.cursor.execute(f"TRUNCATE {stage}")
+
 
 def ts_text(value: datetime) -> str:
     """An instant as SQLite stores it: fixed-width UTC text, so text order is time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 class Record:
