@@ -85,7 +85,7 @@ def _gate_decision(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, 
     rows.add("gate_decisions", (tenant, seq, ts(at), _text(p.get("campaign")), _text(p.get("contact_id")),
                                 _text(p.get("person")), _text(p.get("phone")), _text(p.get("mode")), allowed,
                                 json.dumps(reasons, separators=(",", ":")), _text(p.get("call_id"))), at)
-    if not allowed:
+    if not allowed and p.get("mode") == "reserve":  # what-if checks (mode "check") reserve nothing: not a denial
         for code in dict.fromkeys(str(r[0]) for r in reasons if isinstance(r, list) and r):
             rows.add("gate_denials", (tenant, seq, ts(at), _text(p.get("campaign")), code))
 
