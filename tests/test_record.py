@@ -173,3 +173,50 @@ def test_reports_per_campaign_day_and_per_person(redis_client: redis.Redis, reco
     assert person_history(record, "t2", "p0")["calls"] == []
     assert person_history(record, "t1", "p1")["optouts"][0]["scope"] == "company"
     assert person_history(record, "t1", "p2")["consents"][0]["evidence_ref"] == "ev123"
+
+
+@pytest.mark.parametrize("value", ["mysql://h/db", "postgresql://h/", "postgresql://h:99999/db", "sqlite://rel.db",
+                                   "sqlite:///", "sqlite:///:memory:", "record.db"])
+def test_bad_record_url_is_refused_naming_the_setting(value: str) -> None:
+    from dialer.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"^setting record\.url: "):
+        load_config(env={"DIALER_RECORD_URL": value})
+
+
+def test_record_urls() -> None:
+    assert parse_record_url("postgres://u:pw@db:5432/rec").shown() == "postgresql://u:***@db:5432/rec"
+    assert parse_record_url("postgresql://u@db/rec").sqlalchemy() == "postgresql+psycopg://u@db/rec"
+    assert parse_record_url("sqlite:////var/lib/d/r.db").path == "/var/lib/d/r.db"
+    assert parse_record_url("", data_dir="/data").path == "/data/record.db"
+
+
+def test_cli_archiver_report_and_verify(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 12)
+    env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_RECORD_URL": f"sqlite:///{tmp_path}/r.db",
+           "DIALER_SECRET_KEY": KEY, "DIALER_RECORD_REDIS_TAIL_HOURS": "0", "PYTHONPATH": os.getcwd()}
+
+    def dialer(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dialer", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    out = dialer("archiver", "--once")
+    assert out.returncode == 0, out.stderr
+    assert '"archived_seq": 18' in out.stdout
+    assert redis_client.xlen(stream_key("t1")) == 1
+    out = dialer("audit", "verify", "--tenant", "t1")
+    assert out.returncode == 0 and "intact: 18 entries" in out.stdout, out.stdout + out.stderr
+    out = dialer("report", "campaign-days", "--tenant", "t1", "--since", "2026-11-30", "--until", "2026-11-30", "--csv")
+    assert out.returncode == 0 and out.stdout.splitlines()[1].startswith("2026-11-30,c1,4,4,"), out.stdout
+    out = dialer("report", "campaign-days", "--tenant", "t1", "--since", "2026-13-01")
+    assert out.returncode == 1 and "--since: expected a date" in out.stderr
+    # a record that is down: one line, no traceback
+    env["DIALER_RECORD_URL"] = "postgresql://nobody@127.0.0.1:1/x"
+    out = dialer("report", "campaign-days", "--tenant", "t1")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines()[-1].startswith("dialer: record postgresql://nobody@127.0.0.1:1/x: no connection")

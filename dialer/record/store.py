@@ -148,6 +148,8 @@ class Record:
                     conn.cursor() as cur:
                 yield Tx(cur, self.dialect)
             return
+        if not Path(self.url.path).exists():  # opening would create an empty file where nobody meant one
+            raise RecordNotMigrated(f"record {self.url.shown()}: no record there yet (run `dialer record migrate`)")
         try:
             conn = sqlite3.connect(self.url.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.OperationalError as exc:
@@ -174,14 +176,28 @@ class Record:
     @contextmanager
     def _pg_errors_as_unavailable(self) -> Iterator[None]:
         import psycopg
+        import psycopg_pool
 
         try:
             yield
+        except psycopg_pool.PoolTimeout:
+            raise RecordUnavailable(f"record {self.url.shown()}: {self._why_no_connection()}") from None
         except _pg_errors() as exc:
             raise RecordUnavailable(f"record {self.url.shown()}: {str(exc).strip().splitlines()[0]}") from None
         except psycopg.errors.UndefinedTable:
             raise RecordNotMigrated(f"record {self.url.shown()}: not migrated (run `dialer record migrate`)") \
                 from None
+
+    def _why_no_connection(self) -> str:
+        """The pool only says it waited in vain: one direct attempt tells why (server down, refused, bad password)."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.url.url, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            return f"no connection within {self.timeout:g} s: {lines[0] if lines else type(exc).__name__}"
+        return f"no free connection within {self.timeout:g} s (all {self._pool.max_size} in use)"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.transaction() as tx:
