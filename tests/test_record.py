@@ -238,3 +238,36 @@ def test_cli_archiver_report_and_verify(redis_url: str, redis_client: redis.Redi
     out = dialer("report", "campaign-days", "--tenant", "t1")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.splitlines()[-1].startswith("dialer: record postgresql://nobody@127.0.0.1:1/x: no connection")
+
+
+def test_retention_drops_whole_months_and_the_chain_still_verifies(redis_client: redis.Redis, record: Record) -> None:
+    from dialer.record.retention import drop_before
+
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "t1", 30)  # decisions on 2026-11-30, written (archive partition) this month
+    archiver = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0))
+    archiver.archive_tenant("t1")
+    now = datetime.now(UTC)
+    head = audit.head("t1").seq
+    # 1. the month of the decisions goes; the archive (written this month) stays
+    drop_before(record, datetime(2026, 12, 1, tzinfo=UTC), KEY, now)
+    assert counts(record, "t1")["gate_decisions"] == 0 and counts(record, "t1")["call_records"] == 0
+    assert counts(record, "t1")["audit_archive"] == head and counts(record, "t1")["optouts"] == 1
+    assert verify_chain(audit, record, "t1").ok
+    # 2. everything archived goes: a signed new start; the chain verifies from it through the Redis tail
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    result = drop_before(record, next_month, KEY, now)
+    assert result.new_bases == {"t1": head + 1}
+    assert counts(record, "t1")["audit_archive"] == 0 and counts(record, "t1")["consents"] == 1
+    audit.append("t1", "api", "api:t1", {"n": 1}, T0)
+    archiver.archive_tenant("t1")
+    result = verify_chain(audit, record, "t1")
+    assert result.ok and result.head_seq == head + 1, str(result)
+    # a start forged without the key is refused
+    with record.retention_session() as tx:
+        tx.execute("DELETE FROM audit_bases WHERE tenant = %s", ("t1",))
+        tx.execute("INSERT INTO audit_bases (tenant, seq, hash, mac, set_at) VALUES (%s, %s, %s, %s, %s)",
+                   ("t1", head, "0" * 40, "forged", record.ts(now)))
+    assert not verify_chain(audit, record, "t1").ok
+    with pytest.raises(ValueError, match="first instant of a month"):
+        drop_before(record, datetime(2026, 12, 2, tzinfo=UTC), KEY, now)

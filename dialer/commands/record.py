@@ -33,6 +33,11 @@ def register(sub: Any) -> None:
     lag = actions.add_parser("lag", help="how far the record is behind each tenant's audit trail (JSON lines)")
     lag.add_argument("--tenant", help="one tenant (default: every tenant with a trail)")
     lag.set_defaults(func=run_lag)
+    keep = actions.add_parser("retention", help="remove whole months of the audit archive, gate decisions and call "
+                              "records before a month (consents and opt-outs are kept); the chain stays verifiable")
+    keep.add_argument("--before", required=True, help="first month kept, YYYY-MM")
+    keep.add_argument("--yes", action="store_true", help="really remove (without it: say what would go)")
+    keep.set_defaults(func=run_retention)
 
     archiver = sub.add_parser("archiver", help="copy audit trails (call records, consents, opt-outs) into the record",
                               description="Copy every tenant's audit trail into the record, idempotently, and "
@@ -172,3 +177,30 @@ def run_report(args: argparse.Namespace, config: Config) -> int:
             return 0
         except RecordUnavailable as exc:
             raise CommandError(str(exc)) from None
+
+
+def run_retention(args: argparse.Namespace, config: Config) -> int:
+    from dialer.record.retention import drop_before, month_start
+
+    try:
+        year, month = (int(x) for x in args.before.split("-"))
+        cutoff = month_start(year, month)
+    except ValueError:
+        raise CommandError("--before: expected a month YYYY-MM") from None
+    if cutoff > datetime.now(UTC) - timedelta(days=365):
+        raise CommandError("--before: refusing to remove the last 12 months (the audit trail is kept 6 years)")
+    with _record(config) as record:
+        try:
+            if not args.yes:
+                rows = record.query("SELECT count(*) FROM audit_archive WHERE written_at < %s", (record.ts(cutoff),))
+                print(f"would remove {rows[0][0]} archived audit entries written before {cutoff:%Y-%m} (and the gate "
+                      "decisions and call records of those months); add --yes to do it")
+                return 0
+            result = drop_before(record, cutoff, config["security.secret_key"], datetime.now(UTC))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        except RecordUnavailable as exc:
+            raise CommandError(str(exc)) from None
+    print(json.dumps({"before": f"{cutoff:%Y-%m}", "dropped_partitions": list(result.dropped_partitions),
+                      "new_bases": result.new_bases}))
+    return 0

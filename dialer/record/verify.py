@@ -72,7 +72,10 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
     if redis_base > last_archived:
         return broken(last_archived + 1, f"entries {last_archived + 1}..{redis_base} are neither archived nor in "
                                          "Redis")
-    if redis_base and checked and archived.get(redis_base) != _s(base_hash):
+    following = audit.redis.xrange(stream_key(tenant), f"{last_archived + 1}-0", f"{last_archived + 1}-0")
+    if following and _s(following[0][1].get(b"prev", following[0][1].get("prev", b""))) != prev:
+        return broken(last_archived + 1, "Redis's next entry does not link to the last archived one (chain forked)")
+    if redis_base and checked and redis_base in archived and archived[redis_base] != _s(base_hash):
         return broken(redis_base, "Redis's part does not continue the archived chain (different entry at the join)")
     if last_archived and redis_result.head_seq >= last_archived > redis_base:
         found = audit.redis.xrange(stream_key(tenant), f"{last_archived}-0", f"{last_archived}-0")
