@@ -271,3 +271,15 @@ def test_retention_drops_whole_months_and_the_chain_still_verifies(redis_client:
     assert not verify_chain(audit, record, "t1").ok
     with pytest.raises(ValueError, match="first instant of a month"):
         drop_before(record, datetime(2026, 12, 2, tzinfo=UTC), KEY, now)
+
+
+def test_serve_skips_a_tenant_with_a_gap_and_archives_the_others(redis_client: redis.Redis, record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "broken", 3)
+    fill(audit, "fine", 3)
+    redis_client.xtrim(stream_key("broken"), minid="2-0", approximate=False)  # a hole no retention made
+    archiver = Archiver(redis_client, record, secret_key=KEY)
+    passes = iter(range(3))
+    archiver.serve(interval=0.01, should_stop=lambda: next(passes, None) is None)
+    assert counts(record, "fine")["audit_archive"] == audit.head("fine").seq
+    assert counts(record, "broken")["audit_archive"] == 0

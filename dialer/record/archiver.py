@@ -233,12 +233,21 @@ class Archiver:
         """Archive every tenant, again and again, until should_stop(). A record or Redis outage is logged once
         and retried; nothing is trimmed meanwhile."""
         down = False
+        gaps: dict[str, str] = {}  # tenant -> the gap last reported (said once, retried every pass)
         while not should_stop():
             started = time.monotonic()
             busy = False
             try:
-                for result in self.run_once(tenants):
-                    busy |= result.copied >= self.batch
+                for tenant in tenants if tenants is not None else tenants_with_trails(self.redis):
+                    if should_stop():
+                        break
+                    try:
+                        busy |= self.archive_tenant(tenant).copied >= self.batch
+                        gaps.pop(tenant, None)
+                    except ChainGap as exc:  # this tenant waits for an operator; the others go on
+                        if gaps.get(tenant) != str(exc):
+                            log.error("archiver: %s", exc)
+                        gaps[tenant] = str(exc)
                 if down:
                     log.warning("archiver: record and Redis reachable again")
                 down = False
@@ -246,8 +255,6 @@ class Archiver:
                 if not down:
                     log.error("archiver: paused, nothing trimmed: %s", exc)
                 down = True
-            except ChainGap as exc:
-                log.error("archiver: %s", exc)
             if not busy:
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
