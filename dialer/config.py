@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
             "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
+    Setting("gateway.trusted_proxies", str, "", "DIALER_GATEWAY_TRUSTED_PROXIES",
+            "reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For names the client; none by default"),
     Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",
             "the console's address as browsers reach it (e.g. https://dialer.example.com behind a TLS proxy): "
             "https makes session cookies Secure"),
@@ -131,6 +133,7 @@ class Config:
     values: dict[str, Any]
     asterisk: tuple[AsteriskServer, ...] = ()
     source: str = "defaults"
+    oidc: tuple[Any, ...] = ()  # the console's single sign-on providers (gateway/oidc_config.py OidcProvider)
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -183,6 +186,12 @@ def _check(values: dict[str, Any]) -> None:
                  "gateway.login_lockout_minutes"):
         if values[name] <= 0:
             raise ConfigError(f"setting {name}: expected a positive whole number")
+    try:
+        from gateway.proxies import parse_trusted
+
+        parse_trusted(values["gateway.trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"setting gateway.trusted_proxies: {exc}") from None
     origin = values["gateway.public_origin"]
     if origin and not origin.startswith(("http://", "https://")):
         raise ConfigError("setting gateway.public_origin: expected an address starting with https:// or http://")
@@ -294,7 +303,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     known = {s.name: s for s in SETTINGS}
     values = {s.name: s.default for s in SETTINGS}
     for section, table in doc.items():
-        if section == "asterisk":
+        if section in ("asterisk", "oidc"):
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"setting {section} in {source}: expected a [{section}] table")
@@ -309,4 +318,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     values["log.level"] = values["log.level"].upper()
     _check(values)
     servers = _asterisk(doc.get("asterisk", []), source, env)
-    return Config(values=values, asterisk=servers, source=source)
+    from gateway.oidc_config import parse_providers  # (here: only a settings file with [[oidc]] needs it)
+
+    providers = parse_providers(doc["oidc"], source, env, values["security.secret_key"]) if "oidc" in doc else ()
+    return Config(values=values, asterisk=servers, source=source, oidc=providers)

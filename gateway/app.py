@@ -21,9 +21,11 @@ from dialer.facts import FactStore
 from gateway import metrics, openapi
 from gateway.api import (
     admin,
+    agents,
     audit,
     calls,
     campaigns,
+    compliance,
     crm,
     exports,
     facts,
@@ -31,6 +33,7 @@ from gateway.api import (
     lists,
     live,
     me,
+    oidc,
     registries,
     reports,
     signin,
@@ -38,14 +41,16 @@ from gateway.api import (
     webhooks,
 )
 from gateway.errors import Handler, error_middleware
+from gateway.oidc import OidcClient
+from gateway.proxies import forwarded_client, parse_trusted
 from gateway.routing import CONFIG, REDIS, SERVICES, STOPPING, Route, add_routes
 
 STATIC = Path(__file__).parent / "static"
 
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
-ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, reports)
+ROUTE_MODULES = (me, admin, campaigns, live, agents, facts, metrics, lists, gatecheck, registries, audit, exports,
+                 subjects, calls, webhooks, crm, signin, oidc, compliance, reports)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 
@@ -98,7 +103,9 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any = None) -> web.Application:
     """`live_redis`: the client live streams take their connection from (gateway/pool.py); default `redis`."""
-    app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=JSON_BODY_LIMIT)
+    trusted = parse_trusted(str(config["gateway.trusted_proxies"]))
+    app = web.Application(middlewares=[forwarded_client(trusted), security_headers, error_middleware],
+                          client_max_size=JSON_BODY_LIMIT)
     app[REDIS] = redis
     app[CONFIG] = config
     app[STOPPING] = asyncio.Event()
@@ -109,7 +116,8 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
     # Contacts, registries, the gate and RQ want bytes replies: their own client (gateway/api/support.py).
     raw = redis_lib.Redis.from_url(config.redis_url, socket_connect_timeout=3)
     app[SERVICES] = {"campaigns": CampaignStore(sync), "facts": fact_store, "sync_redis": sync,
-                     "raw_redis": raw, "gate": None, "live_redis": live_redis or redis}
+                     "raw_redis": raw, "gate": None, "live_redis": live_redis or redis,
+                     "oidc": OidcClient()}  # single sign-on providers' discovery and keys, cached
 
     routes = api_routes()
     add_routes(app, [*routes, openapi_route(routes)])
@@ -120,6 +128,7 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
         app[STOPPING].set()
 
     async def close(app: web.Application) -> None:
+        await app[SERVICES]["oidc"].close()
         if own_sync:
             sync.close()
         raw.close()

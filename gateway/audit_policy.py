@@ -46,8 +46,7 @@ def seen_key(tenant: str, token_id: str, bucket: int) -> str:
 
 
 def client_address(request: web.BaseRequest) -> str:
-    """The peer address (no proxy header is trusted: the gateway binds loopback or sits behind one proxy
-    whose address then counts as the client's)."""
+    """The client's address: the peer's, or the one a trusted proxy forwarded (gateway/proxies.py)."""
     return request.remote or "unknown"
 
 

@@ -152,6 +152,8 @@ async def caller(request: web.Request, enrolment: bool = False) -> Principal:
     who = await store.principal(session) if session else None
     if session is None or who is None:
         raise unauthorized("not signed in, or the session expired or was revoked: sign in again")
+    if session.stage == "code" and not enrolment:  # single sign-on, second factor still to prove
+        raise ApiError(401, "mfa_code_required", "enter the code from your authenticator app to finish signing in")
     if session.stage != "full" and not enrolment:
         raise ApiError(401, "mfa_enrolment_required", "set up two-factor sign-in first")
     if request.method not in SAFE_METHODS and not csrf_ok(session, request.headers.get(CSRF_HEADER)):

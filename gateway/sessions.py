@@ -7,9 +7,11 @@ Redis keys:
 
 The cookie is `<id>.<secret>` (the id is public: it names the session in the audit trail; the secret has
 256 bits, so a plain SHA-256 is enough). A session's `stage` is "full", or "enrol" for a user who signed
-in with a password but must still set up a second factor: such a session reaches only the enrolment
-routes. Every state-changing request made with a session cookie must carry the session's CSRF token in
-the X-CSRF-Token header (the page reads it from GET /v1/session; another site cannot).
+in but must still set up a second factor, or "code" for a user who signed in through single sign-on
+(gateway/api/oidc.py) and must still give their TOTP or recovery code: such sessions reach only the
+enrolment routes (and POST /v1/session/mfa/verify). Every state-changing request made with a session
+cookie must carry the session's CSRF token in the X-CSRF-Token header (the page reads it from
+GET /v1/session; another site cannot).
 Expiry is checked against the stored instants at each request (the TTL only cleans up).
 """
 

@@ -1,8 +1,10 @@
 """Shared fixtures. Redis is always a real redis-server, never a fake.
 
 The session uses the server named by $DIALER_TEST_REDIS_URL (as .ci/run starts one) or
-starts its own on a free loopback port. Each test gets its own logical database index
-flushed before use, so tests never see one another's keys. Tests that need persistence,
+starts its own on a free loopback port. Under pytest-xdist (`-n N`) every worker starts its own
+server whatever the environment says: pub/sub channels (stop requests, opt-outs, live figures)
+are not per database, so two workers on one server would hear each other. Each test gets a
+flushed database, so tests never see one another's keys. Tests that need persistence,
 restarts or kills start their own server with `redis_factory`.
 """
 
@@ -41,7 +43,7 @@ def postgres_url(postgres_server: object) -> str:
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     url = os.environ.get("DIALER_TEST_REDIS_URL")
-    if url:
+    if url and not os.environ.get("PYTEST_XDIST_WORKER"):
         yield url
         return
     with RedisProcess() as server:
@@ -51,10 +53,12 @@ def redis_server_url() -> Iterator[str]:
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """URL of a flushed database on the session's real redis-server."""
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushdb()
+    # ASYNC: the server frees the keys in a background thread. A blocking FLUSHDB of a big import took longer
+    # than redis-py's 5 s socket timeout on a loaded machine and kept the server busy for the next test.
+    client = redis.Redis.from_url(redis_server_url, socket_timeout=60)
+    client.flushdb(asynchronous=True)
     yield redis_server_url
-    client.flushdb()
+    client.flushdb(asynchronous=True)
     client.close()
 
 

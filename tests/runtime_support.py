@@ -16,7 +16,11 @@ from dialer.ami.client import AMIClient
 from dialer.campaigns import CampaignStore
 from dialer.config import Config, load_config
 from dialer.contacts.jobs import create_import, run_import_inline
+from dialer.pacing.abandons import RedisAbandonCounter
 from dialer.registry.loader import load_registry
+from dialer.runtime.engine import pbx_group_of
+from dialer.runtime.identity import identity_key
+from dialer.runtime.trunk import server_address
 
 SECRET_KEY = "runtime-test-key"
 PARIS = timezone(timedelta(hours=1))
@@ -30,13 +34,24 @@ def numbers(count: int, base: str = "+331456700") -> list[str]:
     return [f"{base}{i:02d}" for i in range(count)]
 
 
+def seen_group(client: redis.Redis, port: int, host: str = "127.0.0.1") -> str:
+    """The pacing group of processes dialing through one server, named by the identity the server gave (engines
+    publish address -> identity in Redis)."""
+    identity = client.get(identity_key(server_address(host, port)))
+    assert identity is not None, "no engine has read this server's identity yet"
+    return pbx_group_of([identity.decode()])
+
+
 def engine_config(redis_url: str) -> Config:
     return load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY})
 
 
 def setup_campaign(client: redis.Redis, directory: Path, phones: list[str], *, tenant: str = "acme",
-                   list_id: str = "leads", at: datetime = AT, **config: Any) -> str:
-    """Tenant, Bloctel copy (2 days old), contacts imported as a list, campaign created and started."""
+                   list_id: str = "leads", at: datetime = AT, answered_before: int = 0, **config: Any) -> str:
+    """Tenant, Bloctel copy (2 days old), contacts imported as a list, campaign created and started.
+    answered_before: live answers (none abandoned) the campaign already had an hour before `at`, so its legal
+    window has room for an abandon and power or predictive may overdial from the start (dialer.pacing.guard's
+    room-for-one-more rule holds a young campaign to calls with an agent reserved)."""
     client.sadd("tenants", tenant)
     bloctel = directory / "bloctel.txt"
     bloctel.write_text("".join("0" + p[3:] + "\n" for p in BLOCTEL))
@@ -51,6 +66,9 @@ def setup_campaign(client: redis.Redis, directory: Path, phones: list[str], *, t
     store = CampaignStore(client)
     campaign = store.create(tenant, settings, by="tester", at=at)
     store.control(tenant, campaign.id, "start", by="tester", at=at)
+    counter = RedisAbandonCounter(client, tenant)
+    for i in range(answered_before):
+        counter.record(campaign.id, f"earlier-{i}", at.timestamp() - 3600, False)
     return campaign.id
 
 

@@ -179,3 +179,23 @@ def test_fuzz_fast_and_slow_paths_agree(messages, separators, lf_only, sizes):
     whole = Parser(expect_banner=False).feed(stream)
     pieces = parse_all(b"Asterisk Call Manager/11.0.0\r\n" + stream, sizes)[1:]
     assert [m.fields for m in whole] == [m.fields for m in pieces] == [list(m) for m in messages]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_long_message_read_in_pieces_is_cut_where_its_terminator_lands(cut):
+    """The parser searches only the new bytes of a message still arriving; a terminator split across two reads
+    (after 1, 2 or 3 of its 4 bytes) is still found, and so is an old-style output's end."""
+    body = b"Event: Long\r\n" + b"".join(b"Line%d: %s\r\n" % (i, b"v" * 60) for i in range(3000))
+    wire = body + b"\r\n" + b"Event: Next\r\nA: b\r\n\r\n"
+    end = len(body) + 2 - 4 + cut  # cut inside the "\r\n\r\n" of the long message
+    parser = Parser(expect_banner=False)
+    got = []
+    for start in range(0, end, 65536):
+        got += parser.feed(wire[start:min(start + 65536, end)])
+    assert got == []
+    got += parser.feed(wire[end:])
+    assert [m.get("Event") for m in got] == ["Long", "Next"] and len(got[0].fields) == 3001
+    follows = b"Response: Follows\r\nPrivilege: Command\r\n" + b"out\r\n" * 20000 + b"--END COMMAND--\r\n\r\n"
+    parser = Parser(expect_banner=False)
+    got = [m for start in range(0, len(follows), 4096) for m in parser.feed(follows[start:start + 4096])]
+    assert len(got) == 1 and len(got[0].output) == 20000

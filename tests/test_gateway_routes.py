@@ -47,6 +47,7 @@ SAMPLE_BODIES = {
     ("POST", "/v1/crm/events"): {"id": "crm-1", "type": "optout", "phone": "+33145678901"},
     ("POST", "/v1/session"): {"email": "someone@example.com", "password": "wrong"},
     ("POST", "/v1/session/mfa/confirm"): {"code": "123456"},
+    ("POST", "/v1/session/mfa/verify"): {"code": "123456"},
     ("PUT", "/v1/users/{name}/password"): {"password": "a long enough passphrase"},
     ("PUT", "/v1/auth/policy"): {"mfa_required": False},
     ("PUT", "/v1/session/password"): {"current_password": "x", "new_password": "a long enough passphrase"},

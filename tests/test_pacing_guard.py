@@ -20,8 +20,14 @@ def test_over_the_legal_cap_only_reserved_calls():
     verdict = abandon_verdict(0.03, (93, 47), window_label="24 h window")
     assert verdict.reserved_only and verdict.reason == "cap-reached"
     assert "50.5% (47 of 93 answered) over the 24 h window is over the 3.0% cap" in verdict.text
-    assert not abandon_verdict(0.03, (100, 3)).reserved_only  # at the cap: not over it
-    assert not abandon_verdict(0.03, (0, 0)).reserved_only
+    at_cap = abandon_verdict(0.03, (100, 3))  # at the cap, not over it, but no room for one more
+    assert at_cap.reserved_only and at_cap.reason == "cap-room"
+    assert "3 abandoned of 100 answered over the legal window leaves no room for one more" in at_cap.text
+    assert not abandon_verdict(0.03, (134, 3)).reserved_only  # 4 of 134 is 2.99%: room for one more
+    # a young window: the first abandon of 25 answers would be 4%, so nothing that could be abandoned is placed
+    assert abandon_verdict(0.03, (0, 0)).reason == "cap-room"
+    assert abandon_verdict(0.03, (33, 0)).reason == "cap-room"
+    assert not abandon_verdict(0.03, (34, 0)).reserved_only
 
 
 @pytest.mark.parametrize("mode", ["progressive", "power", "predictive"])
@@ -49,14 +55,14 @@ def test_power_over_the_cap_no_longer_dials_its_ratio():
 def test_short_window_guard_is_the_simulators_clock_window_budget():
     guard = AbandonGuard(minutes=15)
     # 100 answers expected (the previous window's), 1 abandon so far: room 3 - 1 - 1 = 1 of 3, scale (1/3)^2
-    v = abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 40, 1, 100))
+    v = abandon_verdict(0.03, (1000, 0), guard=guard, window=GuardWindow(0.0, 40, 1, 100))
     assert not v.reserved_only and v.scale == pytest.approx(1 / 9)
-    v = abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 40, 2, 100))  # no room left
+    v = abandon_verdict(0.03, (1000, 0), guard=guard, window=GuardWindow(0.0, 40, 2, 100))  # no room left
     assert v.reserved_only and v.reason == "guard-window" and "2 of 40 answered) in this 15-minute window" in v.text
     # a fresh window with no history: no room until the window has answers enough (3% of 33 is one abandon)
-    assert abandon_verdict(0.03, (10, 0), guard=guard, window=GuardWindow(0.0, 10, 0, 0)).reserved_only
-    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(), window=GuardWindow(0.0, 10, 5, 0)).reserved_only
-    assert not abandon_verdict(0.03, (10, 0), guard=AbandonGuard(15, 0.10), window=GuardWindow(0.0, 40, 0, 0)) \
+    assert abandon_verdict(0.03, (1000, 0), guard=guard, window=GuardWindow(0.0, 10, 0, 0)).reserved_only
+    assert not abandon_verdict(0.03, (1000, 0), guard=AbandonGuard(), window=GuardWindow(0.0, 10, 5, 0)).reserved_only
+    assert not abandon_verdict(0.03, (1000, 0), guard=AbandonGuard(15, 0.10), window=GuardWindow(0.0, 40, 0, 0)) \
         .reserved_only
     # the legal cap wins when both hold
     assert abandon_verdict(0.03, (10, 5), guard=guard, window=GuardWindow(0.0, 10, 5, 0)).reason == "cap-reached"

@@ -22,12 +22,11 @@ import pytest
 
 from dialer.ami.client import AMIClient
 from dialer.campaigns import CampaignStore
-from dialer.config import AsteriskServer
 from dialer.facts import FactStore
-from dialer.runtime.engine import campaign_lease_key, pbx_group
+from dialer.runtime.engine import campaign_lease_key
 from dialer.runtime.queues import ContactQueue
 from tests import realpbx_lab as lab
-from tests.runtime_support import AT, SECRET_KEY, eventually, numbers, setup_campaign
+from tests.runtime_support import AT, SECRET_KEY, eventually, numbers, seen_group, setup_campaign
 
 pytestmark = pytest.mark.realpbx
 
@@ -232,7 +231,7 @@ async def test_kill_9_takeover_settles_answered_calls_with_their_real_outcome(pb
     await eventually(lambda: re.search(r"Executing \[s@dialer-outbound:1\] NoOp\(\"Local/\+\d+5@", pbx.log_text()),
                      timeout=60, interval=0.1)
     await asyncio.sleep(3.0)
-    group = pbx_group([AsteriskServer("lab", "127.0.0.1", pbx.port, "dialer", "-")])
+    group = seen_group(redis_client, pbx.port)
     holder = redis_client.get(campaign_lease_key("acme", campaign, group)).decode()
     procs[holder].send_signal(signal.SIGKILL)
     await procs[holder].wait()

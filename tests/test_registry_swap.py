@@ -132,7 +132,7 @@ KILL_AFTER_STAGING = textwrap.dedent("""
         if stage == "commit":  # every chunk and the metadata are written; the pointer is not moved yet
             os.kill(os.getpid(), signal.SIGKILL)
 
-    load_registry(redis.Redis.from_url(sys.argv[1]), "us_dnc", sys.argv[2], progress=progress, lock_ttl=1,
+    load_registry(redis.Redis.from_url(sys.argv[1]), "us_dnc", sys.argv[2], progress=progress, lock_ttl=4,
                   chunk_bytes=4096, force=True)
 """)
 
@@ -158,8 +158,9 @@ def test_import_killed_after_staging_leaves_orphans_that_never_go_live(redis_url
     fresh.forget()
     assert all(fresh.contains_many("us_dnc", [e164_nanp(n) for n in old]))
 
-    # Once the dead importer's lock expires, the next load goes live and removes the orphans.
-    deadline = time.monotonic() + 10
+    # Once the dead importer's lock expires (4 s: long enough that a loaded machine keeps it while alive), the
+    # next load goes live and removes the orphans.
+    deadline = time.monotonic() + 20
     while client.get(key_lock("us_dnc")) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     report = load_registry(client, "us_dnc", new, force=True)

@@ -11,23 +11,23 @@ import sys
 from pathlib import Path
 
 from dialer.campaigns import CampaignStore
-from dialer.config import AsteriskServer
 from dialer.facts import FactStore
-from dialer.runtime.engine import campaign_lease_key, pbx_group
+from dialer.runtime.engine import campaign_lease_key
 from dialer.runtime.queues import ContactQueue
-from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
+from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, eventually, numbers, seen_group, setup_campaign
 from tests.test_runtime_engine import start_pbx
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def start_dialer(redis_url: str, port: int, name: str, log_dir: Path) -> asyncio.subprocess.Process:
+async def start_dialer(redis_url: str, port: int, name: str, log_dir: Path,
+                       drain: float = 10) -> asyncio.subprocess.Process:
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
            "DIALER_RUNTIME_LEASE_SECONDS": "3", "DIALER_LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT),
            "DIALER_RUNTIME_WRAPUP_SECONDS": "1"}  # the sandbox agents' 2 s wrap-up at time scale 0.5
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dialer", "run", "--sandbox", f"127.0.0.1:{port}", "--process-id", name,
-        "--clock-start", AT.isoformat(), "--clock-speed", "1", "--drain", "10",
+        "--clock-start", AT.isoformat(), "--clock-speed", "1", "--drain", str(drain),
         cwd=str(ROOT), env=env, stdout=(log_dir / f"{name}.out").open("w"), stderr=(log_dir / f"{name}.err").open("w"))
 
 
@@ -45,7 +45,7 @@ async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(
             for name in ("dialer-a", "dialer-b"):
                 procs[name] = await start_dialer(redis_url, pbx.port, name, tmp_path)
             await eventually(lambda: sum(observer.by_number.values()) >= 6, timeout=60)
-            same_pbx = pbx_group([AsteriskServer("sandbox", "127.0.0.1", pbx.port, "dialer", "-")])
+            same_pbx = seen_group(redis_client, pbx.port)
             lease = campaign_lease_key("acme", campaign, same_pbx)
             holder = redis_client.get(lease).decode()
             procs[holder].send_signal(signal.SIGKILL)

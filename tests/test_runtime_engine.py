@@ -428,14 +428,15 @@ async def test_power_mode_dials_its_ratio_within_the_trunk_and_cps_ceilings(redi
     pbx = await start_pbx(queues={"dialer": 1}, time_scale=0.1)
     try:
         trunk = setup_campaign(redis_client, tmp_path, no_answer[:4], list_id="trunk", pacing_mode="power",
-                               pacing_ratio=3)
+                               pacing_ratio=3, answered_before=100)
         _, peak, _ = await run_sampling(redis_url, redis_client, trunk, pbx,
                                         dataclasses.replace(SETTINGS, trunk_channels=2), offset_clock(AT, 1.0))
         assert peak == 2  # more than progressive's 1 line for 1 agent, never more than the trunk's 2 channels
         assert any(r.getMessage().endswith("pacing: power (limited by trunk)") for r in caplog.records)
         CampaignStore(redis_client).control("acme", trunk, "archive", by="tester", at=AT)
 
-        cps = setup_campaign(redis_client, tmp_path, no_answer[4:], list_id="cps", pacing_mode="power", pacing_ratio=3)
+        cps = setup_campaign(redis_client, tmp_path, no_answer[4:], list_id="cps", pacing_mode="power", pacing_ratio=3,
+                             answered_before=100)
         _, peak, sent = await run_sampling(redis_url, redis_client, cps, pbx,
                                            dataclasses.replace(SETTINGS, calls_per_second=1.0), offset_clock(AT, 1.0))
         assert peak >= 2 and len(sent) == 2

@@ -13,10 +13,10 @@ import pytest
 
 from dialer.ami.client import AMIClient
 from dialer.config import AsteriskServer
-from dialer.runtime.engine import Engine, build_gate
+from dialer.runtime.engine import Engine, build_gate, pbx_group_of
 from dialer.runtime.identity import ServerIdentity, read_identity
 from tests import test_realpbx
-from tests.runtime_support import engine_config
+from tests.runtime_support import engine_config, numbers, seen_group, setup_campaign
 from tests.test_runtime_engine import SETTINGS, start_pbx
 from tests.test_runtime_trunk import run_two_dialers
 
@@ -107,6 +107,36 @@ async def test_two_names_for_one_server_are_refused(redis_url, redis_client, cap
         assert any("are one Asterisk" in m and "paris-bis is not used" in m for m in errors), errors
     finally:
         await engine.pool.close()
+        await pbx.stop()
+    await asyncio.sleep(0)
+
+
+async def test_processes_reaching_one_pbx_by_two_addresses_pace_a_campaign_once(redis_url, redis_client, tmp_path,
+                                                                                 caplog):
+    """Process p1 dials through 127.0.0.1, p2 through localhost: one PBX, one set of agents, so one of them paces
+    the campaign (both pacing it would each place calls for the same agents)."""
+    caplog.set_level(logging.INFO, logger="dialer")
+    pbx = await start_pbx()
+    campaign = setup_campaign(redis_client, tmp_path, numbers(3), max_attempts=1)
+    engines = [Engine(redis_client, build_gate(redis_client, engine_config(redis_url)),
+                      [AsteriskServer("pbx", host, pbx.port, "dialer", "dialer-secret", "md5")], settings=SETTINGS,
+                      process_id=name) for name, host in (("p1", "127.0.0.1"), ("p2", "localhost"))]
+    assert engines[0].pbx != engines[1].pbx  # by address they look like two PBXs
+    try:
+        for engine in engines:
+            await engine.pool.start()
+            await engine.identities.refresh()
+            engine._regroup(pbx_group_of(engine.identities.group_names()))
+        assert engines[0].pbx == engines[1].pbx == seen_group(redis_client, pbx.port)
+        for engine in engines:
+            engine._active = engine._active_campaigns()
+            engine._hold_leases()
+        held = [e.id for e in engines if e.runners.get(("acme", campaign)) and e.runners[("acme", campaign)].held]
+        assert len(held) == 1, held
+        assert any("servers identified; pacing group" in r.getMessage() for r in caplog.records)
+    finally:
+        for engine in engines:
+            await engine.pool.close()
         await pbx.stop()
     await asyncio.sleep(0)
 

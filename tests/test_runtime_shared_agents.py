@@ -18,9 +18,9 @@ import pytest
 from dialer.campaigns import CampaignStore
 from dialer.livestats import dispositions_key, stats_key
 from dialer.runtime.agentpool import pool_keys
-from dialer.runtime.engine import offset_clock, pbx_group, run_engine
+from dialer.runtime.engine import offset_clock, run_engine
 from dialer.sandbox.behaviour import AgentProfile, CalleeProfile, Duration
-from tests.runtime_support import AT, SECRET_KEY, engine_config, numbers, setup_campaign
+from tests.runtime_support import AT, SECRET_KEY, engine_config, numbers, seen_group, setup_campaign
 from tests.test_runtime_engine import SETTINGS, sandbox, start_pbx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ async def test_campaigns_on_one_queue_share_its_agents(redis_url, redis_client, 
         # counting the agents as its own (before issue 15) put 4 per campaign
         assert counts["calls"] <= 4
     assert any(0 < s < 1 for s in shares), shares  # the campaigns did share the pool (none held all of it)
-    key = pool_keys(pbx_group([sandbox(pbx)]), "dialer")[0]
+    key = pool_keys(seen_group(redis_client, pbx.port), "dialer")[0]
     assert redis_client.zcard(key) == 0  # every place given back
 
 

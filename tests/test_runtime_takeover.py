@@ -9,11 +9,10 @@ import signal
 
 from dialer.ami import outcomes
 from dialer.campaigns import CampaignStore
-from dialer.config import AsteriskServer
 from dialer.facts import FactStore, attempt_from_json, person_key
-from dialer.runtime.engine import campaign_lease_key, pbx_group
+from dialer.runtime.engine import campaign_lease_key
 from dialer.runtime.queues import ContactQueue
-from tests.runtime_support import OriginateObserver, eventually, numbers, setup_campaign
+from tests.runtime_support import OriginateObserver, eventually, numbers, seen_group, setup_campaign
 from tests.test_runtime_crash import start_dialer
 from tests.test_runtime_engine import start_pbx
 
@@ -37,7 +36,7 @@ async def test_a_killed_dialers_answered_calls_are_settled_from_astdb(redis_url,
             # before the takeover 2.25-4 s after the kill (3 s lease, renewed every 0.75 s)
             await eventually(lambda: any(n.endswith("5") for n in observer.by_number), timeout=60)
             await asyncio.sleep(3.0)
-            same_pbx = pbx_group([AsteriskServer("sandbox", "127.0.0.1", pbx.port, "dialer", "-")])
+            same_pbx = seen_group(redis_client, pbx.port)
             holder = redis_client.get(campaign_lease_key("acme", campaign, same_pbx)).decode()
             procs[holder].send_signal(signal.SIGKILL)
             await procs[holder].wait()

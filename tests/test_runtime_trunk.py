@@ -221,7 +221,7 @@ async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, hosts: d
     phones = [p for p in numbers(100, base=base) if p[-1] == "3"]  # no answer: lines pile up
     campaigns = {tenant: setup_campaign(redis_client, tmp_path, phones[i * 5:(i + 1) * 5], tenant=tenant,
                                         list_id=f"{tenant}-leads", pacing_mode="power", pacing_ratio=3,
-                                        max_attempts=1, recording=False)
+                                        max_attempts=1, recording=False, answered_before=100)
                  for i, tenant in enumerate(("acme", "beta"))}
     pbx = await start_pbx(queues={"dialer": 3}, time_scale=0.05)
     sent: list[float] = []
@@ -283,9 +283,11 @@ async def test_two_processes_on_one_pbx_share_its_calls_per_second(redis_url, re
     _, sent, logs = await run_two_dialers(redis_url, redis_client, tmp_path, "+331456850",
                                           DIALER_RUNTIME_CALLS_PER_SECOND="2")
     assert len(sent) == 10
-    # 2 per second for both processes together (each alone may send 2): any 3 Originates the PBX received span a
-    # second, give or take the few milliseconds between the reservation in Redis and the Originate's arrival.
-    assert all(sent[i + 2] - sent[i] >= 0.95 for i in range(len(sent) - 2)), sent
+    # 2 per second for both processes together (each alone may send 2, so together they could send 4): any 5
+    # Originates the PBX received span two seconds of reservations, less the delay between a reservation in Redis
+    # and its Originate's arrival, which a loaded machine stretches to a few hundred ms (a CI run saw 0.87 s
+    # between 3 arrivals whose reservations were a second apart). At 4 per second, 5 arrivals span about 1 s.
+    assert all(sent[i + 4] - sent[i] >= 1.5 for i in range(len(sent) - 4)), sent
     assert all("limited by" in text for text in logs.values())
 
 

@@ -156,6 +156,10 @@ class Parser:
         self.garbage_bytes = 0
         self.oversized = 0  # messages dropped for their size
         self._skipping: bytes | None = None  # while skipping the rest of an oversized message: its end marker
+        # The bytes left in the buffer hold no blank-line terminator (one message still arriving): the next feed
+        # searches only the new bytes. Without it, a long message arriving in 64 KB reads was searched from its
+        # start on every read (quadratic: a 4 MB reply took 6 s, over 30 s on a loaded machine).
+        self._unterminated = False
 
     def _skip(self, buf: bytearray) -> bool:
         """Drop the rest of an oversized message; True once its end is found (parsing resumes after it)."""
@@ -179,10 +183,14 @@ class Parser:
 
     def feed(self, data: bytes) -> list[Banner | Message | Oversized]:
         buf = self._buffer
+        scanned = len(buf) if self._unterminated else 0  # bytes already known to hold no terminator
+        self._unterminated = False
         buf += data
         out: list[Banner | Message | Oversized] = []
-        if self._skipping is not None and not self._skip(buf):
-            return out
+        if self._skipping is not None:
+            scanned = 0
+            if not self._skip(buf):
+                return out
         pos = 0
         if self._expect_banner:
             end = buf.find(b"\n")
@@ -194,6 +202,9 @@ class Parser:
                 out.append(Banner(line.decode("utf-8", "replace")))
             self._expect_banner = False
         size = len(buf)
+        if scanned and _TERMINATOR.search(buf, max(pos, scanned - 3)) is None:
+            self._unterminated = True  # still inside one message: nothing to cut out yet
+            return self._drop_oversized(buf, out)
         if pos < size and buf.find(b"\n\n", pos) < 0 and _FOLLOWS_ANYWHERE.search(buf, pos) is None:
             # Fast path for what Asterisk sends (CRLF framing, no old-style command output): cut
             # every complete message out with one decode and one split.
@@ -217,6 +228,7 @@ class Parser:
                 break
             match = search(buf, pos)
             if match is None:
+                self._unterminated = True
                 break
             stop = match.start()
             after = match.end()
@@ -240,7 +252,13 @@ class Parser:
                 out.append(message)
         if pos:
             del buf[:pos]
+        return self._drop_oversized(buf, out)
+
+    def _drop_oversized(self, buf: bytearray, out: list[Banner | Message | Oversized]) -> list[
+            Banner | Message | Oversized]:
+        """A message still incomplete past MAX_MESSAGE_BYTES is reported once and skipped to its end."""
         if len(buf) > MAX_MESSAGE_BYTES:
+            self._unterminated = False
             head = bytes(buf[:4096])
             first = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")[:80]
             action = _ACTION_ID.search(head)

@@ -17,6 +17,7 @@ from dialer.config import Config
 from dialer.private_files import UnsafeDirectory, data_dir, private_dir
 from gateway import pool
 from gateway.app import make_app
+from gateway.proxies import CLIENT
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class AccessLogger(AbstractAccessLogger):
         # "200 in 1041ms": the words keep the status and duration from reading as one phone-like digit run,
         # which the masking filter would hide.
         self.logger.info("%s %s %s in %dms from %s", request.method, request.path, response.status,
-                         round(time * 1000), getattr(request, "remote", None) or "unknown")
+                         round(time * 1000), request.get(CLIENT) or getattr(request, "remote", None) or "unknown")
 
 
 def register(sub: Any) -> None:

@@ -7,6 +7,12 @@ Two rules, both pure (counts in, verdict out), used by the runtime and by the si
   agent is reserved (a free agent that no call in flight, of any campaign, may take) until the rate is back under.
   Backing off to "progressive" is not enough when the rate is already over: the back-off in decide() uses a
   smoothed rate, and its progressive fallback counts only the campaign's own calls.
+* **room for one more**: a campaign may place a call that could be abandoned only while its legal window can
+  take one more abandon and stay at or under the cap (abandons + 1 <= cap x live answers). A window's first 33
+  live answers at a 3% cap leave no room (one abandon in 25 answers is 4%), so every campaign starts its window
+  placing only calls with an agent reserved, and after an abandon it waits for the answers that make room again.
+  Without it, a small or young campaign could go over its cap on its first abandon, which no later pacing undoes
+  if the campaign ends there.
 * **short-window guard** (optional, per campaign; off by default): a ceiling on the abandon rate of every clock
   window (15 minutes, an hour: 10:00-10:15, 10:15-10:30 ...) so a campaign can promise "never above 3% in any
   quarter-hour / hour", not just over the legal 24 h or 30 days. The arithmetic is the simulator's
@@ -31,6 +37,7 @@ from dialer.pacing.window_guard import guard_scale, guarded_policy, window_start
 __all__ = ["AbandonGuard", "GuardWindow", "Verdict", "abandon_verdict", "decide_within", "guard_window"]
 
 CAP_REACHED = "cap-reached"
+CAP_ROOM = "cap-room"
 GUARD_WINDOW = "guard-window"
 
 
@@ -85,7 +92,7 @@ def guard_window(now: float, guard: AbandonGuard) -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """reserved_only: place only calls with an agent reserved. reason: cap-reached | guard-window | ''.
+    """reserved_only: place only calls with an agent reserved. reason: cap-reached | cap-room | guard-window | ''.
     scale: the share of its normal overdial the campaign may use (the guard's; 1: no limit)."""
 
     reserved_only: bool
@@ -107,6 +114,11 @@ def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "
                        f"abandon rate {_pct(abandons / answers)} ({abandons} of {answers} answered) over the "
                        f"{window_label} is over the {_pct(cap)} cap: only calls with an agent reserved are placed "
                        "until it is back under")
+    if abandons + 1 > cap * answers:
+        return Verdict(True, CAP_ROOM,
+                       f"{abandons} abandoned of {answers} answered over the {window_label} leaves no room for one "
+                       f"more under the {_pct(cap)} cap: only calls with an agent reserved are placed until enough "
+                       "answers make room")
     if guard is not None and guard.on and window is not None:
         ceiling = cap if guard.ceiling is None else guard.ceiling
         scale = guard_scale(ceiling, window.abandons, window.answers, float(window.previous_answers))

@@ -29,14 +29,14 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 
-from dialer.ami.calls import Outcome
+from dialer.ami.calls import Outcome, call_id_of
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
 from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
@@ -58,6 +58,7 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard, WrapupTable
+from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.call_record import call_figures
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
@@ -172,13 +173,19 @@ ESTIMATES_TTL = 24 * 3600
 
 
 def pbx_group(servers: Sequence[AsteriskServer]) -> str:
-    """Which agents a process sees: a short name for the set of servers (host:port) it dials through. Processes
-    on the same servers see the same agents, so only one of them paces a campaign (the others stand by);
-    processes on different servers pace their own agents and share the campaign's queue."""
+    """Which agents a process sees: a short name for the set of servers it dials through. Processes on the same
+    servers see the same agents, so only one of them paces a campaign (the others stand by); processes on
+    different servers pace their own agents and share the campaign's queue. Until a server has said who it is,
+    it is named by its address; the engine then regroups on identities (`pbx_group_of`,
+    `ServerIdentities.group_names`), so two processes that reach one PBX by two addresses share one lease."""
+    return pbx_group_of(server_address(s.host, s.port) for s in servers)
+
+
+def pbx_group_of(names: Iterable[str]) -> str:
+    """The group of servers named by their identities (dialer/runtime/identity.py) or addresses."""
     import hashlib
 
-    text = ",".join(sorted(server_address(s.host, s.port) for s in servers))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hashlib.sha256(",".join(sorted(set(names))).encode()).hexdigest()[:12]
 
 
 # Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
@@ -284,6 +291,8 @@ class Engine:
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        self.agent_states = AgentStates()  # each agent's state and since when, published for the console
+        self._agent_calls: dict[str, str] = {}  # agent identity -> "{tenant}/{campaign}" of the call it took
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
                                names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
@@ -308,6 +317,7 @@ class Engine:
         until abort_event is set: a second Ctrl-C), give the campaigns back and close."""
         await self.pool.start()
         await self.identities.refresh()
+        await asyncio.to_thread(self._regroup, pbx_group_of(self.identities.group_names()))
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
                  asyncio.create_task(self._agent_loop(), name="runtime-agents"),
@@ -380,6 +390,7 @@ class Engine:
 
     async def tick(self) -> None:
         await self.identities.refresh()
+        await asyncio.to_thread(self._regroup, pbx_group_of(self.identities.group_names()))
         mono = time.monotonic()
         done = self.shared.sync(self.flights, self.pool.trackers)  # places of calls an agent took, or that ended
         if done:
@@ -405,6 +416,26 @@ class Engine:
         for tenant in self._tenants():
             found += [c for c in self.campaigns.list(tenant) if c.status in ACTIVE]
         return found
+
+    def _regroup(self, group: str) -> None:
+        """Move to the group named by the servers' identities (once they are known, or when a server turns out to
+        be another Asterisk): the campaigns this process paces keep their leases under the new name unless
+        another process on the same PBX already holds one there, in which case that process paces them."""
+        if group == self.pbx:
+            return
+        old, self.pbx = self.pbx, group
+        self.shared.pool.pbx = group
+        ms = int(self.settings.lease_seconds * 1000)
+        for runner in self.runners.values():
+            if not runner.held:
+                continue
+            runner.held = bool(self._lease(keys=[campaign_lease_key(runner.tenant, runner.campaign, group)],
+                                           args=[self.id, ms]))
+            self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, old)], args=[self.id])
+            if not runner.held:
+                log.warning("runtime %s: campaign %s/%s is paced by another process on the same Asterisk", self.id,
+                            runner.tenant, runner.campaign)
+        log.info("runtime %s: servers identified; pacing group %s (was %s, by address)", self.id, group, old)
 
     def _hold_leases(self) -> None:
         ms = int(self.settings.lease_seconds * 1000)
@@ -622,7 +653,7 @@ class Engine:
             decision = decide(policy, state)
         if decision.reason != r.last_reason:
             r.last_reason = decision.reason
-            why = plan.verdict.text if plan is not None and plan.verdict.reserved_only else ""
+            why = self.shared.reason(f"{r.tenant}/{r.campaign}")[1] if plan is not None else ""
             log.info("campaign %s/%s pacing: %s%s%s", r.tenant, r.campaign, decision.reason,
                      f" (limited by {decision.limited_by})" if decision.limited_by else "", f": {why}" if why else "")
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
@@ -934,8 +965,38 @@ class Engine:
     def _member_feeder(self, server: str) -> Callable[[Any], None]:
         def feed(message: Any) -> None:
             self.board.on_event(server, message, time.monotonic())
+            if message.name in ("AgentConnect", "AgentComplete") and message.get("Queue"):
+                who = self.board.identity(server, message.get("Queue"), message.get("MemberName")
+                                          or message.get("Interface") or "")
+                flight = self._flight_of(server, message) if message.name == "AgentConnect" else None
+                if flight is not None:
+                    self._agent_calls[who] = f"{flight.tenant}/{flight.campaign}"
+                else:
+                    self._agent_calls.pop(who, None)
 
         return feed
+
+    def _flight_of(self, server: str, message: Any) -> Flight | None:
+        """Our call an agent just took, from the call id the channel carries or its Uniqueid/Linkedid."""
+        call_id = call_id_of(message)
+        if call_id and call_id in self.flights:
+            return self.flights[call_id]
+        tracker = self.pool.trackers.get(server)
+        ids = {message.get("Uniqueid"), message.get("Linkedid")} - {None, ""}
+        for attempt in tracker.in_flight() if tracker is not None and ids else ():
+            if ids & attempt.ids():
+                return self.flights.get(attempt.call_id)
+        return None
+
+    def _publish_agents(self, queues: set[str], waiting: dict[str, int]) -> None:
+        """Each agent of our queues and the callers waiting, for the console (dialer/runtime/agentstates.py)."""
+        now, wall = time.monotonic(), time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        for queue in sorted(queues):
+            rows = self.agent_states.observe(queue, self.board.members(queue), self._agent_calls, now, wall,
+                                             self.board.wrapup.of(queue))
+            queue_board(pipe, queue, rows, waiting.get(queue))
+        pipe.execute()
 
     def _on_handle_time(self, queue: str, seconds: float) -> None:
         for r in self.runners.values():
@@ -949,6 +1010,7 @@ class Engine:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
             dialable = self._dialable()
+            waiting: dict[str, int] = {}
             for name, client in self.pool.clients.items():
                 if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
@@ -965,8 +1027,15 @@ class Engine:
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
+                        if item.get("Queue") == queue and (item.get("Callers") or "").isdigit():
+                            waiting[queue] = waiting.get(queue, 0) + int(item.get("Callers") or 0)
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
                     self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
+            if queues:
+                try:
+                    await asyncio.to_thread(self._publish_agents, queues, waiting)
+                except redis.RedisError as exc:  # only the console's view: dialing goes on
+                    log.warning("agent states not published (%s)", exc)
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
                 attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
                 if attempt is not None and attempt.connected_at is not None:
@@ -1147,7 +1216,10 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
-        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
+        key = f"{r.tenant}/{r.campaign}"
+        reason, why = self.shared.reason(key)
+        # Campaigns not on shared agents (agentless): the reason of their own last decision.
+        queue_pacing(pipe, r.tenant, r.campaign, reason or r.last_reason or "", why, self.shared.limited_by(key))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts

@@ -74,6 +74,8 @@ class ServerIdentities:
         self.redis = redis_client
         self.known: dict[str, ServerIdentity] = {}
         self.refused: dict[str, str] = {}  # server name -> the name it duplicates
+        # server name -> the last identity it gave: kept across reconnects, so the pacing group does not flap
+        self.seen: dict[str, str] = {}
         self._addresses = {name: t.address for name, t in trunk.trunks.items()}  # as configured (host:port)
         for name, client in pool.clients.items():
             client.on_reconnect(self._forget(name))
@@ -85,6 +87,11 @@ class ServerIdentities:
             self.refused.pop(name, None)
 
         return after_reconnect
+
+    def group_names(self) -> list[str]:
+        """What names this process's servers for its pacing group: each server's identity once it has given one,
+        its address until then (dialer.runtime.engine.pbx_group_of)."""
+        return [self.seen.get(name, address) for name, address in self._addresses.items()]
 
     def usable(self, name: str) -> bool:
         return name in self.known and name not in self.refused
@@ -104,6 +111,7 @@ class ServerIdentities:
         twin = next((other for other, known in self.known.items()
                      if other != name and known.key == identity.key and other not in self.refused), None)
         self.known[name] = identity
+        self.seen[name] = identity.key
         if twin is not None:
             self.refused[name] = twin
             log.error("servers %s (%s) and %s (%s) are one Asterisk (%s): %s is not used; configure each server "

@@ -15,10 +15,13 @@ class SecretBoxError(ValueError):
 
 
 class SecretBox:
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, purpose: bytes = b"dialer webhook secrets v1", what: str = "webhook") -> None:
+        """`purpose` keeps the keys of different uses apart (an OIDC client secret sealed for the console cannot
+        be opened as a webhook secret); `what` names the secrets in error messages."""
+        self.what = what
         if not secret_key:
-            raise SecretBoxError("setting security.secret_key is empty: webhook secrets cannot be stored")
-        derived = hashlib.sha256(b"dialer webhook secrets v1\0" + secret_key.encode()).digest()
+            raise SecretBoxError(f"setting security.secret_key is empty: {what} secrets cannot be stored")
+        derived = hashlib.sha256(purpose + b"\0" + secret_key.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 
     def seal(self, secret: str) -> str:
@@ -28,4 +31,4 @@ class SecretBox:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise SecretBoxError("a webhook secret cannot be decrypted (security.secret_key changed?)") from None
+            raise SecretBoxError(f"a {self.what} secret cannot be decrypted (security.secret_key changed?)") from None

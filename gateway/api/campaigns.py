@@ -10,6 +10,7 @@ from aiohttp import web
 
 from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
 from dialer.contacts.store import Keys
+from dialer.runtime.progress import campaign_progress
 from gateway import trail
 from gateway.api.schemas import STAMP, listing
 from gateway.errors import ApiError, not_found
@@ -32,6 +33,20 @@ CAMPAIGN: dict[str, Any] = {
 CHANGES: dict[str, Any] = partial(CONFIG_SCHEMA)
 CHANGES = {**CHANGES, "properties": {k: ({**v, "nullable": True} if k not in ("name",) else v)
                                      for k, v in CONFIG_SCHEMA["properties"].items()}}
+_COUNT = {"type": "integer"}
+PROGRESS: dict[str, Any] = {
+    "type": "object",
+    "description": "with ?progress=true: how far the campaign got (dialer/runtime/progress.py)",
+    "properties": {
+        "done": _COUNT, "remaining": _COUNT, "never_callable": _COUNT, "attempts": _COUNT, "answered": _COUNT,
+        "abandoned": _COUNT, "denials": _COUNT,
+        "abandon_rate": {"type": "number", "description": "abandoned / (answered + abandoned), whole campaign"},
+        "final_reasons": {"type": "object", "additionalProperties": _COUNT},
+        "top_denials": {"type": "array", "items": {"type": "object", "properties": {
+            "reason": {"type": "string"}, "count": _COUNT}}},
+    },
+}
+LISTED: dict[str, Any] = {**CAMPAIGN, "properties": {**CAMPAIGN["properties"], "progress": PROGRESS}}
 HISTORY: dict[str, Any] = listing({
     "type": "object",
     "properties": {k: {"type": "string"} for k in ("action", "from", "to", "by", "at")},
@@ -68,8 +83,16 @@ async def check_lists(request: web.Request, tenant: str, lists: Any, status: int
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
-    found = await run(store(request).list, principal(request).tenant, query(request).get("status"))
-    return web.json_response({"items": [c.as_dict() for c in found]})
+    """Every campaign of the tenant, finished and archived ones included (filter with ?status=)."""
+    tenant = principal(request).tenant
+    found = await run(store(request).list, tenant, query(request).get("status"))
+    items = [c.as_dict() for c in found]
+    if query(request).get("progress"):
+        sync = request.app[SERVICES]["sync_redis"]
+        for item in items:
+            item["progress"] = await asyncio.to_thread(campaign_progress, sync, tenant, item["id"], item["status"],
+                                                       list(item.get("lists") or []))
+    return web.json_response({"items": items})
 
 
 async def create_campaign(request: web.Request) -> web.Response:
@@ -124,8 +147,12 @@ def control_handler(action: str) -> Any:
 
 
 ROUTES = [
-    Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns", "campaigns.read",
-          response=listing(CAMPAIGN), query={"status": {"type": "string", "enum": list(STATUSES)}}, tag="campaigns"),
+    Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns, finished ones included",
+          "campaigns.read", response=listing(LISTED),
+          query={"status": {"type": "string", "enum": list(STATUSES)},
+                 "progress": {"type": "boolean", "description": "add each campaign's progress: done, remaining, "
+                                                               "never callable, answers, abandon rate, denials"}},
+          tag="campaigns"),
     Route("POST", "/v1/campaigns", create_campaign, "Create a campaign (as a draft)", "campaigns.write",
           body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns"),
     Route("GET", "/v1/campaigns/{id}", get_campaign, "One campaign", "campaigns.read", response=CAMPAIGN,

@@ -17,7 +17,8 @@ from aiohttp import web
 from dialer.facts import OPTOUT_SCOPES
 from dialer.logs import mask_phone
 from gateway import trail
-from gateway.api.facts import _check_campaign, _instant, _iso, e164, facts
+from gateway.api.facts import _check_campaign, _iso, e164, facts
+from gateway.clock import instant
 from gateway.errors import conflict, invalid
 from gateway.routing import Route, body, principal, redis_of
 from rules.model import PURPOSES
@@ -75,7 +76,7 @@ async def crm_event(request: web.Request) -> web.Response:
             raise conflict("in_progress", "an event with this id is being recorded; retry in a minute", "id")
         return web.json_response({**stored["result"], "duplicate": True})
     try:
-        at, source = _instant(data.get("at")), data.get("source", "crm")
+        at, source = await instant(request, data.get("at")), data.get("source", "crm")
         store = facts(request)
         if data["type"] == "optout":
             optout = await asyncio.to_thread(store.add_optout, who.tenant, number, at=at, source=source, scope=scope,

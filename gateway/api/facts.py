@@ -23,6 +23,7 @@ from dialer.facts import OPTOUT_SCOPES, FactStore
 from dialer.logs import mask_phone
 from gateway import trail
 from gateway.api.schemas import listing
+from gateway.clock import instant
 from gateway.errors import invalid
 from gateway.routing import SERVICES, Route, body, principal, query, redis_of
 from rules.model import PURPOSES, Consent
@@ -120,12 +121,6 @@ def e164(phone: str, country: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _instant(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -155,7 +150,8 @@ async def add_optout(request: web.Request) -> web.Response:
         raise invalid("campaign", "a campaign opt-out needs the campaign", code="missing_field")
     await _check_campaign(request, who.tenant, campaign)
     optout = await asyncio.to_thread(
-        facts(request).add_optout, who.tenant, number, at=_instant(data.get("at")), source=data["source"],
+        facts(request).add_optout, who.tenant, number, at=await instant(request, data.get("at")),
+        source=data["source"],
         scope=scope, campaign=campaign, keyword=keyword[:100] if keyword else None, actor=f"user:{who.user}")
     await trail.record(redis_of(request), who.tenant, "optout.add", actor=who.user, token_id=who.token_id,
                        phone=mask_phone(number), scope=scope, campaign=campaign or "", source=data["source"])
@@ -171,7 +167,7 @@ async def add_consent(request: web.Request) -> web.Response:
     who, data = principal(request), body(request)
     number = e164(data["phone"], data.get("country"))
     await _check_campaign(request, who.tenant, data.get("campaign"))
-    at = _instant(data.get("at"))
+    at = await instant(request, data.get("at"))
     store = facts(request)
     action = data.get("action", "grant")
     if action == "withdraw":
@@ -179,7 +175,7 @@ async def add_consent(request: web.Request) -> web.Response:
                                 purpose=data.get("purpose", "telemarketing"), campaign=data.get("campaign"),
                                 evidence=data.get("evidence", ""), actor=f"user:{who.user}")
     else:
-        expires = _instant(data["expires_at"]) if data.get("expires_at") else None
+        expires = await instant(request, data["expires_at"]) if data.get("expires_at") else None
         if expires is not None and expires <= at:
             raise invalid("expires_at", "must be later than at")
         consent = Consent(given_at=at, purpose=data.get("purpose", "telemarketing"), written=data.get("written", False),

@@ -25,9 +25,10 @@ from aiohttp import web
 from dialer.audit import AuditLog, stream_key
 from dialer.contacts.scrub import contact_for_gate
 from dialer.contacts.store import _s, contacts_for_phone, get_contact
-from gateway import trail
+from gateway import clock, trail
 from gateway.api.facts import e164
 from gateway.api.support import gate_of, raw_redis, sync
+from gateway.clock import instant
 from gateway.errors import invalid, not_found
 from gateway.routing import SERVICES, Route, body, principal, redis_of
 from rules.model import Contact, Decision
@@ -86,12 +87,6 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _instant(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
 async def _campaign(request: web.Request, tenant: str, campaign_id: str, *, in_body: bool) -> Any:
     stored = await sync(request.app[SERVICES]["campaigns"].get, tenant, campaign_id)
     if stored is None:
@@ -117,7 +112,7 @@ async def check(request: web.Request) -> web.Response:
     else:
         raise invalid("phone", "give phone (or contact_id)", code="missing_field")
     gate = gate_of(request)
-    decision = await sync(gate.check, contact, stored.gate_campaign(), _instant(data.get("at")),
+    decision = await sync(gate.check, contact, stored.gate_campaign(), await instant(request, data.get("at")),
                           contact_id=contact_id, audit=True)
     await trail.record(redis_of(request), who.tenant, "gate.check", actor=who.user, token_id=who.token_id,
                        campaign=stored.id, phone=AuditLog.mask(contact.phone), allowed=decision.allowed)
@@ -226,7 +221,7 @@ async def why(request: web.Request) -> web.Response:
     queue = await sync(queue_entry, client, who.tenant, campaign_id, cid)
     person = gate.audit.person_ref(number) if number.startswith("+") else ""
     last = await sync(last_decision, client, who.tenant, campaign_id, person, cid)
-    now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), datetime.now(UTC),
+    now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), await clock.now(request),
                      contact_id=cid)
     in_campaign = bool(queue) or bool(await sync(client.sismember, f"t:{who.tenant}:campaign:{campaign_id}:contacts",
                                                  cid)) or contact.get("list") in (stored.config.get("lists") or [])

@@ -46,7 +46,10 @@ SNAPSHOT: dict[str, Any] = {
             "reason": {"type": "string", "description": "the pacing decision's reason code (docs/pacing.md)"},
             "why": {"type": "string", "description": "why the campaign places only calls with an agent reserved "
                                                      "(over its abandon cap or its short-window guard); empty "
-                                                     "otherwise"}}},
+                                                     "otherwise"},
+            "limited_by": {"type": "string",
+                           "description": "the ceiling that cut the last decision: trunk (channels full), cps "
+                                          "(calls per second); empty otherwise"}}},
         "dispositions": {"type": "object", "additionalProperties": _NUMBER},
         "denials": {"type": "object", "additionalProperties": _NUMBER},
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
@@ -105,10 +108,10 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                                            "X-Accel-Buffering": "no"})
     pubsub = request.app[SERVICES].get("live_redis", redis).pubsub()  # its own pool (gateway/pool.py)
     await subscribe(pubsub)
-    await response.prepare(request)
     last: dict[str, str] = {}
     last_write = last_auth = time.monotonic()
     try:
+        await response.prepare(request)  # the client may be gone already (a page left at once)
         await response.write(b"retry: 1000\n\n")
         while not _finished(request):
             now = datetime.now(UTC)
@@ -123,7 +126,14 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                     await response.write(f"event: stats\ndata: {text}\n\n".encode())
                     last_write = time.monotonic()
             for gone in set(last) - set(current):
+                # It left the active set (completed, archived): one last snapshot, so an open page shows where it
+                # ended instead of its last active status (STOPPING) with figures that no longer move.
                 del last[gone]
+                snap = await snapshot(redis, tenant, gone, now)
+                if snap is not None:
+                    text = json.dumps(snap, sort_keys=True, separators=(",", ":"))
+                    await response.write(f"event: stats\ndata: {text}\n\n".encode())
+                    last_write = time.monotonic()
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
             for _ in range(1000):  # coalesce a burst of notices into one re-read (bounded: a flood cannot starve it)
                 if message is None:

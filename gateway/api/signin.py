@@ -39,8 +39,10 @@ SESSION: dict = {
         "tenant": {"type": "string"},
         "user": {"type": "string"},
         "role": {"type": "string"},
-        "stage": {"type": "string", "enum": ["full", "enrol", "none"],
-                  "description": "none: not signed in (GET only); enrol: a second factor must be set up first"},
+        "stage": {"type": "string", "enum": ["full", "enrol", "code", "none"],
+                  "description": "none: not signed in (GET only); enrol: a second factor must be set up first; "
+                                 "code: after single sign-on, the second-factor code is still needed "
+                                 "(POST /v1/session/mfa/verify)"},
         "csrf_token": {"type": "string", "description": "send it in X-CSRF-Token on every non-GET request"},
         "expires_at": {"type": "string"},
         "mfa": {"type": "boolean"},

@@ -2,7 +2,11 @@
 // the gateway sets an HttpOnly session cookie and every state-changing request carries the session's
 // CSRF token in X-CSRF-Token. Machines and kiosks may still use an API token, sent in the Authorization
 // header (never in a URL). The live stream (/v1/stream) is read with fetch.
-"use strict";
+// An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
+// the live board below is the "live" page.
+import { api, credentials, errorText, sendJson as postJson } from "./api.js";
+import { browserLanguage, reasonText, setLanguage, t } from "./i18n.js";
+import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
 const NEAR_CAP = 0.8; // alert when an abandon rate reaches 80 % of the campaign's cap
@@ -12,72 +16,106 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null };
+const state = { me: null, stream: null, cards: new Map(), retry: null };
 
 const $ = (id) => document.getElementById(id);
-
-function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  else if (state.csrf && (options.method || "GET") !== "GET") headers["X-CSRF-Token"] = state.csrf;
-  return fetch(path, { ...options, headers, cache: "no-store", credentials: "same-origin" });
-}
-
-function postJson(path, body, method = "POST") {
-  return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-}
-
-async function errorText(resp) {
-  try {
-    const body = await resp.json();
-    return body.error ? body.error.message : `HTTP ${resp.status}`;
-  } catch (e) {
-    return `HTTP ${resp.status}`;
-  }
-}
 
 // --- sign in / out -------------------------------------------------------------------------
 
 async function signIn(token) {
-  state.token = token;
-  state.csrf = null;
+  credentials.token = token;
+  credentials.csrf = null;
   const resp = await api("/v1/me");
   if (!resp.ok) {
-    state.token = null;
+    credentials.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
     return;
   }
   const me = await resp.json();
   sessionStorage.setItem(TOKEN_KEY, token);
-  if (!me.permissions.includes("stats.read")) {
-    showSignIn(`Role ${me.role} cannot watch campaigns.`);
-    return;
-  }
   enter(me);
 }
 
-// The board, for a caller whose identity is known (from /v1/me or the session).
-function enter(me) {
+// The console, for a caller whose identity is known (from /v1/me or the session): the user's language and
+// zone, then the navigation bar and the page the address names (or the user's home page).
+async function enter(me) {
   state.me = me;
+  let prefs = { language: browserLanguage(), time_zone: "" };
+  try {
+    const resp = await api("/v1/me/preferences");
+    if (resp.ok) prefs = await resp.json();
+  } catch (e) { /* keep the browser's */ }
+  await setLanguage(prefs.language, prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
-  $("board").hidden = false;
   $("who").hidden = false;
-  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
-  if (!me.permissions.includes("stats.read")) {
-    $("empty").hidden = true;
-    $("board-error").textContent = `Role ${me.role} cannot watch campaigns.`;
-    return;
-  }
-  openStream();
+  $("who-text").textContent = `${me.user} (${t(`role.${me.role}`)}) · ${me.tenant}`;
+  startRouter({ me, prefs, api, postJson, errorText, t });
 }
 
+// The live board: the cards of the tenant's active campaigns, fed by /v1/stream.
+registerBuiltin("board", {
+  render() {
+    $("board").hidden = false;
+    $("live").hidden = false;
+    openStream();
+    return () => {
+      $("board").hidden = true;
+      $("live").hidden = true;
+      closeStream();
+    };
+  },
+});
+
 function enterSession(session) {
-  state.token = null;
-  state.csrf = session.csrf_token;
+  credentials.token = null;
+  credentials.csrf = session.csrf_token;
   if (session.stage === "enrol") startEnrol();
+  else if (session.stage === "code") askSsoCode("");
   else enter(session);
+}
+
+// --- single sign-on (OpenID Connect): a button per provider; back from the provider the session is set,
+// or the page is opened with ?signin_error=<code> and shows that refusal's text. -----------------------
+
+async function loadSso() {
+  const resp = await fetch("/v1/session/oidc", { cache: "no-store", credentials: "same-origin" });
+  if (!resp.ok) return;
+  const listing = await resp.json();
+  $("sso-buttons").replaceChildren(...listing.items.map((provider) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = `Sign in with ${provider.name}`;
+    button.addEventListener("click", () => window.location.assign(provider.start));
+    return button;
+  }));
+  $("sso").hidden = listing.items.length === 0 || !$("sso-code-form").hidden;
+  const refused = new URLSearchParams(window.location.search).get("signin_error");
+  if (refused) {
+    state.ssoRefusal = listing.refusals[refused] || "Single sign-on failed.";
+    window.history.replaceState(null, "", "/");
+  }
+}
+
+function askSsoCode(message) {
+  showSignIn(message);
+  $("login-form").hidden = true;
+  $("sso").hidden = true;
+  $("token-sign-in").hidden = true;
+  $("sso-code-form").hidden = false;
+  $("sso-code").focus();
+}
+
+async function verifySsoCode() {
+  const resp = await postJson("/v1/session/mfa/verify", { code: $("sso-code").value.trim() });
+  $("sso-code").value = "";
+  if (!resp.ok) {
+    if (resp.status === 401 || resp.status === 429) signOut(await errorText(resp));
+    else askSsoCode(await errorText(resp));
+    return;
+  }
+  enterSession(await resp.json());
 }
 
 async function passwordSignIn() {
@@ -137,7 +175,7 @@ async function confirmEnrol() {
     return;
   }
   const done = await resp.json();
-  state.csrf = done.csrf_token;
+  credentials.csrf = done.csrf_token;
   $("enrol-setup").hidden = true;
   $("recovery").hidden = false;
   $("recovery-codes").replaceChildren(...done.recovery_codes.map((code) => {
@@ -150,26 +188,32 @@ async function confirmEnrol() {
 async function resumeSession() {
   const resp = await fetch("/v1/session", { cache: "no-store", credentials: "same-origin" });
   const session = resp.ok ? await resp.json() : { stage: "none" };
-  if (session.stage === "none") showSignIn("");
+  if (session.stage === "none") showSignIn(state.ssoRefusal || "");
   else enterSession(session);
+  state.ssoRefusal = "";
 }
 
 function showSignIn(message) {
+  stopRouter();
   closeStream();
   $("board").hidden = true;
   $("enrol").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
+  $("login-form").hidden = false;
+  $("token-sign-in").hidden = false;
+  $("sso-code-form").hidden = true;
+  $("sso").hidden = $("sso-buttons").childElementCount === 0;
   $("sign-in-error").textContent = message || "";
 }
 
 async function signOut(message = "") {
-  if (!state.token && state.csrf) {
+  if (!credentials.token && credentials.csrf) {
     try { await api("/v1/session", { method: "DELETE" }); } catch (e) { /* gone already */ }
   }
   sessionStorage.removeItem(TOKEN_KEY);
-  state.token = null;
-  state.csrf = null;
+  credentials.token = null;
+  credentials.csrf = null;
   state.me = null;
   state.cards.clear();
   $("campaigns").replaceChildren();
@@ -197,7 +241,7 @@ async function openStream() {
   state.stream = controller;
   try {
     const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-    if (resp.status === 401) return signOut(state.token ? "" : "Your session ended: sign in again.");
+    if (resp.status === 401) return signOut(credentials.token ? "" : "Your session ended: sign in again.");
     if (!resp.ok) throw new Error(await errorText(resp));
     setLive(true);
     $("board-error").textContent = "";
@@ -259,7 +303,7 @@ function render(snap) {
   el.dataset.status = snap.status;
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
-  status.textContent = snap.status;
+  status.textContent = t(`status.${snap.status}`);
   status.className = `status ${snap.status}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
@@ -321,7 +365,8 @@ function renderDenials(el, denials) {
     const li = document.createElement("li");
     li.dataset.reason = reason;
     const name = document.createElement("span");
-    name.textContent = reason;
+    name.textContent = reasonText(reason); // the reason's text in the user's language; the code on hover
+    name.title = reason;
     const bar = document.createElement("div");
     bar.className = "dbar";
     bar.style.width = `${(100 * count) / top}%`;
@@ -413,7 +458,7 @@ async function control(id, action, el) {
     const campaign = await resp.json();
     el.dataset.status = campaign.status;
     const status = field(el, "status");
-    status.textContent = campaign.status;
+    status.textContent = t(`status.${campaign.status}`);
     status.className = `status ${campaign.status}`;
     renderButtons(el, campaign.status);
   } finally {
@@ -423,7 +468,7 @@ async function control(id, action, el) {
 
 // --- start ---------------------------------------------------------------------------------
 
-document.addEventListener("DOMContentLoaded", () => {
+function start() {
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     passwordSignIn();
@@ -438,10 +483,18 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     confirmEnrol();
   });
+  $("sso-code-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    verifySsoCode();
+  });
   $("recovery-done").addEventListener("click", resumeSession);
   $("enrol-cancel").addEventListener("click", () => signOut());
   $("sign-out").addEventListener("click", () => signOut());
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) signIn(saved);
-  else resumeSession();
-});
+  loadSso().catch(() => { /* no single sign-on offered */ }).then(() => {
+    if (saved) signIn(saved);
+    else resumeSession();
+  });
+}
+
+setLanguage(browserLanguage()).finally(start);
