@@ -283,3 +283,23 @@ def test_serve_skips_a_tenant_with_a_gap_and_archives_the_others(redis_client: r
     archiver.serve(interval=0.01, should_stop=lambda: next(passes, None) is None)
     assert counts(record, "fine")["audit_archive"] == audit.head("fine").seq
     assert counts(record, "broken")["audit_archive"] == 0
+
+
+def test_subject_access_includes_archived_entries(redis_client: redis.Redis, record: Record) -> None:
+    from dialer import privacy
+
+    audit = AuditLog(redis_client, KEY)
+    phone = "+33145678901"
+    ref = audit.person_ref(phone)
+    audit.append_many("t1", [
+        AuditEvent("gate_decision", "gate", {"mode": "reserve", "campaign": "c1", "contact_id": None, "person": ref,
+                                             "allowed": False, "reasons": [["QUIET_HOURS", "r", None]]}, T0),
+        AuditEvent("optout", "api:t1", {"person": ref, "scope": "company", "source": "api"}, T0),
+        AuditEvent("api", "api:t1", {"n": 1}, T0)])
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0)).archive_tenant("t1")
+    assert redis_client.xlen(stream_key("t1")) == 1  # the decision and the opt-out are only in the record now
+    without = privacy.access(redis_client, "t1", phone=phone, at=T0, secret_key=KEY, audit_request=False)
+    assert without["audit"] == []
+    found = privacy.access(redis_client, "t1", phone=phone, at=T0, secret_key=KEY, audit_request=False,
+                           record=record)
+    assert [(e["seq"], e["kind"]) for e in found["audit"]] == [(1, "gate_decision"), (2, "optout")]

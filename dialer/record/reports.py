@@ -162,3 +162,30 @@ def person_history(record: Record, tenant: str, person: str, limit: int = PERSON
                      for s, a, ac, p, c, so, w, ev, tx, ex, who in consents[:limit]],
         "truncated": any(len(x) > limit for x in (decisions, calls, optouts, consents)),
     }
+
+
+def audit_mentions(record: Record, tenant: str, refs: set[str], contact_ids: set[str]) -> list[dict[str, Any]]:
+    """Archived audit entries about a person (their keyed references or contact ids), for a subject access request:
+    the gate's decisions, their calls, opt-outs, suppression and consents, found through the derived tables."""
+    lookups = [(table, "person", sorted(refs)) for table in ("gate_decisions", "call_records", "optouts", "consents")]
+    lookups += [(table, "contact_id", sorted(contact_ids)) for table in ("gate_decisions", "call_records")]
+    seqs: set[int] = set()
+    for table, column, values in lookups:
+        for i in range(0, len(values), 500):
+            part = values[i:i + 500]
+            rows = record.query(f"SELECT seq FROM {table} WHERE tenant = %s AND {column} IN "
+                                f"({', '.join(['%s'] * len(part))})", (tenant, *part))
+            seqs.update(int(r[0]) for r in rows)
+    ordered = sorted(seqs)
+    out = []
+    for i in range(0, len(ordered), 500):
+        part = ordered[i:i + 500]
+        rows = record.query(f"SELECT seq, at, kind, actor, payload FROM audit_archive WHERE tenant = %s AND seq IN "
+                            f"({', '.join(['%s'] * len(part))}) ORDER BY seq", (tenant, *part))
+        for seq, at, kind, actor, payload in rows:
+            try:
+                body = json.loads(payload)
+            except ValueError:
+                body = {"_raw": payload}
+            out.append({"seq": int(seq), "at": at, "kind": kind, "actor": actor, "payload": body})
+    return out
