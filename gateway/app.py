@@ -37,7 +37,9 @@ from gateway.api import (
     registries,
     reports,
     signin,
+    subject_requests,
     subjects,
+    usage,
     webhooks,
 )
 from gateway.errors import Handler, error_middleware
@@ -50,7 +52,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, agents, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, oidc, compliance, reports)
+                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests, reports)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

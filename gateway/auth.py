@@ -58,6 +58,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "webhooks.read": ("admin", "auditor"),
     "webhooks.write": ("admin",),  # endpoints receive people's numbers: only an admin chooses where they go
     "settings.write": ("admin",),  # the tenant's opt-out keywords
+    "usage.read": ("admin", "supervisor", "auditor"),  # usage, budgets, holds (issue 19)
+    "usage.write": ("admin",),  # the billing rounding rule and budgets
+    "campaigns.suspend": ("admin",),  # the tenant admin's kill-switch for a campaign
     "reports.read": ("admin", "supervisor", "auditor"),  # per campaign and day, from the record (counts only)
     "reports.person": ("admin", "auditor"),  # one person's calls and the gate's decisions: personal data
 }

@@ -89,6 +89,7 @@ PATTERN_WORDS: dict[str, str] = {
     r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "a time of day as HH:MM on 24 hours (e.g. 09:30)",
     "^[A-Za-z]{2}$": "a two-letter country code (e.g. FR)",
     r"^\d{4}-\d{2}-\d{2}$": "a date as YYYY-MM-DD (e.g. 2026-01-31)",
+    r"^\d{4}-\d{2}$": "a month as YYYY-MM (e.g. 2026-12)",
 }
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 
+from dialer import holds
 from dialer.ami.calls import Outcome, call_id_of
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
@@ -78,6 +79,10 @@ from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
+from dialer.usage import meter
+from dialer.usage.budgets import check_budgets
+from dialer.usage.plan import cached_plan
+from dialer.usage.report import snapshot_contacts
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice
@@ -86,6 +91,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ACTOR = "engine"
+CONTACTS_EVERY = 3600.0  # seconds between two readings of a tenant's contacts stored (usage metering)
 GATE_TO_DISPOSITION = {"failed": "failed", "refused": "busy", "reserved": "unknown"}
 
 
@@ -243,6 +249,7 @@ class CampaignRunner:
     progress_seen: tuple[int, ...] = ()  # the queue counts at that line
     held: bool = False
     completed: bool = False
+    hold_text: str = ""  # why a kill-switch holds the campaign's dialing (dialer/holds.py); "" when none
 
 
 class Engine:
@@ -291,6 +298,7 @@ class Engine:
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
         self.agent_states = AgentStates()  # each agent's state and since when, published for the console
         self._agent_calls: dict[str, str] = {}  # agent identity -> "{tenant}/{campaign}" of the call it took
         for name, amiclient in self.pool.clients.items():
@@ -405,6 +413,10 @@ class Engine:
                 continue
             runner.stored = stored
             await self._tick_campaign(runner)
+        for tenant in {r.tenant for r in self.runners.values() if r.held and not r.completed}:
+            if mono - self._contacts_at.get(tenant, -1e18) >= CONTACTS_EVERY:  # the day's contacts-stored figure
+                self._contacts_at[tenant] = mono
+                await asyncio.to_thread(snapshot_contacts, self.redis, tenant, self.clock())
 
     def _tenants(self) -> list[str]:
         if self.settings.tenants:
@@ -485,7 +497,19 @@ class Engine:
             if taken:
                 await self._resolve(r, taken)
         if status == "running" and not self._stopping:
-            await self._dial(r, now)
+            # Kill-switches: claim nothing while held. The gate's reserve script checks the same holds for every
+            # reservation, so a hold written after this read still stops the next call (dialer/holds.py).
+            found = await asyncio.to_thread(holds.holds_for, self.redis, r.tenant, r.campaign)
+            text = "; ".join(h.text() for h in found)
+            if text != r.hold_text:
+                r.hold_text = text
+                r.stats_at = -1e18  # show it on the dashboard at once
+                if text:
+                    log.warning("campaign %s/%s held, no new calls: %s", r.tenant, r.campaign, text)
+                else:
+                    log.info("campaign %s/%s: hold lifted, dialing again", r.tenant, r.campaign)
+            if not text:
+                await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
             gauges = self._live_gauges(r)
@@ -920,13 +944,17 @@ class Engine:
         # its channel (and AI session) is free
         self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
         now = self.clock()
+        # what the call counts for (billing), metered exactly once in the outcome's own transaction
+        usage = meter.CallUsage(outcome.answered_at, outcome.ended_at, ai=flight.ai,
+                                recorded=bool(r.stored.config.get("recording")))
+        metered = meter.measures(usage, cached_plan(self.redis, r.tenant).rounding)
         queue = r.stored.config.get("queue")
         call = call_figures(outcome, campaign=r.campaign, contact_id=claim.contact.contact_id,
                             sent_wall=flight.sent_wall, ai=flight.ai, server=flight.server,
                             queue=str(queue) if queue else None,
                             wrapup_seconds=self.settings.wrapup.of(str(queue)) if queue else 0.0)
         self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                 e164=claim.contact.phone, actor=ACTOR, call=call)
+                                 e164=claim.contact.phone, actor=ACTOR, metered=metered, call=call)
         if live:
             self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                    bool(outcome.abandoned))
@@ -940,6 +968,11 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
         pipe.execute()
+        try:  # budget alerts and the hard stop: never in the way of storing the outcome
+            check_budgets(self.redis, r.tenant, now)
+        except Exception as exc:
+            log.warning("tenant %s: budgets not checked after call %s (%s); checked after the next call", r.tenant,
+                        claim.call_id, exc)
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -1218,6 +1251,8 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         key = f"{r.tenant}/{r.campaign}"
         reason, why = self.shared.reason(key)
+        if r.hold_text:  # a kill-switch (dialer/holds.py): the dashboard says who held it and why
+            reason, why = "held", r.hold_text
         # Campaigns not on shared agents (agentless): the reason of their own last decision.
         queue_pacing(pipe, r.tenant, r.campaign, reason or r.last_reason or "", why, self.shared.limited_by(key))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)

@@ -341,7 +341,8 @@ UPLOAD_FIELDS = {
 ROUTES = [
     Route("POST", "/v1/imports", upload_list, "Upload a contact list (streamed multipart; queued as an import job)",
           "lists.write", raw_body=multipart_body(UPLOAD_FIELDS, ("list",)), response=IMPORT, status=202,
-          tag="lists", errors={"415": "the body is not multipart/form-data"}),
+          tag="lists", errors={"415": "the body is not multipart/form-data",
+                               "403": "tenant_suspended: the operator suspended the tenant"}, new_work=True),
     Route("POST", "/v1/imports/preview", preview_upload, "Preview a contact file (its head): detected format, "
           "column mapping and the first rows judged; nothing is imported", "lists.write",
           raw_body=multipart_body(PREVIEW_FIELDS), response=PREVIEW, tag="lists",

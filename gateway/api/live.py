@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer import livestats
+from dialer import holds, livestats
 from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
 from dialer.runtime.servers import DRAINING_KEY, current_draining
 from gateway.auth import AuthStore
@@ -55,6 +55,9 @@ SNAPSHOT: dict[str, Any] = {
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
         "servers_draining": {"type": "array", "items": {"type": "object", "properties": {
             "server": {"type": "string"}, "message": {"type": "string"}, "since": _NUMBER}}},
+        "holds": {"type": "array", "description": "kill-switch holds stopping this campaign's dialing (tenant "
+                                                  "suspended, budget used up, campaign suspended): code and text",
+                  "items": {"type": "object", "additionalProperties": {}}},
     },
 }
 
@@ -64,9 +67,11 @@ async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(campaign_key(tenant, campaign), ["status", "config", "version"])
     pipe.hgetall(DRAINING_KEY)
+    pipe.mget([holds.operator_key(tenant), holds.budget_key(tenant), holds.campaign_hold_key(tenant, campaign)])
     livestats.queue_snapshot_reads(pipe, tenant, campaign, at)
     raw = await pipe.execute()
     status, config, version = raw[0]
+    held = [h.as_dict() for h in (holds.parse_hold(x) for x in raw[2]) if h is not None]
     # Asterisk servers refusing calls (shutting down, restarting: dialer/runtime/servers.py): shared infrastructure,
     # shown on every campaign because no campaign dials there meanwhile. Only the server's name and Asterisk's words.
     draining = [{"server": str(d.get("server", "")), "message": str(d.get("message", "")),
@@ -78,8 +83,8 @@ async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict
     # version moves with every lifecycle move or edit, so a pause then resume between two reads
     # still reaches the dashboard as a change.
     return {"campaign": campaign, "name": settings.get("name", ""), "status": status, "version": int(version or 0),
-            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[2:], at),
-            "servers_draining": sorted(draining, key=lambda d: d["server"])}
+            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[3:], at),
+            "servers_draining": sorted(draining, key=lambda d: d["server"]), "holds": held}
 
 
 async def campaign_stats(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { me: null, stream: null, cards: new Map(), retry: null };
+const state = { me: null, stream: null, cards: new Map(), retry: null, business: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -60,13 +60,68 @@ registerBuiltin("board", {
     $("board").hidden = false;
     $("live").hidden = false;
     openStream();
+    loadBusiness();
     return () => {
       $("board").hidden = true;
       $("live").hidden = true;
+      clearTimeout(state.business);
       closeStream();
     };
   },
 });
+
+// --- usage, budgets, holds and data-subject requests on the live board (issue 19) ------------
+
+const USAGE_SHOWN = [["attempts", "Attempts"], ["connected", "Connected"], ["billable_minutes", "Billable minutes"],
+  ["ai_minutes", "AI-agent minutes"], ["recordings", "Recordings"], ["contacts_stored", "Contacts stored"]];
+
+function listItems(ul, rows) {
+  ul.replaceChildren(...rows.map(([label, value, over]) => {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const figure = document.createElement("span");
+    figure.className = over ? "count over" : "count";
+    figure.textContent = value;
+    li.append(name, figure);
+    return li;
+  }));
+}
+
+async function loadBusiness() {
+  if (!state.me) return;
+  const can = (p) => state.me && state.me.permissions.includes(p);
+  $("business").hidden = !(can("usage.read") || can("subjects.read"));
+  if (can("usage.read")) {
+    const resp = await api("/v1/usage");
+    if (resp.ok) {
+      const usage = await resp.json();
+      $("usage-panel").hidden = false;
+      $("usage-export").hidden = Boolean(credentials.token); // a plain link carries the session cookie, not a token
+      listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
+      listItems($("budgets"), (usage.budgets || []).map((b) => [
+        `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
+        `${b.used} of ${b.limit} (${b.percent} %)`, b.percent >= 80]));
+      const held = usage.holds || [];
+      $("holds").hidden = !held.length;
+      $("holds").textContent = held.length ? `Dialing held: ${held.map((h) => h.text).join("; ")}` : "";
+    }
+  }
+  if (can("subjects.read")) {
+    const resp = await api("/v1/subject-requests");
+    if (resp.ok) {
+      const open = (await resp.json()).items.filter((r) => r.state !== "done" && r.state !== "refused");
+      $("requests-panel").hidden = false;
+      $("requests-empty").hidden = open.length > 0;
+      listItems($("requests"), open.map((r) => [
+        `${r.kind} (${r.regime}) · ${r.state}${r.reference ? ` · ${r.reference}` : ""}`,
+        r.overdue ? `OVERDUE since ${r.deadline.slice(0, 10)}` : (r.forward_overdue ? "not forwarded in time"
+          : `due ${r.deadline.slice(0, 10)} (${r.days_left} days)`), r.overdue || r.forward_overdue]));
+    }
+  }
+  clearTimeout(state.business);
+  state.business = setTimeout(loadBusiness, 60000);
+}
 
 function enterSession(session) {
   credentials.token = null;
@@ -215,6 +270,8 @@ async function signOut(message = "") {
   credentials.token = null;
   credentials.csrf = null;
   state.me = null;
+  clearTimeout(state.business);
+  $("business").hidden = true;
   state.cards.clear();
   $("campaigns").replaceChildren();
   $("board-error").textContent = "";
@@ -288,6 +345,9 @@ function card(id) {
     for (const button of el.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => control(id, button.dataset.action, el));
     }
+    for (const button of el.querySelectorAll("[data-kill]")) {
+      button.addEventListener("click", () => killSwitch(id, button.dataset.kill, el));
+    }
     state.cards.set(id, el);
     $("campaigns").append(el);
   }
@@ -303,8 +363,9 @@ function render(snap) {
   el.dataset.status = snap.status;
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
-  status.textContent = t(`status.${snap.status}`);
-  status.className = `status ${snap.status}`;
+  const held = snap.holds || [];
+  status.textContent = held.length ? `${t(`status.${snap.status}`)} · held` : t(`status.${snap.status}`);
+  status.className = `status ${snap.status}${held.length ? " held" : ""}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
@@ -312,9 +373,15 @@ function render(snap) {
   }
   const pacing = snap.pacing || {};
   const why = field(el, "pacing");
-  why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
-  why.className = pacing.why ? "pacing alert over" : "pacing";
+  if (held.length) {  // a kill-switch (tenant suspended, budget used up, campaign suspended): say who and why
+    why.textContent = `Held, no new calls: ${held.map((h) => h.text).join("; ")}`;
+    why.className = "pacing alert over";
+  } else {
+    why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
+    why.className = pacing.why ? "pacing alert over" : "pacing";
+  }
   renderButtons(el, snap.status);
+  renderKill(el, snap.status, held);
   renderAbandon(el, snap);
   renderDraining(el, snap.servers_draining || []);
   renderDenials(el, snap.denials);
@@ -326,6 +393,28 @@ function renderButtons(el, status) {
   for (const button of el.querySelectorAll("[data-action]")) {
     button.hidden = !allowed || !ACTIONS[button.dataset.action].includes(status);
   }
+}
+
+// The tenant admin's kill-switch for one campaign (dialer/holds.py): shown to roles with campaigns.suspend.
+function renderKill(el, status, held) {
+  const allowed = state.me && state.me.permissions.includes("campaigns.suspend");
+  const suspended = held.some((h) => h.code === "CAMPAIGN_SUSPENDED");
+  el.querySelector('[data-kill="suspend"]').hidden = !allowed || suspended || status === "completed";
+  el.querySelector('[data-kill="unsuspend"]').hidden = !allowed || !suspended;
+}
+
+async function killSwitch(id, kind, el) {
+  let body = {};
+  if (kind === "suspend") {
+    const reason = window.prompt("Why suspend this campaign? No new call is placed from now on; calls up finish. "
+      + "The reason is shown to your team and kept in the audit trail.");
+    if (!reason || !reason.trim()) return;
+    body = { reason: reason.trim() };
+  }
+  field(el, "error").textContent = "";
+  const resp = await postJson(`/v1/campaigns/${encodeURIComponent(id)}/${kind}`, body);
+  if (!resp.ok) field(el, "error").textContent = await errorText(resp);
+  // the live stream brings the new state (the hold publishes on the campaign's channel)
 }
 
 function renderAbandon(el, snap) {
