@@ -12,7 +12,6 @@ import pytest
 
 from dialer.cli import main
 from dialer.pacing import PacingMode, PacingPolicy
-from dialer.pacing.agent_share import ShareRequest, proportional_to_demand
 from dialer.pacing.window_guard import guard_scale, guarded_policy, window_start
 from dialer.scenario import (
     Curve,
@@ -158,20 +157,6 @@ def test_weights_share_the_agents() -> None:
     renewals, survey, winback = (c.busy_seconds for c in r.campaigns)
     assert renewals > 1.4 * survey and renewals > 1.4 * winback
     assert r.campaigns[1].abandons == 0
-
-
-def test_share_policy() -> None:
-    # Commitments are kept; the rest goes by weight x demand to those under their entitlement.
-    shares = proportional_to_demand(10, [ShareRequest(2, 10, committed=2), ShareRequest(1, 10), ShareRequest(1, 10)])
-    assert sum(shares) == 10 and shares[0] >= 2
-    assert shares == [5, 3, 2] or shares == [5, 2, 3]
-    # A campaign with nothing to dial gets nothing.
-    assert proportional_to_demand(6, [ShareRequest(1, 0), ShareRequest(1, 10)]) == [0, 6]
-    # Agents left: commitments shrink, never more than the free agents.
-    assert sum(proportional_to_demand(3, [ShareRequest(1, 10, committed=4), ShareRequest(1, 10, committed=4)])) == 3
-    assert proportional_to_demand(0, [ShareRequest(1, 10)]) == [0]
-    # Holding agents already counts against the entitlement.
-    assert proportional_to_demand(2, [ShareRequest(1, 10, held=6), ShareRequest(1, 10, held=0)]) == [0, 2]
 
 
 def test_guard_scale_and_policy() -> None:
