@@ -473,7 +473,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     "trunk_channels_in_use": in_use,
                     "calls_per_second": float(cps_calls) if cps_calls else None,
                 }
-                if c.policy.mode is PacingMode.PREDICTIVE:
+                if c.policy.mode is PacingMode.PREDICTIVE or (n_camps > 1 and not agentless[i]):
                     state = c.estimators.state(now, **common)
                 else:  # the other modes read no estimate: skip building the survival tables
                     state = PacingState(now=now, **common, originates_last_second=c.estimators.originates.count(now),

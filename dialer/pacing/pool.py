@@ -11,11 +11,10 @@ it (the "ringing" calls; a free agent another campaign's call is heading for is 
    campaign (which keeps more calls in flight than there are free agents, by design) it would never find one: it
    was starved (and a campaign held at `cap-room` would never earn the answers that end the hold). So such a
    campaign (`reserves`) is given its **slice of the free agents** (`apportion` of the free agents between the
-   campaigns that want them: priority, then weight, capped at demand), less what the others hold beyond their own
-   slices, and paces progressive on it with its own calls in flight; every other campaign paces on the free agents
-   less the slices the reserving campaigns have not yet filled with calls. A reserving campaign next to
-   reserving ones never counts an agent twice; next to an overdialing one, the queue still serves answered calls
-   first come first served, so an overdialing campaign's overflow (bounded by its own cap) may reach its agent;
+   campaigns that want them: priority, then weight, capped at demand), less the agents the others' calls in
+   flight will want (a reserving campaign's: one each; an overdialing one's: their expected answers plus one
+   standard deviation, at this campaign's answer-rate estimate), and paces progressive on it with its own calls;
+   every other campaign paces on the free agents less the slices the reserving campaigns have not yet filled;
 3. decide() (dialer.pacing.guard.decide_within) says how many lines the pool may carry (calls in flight + the new
    calls this campaign wants); `apportion` splits them between the campaigns that want them (a progressive
    campaign's slice is its share already).
@@ -26,6 +25,7 @@ Pure: counts and ages in, plan out.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +60,17 @@ def free_slices(free: int, claims: Sequence[ShareClaim]) -> dict[str, int]:
     return apportion(free, [dataclasses.replace(c, demand=min(free, c.demand)) for c in claims])
 
 
+def _expected_answers(calls: int, rate: float) -> int:
+    """The agents an overdialing campaign's calls in flight will want: their expected answers plus one standard
+    deviation (all of them while the answer rate is unknown). A reserving campaign leaves those agents to them, so
+    the overdialing campaign's usual overflow does not land on the agents it reserved."""
+    if calls <= 0:
+        return 0
+    if not 0.0 < rate < 1.0:
+        return calls
+    return min(calls, math.ceil(calls * rate + math.sqrt(calls * rate * (1.0 - rate))))
+
+
 def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Sequence[float],
                  others: Sequence[ShareClaim], legal: tuple[int, int] | None, weight: float = 1.0, priority: int = 0,
                  guard: AbandonGuard | None = None, window: GuardWindow | None = None,
@@ -84,7 +95,8 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         if mine_reserves:
             # Its slice, less what the others hold beyond theirs (a reserving campaign's calls in flight each hold
             # an agent; another campaign's, at most its slice): paced progressive on it with its own calls.
-            held = sum(c.in_flight if c.reserves else min(c.in_flight, slices[c.key]) for c in others)
+            held = sum(c.in_flight if c.reserves else _expected_answers(c.in_flight, state.answer_rate)
+                       for c in others)
             seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
         else:  # the agents the reserving campaigns have not filled with calls yet are theirs
@@ -94,10 +106,10 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
     wanted = decision.wanted if slice_wanted is None else max(decision.wanted, slice_wanted)
     if contacts is not None:
         wanted = min(wanted, contacts)
-    lines = total + decision.wanted
-    if mine_reserves and others:
-        share = n_mine + decision.calls  # its slice is its share
+    if mine_reserves and others:  # its slice is its share; the pool may not have more in flight than it saw
+        lines, share = total + decision.calls, n_mine + decision.calls
     else:
+        lines = total + decision.wanted
         share = entitlement(lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
     calls = max(0, min(decision.calls, share - n_mine))
     claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves)
