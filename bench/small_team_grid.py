@@ -42,6 +42,9 @@ TALKS = (30.0, 300.0)
 Key = tuple[int, float, float, int]  # agents, answer rate, talk mean, seed
 
 
+HISTORY = (0, 0)  # predictive: (live answers, abandons) in the legal window before the day (--history)
+
+
 def _base(agents: int, answer: float, talk: float, duration: float, seed: int) -> SimConfig:
     return SimConfig(agents=agents, answer_rate=answer, talk_mean=talk, duration=duration, seed=seed, cap=CAP)
 
@@ -79,7 +82,7 @@ def hindsight_seed(job: tuple[int, float, float, float, int]) -> dict[str, float
 
 def predictive_seed(job: tuple[int, float, float, float, int]) -> dict[str, float]:
     agents, answer, talk, duration, seed = job
-    r = simulate(replace(_base(agents, answer, talk, duration, seed), mode=PacingMode.PREDICTIVE))
+    r = simulate(replace(_base(agents, answer, talk, duration, seed), mode=PacingMode.PREDICTIVE, history=HISTORY))
     return {"occupancy": r.occupancy, "abandon": r.abandon_rate,
             "held": sum(r.reasons[k] for k in ("cap-reached", "cap-room")) / max(1, r.decisions)}
 
@@ -165,7 +168,11 @@ def main() -> int:
     parser.add_argument("--agents", default="5,10,25")
     parser.add_argument("--cells", default="", help="agents:answer:talk,... instead of --agents x 3 x 2")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--history", default="0:0", help="predictive: ANSWERS:ABANDONS already in the legal window "
+                        "(a campaign that ran before the day; 0:0, the default, is a new campaign)")
     args = parser.parse_args()
+    global HISTORY
+    HISTORY = tuple(int(x) for x in args.history.split(":"))  # type: ignore[assignment]
     started = time.perf_counter()
     lines = {"hindsight": run_hindsight, "predictive": run_predictive}[args.what](args)
     print(f"<!-- {' '.join(sys.argv)}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}; "

@@ -353,6 +353,7 @@ class Scenario:
     machine_is_remainder: bool = True  # machines = what no answer's default share leaves
     notes: tuple[str, ...] = ()  # what the builder had to assume (from-history: short history)
     legal_hold: bool = True  # False: no cap-reached / cap-room hold (the benchmark's fixed-ratio oracle only)
+    history: tuple[int, int] = (0, 0)  # (live answers, abandons) already in the legal window when the day starts
 
     def phase_index(self, t: float) -> int:
         return max(0, bisect.bisect_right([p.at for p in self.phases], t) - 1)

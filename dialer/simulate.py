@@ -74,6 +74,7 @@ class SimConfig:
     guard: float | None = None  # short-window guard (seconds), off by default
     policy: PacingPolicy | None = None  # overrides mode/cap/ratio when given
     legal_hold: bool = True  # False: no cap-reached / cap-room hold (only the benchmark's hindsight fixed ratios)
+    history: tuple[int, int] = (0, 0)  # (live answers, abandons) in the legal window before the day (0: a new campaign)
 
     def pacing_policy(self) -> PacingPolicy:
         if self.policy is not None:
@@ -105,7 +106,7 @@ class SimConfig:
             jurisdiction=self.jurisdiction,
             ring_timeout=self.ring_timeout if self.ring_timeout is not None else float(table["ring_timeout"]),
             amd_seconds=float(table["amd_seconds"]), tick=self.tick, trunk_channels=self.trunk_channels,
-            calls_per_second=self.calls_per_second, legal_hold=self.legal_hold,
+            calls_per_second=self.calls_per_second, legal_hold=self.legal_hold, history=self.history,
         )
 
 
@@ -460,6 +461,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     c.base = c.counter.totals(now, legal_window)
                     c.answers = c.abandons = 0
                     c.refreshed = now
+                legal = (scenario.history[0] + c.base[0] + c.answers, scenario.history[1] + c.base[1] + c.abandons)
                 mine = tuple(now - t for t in c.inflight.values())
                 ringing = mine if n_camps == 1 else tuple(
                     now - t for other in camps for t in other.inflight.values())
@@ -467,8 +469,8 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     "free_agents": free,
                     "busy_elapsed": pool_busy,
                     "ringing": ringing,
-                    "abandons": c.base[1] + c.abandons,
-                    "live_answers": c.base[0] + c.answers,
+                    "abandons": legal[1],
+                    "live_answers": legal[0],
                     "trunk_channel_limit": scenario.trunk_channels,
                     "trunk_channels_in_use": in_use,
                     "calls_per_second": float(cps_calls) if cps_calls else None,
@@ -488,8 +490,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                 others = [ShareClaim(o.key, len(o.inflight) + o.wanted, o.spec.weight, o.spec.priority,
                                      len(o.inflight), o.reserves) for o in camps if o is not c]
                 plan = plan_on_pool(c.policy, state, key=c.key, mine=mine, others=others,
-                                    legal=(c.base[0] + c.answers, c.base[1] + c.abandons)
-                                    if scenario.legal_hold else None,
+                                    legal=legal if scenario.legal_hold else None,
                                     weight=c.spec.weight, priority=c.spec.priority, guard=guard, window=window)
                 decision = plan.decision
                 c.wanted = plan.claim.demand
