@@ -121,7 +121,7 @@ class CampaignResult:
     busy_seconds: float = 0.0  # agent time on this campaign's calls (talk + wrap-up)
     waits: list[float] = field(default_factory=list, repr=False)
     decisions: int = 0
-    guarded: int = 0  # decisions the short-window guard cut
+    guarded: int = 0  # decisions of a guarded campaign cut by its guard (or by the room under its legal cap)
     reasons: Counter[str] = field(default_factory=Counter)
     limited: Counter[str] = field(default_factory=Counter)
 
@@ -497,7 +497,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                 res = c.res
                 res.decisions += 1
                 res.reasons[decision.reason] += 1
-                if plan.verdict.reason == GUARD_WINDOW or plan.verdict.scale < 1.0:
+                if c.guard is not None and (plan.verdict.reason == GUARD_WINDOW or plan.verdict.scale < 1.0):
                     res.guarded += 1
                 if decision.limited_by:
                     res.limited[decision.limited_by] += 1

@@ -99,22 +99,6 @@ def _backoff_scale(policy: PacingPolicy, state: PacingState, *, margin: bool = T
 FLOOR_SHARE = 0.5
 
 
-# Room for one more (dialer.pacing.guard, `cap-room`): a campaign may overdial only while its legal window can take
-# one more abandon (abandons + 1 <= cap x live answers). Held there, a small team runs progressive until enough answers
-# make room, which at 5 agents and 5% live answers is most of an hour per abandon. So predictive's risk budget also
-# shrinks with the room left: in full with ROOM_BUFFER abandons of room beyond the one the rule needs, linearly to
-# nothing at the rule's edge. (Measured, issue 15 small-team cells, 4-hour days, seeds 1-6: the time held fell from
-# 30% and 56% of decisions to 28% and 45%, the worst seed of 5 agents / 5% / 30 s rose from 51% to 63% of the
-# hindsight-best occupancy; without predictive's small-sample margin a day ended at 3.02%: the margin stays.)
-ROOM_BUFFER = 2.0
-
-
-def _room_scale(policy: PacingPolicy, state: PacingState) -> float:
-    """1 with ROOM_BUFFER abandons of room in the legal window beyond the next one, falling to 0 with none."""
-    room = policy.abandon_cap * state.live_answers - state.abandons - 1.0
-    return max(0.0, min(1.0, room / ROOM_BUFFER))
-
-
 def _room_floor(policy: PacingPolicy, state: PacingState) -> float:
     """The least share of predictive's risk budget while the window is under its cap (0 at the cap)."""
     cap = policy.abandon_cap
@@ -158,7 +142,6 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     scale = _backoff_scale(policy, state)
     if scale < 1.0:
         scale = max(scale, _room_floor(policy, state))
-    scale = min(scale, _room_scale(policy, state))
     if scale <= 0.0:
         return progressive, "cap-reached"
     alpha = policy.predictive_target * scale
