@@ -72,9 +72,10 @@ def test_a_held_campaign_gets_its_slice_too() -> None:
 
 def test_the_overdial_shrinks_near_the_edge_of_the_room() -> None:
     assert room_scale(0.03, 33, 0) == 0.0  # 0.99 of an abandon: no room (the hold)
-    assert 0.0 < room_scale(0.03, 50, 0) < 1.0
-    assert room_scale(0.03, round((1 + ROOM_BUFFER) / 0.03) + 1, 0) == 1.0
-    edge = plan_on_pool(PREDICTIVE, pool(8, 0), key="a", mine=(), others=[], legal=(50, 0))
+    assert room_scale(0.03, 60, 0) == 0.0  # room for the next one only: kept for the calls in flight
+    assert 0.0 < room_scale(0.03, 80, 0) < 1.0
+    assert room_scale(0.03, round((2 + ROOM_BUFFER) / 0.03) + 1, 0) == 1.0
+    edge = plan_on_pool(PREDICTIVE, pool(8, 0), key="a", mine=(), others=[], legal=(80, 0))
     roomy = plan_on_pool(PREDICTIVE, pool(8, 0), key="a", mine=(), others=[], legal=ROOMY)
     assert edge.verdict.scale < 1.0 and roomy.verdict.scale == 1.0
     assert edge.calls <= roomy.calls

@@ -71,6 +71,15 @@ def _expected_answers(calls: int, rate: float) -> int:
     return min(calls, math.ceil(calls * rate + math.sqrt(calls * rate * (1.0 - rate))))
 
 
+def _part(busy: Sequence[float], share: float) -> tuple[float, ...]:
+    """`share` of the busy agents, evenly spread over how long they have been busy."""
+    if share >= 1.0 or not busy:
+        return tuple(busy)
+    ordered = sorted(busy)
+    keep = round(len(ordered) * share)
+    return tuple(ordered[min(len(ordered) - 1, int(j / share))] for j in range(keep))
+
+
 def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Sequence[float],
                  others: Sequence[ShareClaim], legal: tuple[int, int] | None, weight: float = 1.0, priority: int = 0,
                  guard: AbandonGuard | None = None, window: GuardWindow | None = None,
@@ -101,7 +110,11 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
         else:  # the agents the reserving campaigns have not filled with calls yet are theirs
             kept = sum(max(0, slices[c.key] - c.in_flight) for c in others if c.reserves)
-            seen = dataclasses.replace(state, free_agents=max(0, free - kept))
+            # and of the busy agents who will free up, it counts on its weight's part only (the others' slices
+            # are cut from the free agents, which the busy ones become)
+            sharing = weight + sum(c.weight for c in others if c.reserves and c.demand > 0 and c.priority >= priority)
+            seen = dataclasses.replace(state, free_agents=max(0, free - kept),
+                                       busy_elapsed=_part(state.busy_elapsed, weight / sharing))
     decision = decide_within(policy, seen, verdict)
     wanted = decision.wanted if slice_wanted is None else max(decision.wanted, slice_wanted)
     if contacts is not None:
