@@ -1,10 +1,9 @@
 """plan_on_pool (dialer/pacing/pool.py), the pure rule of a campaign on shared agents: each campaign gets its entitled
-share whatever its mode (issue 15 s.3), the legal hold and the room scale, the split of lines."""
+share whatever its mode (issue 15 s.3), the legal hold, the split of lines."""
 
 from __future__ import annotations
 
 from dialer.pacing import PacingMode, PacingPolicy, PacingState, Survival
-from dialer.pacing.guard import ROOM_BUFFER, room_scale
 from dialer.pacing.pool import free_slices, plan_on_pool
 from dialer.pacing.sharing import ShareClaim
 
@@ -68,17 +67,6 @@ def test_a_held_campaign_gets_its_slice_too() -> None:
     plan = plan_on_pool(PREDICTIVE, pool(8, 20), key="a", mine=(), others=[other], legal=(20, 0))
     assert plan.verdict.reason == "cap-room" and plan.decision.reason == "cap-room"
     assert plan.calls == 4 and plan.claim.reserves
-
-
-def test_the_overdial_shrinks_near_the_edge_of_the_room() -> None:
-    assert room_scale(0.03, 33, 0) == 0.0  # 0.99 of an abandon: no room (the hold)
-    assert room_scale(0.03, 60, 0) == 0.0  # room for the next one only: kept for the calls in flight
-    assert 0.0 < room_scale(0.03, 80, 0) < 1.0
-    assert room_scale(0.03, round((2 + ROOM_BUFFER) / 0.03) + 1, 0) == 1.0
-    edge = plan_on_pool(PREDICTIVE, pool(8, 0), key="a", mine=(), others=[], legal=(80, 0))
-    roomy = plan_on_pool(PREDICTIVE, pool(8, 0), key="a", mine=(), others=[], legal=ROOMY)
-    assert edge.verdict.scale < 1.0 and roomy.verdict.scale == 1.0
-    assert edge.calls <= roomy.calls
 
 
 def test_no_legal_hold_only_for_the_oracle() -> None:

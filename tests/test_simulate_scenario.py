@@ -201,7 +201,7 @@ def test_cli_scenario_report_and_overrides(capsys: pytest.CaptureFixture[str]) -
     data = json.loads(capsys.readouterr().out)
     assert data["mode"] == "power" and len(data["windows"]) == 8 and data["phases"][0]["name"] == "start"
     assert data["worst_window"]["abandon_rate"] == data["worst_window_abandon_rate"]
-    assert data["campaigns"][0]["reasons"].keys() <= {"power", "backoff", "cap-reached"}
+    assert data["campaigns"][0]["reasons"].keys() <= {"power", "backoff", "cap-reached", "cap-room"}
 
 
 def test_cli_scenario_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

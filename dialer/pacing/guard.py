@@ -12,9 +12,7 @@ Two rules, both pure (counts in, verdict out), used by the runtime and by the si
   live answers at a 3% cap leave no room (one abandon in 25 answers is 4%), so every campaign starts its window
   placing only calls with an agent reserved, and after an abandon it waits for the answers that make room again.
   Without it, a small or young campaign could go over its cap on its first abandon, which no later pacing undoes
-  if the campaign ends there. Near that edge the overdial is scaled down (`room_scale`): in full with ROOM_BUFFER
-  abandons of room beyond the next two, linearly to nothing one abandon before the edge, so a small team slows
-  before it is held rather than being held for the hour of progressive answers it takes to make room again.
+  if the campaign ends there.
 * **short-window guard** (optional, per campaign; off by default): a ceiling on the abandon rate of every clock
   window (15 minutes, an hour: 10:00-10:15, 10:15-10:30 ...) so a campaign can promise "never above 3% in any
   quarter-hour / hour", not just over the legal 24 h or 30 days. The arithmetic is the simulator's
@@ -37,11 +35,6 @@ from dialer.pacing.model import Decision, PacingMode, PacingPolicy, PacingState,
 from dialer.pacing.window_guard import guard_scale, guarded_policy, window_start
 
 __all__ = ["AbandonGuard", "GuardWindow", "Verdict", "abandon_verdict", "decide_within", "guard_window"]
-
-# Measured (issue 15 small-team cells, 5 agents, 5% live answers, 4-hour days, seeds 1-6; BENCHMARKS.md): with a
-# buffer of 2 abandons the decisions held at cap-room fell from 30% and 56% to 28% and 45%, and the worst seed of the
-# 30 s cell rose from 51% to 63% of the hindsight-best occupancy.
-ROOM_BUFFER = 2.0
 
 CAP_REACHED = "cap-reached"
 CAP_ROOM = "cap-room"
@@ -112,15 +105,6 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def room_scale(cap: float, answers: int, abandons: int) -> float:
-    """The share of its overdial a campaign may use for the room left in its legal window: 1 with ROOM_BUFFER
-    abandons of room beyond the next two (the hold's one, and one for the calls in flight), falling linearly to 0
-    there."""
-    # One more abandon is kept back for the calls already in flight: without it a 5-agent day ended at 3.03%.
-    room = cap * answers - abandons - 2.0
-    return max(0.0, min(1.0, room / ROOM_BUFFER))
-
-
 def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "legal window",
                     guard: AbandonGuard | None = None, window: GuardWindow | None = None) -> Verdict:
     """`legal`: (live answers, abandons) over the legal window; `window`: the guard's clock window."""
@@ -135,7 +119,6 @@ def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "
                        f"{abandons} abandoned of {answers} answered over the {window_label} leaves no room for one "
                        f"more under the {_pct(cap)} cap: only calls with an agent reserved are placed until enough "
                        "answers make room")
-    room = room_scale(cap, answers, abandons)
     if guard is not None and guard.on and window is not None:
         ceiling = cap if guard.ceiling is None else guard.ceiling
         scale = guard_scale(ceiling, window.abandons, window.answers, float(window.previous_answers))
@@ -146,8 +129,8 @@ def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "
                            f"{guard.minutes}-minute window leaves no room under the {_pct(ceiling)} guard: only "
                            "calls with an agent reserved are placed until the window has room (or the next one "
                            "starts)", 0.0)
-        return Verdict(False, scale=min(scale, room))
-    return Verdict(False, scale=room)
+        return Verdict(False, scale=scale)
+    return Verdict(False)
 
 
 def decide_within(policy: PacingPolicy, state: PacingState, verdict: Verdict) -> Decision:
