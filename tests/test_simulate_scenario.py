@@ -218,3 +218,27 @@ def test_every_shipped_scenario_loads() -> None:
     for f in files:
         s = load_scenario(f)
         assert s.campaigns and s.duration > 0
+
+
+@pytest.mark.parametrize(("priority", "least"), [(0, 0.10), (1, 0.35)])
+def test_a_progressive_campaign_beside_a_predictive_one_gets_its_share(priority: int, least: float) -> None:
+    """Issue 15 s.3: paced on the whole pool, a progressive campaign next to a predictive one had about 3% of the
+    agents' time (the predictive campaign's calls in flight always outnumber the free agents); with its slice of
+    the free agents it has its share of them, abandons nobody, and a priority serves it first."""
+    s = _scenario(f"""
+duration = "2h"
+[world]
+agents = 10
+answer_rate = 0.2
+[[campaigns]]
+name = "sales"
+mode = "predictive"
+[[campaigns]]
+name = "survey"
+mode = "progressive"
+priority = {priority}
+""")
+    r = simulate_scenario(s)
+    sales, survey = r.campaigns
+    assert survey.busy_seconds >= least * (sales.busy_seconds + survey.busy_seconds)
+    assert survey.abandons == 0 and sales.abandon_rate <= 0.03
