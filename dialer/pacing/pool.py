@@ -123,7 +123,9 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         lines, share = total + decision.calls, n_mine + decision.calls
     else:
         lines = total + decision.wanted
-        share = entitlement(lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
+        # alone: apportion of one claim is its demand (skipped: this runs every tick of every simulated second)
+        share = n_mine + wanted if not others else entitlement(
+            lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
     calls = max(0, min(decision.calls, share - n_mine))
     claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves)
     return PoolPlan(verdict, decision, calls, lines, share, claim)
