@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dialer.audit import AUDIT_LUA, AuditEvent, AuditLog
 from dialer.livestats import channel
@@ -109,6 +110,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
             },
         },
         "starts_at": {"type": "string", "format": "date-time", "nullable": True},
+        "time_zone": {"type": "string", "maxLength": 64,
+                      "description": "the campaign's local time (IANA zone, e.g. Europe/Paris): the console shows its "
+                                     "hourly figures in it; calling hours always follow each called person's zone"},
         "caller_id": {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$",
                       "description": "E.164, shown to the called person; the gate checks it per jurisdiction (France: "
                                      "ARCEP canvassing ranges; docs/gate.md, CALLER_ID_NOT_ALLOWED)"},
@@ -140,12 +144,23 @@ class CampaignError(ValueError):
 
 # --- pure rules -------------------------------------------------------------------------------
 
+def known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return "/" in name or name == "UTC"  # not a bare abbreviation such as "CET"
+
+
 def config_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Cross-field problems the schema cannot express: (field, text)."""
     problems = []
     caller_id = config.get("caller_id")
     if caller_id and not valid_number(caller_id):
         problems.append(("caller_id", "not a valid phone number (E.164, e.g. +33162000000)"))
+    zone = config.get("time_zone")
+    if zone and not known_zone(zone):
+        problems.append(("time_zone", f"{zone!r} is not a time zone name (an IANA name such as Europe/Paris)"))
     for i, window in enumerate(config.get("schedule_windows", [])):
         if window["start"] >= window["end"]:
             problems.append((f"schedule_windows[{i}].end", "must be later than start (windows do not cross midnight)"))

@@ -41,6 +41,8 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.calls",
     "dialer.commands.campaigns",
     "dialer.commands.webhooks",
+    "dialer.commands.usage",
+    "dialer.commands.subject_requests",
 )
 
 

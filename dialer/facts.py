@@ -21,13 +21,14 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 import redis
 
+from dialer.usage import meter
 from dialer.webhooks.events import queue_event
 from rules.model import Attempt, Consent, Relationship, utc
 
@@ -262,14 +263,18 @@ class FactStore:
         return call_id
 
     def record_outcome(self, tenant: str, e164: str, call_id: str, outcome: str, at: datetime | None = None,
-                       *, details: dict[str, Any] | None = None) -> str:
+                       *, details: dict[str, Any] | None = None, metered: dict[str, int] | None = None) -> str:
         """Set the outcome of an attempt the gate reserved, by OUTCOME_PRECEDENCE: the stored outcome is replaced
         only by a stronger one, so reports may arrive in any order. Returns the outcome stored afterwards.
 
         Its instant stays the reservation's, unless the attempt is unknown to us, in which case `at` (required
         then) is used. `details` (an agent's disposition: its word, note, who) are kept in the attempt record,
         merged over earlier ones whatever the rank, so they go where the attempt goes (access, erasure,
-        retention). Read-compare-write under WATCH: two reports at once cannot both win."""
+        retention). Read-compare-write under WATCH: two reports at once cannot both win.
+
+        `metered` (dialer/usage/meter.py measures): what the placed call counts for. What the attempt record
+        already counted is kept in it (`metered`), and only the difference is added to the usage counters, in this
+        same transaction: a call is counted exactly once, however often its outcome is reported."""
         key = person_key(tenant, e164, "att")
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -286,12 +291,19 @@ class FactStore:
                         pipe.unwatch()
                         raise KeyError(f"no attempt {call_id} for this number")
                     merged = {**record, **(details or {}), "call_id": call_id, "outcome": kept}
+                    added: dict[str, int] = {}
+                    if metered is not None:
+                        counted = meter.merge(record.get("metered"), metered)
+                        added = meter.delta(record.get("metered"), counted)
+                        merged["metered"] = counted
                     if raw is not None and merged == record:
                         pipe.unwatch()
                         return kept  # nothing new: the version does not move
                     pipe.multi()
                     pipe.hset(key, call_id, json.dumps(merged, separators=(",", ":"), sort_keys=True))
                     pipe.incr(person_key(tenant, e164, "ver"))
+                    meter.queue_counts(pipe, tenant, str(merged.get("campaign") or ""),
+                                       meter.day_of(merged.get("at"), utc(at) if at else datetime.now(UTC)), added)
                     if raw is None or kept != record["outcome"]:  # a new or more precise outcome, not a detail
                         queue_event(pipe, tenant, "call.outcome", e164, {
                             "phone": e164, "call_id": call_id, "campaign": merged.get("campaign", ""),

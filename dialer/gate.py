@@ -41,6 +41,8 @@ from dialer.facts import (
     person_key,
     relationship_from_json,
 )
+from dialer.holds import CODES as HOLD_CODES
+from dialer.holds import HOLD_LUA, STATUS_CODES
 from dialer.registry.store import RegistryError
 from dialer.suppression import key_fingerprint
 from rules import geo
@@ -100,6 +102,8 @@ ERASED_SUPPRESSED = _reason("ERASED_SUPPRESSED", "this person's data was erased 
                             "the tenant's suppression list and is never called again")
 SUPPRESSION_UNVERIFIABLE = _reason("SUPPRESSION_UNVERIFIABLE", "the tenant's suppression list was written with "
                                    "another security.secret_key: erased numbers cannot be recognised")
+HOLDS = {code: _reason(code, f"{text}: no call is placed for it until it is lifted")
+         for code, text in HOLD_CODES.items()}
 INVALID_NUMBER = Reason("INVALID_NUMBER", "the phone number is not a valid number", "gate/number",
                         "ITU-T E.164 (phonenumbers)")
 
@@ -186,8 +190,9 @@ return out
 # KEYS: audit stream, audit head. ARGV: prefix "t:{T}:", reservations r, denials d, call index ttl; then per
 # reservation: version, call_id, attempt, e164 and its audit entry (5 fields); per denial: its entry (5 fields).
 # Reply: per reservation status (1 reserved, 0 version moved, -1 call id already used, for any number within
-# the index's 7 days or for this number ever), new version, audit seq.
-_RESERVE = AUDIT_LUA + r"""
+# the index's 7 days or for this number ever; -2, -3, -4 a kill-switch hold: dialer/holds.py), new version, audit seq.
+# The holds are checked first, for every reservation, with no way around them (dialer/holds.py).
+_RESERVE = AUDIT_LUA + HOLD_LUA + r"""
 local a = audit_open(KEYS[1], KEYS[2])
 if not a then return redis.error_reply(AUDIT_LOST) end
 local p, r, d, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -198,7 +203,10 @@ for i = 0, r - 1 do
   local ver, att = p .. 'p:' .. e .. ':ver', p .. 'p:' .. e .. ':att'
   local index = p .. 'call:' .. call
   local v = redis.call('GET', ver) or '0'
-  if v ~= ARGV[b] then
+  local held = hold_of(p, cjson.decode(ARGV[b + 2]).campaign)
+  if held ~= 0 then
+    out[#out + 1] = held; out[#out + 1] = v; out[#out + 1] = 0
+  elseif v ~= ARGV[b] then
     out[#out + 1] = 0; out[#out + 1] = v; out[#out + 1] = 0
   elseif redis.call('EXISTS', index) == 1 or redis.call('HEXISTS', att, call) == 1 then
     out[#out + 1] = -1; out[#out + 1] = v; out[#out + 1] = 0
@@ -397,18 +405,20 @@ class Gate:
         return int(self._release(keys=keys, args=[call_id, *event.argv()], client=self.redis)) == 1
 
     def record_outcome(self, tenant: str, call_id: str, outcome: str, at: datetime, *, e164: str | None = None,
-                       actor: str | None = None, details: dict[str, Any] | None = None) -> str:
+                       actor: str | None = None, details: dict[str, Any] | None = None,
+                       metered: dict[str, int] | None = None) -> str:
         """Record what became of a reserved call (a dispositions value: answered, busy, no_answer, refused,
         abandoned, machine, opted_out ...). It counts in later decisions (caps, cool-offs). An opt-out must
         also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it.
 
         Reports may come in any order (the AMI outcome at hangup, an agent's disposition before or after it):
         the stronger one is kept (dialer.facts.OUTCOME_PRECEDENCE). Returns the outcome stored; the audit entry
-        says which outcome was kept and, when different, which one was reported."""
+        says which outcome was kept and, when different, which one was reported. `metered`: what the placed call
+        counts for (dialer/usage/meter.py), counted once per call id in the same transaction as the outcome."""
         number = e164 or self._number_of(tenant, call_id)
         if number is None:
             raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")
-        kept = self.facts.record_outcome(tenant, number, call_id, outcome, at, details=details)
+        kept = self.facts.record_outcome(tenant, number, call_id, outcome, at, details=details, metered=metered)
         payload: dict[str, Any] = {"call_id": call_id, "outcome": kept, "person": _person_ref(self.audit, number),
                                    "phone": self.audit.mask(number)}
         if kept != outcome:
@@ -616,6 +626,8 @@ class Gate:
                     contact_id=request.contact_id)
             elif status == 0:
                 again.append(i)  # the person's facts changed since we read them: decide again
+            elif status in STATUS_CODES:  # a kill-switch (dialer/holds.py): denied, audited, retried later
+                results[i] = self._deny_audited(request, at, e164, HOLDS[STATUS_CODES[status]], call_ids[i], decision)
             else:
                 results[i] = self._deny_audited(request, at, e164, DUPLICATE_CALL_ID, call_ids[i], decision)
                 log.warning("gate: call id %s reused for another reservation", call_ids[i])

@@ -9,8 +9,9 @@ Keys per campaign (tenant-owned):
                                     queue_wrapup + queue_paused (every logged-in agent, each once);
                                     in_flight (its calls towards the queue not yet with an agent) and share (its
                                     share of the lines of agents it shares with other campaigns, 0-1);
-                                    pacing_reason (decision reason code) and pacing_why (why it places only
-                                    calls with an agent reserved; empty otherwise): text, not gauges
+                                    pacing_reason (decision reason code), pacing_why (why it places only
+                                    calls with an agent reserved; empty otherwise) and pacing_limited_by (trunk,
+                                    cps: the ceiling that cut the last decision; empty otherwise): text, not gauges
   t:{T}:campaign:{C}:dispositions   hash disposition -> count since creation (answered, busy, no_answer, ...)
   t:{T}:campaign:{C}:denials        hash gate reason code -> count since creation
   t:{T}:campaign:{C}:hour:{YYYYMMDDHH}  hash per UTC hour: attempts, and one count per disposition;
@@ -75,9 +76,11 @@ def queue_gauges(pipe: Any, tenant: str, campaign: str, values: dict[str, float]
     pipe.publish(channel(tenant, campaign), "1")
 
 
-def queue_pacing(pipe: Any, tenant: str, campaign: str, reason: str, why: str) -> None:
-    """The campaign's pacing reason and, when it only places calls with an agent reserved, why (dashboard text)."""
-    pipe.hset(stats_key(tenant, campaign), mapping={"pacing_reason": reason, "pacing_why": why})
+def queue_pacing(pipe: Any, tenant: str, campaign: str, reason: str, why: str, limited_by: str = "") -> None:
+    """The campaign's pacing reason and, when it only places calls with an agent reserved, why (dashboard text);
+    `limited_by`: the hard ceiling that cut its last decision (trunk, cps), or ""."""
+    pipe.hset(stats_key(tenant, campaign), mapping={"pacing_reason": reason, "pacing_why": why,
+                                                    "pacing_limited_by": limited_by})
 
 
 def queue_attempt(pipe: Any, tenant: str, campaign: str, at: datetime) -> None:
@@ -140,7 +143,8 @@ def build_snapshot(raw: Sequence[Any], at: datetime) -> dict[str, Any]:
     return {
         "gauges": {g: gauges.get(g, 0) for g in GAUGES},
         "updated_at": stats_raw.get("updated_at"),
-        "pacing": {"reason": stats_raw.get("pacing_reason", ""), "why": stats_raw.get("pacing_why", "")},
+        "pacing": {"reason": stats_raw.get("pacing_reason", ""), "why": stats_raw.get("pacing_why", ""),
+                   "limited_by": stats_raw.get("pacing_limited_by", "")},
         "dispositions": _numbers(raw[1]),
         "denials": _numbers(raw[2]),
         "hourly": [{"hour": _iso(h), **_numbers(r)} for h, r in zip(hours(at), raw[3:], strict=True)],

@@ -162,6 +162,17 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
                            "written": iso(e.written), "hash": e.hash} for e in audit.entries(tenant)))
     suppression = _hash(client, p + "suppression")
     dump("suppression.json", suppression, len(suppression))
+    from datetime import date
+
+    from dialer.subject_requests import register_key
+    from dialer.usage.meter import days_key
+    from dialer.usage.report import usage
+
+    days = sorted(_s(d) for d in client.zrange(days_key(tenant), 0, -1))
+    billed = usage(client, tenant, date.fromisoformat(f"{days[0][:4]}-{days[0][4:6]}-{days[0][6:]}"),
+                   date.fromisoformat(f"{days[-1][:4]}-{days[-1][4:6]}-{days[-1][6:]}")) if days else {"days": []}
+    jsonl("usage.jsonl", billed["days"])  # billing figures per day and campaign (dialer/usage)
+    jsonl("subject_requests.jsonl", (_json(v) for v in client.hvals(register_key(tenant))))
     return counts
 
 

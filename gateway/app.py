@@ -21,9 +21,11 @@ from dialer.facts import FactStore
 from gateway import metrics, openapi
 from gateway.api import (
     admin,
+    agents,
     audit,
     calls,
     campaigns,
+    compliance,
     crm,
     exports,
     facts,
@@ -34,7 +36,9 @@ from gateway.api import (
     oidc,
     registries,
     signin,
+    subject_requests,
     subjects,
+    usage,
     webhooks,
 )
 from gateway.errors import Handler, error_middleware
@@ -46,8 +50,8 @@ STATIC = Path(__file__).parent / "static"
 
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
-ROUTE_MODULES = (me, admin, campaigns, live, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, oidc)
+ROUTE_MODULES = (me, admin, campaigns, live, agents, facts, metrics, lists, gatecheck, registries, audit, exports,
+                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

@@ -58,6 +58,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "webhooks.read": ("admin", "auditor"),
     "webhooks.write": ("admin",),  # endpoints receive people's numbers: only an admin chooses where they go
     "settings.write": ("admin",),  # the tenant's opt-out keywords
+    "usage.read": ("admin", "supervisor", "auditor"),  # usage, budgets, holds (issue 19)
+    "usage.write": ("admin",),  # the billing rounding rule and budgets
+    "campaigns.suspend": ("admin",),  # the tenant admin's kill-switch for a campaign
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dialer.holds import CODES as HOLD_CODES
+from dialer.holds import TENANT_SUSPENDED, operator_key
 from gateway import audit_policy, guard
 from gateway.auth import AuthStore, Principal, token_id_of
 from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
@@ -62,6 +64,10 @@ class Route:
     errors: dict[str, str] = field(default_factory=dict)
     # Reachable by a console session still at its second-factor enrolment stage (gateway/sessions.py).
     enrolment: bool = False
+    # Starts or extends dialing work (create or start a campaign, import contacts): refused with 403
+    # tenant_suspended while the operator has suspended the tenant (dialer/holds.py). Stopping work, opt-outs,
+    # data-subject requests and reads are never refused for it.
+    new_work: bool = False
 
 
 def principal(request: web.Request) -> Principal:
@@ -206,12 +212,23 @@ async def _authorise(request: web.Request, route: Route, who: Principal) -> None
                                       config["gateway.audit_token_use_seconds"])
 
 
+async def refuse_if_suspended(request: web.Request) -> None:
+    """403 tenant_suspended, with the operator's reason, while the tenant is suspended."""
+    raw = await request.app[REDIS].get(operator_key(request[PRINCIPAL].tenant))
+    if raw is not None:
+        hold = json.loads(raw)
+        raise ApiError(403, "tenant_suspended", f"{HOLD_CODES[TENANT_SUSPENDED]} ({hold.get('reason', '')}, "
+                       f"{hold.get('at', '')}): no new campaign, start or import until it is lifted")
+
+
 def endpoint(route: Route) -> Handler:
     """The aiohttp handler for a route: authentication, authorisation and body checks, then the handler."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if route.permission is not None:
             await _authenticate(request, route)
+            if route.new_work:
+                await refuse_if_suspended(request)
         for value in request.match_info.values():
             if not PATH_VALUE.match(value):
                 raise not_found()

@@ -72,6 +72,32 @@ def _type_ok(value: Any, kind: str) -> bool:
     return isinstance(value, _PY_TYPES[kind])
 
 
+# What a pattern asks for, in words: people read these in the console and API answers, not regular expressions.
+# A pattern missing here still gets a sentence (and the pattern, for developers): add a row when adding one.
+PATTERN_WORDS: dict[str, str] = {
+    r"^[A-Za-z0-9_-]{1,64}$": "1 to 64 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents",
+    r"^[A-Za-z0-9_.-]{1,64}$": "1 to 64 letters (a-z, A-Z), digits, '.', '_' or '-', with no spaces or accents",
+    r"^[A-Za-z0-9_-]{1,80}$": "1 to 80 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents",
+    r"^[A-Za-z0-9_/-]{1,100}$": "1 to 100 letters (a-z, A-Z), digits, '_', '/' or '-' (a sound file name, no "
+                                "extension)",
+    r"^[A-Za-z0-9_.:@-]{1,128}$": "1 to 128 letters, digits, '.', '_', ':', '@' or '-', with no spaces",
+    r"^[A-Za-z0-9_.@-]{1,64}$": "1 to 64 letters, digits, '.', '_', '@' or '-', with no spaces",
+    r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$": "1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter "
+                                           "or digit",
+    r"^\+[1-9][0-9]{6,14}$": "a phone number in international form: '+', the country code and the number, 7 to 15 "
+                             "digits with no spaces (e.g. +33162000000)",
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "a time of day as HH:MM on 24 hours (e.g. 09:30)",
+    "^[A-Za-z]{2}$": "a two-letter country code (e.g. FR)",
+    r"^\d{4}-\d{2}-\d{2}$": "a date as YYYY-MM-DD (e.g. 2026-01-31)",
+    r"^\d{4}-\d{2}$": "a month as YYYY-MM (e.g. 2026-12)",
+}
+
+
+def pattern_words(pattern: str) -> str:
+    words = PATTERN_WORDS.get(pattern)
+    return f"must be {words}" if words else f"has characters or a form not allowed here (pattern {pattern})"
+
+
 def validate(value: Any, schema: Schema, path: str = "") -> None:
     """Raise ApiError(422) at the first place `value` does not match `schema`."""
     if value is None:
@@ -90,7 +116,7 @@ def validate(value: Any, schema: Schema, path: str = "") -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise invalid(path, f"longer than {schema['maxLength']} characters")
         if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise invalid(path, f"does not match the pattern {schema['pattern']}")
+            raise invalid(path, pattern_words(schema["pattern"]))
         if schema.get("format") == "date-time":
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

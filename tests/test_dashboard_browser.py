@@ -151,9 +151,15 @@ async def test_auditor_sees_no_buttons_and_no_other_tenant(gw, browser):
     await expect(page.locator(f'[data-campaign="{theirs}"]')).to_have_count(0)
 
 
-async def test_bad_token_and_uploader_are_refused(gw, browser):
+async def test_bad_token_refused_and_uploader_sees_only_its_pages(gw, browser):
     page = await browser.new_page()
     await sign_in(page, str(gw.client.make_url("/")), "dlr_0000000000_notavalidtokennotavalidtoken")
     await expect(page.locator("#sign-in-error")).to_contain_text("not valid")
+    # An uploader may not watch live figures: no "Live" entry, a home page it may open, and the live page's
+    # address answers in words instead of an empty board.
     await sign_in(page, str(gw.client.make_url("/")), gw.tokens[("acme", "uploader")])
-    await expect(page.locator("#sign-in-error")).to_contain_text("cannot watch")
+    await expect(page.locator("#nav a[data-route='campaigns']")).to_be_visible()
+    await expect(page.locator("#nav a[data-route='live']")).to_have_count(0)
+    await page.goto(str(gw.client.make_url("/")) + "#/live")
+    await expect(page.locator("#view [role=alert]")).to_contain_text("Your role (uploader) cannot open this page")
+    await expect(page.locator("#board")).to_be_hidden()

@@ -122,7 +122,7 @@ def check_callees(url: str, auth: dict[str, str], campaign: str) -> None:
     import csv
     import io
 
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 150
     by_digit: dict[str, list[tuple[str, str]]] = {}
     while time.monotonic() < deadline:
         resp = requests.get(f"{url}v1/exports/attempts", params={"campaign": campaign}, headers=auth, timeout=30)
@@ -131,11 +131,13 @@ def check_callees(url: str, auth: dict[str, str], campaign: str) -> None:
         for row in rows:
             if row["outcome"] not in ("reserved", "unknown"):
                 by_digit.setdefault(row["phone"][-1], []).append((row["phone"].lstrip("'"), row["outcome"]))
-        if all(by_digit.get(d) for d in "478"):
+        # A 7 in a region with no recording notice presses the key to the agent (outcome answered): wait for one
+        # that opted out rather than stop at the first 7 (which made the test depend on the dialing order).
+        if by_digit.get("4") and by_digit.get("8") and any(o == "opted_out" for _, o in by_digit.get("7", [])):
             break
         time.sleep(2)
     else:
-        raise AssertionError(f"no finished calls to numbers ending 4, 7 and 8: {by_digit}")
+        raise AssertionError(f"no finished calls to numbers ending 4 and 8 and no 7 that opted out: {by_digit}")
     assert {o for _, o in by_digit["4"]} == {"congestion"}, by_digit["4"]
     assert {o for _, o in by_digit["8"]} == {"machine"}, by_digit["8"]
     assert {o for _, o in by_digit["7"]} <= {"opted_out", "answered"} and any(o == "opted_out"

@@ -232,13 +232,14 @@ def test_access_log_line_has_no_query_string():
     import io
 
     from dialer.commands.serve import AccessLogger
+    from gateway.proxies import CLIENT
 
     stream = io.StringIO()
     logger = logging.getLogger("test.access")
     logger.addHandler(logging.StreamHandler(stream))
     logger.setLevel(logging.INFO)
 
-    class Request:
+    class Request(dict):  # aiohttp's requests are mappings too (the client address behind a proxy is kept there)
         method, path = "GET", "/v1/consents"
         path_qs = "/v1/consents?phone=%2B33145678901"
         remote = "203.0.113.7"
@@ -251,9 +252,13 @@ def test_access_log_line_has_no_query_string():
     logger.handlers[0].addFilter(MaskingFilter())
     AccessLogger(logger, "").log(Request(), Response(), 0.004)
     AccessLogger(logger, "").log(Request(), Response(), 123456.789)  # a long-lived event stream
+    proxied = Request()
+    proxied[CLIENT] = "198.51.100.20"  # what gateway/proxies.py found in X-Forwarded-For from a trusted proxy
+    AccessLogger(logger, "").log(proxied, Response(), 0.004)
     lines = stream.getvalue().splitlines()
     assert lines == ["GET /v1/consents 200 in 4ms from 203.0.113.7",
-                     "GET /v1/consents 200 in 123456789ms from 203.0.113.7"]
+                     "GET /v1/consents 200 in 123456789ms from 203.0.113.7",
+                     "GET /v1/consents 200 in 4ms from 198.51.100.20"]
 
 
 async def test_tokens_can_expire(redis_url):

@@ -160,10 +160,12 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
                         files={"file": ("b.txt", b"0145678901\n")}).json()["id"]
     hook = {"url": "https://hooks.example.com/fuzz", "events": ["optout.recorded"]}
     endpoint_id = requests.post(f"{base_url}/v1/webhooks", headers=headers, timeout=10, json=hook).json()["id"]
+    request_id = requests.post(f"{base_url}/v1/subject-requests", headers=headers, timeout=10,
+                               json={"kind": "access", "regime": "GDPR", "contact_id": "fuzz"}).json()["id"]
     real = {"endpoint_id": endpoint_id, "event_id": "evt_fuzz", "id": made["id"], "name": "target",
             "token_id": token_id, "import_id": import_id,
             "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
-            "job_id": job, "call_id": "fuzz-call"}
+            "job_id": job, "call_id": "fuzz-call", "request_id": request_id}
     lenient = [c for c in checks if c is not negative_data_rejection]
 
     @given(case=strategy)

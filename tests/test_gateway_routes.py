@@ -51,6 +51,11 @@ SAMPLE_BODIES = {
     ("PUT", "/v1/users/{name}/password"): {"password": "a long enough passphrase"},
     ("PUT", "/v1/auth/policy"): {"mfa_required": False},
     ("PUT", "/v1/session/password"): {"current_password": "x", "new_password": "a long enough passphrase"},
+    ("PUT", "/v1/usage/plan"): {"rounding": "per_minute"},
+    ("POST", "/v1/campaigns/{id}/suspend"): {"reason": "complaint"},
+    ("POST", "/v1/subject-requests"): {"kind": "access", "regime": "GDPR", "phone": "+33145678901"},
+    ("POST", "/v1/subject-requests/{request_id}/state"): {"state": "forwarded"},
+    ("POST", "/v1/subject-requests/{request_id}/extend"): {"reason": "complex request"},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
                   ("GET", "/v1/subjects"): {"phone": "+33145678901"},
@@ -105,6 +110,21 @@ async def acme_resource(gw, kind: str) -> str | dict[str, str]:
             "key": "+33145678901", "body": "{}", "created_at": "0", "attempts": "3", "state": "dead"})
         await gw.redis.zadd(webhook_queue.dead_key("acme"), {f"{endpoint.id}:{event_id}": 1})
         return {"endpoint_id": endpoint.id, "event_id": event_id}
+    if kind == "subject_request":
+        from dialer import subject_requests
+
+        def record() -> str:
+            import redis as redis_lib
+
+            client = redis_lib.Redis.from_url(gw.redis_url)
+            try:
+                return subject_requests.record_request(
+                    client, "acme", kind="access", regime="GDPR", subject=subject_requests.Subject(contact_id="x"),
+                    received_at=datetime.now(UTC), by="test", now=datetime.now(UTC))["id"]
+            finally:
+                client.close()
+
+        return await asyncio.to_thread(record)
     raise AssertionError(f"no factory for resource kind {kind}")
 
 

@@ -2,6 +2,9 @@
 
   dialer tenant create ID [--name "Display name"]
   dialer tenant list
+  dialer tenant suspend T --reason TEXT [--by NAME]   (alias: dialer tenants ...) the operator's kill-switch
+  dialer tenant resume T --reason TEXT [--by NAME] [--budget]
+  dialer tenant holds T
   dialer token create --tenant T --user U --role R [--label TEXT] [--expires-days N] [--json]  (token shown once)
   dialer token list --tenant T
   dialer token revoke --tenant T TOKEN_ID
@@ -18,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from dialer import holds
 from dialer.audit import AuditEvent, append_async
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
@@ -25,13 +29,29 @@ from gateway.auth import ROLES, AuthError, AuthStore
 
 
 def register(sub: Any) -> None:
-    tenant = sub.add_parser("tenant", help="create and list tenants")
+    tenant = sub.add_parser("tenant", aliases=["tenants"], help="create, list, suspend and resume tenants")
     tenant_sub = tenant.add_subparsers(dest="tenant_action", required=True, metavar="ACTION")
     create = tenant_sub.add_parser("create", help="create a tenant")
     create.add_argument("id", help="tenant id: lower-case letters, digits, - and _")
     create.add_argument("--name", help="display name (default: the id)")
     create.set_defaults(func=run_tenant_create)
     tenant_sub.add_parser("list", help="list tenants").set_defaults(func=run_tenant_list)
+    suspend = tenant_sub.add_parser("suspend", help="stop every dialer process from placing calls for the tenant at "
+                                    "once (calls up finish) and refuse new work in the API; audited")
+    suspend.add_argument("id", help="tenant id")
+    suspend.add_argument("--reason", required=True, help="why: shown to the tenant and kept in the audit trail")
+    suspend.add_argument("--by", help="who decided (default: your login name)")
+    suspend.set_defaults(func=run_tenant_suspend)
+    resume = tenant_sub.add_parser("resume", help="lift the tenant's suspension; audited")
+    resume.add_argument("id", help="tenant id")
+    resume.add_argument("--reason", required=True, help="why it is lifted (audit trail)")
+    resume.add_argument("--by", help="who decided (default: your login name)")
+    resume.add_argument("--budget", action="store_true", help="lift a budget hard stop instead (until the plan or "
+                        "the period changes, the next metered call may hold it again)")
+    resume.set_defaults(func=run_tenant_resume)
+    held = tenant_sub.add_parser("holds", help="the holds in force for a tenant and its campaigns")
+    held.add_argument("id", help="tenant id")
+    held.set_defaults(func=run_tenant_holds)
     from dialer.commands.retention import register_offboard
 
     register_offboard(tenant_sub)  # dialer tenant offboard (dialer/offboarding.py)
@@ -137,4 +157,67 @@ def run_token_revoke(args: argparse.Namespace, config: Config) -> int:
     if not _with_store(config, work):
         raise CommandError(f"no token {args.token_id} in tenant {args.tenant}")
     print(f"token {args.token_id} revoked")
+    return 0
+
+
+def _sync(config: Config, work: Any) -> Any:
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=3)
+    try:
+        return work(client)
+    except redis_sync.RedisError as exc:
+        raise redis_unreachable(config.redis_url, exc) from None
+    except holds.HoldError as exc:
+        raise CommandError(exc.message) from None
+    finally:
+        client.close()
+
+
+def _known(client: Any, tenant: str) -> None:
+    if not client.sismember("tenants", tenant):
+        raise CommandError(f"no tenant {tenant} (dialer tenant list shows them)")
+
+
+def run_tenant_suspend(args: argparse.Namespace, config: Config) -> int:
+    def work(client: Any) -> holds.Hold:
+        _known(client, args.id)
+        return holds.suspend_tenant(client, args.id, reason=args.reason, by=f"operator:{args.by or getpass.getuser()}",
+                                    at=datetime.now(UTC))
+
+    hold = _sync(config, work)
+    print(f"tenant {args.id} suspended: no new call from any dialer process; calls up finish. {hold.text()}")
+    return 0
+
+
+def run_tenant_resume(args: argparse.Namespace, config: Config) -> int:
+    def work(client: Any) -> bool:
+        _known(client, args.id)
+        lift = holds.lift_budget_hold if args.budget else holds.resume_tenant
+        return lift(client, args.id, reason=args.reason, by=f"operator:{args.by or getpass.getuser()}",
+                    at=datetime.now(UTC))
+
+    if not _sync(config, work):
+        raise CommandError(f"tenant {args.id} has no {'budget hold' if args.budget else 'suspension'} to lift")
+    print(f"tenant {args.id}: {'budget hold' if args.budget else 'suspension'} lifted")
+    return 0
+
+
+def run_tenant_holds(args: argparse.Namespace, config: Config) -> int:
+    def work(client: Any) -> list[holds.Hold]:
+        _known(client, args.id)
+        from dialer.campaigns import CampaignStore
+
+        found = holds.tenant_holds(client, args.id)
+        for campaign in CampaignStore(client).ids(args.id):
+            hold = holds.campaign_hold(client, args.id, campaign)
+            if hold is not None:
+                found.append(hold)
+        return found
+
+    found = _sync(config, work)
+    for hold in found:
+        print(f"{hold.campaign or '(tenant)'}\t{hold.code}\t{hold.text()}")
+    if not found:
+        print(f"tenant {args.id}: no holds")
     return 0

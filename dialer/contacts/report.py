@@ -27,6 +27,16 @@ def message_of(error: dict[str, Any]) -> str:
     return template.format(first_row=error.get("first_row", "?"))
 
 
+def file_failure(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry for an import that failed as a whole (no phone column, binary file, too many bad rows, worker
+    lost...): one line naming the reason and what to do, so a failed import never has an empty report."""
+    if status.get("status") != "failed":
+        return None
+    return {"row": None, "line": None, "column": None, "value": None,
+            "reason": status.get("error_code") or "failed", "severity": "file",
+            "message": status.get("error") or "the import failed: nothing was imported"}
+
+
 def write_error_report(client: redis.Redis, tenant: str, import_id: str, out: TextIO) -> int:
     """Write the import's error report as CSV (formula-safe). Returns the number of entries written.
 
@@ -37,11 +47,16 @@ def write_error_report(client: redis.Redis, tenant: str, import_id: str, out: Te
     writer = SafeWriter(out)
     writer.row(COLUMNS)
     count = 0
+    status = import_status(client, tenant, import_id) or {}
+    failure = file_failure(status)
+    if failure:  # the file as a whole was refused: say why first (the rows below, if any, show examples)
+        writer.row(["", "", "", "", failure["reason"], "file", failure["message"]])
+        count += 1
     for error in iter_errors(client, tenant, import_id):
         writer.row([error.get("row"), error.get("line"), error.get("column"), error.get("value"),
                     error.get("reason"), error.get("severity", "error"), message_of(error)])
         count += 1
-    summary = (import_status(client, tenant, import_id) or {}).get("summary") or {}
+    summary = status.get("summary") or {}
     for reason, more in (summary.get("errors_not_listed") or {}).items():
         # A report keeps the first ERRORS_KEPT entries (dialer/contacts/limits.py): say what is missing.
         writer.row(["", "", "", "", reason, "not_listed",
@@ -74,4 +89,4 @@ def summary_text(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["COLUMNS", "message_of", "summary_text", "write_error_report"]
+__all__ = ["COLUMNS", "file_failure", "message_of", "summary_text", "write_error_report"]

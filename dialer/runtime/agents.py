@@ -225,6 +225,12 @@ class AgentBoard:
         return [(f"{server}|{m.interface or m.name}", m) for (server, name), q in self._queues.items()
                 if name == queue and (servers is None or server in servers) for m in q.members.values()]
 
+    def identity(self, server: str, queue: str, name: str) -> str:
+        """The identity `members` gives this member (server and interface)."""
+        q = self._queues.get((server, queue))
+        member = q.members.get(name) if q is not None else None
+        return f"{server}|{(member.interface if member is not None else '') or name}"
+
     def queues(self) -> set[str]:
         """Names of every queue the board has seen."""
         return {queue for (_, queue) in self._queues}

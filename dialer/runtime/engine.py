@@ -36,7 +36,8 @@ from typing import Any
 
 import redis
 
-from dialer.ami.calls import Outcome
+from dialer import holds
+from dialer.ami.calls import Outcome, call_id_of
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
 from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
@@ -58,6 +59,7 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.runtime.agents import AgentBoard, WrapupTable
+from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
@@ -76,6 +78,10 @@ from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
+from dialer.usage import meter
+from dialer.usage.budgets import check_budgets
+from dialer.usage.plan import cached_plan
+from dialer.usage.report import snapshot_contacts
 from rules import geo
 from rules.model import Contact
 from rules.recording import recording_notice
@@ -84,6 +90,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ACTOR = "engine"
+CONTACTS_EVERY = 3600.0  # seconds between two readings of a tenant's contacts stored (usage metering)
 GATE_TO_DISPOSITION = {"failed": "failed", "refused": "busy", "reserved": "unknown"}
 
 
@@ -241,6 +248,7 @@ class CampaignRunner:
     progress_seen: tuple[int, ...] = ()  # the queue counts at that line
     held: bool = False
     completed: bool = False
+    hold_text: str = ""  # why a kill-switch holds the campaign's dialing (dialer/holds.py); "" when none
 
 
 class Engine:
@@ -289,6 +297,9 @@ class Engine:
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataState(client, who=self.id)
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
+        self.agent_states = AgentStates()  # each agent's state and since when, published for the console
+        self._agent_calls: dict[str, str] = {}  # agent identity -> "{tenant}/{campaign}" of the call it took
         for name, amiclient in self.pool.clients.items():
             amiclient.on_event(self._member_feeder(name),
                                names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
@@ -401,6 +412,10 @@ class Engine:
                 continue
             runner.stored = stored
             await self._tick_campaign(runner)
+        for tenant in {r.tenant for r in self.runners.values() if r.held and not r.completed}:
+            if mono - self._contacts_at.get(tenant, -1e18) >= CONTACTS_EVERY:  # the day's contacts-stored figure
+                self._contacts_at[tenant] = mono
+                await asyncio.to_thread(snapshot_contacts, self.redis, tenant, self.clock())
 
     def _tenants(self) -> list[str]:
         if self.settings.tenants:
@@ -481,7 +496,19 @@ class Engine:
             if taken:
                 await self._resolve(r, taken)
         if status == "running" and not self._stopping:
-            await self._dial(r, now)
+            # Kill-switches: claim nothing while held. The gate's reserve script checks the same holds for every
+            # reservation, so a hold written after this read still stops the next call (dialer/holds.py).
+            found = await asyncio.to_thread(holds.holds_for, self.redis, r.tenant, r.campaign)
+            text = "; ".join(h.text() for h in found)
+            if text != r.hold_text:
+                r.hold_text = text
+                r.stats_at = -1e18  # show it on the dashboard at once
+                if text:
+                    log.warning("campaign %s/%s held, no new calls: %s", r.tenant, r.campaign, text)
+                else:
+                    log.info("campaign %s/%s: hold lifted, dialing again", r.tenant, r.campaign)
+            if not text:
+                await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
             gauges = self._live_gauges(r)
@@ -916,8 +943,12 @@ class Engine:
         # its channel (and AI session) is free
         self.trunk.release([(flight.server, claim.call_id)], originated=True, ai=flight.ai)
         now = self.clock()
+        # what the call counts for (billing), metered exactly once in the outcome's own transaction
+        usage = meter.CallUsage(outcome.answered_at, outcome.ended_at, ai=flight.ai,
+                                recorded=bool(r.stored.config.get("recording")))
+        metered = meter.measures(usage, cached_plan(self.redis, r.tenant).rounding)
         self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                 e164=claim.contact.phone, actor=ACTOR)
+                                 e164=claim.contact.phone, actor=ACTOR, metered=metered)
         if live:
             self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                    bool(outcome.abandoned))
@@ -931,6 +962,11 @@ class Engine:
         pipe = self.redis.pipeline(transaction=False)
         queue_disposition(pipe, r.tenant, r.campaign, disposition, now)
         pipe.execute()
+        try:  # budget alerts and the hard stop: never in the way of storing the outcome
+            check_budgets(self.redis, r.tenant, now)
+        except Exception as exc:
+            log.warning("tenant %s: budgets not checked after call %s (%s); checked after the next call", r.tenant,
+                        claim.call_id, exc)
 
     def _settle_final_disposition(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime,
                                   disposition: str) -> None:
@@ -956,8 +992,38 @@ class Engine:
     def _member_feeder(self, server: str) -> Callable[[Any], None]:
         def feed(message: Any) -> None:
             self.board.on_event(server, message, time.monotonic())
+            if message.name in ("AgentConnect", "AgentComplete") and message.get("Queue"):
+                who = self.board.identity(server, message.get("Queue"), message.get("MemberName")
+                                          or message.get("Interface") or "")
+                flight = self._flight_of(server, message) if message.name == "AgentConnect" else None
+                if flight is not None:
+                    self._agent_calls[who] = f"{flight.tenant}/{flight.campaign}"
+                else:
+                    self._agent_calls.pop(who, None)
 
         return feed
+
+    def _flight_of(self, server: str, message: Any) -> Flight | None:
+        """Our call an agent just took, from the call id the channel carries or its Uniqueid/Linkedid."""
+        call_id = call_id_of(message)
+        if call_id and call_id in self.flights:
+            return self.flights[call_id]
+        tracker = self.pool.trackers.get(server)
+        ids = {message.get("Uniqueid"), message.get("Linkedid")} - {None, ""}
+        for attempt in tracker.in_flight() if tracker is not None and ids else ():
+            if ids & attempt.ids():
+                return self.flights.get(attempt.call_id)
+        return None
+
+    def _publish_agents(self, queues: set[str], waiting: dict[str, int]) -> None:
+        """Each agent of our queues and the callers waiting, for the console (dialer/runtime/agentstates.py)."""
+        now, wall = time.monotonic(), time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        for queue in sorted(queues):
+            rows = self.agent_states.observe(queue, self.board.members(queue), self._agent_calls, now, wall,
+                                             self.board.wrapup.of(queue))
+            queue_board(pipe, queue, rows, waiting.get(queue))
+        pipe.execute()
 
     def _on_handle_time(self, queue: str, seconds: float) -> None:
         for r in self.runners.values():
@@ -971,6 +1037,7 @@ class Engine:
             queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
             dialable = self._dialable()
+            waiting: dict[str, int] = {}
             for name, client in self.pool.clients.items():
                 if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
@@ -987,8 +1054,15 @@ class Engine:
                     for item in summary.events:
                         if item.get("Queue") == queue and item.get("Available") is not None:
                             available = int(item.get("Available") or 0)
+                        if item.get("Queue") == queue and (item.get("Callers") or "").isdigit():
+                            waiting[queue] = waiting.get(queue, 0) + int(item.get("Callers") or 0)
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
                     self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
+            if queues:
+                try:
+                    await asyncio.to_thread(self._publish_agents, queues, waiting)
+                except redis.RedisError as exc:  # only the console's view: dialing goes on
+                    log.warning("agent states not published (%s)", exc)
             for flight in self.flights.values():  # connected: an agent (or AI session) took the call
                 attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
                 if attempt is not None and attempt.connected_at is not None:
@@ -1169,7 +1243,12 @@ class Engine:
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
                   "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
         pipe = self.redis.pipeline(transaction=False)
-        queue_pacing(pipe, r.tenant, r.campaign, *self.shared.reason(f"{r.tenant}/{r.campaign}"))
+        key = f"{r.tenant}/{r.campaign}"
+        reason, why = self.shared.reason(key)
+        if r.hold_text:  # a kill-switch (dialer/holds.py): the dashboard says who held it and why
+            reason, why = "held", r.hold_text
+        # Campaigns not on shared agents (agentless): the reason of their own last decision.
+        queue_pacing(pipe, r.tenant, r.campaign, reason or r.last_reason or "", why, self.shared.limited_by(key))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts

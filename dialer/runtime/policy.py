@@ -25,7 +25,9 @@ FINAL_DISPOSITIONS = ("answered", "opted_out")  # the person was reached, or ask
 TRANSIENT_DENIALS = {"CONTENTION": 2.0, "STATE_UNAVAILABLE": 15.0, "DUPLICATE_CALL_ID": 1.0,
                      # the campaign's caller ID is unlawful there: the contacts wait (an hour) for a fixed caller ID
                      # rather than leave the campaign for a mistake in its configuration
-                     "CALLER_ID_NOT_ALLOWED": 3600.0}
+                     "CALLER_ID_NOT_ALLOWED": 3600.0,
+                     # kill-switch holds (dialer/holds.py): the contact waits, it does not leave the campaign
+                     "TENANT_SUSPENDED": 60.0, "CAMPAIGN_SUSPENDED": 60.0, "BUDGET_EXHAUSTED": 300.0}
 # A call whose outcome is unknown may have reached the person: not called again for as long as after an answered
 # call (a day), never sooner (runtime.unknown_cooloff_minutes sets it; a campaign's retry_rules.unknown lengthens it).
 UNKNOWN_COOLOFF = timedelta(hours=24)

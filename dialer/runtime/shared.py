@@ -277,6 +277,11 @@ class SharedPacer:
             return plan.decision.reason, plan.verdict.text
         return plan.decision.reason, ""
 
+    def limited_by(self, key: str) -> str:
+        """The hard ceiling that cut the campaign's last decision: "trunk" (channels full), "cps", or ""."""
+        plan = self._state_of(key).last
+        return (plan.decision.limited_by or "") if plan is not None else ""
+
 
 def uses_shared_agents(policy: PacingPolicy, config: Mapping[str, Any]) -> bool:
     """Campaigns with human agents in a queue: every mode but agentless."""

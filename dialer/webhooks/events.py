@@ -25,7 +25,11 @@ EVENT_TYPES: dict[str, str] = {
     "consent.withdrawn": "a person withdrew consent",
     "import.finished": "a contact import was committed",
     "import.failed": "a contact import failed",
-    "campaign.state_changed": "a campaign was started, paused, resumed, stopped ...",
+    "campaign.state_changed": "a campaign was started, paused, resumed, stopped, suspended or released ...",
+    "usage.budget_alert": "a usage budget reached one of its alert thresholds (e.g. 80 %, 100 %)",
+    "subject_request.received": "a data-subject request was recorded, with its legal deadline",
+    "subject_request.reminder": "a data-subject request is due soon and not answered yet",
+    "subject_request.overdue": "a data-subject request passed its deadline unanswered",
 }
 
 _EMIT = """
@@ -66,3 +70,26 @@ def emit(client: Any, tenant: str, event_type: str, key: str, data: dict[str, An
     event_id = queue_event(pipe, tenant, event_type, key, data, at)
     pipe.execute()
     return event_id
+
+
+# Mark-and-emit in one script: KEYS marks hash, endpoints, outbox; ARGV mark field, id, tenant, type, key, body, ttl.
+_EMIT_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'tenant', ARGV[3], 'type', ARGV[4], 'key', ARGV[5], 'body', ARGV[6])
+end
+return 1
+"""
+
+
+def emit_once(client: Any, tenant: str, marks: str, mark: str, event_type: str, key: str, data: dict[str, Any],
+              at: datetime, ttl: int) -> bool:
+    """Emit an alert at most once per `mark` (a field of hash `marks`, kept `ttl` seconds): the mark and the event
+    are written by one script, so an alert is neither lost between the two nor sent twice. True when sent now."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type}")
+    event_id = "evt_" + uuid.uuid4().hex
+    body = envelope(event_id, event_type, at, data)
+    return bool(client.eval(_EMIT_ONCE, 3, marks, endpoints_key(tenant), OUTBOX, mark, event_id, tenant, event_type,
+                            key, body, ttl))

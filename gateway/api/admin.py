@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from gateway import trail
+from gateway import credentials, trail
+from gateway.accounts import AccountStore
 from gateway.api.schemas import STAMP, listing
-from gateway.auth import ROLES, USER_NAME, AuthError, AuthStore
-from gateway.errors import conflict, invalid, not_found
+from gateway.auth import ROLES, USER_NAME, AuthError, AuthStore, user_key, users_key
+from gateway.errors import ApiError, conflict, invalid, not_found
 from gateway.routing import Route, body, principal, redis_of
 from gateway.sessions import SessionStore
 
@@ -21,6 +22,8 @@ USER: dict = {
         "role": {"type": "string", "enum": list(ROLES)},
         "disabled": {"type": "boolean"},
         "created_at": STAMP,
+        "can_sign_in": {"type": "boolean", "description": "has a console password"},
+        "mfa": {"type": "boolean", "description": "has a second factor set up"},
     },
 }
 NEW_USER: dict = {
@@ -30,6 +33,9 @@ NEW_USER: dict = {
     "properties": {
         "name": {"type": "string", "pattern": USER_NAME.pattern},
         "role": {"type": "string", "enum": list(ROLES)},
+        "password": {"type": "string", "minLength": credentials.PASSWORD_MIN, "maxLength": credentials.PASSWORD_MAX,
+                     "description": "invite: a first password for console sign-in (the name must be an email); "
+                                    "the admin hands it over, the user changes it"},
     },
 }
 USER_CHANGE: dict = {
@@ -69,7 +75,8 @@ CREATED_TOKEN: dict = {
 
 def _user(record: dict[str, str]) -> dict:
     return {"name": record["name"], "role": record["role"], "disabled": record.get("disabled") == "1",
-            "created_at": record.get("created_at", "")}
+            "created_at": record.get("created_at", ""), "can_sign_in": bool(record.get("password")),
+            "mfa": record.get("mfa") == "1"}
 
 
 def _token(record: dict[str, str]) -> dict:
@@ -83,13 +90,36 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def create_user(request: web.Request) -> web.Response:
-    who, data = principal(request), body(request)
+    """Create a user; with `password`, an invitation to the console: checked in full before anything is written,
+    so a refused invitation leaves no half-made user."""
+    who, data, redis = principal(request), body(request), redis_of(request)
+    password = data.get("password")
+    accounts = AccountStore(redis)
+    if password is not None:
+        problem = credentials.password_problem(password)
+        if problem:
+            raise invalid("password", problem)
+        if "@" not in data["name"]:
+            raise invalid("name", "a user who signs in to the console is named by an email address")
+        owner = await accounts.find(data["name"])
+        if owner and owner != (who.tenant, data["name"]):
+            raise ApiError(409, "email_taken", f"{data['name']} already signs in to another tenant", field="name")
     try:
-        record = await AuthStore(redis_of(request)).create_user(who.tenant, data["name"], data["role"])
+        record = await AuthStore(redis).create_user(who.tenant, data["name"], data["role"])
     except AuthError as exc:
         raise conflict("user_exists", str(exc), field="name") from None
-    await trail.record(redis_of(request), who.tenant, "user.create", actor=who.user, token_id=who.token_id,
-                       user=data["name"], role=data["role"])
+    if password is not None:
+        try:
+            await accounts.set_password(who.tenant, data["name"], password)
+        except AuthError as exc:  # the email was taken meanwhile: undo the user, nothing half-made stays
+            pipe = redis.pipeline(transaction=True)
+            pipe.delete(user_key(who.tenant, data["name"]))
+            pipe.srem(users_key(who.tenant), data["name"])
+            await pipe.execute()
+            raise ApiError(409, "email_taken", str(exc), field="name") from None
+        record = await AuthStore(redis).user(who.tenant, data["name"]) or record
+    await trail.record(redis, who.tenant, "user.create", actor=who.user, token_id=who.token_id,
+                       user=data["name"], role=data["role"], invited=password is not None)
     return web.json_response(_user(record), status=201)
 
 
@@ -148,7 +178,8 @@ REVOKED: dict = {"type": "object", "required": ["id", "revoked"],
 
 ROUTES = [
     Route("GET", "/v1/users", list_users, "List the tenant's users", "users.read", response=listing(USER), tag="admin"),
-    Route("POST", "/v1/users", create_user, "Create a user", "users.write", body=NEW_USER, response=USER,
+    Route("POST", "/v1/users", create_user, "Create a user; with password, invite them to the console",
+          "users.write", body=NEW_USER, response=USER,
           status=201, tag="admin"),
     Route("GET", "/v1/users/{name}", get_user, "One user", "users.read", response=USER, resource="user", tag="admin"),
     Route("PATCH", "/v1/users/{name}", change_user, "Change a user's role or disable it", "users.write",

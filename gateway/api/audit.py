@@ -37,6 +37,9 @@ QUERY = {
     "until": {"type": "string", "format": "date-time", "description": "events before this instant"},
     "before": {"type": "integer", "minimum": 1, "maximum": 2**53, "description": "entries with a smaller seq (paging)"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    "actor": {"type": "string", "maxLength": 200, "description": "entries by this actor only (exact)"},
+    "action": {"type": "string", "maxLength": 100,
+               "description": "gateway events whose action starts with this (login, user.change, token.)"},
 }
 
 
@@ -50,6 +53,7 @@ def _iso(value: datetime) -> str:
 
 def read_page(client: Any, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
     kind, limit = params.get("kind"), params.get("limit", 100)
+    actor, action = params.get("actor"), params.get("action")
     since = _instant(params["since"]) if params.get("since") else None
     until = _instant(params["until"]) if params.get("until") else None
     end = f"({params['before']}-0" if params.get("before") else "+"
@@ -63,6 +67,9 @@ def read_page(client: Any, tenant: str, params: dict[str, Any]) -> dict[str, Any
             scanned += 1
             last_seq = entry.seq
             if (kind and entry.kind != kind) or (since and entry.at < since) or (until and entry.at >= until):
+                continue
+            if (actor and entry.actor != actor) or (
+                    action and not str(entry.payload.get("action", "")).startswith(action)):
                 continue
             items.append({"seq": entry.seq, "at": _iso(entry.at), "kind": entry.kind, "actor": entry.actor,
                           "payload": entry.payload, "written": _iso(entry.written), "hash": entry.hash})

@@ -8,8 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from dialer import holds
 from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
 from dialer.contacts.store import Keys
+from dialer.runtime.progress import campaign_progress
 from gateway import trail
 from gateway.api.schemas import STAMP, listing
 from gateway.errors import ApiError, not_found
@@ -27,11 +29,28 @@ CAMPAIGN: dict[str, Any] = {
         "updated_at": STAMP,
         "updated_by": {"type": "string"},
         **CONFIG_SCHEMA["properties"],
+        "holds": {"type": "array", "items": {"type": "object", "additionalProperties": {}},
+                  "description": "kill-switch holds stopping its dialing (dialer/holds.py): code, reason, by, at"},
     },
 }
+SUSPENDED = {"403": "tenant_suspended: the operator suspended the tenant (the reason is in the message)"}
 CHANGES: dict[str, Any] = partial(CONFIG_SCHEMA)
 CHANGES = {**CHANGES, "properties": {k: ({**v, "nullable": True} if k not in ("name",) else v)
                                      for k, v in CONFIG_SCHEMA["properties"].items()}}
+_COUNT = {"type": "integer"}
+PROGRESS: dict[str, Any] = {
+    "type": "object",
+    "description": "with ?progress=true: how far the campaign got (dialer/runtime/progress.py)",
+    "properties": {
+        "done": _COUNT, "remaining": _COUNT, "never_callable": _COUNT, "attempts": _COUNT, "answered": _COUNT,
+        "abandoned": _COUNT, "denials": _COUNT,
+        "abandon_rate": {"type": "number", "description": "abandoned / (answered + abandoned), whole campaign"},
+        "final_reasons": {"type": "object", "additionalProperties": _COUNT},
+        "top_denials": {"type": "array", "items": {"type": "object", "properties": {
+            "reason": {"type": "string"}, "count": _COUNT}}},
+    },
+}
+LISTED: dict[str, Any] = {**CAMPAIGN, "properties": {**CAMPAIGN["properties"], "progress": PROGRESS}}
 HISTORY: dict[str, Any] = listing({
     "type": "object",
     "properties": {k: {"type": "string"} for k in ("action", "from", "to", "by", "at")},
@@ -67,9 +86,30 @@ async def check_lists(request: web.Request, tenant: str, lists: Any, status: int
                            "first (POST /v1/imports)", field=f"lists[{i}]")
 
 
+async def with_holds(request: web.Request, tenant: str, campaigns: list[Any]) -> list[dict[str, Any]]:
+    """Each campaign's JSON with the holds that stop its dialing (tenant suspended, budget, its own suspension)."""
+    pipe = redis_of(request).pipeline(transaction=False)
+    pipe.mget([holds.operator_key(tenant), holds.budget_key(tenant)])
+    for c in campaigns:
+        pipe.get(holds.campaign_hold_key(tenant, c.id))
+    raw = await pipe.execute() if campaigns else [[None, None]]
+    tenant_wide = [h.as_dict() for h in (holds.parse_hold(x) for x in raw[0]) if h is not None]
+    return [{**c.as_dict(), "holds": tenant_wide + [h.as_dict() for h in [holds.parse_hold(own, c.id)] if h]}
+            for c, own in zip(campaigns, raw[1:], strict=True)]
+
+
 async def list_campaigns(request: web.Request) -> web.Response:
-    found = await run(store(request).list, principal(request).tenant, query(request).get("status"))
-    return web.json_response({"items": [c.as_dict() for c in found]})
+    """Every campaign of the tenant, finished and archived ones included (filter with ?status=), with the
+    kill-switch holds stopping each one's dialing."""
+    tenant = principal(request).tenant
+    found = await run(store(request).list, tenant, query(request).get("status"))
+    items = await with_holds(request, tenant, found)
+    if query(request).get("progress"):
+        sync = request.app[SERVICES]["sync_redis"]
+        for item in items:
+            item["progress"] = await asyncio.to_thread(campaign_progress, sync, tenant, item["id"], item["status"],
+                                                       list(item.get("lists") or []))
+    return web.json_response({"items": items})
 
 
 async def create_campaign(request: web.Request) -> web.Response:
@@ -85,7 +125,7 @@ async def get_campaign(request: web.Request) -> web.Response:
     found = await run(store(request).get, principal(request).tenant, request.match_info["id"])
     if found is None:
         raise not_found("campaign")
-    return web.json_response(found.as_dict())
+    return web.json_response((await with_holds(request, principal(request).tenant, [found]))[0])
 
 
 async def change_campaign(request: web.Request) -> web.Response:
@@ -124,19 +164,25 @@ def control_handler(action: str) -> Any:
 
 
 ROUTES = [
-    Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns", "campaigns.read",
-          response=listing(CAMPAIGN), query={"status": {"type": "string", "enum": list(STATUSES)}}, tag="campaigns"),
+    Route("GET", "/v1/campaigns", list_campaigns, "List the tenant's campaigns, finished ones included",
+          "campaigns.read", response=listing(LISTED),
+          query={"status": {"type": "string", "enum": list(STATUSES)},
+                 "progress": {"type": "boolean", "description": "add each campaign's progress: done, remaining, "
+                                                               "never callable, answers, abandon rate, denials"}},
+          tag="campaigns"),
     Route("POST", "/v1/campaigns", create_campaign, "Create a campaign (as a draft)", "campaigns.write",
-          body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns"),
+          body=CONFIG_SCHEMA, response=CAMPAIGN, status=201, tag="campaigns", new_work=True, errors=SUSPENDED),
     Route("GET", "/v1/campaigns/{id}", get_campaign, "One campaign", "campaigns.read", response=CAMPAIGN,
           resource="campaign", tag="campaigns"),
     Route("PATCH", "/v1/campaigns/{id}", change_campaign,
           "Change a campaign's configuration (draft, scheduled or paused); null removes a field",
-          "campaigns.write", body=CHANGES, response=CAMPAIGN, resource="campaign", tag="campaigns"),
+          "campaigns.write", body=CHANGES, response=CAMPAIGN, resource="campaign", tag="campaigns", new_work=True,
+          errors=SUSPENDED),
     Route("GET", "/v1/campaigns/{id}/history", campaign_history, "Lifecycle moves, newest first, with who did them",
           "campaigns.read", response=HISTORY, resource="campaign", tag="campaigns"),
 ] + [
     Route("POST", f"/v1/campaigns/{{id}}/{action}", control_handler(action), f"{action.capitalize()} the campaign",
-          "campaigns.control", response=CAMPAIGN, resource="campaign", tag="campaigns")
+          "campaigns.control", response=CAMPAIGN, resource="campaign", tag="campaigns",
+          new_work=action in ("start", "resume"), errors=SUSPENDED if action in ("start", "resume") else {})
     for action in CONTROL_ACTIONS
 ]

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from dialer.campaigns import CampaignStore
 from dialer.contacts.jobs import enqueue_import, reconcile_import
-from dialer.contacts.report import write_error_report
+from dialer.contacts.report import file_failure, message_of, write_error_report
 from dialer.contacts.sniff import FileError
-from dialer.contacts.store import Keys, _s
+from dialer.contacts.store import Keys, _s, iter_errors
 from gateway import trail
 from gateway.api.gatecheck import GATE_ERRORS
 from gateway.api.schemas import listing
@@ -241,6 +241,96 @@ async def scrub_report(request: web.Request) -> web.StreamResponse:
                               f"scrub-{list_id}.csv")
 
 
+REPORT_ROWS = 200  # entries of the error report answered as JSON (the CSV has them all)
+PREVIEW_LIMIT = 1024 * 1024  # the head of the file is enough to see its format and columns
+
+REPORT: dict[str, Any] = {"type": "object", "required": ["id", "status", "items"], "properties": {
+    **{k: IMPORT["properties"][k] for k in ("id", "list", "status", "rows_done", "rows_total", "summary",
+                                            "error_code", "error", "file_name")},
+    "items": {"type": "array", "items": {"type": "object", "properties": {
+        "row": {"type": "integer", "nullable": True}, "line": {"type": "integer", "nullable": True},
+        "column": {"type": "string", "nullable": True}, "value": {"type": "string", "nullable": True},
+        "reason": {"type": "string"}, "message": {"type": "string"},
+        "severity": {"type": "string", "enum": ["file", "error", "warning", "duplicate", "not_listed"]}}}},
+    "more": {"type": "boolean", "description": f"the report has more than {REPORT_ROWS} entries: get the CSV"}}}
+PREVIEW: dict[str, Any] = {"type": "object", "required": ["format", "columns", "rows"], "properties": {
+    "format": {"type": "object", "additionalProperties": {}}, "has_header": {"type": "boolean"},
+    "truncated": {"type": "boolean"}, "fields": {"type": "array", "items": {"type": "string"}},
+    "columns": {"type": "array", "items": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "name": {"type": "string"}, "field": {"type": "string"}}}},
+    "rows": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+    "problem": {"type": "object", "nullable": True, "properties": {"code": {"type": "string"},
+                                                                  "message": {"type": "string"}}}}}
+
+
+async def import_report(request: web.Request) -> web.Response:
+    """The error report as JSON for the console: a file-level failure first, then the first REPORT_ROWS rows."""
+    status = _public(await _import(request))
+    tenant, import_id = principal(request).tenant, request.match_info["import_id"]
+
+    def read() -> tuple[list[dict[str, Any]], bool]:
+        items: list[dict[str, Any]] = []
+        failure = file_failure(status)
+        if failure:
+            items.append(failure)
+        for error in iter_errors(raw_redis(request), tenant, import_id):
+            if len(items) >= REPORT_ROWS:
+                return items, True
+            items.append({"row": error.get("row"), "line": error.get("line"), "column": error.get("column"),
+                          "value": error.get("value"), "reason": str(error.get("reason")),
+                          "severity": error.get("severity", "error"), "message": message_of(error)})
+        for reason, more in ((status.get("summary") or {}).get("errors_not_listed") or {}).items():
+            items.append({"reason": reason, "severity": "not_listed",
+                          "message": f"{more} more entries with reason {reason} are not listed"})
+        return items, False
+
+    items, more = await sync(read)
+    keys = ("id", "list", "status", "rows_done", "rows_total", "summary", "error_code", "error", "file_name")
+    return web.json_response({**{k: status[k] for k in keys if k in status}, "items": items, "more": more})
+
+
+async def preview_upload(request: web.Request) -> web.Response:
+    """Read the head of a file as the import would, and say what it would do: nothing is imported or kept."""
+    from dialer.contacts.columns import parse_mapping
+    from dialer.contacts.preview import preview
+
+    who = principal(request)
+    if request.content_length is not None and request.content_length > PREVIEW_LIMIT + 64 * 1024:
+        raise ApiError(413, "too_large", f"a preview needs only the head of the file: send at most {PREVIEW_LIMIT} "
+                       "bytes (and truncated=true)", field="file")  # refused before reading a byte of it
+    upload = await receive_upload(request, PREVIEW_FIELDS, f"preview-{who.tenant}")
+    try:
+        if upload.size == 0:
+            raise ApiError(422, "empty_file", "file: the file is empty", field="file")
+        if upload.size > PREVIEW_LIMIT:
+            raise ApiError(413, "too_large", f"a preview needs only the head of the file: send at most "
+                           f"{PREVIEW_LIMIT} bytes (and truncated=true)", field="file")
+        fields = upload.fields
+        mapping = None
+        if fields.get("mapping"):
+            try:
+                mapping_doc = json.loads(fields["mapping"])
+            except (ValueError, RecursionError):
+                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+            mapping = parse_mapping(mapping_doc)
+        region = (fields.get("region") or "FR").upper()
+        answer = await sync(preview, upload.path, mapping, region, truncated=fields.get("truncated") == "true")
+    except FileError as exc:
+        if exc.code == "bad_mapping":
+            raise invalid("mapping", str(exc), code=exc.code) from None
+        raise ApiError(422, exc.code, str(exc), field="file") from None
+    finally:
+        upload.discard()
+    return web.json_response(answer)
+
+
+PREVIEW_FIELDS = {
+    "region": {"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "region of national numbers (FR)"},
+    "mapping": {"type": "string", "description": "column mapping, JSON (docs/contacts.md)"},
+    "truncated": {"type": "string", "enum": ["true", "false"],
+                  "description": "true: the file is the head of a larger one (its last, cut line is dropped)"},
+}
+
 UPLOAD_FIELDS = {
     "list": {**_NAME, "description": "the list to import into (created on first import)"},
     "region": {"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "region of national numbers (FR)"},
@@ -251,13 +341,21 @@ UPLOAD_FIELDS = {
 ROUTES = [
     Route("POST", "/v1/imports", upload_list, "Upload a contact list (streamed multipart; queued as an import job)",
           "lists.write", raw_body=multipart_body(UPLOAD_FIELDS, ("list",)), response=IMPORT, status=202,
-          tag="lists", errors={"415": "the body is not multipart/form-data"}),
+          tag="lists", errors={"415": "the body is not multipart/form-data",
+                               "403": "tenant_suspended: the operator suspended the tenant"}, new_work=True),
+    Route("POST", "/v1/imports/preview", preview_upload, "Preview a contact file (its head): detected format, "
+          "column mapping and the first rows judged; nothing is imported", "lists.write",
+          raw_body=multipart_body(PREVIEW_FIELDS), response=PREVIEW, tag="lists",
+          errors={"415": "the body is not multipart/form-data"}),
     Route("GET", "/v1/imports", list_imports, "The latest 100 imports, newest first", "lists.read",
           response=listing(IMPORT), tag="lists"),
     Route("GET", "/v1/imports/{import_id}", import_status, "An import's status and progress (rows done / total)",
           "lists.read", response=IMPORT, resource="import", tag="lists"),
     Route("GET", "/v1/imports/{import_id}/errors", import_errors, "An import's row-level error report (CSV)",
           "lists.read", content_type="text/csv", resource="import", tag="lists"),
+    Route("GET", "/v1/imports/{import_id}/report", import_report, "An import's error report as JSON: a file-level "
+          f"failure first, then the first {REPORT_ROWS} row entries", "lists.read", response=REPORT,
+          resource="import", tag="lists"),
     Route("GET", "/v1/lists", list_lists, "The tenant's contact lists", "lists.read", response=listing(LIST),
           tag="lists"),
     Route("GET", "/v1/lists/{list_id}/scrub", scrub_summary,

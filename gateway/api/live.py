@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer import livestats
+from dialer import holds, livestats
 from dialer.campaigns import ACTIVE, campaign_key, campaigns_key
 from dialer.runtime.servers import DRAINING_KEY, current_draining
 from gateway.auth import AuthStore
@@ -46,12 +46,18 @@ SNAPSHOT: dict[str, Any] = {
             "reason": {"type": "string", "description": "the pacing decision's reason code (docs/pacing.md)"},
             "why": {"type": "string", "description": "why the campaign places only calls with an agent reserved "
                                                      "(over its abandon cap or its short-window guard); empty "
-                                                     "otherwise"}}},
+                                                     "otherwise"},
+            "limited_by": {"type": "string",
+                           "description": "the ceiling that cut the last decision: trunk (channels full), cps "
+                                          "(calls per second); empty otherwise"}}},
         "dispositions": {"type": "object", "additionalProperties": _NUMBER},
         "denials": {"type": "object", "additionalProperties": _NUMBER},
         "hourly": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
         "servers_draining": {"type": "array", "items": {"type": "object", "properties": {
             "server": {"type": "string"}, "message": {"type": "string"}, "since": _NUMBER}}},
+        "holds": {"type": "array", "description": "kill-switch holds stopping this campaign's dialing (tenant "
+                                                  "suspended, budget used up, campaign suspended): code and text",
+                  "items": {"type": "object", "additionalProperties": {}}},
     },
 }
 
@@ -61,9 +67,11 @@ async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(campaign_key(tenant, campaign), ["status", "config", "version"])
     pipe.hgetall(DRAINING_KEY)
+    pipe.mget([holds.operator_key(tenant), holds.budget_key(tenant), holds.campaign_hold_key(tenant, campaign)])
     livestats.queue_snapshot_reads(pipe, tenant, campaign, at)
     raw = await pipe.execute()
     status, config, version = raw[0]
+    held = [h.as_dict() for h in (holds.parse_hold(x) for x in raw[2]) if h is not None]
     # Asterisk servers refusing calls (shutting down, restarting: dialer/runtime/servers.py): shared infrastructure,
     # shown on every campaign because no campaign dials there meanwhile. Only the server's name and Asterisk's words.
     draining = [{"server": str(d.get("server", "")), "message": str(d.get("message", "")),
@@ -75,8 +83,8 @@ async def snapshot(redis: Any, tenant: str, campaign: str, at: datetime) -> dict
     # version moves with every lifecycle move or edit, so a pause then resume between two reads
     # still reaches the dashboard as a change.
     return {"campaign": campaign, "name": settings.get("name", ""), "status": status, "version": int(version or 0),
-            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[2:], at),
-            "servers_draining": sorted(draining, key=lambda d: d["server"])}
+            "abandon_cap": settings.get("abandon_cap", 0.03), **livestats.build_snapshot(raw[3:], at),
+            "servers_draining": sorted(draining, key=lambda d: d["server"]), "holds": held}
 
 
 async def campaign_stats(request: web.Request) -> web.Response:
@@ -105,10 +113,10 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                                            "X-Accel-Buffering": "no"})
     pubsub = request.app[SERVICES].get("live_redis", redis).pubsub()  # its own pool (gateway/pool.py)
     await subscribe(pubsub)
-    await response.prepare(request)
     last: dict[str, str] = {}
     last_write = last_auth = time.monotonic()
     try:
+        await response.prepare(request)  # the client may be gone already (a page left at once)
         await response.write(b"retry: 1000\n\n")
         while not _finished(request):
             now = datetime.now(UTC)
@@ -123,7 +131,14 @@ async def _stream(request: web.Request, tenant: str, ids: Callable[[], Awaitable
                     await response.write(f"event: stats\ndata: {text}\n\n".encode())
                     last_write = time.monotonic()
             for gone in set(last) - set(current):
+                # It left the active set (completed, archived): one last snapshot, so an open page shows where it
+                # ended instead of its last active status (STOPPING) with figures that no longer move.
                 del last[gone]
+                snap = await snapshot(redis, tenant, gone, now)
+                if snap is not None:
+                    text = json.dumps(snap, sort_keys=True, separators=(",", ":"))
+                    await response.write(f"event: stats\ndata: {text}\n\n".encode())
+                    last_write = time.monotonic()
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
             for _ in range(1000):  # coalesce a burst of notices into one re-read (bounded: a flood cannot starve it)
                 if message is None:

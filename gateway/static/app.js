@@ -2,7 +2,11 @@
 // the gateway sets an HttpOnly session cookie and every state-changing request carries the session's
 // CSRF token in X-CSRF-Token. Machines and kiosks may still use an API token, sent in the Authorization
 // header (never in a URL). The live stream (/v1/stream) is read with fetch.
-"use strict";
+// An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
+// the live board below is the "live" page.
+import { api, credentials, errorText, sendJson as postJson } from "./api.js";
+import { browserLanguage, reasonText, setLanguage, t } from "./i18n.js";
+import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
 const NEAR_CAP = 0.8; // alert when an abandon rate reaches 80 % of the campaign's cap
@@ -12,70 +16,116 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { token: null, csrf: null, me: null, stream: null, cards: new Map(), retry: null };
+const state = { me: null, stream: null, cards: new Map(), retry: null, business: null };
 
 const $ = (id) => document.getElementById(id);
-
-function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  else if (state.csrf && (options.method || "GET") !== "GET") headers["X-CSRF-Token"] = state.csrf;
-  return fetch(path, { ...options, headers, cache: "no-store", credentials: "same-origin" });
-}
-
-function postJson(path, body, method = "POST") {
-  return api(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-}
-
-async function errorText(resp) {
-  try {
-    const body = await resp.json();
-    return body.error ? body.error.message : `HTTP ${resp.status}`;
-  } catch (e) {
-    return `HTTP ${resp.status}`;
-  }
-}
 
 // --- sign in / out -------------------------------------------------------------------------
 
 async function signIn(token) {
-  state.token = token;
-  state.csrf = null;
+  credentials.token = token;
+  credentials.csrf = null;
   const resp = await api("/v1/me");
   if (!resp.ok) {
-    state.token = null;
+    credentials.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
     return;
   }
   const me = await resp.json();
   sessionStorage.setItem(TOKEN_KEY, token);
-  if (!me.permissions.includes("stats.read")) {
-    showSignIn(`Role ${me.role} cannot watch campaigns.`);
-    return;
-  }
   enter(me);
 }
 
-// The board, for a caller whose identity is known (from /v1/me or the session).
-function enter(me) {
+// The console, for a caller whose identity is known (from /v1/me or the session): the user's language and
+// zone, then the navigation bar and the page the address names (or the user's home page).
+async function enter(me) {
   state.me = me;
+  let prefs = { language: browserLanguage(), time_zone: "" };
+  try {
+    const resp = await api("/v1/me/preferences");
+    if (resp.ok) prefs = await resp.json();
+  } catch (e) { /* keep the browser's */ }
+  await setLanguage(prefs.language, prefs.time_zone || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   $("sign-in").hidden = true;
   $("enrol").hidden = true;
-  $("board").hidden = false;
   $("who").hidden = false;
-  $("who-text").textContent = `${me.user} (${me.role}) · ${me.tenant}`;
-  if (!me.permissions.includes("stats.read")) {
-    $("empty").hidden = true;
-    $("board-error").textContent = `Role ${me.role} cannot watch campaigns.`;
-    return;
+  $("who-text").textContent = `${me.user} (${t(`role.${me.role}`)}) · ${me.tenant}`;
+  startRouter({ me, prefs, api, postJson, errorText, t });
+}
+
+// The live board: the cards of the tenant's active campaigns, fed by /v1/stream.
+registerBuiltin("board", {
+  render() {
+    $("board").hidden = false;
+    $("live").hidden = false;
+    openStream();
+    loadBusiness();
+    return () => {
+      $("board").hidden = true;
+      $("live").hidden = true;
+      clearTimeout(state.business);
+      closeStream();
+    };
+  },
+});
+
+// --- usage, budgets, holds and data-subject requests on the live board (issue 19) ------------
+
+const USAGE_SHOWN = [["attempts", "Attempts"], ["connected", "Connected"], ["billable_minutes", "Billable minutes"],
+  ["ai_minutes", "AI-agent minutes"], ["recordings", "Recordings"], ["contacts_stored", "Contacts stored"]];
+
+function listItems(ul, rows) {
+  ul.replaceChildren(...rows.map(([label, value, over]) => {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const figure = document.createElement("span");
+    figure.className = over ? "count over" : "count";
+    figure.textContent = value;
+    li.append(name, figure);
+    return li;
+  }));
+}
+
+async function loadBusiness() {
+  if (!state.me) return;
+  const can = (p) => state.me && state.me.permissions.includes(p);
+  $("business").hidden = !(can("usage.read") || can("subjects.read"));
+  if (can("usage.read")) {
+    const resp = await api("/v1/usage");
+    if (resp.ok) {
+      const usage = await resp.json();
+      $("usage-panel").hidden = false;
+      $("usage-export").hidden = Boolean(credentials.token); // a plain link carries the session cookie, not a token
+      listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
+      listItems($("budgets"), (usage.budgets || []).map((b) => [
+        `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
+        `${b.used} of ${b.limit} (${b.percent} %)`, b.percent >= 80]));
+      const held = usage.holds || [];
+      $("holds").hidden = !held.length;
+      $("holds").textContent = held.length ? `Dialing held: ${held.map((h) => h.text).join("; ")}` : "";
+    }
   }
-  openStream();
+  if (can("subjects.read")) {
+    const resp = await api("/v1/subject-requests");
+    if (resp.ok) {
+      const open = (await resp.json()).items.filter((r) => r.state !== "done" && r.state !== "refused");
+      $("requests-panel").hidden = false;
+      $("requests-empty").hidden = open.length > 0;
+      listItems($("requests"), open.map((r) => [
+        `${r.kind} (${r.regime}) · ${r.state}${r.reference ? ` · ${r.reference}` : ""}`,
+        r.overdue ? `OVERDUE since ${r.deadline.slice(0, 10)}` : (r.forward_overdue ? "not forwarded in time"
+          : `due ${r.deadline.slice(0, 10)} (${r.days_left} days)`), r.overdue || r.forward_overdue]));
+    }
+  }
+  clearTimeout(state.business);
+  state.business = setTimeout(loadBusiness, 60000);
 }
 
 function enterSession(session) {
-  state.token = null;
-  state.csrf = session.csrf_token;
+  credentials.token = null;
+  credentials.csrf = session.csrf_token;
   if (session.stage === "enrol") startEnrol();
   else if (session.stage === "code") askSsoCode("");
   else enter(session);
@@ -180,7 +230,7 @@ async function confirmEnrol() {
     return;
   }
   const done = await resp.json();
-  state.csrf = done.csrf_token;
+  credentials.csrf = done.csrf_token;
   $("enrol-setup").hidden = true;
   $("recovery").hidden = false;
   $("recovery-codes").replaceChildren(...done.recovery_codes.map((code) => {
@@ -199,6 +249,7 @@ async function resumeSession() {
 }
 
 function showSignIn(message) {
+  stopRouter();
   closeStream();
   $("board").hidden = true;
   $("enrol").hidden = true;
@@ -212,13 +263,15 @@ function showSignIn(message) {
 }
 
 async function signOut(message = "") {
-  if (!state.token && state.csrf) {
+  if (!credentials.token && credentials.csrf) {
     try { await api("/v1/session", { method: "DELETE" }); } catch (e) { /* gone already */ }
   }
   sessionStorage.removeItem(TOKEN_KEY);
-  state.token = null;
-  state.csrf = null;
+  credentials.token = null;
+  credentials.csrf = null;
   state.me = null;
+  clearTimeout(state.business);
+  $("business").hidden = true;
   state.cards.clear();
   $("campaigns").replaceChildren();
   $("board-error").textContent = "";
@@ -245,7 +298,7 @@ async function openStream() {
   state.stream = controller;
   try {
     const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-    if (resp.status === 401) return signOut(state.token ? "" : "Your session ended: sign in again.");
+    if (resp.status === 401) return signOut(credentials.token ? "" : "Your session ended: sign in again.");
     if (!resp.ok) throw new Error(await errorText(resp));
     setLive(true);
     $("board-error").textContent = "";
@@ -292,6 +345,9 @@ function card(id) {
     for (const button of el.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => control(id, button.dataset.action, el));
     }
+    for (const button of el.querySelectorAll("[data-kill]")) {
+      button.addEventListener("click", () => killSwitch(id, button.dataset.kill, el));
+    }
     state.cards.set(id, el);
     $("campaigns").append(el);
   }
@@ -307,8 +363,9 @@ function render(snap) {
   el.dataset.status = snap.status;
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
-  status.textContent = snap.status;
-  status.className = `status ${snap.status}`;
+  const held = snap.holds || [];
+  status.textContent = held.length ? `${t(`status.${snap.status}`)} · held` : t(`status.${snap.status}`);
+  status.className = `status ${snap.status}${held.length ? " held" : ""}`;
   field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
@@ -316,9 +373,15 @@ function render(snap) {
   }
   const pacing = snap.pacing || {};
   const why = field(el, "pacing");
-  why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
-  why.className = pacing.why ? "pacing alert over" : "pacing";
+  if (held.length) {  // a kill-switch (tenant suspended, budget used up, campaign suspended): say who and why
+    why.textContent = `Held, no new calls: ${held.map((h) => h.text).join("; ")}`;
+    why.className = "pacing alert over";
+  } else {
+    why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
+    why.className = pacing.why ? "pacing alert over" : "pacing";
+  }
   renderButtons(el, snap.status);
+  renderKill(el, snap.status, held);
   renderAbandon(el, snap);
   renderDraining(el, snap.servers_draining || []);
   renderDenials(el, snap.denials);
@@ -330,6 +393,28 @@ function renderButtons(el, status) {
   for (const button of el.querySelectorAll("[data-action]")) {
     button.hidden = !allowed || !ACTIONS[button.dataset.action].includes(status);
   }
+}
+
+// The tenant admin's kill-switch for one campaign (dialer/holds.py): shown to roles with campaigns.suspend.
+function renderKill(el, status, held) {
+  const allowed = state.me && state.me.permissions.includes("campaigns.suspend");
+  const suspended = held.some((h) => h.code === "CAMPAIGN_SUSPENDED");
+  el.querySelector('[data-kill="suspend"]').hidden = !allowed || suspended || status === "completed";
+  el.querySelector('[data-kill="unsuspend"]').hidden = !allowed || !suspended;
+}
+
+async function killSwitch(id, kind, el) {
+  let body = {};
+  if (kind === "suspend") {
+    const reason = window.prompt("Why suspend this campaign? No new call is placed from now on; calls up finish. "
+      + "The reason is shown to your team and kept in the audit trail.");
+    if (!reason || !reason.trim()) return;
+    body = { reason: reason.trim() };
+  }
+  field(el, "error").textContent = "";
+  const resp = await postJson(`/v1/campaigns/${encodeURIComponent(id)}/${kind}`, body);
+  if (!resp.ok) field(el, "error").textContent = await errorText(resp);
+  // the live stream brings the new state (the hold publishes on the campaign's channel)
 }
 
 function renderAbandon(el, snap) {
@@ -369,7 +454,8 @@ function renderDenials(el, denials) {
     const li = document.createElement("li");
     li.dataset.reason = reason;
     const name = document.createElement("span");
-    name.textContent = reason;
+    name.textContent = reasonText(reason); // the reason's text in the user's language; the code on hover
+    name.title = reason;
     const bar = document.createElement("div");
     bar.className = "dbar";
     bar.style.width = `${(100 * count) / top}%`;
@@ -461,7 +547,7 @@ async function control(id, action, el) {
     const campaign = await resp.json();
     el.dataset.status = campaign.status;
     const status = field(el, "status");
-    status.textContent = campaign.status;
+    status.textContent = t(`status.${campaign.status}`);
     status.className = `status ${campaign.status}`;
     renderButtons(el, campaign.status);
   } finally {
@@ -471,7 +557,7 @@ async function control(id, action, el) {
 
 // --- start ---------------------------------------------------------------------------------
 
-document.addEventListener("DOMContentLoaded", () => {
+function start() {
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     passwordSignIn();
@@ -498,4 +584,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (saved) signIn(saved);
     else resumeSession();
   });
-});
+}
+
+setLanguage(browserLanguage()).finally(start);
