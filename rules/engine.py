@@ -371,6 +371,11 @@ def _registry_rule(pack: Pack, name: str) -> Rule:
     return found[1]
 
 
+@lru_cache(maxsize=64)
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
+
+
 def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime, out: Out) -> None:
     name = rule.params["registry"]
     registry_rule = _registry_rule(pack, name)
@@ -378,7 +383,7 @@ def check_registry_freshness(ctx: _Context, pack: Pack, rule: Rule, t: datetime,
         return
     copies = ctx.facts.registry_copies
     copy = copies.get(name) or copies.get("national") or copies.get("*")
-    max_age = timedelta(days=rule.params["max_age_days"])
+    max_age = _days(rule.params["max_age_days"])
     if copy is None:
         out.append((_reason("REGISTRY_STALE", rule, f"no copy loaded of the {name} registry"), ()))
     elif t - copy > max_age:
@@ -591,20 +596,50 @@ def _gate_reason(code: str, text: str, rule: str) -> Reason:
     return Reason(code=code, text=text, rule=rule, source=GATE_SOURCE)
 
 
-def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, packs: PackSet | None = None,
-             ) -> Decision:
-    """Decide whether `contact` may be called for `campaign` at `at`, given `facts`. Pure."""
-    at = utc(at)
+class Prepared:
+    """What a decision needs that depends only on the contact, the campaign and the packs (not on the facts or the
+    instant): the number, where it is, the plan of rules; or the reasons that deny it at any instant. A caller
+    deciding many scenarios of the same contact and campaign (`dialer gate check`) prepares once, decides many."""
+
+    __slots__ = ("campaign", "codes", "contact", "denial", "plan", "situation")
+
+    def __init__(self, contact: Contact, campaign: Campaign, situation: Situation | None, plan: _Plan | None,
+                 denial: tuple[Reason, ...] = (), codes: tuple[str, ...] = ()) -> None:
+        self.contact, self.campaign, self.situation, self.plan = contact, campaign, situation, plan
+        self.denial, self.codes = denial, codes
+
+
+def prepare(contact: Contact, campaign: Campaign, packs: PackSet | None = None) -> Prepared:
+    """The fact-free part of evaluate (pure)."""
     packs = packs if packs is not None else default_packs()
     try:
         e164 = geo.normalize(contact.phone, contact.country)
     except geo.InvalidNumber as exc:
-        return _deny(at, [_gate_reason("INVALID_NUMBER", str(exc), "gate/number")])
+        return Prepared(contact, campaign, None, None, (_gate_reason("INVALID_NUMBER", str(exc), "gate/number"),))
     situation = situate(e164, (contact.country or "").upper() or None, contact.state, contact.postal_code)
     plan = _plan(packs, situation, campaign)
     if plan.problems:
-        return _deny(at, list(plan.problems), situation.codes)
+        return Prepared(contact, campaign, situation, plan, plan.problems, situation.codes)
+    return Prepared(contact, campaign, situation, plan)
 
+
+def evaluate(contact: Contact, campaign: Campaign, facts: Facts, at: datetime, packs: PackSet | None = None,
+             ) -> Decision:
+    """Decide whether `contact` may be called for `campaign` at `at`, given `facts`. Pure."""
+    at = utc(at)
+    return _decide(prepare(contact, campaign, packs), facts, at)
+
+
+def decide(prepared: Prepared, facts: Facts, at: datetime) -> Decision:
+    """evaluate() of a prepared contact and campaign. Pure."""
+    return _decide(prepared, facts, utc(at))
+
+
+def _decide(prepared: Prepared, facts: Facts, at: datetime) -> Decision:
+    if prepared.denial:
+        return _deny(at, list(prepared.denial), prepared.codes)
+    contact, campaign, situation, plan = prepared.contact, prepared.campaign, prepared.situation, prepared.plan
+    assert situation is not None and plan is not None
     ctx = _Context(contact, campaign, facts, situation, plan)
     out = _run(ctx, at, time_only=False)
     if not out:

@@ -22,7 +22,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import phonenumbers
+from phonenumbers import phonenumberutil as _pnu
 from phonenumbers import timezone as pn_timezone
+from phonenumbers.phonemetadata import PhoneMetadata
 
 DATA = Path(__file__).with_name("data")
 # Keep every compiled metadata pattern (phonenumbers' own option, in the pinned 9.0.43; older versions lack it):
@@ -133,33 +135,77 @@ def _normalize(phone: str, country: str | None) -> tuple[str | None, str | None]
         number = phonenumbers.parse(phone, country)
     except phonenumbers.NumberParseException as exc:
         return None, f"not a phone number: {exc}"
-    if not phonenumbers.is_valid_number(number):
+    parsed = _analyse(number)
+    if not parsed.valid:
         return None, "not a valid phone number for its country"
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if len(_PARSED) >= 4096:
         _PARSED.clear()
-    _PARSED[e164] = number
+    _PARSED[e164] = parsed
     return e164, None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A parsed number with its region and type, each worked out once. phonenumbers works them out again in every
+    call that needs them (is_valid_number, region_code_for_number, time_zones_for_number: up to five matches of the
+    number against its country's patterns for a +1 number, the costliest part of a new number); these are the same
+    steps done once, with the same answers (phonenumbers 9.0: is_valid_number = is_valid_number_for_region(n,
+    region_code_for_number(n)); number_type = the type helper on that region's metadata;
+    tests/test_rules_geo.py compares them with the library's own functions)."""
+
+    number: phonenumbers.PhoneNumber
+    region: str | None
+    type: int
+
+    @property
+    def valid(self) -> bool:
+        if self.region is None or self.type == _UNKNOWN_TYPE:
+            return False
+        return (self.region == _NON_GEO or
+                self.number.country_code == phonenumbers.country_code_for_valid_region(self.region))
+
+    def time_zones(self) -> tuple[str, ...]:
+        """pn_timezone.time_zones_for_number(number)."""
+        if self.type == _UNKNOWN_TYPE:
+            return tuple(pn_timezone._UNKNOWN_TIME_ZONE_LIST)
+        if not phonenumbers.is_number_type_geographical(self.type, self.number.country_code):
+            return tuple(pn_timezone._country_level_time_zones_for_number(self.number))
+        return tuple(pn_timezone.time_zones_for_geographical_number(self.number))
+
+
+_UNKNOWN_TYPE = phonenumbers.PhoneNumberType.UNKNOWN
+_NON_GEO = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+
+
+def _analyse(number: phonenumbers.PhoneNumber) -> _Parsed:
+    region = phonenumbers.region_code_for_number(number)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    if metadata is None:
+        return _Parsed(number, region, _UNKNOWN_TYPE)
+    nsn = phonenumbers.national_significant_number(number)
+    return _Parsed(number, region, _pnu._number_type_helper(nsn, metadata))
 
 
 # E.164 -> the number _normalize just parsed and validated: a new number's jurisdiction and zones come next, and
 # parsing and validating it again from its E.164 form (the costliest part of a new number) would find the same.
-_PARSED: dict[str, phonenumbers.PhoneNumber] = {}
+_PARSED: dict[str, _Parsed] = {}
 
 
 @lru_cache(maxsize=4096)
-def _number(e164: str) -> phonenumbers.PhoneNumber:
+def _number(e164: str) -> _Parsed:
     """The parsed number of a valid E.164 string (raises InvalidNumber): parsed once for the jurisdiction and
     the zones, which a new number needs one after the other. Small: only that hand-over needs it."""
-    number = _PARSED.pop(e164, None)
-    return number if number is not None else phonenumbers.parse(normalize(e164))
+    parsed = _PARSED.pop(e164, None)
+    return parsed if parsed is not None else _analyse(phonenumbers.parse(normalize(e164)))
 
 
 @lru_cache(maxsize=65536)
 def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
     """(country, subdivision | None) of a number: for +1 the state or province of its area code."""
-    number = _number(e164)
-    region = phonenumbers.region_code_for_number(number) or ""
+    parsed = _number(e164)
+    number = parsed.number
+    region = parsed.region or ""
     if region in FR_OVERSEAS:
         return "FR", FR_OVERSEAS[region]
     if region in US_TERRITORIES:
@@ -175,15 +221,15 @@ def jurisdiction_for_number(e164: str) -> tuple[str, str | None]:
 def zones_for_number(e164: str) -> tuple[str, ...]:
     """Candidate zones of a number: phonenumbers' zones for its prefix, plus, for +1, every zone its
     area code spans (a mobile keeps its number when its owner moves)."""
-    number = _number(e164)
-    zones = set(pn_timezone.time_zones_for_number(number)) - {"Etc/Unknown"}
+    parsed = _number(e164)
+    number = parsed.number
+    zones = set(parsed.time_zones()) - {"Etc/Unknown"}
     if number.country_code == 1:
         area = nanp_area_codes().get(str(number.national_number)[:3])
         if area is not None:
             zones.update(area.zones)
     if not zones:
-        region = phonenumbers.region_code_for_number(number)
-        zones.update(country_zones(region or ""))
+        zones.update(country_zones(parsed.region or ""))
     return tuple(sorted(zones))
 
 

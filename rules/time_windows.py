@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -80,19 +80,48 @@ class Constraint(Protocol):
     def opens_after(self, t: datetime) -> datetime | None: ...
 
 
+# Each location constraint remembers its answers per instant (an answer depends only on the instant, and a
+# constraint is shared by every contact of a place checked at that instant: `dialer gate check` asks the same
+# questions for thousands of lines). Bounded per constraint.
+_ANSWERS_MAX = 1024
+_NONE = object()
+
+
+def _answers() -> dict[datetime, Any]:
+    return {}
+
+
+def _remember(memo: dict[datetime, Any], t: datetime, value: Any) -> Any:
+    if len(memo) >= _ANSWERS_MAX:
+        memo.clear()
+    memo[t] = value
+    return value
+
+
 @dataclass(frozen=True)
 class WeeklyWindows:
     """Calls allowed only inside these local windows (index 0 = Monday). A day without windows is closed."""
 
     tz: ZoneInfo
     days: tuple[tuple[tuple[int, int], ...], ...]
+    _blocked: dict[datetime, Any] = field(default_factory=_answers, compare=False, hash=False, repr=False)
+    _opens: dict[datetime, Any] = field(default_factory=_answers, compare=False, hash=False, repr=False)
 
     def blocks(self, t: datetime) -> bool:
-        local = t.astimezone(self.tz)
-        s = _seconds(local)
-        return not any(a <= s < b for a, b in self.days[local.weekday()])
+        found = self._blocked.get(t)
+        if found is None:
+            local = t.astimezone(self.tz)
+            s = _seconds(local)
+            found = _remember(self._blocked, t, not any(a <= s < b for a, b in self.days[local.weekday()]))
+        return found
 
     def opens_after(self, t: datetime) -> datetime | None:
+        found = self._opens.get(t)
+        if found is None:
+            found = _remember(self._opens, t, self._opens_after(t))
+        return None if found is _NONE else found
+
+    def _opens_after(self, t: datetime) -> Any:
         today = t.astimezone(self.tz).date()
         for offset in range(9):
             day = today + timedelta(days=offset)
@@ -100,7 +129,7 @@ class WeeklyWindows:
                 instant = local_instant(day, start, self.tz)
                 if instant > t:
                     return instant
-        return None
+        return _NONE
 
 
 @dataclass(frozen=True)
@@ -110,6 +139,8 @@ class ClosedDays:
     tz: ZoneInfo
     weekdays: frozenset[int] = frozenset()
     holiday_calendars: tuple[tuple[str, str | None], ...] = ()  # (country, holidays subdivision)
+    _blocked: dict[datetime, Any] = field(default_factory=_answers, compare=False, hash=False, repr=False)
+    _opens: dict[datetime, Any] = field(default_factory=_answers, compare=False, hash=False, repr=False)
 
     def closed(self, day: date) -> bool:
         if day.weekday() in self.weekdays:
@@ -117,15 +148,24 @@ class ClosedDays:
         return any(day in holiday_dates(c, s, day.year) for c, s in self.holiday_calendars)
 
     def blocks(self, t: datetime) -> bool:
-        return self.closed(t.astimezone(self.tz).date())
+        found = self._blocked.get(t)
+        if found is None:
+            found = _remember(self._blocked, t, self.closed(t.astimezone(self.tz).date()))
+        return found
 
     def opens_after(self, t: datetime) -> datetime | None:
+        found = self._opens.get(t)
+        if found is None:
+            found = _remember(self._opens, t, self._opens_after(t))
+        return None if found is _NONE else found
+
+    def _opens_after(self, t: datetime) -> Any:
         day = t.astimezone(self.tz).date()
         for _ in range(400):
             day += timedelta(days=1)
             if not self.closed(day):
                 return local_instant(day, 0, self.tz)
-        return None
+        return _NONE
 
 
 @dataclass(frozen=True)

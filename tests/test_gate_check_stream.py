@@ -162,6 +162,7 @@ def test_mixed_file_answers_are_identical_to_the_line_by_line_path(monkeypatch):
 
 def test_small_caches_give_the_same_answers(monkeypatch):
     monkeypatch.setattr(gate_stream, "CACHE_MAX", 3)  # caches cleared all the time: memory stays bounded
+    monkeypatch.setattr(gate_stream, "PREPARED_MAX", 3)
     lines = [line + "\n" for line in random_lines(600, seed=9)]
     assert streamed(lines) == reference(lines)
 
@@ -192,3 +193,20 @@ def test_the_command_prints_what_the_reference_prints(tmp_path: Path, ending: st
     assert result.returncode == 1, result.stderr
     with path.open(encoding="utf-8") as fh:
         assert result.stdout == reference(list(fh))[0]
+
+
+def test_a_generated_list_is_answered_as_the_line_by_line_path(tmp_path: Path, monkeypatch):
+    """The benchmark's own file (bench/gate_check_bench.py: places, campaigns, histories, consents, registry flags,
+    malformed lines and invalid numbers), with numbers repeated as in a list checked at several instants: every
+    cache of the streamed path (scenario parts, prepared contacts, answer fragments) is hit and missed."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.gate_check_bench import generate
+
+    path = tmp_path / "generated.jsonl"
+    generate(path, 6000, 400, 12, seed=21)
+    with path.open(encoding="utf-8") as fh:
+        lines = list(fh)
+    expected = reference(lines)
+    assert streamed(lines) == expected
+    answers = [json.loads(x) for x in expected[0].splitlines()]
+    assert sum(1 for a in answers if a.get("allowed")) > 100 and sum(1 for a in answers if "error" in a) > 5

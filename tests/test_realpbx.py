@@ -304,3 +304,47 @@ async def test_ai_calls_count_as_connected(pbx, redis_url, redis_client, tmp_pat
     assert "Executing [ai@sim-ai:1]" in pbx.log_text()  # the AI endpoint really took the calls
     assert outcomes_of(redis_client, phones) == {p: ["answered"] for p in phones}
     assert peak >= 1
+
+
+# --- a campaign on a queue the PBX does not have (issue 16 point 11) -----------------------------------------------
+
+SALES_QUEUE = """
+[sales]
+strategy = rrmemory
+timeout = 15
+autofill = yes
+retry = 1
+timeoutpriority = app
+wrapuptime = 0
+ringinuse = no
+joinempty = yes
+leavewhenempty = no
+context = dialer-outbound
+member => Local/7007@sim-agent/n,0,Agent 7,Custom:7007
+"""
+
+
+async def test_a_campaign_on_a_missing_queue_is_refused_until_a_queue_reload(pbx, redis_url, redis_client, tmp_path,
+                                                                             running):
+    phones = ["+33145673705", "+33145673715"]  # answered after 1 s, 4 s
+    campaign = setup_campaign(redis_client, tmp_path, phones, max_attempts=1, recording=False, queue="sales")
+    running.append(await start_dialer(redis_url, write_config(tmp_path, pbx), "d1", tmp_path))
+    stats = f"t:acme:campaign:{campaign}:stats"
+    await eventually(lambda: redis_client.hget(stats, "pacing_reason") == b"QUEUE_MISSING", timeout=60, interval=0.3)
+    await asyncio.sleep(3.0)  # several polls and ticks
+    assert pbx.calls_by_number() == {}  # nothing reached Asterisk
+    assert CampaignStore(redis_client).get("acme", campaign).status == "running"
+    assert redis_client.hget(stats, "refused_code") == b"QUEUE_MISSING"
+    queues = pbx.conf / "queues.conf"
+    if os.access(queues, os.W_OK):  # the lab's CONFDIR is the test's own: add the queue, `queue reload all`
+        queues.write_text(queues.read_text() + SALES_QUEUE)
+        pbx.cli("queue reload all")
+        await until_completed(redis_client, campaign, timeout=90)
+        assert pbx.calls_by_number() == dict.fromkeys(phones, 1)
+        assert outcomes_of(redis_client, phones) == {p: ["answered"] for p in phones}
+        assert redis_client.hget(stats, "refused_code") is None
+    assert await stop_dialer(running[0]) == 0
+    log_text = dialer_log(tmp_path, "d1")
+    assert log_text.count("QUEUE_MISSING: queue 'sales' does not exist on server lab") == 1, log_text[-3000:]
+    if os.access(queues, os.W_OK):
+        assert "queue 'sales' found on lab; dialing resumes" in log_text

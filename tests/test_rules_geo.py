@@ -62,3 +62,36 @@ def test_address_zones():
     assert geo.zones_for_address("PR", None, "00901") == ("America/Puerto_Rico",)
     assert geo.zones_for_address("US", None, "00901") == ("America/Puerto_Rico",)  # ZIP3 006-009
     assert geo.zones_for_address("DE", None, "10115") == ()  # no postal table: the number and country decide
+
+
+def test_a_number_analysed_once_answers_as_phonenumbers_does():
+    """rules/geo.py works out a new number's region and type once (issue 13, `dialer gate check` speed) where
+    phonenumbers' is_valid_number, region_code_for_number and time_zones_for_number each work them out again: the
+    answers must be the library's, for valid and invalid numbers, single- and multi-region calling codes (+1 US/CA
+    and the Caribbean, +44 with the Crown dependencies, +262/+590 overseas France, +7, +61), toll-free and mobiles."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import timezone as pn_timezone
+
+    from rules.geo import _analyse
+
+    rng = random.Random(5)
+    prefixes = ["+1212", "+1416", "+1800", "+1876", "+1340", "+1671", "+1500", "+1", "+447", "+44207", "+441481",
+                "+441624", "+441534", "+331", "+336", "+339", "+262262", "+262692", "+590590", "+594", "+596", "+687",
+                "+49", "+4930", "+7", "+7495", "+61", "+612", "+800", "+882", "+32", "+39", "+34", "+41", "+81"]
+    checked = valid = 0
+    for _ in range(3000):
+        prefix = rng.choice(prefixes)
+        text = prefix + "".join(rng.choice("0123456789") for _ in range(rng.randint(5, 11)))
+        try:
+            number = phonenumbers.parse(text)
+        except phonenumbers.NumberParseException:
+            continue
+        parsed = _analyse(number)
+        assert parsed.region == phonenumbers.region_code_for_number(number), text
+        assert parsed.valid == phonenumbers.is_valid_number(number), text
+        assert parsed.time_zones() == tuple(pn_timezone.time_zones_for_number(number)), text
+        checked += 1
+        valid += parsed.valid
+    assert checked > 2500 and 200 < valid < checked

@@ -187,6 +187,9 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
             f"{', '.join(f'{k} {v}' for k, v in figures['final_reasons'].items()) or 'none'}\n"
             f"abandons 24 h: {figures['abandons'].get('abandons_24h', 0)} of "
             f"{figures['abandons'].get('answers_24h', 0)} live answers")
+    if figures.get("refused"):
+        refused = figures["refused"]
+        text += f"\nnot dialed since {refused['since']}: {refused['code']}: {refused['text']}"
     _out(args, data, text)
     return 0
 

@@ -58,6 +58,7 @@ from dialer.pacing import (
     decide,
     window_for,
 )
+from dialer.runtime import queue_catalog
 from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
@@ -65,6 +66,7 @@ from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
+from dialer.runtime.pbx_queues import QueuePresence, QueueVerdict, campaign_queue, listed_name, record_dialing
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -249,6 +251,8 @@ class CampaignRunner:
     held: bool = False
     completed: bool = False
     hold_text: str = ""  # why a kill-switch holds the campaign's dialing (dialer/holds.py); "" when none
+    queue_verdict: QueueVerdict | None = None  # the last verdict on its Asterisk queue (dialer/runtime/pbx_queues.py)
+    queue_refusal: str = ""  # the refusal code said (logged, audited) and not yet lifted
 
 
 class Engine:
@@ -271,6 +275,8 @@ class Engine:
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
         self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
+        self._queues_listed_at = -1e18
+        self.queue_presence = QueuePresence()  # which servers have each campaign's queue (checked at each agent poll)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
@@ -650,6 +656,14 @@ class Engine:
         if self.dialing_stopped():  # said once, in one CRITICAL line, where it was detected
             return
         connected = self._dialable()
+        queue = campaign_queue(r.stored.config)
+        if queue:  # only servers that said, on their current connection, that the queue exists
+            verdict = self.queue_presence.verdict(queue, {name: self.pool.clients[name].connections
+                                                          for name in connected})
+            await self._queue_verdict(r, verdict, now)
+            if verdict.code:
+                return
+            connected = [name for name in connected if name in verdict.servers]
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
             self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
@@ -876,6 +890,24 @@ class Engine:
             del r.claims[claim.contact.contact_id]
         return done
 
+    async def _queue_verdict(self, r: CampaignRunner, verdict: QueueVerdict, now: datetime) -> None:
+        """Say each change once: a refusal (ERROR line, audit entry, the campaign's status), its end (INFO, audit
+        entry), servers lacking the queue while others have it (WARNING). A reconnect's unchecked spell changes
+        nothing said."""
+        before, r.queue_verdict = r.queue_verdict, verdict
+        if verdict.refused and verdict.code != r.queue_refusal:
+            r.queue_refusal = verdict.code
+            log.error("campaign %s/%s is not dialed: %s: %s", r.tenant, r.campaign, verdict.code, verdict.text)
+            await asyncio.to_thread(record_dialing, self.redis, self.gate.audit, r.tenant, r.campaign, verdict, now)
+        elif r.queue_refusal and verdict.servers:
+            r.queue_refusal = ""
+            log.info("campaign %s/%s: queue '%s' found on %s; dialing resumes", r.tenant, r.campaign, verdict.queue,
+                     ", ".join(verdict.servers))
+            await asyncio.to_thread(record_dialing, self.redis, self.gate.audit, r.tenant, r.campaign, verdict, now)
+        if verdict.servers and verdict.lacking and (before is None or before.lacking != verdict.lacking):
+            log.warning("campaign %s/%s: queue '%s' missing (or named otherwise) on %s: its calls go through %s only",
+                        r.tenant, r.campaign, verdict.queue, ", ".join(verdict.lacking), ", ".join(verdict.servers))
+
     # --- outcomes ------------------------------------------------------------------------------------
 
     def _on_outcome(self, server: str, outcome: Outcome) -> Any:
@@ -1038,10 +1070,18 @@ class Engine:
                       if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
             dialable = self._dialable()
             waiting: dict[str, int] = {}
+            listings: dict[str, list[str]] = {}
+            list_queues = time.monotonic() - self._queues_listed_at >= queue_catalog.LIST_SECONDS
             for name, client in self.pool.clients.items():
                 if name not in dialable:  # down or draining: its agents take no call of ours
                     self.board.forget_server(name)
                     continue
+                if list_queues:  # every queue the PBX has, for the gateway's check of new campaigns
+                    try:
+                        listed = await client.event_list("QueueSummary", {}, timeout=5.0)
+                        listings[self.identities.known[name].key] = queue_catalog.queue_names(listed.events)
+                    except (AMIError, KeyError) as exc:
+                        log.debug("AMI %s: queues not listed (%s)", name, exc)
                 for queue in queues:
                     try:
                         status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
@@ -1056,8 +1096,15 @@ class Engine:
                             available = int(item.get("Available") or 0)
                         if item.get("Queue") == queue and (item.get("Callers") or "").isdigit():
                             waiting[queue] = waiting.get(queue, 0) + int(item.get("Callers") or 0)
+                    self.queue_presence.observe(name, queue, client.connections, listed_name(queue, status.events))
                     members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
                     self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
+            if list_queues:
+                self._queues_listed_at = time.monotonic()
+                try:
+                    await asyncio.to_thread(queue_catalog.publish, self.redis, listings)
+                except redis.RedisError as exc:  # only the gateway's check of new campaigns: dialing goes on
+                    log.warning("queue list not published (%s)", exc)
             if queues:
                 try:
                     await asyncio.to_thread(self._publish_agents, queues, waiting)
@@ -1247,6 +1294,8 @@ class Engine:
         reason, why = self.shared.reason(key)
         if r.hold_text:  # a kill-switch (dialer/holds.py): the dashboard says who held it and why
             reason, why = "held", r.hold_text
+        elif r.queue_verdict is not None and r.queue_verdict.code:  # not dialed: no such queue (pbx_queues.py)
+            reason, why = r.queue_verdict.code, r.queue_verdict.text
         # Campaigns not on shared agents (agentless): the reason of their own last decision.
         queue_pacing(pipe, r.tenant, r.campaign, reason or r.last_reason or "", why, self.shared.limited_by(key))
         queue_gauges(pipe, r.tenant, r.campaign, values, now)

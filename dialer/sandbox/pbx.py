@@ -26,7 +26,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dialer.sandbox import dialplan as dp
@@ -136,13 +136,30 @@ class Pbx:
         self.boot_monotonic = time.monotonic()
         self.boot_epoch = int(time.time())
         self.queues: dict[str, Queue] = {}
-        number = 7000
-        for name, count in self.settings.queues.items():
-            members = []
-            for i in range(count):
+        self.reload_queues(self.settings.queues)
+
+    def reload_queues(self, queues: Mapping[str, int]) -> None:
+        """`queue reload all` after queues.conf changed (checked on the lab PBX): queues no longer configured are
+        gone (a caller already waiting in one keeps waiting there), new ones appear, and a queue that stays keeps
+        its members and their state, with members added or removed at the end to match the new count. Asterisk
+        sends no event for any of it. Agents are numbered 7001, 7002 ... across queues in order, each named
+        `Agent N` after its number, as the lab's queues.conf does."""
+        kept = {name: q for name, q in self.queues.items() if name in queues}
+        number = max((m.number for q in kept.values() for m in q.members), default=7000)
+        self.queues = {}
+        for name, count in queues.items():
+            queue = kept.get(name) or Queue(name, [])
+            del queue.members[count:]
+            while len(queue.members) < count:
                 number += 1
-                members.append(Member(name, number, f"Agent {i + 1}", self.boot_epoch))
-            self.queues[name] = Queue(name, members)
+                queue.members.append(Member(name, number, f"Agent {number - 7000}", self.epoch()))
+            self.queues[name] = queue
+
+    def find_queue(self, name: str) -> Queue | None:
+        """app_queue finds a queue by its name in any letter case (its container compares with strcasecmp); the
+        queue keeps the name its queues.conf section has, and every event and listing reports that one."""
+        wanted = name.strip().lower()
+        return next((q for q in self.queues.values() if q.name.lower() == wanted), None)
 
     def reset(self) -> None:
         """Asterisk restarted: every call is gone without events, queues start empty."""
@@ -383,7 +400,7 @@ class Pbx:
         Asterisk does without a queue); a QueueMemberPause event per member. Returns how many members matched."""
         found = 0
         for q in self.queues.values():
-            if queue and q.name != queue:
+            if queue and q.name.lower() != queue.strip().lower():
                 continue
             for member in q.members:
                 if interface not in (member.interface, member.state_interface):
@@ -913,7 +930,7 @@ class Call:
         p, one = self.p, self.one
         assert one is not None
         parts = dp.split_args(args)
-        queue = p.queues.get(parts[0].strip())
+        queue = p.find_queue(parts[0])
         timeout = _float(parts[4] if len(parts) > 4 else "", math.inf) or math.inf
         for var in ("ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS", "QUEUEWAIT", "QUEUEWAIT_MS"):
             p.varset(one, var, "")

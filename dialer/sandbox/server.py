@@ -271,6 +271,10 @@ class SandboxServer:
 
     # -- test hooks -----------------------------------------------------------------------------------------
 
+    def reload_queues(self, queues: dict[str, int]) -> None:
+        """queues.conf edited, then `queue reload all` (queue name -> number of agents): see Pbx.reload_queues."""
+        self.pbx.reload_queues(queues)
+
     def drop_connections(self) -> None:
         """Close every AMI connection at once (as a network cut would, with a reset)."""
         for session in list(self.sessions):
@@ -565,7 +569,7 @@ class SandboxServer:
         self._list_start(session, action, "Queue summary will follow")
         count = 0
         for queue in self.pbx.queues.values():
-            if wanted and queue.name != wanted:
+            if wanted and queue.name.lower() != wanted.lower():  # strcasecmp, as app_queue.c
                 continue
             count += 1
             available = self.pbx.reported_available(queue)
@@ -592,7 +596,7 @@ class SandboxServer:
         self._list_start(session, action, "Queue status will follow")
         count = 0
         for queue in self.pbx.queues.values():
-            if wanted and queue.name != wanted:
+            if wanted and queue.name.lower() != wanted.lower():  # strcasecmp, as app_queue.c
                 continue
             count += 1
             self._list_item(
@@ -644,10 +648,10 @@ class SandboxServer:
                     id_last=True,
                 )
             for position, waiter in enumerate(queue.waiting, start=1):
-                count += 1
                 chan = waiter.call.one
                 if chan is None:
                     continue
+                count += 1
                 self._list_item(
                     session,
                     action,

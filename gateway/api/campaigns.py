@@ -11,8 +11,9 @@ from aiohttp import web
 from dialer import holds
 from dialer.campaigns import CONFIG_SCHEMA, CONTROL_ACTIONS, STATUSES, CampaignError, CampaignStore
 from dialer.contacts.store import Keys
+from dialer.runtime import queue_catalog
 from dialer.runtime.progress import campaign_progress
-from gateway import trail
+from gateway import clock, trail
 from gateway.api.schemas import STAMP, listing
 from gateway.errors import ApiError, not_found
 from gateway.routing import SERVICES, Route, body, principal, query, redis_of
@@ -86,6 +87,22 @@ async def check_lists(request: web.Request, tenant: str, lists: Any, status: int
                            "first (POST /v1/imports)", field=f"lists[{i}]")
 
 
+async def check_queue(request: web.Request, config: Any, status: int = 422) -> None:
+    """A campaign on an Asterisk queue that no PBX has would have every answered call dropped: refuse it when the
+    engines' listings of the PBXs' queues are fresh and none has it (dialer/runtime/queue_catalog.py). With no
+    fresh listing (no engine running) it is saved, and the engine holds it (QUEUE_MISSING) if the queue is
+    missing. The names of the queues that do exist are not given: other tenants' queues may be among them."""
+    if not isinstance(config, dict) or config.get("agent_kind") == "ai" or not isinstance(config.get("queue"), str):
+        return
+    queue = config["queue"]
+    found = queue_catalog.verdict(await redis_of(request).hgetall(queue_catalog.KEY), queue,
+                                  (await clock.now(request)).timestamp())
+    if found == queue_catalog.MISSING:
+        raise ApiError(status, "unknown_queue", f"queue: no Asterisk queue {queue!r} on the PBX (names are "
+                       "matched exactly, letter case included); ask your PBX administrator for the queue's name",
+                       field="queue")
+
+
 async def with_holds(request: web.Request, tenant: str, campaigns: list[Any]) -> list[dict[str, Any]]:
     """Each campaign's JSON with the holds that stop its dialing (tenant suspended, budget, its own suspension)."""
     pipe = redis_of(request).pipeline(transaction=False)
@@ -115,6 +132,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 async def create_campaign(request: web.Request) -> web.Response:
     who = principal(request)
     await check_lists(request, who.tenant, body(request).get("lists"))
+    await check_queue(request, body(request))
     created = await run(store(request).create, who.tenant, body(request), by=who.user, at=datetime.now(UTC))
     await trail.record(redis_of(request), who.tenant, "campaign.create", actor=who.user, token_id=who.token_id,
                        campaign=created.id)
@@ -131,6 +149,10 @@ async def get_campaign(request: web.Request) -> web.Response:
 async def change_campaign(request: web.Request) -> web.Response:
     who, changes = principal(request), body(request)
     await check_lists(request, who.tenant, changes.get("lists"))
+    if "queue" in changes or "agent_kind" in changes:
+        current = await run(store(request).get, who.tenant, request.match_info["id"])
+        if current is not None:
+            await check_queue(request, {**current.config, **changes})
     updated = await run(store(request).update, who.tenant, request.match_info["id"], changes, by=who.user,
                         at=datetime.now(UTC))
     await trail.record(redis_of(request), who.tenant, "campaign.configure", actor=who.user, token_id=who.token_id,
@@ -153,6 +175,7 @@ def control_handler(action: str) -> Any:
             if current is None:
                 raise not_found("campaign")
             await check_lists(request, who.tenant, current.as_dict().get("lists"), status=409)
+            await check_queue(request, current.config, status=409)
         moved = await run(store(request).control, who.tenant, request.match_info["id"], action, by=who.user,
                           at=datetime.now(UTC))
         await trail.record(redis_of(request), who.tenant, f"campaign.{action}", actor=who.user, token_id=who.token_id,

@@ -207,6 +207,8 @@ export async function render(view, ctx, params) {
       if (error.code === "unknown_list") {
         const index = Number((String(error.field).match(/\[(\d+)\]/) || [, 0])[1]);
         text = t("form.error.unknown_list", { list: body.lists[index] });
+      } else if (error.code === "unknown_queue") {
+        text = t("form.error.unknown_queue", { queue: body.queue });
       }
       if (name) setError(name, text);
       $("form-error").textContent = t("form.server_error", { message: text });
