@@ -19,6 +19,7 @@ processes), CPU per decision in the gate process and in redis-server, single-dec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import multiprocessing
@@ -27,9 +28,11 @@ import platform
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,6 +122,31 @@ def run_processes(url: str, contacts: int, processes: int, batch: int) -> tuple[
             server)
 
 
+@contextlib.contextmanager
+def archiver_running(kind: str | None, redis_url: str, tmp: str) -> Iterator[None]:
+    """A `dialer archiver` process copying the audit trail into its own record while the gate is measured."""
+    if kind is None:
+        yield
+        return
+    from dialer.record.pgproc import PostgresProcess
+
+    pg = PostgresProcess().start() if kind == "postgresql" else None
+    url = pg.create_database("record") if pg else f"sqlite:///{tmp}/record.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "DIALER_REDIS_URL": redis_url,
+           "DIALER_RECORD_URL": url, "DIALER_SECRET_KEY": "bench-key", "DIALER_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "archiver", "--interval", "0.2"], env=env)
+    try:
+        yield
+        lag = subprocess.run([sys.executable, "-m", "dialer", "record", "lag"], env=env, capture_output=True,
+                             text=True)
+        print(f"archiver ({kind}) lag at the end: {lag.stdout.strip()}")
+    finally:
+        proc.terminate()
+        proc.wait()
+        if pg:
+            pg.cleanup()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=20000)
@@ -127,11 +155,15 @@ def main() -> int:
     parser.add_argument("--registry", type=int, default=200_000, help="numbers on the Bloctel copy")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the batched run")
     parser.add_argument("--processes", type=int, default=2, help="gate processes for the parallel batched run")
+    parser.add_argument("--archiver", choices=("postgresql", "sqlite"),
+                        help="run `dialer archiver` into a record of this kind during the benchmark (issue 18: "
+                             "gate decisions/s with the archiver running)")
     args = parser.parse_args()
     rng = random.Random(7)
     load_start = os.getloadavg()[0]
 
-    with RedisProcess() as server, tempfile.TemporaryDirectory() as tmp:
+    with RedisProcess() as server, tempfile.TemporaryDirectory() as tmp, archiver_running(args.archiver, server.url,
+                                                                                         tmp):
         client = redis.Redis.from_url(server.url)
         path = Path(tmp) / "bloctel.txt"
         listed = rng.sample(range(10_000_000), args.registry)

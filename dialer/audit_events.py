@@ -53,14 +53,18 @@ def optout_event(audit: AuditLog, e164: str, optout: Any, actor: str) -> AuditEv
 
 def consent_event(audit: AuditLog, e164: str, consent: Consent, actor: str) -> AuditEvent:
     """A consent given or withdrawn: the evidence fields themselves stay in the fact store (they are personal
-    data that retention and erasure remove); the trail proves when and from where it was recorded."""
+    data that retention and erasure remove); the trail proves when and from where it was recorded, and carries
+    keyed references to the evidence and the wording shown (`evidence_ref`, `text_ref`: the same keyed hash as
+    `person`), so the record's consent ledger can prove, years on, that a document produced is the one recorded."""
     at = consent.withdrawn_at if consent.given_at is None else consent.given_at
     return AuditEvent("consent", actor, {
         "person": _ref(audit, e164), "phone": audit.mask(e164),
         "action": "withdraw" if consent.given_at is None else "grant", "purpose": consent.purpose,
         "campaign": consent.campaign, "source": consent.source, "written": consent.written,
         "evidence": bool(consent.evidence), "text": bool(consent.text), "ip": bool(consent.ip),
-        "expires_at": consent.expires_at}, at or datetime.now(UTC))
+        "expires_at": consent.expires_at,
+        "evidence_ref": _ref(audit, "evidence\n" + consent.evidence) if consent.evidence else None,
+        "text_ref": _ref(audit, "text\n" + consent.text) if consent.text else None}, at or datetime.now(UTC))
 
 
 def record(client: redis.Redis, tenant: str, kind: str, actor: str, payload: dict[str, Any], at: datetime) -> int:

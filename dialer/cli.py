@@ -43,6 +43,7 @@ COMMANDS: tuple[str, ...] = (
     "dialer.commands.webhooks",
     "dialer.commands.usage",
     "dialer.commands.subject_requests",
+    "dialer.commands.record",
 )
 
 

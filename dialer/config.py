@@ -63,6 +63,13 @@ SETTINGS: tuple[Setting, ...] = (
             "failed sign-ins on one email (within the lockout time) before it is locked out"),
     Setting("gateway.login_lockout_minutes", int, 15, "DIALER_GATEWAY_LOGIN_LOCKOUT_MINUTES",
             "how long a locked-out email stays locked"),
+    Setting("record.url", str, "", "DIALER_RECORD_URL",
+            "the record that lasts years (audit archive, call records, consent and opt-out logs): "
+            "postgresql://user@host:port/db, or sqlite:///path (default: sqlite in <paths.data_dir>/record.db)"),
+    Setting("record.pool_size", int, 8, "DIALER_RECORD_POOL_SIZE", "PostgreSQL connections per process"),
+    Setting("record.redis_tail_hours", float, 24.0, "DIALER_RECORD_REDIS_TAIL_HOURS",
+            "archived audit entries younger than this stay in Redis too (the gate helper and access requests "
+            "read recent ones there); older ones are trimmed from Redis once the record holds them"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
@@ -218,6 +225,16 @@ def _check(values: dict[str, Any]) -> None:
     template_error = dial_template_error(values["runtime.dial_template"])
     if template_error:
         raise ConfigError(f"setting runtime.dial_template: {template_error}")
+    from dialer.record.url import RecordUrlError, parse_record_url
+
+    try:
+        parse_record_url(values["record.url"], data_dir="/")  # the default's directory is resolved at use
+    except RecordUrlError as exc:
+        raise ConfigError(str(exc)) from None
+    if values["record.pool_size"] < 1:
+        raise ConfigError("setting record.pool_size: expected at least 1")
+    if values["record.redis_tail_hours"] < 0:
+        raise ConfigError("setting record.redis_tail_hours: expected 0 or more hours")
     packs = values["rules.packs_dir"]
     if packs and not Path(packs).is_dir():
         raise ConfigError(f"setting rules.packs_dir: {packs!r} is not a directory")

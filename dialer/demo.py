@@ -288,6 +288,8 @@ class DemoStack:
             "DIALER_GATEWAY_UPLOAD_DIR": str(self.root / "uploads"),
             "DIALER_GATEWAY_REGISTRY_TENANTS": TENANT,
             "DIALER_LOG_LEVEL": "WARNING",
+            # the record (docs/record.md): embedded SQLite in this run's directory, nothing to install
+            "DIALER_RECORD_URL": f"sqlite:///{self.root / 'record.db'}",
         }
         self.config = load_config(env=self.env)
 
@@ -301,6 +303,11 @@ class DemoStack:
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=parent_death_signal))
         self.say(f"  Workers      {len(self.workers)} RQ worker process(es): pid "
                  f"{', '.join(str(p.pid) for p in self.workers)} (log {self.root / 'workers.log'})")
+        # the archiver copies the audit trail, call records, consents and opt-outs into the record (SQLite here)
+        self.workers.append(subprocess.Popen(
+            [sys.executable, "-m", "dialer", "archiver"], env=env, stdin=subprocess.DEVNULL, stdout=logfile,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=parent_death_signal))
+        self.say(f"  Record       {self.root / 'record.db'} (SQLite; `dialer archiver` pid {self.workers[-1].pid})")
 
     async def _start_sandbox(self) -> None:
         from dialer.sandbox.server import SandboxServer

@@ -406,7 +406,7 @@ class Gate:
 
     def record_outcome(self, tenant: str, call_id: str, outcome: str, at: datetime, *, e164: str | None = None,
                        actor: str | None = None, details: dict[str, Any] | None = None,
-                       metered: dict[str, int] | None = None) -> str:
+                       metered: dict[str, int] | None = None, call: dict[str, Any] | None = None) -> str:
         """Record what became of a reserved call (a dispositions value: answered, busy, no_answer, refused,
         abandoned, machine, opted_out ...). It counts in later decisions (caps, cool-offs). An opt-out must
         also be recorded with FactStore.add_optout (and audited as kind `optout`) by whoever heard it.
@@ -414,7 +414,9 @@ class Gate:
         Reports may come in any order (the AMI outcome at hangup, an agent's disposition before or after it):
         the stronger one is kept (dialer.facts.OUTCOME_PRECEDENCE). Returns the outcome stored; the audit entry
         says which outcome was kept and, when different, which one was reported. `metered`: what the placed call
-        counts for (dialer/usage/meter.py), counted once per call id in the same transaction as the outcome."""
+        counts for (dialer/usage/meter.py), counted once per call id in the same transaction as the outcome.
+        `call` (ring, talk and wrap-up seconds, hangup cause, endpoint: dialer.runtime.call_record) goes into
+        the audit entry, whence the archiver makes the attempt's call record (dialer/record)."""
         number = e164 or self._number_of(tenant, call_id)
         if number is None:
             raise KeyError(f"call {call_id}: number unknown (index expired); pass e164")
@@ -423,6 +425,10 @@ class Gate:
                                    "phone": self.audit.mask(number)}
         if kept != outcome:
             payload["reported"] = outcome
+        if call:
+            payload["call"] = call
+        elif details and details.get("agent"):
+            payload["call"] = {"endpoint": f"agent:{details['agent']}"}
         self.audit.append(tenant, "call_outcome", actor or self.actor, payload, utc(at))
         return kept
 

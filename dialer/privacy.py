@@ -197,6 +197,22 @@ def _audit_mentions(audit: AuditLog, tenant: str, refs: set[str], contact_ids: s
     return out
 
 
+def _all_mentions(audit: AuditLog, record: Any, tenant: str, refs: set[str],
+                  contact_ids: set[str]) -> list[dict[str, Any]]:
+    """The Redis tail's mentions and the record's archived ones (docs/record.md), each entry once, in seq order."""
+    found = {e["seq"]: e for e in _audit_mentions(audit, tenant, refs, contact_ids)}
+    if record is not None:
+        from dialer.record.reports import audit_mentions
+        from dialer.record.store import RecordNotMigrated
+
+        try:
+            for entry in audit_mentions(record, tenant, refs, contact_ids):
+                found.setdefault(entry["seq"], entry)
+        except RecordNotMigrated:  # no record was ever set up: everything is still in Redis
+            pass
+    return [found[s] for s in sorted(found)]
+
+
 def _exports(client: redis.Redis, tenant: str) -> dict[str, dict[str, Any]]:
     return {_s(k): json.loads(v) for k, v in client.hgetall(exports_key(tenant)).items()}
 
@@ -214,8 +230,10 @@ def _export_rows(path: str, numbers: set[str], contact_ids: set[str]) -> Iterato
 
 def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contact_id: str | None = None,
            country: str | None = None, actor: str = "cli", at: datetime, secret_key: str | bytes = b"",
-           audit_request: bool = True) -> dict[str, Any]:
-    """Everything we hold about the person (GDPR Art. 15), JSON-ready. Audited as kind `access`."""
+           audit_request: bool = True, record: Any = None) -> dict[str, Any]:
+    """Everything we hold about the person (GDPR Art. 15), JSON-ready. Audited as kind `access`. `record` (a
+    dialer.record.store.Record): audit entries already archived there and trimmed from Redis are included too; a
+    record that cannot be read raises RecordUnavailable rather than answer with part of the history."""
     subject = find_subject(client, tenant, phone, contact_id, country)
     numbers = set(subject.numbers)
     facts = FactStore(client)
@@ -275,7 +293,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
         "import_errors": errors,
         "exports": exports,
         "suppressed": [e for e in (suppression.entry(tenant, n) for n in subject.numbers) if e] if suppression else [],
-        "audit": _audit_mentions(audit, tenant, refs, set(subject.contact_ids)),
+        "audit": _all_mentions(audit, record, tenant, refs, set(subject.contact_ids)),
     }
     if audit_request:
         audit.append(tenant, "access", actor, {

@@ -35,6 +35,7 @@ from gateway.api import (
     me,
     oidc,
     registries,
+    reports,
     signin,
     subject_requests,
     subjects,
@@ -51,7 +52,7 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, agents, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests)
+                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests, reports)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 
@@ -133,6 +134,9 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
         if own_sync:
             sync.close()
         raw.close()
+        record = app[SERVICES].get("record")
+        if record is not None:
+            await asyncio.to_thread(record.close)
 
     app.on_shutdown.append(stopping)
     app.on_cleanup.append(close)

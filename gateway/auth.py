@@ -61,6 +61,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "usage.read": ("admin", "supervisor", "auditor"),  # usage, budgets, holds (issue 19)
     "usage.write": ("admin",),  # the billing rounding rule and budgets
     "campaigns.suspend": ("admin",),  # the tenant admin's kill-switch for a campaign
+    "reports.read": ("admin", "supervisor", "auditor"),  # per campaign and day, from the record (counts only)
+    "reports.person": ("admin", "auditor"),  # one person's calls and the gate's decisions: personal data
 }
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

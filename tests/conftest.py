@@ -20,6 +20,27 @@ from dialer.redisproc import RedisProcess
 
 
 @pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL (Debian's package) for this test session: initdb into a temp dir, postgres on a free
+    loopback port with its unix socket in that dir. Never the system cluster."""
+    from dialer.record.pgproc import PostgresProcess, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    server = PostgresProcess().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: object) -> str:
+    """URL of a fresh, empty database on the session's PostgreSQL."""
+    import uuid
+
+    return postgres_server.create_database("t_" + uuid.uuid4().hex[:12])  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     url = os.environ.get("DIALER_TEST_REDIS_URL")
     if url and not os.environ.get("PYTEST_XDIST_WORKER"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,11 @@ SECRET_KEY = "test-secret-key-for-the-gateway"
 
 
 async def start_gateway(redis_url: str, **env: str) -> Gateway:
+    # the record (docs/record.md) in a directory of this gateway's own, never the user's data directory
+    record_dir = tempfile.mkdtemp(prefix="dialer-record-")
     config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
-                              "DIALER_GATEWAY_REGISTRY_TENANTS": "acme", **env})
+                              "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
+                              "DIALER_RECORD_URL": f"sqlite:///{record_dir}/record.db", **env})
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = AuthStore(redis)
     gateway = Gateway(client=TestClient(TestServer(make_app(config, redis))), redis=redis, redis_url=redis_url)

@@ -55,6 +55,21 @@ def test_demo_runs_a_campaign_and_ctrl_c_stops_everything(demo):
 
     check_callees(url, auth, campaign)
 
+    # the demo's record (SQLite, fed by its `dialer archiver`) reports the campaign's calls (docs/record.md)
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    days = {"since": (today - timedelta(days=1)).isoformat(), "until": (today + timedelta(days=9)).isoformat(),
+            "campaign": campaign}
+    deadline = time.monotonic() + 30
+    while True:
+        report = requests.get(f"{url}v1/reports/campaign-days", params=days, headers=auth, timeout=10)
+        items = report.json().get("items") if report.status_code == 200 else None
+        if items and sum(i["attempts"] for i in items) > 0:
+            break
+        assert time.monotonic() < deadline, f"the record shows no call of the demo: {report.status_code} {report.text}"
+        time.sleep(0.5)
+
     run.proc.send_signal(signal.SIGINT)
     assert run.proc.wait(60) == 0
     time.sleep(0.5)

@@ -98,7 +98,7 @@ def live_gateway(redis_url, tmp_path):
     port = free_port()
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING",
            "DIALER_SECRET_KEY": "schemathesis-secret", "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
-           "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir)}
+           "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir), "DIALER_RECORD_URL": f"sqlite:///{tmp_path}/record.db"}
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20

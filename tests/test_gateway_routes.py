@@ -56,6 +56,7 @@ SAMPLE_BODIES = {
     ("POST", "/v1/subject-requests"): {"kind": "access", "regime": "GDPR", "phone": "+33145678901"},
     ("POST", "/v1/subject-requests/{request_id}/state"): {"state": "forwarded"},
     ("POST", "/v1/subject-requests/{request_id}/extend"): {"reason": "complex request"},
+    ("POST", "/v1/reports/person"): {"phone": "+33145678901"},
 }
 SAMPLE_QUERIES = {("GET", "/v1/consents"): {"phone": "+33145678901"},
                   ("GET", "/v1/subjects"): {"phone": "+33145678901"},

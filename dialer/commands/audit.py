@@ -33,7 +33,11 @@ def register(sub: Any) -> None:
             who = action.add_mutually_exclusive_group(required=True)
             who.add_argument("--tenant", help="tenant id")
             who.add_argument("--all", action="store_true", help=f"{name} every tenant that has a trail")
-        action.set_defaults(func=run, all=False)
+            if name == "verify":
+                action.add_argument("--redis-only", action="store_true",
+                                    help="check only the part still in Redis (default: the record's archived part "
+                                         "too, as one chain)")
+        action.set_defaults(func=run, all=False, redis_only=False)
 
 
 def tenants_with_trails(client: redis.Redis) -> list[str]:
@@ -51,11 +55,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log = AuditLog(client, config["security.secret_key"])
         tenants = tenants_with_trails(client) if args.all else [args.tenant]
         if args.action == "verify":
+            from dialer.record.store import Record
+            from dialer.record.verify import verify_tenant
+
             broken = 0
+            record = None if args.redis_only else Record.from_config(config)
             for tenant in tenants:
-                result = log.verify(tenant)
+                result = verify_tenant(log, record, tenant)
                 print(f"{tenant}: {result}" if args.all else result)
                 broken += not result.ok
+            if record is not None:
+                record.close()
             return 1 if broken else 0
         if args.action == "anchor":
             for tenant in tenants:

@@ -20,6 +20,7 @@ from dialer import privacy
 from dialer.cli import CommandError, redis_unreachable
 from dialer.commands.retention import parse_at
 from dialer.config import Config
+from dialer.record.store import Record, RecordUnavailable
 
 
 def register(sub: Any) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     try:
         if args.action == "access":
             kwargs = {"phone": args.phone, "contact_id": args.contact, "country": args.country, "actor": actor,
-                      "at": at, "secret_key": key}
+                      "at": at, "secret_key": key, "record": Record.from_config(config)}
             if args.format == "csv":
                 text = privacy.access_csv(client, args.tenant, **kwargs)
             else:
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 0
     except privacy.PrivacyError as exc:
         raise CommandError(f"{args.action}: {exc.message} [{exc.code}]") from None
+    except RecordUnavailable as exc:
+        raise CommandError(f"{args.action}: {exc} (the archived history cannot be read: nothing answered)") from None
     except redis.RedisError as exc:
         raise redis_unreachable(config.redis_url, exc) from None
     finally:

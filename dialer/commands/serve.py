@@ -59,6 +59,18 @@ async def build(config: Config) -> web.Application:
     return app
 
 
+def migrate_record(config: Config) -> None:
+    """Bring the record's schema up to date (docs/record.md). A record that is down is not fatal: its routes answer
+    503 until it is back, and the rest of the gateway serves as usual."""
+    from dialer.record.store import Record, RecordUnavailable
+
+    try:
+        with Record.from_config(config) as record:
+            record.migrate()
+    except (RecordUnavailable, OSError) as exc:
+        logging.getLogger(__name__).warning("record not migrated (its reports answer 503 until it is): %s", exc)
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     host = args.host or config["gateway.host"]
     port = config["gateway.port"] if args.port is None else args.port  # --port 0: any free port
@@ -67,6 +79,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except (UnsafeDirectory, OSError) as exc:
         raise CommandError(f"setting gateway.upload_dir: {exc}") from None
     check_redis(config.redis_url)
+    migrate_record(config)
     sock = listen(host, port)
     host, port = sock.getsockname()[:2]
     print(f"gateway on http://{host}:{port}/ (API under /v1, OpenAPI at /v1/openapi.json)", flush=True)

@@ -61,6 +61,7 @@ from dialer.pacing import (
 from dialer.runtime import queue_catalog
 from dialer.runtime.agents import AgentBoard, WrapupTable
 from dialer.runtime.agentstates import AgentStates, queue_board
+from dialer.runtime.call_record import call_figures
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataState, guarded_claim
 from dialer.runtime.identity import ServerIdentities
@@ -979,8 +980,13 @@ class Engine:
         usage = meter.CallUsage(outcome.answered_at, outcome.ended_at, ai=flight.ai,
                                 recorded=bool(r.stored.config.get("recording")))
         metered = meter.measures(usage, cached_plan(self.redis, r.tenant).rounding)
+        queue = r.stored.config.get("queue")
+        call = call_figures(outcome, campaign=r.campaign, contact_id=claim.contact.contact_id,
+                            sent_wall=flight.sent_wall, ai=flight.ai, server=flight.server,
+                            queue=str(queue) if queue else None,
+                            wrapup_seconds=self.settings.wrapup.of(str(queue)) if queue else 0.0)
         self.gate.record_outcome(r.tenant, claim.call_id, GATE_OUTCOME.get(disposition, "unknown"), now,
-                                 e164=claim.contact.phone, actor=ACTOR, metered=metered)
+                                 e164=claim.contact.phone, actor=ACTOR, metered=metered, call=call)
         if live:
             self._abandon_counter(r.tenant).record(r.campaign, claim.call_id, now.timestamp(),
                                                    bool(outcome.abandoned))

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.audit import KINDS, AuditLog, _entry, stream_key
+from dialer.record.verify import verify_tenant
 from gateway import audit_policy
 from gateway.api.support import raw_redis, sync
 from gateway.errors import invalid
@@ -87,8 +88,11 @@ async def audit_query(request: web.Request) -> web.Response:
 
 
 async def audit_verify(request: web.Request) -> web.Response:
+    """The whole chain: the part archived in the record and the Redis tail (dialer/record/verify.py)."""
+    from gateway.api.reports import record_of
+
     log = AuditLog(raw_redis(request), request.app[CONFIG]["security.secret_key"])
-    result = await sync(log.verify, principal(request).tenant)
+    result = await sync(verify_tenant, log, record_of(request), principal(request).tenant)
     return web.json_response({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
                               "bad_seq": result.bad_seq, "problem": result.problem, "text": str(result)})
 

@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from dialer import privacy, retention
+from dialer.record.store import RecordUnavailable
+from gateway.api.reports import record_of, unavailable
 from gateway.api.support import raw_redis, sync
 from gateway.errors import ApiError, invalid, not_found
 from gateway.routing import CONFIG, Route, body, principal, query
@@ -69,6 +71,8 @@ async def _call(func: Any, *args: Any, **kwargs: Any) -> Any:
         return await sync(func, *args, **kwargs)
     except privacy.PrivacyError as exc:
         raise _error(exc) from None
+    except RecordUnavailable as exc:  # an access answer without the archived history would be incomplete
+        raise unavailable(exc) from None
 
 
 def _common(request: web.Request) -> dict[str, Any]:
@@ -78,13 +82,13 @@ def _common(request: web.Request) -> dict[str, Any]:
 
 async def subject_access(request: web.Request) -> web.Response:
     found = await _call(privacy.access, raw_redis(request), principal(request).tenant, **_who(request),
-                        **_common(request))
+                        **_common(request), record=record_of(request))
     return web.json_response(found, dumps=_dumps)
 
 
 async def subject_access_csv(request: web.Request) -> web.Response:
     text = await _call(privacy.access_csv, raw_redis(request), principal(request).tenant, **_who(request),
-                       **_common(request))
+                       **_common(request), record=record_of(request))
     return web.Response(text=text, content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": 'attachment; filename="subject-access.csv"'})
 
