@@ -17,7 +17,8 @@ one pool of agents. Anything a file does not say comes from the defaults table
     [[campaigns]]                  # one or more; they share the agents
     name = "sales"
     mode = "predictive"            # progressive, power, predictive, agentless
-    cap = 0.03                     # also: ratio (power), weight (agent sharing), guard ("15m", "1h"), pacing = {...}
+    cap = 0.03                     # also: ratio (power), weight and priority (agent sharing), guard ("15m", "1h"),
+                                   # pacing = {...}
 
 Pure: parsing and evaluation only; `dialer.simulate` runs it.
 """
@@ -334,6 +335,7 @@ class CampaignSpec:
     policy: PacingPolicy
     weight: float = 1.0
     guard: float | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,8 @@ class Scenario:
     calls_per_second: float | None = None
     machine_is_remainder: bool = True  # machines = what no answer's default share leaves
     notes: tuple[str, ...] = ()  # what the builder had to assume (from-history: short history)
+    legal_hold: bool = True  # False: no cap-reached / cap-room hold (the benchmark's fixed-ratio oracle only)
+    history: tuple[int, int] = (0, 0)  # (live answers, abandons) already in the legal window when the day starts
 
     def phase_index(self, t: float) -> int:
         return max(0, bisect.bisect_right([p.at for p in self.phases], t) - 1)
@@ -421,7 +425,7 @@ def _default_world() -> dict[str, Any]:
 
 _SCENARIO_KEYS = {"duration", "seed", "jurisdiction", "ring_timeout", "tick", "trunk_channels", "calls_per_second",
                   "world", "phases", "campaigns"}
-_CAMPAIGN_KEYS = {"name", "mode", "cap", "ratio", "weight", "guard", "pacing"}
+_CAMPAIGN_KEYS = {"name", "mode", "cap", "ratio", "weight", "priority", "guard", "pacing"}
 
 
 def _campaign(data: object, i: int) -> CampaignSpec:
@@ -446,13 +450,21 @@ def _campaign(data: object, i: int) -> CampaignSpec:
         raise ScenarioError(f"{what}: {exc}") from None
     guard = data.get("guard")
     guard_seconds = None if guard in (None, False, "off") else _seconds(guard, f"{what}.guard")
-    if guard_seconds is not None and guard_seconds < 60:
-        raise ScenarioError(f"{what}.guard: a window under a minute cannot be measured, got {guard!r}")
+    if guard_seconds is not None and (guard_seconds < 60 or guard_seconds % 60):
+        raise ScenarioError(f"{what}.guard: a whole number of minutes (the runtime's abandon_guard_minutes), "
+                            f"got {guard!r}")
+    weight = _number(data.get("weight", 1.0), f"{what}.weight", 0.0)
+    if weight <= 0:
+        raise ScenarioError(f"{what}.weight: must be above 0 (use priority to serve a campaign last), got {weight:g}")
+    priority = data.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -9 <= priority <= 9:
+        raise ScenarioError(f"{what}.priority: a whole number from -9 to 9, got {priority!r}")
     return CampaignSpec(
         name=str(data.get("name", f"campaign-{i + 1}")),
         policy=policy,
-        weight=_number(data.get("weight", 1.0), f"{what}.weight", 0.0),
+        weight=weight,
         guard=guard_seconds,
+        priority=priority,
     )
 
 

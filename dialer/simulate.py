@@ -4,7 +4,9 @@ A heap of timed events on a simulated clock: pacing ticks, call outcomes, answer
 freeing up, callers giving up after the 2 s connect grace. The world (answer and machine rates,
 ring, talk and wrap-up times, agents logged in) follows a `Scenario` (dialer/scenario.py) that may
 change over the day; several campaigns may share the agents. Pacing is `dialer.pacing.decide`, fed by
-the same `CampaignEstimators` the runtime uses, so what the simulation shows is what the engine does.
+the same `CampaignEstimators` the runtime uses, and decided by the runtime's own rule for campaigns on a pool of
+agents (`dialer.pacing.pool.plan_on_pool`: the legal hold, the short-window guard, progressive slices and the split
+of the pool's lines), so what the simulation shows is what the engine does.
 
 Seeded: the same scenario gives the same result. Each campaign's callees draw from their own random
 stream, so two modes with the same seed face the same sequence of callees.
@@ -33,11 +35,11 @@ from dialer.pacing import (
     PacingState,
     RecentOriginates,
     cps_window,
-    decide,
     window_for,
 )
-from dialer.pacing.agent_share import SharePolicy, ShareRequest, proportional_to_demand
-from dialer.pacing.window_guard import guard_scale, guarded_policy
+from dialer.pacing.guard import GUARD_WINDOW, AbandonGuard, GuardWindow
+from dialer.pacing.pool import plan_on_pool, reserves
+from dialer.pacing.sharing import ShareClaim
 from dialer.scenario import CampaignSpec, Scenario, constant_scenario, defaults
 
 __all__ = ["REPORT_WINDOW", "Bucket", "CampaignResult", "SimConfig", "SimResult", "simulate", "simulate_scenario"]
@@ -71,6 +73,8 @@ class SimConfig:
     tick: float = 1.0
     guard: float | None = None  # short-window guard (seconds), off by default
     policy: PacingPolicy | None = None  # overrides mode/cap/ratio when given
+    legal_hold: bool = True  # False: no cap-reached / cap-room hold (only the benchmark's hindsight fixed ratios)
+    history: tuple[int, int] = (0, 0)  # (live answers, abandons) in the legal window before the day (0: a new campaign)
 
     def pacing_policy(self) -> PacingPolicy:
         if self.policy is not None:
@@ -102,7 +106,7 @@ class SimConfig:
             jurisdiction=self.jurisdiction,
             ring_timeout=self.ring_timeout if self.ring_timeout is not None else float(table["ring_timeout"]),
             amd_seconds=float(table["amd_seconds"]), tick=self.tick, trunk_channels=self.trunk_channels,
-            calls_per_second=self.calls_per_second,
+            calls_per_second=self.calls_per_second, legal_hold=self.legal_hold, history=self.history,
         )
 
 
@@ -117,7 +121,7 @@ class CampaignResult:
     busy_seconds: float = 0.0  # agent time on this campaign's calls (talk + wrap-up)
     waits: list[float] = field(default_factory=list, repr=False)
     decisions: int = 0
-    guarded: int = 0  # decisions the short-window guard cut
+    guarded: int = 0  # decisions of a guarded campaign cut by its guard (or by the room under its legal cap)
     reasons: Counter[str] = field(default_factory=Counter)
     limited: Counter[str] = field(default_factory=Counter)
 
@@ -309,18 +313,20 @@ class _Campaign:
     """One campaign's pacing state in the simulation."""
 
     __slots__ = ("abandons", "answers", "base", "counter", "estimators", "guard", "guard_prev", "guard_start",
-                 "guard_x", "inflight", "policy", "refreshed", "res", "rng", "share", "spec")
+                 "guard_x", "inflight", "key", "policy", "refreshed", "res", "reserves", "rng", "spec", "wanted")
 
     def __init__(self, spec: CampaignSpec, scenario: Scenario) -> None:
         self.spec = spec
         self.policy = spec.policy
         self.guard = spec.guard
+        self.key = spec.name
+        self.reserves = reserves(spec.policy)
         self.estimators = CampaignEstimators(ring_timeout=scenario.ring_timeout)
         self.counter = AbandonCounter()
         self.rng = random.Random(f"{scenario.seed}:callee:{spec.name}")
-        self.inflight: dict[int, float] = {}  # call id -> placed at
+        self.inflight: dict[int, float] = {}  # call id -> placed at (until an agent takes it or it ends)
         self.res = CampaignResult(spec.name, spec.policy.mode)
-        self.share = 0  # free agents given at the last tick
+        self.wanted = 0  # the new calls it last asked for (its published claim)
         self.base = (0, 0)  # legal-window (answers, abandons) at the last refresh
         self.answers = self.abandons = 0  # since the refresh
         self.refreshed = -math.inf
@@ -337,8 +343,8 @@ class _Campaign:
             self.guard_start, self.guard_x = start, [0, 0]
 
 
-def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportional_to_demand) -> SimResult:
-    """Run a scenario: every campaign paced by `decide()`, agents shared by `share_policy`."""
+def simulate_scenario(scenario: Scenario) -> SimResult:
+    """Run a scenario: every campaign paced as the runtime paces it (`plan_on_pool` on the shared agents)."""
     end = scenario.duration
     timeout = scenario.ring_timeout
     amd = scenario.amd_seconds
@@ -404,6 +410,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
         nonlocal free, next_session
         i = owner.pop(call_id)
         c = camps[i]
+        c.inflight.pop(call_id, None)
         free -= 1
         next_session += 1
         busy[next_session] = (now, i)
@@ -444,69 +451,57 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
             while waiting and free > 0:  # agents who just logged in take waiting callers
                 call_id = waiting.popleft()
                 connect(now, call_id, answered_at.pop(call_id))
-            in_use = sum(len(c.inflight) for c in camps) + len(busy) + len(waiting)
-            if n_camps == 1:
-                shares = [free]
-            else:
-                held = Counter(i for _, i in busy.values())
-                requests = [ShareRequest(c.spec.weight, float(target), _committed(c, now), held[i])
-                            for i, c in enumerate(camps)]
-                shares = share_policy(free, requests)
+            # Calls in flight towards the pool: placed, not yet with an agent (answered ones waiting included).
+            in_use = sum(len(c.inflight) for c in camps) + len(busy)
+            pool_busy = tuple(now - t for k, (t, _) in busy.items() if k not in leaving)
             for i, c in enumerate(camps):
-                c.share = shares[i]
                 # Legal-window counts: rebuilt from the hourly buckets each minute, plus what happened since
                 # (summing 720 buckets every tick would dominate the run time).
                 if now - c.refreshed >= 60.0:
                     c.base = c.counter.totals(now, legal_window)
                     c.answers = c.abandons = 0
                     c.refreshed = now
-                policy = c.policy
-                if c.guard is not None:
-                    c.roll_guard(now)
-                    expected = c.guard_prev if c.guard_prev is not None else 0.0
-                    scale = guard_scale(policy.abandon_cap, c.guard_x[1], c.guard_x[0], expected)
-                    if scale < 1.0:
-                        policy = guarded_policy(policy, scale)
-                        c.res.guarded += 1
-                if n_camps == 1 and not leaving:
-                    mine = [now - t for t, _ in busy.values()]
-                else:
-                    mine = [now - t for k, (t, j) in busy.items() if j == i and k not in leaving]
-                if policy.mode is PacingMode.PREDICTIVE:
-                    state = c.estimators.state(
-                        now,
-                        free_agents=c.share,
-                        busy_elapsed=mine,
-                        ringing=[now - t for t in c.inflight.values()],
-                        abandons=c.base[1] + c.abandons,
-                        live_answers=c.base[0] + c.answers,
-                        trunk_channel_limit=scenario.trunk_channels,
-                        trunk_channels_in_use=in_use,
-                        calls_per_second=float(cps_calls) if cps_calls else None,
-                    )
+                legal = (scenario.history[0] + c.base[0] + c.answers, scenario.history[1] + c.base[1] + c.abandons)
+                mine = tuple(now - t for t in c.inflight.values())
+                ringing = mine if n_camps == 1 else tuple(
+                    now - t for other in camps for t in other.inflight.values())
+                common = {
+                    "free_agents": free,
+                    "busy_elapsed": pool_busy,
+                    "ringing": ringing,
+                    "abandons": legal[1],
+                    "live_answers": legal[0],
+                    "trunk_channel_limit": scenario.trunk_channels,
+                    "trunk_channels_in_use": in_use,
+                    "calls_per_second": float(cps_calls) if cps_calls else None,
+                }
+                if c.policy.mode is PacingMode.PREDICTIVE or (n_camps > 1 and not agentless[i]):
+                    state = c.estimators.state(now, **common)
                 else:  # the other modes read no estimate: skip building the survival tables
-                    state = PacingState(
-                        now=now,
-                        free_agents=c.share,
-                        busy_elapsed=tuple(mine),
-                        ringing=tuple(now - t for t in c.inflight.values()),
-                        abandons=c.base[1] + c.abandons,
-                        live_answers=c.base[0] + c.answers,
-                        trunk_channel_limit=scenario.trunk_channels,
-                        trunk_channels_in_use=in_use,
-                        calls_per_second=float(cps_calls) if cps_calls else None,
-                        originates_last_second=c.estimators.originates.count(now),
-                        ai_sessions_available=c.share if agentless[i] else 0,
-                    )
+                    state = PacingState(now=now, **common, originates_last_second=c.estimators.originates.count(now),
+                                        ai_sessions_available=free if agentless[i] else 0)
                 if cps_calls and n_camps > 1:  # the ceiling is the trunk's, all campaigns together
                     state = _with_originates(state, trunk_originates.count(now))
-                decision = decide(policy, state)
+                guard = window = None
+                if c.guard is not None:
+                    c.roll_guard(now)
+                    guard = AbandonGuard(round(c.guard / 60))
+                    window = GuardWindow(c.guard_start, c.guard_x[0], c.guard_x[1], c.guard_prev or 0)
+                others = [ShareClaim(o.key, len(o.inflight) + o.wanted, o.spec.weight, o.spec.priority,
+                                     len(o.inflight), o.reserves) for o in camps if o is not c]
+                plan = plan_on_pool(c.policy, state, key=c.key, mine=mine, others=others,
+                                    legal=legal if scenario.legal_hold else None,
+                                    weight=c.spec.weight, priority=c.spec.priority, guard=guard, window=window)
+                decision = plan.decision
+                c.wanted = plan.claim.demand
                 res = c.res
                 res.decisions += 1
                 res.reasons[decision.reason] += 1
+                if c.guard is not None and (plan.verdict.reason == GUARD_WINDOW or plan.verdict.scale < 1.0):
+                    res.guarded += 1
                 if decision.limited_by:
                     res.limited[decision.limited_by] += 1
-                calls = decision.calls
+                calls = plan.calls
                 if not calls:
                     continue
                 in_use += calls
@@ -541,7 +536,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
                         push(now + world.busy_ring.sample(rng), _NOT_LIVE, next_call)
                         continue
                     push(now + timeout, _NOT_LIVE, next_call)  # no answer, or an answer after the timeout
-            peak_channels = max(peak_channels, sum(len(c.inflight) for c in camps) + len(busy) + len(waiting))
+            peak_channels = max(peak_channels, sum(len(c.inflight) for c in camps) + len(busy))
             push(now + scenario.tick, _TICK, 0)
         elif kind == _NOT_LIVE:
             c = camps[owner.pop(ref)]
@@ -549,7 +544,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
         elif kind == _ANSWER:
             i = owner[ref]
             c = camps[i]
-            c.estimators.on_live_answer(now, now - c.inflight.pop(ref))
+            c.estimators.on_live_answer(now, now - c.inflight[ref])
             c.res.live_answers += 1
             seg(now).answers[i] += 1
             if c.guard is not None:
@@ -580,6 +575,7 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
                 waiting.remove(ref)
                 i = owner.pop(ref)
                 c = camps[i]
+                c.inflight.pop(ref, None)
                 c.res.abandons += 1
                 c.res.waits.append(now - answered)
                 c.counter.record(answered, True)
@@ -595,19 +591,6 @@ def simulate_scenario(scenario: Scenario, share_policy: SharePolicy = proportion
     set_staffed(end, staffed)
     total_staffed = sum(s.staffed_seconds for s in segments)
     return SimResult(scenario, [c.res for c in camps], segments, total_staffed, peak_channels, peak_cps)
-
-
-def _committed(c: _Campaign, now: float) -> int:
-    """Agents a campaign keeps for its calls in flight: all of them for progressive and power (they dial
-    one line per agent they were given, or a fixed ratio), the expected answers plus one standard deviation
-    for predictive (which dials many lines per agent by design), never more than its previous share."""
-    ringing = len(c.inflight)
-    if not ringing or not c.share:
-        return 0
-    if c.policy.mode is PacingMode.PREDICTIVE:
-        p = c.estimators.answer_rate.rate(now)
-        ringing = math.ceil(ringing * p + math.sqrt(ringing * p * (1.0 - p)))
-    return min(ringing, c.share)
 
 
 def _with_originates(state: PacingState, count: int) -> PacingState:

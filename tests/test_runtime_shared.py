@@ -4,6 +4,8 @@ and the plan (whole-pool pacing, the split, the cap)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import redis
 
 from dialer.ami.protocol import Message
@@ -78,11 +80,41 @@ def test_the_plan_paces_the_whole_pool_and_takes_its_share():
     policy = PacingPolicy(mode="progressive")
     other = PoolSnapshot(0, (), {"t/b": ShareClaim("t/b", 6)})  # b wants the 6 agents too
     plan = p.plan("t/a", {}, policy, state(), view, other, legal=(0, 0), window_label="24 h", guard=AbandonGuard())
-    assert (plan.calls, plan.max_total, plan.max_mine) == (3, 6, 3)
-    # b already has 4 calls in flight: a may place 2 (6 free agents, 4 of them awaited by b's calls)
-    busy = PoolSnapshot(1000, tuple(PoolCall("t/b", 0) for _ in range(4)), {"t/b": ShareClaim("t/b", 2)})
+    assert (plan.calls, plan.max_total, plan.max_mine) == (3, 3, 3)
+    assert plan.claim.reserves  # progressive: the others leave its slice to it
+    # b (progressive too) already has 4 calls in flight: a may place 2 (6 free agents, 4 awaited by b's calls)
+    busy = PoolSnapshot(1000, tuple(PoolCall("t/b", 0) for _ in range(4)),
+                        {"t/b": ShareClaim("t/b", 2, reserves=True)})
     plan = p.plan("t/a", {}, policy, state(), view, busy, legal=(0, 0), window_label="24 h", guard=AbandonGuard())
     assert plan.calls == 2 and plan.pool_in_flight == 4 and plan.max_total == 6
+
+
+def test_a_progressive_campaign_next_to_a_predictive_one_gets_its_share():
+    """Issue 15 s.3: paced on the whole pool, a progressive campaign next to a predictive one with more calls in
+    flight than free agents placed nothing; it now gets its slice of the free agents, and the predictive campaign
+    paces on the agents left."""
+    p = _bare(AgentBoard())
+    view = PoolView(("q",), 6, ())
+    # d: 20 calls in flight at 5% live answers (about 1 answer expected, 2 with one standard deviation)
+    flooded = PoolSnapshot(1000, tuple(PoolCall("t/d", 0) for _ in range(20)), {"t/d": ShareClaim("t/d", 5)})
+    low = dataclasses.replace(state(), answer_rate=0.05)
+    plan = p.plan("t/a", {}, PacingPolicy(mode="progressive"), low, view, flooded, legal=(0, 0),
+                  window_label="24 h", guard=AbandonGuard())
+    assert plan.calls == 3 and plan.max_mine == 3  # half the 6 free agents (equal weights)
+    # the agents d's calls will want are left to them: at 50% live answers (10 expected of 20) none is left for a
+    assert p.plan("t/a", {}, PacingPolicy(mode="progressive"), state(), view, flooded, legal=(0, 0),
+                  window_label="24 h", guard=AbandonGuard()).calls == 0
+    # d's pacing leaves a's slice to it until a's calls fill it: 3 of the 6 free agents while a has none in flight
+    predictive = PacingPolicy(mode="predictive")
+    alone = p.plan("t/d", {}, predictive, state(), view, PoolSnapshot(1000, (), {}), legal=(1000, 0),
+                   window_label="24 h", guard=AbandonGuard())
+    waiting = PoolSnapshot(1000, (), {"t/a": ShareClaim("t/a", 3, reserves=True)})
+    beside = p.plan("t/d", {}, predictive, state(), view, waiting, legal=(1000, 0), window_label="24 h",
+                    guard=AbandonGuard())
+    assert 0 < beside.decision.wanted < alone.decision.wanted
+    heavier = p.plan("t/a", {"pacing_weight": 2.0}, PacingPolicy(mode="progressive"), low, view, flooded,
+                     legal=(0, 0), window_label="24 h", guard=AbandonGuard())
+    assert heavier.calls == 4  # weights 2:1 of 6 free agents
 
 
 def test_over_the_cap_power_dials_only_for_reserved_agents_and_priority_wins():

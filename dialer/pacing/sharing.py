@@ -37,12 +37,17 @@ class ShareClaim:
     demand: lines it wants in flight now (its calls in flight + the new calls its pacing wants), >= 0.
     weight: its share among campaigns of the same priority (> 0; default 1).
     priority: higher is served first (default 0).
+    in_flight: of the demand, its calls already in flight (the rest is new calls).
+    reserves: it places a call only for an agent of its own (progressive): it is given its slice of the free
+        agents, which the others' pacing leaves to it (dialer/pacing/pool.py).
     """
 
     key: str
     demand: int
     weight: float = 1.0
     priority: int = 0
+    in_flight: int = 0
+    reserves: bool = False
 
     def __post_init__(self) -> None:
         if self.demand < 0:

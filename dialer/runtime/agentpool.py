@@ -10,7 +10,8 @@ dialer.pacing.sharing.apportion (priority, weights, demand), from the demands th
 Keys, per set of Asterisk servers (`pbx_group`: the agents a process sees) and queue:
   dialer:agents:{pbx}:{queue}:calls    sorted set, call id -> expiry (ms, Redis's clock)
   dialer:agents:{pbx}:{queue}:owner    hash, call id -> "{tenant}/{campaign}|{placed ms}"
-  dialer:agents:{pbx}:{queue}:demand   hash, "{tenant}/{campaign}" -> "{new calls}|{weight}|{priority}|{expiry ms}"
+  dialer:agents:{pbx}:{queue}:demand   hash, "{tenant}/{campaign}" ->
+                                       "{new calls}|{weight}|{priority}|{reserves 0/1}|{expiry ms}"
 
 Queues that share members (an agent in several queues) form one pool: a reservation is checked against the calls
 in flight towards every queue of the group, and their free agents are counted once (`pool_free`).
@@ -174,9 +175,10 @@ class PoolSnapshot:
     def in_flight(self, campaign: str | None = None) -> int:
         return sum(1 for c in self.calls if campaign is None or c.campaign == campaign)
 
-    def ages(self) -> tuple[float, ...]:
-        """Seconds since each call was placed (every campaign's): what the predictive model calls ringing."""
-        return tuple(max(0.0, (self.now_ms - c.placed_ms) / 1000) for c in self.calls)
+    def ages(self, campaign: str | None = None) -> tuple[float, ...]:
+        """Seconds since each call was placed (every campaign's, or one's): what the predictive model calls ringing."""
+        return tuple(max(0.0, (self.now_ms - c.placed_ms) / 1000) for c in self.calls
+                     if campaign is None or c.campaign == campaign)
 
     def claims(self) -> list[ShareClaim]:
         """Each campaign's claim in lines: its calls in flight plus the new calls it last said it wants."""
@@ -184,7 +186,8 @@ class PoolSnapshot:
         out = []
         for key in sorted(keys):
             demand = self.demands.get(key, ShareClaim(key, 0))
-            out.append(ShareClaim(key, self.in_flight(key) + demand.demand, demand.weight, demand.priority))
+            mine = self.in_flight(key)
+            out.append(ShareClaim(key, mine + demand.demand, demand.weight, demand.priority, mine, demand.reserves))
         return out
 
 
@@ -222,8 +225,12 @@ class AgentPool:
                 calls.append(PoolCall(campaign, int(placed)))
             for campaign, value in _pairs(raw[2]):
                 try:
-                    new, weight, priority, _ = value.split("|")
-                    claim = ShareClaim(campaign, max(0, int(new)), float(weight), int(priority))
+                    fields = value.split("|")  # new|weight|priority[|reserves]|expiry
+                    if len(fields) not in (4, 5):
+                        continue
+                    new, weight, priority = fields[:3]
+                    claim = ShareClaim(campaign, max(0, int(new)), float(weight), int(priority),
+                                       reserves=len(fields) == 5 and fields[3] == "1")
                 except ValueError:
                     continue  # a malformed record claims nothing
                 previous = demands.get(campaign)
@@ -237,7 +244,7 @@ class AgentPool:
         of `call_ids` as both ceilings allow; `claim` (its new calls, weight, priority) is published for the
         others' split. Returns (granted ids, group's calls in flight, the campaign's)."""
         keys = [*pool_keys(self.pbx, queues[0]), *(pool_keys(self.pbx, q)[0] for q in queues[1:])]
-        record = "" if claim is None else f"{claim.demand}|{claim.weight!r}|{claim.priority}"
+        record = "" if claim is None else f"{claim.demand}|{claim.weight!r}|{claim.priority}|{int(claim.reserves)}"
         raw = self._reserve(keys=keys, args=[campaign, record, int(max_total), int(max_mine), self.lease_ms,
                                              KEY_TTL_MS, DEMAND_TTL_MS, *call_ids])
         granted = [_text(i) for i in raw[2:]]

@@ -6,10 +6,10 @@ For each tick of a campaign with human agents (the engine calls `plan`, then `re
    queue that shares members with it, each agent counted once (agentpool.pool_free);
 2. every campaign's calls in flight towards them (the shared pool in Redis) are the "ringing" calls of the pacing
    observation: a free agent that another campaign's call is heading for is not free for this one;
-3. the abandon guard (dialer.pacing.guard): over its legal cap, or with no room left under its short-window
-   ceiling, the campaign places only calls with an agent reserved; the short window also feeds the back-off;
-4. decide() on that observation says how many lines the pool may carry (this campaign's calls in flight + the new
-   calls it asks for); dialer.pacing.sharing splits them between the campaigns that want them;
+3-4. dialer.pacing.pool.plan_on_pool (pure, the simulator's too): the abandon guard (over its legal cap, no room
+   for one more abandon, or no room under its short-window ceiling: only calls with an agent reserved), a
+   progressive campaign's slice of the free agents, decide() on that observation (how many lines the pool may
+   carry), and dialer.pacing.sharing's split of those lines between the campaigns that want them;
 5. the reservation in Redis (atomic) grants places only while the pool's calls in flight stay within those lines
    and the campaign's within its share: two campaigns deciding at the same instant cannot both take the last agent.
 
@@ -29,10 +29,11 @@ from typing import Any
 import redis
 
 from dialer.pacing import PacingMode, PacingPolicy, PacingState
-from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, abandon_verdict, decide_within, guard_window
+from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, guard_window
 from dialer.pacing.model import Decision
+from dialer.pacing.pool import plan_on_pool
 from dialer.pacing.recent import RedisRecentAbandons
-from dialer.pacing.sharing import ShareClaim, entitlement
+from dialer.pacing.sharing import ShareClaim
 from dialer.runtime.agentpool import AgentPool, PoolSnapshot, link_queues, pool_free
 from dialer.runtime.agents import NOT_INUSE, UNKNOWN, AgentBoard
 
@@ -205,18 +206,13 @@ class SharedPacer:
         weight, priority = sharing_settings(config)
         pool_state = dataclasses.replace(state, free_agents=view.free, busy_elapsed=view.busy_elapsed,
                                          agents_freeing=(), ringing=snap.ages())
-        verdict = abandon_verdict(policy.abandon_cap, legal, window_label=window_label, guard=guard, window=window)
-        decision = decide_within(policy, pool_state, verdict)
-        total, mine = snap.in_flight(), snap.in_flight(key)
         st = self._state_of(key)
         short = st.short_of_contacts if time.monotonic() - st.short_at < SHORT_SECONDS else None
-        wanted = decision.wanted if short is None else min(decision.wanted, short)
-        claim = ShareClaim(key, wanted, weight, priority)
-        lines = total + decision.wanted  # what this campaign's pacing says the pool may carry
-        others = [c for c in snap.claims() if c.key != key]
-        share = entitlement(lines, ShareClaim(key, mine + wanted, weight, priority), others)
-        calls = max(0, min(decision.calls, share - mine))
-        plan = SharePlan(key, view.queues, decision, verdict, calls, lines, share, claim, mine, total, view.free)
+        pooled = plan_on_pool(policy, pool_state, key=key, mine=snap.ages(key), others=snap.claims(), legal=legal,
+                              weight=weight, priority=priority, guard=guard, window=window,
+                              window_label=window_label, contacts=short)
+        plan = SharePlan(key, view.queues, pooled.decision, pooled.verdict, pooled.calls, pooled.lines, pooled.share,
+                         pooled.claim, snap.in_flight(key), snap.in_flight(), view.free)
         st.last = plan
         return plan
 

@@ -1,0 +1,131 @@
+"""One campaign's decision on a pool of agents it shares with other campaigns: the runtime's rule and the
+simulator's, one implementation (dialer/runtime/shared.py and dialer/simulate.py both call `plan_on_pool`).
+
+The observation is the whole pool: its free agents, its busy agents, and every campaign's calls in flight towards
+it (the "ringing" calls; a free agent another campaign's call is heading for is not free for this one). Then:
+
+1. the legal rules (dialer.pacing.guard.abandon_verdict): over the cap, no room for one more abandon, or no room in
+   the short-window guard: only calls with an agent reserved;
+2. **each campaign gets its entitled share whatever its mode.** A progressive campaign (or one held by a legal rule)
+   places a call only for an agent no call in flight may take. Paced on the whole pool next to a predictive
+   campaign (which keeps more calls in flight than there are free agents, by design) it would never find one: it
+   was starved (and a campaign held at `cap-room` would never earn the answers that end the hold). So such a
+   campaign (`reserves`) is given its **slice of the free agents** (`apportion` of the free agents between the
+   campaigns that want them: priority, then weight, capped at demand), less the agents the others' calls in
+   flight will want (a reserving campaign's: one each; an overdialing one's: their expected answers plus one
+   standard deviation, at this campaign's answer-rate estimate), and paces progressive on it with its own calls;
+   every other campaign paces on the free agents less the slices the reserving campaigns have not yet filled;
+3. decide() (dialer.pacing.guard.decide_within) says how many lines the pool may carry (calls in flight + the new
+   calls this campaign wants); `apportion` splits them between the campaigns that want them (a progressive
+   campaign's slice is its share already).
+
+Pure: counts and ages in, plan out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, abandon_verdict, decide_within
+from dialer.pacing.model import Decision, PacingMode, PacingPolicy, PacingState
+from dialer.pacing.sharing import ShareClaim, apportion, entitlement
+
+__all__ = ["PoolPlan", "free_slices", "plan_on_pool"]
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """calls: new calls to place now. lines: the pool's calls in flight after them, at most (this campaign's pacing
+    figure). share: this campaign's calls in flight after them, at most. claim: what it publishes for the others."""
+
+    verdict: Verdict
+    decision: Decision
+    calls: int
+    lines: int
+    share: int
+    claim: ShareClaim
+
+
+def reserves(policy: PacingPolicy) -> bool:
+    """Campaigns that place a call only for an agent of their own: progressive."""
+    return policy.mode is PacingMode.PROGRESSIVE
+
+
+def free_slices(free: int, claims: Sequence[ShareClaim]) -> dict[str, int]:
+    """Each campaign's slice of the pool's `free` agents: `apportion` over the campaigns' demands, each capped at
+    the free agents (a campaign cannot use more agents than are free)."""
+    return apportion(free, [dataclasses.replace(c, demand=min(free, c.demand)) for c in claims])
+
+
+def _expected_answers(calls: int, rate: float) -> int:
+    """The agents an overdialing campaign's calls in flight will want: their expected answers plus one standard
+    deviation (all of them while the answer rate is unknown). A reserving campaign leaves those agents to them, so
+    the overdialing campaign's usual overflow does not land on the agents it reserved."""
+    if calls <= 0:
+        return 0
+    if not 0.0 < rate < 1.0:
+        return calls
+    return min(calls, math.ceil(calls * rate + math.sqrt(calls * rate * (1.0 - rate))))
+
+
+def _part(busy: Sequence[float], share: float) -> tuple[float, ...]:
+    """`share` of the busy agents, evenly spread over how long they have been busy."""
+    if share >= 1.0 or not busy:
+        return tuple(busy)
+    ordered = sorted(busy)
+    keep = round(len(ordered) * share)
+    return tuple(ordered[min(len(ordered) - 1, int(j / share))] for j in range(keep))
+
+
+def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Sequence[float],
+                 others: Sequence[ShareClaim], legal: tuple[int, int] | None, weight: float = 1.0, priority: int = 0,
+                 guard: AbandonGuard | None = None, window: GuardWindow | None = None,
+                 window_label: str = "legal window", contacts: int | None = None) -> PoolPlan:
+    """`state`: the pool's observation (free_agents and busy_elapsed of the pool, ringing: the ages of every
+    campaign's calls in flight towards it) with this campaign's estimates and ceilings. `mine`: the ages of this
+    campaign's calls in flight (among the ringing). `others`: the other campaigns' claims (calls in flight + new
+    calls they last asked for). `legal`: (live answers, abandons) over the legal window (None: no legal hold, only
+    for the benchmark's fixed-ratio oracle, never the runtime). `contacts`: how many new
+    calls it has contacts for, when that is known to be short."""
+    verdict = Verdict(False) if legal is None else abandon_verdict(
+        policy.abandon_cap, legal, window_label=window_label, guard=guard, window=window)
+    others = [c for c in others if c.key != key]
+    total, n_mine = len(state.ringing), len(mine)
+    free = state.free_agents
+    seen = state
+    mine_reserves = policy.mode is not PacingMode.AGENTLESS and (reserves(policy) or verdict.reserved_only)
+    slice_wanted: int | None = None
+    if others and (mine_reserves or any(c.reserves for c in others)):
+        wants = free if contacts is None else min(free, n_mine + contacts)
+        slices = free_slices(free, [ShareClaim(key, wants, weight, priority, n_mine, mine_reserves), *others])
+        if mine_reserves:
+            # Its slice, less what the others hold beyond theirs (a reserving campaign's calls in flight each hold
+            # an agent; another campaign's, at most its slice): paced progressive on it with its own calls.
+            held = sum(c.in_flight if c.reserves else _expected_answers(c.in_flight, state.answer_rate)
+                       for c in others)
+            seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
+            slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
+        else:  # the agents the reserving campaigns have not filled with calls yet are theirs
+            kept = sum(max(0, slices[c.key] - c.in_flight) for c in others if c.reserves)
+            # and of the busy agents who will free up, it counts on its weight's part only (the others' slices
+            # are cut from the free agents, which the busy ones become)
+            sharing = weight + sum(c.weight for c in others if c.reserves and c.demand > 0 and c.priority >= priority)
+            seen = dataclasses.replace(state, free_agents=max(0, free - kept),
+                                       busy_elapsed=_part(state.busy_elapsed, weight / sharing))
+    decision = decide_within(policy, seen, verdict)
+    wanted = decision.wanted if slice_wanted is None else max(decision.wanted, slice_wanted)
+    if contacts is not None:
+        wanted = min(wanted, contacts)
+    if mine_reserves and others:  # its slice is its share; the pool may not have more in flight than it saw
+        lines, share = total + decision.calls, n_mine + decision.calls
+    else:
+        lines = total + decision.wanted
+        # alone: apportion of one claim is its demand (skipped: this runs every tick of every simulated second)
+        share = n_mine + wanted if not others else entitlement(
+            lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
+    calls = max(0, min(decision.calls, share - n_mine))
+    claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves)
+    return PoolPlan(verdict, decision, calls, lines, share, claim)
