@@ -119,7 +119,7 @@ def _no_constant(name: str) -> Any:
 
 async def _read_json(request: web.Request, schema: Schema) -> dict[str, Any]:
     raw = await request.read()  # aiohttp answers 413 beyond client_max_size
-    if not raw.strip():
+    if not raw:  # no body at all: no fields (blank lines are not JSON: 400, as any other bad body)
         if schema.get("required"):
             raise bad_json("a JSON body is required")
         return {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 import redis
 
@@ -38,6 +39,14 @@ def postgres_url(postgres_server: object) -> str:
     import uuid
 
     return postgres_server.create_database("t_" + uuid.uuid4().hex[:12])  # type: ignore[attr-defined]
+
+
+# Property tests and the schemathesis fuzz draw the same examples on every run, so CI passes or fails on the code,
+# never on the draw (a random draw found a real bug on 2026-12-06, and failed that run by chance). To explore new
+# examples, run with DIALER_FUZZ_RANDOM=1 and turn what it finds into a fixed test.
+hypothesis.settings.register_profile("fixed", derandomize=True)
+if os.environ.get("DIALER_FUZZ_RANDOM") != "1":
+    hypothesis.settings.load_profile("fixed")
 
 
 @pytest.fixture(scope="session")

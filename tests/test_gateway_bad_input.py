@@ -83,3 +83,13 @@ async def test_deep_nesting_is_a_clear_4xx(gw, caplog):
     resp = await gw.client.post("/v1/imports", data=data, headers=gw.auth("acme", "uploader"))
     await expect_field(resp, "mapping")
     assert "Traceback" not in caplog.text and "unhandled error" not in caplog.text
+
+
+async def test_a_body_of_blank_lines_is_not_an_empty_body(gw):
+    """Schemathesis (CI, 2026-12-06) found PATCH /v1/retention accepting "\\r\\n\\r\\n" as no body: blank lines
+    are not JSON (400); only a body with no bytes at all means "no fields"."""
+    headers = {**gw.auth("acme", "admin"), "Content-Type": "application/json"}
+    resp = await gw.client.patch("/v1/retention", data="\r\n\r\n", headers=headers)
+    assert resp.status == 400, await resp.text()
+    resp = await gw.client.patch("/v1/retention", data=b"", headers=headers)
+    assert resp.status == 200, await resp.text()
