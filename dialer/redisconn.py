@@ -129,8 +129,8 @@ class ScriptingClusterPipeline(ClusterPipeline):
         return self.evalsha(sha, numkeys, *keys_and_args)
 
 
-class DialerRedisCluster(RedisCluster):
-    """RedisCluster whose pipelines can run scripts (ScriptingClusterPipeline)."""
+class _ScriptBodies:
+    """The script bodies a cluster client has seen (by SHA1), so its pipelines can load them on every master."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,7 +145,11 @@ class DialerRedisCluster(RedisCluster):
 
     def register_script(self, script: str | bytes) -> Any:
         self.remember(script)
-        return super().register_script(script)
+        return super().register_script(script)  # type: ignore[misc]
+
+
+class DialerRedisCluster(_ScriptBodies, RedisCluster):
+    """RedisCluster whose pipelines can run scripts (ScriptingClusterPipeline)."""
 
     def ensure_loaded(self, sha: str) -> None:
         if sha in self._loaded:
@@ -199,23 +203,8 @@ class AsyncScriptingClusterPipeline(AsyncClusterPipeline):
         return replies
 
 
-class DialerAsyncRedisCluster(AsyncRedisCluster):
+class DialerAsyncRedisCluster(_ScriptBodies, AsyncRedisCluster):
     """asyncio RedisCluster whose pipelines can run scripts and PUBLISH (AsyncScriptingClusterPipeline)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._bodies: dict[str, str] = {}
-        self._loaded: set[str] = set()
-
-    def remember(self, script: str | bytes) -> str:
-        text = script.decode() if isinstance(script, bytes) else script
-        sha = hashlib.sha1(text.encode()).hexdigest()
-        self._bodies.setdefault(sha, text)
-        return sha
-
-    def register_script(self, script: str | bytes) -> Any:
-        self.remember(script)
-        return super().register_script(script)
 
     async def ensure_loaded(self, sha: str) -> None:
         if sha in self._loaded:
