@@ -61,6 +61,18 @@ def redis_unreachable(url: str, exc: BaseException) -> CommandError:
     return CommandError(f"cannot reach Redis at {shown_url(url)}: {exc}")
 
 
+def checked_redis(url: str) -> redis.Redis:
+    """A client of the Redis at `url` that answered a PING; CommandError (one line naming the server) if not."""
+    from dialer import redisconn
+
+    client = redisconn.connect(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise redis_unreachable(url, exc) from None
+    return client
+
+
 def shown_url(url: str) -> str:
     """`url` without its password, fit for a message or a log line."""
     parts = urlsplit(url)

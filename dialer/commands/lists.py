@@ -22,8 +22,7 @@ from typing import Any, TextIO
 
 import redis
 
-from dialer import redisconn
-from dialer.cli import CommandError, redis_unreachable
+from dialer.cli import CommandError, checked_redis
 from dialer.config import Config
 from dialer.contacts.columns import load_mapping
 from dialer.contacts.export import KINDS, export
@@ -100,12 +99,7 @@ def _check_names(args: argparse.Namespace) -> None:
 
 
 def _client(config: Config) -> redis.Redis:
-    client = redisconn.connect(config.redis_url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise redis_unreachable(config.redis_url, exc) from None
-    return client
+    return checked_redis(config.redis_url)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,7 @@ from typing import Any
 
 import redis
 
-from dialer import redisconn
-from dialer.cli import CommandError, redis_unreachable
+from dialer.cli import CommandError, checked_redis
 from dialer.config import Config
 from dialer.record.store import Record, RecordUnavailable
 
@@ -82,12 +81,7 @@ def run_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def _client(config: Config) -> redis.Redis:
-    client = redisconn.connect(config.redis_url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise redis_unreachable(config.redis_url, exc) from None
-    return client
+    return checked_redis(config.redis_url)
 
 
 def _archiver(client: redis.Redis, record: Record, config: Config, batch: int = 2000) -> Any:

@@ -18,8 +18,8 @@ from typing import Any
 
 import redis
 
-from dialer import redisconn, retention
-from dialer.cli import CommandError, redis_unreachable
+from dialer import retention
+from dialer.cli import CommandError, checked_redis
 from dialer.config import Config
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,7 @@ def parse_at(text: str | None) -> datetime:
 
 
 def _client(config: Config) -> redis.Redis:
-    client = redisconn.connect(config.redis_url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise redis_unreachable(config.redis_url, exc) from None
-    return client
+    return checked_redis(config.redis_url)
 
 
 def run_run(args: argparse.Namespace, config: Config) -> int:
