@@ -105,10 +105,11 @@ def _coerce_query(name: str, raw: str, schema: Schema) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise invalid(name, "expected an integer", code="wrong_type") from None
+            raise invalid(name, "expected an integer", code="wrong_type", rule="type",
+                              params={"type": "integer"}) from None
     if kind == "boolean":
         if raw not in ("true", "false"):
-            raise invalid(name, "expected true or false", code="wrong_type")
+            raise invalid(name, "expected true or false", code="wrong_type", rule="type", params={"type": "boolean"})
         return raw == "true"
     return raw
 

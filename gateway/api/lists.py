@@ -95,7 +95,7 @@ async def upload_list(request: web.Request) -> web.Response:
             raise invalid("list", "is required", code="missing_field")
         campaign = fields.get("campaign") or None
         if campaign and not await sync(CampaignStore.get, request.app[SERVICES]["campaigns"], who.tenant, campaign):
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         mapping = None
         if fields.get("mapping"):
             from dialer.contacts.columns import parse_mapping
@@ -103,7 +103,7 @@ async def upload_list(request: web.Request) -> web.Response:
             try:
                 mapping_doc = json.loads(fields["mapping"])
             except (ValueError, RecursionError):  # RecursionError: thousands of nested arrays
-                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+                raise invalid("mapping", "not JSON (or nested too deeply)", rule="not_json") from None
             mapping = parse_mapping(mapping_doc)
         ticket = await sync(enqueue_import, raw_redis(request), who.tenant, upload.path, fields["list"],
                             region=fields.get("region") or "FR", mapping=mapping, campaign=campaign,
@@ -214,7 +214,7 @@ async def _scrub_setup(request: web.Request) -> tuple[str, str, Any, Campaign, d
     if params.get("campaign"):
         stored = await sync(request.app[SERVICES]["campaigns"].get, tenant, params["campaign"])
         if stored is None:
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         campaign = stored.gate_campaign()
     else:
         # a list scrubbed without a campaign: no caller ID to judge (a campaign's scrub judges its own)
@@ -311,7 +311,7 @@ async def preview_upload(request: web.Request) -> web.Response:
             try:
                 mapping_doc = json.loads(fields["mapping"])
             except (ValueError, RecursionError):
-                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+                raise invalid("mapping", "not JSON (or nested too deeply)", rule="not_json") from None
             mapping = parse_mapping(mapping_doc)
         region = (fields.get("region") or "FR").upper()
         answer = await sync(preview, upload.path, mapping, region, truncated=fields.get("truncated") == "true")

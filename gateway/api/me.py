@@ -94,7 +94,8 @@ async def set_preferences(request: web.Request) -> web.Response:
     who, changes = principal(request), body(request)
     zone = changes.get("time_zone")
     if zone and not _known_zone(zone):
-        raise invalid("time_zone", f"{zone!r} is not a time zone name (an IANA name such as Europe/Paris)")
+        raise invalid("time_zone", f"{zone!r} is not a time zone name (an IANA name such as Europe/Paris)",
+                      rule="time_zone")
     if changes:
         await redis_of(request).hset(user_key(who.tenant, who.user), mapping=changes)
     return await get_preferences(request)

@@ -1,7 +1,7 @@
 // Create or edit a campaign: lists, queue or AI endpoint, pacing mode and limits, caller ID, recording, retry rules.
 // Fields are checked here first, with messages in words in the user's language; the API checks everything again
 // and its refusals (a list that does not exist, a caller ID the rules reject...) are shown next to the field named.
-import { apiError, getJson, sendJson } from "../api.js";
+import { apiError, errorMessage, getJson, sendJson } from "../api.js";
 import { EDITABLE, h } from "../dom.js";
 import { currentZone, number, t } from "../i18n.js";
 import { navigate } from "../router.js";
@@ -203,13 +203,7 @@ export async function render(view, ctx, params) {
       }
       const error = await apiError(resp);
       const name = String(error.field || "").replace(/\[\d+\]$/, "").split(".")[0];
-      let text = error.message;
-      if (error.code === "unknown_list") {
-        const index = Number((String(error.field).match(/\[(\d+)\]/) || [, 0])[1]);
-        text = t("form.error.unknown_list", { list: body.lists[index] });
-      } else if (error.code === "unknown_queue") {
-        text = t("form.error.unknown_queue", { queue: body.queue });
-      }
+      const text = errorMessage(error); // in the user's words (the code's or the rule's text), api.js
       if (name) setError(name, text);
       $("form-error").textContent = t("form.server_error", { message: text });
     } finally {
