@@ -40,7 +40,10 @@ export async function render(container, ctx) {
 // error.CODE for the file-level codes the API also answers), else the importer's own message (English).
 const importText = (e) => {
   const code = e.reason || e.code;
-  if (has(`import.${code}`)) return t(`import.${code}`);
+  if (e.severity === "not_listed") {
+    return t("import.not_listed", { n: number(e.count ?? 0), reason: has(`import.${code}`) ? t(`import.${code}`) : code });
+  }
+  if (has(`import.${code}`)) return t(`import.${code}`, { first_row: e.first_row ?? "?" });
   return has(`error.${code}`) ? t(`error.${code}`) : e.message;
 };
 const errorLine = (error) => h("p", { class: "note error", role: "alert", text: errorWords(error) });
