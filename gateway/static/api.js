@@ -30,7 +30,10 @@ export function fieldName(path) {
   if (!match || !has(`field.${match[1]}`)) return path || "";
   let name = t(`field.${match[1]}`);
   if (match[2] !== undefined) name = t("error.item", { name, n: Number(match[2]) + 1 });
-  if (match[3]) name = `${name}: ${has(`field.${match[1]}.${match[3]}`) ? t(`field.${match[1]}.${match[3]}`) : match[3]}`;
+  if (match[3]) {
+    name = t("error.field_text", { field: name,
+      text: has(`field.${match[1]}.${match[3]}`) ? t(`field.${match[1]}.${match[3]}`) : match[3] });
+  }
   return name;
 }
 
@@ -49,7 +52,7 @@ export function errorMessage(error) {
 // The same with the field named first: "Caller ID: must be a phone number in international form...".
 export function errorWords(error) {
   const text = errorMessage(error);
-  return error.field ? `${fieldName(error.field)}: ${text}` : text;
+  return error.field ? t("error.field_text", { field: fieldName(error.field), text }) : text;
 }
 
 export async function errorText(resp) {

@@ -154,6 +154,19 @@ export async function render(view, ctx, params) {
     form.querySelector('[data-for="ai_endpoint"]').hidden = !ai;
   };
   form.querySelectorAll('input[name="agent_kind"]').forEach((r) => r.addEventListener("change", showKind));
+  // The start time is typed in the campaign's zone: the hint names the zone the field will be read in.
+  const zoneNow = () => {
+    const typed = $("f-time_zone").value.trim();
+    try {
+      if (typed) new Intl.DateTimeFormat("en", { timeZone: typed });
+      return typed || currentZone();
+    } catch (e) {
+      return currentZone();
+    }
+  };
+  $("f-time_zone").addEventListener("input", () => {
+    form.querySelector('[data-for="starts_at"] small').textContent = t("field.starts_at.hint", { zone: zoneNow() });
+  });
   showKind();
 
   const setError = (name, text) => {
@@ -241,7 +254,7 @@ export async function render(view, ctx, params) {
     });
     const wall = startsAt.value;
     if (wall) {
-      const instant = instantIn(wall, (body.time_zone || zone));
+      const instant = instantIn(wall, body.time_zone || zoneNow());
       if (!instant) errors.starts_at = t("form.error.starts_at");
       else body.starts_at = instant;
     } else if (editing) body.starts_at = null;
