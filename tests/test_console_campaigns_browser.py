@@ -36,6 +36,8 @@ PASSWORD = "a long enough passphrase"
 EN = json.loads((Path(__file__).parent.parent / "gateway" / "static" / "i18n" / "en.json").read_text())
 FR = json.loads((Path(__file__).parent.parent / "gateway" / "static" / "i18n" / "fr.json").read_text())
 OVERFLOW = "document.scrollingElement.scrollWidth > window.innerWidth"
+# Resolves once the browser has drawn twice: the layout of what was just added is done (an event, not a delay).
+NEXT_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -398,7 +400,7 @@ async def test_every_campaign_page_fits_the_screen(gw, browser, width, tmp_path)
                                ("live", "live-board", f'[data-campaign="{made["id"]}"]')):
         await page.goto(f"{base}#/{route}")
         await expect(page.locator(ready).first).to_be_visible()
-        await page.wait_for_timeout(300)  # let the live parts draw
+        await page.evaluate(NEXT_FRAMES)  # what the ready element brought is laid out
         assert not await page.evaluate(OVERFLOW), f"{route} scrolls sideways at {width} px"
         await page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
     assert unexpected(errors) == []

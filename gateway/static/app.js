@@ -5,7 +5,8 @@
 // An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
 // the live board below is the "live" page.
 import { api, apiError, credentials, errorText, errorWords, sendJson as postJson } from "./api.js";
-import { browserLanguage, clock, has, number, percent as pct, reasonText, setLanguage, t, translateDocument }
+import { browserLanguage, clock, currentZone, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
+  translateDocument }
   from "./i18n.js";
 import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
@@ -492,7 +493,10 @@ function svg(tag, attrs) {
 }
 
 function renderChart(el, hourly) {
-  // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it.
+  // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it. Hours in the user's zone.
+  const zone = currentZone();
+  const hourOf = (h) => `${String(hourIn(h.hour, zone)).padStart(2, "0")}:00`;
+  field(el, "chart-zone").textContent = `(${zone})`;
   const width = Math.max(480, field(el, "chart").clientWidth || 960), height = 160, pad = 18;
   const slot = (width - pad) / hourly.length;
   const top = Math.max(1, ...hourly.map((h) => Math.max(h.attempts || 0,
@@ -509,7 +513,7 @@ function renderChart(el, hourly) {
     const bar = svg("rect", { x: x + 1, y: height - pad - scale(attempts), width: slot / 2 - 2,
       height: scale(attempts), fill: "#c9d3e6" });
     const title = svg("title", {});
-    title.textContent = t("board.chart_bar", { hour: `${h.hour.slice(11, 13)}:00`, n: number(attempts),
+    title.textContent = t("board.chart_bar", { hour: hourOf(h), n: number(attempts),
       what: t("live.chart.attempts") });
     bar.append(title);
     root.append(bar);
@@ -520,14 +524,14 @@ function renderChart(el, hourly) {
       y -= scale(n);
       const part = svg("rect", { x: x + slot / 2, y, width: slot / 2 - 2, height: scale(n), fill: colour });
       const tip = svg("title", {});
-      tip.textContent = t("board.chart_bar", { hour: `${h.hour.slice(11, 13)}:00`, n: number(n),
+      tip.textContent = t("board.chart_bar", { hour: hourOf(h), n: number(n),
         what: words("outcome", outcome) });
       part.append(tip);
       root.append(part);
     }
     if (i % 3 === 0) {
       const tick = svg("text", { x, y: height - 4, "font-size": 10, fill: "#667085" });
-      tick.textContent = h.hour.slice(11, 13);
+      tick.textContent = hourOf(h).slice(0, 2);
       root.append(tick);
     }
   });
