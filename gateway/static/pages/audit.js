@@ -104,7 +104,9 @@ export async function render(container) {
     const v = answer.data;
     verifyResult.replaceChildren(h("p", { class: `verdict ${v.ok ? "allowed" : "denied"}`, id: "verify-verdict",
       text: v.ok ? t("audit.intact", { n: number(v.checked) }) : t("audit.broken", { seq: v.bad_seq ?? "?" }) }),
-    h("p", { class: "hint", text: v.text }));
+    // The chain's head, or what is wrong where it breaks (the verifier's technical words, kept as they are).
+    h("p", { class: "hint", text: v.ok ? t("audit.head", { seq: number(v.head_seq) })
+      : t("audit.problem", { problem: v.problem }) }));
   }));
   await load(true);
 }
