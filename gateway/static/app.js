@@ -5,9 +5,10 @@
 // An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
 // the live board below is the "live" page.
 import { api, apiError, credentials, errorText, errorWords, sendJson as postJson } from "./api.js";
-import { browserLanguage, clock, currentZone, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
-  translateDocument }
-  from "./i18n.js";
+import {
+  browserLanguage, clock, currentZone, dateTime, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
+  translateDocument,
+} from "./i18n.js";
 import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
@@ -76,8 +77,11 @@ registerBuiltin("board", {
 
 // The usage figures shown, in this order; their names are the catalogues' board.usage.NAME.
 const USAGE_SHOWN = ["attempts", "connected", "billable_minutes", "ai_minutes", "recordings", "contacts_stored"];
-// A hold's text in the user's language (hold.CODE), else the server's words.
-const holdText = (hold) => (has(`hold.${hold.code}`) ? t(`hold.${hold.code}`) : hold.text);
+// A hold in the user's language: what (hold.CODE), why (the reason as typed, or the budget's), who and since when;
+// the server's own line for a hold this console does not know.
+const holdText = (hold) => (has(`hold.${hold.code}`) ? t(hold.until ? "board.hold_until" : "board.hold", {
+  what: t(`hold.${hold.code}`), reason: hold.reason, by: hold.by, at: dateTime(hold.at),
+  until: hold.until ? dateTime(hold.until) : "" }) : hold.text);
 // A value's words from the catalogues when they have them (key prefix + value), else the value itself.
 const words = (prefix, value) => (has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value));
 
@@ -122,7 +126,7 @@ async function loadBusiness() {
       $("requests-panel").hidden = false;
       $("requests-empty").hidden = open.length > 0;
       listItems($("requests"), open.map((r) => [
-        [words("board.dsr.kind", r.kind), `(${r.regime})`, words("board.dsr.state", r.state), r.reference]
+        [`${words("board.dsr.kind", r.kind)} (${r.regime})`, words("board.dsr.state", r.state), r.reference]
           .filter(Boolean).join(" · "),
         r.overdue ? t("board.dsr.overdue", { day: r.deadline.slice(0, 10) })
           : (r.forward_overdue ? t("board.dsr.forward_overdue")
@@ -378,7 +382,8 @@ function render(snap) {
   status.textContent = held.length ? t("board.status_held", { status: t(`status.${snap.status}`) })
     : t(`status.${snap.status}`);
   status.className = `status ${snap.status}${held.length ? " held" : ""}`;
-  field(el, "updated").textContent = snap.updated_at ? t("live.updated", { time: clock(snap.updated_at, undefined, true) })
+  field(el, "updated").textContent = snap.updated_at
+    ? t("live.updated", { time: clock(snap.updated_at, undefined, true) })
     : t("live.no_figures");
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
@@ -543,7 +548,8 @@ function renderChart(el, hourly) {
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = colour;
-      li.append(swatch, document.createTextNode(name === "attempts" ? t("live.chart.attempts") : words("outcome", name)));
+      const label = name === "attempts" ? t("live.chart.attempts") : words("outcome", name);
+      li.append(swatch, document.createTextNode(label));
       legend.append(li);
     }
   }
