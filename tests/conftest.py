@@ -153,3 +153,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# DIALER_TEST_CPU=FILE: each test's CPU-seconds (the worker's own and those of the processes it started and reaped)
+# are appended to FILE, to find what makes the suite slow on a small machine (wall time hides it under load).
+_CPU_REPORT = os.environ.get("DIALER_TEST_CPU")
+
+
+def _cpu_now() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not _CPU_REPORT:
+        yield
+        return
+    started = _cpu_now()
+    yield
+    with open(_CPU_REPORT, "a") as report:
+        report.write(f"{_cpu_now() - started:.2f} {item.nodeid}\n")
