@@ -1,0 +1,88 @@
+"""Usage read back from the record: the report of dialer/usage/report.py rebuilt from usage_records.
+
+Every increment of the Redis counters is also a `usage` audit entry (dialer/usage/meter.py), which the archiver
+copies once into usage_records (dialer/record/rows.py). A day's counters are therefore the sums of its rows
+(per campaign and for the tenant), and its contacts stored the last reading (highest seq): the same day hashes
+report.assemble turns into the report, so both sources answer in the same shape, figure for figure.
+
+Which source answers a report (`source`):
+  redis   the live counters
+  record  usage_records
+  auto    the record for a closed period (its last UTC day before today) once the archiver has copied everything
+          Redis holds of the tenant's audit trail (its cursor at or past Redis's head: no increment in flight);
+          Redis otherwise, and when the record cannot be read. The answer says which (`source`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from dialer.audit import AuditLog
+from dialer.usage.meter import MEASURES, campaign_field
+from dialer.usage.report import assemble, usage
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "redis", "record")
+
+
+def record_days(record: Any, tenant: str, first: date, last: date) -> list[tuple[date, dict[str, int]]]:
+    """Each day's counters over [first, last] as a day hash would hold them, from usage_records."""
+    bounds = (tenant, first.isoformat(), last.isoformat())
+    sums = record.query(
+        f"SELECT day, campaign, {', '.join(f'sum({m})' for m in MEASURES)} FROM usage_records "
+        "WHERE tenant = %s AND day >= %s AND day <= %s AND contacts_stored IS NULL GROUP BY day, campaign", bounds)
+    readings = record.query(
+        "SELECT day, contacts_stored FROM usage_records WHERE tenant = %s AND day >= %s AND day <= %s "
+        "AND contacts_stored IS NOT NULL ORDER BY seq", bounds)
+    days: dict[str, dict[str, int]] = {}
+    for day, campaign, *values in sums:
+        into = days.setdefault(str(day), {})
+        for measure, value in zip(MEASURES, values, strict=True):
+            n = int(value or 0)
+            into[measure] = into.get(measure, 0) + n
+            if campaign:
+                into[campaign_field(str(campaign), measure)] = n
+    for day, value in readings:  # in seq order: the day's last reading stays
+        days.setdefault(str(day), {})["contacts_stored"] = int(value)
+    return [(date.fromisoformat(d), days[d]) for d in sorted(days)]
+
+
+def usage_from_record(record: Any, tenant: str, first: date, last: date) -> dict[str, Any]:
+    return assemble(tenant, first, last, record_days(record, tenant, first, last))
+
+
+def caught_up(client: Any, record: Any, tenant: str) -> bool:
+    """The record holds every audit entry Redis holds for the tenant (so every usage increment)."""
+    rows = record.query("SELECT seq FROM archive_progress WHERE tenant = %s", (tenant,))
+    archived = int(rows[0][0]) if rows else 0
+    return archived >= AuditLog(client).head(tenant).seq
+
+
+def choose(client: Any, record: Any, tenant: str, last: date, today: date, source: str) -> str:
+    """The source that answers: `redis` or `record` (RecordUnavailable from an explicit `record`)."""
+    if source not in SOURCES:
+        raise ValueError(f"source: one of {', '.join(SOURCES)}")
+    if source != "auto":
+        return source
+    if last >= today or record is None:
+        return "redis"
+    from dialer.record.store import RecordUnavailable
+
+    try:
+        return "record" if caught_up(client, record, tenant) else "redis"
+    except RecordUnavailable as exc:
+        log.warning("usage of %s: read from Redis, the record cannot be read (%s)", tenant, exc)
+        return "redis"
+
+
+def usage_from(client: Any, record: Any, tenant: str, first: date, last: date, today: date,
+               source: str = "auto") -> dict[str, Any]:
+    """The report from the chosen source, with `source` saying which."""
+    chosen = choose(client, record, tenant, last, today, source)
+    found = usage_from_record(record, tenant, first, last) if chosen == "record" else usage(client, tenant, first,
+                                                                                            last)
+    found["source"] = chosen
+    return found

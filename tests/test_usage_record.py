@@ -1,0 +1,138 @@
+"""Metered usage in the record (issue 19): every increment of the Redis counters reaches usage_records exactly once
+through the audit outbox, and the report is the same read from the record after Redis lost everything. Real
+redis-server, real PostgreSQL (started by the session) and SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from dialer.facts import FactStore
+from dialer.record.archiver import Archiver
+from dialer.record.store import Record, RecordNotMigrated
+from dialer.record.url import parse_record_url
+from dialer.usage import archived, meter, report
+
+KEY = "k" * 32
+T = "acme"
+DAY1 = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
+DAY2 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+TODAY = date(2026, 12, 6)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Record]:
+    if request.param == "sqlite":
+        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
+    else:
+        url = parse_record_url(request.getfixturevalue("postgres_url"))
+    store = Record(url, pool_size=2)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def meter_calls(client: redis.Redis) -> int:
+    """Calls of two campaigns over two days, each outcome reported again (a replay, an AstDB read-back that
+    learns the call was answered); a contacts-stored reading per day. Returns the calls placed."""
+    facts = FactStore(client)
+    placed = 0
+    for i in range(14):
+        at = DAY1 if i < 6 else DAY2
+        phone, call_id, campaign = f"+3314567{i:04d}", f"call-{i}", "c1" if i % 3 else "c2"
+        client.hset(f"t:{{{T}}}:p:{phone}:att", call_id,
+                    f'{{"at":"{at.isoformat().replace("+00:00", "Z")}","campaign":"{campaign}","outcome":"reserved"}}')
+        answered = i % 2 == 0
+        first = meter.measures(meter.CallUsage(None if i % 4 == 0 else (100.0 if answered else None), 100.0 + 7 * i,
+                                                ai=i % 5 == 0, recorded=i % 3 == 1), "per_6_seconds")
+        facts.record_outcome(T, phone, call_id, "unknown" if i % 4 == 0 else "answered" if answered else "busy",
+                             at + timedelta(seconds=30), metered=first)
+        facts.record_outcome(T, phone, call_id, "answered" if answered else "busy", at + timedelta(seconds=40),
+                             metered=first)  # the same report again: nothing added
+        if i % 4 == 0:  # the read-back finds it answered: only the difference is added
+            later = meter.measures(meter.CallUsage(100.0, 100.0 + 7 * i, recorded=True), "per_6_seconds")
+            facts.record_outcome(T, phone, call_id, "answered", at + timedelta(minutes=5), metered=later)
+        placed += 1
+    meter.record_contacts_stored(client, T, 40, DAY1)
+    meter.record_contacts_stored(client, T, 40, DAY1 + timedelta(minutes=1))  # unchanged: no entry
+    meter.record_contacts_stored(client, T, 55, DAY2)
+    facts.record_outcome("other", "+33145679999", "x-1", "answered", DAY2,
+                         metered=meter.measures(meter.CallUsage(0.0, 300.0), "per_minute"))  # another tenant
+    return placed
+
+
+def test_usage_survives_a_redis_flush_in_the_record(redis_client: redis.Redis, record: Record) -> None:
+    placed = meter_calls(redis_client)
+    first, last = date(2026, 11, 1), date(2026, 11, 30)
+    live = report.usage(redis_client, T, first, last)
+    assert live["totals"]["attempts"] == placed and live["totals"]["contacts_stored"] == 55
+    assert [d["day"] for d in live["days"]] == ["2026-11-29", "2026-11-30"]
+    entries = [e for e in redis_client.xrange(f"t:{{{T}}}:audit") if e[1][b"kind"] == b"usage"]
+    read_backs = sum(1 for i in range(placed) if i % 4 == 0)
+    assert len(entries) == placed + read_backs + 2  # one per call, one per read-back that added, two readings
+    # two archivers copying the same entries (a retry, a second process): each increment stored once
+    for _ in range(2):
+        Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T, "other"])
+    assert record.query("SELECT count(*) FROM usage_records WHERE tenant = %s", (T,))[0][0] == len(entries)
+    from_record = archived.usage_from_record(record, T, first, last)
+    assert from_record == live
+    assert report.usage_csv(from_record) == report.usage_csv(live)
+    assert archived.usage_from(redis_client, record, T, first, last, TODAY)["source"] == "record"  # closed, caught up
+    assert archived.usage_from(redis_client, record, T, first, TODAY, TODAY)["source"] == "redis"  # open period
+    redis_client.flushall()
+    assert report.usage(redis_client, T, first, last)["totals"]["attempts"] == 0  # Redis lost it all
+    rebuilt = archived.usage_from(redis_client, record, T, first, last, TODAY)
+    assert rebuilt.pop("source") == "record" and rebuilt == live
+    assert archived.usage_from_record(record, "other", first, last)["totals"]["billable_seconds"] == 300
+    assert archived.usage_from_record(record, T, date(2026, 11, 30), last)["totals"]["attempts"] == placed - 6
+
+
+def test_auto_reads_redis_while_the_record_is_behind(redis_client: redis.Redis, record: Record) -> None:
+    meter_calls(redis_client)
+    first, last = date(2026, 11, 1), date(2026, 11, 30)
+    assert archived.usage_from(redis_client, record, T, first, last, TODAY)["source"] == "redis"  # not archived
+    assert archived.usage_from(redis_client, record, T, first, last, TODAY, "record")["totals"]["attempts"] == 0
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T])
+    FactStore(redis_client).record_outcome(T, "+33145670100", "late", "busy", DAY2,
+                                           metered=meter.measures(meter.CallUsage(None, 1.0), "per_second"))
+    behind = archived.usage_from(redis_client, record, T, first, last, TODAY)
+    assert behind["source"] == "redis" and behind["totals"]["attempts"] == 15
+    with pytest.raises(ValueError, match="source"):
+        archived.usage_from(redis_client, record, T, first, last, TODAY, "disk")
+
+
+def test_a_record_that_cannot_be_read_leaves_auto_on_redis(redis_client: redis.Redis, tmp_path: Path) -> None:
+    meter_calls(redis_client)
+    missing = Record(parse_record_url(f"sqlite:///{tmp_path}/nothing-yet.db"))  # never migrated
+    found = archived.usage_from(redis_client, missing, T, date(2026, 11, 1), date(2026, 11, 30), TODAY)
+    assert found["source"] == "redis" and found["totals"]["attempts"] == 14
+
+
+def test_migrating_an_existing_record_adds_the_usage_table(tmp_path: Path) -> None:
+    """A record made by revision 0001 (before usage_records) is brought to the newest revision."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine
+
+    from dialer.record.store import MIGRATIONS
+
+    url = parse_record_url(f"sqlite:///{tmp_path}/old.db")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url.sqlalchemy())
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    store = Record(url)
+    with pytest.raises(RecordNotMigrated):
+        store.query("SELECT count(*) FROM usage_records")
+    assert store.migrate() == "0002"
+    assert store.query("SELECT count(*) FROM usage_records") == [(0,)]
+    with pytest.raises(Exception, match="append-only"), store.transaction() as tx:
+        tx.execute("INSERT INTO usage_records (tenant, seq, day, attempts) VALUES ('t', 1, '2026-11-30', 1)")
+        tx.execute("UPDATE usage_records SET attempts = 2")
