@@ -4,6 +4,7 @@ redis-server, real PostgreSQL (started by the session) and SQLite."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -136,3 +137,86 @@ def test_migrating_an_existing_record_adds_the_usage_table(tmp_path: Path) -> No
     with pytest.raises(Exception, match="append-only"), store.transaction() as tx:
         tx.execute("INSERT INTO usage_records (tenant, seq, day, attempts) VALUES ('t', 1, '2026-11-30', 1)")
         tx.execute("UPDATE usage_records SET attempts = 2")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/record.db"
+    return request.getfixturevalue("postgres_url")
+
+
+def lose_redis_usage(client: redis.Redis, tenant: str) -> None:
+    """What a Redis data loss does to the tenant's usage: the counters and the audit tail are gone (the rest of
+    Redis, the gateway's tokens among it, is kept so the API can still be asked)."""
+    for key in [*client.scan_iter(match=f"t:{{{tenant}}}:usage:*"), *client.scan_iter(match=f"t:{{{tenant}}}:audit*")]:
+        client.delete(key)
+
+
+async def test_usage_over_http_and_the_cli_from_the_record(redis_url: str, redis_client: redis.Redis, record_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from dialer.cli import main
+    from tests.gateway_support import start_gateway, stop_gateway
+
+    placed = meter_calls(redis_client)
+    with Record(parse_record_url(record_url)) as store:
+        store.migrate()
+        Archiver(redis_client, store, secret_key=KEY, tail=timedelta(days=365)).run_once([T, "other"])
+    gw = await start_gateway(redis_url, DIALER_RECORD_URL=record_url)
+    try:
+        month = {"month": "2026-11"}
+        live = await (await gw.client.get("/v1/usage", params={**month, "source": "redis"},
+                                          headers=gw.auth(T, "auditor"))).json()
+        assert live["source"] == "redis" and live["totals"]["attempts"] == placed
+        auto = await (await gw.client.get("/v1/usage", params=month, headers=gw.auth(T, "auditor"))).json()
+        assert auto["source"] == "record" and auto["days"] == live["days"] and auto["totals"] == live["totals"]
+        csv_live = await (await gw.client.get("/v1/usage/export", params={**month, "source": "redis"},
+                                              headers=gw.auth(T))).text()
+        await asyncio.to_thread(lose_redis_usage, redis_client, T)
+        after = await (await gw.client.get("/v1/usage", params=month, headers=gw.auth(T, "supervisor"))).json()
+        assert after["source"] == "record" and after["totals"] == live["totals"]
+        assert await (await gw.client.get("/v1/usage/export", params=month, headers=gw.auth(T))).text() == csv_live
+        gone = await (await gw.client.get("/v1/usage", params={**month, "source": "redis"}, headers=gw.auth(T))).json()
+        assert gone["totals"]["attempts"] == 0
+        # another tenant reads its own figures from the record, never acme's
+        other = await (await gw.client.get("/v1/usage", params={**month, "source": "record"},
+                                           headers=gw.auth("globex"))).json()
+        assert other["totals"]["attempts"] == 0 and other["days"] == []
+        bad = await gw.client.get("/v1/usage", params={**month, "source": "disk"}, headers=gw.auth(T))
+        assert bad.status == 422 and (await bad.json())["error"]["field"] == "source"
+    finally:
+        await stop_gateway(gw)
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.setenv("DIALER_RECORD_URL", record_url)
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    assert main(["usage", "--tenant", T, "--month", "2026-11", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["source"] == "record" and printed["totals"] == live["totals"]
+    assert main(["usage", "--tenant", T, "--month", "2026-11"]) == 0
+    assert "read from record" in capsys.readouterr().out
+
+
+async def test_an_explicit_record_source_that_cannot_be_read_is_a_503(redis_url: str,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialer.cli import main
+    from tests.gateway_support import start_gateway, stop_gateway
+    from tests.test_record_api import free_port
+
+    down = f"postgresql://nobody@127.0.0.1:{free_port()}/record"
+    gw = await start_gateway(redis_url, DIALER_RECORD_URL=down)
+    try:
+        resp = await gw.client.get("/v1/usage", params={"month": "2026-11", "source": "record"}, headers=gw.auth())
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "record_unavailable"
+        resp = await gw.client.get("/v1/usage", params={"month": "2026-11"}, headers=gw.auth())
+        assert resp.status == 200 and (await resp.json())["source"] == "redis"  # auto: the live counters
+    finally:
+        await stop_gateway(gw)
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.setenv("DIALER_RECORD_URL", down)
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    assert main(["usage", "--tenant", T, "--month", "2026-11", "--source", "record"]) == 1
+    assert "the record cannot be read" in capsys.readouterr().err

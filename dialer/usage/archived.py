@@ -8,9 +8,10 @@ report.assemble turns into the report, so both sources answer in the same shape,
 Which source answers a report (`source`):
   redis   the live counters
   record  usage_records
-  auto    the record for a closed period (its last UTC day before today) once the archiver has copied everything
-          Redis holds of the tenant's audit trail (its cursor at or past Redis's head: no increment in flight);
-          Redis otherwise, and when the record cannot be read. The answer says which (`source`).
+  auto    the record for a closed period (its last UTC day before today) once it holds every `usage` entry written
+          (as many usage_records rows as Redis's t:{T}:usage:entries counts: no increment in flight); Redis
+          otherwise, and when the record cannot be read. The answer says which (`source`). After Redis lost its
+          data the count is gone too, so the record answers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import logging
 from datetime import date
 from typing import Any
 
-from dialer.audit import AuditLog
-from dialer.usage.meter import MEASURES, campaign_field
+from dialer.usage.meter import MEASURES, campaign_field, entries_key
 from dialer.usage.report import assemble, usage
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,9 @@ def usage_from_record(record: Any, tenant: str, first: date, last: date) -> dict
 
 
 def caught_up(client: Any, record: Any, tenant: str) -> bool:
-    """The record holds every audit entry Redis holds for the tenant (so every usage increment)."""
-    rows = record.query("SELECT seq FROM archive_progress WHERE tenant = %s", (tenant,))
-    archived = int(rows[0][0]) if rows else 0
-    return archived >= AuditLog(client).head(tenant).seq
+    """The record holds every usage increment written for the tenant (each entry is one row: its seq is the key)."""
+    stored = int(record.query("SELECT count(*) FROM usage_records WHERE tenant = %s", (tenant,))[0][0])
+    return stored >= int(client.get(entries_key(tenant)) or 0)
 
 
 def choose(client: Any, record: Any, tenant: str, last: date, today: date, source: str) -> str:

@@ -13,6 +13,7 @@ Keys (tenant T; day D = YYYYMMDD and month M = YYYYMM of the call's reservation,
   t:{T}:usage:day:{D}     hash  <measure> (tenant total) and c:<campaign>:<measure>
   t:{T}:usage:month:{M}   hash  the same, for the month (budgets read it in one HGETALL)
   t:{T}:usage:days        zset  D -> D as a number (the days that have counters, for reports and archiving)
+  t:{T}:usage:entries     int   `usage` audit entries written (the record holds as many rows once caught up)
 No expiry: billing data, never deleted by the dialer.
 
 Durable: the same MULTI/EXEC that adds to the counters appends an audit entry of kind `usage` (usage_event: the
@@ -93,6 +94,10 @@ def days_key(tenant: str) -> str:
     return f"t:{{{tenant}}}:usage:days"
 
 
+def entries_key(tenant: str) -> str:
+    return f"t:{{{tenant}}}:usage:entries"
+
+
 def day_of(stamp: str | None, fallback: datetime) -> date:
     """The UTC day of the attempt's reservation instant (ISO text), else of `fallback`."""
     if stamp:
@@ -124,6 +129,7 @@ def queue_counts(pipe: Any, tenant: str, campaign: str, day: date, added: Mappin
         return
     if audit is not None:
         audit.queue(pipe, tenant, [usage_event(call_id, campaign, day, added, at or datetime.now(UTC))])
+        pipe.incr(entries_key(tenant))
     for key in (day_key(tenant, day), month_key(tenant, day.year, day.month)):
         for measure, n in added.items():
             pipe.hincrby(key, measure, n)
@@ -143,6 +149,7 @@ def record_contacts_stored(client: Any, tenant: str, count: int, at: datetime) -
     pipe = client.pipeline(transaction=True)
     AuditLog(client).queue(pipe, tenant, [AuditEvent("usage", USAGE_ACTOR, {"day": day.isoformat(),
                                                                           "contacts_stored": int(count)}, at)])
+    pipe.incr(entries_key(tenant))
     pipe.hset(day_key(tenant, day), "contacts_stored", count)
     pipe.hset(month_key(tenant, day.year, day.month), "contacts_stored", count)
     label = f"{day:%Y%m%d}"
