@@ -98,6 +98,7 @@ def live_gateway(redis_url, tmp_path):
     port = free_port()
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING",
            "DIALER_SECRET_KEY": "schemathesis-secret", "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
+           "DIALER_GATEWAY_OPERATOR_TENANTS": "acme",
            "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir), "DIALER_RECORD_URL": f"sqlite:///{tmp_path}/record.db"}
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -165,7 +166,7 @@ def test_schemathesis_finds_no_server_error(live_gateway, redis_url, method, pat
     real = {"endpoint_id": endpoint_id, "event_id": "evt_fuzz", "id": made["id"], "name": "target",
             "token_id": token_id, "import_id": import_id,
             "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
-            "job_id": job, "call_id": "fuzz-call", "request_id": request_id}
+            "job_id": job, "call_id": "fuzz-call", "request_id": request_id, "tenant": "acme"}
     lenient = [c for c in checks if c is not negative_data_rejection]
 
     @given(case=strategy)
