@@ -82,6 +82,13 @@ def listed(setting_value: str, tenant: str) -> bool:
     return tenant in {t.strip() for t in setting_value.split(",") if t.strip()}
 
 
+def permissions_of(role: str, tenant: str, config: Any) -> list[str]:
+    """What a user may do, as GET /v1/me and the console's session tell it: the role's permissions, less the
+    operators' ones unless the tenant is an operator tenant (the console shows pages from this list)."""
+    return sorted(p for p, roles in PERMISSIONS.items() if role in roles
+                  and (p not in OPERATOR_PERMISSIONS or listed(config[OPERATOR_PERMISSIONS[p]], tenant)))
+
+
 def allowed(role: str, permission: str) -> bool:
     """Fail closed: an unknown permission or role allows nothing."""
     return role in PERMISSIONS.get(permission, ())

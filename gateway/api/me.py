@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from aiohttp import web
 
-from gateway.auth import OPERATOR_PERMISSIONS, PERMISSIONS, AuthStore, listed, user_key
+from gateway.auth import AuthStore, permissions_of, user_key
 from gateway.errors import invalid
 from gateway.routing import CONFIG, Route, body, principal, redis_of
 
@@ -51,9 +51,7 @@ async def me(request: web.Request) -> web.Response:
         "user": who.user,
         "role": who.role,
         "token_id": who.token_id,
-        "permissions": sorted(p for p, roles in PERMISSIONS.items() if who.role in roles
-                              and (p not in OPERATOR_PERMISSIONS
-                                   or listed(request.app[CONFIG][OPERATOR_PERMISSIONS[p]], who.tenant))),
+        "permissions": permissions_of(who.role, who.tenant, request.app[CONFIG]),
     })
 
 
