@@ -220,3 +220,45 @@ async def test_an_explicit_record_source_that_cannot_be_read_is_a_503(redis_url:
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
     assert main(["usage", "--tenant", T, "--month", "2026-11", "--source", "record"]) == 1
     assert "the record cannot be read" in capsys.readouterr().err
+
+
+def test_after_a_data_loss_the_counters_come_back_from_the_record_and_budgets_count_on(
+        redis_url: str, redis_client: redis.Redis, record: Record, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dialer.audit import AuditLog
+    from dialer.cli import main
+    from dialer.usage import budgets
+    from dialer.usage.plan import parse
+
+    placed = meter_calls(redis_client)
+    first, last = date(2026, 11, 1), date(2026, 11, 30)
+    live = report.usage(redis_client, T, first, last)
+    plan = parse({"budgets": [{"measure": "attempts", "period": "month", "limit": 20},
+                              {"measure": "billable_minutes", "period": "day", "limit": 10}]})
+    at = DAY2 + timedelta(hours=1)
+    before = [s.as_dict() for s in budgets.states(redis_client, T, plan, at)]
+    assert before[0]["used"] == placed
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T])
+    redis_client.flushall()
+    assert budgets.states(redis_client, T, plan, at)[0].used == 0  # what a hard stop would wrongly count from
+    assert archived.restore_month(redis_client, record, T, 2026, 11, actor="operator:carol", at=at) == 2
+    assert report.usage(redis_client, T, first, last) == live
+    assert [s.as_dict() for s in budgets.states(redis_client, T, plan, at)] == before
+    [entry] = [e for e in AuditLog(redis_client).entries(T) if e.kind == "usage"]
+    assert (entry.actor, entry.payload["action"], entry.payload["attempts"]) == ("operator:carol", "restore", placed)
+    with pytest.raises(archived.RestoreError, match="still holds"):  # never over counters Redis has
+        archived.restore_month(redis_client, record, T, 2026, 11, actor="operator:carol", at=at)
+    with pytest.raises(archived.RestoreError, match="no usage"):
+        archived.restore_month(redis_client, record, T, 2026, 10, actor="operator:carol", at=at)
+    # from the shell
+    redis_client.flushall()
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.setenv("DIALER_RECORD_URL", record.url.url if record.dialect == "postgresql"
+                       else f"sqlite:///{record.url.path}")
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    assert main(["usage", "--tenant", T, "--restore"]) == 1  # a whole month, named
+    assert main(["usage", "--tenant", T, "--month", "2026-11", "--restore"]) == 0
+    assert "restored 2 days" in capsys.readouterr().out
+    assert report.usage(redis_client, T, first, last) == live
+    assert main(["usage", "--tenant", T, "--month", "2026-11", "--restore"]) == 1
+    assert "still holds" in capsys.readouterr().err

@@ -3,6 +3,8 @@
   dialer usage --tenant T --month 2026-12 [--json | --csv]
   dialer usage --tenant T --from 2026-12-01 --to 2026-12-06
   dialer usage --tenant T --month 2026-11 --source record   (the archived copy: after Redis lost its counters)
+  dialer usage --tenant T --month 2026-12 --restore         (after a Redis data loss: the month's counters back
+                                                            from the record, so budgets count from the truth)
   dialer usage --tenant T --plan plan.json     (replace the rounding rule and budgets; audited as the operator)
 """
 
@@ -40,6 +42,9 @@ def register(sub: Any) -> None:
                         help="redis: the live counters; record: the archived copy; auto (default): the record for "
                              "a closed period once it holds every increment, else Redis")
     parser.add_argument("--plan", type=Path, help="a JSON file: replace the tenant's rounding rule and budgets")
+    parser.add_argument("--restore", action="store_true",
+                        help="after a Redis data loss: write --month's counters back from the record (refused while "
+                             "Redis holds any counter of that month; audited)")
     parser.set_defaults(func=run)
 
 
@@ -83,6 +88,25 @@ def _usage(client: Any, config: Config, tenant: str, first: date, last: date, no
             record.close()
 
 
+def _restore(client: Any, config: Config, args: argparse.Namespace, now: datetime) -> int:
+    if not args.month:
+        raise CommandError("--restore needs --month YYYY-MM (a whole month: the budgets read its total)")
+    try:
+        first, _ = report.month_period(args.month)
+    except report.PeriodError as exc:
+        raise CommandError(f"--month: {exc.message}") from None
+    try:
+        with Record.from_config(config) as record:
+            days = archived.restore_month(client, record, args.tenant, first.year, first.month,
+                                          actor=f"operator:{getpass.getuser()}", at=now)
+    except (RecordUnavailable, OSError) as exc:
+        raise CommandError(f"the record cannot be read: {exc}") from None
+    except archived.RestoreError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"restored {days} days of {args.tenant}'s usage for {args.month} from the record")
+    return 0
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     client = redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     now = datetime.now(UTC)
@@ -97,6 +121,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 raise CommandError(f"plan not changed:{field} {exc}") from None
             print(json.dumps(plan.as_dict(), indent=2, sort_keys=True))
             return 0
+        if args.restore:
+            return _restore(client, config, args, now)
         try:
             first, last = report.period(args.first, args.last, args.month, now.date())
         except report.PeriodError as exc:

@@ -12,15 +12,18 @@ Which source answers a report (`source`):
           (as many usage_records rows as Redis's t:{T}:usage:entries counts: no increment in flight); Redis
           otherwise, and when the record cannot be read. The answer says which (`source`). After Redis lost its
           data the count is gone too, so the record answers.
+
+restore_month writes a month's counters back into Redis from the record after a data loss (`dialer usage
+--restore`), so budgets and hard stops count on from the true figures rather than from zero.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from dialer.usage.meter import MEASURES, campaign_field, entries_key
+from dialer.usage.meter import MEASURES, campaign_field, day_key, days_key, entries_key, month_key
 from dialer.usage.report import assemble, usage
 
 log = logging.getLogger(__name__)
@@ -85,3 +88,49 @@ def usage_from(client: Any, record: Any, tenant: str, first: date, last: date, t
                                                                                             last)
     found["source"] = chosen
     return found
+
+
+class RestoreError(ValueError):
+    """Counters not restored: one line saying why (nothing was written)."""
+
+
+def restore_month(client: Any, record: Any, tenant: str, year: int, month: int, *, actor: str,
+                  at: datetime) -> int:
+    """After Redis lost its data: write a month's counters back from the record (day hashes, the month hash the
+    budgets read, the days index), so budgets and live reports count on from the right figures. Refused when
+    Redis holds any counter of that month (it was not lost: restoring would overwrite it). Audited (kind `usage`,
+    action restore). Returns the days restored."""
+    from dialer.audit import AuditEvent, AuditLog
+    from dialer.usage.report import month_period
+
+    first, last = month_period(f"{year:04d}-{month:02d}")
+    found = record_days(record, tenant, first, last)
+    if not found:
+        raise RestoreError(f"the record holds no usage of {tenant} for {year:04d}-{month:02d}")
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    keys = [month_key(tenant, year, month), *(day_key(tenant, d) for d in days)]
+    totals: dict[str, int] = {}
+    for _, figures in found:
+        for name, value in figures.items():
+            if name != "contacts_stored":
+                totals[name] = totals.get(name, 0) + value
+    stored = [f["contacts_stored"] for _, f in found if "contacts_stored" in f]
+    if stored:
+        totals["contacts_stored"] = stored[-1]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch(*keys)
+        held = [k for k in keys if pipe.exists(k)]
+        if held:
+            pipe.unwatch()
+            raise RestoreError(f"Redis still holds usage counters of {tenant} for {year:04d}-{month:02d} "
+                               f"({held[0]}): nothing restored")
+        pipe.multi()
+        for day, figures in found:
+            pipe.hset(day_key(tenant, day), mapping=figures)
+            pipe.zadd(days_key(tenant), {f"{day:%Y%m%d}": int(f"{day:%Y%m%d}")})
+        pipe.hset(month_key(tenant, year, month), mapping=totals)
+        AuditLog(client).queue(pipe, tenant, [AuditEvent("usage", actor, {
+            "action": "restore", "month": f"{year:04d}-{month:02d}", "days": len(found),
+            "attempts": totals.get("attempts", 0), "billable_seconds": totals.get("billable_seconds", 0)}, at)])
+        pipe.execute()
+    return len(found)
