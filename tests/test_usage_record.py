@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dialer import holds
 from dialer.facts import FactStore
 from dialer.record.archiver import Archiver
 from dialer.record.store import Record, RecordNotMigrated
@@ -228,7 +229,7 @@ def test_after_a_data_loss_the_counters_come_back_from_the_record_and_budgets_co
     from dialer.audit import AuditLog
     from dialer.cli import main
     from dialer.usage import budgets
-    from dialer.usage.plan import parse
+    from dialer.usage.plan import parse, set_plan
 
     placed = meter_calls(redis_client)
     first, last = date(2026, 11, 1), date(2026, 11, 30)
@@ -241,9 +242,12 @@ def test_after_a_data_loss_the_counters_come_back_from_the_record_and_budgets_co
     Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T])
     redis_client.flushall()
     assert budgets.states(redis_client, T, plan, at)[0].used == 0  # what a hard stop would wrongly count from
+    set_plan(redis_client, T, {"budgets": [{"measure": "attempts", "period": "month", "limit": 20, "hard_stop": True}]},
+             actor="operator:carol", audit=AuditLog(redis_client), at=at)  # the plan, put back by the operator
     assert archived.restore_month(redis_client, record, T, 2026, 11, actor="operator:carol", at=at) == 2
     assert report.usage(redis_client, T, first, last) == live
     assert [s.as_dict() for s in budgets.states(redis_client, T, plan, at)] == before
+    assert [h.code for h in holds.tenant_holds(redis_client, T)] == []  # 14 of 20: no hard stop yet
     [entry] = [e for e in AuditLog(redis_client).entries(T) if e.kind == "usage"]
     assert (entry.actor, entry.payload["action"], entry.payload["attempts"]) == ("operator:carol", "restore", placed)
     with pytest.raises(archived.RestoreError, match="still holds"):  # never over counters Redis has
@@ -262,3 +266,8 @@ def test_after_a_data_loss_the_counters_come_back_from_the_record_and_budgets_co
     assert report.usage(redis_client, T, first, last) == live
     assert main(["usage", "--tenant", T, "--month", "2026-11", "--restore"]) == 1
     assert "still holds" in capsys.readouterr().err
+    redis_client.flushall()  # a plan whose hard stop the restored month has reached: held at once, not after a call
+    set_plan(redis_client, T, {"budgets": [{"measure": "attempts", "period": "month", "limit": 10, "hard_stop": True}]},
+             actor="operator:carol", audit=AuditLog(redis_client), at=at)
+    archived.restore_month(redis_client, record, T, 2026, 11, actor="operator:carol", at=at)
+    assert [h.code for h in holds.tenant_holds(redis_client, T)] == [holds.BUDGET_EXHAUSTED]

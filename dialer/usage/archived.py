@@ -99,7 +99,7 @@ def restore_month(client: Any, record: Any, tenant: str, year: int, month: int, 
     """After Redis lost its data: write a month's counters back from the record (day hashes, the month hash the
     budgets read, the days index), so budgets and live reports count on from the right figures. Refused when
     Redis holds any counter of that month (it was not lost: restoring would overwrite it). Audited (kind `usage`,
-    action restore). Returns the days restored."""
+    action restore). The tenant's budgets are then checked at `at` (alerts, hard stop). Returns the days restored."""
     from dialer.audit import AuditEvent, AuditLog
     from dialer.usage.report import month_period
 
@@ -133,4 +133,7 @@ def restore_month(client: Any, record: Any, tenant: str, year: int, month: int, 
             "action": "restore", "month": f"{year:04d}-{month:02d}", "days": len(found),
             "attempts": totals.get("attempts", 0), "billable_seconds": totals.get("billable_seconds", 0)}, at)])
         pipe.execute()
+    from dialer.usage.budgets import check_budgets
+
+    check_budgets(client, tenant, at)  # a hard stop the restored figures reach holds the tenant now, not after a call
     return len(found)
