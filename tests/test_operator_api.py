@@ -6,6 +6,7 @@ gate."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import redis as redis_lib
 from dialer import holds
 from dialer.audit import AuditLog
 from dialer.runtime.engine import build_gate
+from dialer.webhooks.events import endpoints_key, outbox_key
 from gateway.auth import AuthStore
 from tests.gateway_support import audit_entries, start_gateway, stop_gateway
 from tests.runtime_support import engine_config, numbers, setup_campaign
@@ -36,6 +38,7 @@ async def gw(redis_url):
 
 async def test_an_operator_suspends_a_tenant_and_the_gate_refuses_it_at_once(gw, redis_url, tmp_path: Path):
     client = redis_lib.Redis.from_url(redis_url)
+    await gw.redis.hset(endpoints_key("acme"), "ep1", "{}")  # acme has a webhook endpoint: it is told
     try:
         campaign = await asyncio.to_thread(setup_campaign, client, tmp_path, numbers(4, base="+331456790"))
         gate = await asyncio.to_thread(build_gate, client, engine_config(redis_url))
@@ -74,6 +77,10 @@ async def test_an_operator_suspends_a_tenant_and_the_gate_refuses_it_at_once(gw,
         assert again.status == 409 and (await again.json())["error"]["code"] == "not_suspended"
         assert [e.payload["action"] for e in AuditLog(client).entries("acme") if e.kind == "hold"] == \
             ["suspend", "resume"]
+        told = [json.loads(f["body"])["data"] for _, f in await gw.redis.xrange(outbox_key("acme"))
+                if f["type"] == "tenant.state_changed"]
+        assert [(d["action"], d["reason"]) for d in told] == [("suspend", "abuse report #12"), ("resume", "cleared")]
+        assert await gw.redis.xlen(outbox_key("globex")) == 0
     finally:
         client.close()
 
