@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway import credentials, trail
 from gateway.accounts import AccountStore, LoginLimits, mfa_needed
 from gateway.api.schemas import listing
-from gateway.auth import PERMISSIONS, AuthError, AuthStore
+from gateway.auth import AuthError, AuthStore, permissions_of
 from gateway.errors import ApiError, invalid, not_found
 from gateway.routing import CONFIG, Route, body, caller, principal, redis_of, session_of, session_policy
 from gateway.sessions import COOKIE, Session, SessionStore
@@ -125,7 +125,7 @@ async def _session_body(request: web.Request, session: Session, role: str) -> di
     return {"tenant": session.tenant, "user": session.user, "role": role, "stage": session.stage,
             "csrf_token": session.csrf, "expires_at": _stamp(session.expires_at), "mfa": user.get("mfa") == "1",
             "recovery_codes_left": await accounts.recovery_left(session.tenant, session.user),
-            "permissions": sorted(p for p, roles in PERMISSIONS.items() if role in roles)}
+            "permissions": permissions_of(role, session.tenant, request.app[CONFIG])}
 
 
 async def sign_in(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ import { busy, call, ensureStyles, errorWords, field, h, say, section, table } f
 // dialer/audit.py KINDS
 const KINDS = ["gate_decision", "gate_release", "call_outcome", "optout", "consent", "import", "registry_load",
   "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
-  "runtime_resume"];
+  "runtime_resume", "usage_plan", "hold", "subject_request", "campaign_dialing", "usage"];
 const PAGE = 50;
 const GIST = 180;
 
