@@ -225,6 +225,7 @@ def test_dialer_usage_prints_a_month_as_a_table_json_or_csv(redis_url, redis_cli
 
     monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    redis_client.sadd("tenants", T)
     at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     FactStore(redis_client).record_outcome(T, "+33145670001", "u1", "answered", at, metered=meter.measures(
         meter.CallUsage(0.0, 90.0), "per_minute"))
@@ -242,6 +243,29 @@ def test_dialer_usage_prints_a_month_as_a_table_json_or_csv(redis_url, redis_cli
     assert main(["usage", "--tenant", T, "--month", "2026-13"]) == 1
     plan.write_text(json.dumps({"rounding": "per_hour"}))
     assert main(["usage", "--tenant", T, "--plan", str(plan)]) == 1
+
+
+def test_dialer_usage_names_a_tenant_that_does_not_exist(redis_url, redis_client, monkeypatch, capsys, tmp_path):
+    """A misspelt tenant is an error, not a month of zeros, and never gets a plan (its budgets would guard
+    nobody while the real tenant has none)."""
+    from dialer.cli import main
+
+    monkeypatch.setenv("DIALER_REDIS_URL", redis_url)
+    monkeypatch.setenv("DIALER_RECORD_URL", f"sqlite:///{tmp_path}/record.db")
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    redis_client.sadd("tenants", T)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"rounding": "per_6_seconds"}))
+    for argv in (["--month", "2026-12"], ["--month", "2026-12", "--json"], ["--plan", str(plan)]):
+        assert main(["usage", "--tenant", "acmee", *argv]) == 1, argv
+        assert "no tenant acmee" in capsys.readouterr().err
+    assert not list(redis_client.scan_iter(match="*acmee*"))  # nothing written for it
+    assert main(["usage", "--tenant", T, "--month", "2026-12"]) == 0
+    capsys.readouterr()
+    # an offboarded tenant's archived usage stays readable from the record
+    assert main(["record", "migrate"]) == 0
+    capsys.readouterr()
+    assert main(["usage", "--tenant", "gone", "--month", "2026-11", "--source", "record"]) == 0
 
 
 async def test_ai_agent_minutes_are_counted_apart(redis_url, redis_client, tmp_path):

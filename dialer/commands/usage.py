@@ -107,10 +107,22 @@ def _restore(client: Any, config: Config, args: argparse.Namespace, now: datetim
     return 0
 
 
+def _known(client: Any, args: argparse.Namespace) -> None:
+    """A misspelt tenant is named, never answered with zeros nor given a plan of its own. Reading the record stays
+    open for a tenant no longer listed (offboarded: its archived usage outlives it), and so does --restore (after
+    a data loss the tenant list may be gone too; the record says whether it knows the tenant)."""
+    if args.restore or (args.plan is None and args.source == "record"):
+        return
+    if not client.sismember("tenants", args.tenant):
+        raise CommandError(f"no tenant {args.tenant} (dialer tenant list shows them; --source record reads the "
+                           "archived usage of a tenant no longer listed)")
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     client = redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     now = datetime.now(UTC)
     try:
+        _known(client, args)
         if args.plan is not None:
             try:
                 data = json.loads(args.plan.read_text())
