@@ -1,10 +1,13 @@
 """The console's Operator page in a real headless Chromium (Playwright), against a running gateway on a real Redis:
 an admin of an operator tenant suspends a client tenant with a reason and lifts it; the client's admin has no such
-page and sees the reason on their holds. Fits 1440 px and 390 px."""
+page (the suspended tenant's board showing the reason is tests/test_business_browser.py). Fits 1440 px and 390 px;
+screenshots go to $DIALER_SCREENSHOTS (the committed docs/console/operator-*.png were made with
+DIALER_SCREENSHOTS=docs/console)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
@@ -29,7 +32,9 @@ async def gw(redis_url):
 
 
 @pytest.mark.parametrize("width", [1440, 390])
-async def test_an_operator_suspends_and_lifts_a_tenant_from_the_console(gw, browser, width):  # noqa: F811
+async def test_an_operator_suspends_and_lifts_a_tenant_from_the_console(gw, browser, width, tmp_path):  # noqa: F811
+    shots = Path(os.environ.get("DIALER_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     context, page, errors, url = await signed_in(gw, browser, "ops", "admin-user", width=width)
     await page.goto(url + "#/operator")
     if width > 600:
@@ -46,6 +51,7 @@ async def test_an_operator_suspends_and_lifts_a_tenant_from_the_console(gw, brow
     held = await gw.redis.get(holds.operator_key("acme"))
     assert held and "chargebacks under review" in held  # the hold the gate's reserve script reads
     assert await fits(page)
+    await page.screenshot(path=str(shots / f"operator-{width}.png"), full_page=True)
     await page.click("#op-resume")
     await expect(row).to_have_attribute("data-suspended", "0")
     assert await gw.redis.get(holds.operator_key("acme")) is None
