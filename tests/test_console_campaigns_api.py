@@ -15,6 +15,7 @@ import redis as redis_lib
 
 from dialer import livestats
 from dialer.campaigns import CampaignStore
+from dialer.holds import CODES as HOLD_CODES
 from dialer.runtime.agents import Member
 from dialer.runtime.agentstates import LOGGED_OFF_KEEP, AgentStates, member_state, queue_board
 from dialer.runtime.progress import summarise
@@ -185,6 +186,15 @@ def test_every_pattern_of_the_api_has_words():
     assert missing == [], f"add these patterns to gateway/validation.py PATTERN_WORDS: {missing}"
 
 
+def gate_reasons() -> list:
+    from dialer import gate
+    from rules.engine import Reason
+
+    found = [v for v in vars(gate).values() if isinstance(v, Reason)] + list(gate.HOLDS.values())
+    assert {"STATE_UNAVAILABLE", "ERASED_SUPPRESSED", "TENANT_SUSPENDED"} <= {r.code for r in found}
+    return found
+
+
 def test_catalogues_cover_each_other_and_every_reason_code():
     en = json.loads((STATIC / "i18n" / "en.json").read_text())
     fr = json.loads((STATIC / "i18n" / "fr.json").read_text())
@@ -192,6 +202,13 @@ def test_catalogues_cover_each_other_and_every_reason_code():
     for code, text in REASON_CODES.items():
         assert en[f"reason.{code}"] == text  # the gate's own words (rules/engine.py)
         assert fr[f"reason.{code}"] and fr[f"reason.{code}"] != text
+    # the gate's fail-closed denials (dialer/gate.py: Redis unreachable, contention, an erased person...) and its
+    # holds are counted among a campaign's denials and listed by a number's lookup like any rule's
+    for reason in gate_reasons():
+        if reason.code not in HOLD_CODES and reason.code not in REASON_CODES:  # those two have their words above
+            assert en.get(f"reason.{reason.code}") == reason.text, reason.code
+        assert en.get(f"reason.{reason.code}") and fr.get(f"reason.{reason.code}"), reason.code
+        assert fr[f"reason.{reason.code}"] != en[f"reason.{reason.code}"], reason.code
     for key in en:  # the placeholders match, so a French text never loses a figure
         assert set(re.findall(r"\{(\w+)\}", en[key])) == set(re.findall(r"\{(\w+)\}", fr[key])), key
     used = set()
