@@ -107,6 +107,28 @@ def test_auto_reads_redis_while_the_record_is_behind(redis_client: redis.Redis, 
         archived.usage_from(redis_client, record, T, first, last, TODAY, "disk")
 
 
+def test_auto_does_not_take_the_record_for_caught_up_once_redis_lost_its_trail(redis_client: redis.Redis,
+                                                                              record: Record) -> None:
+    """After a Redis data loss the trail and its entries count restart from nothing: a few calls later the record
+    holds more rows than Redis counts, yet not those calls (the archiver stops at the fork, ChainGap). auto must
+    not answer from the record then; Redis's counters (restored with --restore, plus the new calls) answer."""
+    placed = meter_calls(redis_client)
+    first, last = date(2026, 11, 1), date(2026, 11, 30)
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T])
+    redis_client.flushall()
+    assert archived.usage_from(redis_client, record, T, first, last, TODAY)["source"] == "record"  # nothing new
+    archived.restore_month(redis_client, record, T, 2026, 11, actor="operator:carol", at=DAY2)
+    facts = FactStore(redis_client)
+    for i in range(2):  # two calls after the loss, late on the 30th
+        phone = f"+3314568{i:04d}"
+        redis_client.hset(f"t:{{{T}}}:p:{phone}:att", f"after-{i}",
+                          '{"at":"2026-11-30T23:00:00Z","campaign":"c1","outcome":"reserved"}')
+        facts.record_outcome(T, phone, f"after-{i}", "busy", DAY2 + timedelta(hours=14),
+                             metered=meter.measures(meter.CallUsage(None, 10.0), "per_second"))
+    found = archived.usage_from(redis_client, record, T, first, last, TODAY)
+    assert found["source"] == "redis" and found["totals"]["attempts"] == placed + 2
+
+
 def test_a_record_that_cannot_be_read_leaves_auto_on_redis(redis_client: redis.Redis, tmp_path: Path) -> None:
     meter_calls(redis_client)
     missing = Record(parse_record_url(f"sqlite:///{tmp_path}/nothing-yet.db"))  # never migrated

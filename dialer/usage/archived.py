@@ -11,7 +11,9 @@ Which source answers a report (`source`):
   auto    the record for a closed period (its last UTC day before today) once it holds every `usage` entry written
           (as many usage_records rows as Redis's t:{T}:usage:entries counts: no increment in flight); Redis
           otherwise, and when the record cannot be read. The answer says which (`source`). After Redis lost its
-          data the count is gone too, so the record answers.
+          data the count is gone too, so the record answers, until a usage increment is written again: Redis's
+          new trail is a fork of the archived one (forked()), the archiver cannot copy past it, the record misses
+          that increment, and Redis's counters (put back with restore_month, plus the new calls) answer.
 
 restore_month writes a month's counters back into Redis from the record after a data loss (`dialer usage
 --restore`), so budgets and hard stops count on from the true figures rather than from zero.
@@ -59,8 +61,34 @@ def usage_from_record(record: Any, tenant: str, first: date, last: date) -> dict
 
 def caught_up(client: Any, record: Any, tenant: str) -> bool:
     """The record holds every usage increment written for the tenant (each entry is one row: its seq is the key)."""
+    written = int(client.get(entries_key(tenant)) or 0)
+    if forked(client, record, tenant):  # the count restarted with the trail: each one since is missing there
+        return written == 0
     stored = int(record.query("SELECT count(*) FROM usage_records WHERE tenant = %s", (tenant,))[0][0])
-    return stored >= int(client.get(entries_key(tenant)) or 0)
+    return stored >= written
+
+
+def forked(client: Any, record: Any, tenant: str) -> bool:
+    """Redis's audit trail is no longer the one the record copied: a data loss restarted it (and the entries count
+    with it), so counting no longer says whether the record holds every increment, and the archiver stops at the
+    fork (ChainGap) until an operator acts. Seen as a head below the archived seq, or another entry at that seq."""
+    from dialer.audit import head_key, stream_key
+
+    rows = record.query("SELECT seq, hash FROM archive_progress WHERE tenant = %s", (tenant,))
+    if not rows:
+        return False
+    seq, archived_hash = int(rows[0][0]), str(rows[0][1])
+    head = client.hget(head_key(tenant), "seq")
+    if head is None:  # nothing written since the loss (or no trail at all): nothing the record lacks
+        return False
+    if int(head) < seq:
+        return True
+    found = client.xrange(stream_key(tenant), f"{seq}-0", f"{seq}-0")
+    if not found:  # trimmed once archived: the same trail
+        return False
+    fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in found[0][1].items()}
+    value = fields.get("hash")
+    return (value.decode() if isinstance(value, bytes) else str(value)) != archived_hash
 
 
 def choose(client: Any, record: Any, tenant: str, last: date, today: date, source: str) -> str:
