@@ -145,8 +145,11 @@ async def test_lockout_after_failures_is_429_and_audited_then_reset_by_admin(gw,
     b = browsers()
     statuses = [(await b.sign_in(email, password=f"wrong password {i}"))[0].status for i in range(5)]
     assert statuses == [401, 401, 401, 401, 429]
+    [lock] = [k async for k in gw.redis.scan_iter(match="login:lock:*")]
+    await gw.redis.expire(lock, 900)  # exactly the 15 minutes (gateway.login_lockout_minutes): said as 15, not 16
     resp, body = await b.sign_in(email)  # even the right password while locked
     assert resp.status == 429 and int(resp.headers["Retry-After"]) > 800 and "locked" in body["error"]["message"]
+    assert "locked for 15 min" in body["error"]["message"]
     unknown = [(await b.sign_in("nobody@acme.example", password="x"))[0].status for _ in range(5)]
     assert unknown == [401, 401, 401, 401, 429]  # the same answers for an email that has no account
     events = [e for e in await audit_events(gw, "acme") if e["action"].startswith("login.")]

@@ -144,7 +144,7 @@ async def sign_in(request: web.Request) -> web.Response:
         if owner:
             await trail.record(redis, tenant, "login.refused", actor=name, reason="locked_out",
                                address=request.remote or "")
-        raise _too_many(f"too many failed sign-ins: this account is locked for {locked // 60 + 1} min", locked)
+        raise _too_many(f"too many failed sign-ins: this account is locked for {-(-locked // 60)} min", locked)
 
     async def failed(reason: str, code: str, message: str) -> ApiError:
         now_locked = await accounts.note_failure(email)
