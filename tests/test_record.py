@@ -285,6 +285,36 @@ def test_serve_skips_a_tenant_with_a_gap_and_archives_the_others(redis_client: r
     assert counts(record, "broken")["audit_archive"] == 0
 
 
+def test_serve_looks_for_new_tenants_only_every_rescan_period(redis_client: redis.Redis, record: Record) -> None:
+    """The keyspace SCAN for tenants runs once per rescan period, not every pass (it cost the gate's Redis more
+    than the copy itself); a tenant whose trail appears in between is archived after the next look."""
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "early", 3)
+
+    def serve(step: float) -> None:
+        calls = [0]
+        clock = [0.0]
+
+        def should_stop() -> bool:
+            calls[0] += 1
+            if calls[0] == 3:
+                fill(audit, "late", 3)  # appears after the first look
+            return calls[0] > 12
+
+        def monotonic() -> float:
+            clock[0] += step
+            return clock[0]
+
+        Archiver(redis_client, record, secret_key=KEY).serve(interval=0.0, should_stop=should_stop, rescan=30.0,
+                                                              monotonic=monotonic)
+
+    serve(step=0.0)  # the clock never reaches the next look: the new tenant waits (in Redis)
+    assert counts(record, "early")["audit_archive"] == audit.head("early").seq
+    assert counts(record, "late")["audit_archive"] == 0
+    serve(step=31.0)  # every pass is a rescan period after the last look
+    assert counts(record, "late")["audit_archive"] == audit.head("late").seq
+
+
 def test_subject_access_includes_archived_entries(redis_client: redis.Redis, record: Record) -> None:
     from dialer import privacy
 
