@@ -99,7 +99,7 @@ $$
 """
 
 
-def _type(kind: str, dialect: str) -> str:
+def column_type(kind: str, dialect: str) -> str:
     pair = _T.get(kind)
     return kind if pair is None else pair[0 if dialect == "postgresql" else 1]
 
@@ -107,7 +107,7 @@ def _type(kind: str, dialect: str) -> str:
 def create_statements(dialect: str) -> list[str]:
     out = []
     for name, (cols, key) in _TABLES.items():
-        columns = ", ".join(f"{c} {_type(t, dialect)}" + (" NOT NULL" if c in key else "") for c, t in cols)
+        columns = ", ".join(f"{c} {column_type(t, dialect)}" + (" NOT NULL" if c in key else "") for c, t in cols)
         partition = f" PARTITION BY RANGE ({PARTITIONED[name]})" if dialect == "postgresql" and name in PARTITIONED \
             else ""
         out.append(f"CREATE TABLE {name} ({columns}, PRIMARY KEY ({', '.join(key)})){partition}")
