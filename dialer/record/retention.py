@@ -73,8 +73,12 @@ def month_floor(value: datetime) -> datetime:
 
 def record_tenants(record: Record) -> list[str]:
     """Every tenant with rows retention may remove."""
-    rows = record.query(" UNION ".join(f"SELECT DISTINCT tenant FROM {t}" for t in TABLES))
-    return sorted(str(t) for (t,) in rows)
+    with record.transaction() as tx:
+        return _tenants(tx)
+
+
+def _tenants(tx: Tx) -> list[str]:
+    return sorted(str(t) for (t,) in tx.query(" UNION ".join(f"SELECT DISTINCT tenant FROM {t}" for t in TABLES)))
 
 
 @dataclass
@@ -106,13 +110,14 @@ def apply_policies(record: Record, cutoffs: Mapping[str, datetime], secret_key: 
     late = sorted(t for t, c in cutoffs.items() if c > now - FLOOR)
     if late:
         raise ValueError(f"tenant {late[0]}: refusing to remove the last {FLOOR.days} days of the record")
-    present = record_tenants(record)
-    result = ScheduledResult(now, {t: cutoffs[t] for t in present if t in cutoffs}, None)
-    if not result.cutoffs:
-        return result
-    # Whole months only where every tenant with rows is past them (a tenant without a cut keeps them all).
-    shared = month_floor(min(result.cutoffs.values())) if all(t in cutoffs for t in present) else None
+    result = ScheduledResult(now, {}, None)
     with record.retention_session() as tx:
+        present = _tenants(tx)  # in the session: what the drops below would touch
+        result.cutoffs = {t: cutoffs[t] for t in present if t in cutoffs}
+        if not result.cutoffs:
+            return result
+        # Whole months only where every tenant with rows is past them (a tenant without a cut keeps them all).
+        shared = month_floor(min(result.cutoffs.values())) if all(t in cutoffs for t in present) else None
         result.new_bases = _new_bases(record, tx, result.cutoffs, key, now)
         if shared is not None and record.dialect == "postgresql":
             for table in TABLES:  # what the dropped months held, for each tenant's own account
