@@ -86,3 +86,37 @@ async def test_a_campaign_dials_its_contacts_from_the_record_a_window_at_a_time(
         assert (final["reason"], final["attempts"]) == (reason, calls), (phone, final)
         assert observer.by_number[phone] == calls, phone
     assert "+33145670990" not in observer.by_number  # the other list is not the campaign's
+
+
+async def test_a_record_that_cannot_be_read_never_completes_the_campaign_early(
+        redis_url: str, redis_client: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="dialer")
+    url = f"sqlite:///{tmp_path}/later.db"  # not there yet: the record cannot be read
+    campaign = setup_campaign(redis_client, tmp_path, ["+33145670990"], list_id="other", lists=["leads"])
+    config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
+                              "DIALER_RECORD_URL": url})
+    settings = dataclasses.replace(SETTINGS, window=WINDOW, window_seconds=0.1)
+    store = CampaignStore(redis_client)
+    pbx = await start_pbx()
+    stop = asyncio.Event()
+    try:
+        task = asyncio.create_task(run_engine(config, stop_event=stop, clock=offset_clock(AT, 60.0),
+                                              servers=[sandbox(pbx)], settings=settings, process_id="p1"))
+        try:
+            await eventually(lambda: "the record cannot be read" in caplog.text, timeout=60)
+            await asyncio.sleep(1.0)  # several completion checks (stats every 0.2 s) with an empty window
+            assert store.get("acme", campaign).status == "running"
+            record = Record(parse_record_url(url), pool_size=1)
+            record.migrate()
+            store_contacts(record, "acme", "leads", [contact(2, "+33145670001"), contact(3, "+33145670005")])
+            record.close()
+            await eventually(lambda: task.done() or store.get("acme", campaign).status == "completed", timeout=60)
+        finally:
+            stop.set()
+            await task
+    finally:
+        await pbx.stop()
+    assert store.get("acme", campaign).status == "completed"
+    assert {f["reason"] for f in ContactQueue(redis_client, "acme", campaign).final_states().values()} == {"answered"}
+    assert len(ContactQueue(redis_client, "acme", campaign).final_states()) == 2
+    assert "the record is readable again" in caplog.text
