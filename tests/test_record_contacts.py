@@ -111,3 +111,23 @@ def test_a_refill_that_dies_before_moving_the_cursor_adds_nothing_twice(
     rescan = refill(record, queue, ["L"], at=AT, size=32, rescan=True)
     assert rescan["added"] == 3 and rescan["known"] == 12
     assert redis_client.zcard(queue.keys["ready"]) == 15
+
+
+def test_access_and_erasure_reach_the_contacts_in_the_record(redis_client: redis.Redis, record: Record) -> None:
+    from datetime import UTC, datetime
+
+    from dialer import privacy
+
+    key = "k" * 32
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    store_contacts(record, "t1", "L", [contact("imp1", 2, "+33145670002", other="+33612340002"),
+                                       contact("imp1", 3, "+33145670003")])
+    found = privacy.access(redis_client, "t1", phone="+33612340002", at=at, secret_key=key, record=record)
+    assert [c["id"] for c in found["record_contacts"]] == ["imp1-2"]
+    report = privacy.erase(redis_client, "t1", phone="+33612340002", actor="user:dpo", at=at, secret_key=key,
+                           record=record)
+    assert report.removed["record_contacts"] == 1
+    assert get_contact(record, "t1", "imp1-2") is None and get_contact(record, "t1", "imp1-3") is not None
+    assert contacts_for_phone(record, "t1", "+33145670002") == []  # its other number went with it
+    assert privacy.access(redis_client, "t1", phone="+33612340002", at=at, secret_key=key,
+                          record=record)["record_contacts"] == []
