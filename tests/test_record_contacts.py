@@ -131,3 +131,23 @@ def test_access_and_erasure_reach_the_contacts_in_the_record(redis_client: redis
     assert contacts_for_phone(record, "t1", "+33145670002") == []  # its other number went with it
     assert privacy.access(redis_client, "t1", phone="+33612340002", at=at, secret_key=key,
                           record=record)["record_contacts"] == []
+
+
+def test_offboarding_exports_then_deletes_the_tenants_contacts_in_the_record(
+        redis_client: redis.Redis, record: Record, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dialer.offboarding import offboard
+
+    store_contacts(record, "t1", "L", people(7))
+    store_contacts(record, "t1", "M", people(2))  # the same contacts on a second list
+    store_contacts(record, "t2", "L", people(3))
+    report = offboard(redis_client, "t1", tmp_path / "export", datetime(2026, 12, 1, tzinfo=UTC), actor="user:ops",
+                      secret_key="k" * 32, record=record)
+    lines = (tmp_path / "export" / "record_contacts.jsonl").read_text(encoding="utf-8").splitlines()
+    exported = {c["id"]: c for c in map(json.loads, lines)}
+    assert report.files["record_contacts.jsonl"] == len(exported) == 7
+    assert exported["imp1-2"]["lists"] == ["L", "M"] and exported["imp1-8"]["lists"] == ["L"]
+    for table in ("contacts", "list_members", "contact_phones"):
+        assert counted(record, table, "t1") == 0, table
+    assert counted(record, "contacts", "t2") == 3  # another tenant's stay

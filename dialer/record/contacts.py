@@ -14,7 +14,7 @@ rows, and its evidence is the audit entry of the erasure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
@@ -99,6 +99,33 @@ def window_page(record: Record, tenant: str, campaign: str, lists: Sequence[str]
     return [QueuedContact(str(cid), phone or "", country, postal, state,
                           tuple(z for z in (zones or "").split(",") if z), int(priority or 0))
             for cid, phone, country, postal, state, zones, priority in rows]
+
+
+def iter_tenant_contacts(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every contact of the tenant with its lists (`lists`), in id order, a page at a time (memory bounded)."""
+    after = ""
+    while True:
+        rows = record.query("SELECT id, data FROM contacts WHERE tenant = %s AND id > %s ORDER BY id LIMIT %s",
+                            (tenant, after, page))
+        if not rows:
+            return
+        ids = [str(r[0]) for r in rows]
+        lists: dict[str, list[str]] = {}
+        for cid, list_id in record.query(
+                "SELECT contact_id, list_id FROM list_members WHERE tenant = %s AND contact_id >= %s AND "
+                "contact_id <= %s ORDER BY list_id", (tenant, ids[0], ids[-1])):
+            lists.setdefault(str(cid), []).append(str(list_id))
+        for cid, data in rows:
+            yield {**json.loads(data), "lists": lists.get(str(cid), [])}
+        after = ids[-1]
+
+
+def delete_tenant(record: Record, tenant: str) -> int:
+    """Offboarding: every contact of the tenant, its memberships and numbers, in one transaction."""
+    with record.transaction() as tx:
+        tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
+        tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
+        return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 
 
 def get_contact(record: Record, tenant: str, contact_id: str) -> dict[str, Any] | None:
