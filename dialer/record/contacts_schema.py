@@ -1,4 +1,4 @@
-"""The record's contact tables (migration 0002): contacts and list memberships.
+"""The record's contact tables (migration 0003): contacts and list memberships.
 
 Unlike the archive tables these are not append-only: an erasure request deletes a person's contacts (the
 evidence of the erasure is the audit entry, archived in audit_archive). Not partitioned: a contact has no instant
@@ -32,15 +32,9 @@ KEYS = {name: key for name, (_, key) in TABLES.items()}
 
 
 def create_statements(dialect: str) -> list[str]:
-    from dialer.record.schema import column_type
+    from dialer.record.schema import table_statements
 
-    out = []
-    for name, (cols, key) in TABLES.items():
-        columns = ", ".join(f"{c} {column_type(t, dialect)}" + (" NOT NULL" if c in key else "") for c, t in cols)
-        out.append(f"CREATE TABLE {name} ({columns}, PRIMARY KEY ({', '.join(key)}))")
-    for table, cols in INDEXES:
-        out.append(f"CREATE INDEX {table}_{'_'.join(cols)} ON {table} ({', '.join(cols)})")
-    return out
+    return table_statements(dialect, TABLES, INDEXES)
 
 
 def drop_statements(dialect: str) -> list[str]:

@@ -1,15 +1,15 @@
 """Contacts and their list memberships in the record (issue 18: contacts by the tens of millions).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from alembic import op
 
 from dialer.record.contacts_schema import create_statements, drop_statements
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
