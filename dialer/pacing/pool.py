@@ -49,6 +49,10 @@ class PoolPlan:
     claim: ShareClaim
 
 
+# A busy agent's time on its call (seconds) past any survival table: staffed, but not expected to free up.
+NOT_FREEING = 1e9
+
+
 def reserves(policy: PacingPolicy) -> bool:
     """Campaigns that place a call only for an agent of their own: progressive."""
     return policy.mode is PacingMode.PROGRESSIVE
@@ -104,17 +108,24 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         if mine_reserves:
             # Its slice, less what the others hold beyond theirs (a reserving campaign's calls in flight each hold
             # an agent; another campaign's, at most its slice): paced progressive on it with its own calls.
-            held = sum(c.in_flight if c.reserves else _expected_answers(c.in_flight, state.answer_rate)
-                       for c in others)
+            held = sum(c.in_flight for c in others if c.reserves) + _expected_answers(
+                sum(c.in_flight for c in others if not c.reserves), state.answer_rate)
             seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
         else:  # the agents the reserving campaigns have not filled with calls yet are theirs
-            kept = sum(max(0, slices[c.key] - c.in_flight) for c in others if c.reserves)
-            # and of the busy agents who will free up, it counts on its weight's part only (the others' slices
-            # are cut from the free agents, which the busy ones become)
+            # and the agents their calls in flight are heading for (each such call has an agent reserved: counted
+            # only at its chance of an answer in the ringing calls, its agent would be overdialed on)
+            kept = sum(max(slices[c.key], c.in_flight) for c in others if c.reserves)
+            # of the busy agents who will free up, it counts on its weight's part only (the others' slices are cut
+            # from the free agents, which the busy ones become)
             sharing = weight + sum(c.weight for c in others if c.reserves and c.demand > 0 and c.priority >= priority)
-            seen = dataclasses.replace(state, free_agents=max(0, free - kept),
-                                       busy_elapsed=_part(state.busy_elapsed, weight / sharing))
+            busy = _part(state.busy_elapsed, weight / sharing)
+            if any(c.held and slices[c.key] > c.in_flight for c in others):
+                # A campaign held by a legal rule is waiting for its slice: count on none of the busy agents
+                # freeing up (they are what its slice is cut from), so this campaign's answers stay within the
+                # free agents left to it and the held campaign's calls find theirs. (Still staffed: not freeing.)
+                busy = (NOT_FREEING,) * len(busy)
+            seen = dataclasses.replace(state, free_agents=max(0, free - kept), busy_elapsed=busy)
     decision = decide_within(policy, seen, verdict)
     wanted = decision.wanted if slice_wanted is None else max(decision.wanted, slice_wanted)
     if contacts is not None:
@@ -127,5 +138,6 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         share = n_mine + wanted if not others else entitlement(
             lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
     calls = max(0, min(decision.calls, share - n_mine))
-    claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves)
+    claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves,
+                       held=mine_reserves and verdict.reserved_only and not reserves(policy))
     return PoolPlan(verdict, decision, calls, lines, share, claim)
