@@ -14,6 +14,7 @@ Reason codes (Decision.reason):
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from dialer.pacing.model import CONNECT_GRACE_SECONDS, Decision, PacingMode, PacingPolicy, PacingState
 
@@ -173,11 +174,13 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     rs, r_inv, rn, r_tail = ring.values, 1.0 / ring.step, len(ring.values), ring.values[-1]
     os_, o_inv, on, o_tail = other.values, 1.0 / other.step, len(other.values), other.values[-1]
     q_other = 1.0 - p
-    pjs = [live / total for age in state.ringing
+    # Calls placed at the same instant have the same age (a simulated tick places them together): each distinct
+    # age is worked out once, weighted by how many calls have it.
+    pjs = [(live / total, m) for age, m in Counter(state.ringing).items()
            if (total := (live := p * (rs[k] if (k := int(age * r_inv)) < rn else r_tail))
                + q_other * (os_[k] if (k := int(age * o_inv)) < on else o_tail)) > 0.0]
-    answers_mean = sum(pjs, answers_mean)
-    answers_var = sum([pj * (1.0 - pj) for pj in pjs], answers_var)
+    answers_mean = sum([pj * m for pj, m in pjs], answers_mean)
+    answers_var = sum([pj * (1.0 - pj) * m for pj, m in pjs], answers_var)
 
     new_var = p * (1.0 - p)
     base_mean = answers_mean - agents_mean
