@@ -215,7 +215,7 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     # predictive campaigns on 8 agents ended 2 h days at 3.1-4.9% (4 of 24 seeds): each with room for one
     # abandon, two or three came within 20 s (issue 15). Binds while the room is small; a window with many
     # answers has room enough. With room for one or two abandons, the busy agents are not counted on at all
-    # (with them counted, 2 of 20 such days still broke the cap; 3 standard deviations instead of 4, 1 of 80).
+    # (with them counted, 2 of 13 such days still broke the cap; 3 standard deviations instead of 4, 1 of 40).
     # Measured in BENCHMARKS.md ("A held campaign on a crowded queue").
     room = math.floor(policy.abandon_cap * state.live_answers - state.abandons + 1e-9)
     if room <= ROOM_FREE_ONLY:
