@@ -14,7 +14,9 @@ it (the "ringing" calls; a free agent another campaign's call is heading for is 
    campaigns that want them: priority, then weight, capped at demand), less the agents the others' calls in
    flight will want (a reserving campaign's: one each; an overdialing one's: their expected answers plus one
    standard deviation, at this campaign's answer-rate estimate), and paces progressive on it with its own calls;
-   every other campaign paces on the free agents less the slices the reserving campaigns have not yet filled;
+   every other campaign paces on the free agents less the reserving campaigns' slices (or their calls in flight,
+   if more), and while a campaign held by a legal rule (`held` in its claim) has not filled its slice, counts on
+   none of the busy agents freeing up: on a crowded queue those are what the held campaign's slice is cut from;
 3. decide() (dialer.pacing.guard.decide_within) says how many lines the pool may carry (calls in flight + the new
    calls this campaign wants); `apportion` splits them between the campaigns that want them (a progressive
    campaign's slice is its share already).
@@ -112,9 +114,10 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
                 sum(c.in_flight for c in others if not c.reserves), state.answer_rate)
             seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
-        else:  # the agents the reserving campaigns have not filled with calls yet are theirs
-            # and the agents their calls in flight are heading for (each such call has an agent reserved: counted
-            # only at its chance of an answer in the ringing calls, its agent would be overdialed on)
+        else:
+            # A reserving campaign's slice is its own: the agents it has not filled with calls yet, and those its
+            # calls in flight are heading for (each has an agent reserved; among the ringing calls it counts only at
+            # its chance of an answer, so without this its agent would be overdialed on).
             kept = sum(max(slices[c.key], c.in_flight) for c in others if c.reserves)
             # of the busy agents who will free up, it counts on its weight's part only (the others' slices are cut
             # from the free agents, which the busy ones become)

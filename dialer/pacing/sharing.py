@@ -12,8 +12,8 @@ The policy (docs/pacing.md, "Campaigns that share agents"):
    proportion to its `weight`, never more than its `demand`; what a campaign does not need (few contacts left, a
    paused campaign) is shared by the others in proportion to their weights. So the split follows demand, and
    weights only matter when campaigns want more than there is.
-3. Whole lines: largest remainder, ties broken by the campaign key, so every process that sees the same claims
-   computes the same split.
+3. Whole lines: largest remainder, ties broken by weight, then fewer calls in flight, then the campaign key, so
+   every process that sees the same claims computes the same split and a last free line goes round.
 
 A campaign's demand is counted in lines: the calls it has in flight towards the pool plus the new calls its pacing
 wants now. A campaign already holding more than its entitlement (another campaign just joined, agents left)
