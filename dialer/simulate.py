@@ -426,13 +426,15 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
         c.res.connected += 1
 
     world = scenario.world_at(0.0)
+    world_until = scenario.steady_until(0.0)  # the world stays `world` until then
     push(0.0, _TICK, 0)
     while events:
         now, _, kind, ref = heapq.heappop(events)
         if now > end:
             break
         if kind == _TICK:
-            world = scenario.world_at(now)
+            if now >= world_until:
+                world, world_until = scenario.world_at(now), scenario.steady_until(now)
             # Agents log in and out: idle agents leave at once, busy ones when their call ends.
             target = world.agents
             present = free + len(busy) - len(leaving)
