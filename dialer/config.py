@@ -56,6 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
             "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
+    Setting("gateway.operator_tenants", str, "", "DIALER_GATEWAY_OPERATOR_TENANTS",
+            "comma-separated tenants whose admins are the installation's operators: they may suspend and resume "
+            "any tenant through the API (/v1/operator/...); none by default (the shell's `dialer tenant suspend` "
+            "is always there)"),
     Setting("gateway.trusted_proxies", str, "", "DIALER_GATEWAY_TRUSTED_PROXIES",
             "reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For names the client; none by default"),
     Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",

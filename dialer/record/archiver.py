@@ -149,7 +149,8 @@ class Archiver:
                 self.record.ensure_partitions(tx, table, instants)
         if base is not None:
             tx.execute(_insert_sql("audit_bases"), (tenant, base[0], base[1], base[2], self.record.ts(self.clock())))
-        for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts"):
+        for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts",
+                      "usage_records"):
             tx.insert_new(table, schema.COLUMNS[table], schema.KEYS[table], rows.tables.get(table, []))
         now = self.record.ts(self.clock())
         # The cursor only moves forward: a slower archiver finishing late cannot move it back.

@@ -62,7 +62,8 @@ def _error(exc: privacy.PrivacyError) -> ApiError:
 def _who(request: web.Request) -> dict[str, Any]:
     params = query(request) if request.method == "GET" else body(request)
     if ("phone" in params) == ("contact_id" in params):
-        raise invalid("phone", "give exactly one of phone or contact_id", code="missing_field")
+        raise invalid("phone", "give exactly one of phone or contact_id", code="missing_field",
+                      rule="phone_or_contact")
     return {"phone": params.get("phone"), "contact_id": params.get("contact_id"), "country": params.get("country")}
 
 
