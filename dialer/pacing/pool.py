@@ -137,6 +137,14 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         lines, share = total + decision.calls, n_mine + decision.calls
     else:
         lines = total + decision.wanted
+        if others:
+            # Its demand is the pool's lines it would carry, not the new calls left once the others' calls fill
+            # them: with the pool full that was its own calls in flight, so whoever filled the pool first kept it
+            # (two power campaigns of equal weight: 1,300 and 150 calls in 2 h). The apportion then gives each its
+            # part of the lines, and one holding more places nothing until its calls end.
+            wanted = max(wanted, lines - n_mine)
+            if contacts is not None:
+                wanted = min(wanted, contacts)
         # alone: apportion of one claim is its demand (skipped: this runs every tick of every simulated second)
         share = n_mine + wanted if not others else entitlement(
             lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
