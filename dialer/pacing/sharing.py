@@ -16,8 +16,10 @@ The policy (docs/pacing.md, "Campaigns that share agents"):
    every process that sees the same claims computes the same split and a last free line goes round.
 
 A campaign's demand is counted in lines: the calls it has in flight towards the pool plus the new calls its pacing
-wants now. A campaign already holding more than its entitlement (another campaign just joined, agents left)
-places nothing until enough of its calls have ended; none is cut off.
+wants now (for an overdialing campaign sharing the pool: the pool's lines its pacing would carry, less its own calls
+in flight, so a full pool does not freeze the split where it stands; dialer/pacing/pool.py). A campaign already
+holding more than its entitlement (another campaign just joined, agents left) places nothing until enough of its
+calls have ended; none is cut off.
 """
 
 from __future__ import annotations
