@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record.redis_tail_hours", float, 24.0, "DIALER_RECORD_REDIS_TAIL_HOURS",
             "archived audit entries younger than this stay in Redis too (the gate helper and access requests "
             "read recent ones there); older ones are trimmed from Redis once the record holds them"),
+    Setting("record.window", int, 0, "DIALER_RECORD_WINDOW",
+            "contacts per campaign held in Redis at a time, read from the record's contact store and refilled as "
+            "calls drain it (docs/record.md); 0: campaigns dial their lists from Redis's contact store"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
@@ -260,6 +263,8 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(str(exc)) from None
     if values["record.pool_size"] < 1:
         raise ConfigError("setting record.pool_size: expected at least 1")
+    if values["record.window"] < 0:
+        raise ConfigError("setting record.window: expected 0 (off) or a number of contacts")
     if values["record.redis_tail_hours"] < 0:
         raise ConfigError("setting record.redis_tail_hours: expected 0 or more hours")
     packs = values["rules.packs_dir"]

@@ -122,7 +122,7 @@ def _type(kind: str, dialect: str) -> str:
     return kind if pair is None else pair[0 if dialect == "postgresql" else 1]
 
 
-def _tables(dialect: str, tables: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]],
+def table_statements(dialect: str, tables: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]],
             indexes: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:
     out = []
     for name, (cols, key) in tables.items():
@@ -144,7 +144,7 @@ def _append_only(dialect: str, tables: tuple[str, ...]) -> list[str]:
 
 def create_statements(dialect: str) -> list[str]:
     """Revision 0001."""
-    out = _tables(dialect, _TABLES, _INDEXES)
+    out = table_statements(dialect, _TABLES, _INDEXES)
     out.append(call_attempts_view(dialect))
     if dialect == "postgresql":
         out.append(_PG_FUNCTION)
@@ -153,7 +153,7 @@ def create_statements(dialect: str) -> list[str]:
 
 def usage_statements(dialect: str) -> list[str]:
     """Revision 0002: usage_records."""
-    return _tables(dialect, _USAGE_TABLES, _USAGE_INDEXES) + _append_only(dialect, _APPEND_ONLY_0002)
+    return table_statements(dialect, _USAGE_TABLES, _USAGE_INDEXES) + _append_only(dialect, _APPEND_ONLY_0002)
 
 
 def sqlite_triggers(tables: tuple[str, ...] = APPEND_ONLY) -> list[str]:

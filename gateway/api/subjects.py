@@ -103,7 +103,8 @@ async def rectify_contact(request: web.Request) -> web.Response:
 
 async def erase_subject(request: web.Request) -> web.Response:
     report = await _call(privacy.erase, raw_redis(request), principal(request).tenant, **_who(request),
-                         reason=body(request).get("reason") or "data subject request", **_common(request))
+                         reason=body(request).get("reason") or "data subject request", **_common(request),
+                         record=record_of(request))
     return web.json_response(report.as_dict())
 
 
