@@ -150,7 +150,14 @@ async def test_every_outcome_and_the_keypress_optout(pbx, redis_url, redis_clien
     optout_call = facts.attempts("acme", phones[5])[0].call_id
     assert set(pbx.astdb("dialer_optout")) <= {optout_call}
     assert pbx.astdb("dialer_outcome") == {}  # every answered call's stored outcome deleted once recorded
-    assert "Traceback" not in dialer_log(tmp_path, "d1")
+    log_text = dialer_log(tmp_path, "d1")
+    assert "Traceback" not in log_text
+    # One line per real event at the right level (issue 14 section 4): the opt-out once, nothing "read back from
+    # AstDB" (nothing was lost), no registry or permission complaint, no "connection lost" at the clean shutdown;
+    # the only WARNING is the test clock's own.
+    assert log_text.count("opt-out of call") == 1, log_text
+    loud = [line for line in log_text.splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", line)]
+    assert [line for line in loud if "clock starts at" not in line] == [], loud
 
 
 # --- abandon: no agent within the 2 s connect timeout ------------------------------------------------------------
