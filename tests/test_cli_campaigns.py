@@ -50,6 +50,9 @@ def test_campaigns_from_the_shell(redis_url, redis_client, tmp_path):
     # No runtime here: nothing is loaded or dialed, so the wait times out (exit 1) with the counts.
     waited = dialer(redis_url, "campaigns", "wait", "--tenant", "acme", cid, "--timeout", "0.5", "--json")
     assert waited.returncode == 1 and json.loads(waited.stdout)["settled"] is False
+    # nor idle: no contact is queued yet, the runtime has not started it (an empty queue is not a finished one)
+    idle = dialer(redis_url, "campaigns", "wait", "--tenant", "acme", cid, "--until", "idle", "--timeout", "0.5")
+    assert idle.returncode == 1 and "(timed out)" in idle.stdout, idle.stdout
     contacts = json.loads(dialer(redis_url, "campaigns", "contacts", "--tenant", "acme", cid, "--json").stdout)
     assert contacts == {"items": []}  # the runtime queues a campaign's lists when it first paces it
 

@@ -58,8 +58,8 @@ def register(sub: Any) -> None:
     contacts.add_argument("--full-numbers", action="store_true", help="print whole phone numbers (default: masked)")
     wait = add("wait", "wait until the campaign is settled", run_wait)
     wait.add_argument("--until", choices=("completed", "idle"), default="completed",
-                      help="completed (default): the runtime completed it; idle: nothing in flight or ready now "
-                           "(contacts may wait for a retry)")
+                      help="completed (default): the runtime completed it; idle: its contacts queued, none in flight "
+                           "or due now (some may wait for a retry)")
     wait.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600); exit status 1 on timeout")
 
     dnc = sub.add_parser("dnc", help="the company do-not-call list")
@@ -275,7 +275,10 @@ def run_wait(args: argparse.Namespace, config: Config) -> int:
                 return found.status, ContactQueue(client, args.tenant, args.id).counts(time.time())
 
             status, counts = _guard(work)
-            idle = counts.get("inflight", 0) == 0 and counts.get("ready", 0) + counts.get("due", 0) == 0
+            # idle: the runtime has queued the campaign's contacts (none known yet is not idle: it has not started)
+            # and none is in flight or due now
+            known = sum(counts.get(k, 0) for k in ("ready", "waiting", "inflight", "final"))
+            idle = known > 0 and counts.get("inflight", 0) == 0 and counts.get("ready", 0) + counts.get("due", 0) == 0
             settled = status in ("completed", "archived") or (args.until == "idle" and idle)
             if settled or time.monotonic() >= deadline:
                 break
