@@ -117,7 +117,28 @@ def redis_factory() -> Iterator[type]:
         server.cleanup()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under xdist, hand tests to workers one at a time as they finish (each keeps 2 queued), rather than in
+    # chunks of a quarter of the suite: with the long tests first (below), no worker ends the run alone on a
+    # long test it was given at the start.
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
+
+
+def slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The tests listed in tests/slow_tests.txt (measured, slowest first) in that order, then all the others in
+    their usual order: the longest tests start at once instead of last."""
+    listed: dict[str, int] = {}
+    with open(os.path.join(os.path.dirname(__file__), "slow_tests.txt")) as table:
+        for line in table:
+            if line.strip() and not line.startswith("#"):
+                listed.setdefault(line.split(maxsplit=1)[1].strip(), len(listed))
+    first = sorted((item for item in items if item.nodeid in listed), key=lambda item: listed[item.nodeid])
+    return first + [item for item in items if item.nodeid not in listed]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = slow_first(items)
     if os.environ.get("DIALER_SLOW_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="slow test: set DIALER_SLOW_TESTS=1 to run it")
