@@ -3,6 +3,7 @@ machine-readable answers (issue 14), against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,8 +11,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dialer.campaigns import CampaignStore
 from dialer.facts import FactStore
-from tests.runtime_support import AT, numbers, setup_campaign
+from dialer.runtime.engine import offset_clock
+from tests.runtime_support import AT, eventually, numbers, setup_campaign
+from tests.test_runtime_engine import engine_task, start_pbx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,12 +112,6 @@ async def test_a_script_waits_for_a_dialed_campaign_and_reads_each_calls_outcome
     """The runtime dials (sandbox PBX): `campaigns wait` started before it is done returns 0 once the campaign is
     completed, and `campaigns contacts --json` gives each contact's calls with their outcomes, as the PBX ended them
     (2 busy, retried once; 7 opts out during the recording notice; 0 answers). `stop` from the shell ends another."""
-    import asyncio
-
-    from dialer.runtime.engine import offset_clock
-    from tests.runtime_support import eventually
-    from tests.test_runtime_engine import engine_task, start_pbx
-
     phones = ["+33145697000", "+33145697012", "+33145697027"]
     cid = setup_campaign(redis_client, tmp_path, phones, list_id="scripted", max_attempts=2, recording=True,
                          retry_rules={"busy": 1})
@@ -129,6 +127,8 @@ async def test_a_script_waits_for_a_dialed_campaign_and_reads_each_calls_outcome
     try:
         stop, task = engine_task(redis_url, pbx, offset_clock(AT, 60.0))
         out, err = await asyncio.wait_for(waiting.communicate(), 150)
+        store = CampaignStore(redis_client)
+        await eventually(lambda: store.get("acme", other).status == "completed", timeout=60)  # the stop, finished
         stop.set()
         await task
     finally:
@@ -136,8 +136,8 @@ async def test_a_script_waits_for_a_dialed_campaign_and_reads_each_calls_outcome
     assert waiting.returncode == 0, err
     waited = json.loads(out)
     assert waited["settled"] is True and waited["status"] == "completed" and waited["queue"]["final"] == 3
-    await eventually(lambda: dialer(redis_url, "campaigns", "show", "--tenant", "acme", other, "--json").stdout
-                     .find('"status": "completed"') >= 0, timeout=5)  # the runtime finished the stop
+    shown = await asyncio.to_thread(dialer, redis_url, "campaigns", "show", "--tenant", "acme", other, "--json")
+    assert json.loads(shown.stdout)["status"] == "completed"
     rows = json.loads((await asyncio.to_thread(dialer, redis_url, "campaigns", "contacts", "--tenant", "acme", cid,
                                                "--json", "--full-numbers")).stdout)["items"]
     by_phone = {r["phone"]: r for r in rows}
