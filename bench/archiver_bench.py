@@ -11,6 +11,10 @@ never the system ones. Two measurements per store:
      between the newest entry in Redis and the record's cursor): p50, p95, max.
 
     python bench/archiver_bench.py [--store postgresql|sqlite|both] [--backlog 100000] [--rate 2000] [--seconds 60]
+        [--keys 100000] [--idle 35]
+
+Also: redis-server CPU per entry drained, and per second while the caught-up archiver only polls (its keyspace
+SCAN for tenants included: --idle should span a rescan period, 30 s).
 """
 
 from __future__ import annotations
@@ -63,12 +67,17 @@ def events(audit: AuditLog, start: int, n: int, at: datetime) -> list[AuditEvent
     return out
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def archived(record: Record) -> int:
     return int(record.query("SELECT coalesce(sum(seq), 0) FROM archive_progress")[0][0])
 
 
 def heads(client: redis.Redis) -> int:
-    return sum(int(client.hget(f"t:{t}:audit:head", "seq") or 0) for t in TENANTS)
+    return sum(int(client.hget(f"t:{{{t}}}:audit:head", "seq") or 0) for t in TENANTS)
 
 
 def archiver(env: dict[str, str], batch: int) -> subprocess.Popen[bytes]:
@@ -89,6 +98,12 @@ def run_store(name: str, url: str, redis_url: str, args: argparse.Namespace) -> 
     for t in TENANTS:
         for start in range(0, args.backlog // len(TENANTS), 1000):
             audit.append_many(t, events(audit, start, 1000, now))
+    # other keys, as a tenant's contacts and facts would be (what a keyspace SCAN walks through)
+    for start in range(0, args.keys, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for k in range(start, min(args.keys, start + 10_000)):
+            pipe.set(f"t:{{t1}}:p:+3314{k:07d}:ver", 1)
+        pipe.execute()
     total = heads(client)
     memory_before = client.info("memory")["used_memory"]
     proc = archiver(env, args.batch)
@@ -96,10 +111,11 @@ def run_store(name: str, url: str, redis_url: str, args: argparse.Namespace) -> 
     while first == 0:  # the archiver's start-up (Python, imports, migration check) is not counted
         first = archived(record)
         time.sleep(0.01)
-    started = time.monotonic()
+    started, cpu0 = time.monotonic(), redis_cpu(client)
     while archived(record) < total:
         time.sleep(0.05)
     drain = time.monotonic() - started
+    drain_cpu = redis_cpu(client) - cpu0
     memory_after = client.info("memory")["used_memory"]
     # 2. lag under a steady rate of decisions
     stop = threading.Event()
@@ -129,19 +145,26 @@ def run_store(name: str, url: str, redis_url: str, args: argparse.Namespace) -> 
         oldest = []
         for t in TENANTS:
             seq = record.query("SELECT seq FROM archive_progress WHERE tenant = %s", (t,))
-            nxt = client.xrange(f"t:{t}:audit", f"{int(seq[0][0]) + 1 if seq else 1}-0", "+", count=1)
+            nxt = client.xrange(f"t:{{{t}}}:audit", f"{int(seq[0][0]) + 1 if seq else 1}-0", "+", count=1)
             if nxt:
                 oldest.append(time.time() - int(nxt[0][1][b"written"]) / 1000)
         lag_seconds.append(max(oldest, default=0.0))
     stop.set()
     thread.join()
     elapsed = time.monotonic() - t0
+    while archived(record) < heads(client):  # caught up: now the archiver only polls
+        time.sleep(0.1)
+    idle_cpu0, idle_t0 = redis_cpu(client), time.monotonic()
+    time.sleep(args.idle)
+    idle_cpu = (redis_cpu(client) - idle_cpu0) / (time.monotonic() - idle_t0)
     proc.terminate()
     proc.wait()
     record.close()
     q = statistics.quantiles(lag_seconds, n=20)
     return {"store": name, "backlog": total, "drain_s": round(drain, 1),
             "entries_per_s": round((total - first) / drain),
+            "redis_cpu_us_per_entry_drained": round(drain_cpu / max(1, total - first) * 1e6, 2),
+            "redis_cpu_ms_per_s_idle": round(idle_cpu * 1e3, 2), "other_keys": args.keys,
             "redis_mb_before": round(memory_before / 1e6, 1), "redis_mb_after": round(memory_after / 1e6, 1),
             "rate": round(written[0] / elapsed), "lag_entries_p50": int(statistics.median(lags)),
             "lag_entries_max": max(lags), "lag_s_p50": round(statistics.median(lag_seconds), 2),
@@ -155,6 +178,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--keys", type=int, default=100_000, help="other keys in Redis (a keyspace to SCAN)")
+    parser.add_argument("--idle", type=float, default=35.0, help="seconds of a caught-up archiver measured")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

@@ -84,6 +84,26 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """redis-server's own profile: per command, (calls, microseconds) since start."""
+    return {name: (int(v["calls"]), int(v["usec"])) for name, v in client.info("commandstats").items()}
+
+
+def commandstats_diff(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+                      decisions: int) -> list[str]:
+    """The commands that cost redis-server the most between two snapshots, per decision."""
+    rows = []
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if usec - u0 > 0:
+            rows.append((usec - u0, calls - c0, name))
+    ranked = sorted(rows, reverse=True)
+    # the top 8, and always the archiver's reads (XRANGE of the audit stream, SCAN for tenants) when it ran
+    shown = ranked[:8] + [r for r in ranked[8:] if r[2] in ("cmdstat_xrange", "cmdstat_scan")]
+    return [f"    {name[len('cmdstat_'):]:<20} {calls:>9} calls {usec / 1e3:>9.1f} ms = {usec / decisions:6.2f} us per "
+            "decision" for usec, calls, name in shown]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -134,7 +154,11 @@ def archiver_running(kind: str | None, redis_url: str, tmp: str) -> Iterator[Non
     url = pg.create_database("record") if pg else f"sqlite:///{tmp}/record.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "DIALER_REDIS_URL": redis_url,
            "DIALER_RECORD_URL": url, "DIALER_SECRET_KEY": "bench-key", "DIALER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "dialer", "archiver", "--interval", "0.2"], env=env)
+    # --tenant tb: the bench's tenant appears after the archiver starts and must be copied during the measured
+    # passes (found by the 30 s look for tenants it could be missed until they are over). That look (a keyspace
+    # SCAN every 30 s) is measured by bench/archiver_bench.py (redis-server CPU while idle).
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "archiver", "--interval", "0.2", "--tenant", "tb"],
+                            env=env)
     try:
         yield
         lag = subprocess.run([sys.executable, "-m", "dialer", "record", "lag"], env=env, capture_output=True,
@@ -206,6 +230,7 @@ def main() -> int:
         for n_pass in range(2):
             total = reserved = 0
             start, cpu, server_cpu = time.perf_counter(), time.process_time(), redis_cpu(client)
+            stats_before = commandstats(client)
             if profiler and n_pass == 1:
                 profiler.enable()
             for b in range(0, len(people), args.batch):
@@ -218,6 +243,7 @@ def main() -> int:
                 profiler.disable()
             passes.append((total, reserved, time.perf_counter() - start, time.process_time() - cpu,
                            redis_cpu(client) - server_cpu))
+            redis_profile = commandstats_diff(stats_before, commandstats(client), total)
         parallel = run_processes(server.url, args.contacts, args.processes, args.batch) if args.processes else None
         audit_entries = gate.audit.head("tb").seq
         verify_start = time.perf_counter()
@@ -241,6 +267,8 @@ def main() -> int:
               f"in {elapsed:.2f} s = {total / elapsed:,.0f} decisions/s wall; CPU per decision: gate process "
               f"{cpu / total * 1e6:.0f} us, redis-server {server / total * 1e6:.0f} us "
               f"(= {total / cpu:,.0f} decisions per gate-process CPU second)")
+    print("redis-server commands during the warm batched pass (INFO commandstats; the archiver's included):")
+    print("\n".join(redis_profile))
     if parallel:
         print(f"batched reserve_many in {args.processes} processes (batch {args.batch}, warm numbers): "
               f"{parallel[0]} decisions in {parallel[1]:.2f} s = {parallel[0] / parallel[1]:,.0f} decisions/s wall; "

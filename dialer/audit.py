@@ -36,7 +36,7 @@ from rules.model import utc
 KINDS = (
     "gate_decision", "gate_release", "call_outcome", "optout", "consent", "import", "registry_load",
     "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
-    "runtime_resume", "usage_plan", "hold", "subject_request", "campaign_dialing",
+    "runtime_resume", "usage_plan", "hold", "subject_request", "campaign_dialing", "usage",
 )
 GENESIS = "0" * 40  # prev of the first entry
 _FIELDS_PER_ENTRY = 5  # at, kind, actor, payload, body

@@ -135,11 +135,21 @@ DEFAULTS = {k: v["default"] for k, v in CONFIG_SCHEMA["properties"].items() if "
 
 
 class CampaignError(ValueError):
-    """A move or change the campaign's state does not allow. `code` is stable, `field` optional."""
+    """A move or change the campaign's state does not allow. `code` is stable, `field` and `rule` (which check the
+    field failed, stable too: the console words it in its user's language) optional."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None, rule: str | None = None) -> None:
         super().__init__(message)
-        self.code, self.field = code, field
+        self.code, self.field, self.rule = code, field, rule
+
+
+# The rule a configuration problem breaks, by the field it names (its base name, without [i] or .part).
+PROBLEM_RULES = {"caller_id": "phone_number", "time_zone": "time_zone", "schedule_windows": "window_order"}
+
+
+def _problem(code: str, field: str, text: str, rule: str | None = None) -> CampaignError:
+    base = field.split("[")[0].split(".")[0]
+    return CampaignError(code, f"{field}: {text}", field, rule or PROBLEM_RULES.get(base))
 
 
 # --- pure rules -------------------------------------------------------------------------------
@@ -316,7 +326,7 @@ class CampaignStore:
         """Store a new draft. `config` must already be schema-valid; defaults are filled in."""
         problems = config_problems(config)
         if problems:
-            raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
+            raise _problem("invalid_field", *problems[0])
         campaign_id = "c" + secrets.token_hex(6)
         full = {**DEFAULTS, **config}
         stamp = _stamp(at)
@@ -358,7 +368,7 @@ class CampaignStore:
         merged = {**DEFAULTS, **{k: v for k, v in merged.items() if v is not None}}  # null: back to default
         problems = config_problems(merged)
         if problems:
-            raise CampaignError("invalid_field", f"{problems[0][0]}: {problems[0][1]}", problems[0][0])
+            raise _problem("invalid_field", *problems[0])
         changed = sorted(k for k in {*current.config, *merged} if current.config.get(k) != merged.get(k))
         event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed)
         ok, status = self._edit(keys=[campaign_key(tenant, campaign_id), *AuditLog.keys(tenant)],
@@ -386,7 +396,8 @@ class CampaignStore:
             problems = start_problems(current.config)
             if problems:
                 field, text = problems[0]
-                raise CampaignError("campaign_incomplete", f"{field}: {text}", field)
+                missing = (field, text) not in config_problems(current.config)  # absent, not wrong
+                raise _problem("campaign_incomplete", field, text, f"needs_{field}" if missing else None)
         event = control_event(campaign_id, action, current.status, to, by, at)
         ok, seen = self._move(keys=[campaign_key(tenant, campaign_id), control_key(tenant, campaign_id),
                                     *AuditLog.keys(tenant)],

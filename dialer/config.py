@@ -56,6 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
             "a token's reads are audited on first use in each such period and counted otherwise"),
     Setting("gateway.registry_tenants", str, "", "DIALER_GATEWAY_REGISTRY_TENANTS",
             "comma-separated tenants whose admins may load the shared national registries through the API"),
+    Setting("gateway.operator_tenants", str, "", "DIALER_GATEWAY_OPERATOR_TENANTS",
+            "comma-separated tenants whose admins are the installation's operators: they may suspend and resume "
+            "any tenant through the API (/v1/operator/...); none by default (the shell's `dialer tenant suspend` "
+            "is always there)"),
     Setting("gateway.trusted_proxies", str, "", "DIALER_GATEWAY_TRUSTED_PROXIES",
             "reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For names the client; none by default"),
     Setting("gateway.public_origin", str, "", "DIALER_GATEWAY_PUBLIC_ORIGIN",
@@ -76,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record.redis_tail_hours", float, 24.0, "DIALER_RECORD_REDIS_TAIL_HOURS",
             "archived audit entries younger than this stay in Redis too (the gate helper and access requests "
             "read recent ones there); older ones are trimmed from Redis once the record holds them"),
+    Setting("record.window", int, 0, "DIALER_RECORD_WINDOW",
+            "contacts per campaign held in Redis at a time, read from the record's contact store and refilled as "
+            "calls drain it (docs/record.md); 0: campaigns dial their lists from Redis's contact store"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),
@@ -256,6 +263,8 @@ def _check(values: dict[str, Any]) -> None:
         raise ConfigError(str(exc)) from None
     if values["record.pool_size"] < 1:
         raise ConfigError("setting record.pool_size: expected at least 1")
+    if values["record.window"] < 0:
+        raise ConfigError("setting record.window: expected 0 (off) or a number of contacts")
     if values["record.redis_tail_hours"] < 0:
         raise ConfigError("setting record.redis_tail_hours: expected 0 or more hours")
     packs = values["rules.packs_dir"]

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import redis
 
+from dialer.audit import AuditLog
 from dialer.usage import meter
 from dialer.webhooks.events import queue_event
 from rules.model import Attempt, Consent, Relationship, utc
@@ -171,6 +172,7 @@ class FactStore:
         to the tenant's audit trail in the same transaction as the write (dialer/audit_events.py)."""
         self.redis = client
         self.audit = audit
+        self._meter_audit = audit if audit is not None else AuditLog(client)  # usage entries need no key
 
     # --- writes: each one bumps the person's version atomically with the data ---------------
 
@@ -303,7 +305,9 @@ class FactStore:
                     pipe.hset(key, call_id, json.dumps(merged, separators=(",", ":"), sort_keys=True))
                     pipe.incr(person_key(tenant, e164, "ver"))
                     meter.queue_counts(pipe, tenant, str(merged.get("campaign") or ""),
-                                       meter.day_of(merged.get("at"), utc(at) if at else datetime.now(UTC)), added)
+                                       meter.day_of(merged.get("at"), utc(at) if at else datetime.now(UTC)), added,
+                                       audit=self._meter_audit, call_id=call_id,
+                                       at=utc(at) if at else datetime.now(UTC))
                     if raw is None or kept != record["outcome"]:  # a new or more precise outcome, not a detail
                         queue_event(pipe, tenant, "call.outcome", e164, {
                             "phone": e164, "call_id": call_id, "campaign": merged.get("campaign", ""),

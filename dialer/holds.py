@@ -117,15 +117,20 @@ def _reason(reason: str) -> str:
 
 
 def _write(client: Any, key: str, tenant: str, hold: dict[str, Any] | None, event: AuditEvent,
-           campaign: str | None = None) -> None:
+           campaign: str | None = None, *, notify_tenant: bool = False) -> None:
     """The hold (or its removal) and its audit entry in one transaction; for a campaign also its
-    campaign.state_changed webhook and a nudge to open dashboards."""
+    campaign.state_changed webhook and a nudge to open dashboards; for the operator's suspension
+    (notify_tenant) the tenant.state_changed webhook."""
     pipe = client.pipeline(transaction=True)
     if hold is None:
         pipe.delete(key)
     else:
         pipe.set(key, json.dumps(hold, sort_keys=True))
     AuditLog(client).queue(pipe, tenant, [event])
+    if notify_tenant:
+        queue_event(pipe, tenant, "tenant.state_changed", "tenant",
+                    {"action": "suspend" if hold is not None else "resume", "code": TENANT_SUSPENDED,
+                     "by": event.actor, "reason": event.payload.get("reason", "")}, event.at)
     if campaign is not None:
         action = "suspend" if hold is not None else "unsuspend"
         queue_event(pipe, tenant, "campaign.state_changed", f"campaign:{campaign}",
@@ -139,7 +144,7 @@ def suspend_tenant(client: Any, tenant: str, *, reason: str, by: str, at: dateti
     """Operator's kill-switch: no call is originated for the tenant from now on (every process)."""
     hold = {"code": TENANT_SUSPENDED, "reason": _reason(reason), "by": by, "at": _stamp(at)}
     _write(client, operator_key(tenant), tenant, hold,
-           AuditEvent("hold", by, {"action": "suspend", "scope": "tenant", **hold}, at))
+           AuditEvent("hold", by, {"action": "suspend", "scope": "tenant", **hold}, at), notify_tenant=True)
     return Hold(**hold)
 
 
@@ -148,7 +153,8 @@ def resume_tenant(client: Any, tenant: str, *, reason: str, by: str, at: datetim
     if not client.exists(operator_key(tenant)):
         return False
     _write(client, operator_key(tenant), tenant, None,
-           AuditEvent("hold", by, {"action": "resume", "scope": "tenant", "reason": _reason(reason)}, at))
+           AuditEvent("hold", by, {"action": "resume", "scope": "tenant", "reason": _reason(reason)}, at),
+           notify_tenant=True)
     return True
 
 

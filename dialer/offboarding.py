@@ -176,10 +176,33 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
     return counts
 
 
+def _export_record_contacts(record: Any, tenant: str, out: Path) -> int | None:
+    """The tenant's contacts in the record's contact store, as JSON lines; None when there is no such store."""
+    if record is None:
+        return None
+    from dialer.record.contacts import iter_tenant_contacts
+    from dialer.record.store import RecordNotMigrated, RecordUnavailable
+
+    n = 0
+    try:
+        with open(out / "record_contacts.jsonl", "w", encoding="utf-8") as fh:
+            for contact in iter_tenant_contacts(record, tenant):
+                fh.write(json.dumps(contact, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+                n += 1
+    except RecordNotMigrated:  # no record (or no contact store) was ever set up
+        (out / "record_contacts.jsonl").unlink(missing_ok=True)
+        return None
+    except RecordUnavailable as exc:
+        raise OffboardError(f"the record's contacts cannot be read ({exc}): nothing was deleted") from None
+    return n
+
+
 def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at: datetime, *, actor: str,
-             secret_key: str | bytes) -> OffboardReport:
+             secret_key: str | bytes, record: Any = None) -> OffboardReport:
     """Export all the tenant's data to `path`, verify it was written, then delete the tenant's data. Nothing is
-    deleted if the export fails. The audit trail records the offboarding (kind retention, action offboard)."""
+    deleted if the export fails. The audit trail records the offboarding (kind retention, action offboard).
+    `record`: the tenant's contacts in the record's contact store are exported (record_contacts.jsonl) and
+    deleted too; a record that cannot be read stops the offboarding before anything is deleted."""
     from dialer.privacy import PrivacyError, check_tenant
 
     try:
@@ -194,6 +217,9 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
     work = Path(tempfile.mkdtemp(prefix=f"offboard-{tenant}-", dir=target.parent if target.parent.exists() else None))
     try:
         counts = _write_exports(client, tenant, work, secret_key)
+        in_record = _export_record_contacts(record, tenant, work)
+        if in_record is not None:
+            counts["record_contacts.jsonl"] = in_record
         manifest = {"tenant": tenant, "exported_at": iso(at), "files": {}, "audit_verify": str(verified)}
         for name in sorted(counts):
             digest = hashlib.sha256((work / name).read_bytes()).hexdigest()
@@ -219,6 +245,15 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
             Path(export_path).unlink(missing_ok=True)
         except OSError as exc:
             warnings.append(f"export file {export_path} not deleted: {exc.strerror}")
+    if in_record:
+        from dialer.record.contacts import delete_tenant
+        from dialer.record.store import RecordUnavailable
+
+        try:
+            delete_tenant(record, tenant)
+        except RecordUnavailable as exc:
+            raise OffboardError(f"the record's contacts could not be deleted ({exc}); the export at {target} is "
+                                "complete, run the offboarding again with a new export path") from None
     p = f"t:{{{tenant}}}:"
     keep = {p + s for s in KEEP_SUFFIXES}
     tokens = [f"token:{_s(sha)}" for sha in client.hvals(p + "tokens")]  # API tokens stop working at once

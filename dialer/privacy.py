@@ -228,6 +228,23 @@ def _export_rows(path: str, numbers: set[str], contact_ids: set[str]) -> Iterato
 
 # --- access -------------------------------------------------------------------------------------
 
+def _record_contacts(record: Any, tenant: str, numbers: list[str]) -> list[dict[str, Any]]:
+    """The person's contacts in the record's contact store (docs/record.md), each once."""
+    if record is None:
+        return []
+    from dialer.record.contacts import contacts_for_phone
+    from dialer.record.store import RecordNotMigrated
+
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for number in numbers:
+            for contact in contacts_for_phone(record, tenant, number):
+                found.setdefault(str(contact["id"]), contact)
+    except RecordNotMigrated:  # no record (or no contact store) was ever set up
+        return []
+    return [found[k] for k in sorted(found)]
+
+
 def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contact_id: str | None = None,
            country: str | None = None, actor: str = "cli", at: datetime, secret_key: str | bytes = b"",
            audit_request: bool = True, record: Any = None) -> dict[str, Any]:
@@ -294,6 +311,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
         "exports": exports,
         "suppressed": [e for e in (suppression.entry(tenant, n) for n in subject.numbers) if e] if suppression else [],
         "audit": _all_mentions(audit, record, tenant, refs, set(subject.contact_ids)),
+        "record_contacts": _record_contacts(record, tenant, subject.numbers),
     }
     if audit_request:
         audit.append(tenant, "access", actor, {
@@ -430,8 +448,10 @@ class ErasureReport:
 
 def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact_id: str | None = None,
           country: str | None = None, actor: str, at: datetime, secret_key: str | bytes,
-          reason: str = "data subject request") -> ErasureReport:
+          reason: str = "data subject request", record: Any = None) -> ErasureReport:
     """Erase everything we hold about the person (GDPR Art. 17) except one keyed-hash suppression entry.
+    `record`: their contacts in the record's contact store go too (first; a record that cannot be read raises
+    RecordUnavailable with nothing erased in Redis).
 
     Fails closed: without security.secret_key nothing is erased (PrivacyError code `no_secret_key`), since
     we could neither suppress the number nor reference the person in the audit trail. Idempotent: erasing
@@ -478,6 +498,15 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         except OSError as exc:
             warnings.append(f"export {path} could not be rewritten ({exc.strerror}): remove the person by hand")
 
+    # The record's contact store first: a record that cannot be read stops the erasure here (RecordUnavailable),
+    # before anything in Redis changed, rather than leave the person's contacts there unsaid.
+    in_record = _record_contacts(record, tenant, subject.numbers)
+    if in_record:
+        from dialer.record.contacts import erase_phone as erase_from_record
+
+        for number in subject.numbers:
+            erase_from_record(record, tenant, number)
+        count("record_contacts", len(in_record))
     optout_log = _optout_log(client, tenant, numbers)
     errors = list(_import_errors(client, tenant, numbers))
     pipe = client.pipeline(transaction=True)

@@ -4,7 +4,9 @@ Periods (days) per kind, defaults and legal minimums in dialer/data/retention.to
 tenant's own periods live in `t:{T}:retention:policy` (hash kind -> days) and can never go below the
 minimum. `run(client, tenant, at)` applies the policy at the instant `at` (the caller's clock: tests pass a
 controlled one); it runs as the RQ job `retention_job` on queue `retention`, enqueued for every tenant by
-`dialer retention schedule` (a small periodic enqueuer) or by hand with `dialer retention run`.
+`dialer retention schedule` (a small periodic enqueuer) or by hand with `dialer retention run`. Each round of the
+scheduler also enqueues the record's retention (dialer.record.retention.record_retention_job: the archived audit
+trail, gate decisions and call records, by each tenant's audit period).
 
 What a run removes (and what it never removes):
   attempts          attempt records older than the period (a number's history; its version is bumped)
@@ -379,9 +381,15 @@ def tenants(client: redis.Redis) -> list[str]:
 
 
 def enqueue_all(client: redis.Redis, at: datetime) -> list[str]:
-    """Enqueue one retention job per tenant for the instant `at`; returns the job ids."""
+    """Enqueue one retention job per tenant for the instant `at`, then one for the record (every tenant's
+    archived audit trail, gate decisions and call records: dialer.record.retention); returns the job ids, the
+    record's last."""
     from dialer.jobs import RETENTION, get_queue
+    from dialer.record.retention import record_retention_job
 
     queue = get_queue(client, RETENTION)
-    return [queue.enqueue(retention_job, tenant, iso(at), job_timeout=6 * 3600, result_ttl=7 * 86400,
-                          description=f"retention of tenant {tenant} at {iso(at)}").id for tenant in tenants(client)]
+    ids = [queue.enqueue(retention_job, tenant, iso(at), job_timeout=6 * 3600, result_ttl=7 * 86400,
+                         description=f"retention of tenant {tenant} at {iso(at)}").id for tenant in tenants(client)]
+    ids.append(queue.enqueue(record_retention_job, iso(at), job_timeout=6 * 3600, result_ttl=7 * 86400,
+                             description=f"retention of the record at {iso(at)}").id)
+    return ids

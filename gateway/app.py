@@ -34,6 +34,7 @@ from gateway.api import (
     live,
     me,
     oidc,
+    operator,
     registries,
     reports,
     signin,
@@ -52,7 +53,8 @@ STATIC = Path(__file__).parent / "static"
 # Route modules, in the order their routes are added. The integration step appends
 # lists, gate, registry, audit, exports and subjects modules here (gateway/api/).
 ROUTE_MODULES = (me, admin, campaigns, live, agents, facts, metrics, lists, gatecheck, registries, audit, exports,
-                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests, reports)
+                 subjects, calls, webhooks, crm, signin, oidc, compliance, usage, subject_requests, reports,
+                 operator)
 
 JSON_BODY_LIMIT = 1024 * 1024  # JSON bodies; list uploads stream multipart with their own limit
 

@@ -61,6 +61,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "usage.read": ("admin", "supervisor", "auditor"),  # usage, budgets, holds (issue 19)
     "usage.write": ("admin",),  # the billing rounding rule and budgets
     "campaigns.suspend": ("admin",),  # the tenant admin's kill-switch for a campaign
+    # The operator's kill-switch for a whole tenant, over the API: also needs the caller's tenant in setting
+    # gateway.operator_tenants (Route.operator; gateway/api/operator.py). A tenant's own admin never has it.
+    "tenants.operate": ("admin",),
     "reports.read": ("admin", "supervisor", "auditor"),  # per campaign and day, from the record (counts only)
     "reports.person": ("admin", "auditor"),  # one person's calls and the gate's decisions: personal data
 }
@@ -68,6 +71,22 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _TOKEN = re.compile(r"^dlr_([0-9a-f]{10})_[A-Za-z0-9_-]{20,}$")
+
+
+# Permissions that also need the caller's tenant listed in a setting (the installation's operator tenants).
+OPERATOR_PERMISSIONS = {"tenants.operate": "gateway.operator_tenants"}
+
+
+def listed(setting_value: str, tenant: str) -> bool:
+    """The tenant is one of a comma-separated setting's tenants."""
+    return tenant in {t.strip() for t in setting_value.split(",") if t.strip()}
+
+
+def permissions_of(role: str, tenant: str, config: Any) -> list[str]:
+    """What a user may do, as GET /v1/me and the console's session tell it: the role's permissions, less the
+    operators' ones unless the tenant is an operator tenant (the console shows pages from this list)."""
+    return sorted(p for p, roles in PERMISSIONS.items() if role in roles
+                  and (p not in OPERATOR_PERMISSIONS or listed(config[OPERATOR_PERMISSIONS[p]], tenant)))
 
 
 def allowed(role: str, permission: str) -> bool:

@@ -34,6 +34,10 @@ _TOTP_CODE = re.compile(r"^\d{6}$")
 _RECOVERY = re.compile(r"^[a-z2-7]{5}-?[a-z2-7]{5}$")
 
 
+# The rule a refused password breaks, as figures (API errors carry them: the console words them).
+PASSWORD_RULE = {"min": PASSWORD_MIN, "max": PASSWORD_MAX}
+
+
 def password_problem(password: str) -> str | None:
     """Why a new password is refused, in words, or None."""
     if len(password) < PASSWORD_MIN:

@@ -10,7 +10,7 @@ An unexpected exception is logged (the log filter masks numbers and secrets) and
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -22,21 +22,32 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
-    """An answer other than success. `field` names the offending request field when there is one."""
+    """An answer other than success. `field` names the offending request field when there is one.
+
+    `code` is stable (every code has a text in the console's catalogues, tests/test_console_errors.py); `rule`
+    says which check a field failed ("maximum", "pattern"...) and `params` its figures ({"limit": 20}), so a
+    client can say it in its user's language instead of showing `message`, which is in English."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, rule: str | None = None,
+                 params: Mapping[str, str | int | float] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.rule = rule
+        self.params = params
 
     def body(self) -> dict[str, object]:
         error: dict[str, object] = {"code": self.code, "message": self.message}
         if self.field is not None:
             error["field"] = self.field
+        if self.rule is not None:
+            error["rule"] = self.rule
+        if self.params:
+            error["params"] = dict(self.params)
         return {"error": error}
 
 
@@ -44,8 +55,10 @@ def bad_json(message: str = "the request body is not valid JSON") -> ApiError:
     return ApiError(400, "bad_json", message)
 
 
-def invalid(field: str, message: str, code: str = "invalid_field") -> ApiError:
-    return ApiError(422, code, f"{field}: {message}" if field else message, field=field or None)
+def invalid(field: str, message: str, code: str = "invalid_field", rule: str | None = None,
+            params: Mapping[str, str | int | float] | None = None) -> ApiError:
+    return ApiError(422, code, f"{field}: {message}" if field else message, field=field or None, rule=rule,
+                    params=params)
 
 
 def unauthorized(message: str = "missing or invalid API token") -> ApiError:

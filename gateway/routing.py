@@ -24,7 +24,7 @@ from aiohttp import web
 from dialer.holds import CODES as HOLD_CODES
 from dialer.holds import TENANT_SUSPENDED, operator_key
 from gateway import audit_policy, guard
-from gateway.auth import AuthStore, Principal, token_id_of
+from gateway.auth import OPERATOR_PERMISSIONS, AuthStore, Principal, listed, token_id_of
 from gateway.errors import ApiError, Handler, bad_json, forbidden, invalid, not_found, unauthorized
 from gateway.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, Session, SessionPolicy, SessionStore, csrf_ok
 from gateway.validation import Schema, check_text, validate
@@ -68,6 +68,9 @@ class Route:
     # tenant_suspended while the operator has suspended the tenant (dialer/holds.py). Stopping work, opt-outs,
     # data-subject requests and reads are never refused for it.
     new_work: bool = False
+    # A platform-level route (the installation's operator, not a tenant): besides the permission, the caller's
+    # tenant must be listed in the permission's setting (gateway.auth.OPERATOR_PERMISSIONS); 403 otherwise.
+    operator: bool = False
 
 
 def principal(request: web.Request) -> Principal:
@@ -105,10 +108,11 @@ def _coerce_query(name: str, raw: str, schema: Schema) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise invalid(name, "expected an integer", code="wrong_type") from None
+            raise invalid(name, "expected an integer", code="wrong_type", rule="type",
+                              params={"type": "integer"}) from None
     if kind == "boolean":
         if raw not in ("true", "false"):
-            raise invalid(name, "expected true or false", code="wrong_type")
+            raise invalid(name, "expected true or false", code="wrong_type", rule="type", params={"type": "boolean"})
         return raw == "true"
     return raw
 
@@ -206,6 +210,13 @@ async def _authorise(request: web.Request, route: Route, who: Principal) -> None
                                          f"{route.permission}", token_id=who.token_id, tenant=who.tenant,
                                          user=who.user)
         raise forbidden(route.permission or "")
+    setting = OPERATOR_PERMISSIONS.get(route.permission or "") if route.operator else None
+    if route.operator and (setting is None or not listed(config[setting], who.tenant)):
+        await audit_policy.record_denied(redis, request, route.path, 403, f"tenant {who.tenant} is not an operator "
+                                         f"tenant ({setting})", token_id=who.token_id, tenant=who.tenant,
+                                         user=who.user)
+        raise ApiError(403, "forbidden", "only the installation's operators may do this (an admin of a tenant listed "
+                                         f"in setting {setting})")
     request[PRINCIPAL] = who
     if route.audited:
         await audit_policy.record_use(redis, request, route.method, route.path, who.tenant, who.user, who.token_id,

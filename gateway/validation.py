@@ -73,24 +73,28 @@ def _type_ok(value: Any, kind: str) -> bool:
 
 
 # What a pattern asks for, in words: people read these in the console and API answers, not regular expressions.
-# A pattern missing here still gets a sentence (and the pattern, for developers): add a row when adding one.
-PATTERN_WORDS: dict[str, str] = {
-    r"^[A-Za-z0-9_-]{1,64}$": "1 to 64 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents",
-    r"^[A-Za-z0-9_.-]{1,64}$": "1 to 64 letters (a-z, A-Z), digits, '.', '_' or '-', with no spaces or accents",
-    r"^[A-Za-z0-9_-]{1,80}$": "1 to 80 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents",
-    r"^[A-Za-z0-9_/-]{1,100}$": "1 to 100 letters (a-z, A-Z), digits, '_', '/' or '-' (a sound file name, no "
-                                "extension)",
-    r"^[A-Za-z0-9_.:@-]{1,128}$": "1 to 128 letters, digits, '.', '_', ':', '@' or '-', with no spaces",
-    r"^[A-Za-z0-9_.@-]{1,64}$": "1 to 64 letters, digits, '.', '_', '@' or '-', with no spaces",
-    r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$": "1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter "
-                                           "or digit",
-    r"^\+[1-9][0-9]{6,14}$": "a phone number in international form: '+', the country code and the number, 7 to 15 "
-                             "digits with no spaces (e.g. +33162000000)",
-    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "a time of day as HH:MM on 24 hours (e.g. 09:30)",
-    "^[A-Za-z]{2}$": "a two-letter country code (e.g. FR)",
-    r"^\d{4}-\d{2}-\d{2}$": "a date as YYYY-MM-DD (e.g. 2026-01-31)",
-    r"^\d{4}-\d{2}$": "a month as YYYY-MM (e.g. 2026-12)",
+# Each row: pattern -> (name, words). The name is stable: errors carry it as params.form, and the console has its
+# text in each language (error.form.NAME in gateway/static/i18n/*.json). A pattern missing here still gets a
+# sentence (and the pattern, for developers): add a row when adding one.
+PATTERNS: dict[str, tuple[str, str]] = {
+    r"^[A-Za-z0-9_-]{1,64}$": ("id64", "1 to 64 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents"),
+    r"^[A-Za-z0-9_.-]{1,64}$": ("id64_dot", "1 to 64 letters (a-z, A-Z), digits, '.', '_' or '-', with no spaces or "
+                                            "accents"),
+    r"^[A-Za-z0-9_-]{1,80}$": ("id80", "1 to 80 letters (a-z, A-Z), digits, '_' or '-', with no spaces or accents"),
+    r"^[A-Za-z0-9_/-]{1,100}$": ("sound", "1 to 100 letters (a-z, A-Z), digits, '_', '/' or '-' (a sound file name, "
+                                          "no extension)"),
+    r"^[A-Za-z0-9_.:@-]{1,128}$": ("id128", "1 to 128 letters, digits, '.', '_', ':', '@' or '-', with no spaces"),
+    r"^[A-Za-z0-9_.@-]{1,64}$": ("login", "1 to 64 letters, digits, '.', '_', '@' or '-', with no spaces"),
+    r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$": ("login_start", "1 to 64 letters, digits, '.', '_', '@' or '-', starting "
+                                                           "with a letter or digit"),
+    r"^\+[1-9][0-9]{6,14}$": ("e164", "a phone number in international form: '+', the country code and the number, 7 "
+                                      "to 15 digits with no spaces (e.g. +33162000000)"),
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": ("hhmm", "a time of day as HH:MM on 24 hours (e.g. 09:30)"),
+    "^[A-Za-z]{2}$": ("country", "a two-letter country code (e.g. FR)"),
+    r"^\d{4}-\d{2}-\d{2}$": ("date", "a date as YYYY-MM-DD (e.g. 2026-01-31)"),
+    r"^\d{4}-\d{2}$": ("month", "a month as YYYY-MM (e.g. 2026-12)"),
 }
+PATTERN_WORDS: dict[str, str] = {pattern: words for pattern, (_, words) in PATTERNS.items()}
 
 
 def pattern_words(pattern: str) -> str:
@@ -103,44 +107,57 @@ def validate(value: Any, schema: Schema, path: str = "") -> None:
     if value is None:
         if schema.get("nullable"):
             return
-        raise invalid(path or "body", "must not be null")
+        raise invalid(path or "body", "must not be null", rule="not_null")
     kind = schema.get("type")
     if kind and not _type_ok(value, kind):
         article = "an" if kind[0] in "aeiou" else "a"
-        raise invalid(path or "body", f"expected {article} {kind}", code="wrong_type")
+        raise invalid(path or "body", f"expected {article} {kind}", code="wrong_type", rule="type",
+                      params={"type": kind})
     if "enum" in schema and value not in schema["enum"]:
-        raise invalid(path or "body", f"expected one of {', '.join(map(str, schema['enum']))}")
+        choices = ", ".join(map(str, schema["enum"]))
+        raise invalid(path or "body", f"expected one of {choices}", rule="enum", params={"choices": choices})
     if kind == "string":
         if len(value) < schema.get("minLength", 0):
-            raise invalid(path, "is empty" if len(value) == 0 else f"shorter than {schema['minLength']} characters")
+            if not value:
+                raise invalid(path, "is empty", rule="empty")
+            raise invalid(path, f"shorter than {schema['minLength']} characters", rule="min_length",
+                          params={"limit": schema["minLength"]})
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            raise invalid(path, f"longer than {schema['maxLength']} characters")
+            raise invalid(path, f"longer than {schema['maxLength']} characters", rule="max_length",
+                          params={"limit": schema["maxLength"]})
         if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise invalid(path, pattern_words(schema["pattern"]))
+            form = PATTERNS.get(schema["pattern"], ("", ""))[0]
+            raise invalid(path, pattern_words(schema["pattern"]), rule="pattern" if form else "form",
+                          params={"form": form} if form else None)
         if schema.get("format") == "date-time":
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
-                raise invalid(path, "expected an ISO 8601 date-time such as 2026-01-31T09:00:00Z") from None
+                raise invalid(path, "expected an ISO 8601 date-time such as 2026-01-31T09:00:00Z",
+                              rule="date_time") from None
             if parsed.tzinfo is None:
-                raise invalid(path, "needs a time zone (Z or +hh:mm)")
+                raise invalid(path, "needs a time zone (Z or +hh:mm)", rule="offset")
             try:
                 year = parsed.astimezone(UTC).year
             except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable instant
                 year = parsed.year
             if not EARLIEST_YEAR <= year <= LATEST_YEAR:
                 raise invalid(path, f"must be between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-12-31 (UTC)",
-                              code="out_of_range")
+                              code="out_of_range", rule="years", params={"min": EARLIEST_YEAR, "max": LATEST_YEAR})
     elif kind in ("integer", "number"):
         if "minimum" in schema and value < schema["minimum"]:
-            raise invalid(path, f"must be at least {schema['minimum']}")
+            raise invalid(path, f"must be at least {schema['minimum']}", rule="minimum",
+                          params={"limit": schema["minimum"]})
         if "maximum" in schema and value > schema["maximum"]:
-            raise invalid(path, f"must be at most {schema['maximum']}")
+            raise invalid(path, f"must be at most {schema['maximum']}", rule="maximum",
+                          params={"limit": schema["maximum"]})
     elif kind == "array":
         if len(value) < schema.get("minItems", 0):
-            raise invalid(path, f"needs at least {schema['minItems']} item(s)")
+            raise invalid(path, f"needs at least {schema['minItems']} item(s)", rule="min_items",
+                          params={"limit": schema["minItems"]})
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            raise invalid(path, f"has more than {schema['maxItems']} items")
+            raise invalid(path, f"has more than {schema['maxItems']} items", rule="max_items",
+                          params={"limit": schema["maxItems"]})
         for i, item in enumerate(value):
             validate(item, schema.get("items", {}), _name(path, i))
     elif kind == "object":

@@ -50,7 +50,7 @@ async def start_gateway(redis_url: str, **env: str) -> Gateway:
     # the record (docs/record.md) in a directory of this gateway's own, never the user's data directory
     record_dir = tempfile.mkdtemp(prefix="dialer-record-")
     config = load_config(env={"DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": SECRET_KEY,
-                              "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
+                              "DIALER_GATEWAY_REGISTRY_TENANTS": "acme", "DIALER_GATEWAY_OPERATOR_TENANTS": "acme",
                               "DIALER_RECORD_URL": f"sqlite:///{record_dir}/record.db", **env})
     redis = redisconn.connect_async(redis_url, decode_responses=True)  # a Redis Cluster too (test_redis_cluster)
     store = AuthStore(redis)

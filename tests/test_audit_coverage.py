@@ -147,14 +147,15 @@ def test_retention_schedule_enqueues_a_round_every_period_for_the_worker(redis_u
     queue = get_queue(redis_client, RETENTION)
     try:
         deadline = time.monotonic() + 20
-        while queue.count < 6 and time.monotonic() < deadline:  # three rounds of two tenants, unattended
+        while queue.count < 9 and time.monotonic() < deadline:  # three rounds of two tenants and the record
             time.sleep(0.2)
     finally:
         proc.terminate()
         proc.wait(10)
-    assert queue.count >= 6, proc.stderr.read().decode()[-2000:]
+    assert queue.count >= 9, proc.stderr.read().decode()[-2000:]
     instants = {job.args for job in queue.jobs}
-    assert len({at for _, at in instants}) >= 3  # each round carries its own instant
+    assert len({args[-1] for args in instants}) >= 3  # each round carries its own instant
+    assert sum(job.func_name.endswith("record_retention_job") for job in queue.jobs) >= 3  # one per round
     assert InlineWorker([queue], connection=redis_client).work(burst=True)
     assert queue.count == 0
 

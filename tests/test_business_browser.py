@@ -45,7 +45,7 @@ async def test_holds_usage_and_requests_are_where_people_look(gw, browser):  # n
     await expect(card.locator('[data-kill="unsuspend"]')).to_be_visible()
     await expect(card.locator("[data-field=pacing]")).to_contain_text("complaint 42")
     await expect(page.locator("#usage-figures")).to_contain_text("Billable minutes")
-    await expect(page.locator("#budgets")).to_contain_text("0 of 1000")
+    await expect(page.locator("#budgets")).to_contain_text("0 of 1,000")
     await expect(page.locator("#requests")).to_contain_text("erasure (GDPR)")
     await expect(page.locator("#requests")).to_contain_text("OVERDUE")
     # the operator suspends the whole tenant: the usage panel says so

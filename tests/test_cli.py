@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dialer import __version__
-from dialer.cli import build_parser, shown_url, subcommand_parsers
+from dialer.cli import COMMAND_MODULES, COMMANDS, build_parser, command_named, shown_url, subcommand_parsers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOWN = "redis://:hunter2@127.0.0.1:1/0"  # nothing listens on port 1; the password must never be printed
@@ -39,6 +39,26 @@ def test_every_option_and_argument_has_help() -> None:
                for action in parser._actions
                if not isinstance(action, argparse._SubParsersAction) and action.dest != "help" and not action.help]
     assert missing == []
+
+
+def test_each_command_is_found_in_the_module_the_table_names() -> None:
+    import importlib
+
+    registered = {}
+    for module in COMMANDS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        registered.update(dict.fromkeys(sub.choices, module))
+    assert registered == COMMAND_MODULES  # a new command goes in both tables
+    full = {parser.prog: sorted(parser._option_string_actions) for parser in subcommand_parsers(build_parser())}
+    for name in registered:  # the parser built for one command knows it exactly as the full parser does
+        alone = {parser.prog: sorted(parser._option_string_actions)
+                 for parser in subcommand_parsers(build_parser(name))}
+        top = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert name in top.choices and all(full[prog] == options for prog, options in alone.items())
+    assert command_named(["--config", "campaigns", "dnc", "check"]) == "dnc"
+    assert command_named(["--config=x.toml", "campaigns", "list"]) == "campaigns"
+    assert command_named(["--version"]) is None
 
 
 def test_a_subcommands_help_is_its_own() -> None:

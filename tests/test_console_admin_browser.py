@@ -124,8 +124,8 @@ async def test_uploader_uploads_a_messy_list_reads_its_errors_and_sees_only_what
     await expect(page.locator('[data-sum="contacts_added"]')).to_have_text("2")  # Ann, Bob (Zoé has Ann's number)
     report = page.locator("#import-report")
     await expect(report).to_contain_text("pas de numéro")
-    await expect(report).to_contain_text("no phone number in this row")
-    await expect(report).to_contain_text("same number as an earlier row of this file (row 2)")  # Zoé has Ann's
+    await expect(report).to_contain_text("No phone number in this row")
+    await expect(report).to_contain_text("Same number as an earlier row of this file (row 2)")  # Zoé has Ann's
     # The lists table: no scrub or export for an uploader (gate.check, exports.create).
     await expect(page.locator("#lists")).to_contain_text("spring")
     await expect(page.locator("[data-scrub]")).to_have_count(0)
@@ -134,7 +134,7 @@ async def test_uploader_uploads_a_messy_list_reads_its_errors_and_sees_only_what
     # A file with no phone column: the preview says so and the import button stays off.
     await page.set_input_files("#upload-file", files=[{"name": "names.csv", "mimeType": "text/csv",
                                                        "buffer": b"name,city\nAnn,Paris\nBob,Lyon\n"}])
-    await expect(page.locator("#preview-problem")).to_contain_text("no phone column")
+    await expect(page.locator("#preview-problem")).to_contain_text("No phone column")
     await expect(page.locator("#import-button")).to_be_disabled()
     # Map the column by hand: the preview follows.
     await page.locator('#preview-view select[data-column="0"]').select_option("phone")

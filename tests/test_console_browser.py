@@ -54,7 +54,7 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     await page.fill("#email", email)
     await page.fill("#password", "not the password")
     await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#sign-in-error")).to_have_text("wrong email or password")
+    await expect(page.locator("#sign-in-error")).to_have_text("Wrong email address or password.")
 
     await page.fill("#email", email)
     await page.fill("#password", PASSWORD)
@@ -72,7 +72,7 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     assert "issuer=Compliance%20dialer" in (await qr.get_attribute("title"))
     await page.fill("#enrol-code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
     await page.click("#enrol-form button[type=submit]")
-    await expect(page.locator("#enrol-error")).to_contain_text("wrong code")
+    await expect(page.locator("#enrol-error")).to_contain_text("Wrong or already used code")
     await page.fill("#enrol-code", pyotp.TOTP(secret).now())
     await page.click("#enrol-form button[type=submit]")
     await expect(page.locator("#recovery-codes li")).to_have_count(10)
@@ -89,7 +89,7 @@ async def test_admin_enrols_totp_then_signs_in_with_password_and_code(gw, browse
     await expect(page.locator("#sign-in-error")).to_contain_text("6-digit code")
     await page.fill("#code", "12345x")
     await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#sign-in-error")).to_contain_text("wrong or already used code")
+    await expect(page.locator("#sign-in-error")).to_contain_text("Wrong or already used code")
     await page.fill("#code", pyotp.TOTP(secret).at(time.time() + 30))  # this step's code went to enrolment
     await page.click("#login-form button[type=submit]")
     await expect(page.locator("#who-text")).to_contain_text(f"{email} (admin)")

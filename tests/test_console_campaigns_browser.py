@@ -13,6 +13,7 @@ runs the same pages on a real engine dialling through the sandbox PBX.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -32,7 +33,11 @@ from tests.test_dashboard_browser import CHROMIUM, browser, gw  # noqa: F401  (f
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
 PASSWORD = "a long enough passphrase"
+EN = json.loads((Path(__file__).parent.parent / "gateway" / "static" / "i18n" / "en.json").read_text())
+FR = json.loads((Path(__file__).parent.parent / "gateway" / "static" / "i18n" / "fr.json").read_text())
 OVERFLOW = "document.scrollingElement.scrollWidth > window.innerWidth"
+# Resolves once the browser has drawn twice: the layout of what was just added is done (an event, not a delay).
+NEXT_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -240,6 +245,22 @@ async def test_a_french_user_reads_french(gw, browser, tmp_path):  # noqa: F811
     await expect(live).to_contain_text("Aujourd'hui")
     assert not await page.evaluate(OVERFLOW)
     await page.screenshot(path=str(shots / "campaign-live-fr-390.png"), full_page=True)
+    # The live board: its static labels (index.html's card template) and its live lines, all in French.
+    await page.click("#nav a[data-route='live']")
+    board = page.locator(f'#campaigns [data-campaign="{made["id"]}"]')
+    await expect(board.locator('[data-tile="dialing"]')).to_have_text("1")  # the stream's first figures are in
+    await expect(board.locator('[data-i18n="board.tile.dialing"]')).to_have_text("Numérotation")
+    await expect(board.locator('[data-i18n="board.abandon"]')).to_have_text("Taux d'abandon et plafond")
+    await expect(board.locator('[data-field="status"]')).to_have_text("en cours")
+    await expect(board.locator('[data-action="pause"]')).to_have_text("Mettre en pause")
+    await expect(board.locator('[data-field="pacing"]')).to_have_text("Cadence : aucun agent connecté : aucun appel")
+    await expect(board.locator('[data-reason="NATIONAL_REGISTRY"]')).to_contain_text("liste nationale d'opposition")
+    await expect(page.locator("#live")).to_have_text("en direct")
+    shown = await page.evaluate("""() => [...document.querySelectorAll('#board [data-i18n]')]
+        .filter((el) => el.offsetParent !== null).map((el) => [el.dataset.i18n, el.textContent])""")
+    assert len(shown) > 20 and [key for key, text in shown if text == EN[key] != FR[key]] == []
+    assert not await page.evaluate(OVERFLOW)
+    await page.screenshot(path=str(shots / "live-board-fr-390.png"), full_page=True)
     # Choosing English on the preferences page keeps it with the account.
     await page.click("#nav a[data-route='preferences']")
     await page.select_option("#pref-language", "en")
@@ -248,6 +269,79 @@ async def test_a_french_user_reads_french(gw, browser, tmp_path):  # noqa: F811
     await expect(page.locator("#nav a[data-route='campaigns']")).to_have_text("Campaigns")
     assert await gw.redis.hget("t:{acme}:user:zoe@acme.example", "language") == "en"
     assert await gw.redis.hget("t:{acme}:user:zoe@acme.example", "time_zone") == "America/New_York"
+    assert unexpected(errors) == []
+
+
+async def test_calling_windows_are_set_in_the_form_and_errors_read_in_french(gw, browser, tmp_path):  # noqa: F811
+    """The schedule as the API models it (starts_at, schedule_windows) from the form, checked in words in the
+    user's language first; then the API's own refusal (a campaign that cannot start), worded from its code."""
+    shots = shots_dir(tmp_path)
+    await gw.ensure_list("acme", "l1")
+    await password_user(gw, "acme", "zoe@acme.example", "supervisor", language="fr")
+    page = await (await browser.new_context(viewport={"width": 390, "height": 900}, locale="fr-FR")).new_page()
+    errors = watch_errors(page)
+    await page.goto(str(gw.client.make_url("/")))
+    await expect(page.locator('#sign-in [data-i18n="signin.title"]')).to_have_text("Connexion")  # before signing in
+    await expect(page.locator('label[for="password"]')).to_have_text("Mot de passe")
+    await page.fill("#email", "zoe@acme.example")
+    await page.fill("#password", "not the password")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#sign-in-error")).to_have_text("Adresse e-mail ou mot de passe erroné.")  # the API's
+    await sign_in(page, gw, "zoe@acme.example")
+
+    await page.goto(str(gw.client.make_url("/")) + "#/campaigns/new")
+    await page.fill("#f-name", "Relance hiver")
+    await page.check('input[name="lists"][value="l1"]')
+    await page.fill("#f-queue", "sales")
+    await page.fill("#f-time_zone", "Europe/Paris")
+    await page.click("#add-window")
+    first = page.locator("[data-window]").nth(0)
+    await first.locator('input[name="window-start"]').fill("18:00")
+    await first.locator('input[name="window-end"]').fill("09:00")
+    await page.click("#add-window")
+    second = page.locator("[data-window]").nth(1)
+    for day in ("mon", "tue", "wed", "thu", "fri"):
+        await second.locator(f'input[name="window-day"][value="{day}"]').uncheck()
+    await second.locator('input[name="window-start"]').fill("10:00")
+    await second.locator('input[name="window-end"]').fill("12:00")
+    await page.fill("#f-starts_at", "2031-01-06T09:30")
+    await page.click("#save-campaign")
+    await expect(first.locator(".window-error")).to_have_text(
+        "La fin doit être après le début (une plage ne peut pas passer minuit).")
+    await expect(second.locator(".window-error")).to_have_text("Choisissez au moins un jour pour cette plage.")
+    await expect(page.locator("#form-error")).to_have_text("Corrigez les champs signalés en rouge.")
+    assert not await page.evaluate(OVERFLOW)
+    await page.screenshot(path=str(shots / "campaign-form-windows-fr-390.png"), full_page=True)
+    await first.locator('input[name="window-start"]').fill("09:00")
+    await first.locator('input[name="window-end"]').fill("12:30")
+    await second.locator('input[name="window-day"][value="sat"]').check()
+    await page.click("#save-campaign")
+    await expect(page.locator(".campaign-live h2")).to_have_text("Relance hiver")
+    cid = page.url.rsplit("/", 1)[1]
+    stored = await (await gw.client.get(f"/v1/campaigns/{cid}", headers=gw.auth("acme", "supervisor"))).json()
+    assert stored["schedule_windows"] == [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00",
+                                           "end": "12:30"}, {"days": ["sat"], "start": "10:00", "end": "12:00"}]
+    assert stored["starts_at"] == "2031-01-06T08:30:00Z"  # 09:30 in Paris, winter time
+
+    # The API refuses to start it (no caller ID): its code and rule, worded in French.
+    live = page.locator(f'.campaign-live[data-campaign="{cid}"]')
+    await live.locator('[data-action="start"]').click()
+    await expect(live.locator('[data-field="error"]')).to_have_text(
+        "Numéro présenté : Une campagne a besoin d'un numéro présenté pour démarrer.")
+
+    # Editing shows the windows as saved; removing one and saving keeps the other.
+    await page.goto(str(gw.client.make_url("/")) + f"#/campaigns/{cid}/edit")
+    await expect(page.locator("[data-window]")).to_have_count(2)
+    await expect(page.locator('[data-window] input[name="window-end"]').first).to_have_value("12:30")
+    await expect(page.locator("#f-starts_at")).to_have_value("2031-01-06T09:30")
+    await page.locator("[data-window]").nth(1).locator(".remove-window").click()
+    await page.fill("#f-starts_at", "")
+    await page.click("#save-campaign")
+    await expect(page.locator(".campaign-live h2")).to_have_text("Relance hiver")
+    stored = await (await gw.client.get(f"/v1/campaigns/{cid}", headers=gw.auth("acme", "supervisor"))).json()
+    assert stored["schedule_windows"] == [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00",
+                                           "end": "12:30"}]
+    assert "starts_at" not in stored or stored["starts_at"] is None
     assert unexpected(errors) == []
 
 
@@ -280,7 +374,7 @@ async def test_a_viewer_of_one_tenant_never_sees_another(gw, browser):  # noqa: 
     await expect(page.locator('#agents-table tr[data-agent="dave"]')).to_contain_text("another company's campaign")
     await expect(page.locator(".campaign-live [data-action]:visible")).to_have_count(0)
     await page.goto(str(gw.client.make_url("/")) + f"#/campaigns/{theirs}")
-    await expect(page.locator("#view [role=alert]")).to_contain_text("not found")
+    await expect(page.locator("#view [role=alert]")).to_contain_text("Not found")
     assert theirs not in (await page.content()).replace(f"#/campaigns/{theirs}", "")
     assert unexpected(errors) == []
 
@@ -306,7 +400,7 @@ async def test_every_campaign_page_fits_the_screen(gw, browser, width, tmp_path)
                                ("live", "live-board", f'[data-campaign="{made["id"]}"]')):
         await page.goto(f"{base}#/{route}")
         await expect(page.locator(ready).first).to_be_visible()
-        await page.wait_for_timeout(300)  # let the live parts draw
+        await page.evaluate(NEXT_FRAMES)  # what the ready element brought is laid out
         assert not await page.evaluate(OVERFLOW), f"{route} scrolls sideways at {width} px"
         await page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
     assert unexpected(errors) == []

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromi
 EMAIL = "sup@demo.example"
 PASSWORD = "a long enough passphrase"
 OVERFLOW = "document.scrollingElement.scrollWidth > window.innerWidth"
+NEXT_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_create_start_watch_agents_pause_stop_and_find_it_finished(demo, tmp_pat
         assert not page.evaluate(OVERFLOW)
         page.screenshot(path=str(shots / "journey-campaign-live-1440.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 900})
-        page.wait_for_timeout(500)
+        page.evaluate(NEXT_FRAMES)  # laid out again at the new width
         assert not page.evaluate(OVERFLOW)
         page.screenshot(path=str(shots / "journey-campaign-live-390.png"), full_page=True)
         page.set_viewport_size({"width": 1440, "height": 1000})

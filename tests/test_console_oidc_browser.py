@@ -75,7 +75,7 @@ async def test_sign_in_with_the_provider_lands_in_the_console(gw, browser, tmp_p
     await page.get_by_role("button", name="Sign in with Local provider").click()
     await sign_in_at_the_provider(page, "stranger@acme.example")
     await expect(page.locator("#sign-in-error")).to_have_text(
-        "there is no console account for you here: ask your administrator to create one")
+        "There is no console account for you here: ask your administrator to create one.")  # i18n error.unknown_user
     assert page.url == console  # the refusal code is taken out of the address bar
     await expect(page.locator("#who")).to_be_hidden()
     await context.close()

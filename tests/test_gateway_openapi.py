@@ -85,6 +85,7 @@ def live_gateway(redis_url, tmp_path):
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = AuthStore(client)
         await store.create_tenant("acme")
+        await store.create_tenant("fuzz-target")  # what the operator routes suspend: never the fuzzing tenant
         await store.create_user("acme", "boss", "admin")
         token, _ = await store.create_token("acme", "boss")
         # A call the gate reserved for acme (attempt and call index as the gate writes them): a real call id.
@@ -98,6 +99,7 @@ def live_gateway(redis_url, tmp_path):
     port = free_port()
     env = {**os.environ, "DIALER_REDIS_URL": redis_url, "DIALER_LOG_LEVEL": "WARNING",
            "DIALER_SECRET_KEY": "schemathesis-secret", "DIALER_GATEWAY_REGISTRY_TENANTS": "acme",
+           "DIALER_GATEWAY_OPERATOR_TENANTS": "acme",
            "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir), "DIALER_RECORD_URL": f"sqlite:///{tmp_path}/record.db"}
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -148,7 +150,8 @@ def seed_world(base_url: str, token: str, redis_url: str) -> dict[str, str]:
     return {"endpoint_id": endpoint_id, "event_id": "evt_fuzz", "id": made["id"], "name": "target",
             "token_id": token_id, "import_id": import_id,
             "list_id": "fuzzlist", "contact": f"{import_id}-2", "contact_id": f"{import_id}-3",
-            "job_id": job, "call_id": "fuzz-call", "request_id": request_id}
+            "job_id": job, "call_id": "fuzz-call", "request_id": request_id,
+            "tenant": "fuzz-target"}
 
 
 def fuzz_operation(schema, base_url: str, token: str, real: dict[str, str], method: str, path: str) -> None:

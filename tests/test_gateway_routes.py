@@ -53,6 +53,7 @@ SAMPLE_BODIES = {
     ("PUT", "/v1/session/password"): {"current_password": "x", "new_password": "a long enough passphrase"},
     ("PUT", "/v1/usage/plan"): {"rounding": "per_minute"},
     ("POST", "/v1/campaigns/{id}/suspend"): {"reason": "complaint"},
+    ("POST", "/v1/operator/tenants/{tenant}/suspend"): {"reason": "abuse report"},
     ("POST", "/v1/subject-requests"): {"kind": "access", "regime": "GDPR", "phone": "+33145678901"},
     ("POST", "/v1/subject-requests/{request_id}/state"): {"state": "forwarded"},
     ("POST", "/v1/subject-requests/{request_id}/extend"): {"reason": "complex request"},

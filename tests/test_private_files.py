@@ -69,7 +69,8 @@ async def test_a_world_writable_upload_directory_is_refused(redis_url, tmp_path)
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_the_default_data_directory_is_private_not_the_temp_dir(tmp_path):
+def test_the_default_data_directory_is_private_not_the_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_DATA_HOME")  # the test session's own (tests/conftest.py) is a temporary directory
     home = tmp_path / "home"
     assert default_data_dir({"HOME": str(home)}) == home / ".local" / "share" / "dialer"
     assert default_data_dir({"HOME": str(home), "XDG_DATA_HOME": str(tmp_path / "xdg")}) == tmp_path / "xdg" / "dialer"

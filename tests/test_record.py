@@ -273,6 +273,89 @@ def test_retention_drops_whole_months_and_the_chain_still_verifies(redis_client:
         drop_before(record, datetime(2026, 12, 2, tzinfo=UTC), KEY, now)
 
 
+def test_scheduled_retention_removes_only_what_each_tenants_policy_has_expired(
+        redis_client: redis.Redis, record: Record, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dialer retention schedule` enqueues the record's retention with each round; run by a worker, it removes
+    per tenant what its audit period has expired (whole months on PostgreSQL where every tenant is past them,
+    rows in a retention session otherwise), keeps consents and opt-outs, and the chain still verifies."""
+    from dialer import retention
+    from dialer.jobs import RETENTION, InlineWorker, get_queue
+
+    now = datetime.now(UTC)
+    old, mid, recent = datetime(2019, 6, 15, tzinfo=UTC), now - timedelta(days=2000), now - timedelta(days=10)
+    audit = AuditLog(redis_client, KEY)
+    retention.set_policy(redis_client, "short", {"audit": retention.minimum("audit")}, actor="test", at=now)
+    for tenant in ("short", "long"):
+        redis_client.sadd("tenants", tenant)
+        events = []
+        for n, at in enumerate((old, mid, recent)):
+            events.append(AuditEvent("gate_decision", "gate", {
+                "mode": "reserve", "campaign": "c1", "contact_id": f"k{n}", "person": "p1", "phone": "+33*******01",
+                "allowed": n != 1, "call_id": f"call{n}" if n != 1 else None,
+                "reasons": [["QUIET_HOURS", "fr.hours", None]] if n == 1 else []}, at))
+            if n != 1:
+                events.append(AuditEvent("call_outcome", "engine", {"call_id": f"call{n}", "outcome": "answered",
+                                                                     "person": "p1", "phone": "+33*******01"}, at))
+        events.append(AuditEvent("optout", "api", {"person": "p1", "phone": "+33*******01", "scope": "company",
+                                                   "source": "api"}, old))
+        events.append(AuditEvent("consent", "api", {"person": "p2", "phone": "+33*******02", "action": "grant",
+                                                    "purpose": "telemarketing", "written": True}, old))
+        audit.append_many(tenant, events)
+    archiver = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(0))
+    for tenant in ("short", "long"):
+        archiver.archive_tenant(tenant)
+    before = {t: counts(record, t) for t in ("short", "long")}
+    assert before["short"]["gate_decisions"] == 3 and before["short"]["call_records"] == 2
+
+    url = record.url.url if record.dialect == "postgresql" else f"sqlite:///{record.url.path}"
+    monkeypatch.setenv("DIALER_RECORD_URL", url)
+    monkeypatch.setenv("DIALER_SECRET_KEY", KEY)
+    ids = retention.enqueue_all(redis_client, now)
+    assert InlineWorker([get_queue(redis_client, RETENTION)], connection=redis_client).work(burst=True)
+    done = get_queue(redis_client, RETENTION).fetch_job(ids[-1]).return_value()
+    assert "skipped" not in done, done
+    after = {t: counts(record, t) for t in ("short", "long")}
+    # the 2019 decision and call are past both periods; the `mid` ones past the short one only
+    assert after["long"]["gate_decisions"] == 2 and after["long"]["call_records"] == 1
+    assert after["short"]["gate_decisions"] == 1 and after["short"]["call_records"] == 1
+    assert after["short"]["gate_denials"] == 0 and after["long"]["gate_denials"] == 1
+    for tenant in ("short", "long"):  # written (archived) now: the archive itself is kept; so are the logs
+        assert after[tenant]["audit_archive"] == before[tenant]["audit_archive"]
+        assert after[tenant]["consents"] == 1 and after[tenant]["optouts"] == 1
+    if record.dialect == "postgresql":  # the 2019 month went whole; 2020-21 months hold the long tenant's rows
+        assert "gate_decisions_p201906" in done["dropped_partitions"]
+        assert not any(name.endswith(f"{mid:%Y%m}") for name in done["dropped_partitions"])
+    assert done["removed"]["short"] == {"gate_decisions": 2, "gate_denials": 1, "call_records": 1}
+    assert done["removed"]["long"] == {"gate_decisions": 1, "call_records": 1}
+    # each tenant's trail says what went (archived, then verified across the boundary with the record)
+    for tenant in ("short", "long"):
+        last = list(audit.entries(tenant))[-1]
+        assert last.kind == "retention" and last.payload["action"] == "record", last
+        archiver.archive_tenant(tenant)
+        assert verify_chain(audit, record, tenant).ok
+
+    # years later: the archived entries themselves are past their period (cut on when they were written)
+    later = now + timedelta(days=retention.defaults()["audit"] + 40)
+    result = retention_run(redis_client, record, later)
+    for tenant in ("short", "long"):
+        assert counts(record, tenant)["audit_archive"] == 0, tenant
+        assert counts(record, tenant)["consents"] == 1 and counts(record, tenant)["optouts"] == 1
+        assert result.new_bases[tenant] == audit.head(tenant).seq  # the new start: its own "record" entry
+        archiver.archive_tenant(tenant)
+        assert verify_chain(audit, record, tenant).ok, str(verify_chain(audit, record, tenant))
+    # never within the last year, whatever is asked
+    from dialer.record.retention import apply_policies
+
+    with pytest.raises(ValueError, match="last 365 days"):
+        apply_policies(record, {"long": now - timedelta(days=30)}, KEY, now)
+
+
+def retention_run(client: redis.Redis, record: Record, at: datetime):
+    from dialer.record.retention import run_scheduled
+
+    return run_scheduled(client, record, at, KEY)
+
+
 def test_serve_skips_a_tenant_with_a_gap_and_archives_the_others(redis_client: redis.Redis, record: Record) -> None:
     audit = AuditLog(redis_client, KEY)
     fill(audit, "broken", 3)
@@ -283,6 +366,36 @@ def test_serve_skips_a_tenant_with_a_gap_and_archives_the_others(redis_client: r
     archiver.serve(interval=0.01, should_stop=lambda: next(passes, None) is None)
     assert counts(record, "fine")["audit_archive"] == audit.head("fine").seq
     assert counts(record, "broken")["audit_archive"] == 0
+
+
+def test_serve_looks_for_new_tenants_only_every_rescan_period(redis_client: redis.Redis, record: Record) -> None:
+    """The keyspace SCAN for tenants runs once per rescan period, not every pass (it cost the gate's Redis more
+    than the copy itself); a tenant whose trail appears in between is archived after the next look."""
+    audit = AuditLog(redis_client, KEY)
+    fill(audit, "early", 3)
+
+    def serve(step: float) -> None:
+        calls = [0]
+        clock = [0.0]
+
+        def should_stop() -> bool:
+            calls[0] += 1
+            if calls[0] == 3:
+                fill(audit, "late", 3)  # appears after the first look
+            return calls[0] > 12
+
+        def monotonic() -> float:
+            clock[0] += step
+            return clock[0]
+
+        Archiver(redis_client, record, secret_key=KEY).serve(interval=0.0, should_stop=should_stop, rescan=30.0,
+                                                              monotonic=monotonic)
+
+    serve(step=0.0)  # the clock never reaches the next look: the new tenant waits (in Redis)
+    assert counts(record, "early")["audit_archive"] == audit.head("early").seq
+    assert counts(record, "late")["audit_archive"] == 0
+    serve(step=31.0)  # every pass is a rescan period after the last look
+    assert counts(record, "late")["audit_archive"] == audit.head("late").seq
 
 
 def test_subject_access_includes_archived_entries(redis_client: redis.Redis, record: Record) -> None:

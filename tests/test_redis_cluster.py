@@ -136,6 +136,10 @@ async def test_a_campaign_runs_end_to_end_on_the_cluster(cluster: LocalCluster, 
     reserved = [e for e in entries if e.kind == "gate_decision" and e.payload["allowed"]]
     outcomes = [e for e in entries if e.kind == "call_outcome"]
     assert len(reserved) == len(outcomes) == sum(observer.by_number.values())
+    # each call metered once, its increment in the trail for the record (same MULTI, one hash slot: the tenant's)
+    metered = [e for e in entries if e.kind == "usage" and "call_id" in e.payload]
+    assert sum(e.payload["added"].get("attempts", 0) for e in metered) == len(outcomes)
+    assert {e.payload["call_id"] for e in metered} == {e.payload["call_id"] for e in outcomes}
 
 
 # --- the gate's concurrency tests (tests/test_gate.py), on the cluster --------------------------------------

@@ -108,6 +108,18 @@ async def test_each_call_is_metered_once_even_when_its_outcome_is_settled_again(
         gate.record_outcome(T, call_id, "answered", AT, e164=phone, metered=again)
     after = report.usage(redis_client, T, day, day + timedelta(days=1))
     assert after["totals"] == totals and after["campaigns"] == before["campaigns"]
+    # The record holds the same figures (each increment's `usage` entry, archived once), and still does once Redis
+    # has lost everything (tests/test_usage_record.py covers PostgreSQL and the API).
+    from dialer.record.archiver import Archiver
+    from dialer.record.store import Record
+    from dialer.record.url import parse_record_url
+    from dialer.usage.archived import usage_from_record
+
+    with Record(parse_record_url(f"sqlite:///{tmp_path}/record.db")) as record:
+        record.migrate()
+        Archiver(redis_client, record, secret_key="k" * 32, tail=timedelta(days=365)).run_once([T])
+        redis_client.flushall()
+        assert usage_from_record(record, T, day, day + timedelta(days=1)) == after
 
 
 async def test_a_dead_process_call_is_counted_once_by_its_successor(redis_url, redis_client, tmp_path):

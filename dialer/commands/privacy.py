@@ -74,7 +74,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(contact, indent=2, ensure_ascii=False))
             return 0
         report = privacy.erase(client, args.tenant, phone=args.phone, contact_id=args.contact, country=args.country,
-                               actor=actor, at=at, secret_key=key, reason=args.reason)
+                               actor=actor, at=at, secret_key=key, reason=args.reason,
+                               record=Record.from_config(config))
         removed = ", ".join(f"{k} {v}" for k, v in sorted(report.removed.items())) or "nothing else held"
         print(f"erased: {len(report.contact_ids)} contact(s), {removed}; {report.suppressed} number(s) kept as "
               f"suppression hashes; audit seq {report.audit_seq}")
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except privacy.PrivacyError as exc:
         raise CommandError(f"{args.action}: {exc.message} [{exc.code}]") from None
     except RecordUnavailable as exc:
-        raise CommandError(f"{args.action}: {exc} (the archived history cannot be read: nothing answered)") from None
+        what = "nothing erased" if args.action == "erase" else "nothing answered"
+        raise CommandError(f"{args.action}: {exc} (the record cannot be read: {what})") from None
     except redis.RedisError as exc:
         raise redis_unreachable(config.redis_url, exc) from None
     finally:

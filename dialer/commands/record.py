@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
     archiver.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     archiver.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
     archiver.add_argument("--batch", type=int, default=2000, help="entries per record transaction (default 2000)")
+    archiver.add_argument("--tenant-rescan", type=float, default=30.0,
+                          help="seconds between looks for new tenants with a trail (a SCAN; default 30)")
     archiver.set_defaults(func=run_archiver)
 
     report = sub.add_parser("report", help="reports from the record: per campaign and day, or one person's calls",
@@ -135,7 +137,7 @@ def run_archiver(args: argparse.Namespace, config: Config) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("archiver: copying audit trails to %s", record.url.shown())
-        archiver.serve(args.interval, lambda: stopping["flag"], tenants=args.tenant)
+        archiver.serve(args.interval, lambda: stopping["flag"], tenants=args.tenant, rescan=args.tenant_rescan)
     return 0
 
 

@@ -125,6 +125,7 @@ def run_schedule(args: argparse.Namespace, config: Config) -> int:
 
 def run_offboard(args: argparse.Namespace, config: Config) -> int:
     from dialer.offboarding import OffboardError, offboard
+    from dialer.record.store import Record
 
     if not args.yes:
         answer = input(f"Export and then DELETE all data of tenant {args.tenant}? Type the tenant id to confirm: ")
@@ -133,7 +134,7 @@ def run_offboard(args: argparse.Namespace, config: Config) -> int:
     client = _client(config)
     try:
         report = offboard(client, args.tenant, args.export, parse_at(args.at), actor=f"user:{getpass.getuser()}",
-                          secret_key=config["security.secret_key"])
+                          secret_key=config["security.secret_key"], record=Record.from_config(config))
     except (OffboardError, OSError) as exc:
         raise CommandError(f"offboard: {exc}; nothing was deleted") from None
     print(f"tenant {args.tenant}: exported to {report.path} ({sum(report.files.values())} records), "

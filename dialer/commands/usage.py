@@ -2,6 +2,9 @@
 
   dialer usage --tenant T --month 2026-12 [--json | --csv]
   dialer usage --tenant T --from 2026-12-01 --to 2026-12-06
+  dialer usage --tenant T --month 2026-11 --source record   (the archived copy: after Redis lost its counters)
+  dialer usage --tenant T --month 2026-12 --restore         (after a Redis data loss: the month's counters back
+                                                            from the record, so budgets count from the truth)
   dialer usage --tenant T --plan plan.json     (replace the rounding rule and budgets; audited as the operator)
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ import redis
 from dialer import holds, redisconn
 from dialer.cli import CommandError, redis_unreachable
 from dialer.config import Config
-from dialer.usage import budgets, report
+from dialer.record.store import Record, RecordUnavailable
+from dialer.usage import archived, budgets, report
 from dialer.usage.plan import PlanError, get_plan
 
 SHOWN = ("attempts", "connected", "billable_minutes", "ai_minutes", "recordings", "recording_minutes")
@@ -34,13 +38,19 @@ def register(sub: Any) -> None:
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="the same JSON as GET /v1/usage")
     shape.add_argument("--csv", action="store_true", help="the same CSV as GET /v1/usage/export")
+    parser.add_argument("--source", choices=archived.SOURCES, default="auto",
+                        help="redis: the live counters; record: the archived copy; auto (default): the record for "
+                             "a closed period once it holds every increment, else Redis")
     parser.add_argument("--plan", type=Path, help="a JSON file: replace the tenant's rounding rule and budgets")
+    parser.add_argument("--restore", action="store_true",
+                        help="after a Redis data loss: write --month's counters back from the record (refused while "
+                             "Redis holds any counter of that month; audited)")
     parser.set_defaults(func=run)
 
 
 def _table(found: dict[str, Any]) -> str:
     lines = [f"usage of {found['tenant']} from {found['from']} to {found['to']} (UTC; rounding "
-             f"{found.get('rounding', '')})", ""]
+             f"{found.get('rounding', '')}; read from {found.get('source', 'redis')})", ""]
     head = ["day", *SHOWN]
     rows = [[d["day"], *(str(d.get(m, 0)) for m in SHOWN)] for d in found["days"]]
     rows.append(["total", *(str(found["totals"].get(m, 0)) for m in SHOWN)])
@@ -57,6 +67,46 @@ def _table(found: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _usage(client: Any, config: Config, tenant: str, first: date, last: date, now: datetime,
+           source: str) -> dict[str, Any]:
+    """The report from the source asked for (dialer/usage/archived.py); an explicit record that cannot be read is
+    an error, never figures from elsewhere."""
+    record = None
+    try:
+        if source != "redis":
+            try:
+                record = Record.from_config(config)
+            except (RecordUnavailable, OSError) as exc:
+                if source == "record":
+                    raise CommandError(f"the record cannot be read: {exc}") from None
+        try:
+            return archived.usage_from(client, record, tenant, first, last, now.date(), source)
+        except RecordUnavailable as exc:
+            raise CommandError(f"the record cannot be read: {exc}") from None
+    finally:
+        if record is not None:
+            record.close()
+
+
+def _restore(client: Any, config: Config, args: argparse.Namespace, now: datetime) -> int:
+    if not args.month:
+        raise CommandError("--restore needs --month YYYY-MM (a whole month: the budgets read its total)")
+    try:
+        first, _ = report.month_period(args.month)
+    except report.PeriodError as exc:
+        raise CommandError(f"--month: {exc.message}") from None
+    try:
+        with Record.from_config(config) as record:
+            days = archived.restore_month(client, record, args.tenant, first.year, first.month,
+                                          actor=f"operator:{getpass.getuser()}", at=now)
+    except (RecordUnavailable, OSError) as exc:
+        raise CommandError(f"the record cannot be read: {exc}") from None
+    except archived.RestoreError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"restored {days} days of {args.tenant}'s usage for {args.month} from the record")
+    return 0
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     client = redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     now = datetime.now(UTC)
@@ -71,13 +121,15 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 raise CommandError(f"plan not changed:{field} {exc}") from None
             print(json.dumps(plan.as_dict(), indent=2, sort_keys=True))
             return 0
+        if args.restore:
+            return _restore(client, config, args, now)
         try:
             first, last = report.period(args.first, args.last, args.month, now.date())
         except report.PeriodError as exc:
             raise CommandError(f"--{exc.field}: {exc.message}") from None
         if first <= now.date() <= last:
             report.snapshot_contacts(client, args.tenant, now)
-        found = report.usage(client, args.tenant, first, last)
+        found = _usage(client, config, args.tenant, first, last, now, args.source)
         plan = get_plan(client, args.tenant)
         found["rounding"] = plan.rounding
         found["budgets"] = [s.as_dict() for s in budgets.states(client, args.tenant, plan, now)]

@@ -35,7 +35,7 @@ from rq import get_current_job
 from dialer.contacts.chunks import Chunk, iter_records, plan_chunks
 from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
 from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE, ERRORS_KEPT, BadShare, hopeless_message, split_kept
-from dialer.contacts.rows import RowError, process_record
+from dialer.contacts.rows import RowError, RowResult, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
 from dialer.facts import FactStore
@@ -153,6 +153,24 @@ def create_import(client: redis.Redis, tenant: str, path: str | Path, list_id: s
     client.zadd(keys.imports, {import_id: now.timestamp()})
     client.sadd(ACTIVE, f"{tenant}\t{import_id}")
     return ImportTicket(import_id)
+
+
+def build_contact(result: RowResult, cid: str, list_id: str, campaign: str, import_id: str,
+                  row: int) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A valid row as the stored contact (kept fields as x.<name>, phones in their compact form) and its phones."""
+    phones = [{"e": p.e164, "t": p.line_type, "z": ",".join(p.timezones), "c": p.country,
+               "s": p.subdivision or "", "x": p.extension or "", "k": column}
+              for column, p in result.phones]
+    main = result.phones[0][1]
+    contact: dict[str, Any] = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
+    contact.update({
+        "id": cid, "list": list_id, "campaign": campaign, "import": import_id, "row": row,
+        "phone": main.e164,
+        "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
+        "phone_subdivision": main.subdivision or "",
+        "phones": json.dumps(phones, separators=(",", ":")),
+    })
+    return contact, phones
 
 
 def enqueue_import(client: redis.Redis, tenant: str, path: str | Path, list_id: str, *, region: str = "FR",
@@ -546,18 +564,7 @@ class Importer:
                         examples.append(f"row {first.row} ({first.column or 'record'}): {first.message}")
                 else:
                     cid = f"{import_id}-{record.row}"
-                    phones = [{"e": p.e164, "t": p.line_type, "z": ",".join(p.timezones), "c": p.country,
-                               "s": p.subdivision or "", "x": p.extension or "", "k": column}
-                              for column, p in result.phones]
-                    main = result.phones[0][1]
-                    contact = {k if not k.startswith("keep:") else "x." + k[5:]: v for k, v in result.fields.items()}
-                    contact.update({
-                        "id": cid, "list": list_id, "campaign": campaign, "import": import_id, "row": record.row,
-                        "phone": main.e164,
-                        "line_type": main.line_type, "timezones": phones[0]["z"], "phone_country": main.country,
-                        "phone_subdivision": main.subdivision or "",
-                        "phones": json.dumps(phones, separators=(",", ":")),
-                    })
+                    contact, phones = build_contact(result, cid, list_id, campaign, import_id, record.row)
                     contacts.append((cid, contact))
                     numbers = ",".join(phone["e"] for phone in phones)
                     packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}")

@@ -35,6 +35,11 @@ from dialer.record.store import Record, RecordUnavailable, Tx
 log = logging.getLogger(__name__)
 
 BATCH = 2000  # entries per record transaction
+# How often the service looks for tenants with a trail (a SCAN of the whole keyspace). Every pass was too often:
+# at a 0.2 s interval over a 20,000-contact keyspace the SCANs cost redis-server 11 us per gate decision, four
+# times the XRANGE reads themselves (BENCHMARKS.md, "Gate decisions with the archiver running"). A new tenant's
+# first entries wait at most this long in Redis, where they are safe.
+TENANT_RESCAN_S = 30.0
 
 
 class ChainGap(Exception):
@@ -149,7 +154,8 @@ class Archiver:
                 self.record.ensure_partitions(tx, table, instants)
         if base is not None:
             tx.execute(_insert_sql("audit_bases"), (tenant, base[0], base[1], base[2], self.record.ts(self.clock())))
-        for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts"):
+        for table in ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts",
+                      "usage_records"):
             tx.insert_new(table, schema.COLUMNS[table], schema.KEYS[table], rows.tables.get(table, []))
         now = self.record.ts(self.clock())
         # The cursor only moves forward: a slower archiver finishing late cannot move it back.
@@ -229,16 +235,22 @@ class Archiver:
     # --- the service --------------------------------------------------------------------------------------
 
     def serve(self, interval: float = 1.0, should_stop: Callable[[], bool] = lambda: False,
-              tenants: Sequence[str] | None = None) -> None:
+              tenants: Sequence[str] | None = None, rescan: float = TENANT_RESCAN_S,
+              monotonic: Callable[[], float] = time.monotonic) -> None:
         """Archive every tenant, again and again, until should_stop(). A record or Redis outage is logged once
-        and retried; nothing is trimmed meanwhile."""
+        and retried; nothing is trimmed meanwhile. Without `tenants`, the tenants with a trail are looked up
+        every `rescan` seconds (not every pass: see TENANT_RESCAN_S)."""
         down = False
         gaps: dict[str, str] = {}  # tenant -> the gap last reported (said once, retried every pass)
+        known: list[str] = []
+        scanned_at: float | None = None
         while not should_stop():
-            started = time.monotonic()
+            started = monotonic()
             busy = False
             try:
-                for tenant in tenants if tenants is not None else tenants_with_trails(self.redis):
+                if tenants is None and (scanned_at is None or started - scanned_at >= rescan):
+                    known, scanned_at = tenants_with_trails(self.redis), started
+                for tenant in tenants if tenants is not None else known:
                     if should_stop():
                         break
                     try:
@@ -256,7 +268,7 @@ class Archiver:
                     log.error("archiver: paused, nothing trimmed: %s", exc)
                 down = True
             if not busy:
-                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                time.sleep(max(0.0, interval - (monotonic() - started)))
 
     def lag(self, tenant: str) -> dict[str, Any]:
         """How far the record is behind Redis: entries and seconds (by Redis's write time)."""

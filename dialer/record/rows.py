@@ -3,8 +3,8 @@
 Every change that must outlive Redis is an audit entry written in the same atomic Redis step as the change (the
 gate's reserve script, FactStore's transactions, the outcome recorder): the tenant's audit stream is therefore
 the outbox. Each entry becomes one audit_archive row, byte for byte, and according to its kind one row in the
-table that reports read: gate_decisions (+ gate_denials), call_records, consents, optouts. Every row's key holds
-the entry's seq, so copying an entry twice inserts nothing the second time.
+table that reports read: gate_decisions (+ gate_denials), call_records, consents, optouts, usage_records. Every
+row's key holds the entry's seq, so copying an entry twice inserts nothing the second time.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from dialer.usage.meter import MEASURES as USAGE_MEASURES  # usage_records' measure columns, in this order
 
 # A live answer: the person (or a machine the AMD did not catch) picked up.
 LIVE_OUTCOMES = ("answered", "abandoned", "opted_out", "refused")
@@ -125,5 +127,21 @@ def _erasure(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dic
                              f"erasure:{p.get('reason') or ''}", None, False, actor))
 
 
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _usage(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dict[str, Any], ts: Any) -> None:
+    """One increment of the usage counters (a call's `added`), or a contacts-stored reading."""
+    day = p.get("day")
+    if not isinstance(day, str) or len(day) != 10:
+        return
+    added = p.get("added") if isinstance(p.get("added"), dict) else {}
+    stored = p.get("contacts_stored")
+    rows.add("usage_records", (tenant, seq, ts(at), day, _text(p.get("call_id")), _text(p.get("campaign")),
+                               *(_int(added.get(m)) for m in USAGE_MEASURES),
+                               _int(stored) if stored is not None else None))
+
+
 _DERIVED = {"gate_decision": _gate_decision, "call_outcome": _call_outcome, "consent": _consent, "optout": _optout,
-            "erasure": _erasure}
+            "erasure": _erasure, "usage": _usage}

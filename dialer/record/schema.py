@@ -1,4 +1,8 @@
-"""The record's tables, as SQL for each dialect (the one Alembic migration and the tests read them here).
+"""The record's tables, as SQL for each dialect (the Alembic migrations and the tests read them here).
+
+Revision 0001 made the tables of _TABLES; 0002 added usage_records (_USAGE_TABLES). A revision's statements never
+change once released: a new table goes into a new revision's set, so a store migrated long ago and a new one end
+up with the same schema.
 
 Archive tables are append-only: in PostgreSQL a trigger refuses UPDATE and DELETE unless the session set
 `dialer.retention = on` (dialer.record.store.Record.retention_session), and then allows only DELETE; in SQLite
@@ -11,9 +15,11 @@ from __future__ import annotations
 
 # Partitioned (PostgreSQL) tables and the column they are partitioned on.
 PARTITIONED = {"audit_archive": "written_at", "gate_decisions": "at", "call_records": "at"}
-# Tables that only ever receive INSERTs (and retention's deletes).
-APPEND_ONLY = ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts",
-               "audit_bases")
+# Tables that only ever receive INSERTs (and retention's deletes), by the revision that made them.
+_APPEND_ONLY_0001 = ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts",
+                     "audit_bases")
+_APPEND_ONLY_0002 = ("usage_records",)
+APPEND_ONLY = _APPEND_ONLY_0001 + _APPEND_ONLY_0002
 
 # Column types by dialect: (PostgreSQL, SQLite).
 _T = {"ts": ("timestamptz", "text"), "bool": ("boolean", "integer"), "int": ("bigint", "integer"),
@@ -57,6 +63,18 @@ _TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
                          ("tenant",)),
 }
 
+# Revision 0002 (issue 19): metered usage, one row per increment of the Redis counters (dialer/usage/meter.py):
+# a call's `usage` audit entry (what it added: attempts, connected, seconds ...) or a contacts-stored reading
+# (contacts_stored set, the measures 0). Summing a day's rows gives the day's counters; the last reading of a
+# period (highest seq) is its contacts stored. Kept for billing: record retention does not touch it.
+_USAGE_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "usage_records": ([("tenant", "text"), ("seq", "int"), ("at", "ts"), ("day", "text"), ("call_id", "text"),
+                       ("campaign", "text"), ("attempts", "int"), ("connected", "int"), ("talk_seconds", "int"),
+                       ("billable_seconds", "int"), ("ai_seconds", "int"), ("recordings", "int"),
+                       ("recording_seconds", "int"), ("contacts_stored", "int")], ("tenant", "seq")),
+}
+_USAGE_INDEXES = (("usage_records", ("tenant", "day")),)
+
 _INDEXES = (
     ("gate_decisions", ("tenant", "person")), ("gate_decisions", ("tenant", "call_id")),
     ("gate_decisions", ("tenant", "campaign", "at")), ("gate_denials", ("tenant", "campaign", "at")),
@@ -64,8 +82,8 @@ _INDEXES = (
     ("call_records", ("tenant", "person")), ("consents", ("tenant", "person")), ("optouts", ("tenant", "person")),
 )
 
-COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in _TABLES.items()}
-KEYS = {name: key for name, (_, key) in _TABLES.items()}
+COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in {**_TABLES, **_USAGE_TABLES}.items()}
+KEYS = {name: key for name, (_, key) in {**_TABLES, **_USAGE_TABLES}.items()}
 
 # The attempt as one row, from all its outcome reports (the AMI's at hangup, an agent's disposition ...): the
 # outcome of the last report (the strongest reported, see dialer.facts.OUTCOME_PRECEDENCE), the figures whichever
@@ -104,33 +122,52 @@ def _type(kind: str, dialect: str) -> str:
     return kind if pair is None else pair[0 if dialect == "postgresql" else 1]
 
 
-def create_statements(dialect: str) -> list[str]:
+def table_statements(dialect: str, tables: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]],
+            indexes: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:
     out = []
-    for name, (cols, key) in _TABLES.items():
+    for name, (cols, key) in tables.items():
         columns = ", ".join(f"{c} {_type(t, dialect)}" + (" NOT NULL" if c in key else "") for c, t in cols)
         partition = f" PARTITION BY RANGE ({PARTITIONED[name]})" if dialect == "postgresql" and name in PARTITIONED \
             else ""
         out.append(f"CREATE TABLE {name} ({columns}, PRIMARY KEY ({', '.join(key)})){partition}")
-    for table, cols in _INDEXES:
+    for table, cols in indexes:
         out.append(f"CREATE INDEX {table}_{'_'.join(cols)} ON {table} ({', '.join(cols)})")
-    out.append(call_attempts_view(dialect))
-    if dialect == "postgresql":
-        out.append(_PG_FUNCTION)
-        for table in APPEND_ONLY:
-            out.append(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                       "FOR EACH ROW EXECUTE FUNCTION record_append_only()")
-    else:
-        out.extend(sqlite_triggers())
     return out
 
 
-def sqlite_triggers() -> list[str]:
+def _append_only(dialect: str, tables: tuple[str, ...]) -> list[str]:
+    if dialect == "postgresql":
+        return [f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION record_append_only()" for table in tables]
+    return sqlite_triggers(tables)
+
+
+def create_statements(dialect: str) -> list[str]:
+    """Revision 0001."""
+    out = table_statements(dialect, _TABLES, _INDEXES)
+    out.append(call_attempts_view(dialect))
+    if dialect == "postgresql":
+        out.append(_PG_FUNCTION)
+    return out + _append_only(dialect, _APPEND_ONLY_0001)
+
+
+def usage_statements(dialect: str) -> list[str]:
+    """Revision 0002: usage_records."""
+    return table_statements(dialect, _USAGE_TABLES, _USAGE_INDEXES) + _append_only(dialect, _APPEND_ONLY_0002)
+
+
+def sqlite_triggers(tables: tuple[str, ...] = APPEND_ONLY) -> list[str]:
     return [f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} BEGIN "
             f"SELECT RAISE(ABORT, 'the record is append-only: {op} on {table} refused'); END"
-            for table in APPEND_ONLY for op in ("UPDATE", "DELETE")]
+            for table in tables for op in ("UPDATE", "DELETE")]
+
+
+def drop_usage_statements(dialect: str) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {name}" for name in _USAGE_TABLES]
 
 
 def drop_statements(dialect: str) -> list[str]:
+    """Revision 0001's tables (downgrade to nothing)."""
     out = ["DROP VIEW IF EXISTS call_attempts"]
     out += [f"DROP TABLE IF EXISTS {name}" + (" CASCADE" if dialect == "postgresql" else "") for name in _TABLES]
     if dialect == "postgresql":

@@ -9,6 +9,7 @@ line, the archiver retries later); nothing else is caught here.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,10 @@ def _pg_errors() -> tuple[type[BaseException], ...]:
 
 class RecordNotMigrated(RecordUnavailable):
     """The store is there but has no schema yet (`dialer record migrate`, or the archiver, creates it)."""
+
+
+class RecordTooNew(RecordUnavailable):
+    """The store's schema is at a revision this dialer does not know: a newer dialer migrated it."""
 
 
 class Tx:
@@ -214,12 +219,17 @@ class Record:
 
     def migrate(self) -> str:
         """Bring the schema to the newest revision (Alembic); returns it. Safe to run at every start."""
+        # its INFO lines (plugin setup as it is imported, each step) are for people running it by hand
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config as AlembicConfig
         from alembic.runtime.migration import MigrationContext
+        from alembic.util import CommandError
         from sqlalchemy import create_engine, exc
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are for people running it by hand
+        if self.dialect == "sqlite" and not Path(self.url.path).exists() and Path(self.url.path).parent.is_dir():
+            # personal data: the file (and the -wal and -shm files SQLite gives its mode) is the owner's alone
+            os.close(os.open(self.url.path, os.O_WRONLY | os.O_CREAT, 0o600))
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         engine = create_engine(self.url.sqlalchemy(), connect_args={"connect_timeout": int(self.timeout)}
@@ -234,6 +244,10 @@ class Record:
         except exc.OperationalError as error:
             raise RecordUnavailable(f"record {self.url.shown()}: {str(error.orig).strip().splitlines()[0]}") \
                 from None
+        except CommandError as error:  # "Can't locate revision identified by '0009'": a newer dialer was here
+            raise RecordTooNew(f"record {self.url.shown()}: its schema is at a revision this dialer does not know "
+                               f"({error}); a newer dialer migrated it: run that version, or set record.url to "
+                               "another record") from None
         finally:
             engine.dispose()
 

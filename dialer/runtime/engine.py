@@ -58,6 +58,7 @@ from dialer.pacing import (
     decide,
     window_for,
 )
+from dialer.record.store import Record, RecordUnavailable
 from dialer.redisconn import is_cluster
 from dialer.runtime import queue_catalog
 from dialer.runtime.agents import AgentBoard, WrapupTable
@@ -82,6 +83,7 @@ from dialer.runtime.queues import Claim, ContactQueue, TakenOver
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.trunk import Trunk, TrunkBudget, TrunkUsage, server_address
+from dialer.runtime.window import refill
 from dialer.usage import meter
 from dialer.usage.budgets import check_budgets
 from dialer.usage.plan import cached_plan
@@ -129,6 +131,8 @@ class RuntimeSettings:
     stats_seconds: float = 1.0
     recover_seconds: float = 1.0
     reload_seconds: float = 60.0
+    window: int = 0  # contacts per campaign window read from the record (dialer/runtime/window.py); 0: off
+    window_seconds: float = 1.0  # how often a window below half full is topped up
     campaigns_seconds: float = 0.5
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight
     max_batch: int = 256  # contacts claimed and decided per campaign per tick
@@ -145,7 +149,7 @@ class RuntimeSettings:
             unknown_cooloff=timedelta(minutes=config["runtime.unknown_cooloff_minutes"]),
             lease_seconds=config["runtime.lease_seconds"], ai_sessions=config["runtime.ai_sessions"],
             clock_skew_warn=config["runtime.clock_skew_warn_ms"] / 1000,
-            clock_skew_stop=config["runtime.clock_skew_stop_ms"] / 1000,
+            clock_skew_stop=config["runtime.clock_skew_stop_ms"] / 1000, window=config["record.window"],
             wrapup=WrapupTable.parse(config["runtime.wrapup_seconds"], config["runtime.queue_wrapup"]))
         values.update(overrides)
         return cls(**values)
@@ -238,6 +242,7 @@ class CampaignRunner:
     stored: StoredCampaign
     claims: dict[str, Claim] = field(default_factory=dict)  # contact id -> held claim (claimed, not settled)
     loaded_at: float = -1e18
+    window_at: float = -1e18
     recovered_at: float = -1e18
     stats_at: float = -1e18
     saved_at: float = -1e18
@@ -260,8 +265,11 @@ class CampaignRunner:
 class Engine:
     def __init__(self, client: redis.Redis, gate: Gate, servers: Sequence[AsteriskServer], *,
                  settings: RuntimeSettings, clock: Clock = wall_clock, process_id: str | None = None,
-                 pool_options: dict[str, Any] | None = None) -> None:
+                 pool_options: dict[str, Any] | None = None, record: Record | None = None) -> None:
         self.redis = client
+        # With settings.window, each campaign's contacts come from the record's contact store a window at a time.
+        self.record = record if settings.window > 0 else None
+        self._record_down = False
         self.gate = gate
         self.settings = settings
         self.machine_clock = clock
@@ -496,6 +504,9 @@ class Engine:
             if totals["added"] or totals["duplicates"] or totals["no_number"]:
                 log.info("campaign %s/%s: queued %d new contacts (%d final as duplicate numbers, %d without a valid "
                          "number)", r.tenant, r.campaign, totals["added"], totals["duplicates"], totals["no_number"])
+        if self.record is not None and status == "running" and mono - r.window_at >= self.settings.window_seconds:
+            r.window_at = mono
+            await self._refill(r, ts)
         if mono - r.recovered_at >= self.settings.recover_seconds:
             r.recovered_at = mono
             taken = await asyncio.to_thread(
@@ -529,8 +540,36 @@ class Engine:
             mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
             idle = counts["inflight"] == 0 and not r.claims and not mine
             exhausted = counts["ready"] == 0 and counts["waiting"] == 0
+            if idle and exhausted and status == "running" and self.record is not None:
+                # the window is empty: done only if the record has nothing more for the campaign (a full pass
+                # again, for members imported behind the cursor); a record that cannot say keeps it running
+                exhausted = await self._refill(r, ts, rescan=True) == 0
             if idle and (status == "stopping" or (status == "running" and exhausted)):
                 await asyncio.to_thread(self._move, r, "complete", now)
+
+    async def _refill(self, r: CampaignRunner, ts: float, rescan: bool = False) -> int | None:
+        """Top the campaign's window up from the record; the contacts it queued, None when the record is down
+        (logged once; the window already in Redis keeps being dialed)."""
+        assert self.record is not None
+        lists = r.stored.config.get("lists") or []
+        try:
+            totals = await asyncio.to_thread(refill, self.record, r.queue, lists, at=ts, size=self.settings.window,
+                                             rescan=rescan)
+        except RecordUnavailable as exc:
+            if not self._record_down:
+                log.error("campaign %s/%s: the record cannot be read, dialing the window in Redis only: %s",
+                          r.tenant, r.campaign, exc)
+            self._record_down = True
+            return None
+        if self._record_down:
+            log.warning("the record is readable again: windows are refilled")
+        self._record_down = False
+        queued = totals["added"] + totals["no_number"] + totals["duplicates"]
+        if queued:
+            log.info("campaign %s/%s: window refilled from the record: %d queued (%d final as duplicate numbers, %d "
+                     "without a valid number)", r.tenant, r.campaign, totals["added"], totals["duplicates"],
+                     totals["no_number"])
+        return queued
 
     def _move(self, r: CampaignRunner, action: str, now: datetime) -> None:
         try:
@@ -1341,11 +1380,17 @@ async def run_engine(config: Config, *, stop_event: asyncio.Event, clock: Clock 
     client = redisconn.connect(config.redis_url)
     try:
         gate = build_gate(client, config)
-        engine = Engine(client, gate, servers if servers is not None else config.asterisk,
-                        settings=settings or RuntimeSettings.from_config(config), clock=clock, process_id=process_id)
-        if ready is not None:
-            ready.set()
-        await engine.run(stop_event, abort_event)
-        return engine
+        settings = settings or RuntimeSettings.from_config(config)
+        record = Record.from_config(config) if settings.window > 0 else None
+        try:
+            engine = Engine(client, gate, servers if servers is not None else config.asterisk, settings=settings,
+                            clock=clock, process_id=process_id, record=record)
+            if ready is not None:
+                ready.set()
+            await engine.run(stop_event, abort_event)
+            return engine
+        finally:
+            if record is not None:
+                record.close()
     finally:
         client.close()

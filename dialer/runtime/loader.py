@@ -9,7 +9,7 @@ from dialer.contacts.store import campaign_member_ids, iter_contacts, list_membe
 from dialer.runtime.queues import MAX_PRIORITY, ContactQueue, QueuedContact
 
 
-def _priority(contact: dict[str, Any]) -> int:
+def priority_of(contact: dict[str, Any]) -> int:
     """An optional kept column `priority` (0-9, higher first); anything else is 0."""
     raw = contact.get("x.priority") or contact.get("priority") or ""
     try:
@@ -54,7 +54,7 @@ def load_campaign(client: Any, queue: ContactQueue, lists: Iterable[str], *, at:
             continue
         pending.append(QueuedContact(cid, phone, contact.get("country") or None, contact.get("postal_code") or None,
                                      contact.get("state") or None, tuple(contact.get("timezones") or ()),
-                                     _priority(contact)))
+                                     priority_of(contact)))
         if len(pending) >= 500:
             flush()
     flush()

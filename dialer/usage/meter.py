@@ -13,7 +13,14 @@ Keys (tenant T; day D = YYYYMMDD and month M = YYYYMM of the call's reservation,
   t:{T}:usage:day:{D}     hash  <measure> (tenant total) and c:<campaign>:<measure>
   t:{T}:usage:month:{M}   hash  the same, for the month (budgets read it in one HGETALL)
   t:{T}:usage:days        zset  D -> D as a number (the days that have counters, for reports and archiving)
-No expiry: billing data, archived by the record (PostgreSQL) and deleted by it, never by the dialer.
+  t:{T}:usage:entries     int   `usage` audit entries written (the record holds as many rows once caught up)
+No expiry: billing data, never deleted by the dialer.
+
+Durable: the same MULTI/EXEC that adds to the counters appends an audit entry of kind `usage` (usage_event: the
+call, its campaign, its day and what was added), and the contacts-stored reading appends one when it changes. The
+audit stream is the record's outbox (dialer/record/archiver.py), so each increment reaches the record's
+usage_records table exactly once, and usage can be rebuilt from the record after Redis lost its counters
+(dialer/usage/archived.py reads it back).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+
+from dialer.audit import AuditEvent, AuditLog
 
 # Counters, in the order reports show them. contacts_stored is a gauge (the day's last reading), not counted here.
 MEASURES = ("attempts", "connected", "talk_seconds", "billable_seconds", "ai_seconds", "recordings",
@@ -85,6 +94,10 @@ def days_key(tenant: str) -> str:
     return f"t:{{{tenant}}}:usage:days"
 
 
+def entries_key(tenant: str) -> str:
+    return f"t:{{{tenant}}}:usage:entries"
+
+
 def day_of(stamp: str | None, fallback: datetime) -> date:
     """The UTC day of the attempt's reservation instant (ISO text), else of `fallback`."""
     if stamp:
@@ -99,10 +112,24 @@ def campaign_field(campaign: str, measure: str) -> str:
     return f"c:{campaign}:{measure}"
 
 
-def queue_counts(pipe: Any, tenant: str, campaign: str, day: date, added: Mapping[str, int]) -> None:
-    """Queue the increments on `pipe` (the caller's MULTI): tenant and campaign, day and month."""
+USAGE_ACTOR = "meter"
+
+
+def usage_event(call_id: str, campaign: str, day: date, added: Mapping[str, int], at: datetime) -> AuditEvent:
+    """The audit entry of one increment (kind `usage`): what the record sums to rebuild the counters."""
+    return AuditEvent("usage", USAGE_ACTOR, {"call_id": call_id, "campaign": campaign, "day": day.isoformat(),
+                                             "added": {m: int(n) for m, n in added.items()}}, at)
+
+
+def queue_counts(pipe: Any, tenant: str, campaign: str, day: date, added: Mapping[str, int], *,
+                 audit: AuditLog | None = None, call_id: str = "", at: datetime | None = None) -> None:
+    """Queue the increments on `pipe` (the caller's MULTI): tenant and campaign, day and month; with `audit`,
+    also the increment's `usage` audit entry (the record's copy), in the same transaction."""
     if not added:
         return
+    if audit is not None:
+        audit.queue(pipe, tenant, [usage_event(call_id, campaign, day, added, at or datetime.now(UTC))])
+        pipe.incr(entries_key(tenant))
     for key in (day_key(tenant, day), month_key(tenant, day.year, day.month)):
         for measure, n in added.items():
             pipe.hincrby(key, measure, n)
@@ -113,9 +140,16 @@ def queue_counts(pipe: Any, tenant: str, campaign: str, day: date, added: Mappin
 
 
 def record_contacts_stored(client: Any, tenant: str, count: int, at: datetime) -> None:
-    """The day's contacts-stored gauge (the last reading of the day wins)."""
+    """The day's contacts-stored gauge (the last reading of the day wins). A reading that differs from the day's
+    is also audited (kind `usage`, `contacts_stored`) for the record; an unchanged one writes nothing."""
     day = at.astimezone(UTC).date()
+    held = client.hget(day_key(tenant, day), "contacts_stored")
+    if held is not None and int(held) == count:
+        return
     pipe = client.pipeline(transaction=True)
+    AuditLog(client).queue(pipe, tenant, [AuditEvent("usage", USAGE_ACTOR, {"day": day.isoformat(),
+                                                                          "contacts_stored": int(count)}, at)])
+    pipe.incr(entries_key(tenant))
     pipe.hset(day_key(tenant, day), "contacts_stored", count)
     pipe.hset(month_key(tenant, day.year, day.month), "contacts_stored", count)
     label = f"{day:%Y%m%d}"

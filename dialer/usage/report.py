@@ -89,17 +89,22 @@ def split_day(raw: dict[Any, Any]) -> tuple[dict[str, int], dict[str, dict[str, 
 
 
 def usage(client: Any, tenant: str, first: date, last: date) -> dict[str, Any]:
-    """Usage per day and in total over [first, last] (UTC days)."""
+    """Usage per day and in total over [first, last] (UTC days), from the Redis counters."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     pipe = client.pipeline(transaction=False)
     for day in days:
         pipe.hgetall(day_key(tenant, day))
-    raws = pipe.execute()
+    return assemble(tenant, first, last, list(zip(days, pipe.execute(), strict=True)))
+
+
+def assemble(tenant: str, first: date, last: date, raws: list[tuple[date, dict[Any, Any]]]) -> dict[str, Any]:
+    """The report from each day's counters as a day hash holds them (Redis's, or rebuilt from the record by
+    dialer/usage/archived.py): per day, per campaign and in total (pure)."""
     totals = {m: 0 for m in MEASURES}
     by_campaign: dict[str, dict[str, int]] = {}
     rows = []
     stored = 0
-    for day, raw in zip(days, raws, strict=True):
+    for day, raw in raws:
         if not raw:
             continue
         figures, campaigns = split_day(raw)

@@ -25,6 +25,7 @@ EVENT_TYPES: dict[str, str] = {
     "import.failed": "a contact import failed",
     "campaign.state_changed": "a campaign was started, paused, resumed, stopped, suspended or released ...",
     "usage.budget_alert": "a usage budget reached one of its alert thresholds (e.g. 80 %, 100 %)",
+    "tenant.state_changed": "the operator suspended the tenant's dialing, or lifted the suspension",
     "subject_request.received": "a data-subject request was recorded, with its legal deadline",
     "subject_request.reminder": "a data-subject request is due soon and not answered yet",
     "subject_request.overdue": "a data-subject request passed its deadline unanswered",

@@ -98,9 +98,10 @@ async def create_user(request: web.Request) -> web.Response:
     if password is not None:
         problem = credentials.password_problem(password)
         if problem:
-            raise invalid("password", problem)
+            raise invalid("password", problem, rule="password", params=credentials.PASSWORD_RULE)
         if "@" not in data["name"]:
-            raise invalid("name", "a user who signs in to the console is named by an email address")
+            raise invalid("name", "a user who signs in to the console is named by an email address",
+                          rule="email_name")
         owner = await accounts.find(data["name"])
         if owner and owner != (who.tenant, data["name"]):
             raise ApiError(409, "email_taken", f"{data['name']} already signs in to another tenant", field="name")
@@ -133,7 +134,7 @@ async def get_user(request: web.Request) -> web.Response:
 async def change_user(request: web.Request) -> web.Response:
     who, data, name = principal(request), body(request), request.match_info["name"]
     if name == who.user and (data.get("disabled") or data.get("role", "admin") != "admin"):
-        raise invalid("role", "you cannot demote or disable yourself; ask another admin")
+        raise invalid("role", "you cannot demote or disable yourself; ask another admin", rule="self_demote")
     record = await AuthStore(redis_of(request)).update_user(who.tenant, name, role=data.get("role"),
                                                             disabled=data.get("disabled"))
     if not record:
@@ -155,7 +156,7 @@ async def create_token(request: web.Request) -> web.Response:
     who, data = principal(request), body(request)
     store = AuthStore(redis_of(request))
     if not await store.user(who.tenant, data["user"]):
-        raise invalid("user", "no such user in your tenant")
+        raise invalid("user", "no such user in your tenant", rule="no_such_user")
     days = data.get("expires_in_days")
     expires = datetime.now(UTC) + timedelta(days=days) if days else None
     token, record = await store.create_token(who.tenant, data["user"], data.get("label", ""), expires_at=expires)

@@ -112,7 +112,7 @@ async def audit_usage(request: web.Request) -> web.Response:
     try:
         datetime.strptime(day, "%Y-%m-%d")
     except ValueError:
-        raise invalid("day", "not a calendar day (YYYY-MM-DD)") from None
+        raise invalid("day", "not a calendar day (YYYY-MM-DD)", rule="pattern", params={"form": "date"}) from None
     return web.json_response({"day": day, "items": await audit_policy.usage(redis_of(request),
                                                                             principal(request).tenant, day)})
 

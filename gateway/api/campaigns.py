@@ -70,7 +70,7 @@ async def run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise not_found("campaign") from None
     except CampaignError as exc:
         status = 422 if exc.code == "invalid_field" else 409
-        raise ApiError(status, exc.code, str(exc), field=exc.field) from None
+        raise ApiError(status, exc.code, str(exc), field=exc.field, rule=exc.rule) from None
 
 
 async def check_lists(request: web.Request, tenant: str, lists: Any, status: int = 422) -> None:
@@ -84,7 +84,7 @@ async def check_lists(request: web.Request, tenant: str, lists: Any, status: int
     for i, (list_id, known) in enumerate(zip(lists, await pipe.execute(), strict=True)):
         if not known:
             raise ApiError(status, "unknown_list", f"lists[{i}]: no list {list_id!r} in this tenant; import it "
-                           "first (POST /v1/imports)", field=f"lists[{i}]")
+                           "first (POST /v1/imports)", field=f"lists[{i}]", params={"list": list_id})
 
 
 async def check_queue(request: web.Request, config: Any, status: int = 422) -> None:
@@ -100,7 +100,7 @@ async def check_queue(request: web.Request, config: Any, status: int = 422) -> N
     if found == queue_catalog.MISSING:
         raise ApiError(status, "unknown_queue", f"queue: no Asterisk queue {queue!r} on the PBX (names are "
                        "matched exactly, letter case included); ask your PBX administrator for the queue's name",
-                       field="queue")
+                       field="queue", params={"queue": queue})
 
 
 async def with_holds(request: web.Request, tenant: str, campaigns: list[Any]) -> list[dict[str, Any]]:

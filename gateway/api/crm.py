@@ -63,7 +63,8 @@ async def crm_event(request: web.Request) -> web.Response:
     number = e164(data["phone"], data.get("country"))
     scope, campaign = data.get("scope", "company"), data.get("campaign")
     if data["type"] == "optout" and scope == "campaign" and not campaign:
-        raise invalid("campaign", "a campaign opt-out needs the campaign", code="missing_field")
+        raise invalid("campaign", "a campaign opt-out needs the campaign", code="missing_field",
+                      rule="optout_campaign")
     await _check_campaign(request, who.tenant, campaign)
     key = seen_key(who.tenant, data["id"])
     claimed = await redis.set(key, json.dumps({"state": "pending", "fingerprint": fingerprint}), nx=True,

@@ -28,11 +28,11 @@ def exporter(kind: str) -> Any:
         who, params = principal(request), query(request)
         list_id, campaign = params.get("list"), params.get("campaign")
         if (list_id is None) == (campaign is None):
-            raise invalid("list", "give exactly one of list or campaign", code="missing_field")
+            raise invalid("list", "give exactly one of list or campaign", code="missing_field", rule="list_or_campaign")
         if list_id and not await sync(raw_redis(request).exists, Keys(who.tenant).list(list_id)):
-            raise invalid("list", "no such list")
+            raise invalid("list", "no such list", rule="no_such_list")
         if campaign and await sync(request.app[SERVICES]["campaigns"].get, who.tenant, campaign) is None:
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         await trail.record(redis_of(request), who.tenant, "export.create", actor=who.user, token_id=who.token_id,
                            export=kind, list=list_id or "", campaign=campaign or "")
         return await csv_download(

@@ -115,9 +115,10 @@ def e164(phone: str, country: str | None) -> str:
     try:
         parsed = phonenumbers.parse(phone, country.upper() if country else None)
     except phonenumbers.NumberParseException:
-        raise invalid("phone", "not a phone number (use E.164, or give country for a national number)") from None
+        raise invalid("phone", "not a phone number (use E.164, or give country for a national number)",
+                      rule="phone_number") from None
     if not phonenumbers.is_possible_number(parsed):
-        raise invalid("phone", "not a possible phone number")
+        raise invalid("phone", "not a possible phone number", rule="phone_number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -131,7 +132,7 @@ def facts(request: web.Request) -> FactStore:
 
 async def _check_campaign(request: web.Request, tenant: str, campaign: str | None) -> None:
     if campaign and not await redis_of(request).exists(campaign_key(tenant, campaign)):
-        raise invalid("campaign", "no such campaign")
+        raise invalid("campaign", "no such campaign", rule="no_such_campaign")
 
 
 async def add_optout(request: web.Request) -> web.Response:
@@ -147,7 +148,8 @@ async def add_optout(request: web.Request) -> web.Response:
     scope = data.get("scope", "company")
     campaign = data.get("campaign")
     if scope == "campaign" and not campaign:
-        raise invalid("campaign", "a campaign opt-out needs the campaign", code="missing_field")
+        raise invalid("campaign", "a campaign opt-out needs the campaign", code="missing_field",
+                      rule="optout_campaign")
     await _check_campaign(request, who.tenant, campaign)
     optout = await asyncio.to_thread(
         facts(request).add_optout, who.tenant, number, at=await instant(request, data.get("at")),
@@ -177,7 +179,7 @@ async def add_consent(request: web.Request) -> web.Response:
     else:
         expires = await instant(request, data["expires_at"]) if data.get("expires_at") else None
         if expires is not None and expires <= at:
-            raise invalid("expires_at", "must be later than at")
+            raise invalid("expires_at", "must be later than at", rule="after_at")
         consent = Consent(given_at=at, purpose=data.get("purpose", "telemarketing"), written=data.get("written", False),
                           expires_at=expires, source=data["source"], evidence=data.get("evidence", ""),
                           channel=data.get("channel", "phone"), campaign=data.get("campaign"), ip=data.get("ip"),
@@ -233,7 +235,8 @@ async def put_keywords(request: web.Request) -> web.Response:
     if "extra" in data:
         settings["extra"] = [w.strip() for w in dict.fromkeys(data["extra"]) if optout_keywords.normalize(w)]
     if not settings["languages"] and not settings["extra"]:
-        raise invalid("languages", "keep at least one language or one word: replies would never count")
+        raise invalid("languages", "keep at least one language or one word: replies would never count",
+                      rule="keep_one_language")
     await redis_of(request).set(optout_keywords.settings_key(who.tenant), json.dumps(settings))
     await trail.record(redis_of(request), who.tenant, "settings.optout_keywords", actor=who.user, token_id=who.token_id,
                        languages=settings["languages"], extra=settings["extra"])

@@ -91,7 +91,7 @@ async def _campaign(request: web.Request, tenant: str, campaign_id: str, *, in_b
     stored = await sync(request.app[SERVICES]["campaigns"].get, tenant, campaign_id)
     if stored is None:
         if in_body:
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         raise not_found("campaign")
     return stored
 
@@ -103,14 +103,14 @@ async def check(request: web.Request) -> web.Response:
     if contact_id:
         found = await sync(get_contact, raw_redis(request), who.tenant, contact_id)
         if found is None:
-            raise invalid("contact_id", "no such contact")
+            raise invalid("contact_id", "no such contact", rule="no_such_contact")
         contact = contact_for_gate(found, found["phone"])
     elif data.get("phone"):
         contact = Contact(phone=e164(data["phone"], data.get("country")),
                           country=(data.get("country") or "").upper() or None,
                           postal_code=data.get("postal_code"), state=data.get("state"))
     else:
-        raise invalid("phone", "give phone (or contact_id)", code="missing_field")
+        raise invalid("phone", "give phone (or contact_id)", code="missing_field", rule="phone_or_contact")
     gate = gate_of(request)
     decision = await sync(gate.check, contact, stored.gate_campaign(), await instant(request, data.get("at")),
                           contact_id=contact_id, audit=True)

@@ -95,7 +95,7 @@ async def upload_list(request: web.Request) -> web.Response:
             raise invalid("list", "is required", code="missing_field")
         campaign = fields.get("campaign") or None
         if campaign and not await sync(CampaignStore.get, request.app[SERVICES]["campaigns"], who.tenant, campaign):
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         mapping = None
         if fields.get("mapping"):
             from dialer.contacts.columns import parse_mapping
@@ -103,7 +103,7 @@ async def upload_list(request: web.Request) -> web.Response:
             try:
                 mapping_doc = json.loads(fields["mapping"])
             except (ValueError, RecursionError):  # RecursionError: thousands of nested arrays
-                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+                raise invalid("mapping", "not JSON (or nested too deeply)", rule="not_json") from None
             mapping = parse_mapping(mapping_doc)
         ticket = await sync(enqueue_import, raw_redis(request), who.tenant, upload.path, fields["list"],
                             region=fields.get("region") or "FR", mapping=mapping, campaign=campaign,
@@ -214,7 +214,7 @@ async def _scrub_setup(request: web.Request) -> tuple[str, str, Any, Campaign, d
     if params.get("campaign"):
         stored = await sync(request.app[SERVICES]["campaigns"].get, tenant, params["campaign"])
         if stored is None:
-            raise invalid("campaign", "no such campaign")
+            raise invalid("campaign", "no such campaign", rule="no_such_campaign")
         campaign = stored.gate_campaign()
     else:
         # a list scrubbed without a campaign: no caller ID to judge (a campaign's scrub judges its own)
@@ -251,6 +251,8 @@ REPORT: dict[str, Any] = {"type": "object", "required": ["id", "status", "items"
         "row": {"type": "integer", "nullable": True}, "line": {"type": "integer", "nullable": True},
         "column": {"type": "string", "nullable": True}, "value": {"type": "string", "nullable": True},
         "reason": {"type": "string"}, "message": {"type": "string"},
+        "first_row": {"type": "integer", "description": "duplicate_in_file: the earlier row with the same number"},
+        "count": {"type": "integer", "description": "not_listed: how many more entries have this reason"},
         "severity": {"type": "string", "enum": ["file", "error", "warning", "duplicate", "not_listed"]}}}},
     "more": {"type": "boolean", "description": f"the report has more than {REPORT_ROWS} entries: get the CSV"}}}
 PREVIEW: dict[str, Any] = {"type": "object", "required": ["format", "columns", "rows"], "properties": {
@@ -276,11 +278,14 @@ async def import_report(request: web.Request) -> web.Response:
         for error in iter_errors(raw_redis(request), tenant, import_id):
             if len(items) >= REPORT_ROWS:
                 return items, True
-            items.append({"row": error.get("row"), "line": error.get("line"), "column": error.get("column"),
-                          "value": error.get("value"), "reason": str(error.get("reason")),
-                          "severity": error.get("severity", "error"), "message": message_of(error)})
+            item = {"row": error.get("row"), "line": error.get("line"), "column": error.get("column"),
+                    "value": error.get("value"), "reason": str(error.get("reason")),
+                    "severity": error.get("severity", "error"), "message": message_of(error)}
+            if error.get("first_row") is not None:  # the figure of the message, for clients that word it
+                item["first_row"] = int(error["first_row"])
+            items.append(item)
         for reason, more in ((status.get("summary") or {}).get("errors_not_listed") or {}).items():
-            items.append({"reason": reason, "severity": "not_listed",
+            items.append({"reason": reason, "severity": "not_listed", "count": int(more),
                           "message": f"{more} more entries with reason {reason} are not listed"})
         return items, False
 
@@ -311,7 +316,7 @@ async def preview_upload(request: web.Request) -> web.Response:
             try:
                 mapping_doc = json.loads(fields["mapping"])
             except (ValueError, RecursionError):
-                raise invalid("mapping", "not JSON (or nested too deeply)") from None
+                raise invalid("mapping", "not JSON (or nested too deeply)", rule="not_json") from None
             mapping = parse_mapping(mapping_doc)
         region = (fields.get("region") or "FR").upper()
         answer = await sync(preview, upload.path, mapping, region, truncated=fields.get("truncated") == "true")

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from aiohttp import web
 
-from gateway.auth import PERMISSIONS, AuthStore, user_key
+from gateway.auth import AuthStore, permissions_of, user_key
 from gateway.errors import invalid
-from gateway.routing import Route, body, principal, redis_of
+from gateway.routing import CONFIG, Route, body, principal, redis_of
 
 LANGUAGES = ("en", "fr")  # the console's message catalogues: gateway/static/i18n/{language}.json
 
@@ -51,7 +51,7 @@ async def me(request: web.Request) -> web.Response:
         "user": who.user,
         "role": who.role,
         "token_id": who.token_id,
-        "permissions": sorted(p for p, roles in PERMISSIONS.items() if who.role in roles),
+        "permissions": permissions_of(who.role, who.tenant, request.app[CONFIG]),
     })
 
 
@@ -94,7 +94,8 @@ async def set_preferences(request: web.Request) -> web.Response:
     who, changes = principal(request), body(request)
     zone = changes.get("time_zone")
     if zone and not _known_zone(zone):
-        raise invalid("time_zone", f"{zone!r} is not a time zone name (an IANA name such as Europe/Paris)")
+        raise invalid("time_zone", f"{zone!r} is not a time zone name (an IANA name such as Europe/Paris)",
+                      rule="time_zone")
     if changes:
         await redis_of(request).hset(user_key(who.tenant, who.user), mapping=changes)
     return await get_preferences(request)

@@ -280,7 +280,7 @@ async def verify_code(request: web.Request) -> web.Response:
                                minutes=accounts.limits.lockout_seconds // 60, address=request.remote or "")
             await SessionStore(redis).revoke(session.tenant, session.user, session.id)
             raise _too_many("too many failed attempts: this account is now locked", accounts.limits.lockout_seconds)
-        raise invalid("code", "wrong or already used code")
+        raise invalid("code", "wrong or already used code", rule="wrong_code")
     await accounts.note_success(session.user)
     sessions = SessionStore(redis, session_policy(request.app[CONFIG]))
     await sessions.revoke(session.tenant, session.user, session.id)

@@ -97,11 +97,11 @@ async def upload_registry(request: web.Request) -> web.Response:
     delta = fields.get("delta", "false").lower()
     if delta not in ("true", "false", "1", "0"):
         upload.discard()
-        raise invalid("delta", "expected true or false", code="wrong_type")
+        raise invalid("delta", "expected true or false", code="wrong_type", rule="type", params={"type": "boolean"})
     country = fields.get("country") or None
     if country is not None and not re.match(r"^[A-Za-z]{2}$", country):
         upload.discard()
-        raise invalid("country", "expected an ISO 3166 code such as FR")
+        raise invalid("country", "expected an ISO 3166 code such as FR", rule="pattern", params={"form": "country"})
     options: dict[str, Any] = {"file_name": upload.file_name,
                                "max_bad_share": request.app[CONFIG]["registry.max_bad_share"]}
     if fields.get("format"):

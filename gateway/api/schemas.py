@@ -15,6 +15,10 @@ ERROR: Schema = {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "field": {"type": "string"},
+                "rule": {"type": "string", "description": "the check the field failed (maximum, pattern...), for "
+                                                          "clients that word errors in their user's language"},
+                "params": {"type": "object", "additionalProperties": {},
+                           "description": "the rule's figures, e.g. {\"limit\": 20}"},
             },
         }
     },

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway import credentials, trail
 from gateway.accounts import AccountStore, LoginLimits, mfa_needed
 from gateway.api.schemas import listing
-from gateway.auth import PERMISSIONS, AuthError, AuthStore
+from gateway.auth import AuthError, AuthStore, permissions_of
 from gateway.errors import ApiError, invalid, not_found
 from gateway.routing import CONFIG, Route, body, caller, principal, redis_of, session_of, session_policy
 from gateway.sessions import COOKIE, Session, SessionStore
@@ -125,7 +125,7 @@ async def _session_body(request: web.Request, session: Session, role: str) -> di
     return {"tenant": session.tenant, "user": session.user, "role": role, "stage": session.stage,
             "csrf_token": session.csrf, "expires_at": _stamp(session.expires_at), "mfa": user.get("mfa") == "1",
             "recovery_codes_left": await accounts.recovery_left(session.tenant, session.user),
-            "permissions": sorted(p for p, roles in PERMISSIONS.items() if role in roles)}
+            "permissions": permissions_of(role, session.tenant, request.app[CONFIG])}
 
 
 async def sign_in(request: web.Request) -> web.Response:
@@ -233,7 +233,8 @@ async def mfa_confirm(request: web.Request) -> web.Response:
     codes = await AccountStore(redis).confirm_enrolment(session.tenant, session.user, body(request)["code"],
                                                         time.time())
     if codes is None:
-        raise invalid("code", "wrong code (or no set-up started): enter the code your app shows now")
+        raise invalid("code", "wrong code (or no set-up started): enter the code your app shows now",
+                      rule="wrong_code")
     # A new session id once the second factor is proven (the enrolment-stage cookie stops working).
     sessions = SessionStore(redis, session_policy(request.app[CONFIG]))
     await sessions.revoke(session.tenant, session.user, session.id)
@@ -259,11 +260,12 @@ async def change_password(request: web.Request) -> web.Response:
             await trail.record(redis, who.tenant, "login.lockout", actor=who.user,
                                minutes=accounts.limits.lockout_seconds // 60, address=request.remote or "")
             raise _too_many("too many failed attempts: this account is now locked", accounts.limits.lockout_seconds)
-        raise invalid("current_password", "this is not your current password")
+        raise invalid("current_password", "this is not your current password", rule="not_current_password")
     try:
         await accounts.set_password(session.tenant, session.user, data["new_password"])
     except AuthError as exc:
-        raise invalid("new_password", str(exc).removeprefix("password: ")) from None
+        raise invalid("new_password", str(exc).removeprefix("password: "), rule="password",
+                      params=credentials.PASSWORD_RULE) from None
     sessions = SessionStore(redis)
     others = [s["id"] for s in await sessions.list(session.tenant, session.user) if s["id"] != session.id]
     for sid in others:
@@ -288,7 +290,9 @@ async def reset_password(request: web.Request) -> web.Response:
     except AuthError as exc:
         if "another tenant" in str(exc):
             raise ApiError(409, "email_taken", str(exc), field="name") from None
-        raise invalid("password" if "password" in str(exc) else "name", str(exc).removeprefix("password: ")) from None
+        field = "password" if "password" in str(exc) else "name"
+        raise invalid(field, str(exc).removeprefix("password: "), rule="password" if field == "password" else None,
+                      params=credentials.PASSWORD_RULE if field == "password" else None) from None
     await accounts.unlock(name)
     revoked = await SessionStore(redis).revoke_all(who.tenant, name)
     await trail.record(redis, who.tenant, "password.reset", actor=who.user, token_id=who.token_id, user=name,

@@ -73,7 +73,7 @@ def _error(exc: dsr.RequestError) -> ApiError:
 async def create_request(request: web.Request) -> web.Response:
     who, data, now = principal(request), body(request), datetime.now(UTC)
     if "phone" not in data and "contact_id" not in data:
-        raise invalid("phone", "give phone or contact_id", code="missing_field")
+        raise invalid("phone", "give phone or contact_id", code="missing_field", rule="phone_or_contact")
     subject = dsr.Subject(contact_id=data.get("contact_id"))
     if "phone" in data:
         number = e164(data["phone"], data.get("country"))
@@ -86,9 +86,9 @@ async def create_request(request: web.Request) -> web.Response:
     try:
         received = datetime.fromisoformat(data["received_at"].replace("Z", "+00:00")) if "received_at" in data else now
     except ValueError:
-        raise invalid("received_at", "expected an ISO 8601 date-time") from None
+        raise invalid("received_at", "expected an ISO 8601 date-time", rule="date_time") from None
     if received.tzinfo is None:
-        raise invalid("received_at", "give a time zone (Z or +01:00)")
+        raise invalid("received_at", "give a time zone (Z or +01:00)", rule="offset")
     try:
         record = await sync(dsr.record_request, _client(request), who.tenant, kind=data["kind"], regime=data["regime"],
                             subject=subject, received_at=received, by=f"user:{who.user}", now=now,

@@ -62,7 +62,8 @@ def _error(exc: privacy.PrivacyError) -> ApiError:
 def _who(request: web.Request) -> dict[str, Any]:
     params = query(request) if request.method == "GET" else body(request)
     if ("phone" in params) == ("contact_id" in params):
-        raise invalid("phone", "give exactly one of phone or contact_id", code="missing_field")
+        raise invalid("phone", "give exactly one of phone or contact_id", code="missing_field",
+                      rule="phone_or_contact")
     return {"phone": params.get("phone"), "contact_id": params.get("contact_id"), "country": params.get("country")}
 
 
@@ -102,7 +103,8 @@ async def rectify_contact(request: web.Request) -> web.Response:
 
 async def erase_subject(request: web.Request) -> web.Response:
     report = await _call(privacy.erase, raw_redis(request), principal(request).tenant, **_who(request),
-                         reason=body(request).get("reason") or "data subject request", **_common(request))
+                         reason=body(request).get("reason") or "data subject request", **_common(request),
+                         record=record_of(request))
     return web.json_response(report.as_dict())
 
 

@@ -102,7 +102,7 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
             name = part.name or ""
             if name == "file":
                 if staged is not None:
-                    raise invalid("file", "send one file per upload")
+                    raise invalid("file", "send one file per upload", rule="one_file")
                 file_name = os.path.basename(part.filename or "upload")[:200]
                 staged = upload_dir(config) / f"{prefix}-{uuid.uuid4().hex}"
                 with create_private(staged, "wb", exclusive=True) as out:
@@ -116,11 +116,12 @@ async def receive_upload(request: web.Request, fields: dict[str, Any], prefix: s
                 while chunk := await part.read_chunk(8192):
                     raw += chunk
                     if len(raw) > FIELD_LIMIT:
-                        raise invalid(name, f"longer than {FIELD_LIMIT} bytes")
+                        raise invalid(name, f"longer than {FIELD_LIMIT} bytes", rule="max_bytes",
+                                      params={"limit": FIELD_LIMIT})
                 try:
                     values[name] = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise invalid(name, "not UTF-8 text") from None
+                    raise invalid(name, "not UTF-8 text", rule="not_utf8") from None
                 check_text(values[name], name)
                 validate(values[name], fields[name], name)
             else:

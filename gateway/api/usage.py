@@ -1,6 +1,7 @@
 """Usage metering, the usage plan (rounding, budgets) and the kill-switch holds, over HTTP (issue 19).
 
-  GET  /v1/usage                   usage per day and in total for a period (?month=YYYY-MM or ?from=&to=)
+  GET  /v1/usage                   usage per day and in total for a period (?month=YYYY-MM or ?from=&to=;
+                                   ?source=auto|redis|record: dialer/usage/archived.py)
   GET  /v1/usage/export            the same as CSV (one row per day and campaign, plus the day's tenant total)
   GET  /v1/usage/plan              the tenant's rounding rule and budgets, with each budget's use so far
   PUT  /v1/usage/plan              replace them (admin); lifting a budget's hard stop releases its hold
@@ -21,9 +22,11 @@ from aiohttp import web
 
 from dialer import holds
 from dialer.campaigns import CampaignStore
-from dialer.usage import budgets, report
+from dialer.record.store import RecordUnavailable
+from dialer.usage import archived, budgets, report
 from dialer.usage.plan import PLAN_SCHEMA, PlanError, get_plan
 from gateway import trail
+from gateway.api.reports import record_of, unavailable
 from gateway.api.support import sync
 from gateway.errors import ApiError, invalid, not_found
 from gateway.routing import SERVICES, Route, body, principal, query, redis_of
@@ -31,12 +34,17 @@ from gateway.routing import SERVICES, Route, body, principal, query, redis_of
 _FIGURES = {"type": "object", "additionalProperties": {"type": "number"}}
 USAGE_QUERY = {"month": {"type": "string", "pattern": r"^\d{4}-\d{2}$", "description": "a calendar month (UTC)"},
                "from": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "first UTC day"},
-               "to": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "last UTC day"}}
+               "to": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "last UTC day"},
+               "source": {"type": "string", "enum": list(archived.SOURCES), "default": "auto",
+                          "description": "redis: the live counters; record: the archived copy (usage_records); "
+                                         "auto: the record for a closed period once it holds every increment, "
+                                         "else Redis"}}
 USAGE_OUT: dict[str, Any] = {
     "type": "object", "required": ["tenant", "from", "to", "totals", "days"],
     "properties": {
         "tenant": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
         "rounding": {"type": "string"}, "totals": _FIGURES,
+        "source": {"type": "string", "enum": ["redis", "record"], "description": "where the figures were read"},
         "campaigns": {"type": "object", "additionalProperties": _FIGURES},
         "days": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
         "budgets": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
@@ -57,6 +65,9 @@ UNSUSPEND_IN: dict[str, Any] = {"type": "object", "additionalProperties": False,
     "reason": {"type": "string", "minLength": 1, "maxLength": holds.MAX_REASON}}}
 
 
+_RECORD_ERRORS = {"503": "source=record and the record cannot be read (record_unavailable; Retry-After)"}
+
+
 def _sync_redis(request: web.Request) -> Any:
     return request.app[SERVICES]["sync_redis"]
 
@@ -71,10 +82,20 @@ async def _report(request: web.Request) -> dict[str, Any]:
         first, last = report.period(params.get("from"), params.get("to"), params.get("month"), now.date())
     except report.PeriodError as exc:
         raise invalid(exc.field, exc.message) from None
-    client = _sync_redis(request)
+    client, source = _sync_redis(request), params.get("source", "auto")
     if first <= now.date() <= last:
         await sync(report.snapshot_contacts, client, tenant, now)
-    found = await sync(report.usage, client, tenant, first, last)
+    record = None
+    if source != "redis":
+        try:
+            record = record_of(request)
+        except ApiError:
+            if source == "record":
+                raise
+    try:
+        found = await sync(archived.usage_from, client, record, tenant, first, last, now.date(), source)
+    except RecordUnavailable as exc:
+        raise unavailable(exc) from None
     plan = await sync(get_plan, client, tenant)
     found["rounding"] = plan.rounding
     found["budgets"] = [s.as_dict() for s in await sync(budgets.states, client, tenant, plan, now)]
@@ -151,9 +172,9 @@ async def unsuspend_campaign(request: web.Request) -> web.Response:
 ROUTES = [
     Route("GET", "/v1/usage", get_usage, "Usage per day and in total for a period (attempts, connected calls, "
           "billable and AI-agent minutes, recordings, contacts stored), budgets and holds", "usage.read",
-          response=USAGE_OUT, query=USAGE_QUERY, tag="usage"),
+          response=USAGE_OUT, query=USAGE_QUERY, tag="usage", errors=_RECORD_ERRORS),
     Route("GET", "/v1/usage/export", export_usage, "Usage for a period as CSV (per day and campaign)", "usage.read",
-          content_type="text/csv", query=USAGE_QUERY, tag="usage"),
+          content_type="text/csv", query=USAGE_QUERY, tag="usage", errors=_RECORD_ERRORS),
     Route("GET", "/v1/usage/plan", get_usage_plan, "The billing rounding rule and budgets, with their use so far",
           "usage.read", response=PLAN_OUT, tag="usage"),
     Route("PUT", "/v1/usage/plan", put_usage_plan, "Replace the rounding rule and budgets (alerts, hard stop)",

@@ -4,8 +4,11 @@
 // header (never in a URL). The live stream (/v1/stream) is read with fetch.
 // An ES module: once signed in, the navigation bar and the hash router (nav.js, router.js) show the pages;
 // the live board below is the "live" page.
-import { api, credentials, errorText, sendJson as postJson } from "./api.js";
-import { browserLanguage, reasonText, setLanguage, t } from "./i18n.js";
+import { api, apiError, credentials, errorText, errorWords, sendJson as postJson } from "./api.js";
+import {
+  browserLanguage, clock, currentZone, dateTime, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
+  translateDocument,
+} from "./i18n.js";
 import { registerBuiltin, startRouter, stopRouter } from "./router.js";
 
 const TOKEN_KEY = "dialerToken";
@@ -29,7 +32,7 @@ async function signIn(token) {
   if (!resp.ok) {
     credentials.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
-    showSignIn(resp.status === 401 ? "This token is not valid (or was revoked)." : await errorText(resp));
+    showSignIn(resp.status === 401 ? t("signin.bad_token") : await errorText(resp));
     return;
   }
   const me = await resp.json();
@@ -72,8 +75,15 @@ registerBuiltin("board", {
 
 // --- usage, budgets, holds and data-subject requests on the live board (issue 19) ------------
 
-const USAGE_SHOWN = [["attempts", "Attempts"], ["connected", "Connected"], ["billable_minutes", "Billable minutes"],
-  ["ai_minutes", "AI-agent minutes"], ["recordings", "Recordings"], ["contacts_stored", "Contacts stored"]];
+// The usage figures shown, in this order; their names are the catalogues' board.usage.NAME.
+const USAGE_SHOWN = ["attempts", "connected", "billable_minutes", "ai_minutes", "recordings", "contacts_stored"];
+// A hold in the user's language: what (hold.CODE), why (the reason as typed, or the budget's), who and since when;
+// the server's own line for a hold this console does not know.
+const holdText = (hold) => (has(`hold.${hold.code}`) ? t(hold.until ? "board.hold_until" : "board.hold", {
+  what: t(`hold.${hold.code}`), reason: hold.reason, by: hold.by, at: dateTime(hold.at),
+  until: hold.until ? dateTime(hold.until) : "" }) : hold.text);
+// A value's words from the catalogues when they have them (key prefix + value), else the value itself.
+const words = (prefix, value) => (has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value));
 
 function listItems(ul, rows) {
   ul.replaceChildren(...rows.map(([label, value, over]) => {
@@ -98,13 +108,15 @@ async function loadBusiness() {
       const usage = await resp.json();
       $("usage-panel").hidden = false;
       $("usage-export").hidden = Boolean(credentials.token); // a plain link carries the session cookie, not a token
-      listItems($("usage-figures"), USAGE_SHOWN.map(([k, label]) => [label, String(usage.totals[k] ?? 0)]));
+      listItems($("usage-figures"), USAGE_SHOWN.map((k) => [t(`board.usage.${k}`), number(usage.totals[k] ?? 0)]));
       listItems($("budgets"), (usage.budgets || []).map((b) => [
-        `Budget: ${b.measure.replace("_", " ")} per ${b.period}${b.hard_stop ? " (hard stop)" : ""}`,
-        `${b.used} of ${b.limit} (${b.percent} %)`, b.percent >= 80]));
+        t(b.hard_stop ? "board.budget.hard_stop" : "board.budget", { measure: words("board.usage", b.measure),
+          period: words("board.period", b.period) }),
+        t("board.budget.figure", { used: number(b.used), limit: number(b.limit), percent: number(b.percent) }),
+        b.percent >= 80]));
       const held = usage.holds || [];
       $("holds").hidden = !held.length;
-      $("holds").textContent = held.length ? `Dialing held: ${held.map((h) => h.text).join("; ")}` : "";
+      $("holds").textContent = held.length ? t("board.held", { text: held.map(holdText).join("; ") }) : "";
     }
   }
   if (can("subjects.read")) {
@@ -114,9 +126,12 @@ async function loadBusiness() {
       $("requests-panel").hidden = false;
       $("requests-empty").hidden = open.length > 0;
       listItems($("requests"), open.map((r) => [
-        `${r.kind} (${r.regime}) · ${r.state}${r.reference ? ` · ${r.reference}` : ""}`,
-        r.overdue ? `OVERDUE since ${r.deadline.slice(0, 10)}` : (r.forward_overdue ? "not forwarded in time"
-          : `due ${r.deadline.slice(0, 10)} (${r.days_left} days)`), r.overdue || r.forward_overdue]));
+        [`${words("board.dsr.kind", r.kind)} (${r.regime})`, words("board.dsr.state", r.state), r.reference]
+          .filter(Boolean).join(" · "),
+        r.overdue ? t("board.dsr.overdue", { day: r.deadline.slice(0, 10) })
+          : (r.forward_overdue ? t("board.dsr.forward_overdue")
+            : t("board.dsr.due", { day: r.deadline.slice(0, 10), days: number(r.days_left) })),
+        r.overdue || r.forward_overdue]));
     }
   }
   clearTimeout(state.business);
@@ -141,14 +156,15 @@ async function loadSso() {
   $("sso-buttons").replaceChildren(...listing.items.map((provider) => {
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `Sign in with ${provider.name}`;
+    button.textContent = t("signin.with", { name: provider.name });
     button.addEventListener("click", () => window.location.assign(provider.start));
     return button;
   }));
   $("sso").hidden = listing.items.length === 0 || !$("sso-code-form").hidden;
   const refused = new URLSearchParams(window.location.search).get("signin_error");
   if (refused) {
-    state.ssoRefusal = listing.refusals[refused] || "Single sign-on failed.";
+    state.ssoRefusal = has(`error.${refused}`) ? t(`error.${refused}`)
+      : (listing.refusals[refused] || t("signin.sso_failed"));
     window.history.replaceState(null, "", "/");
   }
 }
@@ -187,8 +203,7 @@ async function passwordSignIn() {
     enterSession(await resp.json());
     return;
   }
-  let error = { code: "", message: `HTTP ${resp.status}` };
-  try { error = (await resp.json()).error || error; } catch (e) { /* not JSON */ }
+  const error = await apiError(resp);
   if (error.code === "mfa_required") {
     $("code-row").hidden = false;
     $("code").focus();
@@ -198,8 +213,7 @@ async function passwordSignIn() {
   } else {
     $("password").value = "";
   }
-  $("sign-in-error").textContent = error.code === "mfa_required"
-    ? "Enter the 6-digit code from your authenticator app (or a recovery code)." : error.message;
+  $("sign-in-error").textContent = error.code === "mfa_required" ? t("signin.enter_code") : errorWords(error);
 }
 
 async function startEnrol() {
@@ -282,7 +296,7 @@ async function signOut(message = "") {
 
 function setLive(on) {
   const el = $("live");
-  el.textContent = on ? "live" : "reconnecting";
+  el.textContent = t(on ? "board.live" : "board.reconnecting");
   el.className = `live ${on ? "on" : "off"}`;
 }
 
@@ -298,7 +312,7 @@ async function openStream() {
   state.stream = controller;
   try {
     const resp = await api("/v1/stream", { signal: controller.signal, headers: { Accept: "text/event-stream" } });
-    if (resp.status === 401) return signOut(credentials.token ? "" : "Your session ended: sign in again.");
+    if (resp.status === 401) return signOut(credentials.token ? "" : t("signin.session_ended"));
     if (!resp.ok) throw new Error(await errorText(resp));
     setLive(true);
     $("board-error").textContent = "";
@@ -317,7 +331,7 @@ async function openStream() {
     }
   } catch (e) {
     if (controller.signal.aborted) return;
-    $("board-error").textContent = `Live updates interrupted: ${e.message}`;
+    $("board-error").textContent = t("live.stream_lost", { message: e.message });
   }
   if (state.stream === controller && state.me) {
     setLive(false);
@@ -342,6 +356,7 @@ function card(id) {
   if (!el) {
     el = $("campaign-template").content.firstElementChild.cloneNode(true);
     el.dataset.campaign = id;
+    translateDocument(el);
     for (const button of el.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => control(id, button.dataset.action, el));
     }
@@ -356,7 +371,7 @@ function card(id) {
 }
 
 const field = (el, name) => el.querySelector(`[data-field="${name}"]`);
-const percent = (x) => `${(100 * x).toFixed(2)} %`;
+const percent = (x) => pct(x, 2);
 
 function render(snap) {
   const el = card(snap.campaign);
@@ -364,20 +379,25 @@ function render(snap) {
   field(el, "name").textContent = snap.name || snap.campaign;
   const status = field(el, "status");
   const held = snap.holds || [];
-  status.textContent = held.length ? `${t(`status.${snap.status}`)} · held` : t(`status.${snap.status}`);
+  status.textContent = held.length ? t("board.status_held", { status: t(`status.${snap.status}`) })
+    : t(`status.${snap.status}`);
   status.className = `status ${snap.status}${held.length ? " held" : ""}`;
-  field(el, "updated").textContent = snap.updated_at ? `engine ${snap.updated_at.slice(11, 19)} UTC` : "no figures yet";
+  field(el, "updated").textContent = snap.updated_at
+    ? t("live.updated", { time: clock(snap.updated_at, undefined, true) })
+    : t("live.no_figures");
   for (const [name, value] of Object.entries(snap.gauges)) {
     const tile = el.querySelector(`[data-tile="${name}"]`);
-    if (tile) tile.textContent = name === "share" ? `${Math.round(100 * value)} %` : String(value);
+    if (tile) tile.textContent = name === "share" ? pct(value, 0) : number(value, Number.isInteger(value) ? 0 : 1);
   }
   const pacing = snap.pacing || {};
   const why = field(el, "pacing");
   if (held.length) {  // a kill-switch (tenant suspended, budget used up, campaign suspended): say who and why
-    why.textContent = `Held, no new calls: ${held.map((h) => h.text).join("; ")}`;
+    why.textContent = t("board.held_now", { text: held.map(holdText).join("; ") });
     why.className = "pacing alert over";
   } else {
-    why.textContent = pacing.why ? `Pacing ${pacing.reason}: ${pacing.why}` : (pacing.reason ? `Pacing: ${pacing.reason}` : "");
+    // The reason in the user's words; the engine's own sentence (English, with its figures) on hover.
+    why.textContent = pacing.reason ? t("board.pacing", { text: words("pacing", pacing.reason) }) : "";
+    why.title = pacing.why || "";
     why.className = pacing.why ? "pacing alert over" : "pacing";
   }
   renderButtons(el, snap.status);
@@ -406,8 +426,7 @@ function renderKill(el, status, held) {
 async function killSwitch(id, kind, el) {
   let body = {};
   if (kind === "suspend") {
-    const reason = window.prompt("Why suspend this campaign? No new call is placed from now on; calls up finish. "
-      + "The reason is shown to your team and kept in the audit trail.");
+    const reason = window.prompt(t("board.suspend_prompt"));
     if (!reason || !reason.trim()) return;
     body = { reason: reason.trim() };
   }
@@ -426,7 +445,7 @@ function renderAbandon(el, snap) {
     const scale = Math.max(cap * 1.33, rate, 0.0001); // the cap sits at 75 % of the bar
     row.querySelector(".fill").style.width = `${Math.min(100, (100 * rate) / scale)}%`;
     row.querySelector(".cap").style.left = `${(100 * cap) / scale}%`;
-    row.querySelector(".figure").textContent = `${percent(rate)} / cap ${percent(cap)}`;
+    row.querySelector(".figure").textContent = t("live.abandon.figure", { rate: percent(rate), cap: percent(cap) });
     const level = cap > 0 && rate >= cap ? "over" : cap > 0 && rate >= NEAR_CAP * cap ? "near" : "";
     row.className = `abandon ${level}`;
     if (level === "over" || (level === "near" && worst === "")) worst = level;
@@ -434,16 +453,15 @@ function renderAbandon(el, snap) {
   const alert = field(el, "abandon-alert");
   alert.hidden = worst === "";
   alert.className = `alert ${worst}`;
-  alert.textContent = worst === "over" ? "Abandon rate is over the cap: the pacer must slow down."
-    : "Abandon rate is nearing the cap.";
+  alert.textContent = t(worst === "over" ? "live.abandon.over" : "live.abandon.near");
 }
 
 function renderDraining(el, servers) {
   // An Asterisk server refusing calls (restarting, shutting down): nothing is dialed there until it is back.
   const alert = field(el, "pbx-alert");
   alert.hidden = servers.length === 0;
-  alert.textContent = servers.map((s) => `Server ${s.server} is draining since `
-    + `${new Date(s.since * 1000).toISOString().slice(11, 19)} UTC (${s.message}): no calls placed there.`).join(" ");
+  alert.textContent = servers.map((s) => t("live.draining", { server: s.server, since: clock(s.since, undefined, true),
+    message: s.message })).join(" ");
 }
 
 function renderDenials(el, denials) {
@@ -467,7 +485,7 @@ function renderDenials(el, denials) {
   }));
   if (!entries.length) {
     const li = document.createElement("li");
-    li.textContent = "none";
+    li.textContent = t("live.none");
     list.append(li);
   }
 }
@@ -480,13 +498,16 @@ function svg(tag, attrs) {
 }
 
 function renderChart(el, hourly) {
-  // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it.
+  // One column per hour: a grey bar for attempts, stacked coloured outcomes beside it. Hours in the user's zone.
+  const zone = currentZone();
+  const hourOf = (h) => `${String(hourIn(h.hour, zone)).padStart(2, "0")}:00`;
+  field(el, "chart-zone").textContent = `(${zone})`;
   const width = Math.max(480, field(el, "chart").clientWidth || 960), height = 160, pad = 18;
   const slot = (width - pad) / hourly.length;
   const top = Math.max(1, ...hourly.map((h) => Math.max(h.attempts || 0,
     OUTCOMES.reduce((sum, [k]) => sum + (h[k] || 0), 0))));
   const scale = (v) => ((height - pad) * v) / top;
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "attempts per hour" });
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": t("board.chart_label") });
   root.append(svg("line", { x1: pad, y1: height - pad, x2: width, y2: height - pad, stroke: "#d9dde5" }));
   const label = svg("text", { x: 0, y: 10, "font-size": 10, fill: "#667085" });
   label.textContent = String(top);
@@ -497,7 +518,8 @@ function renderChart(el, hourly) {
     const bar = svg("rect", { x: x + 1, y: height - pad - scale(attempts), width: slot / 2 - 2,
       height: scale(attempts), fill: "#c9d3e6" });
     const title = svg("title", {});
-    title.textContent = `${h.hour.slice(11, 13)}:00 UTC: ${attempts} attempts`;
+    title.textContent = t("board.chart_bar", { hour: hourOf(h), n: number(attempts),
+      what: t("live.chart.attempts") });
     bar.append(title);
     root.append(bar);
     let y = height - pad;
@@ -506,14 +528,15 @@ function renderChart(el, hourly) {
       if (!n) continue;
       y -= scale(n);
       const part = svg("rect", { x: x + slot / 2, y, width: slot / 2 - 2, height: scale(n), fill: colour });
-      const t = svg("title", {});
-      t.textContent = `${h.hour.slice(11, 13)}:00 UTC: ${n} ${outcome}`;
-      part.append(t);
+      const tip = svg("title", {});
+      tip.textContent = t("board.chart_bar", { hour: hourOf(h), n: number(n),
+        what: words("outcome", outcome) });
+      part.append(tip);
       root.append(part);
     }
     if (i % 3 === 0) {
       const tick = svg("text", { x, y: height - 4, "font-size": 10, fill: "#667085" });
-      tick.textContent = h.hour.slice(11, 13);
+      tick.textContent = hourOf(h).slice(0, 2);
       root.append(tick);
     }
   });
@@ -525,7 +548,8 @@ function renderChart(el, hourly) {
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = colour;
-      li.append(swatch, document.createTextNode(name));
+      const label = name === "attempts" ? t("live.chart.attempts") : words("outcome", name);
+      li.append(swatch, document.createTextNode(label));
       legend.append(li);
     }
   }
@@ -534,7 +558,7 @@ function renderChart(el, hourly) {
 // --- actions -------------------------------------------------------------------------------
 
 async function control(id, action, el) {
-  if (action === "stop" && !window.confirm("Stop this campaign? It cannot be resumed.")) return;
+  if (action === "stop" && !window.confirm(t("action.stop_confirm"))) return;
   const buttons = el.querySelectorAll("[data-action]");
   buttons.forEach((b) => { b.disabled = true; });
   field(el, "error").textContent = "";

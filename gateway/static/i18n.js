@@ -45,12 +45,17 @@ export function has(key) {
   return key in (catalogues.get(language) || {}) || key in (catalogues.get("en") || {});
 }
 
-// Static text in index.html: elements with data-i18n="key" get their text, data-i18n-placeholder their
-// placeholder, data-i18n-aria their aria-label.
+// Static text in index.html (every word of it: tests/test_console_i18n.py): elements with data-i18n="key" get
+// their text, data-i18n-placeholder their placeholder, data-i18n-aria their aria-label, data-i18n-title their title,
+// data-i18n-alt their alt text. `root` may be an element (a live-board card cloned from its template).
 export function translateDocument(root = document) {
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
-  for (const el of root.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", t(el.dataset.i18nAria));
+  const all = (selector) => [...(root.matches && root.matches(selector) ? [root] : []),
+    ...root.querySelectorAll(selector)];
+  for (const el of all("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of all("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of all("[data-i18n-aria]")) el.setAttribute("aria-label", t(el.dataset.i18nAria));
+  for (const el of all("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  for (const el of all("[data-i18n-alt]")) el.alt = t(el.dataset.i18nAlt);
 }
 
 // Numbers and percentages in the user's language (French: 1 234,5 and "3,1 %").

@@ -5,6 +5,8 @@
 //   label  the key of the page's name in the message catalogues (i18n/en.json, fr.json)
 //   roles  who may open it (gateway/auth.py ROLES); others get "not allowed" and no nav entry.
 //          The API checks permissions again on every request: this only hides what would fail.
+//   permission  optional: also needed in GET /v1/me's permissions (tenants.operate: the installation's
+//          operators only, whatever their role in their own tenant).
 //   page   the module (relative to /static/) whose `render(container, ctx, params)` draws the page and may
 //          return a function called when the page is left (close streams, timers); "builtin:NAME" names a
 //          page registered by app.js (the live board, which predates the router).
@@ -26,5 +28,7 @@ export const NAV = [
   { route: "compliance", label: "nav.compliance", roles: WATCHERS, page: "./pages/compliance.js" },
   { route: "audit", label: "nav.audit", roles: AUDITORS, page: "./pages/audit.js" },
   { route: "users", label: "nav.users", roles: AUDITORS, page: "./pages/users.js" },
+  { route: "operator", label: "nav.operator", roles: ["admin"], permission: "tenants.operate",
+    page: "./pages/operator.js" },
   { route: "preferences", label: "nav.preferences", roles: ALL, page: "./pages/preferences.js" },
 ];

@@ -12,8 +12,8 @@ export function registerBuiltin(name, page) {
   builtins.set(`builtin:${name}`, page);
 }
 
-export function allowed(row, role) {
-  return row.roles.includes(role);
+export function allowed(row, me) {
+  return row.roles.includes(me.role) && (!row.permission || (me.permissions || []).includes(row.permission));
 }
 
 // The row and parameters for a hash path, or null.
@@ -44,8 +44,8 @@ export function navigate(hash) {
   else location.hash = hash;
 }
 
-function home(role) {
-  const row = NAV.find((r) => r.nav !== false && allowed(r, role));
+function home(me) {
+  const row = NAV.find((r) => r.nav !== false && allowed(r, me));
   return row ? `#/${row.route}` : "#/";
 }
 
@@ -53,7 +53,7 @@ function renderNav() {
   const nav = document.getElementById("nav");
   const list = document.createElement("ul");
   for (const row of NAV) {
-    if (row.nav === false || !allowed(row, context.me.role)) continue;
+    if (row.nav === false || !allowed(row, context.me)) continue;
     const li = document.createElement("li");
     const a = document.createElement("a");
     a.href = `#/${row.route}`;
@@ -83,14 +83,14 @@ async function show() {
   }
   const found = match(location.hash.replace(/^#\/?/, "").split("?")[0]);
   if (!found) {
-    location.replace(home(context.me.role));
+    location.replace(home(context.me));
     return;
   }
   markCurrent(found.row);
   view.replaceChildren();
   view.dataset.route = found.row.route;
   document.title = `${t(found.row.label)} · ${t("app.title")}`;
-  if (!allowed(found.row, context.me.role)) {
+  if (!allowed(found.row, context.me)) {
     const p = document.createElement("p");
     p.className = "error";
     p.setAttribute("role", "alert");

@@ -1,6 +1,6 @@
 // Small helpers shared by the Lists, Compliance, Audit and Users pages: building elements, calling the API,
 // tables that turn into stacked cards on a phone, downloads. No external code.
-import { api, apiError } from "../api.js";
+import { api, apiError, errorWords } from "../api.js";
 import { t } from "../i18n.js";
 
 // Their stylesheet, loaded once (a <link> to our own origin: allowed by the CSP, no inline style).
@@ -58,10 +58,8 @@ export function json(path, body, method = "POST") {
   return call(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
-// The API's words for an error, with the field it names.
-export function errorWords(error) {
-  return error.field ? `${error.field}: ${error.message}` : error.message;
-}
+// The API's error in the user's words, with the field it names (api.js).
+export { errorWords };
 
 // A table whose cells carry their column's name (data-label): on a narrow screen each row becomes a card.
 // columns: [{ key, label, render?(row) -> Node|string, class? }]

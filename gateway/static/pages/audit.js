@@ -6,7 +6,7 @@ import { busy, call, ensureStyles, errorWords, field, h, say, section, table } f
 // dialer/audit.py KINDS
 const KINDS = ["gate_decision", "gate_release", "call_outcome", "optout", "consent", "import", "registry_load",
   "campaign_control", "token_use", "export", "access", "rectification", "erasure", "retention", "api",
-  "runtime_resume"];
+  "runtime_resume", "usage_plan", "hold", "subject_request", "campaign_dialing", "usage"];
 const PAGE = 50;
 const GIST = 180;
 
@@ -104,7 +104,9 @@ export async function render(container) {
     const v = answer.data;
     verifyResult.replaceChildren(h("p", { class: `verdict ${v.ok ? "allowed" : "denied"}`, id: "verify-verdict",
       text: v.ok ? t("audit.intact", { n: number(v.checked) }) : t("audit.broken", { seq: v.bad_seq ?? "?" }) }),
-    h("p", { class: "hint", text: v.text }));
+    // The chain's head, or what is wrong where it breaks (the verifier's technical words, kept as they are).
+    h("p", { class: "hint", text: v.ok ? t("audit.head", { seq: number(v.head_seq) })
+      : t("audit.problem", { problem: v.problem }) }));
   }));
   await load(true);
 }

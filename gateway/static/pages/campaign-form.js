@@ -1,9 +1,12 @@
-// Create or edit a campaign: lists, queue or AI endpoint, pacing mode and limits, caller ID, recording, retry rules.
+// Create or edit a campaign: lists, queue or AI endpoint, pacing mode and limits, caller ID, recording, retry rules,
+// and its schedule: when it starts (starts_at) and its own calling windows (schedule_windows: days, from, until, in
+// each called person's local time; the gate's legal hours apply on top).
 // Fields are checked here first, with messages in words in the user's language; the API checks everything again
 // and its refusals (a list that does not exist, a caller ID the rules reject...) are shown next to the field named.
-import { apiError, getJson, sendJson } from "../api.js";
+import { apiError, errorMessage, getJson, sendJson } from "../api.js";
 import { EDITABLE, h } from "../dom.js";
 import { currentZone, number, t } from "../i18n.js";
+import { instantIn, wallTimeIn } from "../zones.js";
 import { navigate } from "../router.js";
 
 const PURPOSES = ["telemarketing", "informational", "debt_collection", "survey", "political", "charity"];
@@ -13,6 +16,24 @@ const MODES = ["progressive", "power", "predictive", "agentless"];
 const RETRYABLE = ["busy", "no_answer", "congestion", "failed", "abandoned", "machine", "unknown"];
 const CALLER_ID = /^\+[1-9][0-9]{6,14}$/;
 const QUEUE = /^[A-Za-z0-9_-]{1,80}$/;
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]; // dialer/campaigns.py DAYS
+const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
+const MAX_WINDOWS = 50; // CONFIG_SCHEMA schedule_windows maxItems
+
+// One calling window: its days (check boxes), from and until (HH:MM), a remove button and its own error line.
+function windowRow(win, onRemove) {
+  const row = h("div", { class: "window", dataset: { window: "" } },
+    h("div", { class: "days" }, DAYS.map((d) => h("label", { class: "check day" },
+      h("input", { type: "checkbox", name: "window-day", value: d, checked: (win.days || []).includes(d) }),
+      ` ${t(`day.${d}`)}`))),
+    h("label", { class: "time" }, h("span", {}, t("field.schedule_windows.start")),
+      h("input", { type: "time", name: "window-start", value: win.start || "", step: 60 })),
+    h("label", { class: "time" }, h("span", {}, t("field.schedule_windows.end")),
+      h("input", { type: "time", name: "window-end", value: win.end || "", step: 60 })),
+    h("button", { type: "button", class: "remove-window", onclick: () => onRemove(row) }, t("form.window_remove")),
+    h("p", { class: "field-error window-error", role: "alert" }));
+  return row;
+}
 
 function fieldRow(name, label, input, hint) {
   return h("div", { class: "field", dataset: { for: name } },
@@ -45,7 +66,7 @@ export async function render(view, ctx, params) {
   }
   const c = { purpose: "telemarketing", audience: "consumer", voice: "human", agent_kind: "queue",
     pacing_mode: "progressive", pacing_ratio: 2, abandon_cap: 0.03, abandon_guard_minutes: 0, max_attempts: 3,
-    recording: false, amd: false, retry_rules: {}, lists: [], ...campaign };
+    recording: false, amd: false, retry_rules: {}, lists: [], schedule_windows: [], ...campaign };
   view.append(h("h2", {}, editing ? `${t("nav.campaign_edit")}: ${c.name}` : t("nav.campaign_new")));
   if (editing && !EDITABLE.includes(c.status)) {
     view.append(h("p", { class: "error", role: "alert" }, t("form.not_editable", { status: t(`status.${c.status}`) })));
@@ -67,6 +88,20 @@ export async function render(view, ctx, params) {
     h("span", {}, t(`outcome.${d}`)),
     h("input", { type: "number", min: 1, max: 43200, step: 1, name: `retry-${d}`, id: `f-retry-${d}`,
       value: c.retry_rules[d] ?? "", inputmode: "numeric" }))));
+
+  const windows = h("div", { class: "windows", id: "f-schedule_windows" });
+  const removeWindow = (row) => {
+    row.remove();
+    addWindow.hidden = windows.childElementCount >= MAX_WINDOWS;
+  };
+  const addWindow = h("button", { type: "button", id: "add-window", onclick: () => {
+    windows.append(windowRow({ days: ["mon", "tue", "wed", "thu", "fri"] }, removeWindow));
+    windows.lastElementChild.querySelector('input[name="window-start"]').focus();
+    addWindow.hidden = windows.childElementCount >= MAX_WINDOWS;
+  } }, t("form.window_add"));
+  for (const win of c.schedule_windows) windows.append(windowRow(win, removeWindow));
+  const zone = c.time_zone || currentZone();
+  const startsAt = input("starts_at", c.starts_at ? wallTimeIn(c.starts_at, zone) : "", { type: "datetime-local" });
 
   const form = h("form", { id: "campaign-form", class: "form", novalidate: true },
     h("fieldset", {}, h("legend", {}, t("field.name")),
@@ -98,9 +133,13 @@ export async function render(view, ctx, params) {
       fieldRow("retry_rules", t("field.retry_rules"), retry),
       h("label", { class: "check" }, h("input", { type: "checkbox", id: "f-recording", checked: c.recording }),
         ` ${t("field.recording")}`),
-      h("label", { class: "check" }, h("input", { type: "checkbox", id: "f-amd", checked: c.amd }), ` ${t("field.amd")}`),
+      h("label", { class: "check" }, h("input", { type: "checkbox", id: "f-amd", checked: c.amd }), ` ${t("field.amd")}`)),
+    h("fieldset", { id: "schedule" }, h("legend", {}, t("field.schedule")),
       fieldRow("time_zone", t("field.time_zone"), input("time_zone", c.time_zone || "",
-        { placeholder: currentZone(), autocomplete: "off" }), t("field.time_zone.hint"))),
+        { placeholder: currentZone(), autocomplete: "off" }), t("field.time_zone.hint")),
+      fieldRow("starts_at", t("field.starts_at"), startsAt, t("field.starts_at.hint", { zone })),
+      fieldRow("schedule_windows", t("field.schedule_windows"), h("div", {}, windows, addWindow),
+        t("field.schedule_windows.hint"))),
     h("p", { class: "error", id: "form-error", role: "alert" }),
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary", id: "save-campaign" }, editing ? t("form.save") : t("form.create")),
@@ -115,9 +154,33 @@ export async function render(view, ctx, params) {
     form.querySelector('[data-for="ai_endpoint"]').hidden = !ai;
   };
   form.querySelectorAll('input[name="agent_kind"]').forEach((r) => r.addEventListener("change", showKind));
+  // The start time is typed in the campaign's zone: the hint names the zone the field will be read in.
+  const zoneNow = () => {
+    const typed = $("f-time_zone").value.trim();
+    try {
+      if (typed) new Intl.DateTimeFormat("en", { timeZone: typed });
+      return typed || currentZone();
+    } catch (e) {
+      return currentZone();
+    }
+  };
+  $("f-time_zone").addEventListener("input", () => {
+    form.querySelector('[data-for="starts_at"] small').textContent = t("field.starts_at.hint", { zone: zoneNow() });
+  });
   showKind();
 
   const setError = (name, text) => {
+    const win = /^schedule_windows\[(\d+)\]/.exec(name);
+    if (win) { // a window's own line, and the row marked
+      const row = windows.querySelectorAll("[data-window]")[Number(win[1])];
+      if (row) {
+        row.querySelector(".window-error").textContent = text;
+        row.classList.toggle("invalid", Boolean(text));
+        form.querySelector('[data-for="schedule_windows"]').classList.toggle("invalid", Boolean(text));
+        return;
+      }
+      name = "schedule_windows";
+    }
     const slot = form.querySelector(`#e-${CSS.escape(name)}`) || $("form-error");
     slot.textContent = text;
     const row = form.querySelector(`[data-for="${CSS.escape(name)}"]`);
@@ -176,6 +239,25 @@ export async function render(view, ctx, params) {
         errors.time_zone = t("form.error.time_zone");
       }
     } else if (editing) body.time_zone = null;
+
+    body.schedule_windows = [];
+    windows.querySelectorAll("[data-window]").forEach((row, i) => {
+      const days = [...row.querySelectorAll('input[name="window-day"]:checked')].map((x) => x.value);
+      const start = row.querySelector('input[name="window-start"]').value.trim();
+      const end = row.querySelector('input[name="window-end"]').value.trim();
+      const path = `schedule_windows[${i}]`;
+      if (!days.length) errors[`${path}.days`] = t("form.error.window_days");
+      else if (!HHMM.test(start)) errors[`${path}.start`] = t("form.error.window_time");
+      else if (!HHMM.test(end)) errors[`${path}.end`] = t("form.error.window_time");
+      else if (end <= start) errors[`${path}.end`] = t("error.rule.window_order");
+      body.schedule_windows.push({ days, start, end });
+    });
+    const wall = startsAt.value;
+    if (wall) {
+      const instant = instantIn(wall, body.time_zone || zoneNow());
+      if (!instant) errors.starts_at = t("form.error.starts_at");
+      else body.starts_at = instant;
+    } else if (editing) body.starts_at = null;
     return { body, errors };
   }
 
@@ -188,7 +270,7 @@ export async function render(view, ctx, params) {
     if (Object.keys(errors).length) {
       for (const [name, text] of Object.entries(errors)) setError(name, text);
       $("form-error").textContent = t("form.fix");
-      form.querySelector(".invalid input, .invalid select")?.focus();
+      form.querySelector(".invalid input, .invalid select, .window.invalid input")?.focus();
       return;
     }
     const save = $("save-campaign");
@@ -202,14 +284,9 @@ export async function render(view, ctx, params) {
         return;
       }
       const error = await apiError(resp);
-      const name = String(error.field || "").replace(/\[\d+\]$/, "").split(".")[0];
-      let text = error.message;
-      if (error.code === "unknown_list") {
-        const index = Number((String(error.field).match(/\[(\d+)\]/) || [, 0])[1]);
-        text = t("form.error.unknown_list", { list: body.lists[index] });
-      } else if (error.code === "unknown_queue") {
-        text = t("form.error.unknown_queue", { queue: body.queue });
-      }
+      const field = String(error.field || "");
+      const name = field.startsWith("schedule_windows[") ? field : field.replace(/\[\d+\]$/, "").split(".")[0];
+      const text = errorMessage(error); // in the user's words (the code's or the rule's text), api.js
       if (name) setError(name, text);
       $("form-error").textContent = t("form.server_error", { message: text });
     } finally {

@@ -3,7 +3,7 @@
 // control buttons. Figures come from the campaign's event stream (/v1/campaigns/{id}/events), agents from
 // /v1/campaigns/{id}/agents (polled every second). A campaign that completes shows it at once: its stream sends a
 // last event with the final status.
-import { api, apiError, getJson, readEvents } from "../api.js";
+import { api, apiError, errorWords, getJson, readEvents } from "../api.js";
 import { ACTIONS, EDITABLE, FINISHED, h, s } from "../dom.js";
 import { clock, currentZone, dateTime, duration, hourIn, number, percent, reasonText, t } from "../i18n.js";
 
@@ -258,9 +258,7 @@ export async function render(view, ctx, params) {
     try {
       const resp = await api(`/v1/campaigns/${encodeURIComponent(id)}/${action}`, { method: "POST" });
       if (!resp.ok) {
-        const error = await apiError(resp);
-        el.error.textContent = error.code === "unknown_list"
-          ? t("form.error.unknown_list", { list: (error.message.match(/'([^']+)'/) || [, ""])[1] }) : error.message;
+        el.error.textContent = errorWords(await apiError(resp));
         return;
       }
       campaign = { ...campaign, ...(await resp.json()) };

@@ -2,7 +2,7 @@
 // watch the import (upload progress, then rows done / total), read its error report (a file-level failure first)
 // and, for roles that may, scrub a list through the gate and export it. Uploaders see upload, imports and lists.
 import { credentials } from "../api.js";
-import { dateTime, number, reasonText, t } from "../i18n.js";
+import { dateTime, has, number, reasonText, t } from "../i18n.js";
 import {
   busy, call, can, download, ensureStyles, errorWords, field, h, say, section, table,
 } from "./admin-kit.js";
@@ -36,6 +36,16 @@ export async function render(container, ctx) {
   };
 }
 
+// An import's error (a row's or the whole file's) in the user's words: its reason code's text (import.CODE, or
+// error.CODE for the file-level codes the API also answers), else the importer's own message (English).
+const importText = (e) => {
+  const code = e.reason || e.code;
+  if (e.severity === "not_listed") {
+    return t("import.not_listed", { n: number(e.count ?? 0), reason: has(`import.${code}`) ? t(`import.${code}`) : code });
+  }
+  if (has(`import.${code}`)) return t(`import.${code}`, { first_row: e.first_row ?? "?" });
+  return has(`error.${code}`) ? t(`error.${code}`) : e.message;
+};
 const errorLine = (error) => h("p", { class: "note error", role: "alert", text: errorWords(error) });
 
 // --- upload: choose, preview, import --------------------------------------------------------------------------
@@ -220,7 +230,7 @@ function previewView(data, remap) {
     { key: "imported", label: t("lists.outcome"), render: (r) => h("span", {},
       h("span", { class: `badge ${r.imported ? "ok" : "bad"}`, text: r.imported ? t("lists.will_import")
         : t("lists.will_reject") }),
-      r.errors.map((e) => h("div", { class: "hint", text: `${e.column}: ${e.message}` }))) },
+      r.errors.map((e) => h("div", { class: "hint" }, e.column, ": ", importText(e)))) },
   ], data.rows) : null;
   return h("div", { class: "preview", id: "preview-view" },
     h("h3", { text: t("lists.detected") }),
@@ -229,7 +239,7 @@ function previewView(data, remap) {
         : t("lists.without_header") }) }),
     data.truncated ? h("p", { class: "hint", text: t("lists.head_only") }) : null,
     data.problem ? h("p", { class: "note error", role: "alert", id: "preview-problem",
-      text: data.problem.message }) : null,
+      text: importText(data.problem) }) : null,
     h("h3", { text: t("lists.mapping") }), mapping, h("div", { class: "actions-row" }, apply),
     rows ? h("h3", { text: t("lists.first_rows") }) : null, rows);
 }
@@ -259,7 +269,7 @@ async function showReport(id, report) {
     { key: "value", label: t("lists.value"), class: "any" },
     { key: "severity", label: t("lists.severity"), render: (e) => h("span", { class: `badge ${e.severity}`,
       text: t(`lists.sev.${e.severity}`) }) },
-    { key: "message", label: t("lists.message"), render: (e) => h("span", {}, e.message, " ",
+    { key: "message", label: t("lists.message"), render: (e) => h("span", {}, importText(e), " ",
       h("code", { text: e.reason })) },
   ], r.items, { empty: t("lists.no_errors") });
   const csv = h("button", { type: "button", id: "report-csv", text: t("lists.download_report"), onclick: (ev) =>

@@ -1,5 +1,5 @@
 // The user's own console language and time zone, kept with their account (PUT /v1/me/preferences).
-import { apiError, sendJson } from "../api.js";
+import { apiError, errorWords, sendJson } from "../api.js";
 import { h } from "../dom.js";
 import { LANGUAGES, currentLanguage, currentZone, setLanguage, t } from "../i18n.js";
 
@@ -25,7 +25,7 @@ export async function render(view, ctx) {
     const resp = await sendJson("/v1/me/preferences", { language: language.value, time_zone: zone.value }, "PUT");
     if (!resp.ok) {
       message.className = "error";
-      message.textContent = (await apiError(resp)).message;
+      message.textContent = errorWords(await apiError(resp));
       return;
     }
     ctx.prefs = await resp.json();

@@ -1,0 +1,152 @@
+"""Contacts in the record (issue 18): the store that grows to tens of millions of contacts per tenant, read a
+window at a time into Redis (dialer.runtime.window) instead of held whole in Redis memory.
+
+A contact arrives as the import builds it (dialer.contacts.jobs: id, phone, phones, kept fields x.<name> ...):
+`store_contacts` writes it in bulk (PostgreSQL: COPY into a staging table, then one INSERT ... ON CONFLICT DO
+NOTHING, so a batch written twice inserts nothing the second time) with its list membership. `window_page` reads
+the next contacts of a campaign (its lists' members and its own contacts) by keyset on the contact id: what the
+gate and the Originate need, nothing more. `contacts_for_phone` and `erase_phone` serve data-subject requests.
+
+The record holds personal data here (numbers, names): these tables are not append-only, an erasure deletes the
+rows, and its evidence is the audit entry of the erasure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from dialer.record.contacts_schema import COLUMNS, KEYS
+from dialer.record.store import Record
+from dialer.runtime.loader import priority_of
+from dialer.runtime.queues import QueuedContact
+
+BATCH = 5000  # rows per record transaction when storing
+
+
+def contact_row(tenant: str, contact: dict[str, Any]) -> tuple[Any, ...]:
+    """One contacts row from a contact as the import builds it (every value a string, phones as compact JSON)."""
+    phones = contact.get("phones")
+    zones = contact.get("timezones") or ""
+    row = {
+        "tenant": tenant, "id": str(contact["id"]), "import_id": contact.get("import") or None,
+        "campaign": contact.get("campaign") or None, "row_no": int(contact["row"]) if contact.get("row") else None,
+        "phone": contact.get("phone") or None,
+        "country": contact.get("country") or contact.get("phone_country") or None,
+        "postal_code": contact.get("postal_code") or None, "state": contact.get("state") or None,
+        "zones": ",".join(zones) if isinstance(zones, list) else zones, "priority": priority_of(contact),
+        "data": json.dumps({**contact, "phones": json.loads(phones) if isinstance(phones, str) else phones or []},
+                           separators=(",", ":"), ensure_ascii=False),
+    }
+    return tuple(row[c] for c in COLUMNS["contacts"])
+
+
+def numbers_of(contact: dict[str, Any]) -> list[str]:
+    phones = contact.get("phones")
+    listed = json.loads(phones) if isinstance(phones, str) else phones or []
+    found = [contact.get("phone") or ""] + [str(p.get("e") or p.get("e164") or "") for p in listed]
+    return [n for n in dict.fromkeys(found) if n]
+
+
+def store_contacts(record: Record, tenant: str, list_id: str | None, contacts: Iterable[dict[str, Any]],
+                   batch: int = BATCH) -> int:
+    """Write contacts (and their membership of `list_id`) in transactions of `batch`; idempotent by contact id.
+    Returns the number of contacts given."""
+    total = 0
+    rows: list[tuple[Any, ...]] = []
+    members: list[tuple[str, str, str]] = []
+    phones: set[tuple[str, str, str]] = set()
+
+    def flush() -> None:
+        with record.transaction() as tx:
+            tx.insert_new("contacts", COLUMNS["contacts"], KEYS["contacts"], rows)
+            tx.insert_new("list_members", COLUMNS["list_members"], KEYS["list_members"], members)
+            tx.insert_new("contact_phones", COLUMNS["contact_phones"], KEYS["contact_phones"], sorted(phones))
+        rows.clear()
+        members.clear()
+        phones.clear()
+
+    for contact in contacts:
+        row = contact_row(tenant, contact)
+        rows.append(row)
+        if list_id:
+            members.append((tenant, list_id, row[1]))
+        for number in numbers_of(contact):
+            phones.add((tenant, number, row[1]))
+        total += 1
+        if len(rows) >= batch:
+            flush()
+    if rows:
+        flush()
+    return total
+
+
+def window_page(record: Record, tenant: str, campaign: str, lists: Sequence[str], after: str,
+                limit: int) -> list[QueuedContact]:
+    """The campaign's next `limit` contacts after the contact id `after` (""): its lists' members and the contacts
+    imported into the campaign itself, in contact id order (a stable keyset: a page never repeats or skips one)."""
+    in_lists = ""
+    params: list[Any] = [tenant, after, campaign]
+    if lists:
+        in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND m.contact_id = c.id "
+                    f"AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
+        params += list(lists)
+    rows = record.query(
+        "SELECT id, phone, country, postal_code, state, zones, priority FROM contacts c "
+        f"WHERE c.tenant = %s AND c.id > %s AND (c.campaign = %s{in_lists}) ORDER BY c.id LIMIT %s",
+        (*params, int(limit)))
+    return [QueuedContact(str(cid), phone or "", country, postal, state,
+                          tuple(z for z in (zones or "").split(",") if z), int(priority or 0))
+            for cid, phone, country, postal, state, zones, priority in rows]
+
+
+def iter_tenant_contacts(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every contact of the tenant with its lists (`lists`), in id order, a page at a time (memory bounded)."""
+    after = ""
+    while True:
+        rows = record.query("SELECT id, data FROM contacts WHERE tenant = %s AND id > %s ORDER BY id LIMIT %s",
+                            (tenant, after, page))
+        if not rows:
+            return
+        ids = [str(r[0]) for r in rows]
+        lists: dict[str, list[str]] = {}
+        for cid, list_id in record.query(
+                "SELECT contact_id, list_id FROM list_members WHERE tenant = %s AND contact_id >= %s AND "
+                "contact_id <= %s ORDER BY list_id", (tenant, ids[0], ids[-1])):
+            lists.setdefault(str(cid), []).append(str(list_id))
+        for cid, data in rows:
+            yield {**json.loads(data), "lists": lists.get(str(cid), [])}
+        after = ids[-1]
+
+
+def delete_tenant(record: Record, tenant: str) -> int:
+    """Offboarding: every contact of the tenant, its memberships and numbers, in one transaction."""
+    with record.transaction() as tx:
+        tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
+        tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
+        return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
+
+
+def get_contact(record: Record, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    rows = record.query("SELECT data FROM contacts WHERE tenant = %s AND id = %s", (tenant, contact_id))
+    return json.loads(rows[0][0]) if rows else None
+
+
+def contacts_for_phone(record: Record, tenant: str, e164: str) -> list[dict[str, Any]]:
+    """Every contact holding this number as its main number or another one (access and erasure requests)."""
+    rows = record.query("SELECT c.data FROM contact_phones p JOIN contacts c ON c.tenant = p.tenant AND "
+                        "c.id = p.contact_id WHERE p.tenant = %s AND p.phone = %s ORDER BY c.id", (tenant, e164))
+    return [json.loads(r[0]) for r in rows]
+
+
+def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
+    """Delete every contact holding this number and its list memberships, in one transaction. Returns the ids."""
+    ids = [str(c["id"]) for c in contacts_for_phone(record, tenant, e164)]
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        with record.transaction() as tx:
+            tx.execute(f"DELETE FROM list_members WHERE tenant = %s AND contact_id IN ({marks})", (tenant, *ids))
+            tx.execute(f"DELETE FROM contact_phones WHERE tenant = %s AND contact_id IN ({marks})", (tenant, *ids))
+            tx.execute(f"DELETE FROM contacts WHERE tenant = %s AND id IN ({marks})", (tenant, *ids))
+    return ids
