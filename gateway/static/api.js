@@ -38,15 +38,27 @@ export function fieldName(path) {
 }
 
 // What went wrong, in the user's language, without the field's name: the check the field failed (error.rule.RULE,
-// with its figures), else the code's text (error.CODE), else, for a code this console does not know yet, the
+// with its figures), else the code's text (error.CODE; for a field error, followed by the server's reason), else, for a code this console does not know yet, the
 // server's own message (English).
 export function errorMessage(error) {
   const params = { ...(error.params || {}) };
   if (params.form !== undefined) params.form = has(`error.form.${params.form}`) ? t(`error.form.${params.form}`) : "";
   if (params.type !== undefined && has(`error.type.${params.type}`)) params.type = t(`error.type.${params.type}`);
   if (error.rule && has(`error.rule.${error.rule}`)) return t(`error.rule.${error.rule}`, params);
-  if (error.code && has(`error.${error.code}`)) return t(`error.${error.code}`, params);
+  if (error.code && has(`error.${error.code}`)) {
+    const text = t(`error.${error.code}`, params);
+    // A field error without a rule this console can word ("private address refused"): the generic text alone
+    // would hide why, so the server's own reason (English, without its "field: " prefix) follows it.
+    const reason = error.field ? serverReason(error) : "";
+    return reason ? t("error.with_reason", { text, reason }) : text;
+  }
   return error.message || t("error.http_5xx");
+}
+
+function serverReason(error) {
+  const message = String(error.message || "");
+  const prefix = `${error.field}: `;
+  return (message.startsWith(prefix) ? message.slice(prefix.length) : message).trim();
 }
 
 // The same with the field named first: "Caller ID: must be a phone number in international form...".
