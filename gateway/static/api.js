@@ -2,6 +2,7 @@
 // machines, an API token in the Authorization header. Pages import these; app.js sets the credentials.
 import { has, t } from "./i18n.js";
 export const credentials = { token: null, csrf: null };
+const GENERIC = "invalid_field"; // the code of a field error that says only "not accepted"
 
 export function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -38,8 +39,8 @@ export function fieldName(path) {
 }
 
 // What went wrong, in the user's language, without the field's name: the check the field failed (error.rule.RULE,
-// with its figures), else the code's text (error.CODE; for a field error, followed by the server's reason), else, for a code this console does not know yet, the
-// server's own message (English).
+// with its figures), else the code's text (error.CODE; the generic invalid_field followed by the server's reason),
+// else, for a code this console does not know yet, the server's own message (English).
 export function errorMessage(error) {
   const params = { ...(error.params || {}) };
   if (params.form !== undefined) params.form = has(`error.form.${params.form}`) ? t(`error.form.${params.form}`) : "";
@@ -47,9 +48,10 @@ export function errorMessage(error) {
   if (error.rule && has(`error.rule.${error.rule}`)) return t(`error.rule.${error.rule}`, params);
   if (error.code && has(`error.${error.code}`)) {
     const text = t(`error.${error.code}`, params);
-    // A field error without a rule this console can word ("private address refused"): the generic text alone
-    // would hide why, so the server's own reason (English, without its "field: " prefix) follows it.
-    const reason = error.field ? serverReason(error) : "";
+    // A field error with only the generic code (invalid_field) and no rule this console can word ("private
+    // address refused"): "This value is not accepted." alone would hide why, so the server's own reason (English,
+    // without its "field: " prefix) follows it.
+    const reason = error.field && error.code === GENERIC ? serverReason(error) : "";
     return reason ? t("error.with_reason", { text, reason }) : text;
   }
   return error.message || t("error.http_5xx");

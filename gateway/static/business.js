@@ -128,12 +128,14 @@ function planEditor() {
   const details = h("details", { id: "plan-edit" }, h("summary", {}, t("plan.edit")), form);
   details.addEventListener("toggle", async () => {
     if (!details.open) return;
+    delete details.dataset.loaded; // set again once the form holds the stored plan (tests wait on it)
     const resp = await api("/v1/usage/plan");
     if (!resp.ok) return say(status, await errorText(resp));
     const plan = await resp.json();
     rounding.value = plan.rounding;
     rows.replaceChildren(...plan.budgets.map((b) => budgetRow(b, next++)));
     say(status, "", true);
+    details.dataset.loaded = "1";
   });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

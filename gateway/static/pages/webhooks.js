@@ -116,14 +116,14 @@ function registerForm(types, secretBox, status, refresh) {
   const url = h("input", { id: "webhook-url", type: "url", autocomplete: "off", spellcheck: "false", required: true,
     placeholder: "https://crm.example.com/hooks/dialer" });
   const description = h("input", { id: "webhook-description", maxlength: "200", autocomplete: "off" });
-  const boxes = types.map((type) => h("label", { class: "check" },
+  const boxes = types.map((type) => h("label", {},
     h("input", { type: "checkbox", name: "webhook-event", value: type }), ` ${eventName(type)}`));
   const result = h("p", { class: "note", id: "webhook-result" });
   const send = h("button", { type: "submit", id: "webhook-register", text: t("webhooks.register") });
   const form = h("form", { id: "webhook-form", novalidate: true },
     h("div", { class: "form-row" }, field(t("webhooks.url"), url, t("webhooks.url_hint")),
       field(t("webhooks.description"), description)),
-    h("fieldset", { class: "checks", id: "webhook-events" }, h("legend", { text: t("webhooks.events") }), boxes),
+    h("fieldset", { class: "event-checks", id: "webhook-events" }, h("legend", { text: t("webhooks.events") }), boxes),
     h("div", { class: "actions-row" }, send), result);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
