@@ -44,10 +44,13 @@ export function startBusiness(who) {
   loadBusiness();
 }
 
+// Leaving the board or signing out: the admin's controls go with the user (the next one may not be an admin).
 export function stopBusiness() {
   me = null;
   clearTimeout(timer);
   $("business").hidden = true;
+  for (const id of ["plan-edit", "dsr-reason-field", "dsr-status"]) $(id)?.remove();
+  $("requests").replaceChildren();
 }
 
 async function loadBusiness() {
