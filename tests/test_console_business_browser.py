@@ -200,3 +200,23 @@ async def test_an_admin_sets_budgets_and_moves_requests_on_the_live_board(gw, br
     await expect(page.locator("#plan-edit")).to_have_count(0)
     assert unexpected(errors) == []
     await context.close()
+
+
+async def test_a_french_admin_reads_the_webhooks_page_and_its_refusal_in_french(gw, browser):  # noqa: F811
+    resp = await gw.client.put("/v1/me/preferences", json={"language": "fr", "time_zone": "Europe/Paris"},
+                               headers=gw.auth())
+    assert resp.status == 200, await resp.text()
+    context, page, errors, url = await signed_in(gw, browser, "acme", "admin-user", width=390)
+    await page.goto(url + "#/webhooks")
+    await expect(page.locator("#webhooks-page h2").first).to_have_text("Enregistrer un point d'arrivée")
+    await page.fill("#webhook-url", "http://crm.example.com/dialer")
+    await page.check('input[name=webhook-event][value="call.outcome"]')
+    await page.click("#webhook-register")
+    # the French words first, then the server's reason (its own English)
+    await expect(page.locator("#webhook-result.error")).to_have_text(
+        "Adresse (URL) : Cette valeur n'est pas acceptée. Le serveur répond : the URL must start with https:// "
+        "(plain http is not allowed by the operator)")
+    await page.goto(url + "#/live")
+    await expect(page.locator("#plan-edit summary")).to_have_text("Modifier les budgets et l'arrondi de facturation")
+    assert unexpected(errors) == []
+    await context.close()
