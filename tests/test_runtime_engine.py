@@ -9,7 +9,7 @@ import json
 import logging
 from datetime import UTC, timedelta
 
-import dialer.runtime.engine as engine_module
+import dialer.runtime.figures as figures_module
 from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import AsteriskServer
@@ -70,7 +70,7 @@ async def run_until_completed(redis_url, client, tenant, campaign, pbx, clock, s
 
 async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="dialer")
-    monkeypatch.setattr(engine_module, "PROGRESS_EVERY", 0.5)  # the progress line (every minute in production)
+    monkeypatch.setattr(figures_module, "PROGRESS_EVERY", 0.5)  # the progress line (every minute in production)
     phones = [*numbers(30), BLOCTEL[0]]
     campaign = setup_campaign(redis_client, tmp_path, phones, retry_rules=RETRIES, max_attempts=2,
                               recording=True)
@@ -530,10 +530,10 @@ def test_a_mixed_campaign_backs_off_on_its_worst_abandon_window(redis_url, redis
     stored = StoredCampaign("mixed", "acme", "running", {"pacing_mode": "predictive"}, "", "", "", "")
     runner = CampaignRunner("acme", "mixed", ContactQueue(redis_client, "acme", "mixed"), CampaignEstimators(), stored,
                             countries={"US"})
-    engine._write_stats(runner, AT, {})
+    engine.figures.write_stats(runner, AT, {})
     assert runner.abandon_totals == (220, 3)  # US only: the 30-day window
     runner.countries = {"US", "GB"}
-    engine._write_stats(runner, AT, {})
+    engine.figures.write_stats(runner, AT, {})
     assert runner.abandon_totals == (20, 3)  # with GB numbers too: the 24-hour window, the worse of the two
 
 

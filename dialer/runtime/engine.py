@@ -46,17 +46,14 @@ from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaig
 from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
-from dialer.livestats import queue_attempt, queue_denial, queue_disposition, queue_gauges, queue_pacing
+from dialer.livestats import queue_attempt, queue_denial, queue_disposition
 from dialer.pacing import (
-    DEFAULT_ABANDON_CAP,
     CampaignEstimators,
     PacingMode,
     PolicyError,
     RedisAbandonCounter,
-    control_abandon_rate,
     cps_window,
     decide,
-    window_for,
 )
 from dialer.record.store import Record, RecordUnavailable
 from dialer.redisconn import is_cluster
@@ -66,6 +63,8 @@ from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.call_record import call_figures
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataStates, guarded_claim
+from dialer.runtime.figures import PROGRESS_EVERY as PROGRESS_EVERY
+from dialer.runtime.figures import LiveFigures
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
@@ -181,7 +180,6 @@ def estimates_key(tenant: str, campaign: str) -> str:
 
 
 ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
-PROGRESS_EVERY = 60.0  # seconds between a campaign's progress lines in the log (only when something changed)
 ESTIMATES_TTL = 24 * 3600
 
 
@@ -246,6 +244,8 @@ class Engine:
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
         self.runners: dict[tuple[str, str], CampaignRunner] = {}
+        self.figures = LiveFigures(client, self.pool.trackers, self.board, self.shared, self.flights,
+                                   self._abandon_counter)  # the dashboard's gauges, the progress lines
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
         self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
                                  lease_seconds=settings.lease_seconds)
@@ -484,9 +484,9 @@ class Engine:
                 await self._dial(r, now)
         if mono - r.stats_at >= self.settings.stats_seconds:
             r.stats_at = mono
-            gauges = self._live_gauges(r)
-            counts = await asyncio.to_thread(self._write_stats, r, now, gauges)
-            self._log_progress(r, counts, gauges)
+            gauges = self.figures.live_gauges(r)
+            counts = await asyncio.to_thread(self.figures.write_stats, r, now, gauges)
+            self.figures.log_progress(r, counts, gauges)
             if mono - r.saved_at >= ESTIMATES_EVERY:
                 r.saved_at = mono
                 data = json.dumps(r.estimators.export())
@@ -537,27 +537,6 @@ class Engine:
                      final_summary(r.queue.final_states().values()))
         else:
             log.info("campaign %s/%s: %s -> %s", r.tenant, r.campaign, action, r.stored.status)
-
-    def _log_progress(self, r: CampaignRunner, counts: dict[str, int], gauges: dict[str, float]) -> None:
-        """One line per campaign per minute while something changes: what an operator tailing the log needs to see
-        that a campaign is moving (or why it is not: gate denials by reason)."""
-        wall = time.time()
-        if r.progress_at == 0.0:
-            r.progress_at = wall  # the first line after a minute of work, not at start
-            return
-        if wall - r.progress_at < PROGRESS_EVERY:
-            return
-        seen = (counts["ready"], counts["waiting"], counts["inflight"], counts["final"])
-        if seen == r.progress_seen and not r.placed and not r.denied:
-            return
-        denied = ", ".join(f"{code} {n}" for code, n in r.denied.most_common())
-        log.info("campaign %s/%s: %d calls placed in %.0f s, %d in flight, %d connected; queue ready %d, waiting %d, "
-                 "final %d; agents free %d busy %d%s", r.tenant, r.campaign, r.placed, wall - r.progress_at,
-                 counts["inflight"], gauges.get("connected", 0), counts["ready"], counts["waiting"], counts["final"],
-                 gauges.get("agents_free", 0), gauges.get("agents_busy", 0),
-                 f"; gate denials {denied}" if denied else "")
-        r.progress_at, r.progress_seen, r.placed = wall, seen, 0
-        r.denied.clear()
 
     # --- pacing and dialing ------------------------------------------------------------------------
 
@@ -1256,53 +1235,6 @@ class Engine:
         return attempt_from_json(raw).outcome
 
     # --- live stats ----------------------------------------------------------------------------------
-
-    def _live_gauges(self, r: CampaignRunner) -> dict[str, float]:
-        """The in-memory gauges of one campaign (on the loop: flights and trackers change there)."""
-        mine = [f for f in self.flights.values() if f.tenant == r.tenant and f.campaign == r.campaign]
-        connected = sum(1 for f in mine if f.connected)
-        ringing = 0
-        for f in mine:
-            tracker = self.pool.trackers.get(f.server)
-            attempt = tracker.get(f.claim.call_id) if tracker is not None else None
-            if attempt is not None and attempt.answered_at is None:
-                ringing += 1
-        wall = time.time()
-        r.minute = [t for t in r.minute if wall - t < 60]
-        view = self.board.view(str(r.stored.config.get("queue") or ""), time.monotonic())
-        shared = self.shared.gauges(f"{r.tenant}/{r.campaign}", r.stored.config, time.monotonic(), None)
-        return {"dialing": len(mine) - connected, "ringing": ringing, "connected": connected,
-                "agents_free": view.free, "agents_busy": len(view.busy_elapsed), "calls_per_minute": len(r.minute),
-                **shared}
-
-    def _write_stats(self, r: CampaignRunner, now: datetime, gauges: dict[str, float]) -> dict[str, int]:
-        counts = r.queue.counts(now.timestamp())
-        counter = self._abandon_counter(r.tenant)
-        stats = counter.stats(r.campaign, now.timestamp())
-        # Every window the countries this campaign dials need (US: 30 days; GB and others: 24 h); pacing backs off
-        # on the one whose rate is nearest the cap, so a day's spike cannot hide in a month of a mixed campaign.
-        windows = sorted({window_for(c) for c in list(r.countries)} or {window_for("")})
-        pairs = [counter.totals(r.campaign, now.timestamp(), w) for w in windows]
-        try:
-            cap = pacing_policy(r.stored.config).abandon_cap
-        except PolicyError:
-            cap = DEFAULT_ABANDON_CAP
-        r.abandon_totals = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
-        values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
-                  "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
-        pipe = self.redis.pipeline(transaction=False)
-        key = f"{r.tenant}/{r.campaign}"
-        reason, why = self.shared.reason(key)
-        if r.hold_text:  # a kill-switch (dialer/holds.py): the dashboard says who held it and why
-            reason, why = "held", r.hold_text
-        elif r.queue_verdict is not None and r.queue_verdict.code:  # not dialed: no such queue (pbx_queues.py)
-            reason, why = r.queue_verdict.code, r.queue_verdict.text
-        # Campaigns not on shared agents (agentless): the reason of their own last decision.
-        queue_pacing(pipe, r.tenant, r.campaign, reason or r.last_reason or "", why, self.shared.limited_by(key))
-        queue_gauges(pipe, r.tenant, r.campaign, values, now)
-        pipe.execute()
-        return counts
-
 
 def final_summary(finals: Any) -> str:
     """'13 contacts final: answered 8, max_attempts 3, gate_denied NATIONAL_REGISTRY 1, opted_out 1' (gate denials by
