@@ -37,7 +37,7 @@ from typing import Any
 import redis
 
 from dialer import holds, redisconn
-from dialer.ami.calls import Outcome, call_id_of
+from dialer.ami.calls import Outcome
 from dialer.ami.client import AMIError, NotConnected
 from dialer.ami.optouts import OptOutRecorder
 from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
@@ -57,9 +57,8 @@ from dialer.pacing import (
 )
 from dialer.record.store import Record, RecordUnavailable
 from dialer.redisconn import is_cluster
-from dialer.runtime import queue_catalog
+from dialer.runtime.agent_feed import AgentFeed, handle_times_to
 from dialer.runtime.agents import AgentBoard, WrapupTable
-from dialer.runtime.agentstates import AgentStates, queue_board
 from dialer.runtime.call_record import call_figures
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataStates, guarded_claim
@@ -68,7 +67,7 @@ from dialer.runtime.figures import LiveFigures
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
-from dialer.runtime.pbx_queues import QueuePresence, QueueVerdict, campaign_queue, listed_name, record_dialing
+from dialer.runtime.pbx_queues import QueueVerdict, campaign_queue, record_dialing
 from dialer.runtime.policy import (
     GATE_OUTCOME,
     RetryPolicy,
@@ -236,14 +235,12 @@ class Engine:
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
                             resolve_number=gate.number_of, events="system,call,agent,user", **(pool_options or {}))
-        self.board = AgentBoard(on_handle_time=self._on_handle_time, wrapup=settings.wrapup)
-        self._queues_listed_at = -1e18
-        self.queue_presence = QueuePresence()  # which servers have each campaign's queue (checked at each agent poll)
+        self.runners: dict[tuple[str, str], CampaignRunner] = {}
+        self.board = AgentBoard(on_handle_time=handle_times_to(self.runners), wrapup=settings.wrapup)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
         self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
         self.flights: dict[str, Flight] = {}
-        self.runners: dict[tuple[str, str], CampaignRunner] = {}
         self.figures = LiveFigures(client, self.pool.trackers, self.board, self.shared, self.flights,
                                    self._abandon_counter)  # the dashboard's gauges, the progress lines
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
@@ -268,15 +265,13 @@ class Engine:
         self.datastate = DataStates(client, who=self.id, per_tenant=is_cluster(client))
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
         self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
-        self.agent_states = AgentStates()  # each agent's state and since when, published for the console
-        self._agent_calls: dict[str, str] = {}  # agent identity -> "{tenant}/{campaign}" of the call it took
-        for name, amiclient in self.pool.clients.items():
-            amiclient.on_event(self._member_feeder(name),
-                               names=["QueueMemberStatus", "AgentCalled", "AgentConnect", "AgentComplete",
-                                      "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"])
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
                                    client, self.id, every=settings.heartbeat_seconds, ttl=settings.lease_seconds * 3)
+        # The agents as Asterisk tells them (polls, member events), for pacing and the console: agent_feed.py.
+        self.agent_feed = AgentFeed(client, self.pool, self.board, self.identities, self.servers, self.flights,
+                                    self.runners, dialable=self._dialable, stopping=lambda: self._stopping,
+                                    poll_seconds=settings.agent_poll_seconds)
 
     def clock(self) -> datetime:
         """Now for the law (legal hours, retries): the injected clock plus the offset to Redis's clock measured at
@@ -297,7 +292,7 @@ class Engine:
         await asyncio.to_thread(self._regroup, pbx_group_of(self.identities.group_names()))
         await asyncio.to_thread(self._heartbeat)
         loops = [asyncio.create_task(self._heartbeat_loop(), name="runtime-heartbeat"),
-                 asyncio.create_task(self._agent_loop(), name="runtime-agents"),
+                 asyncio.create_task(self.agent_feed.run(), name="runtime-agents"),
                  asyncio.create_task(self.servers.run(), name="runtime-servers"),
                  asyncio.create_task(self.stored_outcomes.run(), name="runtime-stored-outcomes")]
         log.info("runtime %s started (%d servers)", self.id, len(self.pool.clients))
@@ -632,7 +627,7 @@ class Engine:
         connected = self._dialable()
         queue = campaign_queue(r.stored.config)
         if queue:  # only servers that said, on their current connection, that the queue exists
-            verdict = self.queue_presence.verdict(queue, {name: self.pool.clients[name].connections
+            verdict = self.agent_feed.queue_presence.verdict(queue, {name: self.pool.clients[name].connections
                                                           for name in connected})
             await self._queue_verdict(r, verdict, now)
             if verdict.code:
@@ -999,107 +994,10 @@ class Engine:
             counter = self._abandons[tenant] = RedisAbandonCounter(self.redis, tenant)
         return counter
 
-    # --- agents --------------------------------------------------------------------------------------
-
-    def _member_feeder(self, server: str) -> Callable[[Any], None]:
-        def feed(message: Any) -> None:
-            self.board.on_event(server, message, time.monotonic())
-            if message.name in ("AgentConnect", "AgentComplete") and message.get("Queue"):
-                who = self.board.identity(server, message.get("Queue"), message.get("MemberName")
-                                          or message.get("Interface") or "")
-                flight = self._flight_of(server, message) if message.name == "AgentConnect" else None
-                if flight is not None:
-                    self._agent_calls[who] = f"{flight.tenant}/{flight.campaign}"
-                else:
-                    self._agent_calls.pop(who, None)
-
-        return feed
-
-    def _flight_of(self, server: str, message: Any) -> Flight | None:
-        """Our call an agent just took, from the call id the channel carries or its Uniqueid/Linkedid."""
-        call_id = call_id_of(message)
-        if call_id and call_id in self.flights:
-            return self.flights[call_id]
-        tracker = self.pool.trackers.get(server)
-        ids = {message.get("Uniqueid"), message.get("Linkedid")} - {None, ""}
-        for attempt in tracker.in_flight() if tracker is not None and ids else ():
-            if ids & attempt.ids():
-                return self.flights.get(attempt.call_id)
-        return None
-
-    def _publish_agents(self, queues: set[str], waiting: dict[str, int]) -> None:
-        """Each agent of our queues and the callers waiting, for the console (dialer/runtime/agentstates.py)."""
-        now, wall = time.monotonic(), time.time()
-        for queue in sorted(queues):  # one MULTI per queue: each queue's board is its own Redis Cluster slot
-            rows = self.agent_states.observe(queue, self.board.members(queue), self._agent_calls, now, wall,
-                                             self.board.wrapup.of(queue))
-            pipe = self.redis.pipeline(transaction=True)
-            queue_board(pipe, queue, rows, waiting.get(queue))
-            pipe.execute()
-
-    def _on_handle_time(self, queue: str, seconds: float) -> None:
-        for r in self.runners.values():
-            if r.held and r.stored.config.get("queue") == queue:
-                r.estimators.on_agent_free(seconds)
-
-    async def _agent_loop(self) -> None:
-        # Stops on the flag as well as on cancel(): Python 3.11's wait_for (inside event_list) can swallow a
-        # cancellation that lands as its inner future completes, and the loop would then poll forever.
-        while not self._stopping:
-            queues = {str(r.stored.config.get("queue")) for r in self.runners.values()
-                      if r.held and r.stored.config.get("queue") and r.stored.config.get("agent_kind") != "ai"}
-            dialable = self._dialable()
-            waiting: dict[str, int] = {}
-            listings: dict[str, list[str]] = {}
-            list_queues = time.monotonic() - self._queues_listed_at >= queue_catalog.LIST_SECONDS
-            for name, client in self.pool.clients.items():
-                if name not in dialable:  # down or draining: its agents take no call of ours
-                    self.board.forget_server(name)
-                    continue
-                if list_queues:  # every queue the PBX has, for the gateway's check of new campaigns
-                    try:
-                        listed = await client.event_list("QueueSummary", {}, timeout=5.0)
-                        listings[self.identities.known[name].key] = queue_catalog.queue_names(listed.events)
-                    except (AMIError, KeyError) as exc:
-                        log.debug("AMI %s: queues not listed (%s)", name, exc)
-                for queue in queues:
-                    try:
-                        status = await client.event_list("QueueStatus", {"Queue": queue}, timeout=5.0)
-                        summary = await client.event_list("QueueSummary", {"Queue": queue}, timeout=5.0)
-                    except AMIError as exc:
-                        if not self.servers.check_refusal(name, exc):  # shutting down: drained, said once
-                            log.warning("AMI %s: queue %s state unavailable (%s)", name, queue, exc)
-                        continue
-                    available = None
-                    for item in summary.events:
-                        if item.get("Queue") == queue and item.get("Available") is not None:
-                            available = int(item.get("Available") or 0)
-                        if item.get("Queue") == queue and (item.get("Callers") or "").isdigit():
-                            waiting[queue] = waiting.get(queue, 0) + int(item.get("Callers") or 0)
-                    self.queue_presence.observe(name, queue, client.connections, listed_name(queue, status.events))
-                    members = [m for m in status.events if m.name == "QueueMember" and m.get("Queue") == queue]
-                    self.board.on_poll(name, queue, members, available, time.monotonic(), time.time())
-            if list_queues:
-                self._queues_listed_at = time.monotonic()
-                try:
-                    await asyncio.to_thread(queue_catalog.publish, self.redis, listings)
-                except redis.RedisError as exc:  # only the gateway's check of new campaigns: dialing goes on
-                    log.warning("queue list not published (%s)", exc)
-            if queues:
-                try:
-                    await asyncio.to_thread(self._publish_agents, queues, waiting)
-                except redis.RedisError as exc:  # only the console's view: dialing goes on
-                    log.warning("agent states not published (%s)", exc)
-            for flight in self.flights.values():  # connected: an agent (or AI session) took the call
-                attempt = self.pool.trackers[flight.server].get(flight.claim.call_id)
-                if attempt is not None and attempt.connected_at is not None:
-                    flight.connected = True
-            await asyncio.sleep(self.settings.agent_poll_seconds)
-
     # --- heartbeats, leases, recovery -----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        while not self._stopping:  # the flag as well as cancel(): see _agent_loop
+        while not self._stopping:  # the flag as well as cancel(): see AgentFeed.run
             try:
                 await asyncio.to_thread(self._heartbeat, self._held_claims(), self._flight_calls())
             except redis.RedisError as exc:
