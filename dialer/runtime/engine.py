@@ -29,7 +29,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,7 +48,6 @@ from dialer.facts import FactStore, attempt_from_json, person_key
 from dialer.gate import Gate, Request, Reservation, call_index_key
 from dialer.livestats import queue_attempt, queue_denial, queue_disposition
 from dialer.pacing import (
-    CampaignEstimators,
     PacingMode,
     PolicyError,
     RedisAbandonCounter,
@@ -65,6 +64,16 @@ from dialer.runtime.datastate import DataStates, guarded_claim
 from dialer.runtime.figures import PROGRESS_EVERY as PROGRESS_EVERY
 from dialer.runtime.figures import LiveFigures
 from dialer.runtime.identity import ServerIdentities
+from dialer.runtime.leases import (
+    _LEASE,
+    _UNLEASE,
+    LeasesMixin,
+    campaign_lease_key,
+    estimates_key,
+    pbx_group,
+    pbx_group_of,
+    process_key,
+)
 from dialer.runtime.loader import load_campaign
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state, forget_stored, settle_with_pbx
 from dialer.runtime.pbx_queues import QueueVerdict, campaign_queue, record_dialing
@@ -77,7 +86,7 @@ from dialer.runtime.policy import (
     schedule_opens_at,
     windows_from_config,
 )
-from dialer.runtime.queues import Claim, ContactQueue, TakenOver
+from dialer.runtime.queues import Claim, TakenOver
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
@@ -157,15 +166,6 @@ class RuntimeSettings:
         return max(0.5, self.lease_seconds / 4)
 
 
-def process_key(process_id: str) -> str:
-    return f"dialer:runtime:process:{process_id}"
-
-
-def campaign_lease_key(tenant: str, campaign: str, pbx: str) -> str:
-    """The pacing lease of a campaign on one set of Asterisk servers (`pbx_group`)."""
-    return f"t:{{{tenant}}}:campaign:{campaign}:runtime:lease:{pbx}"
-
-
 def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
     """A server's trunk ceilings: its [[asterisk]] table's own values, else the runtime.* ones."""
     channels = server.trunk_channels if server.trunk_channels is not None else settings.trunk_channels
@@ -173,47 +173,11 @@ def trunk_of(server: AsteriskServer, settings: RuntimeSettings) -> Trunk:
     return Trunk(server_address(server.host, server.port), channels, cps, settings.ai_sessions)
 
 
-def estimates_key(tenant: str, campaign: str) -> str:
-    """The pacing estimates of a campaign, saved by its pacer so a successor does not start from the priors."""
-    return f"t:{{{tenant}}}:campaign:{campaign}:runtime:estimates"
-
-
 ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
 ESTIMATES_TTL = 24 * 3600
 
 
-def pbx_group(servers: Sequence[AsteriskServer]) -> str:
-    """Which agents a process sees: a short name for the set of servers it dials through. Processes on the same
-    servers see the same agents, so only one of them paces a campaign (the others stand by); processes on
-    different servers pace their own agents and share the campaign's queue. Until a server has said who it is,
-    it is named by its address; the engine then regroups on identities (`pbx_group_of`,
-    `ServerIdentities.group_names`), so two processes that reach one PBX by two addresses share one lease."""
-    return pbx_group_of(server_address(s.host, s.port) for s in servers)
-
-
-def pbx_group_of(names: Iterable[str]) -> str:
-    """The group of servers named by their identities (dialer/runtime/identity.py) or addresses."""
-    import hashlib
-
-    return hashlib.sha256(",".join(sorted(set(names))).encode()).hexdigest()[:12]
-
-
-# Take or keep a lease: SET NX, or extend when we already hold it. KEYS: lease. ARGV: owner, ms. Returns 1 held.
-_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
-"""
-_UNLEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-
-
-class Engine:
+class Engine(LeasesMixin):
     def __init__(self, client: redis.Redis, gate: Gate, servers: Sequence[AsteriskServer], *,
                  settings: RuntimeSettings, clock: Clock = wall_clock, process_id: str | None = None,
                  pool_options: dict[str, Any] | None = None, record: Record | None = None) -> None:
@@ -392,49 +356,6 @@ class Engine:
         for tenant in self._tenants():
             found += [c for c in self.campaigns.list(tenant) if c.status in ACTIVE]
         return found
-
-    def _regroup(self, group: str) -> None:
-        """Move to the group named by the servers' identities (once they are known, or when a server turns out to
-        be another Asterisk): the campaigns this process paces keep their leases under the new name unless
-        another process on the same PBX already holds one there, in which case that process paces them."""
-        if group == self.pbx:
-            return
-        old, self.pbx = self.pbx, group
-        self.shared.pool.pbx = group
-        ms = int(self.settings.lease_seconds * 1000)
-        for runner in self.runners.values():
-            if not runner.held:
-                continue
-            runner.held = bool(self._lease(keys=[campaign_lease_key(runner.tenant, runner.campaign, group)],
-                                           args=[self.id, ms]))
-            self._unlease(keys=[campaign_lease_key(runner.tenant, runner.campaign, old)], args=[self.id])
-            if not runner.held:
-                log.warning("runtime %s: campaign %s/%s is paced by another process on the same Asterisk", self.id,
-                            runner.tenant, runner.campaign)
-        log.info("runtime %s: servers identified; pacing group %s (was %s, by address)", self.id, group, old)
-
-    def _hold_leases(self) -> None:
-        ms = int(self.settings.lease_seconds * 1000)
-        for stored in self._active:
-            key = (stored.tenant, stored.id)
-            held = bool(self._lease(keys=[campaign_lease_key(*key, self.pbx)], args=[self.id, ms]))
-            runner = self.runners.get(key)
-            if runner is None and held:
-                estimators = CampaignEstimators(ring_timeout=self.settings.ring_timeout)
-                saved = self.redis.get(estimates_key(*key))
-                if saved:
-                    try:
-                        estimators.load(json.loads(saved))
-                    except ValueError as exc:  # keep the priors
-                        log.warning("campaign %s/%s: saved pacing estimates not usable (%s)", *key, exc)
-                runner = self.runners[key] = CampaignRunner(
-                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id), estimators, stored)
-                log.info("runtime %s: now pacing campaign %s/%s%s", self.id, stored.tenant, stored.id,
-                         " (saved estimates adopted)" if saved else "")
-            if runner is not None:
-                if runner.held and not held:
-                    log.warning("runtime %s: lost campaign %s/%s to another process", self.id, *key)
-                runner.held = held
 
     async def _tick_campaign(self, r: CampaignRunner) -> None:
         now = self.clock()
@@ -994,67 +915,7 @@ class Engine:
             counter = self._abandons[tenant] = RedisAbandonCounter(self.redis, tenant)
         return counter
 
-    # --- heartbeats, leases, recovery -----------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        while not self._stopping:  # the flag as well as cancel(): see AgentFeed.run
-            try:
-                await asyncio.to_thread(self._heartbeat, self._held_claims(), self._flight_calls())
-            except redis.RedisError as exc:
-                log.error("runtime heartbeat: Redis unavailable (%s)", exc)
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-
-    def _held_claims(self) -> dict[tuple[str, str], list[str]]:
-        """Contact ids of every claim this process holds, per campaign (on the loop: a consistent snapshot)."""
-        held: dict[tuple[str, str], list[str]] = {}
-        for flight in self.flights.values():
-            held.setdefault((flight.tenant, flight.campaign), []).append(flight.claim.contact.contact_id)
-        for key, r in self.runners.items():
-            held.setdefault(key, []).extend(r.claims)
-        return held
-
-    def _flight_calls(self) -> dict[bool, dict[str, list[str]]]:
-        """Call ids of the calls this process waits on, by AI or not, per server (their trunk channels and AI
-        sessions are renewed)."""
-        calls: dict[bool, dict[str, list[str]]] = {False: {}, True: {}}
-        for call_id, flight in self.flights.items():
-            calls[flight.ai].setdefault(flight.server, []).append(call_id)
-        return calls
-
-    def _lease_clock(self) -> float:
-        """Now on Redis's clock, for claim leases: they are compared by processes on other machines, whose clocks
-        may drift (one running 15 s ahead would otherwise take over live claims). The offset is measured at each
-        heartbeat."""
-        return self._local_time() + self._skew
-
-    def _measure_skew(self) -> None:
-        before = self._local_time()
-        seconds, micros = self.redis.time()
-        after = self._local_time()
-        self._skew = seconds + micros / 1e6 - (before + after) / 2
-        self.clock_guard.observe(self._skew, after - before)
-
-    def _heartbeat(self, held: dict[tuple[str, str], list[str]] | None = None,
-                   calls: dict[bool, dict[str, list[str]]] | None = None) -> None:
-        wall = time.time()
-        self._measure_skew()
-        self.datastate.beat()
-        self._heartbeat_writes(self._lease_clock(), held or {})
-        self._renewed_at = wall
-        self.shared.renew()
-        for ai, by_server in (calls or {}).items():
-            if by_server:
-                self.trunk.renew(by_server, ai=ai)
-
-    def _heartbeat_writes(self, wall: float, held: dict[tuple[str, str], list[str]]) -> None:
-        lease_until = wall + self.settings.lease_seconds
-        self.redis.set(process_key(self.id), json.dumps({"at": wall, "pbx": self.pbx, "placed": self.placed,
-                                                          "in_flight": len(self.flights)}),
-                       px=int(self.settings.lease_seconds * 1000))
-        for (tenant, campaign), ids in held.items():
-            r = self.runners.get((tenant, campaign))
-            if r is not None and ids:
-                r.queue.renew(self.id, list(dict.fromkeys(ids)), lease_until)
+    # --- takeover (recovery) ---------------------------------------------------------------------------
 
     async def _resolve(self, r: CampaignRunner, taken: list[TakenOver]) -> None:
         """Claims of a process that died. Never reserved at the gate: back to ready. Outcome already recorded:
