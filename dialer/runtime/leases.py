@@ -29,12 +29,12 @@ from dialer.runtime.clockguard import ClockGuard
 from dialer.runtime.datastate import DataStates
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.runner import CampaignRunner, Flight
+from dialer.runtime.settings import RuntimeSettings
 from dialer.runtime.shared import SharedPacer
 from dialer.runtime.trunk import TrunkBudget, server_address
 
 if TYPE_CHECKING:
     from dialer.campaigns import StoredCampaign
-    from dialer.runtime.engine import RuntimeSettings
 
 # The engine's logger: these lines were the engine's before the split, and operators and tests filter on its name.
 log = logging.getLogger("dialer.runtime.engine")

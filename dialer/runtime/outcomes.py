@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -33,14 +33,12 @@ from dialer.runtime.pbx_outcomes import forget_stored, settle_with_pbx
 from dialer.runtime.policy import GATE_OUTCOME, RetryPolicy, Step
 from dialer.runtime.queues import Claim, TakenOver
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
+from dialer.runtime.settings import RuntimeSettings
 from dialer.runtime.shared import SharedPacer
 from dialer.runtime.trunk import TrunkBudget
 from dialer.usage import meter
 from dialer.usage.budgets import check_budgets
 from dialer.usage.plan import cached_plan
-
-if TYPE_CHECKING:
-    from dialer.runtime.engine import RuntimeSettings
 
 # The engine's logger: these lines were the engine's before the split, and operators and tests filter on its name.
 log = logging.getLogger("dialer.runtime.engine")
