@@ -89,6 +89,7 @@ from dialer.runtime.servers import ServerWatch
 from dialer.runtime.settings import Clock, RuntimeSettings, trunk_of, wall_clock
 from dialer.runtime.settings import offset_clock as offset_clock
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
+from dialer.runtime.slots import TrunkSlots
 from dialer.runtime.trunk import TrunkBudget, TrunkUsage, server_address
 from dialer.runtime.window import refill
 from dialer.usage.report import snapshot_contacts
@@ -138,10 +139,9 @@ class Engine(LeasesMixin, OutcomesMixin):
         # The trunk ceilings are shared with every process dialing through the same servers (Redis, atomic).
         self.trunk = TrunkBudget(client, {s.name: trunk_of(s, settings) for s in servers},
                                  lease_seconds=settings.lease_seconds)
-        self._trunk_usage: dict[str, TrunkUsage] = {}  # the last counts Redis gave, per server name
+        self.slots = TrunkSlots(self.trunk, settings.lease_seconds)  # a tick's calls over the servers' trunks
         self.identities = ServerIdentities(self.pool, self.trunk, client)  # trunks keyed by what Asterisk says
         self.placed = 0
-        self._rr = 0
         self._tasks: set[asyncio.Task] = set()
         self._settling: set[asyncio.Task] = set()
         self._lease = client.register_script(_LEASE)
@@ -384,47 +384,6 @@ class Engine(LeasesMixin, OutcomesMixin):
 
     # --- pacing and dialing ------------------------------------------------------------------------
 
-    def _round_robin(self, names: list[str], n: int) -> dict[str, int]:
-        """n calls spread over the servers, starting where the last tick stopped."""
-        share = dict.fromkeys(names, 0)
-        for i in range(n):
-            share[names[(self._rr + i) % len(names)]] += 1
-        self._rr += n
-        return share
-
-    def _reserve_trunk(self, share: dict[str, int], ai: bool = False) -> list[tuple[str, str]]:
-        """(server, call id) for each call the servers' trunks (and AI sessions, `ai`) take now, all processes
-        together: each server is asked for its share; what a full server could not take is offered to the servers
-        that took all theirs."""
-        wanted = {name: [uuid.uuid4().hex for _ in range(k)] for name, k in share.items() if k}
-        granted, usage = self.trunk.reserve(wanted, ai=ai)
-        self._trunk_usage.update(usage)
-        slots = [(name, call_id) for name, ids in granted.items() for call_id in ids]
-        shortfall = sum(len(ids) - len(granted.get(name, [])) for name, ids in wanted.items())
-        roomy = [name for name, ids in wanted.items() if len(granted.get(name, [])) == len(ids)]
-        if shortfall and roomy:
-            extra = {name: [uuid.uuid4().hex for _ in range(k)]
-                     for name, k in self._round_robin(roomy, shortfall).items() if k}
-            try:
-                more, usage = self.trunk.reserve(extra, ai=ai)
-            except redis.RedisError:
-                self._release_slots(slots, ai)  # (the caller never sees them)
-                raise
-            self._trunk_usage.update(usage)
-            slots += [(name, call_id) for name, ids in more.items() for call_id in ids]
-        return slots
-
-    def _release_slots(self, slots: list[tuple[str, str]], ai: bool) -> None:
-        """Trunk reservations no Originate will use (if Redis refuses, they expire after one lease)."""
-        try:
-            self.trunk.release(slots, originated=False, ai=ai)
-        except redis.RedisError as exc:
-            log.warning("%d trunk reservations not given back (%s); they expire within %.0f s", len(slots), exc,
-                        self.settings.lease_seconds)
-
-    async def _free_slots(self, slots: list[tuple[str, str]], ai: bool) -> None:
-        await asyncio.to_thread(self._release_slots, slots, ai)
-
     def _pacing_state(self, r: CampaignRunner, wall: float) -> Any:
         config = r.stored.config
         policy = pacing_policy(config)  # PolicyError: the caller does not dial
@@ -435,7 +394,7 @@ class Engine(LeasesMixin, OutcomesMixin):
         # The trunks as every process together uses them (refreshed before this tick's decision); a ceiling is
         # known only when every server has one.
         trunks = [self.trunk.trunks[name] for name in servers]
-        usage = [self._trunk_usage.get(name, TrunkUsage()) for name in servers]
+        usage = [self.slots.usage.get(name, TrunkUsage()) for name in servers]
         limit = cps = None
         if trunks and all(t.channels > 0 for t in trunks):
             limit = sum(t.channels for t in trunks)
@@ -484,7 +443,7 @@ class Engine(LeasesMixin, OutcomesMixin):
             connected = [name for name in connected if name in verdict.servers]
         ai = self._agentless(r)
         if any(self.trunk.limited(name, ai) for name in connected):
-            self._trunk_usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
+            self.slots.usage.update(await asyncio.to_thread(self.trunk.usage, connected, ai=ai))
         wall = time.time()
         try:
             policy, state = self._pacing_state(r, wall)  # in memory only: runs on the loop
@@ -514,15 +473,15 @@ class Engine(LeasesMixin, OutcomesMixin):
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
-        slots = await asyncio.to_thread(self._reserve_trunk, self._round_robin(connected, n), ai)
+        slots = await asyncio.to_thread(self.slots.reserve, self.slots.round_robin(connected, n), ai)
         if plan is not None and slots:
             try:
                 granted = set(await asyncio.to_thread(self.shared.reserve, plan, [c for _, c in slots]))
             except Exception:
-                await self._free_slots(slots, ai)
+                await self.slots.free(slots, ai)
                 raise
             if len(granted) < len(slots):  # another campaign took those agents since the snapshot
-                await self._free_slots([s for s in slots if s[1] not in granted], ai)
+                await self.slots.free([s for s in slots if s[1] not in granted], ai)
                 slots = [s for s in slots if s[1] in granted]
         if not slots:
             return
@@ -533,13 +492,13 @@ class Engine(LeasesMixin, OutcomesMixin):
                 lease_until=self._lease_clock() + self.settings.lease_seconds, call_ids=[c for _, c in slots],
                 servers=[s for s, _ in slots])
         except Exception:
-            await self._free_slots(slots, ai)
+            await self.slots.free(slots, ai)
             raise
         used = {claim.call_id for claim in claims}
         if plan is not None:
             self.shared.contacts_short(plan.key, len(slots), len(used))
         if len(used) < len(slots):  # fewer contacts ready than the trunk took: give the rest back
-            await self._free_slots([slot for slot in slots if slot[1] not in used], ai)
+            await self.slots.free([slot for slot in slots if slot[1] not in used], ai)
         if not claims:
             return
         for claim in claims:
@@ -557,7 +516,7 @@ class Engine(LeasesMixin, OutcomesMixin):
                 current = r.claims.get(claim.contact.contact_id)
                 if current is not None and current.call_id == claim.call_id:
                     del r.claims[claim.contact.contact_id]
-            await self._free_slots([(claim.server, claim.call_id) for claim in claims], ai)
+            await self.slots.free([(claim.server, claim.call_id) for claim in claims], ai)
             raise
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Reservation):
@@ -576,7 +535,7 @@ class Engine(LeasesMixin, OutcomesMixin):
         unused = [(c.server, c.call_id) for c, res in zip(claims, results, strict=True)
                   if not isinstance(res, Reservation)]
         if unused:
-            self._release_slots(unused, self._agentless(r))
+            self.slots.release(unused, self._agentless(r))
         return results
 
     def _schedule_and_gate(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
