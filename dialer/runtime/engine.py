@@ -53,7 +53,7 @@ from dialer.pacing import (
     cps_window,
     decide,
 )
-from dialer.record.store import Record, RecordUnavailable
+from dialer.record.store import Record
 from dialer.redisconn import is_cluster
 from dialer.runtime.agent_feed import AgentFeed, handle_times_to
 from dialer.runtime.agents import AgentBoard
@@ -91,7 +91,7 @@ from dialer.runtime.settings import offset_clock as offset_clock
 from dialer.runtime.shared import SharedPacer, uses_shared_agents
 from dialer.runtime.slots import TrunkSlots
 from dialer.runtime.trunk import TrunkBudget, TrunkUsage, server_address
-from dialer.runtime.window import refill
+from dialer.runtime.window import RecordWindows
 from dialer.usage.report import snapshot_contacts
 from rules import geo
 from rules.model import Contact
@@ -113,7 +113,7 @@ class Engine(LeasesMixin, OutcomesMixin):
         self.redis = client
         # With settings.window, each campaign's contacts come from the record's contact store a window at a time.
         self.record = record if settings.window > 0 else None
-        self._record_down = False
+        self.windows = RecordWindows(self.record, settings.window) if self.record is not None else None
         self.gate = gate
         self.settings = settings
         self.machine_clock = clock
@@ -302,9 +302,9 @@ class Engine(LeasesMixin, OutcomesMixin):
             if totals["added"] or totals["duplicates"] or totals["no_number"]:
                 log.info("campaign %s/%s: queued %d new contacts (%d final as duplicate numbers, %d without a valid "
                          "number)", r.tenant, r.campaign, totals["added"], totals["duplicates"], totals["no_number"])
-        if self.record is not None and status == "running" and mono - r.window_at >= self.settings.window_seconds:
+        if self.windows is not None and status == "running" and mono - r.window_at >= self.settings.window_seconds:
             r.window_at = mono
-            await self._refill(r, ts)
+            await self.windows.refill(r.queue, r.stored.config.get("lists") or [], ts)
         if mono - r.recovered_at >= self.settings.recover_seconds:
             r.recovered_at = mono
             taken = await asyncio.to_thread(
@@ -338,36 +338,12 @@ class Engine(LeasesMixin, OutcomesMixin):
             mine = any(f.campaign == r.campaign and f.tenant == r.tenant for f in self.flights.values())
             idle = counts["inflight"] == 0 and not r.claims and not mine
             exhausted = counts["ready"] == 0 and counts["waiting"] == 0
-            if idle and exhausted and status == "running" and self.record is not None:
+            if idle and exhausted and status == "running" and self.windows is not None:
                 # the window is empty: done only if the record has nothing more for the campaign (a full pass
                 # again, for members imported behind the cursor); a record that cannot say keeps it running
-                exhausted = await self._refill(r, ts, rescan=True) == 0
+                exhausted = await self.windows.refill(r.queue, r.stored.config.get("lists") or [], ts, rescan=True) == 0
             if idle and (status == "stopping" or (status == "running" and exhausted)):
                 await asyncio.to_thread(self._move, r, "complete", now)
-
-    async def _refill(self, r: CampaignRunner, ts: float, rescan: bool = False) -> int | None:
-        """Top the campaign's window up from the record; the contacts it queued, None when the record is down
-        (logged once; the window already in Redis keeps being dialed)."""
-        assert self.record is not None
-        lists = r.stored.config.get("lists") or []
-        try:
-            totals = await asyncio.to_thread(refill, self.record, r.queue, lists, at=ts, size=self.settings.window,
-                                             rescan=rescan)
-        except RecordUnavailable as exc:
-            if not self._record_down:
-                log.error("campaign %s/%s: the record cannot be read, dialing the window in Redis only: %s",
-                          r.tenant, r.campaign, exc)
-            self._record_down = True
-            return None
-        if self._record_down:
-            log.warning("the record is readable again: windows are refilled")
-        self._record_down = False
-        queued = totals["added"] + totals["no_number"] + totals["duplicates"]
-        if queued:
-            log.info("campaign %s/%s: window refilled from the record: %d queued (%d final as duplicate numbers, %d "
-                     "without a valid number)", r.tenant, r.campaign, totals["added"], totals["duplicates"],
-                     totals["no_number"])
-        return queued
 
     def _move(self, r: CampaignRunner, action: str, now: datetime) -> None:
         try:

@@ -14,12 +14,17 @@ starts again from the first contact (those the queue already holds are skipped).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from dialer.record.contacts import window_page
-from dialer.record.store import Record
+from dialer.record.store import Record, RecordUnavailable
 from dialer.runtime.queues import ContactQueue, queue_prefix
+
+# The engine's logger: RecordWindows' lines were the engine's before the split; operators filter on its name.
+log = logging.getLogger("dialer.runtime.engine")
 
 DEFAULT_SIZE = 2000
 LOW_WATER = 0.5  # refill when fewer than this share of the window is still to be dialed
@@ -75,3 +80,34 @@ def refill(record: Record, queue: ContactQueue, lists: Sequence[str], *, at: flo
 
 def exhausted(queue: ContactQueue) -> bool:
     return queue.redis.hget(window_key(queue), "exhausted") is not None
+
+
+class RecordWindows:
+    """The engine's side of the windows: refilled off the event loop; the record's outage said once (ERROR) and its
+    return once (WARNING), the window already in Redis being dialed meanwhile."""
+
+    def __init__(self, record: Record, size: int) -> None:
+        self.record = record
+        self.size = size
+        self._record_down = False
+
+    async def refill(self, queue: ContactQueue, lists: Sequence[str], ts: float, rescan: bool = False) -> int | None:
+        """Top the campaign's window up from the record; the contacts it queued, None when the record is down
+        (logged once; the window already in Redis keeps being dialed)."""
+        try:
+            totals = await asyncio.to_thread(refill, self.record, queue, lists, at=ts, size=self.size, rescan=rescan)
+        except RecordUnavailable as exc:
+            if not self._record_down:
+                log.error("campaign %s/%s: the record cannot be read, dialing the window in Redis only: %s",
+                          queue.tenant, queue.campaign, exc)
+            self._record_down = True
+            return None
+        if self._record_down:
+            log.warning("the record is readable again: windows are refilled")
+        self._record_down = False
+        queued = totals["added"] + totals["no_number"] + totals["duplicates"]
+        if queued:
+            log.info("campaign %s/%s: window refilled from the record: %d queued (%d final as duplicate numbers, %d "
+                     "without a valid number)", queue.tenant, queue.campaign, totals["added"], totals["duplicates"],
+                     totals["no_number"])
+        return queued
