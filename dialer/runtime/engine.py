@@ -4,7 +4,7 @@ Each tick, for each campaign whose lease this process holds (one pacer per campa
 take a campaign over when its holder stops renewing):
   1. lifecycle: scheduled -> running when starts_at has passed; stopping -> completed once nothing is in flight;
      running -> completed once every contact is final;
-  2. recovery: claims whose lease expired (a dead process's) are taken over and resolved (see _resolve);
+  2. recovery: claims whose lease expired (a dead process's) are taken over and resolved (_resolve, outcomes.py);
   3. pacing: agents (AMI queue state) and calls in flight -> dialer.pacing.decide -> n calls, within the trunk
      channel limit and calls per second of the servers;
   4. claim n contacts (Lua; owner + lease), skip those outside the campaign's own schedule, then the gate's
@@ -15,6 +15,11 @@ Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit),
 
 The clock is injected (`clock() -> aware datetime`): legal windows and retry times follow it; leases and
 heartbeats use the wall clock.
+
+The engine's other ideas live beside it: heartbeats, leases and the pacing group (leases.py), outcomes and takeover
+(outcomes.py) as mixins of Engine; the agent feed (agent_feed.py), trunk slots (slots.py), live figures
+(figures.py) and window refills (window.py) as objects it composes; its settings and clocks (settings.py) and the
+data it keeps per call and campaign (runner.py).
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import os
 import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +64,7 @@ from dialer.runtime.agents import AgentBoard
 from dialer.runtime.clockguard import ClockGuard, SkewLimits
 from dialer.runtime.datastate import DataStates, guarded_claim
 from dialer.runtime.figures import PROGRESS_EVERY as PROGRESS_EVERY
-from dialer.runtime.figures import LiveFigures
+from dialer.runtime.figures import LiveFigures, final_summary
 from dialer.runtime.identity import ServerIdentities
 from dialer.runtime.leases import (
     _LEASE,
@@ -661,17 +665,6 @@ class Engine(LeasesMixin, OutcomesMixin):
         if verdict.servers and verdict.lacking and (before is None or before.lacking != verdict.lacking):
             log.warning("campaign %s/%s: queue '%s' missing (or named otherwise) on %s: its calls go through %s only",
                         r.tenant, r.campaign, verdict.queue, ", ".join(verdict.lacking), ", ".join(verdict.servers))
-
-def final_summary(finals: Any) -> str:
-    """'13 contacts final: answered 8, max_attempts 3, gate_denied NATIONAL_REGISTRY 1, opted_out 1' (gate denials by
-    their reason codes: the first thing an operator asks about a campaign that ended early)."""
-    reasons: Counter[str] = Counter()
-    for final in finals:
-        reason = str(final.get("reason"))
-        reasons[f"{reason} {final.get('detail') or '?'}" if reason == "gate_denied" else reason] += 1
-    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"{sum(reasons.values())} contacts final" + (f": {parts}" if parts else "")
-
 
 def build_gate(client: redis.Redis, config: Config) -> Gate:
     """The production gate: packs from the settings, registries from Redis, audit keyed by the secret key."""

@@ -1,5 +1,6 @@
 """A campaign's live figures: the dashboard's gauges and pacing reason (written to Redis each stats_seconds,
-dialer/livestats.py) and the progress line an operator tailing the log reads once a minute.
+dialer/livestats.py), the progress line an operator tailing the log reads once a minute, and the summary of why
+every contact left when a campaign completes (`final_summary`).
 
 Plain composition: the engine hands `LiveFigures` what it reads (its calls in flight, the AMI pool's trackers, the
 agent board, the shared pacer, the abandon counters); nothing here decides a call.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -105,3 +108,13 @@ class LiveFigures:
         pipe.execute()
         return counts
 
+
+def final_summary(finals: Any) -> str:
+    """'13 contacts final: answered 8, max_attempts 3, gate_denied NATIONAL_REGISTRY 1, opted_out 1' (gate denials by
+    their reason codes: the first thing an operator asks about a campaign that ended early)."""
+    reasons: Counter[str] = Counter()
+    for final in finals:
+        reason = str(final.get("reason"))
+        reasons[f"{reason} {final.get('detail') or '?'}" if reason == "gate_denied" else reason] += 1
+    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{sum(reasons.values())} contacts final" + (f": {parts}" if parts else "")
