@@ -260,3 +260,75 @@ def test_the_break_row_is_append_only(redis_client: redis.Redis, record: Record)
         tx.execute("UPDATE audit_breaks SET confirmed_by = %s WHERE tenant = %s", ("someone", T))
     with pytest.raises(Exception, match="append-only"), record.transaction() as tx:
         tx.execute("DELETE FROM audit_breaks WHERE tenant = %s", (T,))
+
+
+@pytest.mark.parametrize("loss", ["restart", "failover"])
+def test_redis_trimmed_after_the_break_still_verifies_as_one_chain(redis_factory, record: Record, tmp_path: Path,
+                                                                   loss: str) -> None:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = redis_factory.start(directory=str(directory))
+    client = redis.Redis.from_url(server.url)
+    audit = AuditLog(client, KEY)
+    audit.append_many(T, events("old", 2))
+    if loss == "failover":
+        client.save()
+    audit.append_many(T, events("lost", 1))
+    archiver(client, record).archive_tenant(T)
+    server.kill()
+    if loss == "restart":
+        for name in directory.iterdir():
+            name.unlink() if name.is_file() else None
+    redis_factory.start(port=server.port, directory=str(directory))
+    client = redis.Redis.from_url(server.url)
+    audit = AuditLog(client, KEY)
+    audit.append_many(T, events("new", 2))
+    confirm(audit, record, T, by="cli:ops", reason=loss, at=datetime.now(UTC))
+    now = datetime.now(UTC) + timedelta(seconds=5)
+    trimming = Archiver(client, record, secret_key=KEY, tail=timedelta(0), batch=4, clock=lambda: now)
+    result = trimming.archive_tenant(T)
+    assert result.trimmed > 0 and result.archived_seq == 15 + 11
+    verified = verify_tenant(audit, record, T)
+    assert verified.ok and len(verified.breaks) == 1, verified
+    audit.append_many(T, events("later", 1))
+    assert trimming.archive_tenant(T).copied == 5
+    assert verify_tenant(audit, record, T).ok
+
+
+def test_the_commands_confirm_the_loss(redis_factory, record: Record, monkeypatch, capsys) -> None:
+    """`dialer record relink` (refused without a terminal or --yes), and `dialer runtime resume --after-data-loss`,
+    whose one confirmation relinks every forked tenant."""
+    from dialer.cli import main
+
+    server = redis_factory.start()
+    client = redis.Redis.from_url(server.url)
+    monkeypatch.setenv("DIALER_REDIS_URL", server.url)
+    monkeypatch.setenv("DIALER_SECRET_KEY", KEY)
+    monkeypatch.setenv("DIALER_RECORD_URL", record.url.url if record.dialect == "postgresql"
+                       else f"sqlite:///{record.url.path}")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    audit = AuditLog(client, KEY)
+    for tenant in (T, "globex"):
+        audit.append_many(tenant, events("old", 1))
+        Archiver(client, record, secret_key=KEY).archive_tenant(tenant)
+    client.flushall()
+    audit.append_many(T, events("new", 1))
+    assert main(["record", "relink", "--tenant", T]) == 1
+    assert "--yes" in capsys.readouterr().err
+    assert main(["record", "relink", "--tenant", T, "--yes", "--reason", "restart"]) == 0
+    assert "relinked" in capsys.readouterr().out
+    assert main(["record", "relink", "--tenant", T, "--yes"]) == 0
+    assert "nothing to relink" in capsys.readouterr().out
+    # globex: a loss the operator confirms with the runtime's resume
+    from dialer.runtime.datastate import DataState
+
+    assert DataState(client, who="engine").beat() is True  # the marker is born now (the flush took the old one)
+    client.hset("dialer:datastate", "halted", "Redis data vanished")
+    assert main(["runtime", "resume", "--after-data-loss", "--yes", "--reason", "flushed"]) == 0
+    out = capsys.readouterr().out
+    assert "tenant globex relinked" in out, out
+    for tenant in (T, "globex"):
+        Archiver(client, record, secret_key=KEY).archive_tenant(tenant)
+        verified = verify_tenant(audit, record, tenant)
+        assert verified.ok and len(verified.breaks) == 1, verified
+    client.close()
