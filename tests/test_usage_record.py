@@ -127,6 +127,15 @@ def test_auto_does_not_take_the_record_for_caught_up_once_redis_lost_its_trail(r
                              metered=meter.measures(meter.CallUsage(None, 10.0), "per_second"))
     found = archived.usage_from(redis_client, record, T, first, last, TODAY)
     assert found["source"] == "redis" and found["totals"]["attempts"] == placed + 2
+    # the operator confirms the loss (dialer record relink): the archive goes on, and once it holds the new calls
+    # the record answers again, with every call counted once
+    from dialer.audit import AuditLog
+    from dialer.record.relink import confirm
+
+    confirm(AuditLog(redis_client, KEY), record, T, by="cli:ops", reason="flushed", at=DAY2)
+    Archiver(redis_client, record, secret_key=KEY, tail=timedelta(days=365)).run_once([T])
+    found = archived.usage_from(redis_client, record, T, first, last, TODAY)
+    assert found["source"] == "record" and found["totals"]["attempts"] == placed + 2
 
 
 def test_a_record_that_cannot_be_read_leaves_auto_on_redis(redis_client: redis.Redis, tmp_path: Path) -> None:

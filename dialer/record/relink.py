@@ -117,6 +117,22 @@ def shift_of(found: Sequence[Break], redis_seq: int) -> int:
     return shift
 
 
+def current_history(found: Sequence[Break]) -> list[tuple[int, int | None]]:
+    """The record seq ranges (first, last; None: open) of the entries Redis's current trail is made of: the latest
+    segment, and back through each break's fork the part of the earlier segment the trail still shares."""
+    if not found:
+        return [(1, None)]
+    out: list[tuple[int, int | None]] = [(found[-1].seq, None)]
+    b, earlier = found[-1], list(found[:-1])
+    while b.fork_seq:
+        holder = next((p for p in reversed(earlier) if p.first_seq <= b.fork_seq), None)
+        out.append((holder.seq if holder else 1, b.fork_seq + (holder.shift if holder else 0)))
+        if holder is None:
+            break
+        b, earlier = holder, earlier[:earlier.index(holder)]
+    return out
+
+
 @dataclass(frozen=True)
 class Position:
     """Where the archive stands for a tenant, in both numberings."""
