@@ -382,6 +382,21 @@ class Scenario:
             **{k: self._value(k, i) for k in DIST_KEYS},
         )
 
+    def steady_until(self, t: float) -> float:
+        """A time up to which (not included) `world_at` gives the same world as at `t`: the next phase start while
+        no curve in effect still moves after `t`, else `t` itself (work it out again next time). The simulator
+        asks for the world every simulated second; a constant day need not interpolate 28,800 times."""
+        i = self.phase_index(t)
+        for key in CURVE_KEYS:
+            try:
+                curve = self._value(key, i)
+            except KeyError:
+                continue
+            points = curve.points
+            if t < points[-1][0] and any(v != points[0][1] for _, v in points):
+                return t
+        return self.phases[i + 1].at if i + 1 < len(self.phases) else math.inf
+
     def boundaries(self) -> list[float]:
         """Phase starts, then the end."""
         return [p.at for p in self.phases] + [self.duration]

@@ -25,6 +25,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from operator import sub
 
 from dialer.pacing import (
     CONNECT_GRACE_SECONDS,
@@ -313,7 +314,8 @@ class _Campaign:
     """One campaign's pacing state in the simulation."""
 
     __slots__ = ("abandons", "answers", "base", "counter", "estimators", "guard", "guard_prev", "guard_start",
-                 "guard_x", "inflight", "key", "policy", "refreshed", "res", "reserves", "rng", "spec", "wanted")
+                 "guard_x", "held", "inflight", "key", "policy", "refreshed", "res", "reserves", "rng", "spec",
+                 "wanted")
 
     def __init__(self, spec: CampaignSpec, scenario: Scenario) -> None:
         self.spec = spec
@@ -321,6 +323,7 @@ class _Campaign:
         self.guard = spec.guard
         self.key = spec.name
         self.reserves = reserves(spec.policy)
+        self.held = False  # its last claim: held by a legal rule (published to the others, as the runtime does)
         self.estimators = CampaignEstimators(ring_timeout=scenario.ring_timeout)
         self.counter = AbandonCounter()
         self.rng = random.Random(f"{scenario.seed}:callee:{spec.name}")
@@ -391,6 +394,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
 
     free = 0
     busy: dict[int, tuple[float, int]] = {}  # agent session -> (connect time, campaign index)
+    busy_at: dict[int, float] = {}  # agent session -> connect time (the same sessions: read every tick)
     leaving: set[int] = set()  # sessions of busy agents who log off when their call ends (not counted by pacing)
     staffed = 0  # agents logged in (free + busy)
     staffed_since = 0.0
@@ -414,6 +418,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
         free -= 1
         next_session += 1
         busy[next_session] = (now, i)
+        busy_at[next_session] = now
         push(now + world.talk.sample(rng_agent) + world.wrapup.sample(rng_agent), _AGENT_FREE, next_session)
         c.res.waits.append(now - answered)
         c.counter.record(answered, False)
@@ -421,13 +426,15 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
         c.res.connected += 1
 
     world = scenario.world_at(0.0)
+    world_until = scenario.steady_until(0.0)  # the world stays `world` until then
     push(0.0, _TICK, 0)
     while events:
         now, _, kind, ref = heapq.heappop(events)
         if now > end:
             break
         if kind == _TICK:
-            world = scenario.world_at(now)
+            if now >= world_until:
+                world, world_until = scenario.world_at(now), scenario.steady_until(now)
             # Agents log in and out: idle agents leave at once, busy ones when their call ends.
             target = world.agents
             present = free + len(busy) - len(leaving)
@@ -453,7 +460,10 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                 connect(now, call_id, answered_at.pop(call_id))
             # Calls in flight towards the pool: placed, not yet with an agent (answered ones waiting included).
             in_use = sum(len(c.inflight) for c in camps) + len(busy)
-            pool_busy = tuple(now - t for k, (t, _) in busy.items() if k not in leaving)
+            # (map over itertools.repeat: these ages are rebuilt every simulated second, a third of the run time as
+            # generator expressions)
+            pool_busy = tuple(map(sub, itertools.repeat(now), busy_at.values())) if not leaving else tuple(
+                now - t for k, t in busy_at.items() if k not in leaving)
             for i, c in enumerate(camps):
                 # Legal-window counts: rebuilt from the hourly buckets each minute, plus what happened since
                 # (summing 720 buckets every tick would dominate the run time).
@@ -462,9 +472,9 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     c.answers = c.abandons = 0
                     c.refreshed = now
                 legal = (scenario.history[0] + c.base[0] + c.answers, scenario.history[1] + c.base[1] + c.abandons)
-                mine = tuple(now - t for t in c.inflight.values())
-                ringing = mine if n_camps == 1 else tuple(
-                    now - t for other in camps for t in other.inflight.values())
+                mine = tuple(map(sub, itertools.repeat(now), c.inflight.values()))
+                ringing = mine if n_camps == 1 else tuple(map(sub, itertools.repeat(now), itertools.chain.from_iterable(
+                    other.inflight.values() for other in camps)))
                 common = {
                     "free_agents": free,
                     "busy_elapsed": pool_busy,
@@ -488,12 +498,12 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     guard = AbandonGuard(round(c.guard / 60))
                     window = GuardWindow(c.guard_start, c.guard_x[0], c.guard_x[1], c.guard_prev or 0)
                 others = [ShareClaim(o.key, len(o.inflight) + o.wanted, o.spec.weight, o.spec.priority,
-                                     len(o.inflight), o.reserves) for o in camps if o is not c]
+                                     len(o.inflight), o.reserves, o.held) for o in camps if o is not c]
                 plan = plan_on_pool(c.policy, state, key=c.key, mine=mine, others=others,
                                     legal=legal if scenario.legal_hold else None,
                                     weight=c.spec.weight, priority=c.spec.priority, guard=guard, window=window)
                 decision = plan.decision
-                c.wanted = plan.claim.demand
+                c.wanted, c.reserves, c.held = plan.claim.demand, plan.claim.reserves, plan.claim.held
                 res = c.res
                 res.decisions += 1
                 res.reasons[decision.reason] += 1
@@ -558,6 +568,7 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                 push(now + grace, _GIVE_UP, ref)
         elif kind == _AGENT_FREE:
             started, i = busy.pop(ref)
+            del busy_at[ref]
             camps[i].estimators.on_agent_free(now - started)
             camps[i].res.busy_seconds += now - started
             spread(started, now, 1.0, "busy_seconds")

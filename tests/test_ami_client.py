@@ -515,3 +515,29 @@ async def test_an_ai_session_is_connected_from_the_ai_sides_dialend():
             assert server.pbx.ai_in_use == 1  # still bridged to the AI: connected before the call ends
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("refused_first", [True, False])
+async def test_a_close_after_asterisk_said_it_is_shutting_down_is_expected(pbx, caplog, refused_first):
+    """On the lab, `core restart gracefully` sometimes closed the socket without the `Shutdown` event reaching us.
+    Once Asterisk has answered an action "Asterisk is shutting down" on this connection, its close is expected
+    (INFO, not a WARNING "connection lost": issue 14's log noise); an unannounced close is still a WARNING."""
+    caplog.set_level(logging.INFO, logger="dialer.ami")
+    client = client_for(pbx)
+    await client.connect()
+    try:
+        if refused_first:
+            pbx.shutting_down = True  # ast_shutting_down(): every action answered Error
+            answer = await client.action("Ping", check=False)
+            assert (answer.name, answer.get("Message")) == ("Error", "Asterisk is shutting down")
+        for session in list(pbx.sessions):  # the socket closed, no Shutdown event sent
+            session.close()
+        await eventually(lambda: not client.connected)
+    finally:
+        pbx.shutting_down = False
+        await client.close()
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    if refused_first:
+        assert loud == [] and any("which said it is shutting down" in r.getMessage() for r in caplog.records)
+    else:
+        assert len(loud) == 1 and loud[0].endswith(": connection lost (closed by the server)"), loud

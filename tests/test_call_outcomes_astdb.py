@@ -180,3 +180,33 @@ async def test_entries_of_settled_calls_are_swept_and_live_ones_kept(redis_clien
     # a live call's entry is its owner's (or successor's) to read; an unknown id is kept as long as a call index
     # would be (7 days)
     assert {k.rsplit("/", 1)[1] for k in db.entries} == {"live", "stranger"}
+
+
+async def test_an_entry_not_deleted_during_a_restart_asks_for_no_permission(caplog) -> None:
+    """DBDel refused 'Asterisk is shutting down' (calls ending during `core restart gracefully`, seen on the lab):
+    no ERROR asking to grant `system` (issue 14: one line per real event); the entry stays for the sweep. Refused
+    'Permission denied' (an AMI user without `system`): one ERROR per server saying what to grant."""
+    import logging
+
+    from dialer.ami.pool import AMIPool
+    from dialer.config import AsteriskServer
+    from dialer.runtime import pbx_outcomes
+
+    caplog.set_level(logging.INFO, logger="dialer")
+    answered = Outcome("c1", "camp", "t1", "+442079460001", Disposition.ANSWERED, 16, 100.0, 101.0, 130.0, None)
+    for name, changes in (("stopping", {}), ("no-system", {"write": ("originate", "call", "reporting")})):
+        server = await start(**changes)
+        server.pbx.astdb.put(outcomes.FAMILY, "c1", "1795400000,camp,t1,answered")
+        try:
+            async with AMIPool([AsteriskServer(name, "127.0.0.1", server.port, "dialer", "dialer-secret", "md5")],
+                               astdb_interval=0, sweep_interval=0) as pool:
+                server.shutting_down = name == "stopping"  # ast_shutting_down(): every action answered Error
+                for _ in range(2):
+                    await pbx_outcomes.forget_stored(pool, name, answered)
+                server.shutting_down = False
+        finally:
+            await server.stop()
+        assert stored(server, "c1") is not None  # kept: the sweep (or an operator) deletes it later
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and errors[0].startswith("AMI no-system: stored call outcomes cannot be deleted"), errors
+    assert "`system` is granted" in errors[0]

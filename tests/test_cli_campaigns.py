@@ -3,6 +3,7 @@ machine-readable answers (issue 14), against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,8 +11,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dialer.campaigns import CampaignStore
 from dialer.facts import FactStore
-from tests.runtime_support import AT, numbers, setup_campaign
+from dialer.runtime.engine import offset_clock
+from tests.runtime_support import AT, eventually, numbers, setup_campaign
+from tests.test_runtime_engine import engine_task, start_pbx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +54,9 @@ def test_campaigns_from_the_shell(redis_url, redis_client, tmp_path):
     # No runtime here: nothing is loaded or dialed, so the wait times out (exit 1) with the counts.
     waited = dialer(redis_url, "campaigns", "wait", "--tenant", "acme", cid, "--timeout", "0.5", "--json")
     assert waited.returncode == 1 and json.loads(waited.stdout)["settled"] is False
+    # nor idle: no contact is queued yet, the runtime has not started it (an empty queue is not a finished one)
+    idle = dialer(redis_url, "campaigns", "wait", "--tenant", "acme", cid, "--until", "idle", "--timeout", "0.5")
+    assert idle.returncode == 1 and "(timed out)" in idle.stdout, idle.stdout
     contacts = json.loads(dialer(redis_url, "campaigns", "contacts", "--tenant", "acme", cid, "--json").stdout)
     assert contacts == {"items": []}  # the runtime queues a campaign's lists when it first paces it
 
@@ -99,3 +106,49 @@ def test_redis_down_is_one_line():
         done = dialer("redis://:hunter2@127.0.0.1:1/0", *args)
         assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in done.stderr and "hunter2" not in done.stderr
+
+
+async def test_a_script_waits_for_a_dialed_campaign_and_reads_each_calls_outcome(redis_url, redis_client, tmp_path):
+    """The runtime dials (sandbox PBX): `campaigns wait` started before it is done returns 0 once the campaign is
+    completed, and `campaigns contacts --json` gives each contact's calls with their outcomes, as the PBX ended them
+    (2 busy, retried once; 7 opts out during the recording notice; 0 answers). `stop` from the shell ends another."""
+    phones = ["+33145697000", "+33145697012", "+33145697027"]
+    cid = setup_campaign(redis_client, tmp_path, phones, list_id="scripted", max_attempts=2, recording=True,
+                         retry_rules={"busy": 1})
+    other = setup_campaign(redis_client, tmp_path, numbers(2, base="+331456971"), list_id="other")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_REDIS_URL": redis_url, "DIALER_SECRET_KEY": "cli-key"}
+    env.pop("DIALER_CONFIG", None)
+    waiting = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dialer", "campaigns", "wait", "--tenant", "acme", cid, "--timeout", "120", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
+    stopped = await asyncio.to_thread(dialer, redis_url, "campaigns", "stop", "--tenant", "acme", other, "--json")
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["status"] == "stopping", stopped.stderr
+    pbx = await start_pbx()
+    try:
+        stop, task = engine_task(redis_url, pbx, offset_clock(AT, 60.0))
+        out, err = await asyncio.wait_for(waiting.communicate(), 150)
+        store = CampaignStore(redis_client)
+        await eventually(lambda: store.get("acme", other).status == "completed", timeout=60)  # the stop, finished
+        stop.set()
+        await task
+    finally:
+        await pbx.stop()
+    assert waiting.returncode == 0, err
+    waited = json.loads(out)
+    assert waited["settled"] is True and waited["status"] == "completed" and waited["queue"]["final"] == 3
+    shown = await asyncio.to_thread(dialer, redis_url, "campaigns", "show", "--tenant", "acme", other, "--json")
+    assert json.loads(shown.stdout)["status"] == "completed"
+    rows = json.loads((await asyncio.to_thread(dialer, redis_url, "campaigns", "contacts", "--tenant", "acme", cid,
+                                               "--json", "--full-numbers")).stdout)["items"]
+    by_phone = {r["phone"]: r for r in rows}
+    assert {p: [c["outcome"] for c in by_phone[p]["outcomes"]] for p in phones} == {
+        phones[0]: ["answered"], phones[1]: ["busy", "busy"], phones[2]: ["opted_out"]}
+    assert {p: by_phone[p]["final"]["reason"] for p in phones} == {
+        phones[0]: "answered", phones[1]: "max_attempts", phones[2]: "opted_out"}
+    assert all(c["call_id"] for r in rows for c in r["outcomes"])
+    text = (await asyncio.to_thread(dialer, redis_url, "campaigns", "contacts", "--tenant", "acme", cid)).stdout
+    assert "calls: busy, busy" in text and phones[1] not in text  # masked by default
+    listed = await asyncio.to_thread(dialer, redis_url, "dnc", "check", "--tenant", "acme", phones[2], "--json")
+    assert json.loads(listed.stdout)["source"] == "keypress"
+    typo = await asyncio.to_thread(dialer, redis_url, "dnc", "check", "--tenant", "acmee", phones[2])
+    assert typo.returncode == 1 and "no tenant acmee" in typo.stderr  # not "not on the DNC"

@@ -74,3 +74,33 @@ def test_no_legal_hold_only_for_the_oracle() -> None:
     held = plan_on_pool(fixed, pool(4, 0), key="a", mine=(), others=[], legal=(0, 0))
     oracle = plan_on_pool(fixed, pool(4, 0), key="a", mine=(), others=[], legal=None)
     assert held.calls == 4 and oracle.calls == 12
+
+
+def test_overdialing_campaigns_yield_a_held_campaign_its_agents() -> None:
+    """Issue 15: on a crowded queue a campaign held at cap-room got its slice less the answers the others' calls in
+    flight would want, usually none, and never earned its room. A held campaign says so in its claim (`held`), and
+    while its slice is not filled the others count on none of the busy agents freeing up (they are what its slice
+    is cut from) and leave it the agents its calls in flight are heading for."""
+    held = plan_on_pool(PREDICTIVE, pool(8, 20), key="a", mine=(), others=[ShareClaim("d", 40, in_flight=20)],
+                        legal=(20, 0))
+    assert held.claim.held and held.claim.reserves
+    assert not plan_on_pool(PROGRESSIVE, pool(8, 0), key="a", mine=(), others=[], legal=(0, 0)).claim.held
+    busy = PacingState(now=0.0, free_agents=4, busy_elapsed=(10.0,) * 6, answer_rate=0.1, ring_answered=flat(),
+                       ring_other=flat(), handle=flat())
+    waiting = ShareClaim("a", 2, reserves=True, held=True)
+    progressive = ShareClaim("a", 2, reserves=True)
+    yielding = plan_on_pool(PREDICTIVE, busy, key="d", mine=(), others=[waiting], legal=ROOMY)
+    usual = plan_on_pool(PREDICTIVE, busy, key="d", mine=(), others=[progressive], legal=ROOMY)
+    assert yielding.decision.wanted < usual.decision.wanted
+    assert yielding.decision.reason != "no-agents"  # the busy agents are still staffed, only not counted on
+    # once its calls fill its slice, the others count on the busy agents again (its calls in flight keep theirs)
+    filled = ShareClaim("a", 2, in_flight=2, reserves=True, held=True)
+    after = plan_on_pool(PREDICTIVE, busy, key="d", mine=(), others=[filled], legal=ROOMY)
+    assert after.decision.wanted > yielding.decision.wanted
+
+
+def test_equal_claims_take_turns_for_the_last_free_agent() -> None:
+    """With one free agent for two reserving campaigns, the one with fewer calls in flight gets it (the key alone
+    gave it to the same campaign every time)."""
+    claims = [ShareClaim("a", 3, in_flight=1, reserves=True), ShareClaim("b", 3, in_flight=0, reserves=True)]
+    assert free_slices(1, claims) == {"a": 0, "b": 1}

@@ -57,6 +57,11 @@ def test_demands_expire_and_other_servers_are_other_pools(redis_client):
     assert AgentPool(redis_client, "other-pbx", lease_seconds=20).snapshot(["q"]).demands == {}
     redis_client.hset(pool_keys("pbx", "q")[2], "acme/c", "4|2.0|1|1")  # expired long ago
     assert pool.snapshot(["q"]).demands == {}
+    # a campaign held by a legal rule says so (the others leave it its slice: dialer/pacing/pool.py); a progressive
+    # one only that it reserves
+    for claim in (ShareClaim("acme/h", 2, reserves=True, held=True), ShareClaim("acme/p", 3, reserves=True)):
+        pool.reserve(["q2"], claim.key, [], max_total=0, max_mine=0, claim=claim)
+        assert pool.snapshot(["q2"]).demands[claim.key] == claim
 
 
 def test_a_group_of_queues_is_one_pool(redis_client):

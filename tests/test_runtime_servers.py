@@ -10,14 +10,15 @@ from collections import Counter
 
 from dialer.ami.protocol import Message
 from dialer.campaigns import CampaignStore
+from dialer.config import AsteriskServer
 from dialer.facts import FactStore
 from dialer.runtime.agents import WrapupTable
-from dialer.runtime.engine import offset_clock
+from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.report import campaign_summary
 from dialer.runtime.servers import ServerStates, draining_servers
 from dialer.sandbox.behaviour import AgentProfile, Duration
-from tests.runtime_support import AT, OriginateObserver, eventually, numbers, setup_campaign
+from tests.runtime_support import AT, OriginateObserver, engine_config, eventually, numbers, setup_campaign
 from tests.test_runtime_engine import SETTINGS, engine_task, queue_phone, start_pbx
 
 
@@ -163,3 +164,71 @@ async def test_progressive_with_one_agent_in_wrap_up_never_abandons(redis_url, r
     assert all(f["reason"] == "answered" for f in finals.values()), finals
     _, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "trusting", 4, 0.0)
     assert abandoned >= 1 and summary["abandons"]["abandons_24h"] >= 1  # the control: what the issue measured
+
+
+# -- one server draining, the other keeps dialing (issue 14, part 1) ----------------------------------------------
+
+
+async def test_a_draining_server_leaves_the_campaigns_other_server_dialing(redis_url, redis_client, tmp_path, caplog):
+    """Two PBXs; once the first has taken a call it starts shutting down (every action answered `Asterisk is shutting
+    down`, its calls going on) and stays so. The dialer drains it (one WARNING naming it and Asterisk's words, shown
+    in Redis for `dialer trunk status` and the dashboard), gives each refused contact back uncounted, and the
+    campaign completes through the second server: every contact ends with exactly the calls a PBX accepted."""
+    caplog.set_level(logging.INFO, logger="dialer")
+    phones = [p for p in numbers(60, base="+331456910") if p[-1] in "01589"][:20]  # answered calls only
+    campaign = setup_campaign(redis_client, tmp_path, phones, agent_kind="ai", ai_endpoint="PJSIP/ai@voicebot",
+                              voice="artificial", purpose="informational", max_attempts=3,
+                              retry_rules={"failed": 1, "unknown": 1})
+    pbxs = {"a": await start_pbx(time_scale=0.05, ai_sessions=4),
+            "b": await start_pbx(time_scale=0.05, ai_sessions=4, seed=8)}
+    reached: dict[str, Counter[str]] = {name: Counter() for name in pbxs}  # Originates each PBX accepted, per number
+
+    def counting(name: str):
+        accept = pbxs[name].pbx.originate
+
+        def counted(req):
+            reached[name][req.channel.split("/", 1)[1].split("@", 1)[0]] += 1
+            accept(req)
+
+        return counted
+
+    for name, server in pbxs.items():
+        server.pbx.originate = counting(name)
+    servers = [AsteriskServer(name, "127.0.0.1", server.port, "dialer", "dialer-secret", "md5")
+               for name, server in pbxs.items()]
+    addresses = {name: f"127.0.0.1:{server.port}" for name, server in pbxs.items()}
+    settings = dataclasses.replace(SETTINGS, ai_sessions=2)
+    seen: list[dict] = []
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_engine(engine_config(redis_url), stop_event=stop, clock=offset_clock(AT, 1.0),
+                                              servers=servers, settings=settings, process_id="p1"))
+        await eventually(lambda: task.done() or sum(reached["a"].values()) >= 1, timeout=30)
+        pbxs["a"].shutting_down = True  # ast_begin_shutdown(): a graceful stop whose calls never end
+        at_drain = sum(reached["b"].values())
+        store = CampaignStore(redis_client)
+        while not task.done() and store.get("acme", campaign).status != "completed":
+            seen.append(draining_servers(redis_client, addresses))
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+    finally:
+        for server in pbxs.values():
+            await server.stop()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    draining = [(lvl, m) for lvl, m in lines if "is draining" in m]
+    assert [lvl for lvl, _ in draining] == [logging.WARNING], draining  # once, for a only
+    assert draining[0][1].startswith("server a is draining: Asterisk refused an"), draining
+    assert "(Asterisk is shutting down)" in draining[0][1]
+    assert any(set(d) == {"a"} and d["a"]["message"] == "Asterisk is shutting down" for d in seen), seen[-3:]
+    assert not any("b" in d for d in seen)
+    assert sum(reached["b"].values()) > at_drain  # b went on dialing while a drained
+    queue = ContactQueue(redis_client, "acme", campaign)
+    finals = {queue_phone(queue, cid): f for cid, f in queue.final_states().items()}
+    assert set(finals) == set(phones)
+    facts = FactStore(redis_client)
+    for phone in phones:
+        calls = reached["a"][phone] + reached["b"][phone]
+        attempts = facts.attempts("acme", phone)
+        assert len(attempts) == finals[phone]["attempts"] == calls == 1, (phone, finals[phone], attempts)
+        assert finals[phone]["reason"] == "answered", (phone, finals[phone])  # none used up by a refusal

@@ -136,22 +136,18 @@ agents = 5
     assert sum(second.attempts) > 0 and second.occupancy > 0.3
 
 
-CROWDED = pytest.mark.xfail(strict=True, reason=(
-    "known (BENCHMARKS.md, pacing-parity): with the runtime's cap-room rule, on a crowded queue the campaign that "
-    "earns its 34 answers first overdials, and a campaign still held at cap-room gets its slice less the answers "
-    "the others' calls in flight will want: often none, so it may never earn its room"))
-
-
 @pytest.mark.parametrize("campaigns", [2, 3])
 @pytest.mark.parametrize("mode", ["progressive", "power", "predictive"])
-def test_campaigns_sharing_agents(campaigns: int, mode: str, request: pytest.FixtureRequest) -> None:
-    """Agents are counted once: progressive campaigns on one queue never abandon, the others stay under the cap."""
+def test_campaigns_sharing_agents(campaigns: int, mode: str) -> None:
+    """Agents are counted once: progressive campaigns on one queue never abandon, the others stay under the cap.
+    On a crowded queue (three campaigns, 8 agents) a campaign held at cap-room used to starve: the others' calls in
+    flight left it no free agent, so it never earned its room (it placed 46 calls in 2 h, 10 live answers)."""
     tables = "".join(f'[[campaigns]]\nname = "c{i}"\nmode = "{mode}"\nratio = 1.5\n' for i in range(campaigns))
     s = _scenario(f'duration = "2h"\n[world]\nagents = 8\nanswer_rate = 0.2\n{tables}')
-    if campaigns == 3 and mode != "progressive":
-        request.applymarker(CROWDED)
     r = simulate_scenario(s)
     assert all(c.calls_placed > 50 for c in r.campaigns)  # nobody is starved
+    if mode != "progressive":  # each earned its room (34 live answers: one abandon in 34 is 2.9%)
+        assert all(c.live_answers >= 34 for c in r.campaigns)
     if mode == "progressive":
         assert r.abandons == 0
     else:

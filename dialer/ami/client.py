@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from dialer.config import AsteriskServer
 
 log = logging.getLogger(__name__)
+# What Asterisk answers every action once its shutdown has begun (main/manager.c process_message), lower case.
+SHUTTING_DOWN = "asterisk is shutting down"
 
 EventCallback = Callable[[Message], object]  # may return an awaitable
 ReconnectHook = Callable[["AMIClient"], Awaitable[None]]
@@ -186,7 +188,8 @@ class AMIClient:
         self._callback_tasks: set[asyncio.Task] = set()
         self._logged_in = False
         self._closing = False
-        self._shutdown_announced = False  # Asterisk sent `Shutdown` on this connection: its close is expected
+        # Asterisk sent `Shutdown`, or answered "Asterisk is shutting down", on this connection: its close is expected
+        self._shutdown_announced = False
         self._banner_event = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -347,7 +350,7 @@ class AMIClient:
             if self._closing:  # our own Logoff: Asterisk says Goodbye and closes
                 log.debug("AMI %s: connection closed after Logoff", self.name)
             elif self._shutdown_announced:  # Asterisk said it stops: expected, not a fault
-                log.info("AMI %s: connection closed by Asterisk after its Shutdown event", self.name)
+                log.info("AMI %s: connection closed by Asterisk, which said it is shutting down", self.name)
             else:
                 log.warning("AMI %s: connection lost (%s)", self.name, reason)
             await self._drop(writer, reason)
@@ -431,6 +434,10 @@ class AMIClient:
                 "was dropped"))
 
     def _dispatch(self, message: Message) -> None:
+        if message.is_response and SHUTTING_DOWN in (message.get("Message") or "").lower():
+            # Asterisk refuses every action once its shutdown began; its `Shutdown` event may never reach us (on the
+            # lab, `core restart gracefully` sometimes closed the socket before flushing it): the close is expected
+            self._shutdown_announced = True
         action_id = message.get("ActionID")
         if action_id is not None:
             pending = self._pending.get(action_id)

@@ -4,7 +4,7 @@
   dialer campaigns list --tenant T [--status S]
   dialer campaigns show --tenant T ID              configuration, status, queue counts, final reasons, abandons
   dialer campaigns start|pause|resume|stop|archive --tenant T ID
-  dialer campaigns contacts --tenant T ID          each contact: state, attempts, last step, final reason
+  dialer campaigns contacts --tenant T ID          each contact: state, attempts, each call's outcome, final reason
   dialer campaigns wait --tenant T ID [--timeout S] [--until completed|idle]
   dialer dnc check --tenant T NUMBER               whether a number is on the tenant's company DNC (and why)
 
@@ -58,8 +58,8 @@ def register(sub: Any) -> None:
     contacts.add_argument("--full-numbers", action="store_true", help="print whole phone numbers (default: masked)")
     wait = add("wait", "wait until the campaign is settled", run_wait)
     wait.add_argument("--until", choices=("completed", "idle"), default="completed",
-                      help="completed (default): the runtime completed it; idle: nothing in flight or ready now "
-                           "(contacts may wait for a retry)")
+                      help="completed (default): the runtime completed it; idle: its contacts queued, none in flight "
+                           "or due now (some may wait for a retry)")
     wait.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600); exit status 1 on timeout")
 
     dnc = sub.add_parser("dnc", help="the company do-not-call list")
@@ -210,6 +210,7 @@ def run_control(args: argparse.Namespace, config: Config) -> int:
 
 def run_contacts(args: argparse.Namespace, config: Config) -> int:
     from dialer.campaigns import CampaignStore
+    from dialer.facts import attempt_from_json, person_key
     from dialer.logs import mask_phone
     from dialer.runtime.queues import ContactQueue
 
@@ -224,11 +225,21 @@ def run_contacts(args: argparse.Namespace, config: Config) -> int:
             for name in ("data", "state", "attempts", "last", "final"):
                 pipe.hgetall(keys[name])
             data, state, attempts, last, final = pipe.execute()
+            ids = sorted(data)
+            phones = [json.loads(data[contact_id]).get("phone", "") for contact_id in ids]
+            # each call's outcome as the gate recorded it (the person's history, this campaign's calls only)
+            pipe = client.pipeline(transaction=False)
+            for phone in phones:
+                pipe.hvals(person_key(args.tenant, phone, "att"))
+            histories = pipe.execute()
             rows = []
-            for contact_id, raw in sorted(data.items()):
-                phone = json.loads(raw).get("phone", "")
+            for contact_id, phone, history in zip(ids, phones, histories, strict=True):
+                calls = sorted((a for a in map(attempt_from_json, history) if a.campaign == args.id),
+                               key=lambda a: a.at)
                 rows.append({"contact": contact_id, "phone": phone if args.full_numbers else mask_phone(phone),
                              "state": state.get(contact_id, ""), "attempts": int(attempts.get(contact_id) or 0),
+                             "outcomes": [{"at": a.at.isoformat(), "outcome": a.outcome, "call_id": a.call_id}
+                                          for a in calls],
                              "last": json.loads(last[contact_id]) if contact_id in last else None,
                              "final": json.loads(final[contact_id]) if contact_id in final else None})
             return rows
@@ -242,7 +253,9 @@ def run_contacts(args: argparse.Namespace, config: Config) -> int:
         outcome = (f"{final.get('reason')}" + (f" ({final.get('disposition') or final.get('detail')})"
                                                if final.get("disposition") or final.get("detail") else "")
                    if final else (row["last"] or {}).get("reason", ""))
-        lines.append(f"{row['contact']}\t{row['phone']}\t{row['state']}\t{row['attempts']} attempts\t{outcome}")
+        calls = ", ".join(c["outcome"] for c in row["outcomes"]) or "no call"
+        lines.append(f"{row['contact']}\t{row['phone']}\t{row['state']}\t{row['attempts']} attempts\t{outcome}"
+                     f"\tcalls: {calls}")
     _out(args, {"items": rows}, "\n".join(lines) if lines else "(no contacts)")
     return 0
 
@@ -262,7 +275,10 @@ def run_wait(args: argparse.Namespace, config: Config) -> int:
                 return found.status, ContactQueue(client, args.tenant, args.id).counts(time.time())
 
             status, counts = _guard(work)
-            idle = counts.get("inflight", 0) == 0 and counts.get("ready", 0) + counts.get("due", 0) == 0
+            # idle: the runtime has queued the campaign's contacts (none known yet is not idle: it has not started)
+            # and none is in flight or due now
+            known = sum(counts.get(k, 0) for k in ("ready", "waiting", "inflight", "final"))
+            idle = known > 0 and counts.get("inflight", 0) == 0 and counts.get("ready", 0) + counts.get("due", 0) == 0
             settled = status in ("completed", "archived") or (args.until == "idle" and idle)
             if settled or time.monotonic() >= deadline:
                 break
@@ -288,9 +304,13 @@ def run_dnc_check(args: argparse.Namespace, config: Config) -> int:
     if not valid or not number.startswith("+"):
         raise CommandError(f"{args.number!r}: not a valid E.164 number (+ and country code, e.g. +33145678901)")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    client = redisconn.connect(config.redis_url)
+    client = redisconn.connect(config.redis_url, decode_responses=True)
     try:
-        found = _guard(lambda: FactStore(client).optout(args.tenant, e164, args.campaign))
+        def work() -> Any:
+            _tenant_exists(client, args.tenant)  # a misspelt tenant is not "not on the DNC": its list is unknown
+            return FactStore(client).optout(args.tenant, e164, args.campaign)
+
+        found = _guard(work)
     finally:
         client.close()
     data: dict[str, Any] = {"number": e164, "listed": found is not None}

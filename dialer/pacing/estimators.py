@@ -15,6 +15,7 @@ No clock is read here: observations and `now` are arguments.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -250,7 +251,7 @@ class DurationHistogram:
         values = [1.0]
         # Most bins are empty: survival only moves at bins where something ended or a running duration
         # is censored, so walk those and copy the survival across the gaps (this runs at every refresh).
-        marks = sorted({k for k in range(n) if bins[k]} | {min(int(c / self.step), n) + 1 for c in running})
+        marks = sorted({*itertools.compress(range(n), bins), *(min(int(c / self.step), n) + 1 for c in running)})
         prev = 0
         for k in marks:
             if k >= n:

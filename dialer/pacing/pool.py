@@ -14,7 +14,9 @@ it (the "ringing" calls; a free agent another campaign's call is heading for is 
    campaigns that want them: priority, then weight, capped at demand), less the agents the others' calls in
    flight will want (a reserving campaign's: one each; an overdialing one's: their expected answers plus one
    standard deviation, at this campaign's answer-rate estimate), and paces progressive on it with its own calls;
-   every other campaign paces on the free agents less the slices the reserving campaigns have not yet filled;
+   every other campaign paces on the free agents less the reserving campaigns' slices (or their calls in flight,
+   if more), and while a campaign held by a legal rule (`held` in its claim) has not filled its slice, counts on
+   none of the busy agents freeing up: on a crowded queue those are what the held campaign's slice is cut from;
 3. decide() (dialer.pacing.guard.decide_within) says how many lines the pool may carry (calls in flight + the new
    calls this campaign wants); `apportion` splits them between the campaigns that want them (a progressive
    campaign's slice is its share already).
@@ -47,6 +49,10 @@ class PoolPlan:
     lines: int
     share: int
     claim: ShareClaim
+
+
+# A busy agent's time on its call (seconds) past any survival table: staffed, but not expected to free up.
+NOT_FREEING = 1e9
 
 
 def reserves(policy: PacingPolicy) -> bool:
@@ -104,17 +110,25 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         if mine_reserves:
             # Its slice, less what the others hold beyond theirs (a reserving campaign's calls in flight each hold
             # an agent; another campaign's, at most its slice): paced progressive on it with its own calls.
-            held = sum(c.in_flight if c.reserves else _expected_answers(c.in_flight, state.answer_rate)
-                       for c in others)
+            held = sum(c.in_flight for c in others if c.reserves) + _expected_answers(
+                sum(c.in_flight for c in others if not c.reserves), state.answer_rate)
             seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
-        else:  # the agents the reserving campaigns have not filled with calls yet are theirs
-            kept = sum(max(0, slices[c.key] - c.in_flight) for c in others if c.reserves)
-            # and of the busy agents who will free up, it counts on its weight's part only (the others' slices
-            # are cut from the free agents, which the busy ones become)
+        else:
+            # A reserving campaign's slice is its own: the agents it has not filled with calls yet, and those its
+            # calls in flight are heading for (each has an agent reserved; among the ringing calls it counts only at
+            # its chance of an answer, so without this its agent would be overdialed on).
+            kept = sum(max(slices[c.key], c.in_flight) for c in others if c.reserves)
+            # of the busy agents who will free up, it counts on its weight's part only (the others' slices are cut
+            # from the free agents, which the busy ones become)
             sharing = weight + sum(c.weight for c in others if c.reserves and c.demand > 0 and c.priority >= priority)
-            seen = dataclasses.replace(state, free_agents=max(0, free - kept),
-                                       busy_elapsed=_part(state.busy_elapsed, weight / sharing))
+            busy = _part(state.busy_elapsed, weight / sharing)
+            if any(c.held and slices[c.key] > c.in_flight for c in others):
+                # A campaign held by a legal rule is waiting for its slice: count on none of the busy agents
+                # freeing up (they are what its slice is cut from), so this campaign's answers stay within the
+                # free agents left to it and the held campaign's calls find theirs. (Still staffed: not freeing.)
+                busy = (NOT_FREEING,) * len(busy)
+            seen = dataclasses.replace(state, free_agents=max(0, free - kept), busy_elapsed=busy)
     decision = decide_within(policy, seen, verdict)
     wanted = decision.wanted if slice_wanted is None else max(decision.wanted, slice_wanted)
     if contacts is not None:
@@ -123,9 +137,18 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
         lines, share = total + decision.calls, n_mine + decision.calls
     else:
         lines = total + decision.wanted
+        if others:
+            # Its demand is the pool's lines it would carry, not the new calls left once the others' calls fill
+            # them: with the pool full that was its own calls in flight, so whoever filled the pool first kept it
+            # (two power campaigns of equal weight: 1,300 and 150 calls in 2 h). The apportion then gives each its
+            # part of the lines, and one holding more places nothing until its calls end.
+            wanted = max(wanted, lines - n_mine)
+            if contacts is not None:
+                wanted = min(wanted, contacts)
         # alone: apportion of one claim is its demand (skipped: this runs every tick of every simulated second)
         share = n_mine + wanted if not others else entitlement(
             lines, ShareClaim(key, n_mine + wanted, weight, priority), others)
     calls = max(0, min(decision.calls, share - n_mine))
-    claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves)
+    claim = ShareClaim(key, wanted, weight, priority, reserves=mine_reserves,
+                       held=mine_reserves and verdict.reserved_only and not reserves(policy))
     return PoolPlan(verdict, decision, calls, lines, share, claim)

@@ -12,12 +12,14 @@ The policy (docs/pacing.md, "Campaigns that share agents"):
    proportion to its `weight`, never more than its `demand`; what a campaign does not need (few contacts left, a
    paused campaign) is shared by the others in proportion to their weights. So the split follows demand, and
    weights only matter when campaigns want more than there is.
-3. Whole lines: largest remainder, ties broken by the campaign key, so every process that sees the same claims
-   computes the same split.
+3. Whole lines: largest remainder, ties broken by weight, then fewer calls in flight, then the campaign key, so
+   every process that sees the same claims computes the same split and a last free line goes round.
 
 A campaign's demand is counted in lines: the calls it has in flight towards the pool plus the new calls its pacing
-wants now. A campaign already holding more than its entitlement (another campaign just joined, agents left)
-places nothing until enough of its calls have ended; none is cut off.
+wants now (for an overdialing campaign sharing the pool: the pool's lines its pacing would carry, less its own calls
+in flight, so a full pool does not freeze the split where it stands; dialer/pacing/pool.py). A campaign already
+holding more than its entitlement (another campaign just joined, agents left) places nothing until enough of its
+calls have ended; none is cut off.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class ShareClaim:
     in_flight: of the demand, its calls already in flight (the rest is new calls).
     reserves: it places a call only for an agent of its own (progressive): it is given its slice of the free
         agents, which the others' pacing leaves to it (dialer/pacing/pool.py).
+    held: it reserves because a legal rule holds it (cap-reached, cap-room, the short-window guard), not by its
+        mode: until its slice is filled, the overdialing campaigns pace on the free agents left to them alone (not
+        on busy agents about to free up), so their answers do not land on its agents and it earns its room.
     """
 
     key: str
@@ -48,6 +53,7 @@ class ShareClaim:
     priority: int = 0
     in_flight: int = 0
     reserves: bool = False
+    held: bool = False
 
     def __post_init__(self) -> None:
         if self.demand < 0:
@@ -97,8 +103,10 @@ def apportion(total: int, claims: Iterable[ShareClaim]) -> dict[str, int]:
         real = _water_fill(left, tier)
         whole = {k: math.floor(v + 1e-9) for k, v in real.items()}
         spare = left - sum(whole.values())
-        # Largest remainder first; equal remainders: heavier weight, then the key (deterministic everywhere).
-        order = sorted(tier, key=lambda c: (-(real[c.key] - whole[c.key]), -c.weight, c.key))
+        # Largest remainder first; equal remainders: heavier weight, then fewer calls in flight (so the line goes
+        # round: the key alone gave it to the same campaign every time a pool had one free agent for two), then
+        # the key (deterministic everywhere).
+        order = sorted(tier, key=lambda c: (-(real[c.key] - whole[c.key]), -c.weight, c.in_flight, c.key))
         for c in order:
             if spare <= 0:
                 break

@@ -11,7 +11,8 @@ Keys, per set of Asterisk servers (`pbx_group`: the agents a process sees) and q
   dialer:agents:{pbx}:{queue}:calls    sorted set, call id -> expiry (ms, Redis's clock)
   dialer:agents:{pbx}:{queue}:owner    hash, call id -> "{tenant}/{campaign}|{placed ms}"
   dialer:agents:{pbx}:{queue}:demand   hash, "{tenant}/{campaign}" ->
-                                       "{new calls}|{weight}|{priority}|{reserves 0/1}|{expiry ms}"
+                                       "{new calls}|{weight}|{priority}|{reserves}|{expiry ms}"
+                                       (reserves: 0, 1 progressive, 2 held by a legal rule; ShareClaim)
 
 Queues that share members (an agent in several queues) form one pool: a reservation is checked against the calls
 in flight towards every queue of the group, and their free agents are counted once (`pool_free`).
@@ -187,7 +188,8 @@ class PoolSnapshot:
         for key in sorted(keys):
             demand = self.demands.get(key, ShareClaim(key, 0))
             mine = self.in_flight(key)
-            out.append(ShareClaim(key, mine + demand.demand, demand.weight, demand.priority, mine, demand.reserves))
+            out.append(ShareClaim(key, mine + demand.demand, demand.weight, demand.priority, mine, demand.reserves,
+                                  demand.held))
         return out
 
 
@@ -229,8 +231,9 @@ class AgentPool:
                     if len(fields) not in (4, 5):
                         continue
                     new, weight, priority = fields[:3]
+                    mark = fields[3] if len(fields) == 5 else "0"  # 1: reserves (progressive), 2: held by a rule
                     claim = ShareClaim(campaign, max(0, int(new)), float(weight), int(priority),
-                                       reserves=len(fields) == 5 and fields[3] == "1")
+                                       reserves=mark in ("1", "2"), held=mark == "2")
                 except ValueError:
                     continue  # a malformed record claims nothing
                 previous = demands.get(campaign)
@@ -244,7 +247,8 @@ class AgentPool:
         of `call_ids` as both ceilings allow; `claim` (its new calls, weight, priority) is published for the
         others' split. Returns (granted ids, group's calls in flight, the campaign's)."""
         keys = [*pool_keys(self.pbx, queues[0]), *(pool_keys(self.pbx, q)[0] for q in queues[1:])]
-        record = "" if claim is None else f"{claim.demand}|{claim.weight!r}|{claim.priority}|{int(claim.reserves)}"
+        mark = 0 if claim is None else 2 if claim.held else int(claim.reserves)
+        record = "" if claim is None else f"{claim.demand}|{claim.weight!r}|{claim.priority}|{mark}"
         raw = self._reserve(keys=keys, args=[campaign, record, int(max_total), int(max_mine), self.lease_ms,
                                              KEY_TTL_MS, DEMAND_TTL_MS, *call_ids])
         granted = [_text(i) for i in raw[2:]]

@@ -67,11 +67,16 @@ async def forget_stored(pool: AMIPool, server: str, outcome: Outcome) -> None:
         return
     try:
         await outcomes.forget(client, outcome.call_id)
-    except ActionFailed as exc:  # DBDel refused: an AMI user without `system` (asterisk/manager.conf.sample)
-        if server not in _denied:
-            _denied.add(server)
-            log.error("AMI %s: stored call outcomes cannot be deleted (%s): they pile up in AstDB until cleared "
-                      "(database deltree dialer_outcome) or `system` is granted", server, exc)
+    except ActionFailed as exc:
+        message = (exc.response.get("Message") or "").lower()
+        if "permission denied" in message:  # an AMI user without `system` (asterisk/manager.conf.sample)
+            if server not in _denied:
+                _denied.add(server)
+                log.error("AMI %s: stored call outcomes cannot be deleted (%s): they pile up in AstDB until cleared "
+                          "(database deltree dialer_outcome) or `system` is granted", server, exc)
+        else:  # e.g. "Asterisk is shutting down" (a restart): nothing to grant, the sweep after the re-login deletes it
+            log.debug("call %s: AstDB outcome not deleted on %s yet (%s); the sweep deletes it", outcome.call_id,
+                      server, exc)
     except AMIError as exc:
         log.warning("call %s: AstDB outcome not deleted on %s (%s)", outcome.call_id, server, exc)
 
