@@ -332,3 +332,35 @@ def test_the_commands_confirm_the_loss(redis_factory, record: Record, monkeypatc
         verified = verify_tenant(audit, record, tenant)
         assert verified.ok and len(verified.breaks) == 1, verified
     client.close()
+
+
+def test_a_promoted_replica_that_missed_the_last_writes(redis_factory, record: Record) -> None:
+    """A real failover: a replica is promoted (REPLICAOF NO ONE) while the old master still takes writes that the
+    archiver copies; the dialer then works on the promoted replica, whose trail forks after what it had."""
+    master, replica = redis_factory.start(), redis_factory.start()
+    old = redis.Redis.from_url(master.url)
+    new = redis.Redis.from_url(replica.url)
+    AuditLog(old, KEY).append_many(T, events("old", 2))  # 10 entries, replicated
+    new.replicaof("127.0.0.1", master.port)
+    wait_for(lambda: new.hget(f"t:{{{T}}}:audit:head", "seq") == b"10")
+    new.replicaof("NO", "ONE")  # promoted: what the old master takes from now on never reaches it
+    AuditLog(old, KEY).append_many(T, events("lost", 1))  # 11..15
+    assert archiver(old, record).archive_tenant(T).archived_seq == 15
+    before, old_rows = counts(record), archived_rows(record, 15)
+    audit = AuditLog(new, KEY)
+    audit.append_many(T, events("new", 2))  # 11..20 on the promoted replica: 11..15 reuse the lost seqs
+    with pytest.raises(ChainGap) as refused:
+        archiver(new, record).archive_tenant(T)
+    assert "does not link to the archived entry 15" in one_line_naming_the_command(refused.value)
+    b = confirm(audit, record, T, by="cli:ops", reason="failover to the replica", at=datetime.now(UTC))
+    assert (b.fork_seq, b.first_seq, b.seq) == (10, 11, 16)
+    assert archiver(new, record).archive_tenant(T).copied == 11
+    assert archiver(new, record).archive_tenant(T).copied == 0
+    after = counts(record)
+    for table in ("gate_decisions", "call_records", "consents", "optouts", "usage_records"):
+        assert after[table] == before[table] + 2, table
+    assert archived_rows(record, 15) == old_rows
+    verified = verify_tenant(audit, record, T)
+    assert verified.ok and len(verified.breaks) == 1, verified
+    old.close()
+    new.close()
