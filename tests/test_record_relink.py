@@ -364,3 +364,23 @@ def test_a_promoted_replica_that_missed_the_last_writes(redis_factory, record: R
     assert verified.ok and len(verified.breaks) == 1, verified
     old.close()
     new.close()
+
+
+def test_a_second_loss_before_the_new_trail_was_archived(redis_client: redis.Redis, record: Record) -> None:
+    audit = AuditLog(redis_client, KEY)
+    audit.append_many(T, events("old", 1))
+    archiver(redis_client, record).archive_tenant(T)
+    redis_client.flushall()
+    audit.append_many(T, events("first", 1))
+    confirm(audit, record, T, by="cli:ops", reason="first loss", at=datetime.now(UTC))
+    redis_client.flushall()  # lost again before the archiver copied anything of it
+    audit.append_many(T, events("second", 1))
+    with pytest.raises(ChainGap) as refused:
+        archiver(redis_client, record).archive_tenant(T)
+    one_line_naming_the_command(refused.value)
+    confirm(audit, record, T, by="cli:ops", reason="second loss", at=datetime.now(UTC))
+    assert archiver(redis_client, record).archive_tenant(T).archived_seq == 5 + 6
+    verified = verify_tenant(audit, record, T)
+    assert verified.ok and len(verified.breaks) == 2, verified
+    assert "lost again" in verified.breaks[0] and "second loss" in verified.breaks[1]
+    assert counts(record)["consents"] == 2

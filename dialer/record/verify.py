@@ -59,8 +59,9 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
                 return "a break names another last archived entry than the one stored before it (entries removed)"
             if not checked and prev not in (b.last_hash, b.first_prev):
                 return "the archive's start does not join the break after it"
-            if pending and pending[0].seq == seq:
-                continue  # superseded: a second loss before this segment got an entry archived
+            if pending and pending[0].seq == seq:  # superseded: lost again before an entry of it was archived
+                confirmed.append(b.describe() + " (that trail was lost again before any of it was archived)")
+                continue
             prev, shift = b.first_prev, b.shift
             confirmed.append(b.describe())
         return None
