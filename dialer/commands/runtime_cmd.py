@@ -1,5 +1,6 @@
 """`dialer runtime status|resume`: the dialing engines' data-state marker (dialer/runtime/datastate.py), and the
-operator's confirmation that dialing may resume after Redis lost data."""
+operator's confirmation that dialing may resume after Redis lost data (which also relinks the record to every
+tenant's new audit trail: dialer/record/relink.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def register(sub: Any) -> None:
     status = actions.add_parser("status", help="whether dialing is stopped, and why")
     status.set_defaults(func=run_status)
     resume = actions.add_parser(
-        "resume", help="after a Redis data loss: confirm the data as it is now and let the engines dial again")
+        "resume", help="after a Redis data loss: confirm the data as it is now and let the engines dial again (and "
+        "the record accept each tenant's new audit trail: docs/record.md)")
     resume.add_argument("--after-data-loss", action="store_true", required=True,
                         help="required: you checked what was lost (opt-outs, calls of the lost seconds) and accept "
                              "the data as it is now")
