@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from dialer.audit import AuditLog, base_key, stream_key
+from dialer.audit import GENESIS, Appended, AuditLog, base_key, head_key, stream_key
 from dialer.record import schema
 from dialer.record.relink import Position, hint, position
 from dialer.record.rows import MalformedEntry, Rows, add_entry
@@ -103,10 +103,16 @@ class Archiver:
         redis_seq, expected_prev, expected_first = at.redis_seq, at.expected_prev, at.expected_first
         record_seq = at.seq
         while max_batches is None or batches < max_batches:
-            chunk = self.redis.xrange(stream_key(tenant), f"{redis_seq + 1}-0", "+", count=self.batch)
+            if batches == 0:  # the head comes with the first read, in the same round trip (a caught-up pass's cost)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.xrange(stream_key(tenant), f"{redis_seq + 1}-0", "+", count=self.batch)
+                pipe.hmget(head_key(tenant), "seq", "hash")
+                chunk, head = pipe.execute()
+            else:
+                chunk = self.redis.xrange(stream_key(tenant), f"{redis_seq + 1}-0", "+", count=self.batch)
             if not chunk:
                 if batches == 0:
-                    self._check_head(tenant, at)
+                    self._check_head(tenant, at, head)
                 break
             redis_seq, expected_prev = self._store(tenant, at, redis_seq, expected_prev, expected_first, chunk)
             record_seq = redis_seq + at.shift
@@ -118,12 +124,12 @@ class Archiver:
         trimmed = self._trim(tenant, redis_seq) if redis_seq else 0
         return PassResult(tenant, copied, record_seq, trimmed)
 
-    def _check_head(self, tenant: str, at: Position) -> None:
+    def _check_head(self, tenant: str, at: Position, raw_head: Sequence[Any]) -> None:
         """Nothing new in Redis: still, a head below (or another entry at) what the record holds is a data loss
         (a failover lost the last entries, a flush), seen now rather than when the next entry comes."""
         if at.seq == 0 and at.latest is None:
             return
-        head = self.audit.head(tenant)
+        head = Appended(int(raw_head[0] or 0), _s(raw_head[1]) if raw_head[1] else GENESIS)
         last = at.redis_seq
         if head.seq < last:
             raise ChainGap(f"tenant {tenant}: Redis's audit trail ends at seq {head.seq} but the record holds it up "
