@@ -150,3 +150,38 @@ class Instance:
         """Calls up now: one `Local/<number>@sim-callee-...;1` channel each (`core show channels concise`)."""
         return sum(1 for line in self.cli("core show channels concise", timeout=10).splitlines()
                    if "@sim-callee-" in line and line.split("!", 1)[0].endswith(";1"))
+
+
+class LiveCalls:
+    """Calls up on an instance, counted from its own AMI events (a `monitor` session): a call is up from the
+    Newchannel of its `Local/<number>@sim-callee-...;1` channel to that channel's Hangup.
+
+    Why not `core show channels`: it lists Asterisk's cache of channel snapshots, which lets a channel go a moment
+    after its Hangup event. A dialer frees the trunk slot on that event and may place the next call at once, so a
+    sample on a loaded machine once showed 4 calls on a 3-channel trunk that never had 4. Events come in Asterisk's
+    order on one connection: the next call's Newchannel always follows the Hangup that freed its slot."""
+
+    def __init__(self, port: int) -> None:
+        from dialer.ami.client import AMIClient
+
+        self.client = AMIClient("127.0.0.1", port, "monitor", "monitor-secret", name="live-calls", events="call")
+        self.up: set[str] = set()
+        self.peak = 0
+
+    def _seen(self, message) -> None:
+        channel = message.get("Channel") or ""
+        if "@sim-callee-" not in channel or not channel.endswith(";1"):
+            return
+        if message.name == "Newchannel":
+            self.up.add(channel)
+            self.peak = max(self.peak, len(self.up))
+        else:
+            self.up.discard(channel)
+
+    async def __aenter__(self) -> LiveCalls:
+        await self.client.connect()
+        self.client.on_event(self._seen, names=["Newchannel", "Hangup"])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()

@@ -42,7 +42,7 @@ async def test_an_operator_suspends_and_lifts_a_tenant_from_the_console(gw, brow
     await expect(page.locator('#op-tenants [data-tenant="acme"]')).to_have_attribute("data-suspended", "0")
     await page.select_option("#op-tenant", "acme")
     await page.click("#op-suspend")  # no reason: the API's words say which field
-    await expect(page.locator("#operator-page .note.error")).to_contain_text("reason")
+    await expect(page.locator("#operator-page .note.error")).to_contain_text("Reason: ")  # field.reason
     await page.fill("#op-reason", "chargebacks under review")
     await page.click("#op-suspend")
     row = page.locator('#op-tenants [data-tenant="acme"]')

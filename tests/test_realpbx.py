@@ -326,16 +326,16 @@ async def test_trunk_ceilings_hold_on_the_real_pbx(pbx, redis_url, redis_client,
 
     await monitor.connect()
     monitor.on_event(seen, names=["Newchannel"])
-    peak = 0
     try:
-        running.append(await start_dialer(redis_url, config, "d1", tmp_path))
-        store = CampaignStore(redis_client)
-        while store.get("acme", campaign).status != "completed":
-            peak = max(peak, await asyncio.to_thread(pbx.live_calls))
-            await asyncio.sleep(0.2)
+        async with lab.LiveCalls(pbx.port) as live:
+            running.append(await start_dialer(redis_url, config, "d1", tmp_path))
+            store = CampaignStore(redis_client)
+            while store.get("acme", campaign).status != "completed":
+                await asyncio.sleep(0.2)
         assert await stop_dialer(running[0]) == 0
     finally:
         await monitor.close()
+    peak = live.peak
     assert sum(pbx.calls_by_number().values()) == len(phones)
     assert 2 <= peak <= 3  # the channel ceiling was reached and held
     starts.sort()

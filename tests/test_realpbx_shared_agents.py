@@ -16,6 +16,7 @@ import pytest
 from dialer.campaigns import CampaignStore
 from dialer.livestats import dispositions_key
 from tests import test_realpbx as realpbx
+from tests.realpbx_lab import LiveCalls
 from tests.runtime_support import numbers, setup_campaign
 
 # Issue 15 on the real PBX: slow as well, so the CI tier (issue 14) stays under 8 min; DIALER_SLOW_TESTS=1 runs it.
@@ -37,16 +38,15 @@ def campaigns_on(redis_client, tmp_path, queues: list[str], count: int) -> list[
 
 
 async def peak_while_running(redis_url, redis_client, pbx, made, config, tmp_path, running, timeout: float) -> int:
-    running.append(await start_dialer(redis_url, config, "d1", tmp_path))
     store = CampaignStore(redis_client)
-    peak = 0
     deadline = asyncio.get_running_loop().time() + timeout
-    while any(store.get("acme", c).status != "completed" for c in made):
-        assert asyncio.get_running_loop().time() < deadline, "campaigns not completed in time"
-        peak = max(peak, await asyncio.to_thread(pbx.live_calls))
-        await asyncio.sleep(0.2)
+    async with LiveCalls(pbx.port) as live:
+        running.append(await start_dialer(redis_url, config, "d1", tmp_path))
+        while any(store.get("acme", c).status != "completed" for c in made):
+            assert asyncio.get_running_loop().time() < deadline, "campaigns not completed in time"
+            await asyncio.sleep(0.2)
     assert await stop_dialer(running[0]) == 0
-    return peak
+    return live.peak
 
 
 async def test_two_progressive_campaigns_on_one_agent(pbx, redis_url, redis_client, tmp_path, running):

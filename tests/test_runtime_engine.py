@@ -449,7 +449,7 @@ async def test_power_mode_dials_its_ratio_within_the_trunk_and_cps_ceilings(redi
         # 1 Originate per second at most, counted where the limit is kept: the slots taken in Redis, on its clock.
         # (Each Originate leaves a few ms after its slot; on a loaded machine the event loop can add more, so the
         # gap between the two sends measured here once fell under 1 s.)
-        assert len(engine.reserved_walls) == 2
+        assert len(engine.reserved_walls) >= 2  # (a slot taken for a call then not placed is given back)
         assert all(b - a >= 1.0 for a, b in itertools.pairwise(engine.reserved_walls))
     finally:
         await pbx.stop()

@@ -2,6 +2,7 @@
 // machines, an API token in the Authorization header. Pages import these; app.js sets the credentials.
 import { has, t } from "./i18n.js";
 export const credentials = { token: null, csrf: null };
+const GENERIC = "invalid_field"; // the code of a field error that says only "not accepted"
 
 export function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -38,15 +39,28 @@ export function fieldName(path) {
 }
 
 // What went wrong, in the user's language, without the field's name: the check the field failed (error.rule.RULE,
-// with its figures), else the code's text (error.CODE), else, for a code this console does not know yet, the
-// server's own message (English).
+// with its figures), else the code's text (error.CODE; the generic invalid_field followed by the server's reason),
+// else, for a code this console does not know yet, the server's own message (English).
 export function errorMessage(error) {
   const params = { ...(error.params || {}) };
   if (params.form !== undefined) params.form = has(`error.form.${params.form}`) ? t(`error.form.${params.form}`) : "";
   if (params.type !== undefined && has(`error.type.${params.type}`)) params.type = t(`error.type.${params.type}`);
   if (error.rule && has(`error.rule.${error.rule}`)) return t(`error.rule.${error.rule}`, params);
-  if (error.code && has(`error.${error.code}`)) return t(`error.${error.code}`, params);
+  if (error.code && has(`error.${error.code}`)) {
+    const text = t(`error.${error.code}`, params);
+    // A field error with only the generic code (invalid_field) and no rule this console can word ("private
+    // address refused"): "This value is not accepted." alone would hide why, so the server's own reason (English,
+    // without its "field: " prefix) follows it.
+    const reason = error.field && error.code === GENERIC ? serverReason(error) : "";
+    return reason ? t("error.with_reason", { text, reason }) : text;
+  }
   return error.message || t("error.http_5xx");
+}
+
+function serverReason(error) {
+  const message = String(error.message || "");
+  const prefix = `${error.field}: `;
+  return (message.startsWith(prefix) ? message.slice(prefix.length) : message).trim();
 }
 
 // The same with the field named first: "Caller ID: must be a phone number in international form...".

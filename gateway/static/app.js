@@ -6,10 +6,11 @@
 // the live board below is the "live" page.
 import { api, apiError, credentials, errorText, errorWords, sendJson as postJson } from "./api.js";
 import {
-  browserLanguage, clock, currentZone, dateTime, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
+  browserLanguage, clock, currentZone, has, hourIn, number, percent as pct, reasonText, setLanguage, t,
   translateDocument,
 } from "./i18n.js";
 import { registerBuiltin, startRouter, stopRouter } from "./router.js";
+import { holdText, startBusiness, stopBusiness, words } from "./business.js";
 
 const TOKEN_KEY = "dialerToken";
 const NEAR_CAP = 0.8; // alert when an abandon rate reaches 80 % of the campaign's cap
@@ -19,7 +20,7 @@ const OUTCOMES = [
 ];
 const ACTIONS = { pause: ["running"], resume: ["paused"], stop: ["running", "paused", "scheduled"] };
 
-const state = { me: null, stream: null, cards: new Map(), retry: null, business: null };
+const state = { me: null, stream: null, cards: new Map(), retry: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -63,80 +64,15 @@ registerBuiltin("board", {
     $("board").hidden = false;
     $("live").hidden = false;
     openStream();
-    loadBusiness();
+    startBusiness(state.me);
     return () => {
       $("board").hidden = true;
       $("live").hidden = true;
-      clearTimeout(state.business);
+      stopBusiness();
       closeStream();
     };
   },
 });
-
-// --- usage, budgets, holds and data-subject requests on the live board (issue 19) ------------
-
-// The usage figures shown, in this order; their names are the catalogues' board.usage.NAME.
-const USAGE_SHOWN = ["attempts", "connected", "billable_minutes", "ai_minutes", "recordings", "contacts_stored"];
-// A hold in the user's language: what (hold.CODE), why (the reason as typed, or the budget's), who and since when;
-// the server's own line for a hold this console does not know.
-const holdText = (hold) => (has(`hold.${hold.code}`) ? t(hold.until ? "board.hold_until" : "board.hold", {
-  what: t(`hold.${hold.code}`), reason: hold.reason, by: hold.by, at: dateTime(hold.at),
-  until: hold.until ? dateTime(hold.until) : "" }) : hold.text);
-// A value's words from the catalogues when they have them (key prefix + value), else the value itself.
-const words = (prefix, value) => (has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : String(value));
-
-function listItems(ul, rows) {
-  ul.replaceChildren(...rows.map(([label, value, over]) => {
-    const li = document.createElement("li");
-    const name = document.createElement("span");
-    name.textContent = label;
-    const figure = document.createElement("span");
-    figure.className = over ? "count over" : "count";
-    figure.textContent = value;
-    li.append(name, figure);
-    return li;
-  }));
-}
-
-async function loadBusiness() {
-  if (!state.me) return;
-  const can = (p) => state.me && state.me.permissions.includes(p);
-  $("business").hidden = !(can("usage.read") || can("subjects.read"));
-  if (can("usage.read")) {
-    const resp = await api("/v1/usage");
-    if (resp.ok) {
-      const usage = await resp.json();
-      $("usage-panel").hidden = false;
-      $("usage-export").hidden = Boolean(credentials.token); // a plain link carries the session cookie, not a token
-      listItems($("usage-figures"), USAGE_SHOWN.map((k) => [t(`board.usage.${k}`), number(usage.totals[k] ?? 0)]));
-      listItems($("budgets"), (usage.budgets || []).map((b) => [
-        t(b.hard_stop ? "board.budget.hard_stop" : "board.budget", { measure: words("board.usage", b.measure),
-          period: words("board.period", b.period) }),
-        t("board.budget.figure", { used: number(b.used), limit: number(b.limit), percent: number(b.percent) }),
-        b.percent >= 80]));
-      const held = usage.holds || [];
-      $("holds").hidden = !held.length;
-      $("holds").textContent = held.length ? t("board.held", { text: held.map(holdText).join("; ") }) : "";
-    }
-  }
-  if (can("subjects.read")) {
-    const resp = await api("/v1/subject-requests");
-    if (resp.ok) {
-      const open = (await resp.json()).items.filter((r) => r.state !== "done" && r.state !== "refused");
-      $("requests-panel").hidden = false;
-      $("requests-empty").hidden = open.length > 0;
-      listItems($("requests"), open.map((r) => [
-        [`${words("board.dsr.kind", r.kind)} (${r.regime})`, words("board.dsr.state", r.state), r.reference]
-          .filter(Boolean).join(" · "),
-        r.overdue ? t("board.dsr.overdue", { day: r.deadline.slice(0, 10) })
-          : (r.forward_overdue ? t("board.dsr.forward_overdue")
-            : t("board.dsr.due", { day: r.deadline.slice(0, 10), days: number(r.days_left) })),
-        r.overdue || r.forward_overdue]));
-    }
-  }
-  clearTimeout(state.business);
-  state.business = setTimeout(loadBusiness, 60000);
-}
 
 function enterSession(session) {
   credentials.token = null;
@@ -284,8 +220,7 @@ async function signOut(message = "") {
   credentials.token = null;
   credentials.csrf = null;
   state.me = null;
-  clearTimeout(state.business);
-  $("business").hidden = true;
+  stopBusiness();
   state.cards.clear();
   $("campaigns").replaceChildren();
   $("board-error").textContent = "";

@@ -15,7 +15,7 @@
 export const ALL = ["admin", "supervisor", "uploader", "auditor"];
 const WATCHERS = ["admin", "supervisor", "auditor"];
 const WRITERS = ["admin", "supervisor"];
-const AUDITORS = ["admin", "auditor"]; // audit.read, users.read (auditors read, admins also change)
+const AUDITORS = ["admin", "auditor"]; // audit.read, users.read, webhooks.read (auditors read, admins change)
 
 export const NAV = [
   { route: "live", label: "nav.live", roles: WATCHERS, page: "builtin:board" },
@@ -28,6 +28,7 @@ export const NAV = [
   { route: "compliance", label: "nav.compliance", roles: WATCHERS, page: "./pages/compliance.js" },
   { route: "audit", label: "nav.audit", roles: AUDITORS, page: "./pages/audit.js" },
   { route: "users", label: "nav.users", roles: AUDITORS, page: "./pages/users.js" },
+  { route: "webhooks", label: "nav.webhooks", roles: AUDITORS, page: "./pages/webhooks.js" },
   { route: "operator", label: "nav.operator", roles: ["admin"], permission: "tenants.operate",
     page: "./pages/operator.js" },
   { route: "preferences", label: "nav.preferences", roles: ALL, page: "./pages/preferences.js" },
