@@ -18,7 +18,6 @@ from dialer.audit import AuditEvent, AuditLog
 from dialer.record.archiver import Archiver, ChainGap
 from dialer.record.relink import Break, RelinkError, breaks, confirm, diagnose
 from dialer.record.store import Record
-from dialer.record.url import parse_record_url
 from dialer.record.verify import verify_tenant
 
 KEY = "k" * 32
@@ -26,17 +25,6 @@ T = "acme"
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TABLES = ("audit_archive", "gate_decisions", "call_records", "consents", "optouts", "usage_records")
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def record(request: pytest.FixtureRequest, tmp_path: Path) -> Record:
-    if request.param == "sqlite":
-        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
-    else:
-        url = parse_record_url(request.getfixturevalue("postgres_url"))
-    store = Record(url, pool_size=2)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def events(tag: str, n: int) -> list[AuditEvent]:

@@ -5,7 +5,6 @@ redis-server, real PostgreSQL (started by the session) and SQLite."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -25,17 +24,6 @@ DAY1 = datetime(2026, 11, 29, 22, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 TODAY = date(2026, 12, 6)
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def record(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Record]:
-    if request.param == "sqlite":
-        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
-    else:
-        url = parse_record_url(request.getfixturevalue("postgres_url"))
-    store = Record(url, pool_size=2)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def meter_calls(client: redis.Redis) -> int:
