@@ -202,8 +202,14 @@ class VerifyResult:
     head_seq: int  # the chain head's seq (0 when empty)
     bad_seq: int | None = None  # first seq where the chain is broken
     problem: str = ""  # what is wrong there, for people
+    # confirmed discontinuities after a Redis data loss, for people (the record's audit_breaks: dialer/record/relink.py)
+    breaks: tuple[str, ...] = ()
 
     def __str__(self) -> str:
+        if self.ok and self.breaks:
+            n = len(self.breaks)
+            return (f"audit trail intact: {self.checked} entries, head seq {self.head_seq}, with {n} confirmed "
+                    f"break{'s' if n > 1 else ''} after a data loss: " + "; ".join(self.breaks))
         if self.ok:
             return f"audit trail intact: {self.checked} entries, head seq {self.head_seq}"
         return f"audit trail BROKEN at seq {self.bad_seq}: {self.problem}"

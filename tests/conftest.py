@@ -44,6 +44,23 @@ def postgres_url(postgres_server: object) -> str:
     return postgres_server.create_database("t_" + uuid.uuid4().hex[:12])  # type: ignore[attr-defined]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[object]:
+    """The record (dialer/record), migrated: the embedded SQLite file and a fresh database on the session's
+    PostgreSQL, one test each."""
+    from dialer.record.store import Record
+    from dialer.record.url import parse_record_url
+
+    if request.param == "sqlite":
+        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
+    else:
+        url = parse_record_url(request.getfixturevalue("postgres_url"))
+    store = Record(url, pool_size=2)
+    store.migrate()
+    yield store
+    store.close()
+
+
 # Property tests and the schemathesis fuzz draw the same examples on every run, so CI passes or fails on the code,
 # never on the draw (a random draw found a real bug on 2026-12-06, and failed that run by chance). To explore new
 # examples, run with DIALER_FUZZ_RANDOM=1 and turn what it finds into a fixed test.

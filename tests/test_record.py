@@ -19,17 +19,6 @@ KEY = "k" * 32
 T0 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def record(request: pytest.FixtureRequest, tmp_path: Path) -> Record:
-    if request.param == "sqlite":
-        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
-    else:
-        url = parse_record_url(request.getfixturevalue("postgres_url"))
-    store = Record(url, pool_size=2)
-    store.migrate()
-    yield store
-    store.close()
-
 
 def decision(i: int, allowed: bool, campaign: str = "c1", call_id: str | None = None) -> AuditEvent:
     payload = {"mode": "reserve", "campaign": campaign, "contact_id": f"k{i}", "person": f"p{i % 7}",

@@ -6,28 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import redis
 
 from dialer.record.contacts import contacts_for_phone, erase_phone, get_contact, store_contacts, window_page
 from dialer.record.store import Record
-from dialer.record.url import parse_record_url
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.window import exhausted, refill, window_key
 
 AT = 1_767_000_000.0
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def record(request: pytest.FixtureRequest, tmp_path: Path) -> Record:
-    if request.param == "sqlite":
-        url = parse_record_url(f"sqlite:///{tmp_path}/record.db")
-    else:
-        url = parse_record_url(request.getfixturevalue("postgres_url"))
-    store = Record(url, pool_size=2)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def contact(import_id: str, row: int, phone: str, **extra: str) -> dict[str, str]:

@@ -47,7 +47,7 @@ async def sample_pbx(pbx, counts: dict[str, int], stop: asyncio.Event) -> None:
     queue = pbx.pbx.queues["dialer"]
     while not stop.is_set():
         counts["waiting"] = max(counts["waiting"], len(queue.waiting))
-        counts["calls"] = max(counts["calls"], len(pbx.pbx.calls))
+        counts["calls"] = max(counts["calls"], pbx.pbx.calls_up())
         await asyncio.sleep(0.005)
 
 
@@ -236,7 +236,7 @@ async def test_agents_who_pause_count_at_once(redis_url, redis_client, tmp_path)
         if "paused" in seen and "shown" not in seen and raw.get("queue_paused") == "2":
             seen["shown"] = elapsed
         if "paused" in seen and elapsed - seen["paused"] > 1.5:  # calls placed before the pause have ended
-            after.append(len(pbx.pbx.calls))
+            after.append(pbx.pbx.calls_up())
 
     try:
         await run_one(redis_url, redis_client, tmp_path, campaign, pbx, during)
@@ -280,7 +280,7 @@ async def test_short_window_guard_places_only_reserved_calls_and_says_why(redis_
         raw = redis_client.hmget(stats_key("acme", campaign), ["pacing_reason", "pacing_why"])
         if raw[0] is not None:
             reasons.add((raw[0].decode(), raw[1].decode()))
-        peak[0] = max(peak[0], len(pbx.pbx.calls))
+        peak[0] = max(peak[0], pbx.pbx.calls_up())
 
     try:
         await run_one(redis_url, redis_client, tmp_path, campaign, pbx, during)

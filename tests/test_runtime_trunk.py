@@ -243,7 +243,7 @@ async def run_two_dialers(redis_url, redis_client, tmp_path, base: str, hosts: d
         while any(store.get(t, c).status != "completed" for t, c in campaigns.items()):
             assert time.monotonic() < deadline, "campaigns not completed in time"
             assert all(p.returncode is None for p in procs), "a dialer process exited"
-            peak = max(peak, len(pbx.pbx.calls))
+            peak = max(peak, pbx.pbx.calls_up())
             await asyncio.sleep(0.005)
         for proc in procs:
             proc.send_signal(signal.SIGINT)

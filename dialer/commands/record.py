@@ -39,6 +39,20 @@ def register(sub: Any) -> None:
     keep.add_argument("--yes", action="store_true", help="really remove (without it: say what would go)")
     keep.set_defaults(func=run_retention)
 
+    relink = actions.add_parser(
+        "relink", help="after a Redis data loss: confirm it, so the record accepts Redis's new audit trail (a signed "
+        "break in the chain) and the archiver goes on",
+        description="After Redis lost audit entries the record already holds (restarted empty, flushed, a failover "
+                    "that lost the last writes), the archiver stops for the tenant. This records the loss in the "
+                    "record as a signed, confirmed break, and the archiver copies Redis's new trail from there "
+                    "(docs/record.md). `dialer runtime resume --after-data-loss` does the same for every tenant.")
+    which = relink.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", help="the tenant whose trail forked")
+    which.add_argument("--all", action="store_true", help="every tenant whose trail no longer continues the record")
+    relink.add_argument("--reason", default="", help="what happened (kept in the break and the audit trail)")
+    relink.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    relink.set_defaults(func=run_relink)
+
     archiver = sub.add_parser("archiver", help="copy audit trails (call records, consents, opt-outs) into the record",
                               description="Copy every tenant's audit trail into the record, idempotently, and "
                                           "trim from Redis what the record holds (docs/record.md).")
@@ -104,6 +118,42 @@ def run_lag(args: argparse.Namespace, config: Config) -> int:
                 print(json.dumps(archiver.lag(tenant)))
         except RecordUnavailable as exc:
             raise CommandError(str(exc)) from None
+    return 0
+
+
+def run_relink(args: argparse.Namespace, config: Config) -> int:
+    import getpass
+
+    from dialer.audit import AuditLog
+    from dialer.record.relink import RelinkError, confirm, diagnose, forked_tenants
+
+    client = _client(config)
+    audit = AuditLog(client, config["security.secret_key"])
+    with _record(config) as record:
+        try:
+            forks = forked_tenants(audit, record) if args.all else \
+                [f for f in [diagnose(audit, record, args.tenant)] if f is not None]
+            if not forks:
+                print("every trail continues the record: nothing to relink" if args.all else
+                      f"tenant {args.tenant}: Redis's audit trail continues the record: nothing to relink")
+                return 0
+            for fork in forks:
+                print(f"tenant {fork.tenant}: {fork.describe()}")
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise CommandError("confirmation needed: run in a terminal, or add --yes")
+                answer = input("The record keeps every archived entry; Redis's new trail is archived after a "
+                               "confirmed break. Type 'relink' to confirm the loss: ")
+                if answer.strip() != "relink":
+                    raise CommandError("not relinked")
+            by = f"cli:{getpass.getuser()}"
+            for fork in forks:
+                done = confirm(audit, record, fork.tenant, by=by, reason=args.reason, at=datetime.now(UTC))
+                print(f"tenant {fork.tenant}: relinked: {done.describe()}")
+        except (RecordUnavailable, RelinkError) as exc:
+            raise CommandError(str(exc)) from None
+        except redis.RedisError as exc:
+            raise CommandError(f"cannot reach Redis: {exc}") from None
     return 0
 
 

@@ -1,5 +1,6 @@
 """`dialer runtime status|resume`: the dialing engines' data-state marker (dialer/runtime/datastate.py), and the
-operator's confirmation that dialing may resume after Redis lost data."""
+operator's confirmation that dialing may resume after Redis lost data (which also relinks the record to every
+tenant's new audit trail: dialer/record/relink.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def register(sub: Any) -> None:
     status = actions.add_parser("status", help="whether dialing is stopped, and why")
     status.set_defaults(func=run_status)
     resume = actions.add_parser(
-        "resume", help="after a Redis data loss: confirm the data as it is now and let the engines dial again")
+        "resume", help="after a Redis data loss: confirm the data as it is now and let the engines dial again (and "
+        "the record accept each tenant's new audit trail: docs/record.md)")
     resume.add_argument("--after-data-loss", action="store_true", required=True,
                         help="required: you checked what was lost (opt-outs, calls of the lost seconds) and accept "
                              "the data as it is now")
@@ -114,4 +116,31 @@ def run_resume(args: argparse.Namespace, config: Config) -> int:
         client.close()
     print(f"dialing resumes: data set {done['id']} confirmed by {by} (audited in {len(tenants)} tenant trails); "
           "the engines adopt it at their next heartbeat")
+    _relink(config, by, args.reason)
     return 0
+
+
+def _relink(config: Config, by: str, reason: str) -> None:
+    """The same confirmation covers the record: every tenant whose audit trail no longer continues what the record
+    archived gets its confirmed break, so the archiver goes on (dialer/record/relink.py). Dialing does not wait for
+    the record: one that cannot be read now is said, with the command to run once it can."""
+    from dialer.audit import AuditLog
+    from dialer.record.relink import RelinkError, confirm, forked_tenants
+    from dialer.record.store import Record, RecordNotMigrated, RecordUnavailable
+
+    client = _client(config)
+    audit = AuditLog(client, config["security.secret_key"])
+    try:
+        with Record.from_config(config) as record:
+            for fork in forked_tenants(audit, record):
+                try:
+                    done = confirm(audit, record, fork.tenant, by=by, reason=reason, at=datetime.now(UTC))
+                    print(f"record: tenant {fork.tenant} relinked: {done.describe()}")
+                except RelinkError as exc:
+                    print(f"record: tenant {fork.tenant} NOT relinked: {exc}")
+    except RecordNotMigrated:
+        return
+    except (RecordUnavailable, redis.RedisError) as exc:
+        print(f"record: not relinked ({exc}); once it can be read: dialer record relink --all")
+    finally:
+        client.close()

@@ -27,8 +27,9 @@ from typing import Any
 
 import redis
 
-from dialer.audit import AuditLog, base_key, stream_key
+from dialer.audit import GENESIS, Appended, AuditLog, base_key, head_key, stream_key
 from dialer.record import schema
+from dialer.record.relink import Position, hint, position
 from dialer.record.rows import MalformedEntry, Rows, add_entry
 from dialer.record.store import Record, RecordUnavailable, Tx
 
@@ -43,7 +44,8 @@ TENANT_RESCAN_S = 30.0
 
 
 class ChainGap(Exception):
-    """Redis no longer holds the entries that follow what the record stored: refuse to archive past a hole."""
+    """Redis no longer holds the entries that follow what the record stored: refuse to archive past a hole. After a
+    data loss an operator's confirmation (dialer/record/relink.py) lets the archive go on with Redis's new trail."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ class Archiver:
     # --- the cursor ----------------------------------------------------------------------------------
 
     def progress(self, tenant: str) -> tuple[int, str | None]:
-        rows = self.record.query("SELECT seq, hash FROM archive_progress WHERE tenant = %s", (tenant,))
-        return (int(rows[0][0]), str(rows[0][1])) if rows else (0, None)
+        """The last archived record seq and its hash."""
+        at = position(self.record, tenant)
+        return at.seq, at.hash
 
     # --- one pass -------------------------------------------------------------------------------------
 
@@ -96,21 +99,50 @@ class Archiver:
 
     def archive_tenant(self, tenant: str, max_batches: int | None = None) -> PassResult:
         copied, batches = 0, 0
-        seq, last_hash = self.progress(tenant)
+        at = position(self.record, tenant)
+        redis_seq, expected_prev, expected_first = at.redis_seq, at.expected_prev, at.expected_first
+        record_seq = at.seq
         while max_batches is None or batches < max_batches:
-            chunk = self.redis.xrange(stream_key(tenant), f"{seq + 1}-0", "+", count=self.batch)
+            if batches == 0:  # the head comes with the first read, in the same round trip (a caught-up pass's cost)
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.xrange(stream_key(tenant), f"{redis_seq + 1}-0", "+", count=self.batch)
+                pipe.hmget(head_key(tenant), "seq", "hash")
+                chunk, head = pipe.execute()
+            else:
+                chunk = self.redis.xrange(stream_key(tenant), f"{redis_seq + 1}-0", "+", count=self.batch)
             if not chunk:
+                if batches == 0:
+                    self._check_head(tenant, at, head)
                 break
-            seq, last_hash = self._store(tenant, seq, last_hash, chunk)
+            redis_seq, expected_prev = self._store(tenant, at, redis_seq, expected_prev, expected_first, chunk)
+            record_seq = redis_seq + at.shift
+            expected_first = None
             copied += len(chunk)
             batches += 1
             if len(chunk) < self.batch:
                 break
-        trimmed = self._trim(tenant, seq) if seq else 0
-        return PassResult(tenant, copied, seq, trimmed)
+        trimmed = self._trim(tenant, redis_seq) if redis_seq else 0
+        return PassResult(tenant, copied, record_seq, trimmed)
 
-    def _store(self, tenant: str, seq: int, last_hash: str | None,
+    def _check_head(self, tenant: str, at: Position, raw_head: Sequence[Any]) -> None:
+        """Nothing new in Redis: still, a head below (or another entry at) what the record holds is a data loss
+        (a failover lost the last entries, a flush), seen now rather than when the next entry comes."""
+        if at.seq == 0 and at.latest is None:
+            return
+        head = Appended(int(raw_head[0] or 0), _s(raw_head[1]) if raw_head[1] else GENESIS)
+        last = at.redis_seq
+        if head.seq < last:
+            raise ChainGap(f"tenant {tenant}: Redis's audit trail ends at seq {head.seq} but the record holds it up "
+                           f"to seq {last}: Redis lost entries (restart, flush or failover); archiving stops for this "
+                           f"tenant: {hint(tenant)}")
+        if head.seq == last and last and head.hash != at.expected_prev:
+            raise ChainGap(f"tenant {tenant}: Redis's entry {last} is not the archived one: Redis's trail forked "
+                           f"(data loss); archiving stops for this tenant: {hint(tenant)}")
+
+    def _store(self, tenant: str, at: Position, seq: int, last_hash: str | None, first_hash: str | None,
                chunk: Sequence[tuple[Any, dict[Any, Any]]]) -> tuple[int, str]:
+        """Check the chunk continues the archive (Redis seq `seq`, hash `last_hash`) and store it in one
+        transaction; returns the new Redis seq and hash."""
         rows = Rows()
         first = True
         base: tuple[int, str, str] | None = None
@@ -118,23 +150,29 @@ class Archiver:
             fields = {k.decode(): v.decode() for k, v in raw.items()} if raw and isinstance(next(iter(raw)), bytes) \
                 else {str(k): str(v) for k, v in raw.items()}
             try:
-                entry_seq, prev, hash_ = add_entry(rows, tenant, fields, self.record.ts)
+                entry_seq, prev, hash_ = add_entry(rows, tenant, fields, self.record.ts, at.shift)
             except MalformedEntry as exc:
                 raise ChainGap(f"tenant {tenant}: {exc} (stream id {_s(entry_id)}); run `dialer audit verify`") \
                     from None
-            if first and last_hash is None and entry_seq > 1:
+            if first and last_hash is None and entry_seq > 1 and at.latest is None:
                 base = self._redis_base(tenant, entry_seq, prev)  # the archive starts after a Redis trim
             elif entry_seq != seq + 1:
-                raise ChainGap(f"tenant {tenant}: the record holds up to seq {seq} but Redis's next entry is "
-                               f"{entry_seq}: entries {seq + 1}..{entry_seq - 1} are in neither")
+                raise ChainGap(f"tenant {tenant}: the record holds up to Redis seq {seq} but Redis's next entry is "
+                               f"{entry_seq}: entries {seq + 1}..{entry_seq - 1} are in neither; archiving stops "
+                               f"for this tenant: {hint(tenant)}")
             elif last_hash is not None and prev != last_hash:
-                raise ChainGap(f"tenant {tenant}: entry {entry_seq} does not link to the archived entry {seq}")
+                raise ChainGap(f"tenant {tenant}: Redis's entry {entry_seq} does not link to the archived entry {seq}: "
+                               f"Redis's trail restarted or lost its last entries (data loss); archiving stops for "
+                               f"this tenant: {hint(tenant)}")
+            elif first and first_hash is not None and hash_ != first_hash:
+                raise ChainGap(f"tenant {tenant}: Redis's entry {entry_seq} is not the first entry of the confirmed "
+                               f"break (another loss since?); archiving stops for this tenant: {hint(tenant)}")
             first = False
             seq, last_hash = entry_seq, hash_
         self._fill_calls(tenant, rows)
         try:
             with self.record.transaction() as tx:
-                self._write(tx, tenant, rows, base, seq, last_hash)
+                self._write(tx, tenant, rows, base, seq + at.shift, last_hash)
         except BaseException:
             self.record.forget_partitions()
             raise
@@ -272,7 +310,7 @@ class Archiver:
 
     def lag(self, tenant: str) -> dict[str, Any]:
         """How far the record is behind Redis: entries and seconds (by Redis's write time)."""
-        seq, _ = self.progress(tenant)
+        seq = position(self.record, tenant).redis_seq
         head = self.audit.head(tenant).seq
         oldest = self.redis.xrange(stream_key(tenant), f"{seq + 1}-0", "+", count=1)
         seconds = 0.0

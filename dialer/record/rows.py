@@ -56,9 +56,10 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def add_entry(rows: Rows, tenant: str, fields: Mapping[str, str], ts: Any) -> tuple[int, str, str]:
-    """Add the rows of one raw stream entry; returns (seq, prev, hash). `ts` turns an instant into the
-    dialect's stored value (Record.ts)."""
+def add_entry(rows: Rows, tenant: str, fields: Mapping[str, str], ts: Any, shift: int = 0) -> tuple[int, str, str]:
+    """Add the rows of one raw stream entry; returns (Redis seq, prev, hash). `ts` turns an instant into the
+    dialect's stored value (Record.ts). Rows are keyed by the record seq, Redis's seq + `shift` (non-zero after a
+    confirmed break: dialer/record/relink.py)."""
     try:
         seq = int(fields["seq"])
         written = int(fields["written"])
@@ -67,6 +68,7 @@ def add_entry(rows: Rows, tenant: str, fields: Mapping[str, str], ts: Any) -> tu
     except (KeyError, ValueError):
         raise MalformedEntry(f"entry {fields.get('seq', '?')} is malformed") from None
     written_at = datetime.fromtimestamp(written / 1000, UTC)
+    redis_seq, seq = seq, seq + shift
     rows.add("audit_archive", (tenant, seq, at_text, written, ts(written_at), kind, actor, payload_text, body, prev,
                                hash_), written_at)
     try:
@@ -78,7 +80,7 @@ def add_entry(rows: Rows, tenant: str, fields: Mapping[str, str], ts: Any) -> tu
         derive = _DERIVED.get(kind)
         if derive is not None:
             derive(rows, tenant, seq, at, actor, payload, ts)
-    return seq, prev, hash_
+    return redis_seq, prev, hash_
 
 
 def _gate_decision(rows: Rows, tenant: str, seq: int, at: datetime, actor: str, p: dict[str, Any], ts: Any) -> None:

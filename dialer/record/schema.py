@@ -19,7 +19,8 @@ PARTITIONED = {"audit_archive": "written_at", "gate_decisions": "at", "call_reco
 _APPEND_ONLY_0001 = ("audit_archive", "gate_decisions", "gate_denials", "call_records", "consents", "optouts",
                      "audit_bases")
 _APPEND_ONLY_0002 = ("usage_records",)
-APPEND_ONLY = _APPEND_ONLY_0001 + _APPEND_ONLY_0002
+_APPEND_ONLY_0004 = ("audit_breaks",)
+APPEND_ONLY = _APPEND_ONLY_0001 + _APPEND_ONLY_0002 + _APPEND_ONLY_0004
 
 # Column types by dialect: (PostgreSQL, SQLite).
 _T = {"ts": ("timestamptz", "text"), "bool": ("boolean", "integer"), "int": ("bigint", "integer"),
@@ -75,6 +76,23 @@ _USAGE_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
 }
 _USAGE_INDEXES = (("usage_records", ("tenant", "day")),)
 
+# Revision 0004: a confirmed discontinuity of a tenant's chain (dialer/record/relink.py). After Redis lost entries
+# the record already holds (restarted empty, flushed, a failover that lost the last writes), Redis's new trail does
+# not link to the archive; an operator confirms the loss and the record accepts the new trail as a new segment.
+# Entries of the segment are stored under record seqs that go on from the archive's (`seq` = the first of them;
+# record seq = Redis seq + `shift`), so nothing archived is changed and an entry whose Redis seq an archived one
+# already has is still stored once, under its own record seq. `last_seq`/`last_hash`: the last archived entry
+# before the break; `first_seq`/`first_prev`/`first_hash`: the new segment's first Redis entry; `fork_seq`: the
+# last Redis seq the new trail still shares with the archive (0: nothing, the trail restarted). Signed (`mac`,
+# HMAC under security.secret_key over every field) so that nobody without the key can pass a cut for a confirmed
+# loss.
+_BREAK_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "audit_breaks": ([("tenant", "text"), ("seq", "int"), ("shift", "int"), ("last_seq", "int"),
+                      ("last_hash", "text"), ("fork_seq", "int"), ("first_seq", "int"), ("first_prev", "text"),
+                      ("first_hash", "text"), ("detected", "text"), ("reason", "text"), ("confirmed_by", "text"),
+                      ("confirmed_at", "ts"), ("mac", "text")], ("tenant", "seq", "first_hash")),
+}
+
 _INDEXES = (
     ("gate_decisions", ("tenant", "person")), ("gate_decisions", ("tenant", "call_id")),
     ("gate_decisions", ("tenant", "campaign", "at")), ("gate_denials", ("tenant", "campaign", "at")),
@@ -82,8 +100,9 @@ _INDEXES = (
     ("call_records", ("tenant", "person")), ("consents", ("tenant", "person")), ("optouts", ("tenant", "person")),
 )
 
-COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in {**_TABLES, **_USAGE_TABLES}.items()}
-KEYS = {name: key for name, (_, key) in {**_TABLES, **_USAGE_TABLES}.items()}
+_ALL = {**_TABLES, **_USAGE_TABLES, **_BREAK_TABLES}
+COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in _ALL.items()}
+KEYS = {name: key for name, (_, key) in _ALL.items()}
 
 # The attempt as one row, from all its outcome reports (the AMI's at hangup, an agent's disposition ...): the
 # outcome of the last report (the strongest reported, see dialer.facts.OUTCOME_PRECEDENCE), the figures whichever
@@ -154,6 +173,15 @@ def create_statements(dialect: str) -> list[str]:
 def usage_statements(dialect: str) -> list[str]:
     """Revision 0002: usage_records."""
     return table_statements(dialect, _USAGE_TABLES, _USAGE_INDEXES) + _append_only(dialect, _APPEND_ONLY_0002)
+
+
+def break_statements(dialect: str) -> list[str]:
+    """Revision 0004: audit_breaks."""
+    return table_statements(dialect, _BREAK_TABLES, ()) + _append_only(dialect, _APPEND_ONLY_0004)
+
+
+def drop_break_statements(dialect: str) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {name}" for name in _BREAK_TABLES]
 
 
 def sqlite_triggers(tables: tuple[str, ...] = APPEND_ONLY) -> list[str]:

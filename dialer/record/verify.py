@@ -14,6 +14,7 @@ import hmac
 from typing import Any
 
 from dialer.audit import GENESIS, AuditLog, VerifyResult, anchors_key, base_key, body_hash, link_hash, stream_key
+from dialer.record.relink import breaks, hint, shift_of
 from dialer.record.store import Record, RecordNotMigrated, RecordUnavailable
 
 PAGE = 5000
@@ -30,6 +31,8 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
     expected = int(bases[0][0]) + 1 if bases else 1
     prev = str(bases[0][1]) if bases else GENESIS
     checked = 0
+    found = breaks(record, tenant)
+    confirmed: list[str] = []
 
     def broken(seq: int, problem: str) -> VerifyResult:
         return VerifyResult(False, checked, redis_result.head_seq, seq, f"archived part: {problem}")
@@ -37,8 +40,36 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
     if bases and audit._key and not hmac.compare_digest(str(bases[0][2] or ""),
                                                         audit._sign(tenant, expected - 1, prev)):
         return broken(expected, "the archive's start is not signed with our key (start cut off)")
-    archived: dict[int, str] = {}  # seq -> hash, only where Redis may refer to it (its base, anchors)
-    wanted = _redis_refs(audit, tenant)
+    for b in found:
+        if not b.signed(audit._key):
+            return broken(b.seq, "a break of the chain is not signed with our key (not a confirmed data loss)")
+    # the segment the walk starts in: breaks before the start were walked before retention removed them
+    shift = 0
+    pending = [b for b in found if b.seq >= expected]
+    for b in found:
+        if b.seq < expected:
+            shift = b.shift
+
+    def cross(seq: int) -> str | None:
+        """At a break (the record seq `seq` starts its segment): check it joins what was walked; move on."""
+        nonlocal prev, shift
+        while pending and pending[0].seq == seq:
+            b = pending.pop(0)
+            if checked and (b.last_seq != seq - 1 or b.last_hash != prev):
+                return "a break names another last archived entry than the one stored before it (entries removed)"
+            if not checked and prev not in (b.last_hash, b.first_prev):
+                return "the archive's start does not join the break after it"
+            if pending and pending[0].seq == seq:  # superseded: lost again before an entry of it was archived
+                confirmed.append(b.describe() + " (that trail was lost again before any of it was archived)")
+                continue
+            prev, shift = b.first_prev, b.shift
+            confirmed.append(b.describe())
+        return None
+
+    archived: dict[int, str] = {}  # record seq -> hash, only where Redis may refer to it (its base, anchors)
+    refs = _redis_refs(audit, tenant)
+    wanted = {r + shift_of(found, r) for r in refs}
+    segment_first: dict[int, str] = {b.seq: b.first_hash for b in found}
     while True:
         rows = record.query("SELECT seq, at, kind, actor, payload, written, body, prev, hash FROM audit_archive "
                             "WHERE tenant = %s AND seq >= %s ORDER BY seq LIMIT %s", (tenant, expected, PAGE))
@@ -46,11 +77,17 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
             seq = int(seq)
             if seq != expected:
                 return broken(expected, f"entry {expected} is missing (next archived entry is {seq})")
+            if pending and pending[0].seq == seq:
+                problem = cross(seq)
+                if problem:
+                    return broken(seq, problem)
+                if segment_first[seq] != entry_hash:
+                    return broken(seq, "the first entry after a confirmed break is not the one it names")
             if entry_prev != prev:
                 return broken(seq, "link to the previous entry does not match (entry removed, replaced or reordered)")
             if body_hash(at, kind, actor, payload) != body:
                 return broken(seq, "content altered (time, kind, actor or payload differs from what was recorded)")
-            if link_hash(prev, seq, str(written), body) != entry_hash:
+            if link_hash(prev, seq - shift, str(written), body) != entry_hash:
                 return broken(seq, "entry hash does not match its content (entry altered)")
             if seq in wanted:
                 archived[seq] = entry_hash
@@ -60,6 +97,12 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
         if len(rows) < PAGE:
             break
     last_archived = expected - 1
+    if pending and pending[0].seq == expected:  # confirmed, nothing of the new segment archived yet
+        problem = cross(expected)
+        if problem:
+            return broken(expected, problem)
+    if pending:
+        return broken(pending[0].seq, f"a break at seq {pending[0].seq} lies past the archive's end ({last_archived})")
     progress = record.query("SELECT seq FROM archive_progress WHERE tenant = %s", (tenant,))
     if progress and int(progress[0][0]) > last_archived:
         return broken(last_archived + 1, f"entries {last_archived + 1}..{int(progress[0][0])} were archived and are "
@@ -67,26 +110,42 @@ def verify_chain(audit: AuditLog, record: Record, tenant: str) -> VerifyResult:
     if not redis_result.ok:
         return VerifyResult(False, checked + redis_result.checked, redis_result.head_seq, redis_result.bad_seq,
                             f"Redis part: {redis_result.problem}")
+    # From here on in Redis's numbering: the last archived entry is Redis's `last` (its fork, before the segment's
+    # first entry is archived) and `prev` is the hash Redis's next entry must link to.
+    at_break = bool(found) and last_archived < found[-1].seq
+    last = (found[-1].first_seq - 1) if at_break else last_archived - shift
     base_seq, base_hash = audit.redis.hmget(base_key(tenant), "seq", "hash")
     redis_base = int(base_seq or 0)
-    if redis_base > last_archived:
-        return broken(last_archived + 1, f"entries {last_archived + 1}..{redis_base} are neither archived nor in "
-                                         "Redis")
-    following = audit.redis.xrange(stream_key(tenant), f"{last_archived + 1}-0", f"{last_archived + 1}-0")
-    if following and _s(following[0][1].get(b"prev", following[0][1].get("prev", b""))) != prev:
-        return broken(last_archived + 1, "Redis's next entry does not link to the last archived one (chain forked)")
-    if redis_base and checked and redis_base in archived and archived[redis_base] != _s(base_hash):
-        return broken(redis_base, "Redis's part does not continue the archived chain (different entry at the join)")
-    if last_archived and redis_result.head_seq >= last_archived > redis_base:
-        found = audit.redis.xrange(stream_key(tenant), f"{last_archived}-0", f"{last_archived}-0")
-        if found and _s(found[0][1].get(b"hash", found[0][1].get("hash", b""))) != prev:
+    if redis_base > last:
+        return broken(last_archived + 1, f"entries {last_archived + 1}.. (Redis {last + 1}..{redis_base}) are "
+                                         "neither archived nor in Redis")
+    following = audit.redis.xrange(stream_key(tenant), f"{last + 1}-0", f"{last + 1}-0")
+    if following:
+        fields = {_s(k): _s(v) for k, v in following[0][1].items()}
+        if fields.get("prev") != prev:
+            return broken(last_archived + 1, "Redis's next entry does not link to the last archived one (chain forked"
+                                             f" after a data loss? {hint(tenant)})")
+        if at_break and fields.get("hash") != found[-1].first_hash:
+            return broken(last_archived + 1, "Redis's next entry is not the first entry the confirmed break names")
+    elif redis_result.head_seq > last:
+        return broken(last_archived + 1, f"Redis's entry {last + 1} is missing")
+    if redis_result.head_seq < last:
+        return broken(last_archived, f"Redis's trail ends at seq {redis_result.head_seq}, before the archived "
+                                     f"Redis seq {last} (data loss? {hint(tenant)})")
+    base_record = redis_base + shift_of(found, redis_base)
+    if redis_base and checked and base_record in archived and archived[base_record] != _s(base_hash):
+        return broken(base_record, "Redis's part does not continue the archived chain (different entry at the join)")
+    if last and redis_result.head_seq >= last > redis_base:
+        found_last = audit.redis.xrange(stream_key(tenant), f"{last}-0", f"{last}-0")
+        if found_last and _s(found_last[0][1].get(b"hash", found_last[0][1].get("hash", b""))) != prev:
             return broken(last_archived, "the archived entry differs from the one Redis holds (entry replaced)")
     for seq, value in _anchors(audit, tenant).items():
-        if seq <= redis_base and seq in archived and archived[seq] != value:
-            return broken(seq, "entry differs from the anchored hash (chain rewritten)")
+        mapped = seq + shift_of(found, seq)
+        if seq <= redis_base and mapped in archived and archived[mapped] != value:
+            return broken(mapped, "entry differs from the anchored hash (chain rewritten)")
     head = redis_result.head_seq
-    overlap = max(0, last_archived - redis_base)
-    return VerifyResult(True, checked + redis_result.checked - overlap, head)
+    overlap = max(0, last - redis_base)
+    return VerifyResult(True, checked + redis_result.checked - overlap, head, breaks=tuple(confirmed))
 
 
 def _anchors(audit: AuditLog, tenant: str) -> dict[int, str]:
@@ -95,6 +154,7 @@ def _anchors(audit: AuditLog, tenant: str) -> dict[int, str]:
 
 
 def _redis_refs(audit: AuditLog, tenant: str) -> set[int]:
+    """Redis seqs Redis refers to (its base, its anchors)."""
     base = audit.redis.hget(base_key(tenant), "seq")
     return {int(base or 0), *_anchors(audit, tenant)}
 

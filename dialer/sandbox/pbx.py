@@ -316,6 +316,12 @@ class Pbx:
         self.calls.add(call)
         call.start()
 
+    def calls_up(self) -> int:
+        """Calls whose originated channel is up or about to be, as Asterisk's channel list counts them. A call
+        whose channel has hung up can stay in `calls` a moment longer (its task ends after the Hangup event), and
+        a dialer may already have placed the next call on that event."""
+        return sum(1 for call in self.calls if call.one is None or call.one.alive)
+
     def find_call(self, channel_name: str) -> Call | None:
         chan = self.channels.get(channel_name)
         if chan is None:

@@ -60,35 +60,49 @@ def usage_from_record(record: Any, tenant: str, first: date, last: date) -> dict
 
 
 def caught_up(client: Any, record: Any, tenant: str) -> bool:
-    """The record holds every usage increment written for the tenant (each entry is one row: its seq is the key)."""
+    """The record holds every usage increment written for the tenant (each entry is one row: its seq is the key).
+    After a confirmed break (dialer/record/relink.py) only the rows of the entries Redis's current trail is made of
+    count: the entries count restarted (or went back) with the trail."""
+    from dialer.record.relink import breaks, current_history
+
     written = int(client.get(entries_key(tenant)) or 0)
     if forked(client, record, tenant):  # the count restarted with the trail: each one since is missing there
         return written == 0
-    stored = int(record.query("SELECT count(*) FROM usage_records WHERE tenant = %s", (tenant,))[0][0])
+    stored = 0
+    for first, last in current_history(breaks(record, tenant)):
+        if last is None:
+            sql, args = "seq >= %s", (tenant, first)
+        else:
+            sql, args = "seq >= %s AND seq <= %s", (tenant, first, last)
+        stored += int(record.query(f"SELECT count(*) FROM usage_records WHERE tenant = %s AND {sql}", args)[0][0])
     return stored >= written
 
 
 def forked(client: Any, record: Any, tenant: str) -> bool:
     """Redis's audit trail is no longer the one the record copied: a data loss restarted it (and the entries count
     with it), so counting no longer says whether the record holds every increment, and the archiver stops at the
-    fork (ChainGap) until an operator acts. Seen as a head below the archived seq, or another entry at that seq."""
+    fork (ChainGap) until an operator confirms the loss (`dialer record relink`). Seen as a head below the archived
+    seq, or another entry at that seq (in Redis's numbering, after any confirmed break)."""
     from dialer.audit import head_key, stream_key
+    from dialer.record.relink import position
 
-    rows = record.query("SELECT seq, hash FROM archive_progress WHERE tenant = %s", (tenant,))
-    if not rows:
+    at = position(record, tenant)
+    if at.seq == 0 and at.latest is None:
         return False
-    seq, archived_hash = int(rows[0][0]), str(rows[0][1])
     head = client.hget(head_key(tenant), "seq")
     if head is None:  # nothing written since the loss (or no trail at all): nothing the record lacks
         return False
-    if int(head) < seq:
+    last = at.redis_seq
+    if int(head) < last:
         return True
-    found = client.xrange(stream_key(tenant), f"{seq}-0", f"{seq}-0")
+    if last == 0:  # a confirmed restart, nothing of the new trail archived yet: it continues from the genesis
+        return False
+    found = client.xrange(stream_key(tenant), f"{last}-0", f"{last}-0")
     if not found:  # trimmed once archived: the same trail
         return False
     fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in found[0][1].items()}
     value = fields.get("hash")
-    return (value.decode() if isinstance(value, bytes) else str(value)) != archived_hash
+    return (value.decode() if isinstance(value, bytes) else str(value)) != at.expected_prev
 
 
 def choose(client: Any, record: Any, tenant: str, last: date, today: date, source: str) -> str:

@@ -31,7 +31,9 @@ PAGE: dict[str, Any] = {"type": "object", "required": ["items"], "properties": {
     "next_before": {"type": "integer", "nullable": True, "description": "pass as before= for the next page"}}}
 VERIFY: dict[str, Any] = {"type": "object", "required": ["ok", "checked", "head_seq"], "properties": {
     "ok": {"type": "boolean"}, "checked": {"type": "integer"}, "head_seq": {"type": "integer"},
-    "bad_seq": {"type": "integer", "nullable": True}, "problem": {"type": "string"}, "text": {"type": "string"}}}
+    "bad_seq": {"type": "integer", "nullable": True}, "problem": {"type": "string"}, "text": {"type": "string"},
+    "breaks": {"type": "array", "items": {"type": "string"},
+               "description": "confirmed breaks after a Redis data loss (docs/record.md), for people"}}}
 QUERY = {
     "kind": {"type": "string", "enum": list(KINDS)},
     "since": {"type": "string", "format": "date-time", "description": "events at or after this instant"},
@@ -94,7 +96,8 @@ async def audit_verify(request: web.Request) -> web.Response:
     log = AuditLog(raw_redis(request), request.app[CONFIG]["security.secret_key"])
     result = await sync(verify_tenant, log, record_of(request), principal(request).tenant)
     return web.json_response({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
-                              "bad_seq": result.bad_seq, "problem": result.problem, "text": str(result)})
+                              "bad_seq": result.bad_seq, "problem": result.problem,
+                              "breaks": list(result.breaks), "text": str(result)})
 
 
 USAGE: dict[str, Any] = {"type": "object", "required": ["day", "items"], "properties": {
