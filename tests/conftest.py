@@ -69,6 +69,18 @@ if os.environ.get("DIALER_FUZZ_RANDOM") != "1":
     hypothesis.settings.load_profile("fixed")
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_key() -> Iterator[None]:
+    """Each test starts with no process-wide secret key (dialer.suppression.configure, which `dialer.cli.main` calls
+    with the settings' key): a key left by an earlier test in the same worker once made the retention job sign its
+    audit anchor with another key, and the chain's verification failed only when the tests ran in that order."""
+    from dialer import suppression
+
+    suppression._process_key = None
+    yield
+    suppression._process_key = None
+
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     url = os.environ.get("DIALER_TEST_REDIS_URL")
