@@ -182,9 +182,12 @@ def test_flushall_mid_service_the_archiver_refuses_until_relinked_then_goes_on(r
         client.flushall()
         audit.append_many(T, events("new", 1))
         wait_for(lambda: any("dialer record relink --tenant acme" in r.getMessage() for r in caplog.records))
-        assert service.progress(T)[0] == 15
+        # the new trail grows while the archiver waits (the line once named Redis's end, so it was said again)
+        audit.append_many(T, events("meanwhile", 1))
+        passes = service_passes(service, 5)
+        assert service.progress(T)[0] == 15, passes
         confirm(audit, record, T, by="cli:ops", reason="flushall by mistake", at=datetime.now(UTC))
-        wait_for(lambda: service.progress(T)[0] == 21)
+        wait_for(lambda: service.progress(T)[0] == 15 + audit.head(T).seq)  # the new trail continues the record
     finally:
         stop.set()
         worker.join(30)
@@ -193,6 +196,23 @@ def test_flushall_mid_service_the_archiver_refuses_until_relinked_then_goes_on(r
     verified = verify_tenant(audit, record, T)
     assert verified.ok and len(verified.breaks) == 1, verified
     client.close()
+
+
+def service_passes(service: Archiver, n: int) -> int:
+    """Wait until a serving archiver has made `n` more passes over the tenant."""
+    seen = [0]
+    original = service.archive_tenant
+
+    def counting(tenant: str):
+        seen[0] += 1
+        return original(tenant)
+
+    service.archive_tenant = counting  # type: ignore[method-assign]
+    try:
+        wait_for(lambda: seen[0] >= n)
+    finally:
+        service.archive_tenant = original  # type: ignore[method-assign]
+    return seen[0]
 
 
 def wait_for(condition, deadline: float = 60.0) -> None:

@@ -45,7 +45,12 @@ TENANT_RESCAN_S = 30.0
 
 class ChainGap(Exception):
     """Redis no longer holds the entries that follow what the record stored: refuse to archive past a hole. After a
-    data loss an operator's confirmation (dialer/record/relink.py) lets the archive go on with Redis's new trail."""
+    data loss an operator's confirmation (dialer/record/relink.py) lets the archive go on with Redis's new trail.
+    `archived` is the record's last seq for the tenant: one gap is one event however Redis's new trail grows."""
+
+    def __init__(self, message: str, archived: int | None = None) -> None:
+        super().__init__(message)
+        self.archived = archived
 
 
 @dataclass(frozen=True)
@@ -134,10 +139,10 @@ class Archiver:
         if head.seq < last:
             raise ChainGap(f"tenant {tenant}: Redis's audit trail ends at seq {head.seq} but the record holds it up "
                            f"to seq {last}: Redis lost entries (restart, flush or failover); archiving stops for this "
-                           f"tenant: {hint(tenant)}")
+                           f"tenant: {hint(tenant)}", last)
         if head.seq == last and last and head.hash != at.expected_prev:
             raise ChainGap(f"tenant {tenant}: Redis's entry {last} is not the archived one: Redis's trail forked "
-                           f"(data loss); archiving stops for this tenant: {hint(tenant)}")
+                           f"(data loss); archiving stops for this tenant: {hint(tenant)}", last)
 
     def _store(self, tenant: str, at: Position, seq: int, last_hash: str | None, first_hash: str | None,
                chunk: Sequence[tuple[Any, dict[Any, Any]]]) -> tuple[int, str]:
@@ -159,14 +164,14 @@ class Archiver:
             elif entry_seq != seq + 1:
                 raise ChainGap(f"tenant {tenant}: the record holds up to Redis seq {seq} but Redis's next entry is "
                                f"{entry_seq}: entries {seq + 1}..{entry_seq - 1} are in neither; archiving stops "
-                               f"for this tenant: {hint(tenant)}")
+                               f"for this tenant: {hint(tenant)}", seq)
             elif last_hash is not None and prev != last_hash:
                 raise ChainGap(f"tenant {tenant}: Redis's entry {entry_seq} does not link to the archived entry {seq}: "
                                f"Redis's trail restarted or lost its last entries (data loss); archiving stops for "
-                               f"this tenant: {hint(tenant)}")
+                               f"this tenant: {hint(tenant)}", seq)
             elif first and first_hash is not None and hash_ != first_hash:
                 raise ChainGap(f"tenant {tenant}: Redis's entry {entry_seq} is not the first entry of the confirmed "
-                               f"break (another loss since?); archiving stops for this tenant: {hint(tenant)}")
+                               f"break (another loss since?); archiving stops for this tenant: {hint(tenant)}", seq)
             first = False
             seq, last_hash = entry_seq, hash_
         self._fill_calls(tenant, rows)
@@ -279,7 +284,7 @@ class Archiver:
         and retried; nothing is trimmed meanwhile. Without `tenants`, the tenants with a trail are looked up
         every `rescan` seconds (not every pass: see TENANT_RESCAN_S)."""
         down = False
-        gaps: dict[str, str] = {}  # tenant -> the gap last reported (said once, retried every pass)
+        gaps: dict[str, object] = {}  # tenant -> the gap last reported (said once, retried every pass)
         known: list[str] = []
         scanned_at: float | None = None
         while not should_stop():
@@ -295,9 +300,10 @@ class Archiver:
                         busy |= self.archive_tenant(tenant).copied >= self.batch
                         gaps.pop(tenant, None)
                     except ChainGap as exc:  # this tenant waits for an operator; the others go on
-                        if gaps.get(tenant) != str(exc):
+                        gap = str(exc) if exc.archived is None else exc.archived
+                        if gaps.get(tenant) != gap:
                             log.error("archiver: %s", exc)
-                        gaps[tenant] = str(exc)
+                        gaps[tenant] = gap
                 if down:
                     log.warning("archiver: record and Redis reachable again")
                 down = False
