@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,14 +32,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def cluster_ports(count: int) -> list[int]:
-    """`count` ports p with p and p + 10000 (its cluster bus) free, p below 55536."""
+def cluster_ports(count: int, taken: Collection[int] = ()) -> list[int]:
+    """`count` ports p with p and p + 10000 (its cluster bus) free, p below 55536, none in `taken`."""
     found: list[int] = []
     while len(found) < count:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port < 55536 and port not in found and _port_free(port + 10000):
+        if port < 55536 and port not in found and port not in taken and _port_free(port + 10000):
             found.append(port)
     return found
 
@@ -70,13 +71,29 @@ class LocalCluster:
     def start(self, timeout: float = 60.0) -> LocalCluster:
         extra = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", str(NODE_TIMEOUT_MS))
-        for port in cluster_ports(self.masters * (1 + self.replicas)):
-            self.nodes.append(RedisProcess(port=port, extra_args=extra).start())
+        for _ in range(self.masters * (1 + self.replicas)):
+            self.nodes.append(self._start_node(extra))
         subprocess.run([redis_cli(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                         "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
         self.wait_ok(timeout)
         return self
+
+    def _start_node(self, extra: tuple[str, ...], tries: int = 5) -> RedisProcess:
+        """One node on ports found free; again on others when it cannot bind them. Another test's server can take a
+        port (or its +10000 bus port) between the check and the start (a CI run lost a node at start, most likely
+        that way; its log was gone)."""
+        for attempt in range(tries):
+            node = RedisProcess(port=cluster_ports(1, taken={n.port for n in self.nodes})[0], extra_args=extra)
+            try:
+                return node.start()
+            except RuntimeError:
+                log = Path(node.directory) / "redis.log"
+                busy = log.is_file() and "Address already in use" in log.read_text(errors="replace")
+                node.cleanup()
+                if not busy or attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def node_client(self, node: RedisProcess) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2, socket_connect_timeout=2)

@@ -244,3 +244,25 @@ async def test_the_gateway_pools_on_the_cluster(cluster, redis_url) -> None:
         await client.set("t:{acme}:pool-check", "1")
         assert await client.get("t:{acme}:pool-check") == "1"  # decode_responses, as the handlers expect
         await client.aclose()
+
+
+def test_a_node_whose_port_was_taken_starts_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another test's server can take a port between the check and the start: the node starts on fresh ports."""
+    import socket
+
+    from tests import cluster_support
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    real = cluster_support.cluster_ports
+    offered = iter([[busy.getsockname()[1]]])
+    monkeypatch.setattr(cluster_support, "cluster_ports",
+                        lambda count, taken=(): next(offered, None) or real(count, taken))
+    cluster = cluster_support.LocalCluster(masters=1, replicas=0)
+    try:
+        node = cluster._start_node(("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+        assert node.port != busy.getsockname()[1]
+        node.cleanup()
+    finally:
+        busy.close()
