@@ -53,6 +53,17 @@ def redis_unreachable(url: str, exc: BaseException) -> CommandError:
     return CommandError(f"cannot reach Redis at {shown_url(url)}: {exc}")
 
 
+def typed_confirmation(prompt: str, word: str, refused: str, *, yes: bool) -> None:
+    """Go on only once a person types `word` at `prompt` (or gave --yes); CommandError(refused) when they do not,
+    and a CommandError naming --yes when nobody can answer (no terminal)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError("confirmation needed: run in a terminal, or add --yes")
+    if input(prompt).strip() != word:
+        raise CommandError(refused)
+
+
 def checked_redis(url: str) -> redis.Redis:
     """A client of the Redis at `url` that answered a PING; CommandError (one line naming the server) if not."""
     from dialer import redisconn

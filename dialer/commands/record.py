@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from dialer.cli import CommandError, checked_redis
+from dialer.cli import CommandError, checked_redis, typed_confirmation
 from dialer.config import Config
 from dialer.record.store import Record, RecordUnavailable
 
@@ -139,13 +139,9 @@ def run_relink(args: argparse.Namespace, config: Config) -> int:
                 return 0
             for fork in forks:
                 print(f"tenant {fork.tenant}: {fork.describe()}")
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    raise CommandError("confirmation needed: run in a terminal, or add --yes")
-                answer = input("The record keeps every archived entry; Redis's new trail is archived after a "
-                               "confirmed break. Type 'relink' to confirm the loss: ")
-                if answer.strip() != "relink":
-                    raise CommandError("not relinked")
+            typed_confirmation("The record keeps every archived entry; Redis's new trail is archived after a "
+                               "confirmed break. Type 'relink' to confirm the loss: ", "relink", "not relinked",
+                               yes=args.yes)
             by = f"cli:{getpass.getuser()}"
             for fork in forks:
                 done = confirm(audit, record, fork.tenant, by=by, reason=args.reason, at=datetime.now(UTC))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import redis
 
 from dialer import redisconn
-from dialer.cli import CommandError
+from dialer.cli import CommandError, typed_confirmation
 from dialer.config import Config
 
 
@@ -93,13 +92,8 @@ def run_resume(args: argparse.Namespace, config: Config) -> int:
             return 0
         for tenant, state in halted.items():
             print(f"DIALING STOPPED{f' (tenant {tenant})' if tenant else ''}: {state['halted']}")
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise CommandError("confirmation needed: run in a terminal, or add --yes")
-            answer = input("People called or opted out in the lost moments may be called again. Type 'resume' to "
-                           "accept the data as it is now: ")
-            if answer.strip() != "resume":
-                raise CommandError("not resumed")
+        typed_confirmation("People called or opted out in the lost moments may be called again. Type 'resume' to "
+                           "accept the data as it is now: ", "resume", "not resumed", yes=args.yes)
         by = f"cli:{getpass.getuser()}"
         now = time.time()
         at = datetime.fromtimestamp(now, UTC)
