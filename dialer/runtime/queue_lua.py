@@ -1,0 +1,308 @@
+"""The Lua scripts of the contact queue (dialer/runtime/queues.py has the layout and the Python side).
+
+An entry is one string of fields joined by \\x1f (unit separator, stripped from values when encoding):
+  1 contact id, 2 E.164, 3 country, 4 postal code, 5 state, 6 zones (comma-joined), 7 priority 0-9,
+  8 attempts so far, 9 last step (compact JSON, "" before the first)
+Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first). Redis 6.2:
+nothing newer than LPOP with a count.
+"""
+
+from __future__ import annotations
+
+MAX_PRIORITY = 9
+PROMOTE_BATCH = 1000  # due retries moved to ready per claim call (bounds the script's run time)
+READY = MAX_PRIORITY + 1  # number of ready lists: KEYS[1..READY]
+
+_PRELUDE = r"""
+local SEP = '\31'
+local function split(s)
+  local out, i = {}, 1
+  while true do
+    local j = string.find(s, SEP, i, true)
+    if not j then out[#out + 1] = string.sub(s, i); return out end
+    out[#out + 1] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+end
+local function join(f) return table.concat(f, SEP, 1, 9) end
+local function ready_key(f)
+  local p = tonumber(f[7]) or 0
+  if p < 0 then p = 0 elseif p > 9 then p = 9 end
+  return KEYS[p + 1]
+end
+local function tally(at, id, reason, detail, attempts, disposition, final_key, tally_key)
+  redis.call('HSET', final_key, id, cjson.encode({reason = reason, detail = detail, at = at, attempts = attempts,
+                                                  disposition = disposition}))
+  redis.call('HINCRBY', tally_key, 'final', 1)
+  redis.call('HINCRBY', tally_key, 'r:' .. reason, 1)
+  if reason == 'gate_denied' then redis.call('HINCRBY', tally_key, 'd:' .. (detail or ''), 1) end
+end
+"""
+
+
+def script(body: str) -> str:
+    return _PRELUDE + body
+
+
+# Load contacts. KEYS: ready0-9, final, tally, window, phones, known. ARGV: mode, at, gen, after, then per contact:
+# id, kind (q: queue the entry, n: final without a call, reason in `entry`, d: duplicate of `detail`), entry, detail.
+# mode "w" (the record's window): only if the window's generation is still `gen` (nothing moved to the record or
+# rescanned since the page was read), and the cursor moves to `after` in the same step; a number the whole-list
+# loader queued (phones) makes the contact a duplicate. mode "t" (the whole-list loader from Redis's contact store):
+# a contact already in `known` is skipped, a number already in `phones` makes it a duplicate.
+# Returns {added, known, duplicates, no_number} or {-1} (stale page: read it again).
+LOAD = script(r"""
+local at = tonumber(ARGV[2])
+local w = READY_N
+local final_key, tally_key, window, phones, known = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4], KEYS[w + 5]
+local mode = ARGV[1]
+if mode == 'w' then
+  if (redis.call('HGET', window, 'gen') or '0') ~= ARGV[3] then return {-1} end
+  redis.call('HSET', window, 'after', ARGV[4])
+  redis.call('HINCRBY', window, 'gen', 1)
+  redis.call('HDEL', window, 'exhausted')
+end
+local added, seen, dup, nonum = 0, 0, 0, 0
+for i = 5, #ARGV, 4 do
+  local id, kind, entry, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local new = true
+  if mode == 't' and redis.call('SADD', known, id) == 0 then new = false end
+  if not new then
+    seen = seen + 1
+  else
+    redis.call('HINCRBY', tally_key, 'taken', 1)
+    if kind == 'q' then
+      local f = split(entry)
+      local other = redis.call('HGET', phones, f[2])
+      if other and other ~= id then kind, detail = 'd', other end
+      if kind == 'q' then
+        if mode == 't' then redis.call('HSET', phones, f[2], id) end
+        redis.call('RPUSH', ready_key(f), entry)
+        added = added + 1
+      end
+    end
+    if kind == 'd' then
+      tally(at, id, 'duplicate_number', detail, 0, nil, final_key, tally_key)
+      dup = dup + 1
+    elseif kind == 'n' then
+      tally(at, id, entry, detail, 0, nil, final_key, tally_key)
+      nonum = nonum + 1
+    end
+  end
+end
+return {added, seen, dup, nonum}
+""".replace("READY_N", str(READY)))
+
+# Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first), then pop from
+# the highest priority down. KEYS: ready0-9, wait, inflight, claims. ARGV: now (campaign clock), lease expiry
+# (wall), owner, n, then n pairs call id, server. Returns per claimed contact: entry, call id, server.
+CLAIM = script(r"""
+local w = READY_N
+local wait, inflight, claims = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3]
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', wait, '-inf', now, 'LIMIT', 0, PROMOTE)
+for _, entry in ipairs(due) do
+  redis.call('ZREM', wait, entry)
+  redis.call('RPUSH', ready_key(split(entry)), entry)
+end
+local need = tonumber(ARGV[4])
+local out = {}
+local j = 0
+for p = w, 1, -1 do
+  if need <= 0 then break end
+  local got = redis.call('LPOP', KEYS[p], need)
+  if got then
+    for _, entry in ipairs(got) do
+      local id = split(entry)[1]
+      local call, server = ARGV[5 + j * 2], ARGV[6 + j * 2]
+      j = j + 1
+      redis.call('ZADD', inflight, ARGV[2], id)
+      redis.call('HSET', claims, id, cjson.encode({owner = ARGV[3], call_id = call, server = server, claimed_at = now,
+                                                   lease = tonumber(ARGV[2]), entry = entry}))
+      out[#out + 1] = entry
+      out[#out + 1] = call
+      out[#out + 1] = server
+    end
+    need = need - #got
+  end
+end
+return out
+""".replace("READY_N", str(READY)).replace("PROMOTE", str(PROMOTE_BATCH)))
+
+# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait, inflight, claims, final, tally.
+# ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry), final json (final), last json.
+# Returns 1 settled, 0 not held (already settled or taken over).
+SETTLE = script(r"""
+local w = READY_N
+local wait, inflight, claims, final_key, tally_key = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4], KEYS[w + 5]
+local id = ARGV[1]
+local raw = redis.call('HGET', claims, id)
+if not raw then return 0 end
+local claim = cjson.decode(raw)
+if claim['call_id'] ~= ARGV[2] then return 0 end
+redis.call('ZREM', inflight, id)
+redis.call('HDEL', claims, id)
+local f = split(claim['entry'])
+for k = #f + 1, 9 do f[k] = '' end
+local attempts = tonumber(f[8]) or 0
+if ARGV[4] == '1' then
+  attempts = attempts + 1
+  redis.call('HINCRBY', tally_key, 'attempts', 1)
+end
+f[8] = tostring(attempts)
+if ARGV[7] ~= '' then f[9] = ARGV[7] end
+local action = ARGV[3]
+if action == 'retry' then
+  redis.call('ZADD', wait, ARGV[5], join(f))
+elseif action == 'requeue' then
+  redis.call('RPUSH', ready_key(f), join(f))
+else
+  local final = cjson.decode(ARGV[6])
+  tally(final['at'], id, final['reason'], final['detail'], attempts, final['disposition'], final_key, tally_key)
+end
+return 1
+""".replace("READY_N", str(READY)))
+
+# Extend the leases of claims this owner still holds. KEYS: inflight claims. ARGV: owner, expiry, ids...
+RENEW = r"""
+local n = 0
+for i = 3, #ARGV do
+  local raw = redis.call('HGET', KEYS[2], ARGV[i])
+  if raw then
+    local claim = cjson.decode(raw)
+    if claim['owner'] == ARGV[1] then
+      claim['lease'] = tonumber(ARGV[2])
+      redis.call('HSET', KEYS[2], ARGV[i], cjson.encode(claim))
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
+# Take over claims whose lease expired (their process died or stalled). KEYS: inflight claims.
+# ARGV: now (wall), new owner, new expiry, limit. Returns per claim: id, old claim json.
+TAKEOVER = r"""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(ids) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  if raw then
+    local claim = cjson.decode(raw)
+    claim['previous_owner'] = claim['owner']
+    claim['owner'] = ARGV[2]
+    claim['lease'] = tonumber(ARGV[3])
+    redis.call('HSET', KEYS[2], id, cjson.encode(claim))
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    out[#out + 1] = id
+    out[#out + 1] = raw
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+# Find a contact (ARGV[1] = id) or a number (ARGV[2] = E.164) in the queue, read only. KEYS: ready0-9, wait, claims,
+# final, phones. Linear in the window (a subject request or a "why" question, not the dialing path).
+# Returns per match: id, state (ready|wait|inflight|final), entry ("" for final), due ("" unless wait), final json.
+FIND = script(r"""
+local w = READY_N
+local wait, claims, final_key, phones = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
+local want_id, want_e = ARGV[1], ARGV[2]
+local out, seen = {}, {}
+local function hit(f) return (want_id ~= '' and f[1] == want_id) or (want_e ~= '' and f[2] == want_e) end
+local function add(id, state, entry, due, final)
+  if seen[id] then return end
+  seen[id] = true
+  out[#out + 1] = id; out[#out + 1] = state; out[#out + 1] = entry; out[#out + 1] = due; out[#out + 1] = final
+end
+local flat = redis.call('HGETALL', claims)
+for i = 1, #flat, 2 do
+  local entry = cjson.decode(flat[i + 1])['entry']
+  if hit(split(entry)) then add(flat[i], 'inflight', entry, '', '') end
+end
+for p = 1, w do
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[p], 0, -1)) do
+    local f = split(entry)
+    if hit(f) then add(f[1], 'ready', entry, '', '') end
+  end
+end
+local waiting = redis.call('ZRANGE', wait, 0, -1, 'WITHSCORES')
+for i = 1, #waiting, 2 do
+  local f = split(waiting[i])
+  if hit(f) then add(f[1], 'wait', waiting[i], waiting[i + 1], '') end
+end
+local ids = {}
+if want_id ~= '' then ids[#ids + 1] = want_id end
+if want_e ~= '' then
+  local legacy = redis.call('HGET', phones, want_e)
+  if legacy then ids[#ids + 1] = legacy end
+end
+for _, id in ipairs(ids) do
+  local final = redis.call('HGET', final_key, id)
+  if final then add(id, 'final', '', '', final) end
+end
+return out
+""".replace("READY_N", str(READY)))
+
+# Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready0-9, wait, claims, final,
+# tally, phones. ARGV: e164, at (campaign clock seconds). Contacts waiting to be called leave as final (reason
+# "erased"): their entries, the only place the queue holds the number, go. A contact in flight keeps its entry (the
+# call under way settles with it; the gate denies any new reservation): returns 2 so the eraser runs again.
+# Returns 0 (number not in this queue), 1 (erased) or 2 (in flight).
+ERASE = script(r"""
+local w = READY_N
+local wait, claims, final_key, tally_key, phones = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4], KEYS[w + 5]
+local e, at = ARGV[1], tonumber(ARGV[2])
+local flat = redis.call('HGETALL', claims)
+for i = 1, #flat, 2 do
+  if split(cjson.decode(flat[i + 1])['entry'])[2] == e then return 2 end
+end
+local found = redis.call('HDEL', phones, e)
+local function erased(f)
+  tally(at, f[1], 'erased', '', tonumber(f[8]) or 0, nil, final_key, tally_key)
+  found = 1
+end
+for p = 1, w do
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[p], 0, -1)) do
+    local f = split(entry)
+    if f[2] == e then
+      redis.call('LREM', KEYS[p], 0, entry)
+      erased(f)
+    end
+  end
+end
+for _, entry in ipairs(redis.call('ZRANGE', wait, 0, -1)) do
+  local f = split(entry)
+  if f[2] == e then
+    redis.call('ZREM', wait, entry)
+    erased(f)
+  end
+end
+return found
+""".replace("READY_N", str(READY)))
+
+# Every contact id the queue holds (ready, waiting, in flight, final not yet moved to the record) and the window's
+# generation, read in one step: a rescan of the record skips them. KEYS: ready0-9, wait, claims, final, window.
+HELD = script(r"""
+local w = READY_N
+local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0'}
+for p = 1, w do
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[p], 0, -1)) do out[#out + 1] = split(entry)[1] end
+end
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[w + 1], 0, -1)) do out[#out + 1] = split(entry)[1] end
+for _, id in ipairs(redis.call('HKEYS', KEYS[w + 2])) do out[#out + 1] = id end
+for _, id in ipairs(redis.call('HKEYS', KEYS[w + 3])) do out[#out + 1] = id end
+return out
+""".replace("READY_N", str(READY)))
+
+# Final contacts stored in the record leave Redis; the window's generation moves (a page read before this step is
+# stale: it may hold one of them). KEYS: final, window. ARGV: ids.
+DROP_FINALS = r"""
+local n = 0
+for i = 1, #ARGV do n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+redis.call('HINCRBY', KEYS[2], 'gen', 1)
+return n
+"""
