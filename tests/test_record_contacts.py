@@ -11,7 +11,7 @@ import redis
 from dialer.record.contacts import contacts_for_phone, erase_phone, get_contact, store_contacts, window_page
 from dialer.record.store import Record
 from dialer.runtime.queues import ContactQueue
-from dialer.runtime.window import exhausted, refill, window_key
+from dialer.runtime.window import active, archive_finals, exhausted, final_states, refill, window_key
 
 AT = 1_767_000_000.0
 
@@ -64,7 +64,7 @@ def test_window_holds_at_most_its_size_in_redis_and_refills_as_calls_drain_it(
     store_contacts(record, "t2", "L", people(5, "imp1"))  # another tenant's list of the same name
     queue = ContactQueue(redis_client, "t1", "c1")
     totals = refill(record, queue, ["L"], at=AT, size=10)
-    assert totals["added"] == 10 and redis_client.hlen(queue.keys["data"]) == 10  # nothing outside the window
+    assert totals["added"] == 10 and queue.counts()["ready"] == 10  # nothing outside the window
     assert refill(record, queue, ["L"], at=AT, size=10)["read"] == 0  # full: nothing read
     seen: list[str] = []
     n = 0
@@ -75,11 +75,20 @@ def test_window_holds_at_most_its_size_in_redis_and_refills_as_calls_drain_it(
         for c in claims:
             seen.append(c.contact.contact_id)
             assert queue.finish(c, reason="answered", at=AT, count_attempt=True)
-        assert redis_client.hlen(queue.keys["data"]) - len(seen) <= 10  # never more than the window waiting
+        assert active(queue) <= 10  # never more than the window waiting
+        assert redis_client.hlen(queue.keys["final"]) <= 4  # finals leave Redis at the next refill (3 + a duplicate)
         refill(record, queue, ["L"], at=AT, size=10)
         assert n < 100, "the window never ran dry"
     assert len(seen) == len(set(seen)) == 24  # every contact once; the duplicate number left as final
-    assert json.loads(redis_client.hget(queue.keys["final"], "imp1-9"))["reason"] == "duplicate_number"
+    assert final_states(record, queue)["imp1-9"] == {"reason": "duplicate_number", "detail": "imp1-5", "at": AT,
+                                                     "attempts": 0, "disposition": None}
+    archive_finals(record, queue)
+    assert redis_client.hlen(queue.keys["final"]) == 0 and queue.counts()["final"] == 25  # moved, still counted
+    assert queue.final_reasons() == {"answered": 24, "duplicate_number": 1}
+    # nothing of the campaign's 25 contacts is left in Redis but the queue's fixed-size keys
+    left = {k.decode().rsplit(":q:", 1)[1] for k in redis_client.scan_iter(match="t:{t1}:campaign:c1:q:*")}
+    assert left <= {"tally", "window"}, left
+    assert refill(record, queue, ["L"], at=AT, size=10, rescan=True)["added"] == 0  # nobody twice
     assert not any(cid.startswith("imp9-") for cid in seen)
 
 
@@ -91,13 +100,13 @@ def test_a_refill_that_dies_before_moving_the_cursor_adds_nothing_twice(
     redis_client.hdel(window_key(queue), "after")  # as if the process died after the add, before the cursor
     again = refill(record, queue, ["L"], at=AT, size=16, force=True)
     assert again["known"] == 8 and again["added"] == 4
-    assert redis_client.hlen(queue.keys["state"]) == 12 and redis_client.zcard(queue.keys["ready"]) == 12
+    assert queue.counts()["ready"] == 12 and queue.tally()["taken"] == 12
     # members imported later whose ids sort before the cursor: a rescan picks them up, skipping those queued
     store_contacts(record, "t1", "L", people(3, "imp0", first_number=5000))
     assert refill(record, queue, ["L"], at=AT, size=32, force=True)["added"] == 0 and exhausted(queue)
     rescan = refill(record, queue, ["L"], at=AT, size=32, rescan=True)
     assert rescan["added"] == 3 and rescan["known"] == 12
-    assert redis_client.zcard(queue.keys["ready"]) == 15
+    assert queue.counts()["ready"] == 15
 
 
 def test_access_and_erasure_reach_the_contacts_in_the_record(redis_client: redis.Redis, record: Record) -> None:

@@ -1,5 +1,6 @@
 """Contacts in the record (issue 18): the store that grows to tens of millions of contacts per tenant, read a
-window at a time into Redis (dialer.runtime.window) instead of held whole in Redis memory.
+window at a time into Redis (dialer.runtime.window) instead of held whole in Redis memory; `store_finals` keeps
+what became of each contact that left a window (`campaign_finals`), so Redis forgets it.
 
 A contact arrives as the import builds it (dialer.contacts.jobs: id, phone, phones, kept fields x.<name> ...):
 `store_contacts` writes it in bulk (PostgreSQL: COPY into a staging table, then one INSERT ... ON CONFLICT DO
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
@@ -82,23 +84,57 @@ def store_contacts(record: Record, tenant: str, list_id: str | None, contacts: I
     return total
 
 
+@dataclass(frozen=True)
+class WindowContact(QueuedContact):
+    """A contact of a window page; `duplicate_of`: the campaign's first contact (by id) with the same main number,
+    when it is not that one (the campaign calls a number once)."""
+
+    duplicate_of: str = ""
+
+
+def _member_of(alias: str, lists: Sequence[str]) -> str:
+    if not lists:
+        return f"{alias}.campaign = %s"
+    return (f"({alias}.campaign = %s OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = {alias}.tenant AND "
+            f"m.contact_id = {alias}.id AND m.list_id IN ({', '.join(['%s'] * len(lists))})))")
+
+
 def window_page(record: Record, tenant: str, campaign: str, lists: Sequence[str], after: str,
-                limit: int) -> list[QueuedContact]:
+                limit: int) -> list[WindowContact]:
     """The campaign's next `limit` contacts after the contact id `after` (""): its lists' members and the contacts
-    imported into the campaign itself, in contact id order (a stable keyset: a page never repeats or skips one)."""
-    in_lists = ""
-    params: list[Any] = [tenant, after, campaign]
-    if lists:
-        in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND m.contact_id = c.id "
-                    f"AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
-        params += list(lists)
+    imported into the campaign itself, in contact id order (a stable keyset: a page never repeats or skips one),
+    without those that already left the campaign (campaign_finals). A contact whose main number an earlier contact
+    of the campaign holds comes with `duplicate_of` set."""
+    member = [campaign, *lists]
     rows = record.query(
-        "SELECT id, phone, country, postal_code, state, zones, priority FROM contacts c "
-        f"WHERE c.tenant = %s AND c.id > %s AND (c.campaign = %s{in_lists}) ORDER BY c.id LIMIT %s",
-        (*params, int(limit)))
-    return [QueuedContact(str(cid), phone or "", country, postal, state,
-                          tuple(z for z in (zones or "").split(",") if z), int(priority or 0))
-            for cid, phone, country, postal, state, zones, priority in rows]
+        "SELECT c.id, c.phone, c.country, c.postal_code, c.state, c.zones, c.priority, "
+        "(SELECT MIN(p.contact_id) FROM contact_phones p JOIN contacts o ON o.tenant = p.tenant AND "
+        "o.id = p.contact_id WHERE p.tenant = c.tenant AND p.phone = c.phone AND p.contact_id < c.id AND "
+        f"o.phone = p.phone AND {_member_of('o', lists)}) "
+        f"FROM contacts c WHERE c.tenant = %s AND c.id > %s AND {_member_of('c', lists)} AND NOT EXISTS "
+        "(SELECT 1 FROM campaign_finals f WHERE f.tenant = c.tenant AND f.campaign = %s AND f.contact_id = c.id) "
+        "ORDER BY c.id LIMIT %s",
+        (*member, tenant, after, *member, campaign, int(limit)))
+    return [WindowContact(str(cid), phone or "", country, postal, state,
+                          tuple(z for z in (zones or "").split(",") if z), int(priority or 0), str(dup or ""))
+            for cid, phone, country, postal, state, zones, priority, dup in rows]
+
+
+def store_finals(record: Record, tenant: str, campaign: str, finals: dict[str, dict[str, Any]]) -> int:
+    """Contacts that left a campaign's window, with why (idempotent by contact: a final is written once)."""
+    rows = [(tenant, campaign, cid, str(f.get("reason") or ""), str(f.get("detail") or ""), float(f.get("at") or 0),
+             int(f.get("attempts") or 0), f.get("disposition") or None) for cid, f in sorted(finals.items())]
+    with record.transaction() as tx:
+        tx.insert_new("campaign_finals", COLUMNS["campaign_finals"], KEYS["campaign_finals"], rows)
+    return len(rows)
+
+
+def campaign_finals(record: Record, tenant: str, campaign: str) -> dict[str, dict[str, Any]]:
+    """Every contact that left the campaign's window, by id: {reason, detail, at, attempts, disposition}."""
+    rows = record.query("SELECT contact_id, reason, detail, at, attempts, disposition FROM campaign_finals "
+                        "WHERE tenant = %s AND campaign = %s ORDER BY contact_id", (tenant, campaign))
+    return {str(cid): {"reason": reason, "detail": detail, "at": at, "attempts": int(attempts),
+                       "disposition": disposition} for cid, reason, detail, at, attempts, disposition in rows}
 
 
 def iter_tenant_contacts(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:
@@ -124,6 +160,7 @@ def delete_tenant(record: Record, tenant: str) -> int:
     """Offboarding: every contact of the tenant, its memberships and numbers, in one transaction."""
     with record.transaction() as tx:
         tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
+        tx.execute("DELETE FROM campaign_finals WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
         return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 

@@ -284,11 +284,11 @@ end
 return found
 """.replace("READY_N", str(READY)))
 
-# Every contact id the queue holds (ready, waiting, in flight, final not yet moved to the record) and the window's
-# generation, read in one step: a rescan of the record skips them. KEYS: ready0-9, wait, claims, final, window.
+# The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight, final not yet
+# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window.
 HELD = script(r"""
 local w = READY_N
-local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0'}
+local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0', redis.call('HGET', KEYS[w + 4], 'after') or ''}
 for p = 1, w do
   for _, entry in ipairs(redis.call('LRANGE', KEYS[p], 0, -1)) do out[#out + 1] = split(entry)[1] end
 end

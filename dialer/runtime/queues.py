@@ -198,16 +198,11 @@ class ContactQueue:
         return {"added": int(reply[0]), "known": int(reply[1]), "duplicates": int(reply[2]),
                 "no_number": int(reply[3])}
 
-    def held(self) -> tuple[str, set[str]]:
-        """The window's generation and every contact id the queue holds (ready, waiting, in flight, final not yet
-        moved to the record), read in one step."""
+    def held(self) -> tuple[str, str, set[str]]:
+        """The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight,
+        final not yet moved to the record), read in one step."""
         raw = self._held(keys=self._k("wait", "claims", "final", "window"))
-        return _s(raw[0]), {_s(x) for x in raw[1:]}
-
-    def window_state(self) -> tuple[str, str]:
-        """(cursor, generation) of the record's window."""
-        after, gen = self.redis.hmget(self.keys["window"], "after", "gen")
-        return _s(after or ""), _s(gen or "0")
+        return _s(raw[0]), _s(raw[1]), {_s(x) for x in raw[2:]}
 
     def finals_batch(self, limit: int = 1000) -> dict[str, dict[str, Any]]:
         """Up to about `limit` final contacts still in Redis."""
