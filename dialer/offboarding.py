@@ -39,6 +39,7 @@ import redis
 
 from dialer.audit import AuditLog, iso
 from dialer.audit_events import exports_key
+from dialer.runtime.queues import ContactQueue
 
 OFFBOARDED = "tenants:offboarded"
 KEEP_SUFFIXES = ("suppression", "suppression:key", "audit", "audit:head", "audit:base", "audit:anchors",
@@ -122,12 +123,10 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
 
     def queued() -> Any:  # the runtime queues: what each contact's campaign did with it (dialer/runtime/queues.py)
         for cid in campaigns:
-            q = f"{p}campaign:{cid}:q:"
-            for contact_id, state in client.hscan_iter(q + "state", count=1000):
-                data, attempts, final = (client.hget(q + n, contact_id) for n in ("data", "attempts", "final"))
-                yield {"campaign": cid, "contact_id": _s(contact_id), "state": _s(state),
-                       "data": _json(data) if data else None, "attempts": int(attempts or 0),
-                       "final": _json(final) if final else None}
+            for held in ContactQueue(client, tenant, cid).held_entries():
+                yield {"campaign": cid, "contact_id": held.contact_id, "state": held.state,
+                       "data": held.entry.contact.data() if held.entry else None, "attempts": held.attempts,
+                       "final": held.final}
     jsonl("campaign_queues.jsonl", queued())
 
     numbers = sorted({k[len(p + "p:"):].rsplit(":", 1)[0] for k in _scan(client, p + "p:*")})

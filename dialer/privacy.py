@@ -48,7 +48,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
-from dialer.runtime.queues import queue_erase, queue_prefix
+from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.suppression import Suppression, SuppressionUnavailable
 from dialer.webhooks import queue as webhook_queue
 
@@ -325,15 +325,10 @@ def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], numbe
     to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue."""
     found = []
     for campaign in campaigns:
-        p = queue_prefix(tenant, campaign)
-        cid = client.hget(p + "phones", number)
-        if not cid:
-            continue
-        data, state, attempts, last, final = (
-            client.hget(p + name, cid) for name in ("data", "state", "attempts", "last", "final"))
-        found.append({"campaign": campaign, "contact_id": _s(cid), "state": _s(state) if state else None,
-                      "data": json.loads(data) if data else None, "attempts": int(attempts or 0),
-                      "last": json.loads(last) if last else None, "final": json.loads(final) if final else None})
+        for hit in ContactQueue(client, tenant, campaign).find(e164=number):
+            found.append({"campaign": campaign, "contact_id": hit.contact_id, "state": hit.state,
+                          "data": hit.entry.contact.data() if hit.entry else None, "attempts": hit.attempts,
+                          "last": hit.last, "final": hit.final})
     return found
 
 
@@ -526,10 +521,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
                 count("optouts")
             if client.sismember(keys.campaign_phones(campaign), number):
                 pipe.srem(keys.campaign_phones(campaign), number)
-            queued_id = client.hget(queue_prefix(tenant, campaign) + "phones", number)  # the runtime's queue
-            if queued_id:
-                if _s(client.hget(queue_prefix(tenant, campaign) + "state", queued_id) or "") != "inflight":
-                    count("campaign_queue_entries")
+            hits = ContactQueue(client, tenant, campaign).find(e164=number)  # the runtime's queue
+            if hits:
+                if not any(h.state == "inflight" for h in hits):  # in flight: erased by the next run
+                    count("campaign_queue_entries", len(hits))
                 queue_erase(client, pipe, tenant, campaign, number, at.timestamp())
                 queued.append(len(pipe.command_stack) - 1)
         for list_id in lists:

@@ -276,15 +276,15 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
     return len(old) + _prune_finished_queues(client, tenant, cutoff)
 
 
-# What a finished campaign's runtime queue no longer needs: everything naming a number (data, phones) or a
-# step (last), and the dialing sets (empty by then). `state` and `final` stay: contact ids and reasons only,
-# the campaign's summary reads them.
-FINISHED_QUEUE_PARTS = ("data", "phones", "last", "ready", "wait", "inflight", "claims")
+# What a finished campaign's runtime queue no longer needs: everything naming a number (the entries of the ready
+# lists, `wait` and `claims`, and the whole-list loader's `phones`), empty or nearly by then. `final`, `tally` and
+# `known` stay: contact ids, reasons and counters only, the campaign's summary reads them.
+FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), "wait", "inflight", "claims", "phones")
 
 
 def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
-    """The runtime queue of a campaign completed (or archived) before the cutoff holds every number it dialed:
-    drop that part. Returns the number of queue entries removed."""
+    """The runtime queue of a campaign completed (or archived) before the cutoff holds numbers it dialed (or did
+    not get to): drop that part. Returns the number of queue entries removed."""
     from dialer.campaigns import CampaignStore
     from dialer.runtime.queues import queue_prefix
 
@@ -295,7 +295,12 @@ def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -
         if datetime.fromisoformat(campaign.updated_at.replace("Z", "+00:00")) >= cutoff:
             continue
         p = queue_prefix(tenant, campaign.id)
-        removed += int(client.hlen(p + "data"))
+        pipe = client.pipeline(transaction=False)
+        for part in FINISHED_QUEUE_PARTS:
+            kind = "list" if part.startswith("ready:") else "zset" if part in ("wait", "inflight") else "hash"
+            {"list": pipe.llen, "zset": pipe.zcard, "hash": pipe.hlen}[kind](p + part)
+        sizes = dict(zip(FINISHED_QUEUE_PARTS, pipe.execute(), strict=True))
+        removed += sum(int(n) for part, n in sizes.items() if part != "inflight")  # inflight repeats claims
         client.unlink(*(p + part for part in FINISHED_QUEUE_PARTS))
     return removed
 

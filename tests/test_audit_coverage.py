@@ -31,7 +31,7 @@ from dialer.runtime.loader import load_campaign
 from dialer.runtime.queues import ContactQueue, QueuedContact
 from dialer.suppression import configure
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, numbers, setup_campaign
-from tests.test_runtime_engine import queue_phone, run_until_completed, start_pbx
+from tests.test_runtime_engine import run_until_completed, start_pbx
 
 T = "acme"
 CONFIG = {"name": "spring", "caller_id": "+33162000000", "seller_name": "Acme", "lists": ["l1"], "queue": "q"}
@@ -110,8 +110,8 @@ async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_
         assert report.removed["campaign_queue_entries"] == 1
     for number in (erased_optout, erased):  # the queue no longer holds the number
         assert redis_client.hget(queue.keys["phones"], number) is None
-        assert number not in json.dumps({k.decode(): v.decode()
-                                         for k, v in redis_client.hgetall(queue.keys["data"]).items()})
+        assert [h.state for h in queue.find(e164=number)] == []
+        assert not [h for h in queue.held_entries() if h.entry and h.entry.contact.phone == number]
     pbx = await start_pbx()
     try:
         async with OriginateObserver(pbx.port) as observer:
@@ -123,7 +123,7 @@ async def test_runtime_audits_keypress_optouts_and_engine_moves_and_never_calls_
     assert observer.by_number[phones[5 - 1]] == 1  # the others were called
     finals = queue.final_states()
     assert sorted(f["reason"] for f in finals.values()).count("erased") == 2
-    assert erased not in {queue_phone(queue, cid) for cid in finals if queue.redis.hexists(queue.keys["data"], cid)}
+    assert erased not in json.dumps(finals)
     # Nothing in Redis names the erased numbers any more, whatever the runtime wrote while the campaign ran
     # (the version counters expire within minutes: privacy.ERASED_VERSION_TTL).
     for number in (erased_optout, erased):
@@ -173,12 +173,13 @@ def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_cli
     ContactQueue(redis_client, T, done).finalize_unqueued("x", "answered", "", at.timestamp())
 
     within = retention.run(redis_client, T, at + timedelta(days=89), secret_key=SECRET_KEY)
-    assert within.removed["call_data"] == 0 and redis_client.hlen(f"t:{{{T}}}:campaign:{done}:q:data") == 1
+    assert within.removed["call_data"] == 0 and ContactQueue(redis_client, T, done).counts()["ready"] == 1
     report = retention.run(redis_client, T, at + timedelta(days=91), secret_key=SECRET_KEY)
-    assert report.removed["call_data"] == 1
-    assert not redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:data", f"t:{{{T}}}:campaign:{done}:q:phones")
+    assert report.removed["call_data"] == 2  # its ready entry and its number in the loader's dedupe
+    assert not redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:ready:0", f"t:{{{T}}}:campaign:{done}:q:phones")
     assert ContactQueue(redis_client, T, done).final_states()  # reasons stay (no number in them)
-    assert redis_client.hlen(f"t:{{{T}}}:campaign:{live}:q:data") == 1  # a running campaign keeps its queue
+    assert not [k for k, v in everything(redis_client).items() if f"campaign:{done}:" in k and "45672101" in v]
+    assert ContactQueue(redis_client, T, live).counts()["ready"] == 1  # a running campaign keeps its queue
 
 
 def test_offboarding_exports_the_campaign_queues_then_deletes_them(redis_client, tmp_path):
@@ -284,5 +285,6 @@ def test_erasing_a_number_whose_call_is_in_progress_warns_and_a_second_erasure_f
     assert queue.finish(claim, reason="answered", at=at.timestamp(), count_attempt=True)  # the call ended
     again = privacy.erase(redis_client, T, phone=number, actor="user:dpo", at=at, secret_key=SECRET_KEY)
     assert again.removed["campaign_queue_entries"] == 1 and not again.warnings
-    assert redis_client.hget(queue.keys["data"], "k1") is None and redis_client.hget(queue.keys["last"], "k1") is None
+    assert [h.state for h in queue.held_entries()] == ["final"]  # no entry holds the number any more
     assert queue.final_state("k1")["reason"] == "answered"  # its outcome stays (no number in it)
+    assert queue.find(e164=number) == []

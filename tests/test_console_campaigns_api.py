@@ -55,9 +55,9 @@ async def test_campaign_list_includes_finished_ones_with_their_progress(gw):
     draft = (await gw.ready_campaign())["id"]
     sync = sync_client(gw)
     queue = ContactQueue(sync, "acme", cid)
-    sync.hset(queue.keys["state"], mapping={"k1": "final", "k2": "final"})
-    sync.hset(queue.keys["final"], mapping={"k1": json.dumps({"reason": "answered"}),
-                                            "k2": json.dumps({"reason": "gate_denied", "detail": "COMPANY_DNC"})})
+    # two contacts taken and final, as the queue's scripts count them (dialer/runtime/queue_lua.py)
+    sync.hset(queue.keys["tally"], mapping={"taken": 2, "final": 2, "r:answered": 1, "r:gate_denied": 1,
+                                            "d:COMPANY_DNC": 1})
     pipe = sync.pipeline()
     livestats.queue_disposition(pipe, "acme", cid, "answered", datetime.now(UTC))
     livestats.queue_denial(pipe, "acme", cid, "COMPANY_DNC")
@@ -74,7 +74,7 @@ async def test_campaign_list_includes_finished_ones_with_their_progress(gw):
         (1, 1, 0, 1, 1)
     assert by_id[draft]["progress"]["remaining"] == 2  # a draft: its list's contacts are all still to call
     # A finished campaign's progress is kept: later changes to its (final) queue are not re-read.
-    sync.hdel(queue.keys["final"], "k1")
+    sync.hincrby(queue.keys["tally"], "r:answered", -1)
     again = await (await gw.client.get("/v1/campaigns?progress=true", headers=gw.auth())).json()
     assert {c["id"]: c for c in again["items"]}[cid]["progress"] == done
     plain = await (await gw.client.get("/v1/campaigns", headers=gw.auth())).json()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +22,7 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import load_config
 from dialer.contacts.jobs import create_import, run_import_inline
-from dialer.contacts.store import Keys, list_member_ids
+from dialer.contacts.store import Keys, get_contact, list_member_ids
 from dialer.facts import FactStore
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
@@ -122,7 +121,7 @@ async def test_a_campaign_runs_end_to_end_on_the_cluster(cluster: LocalCluster, 
     assert len(finals) == len(phones)
     counts = queue.counts()
     assert counts["inflight"] == 0 and counts["ready"] == 0 and counts["waiting"] == 0
-    phone_of = {cid: json.loads(cluster_client.hget(queue.keys["data"], cid))["phone"] for cid in finals}
+    phone_of = {cid: get_contact(cluster_client, "acme", cid)["phone"] for cid in finals}
     by_phone = {phone_of[cid]: f for cid, f in finals.items()}
     assert by_phone.pop(BLOCTEL[0])["reason"] == "gate_denied" and observer.by_number[BLOCTEL[0]] == 0
     for phone, final in by_phone.items():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 
 import pytest
@@ -23,6 +22,7 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.cli import main
 from dialer.config import load_config
+from dialer.contacts.store import get_contact
 from dialer.runtime.datastate import marker
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
@@ -98,7 +98,7 @@ async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys, monkeyp
 
         queue = ContactQueue(client, "acme", campaign)
         finals = queue.final_states()
-        phone_of = {cid: json.loads(client.hget(queue.keys["data"], cid))["phone"] for cid in finals}
+        phone_of = {cid: get_contact(client, "acme", cid)["phone"] for cid in finals}
         audit = AuditLog(client, SECRET_KEY)
         verified = audit.verify("acme")
         entries = list(audit.entries("acme"))

@@ -4,13 +4,13 @@ campaign and the dead process's claims over (AMI reconciliation): no contact los
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 from pathlib import Path
 
 from dialer.campaigns import CampaignStore
+from dialer.contacts.store import get_contact
 from dialer.facts import FactStore
 from dialer.runtime.engine import campaign_lease_key
 from dialer.runtime.queues import ContactQueue
@@ -75,7 +75,7 @@ async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(
     finals = queue.final_states()
     assert len(finals) == len(phones)  # no contact lost
     facts = FactStore(redis_client)
-    by_phone = {json.loads(redis_client.hget(queue.keys["data"], c))["phone"]: f for c, f in finals.items()}
+    by_phone = {get_contact(redis_client, "acme", c)["phone"]: f for c, f in finals.items()}
     for phone in phones:
         assert observer.by_number[phone] <= 1, phone  # nobody dialed twice (max_attempts 1)
         attempts = facts.attempts("acme", phone)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
 import logging
 from datetime import UTC, timedelta
 
@@ -132,7 +131,10 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
-    return json.loads(queue.redis.hget(queue.keys["data"], contact_id))["phone"]
+    """A queued contact's number, from Redis's contact store (the queue forgets it once the contact is final)."""
+    from dialer.contacts.store import get_contact
+
+    return get_contact(queue.redis, queue.tenant, contact_id)["phone"]
 
 
 def engine_task(redis_url, pbx, clock, settings=SETTINGS, process_id="p1"):
@@ -322,9 +324,9 @@ async def test_the_campaign_schedule_applies_on_top_of_the_legal_hours(redis_url
         await pbx.stop()
     assert sum(observer.by_number.values()) == 0
     assert queue.next_due() == (AT + timedelta(hours=1)).timestamp()
-    steps = [queue.last_step(cid) for cid in queue.redis.hkeys(queue.keys["state"])]
-    assert {s["reason"] for s in steps} == {"campaign_schedule"} and all(queue.attempts(c.decode()) == 0
-                                                                        for c in queue.redis.hkeys(queue.keys["state"]))
+    held = list(queue.held_entries())
+    assert len(held) == len(phones) and {h.last["reason"] for h in held} == {"campaign_schedule"}
+    assert all(h.attempts == 0 for h in held)
     assert not [e for e in AuditLog(redis_client, SECRET_KEY).entries("acme") if e.kind == "gate_decision"]
 
 

@@ -13,11 +13,12 @@ import redis
 
 from dialer.campaigns import CampaignStore
 from dialer.config import load_config
-from dialer.record.contacts import store_contacts
+from dialer.record.contacts import get_contact, store_contacts
 from dialer.record.store import Record
 from dialer.record.url import parse_record_url
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
+from dialer.runtime.window import final_states
 from tests.runtime_support import AT, BLOCTEL, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
 from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, sandbox, start_pbx
 
@@ -77,9 +78,17 @@ async def test_a_campaign_dials_its_contacts_from_the_record_a_window_at_a_time(
         await pbx.stop()
     assert store.get("acme", campaign).status == "completed"
     assert 0 < most[0] <= WINDOW  # never more of the campaign in Redis than its window
-    finals = queue.final_states()
-    assert len(finals) == len(phones)  # every contact of the record's list, once
-    by_phone = {json.loads(redis_client.hget(queue.keys["data"], cid))["phone"]: f for cid, f in finals.items()}
+    record = Record(parse_record_url(record_url), pool_size=1)
+    try:
+        finals = final_states(record, queue)
+        assert len(finals) == len(phones)  # every contact of the record's list, once
+        by_phone = {get_contact(record, "acme", cid)["phone"]: f for cid, f in finals.items()}
+    finally:
+        record.close()
+    # every contact that left the window left Redis too: the queue keeps counters only
+    assert queue.final_states() == {} and queue.counts()["final"] == len(phones)
+    left = {k.decode().rsplit(":q:", 1)[1] for k in redis_client.scan_iter(match=f"t:{{acme}}:campaign:{campaign}:q:*")}
+    assert left <= {"tally", "window"}, left
     assert by_phone.pop(BLOCTEL[0])["reason"] == "gate_denied" and observer.by_number[BLOCTEL[0]] == 0
     for phone, final in by_phone.items():
         reason, calls = EXPECTED.get(phone[-1], ("answered", 1))
@@ -117,6 +126,5 @@ async def test_a_record_that_cannot_be_read_never_completes_the_campaign_early(
     finally:
         await pbx.stop()
     assert store.get("acme", campaign).status == "completed"
-    assert {f["reason"] for f in ContactQueue(redis_client, "acme", campaign).final_states().values()} == {"answered"}
-    assert len(ContactQueue(redis_client, "acme", campaign).final_states()) == 2
+    assert ContactQueue(redis_client, "acme", campaign).final_reasons() == {"answered": 2}
     assert "the record is readable again" in caplog.text

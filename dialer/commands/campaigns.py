@@ -208,10 +208,25 @@ def run_control(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _phone_of(client: Any, record: Any, tenant: str, contact_id: str, held: Any) -> str:
+    """A contact's number: from its queue entry, else Redis's contact store, else the record's."""
+    from dialer.contacts.store import get_contact
+    from dialer.record.contacts import get_contact as record_contact
+
+    if held is not None and held.entry is not None:
+        return str(held.entry.contact.phone)
+    found = get_contact(client, tenant, contact_id)
+    if found is None and record is not None:
+        found = record_contact(record, tenant, contact_id)
+    return str((found or {}).get("phone") or "")
+
+
 def run_contacts(args: argparse.Namespace, config: Config) -> int:
     from dialer.campaigns import CampaignStore
     from dialer.facts import attempt_from_json, person_key
     from dialer.logs import mask_phone
+    from dialer.record.contacts import campaign_finals
+    from dialer.record.store import Record, RecordNotMigrated, RecordUnavailable
     from dialer.runtime.queues import ContactQueue
 
     client = _client(config)
@@ -220,13 +235,20 @@ def run_contacts(args: argparse.Namespace, config: Config) -> int:
             if CampaignStore(client).get(args.tenant, args.id) is None:
                 raise KeyError(args.id)
             queue = ContactQueue(client, args.tenant, args.id)
-            keys = queue.keys
-            pipe = client.pipeline(transaction=False)
-            for name in ("data", "state", "attempts", "last", "final"):
-                pipe.hgetall(keys[name])
-            data, state, attempts, last, final = pipe.execute()
-            ids = sorted(data)
-            phones = [json.loads(data[contact_id]).get("phone", "") for contact_id in ids]
+            held = {h.contact_id: h for h in queue.held_entries()}
+            finals = {cid: h.final for cid, h in held.items() if h.final is not None}
+            record: Any = Record.from_config(config)
+            try:  # contacts that left a record window: their finals and numbers are in the record
+                finals = {**campaign_finals(record, args.tenant, args.id), **finals}
+            except (RecordNotMigrated, RecordUnavailable):
+                record.close()
+                record = None
+            ids = sorted(set(held) | set(finals))
+            try:
+                phones = [_phone_of(client, record, args.tenant, cid, held.get(cid)) for cid in ids]
+            finally:
+                if record is not None:
+                    record.close()
             # each call's outcome as the gate recorded it (the person's history, this campaign's calls only)
             pipe = client.pipeline(transaction=False)
             for phone in phones:
@@ -236,12 +258,16 @@ def run_contacts(args: argparse.Namespace, config: Config) -> int:
             for contact_id, phone, history in zip(ids, phones, histories, strict=True):
                 calls = sorted((a for a in map(attempt_from_json, history) if a.campaign == args.id),
                                key=lambda a: a.at)
+                one = held.get(contact_id)
+                final = finals.get(contact_id)
                 rows.append({"contact": contact_id, "phone": phone if args.full_numbers else mask_phone(phone),
-                             "state": state.get(contact_id, ""), "attempts": int(attempts.get(contact_id) or 0),
+                             "state": "final" if final else one.state if one else "",
+                             "attempts": int(final.get("attempts") or 0) if final else one.attempts if one else 0,
                              "outcomes": [{"at": a.at.isoformat(), "outcome": a.outcome, "call_id": a.call_id}
                                           for a in calls],
-                             "last": json.loads(last[contact_id]) if contact_id in last else None,
-                             "final": json.loads(final[contact_id]) if contact_id in final else None})
+                             "last": one.last if one and not final else
+                             {"step": "final", "reason": final.get("reason"), "at": final.get("at")} if final else None,
+                             "final": final})
             return rows
 
         rows = _guard(work)

@@ -129,12 +129,21 @@ def store_finals(record: Record, tenant: str, campaign: str, finals: dict[str, d
     return len(rows)
 
 
-def campaign_finals(record: Record, tenant: str, campaign: str) -> dict[str, dict[str, Any]]:
-    """Every contact that left the campaign's window, by id: {reason, detail, at, attempts, disposition}."""
+def campaign_finals(record: Record, tenant: str, campaign: str, contact_id: str | None = None,
+                    ) -> dict[str, dict[str, Any]]:
+    """Every contact that left the campaign's window (or only `contact_id`), by id: {reason, detail, at, attempts,
+    disposition}."""
+    one = " AND contact_id = %s" if contact_id is not None else ""
     rows = record.query("SELECT contact_id, reason, detail, at, attempts, disposition FROM campaign_finals "
-                        "WHERE tenant = %s AND campaign = %s ORDER BY contact_id", (tenant, campaign))
+                        f"WHERE tenant = %s AND campaign = %s{one} ORDER BY contact_id",
+                        (tenant, campaign, *([contact_id] if contact_id is not None else [])))
     return {str(cid): {"reason": reason, "detail": detail, "at": at, "attempts": int(attempts),
                        "disposition": disposition} for cid, reason, detail, at, attempts, disposition in rows}
+
+
+def campaign_final(record: Record, tenant: str, campaign: str, contact_id: str) -> dict[str, Any] | None:
+    """One contact's final in the campaign (moved from its window), or None."""
+    return campaign_finals(record, tenant, campaign, contact_id).get(contact_id)
 
 
 def iter_tenant_contacts(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:

@@ -306,9 +306,12 @@ class Engine(LeasesMixin, OutcomesMixin):
             if totals["added"] or totals["duplicates"] or totals["no_number"]:
                 log.info("campaign %s/%s: queued %d new contacts (%d final as duplicate numbers, %d without a valid "
                          "number)", r.tenant, r.campaign, totals["added"], totals["duplicates"], totals["no_number"])
-        if self.windows is not None and status == "running" and mono - r.window_at >= self.settings.window_seconds:
+        if self.windows is not None and mono - r.window_at >= self.settings.window_seconds:
             r.window_at = mono
-            await self.windows.refill(r.queue, r.stored.config.get("lists") or [], ts)
+            if status == "running":
+                await self.windows.refill(r.queue, r.stored.config.get("lists") or [], ts)
+            else:  # paused or stopping: no refill, but contacts that left still move to the record
+                await self.windows.archive(r.queue)
         if mono - r.recovered_at >= self.settings.recover_seconds:
             r.recovered_at = mono
             taken = await asyncio.to_thread(
@@ -358,7 +361,7 @@ class Engine(LeasesMixin, OutcomesMixin):
         if r.stored.status == "completed":
             r.completed = True
             log.info("campaign %s/%s: %s -> completed; %s", r.tenant, r.campaign, action,
-                     final_summary(r.queue.final_states().values()))
+                     final_summary(r.queue.tally()))
         else:
             log.info("campaign %s/%s: %s -> %s", r.tenant, r.campaign, action, r.stored.status)
 

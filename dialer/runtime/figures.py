@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import redis
 
@@ -109,12 +108,15 @@ class LiveFigures:
         return counts
 
 
-def final_summary(finals: Any) -> str:
+def final_summary(tally: dict[str, int]) -> str:
     """'13 contacts final: answered 8, max_attempts 3, gate_denied NATIONAL_REGISTRY 1, opted_out 1' (gate denials by
-    their reason codes: the first thing an operator asks about a campaign that ended early)."""
+    their reason codes: the first thing an operator asks about a campaign that ended early), from the queue's
+    tally (dialer/runtime/queues.py: r:<reason> and d:<code> counters)."""
     reasons: Counter[str] = Counter()
-    for final in finals:
-        reason = str(final.get("reason"))
-        reasons[f"{reason} {final.get('detail') or '?'}" if reason == "gate_denied" else reason] += 1
+    for key, n in tally.items():
+        if key.startswith("r:") and key != "r:gate_denied" and n:
+            reasons[key[2:]] += n
+        elif key.startswith("d:") and n:
+            reasons[f"gate_denied {key[2:] or '?'}"] += n
     parts = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return f"{sum(reasons.values())} contacts final" + (f": {parts}" if parts else "")

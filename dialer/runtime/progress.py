@@ -7,8 +7,9 @@
                   for good (registry, opt-out, no consent...), refused by the PBX as invalid, erased on request
 
 Which final reasons count as "never callable" is data (NEVER_CALLABLE; final reasons: docs/runtime.md).
-Reading every final state is linear in the campaign's size, so a finished campaign's progress (which cannot change
-any more) is kept in `t:{T}:campaign:{C}:progress` the first time it is read (FINISHED statuses).
+Final reasons come from the queue's tally (counters kept when finals move to the record); a finished campaign's
+progress (which cannot change any more) is kept in `t:{T}:campaign:{C}:progress` the first time it is read
+(FINISHED statuses).
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ def campaign_progress(client: Any, tenant: str, campaign: str, status: str, list
             return json.loads(kept)
     queue = ContactQueue(client, tenant, campaign)
     counts = queue.counts()
-    reasons = Counter(str(f.get("reason")) for f in queue.final_states().values())
+    reasons = Counter(queue.final_reasons())
     keys = Keys(tenant)
     pipe = client.pipeline(transaction=True)  # the union's scratch key is ours alone inside MULTI
-    pipe.hlen(queue.keys["state"])
+    pipe.hget(queue.keys["tally"], "taken")
     if lists:
         pipe.sunionstore(f"{key}:members", [keys.list_members(x) for x in lists] + [keys.campaign_contacts(campaign)])
         pipe.delete(f"{key}:members")
@@ -74,7 +75,7 @@ def campaign_progress(client: Any, tenant: str, campaign: str, status: str, list
     pipe.hgetall(livestats.dispositions_key(tenant, campaign))
     pipe.hgetall(livestats.denials_key(tenant, campaign))
     raw = pipe.execute()
-    known, members = int(raw[0]), int(raw[1])
+    known, members = int(raw[0] or 0), int(raw[1])
     figures = summarise(counts, reasons, members, known, _numbers(raw[-2]), _numbers(raw[-1]))
     if status in FINISHED:
         client.set(key, json.dumps(figures, sort_keys=True))

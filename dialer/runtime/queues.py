@@ -33,7 +33,7 @@ Synchronous client (like dialer/facts.py); the engine calls it through asyncio.t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,6 +325,20 @@ class ContactQueue:
             out.append(Found(_s(raw[i]), _s(raw[i + 1]), entry, float(raw[i + 3]) if raw[i + 3] else None,
                              json.loads(raw[i + 4]) if raw[i + 4] else None))
         return out
+
+    def held_entries(self) -> Iterator[Found]:
+        """Every contact the queue holds with its entry (ready, waiting, in flight), then those final in Redis."""
+        for name in READY_KEYS:
+            for raw in self.redis.lrange(self.keys[name], 0, -1):
+                entry = Entry.parse(raw)
+                yield Found(entry.contact.contact_id, "ready", entry, None, None)
+        for raw, due in self.redis.zrange(self.keys["wait"], 0, -1, withscores=True):
+            entry = Entry.parse(raw)
+            yield Found(entry.contact.contact_id, "wait", entry, float(due), None)
+        for cid, claim in self.claims().items():
+            yield Found(cid, "inflight", Entry.parse(claim["entry"]), None, None)
+        for cid, final in self.final_states().items():
+            yield Found(cid, "final", None, None, final)
 
     def _one(self, contact_id: str) -> Found | None:
         found = self.find(contact_id=contact_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +15,9 @@ def campaign_summary(client: Any, tenant: str, campaign: str, at: datetime) -> d
     abandons: answers/abandons/rates over 24 h and 30 days, refused: why the engine does not dial it, or None}.
     Reads only; `at` is the campaign clock's now."""
     queue = ContactQueue(client, tenant, campaign)
-    finals = queue.final_states()
-    reasons = Counter(f["reason"] for f in finals.values())
-    attempts = sum(int(v) for v in client.hvals(queue.keys["attempts"]))
+    tally = queue.tally()
+    reasons = {k[2:]: n for k, n in tally.items() if k.startswith("r:") and n}
+    attempts = tally.get("attempts", 0)
     code, text, since = client.hmget(stats_key(tenant, campaign), "refused_code", "refused_text", "refused_since")
     return {
         "queue": queue.counts(at.timestamp()),

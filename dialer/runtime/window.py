@@ -128,6 +128,17 @@ class RecordWindows:
         self.size = size
         self._record_down = False
 
+    async def archive(self, queue: ContactQueue) -> int | None:
+        """Move the campaign's final contacts to the record (None when the record is down: they stay in Redis)."""
+        try:
+            return await asyncio.to_thread(archive_finals, self.record, queue)
+        except RecordUnavailable as exc:
+            if not self._record_down:
+                log.error("campaign %s/%s: the record cannot be written, final contacts stay in Redis: %s",
+                          queue.tenant, queue.campaign, exc)
+            self._record_down = True
+            return None
+
     async def refill(self, queue: ContactQueue, lists: Sequence[str], ts: float, rescan: bool = False) -> int | None:
         """Top the campaign's window up from the record; the contacts it queued, None when the record is down
         (logged once; the window already in Redis keeps being dialed)."""

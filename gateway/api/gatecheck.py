@@ -25,6 +25,7 @@ from aiohttp import web
 from dialer.audit import AuditLog, stream_key
 from dialer.contacts.scrub import contact_for_gate
 from dialer.contacts.store import _s, contacts_for_phone, get_contact
+from dialer.runtime.queues import ContactQueue
 from gateway import clock, trail
 from gateway.api.facts import e164
 from gateway.api.support import gate_of, raw_redis, sync
@@ -120,28 +121,37 @@ async def check(request: web.Request) -> web.Response:
                               "decision": decision_json(decision)})
 
 
-def queue_entry(client: Any, tenant: str, campaign: str, contact_id: str) -> dict[str, Any] | None:
-    """The runtime's queue entry for the contact (dialer/runtime/queues.py layout), or None if never queued."""
-    prefix = f"t:{{{tenant}}}:campaign:{campaign}:q:"
-    pipe = client.pipeline(transaction=False)
-    pipe.hget(prefix + "state", contact_id)
-    pipe.zscore(prefix + "wait", contact_id)
-    pipe.hget(prefix + "final", contact_id)
-    pipe.hget(prefix + "last", contact_id)
-    pipe.hget(prefix + "attempts", contact_id)
-    state, due, final, last, attempts = pipe.execute()
-    if state is None:
-        return None
-    entry: dict[str, Any] = {"state": _s(state), "attempts": int(attempts or 0)}
-    if due is not None:
-        entry["due_at"] = _iso(datetime.fromtimestamp(float(due), UTC))
-    for name, raw in (("final", final), ("last", last)):
-        if raw:
-            try:
-                entry[name] = _instants_as_iso(json.loads(raw))
-            except ValueError:
-                entry[name] = {"raw": _s(raw)}
+def queue_entry(client: Any, tenant: str, campaign: str, contact_id: str,
+                moved: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The runtime's queue entry for the contact (dialer/runtime/queues.py layout), or None if never queued.
+    `moved`: its final in the record (a contact that left a record window leaves Redis), if any."""
+    found = ContactQueue(client, tenant, campaign).find(contact_id=contact_id)
+    if not found:
+        if moved is None:
+            return None
+        return {"state": "final", "attempts": int(moved.get("attempts") or 0),
+                "final": _instants_as_iso(moved)}
+    hit = found[0]
+    entry: dict[str, Any] = {"state": hit.state, "attempts": hit.attempts}
+    if hit.due is not None:
+        entry["due_at"] = _iso(datetime.fromtimestamp(hit.due, UTC))
+    for name, doc in (("final", hit.final), ("last", hit.last)):
+        if doc:
+            entry[name] = _instants_as_iso(doc)
     return entry
+
+
+async def _moved_final(request: web.Request, tenant: str, campaign: str, contact_id: str) -> dict[str, Any] | None:
+    """The contact's final in the record's campaign_finals, or None (none there, or no record to ask)."""
+    from dialer.record.contacts import campaign_final
+    from dialer.record.store import RecordUnavailable
+    from gateway.api.reports import record_of
+    from gateway.errors import ApiError
+
+    try:
+        return await sync(campaign_final, record_of(request), tenant, campaign, contact_id)
+    except (ApiError, RecordUnavailable):
+        return None
 
 
 def _instants_as_iso(doc: Any) -> Any:
@@ -209,8 +219,8 @@ async def why(request: web.Request) -> web.Response:
     if _DIGITS.match(ref):
         number = "+" + ref
         ids = await sync(contacts_for_phone, client, who.tenant, number)
-        queued = await sync(client.hget, f"t:{{{who.tenant}}}:campaign:{campaign_id}:q:phones", number)
-        cid = _s(queued) if queued else (sorted(ids)[0] if ids else None)
+        queued = await sync(ContactQueue(client, who.tenant, campaign_id).find, e164=number)
+        cid = queued[0].contact_id if queued else (sorted(ids)[0] if ids else None)
         contact = await sync(get_contact, client, who.tenant, cid) if cid else None
     else:
         contact = await sync(get_contact, client, who.tenant, ref)
@@ -219,6 +229,9 @@ async def why(request: web.Request) -> web.Response:
     cid, number = str(contact["id"]), contact["phone"]
     gate = gate_of(request)
     queue = await sync(queue_entry, client, who.tenant, campaign_id, cid)
+    if queue is None:  # a contact that left a record window is only in the record now
+        queue = await sync(queue_entry, client, who.tenant, campaign_id, cid, await _moved_final(request, who.tenant,
+                                                                                               campaign_id, cid))
     person = gate.audit.person_ref(number) if number.startswith("+") else ""
     last = await sync(last_decision, client, who.tenant, campaign_id, person, cid)
     now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), await clock.now(request),
