@@ -10,8 +10,9 @@ Starts its own redis-server and PostgreSQL (initdb in a temp dir, loopback). Mea
      per share of the chunks: wall time, CPU seconds (the processes and the PostgreSQL server), peak RSS;
   2. PostgreSQL bytes per contact (contacts, list memberships, numbers: tables and indexes);
   3. Redis: used_memory before and after the load (contacts outside a window cost nothing), then after
-     dialer.runtime.window.refill of a --window contacts window (bytes per window contact, per key), then after
-     every window contact was called and left the queue (what stays per contact: its state and final reason).
+     dialer.runtime.window.refill of a --window contacts window (bytes per window contact, per key), after one
+     call each (half final, half waiting for a retry), after the finals moved to the record (archive_finals, what
+     a refill does first), and after every contact left (what stays per contact: nothing).
 The generator is bench/contacts_bench.py's (the same French list as the Redis import benchmark).
 """
 
@@ -48,7 +49,7 @@ from dialer.record.store import Record  # noqa: E402
 from dialer.record.url import parse_record_url  # noqa: E402
 from dialer.redisproc import RedisProcess  # noqa: E402
 from dialer.runtime.queues import ContactQueue  # noqa: E402
-from dialer.runtime.window import refill  # noqa: E402
+from dialer.runtime.window import archive_finals, refill  # noqa: E402
 
 TENANT, LIST, IMPORT = "acme", "leads", "imp1"
 
@@ -139,34 +140,61 @@ def main() -> None:
               f"({(redis_after_load - redis_before) / count:.2f} per contact)", flush=True)
 
         queue = ContactQueue(client, TENANT, "c1")
+
+        def per_key(n: int) -> str:
+            sizes = {name: int(client.memory_usage(key) or 0) for name, key in queue.keys.items() if client.exists(key)}
+            return ", ".join(f"{k} {v / max(1, n):.0f}" for k, v in sorted(sizes.items()))
+
         t0 = time.monotonic()
         filled = refill(record, queue, [LIST], at=time.time(), size=args.window)
         took = time.monotonic() - t0
         redis_window = client.info("memory")["used_memory"]
-        per_key = {name: int(client.memory_usage(key) or 0) for name, key in queue.keys.items()
-                   if client.exists(key)}
-        per_key["window"] = int(client.memory_usage(queue.keys["ready"].rsplit(":", 1)[0] + ":window") or 0)
         n = filled["added"]
         print(f"window of {args.window:,}: {filled} in {took:.2f} s; Redis {redis_window - redis_after_load:,} bytes "
               f"= {(redis_window - redis_after_load) / n:.0f} per window contact (used_memory); per key, bytes per "
-              "contact: " + ", ".join(f"{k} {v / n:.0f}" for k, v in sorted(per_key.items())), flush=True)
-        # every window contact is called and leaves
+              "contact: " + per_key(n), flush=True)
+        # every window contact is called: half answer (final), half are busy and wait for a retry
         now = time.time()
-        done = 0
+        done = waiting = 0
         while True:
             claims = queue.claim(500, owner="bench", now=now, lease_until=now + 60,
-                                 call_ids=[f"c{done + i}" for i in range(500)], servers=["pbx"] * 500)
+                                 call_ids=[f"c{done + waiting + i}" for i in range(500)], servers=["pbx"] * 500)
+            if not claims:
+                break
+            for k, c in enumerate(claims):
+                if k % 2:
+                    queue.retry(c, now + 3600, reason="retry_busy", count_attempt=True, at=now)
+                    waiting += 1
+                else:
+                    queue.finish(c, reason="answered", at=now, count_attempt=True, disposition="answered")
+                    done += 1
+        redis_mixed = client.info("memory")["used_memory"]
+        print(f"after one call each: {waiting:,} waiting for a retry, {done:,} final (not yet moved to the record): "
+              f"Redis {redis_mixed - redis_after_load:,} bytes; per key, bytes per contact of the window: "
+              + per_key(n), flush=True)
+        t0 = time.monotonic()
+        moved = archive_finals(record, queue)
+        took = time.monotonic() - t0
+        redis_moved = client.info("memory")["used_memory"]
+        print(f"the {moved:,} final contacts moved to the record in {took:.2f} s: Redis "
+              f"{redis_moved - redis_after_load:,} bytes = {(redis_moved - redis_after_load) / max(1, waiting):.0f} "
+              "per contact still waiting; per key, bytes per waiting contact: " + per_key(waiting), flush=True)
+        # the retries are called too and leave: nothing stays per contact
+        later = now + 7200
+        while True:
+            claims = queue.claim(500, owner="bench", now=later, lease_until=now + 60,
+                                 call_ids=[f"r{done + i}" for i in range(500)], servers=["pbx"] * 500)
             if not claims:
                 break
             for c in claims:
-                queue.finish(c, reason="answered", at=now, count_attempt=True)
-            done += len(claims)
+                queue.finish(c, reason="answered", at=later, count_attempt=True, disposition="answered")
+                done += 1
+        archive_finals(record, queue)
         redis_final = client.info("memory")["used_memory"]
-        per_key = {name: int(client.memory_usage(key) or 0) for name, key in queue.keys.items()
-                   if client.exists(key)}
-        print(f"after all {done:,} were called: Redis {redis_final - redis_after_load:,} bytes = "
-              f"{(redis_final - redis_after_load) / max(1, done):.0f} per contact that left the window; per key: "
-              + ", ".join(f"{k} {v / max(1, done):.0f}" for k, v in sorted(per_key.items())), flush=True)
+        finals_pg = int(record.query("SELECT pg_total_relation_size('campaign_finals')")[0][0])
+        print(f"after all {done:,} left the window (finals moved): Redis {redis_final - redis_after_load:+,} bytes = "
+              f"{(redis_final - redis_after_load) / max(1, done):.1f} per contact that left (keys left: "
+              f"{per_key(1)}); PostgreSQL campaign_finals {finals_pg / max(1, done):.0f} B per contact", flush=True)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         record.close()
 

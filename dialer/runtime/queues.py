@@ -87,7 +87,11 @@ class Entry:
         f = (_s(raw).split(SEP) + [""] * 9)[:9]
         contact = QueuedContact(f[0], f[1], f[2] or None, f[3] or None, f[4] or None,
                                 tuple(z for z in f[5].split(",") if z), int(f[6] or 0))
-        return cls(contact, int(f[7] or 0), json.loads(f[8]) if f[8] else None)
+        last = None
+        if f[8]:
+            step, reason, at = json.loads(f[8])
+            last = {"step": step, "reason": reason, "at": at}
+        return cls(contact, int(f[7] or 0), last)
 
 
 @dataclass(frozen=True)
@@ -245,21 +249,22 @@ class ContactQueue:
         self.claim(0, owner="", now=now, lease_until=0, call_ids=(), servers=())
 
     def _settle_call(self, contact_id: str, call_id: str, action: str, *, count_attempt: bool, due: float = 0.0,
-                     final: dict[str, Any] | None = None, last: dict[str, Any] | None = None) -> bool:
+                     final: dict[str, Any] | None = None, last: tuple[str, str, float] | None = None) -> bool:
         args = [contact_id, call_id, action, "1" if count_attempt else "0", repr(due),
                 json.dumps(final or {}, separators=(",", ":")),
-                json.dumps(last, separators=(",", ":")) if last else ""]
+                # the last step, compact ([step, reason, at to the ms]): it rides in the entry while it waits
+                json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else ""]
         return bool(self._settle(keys=self._k("wait", "inflight", "claims", "final", "tally"), args=args))
 
     def retry(self, claim: Claim, due: float, *, reason: str, count_attempt: bool, at: float) -> bool:
         """Back to the waiting set until `due` (a retry rule, or the gate's next_allowed_at)."""
         return self._settle_call(claim.contact.contact_id, claim.call_id, "retry", count_attempt=count_attempt,
-                                 due=due, last={"step": "retry", "reason": reason, "at": at, "due": due})
+                                 due=due, last=("retry", reason, at))
 
     def requeue(self, claim: Claim, *, reason: str, at: float) -> bool:
         """Back to ready at once (behind its priority's ready contacts), no attempt counted (never placed)."""
         return self._settle_call(claim.contact.contact_id, claim.call_id, "requeue", count_attempt=False, due=at,
-                                 last={"step": "requeue", "reason": reason, "at": at})
+                                 last=("requeue", reason, at))
 
     def finish(self, claim: Claim, *, reason: str, at: float, count_attempt: bool, detail: str = "",
                disposition: str | None = None) -> bool:
@@ -390,7 +395,10 @@ class Found:
 
     @property
     def last(self) -> dict[str, Any] | None:
+        """The last step: {step, reason, at} (and `due` while waiting), or how it left (final)."""
         if self.entry is not None:
+            if self.entry.last is not None and self.due is not None:
+                return {**self.entry.last, "due": self.due}
             return self.entry.last
         if self.final is not None:
             return {"step": "final", "reason": self.final.get("reason"), "at": self.final.get("at")}
