@@ -159,3 +159,49 @@ def test_pacing_settings_from_the_campaign():
     assert pacing_policy({"agent_kind": "ai", "pacing_mode": "predictive"}).mode == "agentless"
     with pytest.raises(PolicyError):
         pacing_policy({"pacing_mode": "preview"})  # started by an agent, not paced
+
+
+def test_a_queue_of_the_old_layout_is_converted_once_and_nobody_is_queued_twice(redis_client):
+    """A campaign running when the compact layout is deployed: its ready, waiting, in-flight and final contacts keep
+    their place, and the whole-list loader does not queue any of them again."""
+    import json
+
+    q = ContactQueue(redis_client, "t1", "c1")
+    p = "t:{t1}:campaign:c1:q:"
+
+    def data(i: int, priority: int = 0) -> str:
+        return json.dumps({"phone": f"+3314567{i:04d}", "country": "FR", "postal_code": "75011", "state": None,
+                           "zones": ["Europe/Paris"], "priority": priority})
+
+    # as the layout before issue 18's compact queue wrote them
+    redis_client.hset(p + "state", mapping={"c1": "ready", "c2": "ready", "c3": "wait", "c4": "inflight",
+                                            "c5": "final"})
+    redis_client.hset(p + "data", mapping={"c1": data(1), "c2": data(2, 5), "c3": data(3), "c4": data(4)})
+    redis_client.zadd(p + "ready", {"c1": 9e10 + T0, "c2": 4e10 + T0})
+    redis_client.zadd(p + "wait", {"c3": T0 + 900})
+    redis_client.hset(p + "attempts", mapping={"c3": 1, "c4": 1, "c5": 2})
+    redis_client.hset(p + "last", "c3", json.dumps({"step": "retry", "reason": "retry_busy", "at": T0,
+                                                    "due": T0 + 900}))
+    redis_client.hset(p + "claims", "c4", json.dumps({"owner": "p1", "call_id": "k4", "server": "s", "claimed_at": T0,
+                                                      "lease": 50.0}))
+    redis_client.zadd(p + "inflight", {"c4": 50.0})
+    redis_client.hset(p + "final", "c5", json.dumps({"reason": "answered", "detail": "", "at": T0, "attempts": 2}))
+    redis_client.hset(p + "phones", mapping={f"+3314567{i:04d}": f"c{i}" for i in range(1, 6)})
+
+    assert q.upgrade_layout() == 5 and q.upgrade_layout() == 0
+    assert not redis_client.exists(p + "state", p + "data", p + "attempts", p + "last", p + "ready")
+    assert q.counts(T0) == {"ready": 2, "waiting": 1, "due": 0, "inflight": 1, "final": 1}
+    assert q.final_reasons() == {"answered": 1} and q.tally()["attempts"] == 4
+    assert q.add([contact(i) for i in range(1, 7)], at=T0) == {"added": 1, "known": 5, "duplicates": 0}
+    assert q.last_step("c3") == {"step": "retry", "reason": "retry_busy", "at": T0, "due": T0 + 900}
+    assert [c.contact.contact_id for c in claim(q, 3)] == ["c2", "c1", "c6"]  # priority, then the old order
+    [retried] = claim(q, 1, now=T0 + 900, tag="r")
+    assert (retried.contact.contact_id, retried.attempts, retried.contact.zones) == ("c3", 1, ("Europe/Paris",))
+    [held] = [c for c in q.find(contact_id="c4")]
+    assert held.state == "inflight" and held.attempts == 1
+    # the claim made before the upgrade settles with its call id
+    taken = q.take_over_expired(owner="p2", now_wall=100.0, lease_until=3e12)
+    assert [(t.claim.contact.contact_id, t.claim.call_id, t.claim.contact.phone) for t in taken] == [
+        ("c4", "k4", "+33145670004")]
+    assert q.finish(taken[0].claim, reason="answered", at=T0, count_attempt=True)
+    assert q.final_state("c4")["attempts"] == 2

@@ -137,8 +137,11 @@ class LeasesMixin:
                         estimators.load(json.loads(saved))
                     except ValueError as exc:  # keep the priors
                         log.warning("campaign %s/%s: saved pacing estimates not usable (%s)", *key, exc)
-                runner = self.runners[key] = CampaignRunner(
-                    stored.tenant, stored.id, ContactQueue(self.redis, stored.tenant, stored.id), estimators, stored)
+                queue = ContactQueue(self.redis, stored.tenant, stored.id)
+                converted = queue.upgrade_layout()  # a queue written before the compact layout, once
+                if converted:
+                    log.warning("campaign %s/%s: queue converted to the compact layout (%d contacts)", *key, converted)
+                runner = self.runners[key] = CampaignRunner(stored.tenant, stored.id, queue, estimators, stored)
                 log.info("runtime %s: now pacing campaign %s/%s%s", self.id, stored.tenant, stored.id,
                          " (saved estimates adopted)" if saved else "")
             if runner is not None:

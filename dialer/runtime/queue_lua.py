@@ -306,3 +306,69 @@ for i = 1, #ARGV do n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
 redis.call('HINCRBY', KEYS[2], 'gen', 1)
 return n
 """
+
+# Convert a queue of the layout before issue 18's compact one (hashes `state`, `data`, `attempts`, `last` and a
+# `ready` sorted set; `wait` members were contact ids) in one step, so an upgrade mid-campaign neither forgets a
+# contact nor queues a finished one again. KEYS: ready0-9, wait, claims, final, tally, known, then the old state,
+# data, attempts, last and ready. Returns the number of contacts converted (0: nothing of the old layout).
+UPGRADE = script(r"""
+local w = READY_N
+local wait, claims, final_key, tally_key, known = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4], KEYS[w + 5]
+local o_state, o_data, o_attempts, o_last, o_ready = KEYS[w + 6], KEYS[w + 7], KEYS[w + 8], KEYS[w + 9], KEYS[w + 10]
+if redis.call('EXISTS', o_state) == 0 then return 0 end
+local function str(v)
+  if v == nil or v == cjson.null then return '' end
+  local clean = string.gsub(tostring(v), SEP, '')
+  return clean
+end
+local function entry(id)
+  local raw = redis.call('HGET', o_data, id)
+  if not raw then return nil end
+  local d = cjson.decode(raw)
+  local zones = {}
+  if type(d['zones']) == 'table' then for _, z in ipairs(d['zones']) do zones[#zones + 1] = str(z) end end
+  local last = ''
+  local l = redis.call('HGET', o_last, id)
+  if l then
+    local s = cjson.decode(l)
+    if s['step'] ~= 'final' then last = cjson.encode({str(s['step']), str(s['reason']), tonumber(s['at']) or 0}) end
+  end
+  return join({id, str(d['phone']), str(d['country']), str(d['postal_code']), str(d['state']), table.concat(zones, ','),
+               tostring(tonumber(d['priority']) or 0), redis.call('HGET', o_attempts, id) or '0', last})
+end
+for _, id in ipairs(redis.call('ZRANGE', o_ready, 0, -1)) do
+  local e = entry(id)
+  if e then redis.call('RPUSH', ready_key(split(e)), e) end
+end
+local waiting = redis.call('ZRANGE', wait, 0, -1, 'WITHSCORES')
+redis.call('DEL', wait)
+for i = 1, #waiting, 2 do
+  local e = entry(waiting[i])
+  if e then redis.call('ZADD', wait, waiting[i + 1], e) end
+end
+local flat = redis.call('HGETALL', claims)
+for i = 1, #flat, 2 do
+  local claim = cjson.decode(flat[i + 1])
+  if not claim['entry'] then
+    claim['entry'] = entry(flat[i]) or join({flat[i], '', '', '', '', '', '0', '0', ''})
+    redis.call('HSET', claims, flat[i], cjson.encode(claim))
+  end
+end
+local n = 0
+for _, id in ipairs(redis.call('HKEYS', o_state)) do
+  redis.call('SADD', known, id)
+  n = n + 1
+end
+redis.call('HINCRBY', tally_key, 'taken', n)
+for _, raw in ipairs(redis.call('HVALS', final_key)) do
+  local f = cjson.decode(raw)
+  redis.call('HINCRBY', tally_key, 'final', 1)
+  redis.call('HINCRBY', tally_key, 'r:' .. str(f['reason']), 1)
+  if f['reason'] == 'gate_denied' then redis.call('HINCRBY', tally_key, 'd:' .. str(f['detail']), 1) end
+end
+local calls = 0
+for _, a in ipairs(redis.call('HVALS', o_attempts)) do calls = calls + (tonumber(a) or 0) end
+redis.call('HINCRBY', tally_key, 'attempts', calls)
+redis.call('DEL', o_state, o_data, o_attempts, o_last, o_ready)
+return n
+""".replace("READY_N", str(READY)))

@@ -217,6 +217,15 @@ class ContactQueue:
         """Final contacts now stored in the record leave Redis (and the window's generation moves)."""
         return int(self._drop_finals(keys=[self.keys["final"], self.keys["window"]], args=list(contact_ids)))
 
+    def upgrade_layout(self) -> int:
+        """Convert this queue from the layout before the compact one, once (atomic, idempotent): ready and waiting
+        contacts keep their place, claims their entry, finals stay and every contact it held stays known (never
+        queued again). Returns how many contacts it held (0: nothing to convert)."""
+        p = queue_prefix(self.tenant, self.campaign)
+        keys = self._k("wait", "claims", "final", "tally", "known") + [
+            p + n for n in ("state", "data", "attempts", "last", "ready")]
+        return int(self.redis.register_script(queue_lua.UPGRADE)(keys=keys))
+
     # --- claiming and settling -------------------------------------------------------------------
 
     def claim(self, n: int, *, owner: str, now: float, lease_until: float, call_ids: Sequence[str],
