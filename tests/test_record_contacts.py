@@ -147,3 +147,46 @@ def test_offboarding_exports_then_deletes_the_tenants_contacts_in_the_record(
     for table in ("contacts", "list_members", "contact_phones"):
         assert counted(record, table, "t1") == 0, table
     assert counted(record, "contacts", "t2") == 3  # another tenant's stay
+
+
+def test_a_page_read_before_finals_moved_to_the_record_is_read_again_never_added(
+        redis_client: redis.Redis, record: Record) -> None:
+    """Two processes refill the same window: one reads a page, the other meanwhile dials a contact of the window
+    to the end and moves it to the record, then the cursor is reset (a rescan). The first one's page is stale:
+    adding it would queue the finished contact again."""
+    store_contacts(record, "t1", "L", people(4))
+    queue = ContactQueue(redis_client, "t1", "c1")
+    gen, after, _ = queue.held()
+    page = window_page(record, "t1", "c1", ["L"], after, 4)  # process A reads, and is slow
+    refill(record, queue, ["L"], at=AT, size=4)  # process B fills the window
+    [c] = queue.claim(1, owner="b", now=AT, lease_until=AT + 60, call_ids=["k"], servers=["pbx"])
+    assert queue.finish(c, reason="answered", at=AT, count_attempt=True)
+    refill(record, queue, ["L"], at=AT, size=4, rescan=True)  # B moves the final to the record, rescans
+    assert queue.load_window([(x, "q", "") for x in page], at=AT, gen=gen, after=page[-1].contact_id) is None
+    assert queue.counts()["ready"] == 3 and queue.final_state(c.contact.contact_id) is None  # moved
+    assert final_states(record, queue)[c.contact.contact_id]["reason"] == "answered"
+    assert c.contact.contact_id not in {x.contact_id for x in window_page(record, "t1", "c1", ["L"], "", 10)}
+
+
+def test_erasure_reaches_window_contacts_ready_and_waiting(redis_client: redis.Redis, record: Record) -> None:
+    from datetime import UTC, datetime
+
+    from dialer import privacy
+
+    store_contacts(record, "t1", "L", people(3))
+    redis_client.zadd("t:{t1}:campaigns", {"c1": 0})  # the tenant's campaign (privacy reaches its queue)
+    queue = ContactQueue(redis_client, "t1", "c1")
+    refill(record, queue, ["L"], at=AT, size=10)
+    [c] = queue.claim(1, owner="p", now=AT, lease_until=AT + 60, call_ids=["k"], servers=["pbx"])
+    assert queue.retry(c, AT + 900, reason="retry_busy", count_attempt=True, at=AT)  # waits for a retry
+    waiting, ready = c.contact.phone, "+33145670004"
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    found = privacy.access(redis_client, "t1", phone=waiting, at=at, secret_key="k" * 32)
+    assert [(e["state"], e["attempts"]) for e in found["people"][0]["campaign_queues"]] == [("wait", 1)]
+    for number in (waiting, ready):
+        report = privacy.erase(redis_client, "t1", phone=number, actor="user:dpo", at=at, secret_key="k" * 32)
+        assert report.removed["campaign_queue_entries"] == 1, number
+        assert queue.find(e164=number) == []
+    assert queue.counts()["ready"] == 1 and queue.counts()["waiting"] == 0
+    assert queue.final_reasons() == {"erased": 2}
+    assert not [h for h in queue.held_entries() if h.entry and h.entry.contact.phone in (waiting, ready)]
