@@ -76,14 +76,14 @@ def test_window_holds_at_most_its_size_in_redis_and_refills_as_calls_drain_it(
             seen.append(c.contact.contact_id)
             assert queue.finish(c, reason="answered", at=AT, count_attempt=True)
         assert active(queue) <= 10  # never more than the window waiting
-        assert redis_client.hlen(queue.keys["final"]) <= 4  # finals leave Redis at the next refill (3 + a duplicate)
+        assert redis_client.hlen(queue.keys["leaving"]) <= 4  # finals leave Redis at the next refill (3 + a duplicate)
         refill(record, queue, ["L"], at=AT, size=10)
         assert n < 100, "the window never ran dry"
     assert len(seen) == len(set(seen)) == 24  # every contact once; the duplicate number left as final
     assert final_states(record, queue)["imp1-9"] == {"reason": "duplicate_number", "detail": "imp1-5", "at": AT,
                                                      "attempts": 0, "disposition": None}
     archive_finals(record, queue)
-    assert redis_client.hlen(queue.keys["final"]) == 0 and queue.counts()["final"] == 25  # moved, still counted
+    assert redis_client.hlen(queue.keys["leaving"]) == 0 and queue.counts()["final"] == 25  # moved, still counted
     assert queue.final_reasons() == {"answered": 24, "duplicate_number": 1}
     # nothing of the campaign's 25 contacts is left in Redis but the queue's fixed-size keys
     left = {k.decode().rsplit(":q:", 1)[1] for k in redis_client.scan_iter(match="t:{t1}:campaign:c1:q:*")}

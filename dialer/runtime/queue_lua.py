@@ -30,6 +30,12 @@ local function ready_key(f)
   if p < 0 then p = 0 elseif p > 9 then p = 9 end
   return KEYS[p + 1]
 end
+-- a contact the whole-list loader queued keeps its final in `final`; one of the record's window waits in `leaving`
+-- for the move to the record
+local function final_for(id, final_key, known, leaving)
+  if redis.call('SISMEMBER', known, id) == 1 then return final_key end
+  return leaving
+end
 local function tally(at, id, reason, detail, attempts, disposition, final_key, tally_key)
   redis.call('HSET', final_key, id, cjson.encode({reason = reason, detail = detail, at = at, attempts = attempts,
                                                   disposition = disposition}))
@@ -44,8 +50,9 @@ def script(body: str) -> str:
     return _PRELUDE + body
 
 
-# Load contacts. KEYS: ready0-9, final, tally, window, phones, known. ARGV: mode, at, gen, after, then per contact:
-# id, kind (q: queue the entry, n: final without a call, reason in `entry`, d: duplicate of `detail`), entry, detail.
+# Load contacts. KEYS: ready0-9, final, tally, window, phones, known, leaving. ARGV: mode, at, gen, after, then per
+# contact: id, kind (q: queue the entry, n: final without a call, reason in `entry`, d: duplicate of `detail`),
+# entry, detail.
 # mode "w" (the record's window): only if the window's generation is still `gen` (nothing moved to the record or
 # rescanned since the page was read), and the cursor moves to `after` in the same step; a number the whole-list
 # loader queued (phones) makes the contact a duplicate. mode "t" (the whole-list loader from Redis's contact store):
@@ -56,6 +63,7 @@ local at = tonumber(ARGV[2])
 local w = READY_N
 local final_key, tally_key, window, phones, known = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4], KEYS[w + 5]
 local mode = ARGV[1]
+if mode == 'w' then final_key = KEYS[w + 6] end  -- the window's finals leave Redis for the record
 if mode == 'w' then
   if (redis.call('HGET', window, 'gen') or '0') ~= ARGV[3] then return {-1} end
   redis.call('HSET', window, 'after', ARGV[4])
@@ -129,7 +137,8 @@ end
 return out
 """.replace("READY_N", str(READY)).replace("PROMOTE", str(PROMOTE_BATCH)))
 
-# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait, inflight, claims, final, tally.
+# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait, inflight, claims, final, tally,
+# known, leaving.
 # ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry), final json (final), last json.
 # Returns 1 settled, 0 not held (already settled or taken over).
 SETTLE = script(r"""
@@ -158,7 +167,8 @@ elseif action == 'requeue' then
   redis.call('RPUSH', ready_key(f), join(f))
 else
   local final = cjson.decode(ARGV[6])
-  tally(final['at'], id, final['reason'], final['detail'], attempts, final['disposition'], final_key, tally_key)
+  tally(final['at'], id, final['reason'], final['detail'], attempts, final['disposition'],
+        final_for(id, final_key, KEYS[w + 6], KEYS[w + 7]), tally_key)
 end
 return 1
 """.replace("READY_N", str(READY)))
@@ -205,7 +215,7 @@ return out
 """
 
 # Find a contact (ARGV[1] = id) or a number (ARGV[2] = E.164) in the queue, read only. KEYS: ready0-9, wait, claims,
-# final, phones. Linear in the window (a subject request or a "why" question, not the dialing path).
+# final, phones, leaving. Linear in the window (a subject request or a "why" question, not the dialing path).
 # Returns per match: id, state (ready|wait|inflight|final), entry ("" for final), due ("" unless wait), final json.
 FIND = script(r"""
 local w = READY_N
@@ -241,16 +251,17 @@ if want_e ~= '' then
   if legacy then ids[#ids + 1] = legacy end
 end
 for _, id in ipairs(ids) do
-  local final = redis.call('HGET', final_key, id)
+  local final = redis.call('HGET', final_key, id) or redis.call('HGET', KEYS[w + 5], id)
   if final then add(id, 'final', '', '', final) end
 end
 return out
 """.replace("READY_N", str(READY)))
 
 # Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready0-9, wait, claims, final,
-# tally, phones. ARGV: e164, at (campaign clock seconds). Contacts waiting to be called leave as final (reason
-# "erased"): their entries, the only place the queue holds the number, go. A contact in flight keeps its entry (the
-# call under way settles with it; the gate denies any new reservation): returns 2 so the eraser runs again.
+# tally, phones, known, leaving. ARGV: e164, at (campaign clock seconds). Contacts waiting to be called leave as
+# final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in flight keeps
+# its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so the eraser runs
+# again.
 # Returns 0 (number not in this queue), 1 (erased) or 2 (in flight).
 ERASE = script(r"""
 local w = READY_N
@@ -262,7 +273,8 @@ for i = 1, #flat, 2 do
 end
 local found = redis.call('HDEL', phones, e)
 local function erased(f)
-  tally(at, f[1], 'erased', '', tonumber(f[8]) or 0, nil, final_key, tally_key)
+  tally(at, f[1], 'erased', '', tonumber(f[8]) or 0, nil, final_for(f[1], final_key, KEYS[w + 6], KEYS[w + 7]),
+        tally_key)
   found = 1
 end
 for p = 1, w do
@@ -285,7 +297,7 @@ return found
 """.replace("READY_N", str(READY)))
 
 # The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight, final not yet
-# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window.
+# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving.
 HELD = script(r"""
 local w = READY_N
 local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0', redis.call('HGET', KEYS[w + 4], 'after') or ''}
@@ -295,11 +307,12 @@ end
 for _, entry in ipairs(redis.call('ZRANGE', KEYS[w + 1], 0, -1)) do out[#out + 1] = split(entry)[1] end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 2])) do out[#out + 1] = id end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 3])) do out[#out + 1] = id end
+for _, id in ipairs(redis.call('HKEYS', KEYS[w + 5])) do out[#out + 1] = id end
 return out
 """.replace("READY_N", str(READY)))
 
 # Final contacts stored in the record leave Redis; the window's generation moves (a page read before this step is
-# stale: it may hold one of them). KEYS: final, window. ARGV: ids.
+# stale: it may hold one of them). KEYS: leaving, window. ARGV: ids.
 DROP_FINALS = r"""
 local n = 0
 for i = 1, #ARGV do n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end

@@ -16,8 +16,10 @@ Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
   wait       zset  entry -> due time (UNIX seconds of the campaign clock): retries and gate `next_allowed_at`
   inflight   zset  contact id -> lease expiry (UNIX seconds, Redis's clock)
   claims     hash  contact id -> JSON {owner, call_id, server, claimed_at, lease, entry}
-  final      hash  contact id -> JSON {reason, detail, at, attempts, disposition}: why the contact left (until
-                   the window moves it to the record's campaign_finals)
+  final      hash  contact id -> JSON {reason, detail, at, attempts, disposition}: why a contact the whole-list
+                   loader queued (in `known`) left
+  leaving    hash  the same for a contact of the record's window, until the window moves it to the record's
+                   campaign_finals
   tally      hash  taken (contacts the queue ever took), final, attempts (calls placed), r:<reason> (finals by
                    reason), d:<code> (gate denials by code): the campaign's figures, kept when finals move
   known      set   contact ids the whole-list loader queued (dialer/runtime/loader.py: Redis's contact store)
@@ -114,7 +116,7 @@ def queue_erase(client: Any, pipe: Any, tenant: str, campaign: str, e164: str, a
     """Queue the erasure of a number from one campaign's queue on the caller's transaction `pipe` (its reply:
     0 not queued here, 1 erased, 2 in flight: run the erasure again once the call ended)."""
     p = queue_prefix(tenant, campaign)
-    keys = [p + n for n in (*READY_KEYS, "wait", "claims", "final", "tally", "phones")]
+    keys = [p + n for n in (*READY_KEYS, "wait", "claims", "final", "tally", "phones", "known", "leaving")]
     client.register_script(queue_lua.ERASE)(keys=keys, args=[e164, at], client=pipe)
 
 
@@ -135,7 +137,8 @@ class ContactQueue:
         self.campaign = campaign
         p = queue_prefix(tenant, campaign)
         self.keys = {name: p + name for name in
-                     (*READY_KEYS, "wait", "inflight", "claims", "final", "tally", "known", "phones", "window")}
+                     (*READY_KEYS, "wait", "inflight", "claims", "final", "leaving", "tally", "known", "phones",
+                      "window")}
         self._load = client.register_script(queue_lua.LOAD)
         self._claim = client.register_script(queue_lua.CLAIM)
         self._settle = client.register_script(queue_lua.SETTLE)
@@ -151,7 +154,7 @@ class ContactQueue:
     # --- filling ---------------------------------------------------------------------------------
 
     def _load_keys(self) -> list[str]:
-        return self._k("final", "tally", "window", "phones", "known")
+        return self._k("final", "tally", "window", "phones", "known", "leaving")
 
     def add(self, contacts: Iterable[QueuedContact], *, at: float, batch: int = 500, order_from: int = 0,
             ) -> dict[str, int]:
@@ -205,17 +208,17 @@ class ContactQueue:
     def held(self) -> tuple[str, str, set[str]]:
         """The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight,
         final not yet moved to the record), read in one step."""
-        raw = self._held(keys=self._k("wait", "claims", "final", "window"))
+        raw = self._held(keys=self._k("wait", "claims", "final", "window", "leaving"))
         return _s(raw[0]), _s(raw[1]), {_s(x) for x in raw[2:]}
 
     def finals_batch(self, limit: int = 1000) -> dict[str, dict[str, Any]]:
-        """Up to about `limit` final contacts still in Redis."""
-        _, raw = self.redis.hscan(self.keys["final"], 0, count=limit)
+        """Up to about `limit` final contacts of the record's window still in Redis (`leaving`)."""
+        _, raw = self.redis.hscan(self.keys["leaving"], 0, count=limit)
         return {_s(k): json.loads(v) for k, v in raw.items()}
 
     def drop_finals(self, contact_ids: Sequence[str]) -> int:
         """Final contacts now stored in the record leave Redis (and the window's generation moves)."""
-        return int(self._drop_finals(keys=[self.keys["final"], self.keys["window"]], args=list(contact_ids)))
+        return int(self._drop_finals(keys=[self.keys["leaving"], self.keys["window"]], args=list(contact_ids)))
 
     def upgrade_layout(self) -> int:
         """Convert this queue from the layout before the compact one, once (atomic, idempotent): ready and waiting
@@ -263,7 +266,8 @@ class ContactQueue:
                 json.dumps(final or {}, separators=(",", ":")),
                 # the last step, compact ([step, reason, at to the ms]): it rides in the entry while it waits
                 json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else ""]
-        return bool(self._settle(keys=self._k("wait", "inflight", "claims", "final", "tally"), args=args))
+        return bool(self._settle(keys=self._k("wait", "inflight", "claims", "final", "tally", "known", "leaving"),
+                                 args=args))
 
     def retry(self, claim: Claim, due: float, *, reason: str, count_attempt: bool, at: float) -> bool:
         """Back to the waiting set until `due` (a retry rule, or the gate's next_allowed_at)."""
@@ -332,7 +336,7 @@ class ContactQueue:
 
     def find(self, *, contact_id: str = "", e164: str = "") -> list[Found]:
         """The queue's contacts with this id or number (linear in the window: not for the dialing path)."""
-        raw = self._find(keys=self._k("wait", "claims", "final", "phones"), args=[contact_id, e164])
+        raw = self._find(keys=self._k("wait", "claims", "final", "phones", "leaving"), args=[contact_id, e164])
         out = []
         for i in range(0, len(raw), 5):
             entry = Entry.parse(raw[i + 2]) if raw[i + 2] else None
@@ -363,12 +367,13 @@ class ContactQueue:
         return found.state if found else None
 
     def final_state(self, contact_id: str) -> dict[str, Any] | None:
-        raw = self.redis.hget(self.keys["final"], contact_id)
+        raw = self.redis.hget(self.keys["final"], contact_id) or self.redis.hget(self.keys["leaving"], contact_id)
         return None if raw is None else json.loads(raw)
 
     def final_states(self) -> dict[str, dict[str, Any]]:
-        """The final contacts still in Redis (the record's window moves them to the record: window.final_states)."""
-        return {_s(k): json.loads(v) for k, v in self.redis.hscan_iter(self.keys["final"], count=1000)}
+        """The final contacts still in Redis (the record's window moves its own to the record: window.final_states)."""
+        return {_s(k): json.loads(v) for name in ("final", "leaving")
+                for k, v in self.redis.hscan_iter(self.keys[name], count=1000)}
 
     def last_step(self, contact_id: str) -> dict[str, Any] | None:
         found = self._one(contact_id)
