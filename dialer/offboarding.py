@@ -196,6 +196,28 @@ def _export_record_contacts(record: Any, tenant: str, out: Path) -> int | None:
     return n
 
 
+def _export_record_finals(record: Any, tenant: str, out: Path) -> int | None:
+    """What became of each contact that left a campaign's dial window (the record's campaign_finals), as JSON
+    lines; None without a record."""
+    if record is None:
+        return None
+    from dialer.record.contacts import iter_tenant_finals
+    from dialer.record.store import RecordNotMigrated, RecordUnavailable
+
+    n = 0
+    try:
+        with open(out / "record_campaign_finals.jsonl", "w", encoding="utf-8") as fh:
+            for final in iter_tenant_finals(record, tenant):
+                fh.write(json.dumps(final, ensure_ascii=False, sort_keys=True) + "\n")
+                n += 1
+    except RecordNotMigrated:
+        (out / "record_campaign_finals.jsonl").unlink(missing_ok=True)
+        return None
+    except RecordUnavailable as exc:
+        raise OffboardError(f"the record's campaign finals cannot be read ({exc}): nothing was deleted") from None
+    return n
+
+
 def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at: datetime, *, actor: str,
              secret_key: str | bytes, record: Any = None) -> OffboardReport:
     """Export all the tenant's data to `path`, verify it was written, then delete the tenant's data. Nothing is
@@ -219,6 +241,9 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
         in_record = _export_record_contacts(record, tenant, work)
         if in_record is not None:
             counts["record_contacts.jsonl"] = in_record
+            finals = _export_record_finals(record, tenant, work)
+            if finals is not None:
+                counts["record_campaign_finals.jsonl"] = finals
         manifest = {"tenant": tenant, "exported_at": iso(at), "files": {}, "audit_verify": str(verified)}
         for name in sorted(counts):
             digest = hashlib.sha256((work / name).read_bytes()).hexdigest()

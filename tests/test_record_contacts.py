@@ -134,9 +134,11 @@ def test_offboarding_exports_then_deletes_the_tenants_contacts_in_the_record(
     from datetime import UTC, datetime
 
     from dialer.offboarding import offboard
+    from dialer.record.contacts import store_finals
 
     store_contacts(record, "t1", "L", people(7))
     store_contacts(record, "t1", "M", people(2))  # the same contacts on a second list
+    store_finals(record, "t1", "c1", {"imp1-2": {"reason": "answered", "at": 1.0, "attempts": 1}})
     store_contacts(record, "t2", "L", people(3))
     report = offboard(redis_client, "t1", tmp_path / "export", datetime(2026, 12, 1, tzinfo=UTC), actor="user:ops",
                       secret_key="k" * 32, record=record)
@@ -144,7 +146,9 @@ def test_offboarding_exports_then_deletes_the_tenants_contacts_in_the_record(
     exported = {c["id"]: c for c in map(json.loads, lines)}
     assert report.files["record_contacts.jsonl"] == len(exported) == 7
     assert exported["imp1-2"]["lists"] == ["L", "M"] and exported["imp1-8"]["lists"] == ["L"]
-    for table in ("contacts", "list_members", "contact_phones"):
+    finals = (tmp_path / "export" / "record_campaign_finals.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["contact_id"] for x in finals] == ["imp1-2"]
+    for table in ("contacts", "list_members", "contact_phones", "campaign_finals"):
         assert counted(record, table, "t1") == 0, table
     assert counted(record, "contacts", "t2") == 3  # another tenant's stay
 

@@ -146,6 +146,22 @@ def campaign_final(record: Record, tenant: str, campaign: str, contact_id: str) 
     return campaign_finals(record, tenant, campaign, contact_id).get(contact_id)
 
 
+def iter_tenant_finals(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every campaign final of the tenant (offboarding's export), a page at a time."""
+    after = ("", "")
+    while True:
+        rows = record.query("SELECT campaign, contact_id, reason, detail, at, attempts, disposition "
+                            "FROM campaign_finals WHERE tenant = %s AND "
+                            "(campaign > %s OR (campaign = %s AND contact_id > %s)) ORDER BY campaign, contact_id "
+                            "LIMIT %s", (tenant, after[0], after[0], after[1], page))
+        if not rows:
+            return
+        for campaign, cid, reason, detail, at, attempts, disposition in rows:
+            yield {"campaign": campaign, "contact_id": cid, "reason": reason, "detail": detail, "at": at,
+                   "attempts": int(attempts), "disposition": disposition}
+        after = (str(rows[-1][0]), str(rows[-1][1]))
+
+
 def iter_tenant_contacts(record: Record, tenant: str, page: int = 5000) -> Iterator[dict[str, Any]]:
     """Every contact of the tenant with its lists (`lists`), in id order, a page at a time (memory bounded)."""
     after = ""
