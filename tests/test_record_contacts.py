@@ -89,6 +89,14 @@ def test_window_holds_at_most_its_size_in_redis_and_refills_as_calls_drain_it(
     left = {k.decode().rsplit(":q:", 1)[1] for k in redis_client.scan_iter(match="t:{t1}:campaign:c1:q:*")}
     assert left <= {"tally", "window"}, left
     assert refill(record, queue, ["L"], at=AT, size=10, rescan=True)["added"] == 0  # nobody twice
+    # "why is this contact not called": its final is in the record now
+    from dialer.record.contacts import campaign_final
+    from gateway.api.gatecheck import queue_entry
+
+    assert queue_entry(redis_client, "t1", "c1", "imp1-9") is None
+    moved = queue_entry(redis_client, "t1", "c1", "imp1-9", campaign_final(record, "t1", "c1", "imp1-9"))
+    assert moved is not None and moved["state"] == "final" and moved["final"]["reason"] == "duplicate_number"
+    assert moved["final"]["at"].startswith("2025-12-29")  # ISO 8601, as the API gives instants
     assert not any(cid.startswith("imp9-") for cid in seen)
 
 
