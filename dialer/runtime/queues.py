@@ -313,8 +313,8 @@ class ContactQueue:
 
     def counts(self, now: float | None = None) -> dict[str, int]:
         """ready, waiting (due_now among them), in flight, final (every contact that left, moved to the record
-        or not)."""
-        pipe = self.redis.pipeline(transaction=False)
+        or not). One MULTI: a contact claimed meanwhile is never counted both ready and in flight."""
+        pipe = self.redis.pipeline(transaction=True)
         for name in READY_KEYS:
             pipe.llen(self.keys[name])
         pipe.zcard(self.keys["wait"])
