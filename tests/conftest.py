@@ -13,8 +13,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import hypothesis
 import pytest
@@ -79,6 +81,31 @@ def fresh_process_key() -> Iterator[None]:
     suppression._process_key = None
     yield
     suppression._process_key = None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def restored_signal_handlers() -> Iterator[None]:
+    """The SIGTERM and SIGINT handlers as they were, whatever ran inside: an RQ worker run in-process
+    (jobs.InlineWorker, DialerWorker ... .work()) installs its own (rq.worker.base.request_stop) and never puts
+    the old ones back. Left in a pytest-xdist worker, a signal at session end ran RQ's handler, which raised
+    StopRequested inside a gc callback ("--- Logging error ---", PytestUnraisableExceptionWarning)."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_signal_handlers() -> Iterator[None]:
+    """Each test starts and ends with the session's SIGTERM/SIGINT handlers (tests/test_conftest_signals.py)."""
+    with restored_signal_handlers():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -176,12 +203,16 @@ def slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = slow_first(items)
-    if os.environ.get("DIALER_SLOW_TESTS") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow test: set DIALER_SLOW_TESTS=1 to run it")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    # The tiers that the default suite skips (README, "Tests"): `deep` (the full API fuzz, long soaks; .ci/run runs
+    # it after the default suite, whose cheaper variants prove the same properties) and `slow` (by hand).
+    tiers = (("deep", "DIALER_DEEP_TESTS", "deep tier"), ("slow", "DIALER_SLOW_TESTS", "slow test"))
+    for marker, variable, what in tiers:
+        if os.environ.get(variable) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: set {variable}=1 to run it")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 # DIALER_TEST_CPU=FILE: each test's CPU-seconds (the worker's own and those of the processes it started and reaped)
