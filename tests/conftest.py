@@ -176,6 +176,35 @@ def redis_factory() -> Iterator[type]:
         server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def chromium_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One headless Chromium per test process, for the browser tests to connect to over CDP (tests/
+    test_dashboard_browser.py, `browser`): each test still gets a fresh browser context (its own cookies,
+    storage and cache, closed after it), but launching Chromium for each test cost about 1 CPU-second more."""
+    import subprocess
+    import time
+
+    from tests.test_dashboard_browser import ARGS, CHROMIUM
+
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen([CHROMIUM, *ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             "--no-first-run", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = profile / "DevToolsActivePort"  # Chromium writes its port, then the browser's path, once it listens
+    deadline = time.monotonic() + 60
+    while len(lines := (port_file.read_text().split() if port_file.exists() else [])) < 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"Chromium ({CHROMIUM}) did not start: exit status {proc.poll()}")
+        time.sleep(0.05)
+    yield f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The dialer's default data directory (record.db, staged uploads) is the user's: the tests, and the processes
     # they start, get one of their own. (A record migrated by another checkout's newer code once broke them.)
