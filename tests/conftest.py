@@ -205,7 +205,25 @@ def chromium_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         proc.wait()
 
 
+# Argon2id as the product runs it (RFC 9106 low-memory profile: 64 MiB, 3 passes, 4 lanes) costs about 0.2
+# CPU-seconds a hash or a check; the tests that sign in, or fail to, 30 times in a row (rate limits) spent most of
+# their CPU there. In this test process passwords are hashed with the same algorithm at the lowest cost (a check
+# reads the cost from the hash it checks, so a hash made elsewhere costs what it says). Every `dialer` process a
+# test starts (`dialer user create`, `dialer serve`) hashes as the product does, and tests/test_console_auth.py
+# checks what such a process stored and that the product's profile is RFC 9106's.
+
+
+def cheap_password_hashing() -> None:
+    from argon2 import PasswordHasher
+
+    from gateway import credentials
+
+    credentials._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    credentials._dummy_hash.cache_clear()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    cheap_password_hashing()
     # The dialer's default data directory (record.db, staged uploads) is the user's: the tests, and the processes
     # they start, get one of their own. (A record migrated by another checkout's newer code once broke them.)
     data_home = tempfile.mkdtemp(prefix="dialer-test-data-")
