@@ -103,8 +103,10 @@ def live_gateway(redis_url, tmp_path):
            "DIALER_GATEWAY_UPLOAD_DIR": str(upload_dir), "DIALER_RECORD_URL": f"sqlite:///{tmp_path}/record.db"}
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90  # generous: 4 servers starting at once on 2 loaded cores took over 20 s
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("dialer serve exited: " + proc.stderr.read().decode())
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
