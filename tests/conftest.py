@@ -250,7 +250,7 @@ def slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = slow_first(items)
-    # The tiers that the default suite skips (README, "Tests"): `deep` (the full API fuzz, long soaks; .ci/run runs
+    # The tiers that the default suite skips (README, "Tests"): `deep` (the full fuzz variants; .ci/run runs
     # it after the default suite, whose cheaper variants prove the same properties) and `slow` (by hand).
     tiers = (("deep", "DIALER_DEEP_TESTS", "deep tier"), ("slow", "DIALER_SLOW_TESTS", "slow test"))
     for marker, variable, what in tiers:
