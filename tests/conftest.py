@@ -102,6 +102,17 @@ def restored_signal_handlers() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_plan_cache() -> Iterator[None]:
+    """Each test starts with no cached usage plan (dialer.usage.plan.cached_plan keeps a tenant's plan 5 s, per
+    process, whatever Redis it came from): a 10-attempt hard stop of a usage test held the next test's campaign
+    of the same tenant in the same worker, which then never completed."""
+    from dialer.usage import plan
+
+    plan._cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def no_leftover_signal_handlers() -> Iterator[None]:
     """Each test starts and ends with the session's SIGTERM/SIGINT handlers (tests/test_conftest_signals.py)."""
     with restored_signal_handlers():
