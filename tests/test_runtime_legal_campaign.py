@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from dialer.campaigns import CampaignStore, campaign_key
 from dialer.livestats import stats_key
 from dialer.pacing import RedisAbandonCounter
+from dialer.runtime.report import campaign_summary
 from tests.runtime_support import AT, setup_campaign
 from tests.test_runtime_engine import start_pbx
 from tests.test_runtime_shared_agents import AGENTS, CALLEES, campaign_phones, live_figures, run_one
@@ -57,5 +58,9 @@ async def test_a_new_list_paces_on_its_offers_window(redis_url, redis_client, tm
     window = counter.totals_of([old.id, new], AT.timestamp() + 3600, 24 * 3600)
     assert window == (500 + answers, abandons) and abandons <= 0.03 * window[0]
     assert float(gauges["legal_members"]) == 2
+    # `dialer campaigns report`: both lists finished, both still in the offer's window
+    summary = campaign_summary(redis_client, "acme", new, AT)
+    assert summary["legal_campaign"]["members"] == sorted([old.id, new]) and summary["legal_campaign"]["dialing"] == 0
+    assert summary["legal_campaign"]["abandons"]["answers_24h"] == window[0]
     print(f"\nlegal campaign: the new list {answers} live answers, {abandons} abandoned; peak calls up "
           f"{max(s[3] for s in after)} on 3 agents after {len(joined)} readings at legal-join")
