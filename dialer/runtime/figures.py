@@ -91,7 +91,7 @@ class LiveFigures:
         # on the one whose rate is nearest the cap, so a day's spike cannot hide in a month of a mixed campaign.
         windows = sorted({window_for(c) for c in list(r.countries)} or {window_for("")})
         try:
-            cap = pacing_policy(r.stored.config).abandon_cap
+            cap = pacing_policy(r.stored.config).abandon_cap  # a malformed legal_campaign too: not dialed
             key = legal_key(r.stored.config)
         except PolicyError:
             cap, key = DEFAULT_ABANDON_CAP, ""
@@ -100,7 +100,8 @@ class LiveFigures:
         if group is None:
             pairs = [counter.totals(r.campaign, now.timestamp(), w) for w in windows]
             r.abandon_totals = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
-            r.legal_label, r.legal_joining = "legal window", ""
+            # a key the last campaign listing did not know yet: the members are unknown, so it waits (legal-join)
+            r.legal_label, r.legal_joining = "legal window", key
         else:
             # One window for every member (the sum of their buckets), and this campaign paces on its part of the
             # room (dialer/pacing/legal.py): lawful whichever members stop, whatever process paces each.
