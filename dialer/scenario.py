@@ -18,7 +18,7 @@ one pool of agents. Anything a file does not say comes from the defaults table
     name = "sales"
     mode = "predictive"            # progressive, power, predictive, agentless
     cap = 0.03                     # also: ratio (power), weight and priority (agent sharing), guard ("15m", "1h"),
-                                   # pacing = {...}
+                                   # legal_campaign (campaigns with one key share one abandon window), pacing = {...}
 
 Pure: parsing and evaluation only; `dialer.simulate` runs it.
 """
