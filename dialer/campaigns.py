@@ -49,6 +49,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 }
 CONTROL_ACTIONS = ("start", "pause", "resume", "stop", "archive")  # offered to people through the API
 EDITABLE = ("draft", "scheduled", "paused")  # configuration changes allowed only in these statuses
+# The legal campaign is declared before a campaign's first call: its calls count in that legal campaign's abandon
+# window, and a key changed afterwards would move calls already placed into another window (or out of one), i.e.
+# rewrite which rate they were placed under. A later change needs a new dialer campaign.
+LEGAL_EDITABLE = ("draft", "scheduled")
 ACTIVE = ("scheduled", "running", "paused", "stopping")
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -383,12 +387,17 @@ class CampaignStore:
                  } if "legal_campaign" in changed else {}
         event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed,
                               **legal)
+        editable = LEGAL_EDITABLE if legal else EDITABLE  # checked in the edit script, atomically with the write
         ok, status = self._edit(keys=[campaign_key(tenant, campaign_id), *AuditLog.keys(tenant)],
                                 args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
-                                      *event.argv(), *EDITABLE])
+                                      *event.argv(), *editable])
         if not ok:
             if not status:
                 raise KeyError(campaign_id)
+            if legal and self._text(status) in EDITABLE:
+                raise CampaignError("legal_campaign_fixed", "the legal campaign is declared before a campaign's first "
+                                    "call (its calls count in that legal campaign's abandon window); create a new "
+                                    "campaign to declare another", field="legal_campaign")
             raise CampaignError("not_editable", f"a {self._text(status)} campaign cannot be changed; pause it first")
         updated = self.get(tenant, campaign_id)
         assert updated is not None

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from dialer.audit import AuditLog
-from dialer.campaigns import CampaignStore
+from dialer.campaigns import CampaignError, CampaignStore, campaign_key
 from dialer.pacing import PacingMode, PacingPolicy, PacingState, PolicyError, RedisAbandonCounter, Survival
 from dialer.pacing.abandons import DAY, HOUR
 from dialer.pacing.guard import abandon_verdict
@@ -127,3 +127,20 @@ def test_the_simulator_paces_members_on_one_window() -> None:
         assert all(c.calls_placed > 50 for c in r.campaigns)
     with pytest.raises(ScenarioError, match=r"campaigns\[0\].legal_campaign"):
         scenario_from_mapping({**_day(False), "campaigns": [{"name": "a", "legal_campaign": "a b"}]})
+
+
+def test_the_legal_campaign_is_declared_before_the_first_call(redis_client: redis.Redis) -> None:
+    """Once a campaign may have dialed, its calls are in its legal campaign's window: changing the key then would move
+    them into another window (or out of one). Refused with its own code; its other settings stay editable."""
+    store = CampaignStore(redis_client)
+    at = datetime(2026, 12, 7, 9, tzinfo=UTC)
+    made = store.create("acme", {"name": "spring", "legal_campaign": "spring-offer"}, by="ana", at=at)
+    store.update("acme", made.id, {"legal_campaign": "summer-offer"}, by="ana", at=at)  # a draft: still declaring
+    redis_client.hset(campaign_key("acme", made.id), "status", "paused")  # it ran, and was paused
+    for key in ("spring-offer", None):
+        with pytest.raises(CampaignError) as err:
+            store.update("acme", made.id, {"legal_campaign": key}, by="bob", at=at)
+        assert err.value.code == "legal_campaign_fixed" and err.value.field == "legal_campaign"
+    stored = store.get("acme", made.id)
+    assert stored is not None and stored.config["legal_campaign"] == "summer-offer"
+    assert store.update("acme", made.id, {"pacing_ratio": 1.5}, by="bob", at=at).config["pacing_ratio"] == 1.5
