@@ -57,8 +57,25 @@ def record(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[object]
         url = parse_record_url(request.getfixturevalue("postgres_url"))
     store = Record(url, pool_size=2)
     store.migrate()
+    from dialer.record import current
+
+    current.use(store)  # imports in the test write their contacts here (docs/record.md)
     yield store
+    current.use(None)
     store.close()
+
+
+@pytest.fixture(autouse=True)
+def contact_record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test's own embedded record for the contacts its imports write (made only if a test uses it); a test
+    that asks for `record` (SQLite and PostgreSQL) puts its own in place."""
+    from dialer.record import current
+    from dialer.record.store import Record
+    from dialer.record.url import parse_record_url
+
+    current.use_lazy(lambda: Record(parse_record_url(f"sqlite:///{tmp_path_factory.mktemp('record')}/record.db")))
+    yield
+    current.use(None)
 
 
 # Property tests and the schemathesis fuzz draw the same examples on every run, so CI passes or fails on the code,

@@ -247,17 +247,6 @@ return #items
 # The last step of a commit: the list (and campaign) gain all new contacts at once. Runs once only.
 FINALIZE = """
 if redis.call('HGET', KEYS[4], 'status') ~= 'committing' then return 0 end
-local function merge(dest, src)
-  if string.sub(dest, -12) == ':no-campaign' then return end
-  if redis.call('EXISTS', src) == 0 then return end
-  if redis.call('EXISTS', dest) == 0 then
-    redis.call('COPY', src, dest)
-  else
-    redis.call('SUNIONSTORE', dest, dest, src)
-  end
-end
-merge(KEYS[1], KEYS[3])
-merge(KEYS[2], KEYS[3])
 local fields = cjson.decode(ARGV[1])
 for name, value in pairs(fields) do redis.call('HSET', KEYS[4], name, value) end
 redis.call('SADD', KEYS[7], ARGV[2])
@@ -372,64 +361,74 @@ def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
     return contact
 
 
-def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
-    """The contact, once its import is committed: a commit publishes contacts in batches, and one whose
-    coordinator died is finished by the watchdog (dialer/contacts/watchdog.py); until then they do not exist."""
-    keys = Keys(tenant)
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.contact(contact_id))
-    import_id = contact_id.rsplit("-", 1)[0] if "-" in contact_id else ""
-    pipe.hget(Keys(tenant, import_id).status, "status")
-    raw, status = pipe.execute()
-    if not raw:
-        return None
-    stored_import = _s(raw.get(b"import", raw.get("import", b"")))
-    if stored_import and stored_import != import_id:
-        status = client.hget(Keys(tenant, stored_import).status, "status")
-    if stored_import and status is not None and _s(status) != "committed":
-        return None
-    return _contact(raw)
+def decoded(data: dict[str, Any]) -> dict[str, Any]:
+    """A contact as the record stores it (dialer.record.contacts: `data`) in the shape readers show."""
+    phones = data.get("phones")
+    return _contact({**data, "phones": phones if isinstance(phones, str) else json.dumps(phones or [])})
 
 
-def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+def _record() -> Any:
+    from dialer.record.current import contact_record
+
+    return contact_record()
+
+
+# Contacts live in the record (issue 18, docs/record.md): these readers keep the signatures they had when contacts
+# lived in Redis (`client` is unused) and read the process's record (dialer.record.current); a record that cannot
+# be read raises dialer.record.store.RecordUnavailable (API: 503; CLI: one line).
+
+def get_contact(client: redis.Redis | None, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    """The contact, once its import is committed (the import writes a list's contacts into the record in one
+    transaction: dialer/contacts/publish.py)."""
+    from dialer.record.contacts import get_contact as stored
+
+    data = stored(_record(), tenant, contact_id)
+    return decoded(data) if data is not None else None
+
+
+def contacts_for_phone(client: redis.Redis | None, tenant: str, e164: str) -> list[str]:
     """Contact ids holding this number (for access and erasure requests)."""
-    return sorted(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))
+    from dialer.record.contacts import contact_ids_for_phone
+
+    return contact_ids_for_phone(_record(), tenant, e164)
 
 
-def erase_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+def erase_phone(client: redis.Redis | None, tenant: str, e164: str) -> list[str]:
     """Erasure request: delete every contact holding this number (all its numbers and fields, its list
-    and campaign memberships). Returns the ids erased. Consents, opt-outs and attempt history in
-    dialer/facts.py stay: they are evidence, and an opt-out must keep working after the erasure."""
-    scripts = Scripts(client)
-    erased = []
-    for cid in contacts_for_phone(client, tenant, e164):
-        if scripts.erase(keys=[f"{tenant_prefix(tenant)}contact:{cid}"], args=[tenant_prefix(tenant), cid]):
-            erased.append(cid)
-    return erased
+    memberships). Returns the ids erased. Consents, opt-outs and attempt history in dialer/facts.py stay: they are
+    evidence, and an opt-out must keep working after the erasure."""
+    from dialer.record.contacts import erase_phone as erase
+
+    return erase(_record(), tenant, e164)
 
 
-def list_member_ids(client: redis.Redis, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
-    for member in client.sscan_iter(Keys(tenant).list_members(list_id), count=count):
-        yield _s(member)
+def list_member_ids(client: redis.Redis | None, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
+    from dialer.record.contacts import member_ids
+
+    yield from member_ids(_record(), tenant, list_id=list_id, page=max(count, 1000))
 
 
-def campaign_member_ids(client: redis.Redis, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
-    for member in client.sscan_iter(Keys(tenant).campaign_contacts(campaign), count=count):
-        yield _s(member)
+def campaign_member_ids(client: redis.Redis | None, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
+    """The contacts imported into the campaign itself (not its lists' members)."""
+    from dialer.record.contacts import member_ids
+
+    yield from member_ids(_record(), tenant, campaign=campaign, page=max(count, 1000))
 
 
-def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: int = 500) -> Iterator[dict[str, Any]]:
-    """Contacts for a stream of ids, fetched in pipelined batches (memory bounded by `batch`)."""
-    keys = Keys(tenant)
+def iter_contacts(client: redis.Redis | None, tenant: str, ids: Iterator[str],
+                  batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Contacts for a stream of ids, read in batches (memory bounded by `batch`); ids no longer stored are
+    skipped."""
+    record = _record()
     pending: list[str] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        pipe = client.pipeline(transaction=False)
+        rows = record.query(f"SELECT id, data FROM contacts WHERE tenant = %s AND id IN "
+                            f"({', '.join(['%s'] * len(pending))})", (tenant, *pending))
+        found = {str(cid): data for cid, data in rows}
         for cid in pending:
-            pipe.hgetall(keys.contact(cid))
-        for raw in pipe.execute():
-            if raw:
-                yield _contact(raw)
+            if cid in found:
+                yield decoded(json.loads(found[cid]))
         pending.clear()
 
     for cid in ids:
@@ -438,6 +437,12 @@ def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: i
             yield from flush()
     if pending:
         yield from flush()
+
+
+def list_count(tenant: str, list_id: str) -> int:
+    """Members of a list (the record's count, never Redis's)."""
+    rows = _record().query("SELECT COUNT(*) FROM list_members WHERE tenant = %s AND list_id = %s", (tenant, list_id))
+    return int(rows[0][0])
 
 
 def iter_errors(client: redis.Redis, tenant: str, import_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:
