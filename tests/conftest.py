@@ -59,22 +59,27 @@ def record(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[object]
     store.migrate()
     from dialer.record import current
 
-    current.use(store)  # imports in the test write their contacts here (docs/record.md)
+    current.use(store)  # imports in the test write their contacts here (docs/record.md), and in its processes:
+    request.getfixturevalue("monkeypatch").setenv(
+        "DIALER_RECORD_URL", url.url if url.dialect == "postgresql" else f"sqlite:///{url.path}")
     yield store
     current.use(None)
     store.close()
 
 
 @pytest.fixture(autouse=True)
-def contact_record(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every test's own embedded record for the contacts its imports write (made only if a test uses it); a test
-    that asks for `record` (SQLite and PostgreSQL) puts its own in place."""
+def contact_record(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test's own embedded record for the contacts its imports write (the file made only if a test uses it),
+    in this process and in the processes it starts (DIALER_RECORD_URL); a test that asks for `record` (SQLite and
+    PostgreSQL) puts its own in place. Yields the URL."""
     from dialer.record import current
     from dialer.record.store import Record
     from dialer.record.url import parse_record_url
 
-    current.use_lazy(lambda: Record(parse_record_url(f"sqlite:///{tmp_path_factory.mktemp('record')}/record.db")))
-    yield
+    url = f"sqlite:///{tmp_path_factory.mktemp('record')}/record.db"
+    monkeypatch.setenv("DIALER_RECORD_URL", url)
+    current.use_lazy(lambda: Record(parse_record_url(url)))
+    yield url
     current.use(None)
 
 

@@ -52,15 +52,22 @@ def use(record: Record | None, *, migrated: bool = True) -> None:
 
 def contact_record() -> Record:
     """The process's record, migrated. Raises RecordUnavailable when none is set or it cannot be reached."""
-    global _record, _migrated
+    global _config, _record, _owned, _migrated
     with _lock:
         if _record is None:
             if _factory is not None:
                 _record = _factory()
             elif _config is not None:
                 _record = Record.from_config(_config)
-            else:
-                raise RecordUnavailable("no record is configured in this process (setting record.url)")
+            else:  # a process that never read its settings (an RQ worker started by hand): read them now
+                from dialer.config import ConfigError, load_config
+
+                try:
+                    _config = load_config(None)
+                except ConfigError as exc:
+                    raise RecordUnavailable(f"the record's settings cannot be read: {exc}") from None
+                _record = Record.from_config(_config)
+                _owned = True
         record = _record
         if not _migrated:
             record.migrate()

@@ -147,7 +147,9 @@ class Record:
     # --- transactions -----------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, read_only: bool = False) -> Iterator[Tx]:
+        """`read_only` (SQLite): a deferred transaction, so a reader does not wait for a writer (WAL): an import
+        commits a whole list in one write transaction."""
         if self.dialect == "postgresql":
             with self._pg_errors_as_unavailable(), self._pool.connection() as conn, conn.transaction(), \
                     conn.cursor() as cur:
@@ -162,7 +164,7 @@ class Record:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             cur = conn.cursor()
             try:
                 yield Tx(cur, self.dialect)
@@ -205,7 +207,7 @@ class Record:
         return f"no free connection within {self.timeout:g} s (all {self._pool.max_size} in use)"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction() as tx:
+        with self.transaction(read_only=sql.lstrip()[:6].upper() == "SELECT") as tx:
             return tx.query(sql, params)
 
     def ping(self) -> bool:
