@@ -13,10 +13,11 @@ Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/c
 
 The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
 status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
-it nothing outside staging exists. Publishing RENAMEs staged contact hashes to their final keys in
-batches of PUBLISH_BATCH with a Lua script (Redis stays responsive), then one script merges the new
-members into the list/campaign sets, so a list's members appear all at once. Scripts build key names
-from the tenant prefix: single Redis, not Cluster.
+it nothing outside staging exists. Publishing writes the staged contacts into the record in one
+transaction (dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script
+(FINALIZE) sets the status and the list's metadata. The contact, phone and member keys above
+(t:T:contact:K, t:T:phone:*, t:T:list:L:members|phones, t:T:campaign:C:*) are no longer written: they
+hold only contacts imported before the record, until `dialer record move-contacts` moves them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-
-PUBLISH_BATCH = 500
 
 
 def _s(value: Any) -> str:
@@ -161,86 +160,6 @@ end
 return 1
 """
 
-# KEYS: staged rows list, seen, list phones, campaign phones (or Keys.no_campaign), new members, duplicates list,
-#       counters.  ARGV: tenant prefix, batch size, staging prefix, error report cap.
-# Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
-# the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
-# index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
-# sets (dedupe indexes, not membership) are filled here: `seen` already gives each number of this
-# import to one row only, so a number added by an earlier batch is never misread as "already in the
-# list". Membership (new members) is staged and swapped in by FINALIZE.
-PUBLISH = """
-local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
-if not items then return 0 end
-local prefix, staging = ARGV[1], ARGV[3]
-local has_campaign = string.sub(KEYS[4], -12) ~= ':no-campaign'
-local contacts, dup_rows, dup_phones = 0, 0, 0
-local dup_by = {}
-for _, item in ipairs(items) do
-  local cid, row, line, numbers = string.match(item, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  row = tonumber(row)
-  local src = staging .. 'c:' .. cid
-  local kept, dropped = {}, {}
-  for e in string.gmatch(numbers, '[^,]+') do
-    local first = tonumber(redis.call('HGET', KEYS[2], e))
-    local reason = nil
-    if first ~= row then reason = 'duplicate_in_file'
-    elseif redis.call('SISMEMBER', KEYS[3], e) == 1 then reason = 'duplicate_in_list'
-    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], e) == 1 then reason = 'duplicate_in_campaign'
-    end
-    if reason then
-      dropped[e] = {reason, first}
-      dup_phones = dup_phones + 1
-      dup_by[reason] = (dup_by[reason] or 0) + 1
-    else
-      table.insert(kept, e)
-    end
-  end
-  if next(dropped) ~= nil then
-    -- rare: report the dropped numbers (with their column) and keep only the others
-    local phones = cjson.decode(redis.call('HGET', src, 'phones'))
-    local remaining = {}
-    for _, p in ipairs(phones) do
-      local d = dropped[p.e]
-      if d then
-        -- the report keeps the import's first ARGV[4] entries (row errors too); the rest are counted
-        if redis.call('HINCRBY', KEYS[7], 'errors_listed', 1) <= tonumber(ARGV[4]) then
-          redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
-            reason = d[1], first_row = d[2], severity = 'duplicate'}))
-        else
-          redis.call('HINCRBY', KEYS[7], 'unlisted_dup:' .. d[1], 1)
-        end
-      else
-        table.insert(remaining, p)
-      end
-    end
-    if #remaining > 0 then
-      local m = remaining[1]
-      redis.call('HSET', src, 'phones', cjson.encode(remaining), 'phone', m.e, 'line_type', m.t,
-        'timezones', m.z, 'phone_country', m.c, 'phone_subdivision', m.s)
-    end
-  end
-  if #kept == 0 then
-    redis.call('DEL', src)
-    dup_rows = dup_rows + 1
-  else
-    redis.call('RENAME', src, prefix .. 'contact:' .. cid)
-    for _, e in ipairs(kept) do
-      redis.call('SADD', prefix .. 'phone:' .. e, cid)
-      redis.call('SADD', KEYS[3], e)
-      if has_campaign then redis.call('SADD', KEYS[4], e) end
-    end
-    redis.call('SADD', KEYS[5], cid)
-    contacts = contacts + 1
-  end
-end
-if contacts > 0 then redis.call('HINCRBY', KEYS[7], 'contacts', contacts) end
-if dup_rows > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_rows', dup_rows) end
-if dup_phones > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_phones', dup_phones) end
-for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[7], 'dup:' .. reason, n) end
-return #items
-"""
-
 # KEYS: list members, campaign contacts (Keys.no_campaign if none), new members, status, staged-keys set, list meta,
 #       lists set, list's imports list.
 # ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
@@ -319,7 +238,6 @@ return 1
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.seen_min = client.register_script(SEEN_MIN)
-        self.publish = client.register_script(PUBLISH)
         self.finalize = client.register_script(FINALIZE)
         self.lock_all = client.register_script(LOCK_ALL)
         self.unlock_all = client.register_script(UNLOCK_ALL)
