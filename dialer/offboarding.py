@@ -212,6 +212,14 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
     target = Path(path)
     if target.exists() and (target.is_file() or any(target.iterdir())):
         raise OffboardError(f"{target} exists and is not empty: choose a new path for the export")
+    if record is None:  # the tenant's contacts live in the record (docs/record.md): never leave them behind
+        from dialer.record.current import contact_record
+        from dialer.record.store import RecordUnavailable
+
+        try:
+            record = contact_record()
+        except RecordUnavailable as exc:
+            raise OffboardError(f"the record's contacts cannot be read ({exc}): nothing was deleted") from None
     audit = AuditLog(client, secret_key)
     verified = audit.verify(tenant)
     work = Path(tempfile.mkdtemp(prefix=f"offboard-{tenant}-", dir=target.parent if target.parent.exists() else None))

@@ -68,18 +68,20 @@ def record(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[object]
 
 
 @pytest.fixture(autouse=True)
-def contact_record(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test's own embedded record for the contacts its imports write (the file made only if a test uses it),
-    in this process and in the processes it starts (DIALER_RECORD_URL); a test that asks for `record` (SQLite and
-    PostgreSQL) puts its own in place. Yields the URL."""
+def contact_record(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test's own data directory, so its own default record (the embedded SQLite file, made only if the test
+    uses it) for the contacts its imports write: in this process (dialer.record.current), in the processes it
+    starts and in every config without a `record.url` (they find the same file). A test that asks for `record`
+    (SQLite and PostgreSQL) puts its own in place."""
+    from dialer.private_files import default_data_dir
     from dialer.record import current
     from dialer.record.store import Record
     from dialer.record.url import parse_record_url
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('record')}/record.db"
-    monkeypatch.setenv("DIALER_RECORD_URL", url)
-    current.use_lazy(lambda: Record(parse_record_url(url)))
-    yield url
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("DIALER_RECORD_URL", raising=False)
+    current.use_lazy(lambda: Record(parse_record_url("", data_dir=str(default_data_dir()))))
+    yield
     current.use(None)
 
 
