@@ -495,7 +495,6 @@ class Importer:
         region = params["region"]
         counts: Counter[str] = Counter()
         packed: list[str] = []
-        contacts: list[tuple[str, dict[str, Any]]] = []
         errors: list[tuple[str, str]] = []  # (reason, JSON entry)
         consents: list[str] = []
         seen_args: list[Any] = []
@@ -515,8 +514,6 @@ class Importer:
                 for reason, count in unlisted.items():
                     counts[f"unlisted:{reason}"] += count
             pipe = self.client.pipeline(transaction=False)
-            for cid, contact in contacts:
-                pipe.hset(keys.staged_contact(cid), mapping=contact)
             if packed:
                 pipe.rpush(rows_key, *packed)
             if kept:
@@ -538,7 +535,6 @@ class Importer:
                 self._stop_hopeless(share, max_bad_share, counts, examples)
                 raise ImportStopped(self.import_id)
             packed.clear()
-            contacts.clear()
             errors.clear()
             consents.clear()
             seen_args.clear()
@@ -589,9 +585,10 @@ class Importer:
                 else:
                     cid = f"{import_id}-{record.row}"
                     contact, phones = build_contact(result, cid, list_id, campaign, import_id, record.row)
-                    contacts.append((cid, contact))
                     numbers = ",".join(phone["e"] for phone in phones)
-                    packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}")
+                    # the contact travels in its row item (JSON escapes tabs): one LRANGE gives the commit all
+                    packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}\t"
+                                  f"{json.dumps({k: str(v) for k, v in contact.items()}, separators=(',', ':'))}")
                     for phone in phones:
                         seen_args.extend((record.row, phone["e"]))
                     if result.consent is not None:
@@ -650,7 +647,7 @@ class Importer:
         report, consents, the list's metadata. `record_wait`: how long to wait for a record that is down before
         giving up for now (the import stays committing: the watchdog, a worker's start or a status poller
         finishes it later; RecordUnavailable is raised)."""
-        from dialer.contacts.publish import drop_staged_contacts, publish, record_outcome
+        from dialer.contacts.publish import publish, record_outcome
         from dialer.record.current import contact_record
 
         params = self._params()
@@ -688,7 +685,6 @@ class Importer:
                     time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
             record_outcome(self.client, keys, outcome)
             self.client.hdel(keys.status, "record_error")
-        drop_staged_contacts(self.client, keys, chunks)
         self._report_progress()
         self._record_consents(done)
         summary = self._summary()

@@ -1,7 +1,8 @@
 """The import's publish step (issue 18): staged contacts go into the record, in one transaction.
 
 After the import's commit point (dialer.contacts.jobs.Importer.commit) the staged rows are read back from Redis's
-staging keys, deduplicated and written into the record's contact store (dialer.record.contacts: `contacts`,
+staging lists (one item per contact: id, row, line, numbers and the contact as JSON), deduplicated and written
+into the record's contact store (dialer.record.contacts: `contacts`,
 `list_members`, `contact_phones`) in **one record transaction**: a crash or a record outage before it commits
 leaves nothing visible, and once it committed the whole list is there. The outcome for Redis (the counters of the
 summary, the duplicates' error report entries, the `published` mark) is written after the record's commit, in one
@@ -71,24 +72,15 @@ def publish(client: redis.Redis, record: Record, keys: Keys, chunks: list[tuple[
                 start += len(items)
                 parsed = []
                 for item in items:
-                    cid, row, line, numbers = item.split("\t", 3)
-                    parsed.append((cid, int(row), int(line), [n for n in numbers.split(",") if n]))
-                pipe = client.pipeline(transaction=False)
-                for cid, *_ in parsed:
-                    pipe.hgetall(keys.staged_contact(cid))
-                every = sorted({n for *_, numbers in parsed for n in numbers})
-                if every:
-                    pipe.hmget(keys.seen, every)
-                replies = pipe.execute()
-                first_row = dict(zip(every, replies[-1], strict=True)) if every else {}
+                    _, row, line, numbers, data = item.split("\t", 4)
+                    parsed.append((int(row), int(line), [n for n in numbers.split(",") if n], json.loads(data)))
+                every = sorted({n for _, _, numbers, _ in parsed for n in numbers})
+                first_row = dict(zip(every, client.hmget(keys.seen, every), strict=True)) if every else {}
                 in_list = numbers_taken(tx, keys.tenant, every, list_id=list_id, besides_import=keys.import_id)
                 in_campaign = numbers_taken(tx, keys.tenant, every, campaign=campaign,
                                             besides_import=keys.import_id) if campaign else set()
                 batch = []
-                for (cid, row, line, numbers), raw in zip(parsed, replies, strict=False):
-                    contact = {_s(k): _s(v) for k, v in raw.items()}
-                    if not contact:  # a retried page whose staged hash is gone cannot happen before `published`
-                        raise RuntimeError(f"import {keys.import_id}: staged contact {cid} is missing")
+                for row, line, numbers, contact in parsed:
                     dropped: dict[str, tuple[str, int]] = {}
                     for e in numbers:
                         first = int(first_row.get(e) or row)
@@ -141,16 +133,3 @@ def record_outcome(client: redis.Redis, keys: Keys, outcome: Outcome) -> bool:
             return True
         except redis.WatchError:  # another process published meanwhile
             return False
-
-
-def drop_staged_contacts(client: redis.Redis, keys: Keys, chunks: list[tuple[int, str]]) -> None:
-    """The staged contact hashes, once the record holds them (their rows lists go with the staged keys)."""
-    for index, attempt in chunks:
-        rows_key = keys.rows(index, attempt)
-        start = 0
-        while True:
-            items = client.lrange(rows_key, start, start + PAGE - 1)
-            if not items:
-                break
-            start += len(items)
-            client.unlink(*[keys.staged_contact(_s(i).split("\t", 1)[0]) for i in items])

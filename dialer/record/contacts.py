@@ -175,9 +175,13 @@ def numbers_taken(tx: Tx, tenant: str, numbers: Sequence[str], *, list_id: str |
     contacts of import `besides_import` (the import being committed: a retry of its own commit must find the
     same duplicates as the first run, not its own rows)."""
     found: set[str] = set()
-    for start in range(0, len(numbers), LOOKUP):
-        part = list(numbers[start:start + LOOKUP])
+    # PostgreSQL: the page's numbers as one array parameter (one statement); SQLite: IN lists of LOOKUP
+    step = len(numbers) or 1 if tx.dialect == "postgresql" else LOOKUP
+    for start in range(0, len(numbers), step):
+        part = list(numbers[start:start + step])
         marks = ", ".join(["%s"] * len(part))
+        if tx.dialect == "postgresql":
+            marks, part = "SELECT unnest(%s::text[])", [part]
         if list_id:
             sql = ("SELECT DISTINCT p.phone FROM contact_phones p JOIN list_members m ON m.tenant = p.tenant AND "
                    "m.contact_id = p.contact_id JOIN contacts c ON c.tenant = p.tenant AND c.id = p.contact_id "
