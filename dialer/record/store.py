@@ -223,15 +223,35 @@ class Record:
         """Bring the schema to the newest revision (Alembic); returns it. Safe to run at every start."""
         # its INFO lines (plugin setup as it is imported, each step) are for people running it by hand
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        if self.dialect == "sqlite" and not Path(self.url.path).exists() and Path(self.url.path).parent.is_dir():
+            # personal data: the file (and the -wal and -shm files SQLite gives its mode) is the owner's alone
+            os.close(os.open(self.url.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        with self._sqlite_migration_lock():
+            return self._migrate()
+
+    @contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """SQLite: two processes migrating a new file at once (two workers' first import) take turns on a lock
+        file beside it, as PostgreSQL's take turns on an advisory lock."""
+        if self.dialect != "sqlite" or not Path(self.url.path).parent.is_dir():
+            yield
+            return
+        import fcntl
+
+        fd = os.open(self.url.path + ".migrate-lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _migrate(self) -> str:
         from alembic import command
         from alembic.config import Config as AlembicConfig
         from alembic.runtime.migration import MigrationContext
         from alembic.util import CommandError
         from sqlalchemy import create_engine, exc
 
-        if self.dialect == "sqlite" and not Path(self.url.path).exists() and Path(self.url.path).parent.is_dir():
-            # personal data: the file (and the -wal and -shm files SQLite gives its mode) is the owner's alone
-            os.close(os.open(self.url.path, os.O_WRONLY | os.O_CREAT, 0o600))
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         engine = create_engine(self.url.sqlalchemy(), connect_args={"connect_timeout": int(self.timeout)}
