@@ -107,29 +107,40 @@ def publish(client: redis.Redis, record: Record, keys: Keys, chunks: list[tuple[
     return outcome
 
 
+# KEYS: import status, counters, duplicates list. ARGV: error report cap, total duplicates, counts (JSON object),
+#       duplicates by reason (JSON object), then the first report entries (JSON, at most the cap).
+# After the record's commit, once (the `published` mark): the summary's counters and the duplicates' report
+# entries, within what is left of the report's cap (the rest counted by reason as unlisted).
+_RECORD_OUTCOME = """
+if redis.call('HGET', KEYS[1], 'published') then return 0 end
+local cap, total = tonumber(ARGV[1]), tonumber(ARGV[2])
+local listed = tonumber(redis.call('HGET', KEYS[2], 'errors_listed') or '0')
+local room = math.max(0, cap - listed)
+for name, value in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[2], name, value) end
+redis.call('DEL', KEYS[3])
+local kept_by = {}
+for i = 5, math.min(#ARGV, 4 + room) do
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+  local reason = cjson.decode(ARGV[i]).reason
+  kept_by[reason] = (kept_by[reason] or 0) + 1
+end
+for reason, n in pairs(cjson.decode(ARGV[4])) do
+  local unlisted = n - (kept_by[reason] or 0)
+  if unlisted > 0 then redis.call('HSET', KEYS[2], 'unlisted_dup:' .. reason, unlisted) end
+end
+redis.call('HSET', KEYS[2], 'errors_listed', listed + total)
+redis.call('HSET', KEYS[1], 'published', '1')
+return 1
+"""
+
+
 def record_outcome(client: redis.Redis, keys: Keys, outcome: Outcome) -> bool:
     """After the record's commit: the summary's counters and the duplicates' report entries, with the
-    `published` mark, in one MULTI, once (a second call finds the mark and writes nothing). True if written."""
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(keys.status)
-            if pipe.hget(keys.status, "published"):
-                return False
-            listed = int(pipe.hget(keys.counters, "errors_listed") or 0)
-            room = max(0, ERRORS_KEPT - listed)
-            kept, unlisted = outcome.duplicates[:room], Counter(d["reason"] for d in outcome.duplicates[room:])
-            fields: dict[str, int] = {"contacts": outcome.contacts, "duplicate_rows": outcome.duplicate_rows,
-                                      "duplicate_phones": outcome.duplicate_phones,
-                                      "errors_listed": listed + len(outcome.duplicates)}
-            fields.update({f"dup:{k}": v for k, v in outcome.by_reason.items()})
-            fields.update({f"unlisted_dup:{k}": v for k, v in unlisted.items()})
-            pipe.multi()
-            pipe.hset(keys.counters, mapping=fields)
-            pipe.delete(keys.duplicates)
-            for start in range(0, len(kept), 1000):
-                pipe.rpush(keys.duplicates, *[json.dumps(d) for d in kept[start:start + 1000]])
-            pipe.hset(keys.status, "published", "1")
-            pipe.execute()
-            return True
-        except redis.WatchError:  # another process published meanwhile
-            return False
+    `published` mark, in one atomic step, once (a second call finds the mark and writes nothing)."""
+    counts: dict[str, int] = {"contacts": outcome.contacts, "duplicate_rows": outcome.duplicate_rows,
+                              "duplicate_phones": outcome.duplicate_phones}
+    counts.update({f"dup:{k}": v for k, v in outcome.by_reason.items()})
+    entries = [json.dumps(d) for d in outcome.duplicates[:ERRORS_KEPT]]
+    return bool(client.eval(_RECORD_OUTCOME, 3, keys.status, keys.counters, keys.duplicates, ERRORS_KEPT,
+                            len(outcome.duplicates), json.dumps(counts), json.dumps(dict(outcome.by_reason)),
+                            *entries))
