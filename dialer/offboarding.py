@@ -103,10 +103,12 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
             json.dump(value, fh, ensure_ascii=False, sort_keys=True, indent=1, default=str)
         counts[name] = n
 
-    from dialer.contacts.store import get_contact
+    from dialer.contacts.store import redis_contact
 
+    # contacts an older dialer kept in Redis, not moved into the record yet (the record's: record_contacts.jsonl)
     contact_keys = [k for k in _scan(client, p + "contact:*")]
-    jsonl("contacts.jsonl", (get_contact(client, tenant, k[len(p + "contact:"):]) for k in contact_keys))
+    jsonl("contacts.jsonl", (c for c in (redis_contact(client, tenant, k[len(p + "contact:"):])
+                                         for k in contact_keys) if c is not None))
     lists = {}
     for list_id in sorted(_s(x) for x in client.smembers(p + "lists")):
         lists[list_id] = {**_hash(client, f"{p}list:{list_id}"),

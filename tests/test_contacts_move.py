@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from dialer.contacts.move import legacy_tenants, move_contacts
-from dialer.contacts.store import Keys, get_contact, list_count
+from dialer.contacts.store import Keys, contacts_for_phone, get_contact, list_count
 from dialer.record.contacts import campaign_count, contact_ids_for_phone, store_contacts, tenant_count
 
 
@@ -50,6 +50,9 @@ def test_contacts_in_redis_move_into_the_record_once_and_leave_redis(redis_clien
     a.append(legacy(redis_client, "acme", "other", 9, ["+33612340002", "+33145670009"]))
     legacy(redis_client, "beta", "old", 2, ["+33699990002"])
     assert legacy_tenants(redis_client) == ["acme", "beta"]
+    # before the move, subject requests still find them (an erasure during an upgrade misses nobody)
+    assert contacts_for_phone(redis_client, "acme", "+33612340002") == ["oldacme-2", "oldacme-9"]
+    assert get_contact(redis_client, "acme", "oldacme-9")["first_name"] == "n9"
     # an earlier run died after the record committed its first batch, before Redis forgot it
     store_contacts(record, "acme", "old", a[:2])
     moved = move_contacts(redis_client, record)

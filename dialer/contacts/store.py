@@ -292,8 +292,16 @@ def _record() -> Any:
 
 
 # Contacts live in the record (issue 18, docs/record.md): these readers keep the signatures they had when contacts
-# lived in Redis (`client` is unused) and read the process's record (dialer.record.current); a record that cannot
-# be read raises dialer.record.store.RecordUnavailable (API: 503; CLI: one line).
+# lived in Redis and read the process's record (dialer.record.current); a record that cannot be read raises
+# dialer.record.store.RecordUnavailable (API: 503; CLI: one line). Subject requests (get_contact,
+# contacts_for_phone) also find contacts an older dialer kept in Redis and not moved yet, so an access or an
+# erasure during an upgrade misses nobody.
+
+def redis_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    """A contact an older dialer kept in Redis's contact store (until `dialer record move-contacts`)."""
+    raw = client.hgetall(Keys(tenant).contact(contact_id))
+    return _contact(raw) if raw else None
+
 
 def get_contact(client: redis.Redis | None, tenant: str, contact_id: str) -> dict[str, Any] | None:
     """The contact, once its import is committed (the import writes a list's contacts into the record in one
@@ -301,6 +309,8 @@ def get_contact(client: redis.Redis | None, tenant: str, contact_id: str) -> dic
     from dialer.record.contacts import get_contact as stored
 
     data = stored(_record(), tenant, contact_id)
+    if data is None and client is not None:  # not moved into the record yet (an upgrade: dialer/contacts/move.py)
+        return redis_contact(client, tenant, contact_id)
     return decoded(data) if data is not None else None
 
 
@@ -308,7 +318,10 @@ def contacts_for_phone(client: redis.Redis | None, tenant: str, e164: str) -> li
     """Contact ids holding this number (for access and erasure requests)."""
     from dialer.record.contacts import contact_ids_for_phone
 
-    return contact_ids_for_phone(_record(), tenant, e164)
+    found = contact_ids_for_phone(_record(), tenant, e164)
+    if client is not None:  # and contacts an older dialer kept in Redis, until they are moved into the record
+        found = sorted({*found, *(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))})
+    return found
 
 
 def erase_phone(client: redis.Redis | None, tenant: str, e164: str) -> list[str]:
