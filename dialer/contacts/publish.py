@@ -30,7 +30,7 @@ import redis
 
 from dialer.contacts.limits import ERRORS_KEPT
 from dialer.contacts.store import Keys, _s
-from dialer.record.contacts import insert_contacts, numbers_taken
+from dialer.record.contacts import insert_contacts, numbers_taken, others_hold
 from dialer.record.store import Record
 
 PAGE = 2000  # staged rows per page (one Redis round trip, one batch of record statements)
@@ -62,6 +62,13 @@ def publish(client: redis.Redis, record: Record, keys: Keys, chunks: list[tuple[
     returns what happened (nothing is written to Redis here)."""
     outcome = Outcome()
     with record.transaction() as tx:
+        if tx.dialect == "postgresql":
+            # the tables' statistics predate this transaction's own rows (a new list: empty): without this the
+            # planner scans the growing tables for every page's lookup (quadratic in the list's size)
+            tx.execute("SET LOCAL enable_seqscan = off")
+        check_list = others_hold(tx, keys.tenant, list_id=list_id, besides_import=keys.import_id)
+        check_campaign = bool(campaign) and others_hold(tx, keys.tenant, campaign=campaign,
+                                                         besides_import=keys.import_id)
         for index, attempt in chunks:
             rows_key = keys.rows(index, attempt)
             start = 0
@@ -76,9 +83,10 @@ def publish(client: redis.Redis, record: Record, keys: Keys, chunks: list[tuple[
                     parsed.append((int(row), int(line), [n for n in numbers.split(",") if n], json.loads(data)))
                 every = sorted({n for _, _, numbers, _ in parsed for n in numbers})
                 first_row = dict(zip(every, client.hmget(keys.seen, every), strict=True)) if every else {}
-                in_list = numbers_taken(tx, keys.tenant, every, list_id=list_id, besides_import=keys.import_id)
+                in_list = numbers_taken(tx, keys.tenant, every, list_id=list_id,
+                                        besides_import=keys.import_id) if check_list else set()
                 in_campaign = numbers_taken(tx, keys.tenant, every, campaign=campaign,
-                                            besides_import=keys.import_id) if campaign else set()
+                                            besides_import=keys.import_id) if check_campaign else set()
                 batch = []
                 for row, line, numbers, contact in parsed:
                     dropped: dict[str, tuple[str, int]] = {}

@@ -197,6 +197,21 @@ def numbers_taken(tx: Tx, tenant: str, numbers: Sequence[str], *, list_id: str |
     return found
 
 
+def others_hold(tx: Tx, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
+                besides_import: str = "") -> bool:
+    """Whether the list (or the campaign) has contacts from another import than `besides_import`: when it has none,
+    no number of this import can be a duplicate of it and the lookups are skipped (a new list)."""
+    if list_id:
+        sql = ("SELECT 1 FROM list_members m JOIN contacts c ON c.tenant = m.tenant AND c.id = m.contact_id "
+               "WHERE m.tenant = %s AND m.list_id = %s AND (c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
+        params: tuple[Any, ...] = (tenant, list_id, besides_import)
+    else:
+        sql = ("SELECT 1 FROM contacts c WHERE c.tenant = %s AND c.campaign = %s AND "
+               "(c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
+        params = (tenant, campaign, besides_import)
+    return bool(tx.query(sql, params))
+
+
 def member_ids(record: Record, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
                lists: Sequence[str] = (), page: int = 5000) -> Iterator[str]:
     """Contact ids of a list, or of a campaign (its lists' members and its own contacts), in id order, a page at
