@@ -9,6 +9,7 @@ bits each; only their SHA-256 is stored (full entropy, and sign-in is rate limit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import io
@@ -28,8 +29,6 @@ ISSUER = "Compliance dialer"
 RECOVERY_CODES = 10
 
 _hasher = PasswordHasher()  # type Argon2id
-# Verified when the email is unknown, so an unknown account costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 _TOTP_CODE = re.compile(r"^\d{6}$")
 _RECOVERY = re.compile(r"^[a-z2-7]{5}-?[a-z2-7]{5}$")
 
@@ -49,6 +48,15 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so an unknown account costs the same time as a wrong password.
+
+    Made on first use, not at import: every `dialer` command imports this module, and an Argon2id hash costs
+    about 0.2 CPU-seconds that most commands never need."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -57,7 +65,7 @@ def verify_password(stored: str | None, password: str) -> bool:
     """True when `password` matches; a missing or damaged hash matches nothing (and costs the same time)."""
     try:
         if not stored:
-            _hasher.verify(_DUMMY_HASH, password)
+            _hasher.verify(_dummy_hash(), password)
             return False
         return _hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

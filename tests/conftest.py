@@ -13,8 +13,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import hypothesis
 import pytest
@@ -105,6 +107,31 @@ def fresh_process_key() -> Iterator[None]:
     suppression._process_key = None
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def restored_signal_handlers() -> Iterator[None]:
+    """The SIGTERM and SIGINT handlers as they were, whatever ran inside: an RQ worker run in-process
+    (jobs.InlineWorker, DialerWorker ... .work()) installs its own (rq.worker.base.request_stop) and never puts
+    the old ones back. Left in a pytest-xdist worker, a signal at session end ran RQ's handler, which raised
+    StopRequested inside a gc callback ("--- Logging error ---", PytestUnraisableExceptionWarning)."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_signal_handlers() -> Iterator[None]:
+    """Each test starts and ends with the session's SIGTERM/SIGINT handlers (tests/test_conftest_signals.py)."""
+    with restored_signal_handlers():
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     url = os.environ.get("DIALER_TEST_REDIS_URL")
@@ -173,7 +200,54 @@ def redis_factory() -> Iterator[type]:
         server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def chromium_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One headless Chromium per test process, for the browser tests to connect to over CDP (tests/
+    test_dashboard_browser.py, `browser`): each test still gets a fresh browser context (its own cookies,
+    storage and cache, closed after it), but launching Chromium for each test cost about 1 CPU-second more."""
+    import subprocess
+    import time
+
+    from tests.test_dashboard_browser import ARGS, CHROMIUM
+
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen([CHROMIUM, *ARGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             "--no-first-run", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = profile / "DevToolsActivePort"  # Chromium writes its port, then the browser's path, once it listens
+    deadline = time.monotonic() + 60
+    while len(lines := (port_file.read_text().split() if port_file.exists() else [])) < 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"Chromium ({CHROMIUM}) did not start: exit status {proc.poll()}")
+        time.sleep(0.05)
+    yield f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# Argon2id as the product runs it (RFC 9106 low-memory profile: 64 MiB, 3 passes, 4 lanes) costs about 0.2
+# CPU-seconds a hash or a check; the tests that sign in, or fail to, 30 times in a row (rate limits) spent most of
+# their CPU there. In this test process passwords are hashed with the same algorithm at the lowest cost (a check
+# reads the cost from the hash it checks, so a hash made elsewhere costs what it says). Every `dialer` process a
+# test starts (`dialer user create`, `dialer serve`) hashes as the product does, and tests/test_console_auth.py
+# checks what such a process stored and that the product's profile is RFC 9106's.
+
+
+def cheap_password_hashing() -> None:
+    from argon2 import PasswordHasher
+
+    from gateway import credentials
+
+    credentials._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    credentials._dummy_hash.cache_clear()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    cheap_password_hashing()
     # The dialer's default data directory (record.db, staged uploads) is the user's: the tests, and the processes
     # they start, get one of their own. (A record migrated by another checkout's newer code once broke them.)
     data_home = tempfile.mkdtemp(prefix="dialer-test-data-")
@@ -200,12 +274,16 @@ def slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = slow_first(items)
-    if os.environ.get("DIALER_SLOW_TESTS") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow test: set DIALER_SLOW_TESTS=1 to run it")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    # The tiers that the default suite skips (README, "Tests"): `deep` (the full fuzz variants; .ci/run runs
+    # it after the default suite, whose cheaper variants prove the same properties) and `slow` (by hand).
+    tiers = (("deep", "DIALER_DEEP_TESTS", "deep tier"), ("slow", "DIALER_SLOW_TESTS", "slow test"))
+    for marker, variable, what in tiers:
+        if os.environ.get(variable) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: set {variable}=1 to run it")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 # DIALER_TEST_CPU=FILE: each test's CPU-seconds (the worker's own and those of the processes it started and reaped)

@@ -13,6 +13,7 @@ from dialer.ami.client import AMIClient
 from dialer.ami.protocol import Message, Parser, encode
 from tests.test_ami_protocol import message_st, parse_all
 from tests.test_ami_transport import start_peer
+from tests.tiers import smoke_and_deep
 
 # messages with non-ASCII values, so a cut often falls inside a multi-byte character
 text_st = st.text(alphabet=st.sampled_from("aZ9 -:éü€日😀"), min_size=1, max_size=12)
@@ -20,10 +21,7 @@ event_st = st.lists(st.tuples(st.sampled_from(["CallID", "Cause", "Channel", "Va
                     min_size=1, max_size=4).map(lambda fs: [("Event", "Fuzz"), *fs])
 
 
-@settings(max_examples=300, deadline=None)
-@given(damaged=st.lists(st.tuples(event_st, st.floats(0, 1)), min_size=1, max_size=3),
-       good=st.lists(message_st, min_size=1, max_size=4), sizes=st.lists(st.integers(1, 40), max_size=40))
-def test_truncated_messages_never_crash_and_never_swallow_the_next_well_formed_event(damaged, good, sizes):
+def truncated_messages_never_crash_and_never_swallow_the_next_well_formed_event(damaged, good, sizes):
     # A message cut short ends where the peer's write stopped; the blank line after it is the next frame's.
     cut = []
     for message, where in damaged:
@@ -33,6 +31,15 @@ def test_truncated_messages_never_crash_and_never_swallow_the_next_well_formed_e
     stream += b"".join(encode(m) for m in good)
     parsed = [m for m in parse_all(stream, sizes) if isinstance(m, Message)]
     assert [m.fields for m in parsed[-len(good):]] == [list(m) for m in good]
+
+
+# 50 fixed examples in the default suite, 300 in the deep tier (tests/tiers.py): 7.4 CPU-seconds at 300.
+(test_truncated_messages_never_crash_and_never_swallow_the_next_well_formed_event,
+ test_truncated_messages_never_crash_and_never_swallow_the_next_well_formed_event_deep) = smoke_and_deep(
+    truncated_messages_never_crash_and_never_swallow_the_next_well_formed_event,
+    given(damaged=st.lists(st.tuples(event_st, st.floats(0, 1)), min_size=1, max_size=3),
+          good=st.lists(message_st, min_size=1, max_size=4), sizes=st.lists(st.integers(1, 40), max_size=40)),
+    smoke=50, deep=300, deadline=None)
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from dialer.ami.protocol import Banner, Message, Parser, ProtocolError, encode, encode_action, md5_key, variables
 from tests.ami_transcript import load_transcript, transcript_wire_bytes
+from tests.tiers import smoke_and_deep
 
 
 def parse_all(data: bytes, chunks: list[int] | None = None) -> list:
@@ -128,9 +129,7 @@ message_st = st.lists(
 ).map(lambda fs: [("Event", "Fuzz" + fs[0][0]), *fs])
 
 
-@settings(max_examples=300, deadline=None)
-@given(garbage=st.binary(max_size=200), messages=st.lists(message_st, min_size=1, max_size=4), data=st.data())
-def test_fuzz_never_crashes_and_keeps_events_after_garbage(garbage, messages, data):
+def never_crashes_and_keeps_events_after_garbage(garbage, messages, data):
     wire = b"".join(encode(m) for m in messages)
     stream = b"Asterisk Call Manager/11.0.0\r\n" + garbage + b"\r\n\r\n" + wire
     sizes = data.draw(st.lists(st.integers(1, 50), max_size=40))
@@ -138,6 +137,13 @@ def test_fuzz_never_crashes_and_keeps_events_after_garbage(garbage, messages, da
     expected = [[(k, v) for k, v in m] for m in messages]
     # Every well-formed message after the garbage arrives intact, in order, at the end.
     assert [m.fields for m in parsed[-len(expected) :]] == expected
+
+
+# 50 fixed examples in the default suite, 300 in the deep tier (tests/tiers.py): each was 6-9 CPU-seconds at 300.
+test_fuzz_never_crashes_and_keeps_events_after_garbage, test_fuzz_never_crashes_and_keeps_events_after_garbage_deep = (
+    smoke_and_deep(never_crashes_and_keeps_events_after_garbage,
+                   given(garbage=st.binary(max_size=200), messages=st.lists(message_st, min_size=1, max_size=4),
+                         data=st.data()), smoke=50, deep=300, deadline=None))
 
 
 @settings(max_examples=300, deadline=None)
@@ -161,14 +167,7 @@ def test_parser_survives_a_long_stream_in_odd_chunks():
     assert len(parse_all(data, sizes)) == len(load_transcript()[1]) + 1
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    messages=st.lists(message_st, min_size=1, max_size=6),
-    separators=st.lists(st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b"\n"]), min_size=6, max_size=6),
-    lf_only=st.booleans(),
-    sizes=st.lists(st.integers(1, 80), max_size=30),
-)
-def test_fuzz_fast_and_slow_paths_agree(messages, separators, lf_only, sizes):
+def fast_and_slow_paths_agree(messages, separators, lf_only, sizes):
     """The whole stream at once (fast path: one decode and split) and in small pieces (mostly the
     message-by-message path) give the same messages, with CRLF or bare LF framing."""
     parts = []
@@ -179,6 +178,14 @@ def test_fuzz_fast_and_slow_paths_agree(messages, separators, lf_only, sizes):
     whole = Parser(expect_banner=False).feed(stream)
     pieces = parse_all(b"Asterisk Call Manager/11.0.0\r\n" + stream, sizes)[1:]
     assert [m.fields for m in whole] == [m.fields for m in pieces] == [list(m) for m in messages]
+
+
+test_fuzz_fast_and_slow_paths_agree, test_fuzz_fast_and_slow_paths_agree_deep = smoke_and_deep(
+    fast_and_slow_paths_agree,
+    given(messages=st.lists(message_st, min_size=1, max_size=6),
+          separators=st.lists(st.sampled_from([b"", b"\r\n", b"\r\n\r\n", b"\n"]), min_size=6, max_size=6),
+          lf_only=st.booleans(), sizes=st.lists(st.integers(1, 80), max_size=30)),
+    smoke=50, deep=300, deadline=None)
 
 
 @pytest.mark.parametrize("cut", [1, 2, 3])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 import redis
 
 from dialer.audit import AuditEvent, AuditLog, link_hash, stream_key
+from tests.race_support import race_context
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 KEY = "test-secret-key"
@@ -229,7 +229,7 @@ def _append_worker(url: str, tenant: str, worker: int, n: int) -> None:
 
 
 def test_concurrent_appends_from_processes_form_one_chain(redis_url, redis_client):
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     workers = [ctx.Process(target=_append_worker, args=(redis_url, "t1", w, 60)) for w in range(6)]
     for p in workers:
         p.start()

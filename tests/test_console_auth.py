@@ -386,9 +386,20 @@ def test_cli_creates_the_first_admin_who_can_sign_in(redis_url):
             await http.close()
             client = aioredis.Redis.from_url(redis_url, decode_responses=True)
             stored = await client.hget("t:{initech}:user:boss@initech.example", "password")
-            assert stored.startswith("$argon2id$") and PASSWORD not in stored
+            # the CLI hashed with the product's profile (tests/conftest.py hashes cheaply only in-process)
+            assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and PASSWORD not in stored
             await client.aclose()
         finally:
             await stop_gateway(gw)
 
     asyncio.run(check())
+
+
+def test_the_product_hashes_passwords_with_the_rfc9106_low_memory_profile():
+    # In a process of its own: this one hashes cheaply (tests/conftest.py, cheap_password_hashing).
+    code = ("from argon2 import profiles; from gateway import credentials as c; "
+            "assert c._hasher._parameters == profiles.RFC_9106_LOW_MEMORY; print(c.hash_password('x' * 12))")
+    made = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$")

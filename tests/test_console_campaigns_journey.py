@@ -18,7 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from dialer.demo import DEMO_CALLER_ID, LIST_ID, QUEUE
 from tests.demo_support import demo_runner
-from tests.test_dashboard_demo_browser import ARGS, CHROMIUM
+from tests.test_dashboard_demo_browser import CHROMIUM
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
@@ -33,7 +33,7 @@ def demo():
     yield from demo_runner()
 
 
-def test_create_start_watch_agents_pause_stop_and_find_it_finished(demo, tmp_path):
+def test_create_start_watch_agents_pause_stop_and_find_it_finished(demo, tmp_path, chromium_endpoint):
     shots = Path(os.environ.get("DIALER_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     run = demo("--duration", "300", "--contacts", "150", "--time-scale", "0.5", "--agents", "3")
@@ -48,7 +48,7 @@ def test_create_start_watch_agents_pause_stop_and_find_it_finished(demo, tmp_pat
     assert requests.put(f"{url}v1/users/{EMAIL}/password", json={"password": PASSWORD}, headers=admin,
                         timeout=10).status_code == 200
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = pw.chromium.connect_over_cdp(chromium_endpoint)  # the test process's Chromium (conftest)
         page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

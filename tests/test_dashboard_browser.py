@@ -36,11 +36,12 @@ async def gw(redis_url):
 
 
 @pytest.fixture
-async def browser():
+async def browser(chromium_endpoint):
+    """The test process's Chromium (tests/conftest.py): the test's contexts are closed when it ends."""
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = await pw.chromium.connect_over_cdp(chromium_endpoint)
         yield chromium
-        await chromium.close()
+        await chromium.close()  # over CDP: closes the contexts this test made and disconnects
 
 
 async def engine_writes(redis, tenant, campaign, **gauges):

@@ -19,8 +19,6 @@ from playwright.sync_api import expect, sync_playwright
 from tests.demo_support import demo_runner
 
 CHROMIUM = os.environ.get("DIALER_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
@@ -41,7 +39,7 @@ def tile(card, name: str) -> int:
     return int(card.locator(f'[data-tile="{name}"]').inner_text() or 0)
 
 
-def test_supervisor_watches_a_running_sandbox_campaign_and_pauses_it(demo):
+def test_supervisor_watches_a_running_sandbox_campaign_and_pauses_it(demo, chromium_endpoint):
     # Slow calls (time scale 0.5) and many contacts: the campaign is still dialing when the browser looks.
     run = demo("--duration", "180", "--contacts", "200", "--time-scale", "0.5", "--agents", "4")
     url = run.wait_for(r"^Dashboard: (http://127\.0\.0\.1:\d+/)$")[1]
@@ -49,7 +47,7 @@ def test_supervisor_watches_a_running_sandbox_campaign_and_pauses_it(demo):
     campaign = run.wait_for(r"Campaign\s+(\S+)$")[1]
     auth = {"Authorization": f"Bearer {token}"}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = pw.chromium.connect_over_cdp(chromium_endpoint)  # the test process's Chromium (conftest)
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

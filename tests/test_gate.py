@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from dialer.registry.loader import load_registry
 from dialer.registry.store import RegistryStore
 from rules import evaluate, load_packs
 from rules.model import Attempt, Campaign, Consent, Contact, Decision
+from tests.race_support import race_context
 
 KEY = "gate-test-key"
 PACKS = load_packs()
@@ -292,7 +292,7 @@ def _race_worker(url: str, barrier, results, call_id: str) -> None:
 def test_processes_racing_for_the_last_attempt_only_one_wins(redis_url, redis_client, tmp_path):
     load_bloctel(redis_client, tmp_path)
     add_history(redis_client, 3, at=AT - timedelta(days=1))
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     n = 8
     barrier, results = ctx.Barrier(n), ctx.Queue()
     procs = [ctx.Process(target=_race_worker, args=(redis_url, barrier, results, f"p{i}")) for i in range(n)]
@@ -341,7 +341,7 @@ def test_optout_racing_reservations_no_call_after_the_optout(redis_url, redis_cl
     """Every write to a person bumps their version; the opt-out's version is the one no reservation holds.
     No reservation may carry a version above the opt-out's: that would be a call reserved after it."""
     load_bloctel(redis_client, tmp_path)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     workers = 4
     barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
     procs = [ctx.Process(target=_reserver, args=(redis_url, barrier, results, w)) for w in range(workers)]
@@ -446,7 +446,7 @@ def _soak_opt_outer(url: str, barrier) -> None:
 
 def test_soak_caps_cooloffs_optouts_hold_under_concurrency(redis_url, redis_client, tmp_path):
     load_bloctel(redis_client, tmp_path, loaded_at=WEEKDAYS[0] - timedelta(days=1))
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     barrier = ctx.Barrier(5)
     procs = [ctx.Process(target=_soak_caller, args=(redis_url, barrier, w)) for w in range(4)]
     procs.append(ctx.Process(target=_soak_opt_outer, args=(redis_url, barrier)))

@@ -4,7 +4,6 @@ renewed, expired; queues sharing members form one pool whose agents are counted 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 
@@ -12,6 +11,7 @@ import redis
 
 from dialer.pacing.sharing import ShareClaim, apportion
 from dialer.runtime.agentpool import AgentPool, link_queues, pool_free, pool_keys
+from tests.race_support import race_context
 
 
 def test_calls_of_every_campaign_and_process_count_against_the_queue(redis_client):
@@ -102,7 +102,7 @@ def _race(url: str, rounds: int, start, name: str) -> None:
 def test_processes_racing_never_hold_more_than_the_free_agents(redis_url, redis_client):
     """Four OS processes (four campaigns) reserve 3 places at a time on a queue of 4 free agents: the calls in
     flight, as Redis counted them at each grant, never pass 4."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     start = ctx.Event()
     procs = [ctx.Process(target=_race, args=(redis_url, 100, start, f"t/c{i}")) for i in range(4)]
     for proc in procs:

@@ -5,7 +5,6 @@ different campaigns on one sandbox PBX staying within its trunk together."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import re
 import signal
@@ -24,6 +23,7 @@ from dialer.runtime.engine import RuntimeSettings, trunk_of
 from dialer.runtime.identity import identity_key
 from dialer.runtime.queues import ContactQueue
 from dialer.runtime.trunk import Trunk, TrunkBudget, trunk_keys
+from tests.race_support import race_context
 from tests.runtime_support import AT, SECRET_KEY, numbers, setup_campaign
 from tests.test_runtime_engine import start_pbx
 
@@ -127,7 +127,7 @@ def _hold_channels(url: str, limit: int, rounds: int, start: Any) -> None:
 def test_processes_racing_for_channels_never_exceed_the_limit(redis_url, redis_client):
     """Six OS processes reserve 3 channels at a time on a 4-channel trunk: the calls held at once (counted by each
     process right after its reservation) never pass 4."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     start = ctx.Event()
     procs = [ctx.Process(target=_hold_channels, args=(redis_url, 4, 150, start)) for _ in range(6)]
     for proc in procs:

@@ -179,10 +179,13 @@ def test_guard_scale_and_policy() -> None:
     assert window_start(1000.0, 900.0) == 900.0
 
 
-def test_the_guard_lowers_the_worst_window() -> None:
+# One seed in the default suite (deterministic: the simulation is pure), three in the deep tier; each seed is two
+# simulated 6-hour days, about 3 CPU-seconds.
+@pytest.mark.parametrize("seeds", [(1,), pytest.param((1, 2, 3), marks=pytest.mark.deep)], ids=["seed1", "seeds1-3"])
+def test_the_guard_lowers_the_worst_window(seeds: tuple[int, ...]) -> None:
     s = load_scenario(SCENARIOS / "half-team-leaves.toml")
     off, on = [], []
-    for seed in (1, 2, 3):
+    for seed in seeds:
         base = replace(s, seed=seed, duration=6 * 3600.0)
         off.append(simulate_scenario(base))
         guarded = [replace(c, guard=900.0) for c in base.campaigns]
