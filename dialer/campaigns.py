@@ -90,6 +90,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "pacing_weight": {"type": "number", "minimum": 0.01, "maximum": 100, "default": 1,
                           "description": "share of agents shared with other campaigns of the same priority, in "
                                          "proportion to this weight when they want more than there is"},
+        "legal_campaign": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$",
+                           "description": "the calling campaign in law this campaign belongs to (same seller, same "
+                                          "offer), for the abandon cap: campaigns with the same key share one abandon "
+                                          "window and its room under the cap. Whether campaigns are one in law is "
+                                          "for your counsel to decide (docs/pacing.md, Legal campaigns); absent: the "
+                                          "campaign is its own"},
         "pacing_priority": {"type": "integer", "minimum": -9, "maximum": 9, "default": 0,
                             "description": "campaigns with a higher priority are served first on shared agents "
                                            "(like VICIdial's campaign rank)"},
@@ -338,8 +344,9 @@ class CampaignStore:
         pipe.zadd(campaigns_key(tenant), {campaign_id: at.timestamp()})
         pipe.xadd(control_key(tenant, campaign_id), {"action": "create", "from": "", "to": "draft", "by": by,
                                                      "at": stamp})
+        legal = {"legal_campaign": {"from": None, "to": full["legal_campaign"]}} if full.get("legal_campaign") else {}
         self._audit.queue(pipe, tenant, [control_event(campaign_id, "create", "", "draft", by, at,
-                                                       config=sorted(full))])
+                                                       config=sorted(full), **legal)])
         pipe.execute()
         created = self.get(tenant, campaign_id)
         assert created is not None
@@ -370,7 +377,12 @@ class CampaignStore:
         if problems:
             raise _problem("invalid_field", *problems[0])
         changed = sorted(k for k in {*current.config, *merged} if current.config.get(k) != merged.get(k))
-        event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed)
+        # Which legal campaign shares this one's abandon window is a legal declaration: the trail keeps its values
+        # (a key, not personal data), not just the field's name.
+        legal = {"legal_campaign": {"from": current.config.get("legal_campaign"), "to": merged.get("legal_campaign")}
+                 } if "legal_campaign" in changed else {}
+        event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed,
+                              **legal)
         ok, status = self._edit(keys=[campaign_key(tenant, campaign_id), *AuditLog.keys(tenant)],
                                 args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
                                       *event.argv(), *EDITABLE])
