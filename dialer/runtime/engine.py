@@ -303,7 +303,9 @@ class Engine(LeasesMixin, OutcomesMixin):
             if starts and datetime.fromisoformat(starts.replace("Z", "+00:00")) <= now:
                 await asyncio.to_thread(self._move, r, "activate", now)
             return
-        if mono - r.loaded_at >= self.settings.reload_seconds and status in ("running", "paused"):
+        if self.windows is None and mono - r.loaded_at >= self.settings.reload_seconds and status in ("running",
+                                                                                                        "paused"):
+            # record.window = 0: the campaign's whole list from the record, queued at once
             totals = await asyncio.to_thread(load_campaign, self.redis, r.queue, r.stored.config.get("lists") or [],
                                              at=ts)
             r.loaded_at = mono
