@@ -1,6 +1,10 @@
-"""Contact import benchmark: a generated N-row CSV end to end with 2 RQ workers.
+"""Contact import benchmark: a generated N-row CSV end to end with 2 RQ workers, into the record.
 
-    python bench/contacts_bench.py [--rows 1000000] [--workers 2] [--keep]
+    python bench/contacts_bench.py [--rows 1000000] [--workers 2] [--record postgresql|sqlite] [--keep]
+
+The contacts go into the record (docs/record.md): a PostgreSQL the benchmark starts (initdb in a temp dir,
+loopback), or an embedded SQLite file. Redis's growth is measured between before the import and after its
+commit: what an imported contact costs Redis once committed (nothing, outside a campaign's window).
 
 Generates a realistic French list (national formats with spaces, dots or +33, a few invalid
 numbers and duplicates, quoted names), starts its own redis-server, starts `dialer worker --burst`
@@ -29,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from dialer.contacts.jobs import enqueue_import  # noqa: E402
 from dialer.contacts.store import import_status  # noqa: E402
+from dialer.record.pgproc import PostgresProcess  # noqa: E402
+from dialer.record.store import Record  # noqa: E402
+from dialer.record.url import parse_record_url  # noqa: E402
 from dialer.redisproc import RedisProcess  # noqa: E402
 
 
@@ -81,17 +88,35 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--record", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
     args = parser.parse_args()
+    pg = PostgresProcess() if args.record == "postgresql" else None
+    try:
+        run(args, pg)
+    finally:
+        if pg is not None:
+            pg.cleanup()
+
+
+def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="contacts-bench-"))
     path = tmp / "list.csv"
     t0 = time.perf_counter()
     generate(path, args.rows)
     print(f"generated {args.rows} rows ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    if pg is not None:
+        pg.start()
+        record_url = pg.create_database("record")
+    else:
+        record_url = f"sqlite:///{tmp / 'record.db'}"
+    record = Record(parse_record_url(record_url), pool_size=1, timeout=60)
+    record.migrate()
     with RedisProcess() as server:
         client = redis.Redis.from_url(server.url)
         env = {**os.environ, "DIALER_REDIS_URL": server.url, "DIALER_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT)}
+               "PYTHONPATH": str(ROOT), "DIALER_RECORD_URL": record_url}
+        redis_before = client.info("memory")["used_memory"]
         started = time.perf_counter()
         ticket = enqueue_import(client, "bench", path, "bench", region="FR", helpers=args.workers - 1)
         workers = [subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
@@ -124,13 +149,20 @@ def main() -> None:
                   f"publish + commit {(stamps['finished_at'] - stamps['committing_at']).total_seconds():.1f} s")
         print(f"wall time enqueue -> committed: {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
         print(f"peak RSS per process (MB): {sorted(round(v / 1024) for v in peaks.values())}")
-        print(f"redis used_memory_peak: {info['used_memory_peak_human']}")
+        print(f"redis used_memory_peak: {info['used_memory_peak_human']} (the staged rows, while the import ran)")
+        stored = int(record.query("SELECT count(*) FROM contacts WHERE tenant = 'bench'")[0][0])
+        grown = info["used_memory"] - redis_before
+        print(f"record ({args.record}): {stored:,} contacts; Redis after the commit: {grown:+,} bytes "
+              f"({grown / max(stored, 1):.2f} per contact: the import's status and report, no contact)")
         print(f"CPU seconds: workers and their work horses {worker_cpu:.1f}, redis-server "
               f"{redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']:.1f}")
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"load average before: {os.getloadavg()}")
+    record.close()
     if not args.keep:
         path.unlink()
+        for leftover in tmp.iterdir():
+            leftover.unlink()
         tmp.rmdir()
 
 

@@ -2,6 +2,7 @@
 
     python bench/small_team_grid.py hindsight --cache FILE [--seeds 20] [--duration 4h] [--agents 5,10,25] [--jobs 2]
     python bench/small_team_grid.py predictive --cache FILE [--seeds 20] [--duration 4h] [--agents 5,10,25] [--jobs 2]
+        [--history ANSWERS:ABANDONS] [--legal-others N]
 
 `hindsight`: per cell (agents x live answer rate x mean talk) and seed, the best fixed power ratio found in
 hindsight on the same callees (no back-off, no legal hold: a fixed ratio, the highest occupancy whose day ends at
@@ -11,6 +12,9 @@ is computed once and kept while the controller changes.
 `predictive`: runs the predictive campaign (what the runtime decides, legal hold included) on every seed whose
 hindsight figure is in FILE and prints the table: seeds at >= 90% of the hindsight-best occupancy (goal: 19 of
 20), the ratio's median and worst, predictive's occupancy, its abandon rate (median, worst: must stay <= 3%).
+`--history` puts a window's worth of earlier calls before the day (a campaign that ran before); with
+`--legal-others N` the campaign is a new list of a legal campaign (dialer/pacing/legal.py) whose window is the
+history, sharing the room under the cap with N other members.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ Key = tuple[int, float, float, int]  # agents, answer rate, talk mean, seed
 
 
 HISTORY = (0, 0)  # predictive: (live answers, abandons) in the legal window before the day (--history)
+LEGAL_OTHERS = 0  # predictive: other members of its legal campaign that may still dial (--legal-others)
 
 
 def _base(agents: int, answer: float, talk: float, duration: float, seed: int) -> SimConfig:
@@ -82,7 +87,8 @@ def hindsight_seed(job: tuple[int, float, float, float, int]) -> dict[str, float
 
 def predictive_seed(job: tuple[int, float, float, float, int]) -> dict[str, float]:
     agents, answer, talk, duration, seed = job
-    r = simulate(replace(_base(agents, answer, talk, duration, seed), mode=PacingMode.PREDICTIVE, history=HISTORY))
+    r = simulate(replace(_base(agents, answer, talk, duration, seed), mode=PacingMode.PREDICTIVE, history=HISTORY,
+                         legal_others=LEGAL_OTHERS))
     window = (HISTORY[1] + r.abandons) / (HISTORY[0] + r.live_answers) if HISTORY[0] + r.live_answers else 0.0
     return {"occupancy": r.occupancy, "abandon": r.abandon_rate, "window": window,
             "held": sum(r.reasons[k] for k in ("cap-reached", "cap-room")) / max(1, r.decisions)}
@@ -173,9 +179,13 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--history", default="0:0", help="predictive: ANSWERS:ABANDONS already in the legal window "
                         "(a campaign that ran before the day; 0:0, the default, is a new campaign)")
+    parser.add_argument("--legal-others", type=int, default=0, help="predictive: the campaign is a member of a legal "
+                        "campaign (docs/pacing.md) with this many other members that may still dial: the room under "
+                        "the cap is split with them; --history is then the legal campaign's window")
     args = parser.parse_args()
-    global HISTORY
+    global HISTORY, LEGAL_OTHERS
     HISTORY = tuple(int(x) for x in args.history.split(":"))  # type: ignore[assignment]
+    LEGAL_OTHERS = args.legal_others
     started = time.perf_counter()
     lines = {"hindsight": run_hindsight, "predictive": run_predictive}[args.what](args)
     print(f"<!-- {' '.join(sys.argv)}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; Python {platform.python_version()}; "

@@ -49,6 +49,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 }
 CONTROL_ACTIONS = ("start", "pause", "resume", "stop", "archive")  # offered to people through the API
 EDITABLE = ("draft", "scheduled", "paused")  # configuration changes allowed only in these statuses
+# The legal campaign is declared before a campaign's first call: its calls count in that legal campaign's abandon
+# window, and a key changed afterwards would move calls already placed into another window (or out of one), i.e.
+# rewrite which rate they were placed under. A later change needs a new dialer campaign.
+LEGAL_EDITABLE = ("draft", "scheduled")
 ACTIVE = ("scheduled", "running", "paused", "stopping")
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -90,6 +94,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "pacing_weight": {"type": "number", "minimum": 0.01, "maximum": 100, "default": 1,
                           "description": "share of agents shared with other campaigns of the same priority, in "
                                          "proportion to this weight when they want more than there is"},
+        "legal_campaign": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$",
+                           "description": "the calling campaign in law this campaign belongs to (same seller, same "
+                                          "offer), for the abandon cap: campaigns with the same key share one abandon "
+                                          "window and its room under the cap. Whether campaigns are one in law is "
+                                          "for your counsel to decide (docs/pacing.md, Legal campaigns); absent: the "
+                                          "campaign is its own"},
         "pacing_priority": {"type": "integer", "minimum": -9, "maximum": 9, "default": 0,
                             "description": "campaigns with a higher priority are served first on shared agents "
                                            "(like VICIdial's campaign rank)"},
@@ -338,8 +348,9 @@ class CampaignStore:
         pipe.zadd(campaigns_key(tenant), {campaign_id: at.timestamp()})
         pipe.xadd(control_key(tenant, campaign_id), {"action": "create", "from": "", "to": "draft", "by": by,
                                                      "at": stamp})
+        legal = {"legal_campaign": {"from": None, "to": full["legal_campaign"]}} if full.get("legal_campaign") else {}
         self._audit.queue(pipe, tenant, [control_event(campaign_id, "create", "", "draft", by, at,
-                                                       config=sorted(full))])
+                                                       config=sorted(full), **legal)])
         pipe.execute()
         created = self.get(tenant, campaign_id)
         assert created is not None
@@ -370,13 +381,23 @@ class CampaignStore:
         if problems:
             raise _problem("invalid_field", *problems[0])
         changed = sorted(k for k in {*current.config, *merged} if current.config.get(k) != merged.get(k))
-        event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed)
+        # Which legal campaign shares this one's abandon window is a legal declaration: the trail keeps its values
+        # (a key, not personal data), not just the field's name.
+        legal = {"legal_campaign": {"from": current.config.get("legal_campaign"), "to": merged.get("legal_campaign")}
+                 } if "legal_campaign" in changed else {}
+        event = control_event(campaign_id, "configure", current.status, current.status, by, at, changed=changed,
+                              **legal)
+        editable = LEGAL_EDITABLE if legal else EDITABLE  # checked in the edit script, atomically with the write
         ok, status = self._edit(keys=[campaign_key(tenant, campaign_id), *AuditLog.keys(tenant)],
                                 args=[json.dumps(merged, sort_keys=True), _stamp(at), by, channel(tenant, campaign_id),
-                                      *event.argv(), *EDITABLE])
+                                      *event.argv(), *editable])
         if not ok:
             if not status:
                 raise KeyError(campaign_id)
+            if legal and self._text(status) in EDITABLE:
+                raise CampaignError("legal_campaign_fixed", "the legal campaign is declared before a campaign's first "
+                                    "call (its calls count in that legal campaign's abandon window); create a new "
+                                    "campaign to declare another", field="legal_campaign")
             raise CampaignError("not_editable", f"a {self._text(status)} campaign cannot be changed; pause it first")
         updated = self.get(tenant, campaign_id)
         assert updated is not None

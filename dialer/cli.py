@@ -19,6 +19,7 @@ import redis
 from dialer import __version__, jobs, suppression
 from dialer.config import ConfigError, load_config
 from dialer.logs import setup_logging
+from dialer.record import current as record_current
 
 # The module behind each top-level command (in the order `dialer --help` lists them), so that `dialer campaigns
 # list` imports one command module, not all 24 (half a CPU-second less per run); `dialer --help` and unknown names
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config["log.level"])
         suppression.configure(config["security.secret_key"])  # jobs this process runs check erased numbers
         jobs.configure(config.redis_url, config.jobs_url)  # where RQ's queues live (docs/redis.md)
+        record_current.configure(config)  # where contacts live (docs/record.md), opened on first use
         return int(args.func(args, config) or 0)
     except ConfigError as exc:
         print(f"dialer: configuration error: {exc}", file=sys.stderr)

@@ -80,9 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("record.redis_tail_hours", float, 24.0, "DIALER_RECORD_REDIS_TAIL_HOURS",
             "archived audit entries younger than this stay in Redis too (the gate helper and access requests "
             "read recent ones there); older ones are trimmed from Redis once the record holds them"),
-    Setting("record.window", int, 0, "DIALER_RECORD_WINDOW",
+    Setting("record.window", int, 2000, "DIALER_RECORD_WINDOW",
             "contacts per campaign held in Redis at a time, read from the record's contact store and refilled as "
-            "calls drain it (docs/record.md); 0: campaigns dial their lists from Redis's contact store"),
+            "calls drain it (docs/record.md); 0: each campaign's whole list is queued in Redis at once"),
     Setting("log.level", str, "INFO", "DIALER_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     Setting("rules.packs_dir", str, "", "DIALER_RULES_PACKS_DIR", "extra or replacement rule packs"),
     Setting("registry.max_bad_share", float, 0.01, "DIALER_REGISTRY_MAX_BAD_SHARE", "refuse a load above this"),

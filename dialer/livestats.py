@@ -9,6 +9,9 @@ Keys per campaign (tenant-owned):
                                     queue_wrapup + queue_paused (every logged-in agent, each once);
                                     in_flight (its calls towards the queue not yet with an agent) and share (its
                                     share of the lines of agents it shares with other campaigns, 0-1);
+                                    a member of a legal campaign (dialer/pacing/legal.py): legal_members (its
+                                    dialer campaigns, finished ones included), legal_abandon_rate_24h / _30d (the
+                                    window the cap applies to: all members together); 0 for other campaigns;
                                     pacing_reason (decision reason code), pacing_why (why it places only
                                     calls with an agent reserved; empty otherwise) and pacing_limited_by (trunk,
                                     cps: the ceiling that cut the last decision; empty otherwise): text, not gauges
@@ -33,7 +36,7 @@ from typing import Any
 
 GAUGES = ("dialing", "ringing", "connected", "agents_free", "agents_busy", "calls_per_minute", "queue_depth",
           "abandon_rate_24h", "abandon_rate_30d", "queue_staffed", "queue_free", "queue_on_call", "queue_wrapup",
-          "queue_paused", "in_flight", "share")
+          "queue_paused", "in_flight", "share", "legal_members", "legal_abandon_rate_24h", "legal_abandon_rate_30d")
 HOUR_TTL = 8 * 24 * 3600
 HOURS_SHOWN = 24
 

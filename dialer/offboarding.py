@@ -104,10 +104,12 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
             json.dump(value, fh, ensure_ascii=False, sort_keys=True, indent=1, default=str)
         counts[name] = n
 
-    from dialer.contacts.store import get_contact
+    from dialer.contacts.store import redis_contact
 
+    # contacts an older dialer kept in Redis, not moved into the record yet (the record's: record_contacts.jsonl)
     contact_keys = [k for k in _scan(client, p + "contact:*")]
-    jsonl("contacts.jsonl", (get_contact(client, tenant, k[len(p + "contact:"):]) for k in contact_keys))
+    jsonl("contacts.jsonl", (c for c in (redis_contact(client, tenant, k[len(p + "contact:"):])
+                                         for k in contact_keys) if c is not None))
     lists = {}
     for list_id in sorted(_s(x) for x in client.smembers(p + "lists")):
         lists[list_id] = {**_hash(client, f"{p}list:{list_id}"),
@@ -233,6 +235,14 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
     target = Path(path)
     if target.exists() and (target.is_file() or any(target.iterdir())):
         raise OffboardError(f"{target} exists and is not empty: choose a new path for the export")
+    if record is None:  # the tenant's contacts live in the record (docs/record.md): never leave them behind
+        from dialer.record.current import contact_record
+        from dialer.record.store import RecordUnavailable
+
+        try:
+            record = contact_record()
+        except RecordUnavailable as exc:
+            raise OffboardError(f"the record's contacts cannot be read ({exc}): nothing was deleted") from None
     audit = AuditLog(client, secret_key)
     verified = audit.verify(tenant)
     work = Path(tempfile.mkdtemp(prefix=f"offboard-{tenant}-", dir=target.parent if target.parent.exists() else None))

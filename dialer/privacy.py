@@ -256,14 +256,17 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
     facts = FactStore(client)
     audit = AuditLog(client, secret_key)
     refs = {audit.person_ref(n) for n in subject.numbers} if secret_key else set()
-    campaigns, lists = _campaigns(client, tenant), _lists(client, tenant)
+    campaigns = _campaigns(client, tenant)
     memberships = []
+    from dialer.record.contacts import contact_lists
+    from dialer.record.current import contact_record
+
     for contact in subject.contacts:
         cid = contact["id"]
-        memberships.append({
+        memberships.append({  # the record's memberships (docs/record.md); a contact's campaign is its import's
             "contact_id": cid,
-            "lists": [L for L in lists if client.sismember(Keys(tenant).list_members(L), cid)],
-            "campaigns": [c for c in campaigns if client.sismember(Keys(tenant).campaign_contacts(c), cid)],
+            "lists": contact_lists(record if record is not None else contact_record(), tenant, cid),
+            "campaigns": [c for c in campaigns if c == contact.get("campaign")],
         })
     people = []
     for number in subject.numbers:
@@ -389,15 +392,16 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     """Correct a contact's fields (GDPR Art. 16): RECTIFIABLE fields and kept columns (x.<name>); None or ""
     clears a field. Phone numbers are not rectified here (facts are kept per number): erase the wrong number
     and import the right one. Audited as kind `rectification` with the field names (not the values)."""
-    keys = Keys(check_tenant(tenant))
-    if ":" in contact_id or not client.exists(keys.contact(contact_id)):
+    check_tenant(tenant)
+    current = None if ":" in contact_id else get_contact(client, tenant, contact_id)  # in the record
+    if current is None:
         raise PrivacyError("not_found", f"no contact {contact_id} for tenant {tenant}", "contact_id")
     if not changes:
         raise PrivacyError("bad_request", "no field to change", "changes")
     sets: dict[str, str] = {}
     clears: list[str] = []
     for name, value in changes.items():
-        if name not in RECTIFIABLE and not (name.startswith("x.") and client.hexists(keys.contact(contact_id), name)):
+        if name not in RECTIFIABLE and not (name.startswith("x.") and name in current):
             hint = " (phone numbers: erase the wrong number and import the right one)" if "phone" in name else ""
             raise PrivacyError("bad_field", f"field {name!r} cannot be rectified; fields: "
                                f"{', '.join(RECTIFIABLE)} or an existing x.<column>{hint}", name)
@@ -414,14 +418,14 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
             if not re.fullmatch(r"[A-Z]{2}", text):
                 raise PrivacyError("bad_value", "country: an ISO 3166-1 alpha-2 code such as FR", name)
         sets[name] = text
-    pipe = client.pipeline(transaction=True)
-    if sets:
-        pipe.hset(keys.contact(contact_id), mapping=sets)
-    if clears:
-        pipe.hdel(keys.contact(contact_id), *clears)
-    AuditLog(client).queue(pipe, tenant, [AuditEvent("rectification", actor, {
+    from dialer.record.contacts import update_fields
+    from dialer.record.current import contact_record
+
+    # The record first (RecordUnavailable: nothing changed, nothing audited), then the audit entry.
+    if update_fields(contact_record(), tenant, contact_id, sets, clears) is None:
+        raise PrivacyError("not_found", f"no contact {contact_id} for tenant {tenant}", "contact_id")
+    AuditLog(client).append_many(tenant, [AuditEvent("rectification", actor, {
         "contact_id": contact_id, "fields": sorted(changes)}, at)])
-    pipe.execute()
     return get_contact(client, tenant, contact_id) or {}
 
 
@@ -461,6 +465,10 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     except SuppressionUnavailable as exc:
         raise PrivacyError("suppression_key_mismatch", f"refusing to erase: {exc}") from None
     subject = find_subject(client, tenant, phone, contact_id, country)
+    if record is None:  # the person's contacts live in the record (docs/record.md): never leave them there
+        from dialer.record.current import contact_record
+
+        record = contact_record()
     audit = AuditLog(client, secret_key)
     numbers = set(subject.numbers)
     ids = set(subject.contact_ids)
@@ -496,9 +504,13 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     # The record's contact store first: a record that cannot be read stops the erasure here (RecordUnavailable),
     # before anything in Redis changed, rather than leave the person's contacts there unsaid.
     in_record = _record_contacts(record, tenant, subject.numbers)
+    left_lists: list[str] = []  # one entry per membership removed: the lists' counters go down with them
     if in_record:
+        from dialer.record.contacts import contact_lists
         from dialer.record.contacts import erase_phone as erase_from_record
 
+        for contact in in_record:
+            left_lists += contact_lists(record, tenant, str(contact["id"]))
         for number in subject.numbers:
             erase_from_record(record, tenant, number)
         count("record_contacts", len(in_record))
@@ -567,6 +579,8 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         for campaign in campaigns:  # contacts imported before they recorded their campaign
             if client.sismember(keys.campaign_contacts(campaign), cid):
                 pipe.srem(keys.campaign_contacts(campaign), cid)
+    for list_id in left_lists:
+        pipe.hincrby(keys.list(list_id), "contacts", -1)
     people = sorted(audit.person_ref(n) for n in subject.numbers)
     audit.queue(pipe, tenant, [AuditEvent("erasure", actor, {
         "people": people, "contact_ids": subject.contact_ids, "reason": reason, "removed": removed,

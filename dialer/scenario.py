@@ -18,7 +18,7 @@ one pool of agents. Anything a file does not say comes from the defaults table
     name = "sales"
     mode = "predictive"            # progressive, power, predictive, agentless
     cap = 0.03                     # also: ratio (power), weight and priority (agent sharing), guard ("15m", "1h"),
-                                   # pacing = {...}
+                                   # legal_campaign (campaigns with one key share one abandon window), pacing = {...}
 
 Pure: parsing and evaluation only; `dialer.simulate` runs it.
 """
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dialer.pacing import DEFAULT_ABANDON_CAP, PacingPolicy, PolicyError
+from dialer.pacing.legal import legal_key
 from dialer.sandbox.behaviour import Duration, ProfileError
 
 __all__ = [
@@ -336,6 +337,7 @@ class CampaignSpec:
     weight: float = 1.0
     guard: float | None = None
     priority: int = 0
+    legal_campaign: str = ""  # campaigns with the same key share one legal window (dialer/pacing/legal.py)
 
 
 @dataclass(frozen=True)
@@ -354,6 +356,8 @@ class Scenario:
     notes: tuple[str, ...] = ()  # what the builder had to assume (from-history: short history)
     legal_hold: bool = True  # False: no cap-reached / cap-room hold (the benchmark's fixed-ratio oracle only)
     history: tuple[int, int] = (0, 0)  # (live answers, abandons) already in the legal window when the day starts
+    # (a legal campaign's: its window's, counted once for its members)
+    legal_others: int = 0  # members of each legal campaign outside the scenario that may still dial (room split)
 
     def phase_index(self, t: float) -> int:
         return max(0, bisect.bisect_right([p.at for p in self.phases], t) - 1)
@@ -440,7 +444,7 @@ def _default_world() -> dict[str, Any]:
 
 _SCENARIO_KEYS = {"duration", "seed", "jurisdiction", "ring_timeout", "tick", "trunk_channels", "calls_per_second",
                   "world", "phases", "campaigns"}
-_CAMPAIGN_KEYS = {"name", "mode", "cap", "ratio", "weight", "priority", "guard", "pacing"}
+_CAMPAIGN_KEYS = {"name", "mode", "cap", "ratio", "weight", "priority", "guard", "pacing", "legal_campaign"}
 
 
 def _campaign(data: object, i: int) -> CampaignSpec:
@@ -474,12 +478,17 @@ def _campaign(data: object, i: int) -> CampaignSpec:
     priority = data.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not -9 <= priority <= 9:
         raise ScenarioError(f"{what}.priority: a whole number from -9 to 9, got {priority!r}")
+    try:
+        legal = legal_key(data)
+    except PolicyError as exc:
+        raise ScenarioError(f"{what}.{exc}") from None
     return CampaignSpec(
         name=str(data.get("name", f"campaign-{i + 1}")),
         policy=policy,
         weight=weight,
         guard=guard_seconds,
         priority=priority,
+        legal_campaign=legal,
     )
 
 
@@ -579,8 +588,9 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from None
 
 
-def single_campaign(policy: PacingPolicy, guard: float | None = None, name: str = "campaign") -> tuple[CampaignSpec]:
-    return (CampaignSpec(name, policy, 1.0, guard),)
+def single_campaign(policy: PacingPolicy, guard: float | None = None, name: str = "campaign",
+                    legal_campaign: str = "") -> tuple[CampaignSpec]:
+    return (CampaignSpec(name, policy, 1.0, guard, legal_campaign=legal_campaign),)
 
 
 def constant_scenario(
@@ -590,13 +600,15 @@ def constant_scenario(
     seed: int,
     values: Mapping[str, Any],
     guard: float | None = None,
+    legal_campaign: str = "",
     **options: Any,
 ) -> Scenario:
     """One constant phase, one campaign: what the flags describe."""
     world = {**_default_world(), **_world_values(values, "flags")}
     machine_set = "machine_rate" in values
-    scenario = Scenario(duration=duration, phases=(Phase("day", 0.0, world),), campaigns=single_campaign(policy, guard),
-                        seed=seed, machine_is_remainder=not machine_set, **options)
+    scenario = Scenario(duration=duration, phases=(Phase("day", 0.0, world),),
+                        campaigns=single_campaign(policy, guard, legal_campaign=legal_campaign), seed=seed,
+                        machine_is_remainder=not machine_set, **options)
     check_shares(scenario)
     return scenario
 

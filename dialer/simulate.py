@@ -39,6 +39,7 @@ from dialer.pacing import (
     window_for,
 )
 from dialer.pacing.guard import GUARD_WINDOW, AbandonGuard, GuardWindow
+from dialer.pacing.legal import member_share
 from dialer.pacing.pool import plan_on_pool, reserves
 from dialer.pacing.sharing import ShareClaim
 from dialer.scenario import CampaignSpec, Scenario, constant_scenario, defaults
@@ -76,6 +77,7 @@ class SimConfig:
     policy: PacingPolicy | None = None  # overrides mode/cap/ratio when given
     legal_hold: bool = True  # False: no cap-reached / cap-room hold (only the benchmark's hindsight fixed ratios)
     history: tuple[int, int] = (0, 0)  # (live answers, abandons) in the legal window before the day (0: a new campaign)
+    legal_others: int = 0  # > 0: the campaign is one of a legal campaign's members (the others dial elsewhere)
 
     def pacing_policy(self) -> PacingPolicy:
         if self.policy is not None:
@@ -108,6 +110,7 @@ class SimConfig:
             ring_timeout=self.ring_timeout if self.ring_timeout is not None else float(table["ring_timeout"]),
             amd_seconds=float(table["amd_seconds"]), tick=self.tick, trunk_channels=self.trunk_channels,
             calls_per_second=self.calls_per_second, legal_hold=self.legal_hold, history=self.history,
+            legal_others=self.legal_others, legal_campaign="offer" if self.legal_others else "",
         )
 
 
@@ -337,6 +340,14 @@ class _Campaign:
         self.guard_x = [0, 0]
         self.guard_prev: int | None = None
 
+    def refresh(self, now: float, window: int) -> None:
+        """Legal-window counts: rebuilt from the hourly buckets each minute, plus what happened since (summing 720
+        buckets every tick would dominate the run time)."""
+        if now - self.refreshed >= 60.0:
+            self.base = self.counter.totals(now, window)
+            self.answers = self.abandons = 0
+            self.refreshed = now
+
     def roll_guard(self, now: float) -> None:
         """Start the guard's next clock window when `now` is past the current one."""
         assert self.guard is not None
@@ -404,6 +415,12 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
     next_call = next_session = 0
     peak_channels = peak_cps = 0
     agentless = [c.policy.mode is PacingMode.AGENTLESS for c in camps]
+    groups: dict[str, list[_Campaign]] = {}
+    for c in camps:
+        if c.spec.legal_campaign:
+            groups.setdefault(c.spec.legal_campaign, []).append(c)
+    dialing = {k: len(g) + scenario.legal_others for k, g in groups.items()}
+    sums: dict[str, tuple[int, int]] = {}
 
     def set_staffed(now: float, count: int) -> None:
         nonlocal staffed, staffed_since
@@ -464,14 +481,18 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
             # generator expressions)
             pool_busy = tuple(map(sub, itertools.repeat(now), busy_at.values())) if not leaving else tuple(
                 now - t for k, t in busy_at.items() if k not in leaving)
+            if groups:  # members of a legal campaign pace on their part of its window (the runtime's figures.py)
+                for c in camps:
+                    c.refresh(now, legal_window)
+                sums = {k: (scenario.history[0] + sum(c.base[0] + c.answers for c in g),
+                            scenario.history[1] + sum(c.base[1] + c.abandons for c in g)) for k, g in groups.items()}
             for i, c in enumerate(camps):
-                # Legal-window counts: rebuilt from the hourly buckets each minute, plus what happened since
-                # (summing 720 buckets every tick would dominate the run time).
-                if now - c.refreshed >= 60.0:
-                    c.base = c.counter.totals(now, legal_window)
-                    c.answers = c.abandons = 0
-                    c.refreshed = now
-                legal = (scenario.history[0] + c.base[0] + c.answers, scenario.history[1] + c.base[1] + c.abandons)
+                c.refresh(now, legal_window)
+                if c.spec.legal_campaign:
+                    legal = member_share(sums[c.spec.legal_campaign], dialing[c.spec.legal_campaign])
+                else:
+                    legal = (scenario.history[0] + c.base[0] + c.answers,
+                             scenario.history[1] + c.base[1] + c.abandons)
                 mine = tuple(map(sub, itertools.repeat(now), c.inflight.values()))
                 ringing = mine if n_camps == 1 else tuple(map(sub, itertools.repeat(now), itertools.chain.from_iterable(
                     other.inflight.values() for other in camps)))

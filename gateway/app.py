@@ -18,6 +18,7 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import Config
 from dialer.facts import FactStore
+from dialer.record import current as record_current
 from gateway import metrics, openapi
 from gateway.api import (
     admin,
@@ -115,6 +116,7 @@ def make_app(config: Config, redis: Any, sync_redis: Any = None, live_redis: Any
     app[STOPPING] = asyncio.Event()
     own_sync = sync_redis is None
     jobs.configure(config.redis_url, config.jobs_url)  # the RQ queues' Redis (docs/redis.md)
+    record_current.configure(config)  # the record, where contacts live (docs/record.md), opened on first use
     sync = sync_redis or redisconn.connect(config.redis_url, decode_responses=True, socket_connect_timeout=3)
     # Opt-outs and consent changes are audited in the same transaction as the write (dialer/audit_events.py).
     fact_store = FactStore(sync, audit=AuditLog(sync, config["security.secret_key"]))

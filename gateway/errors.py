@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+from dialer.record.store import RecordUnavailable
 from gateway import pool
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                      str(exc)[:200], request.method, request.path)
         return json_error(ApiError(503, "redis_unavailable", "the dialer's database (Redis) is unavailable; "
                                    "retry later"), {"Retry-After": str(pool.RETRY_AFTER_DOWN)})
+    except RecordUnavailable as exc:
+        # the record (contacts, reports: docs/record.md) is a dependency too: 503, one line, no traceback
+        log.warning("record unavailable on %s %s: %s", request.method, request.path, str(exc)[:200])
+        return json_error(ApiError(503, "record_unavailable", f"the record cannot be read now: {exc}"),
+                          {"Retry-After": "5"})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(ApiError(500, "internal", "internal error; the operator has the details in the log"))

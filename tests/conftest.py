@@ -59,8 +59,32 @@ def record(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[object]
         url = parse_record_url(request.getfixturevalue("postgres_url"))
     store = Record(url, pool_size=2)
     store.migrate()
+    from dialer.record import current
+
+    current.use(store)  # imports in the test write their contacts here (docs/record.md), and in its processes:
+    request.getfixturevalue("monkeypatch").setenv(
+        "DIALER_RECORD_URL", url.url if url.dialect == "postgresql" else f"sqlite:///{url.path}")
     yield store
+    current.use(None)
     store.close()
+
+
+@pytest.fixture(autouse=True)
+def contact_record(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test's own data directory, so its own default record (the embedded SQLite file, made only if the test
+    uses it) for the contacts its imports write: in this process (dialer.record.current), in the processes it
+    starts and in every config without a `record.url` (they find the same file). A test that asks for `record`
+    (SQLite and PostgreSQL) puts its own in place."""
+    from dialer.private_files import default_data_dir
+    from dialer.record import current
+    from dialer.record.store import Record
+    from dialer.record.url import parse_record_url
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("DIALER_RECORD_URL", raising=False)
+    current.use_lazy(lambda: Record(parse_record_url("", data_dir=str(default_data_dir()))))
+    yield
+    current.use(None)
 
 
 # Property tests and the schemathesis fuzz draw the same examples on every run, so CI passes or fails on the code,

@@ -384,8 +384,13 @@ async def test_every_campaign_page_fits_the_screen(gw, browser, width, tmp_path)
     shots = shots_dir(tmp_path)
     await password_user(gw, "acme", "sam@acme.example", "supervisor")
     made = await gw.ready_campaign()
+    # one of two dialer campaigns of one legal campaign (docs/pacing.md): the live page says which window is capped
+    resp = await gw.client.patch(f"/v1/campaigns/{made['id']}", json={"legal_campaign": "spring-offer"},
+                                 headers=gw.auth("acme", "supervisor"))
+    assert resp.status == 200, await resp.text()
     await gw.client.post(f"/v1/campaigns/{made['id']}/start", headers=gw.auth("acme", "supervisor"))
-    await engine_writes(gw, "acme", made["id"], dialing=3, ringing=2, queue_staffed=2, abandon_rate_24h=0.025)
+    await engine_writes(gw, "acme", made["id"], dialing=3, ringing=2, queue_staffed=2, abandon_rate_24h=0.025,
+                        legal_members=2, legal_abandon_rate_24h=0.0125, legal_abandon_rate_30d=0.02)
     await publish_agents(gw.redis_url, "sales", {"alice": (False, True, "2"), "bob-with-a-long-name": (
         False, False, "1")}, {"alice": f"acme/{made['id']}"}, AgentStates(), time.time() - 75)
     page = await (await browser.new_context(viewport={"width": width, "height": 900})).new_page()
@@ -400,6 +405,10 @@ async def test_every_campaign_page_fits_the_screen(gw, browser, width, tmp_path)
                                ("live", "live-board", f'[data-campaign="{made["id"]}"]')):
         await page.goto(f"{base}#/{route}")
         await expect(page.locator(ready).first).to_be_visible()
+        if name == "campaign-live":
+            await expect(page.locator('[data-field="abandon-legal"]')).to_have_text(
+                "Legal campaign spring-offer: 2 campaigns share this abandon window; all together 1.25% over 24 h, "
+                "2.00% over 30 days (the cap applies to this figure).")
         await page.evaluate(NEXT_FRAMES)  # what the ready element brought is laid out
         assert not await page.evaluate(OVERFLOW), f"{route} scrolls sideways at {width} px"
         await page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)

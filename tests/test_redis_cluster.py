@@ -89,7 +89,8 @@ def test_a_list_import_on_the_cluster(cluster: LocalCluster, cluster_client, tmp
     assert summary["contacts_added"] == 40, summary
     # the whole tenant is one slot: on one master
     keys = Keys("acme")
-    assert {cluster_client.keyslot(k) for k in (keys.list("leads"), keys.list_members("leads"), keys.lists)} \
+    assert {cluster_client.keyslot(k) for k in (keys.list("leads"), Keys("acme", ticket.import_id).status,
+                                                keys.lists)} \
         == {cluster_client.keyslot("t:{acme}:")}
 
 

@@ -23,6 +23,8 @@ from dialer.facts import FactStore, person_key
 from dialer.gate import Gate, Reservation, consent_use_key
 from dialer.jobs import RETENTION, InlineWorker, get_queue
 from dialer.offboarding import OFFBOARDED, OffboardError, offboard
+from dialer.record.contacts import tenant_count
+from dialer.record.current import contact_record
 from dialer.registry.store import RegistryStore
 from dialer.suppression import Suppression, configure
 from rules import load_packs
@@ -190,13 +192,16 @@ def test_offboarding_exports_everything_then_deletes_all_but_what_the_law_keeps(
     with zipfile.ZipFile(tmp_path / "out.zip") as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read("manifest.json"))
-        contacts = [json.loads(line) for line in zf.read("contacts.jsonl").decode().splitlines()]
+        # the contacts live in the record (docs/record.md); contacts.jsonl holds those still in Redis (none here)
+        contacts = [json.loads(line) for line in zf.read("record_contacts.jsonl").decode().splitlines()]
+        assert zf.read("contacts.jsonl") == b""
         people = [json.loads(line) for line in zf.read("people.jsonl").decode().splitlines()]
     assert {"contacts.jsonl", "people.jsonl", "audit.jsonl", "lists.json", "suppression.json",
             "optouts.json", "manifest.json"} <= names
     assert sorted(c["first_name"] for c in contacts) == ["Luc", "Zoé"]
     assert [p["consents"][0]["evidence"] for p in people if p["phone"] == FR] == ["f-1"]
-    assert manifest["files"]["contacts.jsonl"]["rows"] == 2
+    assert manifest["files"]["record_contacts.jsonl"]["rows"] == 2
+    assert tenant_count(contact_record(), T) == 0  # deleted from the record too
     assert manifest["audit_verify"].startswith("audit trail intact")
     left = sorted(k.decode() for k in redis_client.scan_iter(match=f"t:{{{T}}}:*"))
     assert left == sorted(report.kept_keys)

@@ -64,9 +64,14 @@ def _runtime_plan(call: dict[str, Any]) -> Any:
                       window=call["window"])
 
 
-def test_simulated_decisions_are_the_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
+# The same two campaigns declared one legal campaign (dialer/pacing/legal.py): each paces on its part of the room.
+LEGAL_DAY = {**DAY, "campaigns": [{**c, "legal_campaign": "offer"} for c in DAY["campaigns"]]}
+
+
+@pytest.mark.parametrize("day", [DAY, LEGAL_DAY], ids=["own-windows", "legal-campaign"])
+def test_simulated_decisions_are_the_runtimes(monkeypatch: pytest.MonkeyPatch, day: dict[str, Any]) -> None:
     seen = _record(monkeypatch)
-    result = simulate_module.simulate_scenario(scenario_from_mapping(DAY))
+    result = simulate_module.simulate_scenario(scenario_from_mapping(day))
     assert len(seen) == 2 * (2 * 3600 + 1)
     reasons = Counter(plan.decision.reason for _, plan in seen)
     verdicts = Counter(plan.verdict.reason for _, plan in seen)

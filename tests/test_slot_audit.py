@@ -35,7 +35,7 @@ def test_the_audit_flags_cross_slot_scripts_and_transactions(redis_url: str) -> 
 
 def test_known_scripts_finds_our_lua() -> None:
     names = set(known_scripts().values())
-    assert {"dialer.gate._RESERVE", "dialer.gate._READ", "dialer.contacts.store.PUBLISH",
+    assert {"dialer.gate._RESERVE", "dialer.gate._READ", "dialer.contacts.store.FINALIZE",
             "dialer.runtime.datastate._CHECK"} <= names
 
 

@@ -188,6 +188,12 @@ def run_show(args: argparse.Namespace, config: Config) -> int:
             f"{', '.join(f'{k} {v}' for k, v in figures['final_reasons'].items()) or 'none'}\n"
             f"abandons 24 h: {figures['abandons'].get('abandons_24h', 0)} of "
             f"{figures['abandons'].get('answers_24h', 0)} live answers")
+    if figures.get("legal_campaign"):  # the window the cap applies to: all the legal campaign's members together
+        legal = figures["legal_campaign"]
+        text += (f"\nlegal campaign {legal['key']} ({len(legal['members'])} campaigns, {legal['dialing']} may dial): "
+                 f"abandons 24 h {legal['abandons'].get('abandons_24h', 0)} of "
+                 f"{legal['abandons'].get('answers_24h', 0)} live answers, 30 days "
+                 f"{legal['abandons'].get('abandons_30d', 0)} of {legal['abandons'].get('answers_30d', 0)}")
     if figures.get("refused"):
         refused = figures["refused"]
         text += f"\nnot dialed since {refused['since']}: {refused['code']}: {refused['text']}"

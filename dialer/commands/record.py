@@ -53,6 +53,15 @@ def register(sub: Any) -> None:
     relink.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     relink.set_defaults(func=run_relink)
 
+    move = actions.add_parser(
+        "move-contacts", help="move contacts an older dialer kept in Redis into the record, then remove them from "
+        "Redis (idempotent; `dialer worker` also does it at start)",
+        description="Contacts live in the record (docs/record.md). This moves every contact still in Redis's "
+                    "contact store (imported before the record held them) into the record, a batch at a time, "
+                    "and removes each batch from Redis only after the record committed it.")
+    move.add_argument("--tenant", action="append", help="only this tenant (repeatable; default: every tenant)")
+    move.set_defaults(func=run_move_contacts)
+
     archiver = sub.add_parser("archiver", help="copy audit trails (call records, consents, opt-outs) into the record",
                               description="Copy every tenant's audit trail into the record, idempotently, and "
                                           "trim from Redis what the record holds (docs/record.md).")
@@ -105,6 +114,24 @@ def _archiver(client: redis.Redis, record: Record, config: Config, batch: int = 
 
     return Archiver(client, record, secret_key=config["security.secret_key"], batch=batch,
                     tail=timedelta(hours=config["record.redis_tail_hours"]))
+
+
+def run_move_contacts(args: argparse.Namespace, config: Config) -> int:
+    from dialer.contacts.move import move_contacts
+
+    client = _client(config)
+    with _record(config) as record:
+        try:
+            record.migrate()
+            moved = move_contacts(client, record, args.tenant)
+        except RecordUnavailable as exc:
+            raise CommandError(f"{exc}; nothing more was moved (run it again: what was moved stays moved)") \
+                from None
+    for tenant, n in sorted(moved.contacts.items()):
+        print(f"tenant {tenant}: {n} contacts moved into the record")
+    print(f"{moved.total} contacts moved; none left in Redis's contact store" if moved.contacts or not args.tenant
+          else "nothing to move")
+    return 0
 
 
 def run_lag(args: argparse.Namespace, config: Config) -> int:

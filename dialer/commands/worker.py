@@ -60,6 +60,25 @@ def work(url: str, queues: list[str], burst: bool, name: str, own_group: bool = 
     return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
 
 
+def _move_legacy_contacts(client: redis.Redis) -> None:
+    """Contacts an older dialer kept in Redis go into the record (dialer/contacts/move.py): at every start, so an
+    upgrade loses nothing; a record that is down leaves them where they are (said once; the next start retries)."""
+    from dialer.contacts.move import legacy_tenants, move_contacts
+    from dialer.record.current import contact_record
+    from dialer.record.store import RecordUnavailable
+
+    tenants = legacy_tenants(client)
+    if not tenants:
+        return
+    try:
+        moved = move_contacts(client, contact_record(), tenants)
+    except RecordUnavailable as exc:
+        log.error("contacts still in Redis were not moved into the record (%s): run `dialer record move-contacts` "
+                  "once it is back", exc)
+        return
+    log.info("moved %d contacts from Redis into the record", moved.total)
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     queues = parse_queues(args.queues or config["worker.queues"])
     client = redisconn.connect(config.redis_url)
@@ -73,6 +92,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         resumed = resume_imports(client)
         if resumed:
             log.info("resumed or closed %d interrupted imports", len(resumed))
+        _move_legacy_contacts(client)
     prefix = args.name or socket.gethostname()
     watchdog = None
     if "imports" in queues and not args.burst:

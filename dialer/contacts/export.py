@@ -37,14 +37,16 @@ def _members(client: redis.Redis, tenant: str, list_id: str | None, campaign: st
 
 
 def campaign_contact_ids(client: redis.Redis, tenant: str, campaign: str) -> Iterator[str]:
-    """The contacts a campaign dials, as the engine loads them (dialer/runtime/loader.py): the members of its
-    attached lists and the contacts imported straight into it (`--campaign`), each once."""
+    """The contacts a campaign dials, as its window reads them from the record (dialer/runtime/window.py): the
+    members of its attached lists and the contacts imported straight into it (`--campaign`), each once, in id
+    order."""
     from dialer.campaigns import campaign_key
-    from dialer.runtime.loader import member_ids
+    from dialer.record.contacts import member_ids
+    from dialer.record.current import contact_record
 
     raw = client.hget(campaign_key(tenant, campaign), "config")
     lists = json.loads(_s(raw)).get("lists") or [] if raw else []
-    return member_ids(client, tenant, campaign, lists)
+    return member_ids(contact_record(), tenant, campaign=campaign, lists=lists)
 
 
 def kept_columns(client: redis.Redis, tenant: str, list_id: str) -> list[str]:

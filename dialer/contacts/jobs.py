@@ -34,12 +34,13 @@ from rq import get_current_job
 
 from dialer.contacts.chunks import Chunk, iter_records, plan_chunks
 from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
-from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE, ERRORS_KEPT, BadShare, hopeless_message, split_kept
+from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE, BadShare, hopeless_message, split_kept
 from dialer.contacts.rows import RowError, RowResult, process_record
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
-from dialer.contacts.store import PUBLISH_BATCH, Keys, Scripts, _s, import_status
+from dialer.contacts.store import Keys, Scripts, _s, import_status
 from dialer.facts import FactStore
 from dialer.jobs import IMPORTS, get_queue, job_data_connection, jobs_connection
+from dialer.record.store import RecordUnavailable
 from dialer.webhooks.events import emit
 from rules.model import Consent
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000  # rows per Redis round trip while staging
 LEASE_SECONDS = 120  # a chunk not renewed for this long is taken by another worker
 LOCK_MS = 600_000
+RECORD_WAIT_SECONDS = 60.0  # a commit waits this long for a record that is down, then the watchdog retries it
 CHUNK_BYTES = 4 << 20
 ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet committed or failed
 FINAL = ("committed", "failed")
@@ -240,7 +242,10 @@ def resume_imports(client: redis.Redis, stale_after: float = 300.0) -> list[str]
         if time.time() - heartbeat <= stale_after:
             continue  # its coordinator is alive (or was a moment ago)
         if status == "committing":
-            importer.commit()
+            try:
+                importer.commit(record_wait=0)
+            except RecordUnavailable:
+                continue  # logged; the watchdog tries again
             touched.append(import_id)
         elif status == "running":
             importer.fail("abandoned", "the import stopped (worker lost) before its commit: nothing was imported")
@@ -266,7 +271,10 @@ def reconcile_import(client: redis.Redis, tenant: str, import_id: str) -> dict[s
         return status
     importer = Importer(client, tenant, import_id)
     if status["status"] == "committing":
-        importer.commit()
+        try:
+            importer.commit(record_wait=0)
+        except RecordUnavailable:
+            return import_status(client, tenant, import_id)  # still committing: finished when the record is back
     else:
         importer.fail("abandoned", "the import's worker stopped before its commit: nothing was imported; retry")
     return import_status(client, tenant, import_id)
@@ -385,9 +393,19 @@ class Importer:
         with beating(self.client, self.keys.status):  # the watchdog's sign of life (dialer/contacts/watchdog.py)
             self._run(status)
 
+    def _check_record(self) -> None:
+        """Before the commit point: the contacts go to the record, so a record that cannot be reached fails the
+        import with nothing imported (RecordUnavailable) rather than leave a commit waiting."""
+        from dialer.record.current import contact_record
+
+        contact_record().query("SELECT 1 FROM contacts WHERE tenant = %s LIMIT 1", (self.tenant,))
+
     def _run(self, status: str) -> None:
         if status == "committing":
-            self.commit()
+            try:
+                self.commit()
+            except RecordUnavailable:
+                pass  # logged by commit; finished when the record is back
             return
         try:
             _suppressed(self.client, self.tenant)  # fail before any work when erased numbers cannot be checked
@@ -399,9 +417,15 @@ class Importer:
             self._work(coordinator=True)
             self._wait_for_chunks(len(chunks))
             _check_unchanged(params)  # last moment to refuse: after the commit point the import completes
+            self._check_record()
             self.commit()
         except FileError as exc:
             self.fail(exc.code, exc.message)
+        except RecordUnavailable as exc:
+            if self.field("status") != "committing":
+                self.fail("record_unavailable", f"the record cannot be reached ({exc}): nothing was imported; "
+                          "import the file again once it is back")
+            # after the commit point the import is finished later (watchdog, worker start, status poller)
         except ImportStopped:
             self._cleanup_staging()  # declared abandoned while it was still working: leave nothing behind
         except Exception as exc:
@@ -471,7 +495,6 @@ class Importer:
         region = params["region"]
         counts: Counter[str] = Counter()
         packed: list[str] = []
-        contacts: list[tuple[str, dict[str, Any]]] = []
         errors: list[tuple[str, str]] = []  # (reason, JSON entry)
         consents: list[str] = []
         seen_args: list[Any] = []
@@ -491,8 +514,6 @@ class Importer:
                 for reason, count in unlisted.items():
                     counts[f"unlisted:{reason}"] += count
             pipe = self.client.pipeline(transaction=False)
-            for cid, contact in contacts:
-                pipe.hset(keys.staged_contact(cid), mapping=contact)
             if packed:
                 pipe.rpush(rows_key, *packed)
             if kept:
@@ -514,7 +535,6 @@ class Importer:
                 self._stop_hopeless(share, max_bad_share, counts, examples)
                 raise ImportStopped(self.import_id)
             packed.clear()
-            contacts.clear()
             errors.clear()
             consents.clear()
             seen_args.clear()
@@ -565,9 +585,10 @@ class Importer:
                 else:
                     cid = f"{import_id}-{record.row}"
                     contact, phones = build_contact(result, cid, list_id, campaign, import_id, record.row)
-                    contacts.append((cid, contact))
                     numbers = ",".join(phone["e"] for phone in phones)
-                    packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}")
+                    # the contact travels in its row item (JSON escapes tabs): one LRANGE gives the commit all
+                    packed.append(f"{cid}\t{record.row}\t{record.line}\t{numbers}\t"
+                                  f"{json.dumps({k: str(v) for k, v in contact.items()}, separators=(',', ':'))}")
                     for phone in phones:
                         seen_args.extend((record.row, phone["e"]))
                     if result.consent is not None:
@@ -621,8 +642,14 @@ class Importer:
             self._report_progress()
             time.sleep(0.2)  # another import is committing into this list or campaign
 
-    def commit(self) -> None:
-        """Commit point, then roll forward: publish contacts, record consents, swap list sets."""
+    def commit(self, record_wait: float | None = None) -> None:
+        """Commit point, then roll forward: contacts into the record (one transaction), then Redis's counters and
+        report, consents, the list's metadata. `record_wait`: how long to wait for a record that is down before
+        giving up for now (the import stays committing: the watchdog, a worker's start or a status poller
+        finishes it later; RecordUnavailable is raised)."""
+        from dialer.contacts.publish import publish, record_outcome
+        from dialer.record.current import contact_record
+
         params = self._params()
         token = params.get("commit_token") or uuid.uuid4().hex
         if params["status"] != "committing":
@@ -638,19 +665,27 @@ class Importer:
         done = {int(_s(k)): json.loads(v) for k, v in self.client.hgetall(self.keys.done).items()}
         list_id, campaign = params["list"], params.get("campaign") or ""
         keys = self.keys
-        for index in sorted(done):
-            rows_key = keys.rows(index, done[index]["attempt"])
+        chunks = [(index, done[index]["attempt"]) for index in sorted(done)]
+        if not self.field("published"):
+            wait = RECORD_WAIT_SECONDS if record_wait is None else record_wait
+            deadline = time.monotonic() + wait
             while True:
-                moved = self.scripts.publish(
-                    keys=[rows_key, keys.seen, keys.list_phones(list_id),
-                          keys.campaign_phones(campaign) if campaign else keys.no_campaign, keys.new_members,
-                          keys.duplicates, keys.counters],
-                    args=[keys.p, PUBLISH_BATCH, keys.stg, ERRORS_KEPT],
-                )
-                if not moved:
+                try:
+                    outcome = publish(self.client, contact_record(), keys, chunks, list_id, campaign,
+                                      beat=lambda: self.scripts.lock_all(keys=self._lock_keys(params),
+                                                                         args=[token, LOCK_MS]))
                     break
-                self.scripts.lock_all(keys=self._lock_keys(params), args=[token, LOCK_MS])
-            self._report_progress()
+                except RecordUnavailable as exc:
+                    self._set(record_error=str(exc))
+                    if time.monotonic() >= deadline:
+                        log.error("import %s: the record cannot be written (%s); the commit finishes when it "
+                                  "is back", self.import_id, exc)
+                        raise
+                    self._report_progress()
+                    time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+            record_outcome(self.client, keys, outcome)
+            self.client.hdel(keys.status, "record_error")
+        self._report_progress()
         self._record_consents(done)
         summary = self._summary()
         error_moves: list[str] = []

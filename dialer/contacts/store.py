@@ -13,10 +13,11 @@ Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/c
 
 The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
 status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
-it nothing outside staging exists. Publishing RENAMEs staged contact hashes to their final keys in
-batches of PUBLISH_BATCH with a Lua script (Redis stays responsive), then one script merges the new
-members into the list/campaign sets, so a list's members appear all at once. Scripts build key names
-from the tenant prefix: single Redis, not Cluster.
+it nothing outside staging exists. Publishing writes the staged contacts into the record in one
+transaction (dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script
+(FINALIZE) sets the status and the list's metadata. The contact, phone and member keys above
+(t:T:contact:K, t:T:phone:*, t:T:list:L:members|phones, t:T:campaign:C:*) are no longer written: they
+hold only contacts imported before the record, until `dialer record move-contacts` moves them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-
-PUBLISH_BATCH = 500
 
 
 def _s(value: Any) -> str:
@@ -161,103 +160,12 @@ end
 return 1
 """
 
-# KEYS: staged rows list, seen, list phones, campaign phones (or Keys.no_campaign), new members, duplicates list,
-#       counters.  ARGV: tenant prefix, batch size, staging prefix, error report cap.
-# Publishes up to `batch` staged contacts, atomically per batch: each staged contact hash (written by
-# the workers under the staging prefix) is RENAMEd to its final key, its numbers enter the phone
-# index. A rows-list item is "id<TAB>row<TAB>line<TAB>e164,e164...". The list's and campaign's phone
-# sets (dedupe indexes, not membership) are filled here: `seen` already gives each number of this
-# import to one row only, so a number added by an earlier batch is never misread as "already in the
-# list". Membership (new members) is staged and swapped in by FINALIZE.
-PUBLISH = """
-local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[2]))
-if not items then return 0 end
-local prefix, staging = ARGV[1], ARGV[3]
-local has_campaign = string.sub(KEYS[4], -12) ~= ':no-campaign'
-local contacts, dup_rows, dup_phones = 0, 0, 0
-local dup_by = {}
-for _, item in ipairs(items) do
-  local cid, row, line, numbers = string.match(item, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
-  row = tonumber(row)
-  local src = staging .. 'c:' .. cid
-  local kept, dropped = {}, {}
-  for e in string.gmatch(numbers, '[^,]+') do
-    local first = tonumber(redis.call('HGET', KEYS[2], e))
-    local reason = nil
-    if first ~= row then reason = 'duplicate_in_file'
-    elseif redis.call('SISMEMBER', KEYS[3], e) == 1 then reason = 'duplicate_in_list'
-    elseif has_campaign and redis.call('SISMEMBER', KEYS[4], e) == 1 then reason = 'duplicate_in_campaign'
-    end
-    if reason then
-      dropped[e] = {reason, first}
-      dup_phones = dup_phones + 1
-      dup_by[reason] = (dup_by[reason] or 0) + 1
-    else
-      table.insert(kept, e)
-    end
-  end
-  if next(dropped) ~= nil then
-    -- rare: report the dropped numbers (with their column) and keep only the others
-    local phones = cjson.decode(redis.call('HGET', src, 'phones'))
-    local remaining = {}
-    for _, p in ipairs(phones) do
-      local d = dropped[p.e]
-      if d then
-        -- the report keeps the import's first ARGV[4] entries (row errors too); the rest are counted
-        if redis.call('HINCRBY', KEYS[7], 'errors_listed', 1) <= tonumber(ARGV[4]) then
-          redis.call('RPUSH', KEYS[6], cjson.encode({row = row, line = tonumber(line), column = p.k, value = p.e,
-            reason = d[1], first_row = d[2], severity = 'duplicate'}))
-        else
-          redis.call('HINCRBY', KEYS[7], 'unlisted_dup:' .. d[1], 1)
-        end
-      else
-        table.insert(remaining, p)
-      end
-    end
-    if #remaining > 0 then
-      local m = remaining[1]
-      redis.call('HSET', src, 'phones', cjson.encode(remaining), 'phone', m.e, 'line_type', m.t,
-        'timezones', m.z, 'phone_country', m.c, 'phone_subdivision', m.s)
-    end
-  end
-  if #kept == 0 then
-    redis.call('DEL', src)
-    dup_rows = dup_rows + 1
-  else
-    redis.call('RENAME', src, prefix .. 'contact:' .. cid)
-    for _, e in ipairs(kept) do
-      redis.call('SADD', prefix .. 'phone:' .. e, cid)
-      redis.call('SADD', KEYS[3], e)
-      if has_campaign then redis.call('SADD', KEYS[4], e) end
-    end
-    redis.call('SADD', KEYS[5], cid)
-    contacts = contacts + 1
-  end
-end
-if contacts > 0 then redis.call('HINCRBY', KEYS[7], 'contacts', contacts) end
-if dup_rows > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_rows', dup_rows) end
-if dup_phones > 0 then redis.call('HINCRBY', KEYS[7], 'duplicate_phones', dup_phones) end
-for reason, n in pairs(dup_by) do redis.call('HINCRBY', KEYS[7], 'dup:' .. reason, n) end
-return #items
-"""
-
 # KEYS: list members, campaign contacts (Keys.no_campaign if none), new members, status, staged-keys set, list meta,
 #       lists set, list's imports list.
 # ARGV: status fields as JSON object, list id, import id, contacts added, now (ISO), region.
 # The last step of a commit: the list (and campaign) gain all new contacts at once. Runs once only.
 FINALIZE = """
 if redis.call('HGET', KEYS[4], 'status') ~= 'committing' then return 0 end
-local function merge(dest, src)
-  if string.sub(dest, -12) == ':no-campaign' then return end
-  if redis.call('EXISTS', src) == 0 then return end
-  if redis.call('EXISTS', dest) == 0 then
-    redis.call('COPY', src, dest)
-  else
-    redis.call('SUNIONSTORE', dest, dest, src)
-  end
-end
-merge(KEYS[1], KEYS[3])
-merge(KEYS[2], KEYS[3])
 local fields = cjson.decode(ARGV[1])
 for name, value in pairs(fields) do redis.call('HSET', KEYS[4], name, value) end
 redis.call('SADD', KEYS[7], ARGV[2])
@@ -330,7 +238,6 @@ return 1
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.seen_min = client.register_script(SEEN_MIN)
-        self.publish = client.register_script(PUBLISH)
         self.finalize = client.register_script(FINALIZE)
         self.lock_all = client.register_script(LOCK_ALL)
         self.unlock_all = client.register_script(UNLOCK_ALL)
@@ -372,64 +279,87 @@ def _contact(raw: dict[Any, Any]) -> dict[str, Any]:
     return contact
 
 
-def get_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
-    """The contact, once its import is committed: a commit publishes contacts in batches, and one whose
-    coordinator died is finished by the watchdog (dialer/contacts/watchdog.py); until then they do not exist."""
-    keys = Keys(tenant)
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.contact(contact_id))
-    import_id = contact_id.rsplit("-", 1)[0] if "-" in contact_id else ""
-    pipe.hget(Keys(tenant, import_id).status, "status")
-    raw, status = pipe.execute()
-    if not raw:
-        return None
-    stored_import = _s(raw.get(b"import", raw.get("import", b"")))
-    if stored_import and stored_import != import_id:
-        status = client.hget(Keys(tenant, stored_import).status, "status")
-    if stored_import and status is not None and _s(status) != "committed":
-        return None
-    return _contact(raw)
+def decoded(data: dict[str, Any]) -> dict[str, Any]:
+    """A contact as the record stores it (dialer.record.contacts: `data`) in the shape readers show."""
+    phones = data.get("phones")
+    return _contact({**data, "phones": phones if isinstance(phones, str) else json.dumps(phones or [])})
 
 
-def contacts_for_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+def _record() -> Any:
+    from dialer.record.current import contact_record
+
+    return contact_record()
+
+
+# Contacts live in the record (issue 18, docs/record.md): these readers keep the signatures they had when contacts
+# lived in Redis and read the process's record (dialer.record.current); a record that cannot be read raises
+# dialer.record.store.RecordUnavailable (API: 503; CLI: one line). Subject requests (get_contact,
+# contacts_for_phone) also find contacts an older dialer kept in Redis and not moved yet, so an access or an
+# erasure during an upgrade misses nobody.
+
+def redis_contact(client: redis.Redis, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    """A contact an older dialer kept in Redis's contact store (until `dialer record move-contacts`)."""
+    raw = client.hgetall(Keys(tenant).contact(contact_id))
+    return _contact(raw) if raw else None
+
+
+def get_contact(client: redis.Redis | None, tenant: str, contact_id: str) -> dict[str, Any] | None:
+    """The contact, once its import is committed (the import writes a list's contacts into the record in one
+    transaction: dialer/contacts/publish.py)."""
+    from dialer.record.contacts import get_contact as stored
+
+    data = stored(_record(), tenant, contact_id)
+    if data is None and client is not None:  # not moved into the record yet (an upgrade: dialer/contacts/move.py)
+        return redis_contact(client, tenant, contact_id)
+    return decoded(data) if data is not None else None
+
+
+def contacts_for_phone(client: redis.Redis | None, tenant: str, e164: str) -> list[str]:
     """Contact ids holding this number (for access and erasure requests)."""
-    return sorted(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))
+    from dialer.record.contacts import contact_ids_for_phone
+
+    found = contact_ids_for_phone(_record(), tenant, e164)
+    if client is not None:  # and contacts an older dialer kept in Redis, until they are moved into the record
+        found = sorted({*found, *(_s(m) for m in client.smembers(Keys(tenant).phone(e164)))})
+    return found
 
 
-def erase_phone(client: redis.Redis, tenant: str, e164: str) -> list[str]:
+def erase_phone(client: redis.Redis | None, tenant: str, e164: str) -> list[str]:
     """Erasure request: delete every contact holding this number (all its numbers and fields, its list
-    and campaign memberships). Returns the ids erased. Consents, opt-outs and attempt history in
-    dialer/facts.py stay: they are evidence, and an opt-out must keep working after the erasure."""
-    scripts = Scripts(client)
-    erased = []
-    for cid in contacts_for_phone(client, tenant, e164):
-        if scripts.erase(keys=[f"{tenant_prefix(tenant)}contact:{cid}"], args=[tenant_prefix(tenant), cid]):
-            erased.append(cid)
-    return erased
+    memberships). Returns the ids erased. Consents, opt-outs and attempt history in dialer/facts.py stay: they are
+    evidence, and an opt-out must keep working after the erasure."""
+    from dialer.record.contacts import erase_phone as erase
+
+    return erase(_record(), tenant, e164)
 
 
-def list_member_ids(client: redis.Redis, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
-    for member in client.sscan_iter(Keys(tenant).list_members(list_id), count=count):
-        yield _s(member)
+def list_member_ids(client: redis.Redis | None, tenant: str, list_id: str, count: int = 1000) -> Iterator[str]:
+    from dialer.record.contacts import member_ids
+
+    yield from member_ids(_record(), tenant, list_id=list_id, page=max(count, 1000))
 
 
-def campaign_member_ids(client: redis.Redis, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
-    for member in client.sscan_iter(Keys(tenant).campaign_contacts(campaign), count=count):
-        yield _s(member)
+def campaign_member_ids(client: redis.Redis | None, tenant: str, campaign: str, count: int = 1000) -> Iterator[str]:
+    """The contacts imported into the campaign itself (not its lists' members)."""
+    from dialer.record.contacts import member_ids
+
+    yield from member_ids(_record(), tenant, campaign=campaign, page=max(count, 1000))
 
 
-def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: int = 500) -> Iterator[dict[str, Any]]:
-    """Contacts for a stream of ids, fetched in pipelined batches (memory bounded by `batch`)."""
-    keys = Keys(tenant)
+def iter_contacts(client: redis.Redis | None, tenant: str, ids: Iterator[str],
+                  batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Contacts for a stream of ids, read in batches (memory bounded by `batch`); ids no longer stored are
+    skipped."""
+    record = _record()
     pending: list[str] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        pipe = client.pipeline(transaction=False)
+        rows = record.query(f"SELECT id, data FROM contacts WHERE tenant = %s AND id IN "
+                            f"({', '.join(['%s'] * len(pending))})", (tenant, *pending))
+        found = {str(cid): data for cid, data in rows}
         for cid in pending:
-            pipe.hgetall(keys.contact(cid))
-        for raw in pipe.execute():
-            if raw:
-                yield _contact(raw)
+            if cid in found:
+                yield decoded(json.loads(found[cid]))
         pending.clear()
 
     for cid in ids:
@@ -438,6 +368,12 @@ def iter_contacts(client: redis.Redis, tenant: str, ids: Iterator[str], batch: i
             yield from flush()
     if pending:
         yield from flush()
+
+
+def list_count(tenant: str, list_id: str) -> int:
+    """Members of a list (the record's count, never Redis's)."""
+    rows = _record().query("SELECT COUNT(*) FROM list_members WHERE tenant = %s AND list_id = %s", (tenant, list_id))
+    return int(rows[0][0])
 
 
 def iter_errors(client: redis.Redis, tenant: str, import_id: str, batch: int = 1000) -> Iterator[dict[str, Any]]:

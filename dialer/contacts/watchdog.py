@@ -9,8 +9,8 @@ beat is older than STALE_SECONDS is taken over by exactly one sweeper (one scrip
               the status at their next batch and stop, removing what they wrote;
   committing  (after the commit point)  -> the sweeper finishes the commit, beating while it does.
 
-Contacts published by an unfinished commit are not readable meanwhile (dialer.contacts.store.get_contact hides
-a contact whose import is not committed).
+Contacts reach the record in one transaction (dialer.contacts.publish): an unfinished commit shows none of them,
+a finished one all of them.
 """
 
 from __future__ import annotations
@@ -97,8 +97,13 @@ def sweep(client: Any, stale_after: float = STALE_SECONDS) -> list[tuple[str, st
         if _s(taken) == "committing":
             log.warning("import %s: its coordinator stopped after the commit point; finishing the commit here",
                         import_id)
-            with beating(client, keys.status):
-                importer.commit()
+            from dialer.record.store import RecordUnavailable
+
+            try:
+                with beating(client, keys.status):
+                    importer.commit()
+            except RecordUnavailable:
+                continue  # logged once per try; the next sweep tries again once its beat is stale
             done.append((import_id, "committed"))
         else:
             importer.fail("abandoned", f"the import's worker stopped (no heartbeat for {stale_after:.0f} s) before "

@@ -14,6 +14,7 @@ each call at most once (replayed events after a crash do not double count).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +185,24 @@ class RedisAbandonCounter:
         a24, x24 = self.totals(campaign, now, DAY)
         a30, x30 = self.totals(campaign, now, 30 * DAY)
         return AbandonStats(a24, x24, a30, x30)
+
+    def totals_of(self, campaigns: Sequence[str], now: float, window: int) -> tuple[int, int]:
+        """(live answers, abandons) of several campaigns together over the window ending at `now`: a legal
+        campaign's window (dialer/pacing/legal.py), read in one round trip."""
+        hours = list(_hours(now, window))
+        fields = [f"a:{h}" for h in hours] + [f"x:{h}" for h in hours]
+        pipe = self.redis.pipeline(transaction=False)
+        for campaign in campaigns:
+            pipe.hmget(self._key(campaign), fields)
+        answers = abandons = 0
+        n = len(hours)
+        for values in pipe.execute():
+            answers += sum(int(v) for v in values[:n] if v is not None)
+            abandons += sum(int(v) for v in values[n:] if v is not None)
+        return answers, abandons
+
+    def stats_of(self, campaigns: Sequence[str], now: float) -> AbandonStats:
+        return AbandonStats(*self.totals_of(campaigns, now, DAY), *self.totals_of(campaigns, now, 30 * DAY))
 
     def prune(self, campaign: str, now: float) -> int:
         """Drop buckets older than 30 days (the hash TTL handles idle campaigns)."""

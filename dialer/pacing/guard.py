@@ -13,6 +13,8 @@ Two rules, both pure (counts in, verdict out), used by the runtime and by the si
   placing only calls with an agent reserved, and after an abandon it waits for the answers that make room again.
   Without it, a small or young campaign could go over its cap on its first abandon, which no later pacing undoes
   if the campaign ends there.
+* **joining a legal campaign** (legal.py): a campaign that shares its legal window with others places only calls
+  with an agent reserved for a few seconds after it joined, until every process splits the room with it.
 * **short-window guard** (optional, per campaign; off by default): a ceiling on the abandon rate of every clock
   window (15 minutes, an hour: 10:00-10:15, 10:15-10:30 ...) so a campaign can promise "never above 3% in any
   quarter-hour / hour", not just over the legal 24 h or 30 days. The arithmetic is the simulator's
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dialer.pacing.decide import decide
+from dialer.pacing.legal import LEGAL_JOIN
 from dialer.pacing.model import Decision, PacingMode, PacingPolicy, PacingState, PolicyError
 from dialer.pacing.window_guard import guard_scale, guarded_policy, window_start
 
@@ -106,9 +109,16 @@ def _pct(x: float) -> str:
 
 
 def abandon_verdict(cap: float, legal: tuple[int, int], *, window_label: str = "legal window",
-                    guard: AbandonGuard | None = None, window: GuardWindow | None = None) -> Verdict:
-    """`legal`: (live answers, abandons) over the legal window; `window`: the guard's clock window."""
+                    guard: AbandonGuard | None = None, window: GuardWindow | None = None,
+                    joining: str = "") -> Verdict:
+    """`legal`: (live answers, abandons) over the legal window (a legal campaign's member: its share,
+    legal.member_share); `window`: the guard's clock window; `joining`: the legal campaign a member joined less than
+    legal.SETTLE_SECONDS ago (it waits until every process counts it)."""
     answers, abandons = legal
+    if joining:
+        return Verdict(True, LEGAL_JOIN,
+                       f"joined the legal campaign {joining} moments ago: only calls with an agent reserved are "
+                       "placed until every dialer process counts it among the campaigns sharing its abandon window")
     if answers > 0 and abandons / answers > cap:
         return Verdict(True, CAP_REACHED,
                        f"abandon rate {_pct(abandons / answers)} ({abandons} of {answers} answered) over the "

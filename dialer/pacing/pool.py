@@ -89,15 +89,16 @@ def _part(busy: Sequence[float], share: float) -> tuple[float, ...]:
 def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Sequence[float],
                  others: Sequence[ShareClaim], legal: tuple[int, int] | None, weight: float = 1.0, priority: int = 0,
                  guard: AbandonGuard | None = None, window: GuardWindow | None = None,
-                 window_label: str = "legal window", contacts: int | None = None) -> PoolPlan:
+                 window_label: str = "legal window", contacts: int | None = None, joining: str = "") -> PoolPlan:
     """`state`: the pool's observation (free_agents and busy_elapsed of the pool, ringing: the ages of every
     campaign's calls in flight towards it) with this campaign's estimates and ceilings. `mine`: the ages of this
     campaign's calls in flight (among the ringing). `others`: the other campaigns' claims (calls in flight + new
     calls they last asked for). `legal`: (live answers, abandons) over the legal window (None: no legal hold, only
     for the benchmark's fixed-ratio oracle, never the runtime). `contacts`: how many new
-    calls it has contacts for, when that is known to be short."""
+    calls it has contacts for, when that is known to be short. `joining`: the legal campaign it joined moments ago
+    (dialer.pacing.legal; `legal` is then already its share of that campaign's window)."""
     verdict = Verdict(False) if legal is None else abandon_verdict(
-        policy.abandon_cap, legal, window_label=window_label, guard=guard, window=window)
+        policy.abandon_cap, legal, window_label=window_label, guard=guard, window=window, joining=joining)
     others = [c for c in others if c.key != key]
     total, n_mine = len(state.ringing), len(mine)
     free = state.free_agents

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
-from dialer.record.store import Record
+from dialer.record.store import Record, Tx
 from dialer.runtime.loader import priority_of
 from dialer.runtime.queues import QueuedContact
 
@@ -212,3 +212,164 @@ def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
             tx.execute(f"DELETE FROM contact_phones WHERE tenant = %s AND contact_id IN ({marks})", (tenant, *ids))
             tx.execute(f"DELETE FROM contacts WHERE tenant = %s AND id IN ({marks})", (tenant, *ids))
     return ids
+
+
+# --- the import's commit and the readers (issue 18: contacts live in the record) -------------------------------
+
+LOOKUP = 400  # numbers per dedupe query (SQLite allows 32,766 parameters; keep statements small)
+
+
+def insert_contacts(tx: Tx, tenant: str, list_id: str | None, contacts: Sequence[dict[str, Any]]) -> None:
+    """Within the caller's transaction: contacts, their membership of `list_id` and their numbers; rows already
+    stored are skipped (a retried batch inserts nothing twice)."""
+    rows = [contact_row(tenant, c) for c in contacts]
+    tx.insert_new("contacts", COLUMNS["contacts"], KEYS["contacts"], rows)
+    if list_id:
+        tx.insert_new("list_members", COLUMNS["list_members"], KEYS["list_members"],
+                      [(tenant, list_id, row[1]) for row in rows])
+    phones = sorted({(tenant, n, str(c["id"])) for c in contacts for n in numbers_of(c)})
+    tx.insert_new("contact_phones", COLUMNS["contact_phones"], KEYS["contact_phones"], phones)
+
+
+def numbers_taken(tx: Tx, tenant: str, numbers: Sequence[str], *, list_id: str | None = None,
+                  campaign: str | None = None, besides_import: str = "") -> set[str]:
+    """Which of `numbers` a contact of the list (or imported into the campaign) already holds, leaving out the
+    contacts of import `besides_import` (the import being committed: a retry of its own commit must find the
+    same duplicates as the first run, not its own rows)."""
+    found: set[str] = set()
+    # PostgreSQL: the page's numbers as one array parameter (one statement); SQLite: IN lists of LOOKUP
+    step = len(numbers) or 1 if tx.dialect == "postgresql" else LOOKUP
+    for start in range(0, len(numbers), step):
+        part = list(numbers[start:start + step])
+        marks = ", ".join(["%s"] * len(part))
+        if tx.dialect == "postgresql":
+            marks, part = "SELECT unnest(%s::text[])", [part]
+        if list_id:
+            sql = ("SELECT DISTINCT p.phone FROM contact_phones p JOIN list_members m ON m.tenant = p.tenant AND "
+                   "m.contact_id = p.contact_id JOIN contacts c ON c.tenant = p.tenant AND c.id = p.contact_id "
+                   f"WHERE p.tenant = %s AND m.list_id = %s AND p.phone IN ({marks}) "
+                   "AND (c.import_id IS NULL OR c.import_id <> %s)")
+            params: list[Any] = [tenant, list_id, *part, besides_import]
+        else:
+            sql = ("SELECT DISTINCT p.phone FROM contact_phones p JOIN contacts c ON c.tenant = p.tenant AND "
+                   f"c.id = p.contact_id WHERE p.tenant = %s AND c.campaign = %s AND p.phone IN ({marks}) "
+                   "AND (c.import_id IS NULL OR c.import_id <> %s)")
+            params = [tenant, campaign, *part, besides_import]
+        found.update(str(r[0]) for r in tx.query(sql, params))
+    return found
+
+
+def others_hold(tx: Tx, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
+                besides_import: str = "") -> bool:
+    """Whether the list (or the campaign) has contacts from another import than `besides_import`: when it has none,
+    no number of this import can be a duplicate of it and the lookups are skipped (a new list)."""
+    if list_id:
+        sql = ("SELECT 1 FROM list_members m JOIN contacts c ON c.tenant = m.tenant AND c.id = m.contact_id "
+               "WHERE m.tenant = %s AND m.list_id = %s AND (c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
+        params: tuple[Any, ...] = (tenant, list_id, besides_import)
+    else:
+        sql = ("SELECT 1 FROM contacts c WHERE c.tenant = %s AND c.campaign = %s AND "
+               "(c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
+        params = (tenant, campaign, besides_import)
+    return bool(tx.query(sql, params))
+
+
+def member_ids(record: Record, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
+               lists: Sequence[str] = (), page: int = 5000) -> Iterator[str]:
+    """Contact ids of a list, or of a campaign (its lists' members and its own contacts), in id order, a page at
+    a time (memory bounded)."""
+    after = ""
+    while True:
+        if list_id is not None:
+            rows = record.query("SELECT contact_id FROM list_members WHERE tenant = %s AND list_id = %s AND "
+                                "contact_id > %s ORDER BY contact_id LIMIT %s", (tenant, list_id, after, page))
+        else:
+            in_lists, params = "", [tenant, after, campaign or ""]
+            if lists:
+                in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND "
+                            f"m.contact_id = c.id AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
+                params += list(lists)
+            rows = record.query(f"SELECT id FROM contacts c WHERE c.tenant = %s AND c.id > %s AND (c.campaign = %s"
+                                f"{in_lists}) ORDER BY c.id LIMIT %s", (*params, page))
+        if not rows:
+            return
+        yield from (str(r[0]) for r in rows)
+        after = str(rows[-1][0])
+
+
+def iter_members(record: Record, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
+                 lists: Sequence[str] = (), page: int = 2000) -> Iterator[dict[str, Any]]:
+    """The contacts (`data`, as the import built them) of a list or a campaign, in id order, a page at a time."""
+    after = ""
+    while True:
+        if list_id is not None:
+            rows = record.query("SELECT c.id, c.data FROM list_members m JOIN contacts c ON c.tenant = m.tenant AND "
+                                "c.id = m.contact_id WHERE m.tenant = %s AND m.list_id = %s AND m.contact_id > %s "
+                                "ORDER BY m.contact_id LIMIT %s", (tenant, list_id, after, page))
+        else:
+            in_lists, params = "", [tenant, after, campaign or ""]
+            if lists:
+                in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND "
+                            f"m.contact_id = c.id AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
+                params += list(lists)
+            rows = record.query(f"SELECT c.id, c.data FROM contacts c WHERE c.tenant = %s AND c.id > %s AND "
+                                f"(c.campaign = %s{in_lists}) ORDER BY c.id LIMIT %s", (*params, page))
+        if not rows:
+            return
+        for _, data in rows:
+            yield json.loads(data)
+        after = str(rows[-1][0])
+
+
+def list_counts(record: Record, tenant: str) -> dict[str, int]:
+    """Members per list of the tenant."""
+    return {str(k): int(n) for k, n in record.query(
+        "SELECT list_id, COUNT(*) FROM list_members WHERE tenant = %s GROUP BY list_id", (tenant,))}
+
+
+def campaign_count(record: Record, tenant: str, campaign: str, lists: Sequence[str] = ()) -> int:
+    """Contacts of a campaign: its lists' members and its own contacts, each once."""
+    in_lists, params = "", [tenant, campaign]
+    if lists:
+        in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND m.contact_id = c.id "
+                    f"AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
+        params += list(lists)
+    return int(record.query(f"SELECT COUNT(*) FROM contacts c WHERE c.tenant = %s AND (c.campaign = %s{in_lists})",
+                            params)[0][0])
+
+
+def tenant_count(record: Record, tenant: str) -> int:
+    """Contacts the tenant keeps (the contacts-stored gauge)."""
+    return int(record.query("SELECT COUNT(*) FROM contacts WHERE tenant = %s", (tenant,))[0][0])
+
+
+def contact_ids_for_phone(record: Record, tenant: str, e164: str) -> list[str]:
+    return [str(r[0]) for r in record.query(
+        "SELECT contact_id FROM contact_phones WHERE tenant = %s AND phone = %s ORDER BY contact_id", (tenant, e164))]
+
+
+def contact_lists(record: Record, tenant: str, contact_id: str) -> list[str]:
+    return [str(r[0]) for r in record.query(
+        "SELECT list_id FROM list_members WHERE tenant = %s AND contact_id = %s ORDER BY list_id",
+        (tenant, contact_id))]
+
+
+def update_fields(record: Record, tenant: str, contact_id: str, sets: dict[str, str],
+                  clears: Sequence[str]) -> dict[str, Any] | None:
+    """Rectification: change fields of a contact's `data` (and the window columns that mirror them) in one
+    transaction. None when the tenant has no such contact."""
+    with record.transaction() as tx:
+        rows = tx.query("SELECT data FROM contacts WHERE tenant = %s AND id = %s", (tenant, contact_id))
+        if not rows:
+            return None
+        data = json.loads(rows[0][0])
+        for name in clears:
+            data.pop(name, None)
+        data.update(sets)
+        mirrored = {"postal_code": data.get("postal_code") or None, "state": data.get("state") or None,
+                    "country": data.get("country") or data.get("phone_country") or None}
+        tx.execute("UPDATE contacts SET data = %s, postal_code = %s, state = %s, country = %s "
+                   "WHERE tenant = %s AND id = %s",
+                   (json.dumps(data, separators=(",", ":"), ensure_ascii=False), mirrored["postal_code"],
+                    mirrored["state"], mirrored["country"], tenant, contact_id))
+        return data

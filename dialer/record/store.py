@@ -147,7 +147,9 @@ class Record:
     # --- transactions -----------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, *, read_only: bool = False) -> Iterator[Tx]:
+        """`read_only` (SQLite): a deferred transaction, so a reader does not wait for a writer (WAL): an import
+        commits a whole list in one write transaction."""
         if self.dialect == "postgresql":
             with self._pg_errors_as_unavailable(), self._pool.connection() as conn, conn.transaction(), \
                     conn.cursor() as cur:
@@ -162,7 +164,7 @@ class Record:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             cur = conn.cursor()
             try:
                 yield Tx(cur, self.dialect)
@@ -205,7 +207,7 @@ class Record:
         return f"no free connection within {self.timeout:g} s (all {self._pool.max_size} in use)"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction() as tx:
+        with self.transaction(read_only=sql.lstrip()[:6].upper() == "SELECT") as tx:
             return tx.query(sql, params)
 
     def ping(self) -> bool:
@@ -221,15 +223,35 @@ class Record:
         """Bring the schema to the newest revision (Alembic); returns it. Safe to run at every start."""
         # its INFO lines (plugin setup as it is imported, each step) are for people running it by hand
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        if self.dialect == "sqlite" and not Path(self.url.path).exists() and Path(self.url.path).parent.is_dir():
+            # personal data: the file (and the -wal and -shm files SQLite gives its mode) is the owner's alone
+            os.close(os.open(self.url.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        with self._sqlite_migration_lock():
+            return self._migrate()
+
+    @contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """SQLite: two processes migrating a new file at once (two workers' first import) take turns on a lock
+        file beside it, as PostgreSQL's take turns on an advisory lock."""
+        if self.dialect != "sqlite" or not Path(self.url.path).parent.is_dir():
+            yield
+            return
+        import fcntl
+
+        fd = os.open(self.url.path + ".migrate-lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _migrate(self) -> str:
         from alembic import command
         from alembic.config import Config as AlembicConfig
         from alembic.runtime.migration import MigrationContext
         from alembic.util import CommandError
         from sqlalchemy import create_engine, exc
 
-        if self.dialect == "sqlite" and not Path(self.url.path).exists() and Path(self.url.path).parent.is_dir():
-            # personal data: the file (and the -wal and -shm files SQLite gives its mode) is the owner's alone
-            os.close(os.open(self.url.path, os.O_WRONLY | os.O_CREAT, 0o600))
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         engine = create_engine(self.url.sqlalchemy(), connect_args={"connect_timeout": int(self.timeout)}

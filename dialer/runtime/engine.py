@@ -57,6 +57,7 @@ from dialer.pacing import (
     cps_window,
     decide,
 )
+from dialer.pacing.legal import legal_groups
 from dialer.record.store import Record
 from dialer.redisconn import is_cluster
 from dialer.runtime.agent_feed import AgentFeed, handle_times_to
@@ -284,9 +285,12 @@ class Engine(LeasesMixin, OutcomesMixin):
         return sorted(m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers("tenants"))
 
     def _active_campaigns(self) -> list[StoredCampaign]:
-        found = []
+        found, legal = [], {}
         for tenant in self._tenants():
-            found += [c for c in self.campaigns.list(tenant) if c.status in ACTIVE]
+            every = self.campaigns.list(tenant)
+            found += [c for c in every if c.status in ACTIVE]
+            legal[tenant] = legal_groups((c.id, c.status, c.config) for c in every)  # finished members too
+        self.figures.legal = legal
         return found
 
     async def _tick_campaign(self, r: CampaignRunner) -> None:
@@ -299,7 +303,9 @@ class Engine(LeasesMixin, OutcomesMixin):
             if starts and datetime.fromisoformat(starts.replace("Z", "+00:00")) <= now:
                 await asyncio.to_thread(self._move, r, "activate", now)
             return
-        if mono - r.loaded_at >= self.settings.reload_seconds and status in ("running", "paused"):
+        if self.windows is None and mono - r.loaded_at >= self.settings.reload_seconds and status in ("running",
+                                                                                                        "paused"):
+            # record.window = 0: the campaign's whole list from the record, queued at once
             totals = await asyncio.to_thread(load_campaign, self.redis, r.queue, r.stored.config.get("lists") or [],
                                              at=ts)
             r.loaded_at = mono
@@ -439,7 +445,8 @@ class Engine(LeasesMixin, OutcomesMixin):
         if uses_shared_agents(policy, r.stored.config):  # agents shared with other campaigns and processes
             try:
                 plan = await self.shared.decide(r.tenant, r.campaign, r.stored.config, policy, state,
-                                                set(connected), legal=r.abandon_totals, now=now.timestamp())
+                                                set(connected), legal=r.abandon_totals, now=now.timestamp(),
+                                                window_label=r.legal_label, joining=r.legal_joining)
             except PolicyError as exc:
                 if r.last_reason != "policy-error":
                     r.last_reason = "policy-error"

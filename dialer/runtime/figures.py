@@ -19,6 +19,7 @@ import redis
 from dialer.ami.calls import CallTracker
 from dialer.livestats import queue_gauges, queue_pacing
 from dialer.pacing import DEFAULT_ABANDON_CAP, PolicyError, RedisAbandonCounter, control_abandon_rate, window_for
+from dialer.pacing.legal import SETTLE_SECONDS, LegalGroup, legal_key, member_share
 from dialer.runtime.agents import AgentBoard
 from dialer.runtime.policy import pacing_policy
 from dialer.runtime.runner import CampaignRunner, Flight
@@ -34,6 +35,8 @@ class LiveFigures:
     def __init__(self, client: redis.Redis, trackers: dict[str, CallTracker], board: AgentBoard, shared: SharedPacer,
                  flights: dict[str, Flight], abandon_counter: Callable[[str], RedisAbandonCounter]) -> None:
         self.redis = client
+        # tenant -> its legal campaigns (dialer/pacing/legal.py), as the engine's last campaign listing found them
+        self.legal: dict[str, dict[str, LegalGroup]] = {}
         self.trackers = trackers  # the AMI pool's, per server name
         self.board = board
         self.shared = shared
@@ -86,14 +89,32 @@ class LiveFigures:
         # Every window the countries this campaign dials need (US: 30 days; GB and others: 24 h); pacing backs off
         # on the one whose rate is nearest the cap, so a day's spike cannot hide in a month of a mixed campaign.
         windows = sorted({window_for(c) for c in list(r.countries)} or {window_for("")})
-        pairs = [counter.totals(r.campaign, now.timestamp(), w) for w in windows]
         try:
-            cap = pacing_policy(r.stored.config).abandon_cap
+            cap = pacing_policy(r.stored.config).abandon_cap  # a malformed legal_campaign too: not dialed
+            key = legal_key(r.stored.config)
         except PolicyError:
-            cap = DEFAULT_ABANDON_CAP
-        r.abandon_totals = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
+            cap, key = DEFAULT_ABANDON_CAP, ""
+        group = self.legal.get(r.tenant, {}).get(key) if key else None
+        legal: dict[str, float] = {}
+        if group is None:
+            pairs = [counter.totals(r.campaign, now.timestamp(), w) for w in windows]
+            r.abandon_totals = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
+            # a key the last campaign listing did not know yet: the members are unknown, so it waits (legal-join)
+            r.legal_label, r.legal_joining = "legal window", key
+        else:
+            # One window for every member (the sum of their buckets), and this campaign paces on its part of the
+            # room (dialer/pacing/legal.py): lawful whichever members stop, whatever process paces each.
+            members = sorted({*group.members, r.campaign})
+            pairs = [counter.totals_of(members, now.timestamp(), w) for w in windows]
+            whole = max(pairs, key=lambda p: control_abandon_rate(p[1], p[0], cap))
+            r.abandon_totals = member_share(whole, max(1, group.dialing))
+            r.legal_label = f"legal campaign {key}'s window (this campaign's part of its room)"
+            r.legal_joining = key if time.time() - _epoch(r.stored.updated_at) < SETTLE_SECONDS else ""
+            both = counter.stats_of(members, now.timestamp())
+            legal = {"legal_members": float(len(members)), "legal_abandon_rate_24h": both.rate_24h or 0.0,
+                     "legal_abandon_rate_30d": both.rate_30d or 0.0}
         values = {**gauges, "queue_depth": counts["ready"] + counts["due"],
-                  "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0}
+                  "abandon_rate_24h": stats.rate_24h or 0.0, "abandon_rate_30d": stats.rate_30d or 0.0, **legal}
         pipe = self.redis.pipeline(transaction=False)
         key = f"{r.tenant}/{r.campaign}"
         reason, why = self.shared.reason(key)
@@ -106,6 +127,14 @@ class LiveFigures:
         queue_gauges(pipe, r.tenant, r.campaign, values, now)
         pipe.execute()
         return counts
+
+
+def _epoch(stamp: str) -> float:
+    """A campaign's updated_at (ISO) as UNIX time; unreadable: now (the member settles again: the safe side)."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        return time.time()
 
 
 def final_summary(tally: dict[str, int]) -> str:

@@ -1,4 +1,6 @@
-"""Fill a campaign's queue from its attached lists (dialer/contacts): idempotent, run again to pick up new members."""
+"""Fill a campaign's queue with its whole lists at once, read from the record (dialer.contacts.store's readers):
+idempotent, run again to pick up new members. Only with `record.window = 0`; by default the engine reads a window
+at a time (dialer/runtime/window.py)."""
 
 from __future__ import annotations
 

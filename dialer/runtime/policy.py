@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialer.pacing import PacingPolicy
+from dialer.pacing.legal import legal_key
 from rules.model import Decision
 
 # Dispositions (dialer/ami/dispositions.py) -> the attempt outcomes the gate's history knows (rules.model.OUTCOMES).
@@ -153,7 +154,9 @@ def schedule_opens_at(windows: Sequence[Window], zones: Sequence[str], at: datet
 def pacing_policy(config: Mapping[str, Any]) -> PacingPolicy:
     """The campaign's pacing settings (PacingPolicy.from_campaign: pacing_mode, pacing_ratio, abandon_cap,
     agent_kind; AI-agent campaigns are agentless). `pacing`, a table of PacingPolicy fields, overrides them.
-    Raises PolicyError (naming the field) for settings that cannot be paced."""
+    Raises PolicyError (naming the field) for settings that cannot be paced, a malformed legal_campaign included
+    (which window its abandons count in would be unknown)."""
+    legal_key(config)
     if isinstance(config.get("pacing"), Mapping):
         return PacingPolicy.from_mapping(config["pacing"])
     return PacingPolicy.from_campaign(config)

@@ -1,8 +1,9 @@
 """How far a campaign has got through its contacts, for the console's campaign list (one row per campaign).
 
   done            left the queue after being dealt with: answered, opted out, out of attempts, not retried
-  remaining       still to call: ready, waiting for a retry or an allowed time, in flight, and members of its
-                  lists the engine has not queued yet (a draft, or contacts imported since the last load)
+  remaining       still to call: ready, waiting for a retry or an allowed time, in flight, and contacts of the
+                  campaign in the record (its lists' members, its own) not in its window yet; a record that
+                  cannot be read leaves those out and sets `members_unknown`
   never_callable  left the queue without a call possible: no valid number, a duplicate number, denied by the gate
                   for good (registry, opt-out, no consent...), refused by the PBX as invalid, erased on request
 
@@ -19,7 +20,9 @@ from collections import Counter
 from typing import Any
 
 from dialer import livestats
-from dialer.contacts.store import Keys
+from dialer.record.contacts import campaign_count
+from dialer.record.current import contact_record
+from dialer.record.store import RecordUnavailable
 from dialer.runtime.queues import ContactQueue
 
 NEVER_CALLABLE = ("no_valid_number", "duplicate_number", "gate_denied", "originate_invalid", "erased")
@@ -64,19 +67,21 @@ def campaign_progress(client: Any, tenant: str, campaign: str, status: str, list
     queue = ContactQueue(client, tenant, campaign)
     counts = queue.counts()
     reasons = Counter(queue.final_reasons())
-    keys = Keys(tenant)
-    pipe = client.pipeline(transaction=True)  # the union's scratch key is ours alone inside MULTI
+    pipe = client.pipeline(transaction=False)
     pipe.hget(queue.keys["tally"], "taken")
-    if lists:
-        pipe.sunionstore(f"{key}:members", [keys.list_members(x) for x in lists] + [keys.campaign_contacts(campaign)])
-        pipe.delete(f"{key}:members")
-    else:
-        pipe.scard(keys.campaign_contacts(campaign))
     pipe.hgetall(livestats.dispositions_key(tenant, campaign))
     pipe.hgetall(livestats.denials_key(tenant, campaign))
     raw = pipe.execute()
-    known, members = int(raw[0] or 0), int(raw[1])
+    known = int(raw[0] or 0)
+    try:  # the campaign's contacts are in the record (docs/record.md): its lists' members and its own contacts
+        members = campaign_count(contact_record(), tenant, campaign, lists)
+        unknown = False
+    except RecordUnavailable:  # the console still shows what Redis knows, and says the rest is unknown
+        members, unknown = known, True
     figures = summarise(counts, reasons, members, known, _numbers(raw[-2]), _numbers(raw[-1]))
+    if unknown:
+        figures["members_unknown"] = True
+        return figures  # never kept: the record's count is missing
     if status in FINISHED:
         client.set(key, json.dumps(figures, sort_keys=True))
     return figures

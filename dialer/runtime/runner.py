@@ -52,6 +52,9 @@ class CampaignRunner:
     minute: list[float] = field(default_factory=list)  # wall times of this minute's originates (calls per minute)
     countries: set[str] = field(default_factory=set)  # countries of the numbers dialed (abandon windows)
     abandon_totals: tuple[int, int] = (0, 0)  # live answers, abandons over the campaign's window
+    # a member of a legal campaign (dialer/pacing/legal.py): abandon_totals is its share of that campaign's window
+    legal_label: str = "legal window"  # the window named in the dashboard's pacing_why
+    legal_joining: str = ""  # the legal campaign it joined moments ago (places only calls with an agent reserved)
     prefixes: set[str] = field(default_factory=set)
     denied: Counter[str] = field(default_factory=Counter)  # gate denials by reason code since the last progress line
     placed: int = 0  # calls placed since the last progress line

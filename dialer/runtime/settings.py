@@ -47,7 +47,7 @@ class RuntimeSettings:
     stats_seconds: float = 1.0
     recover_seconds: float = 1.0
     reload_seconds: float = 60.0
-    window: int = 0  # contacts per campaign window read from the record (dialer/runtime/window.py); 0: off
+    window: int = 2000  # contacts per campaign window read from the record (dialer/runtime/window.py); 0: whole lists
     window_seconds: float = 1.0  # how often a window below half full is topped up
     campaigns_seconds: float = 0.5
     drain_seconds: float = 60.0  # how long a clean shutdown waits for calls in flight

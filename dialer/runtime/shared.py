@@ -181,14 +181,14 @@ class SharedPacer:
 
     async def decide(self, tenant: str, campaign: str, config: Mapping[str, Any], policy: PacingPolicy,
                      state: PacingState, servers: set[str] | None, *, legal: tuple[int, int], now: float,
-                     window_label: str = "legal window") -> SharePlan:
+                     window_label: str = "legal window", joining: str = "") -> SharePlan:
         """observe (on the loop), snapshot (thread), plan. Raises PolicyError for a bad guard setting."""
         key = campaign_key(tenant, campaign)
         guard = AbandonGuard.from_campaign(config)
         view = self.observe(str(config.get("queue")), time.monotonic(), servers)
         snap, window = await asyncio.to_thread(self.snapshot, key, tenant, campaign, view, guard, now)
         plan = self.plan(key, config, policy, state, view, snap, legal=legal, window_label=window_label,
-                         guard=guard, window=window)
+                         guard=guard, window=window, joining=joining)
         st = self._state_of(key)
         at, claim = st.published
         if plan.calls <= 0 and (claim != plan.claim or time.monotonic() - at >= PUBLISH_EVERY):
@@ -200,9 +200,10 @@ class SharedPacer:
 
     def plan(self, key: str, config: Mapping[str, Any], policy: PacingPolicy, state: PacingState, view: PoolView,
              snap: PoolSnapshot, *, legal: tuple[int, int], window_label: str, guard: AbandonGuard,
-             window: GuardWindow | None = None) -> SharePlan:
+             window: GuardWindow | None = None, joining: str = "") -> SharePlan:
         """`state`: the campaign's own observation (estimates, trunk); its agents and calls in flight are replaced
-        by the pool's. `legal`: (live answers, abandons) over its legal window; `window`: the guard's."""
+        by the pool's. `legal`: (live answers, abandons) over its legal window (a legal campaign's member: its share,
+        dialer/pacing/legal.py); `window`: the guard's; `joining`: the legal campaign it joined moments ago."""
         weight, priority = sharing_settings(config)
         pool_state = dataclasses.replace(state, free_agents=view.free, busy_elapsed=view.busy_elapsed,
                                          agents_freeing=(), ringing=snap.ages())
@@ -210,7 +211,7 @@ class SharedPacer:
         short = st.short_of_contacts if time.monotonic() - st.short_at < SHORT_SECONDS else None
         pooled = plan_on_pool(policy, pool_state, key=key, mine=snap.ages(key), others=snap.claims(), legal=legal,
                               weight=weight, priority=priority, guard=guard, window=window,
-                              window_label=window_label, contacts=short)
+                              window_label=window_label, contacts=short, joining=joining)
         plan = SharePlan(key, view.queues, pooled.decision, pooled.verdict, pooled.calls, pooled.lines, pooled.share,
                          pooled.claim, snap.in_flight(key), snap.in_flight(), view.free)
         st.last = plan

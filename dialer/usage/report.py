@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import date, timedelta
 from typing import Any
 
 from dialer.usage.meter import GAUGES, MEASURES, day_key
+
+log = logging.getLogger(__name__)
 
 MAX_DAYS = 366
 MINUTES = {"billable_minutes": "billable_seconds", "ai_minutes": "ai_seconds", "talk_minutes": "talk_seconds",
@@ -140,21 +143,24 @@ def usage_csv(report: dict[str, Any]) -> str:
 
 
 def contacts_stored(client: Any, tenant: str) -> int:
-    """Contact records held in the tenant's lists (a contact in two lists counts twice: two records)."""
-    from dialer.contacts.store import Keys
+    """Contact records held in the tenant's lists (a contact in two lists counts twice: two records), read from the
+    record where contacts live (docs/record.md); RecordUnavailable when it cannot be read."""
+    from dialer.record.contacts import list_counts
+    from dialer.record.current import contact_record
 
-    keys = Keys(tenant)
-    lists = [_text(x) for x in client.smembers(keys.lists)]
-    pipe = client.pipeline(transaction=False)
-    for list_id in lists:
-        pipe.scard(keys.list_members(list_id))
-    return sum(int(n) for n in pipe.execute()) if lists else 0
+    return sum(list_counts(contact_record(), tenant).values())
 
 
-def snapshot_contacts(client: Any, tenant: str, at: Any) -> int:
-    """Read and keep today's contacts-stored figure (the reports and the record read it per day)."""
+def snapshot_contacts(client: Any, tenant: str, at: Any) -> int | None:
+    """Read and keep today's contacts-stored figure (the reports and the record read it per day). A record that
+    cannot be read now keeps the last reading (None): the gauge is read again at the next snapshot."""
+    from dialer.record.store import RecordUnavailable
     from dialer.usage.meter import record_contacts_stored
 
-    count = contacts_stored(client, tenant)
+    try:
+        count = contacts_stored(client, tenant)
+    except RecordUnavailable as exc:
+        log.warning("tenant %s: contacts stored not read (%s); the last reading stands", tenant, exc)
+        return None
     record_contacts_stored(client, tenant, count, at)
     return count

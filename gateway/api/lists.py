@@ -191,13 +191,16 @@ async def list_lists(request: web.Request) -> web.Response:
         pipe = client.pipeline(transaction=False)
         for list_id in ids:
             pipe.hgetall(Keys(tenant).list(list_id))
+        from dialer.record.contacts import list_counts
+        from dialer.record.current import contact_record
+
+        counts = list_counts(contact_record(), tenant) if ids else {}  # members live in the record: 503 if down
         items = []
         for list_id, raw in zip(ids, pipe.execute(), strict=True):
             item = {_s(k): _s(v) for k, v in raw.items()}
-            out: dict[str, Any] = {"id": list_id}
-            for key in ("contacts", "imports"):
-                if item.get(key, "").isdigit():
-                    out[key] = int(item[key])
+            out: dict[str, Any] = {"id": list_id, "contacts": counts.get(list_id, 0)}
+            if item.get("imports", "").isdigit():
+                out["imports"] = int(item["imports"])
             out.update({k: item[k] for k in ("region", "last_import", "updated_at") if item.get(k)})
             items.append(out)
         return items

@@ -63,7 +63,8 @@ export async function render(view, ctx, params) {
       panel(t("live.abandon"), ...["24h", "30d"].map((w) => h("div", { class: "abandon", dataset: { window: w } },
         h("span", { class: "label" }, t(`live.abandon.${w}`)),
         h("div", { class: "bar" }, h("div", { class: "fill" }), h("div", { class: "cap" })),
-        h("span", { class: "figure" }))), field("abandon-alert", "p", { class: "alert", hidden: true })),
+        h("span", { class: "figure" }))), field("abandon-legal", "p", { hidden: true }),
+        field("abandon-alert", "p", { class: "alert", hidden: true })),
       h("section", { class: "panel wide" }, field("agents-title", "h3"), field("agents", "div"))),
     h("div", { class: "panels" },
       panel(t("live.outcomes"), field("outcomes", "ul", { class: "denials" })),
@@ -94,6 +95,7 @@ export async function render(view, ctx, params) {
       [t("field.pacing_mode"), t(`mode.${c.pacing_mode}`)],
       [t("field.pacing_ratio"), c.pacing_mode === "power" ? number(c.pacing_ratio, 1) : "–"],
       [t("field.abandon_cap"), percent(c.abandon_cap || 0)],
+      [t("field.legal_campaign"), c.legal_campaign || "–"],
       [t("field.agent_kind"), c.agent_kind === "ai" ? `${t("field.agent_kind.ai")}: ${c.ai_endpoint || ""}`
         : `${t("field.agent_kind.queue")}: ${c.queue || ""}`],
       [t("field.lists"), (c.lists || []).join(", ")],
@@ -148,6 +150,12 @@ export async function render(view, ctx, params) {
       rowEl.className = `abandon ${level}`;
       if (level === "over" || (level === "near" && !worst)) worst = level;
     }
+    // A member of a legal campaign (docs/pacing.md): the cap applies to all its members together.
+    const members = snap.gauges.legal_members || 0;
+    el["abandon-legal"].hidden = !members;
+    el["abandon-legal"].textContent = members ? t("live.abandon.legal", { key: campaign.legal_campaign || "",
+      members: number(members), day: percent(snap.gauges.legal_abandon_rate_24h || 0, 2),
+      month: percent(snap.gauges.legal_abandon_rate_30d || 0, 2) }) : "";
     el["abandon-alert"].hidden = !worst;
     el["abandon-alert"].className = `alert ${worst}`;
     el["abandon-alert"].textContent = worst === "over" ? t("live.abandon.over") : t("live.abandon.near");
