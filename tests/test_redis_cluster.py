@@ -22,7 +22,7 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.config import load_config
 from dialer.contacts.jobs import create_import, run_import_inline
-from dialer.contacts.store import Keys, get_contact, list_member_ids
+from dialer.contacts.store import Keys, list_member_ids
 from dialer.facts import FactStore
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
@@ -30,7 +30,7 @@ from tests.cluster_support import LocalCluster
 from tests.gateway_support import start_gateway, stop_gateway
 from tests.runtime_support import AT, BLOCTEL, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
 from tests.slot_audit import SlotAudit, known_scripts
-from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, sandbox, start_pbx
+from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, queue_phone, sandbox, start_pbx
 
 pytestmark = pytest.mark.cluster
 
@@ -122,7 +122,7 @@ async def test_a_campaign_runs_end_to_end_on_the_cluster(cluster: LocalCluster, 
     assert len(finals) == len(phones)
     counts = queue.counts()
     assert counts["inflight"] == 0 and counts["ready"] == 0 and counts["waiting"] == 0
-    phone_of = {cid: get_contact(cluster_client, "acme", cid)["phone"] for cid in finals}
+    phone_of = {cid: queue_phone(queue, cid) for cid in finals}
     by_phone = {phone_of[cid]: f for cid, f in finals.items()}
     assert by_phone.pop(BLOCTEL[0])["reason"] == "gate_denied" and observer.by_number[BLOCTEL[0]] == 0
     for phone, final in by_phone.items():

@@ -22,13 +22,12 @@ from dialer.audit import AuditLog
 from dialer.campaigns import CampaignStore
 from dialer.cli import main
 from dialer.config import load_config
-from dialer.contacts.store import get_contact
 from dialer.runtime.datastate import marker
 from dialer.runtime.engine import offset_clock, run_engine
 from dialer.runtime.queues import ContactQueue
 from tests.cluster_support import LocalCluster
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, eventually, numbers, setup_campaign
-from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, sandbox, start_pbx
+from tests.test_runtime_engine import EXPECTED, RETRIES, SETTINGS, queue_phone, sandbox, start_pbx
 
 pytestmark = pytest.mark.cluster
 
@@ -98,7 +97,7 @@ async def test_a_master_killed_mid_campaign(redis_url, tmp_path, capsys, monkeyp
 
         queue = ContactQueue(client, "acme", campaign)
         finals = queue.final_states()
-        phone_of = {cid: get_contact(client, "acme", cid)["phone"] for cid in finals}
+        phone_of = {cid: queue_phone(queue, cid) for cid in finals}
         audit = AuditLog(client, SECRET_KEY)
         verified = audit.verify("acme")
         entries = list(audit.entries("acme"))

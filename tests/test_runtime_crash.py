@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 from dialer.campaigns import CampaignStore
-from dialer.contacts.store import get_contact
 from dialer.facts import FactStore
 from dialer.runtime.engine import campaign_lease_key
 from dialer.runtime.queues import ContactQueue
 from tests.runtime_support import AT, SECRET_KEY, OriginateObserver, eventually, numbers, seen_group, setup_campaign
-from tests.test_runtime_engine import start_pbx
+from tests.test_runtime_engine import queue_phone, start_pbx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +74,7 @@ async def test_killing_the_pacing_process_loses_nothing_and_dials_nothing_twice(
     finals = queue.final_states()
     assert len(finals) == len(phones)  # no contact lost
     facts = FactStore(redis_client)
-    by_phone = {get_contact(redis_client, "acme", c)["phone"]: f for c, f in finals.items()}
+    by_phone = {queue_phone(queue, c): f for c, f in finals.items()}
     for phone in phones:
         assert observer.by_number[phone] <= 1, phone  # nobody dialed twice (max_attempts 1)
         attempts = facts.attempts("acme", phone)

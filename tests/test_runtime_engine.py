@@ -132,10 +132,11 @@ async def test_a_small_campaign_runs_to_completion(redis_url, redis_client, tmp_
 
 
 def queue_phone(queue: ContactQueue, contact_id: str) -> str:
-    """A queued contact's number, from Redis's contact store (the queue forgets it once the contact is final)."""
-    from dialer.contacts.store import get_contact
+    """A queued contact's number, from the record's contacts (the queue forgets it once the contact is final)."""
+    from dialer.record.contacts import get_contact
+    from dialer.record.current import contact_record
 
-    return get_contact(queue.redis, queue.tenant, contact_id)["phone"]
+    return get_contact(contact_record(), queue.tenant, contact_id)["phone"]
 
 
 def engine_task(redis_url, pbx, clock, settings=SETTINGS, process_id="p1"):

@@ -371,9 +371,18 @@ class ContactQueue:
         return None if raw is None else json.loads(raw)
 
     def final_states(self) -> dict[str, dict[str, Any]]:
-        """The final contacts still in Redis (the record's window moves its own to the record: window.final_states)."""
-        return {_s(k): json.loads(v) for name in ("final", "leaving")
-                for k, v in self.redis.hscan_iter(self.keys[name], count=1000)}
+        """Every contact that left: those the record's window moved to the record (this process's record,
+        dialer.record.current; left out when it cannot be read) and those still in Redis."""
+        from dialer.record.contacts import campaign_finals
+        from dialer.record.current import contact_record
+        from dialer.record.store import RecordUnavailable
+
+        try:
+            moved = campaign_finals(contact_record(), self.tenant, self.campaign)
+        except RecordUnavailable:
+            moved = {}
+        return {**moved, **{_s(k): json.loads(v) for name in ("final", "leaving")
+                            for k, v in self.redis.hscan_iter(self.keys[name], count=1000)}}
 
     def last_step(self, contact_id: str) -> dict[str, Any] | None:
         found = self._one(contact_id)
