@@ -96,15 +96,26 @@ if os.environ.get("DIALER_FUZZ_RANDOM") != "1":
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_key() -> Iterator[None]:
-    """Each test starts with no process-wide secret key (dialer.suppression.configure, which `dialer.cli.main` calls
-    with the settings' key): a key left by an earlier test in the same worker once made the retention job sign its
-    audit anchor with another key, and the chain's verification failed only when the tests ran in that order."""
-    from dialer import suppression
+def fresh_process_settings() -> Iterator[None]:
+    """Each test starts with none of the per-process settings an earlier test in the same worker may have left:
+    - the secret key (dialer.suppression.configure, which `dialer.cli.main` calls): a key left behind once made the
+      retention job sign its audit anchor with another key, and the chain's verification failed in that order only;
+    - the usage plan cache (dialer.usage.plan keeps a tenant's plan 5 s, whatever Redis it came from): a usage
+      test's 10-attempt hard stop held the next test's campaign of the same tenant, which never completed;
+    - the RQ queues' Redis (dialer.jobs.configure, which `dialer.cli.main` and the gateway call): a Redis Cluster
+      test left the stopped cluster's URLs, and the next test's jobs failed to connect."""
+    from dialer import jobs, suppression
+    from dialer.usage import plan
 
-    suppression._process_key = None
+    def forget() -> None:
+        suppression._process_key = None
+        plan._cache.clear()
+        jobs._urls.clear()
+        jobs._clients.clear()
+
+    forget()
     yield
-    suppression._process_key = None
+    forget()
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -123,17 +134,6 @@ def restored_signal_handlers() -> Iterator[None]:
         for signum, handler in saved.items():
             if signal.getsignal(signum) is not handler:
                 signal.signal(signum, handler)
-
-
-@pytest.fixture(autouse=True)
-def fresh_plan_cache() -> Iterator[None]:
-    """Each test starts with no cached usage plan (dialer.usage.plan.cached_plan keeps a tenant's plan 5 s, per
-    process, whatever Redis it came from): a 10-attempt hard stop of a usage test held the next test's campaign
-    of the same tenant in the same worker, which then never completed."""
-    from dialer.usage import plan
-
-    plan._cache.clear()
-    yield
 
 
 @pytest.fixture(autouse=True)
