@@ -103,7 +103,11 @@ def fresh_process_settings() -> Iterator[None]:
     - the usage plan cache (dialer.usage.plan keeps a tenant's plan 5 s, whatever Redis it came from): a usage
       test's 10-attempt hard stop held the next test's campaign of the same tenant, which never completed;
     - the RQ queues' Redis (dialer.jobs.configure, which `dialer.cli.main` and the gateway call): a Redis Cluster
-      test left the stopped cluster's URLs, and the next test's jobs failed to connect."""
+      test left the stopped cluster's URLs, and the next test's jobs failed to connect;
+    - the root logger's handlers (dialer.logs.setup_logging, which `dialer.cli.main` calls, writes to the test's
+      captured stderr, closed after it: a later test's background thread then printed "--- Logging error ---")."""
+    import logging
+
     from dialer import jobs, suppression
     from dialer.usage import plan
 
@@ -113,9 +117,13 @@ def fresh_process_settings() -> Iterator[None]:
         jobs._urls.clear()
         jobs._clients.clear()
 
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     forget()
     yield
     forget()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
