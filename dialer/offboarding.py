@@ -177,46 +177,26 @@ def _write_exports(client: redis.Redis, tenant: str, out: Path, secret_key: str 
     return counts
 
 
-def _export_record_contacts(record: Any, tenant: str, out: Path) -> int | None:
-    """The tenant's contacts in the record's contact store, as JSON lines; None when there is no such store."""
+def _export_record_rows(record: Any, tenant: str, out: Path, name: str, what: str) -> int | None:
+    """One of the tenant's record tables as JSON lines in `out/name` (`what`: its contacts, or what became of each
+    contact that left a campaign's dial window); None when there is no record, or no such store in it."""
     if record is None:
         return None
-    from dialer.record.contacts import iter_tenant_contacts
+    from dialer.record.contacts import iter_tenant_contacts, iter_tenant_finals
     from dialer.record.store import RecordNotMigrated, RecordUnavailable
 
+    rows = {"contacts": iter_tenant_contacts, "campaign finals": iter_tenant_finals}[what]
     n = 0
     try:
-        with open(out / "record_contacts.jsonl", "w", encoding="utf-8") as fh:
-            for contact in iter_tenant_contacts(record, tenant):
-                fh.write(json.dumps(contact, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        with open(out / name, "w", encoding="utf-8") as fh:
+            for row in rows(record, tenant):
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
                 n += 1
     except RecordNotMigrated:  # no record (or no contact store) was ever set up
-        (out / "record_contacts.jsonl").unlink(missing_ok=True)
+        (out / name).unlink(missing_ok=True)
         return None
     except RecordUnavailable as exc:
-        raise OffboardError(f"the record's contacts cannot be read ({exc}): nothing was deleted") from None
-    return n
-
-
-def _export_record_finals(record: Any, tenant: str, out: Path) -> int | None:
-    """What became of each contact that left a campaign's dial window (the record's campaign_finals), as JSON
-    lines; None without a record."""
-    if record is None:
-        return None
-    from dialer.record.contacts import iter_tenant_finals
-    from dialer.record.store import RecordNotMigrated, RecordUnavailable
-
-    n = 0
-    try:
-        with open(out / "record_campaign_finals.jsonl", "w", encoding="utf-8") as fh:
-            for final in iter_tenant_finals(record, tenant):
-                fh.write(json.dumps(final, ensure_ascii=False, sort_keys=True) + "\n")
-                n += 1
-    except RecordNotMigrated:
-        (out / "record_campaign_finals.jsonl").unlink(missing_ok=True)
-        return None
-    except RecordUnavailable as exc:
-        raise OffboardError(f"the record's campaign finals cannot be read ({exc}): nothing was deleted") from None
+        raise OffboardError(f"the record's {what} cannot be read ({exc}): nothing was deleted") from None
     return n
 
 
@@ -248,10 +228,10 @@ def offboard(client: redis.Redis, tenant: str, path: str | os.PathLike[str], at:
     work = Path(tempfile.mkdtemp(prefix=f"offboard-{tenant}-", dir=target.parent if target.parent.exists() else None))
     try:
         counts = _write_exports(client, tenant, work, secret_key)
-        in_record = _export_record_contacts(record, tenant, work)
+        in_record = _export_record_rows(record, tenant, work, "record_contacts.jsonl", "contacts")
         if in_record is not None:
             counts["record_contacts.jsonl"] = in_record
-            finals = _export_record_finals(record, tenant, work)
+            finals = _export_record_rows(record, tenant, work, "record_campaign_finals.jsonl", "campaign finals")
             if finals is not None:
                 counts["record_campaign_finals.jsonl"] = finals
         manifest = {"tenant": tenant, "exported_at": iso(at), "files": {}, "audit_verify": str(verified)}

@@ -274,6 +274,17 @@ def others_hold(tx: Tx, tenant: str, *, list_id: str | None = None, campaign: st
     return bool(tx.query(sql, params))
 
 
+def _campaign_members(tenant: str, after: str, campaign: str | None, lists: Sequence[str]) -> tuple[str, list[Any]]:
+    """The WHERE clause (over `contacts c`) of a campaign's contacts after the id `after`: its own contacts and its
+    lists' members; with its parameters."""
+    in_lists, params = "", [tenant, after, campaign or ""]
+    if lists:
+        in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND "
+                    f"m.contact_id = c.id AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
+        params += list(lists)
+    return f"c.tenant = %s AND c.id > %s AND (c.campaign = %s{in_lists})", params
+
+
 def member_ids(record: Record, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
                lists: Sequence[str] = (), page: int = 5000) -> Iterator[str]:
     """Contact ids of a list, or of a campaign (its lists' members and its own contacts), in id order, a page at
@@ -284,13 +295,8 @@ def member_ids(record: Record, tenant: str, *, list_id: str | None = None, campa
             rows = record.query("SELECT contact_id FROM list_members WHERE tenant = %s AND list_id = %s AND "
                                 "contact_id > %s ORDER BY contact_id LIMIT %s", (tenant, list_id, after, page))
         else:
-            in_lists, params = "", [tenant, after, campaign or ""]
-            if lists:
-                in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND "
-                            f"m.contact_id = c.id AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
-                params += list(lists)
-            rows = record.query(f"SELECT id FROM contacts c WHERE c.tenant = %s AND c.id > %s AND (c.campaign = %s"
-                                f"{in_lists}) ORDER BY c.id LIMIT %s", (*params, page))
+            where, params = _campaign_members(tenant, after, campaign, lists)
+            rows = record.query(f"SELECT id FROM contacts c WHERE {where} ORDER BY c.id LIMIT %s", (*params, page))
         if not rows:
             return
         yield from (str(r[0]) for r in rows)
@@ -307,13 +313,9 @@ def iter_members(record: Record, tenant: str, *, list_id: str | None = None, cam
                                 "c.id = m.contact_id WHERE m.tenant = %s AND m.list_id = %s AND m.contact_id > %s "
                                 "ORDER BY m.contact_id LIMIT %s", (tenant, list_id, after, page))
         else:
-            in_lists, params = "", [tenant, after, campaign or ""]
-            if lists:
-                in_lists = (" OR EXISTS (SELECT 1 FROM list_members m WHERE m.tenant = c.tenant AND "
-                            f"m.contact_id = c.id AND m.list_id IN ({', '.join(['%s'] * len(lists))}))")
-                params += list(lists)
-            rows = record.query(f"SELECT c.id, c.data FROM contacts c WHERE c.tenant = %s AND c.id > %s AND "
-                                f"(c.campaign = %s{in_lists}) ORDER BY c.id LIMIT %s", (*params, page))
+            where, params = _campaign_members(tenant, after, campaign, lists)
+            rows = record.query(f"SELECT c.id, c.data FROM contacts c WHERE {where} ORDER BY c.id LIMIT %s",
+                                (*params, page))
         if not rows:
             return
         for _, data in rows:
