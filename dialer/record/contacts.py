@@ -187,6 +187,8 @@ def delete_tenant(record: Record, tenant: str) -> int:
         tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM campaign_finals WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
+        for staged in ("import_phones", "import_contacts", "import_outcomes"):  # imports that never committed
+            tx.execute(f"DELETE FROM {staged} WHERE tenant = %s", (tenant,))
         return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 
 
