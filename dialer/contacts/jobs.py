@@ -402,6 +402,7 @@ class Importer(ChunkStaging, ImportCommit):
                 self._cleanup_staging()
             self._set(status="running", started_at=_now().isoformat(), heartbeat=time.time())
             params = self._params()
+            self._check_record()  # the rows are staged in the record: a record that is down fails the import now
             chunks = self._plan(params)
             self._work(coordinator=True)
             self._wait_for_chunks(len(chunks))
