@@ -167,3 +167,25 @@ def test_redis_holds_no_staged_row_while_an_import_runs(redis_client: redis.Redi
     importer.commit()
     assert import_status(redis_client, T, import_id)["summary"]["contacts_added"] == rows
     assert staged_rows(record, import_id) == (0, 0)
+
+
+def test_a_staged_row_is_the_row_contact_row_makes() -> None:
+    # StagedRows.add builds the contacts row without contact_row's generic conversions (it runs for every row of
+    # every import): both must agree, kept fields, priority and several numbers included.
+    from dialer.contacts.columns import Mapping, plan_columns
+    from dialer.contacts.rows import process_record
+    from dialer.record.contacts import contact_row
+
+    header = ["Téléphone", "Portable", "Prénom", "Code postal", "priority", "Ville"]
+    cells = ["01 45 67 89 01", "+1 212 555 0100", "Zoé", "75011", "7", "Paris"]
+    plan = plan_columns(header, Mapping(keep=["Ville", "priority"]), [cells])
+    result = process_record(cells, 2, 2, plan, "FR")
+    assert not result.rejected, result.errors
+    contact = staging.contact_data(result, "imp-2", "leads", "spring", "imp", 2)
+    rows = staging.StagedRows(None, T, "imp", "a1")  # type: ignore[arg-type]
+    rows.add(dict(contact), 2, 3)
+    assert rows.contacts[0] == (*contact_row(T, contact), "a1", 3)
+    assert rows.phones == [(T, "imp", "a1", 2, 0, "imp-2", "+33145678901", "Téléphone"),
+                           (T, "imp", "a1", 2, 1, "imp-2", "+12125550100", "Portable")]
+    legacy, _ = staging.build_contact(result, "imp-2", "leads", "spring", "imp", 2)
+    assert contact_row(T, legacy) == contact_row(T, contact)

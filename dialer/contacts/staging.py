@@ -32,9 +32,9 @@ from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE, BadShare, hopeless_mes
 from dialer.contacts.rows import RowError, RowResult, process_record
 from dialer.contacts.sniff import FileError, FileFormat
 from dialer.contacts.store import Keys, Scripts, _s
-from dialer.record.contacts import contact_row
 from dialer.record.contacts_schema import COLUMNS
 from dialer.record.store import Record, RecordUnavailable
+from dialer.runtime.loader import priority_of
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ LEASE_SECONDS = 120  # a chunk not renewed for this long is taken by another wor
 STAGE_WAIT_SECONDS = 60.0  # a staging write waits this long for a busy or unreachable record before giving up
 
 STAGED_CONTACT = [*COLUMNS["contacts"], "attempt", "line"]
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # contact_row's JSON, set up once
 STAGED_PHONE = ["tenant", "import_id", "attempt", "row_no", "pos", "contact_id", "phone", "col"]
 
 
@@ -89,8 +90,14 @@ class StagedRows:
         self.phones: list[tuple[Any, ...]] = []
 
     def add(self, contact: dict[str, Any], row: int, line: int) -> None:
-        self.contacts.append((*contact_row(self.tenant, contact), self.attempt, line))
+        """One contact as contact_data builds it (dialer.record.contacts.contact_row's columns, without its
+        generic conversions: this runs for every row of every import)."""
         cid = contact["id"]
+        self.contacts.append((
+            self.tenant, cid, self.import_id, contact["campaign"] or None, row, contact["phone"],
+            contact.get("country") or contact["phone_country"] or None, contact.get("postal_code") or None,
+            contact.get("state") or None, contact["timezones"], priority_of(contact), _encode(contact),
+            self.attempt, line))
         for pos, phone in enumerate(contact["phones"]):
             self.phones.append((self.tenant, self.import_id, self.attempt, row, pos, cid, phone["e"], phone["k"]))
 
