@@ -114,13 +114,14 @@ class ImportCommit:
         list_id, campaign = params["list"], params.get("campaign") or ""
         keys = self.keys
         attempts = [done[index]["attempt"] for index in sorted(done)]
+        losers = sorted({_s(a) for a in self.client.smembers(keys.attempts)} - set(attempts))
         if not self.field("published"):
             wait = RECORD_WAIT_SECONDS if record_wait is None else record_wait
             deadline = time.monotonic() + wait
             while True:
                 try:
                     began = time.monotonic()
-                    outcome = publish(contact_record(), self.tenant, self.import_id, attempts, list_id, campaign,
+                    outcome = publish(contact_record(), self.tenant, self.import_id, losers, list_id, campaign,
                                       beat=lambda: self.scripts.lock_all(keys=self._lock_keys(params),
                                                                          args=[token, LOCK_MS]))
                     # how long the record's transaction took (SQLite: how long it held the write lock)

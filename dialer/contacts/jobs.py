@@ -54,7 +54,7 @@ from dialer.webhooks.events import emit
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 1 << 20  # about 20,000 rows: small enough that two workers finish together, each chunk one attempt
 UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of failed imports whose staged rows the record still holds
 FINAL = ("committed", "failed")
 _LIST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -364,7 +364,7 @@ class Importer(ChunkStaging, ImportCommit):
             "rows_done": 0, "chunks": len(chunks), "heartbeat": time.time(),
         })
         pipe.delete(self.keys.todo, self.keys.claims, self.keys.done)
-        pipe.sadd(self.keys.staged, self.keys.todo, self.keys.claims, self.keys.done, self.keys.seen,
+        pipe.sadd(self.keys.staged, self.keys.todo, self.keys.claims, self.keys.done, self.keys.attempts,
                   self.keys.new_members, self.keys.duplicates, self.keys.counters)
         pipe.rpush(self.keys.todo, *[json.dumps(c.as_dict()) for c in chunks])
         pipe.execute()

@@ -223,6 +223,7 @@ class ChunkStaging:
         errors_key = keys.chunk_errors(chunk.index, attempt)
         consents_key = keys.consents(chunk.index, attempt)
         self.client.sadd(keys.staged, errors_key, consents_key)
+        self.client.sadd(keys.attempts, attempt)  # before any row: the commit finds every attempt that wrote
         rows = StagedRows(contact_record(), self.tenant, self.import_id, attempt)
         region = params["region"]
         counts: Counter[str] = Counter()

@@ -120,16 +120,6 @@ class Keys:
     def done(self) -> str:
         return self.stg + "done"
 
-    @property
-    def seen(self) -> str:
-        return self.stg + "seen"
-
-    def staged_contact(self, cid: str) -> str:
-        return f"{self.stg}c:{cid}"
-
-    def rows(self, chunk: int, attempt: str) -> str:
-        return f"{self.stg}rows:{chunk:05d}:{attempt}"
-
     def chunk_errors(self, chunk: int, attempt: str) -> str:
         return f"{self.stg}errors:{chunk:05d}:{attempt}"
 
@@ -148,17 +138,11 @@ class Keys:
     def counters(self) -> str:
         return self.stg + "counters"
 
+    @property
+    def attempts(self) -> str:
+        """Every chunk attempt started (set): the commit deletes the staged rows of those it does not publish."""
+        return self.stg + "attempts"
 
-# KEYS: seen hash. ARGV: row, e164, row, e164, ... Keeps the lowest row per number (deterministic
-# dedupe whatever order the chunks run in).
-SEEN_MIN = """
-for i = 1, #ARGV, 2 do
-  local row = tonumber(ARGV[i])
-  local cur = redis.call('HGET', KEYS[1], ARGV[i + 1])
-  if not cur or tonumber(cur) > row then redis.call('HSET', KEYS[1], ARGV[i + 1], row) end
-end
-return 1
-"""
 
 # KEYS: list members, campaign contacts (Keys.no_campaign if none), new members, status, staged-keys set, list meta,
 #       lists set, list's imports list.
@@ -237,7 +221,6 @@ return 1
 
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
-        self.seen_min = client.register_script(SEEN_MIN)
         self.finalize = client.register_script(FINALIZE)
         self.lock_all = client.register_script(LOCK_ALL)
         self.unlock_all = client.register_script(UNLOCK_ALL)
