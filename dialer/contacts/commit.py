@@ -33,6 +33,7 @@ log = logging.getLogger("dialer.contacts.jobs")
 LOCK_MS = 600_000
 RECORD_WAIT_SECONDS = 60.0  # a commit waits this long for a record that is down, then the watchdog retries it
 ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet committed or failed
+UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of finished imports whose staged rows the record still holds
 
 
 def _now() -> datetime:
@@ -95,7 +96,7 @@ class ImportCommit:
         report, consents, the list's metadata. `record_wait`: how long to wait for a record that is down before
         giving up for now (the import stays committing: the watchdog, a worker's start or a status poller
         finishes it later; RecordUnavailable is raised)."""
-        from dialer.contacts.publish import forget_outcome, publish, record_outcome
+        from dialer.contacts.publish import forget_staged, publish, record_outcome
         from dialer.record.current import contact_record
 
         params = self._params()
@@ -137,6 +138,12 @@ class ImportCommit:
                     time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
             record_outcome(self.client, keys, outcome)
             self.client.hdel(keys.status, "record_error")
+        # before FINALIZE: a commit that dies here is run again (status committing) and deletes what is left
+        try:
+            forget_staged(contact_record(), self.tenant, self.import_id, attempts)
+        except RecordUnavailable as exc:  # invisible rows left behind: removed when the record is back (UNCLEAN)
+            self.client.sadd(UNCLEAN, f"{self.tenant}\t{self.import_id}")
+            log.warning("import %s: its staged rows stay in the record until it is back (%s)", self.import_id, exc)
         self._report_progress()
         self._record_consents(done)
         summary = self._summary()
@@ -154,10 +161,6 @@ class ImportCommit:
             args=[json.dumps(fields), list_id, self.import_id, summary["contacts_added"], _now().isoformat(),
                   params["region"]],
         )
-        try:
-            forget_outcome(contact_record(), self.tenant, self.import_id)
-        except RecordUnavailable as exc:  # a few hundred bytes left in import_outcomes: harmless, said
-            log.warning("import %s: its outcome stays in the record (%s)", self.import_id, exc)
         if self.field("takeovers"):
             self._cleanup_staging()  # a slow worker may have staged a chunk again after it was published
         self.scripts.unlock_all(keys=self._lock_keys(params), args=[token])

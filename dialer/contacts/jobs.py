@@ -36,7 +36,7 @@ from rq import get_current_job
 
 from dialer.contacts.chunks import Chunk, plan_chunks
 from dialer.contacts.columns import Column, ColumnPlan, Mapping, parse_mapping, plan_columns
-from dialer.contacts.commit import ACTIVE, ImportCommit, _audit, _now, consent_record
+from dialer.contacts.commit import ACTIVE, UNCLEAN, ImportCommit, _audit, _now, consent_record
 from dialer.contacts.limits import DEFAULT_MAX_BAD_SHARE
 from dialer.contacts.sniff import FileError, FileFormat, sample_records, sniff
 from dialer.contacts.staging import (
@@ -55,7 +55,6 @@ from dialer.webhooks.events import emit
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20  # about 20,000 rows: small enough that two workers finish together, each chunk one attempt
-UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of failed imports whose staged rows the record still holds
 FINAL = ("committed", "failed")
 _LIST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -457,7 +456,8 @@ class Importer(ChunkStaging, ImportCommit):
 
 
 def clean_failed(client: redis.Redis) -> int:
-    """Remove the staged rows of failed imports whose cleanup found the record down; returns how many are done."""
+    """Remove the staged rows of imports (failed, or committed) whose cleanup found the record down; returns how many
+    are done."""
     cleaned = 0
     for member in client.smembers(UNCLEAN):
         tenant, import_id = _s(member).split("\t", 1)

@@ -11,8 +11,9 @@ transaction of a few set-based statements, whatever the list's size:
      holds, `duplicate_in_list`; one a contact imported into the campaign already holds, `duplicate_in_campaign`;
   3. the duplicates' report entries and counts are read; contacts left without a number are dropped (duplicate
      rows), and the few that keep some numbers only are narrowed (their first kept number becomes the main one);
-  4. INSERT ... SELECT into contacts, list_members and contact_phones; the outcome is written (import_outcomes);
-     the staged rows are deleted.
+  4. INSERT ... SELECT into contacts, list_members and contact_phones; the outcome is written (import_outcomes).
+
+The staged rows are deleted after it (forget_staged: a short transaction per chunk), once Redis has the outcome.
 
 A crash or a record outage before the transaction commits leaves nothing visible; once it committed the whole list
 is there. Concurrent imports into one list commit one after the other (the list's commit lock in Redis,
@@ -90,10 +91,19 @@ def publish(record: Record, tenant: str, import_id: str, losers: Sequence[str], 
     return outcome
 
 
-def forget_outcome(record: Record, tenant: str, import_id: str) -> None:
-    """Once Redis holds the outcome (the `published` mark), the record's copy is no longer needed."""
+def forget_staged(record: Record, tenant: str, import_id: str, attempts: Sequence[str]) -> None:
+    """After the commit, once Redis holds the outcome (the `published` mark): delete the import's staged rows, one
+    short transaction per chunk attempt (on SQLite each holds the write lock briefly: other writers get their
+    turn between them), then the record's copy of the outcome. Nothing reads these rows any more: a retry of the
+    publish finds the outcome and returns it; a retry of this deletes what is left."""
+    for attempt in attempts:
+        with record.transaction() as tx:
+            for table in ("import_phones", "import_contacts"):
+                tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s AND attempt = %s",
+                           (tenant, import_id, attempt))
     with record.transaction() as tx:
-        tx.execute("DELETE FROM import_outcomes WHERE tenant = %s AND import_id = %s", (tenant, import_id))
+        for table in ("import_phones", "import_contacts", "import_outcomes"):  # and anything a straggler wrote
+            tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s", (tenant, import_id))
 
 
 def _publish(tx: Tx, tenant: str, import_id: str, losers: Sequence[str], list_id: str, campaign: str,
@@ -157,12 +167,10 @@ def _publish(tx: Tx, tenant: str, import_id: str, losers: Sequence[str], list_id
                                   "ORDER BY id", me)
     tx.execute("INSERT INTO list_members (tenant, list_id, contact_id) "
                f"SELECT tenant, %s, id FROM import_contacts WHERE {mine} ORDER BY id", (list_id, *me))
+    # (SQLite: in the staging table's order; sorting them first costs it more than it saves)
+    order = " ORDER BY phone, contact_id" if tx.dialect == "postgresql" else ""
     tx.execute("INSERT INTO contact_phones (tenant, phone, contact_id) "
-               f"SELECT tenant, phone, contact_id FROM import_phones WHERE {mine} AND reason IS NULL "
-               "ORDER BY phone, contact_id", me)
-    beat()
-    for table in ("import_phones", "import_contacts"):
-        tx.execute(f"DELETE FROM {table} WHERE {mine}", me)
+               f"SELECT tenant, phone, contact_id FROM import_phones WHERE {mine} AND reason IS NULL{order}", me)
     return outcome
 
 
