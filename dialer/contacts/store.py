@@ -11,11 +11,12 @@ Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/c
   t:T:imports                zset    import ids by creation time; t:T:upload:{sha} string -> import id
   t:T:staging:I:*                    everything an import writes before its commit point
 
-The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
-status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
-it nothing outside staging exists. Publishing writes the staged contacts into the record in one
-transaction (dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script
-(FINALIZE) sets the status and the list's metadata. The contact, phone and member keys above
+The commit: workers stage rows in the record's staging tables (dialer/contacts/staging.py) and write only under
+t:T:staging:I: in Redis (chunk leases, counters, the error report). The commit point is one MULTI/EXEC setting
+status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before it nothing
+outside staging exists. Publishing makes the staged rows contacts in one record transaction
+(dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script (FINALIZE) sets the
+status and the list's metadata. The contact, phone and member keys above
 (t:T:contact:K, t:T:phone:*, t:T:list:L:members|phones, t:T:campaign:C:*) are no longer written: they
 hold only contacts imported before the record, until `dialer record move-contacts` moves them.
 """
