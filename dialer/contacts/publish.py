@@ -130,10 +130,13 @@ def _publish(tx: Tx, tenant: str, import_id: str, losers: Sequence[str], list_id
     held = ("UPDATE import_phones AS s SET reason = %s, first_row = s.row_no "
             "WHERE s.tenant = %s AND s.import_id = %s AND s.reason IS NULL AND EXISTS "
             "(SELECT 1 FROM contact_phones p JOIN {join} WHERE p.tenant = s.tenant AND p.phone = s.phone AND {cond})")
+    fresh = False
     if _others_hold(tx, tenant, list_id=list_id):
+        fresh = _analyze_held(tx, fresh)
         tx.execute(held.format(join="list_members m ON m.tenant = p.tenant AND m.contact_id = p.contact_id",
                                cond="m.list_id = %s"), ("duplicate_in_list", *me, list_id))
     if campaign and _others_hold(tx, tenant, campaign=campaign):
+        fresh = _analyze_held(tx, fresh)
         tx.execute(held.format(join="contacts c ON c.tenant = p.tenant AND c.id = p.contact_id",
                                cond="c.campaign = %s"), ("duplicate_in_campaign", *me, campaign))
     beat()
@@ -144,6 +147,10 @@ def _publish(tx: Tx, tenant: str, import_id: str, losers: Sequence[str], list_id
         outcome.by_reason[str(reason)] = int(count)
     outcome.duplicate_phones = sum(outcome.by_reason.values())
     if outcome.duplicate_phones:
+        if tx.dialect == "postgresql":
+            # statistics taken before the marking say "no duplicate": the planner would then walk the marked rows
+            # once per staged contact below (a 20,000-row import with 10,000 duplicates took minutes)
+            tx.execute("ANALYZE import_phones (tenant, import_id, attempt, row_no, phone, reason)")
         rows = tx.query("SELECT p.row_no, c.line, p.col, p.phone, p.reason, p.first_row FROM import_phones p "
                         "JOIN import_contacts c ON c.tenant = p.tenant AND c.import_id = p.import_id AND "
                         "c.attempt = p.attempt AND c.row_no = p.row_no "
@@ -196,6 +203,17 @@ def _narrow_partial(tx: Tx, tenant: str, import_id: str, dropped_rows: str) -> N
             updates.append((row["phone"], row["country"], row["zones"], row["data"], tenant, import_id, int(row_no)))
         tx.executemany("UPDATE import_contacts SET phone = %s, country = %s, zones = %s, data = %s "
                        "WHERE tenant = %s AND import_id = %s AND row_no = %s", updates)
+
+
+def _analyze_held(tx: Tx, done: bool) -> bool:
+    """PostgreSQL, once per publish: fresh statistics of the tables the list's and campaign's numbers are read from.
+    An import that just filled them (a previous import's commit, before autovacuum saw it) leaves them looking
+    empty, and the planner then probes them once per staged number instead of joining them once (sampled: a
+    fraction of a second whatever their size)."""
+    if tx.dialect == "postgresql" and not done:
+        for table in ("contact_phones", "list_members", "contacts (tenant, id, campaign)"):
+            tx.execute(f"ANALYZE {table}")
+    return True
 
 
 def _others_hold(tx: Tx, tenant: str, *, list_id: str | None = None, campaign: str | None = None) -> bool:
