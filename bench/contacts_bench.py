@@ -115,12 +115,15 @@ def pg_cpu(pg: PostgresProcess | None) -> float:
     return total
 
 
-def record_bytes(record: Record, args: argparse.Namespace, tmp: Path) -> int:
+def record_bytes(record: Record, args: argparse.Namespace, tmp: Path) -> tuple[int, int]:
+    """(the contact tables with their indexes, the staging tables: empty but not shrunk once an import committed);
+    SQLite: (the file with its WAL, 0)."""
     if args.record == "postgresql":
-        return int(record.query("SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['contacts', "
-                                "'list_members', 'contact_phones', 'import_contacts', 'import_phones', "
-                                "'import_outcomes']) AS c")[0][0])
-    return sum(p.stat().st_size for p in tmp.glob("record.db*"))
+        def size(tables: str) -> int:
+            return int(record.query(f"SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY[{tables}]) AS c")[0][0])
+        return (size("'contacts', 'list_members', 'contact_phones'"),
+                size("'import_contacts', 'import_phones', 'import_outcomes'"))
+    return sum(p.stat().st_size for p in tmp.glob("record.db*")), 0
 
 
 def main() -> None:
@@ -197,9 +200,11 @@ def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
         print(f"redis: growth peak while the import ran {redis_peak:,} bytes (sampled every 0.2 s; used_memory_peak "
               f"{info['used_memory_peak_human']}, {redis_before:,} bytes before the import)")
         stored = int(record.query("SELECT count(*) FROM contacts WHERE tenant = 'bench'")[0][0])
-        grown_record = record_bytes(record, args, tmp) - record_before
+        after = record_bytes(record, args, tmp)
+        grown_record, grown_staging = after[0] - record_before[0], after[1] - record_before[1]
         print(f"record ({args.record}): {grown_record:,} bytes more ({grown_record / max(stored, 1):.0f} per contact: "
-              "contacts, list members, numbers, their indexes)")
+              f"contacts, list members, numbers, their indexes); staging tables {grown_staging:,} bytes more (empty "
+              "now, their space reused by the next import)")
         print(f"publish (the commit's record transaction; on SQLite its write-lock hold): "
               f"{status.get('publish_seconds', '?')} s")
         grown = info["used_memory"] - redis_before
