@@ -550,8 +550,12 @@ class Engine(LeasesMixin, OutcomesMixin):
         confirmed = self.replicas.reservations(r.tenant, [claims[i].call_id for i in reserved], run_id=state.run_id)
         if confirmed.ok:
             return results
-        log.error("campaign %s/%s: %d calls not placed: %s; their contacts are tried again shortly", r.tenant,
-                  r.campaign, len(reserved), confirmed.why)
+        wall = time.time()
+        if confirmed.why != r.unconfirmed or wall - r.unconfirmed_at >= 60.0:  # said once a minute, not per batch
+            r.unconfirmed, r.unconfirmed_at = confirmed.why, wall
+            log.error("campaign %s/%s: %d calls not placed: %s; their contacts are tried again shortly (no call "
+                      "before its reservation is on every replica)", r.tenant, r.campaign, len(reserved),
+                      confirmed.why)
         now = self.clock()
         for i in reserved:
             self._not_sent_now(claims[i].call_id)

@@ -18,9 +18,11 @@ past every write the master took before it, whoever sent them) and WAITs for the
 node now serving the slot, and replicated, is what survives a failover; a node that changed (run id), a MOVED
 reply or too few acknowledgements mean "not confirmed", and the caller fails closed.
 
-How many replicas: those of the serving master that the cluster does not flag `fail` (CLUSTER NODES, cached a few
-seconds; a replica whose link is merely down still counts: it could be promoted, so nothing is dialed until it
-catches up or the cluster fails it). A master without replicas cannot fail over: nothing to wait for. A single Redis
+How many replicas: every replica of the serving master in CLUSTER NODES (cached a few seconds), including one
+whose link is down or that the cluster flags `fail`: such a replica clears the flag when it is back and may then be
+promoted with the data it had (up to node-timeout x cluster-replica-validity-factor old), so the tenants of that
+shard are not dialed until it has caught up or an operator removed it (CLUSTER FORGET, `redis-cli --cluster
+del-node`). A master without replicas cannot fail over: nothing to wait for. A single Redis
 (no cluster) is not covered here: its restart is caught by the data-state marker (dialer/runtime/datastate.py) and
 its persistence decides what a restart loses (docs/redis.md).
 """
@@ -144,7 +146,7 @@ class ReplicaSync:
 
 
 def replicas_of_myself(nodes: Any) -> int:
-    """Replicas of the node that answered CLUSTER NODES that the cluster has not flagged `fail` (pure)."""
+    """Replicas of the node that answered CLUSTER NODES, whatever their flags (pure; see the module docstring)."""
     text = nodes.decode() if isinstance(nodes, bytes) else nodes
     if isinstance(text, dict):  # a client that parsed the reply: {address: {node_id, flags, master_id, ...}}
         rows = [(v.get("node_id", ""), str(v.get("flags", "")), v.get("master_id", "")) for v in text.values()]
@@ -157,5 +159,4 @@ def replicas_of_myself(nodes: Any) -> int:
     me = next((node_id for node_id, flags, _ in rows if "myself" in flags.split(",")), None)
     if me is None:
         return 0
-    return sum(1 for _, flags, master in rows
-               if master == me and "slave" in flags.split(",") and "fail" not in flags.split(","))
+    return sum(1 for _, flags, master in rows if master == me and "slave" in flags.split(","))
