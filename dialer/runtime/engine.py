@@ -8,7 +8,9 @@ take a campaign over when its holder stops renewing):
   3. pacing: agents (AMI queue state) and calls in flight -> dialer.pacing.decide -> n calls, within the trunk
      channel limit and calls per second of the servers;
   4. claim n contacts (Lua; owner + lease), skip those outside the campaign's own schedule, then the gate's
-     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates;
+     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates; on a Redis Cluster
+     the claims and reservations are first confirmed on the replicas (replicas.py: a failover cannot bring back a
+     contact already called);
   5. Originate the reserved calls through AMIPool; denials go back to the queue for next_allowed_at or leave it.
 Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit), abandons are counted (24 h and
 30 days), live stats are updated, and the contact is retried per the campaign's rules or finalized.
