@@ -3,8 +3,18 @@
 An entry is one string of fields joined by \\x1f (unit separator, stripped from values when encoding):
   1 contact id, 2 E.164, 3 country, 4 postal code, 5 state, 6 zones (comma-joined), 7 priority 0-9,
   8 attempts so far, 9 last step (compact JSON, "" before the first)
-Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first). Redis 6.2:
-nothing newer than LPOP with a count.
+Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first); a script that
+reads or writes contacts waiting for a retry ends its KEYS with the wait wheel's WHEEL lists (wait:0 .. wait:63).
+Redis 6.2: nothing newer than LPOP with a count.
+
+Waiting for a retry (issue 18: a zset member cost about 198 B, a list element about its length + 3): an item is
+"<due, integer ms, rounded up>\x1f<entry>" in the wheel list wait:<floor(due / SLOT) mod WHEEL>, and the zset
+`wait:due` maps each non-empty wheel list to the earliest due time in it (at most WHEEL members: one small
+listpack). A claim scans only the lists whose earliest due time has passed, promotes the items due (due <= now:
+never early) and writes the earliest due time of what stays. A list holds the items of every lap of the wheel
+(an item due in 3 days waits in its list through the laps before), so the wheel's fixed keys hold any delay; the
+scripts name every key (one hash slot {T}). The sorted set `wait` of the layout before (entry -> due seconds) is
+still read by every script and drained as its contacts come due (upgrade_layout() moves it into the wheel).
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from __future__ import annotations
 MAX_PRIORITY = 9
 PROMOTE_BATCH = 1000  # due retries moved to ready per claim call (bounds the script's run time)
 READY = MAX_PRIORITY + 1  # number of ready lists: KEYS[1..READY]
+WHEEL = 64  # wait lists (fixed keys: every script names its keys)
+SLOT_MS = 60_000  # one wait list per minute of due time, WHEEL minutes a lap
 
 _PRELUDE = r"""
 local SEP = '\31'
@@ -25,6 +37,41 @@ local function split(s)
   end
 end
 local function join(f) return table.concat(f, SEP, 1, 9) end
+-- the wait wheel: KEYS[base + 1 .. base + WHEEL] are its lists, `idx` (wait:due) list number -> earliest due (ms)
+local WHEEL, SLOT = WHEEL_N, SLOT_N
+local function wait_item(item)  -- due (ms), entry
+  local j = string.find(item, SEP, 1, true)
+  return tonumber(string.sub(item, 1, j - 1)), string.sub(item, j + 1)
+end
+local function wait_add(idx, base, due_ms, entry)
+  local slot = math.floor(tonumber(due_ms) / SLOT) % WHEEL
+  redis.call('RPUSH', KEYS[base + 1 + slot], due_ms .. SEP .. entry)
+  local first = redis.call('ZSCORE', idx, slot)
+  if not first or tonumber(first) > tonumber(due_ms) then redis.call('ZADD', idx, due_ms, slot) end
+end
+-- write a wheel list's earliest due time again (after items left it); gone when the list is empty
+local function wait_reindex(idx, base, slot)
+  local first
+  for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + slot], 0, -1)) do
+    local d = wait_item(item)
+    if not first or d < first then first = d end
+  end
+  if first then redis.call('ZADD', idx, first, slot) else redis.call('ZREM', idx, slot) end
+end
+local function push_all(key, items)
+  for i = 1, #items, 500 do redis.call('RPUSH', key, unpack(items, i, math.min(i + 499, #items))) end
+end
+-- every waiting item of the wheel, in list order: {slot, due ms, entry}
+local function wait_all(base)
+  local out = {}
+  for slot = 0, WHEEL - 1 do
+    for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + slot], 0, -1)) do
+      local d, entry = wait_item(item)
+      out[#out + 1] = {slot, d, entry, item}
+    end
+  end
+  return out
+end
 local function ready_key(f)
   local p = tonumber(f[7]) or 0
   if p < 0 then p = 0 elseif p > 9 then p = 9 end
@@ -47,7 +94,7 @@ end
 
 
 def script(body: str) -> str:
-    return _PRELUDE + body
+    return (_PRELUDE + body).replace("WHEEL_N", str(WHEEL)).replace("SLOT_N", str(SLOT_MS))
 
 
 # Load contacts. KEYS: ready0-9, final, tally, window, phones, known, leaving. ARGV: mode, at, gen, after, then per
@@ -101,17 +148,62 @@ end
 return {added, seen, dup, nonum}
 """.replace("READY_N", str(READY)))
 
-# Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first), then pop from
-# the highest priority down. KEYS: ready0-9, wait, inflight, claims. ARGV: now (campaign clock), lease expiry
-# (wall), owner, n, then n pairs call id, server. Returns per claimed contact: entry, call id, server.
+# Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first, at most PROMOTE
+# a call), then pop from the highest priority down. KEYS: ready0-9, wait (the layout before), inflight, claims,
+# wait:due, wait:0..63. ARGV: now (campaign clock), lease expiry (wall), owner, n, then n pairs call id, server.
+# Returns per claimed contact: entry, call id, server.
 CLAIM = script(r"""
 local w = READY_N
-local wait, inflight, claims = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3]
+local wait, inflight, claims, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
+local base = w + 4
 local now = tonumber(ARGV[1])
-local due = redis.call('ZRANGEBYSCORE', wait, '-inf', now, 'LIMIT', 0, PROMOTE)
-for _, entry in ipairs(due) do
-  redis.call('ZREM', wait, entry)
-  redis.call('RPUSH', ready_key(split(entry)), entry)
+local now_ms = now * 1000
+local due = {}  -- {due ms, order, entry}
+for _, item in ipairs(redis.call('ZRANGEBYSCORE', wait, '-inf', now, 'WITHSCORES', 'LIMIT', 0, PROMOTE)) do
+  due[#due + 1] = item
+end
+local promoted = {}
+for i = 1, #due, 2 do
+  redis.call('ZREM', wait, due[i])
+  promoted[#promoted + 1] = {tonumber(due[i + 1]) * 1000, #promoted, due[i]}
+end
+-- wheel lists whose earliest item is due, earliest first: take what is due (never an item due later), keep the rest
+for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now_ms)) do
+  local room = PROMOTE - #promoted
+  if room <= 0 then break end
+  slot = tonumber(slot)
+  local key = KEYS[base + 1 + slot]
+  local items = redis.call('LRANGE', key, 0, -1)
+  local ripe = {}
+  for i, item in ipairs(items) do
+    local d = wait_item(item)
+    if d <= now_ms then ripe[#ripe + 1] = {d, i} end
+  end
+  table.sort(ripe, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  local taken = {}
+  for k = 1, math.min(room, #ripe) do
+    local i = ripe[k][2]
+    taken[i] = true
+    local _, entry = wait_item(items[i])
+    promoted[#promoted + 1] = {ripe[k][1], #promoted, entry}
+  end
+  local keep, first = {}, nil
+  for i, item in ipairs(items) do
+    if not taken[i] then
+      keep[#keep + 1] = item
+      local d = wait_item(item)
+      if not first or d < first then first = d end
+    end
+  end
+  if #ripe > 0 then
+    redis.call('DEL', key)
+    push_all(key, keep)
+  end
+  if first then redis.call('ZADD', idx, first, slot) else redis.call('ZREM', idx, slot) end
+end
+table.sort(promoted, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+for _, p in ipairs(promoted) do
+  redis.call('RPUSH', ready_key(split(p[3])), p[3])
 end
 local need = tonumber(ARGV[4])
 local out = {}
@@ -137,9 +229,10 @@ end
 return out
 """.replace("READY_N", str(READY)).replace("PROMOTE", str(PROMOTE_BATCH)))
 
-# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait, inflight, claims, final, tally,
-# known, leaving.
-# ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry), final json (final), last json.
+# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait:due, inflight, claims, final,
+# tally, known, leaving, wait:0..63.
+# ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry: integer ms, rounded up), final
+# json (final), last json.
 # Returns 1 settled, 0 not held (already settled or taken over).
 SETTLE = script(r"""
 local w = READY_N
@@ -162,7 +255,7 @@ f[8] = tostring(attempts)
 if ARGV[7] ~= '' then f[9] = ARGV[7] end
 local action = ARGV[3]
 if action == 'retry' then
-  redis.call('ZADD', wait, ARGV[5], join(f))
+  wait_add(wait, w + 7, ARGV[5], join(f))
 elseif action == 'requeue' then
   redis.call('RPUSH', ready_key(f), join(f))
 else
@@ -215,7 +308,8 @@ return out
 """
 
 # Find a contact (ARGV[1] = id) or a number (ARGV[2] = E.164) in the queue, read only. KEYS: ready0-9, wait, claims,
-# final, phones, leaving. Linear in the window (a subject request or a "why" question, not the dialing path).
+# final, phones, leaving, wait:0..63. Linear in the window (a subject request or a "why" question, not the dialing
+# path).
 # Returns per match: id, state (ready|wait|inflight|final), entry ("" for final), due ("" unless wait), final json.
 FIND = script(r"""
 local w = READY_N
@@ -244,6 +338,9 @@ for i = 1, #waiting, 2 do
   local f = split(waiting[i])
   if hit(f) then add(f[1], 'wait', waiting[i], waiting[i + 1], '') end
 end
+for _, item in ipairs(wait_all(w + 5)) do
+  if hit(split(item[3])) then add(split(item[3])[1], 'wait', item[3], string.format('%.3f', item[2] / 1000), '') end
+end
 local ids = {}
 if want_id ~= '' then ids[#ids + 1] = want_id end
 if want_e ~= '' then
@@ -258,10 +355,11 @@ return out
 """.replace("READY_N", str(READY)))
 
 # Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready0-9, wait, claims, final,
-# tally, phones, known, leaving. ARGV: e164, at (campaign clock seconds). Contacts waiting to be called leave as
-# final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in flight keeps
-# its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so the eraser runs
-# again.
+# tally, phones, known, leaving, wait:due, wait:0..63. Linear in the window (the wheel keeps no number -> place
+# index: it would cost more than the entry). ARGV: e164, at (campaign clock seconds). Contacts waiting to be called
+# leave as final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in
+# flight keeps its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so
+# the eraser runs again.
 # Returns 0 (number not in this queue), 1 (erased) or 2 (in flight).
 ERASE = script(r"""
 local w = READY_N
@@ -293,11 +391,24 @@ for _, entry in ipairs(redis.call('ZRANGE', wait, 0, -1)) do
     erased(f)
   end
 end
+local touched = {}
+for _, item in ipairs(wait_all(w + 8)) do
+  local f = split(item[3])
+  if f[2] == e then
+    redis.call('LREM', KEYS[w + 8 + 1 + item[1]], 0, item[4])
+    touched[item[1]] = true
+    erased(f)
+  end
+end
+for slot = 0, WHEEL - 1 do
+  if touched[slot] then wait_reindex(KEYS[w + 8], w + 8, slot) end
+end
 return found
 """.replace("READY_N", str(READY)))
 
 # The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight, final not yet
-# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving.
+# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving,
+# wait:0..63.
 HELD = script(r"""
 local w = READY_N
 local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0', redis.call('HGET', KEYS[w + 4], 'after') or ''}
@@ -308,6 +419,7 @@ for _, entry in ipairs(redis.call('ZRANGE', KEYS[w + 1], 0, -1)) do out[#out + 1
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 2])) do out[#out + 1] = id end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 3])) do out[#out + 1] = id end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 5])) do out[#out + 1] = id end
+for _, item in ipairs(wait_all(w + 5)) do out[#out + 1] = split(item[3])[1] end
 return out
 """.replace("READY_N", str(READY)))
 
@@ -384,4 +496,36 @@ for _, a in ipairs(redis.call('HVALS', o_attempts)) do calls = calls + (tonumber
 redis.call('HINCRBY', tally_key, 'attempts', calls)
 redis.call('DEL', o_state, o_data, o_attempts, o_last, o_ready)
 return n
+""".replace("READY_N", str(READY)))
+
+# Move the sorted set `wait` of the layout before the wheel (entry -> due seconds) into the wheel, in one step (its
+# due times rounded up to the ms: never earlier). KEYS: wait, wait:due, wait:0..63. Returns the contacts moved.
+MIGRATE_WAIT = script(r"""
+local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #waiting, 2 do
+  local ms = math.ceil(math.floor(tonumber(waiting[i + 1]) * 1e6 + 0.5) / 1000)
+  wait_add(KEYS[2], 2, string.format('%.0f', ms), waiting[i])
+end
+redis.call('DEL', KEYS[1])
+return #waiting / 2
+""")
+
+# The queue's figures in one step. KEYS: ready0-9, wait, inflight, tally, wait:due, wait:0..63. ARGV: now (campaign
+# clock) or "" (due not counted). Returns ready, waiting, due, inflight, final.
+COUNTS = script(r"""
+local w = READY_N
+local wait, inflight, tally_key, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
+local ready, waiting, due = 0, redis.call('ZCARD', wait), 0
+for p = 1, w do ready = ready + redis.call('LLEN', KEYS[p]) end
+for slot = 0, WHEEL - 1 do waiting = waiting + redis.call('LLEN', KEYS[w + 5 + slot]) end
+if ARGV[1] ~= '' then
+  local now = tonumber(ARGV[1])
+  due = redis.call('ZCOUNT', wait, '-inf', now)
+  for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now * 1000)) do
+    for _, item in ipairs(redis.call('LRANGE', KEYS[w + 5 + tonumber(slot)], 0, -1)) do
+      if wait_item(item) <= now * 1000 then due = due + 1 end
+    end
+  end
+end
+return {ready, waiting, due, redis.call('ZCARD', inflight), tonumber(redis.call('HGET', tally_key, 'final') or '0')}
 """.replace("READY_N", str(READY)))
