@@ -280,8 +280,10 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 # lists, the wait wheel's lists (and its index), the former `wait` and `claims`, and the whole-list loader's
 # `phones`), empty or nearly by then. `final`, `tally` and `known` stay: contact ids, reasons and counters only,
 # the campaign's summary reads them.
-FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), *(f"wait:{n}" for n in range(64)), "wait", "inflight",
-                        "claims", "phones", "wait:due")
+from dialer.runtime.queue_lua import FAR as WAIT_FAR  # noqa: E402  (no import of its own: no cycle)
+
+FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), *(f"wait:{n}" for n in range(WAIT_FAR)), "wait:far", "wait",
+                        "inflight", "claims", "phones", "wait:due")
 
 
 def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -> int:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import random
 
-from dialer.runtime.queue_lua import PROMOTE_BATCH, SLOT_MS, WHEEL
+from dialer.runtime.queue_lua import LAP_MS, PROMOTE_BATCH
 from dialer.runtime.queues import ContactQueue, QueuedContact, queue_erase, queue_prefix
 
 T0 = 1_772_528_400.0  # 2026-03-03T09:00:00Z
-LAP = WHEEL * SLOT_MS / 1000  # seconds: items this far apart share a wheel list
+LAP = LAP_MS / 1000  # seconds: items this far apart share a minute list
 
 
 def contact(i: int, priority: int = 0) -> QueuedContact:

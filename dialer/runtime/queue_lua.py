@@ -4,17 +4,22 @@ An entry is one string of fields joined by \\x1f (unit separator, stripped from 
   1 contact id, 2 E.164, 3 country, 4 postal code, 5 state, 6 zones (comma-joined), 7 priority 0-9,
   8 attempts so far, 9 last step (compact JSON, "" before the first)
 Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first); a script that
-reads or writes contacts waiting for a retry ends its KEYS with the wait wheel's WHEEL lists (wait:0 .. wait:63).
-Redis 6.2: nothing newer than LPOP with a count.
+reads or writes contacts waiting for a retry ends its KEYS with the WAIT_LISTS wait lists. Redis 6.2: nothing newer
+than LPOP with a count.
 
 Waiting for a retry (issue 18: a zset member cost about 198 B, a list element about its length + 3): an item is
-"<due, integer ms, rounded up>\x1f<entry>" in the wheel list wait:<floor(due / SLOT) mod WHEEL>, and the zset
-`wait:due` maps each non-empty wheel list to the earliest due time in it (at most WHEEL members: one small
-listpack). A claim scans only the lists whose earliest due time has passed, promotes the items due (due <= now:
-never early) and writes the earliest due time of what stays. A list holds the items of every lap of the wheel
-(an item due in 3 days waits in its list through the laps before), so the wheel's fixed keys hold any delay; the
-scripts name every key (one hash slot {T}). The sorted set `wait` of the layout before (entry -> due seconds) is
-still read by every script and drained as its contacts come due (upgrade_layout() moves it into the wheel).
+"<due, integer ms, rounded up>\x1f<entry>" in one of three levels of lists, the wait wheel:
+  wait:0 .. wait:31   a minute of due times each (floor(due / 1 min) mod 32): due within 32 min (a lap)
+  wait:32 .. wait:79  a lap (32 min) each (floor(due / 32 min) mod 48): due within 25.6 h
+  wait:far            due later
+The zset `wait:due` maps each non-empty list to when a claim must look at it: a minute list's earliest due time; a
+lap list's and the far list's a lap (resp. 25.6 h) before theirs. A claim reads only the lists whose time has come:
+it promotes the items due (due <= now: never early) to ready, moves a lap list's items (all due within 2 laps by
+then) into the minute lists and the far list's items due within 2 x 25.6 h into the lap lists, and writes the
+list's time again. So an item is read once on each level it passes, and a minute list a few times while its
+minute passes; a list holds few laps, so the fixed keys hold any delay and every script names its keys (one hash
+slot {T}). The sorted set `wait` of the layout before (entry -> due seconds) is still read by every script and
+drained as its contacts come due (upgrade_layout() moves it into the far list, whence the next claim sorts it).
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ from __future__ import annotations
 MAX_PRIORITY = 9
 PROMOTE_BATCH = 1000  # due retries moved to ready per claim call (bounds the script's run time)
 READY = MAX_PRIORITY + 1  # number of ready lists: KEYS[1..READY]
-WHEEL = 64  # wait lists (fixed keys: every script names its keys)
-SLOT_MS = 60_000  # one wait list per minute of due time, WHEEL minutes a lap
+MINUTE_LISTS = 32  # wait lists of a minute each (fixed keys: every script names its keys)
+SLOT_MS = 60_000
+LAP_LISTS = 48  # wait lists of a lap (MINUTE_LISTS minutes) each
+FAR = MINUTE_LISTS + LAP_LISTS  # the far list's number
+WAIT_LISTS = FAR + 1
+LAP_MS = MINUTE_LISTS * SLOT_MS
+FAR_MS = LAP_LISTS * LAP_MS  # 25.6 h
 
 _PRELUDE = r"""
 local SEP = '\31'
@@ -37,34 +47,52 @@ local function split(s)
   end
 end
 local function join(f) return table.concat(f, SEP, 1, 9) end
--- the wait wheel: KEYS[base + 1 .. base + WHEEL] are its lists, `idx` (wait:due) list number -> earliest due (ms)
-local WHEEL, SLOT = WHEEL_N, SLOT_N
+-- the wait wheel (queue_lua's docstring): KEYS[base + 1 + n] is list n (0 .. FAR); `idx` (wait:due) maps a list to
+-- when a claim must look at it
+local L1, SLOT, L2 = L1_N, SLOT_N, L2_N
+local FAR, LAP = L1 + L2, L1 * SLOT
+local FAR_LAP = L2 * LAP
 local function wait_item(item)  -- due (ms), entry
   local j = string.find(item, SEP, 1, true)
   return tonumber(string.sub(item, 1, j - 1)), string.sub(item, j + 1)
 end
-local function wait_add(idx, base, due_ms, entry)
-  local slot = math.floor(tonumber(due_ms) / SLOT) % WHEEL
-  redis.call('RPUSH', KEYS[base + 1 + slot], due_ms .. SEP .. entry)
-  local first = redis.call('ZSCORE', idx, slot)
-  if not first or tonumber(first) > tonumber(due_ms) then redis.call('ZADD', idx, due_ms, slot) end
+-- the list for an item due at d: a minute list before `near`, a lap list before `far`, else the far list
+local function wait_list(d, near, far)
+  if d < near then return math.floor(d / SLOT) % L1 end
+  if d < far then return L1 + math.floor(d / LAP) % L2 end
+  return FAR
 end
--- write a wheel list's earliest due time again (after items left it); gone when the list is empty
-local function wait_reindex(idx, base, slot)
+local function wait_score(n, first)
+  if n < L1 then return first end
+  if n < FAR then return first - LAP end
+  return first - FAR_LAP
+end
+local function wait_put(idx, base, n, d, entry)
+  redis.call('RPUSH', KEYS[base + 1 + n], string.format('%.0f', d) .. SEP .. entry)
+  local score = wait_score(n, d)
+  local first = redis.call('ZSCORE', idx, n)
+  if not first or tonumber(first) > score then redis.call('ZADD', idx, score, n) end
+end
+-- an entry waiting until d (ms), settled at now (ms)
+local function wait_add(idx, base, d, entry, now)
+  wait_put(idx, base, wait_list(d, now + LAP, now + FAR_LAP), d, entry)
+end
+-- write a list's time again (after items left it); gone when the list is empty
+local function wait_reindex(idx, base, n)
   local first
-  for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + slot], 0, -1)) do
+  for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + n], 0, -1)) do
     local d = wait_item(item)
     if not first or d < first then first = d end
   end
-  if first then redis.call('ZADD', idx, first, slot) else redis.call('ZREM', idx, slot) end
+  if first then redis.call('ZADD', idx, wait_score(n, first), n) else redis.call('ZREM', idx, n) end
 end
 local function push_all(key, items)
   for i = 1, #items, 500 do redis.call('RPUSH', key, unpack(items, i, math.min(i + 499, #items))) end
 end
--- every waiting item of the wheel, in list order: {slot, due ms, entry}
+-- every waiting item, list by list: {list number, due ms, entry, item}
 local function wait_all(base)
   local out = {}
-  for slot = 0, WHEEL - 1 do
+  for slot = 0, FAR do
     for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + slot], 0, -1)) do
       local d, entry = wait_item(item)
       out[#out + 1] = {slot, d, entry, item}
@@ -94,7 +122,8 @@ end
 
 
 def script(body: str) -> str:
-    return (_PRELUDE + body).replace("WHEEL_N", str(WHEEL)).replace("SLOT_N", str(SLOT_MS))
+    return (_PRELUDE + body).replace("L1_N", str(MINUTE_LISTS)).replace("SLOT_N", str(SLOT_MS)).replace(
+        "L2_N", str(LAP_LISTS))
 
 
 # Load contacts. KEYS: ready0-9, final, tally, window, phones, known, leaving. ARGV: mode, at, gen, after, then per
@@ -167,39 +196,58 @@ for i = 1, #due, 2 do
   redis.call('ZREM', wait, due[i])
   promoted[#promoted + 1] = {tonumber(due[i + 1]) * 1000, #promoted, due[i]}
 end
--- wheel lists whose earliest item is due, earliest first: take what is due (never an item due later), keep the rest
+-- lists whose time has come, earliest first: take what is due (never an item due later), move a lap list's and the
+-- far list's items a level down, keep the rest
 for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now_ms)) do
   local room = PROMOTE - #promoted
   if room <= 0 then break end
   slot = tonumber(slot)
   local key = KEYS[base + 1 + slot]
   local items = redis.call('LRANGE', key, 0, -1)
-  local ripe = {}
+  local ripe, gone, due_at = {}, {}, {}
   for i, item in ipairs(items) do
     local d = wait_item(item)
+    due_at[i] = d
     if d <= now_ms then ripe[#ripe + 1] = {d, i} end
   end
   table.sort(ripe, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
-  local taken = {}
   for k = 1, math.min(room, #ripe) do
     local i = ripe[k][2]
-    taken[i] = true
+    gone[i] = true
     local _, entry = wait_item(items[i])
     promoted[#promoted + 1] = {ripe[k][1], #promoted, entry}
   end
-  local keep, first = {}, nil
-  for i, item in ipairs(items) do
-    if not taken[i] then
-      keep[#keep + 1] = item
-      local d = wait_item(item)
-      if not first or d < first then first = d end
+  if slot >= L1 then  -- a lap list a lap before its items are due, the far list 25.6 h before: a level down
+    for i, item in ipairs(items) do
+      local d = due_at[i]
+      if not gone[i] and d > now_ms then
+        local n = wait_list(d, now_ms + 2 * LAP, now_ms + 2 * FAR_LAP)
+        if n ~= slot then
+          gone[i] = true
+          local _, entry = wait_item(item)
+          wait_put(idx, base, n, d, entry)
+        end
+      end
     end
   end
-  if #ripe > 0 then
+  local keep, first, left = {}, nil, 0
+  for i, item in ipairs(items) do
+    if gone[i] then
+      left = left + 1
+    else
+      keep[#keep + 1] = item
+      if not first or due_at[i] < first then first = due_at[i] end
+    end
+  end
+  if left <= 2 then  -- one or two left (a claim each tick, a few due each): remove them where they are
+    for i, item in ipairs(items) do
+      if gone[i] then redis.call('LREM', key, 1, item) end
+    end
+  else
     redis.call('DEL', key)
     push_all(key, keep)
   end
-  if first then redis.call('ZADD', idx, first, slot) else redis.call('ZREM', idx, slot) end
+  if first then redis.call('ZADD', idx, wait_score(slot, first), slot) else redis.call('ZREM', idx, slot) end
 end
 table.sort(promoted, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
 for _, p in ipairs(promoted) do
@@ -255,7 +303,7 @@ f[8] = tostring(attempts)
 if ARGV[7] ~= '' then f[9] = ARGV[7] end
 local action = ARGV[3]
 if action == 'retry' then
-  wait_add(wait, w + 7, ARGV[5], join(f))
+  wait_add(wait, w + 7, tonumber(ARGV[5]), join(f), tonumber(ARGV[8]))
 elseif action == 'requeue' then
   redis.call('RPUSH', ready_key(f), join(f))
 else
@@ -400,7 +448,7 @@ for _, item in ipairs(wait_all(w + 8)) do
     erased(f)
   end
 end
-for slot = 0, WHEEL - 1 do
+for slot = 0, FAR do
   if touched[slot] then wait_reindex(KEYS[w + 8], w + 8, slot) end
 end
 return found
@@ -504,7 +552,7 @@ MIGRATE_WAIT = script(r"""
 local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #waiting, 2 do
   local ms = math.ceil(math.floor(tonumber(waiting[i + 1]) * 1e6 + 0.5) / 1000)
-  wait_add(KEYS[2], 2, string.format('%.0f', ms), waiting[i])
+  wait_put(KEYS[2], 2, FAR, ms, waiting[i])  -- the far list: the next claim moves what is near a level down
 end
 redis.call('DEL', KEYS[1])
 return #waiting / 2
@@ -517,7 +565,7 @@ local w = READY_N
 local wait, inflight, tally_key, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
 local ready, waiting, due = 0, redis.call('ZCARD', wait), 0
 for p = 1, w do ready = ready + redis.call('LLEN', KEYS[p]) end
-for slot = 0, WHEEL - 1 do waiting = waiting + redis.call('LLEN', KEYS[w + 5 + slot]) end
+for slot = 0, FAR do waiting = waiting + redis.call('LLEN', KEYS[w + 5 + slot]) end
 if ARGV[1] ~= '' then
   local now = tonumber(ARGV[1])
   due = redis.call('ZCOUNT', wait, '-inf', now)

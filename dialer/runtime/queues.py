@@ -14,9 +14,10 @@ which the record's window moves to the record (dialer/runtime/window.py), so a f
 
 Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
   ready:0..9 lists entries in dialing order (priority 9 first; within one, the order loaded, then due retries)
-  wait:0..63 lists "<due ms>\x1f<entry>": retries and gate `next_allowed_at`, in the list of their due minute
-                   (mod 64; queue_lua has the wheel); due times are the campaign clock, in ms rounded up
-  wait:due   zset  wheel list number -> the earliest due time (ms) in it (at most 64 members)
+  wait:0..79, wait:far
+             lists "<due ms>\x1f<entry>": retries and gate `next_allowed_at` by due time (the campaign clock, in
+                   ms rounded up): minute lists, lap lists and the far list (queue_lua has the wheel)
+  wait:due   zset  wait list number -> when a claim must look at it (at most 81 members)
   wait       zset  entry -> due time (seconds): the layout before the wheel, read and drained, never written
   inflight   zset  contact id -> lease expiry (UNIX seconds, Redis's clock)
   claims     hash  contact id -> JSON {owner, call_id, server, claimed_at, lease, entry}
@@ -44,11 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.runtime import queue_lua
-from dialer.runtime.queue_lua import MAX_PRIORITY, PROMOTE_BATCH, WHEEL
+from dialer.runtime.queue_lua import FAR, FAR_MS, LAP_MS, MAX_PRIORITY, MINUTE_LISTS, PROMOTE_BATCH
 
 STATES = ("ready", "wait", "inflight", "final")
 READY_KEYS = tuple(f"ready:{p}" for p in range(MAX_PRIORITY + 1))
-WHEEL_KEYS = tuple(f"wait:{n}" for n in range(WHEEL))
+WHEEL_KEYS = (*(f"wait:{n}" for n in range(FAR)), "wait:far")  # the far list is number FAR in wait:due
 SEP = "\x1f"
 __all__ = ["MAX_PRIORITY", "PROMOTE_BATCH", "WHEEL_KEYS"]
 
@@ -285,7 +286,8 @@ class ContactQueue:
         args = [contact_id, call_id, action, "1" if count_attempt else "0", str(due_ms(due)),
                 json.dumps(final or {}, separators=(",", ":")),
                 # the last step, compact ([step, reason, at to the ms]): it rides in the entry while it waits
-                json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else ""]
+                json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else "",
+                str(due_ms(last[2])) if last else "0"]  # settled at: a retry due a lap later waits in the far list
         return bool(self._settle(keys=self._kw("wait:due", "inflight", "claims", "final", "tally", "known",
                                                "leaving"), args=args))
 
@@ -417,10 +419,12 @@ class ContactQueue:
         """The earliest due time of a waiting contact (seconds), None when none waits."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.zrange(self.keys["wait"], 0, 0, withscores=True)
-        pipe.zrange(self.keys["wait:due"], 0, 0, withscores=True)
-        old, wheel = pipe.execute()
+        pipe.zrange(self.keys["wait:due"], 0, -1, withscores=True)
+        old, lists = pipe.execute()
         times = [float(old[0][1])] if old else []
-        times += [float(wheel[0][1]) / 1000] if wheel else []
+        # a list's time is its earliest due time, a lap list's a lap before, the far list's 25.6 h before
+        times += [(score + (0 if int(n) < MINUTE_LISTS else LAP_MS if int(n) < FAR else FAR_MS)) / 1000
+                  for n, score in lists]
         return min(times) if times else None
 
 
