@@ -42,6 +42,7 @@ from dialer.audit import AuditLog, iso
 from dialer.audit_events import exports_key
 from dialer.facts import attempt_from_json, consent_from_json, person_key
 from dialer.gate import call_index_key, consent_use_key
+from dialer.runtime.queue_lua import FAR as WAIT_FAR
 from rules.model import Consent
 
 log = logging.getLogger(__name__)
@@ -280,8 +281,6 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 # lists, the wait wheel's lists (and its index), the former `wait` and `claims`, and the whole-list loader's
 # `phones`), empty or nearly by then. `final`, `tally` and `known` stay: contact ids, reasons and counters only,
 # the campaign's summary reads them.
-from dialer.runtime.queue_lua import FAR as WAIT_FAR  # noqa: E402  (no import of its own: no cycle)
-
 FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), *(f"wait:{n}" for n in range(WAIT_FAR)), "wait:far", "wait",
                         "inflight", "claims", "phones", "wait:due")
 
