@@ -149,7 +149,8 @@ def main() -> None:
             sizes: dict[str, int] = {}
             for name, key in queue.keys.items():
                 if client.exists(key):
-                    group = "wait:0..63" if name[:5] == "wait:" and name[5:].isdigit() else name  # the wheel's lists
+                    wheel = name.startswith("wait:") and name != "wait:due"
+                    group = "wait lists" if wheel else name  # the wait wheel's lists, summed
                     sizes[group] = sizes.get(group, 0) + int(client.memory_usage(key, samples=0) or 0)
             return ", ".join(f"{k} {v / max(1, n):.0f}" for k, v in sorted(sizes.items()))
 
