@@ -56,6 +56,7 @@ local function wait_item(item)  -- due (ms), entry
   local j = string.find(item, SEP, 1, true)
   return tonumber(string.sub(item, 1, j - 1)), string.sub(item, j + 1)
 end
+local function wait_due(item) return tonumber(string.match(item, '^%d+')) end
 -- the list for an item due at d: a minute list before `near`, a lap list before `far`, else the far list
 local function wait_list(d, near, far)
   if d < near then return math.floor(d / SLOT) % L1 end
@@ -81,7 +82,7 @@ end
 local function wait_reindex(idx, base, n)
   local first
   for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + n], 0, -1)) do
-    local d = wait_item(item)
+    local d = wait_due(item)
     if not first or d < first then first = d end
   end
   if first then redis.call('ZADD', idx, wait_score(n, first), n) else redis.call('ZREM', idx, n) end
@@ -206,7 +207,7 @@ for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now_ms)) do
   local items = redis.call('LRANGE', key, 0, -1)
   local ripe, gone, due_at = {}, {}, {}
   for i, item in ipairs(items) do
-    local d = wait_item(item)
+    local d = wait_due(item)
     due_at[i] = d
     if d <= now_ms then ripe[#ripe + 1] = {d, i} end
   end
@@ -239,7 +240,7 @@ for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now_ms)) do
       if not first or due_at[i] < first then first = due_at[i] end
     end
   end
-  if left <= 2 then  -- one or two left (a claim each tick, a few due each): remove them where they are
+  if left <= 8 or left * 32 <= #items then  -- a few left (a claim each tick): remove them where they are
     for i, item in ipairs(items) do
       if gone[i] then redis.call('LREM', key, 1, item) end
     end
@@ -571,7 +572,7 @@ if ARGV[1] ~= '' then
   due = redis.call('ZCOUNT', wait, '-inf', now)
   for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now * 1000)) do
     for _, item in ipairs(redis.call('LRANGE', KEYS[w + 5 + tonumber(slot)], 0, -1)) do
-      if wait_item(item) <= now * 1000 then due = due + 1 end
+      if wait_due(item) <= now * 1000 then due = due + 1 end
     end
   end
 end
