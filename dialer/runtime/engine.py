@@ -8,7 +8,9 @@ take a campaign over when its holder stops renewing):
   3. pacing: agents (AMI queue state) and calls in flight -> dialer.pacing.decide -> n calls, within the trunk
      channel limit and calls per second of the servers;
   4. claim n contacts (Lua; owner + lease), skip those outside the campaign's own schedule, then the gate's
-     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates;
+     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates; on a Redis Cluster
+     the claims and reservations are first confirmed on the replicas (replicas.py: a failover cannot bring back a
+     contact already called);
   5. Originate the reserved calls through AMIPool; denials go back to the queue for next_allowed_at or leave it.
 Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit), abandons are counted (24 h and
 30 days), live stats are updated, and the contact is retried per the campaign's rules or finalized.
@@ -89,6 +91,7 @@ from dialer.runtime.policy import (
     windows_from_config,
 )
 from dialer.runtime.queues import Claim
+from dialer.runtime.replicas import ReplicaSync
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.settings import Clock, RuntimeSettings, trunk_of, wall_clock
@@ -128,7 +131,10 @@ class Engine(LeasesMixin, OutcomesMixin):
         # OptOutRecorder is appended to the tenant's audit trail in the same transaction as the DNC write.
         self.facts = FactStore(client, audit=gate.audit)
         self.campaigns = CampaignStore(client)
-        self.optouts = OptOutRecorder.for_fact_store(self.facts)
+        # On a Redis Cluster, the writes an irrevocable act follows are confirmed on the replicas first: the
+        # reservations before the Originate, an outcome or an opt-out before the PBX's copy is deleted (replicas.py).
+        self.replicas = ReplicaSync(client)
+        self.optouts = OptOutRecorder.for_fact_store(self.facts, confirm=self._confirm_optout)
         # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
@@ -161,6 +167,9 @@ class Engine(LeasesMixin, OutcomesMixin):
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataStates(client, who=self.id, per_tenant=is_cluster(client))
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        # call id -> wall time it was given back unsent: a claim of ours the recovery finds still reserved (the give
+        # back was lost with a failed-over master) was never dialed, so it is released, not settled `unknown`.
+        self._not_sent: dict[str, float] = {}
         self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
@@ -501,8 +510,9 @@ class Engine(LeasesMixin, OutcomesMixin):
             results = await asyncio.to_thread(self._reserve, r, claims)
         except Exception:
             # Redis failed mid-way (or a bug): nothing was originated. Stop renewing these claims: their leases
-            # expire and the recovery resolves each one (not reserved: requeued; reserved: no channel, unknown).
+            # expire and the recovery resolves each one (not reserved: requeued; reserved: released, _not_sent).
             for claim in claims:
+                self._not_sent_now(claim.call_id)
                 current = r.claims.get(claim.contact.contact_id)
                 if current is not None and current.call_id == claim.call_id:
                     del r.claims[claim.contact.contact_id]
@@ -520,13 +530,62 @@ class Engine(LeasesMixin, OutcomesMixin):
                 task.add_done_callback(self._tasks.discard)
 
     def _reserve(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
-        """The campaign schedule and the gate (below); then every contact not reserved gives its trunk slot back."""
+        """The campaign schedule and the gate (below); then every contact not reserved gives its trunk slot back.
+        Reservations the replicas did not confirm are given back unsent (see _confirm_reserved)."""
         results = self._schedule_and_gate(r, claims)
+        results = self._confirm_reserved(r, claims, results)
         unused = [(c.server, c.call_id) for c, res in zip(claims, results, strict=True)
                   if not isinstance(res, Reservation)]
         if unused:
             self.slots.release(unused, self._agentless(r))
         return results
+
+    def _confirm_reserved(self, r: CampaignRunner, claims: list[Claim], results: list[Any]) -> list[Any]:
+        """No Originate before the claims and reservations are on every replica of the tenant's master (Redis
+        Cluster): a failover would otherwise bring the contact back `ready` and call it twice. Not confirmed (a
+        replica behind, the node changed, the reservation gone): each is given back unsent and the contact tried
+        again shortly (no attempt counted); if the give-back is lost too, the recovery releases it (_not_sent)."""
+        reserved = [i for i, res in enumerate(results) if isinstance(res, Reservation)]
+        if not reserved:
+            return results
+        state = self.datastate.for_tenant(r.tenant)
+        confirmed = self.replicas.reservations(r.tenant, [claims[i].call_id for i in reserved], run_id=state.run_id)
+        if confirmed.ok:
+            return results
+        wall = time.time()
+        if confirmed.why != r.unconfirmed or wall - r.unconfirmed_at >= 60.0:  # said once a minute, not per batch
+            r.unconfirmed, r.unconfirmed_at = confirmed.why, wall
+            log.error("campaign %s/%s: %d calls not placed: %s; their contacts are tried again shortly (no call "
+                      "before its reservation is on every replica)", r.tenant, r.campaign, len(reserved),
+                      confirmed.why)
+        now = self.clock()
+        for i in reserved:
+            self._not_sent_now(claims[i].call_id)
+            try:  # its trunk slot goes back with the other unused ones (_reserve)
+                self.gate.release(r.tenant, claims[i].call_id, now, reason="not originated: reservation not "
+                                  "confirmed on the Redis replicas")
+                self._settle(r, claims[i], Step("retry", "replicas_not_confirmed", now + timedelta(seconds=5),
+                                                count_attempt=False), now)
+            except redis.RedisError as exc:  # the lease expires and the recovery releases it (_not_sent)
+                log.error("call %s not placed and not given back yet (%s); recovery will resolve it",
+                          claims[i].call_id, exc)
+                current = r.claims.get(claims[i].contact.contact_id)
+                if current is not None and current.call_id == claims[i].call_id:
+                    del r.claims[claims[i].contact.contact_id]
+            results[i] = "not confirmed"
+        return results
+
+    def _not_sent_now(self, call_id: str) -> None:
+        wall = time.time()
+        if len(self._not_sent) > 10_000:  # bounded: entries older than an hour are long resolved
+            self._not_sent = {c: t for c, t in self._not_sent.items() if wall - t < 3600}
+        self._not_sent[call_id] = wall
+
+    def _confirm_optout(self, tenant: str, e164: str) -> None:
+        """Raise until the opt-out is on every replica (the recorder retries; the AstDB copy stays meanwhile)."""
+        confirmed = self.replicas.optout(tenant, e164)
+        if not confirmed.ok:
+            raise redis.RedisError(f"opt-out not confirmed on the replicas: {confirmed.why}")
 
     def _schedule_and_gate(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
         """Campaign schedule first (no gate decision for a contact the campaign itself would not call now), then
@@ -621,6 +680,7 @@ class Engine(LeasesMixin, OutcomesMixin):
                                now: datetime | None = None, retry_in: float = 1.0) -> None:
         """A reserved call that was not placed: release it and put the contact back. If Redis fails, stop renewing
         the claim: it expires and the recovery resolves it (never a lost contact)."""
+        self._not_sent_now(claim.call_id)
         try:
             await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad, retry_in)
         except Exception as exc:

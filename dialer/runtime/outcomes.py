@@ -6,7 +6,8 @@ asked of its server, tracked here if still up, unknown if gone).
 A mixin, not a composed object: the AMI pool calls `_on_outcome` for every call, the takeover adds calls to the
 engine's `flights` and settles contacts through the engine's `_settle`, outcomes Redis refused wait in `_unsaved`
 for the engine's own recovery, and `_renewed_at` (leases.py) decides when a claim is the recovery's. These are the
-engine's state on every path; what it uses from Engine is listed below (methods: `_settle`, `_agentless`).
+engine's state on every path; what it uses from Engine is listed below (methods: `_settle`, `_not_placed`,
+`_agentless`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dialer.runtime.call_record import call_figures
 from dialer.runtime.pbx_outcomes import forget_stored, settle_with_pbx
 from dialer.runtime.policy import GATE_OUTCOME, RetryPolicy, Step
 from dialer.runtime.queues import Claim, TakenOver
+from dialer.runtime.replicas import ReplicaSync
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
 from dialer.runtime.settings import RuntimeSettings
 from dialer.runtime.shared import SharedPacer
@@ -60,6 +62,8 @@ class OutcomesMixin:
     runners: dict[tuple[str, str], CampaignRunner]
     _settling: set[asyncio.Task]
     _unsaved: dict[str, tuple[Outcome, bool]]
+    _not_sent: dict[str, float]
+    replicas: ReplicaSync
     _abandons: dict[str, RedisAbandonCounter]
     _renewed_at: float
 
@@ -91,19 +95,30 @@ class OutcomesMixin:
             await forget_stored(self.pool, server, outcome)
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
-        """True once stored. Retries through a Redis outage until the outcome is stored, or until the claim's lease
-        lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
-        back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
+        """True once stored, and on every replica of the tenant's master (Redis Cluster: only then may the PBX's
+        copy go; replicas.py). Retries through a Redis outage until the outcome is stored, or until the claim's
+        lease lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the
+        claim back, see _resolve). Never given up while Redis may come back: the outcome is a fact. An outcome the
+        serving master no longer has (a failover lost it) is stored again."""
         claim = flight.claim
         disposition = str(outcome.disposition)
-        delay, failures = 0.2, 0
+        delay, failures, stored = 0.2, 0, False
         while True:
             try:
-                self._store_outcome(r, flight, outcome, live)
-                if failures:
-                    log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
-                                failures)
-                return True
+                if not stored:
+                    self._store_outcome(r, flight, outcome, live)
+                    stored = True
+                kept = self.replicas.outcome(r.tenant, claim.contact.phone, claim.call_id)
+                if kept.ok:
+                    if failures:
+                        log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id,
+                                    disposition, failures)
+                    return True
+                failures += 1
+                stored = not kept.missing  # gone from the serving master: store it again
+                if failures == 1 or kept.missing:
+                    log.error("call %s: outcome %s not confirmed on the Redis replicas yet (%s); %s", claim.call_id,
+                              disposition, kept.why, "storing it again" if kept.missing else "checking again")
             except redis.RedisError as exc:
                 failures += 1
                 if failures == 1:
@@ -186,6 +201,13 @@ class OutcomesMixin:
             claim = t.claim
             r.claims[claim.contact.contact_id] = claim
             if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                continue
+            if self._not_sent.pop(claim.call_id, None) is not None:
+                # Given back unsent by this process, and the give-back lost (a failover): never dialed, so released
+                # and tried again like any reservation not originated (not `unknown`, which would cool off a day).
+                log.warning("campaign %s/%s: call %s was never placed (its give-back was lost): released",
+                            r.tenant, r.campaign, claim.call_id)
+                await asyncio.to_thread(self._not_placed, r, claim, "recovered: never placed", self.clock(), False)
                 continue
             unsaved = self._unsaved.pop(claim.call_id, None)
             if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
