@@ -180,8 +180,8 @@ return {added, seen, dup, nonum}
 
 # Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first, at most PROMOTE
 # a call), then pop from the highest priority down. KEYS: ready0-9, wait (the layout before), inflight, claims,
-# wait:due, wait:0..63. ARGV: now (campaign clock), lease expiry (wall), owner, n, then n pairs call id, server.
-# Returns per claimed contact: entry, call id, server.
+# wait:due, wait:0..79 wait:far. ARGV: now (campaign clock), lease expiry (wall), owner, n, then n pairs call id,
+# server. Returns per claimed contact: entry, call id, server.
 CLAIM = script(r"""
 local w = READY_N
 local wait, inflight, claims, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
@@ -279,7 +279,7 @@ return out
 """.replace("READY_N", str(READY)).replace("PROMOTE", str(PROMOTE_BATCH)))
 
 # Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait:due, inflight, claims, final,
-# tally, known, leaving, wait:0..63.
+# tally, known, leaving, wait:0..79 wait:far.
 # ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry: integer ms, rounded up), final
 # json (final), last json.
 # Returns 1 settled, 0 not held (already settled or taken over).
@@ -357,8 +357,8 @@ return out
 """
 
 # Find a contact (ARGV[1] = id) or a number (ARGV[2] = E.164) in the queue, read only. KEYS: ready0-9, wait, claims,
-# final, phones, leaving, wait:0..63. Linear in the window (a subject request or a "why" question, not the dialing
-# path).
+# final, phones, leaving, wait:0..79 wait:far. Linear in the window (a subject request or a "why" question, not the
+# dialing path).
 # Returns per match: id, state (ready|wait|inflight|final), entry ("" for final), due ("" unless wait), final json.
 FIND = script(r"""
 local w = READY_N
@@ -404,7 +404,7 @@ return out
 """.replace("READY_N", str(READY)))
 
 # Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready0-9, wait, claims, final,
-# tally, phones, known, leaving, wait:due, wait:0..63. Linear in the window (the wheel keeps no number -> place
+# tally, phones, known, leaving, wait:due, wait:0..79 wait:far. Linear in the window (the wheel keeps no number -> place
 # index: it would cost more than the entry). ARGV: e164, at (campaign clock seconds). Contacts waiting to be called
 # leave as final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in
 # flight keeps its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so
@@ -457,7 +457,7 @@ return found
 
 # The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight, final not yet
 # moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving,
-# wait:0..63.
+# wait:0..79 wait:far.
 HELD = script(r"""
 local w = READY_N
 local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0', redis.call('HGET', KEYS[w + 4], 'after') or ''}
@@ -548,7 +548,7 @@ return n
 """.replace("READY_N", str(READY)))
 
 # Move the sorted set `wait` of the layout before the wheel (entry -> due seconds) into the wheel, in one step (its
-# due times rounded up to the ms: never earlier). KEYS: wait, wait:due, wait:0..63. Returns the contacts moved.
+# due times rounded up to the ms: never earlier). KEYS: wait, wait:due, wait:0..79 wait:far. Returns the contacts moved.
 MIGRATE_WAIT = script(r"""
 local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for i = 1, #waiting, 2 do
@@ -559,8 +559,8 @@ redis.call('DEL', KEYS[1])
 return #waiting / 2
 """)
 
-# The queue's figures in one step. KEYS: ready0-9, wait, inflight, tally, wait:due, wait:0..63. ARGV: now (campaign
-# clock) or "" (due not counted). Returns ready, waiting, due, inflight, final.
+# The queue's figures in one step. KEYS: ready0-9, wait, inflight, tally, wait:due, wait:0..79 wait:far. ARGV: now
+# (campaign clock) or "" (due not counted). Returns ready, waiting, due, inflight, final.
 COUNTS = script(r"""
 local w = READY_N
 local wait, inflight, tally_key, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
