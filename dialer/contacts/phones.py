@@ -10,11 +10,13 @@ Country, subdivision and candidate zones follow rules.geo (the gate's convention
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumberFormat, PhoneNumberType, timezone
+from phonenumbers.phonemetadata import REGION_CODE_FOR_NON_GEO_ENTITY
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 from rules import geo
@@ -88,6 +90,78 @@ def _fast_parse(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
     return None
 
 
+# phonenumbers' _number_type_helper order: the first type whose description matches wins.
+_TYPE_ORDER = (
+    (PhoneNumberType.PREMIUM_RATE, "premium_rate"), (PhoneNumberType.TOLL_FREE, "toll_free"),
+    (PhoneNumberType.SHARED_COST, "shared_cost"), (PhoneNumberType.VOIP, "voip"),
+    (PhoneNumberType.PERSONAL_NUMBER, "personal_number"), (PhoneNumberType.PAGER, "pager"),
+    (PhoneNumberType.UAN, "uan"), (PhoneNumberType.VOICEMAIL, "voicemail"),
+)
+_Desc = tuple[tuple[int, ...], Callable[[str], object]] | None  # (possible lengths, pattern's fullmatch)
+
+
+def _desc(desc: object) -> _Desc:
+    """A PhoneNumberDesc as _is_number_matching_desc reads it; None: matches nothing."""
+    pattern = getattr(desc, "national_number_pattern", None) if desc is not None else None
+    if not pattern:
+        return None
+    return tuple(desc.possible_length or ()), re.compile(pattern).fullmatch  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=512)
+def _type_table(region: str) -> tuple[_Desc, tuple[tuple[int, _Desc], ...], _Desc, _Desc, bool] | None:
+    """A region's type descriptions, compiled once: (general, ordered special types, fixed line, mobile,
+    same mobile and fixed pattern); None when phonenumbers has no metadata for it."""
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None:
+        return None
+    ordered = tuple((kind, d) for kind, name in _TYPE_ORDER if (d := _desc(getattr(meta, name))) is not None)
+    return (_desc(meta.general_desc), ordered, _desc(meta.fixed_line), _desc(meta.mobile),
+            bool(meta.same_mobile_and_fixed_line_pattern))
+
+
+def _matches(nsn: str, desc: _Desc) -> bool:
+    if desc is None:
+        return False
+    lengths, fullmatch = desc
+    return (not lengths or len(nsn) in lengths) and fullmatch(nsn) is not None
+
+
+def number_type(number: phonenumbers.PhoneNumber, region: str | None) -> int:
+    """phonenumbers.number_type, same answer (tests/test_contacts_parsing.py compares them over generated
+    numbers), without its per-call overhead: region_code_for_number is passed in (the caller needs it too),
+    the descriptions are looked up and compiled once per region (a third of an import's CPU was here).
+    Non-geographic numbers ("001") are left to phonenumbers (their metadata is keyed by calling code)."""
+    if region == REGION_CODE_FOR_NON_GEO_ENTITY:
+        return phonenumbers.number_type(number)
+    table = _type_table(region) if region else None
+    if table is None:
+        return PhoneNumberType.UNKNOWN
+    nsn = phonenumbers.national_significant_number(number) if number.italian_leading_zero \
+        else str(number.national_number)
+    general, ordered, fixed, mobile, same = table
+    if not _matches(nsn, general):
+        return PhoneNumberType.UNKNOWN
+    for kind, desc in ordered:
+        if _matches(nsn, desc):
+            return kind
+    if _matches(nsn, fixed):
+        if same or _matches(nsn, mobile):
+            return PhoneNumberType.FIXED_LINE_OR_MOBILE
+        return PhoneNumberType.FIXED_LINE
+    if not same and _matches(nsn, mobile):
+        return PhoneNumberType.MOBILE
+    return PhoneNumberType.UNKNOWN
+
+
+def region_of(number: phonenumbers.PhoneNumber) -> str | None:
+    """phonenumbers.region_code_for_number, without its call for the one-region calling codes (most)."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(number.country_code)
+    if regions is not None and len(regions) == 1:
+        return regions[0]
+    return phonenumbers.region_code_for_number(number)
+
+
 @dataclass(frozen=True, slots=True)
 class Phone:
     e164: str
@@ -127,11 +201,13 @@ def _pn_zones(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[s
     return _geo_zones(e164[1:])
 
 
-def place(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, str | None, tuple[str, ...]]:
+def place(e164: str, number: phonenumbers.PhoneNumber, kind: int,
+          region: str | None = None) -> tuple[str, str | None, tuple[str, ...]]:
     """(country, subdivision, zones) with the conventions and data of rules.geo (jurisdiction_for_number,
     zones_for_number), from the already parsed number: rules.geo parses again, which would double the
-    cost of an import. tests/test_contacts_phones.py checks both agree."""
-    region = phonenumbers.region_code_for_number(number) or ""
+    cost of an import. tests/test_contacts_parsing.py checks both agree. `region`: region_of(number), when
+    the caller has it already."""
+    region = (region if region is not None else region_of(number)) or ""
     zones = set(_pn_zones(e164, number, kind)) - {timezone.UNKNOWN_TIMEZONE}
     country, subdivision = region, None
     area = geo.nanp_area_codes().get(str(number.national_number)[:3]) if number.country_code == 1 else None
@@ -154,10 +230,11 @@ def normalize(raw: str, region: str) -> Phone | PhoneError:
     digits = text.translate(_SEPARATORS)
     number = _fast_parse(digits, region) if _SIMPLE.match(digits) else None
     if number is not None:
-        kind = phonenumbers.number_type(number)
+        where = region_of(number)
+        kind = number_type(number, where)
         if kind != PhoneNumberType.UNKNOWN:
             # _fast_parse never keeps a leading zero of the national number: E.164 is +CC and the number's digits
-            return _phone(number, kind, None, f"+{number.country_code}{number.national_number}")
+            return _phone(number, kind, None, f"+{number.country_code}{number.national_number}", where)
     return _slow(text, region)
 
 
@@ -182,7 +259,8 @@ def _slow(text: str, region: str) -> Phone | PhoneError:
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             return PhoneError("invalid_country_code", "unknown country calling code (or no default region)")
         return PhoneError("phone_unparseable", str(exc.args[0] if exc.args else exc))
-    kind = phonenumbers.number_type(number)
+    region_found = region_of(number)
+    kind = number_type(number, region_found)
     if kind == PhoneNumberType.UNKNOWN:  # same test as is_valid_number, done once
         # Name the country the number was read in: a US number in a French list is otherwise a mystery.
         where = phonenumbers.region_code_for_country_code(number.country_code)
@@ -194,11 +272,12 @@ def _slow(text: str, region: str) -> Phone | PhoneError:
         if not phonenumbers.is_possible_number(number):
             return PhoneError("invalid_length", f"wrong number of digits for {where}{hint}")
         return PhoneError("invalid_number", f"not a number in use in the numbering plan of {where}{hint}")
-    return _phone(number, kind, extension)
+    return _phone(number, kind, extension, region=region_found)
 
 
-def _phone(number: phonenumbers.PhoneNumber, kind: int, extension: str | None, e164: str = "") -> Phone:
+def _phone(number: phonenumbers.PhoneNumber, kind: int, extension: str | None, e164: str = "",
+           region: str | None = None) -> Phone:
     e164 = e164 or phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    country, subdivision, zones = place(e164, number, kind)
+    country, subdivision, zones = place(e164, number, kind, region)
     return Phone(e164=e164, line_type=LINE_TYPES.get(kind, "other"), timezones=zones, country=country,
                  subdivision=subdivision, extension=extension)
