@@ -1,5 +1,5 @@
 """The import worker's per-row CPU, in one process: parse (dialer.contacts.chunks.iter_records), judge
-(rows.process_record), build (staging.contact_data, StagedRows.add) and, with --copy, the COPY into a PostgreSQL
+(rows.process_record), build (StagedRows.add_result) and, with --copy, the COPY into a PostgreSQL
 started for the run (StagedRows.flush, RECORD_BATCH rows a transaction). No Redis, no RQ: what a worker spends on
 its rows, stage by stage, so a change can be measured without the whole import around it.
 
@@ -28,7 +28,7 @@ from dialer.contacts.chunks import iter_records, plan_chunks  # noqa: E402
 from dialer.contacts.columns import plan_columns  # noqa: E402
 from dialer.contacts.rows import process_record  # noqa: E402
 from dialer.contacts.sniff import sample_records, sniff  # noqa: E402
-from dialer.contacts.staging import StagedRows, contact_data  # noqa: E402
+from dialer.contacts.staging import StagedRows  # noqa: E402
 
 
 def cpu() -> float:
@@ -51,9 +51,8 @@ def run(path: Path, copy_record: object | None, stages: str) -> int:
             result = process_record(record.cells, record.row, record.line, plan, "FR", None)
             if stages == "judge" or result.rejected:
                 continue
-            contact = contact_data(result, f"imp-{record.row}", "list", "", "imp", record.row)
             count += 1
-            staged.add(contact, record.row, record.line)
+            staged.add_result(result, f"imp-{record.row}", "list", "", record.row, record.line)
             if len(staged) >= 5000:
                 if copy_record is None:  # build only: the rows are dropped where COPY would send them
                     staged.contacts.clear()

@@ -1,4 +1,8 @@
-"""One raw phone cell -> a normalized number (E.164, validity, line type, time zones, jurisdiction) or a reason.
+"""FROZEN COPY of dialer/contacts/phones.py as it was before the s15-parse cuts: the oracle of
+tests/test_import_differential.py (the import must accept and reject the same cells, with the same reasons and
+messages). Do not edit; do not import from dialer code.
+
+One raw phone cell -> a normalized number (E.164, validity, line type, time zones, jurisdiction) or a reason.
 
 Pure: no I/O, no clock. phonenumbers does the parsing; what it does too leniently we refuse first
 (letters, which it would read as a vanity keypad; an extension word it does not know, like "poste").

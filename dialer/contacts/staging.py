@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from json.encoder import encode_basestring as _quote  # the encoder's own string quoting (ensure_ascii=False)
 from typing import Any
 
 import redis
@@ -100,6 +101,34 @@ class StagedRows:
             self.attempt, line))
         for pos, phone in enumerate(contact["phones"]):
             self.phones.append((self.tenant, self.import_id, self.attempt, row, pos, cid, phone["e"], phone["k"]))
+
+    def add_result(self, result: RowResult, cid: str, list_id: str, campaign: str, row: int, line: int) -> None:
+        """The same rows as add(contact_data(...)) (tests/test_import_staging.py compares them, JSON text byte for
+        byte), straight from the judged row: no contact dict built and then encoded, the JSON written as text
+        with the encoder's own string quoting. This runs for every row of every import."""
+        fields = result.fields
+        import_id, attempt, tenant = self.import_id, self.attempt, self.tenant
+        main = result.phones[0][1]
+        main_zones = ",".join(main.timezones)
+        parts = [f"{_quote(k if not k.startswith('keep:') else 'x.' + k[5:])}:{_quote(v)}" for k, v in fields.items()]
+        phones = ",".join(
+            f'{{"e":{_quote(p.e164)},"t":{_quote(p.line_type)},"z":{_quote(",".join(p.timezones))},'
+            f'"c":{_quote(p.country)},"s":{_quote(p.subdivision or "")},"x":{_quote(p.extension or "")},'
+            f'"k":{_quote(column)}}}'
+            for column, p in result.phones)
+        parts.append(
+            f'"id":{_quote(cid)},"list":{_quote(list_id)},"campaign":{_quote(campaign)},"import":{_quote(import_id)},'
+            f'"row":"{row}","phone":{_quote(main.e164)},"line_type":{_quote(main.line_type)},'
+            f'"timezones":{_quote(main_zones)},"phone_country":{_quote(main.country)},'
+            f'"phone_subdivision":{_quote(main.subdivision or "")},"phones":[{phones}]')
+        kept_priority = fields.get("keep:priority")  # priority_of reads x.priority: a kept column named so
+        self.contacts.append((
+            tenant, cid, import_id, campaign or None, row, main.e164, fields.get("country") or main.country or None,
+            fields.get("postal_code") or None, fields.get("state") or None, main_zones,
+            priority_of({"x.priority": kept_priority}) if kept_priority else 0, "{" + ",".join(parts) + "}",
+            attempt, line))
+        for pos, (column, phone) in enumerate(result.phones):
+            self.phones.append((tenant, import_id, attempt, row, pos, cid, phone.e164, column))
 
     def __len__(self) -> int:
         return len(self.contacts)
@@ -317,8 +346,7 @@ class ChunkStaging:
                         examples.append(f"row {first.row} ({first.column or 'record'}): {first.message}")
                 else:
                     cid = f"{import_id}-{record.row}"
-                    rows.add(contact_data(result, cid, list_id, campaign, import_id, record.row), record.row,
-                             record.line)
+                    rows.add_result(result, cid, list_id, campaign, record.row, record.line)
                     if result.consent is not None:
                         for _, phone in result.phones:
                             consents.append(json.dumps({"e164": phone.e164, **result.consent}))
