@@ -59,6 +59,12 @@ def _simple_prefixes(region: str) -> tuple[int, str, str] | None:
 
 
 def _fast_parse(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """_fast_split as a PhoneNumber (the tests compare it with phonenumbers.parse)."""
+    split = _fast_split(digits, region)
+    return None if split is None else phonenumbers.PhoneNumber(country_code=split[0], national_number=int(split[1]))
+
+
+def _fast_split(digits: str, region: str) -> tuple[int, str] | None:
     """The common clean cases without phonenumbers.parse (+CC..., 00CC..., 0NSN in the default region).
     Returns None whenever parse could do something more (a national prefix after the country code, a
     leading zero, a region with parsing rules); tests check both paths agree."""
@@ -75,7 +81,7 @@ def _fast_parse(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
             nsn = digits[len(national):]
             if nsn.startswith("0") or (national and nsn.startswith(national)):
                 return None
-            return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(nsn))
+            return country_code, nsn
         else:
             return None
     for length in (1, 2, 3):
@@ -86,7 +92,7 @@ def _fast_parse(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
             simple = _simple_prefixes(target) if target != "001" else None
             if not nsn or nsn.startswith("0") or simple is None or (simple[1] and nsn.startswith(simple[1])):
                 return None
-            return phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn))
+            return code, nsn
     return None
 
 
@@ -134,11 +140,16 @@ def number_type(number: phonenumbers.PhoneNumber, region: str | None) -> int:
     Non-geographic numbers ("001") are left to phonenumbers (their metadata is keyed by calling code)."""
     if region == REGION_CODE_FOR_NON_GEO_ENTITY:
         return phonenumbers.number_type(number)
+    nsn = phonenumbers.national_significant_number(number) if number.italian_leading_zero \
+        else str(number.national_number)
+    return _kind(nsn, region)
+
+
+def _kind(nsn: str, region: str | None) -> int:
+    """number_type of a national significant number in a geographic region."""
     table = _type_table(region) if region else None
     if table is None:
         return PhoneNumberType.UNKNOWN
-    nsn = phonenumbers.national_significant_number(number) if number.italian_leading_zero \
-        else str(number.national_number)
     general, ordered, fixed, mobile, same = table
     if not _matches(nsn, general):
         return PhoneNumberType.UNKNOWN
@@ -194,23 +205,27 @@ def _country_zones(country_code: int) -> tuple[str, ...]:
     return tuple(timezone._country_level_time_zones_for_number(number))
 
 
-def _pn_zones(e164: str, number: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
-    """Exactly phonenumbers' time_zones_for_number, from the number already parsed."""
-    if not timezone.is_number_type_geographical(kind, number.country_code):
-        return _country_zones(number.country_code)
-    return _geo_zones(e164[1:])
-
-
 def place(e164: str, number: phonenumbers.PhoneNumber, kind: int,
           region: str | None = None) -> tuple[str, str | None, tuple[str, ...]]:
     """(country, subdivision, zones) with the conventions and data of rules.geo (jurisdiction_for_number,
     zones_for_number), from the already parsed number: rules.geo parses again, which would double the
     cost of an import. tests/test_contacts_parsing.py checks both agree. `region`: region_of(number), when
     the caller has it already."""
-    region = (region if region is not None else region_of(number)) or ""
-    zones = set(_pn_zones(e164, number, kind)) - {timezone.UNKNOWN_TIMEZONE}
+    region = region if region is not None else region_of(number)
+    return _place(e164, number.country_code, str(number.national_number), kind, region)
+
+
+def _place(e164: str, country_code: int, national: str, kind: int,
+           region: str | None) -> tuple[str, str | None, tuple[str, ...]]:
+    """place() from the calling code and the national number's digits (the fast path builds no PhoneNumber)."""
+    region = region or ""
+    if timezone.is_number_type_geographical(kind, country_code):
+        found = set(_geo_zones(e164[1:]))
+    else:
+        found = set(_country_zones(country_code))
+    zones = found - {timezone.UNKNOWN_TIMEZONE}
     country, subdivision = region, None
-    area = geo.nanp_area_codes().get(str(number.national_number)[:3]) if number.country_code == 1 else None
+    area = geo.nanp_area_codes().get(national[:3]) if country_code == 1 else None
     if region in geo.FR_OVERSEAS:
         country, subdivision = "FR", geo.FR_OVERSEAS[region]
     elif area is not None:
@@ -228,13 +243,18 @@ def normalize(raw: str, region: str) -> Phone | PhoneError:
     if not text:
         return PhoneError("missing_phone", "no phone number")
     digits = text.translate(_SEPARATORS)
-    number = _fast_parse(digits, region) if _SIMPLE.match(digits) else None
-    if number is not None:
-        where = region_of(number)
-        kind = number_type(number, where)
+    split = _fast_split(digits, region) if _SIMPLE.match(digits) else None
+    if split is not None:
+        code, nsn = split
+        regions = COUNTRY_CODE_TO_REGION_CODE[code]
+        where = regions[0] if len(regions) == 1 else \
+            phonenumbers.region_code_for_number(phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn)))
+        kind = _kind(nsn, where)
         if kind != PhoneNumberType.UNKNOWN:
-            # _fast_parse never keeps a leading zero of the national number: E.164 is +CC and the number's digits
-            return _phone(number, kind, None, f"+{number.country_code}{number.national_number}", where)
+            # _fast_split never keeps a leading zero of the national number: E.164 is +CC and the number's digits
+            e164 = f"+{code}{nsn}"
+            country, subdivision, zones = _place(e164, code, nsn, kind, where)
+            return Phone(e164, LINE_TYPES.get(kind, "other"), zones, country, subdivision)
     return _slow(text, region)
 
 

@@ -16,6 +16,7 @@ from rules.model import PURPOSES
 
 MAX_CELL = 1000  # longer cells are refused (a runaway quote, a pasted document)
 CONSENT_FIELDS = ("consent_given_at", "consent_source", "consent_evidence", "consent_purpose", "consent_written")
+_CONSENT = frozenset(CONSENT_FIELDS)
 _TRUE = {"1", "true", "yes", "y", "oui", "o", "vrai", "x"}
 _FALSE = {"0", "false", "no", "n", "non", "faux", ""}
 
@@ -84,8 +85,9 @@ def process_record(record: list[str], row: int, line: int, plan: ColumnPlan, reg
                                           f"{len(value)} characters (at most {MAX_CELL}): a quote left open?"))
             result.rejected = "cell_too_long"
             return result
+        text = value.strip()  # once: this loop runs for every cell of every import
         if column.field == "phone":
-            if not value.strip():
+            if not text:
                 continue
             phone = normalize(value, region)
             if isinstance(phone, PhoneError):
@@ -96,13 +98,13 @@ def process_record(record: list[str], row: int, line: int, plan: ColumnPlan, reg
                         row, line, column.name, value, "phone_extension",
                         f"extension {phone.extension} kept apart: the number is dialed without it", "warning",
                     ))
-                if all(p.e164 != phone.e164 for _, p in result.phones):
+                if not result.phones or all(p.e164 != phone.e164 for _, p in result.phones):
                     result.phones.append((column.name, phone))
-        elif column.field in CONSENT_FIELDS:
-            if value.strip():
-                consent_raw[column.field] = value.strip()
-        elif value.strip():
-            result.fields[column.field] = value.strip()
+        elif column.field in _CONSENT:
+            if text:
+                consent_raw[column.field] = text
+        elif text:
+            result.fields[column.field] = text
     if not result.phones:
         if phone_errors:
             result.errors.extend(phone_errors)
