@@ -6,8 +6,8 @@ asked of its server, tracked here if still up, unknown if gone).
 A mixin, not a composed object: the AMI pool calls `_on_outcome` for every call, the takeover adds calls to the
 engine's `flights` and settles contacts through the engine's `_settle`, outcomes Redis refused wait in `_unsaved`
 for the engine's own recovery, and `_renewed_at` (leases.py) decides when a claim is the recovery's. These are the
-engine's state on every path; what it uses from Engine is listed below (methods: `_settle`, `_not_placed`,
-`_agentless`).
+engine's state on every path; what it uses from Engine is listed below (methods: `_settle` and `_not_placed`,
+placing.py; `_agentless`).
 """
 
 from __future__ import annotations
