@@ -134,7 +134,9 @@ class Engine(LeasesMixin, OutcomesMixin, PlacingMixin):
         self.board = AgentBoard(on_handle_time=handle_times_to(self.runners), wrapup=settings.wrapup)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
-        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
+        # an AstDB outcome goes only once the stored one is on every Redis replica (replicas.py)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool,
+                                                  lambda tenant, call: call_state(client, tenant, call, self.replicas))
         self.flights: dict[str, Flight] = {}
         self.figures = LiveFigures(client, self.pool.trackers, self.board, self.shared, self.flights,
                                    self._abandon_counter)  # the dashboard's gauges, the progress lines

@@ -95,11 +95,16 @@ class OutcomesMixin:
             await forget_stored(self.pool, server, outcome)
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
-        """True once stored, and on every replica of the tenant's master (Redis Cluster: only then may the PBX's
-        copy go; replicas.py). Retries through a Redis outage until the outcome is stored, or until the claim's
-        lease lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the
-        claim back, see _resolve). Never given up while Redis may come back: the outcome is a fact. An outcome the
-        serving master no longer has (a failover lost it) is stored again."""
+        """True once stored and on every replica of the tenant's master (Redis Cluster: only then may the PBX's copy
+        go; replicas.py). Retries through a Redis outage until the outcome is stored, or until the claim's lease
+        lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
+        back, see _resolve). Never given up while Redis may come back: the outcome is a fact. An outcome the
+        serving master no longer has (a failover lost it) is stored again.
+
+        Stored, and the replicas did not acknowledge it in time (one behind, frozen, its link cut): False after that
+        one check, the PBX's copy kept; StoredOutcomeSweep deletes it once the replicas have the outcome. Waiting here
+        instead would hold a worker thread for as long as the replica stays behind, with the heartbeat's and every
+        other tenant's Redis calls queued behind a handful of such outcomes (the default executor's few threads)."""
         claim = flight.claim
         disposition = str(outcome.disposition)
         delay, failures, stored = 0.2, 0, False
@@ -114,6 +119,10 @@ class OutcomesMixin:
                         log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id,
                                     disposition, failures)
                     return True
+                if kept.behind:  # on the serving master, not yet on all its replicas
+                    log.warning("call %s: outcome %s stored, not on every Redis replica yet (%s); its PBX copy is "
+                                "kept until it is (StoredOutcomeSweep)", claim.call_id, disposition, kept.why)
+                    return False
                 failures += 1
                 stored = not kept.missing  # gone from the serving master: store it again
                 if failures == 1 or kept.missing:

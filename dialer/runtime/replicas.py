@@ -65,6 +65,7 @@ class Confirmation:
     ok: bool
     why: str = ""  # when not ok: one line for the log
     missing: tuple[int, ...] = ()  # indexes of the evidence keys not found on the serving master
+    behind: bool = False  # the evidence is on the serving master, its replicas did not acknowledge it in time
 
 
 class ReplicaSync:
@@ -95,6 +96,11 @@ class ReplicaSync:
         AstDB copy is deleted)."""
         return self._confirm(tenant, [("HEXISTS", company_dnc_key(tenant), e164)], "",
                              present=lambda v: bool(int(v or 0)))
+
+    def written(self, tenant: str) -> Confirmation:
+        """Every write the master serving the tenant's slot took so far is on its replicas (no evidence read: for a
+        state the caller has just read, e.g. StoredOutcomeSweep's before it deletes a PBX copy)."""
+        return self._confirm(tenant, [], "", present=bool)
 
     def _confirm(self, tenant: str, reads: list[tuple[str, ...]], run_id: str, present: Any) -> Confirmation:
         if not self.enabled:
@@ -132,7 +138,7 @@ class ReplicaSync:
             if acked < replicas:
                 self._replicas.pop(node.name, None)  # read the topology again next time (a replica may be failed)
                 return Confirmation(False, f"{acked} of {replicas} replicas of the node serving tenant {tenant} "
-                                           f"acknowledged within {self.timeout:g} s")
+                                           f"acknowledged within {self.timeout:g} s", behind=True)
         return Confirmation(True)
 
     def _replica_count(self, name: str, conn: Any) -> int:
