@@ -73,12 +73,20 @@ def test_confirmed_only_when_on_the_serving_master_and_its_replica() -> None:
             client.set("t:{acme}:call:c3", "+33100000003")
             frozen = sync.reservations("acme", ["c3"])
             assert not frozen.ok and "0 of 1 replicas" in frozen.why, frozen
+            # known behind: the engine claims nothing for the tenant, and no tick waits, until a probe is acknowledged
+            waited = sync.waited
+            assert sync.behind("acme") == frozen.why and sync.waited == waited
+            other = next(t for t in (f"t{i}" for i in range(100)) if cluster.master_of(f"t:{{{t}}}:") is not master)
+            assert sync.behind(other) == ""  # another master's tenants are dialed on
+            sync.retry_behind = 0.0
+            assert "0 of 1 replicas" in sync.behind("acme") and sync.waited == waited + 1  # probed again: still behind
         finally:
             os.kill(replica.proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + 30
         while not sync.reservations("acme", ["c3"]).ok:  # caught up once it reconnects
             assert time.monotonic() < deadline, "the replica never acknowledged again"
             time.sleep(0.2)
+        assert sync.behind("acme") == ""
         client.close()
 
 

@@ -471,6 +471,10 @@ class Engine(LeasesMixin, OutcomesMixin, PlacingMixin):
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
+        behind = await asyncio.to_thread(self.replicas.behind, r.tenant) if self.replicas.enabled else ""
+        if behind:  # the last batch of this master's tenants was not confirmed: no claim until a probe is
+            self._not_confirmed(r, behind)
+            return
         slots = await asyncio.to_thread(self.slots.reserve, self.slots.round_robin(connected, n), ai)
         if plan is not None and slots:
             try:

@@ -116,12 +116,7 @@ class PlacingMixin:
         confirmed = self.replicas.reservations(r.tenant, [claims[i].call_id for i in reserved], run_id=state.run_id)
         if confirmed.ok:
             return results
-        wall = time.time()
-        if confirmed.why != r.unconfirmed or wall - r.unconfirmed_at >= 60.0:  # said once a minute, not per batch
-            r.unconfirmed, r.unconfirmed_at = confirmed.why, wall
-            log.error("campaign %s/%s: %d calls not placed: %s; their contacts are tried again shortly (no call "
-                      "before its reservation is on every replica)", r.tenant, r.campaign, len(reserved),
-                      confirmed.why)
+        self._not_confirmed(r, confirmed.why, len(reserved))
         now = self.clock()
         for i in reserved:
             self._not_sent_now(claims[i].call_id)
@@ -138,6 +133,16 @@ class PlacingMixin:
                     del r.claims[claims[i].contact.contact_id]
             results[i] = "not confirmed"
         return results
+
+    @staticmethod
+    def _not_confirmed(r: CampaignRunner, why: str, calls: int = 0) -> None:
+        """Said once a minute per campaign (and when the reason changes), not per batch or tick."""
+        wall = time.time()
+        if why != r.unconfirmed or wall - r.unconfirmed_at >= 60.0:
+            r.unconfirmed, r.unconfirmed_at = why, wall
+            log.error("campaign %s/%s: %s: %s; its contacts are tried again once the replicas acknowledge (no call "
+                      "before its reservation is on every replica)", r.tenant, r.campaign,
+                      f"{calls} calls not placed" if calls else "not dialed", why)
 
     def _not_sent_now(self, call_id: str) -> None:
         wall = time.time()
