@@ -63,6 +63,10 @@ def test_confirmed_only_when_on_the_serving_master_and_its_replica() -> None:
         assert not sync.outcome("acme", "+33100000000", "c1").ok  # no outcome yet
         client.hset(attempts, "c1", '{"at":"2026-12-07T09:00:00Z","campaign":"c","outcome":"busy"}')
         assert sync.outcome("acme", "+33100000000", "c1").ok
+        # an error reply says why without the command redis-py puts before it: the key holds the number (logged)
+        client.set(person_key("acme", "+33100000009", "att"), "not a hash")
+        broken = sync.outcome("acme", "+33100000009", "c9")
+        assert not broken.ok and "WRONGTYPE" in broken.why and "100000009" not in broken.why, broken.why
 
         replica = next(n for n in cluster.alive() if n is not master and cluster.role(n) == "slave"
                        and cluster.node_client(n).info("replication")["master_port"] == master.port)

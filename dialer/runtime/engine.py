@@ -125,7 +125,8 @@ class Engine(LeasesMixin, OutcomesMixin, PlacingMixin):
         # On a Redis Cluster, the writes an irrevocable act follows are confirmed on the replicas first: the
         # reservations before the Originate, an outcome or an opt-out before the PBX's copy is deleted (replicas.py).
         self.replicas = ReplicaSync(client)
-        self.optouts = OptOutRecorder.for_fact_store(self.facts, confirm=self._confirm_optout)
+        self.optouts = OptOutRecorder.for_fact_store(
+            self.facts, confirm=self._confirm_optout if self.replicas.enabled else None)  # one Redis: no thread hop
         # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,

@@ -146,7 +146,7 @@ class ReplicaSync:
             replies = pipe.execute()
         except redis.RedisError as exc:  # MOVED (the slot moved), connection lost, ...: not confirmed
             self._replicas.clear()
-            return Confirmation(False, f"replication not confirmed ({type(exc).__name__}: {exc})")
+            return Confirmation(False, f"replication not confirmed ({type(exc).__name__}: {_reply_text(exc)})")
         found = replies[:len(reads)]
         missing = tuple(i for i, value in enumerate(found) if not present(value))
         written, run = replies[len(reads)]
@@ -177,6 +177,13 @@ class ReplicaSync:
         count = replicas_of_myself(conn.execute_command("CLUSTER", "NODES"))
         self._replicas[name] = (count, now)
         return count
+
+
+def _reply_text(exc: Exception) -> str:
+    """The error without the command redis-py prefixes to a pipeline's error ("Command # 1 (HGET t:{acme}:p:+33...
+    ...) of pipeline caused error: MOVED ..."): the keys of a person's records hold the number, and the caller logs
+    this text."""
+    return str(exc).split(" of pipeline caused error: ", 1)[-1]
 
 
 def replicas_of_myself(nodes: Any) -> int:
