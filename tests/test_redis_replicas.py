@@ -82,6 +82,8 @@ def test_confirmed_only_when_on_the_serving_master_and_its_replica() -> None:
             assert sync.behind("acme") == frozen.why and sync.waited == waited
             other = next(t for t in (f"t{i}" for i in range(100)) if cluster.master_of(f"t:{{{t}}}:") is not master)
             assert sync.behind(other) == ""  # another master's tenants are dialed on
+            same = next(t for t in (f"t{i}" for i in range(100)) if cluster.master_of(f"t:{{{t}}}:") is master)
+            assert sync.behind(same) == frozen.why and "acme" not in frozen.why  # held too, told of its node only
             sync.retry_behind = 0.0
             assert "0 of 1 replicas" in sync.behind("acme") and sync.waited == waited + 1  # probed again: still behind
         finally:

@@ -162,8 +162,8 @@ class ReplicaSync:
             acked = int(replies[-1])
             if acked < replicas:
                 self._replicas.pop(node.name, None)  # read the topology again next time (a replica may be failed)
-                why = f"{acked} of {replicas} replicas of the node serving tenant {tenant} acknowledged within " \
-                      f"{self.timeout:g} s"
+                # said by the node, not the tenant: `behind` gives it to every tenant of this master
+                why = f"{acked} of {replicas} replicas of Redis node {node.name} acknowledged within {self.timeout:g} s"
                 self._behind[node.name] = (time.monotonic(), why)
                 return Confirmation(False, why, behind=True)
         self._behind.pop(node.name, None)
