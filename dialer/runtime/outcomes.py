@@ -206,36 +206,51 @@ class OutcomesMixin:
         settle from it. Reserved without outcome: the call may be up, ask its server (CoreShowChannels): still up
         -> keep tracking it here; gone -> outcome unknown (counted, cooled off)."""
         ask: dict[str, list[Claim]] = {}
-        for t in taken:
-            claim = t.claim
-            r.claims[claim.contact.contact_id] = claim
-            if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
-                continue
-            if self._not_sent.pop(claim.call_id, None) is not None:
-                # Given back unsent by this process, and the give-back lost (a failover): never dialed, so released
-                # and tried again like any reservation not originated (not `unknown`, which would cool off a day).
-                log.warning("campaign %s/%s: call %s was never placed (its give-back was lost): released",
-                            r.tenant, r.campaign, claim.call_id)
-                await asyncio.to_thread(self._not_placed, r, claim, "recovered: never placed", self.clock(), False)
-                continue
-            unsaved = self._unsaved.pop(claim.call_id, None)
-            if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
-                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(), ai=self._agentless(r))
-                await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
-                continue
-            log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
-                        t.previous_owner)
-            outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
-            now = self.clock()
-            if outcome == "not-reserved":
-                await asyncio.to_thread(self._settle, r, claim, Step("requeue", "recovered_not_reserved"), now)
-            elif outcome != "reserved":
-                disposition = GATE_TO_DISPOSITION.get(outcome, outcome)
-                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
-                step = policy.after_call(disposition, claim.attempts + 1, now)
-                await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
-            else:
-                ask.setdefault(claim.server, []).append(claim)
+        popped: dict[str, float] = {}  # calls of _not_sent this pass resolves
+        try:
+            for t in taken:
+                claim = t.claim
+                r.claims[claim.contact.contact_id] = claim
+                if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                    continue
+                sent_back = self._not_sent.pop(claim.call_id, None)
+                if sent_back is not None:
+                    popped[claim.call_id] = sent_back
+                    # Given back unsent by this process, and the give-back lost (a failover): never dialed, so released
+                    # and tried again like any reservation not originated (not `unknown`, which would cool off a day).
+                    log.warning("campaign %s/%s: call %s was never placed (its give-back was lost): released",
+                                r.tenant, r.campaign, claim.call_id)
+                    await asyncio.to_thread(self._not_placed, r, claim, "recovered: never placed", self.clock(), False)
+                    del popped[claim.call_id]
+                    continue
+                unsaved = self._unsaved.pop(claim.call_id, None)
+                if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
+                    flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(), ai=self._agentless(r))
+                    await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
+                    continue
+                log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
+                            t.previous_owner)
+                outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
+                now = self.clock()
+                if outcome == "not-reserved":
+                    await asyncio.to_thread(self._settle, r, claim, Step("requeue", "recovered_not_reserved"), now)
+                elif outcome != "reserved":
+                    disposition = GATE_TO_DISPOSITION.get(outcome, outcome)
+                    policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+                    step = policy.after_call(disposition, claim.attempts + 1, now)
+                    await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
+                else:
+                    ask.setdefault(claim.server, []).append(claim)
+        except Exception:
+            # Redis failed (or a bug) mid-way: the claims of this pass not resolved yet must not be renewed (the
+            # heartbeat renews r.claims): their leases lapse and a later pass resolves them again. Renewed, they
+            # would stay claimed, never called nor settled, for as long as this process lives.
+            self._not_sent.update(popped)
+            for t in taken:
+                current = r.claims.get(t.claim.contact.contact_id)
+                if current is not None and current.call_id == t.claim.call_id and t.claim.call_id not in self.flights:
+                    del r.claims[t.claim.contact.contact_id]
+            raise
         connected = self.pool.connected()
         for server in [s for s in ask if s not in self.pool.clients and connected]:
             # Placed through a server this process does not know by that name (configured differently): look for
