@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 1.0  # seconds a WAIT may take: replicas on a LAN acknowledge in milliseconds
 TOPOLOGY_TTL = 5.0  # seconds a master's replica count is reused
+BEHIND_RETRY = 5.0  # seconds between two probes of a master whose replicas did not acknowledge (see `behind`)
 
 # KEYS: the probe key. ARGV: the run id the caller's writes went to ('' any). Returns {written 1|0, run id}: the run
 # id read inside Redis, so no failover falls between the comparison and the write that WAIT then counts.
@@ -65,17 +66,42 @@ class Confirmation:
     ok: bool
     why: str = ""  # when not ok: one line for the log
     missing: tuple[int, ...] = ()  # indexes of the evidence keys not found on the serving master
+    behind: bool = False  # the evidence is on the serving master, its replicas did not acknowledge it in time
 
 
 class ReplicaSync:
     """Confirms a tenant's writes reached the replicas of the master serving its slot (Redis Cluster only)."""
 
-    def __init__(self, client: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, client: Any, *, timeout: float = DEFAULT_TIMEOUT, retry_behind: float = BEHIND_RETRY) -> None:
         self.redis = client
         self.enabled = is_cluster(client)
         self.timeout = timeout
+        self.retry_behind = retry_behind
         self._replicas: dict[str, tuple[int, float]] = {}  # node name -> (replicas, monotonic time read)
+        self._behind: dict[str, tuple[float, str]] = {}  # node name -> (monotonic time, why) of its last failed WAIT
         self.waited = 0  # WAITs sent (figures for tests and benchmarks)
+
+    def behind(self, tenant: str) -> str:
+        """Why the tenant's master is known not to replicate now, '' when calls may be tried. After a WAIT its
+        replicas did not acknowledge, the engine claims nothing for the tenants of that master until a probe (one
+        per master every `retry_behind` seconds, whichever campaign asks) is acknowledged: otherwise every tick of
+        every campaign there would claim, reserve, wait `timeout` seconds in the tick (every other tenant's
+        campaigns behind it) and give the batch back, two audit entries per contact each time."""
+        if not self._behind:
+            return ""
+        import redis
+
+        try:
+            name = self.redis.get_node_from_key(probe_key(tenant)).name
+        except redis.RedisError:
+            return ""  # the claim's own path decides
+        seen = self._behind.get(name)
+        if seen is None:
+            return ""
+        if time.monotonic() - seen[0] < self.retry_behind:
+            return seen[1]
+        confirmed = self.written(tenant)  # acknowledged: forgotten; not: marked again (_confirm)
+        return "" if confirmed.ok else confirmed.why
 
     def reservations(self, tenant: str, call_ids: Sequence[str], *, run_id: str = "") -> Confirmation:
         """The gate's reservations of these calls (their call index entries) are on the serving master, which is the
@@ -96,6 +122,11 @@ class ReplicaSync:
         return self._confirm(tenant, [("HEXISTS", company_dnc_key(tenant), e164)], "",
                              present=lambda v: bool(int(v or 0)))
 
+    def written(self, tenant: str) -> Confirmation:
+        """Every write the master serving the tenant's slot took so far is on its replicas (no evidence read: for a
+        state the caller has just read, e.g. StoredOutcomeSweep's before it deletes a PBX copy)."""
+        return self._confirm(tenant, [], "", present=bool)
+
     def _confirm(self, tenant: str, reads: list[tuple[str, ...]], run_id: str, present: Any) -> Confirmation:
         if not self.enabled:
             return Confirmation(True)
@@ -115,7 +146,7 @@ class ReplicaSync:
             replies = pipe.execute()
         except redis.RedisError as exc:  # MOVED (the slot moved), connection lost, ...: not confirmed
             self._replicas.clear()
-            return Confirmation(False, f"replication not confirmed ({type(exc).__name__}: {exc})")
+            return Confirmation(False, f"replication not confirmed ({type(exc).__name__}: {_reply_text(exc)})")
         found = replies[:len(reads)]
         missing = tuple(i for i, value in enumerate(found) if not present(value))
         written, run = replies[len(reads)]
@@ -131,8 +162,11 @@ class ReplicaSync:
             acked = int(replies[-1])
             if acked < replicas:
                 self._replicas.pop(node.name, None)  # read the topology again next time (a replica may be failed)
-                return Confirmation(False, f"{acked} of {replicas} replicas of the node serving tenant {tenant} "
-                                           f"acknowledged within {self.timeout:g} s")
+                # said by the node, not the tenant: `behind` gives it to every tenant of this master
+                why = f"{acked} of {replicas} replicas of Redis node {node.name} acknowledged within {self.timeout:g} s"
+                self._behind[node.name] = (time.monotonic(), why)
+                return Confirmation(False, why, behind=True)
+        self._behind.pop(node.name, None)
         return Confirmation(True)
 
     def _replica_count(self, name: str, conn: Any) -> int:
@@ -143,6 +177,13 @@ class ReplicaSync:
         count = replicas_of_myself(conn.execute_command("CLUSTER", "NODES"))
         self._replicas[name] = (count, now)
         return count
+
+
+def _reply_text(exc: Exception) -> str:
+    """The error without the command redis-py prefixes to a pipeline's error ("Command # 1 (HGET t:{acme}:p:+33...
+    ...) of pipeline caused error: MOVED ..."): the keys of a person's records hold the number, and the caller logs
+    this text."""
+    return str(exc).split(" of pipeline caused error: ", 1)[-1]
 
 
 def replicas_of_myself(nodes: Any) -> int:
