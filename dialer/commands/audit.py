@@ -16,7 +16,7 @@ from dialer.config import Config
 ACTIONS = {
     "verify": "check the hash chain; exit 1 naming the first bad seq",
     "anchor": "sign the current head with security.secret_key (schedule it, e.g. daily)",
-    "show": "print entries as JSON lines",
+    "show": "print entries as JSON lines (the part archived in the record and the Redis tail, as one sequence)",
 }
 
 
@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
             action.add_argument("--tenant", required=True, help="tenant id")
             action.add_argument("--from", dest="first", type=int, default=1, help="first seq (default 1)")
             action.add_argument("--limit", type=int, default=100, help="at most this many entries (default 100)")
+            action.add_argument("--redis-only", action="store_true",
+                                help="only the part still in Redis (default: the record's archived part too)")
         else:
             who = action.add_mutually_exclusive_group(required=True)
             who.add_argument("--tenant", help="tenant id")
@@ -78,11 +80,22 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 print(prefix + (f"anchored seq {head.seq} hash {head.hash}" if head.seq
                                 else "audit trail empty: nothing to anchor"))
             return 0
-        for n, entry in enumerate(log.entries(args.tenant, first=args.first)):
-            if n >= args.limit:
-                break
-            print(json.dumps({"seq": entry.seq, "at": iso(entry.at), "kind": entry.kind, "actor": entry.actor,
-                              "payload": entry.payload, "written": iso(entry.written), "hash": entry.hash}))
+        from dialer.record.store import Record, RecordUnavailable
+        from dialer.record.trail import oldest_first
+
+        record = None if args.redis_only else Record.from_config(config)
+        try:
+            for n, entry in enumerate(oldest_first(client, record, args.tenant, first=args.first)):
+                if n >= args.limit:
+                    break
+                print(json.dumps({"seq": entry.seq, "at": iso(entry.at), "kind": entry.kind, "actor": entry.actor,
+                                  "payload": entry.payload, "written": iso(entry.written), "hash": entry.hash}))
+        except RecordUnavailable as exc:
+            raise CommandError(f"the archived part of the trail cannot be read: {exc} (--redis-only shows the part "
+                               "still in Redis)") from None
+        finally:
+            if record is not None:
+                record.close()
         return 0
     except redis.RedisError as exc:
         raise redis_unreachable(config.redis_url, exc) from None

@@ -156,7 +156,8 @@ def normalize(raw: str, region: str) -> Phone | PhoneError:
     if number is not None:
         kind = phonenumbers.number_type(number)
         if kind != PhoneNumberType.UNKNOWN:
-            return _phone(number, kind, None)
+            # _fast_parse never keeps a leading zero of the national number: E.164 is +CC and the number's digits
+            return _phone(number, kind, None, f"+{number.country_code}{number.national_number}")
     return _slow(text, region)
 
 
@@ -196,8 +197,8 @@ def _slow(text: str, region: str) -> Phone | PhoneError:
     return _phone(number, kind, extension)
 
 
-def _phone(number: phonenumbers.PhoneNumber, kind: int, extension: str | None) -> Phone:
-    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+def _phone(number: phonenumbers.PhoneNumber, kind: int, extension: str | None, e164: str = "") -> Phone:
+    e164 = e164 or phonenumbers.format_number(number, PhoneNumberFormat.E164)
     country, subdivision, zones = place(e164, number, kind)
     return Phone(e164=e164, line_type=LINE_TYPES.get(kind, "other"), timezones=zones, country=country,
                  subdivision=subdivision, extension=extension)

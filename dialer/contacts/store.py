@@ -11,11 +11,12 @@ Keys (tenant T, list L, campaign C, import I, contact id K; full table in docs/c
   t:T:imports                zset    import ids by creation time; t:T:upload:{sha} string -> import id
   t:T:staging:I:*                    everything an import writes before its commit point
 
-The commit: workers write only under t:T:staging:I:. The commit point is one MULTI/EXEC setting
-status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before
-it nothing outside staging exists. Publishing writes the staged contacts into the record in one
-transaction (dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script
-(FINALIZE) sets the status and the list's metadata. The contact, phone and member keys above
+The commit: workers stage rows in the record's staging tables (dialer/contacts/staging.py) and write only under
+t:T:staging:I: in Redis (chunk leases, counters, the error report). The commit point is one MULTI/EXEC setting
+status=committing; after it the import rolls forward (a crashed coordinator is resumed) and before it nothing
+outside staging exists. Publishing makes the staged rows contacts in one record transaction
+(dialer/contacts/publish.py: contacts live in the record, docs/record.md), then one script (FINALIZE) sets the
+status and the list's metadata. The contact, phone and member keys above
 (t:T:contact:K, t:T:phone:*, t:T:list:L:members|phones, t:T:campaign:C:*) are no longer written: they
 hold only contacts imported before the record, until `dialer record move-contacts` moves them.
 """
@@ -120,16 +121,6 @@ class Keys:
     def done(self) -> str:
         return self.stg + "done"
 
-    @property
-    def seen(self) -> str:
-        return self.stg + "seen"
-
-    def staged_contact(self, cid: str) -> str:
-        return f"{self.stg}c:{cid}"
-
-    def rows(self, chunk: int, attempt: str) -> str:
-        return f"{self.stg}rows:{chunk:05d}:{attempt}"
-
     def chunk_errors(self, chunk: int, attempt: str) -> str:
         return f"{self.stg}errors:{chunk:05d}:{attempt}"
 
@@ -148,17 +139,11 @@ class Keys:
     def counters(self) -> str:
         return self.stg + "counters"
 
+    @property
+    def attempts(self) -> str:
+        """Every chunk attempt started (set): the commit deletes the staged rows of those it does not publish."""
+        return self.stg + "attempts"
 
-# KEYS: seen hash. ARGV: row, e164, row, e164, ... Keeps the lowest row per number (deterministic
-# dedupe whatever order the chunks run in).
-SEEN_MIN = """
-for i = 1, #ARGV, 2 do
-  local row = tonumber(ARGV[i])
-  local cur = redis.call('HGET', KEYS[1], ARGV[i + 1])
-  if not cur or tonumber(cur) > row then redis.call('HSET', KEYS[1], ARGV[i + 1], row) end
-end
-return 1
-"""
 
 # KEYS: list members, campaign contacts (Keys.no_campaign if none), new members, status, staged-keys set, list meta,
 #       lists set, list's imports list.
@@ -237,7 +222,6 @@ return 1
 
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
-        self.seen_min = client.register_script(SEEN_MIN)
         self.finalize = client.register_script(FINALIZE)
         self.lock_all = client.register_script(LOCK_ALL)
         self.unlock_all = client.register_script(UNLOCK_ALL)

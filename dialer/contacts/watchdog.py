@@ -78,11 +78,12 @@ def beating(client: Any, status_key: str, every: float = BEAT_SECONDS) -> Iterat
 
 def sweep(client: Any, stale_after: float = STALE_SECONDS) -> list[tuple[str, str]]:
     """One pass over the active imports; returns (import id, what was done) for each one taken over."""
-    from dialer.contacts.jobs import ACTIVE, FINAL, Importer
+    from dialer.contacts.jobs import ACTIVE, FINAL, Importer, clean_failed
     from dialer.contacts.store import Keys, _s
 
     take = client.register_script(_TAKE)
     done: list[tuple[str, str]] = []
+    clean_failed(client)  # staged rows of failed imports that found the record down
     for member in client.smembers(ACTIVE):
         tenant, import_id = _s(member).split("\t", 1)
         keys = Keys(tenant, import_id)

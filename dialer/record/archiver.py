@@ -304,6 +304,17 @@ class Archiver:
                         if gaps.get(tenant) != gap:
                             log.error("archiver: %s", exc)
                         gaps[tenant] = gap
+                    except (RecordUnavailable, redis.RedisError):
+                        raise
+                    except Exception as exc:
+                        # Anything else (a driver error we do not map, a bug) must not end the service: the thread
+                        # would die silently and no tenant be archived again until a restart. Said once per error
+                        # (with its traceback), retried every pass like a gap.
+                        failure = f"{type(exc).__name__}: {exc}"
+                        if gaps.get(tenant) != failure:
+                            log.exception("archiver: tenant %s not archived this pass (%s); retried", tenant,
+                                          failure)
+                        gaps[tenant] = failure
                 if down:
                     log.warning("archiver: record and Redis reachable again")
                 down = False

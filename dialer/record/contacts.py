@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
-from dialer.record.store import Record, Tx
+from dialer.record.store import Record
 from dialer.runtime.loader import priority_of
 from dialer.runtime.queues import QueuedContact
 
@@ -187,6 +187,8 @@ def delete_tenant(record: Record, tenant: str) -> int:
         tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM campaign_finals WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
+        for staged in ("import_phones", "import_contacts", "import_outcomes"):  # imports that never committed
+            tx.execute(f"DELETE FROM {staged} WHERE tenant = %s", (tenant,))
         return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 
 
@@ -214,65 +216,7 @@ def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
     return ids
 
 
-# --- the import's commit and the readers (issue 18: contacts live in the record) -------------------------------
-
-LOOKUP = 400  # numbers per dedupe query (SQLite allows 32,766 parameters; keep statements small)
-
-
-def insert_contacts(tx: Tx, tenant: str, list_id: str | None, contacts: Sequence[dict[str, Any]]) -> None:
-    """Within the caller's transaction: contacts, their membership of `list_id` and their numbers; rows already
-    stored are skipped (a retried batch inserts nothing twice)."""
-    rows = [contact_row(tenant, c) for c in contacts]
-    tx.insert_new("contacts", COLUMNS["contacts"], KEYS["contacts"], rows)
-    if list_id:
-        tx.insert_new("list_members", COLUMNS["list_members"], KEYS["list_members"],
-                      [(tenant, list_id, row[1]) for row in rows])
-    phones = sorted({(tenant, n, str(c["id"])) for c in contacts for n in numbers_of(c)})
-    tx.insert_new("contact_phones", COLUMNS["contact_phones"], KEYS["contact_phones"], phones)
-
-
-def numbers_taken(tx: Tx, tenant: str, numbers: Sequence[str], *, list_id: str | None = None,
-                  campaign: str | None = None, besides_import: str = "") -> set[str]:
-    """Which of `numbers` a contact of the list (or imported into the campaign) already holds, leaving out the
-    contacts of import `besides_import` (the import being committed: a retry of its own commit must find the
-    same duplicates as the first run, not its own rows)."""
-    found: set[str] = set()
-    # PostgreSQL: the page's numbers as one array parameter (one statement); SQLite: IN lists of LOOKUP
-    step = len(numbers) or 1 if tx.dialect == "postgresql" else LOOKUP
-    for start in range(0, len(numbers), step):
-        part = list(numbers[start:start + step])
-        marks = ", ".join(["%s"] * len(part))
-        if tx.dialect == "postgresql":
-            marks, part = "SELECT unnest(%s::text[])", [part]
-        if list_id:
-            sql = ("SELECT DISTINCT p.phone FROM contact_phones p JOIN list_members m ON m.tenant = p.tenant AND "
-                   "m.contact_id = p.contact_id JOIN contacts c ON c.tenant = p.tenant AND c.id = p.contact_id "
-                   f"WHERE p.tenant = %s AND m.list_id = %s AND p.phone IN ({marks}) "
-                   "AND (c.import_id IS NULL OR c.import_id <> %s)")
-            params: list[Any] = [tenant, list_id, *part, besides_import]
-        else:
-            sql = ("SELECT DISTINCT p.phone FROM contact_phones p JOIN contacts c ON c.tenant = p.tenant AND "
-                   f"c.id = p.contact_id WHERE p.tenant = %s AND c.campaign = %s AND p.phone IN ({marks}) "
-                   "AND (c.import_id IS NULL OR c.import_id <> %s)")
-            params = [tenant, campaign, *part, besides_import]
-        found.update(str(r[0]) for r in tx.query(sql, params))
-    return found
-
-
-def others_hold(tx: Tx, tenant: str, *, list_id: str | None = None, campaign: str | None = None,
-                besides_import: str = "") -> bool:
-    """Whether the list (or the campaign) has contacts from another import than `besides_import`: when it has none,
-    no number of this import can be a duplicate of it and the lookups are skipped (a new list)."""
-    if list_id:
-        sql = ("SELECT 1 FROM list_members m JOIN contacts c ON c.tenant = m.tenant AND c.id = m.contact_id "
-               "WHERE m.tenant = %s AND m.list_id = %s AND (c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
-        params: tuple[Any, ...] = (tenant, list_id, besides_import)
-    else:
-        sql = ("SELECT 1 FROM contacts c WHERE c.tenant = %s AND c.campaign = %s AND "
-               "(c.import_id IS NULL OR c.import_id <> %s) LIMIT 1")
-        params = (tenant, campaign, besides_import)
-    return bool(tx.query(sql, params))
-
+# --- the readers (issue 18: contacts live in the record; the import's commit is dialer/contacts/publish.py) -----
 
 def _campaign_members(tenant: str, after: str, campaign: str | None, lists: Sequence[str]) -> tuple[str, list[Any]]:
     """The WHERE clause (over `contacts c`) of a campaign's contacts after the id `after`: its own contacts and its

@@ -34,11 +34,30 @@ FINALS_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
                          ("detail", "text"), ("at", "real"), ("attempts", "int"), ("disposition", "text")],
                         ("tenant", "campaign", "contact_id")),
 }
+# revision 0006: an import's rows staged by its workers, invisible to every reader until its commit moves them into
+# the tables above in one transaction (dialer/contacts/publish.py). `attempt`: one per staging of a chunk, so a
+# chunk staged again after its worker died never doubles rows (only the attempt its `done` entry names is
+# published; the others are deleted). `import_outcomes`: what the commit found (counts, duplicates' report
+# entries), written in its transaction, so a commit that dies after it reports the same outcome once.
+STAGING_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "import_contacts": ([("tenant", "text"), ("id", "text"), ("import_id", "text"), ("campaign", "text"),
+                         ("row_no", "int"), ("phone", "text"), ("country", "text"), ("postal_code", "text"),
+                         ("state", "text"), ("zones", "text"), ("priority", "int"), ("data", "text"),
+                         ("attempt", "text"), ("line", "int")], ("tenant", "import_id", "attempt", "row_no")),
+    # every number of a staged contact (pos: its place in the contact's phones), for the set-based dedupe
+    "import_phones": ([("tenant", "text"), ("import_id", "text"), ("attempt", "text"), ("row_no", "int"),
+                       ("pos", "int"), ("contact_id", "text"), ("phone", "text"), ("col", "text"),
+                       ("reason", "text"), ("first_row", "int")], ("tenant", "import_id", "attempt", "row_no", "pos")),
+    "import_outcomes": ([("tenant", "text"), ("import_id", "text"), ("outcome", "text")], ("tenant", "import_id")),
+}
+STAGING_INDEXES = (("import_phones", ("tenant", "import_id", "phone", "row_no")),)
+
 INDEXES = (("contacts", ("tenant", "campaign", "id")), ("list_members", ("tenant", "contact_id")),
            ("contact_phones", ("tenant", "contact_id")))
 
-COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in {**TABLES, **FINALS_TABLES}.items()}
-KEYS = {name: key for name, (_, key) in {**TABLES, **FINALS_TABLES}.items()}
+_ALL = {**TABLES, **FINALS_TABLES, **STAGING_TABLES}
+COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in _ALL.items()}
+KEYS = {name: key for name, (_, key) in _ALL.items()}
 
 
 def create_statements(dialect: str) -> list[str]:
@@ -59,3 +78,15 @@ def finals_create_statements(dialect: str) -> list[str]:
 
 def finals_drop_statements(dialect: str) -> list[str]:
     return [f"DROP TABLE IF EXISTS {name}" for name in FINALS_TABLES]
+
+
+def staging_create_statements(dialect: str) -> list[str]:
+    from dialer.record.schema import table_statements
+
+    # the duplicates the commit's dedupe marked (few): counted, reported and narrowed without a scan of the rest
+    return [*table_statements(dialect, STAGING_TABLES, STAGING_INDEXES),
+            "CREATE INDEX import_phones_marked ON import_phones (tenant, import_id, row_no) WHERE reason IS NOT NULL"]
+
+
+def staging_drop_statements(dialect: str) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {name}" for name in STAGING_TABLES]

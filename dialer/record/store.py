@@ -85,6 +85,20 @@ class Tx:
         self.cursor.execute(f"TRUNCATE {stage}")
 
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Plain bulk INSERT (no conflict handling: the caller's keys are new). PostgreSQL: COPY straight into the
+        table; SQLite: one executemany."""
+        if not rows:
+            return
+        cols = ", ".join(columns)
+        if self.dialect != "postgresql":
+            self.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(columns))})", rows)
+            return
+        with self.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
 def ts_text(value: datetime) -> str:
     """An instant as SQLite stores it: fixed-width UTC text, so text order is time order."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"

@@ -7,8 +7,10 @@ take a campaign over when its holder stops renewing):
   2. recovery: claims whose lease expired (a dead process's) are taken over and resolved (_resolve, outcomes.py);
   3. pacing: agents (AMI queue state) and calls in flight -> dialer.pacing.decide -> n calls, within the trunk
      channel limit and calls per second of the servers;
-  4. claim n contacts (Lua; owner + lease), skip those outside the campaign's own schedule, then the gate's
-     check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates;
+  4. claim n contacts (Lua; owner + lease); then (placing.py) skip those outside the campaign's own schedule,
+     then the gate's check-and-reserve for all of them at the clock's now, IMMEDIATELY before the Originates; on a
+     Redis Cluster the claims and reservations are first confirmed on the replicas (replicas.py: a failover cannot
+     bring back a contact already called);
   5. Originate the reserved calls through AMIPool; denials go back to the queue for next_allowed_at or leave it.
 Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit), abandons are counted (24 h and
 30 days), live stats are updated, and the contact is retried per the campaign's rules or finalized.
@@ -16,10 +18,10 @@ Outcomes (AMIPool on_outcome): the gate records the outcome (FactStore + audit),
 The clock is injected (`clock() -> aware datetime`): legal windows and retry times follow it; leases and
 heartbeats use the wall clock.
 
-The engine's other ideas live beside it: heartbeats, leases and the pacing group (leases.py), outcomes and takeover
-(outcomes.py) as mixins of Engine; the agent feed (agent_feed.py), trunk slots (slots.py), live figures
-(figures.py) and window refills (window.py) as objects it composes; its settings and clocks (settings.py) and the
-data it keeps per call and campaign (runner.py).
+The engine's other ideas live beside it: heartbeats, leases and the pacing group (leases.py), the path from
+claimed contacts to Originates (placing.py), outcomes and takeover (outcomes.py) as mixins of Engine; the agent feed
+(agent_feed.py), trunk slots (slots.py), live figures (figures.py) and window refills (window.py) as objects it
+composes; its settings and clocks (settings.py) and the data it keeps per call and campaign (runner.py).
 """
 
 from __future__ import annotations
@@ -41,15 +43,12 @@ import redis
 
 from dialer import holds, redisconn
 from dialer.ami.calls import Outcome
-from dialer.ami.client import NotConnected
 from dialer.ami.optouts import OptOutRecorder
-from dialer.ami.originate import OriginateRequest, campaign_caller_id, dial_string
 from dialer.ami.pool import AMIPool
 from dialer.campaigns import ACTIVE, CampaignError, CampaignStore, StoredCampaign
 from dialer.config import AsteriskServer, Config
 from dialer.facts import FactStore
-from dialer.gate import Gate, Request, Reservation
-from dialer.livestats import queue_attempt, queue_denial
+from dialer.gate import Gate
 from dialer.pacing import (
     PacingMode,
     PolicyError,
@@ -81,14 +80,11 @@ from dialer.runtime.loader import load_campaign
 from dialer.runtime.outcomes import OutcomesMixin
 from dialer.runtime.pbx_outcomes import StoredOutcomeSweep, call_state
 from dialer.runtime.pbx_queues import QueueVerdict, campaign_queue, record_dialing
+from dialer.runtime.placing import PlacingMixin
 from dialer.runtime.policy import (
-    Step,
-    after_denial,
     pacing_policy,
-    schedule_opens_at,
-    windows_from_config,
 )
-from dialer.runtime.queues import Claim
+from dialer.runtime.replicas import ReplicaSync
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
 from dialer.runtime.servers import ServerWatch
 from dialer.runtime.settings import Clock, RuntimeSettings, trunk_of, wall_clock
@@ -99,8 +95,6 @@ from dialer.runtime.trunk import TrunkBudget, TrunkUsage, server_address
 from dialer.runtime.window import RecordWindows
 from dialer.usage.report import snapshot_contacts
 from rules import geo
-from rules.model import Contact
-from rules.recording import recording_notice
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +105,7 @@ ESTIMATES_EVERY = 30.0  # seconds between saves of a campaign's estimates
 ESTIMATES_TTL = 24 * 3600
 
 
-class Engine(LeasesMixin, OutcomesMixin):
+class Engine(LeasesMixin, OutcomesMixin, PlacingMixin):
     def __init__(self, client: redis.Redis, gate: Gate, servers: Sequence[AsteriskServer], *,
                  settings: RuntimeSettings, clock: Clock = wall_clock, process_id: str | None = None,
                  pool_options: dict[str, Any] | None = None, record: Record | None = None) -> None:
@@ -128,7 +122,11 @@ class Engine(LeasesMixin, OutcomesMixin):
         # OptOutRecorder is appended to the tenant's audit trail in the same transaction as the DNC write.
         self.facts = FactStore(client, audit=gate.audit)
         self.campaigns = CampaignStore(client)
-        self.optouts = OptOutRecorder.for_fact_store(self.facts)
+        # On a Redis Cluster, the writes an irrevocable act follows are confirmed on the replicas first: the
+        # reservations before the Originate, an outcome or an opt-out before the PBX's copy is deleted (replicas.py).
+        self.replicas = ReplicaSync(client)
+        self.optouts = OptOutRecorder.for_fact_store(
+            self.facts, confirm=self._confirm_optout if self.replicas.enabled else None)  # one Redis: no thread hop
         # resolve_number: opt-outs read back from AstDB (dialer/ami/astdb.py) for calls this process did not place
         # (or no longer tracks) find their number in the gate's call index.
         self.pool = AMIPool(servers, on_outcome=self._on_outcome, on_optout=self.optouts,
@@ -137,7 +135,9 @@ class Engine(LeasesMixin, OutcomesMixin):
         self.board = AgentBoard(on_handle_time=handle_times_to(self.runners), wrapup=settings.wrapup)
         # Agents are shared with every campaign and process sending calls to the same queues (Redis, atomic).
         self.shared = SharedPacer(client, self.board, self.pbx, lease_seconds=settings.lease_seconds)
-        self.stored_outcomes = StoredOutcomeSweep(self.pool, lambda tenant, call: call_state(client, tenant, call))
+        # an AstDB outcome goes only once the stored one is on every Redis replica (replicas.py)
+        self.stored_outcomes = StoredOutcomeSweep(self.pool,
+                                                  lambda tenant, call: call_state(client, tenant, call, self.replicas))
         self.flights: dict[str, Flight] = {}
         self.figures = LiveFigures(client, self.pool.trackers, self.board, self.shared, self.flights,
                                    self._abandon_counter)  # the dashboard's gauges, the progress lines
@@ -161,6 +161,9 @@ class Engine(LeasesMixin, OutcomesMixin):
         self.clock_guard = ClockGuard(SkewLimits(settings.clock_skew_warn, settings.clock_skew_stop))
         self.datastate = DataStates(client, who=self.id, per_tenant=is_cluster(client))
         self._unsaved: dict[str, tuple[Outcome, bool]] = {}  # call id -> outcome Redis refused (kept for recovery)
+        # call id -> wall time it was given back unsent: a claim of ours the recovery finds still reserved (the give
+        # back was lost with a failed-over master) was never dialed, so it is released, not settled `unknown`.
+        self._not_sent: dict[str, float] = {}
         self._contacts_at: dict[str, float] = {}  # tenant -> monotonic time of its last contacts-stored reading
         # Servers refusing Originates (shutting down, restarting...) are drained: dialer/runtime/servers.py.
         self.servers = ServerWatch(self.pool.clients, {s.name: server_address(s.host, s.port) for s in servers},
@@ -178,6 +181,12 @@ class Engine(LeasesMixin, OutcomesMixin):
     def dialing_stopped(self) -> str | None:
         """Why no call may be placed now (Redis lost data, or the clocks disagree), None when calls may go."""
         return self.datastate.halted or self.clock_guard.stopped
+
+    def _confirm_optout(self, tenant: str, e164: str) -> None:
+        """Raise until the opt-out is on every replica (the recorder retries; the AstDB copy stays meanwhile)."""
+        confirmed = self.replicas.optout(tenant, e164)
+        if not confirmed.ok:
+            raise redis.RedisError(f"opt-out not confirmed on the replicas: {confirmed.why}")
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -463,6 +472,10 @@ class Engine(LeasesMixin, OutcomesMixin):
         n = min(decision.calls if plan is None else plan.calls, self.settings.max_batch)
         if n <= 0 or not connected:
             return
+        behind = await asyncio.to_thread(self.replicas.behind, r.tenant) if self.replicas.enabled else ""
+        if behind:  # the last batch of this master's tenants was not confirmed: no claim until a probe is
+            self._not_confirmed(r, behind)
+            return
         slots = await asyncio.to_thread(self.slots.reserve, self.slots.round_robin(connected, n), ai)
         if plan is not None and slots:
             try:
@@ -497,166 +510,7 @@ class Engine(LeasesMixin, OutcomesMixin):
                 r.prefixes.add(claim.contact.phone[:5])
                 with contextlib.suppress(Exception):
                     r.countries.add(geo.jurisdiction_for_number(claim.contact.phone)[0])
-        try:
-            results = await asyncio.to_thread(self._reserve, r, claims)
-        except Exception:
-            # Redis failed mid-way (or a bug): nothing was originated. Stop renewing these claims: their leases
-            # expire and the recovery resolves each one (not reserved: requeued; reserved: no channel, unknown).
-            for claim in claims:
-                current = r.claims.get(claim.contact.contact_id)
-                if current is not None and current.call_id == claim.call_id:
-                    del r.claims[claim.contact.contact_id]
-            await self.slots.free([(claim.server, claim.call_id) for claim in claims], ai)
-            raise
-        for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, Reservation):
-                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(),
-                                jurisdictions=result.decision.jurisdictions, ai=ai)
-                self.flights[claim.call_id] = flight
-                r.estimators.on_originate(flight.sent_wall)
-                r.minute.append(flight.sent_wall)
-                task = asyncio.create_task(self._originate(r, flight))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    def _reserve(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
-        """The campaign schedule and the gate (below); then every contact not reserved gives its trunk slot back."""
-        results = self._schedule_and_gate(r, claims)
-        unused = [(c.server, c.call_id) for c, res in zip(claims, results, strict=True)
-                  if not isinstance(res, Reservation)]
-        if unused:
-            self.slots.release(unused, self._agentless(r))
-        return results
-
-    def _schedule_and_gate(self, r: CampaignRunner, claims: list[Claim]) -> list[Any]:
-        """Campaign schedule first (no gate decision for a contact the campaign itself would not call now), then
-        the gate for the others at the clock's now. Denied and out-of-schedule contacts are settled here."""
-        config = r.stored.config
-        windows = windows_from_config(config.get("schedule_windows"))
-        campaign = r.stored.gate_campaign()
-        now = self.clock()
-        results: list[Any] = [None] * len(claims)
-        asked: list[int] = []
-        for i, claim in enumerate(claims):
-            opens = schedule_opens_at(windows, claim.contact.zones, now)
-            if opens is not None:
-                self._settle(r, claim, Step("retry", "campaign_schedule", opens, count_attempt=False), now)
-                results[i] = "schedule"
-            else:
-                asked.append(i)
-        if asked:
-            requests = [Request(Contact(claims[i].contact.phone, claims[i].contact.country,
-                                        claims[i].contact.postal_code, claims[i].contact.state),
-                                campaign, claims[i].call_id, claims[i].contact.contact_id) for i in asked]
-            at = self.clock()  # read right before the atomic check-and-reserve
-            decided = self.gate.reserve_many(requests, at)
-            pipe = self.redis.pipeline(transaction=False)
-            for i, result in zip(asked, decided, strict=True):
-                results[i] = result
-                if isinstance(result, Reservation):
-                    queue_attempt(pipe, r.tenant, r.campaign, at)  # the dashboard's attempts per hour
-                else:
-                    self._settle(r, claims[i], after_denial(result, at), at)
-                    for reason in result.reasons:
-                        queue_denial(pipe, r.tenant, r.campaign, reason.code)
-                    r.denied[",".join(reason.code for reason in result.reasons) or "DENIED"] += 1
-            pipe.execute()
-        return results
-
-    async def _originate(self, r: CampaignRunner, flight: Flight) -> None:
-        claim = flight.claim
-        c = r.stored.config
-        stopped = self.dialing_stopped()
-        if stopped:  # between the claim and here: the data or the clock became untrustworthy
-            self.flights.pop(claim.call_id, None)
-            await self._give_back_claim(r, claim, "dialing stopped", False)
-            return
-        if time.time() - self._renewed_at > self.settings.lease_seconds * 0.75:
-            # Our leases may have expired (this process stalled, or Redis was unreachable): another process may
-            # already have taken this claim over. Never dial on a claim we cannot vouch for.
-            self.flights.pop(claim.call_id, None)
-            log.error("call %s not placed: this process's leases were not renewed in time", claim.call_id)
-            await self._give_back_claim(r, claim, "lease not renewed", False)
-            return
-        try:
-            request = OriginateRequest(
-                call_id=claim.call_id, campaign_id=r.campaign, tenant=r.tenant, contact=claim.contact.phone,
-                channel=dial_string(self.settings.dial_template, claim.contact.phone),
-                caller_id=campaign_caller_id(c), timeout_ms=self.settings.ring_timeout * 1000,
-                agent_kind="ai" if c.get("agent_kind") == "ai" else "queue", queue=str(c.get("queue") or ""),
-                ai_endpoint=str(c.get("ai_endpoint") or ""), ai_disclosure=c.get("agent_kind") == "ai",
-                recording_notice=recording_notice(bool(c.get("recording")), flight.jurisdictions),
-                info_message=str(c.get("info_message") or ""),
-                amd=bool(c.get("amd", False)))
-            result = await self.pool.originate(flight.server, request, timeout=10.0)
-            if result.status == "refused":  # Response: Error, no channel: not a call (dialer/runtime/servers.py)
-                self.servers.refused(flight.server, result.detail)
-                raise NotConnected(f"refused by {flight.server}: {result.detail}")
-            self.servers.accepted(flight.server)
-        except (NotConnected, ValueError) as exc:
-            # Nothing was written (or the request broke the contract): no call exists; give the reservation back.
-            self.flights.pop(claim.call_id, None)
-            now = self.clock()
-            await self._give_back_claim(r, claim, str(exc) or type(exc).__name__, isinstance(exc, ValueError), now)
-            return
-        except Exception:
-            tracker = self.pool.trackers.get(flight.server)
-            if tracker is not None and tracker.get(claim.call_id) is not None:
-                # Registered, so perhaps sent: never give it back (a second call could follow); its events, the
-                # reconciliation or the sweep settle it like a lost response.
-                log.exception("call %s: Originate failed unexpectedly; left to the sweep", claim.call_id)
-                return
-            # Not registered: nothing was sent. Give everything back (the flight, its trunk channel, the gate's
-            # reservation, the claim) and try the contact again later, not at once: a bug would repeat.
-            log.exception("call %s not placed: unexpected error before the Originate", claim.call_id)
-            self.flights.pop(claim.call_id, None)
-            await self._give_back_claim(r, claim, "unexpected error", False, retry_in=60.0)
-            return
-        self.placed += 1
-        r.placed += 1
-        if result.status == "unconfirmed":
-            log.warning("call %s: Originate response lost; waiting for its events or reconciliation", claim.call_id)
-
-    async def _give_back_claim(self, r: CampaignRunner, claim: Claim, why: str, bad: bool,
-                               now: datetime | None = None, retry_in: float = 1.0) -> None:
-        """A reserved call that was not placed: release it and put the contact back. If Redis fails, stop renewing
-        the claim: it expires and the recovery resolves it (never a lost contact)."""
-        try:
-            await asyncio.to_thread(self._not_placed, r, claim, why, now or self.clock(), bad, retry_in)
-        except Exception as exc:
-            log.error("call %s not placed and not given back yet (%s); recovery will resolve it", claim.call_id, exc)
-            current = r.claims.get(claim.contact.contact_id)
-            if current is not None and current.call_id == claim.call_id:
-                del r.claims[claim.contact.contact_id]
-
-    def _not_placed(self, r: CampaignRunner, claim: Claim, why: str, now: datetime, bad: bool,
-                    retry_in: float = 1.0) -> None:
-        self.gate.release(r.tenant, claim.call_id, now, reason=f"not originated: {why}")
-        self.trunk.release([(claim.server, claim.call_id)], originated=False, ai=self._agentless(r))
-        if bad:
-            self._settle(r, claim, Step("final", "originate_invalid", count_attempt=False, detail=why), now)
-        else:
-            self._settle(r, claim, Step("retry", "server_unavailable", now + timedelta(seconds=retry_in),
-                                        count_attempt=False), now)
-
-    def _settle(self, r: CampaignRunner, claim: Claim, step: Step, now: datetime) -> bool:
-        ts = now.timestamp()
-        if step.action == "retry":
-            assert step.at is not None
-            done = r.queue.retry(claim, step.at.timestamp(), reason=step.reason, count_attempt=step.count_attempt,
-                                 at=ts)
-        elif step.action == "requeue":
-            done = r.queue.requeue(claim, reason=step.reason, at=ts)
-        else:
-            done = r.queue.finish(claim, reason=step.reason, at=ts, count_attempt=step.count_attempt,
-                                  detail=step.detail)
-        if not done:
-            log.warning("contact %s of %s/%s: claim no longer held by call %s (taken over?)",
-                        claim.contact.contact_id, r.tenant, r.campaign, claim.call_id)
-        current = r.claims.get(claim.contact.contact_id)
-        if current is not None and current.call_id == claim.call_id:
-            del r.claims[claim.contact.contact_id]
-        return done
+        await self._place(r, claims, ai)
 
     async def _queue_verdict(self, r: CampaignRunner, verdict: QueueVerdict, now: datetime) -> None:
         """Say each change once: a refusal (ERROR line, audit entry, the campaign's status), its end (INFO, audit

@@ -14,6 +14,8 @@ from dialer.runtime.queues import MAX_PRIORITY, ContactQueue, QueuedContact
 def priority_of(contact: dict[str, Any]) -> int:
     """An optional kept column `priority` (0-9, higher first); anything else is 0."""
     raw = contact.get("x.priority") or contact.get("priority") or ""
+    if raw == "":  # most contacts (an import stages millions): no exception raised and caught for nothing
+        return 0
     try:
         value = int(str(raw).strip())
     except ValueError:

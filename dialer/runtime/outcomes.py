@@ -6,7 +6,8 @@ asked of its server, tracked here if still up, unknown if gone).
 A mixin, not a composed object: the AMI pool calls `_on_outcome` for every call, the takeover adds calls to the
 engine's `flights` and settles contacts through the engine's `_settle`, outcomes Redis refused wait in `_unsaved`
 for the engine's own recovery, and `_renewed_at` (leases.py) decides when a claim is the recovery's. These are the
-engine's state on every path; what it uses from Engine is listed below (methods: `_settle`, `_agentless`).
+engine's state on every path; what it uses from Engine is listed below (methods: `_settle` and `_not_placed`,
+placing.py; `_agentless`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dialer.runtime.call_record import call_figures
 from dialer.runtime.pbx_outcomes import forget_stored, settle_with_pbx
 from dialer.runtime.policy import GATE_OUTCOME, RetryPolicy, Step
 from dialer.runtime.queues import Claim, TakenOver
+from dialer.runtime.replicas import ReplicaSync
 from dialer.runtime.runner import ACTOR, CampaignRunner, Flight
 from dialer.runtime.settings import RuntimeSettings
 from dialer.runtime.shared import SharedPacer
@@ -60,6 +62,8 @@ class OutcomesMixin:
     runners: dict[tuple[str, str], CampaignRunner]
     _settling: set[asyncio.Task]
     _unsaved: dict[str, tuple[Outcome, bool]]
+    _not_sent: dict[str, float]
+    replicas: ReplicaSync
     _abandons: dict[str, RedisAbandonCounter]
     _renewed_at: float
 
@@ -91,19 +95,39 @@ class OutcomesMixin:
             await forget_stored(self.pool, server, outcome)
 
     def _record_outcome(self, r: CampaignRunner, flight: Flight, outcome: Outcome, live: bool) -> bool:
-        """True once stored. Retries through a Redis outage until the outcome is stored, or until the claim's lease
+        """True once stored and on every replica of the tenant's master (Redis Cluster: only then may the PBX's copy
+        go; replicas.py). Retries through a Redis outage until the outcome is stored, or until the claim's lease
         lapsed (the takeover path owns it then: this process's recovery stores the outcome when it takes the claim
-        back, see _resolve). Never given up while Redis may come back: the outcome is a fact."""
+        back, see _resolve). Never given up while Redis may come back: the outcome is a fact. An outcome the
+        serving master no longer has (a failover lost it) is stored again.
+
+        Stored, and the replicas did not acknowledge it in time (one behind, frozen, its link cut): False after that
+        one check, the PBX's copy kept; StoredOutcomeSweep deletes it once the replicas have the outcome. Waiting here
+        instead would hold a worker thread for as long as the replica stays behind, with the heartbeat's and every
+        other tenant's Redis calls queued behind a handful of such outcomes (the default executor's few threads)."""
         claim = flight.claim
         disposition = str(outcome.disposition)
-        delay, failures = 0.2, 0
+        delay, failures, stored = 0.2, 0, False
         while True:
             try:
-                self._store_outcome(r, flight, outcome, live)
-                if failures:
-                    log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id, disposition,
-                                failures)
-                return True
+                if not stored:
+                    self._store_outcome(r, flight, outcome, live)
+                    stored = True
+                kept = self.replicas.outcome(r.tenant, claim.contact.phone, claim.call_id)
+                if kept.ok:
+                    if failures:
+                        log.warning("call %s: outcome %s stored after %d failed attempts", claim.call_id,
+                                    disposition, failures)
+                    return True
+                if kept.behind:  # on the serving master, not yet on all its replicas
+                    log.warning("call %s: outcome %s stored, not on every Redis replica yet (%s); its PBX copy is "
+                                "kept until it is (StoredOutcomeSweep)", claim.call_id, disposition, kept.why)
+                    return False
+                failures += 1
+                stored = not kept.missing  # gone from the serving master: store it again
+                if failures == 1 or kept.missing:
+                    log.error("call %s: outcome %s not confirmed on the Redis replicas yet (%s); %s", claim.call_id,
+                              disposition, kept.why, "storing it again" if kept.missing else "checking again")
             except redis.RedisError as exc:
                 failures += 1
                 if failures == 1:
@@ -182,29 +206,51 @@ class OutcomesMixin:
         settle from it. Reserved without outcome: the call may be up, ask its server (CoreShowChannels): still up
         -> keep tracking it here; gone -> outcome unknown (counted, cooled off)."""
         ask: dict[str, list[Claim]] = {}
-        for t in taken:
-            claim = t.claim
-            r.claims[claim.contact.contact_id] = claim
-            if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
-                continue
-            unsaved = self._unsaved.pop(claim.call_id, None)
-            if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
-                flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(), ai=self._agentless(r))
-                await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
-                continue
-            log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
-                        t.previous_owner)
-            outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
-            now = self.clock()
-            if outcome == "not-reserved":
-                await asyncio.to_thread(self._settle, r, claim, Step("requeue", "recovered_not_reserved"), now)
-            elif outcome != "reserved":
-                disposition = GATE_TO_DISPOSITION.get(outcome, outcome)
-                policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
-                step = policy.after_call(disposition, claim.attempts + 1, now)
-                await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
-            else:
-                ask.setdefault(claim.server, []).append(claim)
+        popped: dict[str, float] = {}  # calls of _not_sent this pass resolves
+        try:
+            for t in taken:
+                claim = t.claim
+                r.claims[claim.contact.contact_id] = claim
+                if claim.call_id in self.flights:  # our own claim, whose lease lapsed (a stall): still ours, tracked
+                    continue
+                sent_back = self._not_sent.pop(claim.call_id, None)
+                if sent_back is not None:
+                    popped[claim.call_id] = sent_back
+                    # Given back unsent by this process, and the give-back lost (a failover): never dialed, so released
+                    # and tried again like any reservation not originated (not `unknown`, which would cool off a day).
+                    log.warning("campaign %s/%s: call %s was never placed (its give-back was lost): released",
+                                r.tenant, r.campaign, claim.call_id)
+                    await asyncio.to_thread(self._not_placed, r, claim, "recovered: never placed", self.clock(), False)
+                    del popped[claim.call_id]
+                    continue
+                unsaved = self._unsaved.pop(claim.call_id, None)
+                if unsaved is not None:  # our own call whose outcome Redis refused earlier: store it now
+                    flight = Flight(claim, r.tenant, r.campaign, claim.server, time.time(), ai=self._agentless(r))
+                    await asyncio.to_thread(self._record_outcome, r, flight, unsaved[0], unsaved[1])
+                    continue
+                log.warning("campaign %s/%s: taking over call %s of process %s", r.tenant, r.campaign, claim.call_id,
+                            t.previous_owner)
+                outcome = await asyncio.to_thread(self._recorded_outcome, r.tenant, claim)
+                now = self.clock()
+                if outcome == "not-reserved":
+                    await asyncio.to_thread(self._settle, r, claim, Step("requeue", "recovered_not_reserved"), now)
+                elif outcome != "reserved":
+                    disposition = GATE_TO_DISPOSITION.get(outcome, outcome)
+                    policy = RetryPolicy.from_config(r.stored.config, unknown_cooloff=self.settings.unknown_cooloff)
+                    step = policy.after_call(disposition, claim.attempts + 1, now)
+                    await asyncio.to_thread(self._settle_final_disposition, r, claim, step, now, disposition)
+                else:
+                    ask.setdefault(claim.server, []).append(claim)
+        except Exception:
+            # Redis failed (or a bug) mid-way: the claims of this pass not resolved yet must not be renewed (the
+            # heartbeat renews r.claims): their leases lapse and a later pass resolves them again. Renewed, they
+            # would stay claimed, never called nor settled, for as long as this process lives.
+            self._not_sent.update(popped)
+            for t in taken:
+                current = r.claims.get(t.claim.contact.contact_id)
+                if current is not None and current.call_id == t.claim.call_id and t.claim.call_id not in self.flights:
+                    del r.claims[t.claim.contact.contact_id]
+            raise
         connected = self.pool.connected()
         for server in [s for s in ask if s not in self.pool.clients and connected]:
             # Placed through a server this process does not know by that name (configured differently): look for

@@ -2,8 +2,9 @@
 
 A call settled without its final events (taken over from a dead process, or gone after a reconnect: `unknown`) is
 looked up in its server's AstDB first, so it is recorded with what really happened; every answered call's entry is
-deleted once its outcome is stored. Without a connection the call stays `unknown` (counted, cooled off) and the
-entry stays for an operator: never a guess in the person's favour of a second call.
+deleted once its outcome is stored (on a Redis Cluster: and on every replica, replicas.py). Without a connection
+the call stays `unknown` (counted, cooled off) and the entry stays for an operator: never a guess in the person's
+favour of a second call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dialer.ami.dispositions import Disposition
 from dialer.ami.pool import AMIPool
 from dialer.facts import attempt_from_json, person_key
 from dialer.gate import CALL_INDEX_TTL, call_index_key
+from dialer.runtime.replicas import ReplicaSync
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +88,31 @@ _denied: set[str] = set()  # servers whose DBDel was refused (logged once per pr
 
 # --- entries nobody deleted -------------------------------------------------------------------------------------
 
-CallState = Callable[[str, str], "str | None"]  # (tenant, call id) -> reserved | an outcome | released | None
+CallState = Callable[[str, str], "str | None"]  # (tenant, call id) -> reserved | an outcome | released | unconfirmed
+#                                                  | None
 
 
-def call_state(client: redis.Redis, tenant: str, call_id: str) -> str | None:
+def call_state(client: redis.Redis, tenant: str, call_id: str, replicas: ReplicaSync | None = None) -> str | None:
     """What the gate knows of a call: its recorded outcome, `reserved` (no outcome yet: a live or taken-over call),
-    `released` (never placed), or None (no call index: another system's id, or older than the index's 7 days)."""
+    `released` (never placed), or None (no call index: another system's id, or older than the index's 7 days).
+    With `replicas` (Redis Cluster), a settled state not yet on every replica is `unconfirmed`: a failover could
+    still take it back, so the PBX's copy must stay (replicas.py)."""
     number = client.get(call_index_key(tenant, call_id))
     if number is None:
         return None
     raw = client.hget(person_key(tenant, number.decode() if isinstance(number, bytes) else str(number), "att"),
                       call_id)
-    return "released" if raw is None else attempt_from_json(raw).outcome
+    state = "released" if raw is None else attempt_from_json(raw).outcome
+    if state != "reserved" and replicas is not None and not replicas.written(tenant).ok:
+        return "unconfirmed"
+    return state
 
 
 class StoredOutcomeSweep:
     """Deletes the entries whose call is settled but which were not deleted (the process stopped, or lost its
     server, between storing the outcome and DBDel), after every login and every `interval` seconds. An entry of a
-    call still `reserved` is kept: its owner or a successor reads it. One the dialer cannot place (no call index)
+    call still `reserved` is kept: its owner or a successor reads it; one whose outcome is not on every Redis
+    replica yet (`unconfirmed`) too, until a later sweep. One the dialer cannot place (no call index)
     is kept as long as the index would live, then deleted with a warning."""
 
     def __init__(self, pool: AMIPool, state: CallState, *, interval: float = 300.0,
@@ -140,7 +149,7 @@ class StoredOutcomeSweep:
             if isinstance(entry, str):
                 continue  # logged when read; left for an operator
             state = await asyncio.to_thread(self.state, entry.tenant, call_id)
-            if state == "reserved":
+            if state in ("reserved", "unconfirmed"):
                 continue
             if state is None:
                 if now - entry.at < self.max_age:

@@ -3,8 +3,23 @@
 An entry is one string of fields joined by \\x1f (unit separator, stripped from values when encoding):
   1 contact id, 2 E.164, 3 country, 4 postal code, 5 state, 6 zones (comma-joined), 7 priority 0-9,
   8 attempts so far, 9 last step (compact JSON, "" before the first)
-Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first). Redis 6.2:
-nothing newer than LPOP with a count.
+Every script's KEYS begin with the ten ready lists (ready:0 .. ready:9, priority 9 dialed first); a script that
+reads or writes contacts waiting for a retry ends its KEYS with the WAIT_LISTS wait lists. Redis 6.2: nothing newer
+than LPOP with a count.
+
+Waiting for a retry (issue 18: a zset member cost about 198 B, a list element about its length + 3): an item is
+"<due, integer ms, rounded up>\x1f<entry>" in one of three levels of lists, the wait wheel:
+  wait:0 .. wait:31   a minute of due times each (floor(due / 1 min) mod 32): due within 32 min (a lap)
+  wait:32 .. wait:79  a lap (32 min) each (floor(due / 32 min) mod 48): due within 25.6 h
+  wait:far            due later
+The zset `wait:due` maps each non-empty list to when a claim must look at it: a minute list's earliest due time; a
+lap list's and the far list's a lap (resp. 25.6 h) before theirs. A claim reads only the lists whose time has come:
+it promotes the items due (due <= now: never early) to ready, moves a lap list's items (all due within 2 laps by
+then) into the minute lists and the far list's items due within 2 x 25.6 h into the lap lists, and writes the
+list's time again. So an item is read once on each level it passes, and a minute list a few times while its
+minute passes; a list holds few laps, so the fixed keys hold any delay and every script names its keys (one hash
+slot {T}). The sorted set `wait` of the layout before (entry -> due seconds) is still read by every script and
+drained as its contacts come due (upgrade_layout() moves it into the far list, whence the next claim sorts it).
 """
 
 from __future__ import annotations
@@ -12,6 +27,13 @@ from __future__ import annotations
 MAX_PRIORITY = 9
 PROMOTE_BATCH = 1000  # due retries moved to ready per claim call (bounds the script's run time)
 READY = MAX_PRIORITY + 1  # number of ready lists: KEYS[1..READY]
+MINUTE_LISTS = 32  # wait lists of a minute each (fixed keys: every script names its keys)
+SLOT_MS = 60_000
+LAP_LISTS = 48  # wait lists of a lap (MINUTE_LISTS minutes) each
+FAR = MINUTE_LISTS + LAP_LISTS  # the far list's number
+WAIT_LISTS = FAR + 1
+LAP_MS = MINUTE_LISTS * SLOT_MS
+FAR_MS = LAP_LISTS * LAP_MS  # 25.6 h
 
 _PRELUDE = r"""
 local SEP = '\31'
@@ -25,6 +47,60 @@ local function split(s)
   end
 end
 local function join(f) return table.concat(f, SEP, 1, 9) end
+-- the wait wheel (queue_lua's docstring): KEYS[base + 1 + n] is list n (0 .. FAR); `idx` (wait:due) maps a list to
+-- when a claim must look at it
+local L1, SLOT, L2 = L1_N, SLOT_N, L2_N
+local FAR, LAP = L1 + L2, L1 * SLOT
+local FAR_LAP = L2 * LAP
+local function wait_item(item)  -- due (ms), entry
+  local j = string.find(item, SEP, 1, true)
+  return tonumber(string.sub(item, 1, j - 1)), string.sub(item, j + 1)
+end
+local function wait_due(item) return tonumber(string.match(item, '^%d+')) end
+-- the list for an item due at d: a minute list before `near`, a lap list before `far`, else the far list
+local function wait_list(d, near, far)
+  if d < near then return math.floor(d / SLOT) % L1 end
+  if d < far then return L1 + math.floor(d / LAP) % L2 end
+  return FAR
+end
+local function wait_score(n, first)
+  if n < L1 then return first end
+  if n < FAR then return first - LAP end
+  return first - FAR_LAP
+end
+local function wait_put(idx, base, n, d, entry)
+  redis.call('RPUSH', KEYS[base + 1 + n], string.format('%.0f', d) .. SEP .. entry)
+  local score = wait_score(n, d)
+  local first = redis.call('ZSCORE', idx, n)
+  if not first or tonumber(first) > score then redis.call('ZADD', idx, score, n) end
+end
+-- an entry waiting until d (ms), settled at now (ms)
+local function wait_add(idx, base, d, entry, now)
+  wait_put(idx, base, wait_list(d, now + LAP, now + FAR_LAP), d, entry)
+end
+-- write a list's time again (after items left it); gone when the list is empty
+local function wait_reindex(idx, base, n)
+  local first
+  for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + n], 0, -1)) do
+    local d = wait_due(item)
+    if not first or d < first then first = d end
+  end
+  if first then redis.call('ZADD', idx, wait_score(n, first), n) else redis.call('ZREM', idx, n) end
+end
+local function push_all(key, items)
+  for i = 1, #items, 500 do redis.call('RPUSH', key, unpack(items, i, math.min(i + 499, #items))) end
+end
+-- every waiting item, list by list: {list number, due ms, entry, item}
+local function wait_all(base)
+  local out = {}
+  for slot = 0, FAR do
+    for _, item in ipairs(redis.call('LRANGE', KEYS[base + 1 + slot], 0, -1)) do
+      local d, entry = wait_item(item)
+      out[#out + 1] = {slot, d, entry, item}
+    end
+  end
+  return out
+end
 local function ready_key(f)
   local p = tonumber(f[7]) or 0
   if p < 0 then p = 0 elseif p > 9 then p = 9 end
@@ -47,7 +123,8 @@ end
 
 
 def script(body: str) -> str:
-    return _PRELUDE + body
+    return (_PRELUDE + body).replace("L1_N", str(MINUTE_LISTS)).replace("SLOT_N", str(SLOT_MS)).replace(
+        "L2_N", str(LAP_LISTS))
 
 
 # Load contacts. KEYS: ready0-9, final, tally, window, phones, known, leaving. ARGV: mode, at, gen, after, then per
@@ -101,17 +178,81 @@ end
 return {added, seen, dup, nonum}
 """.replace("READY_N", str(READY)))
 
-# Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first), then pop from
-# the highest priority down. KEYS: ready0-9, wait, inflight, claims. ARGV: now (campaign clock), lease expiry
-# (wall), owner, n, then n pairs call id, server. Returns per claimed contact: entry, call id, server.
+# Claim up to n contacts: first move due retries to the tail of their ready list (oldest due first, at most PROMOTE
+# a call), then pop from the highest priority down. KEYS: ready0-9, wait (the layout before), inflight, claims,
+# wait:due, wait:0..79 wait:far. ARGV: now (campaign clock), lease expiry (wall), owner, n, then n pairs call id,
+# server. Returns per claimed contact: entry, call id, server.
 CLAIM = script(r"""
 local w = READY_N
-local wait, inflight, claims = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3]
+local wait, inflight, claims, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
+local base = w + 4
 local now = tonumber(ARGV[1])
-local due = redis.call('ZRANGEBYSCORE', wait, '-inf', now, 'LIMIT', 0, PROMOTE)
-for _, entry in ipairs(due) do
-  redis.call('ZREM', wait, entry)
-  redis.call('RPUSH', ready_key(split(entry)), entry)
+local now_ms = now * 1000
+local due = {}  -- {due ms, order, entry}
+for _, item in ipairs(redis.call('ZRANGEBYSCORE', wait, '-inf', now, 'WITHSCORES', 'LIMIT', 0, PROMOTE)) do
+  due[#due + 1] = item
+end
+local promoted = {}
+for i = 1, #due, 2 do
+  redis.call('ZREM', wait, due[i])
+  promoted[#promoted + 1] = {tonumber(due[i + 1]) * 1000, #promoted, due[i]}
+end
+-- lists whose time has come, earliest first: take what is due (never an item due later), move a lap list's and the
+-- far list's items a level down, keep the rest
+for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now_ms)) do
+  local room = PROMOTE - #promoted
+  if room <= 0 then break end
+  slot = tonumber(slot)
+  local key = KEYS[base + 1 + slot]
+  local items = redis.call('LRANGE', key, 0, -1)
+  local ripe, gone, due_at = {}, {}, {}
+  for i, item in ipairs(items) do
+    local d = wait_due(item)
+    due_at[i] = d
+    if d <= now_ms then ripe[#ripe + 1] = {d, i} end
+  end
+  table.sort(ripe, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+  for k = 1, math.min(room, #ripe) do
+    local i = ripe[k][2]
+    gone[i] = true
+    local _, entry = wait_item(items[i])
+    promoted[#promoted + 1] = {ripe[k][1], #promoted, entry}
+  end
+  if slot >= L1 then  -- a lap list a lap before its items are due, the far list 25.6 h before: a level down
+    for i, item in ipairs(items) do
+      local d = due_at[i]
+      if not gone[i] and d > now_ms then
+        local n = wait_list(d, now_ms + 2 * LAP, now_ms + 2 * FAR_LAP)
+        if n ~= slot then
+          gone[i] = true
+          local _, entry = wait_item(item)
+          wait_put(idx, base, n, d, entry)
+        end
+      end
+    end
+  end
+  local keep, first, left = {}, nil, 0
+  for i, item in ipairs(items) do
+    if gone[i] then
+      left = left + 1
+    else
+      keep[#keep + 1] = item
+      if not first or due_at[i] < first then first = due_at[i] end
+    end
+  end
+  if left <= 8 or left * 32 <= #items then  -- a few left (a claim each tick): remove them where they are
+    for i, item in ipairs(items) do
+      if gone[i] then redis.call('LREM', key, 1, item) end
+    end
+  else
+    redis.call('DEL', key)
+    push_all(key, keep)
+  end
+  if first then redis.call('ZADD', idx, wait_score(slot, first), slot) else redis.call('ZREM', idx, slot) end
+end
+table.sort(promoted, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+for _, p in ipairs(promoted) do
+  redis.call('RPUSH', ready_key(split(p[3])), p[3])
 end
 local need = tonumber(ARGV[4])
 local out = {}
@@ -137,9 +278,10 @@ end
 return out
 """.replace("READY_N", str(READY)).replace("PROMOTE", str(PROMOTE_BATCH)))
 
-# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait, inflight, claims, final, tally,
-# known, leaving.
-# ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry), final json (final), last json.
+# Settle a claim, only if it is still held with this call id. KEYS: ready0-9, wait:due, inflight, claims, final,
+# tally, known, leaving, wait:0..79 wait:far.
+# ARGV: id, call id, action (retry|requeue|final), count attempt (0|1), due (retry: integer ms, rounded up), final
+# json (final), last json.
 # Returns 1 settled, 0 not held (already settled or taken over).
 SETTLE = script(r"""
 local w = READY_N
@@ -162,7 +304,7 @@ f[8] = tostring(attempts)
 if ARGV[7] ~= '' then f[9] = ARGV[7] end
 local action = ARGV[3]
 if action == 'retry' then
-  redis.call('ZADD', wait, ARGV[5], join(f))
+  wait_add(wait, w + 7, tonumber(ARGV[5]), join(f), tonumber(ARGV[8]))
 elseif action == 'requeue' then
   redis.call('RPUSH', ready_key(f), join(f))
 else
@@ -215,7 +357,8 @@ return out
 """
 
 # Find a contact (ARGV[1] = id) or a number (ARGV[2] = E.164) in the queue, read only. KEYS: ready0-9, wait, claims,
-# final, phones, leaving. Linear in the window (a subject request or a "why" question, not the dialing path).
+# final, phones, leaving, wait:0..79 wait:far. Linear in the window (a subject request or a "why" question, not the
+# dialing path).
 # Returns per match: id, state (ready|wait|inflight|final), entry ("" for final), due ("" unless wait), final json.
 FIND = script(r"""
 local w = READY_N
@@ -244,6 +387,9 @@ for i = 1, #waiting, 2 do
   local f = split(waiting[i])
   if hit(f) then add(f[1], 'wait', waiting[i], waiting[i + 1], '') end
 end
+for _, item in ipairs(wait_all(w + 5)) do
+  if hit(split(item[3])) then add(split(item[3])[1], 'wait', item[3], string.format('%.3f', item[2] / 1000), '') end
+end
 local ids = {}
 if want_id ~= '' then ids[#ids + 1] = want_id end
 if want_e ~= '' then
@@ -258,10 +404,11 @@ return out
 """.replace("READY_N", str(READY)))
 
 # Erase a number from the queue (data subject erasure, dialer/privacy.py). KEYS: ready0-9, wait, claims, final,
-# tally, phones, known, leaving. ARGV: e164, at (campaign clock seconds). Contacts waiting to be called leave as
-# final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in flight keeps
-# its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so the eraser runs
-# again.
+# tally, phones, known, leaving, wait:due, wait:0..79 wait:far. Linear in the window (the wheel keeps no number -> place
+# index: it would cost more than the entry). ARGV: e164, at (campaign clock seconds). Contacts waiting to be called
+# leave as final (reason "erased"): their entries, the only place the queue holds the number, go. A contact in
+# flight keeps its entry (the call under way settles with it; the gate denies any new reservation): returns 2 so
+# the eraser runs again.
 # Returns 0 (number not in this queue), 1 (erased) or 2 (in flight).
 ERASE = script(r"""
 local w = READY_N
@@ -293,11 +440,24 @@ for _, entry in ipairs(redis.call('ZRANGE', wait, 0, -1)) do
     erased(f)
   end
 end
+local touched = {}
+for _, item in ipairs(wait_all(w + 8)) do
+  local f = split(item[3])
+  if f[2] == e then
+    redis.call('LREM', KEYS[w + 8 + 1 + item[1]], 0, item[4])
+    touched[item[1]] = true
+    erased(f)
+  end
+end
+for slot = 0, FAR do
+  if touched[slot] then wait_reindex(KEYS[w + 8], w + 8, slot) end
+end
 return found
 """.replace("READY_N", str(READY)))
 
 # The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight, final not yet
-# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving.
+# moved to the record), read in one step: a refill skips them. KEYS: ready0-9, wait, claims, final, window, leaving,
+# wait:0..79 wait:far.
 HELD = script(r"""
 local w = READY_N
 local out = {redis.call('HGET', KEYS[w + 4], 'gen') or '0', redis.call('HGET', KEYS[w + 4], 'after') or ''}
@@ -308,6 +468,7 @@ for _, entry in ipairs(redis.call('ZRANGE', KEYS[w + 1], 0, -1)) do out[#out + 1
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 2])) do out[#out + 1] = id end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 3])) do out[#out + 1] = id end
 for _, id in ipairs(redis.call('HKEYS', KEYS[w + 5])) do out[#out + 1] = id end
+for _, item in ipairs(wait_all(w + 5)) do out[#out + 1] = split(item[3])[1] end
 return out
 """.replace("READY_N", str(READY)))
 
@@ -384,4 +545,36 @@ for _, a in ipairs(redis.call('HVALS', o_attempts)) do calls = calls + (tonumber
 redis.call('HINCRBY', tally_key, 'attempts', calls)
 redis.call('DEL', o_state, o_data, o_attempts, o_last, o_ready)
 return n
+""".replace("READY_N", str(READY)))
+
+# Move the sorted set `wait` of the layout before the wheel (entry -> due seconds) into the wheel, in one step (its
+# due times rounded up to the ms: never earlier). KEYS: wait, wait:due, wait:0..79 wait:far. Returns the contacts moved.
+MIGRATE_WAIT = script(r"""
+local waiting = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #waiting, 2 do
+  local ms = math.ceil(math.floor(tonumber(waiting[i + 1]) * 1e6 + 0.5) / 1000)
+  wait_put(KEYS[2], 2, FAR, ms, waiting[i])  -- the far list: the next claim moves what is near a level down
+end
+redis.call('DEL', KEYS[1])
+return #waiting / 2
+""")
+
+# The queue's figures in one step. KEYS: ready0-9, wait, inflight, tally, wait:due, wait:0..79 wait:far. ARGV: now
+# (campaign clock) or "" (due not counted). Returns ready, waiting, due, inflight, final.
+COUNTS = script(r"""
+local w = READY_N
+local wait, inflight, tally_key, idx = KEYS[w + 1], KEYS[w + 2], KEYS[w + 3], KEYS[w + 4]
+local ready, waiting, due = 0, redis.call('ZCARD', wait), 0
+for p = 1, w do ready = ready + redis.call('LLEN', KEYS[p]) end
+for slot = 0, FAR do waiting = waiting + redis.call('LLEN', KEYS[w + 5 + slot]) end
+if ARGV[1] ~= '' then
+  local now = tonumber(ARGV[1])
+  due = redis.call('ZCOUNT', wait, '-inf', now)
+  for _, slot in ipairs(redis.call('ZRANGEBYSCORE', idx, '-inf', now * 1000)) do
+    for _, item in ipairs(redis.call('LRANGE', KEYS[w + 5 + tonumber(slot)], 0, -1)) do
+      if wait_due(item) <= now * 1000 then due = due + 1 end
+    end
+  end
+end
+return {ready, waiting, due, redis.call('ZCARD', inflight), tonumber(redis.call('HGET', tally_key, 'final') or '0')}
 """.replace("READY_N", str(READY)))

@@ -7,13 +7,18 @@ id it was given, can settle it (a process that lost its claim to a takeover cann
 
 Compact (issue 18: at most 150 B of Redis per window contact, nothing once it left): a contact still to be dialed
 is ONE string, its entry (id, number, country, postal code, state, zones, priority, attempts, last step: see
-queue_lua), in a list per priority (a listpack: about its length + 3 bytes) or, waiting for a retry, in `wait`.
+queue_lua), in a list per priority (a listpack: about its length + 3 bytes) or, waiting for a retry, with its due
+time in one of the wait wheel's lists (the same: about its length + 17 bytes).
 No per-contact hash entry exists until it is claimed, and a final contact keeps only its small `final` entry,
 which the record's window moves to the record (dialer/runtime/window.py), so a finished contact costs nothing.
 
 Keys (tenant-owned), prefix `t:{T}:campaign:{C}:q:`:
   ready:0..9 lists entries in dialing order (priority 9 first; within one, the order loaded, then due retries)
-  wait       zset  entry -> due time (UNIX seconds of the campaign clock): retries and gate `next_allowed_at`
+  wait:0..79, wait:far
+             lists "<due ms>\x1f<entry>": retries and gate `next_allowed_at` by due time (the campaign clock, in
+                   ms rounded up): minute lists, lap lists and the far list (queue_lua has the wheel)
+  wait:due   zset  wait list number -> when a claim must look at it (at most 81 members)
+  wait       zset  entry -> due time (seconds): the layout before the wheel, read and drained, never written
   inflight   zset  contact id -> lease expiry (UNIX seconds, Redis's clock)
   claims     hash  contact id -> JSON {owner, call_id, server, claimed_at, lease, entry}
   final      hash  contact id -> JSON {reason, detail, at, attempts, disposition}: why a contact the whole-list
@@ -40,12 +45,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.runtime import queue_lua
-from dialer.runtime.queue_lua import MAX_PRIORITY, PROMOTE_BATCH
+from dialer.runtime.queue_lua import FAR, FAR_MS, LAP_MS, MAX_PRIORITY, MINUTE_LISTS, PROMOTE_BATCH
 
 STATES = ("ready", "wait", "inflight", "final")
 READY_KEYS = tuple(f"ready:{p}" for p in range(MAX_PRIORITY + 1))
+WHEEL_KEYS = (*(f"wait:{n}" for n in range(FAR)), "wait:far")  # the far list is number FAR in wait:due
 SEP = "\x1f"
-__all__ = ["MAX_PRIORITY", "PROMOTE_BATCH"]
+__all__ = ["MAX_PRIORITY", "PROMOTE_BATCH", "WHEEL_KEYS"]
+
+
+def due_ms(due: float) -> int:
+    """A due time (seconds) as the wheel keeps it: integer ms, rounded up (a contact is never promoted early)."""
+    return -(-round(due * 1_000_000) // 1000)
 
 
 def queue_prefix(tenant: str, campaign: str) -> str:
@@ -116,7 +127,8 @@ def queue_erase(client: Any, pipe: Any, tenant: str, campaign: str, e164: str, a
     """Queue the erasure of a number from one campaign's queue on the caller's transaction `pipe` (its reply:
     0 not queued here, 1 erased, 2 in flight: run the erasure again once the call ended)."""
     p = queue_prefix(tenant, campaign)
-    keys = [p + n for n in (*READY_KEYS, "wait", "claims", "final", "tally", "phones", "known", "leaving")]
+    keys = [p + n for n in (*READY_KEYS, "wait", "claims", "final", "tally", "phones", "known", "leaving", "wait:due",
+                            *WHEEL_KEYS)]
     client.register_script(queue_lua.ERASE)(keys=keys, args=[e164, at], client=pipe)
 
 
@@ -138,7 +150,7 @@ class ContactQueue:
         p = queue_prefix(tenant, campaign)
         self.keys = {name: p + name for name in
                      (*READY_KEYS, "wait", "inflight", "claims", "final", "leaving", "tally", "known", "phones",
-                      "window")}
+                      "window", "wait:due", *WHEEL_KEYS)}
         self._load = client.register_script(queue_lua.LOAD)
         self._claim = client.register_script(queue_lua.CLAIM)
         self._settle = client.register_script(queue_lua.SETTLE)
@@ -147,9 +159,14 @@ class ContactQueue:
         self._find = client.register_script(queue_lua.FIND)
         self._held = client.register_script(queue_lua.HELD)
         self._drop_finals = client.register_script(queue_lua.DROP_FINALS)
+        self._counts = client.register_script(queue_lua.COUNTS)
 
     def _k(self, *names: str) -> list[str]:
         return [self.keys[n] for n in (*READY_KEYS, *names)]
+
+    def _kw(self, *names: str) -> list[str]:
+        """Keys of a script that reaches the waiting contacts: ready lists, `names`, then the wheel's lists."""
+        return self._k(*names, *WHEEL_KEYS)
 
     # --- filling ---------------------------------------------------------------------------------
 
@@ -208,7 +225,7 @@ class ContactQueue:
     def held(self) -> tuple[str, str, set[str]]:
         """The window's generation and cursor, and every contact id the queue holds (ready, waiting, in flight,
         final not yet moved to the record), read in one step."""
-        raw = self._held(keys=self._k("wait", "claims", "final", "window", "leaving"))
+        raw = self._held(keys=self._kw("wait", "claims", "final", "window", "leaving"))
         return _s(raw[0]), _s(raw[1]), {_s(x) for x in raw[2:]}
 
     def finals_batch(self, limit: int = 1000) -> dict[str, dict[str, Any]]:
@@ -221,13 +238,17 @@ class ContactQueue:
         return int(self._drop_finals(keys=[self.keys["leaving"], self.keys["window"]], args=list(contact_ids)))
 
     def upgrade_layout(self) -> int:
-        """Convert this queue from the layout before the compact one, once (atomic, idempotent): ready and waiting
+        """Convert this queue from a layout before the current one, once (atomic, idempotent): ready and waiting
         contacts keep their place, claims their entry, finals stay and every contact it held stays known (never
-        queued again). Returns how many contacts it held (0: nothing to convert)."""
+        queued again); contacts waiting in the sorted set `wait` move into the wait wheel. Returns how many contacts
+        it converted (0: nothing to convert)."""
         p = queue_prefix(self.tenant, self.campaign)
         keys = self._k("wait", "claims", "final", "tally", "known") + [
             p + n for n in ("state", "data", "attempts", "last", "ready")]
-        return int(self.redis.register_script(queue_lua.UPGRADE)(keys=keys))
+        held = int(self.redis.register_script(queue_lua.UPGRADE)(keys=keys))
+        moved = int(self.redis.register_script(queue_lua.MIGRATE_WAIT)(
+            keys=[self.keys[n] for n in ("wait", "wait:due", *WHEEL_KEYS)]))
+        return held or moved
 
     # --- claiming and settling -------------------------------------------------------------------
 
@@ -246,7 +267,7 @@ class ContactQueue:
         args: list[Any] = [now, lease_until, owner, n]
         for i in range(n):
             args += [call_ids[i], servers[i]]
-        return self._claim(keys=self._k("wait", "inflight", "claims"), args=args, client=pipe)
+        return self._claim(keys=self._kw("wait", "inflight", "claims", "wait:due"), args=args, client=pipe)
 
     @staticmethod
     def parse_claims(raw: Any, *, owner: str, now: float) -> list[Claim]:
@@ -262,15 +283,16 @@ class ContactQueue:
 
     def _settle_call(self, contact_id: str, call_id: str, action: str, *, count_attempt: bool, due: float = 0.0,
                      final: dict[str, Any] | None = None, last: tuple[str, str, float] | None = None) -> bool:
-        args = [contact_id, call_id, action, "1" if count_attempt else "0", repr(due),
+        args = [contact_id, call_id, action, "1" if count_attempt else "0", str(due_ms(due)),
                 json.dumps(final or {}, separators=(",", ":")),
                 # the last step, compact ([step, reason, at to the ms]): it rides in the entry while it waits
-                json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else ""]
-        return bool(self._settle(keys=self._k("wait", "inflight", "claims", "final", "tally", "known", "leaving"),
-                                 args=args))
+                json.dumps([last[0], last[1], round(last[2], 3)], separators=(",", ":")) if last else "",
+                str(due_ms(last[2])) if last else "0"]  # settled at: a retry due a lap later waits in the far list
+        return bool(self._settle(keys=self._kw("wait:due", "inflight", "claims", "final", "tally", "known",
+                                               "leaving"), args=args))
 
     def retry(self, claim: Claim, due: float, *, reason: str, count_attempt: bool, at: float) -> bool:
-        """Back to the waiting set until `due` (a retry rule, or the gate's next_allowed_at)."""
+        """Waiting until `due` (a retry rule, or the gate's next_allowed_at; rounded up to the ms)."""
         return self._settle_call(claim.contact.contact_id, claim.call_id, "retry", count_attempt=count_attempt,
                                  due=due, last=("retry", reason, at))
 
@@ -313,18 +335,11 @@ class ContactQueue:
 
     def counts(self, now: float | None = None) -> dict[str, int]:
         """ready, waiting (due_now among them), in flight, final (every contact that left, moved to the record
-        or not). One MULTI: a contact claimed meanwhile is never counted both ready and in flight."""
-        pipe = self.redis.pipeline(transaction=True)
-        for name in READY_KEYS:
-            pipe.llen(self.keys[name])
-        pipe.zcard(self.keys["wait"])
-        pipe.zcount(self.keys["wait"], "-inf", now if now is not None else "-inf")
-        pipe.zcard(self.keys["inflight"])
-        pipe.hget(self.keys["tally"], "final")
-        raw = pipe.execute()
-        wait, due, inflight, final = raw[len(READY_KEYS):]
-        return {"ready": sum(int(x) for x in raw[:len(READY_KEYS)]), "waiting": int(wait),
-                "due": int(due) if now is not None else 0, "inflight": int(inflight), "final": int(final or 0)}
+        or not). One script: a contact claimed meanwhile is never counted both ready and in flight."""
+        raw = self._counts(keys=self._kw("wait", "inflight", "tally", "wait:due"),
+                           args=["" if now is None else repr(now)])
+        ready, waiting, due, inflight, final = (int(x) for x in raw)
+        return {"ready": ready, "waiting": waiting, "due": due, "inflight": inflight, "final": final}
 
     def tally(self) -> dict[str, int]:
         """The queue's counters: taken, final, attempts, r:<reason>, d:<gate denial code>."""
@@ -336,7 +351,7 @@ class ContactQueue:
 
     def find(self, *, contact_id: str = "", e164: str = "") -> list[Found]:
         """The queue's contacts with this id or number (linear in the window: not for the dialing path)."""
-        raw = self._find(keys=self._k("wait", "claims", "final", "phones", "leaving"), args=[contact_id, e164])
+        raw = self._find(keys=self._kw("wait", "claims", "final", "phones", "leaving"), args=[contact_id, e164])
         out = []
         for i in range(0, len(raw), 5):
             entry = Entry.parse(raw[i + 2]) if raw[i + 2] else None
@@ -353,6 +368,11 @@ class ContactQueue:
         for raw, due in self.redis.zrange(self.keys["wait"], 0, -1, withscores=True):
             entry = Entry.parse(raw)
             yield Found(entry.contact.contact_id, "wait", entry, float(due), None)
+        for name in WHEEL_KEYS:
+            for item in self.redis.lrange(self.keys[name], 0, -1):
+                ms, _, raw = _s(item).partition(SEP)
+                entry = Entry.parse(raw)
+                yield Found(entry.contact.contact_id, "wait", entry, int(ms) / 1000, None)
         for cid, claim in self.claims().items():
             yield Found(cid, "inflight", Entry.parse(claim["entry"]), None, None)
         for cid, final in self.final_states().items():
@@ -396,8 +416,16 @@ class ContactQueue:
         return {_s(k): json.loads(v) for k, v in self.redis.hgetall(self.keys["claims"]).items()}
 
     def next_due(self) -> float | None:
-        first = self.redis.zrange(self.keys["wait"], 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+        """The earliest due time of a waiting contact (seconds), None when none waits."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrange(self.keys["wait"], 0, 0, withscores=True)
+        pipe.zrange(self.keys["wait:due"], 0, -1, withscores=True)
+        old, lists = pipe.execute()
+        times = [float(old[0][1])] if old else []
+        # a list's time is its earliest due time, a lap list's a lap before, the far list's 25.6 h before
+        times += [(score + (0 if int(n) < MINUTE_LISTS else LAP_MS if int(n) < FAR else FAR_MS)) / 1000
+                  for n, score in lists]
+        return min(times) if times else None
 
 
 @dataclass(frozen=True)

@@ -63,5 +63,7 @@ class CampaignRunner:
     held: bool = False
     completed: bool = False
     hold_text: str = ""  # why a kill-switch holds the campaign's dialing (dialer/holds.py); "" when none
+    unconfirmed: str = ""  # why the last batch's reservations were not confirmed on the Redis replicas (replicas.py)
+    unconfirmed_at: float = 0.0  # wall time that was logged
     queue_verdict: QueueVerdict | None = None  # the last verdict on its Asterisk queue (dialer/runtime/pbx_queues.py)
     queue_refusal: str = ""  # the refusal code said (logged, audited) and not yet lifted

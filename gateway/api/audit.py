@@ -2,8 +2,10 @@
 
 `GET /v1/audit` reads newest first, filtered by kind and by event time (`since` inclusive, `until`
 exclusive), at most `limit` entries (default 100, max 1000); `next_before` in the answer is the `before` of the
-next page (seq). A query reads at most SCAN_LIMIT entries per request, so a rare kind in a huge trail may need
-several pages (the answer says where it stopped). `GET /v1/audit/verify` walks the whole chain.
+next page (seq). The Redis tail and the part archived in the record are read as one sequence, numbered as the
+record numbers the chain (dialer/record/trail.py); the record down when the page needs it is a 503. A query reads
+at most SCAN_LIMIT entries per request, so a rare kind in a huge trail may need several pages (the answer says
+where it stopped). `GET /v1/audit/verify` walks the whole chain.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer.audit import KINDS, AuditLog, _entry, stream_key
+from dialer.audit import KINDS, AuditLog
+from dialer.record.trail import newest_first
 from dialer.record.verify import verify_tenant
 from gateway import audit_policy
 from gateway.api.support import raw_redis, sync
@@ -54,38 +57,36 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def read_page(client: Any, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+def read_page(client: Any, record: Any, tenant: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One page of the tenant's trail, newest first: the Redis tail, then the archived part (`record` None: Redis
+    only). At most SCAN_LIMIT entries are read; `next_before` says where the next page starts."""
     kind, limit = params.get("kind"), params.get("limit", 100)
     actor, action = params.get("actor"), params.get("action")
     since = _instant(params["since"]) if params.get("since") else None
     until = _instant(params["until"]) if params.get("until") else None
-    end = f"({params['before']}-0" if params.get("before") else "+"
     items: list[dict[str, Any]] = []
-    scanned, last_seq = 0, None
-    while scanned < SCAN_LIMIT and len(items) < limit:
-        chunk = client.xrevrange(stream_key(tenant), end, "-", count=500)
-        for _, fields in chunk:
-            entry = _entry({(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                            for k, v in fields.items()})
-            scanned += 1
-            last_seq = entry.seq
-            if (kind and entry.kind != kind) or (since and entry.at < since) or (until and entry.at >= until):
-                continue
-            if (actor and entry.actor != actor) or (
-                    action and not str(entry.payload.get("action", "")).startswith(action)):
-                continue
-            items.append({"seq": entry.seq, "at": _iso(entry.at), "kind": entry.kind, "actor": entry.actor,
-                          "payload": entry.payload, "written": _iso(entry.written), "hash": entry.hash})
-            if len(items) >= limit:
-                break
-        if len(chunk) < 500:
-            return {"items": items, "next_before": last_seq if len(items) >= limit and last_seq else None}
-        end = f"({last_seq}-0"
-    return {"items": items, "next_before": last_seq if last_seq and last_seq > 1 else None}
+    scanned, last_seq, exhausted = 0, None, True
+    for entry in newest_first(client, record, tenant, before=params.get("before")):
+        if scanned >= SCAN_LIMIT or len(items) >= limit:
+            exhausted = False
+            break
+        scanned += 1
+        last_seq = entry.seq
+        if (kind and entry.kind != kind) or (since and entry.at < since) or (until and entry.at >= until):
+            continue
+        if (actor and entry.actor != actor) or (
+                action and not str(entry.payload.get("action", "")).startswith(action)):
+            continue
+        items.append({"seq": entry.seq, "at": _iso(entry.at), "kind": entry.kind, "actor": entry.actor,
+                      "payload": entry.payload, "written": _iso(entry.written), "hash": entry.hash})
+    more = not exhausted and last_seq is not None and last_seq > 1
+    return {"items": items, "next_before": last_seq if more else None}
 
 
 async def audit_query(request: web.Request) -> web.Response:
-    page = await sync(read_page, raw_redis(request), principal(request).tenant, query(request))
+    from gateway.api.reports import record_of
+
+    page = await sync(read_page, raw_redis(request), record_of(request), principal(request).tenant, query(request))
     return web.json_response(page)
 
 

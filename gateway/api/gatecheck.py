@@ -15,16 +15,17 @@ digits without the `+` (`33145678901`; a `+` cannot appear in a path value). It 
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from dialer.audit import AuditLog, stream_key
+from dialer.audit import AuditLog, iso
 from dialer.contacts.scrub import contact_for_gate
-from dialer.contacts.store import _s, contacts_for_phone, get_contact
+from dialer.contacts.store import contacts_for_phone, get_contact
+from dialer.record.trail import newest_first
 from dialer.runtime.queues import ContactQueue
 from gateway import clock, trail
 from gateway.api.facts import e164
@@ -33,6 +34,8 @@ from gateway.clock import instant
 from gateway.errors import invalid, not_found
 from gateway.routing import SERVICES, Route, body, principal, redis_of
 from rules.model import Contact, Decision
+
+log = logging.getLogger(__name__)
 
 AUDIT_SCAN = 50_000  # newest audit entries searched for the latest decision about a contact
 _DIGITS = re.compile(r"^[0-9]{6,15}$")
@@ -154,6 +157,21 @@ async def _moved_final(request: web.Request, tenant: str, campaign: str, contact
         return None
 
 
+async def _last_decision(request: web.Request, client: Any, tenant: str, campaign: str, person: str,
+                         contact_id: str) -> dict[str, Any] | None:
+    """last_decision over the whole trail; with the record unreachable, over the Redis tail (said in the log)."""
+    from dialer.record.store import RecordUnavailable
+    from gateway.api.reports import record_of
+    from gateway.errors import ApiError
+
+    try:
+        return await sync(last_decision, client, tenant, campaign, person, contact_id, record_of(request))
+    except (ApiError, RecordUnavailable) as exc:
+        log.warning("tenant %s: the archived audit trail is not readable (%s); the last decision is looked up in "
+                    "Redis's tail only", tenant, getattr(exc, "detail", exc))
+        return await sync(last_decision, client, tenant, campaign, person, contact_id)
+
+
 def _instants_as_iso(doc: Any) -> Any:
     """The runtime stores instants as epoch seconds (`at`, `*_at`); API bodies give ISO 8601 everywhere."""
     if not isinstance(doc, dict):
@@ -165,27 +183,23 @@ def _instants_as_iso(doc: Any) -> Any:
     return out
 
 
-def last_decision(client: Any, tenant: str, campaign: str, person: str, contact_id: str) -> dict[str, Any] | None:
-    """The newest `reserve` gate decision about this person in this campaign, from the audit trail."""
-    key, end, scanned = stream_key(tenant), "+", 0
-    while scanned < AUDIT_SCAN:
-        chunk = client.xrevrange(key, end, "-", count=1000)
-        for _, fields in chunk:
-            f = {_s(k): _s(v) for k, v in fields.items()}
-            if f.get("kind") != "gate_decision":
-                continue
-            payload = json.loads(f.get("payload") or "{}")
-            if payload.get("mode") != "reserve" or payload.get("campaign") != campaign:
-                continue
-            if payload.get("person") == person or (contact_id and payload.get("contact_id") == contact_id):
-                return {"seq": int(f.get("seq") or 0), "at": f.get("at"), "allowed": payload.get("allowed"),
-                        "reasons": [{"code": r[0], "rule": r[1], "until": r[2]} for r in payload.get("reasons", [])],
-                        "next_allowed_at": payload.get("next_allowed_at"), "call_id": payload.get("call_id"),
-                        "jurisdictions": payload.get("jurisdictions", []), "packs": payload.get("packs", [])}
-        scanned += len(chunk)
-        if len(chunk) < 1000:
+def last_decision(client: Any, tenant: str, campaign: str, person: str, contact_id: str,
+                  record: Any = None) -> dict[str, Any] | None:
+    """The newest `reserve` gate decision about this person in this campaign, from the audit trail: the Redis tail,
+    then the part archived in `record` (dialer/record/trail.py; None: Redis only). At most AUDIT_SCAN entries."""
+    for scanned, entry in enumerate(newest_first(client, record, tenant, chunk=1000)):
+        if scanned >= AUDIT_SCAN:
             return None
-        end = "(" + _s(chunk[-1][0])
+        if entry.kind != "gate_decision":
+            continue
+        payload = entry.payload
+        if payload.get("mode") != "reserve" or payload.get("campaign") != campaign:
+            continue
+        if payload.get("person") == person or (contact_id and payload.get("contact_id") == contact_id):
+            return {"seq": entry.seq, "at": iso(entry.at), "allowed": payload.get("allowed"),
+                    "reasons": [{"code": r[0], "rule": r[1], "until": r[2]} for r in payload.get("reasons", [])],
+                    "next_allowed_at": payload.get("next_allowed_at"), "call_id": payload.get("call_id"),
+                    "jurisdictions": payload.get("jurisdictions", []), "packs": payload.get("packs", [])}
     return None
 
 
@@ -233,7 +247,7 @@ async def why(request: web.Request) -> web.Response:
         queue = await sync(queue_entry, client, who.tenant, campaign_id, cid, await _moved_final(request, who.tenant,
                                                                                                campaign_id, cid))
     person = gate.audit.person_ref(number) if number.startswith("+") else ""
-    last = await sync(last_decision, client, who.tenant, campaign_id, person, cid)
+    last = await _last_decision(request, client, who.tenant, campaign_id, person, cid)
     now = await sync(gate.check, contact_for_gate(contact, number), stored.gate_campaign(), await clock.now(request),
                      contact_id=cid)
     members = f"t:{{{who.tenant}}}:campaign:{campaign_id}:contacts"
