@@ -128,6 +128,9 @@ class CampaignResult:
     guarded: int = 0  # decisions of a guarded campaign cut by its guard (or by the room under its legal cap)
     reasons: Counter[str] = field(default_factory=Counter)
     limited: Counter[str] = field(default_factory=Counter)
+    # The highest abandon rate its legal window reached (history + its own calls, read at each abandon: the only
+    # instants it rises): what the law caps at every instant, where abandon_rate is only the day's end.
+    legal_peak: float = 0.0
 
     @property
     def abandon_rate(self) -> float:
@@ -227,6 +230,11 @@ class SimResult:
     @property
     def abandon_rate(self) -> float:
         return self.abandons / self.live_answers if self.live_answers else 0.0
+
+    @property
+    def legal_peak(self) -> float:
+        """The highest legal-window abandon rate any campaign reached during the day (CampaignResult.legal_peak)."""
+        return max((c.legal_peak for c in self.campaigns), default=0.0)
 
     @property
     def answered_per_agent_hour(self) -> float:
@@ -609,6 +617,8 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                 c = camps[i]
                 c.inflight.pop(ref, None)
                 c.res.abandons += 1
+                c.res.legal_peak = max(c.res.legal_peak, (scenario.history[1] + c.res.abandons)
+                                       / (scenario.history[0] + c.res.live_answers))
                 c.res.waits.append(now - answered)
                 c.counter.record(answered, True)
                 c.answers += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 import pytest
@@ -290,3 +291,34 @@ def test_the_calls_in_flight_stay_within_the_room_under_the_cap() -> None:
     # at room one, with 2 free agents at 20% live answers, the answers expected plus 4 deviations fit 3 agents
     assert tight.calls <= 3
     # (with no room at all the legal hold, cap-room, decides: test_a_small_window_under_the_cap_keeps_part_of_...)
+
+
+def test_the_risk_budget_rises_while_the_measured_rate_is_well_under_the_back_off() -> None:
+    """Issue 15: predictive_target is a model quantity; at 25 agents with short calls it ended days at 0.9% under a
+    3% cap. While the rate with its margin is under backoff_start x cap the budget rises with the unused part (up
+    to 3 x the target at 0%), and is the target itself from backoff_start on; a young window (large margin) gets no
+    rise."""
+    p = policy("predictive", abandon_cap=0.03)
+    alphas = [decide(p, state(free_agents=10, abandons=a, live_answers=5000)).detail["alpha"] for a in (0, 30, 60, 90)]
+    assert alphas == sorted(alphas, reverse=True), alphas
+    assert 0.29 < alphas[0] <= 0.3  # 0 of 5000 (smoothed 0.03%): nearly 3 x 10%
+    assert 0.1 < alphas[2] < alphas[1] < alphas[0]  # 0.6%, 1.2%: less and less rise
+    assert alphas[3] <= 0.1  # 1.8% (plus a sliver of margin): backoff_start, no rise (a little back-off)
+    assert decide(p, state(free_agents=10, abandons=0, live_answers=0)).detail["alpha"] < 0.1  # fresh: backed off
+    calm = decide(p, state(free_agents=10, abandons=0, live_answers=5000))
+    assert calm.calls > decide(replace(p, predictive_target=0.1), state(free_agents=10, abandons=90,
+                                                                        live_answers=5000)).calls
+    # never over 0.5, whatever the rise
+    assert decide(replace(p, predictive_target=0.4), state(abandons=0, live_answers=5000)).detail["alpha"] == 0.5
+
+
+def test_the_small_sample_margin_shrinks_once_the_room_is_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for more than MARGIN_ROOM (10) abandons the margin shrinks as 10 / room: 24 abandons of 1,500 answers
+    (smoothed 1.59%, room 21) is under backoff_start (1.8%) with 10/21 of its margin, over it (backoff) with the whole
+    one."""
+    p = policy("predictive", abandon_cap=0.03)
+    big = decide(p, state(free_agents=10, abandons=24, live_answers=1500))
+    assert big.detail["room"] == 21 and big.reason == "predictive"
+    # the whole margin whatever the room, as before issue 15's change
+    monkeypatch.setattr(importlib.import_module("dialer.pacing.decide"), "MARGIN_ROOM", 10**9)
+    assert decide(p, state(free_agents=10, abandons=24, live_answers=1500)).reason == "backoff"

@@ -178,6 +178,13 @@ def _publish(tx: Tx, tenant: str, import_id: str, losers: Sequence[str], list_id
     order = " ORDER BY phone, contact_id" if tx.dialect == "postgresql" else ""
     tx.execute("INSERT INTO contact_phones (tenant, phone, contact_id) "
                f"SELECT tenant, phone, contact_id FROM import_phones WHERE {mine} AND reason IS NULL{order}", me)
+    if tx.dialect == "sqlite":
+        # SQLite has no statistics until ANALYZE: without them it joined list_members to contact_phones through
+        # the primary key's tenant column alone (a list's 30,000 numbers counted in 172 s instead of 0.04 s).
+        # A sampled ANALYZE (400 rows an index) takes milliseconds whatever the tables' size.
+        tx.execute("PRAGMA analysis_limit = 400")
+        for table in ("contacts", "list_members", "contact_phones"):
+            tx.execute(f"ANALYZE {table}")
     return outcome
 
 
