@@ -132,8 +132,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--record", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
+    parser.add_argument("--pg", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PostgreSQL setting (repeat), e.g. shared_buffers=1GB max_wal_size=4GB: the server is "
+                             "otherwise the tests' small one (64 MB of shared buffers)")
     args = parser.parse_args()
-    pg = PostgresProcess() if args.record == "postgresql" else None
+    settings = dict(item.split("=", 1) for item in args.pg)
+    pg = PostgresProcess(settings=settings) if args.record == "postgresql" else None
+    if settings:
+        print("postgresql settings:", settings)
     try:
         run(args, pg)
     finally:

@@ -30,8 +30,10 @@ def find_pg_bin() -> str | None:
 
 
 class PostgresProcess:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.bin = find_pg_bin()
+        # the tests' small server by default; a benchmark may size it as a production server would be
+        self.settings = {"fsync": "on", "max_connections": "100", "shared_buffers": "64MB", **(settings or {})}
         if self.bin is None:
             raise RuntimeError("PostgreSQL is not installed (Debian package `postgresql`)")
         self.port = port or free_port()
@@ -60,7 +62,7 @@ class PostgresProcess:
                            cwd=self._tmp)
         self.proc = subprocess.Popen(
             [f"{self.bin}/postgres", "-D", self.data, "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", self.socket_dir, "-c", "fsync=on", "-c", "max_connections=100", "-c", "shared_buffers=64MB"],
+             "-k", self.socket_dir, *(arg for k, v in self.settings.items() for arg in ("-c", f"{k}={v}"))],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._tmp, "postgres.log"), "ab"),  # noqa: SIM115
             preexec_fn=self._demote, cwd=self._tmp)
         deadline = time.monotonic() + timeout
