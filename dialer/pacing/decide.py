@@ -50,6 +50,57 @@ def expected_overflow(mean: float, variance: float) -> float:
     return sd * _INV_SQRT2PI * math.exp(-0.5 * z * z) + mean * 0.5 * math.erfc(-z * _INV_SQRT2)
 
 
+class _OverflowTail:
+    """An upper bound on P(D > room) for the overflow D = X - Y of the calls in flight (see _predictive).
+
+    X, the answers, is a sum of independent Bernoulli(p_j) (each ringing call's, then each new call's); Y, the agents
+    free by the horizon, is `sure` plus a sum of independent Bernoulli(q_i) (the busy agents'). A Bernoulli(p) is
+    stochastically below a Poisson(-log(1 - p)) (same chance of 0, more mass above 1), so X is below a Poisson of
+    the summed rates, whose tail is exact and cheap; Y's distribution is worked out exactly once per decision
+    (a Poisson-binomial, quadratic in the busy agents, who are few while the room is small). So the bound is sound
+    for the model, however skewed X is, and costs a few dozen terms per call count tried."""
+
+    __slots__ = ("certain", "free", "rate", "start")
+
+    def __init__(self, ringing: list[tuple[float, int]], freeing: list[float], sure: int, room: int) -> None:
+        certain, rate = 0, 0.0
+        for pj, m in ringing:
+            if pj >= 1.0:
+                certain += m  # a call sure to be answered shifts X instead of making its rate infinite
+            elif pj > 0.0:
+                rate -= m * math.log1p(-pj)
+        free = [1.0]  # free[z] = P(Z = z), Z the busy agents finishing within the horizon
+        for q in freeing:
+            nxt = [0.0] * (len(free) + 1)
+            for z, w in enumerate(free):
+                nxt[z] += w * (1.0 - q)
+                nxt[z + 1] += w * q
+            free = nxt
+        self.certain, self.rate, self.free = certain, rate, free
+        self.start = room + sure + 1 - certain  # D > room  <=>  X >= start + Z (X counted without the certain)
+
+    def exceeds(self, k: int, p: float) -> float:
+        """An upper bound on P(D > room) with k more calls placed, each answered with probability p."""
+        if p >= 1.0:
+            return self._tail(self.rate, self.start - k)
+        return self._tail(self.rate - k * math.log1p(-p), self.start)
+
+    def _tail(self, lam: float, start: int) -> float:
+        # sum over z of P(Z = z) P(Poisson(lam) >= start + z): walk the Poisson's cdf up once.
+        total, below, term, i = 0.0, 0.0, math.exp(-lam), 0
+        for z, w in enumerate(self.free):
+            t = start + z
+            if t <= 0:
+                total += w
+                continue
+            while i < t:  # below = P(Poisson < t)
+                below += term
+                i += 1
+                term *= lam / i
+            total += w * max(0.0, 1.0 - below)
+        return total
+
+
 def decide(policy: PacingPolicy, state: PacingState) -> Decision:
     """The number of calls to place now under `policy`, given the observation `state`."""
     mode = policy.mode
@@ -128,6 +179,13 @@ BOOST = 2.0
 MAX_ALPHA = 0.5
 # Standard deviations of the calls in flight's overflow kept within the room under the cap (see _predictive).
 ROOM_Z = 4.0
+# Up to this room (abandons), the overflow's upper tail is also bounded outright: P(overflow > room) <= ROOM_EPS.
+# The normal approximation above understates a small room's risk: the answers are a sum of a few unlikely events,
+# skewed like a Poisson count, whose tail past mean + 4 sd is far heavier than the normal's (issue 15: two 10-agent
+# days peaked at 3.03% and 3.37% for an instant). Past ROOM_TAIL_MAX the normal bound is left alone (a large room is
+# many standard deviations wide and the skew fades).
+ROOM_EPS = 1e-4
+ROOM_TAIL_MAX = 10
 # Up to this room (abandons), the room's check counts only the free agents, not the busy ones about to free up.
 ROOM_FREE_ONLY = 2
 
@@ -251,8 +309,22 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     else:
         mean0, var0 = base_mean, base_var
 
+    # Each abandon is also a live answer, so k more abandons are lawful while (A + k) / (N + k) <= cap.
+    cap = policy.abandon_cap
+    lawful = math.floor((cap * state.live_answers - state.abandons) / (1.0 - cap) + 1e-9) if cap < 1.0 else room
+    tail = None
+    if 1 <= room <= ROOM_TAIL_MAX:
+        # The busy agents' finishing counts (exact, a Poisson-binomial); none counted on at room <= ROOM_FREE_ONLY.
+        freeing = [] if room <= ROOM_FREE_ONLY else qs
+        sure = state.free_agents
+        if room > ROOM_FREE_ONLY:
+            sure += sum(1 for t in state.agents_freeing if t <= horizon)
+        tail = _OverflowTail(pjs, freeing, sure, lawful)
+
     def within_room(k: int) -> bool:
-        return mean0 + k * p + ROOM_Z * math.sqrt(max(0.0, var0 + k * new_var)) <= room
+        if mean0 + k * p + ROOM_Z * math.sqrt(max(0.0, var0 + k * new_var)) > room:
+            return False
+        return tail is None or tail.exceeds(k, p) <= ROOM_EPS
 
     # (No room at all is the legal hold's, `cap-room` in guard.py, which the runtime and the simulator apply
     # before this; decide() alone keeps dialing ahead on a fresh window.)
