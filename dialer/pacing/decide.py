@@ -13,6 +13,7 @@ Reason codes (Decision.reason):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -51,54 +52,56 @@ def expected_overflow(mean: float, variance: float) -> float:
 
 
 class _OverflowTail:
-    """An upper bound on P(D > room) for the overflow D = X - Y of the calls in flight (see _predictive).
+    """P(D > room) for the overflow D = X - Y of the calls in flight (see _predictive), worked out exactly.
 
     X, the answers, is a sum of independent Bernoulli(p_j) (each ringing call's, then each new call's); Y, the agents
-    free by the horizon, is `sure` plus a sum of independent Bernoulli(q_i) (the busy agents'). A Bernoulli(p) is
-    stochastically below a Poisson(-log(1 - p)) (same chance of 0, more mass above 1), so X is below a Poisson of
-    the summed rates, whose tail is exact and cheap; Y's distribution is worked out exactly once per decision
-    (a Poisson-binomial, quadratic in the busy agents, who are few while the room is small). So the bound is sound
-    for the model, however skewed X is, and costs a few dozen terms per call count tried."""
+    free by the horizon, is `sure` plus a sum of independent Bernoulli(q_i) (the busy agents'). Both are
+    Poisson-binomial counts: W = X(ringing) - Y + sure is convolved once per decision, truncated where the room's
+    question stops (all mass of X at or past `top` in one cell), then each number of new calls tried adds a binomial,
+    a walk over at most `top` terms. Exact for the model however skewed the counts are (a normal approximation is
+    not: a small room's risk is a few unlikely answers, whose tail past mean + 4 sd is far heavier)."""
 
-    __slots__ = ("certain", "free", "rate", "start")
+    __slots__ = ("need", "survival", "zmax")
 
     def __init__(self, ringing: list[tuple[float, int]], freeing: list[float], sure: int, room: int) -> None:
-        certain, rate = 0, 0.0
+        zmax = len(freeing)
+        self.need = need = room + sure + 1  # D > room  <=>  X(ringing) - Z + B(new) >= need
+        top = need + zmax  # X at or past top exceeds the room whatever Z and the new calls: one cell
+        x = [1.0] + [0.0] * top
         for pj, m in ringing:
-            if pj >= 1.0:
-                certain += m  # a call sure to be answered shifts X instead of making its rate infinite
-            elif pj > 0.0:
-                rate -= m * math.log1p(-pj)
-        free = [1.0]  # free[z] = P(Z = z), Z the busy agents finishing within the horizon
+            qj = 1.0 - pj
+            for _ in range(m):
+                last = x[top] + x[top - 1] * pj
+                x = [x[0] * qj, *[lo * pj + hi * qj for lo, hi in itertools.pairwise(x[:-1])], last]
+        z = [1.0]  # z[i] = P(Z = i), Z the busy agents finishing within the horizon
         for q in freeing:
-            nxt = [0.0] * (len(free) + 1)
-            for z, w in enumerate(free):
-                nxt[z] += w * (1.0 - q)
-                nxt[z + 1] += w * q
-            free = nxt
-        self.certain, self.rate, self.free = certain, rate, free
-        self.start = room + sure + 1 - certain  # D > room  <=>  X >= start + Z (X counted without the certain)
+            z = [a * (1.0 - q) + b * q for a, b in zip([*z, 0.0], [0.0, *z], strict=True)]
+        # w[v + zmax] = P(X - Z = v), v from -zmax to top (the top cell is "X at or past top", kept as at top)
+        w = [0.0] * (top + zmax + 1)
+        for i, pi in enumerate(z):
+            if pi > 0.0:
+                for j, px in enumerate(x):
+                    w[j - i + zmax] += pi * px
+        survival = [0.0] * (len(w) + 1)  # survival[v + zmax] = P(X - Z >= v)
+        for v in range(len(w) - 1, -1, -1):
+            survival[v] = survival[v + 1] + w[v]
+        self.survival, self.zmax = survival, zmax
 
     def exceeds(self, k: int, p: float) -> float:
-        """An upper bound on P(D > room) with k more calls placed, each answered with probability p."""
-        if p >= 1.0:
-            return self._tail(self.rate, self.start - k)
-        return self._tail(self.rate - k * math.log1p(-p), self.start)
-
-    def _tail(self, lam: float, start: int) -> float:
-        # sum over z of P(Z = z) P(Poisson(lam) >= start + z): walk the Poisson's cdf up once.
-        total, below, term, i = 0.0, 0.0, math.exp(-lam), 0
-        for z, w in enumerate(self.free):
-            t = start + z
-            if t <= 0:
-                total += w
-                continue
-            while i < t:  # below = P(Poisson < t)
-                below += term
-                i += 1
-                term *= lam / i
-            total += w * max(0.0, 1.0 - below)
-        return total
+        """P(D > room) with k more calls placed, each answered with probability p."""
+        sv, zmax, need = self.survival, self.zmax, self.need
+        total, mass, pmf = 0.0, 0.0, (1.0 - p) ** k if p < 1.0 else float(k == 0)
+        for b in range(k + 1):  # b new answers: X - Z must reach need - b
+            i = need - b + zmax
+            if i <= 0:
+                return min(1.0, total + (1.0 - mass))  # the rest of B's mass exceeds the room for sure
+            total += pmf * (sv[i] if i < len(sv) else 0.0)
+            mass += pmf
+            if p >= 1.0:
+                pmf = float(b + 1 == k)
+            else:
+                pmf *= (k - b) / (b + 1) * p / (1.0 - p)
+        return min(1.0, total)
 
 
 def decide(policy: PacingPolicy, state: PacingState) -> Decision:
