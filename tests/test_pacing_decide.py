@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import replace
 
 import pytest
@@ -20,6 +21,7 @@ from dialer.pacing import (
     decide,
     expected_overflow,
 )
+from dialer.pacing.decide import ROOM_EPS
 
 RING = Survival.lognormal(6.0, 0.5, step=0.5, max_seconds=120)
 OTHER = Survival.lognormal(15.0, 0.8, step=0.5, max_seconds=180)
@@ -291,6 +293,45 @@ def test_the_calls_in_flight_stay_within_the_room_under_the_cap() -> None:
     # at room one, with 2 free agents at 20% live answers, the answers expected plus 4 deviations fit 3 agents
     assert tight.calls <= 3
     # (with no room at all the legal hold, cap-room, decides: test_a_small_window_under_the_cap_keeps_part_of_...)
+
+
+def _binomial_tail(n: int, p: float, above: int) -> float:
+    """P(Binomial(n, p) > above), summed directly."""
+    return sum(math.comb(n, i) * p**i * (1.0 - p) ** (n - i) for i in range(above + 1, n + 1))
+
+
+@pytest.mark.parametrize("answer", [0.05, 0.1, 0.2])
+@pytest.mark.parametrize("free", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize(("answers", "abandons"), [(40, 0), (70, 0), (100, 1), (134, 2)])
+@pytest.mark.parametrize("in_flight", [0, 5, 20])
+def test_the_overflow_exceeds_a_small_room_with_chance_at_most_room_eps(
+    answer: float, free: int, answers: int, abandons: int, in_flight: int
+) -> None:
+    """At room one or two only the free agents are counted on, and calls just placed (age 0) are each answered with
+    the answer rate: the answers are Binomial(in flight + placed, p), and the window breaks its cap when more than
+    free + k of them come, k the abandons still lawful ((A + k) / (N + k) <= cap). Checked against the binomial
+    summed directly, whenever the decision placed more than progressive's floor."""
+    p = policy("predictive", abandon_cap=0.03)
+    d = decide(p, state(free_agents=free, answer_rate=answer, live_answers=answers, abandons=abandons,
+                        ringing=(0.0,) * in_flight))
+    assert d.detail["room"] in (1, 2)
+    lawful = math.floor((0.03 * answers - abandons) / 0.97 + 1e-9)
+    if d.calls > max(0, free - in_flight):
+        assert _binomial_tail(in_flight + d.calls, answer, free + lawful) <= ROOM_EPS * (1.0 + 1e-9)
+
+
+def test_a_small_room_refuses_what_the_normal_approximation_lets_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: at 5% live answers the answers in flight are a few unlikely events, skewed like a Poisson count, and
+    mean + ROOM_Z sd understates their tail. Room one (40 answers, no abandon), 3 free agents, nothing ringing: the
+    normal check lets 14 calls through, and P(more than 4 of 14 answered) is 4.3e-4, over ROOM_EPS; the exact tail
+    places 10 (6.4e-5)."""
+    p = policy("predictive", abandon_cap=0.03)
+    s = state(free_agents=3, answer_rate=0.05, live_answers=40, abandons=0)
+    exact = decide(p, s)
+    monkeypatch.setattr(importlib.import_module("dialer.pacing.decide"), "ROOM_TAIL_MAX", 0)  # the normal check alone
+    normal = decide(p, s)
+    assert (normal.calls, exact.calls) == (14, 10)
+    assert _binomial_tail(normal.calls, 0.05, 3 + 1) > ROOM_EPS >= _binomial_tail(exact.calls, 0.05, 3 + 1)
 
 
 def test_the_risk_budget_rises_while_the_measured_rate_is_well_under_the_back_off() -> None:
