@@ -315,19 +315,19 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     # Each abandon is also a live answer, so k more abandons are lawful while (A + k) / (N + k) <= cap.
     cap = policy.abandon_cap
     lawful = math.floor((cap * state.live_answers - state.abandons) / (1.0 - cap) + 1e-9) if cap < 1.0 else room
-    tail = None
-    if 1 <= room <= ROOM_TAIL_MAX:
-        # The busy agents' finishing counts (exact, a Poisson-binomial); none counted on at room <= ROOM_FREE_ONLY.
-        freeing = [] if room <= ROOM_FREE_ONLY else qs
-        sure = state.free_agents
-        if room > ROOM_FREE_ONLY:
-            sure += sum(1 for t in state.agents_freeing if t <= horizon)
-        tail = _OverflowTail(pjs, freeing, sure, lawful)
+    tails: list[_OverflowTail] = []  # built on first need: most decisions are settled by the normal check
 
     def within_room(k: int) -> bool:
         if mean0 + k * p + ROOM_Z * math.sqrt(max(0.0, var0 + k * new_var)) > room:
             return False
-        return tail is None or tail.exceeds(k, p) <= ROOM_EPS
+        if room > ROOM_TAIL_MAX:
+            return True
+        if not tails:
+            # The busy agents' finishing counts (a Poisson-binomial); none counted on at room <= ROOM_FREE_ONLY.
+            freeing, sure = ([], state.free_agents) if room <= ROOM_FREE_ONLY else (
+                qs, state.free_agents + sum(1 for t in state.agents_freeing if t <= horizon))
+            tails.append(_OverflowTail(pjs, freeing, sure, lawful))
+        return tails[0].exceeds(k, p) <= ROOM_EPS
 
     # (No room at all is the legal hold's, `cap-room` in guard.py, which the runtime and the simulator apply
     # before this; decide() alone keeps dialing ahead on a fresh window.)
