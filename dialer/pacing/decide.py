@@ -56,7 +56,7 @@ class _OverflowTail:
 
     X, the answers, is a sum of independent Bernoulli(p_j) (each ringing call's, then each new call's); Y, the agents
     free by the horizon, is `sure` plus a sum of independent Bernoulli(q_i) (the busy agents'). Both are
-    Poisson-binomial counts: W = X(ringing) - Y + sure is convolved once per decision, truncated where the room's
+    Poisson-binomial counts: X(ringing) - (Y - sure) is convolved once per decision, truncated where the room's
     question stops (all mass of X at or past `top` in one cell), then each number of new calls tried adds a binomial,
     a walk over at most `top` terms. Exact for the model however skewed the counts are (a normal approximation is
     not: a small room's risk is a few unlikely answers, whose tail past mean + 4 sd is far heavier)."""
@@ -182,7 +182,7 @@ BOOST = 2.0
 MAX_ALPHA = 0.5
 # Standard deviations of the calls in flight's overflow kept within the room under the cap (see _predictive).
 ROOM_Z = 4.0
-# Up to this room (abandons), the overflow's upper tail is also bounded outright: P(overflow > room) <= ROOM_EPS.
+# Up to this room (abandons), the overflow's tail is also bounded outright: P(overflow > lawful room) <= ROOM_EPS.
 # The normal approximation above understates a small room's risk: the answers are a sum of a few unlikely events,
 # skewed like a Poisson count, whose tail past mean + 4 sd is far heavier than the normal's (issue 15: two 10-agent
 # days peaked at 3.03% and 3.37% for an instant). Past ROOM_TAIL_MAX the normal bound is left alone (a large room is
