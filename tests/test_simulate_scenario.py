@@ -173,6 +173,8 @@ def test_guard_scale_and_policy() -> None:
     assert guard_scale(0.03, 0, 5000, 100.0) <= 1.0
     predictive = PacingPolicy(mode=PacingMode.PREDICTIVE)
     assert guarded_policy(predictive, 0.5).predictive_target == pytest.approx(predictive.predictive_target / 2)
+    # while the guard scales the overdial down, the legal window's low rate may not boost the budget back up
+    assert guarded_policy(predictive, 0.5).boost is False and guarded_policy(predictive, 1.0).boost is True
     power = PacingPolicy(mode=PacingMode.POWER, power_ratio=3.0)
     assert guarded_policy(power, 0.0).power_ratio == 1.0
     assert guarded_policy(power, 1.0) is power

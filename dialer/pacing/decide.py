@@ -146,7 +146,8 @@ def _backoff_scale(policy: PacingPolicy, state: PacingState, *, margin: bool = T
     start = policy.backoff_start * cap
     if measured <= start:
         # (the rise only once the room is large: a window with room for a few abandons is paced as before)
-        return 1.0 + (BOOST * (1.0 - measured / start) if margin and start > 0.0 and room > MARGIN_ROOM else 0.0)
+        boosted = margin and policy.boost and start > 0.0 and room > MARGIN_ROOM
+        return 1.0 + (BOOST * (1.0 - measured / start) if boosted else 0.0)
     if measured >= cap:
         return 0.0
     return (cap - measured) / (cap - start)

@@ -55,6 +55,9 @@ class PacingPolicy:
       mode (protects against a wrong answer-rate estimate).
     enforce_cap: power mode also falls back to progressive at the cap (True by default; the
       benchmark's hindsight search of fixed ratios turns it off).
+    boost: predictive's budget may rise above predictive_target while the legal window is well
+      under its cap (decide.BOOST); the short-window guard turns it off while it scales the
+      overdial down, or the legal window's low rate would undo the guard (not a campaign setting).
     """
 
     mode: PacingMode = PacingMode.PREDICTIVE
@@ -64,6 +67,7 @@ class PacingPolicy:
     backoff_start: float = 0.6
     max_lines_per_agent: float = 12.0
     enforce_cap: bool = True
+    boost: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, PacingMode):

@@ -51,7 +51,7 @@ def guarded_policy(policy: PacingPolicy, scale: float) -> PacingPolicy:
         return policy
     scale = max(0.0, scale)
     if policy.mode is PacingMode.PREDICTIVE:
-        return replace(policy, predictive_target=policy.predictive_target * scale)
+        return replace(policy, predictive_target=policy.predictive_target * scale, boost=False)
     if policy.mode is PacingMode.POWER:
         return replace(policy, power_ratio=1.0 + (policy.power_ratio - 1.0) * scale)
     return policy
