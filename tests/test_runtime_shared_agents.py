@@ -145,7 +145,9 @@ async def start_dialer(redis_url: str, port: int, tenant: str, log_dir: Path):
         stdout=(log_dir / f"{tenant}.out").open("w"), stderr=(log_dir / f"{tenant}.err").open("w"))
 
 
-@pytest.mark.parametrize("mode", ["progressive", pytest.param("predictive", marks=SLOW)])
+# progressive in the deep tier (about 90 s of wall, the default suite's longest test); predictive in the slow one
+@pytest.mark.parametrize("mode", [pytest.param("progressive", marks=pytest.mark.deep),
+                                  pytest.param("predictive", marks=SLOW)])
 async def test_two_processes_share_one_queue(redis_url, redis_client, tmp_path, mode):
     """Tenants acme and beta, a campaign each, one `dialer run --tenant` process each, one queue of 4 agents."""
     made = setup(redis_client, tmp_path, mode, 2, 60, ("acme", "beta"))
