@@ -18,17 +18,10 @@ import redis
 from dialer.contacts import jobs, staging
 from dialer.contacts.jobs import create_import, run_import_inline
 from dialer.contacts.store import Keys, contacts_for_phone, get_contact, import_status, list_count
+from tests.test_contacts_import import make_big
 
 T = "acme"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_big(path: Path, rows: int, start: int = 0) -> Path:
-    with path.open("w") as fh:
-        fh.write("phone,first_name,note\n")
-        for i in range(start, start + rows):
-            fh.write(f"+336{i:08d},n{i},\"a note, quoted\"\n")
-    return path
 
 
 def staged_rows(record, import_id: str) -> tuple[int, int]:
