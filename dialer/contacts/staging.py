@@ -36,6 +36,8 @@ from dialer.contacts.store import Keys, Scripts, _s
 from dialer.record.contacts_schema import COLUMNS
 from dialer.record.store import Record, RecordUnavailable
 from dialer.runtime.loader import priority_of
+from dialer.suppression import version as suppression_version
+from dialer.suppression import version_key
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,20 @@ class StagedRows:
         self.contacts.clear()
         self.phones.clear()
 
+    def scrub(self, suppressed: frozenset[str], secret: bytes) -> int:
+        """After the suppression list moved (an erasure while this chunk was staged): delete this attempt's staged
+        contacts holding a number now on it. Returns how many went."""
+        from dialer.record.contacts import drop_staged_holding
+        from dialer.suppression import person_ref
+
+        self.flush()  # the pending rows were judged against the old list too
+        with self.record.transaction() as tx:
+            phones = [str(r[0]) for r in tx.query(
+                "SELECT DISTINCT phone FROM import_phones WHERE tenant = %s AND import_id = %s AND attempt = %s",
+                (self.tenant, self.import_id, self.attempt))]
+            erased = [p for p in phones if person_ref(secret, p) in suppressed]
+            return drop_staged_holding(tx, self.tenant, self.import_id, erased, attempt=self.attempt)
+
     def drop(self) -> None:
         """Delete what this attempt staged (it lost to another attempt of its chunk, or the import stopped). A record
         that cannot be reached now is only logged: the commit deletes every attempt it does not publish, and a
@@ -262,6 +278,8 @@ class ChunkStaging:
         batch_read = batch_rejected = 0
         max_bad_share = float(params.get("max_bad_share") or DEFAULT_MAX_BAD_SHARE)
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
+        # the list's version first: an erasure after this read is seen at the next batch (flush), rows and all
+        seen = suppression_version(self.client, self.tenant)
         suppressed, secret = suppressed_numbers(self.client, self.tenant)
         registered_at = datetime.fromisoformat(params["created_at"]) if params.get("created_at") else None
         examples: list[str] = []
@@ -273,7 +291,7 @@ class ChunkStaging:
             raise ImportStopped(self.import_id)
 
         def flush(final: bool = False) -> None:
-            nonlocal pending_rows, batch_read, batch_rejected
+            nonlocal pending_rows, batch_read, batch_rejected, seen, suppressed, secret
             if final or len(rows) >= RECORD_BATCH:
                 rows.flush()  # before the status check below: a write that lands after a failure is seen there
             kept: list[str] = []
@@ -292,10 +310,18 @@ class ChunkStaging:
             pipe.hincrby(keys.counters, "judged_rejected", batch_rejected)
             pipe.zadd(keys.claims, {chunk.index: time.time() + LEASE_SECONDS}, xx=True)
             pipe.hget(keys.status, "status")
+            pipe.get(version_key(self.tenant))  # after the rows reached the record: see the erasures made since
             replies = pipe.execute()
-            if _s(replies[-1]) != "running":
+            if _s(replies[-2]) != "running":
                 stopped()
-            share = BadShare(int(replies[-4]), int(replies[-3]))
+            if int(replies[-1] or 0) != seen:
+                # An erasure since this chunk read the suppression list: its number may be staged now (its own
+                # deletion of staged rows may have come before they were written). Rows from here on are judged
+                # against the new list, those staged before are deleted; the publish never sees them.
+                seen = suppression_version(self.client, self.tenant)
+                suppressed, secret = suppressed_numbers(self.client, self.tenant)
+                rows.scrub(suppressed, secret)
+            share = BadShare(int(replies[-5]), int(replies[-4]))
             if share.hopeless(max_bad_share):
                 by_reason = Counter({k[8:]: v for k, v in counts.items() if k.startswith("invalid:")})
                 self.fail("too_many_bad_rows", hopeless_message(share, max_bad_share, by_reason, examples))
