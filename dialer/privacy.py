@@ -48,8 +48,8 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
-from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.record.store import RecordUnavailable
+from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.suppression import Suppression, SuppressionUnavailable
 from dialer.webhooks import queue as webhook_queue
 

@@ -14,7 +14,7 @@ import redis
 from dialer import privacy
 from dialer.audit import AuditLog
 from dialer.contacts import jobs, staging
-from dialer.contacts.store import Keys, contacts_for_phone, import_status
+from dialer.contacts.store import contacts_for_phone, import_status
 from dialer.facts import FactStore
 from dialer.gate import Reservation
 from dialer.suppression import configure

@@ -221,8 +221,9 @@ def staged_imports(tx: Tx, tenant: str) -> list[str]:
     """The imports of the tenant that have rows staged (a skip scan of import_phones' primary key: one probe per
     import, whatever the number of rows staged)."""
     rows = tx.query("WITH RECURSIVE ids(i) AS (SELECT MIN(import_id) FROM import_phones WHERE tenant = %s "
-                    "UNION ALL SELECT (SELECT MIN(import_id) FROM import_phones WHERE tenant = %s AND import_id > ids.i) "
-                    "FROM ids WHERE ids.i IS NOT NULL) SELECT i FROM ids WHERE i IS NOT NULL", (tenant, tenant))
+                    "UNION ALL SELECT (SELECT MIN(import_id) FROM import_phones WHERE tenant = %s AND "
+                    "import_id > ids.i) FROM ids WHERE ids.i IS NOT NULL) SELECT i FROM ids WHERE i IS NOT NULL",
+                    (tenant, tenant))
     return [str(r[0]) for r in rows]
 
 
@@ -235,7 +236,7 @@ def drop_staged_holding(tx: Tx, tenant: str, import_id: str, numbers: Sequence[s
     marks = ", ".join(["%s"] * len(numbers))
     which, params = "tenant = %s AND import_id = %s", [tenant, import_id]
     if attempt is not None:
-        which, params = which + " AND attempt = %s", params + [attempt]
+        which, params = which + " AND attempt = %s", [*params, attempt]
     held = sorted(set(tx.query(f"SELECT attempt, row_no FROM import_phones WHERE {which} AND phone IN ({marks})",
                                (*params, *numbers))))
     for held_attempt, row_no in held:
