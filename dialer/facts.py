@@ -179,6 +179,11 @@ class FactStore:
     def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
                audit: Any = None, webhook: tuple[str, dict[str, Any]] | None = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
+        self._queue_write(pipe, tenant, e164, ops, audit, webhook)
+        pipe.execute()
+
+    def _queue_write(self, pipe: Any, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
+                     audit: Any = None, webhook: tuple[str, dict[str, Any]] | None = None) -> None:
         for method, args in ops:
             getattr(pipe, method)(*args)
         pipe.incr(person_key(tenant, e164, "ver"))
@@ -186,7 +191,32 @@ class FactStore:
             self.audit.queue(pipe, tenant, [audit])
         if webhook is not None:  # in the same transaction: the fact and its webhook event, or neither
             queue_event(pipe, tenant, webhook[0], e164, webhook[1])
-        pipe.execute()
+
+    def add_consent_unless_erased(self, tenant: str, e164: str, consent: Consent, suppression: tuple[str, str], *,
+                                  actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> bool:
+        """add_consent, unless the number is on the suppression list (`suppression`: its hash key and the number's
+        ref, dialer.suppression), decided and written in one transaction (WATCH: an erasure between the check and
+        the write retries), with the caller's `also` commands in it either way (an import's progress). Returns
+        whether the consent was written."""
+        from dialer.audit_events import consent_event
+
+        key, ref = suppression
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    erased = bool(pipe.hexists(key, ref))
+                    pipe.multi()
+                    if not erased:
+                        event = consent_event(self.audit, e164, consent, actor) if self.audit is not None else None
+                        self._queue_write(pipe, tenant, e164,
+                                          [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))], event)
+                    for method, args in also:
+                        getattr(pipe, method)(*args)
+                    pipe.execute()
+                    return not erased
+                except redis.WatchError:
+                    continue
 
     def add_consent(self, tenant: str, e164: str, consent: Consent, *, actor: str = "dialer") -> None:
         from dialer.audit_events import consent_event

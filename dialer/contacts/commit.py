@@ -33,6 +33,8 @@ log = logging.getLogger("dialer.contacts.jobs")
 LOCK_MS = 600_000
 RECORD_WAIT_SECONDS = 60.0  # a commit waits this long for a record that is down, then the watchdog retries it
 ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet committed or failed
+CONSENT_PAGE = 500  # staged consents read per record query at the commit
+CONSENT_READ = ("row_no", "pos", "phone", "given_at", "purpose", "written", "source", "evidence")
 UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of finished imports whose staged rows the record still holds
 
 
@@ -186,26 +188,55 @@ class ImportCommit:
                 pipe.execute()
 
     def _record_consents(self, done: dict[int, dict[str, Any]]) -> None:
-        """Write the staged consent records through the fact store (one transaction each, as FactStore
-        does; a re-run after a crash may write a record twice, never lose one)."""
+        """Write the consents staged with the published attempts' rows (import_consents) through the fact store, in
+        file order (row, then the row's number): one transaction each, as FactStore does, audited with it and with
+        the import's progress (`consents_done`), so a commit run again after a crash goes on after the last one
+        written: none twice, none lost. Numbers erased meanwhile get none (checked in the same transaction). Then
+        the staged consents go."""
         from dialer.audit import AuditLog
-        from dialer.suppression import process_key
+        from dialer.record.current import contact_record
+        from dialer.suppression import person_ref, process_key, suppression_key
 
+        secret = process_key()
         # audited like every consent change (dialer/audit_events.py), in the same transaction as the record
-        store = FactStore(self.client, audit=AuditLog(self.client, process_key()))
+        store = FactStore(self.client, audit=AuditLog(self.client, secret))
+        record = contact_record()
+        row_no, pos = (int(x) for x in (self.field("consents_done") or "0,-1").split(","))
         for index in sorted(done):
+            while True:
+                page = record.query(
+                    f"SELECT {', '.join(CONSENT_READ)} FROM import_consents WHERE tenant = %s AND import_id = %s AND "
+                    "attempt = %s AND (row_no > %s OR (row_no = %s AND pos > %s)) ORDER BY row_no, pos LIMIT %s",
+                    (self.tenant, self.import_id, done[index]["attempt"], row_no, row_no, pos, CONSENT_PAGE))
+                if not page:
+                    break
+                for values in page:
+                    doc = dict(zip(CONSENT_READ, values, strict=True))
+                    row_no, pos = int(doc["row_no"]), int(doc["pos"])
+                    doc["row"] = row_no
+                    store.add_consent_unless_erased(
+                        self.tenant, doc["phone"], consent_record(doc, self.import_id),
+                        (suppression_key(self.tenant), person_ref(secret, doc["phone"])), actor="job:import",
+                        also=[("hset", (self.keys.status, "consents_done", f"{row_no},{pos}"))])
+        for index in sorted(done):  # consents an older dialer's worker staged in Redis (an import across an upgrade)
             key = self.keys.consents(index, done[index]["attempt"])
             while True:
                 items = self.client.lrange(key, 0, 199)
                 if not items:
                     break
                 for item in items:
-                    doc = json.loads(item)
-                    store.add_consent(self.tenant, doc["e164"], consent_record(doc, self.import_id),
+                    legacy = json.loads(item)
+                    store.add_consent(self.tenant, legacy["e164"], consent_record(legacy, self.import_id),
                                       actor="job:import")
                 self.client.ltrim(key, len(items), -1)
-
-
+        try:
+            with record.transaction() as tx:
+                tx.execute("DELETE FROM import_consents WHERE tenant = %s AND import_id = %s",
+                           (self.tenant, self.import_id))
+        except RecordUnavailable as exc:  # all written (consents_done): removed when the record is back (UNCLEAN)
+            self.client.sadd(UNCLEAN, f"{self.tenant}\t{self.import_id}")
+            log.warning("import %s: its staged consents stay in the record until it is back (%s)", self.import_id,
+                        exc)
 
 
 def _audit(client: redis.Redis, tenant: str, import_id: str) -> None:

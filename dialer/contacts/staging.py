@@ -49,6 +49,7 @@ STAGE_WAIT_SECONDS = 60.0  # a staging write waits this long for a busy or unrea
 STAGED_CONTACT = [*COLUMNS["contacts"], "attempt", "line"]
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # contact_row's JSON, set up once
 STAGED_PHONE = ["tenant", "import_id", "attempt", "row_no", "pos", "contact_id", "phone", "col"]
+STAGED_CONSENT = COLUMNS["import_consents"]
 
 
 class ImportStopped(Exception):
@@ -91,6 +92,15 @@ class StagedRows:
         self.record, self.tenant, self.import_id, self.attempt, self.wait = record, tenant, import_id, attempt, wait
         self.contacts: list[tuple[Any, ...]] = []
         self.phones: list[tuple[Any, ...]] = []
+        self.consents: list[tuple[Any, ...]] = []
+
+    def add_consent(self, row: int, phones: list[Any], consent: dict[str, Any]) -> None:
+        """The row's consent (dialer.contacts.rows: date, purpose, written, source, evidence), once per number,
+        staged with the row (issue 18: not in Redis)."""
+        for pos, (_column, phone) in enumerate(phones):
+            self.consents.append((self.tenant, self.import_id, self.attempt, row, pos, phone.e164,
+                                  consent["given_at"], consent["purpose"], int(bool(consent["written"])),
+                                  consent["source"], consent["evidence"]))
 
     def add(self, contact: dict[str, Any], row: int, line: int) -> None:
         """One contact as contact_data builds it (dialer.record.contacts.contact_row's columns, without its
@@ -146,6 +156,7 @@ class StagedRows:
                 with self.record.transaction() as tx:
                     tx.insert_rows("import_contacts", STAGED_CONTACT, self.contacts)
                     tx.insert_rows("import_phones", STAGED_PHONE, self.phones)
+                    tx.insert_rows("import_consents", STAGED_CONSENT, self.consents)
                 break
             except RecordUnavailable:
                 if time.monotonic() >= deadline:
@@ -153,6 +164,7 @@ class StagedRows:
                 time.sleep(0.5)
         self.contacts.clear()
         self.phones.clear()
+        self.consents.clear()
 
     def scrub(self, suppressed: frozenset[str], secret: bytes) -> int:
         """After the suppression list moved (an erasure while this chunk was staged): delete this attempt's staged
@@ -174,9 +186,10 @@ class StagedRows:
         failed import's cleanup deletes all its rows."""
         self.contacts.clear()
         self.phones.clear()
+        self.consents.clear()
         try:
             with self.record.transaction() as tx:
-                for table in ("import_phones", "import_contacts"):
+                for table in ("import_consents", "import_phones", "import_contacts"):
                     tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s AND attempt = %s",
                                (self.tenant, self.import_id, self.attempt))
         except RecordUnavailable as exc:
@@ -187,7 +200,7 @@ class StagedRows:
 def drop_import(record: Record, tenant: str, import_id: str) -> None:
     """Everything the import staged in the record, and its commit's outcome (a failed import, or once committed)."""
     with record.transaction() as tx:
-        for table in ("import_phones", "import_contacts", "import_outcomes"):
+        for table in ("import_consents", "import_phones", "import_contacts", "import_outcomes"):
             tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s", (tenant, import_id))
 
 
@@ -266,14 +279,12 @@ class ChunkStaging:
         attempt = uuid.uuid4().hex[:8]
         keys = self.keys
         errors_key = keys.chunk_errors(chunk.index, attempt)
-        consents_key = keys.consents(chunk.index, attempt)
-        self.client.sadd(keys.staged, errors_key, consents_key)
+        self.client.sadd(keys.staged, errors_key)
         self.client.sadd(keys.attempts, attempt)  # before any row: the commit finds every attempt that wrote
         rows = StagedRows(contact_record(), self.tenant, self.import_id, attempt)
         region = params["region"]
         counts: Counter[str] = Counter()
         errors: list[tuple[str, str]] = []  # (reason, JSON entry)
-        consents: list[str] = []
         pending_rows = 0
         batch_read = batch_rejected = 0
         max_bad_share = float(params.get("max_bad_share") or DEFAULT_MAX_BAD_SHARE)
@@ -287,7 +298,7 @@ class ChunkStaging:
         def stopped() -> None:
             """This attempt will never be published: remove what it staged, then stop."""
             rows.drop()
-            self.client.unlink(errors_key, consents_key)
+            self.client.unlink(errors_key)
             raise ImportStopped(self.import_id)
 
         def flush(final: bool = False) -> None:
@@ -303,8 +314,6 @@ class ChunkStaging:
             pipe = self.client.pipeline(transaction=False)
             if kept:
                 pipe.rpush(errors_key, *kept)
-            if consents:
-                pipe.rpush(consents_key, *consents)
             pipe.hincrby(keys.status, "rows_done", pending_rows)
             pipe.hincrby(keys.counters, "judged_read", batch_read)
             pipe.hincrby(keys.counters, "judged_rejected", batch_rejected)
@@ -327,7 +336,6 @@ class ChunkStaging:
                 self.fail("too_many_bad_rows", hopeless_message(share, max_bad_share, by_reason, examples))
                 stopped()
             errors.clear()
-            consents.clear()
             pending_rows = batch_read = batch_rejected = 0
             self._report_progress()
 
@@ -374,16 +382,15 @@ class ChunkStaging:
                     cid = f"{import_id}-{record.row}"
                     rows.add_result(result, cid, list_id, campaign, record.row, record.line)
                     if result.consent is not None:
-                        for _, phone in result.phones:
-                            consents.append(json.dumps({"e164": phone.e164, **result.consent}))
-                            counts["consents"] += 1
+                        rows.add_consent(record.row, result.phones, result.consent)
+                        counts["consents"] += len(result.phones)
             if pending_rows >= BATCH:
                 flush()
         flush(final=True)
         won = self.client.hsetnx(keys.done, chunk.index, json.dumps({"attempt": attempt, "counts": dict(counts)}))
         if not won:  # another attempt of this chunk (its worker was thought dead) finished first: it is published
             rows.drop()
-            self.client.unlink(errors_key, consents_key)
+            self.client.unlink(errors_key)
 
 
 __all__ = ["ChunkStaging", "ImportStopped", "StagedRows", "build_contact", "contact_data", "drop_import"]

@@ -27,7 +27,7 @@ from dialer.runtime.queues import QueuedContact
 BATCH = 5000  # rows per record transaction when storing
 # the staging tables keyed by (tenant, import_id, attempt, row_no): one staged contact's rows (import_phones last:
 # drop_staged_holding finds the contacts there)
-STAGED_WITH_ROWS = ("import_contacts", "import_phones")
+STAGED_WITH_ROWS = ("import_contacts", "import_consents", "import_phones")
 
 
 def contact_row(tenant: str, contact: dict[str, Any]) -> tuple[Any, ...]:
@@ -190,7 +190,7 @@ def delete_tenant(record: Record, tenant: str) -> int:
         tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM campaign_finals WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
-        for staged in ("import_phones", "import_contacts", "import_outcomes"):  # imports that never committed
+        for staged in ("import_consents", "import_phones", "import_contacts", "import_outcomes"):  # not committed
             tx.execute(f"DELETE FROM {staged} WHERE tenant = %s", (tenant,))
         return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 
