@@ -310,7 +310,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
                          for a in facts.attempts(tenant, number)],
             "optouts": optouts,
             "optout_log": [f for _, f in _optout_log(client, tenant, {number})],
-            "campaign_queues": _queue_entries(client, tenant, campaigns, number),
+            "campaign_queues": _queue_entries(client, tenant, campaigns, number, subject.contact_ids),
         })
     errors = [{"import_id": i, **e} for i, _, e in _import_errors(client, tenant, numbers)]
     exports = []
@@ -341,12 +341,20 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
     return result
 
 
-def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str) -> list[dict[str, Any]]:
+def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str,
+                   contact_ids: list[str]) -> list[dict[str, Any]]:
     """The number's entries in the campaigns' runtime queues (dialer/runtime/queues.py): what the engine holds
-    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue."""
+    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue. Also by the
+    person's contact ids: a completed campaign no longer maps numbers to contacts (its loader's `phones` is gone)."""
     found = []
     for campaign in campaigns:
-        for hit in ContactQueue(client, tenant, campaign).find(e164=number):
+        queue = ContactQueue(client, tenant, campaign)
+        hits = {h.contact_id: h for h in queue.find(e164=number)}
+        for cid in contact_ids:
+            for hit in queue.find(contact_id=cid):
+                if hit.entry is None or hit.entry.contact.phone == number:
+                    hits.setdefault(hit.contact_id, hit)
+        for hit in hits.values():
             found.append({"campaign": campaign, "contact_id": hit.contact_id, "state": hit.state,
                           "data": hit.entry.contact.data() if hit.entry else None, "attempts": hit.attempts,
                           "last": hit.last, "final": hit.final})
