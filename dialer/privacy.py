@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -455,6 +456,8 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     return get_contact(client, tenant, contact_id) or {}
 
 
+SECOND_PASS_WAIT = 120.0  # seconds the erasure's second pass in the record waits for a busy or unreachable record
+
 # --- erasure ------------------------------------------------------------------------------------
 
 @dataclass
@@ -617,13 +620,22 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     # first pass published the number and its contacts go now; one still to come finds no staged row holding it,
     # since a chunk staged after this reads the entry, and one staging meanwhile sees the list's version move at
     # its next batch and deletes its rows (dialer/contacts/staging.py).
-    try:
-        late = _erase_in_record(record, tenant, subject.numbers)
-    except RecordUnavailable as exc:
-        late = {}
-        warnings.append(f"the record could not be checked again after the erasure ({exc}): an import committed "
-                        "meanwhile may hold the number; the gate denies it anyway (ERASED_SUPPRESSED). Run the "
-                        "erasure again once the record is back")
+    # (SQLite: a publish holding the write lock longer than the record's timeout is waited for, up to
+    # SECOND_PASS_WAIT seconds)
+    deadline = time.monotonic() + SECOND_PASS_WAIT
+    while True:
+        try:
+            late = _erase_in_record(record, tenant, subject.numbers)
+            break
+        except RecordUnavailable as exc:
+            if time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            late = {}
+            warnings.append(f"the record could not be checked again after the erasure ({exc}): an import "
+                            "committed meanwhile may hold the number; the gate denies it anyway "
+                            "(ERASED_SUPPRESSED). Run the erasure again once the record is back")
+            break
     if late:
         removed["record_contacts"] = removed.get("record_contacts", 0) + len(late)
         pipe = client.pipeline(transaction=True)
