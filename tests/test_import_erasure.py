@@ -147,3 +147,34 @@ def test_an_optout_recorded_while_an_import_runs_binds_its_contacts_at_the_gate(
     allowed = gate.check_and_reserve(Contact("+33145678902", "FR", "75011"), CAMPAIGN, AT,
                                      contact_id=f"{ticket.import_id}-3")
     assert isinstance(allowed, Reservation), allowed
+
+
+def test_an_erasure_during_the_publish_transaction_waits_for_it_then_deletes_what_it_published(
+        redis_client: redis.Redis, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The erasure comes while the publish's transaction is open, its contacts inserted but not committed (an
+    # erasure reading then would see nothing to delete): it waits for the publish, then finds the contact.
+    import threading
+    import time
+
+    from dialer.contacts import publish
+
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 20_000)
+    _import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "w.csv", 300), "waits")
+    importer._work(coordinator=True)
+    importer._wait_for_chunks(chunks)
+    to_json = publish.Outcome.to_json
+    reports: list[privacy.ErasureReport] = []
+    eraser = threading.Thread(target=lambda: reports.append(erase(redis_client)))
+
+    def erase_meanwhile(self: publish.Outcome) -> str:  # inside the publish's transaction, before its commit
+        eraser.start()
+        time.sleep(1.0)  # time for the erasure to reach the record (it must wait there)
+        assert not reports, "the erasure finished while the publish's transaction was open"
+        return to_json(self)
+
+    monkeypatch.setattr(publish.Outcome, "to_json", erase_meanwhile)
+    importer.commit()
+    eraser.join(60)
+    assert reports and reports[0].removed.get("record_contacts") == 1
+    assert published(record, ERASED) == [] and len(record.query("SELECT id FROM contacts")) == 299
+    assert FactStore(redis_client).consents(T, ERASED) == []
