@@ -192,29 +192,33 @@ class FactStore:
         if webhook is not None:  # in the same transaction: the fact and its webhook event, or neither
             queue_event(pipe, tenant, webhook[0], e164, webhook[1])
 
-    def add_consent_unless_erased(self, tenant: str, e164: str, consent: Consent, suppression: tuple[str, str], *,
-                                  actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = ()) -> bool:
-        """add_consent, unless the number is on the suppression list (`suppression`: its hash key and the number's
-        ref, dialer.suppression), decided and written in one transaction (WATCH: an erasure between the check and
-        the write retries), with the caller's `also` commands in it either way (an import's progress). Returns
-        whether the consent was written."""
+    def add_consents_unless_erased(self, tenant: str, items: Sequence[tuple[str, Consent, str]], suppression: str, *,
+                                   actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = ()
+                                   ) -> list[bool]:
+        """add_consent for each (number, consent, the number's suppression ref) of `items`, except the numbers on
+        the suppression list (`suppression`: its hash key, dialer.suppression), decided and written in one
+        transaction (WATCH: an erasure between the check and the write makes it run again), with the caller's
+        `also` commands in it (an import's progress). Returns, per item, whether its consent was written."""
         from dialer.audit_events import consent_event
 
-        key, ref = suppression
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    erased = bool(pipe.hexists(key, ref))
+                    pipe.watch(suppression)
+                    erased = [v is not None for v in pipe.hmget(suppression, [ref for _, _, ref in items])] \
+                        if items else []
                     pipe.multi()
-                    if not erased:
-                        event = consent_event(self.audit, e164, consent, actor) if self.audit is not None else None
-                        self._queue_write(pipe, tenant, e164,
-                                          [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))], event)
+                    for (e164, consent, _), gone in zip(items, erased, strict=True):
+                        if not gone:
+                            event = consent_event(self.audit, e164, consent, actor) if self.audit is not None \
+                                else None
+                            self._queue_write(pipe, tenant, e164,
+                                              [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))],
+                                              event)
                     for method, args in also:
                         getattr(pipe, method)(*args)
                     pipe.execute()
-                    return not erased
+                    return [not gone for gone in erased]
                 except redis.WatchError:
                     continue
 

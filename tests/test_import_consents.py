@@ -82,20 +82,21 @@ def test_a_chunk_staged_twice_and_a_commit_run_twice_write_each_consent_once(
     importer._stage_chunk(params, fmt, plan, first)
     assert staged_consents(record, import_id) > rows
     # The commit dies after writing some consents, then runs again.
-    write = FactStore.add_consent_unless_erased
+    write = FactStore.add_consents_unless_erased
     written = []
 
-    def dies_at_700(self, *args, **kwargs):
-        if len(written) == 700:
+    def dies_at_700(self, tenant, items, *args, **kwargs):
+        if len(written) + len(items) > 700:
             raise redis.ConnectionError("killed")
-        written.append(1)
-        return write(self, *args, **kwargs)
+        written.extend(items)
+        return write(self, tenant, items, *args, **kwargs)
 
-    monkeypatch.setattr(FactStore, "add_consent_unless_erased", dies_at_700)
+    monkeypatch.setattr(FactStore, "add_consents_unless_erased", dies_at_700)
     with pytest.raises(redis.ConnectionError):
         importer.commit()
     assert import_status(redis_client, T, import_id)["status"] == "committing"
-    monkeypatch.setattr(FactStore, "add_consent_unless_erased", write)
+    assert 0 < consent_audit(redis_client) == len(written) < rows
+    monkeypatch.setattr(FactStore, "add_consents_unless_erased", write)
     importer.commit()
     assert import_status(redis_client, T, import_id)["status"] == "committed"
     assert consents_of(redis_client, rows) == [1] * rows

@@ -34,6 +34,7 @@ LOCK_MS = 600_000
 RECORD_WAIT_SECONDS = 60.0  # a commit waits this long for a record that is down, then the watchdog retries it
 ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet committed or failed
 CONSENT_PAGE = 500  # staged consents read per record query at the commit
+CONSENT_GROUP = 100  # consents written per Redis transaction (with the commit's progress)
 CONSENT_READ = ("row_no", "pos", "phone", "given_at", "purpose", "written", "source", "evidence")
 UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of finished imports whose staged rows the record still holds
 
@@ -189,8 +190,8 @@ class ImportCommit:
 
     def _record_consents(self, done: dict[int, dict[str, Any]]) -> None:
         """Write the consents staged with the published attempts' rows (import_consents) through the fact store, in
-        file order (row, then the row's number): one transaction each, as FactStore does, audited with it and with
-        the import's progress (`consents_done`), so a commit run again after a crash goes on after the last one
+        file order (row, then the row's number): CONSENT_GROUP a transaction, each audited as FactStore does, with
+        the import's progress (`consents_done`), so a commit run again after a crash goes on after the last group
         written: none twice, none lost. Numbers erased meanwhile get none (checked in the same transaction). Then
         the staged consents go."""
         from dialer.audit import AuditLog
@@ -210,13 +211,14 @@ class ImportCommit:
                     (self.tenant, self.import_id, done[index]["attempt"], row_no, row_no, pos, CONSENT_PAGE))
                 if not page:
                     break
-                for values in page:
-                    doc = dict(zip(CONSENT_READ, values, strict=True))
-                    row_no, pos = int(doc["row_no"]), int(doc["pos"])
-                    doc["row"] = row_no
-                    store.add_consent_unless_erased(
-                        self.tenant, doc["phone"], consent_record(doc, self.import_id),
-                        (suppression_key(self.tenant), person_ref(secret, doc["phone"])), actor="job:import",
+                for start in range(0, len(page), CONSENT_GROUP):
+                    group = [dict(zip(CONSENT_READ, values, strict=True))
+                             for values in page[start:start + CONSENT_GROUP]]
+                    row_no, pos = int(group[-1]["row_no"]), int(group[-1]["pos"])
+                    store.add_consents_unless_erased(
+                        self.tenant, [(doc["phone"], consent_record({**doc, "row": doc["row_no"]}, self.import_id),
+                                       person_ref(secret, doc["phone"])) for doc in group],
+                        suppression_key(self.tenant), actor="job:import",
                         also=[("hset", (self.keys.status, "consents_done", f"{row_no},{pos}"))])
         for index in sorted(done):  # consents an older dialer's worker staged in Redis (an import across an upgrade)
             key = self.keys.consents(index, done[index]["attempt"])
