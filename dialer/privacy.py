@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +48,7 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
-from dialer.record.store import RecordUnavailable
+from dialer.record.contacts import erase_numbers
 from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.suppression import Suppression, SuppressionUnavailable
 from dialer.webhooks import queue as webhook_queue
@@ -229,23 +228,6 @@ def _export_rows(path: str, numbers: set[str], contact_ids: set[str]) -> Iterato
 
 
 # --- access -------------------------------------------------------------------------------------
-
-def _erase_in_record(record: Any, tenant: str, numbers: list[str]) -> dict[str, list[str]]:
-    """Delete the person's contacts from the record and running imports' staged rows holding their numbers:
-    the contacts deleted, each with the lists it was on."""
-    if record is None:
-        return {}
-    from dialer.record.contacts import erase_number
-    from dialer.record.store import RecordNotMigrated
-
-    found: dict[str, list[str]] = {}
-    try:
-        for number in numbers:
-            found.update(erase_number(record, tenant, number))
-    except RecordNotMigrated:  # no record (or no contact store) was ever set up
-        return {}
-    return found
-
 
 def _record_contacts(record: Any, tenant: str, numbers: list[str]) -> list[dict[str, Any]]:
     """The person's contacts in the record's contact store (docs/record.md), each once."""
@@ -456,7 +438,7 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     return get_contact(client, tenant, contact_id) or {}
 
 
-SECOND_PASS_WAIT = 120.0  # seconds the erasure's second pass in the record waits for a busy or unreachable record
+SECOND_PASS_WAIT = 120.0  # seconds the erasure's second pass waits for a busy record (a publish holding SQLite's lock)
 
 # --- erasure ------------------------------------------------------------------------------------
 
@@ -534,7 +516,7 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     # before anything in Redis changed, rather than leave the person's contacts there unsaid.
     # Staged rows of running imports holding the number go in the same transactions (and again after the
     # suppression entry is written, below).
-    in_record = _erase_in_record(record, tenant, subject.numbers)
+    in_record, _ = erase_numbers(record, tenant, subject.numbers)
     left_lists = [list_id for lists in in_record.values() for list_id in lists]  # the lists' counters go down
     if in_record:
         count("record_contacts", len(in_record))
@@ -615,27 +597,12 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     if states.count(2):
         warnings.append(f"{states.count(2)} call(s) to this person were in progress in a campaign: the gate denies "
                         "every new call, but run the erasure again once they ended to remove the queue entry")
-    # Once more, now that the suppression entry is there (issue 18: an erasure during an import). An import's
-    # publish takes turns with these transactions (dialer.record.contacts.lock_erasures): one that ran since the
-    # first pass published the number and its contacts go now; one still to come finds no staged row holding it,
-    # since a chunk staged after this reads the entry, and one staging meanwhile sees the list's version move at
-    # its next batch and deletes its rows (dialer/contacts/staging.py).
-    # (SQLite: a publish holding the write lock longer than the record's timeout is waited for, up to
-    # SECOND_PASS_WAIT seconds)
-    deadline = time.monotonic() + SECOND_PASS_WAIT
-    while True:
-        try:
-            late = _erase_in_record(record, tenant, subject.numbers)
-            break
-        except RecordUnavailable as exc:
-            if time.monotonic() < deadline:
-                time.sleep(0.5)
-                continue
-            late = {}
-            warnings.append(f"the record could not be checked again after the erasure ({exc}): an import "
-                            "committed meanwhile may hold the number; the gate denies it anyway "
-                            "(ERASED_SUPPRESSED). Run the erasure again once the record is back")
-            break
+    # Once more, now that the suppression entry is there (issue 18: an erasure during an import): see erase_numbers.
+    late, problem = erase_numbers(record, tenant, subject.numbers, wait=SECOND_PASS_WAIT)
+    if problem:
+        warnings.append(f"the record could not be checked again after the erasure ({problem}): an import "
+                        "committed meanwhile may hold the number; the gate denies it anyway (ERASED_SUPPRESSED). "
+                        "Run the erasure again once the record is back")
     if late:
         removed["record_contacts"] = removed.get("record_contacts", 0) + len(late)
         pipe = client.pipeline(transaction=True)

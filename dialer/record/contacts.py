@@ -269,6 +269,41 @@ def erase_number(record: Record, tenant: str, e164: str) -> dict[str, list[str]]
     return found
 
 
+def erase_numbers(record: Record | None, tenant: str, numbers: Sequence[str],
+                  wait: float = 0.0) -> tuple[dict[str, list[str]], str]:
+    """An erasure's pass over the record (erase_number for each number): the contacts deleted, each with its lists,
+    and "" (or why the record could not be used: nothing raised). `wait` > 0: a record that is busy or down is
+    tried again for that long first. With wait 0 RecordUnavailable is raised (the first pass: nothing is erased
+    in Redis then). A record never set up holds nothing.
+
+    dialer.privacy.erase runs it before its Redis transaction and again after it, once the suppression entry is
+    there (issue 18: an erasure during an import). An import's publish takes turns with these transactions
+    (lock_erasures): one that ran since the first pass published the number, and its contacts go now; one still to
+    come finds no staged row holding it, since a chunk staged after the entry reads it, and one staging meanwhile
+    sees the list's version move at its next batch and deletes its rows (dialer/contacts/staging.py)."""
+    import time
+
+    from dialer.record.store import RecordNotMigrated, RecordUnavailable
+
+    if record is None:
+        return {}, ""
+    deadline = time.monotonic() + wait
+    while True:
+        found: dict[str, list[str]] = {}
+        try:
+            for number in numbers:
+                found.update(erase_number(record, tenant, number))
+            return found, ""
+        except RecordNotMigrated:  # no record (or no contact store) was ever set up
+            return {}, ""
+        except RecordUnavailable as exc:
+            if wait <= 0:
+                raise
+            if time.monotonic() >= deadline:
+                return found, str(exc)
+            time.sleep(0.5)
+
+
 def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
     """Delete every contact holding this number and its list memberships (and staged rows holding it: erase_number),
     in one transaction. Returns the ids."""
