@@ -47,7 +47,7 @@ def consent_audit(client: redis.Redis) -> int:
 def test_staged_consents_take_no_redis_memory(redis_client: redis.Redis, tmp_path: Path, record,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs, "CHUNK_BYTES", 200_000)
-    rows = 20_000
+    rows = 10_000
     import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "c.csv", rows), "consents")
     importer._work(coordinator=True)
     importer._wait_for_chunks(chunks)
