@@ -49,6 +49,7 @@ from dialer.facts import (
 )
 from dialer.gate import call_index_key, consent_use_key
 from dialer.record.contacts import erase_numbers
+from dialer.record.store import RecordUnavailable
 from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.suppression import Suppression, SuppressionUnavailable
 from dialer.webhooks import queue as webhook_queue
@@ -438,6 +439,7 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     return get_contact(client, tenant, contact_id) or {}
 
 
+FIRST_PASS_WAIT = 20.0  # seconds the erasure's first pass waits for a busy record before failing (nothing erased)
 SECOND_PASS_WAIT = 120.0  # seconds the erasure's second pass waits for a busy record (a publish holding SQLite's lock)
 
 # --- erasure ------------------------------------------------------------------------------------
@@ -515,8 +517,11 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     # The record's contact store first: a record that cannot be read stops the erasure here (RecordUnavailable),
     # before anything in Redis changed, rather than leave the person's contacts there unsaid.
     # Staged rows of running imports holding the number go in the same transactions (and again after the
-    # suppression entry is written, below).
-    in_record, _ = erase_numbers(record, tenant, subject.numbers)
+    # suppression entry is written, below). These are write transactions: on SQLite one waits for an import's
+    # publish holding the write lock (FIRST_PASS_WAIT), where the read it replaces did not.
+    in_record, problem = erase_numbers(record, tenant, subject.numbers, wait=FIRST_PASS_WAIT)
+    if problem:
+        raise RecordUnavailable(problem)
     left_lists = [list_id for lists in in_record.values() for list_id in lists]  # the lists' counters go down
     if in_record:
         count("record_contacts", len(in_record))

@@ -178,3 +178,32 @@ def test_an_erasure_during_the_publish_transaction_waits_for_it_then_deletes_wha
     assert reports and reports[0].removed.get("record_contacts") == 1
     assert published(record, ERASED) == [] and len(record.query("SELECT id FROM contacts")) == 299
     assert FactStore(redis_client).consents(T, ERASED) == []
+
+
+def test_an_erasure_waits_for_a_publish_holding_sqlites_write_lock(redis_client: redis.Redis, tmp_path: Path,
+                                                                   record) -> None:
+    # The erasure's passes over the record are write transactions (the read it replaced was not): on SQLite, one
+    # that meets a publish holding the write lock past the record's busy timeout tries again instead of failing.
+    import sqlite3
+    import threading
+
+    if record.dialect != "sqlite":
+        pytest.skip("PostgreSQL: the erasure waits on the tenant's advisory lock (the test above)")
+    record.query("SELECT 1")  # the file in WAL mode, as a record in use is (readers do not wait for a writer)
+    record.timeout = 0.2
+    writer = sqlite3.connect(record.url.path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # what a publish's transaction holds
+    released = threading.Event()
+
+    def release() -> None:
+        writer.execute("ROLLBACK")
+        released.set()
+
+    timer = threading.Timer(1.0, release)
+    timer.start()
+    try:
+        report = erase(redis_client)
+    finally:
+        timer.join()
+        writer.close()
+    assert released.is_set() and report.suppressed == 1 and report.warnings == []
