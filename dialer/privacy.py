@@ -169,14 +169,25 @@ def _error_matches(entry: dict[str, Any], numbers: set[str], region: str) -> boo
     return getattr(phone, "e164", None) in numbers
 
 
-def _import_errors(client: redis.Redis, tenant: str, numbers: set[str]) -> Iterator[tuple[str, bytes, dict]]:
-    """(import id, raw stored item, entry) of the error-report entries whose cell holds one of the numbers."""
+def _import_errors(client: redis.Redis, tenant: str, numbers: set[str],
+                   staged: bool = False) -> list[tuple[str, bytes, dict]]:
+    """(import id, raw stored item, entry) of the error-report entries whose cell holds one of the numbers.
+    `staged`: also the duplicates a committing import has not moved into its report yet (both lists read at once)."""
+    found = []
     for import_id, region in _imports(client, tenant):
-        key = Keys(tenant, import_id).errors
-        for raw in client.lrange(key, 0, -1):
+        keys = Keys(tenant, import_id)
+        if staged:
+            pipe = client.pipeline(transaction=True)
+            pipe.lrange(keys.errors, 0, -1)
+            pipe.lrange(keys.duplicates, 0, -1)
+            items = [raw for part in pipe.execute() for raw in part]
+        else:
+            items = client.lrange(keys.errors, 0, -1)
+        for raw in items:
             entry = json.loads(raw)
             if _error_matches(entry, numbers, region):
-                yield import_id, raw, entry
+                found.append((import_id, raw, entry))
+    return found
 
 
 def _optout_log(client: redis.Redis, tenant: str, numbers: set[str]) -> list[tuple[str, dict[str, str]]]:
@@ -526,7 +537,7 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     if in_record:
         count("record_contacts", len(in_record))
     optout_log = _optout_log(client, tenant, numbers)
-    errors = list(_import_errors(client, tenant, numbers))
+    errors = _import_errors(client, tenant, numbers)
     pipe = client.pipeline(transaction=True)
     queued: list[int] = []  # positions of the campaign queue erasures in the transaction
     for number in subject.numbers:
@@ -608,6 +619,18 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
         warnings.append(f"the record could not be checked again after the erasure ({problem}): an import "
                         "committed meanwhile may hold the number; the gate denies it anyway (ERASED_SUPPRESSED). "
                         "Run the erasure again once the record is back")
+    # And the import reports once more: a commit that found the number a duplicate before the suppression entry
+    # (its publish ran before the first pass) may have written that entry since the scan above; one writing after
+    # the entry leaves it out (dialer.contacts.commit). Its duplicates wait in the import's `duplicates` list, then
+    # move to the report in one step: both lists are read, and cleaned, together.
+    late_errors = _import_errors(client, tenant, numbers, staged=True)
+    if late_errors:
+        pipe = client.pipeline(transaction=True)
+        for import_id, raw, _ in late_errors:
+            pipe.lrem(Keys(tenant, import_id).errors, 0, raw)
+            pipe.lrem(Keys(tenant, import_id).duplicates, 0, raw)
+        pipe.execute()
+        removed["import_error_entries"] = removed.get("import_error_entries", 0) + len(late_errors)
     if late:
         removed["record_contacts"] = removed.get("record_contacts", 0) + len(late)
         pipe = client.pipeline(transaction=True)

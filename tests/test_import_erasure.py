@@ -6,6 +6,7 @@ packs."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,34 @@ def test_an_erasure_waits_for_a_publish_holding_sqlites_write_lock(redis_client:
         timer.join()
         writer.close()
     assert released.is_set() and report.suppressed == 1 and report.warnings == []
+
+
+def test_an_erasure_between_the_publish_and_the_report_leaves_no_duplicate_entry_naming_the_number(
+        redis_client: redis.Redis, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The number is twice in the file: the publish reports the second row as a duplicate (its entry names the
+    # number); the erasure comes after the publish, before the commit writes that entry into the import's report.
+    from dialer.contacts import publish
+    from dialer.contacts.store import iter_errors
+
+    path = consent_file(tmp_path / "d.csv", 300)
+    with path.open("a") as fh:
+        fh.write(f"{ERASED},again,2026-01-02,web form,form-x\n")
+    import_id, importer, chunks = started(redis_client, path, "dups")
+    importer._work(coordinator=True)
+    importer._wait_for_chunks(chunks)
+    real = publish.publish
+    erased = []
+
+    def then_erase(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        assert [d["value"] for d in outcome.duplicates] == [ERASED]
+        erased.append(erase(redis_client))
+        return outcome
+
+    monkeypatch.setattr(publish, "publish", then_erase)
+    importer.commit()
+    assert erased and erased[0].removed.get("record_contacts") == 1
+    status = import_status(redis_client, T, import_id)
+    assert status["summary"]["duplicates"] == 1  # counted (no number in a count), not listed
+    assert [e for e in iter_errors(redis_client, T, import_id) if ERASED in json.dumps(e)] == []
+    assert published(record, ERASED) == []

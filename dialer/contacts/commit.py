@@ -99,7 +99,7 @@ class ImportCommit:
         report, consents, the list's metadata. `record_wait`: how long to wait for a record that is down before
         giving up for now (the import stays committing: the watchdog, a worker's start or a status poller
         finishes it later; RecordUnavailable is raised)."""
-        from dialer.contacts.publish import forget_staged, publish, record_outcome
+        from dialer.contacts.publish import forget_staged, publish
         from dialer.record.current import contact_record
 
         params = self._params()
@@ -139,7 +139,7 @@ class ImportCommit:
                         raise
                     self._report_progress()
                     time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
-            record_outcome(self.client, keys, outcome)
+            self._record_outcome(outcome)
             self.client.hdel(keys.status, "record_error")
         # before FINALIZE: a commit that dies here is run again (status committing) and deletes what is left
         try:
@@ -173,6 +173,34 @@ class ImportCommit:
         _audit(self.client, self.tenant, self.import_id)
         emit(self.client, self.tenant, "import.finished", self.import_id,
              {"import_id": self.import_id, "list": list_id, "campaign": campaign or None, "summary": summary})
+
+    def _record_outcome(self, outcome: Any) -> None:
+        """record_outcome, leaving out of the report the duplicates whose number was erased since the publish (the
+        counts keep them: no number in a count), decided in its transaction (WATCH of the suppression list: an
+        erasure meanwhile runs it again; the erasure cleans the reports once more after its entry is written)."""
+        import dataclasses
+
+        from dialer.contacts.publish import record_outcome
+        from dialer.suppression import person_ref, process_key, suppression_key
+
+        secret, key = process_key(), suppression_key(self.tenant)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    values = sorted({str(d.get("value") or "") for d in outcome.duplicates} - {""})
+                    erased: set[str] = set()
+                    if values and secret and pipe.hlen(key):
+                        hits = pipe.hmget(key, [person_ref(secret, v) for v in values])
+                        erased = {v for v, hit in zip(values, hits, strict=True) if hit is not None}
+                    kept = dataclasses.replace(outcome, duplicates=[d for d in outcome.duplicates
+                                                                    if str(d.get("value") or "") not in erased])
+                    pipe.multi()
+                    record_outcome(pipe, self.keys, kept)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def _merge_errors(self, moves: list[str]) -> None:
         """Append the staged error lists, in chunk order, to the import's error report (idempotent:
