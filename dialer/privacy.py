@@ -532,6 +532,11 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     # publish holding the write lock (FIRST_PASS_WAIT), where the read it replaces did not.
     in_record, problem = erase_numbers(record, tenant, subject.numbers, wait=FIRST_PASS_WAIT)
     if problem:
+        if in_record:  # numbers erased before the record failed stay erased: count their lists down now (a
+            pipe = client.pipeline(transaction=True)  # second erasure finds nothing there to count)
+            for list_id in [list_id for lists in in_record.values() for list_id in lists]:
+                pipe.hincrby(keys.list(list_id), "contacts", -1)
+            pipe.execute()
         raise RecordUnavailable(problem)
     left_lists = [list_id for lists in in_record.values() for list_id in lists]  # the lists' counters go down
     if in_record:

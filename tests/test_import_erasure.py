@@ -239,3 +239,38 @@ def test_an_erasure_between_the_publish_and_the_report_leaves_no_duplicate_entry
     assert status["summary"]["duplicates"] == 1  # counted (no number in a count), not listed
     assert [e for e in iter_errors(redis_client, T, import_id) if ERASED in json.dumps(e)] == []
     assert published(record, ERASED) == []
+
+
+def test_an_erasure_meeting_a_publish_that_keeps_the_tenants_lock_fails_in_time_with_nothing_erased(
+        redis_client: redis.Redis, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PostgreSQL: an import's publish holds the tenant's advisory lock for its whole transaction (a whole list).
+    # The erasure's first pass gives up after FIRST_PASS_WAIT (RecordUnavailable: the API's 503) with nothing
+    # erased, instead of waiting as long as the publish runs (it had no lock_timeout: the request hung).
+    import threading
+
+    from dialer.record.contacts import lock_erasures
+    from dialer.record.store import RecordUnavailable
+    from dialer.suppression import Suppression
+
+    if record.dialect != "postgresql":
+        pytest.skip("SQLite: the busy timeout bounds the wait (test_an_erasure_waits_for_a_publish_holding_...)")
+    monkeypatch.setattr(privacy, "FIRST_PASS_WAIT", 0.5)
+    record.timeout = 0.5
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(erase(redis_client))
+        except RecordUnavailable as exc:
+            outcome.append(exc)
+
+    eraser = threading.Thread(target=run, daemon=True)
+    with record.transaction() as tx:
+        lock_erasures(tx, T)  # what a publish holds
+        eraser.start()
+        eraser.join(60)  # a bound for the test only: the erasure is expected back long before
+        returned = not eraser.is_alive()
+    eraser.join(60)
+    assert returned, "the erasure waited for the publish's lock with no bound"
+    assert len(outcome) == 1 and isinstance(outcome[0], RecordUnavailable), outcome
+    assert not Suppression(redis_client, KEY).contains(T, ERASED)  # nothing erased: the caller tries again

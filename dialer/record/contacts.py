@@ -207,13 +207,18 @@ def contacts_for_phone(record: Record, tenant: str, e164: str) -> list[dict[str,
     return [json.loads(r[0]) for r in rows]
 
 
-def lock_erasures(tx: Tx, tenant: str) -> None:
+def lock_erasures(tx: Tx, tenant: str, wait: float | None = None) -> None:
     """An erasure's record transaction and an import's publish (dialer/contacts/publish.py) of one tenant take
     turns, so the erasure either deletes the staged rows before the publish reads them or finds the contacts it
     made (issue 18: an erasure during an import). SQLite: every write transaction already holds the database's
-    write lock (BEGIN IMMEDIATE). PostgreSQL: a transaction-scoped advisory lock on the tenant; each statement
-    after it sees what the other transaction committed (READ COMMITTED)."""
+    write lock (BEGIN IMMEDIATE; its busy timeout bounds the wait). PostgreSQL: a transaction-scoped advisory lock
+    on the tenant; each statement after it sees what the other transaction committed (READ COMMITTED).
+    `wait` (seconds; PostgreSQL): give up after that long (lock_timeout: a LockNotAvailable, an OperationalError,
+    so RecordUnavailable) instead of waiting as long as a whole list's publish runs; the erasure passes one (an
+    API request must answer 503, not hang), the publish none (it waits for an erasure, which is short)."""
     if tx.dialect == "postgresql":
+        if wait is not None:  # transaction-local: the pooled connection keeps its default afterwards
+            tx.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, int(wait * 1000))}ms",))
         tx.execute("SELECT pg_advisory_xact_lock(1804, hashtext(%s))", (tenant,))
 
 
@@ -246,12 +251,13 @@ def drop_staged_holding(tx: Tx, tenant: str, import_id: str, numbers: Sequence[s
     return len(held)
 
 
-def erase_number(record: Record, tenant: str, e164: str) -> dict[str, list[str]]:
+def erase_number(record: Record, tenant: str, e164: str, lock_wait: float | None = None) -> dict[str, list[str]]:
     """Delete every contact holding this number (with its list memberships and numbers) and every staged row of a
-    running import holding it, in one transaction (taking turns with imports' publish: lock_erasures). Returns
-    the contacts deleted, each with the lists it was on."""
+    running import holding it, in one transaction (taking turns with imports' publish: lock_erasures, waiting at
+    most `lock_wait` seconds on PostgreSQL, the record's timeout when None). Returns the contacts deleted, each
+    with the lists it was on."""
     with record.transaction() as tx:
-        lock_erasures(tx, tenant)
+        lock_erasures(tx, tenant, record.timeout if lock_wait is None else lock_wait)
         ids = [str(r[0]) for r in tx.query(
             "SELECT c.id FROM contact_phones p JOIN contacts c ON c.tenant = p.tenant AND c.id = p.contact_id "
             "WHERE p.tenant = %s AND p.phone = %s ORDER BY c.id", (tenant, e164))]
@@ -288,11 +294,17 @@ def erase_numbers(record: Record | None, tenant: str, numbers: Sequence[str],
     if record is None:
         return {}, ""
     deadline = time.monotonic() + wait
+    # Across tries: a number erased before a later one failed is done (its transaction committed); erasing it
+    # again would find nothing, and its contacts' lists would never be counted down.
+    found: dict[str, list[str]] = {}
+    left = list(numbers)
     while True:
-        found: dict[str, list[str]] = {}
         try:
-            for number in numbers:
-                found.update(erase_number(record, tenant, number))
+            while left:
+                lock_wait = record.timeout if wait <= 0 else max(0.1, min(record.timeout,
+                                                                          deadline - time.monotonic()))
+                found.update(erase_number(record, tenant, left[0], lock_wait))
+                left.pop(0)
             return found, ""
         except RecordNotMigrated:  # no record (or no contact store) was ever set up
             return {}, ""
