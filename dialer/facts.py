@@ -193,18 +193,26 @@ class FactStore:
             queue_event(pipe, tenant, webhook[0], e164, webhook[1])
 
     def add_consents_unless_erased(self, tenant: str, items: Sequence[tuple[str, Consent, str]], suppression: str, *,
-                                   actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = ()
-                                   ) -> list[bool]:
+                                   actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = (),
+                                   fence: tuple[str, str, str | None] | None = None) -> list[bool] | None:
         """add_consent for each (number, consent, the number's suppression ref) of `items`, except the numbers on
         the suppression list (`suppression`: its hash key, dialer.suppression), decided and written in one
         transaction (WATCH: an erasure between the check and the write makes it run again), with the caller's
-        `also` commands in it (an import's progress). Returns, per item, whether its consent was written."""
+        `also` commands in it (an import's progress). Returns, per item, whether its consent was written.
+        `fence` (hash key, field, value or None for absent): written only while the field still holds that value
+        (WATCHed with the list); another writer moved it (an import's commit taken over by a sweeper while this
+        one still ran: same commit token, both past the lock) -> nothing written, None returned."""
         from dialer.audit_events import consent_event
 
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(suppression)
+                    pipe.watch(suppression, *([fence[0]] if fence is not None else []))
+                    if fence is not None:
+                        held = pipe.hget(fence[0], fence[1])
+                        if (held.decode() if isinstance(held, bytes) else held) != fence[2]:
+                            pipe.reset()
+                            return None
                     erased = [v is not None for v in pipe.hmget(suppression, [ref for _, _, ref in items])] \
                         if items else []
                     pipe.multi()

@@ -114,3 +114,31 @@ def test_a_failed_import_leaves_no_consent(redis_client: redis.Redis, tmp_path: 
     importer.fail("abandoned", "the import's worker stopped before its commit: nothing was imported; retry")
     assert staged_consents(record, import_id) == 0
     assert consents_of(redis_client, 1000) == [0] * 1000 and consent_audit(redis_client) == 0
+
+
+def test_two_commits_of_one_import_at_once_write_each_consent_once(
+        redis_client: redis.Redis, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A committer that looked dead (no beat for STALE_SECONDS: a pause, a stalled connection) while it writes
+    # consents: a sweeper takes the import over (same commit token, so the commit lock lets it in) and writes them
+    # all; the first one then goes on. Its group must not be written again.
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 20_000)
+    rows = 600
+    import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "two.csv", rows), "two")
+    importer._work(coordinator=True)
+    importer._wait_for_chunks(chunks)
+    write = FactStore.add_consents_unless_erased
+    took_over = []
+
+    def sweeper_meanwhile(self, tenant, items, *args, **kwargs):
+        if not took_over:  # the first group, its cursor read: the other commit runs now, to the end
+            took_over.append(True)
+            monkeypatch.setattr(FactStore, "add_consents_unless_erased", write)
+            done = {int(k): json.loads(v) for k, v in redis_client.hgetall(Keys(T, import_id).done).items()}
+            importer._record_consents(done)
+        return write(self, tenant, items, *args, **kwargs)
+
+    monkeypatch.setattr(FactStore, "add_consents_unless_erased", sweeper_meanwhile)
+    importer.commit()
+    assert took_over and import_status(redis_client, T, import_id)["status"] == "committed"
+    assert consents_of(redis_client, rows) == [1] * rows
+    assert consent_audit(redis_client) == rows

@@ -230,7 +230,8 @@ class ImportCommit:
         # audited like every consent change (dialer/audit_events.py), in the same transaction as the record
         store = FactStore(self.client, audit=AuditLog(self.client, secret))
         record = contact_record()
-        row_no, pos = (int(x) for x in (self.field("consents_done") or "0,-1").split(","))
+        cursor = self.field("consents_done")  # the progress as read: each group is written only if it still is
+        row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
         for index in sorted(done):
             while True:
                 page = record.query(
@@ -242,12 +243,19 @@ class ImportCommit:
                 for start in range(0, len(page), CONSENT_GROUP):
                     group = [dict(zip(CONSENT_READ, values, strict=True))
                              for values in page[start:start + CONSENT_GROUP]]
-                    row_no, pos = int(group[-1]["row_no"]), int(group[-1]["pos"])
-                    store.add_consents_unless_erased(
+                    after = f"{int(group[-1]['row_no'])},{int(group[-1]['pos'])}"
+                    wrote = store.add_consents_unless_erased(
                         self.tenant, [(doc["phone"], consent_record({**doc, "row": doc["row_no"]}, self.import_id),
                                        person_ref(secret, doc["phone"])) for doc in group],
                         suppression_key(self.tenant), actor="job:import",
-                        also=[("hset", (self.keys.status, "consents_done", f"{row_no},{pos}"))])
+                        also=[("hset", (self.keys.status, "consents_done", after))],
+                        fence=(self.keys.status, "consents_done", cursor))
+                    if wrote is None:  # another run of this commit wrote meanwhile: go on from where it got to
+                        cursor = self.field("consents_done")
+                        row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
+                        break
+                    cursor = after
+                    row_no, pos = (int(x) for x in after.split(","))
         for index in sorted(done):  # consents an older dialer's worker staged in Redis (an import across an upgrade)
             key = self.keys.consents(index, done[index]["attempt"])
             while True:
