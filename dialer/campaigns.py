@@ -316,9 +316,16 @@ def forget_loader_index(client: Any, tenant: str, campaign_id: str) -> None:
     completed (or was archived): they serve only to load more contacts without queueing one twice, and to file a
     leaving contact's final (dialer/runtime/queues.py); a completed campaign does neither again (completed is final,
     and the engine completes a campaign only with nothing in flight). A process that dies before this leaves them
-    to retention (dialer.retention.FINISHED_QUEUE_PARTS)."""
-    from dialer.runtime.queues import queue_prefix
+    to retention (dialer.retention.FINISHED_QUEUE_PARTS).
 
+    A stopped campaign completes with contacts still queued (ready or waiting, never dialed): an erasure of one
+    of them files its final by `known` (in `final`; without it, in `leaving`, which nothing moves for a completed
+    campaign). Those keep the index until retention removes them all together."""
+    from dialer.runtime.queues import ContactQueue, queue_prefix
+
+    held = ContactQueue(client, tenant, campaign_id).counts()
+    if held["ready"] or held["waiting"] or held["inflight"]:
+        return
     p = queue_prefix(tenant, campaign_id)
     client.unlink(p + "known", p + "phones")
 

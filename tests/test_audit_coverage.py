@@ -170,14 +170,15 @@ def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_cli
         store.control(T, c, "start", by="user:sue", at=at)
     store.control(T, done, "stop", by="user:sue", at=at)
     store.control(T, done, "complete", by="engine", at=at)
-    # the loader's dedupe (number -> contact) went with the completion (dialer.campaigns.forget_loader_index)
-    assert not redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:phones")
+    # completed with its contact still ready (stopped): the loader's dedupe stays with it until retention
+    # (dialer.campaigns.forget_loader_index: an erasure meanwhile files the final by `known`)
+    assert redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:phones")
     ContactQueue(redis_client, T, done).finalize_unqueued("x", "answered", "", at.timestamp())
 
     within = retention.run(redis_client, T, at + timedelta(days=89), secret_key=SECRET_KEY)
     assert within.removed["call_data"] == 0 and ContactQueue(redis_client, T, done).counts()["ready"] == 1
     report = retention.run(redis_client, T, at + timedelta(days=91), secret_key=SECRET_KEY)
-    assert report.removed["call_data"] == 1  # its ready entry
+    assert report.removed["call_data"] == 2  # its ready entry and its number in the loader's dedupe
     assert not redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:ready:0", f"t:{{{T}}}:campaign:{done}:q:phones")
     assert ContactQueue(redis_client, T, done).final_states()  # reasons stay (no number in them)
     assert not [k for k, v in everything(redis_client).items() if f"campaign:{done}:" in k and "45672101" in v]
