@@ -274,3 +274,28 @@ def test_an_erasure_meeting_a_publish_that_keeps_the_tenants_lock_fails_in_time_
     assert returned, "the erasure waited for the publish's lock with no bound"
     assert len(outcome) == 1 and isinstance(outcome[0], RecordUnavailable), outcome
     assert not Suppression(redis_client, KEY).contains(T, ERASED)  # nothing erased: the caller tries again
+
+
+def test_an_erasure_after_the_publish_leaves_no_staged_consent_naming_the_number(
+        redis_client: redis.Redis, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After the publish the commit deletes the staged rows (import_phones, where the erasure finds an import's
+    # staged rows), then writes the staged consents: an erasure between the two must not leave the number in
+    # import_consents (a commit that stops there keeps them until it runs again).
+    from dialer.contacts.commit import ImportCommit
+
+    _import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "c.csv", 300), "consents")
+    importer._work(coordinator=True)
+    importer._wait_for_chunks(chunks)
+    real = ImportCommit._record_consents
+    left: list[int] = []
+
+    def erase_first(self, done):
+        erase(redis_client)
+        left.append(len(record.query("SELECT row_no FROM import_consents WHERE tenant = %s AND phone = %s",
+                                     (T, ERASED))))
+        return real(self, done)
+
+    monkeypatch.setattr(ImportCommit, "_record_consents", erase_first)
+    importer.commit()
+    assert left == [0]
+    assert FactStore(redis_client).consents(T, ERASED) == [] and published(record, ERASED) == []

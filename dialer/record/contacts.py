@@ -272,6 +272,9 @@ def erase_number(record: Record, tenant: str, e164: str, lock_wait: float | None
             tx.execute(f"DELETE FROM contacts WHERE tenant = %s AND id IN ({marks})", (tenant, *ids))
         for import_id in staged_imports(tx, tenant):
             drop_staged_holding(tx, tenant, import_id, [e164])
+        # and the consents a commit has yet to write after it deleted the staged rows (it skips an erased number's
+        # anyway: this is about the number left in the record)
+        tx.execute("DELETE FROM import_consents WHERE tenant = %s AND phone = %s", (tenant, e164))
     return found
 
 

@@ -101,10 +101,15 @@ def staging_drop_statements(dialect: str) -> list[str]:
     return [f"DROP TABLE IF EXISTS {name}" for name in STAGING_TABLES]
 
 
+# an erasure deletes the staged consents naming the number in every import (dialer.record.contacts.erase_number),
+# also after the commit deleted import_phones, where it finds an import's staged rows
+CONSENT_STAGING_INDEXES = (("import_consents", ("tenant", "phone")),)
+
+
 def consent_staging_create_statements(dialect: str) -> list[str]:
     from dialer.record.schema import table_statements
 
-    return table_statements(dialect, CONSENT_STAGING_TABLES, ())
+    return table_statements(dialect, CONSENT_STAGING_TABLES, CONSENT_STAGING_INDEXES)
 
 
 def consent_staging_drop_statements(dialect: str) -> list[str]:
