@@ -194,20 +194,26 @@ class FactStore:
 
     def add_consents_unless_erased(self, tenant: str, items: Sequence[tuple[str, Consent, str]], suppression: str, *,
                                    actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = (),
-                                   fence: tuple[str, str, str | None] | None = None) -> list[bool] | None:
+                                   fence: tuple[str, str, str | None] | None = None,
+                                   checker: Any = None) -> list[bool] | None:
         """add_consent for each (number, consent, the number's suppression ref) of `items`, except the numbers on
         the suppression list (`suppression`: its hash key, dialer.suppression), decided and written in one
         transaction (WATCH: an erasure between the check and the write makes it run again), with the caller's
         `also` commands in it (an import's progress). Returns, per item, whether its consent was written.
         `fence` (hash key, field, value or None for absent): written only while the field still holds that value
         (WATCHed with the list); another writer moved it (an import's commit taken over by a sweeper while this
-        one still ran: same commit token, both past the lock) -> nothing written, None returned."""
+        one still ran: same commit token, both past the lock) -> nothing written, None returned.
+        `checker` (dialer.suppression.Suppression, the refs' key): its check_key runs once the list is watched, so
+        refs made without the key, or with another, fail closed (SuppressionUnavailable) instead of matching
+        nothing while the list has entries."""
         from dialer.audit_events import consent_event
 
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(suppression, *([fence[0]] if fence is not None else []))
+                    if checker is not None:
+                        checker.check_key(tenant)
                     if fence is not None:
                         held = pipe.hget(fence[0], fence[1])
                         if (held.decode() if isinstance(held, bytes) else held) != fence[2]:

@@ -142,3 +142,32 @@ def test_two_commits_of_one_import_at_once_write_each_consent_once(
     assert took_over and import_status(redis_client, T, import_id)["status"] == "committed"
     assert consents_of(redis_client, rows) == [1] * rows
     assert consent_audit(redis_client) == rows
+
+
+def test_a_commit_without_the_suppression_lists_key_writes_no_consent(
+        redis_client: redis.Redis, tmp_path: Path, record, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The commit may run in another process (a sweeper, a worker's start) than the one that staged. Without the
+    # key its refs match nothing on the list: it must fail closed (the import stays committing, finished by a
+    # process with the key), not write a consent for an erased number.
+    from dialer.suppression import Suppression, SuppressionUnavailable
+
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 20_000)
+    import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "k.csv", 300), "nokey")
+    importer._work(coordinator=True)
+    importer._wait_for_chunks(chunks)
+    pipe = redis_client.pipeline(transaction=True)  # an erasure's suppression entry, written after the staging
+    Suppression(redis_client, KEY).queue_add(pipe, T, "+33600000007", datetime.now(UTC), reason="erased",
+                                             actor="user:dpo")
+    pipe.execute()
+    configure(b"")
+    monkeypatch.delenv("DIALER_CONFIG", raising=False)
+    monkeypatch.delenv("DIALER_SECRET_KEY", raising=False)
+    with pytest.raises(SuppressionUnavailable):
+        importer.commit()
+    assert import_status(redis_client, T, import_id)["status"] == "committing"
+    assert FactStore(redis_client).consents(T, "+33600000007") == []
+    configure(KEY)
+    importer.commit()
+    assert import_status(redis_client, T, import_id)["status"] == "committed"
+    assert FactStore(redis_client).consents(T, "+33600000007") == []
+    assert consents_of(redis_client, 10)[8] == 1

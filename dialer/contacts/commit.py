@@ -224,9 +224,10 @@ class ImportCommit:
         the staged consents go."""
         from dialer.audit import AuditLog
         from dialer.record.current import contact_record
-        from dialer.suppression import person_ref, process_key, suppression_key
+        from dialer.suppression import Suppression, person_ref, process_key, suppression_key
 
         secret = process_key()
+        checker = Suppression(self.client, secret)  # refs without the list's key match nothing: fail closed
         # audited like every consent change (dialer/audit_events.py), in the same transaction as the record
         store = FactStore(self.client, audit=AuditLog(self.client, secret))
         record = contact_record()
@@ -249,7 +250,7 @@ class ImportCommit:
                                        person_ref(secret, doc["phone"])) for doc in group],
                         suppression_key(self.tenant), actor="job:import",
                         also=[("hset", (self.keys.status, "consents_done", after))],
-                        fence=(self.keys.status, "consents_done", cursor))
+                        fence=(self.keys.status, "consents_done", cursor), checker=checker)
                     if wrote is None:  # another run of this commit wrote meanwhile: go on from where it got to
                         cursor = self.field("consents_done")
                         row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
