@@ -149,7 +149,8 @@ def test_a_commit_without_the_suppression_lists_key_writes_no_consent(
     # The commit may run in another process (a sweeper, a worker's start) than the one that staged. Without the
     # key its refs match nothing on the list: it must fail closed (the import stays committing, finished by a
     # process with the key), not write a consent for an erased number.
-    from dialer.suppression import Suppression, SuppressionUnavailable
+    from dialer.contacts.commit import ConsentsDeferred
+    from dialer.suppression import Suppression
 
     monkeypatch.setattr(jobs, "CHUNK_BYTES", 20_000)
     import_id, importer, chunks = started(redis_client, consent_file(tmp_path / "k.csv", 300), "nokey")
@@ -162,7 +163,7 @@ def test_a_commit_without_the_suppression_lists_key_writes_no_consent(
     configure(b"")
     monkeypatch.delenv("DIALER_CONFIG", raising=False)
     monkeypatch.delenv("DIALER_SECRET_KEY", raising=False)
-    with pytest.raises(SuppressionUnavailable):
+    with pytest.raises(ConsentsDeferred):  # a RecordUnavailable: every caller leaves the import committing
         importer.commit()
     assert import_status(redis_client, T, import_id)["status"] == "committing"
     assert FactStore(redis_client).consents(T, "+33600000007") == []

@@ -36,6 +36,12 @@ ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet commi
 CONSENT_PAGE = 500  # staged consents read per record query at the commit
 CONSENT_GROUP = 100  # consents written per Redis transaction (with the commit's progress)
 CONSENT_READ = ("row_no", "pos", "phone", "given_at", "purpose", "written", "source", "evidence")
+class ConsentsDeferred(RecordUnavailable):
+    """This process cannot write the import's consents now (no suppression key, or another one than the list's: an
+    erased number's consent would get through). A RecordUnavailable so every caller of the commit treats it the
+    same way: the import stays committing and a process with the key finishes it (watchdog, worker start)."""
+
+
 UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of finished imports whose staged rows the record still holds
 
 
@@ -224,7 +230,7 @@ class ImportCommit:
         the staged consents go."""
         from dialer.audit import AuditLog
         from dialer.record.current import contact_record
-        from dialer.suppression import Suppression, person_ref, process_key, suppression_key
+        from dialer.suppression import Suppression, SuppressionUnavailable, person_ref, process_key, suppression_key
 
         secret = process_key()
         checker = Suppression(self.client, secret)  # refs without the list's key match nothing: fail closed
@@ -245,12 +251,18 @@ class ImportCommit:
                     group = [dict(zip(CONSENT_READ, values, strict=True))
                              for values in page[start:start + CONSENT_GROUP]]
                     after = f"{int(group[-1]['row_no'])},{int(group[-1]['pos'])}"
-                    wrote = store.add_consents_unless_erased(
-                        self.tenant, [(doc["phone"], consent_record({**doc, "row": doc["row_no"]}, self.import_id),
-                                       person_ref(secret, doc["phone"])) for doc in group],
-                        suppression_key(self.tenant), actor="job:import",
-                        also=[("hset", (self.keys.status, "consents_done", after))],
-                        fence=(self.keys.status, "consents_done", cursor), checker=checker)
+                    try:
+                        wrote = store.add_consents_unless_erased(
+                            self.tenant, [(doc["phone"], consent_record({**doc, "row": doc["row_no"]},
+                                                                        self.import_id),
+                                           person_ref(secret, doc["phone"])) for doc in group],
+                            suppression_key(self.tenant), actor="job:import",
+                            also=[("hset", (self.keys.status, "consents_done", after))],
+                            fence=(self.keys.status, "consents_done", cursor), checker=checker)
+                    except SuppressionUnavailable as exc:
+                        log.error("import %s: its consents cannot be written by this process (%s); the commit "
+                                  "finishes in one that has the key", self.import_id, exc)
+                        raise ConsentsDeferred(str(exc)) from None
                     if wrote is None:  # another run of this commit wrote meanwhile: go on from where it got to
                         cursor = self.field("consents_done")
                         row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
