@@ -311,6 +311,25 @@ class StoredCampaign:
                         caller_id=str(c.get("caller_id") or ""))  # none configured: masked, denied
 
 
+def forget_loader_index(client: Any, tenant: str, campaign_id: str) -> None:
+    """The whole-list loader's `known` (contact ids queued) and `phones` (number -> contact id) of a campaign that
+    completed (or was archived): they serve only to load more contacts without queueing one twice, and to file a
+    leaving contact's final (dialer/runtime/queues.py); a completed campaign does neither again (completed is final,
+    and the engine completes a campaign only with nothing in flight). A process that dies before this leaves them
+    to retention (dialer.retention.FINISHED_QUEUE_PARTS).
+
+    A stopped campaign completes with contacts still queued (ready or waiting, never dialed): an erasure of one
+    of them files its final by `known` (in `final`; without it, in `leaving`, which nothing moves for a completed
+    campaign). Those keep the index until retention removes them all together."""
+    from dialer.runtime.queues import ContactQueue, queue_prefix
+
+    held = ContactQueue(client, tenant, campaign_id).counts()
+    if held["ready"] or held["waiting"] or held["inflight"]:
+        return
+    p = queue_prefix(tenant, campaign_id)
+    client.unlink(p + "known", p + "phones")
+
+
 class CampaignStore:
     """Campaign records in Redis (synchronous client, decode_responses=True or bytes both work)."""
 
@@ -428,6 +447,8 @@ class CampaignStore:
             if not seen:
                 raise KeyError(campaign_id)
             raise CampaignError("bad_transition", f"the campaign changed to {self._text(seen)} meanwhile; try again")
+        if to in ("completed", "archived"):
+            forget_loader_index(self.redis, tenant, campaign_id)
         moved = self.get(tenant, campaign_id)
         assert moved is not None
         emit(self.redis, tenant, "campaign.state_changed", f"campaign:{campaign_id}",

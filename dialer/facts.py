@@ -179,6 +179,11 @@ class FactStore:
     def _write(self, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
                audit: Any = None, webhook: tuple[str, dict[str, Any]] | None = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
+        self._queue_write(pipe, tenant, e164, ops, audit, webhook)
+        pipe.execute()
+
+    def _queue_write(self, pipe: Any, tenant: str, e164: str, ops: Iterable[tuple[str, tuple[Any, ...]]],
+                     audit: Any = None, webhook: tuple[str, dict[str, Any]] | None = None) -> None:
         for method, args in ops:
             getattr(pipe, method)(*args)
         pipe.incr(person_key(tenant, e164, "ver"))
@@ -186,7 +191,50 @@ class FactStore:
             self.audit.queue(pipe, tenant, [audit])
         if webhook is not None:  # in the same transaction: the fact and its webhook event, or neither
             queue_event(pipe, tenant, webhook[0], e164, webhook[1])
-        pipe.execute()
+
+    def add_consents_unless_erased(self, tenant: str, items: Sequence[tuple[str, Consent, str]], suppression: str, *,
+                                   actor: str = "dialer", also: Sequence[tuple[str, tuple[Any, ...]]] = (),
+                                   fence: tuple[str, str, str | None] | None = None,
+                                   checker: Any = None) -> list[bool] | None:
+        """add_consent for each (number, consent, the number's suppression ref) of `items`, except the numbers on
+        the suppression list (`suppression`: its hash key, dialer.suppression), decided and written in one
+        transaction (WATCH: an erasure between the check and the write makes it run again), with the caller's
+        `also` commands in it (an import's progress). Returns, per item, whether its consent was written.
+        `fence` (hash key, field, value or None for absent): written only while the field still holds that value
+        (WATCHed with the list); another writer moved it (an import's commit taken over by a sweeper while this
+        one still ran: same commit token, both past the lock) -> nothing written, None returned.
+        `checker` (dialer.suppression.Suppression, the refs' key): its check_key runs once the list is watched, so
+        refs made without the key, or with another, fail closed (SuppressionUnavailable) instead of matching
+        nothing while the list has entries."""
+        from dialer.audit_events import consent_event
+
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(suppression, *([fence[0]] if fence is not None else []))
+                    if checker is not None:
+                        checker.check_key(tenant)
+                    if fence is not None:
+                        held = pipe.hget(fence[0], fence[1])
+                        if (held.decode() if isinstance(held, bytes) else held) != fence[2]:
+                            pipe.reset()
+                            return None
+                    erased = [v is not None for v in pipe.hmget(suppression, [ref for _, _, ref in items])] \
+                        if items else []
+                    pipe.multi()
+                    for (e164, consent, _), gone in zip(items, erased, strict=True):
+                        if not gone:
+                            event = consent_event(self.audit, e164, consent, actor) if self.audit is not None \
+                                else None
+                            self._queue_write(pipe, tenant, e164,
+                                              [("rpush", (person_key(tenant, e164, "consent"), _dump(consent)))],
+                                              event)
+                    for method, args in also:
+                        getattr(pipe, method)(*args)
+                    pipe.execute()
+                    return [not gone for gone in erased]
+                except redis.WatchError:
+                    continue
 
     def add_consent(self, tenant: str, e164: str, consent: Consent, *, actor: str = "dialer") -> None:
         from dialer.audit_events import consent_event

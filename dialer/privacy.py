@@ -48,6 +48,8 @@ from dialer.facts import (
     relationship_from_json,
 )
 from dialer.gate import call_index_key, consent_use_key
+from dialer.record.contacts import erase_numbers
+from dialer.record.store import RecordUnavailable
 from dialer.runtime.queues import ContactQueue, queue_erase
 from dialer.suppression import Suppression, SuppressionUnavailable
 from dialer.webhooks import queue as webhook_queue
@@ -167,14 +169,25 @@ def _error_matches(entry: dict[str, Any], numbers: set[str], region: str) -> boo
     return getattr(phone, "e164", None) in numbers
 
 
-def _import_errors(client: redis.Redis, tenant: str, numbers: set[str]) -> Iterator[tuple[str, bytes, dict]]:
-    """(import id, raw stored item, entry) of the error-report entries whose cell holds one of the numbers."""
+def _import_errors(client: redis.Redis, tenant: str, numbers: set[str],
+                   staged: bool = False) -> list[tuple[str, bytes, dict]]:
+    """(import id, raw stored item, entry) of the error-report entries whose cell holds one of the numbers.
+    `staged`: also the duplicates a committing import has not moved into its report yet (both lists read at once)."""
+    found = []
     for import_id, region in _imports(client, tenant):
-        key = Keys(tenant, import_id).errors
-        for raw in client.lrange(key, 0, -1):
+        keys = Keys(tenant, import_id)
+        if staged:
+            pipe = client.pipeline(transaction=True)
+            pipe.lrange(keys.errors, 0, -1)
+            pipe.lrange(keys.duplicates, 0, -1)
+            items = [raw for part in pipe.execute() for raw in part]
+        else:
+            items = client.lrange(keys.errors, 0, -1)
+        for raw in items:
             entry = json.loads(raw)
             if _error_matches(entry, numbers, region):
-                yield import_id, raw, entry
+                found.append((import_id, raw, entry))
+    return found
 
 
 def _optout_log(client: redis.Redis, tenant: str, numbers: set[str]) -> list[tuple[str, dict[str, str]]]:
@@ -292,7 +305,7 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
                          for a in facts.attempts(tenant, number)],
             "optouts": optouts,
             "optout_log": [f for _, f in _optout_log(client, tenant, {number})],
-            "campaign_queues": _queue_entries(client, tenant, campaigns, number),
+            "campaign_queues": _queue_entries(client, tenant, campaigns, number, subject.contact_ids),
         })
     errors = [{"import_id": i, **e} for i, _, e in _import_errors(client, tenant, numbers)]
     exports = []
@@ -323,12 +336,20 @@ def access(client: redis.Redis, tenant: str, *, phone: str | None = None, contac
     return result
 
 
-def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str) -> list[dict[str, Any]]:
+def _queue_entries(client: redis.Redis, tenant: str, campaigns: list[str], number: str,
+                   contact_ids: list[str]) -> list[dict[str, Any]]:
     """The number's entries in the campaigns' runtime queues (dialer/runtime/queues.py): what the engine holds
-    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue."""
+    to dial it (number, postal code, zones), its state, attempts, last step and why it left the queue. Also by the
+    person's contact ids: a completed campaign no longer maps numbers to contacts (its loader's `phones` is gone)."""
     found = []
     for campaign in campaigns:
-        for hit in ContactQueue(client, tenant, campaign).find(e164=number):
+        queue = ContactQueue(client, tenant, campaign)
+        hits = {h.contact_id: h for h in queue.find(e164=number)}
+        for cid in contact_ids:
+            for hit in queue.find(contact_id=cid):
+                if hit.entry is None or hit.entry.contact.phone == number:
+                    hits.setdefault(hit.contact_id, hit)
+        for hit in hits.values():
             found.append({"campaign": campaign, "contact_id": hit.contact_id, "state": hit.state,
                           "data": hit.entry.contact.data() if hit.entry else None, "attempts": hit.attempts,
                           "last": hit.last, "final": hit.final})
@@ -429,6 +450,9 @@ def rectify(client: redis.Redis, tenant: str, contact_id: str, changes: dict[str
     return get_contact(client, tenant, contact_id) or {}
 
 
+FIRST_PASS_WAIT = 20.0  # seconds the erasure's first pass waits for a busy record before failing (nothing erased)
+SECOND_PASS_WAIT = 120.0  # seconds the erasure's second pass waits for a busy record (a publish holding SQLite's lock)
+
 # --- erasure ------------------------------------------------------------------------------------
 
 @dataclass
@@ -503,19 +527,22 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
 
     # The record's contact store first: a record that cannot be read stops the erasure here (RecordUnavailable),
     # before anything in Redis changed, rather than leave the person's contacts there unsaid.
-    in_record = _record_contacts(record, tenant, subject.numbers)
-    left_lists: list[str] = []  # one entry per membership removed: the lists' counters go down with them
+    # Staged rows of running imports holding the number go in the same transactions (and again after the
+    # suppression entry is written, below). These are write transactions: on SQLite one waits for an import's
+    # publish holding the write lock (FIRST_PASS_WAIT), where the read it replaces did not.
+    in_record, problem = erase_numbers(record, tenant, subject.numbers, wait=FIRST_PASS_WAIT)
+    if problem:
+        if in_record:  # numbers erased before the record failed stay erased: count their lists down now (a
+            pipe = client.pipeline(transaction=True)  # second erasure finds nothing there to count)
+            for list_id in [list_id for lists in in_record.values() for list_id in lists]:
+                pipe.hincrby(keys.list(list_id), "contacts", -1)
+            pipe.execute()
+        raise RecordUnavailable(problem)
+    left_lists = [list_id for lists in in_record.values() for list_id in lists]  # the lists' counters go down
     if in_record:
-        from dialer.record.contacts import contact_lists
-        from dialer.record.contacts import erase_phone as erase_from_record
-
-        for contact in in_record:
-            left_lists += contact_lists(record, tenant, str(contact["id"]))
-        for number in subject.numbers:
-            erase_from_record(record, tenant, number)
         count("record_contacts", len(in_record))
     optout_log = _optout_log(client, tenant, numbers)
-    errors = list(_import_errors(client, tenant, numbers))
+    errors = _import_errors(client, tenant, numbers)
     pipe = client.pipeline(transaction=True)
     queued: list[int] = []  # positions of the campaign queue erasures in the transaction
     for number in subject.numbers:
@@ -591,9 +618,28 @@ def erase(client: redis.Redis, tenant: str, *, phone: str | None = None, contact
     if states.count(2):
         warnings.append(f"{states.count(2)} call(s) to this person were in progress in a campaign: the gate denies "
                         "every new call, but run the erasure again once they ended to remove the queue entry")
-    active = [m for m in client.smembers("dialer:imports:active") if _s(m).startswith(f"{tenant}\t")]
-    if active:
-        warnings.append(f"{len(active)} import(s) of this tenant were running: rows with this number staged before "
-                        "the erasure may still be published; the gate denies the number anyway (ERASED_SUPPRESSED). "
-                        "Run the erasure again once they are committed")
+    # Once more, now that the suppression entry is there (issue 18: an erasure during an import): see erase_numbers.
+    late, problem = erase_numbers(record, tenant, subject.numbers, wait=SECOND_PASS_WAIT)
+    if problem:
+        warnings.append(f"the record could not be checked again after the erasure ({problem}): an import "
+                        "committed meanwhile may hold the number; the gate denies it anyway (ERASED_SUPPRESSED). "
+                        "Run the erasure again once the record is back")
+    # And the import reports once more: a commit that found the number a duplicate before the suppression entry
+    # (its publish ran before the first pass) may have written that entry since the scan above; one writing after
+    # the entry leaves it out (dialer.contacts.commit). Its duplicates wait in the import's `duplicates` list, then
+    # move to the report in one step: both lists are read, and cleaned, together.
+    late_errors = _import_errors(client, tenant, numbers, staged=True)
+    if late_errors:
+        pipe = client.pipeline(transaction=True)
+        for import_id, raw, _ in late_errors:
+            pipe.lrem(Keys(tenant, import_id).errors, 0, raw)
+            pipe.lrem(Keys(tenant, import_id).duplicates, 0, raw)
+        pipe.execute()
+        removed["import_error_entries"] = removed.get("import_error_entries", 0) + len(late_errors)
+    if late:
+        removed["record_contacts"] = removed.get("record_contacts", 0) + len(late)
+        pipe = client.pipeline(transaction=True)
+        for list_id in [list_id for lists in late.values() for list_id in lists]:
+            pipe.hincrby(keys.list(list_id), "contacts", -1)
+        pipe.execute()
     return ErasureReport(tenant, people, subject.contact_ids, removed, len(subject.numbers), seq, warnings)

@@ -279,10 +279,11 @@ def _prune_call_data(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
 
 # What a finished campaign's runtime queue no longer needs: everything naming a number (the entries of the ready
 # lists, the wait wheel's lists (and its index), the former `wait` and `claims`, and the whole-list loader's
-# `phones`), empty or nearly by then. `final`, `tally` and `known` stay: contact ids, reasons and counters only,
-# the campaign's summary reads them.
+# `phones`), empty or nearly by then, and the loader's `known` (the campaign's completion removes both already:
+# dialer.campaigns.forget_loader_index; this is for a process that died before it). `final` and `tally` stay:
+# contact ids, reasons and counters only, the campaign's summary reads them.
 FINISHED_QUEUE_PARTS = (*(f"ready:{p}" for p in range(10)), *(f"wait:{n}" for n in range(WAIT_FAR)), "wait:far", "wait",
-                        "inflight", "claims", "phones", "wait:due")
+                        "inflight", "claims", "phones", "wait:due", "known")
 
 
 def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -> int:
@@ -300,12 +301,12 @@ def _prune_finished_queues(client: redis.Redis, tenant: str, cutoff: datetime) -
         p = queue_prefix(tenant, campaign.id)
         pipe = client.pipeline(transaction=False)
         for part in FINISHED_QUEUE_PARTS:
-            kind = ("zset" if part in ("wait", "inflight", "wait:due") else
+            kind = ("zset" if part in ("wait", "inflight", "wait:due") else "set" if part == "known" else
                     "list" if part.startswith(("ready:", "wait:")) else "hash")
-            {"list": pipe.llen, "zset": pipe.zcard, "hash": pipe.hlen}[kind](p + part)
+            {"list": pipe.llen, "zset": pipe.zcard, "hash": pipe.hlen, "set": pipe.scard}[kind](p + part)
         sizes = dict(zip(FINISHED_QUEUE_PARTS, pipe.execute(), strict=True))
-        # inflight repeats claims, wait:due indexes the wheel
-        removed += sum(int(n) for part, n in sizes.items() if part not in ("inflight", "wait:due"))
+        # inflight repeats claims, wait:due indexes the wheel, known repeats contacts counted elsewhere
+        removed += sum(int(n) for part, n in sizes.items() if part not in ("inflight", "wait:due", "known"))
         client.unlink(*(p + part for part in FINISHED_QUEUE_PARTS))
     return removed
 

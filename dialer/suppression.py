@@ -14,6 +14,8 @@ Keys (per tenant):
   t:{T}:suppression       hash ref -> JSON {at, reason, actor, optouts: [...]} (no number, no name)
   t:{T}:suppression:key   fingerprint of the key the refs were made with: a process holding another key
                           cannot check the list, and says so instead of letting numbers through
+  t:{T}:suppression:ver   bumped with every entry written: an import staging a chunk against a snapshot of the
+                          list sees an erasure made meanwhile (dialer/contacts/staging.py)
 
 Jobs that run without a Config (RQ imports) get the key from `configure()` (called by `dialer worker` and
 the CLI at start) or, failing that, from the settings in the environment (DIALER_SECRET_KEY/DIALER_CONFIG).
@@ -67,6 +69,15 @@ def fingerprint_key(tenant: str) -> str:
     return f"t:{{{tenant}}}:suppression:key"
 
 
+def version_key(tenant: str) -> str:
+    return f"t:{{{tenant}}}:suppression:ver"
+
+
+def version(client: redis.Redis, tenant: str) -> int:
+    """The list's version (read it before a snapshot: a change after the read is then seen by the next read)."""
+    return int(client.get(version_key(tenant)) or 0)
+
+
 def person_ref(key: bytes, e164: str) -> str:
     """Keyed hash of a number; identical to AuditLog.person_ref (same key, same truncation)."""
     return hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()[:32]
@@ -107,6 +118,7 @@ class Suppression:
         record = {"at": iso(at), "reason": reason, "actor": actor, "optouts": list(optouts)}
         pipe.hset(suppression_key(tenant), ref, json.dumps(record, sort_keys=True, separators=(",", ":")))
         pipe.set(fingerprint_key(tenant), key_fingerprint(self.key))
+        pipe.incr(version_key(tenant))
         return ref
 
     def check_key(self, tenant: str) -> bool:

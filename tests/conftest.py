@@ -33,7 +33,10 @@ def postgres_server() -> Iterator[object]:
 
     if find_pg_bin() is None:
         pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
-    server = PostgresProcess().start()
+    # No fsync: the tests stop PostgreSQL as a crash at most (a process, never the machine), which the page cache
+    # survives; with fsync each commit and the shutdown checkpoint waited on a shared disk (a worker's last
+    # teardown took up to a minute).
+    server = PostgresProcess(settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}).start()
     yield server
     server.cleanup()
 

@@ -170,6 +170,9 @@ def test_retention_removes_the_numbers_from_a_finished_campaigns_queue(redis_cli
         store.control(T, c, "start", by="user:sue", at=at)
     store.control(T, done, "stop", by="user:sue", at=at)
     store.control(T, done, "complete", by="engine", at=at)
+    # completed with its contact still ready (stopped): the loader's dedupe stays with it until retention
+    # (dialer.campaigns.forget_loader_index: an erasure meanwhile files the final by `known`)
+    assert redis_client.exists(f"t:{{{T}}}:campaign:{done}:q:phones")
     ContactQueue(redis_client, T, done).finalize_unqueued("x", "answered", "", at.timestamp())
 
     within = retention.run(redis_client, T, at + timedelta(days=89), secret_key=SECRET_KEY)

@@ -23,7 +23,7 @@ from dialer.record.verify import verify_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "crash-test-secret-key"
-N = 6000  # decisions per tenant (every third one a call with its outcome)
+N = 3000  # decisions per tenant (every third one a call with its outcome)
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 

@@ -159,7 +159,10 @@ async def test_progressive_with_one_agent_in_wrap_up_never_abandons(redis_url, r
     """The sandbox reports the agent Available (and Status 1, InCall 0) for its whole 5 s wrap-up, as Asterisk 22
     does. Trusting that (wrap-up 0 in the dialer: today's behaviour) places a call the moment the last one ends and
     it is abandoned; counting the queue's wrap-up, 10 calls in progressive mode are never abandoned."""
-    finals, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "wrap", 10, 5.0)
+    # The dialer runs on real time and the sandbox 5 times faster (time_scale 0.2): the queue's 5 s wrap-up lasts
+    # 1 s of the dialer's time. It counts that second from the agent's hangup event, which the sandbox sends after it
+    # starts the wrap-up, so the dialer's wrap-up never ends first.
+    finals, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "wrap", 10, 1.0)
     assert abandoned == 0 and summary["abandons"]["abandons_24h"] == 0
     assert all(f["reason"] == "answered" for f in finals.values()), finals
     _, abandoned, summary = await run_wrapup_campaign(redis_url, redis_client, tmp_path, "trusting", 4, 0.0)

@@ -152,7 +152,7 @@ def test_migrating_an_existing_record_adds_the_usage_table(tmp_path: Path) -> No
     store = Record(url)
     with pytest.raises(RecordNotMigrated):
         store.query("SELECT count(*) FROM usage_records")
-    assert store.migrate() == "0006"  # the newest: 0006 is the import staging tables
+    assert store.migrate() == "0008"  # the newest: 0008 is the audit filter indexes
     assert store.query("SELECT count(*) FROM usage_records") == [(0,)]
     with pytest.raises(Exception, match="append-only"), store.transaction() as tx:
         tx.execute("INSERT INTO usage_records (tenant, seq, day, attempts) VALUES ('t', 1, '2026-11-30', 1)")

@@ -62,7 +62,9 @@ class Receiver:
         app = web.Application()
         app.router.add_post("/hook", self.handle)
         app.router.add_post("/elsewhere", self.handle)
-        self._runner = web.AppRunner(app)
+        # A handler planned to sleep is cut short at stop: a test receiver need not wait for it (aiohttp's default
+        # grace is 60 s, which made a test's teardown wait out the sleep).
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()

@@ -33,6 +33,15 @@ log = logging.getLogger("dialer.contacts.jobs")
 LOCK_MS = 600_000
 RECORD_WAIT_SECONDS = 60.0  # a commit waits this long for a record that is down, then the watchdog retries it
 ACTIVE = "dialer:imports:active"  # "tenant\timport_id" of imports not yet committed or failed
+CONSENT_PAGE = 500  # staged consents read per record query at the commit
+CONSENT_GROUP = 100  # consents written per Redis transaction (with the commit's progress)
+CONSENT_READ = ("row_no", "pos", "phone", "given_at", "purpose", "written", "source", "evidence")
+class ConsentsDeferred(RecordUnavailable):
+    """This process cannot write the import's consents now (no suppression key, or another one than the list's: an
+    erased number's consent would get through). A RecordUnavailable so every caller of the commit treats it the
+    same way: the import stays committing and a process with the key finishes it (watchdog, worker start)."""
+
+
 UNCLEAN = "dialer:imports:unclean"  # "tenant\timport_id" of finished imports whose staged rows the record still holds
 
 
@@ -96,7 +105,7 @@ class ImportCommit:
         report, consents, the list's metadata. `record_wait`: how long to wait for a record that is down before
         giving up for now (the import stays committing: the watchdog, a worker's start or a status poller
         finishes it later; RecordUnavailable is raised)."""
-        from dialer.contacts.publish import forget_staged, publish, record_outcome
+        from dialer.contacts.publish import forget_staged, publish
         from dialer.record.current import contact_record
 
         params = self._params()
@@ -136,7 +145,7 @@ class ImportCommit:
                         raise
                     self._report_progress()
                     time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
-            record_outcome(self.client, keys, outcome)
+            self._record_outcome(outcome)
             self.client.hdel(keys.status, "record_error")
         # before FINALIZE: a commit that dies here is run again (status committing) and deletes what is left
         try:
@@ -171,6 +180,34 @@ class ImportCommit:
         emit(self.client, self.tenant, "import.finished", self.import_id,
              {"import_id": self.import_id, "list": list_id, "campaign": campaign or None, "summary": summary})
 
+    def _record_outcome(self, outcome: Any) -> None:
+        """record_outcome, leaving out of the report the duplicates whose number was erased since the publish (the
+        counts keep them: no number in a count), decided in its transaction (WATCH of the suppression list: an
+        erasure meanwhile runs it again; the erasure cleans the reports once more after its entry is written)."""
+        import dataclasses
+
+        from dialer.contacts.publish import record_outcome
+        from dialer.suppression import person_ref, process_key, suppression_key
+
+        secret, key = process_key(), suppression_key(self.tenant)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    values = sorted({str(d.get("value") or "") for d in outcome.duplicates} - {""})
+                    erased: set[str] = set()
+                    if values and secret and pipe.hlen(key):
+                        hits = pipe.hmget(key, [person_ref(secret, v) for v in values])
+                        erased = {v for v, hit in zip(values, hits, strict=True) if hit is not None}
+                    kept = dataclasses.replace(outcome, duplicates=[d for d in outcome.duplicates
+                                                                    if str(d.get("value") or "") not in erased])
+                    pipe.multi()
+                    record_outcome(pipe, self.keys, kept)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
     def _merge_errors(self, moves: list[str]) -> None:
         """Append the staged error lists, in chunk order, to the import's error report (idempotent:
         each source list is emptied as it is copied, and a re-run continues where it stopped)."""
@@ -186,26 +223,71 @@ class ImportCommit:
                 pipe.execute()
 
     def _record_consents(self, done: dict[int, dict[str, Any]]) -> None:
-        """Write the staged consent records through the fact store (one transaction each, as FactStore
-        does; a re-run after a crash may write a record twice, never lose one)."""
+        """Write the consents staged with the published attempts' rows (import_consents) through the fact store, in
+        file order (row, then the row's number): CONSENT_GROUP a transaction, each audited as FactStore does, with
+        the import's progress (`consents_done`), so a commit run again after a crash goes on after the last group
+        written: none twice, none lost. Numbers erased meanwhile get none (checked in the same transaction). Then
+        the staged consents go."""
         from dialer.audit import AuditLog
-        from dialer.suppression import process_key
+        from dialer.record.current import contact_record
+        from dialer.suppression import Suppression, SuppressionUnavailable, person_ref, process_key, suppression_key
 
+        secret = process_key()
+        checker = Suppression(self.client, secret)  # refs without the list's key match nothing: fail closed
         # audited like every consent change (dialer/audit_events.py), in the same transaction as the record
-        store = FactStore(self.client, audit=AuditLog(self.client, process_key()))
+        store = FactStore(self.client, audit=AuditLog(self.client, secret))
+        record = contact_record()
+        cursor = self.field("consents_done")  # the progress as read: each group is written only if it still is
+        row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
         for index in sorted(done):
+            while True:
+                page = record.query(
+                    f"SELECT {', '.join(CONSENT_READ)} FROM import_consents WHERE tenant = %s AND import_id = %s AND "
+                    "attempt = %s AND (row_no > %s OR (row_no = %s AND pos > %s)) ORDER BY row_no, pos LIMIT %s",
+                    (self.tenant, self.import_id, done[index]["attempt"], row_no, row_no, pos, CONSENT_PAGE))
+                if not page:
+                    break
+                for start in range(0, len(page), CONSENT_GROUP):
+                    group = [dict(zip(CONSENT_READ, values, strict=True))
+                             for values in page[start:start + CONSENT_GROUP]]
+                    after = f"{int(group[-1]['row_no'])},{int(group[-1]['pos'])}"
+                    try:
+                        wrote = store.add_consents_unless_erased(
+                            self.tenant, [(doc["phone"], consent_record({**doc, "row": doc["row_no"]},
+                                                                        self.import_id),
+                                           person_ref(secret, doc["phone"])) for doc in group],
+                            suppression_key(self.tenant), actor="job:import",
+                            also=[("hset", (self.keys.status, "consents_done", after))],
+                            fence=(self.keys.status, "consents_done", cursor), checker=checker)
+                    except SuppressionUnavailable as exc:
+                        log.error("import %s: its consents cannot be written by this process (%s); the commit "
+                                  "finishes in one that has the key", self.import_id, exc)
+                        raise ConsentsDeferred(str(exc)) from None
+                    if wrote is None:  # another run of this commit wrote meanwhile: go on from where it got to
+                        cursor = self.field("consents_done")
+                        row_no, pos = (int(x) for x in (cursor or "0,-1").split(","))
+                        break
+                    cursor = after
+                    row_no, pos = (int(x) for x in after.split(","))
+        for index in sorted(done):  # consents an older dialer's worker staged in Redis (an import across an upgrade)
             key = self.keys.consents(index, done[index]["attempt"])
             while True:
                 items = self.client.lrange(key, 0, 199)
                 if not items:
                     break
                 for item in items:
-                    doc = json.loads(item)
-                    store.add_consent(self.tenant, doc["e164"], consent_record(doc, self.import_id),
+                    legacy = json.loads(item)
+                    store.add_consent(self.tenant, legacy["e164"], consent_record(legacy, self.import_id),
                                       actor="job:import")
                 self.client.ltrim(key, len(items), -1)
-
-
+        try:
+            with record.transaction() as tx:
+                tx.execute("DELETE FROM import_consents WHERE tenant = %s AND import_id = %s",
+                           (self.tenant, self.import_id))
+        except RecordUnavailable as exc:  # all written (consents_done): removed when the record is back (UNCLEAN)
+            self.client.sadd(UNCLEAN, f"{self.tenant}\t{self.import_id}")
+            log.warning("import %s: its staged consents stay in the record until it is back (%s)", self.import_id,
+                        exc)
 
 
 def _audit(client: redis.Redis, tenant: str, import_id: str) -> None:

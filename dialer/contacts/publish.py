@@ -36,7 +36,7 @@ import redis
 
 from dialer.contacts.limits import ERRORS_KEPT
 from dialer.contacts.store import Keys
-from dialer.record.contacts import contact_row
+from dialer.record.contacts import contact_row, lock_erasures
 from dialer.record.contacts_schema import COLUMNS
 from dialer.record.store import Record, Tx
 
@@ -81,6 +81,7 @@ def publish(record: Record, tenant: str, import_id: str, losers: Sequence[str], 
     what happened (nothing is written to Redis here). Run again after it committed, it returns the same outcome
     and writes nothing."""
     with record.transaction() as tx:
+        lock_erasures(tx, tenant)  # an erasure meanwhile deletes the rows before this reads them, or after it
         stored = tx.query("SELECT outcome FROM import_outcomes WHERE tenant = %s AND import_id = %s",
                           (tenant, import_id))
         if stored:

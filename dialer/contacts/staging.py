@@ -36,6 +36,8 @@ from dialer.contacts.store import Keys, Scripts, _s
 from dialer.record.contacts_schema import COLUMNS
 from dialer.record.store import Record, RecordUnavailable
 from dialer.runtime.loader import priority_of
+from dialer.suppression import version as suppression_version
+from dialer.suppression import version_key
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ STAGE_WAIT_SECONDS = 60.0  # a staging write waits this long for a busy or unrea
 STAGED_CONTACT = [*COLUMNS["contacts"], "attempt", "line"]
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # contact_row's JSON, set up once
 STAGED_PHONE = ["tenant", "import_id", "attempt", "row_no", "pos", "contact_id", "phone", "col"]
+STAGED_CONSENT = COLUMNS["import_consents"]
 
 
 class ImportStopped(Exception):
@@ -89,6 +92,15 @@ class StagedRows:
         self.record, self.tenant, self.import_id, self.attempt, self.wait = record, tenant, import_id, attempt, wait
         self.contacts: list[tuple[Any, ...]] = []
         self.phones: list[tuple[Any, ...]] = []
+        self.consents: list[tuple[Any, ...]] = []
+
+    def add_consent(self, row: int, phones: list[Any], consent: dict[str, Any]) -> None:
+        """The row's consent (dialer.contacts.rows: date, purpose, written, source, evidence), once per number,
+        staged with the row (issue 18: not in Redis)."""
+        for pos, (_column, phone) in enumerate(phones):
+            self.consents.append((self.tenant, self.import_id, self.attempt, row, pos, phone.e164,
+                                  consent["given_at"], consent["purpose"], int(bool(consent["written"])),
+                                  consent["source"], consent["evidence"]))
 
     def add(self, contact: dict[str, Any], row: int, line: int) -> None:
         """One contact as contact_data builds it (dialer.record.contacts.contact_row's columns, without its
@@ -144,6 +156,7 @@ class StagedRows:
                 with self.record.transaction() as tx:
                     tx.insert_rows("import_contacts", STAGED_CONTACT, self.contacts)
                     tx.insert_rows("import_phones", STAGED_PHONE, self.phones)
+                    tx.insert_rows("import_consents", STAGED_CONSENT, self.consents)
                 break
             except RecordUnavailable:
                 if time.monotonic() >= deadline:
@@ -151,6 +164,21 @@ class StagedRows:
                 time.sleep(0.5)
         self.contacts.clear()
         self.phones.clear()
+        self.consents.clear()
+
+    def scrub(self, suppressed: frozenset[str], secret: bytes) -> int:
+        """After the suppression list moved (an erasure while this chunk was staged): delete this attempt's staged
+        contacts holding a number now on it. Returns how many went."""
+        from dialer.record.contacts import drop_staged_holding
+        from dialer.suppression import person_ref
+
+        self.flush()  # the pending rows were judged against the old list too
+        with self.record.transaction() as tx:
+            phones = [str(r[0]) for r in tx.query(
+                "SELECT DISTINCT phone FROM import_phones WHERE tenant = %s AND import_id = %s AND attempt = %s",
+                (self.tenant, self.import_id, self.attempt))]
+            erased = [p for p in phones if person_ref(secret, p) in suppressed]
+            return drop_staged_holding(tx, self.tenant, self.import_id, erased, attempt=self.attempt)
 
     def drop(self) -> None:
         """Delete what this attempt staged (it lost to another attempt of its chunk, or the import stopped). A record
@@ -158,9 +186,10 @@ class StagedRows:
         failed import's cleanup deletes all its rows."""
         self.contacts.clear()
         self.phones.clear()
+        self.consents.clear()
         try:
             with self.record.transaction() as tx:
-                for table in ("import_phones", "import_contacts"):
+                for table in ("import_consents", "import_phones", "import_contacts"):
                     tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s AND attempt = %s",
                                (self.tenant, self.import_id, self.attempt))
         except RecordUnavailable as exc:
@@ -171,7 +200,7 @@ class StagedRows:
 def drop_import(record: Record, tenant: str, import_id: str) -> None:
     """Everything the import staged in the record, and its commit's outcome (a failed import, or once committed)."""
     with record.transaction() as tx:
-        for table in ("import_phones", "import_contacts", "import_outcomes"):
+        for table in ("import_consents", "import_phones", "import_contacts", "import_outcomes"):
             tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s", (tenant, import_id))
 
 
@@ -250,18 +279,18 @@ class ChunkStaging:
         attempt = uuid.uuid4().hex[:8]
         keys = self.keys
         errors_key = keys.chunk_errors(chunk.index, attempt)
-        consents_key = keys.consents(chunk.index, attempt)
-        self.client.sadd(keys.staged, errors_key, consents_key)
+        self.client.sadd(keys.staged, errors_key)
         self.client.sadd(keys.attempts, attempt)  # before any row: the commit finds every attempt that wrote
         rows = StagedRows(contact_record(), self.tenant, self.import_id, attempt)
         region = params["region"]
         counts: Counter[str] = Counter()
         errors: list[tuple[str, str]] = []  # (reason, JSON entry)
-        consents: list[str] = []
         pending_rows = 0
         batch_read = batch_rejected = 0
         max_bad_share = float(params.get("max_bad_share") or DEFAULT_MAX_BAD_SHARE)
         list_id, import_id, campaign = params["list"], self.import_id, params.get("campaign") or ""
+        # the list's version first: an erasure after this read is seen at the next batch (flush), rows and all
+        seen = suppression_version(self.client, self.tenant)
         suppressed, secret = suppressed_numbers(self.client, self.tenant)
         registered_at = datetime.fromisoformat(params["created_at"]) if params.get("created_at") else None
         examples: list[str] = []
@@ -269,11 +298,11 @@ class ChunkStaging:
         def stopped() -> None:
             """This attempt will never be published: remove what it staged, then stop."""
             rows.drop()
-            self.client.unlink(errors_key, consents_key)
+            self.client.unlink(errors_key)
             raise ImportStopped(self.import_id)
 
         def flush(final: bool = False) -> None:
-            nonlocal pending_rows, batch_read, batch_rejected
+            nonlocal pending_rows, batch_read, batch_rejected, seen, suppressed, secret
             if final or len(rows) >= RECORD_BATCH:
                 rows.flush()  # before the status check below: a write that lands after a failure is seen there
             kept: list[str] = []
@@ -285,23 +314,28 @@ class ChunkStaging:
             pipe = self.client.pipeline(transaction=False)
             if kept:
                 pipe.rpush(errors_key, *kept)
-            if consents:
-                pipe.rpush(consents_key, *consents)
             pipe.hincrby(keys.status, "rows_done", pending_rows)
             pipe.hincrby(keys.counters, "judged_read", batch_read)
             pipe.hincrby(keys.counters, "judged_rejected", batch_rejected)
             pipe.zadd(keys.claims, {chunk.index: time.time() + LEASE_SECONDS}, xx=True)
             pipe.hget(keys.status, "status")
+            pipe.get(version_key(self.tenant))  # after the rows reached the record: see the erasures made since
             replies = pipe.execute()
-            if _s(replies[-1]) != "running":
+            if _s(replies[-2]) != "running":
                 stopped()
-            share = BadShare(int(replies[-4]), int(replies[-3]))
+            if int(replies[-1] or 0) != seen:
+                # An erasure since this chunk read the suppression list: its number may be staged now (its own
+                # deletion of staged rows may have come before they were written). Rows from here on are judged
+                # against the new list, those staged before are deleted; the publish never sees them.
+                seen = suppression_version(self.client, self.tenant)
+                suppressed, secret = suppressed_numbers(self.client, self.tenant)
+                rows.scrub(suppressed, secret)
+            share = BadShare(int(replies[-5]), int(replies[-4]))
             if share.hopeless(max_bad_share):
                 by_reason = Counter({k[8:]: v for k, v in counts.items() if k.startswith("invalid:")})
                 self.fail("too_many_bad_rows", hopeless_message(share, max_bad_share, by_reason, examples))
                 stopped()
             errors.clear()
-            consents.clear()
             pending_rows = batch_read = batch_rejected = 0
             self._report_progress()
 
@@ -348,16 +382,15 @@ class ChunkStaging:
                     cid = f"{import_id}-{record.row}"
                     rows.add_result(result, cid, list_id, campaign, record.row, record.line)
                     if result.consent is not None:
-                        for _, phone in result.phones:
-                            consents.append(json.dumps({"e164": phone.e164, **result.consent}))
-                            counts["consents"] += 1
+                        rows.add_consent(record.row, result.phones, result.consent)
+                        counts["consents"] += len(result.phones)
             if pending_rows >= BATCH:
                 flush()
         flush(final=True)
         won = self.client.hsetnx(keys.done, chunk.index, json.dumps({"attempt": attempt, "counts": dict(counts)}))
         if not won:  # another attempt of this chunk (its worker was thought dead) finished first: it is published
             rows.drop()
-            self.client.unlink(errors_key, consents_key)
+            self.client.unlink(errors_key)
 
 
 __all__ = ["ChunkStaging", "ImportStopped", "StagedRows", "build_contact", "contact_data", "drop_import"]

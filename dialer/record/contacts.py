@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
-from dialer.record.store import Record
+from dialer.record.store import Record, Tx
 from dialer.runtime.loader import priority_of
 from dialer.runtime.queues import QueuedContact
 
 BATCH = 5000  # rows per record transaction when storing
+# the staging tables keyed by (tenant, import_id, attempt, row_no): one staged contact's rows (import_phones last:
+# drop_staged_holding finds the contacts there)
+STAGED_WITH_ROWS = ("import_contacts", "import_consents", "import_phones")
 
 
 def contact_row(tenant: str, contact: dict[str, Any]) -> tuple[Any, ...]:
@@ -187,7 +190,7 @@ def delete_tenant(record: Record, tenant: str) -> int:
         tx.execute("DELETE FROM contact_phones WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM campaign_finals WHERE tenant = %s", (tenant,))
         tx.execute("DELETE FROM list_members WHERE tenant = %s", (tenant,))
-        for staged in ("import_phones", "import_contacts", "import_outcomes"):  # imports that never committed
+        for staged in ("import_consents", "import_phones", "import_contacts", "import_outcomes"):  # not committed
             tx.execute(f"DELETE FROM {staged} WHERE tenant = %s", (tenant,))
         return tx.execute("DELETE FROM contacts WHERE tenant = %s", (tenant,))
 
@@ -204,16 +207,122 @@ def contacts_for_phone(record: Record, tenant: str, e164: str) -> list[dict[str,
     return [json.loads(r[0]) for r in rows]
 
 
-def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
-    """Delete every contact holding this number and its list memberships, in one transaction. Returns the ids."""
-    ids = [str(c["id"]) for c in contacts_for_phone(record, tenant, e164)]
-    if ids:
-        marks = ", ".join(["%s"] * len(ids))
-        with record.transaction() as tx:
+def lock_erasures(tx: Tx, tenant: str, wait: float | None = None) -> None:
+    """An erasure's record transaction and an import's publish (dialer/contacts/publish.py) of one tenant take
+    turns, so the erasure either deletes the staged rows before the publish reads them or finds the contacts it
+    made (issue 18: an erasure during an import). SQLite: every write transaction already holds the database's
+    write lock (BEGIN IMMEDIATE; its busy timeout bounds the wait). PostgreSQL: a transaction-scoped advisory lock
+    on the tenant; each statement after it sees what the other transaction committed (READ COMMITTED).
+    `wait` (seconds; PostgreSQL): give up after that long (lock_timeout: a LockNotAvailable, an OperationalError,
+    so RecordUnavailable) instead of waiting as long as a whole list's publish runs; the erasure passes one (an
+    API request must answer 503, not hang), the publish none (it waits for an erasure, which is short)."""
+    if tx.dialect == "postgresql":
+        if wait is not None:  # transaction-local: the pooled connection keeps its default afterwards
+            tx.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, int(wait * 1000))}ms",))
+        tx.execute("SELECT pg_advisory_xact_lock(1804, hashtext(%s))", (tenant,))
+
+
+def staged_imports(tx: Tx, tenant: str) -> list[str]:
+    """The imports of the tenant that have rows staged (a skip scan of import_phones' primary key: one probe per
+    import, whatever the number of rows staged)."""
+    rows = tx.query("WITH RECURSIVE ids(i) AS (SELECT MIN(import_id) FROM import_phones WHERE tenant = %s "
+                    "UNION ALL SELECT (SELECT MIN(import_id) FROM import_phones WHERE tenant = %s AND "
+                    "import_id > ids.i) FROM ids WHERE ids.i IS NOT NULL) SELECT i FROM ids WHERE i IS NOT NULL",
+                    (tenant, tenant))
+    return [str(r[0]) for r in rows]
+
+
+def drop_staged_holding(tx: Tx, tenant: str, import_id: str, numbers: Sequence[str], attempt: str | None = None) -> int:
+    """Delete the import's staged contacts (all attempts, or one) that hold one of these numbers, whole, with their
+    numbers and consents: an erased number's staged row goes like its published contact would (erase_phone).
+    Returns the staged contacts deleted."""
+    if not numbers:
+        return 0
+    marks = ", ".join(["%s"] * len(numbers))
+    which, params = "tenant = %s AND import_id = %s", [tenant, import_id]
+    if attempt is not None:
+        which, params = which + " AND attempt = %s", [*params, attempt]
+    held = sorted(set(tx.query(f"SELECT attempt, row_no FROM import_phones WHERE {which} AND phone IN ({marks})",
+                               (*params, *numbers))))
+    for held_attempt, row_no in held:
+        for table in STAGED_WITH_ROWS:
+            tx.execute(f"DELETE FROM {table} WHERE tenant = %s AND import_id = %s AND attempt = %s AND row_no = %s",
+                       (tenant, import_id, held_attempt, row_no))
+    return len(held)
+
+
+def erase_number(record: Record, tenant: str, e164: str, lock_wait: float | None = None) -> dict[str, list[str]]:
+    """Delete every contact holding this number (with its list memberships and numbers) and every staged row of a
+    running import holding it, in one transaction (taking turns with imports' publish: lock_erasures, waiting at
+    most `lock_wait` seconds on PostgreSQL, the record's timeout when None). Returns the contacts deleted, each
+    with the lists it was on."""
+    with record.transaction() as tx:
+        lock_erasures(tx, tenant, record.timeout if lock_wait is None else lock_wait)
+        ids = [str(r[0]) for r in tx.query(
+            "SELECT c.id FROM contact_phones p JOIN contacts c ON c.tenant = p.tenant AND c.id = p.contact_id "
+            "WHERE p.tenant = %s AND p.phone = %s ORDER BY c.id", (tenant, e164))]
+        found: dict[str, list[str]] = {cid: [] for cid in ids}
+        if ids:
+            marks = ", ".join(["%s"] * len(ids))
+            for cid, list_id in tx.query(f"SELECT contact_id, list_id FROM list_members WHERE tenant = %s AND "
+                                         f"contact_id IN ({marks}) ORDER BY list_id", (tenant, *ids)):
+                found[str(cid)].append(str(list_id))
             tx.execute(f"DELETE FROM list_members WHERE tenant = %s AND contact_id IN ({marks})", (tenant, *ids))
             tx.execute(f"DELETE FROM contact_phones WHERE tenant = %s AND contact_id IN ({marks})", (tenant, *ids))
             tx.execute(f"DELETE FROM contacts WHERE tenant = %s AND id IN ({marks})", (tenant, *ids))
-    return ids
+        for import_id in staged_imports(tx, tenant):
+            drop_staged_holding(tx, tenant, import_id, [e164])
+        # and the consents a commit has yet to write after it deleted the staged rows (it skips an erased number's
+        # anyway: this is about the number left in the record)
+        tx.execute("DELETE FROM import_consents WHERE tenant = %s AND phone = %s", (tenant, e164))
+    return found
+
+
+def erase_numbers(record: Record | None, tenant: str, numbers: Sequence[str],
+                  wait: float = 0.0) -> tuple[dict[str, list[str]], str]:
+    """An erasure's pass over the record (erase_number for each number): the contacts deleted, each with its lists,
+    and "" (or why the record could not be used: nothing raised). `wait` > 0: a record that is busy or down is
+    tried again for that long first. With wait 0 RecordUnavailable is raised (the first pass: nothing is erased
+    in Redis then). A record never set up holds nothing.
+
+    dialer.privacy.erase runs it before its Redis transaction and again after it, once the suppression entry is
+    there (issue 18: an erasure during an import). An import's publish takes turns with these transactions
+    (lock_erasures): one that ran since the first pass published the number, and its contacts go now; one still to
+    come finds no staged row holding it, since a chunk staged after the entry reads it, and one staging meanwhile
+    sees the list's version move at its next batch and deletes its rows (dialer/contacts/staging.py)."""
+    import time
+
+    from dialer.record.store import RecordNotMigrated, RecordUnavailable
+
+    if record is None:
+        return {}, ""
+    deadline = time.monotonic() + wait
+    # Across tries: a number erased before a later one failed is done (its transaction committed); erasing it
+    # again would find nothing, and its contacts' lists would never be counted down.
+    found: dict[str, list[str]] = {}
+    left = list(numbers)
+    while True:
+        try:
+            while left:
+                lock_wait = record.timeout if wait <= 0 else max(0.1, min(record.timeout,
+                                                                          deadline - time.monotonic()))
+                found.update(erase_number(record, tenant, left[0], lock_wait))
+                left.pop(0)
+            return found, ""
+        except RecordNotMigrated:  # no record (or no contact store) was ever set up
+            return {}, ""
+        except RecordUnavailable as exc:
+            if wait <= 0:
+                raise
+            if time.monotonic() >= deadline:
+                return found, str(exc)
+            time.sleep(0.5)
+
+
+def erase_phone(record: Record, tenant: str, e164: str) -> list[str]:
+    """Delete every contact holding this number and its list memberships (and staged rows holding it: erase_number),
+    in one transaction. Returns the ids."""
+    return sorted(erase_number(record, tenant, e164))
 
 
 # --- the readers (issue 18: contacts live in the record; the import's commit is dialer/contacts/publish.py) -----

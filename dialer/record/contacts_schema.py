@@ -51,11 +51,20 @@ STAGING_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
     "import_outcomes": ([("tenant", "text"), ("import_id", "text"), ("outcome", "text")], ("tenant", "import_id")),
 }
 STAGING_INDEXES = (("import_phones", ("tenant", "import_id", "phone", "row_no")),)
+# revision 0007: the consents of a consent-column file's rows, staged with them (one per number of the row, pos as
+# in import_phones) instead of in Redis; the commit writes those of the published attempts through the fact store
+# (the consent ledger and its audit entry), in (row_no, pos) order with its progress in Redis, then deletes them.
+CONSENT_STAGING_TABLES: dict[str, tuple[list[tuple[str, str]], tuple[str, ...]]] = {
+    "import_consents": ([("tenant", "text"), ("import_id", "text"), ("attempt", "text"), ("row_no", "int"),
+                         ("pos", "int"), ("phone", "text"), ("given_at", "text"), ("purpose", "text"),
+                         ("written", "int"), ("source", "text"), ("evidence", "text")],
+                        ("tenant", "import_id", "attempt", "row_no", "pos")),
+}
 
 INDEXES = (("contacts", ("tenant", "campaign", "id")), ("list_members", ("tenant", "contact_id")),
            ("contact_phones", ("tenant", "contact_id")))
 
-_ALL = {**TABLES, **FINALS_TABLES, **STAGING_TABLES}
+_ALL = {**TABLES, **FINALS_TABLES, **STAGING_TABLES, **CONSENT_STAGING_TABLES}
 COLUMNS = {name: [c for c, _ in cols] for name, (cols, _) in _ALL.items()}
 KEYS = {name: key for name, (_, key) in _ALL.items()}
 
@@ -90,3 +99,18 @@ def staging_create_statements(dialect: str) -> list[str]:
 
 def staging_drop_statements(dialect: str) -> list[str]:
     return [f"DROP TABLE IF EXISTS {name}" for name in STAGING_TABLES]
+
+
+# an erasure deletes the staged consents naming the number in every import (dialer.record.contacts.erase_number),
+# also after the commit deleted import_phones, where it finds an import's staged rows
+CONSENT_STAGING_INDEXES = (("import_consents", ("tenant", "phone")),)
+
+
+def consent_staging_create_statements(dialect: str) -> list[str]:
+    from dialer.record.schema import table_statements
+
+    return table_statements(dialect, CONSENT_STAGING_TABLES, CONSENT_STAGING_INDEXES)
+
+
+def consent_staging_drop_statements(dialect: str) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {name}" for name in CONSENT_STAGING_TABLES]

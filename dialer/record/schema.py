@@ -201,3 +201,17 @@ def drop_statements(dialect: str) -> list[str]:
     if dialect == "postgresql":
         out.append("DROP FUNCTION IF EXISTS record_append_only()")
     return out
+
+
+# Revision 0008: the audit readers' filters in SQL (dialer.record.trail.ArchiveFilter): a kind's or an actor's entries,
+# newest first, without walking the tenant's whole archive. On PostgreSQL an index on the partitioned table is made on
+# every partition, present and future.
+_AUDIT_FILTER_INDEXES = (("audit_archive_kind", "(tenant, kind, seq)"), ("audit_archive_actor", "(tenant, actor, seq)"))
+
+
+def audit_filter_index_statements(dialect: str) -> list[str]:
+    return [f"CREATE INDEX {name} ON audit_archive {columns}" for name, columns in _AUDIT_FILTER_INDEXES]
+
+
+def audit_filter_index_drop_statements(dialect: str) -> list[str]:
+    return [f"DROP INDEX IF EXISTS {name}" for name, _ in _AUDIT_FILTER_INDEXES]

@@ -5,7 +5,9 @@ exclusive), at most `limit` entries (default 100, max 1000); `next_before` in th
 next page (seq). The Redis tail and the part archived in the record are read as one sequence, numbered as the
 record numbers the chain (dialer/record/trail.py); the record down when the page needs it is a 503. A query reads
 at most SCAN_LIMIT entries per request, so a rare kind in a huge trail may need several pages (the answer says
-where it stopped). `GET /v1/audit/verify` walks the whole chain.
+where it stopped); in the archived part kind, actor and the time range are applied in SQL first (only entries that
+may match count: dialer.record.trail.ArchiveFilter), so the items are the scan's. `GET /v1/audit/verify` walks
+the whole chain.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from dialer.audit import KINDS, AuditLog
-from dialer.record.trail import newest_first
+from dialer.record.trail import ArchiveFilter, newest_first
 from dialer.record.verify import verify_tenant
 from gateway import audit_policy
 from gateway.api.support import raw_redis, sync
@@ -66,7 +68,9 @@ def read_page(client: Any, record: Any, tenant: str, params: dict[str, Any]) -> 
     until = _instant(params["until"]) if params.get("until") else None
     items: list[dict[str, Any]] = []
     scanned, last_seq, exhausted = 0, None, True
-    for entry in newest_first(client, record, tenant, before=params.get("before")):
+    # kind, actor and the time range narrow the archived part in SQL (a superset: every entry is still tested below)
+    match = ArchiveFilter(kind=kind, actor=actor, since=since, until=until)
+    for entry in newest_first(client, record, tenant, before=params.get("before"), match=match):
         if scanned >= SCAN_LIMIT or len(items) >= limit:
             exhausted = False
             break

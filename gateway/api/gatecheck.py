@@ -25,7 +25,7 @@ from aiohttp import web
 from dialer.audit import AuditLog, iso
 from dialer.contacts.scrub import contact_for_gate
 from dialer.contacts.store import contacts_for_phone, get_contact
-from dialer.record.trail import newest_first
+from dialer.record.trail import ArchiveFilter, newest_first
 from dialer.runtime.queues import ContactQueue
 from gateway import clock, trail
 from gateway.api.facts import e164
@@ -186,8 +186,10 @@ def _instants_as_iso(doc: Any) -> Any:
 def last_decision(client: Any, tenant: str, campaign: str, person: str, contact_id: str,
                   record: Any = None) -> dict[str, Any] | None:
     """The newest `reserve` gate decision about this person in this campaign, from the audit trail: the Redis tail,
-    then the part archived in `record` (dialer/record/trail.py; None: Redis only). At most AUDIT_SCAN entries."""
-    for scanned, entry in enumerate(newest_first(client, record, tenant, chunk=1000)):
+    then the part archived in `record` (dialer/record/trail.py; None: Redis only). At most AUDIT_SCAN entries (of
+    the archived part, gate decisions only: the kind is applied in SQL there)."""
+    decisions = ArchiveFilter(kind="gate_decision")
+    for scanned, entry in enumerate(newest_first(client, record, tenant, chunk=1000, match=decisions)):
         if scanned >= AUDIT_SCAN:
             return None
         if entry.kind != "gate_decision":
