@@ -514,7 +514,9 @@ def simulate_scenario(scenario: Scenario) -> SimResult:
                     "trunk_channels_in_use": in_use,
                     "calls_per_second": float(cps_calls) if cps_calls else None,
                 }
-                if c.policy.mode is PacingMode.PREDICTIVE or (n_camps > 1 and not agentless[i]):
+                # (power reads the estimates while its room under the cap is small: decide._power_within_room)
+                if c.policy.mode is PacingMode.PREDICTIVE or (n_camps > 1 and not agentless[i]) or (
+                        c.policy.mode is PacingMode.POWER and c.policy.enforce_cap):
                     state = c.estimators.state(now, **common)
                 else:  # the other modes read no estimate: skip building the survival tables
                     state = PacingState(now=now, **common, originates_last_second=c.estimators.originates.count(now),

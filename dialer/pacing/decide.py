@@ -9,6 +9,8 @@ Reason codes (Decision.reason):
   no-estimates                                 predictive without estimates: progressive
   backoff                                      predictive or power backing off as the abandon rate nears the cap
   cap-reached                                  measured abandon rate at/over the cap: progressive
+  room                                         power placing fewer lines than its ratio: with the room under the
+                                               cap a few abandons, more calls in flight could overflow past it
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ def decide(policy: PacingPolicy, state: PacingState) -> Decision:
             if scale < 1.0:  # lines per free agent slide from the ratio down to 1 (progressive)
                 ratio, reason = 1.0 + (ratio - 1.0) * scale, ("backoff" if scale > 0.0 else "cap-reached")
         wanted = math.floor(ratio * state.free_agents + 0.5) - ringing
+        if policy.enforce_cap and wanted > state.free_agents - ringing:
+            wanted, held = _power_within_room(policy, state, wanted, detail)
+            if held:
+                reason = "room"
     else:
         wanted, reason = _predictive(policy, state, detail)
     wanted = max(0, wanted)
@@ -202,6 +208,61 @@ def _room_floor(policy: PacingPolicy, state: PacingState) -> float:
     smoothed = control_abandon_rate(state.abandons, state.live_answers, cap, margin=False)
     raw = state.abandons / state.live_answers if state.live_answers else 0.0
     return FLOOR_SHARE * max(0.0, 1.0 - max(raw, smoothed) / cap)
+
+
+def _room_and_lawful(cap: float, state: PacingState) -> tuple[int, int]:
+    """(room, lawful): the abandons the legal window can take and stay at or under the cap, counted on today's
+    answers (room) and with each abandon also a live answer, (A + k) / (N + k) <= cap (lawful)."""
+    room = math.floor(cap * state.live_answers - state.abandons + 1e-9)
+    lawful = math.floor((cap * state.live_answers - state.abandons) / (1.0 - cap) + 1e-9) if cap < 1.0 else room
+    return room, lawful
+
+
+def _power_within_room(policy: PacingPolicy, state: PacingState, wanted: int,
+                       detail: dict[str, float]) -> tuple[int, bool]:
+    """Power's new calls, at most `wanted`, cut while the room under the cap is 1-ROOM_TAIL_MAX abandons so that
+    P(overflow of its calls in flight > lawful room) <= ROOM_EPS: predictive's exact tail bound (_OverflowTail),
+    with the busy agents not counted on while the room is ROOM_FREE_ONLY or less. Never below progressive (free
+    agents less calls in flight: each of those has an agent). True when the bound cut the calls.
+
+    Without it, power checked only that the window had room for one more abandon (`cap-room`) and then placed its
+    ratio's lines: two abandons at room one took a 56-answer window to 3.57% (issue 15). No room at all is the
+    legal hold's (`cap-room`, guard.py), applied before decide()."""
+    room, lawful = _room_and_lawful(policy.abandon_cap, state)
+    if room < 1 or room > ROOM_TAIL_MAX:
+        return wanted, False
+    progressive = max(0, state.free_agents - len(state.ringing))
+    p = state.answer_rate
+    ring, other, handle = state.ring_answered, state.ring_other, state.handle
+    if p <= 0.0:  # no estimate of the answer rate: every call may be answered, and no agent freeing is counted on
+        return progressive, wanted > progressive
+    if ring is not None and other is not None:
+        pjs = [(live / total, m) for age, m in Counter(state.ringing).items()
+               if (total := (live := p * ring.at(age)) + (1.0 - p) * other.at(age)) > 0.0]
+    else:  # no ring-time estimates: each call in flight is answered at the answer rate
+        pjs = [(p, len(state.ringing))] if state.ringing else []
+    freeing: list[float] = []
+    sure = state.free_agents
+    if room > ROOM_FREE_ONLY and handle is not None and ring is not None:
+        horizon = ring.mean + CONNECT_GRACE_SECONDS
+        freeing = [q for elapsed in state.busy_elapsed
+                   if (alive := handle.at(elapsed)) > 0.0
+                   and (q := (alive - handle.at(elapsed + horizon)) / alive) > 0.0]
+        sure += sum(1 for t in state.agents_freeing if t <= horizon)
+    tail = _OverflowTail(pjs, freeing, sure, lawful)
+    detail.update(room=room)
+    if tail.exceeds(wanted, p) <= ROOM_EPS:
+        return wanted, False
+    lo, hi = progressive, wanted  # the largest count within the bound (the tail grows with the calls): bisect
+    if tail.exceeds(lo, p) > ROOM_EPS:
+        return progressive, True
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if tail.exceeds(mid, p) <= ROOM_EPS:
+            lo = mid
+        else:
+            hi = mid
+    return lo, True
 
 
 def _apply_ceilings(wanted: int, state: PacingState) -> tuple[int, str | None]:
@@ -307,15 +368,13 @@ def _predictive(policy: PacingPolicy, state: PacingState, detail: dict[str, floa
     # answers has room enough. With room for one or two abandons, the busy agents are not counted on at all
     # (with them counted, 2 of 13 such days still broke the cap; 3 standard deviations instead of 4, 1 of 40).
     # Measured in BENCHMARKS.md ("A held campaign on a crowded queue").
-    room = math.floor(policy.abandon_cap * state.live_answers - state.abandons + 1e-9)
+    room, lawful = _room_and_lawful(policy.abandon_cap, state)
     if room <= ROOM_FREE_ONLY:
         mean0, var0 = answers_mean - state.free_agents, answers_var
     else:
         mean0, var0 = base_mean, base_var
 
-    # Each abandon is also a live answer, so k more abandons are lawful while (A + k) / (N + k) <= cap.
-    cap = policy.abandon_cap
-    lawful = math.floor((cap * state.live_answers - state.abandons) / (1.0 - cap) + 1e-9) if cap < 1.0 else room
+    # Each abandon is also a live answer, so k more abandons are lawful while (A + k) / (N + k) <= cap (lawful).
     tails: list[_OverflowTail] = []  # built on first need: most decisions are settled by the normal check
 
     def within_room(k: int) -> bool:
