@@ -363,3 +363,38 @@ def test_the_small_sample_margin_shrinks_once_the_room_is_large(monkeypatch: pyt
     # the whole margin whatever the room, as before issue 15's change
     monkeypatch.setattr(importlib.import_module("dialer.pacing.decide"), "MARGIN_ROOM", 10**9)
     assert decide(p, state(free_agents=10, abandons=24, live_answers=1500)).reason == "backoff"
+
+
+# -- power within a small room (issue 15: a power campaign's legal window at 3.57% for an instant) ----------------
+
+
+def _binomial_tail(n: int, p: float, above: int) -> float:
+    """P(Binomial(n, p) > above), worked out independently of decide's tail."""
+    return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(above + 1, n + 1))
+
+
+def test_power_keeps_its_calls_within_a_small_room() -> None:
+    # 40 answers, no abandon: room for one abandon (one lawful). 4 free agents; busy ones are not counted on at a
+    # room of 1-2. Ratio 2 asks for 8 new calls: 6+ answers of 8 at 20% would abandon two, P = 1.2e-3.
+    room_one = state(free_agents=4, busy_elapsed=(10.0,) * 8, abandons=0, live_answers=40)
+    d = decide(policy("power", power_ratio=2.0), room_one)
+    assert d.reason == "room" and 4 <= d.calls < 8
+    assert _binomial_tail(d.calls, 0.2, 4 + 1) <= ROOM_EPS < _binomial_tail(d.calls + 1, 0.2, 4 + 1)
+    # a large room (1000 answers: 30 abandons) leaves the ratio alone
+    assert decide(policy("power", power_ratio=2.0), replace(room_one, live_answers=1000)).calls == 8
+    # never below progressive: its calls each have a free agent
+    crowded = replace(room_one, free_agents=2, ringing=(1.0,) * 2)
+    assert decide(policy("power", power_ratio=3.0), crowded).calls >= 0
+    assert decide(policy("power", power_ratio=3.0), replace(crowded, ringing=())).calls >= 2
+    # no answer-rate estimate: every call may be answered, so only progressive's calls
+    blind = decide(policy("power", power_ratio=2.0), replace(room_one, answer_rate=0.0))
+    assert (blind.calls, blind.reason) == (4, "room")
+    # the hindsight oracle's fixed ratio (enforce_cap off) is untouched
+    assert decide(policy("power", power_ratio=2.0, enforce_cap=False), room_one).calls == 8
+
+
+def test_power_counts_its_calls_in_flight_against_the_room() -> None:
+    # 6 young calls in flight on 4 free agents at room one: 2 more lines would take the tail past the bound.
+    ringing = state(free_agents=4, ringing=(0.5,) * 6, abandons=0, live_answers=40)
+    d = decide(policy("power", power_ratio=2.0), ringing)
+    assert d.calls < 2 and d.reason == "room"

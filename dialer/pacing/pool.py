@@ -12,11 +12,12 @@ it (the "ringing" calls; a free agent another campaign's call is heading for is 
    was starved (and a campaign held at `cap-room` would never earn the answers that end the hold). So such a
    campaign (`reserves`) is given its **slice of the free agents** (`apportion` of the free agents between the
    campaigns that want them: priority, then weight, capped at demand), less the agents the others' calls in
-   flight will want (a reserving campaign's: one each; an overdialing one's: their expected answers plus one
-   standard deviation, at this campaign's answer-rate estimate), and paces progressive on it with its own calls;
+   flight will want (a reserving campaign's: one each; an overdialing one's: as many as they answer but with
+   probability HOLD_EPS, at this campaign's estimates), and paces progressive on it with its own calls;
    every other campaign paces on the free agents less the reserving campaigns' slices (or their calls in flight,
-   if more), and while a campaign held by a legal rule (`held` in its claim) has not filled its slice, counts on
-   none of the busy agents freeing up: on a crowded queue those are what the held campaign's slice is cut from;
+   if more), and while a campaign held by a legal rule (`held` in its claim) has not filled its slice, or a
+   reserving campaign has calls in flight, counts on none of the busy agents freeing up: on a crowded queue those
+   are what the reserved agents are cut from;
 3. decide() (dialer.pacing.guard.decide_within) says how many lines the pool may carry (calls in flight + the new
    calls this campaign wants); `apportion` splits them between the campaigns that want them (a progressive
    campaign's slice is its share already).
@@ -27,8 +28,6 @@ Pure: counts and ages in, plan out.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,25 +67,13 @@ def free_slices(free: int, claims: Sequence[ShareClaim]) -> dict[str, int]:
     return apportion(free, [dataclasses.replace(c, demand=min(free, c.demand)) for c in claims])
 
 
-def _expected_answers(calls: int, rate: float) -> int:
-    """The agents an overdialing campaign's calls in flight will want: their expected answers plus one standard
-    deviation (all of them while the answer rate is unknown). Superseded by `held_answers` (kept for the
-    comparison in BENCHMARKS.md)."""
-    if calls <= 0:
-        return 0
-    if not 0.0 < rate < 1.0:
-        return calls
-    return min(calls, math.ceil(calls * rate + math.sqrt(calls * rate * (1.0 - rate))))
-
-
 # A reserving campaign leaves to the overdialing campaigns' calls in flight as many agents as they answer but with
 # probability HOLD_EPS (their answers are a Poisson-binomial count, worked out exactly). Expected answers plus one
 # standard deviation (the rule before) was exceeded about one decision in six: the surplus answers, first in the
 # queue, took the agent the reserving campaign had counted on, and its caller was abandoned (issue 15: a
 # progressive campaign abandoned 1 of 111 answers, a held power campaign's reserved call took its legal window
 # to 3.57%; BENCHMARKS.md "Reserved calls on a shared queue").
-HOLD_EPS = float(os.environ.get('HOLD_EPS','1e-4'))
-HOLD_RULE = os.environ.get('HOLD_RULE','tail')
+HOLD_EPS = 1e-4
 
 
 def held_answers(ages: Sequence[float], count: int, state: PacingState) -> int:
@@ -163,13 +150,8 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
             # Its slice, less what the others hold beyond theirs (a reserving campaign's calls in flight each hold
             # an agent; another campaign's, at most its slice): paced progressive on it with its own calls.
             overdialed = sum(c.in_flight for c in others if not c.reserves)
-            if HOLD_RULE == "sd":
-                held_o = _expected_answers(overdialed, state.answer_rate)
-            elif HOLD_RULE == "all":
-                held_o = overdialed
-            else:
-                held_o = held_answers(_minus(state.ringing, mine), overdialed, state)
-            held = sum(c.in_flight for c in others if c.reserves) + held_o
+            held = sum(c.in_flight for c in others if c.reserves) + held_answers(
+                _minus(state.ringing, mine), overdialed, state)
             seen = dataclasses.replace(state, free_agents=max(0, min(slices[key], free - held)), ringing=tuple(mine))
             slice_wanted = max(0, slices[key] - n_mine)  # its claim: what its slice would take, held back or not
         else:
@@ -181,10 +163,13 @@ def plan_on_pool(policy: PacingPolicy, state: PacingState, *, key: str, mine: Se
             # from the free agents, which the busy ones become)
             sharing = weight + sum(c.weight for c in others if c.reserves and c.demand > 0 and c.priority >= priority)
             busy = _part(state.busy_elapsed, weight / sharing)
-            if any(c.held and slices[c.key] > c.in_flight for c in others):
-                # A campaign held by a legal rule is waiting for its slice: count on none of the busy agents
-                # freeing up (they are what its slice is cut from), so this campaign's answers stay within the
-                # free agents left to it and the held campaign's calls find theirs. (Still staffed: not freeing.)
+            if any((c.held and slices[c.key] > c.in_flight) or (c.reserves and c.in_flight > 0) for c in others):
+                # A campaign held by a legal rule is waiting for its slice, or a reserving campaign has calls in
+                # flight (each with an agent it counted on): count on none of the busy agents freeing up (they are
+                # what its slice is cut from), so this campaign's answers stay within the free agents left to it.
+                # The queue serves answered callers first come first served: answers placed ahead of agents that
+                # had not freed in time took the reserved agent before the reserved call was answered (issue 15:
+                # a progressive campaign's caller abandoned on shared-queue, seed 3). (Still staffed: not freeing.)
                 busy = (NOT_FREEING,) * len(busy)
             seen = dataclasses.replace(state, free_agents=max(0, free - kept), busy_elapsed=busy)
     decision = decide_within(policy, seen, verdict)
