@@ -95,12 +95,13 @@ def test_a_progressive_campaign_next_to_a_predictive_one_gets_its_share():
     paces on the agents left."""
     p = _bare(AgentBoard())
     view = PoolView(("q",), 6, ())
-    # d: 20 calls in flight at 5% live answers (about 1 answer expected, 2 with one standard deviation)
-    flooded = PoolSnapshot(1000, tuple(PoolCall("t/d", 0) for _ in range(20)), {"t/d": ShareClaim("t/d", 5)})
+    # d: 20 calls in flight at 5% live answers (about 1 answer expected, more than 6 with P < 1e-4: 6 left to them)
+    flooded = PoolSnapshot(1000, tuple(PoolCall("t/d", 0) for _ in range(20)), {"t/d": ShareClaim("t/d", 20)})
     low = dataclasses.replace(state(), answer_rate=0.05)
-    plan = p.plan("t/a", {}, PacingPolicy(mode="progressive"), low, view, flooded, legal=(0, 0),
+    roomy = PoolView(("q",), 18, ())
+    plan = p.plan("t/a", {}, PacingPolicy(mode="progressive"), low, roomy, flooded, legal=(0, 0),
                   window_label="24 h", guard=AbandonGuard())
-    assert plan.calls == 3 and plan.max_mine == 3  # half the 6 free agents (equal weights)
+    assert plan.calls == 9 and plan.max_mine == 9  # half the 18 free agents (equal weights)
     # the agents d's calls will want are left to them: at 50% live answers (10 expected of 20) none is left for a
     assert p.plan("t/a", {}, PacingPolicy(mode="progressive"), state(), view, flooded, legal=(0, 0),
                   window_label="24 h", guard=AbandonGuard()).calls == 0
@@ -112,9 +113,9 @@ def test_a_progressive_campaign_next_to_a_predictive_one_gets_its_share():
     beside = p.plan("t/d", {}, predictive, state(), view, waiting, legal=(1000, 0), window_label="24 h",
                     guard=AbandonGuard())
     assert 0 < beside.decision.wanted < alone.decision.wanted
-    heavier = p.plan("t/a", {"pacing_weight": 2.0}, PacingPolicy(mode="progressive"), low, view, flooded,
+    heavier = p.plan("t/a", {"pacing_weight": 2.0}, PacingPolicy(mode="progressive"), low, roomy, flooded,
                      legal=(0, 0), window_label="24 h", guard=AbandonGuard())
-    assert heavier.calls == 4  # weights 2:1 of 6 free agents
+    assert heavier.calls == 12  # weights 2:1 of 18 free agents (and 18 less the 6 left to d's calls)
 
 
 def test_over_the_cap_power_dials_only_for_reserved_agents_and_priority_wins():
