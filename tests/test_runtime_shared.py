@@ -129,3 +129,16 @@ def test_over_the_cap_power_dials_only_for_reserved_agents_and_priority_wins():
     plan = p.plan("t/high", {"pacing_priority": 1}, PacingPolicy(mode="progressive"), state(), view, low,
                   legal=(0, 0), window_label="24 h", guard=AbandonGuard())
     assert plan.calls == 4  # the higher priority campaign is served first
+
+
+def test_power_cut_by_a_small_room_says_why():
+    """Issue 15: with room for one abandon under the cap, power places fewer lines than its ratio (decide's exact
+    tail bound on its calls in flight), and the dashboard says why (reason `room`)."""
+    p = _bare(AgentBoard())
+    view = PoolView(("q",), 4, ())
+    window = dataclasses.replace(state(), live_answers=40, abandons=0)
+    plan = p.plan("t/a", {}, PacingPolicy(mode="power", power_ratio=2), window, view, PoolSnapshot(0, (), {}),
+                  legal=(40, 0), window_label="24 h", guard=AbandonGuard())
+    assert 4 <= plan.calls < 8
+    reason, why = p.reason("t/a")
+    assert reason == "room" and "room for 1 more abandon under the cap" in why

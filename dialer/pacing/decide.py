@@ -21,7 +21,7 @@ from collections import Counter
 
 from dialer.pacing.model import CONNECT_GRACE_SECONDS, Decision, PacingMode, PacingPolicy, PacingState
 
-__all__ = ["control_abandon_rate", "decide", "expected_overflow"]
+__all__ = ["control_abandon_rate", "decide", "expected_overflow", "room_why"]
 
 # The measured abandon rate used for control is smoothed with this many pseudo-answers at half
 # the cap, so the first abandon of a window (1 of 10 answers = 10%) does not throw a campaign
@@ -216,6 +216,14 @@ def _room_and_lawful(cap: float, state: PacingState) -> tuple[int, int]:
     room = math.floor(cap * state.live_answers - state.abandons + 1e-9)
     lawful = math.floor((cap * state.live_answers - state.abandons) / (1.0 - cap) + 1e-9) if cap < 1.0 else room
     return room, lawful
+
+
+def room_why(decision: Decision, window_label: str = "legal window") -> str:
+    """The dashboard's text for a power decision cut by the room under the cap (reason `room`)."""
+    room = int(decision.detail.get("room", 0))
+    return (f"the {window_label} has room for {room} more abandon{'s' if room != 1 else ''} under the cap: fewer "
+            "lines than the power ratio are placed, so that the calls in flight cannot abandon more than that "
+            f"(probability under {ROOM_EPS:g}), until answers make more room")
 
 
 def _power_within_room(policy: PacingPolicy, state: PacingState, wanted: int,

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from dialer.pacing import PacingMode, PacingPolicy, PacingState
+from dialer.pacing.decide import room_why
 from dialer.pacing.guard import AbandonGuard, GuardWindow, Verdict, guard_window
 from dialer.pacing.model import Decision
 from dialer.pacing.pool import plan_on_pool
@@ -276,6 +277,8 @@ class SharedPacer:
             return "", ""
         if plan.verdict.reserved_only and plan.decision.reason == plan.verdict.reason:
             return plan.decision.reason, plan.verdict.text
+        if plan.decision.reason == "room":  # power cut by the room under its cap (decide._power_within_room)
+            return "room", room_why(plan.decision)
         return plan.decision.reason, ""
 
     def limited_by(self, key: str) -> str:
