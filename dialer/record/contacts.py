@@ -15,12 +15,13 @@ rows, and its evidence is the audit entry of the erasure.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dialer.record.contacts_schema import COLUMNS, KEYS
-from dialer.record.store import Record, Tx
+from dialer.record.store import Record, RecordNotMigrated, RecordUnavailable, Tx
 from dialer.runtime.loader import priority_of
 from dialer.runtime.queues import QueuedContact
 
@@ -290,10 +291,6 @@ def erase_numbers(record: Record | None, tenant: str, numbers: Sequence[str],
     (lock_erasures): one that ran since the first pass published the number, and its contacts go now; one still to
     come finds no staged row holding it, since a chunk staged after the entry reads it, and one staging meanwhile
     sees the list's version move at its next batch and deletes its rows (dialer/contacts/staging.py)."""
-    import time
-
-    from dialer.record.store import RecordNotMigrated, RecordUnavailable
-
     if record is None:
         return {}, ""
     deadline = time.monotonic() + wait
